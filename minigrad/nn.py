@@ -1,0 +1,130 @@
+"""Building blocks for models: `Parameter`, `Module`, `Linear`, and initialisers."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from .ops import add, tensordot
+from .tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module learns: it always requires grad."""
+
+    __slots__ = ()
+
+    def __init__(self, data: Any):
+        super().__init__(data, requires_grad=True)
+
+    def __repr__(self) -> str:
+        return "Parameter" + super().__repr__()[len("Tensor"):]
+
+
+class Module:
+    """Base class of models. Parameters and sub-Modules held in attributes, also inside
+    lists, tuples and dicts, are found by `named_parameters()`; calling the module calls
+    `forward`."""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, parameter) for each parameter once, in the order they were set."""
+        seen: set[int] = set()
+        for name, p in _walk(vars(self), prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, p in self.named_parameters():
+            yield p
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """A copy of every parameter's value, by name."""
+        return {name: p.data.copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Copy values into the parameters, in place. Every name and shape is checked first,
+        so a mismatch changes nothing."""
+        params = dict(self.named_parameters())
+        problems = _mismatches(params, state)
+        if problems:
+            raise ValueError(f"load_state_dict: state does not match {type(self).__name__}: "
+                             + "; ".join(problems))
+        for name, p in params.items():
+            np.copyto(p.data, np.asarray(state[name]), casting="same_kind")
+
+
+def _walk(value: Any, prefix: str) -> Iterator[tuple[str, Parameter]]:
+    if isinstance(value, Parameter):
+        yield prefix, value
+    elif isinstance(value, Module):
+        yield from _walk(vars(value), prefix)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _walk(item, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _walk(item, f"{prefix}.{i}" if prefix else str(i))
+
+
+def _mismatches(params: Mapping[str, Parameter], state: Mapping[str, Any]) -> list[str]:
+    problems = []
+    missing = [n for n in params if n not in state]
+    unexpected = [n for n in state if n not in params]
+    if missing:
+        problems.append(f"missing {missing}")
+    if unexpected:
+        problems.append(f"unexpected {unexpected}")
+    for name, p in params.items():
+        if name in state and np.shape(state[name]) != p.shape:
+            problems.append(f"'{name}' has shape {np.shape(state[name])}, expected {p.shape}")
+    return problems
+
+
+def glorot_uniform(rng: np.random.Generator, n_in: int, n_out: int,
+                   dtype: Any = np.float64) -> np.ndarray:
+    """Weights uniform in +-sqrt(6 / (n_in + n_out)), shape (n_in, n_out) (Glorot & Bengio)."""
+    limit = math.sqrt(6.0 / (n_in + n_out))
+    return rng.uniform(-limit, limit, size=(n_in, n_out)).astype(dtype)
+
+
+def orthogonal(rng: np.random.Generator, n: int, dtype: Any = np.float64) -> np.ndarray:
+    """A random orthogonal (n, n) matrix: Q of a Gaussian's QR, signs fixed so that it is
+    uniformly distributed (Saxe et al.; Keras's default recurrent initialiser)."""
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return (q * np.sign(np.diag(r))).astype(dtype)
+
+
+class Linear(Module):
+    """y = x W + b on the last axis of `x` (any rank), W of shape (n_in, n_out).
+
+    W is Glorot-uniform from the caller's `rng`, b starts at zero.
+    """
+
+    def __init__(self, n_in: int, n_out: int, bias: bool = True, *,
+                 rng: np.random.Generator, dtype: Any = np.float64):
+        self.n_in, self.n_out = n_in, n_out
+        self.weight = Parameter(glorot_uniform(rng, n_in, n_out, dtype))
+        self.bias = Parameter(np.zeros(n_out, dtype)) if bias else None
+
+    def forward(self, x: Any) -> Tensor:
+        if np.shape(getattr(x, "data", x))[-1:] != (self.n_in,):
+            raise ValueError(f"Linear: expected input whose last axis has {self.n_in} "
+                             f"elements, got shape {np.shape(getattr(x, 'data', x))}")
+        y = tensordot(x, self.weight, axes=1)
+        return y if self.bias is None else add(y, self.bias)
+
+    def __repr__(self) -> str:
+        return f"Linear({self.n_in}, {self.n_out}, bias={self.bias is not None})"

@@ -1,0 +1,430 @@
+"""The catalogue of ops: each one's NumPy forward, its VJPs, its Tensor methods and the domain
+its gradient tests draw from. Nothing else lives here; adding an op is adding an entry.
+
+A VJP is `vjp(g, out, *args, **kwargs)`: `g` the gradient of the output, `out` the output,
+`args` the operands as NumPy arrays or numbers. Binary ops may return a gradient in the
+broadcast shape; the tape sums it back to the input's shape.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from .tape import SliceGrad
+from .tensor import Domain, Tensor, defop, primitive, register
+
+_POSITIVE = ((0.2, 3.0),)
+_PROBABILITY = ((0.05, 0.95), (0.0, 1.0))
+
+# --- arithmetic -----------------------------------------------------------------------------
+
+
+def _pow_base_vjp(g, out, a, b):
+    return g * b * np.power(a, b - 1)
+
+
+def _pow_exponent_vjp(g, out, a, b):
+    return g * out * np.log(a)
+
+
+add = defop("add", np.add, (lambda g, out, a, b: g, lambda g, out, a, b: g), Domain("binary"),
+            methods=("__add__",), reflected=("__radd__",))
+sub = defop("sub", np.subtract, (lambda g, out, a, b: g, lambda g, out, a, b: -g),
+            Domain("binary"), methods=("__sub__",), reflected=("__rsub__",))
+mul = defop("mul", np.multiply, (lambda g, out, a, b: g * b, lambda g, out, a, b: g * a),
+            Domain("binary"), methods=("__mul__",), reflected=("__rmul__",))
+div = defop("div", np.divide, (lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b),
+            Domain("binary", values=((-3.0, 3.0), (0.5, 3.0))),
+            methods=("__truediv__",), reflected=("__rtruediv__",))
+neg = defop("neg", np.negative, (lambda g, out, x: -g,), Domain("unary"), methods=("__neg__",))
+pow = defop("pow", np.power, (_pow_base_vjp, _pow_exponent_vjp),
+            Domain("binary", values=((0.5, 2.0), (-2.0, 2.0))),
+            methods=("__pow__",), reflected=("__rpow__",))
+
+
+def _matmul_a_vjp(g, out, a, b):
+    if b.ndim == 1:
+        return np.multiply.outer(g, b)
+    if a.ndim == 1:
+        return np.matmul(b, g[..., None])[..., 0]
+    return np.matmul(g, np.swapaxes(b, -1, -2))
+
+
+def _matmul_b_vjp(g, out, a, b):
+    if a.ndim == 1:
+        return np.multiply.outer(a, g) if b.ndim == 1 else a[:, None] * g[..., None, :]
+    if b.ndim == 1:
+        return np.matmul(g[..., None, :], a)[..., 0, :]
+    return np.matmul(np.swapaxes(a, -1, -2), g)
+
+
+matmul = defop("matmul", np.matmul, (_matmul_a_vjp, _matmul_b_vjp), Domain("matmul"),
+               methods=("__matmul__",), reflected=("__rmatmul__",))
+
+# --- contractions ---------------------------------------------------------------------------
+
+
+def _free_axes(ndim: int, contracted: Sequence[int]) -> list[int]:
+    return [i for i in range(ndim) if i not in contracted]
+
+
+def _tensordot_a_vjp(g, out, a, b, axes):
+    axes_a, axes_b = axes
+    free_b = _free_axes(b.ndim, axes_b)
+    n_free_a = a.ndim - len(axes_a)
+    ga = np.tensordot(g, b, axes=(list(range(n_free_a, g.ndim)), free_b))
+    # ga's axes: a's free axes, then a's contracted axes in the order b holds their partners.
+    order = _free_axes(a.ndim, axes_a) + [axes_a[axes_b.index(j)] for j in sorted(axes_b)]
+    return np.transpose(ga, np.argsort(order))
+
+
+def _tensordot_b_vjp(g, out, a, b, axes):
+    axes_a, axes_b = axes
+    free_a = _free_axes(a.ndim, axes_a)
+    gb = np.tensordot(a, g, axes=(free_a, list(range(len(free_a)))))
+    order = [axes_b[axes_a.index(i)] for i in sorted(axes_a)] + _free_axes(b.ndim, axes_b)
+    return np.transpose(gb, np.argsort(order))
+
+
+_tensordot = primitive("tensordot", np.tensordot, (_tensordot_a_vjp, _tensordot_b_vjp))
+
+
+def tensordot(a: Any, b: Any, axes: int | Sequence[Any] = 2) -> Tensor:
+    """Sum products over the given axes, with NumPy's meaning of `axes`: an int n contracts
+    the last n axes of `a` with the first n of `b`; a pair of sequences names them."""
+    shape_a, shape_b = np.shape(_data(a)), np.shape(_data(b))
+    axes_a, axes_b = _normalize_tensordot_axes(axes, len(shape_a), len(shape_b))
+    if len(axes_a) != len(axes_b) or any(shape_a[i] != shape_b[j] for i, j in zip(axes_a, axes_b)):
+        raise ValueError(
+            f"tensordot: cannot contract {shape_a} with {shape_b} over axes "
+            f"({list(axes_a)}, {list(axes_b)})"
+        )
+    return _tensordot(a, b, axes=(axes_a, axes_b))
+
+
+def _normalize_tensordot_axes(axes: Any, ndim_a: int, ndim_b: int) -> tuple[list, list]:
+    if isinstance(axes, (int, np.integer)):
+        if not 0 <= axes <= builtins.min(ndim_a, ndim_b):
+            raise ValueError(f"tensordot: axes={axes} does not fit operands of {ndim_a} and {ndim_b} dimensions")
+        return list(range(ndim_a - axes, ndim_a)), list(range(axes))
+    try:
+        axes_a, axes_b = axes
+    except (TypeError, ValueError):
+        raise ValueError(f"tensordot: axes must be an int or a pair of sequences, got {axes!r}") from None
+    axes_a = [axes_a] if isinstance(axes_a, (int, np.integer)) else list(axes_a)
+    axes_b = [axes_b] if isinstance(axes_b, (int, np.integer)) else list(axes_b)
+    try:
+        return _normalize_axes(axes_a, ndim_a), _normalize_axes(axes_b, ndim_b)
+    except ValueError:
+        raise ValueError(f"tensordot: axes {axes!r} out of range for operands of {ndim_a} and {ndim_b} dimensions") from None
+
+
+def _normalize_axes(axes: Sequence[int], ndim: int) -> list[int]:
+    normalized = [int(i) + ndim if i < 0 else int(i) for i in axes]
+    if any(not 0 <= i < ndim for i in normalized) or len(set(normalized)) != len(normalized):
+        raise ValueError(f"axes {list(axes)} invalid for {ndim} dimensions")
+    return normalized
+
+
+register("tensordot", tensordot, Domain("tensordot"), primitive=True)
+
+
+def _einsum_vjps(args, kwargs):
+    inputs, output = kwargs["subscripts"].split("->")
+    specs = inputs.split(",")
+    return [_einsum_operand_vjp(i, specs, output) for i in range(len(specs))]
+
+
+def _einsum_operand_vjp(i: int, specs: list[str], output: str):
+    spec = specs[i]
+    letters = "".join(dict.fromkeys(spec))  # unique, in order
+    others = [s for j, s in enumerate(specs) if j != i]
+    reachable = set(output).union(*others)
+    present = "".join(c for c in letters if c in reachable)
+    contraction = ",".join([output, *others]) + "->" + present
+
+    def vjp(g, out, *args, subscripts):
+        x = args[i]
+        grad = np.einsum(contraction, g, *(a for j, a in enumerate(args) if j != i))
+        if present != letters:  # letters summed away in x alone: broadcast them back
+            size = dict(zip(spec, x.shape))
+            grad = np.expand_dims(grad, [k for k, c in enumerate(letters) if c not in present])
+            grad = np.broadcast_to(grad, [size[c] for c in letters])
+        if letters == spec:
+            return grad
+        dense = np.zeros(x.shape, np.result_type(g, x))  # repeated letters: a diagonal
+        np.einsum(f"{spec}->{letters}", dense)[...] = grad
+        return dense
+
+    return vjp
+
+
+_einsum = primitive("einsum", lambda *args, subscripts: np.einsum(subscripts, *args),
+                    _einsum_vjps, variadic=True)
+
+
+def einsum(subscripts: str, *operands: Any) -> Tensor:
+    """Einstein summation with explicit output subscripts, e.g. `einsum("bi,ij->bj", x, w)`."""
+    subscripts = subscripts.replace(" ", "")
+    if "->" not in subscripts or "." in subscripts:
+        raise ValueError(
+            f"einsum: subscripts '{subscripts}' must be explicit ('...->...') and without ellipsis"
+        )
+    specs = subscripts.split("->")[0].split(",")
+    if len(specs) != len(operands):
+        raise ValueError(f"einsum: '{subscripts}' names {len(specs)} operands, got {len(operands)}")
+    for spec, x in zip(specs, operands):
+        if len(spec) != np.ndim(_data(x)):
+            raise ValueError(
+                f"einsum: operand subscripts '{spec}' do not fit an operand of shape {np.shape(_data(x))}"
+            )
+    return _einsum(*operands, subscripts=subscripts)
+
+
+register("einsum", einsum, Domain("einsum"), primitive=True)
+
+# --- elementwise ----------------------------------------------------------------------------
+
+
+def _sigmoid(x):
+    """The logistic function 1 / (1 + exp(-x)), without overflow for any x."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+exp = defop("exp", np.exp, (lambda g, out, x: g * out,), Domain("unary"), methods=("exp",))
+log = defop("log", np.log, (lambda g, out, x: g / x,), Domain("unary", _POSITIVE),
+            methods=("log",))
+tanh = defop("tanh", np.tanh, (lambda g, out, x: g * (1.0 - out * out),), Domain("unary"),
+             methods=("tanh",))
+sigmoid = defop("sigmoid", _sigmoid, (lambda g, out, x: g * out * (1.0 - out),),
+                Domain("unary", ((-8.0, 8.0),)), methods=("sigmoid",))
+relu = defop("relu", lambda x: np.maximum(x, 0.0), (lambda g, out, x: g * (x > 0),),
+             Domain("unary", avoid=(0.0,)), methods=("relu",))
+abs = defop("abs", np.abs, (lambda g, out, x: g * np.sign(x),), Domain("unary", avoid=(0.0,)),
+            methods=("abs", "__abs__"))
+sqrt = defop("sqrt", np.sqrt, (lambda g, out, x: g * 0.5 / out,), Domain("unary", _POSITIVE),
+             methods=("sqrt",))
+
+# --- reductions -----------------------------------------------------------------------------
+
+
+def _expand_reduced(g, x, axis, keepdims):
+    """`g`, the gradient of a reduction of `x`, with the reduced axes back as length 1."""
+    if keepdims or axis is None:
+        return g if keepdims else np.reshape(g, (1,) * np.ndim(x))
+    return np.expand_dims(g, axis)
+
+
+def _sum_vjp(g, out, x, axis, keepdims):
+    return np.broadcast_to(_expand_reduced(g, x, axis, keepdims), np.shape(x))
+
+
+def _mean_vjp(g, out, x, axis, keepdims):
+    count = np.size(x) // builtins.max(np.size(out), 1)
+    return np.broadcast_to(_expand_reduced(g, x, axis, keepdims) / count, np.shape(x))
+
+
+def _max_vjp(g, out, x, axis, keepdims):
+    """Split evenly among the maxima: the gradient of the mean of the tied elements."""
+    is_max = x == _expand_reduced(out, x, axis, keepdims)
+    ties = is_max.sum(axis=axis, keepdims=True)
+    return _expand_reduced(g, x, axis, keepdims) * is_max / ties
+
+
+_sum = primitive("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+                 (_sum_vjp,))
+_mean = primitive("mean", lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
+                  (_mean_vjp,))
+_max = primitive("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+                 (_max_vjp,))
+
+
+def _reduction_axis(name: str, x: Any, axis: Any) -> int | tuple[int, ...] | None:
+    if axis is None:
+        return None
+    ndim = np.ndim(_data(x))
+    try:
+        return tuple(_normalize_axes([axis] if np.ndim(axis) == 0 else list(axis), ndim))
+    except (ValueError, TypeError):
+        raise ValueError(f"{name}: axis {axis!r} is out of range for shape {np.shape(_data(x))}") from None
+
+
+def sum(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+    """Sum over `axis` (an int, a tuple, or None for all)."""
+    return _sum(x, axis=_reduction_axis("sum", x, axis), keepdims=keepdims)
+
+
+def mean(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+    """Mean over `axis` (an int, a tuple, or None for all)."""
+    return _mean(x, axis=_reduction_axis("mean", x, axis), keepdims=keepdims)
+
+
+def max(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+    """Maximum over `axis`; the gradient goes to the maxima (split evenly between ties)."""
+    if np.size(_data(x)) == 0:
+        raise ValueError(f"max: cannot reduce an empty tensor of shape {np.shape(_data(x))}")
+    return _max(x, axis=_reduction_axis("max", x, axis), keepdims=keepdims)
+
+
+register("sum", sum, Domain("reduction"), primitive=True, methods=("sum",))
+register("mean", mean, Domain("reduction"), primitive=True, methods=("mean",))
+register("max", max, Domain("reduction", distinct=True), primitive=True, methods=("max",))
+
+# --- shape ----------------------------------------------------------------------------------
+
+_reshape = primitive("reshape", lambda x, shape: np.reshape(x, shape),
+                     (lambda g, out, x, shape: np.reshape(g, np.shape(x)),))
+_transpose = primitive("transpose", lambda x, axes: np.transpose(x, axes),
+                       (lambda g, out, x, axes: np.transpose(g, None if axes is None else np.argsort(axes)),))
+
+
+def _shape_args(args: tuple) -> Any:
+    """`f(x, 2, 3)` and `f(x, (2, 3))` mean the same, as in NumPy's methods."""
+    return args[0] if len(args) == 1 and not isinstance(args[0], (int, np.integer)) else args
+
+
+def reshape(x: Any, *shape: Any) -> Tensor:
+    """The same elements in a new shape (one dimension may be -1)."""
+    return _reshape(x, shape=tuple(_shape_args(shape)))
+
+
+def transpose(x: Any, *axes: Any) -> Tensor:
+    """Permute the axes (reverse them when none are given)."""
+    axes = _shape_args(axes) if axes else None
+    return _transpose(x, axes=None if axes is None else tuple(axes))
+
+
+register("reshape", reshape, Domain("reshape"), primitive=True, methods=("reshape",))
+register("transpose", transpose, Domain("transpose"), primitive=True, methods=("transpose",))
+
+_BASIC_INDEX = (int, np.integer, slice, type(None), type(Ellipsis))
+
+
+def _getitem_vjp(g, out, x, index, basic):
+    return SliceGrad(index, g, basic)
+
+
+_getitem = primitive("getitem", lambda x, index, basic: x[index], (_getitem_vjp,))
+
+
+def getitem(x: Any, index: Any) -> Tensor:
+    """`x[index]` with NumPy's rules: ints, slices, None, Ellipsis and integer or boolean
+    arrays; repeated integer indices accumulate their gradients."""
+    parts = index if isinstance(index, tuple) else (index,)
+    parts = tuple(p.data if isinstance(p, Tensor) else np.asarray(p) if isinstance(p, list) else p
+                  for p in parts)
+    basic = all(isinstance(p, _BASIC_INDEX) for p in parts)
+    try:
+        return _getitem(x, index=parts, basic=basic)
+    except (ValueError, TypeError) as error:
+        raise IndexError(f"getitem: {error}") from None
+
+
+register("getitem", getitem, Domain("getitem"), primitive=True, methods=("__getitem__",))
+
+
+def _stack_vjps(args, kwargs):
+    axis = kwargs["axis"]
+    axis = axis + args[0].ndim + 1 if axis < 0 else axis
+    lead = (slice(None),) * axis
+    return [lambda g, out, *_, i=i, axis: g[lead + (i,)] for i in range(len(args))]
+
+
+def _concatenate_vjps(args, kwargs):
+    axis = kwargs["axis"]
+    axis = axis + args[0].ndim if axis < 0 else axis
+    lead = (slice(None),) * axis
+    ends = np.cumsum([a.shape[axis] for a in args]).tolist()
+    return [lambda g, out, *_, start=start, stop=stop, axis: g[lead + (slice(start, stop),)]
+            for start, stop in zip([0] + ends[:-1], ends)]
+
+
+def _operands(name: str, tensors: Any) -> list:
+    if isinstance(tensors, (Tensor, np.ndarray)) or not isinstance(tensors, Sequence):
+        raise TypeError(f"{name}: expected a sequence of tensors, got {type(tensors).__name__}")
+    if not tensors:
+        raise ValueError(f"{name}: needs at least one tensor")
+    return list(tensors)
+
+
+_stack = primitive("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjps,
+                   variadic=True)
+_concatenate = primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
+                         _concatenate_vjps, variadic=True)
+
+
+def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
+    """Join tensors of one shape along a new axis."""
+    return _stack(*_operands("stack", tensors), axis=axis)
+
+
+def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis."""
+    return _concatenate(*_operands("concatenate", tensors), axis=axis)
+
+
+register("stack", stack, Domain("stack"), primitive=True)
+register("concatenate", concatenate, Domain("concatenate"), primitive=True)
+
+# --- losses (mean over every element) -------------------------------------------------------
+
+
+def _bce(p, t):
+    """Binary cross-entropy of probabilities `p` against targets `t`, mean-reduced. `p` is
+    clipped to [eps, 1 - eps] (eps of its dtype) so that p of exactly 0 or 1 stays finite."""
+    pc = _clip_probability(p)
+    return -np.mean(t * np.log(pc) + (1.0 - t) * np.log1p(-pc))
+
+
+def _clip_probability(p):
+    eps = np.finfo(np.result_type(p, np.float32)).eps
+    return np.clip(p, eps, 1.0 - eps)
+
+
+def _bce_p_vjp(g, out, p, t):
+    # Taken at the clipped p, as PyTorch does, so a saturated output still gets a direction.
+    pc = _clip_probability(p)
+    return g * (pc - t) / (pc * (1.0 - pc) * _count(p, t))
+
+
+def _bce_t_vjp(g, out, p, t):
+    pc = _clip_probability(p)
+    return g * (np.log1p(-pc) - np.log(pc)) / _count(p, t)
+
+
+def _bce_logits(z, t):
+    """Binary cross-entropy of logits `z` (probability sigmoid(z)) against targets `t`,
+    mean-reduced; max(z, 0) - z t + log(1 + exp(-|z|)) is finite for every z."""
+    return np.mean(np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z))))
+
+
+def _mse(y, t):
+    """Mean squared error: mean((y - t)^2)."""
+    return np.mean(np.square(np.subtract(y, t)))
+
+
+def _count(a, b):
+    """How many terms the mean over the broadcast of `a` and `b` averages."""
+    return math.prod(np.broadcast_shapes(np.shape(a), np.shape(b)))
+
+
+binary_cross_entropy = defop(
+    "binary_cross_entropy", _bce, (_bce_p_vjp, _bce_t_vjp), Domain("loss", _PROBABILITY))
+binary_cross_entropy_with_logits = defop(
+    "binary_cross_entropy_with_logits", _bce_logits,
+    (lambda g, out, z, t: g * (_sigmoid(z) - t) / _count(z, t),
+     lambda g, out, z, t: -g * z / _count(z, t)),
+    Domain("loss", ((-6.0, 6.0), (0.0, 1.0))))
+mse_loss = defop("mse_loss", _mse,
+                 (lambda g, out, y, t: g * 2.0 * np.subtract(y, t) / _count(y, t),
+                  lambda g, out, y, t: g * -2.0 * np.subtract(y, t) / _count(y, t)),
+                 Domain("loss"))
+
+
+def _data(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x

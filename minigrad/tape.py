@@ -1,0 +1,193 @@
+"""Reverse mode: the record of each op, and the one backward sweep over it.
+
+Every op that produces a tensor needing a gradient records a `Node`: its place on the tape
+(a global counter, so the tape order is the order of computation), its inputs, the NumPy
+arguments it was called with, its output and its vector-Jacobian products (VJPs), one per
+input. The graph reachable from a tensor, in tape order, is that tensor's tape.
+
+`backward` walks that tape in reverse without recursion: a max-heap keyed by tape position
+pops every node after all of its consumers, so each cotangent is complete when it is used,
+and it is dropped as soon as it has been passed on. This module knows nothing of any op.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .tensor import Tensor
+
+_tape_position = itertools.count()
+_recording = True
+
+
+def is_recording() -> bool:
+    """True unless inside `no_grad()`."""
+    return _recording
+
+
+@contextmanager
+def no_grad() -> Iterator[None]:
+    """Record nothing inside this block: ops on tensors needing grad give plain tensors."""
+    global _recording
+    previous, _recording = _recording, False
+    try:
+        yield
+    finally:
+        _recording = previous
+
+
+class Node:
+    """One op application on the tape. `inputs[i]` is None where input i needs no gradient."""
+
+    __slots__ = ("position", "name", "vjps", "inputs", "args", "kwargs", "out")
+
+    def __init__(self, name, vjps, inputs, args, kwargs, out):
+        self.position = next(_tape_position)
+        self.name = name
+        self.vjps = vjps
+        self.inputs = inputs
+        self.args = args
+        self.kwargs = kwargs
+        self.out = out
+
+    def release(self) -> None:
+        """Drop the arrays this node holds; backward through it is then refused."""
+        self.vjps = self.inputs = self.args = self.kwargs = self.out = None
+
+
+class SliceGrad:
+    """The cotangent of `x[index]`: `values` at `index` of an otherwise zero array.
+
+    Kept sparse so that T slices of one (batch, T, n) tensor cost O(T) in backward: the first
+    one allocates the dense gradient, the rest are added into it in place.
+    """
+
+    __slots__ = ("index", "values", "basic")
+
+    def __init__(self, index: Any, values: np.ndarray, basic: bool):
+        self.index = index
+        self.values = values
+        self.basic = basic  # basic indexing hits each element once; arrays may repeat
+
+    def add_into(self, dense: np.ndarray) -> None:
+        if self.basic:
+            dense[self.index] += self.values
+        else:
+            np.add.at(dense, self.index, self.values)
+
+
+def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Undo broadcasting: sum `g` over the axes that broadcasting added or stretched."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
+    )
+    g = g.sum(axis=axes, keepdims=True) if axes else g
+    return g.reshape(shape)
+
+
+class _Cotangents:
+    """Cotangents of one backward pass. An array this pass allocated is its own to add into."""
+
+    __slots__ = ("values", "owned")
+
+    def __init__(self) -> None:
+        self.values: dict[Tensor, np.ndarray] = {}
+        self.owned: set[int] = set()
+
+    def add(self, tensor: Tensor, g: Any) -> None:
+        """Add `g` (an array or a SliceGrad) to the cotangent of `tensor`."""
+        values = self.values
+        current = values.get(tensor)
+        if type(g) is SliceGrad:
+            if current is None or id(current) not in self.owned:
+                dense = np.zeros(tensor.data.shape, np.result_type(tensor.data, g.values))
+                if current is not None:
+                    dense += current
+                current = self._own(tensor, dense)
+            g.add_into(current)
+        elif current is None:
+            values[tensor] = g
+        elif id(current) in self.owned:
+            current += g
+        else:
+            self._own(tensor, current + g)
+
+    def _own(self, tensor: Tensor, array: np.ndarray) -> np.ndarray:
+        old = self.values.get(tensor)
+        if old is not None:
+            self.owned.discard(id(old))
+        self.values[tensor] = array
+        self.owned.add(id(array))
+        return array
+
+    def pop(self, tensor: Tensor) -> np.ndarray:
+        g = self.values.pop(tensor)
+        self.owned.discard(id(g))
+        return g
+
+
+def backward(root: Tensor, seed: np.ndarray, retain_graph: bool = False) -> None:
+    """Accumulate d(<seed, root>)/d(leaf) into `.grad` of every leaf that needs a gradient."""
+    cotangents = _Cotangents()
+    cotangents.values[root] = seed
+    leaves: list[Tensor] = []
+    heap: list[tuple[int, Tensor]] = []
+    _schedule(root, heap, leaves)
+    swept: list[Node] = []
+    while heap:
+        _, tensor = heapq.heappop(heap)
+        node = tensor._node
+        if node.vjps is None:
+            raise RuntimeError(
+                f"backward: the graph through '{node.name}' was already released by an earlier "
+                "backward(); pass retain_graph=True to the first call to backpropagate twice"
+            )
+        g = cotangents.pop(tensor)
+        _propagate(node, g, cotangents, heap, leaves)
+        swept.append(node)
+    for leaf in leaves:
+        _accumulate_leaf(leaf, cotangents.values[leaf])
+    if not retain_graph:
+        for node in swept:
+            node.release()
+
+
+def _schedule(tensor: Tensor, heap: list, leaves: list) -> None:
+    node = tensor._node
+    if node is None:
+        leaves.append(tensor)
+    else:
+        # Negated: heapq is a min-heap and the newest node must come out first. Positions are
+        # unique, so the tensor itself is never compared.
+        heapq.heappush(heap, (-node.position, tensor))
+
+
+def _propagate(node: Node, g: np.ndarray, cotangents: _Cotangents, heap, leaves) -> None:
+    args, out, kwargs = node.args, node.out, node.kwargs
+    for tensor, vjp in zip(node.inputs, node.vjps):
+        if tensor is None:
+            continue
+        gi = vjp(g, out, *args, **kwargs) if kwargs else vjp(g, out, *args)
+        if type(gi) is not SliceGrad and gi.shape != tensor.data.shape:
+            gi = sum_to_shape(gi, tensor.data.shape)
+        first = tensor not in cotangents.values
+        cotangents.add(tensor, gi)
+        if first:
+            _schedule(tensor, heap, leaves)
+
+
+def _accumulate_leaf(leaf: Tensor, g: np.ndarray) -> None:
+    # Copy into a fresh array of the leaf's dtype: the cotangent may alias another tensor's
+    # data or be a read-only broadcast view, and .grad belongs to the user.
+    g = np.array(g, dtype=leaf.data.dtype, copy=True)
+    leaf.grad = g if leaf.grad is None else leaf.grad + g
+

@@ -1,0 +1,305 @@
+"""`Tensor`, and the mechanism that turns a NumPy forward and its VJPs into a recorded op.
+
+An op is defined once, by `defop`: a name, a NumPy forward, one vector-Jacobian product per
+input (`vjp(g, out, *args, **kwargs)` returning the gradient for that input, in the shape of
+the output's broadcast if the op broadcasts: the tape sums it back), the Tensor methods it
+provides, and the domain its gradient tests draw from. `OPS` is that table.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import tape
+from .tape import Node
+
+
+class Tensor:
+    """A NumPy array that can record the ops applied to it and backpropagate through them.
+
+    `Tensor(data, requires_grad=False)` copies `data`; floating dtypes are kept (float32
+    stays float32), anything else numeric becomes float64.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_node", "__weakref__")
+    # NumPy arrays on the left of an operator defer to the Tensor's reflected method.
+    __array_ufunc__ = None
+
+    def __init__(self, data: Any, requires_grad: bool = False):
+        if isinstance(data, Tensor):
+            data = data.data
+        array = np.array(data, copy=True)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"Tensor: cannot hold data of dtype {array.dtype} ({type(data).__name__})")
+        if array.dtype.kind != "f":
+            array = array.astype(np.float64)
+        self.data = array
+        self.grad: np.ndarray | None = None
+        self.requires_grad = bool(requires_grad)
+        self._node: Node | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for tensors the user made; False for outputs of recorded ops."""
+        return self._node is None
+
+    def item(self) -> float:
+        return self.data.item()
+
+    def numpy(self) -> np.ndarray:
+        """The underlying array (shared, not copied)."""
+        return self.data
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph."""
+        return _make(self.data, False, None)
+
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate the gradient of this tensor into `.grad` of every leaf it depends on.
+
+        `grad` is the upstream gradient, of this tensor's shape; it may be omitted for a
+        tensor of one element. The graph is released afterwards unless `retain_graph`.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward: this tensor does not require grad; none of the tensors it was "
+                "computed from has requires_grad=True (or it was computed under no_grad())"
+            )
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError(
+                    f"backward: a tensor of shape {self.shape} is not a scalar; pass "
+                    f"grad= an array of shape {self.shape}"
+                )
+            seed = np.ones_like(self.data)
+        else:
+            seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, self.data.dtype)
+            if seed.shape != self.shape:
+                raise ValueError(
+                    f"backward: grad has shape {seed.shape}, but the tensor has shape {self.shape}"
+                )
+        tape.backward(self, seed, retain_graph)
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="Tensor(")
+        extra = ""
+        if self._node is not None:
+            extra = f", op={self._node.name}"
+        elif self.requires_grad:
+            extra = ", requires_grad=True"
+        if self.data.dtype != np.float64:
+            extra = f", dtype={self.data.dtype}" + extra
+        return f"Tensor({body}{extra})"
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return len(self.data)
+
+    def __float__(self) -> float:
+        return float(self.data)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    @property
+    def T(self) -> Tensor:
+        return self.transpose()
+
+
+def _make(data: np.ndarray, requires_grad: bool, node: Node | None) -> Tensor:
+    """Wrap an op's output without the checks and the copy of `Tensor.__init__`."""
+    t = object.__new__(Tensor)
+    t.data = data
+    t.grad = None
+    t.requires_grad = requires_grad
+    t._node = node
+    return t
+
+
+# --- the op table ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Where an op's gradient tests draw their inputs (read by `minigrad.testing.strategies`).
+
+    `family` names the argument structure ("unary", "binary", "tensordot", ...); `values`
+    gives the interval of each operand's values (the last one repeats); `avoid` lists points
+    where the op is not differentiable; `distinct` asks for values without ties.
+    """
+
+    family: str
+    values: tuple[tuple[float, float], ...] = ((-3.0, 3.0),)
+    avoid: tuple[float, ...] = ()
+    distinct: bool = False
+
+    def interval(self, i: int) -> tuple[float, float]:
+        return self.values[min(i, len(self.values) - 1)]
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    name: str
+    function: Callable[..., Tensor]
+    domain: Domain
+    primitive: bool
+    methods: tuple[str, ...] = field(default=())
+
+
+OPS: dict[str, OpInfo] = {}
+
+
+def register(name: str, function: Callable, domain: Domain, *, primitive: bool = False,
+             methods: Sequence[str] = (), reflected: Sequence[str] = ()) -> Callable:
+    """Put `function` in the op table and give Tensor the methods named for it.
+
+    `methods` call `function(self, ...)`; `reflected` (such as `__radd__`) call
+    `function(other, self)`.
+    """
+    if name in OPS:
+        raise ValueError(f"register: an op named '{name}' is already registered")
+    OPS[name] = OpInfo(name, function, domain, primitive, tuple(methods) + tuple(reflected))
+    for method in methods:
+        setattr(Tensor, method, function)
+    for method in reflected:
+        setattr(Tensor, method, _reflect(function))
+    return function
+
+
+def _reflect(function: Callable) -> Callable:
+    def reflected(self: Tensor, other: Any) -> Tensor:
+        return function(other, self)
+
+    return reflected
+
+
+def defop(name: str, forward: Callable, vjps: Sequence[Callable], domain: Domain,
+          *, methods: Sequence[str] = (), reflected: Sequence[str] = ()) -> Callable[..., Tensor]:
+    """Define a primitive op from its NumPy `forward` and its VJPs, and register it."""
+    op = primitive(name, forward, vjps)
+    return register(name, op, domain, primitive=True, methods=methods, reflected=reflected)
+
+
+def primitive(name: str, forward: Callable, vjps: Sequence[Callable] | Callable,
+              variadic: bool = False) -> Callable[..., Tensor]:
+    """A recorded op from its NumPy `forward` and VJPs, not registered (for `register` to
+    publish behind a wrapper that normalises arguments).
+
+    Operands are positional, options are keywords. For a `variadic` op (stack, ...)
+    `vjps(args, kwargs)` returns the list of per-input VJPs for one call.
+    """
+    if variadic:
+        op = _variadic_op(name, forward, vjps)
+    elif len(vjps) == 1:
+        op = _unary_op(name, forward, vjps[0])
+    else:
+        op = _nary_op(name, forward, tuple(vjps))
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = forward.__doc__
+    return op
+
+
+def _unary_op(name: str, forward: Callable, vjp: Callable) -> Callable:
+    vjps = (vjp,)
+
+    def op(x: Any, **kwargs: Any) -> Tensor:
+        is_tensor = isinstance(x, Tensor)
+        a = x.data if is_tensor else operand(x, name)
+        try:
+            out = forward(a, **kwargs)
+        except (ValueError, TypeError) as error:
+            raise _op_error(name, error, (a,)) from None
+        if is_tensor and x.requires_grad and tape._recording:
+            return _make(out, True, Node(name, vjps, (x,), (a,), kwargs, out))
+        return _make(out, False, None)
+
+    return op
+
+
+def _nary_op(name: str, forward: Callable, vjps: tuple[Callable, ...]) -> Callable:
+    def op(*xs: Any, **kwargs: Any) -> Tensor:
+        args = tuple([x.data if isinstance(x, Tensor) else operand(x, name) for x in xs])
+        try:
+            out = forward(*args, **kwargs)
+        except (ValueError, TypeError) as error:
+            raise _op_error(name, error, args) from None
+        return _record(name, vjps, xs, args, kwargs, out)
+
+    return op
+
+
+def _variadic_op(name: str, forward: Callable, make_vjps: Callable) -> Callable:
+    def op(*xs: Any, **kwargs: Any) -> Tensor:
+        args = tuple([x.data if isinstance(x, Tensor) else operand(x, name) for x in xs])
+        try:
+            out = forward(*args, **kwargs)
+        except (ValueError, TypeError) as error:
+            raise _op_error(name, error, args) from None
+        if not _needs_grad(xs):
+            return _make(out, False, None)
+        return _record(name, make_vjps(args, kwargs), xs, args, kwargs, out)
+
+    return op
+
+
+def _needs_grad(xs: Sequence[Any]) -> bool:
+    if not tape._recording:
+        return False
+    for x in xs:
+        if isinstance(x, Tensor) and x.requires_grad:
+            return True
+    return False
+
+
+def _record(name, vjps, xs, args, kwargs, out) -> Tensor:
+    if not tape._recording:
+        return _make(out, False, None)
+    inputs = tuple([x if isinstance(x, Tensor) and x.requires_grad else None for x in xs])
+    for x in inputs:
+        if x is not None:
+            return _make(out, True, Node(name, vjps, inputs, args, kwargs, out))
+    return _make(out, False, None)
+
+
+def operand(x: Any, op_name: str) -> Any:
+    """A non-Tensor operand as NumPy will see it: numbers pass as they are (so a Python float
+    does not promote a float32 tensor), arrays must be numeric."""
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"{op_name}: cannot use an array of dtype {x.dtype}")
+        return x
+    if isinstance(x, numbers.Real):
+        return x
+    raise TypeError(
+        f"{op_name}: expected a Tensor, a NumPy array or a real number, got {type(x).__name__}"
+    )
+
+
+def _op_error(name: str, error: Exception, args: Sequence[Any]) -> Exception:
+    kind = ValueError if isinstance(error, ValueError) else TypeError
+    message = str(error)
+    if message.startswith(f"{name}:"):
+        return kind(message)
+    shapes = ", ".join(str(np.shape(a)) for a in args)
+    return kind(f"{name}: invalid inputs of shapes {shapes}: {message}")
