@@ -83,14 +83,22 @@ class SliceGrad:
 
 
 def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Undo broadcasting: sum `g` over the axes that broadcasting added or stretched."""
+    """Undo broadcasting: sum `g` over the axes that broadcasting added or stretched.
+
+    A VJP may also return a gradient smaller than its input (a loss's gradient for one
+    operand that does not depend on the other's broadcast); it is broadcast up first.
+    """
     if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
+    if lead < 0 or any(n != 1 and m != n for m, n in zip(g.shape[lead:], shape)):
+        g = np.broadcast_to(g, np.broadcast_shapes(g.shape, shape))
+        lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
     )
-    g = g.sum(axis=axes, keepdims=True) if axes else g
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape)
 
 

@@ -1,0 +1,265 @@
+"""Hypothesis strategies for gradient tests: arrays that numerical differentiation handles
+well, shapes that broadcast, operands that contract, and whole cases for every op family in
+the op table (`minigrad.OPS`), from each op's `Domain`.
+
+    from hypothesis import given
+    from minigrad.testing import gradcheck
+    from minigrad.testing import strategies as mst
+
+    @given(mst.arrays(low=-2, high=2))
+    def test_my_op(x):
+        gradcheck(my_op, x)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from ..tensor import OPS, Domain, OpInfo
+
+__all__ = [
+    "Case", "arrays", "broadcastable_shapes", "einsum_operands", "matmul_shapes", "op_cases",
+    "shapes", "tensordot_operands",
+]
+
+# Far enough from a kink that central differences with eps = 1e-6 never straddle it.
+AVOID_MARGIN = 0.05
+
+
+def shapes(min_dims: int = 0, max_dims: int = 3, min_side: int = 1, max_side: int = 4):
+    """Array shapes, small enough for element-by-element numerical gradients."""
+    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
+                            max_side=max_side)
+
+
+@st.composite
+def arrays(draw, shape: Any = None, *, low: float = -3.0, high: float = 3.0,
+           avoid: Sequence[float] = (), distinct: bool = False, dtype: Any = np.float64):
+    """Finite arrays with values in [low, high].
+
+    `shape` is a tuple, a strategy of tuples, or None for `shapes()`. `avoid` lists points
+    (non-differentiable ones such as relu's 0) that values keep AVOID_MARGIN away from;
+    `distinct` draws values at least (high - low) / size apart (no ties for max).
+    """
+    if shape is None:
+        shape = shapes()
+    if not isinstance(shape, tuple):
+        shape = draw(shape)
+    size = int(np.prod(shape))
+    if distinct:
+        order = np.array(draw(st.permutations(range(size))), dtype=np.float64)
+        values = low + (high - low) * (order + 0.5) / max(size, 1)
+        return values.reshape(shape).astype(dtype)
+    elements = st.floats(low, high, allow_nan=False, allow_infinity=False,
+                         allow_subnormal=False, width=64)
+    values = draw(hnp.arrays(np.float64, shape, elements=elements))
+    for point in avoid:
+        near = np.abs(values - point) < AVOID_MARGIN
+        values = np.where(near, point + np.where(values >= point, 1, -1) * AVOID_MARGIN, values)
+    return values.astype(dtype)
+
+
+def broadcastable_shapes(num_shapes: int = 2, max_dims: int = 3, max_side: int = 4):
+    """Tuples of `num_shapes` shapes that broadcast together (either side may be smaller)."""
+    return hnp.mutually_broadcastable_shapes(
+        num_shapes=num_shapes, min_dims=0, max_dims=max_dims, max_side=max_side
+    ).map(lambda b: b.input_shapes)
+
+
+@st.composite
+def matmul_shapes(draw):
+    """Shape pairs that `@` accepts: 1-D on either side, and broadcast batch dimensions."""
+    n, k, m = (draw(st.integers(1, 4)) for _ in range(3))
+    batch_a, batch_b = draw(broadcastable_shapes(2, max_dims=2, max_side=3))
+    a = (k,) if draw(st.booleans()) and not batch_a else batch_a + (n, k)
+    b = (k,) if draw(st.booleans()) and not batch_b else batch_b + (k, m)
+    return a, b
+
+
+@st.composite
+def tensordot_operands(draw, low: float = -3.0, high: float = 3.0):
+    """(a, b, axes) for `tensordot`: axes drawn as an int or as a pair of axis lists."""
+    n_contract = draw(st.integers(0, 2))
+    shared = draw(hnp.array_shapes(min_dims=n_contract, max_dims=n_contract, max_side=3))
+    free_a = draw(shapes(max_dims=2, max_side=3))
+    free_b = draw(shapes(max_dims=2, max_side=3))
+    if draw(st.booleans()):
+        a_shape, b_shape, axes = free_a + shared, shared + free_b, n_contract
+    else:
+        a_axes = draw(st.permutations(range(len(free_a) + n_contract)))[:n_contract]
+        b_axes = draw(st.permutations(range(len(free_b) + n_contract)))[:n_contract]
+        a_shape = _place(free_a, a_axes, shared)
+        b_shape = _place(free_b, b_axes, shared)
+        axes = (list(a_axes), list(b_axes))
+    a = draw(arrays(a_shape, low=low, high=high))
+    b = draw(arrays(b_shape, low=low, high=high))
+    return a, b, axes
+
+
+def _place(free: tuple, axes: Sequence[int], shared: tuple) -> tuple:
+    """A shape with `shared[i]` at position `axes[i]` and the free sides elsewhere, in order."""
+    shape: list = [None] * (len(free) + len(shared))
+    for axis, side in zip(axes, shared):
+        shape[axis] = side
+    sides = iter(free)
+    return tuple(side if side is not None else next(sides) for side in shape)
+
+
+@st.composite
+def einsum_operands(draw, low: float = -3.0, high: float = 3.0):
+    """(subscripts, operands) with explicit output: contractions, outer products, traces,
+    diagonals and letters summed away in one operand alone."""
+    letters = "ijkl"
+    sizes = {c: draw(st.integers(1, 3)) for c in letters}
+    n_operands = draw(st.integers(1, 3))
+    specs = [
+        "".join(draw(st.lists(st.sampled_from(letters), min_size=1, max_size=3)))
+        for _ in range(n_operands)
+    ]
+    used = sorted(set("".join(specs)))
+    output = "".join(draw(st.permutations(used))[: draw(st.integers(0, len(used)))])
+    operands = [draw(arrays(tuple(sizes[c] for c in spec), low=low, high=high)) for spec in specs]
+    return ",".join(specs) + "->" + output, operands
+
+
+@dataclass(frozen=True)
+class Case:
+    """One drawn use of an op: `call(*operands)` gives the output to differentiate."""
+
+    operands: tuple[np.ndarray, ...]
+    call: Callable[..., Any]
+    description: str
+
+
+def op_cases(op: str | OpInfo, dtype: Any = np.float64):
+    """Drawn `Case`s for an op of the table, from its Domain (family, values, kinks)."""
+    info = OPS[op] if isinstance(op, str) else op
+    return _FAMILIES[info.domain.family](info, info.domain, dtype)
+
+
+def _values(domain: Domain, i: int, shape: Any, dtype: Any):
+    low, high = domain.interval(i)
+    return arrays(shape, low=low, high=high, avoid=domain.avoid, distinct=domain.distinct,
+                  dtype=dtype)
+
+
+def _case(info: OpInfo, operands: Sequence[np.ndarray], description: str = "", **kwargs: Any):
+    fn = info.function
+    return Case(tuple(operands), lambda *xs: fn(*xs, **kwargs), description or str(kwargs))
+
+
+@st.composite
+def _unary(draw, info, domain, dtype):
+    return _case(info, [draw(_values(domain, 0, shapes(), dtype))])
+
+
+@st.composite
+def _binary(draw, info, domain, dtype):
+    shape_a, shape_b = draw(broadcastable_shapes())
+    a = draw(_values(domain, 0, shape_a, dtype))
+    b = draw(_values(domain, 1, shape_b, dtype))
+    return _case(info, [a, b], f"{shape_a} with {shape_b}")
+
+
+@st.composite
+def _matmul(draw, info, domain, dtype):
+    shape_a, shape_b = draw(matmul_shapes())
+    a = draw(_values(domain, 0, shape_a, dtype))
+    b = draw(_values(domain, 1, shape_b, dtype))
+    return _case(info, [a, b], f"{shape_a} @ {shape_b}")
+
+
+@st.composite
+def _tensordot(draw, info, domain, dtype):
+    a, b, axes = draw(tensordot_operands(*domain.interval(0)))
+    return _case(info, [a.astype(dtype), b.astype(dtype)], axes=axes)
+
+
+@st.composite
+def _einsum(draw, info, domain, dtype):
+    subscripts, operands = draw(einsum_operands(*domain.interval(0)))
+    fn = info.function
+    return Case(tuple(o.astype(dtype) for o in operands),
+                lambda *xs: fn(subscripts, *xs), subscripts)
+
+
+@st.composite
+def _reduction(draw, info, domain, dtype):
+    x = draw(_values(domain, 0, shapes(), dtype))
+    axes = st.none() | (st.integers(-x.ndim, x.ndim - 1) if x.ndim else st.nothing()) | \
+        st.lists(st.integers(0, max(x.ndim - 1, 0)), unique=True, max_size=x.ndim).map(tuple)
+    return _case(info, [x], axis=draw(axes), keepdims=draw(st.booleans()))
+
+
+@st.composite
+def _reshape(draw, info, domain, dtype):
+    x = draw(_values(domain, 0, shapes(), dtype))
+    sides = [d for d in range(1, x.size + 1) if x.size % d == 0]
+    first = draw(st.sampled_from(sides))
+    shape = draw(st.sampled_from([(x.size,), (first, -1), (-1, 1, first), (1, x.size)]))
+    fn = info.function
+    return Case((x,), lambda t: fn(t, shape), f"shape={shape}")
+
+
+@st.composite
+def _transpose(draw, info, domain, dtype):
+    x = draw(_values(domain, 0, shapes(), dtype))
+    axes = draw(st.none() | st.permutations(range(x.ndim)).map(tuple))
+    fn = info.function
+    return Case((x,), lambda t: fn(t) if axes is None else fn(t, axes), f"axes={axes}")
+
+
+@st.composite
+def _getitem(draw, info, domain, dtype):
+    x = draw(_values(domain, 0, shapes(min_dims=1), dtype))
+    index = draw(st.one_of(
+        hnp.basic_indices(x.shape, allow_newaxis=True, allow_ellipsis=True),
+        hnp.integer_array_indices(x.shape, result_shape=hnp.array_shapes(max_dims=2, max_side=5)),
+    ))
+    return _case(info, [x], f"index={index!r}", index=index)
+
+
+@st.composite
+def _stack(draw, info, domain, dtype, extend_axis: bool = False):
+    shape = draw(shapes(min_dims=1 if extend_axis else 0))
+    n = draw(st.integers(1, 3))
+    ndim_out = len(shape) + (0 if extend_axis else 1)
+    axis = draw(st.integers(-ndim_out, ndim_out - 1))
+    operands = []
+    for _ in range(n):
+        side = list(shape)
+        if extend_axis:
+            side[axis] = draw(st.integers(1, 3))
+        operands.append(draw(_values(domain, 0, tuple(side), dtype)))
+    fn = info.function
+    return Case(tuple(operands), lambda *xs: fn(list(xs), axis=axis), f"axis={axis}")
+
+
+@st.composite
+def _loss(draw, info, domain, dtype):
+    shape_a, shape_b = draw(broadcastable_shapes())
+    a = draw(_values(domain, 0, shape_a, dtype))
+    b = draw(_values(domain, 1, shape_b, dtype))
+    return _case(info, [a, b], f"{shape_a} against {shape_b}")
+
+
+_FAMILIES: dict[str, Callable] = {
+    "unary": _unary,
+    "binary": _binary,
+    "matmul": _matmul,
+    "tensordot": _tensordot,
+    "einsum": _einsum,
+    "reduction": _reduction,
+    "reshape": _reshape,
+    "transpose": _transpose,
+    "getitem": _getitem,
+    "stack": _stack,
+    "concatenate": lambda info, domain, dtype: _stack(info, domain, dtype, extend_axis=True),
+    "loss": _loss,
+}
+FAMILIES = tuple(_FAMILIES)
