@@ -1,0 +1,1 @@
+"""The showcase models: data, presets, and hand-written NumPy references (`models.reference`)."""

@@ -1,0 +1,90 @@
+"""The binary adder of tutorial part 2 (SPEC 2) and the Keras post (SPEC 3) on minigrad.
+
+Bits come least significant first, so the network reads the numbers in the order a carry
+travels. With x_k the two input bits at position k:
+
+    Z_k = x_k W_in + b_in                        (all positions at once)
+    S_k = act(Z_k + S_{k-1} W_rec + b_rec)       k = 1 .. n_bits
+    logit_k = S_k W_out + b_out,   y_k = sigmoid(logit_k)
+    loss = mean over samples and positions of BCE(y_k, t_k)
+
+The loss is taken from the logits (`binary_cross_entropy_with_logits`), so it stays finite
+and keeps training when y saturates to exactly 0 or 1 (SPEC 2's numerical trap).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import minigrad as mg
+from minigrad import nn
+
+from .presets import AdderConfig
+
+_ACTIVATIONS = {"tanh": mg.tanh, "sigmoid": mg.sigmoid}
+
+
+class Adder(nn.Module):
+    """The adder RNN of `config`; parameters named as in `AdderConfig.parameter_shapes()`.
+
+    `input`, `recurrent` and `output` are `nn.Linear` layers; the recurrent layer's weight is
+    Glorot-uniform (+-sqrt(6 / (2 n_states))) or orthogonal, as the config says. The initial
+    state S_0 is a learned parameter starting at zero, or a fixed zero.
+    """
+
+    def __init__(self, config: AdderConfig = AdderConfig(), *, rng: np.random.Generator,
+                 dtype: Any = np.float64):
+        n = config.n_states
+        self.config = config
+        self.input = nn.Linear(2, n, bias=config.bias, rng=rng, dtype=dtype)
+        self.recurrent = nn.Linear(n, n, bias=config.bias, rng=rng, dtype=dtype)
+        if config.recurrent_init == "orthogonal":
+            self.recurrent.weight.data[...] = nn.orthogonal(rng, n, dtype)
+        self.initial_state = nn.Parameter(np.zeros(n, dtype)) if config.learn_initial_state else None
+        self.output = nn.Linear(n, 1, bias=config.bias, rng=rng, dtype=dtype)
+        self._activation = _ACTIVATIONS[config.activation]
+
+    def states(self, X: np.ndarray) -> list[mg.Tensor]:
+        """[S_1, ..., S_L], each of shape (batch, n_states), for inputs X (batch, L, 2)."""
+        X = self._check_inputs(X)
+        # b_rec joins Z once for all positions: the same sum as adding it at every step.
+        Z = self.input(X)
+        if self.recurrent.bias is not None:
+            Z = Z + self.recurrent.bias
+        W = self.recurrent.weight
+        S = self.initial_state
+        states = []
+        for k in range(X.shape[1]):
+            pre = Z[:, k] if S is None else Z[:, k] + S @ W
+            S = self._activation(pre)
+            states.append(S)
+        return states
+
+    def logits(self, X: np.ndarray) -> mg.Tensor:
+        """The output logits, shape (batch, L, 1)."""
+        return self.output(mg.stack(self.states(X), axis=1))
+
+    def forward(self, X: np.ndarray) -> mg.Tensor:
+        """The probability that each output bit is 1, shape (batch, L, 1)."""
+        return mg.sigmoid(self.logits(X))
+
+    def loss(self, X: np.ndarray, T: np.ndarray) -> mg.Tensor:
+        """Mean binary cross-entropy over samples and positions, from the logits."""
+        logits = self.logits(X)
+        T = np.asarray(T)
+        if T.shape != logits.shape:
+            raise ValueError(f"Adder.loss: targets of shape {T.shape} do not match outputs {logits.shape}")
+        return mg.binary_cross_entropy_with_logits(logits, T)
+
+    def predict_bits(self, X: np.ndarray) -> np.ndarray:
+        """The predicted sum bits (batch, L, 1) as 0.0/1.0."""
+        with mg.no_grad():
+            return (self.logits(X).data > 0).astype(np.float64)
+
+    def _check_inputs(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim != 3 or X.shape[2] != 2:
+            raise ValueError(f"Adder: expected inputs of shape (batch, n_bits, 2), got {X.shape}")
+        return X

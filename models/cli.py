@@ -1,0 +1,113 @@
+"""The `minigrad` command: train the write-ups' models, and compare them with hand-coded
+backprop.
+
+    minigrad train counter            RProp from (w_x, w_rec) = (-1.5, 2), SPEC 1
+    minigrad train adder              the tutorial's small adder (--preset large|keras)
+    minigrad compare counter|adder    engine vs hand-coded: loss, gradients, time per step
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import experiments
+from .presets import PRESETS
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (exit code 2) instead of the usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="minigrad", description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a model and show what it learned")
+    models = train.add_subparsers(dest="model", required=True, parser_class=_Parser)
+    counter = models.add_parser("counter", help="the linear RNN that counts ones (SPEC 1)")
+    counter.add_argument("--iterations", type=_positive_int, default=500)
+    counter.add_argument("--w-x", type=float, default=-1.5, help="start of w_x (default -1.5)")
+    counter.add_argument("--w-rec", type=float, default=2.0, help="start of w_rec (default 2)")
+    counter.add_argument("--eta-plus", type=float, default=1.2)
+    counter.add_argument("--eta-minus", type=float, default=0.5)
+    counter.add_argument("--step-init", type=_positive_float, default=0.001)
+    _common(counter)
+    counter.set_defaults(run=experiments.train_counter)
+
+    adder = models.add_parser("adder", help="the RNN that adds binary numbers (SPEC 2, 3)")
+    adder.add_argument("--preset", choices=sorted(PRESETS), default="small",
+                       help="small (7 bits, 3 states), large (13 bits, 32), keras (8 bits, 16 sigmoid)")
+    adder.add_argument("--epochs", type=_positive_int, help="passes over the data")
+    adder.add_argument("--batch-size", type=_positive_int, help="samples per minibatch")
+    adder.add_argument("--samples", type=_positive_int, help="training samples")
+    adder.add_argument("--lr", type=_positive_float, help="learning rate")
+    adder.add_argument("--restarts", type=_nonnegative_int, default=0,
+                       help="start again from a fresh initialisation, up to this many times, "
+                            "while a run ends below 100%% whole-sum accuracy")
+    adder.add_argument("--test-samples", type=_positive_int, default=1000,
+                       help="fresh sums for the held-out accuracy (default 1000)")
+    _common(adder)
+    adder.set_defaults(run=experiments.train_adder)
+
+    compare = commands.add_parser("compare", help="engine vs hand-coded backprop")
+    compare.add_argument("model", choices=["counter", "adder"])
+    compare.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    compare.add_argument("--batch-size", type=_positive_int, default=100)
+    compare.add_argument("--repeats", type=_positive_int, default=200,
+                         help="timed steps of each (default 200)")
+    compare.add_argument("--seed", type=int, default=0)
+    compare.set_defaults(run=experiments.compare)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed (default: the preset's, one that converges)")
+    parser.add_argument("--quiet", action="store_true", help="print only the results")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[Any], int | None] = args.run
+    try:
+        return run(args) or 0
+    except ValueError as error:  # a bad combination of values: one line, as argparse does
+        print(f"minigrad: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("minigrad: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The counter of tutorial part 1 (SPEC 1) as a computation graph on minigrad.
+
+    s_0 = 0,   s_k = s_{k-1} w_rec + x_k w_x   (k = 1 .. n),   output s_n
+
+a linear RNN whose exact solution is w_x = w_rec = 1: it counts the ones in a sequence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import minigrad as mg
+from minigrad import nn
+
+
+class Counter(nn.Module):
+    """Two scalar parameters, `w_x` and `w_rec`; the loss is the mean squared error of s_n."""
+
+    def __init__(self, w_x: float = -1.5, w_rec: float = 2.0, dtype=np.float64):
+        self.w_x = nn.Parameter(np.array(w_x, dtype))
+        self.w_rec = nn.Parameter(np.array(w_rec, dtype))
+
+    def states(self, X: np.ndarray) -> list[mg.Tensor]:
+        """[s_0, s_1, ..., s_n] for sequences X of shape (batch, n); each s_k is (batch,)."""
+        X = _sequences(X)
+        s = mg.Tensor(np.zeros(X.shape[0], self.w_x.dtype))
+        states = [s]
+        for k in range(X.shape[1]):
+            s = s * self.w_rec + X[:, k] * self.w_x
+            states.append(s)
+        return states
+
+    def forward(self, X: np.ndarray) -> mg.Tensor:
+        """The count s_n of every sequence in X (batch, n)."""
+        return self.states(X)[-1]
+
+    def loss(self, X: np.ndarray, t: np.ndarray) -> mg.Tensor:
+        """mean((s_n - t)^2) over the sequences."""
+        return mg.mse_loss(self.forward(X), np.asarray(t, self.w_x.dtype))
+
+
+def _sequences(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"Counter: expected sequences of shape (batch, n), got shape {X.shape}")
+    return X
