@@ -1,0 +1,48 @@
+"""Optimizers by name, for command lines and configuration files."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from .adam import Adam
+from .optimizer import Optimizer, ParameterLike
+from .rmsprop_nesterov import RMSPropNesterov
+from .rprop import RProp
+from .sgd import SGD
+
+__all__ = ["OPTIMIZERS", "create"]
+
+#: Registry name -> optimizer class ("sgd", "rprop", "rmsprop_nesterov", "adam").
+OPTIMIZERS: Mapping[str, type[Optimizer]] = MappingProxyType(
+    {cls.name: cls for cls in (SGD, RProp, RMSPropNesterov, Adam)}
+)
+
+
+def create(name: str, params: Iterable[ParameterLike], **hyperparameters: Any) -> Optimizer:
+    """Build the optimizer registered as ``name`` on ``params``.
+
+    ``name`` is matched case-insensitively, with ``-`` read as ``_`` ("RMSProp-Nesterov"
+    works). ``hyperparameters`` are the class's keyword arguments (``check_finite``
+    included). An unknown name raises ValueError listing the known ones; an unknown
+    hyperparameter raises TypeError naming it and the accepted ones.
+
+    >>> create("rprop", params, eta_plus=1.2)          # doctest: +SKIP
+    """
+    key = name.strip().lower().replace("-", "_") if isinstance(name, str) else name
+    cls = OPTIMIZERS.get(key)
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")
+    try:
+        return cls(params, **hyperparameters)
+    except TypeError as err:
+        accepted = [n for n in inspect.signature(cls).parameters if n != "params"]
+        unknown = sorted(set(hyperparameters) - set(accepted))
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__} ({key!r}) has no hyperparameter {', '.join(unknown)}; "
+                f"accepted: {', '.join(accepted)}"
+            ) from err
+        raise
