@@ -40,16 +40,16 @@ def train_counter(args: Namespace, out: TextIO = sys.stdout) -> int:
     model = Counter(args.w_x, args.w_rec)
     optimizer = optim.RProp(model.parameters(), eta_plus=args.eta_plus,
                             eta_minus=args.eta_minus, step_init=args.step_init)
-    say = _printer(out, args.quiet)
-    say(f"Training the counter: RProp, full batch of {len(X)} sequences of {X.shape[1]}, "
+    bar = ProgressBar(args.iterations, "counter", quiet=args.quiet, stream=out)
+    bar.print(f"Training the counter: RProp, full batch of {len(X)} sequences of {X.shape[1]}, "
         f"{args.iterations} iterations from w_x = {args.w_x}, w_rec = {args.w_rec}")
 
     def report(p) -> None:
         if p.step % max(args.iterations // 10, 1) == 0 or p.step == p.total_steps:
-            say(f"  iteration {p.step:>5}/{p.total_steps}  loss {p.loss:.4g}  "
+            bar.print(f"  iteration {p.step:>5}/{p.total_steps}  loss {p.loss:.4g}  "
                 f"w_x {model.w_x.item():+.4f}  w_rec {model.w_rec.item():+.4f}")
 
-    with ProgressBar(args.iterations, "counter", enabled=not args.quiet, stream=out) as bar:
+    with bar:
         train(engine_objective(model), optimizer, X, t, epochs=args.iterations,
               batch_size=len(X), rng=np.random.default_rng(seed), callback=bar.chain(report))
     sequence = np.array([[1, 0, 1, 1, 0, 0, 1, 0, 1, 0]], dtype=np.float64)
@@ -114,10 +114,10 @@ def train_adder(args: Namespace, out: TextIO = sys.stdout) -> int:
         f"{settings.batch_size}, {settings.epochs} epoch(s), {settings.optimizer} lr {settings.lr}")
     for attempt in range(args.restarts + 1):
         run_seed = seed + attempt
-        with ProgressBar(settings.total_steps, f"seed {run_seed}", enabled=not args.quiet,
+        with ProgressBar(settings.total_steps, f"seed {run_seed}", quiet=args.quiet,
                          stream=out) as bar:
             run = train_adder_once(config, settings, run_seed, test_samples=args.test_samples,
-                                   callback=bar.chain(_epoch_reporter(say, settings)))
+                                   callback=bar.chain(_epoch_reporter(bar.print, settings)))
         say(f"seed {run_seed}: {run.accuracy} on {args.test_samples} held-out sums")
         if run.accuracy.sums == 1.0:
             break
