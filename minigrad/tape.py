@@ -130,6 +130,8 @@ class _Cotangents:
             self._own(tensor, current + g)
 
     def _own(self, tensor: Tensor, array: np.ndarray) -> np.ndarray:
+        # 0-d arithmetic gives NumPy scalars, which `+=` would rebind instead of update.
+        array = np.asarray(array)
         old = self.values.get(tensor)
         if old is not None:
             self.owned.discard(id(old))
