@@ -1,0 +1,352 @@
+"""Each optimizer against a direct, independent transcription of its update rule.
+
+Hypothesis draws parameter shapes and values, a sequence of gradients (some of them None:
+that parameter is skipped on that step) and the hyperparameters; the optimizer's trajectory
+must equal the transcription's at every step, bit for bit (Adam: to 1e-12 relative, because
+the transcription evaluates the bias correction in a different order).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import optim
+
+
+class Param:
+    """The smallest parameter: a float array and its gradient."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+        self.grad: np.ndarray | None = None
+
+
+VALUES = st.floats(-10.0, 10.0, allow_nan=False, allow_infinity=False)
+# Repeated values (and exact zeros) make same-sign / flipped / zero cases frequent for RProp.
+GRAD_VALUES = VALUES | st.sampled_from([0.0, 1.0, -1.0, 0.5, -2.0])
+SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
+
+
+@st.composite
+def problems(draw: st.DrawFn, max_steps: int = 6) -> tuple[list[np.ndarray], list[list]]:
+    """Initial parameter values and, per step, one gradient (or None) per parameter."""
+    shapes = draw(st.lists(SHAPES, min_size=1, max_size=3))
+    inits = [draw(hnp.arrays(np.float64, s, elements=VALUES)) for s in shapes]
+    n_steps = draw(st.integers(1, max_steps))
+    steps = []
+    for _ in range(n_steps):
+        row = []
+        for s in shapes:
+            if draw(st.integers(0, 5)) == 0:
+                row.append(None)
+            else:
+                row.append(draw(hnp.arrays(np.float64, s, elements=GRAD_VALUES)))
+        steps.append(row)
+    return inits, steps
+
+
+def run(
+    make: Callable[[list[Param]], optim.Optimizer],
+    inits: list[np.ndarray],
+    steps: list[list],
+) -> list[list[np.ndarray]]:
+    """Run the optimizer on the given gradients; return the parameters after every step.
+
+    Also checks the shell's contract on the way: ``.data`` is updated in place (same object,
+    views follow), ``.grad`` is never modified, and ``step()`` returns None.
+    """
+    params = [Param(x.copy()) for x in inits]
+    arrays = [p.data for p in params]
+    views = [p.data[...] for p in params]
+    opt = make(params)
+    trajectory = []
+    for grads in steps:
+        for p, g in zip(params, grads):
+            p.grad = None if g is None else g.copy()
+        assert opt.step() is None
+        for p, g, a, v in zip(params, grads, arrays, views):
+            assert p.data is a
+            np.testing.assert_array_equal(v, p.data)
+            if g is not None:
+                np.testing.assert_array_equal(p.grad, g)
+        trajectory.append([p.data.copy() for p in params])
+    return trajectory
+
+
+def assert_trajectories_equal(got: list, want: list) -> None:
+    assert len(got) == len(want)
+    for k, (g_step, w_step) in enumerate(zip(got, want)):
+        for i, (g, w) in enumerate(zip(g_step, w_step)):
+            assert g.shape == w.shape
+            np.testing.assert_array_equal(g, w, err_msg=f"step {k}, parameter {i}")
+
+
+# --------------------------------------------------------------------------------------
+# SGD
+# --------------------------------------------------------------------------------------
+
+
+def sgd_reference(inits, steps, lr, momentum, nesterov, weight_decay):
+    """torch.optim.SGD's algorithm (dampening 0), written out."""
+    ps = [x.copy() for x in inits]
+    bufs: list = [None] * len(ps)
+    out = []
+    for grads in steps:
+        for i, g in enumerate(grads):
+            if g is None:
+                continue
+            d = g + weight_decay * ps[i] if weight_decay != 0 else g
+            if momentum != 0:
+                bufs[i] = d.copy() if bufs[i] is None else momentum * bufs[i] + d
+                d = d + momentum * bufs[i] if nesterov else bufs[i]
+            ps[i] = ps[i] - lr * d
+        out.append([p.copy() for p in ps])
+    return out
+
+
+@st.composite
+def sgd_hyperparameters(draw: st.DrawFn) -> dict:
+    momentum = draw(st.just(0.0) | st.floats(0.0, 0.99))
+    return {
+        "lr": draw(st.floats(0.0, 1.0)),
+        "momentum": momentum,
+        "nesterov": draw(st.booleans()) if momentum > 0 else False,
+        "weight_decay": draw(st.just(0.0) | st.floats(0.0, 1.0)),
+    }
+
+
+@given(problems(), sgd_hyperparameters())
+def test_sgd_matches_transcription(problem, hyper):
+    inits, steps = problem
+    got = run(lambda ps: optim.SGD(ps, **hyper), inits, steps)
+    assert_trajectories_equal(got, sgd_reference(inits, steps, **hyper))
+
+
+# --------------------------------------------------------------------------------------
+# RProp
+# --------------------------------------------------------------------------------------
+
+
+def rprop_reference(inits, steps, eta_plus, eta_minus, step_init, step_min, step_max):
+    """RProp- element by element, in plain Python floats."""
+    ps = [x.reshape(-1).tolist() for x in inits]
+    deltas = [[step_init] * len(p) for p in ps]
+    prevs = [[0.0] * len(p) for p in ps]
+    out = []
+    for grads in steps:
+        for i, g in enumerate(grads):
+            if g is None:
+                continue
+            for j, gj in enumerate(g.reshape(-1).tolist()):
+                s = 1.0 if gj > 0 else (-1.0 if gj < 0 else 0.0)
+                if s * prevs[i][j] > 0:
+                    deltas[i][j] = min(deltas[i][j] * eta_plus, step_max)
+                elif s * prevs[i][j] < 0:
+                    deltas[i][j] = max(deltas[i][j] * eta_minus, step_min)
+                ps[i][j] = ps[i][j] - s * deltas[i][j]
+                prevs[i][j] = s
+        out.append([np.array(p, dtype=np.float64).reshape(x.shape) for p, x in zip(ps, inits)])
+    return out
+
+
+@st.composite
+def rprop_hyperparameters(draw: st.DrawFn) -> dict:
+    step_init = draw(st.floats(1e-3, 1.0))
+    # Bounds close to step_init, so that the clipping happens within a few steps.
+    return {
+        "eta_plus": draw(st.floats(1.01, 3.0)),
+        "eta_minus": draw(st.floats(0.05, 0.99)),
+        "step_init": step_init,
+        "step_min": step_init * draw(st.floats(0.1, 1.0)),
+        "step_max": step_init * draw(st.floats(1.0, 3.0)),
+    }
+
+
+@given(problems(max_steps=8), rprop_hyperparameters())
+def test_rprop_matches_transcription(problem, hyper):
+    inits, steps = problem
+    got = run(lambda ps: optim.RProp(ps, **hyper), inits, steps)
+    assert_trajectories_equal(got, rprop_reference(inits, steps, **hyper))
+
+
+def test_rprop_first_step_and_zero_gradient():
+    """The documented edge cases, by hand: first step uses step_init; g == 0 does not move."""
+    p = Param(np.array([0.0, 0.0, 0.0]))
+    opt = optim.RProp([p], eta_plus=2.0, eta_minus=0.5, step_init=0.1, step_min=0.01,
+                      step_max=0.3)
+    p.grad = np.array([1.0, -1.0, 0.0])
+    opt.step()
+    np.testing.assert_array_equal(p.data, [-0.1, 0.1, 0.0])
+    p.grad = np.array([1.0, 1.0, 5.0])  # same, flipped, previous sign 0
+    opt.step()
+    expected = np.array([-0.1 - 0.2, 0.1 - 0.05, -0.1])
+    np.testing.assert_array_equal(p.data, expected)
+    p.grad = np.array([1.0, 1.0, 5.0])  # grow to 0.4 -> clipped to 0.3; 0.05 -> 0.1; 0.1 -> 0.2
+    opt.step()
+    np.testing.assert_array_equal(p.data, expected - [0.3, 0.1, 0.2])
+    state = opt.state_dict()["state"][0]
+    np.testing.assert_array_equal(state["step_size"], [0.3, 0.1, 0.2])
+    np.testing.assert_array_equal(state["prev_sign"], [1.0, 1.0, 1.0])
+
+
+# --------------------------------------------------------------------------------------
+# Adam
+# --------------------------------------------------------------------------------------
+
+
+def adam_reference(inits, steps, lr, betas, eps):
+    """Adam with PyTorch's bias correction, as the equations read."""
+    b1, b2 = betas
+    ps = [x.copy() for x in inits]
+    ms = [np.zeros_like(x) for x in inits]
+    vs = [np.zeros_like(x) for x in inits]
+    ts = [0] * len(ps)
+    out = []
+    for grads in steps:
+        for i, g in enumerate(grads):
+            if g is None:
+                continue
+            ts[i] += 1
+            t = ts[i]
+            ms[i] = b1 * ms[i] + (1 - b1) * g
+            vs[i] = b2 * vs[i] + (1 - b2) * g**2
+            m_hat_scale = lr / (1 - b1**t)
+            denom = np.sqrt(vs[i]) / math.sqrt(1 - b2**t) + eps
+            ps[i] = ps[i] - m_hat_scale * ms[i] / denom
+        out.append([p.copy() for p in ps])
+    return out
+
+
+@st.composite
+def adam_hyperparameters(draw: st.DrawFn) -> dict:
+    return {
+        "lr": draw(st.floats(0.0, 1.0)),
+        "betas": (draw(st.floats(0.0, 0.99)), draw(st.floats(0.0, 0.9999))),
+        "eps": draw(st.floats(1e-10, 1e-2)),
+    }
+
+
+@given(problems(), adam_hyperparameters())
+def test_adam_matches_transcription(problem, hyper):
+    inits, steps = problem
+    got = run(lambda ps: optim.Adam(ps, **hyper), inits, steps)
+    want = adam_reference(inits, steps, **hyper)
+    # Each step moves a parameter by at most about lr / (1 - beta1) * ... ; rounding
+    # differences are relative to the size of the values involved, hence the atol.
+    for g_step, w_step in zip(got, want):
+        for g, w, x in zip(g_step, w_step, inits):
+            scale = 1.0 + (float(np.abs(x).max()) if x.size else 0.0) + 100 * hyper["lr"]
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12 * scale)
+
+
+# --------------------------------------------------------------------------------------
+# RMSPropNesterov: gradients through the closure, at the look-ahead point
+# --------------------------------------------------------------------------------------
+
+
+@st.composite
+def quadratic_problems(draw: st.DrawFn):
+    """A separable quadratic 0.5 * sum(a * (P - c)^2) per parameter, and per step a mask
+    saying which parameters the closure gives a gradient (the others get None)."""
+    shapes = draw(st.lists(SHAPES, min_size=1, max_size=3))
+    inits = [draw(hnp.arrays(np.float64, s, elements=VALUES)) for s in shapes]
+    a = [draw(hnp.arrays(np.float64, s, elements=st.floats(0.1, 5.0))) for s in shapes]
+    c = [draw(hnp.arrays(np.float64, s, elements=VALUES)) for s in shapes]
+    n_steps = draw(st.integers(1, 6))
+    masks = [[draw(st.integers(0, 5)) > 0 for _ in shapes] for _ in range(n_steps)]
+    return inits, a, c, masks
+
+
+def quadratic_loss(ps, a, c) -> float:
+    return float(sum(0.5 * np.sum(ai * (p - ci) ** 2) for p, ai, ci in zip(ps, a, c)))
+
+
+def rmsprop_nesterov_reference(inits, a, c, masks, lr, decay, momentum, eps):
+    """SPEC section 2, steps 1-5, written out. Returns (trajectory, losses)."""
+    ps = [x.copy() for x in inits]
+    vs = [np.zeros_like(x) for x in inits]
+    mas = [np.zeros_like(x) for x in inits]
+    out, losses = [], []
+    for mask in masks:
+        v_tmps = [momentum * v for v in vs]  # 1.
+        look = [p + vt for p, vt in zip(ps, v_tmps)]
+        losses.append(quadratic_loss(look, a, c))
+        for i, has_grad in enumerate(mask):
+            if not has_grad:
+                continue  # skipped: P, V and MA unchanged
+            g = a[i] * (look[i] - c[i])  # 2.
+            mas[i] = decay * mas[i] + (1 - decay) * g**2  # 3.
+            step = lr * g / (np.sqrt(mas[i]) + eps)  # 4.
+            vs[i] = v_tmps[i] - step  # 5.
+            ps[i] = look[i] - step
+        out.append([p.copy() for p in ps])
+    return out, losses
+
+
+@st.composite
+def rmsprop_hyperparameters(draw: st.DrawFn) -> dict:
+    return {
+        "lr": draw(st.floats(0.0, 1.0)),
+        "decay": draw(st.floats(0.0, 0.99)),
+        "momentum": draw(st.just(0.0) | st.floats(0.0, 0.99)),
+        "eps": draw(st.floats(1e-8, 1e-2)),
+    }
+
+
+@given(quadratic_problems(), rmsprop_hyperparameters())
+def test_rmsprop_nesterov_matches_transcription(problem, hyper):
+    inits, a, c, masks = problem
+    params = [Param(x.copy()) for x in inits]
+    arrays = [p.data for p in params]
+    opt = optim.RMSPropNesterov(params, **hyper)
+    calls = 0
+    mask: list[bool] = []
+    seen_grads: list = []
+
+    def closure() -> float:
+        nonlocal calls
+        calls += 1
+        seen_grads.clear()
+        for p, ai, ci, has_grad in zip(params, a, c, mask):
+            p.grad = ai * (p.data - ci) if has_grad else None
+            seen_grads.append(None if p.grad is None else p.grad.copy())
+        return quadratic_loss([p.data for p in params], a, c)
+
+    got, losses = [], []
+    for k, step_mask in enumerate(masks):
+        mask[:] = step_mask
+        losses.append(opt.step(closure))
+        assert calls == k + 1
+        for p, arr, g in zip(params, arrays, seen_grads):
+            assert p.data is arr
+            if g is not None:
+                np.testing.assert_array_equal(p.grad, g)  # the optimizer left .grad alone
+        got.append([p.data.copy() for p in params])
+    want, want_losses = rmsprop_nesterov_reference(inits, a, c, masks, **hyper)
+    assert_trajectories_equal(got, want)
+    assert losses == want_losses
+
+
+# --------------------------------------------------------------------------------------
+# dtype
+# --------------------------------------------------------------------------------------
+
+
+def test_float32_parameters_stay_float32():
+    for name, kw in [("sgd", {"lr": 0.1, "momentum": 0.9}), ("rprop", {}), ("adam", {})]:
+        p = Param(np.ones((2, 3), dtype=np.float32))
+        opt = optim.create(name, [p], **kw)
+        for _ in range(3):
+            p.grad = np.full((2, 3), 0.5)  # float64 gradient on a float32 parameter
+            opt.step()
+        assert p.data.dtype == np.float32
+        assert np.all(p.data < 1.0)
+        for value in opt.state_dict()["state"][0].values():
+            if isinstance(value, np.ndarray):
+                assert value.dtype == np.float32
