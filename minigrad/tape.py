@@ -103,46 +103,42 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 class _Cotangents:
-    """Cotangents of one backward pass. An array this pass allocated is its own to add into."""
+    """Cotangents of one backward pass. A tensor in `owned` holds an array this pass
+    allocated, which it may add into in place; any other may be shared with a VJP's input."""
 
     __slots__ = ("values", "owned")
 
     def __init__(self) -> None:
         self.values: dict[Tensor, np.ndarray] = {}
-        self.owned: set[int] = set()
+        self.owned: set[Tensor] = set()
 
     def add(self, tensor: Tensor, g: Any) -> None:
         """Add `g` (an array or a SliceGrad) to the cotangent of `tensor`."""
-        values = self.values
-        current = values.get(tensor)
+        current = self.values.get(tensor)
         if type(g) is SliceGrad:
-            if current is None or id(current) not in self.owned:
+            if tensor not in self.owned:
                 dense = np.zeros(tensor.data.shape, np.result_type(tensor.data, g.values))
                 if current is not None:
                     dense += current
                 current = self._own(tensor, dense)
             g.add_into(current)
         elif current is None:
-            values[tensor] = g
-        elif id(current) in self.owned:
+            self.values[tensor] = g
+        elif tensor in self.owned:
             current += g
         else:
             self._own(tensor, current + g)
 
-    def _own(self, tensor: Tensor, array: np.ndarray) -> np.ndarray:
+    def _own(self, tensor: Tensor, array: Any) -> np.ndarray:
         # 0-d arithmetic gives NumPy scalars, which `+=` would rebind instead of update.
         array = np.asarray(array)
-        old = self.values.get(tensor)
-        if old is not None:
-            self.owned.discard(id(old))
         self.values[tensor] = array
-        self.owned.add(id(array))
+        self.owned.add(tensor)
         return array
 
     def pop(self, tensor: Tensor) -> np.ndarray:
-        g = self.values.pop(tensor)
-        self.owned.discard(id(g))
-        return g
+        self.owned.discard(tensor)
+        return self.values.pop(tensor)
 
 
 def backward(root: Tensor, seed: np.ndarray, retain_graph: bool = False) -> None:
