@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -100,23 +100,28 @@ def glorot_uniform(rng: np.random.Generator, n_in: int, n_out: int,
     return rng.uniform(-limit, limit, size=(n_in, n_out)).astype(dtype)
 
 
-def orthogonal(rng: np.random.Generator, n: int, dtype: Any = np.float64) -> np.ndarray:
-    """A random orthogonal (n, n) matrix: Q of a Gaussian's QR, signs fixed so that it is
-    uniformly distributed (Saxe et al.; Keras's default recurrent initialiser)."""
-    q, r = np.linalg.qr(rng.standard_normal((n, n)))
-    return (q * np.sign(np.diag(r))).astype(dtype)
+def orthogonal(rng: np.random.Generator, n_in: int, n_out: int,
+               dtype: Any = np.float64) -> np.ndarray:
+    """A random (n_in, n_out) matrix with orthonormal rows or columns: Q of a Gaussian's QR,
+    signs fixed so that it is uniformly distributed (Saxe et al.; Keras's recurrent default)."""
+    big, small = max(n_in, n_out), min(n_in, n_out)
+    q, r = np.linalg.qr(rng.standard_normal((big, small)))
+    q = q * np.sign(np.diag(r))
+    return (q if n_in >= n_out else q.T).astype(dtype)
 
 
 class Linear(Module):
     """y = x W + b on the last axis of `x` (any rank), W of shape (n_in, n_out).
 
-    W is Glorot-uniform from the caller's `rng`, b starts at zero.
+    W is drawn by `init(rng, n_in, n_out, dtype)` (Glorot-uniform unless told otherwise) from
+    the caller's `rng`; b starts at zero.
     """
 
     def __init__(self, n_in: int, n_out: int, bias: bool = True, *,
-                 rng: np.random.Generator, dtype: Any = np.float64):
+                 rng: np.random.Generator, dtype: Any = np.float64,
+                 init: Callable[..., np.ndarray] = glorot_uniform):
         self.n_in, self.n_out = n_in, n_out
-        self.weight = Parameter(glorot_uniform(rng, n_in, n_out, dtype))
+        self.weight = Parameter(init(rng, n_in, n_out, dtype))
         self.bias = Parameter(np.zeros(n_out, dtype)) if bias else None
 
     def forward(self, x: Any) -> Tensor:

@@ -24,6 +24,7 @@ from minigrad import nn
 from .presets import AdderConfig
 
 _ACTIVATIONS = {"tanh": mg.tanh, "sigmoid": mg.sigmoid}
+_RECURRENT_INITS = {"glorot": nn.glorot_uniform, "orthogonal": nn.orthogonal}
 
 
 class Adder(nn.Module):
@@ -39,9 +40,8 @@ class Adder(nn.Module):
         n = config.n_states
         self.config = config
         self.input = nn.Linear(2, n, bias=config.bias, rng=rng, dtype=dtype)
-        self.recurrent = nn.Linear(n, n, bias=config.bias, rng=rng, dtype=dtype)
-        if config.recurrent_init == "orthogonal":
-            self.recurrent.weight.data[...] = nn.orthogonal(rng, n, dtype)
+        self.recurrent = nn.Linear(n, n, bias=config.bias, rng=rng, dtype=dtype,
+                                   init=_RECURRENT_INITS[config.recurrent_init])
         self.initial_state = nn.Parameter(np.zeros(n, dtype)) if config.learn_initial_state else None
         self.output = nn.Linear(n, 1, bias=config.bias, rng=rng, dtype=dtype)
         self._activation = _ACTIVATIONS[config.activation]

@@ -21,8 +21,6 @@ ACTIVATIONS: tuple[str, ...] = ("tanh", "sigmoid")
 RECURRENT_INITS: tuple[str, ...] = ("glorot", "orthogonal")
 OPTIMIZERS: tuple[str, ...] = ("rmsprop_nesterov", "sgd")
 
-# int64 bit arithmetic in models.data keeps one bit spare.
-_MAX_BITS = 62
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,7 @@ class AdderConfig:
     max_operand: int | None = None
 
     def __post_init__(self) -> None:
-        _check_int("AdderConfig", "n_bits", self.n_bits, low=1, high=_MAX_BITS)
+        _check_int("AdderConfig", "n_bits", self.n_bits, low=1)
         _check_int("AdderConfig", "n_states", self.n_states, low=1)
         _check_choice("AdderConfig", "activation", self.activation, ACTIVATIONS)
         _check_bool("AdderConfig", "bias", self.bias)
