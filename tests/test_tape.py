@@ -1,0 +1,213 @@
+"""The tape: backward's seeds, accumulation, retain_graph, no_grad, skipped inputs, several
+graphs at once, and the release of a graph once it has been backpropagated."""
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import Tensor, no_grad
+from minigrad.tensor import primitive
+
+
+def test_backward_from_a_scalar():
+    x = Tensor([1.0, -2.0, 3.0], requires_grad=True)
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, 2 * x.data)
+
+
+@pytest.mark.parametrize("shape", [(1,), (1, 1), (1, 1, 1)])
+def test_backward_from_a_size_one_tensor_needs_no_grad(shape):
+    x = Tensor(np.full(shape, 3.0), requires_grad=True)
+    (x * x).backward()
+    np.testing.assert_array_equal(x.grad, np.full(shape, 6.0))
+
+
+def test_backward_from_a_non_scalar_needs_a_grad_of_its_shape():
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    y = x * 2.0
+    with pytest.raises(ValueError, match=r"backward: a tensor of shape \(2, 3\) is not a scalar; "
+                                         r"pass grad= an array of shape \(2, 3\)"):
+        y.backward()
+    with pytest.raises(ValueError, match=r"backward: grad has shape \(3,\), but the tensor has "
+                                         r"shape \(2, 3\)"):
+        y.backward(np.ones(3))
+    g = np.arange(6.0).reshape(2, 3)
+    y.backward(g)
+    np.testing.assert_array_equal(x.grad, 2.0 * g)
+
+
+def test_backward_does_not_mutate_the_given_grad():
+    x = Tensor(np.ones(4), requires_grad=True)
+    y = x[:2] + x[1:3]  # sparse slice gradients are summed in place somewhere; not in g
+    g = np.array([1.0, 2.0])
+    y.backward(g)
+    np.testing.assert_array_equal(g, [1.0, 2.0])
+    np.testing.assert_array_equal(x.grad, [1.0, 3.0, 2.0, 0.0])
+
+
+def test_leaf_backward():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    g = np.array([5.0, 6.0])
+    x.backward(g)
+    np.testing.assert_array_equal(x.grad, g)
+    assert x.grad is not g  # .grad is the user's own copy
+
+
+def test_gradients_accumulate_until_reset():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    for _ in range(3):
+        (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, 3 * 2 * x.data)
+    x.grad = None
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, 2 * x.data)
+
+
+def test_retain_graph_allows_a_second_backward():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    y = mg.tanh(x * x).sum()
+    y.backward(retain_graph=True)
+    first = x.grad.copy()
+    y.backward()
+    np.testing.assert_allclose(x.grad, 2 * first, rtol=1e-15)
+
+
+def test_second_backward_without_retain_graph_is_refused():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match=r"already released.*retain_graph=True"):
+        y.backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 4.0])  # the refused call added nothing
+
+
+def test_backward_through_a_released_shared_part_is_refused_and_adds_nothing():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    h = mg.tanh(x)
+    h.sum().backward()
+    before = x.grad.copy()
+    with pytest.raises(RuntimeError, match="'tanh' was already released"):
+        (h * 2.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, before)
+
+
+def test_backward_on_a_tensor_that_does_not_require_grad():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        (Tensor([1.0]) * 2.0).backward()
+
+
+def test_no_grad_records_nothing():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    assert mg.is_recording()
+    with no_grad():
+        assert not mg.is_recording()
+        y = mg.tanh(x * x).sum()
+        z = mg.stack([x, x])
+    assert mg.is_recording()
+    for t in (y, z):
+        assert not t.requires_grad and t.is_leaf
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.backward()
+
+
+def test_no_grad_nests_and_restores_on_exception():
+    with no_grad():
+        with no_grad():
+            assert not mg.is_recording()
+        assert not mg.is_recording()  # the inner block restores "off", not "on"
+    assert mg.is_recording()
+    with pytest.raises(ZeroDivisionError):
+        with no_grad():
+            1 / 0
+    assert mg.is_recording()
+    x = Tensor([1.0], requires_grad=True)
+    assert (x * 2).requires_grad
+
+
+class _Probe:
+    """VJPs for a test-local multiply: the first counts its calls, the second must never run."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def first(self, g, out, a, b):
+        self.calls += 1
+        return g * b
+
+    def second(self, g, out, a, b):
+        raise AssertionError("the VJP of an input that needs no gradient was called")
+
+
+@pytest.mark.parametrize("constant", [
+    lambda: Tensor([3.0, 4.0]),           # a Tensor without requires_grad
+    lambda: np.array([3.0, 4.0]),         # an array
+    lambda: 3.0,                          # a number
+])
+def test_inputs_needing_no_gradient_are_skipped(constant):
+    probe = _Probe()
+    probe_mul = primitive("probe_mul", np.multiply, (probe.first, probe.second))
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    c = constant()
+    out = probe_mul(x, c)
+    out.backward(np.ones(2))
+    assert probe.calls == 1
+    np.testing.assert_array_equal(x.grad, np.broadcast_to(np.asarray(getattr(c, "data", c)), (2,)))
+    if isinstance(c, Tensor):
+        assert c.grad is None
+
+
+def test_outputs_of_constants_only_are_not_recorded():
+    probe = _Probe()
+    probe_mul = primitive("probe_mul", np.multiply, (probe.second, probe.second))
+    out = probe_mul(Tensor([1.0]), np.array([2.0]))
+    assert not out.requires_grad and out._node is None
+
+
+def test_independent_graphs_backward_in_any_order():
+    rng = np.random.default_rng(0)
+    shared = Tensor(rng.standard_normal(3), requires_grad=True)
+    xs = [Tensor(rng.standard_normal(3), requires_grad=True) for _ in range(3)]
+    losses = [mg.tanh(xs[0] * shared).sum(), (xs[1] * xs[1] * shared).sum(),
+              mg.exp(xs[2] + shared).sum()]
+    expected_x = [
+        shared.data * (1 - np.tanh(xs[0].data * shared.data) ** 2),
+        2 * xs[1].data * shared.data,
+        np.exp(xs[2].data + shared.data),
+    ]
+    expected_shared = (
+        xs[0].data * (1 - np.tanh(xs[0].data * shared.data) ** 2)
+        + xs[1].data ** 2
+        + np.exp(xs[2].data + shared.data)
+    )
+    done = []
+    for i in (2, 0, 1):
+        losses[i].backward()
+        done.append(i)
+        np.testing.assert_allclose(xs[i].grad, expected_x[i], rtol=1e-13)
+        assert all(xs[j].grad is None for j in range(3) if j not in done)
+    np.testing.assert_allclose(shared.grad, expected_shared, rtol=1e-13)
+
+
+def test_graph_is_released_after_backward():
+    x = Tensor(np.linspace(-1, 1, 5), requires_grad=True)
+    h = mg.tanh(x)
+    hidden = weakref.ref(h.data)
+    y = (h * h).sum()
+    node = y._node
+    del h
+    gc.collect()
+    assert hidden() is not None  # the graph holds tanh's output for the VJPs
+    y.backward()
+    assert node.vjps is None and node.inputs is None and node.out is None and node.args is None
+    gc.collect()
+    assert hidden() is None  # and lets go of it once backpropagated
+
+
+def test_retained_graph_is_kept():
+    x = Tensor([0.5], requires_grad=True)
+    y = mg.tanh(x).sum()
+    y.backward(retain_graph=True)
+    assert y._node.vjps is not None and y._node.inputs is not None

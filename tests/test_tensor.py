@@ -1,0 +1,81 @@
+"""Tensor basics: what a Tensor holds, what it copies, and how it reports itself."""
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import Tensor
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_floating_dtypes_are_kept(dtype):
+    t = Tensor(np.ones(3, dtype))
+    assert t.dtype == dtype
+    assert (t * 2.5).dtype == dtype  # a Python scalar does not promote the tensor
+
+
+@pytest.mark.parametrize("data", [[1, 2, 3], np.arange(3, dtype=np.int32), np.arange(3, dtype=np.uint8),
+                                  [True, False], 7, True])
+def test_integers_and_bools_become_float64(data):
+    t = Tensor(data)
+    assert t.dtype == np.float64
+    np.testing.assert_array_equal(t.data, np.asarray(data, dtype=np.float64))
+
+
+def test_copies_its_input():
+    a = np.arange(4.0)
+    t = Tensor(a)
+    a[0] = 100.0
+    assert t.data[0] == 0.0
+    u = Tensor(t)  # from a Tensor: a copy as well
+    u.data[1] = -1.0
+    assert t.data[1] == 1.0
+
+
+def test_grad_is_none_until_backward_and_can_be_reset():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    assert x.grad is None and x.requires_grad and x.is_leaf
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 4.0])
+    x.grad = None
+    assert x.grad is None
+
+
+def test_properties():
+    t = Tensor(np.arange(6.0).reshape(2, 3))
+    assert t.shape == (2, 3) and t.ndim == 2 and t.size == 6 and t.dtype == np.float64
+    assert len(t) == 2
+    assert Tensor([[2.5]]).item() == 2.5 and isinstance(Tensor([[2.5]]).item(), float)
+    assert float(Tensor(3.0)) == 3.0
+    assert t.numpy() is t.data  # shared, as documented
+    np.testing.assert_array_equal(np.asarray(t), t.data)
+    np.testing.assert_array_equal(t.T.data, t.data.T)
+    with pytest.raises(TypeError, match="0-d"):
+        len(Tensor(1.0))
+
+
+def test_requires_grad_flag_and_ops_outputs():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    c = Tensor([3.0, 4.0])
+    y = x * c
+    assert y.requires_grad and not y.is_leaf
+    z = c * c
+    assert not z.requires_grad and z.is_leaf  # nothing recorded for constants
+
+
+def test_detach_cuts_the_graph_and_shares_data():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    y = x * 3.0
+    d = y.detach()
+    assert not d.requires_grad and d.is_leaf
+    assert d.data is y.data
+    (d * x).sum().backward()  # d is a constant: the gradient is d, not d + 3 x
+    np.testing.assert_array_equal(x.grad, [3.0, 6.0])
+
+
+def test_repr():
+    assert repr(Tensor([1.0, 2.0])) == "Tensor([1., 2.])"
+    assert repr(Tensor([1.0], requires_grad=True)) == "Tensor([1.], requires_grad=True)"
+    assert repr(Tensor([1.0], requires_grad=True) * 2) == "Tensor([2.], op=mul)"
+    assert repr(Tensor(np.float32(1.5))) == "Tensor(1.5, dtype=float32)"
+    assert repr(mg.nn.Parameter([0.0])).startswith("Parameter([0.]")
