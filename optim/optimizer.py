@@ -355,27 +355,29 @@ class Optimizer:
         """
         items = []
         check = self.check_finite
-        for i, p in enumerate(self._params):
-            g = p.grad
-            if g is None:
-                continue
-            data = p.data
-            if not isinstance(g, np.ndarray):
-                g = np.asarray(g)
-            if g.shape != data.shape or data.shape != self._shapes[i]:
-                raise ValueError(
-                    f"{type(self).__name__}.step: parameter {i} has shape {data.shape} and "
-                    f"gradient shape {g.shape}; expected both {self._shapes[i]}"
-                )
-            if check and not math.isfinite(g.sum()):
-                bad = g.size - int(np.count_nonzero(np.isfinite(g)))
-                if bad:
-                    raise NonFiniteGradientError(
-                        f"{type(self).__name__}.step: gradient of parameter {i} (shape "
-                        f"{g.shape}) has {bad} non-finite value{'s' if bad != 1 else ''}; "
-                        f"no parameter was changed (check_finite=False disables this check)"
+        # The sum of large finite values may overflow: no warning, the count decides.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for i, p in enumerate(self._params):
+                g = p.grad
+                if g is None:
+                    continue
+                data = p.data
+                if not isinstance(g, np.ndarray):
+                    g = np.asarray(g)
+                if g.shape != data.shape or data.shape != self._shapes[i]:
+                    raise ValueError(
+                        f"{type(self).__name__}.step: parameter {i} has shape {data.shape} and "
+                        f"gradient shape {g.shape}; expected both {self._shapes[i]}"
                     )
-            items.append((i, data, g))
+                if check and not math.isfinite(g.sum()):
+                    bad = g.size - int(np.count_nonzero(np.isfinite(g)))
+                    if bad:
+                        raise NonFiniteGradientError(
+                            f"{type(self).__name__}.step: gradient of parameter {i} (shape "
+                            f"{g.shape}) has {bad} non-finite value{'s' if bad != 1 else ''}; "
+                            f"no parameter was changed (check_finite=False disables this check)"
+                        )
+                items.append((i, data, g))
         return items
 
     def _scratch(self, index: int, name: str, like: np.ndarray, dtype: Any = None) -> np.ndarray:

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -110,20 +111,26 @@ def sgd_reference(inits, steps, lr, momentum, nesterov, weight_decay):
     return out
 
 
+SGD_VARIANTS = ["plain", "weight_decay", "momentum", "momentum+weight_decay", "nesterov",
+                "nesterov+weight_decay"]
+
+
 @st.composite
-def sgd_hyperparameters(draw: st.DrawFn) -> dict:
-    momentum = draw(st.just(0.0) | st.floats(0.0, 0.99))
+def sgd_hyperparameters(draw: st.DrawFn, variant: str) -> dict:
+    with_momentum = variant.startswith(("momentum", "nesterov"))
     return {
-        "lr": draw(st.floats(0.0, 1.0)),
-        "momentum": momentum,
-        "nesterov": draw(st.booleans()) if momentum > 0 else False,
-        "weight_decay": draw(st.just(0.0) | st.floats(0.0, 1.0)),
+        "lr": draw(st.floats(1e-3, 1.0)),
+        "momentum": draw(st.floats(0.05, 0.99)) if with_momentum else 0.0,
+        "nesterov": variant.startswith("nesterov"),
+        "weight_decay": draw(st.floats(1e-3, 1.0)) if variant.endswith("weight_decay") else 0.0,
     }
 
 
-@given(problems(), sgd_hyperparameters())
-def test_sgd_matches_transcription(problem, hyper):
-    inits, steps = problem
+@pytest.mark.parametrize("variant", SGD_VARIANTS)
+@given(data=st.data())
+def test_sgd_matches_transcription(variant, data):
+    inits, steps = data.draw(problems())
+    hyper = data.draw(sgd_hyperparameters(variant))
     got = run(lambda ps: optim.SGD(ps, **hyper), inits, steps)
     assert_trajectories_equal(got, sgd_reference(inits, steps, **hyper))
 
@@ -226,7 +233,7 @@ def adam_reference(inits, steps, lr, betas, eps):
 @st.composite
 def adam_hyperparameters(draw: st.DrawFn) -> dict:
     return {
-        "lr": draw(st.floats(0.0, 1.0)),
+        "lr": draw(st.floats(1e-3, 1.0)),
         "betas": (draw(st.floats(0.0, 0.99)), draw(st.floats(0.0, 0.9999))),
         "eps": draw(st.floats(1e-10, 1e-2)),
     }
@@ -290,18 +297,20 @@ def rmsprop_nesterov_reference(inits, a, c, masks, lr, decay, momentum, eps):
 
 
 @st.composite
-def rmsprop_hyperparameters(draw: st.DrawFn) -> dict:
+def rmsprop_hyperparameters(draw: st.DrawFn, with_momentum: bool) -> dict:
     return {
-        "lr": draw(st.floats(0.0, 1.0)),
+        "lr": draw(st.floats(1e-3, 1.0)),
         "decay": draw(st.floats(0.0, 0.99)),
-        "momentum": draw(st.just(0.0) | st.floats(0.0, 0.99)),
+        "momentum": draw(st.floats(0.05, 0.99)) if with_momentum else 0.0,
         "eps": draw(st.floats(1e-8, 1e-2)),
     }
 
 
-@given(quadratic_problems(), rmsprop_hyperparameters())
-def test_rmsprop_nesterov_matches_transcription(problem, hyper):
-    inits, a, c, masks = problem
+@pytest.mark.parametrize("with_momentum", [True, False])
+@given(data=st.data())
+def test_rmsprop_nesterov_matches_transcription(with_momentum, data):
+    inits, a, c, masks = data.draw(quadratic_problems())
+    hyper = data.draw(rmsprop_hyperparameters(with_momentum))
     params = [Param(x.copy()) for x in inits]
     arrays = [p.data for p in params]
     opt = optim.RMSPropNesterov(params, **hyper)

@@ -1,0 +1,538 @@
+"""The optimizer shell: construction, closures, skipped and non-finite gradients,
+hyperparameter validation, state_dict round trips and the registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import optim
+from optim import NonFiniteGradientError
+
+
+class Param:
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+        self.grad: np.ndarray | None = None
+
+
+# One non-default configuration per optimizer (every state array in use).
+CONFIGS = {
+    "sgd": {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+    "rprop": {"eta_plus": 1.3, "eta_minus": 0.4, "step_init": 0.01},
+    "rmsprop_nesterov": {"lr": 0.05, "decay": 0.5, "momentum": 0.8, "eps": 1e-6},
+    "adam": {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-7},
+}
+# Other hyperparameters, for the fresh optimizer that load_state_dict must overwrite.
+OTHER = {
+    "sgd": {"lr": 0.5},
+    "rprop": {},
+    "rmsprop_nesterov": {"lr": 0.3, "momentum": 0.1},
+    "adam": {"lr": 0.2},
+}
+NAMES = sorted(CONFIGS)
+SHAPES = [(3, 2), (4,), ()]
+
+
+def make_params(rng: np.random.Generator) -> list[Param]:
+    return [Param(rng.normal(size=s)) for s in SHAPES]
+
+
+def copy_params(params: list[Param]) -> list[Param]:
+    return [Param(p.data.copy()) for p in params]
+
+
+def loss_closure(params, opt, a):
+    """A separable quartic-plus-quadratic, so gradients keep changing along the run."""
+
+    def closure() -> float:
+        opt.zero_grad()
+        loss = 0.0
+        for p, ai in zip(params, a):
+            loss += float(np.sum(0.25 * p.data**4 + ai * p.data**2 - p.data))
+            p.grad = p.data**3 + 2 * ai * p.data - 1.0
+        return loss
+
+    return closure
+
+
+def coefficients():
+    return [np.linspace(-1.0, 2.0, num=int(np.prod(s))).reshape(s) for s in SHAPES]
+
+
+def run_steps(opt, params, n):
+    closure = loss_closure(params, opt, coefficients())
+    return [opt.step(closure) for _ in range(n)]
+
+
+def assert_state_dicts_equal(a: dict, b: dict) -> None:
+    assert a["optimizer"] == b["optimizer"]
+    assert a["hyperparameters"] == b["hyperparameters"]
+    assert len(a["state"]) == len(b["state"])
+    for sa, sb in zip(a["state"], b["state"]):
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            if isinstance(sa[k], np.ndarray):
+                assert np.array_equal(sa[k], sb[k]), k
+                assert sa[k].dtype == sb[k].dtype
+            else:
+                assert sa[k] == sb[k], k
+
+
+# --------------------------------------------------------------------------------------
+# Construction
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_generator_of_parameters_is_materialised_once(name):
+    params = make_params(np.random.default_rng(0))
+    opt = optim.create(name, (p for p in params), **CONFIGS[name])
+    assert opt.parameters == tuple(params)
+    before = [p.data.copy() for p in params]
+    run_steps(opt, params, 2)  # a consumed generator would leave nothing to update
+    assert all(not np.array_equal(b, p.data) for b, p in zip(before, params) if b.size)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_empty_parameter_list_raises(name):
+    with pytest.raises(ValueError, match="empty"):
+        optim.create(name, [], **CONFIGS[name])
+    with pytest.raises(ValueError, match="empty"):
+        optim.create(name, iter([]), **CONFIGS[name])
+
+
+def test_bad_parameter_lists():
+    p = Param(np.zeros(3))
+    with pytest.raises(TypeError, match="iterable"):
+        optim.SGD(p, lr=0.1)
+    with pytest.raises(ValueError, match="more than once"):
+        optim.SGD([p, p], lr=0.1)
+    with pytest.raises(TypeError, match="floating"):
+        optim.SGD([Param(np.zeros(3, dtype=np.int64))], lr=0.1)
+    with pytest.raises(TypeError, match="data"):
+        optim.SGD([object()], lr=0.1)
+
+
+# --------------------------------------------------------------------------------------
+# Hyperparameter validation: every error is a ValueError naming the hyperparameter
+# --------------------------------------------------------------------------------------
+
+BAD_HYPERPARAMETERS = [
+    ("sgd", {"lr": -0.1}, "lr"),
+    ("sgd", {"lr": float("nan")}, "lr"),
+    ("sgd", {"lr": float("inf")}, "lr"),
+    ("sgd", {"lr": "0.1"}, "lr"),
+    ("sgd", {"lr": 0.1, "momentum": -0.5}, "momentum"),
+    ("sgd", {"lr": 0.1, "momentum": 1.0}, "momentum"),
+    ("sgd", {"lr": 0.1, "nesterov": True}, "nesterov"),
+    ("sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": "yes"}, "nesterov"),
+    ("sgd", {"lr": 0.1, "weight_decay": -1e-4}, "weight_decay"),
+    ("sgd", {"lr": 0.1, "check_finite": 1}, "check_finite"),
+    ("rprop", {"eta_plus": 1.0}, "eta_plus"),
+    ("rprop", {"eta_plus": 0.5}, "eta_plus"),
+    ("rprop", {"eta_minus": 1.0}, "eta_minus"),
+    ("rprop", {"eta_minus": 1.5}, "eta_minus"),
+    ("rprop", {"eta_minus": 0.0}, "eta_minus"),
+    ("rprop", {"eta_minus": -0.5}, "eta_minus"),
+    ("rprop", {"step_init": 0.0}, "step_init"),
+    ("rprop", {"step_init": 100.0}, "step_init"),
+    ("rprop", {"step_init": 1e-7}, "step_init"),
+    ("rprop", {"step_min": 0.0}, "step_min"),
+    ("rprop", {"step_min": -1.0}, "step_min"),
+    ("rprop", {"step_max": -1.0}, "step_max"),
+    ("rprop", {"step_min": 1.0, "step_max": 0.5, "step_init": 0.7}, "step_min"),
+    ("rmsprop_nesterov", {"lr": -0.05}, "lr"),
+    ("rmsprop_nesterov", {"decay": 1.0}, "decay"),
+    ("rmsprop_nesterov", {"decay": -0.1}, "decay"),
+    ("rmsprop_nesterov", {"momentum": 1.0}, "momentum"),
+    ("rmsprop_nesterov", {"momentum": -0.2}, "momentum"),
+    ("rmsprop_nesterov", {"eps": -1e-6}, "eps"),
+    ("adam", {"lr": -1e-3}, "lr"),
+    ("adam", {"betas": (1.0, 0.999)}, "betas[0]"),
+    ("adam", {"betas": (0.9, 1.0)}, "betas[1]"),
+    ("adam", {"betas": (-0.1, 0.999)}, "betas[0]"),
+    ("adam", {"betas": (0.9,)}, "betas"),
+    ("adam", {"betas": 0.9}, "betas"),
+    ("adam", {"eps": -1e-8}, "eps"),
+]
+
+
+@pytest.mark.parametrize(("name", "hyper", "key"), BAD_HYPERPARAMETERS,
+                         ids=[f"{n}-{k}-{i}" for i, (n, _, k) in enumerate(BAD_HYPERPARAMETERS)])
+def test_bad_hyperparameter_raises_value_error_naming_it(name, hyper, key):
+    with pytest.raises(ValueError) as info:
+        optim.create(name, [Param(np.zeros(2))], **hyper)
+    message = str(info.value)
+    assert f"{key}=" in message
+    value = hyper.get(key.split("[")[0], hyper.get("step_min"))
+    if key.endswith("]"):
+        value = value[int(key[-2])]
+    assert repr(value) in message
+
+
+def test_boundary_hyperparameters_are_accepted():
+    p = [Param(np.zeros(2))]
+    optim.SGD(p, lr=0.0, momentum=0.0, weight_decay=0.0)
+    optim.RProp(p, step_min=0.5, step_max=0.5, step_init=0.5)
+    optim.RMSPropNesterov(p, lr=0.0, decay=0.0, momentum=0.0, eps=0.0)
+    optim.Adam(p, lr=0.0, betas=(0.0, 0.0), eps=0.0)
+
+
+# --------------------------------------------------------------------------------------
+# Closures, zero_grad, skipped gradients
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_closure_called_once_per_step_and_its_loss_returned(name):
+    params = make_params(np.random.default_rng(1))
+    opt = optim.create(name, params, **CONFIGS[name])
+    inner = loss_closure(params, opt, coefficients())
+    calls = []
+
+    def closure():
+        loss = inner()
+        calls.append(loss)
+        return loss
+
+    for k in range(3):
+        assert opt.step(closure) == calls[-1]
+        assert len(calls) == k + 1
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "rmsprop_nesterov"])
+def test_step_without_closure_uses_grads_and_returns_none(name):
+    p = Param(np.ones(3))
+    opt = optim.create(name, [p], **CONFIGS[name])
+    p.grad = np.array([1.0, -1.0, 0.5])
+    assert opt.step() is None
+    assert not np.array_equal(p.data, np.ones(3))
+
+
+def test_rmsprop_nesterov_requires_a_closure():
+    p = Param(np.ones(3))
+    opt = optim.RMSPropNesterov([p])
+    p.grad = np.ones(3)
+    with pytest.raises(TypeError, match="closure.*look-ahead"):
+        opt.step()
+    with pytest.raises(TypeError, match="callable"):
+        opt.step(42)
+    np.testing.assert_array_equal(p.data, np.ones(3))
+    assert opt.state_dict()["state"][0]["step"] == 0
+
+
+def test_rmsprop_nesterov_closure_sees_the_look_ahead_point():
+    p = Param(np.array([1.0]))
+    opt = optim.RMSPropNesterov([p], lr=0.1, decay=0.5, momentum=0.5, eps=0.0)
+    seen = []
+
+    def closure():
+        seen.append(p.data.copy())
+        p.grad = np.array([1.0])
+        return 0.0
+
+    opt.step(closure)  # V = 0: look-ahead = P = 1; step = 0.1 * 1 / sqrt(0.5)
+    step1 = 0.1 / np.sqrt(0.5)
+    np.testing.assert_array_equal(seen[0], [1.0])
+    np.testing.assert_array_equal(p.data, [1.0 - step1])
+    opt.step(closure)  # V = -step1: the closure runs at P + 0.5 * V
+    np.testing.assert_array_equal(seen[1], [(1.0 - step1) + 0.5 * -step1])
+    v = opt.state_dict()["state"][0]["velocity"]
+    np.testing.assert_allclose(p.data, 1.0 - step1 + v, rtol=1e-15)  # P_new = P_old + V_new
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_zero_grad_sets_grads_to_none(name):
+    params = make_params(np.random.default_rng(2))
+    opt = optim.create(name, params, **CONFIGS[name])
+    for p in params:
+        p.grad = np.ones_like(p.data)
+    opt.zero_grad()
+    assert all(p.grad is None for p in params)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameter_without_grad_is_skipped(name):
+    params = make_params(np.random.default_rng(3))
+    opt = optim.create(name, params, **CONFIGS[name])
+    run_steps(opt, params, 2)  # non-zero momentum / velocity / step sizes
+    before = [p.data.copy() for p in params]
+    state_before = opt.state_dict()
+    inner = loss_closure(params, opt, coefficients())
+
+    def closure():
+        loss = inner()
+        params[0].grad = None
+        return loss
+
+    opt.step(closure)
+    np.testing.assert_array_equal(params[0].data, before[0])
+    assert not np.array_equal(params[1].data, before[1])
+    after = opt.state_dict()
+    assert after["state"][0]["step"] == state_before["state"][0]["step"] == 2
+    assert after["state"][1]["step"] == 3
+    for k, v in state_before["state"][0].items():
+        if isinstance(v, np.ndarray):
+            np.testing.assert_array_equal(after["state"][0][k], v)
+
+
+def test_gradient_with_wrong_shape_raises_before_any_change():
+    a, b = Param(np.ones(2)), Param(np.ones(3))
+    opt = optim.SGD([a, b], lr=0.1)
+    a.grad, b.grad = np.ones(2), np.ones(4)
+    with pytest.raises(ValueError, match="parameter 1"):
+        opt.step()
+    np.testing.assert_array_equal(a.data, np.ones(2))
+
+
+# --------------------------------------------------------------------------------------
+# Non-finite gradients
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_gradient_raises_before_any_parameter_changes(name, bad):
+    params = make_params(np.random.default_rng(4))
+    opt = optim.create(name, params, **CONFIGS[name])
+    run_steps(opt, params, 2)
+    before = [p.data.copy() for p in params]
+    state_before = opt.state_dict()
+    inner = loss_closure(params, opt, coefficients())
+
+    def closure():
+        loss = inner()
+        params[0].grad[1, 0] = bad  # parameter 0 is checked and fine until the last one
+        params[0].grad[2, 1] = bad
+        return loss
+
+    with pytest.raises(NonFiniteGradientError) as info:
+        opt.step(closure)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, FloatingPointError)
+    assert "parameter 0 (shape (3, 2)) has 2 non-finite values" in str(info.value)
+    assert type(opt).__name__ + ".step" in str(info.value)
+    for b, p in zip(before, params):
+        np.testing.assert_array_equal(p.data, b)
+    assert_state_dicts_equal(opt.state_dict(), state_before)
+
+
+def test_non_finite_check_covers_every_parameter_before_updating():
+    a, b = Param(np.ones(2)), Param(np.ones((3, 2)))
+    opt = optim.Adam([a, b])
+    a.grad = np.ones(2)
+    b.grad = np.ones((3, 2))
+    b.grad[0, 0] = np.nan
+    with pytest.raises(FloatingPointError, match=r"parameter 1 \(shape \(3, 2\)\) has 1 non-finite value;"):
+        opt.step()
+    np.testing.assert_array_equal(a.data, np.ones(2))  # the earlier parameter is untouched
+
+
+def test_large_finite_gradients_are_not_mistaken_for_non_finite():
+    p = Param(np.zeros(3))
+    opt = optim.SGD([p], lr=1e-310)
+    p.grad = np.array([1e308, 1e308, 1e308])  # the sum overflows; the values are finite
+    opt.step()
+    assert np.all(np.isfinite(p.data))
+
+
+def test_check_finite_false_lets_values_through():
+    p = Param(np.zeros(3))
+    opt = optim.SGD([p], lr=0.1, check_finite=False)
+    p.grad = np.array([np.nan, np.inf, 1.0])
+    opt.step()
+    assert np.isnan(p.data[0]) and p.data[1] == -np.inf and p.data[2] == -0.1
+
+    q = Param(np.zeros(3))
+    opt = optim.RProp([q], step_init=0.1, check_finite=False)
+    q.grad = np.array([np.nan, np.inf, -1.0])
+    opt.step()
+    assert np.isnan(q.data[0])
+    np.testing.assert_array_equal(q.data[1:], [-0.1, 0.1])
+    np.testing.assert_array_equal(opt.state_dict()["state"][0]["step_size"], [0.1] * 3)
+
+
+def test_rmsprop_nesterov_restores_parameters_when_the_closure_fails():
+    params = make_params(np.random.default_rng(5))
+    opt = optim.RMSPropNesterov(params)
+    run_steps(opt, params, 3)  # non-zero velocity, so the look-ahead moves the parameters
+    before = [p.data.copy() for p in params]
+    state_before = opt.state_dict()
+
+    def failing():
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        opt.step(failing)
+    for b, p in zip(before, params):
+        np.testing.assert_array_equal(p.data, b)
+    assert_state_dicts_equal(opt.state_dict(), state_before)
+
+
+# --------------------------------------------------------------------------------------
+# state_dict / load_state_dict
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split", [0, 1, 4])
+@pytest.mark.parametrize("name", NAMES)
+def test_run_split_by_save_and_load_equals_the_run_in_one_piece(name, split):
+    total = 7
+    whole_params = make_params(np.random.default_rng(6))
+    first_params = copy_params(whole_params)
+    whole = optim.create(name, whole_params, **CONFIGS[name])
+    losses_whole = run_steps(whole, whole_params, total)
+
+    first = optim.create(name, first_params, **CONFIGS[name])
+    losses = run_steps(first, first_params, split)
+    saved = first.state_dict()
+    del first
+    resumed_params = copy_params(first_params)
+    resumed = optim.create(name, resumed_params, **OTHER[name])
+    resumed.load_state_dict(saved)
+    assert resumed.hyperparameters == whole.hyperparameters
+    losses += run_steps(resumed, resumed_params, total - split)
+
+    assert losses == losses_whole
+    for a, b in zip(whole_params, resumed_params):
+        assert np.array_equal(a.data, b.data)
+    assert_state_dicts_equal(resumed.state_dict(), whole.state_dict())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_returns_copies(name):
+    params = make_params(np.random.default_rng(7))
+    twin = copy_params(params)
+    opt = optim.create(name, params, **CONFIGS[name])
+    ref = optim.create(name, twin, **CONFIGS[name])
+    run_steps(opt, params, 2)
+    run_steps(ref, twin, 2)
+    sd = opt.state_dict()
+    for entry in sd["state"]:
+        entry["step"] = 99
+        for v in entry.values():
+            if isinstance(v, np.ndarray):
+                v[...] = 123.0
+    sd["hyperparameters"]["lr" if "lr" in sd["hyperparameters"] else "eta_plus"] = 7.0
+    run_steps(opt, params, 2)
+    run_steps(ref, twin, 2)
+    for a, b in zip(params, twin):
+        assert np.array_equal(a.data, b.data)
+    assert_state_dicts_equal(opt.state_dict(), ref.state_dict())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_load_state_dict_stores_copies(name):
+    params = make_params(np.random.default_rng(8))
+    opt = optim.create(name, params, **CONFIGS[name])
+    run_steps(opt, params, 2)
+    sd = opt.state_dict()
+    fresh = optim.create(name, copy_params(params), **CONFIGS[name])
+    fresh.load_state_dict(sd)
+    for entry in sd["state"]:
+        for v in entry.values():
+            if isinstance(v, np.ndarray):
+                v[...] = 123.0
+    assert_state_dicts_equal(fresh.state_dict(), opt.state_dict())
+
+
+def test_state_dict_format():
+    p = Param(np.zeros((2, 2)))
+    sd = optim.Adam([p], lr=0.01).state_dict()
+    assert sd["optimizer"] == "Adam"
+    assert sd["hyperparameters"] == {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8}
+    assert len(sd["state"]) == 1
+    assert sd["state"][0]["step"] == 0
+    assert set(sd["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
+    assert sd["state"][0]["exp_avg"].shape == (2, 2)
+    assert set(optim.SGD([p], lr=0.1).state_dict()["state"][0]) == {"step"}
+    assert set(optim.SGD([p], lr=0.1, momentum=0.5).state_dict()["state"][0]) == {
+        "step", "momentum_buffer"}
+    assert set(optim.RProp([p]).state_dict()["state"][0]) == {"step", "step_size", "prev_sign"}
+    assert set(optim.RMSPropNesterov([p]).state_dict()["state"][0]) == {
+        "step", "velocity", "mean_square"}
+
+
+def _corrupt(sd, how):
+    if how == "optimizer":
+        sd["optimizer"] = "SGD" if sd["optimizer"] != "SGD" else "Adam"
+    elif how == "too_few":
+        sd["state"] = sd["state"][:-1]
+    elif how == "too_many":
+        sd["state"] = sd["state"] + [sd["state"][0]]
+    elif how == "shape":
+        entry = sd["state"][0]
+        key = next(k for k, v in entry.items() if isinstance(v, np.ndarray))
+        entry[key] = np.zeros((2, 3))
+    elif how == "missing_key":
+        entry = sd["state"][1]
+        del entry[next(k for k, v in entry.items() if isinstance(v, np.ndarray))]
+    elif how == "step":
+        sd["state"][2]["step"] = -1
+    elif how == "hyperparameter_value":
+        key = next(iter(sd["hyperparameters"]))
+        sd["hyperparameters"][key] = -5.0
+    elif how == "hyperparameter_keys":
+        sd["hyperparameters"]["bogus"] = 1.0
+    elif how == "top_level":
+        del sd["state"]
+    return sd
+
+
+CORRUPTIONS = {
+    "optimizer": "is for",
+    "too_few": "has 2 parameter entries, this optimizer has 3 parameters",
+    "too_many": "has 4 parameter entries, this optimizer has 3 parameters",
+    "shape": r"has shape \(2, 3\), the parameter has shape \(3, 2\)",
+    "missing_key": "must have the keys",
+    "step": "step must be a non-negative integer",
+    "hyperparameter_value": "invalid",
+    "hyperparameter_keys": "hyperparameters must have the keys",
+    "top_level": "missing keys",
+}
+
+
+@pytest.mark.parametrize("how", sorted(CORRUPTIONS))
+@pytest.mark.parametrize("name", NAMES)
+def test_load_state_dict_validates_and_changes_nothing_on_error(name, how):
+    params = make_params(np.random.default_rng(9))
+    opt = optim.create(name, params, **CONFIGS[name])
+    run_steps(opt, params, 2)
+    before = opt.state_dict()
+    with pytest.raises(ValueError, match=CORRUPTIONS[how]):
+        opt.load_state_dict(_corrupt(opt.state_dict(), how))
+    assert_state_dicts_equal(opt.state_dict(), before)
+
+
+def test_rprop_load_checks_state_values():
+    p = Param(np.zeros(3))
+    opt = optim.RProp([p])
+    sd = opt.state_dict()
+    sd["state"][0]["prev_sign"] = np.array([0.0, 0.5, 1.0])
+    with pytest.raises(ValueError, match="prev_sign"):
+        opt.load_state_dict(sd)
+    sd = opt.state_dict()
+    sd["state"][0]["step_size"] = np.array([1e-3, 1e3, 1e-3])
+    with pytest.raises(ValueError, match="step_size"):
+        opt.load_state_dict(sd)
+
+
+# --------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------
+
+
+def test_registry_names_and_create():
+    assert set(optim.OPTIMIZERS) == {"sgd", "rprop", "rmsprop_nesterov", "adam"}
+    p = [Param(np.zeros(2))]
+    assert type(optim.create("sgd", p, lr=0.1)) is optim.SGD
+    assert type(optim.create("rprop", p)) is optim.RProp
+    assert type(optim.create("rmsprop_nesterov", p)) is optim.RMSPropNesterov
+    assert type(optim.create("RMSProp-Nesterov", p)) is optim.RMSPropNesterov
+    assert type(optim.create("adam", p, lr=0.1, check_finite=False)) is optim.Adam
+    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'.*adam, rmsprop_nesterov"):
+        optim.create("lbfgs", p)
+    with pytest.raises(TypeError, match="no hyperparameter momentum.*accepted"):
+        optim.create("adam", p, momentum=0.9)
+    for name, cls in optim.OPTIMIZERS.items():
+        assert cls.name == name and issubclass(cls, optim.Optimizer)
