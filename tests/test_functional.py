@@ -1,0 +1,85 @@
+"""`grad` and `value_and_grad`: argnums as an int or a tuple, zeros for unused arguments, the
+value as a float, and a clear error when f does not return a scalar."""
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import grad, value_and_grad
+
+
+def f(x, y):
+    return (x * x * y).sum()
+
+
+X = np.array([1.0, 2.0, 3.0])
+Y = np.array([0.5, -1.0, 2.0])
+
+
+def test_grad_of_the_first_argument_by_default():
+    g = grad(f)(X, Y)
+    assert isinstance(g, np.ndarray)
+    np.testing.assert_array_equal(g, 2 * X * Y)
+
+
+def test_argnums_int_and_negative():
+    np.testing.assert_array_equal(grad(f, argnums=1)(X, Y), X * X)
+    np.testing.assert_array_equal(grad(f, argnums=-1)(X, Y), X * X)
+
+
+def test_argnums_tuple_gives_a_tuple():
+    gx, gy = grad(f, argnums=(0, 1))(X, Y)
+    np.testing.assert_array_equal(gx, 2 * X * Y)
+    np.testing.assert_array_equal(gy, X * X)
+    single = grad(f, argnums=(1,))(X, Y)
+    assert isinstance(single, tuple) and len(single) == 1
+    np.testing.assert_array_equal(single[0], X * X)
+
+
+def test_unused_argument_gets_zeros():
+    g = grad(lambda x, y: (x * 2.0).sum(), argnums=(0, 1))(X, np.ones((2, 2)))
+    np.testing.assert_array_equal(g[0], np.full(3, 2.0))
+    np.testing.assert_array_equal(g[1], np.zeros((2, 2)))
+    # f that uses no argument at all: a constant, every gradient zero
+    value, g = value_and_grad(lambda x: mg.sum(np.ones(2)))(X)
+    assert value == 2.0
+    np.testing.assert_array_equal(g, np.zeros(3))
+
+
+def test_value_is_a_float():
+    value, g = value_and_grad(f)(X, Y)
+    assert type(value) is float
+    assert value == pytest.approx(float(np.sum(X * X * Y)), rel=1e-15)
+    np.testing.assert_array_equal(g, 2 * X * Y)
+    value32, _ = value_and_grad(f)(X.astype(np.float32), Y.astype(np.float32))
+    assert type(value32) is float
+
+
+def test_arguments_are_not_mutated_and_not_at_argnums_stay_arrays():
+    seen = []
+
+    def g(x, y):
+        seen.append((type(x).__name__, type(y).__name__))
+        return (x * y).sum()
+
+    x, y = X.copy(), Y.copy()
+    grad(g, argnums=0)(x, y)
+    assert seen == [("Tensor", "ndarray")]
+    np.testing.assert_array_equal(x, X)
+    np.testing.assert_array_equal(y, Y)
+
+
+@pytest.mark.parametrize("result, described", [
+    (lambda x: x * 2.0, r"Tensor of shape \(3,\)"),
+    (lambda x: 3.0, "float"),
+    (lambda x: np.ones(3), r"ndarray of shape \(3,\)"),
+])
+def test_non_scalar_result_is_an_error(result, described):
+    with pytest.raises(TypeError, match=r"value_and_grad: f must return a scalar Tensor, got "
+                                        + described):
+        grad(result)(X)
+
+
+def test_argnums_out_of_range():
+    with pytest.raises(ValueError, match=r"argnums 2 out of range for 2 arguments"):
+        grad(f, argnums=2)(X, Y)
