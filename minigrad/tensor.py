@@ -299,7 +299,7 @@ def operand(x: Any, op_name: str) -> Any:
 def _op_error(name: str, error: Exception, args: Sequence[Any]) -> Exception:
     kind = ValueError if isinstance(error, ValueError) else TypeError
     message = str(error)
-    if message.startswith(f"{name}:"):
-        return kind(message)
+    if message.startswith(f"{name}:"):  # NumPy's own prefix (matmul's): keep one, add shapes
+        message = message[len(name) + 1:].lstrip()
     shapes = ", ".join(str(np.shape(a)) for a in args)
     return kind(f"{name}: invalid inputs of shapes {shapes}: {message}")
