@@ -91,8 +91,9 @@ def check_real(
     The message names the optimizer, the hyperparameter and the offending value, e.g.
     ``"SGD: invalid lr=-0.1: must be >= 0"``. Booleans, NaN and infinities are rejected.
     """
+    # ValueError even for a wrong type: every bad hyperparameter raises ValueError.
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{owner}: invalid {name}={value!r}: must be a real number")
+        raise ValueError(f"{owner}: invalid {name}={value!r}: must be a real number")  # noqa: TRY004
     v = float(value)
     if not math.isfinite(v):
         raise ValueError(f"{owner}: invalid {name}={value!r}: must be finite")
@@ -112,7 +113,7 @@ def check_real(
 def check_bool(owner: str, name: str, value: Any) -> bool:
     """Return ``value`` as a bool; anything but True/False raises ValueError naming it."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{owner}: invalid {name}={value!r}: must be True or False")
+        raise ValueError(f"{owner}: invalid {name}={value!r}: must be True or False")  # noqa: TRY004
     return bool(value)
 
 
@@ -278,9 +279,11 @@ class Optimizer:
         cast to the parameter's dtype). Raises ValueError with the reason otherwise.
         """
         owner = type(self).__name__
+        # Every defect of a state dict, its type included, is a ValueError.
         if not isinstance(state_dict, Mapping):
-            raise ValueError(f"{owner}.load_state_dict: expected a mapping, got "
-                             f"{type(state_dict).__name__}")
+            raise ValueError(  # noqa: TRY004
+                f"{owner}.load_state_dict: expected a mapping, got {type(state_dict).__name__}"
+            )
         missing = {"optimizer", "hyperparameters", "state"} - set(state_dict)
         if missing:
             raise ValueError(f"{owner}.load_state_dict: missing keys {sorted(missing)}")
@@ -334,8 +337,9 @@ class Optimizer:
         for name in names:
             value = entry[name]
             if not isinstance(value, np.ndarray):
-                raise ValueError(f"{where}: {name} must be a NumPy array, got "
-                                 f"{type(value).__name__}")
+                raise ValueError(  # noqa: TRY004
+                    f"{where}: {name} must be a NumPy array, got {type(value).__name__}"
+                )
             if value.shape != data.shape:
                 raise ValueError(
                     f"{where}: {name} has shape {value.shape}, the parameter has shape "

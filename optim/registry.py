@@ -31,7 +31,9 @@ def create(name: str, params: Iterable[ParameterLike], **hyperparameters: Any) -
 
     >>> create("rprop", params, eta_plus=1.2)          # doctest: +SKIP
     """
-    key = name.strip().lower().replace("-", "_") if isinstance(name, str) else name
+    if not isinstance(name, str):
+        raise TypeError(f"optimizer name must be a string, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")
     cls = OPTIMIZERS.get(key)
     if cls is None:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")

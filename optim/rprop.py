@@ -76,8 +76,10 @@ class RProp(Optimizer):
 
     This is the counter write-up's rule with two deliberate refinements: a zero product
     leaves Delta unchanged (the write-up compared signs with ``==``, so its first step
-    multiplied Delta by ``eta_minus``), and Delta is clipped. From w_x = -1.5, w_rec = 2 it
-    reaches (1, 1) within 0.01 in 500 full-batch iterations (tests/test_optim_convergence.py).
+    multiplied Delta by ``eta_minus``), and Delta is clipped. With the defaults, from
+    w_x = -1.5, w_rec = 2, 500 full-batch iterations end within 0.01 of (1, 1) on the test's
+    data (tests/test_optim_convergence.py: w_x = 1.0028, w_rec = 0.9993), and on 48 of 50
+    data seeds tried (the other two within 0.02).
 
     RProp is meant for full-batch gradients: with minibatches the sign changes from batch
     to batch and the step sizes shrink for no good reason.

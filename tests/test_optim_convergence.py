@@ -32,7 +32,7 @@ def bowl_closure(params, opt):
     def closure() -> float:
         opt.zero_grad()
         loss = 0.0
-        for p, a, c in zip(params, A, C):
+        for p, a, c in zip(params, A, C, strict=True):
             loss += 0.5 * float(np.sum(a * (p.data - c) ** 2))
             p.grad = a * (p.data - c)
         return loss
@@ -63,7 +63,7 @@ def test_quadratic_bowl(name, hyper, steps, tol):
     for _ in range(steps - 1):
         last = opt.step(closure)
     assert last < first
-    for p, c in zip(params, C):
+    for p, c in zip(params, C, strict=True):
         np.testing.assert_allclose(p.data, c, rtol=0, atol=tol)
 
 

@@ -68,10 +68,10 @@ def run(
     opt = make(params)
     trajectory = []
     for grads in steps:
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             p.grad = None if g is None else g.copy()
         assert opt.step() is None
-        for p, g, a, v in zip(params, grads, arrays, views):
+        for p, g, a, v in zip(params, grads, arrays, views, strict=True):
             assert p.data is a
             np.testing.assert_array_equal(v, p.data)
             if g is not None:
@@ -82,8 +82,8 @@ def run(
 
 def assert_trajectories_equal(got: list, want: list) -> None:
     assert len(got) == len(want)
-    for k, (g_step, w_step) in enumerate(zip(got, want)):
-        for i, (g, w) in enumerate(zip(g_step, w_step)):
+    for k, (g_step, w_step) in enumerate(zip(got, want, strict=True)):
+        for i, (g, w) in enumerate(zip(g_step, w_step, strict=True)):
             assert g.shape == w.shape
             np.testing.assert_array_equal(g, w, err_msg=f"step {k}, parameter {i}")
 
@@ -158,7 +158,7 @@ def rprop_reference(inits, steps, eta_plus, eta_minus, step_init, step_min, step
                     deltas[i][j] = max(deltas[i][j] * eta_minus, step_min)
                 ps[i][j] = ps[i][j] - s * deltas[i][j]
                 prevs[i][j] = s
-        out.append([np.array(p, dtype=np.float64).reshape(x.shape) for p, x in zip(ps, inits)])
+        out.append([np.array(p).reshape(x.shape) for p, x in zip(ps, inits, strict=True)])
     return out
 
 
@@ -246,8 +246,8 @@ def test_adam_matches_transcription(problem, hyper):
     want = adam_reference(inits, steps, **hyper)
     # Each step moves a parameter by at most about lr / (1 - beta1) * ... ; rounding
     # differences are relative to the size of the values involved, hence the atol.
-    for g_step, w_step in zip(got, want):
-        for g, w, x in zip(g_step, w_step, inits):
+    for g_step, w_step in zip(got, want, strict=True):
+        for g, w, x in zip(g_step, w_step, inits, strict=True):
             scale = 1.0 + (float(np.abs(x).max()) if x.size else 0.0) + 100 * hyper["lr"]
             np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12 * scale)
 
@@ -271,7 +271,7 @@ def quadratic_problems(draw: st.DrawFn):
 
 
 def quadratic_loss(ps, a, c) -> float:
-    return float(sum(0.5 * np.sum(ai * (p - ci) ** 2) for p, ai, ci in zip(ps, a, c)))
+    return float(sum(0.5 * np.sum(ai * (p - ci) ** 2) for p, ai, ci in zip(ps, a, c, strict=True)))
 
 
 def rmsprop_nesterov_reference(inits, a, c, masks, lr, decay, momentum, eps):
@@ -282,7 +282,7 @@ def rmsprop_nesterov_reference(inits, a, c, masks, lr, decay, momentum, eps):
     out, losses = [], []
     for mask in masks:
         v_tmps = [momentum * v for v in vs]  # 1.
-        look = [p + vt for p, vt in zip(ps, v_tmps)]
+        look = [p + vt for p, vt in zip(ps, v_tmps, strict=True)]
         losses.append(quadratic_loss(look, a, c))
         for i, has_grad in enumerate(mask):
             if not has_grad:
@@ -322,7 +322,7 @@ def test_rmsprop_nesterov_matches_transcription(with_momentum, data):
         nonlocal calls
         calls += 1
         seen_grads.clear()
-        for p, ai, ci, has_grad in zip(params, a, c, mask):
+        for p, ai, ci, has_grad in zip(params, a, c, mask, strict=True):
             p.grad = ai * (p.data - ci) if has_grad else None
             seen_grads.append(None if p.grad is None else p.grad.copy())
         return quadratic_loss([p.data for p in params], a, c)
@@ -332,7 +332,7 @@ def test_rmsprop_nesterov_matches_transcription(with_momentum, data):
         mask[:] = step_mask
         losses.append(opt.step(closure))
         assert calls == k + 1
-        for p, arr, g in zip(params, arrays, seen_grads):
+        for p, arr, g in zip(params, arrays, seen_grads, strict=True):
             assert p.data is arr
             if g is not None:
                 np.testing.assert_array_equal(p.grad, g)  # the optimizer left .grad alone

@@ -48,7 +48,7 @@ def loss_closure(params, opt, a):
     def closure() -> float:
         opt.zero_grad()
         loss = 0.0
-        for p, ai in zip(params, a):
+        for p, ai in zip(params, a, strict=True):
             loss += float(np.sum(0.25 * p.data**4 + ai * p.data**2 - p.data))
             p.grad = p.data**3 + 2 * ai * p.data - 1.0
         return loss
@@ -69,7 +69,7 @@ def assert_state_dicts_equal(a: dict, b: dict) -> None:
     assert a["optimizer"] == b["optimizer"]
     assert a["hyperparameters"] == b["hyperparameters"]
     assert len(a["state"]) == len(b["state"])
-    for sa, sb in zip(a["state"], b["state"]):
+    for sa, sb in zip(a["state"], b["state"], strict=True):
         assert sa.keys() == sb.keys()
         for k in sa:
             if isinstance(sa[k], np.ndarray):
@@ -91,7 +91,7 @@ def test_generator_of_parameters_is_materialised_once(name):
     assert opt.parameters == tuple(params)
     before = [p.data.copy() for p in params]
     run_steps(opt, params, 2)  # a consumed generator would leave nothing to update
-    assert all(not np.array_equal(b, p.data) for b, p in zip(before, params) if b.size)
+    assert all(not np.array_equal(b, p.data) for b, p in zip(before, params, strict=True) if b.size)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -312,7 +312,7 @@ def test_non_finite_gradient_raises_before_any_parameter_changes(name, bad):
     assert isinstance(info.value, ValueError) and isinstance(info.value, FloatingPointError)
     assert "parameter 0 (shape (3, 2)) has 2 non-finite values" in str(info.value)
     assert type(opt).__name__ + ".step" in str(info.value)
-    for b, p in zip(before, params):
+    for b, p in zip(before, params, strict=True):
         np.testing.assert_array_equal(p.data, b)
     assert_state_dicts_equal(opt.state_dict(), state_before)
 
@@ -323,7 +323,8 @@ def test_non_finite_check_covers_every_parameter_before_updating():
     a.grad = np.ones(2)
     b.grad = np.ones((3, 2))
     b.grad[0, 0] = np.nan
-    with pytest.raises(FloatingPointError, match=r"parameter 1 \(shape \(3, 2\)\) has 1 non-finite value;"):
+    message = r"parameter 1 \(shape \(3, 2\)\) has 1 non-finite value;"
+    with pytest.raises(FloatingPointError, match=message):
         opt.step()
     np.testing.assert_array_equal(a.data, np.ones(2))  # the earlier parameter is untouched
 
@@ -364,7 +365,7 @@ def test_rmsprop_nesterov_restores_parameters_when_the_closure_fails():
 
     with pytest.raises(RuntimeError, match="boom"):
         opt.step(failing)
-    for b, p in zip(before, params):
+    for b, p in zip(before, params, strict=True):
         np.testing.assert_array_equal(p.data, b)
     assert_state_dicts_equal(opt.state_dict(), state_before)
 
@@ -394,7 +395,7 @@ def test_run_split_by_save_and_load_equals_the_run_in_one_piece(name, split):
     losses += run_steps(resumed, resumed_params, total - split)
 
     assert losses == losses_whole
-    for a, b in zip(whole_params, resumed_params):
+    for a, b in zip(whole_params, resumed_params, strict=True):
         assert np.array_equal(a.data, b.data)
     assert_state_dicts_equal(resumed.state_dict(), whole.state_dict())
 
@@ -416,7 +417,7 @@ def test_state_dict_returns_copies(name):
     sd["hyperparameters"]["lr" if "lr" in sd["hyperparameters"] else "eta_plus"] = 7.0
     run_steps(opt, params, 2)
     run_steps(ref, twin, 2)
-    for a, b in zip(params, twin):
+    for a, b in zip(params, twin, strict=True):
         assert np.array_equal(a.data, b.data)
     assert_state_dicts_equal(opt.state_dict(), ref.state_dict())
 
