@@ -16,6 +16,7 @@ import numpy as np
 
 from .tape import SliceGrad
 from .tensor import Domain, Tensor, defop, primitive, register
+from .tensor import operand as _operand  # private here: not an op of the catalogue
 
 _POSITIVE = ((0.2, 3.0),)
 _PROBABILITY = ((0.05, 0.95), (0.0, 1.0))
@@ -96,7 +97,7 @@ _tensordot = primitive("tensordot", np.tensordot, (_tensordot_a_vjp, _tensordot_
 def tensordot(a: Any, b: Any, axes: int | Sequence[Any] = 2) -> Tensor:
     """Sum products over the given axes, with NumPy's meaning of `axes`: an int n contracts
     the last n axes of `a` with the first n of `b`; a pair of sequences names them."""
-    shape_a, shape_b = np.shape(_data(a)), np.shape(_data(b))
+    shape_a, shape_b = np.shape(_data(a, "tensordot")), np.shape(_data(b, "tensordot"))
     axes_a, axes_b = _normalize_tensordot_axes(axes, len(shape_a), len(shape_b))
     if len(axes_a) != len(axes_b) or any(shape_a[i] != shape_b[j] for i, j in zip(axes_a, axes_b)):
         raise ValueError(
@@ -178,9 +179,9 @@ def einsum(subscripts: str, *operands: Any) -> Tensor:
     if len(specs) != len(operands):
         raise ValueError(f"einsum: '{subscripts}' names {len(specs)} operands, got {len(operands)}")
     for spec, x in zip(specs, operands):
-        if len(spec) != np.ndim(_data(x)):
+        if len(spec) != np.ndim(_data(x, "einsum")):
             raise ValueError(
-                f"einsum: operand subscripts '{spec}' do not fit an operand of shape {np.shape(_data(x))}"
+                f"einsum: operand subscripts '{spec}' do not fit an operand of shape {np.shape(_data(x, 'einsum'))}"
             )
     return _einsum(*operands, subscripts=subscripts)
 
@@ -247,11 +248,11 @@ _max = primitive("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=
 def _reduction_axis(name: str, x: Any, axis: Any) -> int | tuple[int, ...] | None:
     if axis is None:
         return None
-    ndim = np.ndim(_data(x))
+    ndim = np.ndim(_data(x, name))
     try:
         return tuple(_normalize_axes([axis] if np.ndim(axis) == 0 else list(axis), ndim))
     except (ValueError, TypeError):
-        raise ValueError(f"{name}: axis {axis!r} is out of range for shape {np.shape(_data(x))}") from None
+        raise ValueError(f"{name}: axis {axis!r} is out of range for shape {np.shape(_data(x, name))}") from None
 
 
 def sum(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
@@ -266,8 +267,8 @@ def mean(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False
 
 def max(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
     """Maximum over `axis`; the gradient goes to the maxima (split evenly between ties)."""
-    if np.size(_data(x)) == 0:
-        raise ValueError(f"max: cannot reduce an empty tensor of shape {np.shape(_data(x))}")
+    if np.size(_data(x, "max")) == 0:
+        raise ValueError(f"max: cannot reduce an empty tensor of shape {np.shape(_data(x, 'max'))}")
     return _max(x, axis=_reduction_axis("max", x, axis), keepdims=keepdims)
 
 
@@ -319,10 +320,11 @@ def getitem(x: Any, index: Any) -> Tensor:
     parts = tuple(p.data if isinstance(p, Tensor) else np.asarray(p) if isinstance(p, list) else p
                   for p in parts)
     basic = all(isinstance(p, _BASIC_INDEX) for p in parts)
+    _data(x, "getitem")  # a wrong operand type is a TypeError, not an IndexError
     try:
         return _getitem(x, index=parts, basic=basic)
     except (ValueError, TypeError) as error:
-        raise IndexError(f"getitem: {error}") from None
+        raise IndexError(str(error)) from None  # already "getitem: ..."
 
 
 register("getitem", getitem, Domain("getitem"), primitive=True, methods=("__getitem__",))
@@ -426,5 +428,7 @@ mse_loss = defop("mse_loss", _mse,
                  Domain("loss"))
 
 
-def _data(x: Any) -> Any:
-    return x.data if isinstance(x, Tensor) else x
+def _data(x: Any, name: str) -> Any:
+    """The array (or number) behind an operand of op `name`, whose type is checked here, before
+    a wrapper looks at its shape, so that a wrong type is a TypeError naming the op."""
+    return x.data if isinstance(x, Tensor) else _operand(x, name)
