@@ -281,7 +281,12 @@ register("max", max, Domain("reduction", distinct=True), primitive=True, methods
 _reshape = primitive("reshape", lambda x, shape: np.reshape(x, shape),
                      (lambda g, out, x, shape: np.reshape(g, np.shape(x)),))
 _transpose = primitive("transpose", lambda x, axes: np.transpose(x, axes),
-                       (lambda g, out, x, axes: np.transpose(g, None if axes is None else np.argsort(axes)),))
+                       (lambda g, out, x, axes: np.transpose(g, None if axes is None else _inverse(axes)),))
+
+
+def _inverse(axes: Sequence[int]) -> np.ndarray:
+    """The permutation that undoes `axes`; negative axes count from the end, as in NumPy."""
+    return np.argsort(np.mod(axes, len(axes)))
 
 
 def _shape_args(args: tuple) -> Any:
