@@ -372,3 +372,24 @@ def test_random_compositions(program, seed):
     leaves, steps = program
     f = _build(leaves, steps)
     gradcheck(f, *leaves, atol=ATOL, rtol=RTOL, seed=seed)
+
+
+# --- shape ops with negative axes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("axes", [(0, -1, 1), (-1, -2, -3), (-3, 2, -2)])
+def test_transpose_with_negative_axes(axes):
+    x = np.arange(24.0).reshape(2, 3, 4)
+    out = mg.transpose(Tensor(x), axes)
+    np.testing.assert_array_equal(out.data, np.transpose(x, axes))
+    gradcheck(lambda t: mg.transpose(t, axes), x, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("axis", [-1, -2, (-1, 0)])
+def test_reductions_and_stacking_with_negative_axes(axis):
+    x = np.random.default_rng(3).standard_normal((2, 3))
+    for name in ("sum", "mean", "max"):
+        gradcheck(lambda t: OPS[name].function(t, axis=axis), x, atol=ATOL, rtol=RTOL)
+    if isinstance(axis, int):
+        gradcheck(lambda a, b: mg.stack([a, b], axis=axis), x, x + 1, atol=ATOL, rtol=RTOL)
+        gradcheck(lambda a, b: mg.concatenate([a, b], axis=axis), x, x + 1, atol=ATOL, rtol=RTOL)
