@@ -55,8 +55,8 @@ class Module:
         return {name: p.data.copy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Copy values into the parameters, in place. Every name and shape is checked first,
-        so a mismatch changes nothing."""
+        """Copy values into the parameters, in place. Every name, shape and dtype is checked
+        first, so a mismatch changes nothing."""
         params = dict(self.named_parameters())
         problems = _mismatches(params, state)
         if problems:
@@ -88,8 +88,14 @@ def _mismatches(params: Mapping[str, Parameter], state: Mapping[str, Any]) -> li
     if unexpected:
         problems.append(f"unexpected {unexpected}")
     for name, p in params.items():
-        if name in state and np.shape(state[name]) != p.shape:
-            problems.append(f"'{name}' has shape {np.shape(state[name])}, expected {p.shape}")
+        if name not in state:
+            continue
+        value = np.asarray(state[name])
+        if value.shape != p.shape:
+            problems.append(f"'{name}' has shape {value.shape}, expected {p.shape}")
+        elif not np.can_cast(value.dtype, p.dtype, casting="same_kind"):
+            # checked here too, or np.copyto would fail after copying the entries before it
+            problems.append(f"'{name}' has dtype {value.dtype}, which cannot be cast to {p.dtype}")
     return problems
 
 
