@@ -1,0 +1,274 @@
+"""nn: Parameter, Module's parameter discovery and state, Linear and the initialisers, and the
+issue's acceptance check: a GRU cell written from the public ops passes gradcheck."""
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import Tensor
+from minigrad.nn import Linear, Module, Parameter, glorot_uniform, orthogonal
+from minigrad.testing import gradcheck
+
+ATOL, RTOL = 1e-6, 1e-5  # as in tests/test_ops.py: float64 central differences, bounded inputs
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# --- Parameter and Module -------------------------------------------------------------------
+
+
+def test_parameter_requires_grad():
+    p = Parameter([1, 2])
+    assert isinstance(p, Tensor) and p.requires_grad and p.is_leaf
+    assert p.dtype == np.float64
+    assert repr(p) == "Parameter([1., 2.], requires_grad=True)"
+    (p * p).sum().backward()
+    np.testing.assert_array_equal(p.grad, [2.0, 4.0])
+
+
+class Net(Module):
+    def __init__(self, seed=0):
+        r = rng(seed)
+        self.scale = Parameter(1.0)
+        self.encoder = Linear(3, 4, rng=r)
+        self.layers = [Linear(4, 4, rng=r), Linear(4, 2, bias=False, rng=r)]
+        self.pair = (Parameter(np.zeros(2)), Parameter(np.ones(2)))
+        self.heads = {"a": Linear(2, 1, rng=r), "b": {"inner": Parameter([3.0])}}
+        self.constant = Tensor([1.0], requires_grad=True)  # not a Parameter: not learned
+        self.config = {"size": 3, "names": ["x", "y"]}
+        self.tied = self.encoder.weight  # shared: counted once, under its first name
+        self.again = self.layers[0]  # a shared sub-module, likewise
+
+    def forward(self, x):
+        h = mg.tanh(self.encoder(x) * self.scale)
+        for layer in self.layers:
+            h = mg.tanh(layer(h))
+        h = h * self.pair[0] + self.pair[1]
+        return self.heads["a"](h) * self.heads["b"]["inner"]
+
+
+NAMES = ["scale", "encoder.weight", "encoder.bias", "layers.0.weight", "layers.0.bias",
+         "layers.1.weight", "pair.0", "pair.1", "heads.a.weight", "heads.a.bias",
+         "heads.b.inner"]
+
+
+def test_named_parameters_in_attributes_lists_tuples_and_dicts():
+    net = Net()
+    names = [name for name, _ in net.named_parameters()]
+    assert names == NAMES
+    params = list(net.parameters())
+    assert len(params) == len({id(p) for p in params}) == len(NAMES)
+    assert all(isinstance(p, Parameter) for p in params)
+    assert net.encoder.weight in params and net.constant not in params
+    assert [n for n, _ in net.named_parameters(prefix="net")][:2] == ["net.scale",
+                                                                        "net.encoder.weight"]
+
+
+def test_every_parameter_gets_a_gradient_and_zero_grad_clears_them():
+    net = Net()
+    net(np.ones((5, 3))).sum().backward()
+    assert all(p.grad is not None and p.grad.shape == p.shape for p in net.parameters())
+    net.zero_grad()
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_forward_is_required():
+    with pytest.raises(NotImplementedError, match="Module does not define forward"):
+        Module()(1.0)
+
+
+def test_state_dict_is_a_copy():
+    net = Net()
+    state = net.state_dict()
+    assert list(state) == NAMES
+    original = net.encoder.weight.data.copy()
+    state["encoder.weight"][...] = 99.0
+    np.testing.assert_array_equal(net.encoder.weight.data, original)
+    net.scale.data[...] = 5.0
+    assert state["scale"] == 1.0
+
+
+def test_load_state_dict_round_trip_in_place():
+    source, target = Net(seed=1), Net(seed=2)
+    assert not np.array_equal(source.encoder.weight.data, target.encoder.weight.data)
+    arrays = {id(p): p.data for p in target.parameters()}
+    target.load_state_dict(source.state_dict())
+    for (name, p), (_, q) in zip(source.named_parameters(), target.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+        assert arrays[id(q)] is q.data  # copied into, not replaced: optimizers keep their refs
+
+
+def _assert_unchanged(net, before):
+    for name, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.pop("heads.b.inner"), r"missing \['heads.b.inner'\]"),
+    (lambda s: s.update(extra=np.zeros(1)), r"unexpected \['extra'\]"),
+    (lambda s: s.update({"heads.b.inner": np.zeros(2)}),
+     r"'heads.b.inner' has shape \(2,\), expected \(1,\)"),
+    (lambda s: s.update({"heads.b.inner": np.array([1j])}), r"'heads.b.inner' has dtype complex"),
+    (lambda s: s.update({"heads.b.inner": np.array(["a"])}), r"'heads.b.inner' has dtype <U1"),
+])
+def test_load_state_dict_refuses_a_mismatch_and_changes_nothing(edit, message):
+    # Every other entry is a valid new value, and the bad one comes last in the module's
+    # order: a load that copied as it went would have changed everything else by then.
+    net = Net(seed=1)
+    before = net.state_dict()
+    state = Net(seed=2).state_dict()
+    edit(state)
+    with pytest.raises(ValueError, match=r"^load_state_dict: state does not match Net: .*" + message):
+        net.load_state_dict(state)
+    _assert_unchanged(net, before)
+
+
+def test_load_state_dict_names_every_problem():
+    net = Net()
+    state = net.state_dict()
+    del state["scale"]
+    state["pair.0"] = np.zeros(3)
+    state["bogus"] = np.zeros(1)
+    with pytest.raises(ValueError) as info:
+        net.load_state_dict(state)
+    assert all(s in str(info.value) for s in ("missing ['scale']", "unexpected ['bogus']",
+                                              "'pair.0' has shape (3,), expected (2,)"))
+
+
+# --- Linear and initialisers ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(3,), (5, 3), (2, 4, 3)])
+def test_linear_on_any_rank(shape):
+    layer = Linear(3, 2, rng=rng())
+    layer.bias.data[...] = [0.5, -1.0]
+    x = rng(1).standard_normal(shape)
+    y = layer(x)
+    assert y.shape == shape[:-1] + (2,)
+    np.testing.assert_allclose(y.data, x @ layer.weight.data + layer.bias.data, rtol=1e-14)
+    y.backward(np.ones(y.shape))
+    np.testing.assert_allclose(layer.bias.grad, np.full(2, np.prod(shape[:-1])))
+    gradcheck(lambda t: layer(t), x, atol=ATOL, rtol=RTOL)
+
+
+def test_linear_without_bias():
+    layer = Linear(3, 2, bias=False, rng=rng())
+    assert layer.bias is None
+    assert [n for n, _ in layer.named_parameters()] == ["weight"]
+    x = rng(1).standard_normal((4, 3))
+    np.testing.assert_allclose(layer(x).data, x @ layer.weight.data, rtol=1e-14)
+    assert repr(layer) == "Linear(3, 2, bias=False)"
+
+
+def test_linear_wrong_input_width():
+    layer = Linear(3, 2, rng=rng())
+    with pytest.raises(ValueError, match=r"^Linear: expected input whose last axis has 3 "
+                                         r"elements, got shape \(5, 4\)"):
+        layer(np.ones((5, 4)))
+    with pytest.raises(ValueError, match=r"got shape \(\)"):
+        layer(Tensor(1.0))
+
+
+def test_linear_glorot_bounds_and_zero_bias():
+    n_in, n_out = 50, 30
+    layer = Linear(n_in, n_out, rng=rng())
+    limit = np.sqrt(6.0 / (n_in + n_out))
+    w = layer.weight.data
+    assert w.shape == (n_in, n_out)
+    assert np.abs(w).max() <= limit
+    # 1500 uniform draws: the chance that none reaches 0.95 of the limit is 0.95^1500 ~ 1e-34
+    assert np.abs(w).max() > 0.95 * limit
+    assert abs(w.mean()) < 0.05 * limit  # std of the mean: limit / sqrt(3 * 1500) = 0.015 limit
+    np.testing.assert_array_equal(layer.bias.data, np.zeros(n_out))
+    direct = glorot_uniform(rng(), n_in, n_out)
+    np.testing.assert_array_equal(w, direct)
+
+
+def test_same_seed_same_weights():
+    a, b, c = Linear(4, 3, rng=rng(7)), Linear(4, 3, rng=rng(7)), Linear(4, 3, rng=rng(8))
+    np.testing.assert_array_equal(a.weight.data, b.weight.data)
+    assert not np.array_equal(a.weight.data, c.weight.data)
+
+
+def test_linear_float32():
+    layer = Linear(3, 2, rng=rng(), dtype=np.float32)
+    assert layer.weight.dtype == np.float32 and layer.bias.dtype == np.float32
+    assert layer(np.ones((2, 3), np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("n_in, n_out", [(4, 4), (6, 3), (3, 6)])
+def test_orthogonal(n_in, n_out):
+    w = orthogonal(rng(), n_in, n_out)
+    assert w.shape == (n_in, n_out)
+    small = w.T @ w if n_in >= n_out else w @ w.T
+    np.testing.assert_allclose(small, np.eye(min(n_in, n_out)), atol=1e-12)
+    layer = Linear(n_in, n_out, rng=rng(), init=orthogonal)
+    np.testing.assert_array_equal(layer.weight.data, w)
+
+
+# --- a GRU cell, as a user would write it ---------------------------------------------------
+
+
+class GRUCell(Module):
+    """h' = (1 - z) * n + z * h with z = sigmoid(x Wz + h Uz + bz), r = sigmoid(x Wr + h Ur + br),
+    n = tanh(x Wn + (r * h) Un + bn) (Cho et al., 2014)."""
+
+    def __init__(self, n_in, n_hidden, rng):
+        self.xz, self.hz = Linear(n_in, n_hidden, rng=rng), Linear(n_hidden, n_hidden, False, rng=rng)
+        self.xr, self.hr = Linear(n_in, n_hidden, rng=rng), Linear(n_hidden, n_hidden, False, rng=rng)
+        self.xn, self.hn = Linear(n_in, n_hidden, rng=rng), Linear(n_hidden, n_hidden, False, rng=rng)
+
+    def forward(self, x, h):
+        z = mg.sigmoid(self.xz(x) + self.hz(h))
+        r = mg.sigmoid(self.xr(x) + self.hr(h))
+        n = mg.tanh(self.xn(x) + self.hn(r * h))
+        return (1 - z) * n + z * h
+
+
+def with_parameters(module, names, values, call):
+    """Run `call()` with `values` in place of the module's parameters `names` (for gradcheck,
+    which hands the function its own tensors), then put the parameters back."""
+    owners = []
+    for name, value in zip(names, values):
+        *path, attribute = name.split(".")
+        owner = module
+        for part in path:
+            owner = getattr(owner, part)
+        owners.append((owner, attribute, getattr(owner, attribute)))
+        setattr(owner, attribute, value)
+    try:
+        return call()
+    finally:
+        for owner, attribute, original in owners:
+            setattr(owner, attribute, original)
+
+
+def test_gru_cell_passes_gradcheck():
+    cell = GRUCell(3, 4, rng(0))
+    for p in cell.parameters():  # nonzero biases, so that every term of the rule matters
+        p.data[...] = rng(1).uniform(-0.5, 0.5, p.shape)
+    x = rng(2).standard_normal((2, 3))
+    h = rng(3).uniform(-0.9, 0.9, (2, 4))
+    names = [name for name, _ in cell.named_parameters()]
+    weights = [p.data.copy() for p in cell.parameters()]
+    assert len(names) == 9
+
+    def step(x, h, *weights):
+        return with_parameters(cell, names, weights, lambda: cell(x, h))
+
+    # A non-scalar output: gradcheck projects it on a random direction.
+    assert gradcheck(step, x, h, *weights, atol=ATOL, rtol=RTOL)
+    # and through a few steps of the recurrence, the state feeding back into every gate
+    xs = rng(4).standard_normal((3, 2, 3))
+
+    def unrolled(xs, h, *weights):
+        def run():
+            state = h
+            for t in range(3):
+                state = cell(xs[t], state)
+            return state
+        return with_parameters(cell, names, weights, run)
+
+    assert gradcheck(unrolled, xs, h, *weights, atol=ATOL, rtol=RTOL)
