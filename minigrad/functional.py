@@ -6,6 +6,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import tape
 from .tensor import Tensor
 
 
@@ -46,6 +47,43 @@ def grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -> Callable
         return value_and_grad_f(*args)[1]
 
     return wrapped
+
+
+def gradients(output: Tensor, inputs: Tensor | Sequence[Tensor], grad: Any = None,
+              retain_graph: bool = False) -> list[np.ndarray]:
+    """The gradient of `output` with respect to each tensor of `inputs`, as NumPy arrays,
+    without touching any `.grad` (as `torch.autograd.grad`).
+
+    `inputs` may be leaves or intermediate results (an RNN's states, say), each requiring
+    grad; one that `output` does not depend on gets zeros. `grad` is the upstream gradient,
+    as for `Tensor.backward`, and may be omitted for an output of one element. The graph is
+    released afterwards unless `retain_graph`.
+    """
+    if not isinstance(output, Tensor):
+        raise TypeError(f"gradients: output must be a Tensor, got {type(output).__name__}")
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"gradients: inputs[{i}] is a {type(t).__name__}, not a Tensor")
+        if not t.requires_grad:
+            raise ValueError(f"gradients: inputs[{i}] (shape {t.shape}) does not require grad")
+    if not output.requires_grad:
+        raise ValueError("gradients: the output does not require grad; none of the tensors it "
+                         "was computed from has requires_grad=True (or it was computed under "
+                         "no_grad())")
+    if grad is None:
+        if output.size != 1:
+            raise ValueError(f"gradients: an output of shape {output.shape} is not a scalar; "
+                             f"pass grad= an array of shape {output.shape}")
+        seed = np.ones_like(output.data)
+    else:
+        seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, output.dtype)
+        if seed.shape != output.shape:
+            raise ValueError(f"gradients: grad has shape {seed.shape}, but the output has shape "
+                             f"{output.shape}")
+    captured = tape.backward(output, seed, retain_graph, capture=set(inputs))
+    return [np.zeros_like(t.data) if t not in captured
+            else np.array(captured[t], dtype=t.dtype, copy=True) for t in inputs]
 
 
 def _grad_or_zeros(t: Tensor) -> np.ndarray:

@@ -8,12 +8,19 @@ input. The graph reachable from a tensor, in tape order, is that tensor's tape.
 `backward` walks that tape in reverse without recursion: a max-heap keyed by tape position
 pops every node after all of its consumers, so each cotangent is complete when it is used,
 and it is dropped as soon as it has been passed on. This module knows nothing of any op.
+
+Anomaly mode (`detect_anomaly()`) is one flag read when a node is recorded and once per
+backward: off, it costs a global lookup per recorded op; on, every recorded op's output and
+every gradient a VJP returns is checked for NaN and infinity.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import os
+import sys
+import traceback
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -24,6 +31,8 @@ if TYPE_CHECKING:
 
 _tape_position = itertools.count()
 _recording = True
+_anomaly = False
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def is_recording() -> bool:
@@ -42,10 +51,42 @@ def no_grad() -> Iterator[None]:
         _recording = previous
 
 
-class Node:
-    """One op application on the tape. `inputs[i]` is None where input i needs no gradient."""
+class AnomalyError(FloatingPointError):
+    """An op's output or gradient holds NaN or infinity, found in `detect_anomaly()` mode."""
 
-    __slots__ = ("position", "name", "vjps", "inputs", "args", "kwargs", "out")
+
+@contextmanager
+def detect_anomaly(enabled: bool = True) -> Iterator[None]:
+    """Stop at the first recorded op whose output, or whose gradient in backward, holds NaN or
+    infinity, with an `AnomalyError` naming the op, its input shapes and the line of the
+    caller's code that created it.
+
+    Only recorded ops are checked: those with an input that requires grad, outside
+    `no_grad()`. Inside the block NumPy's divide, overflow and invalid warnings are silenced
+    (the check reports them instead). Restores the previous mode on exit; blocks nest.
+    """
+    global _anomaly
+    previous, _anomaly = _anomaly, bool(enabled)
+    try:
+        if enabled:
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                yield
+        else:
+            yield
+    finally:
+        _anomaly = previous
+
+
+def is_anomaly_enabled() -> bool:
+    """True inside `detect_anomaly()`."""
+    return _anomaly
+
+
+class Node:
+    """One op application on the tape. `inputs[i]` is None where input i needs no gradient.
+    `site` (the caller's frame that created it) is set only in anomaly mode."""
+
+    __slots__ = ("position", "name", "vjps", "inputs", "args", "kwargs", "out", "site")
 
     def __init__(self, name, vjps, inputs, args, kwargs, out):
         self.position = next(_tape_position)
@@ -55,6 +96,10 @@ class Node:
         self.args = args
         self.kwargs = kwargs
         self.out = out
+        if _anomaly:
+            self.site = _caller_site()
+            if not np.isfinite(out).all():
+                raise AnomalyError(_anomaly_message(self, "forward", "its output", out))
 
     def release(self) -> None:
         """Drop the arrays this node holds; backward through it is then refused."""
@@ -141,10 +186,38 @@ class _Cotangents:
         return self.values.pop(tensor)
 
 
-def backward(root: Tensor, seed: np.ndarray, retain_graph: bool = False) -> None:
-    """Accumulate d(<seed, root>)/d(leaf) into `.grad` of every leaf that needs a gradient."""
-    cotangents = _Cotangents()
+class _Capturing(_Cotangents):
+    """Cotangents of a pass that keeps, instead of dropping, those of the tensors in `capture`."""
+
+    __slots__ = ("capture", "captured")
+
+    def __init__(self, capture: set[Tensor]) -> None:
+        super().__init__()
+        self.capture = capture
+        self.captured: dict[Tensor, np.ndarray] = {}
+
+    def pop(self, tensor: Tensor) -> np.ndarray:
+        g = super().pop(tensor)
+        if tensor in self.capture:
+            self.captured[tensor] = g
+        return g
+
+
+def backward(root: Tensor, seed: np.ndarray, retain_graph: bool = False,
+             capture: set[Tensor] | None = None) -> dict[Tensor, np.ndarray] | None:
+    """Accumulate d(<seed, root>)/d(leaf) into `.grad` of every leaf that needs a gradient.
+
+    With `capture`, no `.grad` is touched: the cotangent of each tensor in `capture` (leaf or
+    intermediate) that the sweep reaches is returned, by tensor. The arrays may be shared
+    with the graph; copy before handing them out.
+    """
+    cotangents = _Cotangents() if capture is None else _Capturing(capture)
     cotangents.values[root] = seed
+    propagate = _propagate
+    if _anomaly:
+        propagate = _propagate_checked
+        if not np.isfinite(seed).all():
+            raise AnomalyError("backward: the seed gradient holds NaN or infinity")
     leaves: list[Tensor] = []
     heap: list[tuple[int, Tensor]] = []
     _schedule(root, heap, leaves)
@@ -158,13 +231,21 @@ def backward(root: Tensor, seed: np.ndarray, retain_graph: bool = False) -> None
                 "backward(); pass retain_graph=True to the first call to backpropagate twice"
             )
         g = cotangents.pop(tensor)
-        _propagate(node, g, cotangents, heap, leaves)
+        propagate(node, g, cotangents, heap, leaves)
         swept.append(node)
-    for leaf in leaves:
-        _accumulate_leaf(leaf, cotangents.values[leaf])
+    captured = None
+    if capture is None:
+        for leaf in leaves:
+            _accumulate_leaf(leaf, cotangents.values[leaf])
+    else:
+        captured = cotangents.captured
+        for leaf in leaves:
+            if leaf in capture:
+                captured[leaf] = cotangents.values[leaf]
     if not retain_graph:
         for node in swept:
             node.release()
+    return captured
 
 
 def _schedule(tensor: Tensor, heap: list, leaves: list) -> None:
@@ -189,6 +270,52 @@ def _propagate(node: Node, g: np.ndarray, cotangents: _Cotangents, heap, leaves)
         cotangents.add(tensor, gi)
         if first:
             _schedule(tensor, heap, leaves)
+
+
+def _propagate_checked(node: Node, g: np.ndarray, cotangents: _Cotangents, heap,
+                       leaves) -> None:
+    """`_propagate` in anomaly mode: every gradient a VJP returns must be finite."""
+    args, out, kwargs = node.args, node.out, node.kwargs
+    for i, (tensor, vjp) in enumerate(zip(node.inputs, node.vjps)):
+        if tensor is None:
+            continue
+        gi = vjp(g, out, *args, **kwargs) if kwargs else vjp(g, out, *args)
+        values = gi.values if type(gi) is SliceGrad else gi
+        if not np.isfinite(values).all():
+            raise AnomalyError(_anomaly_message(node, "backward", f"the gradient of input {i}",
+                                                values))
+        if type(gi) is not SliceGrad and gi.shape != tensor.data.shape:
+            gi = sum_to_shape(gi, tensor.data.shape)
+        first = tensor not in cotangents.values
+        cotangents.add(tensor, gi)
+        if first:
+            _schedule(tensor, heap, leaves)
+
+
+def _caller_site() -> traceback.FrameSummary | None:
+    """The innermost frame outside the minigrad package: where the user's code called the op."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    # The source line is read only if the message is ever built.
+    return traceback.FrameSummary(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name,
+                                  lookup_line=False)
+
+
+def _anomaly_message(node: Node, phase: str, what: str, values: Any) -> str:
+    values = np.asarray(values)
+    found = [kind for kind, mask in (("NaN", np.isnan(values)), ("+inf", values == np.inf),
+                                     ("-inf", values == -np.inf)) if mask.any()]
+    shapes = ", ".join(str(np.shape(a)) for a in node.args)
+    message = (f"detect_anomaly: '{node.name}' (inputs of shapes {shapes}) gave {what} "
+               f"holding {' and '.join(found)} in {phase}")
+    site = getattr(node, "site", None)
+    if site is None:
+        return message + "; created outside detect_anomaly(), so its creation site is unknown"
+    code = f": {site.line}" if site.line else ""
+    return message + f"; created at {site.filename}:{site.lineno} in {site.name}{code}"
 
 
 def _accumulate_leaf(leaf: Tensor, g: np.ndarray) -> None:
