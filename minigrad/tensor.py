@@ -213,6 +213,8 @@ def primitive(name: str, forward: Callable, vjps: Sequence[Callable] | Callable,
         op = _variadic_op(name, forward, vjps)
     elif len(vjps) == 1:
         op = _unary_op(name, forward, vjps[0])
+    elif len(vjps) == 2:
+        op = _binary_op(name, forward, tuple(vjps))
     else:
         op = _nary_op(name, forward, tuple(vjps))
     op.__name__ = op.__qualname__ = name
@@ -227,11 +229,34 @@ def _unary_op(name: str, forward: Callable, vjp: Callable) -> Callable:
         is_tensor = isinstance(x, Tensor)
         a = x.data if is_tensor else operand(x, name)
         try:
-            out = forward(a, **kwargs)
+            out = forward(a, **kwargs) if kwargs else forward(a)
         except (ValueError, TypeError) as error:
             raise _op_error(name, error, (a,)) from None
         if is_tensor and x.requires_grad and tape._recording:
             return _make(out, True, Node(name, vjps, (x,), (a,), kwargs, out))
+        return _make(out, False, None)
+
+    return op
+
+
+def _binary_op(name: str, forward: Callable, vjps: tuple[Callable, Callable]) -> Callable:
+    # Written out for two operands: the arithmetic of every RNN step goes through here.
+    def op(x: Any, y: Any, **kwargs: Any) -> Tensor:
+        if isinstance(x, Tensor):
+            a, x_needs = x.data, x.requires_grad
+        else:
+            a, x_needs = operand(x, name), False
+        if isinstance(y, Tensor):
+            b, y_needs = y.data, y.requires_grad
+        else:
+            b, y_needs = operand(y, name), False
+        try:
+            out = forward(a, b, **kwargs) if kwargs else forward(a, b)
+        except (ValueError, TypeError) as error:
+            raise _op_error(name, error, (a, b)) from None
+        if (x_needs or y_needs) and tape._recording:
+            inputs = (x if x_needs else None, y if y_needs else None)
+            return _make(out, True, Node(name, vjps, inputs, (a, b), kwargs, out))
         return _make(out, False, None)
 
     return op
