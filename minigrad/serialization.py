@@ -56,9 +56,12 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 def _read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     try:
-        with np.load(os.fspath(path), allow_pickle=False) as npz:
+        loaded = np.load(os.fspath(path), allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy holds one unnamed array
+            raise ValueError("it holds a single array, not named arrays")
+        with loaded as npz:
             contents = {key: npz[key] for key in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError) as error:
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as error:
         if isinstance(error, FileNotFoundError):
             raise
         raise ValueError(f"load: {os.fspath(path)} is not a minigrad .npz file ({error})") from None
