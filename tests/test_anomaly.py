@@ -1,0 +1,128 @@
+"""Anomaly mode: `detect_anomaly()` stops at the first recorded op whose output or gradient is
+NaN or infinite, and names the op, its input shapes, the phase and the user's line."""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import Tensor
+
+HERE = os.path.basename(__file__)
+
+
+def _planted_log(x):
+    return mg.log(x * 1.0)  # the planted log(0)
+
+
+def test_a_planted_log_of_zero_is_caught_and_named(capsys):
+    x = Tensor([1.0, 0.0, 2.0], requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a NumPy RuntimeWarning would fail the test
+        with mg.detect_anomaly(), pytest.raises(mg.AnomalyError) as caught:
+            _planted_log(x).sum()
+    message = str(caught.value)
+    assert "'log'" in message
+    assert "inputs of shapes (3,)" in message
+    assert "-inf" in message and "forward" in message
+    line = _planted_log.__code__.co_firstlineno + 1
+    assert f"{HERE}:{line} in _planted_log: return mg.log(x * 1.0)" in message
+    assert "\n" not in message
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_anomaly_error_is_a_floating_point_error():
+    assert issubclass(mg.AnomalyError, FloatingPointError)
+
+
+def test_nan_in_forward_is_named():
+    x = Tensor(0.0, requires_grad=True)
+    with mg.detect_anomaly(), pytest.raises(mg.AnomalyError, match=r"'div' \(inputs of shapes "
+                                            r"\(\), \(\)\) gave its output holding NaN"):
+        x / x
+
+
+def test_an_infinite_gradient_is_caught_in_backward():
+    x = Tensor([0.0, 4.0], requires_grad=True)
+    with mg.detect_anomaly():
+        y = mg.sqrt(x).sum()  # finite forward; d sqrt / dx = inf at 0
+        with pytest.raises(mg.AnomalyError) as caught:
+            y.backward()
+    message = str(caught.value)
+    assert "'sqrt'" in message and "gradient of input 0" in message
+    assert "+inf" in message and "backward" in message
+    assert f"{HERE}:" in message and "y = mg.sqrt(x).sum()" in message
+    assert x.grad is None  # stopped before any leaf was touched
+
+
+def test_a_graph_built_outside_the_mode_is_still_checked_in_backward():
+    x = Tensor([0.0], requires_grad=True)
+    y = mg.sqrt(x).sum()
+    with mg.detect_anomaly(), pytest.raises(mg.AnomalyError, match="creation site is unknown"):
+        y.backward()
+
+
+def test_a_non_finite_seed_is_refused():
+    x = Tensor([1.0], requires_grad=True)
+    with mg.detect_anomaly(), pytest.raises(mg.AnomalyError, match="seed"):
+        (x * 2.0).backward(np.array([np.nan]))
+
+
+def test_the_site_is_in_the_callers_code_not_in_minigrad():
+    from models.counter import Counter
+
+    model = Counter(1.0, 1e200)  # the states overflow to inf inside Counter.states
+    with mg.detect_anomaly(), pytest.raises(mg.AnomalyError) as caught:
+        model.loss(np.ones((2, 5)), np.zeros(2))
+    message = str(caught.value)
+    assert "counter.py" in message and "in states" in message
+    assert f"{os.sep}minigrad{os.sep}" not in message
+
+
+def test_without_the_mode_non_finite_values_pass_through():
+    x = Tensor([0.0], requires_grad=True)
+    with np.errstate(divide="ignore"):
+        y = mg.log(x)
+    assert np.isneginf(y.data).all()
+    assert not mg.is_anomaly_enabled()
+
+
+def test_unrecorded_ops_are_not_checked():
+    with mg.detect_anomaly():
+        y = mg.log(Tensor([0.0]))  # needs no grad: not recorded, not checked
+        with mg.no_grad():
+            z = mg.log(Tensor([0.0], requires_grad=True))
+    assert np.isneginf(y.data).all() and np.isneginf(z.data).all()
+
+
+def test_finite_computations_are_unchanged():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(3, 2))
+    x = rng.normal(size=(4, 3))
+    grads = []
+    for mode in (False, True):
+        W = Tensor(w, requires_grad=True)
+        with mg.detect_anomaly(mode):
+            mg.tanh(x @ W).sum().backward()
+        grads.append(W.grad)
+    np.testing.assert_array_equal(grads[0], grads[1])
+
+
+def test_the_mode_nests_and_restores_even_after_an_error():
+    assert not mg.is_anomaly_enabled()
+    with mg.detect_anomaly():
+        assert mg.is_anomaly_enabled()
+        with mg.detect_anomaly(False):
+            assert not mg.is_anomaly_enabled()
+        assert mg.is_anomaly_enabled()
+        with pytest.raises(mg.AnomalyError):
+            with mg.detect_anomaly():
+                mg.log(Tensor([0.0], requires_grad=True))
+        assert mg.is_anomaly_enabled()
+    assert not mg.is_anomaly_enabled()
+    # NumPy's warnings are back outside the block.
+    with pytest.warns(RuntimeWarning):
+        np.log(np.zeros(1))
