@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 from hypothesis.extra import numpy as hnp
 
 from ..tensor import OPS, Domain, OpInfo
@@ -44,24 +45,45 @@ def arrays(draw, shape: Any = None, *, low: float = -3.0, high: float = 3.0,
 
     `shape` is a tuple, a strategy of tuples, or None for `shapes()`. `avoid` lists points
     (non-differentiable ones such as relu's 0) that values keep AVOID_MARGIN away from;
-    `distinct` draws values at least (high - low) / size apart (no ties for max).
+    `distinct` draws values without ties (for max), spread evenly over what remains of
+    [low, high]: at least (its total length) / size apart.
     """
     if shape is None:
         shape = shapes()
     if not isinstance(shape, tuple):
         shape = draw(shape)
     size = int(np.prod(shape))
+    pieces = _allowed_intervals(low, high, avoid)
     if distinct:
         order = np.array(draw(st.permutations(range(size))), dtype=np.float64)
-        values = low + (high - low) * (order + 0.5) / max(size, 1)
-        return values.reshape(shape).astype(dtype)
-    elements = st.floats(low, high, allow_nan=False, allow_infinity=False,
-                         allow_subnormal=False, width=64)
+        lengths = np.array([b - a for a, b in pieces])
+        # positions along the allowed pieces laid end to end, then back onto the real line
+        along = lengths.sum() * (order + 0.5) / max(size, 1)
+        ends = np.cumsum(lengths)
+        k = np.minimum(np.searchsorted(ends, along), len(pieces) - 1)
+        starts = np.array([a for a, _ in pieces])
+        values = starts[k] + along - (ends[k] - lengths[k])
+        return np.clip(values, low, high).reshape(shape).astype(dtype)
+    elements = st.one_of([st.floats(a, b, allow_nan=False, allow_infinity=False,
+                                    allow_subnormal=False, width=64) for a, b in pieces])
     values = draw(hnp.arrays(np.float64, shape, elements=elements))
-    for point in avoid:
-        near = np.abs(values - point) < AVOID_MARGIN
-        values = np.where(near, point + np.where(values >= point, 1, -1) * AVOID_MARGIN, values)
     return values.astype(dtype)
+
+
+def _allowed_intervals(low: float, high: float,
+                       avoid: Sequence[float]) -> list[tuple[float, float]]:
+    """[low, high] less the open AVOID_MARGIN neighbourhood of each point in `avoid`, as
+    disjoint intervals."""
+    pieces = [(low, high)]
+    for point in avoid:
+        hole = (point - AVOID_MARGIN, point + AVOID_MARGIN)
+        pieces = [piece for a, b in pieces
+                  for piece in ((a, min(b, hole[0])), (max(a, hole[1]), b))
+                  if piece[0] < piece[1] or (a, b) == piece]
+    if not pieces:
+        raise InvalidArgument(f"arrays: no value in [{low}, {high}] is AVOID_MARGIN = "
+                              f"{AVOID_MARGIN} away from every point of avoid={tuple(avoid)}")
+    return pieces
 
 
 def broadcastable_shapes(num_shapes: int = 2, max_dims: int = 3, max_side: int = 4):
