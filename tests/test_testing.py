@@ -1,0 +1,218 @@
+"""The testing helpers: numerical_grad on known derivatives, gradcheck passing right gradients
+and naming what is wrong in a broken one, and the Hypothesis strategies keeping their word."""
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+import minigrad as mg
+from minigrad import Tensor
+from minigrad.tensor import primitive
+from minigrad.testing import GradcheckError, gradcheck, numerical_grad
+from minigrad.testing import strategies as mst
+
+# --- numerical_grad -------------------------------------------------------------------------
+
+# Central differences: error ~ eps^2 |f'''| / 6 + 1e-16 |f| / eps; with eps = 1e-6 and these
+# small inputs that is below 1e-9.
+NUMERIC = dict(rtol=1e-8, atol=1e-9)
+
+
+def test_numerical_grad_of_known_functions():
+    x = np.array([-1.5, 0.0, 0.5, 2.0])
+    (g,) = numerical_grad(lambda t: (t * t).sum(), x)
+    np.testing.assert_allclose(g, 2 * x, **NUMERIC)
+    (g,) = numerical_grad(lambda t: mg.exp(t).sum(), x)
+    np.testing.assert_allclose(g, np.exp(x), **NUMERIC)
+    (g,) = numerical_grad(lambda t: float(np.sum(t**3)), x)  # f may return a plain number
+    np.testing.assert_allclose(g, 3 * x**2, **NUMERIC)
+    (g,) = numerical_grad(lambda t: mg.tanh(t).sum(), x)
+    np.testing.assert_allclose(g, 1 - np.tanh(x) ** 2, **NUMERIC)
+
+
+def test_numerical_grad_of_several_arguments():
+    x, y = np.array([1.0, 2.0]), np.array([[3.0], [-1.0]])
+    gx, gy = numerical_grad(lambda a, b: (a * b).sum(), x, y)
+    np.testing.assert_allclose(gx, y.sum(0) * np.ones(2), **NUMERIC)
+    np.testing.assert_allclose(gy, np.full((2, 1), x.sum()), **NUMERIC)
+    only = numerical_grad(lambda a, b: (a * b).sum(), x, y, argnums=1)
+    assert len(only) == 1
+    np.testing.assert_allclose(only[0], gy, **NUMERIC)
+
+
+def test_numerical_grad_leaves_inputs_alone_and_takes_ints():
+    x = np.array([1.0, 2.0])
+    numerical_grad(lambda t: (t * t).sum(), x)
+    np.testing.assert_array_equal(x, [1.0, 2.0])
+    (g,) = numerical_grad(lambda t: (t * t).sum(), [1, 2])  # ints become float64
+    np.testing.assert_allclose(g, [2.0, 4.0], **NUMERIC)
+
+
+def test_numerical_grad_needs_a_scalar():
+    with pytest.raises(ValueError, match=r"f must return a scalar, got shape \(2,\)"):
+        numerical_grad(lambda t: t * 2.0, np.ones(2))
+
+
+# --- gradcheck ------------------------------------------------------------------------------
+
+
+def test_gradcheck_passes_a_right_gradient():
+    x = np.array([0.3, -1.2, 2.0])
+    assert gradcheck(lambda t: (mg.tanh(t) * t).sum(), x) is True
+    assert gradcheck(lambda a, b: (a @ b).sum(), np.ones((2, 3)), np.ones((3, 2))) is True
+
+
+# d/dx x^2 is 2x; this op claims 3x.
+broken_square = primitive("broken_square", np.square, (lambda g, out, x: g * 3 * x,))
+# Right for argument 0, wrong (sign) for argument 1.
+broken_mul = primitive("broken_mul", np.multiply,
+                       (lambda g, out, a, b: g * b, lambda g, out, a, b: -g * a))
+
+
+def _parse(message):
+    numbers = re.search(r"engine (\S+), numerical (\S+) \(", message)
+    return float(numbers.group(1)), float(numbers.group(2))
+
+
+def test_gradcheck_reports_a_wrong_vjp():
+    x = np.array([[1.0, -0.5], [2.0, 0.25]])
+    with pytest.raises(GradcheckError) as info:
+        gradcheck(lambda t: broken_square(t).sum(), x)
+    assert isinstance(info.value, AssertionError)  # test runners report a failure
+    message = str(info.value)
+    # the worst element is the largest |x|: x[1, 0] = 2, engine 6, numerical 4
+    assert message.startswith("gradcheck: gradient of argument 0 (shape (2, 2)) is wrong at "
+                              "index (1, 0)")
+    engine, numerical = _parse(message)
+    assert engine == 6.0
+    assert numerical == pytest.approx(4.0, rel=1e-8)
+
+
+def test_gradcheck_names_the_wrong_argument():
+    a, b = np.array([1.0, 2.0, 3.0]), np.array([0.5, -4.0, 1.0])
+    assert gradcheck(lambda p, q: broken_mul(p, q).sum(), a, b, argnums=0)
+    with pytest.raises(GradcheckError, match=r"gradient of argument 1 \(shape \(3,\)\) is wrong "
+                                             r"at index \(2,\)") as info:
+        gradcheck(lambda p, q: broken_mul(p, q).sum(), a, b)
+    engine, numerical = _parse(str(info.value))
+    assert engine == -3.0 and numerical == pytest.approx(3.0, rel=1e-8)
+
+
+# A VJP that is right for the all-ones cotangent of sum() but wrong for any other: a check
+# seeded with sum() alone would pass it.
+sum_only = primitive("sum_only", lambda x: 2.0 * x,
+                     (lambda g, out, x: np.full(x.shape, 2.0 * g.mean()),))
+
+
+def test_gradcheck_projects_non_scalar_outputs_on_a_random_direction():
+    x = np.array([0.5, -1.0, 2.0])
+    gradcheck(lambda t: sum_only(t).sum(), x)  # the blind spot of a sum() seed
+    with pytest.raises(GradcheckError, match="argument 0"):
+        gradcheck(lambda t: sum_only(t), x)
+    for seed in range(3):
+        assert gradcheck(lambda t: mg.tanh(t) * t, x, seed=seed)
+        assert gradcheck(lambda t: mg.stack([t, t * t]), x, seed=seed)
+
+
+def test_gradcheck_tolerances_are_used():
+    # engine 3x against numerical 2x at x = 1e-4: a difference of 1e-4, inside atol = 1e-3
+    x = np.array([1e-4])
+    assert gradcheck(lambda t: broken_square(t).sum(), x, atol=1e-3)
+    with pytest.raises(GradcheckError):
+        gradcheck(lambda t: broken_square(t).sum(), x)
+
+
+def test_gradcheck_of_a_function_returning_a_non_tensor():
+    with pytest.raises(TypeError, match="f must return a scalar Tensor"):
+        gradcheck(lambda t: 1.0, np.ones(2))
+
+
+# --- strategies -----------------------------------------------------------------------------
+
+@st.composite
+def array_requests(draw):
+    """Feasible arguments for mst.arrays: an interval at least 0.5 wide and at most two points
+    to avoid (each removing at most 2 * AVOID_MARGIN = 0.1), anywhere in or near it."""
+    low = draw(st.floats(-10, 10))
+    high = low + draw(st.floats(0.5, 10))
+    avoid = draw(st.lists(st.floats(low - 0.1, high + 0.1) | st.sampled_from([low, high]),
+                          max_size=2))
+    return low, high, tuple(avoid)
+
+
+@given(request=array_requests(), distinct=st.booleans(), data=st.data())
+@settings(max_examples=100)
+def test_arrays_respect_bounds_avoid_and_distinct(request, distinct, data):
+    low, high, avoid = request
+    shape = data.draw(mst.shapes(), label="shape")
+    x = data.draw(mst.arrays(shape, low=low, high=high, avoid=avoid, distinct=distinct),
+                  label="x")
+    assert x.shape == shape and x.dtype == np.float64
+    assert np.all(np.isfinite(x))
+    assert np.all((x >= low) & (x <= high)), (x.min(), x.max())
+    for point in avoid:
+        # point +- AVOID_MARGIN itself is allowed; 1e-12 covers the rounding of that sum
+        assert np.all(np.abs(x - point) >= mst.AVOID_MARGIN - 1e-12), (point, x)
+    if distinct and x.size > 1:
+        gaps = np.diff(np.sort(x.ravel()))
+        allowed = high - low - 2 * mst.AVOID_MARGIN * len(avoid)  # at least this much is left
+        assert gaps.min() >= allowed / x.size * (1 - 1e-9)
+
+
+@given(data=st.data())
+@settings(max_examples=30)
+def test_arrays_float32(data):
+    x = data.draw(mst.arrays(mst.shapes(), low=-1.0, high=2.0, dtype=np.float32))
+    assert x.dtype == np.float32
+    # float32 rounding may step past a bound by half a unit in the last place
+    assert np.all((x >= -1.0 - 1e-7) & (x <= 2.0 + 1e-7))
+
+
+def test_arrays_refuse_an_empty_domain():
+    @given(mst.arrays((2,), low=-0.01, high=0.01, avoid=(0.0,)))
+    def draw(x):
+        raise AssertionError("drew from an empty domain")
+
+    with pytest.raises(InvalidArgument, match=r"no value in \[-0.01, 0.01\] is AVOID_MARGIN"):
+        draw()
+
+
+@given(shapes=mst.broadcastable_shapes(num_shapes=3))
+def test_broadcastable_shapes_broadcast(shapes):
+    assert len(shapes) == 3
+    result = np.broadcast_shapes(*shapes)
+    assert np.broadcast(*(np.zeros(s) for s in shapes)).shape == result
+
+
+@given(shapes=mst.matmul_shapes())
+def test_matmul_shapes_multiply(shapes):
+    a, b = shapes
+    np.matmul(np.zeros(a), np.zeros(b))
+
+
+@given(operands=mst.tensordot_operands())
+def test_tensordot_operands_contract(operands):
+    a, b, axes = operands
+    if isinstance(axes, int):
+        assert a.shape[a.ndim - axes:] == b.shape[:axes]
+    else:
+        axes_a, axes_b = axes
+        assert len(axes_a) == len(axes_b) == len(set(axes_a)) == len(set(axes_b))
+        assert [a.shape[i] for i in axes_a] == [b.shape[j] for j in axes_b]
+    out = np.tensordot(a, b, axes=axes)
+    assert out.ndim == a.ndim + b.ndim - 2 * (axes if isinstance(axes, int) else len(axes[0]))
+    assert mg.tensordot(Tensor(a), b, axes=axes).shape == out.shape
+
+
+@given(operands=mst.einsum_operands())
+def test_einsum_operands_are_valid(operands):
+    subscripts, arrays = operands
+    inputs, output = subscripts.split("->")
+    assert len(inputs.split(",")) == len(arrays)
+    assert set(output) <= set(inputs) and len(set(output)) == len(output)
+    np.testing.assert_allclose(mg.einsum(subscripts, *arrays).data,
+                               np.einsum(subscripts, *arrays), rtol=1e-12, atol=1e-12)
