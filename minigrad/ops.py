@@ -179,9 +179,10 @@ def einsum(subscripts: str, *operands: Any) -> Tensor:
     if len(specs) != len(operands):
         raise ValueError(f"einsum: '{subscripts}' names {len(specs)} operands, got {len(operands)}")
     for spec, x in zip(specs, operands):
-        if len(spec) != np.ndim(_data(x, "einsum")):
+        shape = np.shape(_data(x, "einsum"))
+        if len(spec) != len(shape):
             raise ValueError(
-                f"einsum: operand subscripts '{spec}' do not fit an operand of shape {np.shape(_data(x, 'einsum'))}"
+                f"einsum: operand subscripts '{spec}' do not fit an operand of shape {shape}"
             )
     return _einsum(*operands, subscripts=subscripts)
 
@@ -248,11 +249,11 @@ _max = primitive("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=
 def _reduction_axis(name: str, x: Any, axis: Any) -> int | tuple[int, ...] | None:
     if axis is None:
         return None
-    ndim = np.ndim(_data(x, name))
+    shape = np.shape(_data(x, name))
     try:
-        return tuple(_normalize_axes([axis] if np.ndim(axis) == 0 else list(axis), ndim))
+        return tuple(_normalize_axes([axis] if np.ndim(axis) == 0 else list(axis), len(shape)))
     except (ValueError, TypeError):
-        raise ValueError(f"{name}: axis {axis!r} is out of range for shape {np.shape(_data(x, name))}") from None
+        raise ValueError(f"{name}: axis {axis!r} is out of range for shape {shape}") from None
 
 
 def sum(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
@@ -267,8 +268,9 @@ def mean(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False
 
 def max(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
     """Maximum over `axis`; the gradient goes to the maxima (split evenly between ties)."""
-    if np.size(_data(x, "max")) == 0:
-        raise ValueError(f"max: cannot reduce an empty tensor of shape {np.shape(_data(x, 'max'))}")
+    shape = np.shape(_data(x, "max"))
+    if math.prod(shape) == 0:
+        raise ValueError(f"max: cannot reduce an empty tensor of shape {shape}")
     return _max(x, axis=_reduction_axis("max", x, axis), keepdims=keepdims)
 
 
@@ -280,8 +282,9 @@ register("max", max, Domain("reduction", distinct=True), primitive=True, methods
 
 _reshape = primitive("reshape", lambda x, shape: np.reshape(x, shape),
                      (lambda g, out, x, shape: np.reshape(g, np.shape(x)),))
-_transpose = primitive("transpose", lambda x, axes: np.transpose(x, axes),
-                       (lambda g, out, x, axes: np.transpose(g, None if axes is None else _inverse(axes)),))
+_transpose = primitive(
+    "transpose", lambda x, axes: np.transpose(x, axes),
+    (lambda g, out, x, axes: np.transpose(g, None if axes is None else _inverse(axes)),))
 
 
 def _inverse(axes: Sequence[int]) -> np.ndarray:
