@@ -1,0 +1,210 @@
+"""`python -m benchmarks [--quick] [--only A,B,...] [--repeats N] [--output PATH]`
+
+Times one full training step of the adder (forward, backward, RMSProp-Nesterov update with
+its closure, as `models.training.train` runs it) on the minigrad engine and on the
+hand-coded NumPy reference, same parameters and minibatch, alternating in one process, and
+prints a markdown report: step times and ratios for cases A-D and the counter (plus
+PyTorch, JAX and autograd rows where importable), the peak memory of a step at C, how the
+step time scales with the sequence length, the batch and the state size, and the engine's
+overhead per op. BLAS runs on one thread (set here, before NumPy is imported).
+
+Progress goes to stderr; the report to stdout and, with --output, to a file (written
+atomically). The full run takes about 5 minutes on 2 cores; --quick runs tiny sizes with
+3 repeats in seconds (the smoke test's mode).
+"""
+
+from __future__ import annotations
+
+from .threads import pin_one_thread
+
+pin_one_thread()  # before anything imports NumPy
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from . import configs, machine, others, report, suite  # noqa: E402
+from .ops import time_ops  # noqa: E402
+
+_KEYS = {key.lower(): key for key in configs.SECTIONS}
+
+
+def _sections(text: str) -> list[str]:
+    chosen = []
+    for part in text.split(","):
+        key = _KEYS.get(part.strip().lower())
+        if key is None:
+            raise argparse.ArgumentTypeError(
+                f"unknown section {part.strip()!r}; choose from {', '.join(configs.SECTIONS)}")
+        chosen.append(key)
+    return chosen
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n\n")[1],
+        epilog=f"sections: {', '.join(configs.SECTIONS)}")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes and 3 repeats: a smoke test, not a measurement")
+    parser.add_argument("--only", type=_sections, metavar="A,B,...",
+                        help="run only these sections (default: all)")
+    parser.add_argument("--repeats", type=_positive_int, metavar="N",
+                        help="timed repeats of every measurement (default: per case, as the "
+                             "report's repeats column shows)")
+    parser.add_argument("--output", type=Path, metavar="PATH",
+                        help="also write the markdown report to PATH (atomically)")
+    return parser
+
+
+class Progress:
+    """One line per measurement on stderr, with the elapsed time."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __call__(self, what: str) -> None:
+        print(f"[{time.perf_counter() - self.start:7.1f} s] {what}", file=sys.stderr,
+              flush=True)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the chosen sections; the report as markdown."""
+    plan = configs.QUICK if args.quick else configs.FULL
+    chosen = set(args.only or configs.SECTIONS)
+    progress = Progress()
+    header = machine.describe()
+    command = "python -m benchmarks" + "".join(f" {a}" for a in sys.argv[1:])
+    out = ["# minigrad benchmarks", ""]
+    if args.quick:
+        out += ["**--quick: tiny sizes and 3 repeats, a smoke test. These numbers mean "
+                "nothing.**", ""]
+    out += [f"Produced by `{command}`.", ""]
+    verdicts: list[report.Verdict] = []
+    notes: list[str] = []
+
+    step_results = []
+    for case in plan.steps:
+        if case.key not in chosen:
+            continue
+        for dtype in (np.float64,) if case.is_counter else (np.float64, np.float32):
+            progress(f"step {case.key} ({case.sizes}) {np.dtype(dtype).name}")
+            result = suite.time_step_case(case, dtype, repeats=args.repeats)
+            step_results.append(result)
+            notes += [n for n in result.notes if n not in notes]
+    if step_results:
+        text, found = report.step_table(step_results)
+        verdicts += found
+        out += ["## One training step: minigrad vs hand-coded", "",
+                "Forward, backward and the optimizer's update (RMSProp-Nesterov with its "
+                "closure for the adder, RProp for the counter), on the same parameters and "
+                "minibatch; median of the alternating repeats. Ratio = time / the hand-coded "
+                "step's time (below 1: faster than the hand-coded NumPy). Cases: "
+                + "; ".join(f"{c.key}, {c.title}" for c in plan.steps if c.key in chosen)
+                + ".", "", text, ""]
+
+    if "memory" in chosen:
+        case = next(c for c in plan.steps if c.key == plan.memory_case)
+        memory = []
+        for dtype in (np.float64, np.float32):
+            progress(f"peak memory at {case.key} {np.dtype(dtype).name}")
+            memory.append(suite.measure_memory(case, dtype, repeats=plan.memory_repeats))
+        text, found = report.memory_table(memory, plan.memory_target)
+        verdicts += found
+        out += ["## Peak memory of one step", "",
+                f"tracemalloc's peak during one step, above what was allocated before it "
+                f"(after a warm-up step; median of {plan.memory_repeats}). NumPy's buffers "
+                f"are traced, so this counts the arrays and the Python objects.", "",
+                text, ""]
+
+    titles = {"length": "Scaling with the sequence length T",
+              "batch": "Scaling with the batch", "states": "Scaling with the state size"}
+    for sweep in plan.sweeps:
+        if sweep.key not in chosen:
+            continue
+        progress(f"sweep over {sweep.vary}: {', '.join(map(str, sweep.values))}")
+        points = suite.run_sweep(sweep, repeats=args.repeats)
+        out += [f"## {titles[sweep.key]}", "",
+                "float64 adder step. The exponent is d log(time) / d log(size) from the row "
+                "above: 1 is linear growth, below 1 a fixed cost still dominates, above 1 "
+                "faster than linear.", "", report.sweep_table(sweep, points), ""]
+        if sweep.vary == "timesteps":
+            verdict = report.linearity_verdict(points, plan.linear_tolerance)
+            verdicts.append(verdict)
+            out += [f"Target: {verdict.target}: {verdict.measured}, "
+                    f"{report._mark(verdict.passed)}.", ""]
+
+    if "ops" in chosen:
+        progress("per-op overhead")
+        timings = time_ops(repeats=args.repeats or plan.op_repeats, number=plan.op_number)
+        out += ["## Overhead per op", "",
+                f"Each op of `minigrad.OPS` on tiny float64 arrays, next to the bare NumPy "
+                f"call its forward wraps; medians of {args.repeats or plan.op_repeats} "
+                f"alternating samples of {plan.op_number} calls. Forward records a tape "
+                f"node (leaves require grad); backward is forward + backward − forward.",
+                "", report.ops_table(timings), ""]
+
+    if verdicts:
+        out += ["## Targets", "", report.targets_table(verdicts), ""]
+
+    library_lines = []
+    for library in others.LIBRARIES:
+        version, why = others.available(library)
+        library_lines.append(f"{library.label} {version}" if version else
+                             f"{library.label}: {why}")
+    out += ["## Machine and method", "", report.table(["", ""], header), "",
+            f"- Other libraries: {'; '.join(library_lines)}. They are optional and are not "
+            f"dependencies of minigrad; their rows (cases with others) use the same "
+            f"optimizer code, parameters and minibatch as the engine "
+            f"(see `benchmarks/others.py`).",
+            "- Timing: every implementation of a case is timed in the same loop, one step "
+            "each per round, the order rotated every round, after warm-up steps; the "
+            "median of the rounds is reported (`benchmarks/timing.py`). The garbage "
+            "collector stays on (it is part of the engine's cost). Each implementation's "
+            "first step is checked to give the hand-coded step's loss.",
+            "- The machine is shared with other work: absolute times vary from run to run; "
+            "the ratios, measured in alternation, are what matters.",
+            f"- Load average at the end (1, 5, 15 min): {machine.load_average()}; "
+            f"total time {time.perf_counter() - progress.start:.0f} s."]
+    out += [f"- {note}" for note in notes]
+    return "\n".join(out) + "\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder and a rename."""
+    path = path.resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    text = run(args)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    if args.output is not None:
+        write_atomically(args.output, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""What is measured, and how often: the step configurations, the sweeps and their repeats.
+
+Two plans: `FULL` (the published numbers; about 5 minutes on a 2-core machine) and `QUICK`
+(tiny sizes and a few repeats, for the smoke test: seconds). Each adder case names the preset
+whose hyperparameters its optimizer uses (RMSProp-Nesterov's lr, decay, momentum, eps); the
+architecture is that preset's (tanh, biases, learned S_0, Glorot) at the case's sizes.
+
+Targets are for float64 with BLAS on one thread: the engine's median step time divided by
+the hand-coded reference's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["FULL", "QUICK", "Plan", "StepCase", "Sweep", "SECTIONS"]
+
+
+@dataclass(frozen=True)
+class StepCase:
+    """One training step of the adder (or the counter) at fixed sizes."""
+
+    key: str                 # "A", ..., "counter"
+    title: str
+    batch: int
+    timesteps: int
+    states: int              # 1 for the counter
+    repeats: int
+    warmup: int
+    target: float | None     # largest engine / hand-coded ratio allowed (float64)
+    preset: str = "large"    # whose RMSProp-Nesterov hyperparameters (adder cases)
+    others: bool = False     # also time PyTorch / JAX / autograd where importable
+
+    @property
+    def is_counter(self) -> bool:
+        return self.key == "counter"
+
+    @property
+    def sizes(self) -> str:
+        if self.is_counter:
+            return f"{self.batch} seq. × {self.timesteps}"
+        return f"{self.batch} × {self.timesteps} × {self.states}"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Steps of the float64 adder as one size grows, the others fixed.
+
+    `values` are the sizes taken by `vary` ("timesteps", "batch" or "states"); `repeats[i]`
+    is the repeat count at `values[i]` (fewer where a step is long).
+    """
+
+    key: str
+    vary: str
+    values: tuple[int, ...]
+    repeats: tuple[int, ...]
+    batch: int
+    timesteps: int
+    states: int
+    warmup: int = 2
+
+    def sizes(self, value: int) -> tuple[int, int, int]:
+        """(batch, timesteps, states) at `value` of the varied size."""
+        sizes = {"batch": self.batch, "timesteps": self.timesteps, "states": self.states}
+        sizes[self.vary] = value
+        return sizes["batch"], sizes["timesteps"], sizes["states"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[StepCase, ...]
+    memory_case: str         # the key of the step case whose peak memory is measured
+    memory_target: float     # largest engine / hand-coded peak ratio allowed
+    memory_repeats: int
+    sweeps: tuple[Sweep, ...]
+    linear_tolerance: float  # largest local exponent d log(time) / d log(T) called linear
+    op_repeats: int
+    op_number: int           # calls per op sample
+
+
+FULL = Plan(
+    steps=(
+        StepCase("A", "the tutorial's adder", 100, 7, 3, repeats=400, warmup=20, target=2.0,
+                 preset="small", others=True),
+        StepCase("B", "its larger run", 200, 13, 32, repeats=200, warmup=10, target=1.2,
+                 others=True),
+        StepCase("C", "a long sequence", 100, 1000, 32, repeats=15, warmup=2, target=1.2,
+                 others=True),
+        StepCase("D", "wide", 2000, 13, 128, repeats=40, warmup=3, target=1.2),
+        StepCase("counter", "the counter (RProp)", 20, 10, 1, repeats=1000, warmup=50,
+                 target=2.5),
+    ),
+    memory_case="C",
+    memory_target=1.5,
+    memory_repeats=3,
+    sweeps=(
+        Sweep("length", "timesteps", (10, 100, 1000, 10_000), (300, 60, 12, 5),
+              batch=10, timesteps=0, states=16),
+        Sweep("batch", "batch", (10, 100, 1000, 10_000), (300, 150, 40, 10),
+              batch=0, timesteps=13, states=16),
+        Sweep("states", "states", (4, 16, 64, 256), (300, 200, 100, 30),
+              batch=100, timesteps=13, states=0),
+    ),
+    linear_tolerance=1.1,
+    op_repeats=25,
+    op_number=200,
+)
+
+QUICK = Plan(
+    steps=(
+        StepCase("A", "the tutorial's adder", 10, 7, 3, repeats=3, warmup=1, target=2.0,
+                 preset="small", others=True),
+        StepCase("B", "its larger run", 10, 5, 4, repeats=3, warmup=1, target=1.2,
+                 others=True),
+        StepCase("C", "a long sequence", 4, 70, 4, repeats=3, warmup=1, target=1.2,
+                 others=True),
+        StepCase("D", "wide", 20, 5, 8, repeats=3, warmup=1, target=1.2),
+        StepCase("counter", "the counter (RProp)", 20, 10, 1, repeats=3, warmup=1,
+                 target=2.5),
+    ),
+    memory_case="C",
+    memory_target=1.5,
+    memory_repeats=1,
+    sweeps=(
+        Sweep("length", "timesteps", (5, 20, 80), (3, 3, 3), batch=4, timesteps=0, states=4,
+              warmup=1),
+        Sweep("batch", "batch", (5, 20, 80), (3, 3, 3), batch=0, timesteps=5, states=4,
+              warmup=1),
+        Sweep("states", "states", (2, 4, 8), (3, 3, 3), batch=5, timesteps=5, states=0,
+              warmup=1),
+    ),
+    linear_tolerance=1.1,
+    op_repeats=3,
+    op_number=5,
+)
+
+# What `--only` accepts, in the order of the report.
+SECTIONS = ("A", "B", "C", "D", "counter", "memory", "length", "batch", "states", "ops")
