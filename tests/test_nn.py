@@ -120,7 +120,8 @@ def test_load_state_dict_refuses_a_mismatch_and_changes_nothing(edit, message):
     before = net.state_dict()
     state = Net(seed=2).state_dict()
     edit(state)
-    with pytest.raises(ValueError, match=r"^load_state_dict: state does not match Net: .*" + message):
+    with pytest.raises(ValueError, match=r"^load_state_dict: state does not match Net: .*"
+                                         + message):
         net.load_state_dict(state)
     _assert_unchanged(net, before)
 
@@ -216,9 +217,12 @@ class GRUCell(Module):
     n = tanh(x Wn + (r * h) Un + bn) (Cho et al., 2014)."""
 
     def __init__(self, n_in, n_hidden, rng):
-        self.xz, self.hz = Linear(n_in, n_hidden, rng=rng), Linear(n_hidden, n_hidden, False, rng=rng)
-        self.xr, self.hr = Linear(n_in, n_hidden, rng=rng), Linear(n_hidden, n_hidden, False, rng=rng)
-        self.xn, self.hn = Linear(n_in, n_hidden, rng=rng), Linear(n_hidden, n_hidden, False, rng=rng)
+        def pair():  # x W + b and h U
+            return Linear(n_in, n_hidden, rng=rng), Linear(n_hidden, n_hidden, False, rng=rng)
+
+        self.xz, self.hz = pair()
+        self.xr, self.hr = pair()
+        self.xn, self.hn = pair()
 
     def forward(self, x, h):
         z = mg.sigmoid(self.xz(x) + self.hz(h))

@@ -11,11 +11,12 @@ from minigrad import Tensor
 def test_floating_dtypes_are_kept(dtype):
     t = Tensor(np.ones(3, dtype))
     assert t.dtype == dtype
-    assert (t * 2.5).dtype == dtype  # a Python scalar does not promote the tensor
+    for out in (t * 2.5, 2.5 - t, t ** 2, 2 ** t):  # Python numbers do not promote the tensor
+        assert out.dtype == dtype
 
 
-@pytest.mark.parametrize("data", [[1, 2, 3], np.arange(3, dtype=np.int32), np.arange(3, dtype=np.uint8),
-                                  [True, False], 7, True])
+@pytest.mark.parametrize("data", [[1, 2, 3], np.arange(3, dtype=np.int32),
+                                  np.arange(3, dtype=np.uint8), [True, False], 7, True])
 def test_integers_and_bools_become_float64(data):
     t = Tensor(data)
     assert t.dtype == np.float64

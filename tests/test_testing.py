@@ -19,7 +19,7 @@ from minigrad.testing import strategies as mst
 
 # Central differences: error ~ eps^2 |f'''| / 6 + 1e-16 |f| / eps; with eps = 1e-6 and these
 # small inputs that is below 1e-9.
-NUMERIC = dict(rtol=1e-8, atol=1e-9)
+NUMERIC = {"rtol": 1e-8, "atol": 1e-9}
 
 
 def test_numerical_grad_of_known_functions():
