@@ -6,10 +6,14 @@ import weakref
 
 import numpy as np
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import minigrad as mg
 from minigrad import Tensor, no_grad
 from minigrad.tensor import primitive
+from minigrad.testing import numerical_grad
 
 
 def test_backward_from_a_scalar():
@@ -210,3 +214,80 @@ def test_retained_graph_is_kept():
     y = mg.tanh(x).sum()
     y.backward(retain_graph=True)
     assert y._node.vjps is not None and y._node.inputs is not None
+
+
+# --- a state machine over graph reuse, accumulation, retain_graph and clearing --------------
+
+
+class _Entry:
+    """A tensor of the machine, with the function of the leaf arrays that computes it, the
+    machine's other non-leaf tensors its graph goes through (itself included) and the leaves
+    it depends on."""
+
+    def __init__(self, tensor, f, through, leaves):
+        self.tensor, self.f, self.through, self.leaves = tensor, f, through, leaves
+
+
+class GraphMachine(RuleBasedStateMachine):
+    """Builds graphs that share tensors, backpropagates from any of them in any order, with or
+    without retain_graph, and clears gradients; each leaf's .grad must always be the sum of
+    the numerical gradients of the backward calls since its last clearing."""
+
+    OPS = ("add", "sub", "mul", "tanh", "sigmoid")
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(0)
+        self.values = [rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3), np.array(0.5)]
+        self.leaves = [Tensor(v, requires_grad=True) for v in self.values]
+        self.expected = [None] * len(self.leaves)
+        self.entries = [_Entry(t, lambda *ls, k=k: ls[k], frozenset(), {k})
+                        for k, t in enumerate(self.leaves)]
+        self.released = set()
+
+    @rule(op=st.sampled_from(OPS), i=st.integers(0, 99), j=st.integers(0, 99))
+    def make(self, op, i, j):
+        a, b = self.entries[i % len(self.entries)], self.entries[j % len(self.entries)]
+        function = mg.OPS[op].function
+        if op in ("tanh", "sigmoid"):
+            tensor, f = function(a.tensor), lambda *ls: function(a.f(*ls))
+            through, leaves = a.through, a.leaves
+        else:
+            tensor = function(a.tensor, b.tensor)
+            f = lambda *ls: function(a.f(*ls), b.f(*ls))  # noqa: E731
+            through, leaves = a.through | b.through, a.leaves | b.leaves
+        self.entries.append(_Entry(tensor, f, through | {len(self.entries)}, leaves))
+
+    @rule(i=st.integers(0, 99), retain=st.booleans(), seed=st.integers(0, 2**16))
+    def backward(self, i, retain, seed):
+        entry = self.entries[i % len(self.entries)]
+        v = np.random.default_rng(seed).standard_normal(entry.tensor.shape)
+        if entry.through & self.released:
+            with pytest.raises(RuntimeError, match="already released"):
+                entry.tensor.backward(v, retain_graph=retain)
+            return  # and the invariant checks that nothing was added
+        entry.tensor.backward(v, retain_graph=retain)
+        grads = numerical_grad(lambda *ls: (entry.f(*ls) * v).sum(), *self.values)
+        for k in entry.leaves:
+            self.expected[k] = grads[k] if self.expected[k] is None else self.expected[k] + grads[k]
+        if not retain:
+            self.released |= entry.through
+
+    @rule(k=st.integers(0, 2))
+    def clear(self, k):
+        self.leaves[k].grad = None
+        self.expected[k] = None
+
+    @invariant()
+    def gradients_are_the_sum_since_clearing(self):
+        for leaf, expected in zip(self.leaves, self.expected):
+            if expected is None:
+                assert leaf.grad is None
+            else:
+                # numerical gradients of bounded smooth functions: ~1e-9 each, summed over
+                # at most a few dozen calls
+                np.testing.assert_allclose(leaf.grad, expected, rtol=1e-6, atol=1e-6)
+
+
+TestGraphMachine = GraphMachine.TestCase
+TestGraphMachine.settings = settings(max_examples=25)
