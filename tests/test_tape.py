@@ -254,7 +254,7 @@ class GraphMachine(RuleBasedStateMachine):
             through, leaves = a.through, a.leaves
         else:
             tensor = function(a.tensor, b.tensor)
-            f = lambda *ls: function(a.f(*ls), b.f(*ls))  # noqa: E731
+            f = lambda *ls: function(a.f(*ls), b.f(*ls))
             through, leaves = a.through | b.through, a.leaves | b.leaves
         self.entries.append(_Entry(tensor, f, through | {len(self.entries)}, leaves))
 
