@@ -394,3 +394,13 @@ def test_reductions_and_stacking_with_negative_axes(axis):
     if isinstance(axis, int):
         gradcheck(lambda a, b: mg.stack([a, b], axis=axis), x, x + 1, atol=ATOL, rtol=RTOL)
         gradcheck(lambda a, b: mg.concatenate([a, b], axis=axis), x, x + 1, atol=ATOL, rtol=RTOL)
+
+
+def test_max_splits_the_gradient_between_ties():
+    # The documented choice: the gradient of the mean of the tied maxima.
+    x = Tensor([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]], requires_grad=True)
+    mg.max(x, axis=1).backward(np.array([1.0, 6.0]))
+    np.testing.assert_array_equal(x.grad, [[0.0, 0.5, 0.5], [2.0, 2.0, 2.0]])
+    x.grad = None
+    mg.max(x).backward()
+    np.testing.assert_array_equal(x.grad, [[0.0, 0.5, 0.5], [0.0, 0.0, 0.0]])
