@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .tensor import Tensor
 
 _tape_position = itertools.count()
+_reduce = np.add.reduce
 _recording = True
 _anomaly = False
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -126,6 +127,14 @@ class SliceGrad:
         else:
             np.add.at(dense, self.index, self.values)
 
+    def densify(self, like: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
+        """A new dense array of `like`'s shape: `base` (or zeros) plus this gradient."""
+        dense = np.zeros(like.shape, np.result_type(like, self.values))
+        if base is not None:
+            dense += base
+        self.add_into(dense)
+        return dense
+
 
 def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Undo broadcasting: sum `g` over the axes that broadcasting added or stretched.
@@ -135,7 +144,12 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """
     if g.shape == shape:
         return g
+    # np.add.reduce rather than g.sum(): two Python layers less, on every bias's gradient.
+    if not shape:
+        return _reduce(g, None)
     lead = g.ndim - len(shape)
+    if lead > 0 and g.shape[lead:] == shape:  # broadcasting only added leading axes (a bias)
+        return _reduce(g, tuple(range(lead)))
     if lead < 0 or any(n != 1 and m != n for m, n in zip(g.shape[lead:], shape)):
         g = np.broadcast_to(g, np.broadcast_shapes(g.shape, shape))
         lead = g.ndim - len(shape)
@@ -147,62 +161,6 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.reshape(shape)
 
 
-class _Cotangents:
-    """Cotangents of one backward pass. A tensor in `owned` holds an array this pass
-    allocated, which it may add into in place; any other may be shared with a VJP's input."""
-
-    __slots__ = ("values", "owned")
-
-    def __init__(self) -> None:
-        self.values: dict[Tensor, np.ndarray] = {}
-        self.owned: set[Tensor] = set()
-
-    def add(self, tensor: Tensor, g: Any) -> None:
-        """Add `g` (an array or a SliceGrad) to the cotangent of `tensor`."""
-        current = self.values.get(tensor)
-        if type(g) is SliceGrad:
-            if tensor not in self.owned:
-                dense = np.zeros(tensor.data.shape, np.result_type(tensor.data, g.values))
-                if current is not None:
-                    dense += current
-                current = self._own(tensor, dense)
-            g.add_into(current)
-        elif current is None:
-            self.values[tensor] = g
-        elif tensor in self.owned:
-            current += g
-        else:
-            self._own(tensor, current + g)
-
-    def _own(self, tensor: Tensor, array: Any) -> np.ndarray:
-        # 0-d arithmetic gives NumPy scalars, which `+=` would rebind instead of update.
-        array = np.asarray(array)
-        self.values[tensor] = array
-        self.owned.add(tensor)
-        return array
-
-    def pop(self, tensor: Tensor) -> np.ndarray:
-        self.owned.discard(tensor)
-        return self.values.pop(tensor)
-
-
-class _Capturing(_Cotangents):
-    """Cotangents of a pass that keeps, instead of dropping, those of the tensors in `capture`."""
-
-    __slots__ = ("capture", "captured")
-
-    def __init__(self, capture: set[Tensor]) -> None:
-        super().__init__()
-        self.capture = capture
-        self.captured: dict[Tensor, np.ndarray] = {}
-
-    def pop(self, tensor: Tensor) -> np.ndarray:
-        g = super().pop(tensor)
-        if tensor in self.capture:
-            self.captured[tensor] = g
-        return g
-
-
 def backward(root: Tensor, seed: np.ndarray, retain_graph: bool = False,
              capture: set[Tensor] | None = None) -> dict[Tensor, np.ndarray] | None:
     """Accumulate d(<seed, root>)/d(leaf) into `.grad` of every leaf that needs a gradient.
@@ -210,42 +168,66 @@ def backward(root: Tensor, seed: np.ndarray, retain_graph: bool = False,
     With `capture`, no `.grad` is touched: the cotangent of each tensor in `capture` (leaf or
     intermediate) that the sweep reaches is returned, by tensor. The arrays may be shared
     with the graph; copy before handing them out.
+
+    This loop is the engine's hot path, so it is written out in one piece. `values` holds
+    the cotangent of each tensor reached and not yet swept; `owned` the tensors whose
+    cotangent is an array this pass allocated, which may be added into in place (any other
+    may be shared with a VJP's input or output).
     """
-    cotangents = _Cotangents() if capture is None else _Capturing(capture)
-    cotangents.values[root] = seed
-    propagate = _propagate
-    if _anomaly:
-        propagate = _propagate_checked
-        if not np.isfinite(seed).all():
-            raise AnomalyError("backward: the seed gradient holds NaN or infinity")
+    checked = _anomaly
+    if checked and not np.isfinite(seed).all():
+        raise AnomalyError("backward: the seed gradient holds NaN or infinity")
+    values: dict[Tensor, Any] = {root: seed}
+    owned: set[Tensor] = set()
     leaves: list[Tensor] = []
     heap: list[tuple[int, Tensor]] = []
+    captured: dict[Tensor, np.ndarray] | None = None if capture is None else {}
     _schedule(root, heap, leaves)
-    swept: list[Node] = []
+    pop, push = heapq.heappop, heapq.heappush
     while heap:
-        _, tensor = heapq.heappop(heap)
+        tensor = pop(heap)[1]
         node = tensor._node
-        if node.vjps is None:
+        vjps = node.vjps
+        if vjps is None:
             raise RuntimeError(
                 f"backward: the graph through '{node.name}' was already released by an earlier "
                 "backward(); pass retain_graph=True to the first call to backpropagate twice"
             )
-        g = cotangents.pop(tensor)
-        propagate(node, g, cotangents, heap, leaves)
-        swept.append(node)
-    captured = None
-    if capture is None:
-        for leaf in leaves:
-            _accumulate_leaf(leaf, cotangents.values[leaf])
-    else:
-        captured = cotangents.captured
-        for leaf in leaves:
-            if leaf in capture:
-                captured[leaf] = cotangents.values[leaf]
-    if not retain_graph:
-        for node in swept:
-            node.release()
-    return captured
+        g = values.pop(tensor)
+        owned.discard(tensor)
+        if g.shape != tensor.data.shape:
+            g = sum_to_shape(g, tensor.data.shape)
+        if captured is not None and tensor in capture:
+            captured[tensor] = g
+        args, out, kwargs = node.args, node.out, node.kwargs
+        for i, x in enumerate(node.inputs):
+            if x is None:
+                continue
+            gi = vjps[i](g, out, *args, **kwargs) if kwargs else vjps[i](g, out, *args)
+            if checked:
+                _check_gradient(node, i, gi)
+            current = values.get(x)
+            if current is not None:
+                _accumulate(values, owned, x, current, gi)
+                continue
+            if type(gi) is SliceGrad:
+                gi = gi.densify(x.data)
+                owned.add(x)
+            values[x] = gi  # maybe in a broadcast shape: summed down when it is used
+            if x._node is None:
+                leaves.append(x)
+            else:
+                # Negated: heapq is a min-heap and the newest node must come out first.
+                # Positions are unique, so tensors are never compared.
+                push(heap, (-x._node.position, x))
+        if not retain_graph:
+            node.vjps = node.inputs = node.args = node.kwargs = node.out = None
+    if captured is not None:
+        captured.update((leaf, _reduced(values, leaf)) for leaf in leaves if leaf in capture)
+        return captured
+    for leaf in leaves:
+        _accumulate_leaf(leaf, _reduced(values, leaf), leaf in owned)
+    return None
 
 
 def _schedule(tensor: Tensor, heap: list, leaves: list) -> None:
@@ -253,43 +235,48 @@ def _schedule(tensor: Tensor, heap: list, leaves: list) -> None:
     if node is None:
         leaves.append(tensor)
     else:
-        # Negated: heapq is a min-heap and the newest node must come out first. Positions are
-        # unique, so the tensor itself is never compared.
         heapq.heappush(heap, (-node.position, tensor))
 
 
-def _propagate(node: Node, g: np.ndarray, cotangents: _Cotangents, heap, leaves) -> None:
-    args, out, kwargs = node.args, node.out, node.kwargs
-    for tensor, vjp in zip(node.inputs, node.vjps):
-        if tensor is None:
-            continue
-        gi = vjp(g, out, *args, **kwargs) if kwargs else vjp(g, out, *args)
-        if type(gi) is not SliceGrad and gi.shape != tensor.data.shape:
-            gi = sum_to_shape(gi, tensor.data.shape)
-        first = tensor not in cotangents.values
-        cotangents.add(tensor, gi)
-        if first:
-            _schedule(tensor, heap, leaves)
+def _accumulate(values: dict, owned: set, x: Tensor, current: Any, g: Any) -> None:
+    """Add a further gradient `g` (an array or a SliceGrad) to the cotangent of `x`.
+
+    Gradients of a broadcast operand (a parameter used at every step of an RNN) arrive in the
+    broadcast shape; while they keep that shape they are added as they are, and summed down
+    to `x`'s shape once, when the cotangent is used, instead of once per contribution.
+    """
+    shape = x.data.shape
+    if type(g) is SliceGrad:
+        if x not in owned or current.shape != shape:
+            values[x] = g.densify(x.data, sum_to_shape(current, shape))
+            owned.add(x)
+        else:
+            g.add_into(current)
+        return
+    if g.shape != current.shape:
+        g = sum_to_shape(g, shape)
+        if current.shape != shape:
+            current = sum_to_shape(current, shape)
+            owned.discard(x)
+    if x in owned:
+        current += g
+    else:
+        # np.asarray: 0-d arithmetic gives a NumPy scalar, which `+=` would rebind.
+        values[x] = np.asarray(current + g)
+        owned.add(x)
 
 
-def _propagate_checked(node: Node, g: np.ndarray, cotangents: _Cotangents, heap,
-                       leaves) -> None:
-    """`_propagate` in anomaly mode: every gradient a VJP returns must be finite."""
-    args, out, kwargs = node.args, node.out, node.kwargs
-    for i, (tensor, vjp) in enumerate(zip(node.inputs, node.vjps)):
-        if tensor is None:
-            continue
-        gi = vjp(g, out, *args, **kwargs) if kwargs else vjp(g, out, *args)
-        values = gi.values if type(gi) is SliceGrad else gi
-        if not np.isfinite(values).all():
-            raise AnomalyError(_anomaly_message(node, "backward", f"the gradient of input {i}",
-                                                values))
-        if type(gi) is not SliceGrad and gi.shape != tensor.data.shape:
-            gi = sum_to_shape(gi, tensor.data.shape)
-        first = tensor not in cotangents.values
-        cotangents.add(tensor, gi)
-        if first:
-            _schedule(tensor, heap, leaves)
+def _reduced(values: dict, x: Tensor) -> Any:
+    g = values[x]
+    return g if g.shape == x.data.shape else sum_to_shape(g, x.data.shape)
+
+
+def _check_gradient(node: Node, i: int, g: Any) -> None:
+    """Anomaly mode: every gradient a VJP returns must be finite."""
+    values = g.values if type(g) is SliceGrad else g
+    if not np.isfinite(values).all():
+        raise AnomalyError(_anomaly_message(node, "backward", f"the gradient of input {i}",
+                                            values))
 
 
 def _caller_site() -> traceback.FrameSummary | None:
@@ -318,9 +305,10 @@ def _anomaly_message(node: Node, phase: str, what: str, values: Any) -> str:
     return message + f"; created at {site.filename}:{site.lineno} in {site.name}{code}"
 
 
-def _accumulate_leaf(leaf: Tensor, g: np.ndarray) -> None:
-    # Copy into a fresh array of the leaf's dtype: the cotangent may alias another tensor's
-    # data or be a read-only broadcast view, and .grad belongs to the user.
-    g = np.array(g, dtype=leaf.data.dtype, copy=True)
+def _accumulate_leaf(leaf: Tensor, g: np.ndarray, owned: bool) -> None:
+    # .grad belongs to the user, so it must be a fresh array of the leaf's dtype: a cotangent
+    # this pass did not allocate may alias another tensor's data or be a read-only view.
+    if not (owned and type(g) is np.ndarray and g.dtype == leaf.data.dtype):
+        g = np.array(g, dtype=leaf.data.dtype, copy=True)
     leaf.grad = g if leaf.grad is None else leaf.grad + g
 

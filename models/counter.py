@@ -26,7 +26,7 @@ class Counter(nn.Module):
         s = mg.Tensor(np.zeros(X.shape[0], self.w_x.dtype))
         states = [s]
         for k in range(X.shape[1]):
-            s = s * self.w_rec + X[:, k] * self.w_x
+            s = s * self.w_rec + self.w_x * X[:, k]
             states.append(s)
         return states
 
