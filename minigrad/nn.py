@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from .ops import add, tensordot
+from .ops import add, matmul
 from .tensor import Tensor
 
 
@@ -134,7 +134,7 @@ class Linear(Module):
         if np.shape(getattr(x, "data", x))[-1:] != (self.n_in,):
             raise ValueError(f"Linear: expected input whose last axis has {self.n_in} "
                              f"elements, got shape {np.shape(getattr(x, 'data', x))}")
-        y = tensordot(x, self.weight, axes=1)
+        y = matmul(x, self.weight)
         return y if self.bias is None else add(y, self.bias)
 
     def __repr__(self) -> str:

@@ -60,6 +60,8 @@ def _matmul_b_vjp(g, out, a, b):
         return np.multiply.outer(a, g) if b.ndim == 1 else a[:, None] * g[..., None, :]
     if b.ndim == 1:
         return np.matmul(g[..., None, :], a)[..., 0, :]
+    if b.ndim == 2 and a.ndim > 2:  # a stack of rows times one matrix: a single product
+        return np.matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
     return np.matmul(np.swapaxes(a, -1, -2), g)
 
 
@@ -324,10 +326,15 @@ _getitem = primitive("getitem", lambda x, index, basic: x[index], (_getitem_vjp,
 def getitem(x: Any, index: Any) -> Tensor:
     """`x[index]` with NumPy's rules: ints, slices, None, Ellipsis and integer or boolean
     arrays; repeated integer indices accumulate their gradients."""
-    parts = index if isinstance(index, tuple) else (index,)
-    parts = tuple(p.data if isinstance(p, Tensor) else np.asarray(p) if isinstance(p, list) else p
-                  for p in parts)
-    basic = all(isinstance(p, _BASIC_INDEX) for p in parts)
+    parts = index if type(index) is tuple else (index,)
+    basic = True
+    for p in parts:  # a loop, not all(...): x[:, t] at every step of an RNN comes through here
+        if not isinstance(p, _BASIC_INDEX):
+            basic = False
+            break
+    if not basic:
+        parts = tuple(p.data if isinstance(p, Tensor) else np.asarray(p)
+                      if isinstance(p, list) else p for p in parts)
     _data(x, "getitem")  # a wrong operand type is a TypeError, not an IndexError
     try:
         return _getitem(x, index=parts, basic=basic)
@@ -420,7 +427,8 @@ def _mse(y, t):
 
 def _count(a, b):
     """How many terms the mean over the broadcast of `a` and `b` averages."""
-    return math.prod(np.broadcast_shapes(np.shape(a), np.shape(b)))
+    shape_a, shape_b = np.shape(a), np.shape(b)
+    return math.prod(shape_a if shape_a == shape_b else np.broadcast_shapes(shape_a, shape_b))
 
 
 binary_cross_entropy = defop(
