@@ -4,6 +4,11 @@ backprop.
     minigrad train counter            RProp from (w_x, w_rec) = (-1.5, 2), SPEC 1
     minigrad train adder              the tutorial's small adder (--preset large|keras)
     minigrad compare counter|adder    engine vs hand-coded: loss, gradients, time per step
+    minigrad add A B --model PATH     a saved adder adds two numbers
+    minigrad eval adder --model PATH  a saved adder's accuracy on fresh sums
+    minigrad graph counter|adder      the loss's computation graph as Graphviz DOT
+
+`train ... --plot DIR` draws the figures (needs matplotlib), `--save PATH` keeps the model.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import experiments
+from .plots import MatplotlibMissing
 from .presets import PRESETS
 
 
@@ -62,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     counter.add_argument("--eta-minus", type=float, default=0.5)
     counter.add_argument("--step-init", type=_positive_float, default=0.001)
     _common(counter)
+    _outputs(counter, "counter")
     counter.set_defaults(run=experiments.train_counter)
 
     adder = models.add_parser("adder", help="the RNN that adds binary numbers (SPEC 2, 3)")
@@ -77,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     adder.add_argument("--test-samples", type=_positive_int, default=1000,
                        help="fresh sums for the held-out accuracy (default 1000)")
     _common(adder)
+    _outputs(adder, "adder")
     adder.set_defaults(run=experiments.train_adder)
 
     compare = commands.add_parser("compare", help="engine vs hand-coded backprop")
@@ -87,7 +95,43 @@ def build_parser() -> argparse.ArgumentParser:
                          help="timed steps of each (default 200)")
     compare.add_argument("--seed", type=int, default=0)
     compare.set_defaults(run=experiments.compare)
+
+    add = commands.add_parser("add", help="a saved adder adds two numbers")
+    add.add_argument("a", type=_nonnegative_int, metavar="A")
+    add.add_argument("b", type=_nonnegative_int, metavar="B")
+    add.add_argument("--model", required=True, metavar="PATH",
+                     help="a model saved by `minigrad train adder --save PATH`")
+    add.add_argument("--preset", choices=sorted(PRESETS),
+                     help="refuse a model saved with another preset")
+    add.set_defaults(run=experiments.add_numbers)
+
+    evaluate = commands.add_parser("eval", help="a saved model's accuracy on fresh data")
+    evaluate.add_argument("model_kind", choices=["adder"], metavar="adder")
+    evaluate.add_argument("--model", required=True, metavar="PATH",
+                          help="a model saved by `minigrad train adder --save PATH`")
+    evaluate.add_argument("--preset", choices=sorted(PRESETS),
+                          help="refuse a model saved with another preset")
+    evaluate.add_argument("--samples", type=_positive_int, default=1000,
+                          help="fresh sums (default 1000)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the sums (default 0)")
+    evaluate.set_defaults(run=experiments.evaluate_adder)
+
+    graph = commands.add_parser("graph", help="the loss's computation graph as Graphviz DOT")
+    graph.add_argument("model", choices=["counter", "adder"])
+    graph.add_argument("--steps", type=_positive_int, default=3,
+                       help="timesteps of the sequence (default 3)")
+    graph.add_argument("--batch-size", type=_positive_int, default=2,
+                       help="sequences in the batch (default 2)")
+    graph.add_argument("--preset", choices=sorted(PRESETS), default="small",
+                       help="the adder's architecture (default small)")
+    graph.set_defaults(run=experiments.print_graph)
     return parser
+
+
+def _outputs(parser: argparse.ArgumentParser, model: str) -> None:
+    parser.add_argument("--plot", metavar="DIR",
+                        help="draw the figures into DIR (PNG; needs matplotlib)")
+    parser.add_argument("--save", metavar="PATH", help=f"write the trained {model} to PATH (.npz)")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[Any], int | None] = args.run
     try:
         return run(args) or 0
+    except MatplotlibMissing as error:
+        print(f"minigrad: {error}", file=sys.stderr)
+        return 2
     except ValueError as error:  # a bad combination of values: one line, as argparse does
         print(f"minigrad: error: {error}", file=sys.stderr)
         return 2
@@ -111,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         sys.stdout = open(os.devnull, "w")
         return 0
+    except OSError as error:  # a --plot directory that cannot be written, and the like
+        print(f"minigrad: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -23,6 +23,11 @@ def state_gradient_norms(model: Any, X: np.ndarray, T: np.ndarray) -> np.ndarray
     (the `Counter` and the `Adder` do). The initial state is not included: it is a constant
     for the counter and absent from the Keras adder. Parameters' `.grad` are not touched.
     """
+    return np.array([np.linalg.norm(g) for g in state_gradients(model, X, T)])
+
+
+def state_gradients(model: Any, X: np.ndarray, T: np.ndarray) -> list[np.ndarray]:
+    """[dL/dS_1, ..., dL/dS_n], each of the state's shape: see `state_gradient_norms`."""
     captured: list[list[mg.Tensor]] = []
     original = model.states
 
@@ -43,8 +48,7 @@ def state_gradient_norms(model: Any, X: np.ndarray, T: np.ndarray) -> np.ndarray
     if len(computed) < len(captured[0]) - 1:
         raise ValueError("state_gradient_norms: the model's states do not depend on its "
                          "parameters")
-    grads = mg.gradients(loss, computed)
-    return np.array([np.linalg.norm(g) for g in grads])
+    return mg.gradients(loss, computed)
 
 
 def counter_loss_surface(X: np.ndarray, t: np.ndarray, w_x: np.ndarray,

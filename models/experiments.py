@@ -5,6 +5,7 @@ callable from Python with the same options as the command line."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from argparse import Namespace
@@ -12,11 +13,13 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
+import minigrad as mg
 import optim
 
+from . import checkpoints, plots
 from .adder import Adder
 from .counter import Counter
-from .data import addition_data, counting_data, format_sample
+from .data import addition_data, bits_to_int, counting_data, encode_sum, format_sample
 from .presets import AdderConfig, TrainConfig, get_preset
 from .progress import ProgressBar
 from .reference import ReferenceAdder, ReferenceCounter
@@ -33,8 +36,15 @@ COUNTER_SEQUENCES, COUNTER_LENGTH = 20, 10
 # --- the counter ----------------------------------------------------------------------------
 
 
-def train_counter(args: Namespace, out: TextIO = sys.stdout) -> int:
-    """RProp, full batch, from (args.w_x, args.w_rec); prints the path and a test count."""
+def train_counter(args: Namespace, out: TextIO | None = None) -> int:
+    """RProp, full batch, from (args.w_x, args.w_rec); prints the path and a test count.
+
+    With `args.plot` (a directory) draws the loss surface with the RProp path and the
+    gradient per timestep there; with `args.save` writes the trained counter."""
+    out = _stream(out)
+    plot_dir, save_path = getattr(args, "plot", None), getattr(args, "save", None)
+    if plot_dir is not None:
+        plots.require_matplotlib()  # before training, not after
     seed = 0 if args.seed is None else args.seed
     X, t = counting_data(np.random.default_rng(seed), COUNTER_SEQUENCES, COUNTER_LENGTH)
     model = Counter(args.w_x, args.w_rec)
@@ -43,8 +53,10 @@ def train_counter(args: Namespace, out: TextIO = sys.stdout) -> int:
     bar = ProgressBar(args.iterations, "counter", quiet=args.quiet, stream=out)
     bar.print(f"Training the counter: RProp, full batch of {len(X)} sequences of {X.shape[1]}, "
         f"{args.iterations} iterations from w_x = {args.w_x}, w_rec = {args.w_rec}")
+    path = [(model.w_x.item(), model.w_rec.item())]
 
     def report(p) -> None:
+        path.append((model.w_x.item(), model.w_rec.item()))
         if p.step % max(args.iterations // 10, 1) == 0 or p.step == p.total_steps:
             bar.print(f"  iteration {p.step:>5}/{p.total_steps}  loss {p.loss:.4g}  "
                 f"w_x {model.w_x.item():+.4f}  w_rec {model.w_rec.item():+.4f}")
@@ -57,7 +69,23 @@ def train_counter(args: Namespace, out: TextIO = sys.stdout) -> int:
     print(f"w_x = {model.w_x.item():.4f}, w_rec = {model.w_rec.item():.4f}", file=out)
     print(f"count of {''.join(str(int(b)) for b in sequence[0])}: {prediction:.2f} "
           f"(true: {int(sequence.sum())})", file=out)
+    if save_path is not None:
+        checkpoints.save_counter(model, save_path)
+        print(f"saved the counter to {save_path}", file=out)
+    if plot_dir is not None:
+        for written in counter_figures(X, t, path, plot_dir):
+            print(f"wrote {written}", file=out)
     return 0
+
+
+def counter_figures(X: np.ndarray, t: np.ndarray, path: Any, directory: str) -> list[str]:
+    """The counter's two figures (SPEC 1) in `directory`: the loss surface with the
+    optimizer's `path` of (w_x, w_rec), and the gradient per timestep at the four points."""
+    return [
+        plots.plot_counter_loss_surface(X, t, path,
+                                        os.path.join(directory, "counter_loss_surface.png")),
+        plots.plot_counter_gradients(X, t, os.path.join(directory, "counter_gradients.png")),
+    ]
 
 
 # --- the adder ------------------------------------------------------------------------------
@@ -69,6 +97,8 @@ class AdderRun:
     history: History
     accuracy: Accuracy  # on held-out sums
     seed: int
+    # (step, held-out accuracy) during training, when asked for with `accuracy_every`
+    accuracy_curve: list[tuple[int, Accuracy]] = dataclasses.field(default_factory=list)
 
 
 def adder_settings(args: Namespace) -> tuple[AdderConfig, TrainConfig, int]:
@@ -85,17 +115,33 @@ def adder_settings(args: Namespace) -> tuple[AdderConfig, TrainConfig, int]:
 
 
 def train_adder_once(config: AdderConfig, settings: TrainConfig, seed: int, *,
-                     test_samples: int = 1000, callback: Callable | None = None) -> AdderRun:
-    """One run from the initialisation and data of `seed`; accuracy on fresh sums."""
+                     test_samples: int = 1000, callback: Callable | None = None,
+                     accuracy_every: int | None = None) -> AdderRun:
+    """One run from the initialisation and data of `seed`; accuracy on fresh sums.
+
+    With `accuracy_every`, the held-out accuracy is also measured every that many steps
+    (and at the last), into `AdderRun.accuracy_curve`; training is not affected.
+    """
     rng = np.random.default_rng(seed)
     model = Adder(config, rng=rng)
     X, T = addition_data(rng, settings.n_samples, config.n_bits, config.max_operand)
-    optimizer = make_optimizer(settings, model.parameters())
-    history = train(engine_objective(model), optimizer, X, T, epochs=settings.epochs,
-                    batch_size=settings.batch_size, rng=rng, callback=callback)
     X_test, T_test = addition_data(np.random.default_rng([seed, 1]), test_samples,
                                    config.n_bits, config.max_operand)
-    return AdderRun(model, history, accuracy(model.predict_bits(X_test), T_test), seed)
+    optimizer = make_optimizer(settings, model.parameters())
+    curve: list[tuple[int, Accuracy]] = []
+    if accuracy_every is not None:
+        curve.append((0, accuracy(model.predict_bits(X_test), T_test)))
+        inner = callback
+
+        def callback(p) -> None:
+            if p.step % accuracy_every == 0 or p.step == p.total_steps:
+                curve.append((p.step, accuracy(model.predict_bits(X_test), T_test)))
+            if inner is not None:
+                inner(p)
+
+    history = train(engine_objective(model), optimizer, X, T, epochs=settings.epochs,
+                    batch_size=settings.batch_size, rng=rng, callback=callback)
+    return AdderRun(model, history, accuracy(model.predict_bits(X_test), T_test), seed, curve)
 
 
 def make_optimizer(settings: TrainConfig, params: Any) -> optim.Optimizer:
@@ -105,19 +151,29 @@ def make_optimizer(settings: TrainConfig, params: Any) -> optim.Optimizer:
                                  momentum=settings.momentum, eps=settings.eps)
 
 
-def train_adder(args: Namespace, out: TextIO = sys.stdout) -> int:
-    """Train the preset (restarting while below 100% if asked), then show fresh sums."""
+def train_adder(args: Namespace, out: TextIO | None = None) -> int:
+    """Train the preset (restarting while below 100% if asked), then show fresh sums.
+
+    With `args.plot` (a directory) draws the loss per minibatch and the held-out accuracy
+    of the last run; with `args.save` writes the trained adder, with its preset."""
+    out = _stream(out)
+    plot_dir, save_path = getattr(args, "plot", None), getattr(args, "save", None)
+    if plot_dir is not None:
+        plots.require_matplotlib()
     config, settings, seed = adder_settings(args)
     say = _printer(out, args.quiet)
     say(f"Training the {args.preset} adder: {config.n_bits} bits, {config.n_states} "
         f"{config.activation} states, {settings.n_samples} samples, minibatches of "
         f"{settings.batch_size}, {settings.epochs} epoch(s), {settings.optimizer} lr {settings.lr}")
+    # 50 points of held-out accuracy over the run: 50 forward passes, no backward.
+    every = max(settings.total_steps // 50, 1) if plot_dir is not None else None
     for attempt in range(args.restarts + 1):
         run_seed = seed + attempt
         with ProgressBar(settings.total_steps, f"seed {run_seed}", quiet=args.quiet,
                          stream=out) as bar:
             run = train_adder_once(config, settings, run_seed, test_samples=args.test_samples,
-                                   callback=bar.chain(_epoch_reporter(bar.print, settings)))
+                                   callback=bar.chain(_epoch_reporter(bar.print, settings)),
+                                   accuracy_every=every)
         say(f"seed {run_seed}: {run.accuracy} on {args.test_samples} held-out sums")
         if run.accuracy.sums == 1.0:
             break
@@ -126,7 +182,25 @@ def train_adder(args: Namespace, out: TextIO = sys.stdout) -> int:
     show_sums(run.model, config, np.random.default_rng([run.seed, 2]), out)
     print(f"held-out accuracy: {run.accuracy} ({args.test_samples} sums, seed {run.seed})",
           file=out)
+    if save_path is not None:
+        checkpoints.save_adder(run.model, save_path, preset=args.preset)
+        print(f"saved the {args.preset} adder to {save_path}", file=out)
+    if plot_dir is not None:
+        written = adder_figure(run, settings, args.preset, args.test_samples, plot_dir)
+        print(f"wrote {written}", file=out)
     return 0
+
+
+def adder_figure(run: AdderRun, settings: TrainConfig, preset: str, test_samples: int,
+                 directory: str) -> str:
+    """The run's loss per minibatch and held-out accuracy, as `adder_<preset>_training.png`."""
+    title = (f"{preset} adder, seed {run.seed}: loss per minibatch of {settings.batch_size}, "
+             f"{settings.optimizer} lr {settings.lr:g}")
+    return plots.plot_adder_training(
+        run.history.losses, run.accuracy_curve,
+        os.path.join(directory, f"adder_{preset}_training.png"),
+        steps_per_epoch=settings.steps_per_epoch, title=title,
+        accuracy_title=f"accuracy on {test_samples} held-out sums, during training")
 
 
 def _epoch_reporter(say: Callable[[str], None], settings: TrainConfig) -> Callable:
@@ -154,12 +228,73 @@ def show_sums(model: Adder, config: AdderConfig, rng: np.random.Generator, out: 
         print(file=out)
 
 
+# --- a saved adder at work -----------------------------------------------------------------
+
+
+def add_numbers(args: Namespace, out: TextIO | None = None) -> int:
+    """`minigrad add A B --model PATH`: the saved adder adds A and B; prints the sum in the
+    write-ups' layout (bits least significant first) and the integer answer."""
+    out = _stream(out)
+    model, preset = checkpoints.load_adder(args.model, getattr(args, "preset", None))
+    config = model.config
+    a, b = args.a, args.b
+    if a + b >= 2**config.n_bits:
+        raise ValueError(f"{a} + {b} = {a + b} does not fit in the {preset} adder's "
+                         f"{config.n_bits} bits (the sum must be below {2**config.n_bits})")
+    X, T = encode_sum(np.int64(a), np.int64(b), config.n_bits)
+    Y = model.predict_bits(X)
+    print(format_sample(X[0], T[0], Y[0]), file=out)
+    answer = int(bits_to_int(Y[0, :, 0]))
+    verdict = "right" if answer == a + b else f"wrong, the sum is {a + b}"
+    print(f"{a} + {b} = {answer} ({verdict})", file=out)
+    outside = [v for v in (a, b) if v >= config.operand_limit]
+    if outside:
+        print(f"note: {', '.join(map(str, outside))} is outside the training range "
+              f"[0, {config.operand_limit})", file=out)
+    return 0
+
+
+def evaluate_adder(args: Namespace, out: TextIO | None = None) -> int:
+    """`minigrad eval adder --model PATH`: per-bit and whole-sum accuracy on fresh sums."""
+    out = _stream(out)
+    model, preset = checkpoints.load_adder(args.model, getattr(args, "preset", None))
+    config = model.config
+    X, T = addition_data(np.random.default_rng(args.seed), args.samples, config.n_bits,
+                         config.max_operand)
+    result = accuracy(model.predict_bits(X), T)
+    print(f"{preset} adder from {args.model}: {result} on {args.samples} fresh sums "
+          f"(operands below {config.operand_limit}, seed {args.seed})", file=out)
+    return 0
+
+
+# --- the computation graph -------------------------------------------------------------------
+
+
+def print_graph(args: Namespace, out: TextIO | None = None) -> int:
+    """`minigrad graph counter|adder`: the graph of the loss on a short sequence, as DOT."""
+    out = _stream(out)
+    rng = np.random.default_rng(0)
+    if args.model == "counter":
+        model: Any = Counter()
+        X, T = counting_data(rng, args.batch_size, args.steps)
+    else:
+        config, _ = get_preset(args.preset)
+        # The same network on shorter sums: the weights do not depend on the length.
+        config = dataclasses.replace(config, n_bits=args.steps, max_operand=None)
+        model = Adder(config, rng=rng)
+        X, T = addition_data(rng, args.batch_size, config.n_bits)
+    loss = model.loss(X, T)
+    out.write(mg.to_dot(loss, model, title=f"{args.model} loss, {args.steps} steps"))
+    return 0
+
+
 # --- engine vs hand-coded -------------------------------------------------------------------
 
 
-def compare(args: Namespace, out: TextIO = sys.stdout) -> int:
+def compare(args: Namespace, out: TextIO | None = None) -> int:
     """Same parameters and data through the engine model and the hand-coded reference:
     the loss, the largest gradient difference per parameter, and the time per step."""
+    out = _stream(out)
     rng = np.random.default_rng(args.seed)
     if args.model == "counter":
         engine = Counter(*rng.uniform(-1.5, 1.5, size=2))
@@ -213,6 +348,12 @@ def _median_times(a: Callable, b: Callable, repeats: int) -> tuple[float, float]
         times_a.append(middle - start)
         times_b.append(time.perf_counter() - middle)
     return float(np.median(times_a)), float(np.median(times_b))
+
+
+def _stream(out: TextIO | None) -> TextIO:
+    # sys.stdout when called, not when this module was imported (it may have been replaced
+    # since, by a test's capture or a redirect).
+    return sys.stdout if out is None else out
 
 
 def _printer(out: TextIO, quiet: bool) -> Callable[[str], None]:
