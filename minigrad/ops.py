@@ -33,15 +33,16 @@ def _pow_exponent_vjp(g, out, a, b):
 
 
 add = defop("add", np.add, (lambda g, out, a, b: g, lambda g, out, a, b: g), Domain("binary"),
-            methods=("__add__",), reflected=("__radd__",))
+            methods=("__add__",), reflected=("__radd__",), saves="nothing")
 sub = defop("sub", np.subtract, (lambda g, out, a, b: g, lambda g, out, a, b: -g),
-            Domain("binary"), methods=("__sub__",), reflected=("__rsub__",))
+            Domain("binary"), methods=("__sub__",), reflected=("__rsub__",), saves="nothing")
 mul = defop("mul", np.multiply, (lambda g, out, a, b: g * b, lambda g, out, a, b: g * a),
-            Domain("binary"), methods=("__mul__",), reflected=("__rmul__",))
+            Domain("binary"), methods=("__mul__",), reflected=("__rmul__",), saves="inputs")
 div = defop("div", np.divide, (lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b),
             Domain("binary", values=((-3.0, 3.0), (0.5, 3.0))),
             methods=("__truediv__",), reflected=("__rtruediv__",))
-neg = defop("neg", np.negative, (lambda g, out, x: -g,), Domain("unary"), methods=("__neg__",))
+neg = defop("neg", np.negative, (lambda g, out, x: -g,), Domain("unary"), methods=("__neg__",),
+            saves="nothing")
 pow = defop("pow", np.power, (_pow_base_vjp, _pow_exponent_vjp),
             Domain("binary", values=((0.5, 2.0), (-2.0, 2.0))),
             methods=("__pow__",), reflected=("__rpow__",))
@@ -66,7 +67,7 @@ def _matmul_b_vjp(g, out, a, b):
 
 
 matmul = defop("matmul", np.matmul, (_matmul_a_vjp, _matmul_b_vjp), Domain("matmul"),
-               methods=("__matmul__",), reflected=("__rmatmul__",))
+               methods=("__matmul__",), reflected=("__rmatmul__",), saves="inputs")
 
 # --- contractions ---------------------------------------------------------------------------
 
@@ -200,19 +201,20 @@ def _sigmoid(x):
     return np.where(x >= 0, 1.0, e) / (1.0 + e)
 
 
-exp = defop("exp", np.exp, (lambda g, out, x: g * out,), Domain("unary"), methods=("exp",))
+exp = defop("exp", np.exp, (lambda g, out, x: g * out,), Domain("unary"), methods=("exp",),
+            saves="output")
 log = defop("log", np.log, (lambda g, out, x: g / x,), Domain("unary", _POSITIVE),
             methods=("log",))
 tanh = defop("tanh", np.tanh, (lambda g, out, x: g * (1.0 - out * out),), Domain("unary"),
-             methods=("tanh",))
+             methods=("tanh",), saves="output")
 sigmoid = defop("sigmoid", _sigmoid, (lambda g, out, x: g * out * (1.0 - out),),
-                Domain("unary", ((-8.0, 8.0),)), methods=("sigmoid",))
+                Domain("unary", ((-8.0, 8.0),)), methods=("sigmoid",), saves="output")
 relu = defop("relu", lambda x: np.maximum(x, 0.0), (lambda g, out, x: g * (x > 0),),
              Domain("unary", avoid=(0.0,)), methods=("relu",))
 abs = defop("abs", np.abs, (lambda g, out, x: g * np.sign(x),), Domain("unary", avoid=(0.0,)),
             methods=("abs", "__abs__"))
 sqrt = defop("sqrt", np.sqrt, (lambda g, out, x: g * 0.5 / out,), Domain("unary", _POSITIVE),
-             methods=("sqrt",))
+             methods=("sqrt",), saves="output")
 
 # --- reductions -----------------------------------------------------------------------------
 
@@ -286,7 +288,8 @@ _reshape = primitive("reshape", lambda x, shape: np.reshape(x, shape),
                      (lambda g, out, x, shape: np.reshape(g, np.shape(x)),))
 _transpose = primitive(
     "transpose", lambda x, axes: np.transpose(x, axes),
-    (lambda g, out, x, axes: np.transpose(g, None if axes is None else _inverse(axes)),))
+    (lambda g, out, x, axes: np.transpose(g, None if axes is None else _inverse(axes)),),
+    saves="nothing")
 
 
 def _inverse(axes: Sequence[int]) -> np.ndarray:
@@ -320,7 +323,8 @@ def _getitem_vjp(g, out, x, index, basic):
     return SliceGrad(index, g, basic)
 
 
-_getitem = primitive("getitem", lambda x, index, basic: x[index], (_getitem_vjp,))
+_getitem = primitive("getitem", lambda x, index, basic: x[index], (_getitem_vjp,),
+                     saves="nothing")
 
 
 def getitem(x: Any, index: Any) -> Tensor:
@@ -370,9 +374,9 @@ def _operands(name: str, tensors: Any) -> list:
 
 
 _stack = primitive("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjps,
-                   variadic=True)
+                   variadic=True, saves="nothing")
 _concatenate = primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
-                         _concatenate_vjps, variadic=True)
+                         _concatenate_vjps, variadic=True, saves="nothing")
 
 
 def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .tensor import Tensor
 
 _tape_position = itertools.count()
+# What a node keeps for its VJPs (`saves`, a bit mask): the op's inputs, its output.
+SAVE_INPUTS, SAVE_OUTPUT = 1, 2
 _reduce = np.add.reduce
 _recording = True
 _anomaly = False
@@ -89,14 +91,18 @@ class Node:
 
     __slots__ = ("position", "name", "vjps", "inputs", "args", "kwargs", "out", "site")
 
-    def __init__(self, name, vjps, inputs, args, kwargs, out):
+    def __init__(self, name, vjps, inputs, args, kwargs, out, saves=3):
         self.position = next(_tape_position)
         self.name = name
         self.vjps = vjps
         self.inputs = inputs
-        self.args = args
         self.kwargs = kwargs
-        self.out = out
+        if _anomaly:
+            saves = SAVE_INPUTS | SAVE_OUTPUT  # the report names the input shapes
+        # Holding only what the VJPs read lets the rest be freed during forward: an RNN
+        # step's pre-activation, say, once its tanh is computed.
+        self.args = args if saves & SAVE_INPUTS else (None,) * len(args)
+        self.out = out if saves & SAVE_OUTPUT else None
         if _anomaly:
             self.site = _caller_site()
             if not np.isfinite(out).all():
@@ -182,6 +188,7 @@ def backward(root: Tensor, seed: np.ndarray, retain_graph: bool = False,
     leaves: list[Tensor] = []
     heap: list[tuple[int, Tensor]] = []
     captured: dict[Tensor, np.ndarray] | None = None if capture is None else {}
+    swept: list[Node] = []
     _schedule(root, heap, leaves)
     pop, push = heapq.heappop, heapq.heappush
     while heap:
@@ -220,7 +227,11 @@ def backward(root: Tensor, seed: np.ndarray, retain_graph: bool = False,
                 # Negated: heapq is a min-heap and the newest node must come out first.
                 # Positions are unique, so tensors are never compared.
                 push(heap, (-x._node.position, x))
-        if not retain_graph:
+        swept.append(node)
+    # Released only now: a sweep that fails part-way (a released node further down, an
+    # anomaly) leaves the graph whole and every .grad untouched.
+    if not retain_graph:
+        for node in swept:
             node.vjps = node.inputs = node.args = node.kwargs = node.out = None
     if captured is not None:
         captured.update((leaf, _reduced(values, leaf)) for leaf in leaves if leaf in capture)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import tape
-from .tape import Node
+from .tape import SAVE_INPUTS, SAVE_OUTPUT, Node
 
 
 class Tensor:
@@ -195,34 +195,44 @@ def _reflect(function: Callable) -> Callable:
 
 
 def defop(name: str, forward: Callable, vjps: Sequence[Callable], domain: Domain,
-          *, methods: Sequence[str] = (), reflected: Sequence[str] = ()) -> Callable[..., Tensor]:
+          *, methods: Sequence[str] = (), reflected: Sequence[str] = (),
+          saves: str = "both") -> Callable[..., Tensor]:
     """Define a primitive op from its NumPy `forward` and its VJPs, and register it."""
-    op = primitive(name, forward, vjps)
+    op = primitive(name, forward, vjps, saves=saves)
     return register(name, op, domain, primitive=True, methods=methods, reflected=reflected)
 
 
 def primitive(name: str, forward: Callable, vjps: Sequence[Callable] | Callable,
-              variadic: bool = False) -> Callable[..., Tensor]:
+              variadic: bool = False, saves: str = "both") -> Callable[..., Tensor]:
     """A recorded op from its NumPy `forward` and VJPs, not registered (for `register` to
     publish behind a wrapper that normalises arguments).
 
     Operands are positional, options are keywords. For a `variadic` op (stack, ...)
-    `vjps(args, kwargs)` returns the list of per-input VJPs for one call.
+    `vjps(args, kwargs)` returns the list of per-input VJPs for one call. `saves` says what
+    the VJPs read besides `g` and the keywords: "inputs", "output", "both" or "nothing"; the
+    rest is passed to them as None and is not kept alive by the graph.
     """
+    if saves not in _SAVES:
+        raise ValueError(f"primitive: saves must be one of {', '.join(_SAVES)}, got {saves!r}")
+    mask = _SAVES[saves]
     if variadic:
-        op = _variadic_op(name, forward, vjps)
+        op = _variadic_op(name, forward, vjps, mask)
     elif len(vjps) == 1:
-        op = _unary_op(name, forward, vjps[0])
+        op = _unary_op(name, forward, vjps[0], mask)
     elif len(vjps) == 2:
-        op = _binary_op(name, forward, tuple(vjps))
+        op = _binary_op(name, forward, tuple(vjps), mask)
     else:
-        op = _nary_op(name, forward, tuple(vjps))
+        op = _nary_op(name, forward, tuple(vjps), mask)
     op.__name__ = op.__qualname__ = name
     op.__doc__ = forward.__doc__
     return op
 
 
-def _unary_op(name: str, forward: Callable, vjp: Callable) -> Callable:
+_SAVES = {"both": SAVE_INPUTS | SAVE_OUTPUT, "inputs": SAVE_INPUTS, "output": SAVE_OUTPUT,
+          "nothing": 0}
+
+
+def _unary_op(name: str, forward: Callable, vjp: Callable, saves: int) -> Callable:
     vjps = (vjp,)
 
     def op(x: Any, **kwargs: Any) -> Tensor:
@@ -233,13 +243,14 @@ def _unary_op(name: str, forward: Callable, vjp: Callable) -> Callable:
         except (ValueError, TypeError) as error:
             raise _op_error(name, error, (a,)) from None
         if is_tensor and x.requires_grad and tape._recording:
-            return _make(out, True, Node(name, vjps, (x,), (a,), kwargs, out))
+            return _make(out, True, Node(name, vjps, (x,), (a,), kwargs, out, saves))
         return _make(out, False, None)
 
     return op
 
 
-def _binary_op(name: str, forward: Callable, vjps: tuple[Callable, Callable]) -> Callable:
+def _binary_op(name: str, forward: Callable, vjps: tuple[Callable, Callable],
+               saves: int) -> Callable:
     # Written out for two operands: the arithmetic of every RNN step goes through here.
     def op(x: Any, y: Any, **kwargs: Any) -> Tensor:
         if isinstance(x, Tensor):
@@ -256,25 +267,25 @@ def _binary_op(name: str, forward: Callable, vjps: tuple[Callable, Callable]) ->
             raise _op_error(name, error, (a, b)) from None
         if (x_needs or y_needs) and tape._recording:
             inputs = (x if x_needs else None, y if y_needs else None)
-            return _make(out, True, Node(name, vjps, inputs, (a, b), kwargs, out))
+            return _make(out, True, Node(name, vjps, inputs, (a, b), kwargs, out, saves))
         return _make(out, False, None)
 
     return op
 
 
-def _nary_op(name: str, forward: Callable, vjps: tuple[Callable, ...]) -> Callable:
+def _nary_op(name: str, forward: Callable, vjps: tuple[Callable, ...], saves: int) -> Callable:
     def op(*xs: Any, **kwargs: Any) -> Tensor:
         args = tuple([x.data if isinstance(x, Tensor) else operand(x, name) for x in xs])
         try:
             out = forward(*args, **kwargs)
         except (ValueError, TypeError) as error:
             raise _op_error(name, error, args) from None
-        return _record(name, vjps, xs, args, kwargs, out)
+        return _record(name, vjps, xs, args, kwargs, out, saves)
 
     return op
 
 
-def _variadic_op(name: str, forward: Callable, make_vjps: Callable) -> Callable:
+def _variadic_op(name: str, forward: Callable, make_vjps: Callable, saves: int) -> Callable:
     def op(*xs: Any, **kwargs: Any) -> Tensor:
         args = tuple([x.data if isinstance(x, Tensor) else operand(x, name) for x in xs])
         try:
@@ -283,7 +294,7 @@ def _variadic_op(name: str, forward: Callable, make_vjps: Callable) -> Callable:
             raise _op_error(name, error, args) from None
         if not _needs_grad(xs):
             return _make(out, False, None)
-        return _record(name, make_vjps(args, kwargs), xs, args, kwargs, out)
+        return _record(name, make_vjps(args, kwargs), xs, args, kwargs, out, saves)
 
     return op
 
@@ -297,13 +308,13 @@ def _needs_grad(xs: Sequence[Any]) -> bool:
     return False
 
 
-def _record(name, vjps, xs, args, kwargs, out) -> Tensor:
+def _record(name, vjps, xs, args, kwargs, out, saves) -> Tensor:
     if not tape._recording:
         return _make(out, False, None)
     inputs = tuple([x if isinstance(x, Tensor) and x.requires_grad else None for x in xs])
     for x in inputs:
         if x is not None:
-            return _make(out, True, Node(name, vjps, inputs, args, kwargs, out))
+            return _make(out, True, Node(name, vjps, inputs, args, kwargs, out, saves))
     return _make(out, False, None)
 
 
