@@ -7,8 +7,10 @@ writes:
   the tensor `to_dot` was called on has a double outline);
 - one node per leaf tensor that requires grad (a filled box: shape, "requires grad", and its
   name if `names` gives one);
-- one node per constant operand, an array or a number that needs no gradient (a dashed box;
-  the same array used twice is one node), unless `constants=False`;
+- one node per constant operand, an array or a number that needs no gradient (a dashed box
+  with its shape or value; the same array used twice is one node), unless
+  `constants=False`. An op whose gradient does not read an operand may not keep it: such a
+  constant is drawn without its shape;
 - an edge from each input to the op that consumed it.
 
 Render it with `dot -Tsvg graph.dot > graph.svg`, or paste it into any Graphviz viewer.
@@ -117,6 +119,8 @@ def _shape(array: np.ndarray) -> str:
 
 
 def _constant_label(arg: Any) -> str:
+    if arg is None:  # an operand the op's VJPs do not read is not kept by the graph
+        return "constant"
     if isinstance(arg, numbers.Number):
         return f"{arg:.4g}"
     return _join("constant", _shape(np.asarray(arg)))

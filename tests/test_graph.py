@@ -59,7 +59,7 @@ def test_the_counters_graph_has_the_known_size():
 def test_a_reused_tensor_is_one_node_with_an_edge_per_use():
     x = Tensor(np.ones(3), requires_grad=True)
     c = np.arange(3.0)
-    y = (x * x + x * c + c).sum()  # x used three times, c twice
+    y = ((x * x + x * c) * c).sum()  # x used three times, c twice
     nodes, edges = parse_dot(mg.to_dot(y, {x: "x"}))
     assert kinds(nodes) == {"leaf": 1, "const": 1, "op": 5}
     assert sum(1 for a, _ in edges if a == "leaf0") == 3
