@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .tape import Node
 from .tensor import Tensor
 
 
@@ -36,31 +37,34 @@ def to_dot(tensor: Tensor, names: Any = None, *, constants: bool = True,
     """
     if not isinstance(tensor, Tensor):
         raise TypeError(f"to_dot: expected a Tensor, got {type(tensor).__name__}")
-    labels = _names(names)
-    seen = {tensor}
-    ops: list[Tensor] = []
+    # The walk is over vertices: an op's Node (its output), or a leaf Tensor. A node's inputs
+    # may name a vertex either way (the Tensor, or the Node that made it).
+    labels = {_vertex(t): name for t, name in _names(names).items()}
+    root = _vertex(tensor)
+    described = {root: (tensor.data.shape, tensor.data.dtype)}  # vertex -> (shape, dtype)
+    ops: list[Node] = []
     leaves: list[Tensor] = []
     constant_values: list[Any] = []
     constant_index: dict[int, int] = {}
-    inputs: dict[Tensor, list[Tensor | int]] = {}  # op output -> its inputs (an int: a constant)
-    stack = [tensor]
+    inputs: dict[Node, list[Any]] = {}  # an op -> its input vertices (an int: a constant)
+    stack = [root]
     while stack:
-        t = stack.pop()
-        node = t._node
-        if node is None:
-            leaves.append(t)
+        v = stack.pop()
+        if type(v) is not Node:
+            leaves.append(v)
             continue
-        if node.inputs is None:
-            raise ValueError(f"to_dot: the graph through '{node.name}' was released by "
+        if v.inputs is None:
+            raise ValueError(f"to_dot: the graph through '{v.name}' was released by "
                              "backward(); pass retain_graph=True to keep it")
-        ops.append(t)
-        sources: list[Tensor | int] = []
-        for x, arg in zip(node.inputs, node.args):
+        ops.append(v)
+        sources: list[Any] = []
+        for x, arg in zip(v.inputs, v.args):
             if x is not None:
-                if x not in seen:
-                    seen.add(x)
-                    stack.append(x)
-                sources.append(x)
+                u = _vertex(x)
+                if u not in described:
+                    described[u] = _describe(x)
+                    stack.append(u)
+                sources.append(u)
             elif constants:
                 key = id(arg) if isinstance(arg, np.ndarray) else None
                 if key is None or key not in constant_index:
@@ -68,32 +72,46 @@ def to_dot(tensor: Tensor, names: Any = None, *, constants: bool = True,
                     if key is not None:
                         constant_index[key] = len(constant_values) - 1
                 sources.append(len(constant_values) - 1 if key is None else constant_index[key])
-        inputs[t] = sources
+        inputs[v] = sources
 
-    ops.sort(key=lambda t: t._node.position)
-    ids: dict[Tensor | int, str] = {t: f"leaf{i}" for i, t in enumerate(leaves)}
-    ids.update({t: f"op{i}" for i, t in enumerate(ops)})
-    for t in ops:  # constants numbered by first use, in tape order
-        for source in inputs[t]:
-            if isinstance(source, int) and source not in ids:
+    ops.sort(key=lambda v: v.position)
+    ids: dict[Any, str] = {v: f"leaf{i}" for i, v in enumerate(leaves)}
+    ids.update({v: f"op{i}" for i, v in enumerate(ops)})
+    for v in ops:  # constants numbered by first use, in tape order
+        for source in inputs[v]:
+            if type(source) is int and source not in ids:
                 ids[source] = f"const{len(ids) - len(leaves) - len(ops)}"
     lines = [f"digraph {_quote(title)} {{", '  node [fontname="Helvetica", fontsize=10];']
-    for t in leaves:
-        label = _join(labels.get(t), _shape(t.data), "requires grad")
-        lines.append(f'  {ids[t]} [label={_quote(label)}, shape=box, style=filled, '
-                     f'fillcolor="#cfe2f3"{_root(t, tensor)}];')
+    for v in leaves:
+        label = _join(labels.get(v), _shape(*described[v]), "requires grad")
+        lines.append(f'  {ids[v]} [label={_quote(label)}, shape=box, style=filled, '
+                     f'fillcolor="#cfe2f3"{_root(v, root)}];')
     for i, arg in sorted(enumerate(constant_values), key=lambda c: ids[c[0]]):
         lines.append(f"  {ids[i]} [label={_quote(_constant_label(arg))}, shape=box, "
                      "style=dashed];")
-    for t in ops:
-        name = labels.get(t)
-        label = _join(f"{name} = {t._node.name}" if name else t._node.name, _shape(t.data))
-        lines.append(f"  {ids[t]} [label={_quote(label)}, shape=ellipse{_root(t, tensor)}];")
-    for t in ops:
-        for source in inputs[t]:
-            lines.append(f"  {ids[source]} -> {ids[t]};")
+    for v in ops:
+        name = labels.get(v)
+        label = _join(f"{name} = {v.name}" if name else v.name, _shape(*described[v]))
+        lines.append(f"  {ids[v]} [label={_quote(label)}, shape=ellipse{_root(v, root)}];")
+    for v in ops:
+        for source in inputs[v]:
+            lines.append(f"  {ids[source]} -> {ids[v]};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _vertex(x: Any) -> Any:
+    """The graph vertex of a Tensor (the node that made it, or itself if a leaf), or of a
+    Node (itself)."""
+    if type(x) is Node:
+        return x
+    return x if x._node is None else x._node
+
+
+def _describe(x: Any) -> tuple[tuple[int, ...], np.dtype]:
+    if type(x) is Node:
+        return x.shape, x.dtype
+    return x.data.shape, x.data.dtype
 
 
 def _names(names: Any) -> dict[Tensor, str]:
@@ -114,8 +132,8 @@ def _names(names: Any) -> dict[Tensor, str]:
     return labels
 
 
-def _shape(array: np.ndarray) -> str:
-    return str(tuple(array.shape)) + ("" if array.dtype == np.float64 else f" {array.dtype}")
+def _shape(shape: tuple[int, ...], dtype: Any) -> str:
+    return str(tuple(shape)) + ("" if dtype == np.float64 else f" {dtype}")
 
 
 def _constant_label(arg: Any) -> str:
@@ -123,11 +141,12 @@ def _constant_label(arg: Any) -> str:
         return "constant"
     if isinstance(arg, numbers.Number):
         return f"{arg:.4g}"
-    return _join("constant", _shape(np.asarray(arg)))
+    arg = np.asarray(arg)
+    return _join("constant", _shape(arg.shape, arg.dtype))
 
 
-def _root(t: Tensor, root: Tensor) -> str:
-    return ", peripheries=2" if t is root else ""
+def _root(v: Any, root: Any) -> str:
+    return ", peripheries=2" if v is root else ""
 
 
 def _join(*parts: str | None) -> str:
