@@ -306,7 +306,8 @@ def _anomaly_message(node: Node, phase: str, what: str, values: Any) -> str:
     values = np.asarray(values)
     found = [kind for kind, mask in (("NaN", np.isnan(values)), ("+inf", values == np.inf),
                                      ("-inf", values == -np.inf)) if mask.any()]
-    shapes = ", ".join(str(np.shape(a)) for a in node.args)
+    # An input the node did not keep (the graph was built outside anomaly mode) is unknown.
+    shapes = ", ".join("?" if a is None else str(np.shape(a)) for a in node.args)
     message = (f"detect_anomaly: '{node.name}' (inputs of shapes {shapes}) gave {what} "
                f"holding {' and '.join(found)} in {phase}")
     site = getattr(node, "site", None)

@@ -2,6 +2,7 @@
 NaN or infinite, and names the op, its input shapes, the phase and the user's line."""
 
 import os
+import re
 import warnings
 
 import numpy as np
@@ -126,3 +127,13 @@ def test_the_mode_nests_and_restores_even_after_an_error():
     # NumPy's warnings are back outside the block.
     with pytest.warns(RuntimeWarning):
         np.log(np.zeros(1))
+
+
+def test_input_shapes_a_node_did_not_keep_are_not_invented():
+    x = Tensor([0.0, 1.0], requires_grad=True)
+    y = mg.sqrt(x + 0.0).sum()  # built outside the mode: nodes keep only what VJPs read
+    with mg.detect_anomaly(), pytest.raises(mg.AnomalyError) as caught:
+        y.backward()
+    message = str(caught.value)
+    assert "'sqrt'" in message and "gradient of input 0" in message
+    assert re.search(r"inputs of shapes (\(2,\)|\?)\)", message), message
