@@ -19,17 +19,17 @@ from .threads import pin_one_thread
 
 pin_one_thread()  # before anything imports NumPy
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from . import configs, machine, others, report, suite  # noqa: E402
-from .ops import time_ops  # noqa: E402
+from . import configs, machine, others, report, suite
+from .ops import time_ops
 
 _KEYS = {key.lower(): key for key in configs.SECTIONS}
 
@@ -88,8 +88,8 @@ def run(args: argparse.Namespace) -> str:
     command = "python -m benchmarks" + "".join(f" {a}" for a in sys.argv[1:])
     out = ["# minigrad benchmarks", ""]
     if args.quick:
-        out += ["**--quick: tiny sizes and 3 repeats, a smoke test. These numbers mean "
-                "nothing.**", ""]
+        out += [("**--quick: tiny sizes and 3 repeats, a smoke test. These numbers mean "
+                "nothing.**"), ""]
     out += [f"Produced by `{command}`.", ""]
     verdicts: list[report.Verdict] = []
     notes: list[str] = []
@@ -123,9 +123,9 @@ def run(args: argparse.Namespace) -> str:
         text, found = report.memory_table(memory, plan.memory_target)
         verdicts += found
         out += ["## Peak memory of one step", "",
-                f"tracemalloc's peak during one step, above what was allocated before it "
+                (f"tracemalloc's peak during one step, above what was allocated before it "
                 f"(after a warm-up step; median of {plan.memory_repeats}). NumPy's buffers "
-                f"are traced, so this counts the arrays and the Python objects.", "",
+                f"are traced, so this counts the arrays and the Python objects."), "",
                 text, ""]
 
     titles = {"length": "Scaling with the sequence length T",
@@ -136,23 +136,23 @@ def run(args: argparse.Namespace) -> str:
         progress(f"sweep over {sweep.vary}: {', '.join(map(str, sweep.values))}")
         points = suite.run_sweep(sweep, repeats=args.repeats)
         out += [f"## {titles[sweep.key]}", "",
-                "float64 adder step. The exponent is d log(time) / d log(size) from the row "
+                ("float64 adder step. The exponent is d log(time) / d log(size) from the row "
                 "above: 1 is linear growth, below 1 a fixed cost still dominates, above 1 "
-                "faster than linear.", "", report.sweep_table(sweep, points), ""]
+                "faster than linear."), "", report.sweep_table(sweep, points), ""]
         if sweep.vary == "timesteps":
             verdict = report.linearity_verdict(points, plan.linear_tolerance)
             verdicts.append(verdict)
-            out += [f"Target: {verdict.target}: {verdict.measured}, "
-                    f"{report._mark(verdict.passed)}.", ""]
+            out += [(f"Target: {verdict.target}: {verdict.measured}, "
+                    f"{report._mark(verdict.passed)}."), ""]
 
     if "ops" in chosen:
         progress("per-op overhead")
         timings = time_ops(repeats=args.repeats or plan.op_repeats, number=plan.op_number)
         out += ["## Overhead per op", "",
-                f"Each op of `minigrad.OPS` on tiny float64 arrays, next to the bare NumPy "
+                (f"Each op of `minigrad.OPS` on tiny float64 arrays, next to the bare NumPy "
                 f"call its forward wraps; medians of {args.repeats or plan.op_repeats} "
                 f"alternating samples of {plan.op_number} calls. Forward records a tape "
-                f"node (leaves require grad); backward is forward + backward − forward.",
+                f"node (leaves require grad); backward is forward + backward − forward."),
                 "", report.ops_table(timings), ""]
 
     if verdicts:
@@ -164,19 +164,19 @@ def run(args: argparse.Namespace) -> str:
         library_lines.append(f"{library.label} {version}" if version else
                              f"{library.label}: {why}")
     out += ["## Machine and method", "", report.table(["", ""], header), "",
-            f"- Other libraries: {'; '.join(library_lines)}. They are optional and are not "
+            (f"- Other libraries: {'; '.join(library_lines)}. They are optional and are not "
             f"dependencies of minigrad; their rows (cases with others) use the same "
             f"optimizer code, parameters and minibatch as the engine "
-            f"(see `benchmarks/others.py`).",
-            "- Timing: every implementation of a case is timed in the same loop, one step "
+            f"(see `benchmarks/others.py`)."),
+            ("- Timing: every implementation of a case is timed in the same loop, one step "
             "each per round, the order rotated every round, after warm-up steps; the "
             "median of the rounds is reported (`benchmarks/timing.py`). The garbage "
             "collector stays on (it is part of the engine's cost). Each implementation's "
-            "first step is checked to give the hand-coded step's loss.",
-            "- The machine is shared with other work: absolute times vary from run to run; "
-            "the ratios, measured in alternation, are what matters.",
-            f"- Load average at the end (1, 5, 15 min): {machine.load_average()}; "
-            f"total time {time.perf_counter() - progress.start:.0f} s."]
+            "first step is checked to give the hand-coded step's loss."),
+            ("- The machine is shared with other work: absolute times vary from run to run; "
+            "the ratios, measured in alternation, are what matters."),
+            (f"- Load average at the end (1, 5, 15 min): {machine.load_average()}; "
+            f"total time {time.perf_counter() - progress.start:.0f} s.")]
     out += [f"- {note}" for note in notes]
     return "\n".join(out) + "\n"
 

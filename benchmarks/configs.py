@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FULL", "QUICK", "Plan", "StepCase", "Sweep", "SECTIONS"]
+__all__ = ["FULL", "QUICK", "SECTIONS", "Plan", "StepCase", "Sweep"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class Sweep:
     timesteps: int
     states: int
     warmup: int = 2
+    gc_off: bool = False     # also time the engine with the garbage collector paused
 
     def sizes(self, value: int) -> tuple[int, int, int]:
         """(batch, timesteps, states) at `value` of the varied size."""
@@ -80,22 +81,22 @@ class Plan:
 
 FULL = Plan(
     steps=(
-        StepCase("A", "the tutorial's adder", 100, 7, 3, repeats=400, warmup=20, target=2.0,
+        StepCase("A", "the tutorial's adder", 100, 7, 3, repeats=500, warmup=20, target=2.0,
                  preset="small", others=True),
-        StepCase("B", "its larger run", 200, 13, 32, repeats=200, warmup=10, target=1.2,
+        StepCase("B", "its larger run", 200, 13, 32, repeats=300, warmup=10, target=1.2,
                  others=True),
-        StepCase("C", "a long sequence", 100, 1000, 32, repeats=15, warmup=2, target=1.2,
+        StepCase("C", "a long sequence", 100, 1000, 32, repeats=20, warmup=2, target=1.2,
                  others=True),
-        StepCase("D", "wide", 2000, 13, 128, repeats=40, warmup=3, target=1.2),
-        StepCase("counter", "the counter (RProp)", 20, 10, 1, repeats=1000, warmup=50,
+        StepCase("D", "wide", 2000, 13, 128, repeats=60, warmup=3, target=1.2),
+        StepCase("counter", "the counter (RProp)", 20, 10, 1, repeats=2000, warmup=50,
                  target=2.5),
     ),
     memory_case="C",
     memory_target=1.5,
     memory_repeats=3,
     sweeps=(
-        Sweep("length", "timesteps", (10, 100, 1000, 10_000), (300, 60, 12, 5),
-              batch=10, timesteps=0, states=16),
+        Sweep("length", "timesteps", (10, 100, 1000, 10_000), (300, 100, 20, 7),
+              batch=10, timesteps=0, states=16, gc_off=True),
         Sweep("batch", "batch", (10, 100, 1000, 10_000), (300, 150, 40, 10),
               batch=0, timesteps=13, states=16),
         Sweep("states", "states", (4, 16, 64, 256), (300, 200, 100, 30),
@@ -123,7 +124,7 @@ QUICK = Plan(
     memory_repeats=1,
     sweeps=(
         Sweep("length", "timesteps", (5, 20, 80), (3, 3, 3), batch=4, timesteps=0, states=4,
-              warmup=1),
+              warmup=1, gc_off=True),
         Sweep("batch", "batch", (5, 20, 80), (3, 3, 3), batch=0, timesteps=5, states=4,
               warmup=1),
         Sweep("states", "states", (2, 4, 8), (3, 3, 3), batch=5, timesteps=5, states=0,

@@ -31,10 +31,9 @@ def _cpu_model() -> str:
 
 def _cores() -> str:
     logical = os.cpu_count()
-    try:
+    usable: int | None = logical
+    if hasattr(os, "sched_getaffinity"):
         usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = logical
     return f"{logical} logical" + ("" if usable == logical else f", {usable} usable")
 
 
@@ -43,7 +42,7 @@ def _numpy_blas() -> str:
         config = np.show_config(mode="dicts")
         blas = config["Build Dependencies"]["blas"]
         return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
-    except Exception:  # older NumPy: no dict mode
+    except Exception:  # noqa: BLE001 (older NumPy: no dict mode, or another layout)
         return "unknown"
 
 
@@ -82,19 +81,19 @@ def _environment(name: str) -> str:
 
 def describe() -> list[tuple[str, str]]:
     """(what, value) pairs for the report's header."""
-    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     return [
         ("date", now.isoformat().replace("+00:00", " UTC")),
         ("CPU", _cpu_model()),
         ("cores", _cores()),
-        ("Python", f"{platform.python_implementation()} {platform.python_version()} "
-                   f"({sys.platform})"),
+        ("Python", (f"{platform.python_implementation()} {platform.python_version()} "
+                   f"({sys.platform})")),
         ("NumPy", f"{np.__version__}, built with {_numpy_blas()}"),
         ("BLAS in use", _blas_in_use()),
         ("OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE",
          f"{_environment('OPENBLAS_CORETYPE')} / {_environment('OPENBLAS_L2_SIZE')}"),
-        ("thread variables", f"OPENBLAS_NUM_THREADS={_environment('OPENBLAS_NUM_THREADS')}, "
-                             f"OMP_NUM_THREADS={_environment('OMP_NUM_THREADS')}"),
+        ("thread variables", (f"OPENBLAS_NUM_THREADS={_environment('OPENBLAS_NUM_THREADS')}, "
+                             f"OMP_NUM_THREADS={_environment('OMP_NUM_THREADS')}")),
         ("minigrad commit", _git_commit()),
         ("load average at start (1, 5, 15 min)", load_average()),
     ]

@@ -73,9 +73,10 @@ def _values(domain: Domain, i: int, shape: tuple[int, ...], rng: np.random.Gener
 def _family_inputs(family: str, domain: Domain, rng: np.random.Generator,
                    ) -> tuple[tuple[np.ndarray, ...], dict[str, Any], str] | None:
     """(operands, keyword arguments of the op, description) for one call of the family."""
-    v = lambda i, shape: _values(domain, i, shape, rng)  # noqa: E731
+    v = lambda i, shape: _values(domain, i, shape, rng)
     if family in ("unary", "reduction", "reshape", "transpose", "getitem"):
-        kwargs = {"reduction": {"axis": 1}, "getitem": {"index": (slice(None), 2)}}
+        kwargs: dict[str, dict[str, Any]] = {"reduction": {"axis": 1},
+                                             "getitem": {"index": (slice(None), 2)}}
         description = {"reduction": "(4, 5), axis=1", "reshape": "(4, 5) -> (5, 4)",
                        "transpose": "(4, 5) -> (5, 4)", "getitem": "(4, 5)[:, 2]"}
         return (v(0, SHAPE),), kwargs.get(family, {}), description.get(family, "(4, 5)")

@@ -10,8 +10,8 @@ arrays the library reads), the same closure, the same starting parameters and mi
 the rows differ from the engine's only in how the forward and backward pass are computed.
 
 - PyTorch: eager mode, leaves made by `torch.from_numpy` on the parameters' own arrays (the
-  optimizer's in-place updates are what torch reads), a Python loop over timesteps,
-  `binary_cross_entropy_with_logits`; `torch.set_num_threads(1)`.
+  optimizer's in-place updates are what torch reads), a Python loop over the timesteps of
+  `Z.unbind(1)`, `binary_cross_entropy_with_logits`; `torch.set_num_threads(1)`.
 - JAX: `jax.jit(jax.value_and_grad(loss))` with `lax.scan` over timesteps, float64 enabled
   (`jax_enable_x64`); the minibatch is put on the device once, the parameters are passed
   as NumPy arrays each step and the gradients read back with `np.asarray`. Compilation
@@ -67,7 +67,7 @@ def available(library: Library) -> tuple[str | None, str]:
             except metadata.PackageNotFoundError:
                 version = getattr(module, "__version__", "?")
             _status[library.key] = (version, "")
-        except Exception as error:  # an optional library may fail to import in any way
+        except Exception as error:  # noqa: BLE001 (an optional library may fail in any way)
             _status[library.key] = (None, f"not importable ({type(error).__name__}: {error})")
     return _status[library.key]
 
@@ -118,8 +118,10 @@ def _torch_objective(setup: AdderSetup, params: dict[str, Param]) -> Objective:
         W = p["recurrent.weight"]
         S = p.get("initial_state")
         states = []
-        for k in range(X.shape[1]):
-            S = act(Z[:, k] if S is None else Z[:, k] + S @ W)
+        # unbind, not Z[:, k]: the backward of each slice would allocate a zero tensor of
+        # Z's whole shape (O(T^2) for the sequence); unbind's backward is one stack.
+        for z in Z.unbind(dim=1):
+            S = act(z if S is None else z + S @ W)
             states.append(S)
         logits = torch.stack(states, dim=1) @ p["output.weight"]
         if config.bias:

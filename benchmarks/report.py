@@ -9,7 +9,15 @@ import numpy as np
 
 from .configs import Sweep
 from .ops import OpTiming
-from .suite import ENGINE, REFERENCE, CaseResult, MemoryResult, SweepPoint, growth_exponents
+from .suite import (
+    ENGINE,
+    ENGINE_GC_OFF,
+    REFERENCE,
+    CaseResult,
+    MemoryResult,
+    SweepPoint,
+    growth_exponents,
+)
 
 __all__ = ["Verdict", "format_bytes", "format_time", "memory_table", "ops_table",
            "step_table", "sweep_table", "table", "targets_table"]
@@ -97,46 +105,58 @@ _SYMBOL = {"timesteps": "T", "batch": "batch", "states": "states"}
 
 def sweep_table(sweep: Sweep, points: Sequence[SweepPoint]) -> str:
     """Time per step, the ratio, time per unit of the varied size, and the local growth
-    exponent d log(time) / d log(size) of each implementation."""
+    exponent d log(time) / d log(size) of each implementation (and of the engine with the
+    garbage collector paused, where the sweep measured it)."""
     unit = _UNIT[sweep.vary]
-    engine_exponents = growth_exponents(list(points), "engine")
-    reference_exponents = growth_exponents(list(points), "reference")
+    points = list(points)
+    gc_off = all(p.engine_gc_off is not None for p in points)
+    columns = [(REFERENCE, "reference"), (ENGINE, "engine")]
+    if gc_off:
+        columns.append((ENGINE_GC_OFF, "engine_gc_off"))
+    exponents = {which: growth_exponents(points, which) for _, which in columns}
     rows = []
-    for p, e_exp, r_exp in zip(points, engine_exponents, reference_exponents):
+    for i, p in enumerate(points):
         batch, timesteps, states = p.sizes
-        rows.append([
-            f"{p.value:,}", f"{batch} × {timesteps} × {states}", str(p.engine.repeats),
-            format_time(p.reference.median), format_time(p.engine.median),
-            f"**{p.ratio:.2f}**", format_time(p.reference.median / p.value),
-            format_time(p.engine.median / p.value),
-            "" if r_exp is None else f"{r_exp:.2f}", "" if e_exp is None else f"{e_exp:.2f}",
-        ])
-    symbol = _SYMBOL[sweep.vary]
-    header = [symbol, "batch × T × states", "repeats", f"{REFERENCE} per step",
-              f"{ENGINE} per step", "ratio", f"{REFERENCE} per {unit}",
-              f"{ENGINE} per {unit}", f"{REFERENCE} exponent", f"{ENGINE} exponent"]
-    return table(header, rows, "llrrrrrrrr")
+        times = [getattr(p, which).median for _, which in columns]
+        rows.append([f"{p.value:,}", f"{batch} × {timesteps} × {states}",
+                     str(p.engine.repeats), *(format_time(t) for t in times),
+                     f"**{p.ratio:.2f}**", *(format_time(t / p.value) for t in times),
+                     *("" if exponents[which][i] is None else f"{exponents[which][i]:.2f}"
+                       for _, which in columns)])
+    header = [_SYMBOL[sweep.vary], "batch × T × states", "repeats",
+              *(f"{name} per step" for name, _ in columns), "ratio",
+              *(f"{name} per {unit}" for name, _ in columns),
+              *(f"{name} exponent" for name, _ in columns)]
+    return table(header, rows, "llr" + "r" * (len(header) - 3))
 
 
 def linearity_verdict(points: Sequence[SweepPoint], tolerance: float) -> Verdict:
-    """The engine's step grows at most linearly in T: every local exponent ≤ tolerance."""
-    exponents = [e for e in growth_exponents(list(points), "engine") if e is not None]
-    worst = max(exponents) if exponents else float("nan")
+    """The engine's step grows at most linearly in T: each local exponent is at most
+    `tolerance`, or at most the hand-coded step's exponent over the same interval + 0.1
+    where that one is already above `tolerance` (the memory hierarchy slowing a long
+    sequence is not the engine's doing)."""
+    points = list(points)
+    engine = [e for e in growth_exponents(points, "engine") if e is not None]
+    reference = [r for r in growth_exponents(points, "reference") if r is not None]
+    limits = [max(tolerance, r + 0.1) for r in reference]
+    over = [f"; {e:.2f} > limit {limit:.2f}" for e, limit in zip(engine, limits) if e > limit]
+    worst = max(engine, default=float("nan"))
     span = f"T = {points[0].value:,} … {points[-1].value:,}" if points else "no points"
     return Verdict(f"engine step at most linear in T ({span}): every exponent ≤ "
-                   f"{tolerance:g}", f"largest {worst:.2f}", bool(worst <= tolerance))
+                   f"{tolerance:g} (or ≤ hand-coded's + 0.1)",
+                   f"largest {worst:.2f}" + "".join(over), not over)
 
 
 def ops_table(timings: Sequence[OpTiming]) -> str:
     rows = []
-    us = lambda s: "—" if s is None else f"{s * 1e6:.2f}"  # noqa: E731
+    us = lambda s: "—" if s is None else f"{s * 1e6:.2f}"
     for t in timings:
-        if t.case is None:
+        if t.case is None or t.numpy is None or t.forward is None or t.forward_backward is None:
             rows.append([t.name, "", "", "—", "—", "—", "—", "—", t.note])
             continue
         rows.append([t.name, t.case.family, t.case.description, us(t.numpy), us(t.forward),
                      us(t.forward - t.numpy), us(t.forward_backward),
-                     us(t.forward_backward - t.forward), ""])
+                     us(t.forward_backward - t.forward), t.note])
     header = ["op", "family", "inputs", "NumPy forward (µs)", "minigrad forward (µs)",
               "forward overhead (µs)", "minigrad forward + backward (µs)", "backward (µs)",
               "note"]

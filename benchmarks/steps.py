@@ -88,7 +88,9 @@ class AdderSetup:
         return {name: value.copy() for name, value in self.reference.state_dict().items()}
 
     def optimizer(self, params: Any) -> optim.RMSPropNesterov:
-        return optim.RMSPropNesterov(params, **self.optimizer_settings)
+        h = self.optimizer_settings
+        return optim.RMSPropNesterov(params, lr=h["lr"], decay=h["decay"],
+                                     momentum=h["momentum"], eps=h["eps"])
 
     def engine_step(self) -> Step:
         return training_step(self.optimizer(list(self.engine.parameters())),

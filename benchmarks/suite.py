@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import gc
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,29 +103,57 @@ class SweepPoint:
     sizes: tuple[int, int, int]   # batch, timesteps, states
     reference: Timing
     engine: Timing
+    engine_gc_off: Timing | None = None
 
     @property
     def ratio(self) -> float:
         return self.engine.median / self.reference.median
 
 
+ENGINE_GC_OFF = "minigrad, gc off"
+
+
+def without_gc(step: Callable[[], float]) -> Callable[[], float]:
+    """`step` with Python's cyclic garbage collector paused while it runs."""
+
+    def paused() -> float:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return step()
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    return paused
+
+
 def run_sweep(sweep: Sweep, *, repeats: int | None = None) -> list[SweepPoint]:
-    """The float64 adder step at each size of `sweep`, engine and reference alternating."""
+    """The float64 adder step at each size of `sweep`, engine and reference alternating;
+    with `sweep.gc_off`, also a second, identical engine model stepped with the garbage
+    collector paused (the collector's share of the engine's time)."""
     points = []
     for value, default_repeats in zip(sweep.values, sweep.repeats):
         sizes = sweep.sizes(value)
         setup = adder_setup(*sizes)
-        timings = alternate({REFERENCE: setup.reference_step(), ENGINE: setup.engine_step()},
-                            repeats=repeats or default_repeats, warmup=sweep.warmup)
-        points.append(SweepPoint(value, sizes, timings[REFERENCE], timings[ENGINE]))
+        steps = {REFERENCE: setup.reference_step(), ENGINE: setup.engine_step()}
+        if sweep.gc_off:
+            steps[ENGINE_GC_OFF] = without_gc(adder_setup(*sizes).engine_step())
+        timings = alternate(steps, repeats=repeats or default_repeats, warmup=sweep.warmup)
+        points.append(SweepPoint(value, sizes, timings[REFERENCE], timings[ENGINE],
+                                 timings.get(ENGINE_GC_OFF)))
     return points
 
 
 def growth_exponents(points: list[SweepPoint], which: str) -> list[float | None]:
     """d log(time) / d log(size) between each point and the previous one (None first):
-    1 is linear growth, above 1 faster than linear."""
+    1 is linear growth, above 1 faster than linear. `which` is "engine", "reference" or
+    "engine_gc_off"."""
     exponents: list[float | None] = [None]
-    for before, after in zip(points, points[1:]):
+    for before, after in itertools.pairwise(points):
+        if getattr(before, which) is None or getattr(after, which) is None:
+            exponents.append(None)
+            continue
         t0, t1 = getattr(before, which).median, getattr(after, which).median
         exponents.append(math.log(t1 / t0) / math.log(after.value / before.value))
     return exponents
