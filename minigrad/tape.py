@@ -86,10 +86,14 @@ def is_anomaly_enabled() -> bool:
 
 
 class Node:
-    """One op application on the tape. `inputs[i]` is None where input i needs no gradient.
+    """One op application on the tape, and the vertex of its output in the graph.
+
+    `inputs[i]` is the vertex of input i (the Node that made it, or a leaf Tensor), or None
+    where input i needs no gradient.
     `site` (the caller's frame that created it) is set only in anomaly mode."""
 
-    __slots__ = ("position", "name", "vjps", "inputs", "args", "kwargs", "out", "site")
+    __slots__ = ("position", "name", "vjps", "inputs", "args", "kwargs", "out", "shape",
+                 "dtype", "site")
 
     def __init__(self, name, vjps, inputs, args, kwargs, out, saves=3):
         self.position = next(_tape_position)
@@ -97,6 +101,8 @@ class Node:
         self.vjps = vjps
         self.inputs = inputs
         self.kwargs = kwargs
+        self.shape = out.shape
+        self.dtype = out.dtype
         if _anomaly:
             saves = SAVE_INPUTS | SAVE_OUTPUT  # the report names the input shapes
         # Holding only what the VJPs read lets the rest be freed during forward: an RNN
@@ -133,9 +139,10 @@ class SliceGrad:
         else:
             np.add.at(dense, self.index, self.values)
 
-    def densify(self, like: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
-        """A new dense array of `like`'s shape: `base` (or zeros) plus this gradient."""
-        dense = np.zeros(like.shape, np.result_type(like, self.values))
+    def densify(self, shape: tuple[int, ...], dtype: np.dtype,
+                base: np.ndarray | None = None) -> np.ndarray:
+        """A new dense array of `shape`: `base` (or zeros) plus this gradient."""
+        dense = np.zeros(shape, np.result_type(dtype, self.values))
         if base is not None:
             dense += base
         self.add_into(dense)
@@ -175,37 +182,43 @@ def backward(root: Tensor, seed: np.ndarray, retain_graph: bool = False,
     intermediate) that the sweep reaches is returned, by tensor. The arrays may be shared
     with the graph; copy before handing them out.
 
-    This loop is the engine's hot path, so it is written out in one piece. `values` holds
-    the cotangent of each tensor reached and not yet swept; `owned` the tensors whose
-    cotangent is an array this pass allocated, which may be added into in place (any other
-    may be shared with a VJP's input or output).
+    The graph's vertices are Nodes (op outputs) and leaf Tensors: a node names its inputs
+    by their vertices, so an intermediate Tensor, and its data, can be freed as soon as the
+    user's code drops it. This loop is the engine's hot path, so it is written out in one
+    piece. `values` holds the cotangent of each vertex reached and not yet swept; `owned`
+    the vertices whose cotangent is an array this pass allocated, which may be added into in
+    place (any other may be shared with a VJP's input or output).
     """
     checked = _anomaly
     if checked and not np.isfinite(seed).all():
         raise AnomalyError("backward: the seed gradient holds NaN or infinity")
-    values: dict[Tensor, Any] = {root: seed}
-    owned: set[Tensor] = set()
+    start = _vertex(root)
+    values: dict[Any, Any] = {start: seed}
+    owned: set[Any] = set()
     leaves: list[Tensor] = []
-    heap: list[tuple[int, Tensor]] = []
-    captured: dict[Tensor, np.ndarray] | None = None if capture is None else {}
+    heap: list[tuple[int, Node]] = []
+    wanted = None if capture is None else {_vertex(t): t for t in capture}
+    captured: dict[Tensor, np.ndarray] = {}
     swept: list[Node] = []
-    _schedule(root, heap, leaves)
+    if type(start) is Node:
+        heap.append((-start.position, start))
+    else:
+        leaves.append(start)
     pop, push = heapq.heappop, heapq.heappush
     while heap:
-        tensor = pop(heap)[1]
-        node = tensor._node
+        node = pop(heap)[1]
         vjps = node.vjps
         if vjps is None:
             raise RuntimeError(
                 f"backward: the graph through '{node.name}' was already released by an earlier "
                 "backward(); pass retain_graph=True to the first call to backpropagate twice"
             )
-        g = values.pop(tensor)
-        owned.discard(tensor)
-        if g.shape != tensor.data.shape:
-            g = sum_to_shape(g, tensor.data.shape)
-        if captured is not None and tensor in capture:
-            captured[tensor] = g
+        g = values.pop(node)
+        owned.discard(node)
+        if g.shape != node.shape:
+            g = sum_to_shape(g, node.shape)
+        if wanted is not None and node in wanted:
+            captured[wanted[node]] = g
         args, out, kwargs = node.args, node.out, node.kwargs
         for i, x in enumerate(node.inputs):
             if x is None:
@@ -218,35 +231,32 @@ def backward(root: Tensor, seed: np.ndarray, retain_graph: bool = False,
                 _accumulate(values, owned, x, current, gi)
                 continue
             if type(gi) is SliceGrad:
-                gi = gi.densify(x.data)
+                gi = gi.densify(x.shape, x.dtype)
                 owned.add(x)
             values[x] = gi  # maybe in a broadcast shape: summed down when it is used
-            if x._node is None:
-                leaves.append(x)
-            else:
+            if type(x) is Node:
                 # Negated: heapq is a min-heap and the newest node must come out first.
-                # Positions are unique, so tensors are never compared.
-                push(heap, (-x._node.position, x))
+                # Positions are unique, so nodes are never compared.
+                push(heap, (-x.position, x))
+            else:
+                leaves.append(x)
         swept.append(node)
     # Released only now: a sweep that fails part-way (a released node further down, an
     # anomaly) leaves the graph whole and every .grad untouched.
     if not retain_graph:
         for node in swept:
             node.vjps = node.inputs = node.args = node.kwargs = node.out = None
-    if captured is not None:
-        captured.update((leaf, _reduced(values, leaf)) for leaf in leaves if leaf in capture)
+    if wanted is not None:
+        captured.update((leaf, _reduced(values, leaf)) for leaf in leaves if leaf in wanted)
         return captured
     for leaf in leaves:
         _accumulate_leaf(leaf, _reduced(values, leaf), leaf in owned)
     return None
 
 
-def _schedule(tensor: Tensor, heap: list, leaves: list) -> None:
-    node = tensor._node
-    if node is None:
-        leaves.append(tensor)
-    else:
-        heapq.heappush(heap, (-node.position, tensor))
+def _vertex(tensor: Tensor) -> Any:
+    """A tensor's place in the graph: the node that made it, or the leaf tensor itself."""
+    return tensor if tensor._node is None else tensor._node
 
 
 def _accumulate(values: dict, owned: set, x: Tensor, current: Any, g: Any) -> None:
@@ -256,10 +266,10 @@ def _accumulate(values: dict, owned: set, x: Tensor, current: Any, g: Any) -> No
     broadcast shape; while they keep that shape they are added as they are, and summed down
     to `x`'s shape once, when the cotangent is used, instead of once per contribution.
     """
-    shape = x.data.shape
+    shape = x.shape
     if type(g) is SliceGrad:
         if x not in owned or current.shape != shape:
-            values[x] = g.densify(x.data, sum_to_shape(current, shape))
+            values[x] = g.densify(shape, x.dtype, sum_to_shape(current, shape))
             owned.add(x)
         else:
             g.add_into(current)
@@ -279,7 +289,7 @@ def _accumulate(values: dict, owned: set, x: Tensor, current: Any, g: Any) -> No
 
 def _reduced(values: dict, x: Tensor) -> Any:
     g = values[x]
-    return g if g.shape == x.data.shape else sum_to_shape(g, x.data.shape)
+    return g if g.shape == x.shape else sum_to_shape(g, x.shape)
 
 
 def _check_gradient(node: Node, i: int, g: Any) -> None:

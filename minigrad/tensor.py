@@ -243,7 +243,7 @@ def _unary_op(name: str, forward: Callable, vjp: Callable, saves: int) -> Callab
         except (ValueError, TypeError) as error:
             raise _op_error(name, error, (a,)) from None
         if is_tensor and x.requires_grad and tape._recording:
-            return _make(out, True, Node(name, vjps, (x,), (a,), kwargs, out, saves))
+            return _make(out, True, Node(name, vjps, (x._node or x,), (a,), kwargs, out, saves))
         return _make(out, False, None)
 
     return op
@@ -266,7 +266,7 @@ def _binary_op(name: str, forward: Callable, vjps: tuple[Callable, Callable],
         except (ValueError, TypeError) as error:
             raise _op_error(name, error, (a, b)) from None
         if (x_needs or y_needs) and tape._recording:
-            inputs = (x if x_needs else None, y if y_needs else None)
+            inputs = (x._node or x if x_needs else None, y._node or y if y_needs else None)
             return _make(out, True, Node(name, vjps, inputs, (a, b), kwargs, out, saves))
         return _make(out, False, None)
 
@@ -311,7 +311,8 @@ def _needs_grad(xs: Sequence[Any]) -> bool:
 def _record(name, vjps, xs, args, kwargs, out, saves) -> Tensor:
     if not tape._recording:
         return _make(out, False, None)
-    inputs = tuple([x if isinstance(x, Tensor) and x.requires_grad else None for x in xs])
+    inputs = tuple([x._node or x if isinstance(x, Tensor) and x.requires_grad else None
+                    for x in xs])
     for x in inputs:
         if x is not None:
             return _make(out, True, Node(name, vjps, inputs, args, kwargs, out, saves))
