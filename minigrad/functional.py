@@ -82,6 +82,7 @@ def gradients(output: Tensor, inputs: Tensor | Sequence[Tensor], grad: Any = Non
             raise ValueError(f"gradients: grad has shape {seed.shape}, but the output has shape "
                              f"{output.shape}")
     captured = tape.backward(output, seed, retain_graph, capture=set(inputs))
+    assert captured is not None
     return [np.zeros_like(t.data) if t not in captured
             else np.array(captured[t], dtype=t.dtype, copy=True) for t in inputs]
 

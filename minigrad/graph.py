@@ -19,7 +19,8 @@ Render it with `dot -Tsvg graph.dot > graph.svg`, or paste it into any Graphviz 
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -10,7 +10,8 @@ returns its path.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -128,13 +129,13 @@ def plot_adder_training(losses: Sequence[float], accuracy_curve: Sequence[tuple[
     whole sum) at the steps in `accuracy_curve`."""
     figure = _figure(figsize=(6.4, 5.6), layout="constrained")
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
-    losses = np.asarray(losses, np.float64)
-    steps = np.arange(1, len(losses) + 1)
-    top.plot(steps, losses, linewidth=0.6 if len(losses) > 2000 else 1.0,
+    loss = np.asarray(losses, np.float64)
+    steps = np.arange(1, len(loss) + 1)
+    top.plot(steps, loss, linewidth=0.6 if len(loss) > 2000 else 1.0,
              label="loss per minibatch")
-    if len(losses) > 200:
-        window = max(len(losses) // 100, 2)
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+    if len(loss) > 200:
+        window = max(len(loss) // 100, 2)
+        smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
         top.plot(steps[window - 1:], smooth, color="black", linewidth=1.2,
                  label=f"mean of {window}")
         top.legend(fontsize=8)
@@ -155,8 +156,8 @@ def plot_adder_training(losses: Sequence[float], accuracy_curve: Sequence[tuple[
     bottom.set_ylabel("held-out accuracy (%)")
     bottom.set_xlabel("optimizer step (minibatch)")
     bottom.grid(True, alpha=0.3)
-    if steps_per_epoch and 1 < len(losses) // steps_per_epoch <= 50:
+    if steps_per_epoch and 1 < len(loss) // steps_per_epoch <= 50:
         for ax in (top, bottom):
-            for boundary in range(steps_per_epoch, len(losses), steps_per_epoch):
+            for boundary in range(steps_per_epoch, len(loss), steps_per_epoch):
                 ax.axvline(boundary + 0.5, color="grey", linewidth=0.5, linestyle=":")
     return _save(figure, out)

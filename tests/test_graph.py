@@ -96,8 +96,8 @@ def test_awkward_names_are_escaped():
 def test_float32_shapes_say_their_dtype_and_a_leaf_can_be_the_root():
     x = Tensor(np.ones(2, np.float32), requires_grad=True)
     nodes, edges = parse_dot(mg.to_dot(x))
-    assert nodes == {"leaf0": ("(2,) float32\nrequires grad", ", shape=box, style=filled, "
-                                                              'fillcolor="#cfe2f3", peripheries=2')}
+    attributes = ', shape=box, style=filled, fillcolor="#cfe2f3", peripheries=2'
+    assert nodes == {"leaf0": ("(2,) float32\nrequires grad", attributes)}
     assert edges == []
 
 

@@ -28,7 +28,7 @@ def test_gradients_of_every_state_of_an_rnn_match_central_differences():
     loss = (states[-1] * states[-1]).sum()
     *grads, grad_W = mg.gradients(loss, states + [Wt])
     for k, (s, g) in enumerate(zip(states, grads)):
-        (expected,) = numerical_grad(lambda s_: rnn_tail(W, X, s_, k), s.data)
+        (expected,) = numerical_grad(lambda s_, k=k: rnn_tail(W, X, s_, k), s.data)
         np.testing.assert_allclose(g, expected, rtol=1e-6, atol=1e-8)
     (expected_W,) = numerical_grad(lambda W_: rnn_tail(W_, X, np.zeros((4, 3)), 0), W)
     np.testing.assert_allclose(grad_W, expected_W, rtol=1e-6, atol=1e-8)
@@ -168,5 +168,5 @@ def test_adder_state_gradients_match_central_differences(preset):
     with mg.no_grad():
         states = [s.data.copy() for s in model.states(X)]
     for k in (0, config.n_bits // 2, config.n_bits - 1):
-        (g,) = numerical_grad(lambda s: loss_from(k, s), states[k])
+        (g,) = numerical_grad(lambda s, k=k: loss_from(k, s), states[k])
         np.testing.assert_allclose(norms[k], np.linalg.norm(g), rtol=1e-6)
