@@ -11,6 +11,12 @@ overhead per op. BLAS runs on one thread (set here, before NumPy is imported).
 Progress goes to stderr; the report to stdout and, with --output, to a file (written
 atomically). The full run takes about 5 minutes on 2 cores; --quick runs tiny sizes with
 3 repeats in seconds (the smoke test's mode).
+
+OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, where the environment sets them (to work around
+older OpenBLAS builds), force a slower kernel on a current NumPy; the published results
+were made with both unset for that one command, and the report shows the kernel in use:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks --output benchmarks/RESULTS.md
 """
 
 from __future__ import annotations

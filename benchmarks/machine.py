@@ -67,6 +67,12 @@ def _git_commit() -> str:
     return head + (" with uncommitted changes" if dirty else "")
 
 
+def _minigrad_folder() -> str:
+    import minigrad
+
+    return str(Path(minigrad.__file__).resolve().parent)
+
+
 def load_average() -> str:
     try:
         return ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -94,6 +100,6 @@ def describe() -> list[tuple[str, str]]:
          f"{_environment('OPENBLAS_CORETYPE')} / {_environment('OPENBLAS_L2_SIZE')}"),
         ("thread variables", (f"OPENBLAS_NUM_THREADS={_environment('OPENBLAS_NUM_THREADS')}, "
                              f"OMP_NUM_THREADS={_environment('OMP_NUM_THREADS')}")),
-        ("minigrad commit", _git_commit()),
+        ("minigrad", f"commit {_git_commit()}, imported from {_minigrad_folder()}"),
         ("load average at start (1, 5, 15 min)", load_average()),
     ]
