@@ -149,7 +149,9 @@ def test_memory_measure_sees_retained_graphs():
             _rnn_round(w, u, xs, losses, retain_graph=True)
         gc.collect()
         tenth, _ = memory()
-    assert (tenth - first) / 9 > 10 * 2048  # each retained graph is far above the 2 KB bound
+    # A retained graph keeps at least tanh's output at every step (T * 2 KB = 40 KB): far
+    # above the 2 KB a round that the test above allows.
+    assert (tenth - first) / 9 > 5 * 2048
 
 
 # --- slicing is linear ----------------------------------------------------------------------
