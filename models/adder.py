@@ -73,7 +73,7 @@ class Adder(nn.Module):
     def loss(self, X: np.ndarray, T: np.ndarray) -> mg.Tensor:
         """Mean binary cross-entropy over samples and positions, from the logits."""
         logits = self.logits(X)
-        T = np.asarray(T)
+        T = np.asarray(T, logits.dtype)
         if T.shape != logits.shape:
             raise ValueError(f"Adder.loss: targets of shape {T.shape} do not match outputs {logits.shape}")
         return mg.binary_cross_entropy_with_logits(logits, T)
@@ -84,7 +84,8 @@ class Adder(nn.Module):
             return (self.logits(X).data > 0).astype(np.float64)
 
     def _check_inputs(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X)
+        # Inputs take the parameters' dtype, so a float32 model computes in float32.
+        X = np.asarray(X, self.output.weight.dtype)
         if X.ndim != 3 or X.shape[2] != 2:
             raise ValueError(f"Adder: expected inputs of shape (batch, n_bits, 2), got {X.shape}")
         return X

@@ -22,7 +22,7 @@ class Counter(nn.Module):
 
     def states(self, X: np.ndarray) -> list[mg.Tensor]:
         """[s_0, s_1, ..., s_n] for sequences X of shape (batch, n); each s_k is (batch,)."""
-        X = _sequences(X)
+        X = _sequences(X, self.w_x.dtype)
         s = mg.Tensor(np.zeros(X.shape[0], self.w_x.dtype))
         states = [s]
         for k in range(X.shape[1]):
@@ -35,12 +35,20 @@ class Counter(nn.Module):
         return self.states(X)[-1]
 
     def loss(self, X: np.ndarray, t: np.ndarray) -> mg.Tensor:
-        """mean((s_n - t)^2) over the sequences."""
-        return mg.mse_loss(self.forward(X), np.asarray(t, self.w_x.dtype))
+        """mean((s_n - t)^2) over the sequences; `t` holds one target per sequence."""
+        s_n = self.forward(X)
+        t = np.asarray(t, self.w_x.dtype)
+        # A (batch, 1) column would broadcast against s_n's (batch,) into a (batch, batch)
+        # difference and give a wrong mean without any error.
+        if t.size != s_n.shape[0]:
+            raise ValueError(f"Counter.loss: {s_n.shape[0]} sequences but targets of shape "
+                             f"{t.shape}")
+        return mg.mse_loss(s_n, t.reshape(s_n.shape))
 
 
-def _sequences(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X)
+def _sequences(X: np.ndarray, dtype) -> np.ndarray:
+    # Inputs take the parameters' dtype, so a float32 model computes in float32.
+    X = np.asarray(X, dtype)
     if X.ndim != 2:
         raise ValueError(f"Counter: expected sequences of shape (batch, n), got shape {X.shape}")
     return X

@@ -292,3 +292,40 @@ def test_adder_rejects_misshaped_inputs_and_targets():
         model(np.zeros((4, 7, 3)))
     with pytest.raises(ValueError, match="Adder.loss"):
         model.loss(np.zeros((4, 7, 2)), np.zeros((4, 7)))
+
+
+def test_counter_targets_as_a_column_or_of_the_wrong_size():
+    # A (n, 1) column used to broadcast against the (n,) outputs into an (n, n) difference.
+    X, t = counting_data(np.random.default_rng(0), n_sequences=4, length=5)
+    model = Counter(0.5, 1.0)
+    expected = ReferenceCounter(0.5, 1.0).loss(X, t)
+    assert model.loss(X, t).item() == expected
+    assert model.loss(X, t[:, None]).item() == expected
+    with pytest.raises(ValueError, match="Counter.loss"):
+        model.loss(X, t[:3])
+
+
+def test_float32_models_compute_in_float32():
+    # float64 data (what models.data returns) must not promote a float32 model's graph.
+    X, t = counting_data(np.random.default_rng(0), n_sequences=4, length=5)
+    counter = Counter(0.5, 1.0, dtype=np.float32)
+    loss = counter.loss(X, t)
+    loss.backward()
+    assert loss.dtype == np.float32
+    assert all(p.grad.dtype == np.float32 for p in counter.parameters())
+    assert loss.item() == pytest.approx(ReferenceCounter(0.5, 1.0).loss(X, t), rel=1e-6)
+
+    config, _ = PRESETS["small"]
+    model, reference, X, T = random_adder(config, seed=0, n_samples=20, scale=1.0)
+    model32 = Adder(config, rng=np.random.default_rng(0), dtype=np.float32)
+    model32.load_state_dict(model.state_dict())
+    assert model32.logits(X).dtype == np.float32
+    loss = model32.loss(X, T)
+    loss.backward()
+    assert loss.dtype == np.float32
+    reference_loss, reference_grads = reference_gradients(reference, X, T)
+    assert loss.item() == pytest.approx(reference_loss, rel=1e-5)
+    for name, p in model32.named_parameters():
+        assert p.grad.dtype == np.float32, name
+        np.testing.assert_allclose(p.grad, reference_grads[name], rtol=1e-3, atol=1e-5,
+                                   err_msg=name)
