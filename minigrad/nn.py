@@ -37,7 +37,7 @@ class Module:
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """(dotted name, parameter) for each parameter once, in the order they were set."""
         seen: set[int] = set()
-        for name, p in _walk(vars(self), prefix):
+        for name, p in _walk(vars(self), prefix, {id(self)}):
             if id(p) not in seen:
                 seen.add(id(p))
                 yield name, p
@@ -66,17 +66,21 @@ class Module:
             np.copyto(p.data, np.asarray(state[name]), casting="same_kind")
 
 
-def _walk(value: Any, prefix: str) -> Iterator[tuple[str, Parameter]]:
+def _walk(value: Any, prefix: str, modules: set[int]) -> Iterator[tuple[str, Parameter]]:
+    """Parameters under `value`; `modules` holds the Modules on the way down, so that a
+    module referring back to itself or a parent (a `parent` attribute, say) is not entered
+    again."""
     if isinstance(value, Parameter):
         yield prefix, value
     elif isinstance(value, Module):
-        yield from _walk(vars(value), prefix)
+        if id(value) not in modules:
+            yield from _walk(vars(value), prefix, modules | {id(value)})
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _walk(item, f"{prefix}.{key}" if prefix else str(key))
+            yield from _walk(item, f"{prefix}.{key}" if prefix else str(key), modules)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            yield from _walk(item, f"{prefix}.{i}" if prefix else str(i))
+            yield from _walk(item, f"{prefix}.{i}" if prefix else str(i), modules)
 
 
 def _mismatches(params: Mapping[str, Parameter], state: Mapping[str, Any]) -> list[str]:

@@ -24,6 +24,10 @@ def save(module: Module, path: str | os.PathLike, metadata: Mapping[str, str] | 
     directory = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".minigrad-", suffix=".npz")
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         with os.fdopen(handle, "wb") as f:
             np.savez(f, **arrays)
             f.flush()

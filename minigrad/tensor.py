@@ -111,6 +111,11 @@ class Tensor:
             extra = f", dtype={self.data.dtype}" + extra
         return f"Tensor({body}{extra})"
 
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
+        return bool(self.data)
+
     def __len__(self) -> int:
         if self.data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")

@@ -276,3 +276,18 @@ def test_gru_cell_passes_gradcheck():
         return with_parameters(cell, names, weights, run)
 
     assert gradcheck(unrolled, xs, h, *weights, atol=ATOL, rtol=RTOL)
+
+
+def test_a_module_that_refers_back_to_its_parent_is_walked_once():
+    class Child(Module):
+        def __init__(self, parent):
+            self.parent = parent
+            self.w = Parameter(np.ones(2))
+
+    class Parent(Module):
+        def __init__(self):
+            self.v = Parameter(np.zeros(3))
+            self.child = Child(self)
+            self.itself = self
+
+    assert [name for name, _ in Parent().named_parameters()] == ["v", "child.w"]

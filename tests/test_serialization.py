@@ -208,3 +208,17 @@ def test_loaded_model_trains_on(tmp_path):
     out = target.decoder(mg.tanh(target.encoder(Tensor(np.ones(3))))).sum()
     out.backward()
     assert target.encoder.weight.grad is not None
+
+
+def test_a_saved_file_gets_the_mode_of_a_plain_open(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        path = tmp_path / "m.npz"
+        module = Linear(2, 3, rng=np.random.default_rng(0))
+        mg.save(module, path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    finally:
+        os.umask(umask)

@@ -80,3 +80,9 @@ def test_repr():
     assert repr(Tensor([1.0], requires_grad=True) * 2) == "Tensor([2.], op=mul)"
     assert repr(Tensor(np.float32(1.5))) == "Tensor(1.5, dtype=float32)"
     assert repr(mg.nn.Parameter([0.0])).startswith("Parameter([0.]")
+
+
+def test_truth_value_of_a_one_element_tensor_and_ambiguity_otherwise():
+    assert bool(Tensor(2.0)) and not bool(Tensor([0.0]))
+    with pytest.raises(ValueError, match=r"truth value of a tensor of shape \(2,\) is ambiguous"):
+        bool(Tensor([1.0, 2.0]))
