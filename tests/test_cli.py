@@ -24,7 +24,7 @@ def minigrad(*args: str, script: str | None = None) -> subprocess.CompletedProce
     """Run `python -m models.cli ARGS` (or the console script at `script`)."""
     command = [script] if script else [sys.executable, "-m", "models.cli"]
     return subprocess.run([*command, *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=TIMEOUT)
+                          timeout=TIMEOUT, check=False)
 
 
 def succeeded(result: subprocess.CompletedProcess) -> list[str]:

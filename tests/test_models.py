@@ -45,7 +45,7 @@ seeds = st.integers(min_value=0, max_value=2**32 - 1)
 
 # activation x bias x learned initial state x recurrent initialisation: all 16.
 OPTION_COMBINATIONS = [
-    dict(activation=a, bias=b, learn_initial_state=s, recurrent_init=r)
+    {"activation": a, "bias": b, "learn_initial_state": s, "recurrent_init": r}
     for a, b, s, r in itertools.product(ACTIVATIONS, (True, False), (True, False), RECURRENT_INITS)
 ]
 
@@ -280,7 +280,7 @@ def test_same_initialisation_as_reference(preset):
 
 def test_adder_outputs_agree_with_reference():
     config, _ = PRESETS["small"]
-    model, reference, X, T = random_adder(config, seed=3, n_samples=50, scale=1.0)
+    model, reference, X, _ = random_adder(config, seed=3, n_samples=50, scale=1.0)
     np.testing.assert_allclose(model(X).data, reference.forward(X), rtol=1e-12, atol=0)
     np.testing.assert_array_equal(model.predict_bits(X), reference.predict_bits(X))
     assert model.predict_bits(X).shape == (50, config.n_bits, 1)
