@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--batch-size", type=_positive_int, default=100)
     compare.add_argument("--repeats", type=_positive_int, default=200,
                          help="timed steps of each (default 200)")
-    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--seed", type=_nonnegative_int, default=0)
     compare.set_defaults(run=experiments.compare)
 
     add = commands.add_parser("add", help="a saved adder adds two numbers")
@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="refuse a model saved with another preset")
     evaluate.add_argument("--samples", type=_positive_int, default=1000,
                           help="fresh sums (default 1000)")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the sums (default 0)")
+    evaluate.add_argument("--seed", type=_nonnegative_int, default=0,
+                          help="seed of the sums (default 0)")
     evaluate.set_defaults(run=experiments.evaluate_adder)
 
     graph = commands.add_parser("graph", help="the loss's computation graph as Graphviz DOT")
@@ -135,7 +136,7 @@ def _outputs(parser: argparse.ArgumentParser, model: str) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=_nonnegative_int, default=None,
                         help="random seed (default: the preset's, one that converges)")
     parser.add_argument("--quiet", action="store_true", help="print only the results")
 
@@ -145,12 +146,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run: Callable[[Any], int | None] = args.run
     try:
-        return run(args) or 0
+        # Overflow and invalid values stop the run with one line instead of warnings and
+        # a garbage result (underflow, e.g. exp(-1000) in sigmoid, is harmless).
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+            return run(args) or 0
     except MatplotlibMissing as error:
         print(f"minigrad: {error}", file=sys.stderr)
         return 2
     except ValueError as error:  # a bad combination of values: one line, as argparse does
         print(f"minigrad: error: {error}", file=sys.stderr)
+        return 2
+    except FloatingPointError as error:
+        print(f"minigrad: error: the computation diverged ({error}); try a smaller learning "
+              "rate or another start", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("minigrad: interrupted", file=sys.stderr)
