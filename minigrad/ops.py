@@ -9,6 +9,8 @@ broadcast shape; the tape sums it back to the input's shape.
 from __future__ import annotations
 
 import builtins
+import functools
+import itertools
 import math
 from typing import Any, Sequence
 
@@ -138,7 +140,14 @@ register("tensordot", tensordot, Domain("tensordot"), primitive=True)
 
 
 def _einsum_vjps(args, kwargs):
-    inputs, output = kwargs["subscripts"].split("->")
+    return _einsum_vjps_of(kwargs["subscripts"])
+
+
+@functools.lru_cache(maxsize=256)
+def _einsum_vjps_of(subscripts: str) -> list:
+    """The VJPs of each operand: they depend on the subscripts only, so a model that calls
+    the same einsum at every step parses them once."""
+    inputs, output = subscripts.split("->")
     specs = inputs.split(",")
     return [_einsum_operand_vjp(i, specs, output) for i in range(len(specs))]
 
@@ -254,6 +263,8 @@ def _reduction_axis(name: str, x: Any, axis: Any) -> int | tuple[int, ...] | Non
     if axis is None:
         return None
     shape = np.shape(_data(x, name))
+    if type(axis) is int and -len(shape) <= axis < len(shape):  # the common case, quickly
+        return (axis % len(shape),)
     try:
         return tuple(_normalize_axes([axis] if np.ndim(axis) == 0 else list(axis), len(shape)))
     except (ValueError, TypeError):
@@ -351,18 +362,24 @@ register("getitem", getitem, Domain("getitem"), primitive=True, methods=("__geti
 
 def _stack_vjps(args, kwargs):
     axis = kwargs["axis"]
-    axis = axis + args[0].ndim + 1 if axis < 0 else axis
-    lead = (slice(None),) * axis
-    return [lambda g, out, *_, i=i, axis: g[lead + (i,)] for i in range(len(args))]
+    return _slices_vjps(axis + args[0].ndim + 1 if axis < 0 else axis,
+                        tuple(range(len(args))))
 
 
 def _concatenate_vjps(args, kwargs):
     axis = kwargs["axis"]
     axis = axis + args[0].ndim if axis < 0 else axis
+    ends = list(itertools.accumulate(a.shape[axis] for a in args))
+    return _slices_vjps(axis, tuple(zip([0] + ends[:-1], ends)))
+
+
+@functools.lru_cache(maxsize=256)
+def _slices_vjps(axis: int, pieces: tuple) -> list:
+    """VJPs that take `pieces[i]` of the gradient along `axis`: an index, or a (start, stop)
+    pair for a slice. Cached, as an RNN stacks the same number of states at every step."""
     lead = (slice(None),) * axis
-    ends = np.cumsum([a.shape[axis] for a in args]).tolist()
-    return [lambda g, out, *_, start=start, stop=stop, axis: g[lead + (slice(start, stop),)]
-            for start, stop in zip([0] + ends[:-1], ends)]
+    indices = [lead + ((slice(*p) if isinstance(p, tuple) else p),) for p in pieces]
+    return [lambda g, out, *_, index=index, **kwargs: g[index] for index in indices]
 
 
 def _operands(name: str, tensors: Any) -> list:
