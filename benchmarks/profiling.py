@@ -1,13 +1,19 @@
-"""Where the engine's step spends its time: cProfile of training steps of one case.
+"""Where the engine's step spends its time: its phases, and cProfile of its steps.
 
     python -m benchmarks.profiling A B [--steps N] [--top K] [--sort tottime|cumulative]
-                                       [--reference] [--float32]
+                                       [--reference] [--float32] [--phases]
 
 Builds the step exactly as the benchmark does (`benchmarks.steps`, the full plan's sizes),
 runs warm-up steps, then profiles N steps and prints the K functions with the most own
 time (tottime) or cumulative time. cProfile adds a fixed cost to every Python call, so
-it inflates Python-heavy code (the engine) more than NumPy-heavy code (the reference):
-read it for where the time goes, and the benchmark for how much there is.
+it inflates Python-heavy code (the engine) more than NumPy-heavy code (the reference), and
+it does not list NumPy ufunc calls (their time counts as their caller's own): read it for
+where the time goes, and the benchmark for how much there is.
+
+`--phases` instead times, without a profiler, the median of N calls of: the forward pass
+(the loss), forward + backward, and the whole optimizer step, for the engine and for the
+reference (whose forward is `loss`, and forward + backward `loss_and_backward`); backward
+and the optimizer's share are the differences.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import cProfile
 import io
 import pstats
 import sys
+import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -52,6 +60,50 @@ def profile_case(key: str, *, steps: int, top: int, sort: str, reference: bool,
     return f"### {title}\n\n{stream.getvalue()}"
 
 
+def _median_time(function: Callable[[], object], repeats: int) -> float:
+    for _ in range(2):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def phases(key: str, *, steps: int, dtype: type) -> str:
+    """A markdown table: forward, backward, optimizer and whole step, engine and reference."""
+    case = next(c for c in FULL.steps if c.key.lower() == key.lower())
+    if case.is_counter:
+        return f"### {case.key}: --phases covers the adder cases only\n"
+    setup = adder_setup(case.batch, case.timesteps, case.states, dtype, preset=case.preset)
+    engine, reference, X, T = setup.engine, setup.reference, setup.X, setup.T
+
+    def engine_forward() -> None:
+        engine.zero_grad()
+        engine.loss(X, T)
+
+    def engine_forward_backward() -> None:
+        engine.zero_grad()
+        engine.loss(X, T).backward()
+
+    def reference_forward_backward() -> None:
+        reference.zero_grad()
+        reference.loss_and_backward(X, T)
+
+    rows = []
+    for name, forward, forward_backward, step in (
+            ("minigrad", engine_forward, engine_forward_backward, setup.engine_step()),
+            ("hand-coded", lambda: reference.loss(X, T), reference_forward_backward,
+             setup.reference_step())):
+        f, fb, s = (_median_time(g, steps) for g in (forward, forward_backward, step))
+        rows.append(f"| {name} | {f * 1e6:.0f} | {(fb - f) * 1e6:.0f} | {(s - fb) * 1e6:.0f} "
+                    f"| {s * 1e6:.0f} |")
+    title = f"{case.key} ({case.sizes}, {np.dtype(dtype).name}), medians of {steps}, µs"
+    return "\n".join([f"### {title}", "", "| | forward | backward | optimizer | step |",
+                      "| --- | ---: | ---: | ---: | ---: |", *rows, ""])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profiling",
                                      description=__doc__.split("\n\n")[0])
@@ -62,14 +114,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", action="store_true",
                         help="profile the hand-coded step instead of the engine's")
     parser.add_argument("--float32", action="store_true")
+    parser.add_argument("--phases", action="store_true",
+                        help="time forward, backward and optimizer instead of profiling")
     args = parser.parse_args(argv)
     known = {c.key.lower() for c in FULL.steps}
     for key in args.cases:
         if key.lower() not in known:
             parser.error(f"unknown case {key!r}; choose from {', '.join(sorted(known))}")
-        print(profile_case(key, steps=args.steps, top=args.top, sort=args.sort,
-                           reference=args.reference,
-                           dtype=np.float32 if args.float32 else np.float64))
+        dtype = np.float32 if args.float32 else np.float64
+        if args.phases:
+            print(phases(key, steps=args.steps, dtype=dtype))
+        else:
+            print(profile_case(key, steps=args.steps, top=args.top, sort=args.sort,
+                               reference=args.reference, dtype=dtype))
     return 0
 
 

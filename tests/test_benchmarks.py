@@ -57,3 +57,16 @@ def test_unknown_section_is_refused():
     result = run_benchmarks("--quick", "--only", "Z")
     assert result.returncode == 2
     assert "unknown section" in result.stderr
+
+
+def test_profiling_helper_runs():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.profiling", "A", "--steps", "3",
+                             "--top", "5"], cwd=ROOT, text=True, capture_output=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "minigrad, 3 steps" in result.stdout and "tottime" in result.stdout
+    result = subprocess.run([sys.executable, "-m", "benchmarks.profiling", "A", "--phases",
+                             "--steps", "3"], cwd=ROOT, text=True, capture_output=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "| minigrad |" in result.stdout and "| hand-coded |" in result.stdout
