@@ -221,7 +221,7 @@ def primitive(name: str, forward: Callable, vjps: Sequence[Callable] | Callable,
         raise ValueError(f"primitive: saves must be one of {', '.join(_SAVES)}, got {saves!r}")
     mask = _SAVES[saves]
     if variadic:
-        op = _variadic_op(name, forward, vjps, mask)
+        op = _nary_op(name, forward, vjps, mask, variadic=True)
     elif len(vjps) == 1:
         op = _unary_op(name, forward, vjps[0], mask)
     elif len(vjps) == 2:
@@ -278,50 +278,24 @@ def _binary_op(name: str, forward: Callable, vjps: tuple[Callable, Callable],
     return op
 
 
-def _nary_op(name: str, forward: Callable, vjps: tuple[Callable, ...], saves: int) -> Callable:
+def _nary_op(name: str, forward: Callable, vjps: Any, saves: int,
+             variadic: bool = False) -> Callable:
+    """Any number of operands; for a variadic op `vjps(args, kwargs)` makes the VJPs."""
+
     def op(*xs: Any, **kwargs: Any) -> Tensor:
         args = tuple([x.data if isinstance(x, Tensor) else operand(x, name) for x in xs])
         try:
             out = forward(*args, **kwargs)
         except (ValueError, TypeError) as error:
             raise _op_error(name, error, args) from None
-        return _record(name, vjps, xs, args, kwargs, out, saves)
-
-    return op
-
-
-def _variadic_op(name: str, forward: Callable, make_vjps: Callable, saves: int) -> Callable:
-    def op(*xs: Any, **kwargs: Any) -> Tensor:
-        args = tuple([x.data if isinstance(x, Tensor) else operand(x, name) for x in xs])
-        try:
-            out = forward(*args, **kwargs)
-        except (ValueError, TypeError) as error:
-            raise _op_error(name, error, args) from None
-        if not _needs_grad(xs):
-            return _make(out, False, None)
-        return _record(name, make_vjps(args, kwargs), xs, args, kwargs, out, saves)
-
-    return op
-
-
-def _needs_grad(xs: Sequence[Any]) -> bool:
-    if not tape._recording:
-        return False
-    for x in xs:
-        if isinstance(x, Tensor) and x.requires_grad:
-            return True
-    return False
-
-
-def _record(name, vjps, xs, args, kwargs, out, saves) -> Tensor:
-    if not tape._recording:
+        inputs = tuple([x._node or x if isinstance(x, Tensor) and x.requires_grad else None
+                        for x in xs])
+        if tape._recording and any(x is not None for x in inputs):
+            node_vjps = vjps(args, kwargs) if variadic else vjps
+            return _make(out, True, Node(name, node_vjps, inputs, args, kwargs, out, saves))
         return _make(out, False, None)
-    inputs = tuple([x._node or x if isinstance(x, Tensor) and x.requires_grad else None
-                    for x in xs])
-    for x in inputs:
-        if x is not None:
-            return _make(out, True, Node(name, vjps, inputs, args, kwargs, out, saves))
-    return _make(out, False, None)
+
+    return op
 
 
 def operand(x: Any, op_name: str) -> Any:
