@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     adder.add_argument("--batch-size", type=_positive_int, help="samples per minibatch")
     adder.add_argument("--samples", type=_positive_int, help="training samples")
     adder.add_argument("--lr", type=_positive_float, help="learning rate")
+    adder.add_argument("--decay", type=float,
+                       help="RMSProp's decay of the mean square (presets small, large: 0.5)")
+    adder.add_argument("--momentum", type=float, help="Nesterov momentum (small, large: 0.8)")
+    adder.add_argument("--eps", type=_positive_float, help="RMSProp's epsilon (1e-6)")
     adder.add_argument("--restarts", type=_nonnegative_int, default=0,
                        help="start again from a fresh initialisation, up to this many times, "
                             "while a run ends below 100%% whole-sum accuracy")

@@ -105,7 +105,8 @@ def adder_settings(args: Namespace) -> tuple[AdderConfig, TrainConfig, int]:
     """The preset with the command line's overrides, and the seed to start from."""
     config, settings = get_preset(args.preset)
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size,
-                 "n_samples": args.samples, "lr": args.lr}
+                 "n_samples": args.samples, "lr": args.lr, "decay": args.decay,
+                 "momentum": args.momentum, "eps": args.eps}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "n_samples" in overrides and "batch_size" not in overrides:
         overrides["batch_size"] = min(settings.batch_size, overrides["n_samples"])
