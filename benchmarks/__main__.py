@@ -9,8 +9,8 @@ step time scales with the sequence length, the batch and the state size, and the
 overhead per op. BLAS runs on one thread (set here, before NumPy is imported).
 
 Progress goes to stderr; the report to stdout and, with --output, to a file (written
-atomically). The full run takes about 5 minutes on 2 cores; --quick runs tiny sizes with
-3 repeats in seconds (the smoke test's mode).
+atomically). The full run takes 2.5 minutes on an idle 2-core machine; --quick runs tiny
+sizes with 3 repeats in seconds (the smoke test's mode).
 
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, where the environment sets them (to work around
 older OpenBLAS builds), force a slower kernel on a current NumPy; the published results
@@ -92,11 +92,13 @@ def run(args: argparse.Namespace) -> str:
     progress = Progress()
     header = machine.describe()
     command = "python -m benchmarks" + "".join(f" {a}" for a in sys.argv[1:])
-    out = ["# minigrad benchmarks", ""]
+    title = ["# minigrad benchmarks", ""]
     if args.quick:
-        out += [("**--quick: tiny sizes and 3 repeats, a smoke test. These numbers mean "
-                "nothing.**"), ""]
-    out += [f"Produced by `{command}`.", ""]
+        title += [("**--quick: tiny sizes and 3 repeats, a smoke test. These numbers mean "
+                  "nothing.**"), ""]
+    title += [(f"Produced by `{command}`; the machine, the method and how to read the "
+              f"tables are at the end."), ""]
+    out: list[str] = []
     verdicts: list[report.Verdict] = []
     notes: list[str] = []
 
@@ -162,7 +164,10 @@ def run(args: argparse.Namespace) -> str:
                 "", report.ops_table(timings), ""]
 
     if verdicts:
-        out += ["## Targets", "", report.targets_table(verdicts), ""]
+        met = sum(v.passed for v in verdicts)
+        title += ["## Targets", "", f"{met} of {len(verdicts)} met.", "",
+                  report.targets_table(verdicts), ""]
+    out = title + out
 
     library_lines = []
     for library in others.LIBRARIES:
@@ -178,7 +183,11 @@ def run(args: argparse.Namespace) -> str:
             "each per round, the order rotated every round, after warm-up steps; the "
             "median of the rounds is reported (`benchmarks/timing.py`). The garbage "
             "collector stays on (it is part of the engine's cost). Each implementation's "
-            "first step is checked to give the hand-coded step's loss."),
+            "first step is checked to give the hand-coded step's loss. IQR/2 is half the "
+            "interquartile range of the repeats, relative to the median."),
+            ("- JAX hands each call between threads, so load from other processes slows its "
+            "rows far more than the others' (seen here: 17× at A under a load average of "
+            "3.5, 1.2× idle)."),
             ("- The machine is shared with other work: absolute times vary from run to run; "
             "the ratios, measured in alternation, are what matters."),
             (f"- Load average at the end (1, 5, 15 min): {machine.load_average()}; "
