@@ -70,7 +70,8 @@ def _git_commit() -> str:
 def _minigrad_folder() -> str:
     import minigrad
 
-    return str(Path(minigrad.__file__).resolve().parent)
+    folder = Path(minigrad.__file__).resolve().parent
+    return "this checkout's minigrad/" if folder == ROOT / "minigrad" else str(folder)
 
 
 def load_average() -> str:
