@@ -18,6 +18,7 @@ Render it with `dot -Tsvg graph.dot > graph.svg`, or paste it into any Graphviz 
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -59,7 +60,7 @@ def to_dot(tensor: Tensor, names: Any = None, *, constants: bool = True,
                              "backward(); pass retain_graph=True to keep it")
         ops.append(v)
         sources: list[Any] = []
-        for x, arg in zip(v.inputs, v.args):
+        for x, arg in itertools.zip_longest(v.inputs, v.args):  # args unsaved: ()
             if x is not None:
                 u = _vertex(x)
                 if u not in described:

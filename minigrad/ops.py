@@ -2,8 +2,10 @@
 its gradient tests draw from. Nothing else lives here; adding an op is adding an entry.
 
 A VJP is `vjp(g, out, *args, **kwargs)`: `g` the gradient of the output, `out` the output,
-`args` the operands as NumPy arrays or numbers. Binary ops may return a gradient in the
-broadcast shape; the tape sums it back to the input's shape.
+`args` the operands as NumPy arrays or numbers. An entry's `saves` says which of `out` and
+`args` its VJPs read; the graph keeps only those (`out` is None otherwise, and `args` are
+not passed). Binary ops may return a gradient in the broadcast shape; the tape sums it back
+to the input's shape.
 """
 
 from __future__ import annotations
@@ -34,16 +36,16 @@ def _pow_exponent_vjp(g, out, a, b):
     return g * out * np.log(a)
 
 
-add = defop("add", np.add, (lambda g, out, a, b: g, lambda g, out, a, b: g), Domain("binary"),
+add = defop("add", np.add, (lambda g, out: g, lambda g, out: g), Domain("binary"),
             methods=("__add__",), reflected=("__radd__",), saves="nothing")
-sub = defop("sub", np.subtract, (lambda g, out, a, b: g, lambda g, out, a, b: -g),
+sub = defop("sub", np.subtract, (lambda g, out: g, lambda g, out: -g),
             Domain("binary"), methods=("__sub__",), reflected=("__rsub__",), saves="nothing")
 mul = defop("mul", np.multiply, (lambda g, out, a, b: g * b, lambda g, out, a, b: g * a),
             Domain("binary"), methods=("__mul__",), reflected=("__rmul__",), saves="inputs")
 div = defop("div", np.divide, (lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b),
             Domain("binary", values=((-3.0, 3.0), (0.5, 3.0))),
             methods=("__truediv__",), reflected=("__rtruediv__",))
-neg = defop("neg", np.negative, (lambda g, out, x: -g,), Domain("unary"), methods=("__neg__",),
+neg = defop("neg", np.negative, (lambda g, out: -g,), Domain("unary"), methods=("__neg__",),
             saves="nothing")
 pow = defop("pow", np.power, (_pow_base_vjp, _pow_exponent_vjp),
             Domain("binary", values=((0.5, 2.0), (-2.0, 2.0))),
@@ -210,19 +212,19 @@ def _sigmoid(x):
     return np.where(x >= 0, 1.0, e) / (1.0 + e)
 
 
-exp = defop("exp", np.exp, (lambda g, out, x: g * out,), Domain("unary"), methods=("exp",),
+exp = defop("exp", np.exp, (lambda g, out: g * out,), Domain("unary"), methods=("exp",),
             saves="output")
 log = defop("log", np.log, (lambda g, out, x: g / x,), Domain("unary", _POSITIVE),
             methods=("log",))
-tanh = defop("tanh", np.tanh, (lambda g, out, x: g * (1.0 - out * out),), Domain("unary"),
+tanh = defop("tanh", np.tanh, (lambda g, out: g * (1.0 - out * out),), Domain("unary"),
              methods=("tanh",), saves="output")
-sigmoid = defop("sigmoid", _sigmoid, (lambda g, out, x: g * out * (1.0 - out),),
+sigmoid = defop("sigmoid", _sigmoid, (lambda g, out: g * out * (1.0 - out),),
                 Domain("unary", ((-8.0, 8.0),)), methods=("sigmoid",), saves="output")
 relu = defop("relu", lambda x: np.maximum(x, 0.0), (lambda g, out, x: g * (x > 0),),
              Domain("unary", avoid=(0.0,)), methods=("relu",))
 abs = defop("abs", np.abs, (lambda g, out, x: g * np.sign(x),), Domain("unary", avoid=(0.0,)),
             methods=("abs", "__abs__"))
-sqrt = defop("sqrt", np.sqrt, (lambda g, out, x: g * 0.5 / out,), Domain("unary", _POSITIVE),
+sqrt = defop("sqrt", np.sqrt, (lambda g, out: g * 0.5 / out,), Domain("unary", _POSITIVE),
              methods=("sqrt",), saves="output")
 
 # --- reductions -----------------------------------------------------------------------------
@@ -299,7 +301,7 @@ _reshape = primitive("reshape", lambda x, shape: np.reshape(x, shape),
                      (lambda g, out, x, shape: np.reshape(g, np.shape(x)),))
 _transpose = primitive(
     "transpose", lambda x, axes: np.transpose(x, axes),
-    (lambda g, out, x, axes: np.transpose(g, None if axes is None else _inverse(axes)),),
+    (lambda g, out, axes: np.transpose(g, None if axes is None else _inverse(axes)),),
     saves="nothing")
 
 
@@ -330,7 +332,7 @@ register("transpose", transpose, Domain("transpose"), primitive=True, methods=("
 _BASIC_INDEX = (int, np.integer, slice, type(None), type(Ellipsis))
 
 
-def _getitem_vjp(g, out, x, index, basic):
+def _getitem_vjp(g, out, index, basic):
     return SliceGrad(index, g, basic)
 
 
@@ -379,7 +381,7 @@ def _slices_vjps(axis: int, pieces: tuple) -> list:
     pair for a slice. Cached, as an RNN stacks the same number of states at every step."""
     lead = (slice(None),) * axis
     indices = [lead + ((slice(*p) if isinstance(p, tuple) else p),) for p in pieces]
-    return [lambda g, out, *_, index=index, **kwargs: g[index] for index in indices]
+    return [lambda g, out, index=index, **kwargs: g[index] for index in indices]
 
 
 def _operands(name: str, tensors: Any) -> list:

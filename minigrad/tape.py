@@ -90,7 +90,8 @@ class Node:
 
     `inputs[i]` is the vertex of input i (the Node that made it, or a leaf Tensor), or None
     where input i needs no gradient.
-    `site` (the caller's frame that created it) is set only in anomaly mode."""
+    `site` (the caller's frame that created it, and the input shapes) is set only in anomaly
+    mode."""
 
     __slots__ = ("position", "name", "vjps", "inputs", "args", "kwargs", "out", "shape",
                  "dtype", "site")
@@ -103,14 +104,12 @@ class Node:
         self.kwargs = kwargs
         self.shape = out.shape
         self.dtype = out.dtype
-        if _anomaly:
-            saves = SAVE_INPUTS | SAVE_OUTPUT  # the report names the input shapes
         # Holding only what the VJPs read lets the rest be freed during forward: an RNN
         # step's pre-activation, say, once its tanh is computed.
-        self.args = args if saves & SAVE_INPUTS else (None,) * len(args)
+        self.args = args if saves & SAVE_INPUTS else ()
         self.out = out if saves & SAVE_OUTPUT else None
-        if _anomaly:
-            self.site = _caller_site()
+        if _anomaly:  # where the user's code made it, and its input shapes, for the report
+            self.site = (_caller_site(), tuple(np.shape(a) for a in args))
             if not np.isfinite(out).all():
                 raise AnomalyError(_anomaly_message(self, "forward", "its output", out))
 
@@ -316,11 +315,13 @@ def _anomaly_message(node: Node, phase: str, what: str, values: Any) -> str:
     values = np.asarray(values)
     found = [kind for kind, mask in (("NaN", np.isnan(values)), ("+inf", values == np.inf),
                                      ("-inf", values == -np.inf)) if mask.any()]
-    # An input the node did not keep (the graph was built outside anomaly mode) is unknown.
-    shapes = ", ".join("?" if a is None else str(np.shape(a)) for a in node.args)
+    site, shapes = getattr(node, "site", (None, None))
+    if shapes is None and node.args:
+        shapes = tuple(np.shape(a) for a in node.args)
+    # Inputs a node made outside anomaly mode did not keep are unknown.
+    shapes = ", ".join(map(str, shapes)) if shapes else "?"
     message = (f"detect_anomaly: '{node.name}' (inputs of shapes {shapes}) gave {what} "
                f"holding {' and '.join(found)} in {phase}")
-    site = getattr(node, "site", None)
     if site is None:
         return message + "; created outside detect_anomaly(), so its creation site is unknown"
     code = f": {site.line}" if site.line else ""

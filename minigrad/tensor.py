@@ -214,8 +214,9 @@ def primitive(name: str, forward: Callable, vjps: Sequence[Callable] | Callable,
 
     Operands are positional, options are keywords. For a `variadic` op (stack, ...)
     `vjps(args, kwargs)` returns the list of per-input VJPs for one call. `saves` says what
-    the VJPs read besides `g` and the keywords: "inputs", "output", "both" or "nothing"; the
-    rest is passed to them as None and is not kept alive by the graph.
+    the VJPs read besides `g` and the keywords: "inputs", "output", "both" or "nothing".
+    What is not saved is not kept alive by the graph: an unsaved output is passed as None,
+    and unsaved inputs are not passed at all (the VJP is `vjp(g, out, **kwargs)`).
     """
     if saves not in _SAVES:
         raise ValueError(f"primitive: saves must be one of {', '.join(_SAVES)}, got {saves!r}")
