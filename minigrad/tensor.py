@@ -249,7 +249,8 @@ def _unary_op(name: str, forward: Callable, vjp: Callable, saves: int) -> Callab
         except (ValueError, TypeError) as error:
             raise _op_error(name, error, (a,)) from None
         if is_tensor and x.requires_grad and tape._recording:
-            return _make(out, True, Node(name, vjps, (x._node or x,), (a,), kwargs, out, saves))
+            node = Node(name, vjps, (x._node or x,), (a,), kwargs or None, out, saves)
+            return _make(out, True, node)
         return _make(out, False, None)
 
     return op
@@ -273,7 +274,8 @@ def _binary_op(name: str, forward: Callable, vjps: tuple[Callable, Callable],
             raise _op_error(name, error, (a, b)) from None
         if (x_needs or y_needs) and tape._recording:
             inputs = (x._node or x if x_needs else None, y._node or y if y_needs else None)
-            return _make(out, True, Node(name, vjps, inputs, (a, b), kwargs, out, saves))
+            node = Node(name, vjps, inputs, (a, b), kwargs or None, out, saves)
+            return _make(out, True, node)
         return _make(out, False, None)
 
     return op
@@ -293,7 +295,8 @@ def _nary_op(name: str, forward: Callable, vjps: Any, saves: int,
                         for x in xs])
         if tape._recording and any(x is not None for x in inputs):
             node_vjps = vjps(args, kwargs) if variadic else vjps
-            return _make(out, True, Node(name, node_vjps, inputs, args, kwargs, out, saves))
+            node = Node(name, node_vjps, inputs, args, kwargs or None, out, saves)
+            return _make(out, True, node)
         return _make(out, False, None)
 
     return op
