@@ -182,7 +182,10 @@ def run(args: argparse.Namespace) -> str:
             ("- Timing: every implementation of a case is timed in the same loop, one step "
             "each per round, the order rotated every round, after warm-up steps; the "
             "median of the rounds is reported (`benchmarks/timing.py`). The garbage "
-            "collector stays on (it is part of the engine's cost). Each implementation's "
+            "collector stays on (it is part of the engine's cost); the objects alive before "
+            "the timed rounds (imported libraries, models, data) are frozen with "
+            "`gc.freeze()`, so that collections scan what the steps create, not every "
+            "module the process imported. Each implementation's "
             "first step is checked to give the hand-coded step's loss. IQR/2 is half the "
             "interquartile range of the repeats, relative to the median."),
             ("- JAX hands each call between threads, so load from other processes slows its "

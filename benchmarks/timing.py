@@ -9,9 +9,14 @@ runs first or always follows a given one. A burst of load from another process o
 (shared) machine therefore hits all contenders alike, and the median of each one's samples
 ignores the bursts. Ratios of medians are what the benchmarks report.
 
-The garbage collector stays on: collecting the engine's short-lived objects is part of what
-a training step costs. A full collection is run before the timed rounds so that garbage
-left by an earlier measurement is not collected inside this one.
+The garbage collector stays on: collecting the objects a step creates (the engine's graph)
+is part of what a training step costs. A full collection is run before the timed rounds so
+that garbage left by an earlier measurement is not collected inside this one, and the
+objects alive then (imported modules, PyTorch's and JAX's among them, the models, the data)
+are frozen (`gc.freeze()`, as long-running Python services do after start-up) for the
+rounds: a full collection then scans what the steps create, not every object the process
+happened to import, which would make the engine's cost depend on which other libraries the
+benchmark loaded.
 """
 
 from __future__ import annotations
@@ -59,15 +64,19 @@ def alternate(functions: Mapping[str, Callable[[], object]], *, repeats: int, wa
             call()
     samples: list[list[float]] = [[] for _ in names]
     gc.collect()
+    gc.freeze()
     clock = time.perf_counter
-    for round_ in range(repeats):
-        shift = round_ % len(names)
-        for i in list(range(shift, len(names))) + list(range(shift)):
-            call = calls[i]
-            start = clock()
-            for _ in range(number):
-                call()
-            samples[i].append((clock() - start) / number)
+    try:
+        for round_ in range(repeats):
+            shift = round_ % len(names)
+            for i in list(range(shift, len(names))) + list(range(shift)):
+                call = calls[i]
+                start = clock()
+                for _ in range(number):
+                    call()
+                samples[i].append((clock() - start) / number)
+    finally:
+        gc.unfreeze()
     result = {}
     for name, values in zip(names, samples):
         q1, median, q3 = np.percentile(values, [25, 50, 75])
