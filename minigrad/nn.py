@@ -28,11 +28,11 @@ class Module:
     lists, tuples and dicts, are found by `named_parameters()`; calling the module calls
     `forward`."""
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
-
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        forward = getattr(self, "forward", None)
+        if forward is None:
+            raise TypeError(f"{type(self).__name__} cannot be called: it defines no forward()")
+        return forward(*args, **kwargs)
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """(dotted name, parameter) for each parameter once, in the order they were set."""

@@ -36,6 +36,7 @@ later. ``check_finite`` is a safety switch, not part of the trajectory, and is n
 
 from __future__ import annotations
 
+import abc
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -159,7 +160,7 @@ def _materialise(params: Iterable[ParameterLike], owner: str) -> tuple[Parameter
 # --------------------------------------------------------------------------------------
 
 
-class Optimizer:
+class Optimizer(abc.ABC):
     """Base class: a thin PyTorch-style shell around a pure per-array update rule.
 
     Subclasses implement ``_validate_hyperparameters``, ``_state_arrays`` (the names of the
@@ -202,22 +203,22 @@ class Optimizer:
     # ---- to be provided by subclasses ----------------------------------------------
 
     @classmethod
+    @abc.abstractmethod
     def _validate_hyperparameters(cls, hyper: dict[str, Any]) -> dict[str, Any]:
         """Return the validated, normalised hyperparameters; ValueError on a bad value."""
-        raise NotImplementedError
 
     @classmethod
+    @abc.abstractmethod
     def _state_arrays(cls, hyper: Mapping[str, Any]) -> tuple[str, ...]:
         """Names of the per-parameter array state under the hyperparameters ``hyper``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _initial_state(self, data: np.ndarray) -> dict[str, Any]:
         """Fresh state for one parameter: ``{"step": 0, <array name>: array, ...}``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _update(self, items: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
         """Apply the rule to every ``(position, data, grad)``; all grads are checked."""
-        raise NotImplementedError
 
     def _configure(self) -> None:
         """Cache hyperparameters as attributes for the hot path (after init and load)."""

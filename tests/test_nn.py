@@ -75,7 +75,7 @@ def test_every_parameter_gets_a_gradient_and_zero_grad_clears_them():
 
 
 def test_forward_is_required():
-    with pytest.raises(NotImplementedError, match="Module does not define forward"):
+    with pytest.raises(TypeError, match="Module cannot be called: it defines no forward"):
         Module()(1.0)
 
 
