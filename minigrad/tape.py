@@ -1,9 +1,9 @@
 """Reverse mode: the record of each op, and the one backward sweep over it.
 
 Every op that produces a tensor needing a gradient records a `Node`: its place on the tape
-(a global counter, so the tape order is the order of computation), its inputs, the NumPy
-arguments it was called with, its output and its vector-Jacobian products (VJPs), one per
-input. The graph reachable from a tensor, in tape order, is that tensor's tape.
+(a global counter, so the tape order is the order of computation), its inputs, its
+vector-Jacobian products (VJPs), one per input, and of the NumPy arguments it was called
+with and its output, those its VJPs read. The graph reachable from a tensor, in tape order, is that tensor's tape.
 
 `backward` walks that tape in reverse without recursion: a max-heap keyed by tape position
 pops every node after all of its consumers, so each cotangent is complete when it is used,
@@ -96,7 +96,7 @@ class Node:
     __slots__ = ("position", "name", "vjps", "inputs", "args", "kwargs", "out", "shape",
                  "dtype", "site")
 
-    def __init__(self, name, vjps, inputs, args, kwargs, out, saves=3):
+    def __init__(self, name, vjps, inputs, args, kwargs, out, saves=SAVE_INPUTS | SAVE_OUTPUT):
         self.position = next(_tape_position)
         self.name = name
         self.vjps = vjps
@@ -244,7 +244,7 @@ def backward(root: Tensor, seed: np.ndarray, retain_graph: bool = False,
     # anomaly) leaves the graph whole and every .grad untouched.
     if not retain_graph:
         for node in swept:
-            node.vjps = node.inputs = node.args = node.kwargs = node.out = None
+            node.release()
     if wanted is not None:
         captured.update((leaf, _reduced(values, leaf)) for leaf in leaves if leaf in wanted)
         return captured
