@@ -179,3 +179,32 @@ def test_backward_through_per_step_slices_is_linear():
     assert peaks[800] / peaks[100] < 12, peaks
     for a, b in [(100, 200), (200, 400), (400, 800)]:
         assert peaks[b] / peaks[a] < 2.5, peaks
+
+
+def test_per_step_slices_allocate_one_dense_gradient(monkeypatch):
+    """Peak memory misses a dense gradient per slice that is freed at once (O(T^2) work with a
+    linear peak); counting the input-sized allocations catches it: one, whatever T."""
+    batch, n = 3, 4
+    for steps in (10, 100):
+        x = Tensor(np.random.default_rng(0).normal(size=(batch, steps, n)), requires_grad=True)
+        h = Tensor(np.zeros((batch, n)))
+        for t in range(steps):
+            h = mg.tanh(h + x[:, t])
+        loss = h.sum()
+        full_size = batch * steps * n
+        sizes = []
+        real = {name: getattr(np, name) for name in ("zeros", "zeros_like", "empty", "empty_like")}
+
+        def counting(name):
+            def allocate(shape_or_array, *args, **kwargs):
+                out = real[name](shape_or_array, *args, **kwargs)
+                sizes.append(out.size)
+                return out
+            return allocate
+
+        for name in real:
+            monkeypatch.setattr(np, name, counting(name))
+        loss.backward()
+        monkeypatch.undo()
+        assert sizes.count(full_size) == 1, (steps, sizes)
+        assert x.grad.shape == (batch, steps, n)
