@@ -22,6 +22,7 @@ the rows differ from the engine's only in how the forward and backward pass are 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,10 +76,9 @@ def available(library: Library) -> tuple[str | None, str]:
 def _configure(key: str, module: Any) -> None:
     if key == "torch":
         module.set_num_threads(1)
-        try:
+        # Only possible before torch's first parallel work.
+        with contextlib.suppress(RuntimeError):
             module.set_num_interop_threads(1)
-        except RuntimeError:  # only possible before torch's first parallel work
-            pass
     elif key == "jax":
         module.config.update("jax_enable_x64", True)
         module.config.update("jax_platforms", "cpu")

@@ -6,12 +6,36 @@ each input's `.grad`. See the README for a tour.
 
 from . import nn
 from .functional import grad, gradients, value_and_grad
-from .ops import (
-    abs, add, binary_cross_entropy, binary_cross_entropy_with_logits, concatenate, div, einsum,
-    exp, getitem, log, matmul, max, mean, mse_loss, mul, neg, pow, relu, reshape, sigmoid, sqrt,
-    stack, sub, sum, tanh, tensordot, transpose,
-)
 from .graph import to_dot
+from .ops import (
+    abs,
+    add,
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    concatenate,
+    div,
+    einsum,
+    exp,
+    getitem,
+    log,
+    matmul,
+    max,
+    mean,
+    mse_loss,
+    mul,
+    neg,
+    pow,
+    relu,
+    reshape,
+    sigmoid,
+    sqrt,
+    stack,
+    sub,
+    sum,
+    tanh,
+    tensordot,
+    transpose,
+)
 from .serialization import load, save
 from .tape import AnomalyError, detect_anomaly, is_anomaly_enabled, is_recording, no_grad
 from .tensor import OPS, Tensor

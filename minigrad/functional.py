@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,8 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -
     def wrapped(*args: Any) -> tuple[float, Any]:
         for i in positions:
             if not -len(args) <= i < len(args):
-                raise ValueError(f"value_and_grad: argnums {argnums} out of range for {len(args)} arguments")
+                raise ValueError(f"value_and_grad: argnums {argnums} out of range for "
+                                 f"{len(args)} arguments")
         inputs = [Tensor(a, requires_grad=True) if i in positions or i - len(args) in positions
                   else a for i, a in enumerate(args)]
         out = f(*inputs)

@@ -14,7 +14,8 @@ import builtins
 import functools
 import itertools
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -117,18 +118,21 @@ def tensordot(a: Any, b: Any, axes: int | Sequence[Any] = 2) -> Tensor:
 def _normalize_tensordot_axes(axes: Any, ndim_a: int, ndim_b: int) -> tuple[list, list]:
     if isinstance(axes, (int, np.integer)):
         if not 0 <= axes <= builtins.min(ndim_a, ndim_b):
-            raise ValueError(f"tensordot: axes={axes} does not fit operands of {ndim_a} and {ndim_b} dimensions")
+            raise ValueError(f"tensordot: axes={axes} does not fit operands of {ndim_a} and "
+                             f"{ndim_b} dimensions")
         return list(range(ndim_a - axes, ndim_a)), list(range(axes))
     try:
         axes_a, axes_b = axes
     except (TypeError, ValueError):
-        raise ValueError(f"tensordot: axes must be an int or a pair of sequences, got {axes!r}") from None
+        raise ValueError(
+            f"tensordot: axes must be an int or a pair of sequences, got {axes!r}") from None
     axes_a = [axes_a] if isinstance(axes_a, (int, np.integer)) else list(axes_a)
     axes_b = [axes_b] if isinstance(axes_b, (int, np.integer)) else list(axes_b)
     try:
         return _normalize_axes(axes_a, ndim_a), _normalize_axes(axes_b, ndim_b)
     except ValueError:
-        raise ValueError(f"tensordot: axes {axes!r} out of range for operands of {ndim_a} and {ndim_b} dimensions") from None
+        raise ValueError(f"tensordot: axes {axes!r} out of range for operands of {ndim_a} "
+                         f"and {ndim_b} dimensions") from None
 
 
 def _normalize_axes(axes: Sequence[int], ndim: int) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -14,7 +14,8 @@ from .nn import Module
 _META = "__meta__."
 
 
-def save(module: Module, path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> None:
+def save(module: Module, path: str | os.PathLike,
+         metadata: Mapping[str, str] | None = None) -> None:
     """Write the module's parameters (and optional string metadata) to `path` atomically: the
     file is written beside it and moved over it, so a crash leaves the old file whole."""
     arrays = dict(module.state_dict())

@@ -3,7 +3,8 @@
 Every op that produces a tensor needing a gradient records a `Node`: its place on the tape
 (a global counter, so the tape order is the order of computation), its inputs, its
 vector-Jacobian products (VJPs), one per input, and of the NumPy arguments it was called
-with and its output, those its VJPs read. The graph reachable from a tensor, in tape order, is that tensor's tape.
+with and its output, those its VJPs read. The graph reachable from a tensor, in tape order,
+is that tensor's tape.
 
 `backward` walks that tape in reverse without recursion: a max-heap keyed by tape position
 pops every node after all of its consumers, so each cotangent is complete when it is used,
@@ -21,8 +22,9 @@ import itertools
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 

@@ -9,8 +9,9 @@ provides, and the domain its gradient tests draw from. `OPS` is that table.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,8 @@ class Tensor:
             data = data.data
         array = np.array(data, copy=True)
         if array.dtype.kind not in "biuf":
-            raise TypeError(f"Tensor: cannot hold data of dtype {array.dtype} ({type(data).__name__})")
+            raise TypeError(
+                f"Tensor: cannot hold data of dtype {array.dtype} ({type(data).__name__})")
         if array.dtype.kind != "f":
             array = array.astype(np.float64)
         self.data = array

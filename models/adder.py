@@ -25,6 +25,7 @@ from .presets import AdderConfig
 
 _ACTIVATIONS = {"tanh": mg.tanh, "sigmoid": mg.sigmoid}
 _RECURRENT_INITS = {"glorot": nn.glorot_uniform, "orthogonal": nn.orthogonal}
+_SMALL = AdderConfig()  # the tutorial's small adder
 
 
 class Adder(nn.Module):
@@ -35,14 +36,15 @@ class Adder(nn.Module):
     state S_0 is a learned parameter starting at zero, or a fixed zero.
     """
 
-    def __init__(self, config: AdderConfig = AdderConfig(), *, rng: np.random.Generator,
+    def __init__(self, config: AdderConfig = _SMALL, *, rng: np.random.Generator,
                  dtype: Any = np.float64):
         n = config.n_states
         self.config = config
         self.input = nn.Linear(2, n, bias=config.bias, rng=rng, dtype=dtype)
         self.recurrent = nn.Linear(n, n, bias=config.bias, rng=rng, dtype=dtype,
                                    init=_RECURRENT_INITS[config.recurrent_init])
-        self.initial_state = nn.Parameter(np.zeros(n, dtype)) if config.learn_initial_state else None
+        self.initial_state = (nn.Parameter(np.zeros(n, dtype)) if config.learn_initial_state
+                              else None)
         self.output = nn.Linear(n, 1, bias=config.bias, rng=rng, dtype=dtype)
         self._activation = _ACTIVATIONS[config.activation]
 
@@ -75,7 +77,8 @@ class Adder(nn.Module):
         logits = self.logits(X)
         T = np.asarray(T, logits.dtype)
         if T.shape != logits.shape:
-            raise ValueError(f"Adder.loss: targets of shape {T.shape} do not match outputs {logits.shape}")
+            raise ValueError(f"Adder.loss: targets of shape {T.shape} do not match outputs "
+                             f"{logits.shape}")
         return mg.binary_cross_entropy_with_logits(logits, T)
 
     def predict_bits(self, X: np.ndarray) -> np.ndarray:

@@ -83,8 +83,9 @@ def _metadata(path: str | os.PathLike, kind: str) -> dict[str, str]:
     saved = metadata.get("model")
     if saved != kind:
         what = f"a {saved} model" if saved else "no model metadata"
-        raise ValueError(f"{os.fspath(path)} holds {what}, not {'an' if kind[0] in 'aeiou' else 'a'} "
-                         f"{kind} (save one with `minigrad train {kind} --save PATH`)")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ValueError(f"{os.fspath(path)} holds {what}, not {article} {kind} (save one "
+                         f"with `minigrad train {kind} --save PATH`)")
     return metadata
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     adder = models.add_parser("adder", help="the RNN that adds binary numbers (SPEC 2, 3)")
     adder.add_argument("--preset", choices=sorted(PRESETS), default="small",
-                       help="small (7 bits, 3 states), large (13 bits, 32), keras (8 bits, 16 sigmoid)")
+                       help="small (7 bits, 3 states), large (13 bits, 32), "
+                            "keras (8 bits, 16 sigmoid)")
     adder.add_argument("--epochs", type=_positive_int, help="passes over the data")
     adder.add_argument("--batch-size", type=_positive_int, help="samples per minibatch")
     adder.add_argument("--samples", type=_positive_int, help="training samples")
@@ -168,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("minigrad: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like: not an error
-        sys.stdout = open(os.devnull, "w")
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes it at exit)
         return 0
     except OSError as error:  # a --plot directory that cannot be written, and the like
         print(f"minigrad: error: {error}", file=sys.stderr)

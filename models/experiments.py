@@ -9,7 +9,8 @@ import os
 import sys
 import time
 from argparse import Namespace
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 import numpy as np
 

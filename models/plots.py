@@ -58,8 +58,9 @@ def _save(figure: Any, path: str | os.PathLike) -> str:
     return path
 
 
-def plot_counter_loss_surface(X: np.ndarray, t: np.ndarray, path_points: Sequence[Sequence[float]],
-                              out: str | os.PathLike, *, w_x_range: tuple[float, float] = (-2.0, 2.5),
+def plot_counter_loss_surface(X: np.ndarray, t: np.ndarray,
+                              path_points: Sequence[Sequence[float]], out: str | os.PathLike, *,
+                              w_x_range: tuple[float, float] = (-2.0, 2.5),
                               w_rec_range: tuple[float, float] = (-2.5, 2.5),
                               resolution: int = 100) -> str:
     """The counter's loss over (w_x, w_rec) on a log colour scale, with the optimizer's path

@@ -10,8 +10,9 @@ both and their trajectories can be compared.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -69,9 +70,7 @@ def train(objective: Objective, optimizer: Optimizer, X: np.ndarray, T: np.ndarr
     history = History()
     for epoch in range(1, epochs + 1):
         for batch in minibatches(len(X), batch_size, rng):
-            Xb, Tb = X[batch], T[batch]
-
-            def closure() -> float:
+            def closure(Xb: np.ndarray = X[batch], Tb: np.ndarray = T[batch]) -> float:
                 optimizer.zero_grad()
                 return objective(Xb, Tb)
 

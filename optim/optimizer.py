@@ -220,10 +220,10 @@ class Optimizer(abc.ABC):
     def _update(self, items: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
         """Apply the rule to every ``(position, data, grad)``; all grads are checked."""
 
-    def _configure(self) -> None:
+    def _configure(self) -> None:  # noqa: B027 (optional hook, nothing by default)
         """Cache hyperparameters as attributes for the hot path (after init and load)."""
 
-    def _check_state_values(
+    def _check_state_values(  # noqa: B027 (optional hook, nothing by default)
         self, index: int, state: dict[str, Any], hyper: Mapping[str, Any]
     ) -> None:
         """Extra validation of loaded state values (the shapes are checked already)."""

@@ -195,15 +195,15 @@ def test_per_step_slices_allocate_one_dense_gradient(monkeypatch):
         sizes = []
         real = {name: getattr(np, name) for name in ("zeros", "zeros_like", "empty", "empty_like")}
 
-        def counting(name):
+        def counting(allocator, sizes=sizes):
             def allocate(shape_or_array, *args, **kwargs):
-                out = real[name](shape_or_array, *args, **kwargs)
+                out = allocator(shape_or_array, *args, **kwargs)
                 sizes.append(out.size)
                 return out
             return allocate
 
         for name in real:
-            monkeypatch.setattr(np, name, counting(name))
+            monkeypatch.setattr(np, name, counting(real[name]))
         loss.backward()
         monkeypatch.undo()
         assert sizes.count(full_size) == 1, (steps, sizes)

@@ -8,7 +8,8 @@ inputs live in `minigrad.testing.strategies` (importing this module does not nee
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

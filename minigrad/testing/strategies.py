@@ -13,8 +13,9 @@ the op table (`minigrad.OPS`), from each op's `Domain`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
