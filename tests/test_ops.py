@@ -58,3 +58,18 @@ def test_float32_in_float32_out(name, data):
     for t, r in zip(tensors, reference):
         assert t.grad.dtype == np.float32
         np.testing.assert_allclose(t.grad, r.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_tensor_declares_every_method_the_table_attaches():
+    """The methods are generated from the table; tensor.py declares them for type checkers
+    (under TYPE_CHECKING), and the two lists must not drift apart."""
+    import ast
+
+    source = inspect.getsource(minigrad.tensor)
+    tensor_class = next(node for node in ast.parse(source).body
+                        if isinstance(node, ast.ClassDef) and node.name == "Tensor")
+    block = next(node for node in tensor_class.body
+                 if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    declared = {f.name for f in block.body if isinstance(f, ast.FunctionDef)}
+    attached = {method for info in OPS.values() for method in info.methods}
+    assert declared == attached
