@@ -19,7 +19,7 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -
     or a tuple of them when `argnums` is a tuple; an argument `f` does not use gets zeros.
     """
     single = isinstance(argnums, (int, np.integer))
-    positions = (int(argnums),) if single else tuple(argnums)
+    positions = (int(argnums),) if isinstance(argnums, (int, np.integer)) else tuple(argnums)
 
     def wrapped(*args: Any) -> tuple[float, Any]:
         for i in positions:

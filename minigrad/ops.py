@@ -326,8 +326,8 @@ def reshape(x: Any, *shape: Any) -> Tensor:
 
 def transpose(x: Any, *axes: Any) -> Tensor:
     """Permute the axes (reverse them when none are given)."""
-    axes = _shape_args(axes) if axes else None
-    return _transpose(x, axes=None if axes is None else tuple(axes))
+    order = _shape_args(axes) if axes else None
+    return _transpose(x, axes=None if order is None else tuple(order))
 
 
 register("reshape", reshape, Domain("reshape"), primitive=True, methods=("reshape",))

@@ -30,7 +30,7 @@ def save(module: Module, path: str | os.PathLike,
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
         with os.fdopen(handle, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)

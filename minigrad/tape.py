@@ -22,6 +22,7 @@ import itertools
 import os
 import sys
 import traceback
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -303,7 +304,7 @@ def _check_gradient(node: Node, i: int, g: Any) -> None:
 
 def _caller_site() -> traceback.FrameSummary | None:
     """The innermost frame outside the minigrad package: where the user's code called the op."""
-    frame = sys._getframe(2)
+    frame: types.FrameType | None = sys._getframe(2)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back
     if frame is None:

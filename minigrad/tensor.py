@@ -30,22 +30,24 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_node", "__weakref__")
+    data: np.ndarray
+    grad: np.ndarray | None
+    requires_grad: bool
+    _node: Node | None
     # NumPy arrays on the left of an operator defer to the Tensor's reflected method.
     __array_ufunc__ = None
 
     def __init__(self, data: Any, requires_grad: bool = False):
-        if isinstance(data, Tensor):
-            data = data.data
-        array = np.array(data, copy=True)
+        array = np.array(data.data if isinstance(data, Tensor) else data, copy=True)
         if array.dtype.kind not in "biuf":
             raise TypeError(
                 f"Tensor: cannot hold data of dtype {array.dtype} ({type(data).__name__})")
         if array.dtype.kind != "f":
             array = array.astype(np.float64)
         self.data = array
-        self.grad: np.ndarray | None = None
+        self.grad = None
         self.requires_grad = bool(requires_grad)
-        self._node: Node | None = None
+        self._node = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -256,12 +258,12 @@ def primitive(name: str, forward: Callable, vjps: Sequence[Callable] | Callable,
     if saves not in _SAVES:
         raise ValueError(f"primitive: saves must be one of {', '.join(_SAVES)}, got {saves!r}")
     mask = _SAVES[saves]
-    if variadic:
+    if variadic or callable(vjps):
         op = _nary_op(name, forward, vjps, mask, variadic=True)
     elif len(vjps) == 1:
         op = _unary_op(name, forward, vjps[0], mask)
     elif len(vjps) == 2:
-        op = _binary_op(name, forward, tuple(vjps), mask)
+        op = _binary_op(name, forward, (vjps[0], vjps[1]), mask)
     else:
         op = _nary_op(name, forward, tuple(vjps), mask)
     op.__name__ = op.__qualname__ = name
