@@ -56,8 +56,8 @@ class Adder(nn.Module):
         if self.recurrent.bias is not None:
             Z = Z + self.recurrent.bias
         W = self.recurrent.weight
-        S = self.initial_state
-        states = []
+        S: mg.Tensor | None = self.initial_state
+        states: list[mg.Tensor] = []
         for k in range(X.shape[1]):
             pre = Z[:, k] if S is None else Z[:, k] + S @ W
             S = self._activation(pre)

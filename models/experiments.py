@@ -298,6 +298,8 @@ def compare(args: Namespace, out: TextIO | None = None) -> int:
     the loss, the largest gradient difference per parameter, and the time per step."""
     out = _stream(out)
     rng = np.random.default_rng(args.seed)
+    engine: Counter | Adder
+    reference: Any  # ReferenceCounter or ReferenceAdder: the same interface
     if args.model == "counter":
         engine = Counter(*rng.uniform(-1.5, 1.5, size=2))
         reference = ReferenceCounter(engine.w_x.item(), engine.w_rec.item())
@@ -317,9 +319,9 @@ def compare(args: Namespace, out: TextIO | None = None) -> int:
     print(f"  loss       engine {engine_loss:.12g}   hand-coded {reference_loss:.12g}", file=out)
     references = dict(reference.named_parameters())
     for name, p in engine.named_parameters():
-        q = references[name]
-        difference = np.max(np.abs(p.grad - q.grad))
-        scale = np.max(np.abs(q.grad))
+        engine_grad, reference_grad = np.asarray(p.grad), np.asarray(references[name].grad)
+        difference = np.max(np.abs(engine_grad - reference_grad))
+        scale = np.max(np.abs(reference_grad))
         print(f"  {name:<18} max |grad difference| {difference:.2e}  (largest |grad| "
               f"{scale:.2e})", file=out)
     engine_time, reference_time = _median_times(engine_step, reference_step, args.repeats)

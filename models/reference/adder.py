@@ -7,7 +7,7 @@ only), as the tutorial writes it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -274,7 +274,7 @@ def _bce_with_logits(logits: NDArray, T: NDArray) -> float:
     return float(np.mean(softplus(logits) - T * logits))
 
 
-_ACTIVATIONS = {"tanh": np.tanh, "sigmoid": sigmoid}
+_ACTIVATIONS: dict[str, Callable[[NDArray], NDArray]] = {"tanh": np.tanh, "sigmoid": sigmoid}
 # Derivatives expressed through the activation's output s = act(z).
 _DERIVATIVES = {
     "tanh": lambda s: 1.0 - s * s,
