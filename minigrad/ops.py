@@ -433,12 +433,12 @@ def _clip_probability(p):
 def _bce_p_vjp(g, out, p, t):
     # Taken at the clipped p, as PyTorch does, so a saturated output still gets a direction.
     pc = _clip_probability(p)
-    return g * (pc - t) / (pc * (1.0 - pc) * _count(p, t))
+    return (pc - t) / (pc * (1.0 - pc)) * (g / _count(p, t))
 
 
 def _bce_t_vjp(g, out, p, t):
     pc = _clip_probability(p)
-    return g * (np.log1p(-pc) - np.log(pc)) / _count(p, t)
+    return (np.log1p(-pc) - np.log(pc)) * (g / _count(p, t))
 
 
 def _bce_logits(z, t):
@@ -462,12 +462,13 @@ binary_cross_entropy = defop(
     "binary_cross_entropy", _bce, (_bce_p_vjp, _bce_t_vjp), Domain("loss", _PROBABILITY))
 binary_cross_entropy_with_logits = defop(
     "binary_cross_entropy_with_logits", _bce_logits,
-    (lambda g, out, z, t: g * (_sigmoid(z) - t) / _count(z, t),
-     lambda g, out, z, t: -g * z / _count(z, t)),
+    # The scale g / count is a scalar: one pass over the array, not two.
+    (lambda g, out, z, t: (_sigmoid(z) - t) * (g / _count(z, t)),
+     lambda g, out, z, t: z * (-g / _count(z, t))),
     Domain("loss", ((-6.0, 6.0), (0.0, 1.0))))
 mse_loss = defop("mse_loss", _mse,
-                 (lambda g, out, y, t: g * 2.0 * np.subtract(y, t) / _count(y, t),
-                  lambda g, out, y, t: g * -2.0 * np.subtract(y, t) / _count(y, t)),
+                 (lambda g, out, y, t: np.subtract(y, t) * (2.0 * g / _count(y, t)),
+                  lambda g, out, y, t: np.subtract(y, t) * (-2.0 * g / _count(y, t))),
                  Domain("loss"))
 
 
