@@ -175,15 +175,18 @@ def test_keras_adder_adds_254_and_1():
 
 def test_large_adder_shortened_run_learns():
     # The large preset (13 bits, 32 states, lr 0.02, minibatches of 200), on 2000 samples
-    # for 10 epochs: 100 steps instead of 2000. Measured for seeds 0-4: the epoch mean loss
-    # falls from 0.75-0.81 to at most 0.15, and 99.3% or more of fresh bits are right.
+    # for 20 epochs: 200 steps instead of 2000. Training amplifies last-bit differences (a
+    # reordered floating-point sum changes the path), so the bounds hold with room for every
+    # seed measured, not just this one: for seeds 0-7 the last epoch's mean loss was at most
+    # 0.084 and at least 99.97% of fresh bits were right; after only 10 epochs seed 0 was
+    # still at 0.375, which is why the run is this long.
     config, settings = PRESETS["large"]
-    settings = dataclasses.replace(settings, n_samples=2000, epochs=10)
+    settings = dataclasses.replace(settings, n_samples=2000, epochs=20)
     run = experiments.train_adder_once(config, settings, experiments.DEFAULT_SEEDS["large"])
     epochs = run.history.epoch_means(settings.steps_per_epoch)
     assert epochs[0] > 0.69  # about log 2: chance
-    assert epochs[-1] < 0.3
-    assert run.accuracy.bits > 0.9  # chance is 0.5
+    assert epochs[-1] < 0.15
+    assert run.accuracy.bits > 0.99  # chance is 0.5
 
 
 @pytest.mark.slow
