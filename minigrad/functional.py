@@ -73,16 +73,7 @@ def gradients(output: Tensor, inputs: Tensor | Sequence[Tensor], grad: Any = Non
         raise ValueError("gradients: the output does not require grad; none of the tensors it "
                          "was computed from has requires_grad=True (or it was computed under "
                          "no_grad())")
-    if grad is None:
-        if output.size != 1:
-            raise ValueError(f"gradients: an output of shape {output.shape} is not a scalar; "
-                             f"pass grad= an array of shape {output.shape}")
-        seed = np.ones_like(output.data)
-    else:
-        seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, output.dtype)
-        if seed.shape != output.shape:
-            raise ValueError(f"gradients: grad has shape {seed.shape}, but the output has shape "
-                             f"{output.shape}")
+    seed = output._seed(grad, "gradients", "an output")
     captured = tape.backward(output, seed, retain_graph, capture=set(inputs))
     assert captured is not None
     return [np.zeros_like(t.data) if t not in captured

@@ -356,7 +356,8 @@ def getitem(x: Any, index: Any) -> Tensor:
     if not basic:
         parts = tuple(p.data if isinstance(p, Tensor) else np.asarray(p)
                       if isinstance(p, list) else p for p in parts)
-    _data(x, "getitem")  # a wrong operand type is a TypeError, not an IndexError
+    if not isinstance(x, Tensor):  # a wrong operand type is a TypeError, not an IndexError
+        _data(x, "getitem")
     try:
         return _getitem(x, index=parts, basic=basic)
     except (ValueError, TypeError) as error:

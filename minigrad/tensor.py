@@ -92,20 +92,22 @@ class Tensor:
                 "backward: this tensor does not require grad; none of the tensors it was "
                 "computed from has requires_grad=True (or it was computed under no_grad())"
             )
+        seed = self._seed(grad, "backward", "a tensor")
+        tape.backward(self, seed, retain_graph)
+
+    def _seed(self, grad: Any, caller: str, role: str) -> np.ndarray:
+        """The upstream gradient `grad` as an array of this tensor's shape and dtype; ones
+        for a one-element tensor when `grad` is None. `role` names this tensor in errors."""
         if grad is None:
             if self.data.size != 1:
-                raise ValueError(
-                    f"backward: a tensor of shape {self.shape} is not a scalar; pass "
-                    f"grad= an array of shape {self.shape}"
-                )
-            seed = np.ones_like(self.data)
-        else:
-            seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, self.data.dtype)
-            if seed.shape != self.shape:
-                raise ValueError(
-                    f"backward: grad has shape {seed.shape}, but the tensor has shape {self.shape}"
-                )
-        tape.backward(self, seed, retain_graph)
+                raise ValueError(f"{caller}: {role} of shape {self.shape} is not a scalar; "
+                                 f"pass grad= an array of shape {self.shape}")
+            return np.ones_like(self.data)
+        seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, self.data.dtype)
+        if seed.shape != self.shape:
+            raise ValueError(f"{caller}: grad has shape {seed.shape}, but the "
+                             f"{role.split()[-1]} has shape {self.shape}")
+        return seed
 
     def __repr__(self) -> str:
         body = np.array2string(self.data, separator=", ", prefix="Tensor(")

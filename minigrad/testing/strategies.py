@@ -181,20 +181,17 @@ def _unary(draw, info, domain, dtype):
     return _case(info, [draw(_values(domain, 0, shapes(), dtype))])
 
 
-@st.composite
-def _binary(draw, info, domain, dtype):
-    shape_a, shape_b = draw(broadcastable_shapes())
-    a = draw(_values(domain, 0, shape_a, dtype))
-    b = draw(_values(domain, 1, shape_b, dtype))
-    return _case(info, [a, b], f"{shape_a} with {shape_b}")
+def _pair(shape_pairs: Any, joiner: str) -> Callable:
+    """A family of two operands whose shapes come from `shape_pairs`."""
 
+    @st.composite
+    def family(draw, info, domain, dtype):
+        shape_a, shape_b = draw(shape_pairs)
+        a = draw(_values(domain, 0, shape_a, dtype))
+        b = draw(_values(domain, 1, shape_b, dtype))
+        return _case(info, [a, b], f"{shape_a} {joiner} {shape_b}")
 
-@st.composite
-def _matmul(draw, info, domain, dtype):
-    shape_a, shape_b = draw(matmul_shapes())
-    a = draw(_values(domain, 0, shape_a, dtype))
-    b = draw(_values(domain, 1, shape_b, dtype))
-    return _case(info, [a, b], f"{shape_a} @ {shape_b}")
+    return family
 
 
 @st.composite
@@ -263,18 +260,10 @@ def _stack(draw, info, domain, dtype, extend_axis: bool = False):
     return Case(tuple(operands), lambda *xs: fn(list(xs), axis=axis), f"axis={axis}")
 
 
-@st.composite
-def _loss(draw, info, domain, dtype):
-    shape_a, shape_b = draw(broadcastable_shapes())
-    a = draw(_values(domain, 0, shape_a, dtype))
-    b = draw(_values(domain, 1, shape_b, dtype))
-    return _case(info, [a, b], f"{shape_a} against {shape_b}")
-
-
 _FAMILIES: dict[str, Callable] = {
     "unary": _unary,
-    "binary": _binary,
-    "matmul": _matmul,
+    "binary": _pair(broadcastable_shapes(), "with"),
+    "matmul": _pair(matmul_shapes(), "@"),
     "tensordot": _tensordot,
     "einsum": _einsum,
     "reduction": _reduction,
@@ -283,6 +272,6 @@ _FAMILIES: dict[str, Callable] = {
     "getitem": _getitem,
     "stack": _stack,
     "concatenate": lambda info, domain, dtype: _stack(info, domain, dtype, extend_axis=True),
-    "loss": _loss,
+    "loss": _pair(broadcastable_shapes(), "against"),
 }
 FAMILIES = tuple(_FAMILIES)
