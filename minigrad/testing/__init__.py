@@ -110,8 +110,8 @@ def _positions(argnums: int | Sequence[int] | None, n: int) -> tuple[int, ...]:
 
 
 def _float_array(a: Any) -> np.ndarray:
-    a = np.array(a.data if isinstance(a, Tensor) else a, copy=True)
-    return a if a.dtype.kind == "f" else a.astype(np.float64)
+    """A private copy, with the Tensor constructor's dtype rule (floats kept, else float64)."""
+    return Tensor(a).data
 
 
 def _scalar(value: Any) -> float:
