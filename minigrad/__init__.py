@@ -4,20 +4,25 @@ Build a computation from minigrad ops on `Tensor`s, call `backward()` on the res
 each input's `.grad`. See the README for a tour.
 """
 
-from . import nn
+from typing import TYPE_CHECKING
+
+from . import nn, ops
 from .anomaly import AnomalyError
 from .functional import grad, gradients, value_and_grad
 from .graph import to_dot
 from .modes import detect_anomaly, enable_grad, is_anomaly_enabled, is_recording, no_grad
-from .ops import *  # noqa: F403 (every op of the table, by its name)
-from .ops import OPS
-from .primitive import Domain, defop
+from .primitive import OPS, Domain, defop
 from .serialization import load, save
 from .tensor import Tensor
 
+if TYPE_CHECKING:  # type checkers read the ops' names from the module
+    from .ops import *  # noqa: F403
+else:  # the exports follow from the table: every op of minigrad/ops.py, by its name
+    globals().update({name: op.function for name, op in OPS.items()})
+
 __all__ = [
     "OPS", "AnomalyError", "Domain", "Tensor", "defop", "detect_anomaly", "enable_grad", "grad",
-    "gradients", "is_anomaly_enabled", "is_recording", "load", "nn", "no_grad", "save",
+    "gradients", "is_anomaly_enabled", "is_recording", "load", "nn", "no_grad", "ops", "save",
     "to_dot", "value_and_grad", *OPS,
 ]
 __version__ = "0.1.0"

@@ -51,7 +51,7 @@ def watch_backward(root: Any, seed: np.ndarray, caller: str) -> None:
 
 
 def _checked(node: Node, i: int, vjp: Callable) -> Callable:
-    shape = node.inputs[i].shape if node.inputs[i] is not None else None
+    shape = node.inputs[i].shape
 
     def checked_vjp(*args: Any, **options: Any) -> Any:
         g = vjp(*args, **options)

@@ -65,7 +65,7 @@ class Op:
     name: str
     forward: Callable[..., Any]
     vjps: tuple[Callable[..., Any], ...] | Callable[..., Sequence[Callable[..., Any]]]
-    domain: Domain | None
+    domain: Domain
     saves_inputs: bool
     saves_output: bool
     function: Callable[..., Tensor]
@@ -75,6 +75,7 @@ class Op:
 
 
 OPS: dict[str, Op] = {}
+_UNTESTED = Domain("untested")  # the domain of an op outside the table
 
 
 def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | None = None, *,
@@ -107,12 +108,13 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
 
     function.__name__ = function.__qualname__ = name
     function.__module__ = getattr(forward, "__module__", None) or __name__
-    function.__doc__ = (prepare or forward).__doc__ if isinstance(prepare or forward, FunctionType) \
-        else f"NumPy's {getattr(forward, '__name__', name)} on tensors, recorded for backward."
+    described = prepare or forward
+    function.__doc__ = described.__doc__ if isinstance(described, FunctionType) else (
+        f"NumPy's {getattr(forward, '__name__', name)} on tensors, recorded for backward.")
     function.__signature__ = (  # type: ignore[attr-defined]
         inspect.signature(prepare).replace(return_annotation="Tensor") if prepare
         else _operand_signature(len(vjps) if isinstance(vjps, Sequence) else 0))
-    op = Op(name, forward, vjps if callable(vjps) else tuple(vjps), domain,
+    op = Op(name, forward, vjps if callable(vjps) else tuple(vjps), domain or _UNTESTED,
             saves in ("both", "inputs"), saves in ("both", "output"), function)
     if register:
         OPS[name] = op
@@ -147,7 +149,7 @@ def record(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:
         result = _make(out, False, None)
         result._shared = out.base is not None
         return result
-    vjps = op.vjps if type(op.vjps) is tuple else op.vjps(arrays, options)
+    vjps = op.vjps if type(op.vjps) is tuple else op.vjps(arrays, options)  # type: ignore
     node = Node(op.name, vjps, inputs, _saved(operands, arrays) if op.saves_inputs else (),
                 options, out if op.saves_output else None, out)
     if mode & ANOMALY:

@@ -36,6 +36,12 @@ class Node:
 
     __slots__ = ("position", "name", "vjps", "inputs", "args", "options", "out", "shape",
                  "dtype", "site")
+    vjps: Any  # None once released, as are the four below
+    inputs: Any
+    args: Any
+    options: Any
+    out: np.ndarray | None
+    site: Any  # set in anomaly mode: (creation site, input shapes)
 
     def __init__(self, name: str, vjps: Any, inputs: tuple, args: tuple, options: dict,
                  out: np.ndarray | None, like: np.ndarray):

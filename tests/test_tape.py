@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import minigrad as mg
-from minigrad import defop, Tensor, no_grad
+from minigrad import Tensor, defop, no_grad
 from minigrad.testing import numerical_grad
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 import minigrad as mg
-from minigrad import defop, Tensor
+from minigrad import Tensor, defop
 from minigrad.testing import GradcheckError, gradcheck, numerical_grad
 from minigrad.testing import strategies as mst
 
