@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 import minigrad as mg
-from minigrad.tensor import Domain
+from minigrad.primitive import Domain
 
 from .timing import alternate
 

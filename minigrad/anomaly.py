@@ -30,7 +30,7 @@ def watch(node: Node, arrays: Sequence[Any], out: np.ndarray) -> None:
     node.site = (_caller_site(), tuple(np.shape(a) for a in arrays))
     if not np.isfinite(out).all():
         raise AnomalyError(_message(node, "forward", "its output", out))
-    node.vjps = tuple(_checked(node, i, vjp) for i, vjp in enumerate(node.vjps))
+    node.vjps = _checked_vjps(node)
 
 
 def watch_backward(root: Any, seed: np.ndarray, caller: str) -> None:
@@ -46,12 +46,16 @@ def watch_backward(root: Any, seed: np.ndarray, caller: str) -> None:
         seen.add(node)
         if getattr(node, "site", None) is None:
             node.site = (None, None)
-            node.vjps = tuple(_checked(node, i, vjp) for i, vjp in enumerate(node.vjps))
+            node.vjps = _checked_vjps(node)
         stack.extend(node.inputs)
 
 
-def _checked(node: Node, i: int, vjp: Callable) -> Callable:
-    shape = node.inputs[i].shape
+def _checked_vjps(node: Node) -> tuple:
+    return tuple(vjp if x is None else _checked(node, i, vjp, x.shape)
+                 for i, (x, vjp) in enumerate(zip(node.inputs, node.vjps)))
+
+
+def _checked(node: Node, i: int, vjp: Callable, shape: tuple[int, ...]) -> Callable:
 
     def checked_vjp(*args: Any, **options: Any) -> Any:
         g = vjp(*args, **options)

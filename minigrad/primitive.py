@@ -19,10 +19,12 @@ A plain NumPy array a VJP reads is copied when recorded.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import numbers
+import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FunctionType
 from typing import Any
 
@@ -54,7 +56,7 @@ class Domain:
         return self.values[min(i, len(self.values) - 1)]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class Op:
     """One entry of the op table. Calling it calls the op.
 
@@ -68,7 +70,7 @@ class Op:
     domain: Domain
     saves_inputs: bool
     saves_output: bool
-    function: Callable[..., Tensor]
+    function: Callable[..., Tensor] = field(init=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
         return self.function(*args, **kwargs)
@@ -98,26 +100,36 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     if saves not in _SAVES:
         raise ValueError(f"defop: saves must be one of {', '.join(_SAVES)}, got {saves!r}")
 
+    op = Op(name, forward, vjps if callable(vjps) else tuple(vjps), domain or _UNTESTED,
+            saves in ("both", "inputs"), saves in ("both", "output"))
+    op.function = _function(op, prepare, sys._getframe(1).f_globals.get("__name__", __name__))
+    if register:
+        OPS[name] = op
+    return op.function
+
+
+def _function(op: Op, prepare: Callable[..., tuple[tuple, dict]] | None,
+              module: str) -> Callable[..., Tensor]:
+    """The public function of `op`: `record` itself (bound to the op) when the operands come
+    positionally, else `prepare` then `record`."""
+    function: Any
     if prepare is None:
         def function(*operands: Any, **options: Any) -> Tensor:
             return record(op, operands, options)
+
+        function.__signature__ = _operand_signature(
+            len(op.vjps) if type(op.vjps) is tuple else 0)
     else:
         def function(*args: Any, **kwargs: Any) -> Tensor:
             operands, options = prepare(*args, **kwargs)
             return record(op, operands, options)
 
-    function.__name__ = function.__qualname__ = name
-    function.__module__ = getattr(forward, "__module__", None) or __name__
-    described = prepare or forward
+        function.__signature__ = inspect.signature(prepare).replace(return_annotation="Tensor")
+    function.__name__ = function.__qualname__ = op.name
+    function.__module__ = module
+    described = prepare or op.forward
     function.__doc__ = described.__doc__ if isinstance(described, FunctionType) else (
-        f"NumPy's {getattr(forward, '__name__', name)} on tensors, recorded for backward.")
-    function.__signature__ = (  # type: ignore[attr-defined]
-        inspect.signature(prepare).replace(return_annotation="Tensor") if prepare
-        else _operand_signature(len(vjps) if isinstance(vjps, Sequence) else 0))
-    op = Op(name, forward, vjps if callable(vjps) else tuple(vjps), domain or _UNTESTED,
-            saves in ("both", "inputs"), saves in ("both", "output"), function)
-    if register:
-        OPS[name] = op
+        f"NumPy's {getattr(op.forward, '__name__', op.name)} on tensors, recorded for backward.")
     return function
 
 
@@ -131,44 +143,47 @@ def _operand_signature(n: int) -> inspect.Signature:
 
 
 def record(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:
-    """Compute `op` on `operands` and, if one of them requires grad while grad mode is on,
-    record it on the tape."""
-    arrays = [x._data if isinstance(x, Tensor) else constant(x, op.name) for x in operands]
+    """Compute `op` on `operands` and, if one of them requires grad while grad mode is on in
+    this thread, record it on the tape."""
+    mode = current_mode()
+    keeps = op.saves_inputs and mode & RECORDING  # a node would keep the operands' arrays
+    arrays: list[Any] = []
+    inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
+    plain = False  # a NumPy array among the operands
+    for x in operands:
+        if isinstance(x, Tensor):
+            if keeps and not x._shared:
+                x._share()
+            arrays.append(x._data)
+            inputs.append((x._node or x) if x.requires_grad else None)
+        else:
+            arrays.append(x if type(x) is float else constant(x, op.name))
+            inputs.append(None)
+            plain = plain or isinstance(x, np.ndarray)
     try:
-        out = op.forward(*arrays, **options)
+        out = op.forward(*arrays, **options) if options else op.forward(*arrays)
     except (ValueError, TypeError, IndexError) as error:
         raise _op_error(op.name, error, arrays) from None
     if type(out) is not np.ndarray:
         out = np.asarray(out)  # a reduction to a NumPy scalar
-    inputs = tuple([(x._node or x) if isinstance(x, Tensor) and x.requires_grad else None
-                    for x in operands])
-    if out.base is not None:  # a view of an operand: neither may change under the other
+    view = out.base is not None
+    if view:  # the output shares an operand's array: neither may change under the other
         out = _share_view(operands, out)
-    mode = current_mode()
     if not mode & RECORDING or inputs.count(None) == len(inputs):
-        result = _make(out, False, None)
-        result._shared = out.base is not None
-        return result
+        return _make(out, False, None, view)
     vjps = op.vjps if type(op.vjps) is tuple else op.vjps(arrays, options)  # type: ignore
-    node = Node(op.name, vjps, inputs, _saved(operands, arrays) if op.saves_inputs else (),
-                options, out if op.saves_output else None, out)
+    kept = (_kept(operands, arrays) if plain else tuple(arrays)) if keeps else ()
+    node = Node(op.name, vjps, inputs, kept, options,
+                out if op.saves_output else None, out)
     if mode & ANOMALY:
         anomaly.watch(node, arrays, out)
-    result = _make(out, True, node)
-    result._shared = op.saves_output or out.base is not None
-    return result
+    return _make(out, True, node, view or op.saves_output)
 
 
-def _saved(operands: Sequence[Any], arrays: list[Any]) -> tuple:
-    """The operands' arrays as the graph keeps them: a tensor's marked shared and read-only
-    (copy-on-write), a plain array copied; numbers are immutable."""
-    for i, x in enumerate(operands):
-        if isinstance(x, Tensor):
-            if not x._shared:
-                x._share()
-        elif type(arrays[i]) is np.ndarray:
-            arrays[i] = arrays[i].copy()
-    return tuple(arrays)
+def _kept(operands: Sequence[Any], arrays: list[Any]) -> tuple:
+    """The operands' arrays as a node keeps them: a plain NumPy array (the caller's, which the
+    engine cannot guard) is copied; tensors' arrays were shared above, numbers are immutable."""
+    return tuple([a.copy() if isinstance(x, np.ndarray) else a for x, a in zip(operands, arrays)])
 
 
 def _share_view(operands: Sequence[Any], out: np.ndarray) -> np.ndarray:

@@ -165,12 +165,16 @@ def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
     that fails part-way leaves the graph whole.
     """
     cotangents = _Cotangents()
+    values, owned = cotangents.values, cotangents.owned
     cotangents.add(root, seed)
     heap: list[tuple[int, Node]] = []
     leaves: list[Any] = []
     swept: list[Node] = []
     results: dict[Any, np.ndarray] = {}
-    _reach(root, heap, leaves)
+    if type(root) is Node:
+        heap.append((-root.position, root))
+    else:
+        leaves.append(root)
     while heap:
         node = heapq.heappop(heap)[1]
         vjps = node.vjps
@@ -178,13 +182,28 @@ def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
             raise RuntimeError(
                 f"backward: the graph through '{node.name}' was already released by an earlier "
                 "backward(); pass retain_graph=True to the first call to backpropagate twice")
-        g, owned = cotangents.take(node)
+        g = values.pop(node)  # complete: every consumer of the node has been swept
+        owned.discard(node)
+        if g.shape != node.shape:
+            g = sum_to_shape(g, node.shape)
         if node in capture:
-            results[node] = g if owned else g.copy()
+            results[node] = g.copy()
         out, args, options = node.out, node.args, node.options
         for x, vjp in zip(node.inputs, vjps):
-            if x is not None and cotangents.add(x, vjp(g, out, *args, **options)):
-                _reach(x, heap, leaves)
+            if x is None:
+                continue
+            gx = vjp(g, out, *args, **options) if options else vjp(g, out, *args)
+            if x in values or type(gx) is not np.ndarray:
+                if not cotangents.add(x, gx):  # added to what x had
+                    continue
+            else:  # the first contribution, as it is: the common case, kept quick
+                values[x] = gx
+            if type(x) is Node:
+                # Negated: heapq is a min-heap and the newest node must come out first.
+                # Positions are unique, so nodes are never compared.
+                heapq.heappush(heap, (-x.position, x))
+            else:
+                leaves.append(x)
         swept.append(node)
     if not retain_graph:
         for node in swept:
@@ -193,13 +212,3 @@ def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
         g, owned = cotangents.take(leaf)
         results[leaf] = g if owned else np.array(g, copy=True)
     return results
-
-
-def _reach(x: Any, heap: list[tuple[int, Node]], leaves: list[Any]) -> None:
-    if type(x) is Node:
-        # Negated: heapq is a min-heap and the newest node must come out first. Positions
-        # are unique, so nodes are never compared.
-        heapq.heappush(heap, (-x.position, x))
-    else:
-        leaves.append(x)
-

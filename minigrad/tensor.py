@@ -30,12 +30,14 @@ class Tensor:
     gradients at the values of the forward pass, whatever happens to the tensor meanwhile.
     """
 
-    __slots__ = ("_data", "grad", "requires_grad", "_node", "_shared", "__weakref__")
+    __slots__ = ("_data", "grad", "requires_grad", "_node", "_shared", "_exposed",
+                 "__weakref__")
     _data: np.ndarray
     grad: np.ndarray | None
     requires_grad: bool
     _node: Node | None
-    _shared: bool
+    _shared: bool  # a graph keeps `_data`: copy it before handing it out
+    _exposed: bool  # `_data` was handed out (or handed in): others may hold it
     # NumPy arrays on the left of an operator defer to the Tensor's reflected method.
     __array_ufunc__ = None
 
@@ -51,6 +53,7 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self._node = None
         self._shared = False
+        self._exposed = False  # a private copy
 
     @property
     def data(self) -> np.ndarray:
@@ -58,17 +61,21 @@ class Tensor:
         if self._shared:
             self._data = self._data.copy()
             self._shared = False
+        self._exposed = True
         return self._data
 
     @data.setter
     def data(self, value: Any) -> None:
         self._data = value if type(value) is np.ndarray else np.asarray(value)
         self._shared = False
+        self._exposed = True
 
     def _share(self) -> None:
-        """A graph now keeps this tensor's array: freeze it, so that any reference already
-        handed out cannot change it, and copy on the next `.data`."""
-        self._data.flags.writeable = False
+        """A graph now keeps this tensor's array: copy it on the next `.data`, and freeze it
+        if it was handed out, so that a reference held elsewhere cannot change it either."""
+        if self._exposed:
+            self._data.flags.writeable = False
+            self._exposed = False
         self._shared = True
 
     @property
@@ -103,9 +110,7 @@ class Tensor:
         """The same values, cut from the graph (sharing the array until either changes it)."""
         if not self._shared:
             self._share()
-        detached = _make(self._data, False, None)
-        detached._shared = True
-        return detached
+        return _make(self._data, False, None, shared=True)
 
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
         """Accumulate the gradient of this tensor into `.grad` of every leaf it depends on.
@@ -261,12 +266,15 @@ class Tensor:
         return ops.transpose(self)
 
 
-def _make(data: np.ndarray, requires_grad: bool, node: Node | None) -> Tensor:
-    """Wrap an op's output without the checks and the copy of `Tensor.__init__`."""
+def _make(data: np.ndarray, requires_grad: bool, node: Node | None,
+          shared: bool = False) -> Tensor:
+    """Wrap an op's output without the checks and the copy of `Tensor.__init__`; `shared`
+    if a graph keeps `data` (copy-on-write, as `Tensor._share`)."""
     t = object.__new__(Tensor)
     t._data = data
     t.grad = None
     t.requires_grad = requires_grad
     t._node = node
-    t._shared = False
+    t._shared = shared
+    t._exposed = False
     return t
