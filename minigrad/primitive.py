@@ -19,7 +19,6 @@ A plain NumPy array a VJP reads is copied when recorded.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import numbers
 import sys

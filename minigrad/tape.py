@@ -43,7 +43,7 @@ class Node:
     out: np.ndarray | None
     site: Any  # set in anomaly mode: (creation site, input shapes)
 
-    def __init__(self, name: str, vjps: Any, inputs: tuple, args: tuple, options: dict,
+    def __init__(self, name: str, vjps: Any, inputs: list, args: tuple, options: dict,
                  out: np.ndarray | None, like: np.ndarray):
         self.position = next(_tape_position)
         self.name = name
@@ -209,6 +209,6 @@ def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
         for node in swept:
             node.release()
     for leaf in leaves:
-        g, owned = cotangents.take(leaf)
-        results[leaf] = g if owned else np.array(g, copy=True)
+        g, mine = cotangents.take(leaf)
+        results[leaf] = g if mine else np.array(g, copy=True)
     return results
