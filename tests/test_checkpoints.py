@@ -117,7 +117,7 @@ def test_missing_and_broken_files_are_one_line(tmp_path, capsys):
     broken = tmp_path / "broken.npz"
     broken.write_text("not a zip file")
     err = one_line_error(capsys, ["add", "1", "2", "--model", str(broken)])
-    assert "is not a minigrad .npz file" in err
+    assert "broken.npz is a text file, not a .npz archive" in err
     err = one_line_error(capsys, ["train", "counter", "--quiet", "--iterations", "5",
                                   "--save", str(tmp_path / "no" / "such" / "dir.npz")])
     assert "cannot write" in err
