@@ -99,6 +99,7 @@ def load(module: Module, path: str | os.PathLike) -> dict[str, str]:
     try:
         with _open_regular(path) as f:
             _check_file_size(f, _file_ceiling(expected), owner)
+            _end_record(f)
             with _zip(f) as archive:
                 metadata, members = _directory(archive, expected, owner)
                 headers = {name: _member_header(archive, info, expected[name], owner)
@@ -256,12 +257,12 @@ def _sync_directory(directory: str) -> None:
 def _open_regular(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     # O_NONBLOCK: a FIFO named like a checkpoint must be refused, not waited on.
     handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    mode = os.fstat(handle).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(handle)
+        raise _Refused("is a directory, not a checkpoint file" if stat.S_ISDIR(mode) else
+                       "is not a regular file (a device, a pipe or a socket)")
     with os.fdopen(handle, "rb") as f:
-        mode = os.fstat(handle).st_mode
-        if stat.S_ISDIR(mode):
-            raise _Refused("is a directory, not a checkpoint file")
-        if not stat.S_ISREG(mode):
-            raise _Refused("is not a regular file (a device, a pipe or a socket)")
         yield f
 
 
@@ -322,6 +323,9 @@ def _end_record(f: IO[bytes]) -> tuple[bytes, int]:
     if at < 0 or at + 22 > len(tail):
         raise _Refused(_not_an_archive(f, zipfile.BadZipFile("File is not a zip file")))
     directory_size, _, comment_size = struct.unpack("<LLH", tail[at + 12:at + 22])
+    if at + 22 + comment_size != len(tail):  # zipfile would take a cut comment as it is
+        raise _Refused("is damaged: it does not end where its zip directory says (truncated, "
+                       "or data appended)")
     if at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":  # zip64: sizes are elsewhere
         directory_size = size
     return tail[at + 22:at + 22 + comment_size], directory_size
@@ -436,6 +440,8 @@ def _read_header(member: IO[bytes], what: str) -> tuple[tuple[int, ...], bool, n
             return npy.read_array_header_1_0(member, max_header_size=_MAX_HEADER)
         if version == (2, 0):
             return npy.read_array_header_2_0(member, max_header_size=_MAX_HEADER)
+    except (zipfile.BadZipFile, zlib.error) as error:  # a bad checksum, a broken deflate
+        raise _Refused(f"is damaged: {what} cannot be read ({error})") from None
     except Exception:  # numpy parses the header with ast and tokenize: any failure is damage
         raise _Refused(f"is damaged: {what} has no readable .npy header") from None
     raise _Refused(f"holds {what} in .npy format {version[0]}.{version[1]}, which a "
