@@ -109,7 +109,7 @@ def load(module: Module, path: str | os.PathLike) -> dict[str, str]:
                           for name, header in headers.items()}
     except _Refused as refusal:
         raise ValueError(f"load: {os.fspath(path)} {refusal}") from None
-    module.load_state_dict(values)
+    module.load_state_dict(values)  # names, shapes and dtypes are the module's: cannot fail
     return metadata
 
 
@@ -128,7 +128,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
             with _zip(f) as archive:
                 return _legacy_metadata(archive, archive.infolist())
     except _Refused as refusal:
-        raise ValueError(f"load: {os.fspath(path)} {refusal}") from None
+        raise ValueError(f"read_metadata: {os.fspath(path)} {refusal}") from None
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -241,11 +241,14 @@ def _sync_directory(directory: str) -> None:
     # The rename is durable only once the directory itself is on disk.
     if sys.platform == "win32":
         return
-    handle = os.open(directory, os.O_RDONLY)
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # the rename is done all the same; only its durability is left to the system
     try:
         os.fsync(handle)
     except OSError:
-        pass  # some file systems cannot sync a directory; the rename is done all the same
+        pass  # some file systems cannot sync a directory
     finally:
         os.close(handle)
 

@@ -111,7 +111,10 @@ def _reading(path: str | os.PathLike) -> Iterator[None]:
     except OSError as error:
         raise ValueError(f"cannot read {os.fspath(path)}: {error.strerror or error}") from None
     except ValueError as error:
-        raise ValueError(str(error).removeprefix("load: ")) from None
+        message = str(error)
+        for function in ("load: ", "read_metadata: "):
+            message = message.removeprefix(function)
+        raise ValueError(message) from None
 
 
 def _metadata(path: str | os.PathLike, kind: str) -> dict[str, str]:
