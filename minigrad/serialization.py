@@ -189,7 +189,7 @@ def _locked_temporary(directory: str, prefix: str) -> Iterator[tuple[IO[bytes], 
         with os.fdopen(handle, "wb") as f:
             umask = os.umask(0)  # mkstemp makes the file private (0600): give it the mode
             os.umask(umask)      # that a plain open() would
-            os.fchmod(f.fileno(), 0o666 & ~umask)
+            os.chmod(temporary, 0o666 & ~umask)
             yield f, temporary
     except BaseException:
         if os.path.lexists(temporary):
