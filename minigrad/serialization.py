@@ -227,6 +227,8 @@ def _lock(handle: int, wait: bool) -> bool:
         fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         return False
+    except OSError:  # a file system without locks: write unprotected, never take for dead
+        return wait
     return True
 
 
