@@ -161,8 +161,7 @@ def _bounded_int(text: str, low: int, high: int, name: str,
                  refuse: Callable[[str], ValueError]) -> int:
     # The pattern first: int() of a 100,000-digit string is slow, then refused by Python.
     if not _INTEGER.fullmatch(text) or not low <= int(text) <= high:
-        raise refuse(f"has {name}={_short(text)}; a checkpoint's must be an integer in "
-                     f"[{low}, {high}]")
+        raise refuse(f"has {name}={_short(text)}, not an integer in [{low}, {high}]")
     return int(text)
 
 

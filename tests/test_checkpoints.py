@@ -179,17 +179,17 @@ def test_a_config_with_a_huge_n_states_is_refused_before_building(untrained, cap
     finally:
         tracemalloc.stop()
     assert err == (f"minigrad: error: {hostile}: the saved adder config has "
-                   "n_states='99999999'; a checkpoint's must be an integer in [1, 1024]\n")
+                   "n_states='99999999', not an integer in [1, 1024]\n")
     assert peak < 5_000_000  # the 99999999-state model (80 PB) was never built
 
 
 @pytest.mark.parametrize("field, value, match", [
-    ("n_bits", "0", r"has n_bits='0'; a checkpoint's must be an integer in \[1, 62\]$"),
-    ("n_bits", "63", r"has n_bits='63'; .* in \[1, 62\]$"),
-    ("n_bits", "7.0", r"has n_bits='7.0'; "),
-    ("n_bits", "9" * 60_000, r"has n_bits='9{37}\.\.\.'; "),
-    ("n_states", "-3", r"has n_states='-3'; .* in \[1, 1024\]$"),
-    ("max_operand", "65", r"has max_operand='65'; .* in \[1, 64\]$"),
+    ("n_bits", "0", r"has n_bits='0', not an integer in \[1, 62\]$"),
+    ("n_bits", "63", r"has n_bits='63', not an integer in \[1, 62\]$"),
+    ("n_bits", "7.0", r"has n_bits='7.0', not an integer"),
+    ("n_bits", "9" * 60_000, r"has n_bits='9{37}\.\.\.', not an integer"),
+    ("n_states", "-3", r"has n_states='-3', not an integer in \[1, 1024\]$"),
+    ("max_operand", "65", r"has max_operand='65', not an integer in \[1, 64\]$"),
     ("bias", "yes", r"has bias='yes', not True or False$"),
     ("activation", "relu\nmore", r"has activation='relu\\nmore', not one of tanh, sigmoid$"),
     ("recurrent_init", "zeros", r"has recurrent_init='zeros', not one of glorot, orthogonal$"),
