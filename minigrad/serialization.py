@@ -1,75 +1,530 @@
-"""`save` and `load` a Module's parameters as .npz, without pickle."""
+"""`save` and `load` a Module's parameters, without pickle, safely against hostile files.
+
+The file format is NumPy's `.npz`: a zip archive holding one `.npy` member per parameter,
+named `<parameter name>.npy` and stored uncompressed, so `numpy.load(path)[name]` reads any
+parameter back. The metadata (string keys and values) is JSON in the zip archive's comment,
+after the marker `minigrad-checkpoint`, so it never collides with a parameter's name.
+Files written by `numpy.savez` (and by earlier minigrad versions, whose metadata sat in
+`__meta__.<key>` members) load too.
+
+`load` reads in three passes, each checked before the next: the zip directory (names,
+declared sizes: nothing is inflated yet), the `.npy` headers (shapes, dtypes: no data read
+yet), then the data (finite, in range of each parameter's dtype). So a file costs time and
+memory in proportion to the module it fills, and a refused file changes nothing.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import stat
+import struct
+import sys
 import tempfile
 import zipfile
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import IO, Any
 
 import numpy as np
+from numpy.lib import format as npy
 
 from .nn import Module
 
-_META = "__meta__."
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = ["load", "read_metadata", "save"]
+
+_MARKER = "minigrad-checkpoint"
+_FORMAT_VERSION = 1
+_LEGACY_META = "__meta__."
+_MAX_COMMENT = 65535  # the zip format's limit
+_MAX_HEADER = 10_000  # numpy's own bound on a .npy header (numpy.load's max_header_size)
+_HEADER_ROOM = 12 + _MAX_HEADER  # magic, version and length fields, then the header
+_MAX_ITEMSIZE = 16  # the widest numeric scalar a file may hold (longdouble, complex128)
+_MEMBER_ROOM = 1024  # zip headers of one member, beside its name (twice) and its data
+_FILE_ROOM = 256 * 1024  # end records, the comment, legacy metadata members
+_MAX_LEGACY_VALUE = 64 * 1024
+_MAX_METADATA_DIRECTORY = 1024 * 1024  # zip directory read to find legacy metadata
+_SHOWN_NAMES = 5  # names listed in an error before "... (N more)"
+_TEMP_SUFFIX = ".minigrad-tmp"
+
+
+class _Refused(Exception):
+    """Why a file is refused, in the user's words; `load` adds the path."""
 
 
 def save(module: Module, path: str | os.PathLike,
-         metadata: Mapping[str, str] | None = None) -> None:
-    """Write the module's parameters (and optional string metadata) to `path` atomically: the
-    file is written beside it and moved over it, so a crash leaves the old file whole."""
-    arrays = dict(module.state_dict())
-    for key, value in (metadata or {}).items():
-        arrays[_META + key] = np.array(str(value))
+         metadata: Mapping[str, Any] | None = None) -> None:
+    """Write the module's parameters (and string `metadata`) to `path`, atomically.
+
+    The archive is written to a temporary file beside `path`, synced, then renamed over
+    it: `path` always holds either the old file or the new one, whole. A save killed
+    midway leaves its temporary file behind; the next save to the same path removes it.
+    Any parameter name round-trips except one holding a NUL character (zip cannot store
+    it). Refused with ValueError, before anything is written: non-finite parameters, two
+    parameters with one name, metadata over 64 kB.
+    """
+    arrays = _arrays_to_save(module)
+    comment = _comment(metadata or {})
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".minigrad-", suffix=".npz")
-    try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        with os.fdopen(handle, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-            f.flush()
-            os.fsync(f.fileno())
+    prefix = _temp_prefix(path)
+    _remove_leftovers(directory, prefix)
+    with _locked_temporary(directory, prefix) as (f, temporary):
+        _write_archive(f, arrays, comment)
+        f.flush()
+        os.fsync(f.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    _sync_directory(directory)
 
 
 def load(module: Module, path: str | os.PathLike) -> dict[str, str]:
-    """Read parameters saved by `save` into `module`; returns the metadata saved with them.
+    """Read parameters written by `save` (or `numpy.savez`) into `module`, in place;
+    return the metadata saved with them.
 
-    A file whose names or shapes do not match the module is refused, and the module is left
-    as it was.
+    Refused with a one-line ValueError, leaving `module` as it was: a file that is not a
+    `.npz` archive or is damaged, larger than a checkpoint of `module` can be, with names,
+    shapes or dtypes other than the module's (a dtype must cast to the parameter's as
+    `numpy.can_cast(..., casting="same_kind")` allows), or with a value that is NaN,
+    infinite, or out of the range of the parameter's dtype (1e300 for a float32). Whatever
+    the caller's `numpy.errstate`. A file that cannot be opened raises the OSError
+    (FileNotFoundError, PermissionError) as `open` does.
     """
-    arrays, metadata = _read(path)
+    expected = {name: p.data for name, p in module.named_parameters()}
+    owner = type(module).__name__
     try:
-        module.load_state_dict(arrays)
-    except ValueError as error:
-        raise ValueError(f"load: {os.fspath(path)} does not fit {type(module).__name__}: "
-                         f"{str(error).split(': ', 2)[-1]}") from None
+        with _open_regular(path) as f:
+            _check_file_size(f, _file_ceiling(expected), owner)
+            _end_record(f)
+            with _zip(f) as archive:
+                metadata, members = _directory(archive, expected, owner)
+                headers = {name: _member_header(archive, info, expected[name], owner)
+                           for name, info in members.items()}
+                values = {name: _member_values(archive, members[name], header,
+                                               expected[name].dtype, name)
+                          for name, header in headers.items()}
+    except _Refused as refusal:
+        raise ValueError(f"load: {os.fspath(path)} {refusal}") from None
+    module.load_state_dict(values)  # names, shapes and dtypes are the module's: cannot fail
     return metadata
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The metadata saved with a model, without loading it."""
-    return _read(path)[1]
-
-
-def _read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The metadata saved with a model, without loading it (and without reading the
+    parameters: only the end of the file, or for older files the zip directory)."""
     try:
-        loaded = np.load(os.fspath(path), allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy holds one unnamed array
-            raise ValueError("it holds a single array, not named arrays")
-        with loaded as npz:
-            contents = {key: npz[key] for key in npz.files}
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise ValueError(f"load: {os.fspath(path)} is not a minigrad .npz file ({error})") from None
-    arrays = {k: v for k, v in contents.items() if not k.startswith(_META)}
-    metadata = {k[len(_META):]: str(v) for k, v in contents.items() if k.startswith(_META)}
-    return arrays, metadata
+        with _open_regular(path) as f:
+            comment, directory_size = _end_record(f)
+            metadata = _parse_comment(comment)
+            if metadata is not None:
+                return metadata
+            if directory_size > _MAX_METADATA_DIRECTORY:
+                raise _Refused(f"has a zip directory of {_size(directory_size)}, more than a "
+                               f"checkpoint's (at most {_size(_MAX_METADATA_DIRECTORY)})")
+            with _zip(f) as archive:
+                return _legacy_metadata(archive, archive.infolist())
+    except _Refused as refusal:
+        raise ValueError(f"read_metadata: {os.fspath(path)} {refusal}") from None
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def _arrays_to_save(module: Module) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    for name, p in module.named_parameters():
+        if "\0" in name:
+            raise ValueError(f"save: the parameter name {name!r} holds a NUL character, "
+                             "which a zip archive cannot store")
+        if name in arrays:
+            raise ValueError(f"save: two parameters are named {name!r}; the file could "
+                             "hold only one")
+        problem = _first_nonfinite(p.data)
+        if problem:
+            raise ValueError(f"save: {name!r} holds {problem}; a checkpoint holds finite "
+                             "parameters only")
+        arrays[name] = p.data
+    return arrays
+
+
+def _comment(metadata: Mapping[str, Any]) -> bytes:
+    text = json.dumps({_MARKER: _FORMAT_VERSION,
+                       "metadata": {str(k): str(v) for k, v in metadata.items()}})
+    comment = text.encode("utf-8")
+    if len(comment) > _MAX_COMMENT:
+        raise ValueError(f"save: the metadata takes {_size(len(comment))} as JSON; a "
+                         f"checkpoint holds at most {_size(_MAX_COMMENT)}")
+    return comment
+
+
+def _write_archive(f: IO[bytes], arrays: Mapping[str, np.ndarray], comment: bytes) -> None:
+    # As numpy.savez writes it, but with any name: savez takes the arrays as keyword
+    # arguments, so it cannot take one named `file` or `allow_pickle`.
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                npy.write_array(member, np.asarray(array), allow_pickle=False)
+        archive.comment = comment
+
+
+def _temp_prefix(path: str) -> str:
+    # Hidden, named after the target (shortened: a file name has at most 255 bytes).
+    return f".{os.path.basename(path)[:100]}."
+
+
+@contextmanager
+def _locked_temporary(directory: str, prefix: str) -> Iterator[tuple[IO[bytes], str]]:
+    """A new temporary file beside the target, locked for as long as it is written, so
+    that a concurrent save's `_remove_leftovers` leaves it alone; removed on any error."""
+    while True:
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=_TEMP_SUFFIX)
+        if _lock(handle, wait=True) and _still_named(handle, temporary):
+            break
+        os.close(handle)  # a cleaner removed it between mkstemp and the lock: take another
+    try:
+        with os.fdopen(handle, "wb") as f:
+            umask = os.umask(0)  # mkstemp makes the file private (0600): give it the mode
+            os.umask(umask)      # that a plain open() would
+            os.chmod(temporary, 0o666 & ~umask)
+            yield f, temporary
+    except BaseException:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _remove_leftovers(directory: str, prefix: str) -> None:
+    """Delete the temporary files of earlier saves to this target that were killed midway:
+    those no live save holds a lock on."""
+    try:
+        entries = [e.path for e in os.scandir(directory)
+                   if e.name.startswith(prefix) and e.name.endswith(_TEMP_SUFFIX)]
+    except OSError:
+        return  # the save itself will report an unusable directory
+    for leftover in entries:
+        try:
+            handle = os.open(leftover, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if _lock(handle, wait=False):
+                os.unlink(leftover)
+        except OSError:
+            pass
+        finally:
+            os.close(handle)
+
+
+def _lock(handle: int, wait: bool) -> bool:
+    """An exclusive advisory lock on the open file; False if another process holds it."""
+    if sys.platform == "win32":
+        return wait  # no advisory locks: leftovers are never taken for dead
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    except OSError:  # a file system without locks: write unprotected, never take for dead
+        return wait
+    return True
+
+
+def _still_named(handle: int, path: str) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _sync_directory(directory: str) -> None:
+    # The rename is durable only once the directory itself is on disk.
+    if sys.platform == "win32":
+        return
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # the rename is done all the same; only its durability is left to the system
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some file systems cannot sync a directory
+    finally:
+        os.close(handle)
+
+
+# --- reading: the file and the zip directory -------------------------------------------
+
+
+@contextmanager
+def _open_regular(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    # O_NONBLOCK: a FIFO named like a checkpoint must be refused, not waited on.
+    handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    mode = os.fstat(handle).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(handle)
+        raise _Refused("is a directory, not a checkpoint file" if stat.S_ISDIR(mode) else
+                       "is not a regular file (a device, a pipe or a socket)")
+    with os.fdopen(handle, "rb") as f:
+        yield f
+
+
+def _file_ceiling(expected: Mapping[str, np.ndarray]) -> int:
+    """The most bytes an `.npz` of these parameters can take, with any numeric dtype."""
+    return _FILE_ROOM + sum(_HEADER_ROOM + _MAX_ITEMSIZE * array.size + _MEMBER_ROOM
+                            + 2 * len(name.encode("utf-8", "surrogatepass"))
+                            for name, array in expected.items())
+
+
+def _check_file_size(f: IO[bytes], ceiling: int, owner: str) -> None:
+    size = os.fstat(f.fileno()).st_size
+    if size > ceiling:
+        raise _Refused(f"is {_size(size)}, more than a checkpoint of {owner} can take "
+                       f"({_size(ceiling)} at most)")
+
+
+@contextmanager
+def _zip(f: IO[bytes]) -> Iterator[zipfile.ZipFile]:
+    """The zip archive in `f`; any damage found while reading it is refused."""
+    try:
+        with zipfile.ZipFile(f) as archive:
+            yield archive
+    except zipfile.BadZipFile as error:
+        raise _Refused(_not_an_archive(f, error)) from None
+    except (EOFError, OSError, ValueError, struct.error, zlib.error, NotImplementedError,
+            OverflowError, RuntimeError) as error:
+        raise _Refused(f"is a damaged .npz archive ({error})") from None
+
+
+def _not_an_archive(f: IO[bytes], error: Exception) -> str:
+    """What the file is, when it is not a zip archive."""
+    f.seek(0)
+    start = f.read(512)
+    if not start:
+        return "is empty, not a .npz archive"
+    if start.startswith(b"PK"):
+        return f"is a damaged .npz archive ({error})"
+    if start.startswith(b"\x93NUMPY"):
+        return "is a single .npy array, not a .npz archive of named arrays"
+    if start[:1] == b"\x80":
+        return "is a Python pickle, not a .npz archive (minigrad never unpickles)"
+    try:
+        start.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not a .npz archive (not a zip file)"
+    return "is a text file, not a .npz archive"
+
+
+def _end_record(f: IO[bytes]) -> tuple[bytes, int]:
+    """The archive comment and the zip directory's declared size, read from the end of the
+    file as zipfile finds them (the last end-of-directory record)."""
+    size = os.fstat(f.fileno()).st_size
+    tail_size = min(size, 22 + _MAX_COMMENT)
+    f.seek(size - tail_size)
+    tail = f.read(tail_size)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        raise _Refused(_not_an_archive(f, zipfile.BadZipFile("File is not a zip file")))
+    directory_size, _, comment_size = struct.unpack("<LLH", tail[at + 12:at + 22])
+    if at + 22 + comment_size != len(tail):  # zipfile would take a cut comment as it is
+        raise _Refused("is damaged: it does not end where its zip directory says (truncated, "
+                       "or data appended)")
+    if at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":  # zip64: sizes are elsewhere
+        directory_size = size
+    return tail[at + 22:at + 22 + comment_size], directory_size
+
+
+def _parse_comment(comment: bytes) -> dict[str, str] | None:
+    """The metadata in a minigrad archive comment; None if the comment is not ours."""
+    if _MARKER.encode() not in comment:
+        return None
+    try:
+        content = json.loads(comment.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise _Refused("is damaged: its metadata is not readable JSON") from None
+    if not isinstance(content, dict) or content.get(_MARKER) != _FORMAT_VERSION:
+        version = content.get(_MARKER) if isinstance(content, dict) else None
+        raise _Refused(f"is in checkpoint format {version!r}; this minigrad reads format "
+                       f"{_FORMAT_VERSION}")
+    metadata = content.get("metadata")
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _Refused("is damaged: its metadata is not a table of strings")
+    return metadata
+
+
+def _directory(archive: zipfile.ZipFile, expected: Mapping[str, np.ndarray],
+               owner: str) -> tuple[dict[str, str], dict[str, zipfile.ZipInfo]]:
+    """The metadata and the member holding each parameter, checked against `expected`
+    from the zip directory alone (nothing is inflated)."""
+    metadata = _parse_comment(archive.comment)
+    legacy: list[zipfile.ZipInfo] = []
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in archive.infolist():
+        name = info.filename.removesuffix(".npy")  # as numpy.load names them
+        if metadata is None and name.startswith(_LEGACY_META):
+            legacy.append(info)
+        elif name in members:
+            raise _Refused(f"is damaged: it holds {name!r} twice")
+        else:
+            members[name] = info
+    missing = [name for name in expected if name not in members]
+    unexpected = [name for name in members if name not in expected]
+    if missing or unexpected:
+        problems = [f"{label} {_names(names)}" for label, names
+                    in (("missing", missing), ("unexpected", unexpected)) if names]
+        raise _Refused(f"does not fit {owner}: " + "; ".join(problems))
+    for name, info in members.items():
+        _check_member(info, _HEADER_ROOM + _MAX_ITEMSIZE * expected[name].size, repr(name))
+    if metadata is None:
+        metadata = _legacy_metadata(archive, legacy)
+    return metadata, members
+
+
+def _check_member(info: zipfile.ZipInfo, ceiling: int, what: str) -> None:
+    if info.flag_bits & 0x1:
+        raise _Refused(f"holds {what} encrypted; a checkpoint is never encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise _Refused(f"holds {what} compressed with zip method {info.compress_type}; "
+                       "a .npz is stored or deflated")
+    if info.file_size > ceiling:
+        raise _Refused(f"is damaged or hostile: {what} declares {_size(info.file_size)}, "
+                       f"more than it can hold ({_size(ceiling)} at most)")
+
+
+def _legacy_metadata(archive: zipfile.ZipFile,
+                     infos: list[zipfile.ZipInfo]) -> dict[str, str]:
+    """Metadata that earlier versions saved as 0-d string arrays named `__meta__.<key>`."""
+    metadata: dict[str, str] = {}
+    for info in infos:
+        name = info.filename.removesuffix(".npy")
+        if not name.startswith(_LEGACY_META):
+            continue
+        _check_member(info, _HEADER_ROOM + _MAX_LEGACY_VALUE, repr(name))
+        with archive.open(info) as member:
+            shape, _, dtype = _read_header(member, repr(name))
+            if shape != () or dtype.kind != "U":
+                raise _Refused(f"is damaged: the metadata {name!r} is not a string")
+            raw = _read_exactly(member, dtype.itemsize, info, repr(name))
+        metadata[name[len(_LEGACY_META):]] = str(np.frombuffer(raw, dtype)[0])
+    return metadata
+
+
+# --- reading: the .npy headers and the data --------------------------------------------
+
+
+def _member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, parameter: np.ndarray,
+                   owner: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The member's shape, order and dtype, checked against the parameter's; the member's
+    size must be exactly its header and its data."""
+    name = info.filename.removesuffix(".npy")
+    with archive.open(info) as member:
+        shape, fortran_order, dtype = _read_header(member, repr(name))
+        header_size = member.tell()
+    if shape != parameter.shape:
+        raise _Refused(f"does not fit {owner}: {name!r} has shape {shape}, "
+                       f"expected {parameter.shape}")
+    if dtype.hasobject:
+        raise _Refused(f"holds Python objects in {name!r} (dtype object); minigrad never "
+                       "unpickles")
+    if dtype.kind not in "biufc" or not np.can_cast(dtype, parameter.dtype, "same_kind"):
+        raise _Refused(f"does not fit {owner}: {name!r} has dtype {dtype}, which cannot be cast to "
+                       f"{parameter.dtype}")
+    data_size = dtype.itemsize * parameter.size
+    if info.file_size != header_size + data_size:
+        raise _Refused(f"is damaged: {name!r} takes {_size(info.file_size)} where shape "
+                       f"{shape} of {dtype} needs {_size(header_size + data_size)}")
+    return shape, fortran_order, dtype
+
+
+def _read_header(member: IO[bytes], what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    try:
+        version = npy.read_magic(member)
+        if version == (1, 0):
+            return npy.read_array_header_1_0(member, max_header_size=_MAX_HEADER)
+        if version == (2, 0):
+            return npy.read_array_header_2_0(member, max_header_size=_MAX_HEADER)
+    except (zipfile.BadZipFile, zlib.error) as error:  # a bad checksum, a broken deflate
+        raise _Refused(f"is damaged: {what} cannot be read ({error})") from None
+    except Exception:  # numpy parses the header with ast and tokenize: any failure is damage
+        raise _Refused(f"is damaged: {what} has no readable .npy header") from None
+    raise _Refused(f"holds {what} in .npy format {version[0]}.{version[1]}, which a "
+                   "checkpoint does not use")
+
+
+def _member_values(archive: zipfile.ZipFile, info: zipfile.ZipInfo,
+                   header: tuple[tuple[int, ...], bool, np.dtype], dtype: np.dtype,
+                   name: str) -> np.ndarray:
+    """The member's data as the parameter's dtype; refused if a value is NaN, infinite, or
+    beyond that dtype's range."""
+    shape, fortran_order, stored = header
+    with archive.open(info) as member:
+        _read_header(member, repr(name))
+        raw = _read_exactly(member, stored.itemsize * math.prod(shape), info, repr(name))
+    values = np.frombuffer(raw, stored).reshape(shape, order="F" if fortran_order else "C")
+    problem = _first_nonfinite(values)
+    if problem:
+        raise _Refused(f"holds {problem} in {name!r}; parameters must be finite")
+    with np.errstate(all="ignore"):  # overflow is checked below, whatever the caller's state
+        converted = values.astype(dtype)
+    _check_range(values, converted, name)
+    return converted
+
+
+def _read_exactly(member: IO[bytes], size: int, info: zipfile.ZipInfo, what: str) -> bytes:
+    try:
+        data = member.read(size)
+        at_end = member.read(1) == b""
+    except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as error:
+        raise _Refused(f"is damaged: {what} cannot be read ({error})") from None
+    if len(data) != size or not at_end:
+        raise _Refused(f"is damaged: {what} holds {len(data)} bytes of data, not {size}")
+    return data
+
+
+def _first_nonfinite(values: np.ndarray) -> str | None:
+    """The first NaN or infinity in `values` and where it is, e.g. "nan at (0, 1)"."""
+    if values.dtype.kind not in "fc":
+        return None
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return None
+    index = _first_index(bad)
+    return f"{values[index]!s}" + (f" at {index}" if index else "")
+
+
+def _check_range(values: np.ndarray, converted: np.ndarray, name: str) -> None:
+    """Refuse values that the cast to the parameter's dtype overflowed (or wrapped)."""
+    if converted.dtype.kind in "fc":
+        lost = ~np.isfinite(converted)
+    elif converted.dtype.kind in "iu":
+        info = np.iinfo(converted.dtype)
+        lost = (values < info.min) | (values > info.max)
+    else:
+        return
+    if lost.any():
+        index = _first_index(lost)
+        where = f" at {index}" if index else ""
+        raise _Refused(f"holds {values[index]!s}{where} in {name!r}, beyond the range of its "
+                       f"dtype {converted.dtype}")
+
+
+def _first_index(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(mask)), mask.shape))
+
+
+def _names(names: list[str]) -> str:
+    # A hostile name may be 64 kB long: the message stays one short line.
+    shown = repr([n if len(n) <= 40 else n[:37] + "..." for n in names[:_SHOWN_NAMES]])
+    if len(names) > _SHOWN_NAMES:
+        shown = shown[:-1] + f", ... ({len(names) - _SHOWN_NAMES} more)]"
+    return shown
+
+
+def _size(n: int) -> str:
+    """A byte count as people read it: 812 bytes, 1.6 MB."""
+    if n < 1000:
+        return f"{n} bytes"
+    exponent = min(int(math.log10(n)) // 3, 4)
+    return f"{n / 1000**exponent:.1f} {('kB', 'MB', 'GB', 'TB')[exponent - 1]}"

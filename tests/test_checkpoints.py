@@ -2,6 +2,11 @@
 and the refusals (another preset, another model, a missing or broken file), each one line
 with exit code 2."""
 
+import json
+import os
+import tracemalloc
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -117,7 +122,7 @@ def test_missing_and_broken_files_are_one_line(tmp_path, capsys):
     broken = tmp_path / "broken.npz"
     broken.write_text("not a zip file")
     err = one_line_error(capsys, ["add", "1", "2", "--model", str(broken)])
-    assert "is not a minigrad .npz file" in err
+    assert "broken.npz is a text file, not a .npz archive" in err
     err = one_line_error(capsys, ["train", "counter", "--quiet", "--iterations", "5",
                                   "--save", str(tmp_path / "no" / "such" / "dir.npz")])
     assert "cannot write" in err
@@ -133,3 +138,127 @@ def test_a_custom_config_round_trips(tmp_path):
     assert preset == "custom" and loaded.config == config
     for (name, p), (_, q) in zip(model.named_parameters(), loaded.named_parameters()):
         np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+
+
+# --- hostile checkpoints: refused in one line, before anything large is built ------------
+
+
+@pytest.fixture
+def untrained(tmp_path):
+    """A small adder saved untrained (fast), and its metadata."""
+    path = tmp_path / "untrained.npz"
+    checkpoints.save_adder(Adder(get_preset("small")[0], rng=np.random.default_rng(3)), path)
+    return path, read_metadata(path)
+
+
+def _with(path, metadata=None, arrays=None):
+    """A copy of checkpoint `path` with some metadata and arrays replaced, written as a
+    hostile tool would (`mg.save` itself refuses NaN)."""
+    copy = path.with_name("edited.npz")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(copy, "w") as target:
+        for info in source.infolist():
+            name = info.filename.removesuffix(".npy")
+            if arrays and name in arrays:
+                with target.open(info.filename, "w") as member:
+                    np.lib.format.write_array(member, arrays[name])
+            else:
+                target.writestr(info.filename, source.read(info))
+        content = json.loads(source.comment)
+        content["metadata"].update(metadata or {})
+        target.comment = json.dumps(content).encode()
+    return copy
+
+
+def test_a_config_with_a_huge_n_states_is_refused_before_building(untrained, capsys):
+    path, metadata = untrained
+    hostile = _with(path, {"n_states": "99999999"})
+    tracemalloc.start()
+    try:
+        err = one_line_error(capsys, ["add", "1", "2", "--model", str(hostile)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert err == (f"minigrad: error: {hostile}: the saved adder config has "
+                   "n_states='99999999', not an integer in [1, 1024]\n")
+    assert peak < 5_000_000  # the 99999999-state model (80 PB) was never built
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("n_bits", "0", r"has n_bits='0', not an integer in \[1, 62\]$"),
+    ("n_bits", "63", r"has n_bits='63', not an integer in \[1, 62\]$"),
+    ("n_bits", "7.0", r"has n_bits='7.0', not an integer"),
+    ("n_bits", "9" * 60_000, r"has n_bits='9{37}\.\.\.', not an integer"),
+    ("n_states", "-3", r"has n_states='-3', not an integer in \[1, 1024\]$"),
+    ("max_operand", "65", r"has max_operand='65', not an integer in \[1, 64\]$"),
+    ("bias", "yes", r"has bias='yes', not True or False$"),
+    ("activation", "relu\nmore", r"has activation='relu\\nmore', not one of tanh, sigmoid$"),
+    ("recurrent_init", "zeros", r"has recurrent_init='zeros', not one of glorot, orthogonal$"),
+    ("preset", "huge", r"names an unknown preset 'huge'; known: small, large, keras, custom$"),
+    ("n_states", "4", r"says preset 'small' but holds another config \(n_bits=7, n_states=4, "),
+    ("model", "adder\nor not", r"holds a model of unknown kind, not an adder"),
+], ids=lambda value: value[:10] if isinstance(value, str) else None)
+def test_every_config_field_is_bounded(untrained, field, value, match):
+    path, _ = untrained
+    with pytest.raises(ValueError, match=match) as caught:
+        checkpoints.load_adder(_with(path, {field: value}))
+    assert "\n" not in str(caught.value) and "AdderConfig" not in str(caught.value)
+
+
+def test_a_config_missing_a_field_is_refused(untrained):
+    path, metadata = untrained
+    copy = path.with_name("short.npz")
+    model, _ = checkpoints.load_adder(path)
+    mg.save(model, copy, metadata={k: v for k, v in metadata.items() if k != "bias"})
+    with pytest.raises(ValueError, match=r"the saved adder config lacks bias$"):
+        checkpoints.load_adder(copy)
+
+
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+def test_non_finite_weights_are_refused_by_the_cli(untrained, capsys, bad):
+    path, _ = untrained
+    weight = np.ones((3, 1))
+    weight[1, 0] = bad
+    hostile = _with(path, arrays={"output.weight": weight.astype(np.float32)})
+    err = one_line_error(capsys, ["add", "1", "2", "--model", str(hostile)])
+    assert err == (f"minigrad: error: {hostile} holds {bad} at (1, 0) in 'output.weight'; "
+                   "parameters must be finite\n")
+    assert capsys.readouterr().out == ""
+
+
+def test_a_checkpoint_of_an_earlier_version_loads(untrained, capsys):
+    path, metadata = untrained
+    model, _ = checkpoints.load_adder(path)
+    earlier = path.with_name("earlier.npz")  # metadata as __meta__.<key> string arrays
+    np.savez(earlier, **model.state_dict(),
+             **{f"__meta__.{key}": np.array(value) for key, value in metadata.items()})
+    loaded, preset = checkpoints.load_adder(earlier)
+    assert preset == "small" and loaded.config == model.config
+    for (name, p), (_, q) in zip(model.named_parameters(), loaded.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+    assert main(["add", "3", "4", "--model", str(earlier)]) == 0
+
+
+def test_unreadable_paths_say_what_they_are(tmp_path, untrained, capsys, monkeypatch):
+    folder = tmp_path / "folder.npz"
+    folder.mkdir()
+    err = one_line_error(capsys, ["add", "1", "2", "--model", str(folder)])
+    assert err == f"minigrad: error: {folder} is a directory, not a checkpoint file\n"
+    path, _ = untrained
+    real_open = os.open
+
+    def open_denied(name, *args, **kwargs):  # as a file of mode 000 would be to a non-root user
+        if os.fspath(name) == str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_denied)
+    err = one_line_error(capsys, ["eval", "adder", "--model", str(path)])
+    assert err == f"minigrad: error: cannot read {path}: Permission denied\n"
+
+
+def test_a_file_replaced_between_metadata_and_arrays_is_refused(untrained, monkeypatch):
+    path, metadata = untrained
+    monkeypatch.setattr(checkpoints, "read_metadata",
+                        lambda p: {**metadata, "note": "read before the file was replaced"})
+    with pytest.raises(ValueError, match=r"changed while it was being loaded; try again$"):
+        checkpoints.load_adder(path)

@@ -1,13 +1,22 @@
-"""save and load: round trips with metadata, refusals that leave the module as it was, an
-atomic write, clear errors for files that are not ours, and no pickle."""
+"""save and load: round trips of any name with metadata, refusals that leave the module as it
+was, an atomic write that leaves no debris, clear errors for files that are not ours, and no
+pickle. Hostile files: test_hostile_files.py."""
 
+import fcntl
+import json
 import os
 import pathlib
 import pickle
+import signal
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from minigrad import Tensor
@@ -104,17 +113,25 @@ def test_file_with_a_missing_and_an_extra_name_is_refused(tmp_path):
     _assert_state(target, before)
 
 
+def _crash_after(monkeypatch, count, error):
+    """Make the archive writer fail after `count` arrays are written."""
+    real = np.lib.format.write_array
+    written = []
+
+    def write_array(member, array, **options):
+        if len(written) == count:
+            raise error
+        written.append(array)
+        real(member, array, **options)
+
+    monkeypatch.setattr(np.lib.format, "write_array", write_array)
+
+
 def test_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "model.npz"
     mg.save(Model(seed=1), path, metadata={"version": "old"})
     old_bytes = path.read_bytes()
-    real_savez = np.savez
-
-    def crash_midway(file, **arrays):
-        real_savez(file, **dict(list(arrays.items())[:2]))  # part of the archive is written
-        raise OSError("disk full")
-
-    monkeypatch.setattr(np, "savez", crash_midway)
+    _crash_after(monkeypatch, 2, OSError("disk full"))  # part of the archive is written
     with pytest.raises(OSError, match="disk full"):
         mg.save(Model(seed=2), path, metadata={"version": "new"})
     monkeypatch.undo()
@@ -126,29 +143,29 @@ def test_write_is_atomic(tmp_path, monkeypatch):
 
 
 def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
-    def interrupted(file, **arrays):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(np, "savez", interrupted)
+    _crash_after(monkeypatch, 0, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         mg.save(Model(), tmp_path / "new.npz")
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("write", [
-    lambda p: p.write_text("not an archive\n"),
-    lambda p: p.write_bytes(b""),
-    lambda p: np.save(p.open("wb"), np.ones(3)),  # a .npy: one array, not named arrays
-    lambda p: p.write_bytes(pickle.dumps({"weight": np.ones(3)})),
-    lambda p: p.write_bytes(_truncated_npz()),
+@pytest.mark.parametrize("write, what", [
+    (lambda p: p.write_text("not an archive\n"), "is a text file, not a .npz archive"),
+    (lambda p: p.write_bytes(b""), "is empty, not a .npz archive"),
+    (lambda p: np.save(p.open("wb"), np.ones(3)),
+     "is a single .npy array, not a .npz archive of named arrays"),
+    (lambda p: p.write_bytes(pickle.dumps({"weight": np.ones(3)})),
+     r"is a Python pickle, not a .npz archive \(minigrad never unpickles\)"),
+    (lambda p: p.write_bytes(_truncated_npz()), r"is a damaged .npz archive \("),
 ])
-def test_a_file_that_is_not_an_npz_archive_gives_a_clear_error(tmp_path, write):
+def test_a_file_that_is_not_an_npz_archive_says_what_it_is(tmp_path, write, what):
     path = tmp_path / "model.npz"
     write(path)
     target = Model()
     before = _state(target)
-    with pytest.raises(ValueError, match=rf"^load: {path} is not a minigrad .npz file"):
+    with pytest.raises(ValueError, match=rf"^load: {path} {what}") as caught:
         mg.load(target, path)
+    assert "allow_pickle" not in str(caught.value)
     _assert_state(target, before)
 
 
@@ -181,7 +198,8 @@ def test_no_pickle(tmp_path, monkeypatch):
     np.savez(path, **state)  # np.savez pickles object arrays
     target = Model(seed=2)
     before = _state(target)
-    with pytest.raises(ValueError, match=r"^load: .*is not a minigrad .npz file .*allow_pickle"):
+    with pytest.raises(ValueError, match=r"^load: .* holds Python objects in 'gain' \(dtype "
+                                         r"object\); minigrad never unpickles$"):
         mg.load(target, path)
     assert not trap.exists()
     _assert_state(target, before)
@@ -189,12 +207,187 @@ def test_no_pickle(tmp_path, monkeypatch):
         assert b"'descr': '|O'" in archive.read("gain.npy")[:128]
 
 
-def test_saved_file_holds_plain_arrays(tmp_path):
+def test_the_file_is_an_npz_that_numpy_reads(tmp_path):
     path = tmp_path / "model.npz"
-    mg.save(Model(), path, metadata={"a": "b"})
+    module = Model(seed=4)
+    mg.save(module, path, metadata={"a": "b"})
     with np.load(path, allow_pickle=False) as npz:
-        assert all(npz[key].dtype != object for key in npz.files)
-        assert sorted(npz.files) == sorted(["__meta__.a", *Model().state_dict()])
+        assert sorted(npz.files) == sorted(module.state_dict())
+        for name, value in module.state_dict().items():
+            np.testing.assert_array_equal(npz[name], value, err_msg=name)
+    with zipfile.ZipFile(path) as archive:  # the metadata sits in the archive comment
+        assert json.loads(archive.comment)["metadata"] == {"a": "b"}
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
+
+
+def test_files_written_by_numpy_and_by_earlier_versions_load(tmp_path):
+    source = Model(seed=1)
+    state = source.state_dict()
+    compressed = tmp_path / "compressed.npz"
+    np.savez_compressed(compressed, **{k: np.asfortranarray(v) if v.ndim == 2 else v
+                                       for k, v in state.items()})
+    target = Model(seed=2)
+    assert mg.load(target, compressed) == {}
+    _assert_state(target, state)
+    earlier = tmp_path / "earlier.npz"  # metadata as 0-d string arrays named __meta__.<key>
+    np.savez(earlier, **state, **{"__meta__.preset": np.array("small"),
+                                  "__meta__.note": np.array("ünï")})
+    target = Model(seed=3)
+    assert mg.load(target, earlier) == {"preset": "small", "note": "ünï"}
+    assert read_metadata(earlier) == {"preset": "small", "note": "ünï"}
+    _assert_state(target, state)
+
+
+def test_read_metadata_reads_a_bounded_part_of_a_file(tmp_path):
+    path = tmp_path / "wide.npz"
+    with zipfile.ZipFile(path, "w") as archive:  # a zip directory of 1.2 MB, no comment
+        for i in range(100):
+            archive.writestr(f"{i}{'n' * 12_000}.npy", b"")
+    with pytest.raises(ValueError, match=r"^read_metadata: .* has a zip directory of 1\.2 MB, "
+                                         r"more than a checkpoint's \(at most 1\.0 MB\)$"):
+        read_metadata(path)
+
+
+# --- save: any name, refusals before writing, no debris ---------------------------------
+
+
+class Named(Module):
+    """Parameters of any names (dict keys become names as they are)."""
+
+    def __init__(self, arrays):
+        self.p = {}
+        for name, array in arrays.items():
+            self.p[name] = Parameter(array)
+
+    def named_parameters(self, prefix=""):
+        yield from self.p.items()
+
+
+names = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)),
+                max_size=20)
+float_arrays = st.sampled_from([np.float16, np.float32, np.float64]).flatmap(
+    lambda dtype: hnp.arrays(dtype, hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+                             elements=st.floats(-1e4, 1e4, width=np.finfo(dtype).bits)))
+
+
+@given(arrays=st.dictionaries(names, float_arrays, min_size=1, max_size=5),
+       metadata=st.dictionaries(names, names, max_size=4))
+def test_any_names_shapes_and_dtypes_round_trip(tmp_path_factory, arrays, metadata):
+    path = tmp_path_factory.mktemp("any") / "model.npz"
+    mg.save(Named(arrays), path, metadata=metadata)
+    target = Named({name: np.zeros_like(a) for name, a in arrays.items()})
+    with np.errstate(all="raise"):
+        assert mg.load(target, path) == metadata
+    assert read_metadata(path) == metadata
+    with np.load(path, allow_pickle=False) as npz:
+        assert sorted(npz.files) == sorted(arrays)
+    for name, array in arrays.items():
+        assert target.p[name].dtype == array.dtype
+        np.testing.assert_array_equal(target.p[name].data, array, err_msg=repr(name))
+
+
+def test_names_that_numpy_savez_cannot_take_round_trip(tmp_path):
+    arrays = {"file": np.ones(2), "allow_pickle": np.arange(3.0), "a.b/c\\d": np.zeros(1),
+              "x.npy": np.full(2, 7.0), "": np.float64(5), "__meta__.preset": np.ones(1)}
+    path = tmp_path / "names.npz"
+    mg.save(Named(arrays), path, metadata={"preset": "small"})
+    target = Named({name: np.zeros_like(a) for name, a in arrays.items()})
+    assert mg.load(target, path) == {"preset": "small"}
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(target.p[name].data, array, err_msg=repr(name))
+    assert sorted(np.load(path).files) == sorted(arrays)
+
+
+@pytest.mark.parametrize("arrays, metadata, match", [
+    ({"a\0b": np.ones(1)}, {}, r"^save: the parameter name 'a\\x00b' holds a NUL character"),
+    ({"w": np.array([1.0, np.nan])}, {}, r"^save: 'w' holds nan at \(1,\); a checkpoint holds "
+                                          "finite parameters only$"),
+    ({"w": np.array([[1.0], [-np.inf]], np.float32)}, {}, r"^save: 'w' holds -inf at \(1, 0\)"),
+    ({"w": np.ones(1)}, {"note": "x" * 70_000},
+     r"^save: the metadata takes 70\.1 kB as JSON; a checkpoint holds at most 65\.5 kB$"),
+])
+def test_save_refuses_before_writing_anything(tmp_path, arrays, metadata, match):
+    path = tmp_path / "model.npz"
+    mg.save(Named({"w": np.ones(1)}), path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=match):
+        mg.save(Named(arrays), path, metadata=metadata)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.npz"]
+
+
+def test_two_parameters_with_one_name_are_refused(tmp_path):
+    class Clash(Module):
+        def __init__(self):
+            self.a = {"b": Parameter(np.ones(1))}
+            setattr(self, "a.b", Parameter(np.zeros(1)))
+
+    with pytest.raises(ValueError, match=r"^save: two parameters are named 'a\.b'"):
+        mg.save(Clash(), tmp_path / "clash.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def _leftover(tmp_path, target="model.npz"):
+    return tmp_path / f".{target}.k1ll3d{mg.serialization._TEMP_SUFFIX}"
+
+
+def test_the_next_save_removes_a_killed_saves_temporary_file(tmp_path):
+    path = tmp_path / "model.npz"
+    _leftover(tmp_path).write_bytes(b"PK\x03\x04 half an archive")
+    other = _leftover(tmp_path, "other.npz")
+    other.write_bytes(b"another target's leftover")
+    mg.save(Model(seed=1), path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["model.npz", other.name])
+    mg.load(Model(seed=2), path)
+
+
+def test_a_live_saves_temporary_file_is_left_alone(tmp_path):
+    live = _leftover(tmp_path)
+    with live.open("wb") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # as a save in progress holds it
+        mg.save(Model(seed=1), tmp_path / "model.npz")
+        assert live.exists()
+    mg.save(Model(seed=1), tmp_path / "model.npz")  # the lock is gone: now it is debris
+    assert os.listdir(tmp_path) == ["model.npz"]
+
+
+_KILLED_SAVE = """
+import os, signal, sys
+import numpy as np
+import minigrad as mg
+from minigrad.nn import Linear
+
+real = np.lib.format.write_array
+def write_then_wait(member, array, **options):
+    real(member, array, **options)
+    print("writing", flush=True)
+    signal.pause()  # killed here, midway through the archive
+np.lib.format.write_array = write_then_wait
+mg.save(Linear(3, 2, rng=np.random.default_rng(0)), sys.argv[1])
+"""
+
+
+def test_a_save_killed_midway_leaves_the_target_whole_and_its_debris_is_cleaned(tmp_path):
+    path = tmp_path / "model.npz"
+    mg.save(Model(seed=1), path)
+    before = path.read_bytes()
+    root = pathlib.Path(__file__).resolve().parents[1]
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_SAVE, str(path)], cwd=root,
+                               env={**os.environ, "PYTHONPATH": str(root)},
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == "writing\n"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+        process.stdout.close()
+    assert path.read_bytes() == before
+    assert len(os.listdir(tmp_path)) == 2  # the killed save's temporary file
+    mg.save(Model(seed=2), path)
+    assert os.listdir(tmp_path) == ["model.npz"]
+    target = Model(seed=3)
+    mg.load(target, path)
+    _assert_state(target, _state(Model(seed=2)))
 
 
 def test_loaded_model_trains_on(tmp_path):
