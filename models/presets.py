@@ -125,9 +125,9 @@ class TrainConfig:
     non-overlapping minibatches of ``batch_size`` (the last one smaller if it does not
     divide), by the optimizer registered in `optim.OPTIMIZERS` as ``optimizer``.
 
-    The optimizer is built by `create_optimizer` with ``lr`` and those of ``decay``,
-    ``momentum`` and ``eps`` that are not None (None: the optimizer's own default); a set
-    one that the optimizer does not take is refused. "rmsprop_nesterov" is the tutorial's
+    The optimizer is built by `create_optimizer` with those of ``lr``, ``decay``,
+    ``momentum`` and ``eps`` that are not None (None: the optimizer's own default, or none
+    for RProp's lr); a set one that the optimizer does not take is refused. "rmsprop_nesterov" is the tutorial's
     rule: per parameter, ``V' = momentum V``, ``P += V'``, ``g = grad at P``,
     ``MA = decay MA + (1 - decay) g^2``, ``step = lr g / (sqrt(MA) + eps)``,
     ``V = V' - step``, ``P -= step``; "sgd" with momentum 0 is ``P -= lr g``.
@@ -137,7 +137,7 @@ class TrainConfig:
     batch_size: int = 100
     epochs: int = 5
     optimizer: str = "rmsprop_nesterov"
-    lr: float = 0.05
+    lr: float | None = 0.05
     decay: float | None = None
     momentum: float | None = None
     eps: float | None = None
@@ -159,7 +159,7 @@ class TrainConfig:
         return hyperparameter in inspect.signature(optim.OPTIMIZERS[self.optimizer]).parameters
 
     def hyperparameters(self) -> dict[str, float]:
-        """The optimizer's keyword arguments: ``lr`` and the settings that are not None."""
+        """The optimizer's keyword arguments: the settings that are not None."""
         values = {"lr": self.lr, "decay": self.decay, "momentum": self.momentum,
                   "eps": self.eps}
         return {name: value for name, value in values.items() if value is not None}

@@ -106,7 +106,7 @@ def test_the_loss_surface_is_the_counters_loss():
 
 
 def test_the_accuracy_curve_does_not_change_training():
-    from models.experiments import train_adder_once
+    from models.runs import train_adder_once
     from models.presets import get_preset
 
     config, settings = get_preset("small")
