@@ -78,16 +78,20 @@ def check_output_file(path: str, option: str) -> None:
     writable directory, and not a read-only file."""
     directory = os.path.dirname(path) or "."
     if os.path.isdir(path):
-        raise ValueError(f"{option} {path}: is a directory; give a file name, such as "
+        raise ValueError(f"{option} {path}: cannot write a file there: it is a directory; "
+                         f"give a file name, such as "
                          f"{os.path.join(path, 'model.npz')}")
     if not os.path.exists(directory):
-        raise ValueError(f"{option} {path}: the directory {directory} does not exist")
+        raise ValueError(f"{option} {path}: cannot write a file there: the directory "
+                         f"{directory} does not exist")
     if not os.path.isdir(directory):
-        raise ValueError(f"{option} {path}: {directory} is not a directory")
+        raise ValueError(f"{option} {path}: cannot write a file there: {directory} is not "
+                         f"a directory")
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {path}: the directory {directory} is not writable")
+        raise ValueError(f"{option} {path}: cannot write a file there: the directory "
+                         f"{directory} is not writable")
     if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise ValueError(f"{option} {path}: the file is not writable")
+        raise ValueError(f"{option} {path}: cannot write the file: it is read-only")
 
 
 def check_output_directory(path: str, option: str) -> None:
@@ -97,10 +101,12 @@ def check_output_directory(path: str, option: str) -> None:
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        where = "is" if existing == os.path.abspath(path) else f"is under {existing}, which is"
-        raise ValueError(f"{option} {path}: {where} a file, not a directory")
+        where = ("it is" if existing == os.path.abspath(path)
+                 else f"it is under {existing}, which is")
+        raise ValueError(f"{option} {path}: cannot make the directory: {where} a file, not "
+                         f"a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {path}: {existing} is not writable")
+        raise ValueError(f"{option} {path}: cannot write there: {existing} is not writable")
 
 
 def _stream(stream: TextIO | None, default: str) -> TextIO:

@@ -127,10 +127,11 @@ class TrainConfig:
 
     The optimizer is built by `create_optimizer` with those of ``lr``, ``decay``,
     ``momentum`` and ``eps`` that are not None (None: the optimizer's own default, or none
-    for RProp's lr); a set one that the optimizer does not take is refused. "rmsprop_nesterov" is the tutorial's
-    rule: per parameter, ``V' = momentum V``, ``P += V'``, ``g = grad at P``,
-    ``MA = decay MA + (1 - decay) g^2``, ``step = lr g / (sqrt(MA) + eps)``,
-    ``V = V' - step``, ``P -= step``; "sgd" with momentum 0 is ``P -= lr g``.
+    for RProp's lr); a set one that the optimizer does not take is refused.
+    "rmsprop_nesterov" is the tutorial's rule: per parameter, ``V' = momentum V``,
+    ``P += V'``, ``g = grad at P``, ``MA = decay MA + (1 - decay) g^2``,
+    ``step = lr g / (sqrt(MA) + eps)``, ``V = V' - step``, ``P -= step``; "sgd" with
+    momentum 0 is ``P -= lr g``.
     """
 
     n_samples: int = 2000

@@ -12,7 +12,6 @@ import dataclasses
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

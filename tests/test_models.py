@@ -30,10 +30,10 @@ from hypothesis import strategies as st
 
 from minigrad.testing import numerical_grad
 from models.adder import Adder
+from models.comparison import reference_adder, to_engine_names
 from models.counter import Counter
 from models.data import counting_data
 from models.presets import ACTIVATIONS, PRESETS, RECURRENT_INITS, AdderConfig
-from models.comparison import reference_adder, to_engine_names
 from models.reference import ReferenceAdder, ReferenceCounter
 
 REFERENCE_RTOL = 1e-10

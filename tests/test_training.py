@@ -28,8 +28,8 @@ from models.training import accuracy, engine_objective, train
 
 
 def adder_optimizer(settings: TrainConfig, params) -> optim.Optimizer:
-    """The optimizer a TrainConfig names, built here (not through TrainConfig.create_optimizer) so that
-    these tests pin the published hyperparameters themselves."""
+    """The optimizer a TrainConfig names, built here (not by TrainConfig.create_optimizer)
+    so that these tests pin the published hyperparameters themselves."""
     if settings.optimizer == "sgd":
         return optim.SGD(params, lr=settings.lr)
     return optim.RMSPropNesterov(params, lr=settings.lr, decay=settings.decay,
