@@ -14,6 +14,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minigrad as mg
 import optim
@@ -271,3 +273,46 @@ def test_small_adder_trains_through_saturated_outputs():
     for name, p in model.named_parameters():
         assert np.isfinite(p.grad).all(), name
 
+
+
+# --- evaluation in batches ------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_samples=st.integers(1, 60), batch_size=st.integers(1, 25), seed=st.integers(0, 99))
+def test_evaluation_in_batches_is_the_accuracy_of_all_the_samples(n_samples, batch_size, seed):
+    # Whatever the batching, the result is the accuracy over every sample evaluated, and no
+    # batch is larger than asked: memory is bounded by the batch, not by n_samples.
+    config, _ = PRESETS["small"]
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    class Recording(Adder):
+        def predict_bits(self, X):
+            bits = super().predict_bits(X)
+            seen.append((X, bits))
+            return bits
+
+    model = Recording(config, rng=np.random.default_rng(seed))
+    result = runs.evaluate_adder(model, n_samples, seed, batch_size=batch_size)
+    sizes = [len(X) for X, _ in seen]
+    assert sum(sizes) == n_samples and max(sizes) <= batch_size
+    X = np.concatenate([X for X, _ in seen])
+    Y = np.concatenate([Y for _, Y in seen])
+    T = encode_sum(bits_to_int(X[..., 0]), bits_to_int(X[..., 1]), config.n_bits)[1]
+    expected = accuracy(Y, T)
+    assert result.bits == pytest.approx(expected.bits, rel=1e-12)
+    assert result.sums == pytest.approx(expected.sums, rel=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_sequences=st.integers(1, 60), batch_size=st.integers(1, 25),
+       w=st.floats(0.5, 1.5), seed=st.integers(0, 99))
+def test_counter_evaluation_in_batches(n_sequences, batch_size, w, seed):
+    # With w_rec = 1 the counter outputs w_x times the number of ones: its error on a
+    # sequence is |w_x - 1| * count. The sequences are drawn row by row from one generator,
+    # so the batches together are the sequences of a single draw.
+    model = Counter(w, 1.0)
+    batched = runs.evaluate_counter(model, n_sequences, 6, seed, batch_size=batch_size)
+    X, t = counting_data(np.random.default_rng(seed), n_sequences, 6)
+    assert batched.mean_error == pytest.approx(abs(w - 1) * t.mean(), rel=1e-9, abs=1e-12)
+    assert batched.right == pytest.approx(np.mean(np.round(w * t) == t), rel=1e-12)
