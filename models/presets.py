@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import optim
 from optim import check_bool, check_real
@@ -32,8 +32,8 @@ __all__ = [
 Activation = Literal["tanh", "sigmoid"]
 RecurrentInit = Literal["glorot", "orthogonal"]
 
-ACTIVATIONS: tuple[str, ...] = ("tanh", "sigmoid")
-RECURRENT_INITS: tuple[str, ...] = ("glorot", "orthogonal")
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+RECURRENT_INITS: tuple[str, ...] = get_args(RecurrentInit)
 
 #: The allowed range of each real-valued training setting, as `optim.check_real` keywords.
 #: `TrainConfig` checks its fields with them and the command line its options.
