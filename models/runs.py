@@ -162,24 +162,27 @@ def train_adder_once(config: AdderConfig, settings: TrainConfig, seed: int, *,
     rng = np.random.default_rng(seed)
     model = Adder(config, rng=rng)
     X, T = addition_data(rng, settings.n_samples, config.n_bits, config.max_operand)
-    X_test, T_test = addition_data(np.random.default_rng([seed, 1]), test_samples,
-                                   config.n_bits, config.max_operand)
+
+    def held_out() -> Accuracy:
+        # The same fresh sums every time, drawn batch by batch: bounded memory.
+        return evaluate_adder(model, test_samples, [seed, 1])
+
     curve: list[tuple[int, Accuracy]] = []
     on_step = callback
     if accuracy_every is not None:
-        curve.append((0, accuracy(model.predict_bits(X_test), T_test)))
+        curve.append((0, held_out()))
         every = accuracy_every
 
         def on_step(p: Progress) -> None:
             if p.step % every == 0 or p.step == p.total_steps:
-                curve.append((p.step, accuracy(model.predict_bits(X_test), T_test)))
+                curve.append((p.step, held_out()))
             if callback is not None:
                 callback(p)
 
     history = train(engine_objective(model), settings.create_optimizer(model.parameters()),
                     X, T, epochs=settings.epochs, batch_size=settings.batch_size, rng=rng,
                     callback=on_step)
-    return AdderRun(model, history, accuracy(model.predict_bits(X_test), T_test), seed, curve)
+    return AdderRun(model, history, held_out(), seed, curve)
 
 
 def train_until_learned(train_once: Callable[[int], AdderRun], seed: int, restarts: int,
@@ -197,11 +200,12 @@ def train_until_learned(train_once: Callable[[int], AdderRun], seed: int, restar
     return run
 
 
-def evaluate_adder(model: Adder, n_samples: int, seed: int, *,
+def evaluate_adder(model: Adder, n_samples: int, seed: int | list[int], *,
                    batch_size: int = EVALUATION_BATCH) -> Accuracy:
-    """Per-bit and whole-sum accuracy on `n_samples` fresh sums drawn from `seed` (operands
-    below the model's `operand_limit`), in batches of at most `batch_size` sums: memory is
-    bounded by the batch, not by `n_samples`."""
+    """Per-bit and whole-sum accuracy on `n_samples` fresh sums drawn from
+    `numpy.random.default_rng(seed)` (operands below the model's `operand_limit`), in
+    batches of at most `batch_size` sums: memory is bounded by the batch, not by
+    `n_samples`."""
     config = model.config
     rng = np.random.default_rng(seed)
     bits_right = sums_right = 0.0

@@ -339,6 +339,21 @@ def test_eval_adder_runs_in_batches_of_at_most_10000(run, saved_adder, monkeypat
                      f"on 25000 fresh sums (operands below 64, seed 0)"]
 
 
+def test_held_out_sums_are_evaluated_in_batches_too(run, monkeypatch):
+    batches = []
+    predict = Adder.predict_bits
+
+    def recording(self, X):
+        batches.append(len(X))
+        return predict(self, X)
+
+    monkeypatch.setattr(Adder, "predict_bits", recording)
+    lines, _ = warned(run("train", "adder", "--quiet", "--epochs", "1", "--samples", "200",
+                          "--test-samples", "25000"))
+    assert held_out(lines)[2] == 25000
+    assert batches == [10_000, 10_000, 5000, 5]  # the held-out sums, then the five shown
+
+
 # --- errors in the user's words -------------------------------------------------------------
 
 
