@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from . import tape
 from .tensor import Tensor
 
 
@@ -73,12 +72,11 @@ def gradients(output: Tensor, inputs: Tensor | Sequence[Tensor], grad: Any = Non
         raise ValueError("gradients: the output does not require grad; none of the tensors it "
                          "was computed from has requires_grad=True (or it was computed under "
                          "no_grad())")
-    seed = output._seed(grad, "gradients", "an output")
-    captured = tape.backward(output, seed, retain_graph, capture=set(inputs))
-    assert captured is not None
-    return [np.zeros_like(t.data) if t not in captured
-            else np.array(captured[t], dtype=t.dtype, copy=True) for t in inputs]
+    vertices = [t._node or t for t in inputs]
+    found = output._sweep(grad, "gradients", "an output", retain_graph, capture=set(vertices))
+    return [np.zeros_like(t._data) if v not in found else found[v].astype(t.dtype, copy=False)
+            for t, v in zip(inputs, vertices)]
 
 
 def _grad_or_zeros(t: Tensor) -> np.ndarray:
-    return t.grad if t.grad is not None else np.zeros_like(t.data)
+    return t.grad if t.grad is not None else np.zeros_like(t._data)

@@ -43,7 +43,7 @@ def to_dot(tensor: Tensor, names: Any = None, *, constants: bool = True,
     # may name a vertex either way (the Tensor, or the Node that made it).
     labels = {_vertex(t): name for t, name in _names(names).items()}
     root = _vertex(tensor)
-    described = {root: (tensor.data.shape, tensor.data.dtype)}  # vertex -> (shape, dtype)
+    described = {root: (tensor.shape, tensor.dtype)}  # vertex -> (shape, dtype)
     ops: list[Node] = []
     leaves: list[Tensor] = []
     constant_values: list[Any] = []
@@ -68,6 +68,7 @@ def to_dot(tensor: Tensor, names: Any = None, *, constants: bool = True,
                     stack.append(u)
                 sources.append(u)
             elif constants:
+                # The graph keeps its own copy of a plain array each time one is used.
                 key = id(arg) if isinstance(arg, np.ndarray) else None
                 if key is None or key not in constant_index:
                     constant_values.append(arg)
@@ -113,7 +114,7 @@ def _vertex(x: Any) -> Any:
 def _describe(x: Any) -> tuple[tuple[int, ...], np.dtype]:
     if type(x) is Node:
         return x.shape, x.dtype
-    return x.data.shape, x.data.dtype
+    return x.shape, x.dtype
 
 
 def _names(names: Any) -> dict[Tensor, str]:

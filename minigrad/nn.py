@@ -53,7 +53,7 @@ class Module:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """A copy of every parameter's value, by name."""
-        return {name: p.data.copy() for name, p in self.named_parameters()}
+        return {name: p._data.copy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Copy values into the parameters, in place. Every name, shape and dtype is checked
@@ -125,13 +125,14 @@ class Linear(Module):
     """y = x W + b on the last axis of `x` (any rank), W of shape (n_in, n_out).
 
     W is drawn by `init(rng, n_in, n_out, dtype)` (Glorot-uniform unless told otherwise) from
-    the caller's `rng`; b starts at zero.
+    `rng`, a fresh unseeded generator if none is given; b starts at zero.
     """
 
     def __init__(self, n_in: int, n_out: int, bias: bool = True, *,
-                 rng: np.random.Generator, dtype: Any = np.float64,
+                 rng: np.random.Generator | None = None, dtype: Any = np.float64,
                  init: Callable[..., np.ndarray] = glorot_uniform):
         self.n_in, self.n_out = n_in, n_out
+        rng = np.random.default_rng() if rng is None else rng
         self.weight = Parameter(init(rng, n_in, n_out, dtype))
         self.bias = Parameter(np.zeros(n_out, dtype)) if bias else None
 

@@ -1,11 +1,11 @@
-"""The catalogue of ops: each one's NumPy forward, its VJPs, its Tensor methods and the domain
-its gradient tests draw from. Nothing else lives here; adding an op is adding an entry.
+"""The catalogue of ops. Adding an op is adding one `defop` entry here, nothing else: its
+NumPy forward, its VJPs, what they read, its test domain, and (if its arguments need
+checking or normalising) a `prepare` function that is its public signature. The op is then
+exported as `minigrad.<name>` and tested by the suite's table-driven tests.
 
-A VJP is `vjp(g, out, *args, **kwargs)`: `g` the gradient of the output, `out` the output,
-`args` the operands as NumPy arrays or numbers. An entry's `saves` says which of `out` and
-`args` its VJPs read; the graph keeps only those (`out` is None otherwise, and `args` are
-not passed). Binary ops may return a gradient in the broadcast shape; the tape sums it back
-to the input's shape.
+A VJP is `vjp(g, out, *args, **options)`: `g` the gradient of the output, `out` the output
+if saved, `args` the operands' arrays if saved (see `minigrad.primitive`). A VJP may return
+a gradient in the output's broadcast shape; the tape sums it back to its input's shape.
 """
 
 from __future__ import annotations
@@ -19,38 +19,38 @@ from typing import Any
 
 import numpy as np
 
-from .tape import SliceGrad
-from .tensor import Domain, Tensor, defop, primitive, register
-from .tensor import operand as _operand  # private here: not an op of the catalogue
+from .primitive import Domain, defop
+from .primitive import constant as _constant
+from .tape import Cotangent as _Cotangent
+from .tensor import Tensor as _Tensor
 
 _POSITIVE = ((0.2, 3.0),)
-_PROBABILITY = ((0.05, 0.95), (0.0, 1.0))
+# Targets stay inside (0, 1) too: a loss refuses a target outside [0, 1], and the numerical
+# gradient steps to either side of it.
+_PROBABILITY = ((0.05, 0.95), (0.01, 0.99))
+
+
+def _data(x: Any, name: str) -> Any:
+    """The array (or number) behind an operand of op `name`, whose type is checked here, before
+    a `prepare` looks at its shape, so that a wrong type is a TypeError naming the op."""
+    return x._data if isinstance(x, _Tensor) else _constant(x, name)
+
 
 # --- arithmetic -----------------------------------------------------------------------------
 
-
-def _pow_base_vjp(g, out, a, b):
-    return g * b * np.power(a, b - 1)
-
-
-def _pow_exponent_vjp(g, out, a, b):
-    return g * out * np.log(a)
-
-
 add = defop("add", np.add, (lambda g, out: g, lambda g, out: g), Domain("binary"),
-            methods=("__add__",), reflected=("__radd__",), saves="nothing")
-sub = defop("sub", np.subtract, (lambda g, out: g, lambda g, out: -g),
-            Domain("binary"), methods=("__sub__",), reflected=("__rsub__",), saves="nothing")
-mul = defop("mul", np.multiply, (lambda g, out, a, b: g * b, lambda g, out, a, b: g * a),
-            Domain("binary"), methods=("__mul__",), reflected=("__rmul__",), saves="inputs")
-div = defop("div", np.divide, (lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b),
-            Domain("binary", values=((-3.0, 3.0), (0.5, 3.0))),
-            methods=("__truediv__",), reflected=("__rtruediv__",))
-neg = defop("neg", np.negative, (lambda g, out: -g,), Domain("unary"), methods=("__neg__",),
             saves="nothing")
-pow = defop("pow", np.power, (_pow_base_vjp, _pow_exponent_vjp),
-            Domain("binary", values=((0.5, 2.0), (-2.0, 2.0))),
-            methods=("__pow__",), reflected=("__rpow__",))
+sub = defop("sub", np.subtract, (lambda g, out: g, lambda g, out: -g), Domain("binary"),
+            saves="nothing")
+mul = defop("mul", np.multiply, (lambda g, out, a, b: g * b, lambda g, out, a, b: g * a),
+            Domain("binary"), saves="inputs")
+div = defop("div", np.divide, (lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b),
+            Domain("binary", values=((-3.0, 3.0), (0.5, 3.0))))
+neg = defop("neg", np.negative, (lambda g, out: -g,), Domain("unary"), saves="nothing")
+pow = defop("pow", np.power,
+            (lambda g, out, a, b: g * b * np.power(a, b - 1),
+             lambda g, out, a, b: g * out * np.log(a)),
+            Domain("binary", values=((0.5, 2.0), (-2.0, 2.0))))
 
 
 def _matmul_a_vjp(g, out, a, b):
@@ -72,7 +72,7 @@ def _matmul_b_vjp(g, out, a, b):
 
 
 matmul = defop("matmul", np.matmul, (_matmul_a_vjp, _matmul_b_vjp), Domain("matmul"),
-               methods=("__matmul__",), reflected=("__rmatmul__",), saves="inputs")
+               saves="inputs")
 
 # --- contractions ---------------------------------------------------------------------------
 
@@ -99,23 +99,18 @@ def _tensordot_b_vjp(g, out, a, b, axes):
     return np.transpose(gb, np.argsort(order))
 
 
-_tensordot = primitive("tensordot", np.tensordot, (_tensordot_a_vjp, _tensordot_b_vjp))
-
-
-def tensordot(a: Any, b: Any, axes: int | Sequence[Any] = 2) -> Tensor:
+def _tensordot_call(a: Any, b: Any, axes: int | Sequence[Any] = 2) -> tuple[tuple, dict]:
     """Sum products over the given axes, with NumPy's meaning of `axes`: an int n contracts
     the last n axes of `a` with the first n of `b`; a pair of sequences names them."""
     shape_a, shape_b = np.shape(_data(a, "tensordot")), np.shape(_data(b, "tensordot"))
-    axes_a, axes_b = _normalize_tensordot_axes(axes, len(shape_a), len(shape_b))
+    axes_a, axes_b = _tensordot_axes(axes, len(shape_a), len(shape_b))
     if len(axes_a) != len(axes_b) or any(shape_a[i] != shape_b[j] for i, j in zip(axes_a, axes_b)):
-        raise ValueError(
-            f"tensordot: cannot contract {shape_a} with {shape_b} over axes "
-            f"({list(axes_a)}, {list(axes_b)})"
-        )
-    return _tensordot(a, b, axes=(axes_a, axes_b))
+        raise ValueError(f"tensordot: cannot contract {shape_a} with {shape_b} over axes "
+                         f"({list(axes_a)}, {list(axes_b)})")
+    return (a, b), {"axes": (axes_a, axes_b)}
 
 
-def _normalize_tensordot_axes(axes: Any, ndim_a: int, ndim_b: int) -> tuple[list, list]:
+def _tensordot_axes(axes: Any, ndim_a: int, ndim_b: int) -> tuple[list, list]:
     if isinstance(axes, (int, np.integer)):
         if not 0 <= axes <= builtins.min(ndim_a, ndim_b):
             raise ValueError(f"tensordot: axes={axes} does not fit operands of {ndim_a} and "
@@ -142,11 +137,9 @@ def _normalize_axes(axes: Sequence[int], ndim: int) -> list[int]:
     return normalized
 
 
-register("tensordot", tensordot, Domain("tensordot"), primitive=True)
-
-
-def _einsum_vjps(args, kwargs):
-    return _einsum_vjps_of(kwargs["subscripts"])
+tensordot = defop("tensordot", lambda a, b, axes: np.tensordot(a, b, axes),
+                  (_tensordot_a_vjp, _tensordot_b_vjp), Domain("tensordot"),
+                  prepare=_tensordot_call)
 
 
 @functools.lru_cache(maxsize=256)
@@ -182,17 +175,12 @@ def _einsum_operand_vjp(i: int, specs: list[str], output: str):
     return vjp
 
 
-_einsum = primitive("einsum", lambda *args, subscripts: np.einsum(subscripts, *args),
-                    _einsum_vjps, variadic=True)
-
-
-def einsum(subscripts: str, *operands: Any) -> Tensor:
+def _einsum_call(subscripts: str, *operands: Any) -> tuple[tuple, dict]:
     """Einstein summation with explicit output subscripts, e.g. `einsum("bi,ij->bj", x, w)`."""
     subscripts = subscripts.replace(" ", "")
     if "->" not in subscripts or "." in subscripts:
         raise ValueError(
-            f"einsum: subscripts '{subscripts}' must be explicit ('...->...') and without ellipsis"
-        )
+            f"einsum: subscripts '{subscripts}' must be explicit ('...->...') and without ellipsis")
     specs = subscripts.split("->")[0].split(",")
     if len(specs) != len(operands):
         raise ValueError(f"einsum: '{subscripts}' names {len(specs)} operands, got {len(operands)}")
@@ -200,12 +188,13 @@ def einsum(subscripts: str, *operands: Any) -> Tensor:
         shape = np.shape(_data(x, "einsum"))
         if len(spec) != len(shape):
             raise ValueError(
-                f"einsum: operand subscripts '{spec}' do not fit an operand of shape {shape}"
-            )
-    return _einsum(*operands, subscripts=subscripts)
+                f"einsum: operand subscripts '{spec}' do not fit an operand of shape {shape}")
+    return operands, {"subscripts": subscripts}
 
 
-register("einsum", einsum, Domain("einsum"), primitive=True)
+einsum = defop("einsum", lambda *args, subscripts: np.einsum(subscripts, *args),
+               lambda arrays, options: _einsum_vjps_of(options["subscripts"]),
+               Domain("einsum"), prepare=_einsum_call)
 
 # --- elementwise ----------------------------------------------------------------------------
 
@@ -216,20 +205,19 @@ def _sigmoid(x):
     return np.where(x >= 0, 1.0, e) / (1.0 + e)
 
 
-exp = defop("exp", np.exp, (lambda g, out: g * out,), Domain("unary"), methods=("exp",),
-            saves="output")
+exp = defop("exp", np.exp, (lambda g, out: g * out,), Domain("unary"), saves="output")
 log = defop("log", np.log, (lambda g, out, x: g / x,), Domain("unary", _POSITIVE),
-            methods=("log",))
+            saves="inputs")
 tanh = defop("tanh", np.tanh, (lambda g, out: g * (1.0 - out * out),), Domain("unary"),
-             methods=("tanh",), saves="output")
+             saves="output")
 sigmoid = defop("sigmoid", _sigmoid, (lambda g, out: g * out * (1.0 - out),),
-                Domain("unary", ((-8.0, 8.0),)), methods=("sigmoid",), saves="output")
+                Domain("unary", ((-8.0, 8.0),)), saves="output")
 relu = defop("relu", lambda x: np.maximum(x, 0.0), (lambda g, out, x: g * (x > 0),),
-             Domain("unary", avoid=(0.0,)), methods=("relu",))
+             Domain("unary", avoid=(0.0,)), saves="inputs")
 abs = defop("abs", np.abs, (lambda g, out, x: g * np.sign(x),), Domain("unary", avoid=(0.0,)),
-            methods=("abs", "__abs__"))
+            saves="inputs")
 sqrt = defop("sqrt", np.sqrt, (lambda g, out: g * 0.5 / out,), Domain("unary", _POSITIVE),
-             methods=("sqrt",), saves="output")
+             saves="output")
 
 # --- reductions -----------------------------------------------------------------------------
 
@@ -257,18 +245,23 @@ def _max_vjp(g, out, x, axis, keepdims):
     return _expand_reduced(g, x, axis, keepdims) * is_max / ties
 
 
-_sum = primitive("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
-                 (_sum_vjp,))
-_mean = primitive("mean", lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
-                  (_mean_vjp,))
-_max = primitive("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
-                 (_max_vjp,))
+def _reduction(name: str):
+    """The public signature of a reduction: `f(x, axis=None, keepdims=False)`."""
+
+    def call(x: Any, axis: int | Sequence[int] | None = None,
+             keepdims: bool = False) -> tuple[tuple, dict]:
+        return (x,), {"axis": _reduction_axis(name, x, axis), "keepdims": keepdims}
+
+    call.__doc__ = f"The {name} over `axis` (an int, a tuple, or None for all)."
+    return call
 
 
-def _reduction_axis(name: str, x: Any, axis: Any) -> int | tuple[int, ...] | None:
+def _reduction_axis(name: str, x: Any, axis: Any) -> tuple[int, ...] | None:
+    shape = np.shape(_data(x, name))
+    if name == "max" and math.prod(shape) == 0:
+        raise ValueError(f"max: cannot reduce an empty tensor of shape {shape}")
     if axis is None:
         return None
-    shape = np.shape(_data(x, name))
     if type(axis) is int and -len(shape) <= axis < len(shape):  # the common case, quickly
         return (axis % len(shape),)
     try:
@@ -277,41 +270,15 @@ def _reduction_axis(name: str, x: Any, axis: Any) -> int | tuple[int, ...] | Non
         raise ValueError(f"{name}: axis {axis!r} is out of range for shape {shape}") from None
 
 
-def sum(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-    """Sum over `axis` (an int, a tuple, or None for all)."""
-    return _sum(x, axis=_reduction_axis("sum", x, axis), keepdims=keepdims)
-
-
-def mean(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-    """Mean over `axis` (an int, a tuple, or None for all)."""
-    return _mean(x, axis=_reduction_axis("mean", x, axis), keepdims=keepdims)
-
-
-def max(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-    """Maximum over `axis`; the gradient goes to the maxima (split evenly between ties)."""
-    shape = np.shape(_data(x, "max"))
-    if math.prod(shape) == 0:
-        raise ValueError(f"max: cannot reduce an empty tensor of shape {shape}")
-    return _max(x, axis=_reduction_axis("max", x, axis), keepdims=keepdims)
-
-
-register("sum", sum, Domain("reduction"), primitive=True, methods=("sum",))
-register("mean", mean, Domain("reduction"), primitive=True, methods=("mean",))
-register("max", max, Domain("reduction", distinct=True), primitive=True, methods=("max",))
+sum = defop("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+            (_sum_vjp,), Domain("reduction"), saves="inputs", prepare=_reduction("sum"))
+mean = defop("mean", lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
+             (_mean_vjp,), Domain("reduction"), prepare=_reduction("mean"))
+# The gradient goes to the maxima, split evenly between ties.
+max = defop("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+            (_max_vjp,), Domain("reduction", distinct=True), prepare=_reduction("max"))
 
 # --- shape ----------------------------------------------------------------------------------
-
-_reshape = primitive("reshape", lambda x, shape: np.reshape(x, shape),
-                     (lambda g, out, x, shape: np.reshape(g, np.shape(x)),))
-_transpose = primitive(
-    "transpose", lambda x, axes: np.transpose(x, axes),
-    (lambda g, out, axes: np.transpose(g, None if axes is None else _inverse(axes)),),
-    saves="nothing")
-
-
-def _inverse(axes: Sequence[int]) -> np.ndarray:
-    """The permutation that undoes `axes`; negative axes count from the end, as in NumPy."""
-    return np.argsort(np.mod(axes, len(axes)))
 
 
 def _shape_args(args: tuple) -> Any:
@@ -319,32 +286,61 @@ def _shape_args(args: tuple) -> Any:
     return args[0] if len(args) == 1 and not isinstance(args[0], (int, np.integer)) else args
 
 
-def reshape(x: Any, *shape: Any) -> Tensor:
+def _reshape_call(x: Any, *shape: Any) -> tuple[tuple, dict]:
     """The same elements in a new shape (one dimension may be -1)."""
-    return _reshape(x, shape=tuple(_shape_args(shape)))
+    return (x,), {"shape": tuple(_shape_args(shape))}
 
 
-def transpose(x: Any, *axes: Any) -> Tensor:
+def _transpose_call(x: Any, *axes: Any) -> tuple[tuple, dict]:
     """Permute the axes (reverse them when none are given)."""
     order = _shape_args(axes) if axes else None
-    return _transpose(x, axes=None if order is None else tuple(order))
+    return (x,), {"axes": None if order is None else tuple(order)}
 
 
-register("reshape", reshape, Domain("reshape"), primitive=True, methods=("reshape",))
-register("transpose", transpose, Domain("transpose"), primitive=True, methods=("transpose",))
+def _inverse(axes: Sequence[int]) -> np.ndarray:
+    """The permutation that undoes `axes`; negative axes count from the end, as in NumPy."""
+    return np.argsort(np.mod(axes, len(axes)))
+
+
+reshape = defop("reshape", lambda x, shape: np.reshape(x, shape),
+                (lambda g, out, x, shape: np.reshape(g, np.shape(x)),), Domain("reshape"),
+                saves="inputs", prepare=_reshape_call)
+transpose = defop(
+    "transpose", lambda x, axes: np.transpose(x, axes),
+    (lambda g, out, axes: np.transpose(g, None if axes is None else _inverse(axes)),),
+    Domain("transpose"), saves="nothing", prepare=_transpose_call)
+
+
+class SliceGradient(_Cotangent):
+    """The cotangent of `x[index]`: `values` at `index` of an otherwise zero array.
+
+    Kept sparse so that T slices of one (batch, T, n) tensor cost O(T) in backward: the first
+    one allocates the dense gradient, the rest are added into it in place.
+    """
+
+    __slots__ = ("index", "values", "basic")
+
+    def __init__(self, index: Any, values: np.ndarray, basic: bool):
+        self.index = index
+        self.values = values
+        self.basic = basic  # basic indexing hits each element once; arrays may repeat
+
+    def add_into(self, dense: np.ndarray) -> None:
+        if self.basic:
+            dense[self.index] += self.values
+        else:
+            np.add.at(dense, self.index, self.values)
+
+    def densify(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        dense = np.zeros(shape, np.result_type(dtype, self.values))
+        self.add_into(dense)
+        return dense
+
 
 _BASIC_INDEX = (int, np.integer, slice, type(None), type(Ellipsis))
 
 
-def _getitem_vjp(g, out, index, basic):
-    return SliceGrad(index, g, basic)
-
-
-_getitem = primitive("getitem", lambda x, index, basic: x[index], (_getitem_vjp,),
-                     saves="nothing")
-
-
-def getitem(x: Any, index: Any) -> Tensor:
+def _getitem_call(x: Any, index: Any) -> tuple[tuple, dict]:
     """`x[index]` with NumPy's rules: ints, slices, None, Ellipsis and integer or boolean
     arrays; repeated integer indices accumulate their gradients."""
     parts = index if type(index) is tuple else (index,)
@@ -354,30 +350,16 @@ def getitem(x: Any, index: Any) -> Tensor:
             basic = False
             break
     if not basic:
-        parts = tuple(p.data if isinstance(p, Tensor) else np.asarray(p)
+        parts = tuple(p._data if isinstance(p, _Tensor) else np.asarray(p)
                       if isinstance(p, list) else p for p in parts)
-    if not isinstance(x, Tensor):  # a wrong operand type is a TypeError, not an IndexError
+    if not isinstance(x, _Tensor):  # a wrong operand type is a TypeError, not an IndexError
         _data(x, "getitem")
-    try:
-        return _getitem(x, index=parts, basic=basic)
-    except (ValueError, TypeError) as error:
-        raise IndexError(str(error)) from None  # already "getitem: ..."
+    return (x,), {"index": parts, "basic": basic}
 
 
-register("getitem", getitem, Domain("getitem"), primitive=True, methods=("__getitem__",))
-
-
-def _stack_vjps(args, kwargs):
-    axis = kwargs["axis"]
-    return _slices_vjps(axis + args[0].ndim + 1 if axis < 0 else axis,
-                        tuple(range(len(args))))
-
-
-def _concatenate_vjps(args, kwargs):
-    axis = kwargs["axis"]
-    axis = axis + args[0].ndim if axis < 0 else axis
-    ends = list(itertools.accumulate(a.shape[axis] for a in args))
-    return _slices_vjps(axis, tuple(zip([0] + ends[:-1], ends)))
+getitem = defop("getitem", lambda x, index, basic: x[index],
+                (lambda g, out, index, basic: SliceGradient(index, g, basic),),
+                Domain("getitem"), saves="nothing", prepare=_getitem_call)
 
 
 @functools.lru_cache(maxsize=256)
@@ -386,37 +368,71 @@ def _slices_vjps(axis: int, pieces: tuple) -> list:
     pair for a slice. Cached, as an RNN stacks the same number of states at every step."""
     lead = (slice(None),) * axis
     indices = [lead + ((slice(*p) if isinstance(p, tuple) else p),) for p in pieces]
-    return [lambda g, out, index=index, **kwargs: g[index] for index in indices]
+    return [lambda g, out, index=index, **options: g[index] for index in indices]
 
 
-def _operands(name: str, tensors: Any) -> list:
-    if isinstance(tensors, (Tensor, np.ndarray)) or not isinstance(tensors, Sequence):
-        raise TypeError(f"{name}: expected a sequence of tensors, got {type(tensors).__name__}")
-    if not tensors:
-        raise ValueError(f"{name}: needs at least one tensor")
-    return list(tensors)
+def _stack_vjps(arrays, options):
+    axis = options["axis"]
+    return _slices_vjps(axis + arrays[0].ndim + 1 if axis < 0 else axis,
+                        tuple(range(len(arrays))))
 
 
-_stack = primitive("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjps,
-                   variadic=True, saves="nothing")
-_concatenate = primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
-                         _concatenate_vjps, variadic=True, saves="nothing")
+def _concatenate_vjps(arrays, options):
+    axis = options["axis"]
+    axis = axis + arrays[0].ndim if axis < 0 else axis
+    ends = list(itertools.accumulate(a.shape[axis] for a in arrays))
+    return _slices_vjps(axis, tuple(zip([0] + ends[:-1], ends)))
 
 
-def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    """Join tensors of one shape along a new axis."""
-    return _stack(*_operands("stack", tensors), axis=axis)
+def _joining(name: str, doc: str):
+    """The public signature of stack and concatenate: `f(tensors, axis=0)`."""
+
+    def call(tensors: Sequence[Any], axis: int = 0) -> tuple[tuple, dict]:
+        if isinstance(tensors, (_Tensor, np.ndarray)) or not isinstance(tensors, Sequence):
+            raise TypeError(
+                f"{name}: expected a sequence of tensors, got {type(tensors).__name__}")
+        if not tensors:
+            raise ValueError(f"{name}: needs at least one tensor")
+        return tuple(tensors), {"axis": axis}
+
+    call.__doc__ = doc
+    return call
 
 
-def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    """Join tensors along an existing axis."""
-    return _concatenate(*_operands("concatenate", tensors), axis=axis)
+stack = defop("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjps, Domain("stack"),
+              saves="nothing",
+              prepare=_joining("stack", "Join tensors of one shape along a new axis."))
+concatenate = defop("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
+                    _concatenate_vjps, Domain("concatenate"), saves="nothing",
+                    prepare=_joining("concatenate", "Join tensors along an existing axis."))
+
+# --- losses (mean over every element; prediction and target of one shape) -------------------
 
 
-register("stack", stack, Domain("stack"), primitive=True)
-register("concatenate", concatenate, Domain("concatenate"), primitive=True)
+def _loss(name: str, prediction: str, bounds: dict[int, tuple[float, float]]):
+    """The public signature of a loss: `f(prediction, target)`, of one shape, with the
+    operands at `bounds` (position -> closed interval) checked to lie in it."""
 
-# --- losses (mean over every element) -------------------------------------------------------
+    def call(a: Any, b: Any) -> tuple[tuple, dict]:
+        arrays = (_data(a, name), _data(b, name))
+        if np.shape(arrays[0]) != np.shape(arrays[1]):
+            raise ValueError(f"{name}: {prediction} of shape {np.shape(arrays[0])} and target "
+                             f"of shape {np.shape(arrays[1])} differ")
+        for i, (low, high) in bounds.items():
+            values = np.asarray(arrays[i])
+            if values.size and not (values.min() >= low and values.max() <= high):
+                what = prediction if i == 0 else "target"
+                raise ValueError(f"{name}: {what} must lie in [{low:g}, {high:g}], got values "
+                                 f"from {values.min():g} to {values.max():g}")
+        return (a, b), {}
+
+    call.__doc__ = f"{name}({prediction}, target), mean-reduced."
+    return call
+
+
+def _clip_probability(p):
+    eps = np.finfo(np.result_type(p, np.float32)).eps
+    return np.clip(p, eps, 1.0 - eps)
 
 
 def _bce(p, t):
@@ -426,20 +442,15 @@ def _bce(p, t):
     return -np.mean(t * np.log(pc) + (1.0 - t) * np.log1p(-pc))
 
 
-def _clip_probability(p):
-    eps = np.finfo(np.result_type(p, np.float32)).eps
-    return np.clip(p, eps, 1.0 - eps)
-
-
 def _bce_p_vjp(g, out, p, t):
     # Taken at the clipped p, as PyTorch does, so a saturated output still gets a direction.
     pc = _clip_probability(p)
-    return (pc - t) / (pc * (1.0 - pc)) * (g / _count(p, t))
+    return (pc - t) / (pc * (1.0 - pc)) * (g / np.size(p))
 
 
 def _bce_t_vjp(g, out, p, t):
     pc = _clip_probability(p)
-    return (np.log1p(-pc) - np.log(pc)) * (g / _count(p, t))
+    return (np.log1p(-pc) - np.log(pc)) * (g / np.size(p))
 
 
 def _bce_logits(z, t):
@@ -453,27 +464,19 @@ def _mse(y, t):
     return np.mean(np.square(np.subtract(y, t)))
 
 
-def _count(a, b):
-    """How many terms the mean over the broadcast of `a` and `b` averages."""
-    shape_a, shape_b = np.shape(a), np.shape(b)
-    return math.prod(shape_a if shape_a == shape_b else np.broadcast_shapes(shape_a, shape_b))
-
-
 binary_cross_entropy = defop(
-    "binary_cross_entropy", _bce, (_bce_p_vjp, _bce_t_vjp), Domain("loss", _PROBABILITY))
+    "binary_cross_entropy", _bce, (_bce_p_vjp, _bce_t_vjp), Domain("loss", _PROBABILITY),
+    saves="inputs",
+    prepare=_loss("binary_cross_entropy", "probabilities", {0: (0.0, 1.0), 1: (0.0, 1.0)}))
 binary_cross_entropy_with_logits = defop(
     "binary_cross_entropy_with_logits", _bce_logits,
     # The scale g / count is a scalar: one pass over the array, not two.
-    (lambda g, out, z, t: (_sigmoid(z) - t) * (g / _count(z, t)),
-     lambda g, out, z, t: z * (-g / _count(z, t))),
-    Domain("loss", ((-6.0, 6.0), (0.0, 1.0))))
-mse_loss = defop("mse_loss", _mse,
-                 (lambda g, out, y, t: np.subtract(y, t) * (2.0 * g / _count(y, t)),
-                  lambda g, out, y, t: np.subtract(y, t) * (-2.0 * g / _count(y, t))),
-                 Domain("loss"))
-
-
-def _data(x: Any, name: str) -> Any:
-    """The array (or number) behind an operand of op `name`, whose type is checked here, before
-    a wrapper looks at its shape, so that a wrong type is a TypeError naming the op."""
-    return x.data if isinstance(x, Tensor) else _operand(x, name)
+    (lambda g, out, z, t: (_sigmoid(z) - t) * (g / np.size(z)),
+     lambda g, out, z, t: z * (-g / np.size(z))),
+    Domain("loss", ((-6.0, 6.0), (0.01, 0.99))), saves="inputs",
+    prepare=_loss("binary_cross_entropy_with_logits", "logits", {1: (0.0, 1.0)}))
+mse_loss = defop(
+    "mse_loss", _mse,
+    (lambda g, out, y, t: np.subtract(y, t) * (2.0 * g / np.size(y)),
+     lambda g, out, y, t: np.subtract(y, t) * (-2.0 * g / np.size(y))),
+    Domain("loss"), saves="inputs", prepare=_loss("mse_loss", "prediction", {}))

@@ -64,14 +64,16 @@ def test_requires_grad_flag_and_ops_outputs():
     assert not z.requires_grad and z.is_leaf  # nothing recorded for constants
 
 
-def test_detach_cuts_the_graph_and_shares_data():
+def test_detach_cuts_the_graph_and_copies_on_write():
     x = Tensor([1.0, 2.0], requires_grad=True)
     y = x * 3.0
     d = y.detach()
     assert not d.requires_grad and d.is_leaf
-    assert d.data is y.data
+    np.testing.assert_array_equal(d.data, [3.0, 6.0])
     (d * x).sum().backward()  # d is a constant: the gradient is d, not d + 3 x
     np.testing.assert_array_equal(x.grad, [3.0, 6.0])
+    d.data[...] = 0.0  # d's own copy: y keeps its values
+    np.testing.assert_array_equal(y.data, [3.0, 6.0])
 
 
 def test_repr():

@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 import minigrad as mg
-from minigrad import Tensor
-from minigrad.tensor import primitive
+from minigrad import Tensor, defop
 from minigrad.testing import GradcheckError, gradcheck, numerical_grad
 from minigrad.testing import strategies as mst
 
@@ -67,10 +66,10 @@ def test_gradcheck_passes_a_right_gradient():
 
 
 # d/dx x^2 is 2x; this op claims 3x.
-broken_square = primitive("broken_square", np.square, (lambda g, out, x: g * 3 * x,))
+broken_square = defop("broken_square", np.square, (lambda g, out, x: g * 3 * x,), register=False)
 # Right for argument 0, wrong (sign) for argument 1.
-broken_mul = primitive("broken_mul", np.multiply,
-                       (lambda g, out, a, b: g * b, lambda g, out, a, b: -g * a))
+broken_mul = defop("broken_mul", np.multiply,
+                       (lambda g, out, a, b: g * b, lambda g, out, a, b: -g * a), register=False)
 
 
 def _parse(message):
@@ -104,8 +103,8 @@ def test_gradcheck_names_the_wrong_argument():
 
 # A VJP that is right for the all-ones cotangent of sum() but wrong for any other: a check
 # seeded with sum() alone would pass it.
-sum_only = primitive("sum_only", lambda x: 2.0 * x,
-                     (lambda g, out, x: np.full(x.shape, 2.0 * g.mean()),))
+sum_only = defop("sum_only", lambda x: 2.0 * x,
+                     (lambda g, out, x: np.full(x.shape, 2.0 * g.mean()),), register=False)
 
 
 def test_gradcheck_projects_non_scalar_outputs_on_a_random_direction():

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..functional import value_and_grad
-from ..tape import no_grad
+from ..modes import no_grad
 from ..tensor import Tensor
 
 __all__ = ["GradcheckError", "gradcheck", "numerical_grad"]

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.extra import numpy as hnp
 
-from ..tensor import OPS, Domain, OpInfo
+from ..primitive import OPS, Domain, Op
 
 __all__ = [
     "Case", "arrays", "broadcastable_shapes", "einsum_operands", "matmul_shapes", "op_cases",
@@ -159,7 +159,7 @@ class Case:
     description: str
 
 
-def op_cases(op: str | OpInfo, dtype: Any = np.float64):
+def op_cases(op: str | Op, dtype: Any = np.float64):
     """Drawn `Case`s for an op of the table, from its Domain (family, values, kinks)."""
     info = OPS[op] if isinstance(op, str) else op
     return _FAMILIES[info.domain.family](info, info.domain, dtype)
@@ -171,7 +171,7 @@ def _values(domain: Domain, i: int, shape: Any, dtype: Any):
                   dtype=dtype)
 
 
-def _case(info: OpInfo, operands: Sequence[np.ndarray], description: str = "", **kwargs: Any):
+def _case(info: Op, operands: Sequence[np.ndarray], description: str = "", **kwargs: Any):
     fn = info.function
     return Case(tuple(operands), lambda *xs: fn(*xs, **kwargs), description or str(kwargs))
 
@@ -272,6 +272,6 @@ _FAMILIES: dict[str, Callable] = {
     "getitem": _getitem,
     "stack": _stack,
     "concatenate": lambda info, domain, dtype: _stack(info, domain, dtype, extend_axis=True),
-    "loss": _pair(broadcastable_shapes(), "against"),
+    "loss": _pair(shapes().map(lambda shape: (shape, shape)), "against"),
 }
 FAMILIES = tuple(_FAMILIES)

@@ -1,0 +1,92 @@
+"""Anomaly mode's checks: a layer the record path puts around a node, not a branch of the sweep.
+
+In `detect_anomaly()` mode a recorded node also keeps where the user's code created it and
+its input shapes, its output is checked as it is recorded, and its VJPs are wrapped so that
+every gradient they return is checked in backward. Outside that mode none of this runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .tape import Cotangent, Node
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class AnomalyError(FloatingPointError):
+    """An op's output or gradient holds NaN or infinity, found in `detect_anomaly()` mode."""
+
+
+def watch(node: Node, arrays: Sequence[Any], out: np.ndarray) -> None:
+    """Record where `node` was created, check its output, and check its VJPs' results."""
+    node.site = (_caller_site(), tuple(np.shape(a) for a in arrays))
+    if not np.isfinite(out).all():
+        raise AnomalyError(_message(node, "forward", "its output", out))
+    node.vjps = tuple(_checked(node, i, vjp) for i, vjp in enumerate(node.vjps))
+
+
+def watch_backward(root: Any, seed: np.ndarray, caller: str) -> None:
+    """Before a sweep in anomaly mode: check the seed, and also check the gradients of the
+    nodes above `root` that were recorded outside the mode (their creation site unknown)."""
+    if not np.isfinite(seed).all():
+        raise AnomalyError(f"{caller}: the seed gradient holds NaN or infinity")
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if type(node) is not Node or node in seen or node.vjps is None:
+            continue
+        seen.add(node)
+        if getattr(node, "site", None) is None:
+            node.site = (None, None)
+            node.vjps = tuple(_checked(node, i, vjp) for i, vjp in enumerate(node.vjps))
+        stack.extend(node.inputs)
+
+
+def _checked(node: Node, i: int, vjp: Callable) -> Callable:
+    shape = node.inputs[i].shape
+
+    def checked_vjp(*args: Any, **options: Any) -> Any:
+        g = vjp(*args, **options)
+        values = g.densify(shape, node.dtype) if isinstance(g, Cotangent) else g
+        if not np.isfinite(values).all():
+            raise AnomalyError(_message(node, "backward", f"the gradient of input {i}", values))
+        return g
+
+    return checked_vjp
+
+
+def _caller_site() -> traceback.FrameSummary | None:
+    """The innermost frame outside the minigrad package: where the user's code called the op."""
+    frame: types.FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    # The source line is read only if the message is ever built.
+    return traceback.FrameSummary(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name,
+                                  lookup_line=False)
+
+
+def _message(node: Node, phase: str, what: str, values: Any) -> str:
+    values = np.asarray(values)
+    found = [kind for kind, mask in (("NaN", np.isnan(values)), ("+inf", values == np.inf),
+                                     ("-inf", values == -np.inf)) if mask.any()]
+    site, shapes = node.site
+    # A node recorded outside the mode kept its inputs only if its VJPs read them.
+    if shapes is None and node.args:
+        shapes = tuple(np.shape(a) for a in node.args)
+    shapes = "?" if shapes is None else ", ".join(map(str, shapes)) or "none"
+    message = (f"detect_anomaly: '{node.name}' (inputs of shapes {shapes}) gave {what} "
+               f"holding {' and '.join(found)} in {phase}")
+    if site is None:
+        return message + "; created outside detect_anomaly(), so its creation site is unknown"
+    code = f": {site.line}" if site.line else ""
+    return message + f"; created at {site.filename}:{site.lineno} in {site.name}{code}"

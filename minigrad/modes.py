@@ -1,0 +1,71 @@
+"""Grad mode and anomaly mode: per thread and per async context, never process-wide.
+
+Both live in one `ContextVar` holding a bit mask, so the record path reads the mode with a
+single lookup. A new thread starts with the default, recording on and anomaly mode off, as
+PyTorch's thread-local grad mode does; an asyncio task starts with a copy of its creator's
+mode, and its own changes stay its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
+
+import numpy as np
+
+RECORDING, ANOMALY = 1, 2
+_mode: ContextVar[int] = ContextVar("minigrad_mode", default=RECORDING)
+# The record path's one read of the mode (a bound method: no attribute lookup per op).
+current_mode = _mode.get
+
+
+@contextmanager
+def _set(bit: int, on: bool) -> Iterator[None]:
+    mode = _mode.get()
+    token = _mode.set(mode | bit if on else mode & ~bit)
+    try:
+        yield
+    finally:
+        _mode.reset(token)
+
+
+def no_grad() -> AbstractContextManager[None]:
+    """Record nothing inside this block, in this thread or task only: ops on tensors that
+    require grad give plain tensors."""
+    return _set(RECORDING, False)
+
+
+def enable_grad() -> AbstractContextManager[None]:
+    """Record again inside a `no_grad()` block (of this thread or task)."""
+    return _set(RECORDING, True)
+
+
+def is_recording() -> bool:
+    """True unless inside `no_grad()` in this thread or task."""
+    return bool(_mode.get() & RECORDING)
+
+
+def is_anomaly_enabled() -> bool:
+    """True inside `detect_anomaly()` in this thread or task."""
+    return bool(_mode.get() & ANOMALY)
+
+
+@contextmanager
+def detect_anomaly(enabled: bool = True) -> Iterator[None]:
+    """Stop at the first recorded op whose output, or whose gradient in backward, holds NaN or
+    infinity, with an `AnomalyError` naming the op, its input shapes and the line of the
+    caller's code that created it.
+
+    Only recorded ops are checked: those with an input that requires grad, outside
+    `no_grad()`. Inside the block NumPy's divide, overflow and invalid warnings are silenced
+    (the check reports them instead; NumPy's error state is context-local too). The mode is
+    this thread's or task's own; blocks nest and restore the previous mode on exit.
+    """
+    with _set(ANOMALY, bool(enabled)):
+        if enabled:
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                yield
+        else:
+            yield
+

@@ -1,0 +1,203 @@
+"""What an op is, and how one call of it is computed and recorded.
+
+An op is one entry of `OPS`, made by `defop`: its NumPy `forward`, one vector-Jacobian
+product per operand, what those VJPs read (`saves`), how a call's arguments become operands
+and options (`prepare`), and the domain its property tests draw from. A VJP is
+`vjp(g, out, *args, **options)`: `g` the gradient of the output, `out` the output if saved
+(else None), `args` the operands' arrays if saved (else none are passed). It returns the
+gradient of its operand, maybe in the output's broadcast shape: the tape sums it back.
+
+`record` is the one path every call takes: operands to arrays, the forward, and, when an
+operand requires grad and grad mode is on in this thread, a `Node` on the tape.
+
+Saved arrays never change under the graph. A tensor whose array a node saves (or that
+shares its array with an op's output view) is marked shared and its array made read-only;
+its next `.data` access hands out a fresh copy (copy-on-write), so `w.data += 1` or an
+optimizer step between forward and backward changes the tensor, not the recorded values.
+A plain NumPy array a VJP reads is copied when recorded.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FunctionType
+from typing import Any
+
+import numpy as np
+
+from . import anomaly
+from .modes import ANOMALY, RECORDING, current_mode
+from .tape import Node
+from .tensor import Tensor, _make
+
+_SAVES = ("both", "inputs", "output", "nothing")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Where an op's gradient tests draw their inputs (read by `minigrad.testing.strategies`).
+
+    `family` names the argument structure ("unary", "binary", "tensordot", ...); `values`
+    gives the interval of each operand's values (the last one repeats); `avoid` lists points
+    where the op is not differentiable; `distinct` asks for values without ties.
+    """
+
+    family: str
+    values: tuple[tuple[float, float], ...] = ((-3.0, 3.0),)
+    avoid: tuple[float, ...] = ()
+    distinct: bool = False
+
+    def interval(self, i: int) -> tuple[float, float]:
+        return self.values[min(i, len(self.values) - 1)]
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    """One entry of the op table. Calling it calls the op.
+
+    `vjps` is a tuple with one VJP per operand, or, for an op with any number of operands
+    (stack, einsum), a function `(arrays, options) -> VJPs` for one call.
+    """
+
+    name: str
+    forward: Callable[..., Any]
+    vjps: tuple[Callable[..., Any], ...] | Callable[..., Sequence[Callable[..., Any]]]
+    domain: Domain
+    saves_inputs: bool
+    saves_output: bool
+    function: Callable[..., Tensor]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
+        return self.function(*args, **kwargs)
+
+
+OPS: dict[str, Op] = {}
+_UNTESTED = Domain("untested")  # the domain of an op outside the table
+
+
+def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | None = None, *,
+          saves: str = "both", prepare: Callable[..., tuple[tuple, dict]] | None = None,
+          register: bool = True) -> Callable[..., Tensor]:
+    """Define an op, put it in `OPS` (unless `register` is False: a throwaway op for a
+    test, say), and return the function that calls it.
+
+    `saves` says what the VJPs read: "inputs", "output", "both" or "nothing"; the graph
+    keeps only that. `prepare(*args, **kwargs) -> (operands, options)`, if given, is the
+    op's public signature: it checks and normalises a call's arguments (an axis, a list of
+    tensors) and names the function's parameters and docstring; without it the function
+    takes the operands positionally and the options as keywords.
+    """
+    if register and name in OPS:
+        raise ValueError(f"defop: an op named '{name}' is already defined")
+    if register and domain is None:
+        raise ValueError(f"defop: '{name}' needs a Domain to join the table (its tests "
+                         "draw from it), or register=False")
+    if saves not in _SAVES:
+        raise ValueError(f"defop: saves must be one of {', '.join(_SAVES)}, got {saves!r}")
+
+    if prepare is None:
+        def function(*operands: Any, **options: Any) -> Tensor:
+            return record(op, operands, options)
+    else:
+        def function(*args: Any, **kwargs: Any) -> Tensor:
+            operands, options = prepare(*args, **kwargs)
+            return record(op, operands, options)
+
+    function.__name__ = function.__qualname__ = name
+    function.__module__ = getattr(forward, "__module__", None) or __name__
+    described = prepare or forward
+    function.__doc__ = described.__doc__ if isinstance(described, FunctionType) else (
+        f"NumPy's {getattr(forward, '__name__', name)} on tensors, recorded for backward.")
+    function.__signature__ = (  # type: ignore[attr-defined]
+        inspect.signature(prepare).replace(return_annotation="Tensor") if prepare
+        else _operand_signature(len(vjps) if isinstance(vjps, Sequence) else 0))
+    op = Op(name, forward, vjps if callable(vjps) else tuple(vjps), domain or _UNTESTED,
+            saves in ("both", "inputs"), saves in ("both", "output"), function)
+    if register:
+        OPS[name] = op
+    return function
+
+
+def _operand_signature(n: int) -> inspect.Signature:
+    """`(x)`, `(a, b)`, ... for an op of n operands; `(*operands)` for any number."""
+    kind = inspect.Parameter.POSITIONAL_ONLY
+    names = ["x"] if n == 1 else [chr(ord("a") + i) for i in range(n)]
+    parameters = [inspect.Parameter(name, kind) for name in names] if n else [
+        inspect.Parameter("operands", inspect.Parameter.VAR_POSITIONAL)]
+    return inspect.Signature(parameters, return_annotation="Tensor")
+
+
+def record(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:
+    """Compute `op` on `operands` and, if one of them requires grad while grad mode is on,
+    record it on the tape."""
+    arrays = [x._data if isinstance(x, Tensor) else constant(x, op.name) for x in operands]
+    try:
+        out = op.forward(*arrays, **options)
+    except (ValueError, TypeError, IndexError) as error:
+        raise _op_error(op.name, error, arrays) from None
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)  # a reduction to a NumPy scalar
+    inputs = tuple([(x._node or x) if isinstance(x, Tensor) and x.requires_grad else None
+                    for x in operands])
+    if out.base is not None:  # a view of an operand: neither may change under the other
+        out = _share_view(operands, out)
+    mode = current_mode()
+    if not mode & RECORDING or inputs.count(None) == len(inputs):
+        result = _make(out, False, None)
+        result._shared = out.base is not None
+        return result
+    vjps = op.vjps if type(op.vjps) is tuple else op.vjps(arrays, options)  # type: ignore
+    node = Node(op.name, vjps, inputs, _saved(operands, arrays) if op.saves_inputs else (),
+                options, out if op.saves_output else None, out)
+    if mode & ANOMALY:
+        anomaly.watch(node, arrays, out)
+    result = _make(out, True, node)
+    result._shared = op.saves_output or out.base is not None
+    return result
+
+
+def _saved(operands: Sequence[Any], arrays: list[Any]) -> tuple:
+    """The operands' arrays as the graph keeps them: a tensor's marked shared and read-only
+    (copy-on-write), a plain array copied; numbers are immutable."""
+    for i, x in enumerate(operands):
+        if isinstance(x, Tensor):
+            if not x._shared:
+                x._share()
+        elif type(arrays[i]) is np.ndarray:
+            arrays[i] = arrays[i].copy()
+    return tuple(arrays)
+
+
+def _share_view(operands: Sequence[Any], out: np.ndarray) -> np.ndarray:
+    for x in operands:
+        if isinstance(x, Tensor):
+            if not x._shared:
+                x._share()
+        elif isinstance(x, np.ndarray):  # the caller's array, which the engine cannot guard
+            return out.copy()
+    return out
+
+
+def constant(x: Any, op_name: str) -> Any:
+    """A non-Tensor operand as NumPy will see it: numbers pass as they are (so a Python float
+    does not promote a float32 tensor), arrays must be numeric."""
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"{op_name}: cannot use an array of dtype {x.dtype}")
+        return x
+    if isinstance(x, numbers.Real):
+        return x
+    raise TypeError(
+        f"{op_name}: expected a Tensor, a NumPy array or a real number, got {type(x).__name__}")
+
+
+def _op_error(name: str, error: Exception, args: Sequence[Any]) -> Exception:
+    kind = type(error) if type(error) in (ValueError, TypeError, IndexError) else ValueError
+    message = str(error)
+    if message.startswith(f"{name}:"):  # NumPy's own prefix (matmul's): keep one, add shapes
+        message = message[len(name) + 1:].lstrip()
+    shapes = ", ".join(str(np.shape(a)) for a in args)
+    return kind(f"{name}: invalid inputs of shapes {shapes}: {message}")

@@ -1,0 +1,254 @@
+"""A gradient is right or an error: modes that stay in their thread, arrays that cannot change
+under the graph that saved them."""
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minigrad as mg
+from minigrad import Tensor
+from optim import SGD
+
+# --- grad and anomaly mode belong to one thread (or task) -----------------------------------
+
+
+def _in_thread(fn):
+    result, errors = [], []
+
+    def run():
+        try:
+            result.append(fn())
+        except BaseException as error:  # noqa: BLE001 (handed back to the test)
+            errors.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+def test_no_grad_in_one_thread_does_not_stop_recording_in_another():
+    """Thread B's forward pass runs while thread A is inside no_grad()."""
+    w1 = Tensor([2.0], requires_grad=True)
+    w2 = Tensor([3.0], requires_grad=True)
+    x = np.array([1.0])
+    a_inside, b_recorded, a_may_leave = threading.Event(), threading.Event(), threading.Event()
+
+    def thread_a():
+        with mg.no_grad():
+            a_inside.set()
+            b_recorded.wait(10)
+            assert not mg.is_recording()
+        a_may_leave.set()
+
+    def thread_b():
+        h = w1 * x
+        a_inside.wait(10)
+        assert mg.is_recording()
+        h2 = h * w2
+        b_recorded.set()
+        a_may_leave.wait(10)
+        (h2 + h).sum().backward()
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    np.testing.assert_array_equal(w1.grad, [4.0])   # d/dw1 (w1 x w2 + w1 x) = x w2 + x
+    np.testing.assert_array_equal(w2.grad, [2.0])   # w1 x
+
+
+def test_overlapping_no_grad_blocks_leaving_out_of_order_leave_recording_on():
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with mg.no_grad():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with mg.no_grad():
+            second_in.set()
+            first_out.wait(10)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert mg.is_recording()
+    x = Tensor([1.0], requires_grad=True)
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, [2.0])
+
+
+def test_a_new_thread_starts_recording_with_anomaly_mode_off():
+    with mg.no_grad(), mg.detect_anomaly():
+        assert _in_thread(lambda: (mg.is_recording(), mg.is_anomaly_enabled())) == (True, False)
+
+
+def test_anomaly_mode_in_one_thread_does_not_stop_another():
+    inside, done = threading.Event(), threading.Event()
+
+    def watcher():
+        with mg.detect_anomaly():
+            inside.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=watcher)
+    thread.start()
+    inside.wait(10)
+    try:
+        x = Tensor([0.0], requires_grad=True)
+        with np.errstate(divide="ignore"):
+            y = mg.log(x)  # -inf, and no AnomalyError here: the mode is the other thread's
+        assert np.isneginf(y.data).all()
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_each_async_task_has_its_own_grad_mode():
+    async def without_grad(entered, may_leave):
+        with mg.no_grad():
+            entered.set()
+            await may_leave.wait()
+            return mg.is_recording()
+
+    async def recording(entered, may_leave):
+        await entered.wait()
+        recorded = mg.is_recording()
+        may_leave.set()
+        return recorded
+
+    async def main():
+        entered, may_leave = asyncio.Event(), asyncio.Event()
+        return await asyncio.gather(without_grad(entered, may_leave),
+                                    recording(entered, may_leave))
+
+    assert asyncio.run(main()) == [False, True]
+
+
+def test_enable_grad_records_inside_no_grad():
+    x = Tensor([3.0], requires_grad=True)
+    with mg.no_grad():
+        with mg.enable_grad():
+            y = x * x
+        z = x * x
+    assert y.requires_grad and not z.requires_grad
+
+
+# --- saved arrays never change under the graph ----------------------------------------------
+
+# Each changes w (or its array) in place between the forward pass and backward.
+MUTATIONS = {
+    "augmented assignment": lambda w: w.data.__iadd__(100.0),
+    "item assignment": lambda w: w.data.__setitem__(Ellipsis, 7.0),
+    "out= ufunc": lambda w: np.subtract(w.data, 5.0, out=w.data),
+    "load_state_dict-like copyto": lambda w: np.copyto(w.data, -1.0),
+    "optimizer step": lambda w: SGD([w], lr=0.5).step(),
+}
+
+
+@pytest.mark.parametrize("mutate", MUTATIONS.values(), ids=MUTATIONS.keys())
+def test_changing_a_saved_leaf_changes_the_tensor_not_the_gradient(mutate):
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    w = Tensor([3.0, 4.0], requires_grad=True)
+    w.grad = np.ones(2)  # for the optimizer step
+    y = (x * w).sum()
+    before = w.data.copy()
+    mutate(w)
+    assert not np.array_equal(w.data, before)  # the change took effect on w
+    w.grad = None
+    y.backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 4.0])  # at the forward pass's w
+    np.testing.assert_array_equal(w.grad, [1.0, 2.0])
+
+
+def test_an_array_taken_before_the_forward_pass_becomes_read_only():
+    w = Tensor([3.0, 4.0], requires_grad=True)
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    taken = w.data
+    y = (x * w).sum()
+    with pytest.raises(ValueError, match="read-only"):
+        taken += 1.0
+    y.backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 4.0])
+
+
+def test_changing_a_saved_intermediate_changes_the_tensor_not_the_gradient():
+    x = Tensor([0.5, -1.0], requires_grad=True)
+    y = mg.tanh(x)  # tanh's VJP reads its output
+    y.data[...] = 1.0
+    np.testing.assert_array_equal(y.data, [1.0, 1.0])
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, 1.0 - np.tanh([0.5, -1.0]) ** 2, rtol=1e-15)
+
+
+def test_changing_the_base_of_a_view_after_the_view_was_saved():
+    w = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    x = Tensor([5.0], requires_grad=True)
+    y = (w[1:2] * x).sum()  # mul saves the view w[1:2]
+    w.data[...] = 0.0
+    y.backward()
+    np.testing.assert_array_equal(x.grad, [2.0])
+
+
+def test_changing_a_view_does_not_reach_its_saved_base():
+    x = Tensor([0.5, -1.0], requires_grad=True)
+    y = mg.tanh(x)
+    view = y[0:1]
+    view.data[...] = 9.0
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, 1.0 - np.tanh([0.5, -1.0]) ** 2, rtol=1e-15)
+    np.testing.assert_allclose(y.data, np.tanh([0.5, -1.0]), rtol=1e-15)
+
+
+def test_changing_a_plain_array_operand_after_the_forward_pass():
+    w = Tensor([3.0, 4.0], requires_grad=True)
+    c = np.array([1.0, 2.0])
+    y = (w * c).sum()
+    c[...] = 50.0  # the caller's own array stays writable; the graph kept a copy
+    y.backward()
+    np.testing.assert_array_equal(w.grad, [1.0, 2.0])
+
+
+@given(st.integers(1, 4), st.floats(-3, 3), st.sampled_from(sorted(MUTATIONS)))
+def test_an_rnn_step_between_forward_and_backward_changes_nothing(steps, shift, mutation):
+    """A small recurrence whose weights change after the forward pass: the gradients equal
+    those of an untouched copy, to the last bit."""
+    rng = np.random.default_rng(steps)
+    w0, x0 = rng.standard_normal((2, 2)), rng.standard_normal((3, 2))
+
+    def loss(w):
+        s = Tensor(x0)
+        for _ in range(steps):
+            s = mg.tanh(s @ w + shift)
+        return s.sum()
+
+    w, reference = Tensor(w0, requires_grad=True), Tensor(w0, requires_grad=True)
+    y, y_reference = loss(w), loss(reference)
+    w.grad = np.ones_like(w0)
+    MUTATIONS[mutation](w)
+    w.grad = None
+    y.backward()
+    y_reference.backward()
+    np.testing.assert_array_equal(w.grad, reference.grad)
+
+
+def test_numpy_conversion_is_a_copy():
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    y = mg.tanh(x)
+    converted = np.asarray(y)
+    converted[...] = 0.0
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, 1.0 - np.tanh([1.0, 2.0]) ** 2, rtol=1e-15)
