@@ -136,10 +136,10 @@ def train_counter(settings: CounterTraining, outputs: Outputs = Outputs(), *,
     every = max(n // 10, 1)
 
     def report(p: Progress, point: tuple[float, float]) -> None:
+        bar.update(p.step, p.loss)
         if p.step % every == 0 or p.step == p.total_steps:
             bar.print(f"  iteration {p.step:>5}/{p.total_steps}  loss {p.loss:.4g}  "
                       f"w_x {point[0]:+.4f}  w_rec {point[1]:+.4f}")
-        bar.update(p.step, p.loss)
 
     with bar:
         run = runs.train_counter(settings, callback=report)

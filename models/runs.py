@@ -1,7 +1,7 @@
 """Training, restarting and evaluating the write-ups' models; no printing, no files.
 
 Every function takes the typed settings of `models.presets` and returns what happened, so
-that the command line (`models.commands`), the tests and the benchmarks use the same runs.
+that the command line (`models.commands`), the tests and Python code use the same runs.
 """
 
 from __future__ import annotations
