@@ -34,7 +34,7 @@ from .data import MAX_BITS
 from .plots import MatplotlibMissing
 from .presets import PRESET_DESCRIPTIONS, PRESETS, TRAIN_BOUNDS, CounterTraining
 from .reference import Param
-from .runs import DEFAULT_SEEDS
+from .runs import DEFAULT_SEEDS, EVALUATION_BATCH
 
 __all__ = ["build_parser", "main", "nonnegative_int", "positive_int"]
 
@@ -258,8 +258,8 @@ def _add_parser(commands_: Any) -> None:
         "each number's bits in a row, least significant bit first (leftmost), so 6 reads "
         "011; rows x1 and x2 are A and B, t: the true sum, y: the adder's answer; the "
         "decimal value ends each row.")
-    add.add_argument("a", type=nonnegative_int, metavar="A")
-    add.add_argument("b", type=nonnegative_int, metavar="B")
+    add.add_argument("a", type=nonnegative_int, metavar="A", help="an integer >= 0")
+    add.add_argument("b", type=nonnegative_int, metavar="B", help="an integer >= 0")
     add.add_argument("--model", required=True, metavar="PATH",
                      help="an adder saved by `minigrad train adder --save PATH` (required)")
     add.add_argument("--preset", choices=sorted(PRESETS),
@@ -272,8 +272,8 @@ def _eval_parser(commands_: Any) -> None:
         "eval", help="a saved model's accuracy on fresh data",
         description="A saved adder's per-bit and whole-sum accuracy on fresh sums, or a "
         "saved counter's share of fresh sequences counted right (its output rounded) and "
-        "mean error. Samples are drawn and evaluated 10,000 at a time, so memory stays "
-        "bounded for any --samples.")
+        f"mean error. Samples are drawn and evaluated {EVALUATION_BATCH:,} at a time, so "
+        "memory stays bounded for any --samples.")
     evaluate.add_argument("model_kind", choices=["adder", "counter"], metavar="MODEL",
                           help="adder or counter")
     evaluate.add_argument("--model", required=True, metavar="PATH",
