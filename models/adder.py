@@ -1,4 +1,6 @@
-"""The binary adder of tutorial part 2 (SPEC 2) and the Keras post (SPEC 3) on minigrad.
+"""The binary adder on minigrad: the non-linear RNN of part 2 of the tutorial "How to
+implement an RNN" ("Implement binary addition with a non-linear RNN"), and the Keras model
+of the post "Understand recurrent networks with the binary addition".
 
 Bits come least significant first, so the network reads the numbers in the order a carry
 travels. With x_k the two input bits at position k:
@@ -9,7 +11,9 @@ travels. With x_k the two input bits at position k:
     loss = mean over samples and positions of BCE(y_k, t_k)
 
 The loss is taken from the logits (`binary_cross_entropy_with_logits`), so it stays finite
-and keeps training when y saturates to exactly 0 or 1 (SPEC 2's numerical trap).
+and keeps training when y saturates to exactly 0 or 1: in float64 that happens after a few
+passes, and BCE taken from the probabilities then gives log(0) = -inf and NaN parameters,
+where the tutorial's hand-written gradient at the logits, y - t, trains on.
 """
 
 from __future__ import annotations
@@ -66,7 +70,10 @@ class Adder(nn.Module):
 
     def logits(self, X: np.ndarray) -> mg.Tensor:
         """The output logits, shape (batch, L, 1)."""
-        return self.output(mg.stack(self.states(X), axis=1))
+        return self._logits_of(self.states(X))
+
+    def _logits_of(self, states: list[mg.Tensor]) -> mg.Tensor:
+        return self.output(mg.stack(states, axis=1))
 
     def forward(self, X: np.ndarray) -> mg.Tensor:
         """The probability that each output bit is 1, shape (batch, L, 1)."""
@@ -74,12 +81,18 @@ class Adder(nn.Module):
 
     def loss(self, X: np.ndarray, T: np.ndarray) -> mg.Tensor:
         """Mean binary cross-entropy over samples and positions, from the logits."""
-        logits = self.logits(X)
+        return self.loss_and_states(X, T)[0]
+
+    def loss_and_states(self, X: np.ndarray, T: np.ndarray) -> tuple[mg.Tensor, list[mg.Tensor]]:
+        """The loss of `loss` and the states [S_1, ..., S_L] it was computed from, so that
+        `minigrad.gradients(loss, states)` gives dL/dS_k at every position."""
+        states = self.states(X)
+        logits = self._logits_of(states)
         T = np.asarray(T, logits.dtype)
         if T.shape != logits.shape:
             raise ValueError(f"Adder.loss: targets of shape {T.shape} do not match outputs "
                              f"{logits.shape}")
-        return mg.binary_cross_entropy_with_logits(logits, T)
+        return mg.binary_cross_entropy_with_logits(logits, T), states
 
     def predict_bits(self, X: np.ndarray) -> np.ndarray:
         """The predicted sum bits (batch, L, 1) as 0.0/1.0."""

@@ -1,19 +1,24 @@
-"""The `minigrad` command: train the write-ups' models, and compare them with hand-coded
-backprop.
+"""The `minigrad` command: train the write-ups' models, use the trained ones, and compare
+the engine with hand-coded backpropagation.
 
-    minigrad train counter            RProp from (w_x, w_rec) = (-1.5, 2), SPEC 1
-    minigrad train adder              the tutorial's small adder (--preset large|keras)
-    minigrad compare counter|adder    engine vs hand-coded: loss, gradients, time per step
-    minigrad add A B --model PATH     a saved adder adds two numbers
-    minigrad eval adder --model PATH  a saved adder's accuracy on fresh sums
-    minigrad graph counter|adder      the loss's computation graph as Graphviz DOT
+commands:
+  minigrad train counter            RProp from (w_x, w_rec) = (-1.5, 2) until it counts ones
+  minigrad train adder              the RNN that adds binary numbers (--preset small|large|keras)
+  minigrad compare counter|adder    engine vs hand-coded: loss, gradients, time per step
+  minigrad add A B --model PATH     a saved adder adds two numbers
+  minigrad eval adder|counter --model PATH
+                                    a saved model's accuracy on fresh data
+  minigrad graph counter|adder      the loss's computation graph as Graphviz DOT
 
 `train ... --plot DIR` draws the figures (needs matplotlib), `--save PATH` keeps the model.
+Exit status: 0 done (a training run that did not learn ends with a warning line on stderr),
+2 a bad option or file (one line on stderr), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -21,9 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from . import experiments
+import minigrad
+import optim
+
+from . import commands
+from .data import MAX_BITS
 from .plots import MatplotlibMissing
-from .presets import PRESETS
+from .presets import PRESET_DESCRIPTIONS, PRESETS, TRAIN_BOUNDS, CounterTraining
+from .reference import Param
+from .runs import DEFAULT_SEEDS, EVALUATION_BATCH
+
+__all__ = ["build_parser", "main", "nonnegative_int", "positive_int"]
+
+_COUNTER = CounterTraining()  # the defaults of `train counter` and `eval counter`
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,138 +48,362 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
+# --- option types: each error names the value, argparse adds the option's name ------------
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1, else an error naming the value."""
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
-def _nonnegative_int(text: str) -> int:
-    value = int(text)
+def nonnegative_int(text: str) -> int:
+    """An argparse type: an integer >= 0, else an error naming the value."""
+    value = _integer(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+def _real(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
+
+
+def _rule(error: ValueError) -> str:
+    # optim's checks say "<owner>: invalid <name>=<value>: must be <rule>"; the option's
+    # name replaces the owner and the field's.
+    _, _, rule = str(error).partition(": must be ")
+    return f"must be {rule}" if rule else str(error)
+
+
+def _training_setting(field: str) -> Callable[[str], float]:
+    """The type of the adder's option for TrainConfig's `field`, in TRAIN_BOUNDS' range."""
+
+    def parse(text: str) -> float:
+        value = _real(text)
+        try:
+            optim.check_real("minigrad", field, value, **TRAIN_BOUNDS[field])
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{_rule(error)}, got {text}") from None
+        return value
+
+    return parse
+
+
+def _rprop_setting(field: str) -> Callable[[str], float]:
+    """The type of the counter's option for RProp's `field`, in the range RProp accepts."""
+
+    def parse(text: str) -> float:
+        value = _real(text)
+        try:
+            optim.create("rprop", [Param(np.zeros(1))], **{field: value})
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{_rule(error)}, got {text}") from None
+        return value
+
+    return parse
+
+
+# --- the parser ------------------------------------------------------------------------------
+
+
+def _preset_default(read: Callable[[Any], Any]) -> str:
+    values = ", ".join(f"{name} {read(train)}" for name, (_, train) in PRESETS.items())
+    return f"default: the preset's ({values})"
+
+
+def _preset_help() -> str:
+    return "; ".join(f"{name}: {text}" for name, text in PRESET_DESCRIPTIONS.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="minigrad", description=__doc__.split("\n\n")[0],
+    parser = _Parser(prog="minigrad", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    train = commands.add_parser("train", help="train a model and show what it learned")
-    models = train.add_subparsers(dest="model", required=True, parser_class=_Parser)
-    counter = models.add_parser("counter", help="the linear RNN that counts ones (SPEC 1)")
-    counter.add_argument("--iterations", type=_positive_int, default=500)
-    counter.add_argument("--w-x", type=float, default=-1.5, help="start of w_x (default -1.5)")
-    counter.add_argument("--w-rec", type=float, default=2.0, help="start of w_rec (default 2)")
-    counter.add_argument("--eta-plus", type=float, default=1.2)
-    counter.add_argument("--eta-minus", type=float, default=0.5)
-    counter.add_argument("--step-init", type=_positive_float, default=0.001)
-    _common(counter)
-    _outputs(counter, "counter")
-    counter.set_defaults(run=experiments.train_counter)
-
-    adder = models.add_parser("adder", help="the RNN that adds binary numbers (SPEC 2, 3)")
-    adder.add_argument("--preset", choices=sorted(PRESETS), default="small",
-                       help="small (7 bits, 3 states), large (13 bits, 32), "
-                            "keras (8 bits, 16 sigmoid)")
-    adder.add_argument("--epochs", type=_positive_int, help="passes over the data")
-    adder.add_argument("--batch-size", type=_positive_int, help="samples per minibatch")
-    adder.add_argument("--samples", type=_positive_int, help="training samples")
-    adder.add_argument("--lr", type=_positive_float, help="learning rate")
-    adder.add_argument("--decay", type=float,
-                       help="RMSProp's decay of the mean square (presets small, large: 0.5)")
-    adder.add_argument("--momentum", type=float, help="Nesterov momentum (small, large: 0.8)")
-    adder.add_argument("--eps", type=_positive_float, help="RMSProp's epsilon (1e-6)")
-    adder.add_argument("--restarts", type=_nonnegative_int, default=0,
-                       help="start again from a fresh initialisation, up to this many times, "
-                            "while a run ends below 100%% whole-sum accuracy")
-    adder.add_argument("--test-samples", type=_positive_int, default=1000,
-                       help="fresh sums for the held-out accuracy (default 1000)")
-    _common(adder)
-    _outputs(adder, "adder")
-    adder.set_defaults(run=experiments.train_adder)
-
-    compare = commands.add_parser("compare", help="engine vs hand-coded backprop")
-    compare.add_argument("model", choices=["counter", "adder"])
-    compare.add_argument("--preset", choices=sorted(PRESETS), default="small")
-    compare.add_argument("--batch-size", type=_positive_int, default=100)
-    compare.add_argument("--repeats", type=_positive_int, default=200,
-                         help="timed steps of each (default 200)")
-    compare.add_argument("--seed", type=_nonnegative_int, default=0)
-    compare.set_defaults(run=experiments.compare)
-
-    add = commands.add_parser("add", help="a saved adder adds two numbers")
-    add.add_argument("a", type=_nonnegative_int, metavar="A")
-    add.add_argument("b", type=_nonnegative_int, metavar="B")
-    add.add_argument("--model", required=True, metavar="PATH",
-                     help="a model saved by `minigrad train adder --save PATH`")
-    add.add_argument("--preset", choices=sorted(PRESETS),
-                     help="refuse a model saved with another preset")
-    add.set_defaults(run=experiments.add_numbers)
-
-    evaluate = commands.add_parser("eval", help="a saved model's accuracy on fresh data")
-    evaluate.add_argument("model_kind", choices=["adder"], metavar="adder")
-    evaluate.add_argument("--model", required=True, metavar="PATH",
-                          help="a model saved by `minigrad train adder --save PATH`")
-    evaluate.add_argument("--preset", choices=sorted(PRESETS),
-                          help="refuse a model saved with another preset")
-    evaluate.add_argument("--samples", type=_positive_int, default=1000,
-                          help="fresh sums (default 1000)")
-    evaluate.add_argument("--seed", type=_nonnegative_int, default=0,
-                          help="seed of the sums (default 0)")
-    evaluate.set_defaults(run=experiments.evaluate_adder)
-
-    graph = commands.add_parser("graph", help="the loss's computation graph as Graphviz DOT")
-    graph.add_argument("model", choices=["counter", "adder"])
-    graph.add_argument("--steps", type=_positive_int, default=3,
-                       help="timesteps of the sequence (default 3)")
-    graph.add_argument("--batch-size", type=_positive_int, default=2,
-                       help="sequences in the batch (default 2)")
-    graph.add_argument("--preset", choices=sorted(PRESETS), default="small",
-                       help="the adder's architecture (default small)")
-    graph.set_defaults(run=experiments.print_graph)
+    parser.add_argument("--version", action="version",
+                        version=f"minigrad {minigrad.__version__}")
+    commands_ = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _train_parsers(commands_)
+    _compare_parser(commands_)
+    _add_parser(commands_)
+    _eval_parser(commands_)
+    _graph_parser(commands_)
     return parser
+
+
+def _train_parsers(commands_: Any) -> None:
+    train = commands_.add_parser("train", help="train a model and show what it learned",
+                                 description="Train a model and show what it learned. A run "
+                                 "that did not learn ends with a warning line on stderr "
+                                 "(the exit status stays 0).")
+    models = train.add_subparsers(dest="model", metavar="MODEL", required=True,
+                                  parser_class=_Parser)
+    counter = models.add_parser(
+        "counter", help="the linear RNN that counts the ones in a 0/1 sequence",
+        description="The counter of part 1 of \"How to implement an RNN\": s_k = s_(k-1) "
+        "w_rec + x_k w_x, trained by RProp on 20 sequences of 10 from a point of exploding "
+        "gradient; it learns w_x = w_rec = 1.")
+    counter.add_argument("--iterations", type=positive_int, default=_COUNTER.iterations,
+                         help="RProp steps, full batch (default: %(default)s)")
+    counter.add_argument("--w-x", type=_real, default=_COUNTER.w_x,
+                         help="start of w_x (default: %(default)s)")
+    counter.add_argument("--w-rec", type=_real, default=_COUNTER.w_rec,
+                         help="start of w_rec (default: %(default)s)")
+    counter.add_argument("--eta-plus", type=_rprop_setting("eta_plus"),
+                         default=_COUNTER.eta_plus,
+                         help="RProp's step growth while the gradient keeps its sign "
+                              "(default: %(default)s)")
+    counter.add_argument("--eta-minus", type=_rprop_setting("eta_minus"),
+                         default=_COUNTER.eta_minus,
+                         help="RProp's step shrink when the sign flips (default: %(default)s)")
+    counter.add_argument("--step-init", type=_rprop_setting("step_init"),
+                         default=_COUNTER.step_init,
+                         help="RProp's first step size (default: %(default)s)")
+    counter.add_argument("--seed", type=nonnegative_int, default=_COUNTER.seed,
+                         help="seed of the training sequences (default: %(default)s)")
+    _outputs(counter, "counter")
+    counter.set_defaults(run=_train_counter, diverged="try another start (--w-x, --w-rec)")
+
+    adder = models.add_parser(
+        "adder", help="the RNN that adds binary numbers",
+        description="A tanh (or sigmoid) RNN that reads two numbers bit by bit, least "
+        "significant first, and writes their sum. Presets: " + _preset_help() + ".")
+    adder.add_argument("--preset", choices=sorted(PRESETS), default="small",
+                       help="the write-up to follow (default: %(default)s)")
+    adder.add_argument("--epochs", type=positive_int,
+                       help="passes over the data (" +
+                            _preset_default(lambda t: t.epochs) + ")")
+    adder.add_argument("--batch-size", type=positive_int,
+                       help="samples per minibatch (" +
+                            _preset_default(lambda t: t.batch_size) + ")")
+    adder.add_argument("--samples", type=positive_int,
+                       help="training sums (" +
+                            _preset_default(lambda t: t.n_samples) + ")")
+    adder.add_argument("--lr", type=_training_setting("lr"),
+                       help="learning rate (" + _preset_default(lambda t: t.lr) + ")")
+    adder.add_argument("--decay", type=_training_setting("decay"),
+                       help="RMSProp's decay of the mean square, in [0, 1) (default: 0.5; "
+                            "the keras preset's SGD has none)")
+    adder.add_argument("--momentum", type=_training_setting("momentum"),
+                       help="momentum, in [0, 1): Nesterov's for small and large "
+                            "(default: 0.8), SGD's for keras (default: 0)")
+    adder.add_argument("--eps", type=_training_setting("eps"),
+                       help="RMSProp's epsilon (default: 1e-06; the keras preset's SGD has "
+                            "none)")
+    adder.add_argument("--restarts", type=nonnegative_int, default=0,
+                       help="start again from a fresh initialisation (the next seed), up to "
+                            "this many times, while a run ends below 100%% of held-out sums "
+                            "(default: %(default)s)")
+    adder.add_argument("--test-samples", type=positive_int, default=1000,
+                       help="fresh sums for the held-out accuracy (default: %(default)s)")
+    seeds = ", ".join(f"{name} {seed}" for name, seed in DEFAULT_SEEDS.items())
+    adder.add_argument("--seed", type=nonnegative_int, default=None,
+                       help=f"seed of the initialisation and the data (default: the preset's, "
+                            f"one that converges: {seeds})")
+    _outputs(adder, "adder")
+    adder.set_defaults(run=_train_adder,
+                       diverged="try a smaller --lr, another --seed, or --restarts N")
 
 
 def _outputs(parser: argparse.ArgumentParser, model: str) -> None:
     parser.add_argument("--plot", metavar="DIR",
-                        help="draw the figures into DIR (PNG; needs matplotlib)")
-    parser.add_argument("--save", metavar="PATH", help=f"write the trained {model} to PATH (.npz)")
+                        help="also draw the figures into DIR, created if missing (PNG; needs "
+                             "matplotlib; default: no figures)")
+    parser.add_argument("--save", metavar="PATH",
+                        help=f"also write the trained {model} to PATH (.npz), for `minigrad "
+                             f"{'add or eval adder' if model == 'adder' else 'eval counter'}` "
+                             f"(default: not saved)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print only the results (default: also the progress)")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=_nonnegative_int, default=None,
-                        help="random seed (default: the preset's, one that converges)")
-    parser.add_argument("--quiet", action="store_true", help="print only the results")
+def _compare_parser(commands_: Any) -> None:
+    compare = commands_.add_parser(
+        "compare", help="engine vs hand-coded backprop",
+        description="The engine's model and the hand-written NumPy backpropagation on the "
+        "same parameters and data: both losses, the largest gradient difference per "
+        "parameter (engine name = the write-up's name), and the median time of a forward "
+        "and backward pass of each, timed in alternation.")
+    compare.add_argument("model", choices=["counter", "adder"], metavar="MODEL",
+                         help="counter or adder")
+    compare.add_argument("--preset", choices=sorted(PRESETS), default="small",
+                         help="the adder's architecture (default: %(default)s)")
+    compare.add_argument("--batch-size", type=positive_int, default=100,
+                         help="sums in the adder's batch (default: %(default)s)")
+    compare.add_argument("--repeats", type=positive_int, default=200,
+                         help="timed steps of each (default: %(default)s)")
+    compare.add_argument("--seed", type=nonnegative_int, default=0,
+                         help="seed of the parameters and the data (default: %(default)s)")
+    compare.set_defaults(run=_compare, diverged="try another --seed")
+
+
+def _add_parser(commands_: Any) -> None:
+    add = commands_.add_parser(
+        "add", help="a saved adder adds two numbers",
+        description="A saved adder adds A and B. The sum is printed as the adder reads it: "
+        "each number's bits in a row, least significant bit first (leftmost), so 6 reads "
+        "011; rows x1 and x2 are A and B, t: the true sum, y: the adder's answer; the "
+        "decimal value ends each row.")
+    add.add_argument("a", type=nonnegative_int, metavar="A", help="an integer >= 0")
+    add.add_argument("b", type=nonnegative_int, metavar="B", help="an integer >= 0")
+    add.add_argument("--model", required=True, metavar="PATH",
+                     help="an adder saved by `minigrad train adder --save PATH` (required)")
+    add.add_argument("--preset", choices=sorted(PRESETS),
+                     help="refuse a model saved with another preset (default: any preset)")
+    add.set_defaults(run=_add, diverged="")
+
+
+def _eval_parser(commands_: Any) -> None:
+    evaluate = commands_.add_parser(
+        "eval", help="a saved model's accuracy on fresh data",
+        description="A saved adder's per-bit and whole-sum accuracy on fresh sums, or a "
+        "saved counter's share of fresh sequences counted right (its output rounded) and "
+        f"mean error. Samples are drawn and evaluated {EVALUATION_BATCH:,} at a time, so "
+        "memory stays bounded for any --samples.")
+    evaluate.add_argument("model_kind", choices=["adder", "counter"], metavar="MODEL",
+                          help="adder or counter")
+    evaluate.add_argument("--model", required=True, metavar="PATH",
+                          help="a model saved by `minigrad train MODEL --save PATH` "
+                               "(required)")
+    evaluate.add_argument("--preset", choices=sorted(PRESETS),
+                          help="adder only: refuse a model saved with another preset "
+                               "(default: any preset)")
+    evaluate.add_argument("--samples", type=positive_int, default=1000,
+                          help="fresh sums or sequences (default: %(default)s)")
+    evaluate.add_argument("--length", type=positive_int, default=None,
+                          help=f"counter only: length of the sequences (default: "
+                               f"{_COUNTER.length}, as in training)")
+    evaluate.add_argument("--seed", type=nonnegative_int, default=0,
+                          help="seed of the fresh data (default: %(default)s)")
+    evaluate.set_defaults(run=_evaluate, diverged="try shorter sequences (--length)")
+
+
+def _graph_parser(commands_: Any) -> None:
+    graph = commands_.add_parser(
+        "graph", help="the loss's computation graph as Graphviz DOT",
+        description="The computation graph of the model's loss on a short random batch, as "
+                    "Graphviz DOT text (render it with `dot -Tsvg`).")
+    graph.add_argument("model", choices=["counter", "adder"], metavar="MODEL",
+                       help="counter or adder")
+    graph.add_argument("--steps", type=positive_int, default=3,
+                       help=f"timesteps of the sequence; at most {MAX_BITS} for the adder "
+                            f"(default: %(default)s)")
+    graph.add_argument("--batch-size", type=positive_int, default=2,
+                       help="sequences in the batch (default: %(default)s)")
+    graph.add_argument("--preset", choices=sorted(PRESETS), default="small",
+                       help="the adder's architecture (default: %(default)s)")
+    graph.set_defaults(run=_graph, diverged="try fewer --steps")
+
+
+# --- from the command line to the typed calls ------------------------------------------------
+
+
+class _UsageError(Exception):
+    """A bad combination of options: `main` prints it as argparse prints a bad value."""
+
+
+def _train_counter(args: argparse.Namespace) -> int:
+    settings = CounterTraining(iterations=args.iterations, w_x=args.w_x, w_rec=args.w_rec,
+                               eta_plus=args.eta_plus, eta_minus=args.eta_minus,
+                               step_init=args.step_init, seed=args.seed)
+    return commands.train_counter(settings, commands.Outputs(args.plot, args.save, args.quiet))
+
+
+def _train_adder(args: argparse.Namespace) -> int:
+    config, settings = PRESETS[args.preset]
+    samples = settings.n_samples if args.samples is None else args.samples
+    batch_size = args.batch_size
+    if batch_size is None:
+        batch_size = min(settings.batch_size, samples)
+    elif batch_size > samples:
+        raise _UsageError(f"argument --batch-size: {batch_size} is more than the {samples} "
+                          f"training sums (--samples {samples})")
+    overrides: dict[str, Any] = {"n_samples": samples, "batch_size": batch_size}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    for field in ("lr", "decay", "momentum", "eps"):
+        value = getattr(args, field)
+        if value is None:
+            continue
+        if not settings.takes(field):
+            raise _UsageError(f"argument --{field}: the {args.preset} preset trains with "
+                              f"{settings.optimizer}, which has no {field}")
+        overrides[field] = value
+    training = commands.AdderTraining(
+        preset=args.preset, config=config, settings=dataclasses.replace(settings, **overrides),
+        seed=DEFAULT_SEEDS[args.preset] if args.seed is None else args.seed,
+        restarts=args.restarts, test_samples=args.test_samples)
+    return commands.train_adder(training, commands.Outputs(args.plot, args.save, args.quiet))
+
+
+def _compare(args: argparse.Namespace) -> int:
+    return commands.compare(args.model, preset=args.preset, batch_size=args.batch_size,
+                            repeats=args.repeats, seed=args.seed)
+
+
+def _add(args: argparse.Namespace) -> int:
+    return commands.add_numbers(args.a, args.b, args.model, args.preset)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    if args.model_kind == "counter":
+        if args.preset is not None:
+            raise _UsageError("argument --preset: only an adder has a preset (eval adder)")
+        length = _COUNTER.length if args.length is None else args.length
+        return commands.evaluate_counter(args.model, args.samples, length, args.seed)
+    if args.length is not None:
+        raise _UsageError("argument --length: only a counter reads sequences of a chosen "
+                          "length (eval counter); an adder's length is its number of bits")
+    return commands.evaluate_adder(args.model, args.samples, args.seed, args.preset)
+
+
+def _graph(args: argparse.Namespace) -> int:
+    if args.model == "adder" and args.steps > MAX_BITS:
+        raise _UsageError(f"argument --steps: the adder's sums have at most {MAX_BITS} bits, "
+                          f"got {args.steps}")
+    return commands.print_graph(args.model, steps=args.steps, batch_size=args.batch_size,
+                                preset=args.preset)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    run: Callable[[Any], int | None] = args.run
+    if args.command is None:  # bare `minigrad`: what it can do
+        parser.print_help()
+        return 0
+    run: Callable[[argparse.Namespace], int] = args.run
     try:
         # Overflow and invalid values stop the run with one line instead of warnings and
         # a garbage result (underflow, e.g. exp(-1000) in sigmoid, is harmless).
         with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
-            return run(args) or 0
-    except MatplotlibMissing as error:
-        print(f"minigrad: {error}", file=sys.stderr)
+            return run(args)
+    except _UsageError as error:
+        print(f"minigrad: error: {error}", file=sys.stderr)
         return 2
-    except ValueError as error:  # a bad combination of values: one line, as argparse does
+    except MatplotlibMissing as error:
         print(f"minigrad: error: {error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:
-        print(f"minigrad: error: the computation diverged ({error}); try a smaller learning "
-              "rate or another start", file=sys.stderr)
+        advice = f"; {args.diverged}" if args.diverged else ""
+        print(f"minigrad: error: the computation diverged ({error}){advice}",
+              file=sys.stderr)
+        return 2
+    except ValueError as error:  # a bad value or file: one line, as argparse does
+        print(f"minigrad: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("minigrad: interrupted", file=sys.stderr)
@@ -172,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes it at exit)
         return 0
-    except OSError as error:  # a --plot directory that cannot be written, and the like
+    except OSError as error:  # a file that cannot be read or written after all
         print(f"minigrad: error: {error}", file=sys.stderr)
         return 2
 

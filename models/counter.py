@@ -1,4 +1,5 @@
-"""The counter of tutorial part 1 (SPEC 1) as a computation graph on minigrad.
+"""The counter of part 1 of the tutorial "How to implement an RNN" ("Minimal example") as a
+computation graph on minigrad.
 
     s_0 = 0,   s_k = s_{k-1} w_rec + x_k w_x   (k = 1 .. n),   output s_n
 
@@ -36,14 +37,20 @@ class Counter(nn.Module):
 
     def loss(self, X: np.ndarray, t: np.ndarray) -> mg.Tensor:
         """mean((s_n - t)^2) over the sequences; `t` holds one target per sequence."""
-        s_n = self.forward(X)
+        return self.loss_and_states(X, t)[0]
+
+    def loss_and_states(self, X: np.ndarray, t: np.ndarray) -> tuple[mg.Tensor, list[mg.Tensor]]:
+        """The loss of `loss` and the states [s_1, ..., s_n] it was computed from (s_0 = 0
+        is a constant), so that `minigrad.gradients(loss, states)` gives dL/ds_k."""
+        states = self.states(X)
+        s_n = states[-1]
         t = np.asarray(t, self.w_x.dtype)
         # A (batch, 1) column would broadcast against s_n's (batch,) into a (batch, batch)
         # difference and give a wrong mean without any error.
         if t.size != s_n.shape[0]:
             raise ValueError(f"Counter.loss: {s_n.shape[0]} sequences but targets of shape "
                              f"{t.shape}")
-        return mg.mse_loss(s_n, t.reshape(s_n.shape))
+        return mg.mse_loss(s_n, t.reshape(s_n.shape)), states[1:]
 
 
 def _sequences(X: np.ndarray, dtype) -> np.ndarray:

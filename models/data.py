@@ -17,17 +17,19 @@ __all__ = [
     "encode_sum",
     "format_sample",
     "int_to_bits",
+    "MAX_BITS",
 ]
 
 # int64 holds values below 2**63; one bit is kept free so that a sum of two operands that
 # fit in n_bits can still be checked without overflow.
-_MAX_BITS = 62
+MAX_BITS = 62
 
 
 def counting_data(
     rng: np.random.Generator, n_sequences: int = 20, length: int = 10
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Sequences of 0/1 and the number of ones in each (the counter's data, SPEC 1).
+    """Sequences of 0/1 and the number of ones in each (the counter's data: part 1
+    of "How to implement an RNN" trains on 20 sequences of 10).
 
     ``X[i, k] = round(u)`` with ``u ~ U[0, 1)``, and ``t[i] = sum_k X[i, k]``.
 
@@ -111,7 +113,8 @@ def addition_data(
     n_bits: int,
     max_operand: int | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Random sums ``a + b`` with ``a, b`` uniform integers in ``[0, max_operand)`` (SPEC 2).
+    """Random sums ``a + b`` with ``a, b`` uniform integers in ``[0, max_operand)``
+    (part 2 of "How to implement an RNN" adds 6-bit numbers in 7 bits).
 
     ``max_operand`` defaults to ``2 ** (n_bits - 1)``, so that every sum fits in ``n_bits``
     bits; a larger one is refused if ``2 * (max_operand - 1)`` does not fit. Draws ``a`` then
@@ -202,8 +205,8 @@ def _as_integers(function: str, values: ArrayLike) -> NDArray[np.int64]:
 def _check_n_bits(function: str, n_bits: int) -> None:
     if not isinstance(n_bits, (int, np.integer)) or isinstance(n_bits, bool):
         raise TypeError(f"{function}: n_bits must be an integer, got {n_bits!r}")
-    if not 1 <= n_bits <= _MAX_BITS:
-        raise ValueError(f"{function}: n_bits must be in [1, {_MAX_BITS}], got {n_bits}")
+    if not 1 <= n_bits <= MAX_BITS:
+        raise ValueError(f"{function}: n_bits must be in [1, {MAX_BITS}], got {n_bits}")
 
 
 def _check_positive(function: str, **sizes: int) -> None:

@@ -1,54 +1,43 @@
 """Looking inside training: the gradient reaching each timestep of an RNN, and the counter's
 loss over a grid of its two parameters.
 
-`state_gradient_norms` is the tool the write-up uses to show exploding and vanishing
-gradients (SPEC 1): it runs the model's own `loss(X, T)`, keeps the states that loss was
-computed from, and asks the engine (`minigrad.gradients`) for dL/dS_k at every step.
+`state_gradient_norms` is the tool part 1 of "How to implement an RNN" uses to show
+exploding and vanishing gradients: the gradient reaching state s_k is the one at s_n times
+w_rec^(n - k), so it explodes for |w_rec| > 1 and vanishes for |w_rec| < 1. The model
+computes its loss and hands back the states it used (`loss_and_states`), and the engine
+(`minigrad.gradients`) gives dL/dS_k for every one of them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
 import minigrad as mg
 
 
-def state_gradient_norms(model: Any, X: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """||dL/dS_k|| for k = 1 .. n: the norm, over the batch and the state, of the gradient of
-    `model.loss(X, T)` with respect to the state after k inputs. Shape (n_timesteps,).
+class HasStates(Protocol):
+    """A model whose loss can hand back the states it was computed from."""
 
-    `model` is a minigrad Module whose `loss` computes its states through `model.states(X)`
-    (the `Counter` and the `Adder` do). The initial state is not included: it is a constant
-    for the counter and absent from the Keras adder. Parameters' `.grad` are not touched.
+    def loss_and_states(self, X: np.ndarray,
+                        T: np.ndarray) -> tuple[mg.Tensor, list[mg.Tensor]]: ...
+
+
+def state_gradient_norms(model: HasStates, X: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """||dL/dS_k|| for k = 1 .. n: the norm, over the batch and the state, of the gradient of
+    the model's loss on (X, T) with respect to the state after k inputs. Shape (n,).
+
+    The initial state is not included: it is a constant for the counter and absent from the
+    Keras adder. Parameters' `.grad` are not touched.
     """
     return np.array([np.linalg.norm(g) for g in state_gradients(model, X, T)])
 
 
-def state_gradients(model: Any, X: np.ndarray, T: np.ndarray) -> list[np.ndarray]:
+def state_gradients(model: HasStates, X: np.ndarray, T: np.ndarray) -> list[np.ndarray]:
     """[dL/dS_1, ..., dL/dS_n], each of the state's shape: see `state_gradient_norms`."""
-    captured: list[list[mg.Tensor]] = []
-    original = model.states
-
-    def states(X_: np.ndarray) -> list[mg.Tensor]:
-        result = original(X_)
-        captured.append(result)
-        return result
-
-    model.states = states  # an instance attribute shadows the method for this one call
-    try:
-        loss = model.loss(X, T)
-    finally:
-        del model.states
-    if len(captured) != 1:
-        raise ValueError(f"state_gradient_norms: {type(model).__name__}.loss called states() "
-                         f"{len(captured)} times, expected once")
-    computed = [s for s in captured[0] if s.requires_grad]
-    if len(computed) < len(captured[0]) - 1:
-        raise ValueError("state_gradient_norms: the model's states do not depend on its "
-                         "parameters")
-    return mg.gradients(loss, computed)
+    loss, states = model.loss_and_states(X, T)
+    return mg.gradients(loss, states)
 
 
 def counter_loss_surface(X: np.ndarray, t: np.ndarray, w_x: np.ndarray,

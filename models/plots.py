@@ -1,8 +1,8 @@
 """The write-ups' figures, drawn from minigrad runs: the counter's loss surface with the
 RProp path, the counter's gradient per timestep, and the adder's training curves.
 
-matplotlib is optional (`pip install 'minigrad[plot]'`) and imported only when a figure is
-drawn. Figures are made with `matplotlib.figure.Figure` and written by the Agg canvas, so
+matplotlib is optional (`pip install -e ".[plot]"` in this checkout) and imported only when a
+figure is drawn. Figures are made with `matplotlib.figure.Figure` and written by the Agg canvas, so
 nothing here needs a display or changes pyplot's backend. Each function writes a PNG and
 returns its path.
 """
@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .counter import Counter
 from .diagnostics import counter_loss_surface, state_gradients
+from .presets import TrainConfig
 from .training import Accuracy
 
-PLOT_HINT = "--plot needs matplotlib: pip install 'minigrad[plot]'"
+if TYPE_CHECKING:
+    from .runs import AdderRun, CounterRun
 
-# SPEC 1: the four points of the tutorial's gradient figure.
+PLOT_HINT = ("--plot needs matplotlib: pip install matplotlib, or pip install -e \".[plot]\" "
+             "in the minigrad checkout")
+
+# The four points of the gradient figure in part 1 of "How to implement an RNN".
 GRADIENT_POINTS: tuple[tuple[float, float, str], ...] = (
     (1.0, 2.0, "exploding"),
     (1.0, -2.0, "exploding, alternating"),
@@ -162,3 +167,26 @@ def plot_adder_training(losses: Sequence[float], accuracy_curve: Sequence[tuple[
             for boundary in range(steps_per_epoch, len(loss), steps_per_epoch):
                 ax.axvline(boundary + 0.5, color="grey", linewidth=0.5, linestyle=":")
     return _save(figure, out)
+
+
+def counter_figures(run: CounterRun, directory: str | os.PathLike) -> list[str]:
+    """The counter's two figures in `directory`: the loss surface with the run's path of
+    (w_x, w_rec), and the gradient per timestep at the four points of `GRADIENT_POINTS`."""
+    return [
+        plot_counter_loss_surface(run.X, run.t, run.path,
+                                  os.path.join(directory, "counter_loss_surface.png")),
+        plot_counter_gradients(run.X, run.t, os.path.join(directory, "counter_gradients.png")),
+    ]
+
+
+def adder_figure(run: AdderRun, settings: TrainConfig, preset: str, test_samples: int,
+                 directory: str | os.PathLike) -> str:
+    """The run's loss per minibatch and held-out accuracy, as `adder_<preset>_training.png`
+    in `directory`."""
+    title = (f"{preset} adder, seed {run.seed}: loss per minibatch of {settings.batch_size}, "
+             f"{settings.optimizer} lr {settings.lr:g}")
+    return plot_adder_training(
+        run.history.losses, run.accuracy_curve,
+        os.path.join(directory, f"adder_{preset}_training.png"),
+        steps_per_epoch=settings.steps_per_epoch, title=title,
+        accuracy_title=f"accuracy on {test_samples} held-out sums, during training")

@@ -1,31 +1,53 @@
-"""The adder's architecture and training settings, and the three published setups.
+"""The adder's architecture and training settings, the three published setups, and the
+counter's training settings.
 
 `AdderConfig` fixes the model (and so the names and shapes of its parameters, see
-`AdderConfig.parameter_shapes`); `TrainConfig` fixes the data size and the optimizer.
-`PRESETS` maps a name to the pair used by a write-up (SPEC 2 and 3).
+`AdderConfig.parameter_shapes`); `TrainConfig` fixes the data size and the optimizer;
+`CounterTraining` fixes the counter's RProp run. `PRESETS` maps a name to the pair used by
+a write-up: "small" and "large" from part 2 of the tutorial "How to implement an RNN"
+("Implement binary addition with a non-linear RNN"), "keras" from the post "Understand
+recurrent networks with the binary addition".
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, get_args
 
-__all__ = ["PRESETS", "PRESET_DESCRIPTIONS", "AdderConfig", "TrainConfig", "get_preset"]
+import optim
+from optim import check_bool, check_real
+
+__all__ = [
+    "PRESETS",
+    "PRESET_DESCRIPTIONS",
+    "TRAIN_BOUNDS",
+    "AdderConfig",
+    "CounterTraining",
+    "TrainConfig",
+    "get_preset",
+]
 
 Activation = Literal["tanh", "sigmoid"]
 RecurrentInit = Literal["glorot", "orthogonal"]
-OptimizerName = Literal["rmsprop_nesterov", "sgd"]
 
-ACTIVATIONS: tuple[str, ...] = ("tanh", "sigmoid")
-RECURRENT_INITS: tuple[str, ...] = ("glorot", "orthogonal")
-OPTIMIZERS: tuple[str, ...] = ("rmsprop_nesterov", "sgd")
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+RECURRENT_INITS: tuple[str, ...] = get_args(RecurrentInit)
 
+#: The allowed range of each real-valued training setting, as `optim.check_real` keywords.
+#: `TrainConfig` checks its fields with them and the command line its options.
+TRAIN_BOUNDS: dict[str, dict[str, Any]] = {
+    "lr": {"low": 0.0, "low_open": True},
+    "decay": {"low": 0.0, "high": 1.0, "high_open": True},
+    "momentum": {"low": 0.0, "high": 1.0, "high_open": True},
+    "eps": {"low": 0.0, "low_open": True},
+}
 
 
 @dataclass(frozen=True)
 class AdderConfig:
-    """The binary adder RNN (defaults: the tutorial's small model, SPEC 2).
+    """The binary adder RNN (defaults: the tutorial's small model: 7 bits, 3 tanh states).
 
     With ``x_k`` the 2 input bits at position k (least significant first)::
 
@@ -52,17 +74,18 @@ class AdderConfig:
     max_operand: int | None = None
 
     def __post_init__(self) -> None:
-        _check_int("AdderConfig", "n_bits", self.n_bits, low=1)
-        _check_int("AdderConfig", "n_states", self.n_states, low=1)
-        _check_choice("AdderConfig", "activation", self.activation, ACTIVATIONS)
-        _check_bool("AdderConfig", "bias", self.bias)
-        _check_bool("AdderConfig", "learn_initial_state", self.learn_initial_state)
-        _check_choice("AdderConfig", "recurrent_init", self.recurrent_init, RECURRENT_INITS)
+        owner = type(self).__name__
+        _check_int(owner, "n_bits", self.n_bits, low=1)
+        _check_int(owner, "n_states", self.n_states, low=1)
+        _check_choice(owner, "activation", self.activation, ACTIVATIONS)
+        check_bool(owner, "bias", self.bias)
+        check_bool(owner, "learn_initial_state", self.learn_initial_state)
+        _check_choice(owner, "recurrent_init", self.recurrent_init, RECURRENT_INITS)
         if self.max_operand is not None:
-            _check_int("AdderConfig", "max_operand", self.max_operand, low=1)
+            _check_int(owner, "max_operand", self.max_operand, low=1)
             if 2 * (self.max_operand - 1) >= 2**self.n_bits:
                 raise ValueError(
-                    f"AdderConfig: max_operand={self.max_operand} allows sums that do not "
+                    f"{owner}: max_operand={self.max_operand} allows sums that do not "
                     f"fit in n_bits={self.n_bits}"
                 )
 
@@ -100,33 +123,51 @@ class AdderConfig:
 class TrainConfig:
     """How the adder is trained: ``epochs`` passes over ``n_samples`` fresh sums in
     non-overlapping minibatches of ``batch_size`` (the last one smaller if it does not
-    divide).
+    divide), by the optimizer registered in `optim.OPTIMIZERS` as ``optimizer``.
 
-    ``optimizer`` is "rmsprop_nesterov" (SPEC 2: per parameter, ``V' = momentum V``,
+    The optimizer is built by `create_optimizer` with those of ``lr``, ``decay``,
+    ``momentum`` and ``eps`` that are not None (None: the optimizer's own default, or none
+    for RProp's lr); a set one that the optimizer does not take is refused.
+    "rmsprop_nesterov" is the tutorial's rule: per parameter, ``V' = momentum V``,
     ``P += V'``, ``g = grad at P``, ``MA = decay MA + (1 - decay) g^2``,
-    ``step = lr g / (sqrt(MA) + eps)``, ``V = V' - step``, ``P -= step``) or "sgd"
-    (``P -= lr g``, no momentum). ``decay``, ``momentum`` and ``eps`` belong to
-    RMSProp-Nesterov; plain SGD does not read them.
+    ``step = lr g / (sqrt(MA) + eps)``, ``V = V' - step``, ``P -= step``; "sgd" with
+    momentum 0 is ``P -= lr g``.
     """
 
     n_samples: int = 2000
     batch_size: int = 100
     epochs: int = 5
-    optimizer: OptimizerName = "rmsprop_nesterov"
-    lr: float = 0.05
-    decay: float = 0.5
-    momentum: float = 0.8
-    eps: float = 1e-6
+    optimizer: str = "rmsprop_nesterov"
+    lr: float | None = 0.05
+    decay: float | None = None
+    momentum: float | None = None
+    eps: float | None = None
 
     def __post_init__(self) -> None:
-        _check_int("TrainConfig", "n_samples", self.n_samples, low=1)
-        _check_int("TrainConfig", "batch_size", self.batch_size, low=1, high=self.n_samples)
-        _check_int("TrainConfig", "epochs", self.epochs, low=1)
-        _check_choice("TrainConfig", "optimizer", self.optimizer, OPTIMIZERS)
-        _check_real("TrainConfig", "lr", self.lr, positive=True)
-        _check_real("TrainConfig", "decay", self.decay, below_one=True)
-        _check_real("TrainConfig", "momentum", self.momentum, below_one=True)
-        _check_real("TrainConfig", "eps", self.eps, positive=True)
+        owner = type(self).__name__
+        _check_int(owner, "n_samples", self.n_samples, low=1)
+        _check_int(owner, "batch_size", self.batch_size, low=1, high=self.n_samples)
+        _check_int(owner, "epochs", self.epochs, low=1)
+        _check_choice(owner, "optimizer", self.optimizer, tuple(optim.OPTIMIZERS))
+        for name, value in self.hyperparameters().items():
+            check_real(owner, name, value, **TRAIN_BOUNDS[name])
+            if not self.takes(name):
+                raise ValueError(f"{owner}: {self.optimizer} takes no {name}, got "
+                                 f"{name}={value!r}")
+
+    def takes(self, hyperparameter: str) -> bool:
+        """Whether the optimizer's constructor has a keyword called ``hyperparameter``."""
+        return hyperparameter in inspect.signature(optim.OPTIMIZERS[self.optimizer]).parameters
+
+    def hyperparameters(self) -> dict[str, float]:
+        """The optimizer's keyword arguments: the settings that are not None."""
+        values = {"lr": self.lr, "decay": self.decay, "momentum": self.momentum,
+                  "eps": self.eps}
+        return {name: value for name, value in values.items() if value is not None}
+
+    def create_optimizer(self, params: Any) -> optim.Optimizer:
+        """The optimizer named by ``optimizer`` on ``params``, with `hyperparameters`."""
+        return optim.create(self.optimizer, params, **self.hyperparameters())
 
     @property
     def steps_per_epoch(self) -> int:
@@ -139,95 +180,91 @@ class TrainConfig:
         return self.steps_per_epoch * self.epochs
 
 
+@dataclass(frozen=True)
+class CounterTraining:
+    """The counter's run in part 1 of "How to implement an RNN" ("Minimal example"): RProp,
+    full batch, ``iterations`` steps from ``(w_x, w_rec)``, a point of exploding gradient.
+
+    Per parameter, the step size Delta starts at ``step_init``; it grows by ``eta_plus``
+    while the gradient keeps its sign and shrinks by ``eta_minus`` when the sign flips; the
+    parameter moves by ``-sign(gradient) * Delta``. The data are ``sequences`` random 0/1
+    sequences of ``length`` drawn from ``seed``.
+    """
+
+    iterations: int = 500
+    w_x: float = -1.5
+    w_rec: float = 2.0
+    eta_plus: float = 1.2
+    eta_minus: float = 0.5
+    step_init: float = 0.001
+    seed: int = 0
+    sequences: int = 20
+    length: int = 10
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        for name in ("iterations", "sequences", "length"):
+            _check_int(owner, name, getattr(self, name), low=1)
+        _check_int(owner, "seed", self.seed, low=0)
+        check_real(owner, "w_x", self.w_x)
+        check_real(owner, "w_rec", self.w_rec)
+        check_real(owner, "step_init", self.step_init, low=0.0, low_open=True)
+
+    def create_optimizer(self, params: Any) -> optim.Optimizer:
+        """RProp with this run's ``eta_plus``, ``eta_minus`` and ``step_init``."""
+        return optim.create("rprop", params, eta_plus=self.eta_plus,
+                            eta_minus=self.eta_minus, step_init=self.step_init)
+
+
 def _check_int(owner: str, field: str, value: object, low: int, high: int | None = None) -> None:
     # bool is an int subclass, but True as a size is always a mistake.
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{owner}.{field} must be an integer, got {value!r}")
+        raise ValueError(f"{owner}: invalid {field}={value!r}: must be an integer")
     if value < low or (high is not None and value > high):
         bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{owner}.{field} must be {bounds}, got {value}")
-
-
-def _check_bool(owner: str, field: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{owner}.{field} must be True or False, got {value!r}")
+        raise ValueError(f"{owner}: invalid {field}={value!r}: must be {bounds}")
 
 
 def _check_choice(owner: str, field: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{owner}.{field} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def _check_real(
-    owner: str, field: str, value: object, positive: bool = False, below_one: bool = False
-) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise ValueError(f"{owner}.{field} must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{owner}.{field} must be > 0, got {value}")
-    if below_one and not 0 <= value < 1:
-        raise ValueError(f"{owner}.{field} must be in [0, 1), got {value}")
+        raise ValueError(f"{owner}: invalid {field}={value!r}: must be one of "
+                         f"{', '.join(choices)}")
 
 
 PRESETS: dict[str, tuple[AdderConfig, TrainConfig]] = {
+    # "How to implement an RNN", part 2: 6-bit operands in 7 bits, 3 tanh states, 2000
+    # samples, minibatches of 100, 5 passes, RMSProp with Nesterov momentum.
     "small": (
-        AdderConfig(
-            n_bits=7,
-            n_states=3,
-            activation="tanh",
-            bias=True,
-            learn_initial_state=True,
-            recurrent_init="glorot",
-        ),
-        TrainConfig(
-            n_samples=2000,
-            batch_size=100,
-            epochs=5,
-            optimizer="rmsprop_nesterov",
-            lr=0.05,
-            decay=0.5,
-            momentum=0.8,
-            eps=1e-6,
-        ),
+        AdderConfig(n_bits=7, n_states=3, activation="tanh", bias=True,
+                    learn_initial_state=True, recurrent_init="glorot"),
+        TrainConfig(n_samples=2000, batch_size=100, epochs=5, optimizer="rmsprop_nesterov",
+                    lr=0.05, decay=0.5, momentum=0.8, eps=1e-6),
     ),
+    # The same tutorial's larger run: 12-bit operands in 13 bits, 32 states, 20000 samples,
+    # minibatches of 200, 20 passes, learning rate 0.02.
     "large": (
-        AdderConfig(
-            n_bits=13,
-            n_states=32,
-            activation="tanh",
-            bias=True,
-            learn_initial_state=True,
-            recurrent_init="glorot",
-        ),
-        TrainConfig(
-            n_samples=20000,
-            batch_size=200,
-            epochs=20,
-            optimizer="rmsprop_nesterov",
-            lr=0.02,
-            decay=0.5,
-            momentum=0.8,
-            eps=1e-6,
-        ),
+        AdderConfig(n_bits=13, n_states=32, activation="tanh", bias=True,
+                    learn_initial_state=True, recurrent_init="glorot"),
+        TrainConfig(n_samples=20000, batch_size=200, epochs=20, optimizer="rmsprop_nesterov",
+                    lr=0.02, decay=0.5, momentum=0.8, eps=1e-6),
     ),
+    # "Understand recurrent networks with the binary addition": 8 bits, operands below 128,
+    # 16 sigmoid units without biases, orthogonal recurrent weights, zero initial state;
+    # plain SGD (learning rate 0.1, no momentum) on one sum per step, 100,000 steps.
     "keras": (
-        AdderConfig(
-            n_bits=8,
-            n_states=16,
-            activation="sigmoid",
-            bias=False,
-            learn_initial_state=False,
-            recurrent_init="orthogonal",
-            max_operand=128,
-        ),
+        AdderConfig(n_bits=8, n_states=16, activation="sigmoid", bias=False,
+                    learn_initial_state=False, recurrent_init="orthogonal", max_operand=128),
         TrainConfig(n_samples=100_000, batch_size=1, epochs=1, optimizer="sgd", lr=0.1),
     ),
 }
 
 PRESET_DESCRIPTIONS: dict[str, str] = {
-    "small": "Tutorial part 2: 6-bit sums in 7 bits, 3 tanh states, RMSProp-Nesterov, 5 passes.",
-    "large": "Tutorial part 2, larger run: 12-bit sums in 13 bits, 32 tanh states, 20 passes.",
-    "keras": "Keras post: 8 bits, 16 sigmoid units, no biases, plain SGD on 100,000 single sums.",
+    "small": "6-bit sums in 7 bits, 3 tanh states, RMSProp-Nesterov, 5 passes over 2000 "
+             "sums (\"How to implement an RNN\", part 2)",
+    "large": "12-bit sums in 13 bits, 32 tanh states, 20 passes over 20000 sums (the same "
+             "tutorial's larger run)",
+    "keras": "8 bits, 16 sigmoid units without biases, plain SGD on 100,000 single sums "
+             "(\"Understand recurrent networks with the binary addition\")",
 }
 
 

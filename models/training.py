@@ -12,16 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from optim import Optimizer
+
 Objective = Callable[[np.ndarray, np.ndarray], float]
-
-
-class Optimizer(Protocol):
-    def zero_grad(self) -> None: ...
-    def step(self, closure: Callable[[], float] | None = None) -> Any: ...
 
 
 @dataclass

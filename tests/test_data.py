@@ -163,7 +163,8 @@ EXPECTED_37_PLUS_43 = (
 
 def test_format_sample_37_plus_43_exactly():
     X, T = encode_sum(37, 43, 7)
-    # SPEC 2's example: x1 = 1010010, x2 = 1101010, t = 0000101.
+    # The tutorial's example (part 2): 37 + 43 = 80 reads x1 = 1010010, x2 = 1101010,
+    # t = 0000101.
     probabilities = np.where(T[0] == 1.0, 0.97, 0.02)
     assert format_sample(X[0], T[0], probabilities) == EXPECTED_37_PLUS_43
     without_prediction = format_sample(X[0], T[0, :, 0])

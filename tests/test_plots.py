@@ -10,6 +10,7 @@ import pytest
 from models.cli import main
 from models.data import counting_data
 from models.diagnostics import counter_loss_surface
+from models.plots import PLOT_HINT
 from models.reference import ReferenceCounter
 
 
@@ -80,7 +81,7 @@ def test_missing_matplotlib_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch
     for command in (["train", "counter"], ["train", "adder"]):
         assert main(command + ["--plot", str(tmp_path)]) == 2
         captured = capsys.readouterr()
-        assert captured.err == "minigrad: --plot needs matplotlib: pip install 'minigrad[plot]'\n"
+        assert captured.err == f"minigrad: error: {PLOT_HINT}\n"
         assert captured.out == ""  # refused before training
     assert list(tmp_path.iterdir()) == []
 
@@ -106,8 +107,8 @@ def test_the_loss_surface_is_the_counters_loss():
 
 
 def test_the_accuracy_curve_does_not_change_training():
-    from models.experiments import train_adder_once
     from models.presets import get_preset
+    from models.runs import train_adder_once
 
     config, settings = get_preset("small")
     settings = dataclasses.replace(settings, n_samples=300, batch_size=50, epochs=2)

@@ -15,6 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import optim
+from models.comparison import to_engine_names
 from models.data import addition_data, bits_to_int, counting_data, encode_sum
 from models.presets import PRESETS, AdderConfig, TrainConfig, get_preset
 from models.reference import Param, ReferenceAdder, ReferenceCounter
@@ -126,13 +128,13 @@ def closed_form_w_rec_gradient_at_1_2(X, t):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_counter_gradient_explodes_at_1_2(seed):
-    # SPEC 1's data size: 20 sequences of 10 steps.
+    # The tutorial's data size (part 1): 20 sequences of 10 steps.
     X, t = counting_data(np.random.default_rng(seed))
     model = ReferenceCounter(1.0, 2.0)
     model.loss_and_backward(X, t)
     expected = closed_form_w_rec_gradient_at_1_2(X, t)
     np.testing.assert_allclose(model.w_rec.grad, expected, rtol=1e-12)
-    # SPEC 1 calls it "of the order of 1e7": within a decade of 1e7 (here a few 1e6).
+    # The tutorial calls it "of the order of 1e7": within a decade of 1e7 (here a few 1e6).
     assert 1e6 <= abs(model.w_rec.grad) < 1e8
     # At the solution's neighbour w_rec = 0.5 the same data gives a gradient 1e4 times
     # smaller or more: the gradient is geometric in w_rec.
@@ -271,7 +273,7 @@ def test_adder_bias_gradients_are_separate_arrays():
     model, X, T = random_problem(PRESETS["small"][0], seed=6, n_samples=3)
     model.loss_and_backward(X, T)
     params = dict(model.named_parameters())
-    assert params["input.bias"].grad is not params["recurrent.bias"].grad
+    assert params["b_in"].grad is not params["b_rec"].grad
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -279,15 +281,17 @@ def test_adder_parameter_names_and_shapes(preset):
     config, _ = PRESETS[preset]
     model = ReferenceAdder(config, np.random.default_rng(0))
     n = config.n_states
-    expected = [("input.weight", (2, n))]
-    expected += [("input.bias", (n,))] if config.bias else []
-    expected += [("recurrent.weight", (n, n))]
-    expected += [("recurrent.bias", (n,))] if config.bias else []
-    expected += [("initial_state", (n,))] if config.learn_initial_state else []
-    expected += [("output.weight", (n, 1))]
-    expected += [("output.bias", (1,))] if config.bias else []
+    expected = [("W_in", (2, n))]
+    expected += [("b_in", (n,))] if config.bias else []
+    expected += [("W_rec", (n, n))]
+    expected += [("b_rec", (n,))] if config.bias else []
+    expected += [("S_0", (n,))] if config.learn_initial_state else []
+    expected += [("W_out", (n, 1))]
+    expected += [("b_out", (1,))] if config.bias else []
     assert [(name, p.data.shape) for name, p in model.named_parameters()] == expected
-    assert list(config.parameter_shapes().items()) == expected
+    # The engine has the same parameters under its own names, in the same order.
+    assert list(to_engine_names(dict(expected)).items()) == list(
+        config.parameter_shapes().items())
     assert model.parameters() == [p for _, p in model.named_parameters()]
 
 
@@ -299,15 +303,15 @@ def test_keras_preset_has_304_parameters():
 def test_adder_initialisation(recurrent_init):
     config = AdderConfig(n_states=16, recurrent_init=recurrent_init)
     params = dict(ReferenceAdder(config, np.random.default_rng(0)).named_parameters())
-    for name in ("input.weight", "output.weight"):
+    for name in ("W_in", "W_out"):
         n_in, n_out = params[name].data.shape
         assert np.abs(params[name].data).max() <= np.sqrt(6 / (n_in + n_out))
-    W = params["recurrent.weight"].data
+    W = params["W_rec"].data
     if recurrent_init == "glorot":
         assert np.abs(W).max() <= np.sqrt(6 / 32)
     else:
         np.testing.assert_allclose(W.T @ W, np.eye(16), atol=1e-12)
-    for name in ("input.bias", "recurrent.bias", "output.bias", "initial_state"):
+    for name in ("b_in", "b_rec", "b_out", "S_0"):
         assert not params[name].data.any(), name
 
 
@@ -327,18 +331,18 @@ def test_load_parameters_copies_and_validates():
     source = ReferenceAdder(config, np.random.default_rng(1)).state_dict()
     model = ReferenceAdder(config)
     model.load_parameters(source)
-    source["input.weight"][...] = 0.0
-    assert dict(model.named_parameters())["input.weight"].data.any()
+    source["W_in"][...] = 0.0
+    assert dict(model.named_parameters())["W_in"].data.any()
 
     missing = dict(source)
-    del missing["output.bias"]
-    with pytest.raises(ValueError, match=r"missing \['output.bias'\], unexpected \[\]"):
+    del missing["b_out"]
+    with pytest.raises(ValueError, match=r"missing \['b_out'\], unexpected \[\]"):
         model.load_parameters(missing)
-    extra = dict(source, **{"output.gain": np.ones(1)})
-    with pytest.raises(ValueError, match=r"unexpected \['output.gain'\]"):
+    extra = dict(source, **{"W_gain": np.ones(1)})
+    with pytest.raises(ValueError, match=r"unexpected \['W_gain'\]"):
         model.load_parameters(extra)
-    wrong = dict(source, **{"recurrent.weight": np.zeros((3, 4))})
-    with pytest.raises(ValueError, match=r"recurrent.weight: expected \(3, 3\), got \(3, 4\)"):
+    wrong = dict(source, **{"W_rec": np.zeros((3, 4))})
+    with pytest.raises(ValueError, match=r"W_rec: expected \(3, 3\), got \(3, 4\)"):
         model.load_parameters(wrong)
 
 
@@ -368,7 +372,7 @@ def test_adder_saturated_outputs_keep_loss_and_gradients_finite(preset):
     config, _ = PRESETS[preset]
     model, X, T = random_problem(config, seed=7, n_samples=4)
     params = dict(model.named_parameters())
-    params["output.weight"].data = params["output.weight"].data * 1e6
+    params["W_out"].data = params["W_out"].data * 1e6
     with np.errstate(over="raise", divide="raise", invalid="raise"):
         Y = model.forward(X)
         loss_value = model.loss_and_backward(X, T)
@@ -414,14 +418,14 @@ def test_adder_adds_with_hand_set_weights():
     k = 20.0
     # State units: h1 = [x1 + x2 + c >= 1], h2 = [>= 2], h3 = [>= 3], with c = h2_{k-1}.
     params = {
-        "input.weight": np.array([[k, k, k], [k, k, k]]),
-        "input.bias": np.array([-0.5, -1.5, -2.5]) * k,
-        "recurrent.weight": np.array([[0.0, 0.0, 0.0], [k, k, k], [0.0, 0.0, 0.0]]),
-        "recurrent.bias": np.zeros(3),
-        "initial_state": np.zeros(3),
+        "W_in": np.array([[k, k, k], [k, k, k]]),
+        "b_in": np.array([-0.5, -1.5, -2.5]) * k,
+        "W_rec": np.array([[0.0, 0.0, 0.0], [k, k, k], [0.0, 0.0, 0.0]]),
+        "b_rec": np.zeros(3),
+        "S_0": np.zeros(3),
         # Sum bit = h1 - h2 + h3 (odd count of ones).
-        "output.weight": np.array([[2 * k], [-2 * k], [2 * k]]),
-        "output.bias": np.array([-k]),
+        "W_out": np.array([[2 * k], [-2 * k], [2 * k]]),
+        "b_out": np.array([-k]),
     }
     model = ReferenceAdder(config)
     model.load_parameters(params)
@@ -481,7 +485,9 @@ def test_adder_config_validation_names_the_field(kwargs, field):
         (dict(batch_size=0), "batch_size"),
         (dict(n_samples=10, batch_size=11), "batch_size"),
         (dict(epochs=0), "epochs"),
-        (dict(optimizer="adam"), "optimizer"),
+        (dict(optimizer="adagrad"), "optimizer"),
+        (dict(optimizer="sgd", lr=0.1, decay=0.5), "decay"),
+        (dict(optimizer="sgd", lr=0.1, eps=1e-6), "eps"),
         (dict(lr=0.0), "lr"),
         (dict(lr=float("nan")), "lr"),
         (dict(decay=1.0), "decay"),
@@ -492,6 +498,36 @@ def test_adder_config_validation_names_the_field(kwargs, field):
 def test_train_config_validation_names_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_train_config_builds_any_registered_optimizer(name):
+    # The optimizer's name comes from optim's registry, and only the hyperparameters that
+    # are set reach it (the rest keep the optimizer's own defaults).
+    if TrainConfig(optimizer=name, lr=None).takes("lr"):
+        optimizer = TrainConfig(optimizer=name, lr=0.01).create_optimizer([Param(np.zeros(2))])
+        assert optimizer.state_dict()["hyperparameters"]["lr"] == 0.01
+    else:
+        optimizer = TrainConfig(optimizer=name, lr=None).create_optimizer([Param(np.zeros(2))])
+        with pytest.raises(ValueError, match=f"TrainConfig: {name} takes no lr"):
+            TrainConfig(optimizer=name, lr=0.01)
+    assert isinstance(optimizer, optim.OPTIMIZERS[name])
+
+
+def test_small_preset_optimizer_has_the_tutorials_hyperparameters():
+    _, settings = get_preset("small")
+    hyper = settings.create_optimizer([Param(np.zeros(2))]).state_dict()["hyperparameters"]
+    assert (hyper["lr"], hyper["decay"], hyper["momentum"], hyper["eps"]) == (
+        0.05, 0.5, 0.8, 1e-6)
+
+
+def test_reference_adder_parameters_are_named_as_in_the_write_up():
+    model = ReferenceAdder(PRESETS["small"][0], np.random.default_rng(0))
+    assert [name for name, _ in model.named_parameters()] == [
+        "W_in", "b_in", "W_rec", "b_rec", "S_0", "W_out", "b_out"]
+    assert model.W_rec is dict(model.named_parameters())["W_rec"]
+    with pytest.raises(AttributeError, match="W_gain"):
+        _ = model.W_gain
 
 
 def test_param_interface():

@@ -170,3 +170,65 @@ def test_adder_state_gradients_match_central_differences(preset):
     for k in (0, config.n_bits // 2, config.n_bits - 1):
         (g,) = numerical_grad(lambda s, k=k: loss_from(k, s), states[k])
         np.testing.assert_allclose(norms[k], np.linalg.norm(g), rtol=1e-6)
+
+
+class TanhRNN:
+    """A model that is not one of the write-ups': all `state_gradients` needs is a
+    `loss_and_states`. Its __slots__ forbid setting attributes on the instance, so a
+    diagnostic that patched the model would fail here."""
+
+    __slots__ = ("W",)
+
+    def __init__(self, W):
+        self.W = Tensor(W, requires_grad=True)
+
+    def loss_and_states(self, X, T):
+        states, s = [], Tensor(np.zeros((X.shape[0], self.W.shape[0])))
+        for k in range(X.shape[1]):
+            s = mg.tanh(X[:, k] + s @ self.W)
+            states.append(s)
+        return ((s - T) * (s - T)).sum(), states
+
+
+def test_state_gradients_of_any_model_that_hands_back_its_states():
+    from models.diagnostics import state_gradients
+
+    rng = np.random.default_rng(5)
+    W, X, T = rng.normal(size=(3, 3)) * 0.7, rng.normal(size=(4, 6, 3)), rng.normal(size=(4, 3))
+    model = TanhRNN(W)
+    grads = state_gradients(model, X, T)
+    assert len(grads) == 6 and model.W.grad is None
+
+    def tail(k, s):  # the loss from state s after k + 1 inputs
+        for j in range(k + 1, X.shape[1]):
+            s = mg.tanh(X[:, j] + s @ W)
+        return ((s - T) * (s - T)).sum()
+
+    with mg.no_grad():
+        _, states = model.loss_and_states(X, T)
+    for k in (0, 3, 5):
+        (expected,) = numerical_grad(lambda s, k=k: tail(k, s), states[k].data)
+        np.testing.assert_allclose(grads[k], expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("model_name", ["counter", "adder"])
+def test_the_models_hand_back_the_states_their_loss_used(model_name):
+    from models.adder import Adder
+    from models.counter import Counter
+    from models.data import addition_data, counting_data
+
+    rng = np.random.default_rng(2)
+    if model_name == "counter":
+        model, (X, T) = Counter(0.9, 1.1), counting_data(rng, 5, 7)
+    else:
+        model = Adder(rng=rng)
+        X, T = addition_data(rng, 5, 7)
+    loss, states = model.loss_and_states(X, T)
+    assert len(states) == 7
+    assert loss.item() == model.loss(X, T).item()
+    with mg.no_grad():
+        expected = model.states(X)
+    # The counter's states() starts with the constant s_0, which is not handed back.
+    expected = expected[1:] if model_name == "counter" else expected
+    for s, e in zip(states, expected):
+        np.testing.assert_array_equal(s.data, e.data)

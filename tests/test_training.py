@@ -1,6 +1,8 @@
 """Training: the engine models and the hand-coded references follow the same trajectory under
-the same optimizer and minibatches; training reproduces the write-ups (SPEC 1-3) with fixed
-seeds; and the adder trains through saturated outputs (SPEC 2's numerical trap).
+the same optimizer and minibatches; training reproduces the write-ups (the two-part tutorial
+"How to implement an RNN" and "Understand recurrent networks with the binary addition") with
+fixed seeds; and the adder trains through saturated outputs, where BCE taken from
+probabilities would take log(0).
 
 Every run is seeded, so each test is one fixed computation; none asserts on time.
 """
@@ -12,11 +14,14 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minigrad as mg
 import optim
-from models import experiments
+from models import runs
 from models.adder import Adder
+from models.comparison import reference_adder, to_engine_names
 from models.counter import Counter
 from models.data import addition_data, bits_to_int, counting_data, encode_sum
 from models.presets import PRESETS, TrainConfig
@@ -25,8 +30,8 @@ from models.training import accuracy, engine_objective, train
 
 
 def adder_optimizer(settings: TrainConfig, params) -> optim.Optimizer:
-    """The optimizer a TrainConfig names, built here (not through models.experiments) so that
-    these tests pin the published hyperparameters themselves."""
+    """The optimizer a TrainConfig names, built here (not by TrainConfig.create_optimizer)
+    so that these tests pin the published hyperparameters themselves."""
     if settings.optimizer == "sgd":
         return optim.SGD(params, lr=settings.lr)
     return optim.RMSPropNesterov(params, lr=settings.lr, decay=settings.decay,
@@ -34,7 +39,9 @@ def adder_optimizer(settings: TrainConfig, params) -> optim.Optimizer:
 
 
 def parameters_of(model) -> dict[str, np.ndarray]:
-    return {name: np.array(p.data) for name, p in model.named_parameters()}
+    """Name -> value; a hand-coded adder's write-up names are mapped to the engine's."""
+    values = {name: np.array(p.data) for name, p in model.named_parameters()}
+    return to_engine_names(values) if isinstance(model, ReferenceAdder) else values
 
 
 def assert_same_parameters(engine, reference, rtol: float) -> None:
@@ -83,9 +90,9 @@ def test_counter_engine_and_reference_follow_the_same_rprop_trajectory(batch_siz
     "preset, seed, n_samples, batch_size",
     [
         # RMSProp-Nesterov, minibatches of 100: 20 steps per epoch, 5 epochs.
-        ("small", experiments.DEFAULT_SEEDS["small"], 2000, 100),
+        ("small", runs.DEFAULT_SEEDS["small"], 2000, 100),
         # Plain SGD on single sums, as the Keras post: 100 steps.
-        ("keras", experiments.DEFAULT_SEEDS["keras"], 100, 1),
+        ("keras", runs.DEFAULT_SEEDS["keras"], 100, 1),
         ("keras", 1, 100, 1),
     ],
 )
@@ -94,8 +101,7 @@ def test_adder_engine_and_reference_follow_the_same_trajectory(preset, seed, n_s
     config, settings = PRESETS[preset]
     rng = np.random.default_rng(seed)
     engine = Adder(config, rng=rng)
-    reference = ReferenceAdder(config)
-    reference.load_parameters(engine.state_dict())
+    reference = reference_adder(engine)
     start = engine.state_dict()
     X, T = addition_data(rng, n_samples, config.n_bits, config.max_operand)
     epochs = 100 * batch_size // n_samples
@@ -116,8 +122,9 @@ def test_adder_engine_and_reference_follow_the_same_trajectory(preset, seed, n_s
 
 
 def test_counter_learns_to_count_with_rprop():
-    # SPEC 1: RProp, full batch of 20 sequences of 10, 500 iterations from (-1.5, 2)
-    # (a point of exploding gradient); the tutorial ends at (1.0014, 0.9997).
+    # "How to implement an RNN", part 1: RProp, full batch of 20 sequences of 10, 500
+    # iterations from (-1.5, 2) (a point of exploding gradient); the tutorial ends at
+    # (1.0014, 0.9997).
     X, t = counting_data(np.random.default_rng(0))
     model = Counter(-1.5, 2.0)
     history = train(engine_objective(model), optim.RProp(model.parameters()), X, t,
@@ -135,9 +142,10 @@ def test_counter_learns_to_count_with_rprop():
 
 
 def test_small_adder_adds_every_fresh_sum():
-    # SPEC 2: the tutorial's small adder, its published settings and the default seed.
+    # "How to implement an RNN", part 2: the small adder (7 bits, 3 tanh states), its
+    # published settings and the default seed.
     config, settings = PRESETS["small"]
-    run = experiments.train_adder_once(config, settings, experiments.DEFAULT_SEEDS["small"])
+    run = runs.train_adder_once(config, settings, runs.DEFAULT_SEEDS["small"])
     assert run.accuracy.sums == 1.0 and run.accuracy.bits == 1.0  # 1000 fresh sums
     epochs = run.history.epoch_means(settings.steps_per_epoch)
     assert len(epochs) == settings.epochs
@@ -158,12 +166,13 @@ KERAS_SHORT_STEPS = 30_000
 
 @pytest.mark.slow
 def test_keras_adder_adds_254_and_1():
-    # SPEC 3: 16 sigmoid units, no biases, plain SGD on single sums below 128; the check is
-    # 254 + 1 = 255, a carry across every bit, with 254 outside the training range.
+    # "Understand recurrent networks with the binary addition": 16 sigmoid units, no biases,
+    # plain SGD on single sums below 128; the post's check is 254 + 1 = 255, a carry across
+    # every bit, with 254 outside the training range.
     config, settings = PRESETS["keras"]
     assert config.n_parameters == 304 and config.operand_limit == 128
     settings = dataclasses.replace(settings, n_samples=KERAS_SHORT_STEPS)
-    run = experiments.train_adder_once(config, settings, experiments.DEFAULT_SEEDS["keras"])
+    run = runs.train_adder_once(config, settings, runs.DEFAULT_SEEDS["keras"])
     X, T = encode_sum(254, 1, config.n_bits)
     np.testing.assert_array_equal(run.model.predict_bits(X), T)
     assert int(bits_to_int(run.model.predict_bits(X)[..., 0])[0]) == 255
@@ -182,7 +191,7 @@ def test_large_adder_shortened_run_learns():
     # still at 0.375, which is why the run is this long.
     config, settings = PRESETS["large"]
     settings = dataclasses.replace(settings, n_samples=2000, epochs=20)
-    run = experiments.train_adder_once(config, settings, experiments.DEFAULT_SEEDS["large"])
+    run = runs.train_adder_once(config, settings, runs.DEFAULT_SEEDS["large"])
     epochs = run.history.epoch_means(settings.steps_per_epoch)
     assert epochs[0] > 0.69  # about log 2: chance
     assert epochs[-1] < 0.15
@@ -193,13 +202,13 @@ def test_large_adder_shortened_run_learns():
 def test_large_adder_full_run_adds_every_fresh_sum():
     # The whole published run: 20000 samples, 20 epochs, 2000 steps (a few seconds).
     config, settings = PRESETS["large"]
-    run = experiments.train_adder_once(config, settings, experiments.DEFAULT_SEEDS["large"])
+    run = runs.train_adder_once(config, settings, runs.DEFAULT_SEEDS["large"])
     assert run.accuracy.sums == 1.0
-    X, _ = encode_sum(1679, 1967, config.n_bits)  # SPEC 2's example
+    X, _ = encode_sum(1679, 1967, config.n_bits)  # one of the tutorial's larger-run sums
     assert int(bits_to_int(run.model.predict_bits(X)[..., 0])[0]) == 3646
 
 
-# --- saturation (SPEC 2's numerical trap) ---------------------------------------------------
+# --- saturation: sigmoid outputs round to exactly 0 or 1 in float64 -------------------------
 
 # A seed whose small-preset run saturates: measured, its largest logit on 2000 sums
 # passes 36.7 (where sigmoid rounds to exactly 1.0 in float64) within 10 epochs, while the
@@ -209,7 +218,7 @@ SATURATING_SEED = 4
 
 def test_small_adder_trains_through_saturated_outputs():
     config, settings = PRESETS["small"]
-    # As experiments.train_adder_once: one rng draws the model, the data, the minibatches.
+    # As runs.train_adder_once: one rng draws the model, the data, the minibatches.
     rng = np.random.default_rng(SATURATING_SEED)
     model = Adder(config, rng=rng)
     X, T = addition_data(rng, settings.n_samples, config.n_bits)
@@ -246,13 +255,14 @@ def test_small_adder_trains_through_saturated_outputs():
     loss = model.loss(X, T)
     model.zero_grad()
     loss.backward()
-    reference = ReferenceAdder(config)
-    reference.load_parameters(model.state_dict())
+    reference = reference_adder(model)
     reference_loss = reference.loss_and_backward(X, T)
     assert np.isfinite(loss.item()) and loss.item() == pytest.approx(reference_loss, rel=1e-9)
-    for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters()):
+    reference_grads = to_engine_names({name: q.grad for name, q in reference.named_parameters()})
+    for name, p in model.named_parameters():
         assert np.isfinite(p.grad).all(), name
-        np.testing.assert_allclose(p.grad, q.grad, rtol=1e-9, atol=1e-15, err_msg=name)
+        np.testing.assert_allclose(p.grad, reference_grads[name], rtol=1e-9, atol=1e-15,
+                                   err_msg=name)
 
     # The contrast: BCE on probabilities, sigmoid then binary_cross_entropy, stays finite on
     # minigrad only because it clips the probabilities to [eps, 1 - eps].
@@ -263,3 +273,46 @@ def test_small_adder_trains_through_saturated_outputs():
     for name, p in model.named_parameters():
         assert np.isfinite(p.grad).all(), name
 
+
+
+# --- evaluation in batches ------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_samples=st.integers(1, 60), batch_size=st.integers(1, 25), seed=st.integers(0, 99))
+def test_evaluation_in_batches_is_the_accuracy_of_all_the_samples(n_samples, batch_size, seed):
+    # Whatever the batching, the result is the accuracy over every sample evaluated, and no
+    # batch is larger than asked: memory is bounded by the batch, not by n_samples.
+    config, _ = PRESETS["small"]
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    class Recording(Adder):
+        def predict_bits(self, X):
+            bits = super().predict_bits(X)
+            seen.append((X, bits))
+            return bits
+
+    model = Recording(config, rng=np.random.default_rng(seed))
+    result = runs.evaluate_adder(model, n_samples, seed, batch_size=batch_size)
+    sizes = [len(X) for X, _ in seen]
+    assert sum(sizes) == n_samples and max(sizes) <= batch_size
+    X = np.concatenate([X for X, _ in seen])
+    Y = np.concatenate([Y for _, Y in seen])
+    T = encode_sum(bits_to_int(X[..., 0]), bits_to_int(X[..., 1]), config.n_bits)[1]
+    expected = accuracy(Y, T)
+    assert result.bits == pytest.approx(expected.bits, rel=1e-12)
+    assert result.sums == pytest.approx(expected.sums, rel=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n_sequences=st.integers(1, 60), batch_size=st.integers(1, 25),
+       w=st.floats(0.5, 1.5), seed=st.integers(0, 99))
+def test_counter_evaluation_in_batches(n_sequences, batch_size, w, seed):
+    # With w_rec = 1 the counter outputs w_x times the number of ones: its error on a
+    # sequence is |w_x - 1| * count. The sequences are drawn row by row from one generator,
+    # so the batches together are the sequences of a single draw.
+    model = Counter(w, 1.0)
+    batched = runs.evaluate_counter(model, n_sequences, 6, seed, batch_size=batch_size)
+    X, t = counting_data(np.random.default_rng(seed), n_sequences, 6)
+    assert batched.mean_error == pytest.approx(abs(w - 1) * t.mean(), rel=1e-9, abs=1e-12)
+    assert batched.right == pytest.approx(np.mean(np.round(w * t) == t), rel=1e-12)

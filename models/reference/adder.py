@@ -1,8 +1,12 @@
-"""The binary adder RNN of tutorial part 2 (and the Keras post), every backward by hand.
+"""The binary adder RNN with backpropagation through time by hand, as part 2 of the tutorial
+"How to implement an RNN" ("Implement binary addition with a non-linear RNN") writes it;
+with a sigmoid state, no biases and a fixed zero S_0 it is the Keras model of "Understand
+recurrent networks with the binary addition".
 
-This is the yardstick for the engine's adder: the same parameter names, shapes,
-initialisation draws and loss, computed in plain vectorised NumPy (loops over timesteps
-only), as the tutorial writes it.
+This is the yardstick for the engine's adder. It shares no code and no names with the
+engine: its parameters are plain NumPy arrays named as in the write-up (W_in, b_in, W_rec,
+b_rec, S_0, W_out, b_out), the two biases of the write-up stay two, and `forward` and
+`backward` below are its equations. `models.comparison` maps these names to the engine's.
 """
 
 from __future__ import annotations
@@ -15,7 +19,20 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 from models.presets import AdderConfig
 from models.reference.param import Param
 
-__all__ = ["ReferenceAdder", "initial_parameters", "sigmoid", "softplus"]
+__all__ = [
+    "cross_entropy",
+    "parameter_shapes",
+    "ReferenceAdder",
+    "backward",
+    "forward",
+    "initial_parameters",
+    "sigmoid",
+    "softplus",
+]
+
+_BIASES = ("b_in", "b_rec", "b_out")
+
+Arrays = Mapping[str, NDArray]
 
 
 def sigmoid(z: NDArray) -> NDArray:
@@ -33,27 +50,46 @@ def softplus(z: NDArray) -> NDArray:
     return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
 
 
+_ACTIVATIONS: dict[str, Callable[[NDArray], NDArray]] = {"tanh": np.tanh, "sigmoid": sigmoid}
+# Derivatives expressed through the activation's output s = act(z).
+_DERIVATIVES: dict[str, Callable[[NDArray], NDArray]] = {
+    "tanh": lambda s: 1.0 - s * s,
+    "sigmoid": lambda s: s * (1.0 - s),
+}
+
+
+def parameter_shapes(config: AdderConfig) -> dict[str, tuple[int, ...]]:
+    """The parameters ``config`` has, name -> shape, in the write-up's order: the biases
+    only with ``config.bias``, S_0 only with ``config.learn_initial_state``."""
+    n = config.n_states
+    shapes = {"W_in": (2, n), "b_in": (n,), "W_rec": (n, n), "b_rec": (n,), "S_0": (n,),
+              "W_out": (n, 1), "b_out": (1,)}
+    return {name: shape for name, shape in shapes.items()
+            if (config.bias or name not in _BIASES)
+            and (config.learn_initial_state or name != "S_0")}
+
+
 def initial_parameters(
     config: AdderConfig, rng: np.random.Generator, dtype: DTypeLike = np.float64
 ) -> dict[str, NDArray]:
-    """Fresh parameters for ``config``, drawn from ``rng`` (SPEC 2 and 3).
+    """Fresh parameters for ``config``, drawn from ``rng``, as the write-ups initialise them.
 
-    Weights are drawn in the order input.weight, recurrent.weight, output.weight:
+    Weights are drawn in the order W_in, W_rec, W_out:
 
-    - input and output weights: Glorot uniform, ``U(-a, a)`` with ``a = sqrt(6 / (n_in +
-      n_out))``, by ``rng.uniform(-a, a, shape)``;
-    - recurrent weight, "glorot": ``U(-a, a)`` with ``a = sqrt(6 / (2 n_states))``;
-      "orthogonal": ``Q`` of the QR decomposition of ``rng.standard_normal((n, n))``, its
+    - W_in and W_out: Glorot uniform, ``U(-a, a)`` with ``a = sqrt(6 / (n_in + n_out))``,
+      by ``rng.uniform(-a, a, shape)``;
+    - W_rec, "glorot": ``U(-a, a)`` with ``a = sqrt(6 / (2 n_states))``; "orthogonal" (the
+      Keras default): ``Q`` of the QR decomposition of ``rng.standard_normal((n, n))``, its
       columns' signs flipped so that ``diag(R) > 0`` (which makes ``Q`` Haar-distributed);
-    - biases and the initial state: zero.
+    - biases and S_0: zero.
 
-    Returns name -> array of ``dtype``, in the order of ``config.parameter_shapes()``.
+    Returns name -> array of ``dtype``, in the order of `parameter_shapes`.
     """
-    shapes = config.parameter_shapes()
+    shapes = parameter_shapes(config)
     drawn = {
-        "input.weight": _glorot_uniform(rng, shapes["input.weight"]),
-        "recurrent.weight": _recurrent_weight(rng, config.n_states, config.recurrent_init),
-        "output.weight": _glorot_uniform(rng, shapes["output.weight"]),
+        "W_in": _glorot_uniform(rng, shapes["W_in"]),
+        "W_rec": _recurrent_weight(rng, config.n_states, config.recurrent_init),
+        "W_out": _glorot_uniform(rng, shapes["W_out"]),
     }
     return {
         name: np.asarray(drawn[name], dtype=dtype) if name in drawn else np.zeros(shape, dtype)
@@ -76,33 +112,81 @@ def _recurrent_weight(rng: np.random.Generator, n: int, init: str) -> NDArray[np
     return q * np.where(np.diag(r) < 0, -1.0, 1.0)
 
 
+def forward(p: Arrays, X: NDArray, activation: str) -> tuple[NDArray, NDArray]:
+    """The states and the logits for inputs X (N, L, 2)::
+
+        Z   = X W_in + b_in                           (all positions at once)
+        S_k = act(Z_k + S_{k-1} W_rec + b_rec)        k = 1 .. L
+        A   = S_{1..L} W_out + b_out                  (the logits, N x L x 1)
+
+    An absent bias counts as zero, an absent S_0 as a zero state. Returns ``S`` of shape
+    (N, L + 1, n) with ``S[:, 0] = S_0``, and ``A``.
+    """
+    act = _ACTIVATIONS[activation]
+    W_in, W_rec, W_out = p["W_in"], p["W_rec"], p["W_out"]
+    n_samples, length, _ = X.shape
+    Z = X @ W_in + p.get("b_in", 0.0)
+    b_rec = p.get("b_rec", 0.0)
+    S = np.empty((n_samples, length + 1, W_rec.shape[0]), dtype=W_rec.dtype)
+    S[:, 0] = p.get("S_0", 0.0)
+    for k in range(1, length + 1):
+        S[:, k] = act(Z[:, k - 1] + S[:, k - 1] @ W_rec + b_rec)
+    A = S[:, 1:] @ W_out + p.get("b_out", 0.0)
+    return S, A
+
+
+def backward(p: Arrays, X: NDArray, T: NDArray, S: NDArray, A: NDArray,
+             activation: str) -> dict[str, NDArray]:
+    """The gradient of the mean binary cross-entropy ``mean(softplus(A) - T A)`` over the N
+    samples and L positions, for every parameter in ``p``. With ``Y = sigmoid(A)`` and
+    ``D_k`` the gradient at the pre-activation of step k::
+
+        dL/dA   = (Y - T) / (N L)                     the classifier's gradient: no log taken
+        dL/dS_k = dL/dA_k W_out^T + D_{k+1} W_rec^T   (no second term at k = L)
+        D_k     = dL/dS_k * act'(S_k)                 act' = 1 - S^2 (tanh), S (1 - S) (sigmoid)
+        dW_out  = sum_k S_k^T dL/dA_k                 db_out = sum dL/dA
+        dW_rec  = sum_k S_{k-1}^T D_k                 db_rec = sum D
+        dW_in   = sum_k X_k^T D_k                     db_in  = sum D
+        dS_0    = sum over the samples of D_1 W_rec^T
+    """
+    W_rec, W_out = p["W_rec"], p["W_out"]
+    derivative = _DERIVATIVES[activation]
+    n_samples, length, _ = X.shape
+    dA = (sigmoid(A) - T) / (n_samples * length)
+    dS_from_output = dA @ W_out.T
+    D = np.empty_like(dS_from_output)
+    dS_from_next = np.zeros_like(dS_from_output[:, 0])
+    for k in range(length, 0, -1):
+        D[:, k - 1] = (dS_from_output[:, k - 1] + dS_from_next) * derivative(S[:, k])
+        dS_from_next = D[:, k - 1] @ W_rec.T
+    # dS_from_next now holds dL/dS_0 for every sample.
+    over_samples_and_steps = ([0, 1], [0, 1])
+    grads = {
+        "W_in": np.tensordot(X, D, axes=over_samples_and_steps),
+        "b_in": D.sum(axis=(0, 1)),
+        "W_rec": np.tensordot(S[:, :-1], D, axes=over_samples_and_steps),
+        "b_rec": D.sum(axis=(0, 1)),
+        "S_0": dS_from_next.sum(axis=0),
+        "W_out": np.tensordot(S[:, 1:], dA, axes=over_samples_and_steps),
+        "b_out": dA.sum(axis=(0, 1)),
+    }
+    return {name: grads[name] for name in p}
+
+
+def cross_entropy(A: NDArray, T: NDArray) -> float:
+    """``mean(-T log Y - (1 - T) log(1 - Y))`` with ``Y = sigmoid(A)``, written as
+    ``mean(softplus(A) - T A)`` (the same number), which stays finite when Y rounds to 0
+    or 1."""
+    return float(np.mean(softplus(A) - T * A))
+
+
 class ReferenceAdder:
-    """The adder RNN with hand-written backpropagation through time (SPEC 2, SPEC 3).
+    """The adder of ``config`` on plain arrays, with `forward` and `backward` by hand.
 
-    For inputs ``X`` of shape ``(N, L, 2)`` (two operand bits per position, least
-    significant first) and targets ``T`` of shape ``(N, L, 1)``::
-
-        Z      = X W_in + b_in                        (all positions at once)
-        S_k    = act(Z_k + S_{k-1} W_rec + b_rec)     k = 1 .. L, S_0 learned or zero
-        A      = S_{1..L} W_out + b_out               (logits, N x L x 1)
-        Y      = sigmoid(A)
-        loss   = mean over N and L of  softplus(A) - T A
-
-    The last line is binary cross-entropy ``-T log Y - (1 - T) log(1 - Y)`` written in the
-    logits, so it stays finite when ``Y`` rounds to exactly 0 or 1. Backward, with
-    ``D_k = dL/d(pre-activation at k)``::
-
-        dL/dA      = (Y - T) / (N L)
-        dL/dS_k    = dL/dA_k W_out^T + D_{k+1} W_rec^T      (no second term at k = L)
-        D_k        = dL/dS_k * act'(S_k)     act' = 1 - S^2 (tanh) or S (1 - S) (sigmoid)
-        dW_out     = sum S_k^T dL/dA_k       db_out = sum dL/dA
-        dW_rec     = sum S_{k-1}^T D_k       db_rec = db_in = sum D
-        dW_in      = sum X_k^T D_k           dS_0   = sum over samples of D_1 W_rec^T
-
-    Parameters (see `AdderConfig.parameter_shapes`): "input.weight" (2, n),
-    "input.bias" (n,), "recurrent.weight" (n, n), "recurrent.bias" (n,), "initial_state"
-    (n,), "output.weight" (n, 1), "output.bias" (1,); biases only with ``config.bias``,
-    the initial state only with ``config.learn_initial_state``.
+    Inputs ``X`` are (N, L, 2), two operand bits per position, least significant first;
+    targets ``T`` are (N, L, 1). The parameters (see `parameter_shapes`) are attributes
+    named as in the write-up, each a `Param` (an array ``.data`` and its ``.grad``), so
+    that the optimizers of `optim` can train this model as they train the engine's.
 
     ``rng`` draws the initial parameters (`initial_parameters`); without it every parameter
     is zero, to be set with `load_parameters`. All arrays, inputs included, are converted
@@ -121,18 +205,23 @@ class ReferenceAdder:
         if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
             raise ValueError(f"ReferenceAdder: dtype must be float64 or float32, got {dtype}")
         if rng is None:
-            values = {
-                name: np.zeros(shape, self.dtype)
-                for name, shape in config.parameter_shapes().items()
-            }
+            values = {name: np.zeros(shape, self.dtype)
+                      for name, shape in parameter_shapes(config).items()}
         else:
             values = initial_parameters(config, rng, self.dtype)
         self._params = {name: Param(value) for name, value in values.items()}
 
+    def __getattr__(self, name: str) -> Param:
+        # W_in, b_in, ... as attributes; only called for names not found the usual way.
+        params = self.__dict__.get("_params", {})
+        if name in params:
+            return params[name]
+        raise AttributeError(f"ReferenceAdder has no attribute {name!r}")
+
     # --- parameters -------------------------------------------------------------------
 
     def named_parameters(self) -> list[tuple[str, Param]]:
-        """``(name, Param)`` pairs in the order of ``config.parameter_shapes()``."""
+        """``(name, Param)`` pairs in the order of `parameter_shapes`."""
         return list(self._params.items())
 
     def parameters(self) -> list[Param]:
@@ -174,83 +263,35 @@ class ReferenceAdder:
 
     # --- forward and backward ---------------------------------------------------------
 
+    def _arrays(self) -> dict[str, NDArray]:
+        return {name: param.data for name, param in self._params.items()}
+
     def forward(self, X: ArrayLike) -> NDArray:
-        """The probabilities ``Y`` that each output bit is 1, shape ``(N, L, 1)``."""
-        _, logits = self._forward(self._inputs(X))
-        return sigmoid(logits)
+        """The probabilities ``Y = sigmoid(A)`` that each output bit is 1, (N, L, 1)."""
+        _, A = forward(self._arrays(), self._inputs(X), self.config.activation)
+        return sigmoid(A)
 
     def predict_bits(self, X: ArrayLike) -> NDArray:
         """``[Y > 0.5]`` as 0/1 in the model's dtype, shape ``(N, L, 1)``."""
         return (self.forward(X) > 0.5).astype(self.dtype)
 
     def loss(self, X: ArrayLike, T: ArrayLike) -> float:
-        """Mean binary cross-entropy over samples and positions, from the logits."""
+        """Mean binary cross-entropy over samples and positions (`cross_entropy`)."""
         X_ = self._inputs(X)
         T_ = self._targets(T, X_)
-        _, logits = self._forward(X_)
-        return _bce_with_logits(logits, T_)
+        _, A = forward(self._arrays(), X_, self.config.activation)
+        return cross_entropy(A, T_)
 
     def loss_and_backward(self, X: ArrayLike, T: ArrayLike) -> float:
         """The loss; adds every parameter's gradient into its ``.grad`` (None -> set)."""
         X_ = self._inputs(X)
         T_ = self._targets(T, X_)
-        S, logits = self._forward(X_)
-        grads = self._backward(X_, T_, S, logits)
+        p = self._arrays()
+        S, A = forward(p, X_, self.config.activation)
+        grads = backward(p, X_, T_, S, A, self.config.activation)
         for name, param in self._params.items():
             param.grad = grads[name] if param.grad is None else param.grad + grads[name]
-        return _bce_with_logits(logits, T_)
-
-    def _forward(self, X: NDArray) -> tuple[NDArray, NDArray]:
-        """All states ``S`` (N, L + 1, n), ``S[:, 0] = S_0``, and the logits (N, L, 1)."""
-        p = self._params
-        act = _ACTIVATIONS[self.config.activation]
-        n_samples, length, _ = X.shape
-        Z = X @ p["input.weight"].data
-        if self.config.bias:
-            Z = Z + p["input.bias"].data + p["recurrent.bias"].data
-        W_rec = p["recurrent.weight"].data
-        S = np.empty((n_samples, length + 1, self.config.n_states), dtype=self.dtype)
-        S[:, 0] = p["initial_state"].data if self.config.learn_initial_state else 0.0
-        for k in range(1, length + 1):
-            S[:, k] = act(Z[:, k - 1] + S[:, k - 1] @ W_rec)
-        logits = S[:, 1:] @ p["output.weight"].data
-        if self.config.bias:
-            logits = logits + p["output.bias"].data
-        return S, logits
-
-    def _backward(
-        self, X: NDArray, T: NDArray, S: NDArray, logits: NDArray
-    ) -> dict[str, NDArray]:
-        p = self._params
-        n_samples, length, _ = X.shape
-        # The classifier's gradient at the logits, as the write-up has it: no log is ever
-        # taken, so saturated outputs still give a finite, correct gradient.
-        grad_logits = (sigmoid(logits) - T) / (n_samples * length)
-        # Gradient reaching each state S_1..S_L from its own output.
-        grad_S = grad_logits @ p["output.weight"].data.T
-        W_rec_T = p["recurrent.weight"].data.T
-        derivative = _DERIVATIVES[self.config.activation]
-        D = np.empty_like(grad_S)
-        grad_next = np.zeros_like(grad_S[:, 0])
-        for k in range(length, 0, -1):
-            D[:, k - 1] = (grad_S[:, k - 1] + grad_next) * derivative(S[:, k])
-            grad_next = D[:, k - 1] @ W_rec_T
-        # grad_next is now dL/dS_0 for every sample.
-        sum_axes = ([0, 1], [0, 1])
-        grads = {
-            "input.weight": np.tensordot(X, D, axes=sum_axes),
-            "recurrent.weight": np.tensordot(S[:, :-1], D, axes=sum_axes),
-            "output.weight": np.tensordot(S[:, 1:], grad_logits, axes=sum_axes),
-        }
-        if self.config.bias:
-            # Both biases feed the same pre-activation, so they share a gradient (but not
-            # an array: an optimizer may update one .grad in place).
-            grads["input.bias"] = D.sum(axis=(0, 1))
-            grads["recurrent.bias"] = grads["input.bias"].copy()
-            grads["output.bias"] = grad_logits.sum(axis=(0, 1))
-        if self.config.learn_initial_state:
-            grads["initial_state"] = grad_next.sum(axis=0)
-        return grads
+        return cross_entropy(A, T_)
 
     # --- input checks -----------------------------------------------------------------
 
@@ -267,16 +308,3 @@ class ReferenceAdder:
                 f"ReferenceAdder: T must have shape {X.shape[:2] + (1,)}, got {T_.shape}"
             )
         return T_
-
-
-def _bce_with_logits(logits: NDArray, T: NDArray) -> float:
-    # -T log(sigmoid(a)) - (1 - T) log(1 - sigmoid(a)) = softplus(a) - T a, exactly.
-    return float(np.mean(softplus(logits) - T * logits))
-
-
-_ACTIVATIONS: dict[str, Callable[[NDArray], NDArray]] = {"tanh": np.tanh, "sigmoid": sigmoid}
-# Derivatives expressed through the activation's output s = act(z).
-_DERIVATIVES = {
-    "tanh": lambda s: 1.0 - s * s,
-    "sigmoid": lambda s: s * (1.0 - s),
-}

@@ -1,4 +1,6 @@
-"""The linear counter RNN of tutorial part 1, with backpropagation through time by hand."""
+"""The linear counter RNN of part 1 of the tutorial "How to implement an RNN" ("Minimal
+example"), with backpropagation through time by hand. Its two parameters are named w_x and
+w_rec in the tutorial and in the engine's `Counter` alike."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ __all__ = ["ReferenceCounter"]
 
 
 class ReferenceCounter:
-    """A one-state linear RNN that learns to count the ones in a 0/1 sequence (SPEC 1).
+    """A one-state linear RNN that learns to count the ones in a 0/1 sequence.
 
     For a sequence ``x_1 .. x_T``::
 

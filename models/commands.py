@@ -1,0 +1,323 @@
+"""What the `minigrad` commands do, with typed options: run (`models.runs`), print, write
+the model and the figures. `models.cli` turns the command line into these calls; Python code
+can call them too.
+
+Every command returns its exit status. A training run that did not learn (an adder below
+100% of held-out sums, a counter that miscounts) still prints its results and exits 0, but
+ends with one warning line on `err` saying so: the command did what it was asked, and the
+warning says what came of it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+import numpy as np
+
+from . import checkpoints, plots, runs
+from .adder import Adder
+from .data import addition_data, bits_to_int, encode_sum, format_sample
+from .presets import AdderConfig, CounterTraining, TrainConfig
+from .progress import ProgressBar
+from .training import Progress
+
+__all__ = [
+    "AdderTraining",
+    "Outputs",
+    "add_numbers",
+    "check_output_directory",
+    "check_output_file",
+    "compare",
+    "evaluate_adder",
+    "evaluate_counter",
+    "print_graph",
+    "train_adder",
+    "train_counter",
+]
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a training command writes besides its printout: the figures into `plot_dir`,
+    the trained model to `save_path` (None: not written); `quiet` prints only the results."""
+
+    plot_dir: str | None = None
+    save_path: str | None = None
+    quiet: bool = False
+
+    def check(self) -> None:
+        """Refuse paths that cannot be written (ValueError naming the option), and a missing
+        matplotlib for `plot_dir`, before any training is spent."""
+        if self.save_path is not None:
+            check_output_file(self.save_path, "--save")
+        if self.plot_dir is not None:
+            check_output_directory(self.plot_dir, "--plot")
+            plots.require_matplotlib()
+
+
+@dataclass(frozen=True)
+class AdderTraining:
+    """`train adder`'s settings: the preset's name, the architecture and training settings
+    (the preset's, with any overrides), the first seed, how many fresh starts to try while
+    a run ends below 100%, and how many held-out sums measure that."""
+
+    preset: str
+    config: AdderConfig
+    settings: TrainConfig
+    seed: int
+    restarts: int = 0
+    test_samples: int = 1000
+
+
+def check_output_file(path: str, option: str) -> None:
+    """ValueError unless `path` can be written as a file: not a directory, in an existing,
+    writable directory, and not a read-only file."""
+    directory = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        raise ValueError(f"{option} {path}: cannot write a file there: it is a directory; "
+                         f"give a file name, such as "
+                         f"{os.path.join(path, 'model.npz')}")
+    if not os.path.exists(directory):
+        raise ValueError(f"{option} {path}: cannot write a file there: the directory "
+                         f"{directory} does not exist")
+    if not os.path.isdir(directory):
+        raise ValueError(f"{option} {path}: cannot write a file there: {directory} is not "
+                         f"a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: cannot write a file there: the directory "
+                         f"{directory} is not writable")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ValueError(f"{option} {path}: cannot write the file: it is read-only")
+
+
+def check_output_directory(path: str, option: str) -> None:
+    """ValueError unless `path` is a writable directory or can be created as one (its
+    nearest existing ancestor is a writable directory)."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = ("it is" if existing == os.path.abspath(path)
+                 else f"it is under {existing}, which is")
+        raise ValueError(f"{option} {path}: cannot make the directory: {where} a file, not "
+                         f"a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: cannot write there: {existing} is not writable")
+
+
+def _stream(stream: TextIO | None, default: str) -> TextIO:
+    # sys.stdout / sys.stderr when called, not when this module was imported (a test's
+    # capture or a redirect may have replaced them since).
+    return getattr(sys, default) if stream is None else stream
+
+
+def _warn(err: TextIO, message: str) -> None:
+    print(f"minigrad: warning: {message}", file=err, flush=True)
+
+
+# --- the counter ----------------------------------------------------------------------------
+
+
+def train_counter(settings: CounterTraining, outputs: Outputs = Outputs(), *,
+                  out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """`minigrad train counter`: RProp from (w_x, w_rec); prints the path every tenth of the
+    run, the parameters and the count of `runs.COUNTER_TEST_SEQUENCE`."""
+    out, err = _stream(out, "stdout"), _stream(err, "stderr")
+    outputs.check()
+    n = settings.iterations
+    bar = ProgressBar(n, "counter", quiet=outputs.quiet, stream=out)
+    bar.print(f"Training the counter: RProp, full batch of {settings.sequences} sequences of "
+              f"{settings.length}, {n} iterations from w_x = {settings.w_x}, "
+              f"w_rec = {settings.w_rec}")
+    every = max(n // 10, 1)
+
+    def report(p: Progress, point: tuple[float, float]) -> None:
+        bar.update(p.step, p.loss)
+        if p.step % every == 0 or p.step == p.total_steps:
+            bar.print(f"  iteration {p.step:>5}/{p.total_steps}  loss {p.loss:.4g}  "
+                      f"w_x {point[0]:+.4f}  w_rec {point[1]:+.4f}")
+
+    with bar:
+        run = runs.train_counter(settings, callback=report)
+    model = run.model
+    sequence = runs.COUNTER_TEST_SEQUENCE
+    count = model(sequence).item()
+    print(f"w_x = {model.w_x.item():.4f}, w_rec = {model.w_rec.item():.4f}", file=out)
+    print(f"count of {''.join(str(int(b)) for b in sequence[0])}: {count:.2f} "
+          f"(true: {int(sequence.sum())})", file=out)
+    if outputs.save_path is not None:
+        checkpoints.save_counter(model, outputs.save_path)
+        print(f"saved the counter to {outputs.save_path}", file=out)
+    if outputs.plot_dir is not None:
+        for written in plots.counter_figures(run, outputs.plot_dir):
+            print(f"wrote {written}", file=out)
+    if not run.learned():
+        _warn(err, f"the counter did not learn to count (w_x = {model.w_x.item():.4g}, "
+                   f"w_rec = {model.w_rec.item():.4g}; counting needs both near 1): try more "
+                   f"--iterations or another start (--w-x, --w-rec)")
+    return 0
+
+
+# --- the adder ------------------------------------------------------------------------------
+
+
+def train_adder(training: AdderTraining, outputs: Outputs = Outputs(), *,
+                out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """`minigrad train adder`: train (restarting while below 100% if asked), then show five
+    fresh sums and the held-out accuracy; save and draw as `outputs` says."""
+    out, err = _stream(out, "stdout"), _stream(err, "stderr")
+    outputs.check()
+    config, settings = training.config, training.settings
+    if not outputs.quiet:
+        print(f"Training the {training.preset} adder: {config.n_bits} bits, "
+              f"{config.n_states} {config.activation} states, {settings.n_samples} samples, "
+              f"minibatches of {settings.batch_size}, {settings.epochs} epoch(s), "
+              f"{settings.optimizer} lr {settings.lr}", file=out, flush=True)
+    # 50 points of held-out accuracy over the run for the figure: 50 forward passes.
+    every = max(settings.total_steps // 50, 1) if outputs.plot_dir is not None else None
+
+    def train_once(seed: int) -> runs.AdderRun:
+        with ProgressBar(settings.total_steps, f"seed {seed}", quiet=outputs.quiet,
+                         stream=out) as bar:
+            return runs.train_adder_once(
+                config, settings, seed, test_samples=training.test_samples,
+                callback=bar.chain(_epoch_reporter(bar.print, settings)),
+                accuracy_every=every)
+
+    def on_result(run: runs.AdderRun, will_restart: bool) -> None:
+        if outputs.quiet:
+            return
+        print(f"seed {run.seed}: {run.accuracy} on {training.test_samples} held-out sums",
+              file=out, flush=True)
+        if will_restart:
+            print("below 100%: restarting from a fresh initialisation", file=out, flush=True)
+
+    run = runs.train_until_learned(train_once, training.seed, training.restarts, on_result)
+    show_sums(run.model, np.random.default_rng([run.seed, 2]), out)
+    print(f"held-out accuracy: {run.accuracy} ({training.test_samples} sums, seed {run.seed})",
+          file=out)
+    if outputs.save_path is not None:
+        checkpoints.save_adder(run.model, outputs.save_path, preset=training.preset)
+        print(f"saved the {training.preset} adder to {outputs.save_path}", file=out)
+    if outputs.plot_dir is not None:
+        written = plots.adder_figure(run, settings, training.preset, training.test_samples,
+                                     outputs.plot_dir)
+        print(f"wrote {written}", file=out)
+    if not run.learned():
+        tried = (f"after {training.restarts + 1} starts " if training.restarts else "")
+        _warn(err, f"the adder did not learn to add {tried}({100 * run.accuracy.sums:.2f}% of "
+                   f"held-out sums right): try --restarts N, another --seed, more --epochs or "
+                   f"another --lr")
+    return 0
+
+
+def _epoch_reporter(say: Callable[[str], None], settings: TrainConfig) -> Callable:
+    window: list[float] = []
+    every = settings.steps_per_epoch if settings.steps_per_epoch <= 1000 else 10_000
+
+    def report(p: Progress) -> None:
+        window.append(p.loss)
+        if p.step % every == 0 or p.step == p.total_steps:
+            unit = (f"epoch {p.epoch}/{p.epochs}" if every == settings.steps_per_epoch
+                    else f"step {p.step}/{p.total_steps}")
+            say(f"  {unit}  mean loss {np.mean(window):.4g}")
+            window.clear()
+
+    return report
+
+
+def show_sums(model: Adder, rng: np.random.Generator, out: TextIO, count: int = 5) -> None:
+    """Fresh sums in the write-ups' layout: operands, target and the model's answer."""
+    config = model.config
+    X, T = addition_data(rng, count, config.n_bits, config.max_operand)
+    for x, t, y in zip(X, T, model.predict_bits(X)):
+        print(format_sample(x, t, y), file=out)
+        print(file=out)
+
+
+# --- saved models at work -------------------------------------------------------------------
+
+
+def add_numbers(a: int, b: int, model_path: str, preset: str | None = None, *,
+                out: TextIO | None = None) -> int:
+    """`minigrad add A B --model PATH`: the saved adder adds A and B; prints the sum in the
+    write-ups' layout (bits least significant first) and the integer answer."""
+    out = _stream(out, "stdout")
+    model, saved_preset = checkpoints.load_adder(model_path, preset)
+    config = model.config
+    if a + b >= 2**config.n_bits:
+        raise ValueError(f"{a} + {b} = {a + b} does not fit in the {saved_preset} adder's "
+                         f"{config.n_bits} bits (the sum must be below {2**config.n_bits})")
+    X, T = encode_sum(np.int64(a), np.int64(b), config.n_bits)
+    Y = model.predict_bits(X)
+    print(format_sample(X[0], T[0], Y[0]), file=out)
+    answer = int(bits_to_int(Y[0, :, 0]))
+    verdict = "right" if answer == a + b else f"wrong, the sum is {a + b}"
+    print(f"{a} + {b} = {answer} ({verdict})", file=out)
+    outside = [v for v in (a, b) if v >= config.operand_limit]
+    if outside:
+        print(f"note: {', '.join(map(str, outside))} is outside the training range "
+              f"[0, {config.operand_limit})", file=out)
+    return 0
+
+
+def evaluate_adder(model_path: str, samples: int, seed: int, preset: str | None = None, *,
+                   out: TextIO | None = None) -> int:
+    """`minigrad eval adder --model PATH`: per-bit and whole-sum accuracy on fresh sums,
+    evaluated `runs.EVALUATION_BATCH` sums at a time."""
+    out = _stream(out, "stdout")
+    model, saved_preset = checkpoints.load_adder(model_path, preset)
+    result = runs.evaluate_adder(model, samples, seed)
+    print(f"{saved_preset} adder from {model_path}: {result} on {samples} fresh sums "
+          f"(operands below {model.config.operand_limit}, seed {seed})", file=out)
+    return 0
+
+
+def evaluate_counter(model_path: str, samples: int, length: int, seed: int, *,
+                     out: TextIO | None = None) -> int:
+    """`minigrad eval counter --model PATH`: how often a saved counter counts the ones of
+    fresh 0/1 sequences right, and its mean error."""
+    out = _stream(out, "stdout")
+    model = checkpoints.load_counter(model_path)
+    result = runs.evaluate_counter(model, samples, length, seed)
+    print(f"counter from {model_path} (w_x = {model.w_x.item():.4f}, w_rec = "
+          f"{model.w_rec.item():.4f}): {result} on {samples} fresh sequences of {length} "
+          f"(seed {seed})", file=out)
+    return 0
+
+
+# --- engine vs hand-coded, and the graph ---------------------------------------------------
+
+
+def compare(model: str, *, preset: str = "small", batch_size: int = 100, repeats: int = 200,
+            seed: int = 0, out: TextIO | None = None) -> int:
+    """`minigrad compare counter|adder`: the loss and every parameter's largest gradient
+    difference, engine vs hand-coded, on the same parameters and data; the time per step."""
+    out = _stream(out, "stdout")
+    result = runs.compare(model, preset=preset, batch_size=batch_size, repeats=repeats,
+                          seed=seed)
+    print(f"{result.title}: forward + backward on the same parameters and data", file=out)
+    print(f"  loss       engine {result.engine_loss:.12g}   hand-coded "
+          f"{result.reference_loss:.12g}", file=out)
+    for d in result.gradients:
+        name = (d.engine_name if d.engine_name == d.reference_name
+                else f"{d.engine_name} = {d.reference_name}")
+        print(f"  {name:<25} max |grad difference| {d.difference:.2e}  (largest |grad| "
+              f"{d.scale:.2e})", file=out)
+    ratio = result.engine_seconds / result.reference_seconds
+    print(f"  time/step  engine {result.engine_seconds * 1e6:.1f} us   hand-coded "
+          f"{result.reference_seconds * 1e6:.1f} us   ratio {ratio:.2f} "
+          f"(median of {result.repeats}, alternating)", file=out)
+    return 0
+
+
+def print_graph(model: str, *, steps: int = 3, batch_size: int = 2, preset: str = "small",
+                out: TextIO | None = None) -> int:
+    """`minigrad graph counter|adder`: the loss's computation graph as Graphviz DOT."""
+    out = _stream(out, "stdout")
+    out.write(runs.computation_graph(model, steps=steps, batch_size=batch_size, preset=preset))
+    return 0
