@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from . import nn, ops
 from .anomaly import AnomalyError
+from .compile import CompiledFunction, TraceError, compile
 from .functional import grad, gradients, value_and_grad
 from .graph import to_dot
 from .modes import detect_anomaly, enable_grad, is_anomaly_enabled, is_recording, no_grad
@@ -21,7 +22,8 @@ else:  # the exports follow from the table: every op of minigrad/ops.py, by its 
     globals().update({name: op.function for name, op in OPS.items()})
 
 __all__ = [
-    "OPS", "AnomalyError", "Domain", "Tensor", "defop", "detect_anomaly", "enable_grad", "grad",
+    "OPS", "AnomalyError", "CompiledFunction", "Domain", "Tensor", "TraceError", "compile",
+    "defop", "detect_anomaly", "enable_grad", "grad",
     "gradients", "is_anomaly_enabled", "is_recording", "load", "nn", "no_grad", "ops", "save",
     "to_dot", "value_and_grad", *OPS,
 ]

@@ -15,6 +15,8 @@ from contextvars import ContextVar
 import numpy as np
 
 RECORDING, ANOMALY = 1, 2
+# Set while `minigrad.compile` traces a function in this thread: `record` reports each op.
+TRACING = 4
 _mode: ContextVar[int] = ContextVar("minigrad_mode", default=RECORDING)
 # The record path's one read of the mode (a bound method: no attribute lookup per op).
 current_mode = _mode.get

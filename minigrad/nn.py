@@ -137,9 +137,10 @@ class Linear(Module):
         self.bias = Parameter(np.zeros(n_out, dtype)) if bias else None
 
     def forward(self, x: Any) -> Tensor:
-        if np.shape(getattr(x, "data", x))[-1:] != (self.n_in,):
+        # np.shape reads a Tensor's shape, not its values (which a compiled trace refuses).
+        if np.shape(x)[-1:] != (self.n_in,):
             raise ValueError(f"Linear: expected input whose last axis has {self.n_in} "
-                             f"elements, got shape {np.shape(getattr(x, 'data', x))}")
+                             f"elements, got shape {np.shape(x)}")
         y = matmul(x, self.weight)
         return y if self.bias is None else add(y, self.bias)
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import anomaly
-from .modes import ANOMALY, RECORDING, current_mode
+from .modes import ANOMALY, RECORDING, TRACING, current_mode
 from .tape import Node
 from .tensor import Tensor, _make
 
@@ -145,6 +145,8 @@ def record(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:
     """Compute `op` on `operands` and, if one of them requires grad while grad mode is on in
     this thread, record it on the tape."""
     mode = current_mode()
+    if mode & TRACING:  # minigrad.compile is tracing in this thread: it records, and sees
+        return trace_hook(op, operands, options)
     keeps = op.saves_inputs and mode & RECORDING  # a node would keep the operands' arrays
     arrays: list[Any] = []
     inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
@@ -177,6 +179,14 @@ def record(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:
     if mode & ANOMALY:
         anomaly.watch(node, arrays, out)
     return _make(out, True, node, view or op.saves_output)
+
+
+def _no_trace(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:
+    raise RuntimeError("record: tracing is on but minigrad.compile is not loaded")
+
+
+# Set by `minigrad.compile`: it records the op (with TRACING off) and notes the call.
+trace_hook: Callable[[Op, Sequence[Any], dict[str, Any]], Tensor] = _no_trace
 
 
 def _kept(operands: Sequence[Any], arrays: list[Any]) -> tuple:

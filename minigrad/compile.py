@@ -1,0 +1,580 @@
+"""`compile(fn)`: trace a function once per input signature into a flat program of NumPy calls,
+then replay that program instead of running the engine.
+
+The first call with a signature (the arguments' shapes and dtypes, which Tensor arguments
+require grad, the values of the other arguments, and this thread's grad and anomaly mode)
+runs `fn` eagerly while `record` reports every op: the trace. It becomes
+
+- a forward program: `slot[out] = forward(*slot[inputs], **options)` for each op, in tape
+  order, where a slot holds an argument, a view of one, a tensor `fn` reads from outside
+  (a parameter: its current `.data` on every call), a constant, or an op's output;
+- a backward program: the same ops in reverse with their VJPs, each cotangent accumulated
+  exactly as the tape's sweep does (same calls, same order, hence the same float64 bits).
+
+Later calls replay the forward program with plain NumPy calls (no Tensor, no Node, no heap)
+and return a Tensor whose `backward()` runs the backward program as a single node of the
+tape: the gradients land in `.grad` as in eager mode, and compose with eager ops.
+
+The second call of a signature traces `fn` again and checks that both traces agree: a
+NumPy array or number that `fn` computes itself (from an argument, from a random generator,
+from a parameter's value) is kept as a constant by a trace, and if it differs between the two
+calls the compiled function refuses with `TraceError` rather than replay a stale value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from typing import Any
+
+import numpy as np
+
+from . import anomaly, modes, primitive
+from .modes import ANOMALY, RECORDING, TRACING, current_mode
+from .primitive import Op
+from .tape import Node, _Cotangents, sum_to_shape
+from .tensor import Tensor, _make
+
+__all__ = ["CompiledFunction", "TraceError", "compile"]
+
+
+class TraceError(RuntimeError):
+    """`fn` does something a trace cannot capture: reads a traced tensor's value in Python,
+    or computes an array outside the engine that changes from call to call."""
+
+
+# --- tracing: the tensors whose values Python may not read ------------------------------------
+
+
+def _refuse(what: str) -> Callable[..., Any]:
+    def refuse(self: Tensor, *args: Any) -> Any:
+        raise TraceError(
+            f"compile: {what} of a traced tensor (shape {self.shape}) inside the compiled "
+            "function: a trace records ops, not Python decisions on their values; compute "
+            "with minigrad ops, or read the value outside the compiled function")
+    return refuse
+
+
+def _data_refused(self: Tensor) -> np.ndarray:
+    return _refuse(".data")(self)
+
+
+_TRACED_METHODS: dict[str, Any] = {
+    "__slots__": (),
+    "data": property(_data_refused, _refuse(".data =")),
+    "item": _refuse(".item()"),
+    "numpy": _refuse(".numpy()"),
+    "__bool__": _refuse("bool()"),
+    "__float__": _refuse("float()"),
+    "__array__": _refuse("np.asarray()"),
+}
+
+
+@functools.cache
+def _traced_class(cls: type) -> type:
+    """A subclass of `cls` whose value reads raise: what a traced tensor is while `fn` runs."""
+    return type(f"Traced{cls.__name__}", (cls,), dict(_TRACED_METHODS))
+
+
+_ACTIVE: ContextVar[_Trace | None] = ContextVar("minigrad_trace", default=None)
+
+
+def _trace_op(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:
+    """`record` while tracing: record the op as usual (tracing off), then note the call."""
+    trace = _ACTIVE.get()
+    token = modes._mode.set(current_mode() & ~TRACING)
+    try:
+        out = primitive.record(op, operands, options)
+    finally:
+        modes._mode.reset(token)
+    if trace is not None:
+        trace.add(op, operands, options, out)
+    return out
+
+
+primitive.trace_hook = _trace_op
+
+
+class _Slot:
+    """A value of the program; the key of its cotangent in backward (shape and dtype as a
+    tape vertex has them)."""
+
+    __slots__ = ("index", "shape", "dtype")
+
+    def __init__(self, index: int, like: Any):
+        self.index = index
+        self.shape = np.shape(like)
+        self.dtype = np.result_type(like)
+
+
+class _Step:
+    """One op call of the program, and what its backward needs."""
+
+    __slots__ = ("op", "forward", "inputs", "options", "out", "node", "vjps", "grad_inputs",
+                 "saved", "saves_output", "watch")
+
+    def __init__(self, op: Op, inputs: tuple[int, ...], options: dict[str, Any], out: _Slot,
+                 node: Node | None):
+        self.op = op
+        self.forward = op.forward
+        self.inputs = inputs
+        self.options = options
+        self.out = out
+        self.node = node  # the trace's node: its VJPs (anomaly-checked if traced so)
+        self.vjps: tuple = tuple(node.vjps) if node is not None else ()
+        self.grad_inputs: list[_Slot | None] = []
+        self.saved = inputs if op.saves_inputs else ()
+        self.saves_output = op.saves_output
+        self.watch = False  # anomaly mode: check the output as `record` does
+
+
+class _Trace:
+    """What one eager run of `fn` did, as slots and steps."""
+
+    def __init__(self, arrays: dict[int, np.ndarray]):
+        self.slots: list[_Slot] = []
+        self.values: list[Any] = []  # the trace's values (constants stay in the program)
+        self.kinds: list[tuple] = []  # how each slot gets its value on a call
+        self.steps: list[_Step] = []
+        self.by_tensor: dict[int, _Slot] = {}  # id(tensor) -> slot
+        self.by_vertex: dict[int, _Slot] = {}  # id(node or leaf) -> slot
+        self.by_array: dict[int, _Slot] = {}   # id(op output array) -> slot (detach aliases)
+        self.keep: list[Any] = []  # what the maps' ids point at stays alive
+        self.views: dict[tuple, _Slot] = {}
+        self.arrays = arrays  # argument position -> the array `fn` was given
+        self.outputs: list[Tensor] = []
+
+    def new_slot(self, value: Any, kind: tuple) -> _Slot:
+        slot = _Slot(len(self.slots), value)
+        self.slots.append(slot)
+        self.values.append(value)
+        self.kinds.append(kind)
+        return slot
+
+    def tensor_slot(self, t: Tensor, kind: tuple) -> _Slot:
+        slot = self.new_slot(t._data, kind)
+        self.by_tensor[id(t)] = slot
+        self.by_vertex[id(t._node or t)] = slot
+        self.by_array.setdefault(id(t._data), slot)  # t.detach() reads t
+        self.keep.extend((t, t._data))
+        return slot
+
+    def operand_slot(self, x: Any, op: Op) -> _Slot:
+        if isinstance(x, Tensor):
+            slot = self.by_tensor.get(id(x))
+            if slot is not None:
+                return slot
+            alias = self.by_array.get(id(x._data))
+            if alias is not None and not x.requires_grad:  # a detached intermediate
+                return alias
+            if x._node is not None:
+                raise TraceError(
+                    f"compile: '{op.name}' reads a tensor computed outside the compiled "
+                    f"function (by '{x._node.name}', shape {x.shape}); pass it as an argument")
+            return self.tensor_slot(x, ("captured", x))
+        if isinstance(x, np.ndarray):
+            return self.array_slot(x)
+        return self.new_slot(x, ("constant",))
+
+    def array_slot(self, a: np.ndarray) -> _Slot:
+        """An argument array, a view of one (rebuilt from the argument on every call), or a
+        constant that `fn` made itself."""
+        start = a.__array_interface__["data"][0]
+        for position, arg in self.arrays.items():
+            base = arg.__array_interface__["data"][0]
+            if a is arg or (start == base and a.shape == arg.shape and a.dtype == arg.dtype
+                            and a.strides == arg.strides):
+                return self.argument_slot(position, arg)
+            if a.size and a.dtype == arg.dtype and np.may_share_memory(a, arg):
+                return self.view_slot(a, position, arg, start - base)
+        self.keep.append(a)
+        return self.new_slot(a.copy(), ("constant",))
+
+    def argument_slot(self, position: int, arg: np.ndarray) -> _Slot:
+        key = (position,)
+        if key not in self.views:
+            self.views[key] = self.new_slot(arg, ("array", position))
+        return self.views[key]
+
+    def view_slot(self, a: np.ndarray, position: int, arg: np.ndarray, offset: int) -> _Slot:
+        key = (position, offset, a.shape, a.strides)
+        if key not in self.views:
+            parent = self.argument_slot(position, arg)
+            item = a.itemsize
+            if a.ndim == 1 and offset % item == 0 and a.strides[0] % item == 0 \
+                    and a.strides[0] > 0:  # a slice of the flat argument: cheap to rebuild
+                step = a.strides[0] // item
+                first = offset // item
+                index: Any = slice(first, first + (a.shape[0] - 1) * step + 1, step)
+                kind: tuple = ("flat", parent.index, index)
+            else:
+                kind = ("view", parent.index, a.shape, a.dtype, offset, a.strides)
+            self.views[key] = self.new_slot(a, kind)
+        return self.views[key]
+
+    def add(self, op: Op, operands: Sequence[Any], options: dict[str, Any], out: Tensor) -> None:
+        inputs = tuple(self.operand_slot(x, op).index for x in operands)
+        node = out._node
+        slot = self.new_slot(out._data, ("output",))
+        step = _Step(op, inputs, dict(options), slot, node)
+        if node is not None:
+            step.grad_inputs = [None if v is None else self.by_vertex[id(v)]
+                                for v in node.inputs]
+            step.watch = getattr(node, "site", None) is not None
+            self.by_vertex[id(node)] = slot
+            self.keep.append(node)
+        self.by_tensor[id(out)] = slot
+        self.by_array[id(out._data)] = slot
+        self.keep.append(out)
+        self.steps.append(step)
+        out.__class__ = _traced_class(type(out))
+        self.outputs.append(out)
+
+
+# --- the program ------------------------------------------------------------------------------
+
+
+class _Program:
+    """A trace as a replayable program for one signature."""
+
+    def __init__(self, trace: _Trace, result: Tensor, mode: int):
+        slot = trace.by_tensor.get(id(result))
+        if slot is None:  # fn returned an argument or a tensor it did not compute
+            raise TraceError("compile: fn must return a tensor computed by minigrad ops "
+                             "from its inputs, not one of them")
+        self.trace = trace
+        self.result = slot
+        self.template = [v if k[0] == "constant" else None
+                         for v, k in zip(trace.values, trace.kinds)]
+        self.tensors = [(i, k[1]) for i, k in enumerate(trace.kinds) if k[0] == "tensor"]
+        self.arrays = [(i, k[1]) for i, k in enumerate(trace.kinds) if k[0] == "array"]
+        self.views = [(i, k) for i, k in enumerate(trace.kinds) if k[0] in ("flat", "view")]
+        self.captured = [(i, k[1], trace.slots[i].shape, trace.slots[i].dtype)
+                         for i, k in enumerate(trace.kinds) if k[0] == "captured"]
+        self.steps = [(s.forward, s.inputs, s.options, s.out.index) for s in trace.steps]
+        self.anomaly = bool(mode & ANOMALY)
+        self.requires_grad = result.requires_grad
+        self.backward_steps = [s for s in reversed(trace.steps) if s.node is not None]
+        self.leaves = self._reachable_leaves() if self.requires_grad else []
+        self.copies_arrays = self.requires_grad
+
+    def _reachable_leaves(self) -> list[_Slot]:
+        """The slots of the grad-requiring tensors the result depends on, in slot order."""
+        reached = {self.result.index}
+        leaves: set[int] = set()
+        for step in self.backward_steps:
+            if step.out.index not in reached:
+                continue
+            for x in step.grad_inputs:
+                if x is not None:
+                    reached.add(x.index)
+                    if self.trace.kinds[x.index][0] in ("tensor", "captured"):
+                        leaves.add(x.index)
+        return [self.trace.slots[i] for i in sorted(leaves)]
+
+    def stale(self) -> bool:
+        """Whether a tensor read from outside changed its shape or dtype since the trace."""
+        return any(t._data.shape != shape or t._data.dtype != dtype
+                   for _, t, shape, dtype in self.captured)
+
+    def forward(self, args: Sequence[Any]) -> list[Any]:
+        values = self.template[:]
+        for i, position in self.tensors:
+            t = args[position]
+            if not t._shared:  # the program keeps its array: copy-on-write, as `record`
+                t._share()
+            values[i] = t._data
+        for i, position in self.arrays:
+            a = args[position]
+            values[i] = a.copy() if self.copies_arrays else a
+        for i, kind in self.views:
+            if kind[0] == "flat":
+                values[i] = values[kind[1]].reshape(-1)[kind[2]]
+            else:
+                _, parent, shape, dtype, offset, strides = kind
+                values[i] = np.ndarray(shape, dtype, buffer=values[parent], offset=offset,
+                                       strides=strides)
+        for i, t, _, _ in self.captured:
+            if not t._shared:
+                t._share()
+            values[i] = t._data
+        if self.anomaly:
+            self._forward_checked(values)
+            return values
+        for forward, inputs, options, out in self.steps:
+            r = forward(*[values[i] for i in inputs], **options) if options else \
+                forward(*[values[i] for i in inputs])
+            values[out] = r if type(r) is np.ndarray else np.asarray(r)
+        return values
+
+    def _forward_checked(self, values: list[Any]) -> None:
+        for step in self.trace.steps:
+            arrays = [values[i] for i in step.inputs]
+            r = step.forward(*arrays, **step.options) if step.options else step.forward(*arrays)
+            r = r if type(r) is np.ndarray else np.asarray(r)
+            if step.watch and not np.isfinite(r).all():
+                raise anomaly.AnomalyError(anomaly._message(step.node, "forward", "its output", r))
+            values[step.out.index] = r
+
+    def backward(self, values: list[Any], seed: np.ndarray) -> list[np.ndarray]:
+        """The cotangent of every leaf, by the sweep's rules (`minigrad.tape.sweep`)."""
+        cotangents = _Cotangents()
+        pending, owned = cotangents.values, cotangents.owned
+        cotangents.add(self.result, seed)
+        for step in self.backward_steps:
+            slot = step.out
+            g = pending.pop(slot, None)
+            if g is None:  # not on a path to the result
+                continue
+            owned.discard(slot)
+            if g.shape != slot.shape:
+                g = sum_to_shape(g, slot.shape)
+            out = values[slot.index] if step.saves_output else None
+            args = [values[i] for i in step.saved]
+            options = step.options
+            for x, vjp in zip(step.grad_inputs, step.vjps):
+                if x is None:
+                    continue
+                gx = vjp(g, out, *args, **options) if options else vjp(g, out, *args)
+                if x in pending or type(gx) is not np.ndarray:
+                    cotangents.add(x, gx)
+                else:
+                    pending[x] = gx
+        grads = []
+        for leaf in self.leaves:
+            g, _ = cotangents.take(leaf)
+            grads.append(g)
+        return grads
+
+
+class _Backward:
+    """The VJPs of a replayed call's one tape node: the first runs the backward program for
+    the seed it is given, each returns its leaf's cotangent."""
+
+    __slots__ = ("program", "values", "seed", "grads")
+
+    def __init__(self, program: _Program, values: list[Any]):
+        self.program = program
+        self.values = values
+        self.seed: Any = None
+        self.grads: list[np.ndarray] = []
+
+    def vjp(self, i: int) -> Callable[..., np.ndarray]:
+        def leaf_vjp(g: np.ndarray, out: Any) -> np.ndarray:
+            if g is not self.seed:  # a new backward (retain_graph=True runs it again)
+                self.grads = self.program.backward(self.values, g)
+                self.seed = g
+            return self.grads[i]
+        return leaf_vjp
+
+
+# --- the compiled function ------------------------------------------------------------------
+
+
+class _Entry:
+    __slots__ = ("program", "checked")
+
+    def __init__(self, program: _Program):
+        self.program = program
+        self.checked = False  # the second call traces again and compares
+
+
+class CompiledFunction:
+    """`fn` traced once per signature and replayed; made by `minigrad.compile`."""
+
+    def __init__(self, fn: Callable[..., Tensor], cache_size: int):
+        if not callable(fn):
+            raise TypeError(f"compile: expected a function, got {type(fn).__name__}")
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
+            raise ValueError(f"compile: cache_size must be an integer >= 1, got {cache_size!r}")
+        self.fn = fn
+        self.cache_size = cache_size
+        self.traces = 0  # how many times fn was traced
+        self.trace_seconds = 0.0  # the time spent tracing (eager runs of fn and their checks)
+        self._cache: OrderedDict[tuple, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"<compiled {getattr(self.fn, '__qualname__', self.fn)!s}>"
+
+    @property
+    def signatures(self) -> int:
+        """How many signatures the cache holds (at most `cache_size`)."""
+        return len(self._cache)
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
+        if kwargs:
+            raise TypeError(f"compile: pass the arguments positionally, got keyword "
+                            f"arguments {sorted(kwargs)}")
+        mode = current_mode()
+        if mode & TRACING:  # inside another compiled function's trace: be traced by it
+            return self.fn(*args)
+        args = tuple(np.ascontiguousarray(a) if type(a) is np.ndarray
+                     and not a.flags.c_contiguous else a for a in args)
+        key = _signature(args, mode)
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                self._cache.move_to_end(key)
+        if entry is not None and entry.checked and not entry.program.stale():
+            return self._replay(entry.program, args, mode)
+        result, program = self._trace(args, mode)
+        if entry is not None and not entry.program.stale():
+            _compare(entry.program.trace, program.trace)
+            entry.checked = True
+        else:
+            with self._lock:
+                self._cache[key] = _Entry(program)
+                self._cache.move_to_end(key)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return result
+
+    def _trace(self, args: tuple, mode: int) -> tuple[Tensor, _Program]:
+        started = time.perf_counter()
+        arrays = {i: a for i, a in enumerate(args) if type(a) is np.ndarray}
+        trace = _Trace(arrays)
+        swapped = []
+        for i, a in enumerate(args):
+            if isinstance(a, Tensor):  # its vertex may be a node: gradients flow on into it
+                trace.tensor_slot(a, ("tensor", i))
+                swapped.append((a, type(a)))
+        try:
+            for a, cls in swapped:
+                a.__class__ = _traced_class(cls)
+            with _tracing(trace):
+                result = self.fn(*args)
+        finally:
+            for a, cls in swapped:
+                a.__class__ = cls
+            for out in trace.outputs:
+                out.__class__ = out.__class__.__mro__[1]
+        if not isinstance(result, Tensor):
+            raise TraceError(f"compile: fn must return a Tensor, got {type(result).__name__}")
+        program = _Program(trace, result, mode)
+        self.traces += 1
+        self.trace_seconds += time.perf_counter() - started
+        return result, program
+
+    def _replay(self, program: _Program, args: tuple, mode: int) -> Tensor:
+        values = program.forward(args)
+        out = values[program.result.index]
+        if out.base is not None:  # a view of something the program reads: the caller's own
+            out = out.copy()
+        if not (program.requires_grad and program.leaves):
+            return _make(out, False, None)
+        backward = _Backward(program, values)
+        inputs: list[Any] = []
+        for leaf in program.leaves:
+            kind = program.trace.kinds[leaf.index]
+            t = args[kind[1]] if kind[0] == "tensor" else kind[1]
+            inputs.append(t._node or t)
+        node = Node(f"compiled {getattr(self.fn, '__name__', 'fn')}",
+                    tuple(backward.vjp(i) for i in range(len(inputs))), inputs, (), {}, None,
+                    out)
+        return _make(out, True, node)
+
+
+def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFunction:
+    """`compile(fn)(*args)` returns what `fn(*args)` returns, a Tensor, computed by a program
+    traced from `fn` once per signature and replayed on later calls; `backward()` on it
+    fills `.grad` as eager mode does, with the same float64 bits.
+
+    The signature is: each Tensor argument's shape, dtype and whether it requires grad; each
+    NumPy array argument's shape and dtype; the value of any other argument (a number, a
+    string: it is baked into the trace, as `jax.jit`'s static arguments); and this thread's
+    grad and anomaly mode. A new signature traces again; the `cache_size` most recently used
+    signatures are kept.
+
+    The rules, as `jax.jit`'s: `fn` is a function of its arguments and of the tensors it
+    reads from outside (parameters, whose current `.data` every call reads). Its Python runs
+    only when tracing, so Python that depends on a traced tensor's value (`bool(t)`,
+    `float(t)`, `t.item()`, `t.data`) raises `TraceError`; a NumPy array or number that `fn`
+    computes itself is a constant of the trace, and if the second call's trace finds it
+    changed (drawn at random inside `fn`, computed from an argument outside the engine) the
+    call raises `TraceError`: pass such arrays in as arguments. Keyword arguments are refused.
+    """
+    return CompiledFunction(fn, cache_size)
+
+
+@contextlib.contextmanager
+def _tracing(trace: _Trace) -> Iterator[None]:
+    token = _ACTIVE.set(trace)
+    mode_token = modes._mode.set(current_mode() | TRACING)
+    try:
+        yield
+    finally:
+        modes._mode.reset(mode_token)
+        _ACTIVE.reset(token)
+
+
+def _signature(args: tuple, mode: int) -> tuple:
+    parts: list[Any] = [mode & (RECORDING | ANOMALY)]
+    for i, a in enumerate(args):
+        if isinstance(a, Tensor):
+            parts.append((type(a), a.shape, a.dtype.str, a.requires_grad, a._node is None))
+        elif type(a) is np.ndarray:
+            parts.append((np.ndarray, a.shape, a.dtype.str))
+        else:
+            try:
+                hash(a)
+            except TypeError:
+                raise TypeError(f"compile: argument {i} is a {type(a).__name__}, which cannot "
+                                "be part of a signature; pass Tensors, NumPy arrays or "
+                                "hashable values (numbers, strings, tuples)") from None
+            parts.append((type(a), a))
+    return tuple(parts)
+
+
+def _compare(first: _Trace, second: _Trace) -> None:
+    """Refuse if two traces of one signature differ: the first would replay stale values."""
+    if len(first.steps) != len(second.steps) or any(
+            a.op is not b.op or a.inputs != b.inputs for a, b in zip(first.steps, second.steps)):
+        raise TraceError(
+            "compile: fn ran different ops on two calls with the same signature: its Python "
+            "control flow depends on something other than the argument shapes and values "
+            "(a global, a random draw); make it a function of its arguments")
+    for step_a, step_b in zip(first.steps, second.steps):
+        if not _same(step_a.options, step_b.options):
+            raise TraceError(f"compile: the options of '{step_a.op.name}' changed between "
+                             "two calls with the same signature; pass what they depend on as "
+                             "an argument")
+    for slot, (a, b, kind_a, kind_b) in enumerate(
+            zip(first.values, second.values, first.kinds, second.kinds)):
+        if kind_a[0] != kind_b[0] or kind_a[0] not in ("constant", "captured", "output") \
+                and not _same(kind_a[1:], kind_b[1:]):
+            raise TraceError("compile: fn read its inputs differently on two calls with the "
+                             "same signature; make it a function of its arguments")
+        if kind_a[0] == "constant" and not _same(a, b) or (
+                kind_a[0] == "captured" and kind_a[1] is not kind_b[1]
+                and not _same(a, b)):
+            op = next((s.op.name for s in second.steps if slot in s.inputs), "?")
+            raise TraceError(
+                f"compile: an operand of '{op}' (shape {np.shape(b)}) is not an argument and "
+                "changed between two calls with the same signature: a trace keeps it as a "
+                "constant. It was computed outside the engine from an argument, a random "
+                "generator or a parameter's value: pass it to the compiled function as an "
+                "argument, or compute it with minigrad ops")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (np.shape(a) == np.shape(b) and np.result_type(a) == np.result_type(b)
+                and bool(np.array_equal(a, b, equal_nan=np.result_type(a).kind == "f")))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if type(a) is not type(b):
+        return False
+    return bool(a == b)
