@@ -75,10 +75,16 @@ _TRACED_METHODS: dict[str, Any] = {
 }
 
 
-@functools.cache
+_TRACED_CLASSES: dict[type, type] = {}
+
+
 def _traced_class(cls: type) -> type:
     """A subclass of `cls` whose value reads raise: what a traced tensor is while `fn` runs."""
-    return type(f"Traced{cls.__name__}", (cls,), dict(_TRACED_METHODS))
+    traced = _TRACED_CLASSES.get(cls)
+    if traced is None:
+        traced = _TRACED_CLASSES[cls] = type(f"Traced{cls.__name__}", (cls,),
+                                             dict(_TRACED_METHODS))
+    return traced
 
 
 _ACTIVE: ContextVar[_Trace | None] = ContextVar("minigrad_trace", default=None)
@@ -317,7 +323,7 @@ class _Program:
             arrays = [values[i] for i in step.inputs]
             r = step.forward(*arrays, **step.options) if step.options else step.forward(*arrays)
             r = r if type(r) is np.ndarray else np.asarray(r)
-            if step.watch and not np.isfinite(r).all():
+            if step.node is not None and step.watch and not np.isfinite(r).all():
                 raise anomaly.AnomalyError(anomaly._message(step.node, "forward", "its output", r))
             values[step.out.index] = r
 

@@ -229,6 +229,10 @@ def _outputs(parser: argparse.ArgumentParser, model: str) -> None:
                              f"(default: not saved)")
     parser.add_argument("--quiet", action="store_true",
                         help="print only the results (default: also the progress)")
+    parser.add_argument("--compile", action="store_true",
+                        help="compute the loss with minigrad.compile: traced once per batch "
+                             "shape, then replayed as plain NumPy calls (the same numbers, "
+                             "faster; default: eager)")
 
 
 def _compare_parser(commands_: Any) -> None:
@@ -320,7 +324,8 @@ def _train_counter(args: argparse.Namespace) -> int:
     settings = CounterTraining(iterations=args.iterations, w_x=args.w_x, w_rec=args.w_rec,
                                eta_plus=args.eta_plus, eta_minus=args.eta_minus,
                                step_init=args.step_init, seed=args.seed)
-    return commands.train_counter(settings, commands.Outputs(args.plot, args.save, args.quiet))
+    return commands.train_counter(settings, commands.Outputs(args.plot, args.save, args.quiet),
+                                  compiled=args.compile)
 
 
 def _train_adder(args: argparse.Namespace) -> int:
@@ -346,7 +351,7 @@ def _train_adder(args: argparse.Namespace) -> int:
     training = commands.AdderTraining(
         preset=args.preset, config=config, settings=dataclasses.replace(settings, **overrides),
         seed=DEFAULT_SEEDS[args.preset] if args.seed is None else args.seed,
-        restarts=args.restarts, test_samples=args.test_samples)
+        restarts=args.restarts, test_samples=args.test_samples, compiled=args.compile)
     return commands.train_adder(training, commands.Outputs(args.plot, args.save, args.quiet))
 
 

@@ -71,6 +71,7 @@ class AdderTraining:
     seed: int
     restarts: int = 0
     test_samples: int = 1000
+    compiled: bool = False  # the loss through minigrad.compile
 
 
 def check_output_file(path: str, option: str) -> None:
@@ -123,9 +124,11 @@ def _warn(err: TextIO, message: str) -> None:
 
 
 def train_counter(settings: CounterTraining, outputs: Outputs = Outputs(), *,
-                  out: TextIO | None = None, err: TextIO | None = None) -> int:
+                  out: TextIO | None = None, err: TextIO | None = None,
+                  compiled: bool = False) -> int:
     """`minigrad train counter`: RProp from (w_x, w_rec); prints the path every tenth of the
-    run, the parameters and the count of `runs.COUNTER_TEST_SEQUENCE`."""
+    run, the parameters and the count of `runs.COUNTER_TEST_SEQUENCE`. `compiled` computes
+    the loss with `minigrad.compile`."""
     out, err = _stream(out, "stdout"), _stream(err, "stderr")
     outputs.check()
     n = settings.iterations
@@ -142,7 +145,7 @@ def train_counter(settings: CounterTraining, outputs: Outputs = Outputs(), *,
                       f"w_x {point[0]:+.4f}  w_rec {point[1]:+.4f}")
 
     with bar:
-        run = runs.train_counter(settings, callback=report)
+        run = runs.train_counter(settings, callback=report, compiled=compiled)
     model = run.model
     sequence = runs.COUNTER_TEST_SEQUENCE
     count = model(sequence).item()
@@ -186,7 +189,7 @@ def train_adder(training: AdderTraining, outputs: Outputs = Outputs(), *,
             return runs.train_adder_once(
                 config, settings, seed, test_samples=training.test_samples,
                 callback=bar.chain(_epoch_reporter(bar.print, settings)),
-                accuracy_every=every)
+                accuracy_every=every, compiled=training.compiled)
 
     def on_result(run: runs.AdderRun, will_restart: bool) -> None:
         if outputs.quiet:

@@ -80,10 +80,11 @@ class CounterRun:
 
 
 def train_counter(settings: CounterTraining,
-                  callback: Callable[[Progress, tuple[float, float]], Any] | None = None
-                  ) -> CounterRun:
+                  callback: Callable[[Progress, tuple[float, float]], Any] | None = None, *,
+                  compiled: bool = False) -> CounterRun:
     """RProp, full batch, from (settings.w_x, settings.w_rec) on the sequences of
-    settings.seed; `callback` sees every step's `Progress` and the (w_x, w_rec) reached."""
+    settings.seed; `callback` sees every step's `Progress` and the (w_x, w_rec) reached.
+    `compiled` computes the loss with `minigrad.compile` (the same numbers, faster)."""
     rng = np.random.default_rng(settings.seed)
     X, t = counting_data(rng, settings.sequences, settings.length)
     model = Counter(settings.w_x, settings.w_rec)
@@ -94,9 +95,9 @@ def train_counter(settings: CounterTraining,
         if callback is not None:
             callback(progress, path[-1])
 
-    history = train(engine_objective(model), settings.create_optimizer(model.parameters()),
-                    X, t, epochs=settings.iterations, batch_size=len(X), rng=rng,
-                    callback=record)
+    history = train(engine_objective(model, compiled),
+                    settings.create_optimizer(model.parameters()), X, t,
+                    epochs=settings.iterations, batch_size=len(X), rng=rng, callback=record)
     return CounterRun(model, X, t, path, history)
 
 
@@ -151,13 +152,14 @@ class AdderRun:
 
 def train_adder_once(config: AdderConfig, settings: TrainConfig, seed: int, *,
                      test_samples: int = 1000, callback: Callback | None = None,
-                     accuracy_every: int | None = None) -> AdderRun:
+                     accuracy_every: int | None = None, compiled: bool = False) -> AdderRun:
     """One run from the initialisation and data of `seed`; accuracy on fresh sums.
 
     One generator, `default_rng(seed)`, draws the model, then the training sums, then the
     minibatches; the held-out sums come from `default_rng([seed, 1])`. With
     `accuracy_every`, the held-out accuracy is also measured every that many steps (and at
-    the last), into `AdderRun.accuracy_curve`; training is not affected.
+    the last), into `AdderRun.accuracy_curve`; training is not affected. `compiled` computes
+    the loss with `minigrad.compile` (the same numbers, faster).
     """
     rng = np.random.default_rng(seed)
     model = Adder(config, rng=rng)
@@ -179,8 +181,9 @@ def train_adder_once(config: AdderConfig, settings: TrainConfig, seed: int, *,
             if callback is not None:
                 callback(p)
 
-    history = train(engine_objective(model), settings.create_optimizer(model.parameters()),
-                    X, T, epochs=settings.epochs, batch_size=settings.batch_size, rng=rng,
+    history = train(engine_objective(model, compiled),
+                    settings.create_optimizer(model.parameters()), X, T,
+                    epochs=settings.epochs, batch_size=settings.batch_size, rng=rng,
                     callback=on_step)
     return AdderRun(model, history, held_out(), seed, curve)
 

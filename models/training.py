@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+import minigrad as mg
 from optim import Optimizer
 
 Objective = Callable[[np.ndarray, np.ndarray], float]
@@ -78,11 +79,14 @@ def train(objective: Objective, optimizer: Optimizer, X: np.ndarray, T: np.ndarr
     return history
 
 
-def engine_objective(model: Any) -> Objective:
-    """The objective of a minigrad Module with a `loss(X, T)` method."""
+def engine_objective(model: Any, compiled: bool = False) -> Objective:
+    """The objective of a minigrad Module with a `loss(X, T)` method; with `compiled`, the loss
+    is `minigrad.compile(model.loss)`: traced once per batch shape, then replayed (the same
+    losses and gradients)."""
+    loss_of = mg.compile(model.loss) if compiled else model.loss
 
     def objective(X: np.ndarray, T: np.ndarray) -> float:
-        loss = model.loss(X, T)
+        loss = loss_of(X, T)
         loss.backward()
         return loss.item()
 
