@@ -122,7 +122,7 @@ class _Step:
     """One op call of the program, and what its backward needs."""
 
     __slots__ = ("op", "forward", "inputs", "options", "out", "node", "vjps", "grad_inputs",
-                 "saved", "saves_output", "watch")
+                 "saved", "copied", "saves_output", "watch")
 
     def __init__(self, op: Op, inputs: tuple[int, ...], options: dict[str, Any], out: _Slot,
                  node: Node | None):
@@ -135,6 +135,7 @@ class _Step:
         self.vjps: tuple = tuple(node.vjps) if node is not None else ()
         self.grad_inputs: list[_Slot | None] = []
         self.saved = inputs if op.saves_inputs else ()
+        self.copied: tuple[int, ...] = ()  # saved views of arguments, which `record` copies
         self.saves_output = op.saves_output
         self.watch = False  # anomaly mode: check the output as `record` does
 
@@ -232,6 +233,10 @@ class _Trace:
             step.grad_inputs = [None if v is None else self.by_vertex[id(v)]
                                 for v in node.inputs]
             step.watch = getattr(node, "site", None) is not None
+            # `record` hands a VJP a copy of a NumPy operand: for a strided view of an
+            # argument that copy is contiguous, and matmul's rounding depends on the layout.
+            step.copied = tuple(j for j in range(len(step.saved))
+                                if self.kinds[step.saved[j]][0] in ("flat", "view"))
             self.by_vertex[id(node)] = slot
             self.keep.append(node)
         self.by_tensor[id(out)] = slot
@@ -250,7 +255,8 @@ class _Program:
 
     def __init__(self, trace: _Trace, result: Tensor, mode: int):
         slot = trace.by_tensor.get(id(result))
-        if slot is None:  # fn returned an argument or a tensor it did not compute
+        if slot is None or trace.kinds[slot.index][0] != "output":
+            # fn returned an argument, or a tensor it did not compute
             raise TraceError("compile: fn must return a tensor computed by minigrad ops "
                              "from its inputs, not one of them")
         self.trace = trace
@@ -342,6 +348,8 @@ class _Program:
                 g = sum_to_shape(g, slot.shape)
             out = values[slot.index] if step.saves_output else None
             args = [values[i] for i in step.saved]
+            for j in step.copied:
+                args[j] = args[j].copy()
             options = step.options
             for x, vjp in zip(step.grad_inputs, step.vjps):
                 if x is None:

@@ -1,0 +1,415 @@
+"""`minigrad.compile`: a replayed program gives eager mode's loss and gradients bit for bit
+(float64 and float32), over optimizer steps that change the parameters between calls;
+new shapes trace again, the cache is bounded, what a trace cannot capture is refused, the
+gradients handed out are the caller's, and each thread's grad mode picks its own program.
+
+Nothing here measures time.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minigrad as mg
+import optim
+from models.adder import Adder
+from models.counter import Counter
+from models.data import addition_data, counting_data
+from models.presets import AdderConfig
+from models.training import engine_objective, train
+
+
+def grads_of(model) -> dict[str, np.ndarray]:
+    return {name: p.grad for name, p in model.named_parameters()}
+
+
+def values_of(model) -> dict[str, np.ndarray]:
+    return {name: p.data.copy() for name, p in model.named_parameters()}
+
+
+def assert_bitwise(actual: dict, expected: dict) -> None:
+    assert list(actual) == list(expected)
+    for name, value in actual.items():
+        if expected[name] is None:  # a parameter the loss does not use (one bit, no S_0)
+            assert value is None, name
+            continue
+        assert value.dtype == expected[name].dtype, name
+        np.testing.assert_array_equal(value, expected[name], err_msg=name, strict=True)
+
+
+# --- same numbers as eager, over a trajectory -----------------------------------------------
+
+ADDER_SHAPES = st.tuples(st.integers(1, 40), st.integers(1, 9), st.integers(1, 6))
+
+
+@settings(max_examples=10)
+@given(shape=ADDER_SHAPES, seed=st.integers(0, 2**31 - 1),
+       dtype=st.sampled_from([np.float64, np.float32]), learn_initial_state=st.booleans())
+def test_adder_trajectory_matches_eager_bitwise(shape, seed, dtype, learn_initial_state):
+    batch, n_bits, n_states = shape
+    config = AdderConfig(n_bits=n_bits, n_states=n_states,
+                         learn_initial_state=learn_initial_state)
+    eager = Adder(config, rng=np.random.default_rng(seed), dtype=dtype)
+    compiled = Adder(config, rng=np.random.default_rng(seed), dtype=dtype)
+    step = mg.compile(compiled.loss)
+    X, T = addition_data(np.random.default_rng(seed + 1), 3 * batch, n_bits, config.max_operand)
+    X, T = X.astype(dtype), T.astype(dtype)
+    # RMSProp with Nesterov momentum evaluates the loss at a look-ahead point: the compiled
+    # loss must see parameters changed in place between its calls.
+    opt_eager = optim.RMSPropNesterov(eager.parameters(), lr=0.05)
+    opt_compiled = optim.RMSPropNesterov(compiled.parameters(), lr=0.05)
+    for i in range(6):  # call 1 traces, call 2 traces and compares, the rest replay
+        batch_slice = slice((i % 3) * batch, (i % 3 + 1) * batch)
+
+        def closure_eager(model=eager, s=batch_slice):
+            opt_eager.zero_grad()
+            loss = model.loss(X[s], T[s])
+            loss.backward()
+            return loss.item()
+
+        def closure_compiled(s=batch_slice):
+            opt_compiled.zero_grad()
+            loss = step(X[s], T[s])
+            loss.backward()
+            return loss.item()
+
+        assert opt_compiled.step(closure_compiled) == opt_eager.step(closure_eager)
+        assert_bitwise(grads_of(compiled), grads_of(eager))
+        assert_bitwise(values_of(compiled), values_of(eager))
+    assert step.traces == 2
+
+
+@settings(max_examples=8)
+@given(batch=st.integers(1, 30), length=st.integers(1, 15), seed=st.integers(0, 2**31 - 1))
+def test_counter_trajectory_matches_eager_bitwise(batch, length, seed):
+    X, t = counting_data(np.random.default_rng(seed), batch, length)
+    histories = []
+    models = []
+    for compiled in (False, True):
+        model = Counter()
+        history = train(engine_objective(model, compiled), optim.RProp(model.parameters()),
+                        X, t, epochs=8, batch_size=batch, rng=np.random.default_rng(seed))
+        histories.append(history.losses)
+        models.append(model)
+    assert histories[1] == histories[0]
+    assert_bitwise(values_of(models[1]), values_of(models[0]))
+    assert_bitwise(grads_of(models[1]), grads_of(models[0]))
+
+
+def test_adder_training_with_minibatches_of_two_shapes_matches_eager():
+    # 250 sums in batches of 100: the last batch of each epoch is a second signature.
+    config = AdderConfig()
+    X, T = addition_data(np.random.default_rng(3), 250, config.n_bits, config.max_operand)
+    results = []
+    for compiled in (False, True):
+        model = Adder(config, rng=np.random.default_rng(4))
+        history = train(engine_objective(model, compiled),
+                        optim.RMSPropNesterov(model.parameters()), X, T, epochs=3,
+                        batch_size=100, rng=np.random.default_rng(5))
+        results.append((history.losses, values_of(model)))
+    assert results[1][0] == results[0][0]
+    assert_bitwise(results[1][1], results[0][1])
+
+
+def _network(x, w, b, v):
+    """Broadcasting, a recurrence over slices, stack, a reduction: a small RNN-like graph."""
+    h = None
+    outputs = []
+    for k in range(x.shape[1]):
+        pre = x[:, k] @ w + b if h is None else x[:, k] @ w + h @ v + b
+        h = mg.tanh(pre)
+        outputs.append(mg.sigmoid(h) * h)
+    return (mg.stack(outputs, axis=1) ** 2).mean() + mg.relu(b).sum()
+
+
+@settings(max_examples=25)
+@given(batch=st.integers(1, 6), steps=st.integers(1, 5), n_in=st.integers(1, 4),
+       n_hidden=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
+def test_any_graph_of_ops_gives_eager_numbers(batch, steps, n_in, n_hidden, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, steps, n_in))
+    weights = [rng.normal(size=s) for s in [(n_in, n_hidden), (n_hidden,), (n_hidden, n_hidden)]]
+    eager_params = [mg.Tensor(a, requires_grad=True) for a in weights]
+    compiled_params = [mg.Tensor(a, requires_grad=True) for a in weights]
+    step = mg.compile(lambda x: _network(x, *compiled_params[:2], compiled_params[2]))
+    for i in range(4):
+        x_i = x + i  # a new argument array each call: an input, not a constant
+        loss = _network(x_i, *eager_params)
+        loss.backward()
+        compiled_loss = step(x_i)
+        compiled_loss.backward()
+        assert compiled_loss.item() == loss.item()
+        for p, q in zip(compiled_params, eager_params):
+            np.testing.assert_array_equal(p.grad, q.grad, strict=True)
+
+
+def test_tensor_arguments_get_gradients_and_the_loss_composes_with_eager_ops():
+    w = mg.Tensor([[0.5, -1.0], [2.0, 0.25]], requires_grad=True)
+    step = mg.compile(lambda x, w: mg.tanh(x @ w).sum())
+    x_values = [np.arange(4.0).reshape(2, 2) / k for k in (1, 2, 3, 4)]
+    for x in x_values:
+        x_eager = mg.Tensor(x, requires_grad=True)
+        w_eager = mg.Tensor(w.data, requires_grad=True)
+        (mg.tanh(x_eager @ w_eager).sum() * 3.0).backward()
+        x_compiled = mg.Tensor(x, requires_grad=True)
+        w.grad = None
+        (step(x_compiled, w) * 3.0).backward()
+        np.testing.assert_array_equal(x_compiled.grad, x_eager.grad, strict=True)
+        np.testing.assert_array_equal(w.grad, w_eager.grad, strict=True)
+
+
+def test_backward_twice_with_retain_graph_accumulates_as_eager():
+    w = mg.Tensor([1.0, -2.0, 0.5], requires_grad=True)
+    step = mg.compile(lambda x: (mg.exp(w * x)).sum())
+    x = np.array([0.1, 0.2, 0.3])
+    for _ in range(3):
+        step(x)
+    w.grad = None
+    loss = step(x)
+    loss.backward(retain_graph=True)
+    first = w.grad.copy()
+    loss.backward()
+    np.testing.assert_array_equal(w.grad, 2 * first)
+    np.testing.assert_array_equal(first, x * np.exp(w.data * x))
+
+
+# --- parameters, ownership, retracing, the cache --------------------------------------------
+
+
+def test_parameter_changes_between_calls_are_seen():
+    w = mg.Tensor([1.0, 2.0], requires_grad=True)
+    step = mg.compile(lambda x: (w * x).sum())
+    x = np.array([3.0, 4.0])
+    for _ in range(3):
+        step(x)
+    w.data[...] = [10.0, 20.0]          # in place
+    assert step(x).item() == 110.0
+    w.data = np.array([-1.0, 1.0])      # a new array
+    assert step(x).item() == 1.0
+    np.subtract(w.data, 1.0, out=w.data)  # as optimizers do
+    assert step(x).item() == -6.0
+
+
+def test_an_update_between_forward_and_backward_does_not_change_the_gradient():
+    w = mg.Tensor([1.0, 2.0], requires_grad=True)
+    step = mg.compile(lambda x: (w * w * x).sum())
+    x = np.array([3.0, 4.0])
+    for _ in range(3):
+        step(x)
+    w.grad = None
+    loss = step(x)
+    w.data += 100.0  # copy-on-write: the program keeps the forward pass's values
+    x[...] = 0.0     # and its own copy of the argument
+    loss.backward()
+    np.testing.assert_array_equal(w.grad, [6.0, 16.0])
+
+
+def test_returned_gradients_are_not_overwritten_by_later_calls():
+    w = mg.Tensor(np.ones((3, 2)), requires_grad=True)
+    step = mg.compile(lambda x: mg.tanh(x @ w).sum())
+    grads = []
+    for k in range(5):
+        w.grad = None
+        step(np.full((4, 3), float(k))).backward()
+        grads.append(w.grad)
+    for k, g in enumerate(grads):
+        w_eager = mg.Tensor(np.ones((3, 2)), requires_grad=True)
+        mg.tanh(np.full((4, 3), float(k)) @ w_eager).sum().backward()
+        np.testing.assert_array_equal(g, w_eager.grad)
+    for a, b in zip(grads, grads[1:]):
+        assert not np.shares_memory(a, b)
+
+
+@given(shapes=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 5)), min_size=1,
+                       max_size=6))
+def test_each_new_shape_traces_and_the_cache_keeps_the_most_recent(shapes):
+    w = mg.Tensor([2.0], requires_grad=True)
+    step = mg.compile(lambda x: (x * w).sum(), cache_size=2)
+    traces = 0
+    recent: list[tuple[int, int]] = []
+    for shape in shapes:
+        x = np.ones(shape)
+        for _ in range(3):
+            assert step(x).item() == 2.0 * x.size
+        traces += 0 if shape in recent else 2  # the first call traces, the second checks
+        recent = ([s for s in recent if s != shape] + [shape])[-2:]
+        assert step.traces == traces
+        assert step.signatures == len(recent)
+
+
+def test_a_parameter_whose_shape_changed_is_traced_again():
+    w = mg.Tensor([1.0, 1.0], requires_grad=True)
+    step = mg.compile(lambda: (w * 3.0).sum())
+    for _ in range(3):
+        step()
+    w.data = np.ones(5)
+    assert step().item() == 15.0
+    assert step.traces == 3
+
+
+# --- modes and threads ----------------------------------------------------------------------
+
+
+def test_grad_mode_is_part_of_the_signature():
+    w = mg.Tensor([1.0, 2.0], requires_grad=True)
+    step = mg.compile(lambda x: (w * x).sum())
+    x = np.array([1.0, 1.0])
+    for _ in range(3):
+        with mg.no_grad():
+            assert not step(x).requires_grad
+        loss = step(x)
+        assert loss.requires_grad
+        w.grad = None
+        loss.backward()
+        np.testing.assert_array_equal(w.grad, [1.0, 1.0])
+    assert step.signatures == 2
+
+
+def test_anomaly_mode_is_part_of_the_signature_and_checks_the_replay():
+    w = mg.Tensor([1.0, 2.0], requires_grad=True)
+    step = mg.compile(lambda x: mg.log(w * x).sum())
+    with mg.detect_anomaly():
+        for _ in range(3):
+            step(np.array([1.0, 1.0]))
+        with pytest.raises(mg.AnomalyError, match="'log'.*forward"):
+            step(np.array([0.0, 1.0]))
+    assert step.signatures == 1
+    assert np.isneginf(step(np.array([0.0, 1.0])).item())  # outside the mode: no check
+
+
+def test_threads_replay_with_their_own_grad_mode():
+    w = mg.Tensor([1.0, -1.0, 0.5], requires_grad=True)
+    step = mg.compile(lambda x: mg.tanh(w * x).sum())
+    x = np.array([0.3, 0.2, 0.1])
+    barrier = threading.Barrier(2)
+    failures: list[str] = []
+
+    def without_grad():
+        with mg.no_grad():
+            barrier.wait()
+            for _ in range(200):
+                if step(x).requires_grad:
+                    failures.append("recorded under no_grad")
+
+    def with_grad():
+        barrier.wait()
+        for _ in range(200):
+            loss = step(x)
+            if not loss.requires_grad:
+                failures.append("not recorded with grad on")
+                continue
+            (g,) = mg.gradients(loss, [w])
+            v = mg.Tensor(w.data, requires_grad=True)
+            if not np.array_equal(g, mg.gradients(mg.tanh(v * x).sum(), [v])[0]):
+                failures.append("gradient differs")
+
+    threads = [threading.Thread(target=without_grad), threading.Thread(target=with_grad)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+# --- what a trace cannot capture ------------------------------------------------------------
+
+w_refuse = mg.Tensor([1.0, 2.0], requires_grad=True)
+
+
+@pytest.mark.parametrize("read, what", [
+    (lambda h: bool(h.sum()), r"bool\(\)"),
+    (lambda h: float(h.sum()), r"float\(\)"),
+    (lambda h: h.sum().item(), r"\.item\(\)"),
+    (lambda h: h.data, r"\.data"),
+    (lambda h: h.numpy(), r"\.numpy\(\)"),
+    (lambda h: np.asarray(h), r"np\.asarray\(\)"),
+])
+def test_reading_a_traced_value_in_python_is_refused(read, what):
+    def fn(x):
+        h = mg.tanh(w_refuse * x)
+        read(h)
+        return h.sum()
+
+    step = mg.compile(fn)
+    with pytest.raises(mg.TraceError, match=what + ".*traced tensor"):
+        step(np.array([1.0, 2.0]))
+    # the tensors of the failed trace are ordinary again, and eager fn still works
+    assert fn(np.array([1.0, 2.0])) is not None
+
+
+def test_reading_a_tensor_argument_in_python_is_refused():
+    step = mg.compile(lambda t: t * float(t.sum()))
+    t = mg.Tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(mg.TraceError, match=r"float\(\)"):
+        step(t)
+    assert float(t.sum()) == 3.0  # the argument is an ordinary tensor again
+
+
+def test_randomness_inside_fn_is_refused_on_the_second_call():
+    rng = np.random.default_rng(0)
+    step = mg.compile(lambda x: (w_refuse * x * rng.normal(size=2)).sum())
+    step(np.ones(2))
+    with pytest.raises(mg.TraceError, match="'mul'.*changed between two calls.*argument"):
+        step(np.ones(2))
+
+
+def test_a_numpy_computation_on_an_argument_is_refused_on_the_second_call():
+    step = mg.compile(lambda x: (w_refuse * (x * 2.0)).sum())
+    step(np.array([1.0, 2.0]))
+    with pytest.raises(mg.TraceError, match="not an argument and changed"):
+        step(np.array([3.0, 4.0]))
+
+
+def test_a_tensor_made_inside_fn_from_an_argument_is_refused_on_the_second_call():
+    step = mg.compile(lambda x: (w_refuse * mg.Tensor(x)).sum())
+    step(np.array([1.0, 2.0]))
+    with pytest.raises(mg.TraceError, match="not an argument and changed"):
+        step(np.array([3.0, 4.0]))
+
+
+def test_control_flow_on_outside_state_is_refused():
+    calls = []
+
+    def fn(x):
+        calls.append(1)
+        h = w_refuse * x
+        return (h * h if len(calls) % 2 else h).sum()
+
+    step = mg.compile(fn)
+    step(np.ones(2))
+    with pytest.raises(mg.TraceError, match="different ops"):
+        step(np.ones(2))
+
+
+def test_bad_uses_are_refused_with_the_cause():
+    step = mg.compile(lambda x: (w_refuse * x).sum())
+    with pytest.raises(TypeError, match="positionally.*'x'"):
+        step(x=np.ones(2))
+    with pytest.raises(TypeError, match="argument 0 is a list"):
+        step([1.0, 2.0])
+    with pytest.raises(mg.TraceError, match="must return a Tensor, got float"):
+        mg.compile(lambda x: 1.0)(np.ones(2))
+    with pytest.raises(mg.TraceError, match="not one of them"):
+        mg.compile(lambda x: x)(mg.Tensor([1.0]))
+    with pytest.raises(ValueError, match="cache_size must be an integer >= 1, got 0"):
+        mg.compile(lambda x: x, cache_size=0)
+    with pytest.raises(TypeError, match="expected a function, got int"):
+        mg.compile(3)  # type: ignore[arg-type]
+    outside = mg.tanh(w_refuse)
+    with pytest.raises(mg.TraceError, match="computed outside.*'tanh'.*argument"):
+        mg.compile(lambda x: (outside * x).sum())(np.ones(2))
+
+
+def test_a_compiled_function_called_inside_another_is_traced_by_it():
+    inner = mg.compile(lambda x: mg.tanh(w_refuse * x))
+    outer = mg.compile(lambda x: inner(x).sum() * 2.0)
+    x = np.array([0.5, -0.5])
+    expected = (mg.tanh(w_refuse * x).sum() * 2.0).item()
+    for _ in range(3):
+        assert outer(x).item() == expected
+    assert inner.traces == 0
