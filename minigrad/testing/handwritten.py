@@ -153,9 +153,9 @@ def _compare(name: Any, handwritten: Any, engine: np.ndarray, atol: float, rtol:
 
 def _show(args: tuple) -> str:
     """The inputs on one line, each float with the digits that give it back exactly."""
-    parts = [np.array2string(np.asarray(a), separator=", ", floatmode="unique",
-                             max_line_width=10**6) if _is_numeric(a) else repr(a)
-             for a in args]
+    parts = [" ".join(np.array2string(np.asarray(a), separator=", ", floatmode="unique",
+                                      max_line_width=10**6).split())
+             if _is_numeric(a) else repr(a) for a in args]
     return "(" + ", ".join(parts) + ")"
 
 
