@@ -207,3 +207,23 @@ def test_wrong_forms_are_refused_with_what_was_expected():
         check_backward_at(engine_counter,
                           lambda *a: {"W_x": 0.0, "W_rec": 0.0}, 1.0, 1.0, np.ones((1, 2)),
                           np.ones(1))
+
+
+def test_a_model_mismatch_names_the_parameter_and_shows_a_mapping_input_on_one_line():
+    config = AdderConfig(n_bits=2, n_states=2)
+    params = {name: np.full(shape, 0.5) for name, shape in config.parameter_shapes().items()}
+    X, T = np.ones((1, 2, 2)), np.ones((1, 2, 1))
+
+    def off_in_the_output_bias(config, params, X, T):
+        grads = reference_adder(config, params, X, T)
+        grads["output.bias"] = grads["output.bias"] + 1.0
+        return grads
+
+    with pytest.raises(BackwardMismatch) as info:
+        check_backward_at(engine_adder, off_in_the_output_bias, config, params, X, T)
+    message = str(info.value)
+    assert message.startswith("check_backward: handwritten gradient of 'output.bias' (shape "
+                              "(1,)) differs from the engine's at index (0,): ")
+    assert "\n" not in message
+    assert "'recurrent.weight': [[0.5, 0.5], [0.5, 0.5]]" in message
+    assert message.endswith("[[[1., 1.], [1., 1.]]], [[[1.], [1.]]])")

@@ -153,14 +153,17 @@ def _compare(name: Any, handwritten: Any, engine: np.ndarray, atol: float, rtol:
 
 def _show(args: tuple) -> str:
     """The inputs on one line, each float with the digits that give it back exactly."""
-    parts = [" ".join(np.array2string(np.asarray(a), separator=", ", floatmode="unique",
-                                      max_line_width=10**6).split())
-             if _is_numeric(a) else repr(a) for a in args]
-    return "(" + ", ".join(parts) + ")"
+    return "(" + ", ".join(_one_line(a) for a in args) + ")"
 
 
-def _is_numeric(a: Any) -> bool:
-    return isinstance(a, (np.ndarray, np.generic, float, int)) and not isinstance(a, bool)
+def _one_line(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k!r}: {_one_line(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (np.ndarray, np.generic, float, int)) and not isinstance(value, bool):
+        text = np.array2string(np.asarray(value), separator=", ", floatmode="unique",
+                               max_line_width=10**6)
+        return " ".join(text.split())
+    return repr(value)
 
 
 def _copy(a: Any) -> Any:
