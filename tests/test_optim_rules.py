@@ -275,7 +275,8 @@ def quadratic_loss(ps, a, c) -> float:
 
 
 def rmsprop_nesterov_reference(inits, a, c, masks, lr, decay, momentum, eps):
-    """SPEC section 2, steps 1-5, written out. Returns (trajectory, losses)."""
+    """The adder's optimizer in "How to implement an RNN" (part 2), steps 1-5, written out.
+    Returns (trajectory, losses)."""
     ps = [x.copy() for x in inits]
     vs = [np.zeros_like(x) for x in inits]
     mas = [np.zeros_like(x) for x in inits]
