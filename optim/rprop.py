@@ -45,9 +45,9 @@ class RPropRule(UpdateRule):
         s = np.sign(g)
         agreement = s * state["prev_sign"]
         delta = state["step_size"]
-        delta = np.where(agreement > 0, np.minimum(delta * self.eta_plus, self.step_max),
-                         np.where(agreement < 0, np.maximum(delta * self.eta_minus, self.step_min),
-                                  delta))
+        grown = np.minimum(delta * self.eta_plus, self.step_max)
+        shrunk = np.maximum(delta * self.eta_minus, self.step_min)
+        delta = np.where(agreement > 0, grown, np.where(agreement < 0, shrunk, delta))
         return s * delta, {"step_size": delta, "prev_sign": s}
 
     def state_problem(self, state: State) -> str | None:
