@@ -343,39 +343,25 @@ class Optimizer:
         parameter is written, and if the closure or a check raises, the parameters are
         moved back from the look-ahead point.
         """
-        owner = type(self).__name__
         if closure is not None and not callable(closure):
-            raise TypeError(f"{owner}.step: closure must be callable, got "
+            raise TypeError(f"{type(self).__name__}.step: closure must be callable, got "
                             f"{type(closure).__name__}")
         self._check_shapes()
-        moves = [self.rule.look_ahead(state) for state in self._state]
-        moving = [(i, move) for i, move in enumerate(moves) if move is not None]
-        if moving and closure is None:
-            raise TypeError(
-                f"{owner}.step needs a closure: the gradient is taken at the look-ahead "
-                f"point, which exists only inside step. Pass a function that zeroes the "
-                f"grads, computes the loss, calls backward and returns the loss."
-            )
-        saved = {i: self._params[i].data.copy() for i, _ in moving}
-        for i, move in moving:
-            np.add(self._params[i].data, move, out=self._params[i].data)
+        real = self._move_to_look_ahead(needs_closure=closure is None)
         try:
             loss = None if closure is None else closure()
             updates = {i: self.rule.update(self._steps[i] + 1, data, g, self._state[i])
                        for i, data, g in self._gradients()}
         except BaseException:
-            for i, real in saved.items():
-                np.copyto(self._params[i].data, real)
+            self._move_back(real)
             raise
+        # A parameter left without a gradient goes back to where it was, state unchanged.
+        self._move_back({i: p for i, p in real.items() if i not in updates})
         for i, (step, new_state) in updates.items():
             p = self._params[i].data
             np.subtract(p, step, out=p)
             self._state[i] = new_state
             self._steps[i] += 1
-        # A parameter left without a gradient goes back to where it was, state unchanged.
-        for i, real in saved.items():
-            if i not in updates:
-                np.copyto(self._params[i].data, real)
         return loss
 
     def state_dict(self) -> StateDict:
@@ -447,6 +433,30 @@ class Optimizer:
         if problem is not None:
             raise ValueError(f"{where}: {problem}")
         return int(step), state
+
+    def _move_to_look_ahead(self, *, needs_closure: bool) -> dict[int, np.ndarray]:
+        """Move each parameter by its rule's look-ahead; return the moved ones' real points.
+
+        ``needs_closure`` (no closure was given) makes any move a TypeError, raised before
+        anything moves.
+        """
+        moves = {i: move for i, state in enumerate(self._state)
+                 if (move := self.rule.look_ahead(state)) is not None}
+        if moves and needs_closure:
+            raise TypeError(
+                f"{type(self).__name__}.step needs a closure: the gradient is taken at the "
+                f"look-ahead point, which exists only inside step. Pass a function that zeroes "
+                f"the grads, computes the loss, calls backward and returns the loss."
+            )
+        real = {i: self._params[i].data.copy() for i in moves}
+        for i, move in moves.items():
+            p = self._params[i].data
+            np.add(p, move, out=p)
+        return real
+
+    def _move_back(self, real: Mapping[int, np.ndarray]) -> None:
+        for i, point in real.items():
+            np.copyto(self._params[i].data, point)
 
     def _check_shapes(self) -> None:
         for i, p in enumerate(self._params):
