@@ -500,6 +500,8 @@ def _corrupt(sd, how):
     elif how == "missing_key":
         entry = sd["state"][1]
         del entry[next(k for k, v in entry.items() if isinstance(v, np.ndarray))]
+    elif how == "extra_key":
+        sd["state"][1]["bogus"] = np.zeros(4)
     elif how == "step":
         sd["state"][2]["step"] = -1
     elif how == "hyperparameter_value":
@@ -517,7 +519,9 @@ CORRUPTIONS = {
     "too_few": "has 2 parameter entries, this optimizer has 3 parameters",
     "too_many": "has 4 parameter entries, this optimizer has 3 parameters",
     "shape": r"has shape \(2, 3\), the parameter has shape \(3, 2\)",
-    "missing_key": "must have the keys",
+    "missing_key": r"state of parameter 1: the entry must have the keys .*; missing keys",
+    "extra_key": r"state of parameter 1: the entry must have the keys .*; unexpected keys "
+                 r"\['bogus'\]$",
     "step": "step must be a non-negative integer",
     "hyperparameter_value": "invalid",
     "hyperparameter_keys": "hyperparameters must have the keys",
