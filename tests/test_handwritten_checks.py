@@ -14,6 +14,7 @@ import minigrad as mg
 from minigrad.testing import BackwardMismatch, check_backward, check_backward_at
 from minigrad.testing import strategies as mst
 from models.adder import Adder
+from models.comparison import ENGINE_NAMES
 from models.counter import Counter
 from models.presets import AdderConfig
 from models.reference import ReferenceAdder, ReferenceCounter
@@ -95,9 +96,10 @@ def reference_adder(config, params, X, T):
     """The only code here that knows the hand-coded adder's API: its parameter names, how
     values go in and where the gradients come out."""
     reference = ReferenceAdder(config)
-    reference.load_parameters(params)
+    reference.load_parameters({name: params[ENGINE_NAMES[name]]
+                               for name, _ in reference.named_parameters()})
     reference.loss_and_backward(X, T)
-    return {name: p.grad for name, p in reference.named_parameters()}
+    return {ENGINE_NAMES[name]: p.grad for name, p in reference.named_parameters()}
 
 
 @st.composite

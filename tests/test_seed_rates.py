@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import optim
-from models import experiments
+from models import runs
 from models.adder import Adder
+from models.comparison import ENGINE_NAMES
 from models.data import addition_data
 from models.presets import PRESETS
 from models.reference import ReferenceAdder
@@ -32,7 +33,7 @@ AT_LEAST, AT_MOST = 4, 14
 
 
 def test_small_adder_reaches_100_percent_at_the_write_ups_rate():
-    accuracies = [experiments.train_adder_once(SMALL_CONFIG, SMALL_SETTINGS, seed).accuracy
+    accuracies = [runs.train_adder_once(SMALL_CONFIG, SMALL_SETTINGS, seed).accuracy
                   for seed in RATE_SEEDS]
     full = sum(a.sums == 1.0 for a in accuracies)
     assert AT_LEAST <= full <= AT_MOST, [a.sums for a in accuracies]
@@ -72,8 +73,10 @@ def reference_adder(config, values):
     """The only code here that knows the hand-coded adder's API: a reference loaded with
     `values` (engine parameter names), as (parameters by engine name, objective)."""
     reference = ReferenceAdder(config)
-    reference.load_parameters(values)
-    return dict(reference.named_parameters()), reference.loss_and_backward
+    reference.load_parameters({name: values[ENGINE_NAMES[name]]
+                               for name, _ in reference.named_parameters()})
+    by_engine_name = {ENGINE_NAMES[name]: p for name, p in reference.named_parameters()}
+    return {name: by_engine_name[name] for name in values}, reference.loss_and_backward
 
 
 def trajectory(params, objective, X, T, seed):
