@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from optim import Optimizer
+from minigrad.optim import Optimizer
 
 Objective = Callable[[np.ndarray, np.ndarray], float]
 

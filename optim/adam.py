@@ -67,7 +67,7 @@ class Adam(Optimizer):
     line above in exact arithmetic; values agree to rounding.)
 
     Args:
-        params: iterable of parameters (see :mod:`optim.optimizer`).
+        params: iterable of parameters (see :mod:`minigrad.optim.optimizer`).
         lr: learning rate, >= 0.
         betas: (beta1, beta2), each in [0, 1).
         eps: > 0, added to the denominator (with 0, an element whose gradients have all

@@ -254,7 +254,7 @@ class Optimizer:
     See the module docstring for the parameter protocol and the state dict format.
     """
 
-    #: Name in the registry (``optim.create``); set by each subclass.
+    #: Name in the registry (``minigrad.optim.create``); set by each subclass.
     name: ClassVar[str] = ""
     #: The update rule, a frozen dataclass; set by each subclass.
     Rule: ClassVar[type[UpdateRule]]

@@ -81,7 +81,7 @@ class RMSPropNesterov(Optimizer):
     skipped as in PyTorch: moved back to where it was, V and MA unchanged.
 
     Args:
-        params: iterable of parameters (see :mod:`optim.optimizer`).
+        params: iterable of parameters (see :mod:`minigrad.optim.optimizer`).
         lr: learning rate, >= 0.
         decay: lambda, the moving average's decay, in [0, 1).
         momentum: in [0, 1).

@@ -100,7 +100,7 @@ class RProp(Optimizer):
     to batch and the step sizes shrink for no good reason.
 
     Args:
-        params: iterable of parameters (see :mod:`optim.optimizer`).
+        params: iterable of parameters (see :mod:`minigrad.optim.optimizer`).
         eta_plus: growth factor, > 1.
         eta_minus: shrink factor, in (0, 1).
         step_init: initial Delta, in [step_min, step_max].

@@ -65,7 +65,7 @@ class SGD(Optimizer):
     reformulation, evaluated at the current point: no closure is needed.
 
     Args:
-        params: iterable of parameters (see :mod:`optim.optimizer`).
+        params: iterable of parameters (see :mod:`minigrad.optim.optimizer`).
         lr: learning rate, >= 0 (required).
         momentum: in [0, 1).
         nesterov: Nesterov momentum; needs ``momentum > 0``.

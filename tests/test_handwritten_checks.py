@@ -1,5 +1,5 @@
 """check_backward: hand-written gradients against the engine's over drawn inputs. It passes
-the hand-coded references of the counter and the adder (`models.reference`), and it catches
+the hand-coded references of the counter and the adder (`minigrad.models.reference`), and it catches
 the mistakes tutorials make by hand, reporting the smallest input it can shrink to."""
 
 import re
@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
+from minigrad.models.adder import Adder
+from minigrad.models.comparison import ENGINE_NAMES
+from minigrad.models.counter import Counter
+from minigrad.models.presets import AdderConfig
+from minigrad.models.reference import ReferenceAdder, ReferenceCounter
 from minigrad.testing import BackwardMismatch, check_backward, check_backward_at
 from minigrad.testing import strategies as mst
-from models.adder import Adder
-from models.comparison import ENGINE_NAMES
-from models.counter import Counter
-from models.presets import AdderConfig
-from models.reference import ReferenceAdder, ReferenceCounter
 
 # Engine and reference compute the same sums in different orders: they differ by rounding,
 # ~1e-16 relative per operation over at most a few hundred operations here. check_backward's

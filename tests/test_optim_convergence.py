@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import optim
+from minigrad import optim
 
 
 class Param:

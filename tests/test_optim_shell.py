@@ -8,8 +8,8 @@ import inspect
 import numpy as np
 import pytest
 
-import optim
-from optim import NonFiniteGradientError
+from minigrad import optim
+from minigrad.optim import NonFiniteGradientError
 
 
 class Param:

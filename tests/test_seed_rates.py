@@ -7,14 +7,14 @@ rounding at the rate the training itself amplifies differences, measured per see
 import numpy as np
 import pytest
 
-import optim
-from models import runs
-from models.adder import Adder
-from models.comparison import ENGINE_NAMES
-from models.data import addition_data
-from models.presets import PRESETS
-from models.reference import ReferenceAdder
-from models.training import engine_objective, train
+from minigrad import optim
+from minigrad.models import runs
+from minigrad.models.adder import Adder
+from minigrad.models.comparison import ENGINE_NAMES
+from minigrad.models.data import addition_data
+from minigrad.models.presets import PRESETS
+from minigrad.models.reference import ReferenceAdder
+from minigrad.models.training import engine_objective, train
 
 SMALL_CONFIG, SMALL_SETTINGS = PRESETS["small"]
 
