@@ -1,7 +1,7 @@
 """`python -m benchmarks [--quick] [--only A,B,...] [--repeats N] [--output PATH]`
 
 Times one full training step of the adder (forward, backward, RMSProp-Nesterov update with
-its closure, as `models.training.train` runs it) on the minigrad engine and on the
+its closure, as `minigrad.models.training.train` runs it) on the minigrad engine and on the
 hand-coded NumPy reference, same parameters and minibatch, alternating in one process, and
 prints a markdown report: step times and ratios for cases A-D and the counter (plus
 PyTorch, JAX and autograd rows where importable), the peak memory of a step at C, how the

@@ -2,12 +2,13 @@
 HIPS autograd. None of them is a dependency of minigrad; an absent one is skipped with a
 note.
 
-Each library computes the same model as `models.Adder` (Z = X W_in + b_in + b_rec, the
+Each library computes the same model as `minigrad.models.Adder` (Z = X W_in + b_in + b_rec, the
 tanh or sigmoid recurrence from the learned S_0, logits S W_out + b_out, mean binary
 cross-entropy from the logits) and its gradients; everything else of the step is shared with
-the engine's and the reference's: the same `optim.RMSPropNesterov` (on `Param` objects whose
-arrays the library reads), the same closure, the same starting parameters and minibatch. So
-the rows differ from the engine's only in how the forward and backward pass are computed.
+the engine's and the reference's: the same `minigrad.optim.RMSPropNesterov` (on `Param`
+objects whose arrays the library reads), the same closure, the same starting parameters and
+minibatch. So the rows differ from the engine's only in how the forward and backward pass
+are computed.
 
 - PyTorch: eager mode, leaves made by `torch.from_numpy` on the parameters' own arrays (the
   optimizer's in-place updates are what torch reads), a Python loop over the timesteps of
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from models.reference import Param
+from minigrad.models.reference import Param
 
 from .steps import AdderSetup, training_step
 

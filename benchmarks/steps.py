@@ -1,6 +1,6 @@
 """One training step, built the same way for the engine and for the hand-coded reference.
 
-A step is what `models.training.train` does per minibatch: `optimizer.step(closure)`, the
+A step is what `minigrad.models.training.train` does per minibatch: `optimizer.step(closure)`, the
 closure zeroing the gradients and running the objective (forward, loss, backward). For the
 adder the optimizer is RMSProp-Nesterov with the preset's hyperparameters, so the closure
 runs at the look-ahead point and the update follows; for the counter it is RProp.
@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-import optim
-from models.adder import Adder
-from models.counter import Counter
-from models.data import addition_data, counting_data
-from models.presets import AdderConfig, get_preset
-from models.reference import ReferenceAdder, ReferenceCounter
-from models.training import engine_objective
+from minigrad import optim
+from minigrad.models.adder import Adder
+from minigrad.models.counter import Counter
+from minigrad.models.data import addition_data, counting_data
+from minigrad.models.presets import AdderConfig, get_preset
+from minigrad.models.reference import ReferenceAdder, ReferenceCounter
+from minigrad.models.training import engine_objective
 
 __all__ = ["AdderSetup", "adder_setup", "counter_steps", "sum_bits", "training_step"]
 
@@ -36,7 +36,8 @@ COUNTER_START = (-1.5, 2.0)
 
 def training_step(optimizer: Any, objective: Callable[[np.ndarray, np.ndarray], float],
                   X: np.ndarray, T: np.ndarray) -> Step:
-    """`optimizer.step(closure)` on (X, T), the closure as `models.training.train` makes it."""
+    """`optimizer.step(closure)` on (X, T), the closure as `minigrad.models.training.train`
+    makes it."""
 
     def closure() -> float:
         optimizer.zero_grad()
@@ -52,7 +53,7 @@ def sum_bits(rng: np.random.Generator, batch: int, n_bits: int,
              dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
     """Random binary sums of any width: X (batch, n_bits, 2), T (batch, n_bits, 1).
 
-    `models.data.addition_data` stops at 62 bits (int64); this draws the operand bits
+    `minigrad.models.data.addition_data` stops at 62 bits (int64); this draws the operand bits
     directly, least significant first, with the top bit 0 so that the sum fits, and adds them
     with a ripple carry. Up to 62 bits it is `addition_data` itself.
     """

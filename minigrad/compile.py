@@ -90,12 +90,18 @@ def _traced_class(cls: type) -> type:
 _ACTIVE: ContextVar[_Trace | None] = ContextVar("minigrad_trace", default=None)
 
 
+_RECORDERS: dict[Op, Callable[..., Tensor]] = {}
+
+
 def _trace_op(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:
     """`record` while tracing: record the op as usual (tracing off), then note the call."""
     trace = _ACTIVE.get()
+    record = _RECORDERS.get(op)
+    if record is None:
+        record = _RECORDERS[op] = primitive.recorder(op)
     token = modes._mode.set(current_mode() & ~TRACING)
     try:
-        out = primitive.record(op, operands, options)
+        out = record(*operands, **options)
     finally:
         modes._mode.reset(token)
     if trace is not None:

@@ -109,19 +109,18 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
 
 def _function(op: Op, prepare: Callable[..., tuple[tuple, dict]] | None,
               module: str) -> Callable[..., Tensor]:
-    """The public function of `op`: `record` itself (bound to the op) when the operands come
-    positionally, else `prepare` then `record`."""
+    """The public function of `op`: its recorder when the operands come positionally, else
+    `prepare` then the recorder."""
+    record = recorder(op)
     function: Any
     if prepare is None:
-        def function(*operands: Any, **options: Any) -> Tensor:
-            return record(op, operands, options)
-
+        function = record
         function.__signature__ = _operand_signature(
             len(op.vjps) if type(op.vjps) is tuple else 0)
     else:
         def function(*args: Any, **kwargs: Any) -> Tensor:
             operands, options = prepare(*args, **kwargs)
-            return record(op, operands, options)
+            return record(*operands, **options)
 
         function.__signature__ = inspect.signature(prepare).replace(return_annotation="Tensor")
     function.__name__ = function.__qualname__ = op.name
@@ -141,44 +140,53 @@ def _operand_signature(n: int) -> inspect.Signature:
     return inspect.Signature(parameters, return_annotation="Tensor")
 
 
-def record(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:
-    """Compute `op` on `operands` and, if one of them requires grad while grad mode is on in
-    this thread, record it on the tape."""
-    mode = current_mode()
-    if mode & TRACING:  # minigrad.compile is tracing in this thread: it records, and sees
-        return trace_hook(op, operands, options)
-    keeps = op.saves_inputs and mode & RECORDING  # a node would keep the operands' arrays
-    arrays: list[Any] = []
-    inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
-    plain = False  # a NumPy array among the operands
-    for x in operands:
-        if isinstance(x, Tensor):
-            if keeps and not x._shared:
-                x._share()
-            arrays.append(x._data)
-            inputs.append((x._node or x) if x.requires_grad else None)
-        else:
-            arrays.append(x if type(x) is float else constant(x, op.name))
-            inputs.append(None)
-            plain = plain or isinstance(x, np.ndarray)
-    try:
-        out = op.forward(*arrays, **options) if options else op.forward(*arrays)
-    except (ValueError, TypeError, IndexError) as error:
-        raise _op_error(op.name, error, arrays) from None
-    if type(out) is not np.ndarray:
-        out = np.asarray(out)  # a reduction to a NumPy scalar
-    view = out.base is not None
-    if view:  # the output shares an operand's array: neither may change under the other
-        out = _share_view(operands, out)
-    if not mode & RECORDING or inputs.count(None) == len(inputs):
-        return _make(out, False, None, view)
-    vjps = op.vjps if type(op.vjps) is tuple else op.vjps(arrays, options)  # type: ignore
-    kept = (_kept(operands, arrays) if plain else tuple(arrays)) if keeps else ()
-    node = Node(op.name, vjps, inputs, kept, options,
-                out if op.saves_output else None, out)
-    if mode & ANOMALY:
-        anomaly.watch(node, arrays, out)
-    return _make(out, True, node, view or op.saves_output)
+def recorder(op: Op) -> Callable[..., Tensor]:
+    """`record(*operands, **options)` for `op`: the one path every call of an op takes.
+
+    It computes the op on the operands' arrays and, if one of them requires grad while grad
+    mode is on in this thread, records a `Node` on the tape. (A closure per op, so that what
+    never changes is read from its cells rather than looked up on every call.)
+    """
+    name, forward = op.name, op.forward
+    saves_inputs, saves_output = op.saves_inputs, op.saves_output
+
+    def record(*operands: Any, **options: Any) -> Tensor:
+        mode = current_mode()
+        if mode & TRACING:  # minigrad.compile is tracing in this thread: it records, and sees
+            return trace_hook(op, operands, options)
+        keeps = saves_inputs and mode & RECORDING  # a node would keep the operands' arrays
+        arrays: list[Any] = []
+        inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
+        plain = False  # a NumPy array among the operands
+        for x in operands:
+            if isinstance(x, Tensor):
+                if keeps and not x._shared:
+                    x._share()
+                arrays.append(x._data)
+                inputs.append((x._node or x) if x.requires_grad else None)
+            else:
+                arrays.append(x if type(x) is float else constant(x, name))
+                inputs.append(None)
+                plain = plain or isinstance(x, np.ndarray)
+        try:
+            out = forward(*arrays, **options) if options else forward(*arrays)
+        except (ValueError, TypeError, IndexError) as error:
+            raise _op_error(name, error, arrays) from None
+        if type(out) is not np.ndarray:
+            out = np.asarray(out)  # a reduction to a NumPy scalar
+        view = out.base is not None
+        if view:  # the output shares an operand's array: neither may change under the other
+            out = _share_view(operands, out)
+        if not mode & RECORDING or inputs.count(None) == len(inputs):
+            return _make(out, False, None, view)
+        vjps = op.vjps if type(op.vjps) is tuple else op.vjps(arrays, options)  # type: ignore
+        kept = (_kept(operands, arrays) if plain else tuple(arrays)) if keeps else ()
+        node = Node(name, vjps, inputs, kept, options, out if saves_output else None, out)
+        if mode & ANOMALY:
+            anomaly.watch(node, arrays, out)
+        return _make(out, True, node, view or saves_output)
+
+    return record
 
 
 def _no_trace(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:

@@ -1,1 +1,2 @@
-"""The showcase models: data, presets, and hand-written NumPy references (`models.reference`)."""
+"""The showcase models: data, presets, and hand-written NumPy references
+(`minigrad.models.reference`)."""

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 import minigrad
-import optim
+from minigrad import optim
 
 from . import commands
 from .data import MAX_BITS

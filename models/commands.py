@@ -1,6 +1,6 @@
-"""What the `minigrad` commands do, with typed options: run (`models.runs`), print, write
-the model and the figures. `models.cli` turns the command line into these calls; Python code
-can call them too.
+"""What the `minigrad` commands do, with typed options: run (`minigrad.models.runs`), print, write
+the model and the figures. `minigrad.models.cli` turns the command line into these calls;
+Python code can call them too.
 
 Every command returns its exit status. A training run that did not learn (an adder below
 100% of held-out sums, a counter that miscounts) still prints its results and exits 0, but

@@ -16,8 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-import optim
-from optim import check_bool, check_real
+from minigrad import optim
+from minigrad.optim import check_bool, check_real
 
 __all__ = [
     "PRESETS",
@@ -35,7 +35,7 @@ RecurrentInit = Literal["glorot", "orthogonal"]
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 RECURRENT_INITS: tuple[str, ...] = get_args(RecurrentInit)
 
-#: The allowed range of each real-valued training setting, as `optim.check_real` keywords.
+#: The allowed range of each real-valued training setting, as `minigrad.optim.check_real` keywords.
 #: `TrainConfig` checks its fields with them and the command line its options.
 TRAIN_BOUNDS: dict[str, dict[str, Any]] = {
     "lr": {"low": 0.0, "low_open": True},
@@ -123,7 +123,7 @@ class AdderConfig:
 class TrainConfig:
     """How the adder is trained: ``epochs`` passes over ``n_samples`` fresh sums in
     non-overlapping minibatches of ``batch_size`` (the last one smaller if it does not
-    divide), by the optimizer registered in `optim.OPTIMIZERS` as ``optimizer``.
+    divide), by the optimizer registered in `minigrad.optim.OPTIMIZERS` as ``optimizer``.
 
     The optimizer is built by `create_optimizer` with those of ``lr``, ``decay``,
     ``momentum`` and ``eps`` that are not None (None: the optimizer's own default, or none

@@ -1,7 +1,7 @@
 """Training, restarting and evaluating the write-ups' models; no printing, no files.
 
-Every function takes the typed settings of `models.presets` and returns what happened, so
-that the command line (`models.commands`), the tests and Python code use the same runs.
+Every function takes the typed settings of `minigrad.models.presets` and returns what happened, so
+that the command line (`minigrad.models.commands`), the tests and Python code use the same runs.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def compare(model: str, *, preset: str = "small", batch_size: int = 100, repeats
             seed: int = 0) -> Comparison:
     """The engine model and the hand-coded reference (`model` "counter" or "adder") on the
     same parameters and data: both losses, every parameter's gradient difference, and the
-    median time of a forward and backward pass (`models.timing.alternate`)."""
+    median time of a forward and backward pass (`minigrad.models.timing.alternate`)."""
     rng = np.random.default_rng(seed)
     engine: Counter | Adder
     if model == "counter":

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import minigrad as mg
-from optim import Optimizer
+from minigrad.optim import Optimizer
 
 Objective = Callable[[np.ndarray, np.ndarray], float]
 

@@ -3,47 +3,53 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from .optimizer import Optimizer, ParameterLike, check_real
+from .optimizer import Optimizer, State, UpdateRule, check_real
 
-__all__ = ["Adam", "adam_rule"]
+__all__ = ["Adam", "AdamRule"]
 
 
-def adam_rule(
-    p: np.ndarray,
-    g: np.ndarray,
-    m: np.ndarray,
-    v: np.ndarray,
-    work: np.ndarray,
-    *,
-    t: int,
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-) -> None:
-    """The t-th (t >= 1) Adam update of ``p`` in place; ``m``, ``v`` updated in place.
+@dataclass(frozen=True)
+class AdamRule(UpdateRule):
+    """Adam's hyperparameters and update (see :class:`Adam` for the equations)."""
 
-    ``g`` is only read; ``work`` is a work array shaped like ``p``.
-    """
-    np.multiply(m, beta1, out=m)
-    np.multiply(g, 1.0 - beta1, out=work)
-    np.add(m, work, out=m)  # m = beta1 * m + (1 - beta1) * g
-    np.multiply(v, beta2, out=v)
-    np.multiply(g, g, out=work)
-    np.multiply(work, 1.0 - beta2, out=work)
-    np.add(v, work, out=v)  # v = beta2 * v + (1 - beta2) * g^2
-    step_size = lr / (1.0 - beta1**t)
-    np.sqrt(v, out=work)
-    np.divide(work, math.sqrt(1.0 - beta2**t), out=work)
-    np.add(work, eps, out=work)  # sqrt(v) / sqrt(1 - beta2^t) + eps
-    np.divide(m, work, out=work)
-    np.multiply(work, step_size, out=work)
-    np.subtract(p, work, out=p)
+    optimizer = "Adam"
+
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        self.real("lr", low=0.0)
+        betas = self.betas
+        if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
+            raise ValueError(f"Adam: invalid betas={betas!r}: must be a pair (beta1, beta2)")
+        pair = tuple(check_real("Adam", f"betas[{k}]", b, low=0.0, high=1.0, high_open=True)
+                     for k, b in enumerate(betas))
+        object.__setattr__(self, "betas", pair)  # the dataclass is frozen
+        # eps = 0 would make an element whose gradients have all been 0 into 0/0 = NaN.
+        self.real("eps", low=0.0, low_open=True)
+
+    def init(self, p: np.ndarray) -> State:
+        return {"exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
+
+    def update(
+        self, t: int, p: np.ndarray, g: np.ndarray, state: State
+    ) -> tuple[np.ndarray, State]:
+        b1, b2 = self.betas
+        m = b1 * state["exp_avg"] + (1 - b1) * g
+        v = b2 * state["exp_avg_sq"] + (1 - b2) * g**2
+        denominator = np.sqrt(v) / math.sqrt(1 - b2**t) + self.eps
+        return self.lr / (1 - b1**t) * (m / denominator), {"exp_avg": m, "exp_avg_sq": v}
+
+    def state_problem(self, state: State) -> str | None:
+        if (state["exp_avg_sq"] < 0).any():
+            return "exp_avg_sq has negative values; it is a mean of squares"
+        return None
 
 
 class Adam(Optimizer):
@@ -61,11 +67,11 @@ class Adam(Optimizer):
     line above in exact arithmetic; values agree to rounding.)
 
     Args:
-        params: iterable of parameters (see :mod:`optim.optimizer`).
+        params: iterable of parameters (see :mod:`minigrad.optim.optimizer`).
         lr: learning rate, >= 0.
         betas: (beta1, beta2), each in [0, 1).
-        eps: >= 0, added to the denominator. With ``eps=0`` an element whose gradients have
-            all been 0 gets 0/0 = NaN.
+        eps: > 0, added to the denominator (with 0, an element whose gradients have all
+            been 0 would get 0/0 = NaN).
         check_finite: raise :class:`~optim.optimizer.NonFiniteGradientError` before any
             update if a gradient holds NaN/inf (default). When False, a NaN gradient element
             makes m, v and the parameter element NaN for good; an infinite one makes v
@@ -75,50 +81,4 @@ class Adam(Optimizer):
     """
 
     name = "adam"
-
-    def __init__(
-        self,
-        params: Iterable[ParameterLike],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        *,
-        check_finite: bool = True,
-    ) -> None:
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps},
-                         check_finite=check_finite)
-
-    @classmethod
-    def _validate_hyperparameters(cls, hyper: dict[str, Any]) -> dict[str, Any]:
-        o = cls.__name__
-        betas = hyper["betas"]
-        if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
-            raise ValueError(f"{o}: invalid betas={betas!r}: must be a pair (beta1, beta2)")
-        b1 = check_real(o, "betas[0]", betas[0], low=0.0, high=1.0, high_open=True)
-        b2 = check_real(o, "betas[1]", betas[1], low=0.0, high=1.0, high_open=True)
-        return {
-            "lr": check_real(o, "lr", hyper["lr"], low=0.0),
-            "betas": (b1, b2),
-            "eps": check_real(o, "eps", hyper["eps"], low=0.0),
-        }
-
-    @classmethod
-    def _state_arrays(cls, hyper: Mapping[str, Any]) -> tuple[str, ...]:
-        return ("exp_avg", "exp_avg_sq")
-
-    def _initial_state(self, data: np.ndarray) -> dict[str, Any]:
-        return {"step": 0, "exp_avg": np.zeros_like(data), "exp_avg_sq": np.zeros_like(data)}
-
-    def _configure(self) -> None:
-        h = self._hyper
-        self._lr: float = h["lr"]
-        self._beta1, self._beta2 = h["betas"]
-        self._eps: float = h["eps"]
-
-    def _update(self, items: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
-        for i, p, g in items:
-            state = self._state[i]
-            t = state["step"] + 1
-            adam_rule(p, g, state["exp_avg"], state["exp_avg_sq"], self._scratch(i, "w", p),
-                      t=t, lr=self._lr, beta1=self._beta1, beta2=self._beta2, eps=self._eps)
-            state["step"] = t
+    Rule = AdamRule

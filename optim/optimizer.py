@@ -10,18 +10,25 @@ An optimizer works on *parameters*: any object with
 ``minigrad.nn.Parameter`` and the hand-coded reference models' parameters both fit, so one
 optimizer object can drive either and their trajectories can be compared step by step.
 
-:class:`Optimizer` holds everything that is not the update rule itself: the parameter list,
-``zero_grad``, ``step(closure)``, the finite-gradient check, ``state_dict`` /
-``load_state_dict`` and the hyperparameter validation helpers. A subclass supplies the
-hyperparameter validation (:meth:`Optimizer._validate_hyperparameters`), the initial
-per-parameter state (:meth:`Optimizer._initial_state`) and the update loop
-(:meth:`Optimizer._update`), which calls a pure per-array NumPy rule from its own module.
+Each optimizer is two classes:
+
+- an :class:`UpdateRule`: a frozen dataclass whose fields are the hyperparameters (validated once,
+  in ``__post_init__``) and whose methods are the math, on plain arrays:
+  ``init(p) -> state`` and ``update(t, p, g, state) -> (step, new state)``: the
+  parameter moves to ``p - step``; ``state`` is a dict of arrays shaped like ``p``; ``t``
+  counts this parameter's updates (1 on the first). A rule that takes the gradient
+  somewhere else than at ``p`` (RMSProp-Nesterov) also defines ``look_ahead(state)``, the
+  move to that point;
+- an :class:`Optimizer` subclass naming its rule: the shell that keeps the parameters and
+  their state and does everything that is not the math (``zero_grad``, ``step(closure)``,
+  the gradient checks, ``state_dict`` / ``load_state_dict``). Its constructor takes the
+  rule's fields as keyword (or positional) arguments.
 
 State dict format (the same for every optimizer)::
 
     {
         "optimizer": "Adam",                        # class name, checked on load
-        "hyperparameters": {"lr": 0.001, ...},      # the constructor's hyperparameters
+        "hyperparameters": {"lr": 0.001, ...},      # the rule's fields
         "state": [                                  # one dict per parameter, by position
             {"step": 3, "exp_avg": ndarray, ...},
             ...
@@ -29,14 +36,17 @@ State dict format (the same for every optimizer)::
     }
 
 ``"step"`` (a Python int, present for every optimizer) counts the updates applied to that
-parameter; the other entries are NumPy arrays with the parameter's shape. ``state_dict``
-returns copies and ``load_state_dict`` stores copies, so neither side can change the other
-later. ``check_finite`` is a safety switch, not part of the trajectory, and is not saved.
+parameter; the other entries are the rule's state arrays, with the parameter's shape and
+dtype. ``state_dict`` returns copies and ``load_state_dict`` stores copies, so neither side
+can change the other later. ``check_finite`` is a safety switch, not part of the trajectory,
+and is not saved.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -48,13 +58,17 @@ __all__ = [
     "NonFiniteGradientError",
     "Optimizer",
     "ParameterLike",
+        "State",
     "StateDict",
+    "UpdateRule",
     "check_bool",
     "check_real",
 ]
 
 Closure: TypeAlias = Callable[[], Any]
 StateDict: TypeAlias = dict[str, Any]
+#: One parameter's state under a rule: name -> array shaped like the parameter.
+State: TypeAlias = dict[str, np.ndarray]
 
 
 class ParameterLike(Protocol):
@@ -73,7 +87,7 @@ class NonFiniteGradientError(FloatingPointError, ValueError):
 
 
 # --------------------------------------------------------------------------------------
-# Hyperparameter validation helpers (used by every optimizer's _validate_hyperparameters)
+# Hyperparameter validation helpers (used by every rule's __post_init__)
 # --------------------------------------------------------------------------------------
 
 
@@ -118,6 +132,73 @@ def check_bool(owner: str, name: str, value: Any) -> bool:
     return bool(value)
 
 
+# --------------------------------------------------------------------------------------
+# The rule: hyperparameters and math
+# --------------------------------------------------------------------------------------
+
+
+class UpdateRule(abc.ABC):
+    """An update rule. Subclasses are frozen dataclasses whose fields are the hyperparameters.
+
+    ``__post_init__`` validates the fields (with :meth:`real` / :meth:`boolean`, which also
+    store them normalised, e.g. ``1`` as ``1.0``); the methods below are pure: they read
+    arrays and return new ones, and never write to their arguments.
+    """
+
+    #: The optimizer's name in error messages ("Adam").
+    optimizer: ClassVar[str]
+
+    @abc.abstractmethod
+    def init(self, p: np.ndarray) -> State:
+        """The state of a parameter that has not been updated yet."""
+
+    @abc.abstractmethod
+    def update(
+        self, t: int, p: np.ndarray, g: np.ndarray, state: State
+    ) -> tuple[np.ndarray, State]:
+        """The t-th update (t = 1, 2, ...) from the gradient ``g`` at ``p``: ``(step, new
+        state)``, the parameter moving to ``p - step``.
+
+        ``g`` may be the caller's ``.grad`` array: a rule must not put it in the state
+        uncopied. ``g`` has ``p``'s dtype, so the results have it too.
+        """
+
+    def look_ahead(self, state: State) -> np.ndarray | None:
+        """The move to the point where the gradient must be taken, or None (the default):
+        at ``p`` itself.
+
+        An optimizer whose rule moves needs a closure in ``step``: the parameters sit at
+        ``p + move`` while the closure runs, and ``update`` then receives that point as
+        ``p``.
+        """
+        return None
+
+    def state_problem(self, state: State) -> str | None:
+        """What makes ``state`` impossible under this rule (e.g. a negative second moment),
+        as ``"<key> <problem>"``, or None. Shapes and finiteness are checked already."""
+        return None
+
+    # ---- validation helpers for __post_init__ ------------------------------------------
+
+    def real(self, name: str, **interval: Any) -> None:
+        """Check field ``name`` with :func:`check_real` and store it as a float."""
+        value = check_real(self.optimizer, name, getattr(self, name), **interval)
+        object.__setattr__(self, name, value)  # the dataclass is frozen
+
+    def boolean(self, name: str) -> None:
+        """Check field ``name`` with :func:`check_bool` and store it as a bool."""
+        object.__setattr__(self, name, check_bool(self.optimizer, name, getattr(self, name)))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The fields, name -> value, in declaration order."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------
+# The shell
+# --------------------------------------------------------------------------------------
+
+
 def _materialise(params: Iterable[ParameterLike], owner: str) -> tuple[ParameterLike, ...]:
     if hasattr(params, "data") and hasattr(params, "grad"):
         raise TypeError(
@@ -155,78 +236,81 @@ def _materialise(params: Iterable[ParameterLike], owner: str) -> tuple[Parameter
     return plist
 
 
-# --------------------------------------------------------------------------------------
-# The shell
-# --------------------------------------------------------------------------------------
+class Optimizer:
+    """The PyTorch-style shell around an :class:`UpdateRule`; a subclass only names its rule.
 
-
-class Optimizer(abc.ABC):
-    """Base class: a thin PyTorch-style shell around a pure per-array update rule.
-
-    Subclasses implement ``_validate_hyperparameters``, ``_state_arrays`` (the names of the
-    per-parameter array state), ``_initial_state`` and ``_update``, and may override
-    ``_configure`` and ``_check_state_values``. See the module docstring for the parameter
-    protocol and the state dict format.
+    ``Optimizer(params, *hyperparameters, check_finite=True, **hyperparameters)``: the
+    hyperparameters are the fields of the subclass's ``Rule``, by position or keyword.
 
     Args:
         params: an iterable of parameters (a generator such as ``model.parameters()`` is
             fine; it is consumed once). Empty -> ValueError.
-        hyperparameters: the constructor's hyperparameters, validated by the subclass.
         check_finite: when True (the default) ``step`` checks every gradient before
             touching any parameter and raises :class:`NonFiniteGradientError` if one holds
             NaN or inf. When False no check is made and non-finite values go through the
             update arithmetic as IEEE-754 says (each optimizer's docstring tells what that
             does to the parameters and the state); no error is raised.
+
+    See the module docstring for the parameter protocol and the state dict format.
     """
 
-    #: Name in the registry (``optim.create``); set by each subclass.
+    #: Name in the registry (``minigrad.optim.create``); set by each subclass.
     name: ClassVar[str] = ""
+    #: The update rule, a frozen dataclass; set by each subclass.
+    Rule: ClassVar[type[UpdateRule]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Rule" not in cls.__dict__:
+            return
+        # So that help(Adam) and inspect.signature show the rule's fields as arguments.
+        fields = dataclasses.fields(cls.Rule)  # type: ignore[arg-type]
+        P = inspect.Parameter
+        cls.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [P("params", P.POSITIONAL_OR_KEYWORD)]
+            + [P(f.name, P.POSITIONAL_OR_KEYWORD,
+                 default=P.empty if f.default is dataclasses.MISSING else f.default)
+               for f in fields]
+            + [P("check_finite", P.KEYWORD_ONLY, default=True)]
+        )
 
     def __init__(
         self,
         params: Iterable[ParameterLike],
-        hyperparameters: Mapping[str, Any],
-        *,
+        *hyperparameters: Any,
         check_finite: bool = True,
+        **named_hyperparameters: Any,
     ) -> None:
         owner = type(self).__name__
         self._params = _materialise(params, owner)
         self.check_finite = check_bool(owner, "check_finite", check_finite)
-        self._hyper = self._validate_hyperparameters(dict(hyperparameters))
+        self.rule = self._make_rule(*hyperparameters, **named_hyperparameters)
         self._shapes = [p.data.shape for p in self._params]
-        self._state: list[dict[str, Any]] = [self._initial_state(p.data) for p in self._params]
-        # Work arrays for the update rules, per parameter, allocated on first use. They are
-        # scratch space only: never part of the state.
-        self._work: list[dict[str, np.ndarray]] = [{} for _ in self._params]
-        self._configure()
-
-    # ---- to be provided by subclasses ----------------------------------------------
+        self._steps = [0] * len(self._params)
+        self._state = [self.rule.init(p.data) for p in self._params]
 
     @classmethod
-    @abc.abstractmethod
-    def _validate_hyperparameters(cls, hyper: dict[str, Any]) -> dict[str, Any]:
-        """Return the validated, normalised hyperparameters; ValueError on a bad value."""
-
-    @classmethod
-    @abc.abstractmethod
-    def _state_arrays(cls, hyper: Mapping[str, Any]) -> tuple[str, ...]:
-        """Names of the per-parameter array state under the hyperparameters ``hyper``."""
-
-    @abc.abstractmethod
-    def _initial_state(self, data: np.ndarray) -> dict[str, Any]:
-        """Fresh state for one parameter: ``{"step": 0, <array name>: array, ...}``."""
-
-    @abc.abstractmethod
-    def _update(self, items: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
-        """Apply the rule to every ``(position, data, grad)``; all grads are checked."""
-
-    def _configure(self) -> None:  # noqa: B027 (optional hook, nothing by default)
-        """Cache hyperparameters as attributes for the hot path (after init and load)."""
-
-    def _check_state_values(  # noqa: B027 (optional hook, nothing by default)
-        self, index: int, state: dict[str, Any], hyper: Mapping[str, Any]
-    ) -> None:
-        """Extra validation of loaded state values (the shapes are checked already)."""
+    def _make_rule(cls, *args: Any, **kwargs: Any) -> UpdateRule:
+        """The rule from the constructor's hyperparameters; TypeError names a wrong one."""
+        fields = dataclasses.fields(cls.Rule)  # type: ignore[arg-type]
+        accepted = [f.name for f in fields]
+        if len(args) > len(accepted):
+            raise TypeError(f"{cls.__name__} takes at most {len(accepted)} hyperparameters "
+                            f"after params ({', '.join(accepted)}), got {len(args)}")
+        named = dict(zip(accepted, args))
+        unknown = sorted(set(kwargs) - set(accepted))
+        twice = sorted(set(kwargs) & set(named))
+        missing = [f.name for f in fields if f.default is dataclasses.MISSING
+                   and f.name not in named and f.name not in kwargs]
+        if unknown:
+            raise TypeError(f"{cls.__name__} ({cls.name!r}) has no hyperparameter "
+                            f"{', '.join(unknown)}; accepted: {', '.join(accepted)}")
+        if twice:
+            raise TypeError(f"{cls.__name__} got {', '.join(twice)} both by position and by "
+                            f"keyword")
+        if missing:
+            raise TypeError(f"{cls.__name__} needs the hyperparameter {', '.join(missing)}")
+        return cls.Rule(**named, **kwargs)
 
     # ---- public API -------------------------------------------------------------------
 
@@ -237,8 +321,8 @@ class Optimizer(abc.ABC):
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        """A copy of the hyperparameters (set at construction or by load_state_dict)."""
-        return dict(self._hyper)
+        """The hyperparameters, name -> value (a new dict; ``self.rule`` holds them)."""
+        return self.rule.hyperparameters()
 
     def zero_grad(self) -> None:
         """Set every parameter's ``.grad`` to None (the next backward pass starts afresh)."""
@@ -251,23 +335,44 @@ class Optimizer(abc.ABC):
         With a ``closure`` (a function that zeroes the grads, computes the loss, calls
         backward and returns the loss) it is called exactly once, before the update, and its
         return value is returned; without one, the current ``.grad`` values are used and the
-        result is None. All gradients are checked (shape, and finiteness unless
-        ``check_finite=False``) before any parameter changes.
+        result is None. A rule with a look-ahead point needs the closure: the parameters
+        sit at that point while it runs.
+
+        Nothing changes unless the whole step succeeds: all gradients are checked (shape,
+        and finiteness unless ``check_finite=False``) and all updates computed before any
+        parameter is written, and if the closure or a check raises, the parameters are
+        moved back from the look-ahead point.
         """
-        loss = None
-        if closure is not None:
-            loss = closure()
-        self._update(self._gradients())
+        if closure is not None and not callable(closure):
+            raise TypeError(f"{type(self).__name__}.step: closure must be callable, got "
+                            f"{type(closure).__name__}")
+        self._check_shapes()
+        real = self._move_to_look_ahead(needs_closure=closure is None)
+        try:
+            loss = None if closure is None else closure()
+            updates = {i: self.rule.update(self._steps[i] + 1, data, g, self._state[i])
+                       for i, data, g in self._gradients()}
+        except BaseException:
+            self._move_back(real)
+            raise
+        # A parameter left without a gradient goes back to where it was, state unchanged.
+        self._move_back({i: p for i, p in real.items() if i not in updates})
+        for i, (step, new_state) in updates.items():
+            p = self._params[i].data
+            np.subtract(p, step, out=p)
+            self._state[i] = new_state
+            self._steps[i] += 1
         return loss
 
     def state_dict(self) -> StateDict:
         """Everything needed to resume the run exactly, as copies (see the module doc)."""
         return {
             "optimizer": type(self).__name__,
-            "hyperparameters": dict(self._hyper),
+            "hyperparameters": self.rule.hyperparameters(),
             "state": [
-                {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
-                for s in self._state
+                # np.array, not .copy(): arithmetic on a 0-d array gives a NumPy scalar.
+                {"step": step, **{k: np.array(v) for k, v in state.items()}}
+                for step, state in zip(self._steps, self._state)
             ],
         }
 
@@ -275,87 +380,97 @@ class Optimizer(abc.ABC):
         """Restore hyperparameters and per-parameter state from :meth:`state_dict` output.
 
         Everything is validated before anything is changed: the optimizer class, the
-        hyperparameters (same rules as the constructor), the number of parameter entries and,
-        per entry, the keys, the step count and each array's shape. Arrays are copied (and
-        cast to the parameter's dtype). Raises ValueError with the reason otherwise.
+        hyperparameters (as the constructor checks them) and, per parameter, the keys, the
+        step count and each array: real numbers (not complex, strings or objects), the
+        parameter's shape, finite once cast to the parameter's dtype, and inside the rule's
+        domain (e.g. no negative second moment). Arrays are stored as copies in the
+        parameter's dtype. Any defect raises a one-line ValueError naming it.
         """
-        owner = type(self).__name__
+        where = f"{type(self).__name__}.load_state_dict"
         # Every defect of a state dict, its type included, is a ValueError.
         if not isinstance(state_dict, Mapping):
             raise ValueError(  # noqa: TRY004
-                f"{owner}.load_state_dict: expected a mapping, got {type(state_dict).__name__}"
+                f"{where}: expected a mapping, got {type(state_dict).__name__}"
             )
-        missing = {"optimizer", "hyperparameters", "state"} - set(state_dict)
-        if missing:
-            raise ValueError(f"{owner}.load_state_dict: missing keys {sorted(missing)}")
-        if state_dict["optimizer"] != owner:
-            raise ValueError(
-                f"{owner}.load_state_dict: the state dict is for {state_dict['optimizer']!r}, "
-                f"not {owner!r}"
-            )
-        hyper_in = state_dict["hyperparameters"]
-        if not isinstance(hyper_in, Mapping) or set(hyper_in) != set(self._hyper):
-            got = sorted(hyper_in) if isinstance(hyper_in, Mapping) else type(hyper_in).__name__
-            raise ValueError(
-                f"{owner}.load_state_dict: hyperparameters must have the keys "
-                f"{sorted(self._hyper)}, got {got}"
-            )
-        hyper = self._validate_hyperparameters(dict(hyper_in))
+        _check_keys(where, "the state dict", state_dict, {"optimizer", "hyperparameters",
+                                                           "state"})
+        if state_dict["optimizer"] != type(self).__name__:
+            raise ValueError(f"{where}: the state dict is for {state_dict['optimizer']!r}, "
+                             f"not {type(self).__name__!r}")
+        hyper = state_dict["hyperparameters"]
+        accepted = {f.name for f in dataclasses.fields(self.Rule)}  # type: ignore[arg-type]
+        _check_keys(where, "hyperparameters", hyper, accepted)
+        rule = self.Rule(**hyper)
         entries = state_dict["state"]
         if not isinstance(entries, Sequence) or len(entries) != len(self._params):
             n = len(entries) if isinstance(entries, Sequence) else type(entries).__name__
-            raise ValueError(
-                f"{owner}.load_state_dict: the state dict has {n} parameter entries, this "
-                f"optimizer has {len(self._params)} parameters"
-            )
+            raise ValueError(f"{where}: the state dict has {n} parameter entries, this "
+                             f"optimizer has {len(self._params)} parameters")
         # Validate against the *loaded* hyperparameters, then swap everything in at once.
-        new_state = [self._convert_entry(i, e, hyper) for i, e in enumerate(entries)]
-        self._hyper = hyper
-        self._state = new_state
-        self._configure()
+        loaded = [self._load_entry(where, i, rule, entry) for i, entry in enumerate(entries)]
+        self.rule = rule
+        self._steps = [step for step, _ in loaded]
+        self._state = [state for _, state in loaded]
 
     def __repr__(self) -> str:
-        hp = ", ".join(f"{k}={v!r}" for k, v in self._hyper.items())
+        hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
         return f"{type(self).__name__}({len(self._params)} parameters, {hp})"
 
     # ---- machinery --------------------------------------------------------------------
 
-    def _convert_entry(
-        self, index: int, entry: Any, hyper: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        owner = type(self).__name__
-        where = f"{owner}.load_state_dict: state of parameter {index}"
-        names = self._state_arrays(hyper)
-        expected = {"step", *names}
-        if not isinstance(entry, Mapping) or set(entry) != expected:
-            got = sorted(entry) if isinstance(entry, Mapping) else type(entry).__name__
-            raise ValueError(f"{where} must have the keys {sorted(expected)}, got {got}")
+    def _load_entry(
+        self, where: str, index: int, rule: UpdateRule, entry: Any
+    ) -> tuple[int, State]:
+        where = f"{where}: state of parameter {index}"
+        data = self._params[index].data
+        names = rule.init(data).keys()
+        _check_keys(where, "the entry", entry, {"step", *names})
         step = entry["step"]
         if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) or step < 0:
             raise ValueError(f"{where}: step must be a non-negative integer, got {step!r}")
-        data = self._params[index].data
-        out: dict[str, Any] = {"step": int(step)}
-        for name in names:
-            value = entry[name]
-            if not isinstance(value, np.ndarray):
-                raise ValueError(  # noqa: TRY004
-                    f"{where}: {name} must be a NumPy array, got {type(value).__name__}"
-                )
-            if value.shape != data.shape:
-                raise ValueError(
-                    f"{where}: {name} has shape {value.shape}, the parameter has shape "
-                    f"{data.shape}"
-                )
-            out[name] = np.array(value, dtype=data.dtype, copy=True)
-        self._check_state_values(index, out, hyper)
-        return out
+        state = {name: _load_array(where, name, entry[name], data) for name in names}
+        problem = rule.state_problem(state)
+        if problem is not None:
+            raise ValueError(f"{where}: {problem}")
+        return int(step), state
+
+    def _move_to_look_ahead(self, *, needs_closure: bool) -> dict[int, np.ndarray]:
+        """Move each parameter by its rule's look-ahead; return the moved ones' real points.
+
+        ``needs_closure`` (no closure was given) makes any move a TypeError, raised before
+        anything moves.
+        """
+        moves = {i: move for i, state in enumerate(self._state)
+                 if (move := self.rule.look_ahead(state)) is not None}
+        if moves and needs_closure:
+            raise TypeError(
+                f"{type(self).__name__}.step needs a closure: the gradient is taken at the "
+                f"look-ahead point, which exists only inside step. Pass a function that zeroes "
+                f"the grads, computes the loss, calls backward and returns the loss."
+            )
+        real = {i: self._params[i].data.copy() for i in moves}
+        for i, move in moves.items():
+            p = self._params[i].data
+            np.add(p, move, out=p)
+        return real
+
+    def _move_back(self, real: Mapping[int, np.ndarray]) -> None:
+        for i, point in real.items():
+            np.copyto(self._params[i].data, point)
+
+    def _check_shapes(self) -> None:
+        for i, p in enumerate(self._params):
+            if p.data.shape != self._shapes[i]:
+                raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape "
+                                 f"{p.data.shape}, expected {self._shapes[i]}")
 
     def _gradients(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """Collect ``(position, data, grad)`` for every parameter with a grad, checked.
+        """``(position, data, grad)`` for every parameter with a grad, checked.
 
         Raises before returning, i.e. before any update, if a grad has the wrong shape or
-        (with ``check_finite``) holds NaN/inf. The finiteness test is one ``sum`` per grad:
-        any NaN or inf makes the sum non-finite; only when the sum is non-finite (which an
+        (with ``check_finite``) holds NaN/inf. The grad is cast to the parameter's dtype
+        (no copy when it has it already). The finiteness test is one ``sum`` per grad: any
+        NaN or inf makes the sum non-finite; only when the sum is non-finite (which an
         overflow of large finite values can also cause) are the bad values counted.
         """
         items = []
@@ -367,9 +482,8 @@ class Optimizer(abc.ABC):
                 if g is None:
                     continue
                 data = p.data
-                if not isinstance(g, np.ndarray):
-                    g = np.asarray(g)
-                if g.shape != data.shape or data.shape != self._shapes[i]:
+                g = np.asarray(g, dtype=data.dtype)
+                if g.shape != data.shape:
                     raise ValueError(
                         f"{type(self).__name__}.step: parameter {i} has shape {data.shape} and "
                         f"gradient shape {g.shape}; expected both {self._shapes[i]}"
@@ -385,10 +499,39 @@ class Optimizer(abc.ABC):
                 items.append((i, data, g))
         return items
 
-    def _scratch(self, index: int, name: str, like: np.ndarray, dtype: Any = None) -> np.ndarray:
-        """A per-parameter work array, allocated once and reused on every step."""
-        work = self._work[index]
-        arr = work.get(name)
-        if arr is None or arr.shape != like.shape:
-            arr = work[name] = np.empty(like.shape, dtype=like.dtype if dtype is None else dtype)
-        return arr
+
+def _check_keys(where: str, what: str, mapping: Any, expected: set[str]) -> None:
+    """ValueError naming the missing and the unexpected keys of ``mapping``, if any."""
+    if not isinstance(mapping, Mapping):
+        raise ValueError(f"{where}: {what} must be a mapping with the keys {sorted(expected)}, "
+                         f"got {type(mapping).__name__}")
+    missing, extra = expected - set(mapping), set(mapping) - expected
+    if missing or extra:
+        problems = ([f"missing keys {sorted(missing)}"] if missing else []) + (
+            [f"unexpected keys {sorted(map(str, extra))}"] if extra else [])
+        raise ValueError(f"{where}: {what} must have the keys {sorted(expected)}; "
+                         f"{' and '.join(problems)}")
+
+
+def _load_array(where: str, name: str, value: Any, like: np.ndarray) -> np.ndarray:
+    """``value`` as a new array of ``like``'s dtype, or ValueError naming ``name``."""
+    if not isinstance(value, np.ndarray):
+        raise ValueError(  # noqa: TRY004
+            f"{where}: {name} must be a NumPy array, got {type(value).__name__}"
+        )
+    if value.dtype.kind not in "iuf":
+        raise ValueError(f"{where}: {name} has dtype {value.dtype}; it must hold real numbers "
+                         f"(integer or floating point)")
+    if value.shape != like.shape:
+        raise ValueError(f"{where}: {name} has shape {value.shape}, the parameter has shape "
+                         f"{like.shape}")
+    if not np.isfinite(value).all():
+        raise ValueError(f"{where}: {name} holds NaN or infinite values")
+    # A value too large for the parameter's dtype becomes inf: refused below, so no
+    # warning (or, under np.errstate(over="raise"), no FloatingPointError) on the way.
+    with np.errstate(over="ignore"):
+        array = np.array(value, dtype=like.dtype, copy=True)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{where}: {name} has values that overflow the parameter's dtype "
+                         f"{like.dtype}")
+    return array

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -27,7 +26,7 @@ def create(name: str, params: Iterable[ParameterLike], **hyperparameters: Any) -
     ``name`` is matched case-insensitively, with ``-`` read as ``_`` ("RMSProp-Nesterov"
     works). ``hyperparameters`` are the class's keyword arguments (``check_finite``
     included). An unknown name raises ValueError listing the known ones; an unknown
-    hyperparameter raises TypeError naming it and the accepted ones.
+    hyperparameter raises TypeError naming it and the accepted ones (the class does).
 
     >>> create("rprop", params, eta_plus=1.2)          # doctest: +SKIP
     """
@@ -37,14 +36,4 @@ def create(name: str, params: Iterable[ParameterLike], **hyperparameters: Any) -
     cls = OPTIMIZERS.get(key)
     if cls is None:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")
-    try:
-        return cls(params, **hyperparameters)
-    except TypeError as err:
-        accepted = [n for n in inspect.signature(cls).parameters if n != "params"]
-        unknown = sorted(set(hyperparameters) - set(accepted))
-        if unknown:
-            raise TypeError(
-                f"{cls.__name__} ({key!r}) has no hyperparameter {', '.join(unknown)}; "
-                f"accepted: {', '.join(accepted)}"
-            ) from err
-        raise
+    return cls(params, **hyperparameters)

@@ -73,7 +73,7 @@ def test_a_non_finite_seed_is_refused():
 
 
 def test_the_site_is_in_the_callers_code_not_in_minigrad():
-    from models.counter import Counter
+    from minigrad.models.counter import Counter
 
     model = Counter(1.0, 1e200)  # the states overflow to inf inside Counter.states
     with mg.detect_anomaly(), pytest.raises(mg.AnomalyError) as caught:

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+from minigrad.models import checkpoints
+from minigrad.models.adder import Adder
+from minigrad.models.cli import main
+from minigrad.models.counter import Counter
+from minigrad.models.data import encode_sum, format_sample
+from minigrad.models.presets import AdderConfig, get_preset
 from minigrad.serialization import read_metadata
-from models import checkpoints
-from models.adder import Adder
-from models.cli import main
-from models.counter import Counter
-from models.data import encode_sum, format_sample
-from models.presets import AdderConfig, get_preset
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
-"""The `minigrad` command, end to end through `models.cli.main` in this process (and once
+"""The `minigrad` command, end to end through `minigrad.models.cli.main` in this process (and once
 through the installed console script): each command exits 0 and prints what it promises;
 bad option values and paths give a one-line error in the options' words and exit code 2,
 before any training; a run that did not learn says so in a warning line; `--quiet` prints
-only the results; the sums it prints are right in the layout of `models.data.format_sample`.
+only the results; the sums it prints are right in the layout of
+`minigrad.models.data.format_sample`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import numpy as np
 import pytest
 
 import minigrad
-from models import checkpoints, runs
-from models.adder import Adder
-from models.cli import build_parser, main
-from models.comparison import ENGINE_NAMES
-from models.presets import PRESETS
+from minigrad.models import checkpoints, runs
+from minigrad.models.adder import Adder
+from minigrad.models.cli import build_parser, main
+from minigrad.models.comparison import ENGINE_NAMES
+from minigrad.models.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300  # seconds; only a guard against a hang, never an assertion on speed
@@ -43,7 +44,7 @@ class Result:
 
 @pytest.fixture
 def run(capsys):
-    """`run(*args)`: `models.cli.main(args)` in this process; its exit code and output
+    """`run(*args)`: `minigrad.models.cli.main(args)` in this process; its exit code and output
     (argparse's own exits, help and errors, included)."""
 
     def call(*args: str) -> Result:
@@ -510,7 +511,7 @@ def test_compare_adder(run, preset):
 
 def test_printed_sums_match_format_sample():
     # The parser above reads exactly what models.data.format_sample writes.
-    from models.data import encode_sum, format_sample
+    from minigrad.models.data import encode_sum, format_sample
 
     X, T = encode_sum(np.array([37, 1]), np.array([43, 63]), 7)
     text = "\n\n".join(format_sample(x, t, t) for x, t in zip(X, T)).splitlines()

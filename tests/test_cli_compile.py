@@ -10,9 +10,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from models import checkpoints, runs
-from models.cli import main
-from models.presets import PRESETS, CounterTraining
+from minigrad.models import checkpoints, runs
+from minigrad.models.cli import main
+from minigrad.models.presets import PRESETS, CounterTraining
 
 
 def output_of(capsys, *args: str) -> str:

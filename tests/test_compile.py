@@ -16,12 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minigrad as mg
-import optim
-from models.adder import Adder
-from models.counter import Counter
-from models.data import addition_data, counting_data
-from models.presets import AdderConfig
-from models.training import engine_objective, train
+from minigrad import optim
+from minigrad.models.adder import Adder
+from minigrad.models.counter import Counter
+from minigrad.models.data import addition_data, counting_data
+from minigrad.models.presets import AdderConfig
+from minigrad.models.training import engine_objective, train
 
 
 def grads_of(model) -> dict[str, np.ndarray]:

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.data import (
+from minigrad.models.data import (
     addition_data,
     bits_to_int,
     counting_data,

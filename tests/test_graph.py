@@ -39,7 +39,7 @@ def kinds(nodes):
 
 
 def test_the_counters_graph_has_the_known_size():
-    from models.counter import Counter
+    from minigrad.models.counter import Counter
 
     n = 4
     model = Counter()
@@ -130,7 +130,7 @@ def test_a_released_graph_is_refused():
     ("adder", 3, (3 + 4 * 3 + 4) + 7 + 2, 12 + 7 * 3),
 ])
 def test_the_graph_command(capsys, model, steps, expected_nodes, expected_edges):
-    from models.cli import main
+    from minigrad.models.cli import main
 
     assert main(["graph", model, "--steps", str(steps)]) == 0
     nodes, edges = parse_dot(capsys.readouterr().out)

@@ -1,6 +1,7 @@
-"""The engine's models (`models.Counter`, `models.Adder`): their gradients against numerical
-differentiation and against the hand-coded backprop of `models.reference`, for drawn
-parameters and data, every preset and every `AdderConfig` option combination.
+"""The engine's models (`minigrad.models.Counter`, `minigrad.models.Adder`): their gradients
+against numerical differentiation and against the hand-coded backprop of
+`minigrad.models.reference`, for drawn parameters and data, every preset and every
+`AdderConfig` option combination.
 
 Tolerances (float64 throughout):
 
@@ -28,13 +29,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from minigrad.models.adder import Adder
+from minigrad.models.comparison import reference_adder, to_engine_names
+from minigrad.models.counter import Counter
+from minigrad.models.data import counting_data
+from minigrad.models.presets import ACTIVATIONS, PRESETS, RECURRENT_INITS, AdderConfig
+from minigrad.models.reference import ReferenceAdder, ReferenceCounter
 from minigrad.testing import numerical_grad
-from models.adder import Adder
-from models.comparison import reference_adder, to_engine_names
-from models.counter import Counter
-from models.data import counting_data
-from models.presets import ACTIVATIONS, PRESETS, RECURRENT_INITS, AdderConfig
-from models.reference import ReferenceAdder, ReferenceCounter
 
 REFERENCE_RTOL = 1e-10
 REFERENCE_ATOL = 1e-13

@@ -1,9 +1,9 @@
 """Convergence on small problems whose answer is known.
 
 - every optimizer on an ill-conditioned quadratic bowl;
-- RProp on the counter of SPEC section 1: a two-weight linear RNN with exploding gradients
-  (loss and BPTT written out here in NumPy), from w_x = -1.5, w_rec = 2, 500 full-batch
-  iterations, must end within 0.01 of (1, 1).
+- RProp on the counter of "How to implement an RNN" (part 1): a two-weight linear RNN with
+  exploding gradients (loss and BPTT written out here in NumPy), from w_x = -1.5,
+  w_rec = 2, 500 full-batch iterations, must end within 0.01 of (1, 1).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import optim
+from minigrad import optim
 
 
 class Param:
@@ -68,7 +68,7 @@ def test_quadratic_bowl(name, hyper, steps, tol):
 
 
 # --------------------------------------------------------------------------------------
-# The counter (SPEC section 1)
+# The counter ("How to implement an RNN", part 1)
 # --------------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ the transcription evaluates the bias correction in a different order).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
@@ -17,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import optim
+from minigrad import optim
 
 
 class Param:
@@ -275,7 +276,8 @@ def quadratic_loss(ps, a, c) -> float:
 
 
 def rmsprop_nesterov_reference(inits, a, c, masks, lr, decay, momentum, eps):
-    """SPEC section 2, steps 1-5, written out. Returns (trajectory, losses)."""
+    """The adder's optimizer in "How to implement an RNN" (part 2), steps 1-5, written out.
+    Returns (trajectory, losses)."""
     ps = [x.copy() for x in inits]
     vs = [np.zeros_like(x) for x in inits]
     mas = [np.zeros_like(x) for x in inits]
@@ -359,3 +361,11 @@ def test_float32_parameters_stay_float32():
         for value in opt.state_dict()["state"][0].values():
             if isinstance(value, np.ndarray):
                 assert value.dtype == np.float32
+
+
+def test_the_package_docstring_shows_adams_rule_as_written():
+    """optim's docstring quotes AdamRule.update as the example of a rule: it must not drift."""
+    quoted = optim.__doc__.split("def update(self, t, p, g, state):\n")[1].split("\n\n")[0]
+    source = inspect.getsource(optim.AdamRule.update)
+    for line in quoted.splitlines():
+        assert line.strip() in source, line

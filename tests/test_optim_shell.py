@@ -3,11 +3,13 @@ hyperparameter validation, state_dict round trips and the registry."""
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
-import optim
-from optim import NonFiniteGradientError
+from minigrad import optim
+from minigrad.optim import NonFiniteGradientError
 
 
 class Param:
@@ -148,6 +150,7 @@ BAD_HYPERPARAMETERS = [
     ("rmsprop_nesterov", {"momentum": 1.0}, "momentum"),
     ("rmsprop_nesterov", {"momentum": -0.2}, "momentum"),
     ("rmsprop_nesterov", {"eps": -1e-6}, "eps"),
+    ("rmsprop_nesterov", {"eps": 0.0}, "eps"),  # 0/0 = NaN at the first zero gradient
     ("adam", {"lr": -1e-3}, "lr"),
     ("adam", {"betas": (1.0, 0.999)}, "betas[0]"),
     ("adam", {"betas": (0.9, 1.0)}, "betas[1]"),
@@ -155,6 +158,7 @@ BAD_HYPERPARAMETERS = [
     ("adam", {"betas": (0.9,)}, "betas"),
     ("adam", {"betas": 0.9}, "betas"),
     ("adam", {"eps": -1e-8}, "eps"),
+    ("adam", {"eps": 0.0}, "eps"),  # 0/0 = NaN at the first zero gradient
 ]
 
 
@@ -175,8 +179,36 @@ def test_boundary_hyperparameters_are_accepted():
     p = [Param(np.zeros(2))]
     optim.SGD(p, lr=0.0, momentum=0.0, weight_decay=0.0)
     optim.RProp(p, step_min=0.5, step_max=0.5, step_init=0.5)
-    optim.RMSPropNesterov(p, lr=0.0, decay=0.0, momentum=0.0, eps=0.0)
-    optim.Adam(p, lr=0.0, betas=(0.0, 0.0), eps=0.0)
+    optim.RMSPropNesterov(p, lr=0.0, decay=0.0, momentum=0.0, eps=5e-324)
+    optim.Adam(p, lr=0.0, betas=(0.0, 0.0), eps=5e-324)
+
+
+@pytest.mark.parametrize("name", ["adam", "rmsprop_nesterov"])
+def test_smallest_eps_keeps_a_zero_gradient_finite(name):
+    """Why eps must be > 0: a gradient element that has always been 0 divides 0 by eps."""
+    p = Param(np.ones(2))
+    opt = optim.create(name, [p], eps=5e-324)
+
+    def closure():
+        p.grad = np.array([0.0, 1.0])
+        return 0.0
+
+    opt.step(closure)
+    assert p.data[0] == 1.0 and np.isfinite(p.data[1])
+
+
+def test_hyperparameters_by_position_and_the_signature():
+    p = [Param(np.zeros(2))]
+    by_position = optim.SGD(p, 0.1, 0.9)
+    assert by_position.hyperparameters == optim.SGD(p, lr=0.1, momentum=0.9).hyperparameters
+    assert list(inspect.signature(optim.Adam).parameters) == [
+        "params", "lr", "betas", "eps", "check_finite"]
+    with pytest.raises(TypeError, match=r"^SGD needs the hyperparameter lr$"):
+        optim.SGD(p)
+    with pytest.raises(TypeError, match=r"^Adam takes at most 3 hyperparameters .*got 4$"):
+        optim.Adam(p, 0.1, (0.9, 0.99), 1e-8, 0.5)
+    with pytest.raises(TypeError, match=r"^Adam got lr both by position and by keyword$"):
+        optim.Adam(p, 0.1, lr=0.2)
 
 
 # --------------------------------------------------------------------------------------
@@ -224,7 +256,7 @@ def test_rmsprop_nesterov_requires_a_closure():
 
 def test_rmsprop_nesterov_closure_sees_the_look_ahead_point():
     p = Param(np.array([1.0]))
-    opt = optim.RMSPropNesterov([p], lr=0.1, decay=0.5, momentum=0.5, eps=0.0)
+    opt = optim.RMSPropNesterov([p], lr=0.1, decay=0.5, momentum=0.5, eps=1e-6)
     seen = []
 
     def closure():
@@ -232,8 +264,8 @@ def test_rmsprop_nesterov_closure_sees_the_look_ahead_point():
         p.grad = np.array([1.0])
         return 0.0
 
-    opt.step(closure)  # V = 0: look-ahead = P = 1; step = 0.1 * 1 / sqrt(0.5)
-    step1 = 0.1 / np.sqrt(0.5)
+    opt.step(closure)  # V = 0: look-ahead = P = 1; step = 0.1 * 1 / (sqrt(0.5) + eps)
+    step1 = 0.1 / (np.sqrt(0.5) + 1e-6)
     np.testing.assert_array_equal(seen[0], [1.0])
     np.testing.assert_array_equal(p.data, [1.0 - step1])
     opt.step(closure)  # V = -step1: the closure runs at P + 0.5 * V
@@ -468,6 +500,8 @@ def _corrupt(sd, how):
     elif how == "missing_key":
         entry = sd["state"][1]
         del entry[next(k for k, v in entry.items() if isinstance(v, np.ndarray))]
+    elif how == "extra_key":
+        sd["state"][1]["bogus"] = np.zeros(4)
     elif how == "step":
         sd["state"][2]["step"] = -1
     elif how == "hyperparameter_value":
@@ -485,7 +519,9 @@ CORRUPTIONS = {
     "too_few": "has 2 parameter entries, this optimizer has 3 parameters",
     "too_many": "has 4 parameter entries, this optimizer has 3 parameters",
     "shape": r"has shape \(2, 3\), the parameter has shape \(3, 2\)",
-    "missing_key": "must have the keys",
+    "missing_key": r"state of parameter 1: the entry must have the keys .*; missing keys",
+    "extra_key": r"state of parameter 1: the entry must have the keys .*; unexpected keys "
+                 r"\['bogus'\]$",
     "step": "step must be a non-negative integer",
     "hyperparameter_value": "invalid",
     "hyperparameter_keys": "hyperparameters must have the keys",
@@ -516,6 +552,117 @@ def test_rprop_load_checks_state_values():
     sd["state"][0]["step_size"] = np.array([1e-3, 1e3, 1e-3])
     with pytest.raises(ValueError, match="step_size"):
         opt.load_state_dict(sd)
+
+
+def test_load_state_dict_refuses_extra_top_level_keys():
+    opt = optim.Adam([Param(np.zeros(2))])
+    sd = opt.state_dict()
+    sd["momentum"] = 0.9
+    with pytest.raises(ValueError, match=r"^Adam.load_state_dict: the state dict must have the "
+                                         r"keys .*; unexpected keys \['momentum'\]$"):
+        opt.load_state_dict(sd)
+
+
+# A valid change of one hyperparameter of CONFIGS that keeps every state array in use.
+CHANGED = {"sgd": {"lr": 0.3}, "rprop": {"eta_plus": 1.5}, "rmsprop_nesterov": {"lr": 0.3},
+           "adam": {"lr": 0.2}}
+
+# Each way a buffer can be wrong, as (how to spoil it, what the message says is wrong).
+BAD_BUFFERS = {
+    "nan": (lambda a: np.where(a == a.flat[0], np.nan, a), "holds NaN or infinite values"),
+    "inf": (lambda a: np.full_like(a, -np.inf), "holds NaN or infinite values"),
+    "complex": (lambda a: a.astype(np.complex128), "has dtype complex128; it must hold real"),
+    "string": (lambda a: a.astype(str), "has dtype <U32; it must hold real numbers"),
+    "object": (lambda a: a.astype(object), "has dtype object; it must hold real numbers"),
+    "bool": (lambda a: a != 0, "has dtype bool; it must hold real numbers"),
+    "list": (lambda a: a.tolist(), "must be a NumPy array, got list"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(BAD_BUFFERS))
+@pytest.mark.parametrize("name", NAMES)
+def test_load_state_dict_refuses_a_bad_buffer_and_changes_nothing(name, how):
+    """Parameter 1's first buffer is spoiled, in a state dict whose hyperparameters and
+    other entries are fine but different from the optimizer's: nothing may be loaded."""
+    params = make_params(np.random.default_rng(10))
+    opt = optim.create(name, params, **CONFIGS[name])
+    run_steps(opt, params, 2)
+    before = opt.state_dict()
+    other_params = copy_params(params)
+    other = optim.create(name, other_params, **{**CONFIGS[name], **CHANGED[name]})
+    run_steps(other, other_params, 3)
+    sd = other.state_dict()
+    entry = sd["state"][1]
+    key = next(k for k in entry if k != "step")
+    spoil, problem = BAD_BUFFERS[how]
+    entry[key] = spoil(entry[key])
+    expected = rf"^{type(opt).__name__}\.load_state_dict: state of parameter 1: {key} {problem}"
+    with pytest.raises(ValueError, match=expected):
+        opt.load_state_dict(sd)
+    assert_state_dicts_equal(opt.state_dict(), before)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_load_state_dict_refuses_values_that_overflow_the_parameter_dtype(name):
+    """1e300 is a finite float64 but inf as float32: refused with ValueError, also when the
+    caller asks NumPy to raise on overflow (as the minigrad command line does)."""
+    params = [Param(np.ones((2, 2), dtype=np.float32))]
+    opt = optim.create(name, params, **CONFIGS[name])
+    before = opt.state_dict()
+    sd = opt.state_dict()
+    key = next(k for k in sd["state"][0] if k != "step")
+    sd["state"][0][key] = np.full((2, 2), 1e300)
+    message = rf"^{type(opt).__name__}\.load_state_dict: .*{key} has values that overflow the " \
+              r"parameter's dtype float32$"
+    with np.errstate(over="raise"), pytest.raises(ValueError, match=message):
+        opt.load_state_dict(sd)
+    assert_state_dicts_equal(opt.state_dict(), before)
+
+
+# Values a finite, real, well-shaped buffer still cannot hold under its rule.
+OUT_OF_DOMAIN = [
+    ("adam", "exp_avg_sq", -1e-12, "exp_avg_sq has negative values; it is a mean of squares"),
+    ("rmsprop_nesterov", "mean_square", -0.5,
+     "mean_square has negative values; it is a mean of squares"),
+    ("rprop", "step_size", 0.0, r"step_size must lie in \[step_min, step_max\]"),
+    ("rprop", "step_size", -0.01, r"step_size must lie in \[step_min, step_max\]"),
+    ("rprop", "prev_sign", 0.5, "prev_sign must hold only -1, 0 or 1"),
+]
+
+
+@pytest.mark.parametrize(("name", "key", "value", "problem"), OUT_OF_DOMAIN)
+def test_load_state_dict_refuses_a_buffer_outside_its_rule_domain(name, key, value, problem):
+    params = make_params(np.random.default_rng(11))
+    opt = optim.create(name, params, **CONFIGS[name])
+    run_steps(opt, params, 2)
+    before = opt.state_dict()
+    sd = opt.state_dict()
+    sd["state"][0][key].flat[-1] = value
+    expected = rf"^{type(opt).__name__}\.load_state_dict: state of parameter 0: {problem}"
+    with pytest.raises(ValueError, match=expected):
+        opt.load_state_dict(sd)
+    assert_state_dicts_equal(opt.state_dict(), before)
+
+
+@pytest.mark.parametrize("name", ["sgd", "rmsprop_nesterov"])
+def test_a_step_that_fails_midway_changes_nothing(name):
+    """Under np.errstate(over="raise") the update of the second parameter overflows: the
+    first, already computed, must not have been written (nor moved to a look-ahead point)."""
+    params = make_params(np.random.default_rng(12))
+    opt = optim.create(name, params, **{**CONFIGS[name], "lr": 1e300})
+    before = [p.data.copy() for p in params]
+    state_before = opt.state_dict()
+
+    def closure():
+        for p, scale in zip(params, [1.0, 1e10, 1.0], strict=True):
+            p.grad = np.full_like(p.data, scale)
+        return 0.0
+
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        opt.step(closure)
+    for b, p in zip(before, params, strict=True):
+        np.testing.assert_array_equal(p.data, b)
+    assert_state_dicts_equal(opt.state_dict(), state_before)
 
 
 # --------------------------------------------------------------------------------------

@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from models.cli import main
-from models.data import counting_data
-from models.diagnostics import counter_loss_surface
-from models.plots import PLOT_HINT
-from models.reference import ReferenceCounter
+from minigrad.models.cli import main
+from minigrad.models.data import counting_data
+from minigrad.models.diagnostics import counter_loss_surface
+from minigrad.models.plots import PLOT_HINT
+from minigrad.models.reference import ReferenceCounter
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_train_adder_plot_writes_the_training_curves(matplotlib, tmp_path, capsy
 
 
 def test_the_plot_functions_from_python(matplotlib, tmp_path):
-    from models import plots
+    from minigrad.models import plots
 
     X, t = counting_data(np.random.default_rng(0), 20, 10)
     path = [(-1.5, 2.0), (-1.0, 1.5), (1.0, 1.0)]
@@ -107,8 +107,8 @@ def test_the_loss_surface_is_the_counters_loss():
 
 
 def test_the_accuracy_curve_does_not_change_training():
-    from models.presets import get_preset
-    from models.runs import train_adder_once
+    from minigrad.models.presets import get_preset
+    from minigrad.models.runs import train_adder_once
 
     config, settings = get_preset("small")
     settings = dataclasses.replace(settings, n_samples=300, batch_size=50, epochs=2)

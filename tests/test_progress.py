@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from models.progress import ProgressBar
+from minigrad.models.progress import ProgressBar
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = [sys.executable, "-m", "models.cli", "train", "adder"]

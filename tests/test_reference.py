@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import optim
-from models.comparison import to_engine_names
-from models.data import addition_data, bits_to_int, counting_data, encode_sum
-from models.presets import PRESETS, AdderConfig, TrainConfig, get_preset
-from models.reference import Param, ReferenceAdder, ReferenceCounter
-from models.reference.adder import initial_parameters, sigmoid, softplus
+from minigrad import optim
+from minigrad.models.comparison import to_engine_names
+from minigrad.models.data import addition_data, bits_to_int, counting_data, encode_sum
+from minigrad.models.presets import PRESETS, AdderConfig, TrainConfig, get_preset
+from minigrad.models.reference import Param, ReferenceAdder, ReferenceCounter
+from minigrad.models.reference.adder import initial_parameters, sigmoid, softplus
 
 EPS = 1e-6
 RTOL = 1e-6

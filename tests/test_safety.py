@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad import Tensor
-from optim import SGD
+from minigrad.optim import SGD
 
 # --- grad and anomaly mode belong to one thread (or task) -----------------------------------
 

@@ -1,5 +1,5 @@
 """`minigrad.gradients` (gradients of leaves and intermediate tensors, no `.grad` touched),
-checked against central differences; and `models.diagnostics.state_gradient_norms`, the
+checked against central differences; and `minigrad.models.diagnostics.state_gradient_norms`, the
 per-timestep gradient of an RNN's states, against the hand-coded counter."""
 
 import numpy as np
@@ -109,10 +109,10 @@ def test_bad_arguments_are_refused():
 
 @pytest.mark.parametrize("w_rec", [2.0, -2.0, 0.5, -0.5, 1.0])
 def test_counter_state_gradients_match_the_hand_coded_backprop(w_rec):
-    from models.counter import Counter
-    from models.data import counting_data
-    from models.diagnostics import state_gradient_norms
-    from models.reference import ReferenceCounter
+    from minigrad.models.counter import Counter
+    from minigrad.models.data import counting_data
+    from minigrad.models.diagnostics import state_gradient_norms
+    from minigrad.models.reference import ReferenceCounter
 
     X, t = counting_data(np.random.default_rng(3), 20, 10)
     norms = state_gradient_norms(Counter(1.0, w_rec), X, t)
@@ -123,9 +123,9 @@ def test_counter_state_gradients_match_the_hand_coded_backprop(w_rec):
 
 
 def test_counter_gradients_explode_alternate_and_vanish():
-    from models.counter import Counter
-    from models.data import counting_data
-    from models.diagnostics import state_gradient_norms
+    from minigrad.models.counter import Counter
+    from minigrad.models.data import counting_data
+    from minigrad.models.diagnostics import state_gradient_norms
 
     X, t = counting_data(np.random.default_rng(0), 20, 10)
     exploding = state_gradient_norms(Counter(1.0, 2.0), X, t)
@@ -137,10 +137,10 @@ def test_counter_gradients_explode_alternate_and_vanish():
 
 @pytest.mark.parametrize("preset", ["small", "keras"])
 def test_adder_state_gradients_match_central_differences(preset):
-    from models.adder import Adder
-    from models.data import addition_data
-    from models.diagnostics import state_gradient_norms
-    from models.presets import get_preset
+    from minigrad.models.adder import Adder
+    from minigrad.models.data import addition_data
+    from minigrad.models.diagnostics import state_gradient_norms
+    from minigrad.models.presets import get_preset
 
     config, _ = get_preset(preset)
     rng = np.random.default_rng(4)
@@ -191,7 +191,7 @@ class TanhRNN:
 
 
 def test_state_gradients_of_any_model_that_hands_back_its_states():
-    from models.diagnostics import state_gradients
+    from minigrad.models.diagnostics import state_gradients
 
     rng = np.random.default_rng(5)
     W, X, T = rng.normal(size=(3, 3)) * 0.7, rng.normal(size=(4, 6, 3)), rng.normal(size=(4, 3))
@@ -213,9 +213,9 @@ def test_state_gradients_of_any_model_that_hands_back_its_states():
 
 @pytest.mark.parametrize("model_name", ["counter", "adder"])
 def test_the_models_hand_back_the_states_their_loss_used(model_name):
-    from models.adder import Adder
-    from models.counter import Counter
-    from models.data import addition_data, counting_data
+    from minigrad.models.adder import Adder
+    from minigrad.models.counter import Counter
+    from minigrad.models.data import addition_data, counting_data
 
     rng = np.random.default_rng(2)
     if model_name == "counter":

@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
@@ -73,8 +73,11 @@ broken_mul = defop("broken_mul", np.multiply,
 
 
 def _parse(message):
+    """(engine, numerical, upstream gradient or None) from a GradcheckError's message."""
     numbers = re.search(r"engine (\S+), numerical (\S+) \(", message)
-    return float(numbers.group(1)), float(numbers.group(2))
+    upstream = re.search(r"upstream gradient (-?[\d.]+),", message)
+    return (float(numbers.group(1)), float(numbers.group(2)),
+            float(upstream.group(1)) if upstream else None)
 
 
 def test_gradcheck_reports_a_wrong_vjp():
@@ -83,12 +86,14 @@ def test_gradcheck_reports_a_wrong_vjp():
         gradcheck(lambda t: broken_square(t).sum(), x)
     assert isinstance(info.value, AssertionError)  # test runners report a failure
     message = str(info.value)
-    # the worst element is the largest |x|: x[1, 0] = 2, engine 6, numerical 4
+    # the worst element is the largest |x|: x[1, 0] = 2, engine 6 g, numerical 4 g, with g
+    # the scalar output's drawn upstream gradient
     assert message.startswith("gradcheck: gradient of argument 0 (shape (2, 2)) is wrong at "
                               "index (1, 0)")
-    engine, numerical = _parse(message)
-    assert engine == 6.0
-    assert numerical == pytest.approx(4.0, rel=1e-8)
+    engine, numerical, g = _parse(message)
+    assert 1.5 <= abs(g) <= 2.5
+    assert engine == pytest.approx(6.0 * g, rel=1e-3)  # g is printed to 4 digits
+    assert engine / numerical == pytest.approx(1.5, rel=1e-8)
 
 
 def test_gradcheck_names_the_wrong_argument():
@@ -97,8 +102,42 @@ def test_gradcheck_names_the_wrong_argument():
     with pytest.raises(GradcheckError, match=r"gradient of argument 1 \(shape \(3,\)\) is wrong "
                                              r"at index \(2,\)") as info:
         gradcheck(lambda p, q: broken_mul(p, q).sum(), a, b)
-    engine, numerical = _parse(str(info.value))
-    assert engine == -3.0 and numerical == pytest.approx(3.0, rel=1e-8)
+    engine, numerical, _ = _parse(str(info.value))
+    assert engine == pytest.approx(-numerical, rel=1e-8) and abs(numerical) > 4.5  # 3 |g|
+
+
+# VJPs that compute as if the upstream gradient were 1, as a loss's VJP may when it is only
+# ever tested at the root of a graph: right there, wrong inside any larger graph.
+ignores_upstream = defop("ignores_upstream", np.square, (lambda g, out, x: 2 * x,),
+                         register=False)
+mean_square_ignoring_upstream = defop(
+    "mean_square_ignoring_upstream", lambda x: np.mean(x * x),
+    (lambda g, out, x: 2 * x / x.size,), register=False)
+
+
+@given(x=mst.arrays(mst.shapes(), low=0.5, high=2.0), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=20)
+def test_gradcheck_draws_the_upstream_gradient_of_a_scalar_output(x, seed):
+    assert gradcheck(lambda t: (t * t).mean(), x, seed=seed)  # the right rule passes
+    for wrong in (lambda t: mean_square_ignoring_upstream(t),
+                  lambda t: ignores_upstream(t).sum()):
+        with pytest.raises(GradcheckError) as info:
+            gradcheck(wrong, x, seed=seed)
+        engine, numerical, g = _parse(str(info.value))
+        assert 1.5 <= abs(g) <= 2.5
+        assert numerical == pytest.approx(g * engine, rel=1e-3)  # g is printed to 4 digits
+    # also through a one-element output that is not 0-d
+    with pytest.raises(GradcheckError, match="upstream gradient"):
+        gradcheck(lambda t: ignores_upstream(t.sum().reshape(1, 1)), x, seed=seed)
+
+
+def test_gradcheck_upstream_signs_vary_with_the_seed():
+    signs = set()
+    for seed in range(20):
+        with pytest.raises(GradcheckError) as info:
+            gradcheck(lambda t: ignores_upstream(t).sum(), np.array([1.0]), seed=seed)
+        signs.add(np.sign(_parse(str(info.value))[2]))
+    assert signs == {-1.0, 1.0}
 
 
 # A VJP that is right for the all-ones cotangent of sum() but wrong for any other: a check
@@ -126,7 +165,8 @@ def test_gradcheck_tolerances_are_used():
 
 
 def test_gradcheck_of_a_function_returning_a_non_tensor():
-    with pytest.raises(TypeError, match="f must return a scalar Tensor"):
+    with pytest.raises(TypeError, match="^gradcheck: f must return a Tensor when given "
+                                        "Tensors, got float"):
         gradcheck(lambda t: 1.0, np.ones(2))
 
 
@@ -215,3 +255,33 @@ def test_einsum_operands_are_valid(operands):
     assert set(output) <= set(inputs) and len(set(output)) == len(output)
     np.testing.assert_allclose(mg.einsum(subscripts, *arrays).data,
                                np.einsum(subscripts, *arrays), rtol=1e-12, atol=1e-12)
+
+
+@given(data=st.data(), ndim=st.integers(0, 5))
+def test_permutations_keep_their_word(data, ndim):
+    p = data.draw(mst.permutations(ndim), label="p")
+    assert sorted(p) == list(range(ndim))
+    if ndim >= 3:
+        q = data.draw(mst.permutations(ndim, involution=False), label="q")
+        assert sorted(q) == list(range(ndim))
+        assert tuple(q[i] for i in q) != tuple(range(ndim))  # q applied twice is not identity
+    r = data.draw(mst.permutations(ndim, involution=True), label="r")
+    assert tuple(r[i] for i in r) == tuple(range(ndim))
+
+
+def test_permutations_refuse_what_cannot_be():
+    with pytest.raises(InvalidArgument, match=r"^permutations: every permutation of 2 axes is "
+                                              r"its own inverse; involution=False needs ndim"):
+        mst.permutations(2, involution=False)
+
+
+def test_transpose_cases_include_permutations_that_are_not_their_own_inverse():
+    # A case is such a permutation exactly when transposing twice does not give x back.
+    def undone_by_repeating(case):
+        x = np.arange(case.operands[0].size, dtype=float).reshape(case.operands[0].shape)
+        twice = case.call(case.call(x).data).data
+        return twice.shape == x.shape and np.array_equal(twice, x)
+
+    found = find(mst.op_cases("transpose"), lambda case: not undone_by_repeating(case),
+                 settings=settings(database=None))
+    assert found.operands[0].ndim >= 3

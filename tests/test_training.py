@@ -18,15 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minigrad as mg
-import optim
-from models import runs
-from models.adder import Adder
-from models.comparison import reference_adder, to_engine_names
-from models.counter import Counter
-from models.data import addition_data, bits_to_int, counting_data, encode_sum
-from models.presets import PRESETS, TrainConfig
-from models.reference import ReferenceAdder, ReferenceCounter
-from models.training import accuracy, engine_objective, train
+from minigrad import optim
+from minigrad.models import runs
+from minigrad.models.adder import Adder
+from minigrad.models.comparison import reference_adder, to_engine_names
+from minigrad.models.counter import Counter
+from minigrad.models.data import addition_data, bits_to_int, counting_data, encode_sum
+from minigrad.models.presets import PRESETS, TrainConfig
+from minigrad.models.reference import ReferenceAdder, ReferenceCounter
+from minigrad.models.training import accuracy, engine_objective, train
 
 
 def adder_optimizer(settings: TrainConfig, params) -> optim.Optimizer:

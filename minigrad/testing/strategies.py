@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.extra import numpy as hnp
 
-from ..primitive import OPS, Domain, Op
+import minigrad
 
 __all__ = [
     "Case", "arrays", "broadcastable_shapes", "einsum_operands", "matmul_shapes", "op_cases",
-    "shapes", "tensordot_operands",
+    "permutations", "shapes", "tensordot_operands",
 ]
 
 # Far enough from a kink that central differences with eps = 1e-6 never straddle it.
@@ -159,93 +159,116 @@ class Case:
     description: str
 
 
-def op_cases(op: str | Op, dtype: Any = np.float64):
-    """Drawn `Case`s for an op of the table, from its Domain (family, values, kinks)."""
-    info = OPS[op] if isinstance(op, str) else op
-    return _FAMILIES[info.domain.family](info, info.domain, dtype)
+def op_cases(op: Any, dtype: Any = np.float64):
+    """Drawn `Case`s for an op of the table (its name, or its entry in `minigrad.OPS`), from
+    its Domain (family, values, kinks)."""
+    name = op if isinstance(op, str) else op.name
+    domain = minigrad.OPS[name].domain
+    # the op as users call it: every op of the table is public under its name
+    return _FAMILIES[domain.family](getattr(minigrad, name), domain, dtype)
 
 
-def _values(domain: Domain, i: int, shape: Any, dtype: Any):
+def _values(domain: Any, i: int, shape: Any, dtype: Any):
     low, high = domain.interval(i)
     return arrays(shape, low=low, high=high, avoid=domain.avoid, distinct=domain.distinct,
                   dtype=dtype)
 
 
-def _case(info: Op, operands: Sequence[np.ndarray], description: str = "", **kwargs: Any):
-    fn = info.function
+def _case(fn: Callable, operands: Sequence[np.ndarray], description: str = "", **kwargs: Any):
     return Case(tuple(operands), lambda *xs: fn(*xs, **kwargs), description or str(kwargs))
 
 
 @st.composite
-def _unary(draw, info, domain, dtype):
-    return _case(info, [draw(_values(domain, 0, shapes(), dtype))])
+def _unary(draw, fn, domain, dtype):
+    return _case(fn, [draw(_values(domain, 0, shapes(), dtype))])
 
 
 def _pair(shape_pairs: Any, joiner: str) -> Callable:
     """A family of two operands whose shapes come from `shape_pairs`."""
 
     @st.composite
-    def family(draw, info, domain, dtype):
+    def family(draw, fn, domain, dtype):
         shape_a, shape_b = draw(shape_pairs)
         a = draw(_values(domain, 0, shape_a, dtype))
         b = draw(_values(domain, 1, shape_b, dtype))
-        return _case(info, [a, b], f"{shape_a} {joiner} {shape_b}")
+        return _case(fn, [a, b], f"{shape_a} {joiner} {shape_b}")
 
     return family
 
 
 @st.composite
-def _tensordot(draw, info, domain, dtype):
+def _tensordot(draw, fn, domain, dtype):
     a, b, axes = draw(tensordot_operands(*domain.interval(0)))
-    return _case(info, [a.astype(dtype), b.astype(dtype)], axes=axes)
+    return _case(fn, [a.astype(dtype), b.astype(dtype)], axes=axes)
 
 
 @st.composite
-def _einsum(draw, info, domain, dtype):
+def _einsum(draw, fn, domain, dtype):
     subscripts, operands = draw(einsum_operands(*domain.interval(0)))
-    fn = info.function
     return Case(tuple(o.astype(dtype) for o in operands),
                 lambda *xs: fn(subscripts, *xs), subscripts)
 
 
 @st.composite
-def _reduction(draw, info, domain, dtype):
+def _reduction(draw, fn, domain, dtype):
     x = draw(_values(domain, 0, shapes(), dtype))
     axes = st.none() | (st.integers(-x.ndim, x.ndim - 1) if x.ndim else st.nothing()) | \
         st.lists(st.integers(0, max(x.ndim - 1, 0)), unique=True, max_size=x.ndim).map(tuple)
-    return _case(info, [x], axis=draw(axes), keepdims=draw(st.booleans()))
+    return _case(fn, [x], axis=draw(axes), keepdims=draw(st.booleans()))
 
 
 @st.composite
-def _reshape(draw, info, domain, dtype):
+def _reshape(draw, fn, domain, dtype):
     x = draw(_values(domain, 0, shapes(), dtype))
     sides = [d for d in range(1, x.size + 1) if x.size % d == 0]
     first = draw(st.sampled_from(sides))
     shape = draw(st.sampled_from([(x.size,), (first, -1), (-1, 1, first), (1, x.size)]))
-    fn = info.function
     return Case((x,), lambda t: fn(t, shape), f"shape={shape}")
 
 
+def permutations(ndim: int, *, involution: bool | None = None):
+    """Axis permutations of `ndim` axes, as tuples. `involution=False` draws only those that
+    are not their own inverse (p[p[i]] != i for some i; a 3-cycle of three axes is the
+    smallest), which a transpose's gradient must invert, not repeat; `True` only those that
+    are; None either."""
+    drawn = st.permutations(range(ndim)).map(tuple)
+    if involution is None:
+        return drawn
+    if not involution and ndim < 3:
+        raise InvalidArgument(f"permutations: every permutation of {ndim} axes is its own "
+                              "inverse; involution=False needs ndim >= 3")
+    return drawn.filter(lambda p: _is_involution(p) == involution)
+
+
+def _is_involution(p: tuple[int, ...]) -> bool:
+    return all(p[p[i]] == i for i in range(len(p)))
+
+
 @st.composite
-def _transpose(draw, info, domain, dtype):
-    x = draw(_values(domain, 0, shapes(), dtype))
-    axes = draw(st.none() | st.permutations(range(x.ndim)).map(tuple))
-    fn = info.function
+def _transpose(draw, fn, domain, dtype):
+    # Half the cases have three or four axes and a permutation that is not its own inverse:
+    # a VJP that applies the permutation instead of its inverse passes on every other one.
+    if draw(st.booleans()):
+        x = draw(_values(domain, 0, shapes(min_dims=3, max_dims=4, max_side=3), dtype))
+        axes = draw(permutations(x.ndim, involution=False))
+    else:
+        x = draw(_values(domain, 0, shapes(), dtype))
+        axes = draw(st.none() | permutations(x.ndim))
     return Case((x,), lambda t: fn(t) if axes is None else fn(t, axes), f"axes={axes}")
 
 
 @st.composite
-def _getitem(draw, info, domain, dtype):
+def _getitem(draw, fn, domain, dtype):
     x = draw(_values(domain, 0, shapes(min_dims=1), dtype))
     index = draw(st.one_of(
         hnp.basic_indices(x.shape, allow_newaxis=True, allow_ellipsis=True),
         hnp.integer_array_indices(x.shape, result_shape=hnp.array_shapes(max_dims=2, max_side=5)),
     ))
-    return _case(info, [x], f"index={index!r}", index=index)
+    return _case(fn, [x], f"index={index!r}", index=index)
 
 
 @st.composite
-def _stack(draw, info, domain, dtype, extend_axis: bool = False):
+def _stack(draw, fn, domain, dtype, extend_axis: bool = False):
     shape = draw(shapes(min_dims=1 if extend_axis else 0))
     n = draw(st.integers(1, 3))
     ndim_out = len(shape) + (0 if extend_axis else 1)
@@ -256,7 +279,6 @@ def _stack(draw, info, domain, dtype, extend_axis: bool = False):
         if extend_axis:
             side[axis] = draw(st.integers(1, 3))
         operands.append(draw(_values(domain, 0, tuple(side), dtype)))
-    fn = info.function
     return Case(tuple(operands), lambda *xs: fn(list(xs), axis=axis), f"axis={axis}")
 
 
@@ -271,7 +293,7 @@ _FAMILIES: dict[str, Callable] = {
     "transpose": _transpose,
     "getitem": _getitem,
     "stack": _stack,
-    "concatenate": lambda info, domain, dtype: _stack(info, domain, dtype, extend_axis=True),
+    "concatenate": lambda fn, domain, dtype: _stack(fn, domain, dtype, extend_axis=True),
     "loss": _pair(shapes().map(lambda shape: (shape, shape)), "against"),
 }
 FAMILIES = tuple(_FAMILIES)

@@ -6,7 +6,7 @@ recurrent networks with the binary addition".
 This is the yardstick for the engine's adder. It shares no code and no names with the
 engine: its parameters are plain NumPy arrays named as in the write-up (W_in, b_in, W_rec,
 b_rec, S_0, W_out, b_out), the two biases of the write-up stay two, and `forward` and
-`backward` below are its equations. `models.comparison` maps these names to the engine's.
+`backward` below are its equations. `minigrad.models.comparison` maps these names to the engine's.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from models.presets import AdderConfig
-from models.reference.param import Param
+from ..presets import AdderConfig
+from .param import Param
 
 __all__ = [
     "cross_entropy",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from models.reference.param import Param
+from .param import Param
 
 __all__ = ["ReferenceCounter"]
 

@@ -1,0 +1,184 @@
+"""Check a hand-written backward pass against the engine's gradient.
+
+Tutorials write every gradient by hand; the engine computes the same gradient from the
+forward pass alone. `check_backward_at` compares the two at one input (use it inside your
+own `@given` test); `check_backward` draws the inputs from a Hypothesis strategy itself,
+and on a mismatch raises for the smallest input Hypothesis can shrink it to.
+
+Two forms of `engine_fn`:
+
+- a model (the default, `argnums=None`): `engine_fn(*args)` returns `(loss, module)`, the
+  loss a scalar Tensor, and the gradients are with respect to every entry of
+  `module.named_parameters()`; `handwritten_fn(*args)` returns a mapping parameter name ->
+  array;
+- a function of arrays (`argnums` given): `engine_fn(*args)` returns a scalar Tensor, and
+  the gradients are with respect to the arguments at `argnums` (they arrive as Tensors that
+  require grad, as in `value_and_grad`); `handwritten_fn(*args)` returns them as one array
+  (an int `argnums`) or a tuple of arrays in the order of `argnums`.
+
+`handwritten_fn` always gets NumPy copies of the arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import Tensor, gradients
+from ..nn import Module
+
+__all__ = ["BackwardMismatch", "check_backward", "check_backward_at"]
+
+# The gradients of one computation done in two operation orders differ by rounding, a few
+# units of 1e-16 relative per operation; these defaults leave room for thousands of
+# operations and still catch any wrong rule (which is off by much more than 1e-7).
+ATOL, RTOL = 1e-9, 1e-7
+
+
+class BackwardMismatch(AssertionError):
+    """A hand-written gradient differs from the engine's beyond the tolerances."""
+
+
+def check_backward(engine_fn: Callable[..., Any], handwritten_fn: Callable[..., Any],
+                   inputs: Any, *, argnums: int | Sequence[int] | None = None, atol: float = ATOL,
+                   rtol: float = RTOL, settings: Any = None) -> None:
+    """Run `check_backward_at` on inputs drawn from `inputs` by Hypothesis.
+
+    `inputs` is a strategy of argument tuples (a strategy of anything else gives a single
+    argument), or a tuple of strategies, one per argument (as `st.tuples`). Hypothesis's
+    active settings profile applies unless `settings` (a `hypothesis.settings`) is given.
+    On a mismatch, Hypothesis shrinks the input and `BackwardMismatch` is raised for the
+    smallest one found, naming the gradient, the element, both values and the inputs.
+    Call it from a plain test function, not inside `@given` (use `check_backward_at` there).
+    """
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    strategy = st.tuples(*inputs) if isinstance(inputs, tuple) else inputs
+
+    @given(strategy)
+    def check(drawn: Any) -> None:
+        args = drawn if isinstance(drawn, tuple) else (drawn,)
+        check_backward_at(engine_fn, handwritten_fn, *args, argnums=argnums, atol=atol,
+                          rtol=rtol)
+
+    if settings is not None:
+        check = settings(check)
+    check()
+
+
+def check_backward_at(engine_fn: Callable[..., Any], handwritten_fn: Callable[..., Any],
+                      *args: Any, argnums: int | Sequence[int] | None = None, atol: float = ATOL,
+                      rtol: float = RTOL) -> None:
+    """Compare `handwritten_fn(*args)` with the engine's gradient of `engine_fn` at `args`.
+
+    See the module docstring for the two forms of `engine_fn`. An element passes when
+    |handwritten - engine| <= atol + rtol * |engine|; otherwise `BackwardMismatch` (an
+    AssertionError) names the gradient, the worst element, both values, their difference
+    and the inputs.
+    """
+    engine = _engine_gradients(engine_fn, args, argnums)
+    handwritten = handwritten_fn(*(_copy(a) for a in args))
+    for name, expected in engine.items():
+        _compare(name, _pick(handwritten, name, engine, argnums), expected, atol, rtol, args)
+
+
+def _engine_gradients(engine_fn: Callable[..., Any], args: tuple,
+                      argnums: int | Sequence[int] | None) -> dict[Any, np.ndarray]:
+    """Gradient name -> engine gradient: parameter names for a model (`argnums` None),
+    argument positions for a function of arrays."""
+    positions = () if argnums is None else _positions(argnums, len(args))
+    inputs = [Tensor(_copy(a), requires_grad=True) if i in positions else _copy(a)
+              for i, a in enumerate(args)]
+    result = engine_fn(*inputs)
+    if argnums is None:
+        if not (isinstance(result, tuple) and len(result) == 2
+                and isinstance(result[1], Module)):
+            raise TypeError("check_backward: without argnums, engine_fn must return a pair "
+                            f"(scalar Tensor, Module), got {_kind(result)}; pass argnums to "
+                            "differentiate with respect to arguments instead")
+        loss, module = result
+        named = list(module.named_parameters())
+        wrt: list[Tensor] = [p for _, p in named]
+        names: list[Any] = [name for name, _ in named]
+    else:
+        loss, wrt, names = result, [inputs[i] for i in positions], list(positions)
+    if not isinstance(loss, Tensor) or loss.size != 1:
+        raise TypeError(f"check_backward: engine_fn's loss must be a scalar Tensor, got "
+                        f"{_kind(loss)}")
+    if not loss.requires_grad:
+        return {name: np.zeros_like(t.data) for name, t in zip(names, wrt)}
+    return dict(zip(names, gradients(loss, wrt)))
+
+
+def _pick(handwritten: Any, name: Any, engine: dict,
+          argnums: int | Sequence[int] | None) -> Any:
+    """The hand-written gradient that corresponds to the engine's gradient `name`."""
+    if isinstance(name, str):  # a model's parameter
+        if not isinstance(handwritten, Mapping) or set(handwritten) != set(engine):
+            got = sorted(handwritten) if isinstance(handwritten, Mapping) else _kind(handwritten)
+            raise TypeError(f"check_backward: handwritten_fn must return a mapping with the "
+                            f"engine's parameter names {sorted(engine)}, got {got}")
+        return handwritten[name]
+    if isinstance(argnums, (int, np.integer)):
+        return handwritten
+    if not isinstance(handwritten, (tuple, list)) or len(handwritten) != len(engine):
+        raise TypeError(f"check_backward: handwritten_fn must return {len(engine)} gradients "
+                        f"(one per argnums entry {argnums}), got {_kind(handwritten)}")
+    return handwritten[list(engine).index(name)]
+
+
+def _compare(name: Any, handwritten: Any, engine: np.ndarray, atol: float, rtol: float,
+             args: tuple) -> None:
+    label = f"'{name}'" if isinstance(name, str) else f"argument {name}"
+    hand = np.asarray(handwritten, dtype=np.float64)
+    if hand.shape != engine.shape:
+        raise BackwardMismatch(f"check_backward: handwritten gradient of {label} has shape "
+                               f"{hand.shape}, the engine's {engine.shape}; inputs "
+                               f"{_show(args)}")
+    excess = np.abs(hand - engine) - (atol + rtol * np.abs(engine))
+    excess = np.where(np.isnan(excess), np.inf, excess)
+    if excess.size and excess.max() > 0:
+        worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
+        h, e = float(hand[worst]), float(engine[worst])
+        raise BackwardMismatch(
+            f"check_backward: handwritten gradient of {label} (shape {engine.shape}) differs "
+            f"from the engine's at index {tuple(int(k) for k in worst)}: handwritten {h!r}, "
+            f"engine {e!r} (|difference| {abs(h - e):.3g} > atol {atol} + rtol {rtol} * "
+            f"|engine|); inputs {_show(args)}"
+        )
+
+
+def _show(args: tuple) -> str:
+    """The inputs on one line, each float with the digits that give it back exactly."""
+    return "(" + ", ".join(_one_line(a) for a in args) + ")"
+
+
+def _one_line(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k!r}: {_one_line(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (np.ndarray, np.generic, float, int)) and not isinstance(value, bool):
+        text = np.array2string(np.asarray(value), separator=", ", floatmode="unique",
+                               max_line_width=10**6)
+        return " ".join(text.split())
+    return repr(value)
+
+
+def _copy(a: Any) -> Any:
+    return np.array(a, copy=True) if isinstance(a, np.ndarray) else a
+
+
+def _kind(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    return type(value).__name__ + ("" if shape is None else f" of shape {shape}")
+
+
+def _positions(argnums: int | Sequence[int], n: int) -> tuple[int, ...]:
+    positions = (int(argnums),) if isinstance(argnums, (int, np.integer)) else tuple(argnums)
+    for i in positions:
+        if not 0 <= i < n:
+            raise ValueError(f"check_backward: argnums {argnums} out of range for {n} "
+                             "arguments")
+    return positions

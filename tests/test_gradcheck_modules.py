@@ -1,0 +1,151 @@
+"""gradcheck on Modules: every named parameter is checked and named in the error, parameters
+come back exactly as they were (values and .grad), and the params= forms and their errors."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minigrad as mg
+from minigrad import nn
+from minigrad.testing import GradcheckError, gradcheck
+from minigrad.testing import strategies as mst
+
+# Central differences (eps = 1e-6, float64) on these bounded inputs are good to ~1e-9.
+ATOL, RTOL = 1e-6, 1e-5
+
+
+class MLP(nn.Module):
+    """tanh hidden layers, a linear last layer: y = L_k(tanh(... tanh(L_1(x))))."""
+
+    def __init__(self, sizes, rng):
+        self.layers = [nn.Linear(a, b, rng=rng) for a, b in zip(sizes, sizes[1:])]
+
+    def forward(self, x):
+        for layer in self.layers[:-1]:
+            x = mg.tanh(layer(x))
+        return self.layers[-1](x)
+
+
+class DetachedLinear(nn.Linear):
+    """A user's bug: the weight is read through `.data`, so the engine never sees it and its
+    gradient is zero, while the loss does depend on it."""
+
+    def forward(self, x):
+        return x @ self.weight.data + self.bias
+
+
+def drawn_values(module, data, low=-1.0):
+    """Draw a value in [low, 1] for every parameter (biases nonzero, so that every term of a
+    rule matters) and load it."""
+    module.load_state_dict({
+        name: data.draw(mst.arrays(p.shape, low=low, high=1.0), label=name)
+        for name, p in module.named_parameters()
+    })
+
+
+@st.composite
+def mlps(draw):
+    sizes = draw(st.lists(st.integers(1, 3), min_size=2, max_size=4))
+    batch = draw(mst.shapes(max_dims=2, max_side=3))
+    return sizes, batch
+
+
+@given(drawn=mlps(), data=st.data())
+@settings(max_examples=20)
+def test_gradcheck_checks_every_parameter_of_a_module(drawn, data):
+    sizes, batch = drawn
+    model = MLP(sizes, np.random.default_rng(0))
+    drawn_values(model, data)
+    x = data.draw(mst.arrays(batch + (sizes[0],), low=-2.0, high=2.0), label="x")
+    assert gradcheck(model, x, atol=ATOL, rtol=RTOL, seed=data.draw(st.integers(0, 99)))
+
+
+@given(drawn=mlps(), data=st.data())
+@settings(max_examples=20)
+def test_a_parameter_the_engine_cannot_see_is_named(drawn, data):
+    sizes, batch = drawn
+    model = MLP(sizes, np.random.default_rng(0))
+    broken = data.draw(st.integers(0, len(model.layers) - 1), label="broken layer")
+    layer = model.layers[broken]
+    model.layers[broken] = DetachedLinear(layer.n_in, layer.n_out, rng=np.random.default_rng(1))
+    # Positive weights and inputs: every weight then moves the output (tanh' > 0), so the
+    # hidden one has a nonzero numerical gradient.
+    drawn_values(model, data, low=0.5)
+    x = data.draw(mst.arrays(batch + (sizes[0],), low=0.5, high=2.0), label="x")
+    with pytest.raises(GradcheckError) as info:
+        gradcheck(model, x, atol=ATOL, rtol=RTOL)
+    # The inputs and the layers before the broken one are right; it is the first named.
+    assert str(info.value).startswith(
+        f"gradcheck: gradient of parameter 'layers.{broken}.weight' (shape "
+        f"({layer.n_in}, {layer.n_out})) is wrong at index (")
+    assert ": engine 0.0, numerical " in str(info.value)
+
+
+def test_the_parameters_come_back_exactly():
+    model = MLP([2, 3, 1], np.random.default_rng(0))
+    before = {name: (p.data, p.data.copy()) for name, p in model.named_parameters()}
+    sentinels = {name: np.full(p.shape, 7.0) for name, p in model.named_parameters()}
+    for name, p in model.named_parameters():
+        p.grad = sentinels[name]
+    x = np.random.default_rng(1).normal(size=(4, 2))
+    assert gradcheck(model, x)
+    model.layers[0] = DetachedLinear(2, 3, rng=np.random.default_rng(2))  # now it fails
+    model.layers[0].weight.data[...] = before["layers.0.weight"][1]
+    with pytest.raises(GradcheckError):
+        gradcheck(model, x)
+    for name, p in model.named_parameters():
+        array, value = before[name]
+        np.testing.assert_array_equal(p.data, value, err_msg=name)  # bit for bit
+        if not name.startswith("layers.0."):  # the replaced layer's arrays are new
+            assert p.data is array, name  # changed in place and put back, not replaced
+            assert p.grad is sentinels[name], name  # a user's accumulated gradient is kept
+
+
+def test_the_parameters_come_back_when_the_module_raises():
+    class FailsOnThirdCall(nn.Module):
+        def __init__(self):
+            self.w = nn.Parameter(np.array([0.5, -1.5]))
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls == 3:  # inside the central differences, with w perturbed
+                raise RuntimeError("third call")
+            return (x * self.w).sum()
+
+    module = FailsOnThirdCall()
+    with pytest.raises(RuntimeError, match="third call"):
+        gradcheck(module, np.ones(2), argnums=())
+    np.testing.assert_array_equal(module.w.data, [0.5, -1.5])
+
+
+def test_params_of_a_module_used_inside_a_function():
+    model = MLP([3, 2], np.random.default_rng(0))
+    x, t = np.random.default_rng(1).normal(size=(5, 3)), np.random.default_rng(2).random((5, 2))
+    assert gradcheck(lambda inputs: mg.mse_loss(model(inputs), t), x, params=model)
+    model.layers[0] = DetachedLinear(3, 2, rng=np.random.default_rng(3))
+    with pytest.raises(GradcheckError, match="parameter 'layers.0.weight'"):
+        gradcheck(lambda inputs: mg.mse_loss(model(inputs), t), x, params=model)
+    # without params= a function's closure is not searched: only x is checked, and x's
+    # gradient is right even through the detached weight
+    assert gradcheck(lambda inputs: mg.mse_loss(model(inputs), t), x)
+    # a mapping picks the parameters to check, under the names it gives them
+    with pytest.raises(GradcheckError, match="parameter 'W'"):
+        gradcheck(model, x, params={"W": model.layers[0].weight})
+    assert gradcheck(model, x, params={"b": model.layers[0].bias})
+    assert gradcheck(model, x, params={})  # none: the inputs only
+
+
+def test_params_that_cannot_be_checked_are_refused():
+    model = MLP([2, 2], np.random.default_rng(0))
+    x = np.ones((1, 2))
+    with pytest.raises(TypeError, match=r"^gradcheck: params must be a Module or a mapping "
+                                        r"name -> Parameter, got list"):
+        gradcheck(model, x, params=list(model.parameters()))
+    with pytest.raises(ValueError, match=r"^gradcheck: params\['c'\] must be a Tensor that "
+                                         r"requires grad, got Tensor with requires_grad=False"):
+        gradcheck(model, x, params={"c": mg.Tensor([1.0])})
+    with pytest.raises(ValueError, match=r"^gradcheck: params\['c'\] must be a Tensor that "
+                                         r"requires grad, got ndarray"):
+        gradcheck(model, x, params={"c": np.ones(2)})

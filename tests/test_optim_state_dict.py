@@ -1,0 +1,104 @@
+"""load_state_dict on drawn states: every state inside its rule's domain loads and comes back
+unchanged (in the parameter's dtype); one bad element anywhere is refused with a ValueError
+naming the optimizer, the parameter, the buffer and the problem, and nothing is loaded."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from minigrad import optim
+
+
+class Param:
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+        self.grad: np.ndarray | None = None
+
+
+HYPERPARAMETERS = {
+    "sgd": {"lr": 0.1, "momentum": 0.9},
+    "rprop": {"step_min": 1e-6, "step_max": 50.0},
+    "rmsprop_nesterov": {},
+    "adam": {},
+}
+ANY = st.floats(-1e3, 1e3)
+SQUARES = st.floats(0.0, 1e3)
+# Per buffer: (values inside the rule's domain, finite values outside it, what the error says).
+# The outside values keep clear of the domain's edges, so that a float32 cast stays outside.
+DOMAINS = {
+    "momentum_buffer": (ANY, None, None),
+    "exp_avg": (ANY, None, None),
+    "velocity": (ANY, None, None),
+    "exp_avg_sq": (SQUARES, st.floats(-1e3, -1e-3), "has negative values"),
+    "mean_square": (SQUARES, st.floats(-1e3, -1e-3), "has negative values"),
+    "step_size": (st.floats(1e-6, 50.0), st.floats(-1e3, 5e-7) | st.floats(100.0, 1e3),
+                  "must lie in [step_min, step_max]"),
+    "prev_sign": (st.sampled_from([-1.0, 0.0, 1.0]),
+                  ANY.filter(lambda x: min(abs(x - c) for c in (-1.0, 0.0, 1.0)) > 1e-3),
+                  "must hold only -1, 0 or 1"),
+}
+NON_FINITE = st.sampled_from([np.nan, np.inf, -np.inf])
+
+
+@st.composite
+def optimizers_and_states(draw: st.DrawFn):
+    """An optimizer on drawn parameters, and a valid state dict for it."""
+    name = draw(st.sampled_from(sorted(HYPERPARAMETERS)))
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    shapes = draw(st.lists(hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4),
+                           min_size=1, max_size=3))
+    params = [Param(np.zeros(s, dtype=dtype)) for s in shapes]
+    opt = optim.create(name, params, **HYPERPARAMETERS[name])
+    sd = opt.state_dict()
+    for entry, shape in zip(sd["state"], shapes, strict=True):
+        entry["step"] = draw(st.integers(0, 10**6))
+        for key in entry:
+            if key != "step":
+                entry[key] = draw(hnp.arrays(np.float64, shape, elements=DOMAINS[key][0]))
+    return opt, sd
+
+
+@given(optimizers_and_states())
+def test_a_state_inside_the_domain_loads_and_comes_back(problem):
+    opt, sd = problem
+    opt.load_state_dict(sd)
+    back = opt.state_dict()
+    assert back["hyperparameters"] == sd["hyperparameters"]
+    for got, sent, param in zip(back["state"], sd["state"], opt.parameters, strict=True):
+        assert got.keys() == sent.keys() and got["step"] == sent["step"]
+        for key in got.keys() - {"step"}:
+            assert got[key].dtype == param.data.dtype
+            np.testing.assert_array_equal(got[key], sent[key].astype(param.data.dtype))
+
+
+@given(optimizers_and_states(), st.data())
+def test_one_bad_element_is_refused_and_nothing_loads(problem, data):
+    opt, sd = problem
+    before = opt.state_dict()
+    index = data.draw(st.integers(0, len(sd["state"]) - 1))
+    entry = sd["state"][index]
+    key = data.draw(st.sampled_from(sorted(entry.keys() - {"step"}) or ["step"]))
+    if key == "step":  # SGD without a buffer has only its step count to spoil
+        entry["step"] = data.draw(st.integers(-10, -1))
+        problem_text = "step must be a non-negative integer"
+    else:
+        _, outside, domain_problem = DOMAINS[key]
+        bad = data.draw(NON_FINITE if outside is None else NON_FINITE | outside)
+        entry[key].flat[data.draw(st.integers(0, entry[key].size - 1))] = bad
+        finite = np.isfinite(bad)
+        problem_text = f"{key} {domain_problem if finite else 'holds NaN or infinite values'}"
+    message = (rf"^{type(opt).__name__}\.load_state_dict: state of parameter {index}: "
+               rf"{re.escape(problem_text)}")
+    with pytest.raises(ValueError, match=message):
+        opt.load_state_dict(sd)
+    after = opt.state_dict()
+    for got, was in zip(after["state"], before["state"], strict=True):
+        assert got["step"] == was["step"]
+        for key in got.keys() - {"step"}:
+            np.testing.assert_array_equal(got[key], was[key])

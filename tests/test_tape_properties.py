@@ -1,0 +1,135 @@
+"""The tape's bookkeeping as properties of the public API, on drawn shapes and values:
+gradients accumulate across backward() calls, contributions of different broadcast shapes
+to one vertex (a leaf or an intermediate result) are each summed back to its shape and
+added, and a tensor reused in many places gets the sum of every use. Each is checked
+against a closed form computed here with NumPy, and the reuse against central differences.
+"""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import minigrad as mg
+from minigrad.testing import gradcheck
+from minigrad.testing import strategies as mst
+
+# The closed forms compute the same sums as the engine in another order: rounding only.
+CLOSE = {"rtol": 1e-12, "atol": 1e-12}
+
+# Elementwise uses of a tensor, with their derivatives: f(v) and f'(v).
+USES = {
+    "identity": (lambda v: v, lambda v: np.ones_like(v)),
+    "square": (lambda v: v * v, lambda v: 2 * v),
+    "tanh": (mg.tanh, lambda v: 1 - np.tanh(v) ** 2),
+    "exp": (mg.exp, np.exp),
+}
+
+
+def sum_to_shape(g, shape):
+    """The closed form of undoing broadcasting: sum over the axes broadcasting added (the
+    leading ones) and over those it stretched from 1."""
+    g = g.sum(axis=tuple(range(g.ndim - len(shape))))
+    stretched = tuple(i for i, side in enumerate(shape) if side == 1 and g.shape[i] != 1)
+    return g.sum(axis=stretched, keepdims=True)
+
+
+@st.composite
+def uses_of_one_tensor(draw, max_uses=6, shape=None):
+    """A tensor's value (of `shape`, or a drawn one) and, per use, an elementwise function
+    and a coefficient whose shape broadcasts with the tensor's in its own way (so each use's
+    output has its own shape), and an upstream gradient for the sum of the uses."""
+    if shape is None:
+        shape = draw(mst.shapes(max_side=3))
+    n = draw(st.integers(1, max_uses))
+    coefficient_shapes = draw(hnp.mutually_broadcastable_shapes(
+        num_shapes=n, base_shape=shape, max_dims=3, max_side=3)).input_shapes
+    value = draw(mst.arrays(shape, low=-1.5, high=1.5))
+    uses = [(draw(st.sampled_from(sorted(USES))), draw(mst.arrays(s, low=-2, high=2)))
+            for s in coefficient_shapes]
+    out_shape = np.broadcast_shapes(shape, *coefficient_shapes)
+    upstream = draw(mst.arrays(out_shape, low=-2, high=2))
+    return value, uses, upstream
+
+
+def summed_uses(v, uses):
+    """sum_j f_j(v) c_j, broadcast to the shape of all of them."""
+    return sum((USES[name][0](v) * c for name, c in uses), start=mg.Tensor(0.0))
+
+
+def closed_form(value, uses, upstream):
+    """d <upstream, sum_j f_j(v) c_j> / dv = sum_j sum_to(sum_to(upstream, shape of use j)
+    c_j, shape of v) f_j'(v)."""
+    total = np.zeros_like(value)
+    for name, c in uses:
+        use_shape = np.broadcast_shapes(value.shape, c.shape)
+        total += sum_to_shape(sum_to_shape(upstream, use_shape) * c, value.shape) * \
+            USES[name][1](value)
+    return total
+
+
+@given(drawn=uses_of_one_tensor())
+@settings(max_examples=60)
+def test_a_leaf_used_in_many_places_gets_every_contribution(drawn):
+    value, uses, upstream = drawn
+    x = mg.Tensor(value, requires_grad=True)
+    summed_uses(x, uses).backward(upstream)
+    np.testing.assert_allclose(x.grad, closed_form(value, uses, upstream), **CLOSE)
+
+
+@given(drawn=uses_of_one_tensor(), scale=st.floats(0.5, 2.0))
+@settings(max_examples=60)
+def test_an_intermediate_vertex_used_in_many_places_gets_every_contribution(drawn, scale):
+    """v = scale * x is swept once, after all its contributions arrived, each summed back to
+    v's shape; x then gets scale times that."""
+    value, uses, upstream = drawn
+    x = mg.Tensor(value / scale, requires_grad=True)
+    v = x * scale
+    out = summed_uses(v, uses)
+    grad_v, grad_x = mg.gradients(out, [v, x], upstream, retain_graph=True)
+    expected = closed_form(v.data, uses, upstream)
+    np.testing.assert_allclose(grad_v, expected, **CLOSE)
+    np.testing.assert_allclose(grad_x, scale * expected, **CLOSE)
+    out.backward(upstream)
+    np.testing.assert_allclose(x.grad, scale * expected, **CLOSE)
+
+
+@given(drawn=uses_of_one_tensor(max_uses=4), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=30)
+def test_reuse_against_central_differences(drawn, seed):
+    value, uses, _ = drawn
+    assert gradcheck(lambda t: summed_uses(mg.tanh(t) * 1.5, uses), value, seed=seed)
+
+
+@given(shape=mst.shapes(max_side=3), calls=st.integers(1, 4), data=st.data())
+@settings(max_examples=40)
+def test_gradients_accumulate_across_backward_calls(shape, calls, data):
+    """k backward() calls through k graphs of different output shapes leave the sum of
+    their gradients in .grad, each call adding its own; setting .grad = None starts over."""
+    value = data.draw(mst.arrays(shape, low=-1.5, high=1.5), label="value")
+    x = mg.Tensor(value, requires_grad=True)
+    expected = np.zeros_like(value)
+    for _ in range(calls):
+        _, uses, upstream = data.draw(uses_of_one_tensor(max_uses=2, shape=shape), label="call")
+        summed_uses(x, uses).backward(upstream)
+        expected += closed_form(value, uses, upstream)
+        np.testing.assert_allclose(x.grad, expected, **CLOSE)
+    x.grad = None
+    summed_uses(x, uses).backward(upstream)
+    np.testing.assert_allclose(x.grad, closed_form(value, uses, upstream), **CLOSE)
+
+
+@given(drawn=uses_of_one_tensor(max_uses=3), repeats=st.integers(2, 4))
+@settings(max_examples=30)
+def test_backward_through_a_retained_graph_adds_each_time(drawn, repeats):
+    value, uses, upstream = drawn
+    x = mg.Tensor(value, requires_grad=True)
+    out = summed_uses(x, uses)
+    once = closed_form(value, uses, upstream)
+    for k in range(1, repeats + 1):
+        out.backward(upstream, retain_graph=True)
+        np.testing.assert_allclose(x.grad, k * once, **CLOSE)
+    # gradients() reads the same graph without touching .grad
+    (again,) = mg.gradients(out, [x], upstream)
+    np.testing.assert_allclose(again, once, **CLOSE)
+    np.testing.assert_allclose(x.grad, repeats * once, **CLOSE)
