@@ -194,6 +194,23 @@ class _Trace:
             return self.array_slot(x)
         return self.new_slot(x, ("constant",))
 
+    def check_options(self, op: Op, options: Any) -> None:
+        """Options are part of the program: one holding an input's array (an index array
+        passed as an argument) would be replayed with its value at the trace."""
+        if isinstance(options, dict):
+            options = tuple(options.values())
+        if isinstance(options, (tuple, list)):
+            for value in options:
+                self.check_options(op, value)
+        elif isinstance(options, np.ndarray) and options.size:
+            inputs = [*self.arrays.values(), *(self.values[slot.index] for slot in
+                                               self.by_tensor.values())]
+            if any(np.may_share_memory(options, a) for a in inputs if isinstance(a, np.ndarray)):
+                raise TraceError(
+                    f"compile: '{op.name}' takes an array from an argument or a tensor as an "
+                    f"option (shape {options.shape}); a trace keeps options as constants: "
+                    "index with a fixed array made inside the function, or don't compile it")
+
     def array_slot(self, a: np.ndarray) -> _Slot:
         """An argument array, a view of one (rebuilt from the argument on every call), or a
         constant that `fn` made itself."""
@@ -232,6 +249,7 @@ class _Trace:
 
     def add(self, op: Op, operands: Sequence[Any], options: dict[str, Any], out: Tensor) -> None:
         inputs = tuple(self.operand_slot(x, op).index for x in operands)
+        self.check_options(op, options)
         node = out._node
         slot = self.new_slot(out._data, ("output",))
         step = _Step(op, inputs, dict(options), slot, node)

@@ -372,6 +372,15 @@ def test_a_tensor_made_inside_fn_from_an_argument_is_refused_on_the_second_call(
         step(np.array([3.0, 4.0]))
 
 
+def test_an_argument_used_as_an_index_is_refused():
+    step = mg.compile(lambda x, index: (w_refuse * x)[index].sum())
+    with pytest.raises(mg.TraceError, match="'getitem' takes an array from an argument"):
+        step(np.ones(2), np.array([1, 1]))
+    fixed = mg.compile(lambda x: (w_refuse * x)[np.array([1, 1])].sum())
+    for _ in range(3):
+        assert fixed(np.ones(2)).item() == 4.0
+
+
 def test_control_flow_on_outside_state_is_refused():
     calls = []
 
