@@ -292,12 +292,51 @@ class _Program:
         self.views = [(i, k) for i, k in enumerate(trace.kinds) if k[0] in ("flat", "view")]
         self.captured = [(i, k[1], trace.slots[i].shape, trace.slots[i].dtype)
                          for i, k in enumerate(trace.kinds) if k[0] == "captured"]
-        self.steps = [(s.forward, s.inputs, s.options, s.out.index) for s in trace.steps]
         self.anomaly = bool(mode & ANOMALY)
         self.requires_grad = result.requires_grad
         self.backward_steps = [s for s in reversed(trace.steps) if s.node is not None]
         self.leaves = self._reachable_leaves() if self.requires_grad else []
         self.copies_arrays = self.requires_grad
+        self.frees = self._frees()
+        self.steps = [(s.forward, s.inputs, s.options, s.out.index, frees)
+                      for s, frees in zip(trace.steps, self.frees)]
+        self._forget(trace)
+
+    def _frees(self) -> list[tuple[int, ...]]:
+        """For each step, the values no later step and no VJP reads: dropped after it, so
+        that a replay holds what eager mode's graph holds (a pre-activation, say, is freed
+        once its tanh is computed), not every value of the forward pass."""
+        kinds = self.trace.kinds
+        kept = {self.result.index}
+        for step in self.backward_steps:
+            kept.update(step.saved)
+            if step.saves_output:
+                kept.add(step.out.index)
+        last: dict[int, int] = {}
+        for k, step in enumerate(self.trace.steps):
+            last[step.out.index] = k
+            for i in step.inputs:
+                last[i] = k
+        frees: list[list[int]] = [[] for _ in self.trace.steps]
+        for i, k in last.items():
+            if i not in kept and kinds[i][0] in ("output", "array", "flat", "view"):
+                frees[k].append(i)
+        return [tuple(f) for f in frees]
+
+    def _forget(self, trace: _Trace) -> None:
+        """Keep of the trace only what a program and the second call's comparison read: not
+        the first call's arrays, nor (outside anomaly mode) its nodes."""
+        trace.values = [v if k[0] in ("constant", "captured") else None
+                        for v, k in zip(trace.values, trace.kinds)]
+        trace.keep.clear()
+        trace.by_tensor.clear()
+        trace.by_vertex.clear()
+        trace.by_array.clear()
+        trace.arrays.clear()
+        trace.outputs.clear()
+        if not self.anomaly:
+            for step in trace.steps:
+                step.node = None
 
     def _reachable_leaves(self) -> list[_Slot]:
         """The slots of the grad-requiring tensors the result depends on, in slot order."""
@@ -342,20 +381,24 @@ class _Program:
         if self.anomaly:
             self._forward_checked(values)
             return values
-        for forward, inputs, options, out in self.steps:
+        for forward, inputs, options, out, frees in self.steps:
             r = forward(*[values[i] for i in inputs], **options) if options else \
                 forward(*[values[i] for i in inputs])
             values[out] = r if type(r) is np.ndarray else np.asarray(r)
+            for i in frees:
+                values[i] = None
         return values
 
     def _forward_checked(self, values: list[Any]) -> None:
-        for step in self.trace.steps:
+        for step, frees in zip(self.trace.steps, self.frees):
             arrays = [values[i] for i in step.inputs]
             r = step.forward(*arrays, **step.options) if step.options else step.forward(*arrays)
             r = r if type(r) is np.ndarray else np.asarray(r)
             if step.node is not None and step.watch and not np.isfinite(r).all():
                 raise anomaly.AnomalyError(anomaly._message(step.node, "forward", "its output", r))
             values[step.out.index] = r
+            for i in frees:
+                values[i] = None
 
     def backward(self, values: list[Any], seed: np.ndarray) -> list[np.ndarray]:
         """The cotangent of every leaf, by the sweep's rules (`minigrad.tape.sweep`)."""
