@@ -104,7 +104,8 @@ class HandwrittenAdder:
         self.config = config
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
-            raise ValueError(f"HandwrittenAdder: dtype must be float64 or float32, got {dtype}")
+            raise ValueError(f"HandwrittenAdder: dtype must be float64 or float32, "
+                             f"got {self.dtype}")
         shapes = config.parameter_shapes()
         if set(parameters) != set(shapes):
             raise ValueError(f"HandwrittenAdder: parameters must be named {sorted(shapes)}, "
