@@ -206,7 +206,10 @@ def run(args: argparse.Namespace) -> str:
             (f"- glibc malloc: {allocator.describe()}. Fixed thresholds keep page faults "
              "out of the steps of implementations that allocate per step (see "
              "`benchmarks/allocator.py`; `--adaptive-malloc` runs under glibc's adaptive "
-             "defaults instead)."),
+             "defaults instead). The page-fault column counts the minor faults of 3 steps "
+             "after the timed rounds, per step: under the adaptive defaults the "
+             "tutorial-style and engine steps at B fault hundreds of pages in every step, "
+             "the hand-written one none."),
             ("- Timing: every implementation of a case is timed in the same loop, one step "
             "each per round, the order rotated every round, after warm-up steps; the "
             "median of the rounds is reported (`benchmarks/timing.py`). The garbage "

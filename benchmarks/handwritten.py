@@ -86,6 +86,13 @@ class _AdderBuffers:
     carry: NDArray      # (N, n) S_{k-1} W_rec, then D_{k+1} W_rec^T
     column_sum: NDArray  # (n,)
 
+    def __post_init__(self) -> None:
+        # The per-step slices, made once: indexing in the loops would make new views on
+        # every step of every call.
+        self.S_k = list(self.S)
+        self.D_k = list(self.D)
+        self.derivative_k = list(self.derivative)
+
     @property
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in self.__dataclass_fields__)
@@ -193,10 +200,11 @@ class HandwrittenAdder:
         if self.config.bias:
             np.add(inputs, p["input.bias"] + p["recurrent.bias"], out=inputs)
         S[0] = p["initial_state"] if self.config.learn_initial_state else 0.0
+        carry, S_k, activate = b.carry, b.S_k, self._activate
         for k in range(1, length + 1):
-            np.matmul(S[k - 1], W, out=b.carry)
-            np.add(S[k], b.carry, out=S[k])
-            self._activate(S[k])
+            np.matmul(S_k[k - 1], W, out=carry)
+            np.add(S_k[k], carry, out=S_k[k])
+            activate(S_k[k])
         np.matmul(inputs, p["output.weight"], out=b.logits)
         if self.config.bias:
             np.add(b.logits, p["output.bias"], out=b.logits)
@@ -245,11 +253,12 @@ class HandwrittenAdder:
             np.multiply(S[1:], S[1:], out=dS)
             np.subtract(S[1:], dS, out=dS)
         W_T = p["recurrent.weight"].T
-        np.multiply(D[-1], dS[-1], out=D[-1])
+        carry, D_k, dS_k = b.carry, b.D_k, b.derivative_k
+        np.multiply(D_k[-1], dS_k[-1], out=D_k[-1])
         for k in range(length - 2, -1, -1):
-            np.matmul(D[k + 1], W_T, out=b.carry)
-            np.add(D[k], b.carry, out=D[k])
-            np.multiply(D[k], dS[k], out=D[k])
+            np.matmul(D_k[k + 1], W_T, out=carry)
+            np.add(D_k[k], carry, out=D_k[k])
+            np.multiply(D_k[k], dS_k[k], out=D_k[k])
         D_all = D.reshape(m, n)
         np.matmul(S[:-1].reshape(m, n).T, D_all, out=g["recurrent.weight"])
         np.matmul(b.X.reshape(m, 2).T, D_all, out=g["input.weight"])

@@ -61,6 +61,7 @@ class CaseResult:
     dtype: np.dtype
     timings: dict[str, Timing]          # implementation -> time per step; baselines first
     first_loss: dict[str, float]
+    faults: dict[str, float | None]     # implementation -> page faults per step
     notes: list[str] = field(default_factory=list)
 
     def ratio(self, name: str) -> float:
@@ -101,7 +102,26 @@ def time_step_case(case: StepCase, dtype: Any, *, repeats: int | None = None,
             notes.append(f"{case.key} {dtype}: {name}'s first loss {loss:.10g} differs from "
                          f"the hand-written {baseline_loss:.10g}")
     timings = alternate(steps, repeats=repeats or case.repeats, warmup=case.warmup)
-    return CaseResult(case, dtype, timings, first_loss, notes)
+    faults = {name: page_faults_per_step(step) for name, step in steps.items()}
+    return CaseResult(case, dtype, timings, first_loss, faults, notes)
+
+
+def page_faults_per_step(step: Step, steps: int = 3) -> float | None:
+    """Minor page faults per call of `step` (memory the allocator had given back to the
+    kernel and had to fault in again), counted after the timed rounds; None where the
+    platform does not count them."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return None
+
+    def faults() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    before = faults()
+    for _ in range(steps):
+        step()
+    return (faults() - before) / steps
 
 
 @dataclass
