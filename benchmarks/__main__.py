@@ -13,8 +13,9 @@ thread (set here, before NumPy is imported), and glibc malloc's thresholds are p
 command re-executes itself with them set; see `benchmarks.allocator`).
 
 Progress goes to stderr; the report to stdout and, with --output, to a file (written
-atomically). The full run takes about 4 minutes on an idle 2-core machine; --quick runs tiny
-sizes with 3 repeats in seconds (the smoke test's mode).
+atomically). The last full run, with PyTorch, JAX and autograd rows, took 23 minutes on a
+heavily loaded 2-core machine; --quick runs tiny sizes with 3 repeats in seconds (the
+smoke test's mode).
 
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, where the environment sets them (to work around
 older OpenBLAS builds), force a slower kernel on a current NumPy; the published results

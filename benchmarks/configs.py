@@ -1,10 +1,10 @@
 """What is measured, and how often: the step configurations, the sweeps and their repeats.
 
-Two plans: `FULL` (the published numbers; 2.5 minutes on an idle 2-core machine, twice that
-under load) and `QUICK` (tiny sizes and a few repeats, for the smoke test: seconds). Each
-adder case names the preset
-whose hyperparameters its optimizer uses (RMSProp-Nesterov's lr, decay, momentum, eps); the
-architecture is that preset's (tanh, biases, learned S_0, Glorot) at the case's sizes.
+Two plans: `FULL` (the published numbers; 23 minutes with the other libraries' rows on a
+heavily loaded 2-core machine) and `QUICK` (tiny sizes and a few repeats, for the smoke
+test: seconds). Each adder case names the preset whose hyperparameters its optimizer uses
+(RMSProp-Nesterov's lr, decay, momentum, eps); the architecture is that preset's (tanh,
+biases, learned S_0, Glorot) at the case's sizes.
 
 Targets are for float64 with BLAS on one thread: an engine mode's median step time (or
 peak memory) divided by the hand-written step's (`benchmarks.handwritten`), measured in the
