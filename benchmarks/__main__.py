@@ -208,9 +208,11 @@ def run(args: argparse.Namespace) -> str:
              "out of the steps of implementations that allocate per step (see "
              "`benchmarks/allocator.py`; `--adaptive-malloc` runs under glibc's adaptive "
              "defaults instead). The page-fault column counts the minor faults of 3 steps "
-             "after the timed rounds, per step: under the adaptive defaults the "
-             "tutorial-style and engine steps at B fault hundreds of pages in every step, "
-             "the hand-written one none."),
+             "after the timed rounds, per step. Under the adaptive defaults they depend on "
+             "what the process allocated before: at B the tutorial-style and engine steps "
+             "faulted about 500 and 640 pages per step in a process without PyTorch and "
+             "JAX, none in one that had imported them; the hand-written step never does "
+             "(benchmarks/RESULTS.md)."),
             ("- Timing: every implementation of a case is timed in the same loop, one step "
             "each per round, the order rotated every round, after warm-up steps; the "
             "median of the rounds is reported (`benchmarks/timing.py`). The garbage "
