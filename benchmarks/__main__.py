@@ -223,8 +223,8 @@ def run(args: argparse.Namespace) -> str:
             "first step is checked to give the hand-written step's loss. IQR/2 is half the "
             "interquartile range of the repeats, relative to the median."),
             ("- JAX hands each call between threads, so load from other processes slows its "
-            "rows far more than the others' (seen here: 17× at A under a load average of "
-            "3.5, 1.2× idle)."),
+            "rows far more than the others' (seen in an earlier run: 17× at A under a load "
+            "average of 3.5, 1.2× idle)."),
             ("- The machine is shared with other work: absolute times vary from run to run; "
             "the ratios, measured in alternation, are what matters."),
             (f"- Load average at the end (1, 5, 15 min): {machine.load_average()}; "

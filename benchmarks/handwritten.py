@@ -20,7 +20,7 @@ How it is fast:
 - time-major buffers (L, N, ·): every per-step slice is contiguous, and "all positions" is
   a plain (M, ·) matrix, so each weight gradient is one matrix product over all M rows
   instead of L products and L additions;
-- three NumPy calls per timestep each way: forward `S_{k-1} W_rec` into a work array, add
+- three NumPy calls per timestep each way (tanh): forward `S_{k-1} W_rec` into a work array, add
   into S_k (which already holds the input term, computed for all steps at once), the
   activation in place; backward the carried product, the add, the multiply by act';
 - act'(S) for all steps in two passes before the backward loop, not three per step;
