@@ -49,7 +49,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from minigrad.models.presets import AdderConfig
-from minigrad.models.reference import Param
+from minigrad.models.reference.param import Param, Parameters
 
 __all__ = ["HandwrittenAdder", "HandwrittenCounter"]
 
@@ -98,7 +98,7 @@ class _AdderBuffers:
         return sum(getattr(self, name).nbytes for name in self.__dataclass_fields__)
 
 
-class HandwrittenAdder:
+class HandwrittenAdder(Parameters):
     """The adder RNN of `config` (tanh or sigmoid, with or without biases and a learned
     S_0) with the fastest hand-written BPTT we know; see the module docstring for the math.
 
@@ -126,16 +126,6 @@ class HandwrittenAdder:
             self._params[name] = Param(value)
         self._grads = {name: np.empty(shape, self.dtype) for name, shape in shapes.items()}
         self._buffers: _AdderBuffers | None = None
-
-    def named_parameters(self) -> list[tuple[str, Param]]:
-        return list(self._params.items())
-
-    def parameters(self) -> list[Param]:
-        return list(self._params.values())
-
-    def zero_grad(self) -> None:
-        for param in self._params.values():
-            param.grad = None
 
     @property
     def workspace_bytes(self) -> int:
@@ -272,7 +262,7 @@ class HandwrittenAdder:
             np.matmul(p["recurrent.weight"], b.column_sum, out=g["initial_state"])
 
 
-class HandwrittenCounter:
+class HandwrittenCounter(Parameters):
     """The counter of tutorial part 1 (s_0 = 0, s_k = s_{k-1} w_rec + x_k w_x, loss the
     mean of (s_T - t)^2 over n sequences), forward and backward as one matrix product.
 
@@ -295,16 +285,6 @@ class HandwrittenCounter:
         self._powers = np.empty(0)        # w_rec^0 .. w_rec^(T-1)
         self._q = np.empty((0, 2))        # [q, q'] as columns
         self._exponents = np.empty(0)     # T-1 .. 1: the factors of q'
-
-    def named_parameters(self) -> list[tuple[str, Param]]:
-        return list(self._params.items())
-
-    def parameters(self) -> list[Param]:
-        return list(self._params.values())
-
-    def zero_grad(self) -> None:
-        for param in self._params.values():
-            param.grad = None
 
     def loss_and_backward(self, X: ArrayLike, t: ArrayLike) -> float:
         """The mean squared error of s_T; dloss/dw_x and dloss/dw_rec into `.grad`."""
