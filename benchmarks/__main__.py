@@ -1,16 +1,21 @@
-"""`python -m benchmarks [--quick] [--only A,B,...] [--repeats N] [--output PATH]`
+"""`python -m benchmarks [--quick] [--only A,B,...] [--repeats N] [--output PATH]
+[--adaptive-malloc]`
 
 Times one full training step of the adder (forward, backward, RMSProp-Nesterov update with
-its closure, as `minigrad.models.training.train` runs it) on the minigrad engine and on the
-hand-coded NumPy reference, same parameters and minibatch, alternating in one process, and
-prints a markdown report: step times and ratios for cases A-D and the counter (plus
-PyTorch, JAX and autograd rows where importable), the peak memory of a step at C, how the
-step time scales with the sequence length, the batch and the state size, and the engine's
-overhead per op. BLAS runs on one thread (set here, before NumPy is imported).
+its closure, as `minigrad.models.training.train` runs it) on the minigrad engine, on the
+hand-written NumPy step of `benchmarks.handwritten` (the baseline of every ratio) and on
+the tutorial-style hand-coded step of `minigrad.models.reference`, same parameters, minibatch and
+optimizer, alternating in one process, and prints a markdown report: step times and
+ratios for cases A-D and the counter (plus PyTorch, JAX and autograd rows where
+importable), the peak memory of a step at C, how the step time scales with the sequence
+length, the batch and the state size, and the engine's overhead per op. BLAS runs on one
+thread (set here, before NumPy is imported), and glibc malloc's thresholds are pinned (the
+command re-executes itself with them set; see `benchmarks.allocator`).
 
 Progress goes to stderr; the report to stdout and, with --output, to a file (written
-atomically). The full run takes 2.5 minutes on an idle 2-core machine; --quick runs tiny
-sizes with 3 repeats in seconds (the smoke test's mode).
+atomically). The last full run, with PyTorch, JAX and autograd rows, took 23 minutes on a
+heavily loaded 2-core machine; --quick runs tiny sizes with 3 repeats in seconds (the
+smoke test's mode).
 
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, where the environment sets them (to work around
 older OpenBLAS builds), force a slower kernel on a current NumPy; the published results
@@ -34,7 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import configs, machine, others, report, suite
+from minigrad.models.cli import positive_int
+
+from . import allocator, configs, machine, others, report, suite
 from .ops import time_ops
 
 _KEYS = {key.lower(): key for key in configs.SECTIONS}
@@ -51,13 +58,6 @@ def _sections(text: str) -> list[str]:
     return chosen
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.split("\n\n")[1],
@@ -66,11 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tiny sizes and 3 repeats: a smoke test, not a measurement")
     parser.add_argument("--only", type=_sections, metavar="A,B,...",
                         help="run only these sections (default: all)")
-    parser.add_argument("--repeats", type=_positive_int, metavar="N",
+    parser.add_argument("--repeats", type=positive_int, metavar="N",
                         help="timed repeats of every measurement (default: per case, as the "
                              "report's repeats column shows)")
     parser.add_argument("--output", type=Path, metavar="PATH",
                         help="also write the markdown report to PATH (atomically)")
+    parser.add_argument("--adaptive-malloc", action="store_true",
+                        help="run under glibc malloc's adaptive thresholds instead of pinning "
+                             "them (to see what the allocator does to the ratios)")
     return parser
 
 
@@ -114,11 +117,13 @@ def run(args: argparse.Namespace) -> str:
     if step_results:
         text, found = report.step_table(step_results)
         verdicts += found
-        out += ["## One training step: minigrad vs hand-coded", "",
+        out += ["## One training step: minigrad vs hand-written NumPy", "",
                 "Forward, backward and the optimizer's update (RMSProp-Nesterov with its "
-                "closure for the adder, RProp for the counter), on the same parameters and "
-                "minibatch; median of the alternating repeats. Ratio = time / the hand-coded "
-                "step's time (below 1: faster than the hand-coded NumPy). Cases: "
+                "closure for the adder, RProp for the counter, the same optimizer code for "
+                "every row), on the same parameters and minibatch; median of the "
+                "alternating repeats. Ratio to hand-written = time / the hand-written "
+                "step's time from the same run (below 1: faster than the best NumPy we "
+                "wrote); ratio to tutorial-style = time / the tutorial-style step's. Cases: "
                 + "; ".join(f"{c.key}, {c.title}" for c in plan.steps if c.key in chosen)
                 + ".", "", text, ""]
 
@@ -128,12 +133,14 @@ def run(args: argparse.Namespace) -> str:
         for dtype in (np.float64, np.float32):
             progress(f"peak memory at {case.key} {np.dtype(dtype).name}")
             memory.append(suite.measure_memory(case, dtype, repeats=plan.memory_repeats))
-        text, found = report.memory_table(memory, plan.memory_target)
+        text, found = report.memory_table(memory, plan.memory_targets)
         verdicts += found
         out += ["## Peak memory of one step", "",
                 (f"tracemalloc's peak during one step, above what was allocated before it "
                 f"(after a warm-up step; median of {plan.memory_repeats}). NumPy's buffers "
-                f"are traced, so this counts the arrays and the Python objects."), "",
+                f"are traced, so this counts the arrays and the Python objects. The "
+                f"hand-written step keeps its buffers between steps; they are dropped "
+                f"before each measured step, so its peak includes them."), "",
                 text, ""]
 
     titles = {"length": "Scaling with the sequence length T",
@@ -146,12 +153,13 @@ def run(args: argparse.Namespace) -> str:
         out += [f"## {titles[sweep.key]}", "",
                 ("float64 adder step. The exponent is d log(time) / d log(size) from the row "
                 "above: 1 is linear growth, below 1 a fixed cost still dominates, above 1 "
-                "faster than linear."), "", report.sweep_table(sweep, points), ""]
+                "faster than linear. Ratios are to the hand-written step."), "",
+                report.sweep_table(sweep, points), ""]
         if sweep.vary == "timesteps":
-            verdict = report.linearity_verdict(points, plan.linear_tolerance)
-            verdicts.append(verdict)
-            out += [(f"Target: {verdict.target}: {verdict.measured}, "
-                    f"{report._mark(verdict.passed)}."), ""]
+            for verdict in report.linearity_verdicts(points, plan.linear_tolerance):
+                verdicts.append(verdict)
+                out += [(f"Target: {verdict.target}: {verdict.measured}, "
+                        f"{report._mark(verdict.passed)}."), ""]
 
     if "ops" in chosen:
         progress("per-op overhead")
@@ -165,7 +173,10 @@ def run(args: argparse.Namespace) -> str:
 
     if verdicts:
         met = sum(v.passed for v in verdicts)
-        title += ["## Targets", "", f"{met} of {len(verdicts)} met.", "",
+        title += ["## Targets", "",
+                  (f"{met} of {len(verdicts)} met. Every target is a ratio to the hand-written "
+                   f"step of the same run (`benchmarks/handwritten.py`), not to the "
+                   f"tutorial-style one."), "",
                   report.targets_table(verdicts), ""]
     out = title + out
 
@@ -179,18 +190,37 @@ def run(args: argparse.Namespace) -> str:
             f"dependencies of minigrad; their rows (cases with others) use the same "
             f"optimizer code, parameters and minibatch as the engine "
             f"(see `benchmarks/others.py`)."),
+            ("- Baselines: the hand-written step (`benchmarks/handwritten.py`) is the fastest "
+             "plain NumPy we know to write: time-major preallocated buffers reused across "
+             "steps, one matrix product per weight gradient over all timesteps, three NumPy "
+             "calls per timestep each way; for the counter, the closed form of its linear "
+             "recurrence (one matrix product). The tutorial-style step "
+             "(`minigrad.models.reference`) "
+             "is the write-up's hand-coded backward pass. A test checks that both give the "
+             "engine's loss and gradients to float64 rounding "
+             "(`tests/test_benchmarks.py`). Every row uses the same optimizer code, so the "
+             "rows differ only in forward and backward."),
+            (f"- glibc malloc: {allocator.describe()}. Fixed thresholds keep page faults "
+             "out of the steps of implementations that allocate per step (see "
+             "`benchmarks/allocator.py`; `--adaptive-malloc` runs under glibc's adaptive "
+             "defaults instead). The page-fault column counts the minor faults of 3 steps "
+             "after the timed rounds, per step. Under the adaptive defaults they depend on "
+             "what the process allocated before: at B the tutorial-style and engine steps "
+             "faulted about 500 and 640 pages per step in a process without PyTorch and "
+             "JAX, none in one that had imported them; the hand-written step never does "
+             "(benchmarks/RESULTS.md)."),
             ("- Timing: every implementation of a case is timed in the same loop, one step "
             "each per round, the order rotated every round, after warm-up steps; the "
-            "median of the rounds is reported (`benchmarks/timing.py`). The garbage "
+            "median of the rounds is reported (`minigrad.models.timing`). The garbage "
             "collector stays on (it is part of the engine's cost); the objects alive before "
             "the timed rounds (imported libraries, models, data) are frozen with "
             "`gc.freeze()`, so that collections scan what the steps create, not every "
             "module the process imported. Each implementation's "
-            "first step is checked to give the hand-coded step's loss. IQR/2 is half the "
+            "first step is checked to give the hand-written step's loss. IQR/2 is half the "
             "interquartile range of the repeats, relative to the median."),
             ("- JAX hands each call between threads, so load from other processes slows its "
-            "rows far more than the others' (seen here: 17× at A under a load average of "
-            "3.5, 1.2× idle)."),
+            "rows far more than the others' (seen in an earlier run: 17× at A under a load "
+            "average of 3.5, 1.2× idle)."),
             ("- The machine is shared with other work: absolute times vary from run to run; "
             "the ratios, measured in alternation, are what matters."),
             (f"- Load average at the end (1, 5, 15 min): {machine.load_average()}; "
@@ -216,6 +246,8 @@ def write_atomically(path: Path, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:  # run as a program: malloc reads its thresholds at process start
+        allocator.reexec_with(pinned=not args.adaptive_malloc)
     text = run(args)
     sys.stdout.write(text)
     sys.stdout.flush()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .allocator import describe as describe_malloc
 from .threads import blas_threads
 
 __all__ = ["describe", "load_average"]
@@ -101,6 +102,7 @@ def describe() -> list[tuple[str, str]]:
          f"{_environment('OPENBLAS_CORETYPE')} / {_environment('OPENBLAS_L2_SIZE')}"),
         ("thread variables", (f"OPENBLAS_NUM_THREADS={_environment('OPENBLAS_NUM_THREADS')}, "
                              f"OMP_NUM_THREADS={_environment('OMP_NUM_THREADS')}")),
+        ("glibc malloc thresholds", describe_malloc()),
         ("minigrad", f"commit {_git_commit()}, imported from {_minigrad_folder()}"),
         ("load average at start (1, 5, 15 min)", load_average()),
     ]

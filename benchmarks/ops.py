@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 
 import minigrad as mg
+from minigrad.models.timing import alternate
 from minigrad.primitive import Domain
-
-from .timing import alternate
 
 __all__ = ["NUMPY", "OpCase", "OpTiming", "op_cases", "time_ops"]
 

@@ -1,7 +1,7 @@
 """Where the engine's step spends its time: its phases, and cProfile of its steps.
 
     python -m benchmarks.profiling A B [--steps N] [--top K] [--sort tottime|cumulative]
-                                       [--reference] [--float32] [--phases]
+                                       [--reference | --handwritten] [--float32] [--phases]
 
 Builds the step exactly as the benchmark does (`benchmarks.steps`, the full plan's sizes),
 runs warm-up steps, then profiles N steps and prints the K functions with the most own
@@ -12,8 +12,9 @@ where the time goes, and the benchmark for how much there is.
 
 `--phases` instead times, without a profiler, the median of N calls of: the forward pass
 (the loss), forward + backward, and the whole optimizer step, for the engine and for the
-reference (whose forward is `loss`, and forward + backward `loss_and_backward`); backward
-and the optimizer's share are the differences.
+tutorial-style reference (whose forward is `loss`, and forward + backward
+`loss_and_backward`), and forward + backward and the step of the hand-written step (which
+has no separate forward); backward and the optimizer's share are the differences.
 """
 
 from __future__ import annotations
@@ -29,22 +30,23 @@ import pstats
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from .configs import FULL
-from .steps import adder_setup, counter_steps
+from .steps import adder_setup, counter_setup
 
 
-def profile_case(key: str, *, steps: int, top: int, sort: str, reference: bool,
+def profile_case(key: str, *, steps: int, top: int, sort: str, who: str,
                  dtype: type) -> str:
+    """cProfile of `steps` steps of `who` ("minigrad", "tutorial-style" or "hand-written")."""
     case = next(c for c in FULL.steps if c.key.lower() == key.lower())
-    if case.is_counter:
-        engine, hand_coded = counter_steps(case.batch, case.timesteps)
-    else:
-        setup = adder_setup(case.batch, case.timesteps, case.states, dtype, preset=case.preset)
-        engine, hand_coded = setup.engine_step(), setup.reference_step()
-    step = hand_coded if reference else engine
+    setup: Any = (counter_setup(case.batch, case.timesteps) if case.is_counter else
+                  adder_setup(case.batch, case.timesteps, case.states, dtype,
+                              preset=case.preset))
+    step = {"minigrad": setup.engine_step, "tutorial-style": setup.reference_step,
+            "hand-written": setup.handwritten_step}[who]()
     for _ in range(max(2, case.warmup)):
         step()
     profiler = cProfile.Profile()
@@ -55,7 +57,6 @@ def profile_case(key: str, *, steps: int, top: int, sort: str, reference: bool,
     stream = io.StringIO()
     stats = pstats.Stats(profiler, stream=stream)
     stats.strip_dirs().sort_stats(sort).print_stats(top)
-    who = "hand-coded" if reference else "minigrad"
     title = f"{case.key} ({case.sizes}, {np.dtype(dtype).name}), {who}, {steps} steps"
     return f"### {title}\n\n{stream.getvalue()}"
 
@@ -77,7 +78,8 @@ def phases(key: str, *, steps: int, dtype: type) -> str:
     if case.is_counter:
         return f"### {case.key}: --phases covers the adder cases only\n"
     setup = adder_setup(case.batch, case.timesteps, case.states, dtype, preset=case.preset)
-    engine, reference, X, T = setup.engine, setup.reference, setup.X, setup.T
+    engine, reference, X, T = setup.engine(), setup.reference(), setup.X, setup.T
+    handwritten = setup.handwritten()
 
     def engine_forward() -> None:
         engine.zero_grad()
@@ -91,14 +93,23 @@ def phases(key: str, *, steps: int, dtype: type) -> str:
         reference.zero_grad()
         reference.loss_and_backward(X, T)
 
+    def handwritten_forward_backward() -> None:
+        handwritten.zero_grad()
+        handwritten.loss_and_backward(X, T)
+
     rows = []
     for name, forward, forward_backward, step in (
             ("minigrad", engine_forward, engine_forward_backward, setup.engine_step()),
-            ("hand-coded", lambda: reference.loss(X, T), reference_forward_backward,
-             setup.reference_step())):
-        f, fb, s = (_median_time(g, steps) for g in (forward, forward_backward, step))
-        rows.append(f"| {name} | {f * 1e6:.0f} | {(fb - f) * 1e6:.0f} | {(s - fb) * 1e6:.0f} "
-                    f"| {s * 1e6:.0f} |")
+            ("tutorial-style", lambda: reference.loss(X, T), reference_forward_backward,
+             setup.reference_step()),
+            ("hand-written", None, handwritten_forward_backward, setup.handwritten_step())):
+        fb, s = (_median_time(g, steps) for g in (forward_backward, step))
+        if forward is None:
+            split = f"| — | {fb * 1e6:.0f} (with forward) | "
+        else:
+            f = _median_time(forward, steps)
+            split = f"| {f * 1e6:.0f} | {(fb - f) * 1e6:.0f} | "
+        rows.append(f"| {name} {split}{(s - fb) * 1e6:.0f} | {s * 1e6:.0f} |")
     title = f"{case.key} ({case.sizes}, {np.dtype(dtype).name}), medians of {steps}, µs"
     return "\n".join([f"### {title}", "", "| | forward | backward | optimizer | step |",
                       "| --- | ---: | ---: | ---: | ---: |", *rows, ""])
@@ -111,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sort", choices=("tottime", "cumulative"), default="tottime")
-    parser.add_argument("--reference", action="store_true",
-                        help="profile the hand-coded step instead of the engine's")
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--reference", action="store_true",
+                        help="profile the tutorial-style step instead of the engine's")
+    chosen.add_argument("--handwritten", action="store_true",
+                        help="profile the hand-written step instead of the engine's")
     parser.add_argument("--float32", action="store_true")
     parser.add_argument("--phases", action="store_true",
                         help="time forward, backward and optimizer instead of profiling")
@@ -125,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.phases:
             print(phases(key, steps=args.steps, dtype=dtype))
         else:
-            print(profile_case(key, steps=args.steps, top=args.top, sort=args.sort,
-                               reference=args.reference, dtype=dtype))
+            who = ("tutorial-style" if args.reference else
+                   "hand-written" if args.handwritten else "minigrad")
+            print(profile_case(key, steps=args.steps, top=args.top, sort=args.sort, who=who,
+                               dtype=dtype))
     return 0
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from .configs import Sweep
 from .ops import OpTiming
 from .suite import (
-    ENGINE,
-    ENGINE_GC_OFF,
-    REFERENCE,
+    ENGINE_VARIANTS,
+    HANDWRITTEN,
+    TUTORIAL,
     CaseResult,
     MemoryResult,
     SweepPoint,
@@ -56,95 +54,104 @@ def _mark(passed: bool) -> str:
     return PASS if passed else MISS
 
 
+def _target_cell(name: str, what: str, ratio: float, target: float | None,
+                 verdicts: list[Verdict]) -> str:
+    """The target column of an engine row, recording its verdict; "" for other rows."""
+    if name not in ENGINE_VARIANTS:
+        return ""
+    if target is None:
+        return "(float64 only)"
+    passed = ratio <= target
+    verdicts.append(Verdict(f"{name}, {what}: ratio ≤ {target:g}", f"{ratio:.2f}", passed))
+    return f"≤ {target:g} {_mark(passed)}"
+
+
+def _shown(name: str, ratio: float) -> str:
+    return f"**{ratio:.2f}**" if name in ENGINE_VARIANTS else f"{ratio:.2f}"
+
+
 def step_table(results: Sequence[CaseResult]) -> tuple[str, list[Verdict]]:
-    """One row per implementation of each case and dtype; the target on the float64
-    engine row."""
-    rows, verdicts = [], []
+    """One row per implementation of each case and dtype, with its ratios to both
+    baselines; the targets on the float64 engine rows."""
+    rows: list[list[str]] = []
+    verdicts: list[Verdict] = []
     for r in results:
         for name, timing in r.timings.items():
             ratio = r.ratio(name)
-            target = ""
-            if name == ENGINE:
-                if r.target is None:
-                    target = "(float64 only)"
-                else:
-                    passed = ratio <= r.target
-                    target = f"≤ {r.target:g} {_mark(passed)}"
-                    verdicts.append(Verdict(f"{r.case.key} ({r.case.sizes}): step ratio ≤ "
-                                            f"{r.target:g}", f"{ratio:.2f}", passed))
-            shown_ratio = f"**{ratio:.2f}**" if name == ENGINE else f"{ratio:.2f}"
+            target = _target_cell(name, f"{r.case.key} ({r.case.sizes}) step", ratio,
+                                  r.target(name), verdicts)
+            faults = r.faults.get(name)
             rows.append([r.case.key, r.case.sizes, r.dtype.name, name, str(timing.repeats),
                          format_time(timing.median), f"±{50 * timing.spread:.0f}%",
-                         shown_ratio, target])
+                         "—" if faults is None else f"{faults:.0f}",
+                         _shown(name, ratio), f"{r.tutorial_ratio(name):.2f}", target])
     header = ["case", "batch × T × states", "dtype", "implementation", "repeats",
-              "median per step", "IQR/2", "ratio to hand-coded", "target"]
-    return table(header, rows, "lllllrrrl"), verdicts
+              "median per step", "IQR/2", "page faults per step", f"ratio to {HANDWRITTEN}",
+              f"ratio to {TUTORIAL}", "target"]
+    return table(header, rows, "lllllrrrrrl"), verdicts
 
 
-def memory_table(results: Sequence[MemoryResult], target: float) -> tuple[str, list[Verdict]]:
-    rows, verdicts = [], []
+def memory_table(results: Sequence[MemoryResult],
+                 targets: dict[str, float]) -> tuple[str, list[Verdict]]:
+    rows: list[list[str]] = []
+    verdicts: list[Verdict] = []
     for r in results:
-        mark = ""
-        if r.dtype == np.float64:
-            passed = r.ratio <= target
-            mark = f"≤ {target:g} {_mark(passed)}"
-            verdicts.append(Verdict(f"peak memory of a step at {r.case.key}: ratio ≤ "
-                                    f"{target:g}", f"{r.ratio:.2f}", passed))
-        else:
-            mark = "(float64 only)"
-        rows.append([r.case.key, r.case.sizes, r.dtype.name, format_bytes(r.reference),
-                     format_bytes(r.engine), f"**{r.ratio:.2f}**", mark])
-    header = ["case", "batch × T × states", "dtype", f"{REFERENCE} peak", f"{ENGINE} peak",
-              "ratio", "target"]
-    return table(header, rows, "lllrrrl"), verdicts
+        for name, peak in r.peaks.items():
+            ratio = r.ratio(name)
+            target = _target_cell(name, f"peak memory of a step at {r.case.key}", ratio,
+                                  r.target(name, targets), verdicts)
+            rows.append([r.case.key, r.case.sizes, r.dtype.name, name, format_bytes(peak),
+                         _shown(name, ratio), f"{peak / r.peaks[TUTORIAL]:.2f}", target])
+    header = ["case", "batch × T × states", "dtype", "implementation", "peak",
+              f"ratio to {HANDWRITTEN}", f"ratio to {TUTORIAL}", "target"]
+    return table(header, rows, "llllrrrl"), verdicts
 
 
-_UNIT = {"timesteps": "timestep", "batch": "sample", "states": "state"}
 _SYMBOL = {"timesteps": "T", "batch": "batch", "states": "states"}
 
 
 def sweep_table(sweep: Sweep, points: Sequence[SweepPoint]) -> str:
-    """Time per step, the ratio, time per unit of the varied size, and the local growth
-    exponent d log(time) / d log(size) of each implementation (and of the engine with the
-    garbage collector paused, where the sweep measured it)."""
-    unit = _UNIT[sweep.vary]
+    """Time per step of each implementation, each one's ratio to the hand-written step, and
+    the local growth exponent d log(time) / d log(size) of each."""
     points = list(points)
-    gc_off = all(p.engine_gc_off is not None for p in points)
-    columns = [(REFERENCE, "reference"), (ENGINE, "engine")]
-    if gc_off:
-        columns.append((ENGINE_GC_OFF, "engine_gc_off"))
-    exponents = {which: growth_exponents(points, which) for _, which in columns}
+    names = list(points[0].timings) if points else []
+    others = [name for name in names if name != HANDWRITTEN]
+    exponents = {name: growth_exponents(points, name) for name in names}
     rows = []
     for i, p in enumerate(points):
         batch, timesteps, states = p.sizes
-        times = [getattr(p, which).median for _, which in columns]
         rows.append([f"{p.value:,}", f"{batch} × {timesteps} × {states}",
-                     str(p.engine.repeats), *(format_time(t) for t in times),
-                     f"**{p.ratio:.2f}**", *(format_time(t / p.value) for t in times),
-                     *("" if exponents[which][i] is None else f"{exponents[which][i]:.2f}"
-                       for _, which in columns)])
+                     str(p.timings[HANDWRITTEN].repeats),
+                     *(format_time(p.timings[name].median) for name in names),
+                     *(_shown(name, p.ratio(name)) for name in others),
+                     *("" if exponents[name][i] is None else f"{exponents[name][i]:.2f}"
+                       for name in names)])
     header = [_SYMBOL[sweep.vary], "batch × T × states", "repeats",
-              *(f"{name} per step" for name, _ in columns), "ratio",
-              *(f"{name} per {unit}" for name, _ in columns),
-              *(f"{name} exponent" for name, _ in columns)]
+              *(f"{name} per step" for name in names),
+              *(f"{name} / {HANDWRITTEN}" for name in others),
+              *(f"{name} exponent" for name in names)]
     return table(header, rows, "llr" + "r" * (len(header) - 3))
 
 
-def linearity_verdict(points: Sequence[SweepPoint], tolerance: float) -> Verdict:
-    """The engine's step grows at most linearly in T: each local exponent is at most
-    `tolerance`, or at most the hand-coded step's exponent over the same interval + 0.1
+def linearity_verdicts(points: Sequence[SweepPoint], tolerance: float) -> list[Verdict]:
+    """Each engine mode's step grows at most linearly in T: each local exponent is at most
+    `tolerance`, or at most the hand-written step's exponent over the same interval + 0.1
     where that one is already above `tolerance` (the memory hierarchy slowing a long
     sequence is not the engine's doing)."""
     points = list(points)
-    engine = [e for e in growth_exponents(points, "engine") if e is not None]
-    reference = [r for r in growth_exponents(points, "reference") if r is not None]
-    limits = [max(tolerance, r + 0.1) for r in reference]
-    over = [f"; {e:.2f} > limit {limit:.2f}" for e, limit in zip(engine, limits) if e > limit]
-    worst = max(engine, default=float("nan"))
+    baseline = [e for e in growth_exponents(points, HANDWRITTEN) if e is not None]
+    limits = [max(tolerance, e + 0.1) for e in baseline]
     span = f"T = {points[0].value:,} … {points[-1].value:,}" if points else "no points"
-    return Verdict(f"engine step at most linear in T ({span}): every exponent ≤ "
-                   f"{tolerance:g} (or ≤ hand-coded's + 0.1)",
-                   f"largest {worst:.2f}" + "".join(over), not over)
+    verdicts = []
+    for name in ENGINE_VARIANTS:
+        engine = [e for e in growth_exponents(points, name) if e is not None]
+        over = [f"; {e:.2f} > limit {limit:.2f}" for e, limit in zip(engine, limits)
+                if e > limit]
+        worst = max(engine, default=float("nan"))
+        verdicts.append(Verdict(f"{name} step at most linear in T ({span}): every exponent ≤ "
+                                f"{tolerance:g} (or ≤ {HANDWRITTEN}'s + 0.1)",
+                                f"largest {worst:.2f}" + "".join(over), not over))
+    return verdicts
 
 
 def ops_table(timings: Sequence[OpTiming]) -> str:

@@ -1,13 +1,22 @@
-"""One training step, built the same way for the engine and for the hand-coded reference.
+"""One training step, built the same way for every implementation of a case.
 
 A step is what `minigrad.models.training.train` does per minibatch: `optimizer.step(closure)`, the
 closure zeroing the gradients and running the objective (forward, loss, backward). For the
 adder the optimizer is RMSProp-Nesterov with the preset's hyperparameters, so the closure
 runs at the look-ahead point and the update follows; for the counter it is RProp.
 
-Both models start from the same parameters (the engine's initialisation, loaded into the
-reference with `load_parameters`) and see the same minibatch, already in the step's dtype
-(so neither pays for a conversion the other skips). The reference is used as it is.
+Three implementations of the objective, all driven by the same optimizer class:
+
+- the hand-written step (`benchmarks.handwritten`): the fastest plain NumPy we know, the
+  baseline every ratio is taken against;
+- the tutorial-style step (`minigrad.models.reference`): the write-up's hand-coded backward pass,
+  used as it is;
+- the engine (`minigrad.models.Adder` / `minigrad.models.Counter`), through an objective maker
+  (`engine_objective` for eager mode; another engine mode passes its own).
+
+Each starts from the same parameters (the engine's initialisation) and sees the same
+minibatch, already in the step's dtype (so no one pays for a conversion another skips).
+Every `*_step()` call builds a fresh model and optimizer, so steps never share state.
 """
 
 from __future__ import annotations
@@ -20,17 +29,23 @@ import numpy as np
 
 from minigrad import optim
 from minigrad.models.adder import Adder
+from minigrad.models.comparison import reference_adder
 from minigrad.models.counter import Counter
 from minigrad.models.data import addition_data, counting_data
 from minigrad.models.presets import AdderConfig, get_preset
 from minigrad.models.reference import ReferenceAdder, ReferenceCounter
-from minigrad.models.training import engine_objective
+from minigrad.models.training import Objective, engine_objective
 
-__all__ = ["AdderSetup", "adder_setup", "counter_steps", "sum_bits", "training_step"]
+from .handwritten import HandwrittenAdder, HandwrittenCounter
+
+__all__ = ["AdderSetup", "CounterSetup", "ObjectiveMaker", "adder_setup", "counter_setup",
+           "sum_bits", "training_step"]
 
 Step = Callable[[], float]
+# How an engine mode turns a model into an objective(X, T) -> loss (gradients in .grad).
+ObjectiveMaker = Callable[[Any], Objective]
 
-# The counter's data and starting point (SPEC 1): 20 sequences of 10 bits, from (-1.5, 2).
+# The counter's starting point in tutorial part 1: w_x = -1.5, w_rec = 2 (exploding gradients).
 COUNTER_START = (-1.5, 2.0)
 
 
@@ -73,57 +88,95 @@ def sum_bits(rng: np.random.Generator, batch: int, n_bits: int,
 
 @dataclasses.dataclass
 class AdderSetup:
-    """An engine adder and a reference adder with equal parameters, one minibatch, and the
+    """The adder of a case: its architecture, starting parameters, one minibatch and the
     optimizer settings of the case's preset."""
 
     config: AdderConfig
-    engine: Adder
-    reference: ReferenceAdder
+    start: dict[str, np.ndarray]   # name -> starting value; never stepped
     X: np.ndarray
     T: np.ndarray
     optimizer_settings: dict[str, float]
-    dtype: Any
+    dtype: np.dtype
 
     def initial_parameters(self) -> dict[str, np.ndarray]:
         """The starting parameters, name -> array (a copy), for other implementations."""
-        return {name: value.copy() for name, value in self.reference.state_dict().items()}
+        return {name: value.copy() for name, value in self.start.items()}
 
     def optimizer(self, params: Any) -> optim.RMSPropNesterov:
         h = self.optimizer_settings
         return optim.RMSPropNesterov(params, lr=h["lr"], decay=h["decay"],
                                      momentum=h["momentum"], eps=h["eps"])
 
-    def engine_step(self) -> Step:
-        return training_step(self.optimizer(list(self.engine.parameters())),
-                             engine_objective(self.engine), self.X, self.T)
+    def engine(self) -> Adder:
+        """A fresh engine adder at the starting parameters."""
+        model = Adder(self.config, rng=np.random.default_rng(0), dtype=self.dtype)
+        model.load_state_dict(self.initial_parameters())
+        return model
 
-    def reference_step(self) -> Step:
-        return training_step(self.optimizer(self.reference.parameters()),
-                             self.reference.loss_and_backward, self.X, self.T)
+    def reference(self) -> ReferenceAdder:
+        """A fresh tutorial-style reference adder at the starting parameters."""
+        return reference_adder(self.engine(), self.dtype)
+
+    def handwritten(self) -> HandwrittenAdder:
+        """A fresh hand-written adder at the starting parameters."""
+        return HandwrittenAdder(self.config, self.start, dtype=self.dtype)
+
+    def engine_step(self, objective_of: ObjectiveMaker = engine_objective) -> Step:
+        model = self.engine()
+        return training_step(self.optimizer(list(model.parameters())), objective_of(model),
+                             self.X, self.T)
+
+    def reference_step(self, model: ReferenceAdder | None = None) -> Step:
+        model = model or self.reference()
+        return training_step(self.optimizer(model.parameters()), model.loss_and_backward,
+                             self.X, self.T)
+
+    def handwritten_step(self, model: HandwrittenAdder | None = None) -> Step:
+        model = model or self.handwritten()
+        return training_step(self.optimizer(model.parameters()), model.loss_and_backward,
+                             self.X, self.T)
 
 
 def adder_setup(batch: int, timesteps: int, states: int, dtype: Any = np.float64, *,
                 preset: str = "large", seed: int = 0) -> AdderSetup:
-    """Engine and reference adders of `preset`'s architecture at the given sizes."""
+    """The adder of `preset`'s architecture at the given sizes, initialised as the engine
+    initialises it, and a minibatch of random sums."""
     base, settings = get_preset(preset)
     config = dataclasses.replace(base, n_bits=timesteps, n_states=states)
     rng = np.random.default_rng(seed)
-    engine = Adder(config, rng=rng, dtype=dtype)
-    reference = ReferenceAdder(config, dtype=dtype)
-    reference.load_parameters(engine.state_dict())
+    start = Adder(config, rng=rng, dtype=dtype).state_dict()
     X, T = sum_bits(rng, batch, timesteps, dtype)
     hyper = {"lr": settings.lr, "decay": settings.decay, "momentum": settings.momentum,
              "eps": settings.eps}
-    return AdderSetup(config, engine, reference, X, T, hyper, np.dtype(dtype))
+    return AdderSetup(config, start, X, T, hyper, np.dtype(dtype))
 
 
-def counter_steps(n_sequences: int, length: int, seed: int = 0) -> tuple[Step, Step]:
-    """(engine step, reference step) of the counter: RProp (defaults) on one full batch."""
+@dataclasses.dataclass
+class CounterSetup:
+    """The counter's data (n sequences of `length` bits, targets their counts) and its
+    starting point; every step is RProp (defaults) on the full batch."""
+
+    X: np.ndarray
+    t: np.ndarray
+    start: tuple[float, float] = COUNTER_START
+
+    def engine_step(self, objective_of: ObjectiveMaker = engine_objective) -> Step:
+        model = Counter(*self.start)
+        return training_step(optim.RProp(list(model.parameters())), objective_of(model),
+                             self.X, self.t)
+
+    def reference_step(self) -> Step:
+        model = ReferenceCounter(*self.start)
+        return training_step(optim.RProp(model.parameters()), model.loss_and_backward,
+                             self.X, self.t)
+
+    def handwritten_step(self) -> Step:
+        model = HandwrittenCounter(*self.start)
+        return training_step(optim.RProp(model.parameters()), model.loss_and_backward,
+                             self.X, self.t)
+
+
+def counter_setup(n_sequences: int, length: int, seed: int = 0) -> CounterSetup:
+    """The counter's data as the write-up draws it: `n_sequences` of `length` bits."""
     X, t = counting_data(np.random.default_rng(seed), n_sequences, length)
-    engine = Counter(*COUNTER_START)
-    reference = ReferenceCounter(*COUNTER_START)
-    engine_step = training_step(optim.RProp(list(engine.parameters())),
-                                engine_objective(engine), X, t)
-    reference_step = training_step(optim.RProp(reference.parameters()),
-                                   reference.loss_and_backward, X, t)
-    return engine_step, reference_step
+    return CounterSetup(X, t)

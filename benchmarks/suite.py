@@ -1,11 +1,23 @@
 """The measurements of the report, one function per section; `report.py` formats them.
 
-- `time_step_case`: the engine, the hand-coded reference and the other libraries on one
-  case and dtype, built fresh from equal parameters; every step is first run once from those
-  parameters and its loss checked against the reference's (so the rows provably compute the
-  same thing), then all are timed in alternation (`timing.alternate`).
-- `measure_memory`: tracemalloc peak of one step of each (`memory.step_peak`).
-- `run_sweep`: engine and reference in alternation at each size of a sweep.
+Every measurement has the same columns of implementations, in this order:
+
+- `HANDWRITTEN`, the hand-written step of `benchmarks.handwritten`: the baseline. Every
+  ratio in the report is a time (or a peak) divided by this one's, from the same run.
+- `TUTORIAL`, the tutorial-style hand-coded step of `minigrad.models.reference`, as a second
+  yardstick (its own ratio column).
+- one row per entry of `ENGINE_VARIANTS`: the ways the engine can run a step. A new engine
+  mode (a compiled tape, say) is one more entry, name -> objective maker (model ->
+  objective(X, T) -> loss, the gradients left in `.grad`), plus its targets in
+  `configs`; it then gets its own row in every table, its own ratios and verdicts.
+
+- `time_step_case`: all of them, and the other libraries, on one case and dtype, each
+  from the same parameters; every step is first run once and its loss checked against the
+  hand-written one (so the rows provably compute the same thing), then all are timed in
+  alternation (`timing.alternate`).
+- `measure_memory`: tracemalloc peak of one step of each (`memory.step_peak`); the
+  hand-written step's preallocated buffers are dropped first, so its peak includes them.
+- `run_sweep`: the same implementations in alternation at each size of a sweep.
 """
 
 from __future__ import annotations
@@ -19,44 +31,60 @@ from typing import Any
 
 import numpy as np
 
-from .configs import StepCase, Sweep
+from minigrad.models.timing import Timing, alternate
+from minigrad.models.training import engine_objective
+
+from .configs import EAGER, StepCase, Sweep
 from .memory import step_peak
 from .others import other_steps
-from .steps import adder_setup, counter_steps
-from .timing import Timing, alternate
+from .steps import ObjectiveMaker, adder_setup, counter_setup
 
-__all__ = ["CaseResult", "MemoryResult", "SweepPoint", "measure_memory", "run_sweep",
-           "time_step_case"]
+__all__ = ["ENGINE_VARIANTS", "HANDWRITTEN", "TUTORIAL", "CaseResult", "MemoryResult",
+           "SweepPoint", "measure_memory", "run_sweep", "time_step_case"]
 
-REFERENCE, ENGINE = "hand-coded", "minigrad"
+HANDWRITTEN, TUTORIAL = "hand-written", "tutorial-style"
+ENGINE_VARIANTS: dict[str, ObjectiveMaker] = {EAGER: engine_objective}
+ENGINE_GC_OFF = f"{EAGER}, gc off"
 # Relative loss agreement demanded of every implementation's first step.
 LOSS_RTOL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-4}
+
+Step = Callable[[], float]
+
+
+def _ratio(timings: dict[str, Timing], name: str, baseline: str) -> float:
+    return timings[name].median / timings[baseline].median
 
 
 @dataclass
 class CaseResult:
     case: StepCase
     dtype: np.dtype
-    timings: dict[str, Timing]          # implementation -> time per step; reference first
+    timings: dict[str, Timing]          # implementation -> time per step; baselines first
     first_loss: dict[str, float]
+    faults: dict[str, float | None]     # implementation -> page faults per step
     notes: list[str] = field(default_factory=list)
 
     def ratio(self, name: str) -> float:
-        return self.timings[name].median / self.timings[REFERENCE].median
+        """`name`'s time over the hand-written step's."""
+        return _ratio(self.timings, name, HANDWRITTEN)
 
-    @property
-    def target(self) -> float | None:
-        """The target applies to the float64 engine row only."""
-        return self.case.target if self.dtype == np.float64 else None
+    def tutorial_ratio(self, name: str) -> float:
+        """`name`'s time over the tutorial-style step's."""
+        return _ratio(self.timings, name, TUTORIAL)
+
+    def target(self, name: str) -> float | None:
+        """The target of implementation `name`; targets apply to float64 only."""
+        return self.case.targets.get(name) if self.dtype == np.float64 else None
 
 
-def _steps(case: StepCase, dtype: Any, with_others: bool) -> dict[str, Callable[[], float]]:
-    if case.is_counter:
-        engine, reference = counter_steps(case.batch, case.timesteps)
-        return {REFERENCE: reference, ENGINE: engine}
-    setup = adder_setup(case.batch, case.timesteps, case.states, dtype, preset=case.preset)
-    steps = {REFERENCE: setup.reference_step(), ENGINE: setup.engine_step()}
-    if with_others and case.others:
+def _steps(case: StepCase, dtype: Any, with_others: bool) -> dict[str, Step]:
+    setup: Any = (counter_setup(case.batch, case.timesteps) if case.is_counter else
+                  adder_setup(case.batch, case.timesteps, case.states, dtype,
+                              preset=case.preset))
+    steps = {HANDWRITTEN: setup.handwritten_step(), TUTORIAL: setup.reference_step()}
+    for name, objective_of in ENGINE_VARIANTS.items():
+        steps[name] = setup.engine_step(objective_of)
+    if with_others and case.others and not case.is_counter:
         steps.update(other_steps(setup))
     return steps
 
@@ -68,52 +96,71 @@ def time_step_case(case: StepCase, dtype: Any, *, repeats: int | None = None,
     steps = _steps(case, dtype, with_others)
     notes = []
     first_loss = {name: step() for name, step in steps.items()}
-    reference_loss = first_loss[REFERENCE]
+    baseline_loss = first_loss[HANDWRITTEN]
     for name, loss in first_loss.items():
-        if not math.isclose(loss, reference_loss, rel_tol=LOSS_RTOL[dtype]):
+        if not math.isclose(loss, baseline_loss, rel_tol=LOSS_RTOL[dtype]):
             notes.append(f"{case.key} {dtype}: {name}'s first loss {loss:.10g} differs from "
-                         f"the hand-coded {reference_loss:.10g}")
+                         f"the hand-written {baseline_loss:.10g}")
     timings = alternate(steps, repeats=repeats or case.repeats, warmup=case.warmup)
-    return CaseResult(case, dtype, timings, first_loss, notes)
+    faults = {name: page_faults_per_step(step) for name, step in steps.items()}
+    return CaseResult(case, dtype, timings, first_loss, faults, notes)
+
+
+def page_faults_per_step(step: Step, steps: int = 3) -> float | None:
+    """Minor page faults per call of `step` (memory the allocator had given back to the
+    kernel and had to fault in again), counted after the timed rounds; None where the
+    platform does not count them."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return None
+
+    def faults() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    before = faults()
+    for _ in range(steps):
+        step()
+    return (faults() - before) / steps
 
 
 @dataclass
 class MemoryResult:
     case: StepCase
     dtype: np.dtype
-    reference: int   # bytes
-    engine: int
+    peaks: dict[str, int]   # implementation -> bytes; baselines first
 
-    @property
-    def ratio(self) -> float:
-        return self.engine / self.reference
+    def ratio(self, name: str) -> float:
+        """`name`'s peak over the hand-written step's."""
+        return self.peaks[name] / self.peaks[HANDWRITTEN]
+
+    def target(self, name: str, targets: dict[str, float]) -> float | None:
+        return targets.get(name) if self.dtype == np.float64 else None
 
 
 def measure_memory(case: StepCase, dtype: Any, *, repeats: int) -> MemoryResult:
-    """Traced peak of one step of the reference and of the engine on `case`."""
+    """Traced peak of one step of every implementation on `case`."""
     setup = adder_setup(case.batch, case.timesteps, case.states, dtype, preset=case.preset)
-    reference = step_peak(setup.reference_step(), repeats=repeats)
-    engine = step_peak(setup.engine_step(), repeats=repeats)
-    return MemoryResult(case, np.dtype(dtype), reference, engine)
+    handwritten = setup.handwritten()
+    peaks = {HANDWRITTEN: step_peak(setup.handwritten_step(handwritten), repeats=repeats,
+                                    before_each=handwritten.release_buffers),
+             TUTORIAL: step_peak(setup.reference_step(), repeats=repeats)}
+    for name, objective_of in ENGINE_VARIANTS.items():
+        peaks[name] = step_peak(setup.engine_step(objective_of), repeats=repeats)
+    return MemoryResult(case, np.dtype(dtype), peaks)
 
 
 @dataclass
 class SweepPoint:
     value: int
     sizes: tuple[int, int, int]   # batch, timesteps, states
-    reference: Timing
-    engine: Timing
-    engine_gc_off: Timing | None = None
+    timings: dict[str, Timing]    # implementation -> time per step; baselines first
 
-    @property
-    def ratio(self) -> float:
-        return self.engine.median / self.reference.median
+    def ratio(self, name: str) -> float:
+        return _ratio(self.timings, name, HANDWRITTEN)
 
 
-ENGINE_GC_OFF = "minigrad, gc off"
-
-
-def without_gc(step: Callable[[], float]) -> Callable[[], float]:
+def without_gc(step: Step) -> Step:
     """`step` with Python's cyclic garbage collector paused while it runs."""
 
     def paused() -> float:
@@ -129,31 +176,28 @@ def without_gc(step: Callable[[], float]) -> Callable[[], float]:
 
 
 def run_sweep(sweep: Sweep, *, repeats: int | None = None) -> list[SweepPoint]:
-    """The float64 adder step at each size of `sweep`, engine and reference alternating;
-    with `sweep.gc_off`, also a second, identical engine model stepped with the garbage
-    collector paused (the collector's share of the engine's time)."""
+    """The float64 adder step at each size of `sweep`, every implementation alternating;
+    with `sweep.gc_off`, also the eager engine stepped with the garbage collector paused
+    (the collector's share of the engine's time)."""
     points = []
     for value, default_repeats in zip(sweep.values, sweep.repeats):
         sizes = sweep.sizes(value)
         setup = adder_setup(*sizes)
-        steps = {REFERENCE: setup.reference_step(), ENGINE: setup.engine_step()}
+        steps = {HANDWRITTEN: setup.handwritten_step(), TUTORIAL: setup.reference_step()}
+        for name, objective_of in ENGINE_VARIANTS.items():
+            steps[name] = setup.engine_step(objective_of)
         if sweep.gc_off:
-            steps[ENGINE_GC_OFF] = without_gc(adder_setup(*sizes).engine_step())
+            steps[ENGINE_GC_OFF] = without_gc(setup.engine_step())
         timings = alternate(steps, repeats=repeats or default_repeats, warmup=sweep.warmup)
-        points.append(SweepPoint(value, sizes, timings[REFERENCE], timings[ENGINE],
-                                 timings.get(ENGINE_GC_OFF)))
+        points.append(SweepPoint(value, sizes, timings))
     return points
 
 
-def growth_exponents(points: list[SweepPoint], which: str) -> list[float | None]:
-    """d log(time) / d log(size) between each point and the previous one (None first):
-    1 is linear growth, above 1 faster than linear. `which` is "engine", "reference" or
-    "engine_gc_off"."""
+def growth_exponents(points: list[SweepPoint], name: str) -> list[float | None]:
+    """d log(time) / d log(size) of implementation `name` between each point and the
+    previous one (None first): 1 is linear growth, above 1 faster than linear."""
     exponents: list[float | None] = [None]
     for before, after in itertools.pairwise(points):
-        if getattr(before, which) is None or getattr(after, which) is None:
-            exponents.append(None)
-            continue
-        t0, t1 = getattr(before, which).median, getattr(after, which).median
+        t0, t1 = before.timings[name].median, after.timings[name].median
         exponents.append(math.log(t1 / t0) / math.log(after.value / before.value))
     return exponents

@@ -7,6 +7,7 @@ every gradient they return is checked in backward. Outside that mode none of thi
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import traceback
@@ -18,7 +19,7 @@ import numpy as np
 
 from .tape import Cotangent, Node
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_ENGINE_DIR = os.path.dirname(os.path.realpath(__file__)) + os.sep
 
 
 class AnomalyError(FloatingPointError):
@@ -67,10 +68,17 @@ def _checked(node: Node, i: int, vjp: Callable, shape: tuple[int, ...]) -> Calla
     return checked_vjp
 
 
+@functools.lru_cache(maxsize=1024)
+def _in_engine(filename: str) -> bool:
+    # Resolved: minigrad.models and minigrad.optim are links out of the engine's folder.
+    return os.path.realpath(filename).startswith(_ENGINE_DIR)
+
+
 def _caller_site() -> traceback.FrameSummary | None:
-    """The innermost frame outside the minigrad package: where the user's code called the op."""
+    """The innermost frame outside the engine: where the user's code (or a model's) called
+    the op."""
     frame: types.FrameType | None = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while frame is not None and _in_engine(frame.f_code.co_filename):
         frame = frame.f_back
     if frame is None:
         return None

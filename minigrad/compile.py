@@ -128,7 +128,7 @@ class _Step:
     """One op call of the program, and what its backward needs."""
 
     __slots__ = ("op", "forward", "inputs", "options", "out", "node", "vjps", "grad_inputs",
-                 "saved", "copied", "saves_output", "watch")
+                 "saved", "saves_output", "watch")
 
     def __init__(self, op: Op, inputs: tuple[int, ...], options: dict[str, Any], out: _Slot,
                  node: Node | None):
@@ -141,7 +141,6 @@ class _Step:
         self.vjps: tuple = tuple(node.vjps) if node is not None else ()
         self.grad_inputs: list[_Slot | None] = []
         self.saved = inputs if op.saves_inputs else ()
-        self.copied: tuple[int, ...] = ()  # saved views of arguments, which `record` copies
         self.saves_output = op.saves_output
         self.watch = False  # anomaly mode: check the output as `record` does
 
@@ -149,7 +148,8 @@ class _Step:
 class _Trace:
     """What one eager run of `fn` did, as slots and steps."""
 
-    def __init__(self, arrays: dict[int, np.ndarray]):
+    def __init__(self, arrays: dict[int, np.ndarray], recording: bool):
+        self.recording = recording
         self.slots: list[_Slot] = []
         self.values: list[Any] = []  # the trace's values (constants stay in the program)
         self.kinds: list[tuple] = []  # how each slot gets its value on a call
@@ -231,6 +231,12 @@ class _Trace:
             self.views[key] = self.new_slot(arg, ("array", position))
         return self.views[key]
 
+    def contiguous_slot(self, view: int) -> int:
+        key = ("copy", view)
+        if key not in self.views:
+            self.views[key] = self.new_slot(self.values[view], ("copy", view))
+        return self.views[key].index
+
     def view_slot(self, a: np.ndarray, position: int, arg: np.ndarray, offset: int) -> _Slot:
         key = (position, offset, a.shape, a.strides)
         if key not in self.views:
@@ -249,6 +255,12 @@ class _Trace:
 
     def add(self, op: Op, operands: Sequence[Any], options: dict[str, Any], out: Tensor) -> None:
         inputs = tuple(self.operand_slot(x, op).index for x in operands)
+        if op.saves_inputs and self.recording:
+            # `record` computes such an op on a copy of a NumPy operand (the node keeps it):
+            # for a strided view of an argument the copy is contiguous, and matmul's rounding
+            # depends on the layout.
+            inputs = tuple(self.contiguous_slot(i) if self.kinds[i][0] in ("flat", "view")
+                           else i for i in inputs)
         self.check_options(op, options)
         node = out._node
         slot = self.new_slot(out._data, ("output",))
@@ -259,8 +271,6 @@ class _Trace:
             step.watch = getattr(node, "site", None) is not None
             # `record` hands a VJP a copy of a NumPy operand: for a strided view of an
             # argument that copy is contiguous, and matmul's rounding depends on the layout.
-            step.copied = tuple(j for j in range(len(step.saved))
-                                if self.kinds[step.saved[j]][0] in ("flat", "view"))
             self.by_vertex[id(node)] = slot
             self.keep.append(node)
         self.by_tensor[id(out)] = slot
@@ -289,7 +299,8 @@ class _Program:
                          for v, k in zip(trace.values, trace.kinds)]
         self.tensors = [(i, k[1]) for i, k in enumerate(trace.kinds) if k[0] == "tensor"]
         self.arrays = [(i, k[1]) for i, k in enumerate(trace.kinds) if k[0] == "array"]
-        self.views = [(i, k) for i, k in enumerate(trace.kinds) if k[0] in ("flat", "view")]
+        self.views = [(i, k) for i, k in enumerate(trace.kinds)
+                      if k[0] in ("flat", "view", "copy")]
         self.captured = [(i, k[1], trace.slots[i].shape, trace.slots[i].dtype)
                          for i, k in enumerate(trace.kinds) if k[0] == "captured"]
         self.anomaly = bool(mode & ANOMALY)
@@ -319,7 +330,7 @@ class _Program:
                 last[i] = k
         frees: list[list[int]] = [[] for _ in self.trace.steps]
         for i, k in last.items():
-            if i not in kept and kinds[i][0] in ("output", "array", "flat", "view"):
+            if i not in kept and kinds[i][0] in ("output", "array", "flat", "view", "copy"):
                 frees[k].append(i)
         return [tuple(f) for f in frees]
 
@@ -370,6 +381,8 @@ class _Program:
         for i, kind in self.views:
             if kind[0] == "flat":
                 values[i] = values[kind[1]].reshape(-1)[kind[2]]
+            elif kind[0] == "copy":
+                values[i] = values[kind[1]].copy()
             else:
                 _, parent, shape, dtype, offset, strides = kind
                 values[i] = np.ndarray(shape, dtype, buffer=values[parent], offset=offset,
@@ -415,8 +428,6 @@ class _Program:
                 g = sum_to_shape(g, slot.shape)
             out = values[slot.index] if step.saves_output else None
             args = [values[i] for i in step.saved]
-            for j in step.copied:
-                args[j] = args[j].copy()
             options = step.options
             for x, vjp in zip(step.grad_inputs, step.vjps):
                 if x is None:
@@ -524,7 +535,7 @@ class CompiledFunction:
     def _trace(self, args: tuple, mode: int) -> tuple[Tensor, _Program]:
         started = time.perf_counter()
         arrays = {i: a for i, a in enumerate(args) if type(a) is np.ndarray}
-        trace = _Trace(arrays)
+        trace = _Trace(arrays, bool(mode & RECORDING))
         swapped = []
         for i, a in enumerate(args):
             if isinstance(a, Tensor):  # its vertex may be a node: gradients flow on into it

@@ -157,17 +157,22 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         keeps = saves_inputs and mode & RECORDING  # a node would keep the operands' arrays
         arrays: list[Any] = []
         inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
-        plain = False  # a NumPy array among the operands
+        needs_grad = False
         for x in operands:
             if isinstance(x, Tensor):
                 if keeps and not x._shared:
                     x._share()
                 arrays.append(x._data)
-                inputs.append((x._node or x) if x.requires_grad else None)
+                if x.requires_grad:
+                    inputs.append(x._node or x)
+                    needs_grad = True
+                else:
+                    inputs.append(None)
             else:
-                arrays.append(x if type(x) is float else constant(x, name))
+                a = x if type(x) is float else constant(x, name)
+                # The caller's own array, which the engine cannot guard: a node keeps a copy.
+                arrays.append(a.copy() if keeps and type(a) is np.ndarray else a)
                 inputs.append(None)
-                plain = plain or isinstance(x, np.ndarray)
         try:
             out = forward(*arrays, **options) if options else forward(*arrays)
         except (ValueError, TypeError, IndexError) as error:
@@ -177,11 +182,11 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         view = out.base is not None
         if view:  # the output shares an operand's array: neither may change under the other
             out = _share_view(operands, out)
-        if not mode & RECORDING or inputs.count(None) == len(inputs):
+        if not (needs_grad and mode & RECORDING):
             return _make(out, False, None, view)
         vjps = op.vjps if type(op.vjps) is tuple else op.vjps(arrays, options)  # type: ignore
-        kept = (_kept(operands, arrays) if plain else tuple(arrays)) if keeps else ()
-        node = Node(name, vjps, inputs, kept, options, out if saves_output else None, out)
+        node = Node(name, vjps, inputs, tuple(arrays) if keeps else (), options,
+                    out if saves_output else None, out)
         if mode & ANOMALY:
             anomaly.watch(node, arrays, out)
         return _make(out, True, node, view or saves_output)
@@ -195,12 +200,6 @@ def _no_trace(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tenso
 
 # Set by `minigrad.compile`: it records the op (with TRACING off) and notes the call.
 trace_hook: Callable[[Op, Sequence[Any], dict[str, Any]], Tensor] = _no_trace
-
-
-def _kept(operands: Sequence[Any], arrays: list[Any]) -> tuple:
-    """The operands' arrays as a node keeps them: a plain NumPy array (the caller's, which the
-    engine cannot guard) is copied; tensors' arrays were shared above, numbers are immutable."""
-    return tuple([a.copy() if isinstance(x, np.ndarray) else a for x, a in zip(operands, arrays)])
 
 
 def _share_view(operands: Sequence[Any], out: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The alternating median timer: every contender measured in the same loop, turn by turn.
 `minigrad compare` times the engine against the hand-coded reference with it, and the
-benchmarks import it from here (`from models.timing import Timing, alternate`).
+benchmarks import it from here (`from minigrad.models.timing import Timing, alternate`).
 
 `alternate({"hand-coded": f, "minigrad": g}, repeats=200, warmup=10)` first calls each
 function `warmup` times (caches, lazily allocated optimizer state, BLAS buffers, JIT

@@ -1,14 +1,313 @@
-"""Smoke test of the benchmark command: `python -m benchmarks --quick` runs, exits 0 and
-prints the report's tables with the expected rows. No timing is asserted: the numbers of a
-quick run mean nothing."""
+"""The benchmarks: the hand-written baseline computes what the engine computes, and the
+benchmark command runs and prints its report.
 
+The hand-written steps (`benchmarks.handwritten`) are checked against the engine's models
+and the tutorial-style references of `minigrad.models.reference` on drawn sizes, parameters and
+data, for every adder architecture option (activation, biases, learned initial state:
+the benchmark cases use tanh with both, the Keras preset sigmoid with neither):
+
+- Adder, float64: all three evaluate the same expressions in another order, so they differ
+  by rounding alone: a gradient element is a sum of at most N L n products of O(1)
+  factors each right to a few ulps, below 1e-14 here. ``rtol = 1e-10`` plus
+  ``atol = 1e-13`` (for elements that cancel to about zero) leave a margin of 100 or more;
+  a wrong or missing term is of the size of the gradient itself.
+- Counter: its gradients reach 1e7 and its residual s_T - t can cancel, so the bound is
+  the classic one for sums of products: |error| <= c eps * (the same gradient computed on
+  absolute values), which is what the reference computes on |X|, |w_x|, |w_rec| and
+  targets -|t| (every term then adds). c = 8 (2T + n + 8) covers the T-fold products,
+  the sums over T and n, and the few operations around them; a few subnormal steps are
+  added for results that underflow (w_rec near 0), where rounding is absolute.
+
+No timing is asserted anywhere: the numbers of a quick run mean nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 import minigrad
+from benchmarks import allocator
+from benchmarks.configs import FULL, QUICK
+from benchmarks.handwritten import HandwrittenAdder, HandwrittenCounter
+from benchmarks.memory import step_peak
+from benchmarks.steps import adder_setup, counter_setup, training_step
+from minigrad import optim
+from minigrad.models.adder import Adder
+from minigrad.models.comparison import ENGINE_NAMES
+from minigrad.models.counter import Counter
+from minigrad.models.presets import ACTIVATIONS, AdderConfig, get_preset
+from minigrad.models.reference import ReferenceAdder, ReferenceCounter
+from minigrad.models.training import engine_objective
 
 ROOT = Path(__file__).resolve().parent.parent
+RTOL, ATOL = 1e-10, 1e-13
+EPS = np.finfo(np.float64).eps
+# Below the normal range rounding is absolute: each operation may be off by half a
+# subnormal step, whatever the size of its operands.
+UNDERFLOW = 64 * np.finfo(np.float64).smallest_subnormal
+
+seeds = st.integers(min_value=0, max_value=2**32 - 1)
+# (activation, bias, learned initial state): all combinations.
+ARCHITECTURES = list(itertools.product(ACTIVATIONS, (True, False), (True, False)))
+
+
+def architecture_of(config: AdderConfig) -> tuple[str, bool, bool]:
+    return config.activation, config.bias, config.learn_initial_state
+
+
+def test_every_benchmark_architecture_is_drawn():
+    presets = {case.preset for plan in (FULL, QUICK) for case in plan.steps
+               if not case.is_counter}
+    for preset in presets:
+        assert architecture_of(get_preset(preset)[0]) in ARCHITECTURES
+
+
+# --- the hand-written adder -------------------------------------------------------------
+
+
+def drawn_adder(architecture, states: int, seed: int, dtype=np.float64):
+    """A config of `architecture`, parameters drawn away from zero (so that a bias or an
+    initial state left out of a formula shows), and an rng for the data."""
+    activation, bias, learned = architecture
+    config = AdderConfig(n_bits=4, n_states=states, activation=activation, bias=bias,
+                         learn_initial_state=learned)
+    rng = np.random.default_rng(seed)
+    params = {name: rng.normal(0.0, 0.7, shape)
+              for name, shape in config.parameter_shapes().items()}
+    return config, params, rng
+
+
+def bits(rng, *shape):
+    return rng.integers(0, 2, size=shape).astype(np.float64)
+
+
+def engine_loss_and_gradients(config, params, X, T):
+    model = Adder(config, rng=np.random.default_rng(0))
+    model.load_state_dict(params)
+    loss = model.loss(X, T)
+    loss.backward()
+    # A parameter the graph never used (W_rec at L = 1 from a fixed S_0 = 0) keeps grad
+    # None in the engine; its gradient is zero.
+    return loss.item(), {name: np.zeros_like(p.data) if p.grad is None else p.grad
+                         for name, p in model.named_parameters()}
+
+
+def reference_loss_and_gradients(config, params, X, T):
+    model = ReferenceAdder(config)
+    model.load_parameters({name: params[ENGINE_NAMES[name]]
+                           for name, _ in model.named_parameters()})
+    loss = model.loss_and_backward(X, T)
+    return loss, {ENGINE_NAMES[name]: p.grad for name, p in model.named_parameters()}
+
+
+def handwritten_loss_and_gradients(model, X, T):
+    model.zero_grad()
+    loss = model.loss_and_backward(X, T)
+    return loss, {name: p.grad.copy() for name, p in model.named_parameters()}
+
+
+def assert_same(actual, expected, what):
+    loss, grads = actual
+    expected_loss, expected_grads = expected
+    np.testing.assert_allclose(loss, expected_loss, rtol=RTOL, atol=0, err_msg=what)
+    assert grads.keys() == expected_grads.keys()
+    for name, grad in grads.items():
+        assert grad.shape == expected_grads[name].shape, (what, name)
+        np.testing.assert_allclose(grad, expected_grads[name], rtol=RTOL, atol=ATOL,
+                                   err_msg=f"{what}: {name}")
+
+
+@given(architecture=st.sampled_from(ARCHITECTURES), states=st.integers(1, 6), seed=seeds,
+       sizes=st.lists(st.tuples(st.integers(1, 9), st.integers(1, 8)), min_size=1,
+                      max_size=3))
+def test_handwritten_adder_gives_the_engines_and_the_references_loss_and_gradients(
+        architecture, states, seed, sizes):
+    # One model through every drawn (batch, length): its buffers are reallocated when the
+    # sizes change and reused when they do not.
+    config, params, rng = drawn_adder(architecture, states, seed)
+    model = HandwrittenAdder(config, params)
+    for batch, length in sizes:
+        X, T = bits(rng, batch, length, 2), bits(rng, batch, length, 1)
+        handwritten = handwritten_loss_and_gradients(model, X, T)
+        assert_same(handwritten, engine_loss_and_gradients(config, params, X, T), "engine")
+        assert_same(handwritten, reference_loss_and_gradients(config, params, X, T),
+                    "reference")
+
+
+@given(architecture=st.sampled_from(ARCHITECTURES), states=st.integers(1, 5), seed=seeds,
+       batch=st.integers(1, 8), length=st.integers(1, 7))
+def test_handwritten_adder_in_float32_computes_in_float32(architecture, states, seed, batch,
+                                                          length):
+    config, params, rng = drawn_adder(architecture, states, seed)
+    X, T = bits(rng, batch, length, 2), bits(rng, batch, length, 1)
+    model = HandwrittenAdder(config, params, dtype=np.float32)
+    loss, grads = handwritten_loss_and_gradients(model, X.astype(np.float32),
+                                                 T.astype(np.float32))
+    expected_loss, expected = engine_loss_and_gradients(config, params, X, T)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-5)
+    for name, grad in grads.items():
+        assert grad.dtype == np.float32, name
+        np.testing.assert_allclose(grad, expected[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("case", [c for c in FULL.steps if not c.is_counter],
+                         ids=lambda c: c.key)
+def test_every_benchmark_case_starts_with_equal_loss_and_gradients(case):
+    # The case's preset architecture at sizes small enough for a unit test.
+    setup = adder_setup(min(case.batch, 12), min(case.timesteps, 9), min(case.states, 6),
+                        preset=case.preset)
+    handwritten = handwritten_loss_and_gradients(setup.handwritten(), setup.X, setup.T)
+    engine = setup.engine()
+    loss = engine.loss(setup.X, setup.T)
+    loss.backward()
+    assert_same(handwritten, (loss.item(), {n: p.grad for n, p in engine.named_parameters()}),
+                case.key)
+    reference = setup.reference()
+    assert_same(handwritten, (reference.loss_and_backward(setup.X, setup.T),
+                              {ENGINE_NAMES[n]: p.grad for n, p in reference.named_parameters()}),
+                case.key)
+
+
+def test_handwritten_training_steps_follow_the_engines_trajectory():
+    setup = adder_setup(30, 9, 5, preset="large")
+    engine = setup.engine()
+    engine_step = training_step(setup.optimizer(list(engine.parameters())),
+                                engine_objective(engine), setup.X, setup.T)
+    handwritten = setup.handwritten()
+    handwritten_step = setup.handwritten_step(handwritten)
+    for _ in range(4):
+        np.testing.assert_allclose(handwritten_step(), engine_step(), rtol=RTOL)
+    engine_params = dict(engine.named_parameters())
+    for name, param in handwritten.named_parameters():
+        np.testing.assert_allclose(param.data, engine_params[name].data, rtol=RTOL, atol=ATOL,
+                                   err_msg=name)
+
+
+def test_gradients_accumulate_across_calls_without_zero_grad():
+    config, params, rng = drawn_adder(("tanh", True, True), 4, seed=5)
+    X, T = bits(rng, 6, 5, 2), bits(rng, 6, 5, 1)
+    model = HandwrittenAdder(config, params)
+    _, once = handwritten_loss_and_gradients(model, X, T)
+    model.loss_and_backward(X, T)  # no zero_grad: adds a second, equal gradient
+    for name, param in model.named_parameters():
+        np.testing.assert_allclose(param.grad, 2 * once[name], rtol=1e-15, err_msg=name)
+    counter = HandwrittenCounter(0.5, 1.5)
+    X = bits(rng, 7, 6)
+    counter.loss_and_backward(X, X.sum(axis=1))
+    first = [p.grad.copy() for p in counter.parameters()]
+    counter.loss_and_backward(X, X.sum(axis=1))
+    for param, grad in zip(counter.parameters(), first):
+        np.testing.assert_allclose(param.grad, 2 * grad, rtol=1e-15)
+
+
+@pytest.mark.parametrize("X_shape, T_shape, message", [
+    ((4, 5, 3), (4, 5, 1), r"HandwrittenAdder: X must have shape \(N, L, 2\), got \(4, 5, 3\)"),
+    ((4, 5), (4, 5, 1), r"HandwrittenAdder: X must have shape \(N, L, 2\), got \(4, 5\)"),
+    ((4, 0, 2), (4, 0, 1), r"HandwrittenAdder: X must have shape \(N, L, 2\), got \(4, 0, 2\)"),
+    ((4, 5, 2), (4, 5), r"HandwrittenAdder: T must have shape \(4, 5, 1\), got \(4, 5\)"),
+    ((4, 5, 2), (5, 4, 1), r"HandwrittenAdder: T must have shape \(4, 5, 1\), got \(5, 4, 1\)"),
+])
+def test_handwritten_adder_refuses_bad_shapes_and_loses_nothing(X_shape, T_shape, message):
+    config, params, rng = drawn_adder(("tanh", True, True), 3, seed=1)
+    X, T = bits(rng, 4, 5, 2), bits(rng, 4, 5, 1)
+    model = HandwrittenAdder(config, params)
+    model.loss_and_backward(X, T)
+    before = {name: (p.data.copy(), p.grad.copy()) for name, p in model.named_parameters()}
+    with pytest.raises(ValueError, match=message):
+        model.loss_and_backward(np.zeros(X_shape), np.zeros(T_shape))
+    for name, param in model.named_parameters():
+        np.testing.assert_array_equal(param.data, before[name][0])
+        np.testing.assert_array_equal(param.grad, before[name][1])
+    model.zero_grad()  # and the model still computes right
+    assert_same(handwritten_loss_and_gradients(model, X, T),
+                engine_loss_and_gradients(config, params, X, T), "after the error")
+
+
+def test_handwritten_adder_refuses_bad_parameters_and_dtype():
+    config = AdderConfig(n_states=3)
+    params = {name: np.zeros(shape) for name, shape in config.parameter_shapes().items()}
+    with pytest.raises(ValueError, match=r"HandwrittenAdder: parameters must be named"):
+        HandwrittenAdder(config, {k: v for k, v in params.items() if k != "output.bias"})
+    with pytest.raises(ValueError, match=r"parameter recurrent.weight must have shape "
+                                         r"\(3, 3\), got \(3, 2\)"):
+        HandwrittenAdder(config, {**params, "recurrent.weight": np.zeros((3, 2))})
+    with pytest.raises(ValueError, match=r"HandwrittenAdder: dtype must be float64 or "
+                                         r"float32, got int64"):
+        HandwrittenAdder(config, params, dtype=np.int64)
+
+
+# --- the hand-written counter -----------------------------------------------------------
+
+
+def counter_gradients(model, X, t):
+    model.zero_grad()
+    loss = model.loss_and_backward(X, t)
+    return loss, np.array([float(p.grad) for p in model.parameters()])
+
+
+@given(n=st.integers(1, 25), length=st.integers(1, 12), seed=seeds,
+       w_x=st.floats(-2.0, 2.0), w_rec=st.floats(-2.0, 2.0))
+def test_handwritten_counter_gives_the_references_and_the_engines_loss_and_gradients(
+        n, length, seed, w_x, w_rec):
+    rng = np.random.default_rng(seed)
+    X = bits(rng, n, length)
+    t = rng.integers(0, length + 1, size=n).astype(np.float64)
+    loss, grads = counter_gradients(HandwrittenCounter(w_x, w_rec), X, t)
+    loss_bound, bound = counter_gradients(ReferenceCounter(abs(w_x), abs(w_rec)), X, -t)
+    tolerance = 8 * (2 * length + n + 8) * EPS
+    expected_loss, expected = counter_gradients(ReferenceCounter(w_x, w_rec), X, t)
+    engine = Counter(w_x, w_rec)
+    engine_loss = engine.loss(X, t)
+    engine_loss.backward()
+    engine_grads = np.array([float(p.grad) for p in engine.parameters()])
+    for other_loss, other in ((expected_loss, expected), (engine_loss.item(), engine_grads)):
+        assert abs(loss - other_loss) <= tolerance * loss_bound + UNDERFLOW
+        assert np.all(np.abs(grads - other) <= tolerance * bound + UNDERFLOW), (grads, other)
+
+
+def test_handwritten_counter_refuses_bad_shapes():
+    model = HandwrittenCounter(1.0, 1.0)
+    with pytest.raises(ValueError, match=r"HandwrittenCounter: X must have shape \(n, T\), "
+                                         r"got \(2, 3, 4\)"):
+        model.loss_and_backward(np.zeros((2, 3, 4)), np.zeros(2))
+    with pytest.raises(ValueError, match=r"HandwrittenCounter: t must hold 2 targets, got "
+                                         r"shape \(3,\)"):
+        model.loss_and_backward(np.zeros((2, 3)), np.zeros(3))
+
+
+def test_handwritten_counter_training_follows_the_reference():
+    setup = counter_setup(20, 10)
+    reference, handwritten = ReferenceCounter(*setup.start), HandwrittenCounter(*setup.start)
+    steps = [training_step(optim.RProp(m.parameters()), m.loss_and_backward, setup.X, setup.t)
+             for m in (reference, handwritten)]
+    for _ in range(30):
+        np.testing.assert_allclose(steps[1](), steps[0](), rtol=1e-12)
+    for a, b in zip(handwritten.parameters(), reference.parameters()):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-12)
+
+
+# --- memory of the hand-written step ----------------------------------------------------
+
+
+def test_handwritten_peak_includes_the_buffers_it_keeps():
+    setup = adder_setup(20, 30, 8)
+    model = setup.handwritten()
+    step = setup.handwritten_step(model)
+    warm = step_peak(step, repeats=1)
+    cold = step_peak(step, repeats=1, before_each=model.release_buffers)
+    assert model.workspace_bytes > 0
+    assert cold >= model.workspace_bytes > warm
+
+
+# --- the command ------------------------------------------------------------------------
 
 
 def run_benchmarks(*args: str) -> subprocess.CompletedProcess:
@@ -20,16 +319,22 @@ def rows_of(report: str, first_cell: str) -> list[str]:
     return [line for line in report.splitlines() if line.startswith(f"| {first_cell} |")]
 
 
+def implementations(report: str, case: str) -> list[str]:
+    return [row.split(" | ")[3] for row in rows_of(report, case)]
+
+
 def test_quick_run_prints_every_table():
     result = run_benchmarks("--quick")
     assert result.returncode == 0, result.stderr
     report = result.stdout
     for case in ("A", "B", "C", "D"):
-        implementations = [row.split(" | ")[3] for row in rows_of(report, case)]
-        assert implementations.count("hand-coded") == 2, case  # float64 and float32
-        assert implementations.count("minigrad") == 2, case
-    counter = rows_of(report, "counter")
-    assert [row.split(" | ")[3] for row in counter] == ["hand-coded", "minigrad"]
+        step_rows = implementations(report, case)
+        if case == "C":  # C is also the memory case: one more row per implementation
+            step_rows = step_rows[:len(step_rows) // 2]
+        for name in ("hand-written", "tutorial-style", "minigrad eager"):
+            assert step_rows.count(name) == 2, (case, name)  # float64 and float32
+    assert implementations(report, "counter") == ["hand-written", "tutorial-style",
+                                                  "minigrad eager"]
     for heading in ("## One training step", "## Peak memory of one step",
                     "## Scaling with the sequence length T", "## Scaling with the batch",
                     "## Scaling with the state size", "## Overhead per op", "## Targets",
@@ -37,8 +342,19 @@ def test_quick_run_prints_every_table():
         assert heading in report
     for op in minigrad.OPS:
         assert len(rows_of(report, op)) == 1, op
-    assert "≤ 2 " in report and "≤ 1.2 " in report and "≤ 2.5 " in report
+    for target in ("≤ 2.5 ", "≤ 1.3 ", "≤ 1.6 ", "≤ 3 "):
+        assert target in report
+    assert "| ratio to hand-written | ratio to tutorial-style |" in report
     assert "CPU" in report and "NumPy" in report
+    if allocator.is_glibc():
+        assert "glibc malloc: pinned: MALLOC_MMAP_THRESHOLD_=33554432" in report
+
+
+@pytest.mark.skipif(not allocator.is_glibc(), reason="the malloc variables are glibc's")
+def test_adaptive_malloc_runs_under_glibcs_defaults():
+    result = run_benchmarks("--quick", "--only", "a", "--adaptive-malloc")
+    assert result.returncode == 0, result.stderr
+    assert "glibc malloc: glibc's adaptive defaults" in result.stdout
 
 
 def test_only_and_output(tmp_path):
@@ -60,13 +376,26 @@ def test_unknown_section_is_refused():
 
 
 def test_profiling_helper_runs():
-    result = subprocess.run([sys.executable, "-m", "benchmarks.profiling", "A", "--steps", "3",
-                             "--top", "5"], cwd=ROOT, text=True, capture_output=True,
-                            timeout=120, check=False)
-    assert result.returncode == 0, result.stderr
-    assert "minigrad, 3 steps" in result.stdout and "tottime" in result.stdout
+    for who in ([], ["--handwritten"]):
+        result = subprocess.run([sys.executable, "-m", "benchmarks.profiling", "A", "--steps",
+                                 "3", "--top", "5", *who], cwd=ROOT, text=True,
+                                capture_output=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        assert "tottime" in result.stdout
+        assert ("hand-written, 3 steps" if who else "minigrad, 3 steps") in result.stdout
     result = subprocess.run([sys.executable, "-m", "benchmarks.profiling", "A", "--phases",
                              "--steps", "3"], cwd=ROOT, text=True, capture_output=True,
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr
-    assert "| minigrad |" in result.stdout and "| hand-coded |" in result.stdout
+    for name in ("minigrad", "tutorial-style", "hand-written"):
+        assert f"| {name} |" in result.stdout
+
+
+def test_setups_steps_share_no_state():
+    # Each *_step() builds its own model: stepping one leaves the starting point intact.
+    setup = adder_setup(5, 4, 3)
+    start = setup.initial_parameters()
+    setup.engine_step()()
+    setup.handwritten_step()()
+    for name, value in setup.start.items():
+        np.testing.assert_array_equal(value, start[name])

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from ..presets import AdderConfig
-from .param import Param
+from .param import Param, Parameters
 
 __all__ = [
     "cross_entropy",
@@ -180,7 +180,7 @@ def cross_entropy(A: NDArray, T: NDArray) -> float:
     return float(np.mean(softplus(A) - T * A))
 
 
-class ReferenceAdder:
+class ReferenceAdder(Parameters):
     """The adder of ``config`` on plain arrays, with `forward` and `backward` by hand.
 
     Inputs ``X`` are (N, L, 2), two operand bits per position, least significant first;
@@ -219,19 +219,6 @@ class ReferenceAdder:
         raise AttributeError(f"ReferenceAdder has no attribute {name!r}")
 
     # --- parameters -------------------------------------------------------------------
-
-    def named_parameters(self) -> list[tuple[str, Param]]:
-        """``(name, Param)`` pairs in the order of `parameter_shapes`."""
-        return list(self._params.items())
-
-    def parameters(self) -> list[Param]:
-        """The parameters in the order of `named_parameters`."""
-        return list(self._params.values())
-
-    def zero_grad(self) -> None:
-        """Forget accumulated gradients (sets every ``.grad`` to None)."""
-        for param in self._params.values():
-            param.grad = None
 
     def state_dict(self) -> dict[str, NDArray]:
         """Copies of the parameter values, name -> array."""

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .param import Param
+from .param import Param, Parameters
 
 __all__ = ["ReferenceCounter"]
 
 
-class ReferenceCounter:
+class ReferenceCounter(Parameters):
     """A one-state linear RNN that learns to count the ones in a 0/1 sequence.
 
     For a sequence ``x_1 .. x_T``::
@@ -37,19 +37,7 @@ class ReferenceCounter:
     def __init__(self, w_x: float, w_rec: float) -> None:
         self.w_x = Param(np.array(w_x, dtype=np.float64))
         self.w_rec = Param(np.array(w_rec, dtype=np.float64))
-
-    def named_parameters(self) -> list[tuple[str, Param]]:
-        """``[("w_x", ...), ("w_rec", ...)]``."""
-        return [("w_x", self.w_x), ("w_rec", self.w_rec)]
-
-    def parameters(self) -> list[Param]:
-        """The parameters in the order of `named_parameters`."""
-        return [param for _, param in self.named_parameters()]
-
-    def zero_grad(self) -> None:
-        """Forget accumulated gradients (sets every ``.grad`` to None)."""
-        for param in self.parameters():
-            param.grad = None
+        self._params = {"w_x": self.w_x, "w_rec": self.w_rec}
 
     def forward(self, X: ArrayLike) -> NDArray[np.float64]:
         """All states ``S[:, k] = s_k`` for ``k = 0 .. T``: shape ``(n, T + 1)``

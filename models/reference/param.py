@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Param"]
+__all__ = ["Param", "Parameters"]
 
 
 class Param:
@@ -24,3 +24,23 @@ class Param:
 
     def __repr__(self) -> str:
         return f"Param(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Parameters:
+    """What a hand-coded model shares with an engine Module's parameter bookkeeping: its
+    `Param`s by name in `_params`, in order."""
+
+    _params: dict[str, Param]
+
+    def named_parameters(self) -> list[tuple[str, Param]]:
+        """``(name, Param)`` pairs, in order."""
+        return list(self._params.items())
+
+    def parameters(self) -> list[Param]:
+        """The parameters in the order of `named_parameters`."""
+        return list(self._params.values())
+
+    def zero_grad(self) -> None:
+        """Forget accumulated gradients (sets every ``.grad`` to None)."""
+        for param in self._params.values():
+            param.grad = None
