@@ -15,6 +15,13 @@ Later calls replay the forward program with plain NumPy calls (no Tensor, no Nod
 and return a Tensor whose `backward()` runs the backward program as a single node of the
 tape: the gradients land in `.grad` as in eager mode, and compose with eager ops.
 
+A replay calls the same NumPy forwards and VJPs as eager mode, in the same order, and
+accumulates cotangents with the tape's own `_Cotangents`: that is what keeps the bits equal,
+and it is also why the gain is the engine's per-op Python work only, not any NumPy work.
+Arrays are not reused between calls: each call's values stay the caller's (a loss may be
+backpropagated after the next call), and each value is dropped after its last use unless a
+VJP reads it, so a replay holds what eager mode's graph holds.
+
 The second call of a signature traces `fn` again and checks that both traces agree: a
 NumPy array or number that `fn` computes itself (from an argument, from a random generator,
 from a parameter's value) is kept as a constant by a trace, and if it differs between the two
