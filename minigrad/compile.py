@@ -166,7 +166,9 @@ class _Trace:
         self.by_array: dict[int, _Slot] = {}   # id(op output array) -> slot (detach aliases)
         self.keep: list[Any] = []  # what the maps' ids point at stays alive
         self.views: dict[tuple, _Slot] = {}
-        self.arrays = arrays  # argument position -> the array `fn` was given
+        # argument position -> the array `fn` was given; ("astype", position, dtype) -> an
+        # argument as `fn` converted it
+        self.arrays: dict[Any, np.ndarray] = dict(arrays)
         self.outputs: list[Tensor] = []
 
     def new_slot(self, value: Any, kind: tuple) -> _Slot:
@@ -219,23 +221,37 @@ class _Trace:
                     "index with a fixed array made inside the function, or don't compile it")
 
     def array_slot(self, a: np.ndarray) -> _Slot:
-        """An argument array, a view of one (rebuilt from the argument on every call), or a
-        constant that `fn` made itself."""
+        """An argument array, a view of one (rebuilt from the argument on every call), an
+        argument converted to another dtype (`np.asarray(X, np.float64)` of integer X), a
+        view of that, or a constant that `fn` made itself."""
         start = a.__array_interface__["data"][0]
-        for position, arg in self.arrays.items():
+        for source, arg in self.arrays.items():
             base = arg.__array_interface__["data"][0]
             if a is arg or (start == base and a.shape == arg.shape and a.dtype == arg.dtype
                             and a.strides == arg.strides):
-                return self.argument_slot(position, arg)
+                return self.argument_slot(source, arg)
             if a.size and a.dtype == arg.dtype and np.may_share_memory(a, arg):
-                return self.view_slot(a, position, arg, start - base)
+                return self.view_slot(a, source, arg, start - base)
+        owner = a.base if isinstance(a.base, np.ndarray) else a
+        for source, arg in list(self.arrays.items()):
+            if type(source) is int and owner.shape == arg.shape and owner.dtype != arg.dtype \
+                    and np.array_equal(owner, arg):  # converted: replayed as arg.astype
+                self.arrays[("astype", source, owner.dtype.str)] = owner
+                self.keep.append(owner)
+                return self.array_slot(a)
         self.keep.append(a)
         return self.new_slot(a.copy(), ("constant",))
 
-    def argument_slot(self, position: int, arg: np.ndarray) -> _Slot:
-        key = (position,)
+    def argument_slot(self, source: Any, arg: np.ndarray) -> _Slot:
+        """The slot of argument `source` (its position), or of ("astype", position, dtype)."""
+        key = (source,)
         if key not in self.views:
-            self.views[key] = self.new_slot(arg, ("array", position))
+            if type(source) is int:
+                kind: tuple = ("array", source)
+            else:
+                parent = self.argument_slot(source[1], self.arrays[source[1]])
+                kind = ("astype", parent.index, arg.dtype)
+            self.views[key] = self.new_slot(arg, kind)
         return self.views[key]
 
     def contiguous_slot(self, view: int) -> int:
@@ -244,10 +260,10 @@ class _Trace:
             self.views[key] = self.new_slot(self.values[view], ("copy", view))
         return self.views[key].index
 
-    def view_slot(self, a: np.ndarray, position: int, arg: np.ndarray, offset: int) -> _Slot:
-        key = (position, offset, a.shape, a.strides)
+    def view_slot(self, a: np.ndarray, source: Any, arg: np.ndarray, offset: int) -> _Slot:
+        key = (source, offset, a.shape, a.strides)
         if key not in self.views:
-            parent = self.argument_slot(position, arg)
+            parent = self.argument_slot(source, arg)
             item = a.itemsize
             if a.ndim == 1 and offset % item == 0 and a.strides[0] % item == 0 \
                     and a.strides[0] > 0:  # a slice of the flat argument: cheap to rebuild
@@ -307,7 +323,7 @@ class _Program:
         self.tensors = [(i, k[1]) for i, k in enumerate(trace.kinds) if k[0] == "tensor"]
         self.arrays = [(i, k[1]) for i, k in enumerate(trace.kinds) if k[0] == "array"]
         self.views = [(i, k) for i, k in enumerate(trace.kinds)
-                      if k[0] in ("flat", "view", "copy")]
+                      if k[0] in ("astype", "flat", "view", "copy")]
         self.captured = [(i, k[1], trace.slots[i].shape, trace.slots[i].dtype)
                          for i, k in enumerate(trace.kinds) if k[0] == "captured"]
         self.anomaly = bool(mode & ANOMALY)
@@ -337,7 +353,8 @@ class _Program:
                 last[i] = k
         frees: list[list[int]] = [[] for _ in self.trace.steps]
         for i, k in last.items():
-            if i not in kept and kinds[i][0] in ("output", "array", "flat", "view", "copy"):
+            if i not in kept and kinds[i][0] in ("output", "array", "astype", "flat", "view",
+                                                 "copy"):
                 frees[k].append(i)
         return [tuple(f) for f in frees]
 
@@ -390,6 +407,8 @@ class _Program:
                 values[i] = values[kind[1]].reshape(-1)[kind[2]]
             elif kind[0] == "copy":
                 values[i] = values[kind[1]].copy()
+            elif kind[0] == "astype":
+                values[i] = values[kind[1]].astype(kind[2])
             else:
                 _, parent, shape, dtype, offset, strides = kind
                 values[i] = np.ndarray(shape, dtype, buffer=values[parent], offset=offset,

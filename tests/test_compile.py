@@ -148,6 +148,31 @@ def test_any_graph_of_ops_gives_eager_numbers(batch, steps, n_in, n_hidden, seed
             np.testing.assert_array_equal(p.grad, q.grad, strict=True)
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.float32])
+def test_arguments_the_models_convert_to_their_dtype_are_inputs(dtype):
+    # Adder and Counter take np.asarray(X, float64): a converted copy (and views of it, for
+    # the counter's X[:, k]) must follow the argument, not stay the first call's constant.
+    config = AdderConfig()
+    adders = [Adder(config, rng=np.random.default_rng(0)) for _ in range(2)]
+    counters = [Counter(), Counter()]
+    steps = [mg.compile(adders[1].loss), mg.compile(counters[1].loss)]
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        X, T = addition_data(rng, 10, config.n_bits, config.max_operand)
+        Xc, t = counting_data(rng, 6, 5)
+        cases = [(adders, steps[0], X.astype(dtype), T.astype(dtype)),
+                 (counters, steps[1], Xc.astype(dtype), t.astype(dtype))]
+        for (eager, compiled), step, inputs, targets in cases:
+            eager.zero_grad()
+            compiled.zero_grad()
+            loss = eager.loss(inputs, targets)
+            loss.backward()
+            compiled_loss = step(inputs, targets)
+            compiled_loss.backward()
+            assert compiled_loss.item() == loss.item()
+            assert_bitwise(grads_of(compiled), grads_of(eager))
+
+
 def test_tensor_arguments_get_gradients_and_the_loss_composes_with_eager_ops():
     w = mg.Tensor([[0.5, -1.0], [2.0, 0.25]], requires_grad=True)
     step = mg.compile(lambda x, w: mg.tanh(x @ w).sum())
