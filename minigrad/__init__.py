@@ -23,8 +23,7 @@ else:  # the exports follow from the table: every op of minigrad/ops.py, by its 
 
 __all__ = [
     "OPS", "AnomalyError", "CompiledFunction", "Domain", "Tensor", "TraceError", "compile",
-    "defop", "detect_anomaly", "enable_grad", "grad",
-    "gradients", "is_anomaly_enabled", "is_recording", "load", "nn", "no_grad", "ops", "save",
-    "to_dot", "value_and_grad", *OPS,
+    "defop", "detect_anomaly", "enable_grad", "grad", "gradients", "is_anomaly_enabled",
+    "is_recording", "load", "nn", "no_grad", "ops", "save", "to_dot", "value_and_grad", *OPS,
 ]
 __version__ = "0.1.0"
