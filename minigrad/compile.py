@@ -235,7 +235,8 @@ class _Trace:
         owner = a.base if isinstance(a.base, np.ndarray) else a
         for source, arg in list(self.arrays.items()):
             if type(source) is int and owner.shape == arg.shape and owner.dtype != arg.dtype \
-                    and np.array_equal(owner, arg):  # converted: replayed as arg.astype
+                    and np.array_equal(owner, arg.astype(owner.dtype), equal_nan=True):
+                # converted (what np.asarray(arg, dtype) gives): replayed as arg.astype
                 self.arrays[("astype", source, owner.dtype.str)] = owner
                 self.keep.append(owner)
                 return self.array_slot(a)

@@ -173,6 +173,26 @@ def test_arguments_the_models_convert_to_their_dtype_are_inputs(dtype):
             assert_bitwise(grads_of(compiled), grads_of(eager))
 
 
+def test_an_argument_converted_to_the_parameters_precision_follows_the_argument():
+    w = mg.Tensor(np.array([0.5, -1.5, 2.0], np.float32), requires_grad=True)
+    w_eager = mg.Tensor(w.data, requires_grad=True)
+
+    def fn(x, w):
+        return mg.tanh(w * np.asarray(x, np.float32)[1:]).sum()
+
+    step = mg.compile(lambda x: fn(x, w))
+    rng = np.random.default_rng(2)
+    for _ in range(4):
+        x = rng.normal(size=4)  # float64: not exactly representable in float32
+        w.grad = w_eager.grad = None
+        loss = fn(x, w_eager)
+        loss.backward()
+        compiled_loss = step(x)
+        compiled_loss.backward()
+        assert compiled_loss.item() == loss.item()
+        np.testing.assert_array_equal(w.grad, w_eager.grad, strict=True)
+
+
 def test_tensor_arguments_get_gradients_and_the_loss_composes_with_eager_ops():
     w = mg.Tensor([[0.5, -1.0], [2.0, 0.25]], requires_grad=True)
     step = mg.compile(lambda x, w: mg.tanh(x @ w).sum())
