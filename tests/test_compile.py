@@ -327,6 +327,17 @@ def test_anomaly_mode_is_part_of_the_signature_and_checks_the_replay():
     assert np.isneginf(step(np.array([0.0, 1.0])).item())  # outside the mode: no check
 
 
+def test_anomaly_mode_checks_the_replayed_gradients():
+    w = mg.Tensor([1.0, 2.0], requires_grad=True)
+    step = mg.compile(lambda x: mg.sqrt(w * x).sum())
+    with mg.detect_anomaly():
+        for _ in range(3):
+            step(np.array([1.0, 1.0])).backward()
+        loss = step(np.array([0.0, 1.0]))  # sqrt(0) is finite; its gradient is not
+        with pytest.raises(mg.AnomalyError, match="'sqrt'.*gradient of input 0.*backward"):
+            loss.backward()
+
+
 def test_threads_replay_with_their_own_grad_mode():
     w = mg.Tensor([1.0, -1.0, 0.5], requires_grad=True)
     step = mg.compile(lambda x: mg.tanh(w * x).sum())
