@@ -197,6 +197,16 @@ def _pair(shape_pairs: Any, joiner: str) -> Callable:
 
 
 @st.composite
+def _addmm(draw, fn, domain, dtype):
+    shape_a, shape_b = draw(matmul_shapes())
+    shape_out = np.matmul(np.empty(shape_a), np.empty(shape_b)).shape
+    shape_c = draw(hnp.broadcastable_shapes(shape_out, min_dims=0, max_dims=3))
+    c, a, b = (draw(_values(domain, i, shape, dtype))
+               for i, shape in enumerate((shape_c, shape_a, shape_b)))
+    return _case(fn, [c, a, b], f"{shape_c} + {shape_a} @ {shape_b}")
+
+
+@st.composite
 def _tensordot(draw, fn, domain, dtype):
     a, b, axes = draw(tensordot_operands(*domain.interval(0)))
     return _case(fn, [a.astype(dtype), b.astype(dtype)], axes=axes)
@@ -286,6 +296,7 @@ _FAMILIES: dict[str, Callable] = {
     "unary": _unary,
     "binary": _pair(broadcastable_shapes(), "with"),
     "matmul": _pair(matmul_shapes(), "@"),
+    "addmm": _addmm,
     "tensordot": _tensordot,
     "einsum": _einsum,
     "reduction": _reduction,
