@@ -208,8 +208,8 @@ def new_op():
     """Define ops in the table for one test, and take them out again."""
     names = []
 
-    def define(name, vjp):
-        defop(name, lambda x: np.logaddexp(0.0, x), (vjp,), Domain("unary"), saves="inputs")
+    def define(name, forward, vjp):
+        defop(name, forward, (vjp,), Domain("unary"), saves="inputs")
         names.append(name)
         return name
 
@@ -218,8 +218,12 @@ def new_op():
         del OPS[name]
 
 
+def softplus(x):
+    return np.logaddexp(0.0, x)
+
+
 def test_a_new_op_gets_its_mutants_and_they_are_checked(new_op):
-    name = new_op("softplus_for_mutants", lambda g, out, x: g / (1.0 + np.exp(-x)))
+    name = new_op("softplus_for_mutants", softplus, lambda g, out, x: g / (1.0 + np.exp(-x)))
     verdicts = mm.check_op(name, max_examples=10)
     assert {v.mutant.mutation.name for v in verdicts} == {
         "negated", "doubled", "upstream_ones", "transposed", "output_for_input"}
@@ -227,7 +231,42 @@ def test_a_new_op_gets_its_mutants_and_they_are_checked(new_op):
 
 
 def test_a_test_that_fails_without_mutants_cannot_judge_them(new_op):
-    name = new_op("softplus_wrong_for_mutants", lambda g, out, x: g)
+    name = new_op("softplus_wrong_for_mutants", softplus, lambda g, out, x: g)
     with pytest.raises(RuntimeError, match="the gradient test of 'softplus_wrong_for_mutants' "
                        "fails without any mutant"):
         mm.hunt(name, max_examples=5)
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def test_the_command_prints_a_verdict_per_mutant(capsys):
+    assert mm.main(["neg", "--examples", "10"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "0 survived"
+    assert len(lines) == len(mm.mutants("neg")) + 1
+    assert lines[0].startswith("killed      neg, VJP 0: the gradient's sign flipped (negated)  "
+                               "[GradcheckError: gradcheck: gradient of argument 0")
+
+
+def test_the_command_fails_when_a_mutant_survives(new_op, capsys):
+    # A gradient that is zero everywhere: no sign or factor changes it, so nothing is caught.
+    name = new_op("flat_for_mutants", np.zeros_like, lambda g, out, x: np.zeros_like(g))
+    assert mm.main([name, "--examples", "5"]) == 1
+    out = capsys.readouterr().out
+    assert f"SURVIVED    {name}, VJP 0: the gradient's sign flipped (negated)  [changed 0 of " \
+        in out
+    must_arise = [m for m in mm.mutants(name) if m.mutation.must_arise]  # the others: no case
+    assert out.splitlines()[-1] == f"{len(must_arise)} survived"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nope"], "no op named 'nope' in the table; the ops are abs, add,"),
+    (["--examples", "0"], "--examples must be at least 1, got 0"),
+])
+def test_the_command_refuses_bad_arguments_in_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        mm.main(args)
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in error

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import copy
 import functools
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 from hypothesis import strategies as st
 
 from ..primitive import OPS, Op
@@ -43,7 +44,7 @@ from .strategies import Case, op_cases
 __all__ = [
     "EQUIVALENT", "MAX_EXAMPLES", "MUTATIONS", "Call", "Mutant", "MutantSurvived", "Mutation",
     "Tally", "Verdict", "check_mutant", "check_op", "gradient_property", "hunt", "installed",
-    "judge", "mutants",
+    "judge", "main", "mutants", "outcome",
 ]
 
 VJP = Callable[..., Any]
@@ -379,6 +380,7 @@ def hunt(name: str, prop: Property = gradient_property, *,
     evidence: dict[int, str] = {}
 
     @_hunt_settings(max_examples)
+    @seed(zlib.crc32(name.encode()))  # draws of their own for each op, the same every run
     @given(data=st.data())
     def run(data: Any) -> None:
         recorder = _Recorder(data)
@@ -418,8 +420,8 @@ def _first_line(error: BaseException) -> str:
 
 
 def _hunt_settings(max_examples: int) -> settings:
-    # The same draws on every run: derandomized, and no database to replay an earlier run's
-    # failure from. No shrinking: a test that fails without mutants is reported as it is.
+    # The same draws on every run: seeded, and no database to replay an earlier run's failure
+    # from. No shrinking: a test that fails without mutants is reported as it is.
     return settings(max_examples=max_examples, derandomize=True, database=None, deadline=None,
                     phases=(Phase.explicit, Phase.generate), report_multiple_bugs=False,
                     verbosity=Verbosity.quiet, suppress_health_check=list(HealthCheck))
@@ -475,3 +477,52 @@ def check_op(name: str, prop: Property = gradient_property, *,
         raise MutantSurvived(f"{len(failures)} of {len(verdicts) + len(failures)} mutants of "
                              f"'{name}' not caught:\n" + "\n".join(failures))
     return verdicts
+
+
+def outcome(verdict: Verdict, max_examples: int = MAX_EXAMPLES) -> str:
+    """The verdict in a word: "killed", "equivalent" (listed in `EQUIVALENT`), "no case" (a
+    mutation the op's draws never made change a gradient, and that need not arise), or
+    "SURVIVED"."""
+    try:
+        judge(verdict, max_examples)
+    except MutantSurvived:
+        return "SURVIVED"
+    if verdict.mutant.key in EQUIVALENT:
+        return "equivalent"
+    return "killed" if verdict.killed else "no case"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m minigrad.testing.mutants [OP ...] [--examples N]`: hunt the mutants of the
+    ops named (all of the table's by default) with `gradient_property` and print one line per
+    mutant; the exit status is 1 if any survived."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m minigrad.testing.mutants",
+        description="Check that each op's gradient test catches plausible mistakes in its VJPs.")
+    parser.add_argument("ops", nargs="*", metavar="OP", help="ops of the table (default: all)")
+    parser.add_argument("--examples", type=int, default=MAX_EXAMPLES,
+                        help=f"Hypothesis draws per op (default {MAX_EXAMPLES})")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.ops if name not in OPS]
+    if unknown:
+        parser.error(f"no op named {', '.join(map(repr, unknown))} in the table; the ops are "
+                     f"{', '.join(sorted(OPS))}")
+    if args.examples < 1:
+        parser.error(f"--examples must be at least 1, got {args.examples}")
+    survived = 0
+    for name in args.ops or sorted(OPS):
+        for verdict in hunt(name, max_examples=args.examples):
+            word = outcome(verdict, args.examples)
+            survived += word == "SURVIVED"
+            detail = verdict.evidence if verdict.killed else EQUIVALENT.get(
+                verdict.mutant.key, f"changed {verdict.tally.changed} of "
+                                    f"{verdict.tally.calls} gradients")
+            print(f"{word:10s}  {verdict.mutant}  [{detail}]")
+    print(f"{survived} survived")
+    return int(survived > 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
