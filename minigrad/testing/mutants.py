@@ -8,13 +8,16 @@ swapped, the output read where the input belongs (or the reverse), the permutati
 where its inverse belongs. `mutants(name)` lists an op's mutants, so a new op of the table
 gets them the moment it is defined.
 
-`hunt(mutant, prop)` runs a gradient property test `prop(name, data)` (`data` is
-Hypothesis's `st.data()`) with the mutant in place, on draws that are the same on every run
-(derandomized, no example database, no shrinking). The mutant is killed if the test fails
-on a draw, crash included; it survives if the test passes although the mistake changed an
-operand's gradient, or if no draw made the mistake change anything. A survivor is a mistake
-the test cannot see, unless `EQUIVALENT` lists it with the reason it is no mistake at all.
-`check_mutant` and `check_op` raise `MutantSurvived` naming the op, the VJP and the mistake.
+`hunt(name, prop)` runs a gradient property test `prop(name, data)` (`data` is Hypothesis's
+`st.data()`, used through `data.draw` alone) on `MAX_EXAMPLES` draws seeded by the op's name,
+so the same on every run (no example database, no shrinking). Each draw is tried as it is
+(the test must pass: a failure would not be a mutant's doing), then replayed with each mutant
+of the op not yet killed installed. A mutant is killed if the test fails on a draw, crash
+included; it survives if the test passes although the mistake changed an operand's gradient,
+or, for a mistake that must arise, if no draw made it change anything. A survivor is a
+mistake the test cannot see, unless `EQUIVALENT` lists it with the reason it is no mistake.
+`check_mutant` and `check_op` raise `MutantSurvived` naming the op, the VJP and the mistake;
+`python -m minigrad.testing.mutants [OP ...]` prints every verdict.
 
 `installed(mutant)` swaps the op's `vjps` for a `with` block (the table is global: not
 thread-safe). It uses the contract of ops of any number of operands: `vjps` becomes a
@@ -51,7 +54,8 @@ VJP = Callable[..., Any]
 Property = Callable[[str, Any], Any]
 # The tolerances of the op tests: central differences in float64 are good to ~1e-9 there.
 ATOL, RTOL = 1e-6, 1e-5
-# Most mutants die at the first draw or two; a survivor costs this many draws of its test.
+# As many draws as the suite's profiles give each op test. Most mutants die at the first
+# draw or two; every draw costs one run of the test, plus one per mutant still alive.
 MAX_EXAMPLES = 40
 
 
