@@ -16,6 +16,7 @@ from minigrad.testing.strategies import arrays, op_cases, shapes
 
 # The property each mutant must break: test_ops.py's gradient test of one op, as it is.
 OWN_TEST = test_ops.test_gradient_matches_numerical.hypothesis.inner_test
+MUTATION = {m.name: m for m in mm.MUTATIONS}
 
 SCALAR_SEED = ("gradcheck differentiates a scalar output seeded with exactly 1, so a loss's "
                "VJP that ignores g passes; fixed when gradcheck draws the upstream gradient of "
@@ -57,12 +58,16 @@ def test_known_survivors_and_equivalents_name_real_mutants():
     assert not set(KNOWN_SURVIVORS) & set(mm.EQUIVALENT)
 
 
+class Interrupted(Exception):
+    pass
+
+
 def test_installed_puts_the_op_back_however_the_block_ends():
     for name, op in OPS.items():
         own = op.vjps
-        with pytest.raises(KeyboardInterrupt), mm.installed(mm.mutants(name)[0]):
+        with pytest.raises(Interrupted), mm.installed(mm.mutants(name)[0]):
             assert op.vjps is not own
-            raise KeyboardInterrupt
+            raise Interrupted
         assert op.vjps is own, name
 
 
@@ -70,7 +75,7 @@ def test_installed_puts_the_op_back_however_the_block_ends():
 
 
 def _gradients(mutation_name, op_name, f, operands, g, slot=0):
-    mutant = mm.Mutant(op_name, slot, next(m for m in mm.MUTATIONS if m.name == mutation_name))
+    mutant = mm.Mutant(op_name, slot, MUTATION[mutation_name])
     tensors = [mg.Tensor(x, requires_grad=True) for x in operands]
     with mm.installed(mutant) as tally:
         out = f(*tensors)
@@ -160,7 +165,7 @@ def _forward_only_test(name, data):
 
 
 def test_a_survivor_is_named_by_op_vjp_and_mistake():
-    mutant = mm.Mutant("mul", 1, mm.MUTATIONS[0])
+    mutant = mm.Mutant("mul", 1, MUTATION["negated"])
     with pytest.raises(mm.MutantSurvived, match=r"^mul, VJP 1: the gradient's sign flipped "
                        r"\(negated\): survived: the gradient test passed 5 draws although the "
                        r"mistake changed [1-5] of 5 gradients$"):
@@ -168,7 +173,7 @@ def test_a_survivor_is_named_by_op_vjp_and_mistake():
 
 
 def test_a_mistake_the_test_never_runs_survives():
-    mutant = mm.Mutant("exp", 0, mm.MUTATIONS[0])
+    mutant = mm.Mutant("exp", 0, MUTATION["negated"])
     with pytest.raises(mm.MutantSurvived, match="never drew a case where the mistake changes"):
         mm.check_mutant(mutant, _forward_only_test, max_examples=5)
 
@@ -184,7 +189,7 @@ def test_check_op_lists_every_mutant_the_test_missed():
 
 
 def test_a_killed_mutant_listed_as_equivalent_is_an_error(monkeypatch):
-    mutant = mm.Mutant("exp", 0, mm.MUTATIONS[1])
+    mutant = mm.Mutant("exp", 0, MUTATION["doubled"])
     monkeypatch.setitem(mm.EQUIVALENT, mutant.key, "a wrong reason")
     with pytest.raises(mm.MutantSurvived, match=r"listed as equivalent \(a wrong reason\), but "
                        r"its gradient test failed: GradcheckError"):
@@ -192,7 +197,7 @@ def test_a_killed_mutant_listed_as_equivalent_is_an_error(monkeypatch):
 
 
 def test_a_hunt_draws_the_same_cases_every_time():
-    mutant = mm.Mutant("matmul", 0, mm.MUTATIONS[0])
+    mutant = mm.Mutant("matmul", 0, MUTATION["negated"])
     first, second = (mm.hunt("matmul", OWN_TEST, candidates=[mutant], max_examples=5)[0]
                      for _ in range(2))
     assert first.killed and first.evidence == second.evidence
