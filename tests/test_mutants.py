@@ -18,15 +18,10 @@ from minigrad.testing.strategies import arrays, op_cases, shapes
 OWN_TEST = test_ops.test_gradient_matches_numerical.hypothesis.inner_test
 MUTATION = {m.name: m for m in mm.MUTATIONS}
 
-SCALAR_SEED = ("gradcheck differentiates a scalar output seeded with exactly 1, so a loss's "
-               "VJP that ignores g passes; fixed when gradcheck draws the upstream gradient of "
-               "scalar outputs too (issue 13)")
-# Mistakes the op tests miss today: each must keep surviving until its fix lands.
-KNOWN_SURVIVORS = {
-    (loss, slot, "upstream_ones"): SCALAR_SEED
-    for loss in ("binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss")
-    for slot in (0, 1)
-}
+# Mistakes the op tests miss today, each with the reason (a strict xfail: it must keep
+# surviving until its fix lands). None: gradcheck now draws the upstream gradient of scalar
+# outputs too, which kills the losses' "upstream gradient replaced by ones".
+KNOWN_SURVIVORS: dict[tuple, str] = {}
 
 
 def _param(mutant):
@@ -88,7 +83,7 @@ def test_mul_mutants_make_their_mistakes(data):
     shape = data.draw(shapes(), label="shape")
     a, b, g = (data.draw(arrays(shape), label=label) for label in "abg")
     expected = {  # the gradient of b under each mistake in its VJP (the right one is g a)
-        "negated": -g * a, "doubled": 2 * g * a, "upstream_ones": np.ones_like(g) * a}
+        "negated": -g * a, "doubled": 2 * (g * a), "upstream_ones": np.ones_like(g) * a}
     for mistake, wrong in expected.items():
         (grad_a, grad_b), tally = _gradients(mistake, "mul", mg.mul, [a, b], g, slot=1)
         np.testing.assert_array_equal(grad_a, g * b)
