@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .ops import add, matmul
+from .ops import addmm, matmul
 from .tensor import Tensor
 
 
@@ -137,12 +137,11 @@ class Linear(Module):
         self.bias = Parameter(np.zeros(n_out, dtype)) if bias else None
 
     def forward(self, x: Any) -> Tensor:
-        # np.shape reads a Tensor's shape, not its values (which a compiled trace refuses).
-        if np.shape(x)[-1:] != (self.n_in,):
+        shape = x.shape if isinstance(x, Tensor) else np.shape(x)
+        if shape[-1:] != (self.n_in,):
             raise ValueError(f"Linear: expected input whose last axis has {self.n_in} "
-                             f"elements, got shape {np.shape(x)}")
-        y = matmul(x, self.weight)
-        return y if self.bias is None else add(y, self.bias)
+                             f"elements, got shape {shape}")
+        return matmul(x, self.weight) if self.bias is None else addmm(self.bias, x, self.weight)
 
     def __repr__(self) -> str:
         return f"Linear({self.n_in}, {self.n_out}, bias={self.bias is not None})"

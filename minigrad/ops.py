@@ -22,6 +22,7 @@ import numpy as np
 from .primitive import Domain, defop
 from .primitive import constant as _constant
 from .tape import Cotangent as _Cotangent
+from .tape import sum_to_shape as _sum_to_shape
 from .tensor import Tensor as _Tensor
 
 _POSITIVE = ((0.2, 3.0),)
@@ -73,6 +74,29 @@ def _matmul_b_vjp(g, out, a, b):
 
 matmul = defop("matmul", np.matmul, (_matmul_a_vjp, _matmul_b_vjp), Domain("matmul"),
                saves="inputs")
+def _product_vjp(matmul_vjp):
+    """A VJP of a @ b inside c + a @ b: c may broadcast the sum beyond a @ b's shape (an
+    RNN's first step, s_0 of shape (n,) against z_1 of shape (batch, n)), so `g` is summed
+    back to the product's shape first."""
+
+    def vjp(g, out, c, a, b):
+        shape = _matmul_shape(np.shape(a), np.shape(b))
+        return matmul_vjp(g if g.shape == shape else _sum_to_shape(g, shape), None, a, b)
+
+    return vjp
+
+
+def _matmul_shape(a: tuple, b: tuple) -> tuple:
+    if len(a) == 1 or len(b) == 1:
+        return a[:-1] + b[:-2] + b[-1:] if len(a) == 1 and len(b) > 1 else a[:-1]
+    return np.broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
+
+
+# c + a @ b in one node: a layer's x W + b, an RNN step's z_k + s W. The same NumPy calls
+# as add(c, matmul(a, b)), forward and backward, so the same numbers, one node fewer.
+addmm = defop("addmm", lambda c, a, b: np.add(c, np.matmul(a, b)),
+              (lambda g, out, c, a, b: g, _product_vjp(_matmul_a_vjp), _product_vjp(_matmul_b_vjp)),
+              Domain("addmm"), saves="inputs")
 
 # --- contractions ---------------------------------------------------------------------------
 

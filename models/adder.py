@@ -63,7 +63,7 @@ class Adder(nn.Module):
         S: mg.Tensor | None = self.initial_state
         states: list[mg.Tensor] = []
         for k in range(X.shape[1]):
-            pre = Z[:, k] if S is None else Z[:, k] + S @ W
+            pre = Z[:, k] if S is None else mg.addmm(Z[:, k], S, W)  # Z_k + S W
             S = self._activation(pre)
             states.append(S)
         return states

@@ -141,7 +141,9 @@ def _calls_with(name, bad):
         return [lambda: f(bad, 0)]
     if family in ("stack", "concatenate"):
         return [lambda: f([x, bad]), lambda: f([bad, x])]
-    raise AssertionError(f"no wrong-type call for the family of {name}")
+    # Any other op takes its operands positionally: `bad` in each place in turn.
+    n = len(OPS[name].vjps)
+    return [lambda i=i: f(*[bad if j == i else x for j in range(n)]) for i in range(n)]
 
 
 @pytest.mark.parametrize("kind", sorted(BAD))

@@ -85,7 +85,7 @@ def test_names_from_a_module_and_for_intermediates():
     labels = [label for label, _ in parse_dot(mg.to_dot(out, layer))[0].values()]
     assert "weight\n(2, 3)\nrequires grad" in labels and "bias\n(3,)\nrequires grad" in labels
     labels = [label for label, _ in parse_dot(mg.to_dot(out, {h: "h"}))[0].values()]
-    assert "h = add\n(4, 3)" in labels
+    assert "h = addmm\n(4, 3)" in labels
 
 
 def test_awkward_names_are_escaped():
@@ -125,9 +125,9 @@ def test_a_released_graph_is_refused():
 @pytest.mark.parametrize("model, steps, expected_nodes, expected_edges", [
     # counter: 3 ops per step + the loss; w_x, w_rec; constants s_0, x_1..x_n, t
     ("counter", 3, (3 * 3 + 1) + 2 + (3 + 2), 6 * 3 + 2),
-    # small adder: 3 ops for Z, 4 per step (slice, matmul, add, tanh), stack, output layer (2),
-    # loss; 7 parameters; constants X and T
-    ("adder", 3, (3 + 4 * 3 + 4) + 7 + 2, 12 + 7 * 3),
+    # small adder: 2 ops for Z (addmm, + b_rec), 3 per step (slice, addmm, tanh), stack,
+    # output layer (addmm), loss; 7 parameters; constants X and T
+    ("adder", 3, (2 + 3 * 3 + 3) + 7 + 2, 5 + 5 * 3 + 3 + 3 + 2),
 ])
 def test_the_graph_command(capsys, model, steps, expected_nodes, expected_edges):
     from minigrad.models.cli import main

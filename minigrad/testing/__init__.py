@@ -75,12 +75,15 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     named = _named_parameters(f, params)
     upstream = _upstream(f, arrays, seed)
 
-    def projected(*xs: Any) -> Any:
-        return (f(*xs) * upstream).sum()
+    def projected(*xs: Any) -> float:
+        # In NumPy, not the engine: an op's mistake must not cancel in the projection too.
+        out = f(*xs)
+        return float(np.sum(np.asarray(out._data if isinstance(out, Tensor) else out)
+                            * upstream))
 
     saved = [p.data.copy() for _, p in named]
     try:
-        engine = _engine_gradients(projected, arrays, positions, [p for _, p in named])
+        engine = _engine_gradients(f, upstream, arrays, positions, [p for _, p in named])
         with no_grad():
             numeric = [_central_differences(lambda: projected(*arrays), arrays[i], eps)
                        for i in positions]
@@ -95,19 +98,20 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     return True
 
 
-def _engine_gradients(projected: Callable[..., Any], arrays: list[np.ndarray],
+def _engine_gradients(f: Callable[..., Any], upstream: np.ndarray, arrays: list[np.ndarray],
                       positions: tuple[int, ...], params: list[Tensor]) -> list[np.ndarray]:
-    """The engine's gradient of `projected` with respect to the arguments at `positions` and
-    to `params`, from `gradients` (so no `.grad` is touched)."""
+    """The engine's gradient of <upstream, f> with respect to the arguments at `positions`
+    and to `params`: backward from f's output seeded with `upstream` itself, through
+    `gradients` (so no `.grad` is touched)."""
     tensors = {i: Tensor(arrays[i].copy(), requires_grad=True) for i in positions}
     wrt = [tensors[i] for i in positions] + params
-    out = projected(*(tensors.get(i, a) for i, a in enumerate(arrays)))
+    out = f(*(tensors.get(i, a) for i, a in enumerate(arrays)))
     if not isinstance(out, Tensor):
         raise TypeError(f"gradcheck: f must return a Tensor when given Tensors, got "
                         f"{type(out).__name__}")
     if not out.requires_grad:  # f ignores every input: a zero gradient, as numerically
         return [np.zeros_like(t.data) for t in wrt]
-    return gradients(out, wrt)
+    return gradients(out, wrt, grad=upstream)
 
 
 def _central_differences(evaluate: Callable[[], Any], x: np.ndarray, eps: float) -> np.ndarray:

@@ -164,8 +164,8 @@ def op_cases(op: Any, dtype: Any = np.float64):
     its Domain (family, values, kinks)."""
     name = op if isinstance(op, str) else op.name
     domain = minigrad.OPS[name].domain
-    # the op as users call it: every op of the table is public under its name
-    return _FAMILIES[domain.family](getattr(minigrad, name), domain, dtype)
+    # the op as users call it (an op defined after import is in the table too)
+    return _FAMILIES[domain.family](minigrad.OPS[name].function, domain, dtype)
 
 
 def _values(domain: Any, i: int, shape: Any, dtype: Any):
@@ -194,6 +194,16 @@ def _pair(shape_pairs: Any, joiner: str) -> Callable:
         return _case(fn, [a, b], f"{shape_a} {joiner} {shape_b}")
 
     return family
+
+
+@st.composite
+def _addmm(draw, fn, domain, dtype):
+    shape_a, shape_b = draw(matmul_shapes())
+    shape_out = np.matmul(np.empty(shape_a), np.empty(shape_b)).shape
+    shape_c = draw(hnp.broadcastable_shapes(shape_out, min_dims=0, max_dims=3))
+    c, a, b = (draw(_values(domain, i, shape, dtype))
+               for i, shape in enumerate((shape_c, shape_a, shape_b)))
+    return _case(fn, [c, a, b], f"{shape_c} + {shape_a} @ {shape_b}")
 
 
 @st.composite
@@ -286,6 +296,7 @@ _FAMILIES: dict[str, Callable] = {
     "unary": _unary,
     "binary": _pair(broadcastable_shapes(), "with"),
     "matmul": _pair(matmul_shapes(), "@"),
+    "addmm": _addmm,
     "tensordot": _tensordot,
     "einsum": _einsum,
     "reduction": _reduction,

@@ -1,0 +1,272 @@
+"""Testing the gradient tests: every plausible mistake of `minigrad.testing.mutants`, in every
+VJP of every op of the table, must make the op's own gradient test in test_ops.py fail. A
+new op is in the parametrization the moment it is defined."""
+
+import numpy as np
+import pytest
+import test_ops
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minigrad as mg
+from minigrad import OPS, Domain, defop
+from minigrad.testing import gradcheck
+from minigrad.testing import mutants as mm
+from minigrad.testing.strategies import arrays, op_cases, shapes
+
+# The property each mutant must break: test_ops.py's gradient test of one op, as it is.
+OWN_TEST = test_ops.test_gradient_matches_numerical.hypothesis.inner_test
+MUTATION = {m.name: m for m in mm.MUTATIONS}
+
+# Mistakes the op tests miss today, each with the reason (a strict xfail: it must keep
+# surviving until its fix lands). None: gradcheck now draws the upstream gradient of scalar
+# outputs too, which kills the losses' "upstream gradient replaced by ones".
+KNOWN_SURVIVORS: dict[tuple, str] = {}
+
+
+def _param(mutant):
+    marks = [pytest.mark.xfail(strict=True, raises=mm.MutantSurvived,
+                               reason=KNOWN_SURVIVORS[mutant.key])] \
+        if mutant.key in KNOWN_SURVIVORS else []
+    return pytest.param(mutant, marks=marks, id="-".join(map(str, mutant.key)))
+
+
+ALL_MUTANTS = [_param(m) for name in sorted(OPS) for m in mm.mutants(name)]
+
+
+@pytest.mark.parametrize("mutant", ALL_MUTANTS)
+def test_the_gradient_test_kills_the_mutant(mutant):
+    mm.check_mutant(mutant, OWN_TEST)
+
+
+def test_every_op_and_every_vjp_has_mutants():
+    for name, op in OPS.items():
+        found = mm.mutants(name)
+        slots = {m.slot for m in found}
+        assert slots == (set(range(len(op.vjps))) if type(op.vjps) is tuple else {0, -1}), name
+        assert {"negated", "doubled", "upstream_ones"} <= {m.mutation.name for m in found}
+
+
+def test_known_survivors_and_equivalents_name_real_mutants():
+    keys = {m.key for name in OPS for m in mm.mutants(name)}
+    assert set(KNOWN_SURVIVORS) <= keys and set(mm.EQUIVALENT) <= keys
+    assert not set(KNOWN_SURVIVORS) & set(mm.EQUIVALENT)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_installed_puts_the_op_back_however_the_block_ends():
+    for name, op in OPS.items():
+        own = op.vjps
+        with pytest.raises(Interrupted), mm.installed(mm.mutants(name)[0]):
+            assert op.vjps is not own
+            raise Interrupted
+        assert op.vjps is own, name
+
+
+# --- each mutation makes the mistake it names, on drawn shapes and values ---------------------
+
+
+def _gradients(mutation_name, op_name, f, operands, g, slot=0):
+    mutant = mm.Mutant(op_name, slot, MUTATION[mutation_name])
+    tensors = [mg.Tensor(x, requires_grad=True) for x in operands]
+    with mm.installed(mutant) as tally:
+        out = f(*tensors)
+        out.backward(g)
+    return [t.grad for t in tensors], tally
+
+
+@given(st.data())
+def test_mul_mutants_make_their_mistakes(data):
+    shape = data.draw(shapes(), label="shape")
+    a, b, g = (data.draw(arrays(shape), label=label) for label in "abg")
+    expected = {  # the gradient of b under each mistake in its VJP (the right one is g a)
+        "negated": -g * a, "doubled": 2 * (g * a), "upstream_ones": np.ones_like(g) * a}
+    for mistake, wrong in expected.items():
+        (grad_a, grad_b), tally = _gradients(mistake, "mul", mg.mul, [a, b], g, slot=1)
+        np.testing.assert_array_equal(grad_a, g * b)
+        np.testing.assert_array_equal(grad_b, wrong)
+        assert tally.calls == 1 and tally.changed == int(not np.array_equal(wrong, g * a))
+    (grad_a, grad_b), _ = _gradients("swapped", "mul", mg.mul, [a, b], g)
+    np.testing.assert_array_equal(grad_a, g * a)
+    np.testing.assert_array_equal(grad_b, g * b)
+
+
+@given(st.data())
+def test_averaged_divides_a_broadcast_gradient_by_the_broadcast_count(data):
+    m, n = data.draw(st.integers(2, 4)), data.draw(st.integers(1, 4))
+    a, b, g = data.draw(arrays((m, n))), data.draw(arrays((n,))), data.draw(arrays((m, n)))
+    (grad_a, grad_b), tally = _gradients("averaged", "add", mg.add, [a, b], g, slot=1)
+    np.testing.assert_array_equal(grad_a, g)
+    np.testing.assert_allclose(grad_b, g.sum(axis=0) / m, rtol=1e-15, atol=1e-15)
+    assert tally.changed == int(g.sum(axis=0).any())
+
+
+@given(st.data())
+def test_transposed_swaps_a_square_gradient_and_leaves_others_alone(data):
+    shape = data.draw(shapes(min_dims=1), label="shape")
+    x, g = data.draw(arrays(shape), label="x"), data.draw(arrays(shape), label="g")
+    (grad,), _ = _gradients("transposed", "neg", mg.neg, [x], g)
+    square = x.ndim >= 2 and shape[-1] == shape[-2]
+    np.testing.assert_array_equal(grad, -np.swapaxes(g, -1, -2) if square else -g)
+
+
+@given(st.data())
+def test_output_and_input_read_for_each_other(data):
+    x, g = data.draw(arrays((3, 2), low=1.5, high=3.0)), data.draw(arrays((3, 2)))
+    (grad,), _ = _gradients("output_for_input", "log", mg.log, [x], g)
+    np.testing.assert_allclose(grad, g / np.log(x), rtol=1e-15)
+    (grad,), _ = _gradients("input_for_output", "tanh", mg.tanh, [x], g)
+    np.testing.assert_allclose(grad, g * (1 - x * x), rtol=1e-15, atol=1e-15)
+
+
+@given(st.data())
+def test_permutation_for_inverse_applies_the_permutation_itself(data):
+    n = data.draw(st.integers(2, 3))
+    x, g = data.draw(arrays((n, n, n))), data.draw(arrays((n, n, n)))
+    axes = data.draw(st.permutations(range(3)).map(tuple))
+    (grad,), tally = _gradients("permutation_for_inverse", "transpose",
+                                lambda t: mg.transpose(t, axes), [x], g)
+    np.testing.assert_array_equal(grad, np.transpose(g, axes))
+    assert tally.changed == int(not np.array_equal(np.transpose(g, axes),
+                                                   np.transpose(g, np.argsort(axes))))
+
+
+@given(st.data())
+def test_a_cotangent_is_mutated_in_its_dense_form(data):
+    x = data.draw(arrays((4, 3)))
+    g = data.draw(arrays((2, 3)))
+    (grad,), _ = _gradients("negated", "getitem", lambda t: t[1:3], [x], g)
+    expected = np.zeros_like(x)
+    expected[1:3] = -g
+    np.testing.assert_array_equal(grad, expected)
+
+
+# --- what a test that misses mistakes is told ---------------------------------------------
+
+
+def _loose_test(name, data):
+    """A gradient test with a tolerance no mistake can exceed."""
+    case = data.draw(op_cases(name), label="case")
+    gradcheck(case.call, *case.operands, atol=1e9)
+
+
+def _forward_only_test(name, data):
+    """A 'gradient test' that never runs backward."""
+    case = data.draw(op_cases(name), label="case")
+    case.call(*case.operands)
+
+
+def test_a_survivor_is_named_by_op_vjp_and_mistake():
+    mutant = mm.Mutant("mul", 1, MUTATION["negated"])
+    with pytest.raises(mm.MutantSurvived, match=r"^mul, VJP 1: the gradient's sign flipped "
+                       r"\(negated\): survived: the gradient test passed 5 draws although the "
+                       r"mistake changed [1-5] of 5 gradients$"):
+        mm.check_mutant(mutant, _loose_test, max_examples=5)
+
+
+def test_a_mistake_the_test_never_runs_survives():
+    mutant = mm.Mutant("exp", 0, MUTATION["negated"])
+    with pytest.raises(mm.MutantSurvived, match="never drew a case where the mistake changes"):
+        mm.check_mutant(mutant, _forward_only_test, max_examples=5)
+
+
+def test_check_op_lists_every_mutant_the_test_missed():
+    with pytest.raises(mm.MutantSurvived) as caught:
+        mm.check_op("sub", _loose_test, max_examples=5)
+    lines = str(caught.value).splitlines()
+    assert lines[0] == f"{len(lines) - 1} of {len(mm.mutants('sub'))} mutants of 'sub' not caught:"
+    assert any(line.startswith("sub, VJP 1: the gradient's sign flipped") for line in lines)
+    assert any(line.startswith("sub, VJPs: the first and last operands' VJPs swapped")
+               for line in lines)
+
+
+def test_a_killed_mutant_listed_as_equivalent_is_an_error(monkeypatch):
+    mutant = mm.Mutant("exp", 0, MUTATION["doubled"])
+    monkeypatch.setitem(mm.EQUIVALENT, mutant.key, "a wrong reason")
+    with pytest.raises(mm.MutantSurvived, match=r"listed as equivalent \(a wrong reason\), but "
+                       r"its gradient test failed: GradcheckError"):
+        mm.check_mutant(mutant, OWN_TEST, max_examples=5)
+
+
+def test_a_hunt_draws_the_same_cases_every_time():
+    mutant = mm.Mutant("matmul", 0, MUTATION["negated"])
+    first, second = (mm.hunt("matmul", OWN_TEST, candidates=[mutant], max_examples=5)[0]
+                     for _ in range(2))
+    assert first.killed and first.evidence == second.evidence
+    assert "GradcheckError" in first.evidence and "draw 1 (case): operands of shapes" in \
+        first.evidence
+
+
+# --- a new op is checked, and a test that fails on its own judges nothing ------------------
+
+
+@pytest.fixture
+def new_op():
+    """Define ops in the table for one test, and take them out again."""
+    names = []
+
+    def define(name, forward, vjp):
+        defop(name, forward, (vjp,), Domain("unary"), saves="inputs")
+        names.append(name)
+        return name
+
+    yield define
+    for name in names:
+        del OPS[name]
+
+
+def softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def test_a_new_op_gets_its_mutants_and_they_are_checked(new_op):
+    name = new_op("softplus_for_mutants", softplus, lambda g, out, x: g / (1.0 + np.exp(-x)))
+    verdicts = mm.check_op(name, max_examples=10)
+    assert {v.mutant.mutation.name for v in verdicts} == {
+        "negated", "doubled", "upstream_ones", "transposed", "output_for_input"}
+    assert all(v.killed for v in verdicts if v.mutant.mutation.must_arise)
+
+
+def test_a_test_that_fails_without_mutants_cannot_judge_them(new_op):
+    name = new_op("softplus_wrong_for_mutants", softplus, lambda g, out, x: g)
+    with pytest.raises(RuntimeError, match="the gradient test of 'softplus_wrong_for_mutants' "
+                       "fails without any mutant"):
+        mm.hunt(name, max_examples=5)
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def test_the_command_prints_a_verdict_per_mutant(capsys):
+    assert mm.main(["neg", "--examples", "10"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "0 survived"
+    assert len(lines) == len(mm.mutants("neg")) + 1
+    assert lines[0].startswith("killed      neg, VJP 0: the gradient's sign flipped (negated)  "
+                               "[GradcheckError: gradcheck: gradient of argument 0")
+
+
+def test_the_command_fails_when_a_mutant_survives(new_op, capsys):
+    # A gradient that is zero everywhere: no sign or factor changes it, so nothing is caught.
+    name = new_op("flat_for_mutants", np.zeros_like, lambda g, out, x: np.zeros_like(g))
+    assert mm.main([name, "--examples", "5"]) == 1
+    out = capsys.readouterr().out
+    assert f"SURVIVED    {name}, VJP 0: the gradient's sign flipped (negated)  [changed 0 of " \
+        in out
+    must_arise = [m for m in mm.mutants(name) if m.mutation.must_arise]  # the others: no case
+    assert out.splitlines()[-1] == f"{len(must_arise)} survived"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nope"], "no op named 'nope' in the table; the ops are abs, add,"),
+    (["--examples", "0"], "--examples must be at least 1, got 0"),
+])
+def test_the_command_refuses_bad_arguments_in_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        mm.main(args)
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in error
