@@ -96,7 +96,7 @@ def _matmul_shape(a: tuple, b: tuple) -> tuple:
 # as add(c, matmul(a, b)), forward and backward, so the same numbers, one node fewer.
 addmm = defop("addmm", lambda c, a, b: np.add(c, np.matmul(a, b)),
               (lambda g, out, c, a, b: g, _product_vjp(_matmul_a_vjp), _product_vjp(_matmul_b_vjp)),
-              Domain("addmm"), saves="inputs")
+              Domain("addmm"), saves=(1, 2))  # a and b: c's VJP reads nothing
 
 # --- contractions ---------------------------------------------------------------------------
 

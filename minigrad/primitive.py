@@ -69,6 +69,7 @@ class Op:
     domain: Domain
     saves_inputs: bool
     saves_output: bool
+    kept: tuple[int, ...] | None = None  # the operands a node keeps, if not all of them
     function: Callable[..., Tensor] = field(init=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
@@ -80,12 +81,14 @@ _UNTESTED = Domain("untested")  # the domain of an op outside the table
 
 
 def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | None = None, *,
-          saves: str = "both", prepare: Callable[..., tuple[tuple, dict]] | None = None,
+          saves: str | tuple[int, ...] = "both",
+          prepare: Callable[..., tuple[tuple, dict]] | None = None,
           register: bool = True) -> Callable[..., Tensor]:
     """Define an op, put it in `OPS` (unless `register` is False: a throwaway op for a
     test, say), and return the function that calls it.
 
-    `saves` says what the VJPs read: "inputs", "output", "both" or "nothing"; the graph
+    `saves` says what the VJPs read: "inputs", "output", "both" or "nothing", or a tuple of
+    operand positions (those inputs only; the others reach the VJPs as None); the graph
     keeps only that. `prepare(*args, **kwargs) -> (operands, options)`, if given, is the
     op's public signature: it checks and normalises a call's arguments (an axis, a list of
     tensors) and names the function's parameters and docstring; without it the function
@@ -96,11 +99,15 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     if register and domain is None:
         raise ValueError(f"defop: '{name}' needs a Domain to join the table (its tests "
                          "draw from it), or register=False")
+    kept = tuple(saves) if isinstance(saves, tuple) else None
+    if kept is not None:
+        saves = "inputs"
     if saves not in _SAVES:
-        raise ValueError(f"defop: saves must be one of {', '.join(_SAVES)}, got {saves!r}")
+        raise ValueError(f"defop: saves must be one of {', '.join(_SAVES)} or a tuple of "
+                         f"operand positions, got {saves!r}")
 
     op = Op(name, forward, vjps if callable(vjps) else tuple(vjps), domain or _UNTESTED,
-            saves in ("both", "inputs"), saves in ("both", "output"))
+            saves in ("both", "inputs"), saves in ("both", "output"), kept)
     op.function = _function(op, prepare, sys._getframe(1).f_globals.get("__name__", __name__))
     if register:
         OPS[name] = op
@@ -148,7 +155,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     never changes is read from its cells rather than looked up on every call.)
     """
     name, forward = op.name, op.forward
-    saves_inputs, saves_output = op.saves_inputs, op.saves_output
+    saves_inputs, saves_output, kept = op.saves_inputs, op.saves_output, op.kept
 
     def record(*operands: Any, **options: Any) -> Tensor:
         mode = current_mode()
@@ -185,8 +192,9 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         if not (needs_grad and mode & RECORDING):
             return _make(out, False, None, view)
         vjps = op.vjps if type(op.vjps) is tuple else op.vjps(arrays, options)  # type: ignore
-        node = Node(name, vjps, inputs, tuple(arrays) if keeps else (), options,
-                    out if saves_output else None, out)
+        args = () if not keeps else tuple(arrays) if kept is None else tuple(
+            [a if i in kept else None for i, a in enumerate(arrays)])
+        node = Node(name, vjps, inputs, args, options, out if saves_output else None, out)
         if mode & ANOMALY:
             anomaly.watch(node, arrays, out)
         return _make(out, True, node, view or saves_output)

@@ -290,3 +290,17 @@ class GraphMachine(RuleBasedStateMachine):
 
 TestGraphMachine = GraphMachine.TestCase
 TestGraphMachine.settings = settings(max_examples=25)
+
+
+def test_a_node_keeps_only_the_operands_its_vjps_read():
+    """addmm's VJP of c reads nothing, so an RNN's per-step slice z_k, a view that would keep
+    the whole (batch, T, n) input projection alive until backward, is not kept."""
+    z = Tensor(np.ones((4, 5, 3)), requires_grad=True)
+    s = Tensor(np.ones((4, 3)), requires_grad=True)
+    w = Tensor(np.eye(3), requires_grad=True)
+    out = mg.addmm(z[:, 1], s, w)
+    c, a, b = out._node.args
+    assert c is None and a is s._data and b is w._data
+    out.sum().backward()
+    np.testing.assert_array_equal(z.grad[:, 1], np.ones((4, 3)))
+    np.testing.assert_array_equal(w.grad, np.full((3, 3), 4.0))
