@@ -147,7 +147,9 @@ class _Step:
         self.node = node  # the trace's node: its VJPs (anomaly-checked if traced so)
         self.vjps: tuple = tuple(node.vjps) if node is not None else ()
         self.grad_inputs: list[_Slot | None] = []
-        self.saved = inputs if op.saves_inputs else ()
+        # The operands' slots the VJPs read (None where a node keeps none: `Op.kept`).
+        self.saved: tuple = () if not op.saves_inputs else inputs if op.kept is None else tuple(
+            i if k in op.kept else None for k, i in enumerate(inputs))
         self.saves_output = op.saves_output
         self.watch = False  # anomaly mode: check the output as `record` does
 
@@ -344,7 +346,7 @@ class _Program:
         kinds = self.trace.kinds
         kept = {self.result.index}
         for step in self.backward_steps:
-            kept.update(step.saved)
+            kept.update(i for i in step.saved if i is not None)
             if step.saves_output:
                 kept.add(step.out.index)
         last: dict[int, int] = {}
@@ -454,7 +456,7 @@ class _Program:
             if g.shape != slot.shape:
                 g = sum_to_shape(g, slot.shape)
             out = values[slot.index] if step.saves_output else None
-            args = [values[i] for i in step.saved]
+            args = [None if i is None else values[i] for i in step.saved]
             options = step.options
             for x, vjp in zip(step.grad_inputs, step.vjps):
                 if x is None:
