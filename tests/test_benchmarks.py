@@ -331,10 +331,10 @@ def test_quick_run_prints_every_table():
         step_rows = implementations(report, case)
         if case == "C":  # C is also the memory case: one more row per implementation
             step_rows = step_rows[:len(step_rows) // 2]
-        for name in ("hand-written", "tutorial-style", "minigrad eager"):
+        for name in ("hand-written", "tutorial-style", "minigrad eager", "minigrad compiled"):
             assert step_rows.count(name) == 2, (case, name)  # float64 and float32
     assert implementations(report, "counter") == ["hand-written", "tutorial-style",
-                                                  "minigrad eager"]
+                                                  "minigrad eager", "minigrad compiled"]
     for heading in ("## One training step", "## Peak memory of one step",
                     "## Scaling with the sequence length T", "## Scaling with the batch",
                     "## Scaling with the state size", "## Overhead per op", "## Targets",
