@@ -80,16 +80,16 @@ def _product_vjp(matmul_vjp):
     back to the product's shape first."""
 
     def vjp(g, out, c, a, b):
-        shape = _matmul_shape(np.shape(a), np.shape(b))
+        shape = (a.shape[0], b.shape[1]) if a.ndim == b.ndim == 2 else _matmul_shape(a, b)
         return matmul_vjp(g if g.shape == shape else _sum_to_shape(g, shape), None, a, b)
 
     return vjp
 
 
-def _matmul_shape(a: tuple, b: tuple) -> tuple:
-    if len(a) == 1 or len(b) == 1:
-        return a[:-1] + b[:-2] + b[-1:] if len(a) == 1 and len(b) > 1 else a[:-1]
-    return np.broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
+def _matmul_shape(a: np.ndarray, b: np.ndarray) -> tuple:
+    if a.ndim == 1 or b.ndim == 1:
+        return np.matmul(a, b).shape  # rare: not worth NumPy's shape rules restated
+    return np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
 
 
 # c + a @ b in one node: a layer's x W + b, an RNN step's z_k + s W. The same NumPy calls
