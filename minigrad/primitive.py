@@ -4,11 +4,13 @@ An op is one entry of `OPS`, made by `defop`: its NumPy `forward`, one vector-Ja
 product per operand, what those VJPs read (`saves`), how a call's arguments become operands
 and options (`prepare`), and the domain its property tests draw from. A VJP is
 `vjp(g, out, *args, **options)`: `g` the gradient of the output, `out` the output if saved
-(else None), `args` the operands' arrays if saved (else none are passed). It returns the
-gradient of its operand, maybe in the output's broadcast shape: the tape sums it back.
+(else None), `args` the operands' arrays if saved (else none are passed; an operand left
+out by a `saves` tuple is None). It returns the gradient of its operand, maybe in the
+output's broadcast shape: the tape sums it back.
 
-`record` is the one path every call takes: operands to arrays, the forward, and, when an
-operand requires grad and grad mode is on in this thread, a `Node` on the tape.
+`record`, made per op by `recorder`, is the one path every call takes: operands to arrays,
+the forward, and, when an operand requires grad and grad mode is on in this thread, a
+`Node` on the tape.
 
 Saved arrays never change under the graph. A tensor whose array a node saves (or that
 shares its array with an op's output view) is marked shared and its array made read-only;
