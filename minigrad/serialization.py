@@ -25,7 +25,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import IO, Any
 
 import numpy as np
@@ -210,11 +210,12 @@ def _remove_leftovers(directory: str, prefix: str) -> None:
             handle = os.open(leftover, os.O_RDONLY)
         except OSError:
             continue
+        # A leftover that cannot be locked or removed (another save holds it, a read-only
+        # directory) is left for a later save.
         try:
-            if _lock(handle, wait=False):
-                os.unlink(leftover)
-        except OSError:
-            pass
+            with suppress(OSError):
+                if _lock(handle, wait=False):
+                    os.unlink(leftover)
         finally:
             os.close(handle)
 
@@ -248,9 +249,8 @@ def _sync_directory(directory: str) -> None:
     except OSError:
         return  # the rename is done all the same; only its durability is left to the system
     try:
-        os.fsync(handle)
-    except OSError:
-        pass  # some file systems cannot sync a directory
+        with suppress(OSError):  # some file systems cannot sync a directory
+            os.fsync(handle)
     finally:
         os.close(handle)
 

@@ -14,6 +14,7 @@ densifies or adds in place.
 
 from __future__ import annotations
 
+import abc
 import heapq
 import itertools
 from collections.abc import Collection
@@ -60,17 +61,19 @@ class Node:
         self.vjps = self.inputs = self.args = self.options = self.out = None
 
 
-class Cotangent:
+class Cotangent(abc.ABC):
     """What a VJP may return instead of a dense array: a gradient that is cheaper to add
     than to build (getitem's slice of a larger zero array). The sweep calls only these."""
 
+    __slots__ = ()
+
+    @abc.abstractmethod
     def densify(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """A new dense array of `shape` holding this gradient."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def add_into(self, dense: np.ndarray) -> None:
         """Add this gradient into `dense` (an array this sweep allocated) in place."""
-        raise NotImplementedError
 
 
 def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
