@@ -252,3 +252,15 @@ def test_numpy_conversion_is_a_copy():
     converted[...] = 0.0
     y.sum().backward()
     np.testing.assert_allclose(x.grad, 1.0 - np.tanh([1.0, 2.0]) ** 2, rtol=1e-15)
+
+
+def test_an_array_given_to_the_data_setter_is_guarded_like_one_taken_from_it():
+    w = Tensor([3.0, 4.0], requires_grad=True)
+    mine = np.array([5.0, 6.0])
+    w.data = mine
+    y = (w * np.array([1.0, 2.0])).sum()
+    with pytest.raises(ValueError, match="read-only"):
+        mine[...] = 0.0
+    x_grad = mg.gradients(y, [w])[0]
+    np.testing.assert_array_equal(x_grad, [1.0, 2.0])
+    np.testing.assert_array_equal(y.data, 17.0)
