@@ -41,11 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from . import anomaly, modes, primitive
+from . import anomaly, modes, primitive, tensor
 from .modes import ANOMALY, RECORDING, TRACING, current_mode
 from .primitive import Op
 from .tape import Node, _Cotangents, sum_to_shape
-from .tensor import Tensor, _make
+from .tensor import Tensor, _make, tensor_array
 
 __all__ = ["CompiledFunction", "TraceError", "compile"]
 
@@ -117,6 +117,27 @@ def _trace_op(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tenso
 
 
 primitive.trace_hook = _trace_op
+
+# `Tensor(data)` inside a traced function, as a step of the program: each call copies `data`
+# from where it comes from on that call (an argument, a view of one, a traced tensor), as
+# eager mode does; a trace that kept its own copy would replay the first call's values.
+_NEW_TENSOR = Op("Tensor", tensor_array, (), primitive.Domain("untested"), False, False)
+
+
+def _trace_tensor(t: Tensor, data: Any) -> None:
+    trace = _ACTIVE.get()
+    if trace is None:
+        return
+    if t.requires_grad:
+        raise TraceError(
+            f"compile: Tensor(..., requires_grad=True) inside the compiled function (shape "
+            f"{t.shape}) would be a new leaf on every call, which a replay cannot give "
+            "back; make it outside and pass it in, or read it as a parameter")
+    source = data if isinstance(data, (Tensor, np.ndarray)) else np.asarray(data)  # a list
+    trace.add(_NEW_TENSOR, (source,), {}, t)
+
+
+tensor.trace_new_tensor = _trace_tensor
 
 
 class _Slot:

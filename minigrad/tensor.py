@@ -12,7 +12,7 @@ from typing import Any, Union
 import numpy as np
 
 from . import anomaly, ops, tape
-from .modes import is_anomaly_enabled
+from .modes import TRACING, current_mode, is_anomaly_enabled
 from .tape import Node
 
 Operand = Union["Tensor", np.ndarray, float]  # noqa: UP007 (a string forward reference)
@@ -42,18 +42,14 @@ class Tensor:
     __array_ufunc__ = None
 
     def __init__(self, data: Any, requires_grad: bool = False):
-        array = np.array(data._data if isinstance(data, Tensor) else data, copy=True)
-        if array.dtype.kind not in "biuf":
-            raise TypeError(
-                f"Tensor: cannot hold data of dtype {array.dtype} ({type(data).__name__})")
-        if array.dtype.kind != "f":
-            array = array.astype(np.float64)
-        self._data = array
+        self._data = tensor_array(data)
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._node = None
         self._shared = False
         self._exposed = False  # a private copy
+        if current_mode() & TRACING:  # minigrad.compile replays the copy from `data`'s source
+            trace_new_tensor(self, data)
 
     @property
     def data(self) -> np.ndarray:
@@ -264,6 +260,27 @@ class Tensor:
     @property
     def T(self) -> Tensor:
         return ops.transpose(self)
+
+
+def tensor_array(data: Any) -> np.ndarray:
+    """The array a `Tensor(data)` holds: a copy of `data`, floating dtypes kept, other
+    numeric ones made float64."""
+    array = np.array(data._data if isinstance(data, Tensor) else data, copy=True)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"Tensor: cannot hold data of dtype {array.dtype} ({type(data).__name__})")
+    if array.dtype.kind != "f":
+        array = array.astype(np.float64)
+    return array
+
+
+def _not_tracing(t: Tensor, data: Any) -> None:
+    raise RuntimeError("Tensor: tracing is on but minigrad.compile is not loaded")
+
+
+# Set by `minigrad.compile`: notes a tensor made while a function is traced, so that a replay
+# makes it again from the same source (an argument, say) rather than keep the trace's copy.
+trace_new_tensor: Any = _not_tracing
 
 
 def _make(data: np.ndarray, requires_grad: bool, node: Node | None,
