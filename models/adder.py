@@ -55,15 +55,18 @@ class Adder(nn.Module):
     def states(self, X: np.ndarray) -> list[mg.Tensor]:
         """[S_1, ..., S_L], each of shape (batch, n_states), for inputs X (batch, L, 2)."""
         X = self._check_inputs(X)
-        # b_rec joins Z once for all positions: the same sum as adding it at every step.
-        Z = self.input(X)
+        # Time-major, Z of shape (L, batch, n): each position's Z_k, and the gradient the
+        # sweep adds into it, is a contiguous block rather than a strided column of a
+        # batch-major Z. b_rec joins Z once for all positions: the same sum as adding it at
+        # every step.
+        Z = self.input(X.transpose(1, 0, 2))
         if self.recurrent.bias is not None:
             Z = Z + self.recurrent.bias
         W = self.recurrent.weight
         S: mg.Tensor | None = self.initial_state
         states: list[mg.Tensor] = []
         for k in range(X.shape[1]):
-            pre = Z[:, k] if S is None else mg.addmm(Z[:, k], S, W)  # Z_k + S W
+            pre = Z[k] if S is None else mg.addmm(Z[k], S, W)  # Z_k + S W
             S = self._activation(pre)
             states.append(S)
         return states
@@ -73,7 +76,8 @@ class Adder(nn.Module):
         return self._logits_of(self.states(X))
 
     def _logits_of(self, states: list[mg.Tensor]) -> mg.Tensor:
-        return self.output(mg.stack(states, axis=1))
+        # All positions in one product, time-major as the states come, then batch-major.
+        return self.output(mg.stack(states, axis=0)).transpose(1, 0, 2)
 
     def forward(self, X: np.ndarray) -> mg.Tensor:
         """The probability that each output bit is 1, shape (batch, L, 1)."""
