@@ -11,13 +11,16 @@ runs `fn` eagerly while `record` reports every op: the trace. It becomes
 - a backward program: the same ops in reverse with their VJPs, each cotangent accumulated
   exactly as the tape's sweep does (same calls, same order, hence the same float64 bits).
 
-Later calls replay the forward program with plain NumPy calls (no Tensor, no Node, no heap)
-and return a Tensor whose `backward()` runs the backward program as a single node of the
-tape: the gradients land in `.grad` as in eager mode, and compose with eager ops.
+Both become straight-line Python functions, one line per NumPy call (`minigrad.lowering`):
+the forward one when the program is made, the backward one by the program's first backward,
+which runs the sweep and writes down each rule it applies. Later calls run the forward
+function (no Tensor, no Node, no heap, no loop over steps) and return a Tensor whose
+`backward()` runs the backward function as a single node of the tape: the gradients land
+in `.grad` as in eager mode, and compose with eager ops.
 
 A replay calls the same NumPy forwards and VJPs as eager mode, in the same order, and
-accumulates cotangents with the tape's own `_Cotangents`: that is what keeps the bits equal,
-and it is also why the gain is the engine's per-op Python work only, not any NumPy work.
+accumulates cotangents by the tape's rules: that is what keeps the bits equal, and it is
+also why the gain is the engine's per-op Python work only, not any NumPy work.
 Arrays are not reused between calls: each call's values stay the caller's (a loss may be
 backpropagated after the next call), and each value is dropped after its last use unless a
 VJP reads it, so a replay holds what eager mode's graph holds.
@@ -42,9 +45,10 @@ from typing import Any
 import numpy as np
 
 from . import anomaly, modes, primitive, tensor
+from .lowering import BackwardWriter, forward_function
 from .modes import ANOMALY, RECORDING, TRACING, current_mode
 from .primitive import Op
-from .tape import Node, _Cotangents, sum_to_shape
+from .tape import Node
 from .tensor import Tensor, _make, tensor_array
 
 __all__ = ["CompiledFunction", "TraceError", "compile"]
@@ -334,7 +338,7 @@ class _Trace:
 class _Program:
     """A trace as a replayable program for one signature."""
 
-    def __init__(self, trace: _Trace, result: Tensor, mode: int):
+    def __init__(self, trace: _Trace, result: Tensor, mode: int, owner: CompiledFunction):
         slot = trace.by_tensor.get(id(result))
         if slot is None or trace.kinds[slot.index][0] != "output":
             # fn returned an argument, or a tensor it did not compute
@@ -342,6 +346,7 @@ class _Program:
                              "from its inputs, not one of them")
         self.trace = trace
         self.result = slot
+        self.owner = owner
         self.template = [v if k[0] == "constant" else None
                          for v, k in zip(trace.values, trace.kinds)]
         self.tensors = [(i, k[1]) for i, k in enumerate(trace.kinds) if k[0] == "tensor"]
@@ -356,8 +361,9 @@ class _Program:
         self.leaves = self._reachable_leaves() if self.requires_grad else []
         self.copies_arrays = self.requires_grad
         self.frees = self._frees()
-        self.steps = [(s.forward, s.inputs, s.options, s.out.index, frees)
-                      for s, frees in zip(trace.steps, self.frees)]
+        self.run_steps = forward_function([(s.forward, s.inputs, s.options, s.out.index, frees)
+                                           for s, frees in zip(trace.steps, self.frees)])
+        self.run_backward: Callable[[list, np.ndarray], list] | None = None  # after a first
         self._forget(trace)
 
     def _frees(self) -> list[tuple[int, ...]]:
@@ -444,12 +450,7 @@ class _Program:
         if self.anomaly:
             self._forward_checked(values)
             return values
-        for forward, inputs, options, out, frees in self.steps:
-            r = forward(*[values[i] for i in inputs], **options) if options else \
-                forward(*[values[i] for i in inputs])
-            values[out] = r if type(r) is np.ndarray else np.asarray(r)
-            for i in frees:
-                values[i] = None
+        self.run_steps(values)
         return values
 
     def _forward_checked(self, values: list[Any]) -> None:
@@ -464,33 +465,14 @@ class _Program:
                 values[i] = None
 
     def backward(self, values: list[Any], seed: np.ndarray) -> list[np.ndarray]:
-        """The cotangent of every leaf, by the sweep's rules (`minigrad.tape.sweep`)."""
-        cotangents = _Cotangents()
-        pending, owned = cotangents.values, cotangents.owned
-        cotangents.add(self.result, seed)
-        for step in self.backward_steps:
-            slot = step.out
-            g = pending.pop(slot, None)
-            if g is None:  # not on a path to the result
-                continue
-            owned.discard(slot)
-            if g.shape != slot.shape:
-                g = sum_to_shape(g, slot.shape)
-            out = values[slot.index] if step.saves_output else None
-            args = [None if i is None else values[i] for i in step.saved]
-            options = step.options
-            for x, vjp in zip(step.grad_inputs, step.vjps):
-                if x is None:
-                    continue
-                gx = vjp(g, out, *args, **options) if options else vjp(g, out, *args)
-                if x in pending or type(gx) is not np.ndarray:
-                    cotangents.add(x, gx)
-                else:
-                    pending[x] = gx
-        grads = []
-        for leaf in self.leaves:
-            g, _ = cotangents.take(leaf)
-            grads.append(g)
+        """The cotangent of every leaf, by the sweep's rules (`minigrad.tape.sweep`): the first
+        time by running the sweep and writing it down, later by the code it wrote."""
+        if self.run_backward is not None:
+            return self.run_backward(values, seed)
+        started = time.perf_counter()
+        grads, self.run_backward = BackwardWriter(self.backward_steps, self.result,
+                                                  self.leaves).run(values, seed)
+        self.owner.trace_seconds += time.perf_counter() - started  # writing is tracing
         return grads
 
 
@@ -537,7 +519,7 @@ class CompiledFunction:
         self.fn = fn
         self.cache_size = cache_size
         self.traces = 0  # how many times fn was traced
-        self.trace_seconds = 0.0  # the time spent tracing (eager runs of fn and their checks)
+        self.trace_seconds = 0.0  # tracing: eager runs of fn, their checks, writing the code
         self._cache: OrderedDict[tuple, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
@@ -603,7 +585,7 @@ class CompiledFunction:
                 out.__class__ = out.__class__.__mro__[1]
         if not isinstance(result, Tensor):
             raise TraceError(f"compile: fn must return a Tensor, got {type(result).__name__}")
-        program = _Program(trace, result, mode)
+        program = _Program(trace, result, mode, self)
         self.traces += 1
         self.trace_seconds += time.perf_counter() - started
         return result, program

@@ -127,6 +127,33 @@ def _network(x, w, b, v):
     return (mg.stack(outputs, axis=1) ** 2).mean() + mg.relu(b).sum()
 
 
+def _slices_and_broadcasts(x, w, b):
+    """Overlapping slices of one tensor (sparse cotangents added into a dense one, and
+    densified onto one), a weight broadcast over rows, a 0-d weight: the cotangent rules that
+    the first replay's backward writes down as code for the later ones."""
+    h = mg.tanh(x * w + b)
+    parts = [h[:, :2].sum(), (h[1:] * h[:-1]).sum(), h[0].sum() * b, (h[:, 1:] ** 2).mean()]
+    return mg.stack(parts).sum() + (w * w).sum() * b
+
+
+@settings(max_examples=15)
+@given(rows=st.integers(2, 5), columns=st.integers(2, 4), seed=st.integers(0, 2**31 - 1))
+def test_the_backward_code_applies_the_sweeps_rules(rows, columns, seed):
+    rng = np.random.default_rng(seed)
+    w0, b0 = rng.normal(size=columns), np.array(rng.normal())
+    eager = [mg.Tensor(w0, requires_grad=True), mg.Tensor(b0, requires_grad=True)]
+    compiled = [mg.Tensor(w0, requires_grad=True), mg.Tensor(b0, requires_grad=True)]
+    step = mg.compile(lambda x: _slices_and_broadcasts(x, *compiled))
+    for _ in range(5):  # traced twice, then written down by the first replay, then run
+        x = rng.normal(size=(rows, columns))
+        for p in eager + compiled:
+            p.grad = None
+        _slices_and_broadcasts(x, *eager).backward()
+        step(x).backward()
+        for p, q in zip(compiled, eager):
+            np.testing.assert_array_equal(p.grad, q.grad, strict=True)
+
+
 @settings(max_examples=25)
 @given(batch=st.integers(1, 6), steps=st.integers(1, 5), n_in=st.integers(1, 4),
        n_hidden=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))

@@ -1,0 +1,185 @@
+"""Straight-line Python for a compiled program: what `minigrad.compile` replays.
+
+A traced program is a list of steps. Interpreting it on every call means a loop, a list of
+operand indices and a dict of cotangents per op; for a small RNN that bookkeeping costs as
+much as the NumPy calls. Here each program becomes one Python function with one line per
+NumPy call, its operands and cotangents in named variables (`v[3]`, `c12`), compiled once.
+
+- `forward_function(steps)`: `v[out] = forward(v[a], v[b], **options)` per step, and
+  `v[i] = None` where a value is read for the last time.
+- `BackwardWriter.run(values, seed)`: the reverse sweep of `minigrad.tape.sweep`, with the
+  cotangent rules of `tape._Cotangents` (first contribution kept as it is, a second one
+  added into a new array, later ones in place; broadcast shapes summed down; a `Cotangent`
+  added into or densified), run once on real arrays. Each rule it applies it also writes
+  down, so that the code it returns applies the same rules, in the same order, to the same
+  kinds of arrays on later calls: which rule applies depends only on shapes, dtypes and
+  which VJP returns what kind of value, and those are fixed by the program's signature.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .tape import Cotangent, sum_to_shape
+
+__all__ = ["BackwardWriter", "forward_function"]
+
+
+class _Source:
+    """Lines of one function's body, and the objects its names refer to."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {"asarray": np.asarray, "ndarray": np.ndarray,
+                                      "sum_to_shape": sum_to_shape}
+
+    def name(self, value: Any, prefix: str) -> str:
+        """A name for `value` in the function's globals."""
+        name = f"{prefix}{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    def add(self, line: str) -> None:
+        self.lines.append("    " + line)
+
+    def function(self, signature: str, what: str) -> Callable[..., Any]:
+        source = f"def {signature}:\n" + "\n".join(self.lines or ["    pass"]) + "\n"
+        builtins.exec(builtins.compile(source, f"<minigrad.compile {what}>", "exec"),
+                      self.names)
+        return self.names[signature.split("(")[0]]
+
+
+def _call(source: _Source, fn: Callable[..., Any], operands: Sequence[str],
+          options: dict[str, Any]) -> str:
+    arguments = list(operands)
+    if options:
+        arguments.append("**" + source.name(options, "o"))
+    return f"{source.name(fn, 'f')}({', '.join(arguments)})"
+
+
+def forward_function(steps: Sequence[tuple[Callable[..., Any], Sequence[int], dict[str, Any],
+                                           int, Sequence[int]]]) -> Callable[[list], None]:
+    """`forward(v)`: each step `(forward, inputs, options, out, frees)` as
+    `v[out] = forward(*v[inputs], **options)` (a NumPy scalar made an array), then the
+    values in `frees` dropped."""
+    source = _Source()
+    for forward, inputs, options, out, frees in steps:
+        source.add(f"r = {_call(source, forward, [f'v[{i}]' for i in inputs], options)}")
+        source.add(f"v[{out}] = r if type(r) is ndarray else asarray(r)")
+        source.add("r = None")
+        for i in frees:
+            source.add(f"v[{i}] = None")
+    return source.function("forward(v)", "forward")
+
+
+class BackwardWriter:
+    """The backward sweep of one program, run once and written down as it runs.
+
+    `steps` are the program's recorded steps in reverse order, each with `out` (its value's
+    slot: `.index`, `.shape`, `.dtype`), `grad_inputs` (the slot of each input, or None),
+    `vjps`, `saved` (the value indices the VJPs read, None for an operand not kept),
+    `saves_output` and `options`. `result` is the slot of the value backpropagated from,
+    `leaves` the slots whose cotangents are returned.
+    """
+
+    def __init__(self, steps: Sequence[Any], result: Any, leaves: Sequence[Any]):
+        self.steps = steps
+        self.result = result
+        self.leaves = leaves
+
+    def run(self, values: list[Any], seed: np.ndarray) -> tuple[list[np.ndarray],
+                                                                Callable[..., list]]:
+        """The cotangents of the leaves for `seed`, and `backward(v, seed)`, the code that
+        computes them the same way for other values of the same signature."""
+        self.source = _Source()
+        self.cotangents: dict[Any, np.ndarray] = {}
+        self.owned: set[Any] = set()  # the vertices whose array this sweep allocated
+        self.add(self.result, seed, "seed")
+        for step in self.steps:
+            self.sweep_step(step, values)
+        grads = []
+        returned = []
+        for leaf in self.leaves:
+            g = self.cotangents.pop(leaf)
+            name = f"c{leaf.index}"
+            if g.shape != leaf.shape:
+                g = sum_to_shape(g, leaf.shape)
+                name = f"sum_to_shape({name}, {self.source.name(leaf.shape, 's')})"
+            grads.append(g)
+            returned.append(name)
+        self.source.add(f"return [{', '.join(returned)}]")
+        backward = self.source.function("backward(v, seed)", "backward")
+        del self.source, self.cotangents, self.owned
+        return grads, backward
+
+    def sweep_step(self, step: Any, values: list[Any]) -> None:
+        slot = step.out
+        g = self.cotangents.pop(slot, None)
+        if g is None:  # not on a path to the result: nothing to write
+            return
+        self.owned.discard(slot)
+        source = self.source
+        source.add(f"g = c{slot.index}")
+        source.add(f"c{slot.index} = None")  # dropped once used, as the sweep drops it
+        if g.shape != slot.shape:
+            g = sum_to_shape(g, slot.shape)
+            source.add(f"g = sum_to_shape(g, {source.name(slot.shape, 's')})")
+        out = values[slot.index] if step.saves_output else None
+        args = [None if i is None else values[i] for i in step.saved]
+        operands = ["g", f"v[{slot.index}]" if step.saves_output else "None"] + [
+            "None" if i is None else f"v[{i}]" for i in step.saved]
+        for x, vjp in zip(step.grad_inputs, step.vjps):
+            if x is None:
+                continue
+            gx = vjp(g, out, *args, **step.options)
+            source.add(f"t = {_call(source, vjp, operands, step.options)}")
+            self.add(x, gx, "t")
+        source.add("g = t = None")
+
+    def add(self, x: Any, g: Any, name: str) -> None:
+        """Add `g` (called `name` in the code) to the cotangent of `x`, by the rules of
+        `tape._Cotangents.add`, and write the rule applied."""
+        source, cotangents, owned = self.source, self.cotangents, self.owned
+        var = f"c{x.index}"
+        current = cotangents.get(x)
+        if type(g) is not np.ndarray:
+            if isinstance(g, Cotangent):
+                if current is not None and x in owned and current.shape == x.shape:
+                    g.add_into(current)
+                    source.add(f"{name}.add_into({var})")
+                    return
+                dense = g.densify(x.shape, x.dtype)
+                source.add(f"d = {name}.densify({source.name(x.shape, 's')}, "
+                           f"{source.name(x.dtype, 'dtype')})")
+                if current is not None:
+                    dense += sum_to_shape(current, x.shape)
+                    source.add(f"d += sum_to_shape({var}, {source.name(x.shape, 's')})")
+                cotangents[x] = dense
+                owned.add(x)
+                source.add(f"{var} = d")
+                source.add("d = None")
+                return
+            g = np.asarray(g)  # 0-d arithmetic gives NumPy scalars
+            source.add(f"{name} = asarray({name})")
+        if current is None:
+            cotangents[x] = g
+            source.add(f"{var} = {name}")
+            return
+        if g.shape != current.shape:
+            g = sum_to_shape(g, x.shape)
+            source.add(f"{name} = sum_to_shape({name}, {source.name(x.shape, 's')})")
+            if current.shape != x.shape:
+                current = sum_to_shape(current, x.shape)
+                owned.discard(x)
+                source.add(f"{var} = sum_to_shape({var}, {source.name(x.shape, 's')})")
+        if x in owned:
+            current += g
+            source.add(f"{var} += {name}")
+        else:
+            cotangents[x] = np.asarray(current + g)
+            owned.add(x)
+            source.add(f"{var} = asarray({var} + {name})")
