@@ -137,7 +137,9 @@ def run(args: argparse.Namespace) -> str:
         verdicts += found
         out += ["## Peak memory of one step", "",
                 (f"tracemalloc's peak during one step, above what was allocated before it "
-                f"(after a warm-up step; median of {plan.memory_repeats}). NumPy's buffers "
+                f"(after {suite.MEMORY_WARMUP} warm-up steps: a compiled step traces on its first "
+                f"two and writes its backward code on the third, once, as it compiles; median "
+                f"of {plan.memory_repeats}). NumPy's buffers "
                 f"are traced, so this counts the arrays and the Python objects. The "
                 f"hand-written step keeps its buffers between steps; they are dropped "
                 f"before each measured step, so its peak includes them."), "",

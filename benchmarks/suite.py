@@ -143,15 +143,24 @@ class MemoryResult:
         return targets.get(name) if self.dtype == np.float64 else None
 
 
+# Steps before a memory measurement: a compiled step traces on its first two calls and
+# writes its backward code on the third, once, as it compiles; the steps of training after
+# those are what is measured (the optimizer's state exists by then too).
+MEMORY_WARMUP = 3
+
+
 def measure_memory(case: StepCase, dtype: Any, *, repeats: int) -> MemoryResult:
-    """Traced peak of one step of every implementation on `case`."""
+    """Traced peak of one step of every implementation on `case`, after `MEMORY_WARMUP`
+    steps."""
     setup = adder_setup(case.batch, case.timesteps, case.states, dtype, preset=case.preset)
     handwritten = setup.handwritten()
+    warmup = MEMORY_WARMUP
     peaks = {HANDWRITTEN: step_peak(setup.handwritten_step(handwritten), repeats=repeats,
-                                    before_each=handwritten.release_buffers),
-             TUTORIAL: step_peak(setup.reference_step(), repeats=repeats)}
+                                    warmup=warmup, before_each=handwritten.release_buffers),
+             TUTORIAL: step_peak(setup.reference_step(), repeats=repeats, warmup=warmup)}
     for name, objective_of in ENGINE_VARIANTS.items():
-        peaks[name] = step_peak(setup.engine_step(objective_of), repeats=repeats)
+        peaks[name] = step_peak(setup.engine_step(objective_of), repeats=repeats,
+                                warmup=warmup)
     return MemoryResult(case, np.dtype(dtype), peaks)
 
 
