@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from . import anomaly, modes, primitive, tensor
+from . import anomaly, modes, primitive, tape, tensor
 from .lowering import BackwardWriter, forward_function
 from .modes import ANOMALY, RECORDING, TRACING, current_mode
 from .primitive import Op
@@ -363,7 +363,7 @@ class _Program:
         self.frees = self._frees()
         self.run_steps = forward_function([(s.forward, s.inputs, s.options, s.out.index, frees)
                                            for s, frees in zip(trace.steps, self.frees)])
-        self.run_backward: Callable[[list, np.ndarray], list] | None = None  # after a first
+        self.run_backward: Callable[[list, np.ndarray, bool], list] | None = None  # after a first
         self._forget(trace)
 
     def _frees(self) -> list[tuple[int, ...]]:
@@ -464,11 +464,13 @@ class _Program:
             for i in frees:
                 values[i] = None
 
-    def backward(self, values: list[Any], seed: np.ndarray) -> list[np.ndarray]:
+    def backward(self, values: list[Any], seed: np.ndarray,
+                 free: bool = False) -> list[np.ndarray]:
         """The cotangent of every leaf, by the sweep's rules (`minigrad.tape.sweep`): the first
-        time by running the sweep and writing it down, later by the code it wrote."""
+        time by running the sweep and writing it down, later by the code it wrote, which
+        drops each of `values` after its last use if `free`."""
         if self.run_backward is not None:
-            return self.run_backward(values, seed)
+            return self.run_backward(values, seed, free)
         started = time.perf_counter()
         grads, self.run_backward = BackwardWriter(self.backward_steps, self.result,
                                                   self.leaves).run(values, seed)
@@ -491,7 +493,8 @@ class _Backward:
     def vjp(self, i: int) -> Callable[..., np.ndarray]:
         def leaf_vjp(g: np.ndarray, out: Any) -> np.ndarray:
             if g is not self.seed:  # a new backward (retain_graph=True runs it again)
-                self.grads = self.program.backward(self.values, g)
+                # Unless the graph is kept, the program frees each value after its last use.
+                self.grads = self.program.backward(self.values, g, not tape.retaining.get())
                 self.seed = g
             return self.grads[i]
         return leaf_vjp

@@ -14,6 +14,8 @@ NumPy call, its operands and cotangents in named variables (`v[3]`, `c12`), comp
   down, so that the code it returns applies the same rules, in the same order, to the same
   kinds of arrays on later calls: which rule applies depends only on shapes, dtypes and
   which VJP returns what kind of value, and those are fixed by the program's signature.
+  Called with `free`, that code drops each value of the forward pass after the last VJP
+  that reads it (when the graph is not kept for another backward).
 """
 
 from __future__ import annotations
@@ -93,14 +95,19 @@ class BackwardWriter:
 
     def run(self, values: list[Any], seed: np.ndarray) -> tuple[list[np.ndarray],
                                                                 Callable[..., list]]:
-        """The cotangents of the leaves for `seed`, and `backward(v, seed)`, the code that
-        computes them the same way for other values of the same signature."""
+        """The cotangents of the leaves for `seed`, and `backward(v, seed, free)`, the code
+        that computes them the same way for other values of the same signature."""
         self.source = _Source()
         self.cotangents: dict[Any, np.ndarray] = {}
         self.owned: set[Any] = set()  # the vertices whose array this sweep allocated
         self.add(self.result, seed, "seed")
+        last_read: dict[int, int] = {}  # value index -> the line after its last reader
         for step in self.steps:
-            self.sweep_step(step, values)
+            if self.sweep_step(step, values):
+                for i in step.saved + ((step.out.index,) if step.saves_output else ()):
+                    if i is not None:
+                        last_read[i] = len(self.source.lines)
+        self.write_frees(last_read)
         grads = []
         returned = []
         for leaf in self.leaves:
@@ -112,15 +119,26 @@ class BackwardWriter:
             grads.append(g)
             returned.append(name)
         self.source.add(f"return [{', '.join(returned)}]")
-        backward = self.source.function("backward(v, seed)", "backward")
+        backward = self.source.function("backward(v, seed, free)", "backward")
         del self.source, self.cotangents, self.owned
         return grads, backward
 
-    def sweep_step(self, step: Any, values: list[Any]) -> None:
+    def write_frees(self, last_read: dict[int, int]) -> None:
+        """After the last line reading each value: `if free: v[i] = None`."""
+        after: dict[int, list[int]] = {}
+        for i, line in last_read.items():
+            after.setdefault(line, []).append(i)
+        lines = self.source.lines
+        for line in sorted(after, reverse=True):
+            dropped = " = ".join(f"v[{i}]" for i in sorted(after[line]))
+            lines.insert(line, f"    if free: {dropped} = None")
+
+    def sweep_step(self, step: Any, values: list[Any]) -> bool:
+        """Run and write one step's VJPs; False if the step is not on a path to the result."""
         slot = step.out
         g = self.cotangents.pop(slot, None)
         if g is None:  # not on a path to the result: nothing to write
-            return
+            return False
         self.owned.discard(slot)
         source = self.source
         source.add(f"g = c{slot.index}")
@@ -139,6 +157,7 @@ class BackwardWriter:
             source.add(f"t = {_call(source, vjp, operands, step.options)}")
             self.add(x, gx, "t")
         source.add("g = t = None")
+        return True
 
     def add(self, x: Any, g: Any, name: str) -> None:
         """Add `g` (called `name` in the code) to the cotangent of `x`, by the rules of

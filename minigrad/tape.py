@@ -18,11 +18,15 @@ import abc
 import heapq
 import itertools
 from collections.abc import Collection
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
 
 _tape_position = itertools.count()
+# Whether the sweep running in this thread keeps the graph: a VJP holding a whole program's
+# values (`minigrad.compile`'s) frees them while it runs only if the sweep does not.
+retaining: ContextVar[bool] = ContextVar("minigrad_retain_graph", default=False)
 _reduce = np.add.reduce
 
 
@@ -164,15 +168,25 @@ def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
 
     Returns the cotangent of every leaf reached and of every vertex in `capture` (a node's
     or a leaf's) that the sweep reached, each an array of the vertex's shape that the
-    caller may keep. Unless `retain_graph`, every node swept is released afterwards; a sweep
-    that fails part-way leaves the graph whole.
+    caller may keep. Unless `retain_graph`, each node is released as soon as it is swept, as
+    PyTorch frees saved tensors: what its VJPs read is freed while the sweep goes on (an
+    RNN's states one by one, from the last), so backward needs little more memory than the
+    forward pass left. A sweep that fails part-way has released the nodes it swept.
     """
+    token = retaining.set(retain_graph)
+    try:
+        return _sweep(root, seed, retain_graph, capture)
+    finally:
+        retaining.reset(token)
+
+
+def _sweep(root: Any, seed: np.ndarray, retain_graph: bool,
+           capture: Collection[Any]) -> dict[Any, np.ndarray]:
     cotangents = _Cotangents()
     values, owned = cotangents.values, cotangents.owned
     cotangents.add(root, seed)
     heap: list[tuple[int, Node]] = []
     leaves: list[Any] = []
-    swept: list[Node] = []
     results: dict[Any, np.ndarray] = {}
     if type(root) is Node:
         heap.append((-root.position, root))
@@ -207,9 +221,7 @@ def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
                 heapq.heappush(heap, (-x.position, x))
             else:
                 leaves.append(x)
-        swept.append(node)
-    if not retain_graph:
-        for node in swept:
+        if not retain_graph:
             node.release()
     for leaf in leaves:
         g, mine = cotangents.take(leaf)

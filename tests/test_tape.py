@@ -304,3 +304,46 @@ def test_a_node_keeps_only_the_operands_its_vjps_read():
     out.sum().backward()
     np.testing.assert_array_equal(z.grad[:, 1], np.ones((4, 3)))
     np.testing.assert_array_equal(w.grad, np.full((3, 3), 4.0))
+
+
+def _freeing_probes():
+    """`top(x)` = tanh(x), noting a weak reference to each output it makes; `bottom(x)` = x
+    whose VJP notes whether the last of those outputs is still alive when it runs (the
+    sweep reaches `bottom` after `top`, whose VJP reads that output)."""
+    made: list = []
+    alive_at_bottom: list = []
+
+    def tanh_noting(x):
+        out = np.tanh(x)
+        made.append(weakref.ref(out))
+        return out
+
+    def bottom_vjp(g, out):
+        gc.collect()
+        alive_at_bottom.append(made[-1]() is not None)
+        return g
+
+    top = defop("top", tanh_noting, (lambda g, out: g * (1 - out * out),), saves="output",
+                register=False)
+    bottom = defop("bottom", lambda x: x * 1.0, (bottom_vjp,), saves="nothing",
+                   register=False)
+    return top, bottom, alive_at_bottom
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_what_a_node_reads_is_freed_as_soon_as_it_is_swept(compiled):
+    """Unless the graph is retained, backward frees a swept node's arrays before it goes on
+    (so an RNN's states go one by one), in eager mode and in a compiled replay; with
+    retain_graph=True they stay for the next backward."""
+    top, bottom, alive_at_bottom = _freeing_probes()
+    x = Tensor(np.linspace(-1, 1, 5), requires_grad=True)
+
+    def loss_of(x):
+        return top(bottom(x)).sum()
+
+    loss = mg.compile(loss_of) if compiled else loss_of
+    for _ in range(4):  # a compiled function traces twice, writes its backward, then runs it
+        loss(x).backward()
+    assert alive_at_bottom[-1] is False
+    loss(x).backward(retain_graph=True)
+    assert alive_at_bottom[-1] is True
