@@ -28,7 +28,11 @@ VJP reads it, so a replay holds what eager mode's graph holds.
 The second call of a signature traces `fn` again and checks that both traces agree: a
 NumPy array or number that `fn` computes itself (from an argument, from a random generator,
 from a parameter's value) is kept as a constant by a trace, and if it differs between the two
-calls the compiled function refuses with `TraceError` rather than replay a stale value.
+calls the compiled function refuses with `TraceError` rather than replay a stale value. Two
+traces from equal inputs cannot tell a constant computed from an input from a fixed one, so
+the program is then replayed only for calls with those inputs; the first call with other
+inputs traces again and compares. Once two traces from different inputs agree, every call
+of the signature replays.
 """
 
 from __future__ import annotations
@@ -503,12 +507,48 @@ class _Backward:
 # --- the compiled function ------------------------------------------------------------------
 
 
-class _Entry:
-    __slots__ = ("program", "checked")
+class _Inputs:
+    """The values a trace read: the array arguments (copies) and the tensors it read from
+    outside (their arrays, which copy-on-write keeps unchanged)."""
 
-    def __init__(self, program: _Program):
+    __slots__ = ("arrays", "captured")
+
+    def __init__(self, arrays: list[np.ndarray], program: _Program):
+        self.arrays = arrays
+        self.captured = [t._data for _, t, _, _ in program.captured]
+
+    @staticmethod
+    def copies(args: tuple) -> list[np.ndarray]:
+        return [a.copy() for a in args if type(a) is np.ndarray]
+
+    def same(self, args: tuple, program: _Program) -> bool:
+        """Whether a call with `args` reads exactly these values."""
+        arrays = [a for a in args if type(a) is np.ndarray]
+        return all(_same(a, b) for a, b in zip(arrays, self.arrays)) and all(
+            t._data is d or _same(t._data, d)
+            for (_, t, _, _), d in zip(program.captured, self.captured))
+
+
+class _Entry:
+    """A signature's program. The second call traces again and compares (a random draw in
+    `fn` differs between two traces). The program is replayed once two traces from
+    different inputs agree (`checked`); until then only for a call with the inputs of its
+    trace (`inputs`), whose constants, even one `fn` computed from an input with NumPy,
+    are that call's own."""
+
+    __slots__ = ("program", "compared", "checked", "inputs")
+
+    def __init__(self, program: _Program, inputs: _Inputs):
         self.program = program
-        self.checked = False  # the second call traces again and compares
+        self.compared = False  # traced a second time, and the traces agreed
+        self.checked = False
+        self.inputs: _Inputs | None = inputs
+
+    def replays(self, args: tuple) -> bool:
+        if self.program.stale():
+            return False
+        return self.checked or self.compared and self.inputs.same(  # type: ignore[union-attr]
+            args, self.program)
 
 
 class CompiledFunction:
@@ -553,15 +593,19 @@ class CompiledFunction:
             entry = self._cache.get(key)
             if entry is not None:
                 self._cache.move_to_end(key)
-        if entry is not None and entry.checked and not entry.program.stale():
+        if entry is not None and entry.replays(args):
             return self._replay(entry.program, args, mode)
+        arrays = _Inputs.copies(args)
         result, program = self._trace(args, mode)
+        inputs = _Inputs(arrays, program)
         if entry is not None and not entry.program.stale():
             _compare(entry.program.trace, program.trace)
-            entry.checked = True
+            entry.compared = True
+            if not entry.inputs.same(args, entry.program):  # type: ignore[union-attr]
+                entry.checked, entry.inputs = True, None
         else:
             with self._lock:
-                self._cache[key] = _Entry(program)
+                self._cache[key] = _Entry(program, inputs)
                 self._cache.move_to_end(key)
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
@@ -627,9 +671,11 @@ def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFuncti
     reads from outside (parameters, whose current `.data` every call reads). Its Python runs
     only when tracing, so Python that depends on a traced tensor's value (`bool(t)`,
     `float(t)`, `t.item()`, `t.data`) raises `TraceError`; a NumPy array or number that `fn`
-    computes itself is a constant of the trace, and if the second call's trace finds it
-    changed (drawn at random inside `fn`, computed from an argument outside the engine) the
-    call raises `TraceError`: pass such arrays in as arguments. Keyword arguments are refused.
+    computes itself is a constant of the trace, and if a later trace finds it changed (drawn
+    at random inside `fn`, computed from an argument or a parameter's value outside the
+    engine) the call raises `TraceError`: pass such arrays in as arguments. Calls trace until
+    two traces from different inputs agree (a call with the inputs of the last trace
+    replays it meanwhile). Keyword arguments are refused.
     """
     return CompiledFunction(fn, cache_size)
 

@@ -448,6 +448,36 @@ def test_a_numpy_computation_on_an_argument_is_refused_on_the_second_call():
         step(np.array([3.0, 4.0]))
 
 
+@pytest.mark.parametrize("repeats", [1, 2, 3])
+def test_a_numpy_computation_on_an_argument_is_refused_after_calls_that_agree(repeats):
+    """Two traces from equal inputs cannot tell a constant computed from an input from one
+    that is not: such a program replays only for those inputs, and the first call with
+    other inputs traces again and refuses."""
+    step = mg.compile(lambda x: (w_refuse * (x * 2.0)).sum())
+    x = np.array([1.0, 2.0])
+    for _ in range(repeats + 1):
+        assert step(x.copy()).item() == (w_refuse.data * x * 2.0).sum()
+    with pytest.raises(mg.TraceError, match="not an argument and changed"):
+        step(np.array([3.0, 4.0]))
+
+
+def test_a_numpy_computation_on_a_parameters_value_is_refused_once_it_changes():
+    w = mg.Tensor([1.0, 2.0], requires_grad=True)
+    step = mg.compile(lambda x: (w * x * float(np.sum(w.data))).sum())
+    x = np.array([1.0, 1.0])
+    assert step(x).item() == step(x).item() == step(x).item() == 9.0
+    w.data += 1.0
+    with pytest.raises(mg.TraceError, match="not an argument and changed"):
+        step(x)
+
+
+def test_a_program_is_checked_by_two_traces_from_different_inputs_then_replayed():
+    step = mg.compile(lambda x: (w_refuse * x).sum())
+    for x in ([1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]):
+        assert step(np.array(x)).item() == (w_refuse.data * np.array(x)).sum()
+    assert step.traces == 3  # two from equal inputs, a third from other inputs
+
+
 @given(values=st.lists(st.lists(st.integers(-5, 5), min_size=2, max_size=2), min_size=3,
                        max_size=6))
 def test_a_tensor_made_inside_fn_from_an_argument_follows_the_argument(values):
