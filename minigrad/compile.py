@@ -183,6 +183,18 @@ class _Step:
         self.watch = False  # anomaly mode: check the output as `record` does
 
 
+def _copying_views(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """`forward`, its output copied if it is a view: what `record` does when an operand is a
+    NumPy array (`primitive._share_view`), so that the replay's array has eager mode's
+    layout (a product of a transposed view rounds differently from one of a copy)."""
+
+    def copying_views(*arrays: Any, **options: Any) -> Any:
+        out = forward(*arrays, **options)
+        return out.copy() if isinstance(out, np.ndarray) and out.base is not None else out
+
+    return copying_views
+
+
 class _Trace:
     """What one eager run of `fn` did, as slots and steps."""
 
@@ -320,6 +332,8 @@ class _Trace:
         node = out._node
         slot = self.new_slot(out._data, ("output",))
         step = _Step(op, inputs, dict(options), slot, node)
+        if any(isinstance(x, np.ndarray) for x in operands):
+            step.forward = _copying_views(op.forward)
         if node is not None:
             step.grad_inputs = [None if v is None else self.by_vertex[id(v)]
                                 for v in node.inputs]
