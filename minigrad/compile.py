@@ -183,6 +183,13 @@ class _Step:
         self.watch = False  # anomaly mode: check the output as `record` does
 
 
+def _gives_view(op: Op, arrays: list[Any], options: dict[str, Any]) -> bool:
+    """Whether `op`'s forward on these arrays returns a view (which `record` copied): that
+    depends on shapes and strides only, so on the signature."""
+    out = op.forward(*arrays, **options)
+    return isinstance(out, np.ndarray) and out.base is not None
+
+
 def _copying_views(forward: Callable[..., Any]) -> Callable[..., Any]:
     """`forward`, its output copied if it is a view: what `record` does when an operand is a
     NumPy array (`primitive._share_view`), so that the replay's array has eager mode's
@@ -332,7 +339,8 @@ class _Trace:
         node = out._node
         slot = self.new_slot(out._data, ("output",))
         step = _Step(op, inputs, dict(options), slot, node)
-        if any(isinstance(x, np.ndarray) for x in operands):
+        if any(isinstance(x, np.ndarray) for x in operands) and _gives_view(
+                op, [self.values[i] for i in inputs], options):
             step.forward = _copying_views(op.forward)
         if node is not None:
             step.grad_inputs = [None if v is None else self.by_vertex[id(v)]
@@ -536,11 +544,18 @@ class _Inputs:
         return [a.copy() for a in args if type(a) is np.ndarray]
 
     def same(self, args: tuple, program: _Program) -> bool:
-        """Whether a call with `args` reads exactly these values."""
+        """Whether a call with `args` reads exactly these values (NaN where these have NaN)."""
         arrays = [a for a in args if type(a) is np.ndarray]
-        return all(_same(a, b) for a, b in zip(arrays, self.arrays)) and all(
-            t._data is d or _same(t._data, d)
+        return all(_equal(a, b) for a, b in zip(arrays, self.arrays)) and all(
+            t._data is d or _equal(t._data, d)
             for (_, t, _, _), d in zip(program.captured, self.captured))
+
+
+def _equal(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return bool(np.equal(a, b).all()) or a.dtype.kind == "f" and bool(
+        np.array_equal(a, b, equal_nan=True))
 
 
 class _Entry:

@@ -38,11 +38,14 @@ class _Source:
         self.lines: list[str] = []
         self.names: dict[str, Any] = {"asarray": np.asarray, "ndarray": np.ndarray,
                                       "sum_to_shape": sum_to_shape}
+        self.named: dict[int, str] = {}  # id(value) -> its name (`names` keeps it alive)
 
     def name(self, value: Any, prefix: str) -> str:
-        """A name for `value` in the function's globals."""
-        name = f"{prefix}{len(self.names)}"
-        self.names[name] = value
+        """A name for `value` in the function's globals (one per object)."""
+        name = self.named.get(id(value))
+        if name is None:
+            name = self.named[id(value)] = f"{prefix}{len(self.names)}"
+            self.names[name] = value
         return name
 
     def add(self, line: str) -> None:
