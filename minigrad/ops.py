@@ -59,7 +59,8 @@ def _matmul_a_vjp(g, out, a, b):
         return np.multiply.outer(g, b)
     if a.ndim == 1:
         return np.matmul(b, g[..., None])[..., 0]
-    return np.matmul(g, np.swapaxes(b, -1, -2))
+    # .T is the same view as np.swapaxes(b, -1, -2) for a matrix, without its Python layer.
+    return np.matmul(g, b.T if b.ndim == 2 else np.swapaxes(b, -1, -2))
 
 
 def _matmul_b_vjp(g, out, a, b):
@@ -69,7 +70,7 @@ def _matmul_b_vjp(g, out, a, b):
         return np.matmul(g[..., None, :], a)[..., 0, :]
     if b.ndim == 2 and a.ndim > 2:  # a stack of rows times one matrix: a single product
         return np.matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
-    return np.matmul(np.swapaxes(a, -1, -2), g)
+    return np.matmul(a.T if a.ndim == 2 else np.swapaxes(a, -1, -2), g)
 
 
 matmul = defop("matmul", np.matmul, (_matmul_a_vjp, _matmul_b_vjp), Domain("matmul"),
@@ -80,7 +81,10 @@ def _product_vjp(matmul_vjp):
     back to the product's shape first."""
 
     def vjp(g, out, c, a, b):
-        shape = (a.shape[0], b.shape[1]) if a.ndim == b.ndim == 2 else _matmul_shape(a, b)
+        # A stack of rows times one matrix (every layer and RNN step) without NumPy's
+        # broadcasting rules, which cost more than the check they make.
+        shape = a.shape[:-1] + b.shape[1:] if b.ndim == 2 and a.ndim >= 2 else _matmul_shape(
+            a, b)
         return matmul_vjp(g if g.shape == shape else _sum_to_shape(g, shape), None, a, b)
 
     return vjp

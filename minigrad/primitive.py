@@ -157,7 +157,10 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     never changes is read from its cells rather than looked up on every call.)
     """
     name, forward = op.name, op.forward
-    saves_inputs, saves_output, kept = op.saves_inputs, op.saves_output, op.kept
+    saves_inputs, saves_output = op.saves_inputs, op.saves_output
+    # The operand positions whose arrays a node does not keep (addmm's c), found once.
+    dropped = () if op.kept is None else tuple(
+        i for i in range(len(op.vjps)) if i not in op.kept)
 
     def record(*operands: Any, **options: Any) -> Tensor:
         mode = current_mode()
@@ -194,8 +197,12 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         if not (needs_grad and mode & RECORDING):
             return _make(out, False, None, view)
         vjps = op.vjps if type(op.vjps) is tuple else op.vjps(arrays, options)  # type: ignore
-        args = () if not keeps else tuple(arrays) if kept is None else tuple(
-            [a if i in kept else None for i, a in enumerate(arrays)])
+        saved = arrays
+        if dropped:
+            saved = arrays.copy()
+            for i in dropped:
+                saved[i] = None
+        args = tuple(saved) if keeps else ()
         node = Node(name, vjps, inputs, args, options, out if saves_output else None, out)
         if mode & ANOMALY:
             anomaly.watch(node, arrays, out)
