@@ -159,8 +159,9 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     name, forward = op.name, op.forward
     saves_inputs, saves_output = op.saves_inputs, op.saves_output
     # The operand positions whose arrays a node does not keep (addmm's c), found once.
-    dropped = () if op.kept is None else tuple(
-        i for i in range(len(op.vjps)) if i not in op.kept)
+    dropped: tuple[int, ...] = ()
+    if op.kept is not None and isinstance(op.vjps, tuple):
+        dropped = tuple(i for i in range(len(op.vjps)) if i not in op.kept)
 
     def record(*operands: Any, **options: Any) -> Tensor:
         mode = current_mode()
