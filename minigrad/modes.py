@@ -16,6 +16,7 @@ import numpy as np
 
 RECORDING, ANOMALY = 1, 2
 # Set while `minigrad.compile` traces a function in this thread: `record` reports each op.
+# The highest bit, so that `mode >= TRACING` tests it with one cheap comparison.
 TRACING = 4
 _mode: ContextVar[int] = ContextVar("minigrad_mode", default=RECORDING)
 # The record path's one read of the mode (a bound method: no attribute lookup per op).

@@ -37,6 +37,9 @@ from .tape import Node
 from .tensor import Tensor, _make
 
 _SAVES = ("both", "inputs", "output", "nothing")
+# NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
+# instructions each time): the record path and the sweep use module-level names.
+_ndarray = np.ndarray
 
 
 @dataclass(frozen=True)
@@ -165,9 +168,10 @@ def recorder(op: Op) -> Callable[..., Tensor]:
 
     def record(*operands: Any, **options: Any) -> Tensor:
         mode = current_mode()
-        if mode & TRACING:  # minigrad.compile is tracing in this thread: it records, and sees
+        if mode >= TRACING:  # minigrad.compile is tracing in this thread: it records, and sees
             return trace_hook(op, operands, options)
-        keeps = saves_inputs and mode & RECORDING  # a node would keep the operands' arrays
+        recording = mode & RECORDING
+        keeps = saves_inputs and recording  # a node would keep the operands' arrays
         arrays: list[Any] = []
         inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
         needs_grad = False
@@ -179,31 +183,34 @@ def recorder(op: Op) -> Callable[..., Tensor]:
                 if x.requires_grad:
                     inputs.append(x._node or x)
                     needs_grad = True
-                else:
-                    inputs.append(None)
+                    continue
             else:
                 a = x if type(x) is float else constant(x, name)
                 # The caller's own array, which the engine cannot guard: a node keeps a copy.
-                arrays.append(a.copy() if keeps and type(a) is np.ndarray else a)
-                inputs.append(None)
+                arrays.append(a.copy() if keeps and type(a) is _ndarray else a)
+            inputs.append(None)
         try:
             out = forward(*arrays, **options) if options else forward(*arrays)
         except (ValueError, TypeError, IndexError) as error:
             raise _op_error(name, error, arrays) from None
-        if type(out) is not np.ndarray:
+        if type(out) is not _ndarray:
             out = np.asarray(out)  # a reduction to a NumPy scalar
         view = out.base is not None
         if view:  # the output shares an operand's array: neither may change under the other
             out = _share_view(operands, out)
-        if not (needs_grad and mode & RECORDING):
+        if not (needs_grad and recording):
             return _make(out, False, None, view)
-        vjps = op.vjps if type(op.vjps) is tuple else op.vjps(arrays, options)  # type: ignore
-        saved = arrays
-        if dropped:
-            saved = arrays.copy()
-            for i in dropped:
-                saved[i] = None
-        args = tuple(saved) if keeps else ()
+        vjps: Any = op.vjps
+        if type(vjps) is not tuple:  # an op of any number of operands: VJPs for this call
+            vjps = vjps(arrays, options)
+        args: tuple = ()
+        if keeps:
+            saved = arrays
+            if dropped:
+                saved = arrays.copy()
+                for i in dropped:
+                    saved[i] = None
+            args = tuple(saved)
         node = Node(name, vjps, inputs, args, options, out if saves_output else None, out)
         if mode & ANOMALY:
             anomaly.watch(node, arrays, out)

@@ -24,6 +24,9 @@ import numpy as np
 
 _tape_position = itertools.count()
 _reduce = np.add.reduce
+# NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
+# instructions each time): the sweep uses module-level names.
+_ndarray, _asarray = np.ndarray, np.asarray
 
 
 class Node:
@@ -87,7 +90,7 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return g
     # np.add.reduce rather than g.sum(): two Python layers less, on every bias's gradient.
     if not shape:
-        return np.asarray(_reduce(g, None))
+        return _asarray(_reduce(g, None))
     lead = g.ndim - len(shape)
     if lead > 0 and g.shape[lead:] == shape:  # broadcasting only added leading axes (a bias)
         return _reduce(g, tuple(range(lead)))
@@ -120,7 +123,7 @@ class _Cotangents:
     def add(self, x: Any, g: Any) -> bool:
         """Add `g` to the cotangent of vertex `x`; True if `x` had none yet."""
         current = self.values.get(x)
-        if type(g) is not np.ndarray:
+        if type(g) is not _ndarray:
             # The MRO rather than isinstance: ABCMeta's check is a Python call, and this one
             # runs for every slice of an RNN's inputs (a Cotangent is a subclass, not registered).
             if Cotangent in type(g).__mro__:
@@ -133,7 +136,7 @@ class _Cotangents:
                 self.values[x] = g
                 self.owned.add(x)
                 return current is None
-            g = np.asarray(g)  # 0-d arithmetic gives NumPy scalars
+            g = _asarray(g)  # 0-d arithmetic gives NumPy scalars
         if current is None:
             self.values[x] = g
             return True
@@ -145,7 +148,7 @@ class _Cotangents:
         if x in self.owned:
             current += g
         else:
-            self.values[x] = np.asarray(current + g)
+            self.values[x] = _asarray(current + g)
             self.owned.add(x)
         return False
 
@@ -199,7 +202,7 @@ def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
             if x is None:
                 continue
             gx = vjp(g, out, *args, **options) if options else vjp(g, out, *args)
-            if x in values or type(gx) is not np.ndarray:
+            if x in values or type(gx) is not _ndarray:
                 if not cotangents.add(x, gx):  # added to what x had
                     continue
             else:  # the first contribution, as it is: the common case, kept quick
