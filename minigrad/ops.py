@@ -442,13 +442,14 @@ def _loss(name: str, prediction: str, bounds: dict[int, tuple[float, float]]):
     operands at `bounds` (position -> closed interval) checked to lie in it."""
 
     def call(a: Any, b: Any) -> tuple[tuple, dict]:
-        arrays = (_data(a, name), _data(b, name))
-        if np.shape(arrays[0]) != np.shape(arrays[1]):
-            raise ValueError(f"{name}: {prediction} of shape {np.shape(arrays[0])} and target "
-                             f"of shape {np.shape(arrays[1])} differ")
+        arrays = (np.asarray(_data(a, name)), np.asarray(_data(b, name)))
+        if arrays[0].shape != arrays[1].shape:
+            raise ValueError(f"{name}: {prediction} of shape {arrays[0].shape} and target "
+                             f"of shape {arrays[1].shape} differ")
         for i, (low, high) in bounds.items():
-            values = np.asarray(arrays[i])
-            if values.size and not (values.min() >= low and values.max() <= high):
+            values = arrays[i]
+            # The reductions themselves: ndarray.min and .max add a Python layer each.
+            if values.size and not (_min(values, None) >= low and _max(values, None) <= high):
                 what = prediction if i == 0 else "target"
                 raise ValueError(f"{name}: {what} must lie in [{low:g}, {high:g}], got values "
                                  f"from {values.min():g} to {values.max():g}")
@@ -456,6 +457,17 @@ def _loss(name: str, prediction: str, bounds: dict[int, tuple[float, float]]):
 
     call.__doc__ = f"{name}({prediction}, target), mean-reduced."
     return call
+
+
+_min, _max, _sum = np.minimum.reduce, np.maximum.reduce, np.add.reduce
+
+
+def _mean(x):
+    """np.mean of every element of `x`, float64 without np.mean's Python layers (some 20k
+    instructions per loss call): the same sum and division, so the same bits."""
+    if x.dtype != np.float64:  # float16 is summed in float32 by np.mean: leave it the rules
+        return np.mean(x)
+    return _sum(x, None) / x.size
 
 
 def _clip_probability(p):
@@ -467,7 +479,7 @@ def _bce(p, t):
     """Binary cross-entropy of probabilities `p` against targets `t`, mean-reduced. `p` is
     clipped to [eps, 1 - eps] (eps of its dtype) so that p of exactly 0 or 1 stays finite."""
     pc = _clip_probability(p)
-    return -np.mean(t * np.log(pc) + (1.0 - t) * np.log1p(-pc))
+    return -_mean(t * np.log(pc) + (1.0 - t) * np.log1p(-pc))
 
 
 def _bce_p_vjp(g, out, p, t):
@@ -484,12 +496,12 @@ def _bce_t_vjp(g, out, p, t):
 def _bce_logits(z, t):
     """Binary cross-entropy of logits `z` (probability sigmoid(z)) against targets `t`,
     mean-reduced; max(z, 0) - z t + log(1 + exp(-|z|)) is finite for every z."""
-    return np.mean(np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z))))
+    return _mean(np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z))))
 
 
 def _mse(y, t):
     """Mean squared error: mean((y - t)^2)."""
-    return np.mean(np.square(np.subtract(y, t)))
+    return _mean(np.square(np.subtract(y, t)))
 
 
 binary_cross_entropy = defop(
@@ -499,12 +511,12 @@ binary_cross_entropy = defop(
 binary_cross_entropy_with_logits = defop(
     "binary_cross_entropy_with_logits", _bce_logits,
     # The scale g / count is a scalar: one pass over the array, not two.
-    (lambda g, out, z, t: (_sigmoid(z) - t) * (g / np.size(z)),
+    (lambda g, out, z, t: (_sigmoid(z) - t) * (g / z.size),  # z: a tensor's array
      lambda g, out, z, t: z * (-g / np.size(z))),
     Domain("loss", ((-6.0, 6.0), (0.01, 0.99))), saves="inputs",
     prepare=_loss("binary_cross_entropy_with_logits", "logits", {1: (0.0, 1.0)}))
 mse_loss = defop(
     "mse_loss", _mse,
-    (lambda g, out, y, t: np.subtract(y, t) * (2.0 * g / np.size(y)),
+    (lambda g, out, y, t: np.subtract(y, t) * (2.0 * g / y.size),  # y: a tensor's array
      lambda g, out, y, t: np.subtract(y, t) * (-2.0 * g / np.size(y))),
     Domain("loss"), saves="inputs", prepare=_loss("mse_loss", "prediction", {}))
