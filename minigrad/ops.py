@@ -37,6 +37,10 @@ def _data(x: Any, name: str) -> Any:
     return x._data if isinstance(x, _Tensor) else _constant(x, name)
 
 
+# NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
+# instructions each): the NumPy functions of every layer and RNN step are bound here once.
+_np_add, _np_matmul = np.add, np.matmul
+
 # --- arithmetic -----------------------------------------------------------------------------
 
 add = defop("add", np.add, (lambda g, out: g, lambda g, out: g), Domain("binary"),
@@ -60,7 +64,7 @@ def _matmul_a_vjp(g, out, a, b):
     if a.ndim == 1:
         return np.matmul(b, g[..., None])[..., 0]
     # .T is the same view as np.swapaxes(b, -1, -2) for a matrix, without its Python layer.
-    return np.matmul(g, b.T if b.ndim == 2 else np.swapaxes(b, -1, -2))
+    return _np_matmul(g, b.T if b.ndim == 2 else np.swapaxes(b, -1, -2))
 
 
 def _matmul_b_vjp(g, out, a, b):
@@ -69,8 +73,8 @@ def _matmul_b_vjp(g, out, a, b):
     if b.ndim == 1:
         return np.matmul(g[..., None, :], a)[..., 0, :]
     if b.ndim == 2 and a.ndim > 2:  # a stack of rows times one matrix: a single product
-        return np.matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
-    return np.matmul(a.T if a.ndim == 2 else np.swapaxes(a, -1, -2), g)
+        return _np_matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
+    return _np_matmul(a.T if a.ndim == 2 else np.swapaxes(a, -1, -2), g)
 
 
 matmul = defop("matmul", np.matmul, (_matmul_a_vjp, _matmul_b_vjp), Domain("matmul"),
@@ -98,7 +102,7 @@ def _matmul_shape(a: np.ndarray, b: np.ndarray) -> tuple:
 
 # c + a @ b in one node: a layer's x W + b, an RNN step's z_k + s W. The same NumPy calls
 # as add(c, matmul(a, b)), forward and backward, so the same numbers, one node fewer.
-addmm = defop("addmm", lambda c, a, b: np.add(c, np.matmul(a, b)),
+addmm = defop("addmm", lambda c, a, b: _np_add(c, _np_matmul(a, b)),
               (lambda g, out, c, a, b: g, _product_vjp(_matmul_a_vjp), _product_vjp(_matmul_b_vjp)),
               Domain("addmm"), saves=(1, 2))  # a and b: c's VJP reads nothing
 
@@ -366,6 +370,7 @@ class SliceGradient(_Cotangent):
 
 
 _BASIC_INDEX = (int, np.integer, slice, type(None), type(Ellipsis))
+_BASIC_TYPES = frozenset({int, slice, type(None), type(Ellipsis)})  # the usual ones, exactly
 
 
 def _getitem_call(x: Any, index: Any) -> tuple[tuple, dict]:
@@ -374,7 +379,8 @@ def _getitem_call(x: Any, index: Any) -> tuple[tuple, dict]:
     parts = index if type(index) is tuple else (index,)
     basic = True
     for p in parts:  # a loop, not all(...): x[:, t] at every step of an RNN comes through here
-        if not isinstance(p, _BASIC_INDEX):
+        # A set lookup first: a failed isinstance (an int against slice, ...) costs more.
+        if type(p) not in _BASIC_TYPES and not isinstance(p, _BASIC_INDEX):
             basic = False
             break
     if not basic:

@@ -240,7 +240,7 @@ def _share_view(operands: Sequence[Any], out: np.ndarray) -> np.ndarray:
 def constant(x: Any, op_name: str) -> Any:
     """A non-Tensor operand as NumPy will see it: numbers pass as they are (so a Python float
     does not promote a float32 tensor), arrays must be numeric."""
-    if isinstance(x, np.ndarray):
+    if isinstance(x, _ndarray):
         if x.dtype.kind not in "biuf":
             raise TypeError(f"{op_name}: cannot use an array of dtype {x.dtype}")
         return x

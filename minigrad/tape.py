@@ -202,9 +202,14 @@ def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
             if x is None:
                 continue
             gx = vjp(g, out, *args, **options) if options else vjp(g, out, *args)
-            if x in values or type(gx) is not _ndarray:
+            current = values.get(x)
+            if type(gx) is not _ndarray or current is not None and (
+                    x not in owned or gx.shape != current.shape):
                 if not cotangents.add(x, gx):  # added to what x had
                     continue
+            elif current is not None:  # `add`'s common case, written out: into our own array
+                current += gx
+                continue
             else:  # the first contribution, as it is: the common case, kept quick
                 values[x] = gx
             if type(x) is Node:

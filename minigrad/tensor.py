@@ -123,8 +123,8 @@ class Tensor:
                 "backward: this tensor does not require grad; none of the tensors it was "
                 "computed from has requires_grad=True (or it was computed under no_grad())")
         for leaf, g in self._sweep(grad, "backward", "a tensor", retain_graph).items():
-            if g.dtype != leaf.dtype:
-                g = g.astype(leaf.dtype)
+            if g.dtype != leaf._data.dtype:
+                g = g.astype(leaf._data.dtype)
             leaf.grad = g if leaf.grad is None else leaf.grad + g
 
     def _sweep(self, grad: Any, caller: str, role: str, retain_graph: bool,
