@@ -85,10 +85,9 @@ def _product_vjp(matmul_vjp):
     back to the product's shape first."""
 
     def vjp(g, out, c, a, b):
-        # A stack of rows times one matrix (every layer and RNN step) without NumPy's
-        # broadcasting rules, which cost more than the check they make.
-        shape = a.shape[:-1] + b.shape[1:] if b.ndim == 2 and a.ndim >= 2 else _matmul_shape(
-            a, b)
+        # A vector or a stack of rows times one matrix (every layer and RNN step) without
+        # NumPy's broadcasting rules, which cost more than the check they make.
+        shape = a.shape[:-1] + b.shape[1:] if b.ndim == 2 else _matmul_shape(a, b)
         return matmul_vjp(g if g.shape == shape else _sum_to_shape(g, shape), None, a, b)
 
     return vjp

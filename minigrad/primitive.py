@@ -170,7 +170,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         mode = current_mode()
         if mode >= TRACING:  # minigrad.compile is tracing in this thread: it records, and sees
             return trace_hook(op, operands, options)
-        recording = mode & RECORDING
+        recording = mode >= RECORDING  # (TRACING is off: see the bit order in modes)
         keeps = saves_inputs and recording  # a node would keep the operands' arrays
         arrays: list[Any] = []
         inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
