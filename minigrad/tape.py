@@ -198,10 +198,12 @@ def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
         if node in capture:
             results[node] = g.copy()
         out, args, options = node.out, node.args, node.options
-        for x, vjp in zip(node.inputs, vjps):
+        i = -1  # input i's VJP is vjps[i] (a counter: zip costs more than it saves here)
+        for x in node.inputs:
+            i += 1
             if x is None:
                 continue
-            gx = vjp(g, out, *args, **options) if options else vjp(g, out, *args)
+            gx = vjps[i](g, out, *args, **options) if options else vjps[i](g, out, *args)
             current = values.get(x)
             if type(gx) is not _ndarray or current is not None and (
                     x not in owned or gx.shape != current.shape):
