@@ -203,7 +203,9 @@ def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
             i += 1
             if x is None:
                 continue
-            gx = vjps[i](g, out, *args, **options) if options else vjps[i](g, out, *args)
+            # Without * or ** where there is nothing to spread: each costs a tuple or a dict.
+            gx = (vjps[i](g, out, *args, **options) if options else vjps[i](g, out, *args)
+                  if args else vjps[i](g, out))
             current = values.get(x)
             if type(gx) is not _ndarray or current is not None and (
                     x not in owned or gx.shape != current.shape):
