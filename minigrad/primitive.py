@@ -177,8 +177,11 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         needs_grad = False
         for x in operands:
             if isinstance(x, Tensor):
-                if keeps and not x._shared:
-                    x._share()
+                if keeps and not x._shared:  # the node keeps its array: copy-on-write
+                    if x._exposed:  # handed out: frozen too (Tensor._share)
+                        x._share()
+                    else:  # the usual case, an op's output: only the flag, without a call
+                        x._shared = True
                 arrays.append(x._data)
                 if x.requires_grad:
                     inputs.append(x._node or x)
