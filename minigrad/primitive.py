@@ -162,6 +162,9 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     name, forward = op.name, op.forward
     saves_inputs, saves_output = op.saves_inputs, op.saves_output
     # The operand positions whose arrays a node does not keep (addmm's c), found once.
+    # A ufunc always returns a new array (or a scalar): only another forward can return a
+    # view of an operand's array.
+    may_view = not isinstance(forward, np.ufunc)
     dropped: tuple[int, ...] = ()
     if op.kept is not None and isinstance(op.vjps, tuple):
         dropped = tuple(i for i in range(len(op.vjps)) if i not in op.kept)
@@ -172,7 +175,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
             return trace_hook(op, operands, options)
         recording = mode >= RECORDING  # (TRACING is off: see the bit order in modes)
         keeps = saves_inputs and recording  # a node would keep the operands' arrays
-        arrays: list[Any] = []
+        arrays: Any = []  # each operand's array (a tuple once complete)
         inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
         needs_grad = False
         for x in operands:
@@ -192,13 +195,14 @@ def recorder(op: Op) -> Callable[..., Tensor]:
                 # The caller's own array, which the engine cannot guard: a node keeps a copy.
                 arrays.append(a.copy() if keeps and type(a) is _ndarray else a)
             inputs.append(None)
+        arrays = tuple(arrays)  # once, for the forward's call and for the node
         try:
             out = forward(*arrays, **options) if options else forward(*arrays)
         except (ValueError, TypeError, IndexError) as error:
             raise _op_error(name, error, arrays) from None
         if type(out) is not _ndarray:
             out = np.asarray(out)  # a reduction to a NumPy scalar
-        view = out.base is not None
+        view = may_view and out.base is not None
         if view:  # the output shares an operand's array: neither may change under the other
             out = _share_view(operands, out)
         if not (needs_grad and recording):
@@ -206,16 +210,14 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         vjps: Any = op.vjps
         if type(vjps) is not tuple:  # an op of any number of operands: VJPs for this call
             vjps = vjps(arrays, options)
-        args: tuple = ()
-        if keeps:
-            saved = arrays
-            if dropped:
-                saved = arrays.copy()
-                for i in dropped:
-                    saved[i] = None
+        args: tuple = arrays if keeps else ()
+        if keeps and dropped:
+            saved = list(arrays)
+            for i in dropped:
+                saved[i] = None
             args = tuple(saved)
         node = Node(name, vjps, inputs, args, options, out if saves_output else None, out)
-        if mode & ANOMALY:
+        if mode != RECORDING:  # so ANOMALY is set: recording is on and tracing off here
             anomaly.watch(node, arrays, out)
         return _make(out, True, node, view or saves_output)
 
