@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import anomaly
-from .modes import ANOMALY, RECORDING, TRACING, current_mode
+from .modes import RECORDING, TRACING, current_mode
 from .tape import Node
 from .tensor import Tensor, _make
 
