@@ -191,8 +191,9 @@ def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
             raise RuntimeError(
                 f"backward: the graph through '{node.name}' was already released by an earlier "
                 "backward(); pass retain_graph=True to the first call to backpropagate twice")
-        g = values.pop(node)  # complete: every consumer of the node has been swept
-        owned.discard(node)
+        # Complete: every consumer of the node has been swept, so nothing adds to it again
+        # (and its entry in `owned`, if any, is never read: left there rather than removed).
+        g = values.pop(node)
         if g.shape != node.shape:
             g = sum_to_shape(g, node.shape)
         if node in capture:
