@@ -164,10 +164,10 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     """
     name, forward = op.name, op.forward
     saves_inputs, saves_output = op.saves_inputs, op.saves_output
-    # The operand positions whose arrays a node does not keep (addmm's c), found once.
     # A ufunc always returns a new array (or a scalar): only another forward can return a
     # view of an operand's array.
     may_view = not isinstance(forward, np.ufunc)
+    # The operand positions whose arrays a node does not keep (addmm's c), found once.
     dropped: tuple[int, ...] = ()
     if op.kept is not None and isinstance(op.vjps, tuple):
         dropped = tuple(i for i in range(len(op.vjps)) if i not in op.kept)
