@@ -184,8 +184,9 @@ def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
         heap.append((-root.position, root))
     else:
         leaves.append(root)
+    pop, push = heapq.heappop, heapq.heappush
     while heap:
-        node = heapq.heappop(heap)[1]
+        node = pop(heap)[1]
         vjps = node.vjps
         if vjps is None:
             raise RuntimeError(
@@ -220,7 +221,7 @@ def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
             if type(x) is Node:
                 # Negated: heapq is a min-heap and the newest node must come out first.
                 # Positions are unique, so nodes are never compared.
-                heapq.heappush(heap, (-x.position, x))
+                push(heap, (-x.position, x))
             else:
                 leaves.append(x)
         swept.append(node)
