@@ -465,12 +465,13 @@ def _loss(name: str, prediction: str, bounds: dict[int, tuple[float, float]]):
 
 
 _min, _max, _sum = np.minimum.reduce, np.maximum.reduce, np.add.reduce
+_FLOAT64 = np.dtype(np.float64)  # a singleton: `is` tests it without converting a type
 
 
 def _mean(x):
     """np.mean of every element of `x`, float64 without np.mean's Python layers (some 20k
     instructions per loss call): the same sum and division, so the same bits."""
-    if x.dtype != np.float64:  # float16 is summed in float32 by np.mean: leave it the rules
+    if x.dtype is not _FLOAT64:  # float16 is summed in float32 by np.mean: leave it the rules
         return np.mean(x)
     return _sum(x, None) / x.size
 
