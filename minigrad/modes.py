@@ -14,7 +14,9 @@ from contextvars import ContextVar
 
 import numpy as np
 
-RECORDING, ANOMALY = 1, 2
+# Ordered so that `record` tests the bits with comparisons, which CPython 3.11 does faster
+# than `&`: outside a trace (mode < TRACING), recording is on exactly when mode >= RECORDING.
+ANOMALY, RECORDING = 1, 2
 # Set while `minigrad.compile` traces a function in this thread: `record` reports each op.
 TRACING = 4
 _mode: ContextVar[int] = ContextVar("minigrad_mode", default=RECORDING)

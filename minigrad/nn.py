@@ -37,8 +37,10 @@ class Module:
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """(dotted name, parameter) for each parameter once, in the order they were set."""
+        found: list[tuple[str, Parameter]] = []
+        _walk(vars(self), prefix, {id(self)}, found)
         seen: set[int] = set()
-        for name, p in _walk(vars(self), prefix, {id(self)}):
+        for name, p in found:
             if id(p) not in seen:
                 seen.add(id(p))
                 yield name, p
@@ -48,7 +50,9 @@ class Module:
             yield p
 
     def zero_grad(self) -> None:
-        for p in self.parameters():
+        found: list[tuple[str, Parameter]] = []  # every training step: no generators
+        _walk(vars(self), "", {id(self)}, found)
+        for _, p in found:
             p.grad = None
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -67,21 +71,22 @@ class Module:
             np.copyto(p.data, np.asarray(state[name]), casting="same_kind")
 
 
-def _walk(value: Any, prefix: str, modules: set[int]) -> Iterator[tuple[str, Parameter]]:
-    """Parameters under `value`; `modules` holds the Modules on the way down, so that a
-    module referring back to itself or a parent (a `parent` attribute, say) is not entered
-    again."""
+def _walk(value: Any, prefix: str, modules: set[int],
+          found: list[tuple[str, Parameter]]) -> None:
+    """Append the parameters under `value` to `found`, with their names (a parameter held
+    twice appears twice); `modules` holds the Modules on the way down, so that a module
+    referring back to itself or a parent (a `parent` attribute, say) is not entered again."""
     if isinstance(value, Parameter):
-        yield prefix, value
+        found.append((prefix, value))
     elif isinstance(value, Module):
         if id(value) not in modules:
-            yield from _walk(vars(value), prefix, modules | {id(value)})
+            _walk(vars(value), prefix, modules | {id(value)}, found)
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _walk(item, f"{prefix}.{key}" if prefix else str(key), modules)
+            _walk(item, f"{prefix}.{key}" if prefix else str(key), modules, found)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            yield from _walk(item, f"{prefix}.{i}" if prefix else str(i), modules)
+            _walk(item, f"{prefix}.{i}" if prefix else str(i), modules, found)
 
 
 def _mismatches(params: Mapping[str, Parameter], state: Mapping[str, Any]) -> list[str]:

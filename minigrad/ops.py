@@ -37,6 +37,10 @@ def _data(x: Any, name: str) -> Any:
     return x._data if isinstance(x, _Tensor) else _constant(x, name)
 
 
+# NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
+# instructions each): the NumPy functions of every layer and RNN step are bound here once.
+_np_add, _np_matmul = np.add, np.matmul
+
 # --- arithmetic -----------------------------------------------------------------------------
 
 add = defop("add", np.add, (lambda g, out: g, lambda g, out: g), Domain("binary"),
@@ -59,7 +63,8 @@ def _matmul_a_vjp(g, out, a, b):
         return np.multiply.outer(g, b)
     if a.ndim == 1:
         return np.matmul(b, g[..., None])[..., 0]
-    return np.matmul(g, np.swapaxes(b, -1, -2))
+    # .T is the same view as np.swapaxes(b, -1, -2) for a matrix, without its Python layer.
+    return _np_matmul(g, b.T if b.ndim == 2 else np.swapaxes(b, -1, -2))
 
 
 def _matmul_b_vjp(g, out, a, b):
@@ -68,8 +73,8 @@ def _matmul_b_vjp(g, out, a, b):
     if b.ndim == 1:
         return np.matmul(g[..., None, :], a)[..., 0, :]
     if b.ndim == 2 and a.ndim > 2:  # a stack of rows times one matrix: a single product
-        return np.matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
-    return np.matmul(np.swapaxes(a, -1, -2), g)
+        return _np_matmul(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
+    return _np_matmul(a.T if a.ndim == 2 else np.swapaxes(a, -1, -2), g)
 
 
 matmul = defop("matmul", np.matmul, (_matmul_a_vjp, _matmul_b_vjp), Domain("matmul"),
@@ -80,7 +85,9 @@ def _product_vjp(matmul_vjp):
     back to the product's shape first."""
 
     def vjp(g, out, c, a, b):
-        shape = (a.shape[0], b.shape[1]) if a.ndim == b.ndim == 2 else _matmul_shape(a, b)
+        # A vector or a stack of rows times one matrix (every layer and RNN step) without
+        # NumPy's broadcasting rules, which cost more than the check they make.
+        shape = a.shape[:-1] + b.shape[1:] if b.ndim == 2 else _matmul_shape(a, b)
         return matmul_vjp(g if g.shape == shape else _sum_to_shape(g, shape), None, a, b)
 
     return vjp
@@ -94,7 +101,7 @@ def _matmul_shape(a: np.ndarray, b: np.ndarray) -> tuple:
 
 # c + a @ b in one node: a layer's x W + b, an RNN step's z_k + s W. The same NumPy calls
 # as add(c, matmul(a, b)), forward and backward, so the same numbers, one node fewer.
-addmm = defop("addmm", lambda c, a, b: np.add(c, np.matmul(a, b)),
+addmm = defop("addmm", lambda c, a, b: _np_add(c, _np_matmul(a, b)),
               (lambda g, out, c, a, b: g, _product_vjp(_matmul_a_vjp), _product_vjp(_matmul_b_vjp)),
               Domain("addmm"), saves=(1, 2))  # a and b: c's VJP reads nothing
 
@@ -362,6 +369,7 @@ class SliceGradient(_Cotangent):
 
 
 _BASIC_INDEX = (int, np.integer, slice, type(None), type(Ellipsis))
+_BASIC_TYPES = frozenset({int, slice, type(None), type(Ellipsis)})  # the usual ones, exactly
 
 
 def _getitem_call(x: Any, index: Any) -> tuple[tuple, dict]:
@@ -370,7 +378,8 @@ def _getitem_call(x: Any, index: Any) -> tuple[tuple, dict]:
     parts = index if type(index) is tuple else (index,)
     basic = True
     for p in parts:  # a loop, not all(...): x[:, t] at every step of an RNN comes through here
-        if not isinstance(p, _BASIC_INDEX):
+        # A set lookup first: a failed isinstance (an int against slice, ...) costs more.
+        if type(p) not in _BASIC_TYPES and not isinstance(p, _BASIC_INDEX):
             basic = False
             break
     if not basic:
@@ -438,13 +447,14 @@ def _loss(name: str, prediction: str, bounds: dict[int, tuple[float, float]]):
     operands at `bounds` (position -> closed interval) checked to lie in it."""
 
     def call(a: Any, b: Any) -> tuple[tuple, dict]:
-        arrays = (_data(a, name), _data(b, name))
-        if np.shape(arrays[0]) != np.shape(arrays[1]):
-            raise ValueError(f"{name}: {prediction} of shape {np.shape(arrays[0])} and target "
-                             f"of shape {np.shape(arrays[1])} differ")
+        arrays = (np.asarray(_data(a, name)), np.asarray(_data(b, name)))
+        if arrays[0].shape != arrays[1].shape:
+            raise ValueError(f"{name}: {prediction} of shape {arrays[0].shape} and target "
+                             f"of shape {arrays[1].shape} differ")
         for i, (low, high) in bounds.items():
-            values = np.asarray(arrays[i])
-            if values.size and not (values.min() >= low and values.max() <= high):
+            values = arrays[i]
+            # The reductions themselves: ndarray.min and .max add a Python layer each.
+            if values.size and not (_min(values, None) >= low and _max(values, None) <= high):
                 what = prediction if i == 0 else "target"
                 raise ValueError(f"{name}: {what} must lie in [{low:g}, {high:g}], got values "
                                  f"from {values.min():g} to {values.max():g}")
@@ -452,6 +462,18 @@ def _loss(name: str, prediction: str, bounds: dict[int, tuple[float, float]]):
 
     call.__doc__ = f"{name}({prediction}, target), mean-reduced."
     return call
+
+
+_min, _max, _sum = np.minimum.reduce, np.maximum.reduce, np.add.reduce
+_FLOAT64 = np.dtype(np.float64)  # a singleton: `is` tests it without converting a type
+
+
+def _mean(x):
+    """np.mean of every element of `x`, float64 without np.mean's Python layers (some 20k
+    instructions per loss call): the same sum and division, so the same bits."""
+    if x.dtype is not _FLOAT64:  # float16 is summed in float32 by np.mean: leave it the rules
+        return np.mean(x)
+    return _sum(x, None) / x.size
 
 
 def _clip_probability(p):
@@ -463,7 +485,7 @@ def _bce(p, t):
     """Binary cross-entropy of probabilities `p` against targets `t`, mean-reduced. `p` is
     clipped to [eps, 1 - eps] (eps of its dtype) so that p of exactly 0 or 1 stays finite."""
     pc = _clip_probability(p)
-    return -np.mean(t * np.log(pc) + (1.0 - t) * np.log1p(-pc))
+    return -_mean(t * np.log(pc) + (1.0 - t) * np.log1p(-pc))
 
 
 def _bce_p_vjp(g, out, p, t):
@@ -480,12 +502,12 @@ def _bce_t_vjp(g, out, p, t):
 def _bce_logits(z, t):
     """Binary cross-entropy of logits `z` (probability sigmoid(z)) against targets `t`,
     mean-reduced; max(z, 0) - z t + log(1 + exp(-|z|)) is finite for every z."""
-    return np.mean(np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z))))
+    return _mean(np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z))))
 
 
 def _mse(y, t):
     """Mean squared error: mean((y - t)^2)."""
-    return np.mean(np.square(np.subtract(y, t)))
+    return _mean(np.square(np.subtract(y, t)))
 
 
 binary_cross_entropy = defop(
@@ -495,12 +517,12 @@ binary_cross_entropy = defop(
 binary_cross_entropy_with_logits = defop(
     "binary_cross_entropy_with_logits", _bce_logits,
     # The scale g / count is a scalar: one pass over the array, not two.
-    (lambda g, out, z, t: (_sigmoid(z) - t) * (g / np.size(z)),
+    (lambda g, out, z, t: (_sigmoid(z) - t) * (g / z.size),  # z: a tensor's array
      lambda g, out, z, t: z * (-g / np.size(z))),
     Domain("loss", ((-6.0, 6.0), (0.01, 0.99))), saves="inputs",
     prepare=_loss("binary_cross_entropy_with_logits", "logits", {1: (0.0, 1.0)}))
 mse_loss = defop(
     "mse_loss", _mse,
-    (lambda g, out, y, t: np.subtract(y, t) * (2.0 * g / np.size(y)),
+    (lambda g, out, y, t: np.subtract(y, t) * (2.0 * g / y.size),  # y: a tensor's array
      lambda g, out, y, t: np.subtract(y, t) * (-2.0 * g / np.size(y))),
     Domain("loss"), saves="inputs", prepare=_loss("mse_loss", "prediction", {}))

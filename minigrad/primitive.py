@@ -32,11 +32,17 @@ from typing import Any
 import numpy as np
 
 from . import anomaly
-from .modes import ANOMALY, RECORDING, TRACING, current_mode
+from .modes import RECORDING, TRACING, current_mode
 from .tape import Node
 from .tensor import Tensor, _make
 
 _SAVES = ("both", "inputs", "output", "nothing")
+# NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
+# instructions each time): the record path and the sweep use module-level names.
+_ndarray = np.ndarray
+# Node(...) runs Node.__init__ through type.__call__ in C, on a fresh interpreter frame;
+# called as a plain function it is inlined (some 300 instructions less, once per node).
+_new, _init_node = object.__new__, Node.__init__
 
 
 @dataclass(frozen=True)
@@ -157,47 +163,65 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     never changes is read from its cells rather than looked up on every call.)
     """
     name, forward = op.name, op.forward
-    saves_inputs, saves_output, kept = op.saves_inputs, op.saves_output, op.kept
+    saves_inputs, saves_output = op.saves_inputs, op.saves_output
+    # A ufunc always returns a new array (or a scalar): only another forward can return a
+    # view of an operand's array.
+    may_view = not isinstance(forward, np.ufunc)
+    # The operand positions whose arrays a node does not keep (addmm's c), found once.
+    dropped: tuple[int, ...] = ()
+    if op.kept is not None and isinstance(op.vjps, tuple):
+        dropped = tuple(i for i in range(len(op.vjps)) if i not in op.kept)
 
     def record(*operands: Any, **options: Any) -> Tensor:
         mode = current_mode()
-        if mode & TRACING:  # minigrad.compile is tracing in this thread: it records, and sees
+        if mode >= TRACING:  # minigrad.compile is tracing in this thread: it records, and sees
             return trace_hook(op, operands, options)
-        keeps = saves_inputs and mode & RECORDING  # a node would keep the operands' arrays
-        arrays: list[Any] = []
+        recording = mode >= RECORDING  # (TRACING is off: see the bit order in modes)
+        keeps = saves_inputs and recording  # a node would keep the operands' arrays
+        arrays: Any = []  # each operand's array (a tuple once complete)
         inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
         needs_grad = False
         for x in operands:
             if isinstance(x, Tensor):
-                if keeps and not x._shared:
-                    x._share()
+                if keeps and not x._shared:  # the node keeps its array: copy-on-write
+                    if x._exposed:  # handed out: frozen too (Tensor._share)
+                        x._share()
+                    else:  # the usual case, an op's output: only the flag, without a call
+                        x._shared = True
                 arrays.append(x._data)
                 if x.requires_grad:
                     inputs.append(x._node or x)
                     needs_grad = True
-                else:
-                    inputs.append(None)
+                    continue
             else:
                 a = x if type(x) is float else constant(x, name)
                 # The caller's own array, which the engine cannot guard: a node keeps a copy.
-                arrays.append(a.copy() if keeps and type(a) is np.ndarray else a)
-                inputs.append(None)
+                arrays.append(a.copy() if keeps and type(a) is _ndarray else a)
+            inputs.append(None)
+        arrays = tuple(arrays)  # once, for the forward's call and for the node
         try:
             out = forward(*arrays, **options) if options else forward(*arrays)
         except (ValueError, TypeError, IndexError) as error:
             raise _op_error(name, error, arrays) from None
-        if type(out) is not np.ndarray:
+        if type(out) is not _ndarray:
             out = np.asarray(out)  # a reduction to a NumPy scalar
-        view = out.base is not None
+        view = may_view and out.base is not None
         if view:  # the output shares an operand's array: neither may change under the other
             out = _share_view(operands, out)
-        if not (needs_grad and mode & RECORDING):
+        if not (needs_grad and recording):
             return _make(out, False, None, view)
-        vjps = op.vjps if type(op.vjps) is tuple else op.vjps(arrays, options)  # type: ignore
-        args = () if not keeps else tuple(arrays) if kept is None else tuple(
-            [a if i in kept else None for i, a in enumerate(arrays)])
-        node = Node(name, vjps, inputs, args, options, out if saves_output else None, out)
-        if mode & ANOMALY:
+        vjps: Any = op.vjps
+        if type(vjps) is not tuple:  # an op of any number of operands: VJPs for this call
+            vjps = vjps(arrays, options)
+        args: tuple = arrays if keeps else ()
+        if keeps and dropped:
+            saved = list(arrays)
+            for i in dropped:
+                saved[i] = None
+            args = tuple(saved)
+        node = _new(Node)  # Node(...), but the __init__ call is one CPython 3.11 inlines
+        _init_node(node, name, vjps, inputs, args, options, out if saves_output else None, out)
+        if mode != RECORDING:  # so ANOMALY is set: recording is on and tracing off here
             anomaly.watch(node, arrays, out)
         return _make(out, True, node, view or saves_output)
 
@@ -225,7 +249,7 @@ def _share_view(operands: Sequence[Any], out: np.ndarray) -> np.ndarray:
 def constant(x: Any, op_name: str) -> Any:
     """A non-Tensor operand as NumPy will see it: numbers pass as they are (so a Python float
     does not promote a float32 tensor), arrays must be numeric."""
-    if isinstance(x, np.ndarray):
+    if isinstance(x, _ndarray):
         if x.dtype.kind not in "biuf":
             raise TypeError(f"{op_name}: cannot use an array of dtype {x.dtype}")
         return x

@@ -28,6 +28,9 @@ _tape_position = itertools.count()
 # values (`minigrad.compile`'s) frees them while it runs only if the sweep does not.
 retaining: ContextVar[bool] = ContextVar("minigrad_retain_graph", default=False)
 _reduce = np.add.reduce
+# NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
+# instructions each time): the sweep uses module-level names.
+_ndarray, _asarray = np.ndarray, np.asarray
 
 
 class Node:
@@ -91,7 +94,7 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return g
     # np.add.reduce rather than g.sum(): two Python layers less, on every bias's gradient.
     if not shape:
-        return np.asarray(_reduce(g, None))
+        return _asarray(_reduce(g, None))
     lead = g.ndim - len(shape)
     if lead > 0 and g.shape[lead:] == shape:  # broadcasting only added leading axes (a bias)
         return _reduce(g, tuple(range(lead)))
@@ -124,8 +127,10 @@ class _Cotangents:
     def add(self, x: Any, g: Any) -> bool:
         """Add `g` to the cotangent of vertex `x`; True if `x` had none yet."""
         current = self.values.get(x)
-        if type(g) is not np.ndarray:
-            if isinstance(g, Cotangent):
+        if type(g) is not _ndarray:
+            # The MRO rather than isinstance: ABCMeta's check is a Python call, and this one
+            # runs for every slice of an RNN's inputs (a Cotangent is a subclass, not registered).
+            if Cotangent in type(g).__mro__:
                 if current is not None and x in self.owned and current.shape == x.shape:
                     g.add_into(current)
                     return False
@@ -135,7 +140,7 @@ class _Cotangents:
                 self.values[x] = g
                 self.owned.add(x)
                 return current is None
-            g = np.asarray(g)  # 0-d arithmetic gives NumPy scalars
+            g = _asarray(g)  # 0-d arithmetic gives NumPy scalars
         if current is None:
             self.values[x] = g
             return True
@@ -147,7 +152,7 @@ class _Cotangents:
         if x in self.owned:
             current += g
         else:
-            self.values[x] = np.asarray(current + g)
+            self.values[x] = _asarray(current + g)
             self.owned.add(x)
         return False
 
@@ -157,8 +162,9 @@ class _Cotangents:
         owned = x in self.owned
         if owned:
             self.owned.discard(x)
-        if g.shape != x.shape:  # summed down: new, or a view of g (not the sweep's to lend)
-            return sum_to_shape(g, x.shape), False
+        if g.shape != x.shape:  # summed down: a new array, or a view of g (not the sweep's)
+            g = sum_to_shape(g, x.shape)
+            return g, g.base is None
         return g, owned
 
 
@@ -192,37 +198,48 @@ def _sweep(root: Any, seed: np.ndarray, retain_graph: bool,
         heap.append((-root.position, root))
     else:
         leaves.append(root)
+    pop, push = heapq.heappop, heapq.heappush
     while heap:
-        node = heapq.heappop(heap)[1]
+        node = pop(heap)[1]
         vjps = node.vjps
         if vjps is None:
             raise RuntimeError(
                 f"backward: the graph through '{node.name}' was already released by an earlier "
                 "backward(); pass retain_graph=True to the first call to backpropagate twice")
-        g = values.pop(node)  # complete: every consumer of the node has been swept
-        owned.discard(node)
+        # Complete: every consumer of the node has been swept, so nothing adds to it again
+        # (and its entry in `owned`, if any, is never read: left there rather than removed).
+        g = values.pop(node)
         if g.shape != node.shape:
             g = sum_to_shape(g, node.shape)
         if node in capture:
             results[node] = g.copy()
         out, args, options = node.out, node.args, node.options
-        for x, vjp in zip(node.inputs, vjps):
+        i = -1  # input i's VJP is vjps[i] (a counter: zip costs more than it saves here)
+        for x in node.inputs:
+            i += 1
             if x is None:
                 continue
-            gx = vjp(g, out, *args, **options) if options else vjp(g, out, *args)
-            if x in values or type(gx) is not np.ndarray:
+            # Without * or ** where there is nothing to spread: each costs a tuple or a dict.
+            gx = (vjps[i](g, out, *args, **options) if options else vjps[i](g, out, *args)
+                  if args else vjps[i](g, out))
+            current = values.get(x)
+            if type(gx) is not _ndarray or current is not None and (
+                    x not in owned or gx.shape != current.shape):
                 if not cotangents.add(x, gx):  # added to what x had
                     continue
+            elif current is not None:  # `add`'s common case, written out: into our own array
+                current += gx
+                continue
             else:  # the first contribution, as it is: the common case, kept quick
                 values[x] = gx
             if type(x) is Node:
                 # Negated: heapq is a min-heap and the newest node must come out first.
                 # Positions are unique, so nodes are never compared.
-                heapq.heappush(heap, (-x.position, x))
+                push(heap, (-x.position, x))
             else:
                 leaves.append(x)
-        if not retain_graph:
-            node.release()
+        if not retain_graph:  # Node.release, written out: a method call per node costs more
+            node.vjps = node.inputs = node.args = node.options = node.out = None
     for leaf in leaves:
         g, mine = cotangents.take(leaf)
         results[leaf] = g if mine else np.array(g, copy=True)

@@ -119,8 +119,8 @@ class Tensor:
                 "backward: this tensor does not require grad; none of the tensors it was "
                 "computed from has requires_grad=True (or it was computed under no_grad())")
         for leaf, g in self._sweep(grad, "backward", "a tensor", retain_graph).items():
-            if g.dtype != leaf.dtype:
-                g = g.astype(leaf.dtype)
+            if g.dtype != leaf._data.dtype:
+                g = g.astype(leaf._data.dtype)
             leaf.grad = g if leaf.grad is None else leaf.grad + g
 
     def _sweep(self, grad: Any, caller: str, role: str, retain_graph: bool,
@@ -140,7 +140,9 @@ class Tensor:
             if self._data.size != 1:
                 raise ValueError(f"{caller}: {role} of shape {self.shape} is not a scalar; "
                                  f"pass grad= an array of shape {self.shape}")
-            return np.ones_like(self._data)
+            seed = np.empty(self._data.shape, self._data.dtype)  # np.ones, without its
+            seed.fill(1)  # Python layer
+            return seed
         seed = np.asarray(grad._data if isinstance(grad, Tensor) else grad, self.dtype)
         if seed.shape != self.shape:
             raise ValueError(f"{caller}: grad has shape {seed.shape}, but the "
