@@ -15,7 +15,10 @@ from minigrad import nn
 
 
 class Counter(nn.Module):
-    """Two scalar parameters, `w_x` and `w_rec`; the loss is the mean squared error of s_n."""
+    """Two scalar parameters, `w_x` and `w_rec`; the loss is the mean squared error of s_n.
+
+    With sequences of one bit, s_1 = x_1 w_x does not involve `w_rec`: its `.grad` stays
+    None after backward (nothing reached it), as PyTorch leaves an unused parameter's."""
 
     def __init__(self, w_x: float = -1.5, w_rec: float = 2.0, dtype=np.float64):
         self.w_x = nn.Parameter(np.array(w_x, dtype))
@@ -27,7 +30,8 @@ class Counter(nn.Module):
         s = mg.Tensor(np.zeros(X.shape[0], self.w_x.dtype))
         states = [s]
         for k in range(X.shape[1]):
-            s = s * self.w_rec + self.w_x * X[:, k]
+            # s_0 = 0 adds no recurrent term: s_1 = x_1 w_x, the same number, one op
+            s = self.w_x * X[:, k] if k == 0 else s * self.w_rec + self.w_x * X[:, k]
             states.append(s)
         return states
 

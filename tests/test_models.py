@@ -60,13 +60,15 @@ def combination_id(options: dict) -> str:
     )
 
 
-def unused_parameters(model) -> set[str]:
+def unused_parameters(model, X) -> set[str]:
     """Parameters the loss does not depend on: with a fixed S_0 = 0 and a single position,
-    W_rec never multiplies anything. The engine leaves their .grad None (nothing reached
-    them); the reference writes zeros."""
+    W_rec (the counter's w_rec) never multiplies anything. The engine leaves their .grad
+    None (nothing reached them); the reference writes zeros."""
     config = getattr(model, "config", None)
     if config is not None and config.n_bits == 1 and not config.learn_initial_state:
         return {"recurrent.weight"}
+    if isinstance(model, Counter) and np.shape(X)[1] == 1:
+        return {"w_rec"}
     return set()
 
 
@@ -77,7 +79,7 @@ def engine_gradients(model, X, T) -> tuple[float, dict[str, np.ndarray]]:
     loss = model.loss(X, T)
     loss.backward()
     grads = {}
-    unused = unused_parameters(model)
+    unused = unused_parameters(model, X)
     for name, p in model.named_parameters():
         if name in unused:
             assert p.grad is None, f"{name} does not affect the loss but got a gradient"
