@@ -387,8 +387,9 @@ class _Program:
         self.leaves = self._reachable_leaves() if self.requires_grad else []
         self.copies_arrays = self.requires_grad
         self.frees = self._frees()
-        self.run_steps = forward_function([(s.forward, s.inputs, s.options, s.out.index, frees)
-                                           for s, frees in zip(trace.steps, self.frees)])
+        self.run_steps = forward_function([
+            (s.forward, s.inputs, s.options, s.out.index, frees, s.out.shape == ())
+            for s, frees in zip(trace.steps, self.frees)])
         self.run_backward: Callable[[list, np.ndarray, bool], list] | None = None  # after a first
         self._forget(trace)
 

@@ -67,15 +67,14 @@ def _call(source: _Source, fn: Callable[..., Any], operands: Sequence[str],
 
 
 def forward_function(steps: Sequence[tuple[Callable[..., Any], Sequence[int], dict[str, Any],
-                                           int, Sequence[int]]]) -> Callable[[list], None]:
-    """`forward(v)`: each step `(forward, inputs, options, out, frees)` as
-    `v[out] = forward(*v[inputs], **options)` (a NumPy scalar made an array), then the
-    values in `frees` dropped."""
+                                           int, Sequence[int], bool]]) -> Callable[[list], None]:
+    """`forward(v)`: each step `(forward, inputs, options, out, frees, scalar)` as
+    `v[out] = forward(*v[inputs], **options)` (made an array if `scalar`: a 0-d result may
+    come as a NumPy scalar), then the values in `frees` dropped."""
     source = _Source()
-    for forward, inputs, options, out, frees in steps:
-        source.add(f"r = {_call(source, forward, [f'v[{i}]' for i in inputs], options)}")
-        source.add(f"v[{out}] = r if type(r) is ndarray else asarray(r)")
-        source.add("r = None")
+    for forward, inputs, options, out, frees, scalar in steps:
+        call = _call(source, forward, [f"v[{i}]" for i in inputs], options)
+        source.add(f"v[{out}] = asarray({call})" if scalar else f"v[{out}] = {call}")
         for i in frees:
             source.add(f"v[{i}] = None")
     return source.function("forward(v)", "forward")
