@@ -3,7 +3,7 @@ numerical differentiation. An op missing from the table fails `test_every_op_is_
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -88,3 +88,18 @@ def test_a_float64_losss_mean_is_numpys_to_the_bit(x):
     assert type(mean) is np.float64 and mean.tobytes() == np.mean(x).tobytes()
     y = Tensor(x, requires_grad=True)
     assert minigrad.mse_loss(y, np.zeros_like(x)).item() == np.mean(np.square(x))
+
+
+@settings(max_examples=10)
+@given(lead=st.sampled_from([(), (3,), (2, 3)]), rows=st.integers(1, 5),
+       width=st.integers(8, 40), seed=st.integers(0, 2**32 - 1))
+def test_a_product_with_a_one_column_matrix_has_the_numerical_gradient(lead, rows, width,
+                                                                      seed):
+    """x @ w with w of shape (width, 1), an output layer's: its gradient for x is an outer
+    product, taken by a multiply from 8 columns up (the op strategies draw sides up to 4)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=lead + (rows, width))
+    w = rng.normal(size=(width, 1))
+    gradcheck(lambda a, b: a @ b, x, w, atol=ATOL, rtol=RTOL, seed=seed)
+    bias = rng.normal(size=1)
+    gradcheck(lambda a, b: minigrad.addmm(bias, a, b), x, w, atol=ATOL, rtol=RTOL, seed=seed)
