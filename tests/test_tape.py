@@ -264,6 +264,11 @@ class GraphMachine(RuleBasedStateMachine):
         if entry.through & self.released:
             with pytest.raises(RuntimeError, match="already released"):
                 entry.tensor.backward(v, retain_graph=retain)
+            if not retain:
+                # The sweep goes newest node first and releases each as it goes, so it
+                # released the nodes made after the newest released one it reached.
+                newest = max(entry.through & self.released)
+                self.released |= {n for n in entry.through if n > newest}
             return  # and the invariant checks that nothing was added
         entry.tensor.backward(v, retain_graph=retain)
         grads = numerical_grad(lambda *ls: (entry.f(*ls) * v).sum(), *self.values)
