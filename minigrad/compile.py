@@ -538,7 +538,11 @@ class _Inputs:
 
     def __init__(self, arrays: list[np.ndarray], program: _Program):
         self.arrays = arrays
-        self.captured = [t._data for _, t, _, _ in program.captured]
+        self.captured = []
+        for _, t, _, _ in program.captured:
+            if not t._shared:  # kept here: an in-place change must give t a new array
+                t._share()
+            self.captured.append(t._data)
 
     @staticmethod
     def copies(args: tuple) -> list[np.ndarray]:

@@ -530,6 +530,18 @@ def test_a_numpy_computation_on_a_parameters_value_is_refused_once_it_changes():
         step(x)
 
 
+def test_a_parameter_changed_in_place_after_calls_that_agree_is_not_taken_as_unchanged():
+    """The inputs a trace read are compared by identity first: a parameter that only ops
+    which keep nothing read (add) must still not change in place under that comparison."""
+    w = mg.Tensor([1.0, 2.0], requires_grad=True)
+    step = mg.compile(lambda x: (w + x * float(np.sum(w.data))).sum())
+    x = np.array([1.0, 1.0])
+    assert step(x).item() == step(x).item() == 9.0
+    w.data += 1.0
+    with pytest.raises(mg.TraceError, match="not an argument and changed"):
+        step(x)
+
+
 def test_a_program_is_checked_by_two_traces_from_different_inputs_then_replayed():
     step = mg.compile(lambda x: (w_refuse * x).sum())
     for x in ([1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]):
