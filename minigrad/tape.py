@@ -63,10 +63,6 @@ class Node:
         self.shape = like.shape
         self.dtype = like.dtype
 
-    def release(self) -> None:
-        """Drop the arrays this node holds; backward through it is then refused."""
-        self.vjps = self.inputs = self.args = self.options = self.out = None
-
 
 class Cotangent(abc.ABC):
     """What a VJP may return instead of a dense array: a gradient that is cheaper to add
@@ -238,7 +234,7 @@ def _sweep(root: Any, seed: np.ndarray, retain_graph: bool,
                 push(heap, (-x.position, x))
             else:
                 leaves.append(x)
-        if not retain_graph:  # Node.release, written out: a method call per node costs more
+        if not retain_graph:  # release the node: its arrays go, backward through it is refused
             node.vjps = node.inputs = node.args = node.options = node.out = None
     for leaf in leaves:
         g, mine = cotangents.take(leaf)
