@@ -346,8 +346,6 @@ class _Trace:
             step.grad_inputs = [None if v is None else self.by_vertex[id(v)]
                                 for v in node.inputs]
             step.watch = getattr(node, "site", None) is not None
-            # `record` hands a VJP a copy of a NumPy operand: for a strided view of an
-            # argument that copy is contiguous, and matmul's rounding depends on the layout.
             self.by_vertex[id(node)] = slot
             self.keep.append(node)
         self.by_tensor[id(out)] = slot
