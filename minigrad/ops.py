@@ -230,7 +230,7 @@ def _einsum_call(subscripts: str, *operands: Any) -> tuple[tuple, dict]:
 
 
 einsum = defop("einsum", lambda *args, subscripts: np.einsum(subscripts, *args),
-               lambda arrays, options: _einsum_vjps_of(options["subscripts"]),
+               lambda arrays, options, inputs: _einsum_vjps_of(options["subscripts"]),
                Domain("einsum"), prepare=_einsum_call)
 
 # --- elementwise ----------------------------------------------------------------------------
@@ -255,6 +255,132 @@ abs = defop("abs", np.abs, (lambda g, out, x: g * np.sign(x),), Domain("unary", 
             saves="inputs")
 sqrt = defop("sqrt", np.sqrt, (lambda g, out: g * 0.5 / out,), Domain("unary", _POSITIVE),
              saves="output")
+
+# --- recurrence -----------------------------------------------------------------------------
+
+# act(x) in place (the states buffer), and what its VJP multiplies by: tanh's and sigmoid's
+# written as their ops' VJPs write them, so that rnn's cotangents are theirs to the bit.
+_ACTIVATIONS = ("tanh", "sigmoid", "identity")
+
+
+def _activate(x, activation):
+    if activation == "tanh":
+        np.tanh(x, out=x)
+    elif activation == "sigmoid":
+        x[...] = _sigmoid(x)
+
+
+def _rnn(z, w, s0, activation):
+    """S_k = act(z_k + S_{k-1} w) for k = 1 .. L, from S_0 = s0 (or z_1 alone if None)."""
+    states = np.empty(z.shape, np.result_type(z, w, s0))
+    if type(s0) is float:  # no initial state: S_1 = act(z_1), one product fewer
+        states[0] = z[0]
+    else:
+        _np_add(z[0], _np_matmul(s0, w), out=states[0])  # s0 may broadcast over the batch
+    _activate(states[0], activation)
+    carry = np.empty(z.shape[1:], states.dtype)
+    for k in range(1, len(z)):
+        _np_matmul(states[k - 1], w, out=carry)
+        _np_add(z[k], carry, out=states[k])
+        _activate(states[k], activation)
+    return states
+
+
+def _rnn_deltas(g, states, w, activation):
+    """D_k = dloss/d(z_k + S_{k-1} w) for every k, from g = dloss/dS (all k): backpropagation
+    through time, D_k = (g_k + D_{k+1} w^T) act'(S_k), three NumPy calls per step (tanh)."""
+    deltas = np.empty(states.shape, np.result_type(g, states, w))
+    if activation == "tanh":
+        factor = np.multiply(states, states)  # 1 - S^2, for all steps in two passes
+        np.subtract(1.0, factor, out=factor)
+    elif activation == "sigmoid":
+        factor = np.subtract(1.0, states)     # sigmoid's VJP: (g S) (1 - S)
+    carry = np.empty(states.shape[1:], deltas.dtype)
+    w_t = w.T
+    for k in range(len(states) - 1, -1, -1):
+        if k == len(states) - 1:
+            deltas[k] = g[k]
+        else:
+            _np_matmul(deltas[k + 1], w_t, out=carry)
+            _np_add(g[k], carry, out=deltas[k])
+        if activation == "tanh":
+            np.multiply(deltas[k], factor[k], out=deltas[k])
+        elif activation == "sigmoid":
+            np.multiply(deltas[k], states[k], out=deltas[k])
+            np.multiply(deltas[k], factor[k], out=deltas[k])
+    return deltas
+
+
+_s0_vjp, _w0_vjp = _product_vjp(_matmul_a_vjp), _product_vjp(_matmul_b_vjp)
+
+
+def _rnn_vjps(arrays, options, inputs):
+    """The VJPs of one rnn call. All three read the deltas D; the first to run computes
+    them, and the last one the sweep will call (by `inputs`) lets them go."""
+    activation = options["activation"]
+    last = builtins.max(i for i, x in enumerate(inputs) if x is not None)
+    memo: list = []  # [g, out, w, D]: the deltas of the cotangent being swept
+
+    def deltas(g, out, w, i):
+        if memo and memo[0] is g and memo[1] is out and memo[2] is w:
+            d = memo[3]
+        else:
+            d = _rnn_deltas(g, out, w, activation)
+            memo[:] = [g, out, w, d]
+        if i == last:
+            memo.clear()
+        return d
+
+    def z_vjp(g, out, z, w, s0, activation):
+        return deltas(g, out, w, 0)
+
+    def w_vjp(g, out, z, w, s0, activation):
+        # Every position's S_{k-1}^T D_k, summed as one product over all positions and
+        # samples (not L products and L sums as the unrolled loop's): the same terms,
+        # rounded in another order.
+        d = deltas(g, out, w, 1)
+        n = w.shape[0]
+        grad = _np_matmul(out[:-1].reshape(-1, n).T, d[1:].reshape(-1, n))
+        if type(s0) is not float:
+            grad += _w0_vjp(d[0], None, None, s0, w)
+        return grad
+
+    def s0_vjp(g, out, z, w, s0, activation):
+        return _s0_vjp(deltas(g, out, w, 2)[0], None, None, s0, w)
+
+    return z_vjp, w_vjp, s0_vjp
+
+
+def _rnn_call(z: Any, w: Any, s0: Any = None, activation: str = "tanh") -> tuple[tuple, dict]:
+    """The states of an Elman recurrence, S_k = act(z_k + S_{k-1} w) for k = 1 .. L, as one
+    op: `z` (L, ..., n) holds each position's input term (time-major: z[k] is step k+1),
+    `w` (n, n) is the recurrent weight, `s0` the initial state (broadcast against z[0]; None
+    for none: S_1 = act(z_1)), `activation` "tanh", "sigmoid" or "identity". Returns S_1 ..
+    S_L stacked like z.
+
+    The same numbers as the loop of `addmm` and the activation, except the gradient of `w`:
+    backward sums its L per-position products as one matrix product over all positions,
+    which rounds differently (the loop's terms, in another order), and costs one NumPy call
+    instead of 2 L. Backward reads the states, not the pre-activations."""
+    shapes = [np.shape(_data(x, "rnn")) for x in (z, w) + ((s0,) if s0 is not None else ())]
+    shape_z, shape_w = shapes[0], shapes[1]
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"rnn: activation must be one of {', '.join(_ACTIVATIONS)}, got "
+                         f"{activation!r}")
+    if len(shape_z) < 2 or shape_z[0] < 1 or len(shape_w) != 2 \
+            or shape_w != (shape_z[-1], shape_z[-1]):
+        raise ValueError(f"rnn: expected z of shape (L >= 1, ..., n) and w of shape (n, n), got "
+                         f"z {shape_z} and w {shape_w}")
+    if s0 is None:
+        s0 = 0.0
+    elif np.broadcast_shapes(shapes[2], shape_z[1:]) != shape_z[1:]:
+        raise ValueError(f"rnn: initial state of shape {shapes[2]} does not broadcast to a "
+                         f"step's shape {shape_z[1:]} (z {shape_z})")
+    return (z, w, s0), {"activation": activation}
+
+
+rnn = defop("rnn", _rnn, _rnn_vjps, Domain("rnn", ((-1.5, 1.5), (-0.8, 0.8), (-1.0, 1.0))),
+            saves="both", prepare=_rnn_call)
 
 # --- reductions -----------------------------------------------------------------------------
 
@@ -410,13 +536,13 @@ def _slices_vjps(axis: int, pieces: tuple) -> list:
     return [lambda g, out, index=index, **options: g[index] for index in indices]
 
 
-def _stack_vjps(arrays, options):
+def _stack_vjps(arrays, options, inputs):
     axis = options["axis"]
     return _slices_vjps(axis + arrays[0].ndim + 1 if axis < 0 else axis,
                         tuple(range(len(arrays))))
 
 
-def _concatenate_vjps(arrays, options):
+def _concatenate_vjps(arrays, options, inputs):
     axis = options["axis"]
     axis = axis + arrays[0].ndim if axis < 0 else axis
     ends = list(itertools.accumulate(a.shape[axis] for a in arrays))

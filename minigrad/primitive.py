@@ -67,8 +67,9 @@ class Domain:
 class Op:
     """One entry of the op table. Calling it calls the op.
 
-    `vjps` is a tuple with one VJP per operand, or, for an op with any number of operands
-    (stack, einsum), a function `(arrays, options) -> VJPs` for one call.
+    `vjps` is a tuple with one VJP per operand, or a function `(arrays, options, inputs) ->
+    VJPs` for one call: for an op of any number of operands (stack, einsum), or one whose
+    VJPs share work (rnn); `inputs[i]` is None where operand i needs no gradient.
     """
 
     name: str
@@ -212,7 +213,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
             return _make(out, False, None, view)
         vjps: Any = op.vjps
         if type(vjps) is not tuple:  # an op of any number of operands: VJPs for this call
-            vjps = vjps(arrays, options)
+            vjps = vjps(arrays, options, inputs)
         args: tuple = arrays if keeps else ()
         if keeps and dropped:
             saved = list(arrays)

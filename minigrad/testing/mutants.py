@@ -273,8 +273,9 @@ def installed(mutant: Mutant) -> Iterator[Tally]:
     own = op.vjps
     tally = Tally()
 
-    def vjps_of_call(arrays: Sequence[Any], options: dict[str, Any]) -> list[VJP]:
-        vjps = list(own if type(own) is tuple else own(arrays, options))  # type: ignore[operator]
+    def vjps_of_call(arrays: Sequence[Any], options: dict[str, Any],
+                     inputs: Sequence[Any]) -> list[VJP]:
+        vjps = list(own if type(own) is tuple else own(arrays, options, inputs))  # type: ignore[operator]
         mutated = mutant.mutation.rewrite(Call(op, vjps, arrays, options),
                                           mutant.slot % len(vjps))
         return [new if new is old else _observed(new, old, np.asarray(x), tally)

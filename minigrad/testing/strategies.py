@@ -207,6 +207,20 @@ def _addmm(draw, fn, domain, dtype):
 
 
 @st.composite
+def _rnn(draw, fn, domain, dtype):
+    n, length = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    batch = draw(st.sampled_from([(), (1,), (2,), (3,)]))
+    z = draw(_values(domain, 0, (length, *batch, n), dtype))
+    w = draw(_values(domain, 1, (n, n), dtype))
+    activation = draw(st.sampled_from(["tanh", "sigmoid", "identity"]))
+    s0_shape = draw(st.sampled_from([None, (n,), (*batch, n)]))
+    if s0_shape is None:
+        return _case(fn, [z, w], f"z {z.shape}, no s0", activation=activation)
+    s0 = draw(_values(domain, 2, s0_shape, dtype))
+    return _case(fn, [z, w, s0], f"z {z.shape}, s0 {s0_shape}", activation=activation)
+
+
+@st.composite
 def _tensordot(draw, fn, domain, dtype):
     a, b, axes = draw(tensordot_operands(*domain.interval(0)))
     return _case(fn, [a.astype(dtype), b.astype(dtype)], axes=axes)
@@ -297,6 +311,7 @@ _FAMILIES: dict[str, Callable] = {
     "binary": _pair(broadcastable_shapes(), "with"),
     "matmul": _pair(matmul_shapes(), "@"),
     "addmm": _addmm,
+    "rnn": _rnn,
     "tensordot": _tensordot,
     "einsum": _einsum,
     "reduction": _reduction,
