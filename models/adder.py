@@ -27,7 +27,6 @@ from minigrad import nn
 
 from .presets import AdderConfig
 
-_ACTIVATIONS = {"tanh": mg.tanh, "sigmoid": mg.sigmoid}
 _RECURRENT_INITS = {"glorot": nn.glorot_uniform, "orthogonal": nn.orthogonal}
 _SMALL = AdderConfig()  # the tutorial's small adder
 
@@ -50,34 +49,43 @@ class Adder(nn.Module):
         self.initial_state = (nn.Parameter(np.zeros(n, dtype)) if config.learn_initial_state
                               else None)
         self.output = nn.Linear(n, 1, bias=config.bias, rng=rng, dtype=dtype)
-        self._activation = _ACTIVATIONS[config.activation]
 
-    def states(self, X: np.ndarray) -> list[mg.Tensor]:
-        """[S_1, ..., S_L], each of shape (batch, n_states), for inputs X (batch, L, 2)."""
-        X = self._check_inputs(X)
-        # Time-major, Z of shape (L, batch, n): each position's Z_k, and the gradient the
-        # sweep adds into it, is a contiguous block rather than a strided column of a
-        # batch-major Z. b_rec joins Z once for all positions: the same sum as adding it at
-        # every step.
-        Z = self.input(X.transpose(1, 0, 2))
-        if self.recurrent.bias is not None:
-            Z = Z + self.recurrent.bias
-        W = self.recurrent.weight
+    def states(self, X: np.ndarray) -> mg.Tensor:
+        """S_1 .. S_L for inputs X (batch, L, 2), time-major: shape (L, batch, n_states).
+
+        The recurrence is one op, `mg.rnn`: its backward is backpropagation through time
+        with W_rec's gradient as one product over all positions."""
+        return mg.rnn(self._inputs(X), self.recurrent.weight, self.initial_state,
+                      activation=self.config.activation)
+
+    def unrolled_states(self, X: np.ndarray) -> list[mg.Tensor]:
+        """[S_1, ..., S_L], each (batch, n_states), computed step by step (an `addmm` and the
+        activation per step): the same numbers as `states`, with every S_k a vertex of the
+        graph, so that `minigrad.gradients(loss, states)` gives the whole dL/dS_k."""
+        Z = self._inputs(X)
+        activation = getattr(mg, self.config.activation)
         S: mg.Tensor | None = self.initial_state
         states: list[mg.Tensor] = []
-        for k in range(X.shape[1]):
-            pre = Z[k] if S is None else mg.addmm(Z[k], S, W)  # Z_k + S W
-            S = self._activation(pre)
+        for k in range(Z.shape[0]):
+            S = activation(Z[k] if S is None else mg.addmm(Z[k], S, self.recurrent.weight))
             states.append(S)
         return states
+
+    def _inputs(self, X: np.ndarray) -> mg.Tensor:
+        # Z_k = x_k W_in + b_in + b_rec for all positions at once, time-major (L, batch, n):
+        # each position's block is contiguous. b_rec joins Z once: the same sum as adding it
+        # at every step.
+        X = self._check_inputs(X)
+        Z = self.input(X.transpose(1, 0, 2))
+        return Z if self.recurrent.bias is None else Z + self.recurrent.bias
 
     def logits(self, X: np.ndarray) -> mg.Tensor:
         """The output logits, shape (batch, L, 1)."""
         return self._logits_of(self.states(X))
 
-    def _logits_of(self, states: list[mg.Tensor]) -> mg.Tensor:
+    def _logits_of(self, states: mg.Tensor) -> mg.Tensor:
         # All positions in one product, time-major as the states come, then batch-major.
-        return self.output(mg.stack(states, axis=0)).transpose(1, 0, 2)
+        return self.output(states).transpose(1, 0, 2)
 
     def forward(self, X: np.ndarray) -> mg.Tensor:
         """The probability that each output bit is 1, shape (batch, L, 1)."""
@@ -85,18 +93,22 @@ class Adder(nn.Module):
 
     def loss(self, X: np.ndarray, T: np.ndarray) -> mg.Tensor:
         """Mean binary cross-entropy over samples and positions, from the logits."""
-        return self.loss_and_states(X, T)[0]
+        return self._loss_of(self.states(X), T)
 
     def loss_and_states(self, X: np.ndarray, T: np.ndarray) -> tuple[mg.Tensor, list[mg.Tensor]]:
-        """The loss of `loss` and the states [S_1, ..., S_L] it was computed from, so that
-        `minigrad.gradients(loss, states)` gives dL/dS_k at every position."""
-        states = self.states(X)
+        """The loss of `loss` (the same number), computed from the unrolled states [S_1,
+        ..., S_L], and those states, so that `minigrad.gradients(loss, states)` gives dL/dS_k
+        at every position."""
+        states = self.unrolled_states(X)
+        return self._loss_of(mg.stack(states, axis=0), T), states
+
+    def _loss_of(self, states: mg.Tensor, T: np.ndarray) -> mg.Tensor:
         logits = self._logits_of(states)
         T = np.asarray(T, logits.dtype)
         if T.shape != logits.shape:
             raise ValueError(f"Adder.loss: targets of shape {T.shape} do not match outputs "
                              f"{logits.shape}")
-        return mg.binary_cross_entropy_with_logits(logits, T), states
+        return mg.binary_cross_entropy_with_logits(logits, T)
 
     def predict_bits(self, X: np.ndarray) -> np.ndarray:
         """The predicted sum bits (batch, L, 1) as 0.0/1.0."""

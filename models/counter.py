@@ -17,21 +17,32 @@ from minigrad import nn
 class Counter(nn.Module):
     """Two scalar parameters, `w_x` and `w_rec`; the loss is the mean squared error of s_n.
 
-    With sequences of one bit, s_1 = x_1 w_x does not involve `w_rec`: its `.grad` stays
-    None after backward (nothing reached it), as PyTorch leaves an unused parameter's."""
+    With sequences of one bit, s_1 = x_1 w_x does not involve `w_rec`: its gradient is
+    zero."""
 
     def __init__(self, w_x: float = -1.5, w_rec: float = 2.0, dtype=np.float64):
         self.w_x = nn.Parameter(np.array(w_x, dtype))
         self.w_rec = nn.Parameter(np.array(w_rec, dtype))
 
-    def states(self, X: np.ndarray) -> list[mg.Tensor]:
-        """[s_0, s_1, ..., s_n] for sequences X of shape (batch, n); each s_k is (batch,)."""
+    def states(self, X: np.ndarray) -> mg.Tensor:
+        """s_1 .. s_n for sequences X (batch, n), time-major: shape (n, batch).
+
+        The recurrence is one op, `mg.rnn` with the identity as activation (a state of one
+        number, w_rec a 1 x 1 matrix): its backward sums w_rec's gradient over all steps and
+        sequences in one product."""
         X = _sequences(X, self.w_x.dtype)
-        s = mg.Tensor(np.zeros(X.shape[0], self.w_x.dtype))
+        inputs = self.w_x * X.T[:, :, None]  # x_k w_x for every step, (n, batch, 1)
+        S = mg.rnn(inputs, self.w_rec.reshape(1, 1), activation="identity")
+        return S.reshape(X.shape[1], X.shape[0])
+
+    def unrolled_states(self, X: np.ndarray) -> list[mg.Tensor]:
+        """[s_1, ..., s_n], each (batch,), computed step by step (the same numbers as
+        `states`), so that `minigrad.gradients(loss, states)` gives the whole dL/ds_k."""
+        X = _sequences(X, self.w_x.dtype)
+        s = self.w_x * X[:, 0]  # s_0 = 0 adds no recurrent term
         states = [s]
-        for k in range(X.shape[1]):
-            # s_0 = 0 adds no recurrent term: s_1 = x_1 w_x, the same number, one op
-            s = self.w_x * X[:, k] if k == 0 else s * self.w_rec + self.w_x * X[:, k]
+        for k in range(1, X.shape[1]):
+            s = s * self.w_rec + self.w_x * X[:, k]
             states.append(s)
         return states
 
@@ -41,20 +52,23 @@ class Counter(nn.Module):
 
     def loss(self, X: np.ndarray, t: np.ndarray) -> mg.Tensor:
         """mean((s_n - t)^2) over the sequences; `t` holds one target per sequence."""
-        return self.loss_and_states(X, t)[0]
+        return self._loss_of(self.forward(X), t)
 
     def loss_and_states(self, X: np.ndarray, t: np.ndarray) -> tuple[mg.Tensor, list[mg.Tensor]]:
-        """The loss of `loss` and the states [s_1, ..., s_n] it was computed from (s_0 = 0
-        is a constant), so that `minigrad.gradients(loss, states)` gives dL/ds_k."""
-        states = self.states(X)
-        s_n = states[-1]
+        """The loss of `loss` (the same number), computed from the unrolled states [s_1, ...,
+        s_n] (s_0 = 0 is a constant), and those states, so that
+        `minigrad.gradients(loss, states)` gives dL/ds_k."""
+        states = self.unrolled_states(X)
+        return self._loss_of(states[-1], t), states
+
+    def _loss_of(self, s_n: mg.Tensor, t: np.ndarray) -> mg.Tensor:
         t = np.asarray(t, self.w_x.dtype)
         # A (batch, 1) column would broadcast against s_n's (batch,) into a (batch, batch)
         # difference and give a wrong mean without any error.
         if t.size != s_n.shape[0]:
             raise ValueError(f"Counter.loss: {s_n.shape[0]} sequences but targets of shape "
                              f"{t.shape}")
-        return mg.mse_loss(s_n, t.reshape(s_n.shape)), states[1:]
+        return mg.mse_loss(s_n, t.reshape(s_n.shape))
 
 
 def _sequences(X: np.ndarray, dtype) -> np.ndarray:

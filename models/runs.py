@@ -288,7 +288,8 @@ def computation_graph(model: str, *, steps: int = 3, batch_size: int = 2,
                       preset: str = "small") -> str:
     """The graph of the loss of `model` ("counter" or "adder") on `batch_size` random
     sequences of `steps` timesteps, as Graphviz DOT text. The adder has the preset's
-    architecture on sums of `steps` bits (its weights do not depend on the length)."""
+    architecture on sums of `steps` bits (its weights do not depend on the length). The
+    recurrence is drawn unrolled, step by step."""
     rng = np.random.default_rng(0)
     network: Counter | Adder
     if model == "counter":
@@ -301,5 +302,7 @@ def computation_graph(model: str, *, steps: int = 3, batch_size: int = 2,
         X, T = addition_data(rng, batch_size, config.n_bits)
     else:
         raise ValueError(f"computation_graph: model must be counter or adder, got {model!r}")
-    loss = network.loss(X, T)
+    # The unrolled graph, an op per step, rather than the one `rnn` op training runs: the
+    # same loss, drawn as the write-ups draw the network.
+    loss, _ = network.loss_and_states(X, T)
     return mg.to_dot(loss, network, title=f"{model} loss, {steps} steps")

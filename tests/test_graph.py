@@ -43,7 +43,7 @@ def test_the_counters_graph_has_the_known_size():
 
     n = 4
     model = Counter()
-    loss = model.loss(np.ones((3, n)), np.full(3, 4.0))
+    loss, _ = model.loss_and_states(np.ones((3, n)), np.full(3, 4.0))  # unrolled
     nodes, edges = parse_dot(mg.to_dot(loss, model))
     # Step 1: x_1 * w_x (s_0 = 0 adds nothing); each later step: s * w_rec, x_k * w_x, their
     # sum; then the loss. Constants: each x_k, t.

@@ -60,31 +60,15 @@ def combination_id(options: dict) -> str:
     )
 
 
-def unused_parameters(model, X) -> set[str]:
-    """Parameters the loss does not depend on: with a fixed S_0 = 0 and a single position,
-    W_rec (the counter's w_rec) never multiplies anything. The engine leaves their .grad
-    None (nothing reached them); the reference writes zeros."""
-    config = getattr(model, "config", None)
-    if config is not None and config.n_bits == 1 and not config.learn_initial_state:
-        return {"recurrent.weight"}
-    if isinstance(model, Counter) and np.shape(X)[1] == 1:
-        return {"w_rec"}
-    return set()
-
-
 def engine_gradients(model, X, T) -> tuple[float, dict[str, np.ndarray]]:
-    """The loss and every parameter's gradient from one backward pass of the engine (zeros
-    for the `unused_parameters`, which must have received none)."""
+    """The loss and every parameter's gradient from one backward pass of the engine. With a
+    fixed S_0 = 0 and a single position, W_rec (the counter's w_rec) never multiplies
+    anything: `mg.rnn` gives it a zero gradient, as the reference does."""
     model.zero_grad()
     loss = model.loss(X, T)
     loss.backward()
     grads = {}
-    unused = unused_parameters(model, X)
     for name, p in model.named_parameters():
-        if name in unused:
-            assert p.grad is None, f"{name} does not affect the loss but got a gradient"
-            grads[name] = np.zeros(p.shape)
-            continue
         assert p.grad is not None, f"{name} got no gradient"
         assert p.grad.shape == p.shape, name
         assert p.grad.dtype == np.float64, name
