@@ -39,7 +39,7 @@ def _data(x: Any, name: str) -> Any:
 
 # NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
 # instructions each): the NumPy functions of every layer and RNN step are bound here once.
-_np_add, _np_matmul = np.add, np.matmul
+_np_add, _np_matmul, _np_multiply = np.add, np.matmul, np.multiply
 
 # --- arithmetic -----------------------------------------------------------------------------
 
@@ -278,12 +278,23 @@ def _rnn(z, w, s0, activation):
     else:
         _np_add(z[0], _np_matmul(s0, w), out=states[0])  # s0 may broadcast over the batch
     _activate(states[0], activation)
-    carry = np.empty(z.shape[1:], states.dtype)
-    for k in range(1, len(z)):
-        _np_matmul(states[k - 1], w, out=carry)
-        _np_add(z[k], carry, out=states[k])
-        _activate(states[k], activation)
+    times, carry = _by_one(w), np.empty(z.shape[1:], states.dtype)
+    previous = states[0]
+    for z_k, s_k in zip(list(z)[1:], list(states)[1:]):  # the step views, made at once
+        times(previous, w, out=carry)
+        _np_add(z_k, carry, out=s_k)
+        _activate(s_k, activation)
+        previous = s_k
     return states
+
+
+def _by_one(w):
+    """How a step multiplies by w (n, n): matmul, or for n = 1 (a scalar recurrence) a
+    multiply by w's one element, the same single product a third of the time."""
+    if w.shape != (1, 1):
+        return _np_matmul
+    w0 = w.reshape(())
+    return lambda s, w, out: _np_multiply(s, w0, out=out)
 
 
 def _rnn_deltas(g, states, w, activation):
@@ -295,19 +306,19 @@ def _rnn_deltas(g, states, w, activation):
         np.subtract(1.0, factor, out=factor)
     elif activation == "sigmoid":
         factor = np.subtract(1.0, states)     # sigmoid's VJP: (g S) (1 - S)
-    carry = np.empty(states.shape[1:], deltas.dtype)
-    w_t = w.T
-    for k in range(len(states) - 1, -1, -1):
-        if k == len(states) - 1:
-            deltas[k] = g[k]
+    times, carry, w_t = _by_one(w), np.empty(states.shape[1:], deltas.dtype), w.T
+    d, s, f = list(deltas), list(states), list(factor) if activation != "identity" else None
+    for k in range(len(d) - 1, -1, -1):
+        if k == len(d) - 1:
+            d[k][...] = g[k]
         else:
-            _np_matmul(deltas[k + 1], w_t, out=carry)
-            _np_add(g[k], carry, out=deltas[k])
-        if activation == "tanh":
-            np.multiply(deltas[k], factor[k], out=deltas[k])
-        elif activation == "sigmoid":
-            np.multiply(deltas[k], states[k], out=deltas[k])
-            np.multiply(deltas[k], factor[k], out=deltas[k])
+            times(d[k + 1], w_t, out=carry)
+            _np_add(g[k], carry, out=d[k])
+        if f is None:
+            continue
+        if activation == "sigmoid":
+            _np_multiply(d[k], s[k], out=d[k])
+        _np_multiply(d[k], f[k], out=d[k])
     return deltas
 
 
@@ -460,9 +471,12 @@ def _transpose_call(x: Any, *axes: Any) -> tuple[tuple, dict]:
     return (x,), {"axes": None if order is None else tuple(order)}
 
 
-def _inverse(axes: Sequence[int]) -> np.ndarray:
-    """The permutation that undoes `axes`; negative axes count from the end, as in NumPy."""
-    return np.argsort(np.mod(axes, len(axes)))
+@functools.lru_cache(maxsize=256)
+def _inverse(axes: tuple[int, ...]) -> tuple[int, ...]:
+    """The permutation that undoes `axes`; negative axes count from the end, as in NumPy.
+    Cached: a model transposes the same way on every call (argsort costs more than the
+    transpose)."""
+    return tuple(np.argsort(np.mod(axes, len(axes))).tolist())
 
 
 reshape = defop("reshape", lambda x, shape: np.reshape(x, shape),
