@@ -384,10 +384,15 @@ def _rnn_call(z: Any, w: Any, s0: Any = None, activation: str = "tanh") -> tuple
                          f"z {shape_z} and w {shape_w}")
     if s0 is None:
         s0 = 0.0
-    elif np.broadcast_shapes(shapes[2], shape_z[1:]) != shape_z[1:]:
+    elif not _broadcasts_to(shapes[2], shape_z[1:]):
         raise ValueError(f"rnn: initial state of shape {shapes[2]} does not broadcast to a "
                          f"step's shape {shape_z[1:]} (z {shape_z})")
     return (z, w, s0), {"activation": activation}
+
+
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    return len(shape) <= len(target) and all(
+        m in (1, n) for m, n in zip(shape[::-1], target[::-1]))
 
 
 rnn = defop("rnn", _rnn, _rnn_vjps, Domain("rnn", ((-1.5, 1.5), (-0.8, 0.8), (-1.0, 1.0))),

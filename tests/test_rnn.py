@@ -1,0 +1,163 @@
+"""`mg.rnn`, the Elman recurrence as one op, against the loop it replaces: an `addmm` and
+the activation per step. The table's tests (test_ops.py, test_errors.py, test_compile.py)
+already check its gradient numerically, in float32, compiled and with wrong types; here it
+must give the loop's numbers: the states and the gradients of z and s0 to the bit, the
+gradient of w (one product over all positions instead of a sum of per-step products) to
+within the rounding of a reordered sum.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minigrad as mg
+from minigrad.testing.strategies import arrays
+
+ACTIVATIONS = ["tanh", "sigmoid", "identity"]
+
+
+def loop(z, w, s0, activation):
+    """The recurrence step by step, as a model would write it without `rnn`."""
+    act = (lambda x: x) if activation == "identity" else getattr(mg, activation)
+    states, s = [], s0
+    for k in range(z.shape[0]):
+        s = act(z[k] if s is None else mg.addmm(z[k], s, w))
+        states.append(s)
+    return mg.stack(states, axis=0)
+
+
+def gradients(run, z, w, s0, upstream, activation):
+    leaves = [mg.Tensor(x, requires_grad=True) for x in (z, w)]
+    if s0 is not None:
+        leaves.append(mg.Tensor(s0, requires_grad=True))
+    out = run(leaves[0], leaves[1], leaves[2] if s0 is not None else None, activation)
+    out.backward(upstream)
+    return out.data, [t.grad for t in leaves]
+
+
+@st.composite
+def recurrences(draw):
+    length, batch, n = draw(st.integers(1, 12)), draw(st.integers(1, 6)), draw(st.integers(1, 9))
+    z = draw(arrays((length, batch, n), low=-2.0, high=2.0))
+    w = draw(arrays((n, n), low=-1.0, high=1.0))
+    s0 = draw(st.sampled_from([None, (n,), (batch, n)]))
+    if s0 is not None:
+        s0 = draw(arrays(s0, low=-1.0, high=1.0))
+    upstream = draw(arrays((length, batch, n), low=-1.0, high=1.0))
+    return z, w, s0, upstream
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@given(case=recurrences())
+def test_rnn_gives_the_loops_numbers(activation, case):
+    z, w, s0, upstream = case
+    states, (gz, gw, *gs0) = gradients(
+        lambda *a: mg.rnn(*a[:3], activation=a[3]), z, w, s0, upstream, activation)
+    expected, (ez, ew, *es0) = gradients(loop, z, w, s0, upstream, activation)
+    if ew is None:  # one step and no s0: nothing multiplies w, which rnn gives zeros
+        ew = np.zeros_like(w)
+    np.testing.assert_array_equal(states, expected)
+    np.testing.assert_array_equal(gz, ez)
+    for g, e in zip(gs0, es0):
+        np.testing.assert_array_equal(g, e)
+    # W's gradient sums the same products in another order: apart by at most the rounding
+    # of two sums of m terms, 2 m eps sum |term| (m = positions x samples, with s0's terms).
+    previous = np.concatenate([np.zeros((1,) + z.shape[1:]) if s0 is None else
+                               np.broadcast_to(s0, (1,) + z.shape[1:]), states[:-1]])
+    deltas = ez  # dloss/d(pre-activation) at every position: z's gradient
+    terms = np.abs(previous).reshape(-1, w.shape[0]).T @ np.abs(deltas).reshape(-1, w.shape[0])
+    m = previous.shape[0] * previous.shape[1]
+    assert np.all(np.abs(gw - ew) <= 2 * m * np.finfo(np.float64).eps * terms)
+
+
+def test_without_an_initial_state_the_first_step_is_the_activation_of_z1():
+    z = np.array([[[0.5, -1.0]], [[0.25, 2.0]]])
+    w = np.array([[1.0, 2.0], [3.0, 4.0]])
+    states = mg.rnn(z, w, activation="identity").data
+    np.testing.assert_array_equal(states[0], z[0])
+    np.testing.assert_array_equal(states[1], z[1] + z[0] @ w)
+
+
+def test_a_single_step_gives_w_a_zero_gradient_when_nothing_multiplies_it():
+    w = mg.Tensor(np.ones((2, 2)), requires_grad=True)
+    mg.rnn(np.ones((1, 3, 2)), w).sum().backward()
+    np.testing.assert_array_equal(w.grad, np.zeros((2, 2)))
+
+
+def test_each_backward_gets_its_own_deltas():
+    """The three VJPs share the deltas of one upstream gradient: a second backward through
+    the kept graph, with another upstream gradient, or a compiled program replayed with
+    another seed must not reuse the first one's."""
+    rng = np.random.default_rng(0)
+    z = mg.Tensor(rng.normal(size=(4, 3, 2)), requires_grad=True)
+    w = mg.Tensor(rng.normal(size=(2, 2)) * 0.5, requires_grad=True)
+    s0 = mg.Tensor(rng.normal(size=2), requires_grad=True)
+    out = mg.rnn(z, w, s0)
+    up = rng.normal(size=(4, 3, 2))
+    out.backward(up, retain_graph=True)
+    first = [t.grad.copy() for t in (z, w, s0)]
+    for t in (z, w, s0):
+        t.grad = None
+    out.backward(3.0 * up)
+    for t, g in zip((z, w, s0), first):
+        np.testing.assert_allclose(t.grad, 3.0 * g, rtol=1e-13, atol=1e-15)
+
+    def loss(scale):
+        return (mg.rnn(z, w, s0) * scale).sum()
+
+    compiled = mg.compile(lambda x, scale: (mg.rnn(x, w, s0) * scale).sum())
+    for scale in (1.0, 2.0, 1.0, 5.0):  # 2 and 5: traced and replayed with other seeds
+        for t in (z, w, s0):
+            t.grad = None
+        loss(scale).backward()
+        eager = [t.grad.copy() for t in (z, w, s0)]
+        for t in (z, w, s0):
+            t.grad = None
+        compiled(z, np.array(scale)).backward()
+        for t, g in zip((z, w, s0), eager):
+            np.testing.assert_array_equal(t.grad, g)
+
+
+def test_only_the_operands_that_need_a_gradient_get_one():
+    rng = np.random.default_rng(1)
+    z, w = rng.normal(size=(3, 2, 2)), mg.Tensor(rng.normal(size=(2, 2)), requires_grad=True)
+    s0 = mg.Tensor(rng.normal(size=(2, 2)), requires_grad=True)
+    mg.rnn(z, w.detach(), s0).sum().backward()  # only s0: its VJP computes the deltas alone
+    expected = mg.Tensor(s0.data, requires_grad=True)
+    loop(z, w.data, expected, "tanh").sum().backward()
+    np.testing.assert_array_equal(s0.grad, expected.grad)
+    assert w.grad is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (((3,), (3, 3)), r"rnn: expected z of shape \(L >= 1, \.\.\., n\) and w of shape "
+                     r"\(n, n\), got z \(3,\) and w \(3, 3\)"),
+    (((2, 4, 3), (3, 2)), r"got z \(2, 4, 3\) and w \(3, 2\)"),
+    (((0, 4, 3), (3, 3)), r"got z \(0, 4, 3\)"),
+    (((2, 4, 3), (3, 3), (5, 3)), r"rnn: initial state of shape \(5, 3\) does not broadcast "
+                                  r"to a step's shape \(4, 3\)"),
+])
+def test_wrong_shapes_are_refused_with_the_shapes(args, message):
+    with pytest.raises(ValueError, match=message):
+        mg.rnn(*(np.zeros(shape) for shape in args))
+
+
+def test_an_unknown_activation_is_refused():
+    with pytest.raises(ValueError, match="rnn: activation must be one of tanh, sigmoid, "
+                                         "identity, got 'relu'"):
+        mg.rnn(np.zeros((2, 1, 3)), np.zeros((3, 3)), activation="relu")
+
+
+def test_float32_stays_float32_and_the_inputs_are_not_written():
+    z = np.random.default_rng(2).normal(size=(5, 2, 3)).astype(np.float32)
+    w = np.eye(3, dtype=np.float32) * 0.5
+    before = z.copy(), w.copy()
+    zt, wt = mg.Tensor(z, requires_grad=True), mg.Tensor(w, requires_grad=True)
+    out = mg.rnn(zt, wt, activation="sigmoid")
+    out.sum().backward()
+    assert out.dtype == zt.grad.dtype == wt.grad.dtype == np.float32
+    np.testing.assert_array_equal(z, before[0])
+    np.testing.assert_array_equal(w, before[1])
