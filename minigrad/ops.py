@@ -258,67 +258,73 @@ sqrt = defop("sqrt", np.sqrt, (lambda g, out: g * 0.5 / out,), Domain("unary", _
 
 # --- recurrence -----------------------------------------------------------------------------
 
-# act(x) in place (the states buffer), and what its VJP multiplies by: tanh's and sigmoid's
-# written as their ops' VJPs write them, so that rnn's cotangents are theirs to the bit.
 _ACTIVATIONS = ("tanh", "sigmoid", "identity")
 
 
-def _activate(x, activation):
-    if activation == "tanh":
-        np.tanh(x, out=x)
-    elif activation == "sigmoid":
-        x[...] = _sigmoid(x)
+def _sigmoid_into(x, out):
+    out[...] = _sigmoid(x)
+
+
+# Each activation applied in place to a step's states (None: the identity), as its op
+# computes it, so that rnn's states are the loop's to the bit.
+_IN_PLACE = {"tanh": np.tanh, "sigmoid": _sigmoid_into, "identity": None}
 
 
 def _rnn(z, w, s0, activation):
     """S_k = act(z_k + S_{k-1} w) for k = 1 .. L, from S_0 = s0 (or z_1 alone if None)."""
     states = np.empty(z.shape, np.result_type(z, w, s0))
+    act = _IN_PLACE[activation]
     if type(s0) is float:  # no initial state: S_1 = act(z_1), one product fewer
         states[0] = z[0]
     else:
         _np_add(z[0], _np_matmul(s0, w), out=states[0])  # s0 may broadcast over the batch
-    _activate(states[0], activation)
-    times, carry = _by_one(w), np.empty(z.shape[1:], states.dtype)
-    previous = states[0]
+    if act is not None:
+        act(states[0], out=states[0])
+    times, w = _times(w)
+    carry, previous = np.empty(z.shape[1:], states.dtype), states[0]
     for z_k, s_k in zip(list(z)[1:], list(states)[1:]):  # the step views, made at once
         times(previous, w, out=carry)
         _np_add(z_k, carry, out=s_k)
-        _activate(s_k, activation)
+        if act is not None:
+            act(s_k, out=s_k)
         previous = s_k
     return states
 
 
-def _by_one(w):
-    """How a step multiplies by w (n, n): matmul, or for n = 1 (a scalar recurrence) a
-    multiply by w's one element, the same single product a third of the time."""
-    if w.shape != (1, 1):
-        return _np_matmul
-    w0 = w.reshape(())
-    return lambda s, w, out: _np_multiply(s, w0, out=out)
+def _times(w):
+    """How a step multiplies by w (n, n), and by what: matmul by w, or for n = 1 (a scalar
+    recurrence) multiply by its one element, the same single product at a third of the
+    cost."""
+    return (_np_multiply, w.reshape(())) if w.shape == (1, 1) else (_np_matmul, w)
 
 
 def _rnn_deltas(g, states, w, activation):
     """D_k = dloss/d(z_k + S_{k-1} w) for every k, from g = dloss/dS (all k): backpropagation
-    through time, D_k = (g_k + D_{k+1} w^T) act'(S_k), three NumPy calls per step (tanh)."""
+    through time, D_k = (g_k + D_{k+1} w^T) act'(S_k), three NumPy calls per step (tanh).
+
+    act'(S) is written into D's buffer for all steps first (two passes), and each D_k over
+    it, so backward holds one array the size of the states, not two. The products are
+    those of tanh's and sigmoid's VJPs, in their order: g (1 - S^2), (g S)(1 - S)."""
     deltas = np.empty(states.shape, np.result_type(g, states, w))
     if activation == "tanh":
-        factor = np.multiply(states, states)  # 1 - S^2, for all steps in two passes
-        np.subtract(1.0, factor, out=factor)
+        np.multiply(states, states, out=deltas)
+        np.subtract(1.0, deltas, out=deltas)
     elif activation == "sigmoid":
-        factor = np.subtract(1.0, states)     # sigmoid's VJP: (g S) (1 - S)
-    times, carry, w_t = _by_one(w), np.empty(states.shape[1:], deltas.dtype), w.T
-    d, s, f = list(deltas), list(states), list(factor) if activation != "identity" else None
-    for k in range(len(d) - 1, -1, -1):
-        if k == len(d) - 1:
-            d[k][...] = g[k]
+        np.subtract(1.0, states, out=deltas)
+    times, w_t = _times(w.T)
+    carry = np.empty(states.shape[1:], deltas.dtype)
+    d, s, gs, last = list(deltas), list(states), list(g), len(states) - 1
+    for k in range(last, -1, -1):
+        into = d[k] if activation == "identity" else carry  # D_k, or g_k + D_{k+1} w^T
+        if k == last:
+            into[...] = gs[k]
         else:
             times(d[k + 1], w_t, out=carry)
-            _np_add(g[k], carry, out=d[k])
-        if f is None:
-            continue
+            _np_add(gs[k], carry, out=into)
         if activation == "sigmoid":
-            _np_multiply(d[k], s[k], out=d[k])
-        _np_multiply(d[k], f[k], out=d[k])
+            _np_multiply(carry, s[k], out=carry)
+        if activation != "identity":
+            _np_multiply(carry, d[k], out=d[k])
     return deltas
 
 
@@ -396,7 +402,7 @@ def _broadcasts_to(shape: tuple, target: tuple) -> bool:
 
 
 rnn = defop("rnn", _rnn, _rnn_vjps, Domain("rnn", ((-1.5, 1.5), (-0.8, 0.8), (-1.0, 1.0))),
-            saves="both", prepare=_rnn_call)
+            saves=("output", 1, 2), prepare=_rnn_call)  # not z: backward reads the states
 
 # --- reductions -----------------------------------------------------------------------------
 

@@ -97,23 +97,25 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     test, say), and return the function that calls it.
 
     `saves` says what the VJPs read: "inputs", "output", "both" or "nothing", or a tuple of
-    operand positions (those inputs only; the others reach the VJPs as None); the graph
-    keeps only that. `prepare(*args, **kwargs) -> (operands, options)`, if given, is the
-    op's public signature: it checks and normalises a call's arguments (an axis, a list of
-    tensors) and names the function's parameters and docstring; without it the function
-    takes the operands positionally and the options as keywords.
+    operand positions (those inputs only; the others reach the VJPs as None), with "output"
+    among them if the VJPs read the output too; the graph keeps only that.
+    `prepare(*args, **kwargs) -> (operands, options)`, if given, is the op's public
+    signature: it checks and normalises a call's arguments (an axis, a list of tensors) and
+    names the function's parameters and docstring; without it the function takes the
+    operands positionally and the options as keywords.
     """
     if register and name in OPS:
         raise ValueError(f"defop: an op named '{name}' is already defined")
     if register and domain is None:
         raise ValueError(f"defop: '{name}' needs a Domain to join the table (its tests "
                          "draw from it), or register=False")
-    kept = tuple(saves) if isinstance(saves, tuple) else None
-    if kept is not None:
-        saves = "inputs"
+    kept = None
+    if isinstance(saves, tuple):  # operand positions, and "output" if the VJPs read it
+        kept = tuple(i for i in saves if i != "output")
+        saves = "both" if "output" in saves else "inputs"
     if saves not in _SAVES:
         raise ValueError(f"defop: saves must be one of {', '.join(_SAVES)} or a tuple of "
-                         f"operand positions, got {saves!r}")
+                         f"operand positions (and \"output\"), got {saves!r}")
 
     op = Op(name, forward, vjps if callable(vjps) else tuple(vjps), domain or _UNTESTED,
             saves in ("both", "inputs"), saves in ("both", "output"), kept)

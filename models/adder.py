@@ -5,8 +5,8 @@ of the post "Understand recurrent networks with the binary addition".
 Bits come least significant first, so the network reads the numbers in the order a carry
 travels. With x_k the two input bits at position k:
 
-    Z_k = x_k W_in + b_in                        (all positions at once)
-    S_k = act(Z_k + S_{k-1} W_rec + b_rec)       k = 1 .. n_bits
+    Z_k = x_k W_in + (b_in + b_rec)              (all positions at once)
+    S_k = act(Z_k + S_{k-1} W_rec)               k = 1 .. n_bits
     logit_k = S_k W_out + b_out,   y_k = sigmoid(logit_k)
     loss = mean over samples and positions of BCE(y_k, t_k)
 
@@ -72,12 +72,13 @@ class Adder(nn.Module):
         return states
 
     def _inputs(self, X: np.ndarray) -> mg.Tensor:
-        # Z_k = x_k W_in + b_in + b_rec for all positions at once, time-major (L, batch, n):
-        # each position's block is contiguous. b_rec joins Z once: the same sum as adding it
-        # at every step.
-        X = self._check_inputs(X)
-        Z = self.input(X.transpose(1, 0, 2))
-        return Z if self.recurrent.bias is None else Z + self.recurrent.bias
+        # Z_k = x_k W_in + (b_in + b_rec) for all positions at once, time-major (L, batch, n):
+        # each position's block is contiguous. The two biases are summed first and join Z
+        # once, one pass over Z forward and one sum backward, as a hand-written step does.
+        X = self._check_inputs(X).transpose(1, 0, 2)
+        if self.input.bias is None or self.recurrent.bias is None:
+            return self.input(X)
+        return mg.addmm(self.input.bias + self.recurrent.bias, X, self.input.weight)
 
     def logits(self, X: np.ndarray) -> mg.Tensor:
         """The output logits, shape (batch, L, 1)."""
