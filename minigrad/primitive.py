@@ -90,7 +90,7 @@ _UNTESTED = Domain("untested")  # the domain of an op outside the table
 
 
 def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | None = None, *,
-          saves: str | tuple[int, ...] = "both",
+          saves: str | tuple[int | str, ...] = "both",
           prepare: Callable[..., tuple[tuple, dict]] | None = None,
           register: bool = True) -> Callable[..., Tensor]:
     """Define an op, put it in `OPS` (unless `register` is False: a throwaway op for a
@@ -109,9 +109,12 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     if register and domain is None:
         raise ValueError(f"defop: '{name}' needs a Domain to join the table (its tests "
                          "draw from it), or register=False")
-    kept = None
+    kept: tuple[int, ...] | None = None
     if isinstance(saves, tuple):  # operand positions, and "output" if the VJPs read it
-        kept = tuple(i for i in saves if i != "output")
+        kept = tuple(i for i in saves if isinstance(i, int))
+        if len(kept) + ("output" in saves) != len(saves):
+            raise ValueError(f"defop: saves must be one of {', '.join(_SAVES)} or a tuple of "
+                             f"operand positions (and \"output\"), got {saves!r}")
         saves = "both" if "output" in saves else "inputs"
     if saves not in _SAVES:
         raise ValueError(f"defop: saves must be one of {', '.join(_SAVES)} or a tuple of "
