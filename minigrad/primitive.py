@@ -173,10 +173,12 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     # A ufunc always returns a new array (or a scalar): only another forward can return a
     # view of an operand's array.
     may_view = not isinstance(forward, np.ufunc)
-    # The operand positions whose arrays a node does not keep (addmm's c), found once.
+    # The operand positions whose arrays a node does not keep (addmm's c, rnn's z), found
+    # once (up to the last kept one where the VJPs come per call: their number is unknown).
     dropped: tuple[int, ...] = ()
-    if op.kept is not None and isinstance(op.vjps, tuple):
-        dropped = tuple(i for i in range(len(op.vjps)) if i not in op.kept)
+    if op.kept is not None:
+        n = len(op.vjps) if isinstance(op.vjps, tuple) else max(op.kept, default=-1) + 1
+        dropped = tuple(i for i in range(n) if i not in op.kept)
 
     def record(*operands: Any, **options: Any) -> Tensor:
         mode = current_mode()

@@ -311,6 +311,18 @@ def test_a_node_keeps_only_the_operands_its_vjps_read():
     np.testing.assert_array_equal(w.grad, np.full((3, 3), 4.0))
 
 
+def test_rnn_keeps_its_states_and_weights_but_not_its_inputs():
+    """rnn's VJPs read the states (its output), w and s0: the input projection z, as large
+    as the states, is freed once the forward pass is done with it."""
+    z = Tensor(np.ones((5, 4, 3)), requires_grad=True)
+    w, s0 = Tensor(np.eye(3), requires_grad=True), Tensor(np.ones(3), requires_grad=True)
+    out = mg.rnn(z, w, s0)
+    assert out._node.args[0] is None and out._node.args[1] is w._data
+    assert out._node.out is out._data
+    with pytest.raises(ValueError, match=r"saves must be .* \(and \"output\"\), got \('out', 1\)"):
+        defop("bad", np.add, (None, None), saves=("out", 1), register=False)
+
+
 def _freeing_probes():
     """`top(x)` = tanh(x), noting a weak reference to each output it makes; `bottom(x)` = x
     whose VJP notes whether the last of those outputs is still alive when it runs (the
