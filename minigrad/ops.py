@@ -274,28 +274,36 @@ def _rnn(z, w, s0, activation):
     """S_k = act(z_k + S_{k-1} w) for k = 1 .. L, from S_0 = s0 (or z_1 alone if None)."""
     states = np.empty(z.shape, np.result_type(z, w, s0))
     act = _IN_PLACE[activation]
-    if type(s0) is float:  # no initial state: S_1 = act(z_1), one product fewer
-        states[0] = z[0]
-    else:
-        _np_add(z[0], _np_matmul(s0, w), out=states[0])  # s0 may broadcast over the batch
-    if act is not None:
-        act(states[0], out=states[0])
     times, w = _times(w)
-    carry, previous = np.empty(z.shape[1:], states.dtype), states[0]
-    for z_k, s_k in zip(list(z)[1:], list(states)[1:]):  # the step views, made at once
-        times(previous, w, out=carry)
-        _np_add(z_k, carry, out=s_k)
+    zs, ss = _steps(z), _steps(states)
+    if type(s0) is float:  # no initial state: S_1 = act(z_1), one product fewer
+        ss[0][...] = zs[0]
+    else:
+        _np_add(zs[0], times(s0, w), out=ss[0])  # s0 may broadcast over the batch
+    if act is not None:
+        act(ss[0], out=ss[0])
+    carry = np.empty(ss[0].shape, states.dtype)
+    for k in range(1, len(ss)):
+        times(ss[k - 1], w, out=carry)
+        _np_add(zs[k], carry, out=ss[k])
         if act is not None:
-            act(s_k, out=s_k)
-        previous = s_k
+            act(ss[k], out=ss[k])
     return states
 
 
+def _steps(a):
+    """The per-step views of a time-major array, made at once (indexing in the loop would
+    make them anew), each an array even where a step is one number."""
+    return list(a if a.ndim > 1 else a[:, None])
+
+
 def _times(w):
-    """How a step multiplies by w (n, n), and by what: matmul by w, or for n = 1 (a scalar
-    recurrence) multiply by its one element, the same single product at a third of the
-    cost."""
-    return (_np_multiply, w.reshape(())) if w.shape == (1, 1) else (_np_matmul, w)
+    """How a step multiplies by w, and by what: matmul by w (n, n), or multiply by w's one
+    element for a scalar recurrence (w of shape (), or (1, 1): the same single product at a
+    third of matmul's cost)."""
+    if w.ndim == 2 and w.shape != (1, 1):
+        return _np_matmul, w
+    return _np_multiply, w.reshape(())
 
 
 def _rnn_deltas(g, states, w, activation):
@@ -312,8 +320,8 @@ def _rnn_deltas(g, states, w, activation):
     elif activation == "sigmoid":
         np.subtract(1.0, states, out=deltas)
     times, w_t = _times(w.T)
-    carry = np.empty(states.shape[1:], deltas.dtype)
-    d, s, gs, last = list(deltas), list(states), list(g), len(states) - 1
+    d, s, gs, last = _steps(deltas), _steps(states), _steps(g), len(states) - 1
+    carry = np.empty(d[0].shape, deltas.dtype)
     for k in range(last, -1, -1):
         into = d[k] if activation == "identity" else carry  # D_k, or g_k + D_{k+1} w^T
         if k == last:
@@ -356,6 +364,11 @@ def _rnn_vjps(arrays, options, inputs):
         # samples (not L products and L sums as the unrolled loop's): the same terms,
         # rounded in another order.
         d = deltas(g, out, w, 1)
+        if w.ndim == 0:  # a scalar recurrence: sum S_{k-1} D_k over every element
+            grad = np.asarray(np.vdot(out[:-1], d[1:]))
+            if type(s0) is not float:
+                grad += _np_multiply(_sum_to_shape(d[0], np.shape(s0)), s0).sum()
+            return grad
         n = w.shape[0]
         grad = _np_matmul(out[:-1].reshape(-1, n).T, d[1:].reshape(-1, n))
         if type(s0) is not float:
@@ -363,7 +376,10 @@ def _rnn_vjps(arrays, options, inputs):
         return grad
 
     def s0_vjp(g, out, z, w, s0, activation):
-        return _s0_vjp(deltas(g, out, w, 2)[0], None, None, s0, w)
+        d = deltas(g, out, w, 2)
+        if w.ndim == 0:  # as mul's VJP: D_1 summed to s0 w's shape first, then times w
+            return _np_multiply(_sum_to_shape(d[0], np.shape(s0)), w)
+        return _s0_vjp(d[0], None, None, s0, w)
 
     return z_vjp, w_vjp, s0_vjp
 
@@ -371,9 +387,10 @@ def _rnn_vjps(arrays, options, inputs):
 def _rnn_call(z: Any, w: Any, s0: Any = None, activation: str = "tanh") -> tuple[tuple, dict]:
     """The states of an Elman recurrence, S_k = act(z_k + S_{k-1} w) for k = 1 .. L, as one
     op: `z` (L, ..., n) holds each position's input term (time-major: z[k] is step k+1),
-    `w` (n, n) is the recurrent weight, `s0` the initial state (broadcast against z[0]; None
-    for none: S_1 = act(z_1)), `activation` "tanh", "sigmoid" or "identity". Returns S_1 ..
-    S_L stacked like z.
+    `w` (n, n) is the recurrent weight (or w of shape () and z (L, ...): a scalar
+    recurrence, S_k = act(z_k + w S_{k-1}) elementwise), `s0` the initial state (broadcast
+    against z[0]; None for none: S_1 = act(z_1)), `activation` "tanh", "sigmoid" or
+    "identity". Returns S_1 .. S_L stacked like z.
 
     The same numbers as the loop of `addmm` and the activation, except the gradient of `w`:
     backward sums its L per-position products as one matrix product over all positions,
@@ -384,10 +401,11 @@ def _rnn_call(z: Any, w: Any, s0: Any = None, activation: str = "tanh") -> tuple
     if activation not in _ACTIVATIONS:
         raise ValueError(f"rnn: activation must be one of {', '.join(_ACTIVATIONS)}, got "
                          f"{activation!r}")
-    if len(shape_z) < 2 or shape_z[0] < 1 or len(shape_w) != 2 \
-            or shape_w != (shape_z[-1], shape_z[-1]):
-        raise ValueError(f"rnn: expected z of shape (L >= 1, ..., n) and w of shape (n, n), got "
-                         f"z {shape_z} and w {shape_w}")
+    scalar = shape_w == () and len(shape_z) >= 1
+    if not scalar and (len(shape_z) < 2 or shape_w != (shape_z[-1], shape_z[-1])) \
+            or shape_z[:1] == (0,):
+        raise ValueError(f"rnn: expected z of shape (L >= 1, ..., n) and w of shape (n, n), or "
+                         f"w of shape () and z (L >= 1, ...), got z {shape_z} and w {shape_w}")
     if s0 is None:
         s0 = 0.0
     elif not _broadcasts_to(shapes[2], shape_z[1:]):

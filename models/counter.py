@@ -27,13 +27,11 @@ class Counter(nn.Module):
     def states(self, X: np.ndarray) -> mg.Tensor:
         """s_1 .. s_n for sequences X (batch, n), time-major: shape (n, batch).
 
-        The recurrence is one op, `mg.rnn` with the identity as activation (a state of one
-        number, w_rec a 1 x 1 matrix): its backward sums w_rec's gradient over all steps and
+        The recurrence is one op, `mg.rnn`, a scalar one (w_rec of shape ()) with the
+        identity as activation: its backward sums w_rec's gradient over all steps and
         sequences in one product."""
         X = _sequences(X, self.w_x.dtype)
-        inputs = self.w_x * X.T[:, :, None]  # x_k w_x for every step, (n, batch, 1)
-        S = mg.rnn(inputs, self.w_rec.reshape(1, 1), activation="identity")
-        return S.reshape(X.shape[1], X.shape[0])
+        return mg.rnn(self.w_x * X.T, self.w_rec, activation="identity")  # z_k = x_k w_x
 
     def unrolled_states(self, X: np.ndarray) -> list[mg.Tensor]:
         """[s_1, ..., s_n], each (batch,), computed step by step (the same numbers as

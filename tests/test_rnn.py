@@ -24,7 +24,10 @@ def loop(z, w, s0, activation):
     act = (lambda x: x) if activation == "identity" else getattr(mg, activation)
     states, s = [], s0
     for k in range(z.shape[0]):
-        s = act(z[k] if s is None else mg.addmm(z[k], s, w))
+        if s is None:
+            s = act(z[k])
+        else:  # a scalar recurrence multiplies, a vector one takes a product
+            s = act(z[k] + s * w if np.ndim(w.data) == 0 else mg.addmm(z[k], s, w))
         states.append(s)
     return mg.stack(states, axis=0)
 
@@ -41,12 +44,13 @@ def gradients(run, z, w, s0, upstream, activation):
 @st.composite
 def recurrences(draw):
     length, batch, n = draw(st.integers(1, 12)), draw(st.integers(1, 6)), draw(st.integers(1, 9))
-    z = draw(arrays((length, batch, n), low=-2.0, high=2.0))
-    w = draw(arrays((n, n), low=-1.0, high=1.0))
-    s0 = draw(st.sampled_from([None, (n,), (batch, n)]))
+    state = () if draw(st.booleans()) else (n,)  # (): a scalar recurrence, w of shape ()
+    z = draw(arrays((length, batch, *state), low=-2.0, high=2.0))
+    w = draw(arrays(state * 2, low=-1.0, high=1.0))
+    s0 = draw(st.sampled_from([None, state, (batch, *state)]))
     if s0 is not None:
         s0 = draw(arrays(s0, low=-1.0, high=1.0))
-    upstream = draw(arrays((length, batch, n), low=-1.0, high=1.0))
+    upstream = draw(arrays(z.shape, low=-1.0, high=1.0))
     return z, w, s0, upstream
 
 
@@ -68,8 +72,10 @@ def test_rnn_gives_the_loops_numbers(activation, case):
     previous = np.concatenate([np.zeros((1,) + z.shape[1:]) if s0 is None else
                                np.broadcast_to(s0, (1,) + z.shape[1:]), states[:-1]])
     deltas = ez  # dloss/d(pre-activation) at every position: z's gradient
-    terms = np.abs(previous).reshape(-1, w.shape[0]).T @ np.abs(deltas).reshape(-1, w.shape[0])
-    m = previous.shape[0] * previous.shape[1]
+    n = w.shape[0] if w.ndim else 1
+    terms = np.abs(previous).reshape(-1, n).T @ np.abs(deltas).reshape(-1, n)
+    m = previous.size // n
+    terms = terms.reshape(w.shape)
     assert np.all(np.abs(gw - ew) <= 2 * m * np.finfo(np.float64).eps * terms)
 
 
@@ -134,7 +140,10 @@ def test_only_the_operands_that_need_a_gradient_get_one():
 
 @pytest.mark.parametrize("args, message", [
     (((3,), (3, 3)), r"rnn: expected z of shape \(L >= 1, \.\.\., n\) and w of shape "
-                     r"\(n, n\), got z \(3,\) and w \(3, 3\)"),
+                     r"\(n, n\), or w of shape \(\) and z \(L >= 1, \.\.\.\), got z \(3,\) "
+                     r"and w \(3, 3\)"),
+    (((0, 3), ()), r"got z \(0, 3\) and w \(\)"),
+    (((), ()), r"got z \(\) and w \(\)"),
     (((2, 4, 3), (3, 2)), r"got z \(2, 4, 3\) and w \(3, 2\)"),
     (((0, 4, 3), (3, 3)), r"got z \(0, 4, 3\)"),
     (((2, 4, 3), (3, 3), (5, 3)), r"rnn: initial state of shape \(5, 3\) does not broadcast "

@@ -210,10 +210,12 @@ def _addmm(draw, fn, domain, dtype):
 def _rnn(draw, fn, domain, dtype):
     n, length = draw(st.integers(1, 3)), draw(st.integers(1, 4))
     batch = draw(st.sampled_from([(), (1,), (2,), (3,)]))
-    z = draw(_values(domain, 0, (length, *batch, n), dtype))
-    w = draw(_values(domain, 1, (n, n), dtype))
+    scalar = draw(st.booleans())  # w of shape (): a scalar recurrence on states like z's
+    z = draw(_values(domain, 0, (length, *batch) + (() if scalar else (n,)), dtype))
+    w = draw(_values(domain, 1, () if scalar else (n, n), dtype))
+    n_shape = () if scalar else (n,)
     activation = draw(st.sampled_from(["tanh", "sigmoid", "identity"]))
-    s0_shape = draw(st.sampled_from([None, (n,), (*batch, n)]))
+    s0_shape = draw(st.sampled_from([None, n_shape, (*batch, *n_shape)]))
     if s0_shape is None:
         return _case(fn, [z, w], f"z {z.shape}, no s0", activation=activation)
     s0 = draw(_values(domain, 2, s0_shape, dtype))
