@@ -504,8 +504,8 @@ class _Program:
 
 
 class _Backward:
-    """The VJPs of a replayed call's one tape node: the first runs the backward program for
-    the seed it is given, each returns its leaf's cotangent."""
+    """A replayed call's backward: the first of its node's VJPs to run runs the backward
+    program for the seed it is given; each returns its leaf's cotangent."""
 
     __slots__ = ("program", "values", "seed", "grads")
 
@@ -515,14 +515,19 @@ class _Backward:
         self.seed: Any = None
         self.grads: list[np.ndarray] = []
 
-    def vjp(self, i: int) -> Callable[..., np.ndarray]:
-        def leaf_vjp(g: np.ndarray, out: Any) -> np.ndarray:
-            if g is not self.seed:  # a new backward (retain_graph=True runs it again)
-                # Unless the graph is kept, the program frees each value after its last use.
-                self.grads = self.program.backward(self.values, g, not tape.retaining.get())
-                self.seed = g
-            return self.grads[i]
-        return leaf_vjp
+    def grad(self, i: int, g: np.ndarray) -> np.ndarray:
+        if g is not self.seed:  # a new backward (retain_graph=True runs it again)
+            # Unless the graph is kept, the program frees each value after its last use.
+            self.grads = self.program.backward(self.values, g, not tape.retaining.get())
+            self.seed = g
+        return self.grads[i]
+
+
+@functools.lru_cache(maxsize=None)
+def _leaf_vjps(n: int) -> tuple[Callable[..., np.ndarray], ...]:
+    """The VJPs of a replayed call's node with n leaves; the node's one saved argument is
+    the call's `_Backward`, so these are made once, not per call."""
+    return tuple((lambda g, out, backward, i=i: backward.grad(i, g)) for i in range(n))
 
 
 # --- the compiled function ------------------------------------------------------------------
@@ -601,6 +606,7 @@ class CompiledFunction:
         self.trace_seconds = 0.0  # tracing: eager runs of fn, their checks, writing the code
         self._cache: OrderedDict[tuple, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self._node_name = f"compiled {getattr(fn, '__name__', 'fn')}"
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
@@ -680,15 +686,13 @@ class CompiledFunction:
             out = out.copy()
         if not (program.requires_grad and program.leaves):
             return _make(out, False, None)
-        backward = _Backward(program, values)
         inputs: list[Any] = []
         for leaf in program.leaves:
             kind = program.trace.kinds[leaf.index]
             t = args[kind[1]] if kind[0] == "tensor" else kind[1]
             inputs.append(t._node or t)
-        node = Node(f"compiled {getattr(self.fn, '__name__', 'fn')}",
-                    tuple(backward.vjp(i) for i in range(len(inputs))), inputs, (), {}, None,
-                    out)
+        node = Node(self._node_name, _leaf_vjps(len(inputs)), inputs,
+                    (_Backward(program, values),), {}, None, out)
         return _make(out, True, node)
 
 
