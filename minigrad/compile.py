@@ -523,7 +523,7 @@ class _Backward:
         return self.grads[i]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=64)
 def _leaf_vjps(n: int) -> tuple[Callable[..., np.ndarray], ...]:
     """The VJPs of a replayed call's node with n leaves; the node's one saved argument is
     the call's `_Backward`, so these are made once, not per call."""
