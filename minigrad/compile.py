@@ -374,7 +374,7 @@ class _Program:
         self.template = [v if k[0] == "constant" else None
                          for v, k in zip(trace.values, trace.kinds)]
         self.tensors = [(i, k[1]) for i, k in enumerate(trace.kinds) if k[0] == "tensor"]
-        self.arrays = [(i, k[1]) for i, k in enumerate(trace.kinds) if k[0] == "array"]
+        arrays = [(i, k[1]) for i, k in enumerate(trace.kinds) if k[0] == "array"]
         self.views = [(i, k) for i, k in enumerate(trace.kinds)
                       if k[0] in ("astype", "flat", "view", "copy")]
         self.captured = [(i, k[1], trace.slots[i].shape, trace.slots[i].dtype)
@@ -383,7 +383,12 @@ class _Program:
         self.requires_grad = result.requires_grad
         self.backward_steps = [s for s in reversed(trace.steps) if s.node is not None]
         self.leaves = self._reachable_leaves() if self.requires_grad else []
-        self.copies_arrays = self.requires_grad
+        # An array argument a VJP reads is copied on every call, as `record` copies a NumPy
+        # operand a node keeps (the caller may change it before backward); one that only
+        # views and copies of it read (a strided `X[:, k]` is copied contiguous) is not.
+        read = {i for step in self.backward_steps for i in step.saved if i is not None}
+        self.arrays = [(i, position, self.requires_grad and i in read)
+                       for i, position in arrays]
         self.frees = self._frees()
         self.run_steps = forward_function([
             (s.forward, s.inputs, s.options, s.out.index, frees, s.out.shape == ())
@@ -454,9 +459,9 @@ class _Program:
             if not t._shared:  # the program keeps its array: copy-on-write, as `record`
                 t._share()
             values[i] = t._data
-        for i, position in self.arrays:
+        for i, position, copied in self.arrays:
             a = args[position]
-            values[i] = a.copy() if self.copies_arrays else a
+            values[i] = a.copy() if copied else a
         for i, kind in self.views:
             if kind[0] == "flat":
                 values[i] = values[kind[1]].reshape(-1)[kind[2]]

@@ -279,15 +279,15 @@ def _rnn(z, w, s0, activation):
     if type(s0) is float:  # no initial state: S_1 = act(z_1), one product fewer
         ss[0][...] = zs[0]
     else:
-        _np_add(zs[0], times(s0, w), out=ss[0])  # s0 may broadcast over the batch
+        _np_add(zs[0], times(s0, w), ss[0])  # s0 may broadcast over the batch
     if act is not None:
-        act(ss[0], out=ss[0])
+        act(ss[0], ss[0])
     carry = np.empty(ss[0].shape, states.dtype)
     for k in range(1, len(ss)):
-        times(ss[k - 1], w, out=carry)
-        _np_add(zs[k], carry, out=ss[k])
+        times(ss[k - 1], w, carry)
+        _np_add(zs[k], carry, ss[k])
         if act is not None:
-            act(ss[k], out=ss[k])
+            act(ss[k], ss[k])
     return states
 
 
@@ -315,10 +315,10 @@ def _rnn_deltas(g, states, w, activation):
     those of tanh's and sigmoid's VJPs, in their order: g (1 - S^2), (g S)(1 - S)."""
     deltas = np.empty(states.shape, np.result_type(g, states, w))
     if activation == "tanh":
-        np.multiply(states, states, out=deltas)
-        np.subtract(1.0, deltas, out=deltas)
+        np.multiply(states, states, deltas)
+        np.subtract(1.0, deltas, deltas)
     elif activation == "sigmoid":
-        np.subtract(1.0, states, out=deltas)
+        np.subtract(1.0, states, deltas)
     times, w_t = _times(w.T)
     d, s, gs, last = _steps(deltas), _steps(states), _steps(g), len(states) - 1
     carry = np.empty(d[0].shape, deltas.dtype)
@@ -327,12 +327,12 @@ def _rnn_deltas(g, states, w, activation):
         if k == last:
             into[...] = gs[k]
         else:
-            times(d[k + 1], w_t, out=carry)
-            _np_add(gs[k], carry, out=into)
+            times(d[k + 1], w_t, carry)
+            _np_add(gs[k], carry, into)
         if activation == "sigmoid":
-            _np_multiply(carry, s[k], out=carry)
+            _np_multiply(carry, s[k], carry)
         if activation != "identity":
-            _np_multiply(carry, d[k], out=d[k])
+            _np_multiply(carry, d[k], d[k])
     return deltas
 
 

@@ -231,8 +231,8 @@ def _outputs(parser: argparse.ArgumentParser, model: str) -> None:
                         help="print only the results (default: also the progress)")
     parser.add_argument("--compile", action="store_true",
                         help="compute the loss with minigrad.compile: traced once per batch "
-                             "shape, then replayed as plain NumPy calls (the same numbers, "
-                             "faster; default: eager)")
+                             "shape, then replayed as plain NumPy calls (the same numbers; "
+                             "default: eager, about as fast for these models)")
 
 
 def _compare_parser(commands_: Any) -> None:

@@ -340,6 +340,31 @@ def test_an_update_between_forward_and_backward_does_not_change_the_gradient():
     np.testing.assert_array_equal(w.grad, [6.0, 16.0])
 
 
+@pytest.mark.parametrize("model_name", ["adder", "counter"])
+def test_arguments_changed_between_a_replay_and_its_backward_change_nothing(model_name):
+    """A replay copies what its VJPs read of its arguments: the adder's targets directly,
+    the inputs through the contiguous copy of their time-major view, the counter's inputs
+    through a transposed copy. Overwriting the arguments before backward changes nothing."""
+    rng = np.random.default_rng(3)
+    if model_name == "adder":
+        model, (X, T) = Adder(rng=rng), addition_data(rng, 6, 7)
+    else:
+        model, (X, T) = Counter(0.9, 1.1), counting_data(rng, 6, 7)
+    step = mg.compile(model.loss)
+    for k in range(3):  # a trace, a second one from other inputs, then replays
+        step(X + 0.0 if k else X.copy(), T.copy())
+    model.zero_grad()
+    model.loss(X, T).backward()
+    expected = grads_of(model)
+    model.zero_grad()
+    X_, T_ = X.copy(), T.copy()
+    loss = step(X_, T_)
+    X_[...] = 1.0 - X_
+    T_[...] = 1.0 - T_
+    loss.backward()
+    assert_bitwise(grads_of(model), expected)
+
+
 def test_returned_gradients_are_not_overwritten_by_later_calls():
     w = mg.Tensor(np.ones((3, 2)), requires_grad=True)
     step = mg.compile(lambda x: mg.tanh(x @ w).sum())
