@@ -81,14 +81,16 @@ def step_table(results: Sequence[CaseResult]) -> tuple[str, list[Verdict]]:
             target = _target_cell(name, f"{r.case.key} ({r.case.sizes}) step", ratio,
                                   r.target(name), verdicts)
             faults = r.faults.get(name)
+            traces, seconds = r.tracing.get(name, (0, 0.0))
             rows.append([r.case.key, r.case.sizes, r.dtype.name, name, str(timing.repeats),
                          format_time(timing.median), f"±{50 * timing.spread:.0f}%",
                          "—" if faults is None else f"{faults:.0f}",
-                         _shown(name, ratio), f"{r.tutorial_ratio(name):.2f}", target])
+                         _shown(name, ratio), f"{r.tutorial_ratio(name):.2f}", target,
+                         f"{format_time(seconds)} ({traces})" if traces else ""])
     header = ["case", "batch × T × states", "dtype", "implementation", "repeats",
               "median per step", "IQR/2", "page faults per step", f"ratio to {HANDWRITTEN}",
-              f"ratio to {TUTORIAL}", "target"]
-    return table(header, rows, "lllllrrrrrl"), verdicts
+              f"ratio to {TUTORIAL}", "target", "tracing (traces)"]
+    return table(header, rows, "lllllrrrrrlr"), verdicts
 
 
 def memory_table(results: Sequence[MemoryResult],

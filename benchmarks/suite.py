@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from minigrad import CompiledFunction
 from minigrad.models.timing import Timing, alternate
 from minigrad.models.training import engine_objective
 
@@ -67,6 +68,7 @@ class CaseResult:
     timings: dict[str, Timing]          # implementation -> time per step; baselines first
     first_loss: dict[str, float]
     faults: dict[str, float | None]     # implementation -> page faults per step
+    tracing: dict[str, tuple[int, float]]  # compiled variant -> (traces, seconds tracing)
     notes: list[str] = field(default_factory=list)
 
     def ratio(self, name: str) -> float:
@@ -82,23 +84,37 @@ class CaseResult:
         return self.case.targets.get(name) if self.dtype == np.float64 else None
 
 
-def _steps(case: StepCase, dtype: Any, with_others: bool) -> dict[str, Step]:
+def _steps(case: StepCase, dtype: Any,
+           with_others: bool) -> tuple[dict[str, Step], dict[str, Any]]:
+    """The steps of every implementation, and the objective each engine variant made."""
     setup: Any = (counter_setup(case.batch, case.timesteps) if case.is_counter else
                   adder_setup(case.batch, case.timesteps, case.states, dtype,
                               preset=case.preset))
     steps = {HANDWRITTEN: setup.handwritten_step(), TUTORIAL: setup.reference_step()}
+    objectives: dict[str, Any] = {}
     for name, objective_of in ENGINE_VARIANTS.items():
-        steps[name] = setup.engine_step(objective_of)
+        def made(model: Any, objective_of: ObjectiveMaker = objective_of,
+                 name: str = name) -> Any:
+            objectives[name] = objective_of(model)
+            return objectives[name]
+        steps[name] = setup.engine_step(made)
     if with_others and case.others and not case.is_counter:
         steps.update(other_steps(setup))
-    return steps
+    return steps, objectives
+
+
+def _tracing(objectives: dict[str, Any]) -> dict[str, tuple[int, float]]:
+    """(traces, seconds of tracing) of each engine variant whose loss is compiled."""
+    return {name: (objective.loss_of.traces, objective.loss_of.trace_seconds)
+            for name, objective in objectives.items()
+            if isinstance(getattr(objective, "loss_of", None), CompiledFunction)}
 
 
 def time_step_case(case: StepCase, dtype: Any, *, repeats: int | None = None,
                    with_others: bool = True) -> CaseResult:
     """Median time per training step of every implementation of `case` in `dtype`."""
     dtype = np.dtype(dtype)
-    steps = _steps(case, dtype, with_others)
+    steps, objectives = _steps(case, dtype, with_others)
     notes = []
     first_loss = {name: step() for name, step in steps.items()}
     baseline_loss = first_loss[HANDWRITTEN]
@@ -108,7 +124,7 @@ def time_step_case(case: StepCase, dtype: Any, *, repeats: int | None = None,
                          f"the hand-written {baseline_loss:.10g}")
     timings = alternate(steps, repeats=repeats or case.repeats, warmup=case.warmup)
     faults = {name: page_faults_per_step(step) for name, step in steps.items()}
-    return CaseResult(case, dtype, timings, first_loss, faults, notes)
+    return CaseResult(case, dtype, timings, first_loss, faults, _tracing(objectives), notes)
 
 
 def page_faults_per_step(step: Step, steps: int = 3) -> float | None:

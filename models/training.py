@@ -79,18 +79,27 @@ def train(objective: Objective, optimizer: Optimizer, X: np.ndarray, T: np.ndarr
     return history
 
 
-def engine_objective(model: Any, compiled: bool = False) -> Objective:
-    """The objective of a minigrad Module with a `loss(X, T)` method; with `compiled`, the loss
-    is `minigrad.compile(model.loss)`: traced once per batch shape, then replayed (the same
-    losses and gradients)."""
-    loss_of = mg.compile(model.loss) if compiled else model.loss
+class EngineObjective:
+    """objective(X, T) -> loss for a minigrad Module with a `loss(X, T)` method: forward,
+    backward (the gradients in `.grad`), the loss as a float. `loss_of` is the model's
+    `loss`, or `minigrad.compile(model.loss)` (its `traces` and `trace_seconds` say what
+    tracing cost)."""
 
-    def objective(X: np.ndarray, T: np.ndarray) -> float:
-        loss = loss_of(X, T)
+    def __init__(self, model: Any, compiled: bool = False):
+        self.loss_of: Callable[[np.ndarray, np.ndarray], mg.Tensor] = (
+            mg.compile(model.loss) if compiled else model.loss)
+
+    def __call__(self, X: np.ndarray, T: np.ndarray) -> float:
+        loss = self.loss_of(X, T)
         loss.backward()
         return loss.item()
 
-    return objective
+
+def engine_objective(model: Any, compiled: bool = False) -> EngineObjective:
+    """The objective of a minigrad Module with a `loss(X, T)` method; with `compiled`, the loss
+    is `minigrad.compile(model.loss)`: traced once per batch shape, then replayed (the same
+    losses and gradients)."""
+    return EngineObjective(model, compiled)
 
 
 @dataclass(frozen=True)

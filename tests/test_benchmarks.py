@@ -24,6 +24,7 @@ No timing is asserted anywhere: the numbers of a quick run mean nothing.
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -337,6 +338,14 @@ def test_quick_run_prints_every_table():
             assert step_rows.count(name) == 2, (case, name)  # float64 and float32
     assert implementations(report, "counter") == ["hand-written", "tutorial-style",
                                                   "minigrad eager", "minigrad compiled"]
+    # The compiled rows say what tracing cost (two traces: the second checks the first);
+    # the others leave that cell empty.
+    for row in rows_of(report, "counter"):
+        tracing = row.strip().strip("|").split("|")[-1].strip()
+        if "minigrad compiled" in row:
+            assert re.fullmatch(r"[0-9.]+ (µs|ms|s) \(2\)", tracing), row
+        else:
+            assert tracing == "", row
     for heading in ("## One training step", "## Peak memory of one step",
                     "## Scaling with the sequence length T", "## Scaling with the batch",
                     "## Scaling with the state size", "## Overhead per op", "## Targets",
