@@ -270,13 +270,13 @@ def _sigmoid_into(x, out):
 _IN_PLACE = {"tanh": np.tanh, "sigmoid": _sigmoid_into, "identity": None}
 
 
-def _rnn(z, w, s0, activation):
+def _rnn(z, w, s0=None, *, activation):
     """S_k = act(z_k + S_{k-1} w) for k = 1 .. L, from S_0 = s0 (or z_1 alone if None)."""
-    states = np.empty(z.shape, np.result_type(z, w, s0))
+    states = np.empty(z.shape, np.result_type(z, w) if s0 is None else np.result_type(z, w, s0))
     act = _IN_PLACE[activation]
     times, w = _times(w)
     zs, ss = _steps(z), _steps(states)
-    if type(s0) is float:  # no initial state: S_1 = act(z_1), one product fewer
+    if s0 is None:  # no initial state: S_1 = act(z_1), one product fewer
         ss[0][...] = zs[0]
     else:
         _np_add(zs[0], times(s0, w), ss[0])  # s0 may broadcast over the batch
@@ -356,32 +356,33 @@ def _rnn_vjps(arrays, options, inputs):
             memo.clear()
         return d
 
-    def z_vjp(g, out, z, w, s0, activation):
+    # s0 is None without an initial state: rnn then has two operands.
+    def z_vjp(g, out, z, w, s0=None, *, activation):
         return deltas(g, out, w, 0)
 
-    def w_vjp(g, out, z, w, s0, activation):
+    def w_vjp(g, out, z, w, s0=None, *, activation):
         # Every position's S_{k-1}^T D_k, summed as one product over all positions and
         # samples (not L products and L sums as the unrolled loop's): the same terms,
         # rounded in another order.
         d = deltas(g, out, w, 1)
         if w.ndim == 0:  # a scalar recurrence: sum S_{k-1} D_k over every element
             grad = np.asarray(np.vdot(out[:-1], d[1:]))
-            if type(s0) is not float:
+            if s0 is not None:
                 grad += _np_multiply(_sum_to_shape(d[0], np.shape(s0)), s0).sum()
             return grad
         n = w.shape[0]
         grad = _np_matmul(out[:-1].reshape(-1, n).T, d[1:].reshape(-1, n))
-        if type(s0) is not float:
+        if s0 is not None:
             grad += _w0_vjp(d[0], None, None, s0, w)
         return grad
 
-    def s0_vjp(g, out, z, w, s0, activation):
+    def s0_vjp(g, out, z, w, s0, *, activation):
         d = deltas(g, out, w, 2)
         if w.ndim == 0:  # as mul's VJP: D_1 summed to s0 w's shape first, then times w
             return _np_multiply(_sum_to_shape(d[0], np.shape(s0)), w)
         return _s0_vjp(d[0], None, None, s0, w)
 
-    return z_vjp, w_vjp, s0_vjp
+    return (z_vjp, w_vjp, s0_vjp)[:len(arrays)]
 
 
 def _rnn_call(z: Any, w: Any, s0: Any = None, activation: str = "tanh") -> tuple[tuple, dict]:
@@ -407,8 +408,9 @@ def _rnn_call(z: Any, w: Any, s0: Any = None, activation: str = "tanh") -> tuple
         raise ValueError(f"rnn: expected z of shape (L >= 1, ..., n) and w of shape (n, n), or "
                          f"w of shape () and z (L >= 1, ...), got z {shape_z} and w {shape_w}")
     if s0 is None:
-        s0 = 0.0
-    elif not _broadcasts_to(shapes[2], shape_z[1:]):
+        return (z, w), {"activation": activation}
+    # (A vector recurrence's s0 has the state's axis: S_0 w is a product.)
+    if not _broadcasts_to(shapes[2], shape_z[1:]) or not scalar and shapes[2][-1:] != shape_z[-1:]:
         raise ValueError(f"rnn: initial state of shape {shapes[2]} does not broadcast to a "
                          f"step's shape {shape_z[1:]} (z {shape_z})")
     return (z, w, s0), {"activation": activation}

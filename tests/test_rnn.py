@@ -170,3 +170,17 @@ def test_float32_stays_float32_and_the_inputs_are_not_written():
     assert out.dtype == zt.grad.dtype == wt.grad.dtype == np.float32
     np.testing.assert_array_equal(z, before[0])
     np.testing.assert_array_equal(w, before[1])
+
+
+def test_an_initial_state_given_as_a_number_is_one():
+    """Only None means "no initial state": s0 = 5.0 is S_0 = 5 (a scalar recurrence), and a
+    number is refused where S_0 w must be a product."""
+    z = np.array([[0.5, -1.0], [0.25, 2.0]])
+    states = mg.rnn(z, np.array(0.5), 5.0, activation="identity").data
+    np.testing.assert_array_equal(states[0], z[0] + 5.0 * 0.5)
+    s0 = mg.Tensor(5.0, requires_grad=True)
+    mg.rnn(z, np.array(0.5), s0, activation="identity").sum().backward()
+    assert s0.grad == 2 * (0.5 + 0.25)  # dS_1/ds0 = w, dS_2/ds0 = w^2, for both samples
+    with pytest.raises(ValueError, match=r"rnn: initial state of shape \(\) does not "
+                                         r"broadcast to a step's shape \(2, 3\)"):
+        mg.rnn(np.zeros((2, 2, 3)), np.eye(3), 5.0)
