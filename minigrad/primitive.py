@@ -219,13 +219,14 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         if not (needs_grad and recording):
             return _make(out, False, None, view)
         vjps: Any = op.vjps
-        if type(vjps) is not tuple:  # an op of any number of operands: VJPs for this call
+        if type(vjps) is not tuple:  # VJPs made for this call (stack's, rnn's)
             vjps = vjps(arrays, options, inputs)
         args: tuple = arrays if keeps else ()
         if keeps and dropped:
             saved = list(arrays)
             for i in dropped:
-                saved[i] = None
+                if i < len(saved):  # an op whose VJPs come per call may have fewer
+                    saved[i] = None
             args = tuple(saved)
         node = _new(Node)  # Node(...), but the __init__ call is one CPython 3.11 inlines
         _init_node(node, name, vjps, inputs, args, options, out if saves_output else None, out)
