@@ -37,10 +37,8 @@ class Module:
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """(dotted name, parameter) for each parameter once, in the order they were set."""
-        found: list[tuple[str, Parameter]] = []
-        _walk(vars(self), prefix, {id(self)}, found)
         seen: set[int] = set()
-        for name, p in found:
+        for name, p in self._found(prefix):
             if id(p) not in seen:
                 seen.add(id(p))
                 yield name, p
@@ -50,10 +48,13 @@ class Module:
             yield p
 
     def zero_grad(self) -> None:
-        found: list[tuple[str, Parameter]] = []  # every training step: no generators
-        _walk(vars(self), "", {id(self)}, found)
-        for _, p in found:
+        for _, p in self._found(""):  # every training step: a list, no generators
             p.grad = None
+
+    def _found(self, prefix: str) -> list[tuple[str, Parameter]]:
+        found: list[tuple[str, Parameter]] = []
+        _walk(vars(self), prefix, {id(self)}, found)
+        return found
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """A copy of every parameter's value, by name."""

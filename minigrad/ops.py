@@ -344,16 +344,20 @@ def _rnn_vjps(arrays, options, inputs):
     them, and the last one the sweep will call (by `inputs`) lets them go."""
     activation = options["activation"]
     last = builtins.max(i for i, x in enumerate(inputs) if x is not None)
-    memo: list = []  # [g, out, w, D]: the deltas of the cotangent being swept
+    # (g, out, w, D): the deltas of the cotangent being swept. Read and replaced whole, in
+    # one step each: a compiled program's replays in two threads share these VJPs, and one
+    # must never take the other's deltas (it recomputes its own instead).
+    memo: list = [None]
 
     def deltas(g, out, w, i):
-        if memo and memo[0] is g and memo[1] is out and memo[2] is w:
-            d = memo[3]
+        entry = memo[0]
+        if entry is not None and entry[0] is g and entry[1] is out and entry[2] is w:
+            d = entry[3]
         else:
             d = _rnn_deltas(g, out, w, activation)
-            memo[:] = [g, out, w, d]
+            memo[0] = (g, out, w, d)
         if i == last:
-            memo.clear()
+            memo[0] = None
         return d
 
     # s0 is None without an initial state: rnn then has two operands.

@@ -293,6 +293,8 @@ def _zip(f: IO[bytes]) -> Iterator[zipfile.ZipFile]:
             yield archive
     except zipfile.BadZipFile as error:
         raise _Refused(_not_an_archive(f, error)) from None
+    # zipfile's own ways to fail on damage: NotImplementedError is its answer to a member
+    # compressed by a method it lacks, a file this loader cannot read either.
     except (EOFError, OSError, ValueError, struct.error, zlib.error, NotImplementedError,
             OverflowError, RuntimeError) as error:
         raise _Refused(f"is a damaged .npz archive ({error})") from None

@@ -184,3 +184,72 @@ def test_an_initial_state_given_as_a_number_is_one():
     with pytest.raises(ValueError, match=r"rnn: initial state of shape \(\) does not "
                                          r"broadcast to a step's shape \(2, 3\)"):
         mg.rnn(np.zeros((2, 2, 3)), np.eye(3), 5.0)
+
+
+def test_replays_in_two_threads_give_each_its_own_gradients():
+    """A compiled program's rnn VJPs (and the deltas they share) serve every replay, in any
+    thread: replays of two inputs at once each give eager mode's gradients."""
+    import sys
+    import threading
+
+    rng = np.random.default_rng(4)
+    w = mg.Tensor(rng.normal(size=(3, 3)) * 0.5, requires_grad=True)
+    s0 = mg.Tensor(rng.normal(size=3), requires_grad=True)
+    step = mg.compile(lambda z: (mg.rnn(z, w, s0) * mg.rnn(z, w, s0)).sum())
+    zs = [rng.normal(size=(6, 4, 3)) for _ in range(2)]
+
+    def grads(loss, z):
+        return mg.gradients(loss, [z, w, s0])
+
+    expected = []
+    for z in zs:
+        zt = mg.Tensor(z, requires_grad=True)
+        expected.append(grads((mg.rnn(zt, w, s0) * mg.rnn(zt, w, s0)).sum(), zt))
+    for z in zs * 2:  # trace, trace again from other inputs: replays from here on
+        step(mg.Tensor(z, requires_grad=True))
+    wrong: list[int] = []
+
+    def replay(k):
+        for _ in range(100):
+            zt = mg.Tensor(zs[k], requires_grad=True)
+            if not all(np.array_equal(a, b) for a, b in zip(grads(step(zt), zt), expected[k])):
+                wrong.append(k)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython allows
+    try:
+        threads = [threading.Thread(target=replay, args=(k,)) for k in (0, 1, 0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert step.traces == 2 and not wrong
+
+
+def test_changing_what_rnn_saved_between_forward_and_backward_changes_nothing():
+    """rnn's backward reads its states, w and s0: an in-place change to any of them (the
+    states through `.data`, a weight an optimizer steps, a plain NumPy w) after the forward
+    pass changes the tensors, not the gradients."""
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=(5, 3, 2))
+    w0, s00 = rng.normal(size=(2, 2)) * 0.5, rng.normal(size=2)
+
+    def gradients_of(mutate):
+        zt = mg.Tensor(z, requires_grad=True)
+        w, s0 = mg.Tensor(w0, requires_grad=True), mg.Tensor(s00, requires_grad=True)
+        plain = w0.copy()
+        states = mg.rnn(zt, w, s0)
+        other = mg.rnn(zt, plain, s0, activation="sigmoid")
+        loss = (states * states).sum() + other.sum()
+        if mutate:
+            states.data[...] = 0.0
+            w.data += 1.0
+            s0.data *= -1.0
+            plain[...] = 7.0
+        loss.backward()
+        return zt.grad, w.grad, s0.grad
+
+    for a, b in zip(gradients_of(True), gradients_of(False)):
+        np.testing.assert_array_equal(a, b)
