@@ -386,26 +386,28 @@ class _Program:
         # An array argument a VJP reads is copied on every call, as `record` copies a NumPy
         # operand a node keeps (the caller may change it before backward); one that only
         # views and copies of it read (a strided `X[:, k]` is copied contiguous) is not.
-        read = {i for step in self.backward_steps for i in step.saved if i is not None}
+        read = self._read_by_vjps()
         self.arrays = [(i, position, self.requires_grad and i in read)
                        for i, position in arrays]
-        self.frees = self._frees()
+        self.frees = self._frees(read)
         self.run_steps = forward_function([
             (s.forward, s.inputs, s.options, s.out.index, frees, s.out.shape == ())
             for s, frees in zip(trace.steps, self.frees)])
         self.run_backward: Callable[[list, np.ndarray, bool], list] | None = None  # after a first
         self._forget(trace)
 
-    def _frees(self) -> list[tuple[int, ...]]:
-        """For each step, the values no later step and no VJP reads: dropped after it, so
-        that a replay holds what eager mode's graph holds (a pre-activation, say, is freed
-        once its tanh is computed), not every value of the forward pass."""
+    def _read_by_vjps(self) -> set[int]:
+        """The slots of the operands the VJPs read."""
+        return {i for step in self.backward_steps for i in step.saved if i is not None}
+
+    def _frees(self, read: set[int]) -> list[tuple[int, ...]]:
+        """For each step, the values no later step and no VJP reads (`read`: the operands
+        they read): dropped after it, so that a replay holds what eager mode's graph holds
+        (a pre-activation, say, is freed once its tanh is computed), not every value of the
+        forward pass."""
         kinds = self.trace.kinds
-        kept = {self.result.index}
-        for step in self.backward_steps:
-            kept.update(i for i in step.saved if i is not None)
-            if step.saves_output:
-                kept.add(step.out.index)
+        kept = read | {self.result.index}
+        kept.update(step.out.index for step in self.backward_steps if step.saves_output)
         last: dict[int, int] = {}
         for k, step in enumerate(self.trace.steps):
             last[step.out.index] = k
