@@ -272,6 +272,10 @@ _IN_PLACE = {"tanh": np.tanh, "sigmoid": _sigmoid_into, "identity": None}
 
 def _rnn(z, w, s0=None, *, activation):
     """S_k = act(z_k + S_{k-1} w) for k = 1 .. L, from S_0 = s0 (or z_1 alone if None)."""
+    if activation == "identity" and s0 is None and _closed_form_pays(z, w):
+        states = _powers_product(w, z, transpose=False)
+        if states is not None:
+            return states
     states = np.empty(z.shape, np.result_type(z, w) if s0 is None else np.result_type(z, w, s0))
     act = _IN_PLACE[activation]
     times, w = _times(w)
@@ -306,6 +310,53 @@ def _times(w):
     return _np_multiply, w.reshape(())
 
 
+# A linear scalar recurrence, S_k = z_k + w S_{k-1} from S_1 = z_1, is S = P z with the
+# lower-triangular P[k, j] = w^(k-j): one matrix product instead of 2 L small calls, and its
+# backward D = P^T g another. It costs L^2 m multiplications against the loop's 2 L m, so it
+# pays only while L m (a step's m numbers times L) stays small, as in the counter (10 x 20).
+_CLOSED_FORM_SIZE = 2048
+
+
+def _closed_form_pays(z, w):
+    return w.size == 1 and (w.ndim == 0 or z.ndim > 1 and z.shape[-1] == 1) \
+        and len(z) > 1 and z.size * len(z) <= _CLOSED_FORM_SIZE
+
+
+@functools.lru_cache(maxsize=64)
+def _exponents(length, dtype):
+    """E[k, j] = k - j on and below the diagonal (0 above it), and that triangle as 0/1."""
+    k = np.arange(length)
+    below = (k[:, None] >= k).astype(dtype)
+    return np.maximum(k[:, None] - k, 0).astype(dtype), below
+
+
+@functools.lru_cache(maxsize=8)
+def _powers(w, length, dtype):
+    """P[k, j] = w^(k-j) for j <= k, else 0 (read-only: the cache hands it to every caller).
+    Cached by w's value: backward finds the matrix forward made."""
+    exponents, below = _exponents(length, dtype)
+    P = np.power(np.array(w, dtype), exponents)
+    P *= below
+    P.flags.writeable = False
+    return P
+
+
+def _powers_product(w, x, transpose):
+    """P x (or P^T x) over x's first axis, P[k, j] = w^(k-j) for j <= k, else 0. None where
+    the product would not be the loop's number up to rounding, and the loop decides: a power
+    that overflows, or an inf or NaN in x (P's zeros times inf give NaN where the loop adds
+    no such term). Both checked before the product, so that it warns of nothing the loop
+    would not."""
+    length = len(x)
+    dtype = np.result_type(x, w)
+    scale = float(w.reshape(()))
+    if builtins.abs(scale) > 1.0 and (length - 1) * math.log(builtins.abs(scale)) >= \
+            math.log(np.finfo(dtype).max) or not np.isfinite(x).all():
+        return None
+    P = _powers(scale, length, dtype)
+    return _np_matmul(P.T if transpose else P, x.reshape(length, -1)).reshape(x.shape)
+
+
 def _rnn_deltas(g, states, w, activation):
     """D_k = dloss/d(z_k + S_{k-1} w) for every k, from g = dloss/dS (all k): backpropagation
     through time, D_k = (g_k + D_{k+1} w^T) act'(S_k), three NumPy calls per step (tanh).
@@ -313,6 +364,10 @@ def _rnn_deltas(g, states, w, activation):
     act'(S) is written into D's buffer for all steps first (two passes), and each D_k over
     it, so backward holds one array the size of the states, not two. The products are
     those of tanh's and sigmoid's VJPs, in their order: g (1 - S^2), (g S)(1 - S)."""
+    if activation == "identity" and _closed_form_pays(states, w):
+        deltas = _powers_product(w, g, transpose=True)
+        if deltas is not None:
+            return deltas
     deltas = np.empty(states.shape, np.result_type(g, states, w))
     if activation == "tanh":
         np.multiply(states, states, deltas)
@@ -400,7 +455,11 @@ def _rnn_call(z: Any, w: Any, s0: Any = None, activation: str = "tanh") -> tuple
     The same numbers as the loop of `addmm` and the activation, except the gradient of `w`:
     backward sums its L per-position products as one matrix product over all positions,
     which rounds differently (the loop's terms, in another order), and costs one NumPy call
-    instead of 2 L. Backward reads the states, not the pre-activations."""
+    instead of 2 L. A short linear scalar recurrence ("identity", w of shape (), L times a
+    step's size at most 2048, as the counter's) is computed in closed form, S = P z and
+    backward P^T g with P[k, j] = w^(k-j): the loop's terms summed in another order, in one
+    product each way instead of 2 L calls. Backward reads the states, not the
+    pre-activations."""
     shapes = [np.shape(_data(x, "rnn")) for x in (z, w) + ((s0,) if s0 is not None else ())]
     shape_z, shape_w = shapes[0], shapes[1]
     if activation not in _ACTIVATIONS:

@@ -28,14 +28,15 @@ class Counter(nn.Module):
         """s_1 .. s_n for sequences X (batch, n), time-major: shape (n, batch).
 
         The recurrence is one op, `mg.rnn`, a scalar one (w_rec of shape ()) with the
-        identity as activation: its backward sums w_rec's gradient over all steps and
-        sequences in one product."""
+        identity as activation: for short sequences it is computed in closed form, the
+        states one product by the matrix of w_rec's powers and backward another, and w_rec's
+        gradient is one sum over all steps and sequences."""
         X = _sequences(X, self.w_x.dtype)
         return mg.rnn(self.w_x * X.T, self.w_rec, activation="identity")  # z_k = x_k w_x
 
     def unrolled_states(self, X: np.ndarray) -> list[mg.Tensor]:
-        """[s_1, ..., s_n], each (batch,), computed step by step (the same numbers as
-        `states`), so that `minigrad.gradients(loss, states)` gives the whole dL/ds_k."""
+        """[s_1, ..., s_n], each (batch,), computed step by step (`states`' numbers up to
+        rounding), so that `minigrad.gradients(loss, states)` gives the whole dL/ds_k."""
         X = _sequences(X, self.w_x.dtype)
         s = self.w_x * X[:, 0]  # s_0 = 0 adds no recurrent term
         states = [s]
@@ -53,9 +54,10 @@ class Counter(nn.Module):
         return self._loss_of(self.forward(X), t)
 
     def loss_and_states(self, X: np.ndarray, t: np.ndarray) -> tuple[mg.Tensor, list[mg.Tensor]]:
-        """The loss of `loss` (the same number), computed from the unrolled states [s_1, ...,
-        s_n] (s_0 = 0 is a constant), and those states, so that
-        `minigrad.gradients(loss, states)` gives dL/ds_k."""
+        """The loss of `loss` (the same number up to rounding: `loss` sums the recurrence's
+        terms in another order), computed from the unrolled states [s_1, ..., s_n] (s_0 = 0
+        is a constant), and those states, so that `minigrad.gradients(loss, states)` gives
+        dL/ds_k."""
         states = self.unrolled_states(X)
         return self._loss_of(states[-1], t), states
 

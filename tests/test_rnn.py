@@ -3,7 +3,9 @@ the activation per step. The table's tests (test_ops.py, test_errors.py, test_co
 already check its gradient numerically, in float32, compiled and with wrong types; here it
 must give the loop's numbers: the states and the gradients of z and s0 to the bit, the
 gradient of w (one product over all positions instead of a sum of per-step products) to
-within the rounding of a reordered sum.
+within the rounding of a reordered sum; a short linear scalar recurrence, which rnn
+computes in closed form (one product by the matrix of w's powers), to within the rounding
+of its terms' sums.
 """
 
 from __future__ import annotations
@@ -63,20 +65,43 @@ def test_rnn_gives_the_loops_numbers(activation, case):
     expected, (ez, ew, *es0) = gradients(loop, z, w, s0, upstream, activation)
     if ew is None:  # one step and no s0: nothing multiplies w, which rnn gives zeros
         ew = np.zeros_like(w)
-    np.testing.assert_array_equal(states, expected)
-    np.testing.assert_array_equal(gz, ez)
-    for g, e in zip(gs0, es0):
-        np.testing.assert_array_equal(g, e)
+    eps = np.finfo(np.float64).eps
+    # Where rnn takes the closed form of a short linear scalar recurrence (S = P z, D = P^T g
+    # with P[k, j] = w^(k-j)), it sums the loop's terms in another order: each state (delta)
+    # within 4 L eps of the sum of its terms' magnitudes, (|P| |z|) ((|P|^T |g|)), from the
+    # rounding of both; zero where it takes the loop.
+    bound_s, bound_d = np.zeros(z.shape), np.zeros(z.shape)
+    if activation == "identity" and mg.ops._closed_form_pays(z, w):
+        length = z.shape[0]
+        k = np.arange(length)
+        magnitudes = np.where(k[:, None] >= k, np.abs(w) ** np.maximum(k[:, None] - k, 0), 0.0)
+        bound_d = (4 * length * eps * magnitudes.T @ np.abs(upstream).reshape(length, -1)
+                   ).reshape(z.shape)
+        if s0 is None:
+            bound_s = (4 * length * eps * magnitudes @ np.abs(z).reshape(length, -1)
+                       ).reshape(z.shape)
+    assert np.all(np.abs(states - expected) <= bound_s)
+    assert np.all(np.abs(gz - ez) <= bound_d)
+    for g, e in zip(gs0, es0):  # w sum_i D_1[i] (or its product with w): D_1 within bound_d
+        assert np.all(np.abs(g - e) <= np.abs(w).max(initial=0.0) * bound_d[0].sum()
+                      * (1 + 4 * z.size * eps) + 4 * z.size * eps * np.abs(e))
     # W's gradient sums the same products in another order: apart by at most the rounding
-    # of two sums of m terms, 2 m eps sum |term| (m = positions x samples, with s0's terms).
+    # of two sums of m terms, 2 m eps sum |term| (m = positions x samples, with s0's terms),
+    # plus what the states' and deltas' own differences (bounds above) carry into it.
     previous = np.concatenate([np.zeros((1,) + z.shape[1:]) if s0 is None else
                                np.broadcast_to(s0, (1,) + z.shape[1:]), states[:-1]])
+    previous_bound = np.concatenate([np.zeros((1,) + z.shape[1:]), bound_s[:-1]])
     deltas = ez  # dloss/d(pre-activation) at every position: z's gradient
     n = w.shape[0] if w.ndim else 1
-    terms = np.abs(previous).reshape(-1, n).T @ np.abs(deltas).reshape(-1, n)
     m = previous.size // n
-    terms = terms.reshape(w.shape)
-    assert np.all(np.abs(gw - ew) <= 2 * m * np.finfo(np.float64).eps * terms)
+
+    def products(a, b):
+        return (a.reshape(-1, n).T @ b.reshape(-1, n)).reshape(w.shape)
+
+    terms = products(np.abs(previous), np.abs(deltas))
+    carried = (products(previous_bound, np.abs(deltas) + bound_d)
+               + products(np.abs(previous), bound_d))
+    assert np.all(np.abs(gw - ew) <= 2 * m * eps * terms + (1 + 2 * m * eps) * carried)
 
 
 def test_without_an_initial_state_the_first_step_is_the_activation_of_z1():
@@ -253,3 +278,38 @@ def test_changing_what_rnn_saved_between_forward_and_backward_changes_nothing():
 
     for a, b in zip(gradients_of(True), gradients_of(False)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the loop's own overflow and inf - inf
+@pytest.mark.parametrize("z_first, w", [
+    (0.0, 1e40),     # w^(L-1) overflows; the loop's states do not (only z_L is non-zero)
+    (np.inf, 0.5),   # an inf in z: the product's zeros times inf would be NaN
+    (np.nan, 0.5),
+])
+def test_a_linear_recurrence_the_closed_form_cannot_give_is_the_loops(z_first, w):
+    """A short linear scalar recurrence is computed as S = P z, P[k, j] = w^(k-j); where P
+    or z is not finite that product is not the loop's number (inf - inf, 0 times inf), and
+    rnn gives the loop's states and deltas, bit for bit."""
+    z = np.zeros((10, 3))
+    z[0, 0], z[-1] = z_first, 1.0
+    upstream = np.ones_like(z)
+    upstream[-1, 1] = z_first
+    states, grads = gradients(lambda *a: mg.rnn(*a[:3], activation=a[3]), z, np.array(w),
+                              None, upstream, "identity")
+    expected, expected_grads = gradients(loop, z, np.array(w), None, upstream, "identity")
+    np.testing.assert_array_equal(states, expected)
+    np.testing.assert_array_equal(grads[0], expected_grads[0])
+
+
+def test_a_long_linear_recurrence_runs_the_loop():
+    """The closed form costs L^2 m products against the loop's 2 L m: past a small size
+    rnn runs the loop, whose numbers are the unrolled graph's to the bit."""
+    rng = np.random.default_rng(7)
+    z, w = rng.normal(size=(60, 40)), np.array(0.9)
+    assert not mg.ops._closed_form_pays(z, w)
+    upstream = rng.normal(size=z.shape)
+    states, grads = gradients(lambda *a: mg.rnn(*a[:3], activation=a[3]), z, w, None,
+                              upstream, "identity")
+    expected, expected_grads = gradients(loop, z, w, None, upstream, "identity")
+    np.testing.assert_array_equal(states, expected)
+    np.testing.assert_array_equal(grads[0], expected_grads[0])

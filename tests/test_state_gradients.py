@@ -225,8 +225,19 @@ def test_the_models_hand_back_the_states_their_loss_used(model_name):
         X, T = addition_data(rng, 5, 7)
     loss, states = model.loss_and_states(X, T)
     assert len(states) == 7
-    assert loss.item() == model.loss(X, T).item()
     with mg.no_grad():
-        expected = model.states(X)  # the one rnn op's states, time-major: the same numbers
-    for s, e in zip(states, expected.data, strict=True):
-        np.testing.assert_array_equal(s.data, e)
+        expected = model.states(X)  # the one rnn op's states, time-major
+    if model_name == "adder":  # the same numbers
+        assert loss.item() == model.loss(X, T).item()
+        for s, e in zip(states, expected.data, strict=True):
+            np.testing.assert_array_equal(s.data, e)
+        return
+    # The counter's rnn is a closed form, S = P z (P[k, j] = w_rec^(k-j)): the loop's terms,
+    # all positive here, summed in another order; each state within 4 L eps of it, relative.
+    bound = 4 * 7 * np.finfo(np.float64).eps * np.abs(expected.data)
+    for s, e, b in zip(states, expected.data, bound, strict=True):
+        assert np.all(np.abs(s.data - e) <= b)
+    # the loss, mean (s_n - t)^2, moves by at most mean(2 |s_n - t| b + b^2)
+    residual, b = np.abs(expected.data[-1] - T), bound[-1]
+    assert abs(loss.item() - model.loss(X, T).item()) <= np.mean(2 * residual * b + b * b) * (
+        1 + 1e-12)
