@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from . import anomaly, modes, primitive, tape, tensor
-from .lowering import BackwardWriter, forward_function
+from .lowering import BackwardWriter, Source, forward_function
 from .modes import ANOMALY, RECORDING, TRACING, current_mode
 from .primitive import Op
 from .tape import Node
@@ -390,6 +390,12 @@ class _Program:
         self.arrays = [(i, position, self.requires_grad and i in read)
                        for i, position in arrays]
         self.frees = self._frees(read)
+        self.load = self._load_function()
+        # Where each leaf's vertex comes from on a call: a Tensor argument's position (its
+        # vertex may be a node), or a tensor read from outside (a leaf: itself).
+        self.leaf_sources = [(trace.kinds[leaf.index][1], None)
+                             if trace.kinds[leaf.index][0] == "tensor"
+                             else (None, trace.kinds[leaf.index][1]) for leaf in self.leaves]
         self.run_steps = forward_function([
             (s.forward, s.inputs, s.options, s.out.index, frees, s.out.shape == ())
             for s, frees in zip(trace.steps, self.frees)])
@@ -454,35 +460,53 @@ class _Program:
         return any(t._data.shape != shape or t._data.dtype != dtype
                    for _, t, shape, dtype in self.captured)
 
-    def forward(self, args: Sequence[Any]) -> list[Any]:
-        values = self.template[:]
+    def _load_function(self) -> Callable[[Sequence[Any]], list[Any] | None]:
+        """`load(args)`: the values a call starts from, in straight-line code: the constants,
+        the arguments (copied where a VJP reads them), their views and conversions, and the
+        current array of each tensor read from outside; None if one of those changed its
+        shape or dtype since the trace (the program is stale: trace again). A tensor whose
+        array the program keeps is marked shared first (copy-on-write, as `record` does)."""
+        source = Source()
+        source.add(f"v = {source.name(self.template, 'template')}[:]")
         for i, position in self.tensors:
-            t = args[position]
-            if not t._shared:  # the program keeps its array: copy-on-write, as `record`
-                t._share()
-            values[i] = t._data
+            source.add(f"x = args[{position}]")
+            source.add("if not x._shared: x._share()")
+            source.add(f"v[{i}] = x._data")
         for i, position, copied in self.arrays:
-            a = args[position]
-            values[i] = a.copy() if copied else a
+            source.add(f"v[{i}] = args[{position}]{'.copy()' if copied else ''}")
         for i, kind in self.views:
+            parent = f"v[{kind[1]}]"
             if kind[0] == "flat":
-                values[i] = values[kind[1]].reshape(-1)[kind[2]]
+                source.add(f"v[{i}] = {parent}.reshape(-1)[{source.name(kind[2], 'index')}]")
             elif kind[0] == "copy":
-                values[i] = values[kind[1]].copy()
+                source.add(f"v[{i}] = {parent}.copy()")
             elif kind[0] == "astype":
-                values[i] = values[kind[1]].astype(kind[2])
+                source.add(f"v[{i}] = {parent}.astype({source.name(kind[2], 'dtype')})")
             else:
-                _, parent, shape, dtype, offset, strides = kind
-                values[i] = np.ndarray(shape, dtype, buffer=values[parent], offset=offset,
-                                       strides=strides)
-        for i, t, _, _ in self.captured:
-            if not t._shared:
-                t._share()
-            values[i] = t._data
+                _, _, shape, dtype, offset, strides = kind
+                source.add(f"v[{i}] = ndarray({source.name(shape, 'shape')}, "
+                           f"{source.name(dtype, 'dtype')}, buffer={parent}, offset={offset}, "
+                           f"strides={source.name(strides, 'strides')})")
+        for i, t, shape, dtype in self.captured:
+            source.add(f"x = {source.name(t, 'tensor')}")
+            source.add("if not x._shared: x._share()")
+            source.add("x = x._data")
+            source.add(f"if x.shape != {source.name(shape, 'shape')} or x.dtype != "
+                       f"{source.name(dtype, 'dtype')}: return None")
+            source.add(f"v[{i}] = x")
+        source.add("return v")
+        return source.function("load(args)", "load")
+
+    def forward(self, args: Sequence[Any]) -> list[Any] | None:
+        """The values of a call: its inputs (`load`) and every op's output; None if the
+        program is stale."""
+        values = self.load(args)
+        if values is None:
+            return None
         if self.anomaly:
             self._forward_checked(values)
-            return values
-        self.run_steps(values)
+        else:
+            self.run_steps(values)
         return values
 
     def _forward_checked(self, values: list[Any]) -> None:
@@ -541,13 +565,15 @@ def _leaf_vjps(n: int) -> tuple[Callable[..., np.ndarray], ...]:
 
 
 class _Inputs:
-    """The values a trace read: the array arguments (copies) and the tensors it read from
-    outside (their arrays, which copy-on-write keeps unchanged)."""
+    """The values a trace read: the array arguments (copies, and the bytes of the small
+    ones) and the tensors it read from outside (their arrays, which copy-on-write keeps
+    unchanged)."""
 
     __slots__ = ("arrays", "captured")
 
     def __init__(self, arrays: list[np.ndarray], program: _Program):
-        self.arrays = arrays
+        self.arrays = [(a, a.tobytes() if a.nbytes <= _BYTES_COMPARED else None)
+                       for a in arrays]
         self.captured = []
         for _, t, _, _ in program.captured:
             if not t._shared:  # kept here: an in-place change must give t a new array
@@ -560,18 +586,26 @@ class _Inputs:
 
     def same(self, args: tuple, program: _Program) -> bool:
         """Whether a call with `args` reads exactly these values (NaN where these have NaN)."""
-        arrays = [a for a in args if type(a) is np.ndarray]
-        return all(_equal(a, b) for a, b in zip(arrays, self.arrays)) and all(
-            t._data is d or _equal(t._data, d)
-            for (_, t, _, _), d in zip(program.captured, self.captured))
+        kept = iter(self.arrays)
+        for a in args:
+            if type(a) is np.ndarray and not _equal(a, *next(kept)):
+                return False
+        for (_, t, _, _), d in zip(program.captured, self.captured):
+            if t._data is not d and not _equal(t._data, d, None):
+                return False
+        return True
 
 
-def _equal(a: np.ndarray, b: np.ndarray) -> bool:
+# The same bytes are the same values: for a minibatch one memcmp, cheaper than np.equal's
+# temporaries and reduction.
+_BYTES_COMPARED = 1 << 16
+
+
+def _equal(a: np.ndarray, b: np.ndarray, b_bytes: bytes | None) -> bool:
+    """Whether `a` holds `b`'s values (`b_bytes`: b's bytes, if kept)."""
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
-    # The same bytes: the same values (one memcmp for a minibatch; a copy of each costs less
-    # than np.equal's temporaries and its reduction). Else compare the values.
-    if a.nbytes <= 1 << 16 and a.tobytes() == b.tobytes():
+    if b_bytes is not None and a.tobytes() == b_bytes:
         return True
     return bool(np.equal(a, b).all()) or a.dtype.kind == "f" and bool(
         np.array_equal(a, b, equal_nan=True))
@@ -593,8 +627,7 @@ class _Entry:
         self.inputs: _Inputs | None = inputs
 
     def replays(self, args: tuple) -> bool:
-        if self.program.stale():
-            return False
+        """Whether a call with `args` may replay the program (if it is not stale)."""
         return self.checked or self.compared and self.inputs.same(  # type: ignore[union-attr]
             args, self.program)
 
@@ -643,7 +676,9 @@ class CompiledFunction:
             if entry is not None:
                 self._cache.move_to_end(key)
         if entry is not None and entry.replays(args):
-            return self._replay(entry.program, args, mode)
+            result = self._replay(entry.program, args)
+            if result is not None:
+                return result
         arrays = _Inputs.copies(args)
         result, program = self._trace(args, mode)
         inputs = _Inputs(arrays, program)
@@ -686,18 +721,19 @@ class CompiledFunction:
         self.trace_seconds += time.perf_counter() - started
         return result, program
 
-    def _replay(self, program: _Program, args: tuple, mode: int) -> Tensor:
+    def _replay(self, program: _Program, args: tuple) -> Tensor | None:
+        """The program's result for `args`, its backward one node of the tape; None if the
+        program is stale."""
         values = program.forward(args)
+        if values is None:
+            return None
         out = values[program.result.index]
         if out.base is not None:  # a view of something the program reads: the caller's own
             out = out.copy()
         if not (program.requires_grad and program.leaves):
             return _make(out, False, None)
-        inputs: list[Any] = []
-        for leaf in program.leaves:
-            kind = program.trace.kinds[leaf.index]
-            t = args[kind[1]] if kind[0] == "tensor" else kind[1]
-            inputs.append(t._node or t)
+        inputs = [t if t is not None else args[position]._node or args[position]
+                  for position, t in program.leaf_sources]
         node = Node(self._node_name, _leaf_vjps(len(inputs)), inputs,
                     (_Backward(program, values),), {}, None, out)
         return _make(out, True, node)
@@ -741,10 +777,11 @@ def _tracing(trace: _Trace) -> Iterator[None]:
 def _signature(args: tuple, mode: int) -> tuple:
     parts: list[Any] = [mode & (RECORDING | ANOMALY)]
     for i, a in enumerate(args):
-        if isinstance(a, Tensor):
-            parts.append((type(a), a.shape, a.dtype.str, a.requires_grad, a._node is None))
-        elif type(a) is np.ndarray:
-            parts.append((np.ndarray, a.shape, a.dtype.str))
+        if type(a) is np.ndarray:
+            parts.append((a.shape, a.dtype))
+        elif isinstance(a, Tensor):
+            data = a._data
+            parts.append((type(a), data.shape, data.dtype, a.requires_grad, a._node is None))
         else:
             try:
                 hash(a)

@@ -28,10 +28,10 @@ import numpy as np
 
 from .tape import Cotangent, sum_to_shape
 
-__all__ = ["BackwardWriter", "forward_function"]
+__all__ = ["BackwardWriter", "Source", "forward_function"]
 
 
-class _Source:
+class Source:
     """Lines of one function's body, and the objects its names refer to."""
 
     def __init__(self) -> None:
@@ -58,7 +58,7 @@ class _Source:
         return self.names[signature.split("(")[0]]
 
 
-def _call(source: _Source, fn: Callable[..., Any], operands: Sequence[str],
+def _call(source: Source, fn: Callable[..., Any], operands: Sequence[str],
           options: dict[str, Any]) -> str:
     arguments = list(operands)
     if options:
@@ -71,7 +71,7 @@ def forward_function(steps: Sequence[tuple[Callable[..., Any], Sequence[int], di
     """`forward(v)`: each step `(forward, inputs, options, out, frees, scalar)` as
     `v[out] = forward(*v[inputs], **options)` (made an array if `scalar`: a 0-d result may
     come as a NumPy scalar), then the values in `frees` dropped."""
-    source = _Source()
+    source = Source()
     for forward, inputs, options, out, frees, scalar in steps:
         call = _call(source, forward, [f"v[{i}]" for i in inputs], options)
         source.add(f"v[{out}] = asarray({call})" if scalar else f"v[{out}] = {call}")
@@ -99,7 +99,7 @@ class BackwardWriter:
                                                                 Callable[..., list]]:
         """The cotangents of the leaves for `seed`, and `backward(v, seed, free)`, the code
         that computes them the same way for other values of the same signature."""
-        self.source = _Source()
+        self.source = Source()
         self.cotangents: dict[Any, np.ndarray] = {}
         self.owned: set[Any] = set()  # the vertices whose array this sweep allocated
         self.add(self.result, seed, "seed")

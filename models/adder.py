@@ -104,12 +104,15 @@ class Adder(nn.Module):
         return self._loss_of(mg.stack(states, axis=0), T), states
 
     def _loss_of(self, states: mg.Tensor, T: np.ndarray) -> mg.Tensor:
-        logits = self._logits_of(states)
+        # Time-major, as the states come: the targets are transposed (a view), not the
+        # logits, so that the loss and its gradient run over contiguous arrays.
+        logits = self.output(states)
         T = np.asarray(T, logits.dtype)
-        if T.shape != logits.shape:
+        length, batch, _ = logits.shape
+        if T.shape != (batch, length, 1):
             raise ValueError(f"Adder.loss: targets of shape {T.shape} do not match outputs "
-                             f"{logits.shape}")
-        return mg.binary_cross_entropy_with_logits(logits, T)
+                             f"{(batch, length, 1)}")
+        return mg.binary_cross_entropy_with_logits(logits, T.transpose(1, 0, 2))
 
     def predict_bits(self, X: np.ndarray) -> np.ndarray:
         """The predicted sum bits (batch, L, 1) as 0.0/1.0."""

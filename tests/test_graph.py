@@ -127,9 +127,9 @@ def test_a_released_graph_is_refused():
     # counter: 1 op for step 1, 3 per later step, the loss; w_x, w_rec; constants x_1..x_n, t
     ("counter", 3, (1 + 3 * 2 + 1) + 2 + (3 + 1), 2 + 6 * 2 + 2),
     # small adder: 2 ops for Z (addmm, + b_rec), 3 per step (slice, addmm, tanh), stack,
-    # output layer (addmm), back to batch-major (transpose), loss; 7 parameters; constants X
-    # and T
-    ("adder", 3, (2 + 3 * 3 + 4) + 7 + 2, 5 + 5 * 3 + 3 + 3 + 1 + 2),
+    # output layer (addmm), loss (time-major: T is transposed, not the logits); 7
+    # parameters; constants X and T
+    ("adder", 3, (2 + 3 * 3 + 3) + 7 + 2, 5 + 5 * 3 + 3 + 3 + 2),
 ])
 def test_the_graph_command(capsys, model, steps, expected_nodes, expected_edges):
     from minigrad.models.cli import main
