@@ -393,9 +393,9 @@ class _Program:
         self.load = self._load_function()
         # Where each leaf's vertex comes from on a call: a Tensor argument's position (its
         # vertex may be a node), or a tensor read from outside (a leaf: itself).
-        self.leaf_sources = [(trace.kinds[leaf.index][1], None)
-                             if trace.kinds[leaf.index][0] == "tensor"
-                             else (None, trace.kinds[leaf.index][1]) for leaf in self.leaves]
+        self.leaf_sources: list[tuple[int, Tensor | None]] = [
+            (trace.kinds[leaf.index][1], None) if trace.kinds[leaf.index][0] == "tensor"
+            else (-1, trace.kinds[leaf.index][1]) for leaf in self.leaves]
         self.run_steps = forward_function([
             (s.forward, s.inputs, s.options, s.out.index, frees, s.out.shape == ())
             for s, frees in zip(trace.steps, self.frees)])
