@@ -237,6 +237,11 @@ def _sweep(root: Any, seed: np.ndarray, retain_graph: bool,
         if not retain_graph:  # release the node: its arrays go, backward through it is refused
             node.vjps = node.inputs = node.args = node.options = node.out = None
     for leaf in leaves:
+        g = values.pop(leaf)
+        if g.shape == leaf._data.shape:  # the common case of `take`, written out
+            results[leaf] = g if leaf in owned else g.copy()
+            continue
+        values[leaf] = g
         g, mine = cotangents.take(leaf)
-        results[leaf] = g if mine else np.array(g, copy=True)
+        results[leaf] = g if mine else g.copy()
     return results
