@@ -668,9 +668,7 @@ class CompiledFunction:
         mode = current_mode()
         if mode & TRACING:  # inside another compiled function's trace: be traced by it
             return self.fn(*args)
-        args = tuple(np.ascontiguousarray(a) if type(a) is np.ndarray
-                     and not a.flags.c_contiguous else a for a in args)
-        key = _signature(args, mode)
+        key, args = _signature(args, mode)
         with self._lock:
             entry = self._cache.get(key)
             if entry is not None:
@@ -774,11 +772,15 @@ def _tracing(trace: _Trace) -> Iterator[None]:
         _ACTIVE.reset(token)
 
 
-def _signature(args: tuple, mode: int) -> tuple:
+def _signature(args: tuple, mode: int) -> tuple[tuple, tuple]:
+    """The signature of a call with `args`, and `args` with any strided array made
+    contiguous (a program's NumPy calls round as they did on the trace's layout)."""
     parts: list[Any] = [mode & (RECORDING | ANOMALY)]
+    strided = False
     for i, a in enumerate(args):
         if type(a) is np.ndarray:
             parts.append((a.shape, a.dtype))
+            strided = strided or not a.flags.c_contiguous
         elif isinstance(a, Tensor):
             data = a._data
             parts.append((type(a), data.shape, data.dtype, a.requires_grad, a._node is None))
@@ -790,7 +792,9 @@ def _signature(args: tuple, mode: int) -> tuple:
                                 "be part of a signature; pass Tensors, NumPy arrays or "
                                 "hashable values (numbers, strings, tuples)") from None
             parts.append((type(a), a))
-    return tuple(parts)
+    if strided:
+        args = tuple(np.ascontiguousarray(a) if type(a) is np.ndarray else a for a in args)
+    return tuple(parts), args
 
 
 def _compare(first: _Trace, second: _Trace) -> None:

@@ -100,8 +100,10 @@ def _product_vjp(matmul_vjp):
 
 
 def _matmul_shape(a: np.ndarray, b: np.ndarray) -> tuple:
-    if a.ndim == 1 or b.ndim == 1:
-        return np.matmul(a, b).shape  # rare: not worth NumPy's shape rules restated
+    if b.ndim == 1:
+        return a.shape[:-1]
+    if a.ndim == 1:  # a vector times a (stack of) matrices: an RNN's s_0 W
+        return b.shape[:-2] + b.shape[-1:]
     return np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
 
 
