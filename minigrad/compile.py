@@ -183,6 +183,23 @@ class _Step:
         self.watch = False  # anomaly mode: check the output as `record` does
 
 
+def _permutation(a: np.ndarray, arg: np.ndarray) -> tuple[int, ...] | None:
+    """The axes with `a` = `arg.transpose(axes)` (the model's time-major view of a
+    batch-major argument), or None: rebuilt by `transpose`, not by `np.ndarray`'s buffer
+    constructor, which costs four times as much."""
+    if a.ndim != arg.ndim or a.dtype != arg.dtype:
+        return None
+    left = [(n, stride) for n, stride in zip(arg.shape, arg.strides)]
+    axes = []
+    for pair in zip(a.shape, a.strides):
+        if pair not in left:
+            return None
+        j = left.index(pair)
+        left[j] = None  # type: ignore[call-overload]
+        axes.append(j)
+    return tuple(axes)
+
+
 def _gives_view(op: Op, arrays: list[Any], options: dict[str, Any]) -> bool:
     """Whether `op`'s forward on these arrays returns a view (which `record` copied): that
     depends on shapes and strides only, so on the signature."""
@@ -323,7 +340,9 @@ class _Trace:
                 index: Any = slice(first, first + (a.shape[0] - 1) * step + 1, step)
                 kind: tuple = ("flat", parent.index, index)
             else:
-                kind = ("view", parent.index, a.shape, a.dtype, offset, a.strides)
+                axes = _permutation(a, arg) if offset == 0 else None
+                kind = ("view", parent.index, a.shape, a.dtype, offset, a.strides) \
+                    if axes is None else ("transpose", parent.index, axes)
             self.views[key] = self.new_slot(a, kind)
         return self.views[key]
 
@@ -333,7 +352,7 @@ class _Trace:
             # `record` computes such an op on a copy of a NumPy operand (the node keeps it):
             # for a strided view of an argument the copy is contiguous, and matmul's rounding
             # depends on the layout.
-            inputs = tuple(self.contiguous_slot(i) if self.kinds[i][0] in ("flat", "view")
+            inputs = tuple(self.contiguous_slot(i) if self.kinds[i][0] in _STRIDED
                            else i for i in inputs)
         self.check_options(op, options)
         node = out._node
@@ -359,6 +378,12 @@ class _Trace:
 # --- the program ------------------------------------------------------------------------------
 
 
+# How a slot is rebuilt from an argument's slot on every call: a view of it that may be
+# strided, or a conversion or contiguous copy of one.
+_STRIDED = ("flat", "view", "transpose")
+_VIEWS = ("astype", "copy", *_STRIDED)
+
+
 class _Program:
     """A trace as a replayable program for one signature."""
 
@@ -376,7 +401,7 @@ class _Program:
         self.tensors = [(i, k[1]) for i, k in enumerate(trace.kinds) if k[0] == "tensor"]
         arrays = [(i, k[1]) for i, k in enumerate(trace.kinds) if k[0] == "array"]
         self.views = [(i, k) for i, k in enumerate(trace.kinds)
-                      if k[0] in ("astype", "flat", "view", "copy")]
+                      if k[0] in _VIEWS]
         self.captured = [(i, k[1], trace.slots[i].shape, trace.slots[i].dtype)
                          for i, k in enumerate(trace.kinds) if k[0] == "captured"]
         self.anomaly = bool(mode & ANOMALY)
@@ -396,6 +421,7 @@ class _Program:
         self.leaf_sources: list[tuple[int, Tensor | None]] = [
             (trace.kinds[leaf.index][1], None) if trace.kinds[leaf.index][0] == "tensor"
             else (-1, trace.kinds[leaf.index][1]) for leaf in self.leaves]
+        self.leaf_vjps = _leaf_vjps(len(self.leaves))
         self.run_steps = forward_function([
             (s.forward, s.inputs, s.options, s.out.index, frees, s.out.shape == ())
             for s, frees in zip(trace.steps, self.frees)])
@@ -421,8 +447,7 @@ class _Program:
                 last[i] = k
         frees: list[list[int]] = [[] for _ in self.trace.steps]
         for i, k in last.items():
-            if i not in kept and kinds[i][0] in ("output", "array", "astype", "flat", "view",
-                                                 "copy"):
+            if i not in kept and (kinds[i][0] in _VIEWS or kinds[i][0] in ("output", "array")):
                 frees[k].append(i)
         return [tuple(f) for f in frees]
 
@@ -482,6 +507,8 @@ class _Program:
                 source.add(f"v[{i}] = {parent}.copy()")
             elif kind[0] == "astype":
                 source.add(f"v[{i}] = {parent}.astype({source.name(kind[2], 'dtype')})")
+            elif kind[0] == "transpose":
+                source.add(f"v[{i}] = {parent}.transpose({source.name(kind[2], 'axes')})")
             else:
                 _, _, shape, dtype, offset, strides = kind
                 source.add(f"v[{i}] = ndarray({source.name(shape, 'shape')}, "
@@ -732,8 +759,8 @@ class CompiledFunction:
             return _make(out, False, None)
         inputs = [t if t is not None else args[position]._node or args[position]
                   for position, t in program.leaf_sources]
-        node = Node(self._node_name, _leaf_vjps(len(inputs)), inputs,
-                    (_Backward(program, values),), {}, None, out)
+        node = Node(self._node_name, program.leaf_vjps, inputs, (_Backward(program, values),),
+                    {}, None, out)
         return _make(out, True, node)
 
 
