@@ -433,7 +433,11 @@ def _rnn_vjps(arrays, options, inputs):
             return grad
         n = w.shape[0]
         grad = _np_matmul(out[:-1].reshape(-1, n).T, d[1:].reshape(-1, n))
-        if s0 is not None:
+        if s0 is None:
+            return grad
+        if s0.ndim == 1:  # one S_0 for every sample: addmm's VJP, its calls written out
+            grad += np.multiply.outer(s0, _column_sum(d[0]))
+        else:
             grad += _w0_vjp(d[0], None, None, s0, w)
         return grad
 
@@ -441,9 +445,16 @@ def _rnn_vjps(arrays, options, inputs):
         d = deltas(g, out, w, 2)
         if w.ndim == 0:  # as mul's VJP: D_1 summed to s0 w's shape first, then times w
             return _np_multiply(_sum_to_shape(d[0], np.shape(s0)), w)
+        if s0.ndim == 1:  # addmm's VJP for a vector s0 (`_matmul_a_vjp`), written out
+            return _np_matmul(w, _column_sum(d[0])[:, None])[:, 0]
         return _s0_vjp(d[0], None, None, s0, w)
 
     return (z_vjp, w_vjp, s0_vjp)[:len(arrays)]
+
+
+def _column_sum(d):
+    """D_1 summed over every sample to one state, as `sum_to_shape` sums a broadcast s0's."""
+    return _np_add.reduce(d, tuple(range(d.ndim - 1))) if d.ndim > 1 else d
 
 
 def _rnn_call(z: Any, w: Any, s0: Any = None, activation: str = "tanh") -> tuple[tuple, dict]:
