@@ -152,6 +152,32 @@ def test_a_view_of_an_argument_has_eager_modes_layout(rows, columns, out, seed):
         np.testing.assert_array_equal(w.grad, expected, strict=True)
 
 
+@settings(max_examples=20)
+@given(shape=st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 4)),
+       axes=st.permutations([0, 1, 2]), seed=st.integers(0, 2**31 - 1))
+def test_a_numpy_transpose_of_an_argument_is_that_calls_transpose(shape, axes, seed):
+    """`fn` may view an argument with NumPy (the adder's time-major X.transpose(1, 0, 2)),
+    axes of length 1 included: a replay takes that view of each call's argument, and gives
+    eager mode's numbers."""
+    rng = np.random.default_rng(seed)
+    w = mg.Tensor(rng.normal(size=shape[axes[-1]]), requires_grad=True)
+
+    def fn(x):
+        return (mg.tanh(x.transpose(axes) * w) ** 2).sum()
+
+    step = mg.compile(fn)
+    for _ in range(4):
+        x = rng.normal(size=shape)
+        w.grad = None
+        fn(x).backward()
+        expected = w.grad
+        w.grad = None
+        result = step(x)
+        assert result.item() == fn(x).item()
+        result.backward()
+        np.testing.assert_array_equal(w.grad, expected, strict=True)
+
+
 @pytest.mark.parametrize("name", sorted(mg.OPS))
 @settings(max_examples=6)
 @given(data=st.data())
