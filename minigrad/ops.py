@@ -240,7 +240,11 @@ einsum = defop("einsum", lambda *args, subscripts: np.einsum(subscripts, *args),
 
 def _sigmoid(x):
     """The logistic function 1 / (1 + exp(-x)), without overflow for any x."""
-    e = np.exp(-np.abs(x))
+    return _sigmoid_of(x, np.exp(-np.abs(x)))
+
+
+def _sigmoid_of(x, e):
+    """sigmoid(x) from e = exp(-|x|) <= 1: 1 / (1 + e) where x >= 0, e / (1 + e) elsewhere."""
     return np.where(x >= 0, 1.0, e) / (1.0 + e)
 
 
@@ -755,7 +759,29 @@ def _bce_t_vjp(g, out, p, t):
 def _bce_logits(z, t):
     """Binary cross-entropy of logits `z` (probability sigmoid(z)) against targets `t`,
     mean-reduced; max(z, 0) - z t + log(1 + exp(-|z|)) is finite for every z."""
-    return _mean(np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z))))
+    e = np.exp(-np.abs(z))
+    out = np.asarray(_mean(np.maximum(z, 0.0) - z * t + np.log1p(e)))
+    _BCE_LOGITS_EXP[0] = (out, e)
+    return out
+
+
+# The last forward's exp(-|z|), for the VJP of that very call (which backward finds by its
+# output, the same array): sigmoid(z) without a second exp. Read and replaced whole, so that
+# calls in two threads never take each other's; a VJP that finds another call's entry (or
+# none) computes exp(-|z|) again, to the same bits. It holds one array the size of the
+# logits at most, until its VJP or the next call.
+_BCE_LOGITS_EXP: list = [None]
+
+
+def _bce_logits_z_vjp(g, out, z, t):
+    entry = _BCE_LOGITS_EXP[0]
+    if entry is not None and entry[0] is out:
+        _BCE_LOGITS_EXP[0] = None
+        e = entry[1]
+    else:
+        e = np.exp(-np.abs(z))
+    # The scale g / count is a scalar: one pass over the array, not two.
+    return (_sigmoid_of(z, e) - t) * (g / z.size)  # z: a tensor's array
 
 
 def _mse(y, t):
@@ -769,10 +795,8 @@ binary_cross_entropy = defop(
     prepare=_loss("binary_cross_entropy", "probabilities", {0: (0.0, 1.0), 1: (0.0, 1.0)}))
 binary_cross_entropy_with_logits = defop(
     "binary_cross_entropy_with_logits", _bce_logits,
-    # The scale g / count is a scalar: one pass over the array, not two.
-    (lambda g, out, z, t: (_sigmoid(z) - t) * (g / z.size),  # z: a tensor's array
-     lambda g, out, z, t: z * (-g / np.size(z))),
-    Domain("loss", ((-6.0, 6.0), (0.01, 0.99))), saves="inputs",
+    (_bce_logits_z_vjp, lambda g, out, z, t: z * (-g / np.size(z))),
+    Domain("loss", ((-6.0, 6.0), (0.01, 0.99))), saves=("output", 0, 1),
     prepare=_loss("binary_cross_entropy_with_logits", "logits", {1: (0.0, 1.0)}))
 mse_loss = defop(
     "mse_loss", _mse,

@@ -103,3 +103,41 @@ def test_a_product_with_a_one_column_matrix_has_the_numerical_gradient(lead, row
     gradcheck(lambda a, b: a @ b, x, w, atol=ATOL, rtol=RTOL, seed=seed)
     bias = rng.normal(size=1)
     gradcheck(lambda a, b: minigrad.addmm(bias, a, b), x, w, atol=ATOL, rtol=RTOL, seed=seed)
+
+
+def test_the_logit_losss_backward_pairs_with_its_own_forward():
+    """binary_cross_entropy_with_logits's VJP reuses its forward's exp(-|z|), matched by the
+    call's output: losses computed in any order, backpropagated in any order, or in other
+    threads, each give the gradient of a loss computed alone, to the bit."""
+    import threading
+
+    rng = np.random.default_rng(11)
+    zs = [rng.normal(size=(6, 5)) * 4 for _ in range(3)]
+    t = rng.uniform(size=(6, 5))
+
+    def alone(z):
+        x = Tensor(z, requires_grad=True)
+        minigrad.binary_cross_entropy_with_logits(x, t).backward()
+        return x.grad
+
+    expected = [alone(z) for z in zs]
+    tensors = [Tensor(z, requires_grad=True) for z in zs]
+    losses = [minigrad.binary_cross_entropy_with_logits(x, t) for x in tensors]
+    for k in (1, 0, 2):  # the last forward's entry is not the first loss's
+        losses[k].backward()
+    for x, g in zip(tensors, expected):
+        np.testing.assert_array_equal(x.grad, g)
+
+    wrong = []
+
+    def run(k):
+        for _ in range(200):
+            if not np.array_equal(alone(zs[k]), expected[k]):
+                wrong.append(k)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in (0, 1, 2, 0)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong
