@@ -347,19 +347,30 @@ def _powers(w, length, dtype):
     return P
 
 
+def _normal_powers(scale, top, dtype):
+    """Whether scale^top (scale > 0, not 1) is a normal number of `dtype`: neither overflows
+    nor underflows (which a caller's np.errstate may make an error, where the loop's states
+    z_k + w S_{k-1} need no such power), the largest and smallest of P's powers being 1 and
+    scale^top. NaN is not normal; the loop then gives NaN as it does."""
+    info = np.finfo(dtype)
+    return math.log(info.tiny) < top * math.log(scale) < math.log(info.max) \
+        if scale == scale else False
+
+
 def _powers_product(w, x, transpose):
     """P x (or P^T x) over x's first axis, P[k, j] = w^(k-j) for j <= k, else 0. None where
     the product would not be the loop's number up to rounding, and the loop decides: a power
-    that overflows, or an inf or NaN in x (P's zeros times inf give NaN where the loop adds
-    no such term). Both checked before the product, so that it warns of nothing the loop
-    would not."""
+    that overflows or underflows, or an inf or NaN in x or w (P's zeros times inf give NaN
+    where the loop adds no such term). All checked before the product, so that it warns of
+    nothing the loop would not."""
     length = len(x)
     dtype = np.result_type(x, w)
-    scale = float(w.reshape(()))
-    if builtins.abs(scale) > 1.0 and (length - 1) * math.log(builtins.abs(scale)) >= \
-            math.log(np.finfo(dtype).max) or not np.isfinite(x).all():
+    value = float(w.reshape(()))
+    scale = builtins.abs(value)
+    if scale != 1.0 and scale != 0.0 and not _normal_powers(scale, length - 1, dtype) \
+            or not np.isfinite(x).all():
         return None
-    P = _powers(scale, length, dtype)
+    P = _powers(value, length, dtype)
     return _np_matmul(P.T if transpose else P, x.reshape(length, -1)).reshape(x.shape)
 
 
@@ -440,7 +451,7 @@ def _rnn_vjps(arrays, options, inputs):
         if s0 is None:
             return grad
         if s0.ndim == 1:  # one S_0 for every sample: addmm's VJP, its calls written out
-            grad += np.multiply.outer(s0, _column_sum(d[0]))
+            grad += np.multiply.outer(s0, _sum_to_shape(d[0], s0.shape))
         else:
             grad += _w0_vjp(d[0], None, None, s0, w)
         return grad
@@ -450,15 +461,10 @@ def _rnn_vjps(arrays, options, inputs):
         if w.ndim == 0:  # as mul's VJP: D_1 summed to s0 w's shape first, then times w
             return _np_multiply(_sum_to_shape(d[0], np.shape(s0)), w)
         if s0.ndim == 1:  # addmm's VJP for a vector s0 (`_matmul_a_vjp`), written out
-            return _np_matmul(w, _column_sum(d[0])[:, None])[:, 0]
+            return _np_matmul(w, _sum_to_shape(d[0], s0.shape)[:, None])[:, 0]
         return _s0_vjp(d[0], None, None, s0, w)
 
     return (z_vjp, w_vjp, s0_vjp)[:len(arrays)]
-
-
-def _column_sum(d):
-    """D_1 summed over every sample to one state, as `sum_to_shape` sums a broadcast s0's."""
-    return _np_add.reduce(d, tuple(range(d.ndim - 1))) if d.ndim > 1 else d
 
 
 def _rnn_call(z: Any, w: Any, s0: Any = None, activation: str = "tanh") -> tuple[tuple, dict]:

@@ -313,3 +313,15 @@ def test_a_long_linear_recurrence_runs_the_loop():
     expected, expected_grads = gradients(loop, z, w, None, upstream, "identity")
     np.testing.assert_array_equal(states, expected)
     np.testing.assert_array_equal(grads[0], expected_grads[0])
+
+
+@pytest.mark.parametrize("w", [1e-40, -1e-40, 1e30, -0.5, 0.0, -1.0])
+def test_a_linear_recurrence_under_a_callers_errstate_raises_only_where_the_loop_would(w):
+    """Under np.errstate(all="raise") the closed form must not fail on a power of w that
+    underflows (1e-40^9) where the loop, whose states stay near 1, needs no such power: rnn
+    then runs the loop. With every power normal it gives the loop's numbers, no error."""
+    z = np.ones((10, 3))
+    with np.errstate(all="raise"):
+        states = mg.rnn(z, np.array(w), activation="identity").data
+        expected = loop(mg.Tensor(z), mg.Tensor(np.array(w)), None, "identity").data
+    np.testing.assert_allclose(states, expected, rtol=4 * 10 * np.finfo(np.float64).eps)
