@@ -39,7 +39,7 @@ def _data(x: Any, name: str) -> Any:
 
 # NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
 # instructions each): the NumPy functions of every layer and RNN step are bound here once.
-_np_add, _np_matmul, _np_multiply = np.add, np.matmul, np.multiply
+_np_add, _np_matmul, _np_multiply, _np_isfinite = np.add, np.matmul, np.multiply, np.isfinite
 
 # --- arithmetic -----------------------------------------------------------------------------
 
@@ -338,8 +338,12 @@ def _exponents(length, dtype):
 
 @functools.lru_cache(maxsize=8)
 def _powers(w, length, dtype):
-    """P[k, j] = w^(k-j) for j <= k, else 0 (read-only: the cache hands it to every caller).
-    Cached by w's value: backward finds the matrix forward made."""
+    """P[k, j] = w^(k-j) for j <= k, else 0 (read-only: the cache hands it to every caller),
+    or None where a power of |w| is not a normal number (`_normal_powers`). Cached by w's
+    value: backward finds the matrix, or the refusal, that forward made."""
+    scale = builtins.abs(w)
+    if scale != 1.0 and scale != 0.0 and not _normal_powers(scale, length - 1, dtype):
+        return None
     exponents, below = _exponents(length, dtype)
     P = np.power(np.array(w, dtype), exponents)
     P *= below
@@ -363,15 +367,12 @@ def _powers_product(w, x, transpose):
     that overflows or underflows, or an inf or NaN in x or w (P's zeros times inf give NaN
     where the loop adds no such term). All checked before the product, so that it warns of
     nothing the loop would not."""
-    length = len(x)
-    dtype = np.result_type(x, w)
-    value = float(w.reshape(()))
-    scale = builtins.abs(value)
-    if scale != 1.0 and scale != 0.0 and not _normal_powers(scale, length - 1, dtype) \
-            or not np.isfinite(x).all():
+    P = _powers(float(w.reshape(())), len(x), np.result_type(x, w))
+    if P is None or not _np_isfinite(x).all():
         return None
-    P = _powers(value, length, dtype)
-    return _np_matmul(P.T if transpose else P, x.reshape(length, -1)).reshape(x.shape)
+    if x.ndim == 2:
+        return _np_matmul(P.T if transpose else P, x)
+    return _np_matmul(P.T if transpose else P, x.reshape(len(x), -1)).reshape(x.shape)
 
 
 def _rnn_deltas(g, states, w, activation):
