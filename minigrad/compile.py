@@ -630,7 +630,7 @@ _BYTES_COMPARED = 1 << 16
 
 def _equal(a: np.ndarray, b: np.ndarray, b_bytes: bytes | None) -> bool:
     """Whether `a` holds `b`'s values (`b_bytes`: b's bytes, if kept)."""
-    if a.shape != b.shape or a.dtype != b.dtype:
+    if a.shape != b.shape or a.dtype is not b.dtype and a.dtype != b.dtype:  # `is`: quick
         return False
     if b_bytes is not None and a.tobytes() == b_bytes:
         return True
