@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -426,6 +427,10 @@ class _Program:
             (s.forward, s.inputs, s.options, s.out.index, frees, s.out.shape == ())
             for s, frees in zip(trace.steps, self.frees)])
         self.run_backward: Callable[[list, np.ndarray, bool], list] | None = None  # after a first
+        self.fresh: list[bool] = []  # with run_backward: which leaf cotangents it allocates
+        # Whether the result can seed a backward by itself (`value_and_backward`).
+        self.scalar_loss = self.requires_grad and bool(self.leaves) and math.prod(
+            self.result.shape) == 1
         self._forget(trace)
 
     def _read_by_vjps(self) -> set[int]:
@@ -555,8 +560,10 @@ class _Program:
         if self.run_backward is not None:
             return self.run_backward(values, seed, free)
         started = time.perf_counter()
-        grads, self.run_backward = BackwardWriter(self.backward_steps, self.result,
-                                                  self.leaves).run(values, seed)
+        writer = BackwardWriter(self.backward_steps, self.result, self.leaves)
+        grads, run_backward = writer.run(values, seed)
+        self.fresh = writer.fresh  # before run_backward: another thread may take that path
+        self.run_backward = run_backward
         self.owner.trace_seconds += time.perf_counter() - started  # writing is tracing
         return grads
 
@@ -695,15 +702,67 @@ class CompiledFunction:
         mode = current_mode()
         if mode & TRACING:  # inside another compiled function's trace: be traced by it
             return self.fn(*args)
+        key, args, entry = self._lookup(args, mode)
+        if entry is not None and entry.replays(args):
+            result = self._replay(entry.program, args)
+            if result is not None:
+                return result
+        return self._trace_call(key, args, entry, mode)
+
+    def value_and_backward(self, *args: Any) -> float:
+        """`loss = self(*args); loss.backward(); return loss.item()` in one call, for a
+        function returning a one-element tensor: the gradients accumulate into the leaves'
+        `.grad` as `backward()` accumulates them (the same bits), and the loss comes back as
+        a Python float. A replay runs the forward and backward programs directly, without a
+        tensor, a node or a sweep for the result (a training step's objective needs none); a call
+        that traces, a leaf argument computed by an op, or anomaly mode takes the general
+        path."""
+        mode = current_mode()
+        if mode & RECORDING and not mode & (TRACING | ANOMALY):
+            key, call_args, entry = self._lookup(args, mode)
+            if entry is not None and entry.program.scalar_loss and entry.replays(call_args):
+                loss = self._replay_backward(entry.program, call_args)
+                if loss is not None:
+                    return loss
+        loss_tensor = self(*args)
+        loss_tensor.backward()
+        return loss_tensor.item()
+
+    def _replay_backward(self, program: _Program, args: tuple) -> float | None:
+        """`value_and_backward` by the programs alone; None (having done nothing) if a leaf
+        argument has a node (gradients flow on into its graph) or the program is stale."""
+        leaves = [t if t is not None else args[position] for position, t in program.leaf_sources]
+        for leaf in leaves:
+            if leaf._node is not None:
+                return None
+        values = program.forward(args)
+        if values is None:
+            return None
+        out = values[program.result.index]
+        seed = np.empty(out.shape, out.dtype)  # np.ones, without its Python layer
+        seed.fill(1)
+        grads = program.backward(values, seed, True)
+        for leaf, g, fresh in zip(leaves, grads, program.fresh):
+            if g.dtype != leaf._data.dtype:
+                g = g.astype(leaf._data.dtype)
+            elif not fresh:  # a VJP's own array (the seed, a view of it): the caller's copy
+                g = g.copy()
+            leaf.grad = g if leaf.grad is None else leaf.grad + g
+        return out.item()
+
+    def _lookup(self, args: tuple, mode: int) -> tuple[tuple, tuple, _Entry | None]:
+        """The signature of a call, its arguments (strided arrays made contiguous), and the
+        cache's entry for it, if any."""
         key, args = _signature(args, mode)
         with self._lock:
             entry = self._cache.get(key)
             if entry is not None:
                 self._cache.move_to_end(key)
-        if entry is not None and entry.replays(args):
-            result = self._replay(entry.program, args)
-            if result is not None:
-                return result
+        return key, args, entry
+
+    def _trace_call(self, key: tuple, args: tuple, entry: _Entry | None, mode: int) -> Tensor:
+        """A call that traces `fn`: the first of its signature, the second (checked against
+        the first), or one its program cannot replay."""
         arrays = _Inputs.copies(args)
         result, program = self._trace(args, mode)
         inputs = _Inputs(arrays, program)

@@ -112,14 +112,20 @@ class BackwardWriter:
         self.write_frees(last_read)
         grads = []
         returned = []
+        # Whether each leaf's cotangent is an array this code allocates (summed down, or
+        # added into): only those may be handed to a caller without a copy.
+        self.fresh = []
         for leaf in self.leaves:
             g = self.cotangents.pop(leaf)
             name = f"c{leaf.index}"
+            fresh = leaf in self.owned
             if g.shape != leaf.shape:
                 g = sum_to_shape(g, leaf.shape)
                 name = f"sum_to_shape({name}, {self.source.name(leaf.shape, 's')})"
+                fresh = g.base is None
             grads.append(g)
             returned.append(name)
+            self.fresh.append(fresh)
         self.source.add(f"return [{', '.join(returned)}]")
         backward = self.source.function("backward(v, seed, free)", "backward")
         del self.source, self.cotangents, self.owned

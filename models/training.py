@@ -90,6 +90,8 @@ class EngineObjective:
             mg.compile(model.loss) if compiled else model.loss)
 
     def __call__(self, X: np.ndarray, T: np.ndarray) -> float:
+        if isinstance(self.loss_of, mg.CompiledFunction):  # its replays need no graph
+            return self.loss_of.value_and_backward(X, T)
         loss = self.loss_of(X, T)
         loss.backward()
         return loss.item()

@@ -185,7 +185,8 @@ def test_every_op_compiles_to_eager_modes_bits(name, data):
     """Each op of the table, its operands drawn from its Domain, each passed either as a
     tensor that requires grad or as a NumPy array: the compiled loss and gradients equal
     eager mode's bitwise, over calls with new values (two traces, the written backward,
-    then the code)."""
+    then the code), through `backward()` on the returned loss and through
+    `value_and_backward`."""
     case = data.draw(op_cases(name), label="case")
     as_array = data.draw(st.lists(st.booleans(), min_size=len(case.operands),
                                   max_size=len(case.operands)), label="as_array")
@@ -202,14 +203,18 @@ def test_every_op_compiles_to_eager_modes_bits(name, data):
                  for a, array in zip(values, as_array)]
         compiled = [a.copy() if array else mg.Tensor(a, requires_grad=True)
                     for a, array in zip(values, as_array)]
+        lean = [a.copy() if array else mg.Tensor(a, requires_grad=True)
+                for a, array in zip(values, as_array)]
         expected = loss(*eager)
         expected.backward()
         actual = step(*compiled)
         actual.backward()
         np.testing.assert_array_equal(actual.data, expected.data, strict=True)
-        for c, e in zip(compiled, eager):
+        assert step.value_and_backward(*lean) == expected.item()
+        for c, d, e in zip(compiled, lean, eager):
             if isinstance(e, mg.Tensor):
                 np.testing.assert_array_equal(c.grad, e.grad, strict=True)
+                np.testing.assert_array_equal(d.grad, e.grad, strict=True)
 
 
 def _slices_and_broadcasts(x, w, b):
@@ -333,6 +338,93 @@ def test_backward_twice_with_retain_graph_accumulates_as_eager():
     loss.backward()
     np.testing.assert_array_equal(w.grad, 2 * first)
     np.testing.assert_array_equal(first, x * np.exp(w.data * x))
+
+
+# --- value_and_backward: a training step's objective without a node ------------------------
+
+
+@settings(max_examples=10)
+@given(shape=ADDER_SHAPES, seed=st.integers(0, 2**31 - 1),
+       dtype=st.sampled_from([np.float64, np.float32]))
+def test_value_and_backward_accumulates_as_backward_does(shape, seed, dtype):
+    """Over calls that trace, compare and replay, with the gradients reset on some calls and
+    accumulated on others: the loss and every `.grad` equal eager mode's bitwise."""
+    batch, n_bits, n_states = shape
+    config = AdderConfig(n_bits=n_bits, n_states=n_states)
+    eager = Adder(config, rng=np.random.default_rng(seed), dtype=dtype)
+    lean = Adder(config, rng=np.random.default_rng(seed), dtype=dtype)
+    step = mg.compile(lean.loss)
+    X, T = addition_data(np.random.default_rng(seed + 1), 2 * batch, n_bits, config.max_operand)
+    X, T = X.astype(dtype), T.astype(dtype)
+    for i in range(6):
+        s = slice((i % 2) * batch, (i % 2 + 1) * batch)
+        if i % 3 == 0:
+            eager.zero_grad()
+            lean.zero_grad()
+        loss = eager.loss(X[s], T[s])
+        loss.backward()
+        assert step.value_and_backward(X[s], T[s]) == loss.item()
+        assert_bitwise(grads_of(lean), grads_of(eager))
+        for p in eager.parameters():
+            p.data -= 0.1 * p.grad  # the parameters change between calls
+        for p in lean.parameters():
+            p.data -= 0.1 * p.grad
+    assert step.traces == 2
+
+
+def test_value_and_backward_hands_out_arrays_of_the_callers_own():
+    """`a + b` gives both leaves the seed itself as cotangent: each gets its own copy, and
+    no later call writes into a gradient handed out."""
+    step = mg.compile(lambda a, b: (a + b).sum())
+    grads = []
+    for k in range(5):
+        a, b = mg.Tensor([float(k)], requires_grad=True), mg.Tensor([1.0], requires_grad=True)
+        assert step.value_and_backward(a, b) == k + 1.0
+        assert not np.shares_memory(a.grad, b.grad)
+        a.grad += 1.0
+        np.testing.assert_array_equal(b.grad, [1.0])
+        grads.append(a.grad)
+    np.testing.assert_array_equal(np.concatenate(grads), np.full(5, 2.0))
+
+
+def test_value_and_backward_casts_to_the_leafs_dtype():
+    w32 = mg.Tensor(np.array([0.5, -1.5], np.float32), requires_grad=True)
+    w_eager = mg.Tensor(w32.data, requires_grad=True)
+    step = mg.compile(lambda x: (mg.tanh(w32 * x)).sum())  # x float64: a float64 loss
+    for k in range(4):
+        x = np.array([1.0, 2.0]) / (k + 1)
+        w32.grad = w_eager.grad = None
+        loss = mg.tanh(w_eager * x).sum()
+        loss.backward()
+        assert step.value_and_backward(x) == loss.item()
+        assert w32.grad.dtype == np.float32
+        np.testing.assert_array_equal(w32.grad, w_eager.grad, strict=True)
+
+
+def test_value_and_backward_takes_the_general_path_where_it_must():
+    """A leaf argument computed by an op (its gradient flows on into the leaf behind it) and
+    anomaly mode give backward's numbers and checks; a loss that cannot seed a backward
+    gives backward's error."""
+    w = mg.Tensor([1.0, 2.0], requires_grad=True)
+    step = mg.compile(lambda v, x: mg.sqrt(v * x).sum())
+    x = np.array([1.0, 4.0])
+    for k in range(3):
+        u = mg.Tensor([1.0, 1.0 + k], requires_grad=True)
+        v = u * 2.0
+        assert step.value_and_backward(v, x) == float(np.sqrt(v.data * x).sum())
+        np.testing.assert_array_equal(u.grad, 2.0 * x / (2 * np.sqrt(v.data * x)))
+    with mg.detect_anomaly():
+        u = mg.Tensor([1.0, 1.0], requires_grad=True)
+        for _ in range(3):
+            step.value_and_backward(u, x)
+        with pytest.raises(mg.AnomalyError, match="'sqrt'.*backward"):
+            step.value_and_backward(u, np.array([0.0, 1.0]))
+    with mg.no_grad(), pytest.raises(RuntimeError, match="does not require grad"):
+        step.value_and_backward(w, x)
+    vector = mg.compile(lambda x: w * x)
+    for _ in range(3):
+        with pytest.raises(ValueError, match="not a scalar"):
+            vector.value_and_backward(x)
 
 
 # --- parameters, ownership, retracing, the cache --------------------------------------------
