@@ -416,7 +416,8 @@ class _Program:
         self.arrays = [(i, position, self.requires_grad and i in read)
                        for i, position in arrays]
         self.frees = self._frees(read)
-        self.load = self._load_function()
+        self.load = self._load_function(keeps=True)
+        self.load_for_backward = self._load_function(keeps=False)
         # Where each leaf's vertex comes from on a call: a Tensor argument's position (its
         # vertex may be a node), or a tensor read from outside (a leaf: itself).
         self.leaf_sources: list[tuple[int, Tensor | None]] = [
@@ -490,20 +491,23 @@ class _Program:
         return any(t._data.shape != shape or t._data.dtype != dtype
                    for _, t, shape, dtype in self.captured)
 
-    def _load_function(self) -> Callable[[Sequence[Any]], list[Any] | None]:
+    def _load_function(self, keeps: bool) -> Callable[[Sequence[Any]], list[Any] | None]:
         """`load(args)`: the values a call starts from, in straight-line code: the constants,
         the arguments (copied where a VJP reads them), their views and conversions, and the
         current array of each tensor read from outside; None if one of those changed its
         shape or dtype since the trace (the program is stale: trace again). A tensor whose
-        array the program keeps is marked shared first (copy-on-write, as `record` does)."""
+        array the program keeps is marked shared first (copy-on-write, as `record` does).
+        Without `keeps` (backward runs within the same call, before the caller can change
+        anything), nothing is copied or shared."""
         source = Source()
         source.add(f"v = {source.name(self.template, 'template')}[:]")
         for i, position in self.tensors:
             source.add(f"x = args[{position}]")
-            source.add("if not x._shared: x._share()")
+            if keeps:
+                source.add("if not x._shared: x._share()")
             source.add(f"v[{i}] = x._data")
         for i, position, copied in self.arrays:
-            source.add(f"v[{i}] = args[{position}]{'.copy()' if copied else ''}")
+            source.add(f"v[{i}] = args[{position}]{'.copy()' if copied and keeps else ''}")
         for i, kind in self.views:
             parent = f"v[{kind[1]}]"
             if kind[0] == "flat":
@@ -521,7 +525,8 @@ class _Program:
                            f"strides={source.name(strides, 'strides')})")
         for i, t, shape, dtype in self.captured:
             source.add(f"x = {source.name(t, 'tensor')}")
-            source.add("if not x._shared: x._share()")
+            if keeps:
+                source.add("if not x._shared: x._share()")
             source.add("x = x._data")
             source.add(f"if x.shape != {source.name(shape, 'shape')} or x.dtype != "
                        f"{source.name(dtype, 'dtype')}: return None")
@@ -529,10 +534,10 @@ class _Program:
         source.add("return v")
         return source.function("load(args)", "load")
 
-    def forward(self, args: Sequence[Any]) -> list[Any] | None:
-        """The values of a call: its inputs (`load`) and every op's output; None if the
-        program is stale."""
-        values = self.load(args)
+    def forward(self, args: Sequence[Any], keeps: bool = True) -> list[Any] | None:
+        """The values of a call: its inputs (`load`, or `load_for_backward` without `keeps`)
+        and every op's output; None if the program is stale."""
+        values = (self.load if keeps else self.load_for_backward)(args)
         if values is None:
             return None
         if self.anomaly:
@@ -735,7 +740,7 @@ class CompiledFunction:
         for leaf in leaves:
             if leaf._node is not None:
                 return None
-        values = program.forward(args)
+        values = program.forward(args, keeps=False)  # no one can change them before backward
         if values is None:
             return None
         out = values[program.result.index]

@@ -401,6 +401,21 @@ def test_value_and_backward_casts_to_the_leafs_dtype():
         np.testing.assert_array_equal(w32.grad, w_eager.grad, strict=True)
 
 
+def test_value_and_backward_leaves_the_parameters_arrays_as_they_are():
+    """Backward runs within the call, so nothing is kept past it: a parameter's array is not
+    frozen for copy-on-write, and an optimizer updates it in place without a copy."""
+    w = mg.Tensor([1.0, 2.0], requires_grad=True)
+    step = mg.compile(lambda x: (w * w * x).sum())
+    for k in range(5):
+        array = w.data
+        w.grad = None
+        assert step.value_and_backward(np.array([3.0, 4.0 + k])) == 3.0 + 4.0 * (4.0 + k)
+        np.testing.assert_array_equal(w.grad, [6.0, 4.0 * (4.0 + k)])
+        w.data -= 0.0
+        # The first two calls trace (an eager run, whose graph keeps w's array); then replays.
+        assert (w.data is array and array.flags.writeable) == (k >= 2)
+
+
 def test_value_and_backward_takes_the_general_path_where_it_must():
     """A leaf argument computed by an op (its gradient flows on into the leaf behind it) and
     anomaly mode give backward's numbers and checks; a loss that cannot seed a backward
