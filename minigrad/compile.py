@@ -58,6 +58,9 @@ from .tensor import Tensor, _make, tensor_array
 
 __all__ = ["CompiledFunction", "TraceError", "compile"]
 
+# Bound once: NumPy's module __getattr__ keeps CPython from caching `np.name` on a call's path.
+_ndarray, _empty = np.ndarray, np.empty
+
 
 class TraceError(RuntimeError):
     """`fn` does something a trace cannot capture: reads a traced tensor's value in Python,
@@ -528,8 +531,8 @@ class _Program:
             if keeps:
                 source.add("if not x._shared: x._share()")
             source.add("x = x._data")
-            source.add(f"if x.shape != {source.name(shape, 'shape')} or x.dtype != "
-                       f"{source.name(dtype, 'dtype')}: return None")
+            source.add(f"if x.shape != {source.name(shape, 'shape')} or x.dtype is not "
+                       f"{(d := source.name(dtype, 'dtype'))} and x.dtype != {d}: return None")
             source.add(f"v[{i}] = x")
         source.add("return v")
         return source.function("load(args)", "load")
@@ -744,7 +747,7 @@ class CompiledFunction:
         if values is None:
             return None
         out = values[program.result.index]
-        seed = np.empty(out.shape, out.dtype)  # np.ones, without its Python layer
+        seed = _empty(out.shape, out.dtype)  # np.ones, without its Python layer
         seed.fill(1)
         grads = program.backward(values, seed, True)
         for leaf, g, fresh in zip(leaves, grads, program.fresh):
@@ -869,7 +872,7 @@ def _signature(args: tuple, mode: int) -> tuple[tuple, tuple]:
     parts: list[Any] = [mode & (RECORDING | ANOMALY)]
     strided = False
     for i, a in enumerate(args):
-        if type(a) is np.ndarray:
+        if type(a) is _ndarray:
             parts.append((a.shape, a.dtype))
             strided = strided or not a.flags.c_contiguous
         elif isinstance(a, Tensor):

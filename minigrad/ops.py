@@ -40,7 +40,8 @@ def _data(x: Any, name: str) -> Any:
 # NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
 # instructions each): the NumPy functions of every layer and RNN step are bound here once.
 _np_add, _np_matmul, _np_multiply = np.add, np.matmul, np.multiply
-_np_dot, _np_isfinite, _np_count_nonzero = np.dot, np.isfinite, np.count_nonzero
+_np_dot, _np_vdot, _np_isfinite, _np_count_nonzero = np.dot, np.vdot, np.isfinite, np.count_nonzero
+_ndarray, _np_asarray = np.ndarray, np.asarray
 
 # --- arithmetic -----------------------------------------------------------------------------
 
@@ -48,7 +49,20 @@ add = defop("add", np.add, (lambda g, out: g, lambda g, out: g), Domain("binary"
             saves="nothing")
 sub = defop("sub", np.subtract, (lambda g, out: g, lambda g, out: -g), Domain("binary"),
             saves="nothing")
-mul = defop("mul", np.multiply, (lambda g, out, a, b: g * b, lambda g, out, a, b: g * a),
+
+
+def _scaled_vjp(g, other, factor):
+    """The gradient of `factor` in factor * other: g * other, but for a 0-d factor (a scalar
+    weight, the counter's w_x) times an array of g's shape one dot product, not a product
+    array that the sweep then sums down."""
+    if factor.ndim == 0 and type(other) is _ndarray and other.shape == g.shape:
+        return _np_asarray(_np_vdot(g, other))
+    return g * other
+
+
+mul = defop("mul", np.multiply,
+            (lambda g, out, a, b: _scaled_vjp(g, b, a),
+             lambda g, out, a, b: _scaled_vjp(g, a, b)),
             Domain("binary"), saves="inputs")
 div = defop("div", np.divide, (lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b),
             Domain("binary", values=((-3.0, 3.0), (0.5, 3.0))))
