@@ -751,8 +751,9 @@ class CompiledFunction:
         seed.fill(1)
         grads = program.backward(values, seed, True)
         for leaf, g, fresh in zip(leaves, grads, program.fresh):
-            if g.dtype != leaf._data.dtype:
-                g = g.astype(leaf._data.dtype)
+            dtype = leaf._data.dtype
+            if g.dtype is not dtype and g.dtype != dtype:  # `is`: the usual case, quick
+                g = g.astype(dtype)
             elif not fresh:  # a VJP's own array (the seed, a view of it): the caller's copy
                 g = g.copy()
             leaf.grad = g if leaf.grad is None else leaf.grad + g

@@ -391,7 +391,8 @@ def _powers_product(w, x, transpose):
     that overflows or underflows, or an inf or NaN in x or w (P's zeros times inf give NaN
     where the loop adds no such term). All checked before the product, so that it warns of
     nothing the loop would not."""
-    P = _powers(float(w.reshape(())), len(x), np.result_type(x, w))
+    dtype = x.dtype if x.dtype is w.dtype else np.result_type(x, w)  # `is`: the usual, quick
+    P = _powers(float(w.reshape(())), len(x), dtype)
     # Counting is half the cost of isfinite(x).all() here; np.dot a quarter less than matmul.
     if P is None or _np_count_nonzero(_np_isfinite(x)) != x.size:
         return None
