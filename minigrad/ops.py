@@ -352,19 +352,28 @@ def _toeplitz(length, dtype):
 
 
 @functools.lru_cache(maxsize=8)
-def _powers(w, length, dtype):
-    """P[k, j] = w^(k-j) for j <= k, else 0 (read-only: the cache hands it to every caller),
-    or None where a power of |w| is not a normal number (`_normal_powers`). Cached by w's
-    value: backward finds the matrix, or the refusal, that forward made. The L powers are
-    computed once each and placed by an index (not L^2 powers and a mask: a third of the
-    cost, paid on every step where an optimizer changes w)."""
+def _power_vector(w, length, dtype):
+    """[w^0, w^1, .., w^(length-1), 0] (read-only: the cache hands it to every caller), or
+    None where a power of |w| is not a normal number (`_normal_powers`). Cached by w's
+    value: backward finds the powers, or the refusal, that forward made."""
     scale = builtins.abs(w)
     if scale != 1.0 and scale != 0.0 and not _normal_powers(scale, length - 1, dtype):
         return None
-    exponents, index = _toeplitz(length, dtype)
     p = np.zeros(length + 1, dtype)
-    np.power(w, exponents, p[:-1])  # w a Python float: computed in `dtype`
-    P = p[index]
+    np.power(w, _toeplitz(length, dtype)[0], p[:-1])  # w a Python float: computed in `dtype`
+    p.flags.writeable = False
+    return p
+
+
+@functools.lru_cache(maxsize=8)
+def _powers(w, length, dtype):
+    """P[k, j] = w^(k-j) for j <= k, else 0 (read-only), or None as `_power_vector`. The L
+    powers are computed once each and placed by an index (not L^2 powers and a mask: a
+    third of the cost, paid on every step where an optimizer changes w)."""
+    p = _power_vector(w, length, dtype)
+    if p is None:
+        return None
+    P = p[_toeplitz(length, dtype)[1]]
     P.flags.writeable = False
     return P
 
@@ -510,21 +519,27 @@ def _rnn_call(z: Any, w: Any, s0: Any = None, activation: str = "tanh") -> tuple
     backward P^T g with P[k, j] = w^(k-j): the loop's terms summed in another order, in one
     product each way instead of 2 L calls. Backward reads the states, not the
     pre-activations."""
-    shapes = [np.shape(_data(x, "rnn")) for x in (z, w) + ((s0,) if s0 is not None else ())]
+    return _recurrence_operands("rnn", z, w, s0, activation)
+
+
+def _recurrence_operands(name: str, z: Any, w: Any, s0: Any,
+                         activation: str) -> tuple[tuple, dict]:
+    """The operands and options of a call of rnn or rnn_last, checked (`name` for errors)."""
+    shapes = [np.shape(_data(x, name)) for x in (z, w) + ((s0,) if s0 is not None else ())]
     shape_z, shape_w = shapes[0], shapes[1]
     if activation not in _ACTIVATIONS:
-        raise ValueError(f"rnn: activation must be one of {', '.join(_ACTIVATIONS)}, got "
+        raise ValueError(f"{name}: activation must be one of {', '.join(_ACTIVATIONS)}, got "
                          f"{activation!r}")
     scalar = shape_w == () and len(shape_z) >= 1
     if not scalar and (len(shape_z) < 2 or shape_w != (shape_z[-1], shape_z[-1])) \
             or shape_z[:1] == (0,):
-        raise ValueError(f"rnn: expected z of shape (L >= 1, ..., n) and w of shape (n, n), or "
-                         f"w of shape () and z (L >= 1, ...), got z {shape_z} and w {shape_w}")
+        raise ValueError(f"{name}: expected z of shape (L >= 1, ..., n) and w of shape (n, n), "
+                         f"or w of shape () and z (L >= 1, ...), got z {shape_z} and w {shape_w}")
     if s0 is None:
         return (z, w), {"activation": activation}
     # (A vector recurrence's s0 has the state's axis: S_0 w is a product.)
     if not _broadcasts_to(shapes[2], shape_z[1:]) or not scalar and shapes[2][-1:] != shape_z[-1:]:
-        raise ValueError(f"rnn: initial state of shape {shapes[2]} does not broadcast to a "
+        raise ValueError(f"{name}: initial state of shape {shapes[2]} does not broadcast to a "
                          f"step's shape {shape_z[1:]} (z {shape_z})")
     return (z, w, s0), {"activation": activation}
 
@@ -536,6 +551,137 @@ def _broadcasts_to(shape: tuple, target: tuple) -> bool:
 
 rnn = defop("rnn", _rnn, _rnn_vjps, Domain("rnn", ((-1.5, 1.5), (-0.8, 0.8), (-1.0, 1.0))),
             saves=("output", 1, 2), prepare=_rnn_call)  # not z: backward reads the states
+
+
+# rnn_last: S_L alone (a many-to-one recurrence: the counter, a sequence classifier). A linear
+# scalar recurrence without s0 is S_L = sum_j w^(L-1-j) z_j, one product with the powers of w
+# each way (L m multiplications, always cheaper than the loop); any other recurrence runs
+# rnn's loop, and its backward runs it again from z and seeds rnn's deltas at step L alone.
+
+
+def _last_closed_form(z, w, s0, activation):
+    """Whether S_L is the closed form's: identity, no s0, a scalar w, L > 1."""
+    return activation == "identity" and s0 is None and w.size == 1 and len(z) > 1 and (
+        w.ndim == 0 or z.ndim > 1 and z.shape[-1] == 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _descending(length, dtype):
+    """The exponents L-1 .. 0 in `dtype`, and L-1 .. 1 (the factors of p's derivatives)."""
+    exponents = np.arange(length - 1, -1, -1, dtype=dtype)
+    return exponents, exponents[:-1]
+
+
+# The last weights computed, (w, length, dtype, (p, q) or None): forward computes them once
+# per value of w (an optimizer changes it every step), backward finds them. One entry, read
+# and replaced whole (threads never see half of one): an lru_cache's miss costs as much as
+# the powers.
+_LAST_WEIGHTS: list = [None]
+
+
+def _last_weights(w, z):
+    """p = [w^(L-1), .., w, 1] = dS_L/dz_j, q = [(L-1) w^(L-2), .., 1] = dp_j/dw for
+    j < L-1 (L = len(z), in z and w's dtype), and p as a column; None where a power is not
+    normal (the loop decides). None of them leaves the op: no caller can change them."""
+    dtype = z.dtype if z.dtype is w.dtype else np.result_type(z, w)  # `is`: the usual, quick
+    value, length = float(w.reshape(())), len(z)
+    entry = _LAST_WEIGHTS[0]
+    if entry is not None and entry[0] == value and entry[1] == length and entry[2] is dtype:
+        return entry[3]
+    scale = builtins.abs(value)
+    weights = None
+    if scale == 1.0 or scale == 0.0 or _normal_powers(scale, length - 1, dtype):
+        exponents, factors = _descending(length, dtype)
+        p = np.power(value, exponents)  # a Python float: computed in `dtype`
+        weights = p, _np_multiply(factors, p[1:]), p[:, None]
+    _LAST_WEIGHTS[0] = (value, length, dtype, weights)
+    return weights
+
+
+def _finite(x):
+    return _np_count_nonzero(_np_isfinite(x)) == x.size  # half the cost of isfinite().all()
+
+
+def _rnn_last(z, w, s0=None, *, activation):
+    # The closed form where it gives the loop's number up to rounding: all powers normal and
+    # z finite (P's zero powers times inf give NaN where the loop adds no such term).
+    if _last_closed_form(z, w, s0, activation):
+        weights = _last_weights(w, z)
+        if weights is not None and _finite(z):
+            if z.ndim == 2:
+                return _np_dot(weights[0], z)
+            return _np_asarray(_np_dot(weights[0], z.reshape(len(z), -1))).reshape(z.shape[1:])
+    return _rnn(z, w, s0, activation=activation)[-1].copy()  # not a view holding every state
+
+
+def _rnn_last_vjps(arrays, options, inputs):
+    """The VJPs of one rnn_last call: in closed form, D_j = w^(L-1-j) g for z (the loop's
+    repeated products, whatever g holds) and sum_j (L-1-j) w^(L-2-j) z_j . g for w (where
+    that sum is finite, so z and g are); else rnn's VJPs, on the states recomputed
+    from z and the cotangent g at step L (zero before), computed by the first VJP to run
+    and let go by the last one the sweep calls (read and replaced whole, as rnn's deltas)."""
+    through = _rnn_vjps(arrays, options, inputs)
+    last = builtins.max(i for i, x in enumerate(inputs) if x is not None)
+    memo: list = [None]  # (g, z, w, states, cotangent of every state)
+
+    def unrolled(i, g, z, w, s0, activation):
+        entry = memo[0]
+        if entry is not None and entry[0] is g and entry[1] is z and entry[2] is w:
+            states, g_all = entry[3], entry[4]
+        else:
+            states = _rnn(z, w, s0, activation=activation)
+            g_all = np.zeros(states.shape, np.result_type(g, states))
+            g_all[-1] = g
+            memo[0] = (g, z, w, states, g_all)
+        if i == last:
+            memo[0] = None
+        operands = (z, w) if s0 is None else (z, w, s0)
+        return through[i](g_all, states, *operands, activation=activation)
+
+    def z_vjp(g, out, z, w, s0=None, *, activation):
+        if _last_closed_form(z, w, s0, activation):
+            weights = _last_weights(w, z)
+            if weights is not None:
+                if g.ndim == 0:
+                    return _np_multiply(weights[0], g)
+                # One product each, p_j g_i: np.dot of a column and a row costs a third less
+                # than broadcasting (the same bits: no sums).
+                return _np_dot(weights[2], g.reshape(1, -1)).reshape(z.shape)
+        return unrolled(0, g, z, w, s0, activation)
+
+    def w_vjp(g, out, z, w, s0=None, *, activation):
+        if _last_closed_form(z, w, s0, activation):
+            weights = _last_weights(w, z)
+            if weights is not None:
+                dz = _np_dot(weights[1], z[:-1] if z.ndim == 2 else z[:-1].reshape(len(z) - 1, -1))
+                grad = _np_vdot(dz, g)
+                # A sum of products with an inf or NaN in z or g is not finite (inf times
+                # q's zeros is NaN): checked on the one number, not on every element.
+                if math.isfinite(grad):
+                    return _np_asarray(grad).reshape(w.shape)
+        return unrolled(1, g, z, w, s0, activation)
+
+    def s0_vjp(g, out, z, w, s0, *, activation):
+        return unrolled(2, g, z, w, s0, activation)
+
+    return (z_vjp, w_vjp, s0_vjp)[:len(arrays)]
+
+
+def _rnn_last_call(z: Any, w: Any, s0: Any = None,
+                   activation: str = "tanh") -> tuple[tuple, dict]:
+    """The last state S_L of the recurrence `rnn` computes (its operands and options, the
+    same numbers as rnn(...)[-1] up to rounding): what a many-to-one model reads, without
+    the other states or, in backward, a cotangent for each of them (PyTorch's h_n, Keras'
+    return_sequences=False). A linear scalar recurrence without s0 ("identity", w of shape
+    (), as the counter's) is computed in closed form: S_L = sum_j w^(L-1-j) z_j, one product
+    each way with the L powers of w (the loop's terms summed in another order). Any other
+    runs rnn's loop, keeping z rather than the states: backward runs the loop again."""
+    return _recurrence_operands("rnn_last", z, w, s0, activation)
+
+
+rnn_last = defop("rnn_last", _rnn_last, _rnn_last_vjps,
+                 Domain("rnn", ((-1.5, 1.5), (-0.8, 0.8), (-1.0, 1.0))), saves=(0, 1, 2),
+                 prepare=_rnn_last_call)
 
 # --- reductions -----------------------------------------------------------------------------
 

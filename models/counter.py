@@ -46,8 +46,11 @@ class Counter(nn.Module):
         return states
 
     def forward(self, X: np.ndarray) -> mg.Tensor:
-        """The count s_n of every sequence in X (batch, n)."""
-        return self.states(X)[-1]
+        """The count s_n of every sequence in X (batch, n): `mg.rnn_last`, the recurrence's
+        last state alone, in closed form s_n = sum_k x_k w_x w_rec^(n-k) (one product each
+        way with the powers of w_rec; `states(X)[-1]` up to rounding)."""
+        X = _sequences(X, self.w_x.dtype)
+        return mg.rnn_last(self.w_x * X.T, self.w_rec, activation="identity")
 
     def loss(self, X: np.ndarray, t: np.ndarray) -> mg.Tensor:
         """mean((s_n - t)^2) over the sequences; `t` holds one target per sequence."""

@@ -75,11 +75,11 @@ def test_a_non_finite_seed_is_refused():
 def test_the_site_is_in_the_callers_code_not_in_the_engine():
     from minigrad.models.counter import Counter
 
-    model = Counter(1.0, 1e200)  # the states overflow to inf inside Counter.states
+    model = Counter(1.0, 1e200)  # the last state overflows to inf inside Counter.forward
     with mg.detect_anomaly(), pytest.raises(mg.AnomalyError) as caught:
         model.loss(np.ones((2, 5)), np.zeros(2))
     message = str(caught.value)
-    assert f"models{os.sep}counter.py" in message and "in states" in message
+    assert f"models{os.sep}counter.py" in message and "in forward" in message
     engine_files = [f for f in os.listdir(os.path.dirname(mg.__file__)) if f.endswith(".py")]
     assert not any(f"{os.sep}{name}:" in message for name in engine_files), message
 

@@ -325,3 +325,93 @@ def test_a_linear_recurrence_under_a_callers_errstate_raises_only_where_the_loop
         states = mg.rnn(z, np.array(w), activation="identity").data
         expected = loop(mg.Tensor(z), mg.Tensor(np.array(w)), None, "identity").data
     np.testing.assert_allclose(states, expected, rtol=4 * 10 * np.finfo(np.float64).eps)
+
+
+# --- rnn_last: the last state alone ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@given(case=recurrences())
+def test_rnn_last_gives_rnns_last_state_and_its_gradients(activation, case):
+    """Outside the closed form, rnn_last runs rnn's loop and seeds rnn's backward at step L:
+    its numbers are rnn(...)[-1]'s to the bit. In closed form (S_L = sum_j w^(L-1-j) z_j,
+    one product each way) they are within the rounding of the loop's terms summed in
+    another order: S_L and D_j = w^(L-1-j) g within 4 L eps of their terms' magnitudes, w's
+    gradient within 8 (L + m) eps of its terms' (m: the step's size)."""
+    z, w, s0, upstream = case
+    g = upstream[-1]
+    seeded = np.zeros_like(upstream)
+    seeded[-1] = g
+    last, (gz, gw, *gs0) = gradients(
+        lambda *a: mg.rnn_last(*a[:3], activation=a[3]), z, w, s0, g, activation)
+    closed = mg.ops._last_closed_form(z, w, s0, activation)
+    run = loop if closed else (lambda *a: mg.rnn(*a[:3], activation=a[3]))
+    states, (ez, ew, *es0) = gradients(run, z, w, s0, seeded, activation)
+    if ew is None:  # one step and no s0: nothing multiplies w
+        ew = np.zeros_like(w)
+    if not closed:
+        np.testing.assert_array_equal(last, states[-1], strict=True)
+        for a, b in zip([gz, gw, *gs0], [ez, ew, *es0]):
+            np.testing.assert_array_equal(a, b, strict=True)
+        return
+    eps, length, scale = np.finfo(np.float64).eps, z.shape[0], np.abs(w).reshape(())
+    along = (length,) + (1,) * (z.ndim - 1)  # a vector over j, broadcast along a step
+    powers = (scale ** np.arange(length - 1, -1, -1)).reshape(along)  # |w|^(L-1-j)
+    assert np.all(np.abs(last - states[-1])
+                  <= 4 * length * eps * (powers * np.abs(z)).sum(axis=0))
+    assert np.all(np.abs(gz - ez) <= 4 * length * eps * powers * np.abs(g))
+    factors = (np.arange(length - 1, 0, -1) * scale ** np.arange(
+        length - 2, -1, -1)).reshape((length - 1,) + along[1:])  # (L-1-j) |w|^(L-2-j)
+    terms = (factors * np.abs(z[:-1]) * np.abs(g)).sum()
+    assert np.all(np.abs(gw - ew) <= 8 * (length + g.size) * eps * terms)
+
+
+@given(length=st.integers(2, 8), batch=st.integers(1, 4),
+       w=st.sampled_from([0.0, 0.5, -0.9, 1.0]), where=st.sampled_from(["z", "g"]),
+       value=st.sampled_from([np.inf, -np.inf, np.nan]), data=st.data())
+def test_rnn_last_gives_way_to_the_loop_on_an_inf_or_nan(length, batch, w, where, value, data):
+    """An inf or NaN in z or in the cotangent g: the closed form would put NaN where the loop
+    has none (inf times a zero power), so rnn_last gives way to the loop wherever it reads
+    one: every number is the loop's up to rounding, and non-finite exactly where the loop's
+    is, with the same sign or NaN."""
+    z = data.draw(arrays((length, batch), low=-2.0, high=2.0), label="z")
+    g = data.draw(arrays((batch,), low=-1.0, high=1.0), label="g")
+    place = data.draw(st.integers(0, (z if where == "z" else g).size - 1), label="place")
+    (z if where == "z" else g).flat[place] = value
+    seeded = np.zeros(z.shape)
+    seeded[-1] = g
+    with np.errstate(all="ignore"):
+        last, (gz, gw) = gradients(lambda *a: mg.rnn_last(*a[:3], activation=a[3]), z,
+                                   np.array(w), None, g, "identity")
+        states, (ez, ew) = gradients(lambda *a: mg.rnn(*a[:3], activation=a[3]), z,
+                                     np.array(w), None, seeded, "identity")
+    rtol = 4 * length * np.finfo(np.float64).eps
+    np.testing.assert_allclose(last, states[-1], rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(gz, ez, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(gw, ew, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("w", [1e-40, -1e-40, 1e30, -0.5, 0.0, -1.0])
+def test_rnn_last_under_a_callers_errstate_raises_only_where_the_loop_would(w):
+    """As rnn's closed form: a power of w that underflows (1e-40^9) sends rnn_last to the
+    loop under np.errstate(all="raise"), whose states stay near 1; with every power normal
+    the closed form gives the loop's numbers. Backward raises exactly where the unrolled
+    loop's does (its deltas w^(L-k) g do underflow for w = 1e-40)."""
+    z = np.ones((10, 3))
+
+    def outcome(run):
+        try:
+            return gradients(run, z, np.array(w), None, np.ones(3), "identity")
+        except FloatingPointError:
+            return None
+
+    with np.errstate(all="raise"):
+        last = mg.rnn_last(z, np.array(w), activation="identity").data
+        states = loop(mg.Tensor(z), mg.Tensor(np.array(w)), None, "identity").data
+        closed = outcome(lambda *a: mg.rnn_last(*a[:3], activation=a[3]))
+        unrolled = outcome(lambda *a: loop(*a)[-1])
+    np.testing.assert_allclose(last, states[-1], rtol=4 * 10 * np.finfo(np.float64).eps)
+    assert (closed is None) == (unrolled is None)
+    if closed is not None:
+        for a, b in zip(closed[1], unrolled[1]):
+            np.testing.assert_allclose(a, b, rtol=4 * 10 * np.finfo(np.float64).eps)
