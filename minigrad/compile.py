@@ -427,6 +427,10 @@ class _Program:
             (trace.kinds[leaf.index][1], None) if trace.kinds[leaf.index][0] == "tensor"
             else (-1, trace.kinds[leaf.index][1]) for leaf in self.leaves]
         self.leaf_vjps = _leaf_vjps(len(self.leaves))
+        # The leaves themselves where all are tensors read from outside (no argument's
+        # vertex to look up on a call): `value_and_backward`'s usual case.
+        self.outside_leaves: list[Tensor] | None = [t for _, t in self.leaf_sources] if all(
+            t is not None for _, t in self.leaf_sources) else None
         self.run_steps = forward_function([
             (s.forward, s.inputs, s.options, s.out.index, frees, s.out.shape == ())
             for s, frees in zip(trace.steps, self.frees)])
@@ -739,10 +743,13 @@ class CompiledFunction:
     def _replay_backward(self, program: _Program, args: tuple) -> float | None:
         """`value_and_backward` by the programs alone; None (having done nothing) if a leaf
         argument has a node (gradients flow on into its graph) or the program is stale."""
-        leaves = [t if t is not None else args[position] for position, t in program.leaf_sources]
-        for leaf in leaves:
-            if leaf._node is not None:
-                return None
+        leaves = program.outside_leaves
+        if leaves is None:
+            leaves = [t if t is not None else args[position]
+                      for position, t in program.leaf_sources]
+            for leaf in leaves:
+                if leaf._node is not None:
+                    return None
         values = program.forward(args, keeps=False)  # no one can change them before backward
         if values is None:
             return None

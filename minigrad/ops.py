@@ -401,7 +401,7 @@ def _powers_product(w, x, transpose):
     where the loop adds no such term). All checked before the product, so that it warns of
     nothing the loop would not."""
     dtype = x.dtype if x.dtype is w.dtype else np.result_type(x, w)  # `is`: the usual, quick
-    P = _powers(float(w.reshape(())), len(x), dtype)
+    P = _powers(w.item(), len(x), dtype)
     # Counting is half the cost of isfinite(x).all() here; np.dot a quarter less than matmul.
     if P is None or _np_count_nonzero(_np_isfinite(x)) != x.size:
         return None
@@ -584,7 +584,7 @@ def _last_weights(w, z):
     j < L-1 (L = len(z), in z and w's dtype), and p as a column; None where a power is not
     normal (the loop decides). None of them leaves the op: no caller can change them."""
     dtype = z.dtype if z.dtype is w.dtype else np.result_type(z, w)  # `is`: the usual, quick
-    value, length = float(w.reshape(())), len(z)
+    value, length = w.item(), len(z)
     entry = _LAST_WEIGHTS[0]
     if entry is not None and entry[0] == value and entry[1] == length and entry[2] is dtype:
         return entry[3]
@@ -968,7 +968,8 @@ def _bce_logits_z_vjp(g, out, z, t):
 
 def _mse(y, t):
     """Mean squared error: mean((y - t)^2)."""
-    return _mean(np.square(np.subtract(y, t)))
+    d = np.subtract(y, t)
+    return _mean(np.square(d, out=d) if d.ndim else np.square(d))  # d: a new array
 
 
 binary_cross_entropy = defop(
