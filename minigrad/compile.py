@@ -429,8 +429,8 @@ class _Program:
         self.leaf_vjps = _leaf_vjps(len(self.leaves))
         # The leaves themselves where all are tensors read from outside (no argument's
         # vertex to look up on a call): `value_and_backward`'s usual case.
-        self.outside_leaves: list[Tensor] | None = [t for _, t in self.leaf_sources] if all(
-            t is not None for _, t in self.leaf_sources) else None
+        outside = [t for _, t in self.leaf_sources if t is not None]
+        self.outside_leaves = outside if len(outside) == len(self.leaf_sources) else None
         self.run_steps = forward_function([
             (s.forward, s.inputs, s.options, s.out.index, frees, s.out.shape == ())
             for s, frees in zip(trace.steps, self.frees)])
