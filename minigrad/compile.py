@@ -770,10 +770,14 @@ class CompiledFunction:
         """The signature of a call, its arguments (strided arrays made contiguous), and the
         cache's entry for it, if any."""
         key, args = _signature(args, mode)
-        with self._lock:
-            entry = self._cache.get(key)
-            if entry is not None:
+        # Without the lock: each of these is one step of the dict's C code under the GIL (the
+        # lock orders the trace path's insertions and evictions).
+        entry = self._cache.get(key)
+        if entry is not None:
+            try:  # noqa: SIM105 (contextlib.suppress would cost a context manager per call)
                 self._cache.move_to_end(key)
+            except KeyError:  # evicted by another thread in between: still this call's
+                pass
         return key, args, entry
 
     def _trace_call(self, key: tuple, args: tuple, entry: _Entry | None, mode: int) -> Tensor:

@@ -387,11 +387,17 @@ def _normal_powers(scale, top, dtype):
     return low < top * math.log(scale) < high if scale == scale else False
 
 
-@functools.lru_cache(maxsize=8)
 def _log_range(dtype):
-    """The logarithms of the smallest and the largest normal number of `dtype`."""
-    info = np.finfo(dtype)
-    return math.log(info.tiny), math.log(info.max)
+    """The logarithms of the smallest and the largest normal number of `dtype` (a dict is a
+    third of an lru_cache's cost: this runs whenever an optimizer changes w)."""
+    logs = _LOG_RANGES.get(dtype)
+    if logs is None:
+        info = np.finfo(dtype)
+        logs = _LOG_RANGES[dtype] = math.log(info.tiny), math.log(info.max)
+    return logs
+
+
+_LOG_RANGES: dict = {}
 
 
 def _powers_product(w, x, transpose):
@@ -580,9 +586,9 @@ _LAST_WEIGHTS: list = [None]
 
 
 def _last_weights(w, z):
-    """p = [w^(L-1), .., w, 1] = dS_L/dz_j, q = [(L-1) w^(L-2), .., 1] = dp_j/dw for
-    j < L-1 (L = len(z), in z and w's dtype), and p as a column; None where a power is not
-    normal (the loop decides). None of them leaves the op: no caller can change them."""
+    """p = [w^(L-1), .., w, 1] = dS_L/dz_j and q = [(L-1) w^(L-2), .., 1] = dp_j/dw for
+    j < L-1 (L = len(z), in z and w's dtype); None where a power is not normal (the loop
+    decides). Neither leaves the op: no caller can change them."""
     dtype = z.dtype if z.dtype is w.dtype else np.result_type(z, w)  # `is`: the usual, quick
     value, length = w.item(), len(z)
     entry = _LAST_WEIGHTS[0]
@@ -593,7 +599,7 @@ def _last_weights(w, z):
     if scale == 1.0 or scale == 0.0 or _normal_powers(scale, length - 1, dtype):
         exponents, factors = _descending(length, dtype)
         p = np.power(value, exponents)  # a Python float: computed in `dtype`
-        weights = p, _np_multiply(factors, p[1:]), p[:, None]
+        weights = p, _np_multiply(factors, p[1:])
     _LAST_WEIGHTS[0] = (value, length, dtype, weights)
     return weights
 
@@ -646,7 +652,7 @@ def _rnn_last_vjps(arrays, options, inputs):
                     return _np_multiply(weights[0], g)
                 # One product each, p_j g_i: np.dot of a column and a row costs a third less
                 # than broadcasting (the same bits: no sums).
-                return _np_dot(weights[2], g.reshape(1, -1)).reshape(z.shape)
+                return _np_dot(weights[0][:, None], g.reshape(1, -1)).reshape(z.shape)
         return unrolled(0, g, z, w, s0, activation)
 
     def w_vjp(g, out, z, w, s0=None, *, activation):
@@ -658,7 +664,7 @@ def _rnn_last_vjps(arrays, options, inputs):
                 # A sum of products with an inf or NaN in z or g is not finite (inf times
                 # q's zeros is NaN): checked on the one number, not on every element.
                 if math.isfinite(grad):
-                    return _np_asarray(grad).reshape(w.shape)
+                    return _np_asarray(grad) if w.ndim == 0 else _np_asarray(grad).reshape(w.shape)
         return unrolled(1, g, z, w, s0, activation)
 
     def s0_vjp(g, out, z, w, s0, *, activation):

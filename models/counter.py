@@ -46,11 +46,14 @@ class Counter(nn.Module):
         return states
 
     def forward(self, X: np.ndarray) -> mg.Tensor:
-        """The count s_n of every sequence in X (batch, n): `mg.rnn_last`, the recurrence's
-        last state alone, in closed form s_n = sum_k x_k w_x w_rec^(n-k) (one product each
-        way with the powers of w_rec; `states(X)[-1]` up to rounding)."""
+        """The count s_n of every sequence in X (batch, n): w_x times `mg.rnn_last`, the last
+        state alone of the recurrence on X, in closed form s_n = w_x sum_k x_k w_rec^(n-k)
+        (one product each way with the powers of w_rec; `states(X)[-1]` up to rounding)."""
         X = _sequences(X, self.w_x.dtype)
-        return mg.rnn_last(self.w_x * X.T, self.w_rec, activation="identity")
+        # Linear from s_0 = 0, so s_n = w_x u_n with u_k = u_{k-1} w_rec + x_k: the recurrence
+        # runs on the inputs themselves (no gradient to carry back into them), and w_x
+        # scales its one result.
+        return self.w_x * mg.rnn_last(X.T, self.w_rec, activation="identity")
 
     def loss(self, X: np.ndarray, t: np.ndarray) -> mg.Tensor:
         """mean((s_n - t)^2) over the sequences; `t` holds one target per sequence."""
