@@ -750,13 +750,18 @@ class CompiledFunction:
             for leaf in leaves:
                 if leaf._node is not None:
                     return None
-        values = program.forward(args, keeps=False)  # no one can change them before backward
+        # The programs themselves (anomaly mode takes the general path): no one can change
+        # the inputs before backward, so they are loaded without copies or sharing.
+        values = program.load_for_backward(args)
         if values is None:
             return None
+        program.run_steps(values)
         out = values[program.result.index]
         seed = _empty(out.shape, out.dtype)  # np.ones, without its Python layer
         seed.fill(1)
-        grads = program.backward(values, seed, True)
+        run_backward = program.run_backward
+        grads = (run_backward(values, seed, True) if run_backward is not None
+                 else program.backward(values, seed, True))
         for leaf, g, fresh in zip(leaves, grads, program.fresh):
             dtype = leaf._data.dtype
             if g.dtype is not dtype and g.dtype != dtype:  # `is`: the usual case, quick
@@ -883,9 +888,11 @@ def _signature(args: tuple, mode: int) -> tuple[tuple, tuple]:
     contiguous (a program's NumPy calls round as they did on the trace's layout)."""
     parts: list[Any] = [mode & (RECORDING | ANOMALY)]
     strided = False
-    for i, a in enumerate(args):
+    i = -1
+    for a in args:
+        i += 1
         if type(a) is _ndarray:
-            parts.append((a.shape, a.dtype))
+            parts += a.shape, a.dtype  # flat: a quicker hash than a tuple per argument
             strided = strided or not a.flags.c_contiguous
         elif isinstance(a, Tensor):
             data = a._data
