@@ -528,9 +528,19 @@ def _rnn_call(z: Any, w: Any, s0: Any = None, activation: str = "tanh") -> tuple
     return _recurrence_operands("rnn", z, w, s0, activation)
 
 
+_OPERANDS = (_Tensor, np.ndarray)
+
+
 def _recurrence_operands(name: str, z: Any, w: Any, s0: Any,
                          activation: str) -> tuple[tuple, dict]:
-    """The operands and options of a call of rnn or rnn_last, checked (`name` for errors)."""
+    """The operands and options of a call of rnn or rnn_last, checked (`name` for errors); a
+    number for w or s0 becomes a 0-d array of z's floating dtype (the recurrence reads its
+    shape, and a Python float must not promote a float32 recurrence)."""
+    if not isinstance(w, _OPERANDS) or s0 is not None and not isinstance(s0, _OPERANDS):
+        like = np.asarray(_data(z, name))
+        dtype = like.dtype if like.dtype.kind == "f" else np.float64
+        w, s0 = (np.asarray(_data(x, name), dtype) if x is not None
+                 and not isinstance(x, _OPERANDS) else x for x in (w, s0))
     shapes = [np.shape(_data(x, name)) for x in (z, w) + ((s0,) if s0 is not None else ())]
     shape_z, shape_w = shapes[0], shapes[1]
     if activation not in _ACTIVATIONS:
@@ -629,6 +639,9 @@ def _rnn_last_vjps(arrays, options, inputs):
     through = _rnn_vjps(arrays, options, inputs)
     last = builtins.max(i for i, x in enumerate(inputs) if x is not None)
     memo: list = [None]  # (g, z, w, states, cotangent of every state)
+    # Shapes and options only: the same for every call a compiled program replays.
+    closed = _last_closed_form(*arrays[:2], arrays[2] if len(arrays) > 2 else None,
+                               options["activation"])
 
     def unrolled(i, g, z, w, s0, activation):
         entry = memo[0]
@@ -645,7 +658,7 @@ def _rnn_last_vjps(arrays, options, inputs):
         return through[i](g_all, states, *operands, activation=activation)
 
     def z_vjp(g, out, z, w, s0=None, *, activation):
-        if _last_closed_form(z, w, s0, activation):
+        if closed:
             weights = _last_weights(w, z)
             if weights is not None:
                 if g.ndim == 0:
@@ -656,7 +669,7 @@ def _rnn_last_vjps(arrays, options, inputs):
         return unrolled(0, g, z, w, s0, activation)
 
     def w_vjp(g, out, z, w, s0=None, *, activation):
-        if _last_closed_form(z, w, s0, activation):
+        if closed:
             weights = _last_weights(w, z)
             if weights is not None:
                 dz = _np_dot(weights[1], z[:-1] if z.ndim == 2 else z[:-1].reshape(len(z) - 1, -1))

@@ -415,3 +415,20 @@ def test_rnn_last_under_a_callers_errstate_raises_only_where_the_loop_would(w):
     if closed is not None:
         for a, b in zip(closed[1], unrolled[1]):
             np.testing.assert_allclose(a, b, rtol=4 * 10 * np.finfo(np.float64).eps)
+
+
+@pytest.mark.parametrize("op", [mg.rnn, mg.rnn_last])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_number_for_w_or_s0_is_a_0d_array_of_zs_precision(op, dtype):
+    """A Python float for a scalar recurrence's w (or s0) gives the numbers of the same value
+    as a 0-d array of z's dtype: no promotion of float32, no error from a missing shape."""
+    z_values = np.linspace(-1.0, 1.0, 12, dtype=dtype).reshape(4, 3)
+    results = []
+    for w, s0 in [(0.5, 0.25), (np.array(0.5, dtype), np.array(0.25, dtype))]:
+        z = mg.Tensor(z_values, requires_grad=True)
+        out = op(z, w, s0, activation="tanh")
+        out.sum().backward()
+        results.append((out.data, z.grad))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b, strict=True)
+    assert results[0][0].dtype == dtype
