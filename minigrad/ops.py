@@ -614,16 +614,14 @@ def _last_weights(w, z):
     return weights
 
 
-def _finite(x):
-    return _np_count_nonzero(_np_isfinite(x)) == x.size  # half the cost of isfinite().all()
-
-
 def _rnn_last(z, w, s0=None, *, activation):
-    # The closed form where it gives the loop's number up to rounding: all powers normal and
-    # z finite (P's zero powers times inf give NaN where the loop adds no such term).
+    # The closed form wherever every power is normal. Unlike rnn's matrix P, whose zeros above
+    # the diagonal meet z_j of later steps, p holds the very weights the loop gives each z_j
+    # in S_L (0 only for w = 0, where the loop too multiplies by 0): an inf or NaN in z makes
+    # S_L inf or NaN as in the loop, with no check of z.
     if _last_closed_form(z, w, s0, activation):
         weights = _last_weights(w, z)
-        if weights is not None and _finite(z):
+        if weights is not None:
             if z.ndim == 2:
                 return _np_dot(weights[0], z)
             return _np_asarray(_np_dot(weights[0], z.reshape(len(z), -1))).reshape(z.shape[1:])

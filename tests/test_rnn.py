@@ -370,10 +370,10 @@ def test_rnn_last_gives_rnns_last_state_and_its_gradients(activation, case):
        w=st.sampled_from([0.0, 0.5, -0.9, 1.0]), where=st.sampled_from(["z", "g"]),
        value=st.sampled_from([np.inf, -np.inf, np.nan]), data=st.data())
 def test_rnn_last_gives_way_to_the_loop_on_an_inf_or_nan(length, batch, w, where, value, data):
-    """An inf or NaN in z or in the cotangent g: the closed form would put NaN where the loop
-    has none (inf times a zero power), so rnn_last gives way to the loop wherever it reads
-    one: every number is the loop's up to rounding, and non-finite exactly where the loop's
-    is, with the same sign or NaN."""
+    """An inf or NaN in z or in the cotangent g: S_L = p . z and D = p g weigh each term as
+    the loop does (w = 0 included), and w's gradient gives way to the loop where it is not
+    finite, so every number is the loop's up to rounding, and non-finite exactly where the
+    loop's is, with the same sign or NaN."""
     z = data.draw(arrays((length, batch), low=-2.0, high=2.0), label="z")
     g = data.draw(arrays((batch,), low=-1.0, high=1.0), label="g")
     place = data.draw(st.integers(0, (z if where == "z" else g).size - 1), label="place")
