@@ -541,10 +541,10 @@ class _Program:
         source.add("return v")
         return source.function("load(args)", "load")
 
-    def forward(self, args: Sequence[Any], keeps: bool = True) -> list[Any] | None:
-        """The values of a call: its inputs (`load`, or `load_for_backward` without `keeps`)
-        and every op's output; None if the program is stale."""
-        values = (self.load if keeps else self.load_for_backward)(args)
+    def forward(self, args: Sequence[Any]) -> list[Any] | None:
+        """The values of a call: its inputs (`load`) and every op's output; None if the
+        program is stale."""
+        values = self.load(args)
         if values is None:
             return None
         if self.anomaly:

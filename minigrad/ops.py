@@ -344,11 +344,15 @@ def _closed_form_pays(z, w):
 
 
 @functools.lru_cache(maxsize=64)
-def _toeplitz(length, dtype):
-    """The exponents 0 .. length-1 in `dtype`, and the index I[k, j] = k - j on and below
-    the diagonal, `length` above it: P = p[I] for p the powers followed by a zero."""
+def _exponent_tables(length, dtype):
+    """The exponents 0 .. L-1 in `dtype` (L = length); the index I[k, j] = k - j on and below
+    the diagonal, L above it (P = p[I] for p the powers followed by a zero); the exponents
+    L-1 .. 0, and L-1 .. 1 (rnn_last's powers of w and the factors of their derivatives)."""
     k = np.arange(length)
-    return np.arange(length, dtype=dtype), np.where(k[:, None] >= k, k[:, None] - k, length)
+    exponents = np.arange(length, dtype=dtype)
+    descending = exponents[::-1].copy()
+    return exponents, np.where(k[:, None] >= k, k[:, None] - k, length), descending, \
+        descending[:-1]
 
 
 @functools.lru_cache(maxsize=8)
@@ -360,7 +364,7 @@ def _power_vector(w, length, dtype):
     if scale != 1.0 and scale != 0.0 and not _normal_powers(scale, length - 1, dtype):
         return None
     p = np.zeros(length + 1, dtype)
-    np.power(w, _toeplitz(length, dtype)[0], p[:-1])  # w a Python float: computed in `dtype`
+    np.power(w, _exponent_tables(length, dtype)[0], p[:-1])  # w a Python float: computed in `dtype`
     p.flags.writeable = False
     return p
 
@@ -373,7 +377,7 @@ def _powers(w, length, dtype):
     p = _power_vector(w, length, dtype)
     if p is None:
         return None
-    P = p[_toeplitz(length, dtype)[1]]
+    P = p[_exponent_tables(length, dtype)[1]]
     P.flags.writeable = False
     return P
 
@@ -400,14 +404,18 @@ def _log_range(dtype):
 _LOG_RANGES: dict = {}
 
 
+def _dtype_of(x, w):
+    """The dtype of a product of x and w: x's where w has it (the usual case, by identity)."""
+    return x.dtype if x.dtype is w.dtype else np.result_type(x, w)
+
+
 def _powers_product(w, x, transpose):
     """P x (or P^T x) over x's first axis, P[k, j] = w^(k-j) for j <= k, else 0. None where
     the product would not be the loop's number up to rounding, and the loop decides: a power
     that overflows or underflows, or an inf or NaN in x or w (P's zeros times inf give NaN
     where the loop adds no such term). All checked before the product, so that it warns of
     nothing the loop would not."""
-    dtype = x.dtype if x.dtype is w.dtype else np.result_type(x, w)  # `is`: the usual, quick
-    P = _powers(w.item(), len(x), dtype)
+    P = _powers(w.item(), len(x), _dtype_of(x, w))
     # Counting is half the cost of isfinite(x).all() here; np.dot a quarter less than matmul.
     if P is None or _np_count_nonzero(_np_isfinite(x)) != x.size:
         return None
@@ -454,10 +462,18 @@ _s0_vjp, _w0_vjp = _product_vjp(_matmul_a_vjp), _product_vjp(_matmul_b_vjp)
 
 
 def _rnn_vjps(arrays, options, inputs):
-    """The VJPs of one rnn call. All three read the deltas D; the first to run computes
-    them, and the last one the sweep will call (by `inputs`) lets them go."""
-    activation = options["activation"]
-    last = builtins.max(i for i, x in enumerate(inputs) if x is not None)
+    """The VJPs of one rnn call (`_recurrence_vjps`)."""
+    return _recurrence_vjps(options["activation"], _last_input(inputs), len(arrays))
+
+
+def _last_input(inputs):
+    """The position of the last input that needs a gradient: the sweep's last VJP call."""
+    return builtins.max(i for i, x in enumerate(inputs) if x is not None)
+
+
+def _recurrence_vjps(activation, last, count):
+    """The VJPs of an rnn call with `count` operands. All three read the deltas D; the first
+    to run computes them, and input `last`'s, the last one the sweep calls, lets them go."""
     # (g, out, w, D): the deltas of the cotangent being swept. Read and replaced whole, in
     # one step each: a compiled program's replays in two threads share these VJPs, and one
     # must never take the other's deltas (it recomputes its own instead).
@@ -506,7 +522,7 @@ def _rnn_vjps(arrays, options, inputs):
             return _np_matmul(w, _sum_to_shape(d[0], s0.shape)[:, None])[:, 0]
         return _s0_vjp(d[0], None, None, s0, w)
 
-    return (z_vjp, w_vjp, s0_vjp)[:len(arrays)]
+    return (z_vjp, w_vjp, s0_vjp)[:count]
 
 
 def _rnn_call(z: Any, w: Any, s0: Any = None, activation: str = "tanh") -> tuple[tuple, dict]:
@@ -581,13 +597,6 @@ def _last_closed_form(z, w, s0, activation):
         w.ndim == 0 or z.ndim > 1 and z.shape[-1] == 1)
 
 
-@functools.lru_cache(maxsize=64)
-def _descending(length, dtype):
-    """The exponents L-1 .. 0 in `dtype`, and L-1 .. 1 (the factors of p's derivatives)."""
-    exponents = np.arange(length - 1, -1, -1, dtype=dtype)
-    return exponents, exponents[:-1]
-
-
 # The last weights computed, (w, length, dtype, (p, q) or None): forward computes them once
 # per value of w (an optimizer changes it every step), backward finds them. One entry, read
 # and replaced whole (threads never see half of one): an lru_cache's miss costs as much as
@@ -599,15 +608,16 @@ def _last_weights(w, z):
     """p = [w^(L-1), .., w, 1] = dS_L/dz_j and q = [(L-1) w^(L-2), .., 1] = dp_j/dw for
     j < L-1 (L = len(z), in z and w's dtype); None where a power is not normal (the loop
     decides). Neither leaves the op: no caller can change them."""
-    dtype = z.dtype if z.dtype is w.dtype else np.result_type(z, w)  # `is`: the usual, quick
-    value, length = w.item(), len(z)
+    dtype, value, length = _dtype_of(z, w), w.item(), len(z)
     entry = _LAST_WEIGHTS[0]
     if entry is not None and entry[0] == value and entry[1] == length and entry[2] is dtype:
         return entry[3]
     scale = builtins.abs(value)
     weights = None
-    if scale == 1.0 or scale == 0.0 or _normal_powers(scale, length - 1, dtype):
-        exponents, factors = _descending(length, dtype)
+    # Not for w = 0: its zero powers times an inf in z would be an invalid operation (an
+    # error under a caller's np.errstate) where the loop, after a NaN, makes none.
+    if scale == 1.0 or scale != 0.0 and _normal_powers(scale, length - 1, dtype):
+        _, _, exponents, factors = _exponent_tables(length, dtype)
         p = np.power(value, exponents)  # a Python float: computed in `dtype`
         weights = p, _np_multiply(factors, p[1:])
     _LAST_WEIGHTS[0] = (value, length, dtype, weights)
@@ -615,10 +625,10 @@ def _last_weights(w, z):
 
 
 def _rnn_last(z, w, s0=None, *, activation):
-    # The closed form wherever every power is normal. Unlike rnn's matrix P, whose zeros above
-    # the diagonal meet z_j of later steps, p holds the very weights the loop gives each z_j
-    # in S_L (0 only for w = 0, where the loop too multiplies by 0): an inf or NaN in z makes
-    # S_L inf or NaN as in the loop, with no check of z.
+    # The closed form wherever every power is normal and w is not 0. Unlike rnn's matrix P,
+    # whose zeros above the diagonal meet z_j of later steps, p holds the very weights the loop
+    # gives each z_j in S_L, none of them 0: an inf or NaN in z makes S_L inf or NaN as in the
+    # loop, with no check of z.
     if _last_closed_form(z, w, s0, activation):
         weights = _last_weights(w, z)
         if weights is not None:
@@ -634,26 +644,23 @@ def _rnn_last_vjps(arrays, options, inputs):
     that sum is finite, so z and g are); else rnn's VJPs, on the states recomputed
     from z and the cotangent g at step L (zero before), computed by the first VJP to run
     and let go by the last one the sweep calls (read and replaced whole, as rnn's deltas)."""
-    through = _rnn_vjps(arrays, options, inputs)
-    last = builtins.max(i for i, x in enumerate(inputs) if x is not None)
-    memo: list = [None]  # (g, z, w, states, cotangent of every state)
+    memo: list = [None]  # (g, z, w, states, cotangent of every state, rnn's VJPs)
+    activation, last, count = options["activation"], _last_input(inputs), len(arrays)
     # Shapes and options only: the same for every call a compiled program replays.
-    closed = _last_closed_form(*arrays[:2], arrays[2] if len(arrays) > 2 else None,
-                               options["activation"])
+    closed = _last_closed_form(*arrays[:2], arrays[2] if count > 2 else None, activation)
 
     def unrolled(i, g, z, w, s0, activation):
         entry = memo[0]
-        if entry is not None and entry[0] is g and entry[1] is z and entry[2] is w:
-            states, g_all = entry[3], entry[4]
-        else:
+        if entry is None or entry[0] is not g or entry[1] is not z or entry[2] is not w:
             states = _rnn(z, w, s0, activation=activation)
             g_all = np.zeros(states.shape, np.result_type(g, states))
             g_all[-1] = g
-            memo[0] = (g, z, w, states, g_all)
+            # rnn's VJPs made here, not per call: the closed form never needs them.
+            entry = memo[0] = (g, z, w, states, g_all, _recurrence_vjps(activation, last, count))
         if i == last:
             memo[0] = None
         operands = (z, w) if s0 is None else (z, w, s0)
-        return through[i](g_all, states, *operands, activation=activation)
+        return entry[5][i](entry[4], entry[3], *operands, activation=activation)
 
     def z_vjp(g, out, z, w, s0=None, *, activation):
         if closed:
@@ -681,7 +688,7 @@ def _rnn_last_vjps(arrays, options, inputs):
     def s0_vjp(g, out, z, w, s0, *, activation):
         return unrolled(2, g, z, w, s0, activation)
 
-    return (z_vjp, w_vjp, s0_vjp)[:len(arrays)]
+    return (z_vjp, w_vjp, s0_vjp)[:count]
 
 
 def _rnn_last_call(z: Any, w: Any, s0: Any = None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import minigrad as mg
@@ -432,3 +432,35 @@ def test_a_number_for_w_or_s0_is_a_0d_array_of_zs_precision(op, dtype):
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b, strict=True)
     assert results[0][0].dtype == dtype
+
+
+@example(length=5, batch=3, w=0.0, data=None)  # NaN above -inf: the loop makes no 0 * inf
+@given(length=st.integers(2, 6), batch=st.integers(1, 3),
+       w=st.sampled_from([0.0, 0.5, -0.9, 1.0, -1.0, 2.0]), data=st.data())
+def test_rnn_last_under_errstate_raises_on_an_inf_or_nan_in_z_only_where_the_loop_does(
+        length, batch, w, data):
+    """Under np.errstate(all="raise"), with infs and NaNs drawn into z and a finite
+    cotangent, rnn_last (forward and backward) fails exactly where the unrolled loop does:
+    the closed form must not multiply an inf by a zero power (w = 0) that the loop, after a
+    NaN, never computes."""
+    if data is None:
+        z, g = np.ones((length, batch)), np.ones(batch)
+        z[0, 2], z[1, 2] = np.nan, -np.inf
+    else:
+        z = data.draw(arrays((length, batch), low=-2.0, high=2.0), label="z")
+        for place in data.draw(st.lists(st.integers(0, z.size - 1), min_size=1, max_size=3),
+                               label="places"):
+            z.flat[place] = data.draw(st.sampled_from([np.inf, -np.inf, np.nan]),
+                                      label="value")
+        g = data.draw(arrays((batch,), low=-1.0, high=1.0), label="g")
+
+    def fails(run):
+        try:
+            with np.errstate(all="raise"):
+                gradients(run, z, np.array(w), None, g, "identity")
+        except FloatingPointError:
+            return True
+        return False
+
+    assert fails(lambda *a: mg.rnn_last(*a[:3], activation=a[3])) == fails(
+        lambda *a: loop(*a)[-1])
