@@ -58,6 +58,9 @@ from .tensor import Tensor, _make, tensor_array
 
 __all__ = ["CompiledFunction", "TraceError", "compile"]
 
+# A tensor's array a VJP reads is copied by a replay's load up to this size, shared above it.
+_SNAPSHOT_BYTES = 1024
+
 # Bound once: NumPy's module __getattr__ keeps CPython from caching `np.name` on a call's path.
 _ndarray, _empty = np.ndarray, np.empty
 
@@ -419,8 +422,7 @@ class _Program:
         self.arrays = [(i, position, self.requires_grad and i in read)
                        for i, position in arrays]
         self.frees = self._frees(read)
-        self.load = self._load_function(keeps=True)
-        self.load_for_backward = self._load_function(keeps=False)
+        self.load = self._load_function()
         # Where each leaf's vertex comes from on a call: a Tensor argument's position (its
         # vertex may be a node), or a tensor read from outside (a leaf: itself).
         self.leaf_sources: list[tuple[int, Tensor | None]] = [
@@ -498,23 +500,30 @@ class _Program:
         return any(t._data.shape != shape or t._data.dtype != dtype
                    for _, t, shape, dtype in self.captured)
 
-    def _load_function(self, keeps: bool) -> Callable[[Sequence[Any]], list[Any] | None]:
+    def _load_function(self) -> Callable[[Sequence[Any]], list[Any] | None]:
         """`load(args)`: the values a call starts from, in straight-line code: the constants,
         the arguments (copied where a VJP reads them), their views and conversions, and the
         current array of each tensor read from outside; None if one of those changed its
-        shape or dtype since the trace (the program is stale: trace again). A tensor whose
-        array the program keeps is marked shared first (copy-on-write, as `record` does).
-        Without `keeps` (backward runs within the same call, before the caller can change
-        anything), nothing is copied or shared."""
+        shape or dtype since the trace (the program is stale: trace again). A tensor's array
+        must not change under the program (a VJP may read it, or a view of it), as in
+        `record`: a small one is copied (cheaper than the copy an optimizer's next update
+        would make of a shared one), a larger one marked shared (copy-on-write)."""
         source = Source()
         source.add(f"v = {source.name(self.template, 'template')}[:]")
+
+        def tensor_value(i: int) -> None:  # x: the tensor
+            slot = self.trace.slots[i]
+            if slot.dtype.itemsize * math.prod(slot.shape) <= _SNAPSHOT_BYTES:
+                source.add(f"v[{i}] = x._data.copy('K')")
+            else:
+                source.add("if not x._shared: x._share()")
+                source.add(f"v[{i}] = x._data")
+
         for i, position in self.tensors:
             source.add(f"x = args[{position}]")
-            if keeps:
-                source.add("if not x._shared: x._share()")
-            source.add(f"v[{i}] = x._data")
+            tensor_value(i)
         for i, position, copied in self.arrays:
-            source.add(f"v[{i}] = args[{position}]{'.copy()' if copied and keeps else ''}")
+            source.add(f"v[{i}] = args[{position}]{'.copy()' if copied else ''}")
         for i, kind in self.views:
             parent = f"v[{kind[1]}]"
             if kind[0] == "flat":
@@ -532,12 +541,10 @@ class _Program:
                            f"strides={source.name(strides, 'strides')})")
         for i, t, shape, dtype in self.captured:
             source.add(f"x = {source.name(t, 'tensor')}")
-            if keeps:
-                source.add("if not x._shared: x._share()")
-            source.add("x = x._data")
-            source.add(f"if x.shape != {source.name(shape, 'shape')} or x.dtype is not "
-                       f"{(d := source.name(dtype, 'dtype'))} and x.dtype != {d}: return None")
-            source.add(f"v[{i}] = x")
+            source.add(f"if x._data.shape != {source.name(shape, 'shape')} or x._data.dtype is not "
+                       f"{(d := source.name(dtype, 'dtype'))} and x._data.dtype != {d}: "
+                       "return None")
+            tensor_value(i)
         source.add("return v")
         return source.function("load(args)", "load")
 
@@ -750,9 +757,8 @@ class CompiledFunction:
             for leaf in leaves:
                 if leaf._node is not None:
                     return None
-        # The programs themselves (anomaly mode takes the general path): no one can change
-        # the inputs before backward, so they are loaded without copies or sharing.
-        values = program.load_for_backward(args)
+        # The programs themselves (anomaly mode takes the general path).
+        values = program.load(args)
         if values is None:
             return None
         program.run_steps(values)

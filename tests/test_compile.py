@@ -416,6 +416,33 @@ def test_value_and_backward_leaves_the_parameters_arrays_as_they_are():
         assert (w.data is array and array.flags.writeable) == (k >= 2)
 
 
+@pytest.mark.parametrize("size", [2, 400])  # copied by the load, or shared (copy-on-write)
+@pytest.mark.parametrize("lean", [True, False])
+def test_a_parameter_changed_in_place_during_a_call_does_not_change_its_gradient(size, lean):
+    """An op inside fn writes into a parameter's array in place, as another thread's
+    optimizer step might in the middle of a call: the gradient is still taken at the values
+    the call read, through value_and_backward and through backward()."""
+    w = mg.Tensor(np.linspace(1.0, 2.0, size), requires_grad=True)
+
+    def meddle(x):
+        np.add(w.data, 100.0, out=w.data)  # in place, as optimizers write
+        return x
+
+    meddling = mg.defop("meddle", meddle, (lambda g, out: g,), saves="nothing",
+                        register=False)
+    step = mg.compile(lambda x: meddling((w * x * w).sum()))  # after the forward's reads
+    x = np.linspace(-1.0, 1.0, size)
+    for _ in range(4):
+        before = w.data.copy()
+        w.grad = None
+        if lean:
+            step.value_and_backward(x)
+        else:
+            step(x).backward()
+        np.testing.assert_array_equal(w.grad, 2 * before * x)
+        np.testing.assert_array_equal(w.data, before + 100.0)
+
+
 def test_value_and_backward_takes_the_general_path_where_it_must():
     """A leaf argument computed by an op (its gradient flows on into the leaf behind it) and
     anomaly mode give backward's numbers and checks; a loss that cannot seed a backward
