@@ -62,7 +62,7 @@ __all__ = ["CompiledFunction", "TraceError", "compile"]
 _SNAPSHOT_BYTES = 1024
 
 # Bound once: NumPy's module __getattr__ keeps CPython from caching `np.name` on a call's path.
-_ndarray, _empty = np.ndarray, np.empty
+_ndarray = np.ndarray
 
 
 class TraceError(RuntimeError):
@@ -171,7 +171,7 @@ class _Step:
     """One op call of the program, and what its backward needs."""
 
     __slots__ = ("op", "forward", "inputs", "options", "out", "node", "vjps", "grad_inputs",
-                 "saved", "saves_output", "watch")
+                 "saved", "saves_output", "residual", "watch")
 
     def __init__(self, op: Op, inputs: tuple[int, ...], options: dict[str, Any], out: _Slot,
                  node: Node | None):
@@ -187,6 +187,7 @@ class _Step:
         self.saved: tuple = () if not op.saves_inputs else inputs if op.kept is None else tuple(
             i if k in op.kept else None for k, i in enumerate(inputs))
         self.saves_output = op.saves_output
+        self.residual: int | None = None  # the slot of the forward's residual, if it has one
         self.watch = False  # anomaly mode: check the output as `record` does
 
 
@@ -211,16 +212,22 @@ def _gives_view(op: Op, arrays: list[Any], options: dict[str, Any]) -> bool:
     """Whether `op`'s forward on these arrays returns a view (which `record` copied): that
     depends on shapes and strides only, so on the signature."""
     out = op.forward(*arrays, **options)
+    if op.residual:
+        out = out[0]
     return isinstance(out, np.ndarray) and out.base is not None
 
 
-def _copying_views(forward: Callable[..., Any]) -> Callable[..., Any]:
+def _copying_views(forward: Callable[..., Any], residual: bool) -> Callable[..., Any]:
     """`forward`, its output copied if it is a view: what `record` does when an operand is a
     NumPy array (`primitive._share_view`), so that the replay's array has eager mode's
     layout (a product of a transposed view rounds differently from one of a copy)."""
 
     def copying_views(*arrays: Any, **options: Any) -> Any:
         out = forward(*arrays, **options)
+        if residual:
+            out, kept = out
+            return (out.copy() if isinstance(out, np.ndarray) and out.base is not None
+                    else out), kept
         return out.copy() if isinstance(out, np.ndarray) and out.base is not None else out
 
     return copying_views
@@ -365,9 +372,11 @@ class _Trace:
         node = out._node
         slot = self.new_slot(out._data, ("output",))
         step = _Step(op, inputs, dict(options), slot, node)
+        if op.residual:  # (its value is the node's, or none where the op needs no gradient)
+            step.residual = self.new_slot(None, ("residual",)).index
         if any(isinstance(x, np.ndarray) for x in operands) and _gives_view(
                 op, [self.values[i] for i in inputs], options):
-            step.forward = _copying_views(op.forward)
+            step.forward = _copying_views(op.forward, op.residual)
         if node is not None:
             step.grad_inputs = [None if v is None else self.by_vertex[id(v)]
                                 for v in node.inputs]
@@ -434,18 +443,24 @@ class _Program:
         outside = [t for _, t in self.leaf_sources if t is not None]
         self.outside_leaves = outside if len(outside) == len(self.leaf_sources) else None
         self.run_steps = forward_function([
-            (s.forward, s.inputs, s.options, s.out.index, frees, s.out.shape == ())
+            (s.forward, s.inputs, s.options, s.out.index, s.residual, frees, s.out.shape == ())
             for s, frees in zip(trace.steps, self.frees)])
         self.run_backward: Callable[[list, np.ndarray, bool], list] | None = None  # after a first
         self.fresh: list[bool] = []  # with run_backward: which leaf cotangents it allocates
         # Whether the result can seed a backward by itself (`value_and_backward`).
         self.scalar_loss = self.requires_grad and bool(self.leaves) and math.prod(
             self.result.shape) == 1
+        # `value_and_backward`'s seed, made once: read-only, as no VJP writes into its g (a
+        # cotangent handed to a caller is copied unless the backward code allocated it).
+        self.ones = np.ones(self.result.shape, self.result.dtype)
+        self.ones.flags.writeable = False
         self._forget(trace)
 
     def _read_by_vjps(self) -> set[int]:
         """The slots of the operands the VJPs read."""
-        return {i for step in self.backward_steps for i in step.saved if i is not None}
+        return {i for step in self.backward_steps
+                for i in step.saved + ((step.residual,) if step.residual is not None else ())
+                if i is not None}
 
     def _frees(self, read: set[int]) -> list[tuple[int, ...]]:
         """For each step, the values no later step and no VJP reads (`read`: the operands
@@ -458,11 +473,14 @@ class _Program:
         last: dict[int, int] = {}
         for k, step in enumerate(self.trace.steps):
             last[step.out.index] = k
+            if step.residual is not None:  # no VJP reads it (not `kept`): dropped at once
+                last[step.residual] = k
             for i in step.inputs:
                 last[i] = k
         frees: list[list[int]] = [[] for _ in self.trace.steps]
         for i, k in last.items():
-            if i not in kept and (kinds[i][0] in _VIEWS or kinds[i][0] in ("output", "array")):
+            if i not in kept and (kinds[i][0] in _VIEWS
+                                  or kinds[i][0] in ("output", "array", "residual")):
                 frees[k].append(i)
         return [tuple(f) for f in frees]
 
@@ -564,6 +582,8 @@ class _Program:
         for step, frees in zip(self.trace.steps, self.frees):
             arrays = [values[i] for i in step.inputs]
             r = step.forward(*arrays, **step.options) if step.options else step.forward(*arrays)
+            if step.residual is not None:
+                r, values[step.residual] = r
             r = r if type(r) is np.ndarray else np.asarray(r)
             if step.node is not None and step.watch and not np.isfinite(r).all():
                 raise anomaly.AnomalyError(anomaly._message(step.node, "forward", "its output", r))
@@ -762,12 +782,10 @@ class CompiledFunction:
         if values is None:
             return None
         program.run_steps(values)
-        out = values[program.result.index]
-        seed = _empty(out.shape, out.dtype)  # np.ones, without its Python layer
-        seed.fill(1)
+        out = values[program.result.index]  # before backward, which may free it
         run_backward = program.run_backward
-        grads = (run_backward(values, seed, True) if run_backward is not None
-                 else program.backward(values, seed, True))
+        grads = (run_backward(values, program.ones, True) if run_backward is not None
+                 else program.backward(values, program.ones, True))
         for leaf, g, fresh in zip(leaves, grads, program.fresh):
             dtype = leaf._data.dtype
             if g.dtype is not dtype and g.dtype != dtype:  # `is`: the usual case, quick

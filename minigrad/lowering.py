@@ -36,8 +36,8 @@ class Source:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
-        self.names: dict[str, Any] = {"asarray": np.asarray, "ndarray": np.ndarray,
-                                      "sum_to_shape": sum_to_shape}
+        self.names: dict[str, Any] = {"array": np.array, "asarray": np.asarray,
+                                      "ndarray": np.ndarray, "sum_to_shape": sum_to_shape}
         self.named: dict[int, str] = {}  # id(value) -> its name (`names` keeps it alive)
 
     def name(self, value: Any, prefix: str) -> str:
@@ -67,17 +67,32 @@ def _call(source: Source, fn: Callable[..., Any], operands: Sequence[str],
 
 
 def forward_function(steps: Sequence[tuple[Callable[..., Any], Sequence[int], dict[str, Any],
-                                           int, Sequence[int], bool]]) -> Callable[[list], None]:
-    """`forward(v)`: each step `(forward, inputs, options, out, frees, scalar)` as
+                                           int, int | None, Sequence[int], bool]]
+                     ) -> Callable[[list], None]:
+    """`forward(v)`: each step `(forward, inputs, options, out, residual, frees, scalar)` as
     `v[out] = forward(*v[inputs], **options)` (made an array if `scalar`: a 0-d result may
-    come as a NumPy scalar), then the values in `frees` dropped."""
+    come as a NumPy scalar), or `v[out], v[residual] = ...` for an op with a residual, then
+    the values in `frees` dropped."""
     source = Source()
-    for forward, inputs, options, out, frees, scalar in steps:
+    for forward, inputs, options, out, residual, frees, scalar in steps:
         call = _call(source, forward, [f"v[{i}]" for i in inputs], options)
-        source.add(f"v[{out}] = asarray({call})" if scalar else f"v[{out}] = {call}")
+        if residual is not None:
+            source.add(f"v[{out}], v[{residual}] = {call}")
+            if scalar:
+                source.add(f"v[{out}] = asarray(v[{out}])")
+        else:
+            source.add(f"v[{out}] = asarray({call})" if scalar else f"v[{out}] = {call}")
         for i in frees:
             source.add(f"v[{i}] = None")
     return source.function("forward(v)", "forward")
+
+
+def _out_read(step: Any) -> tuple[int, ...]:
+    """The index of the value a step's VJPs get as `out` (its residual or its output), if
+    they read one."""
+    if step.residual is not None:
+        return (step.residual,)
+    return (step.out.index,) if step.saves_output else ()
 
 
 class BackwardWriter:
@@ -86,7 +101,8 @@ class BackwardWriter:
     `steps` are the program's recorded steps in reverse order, each with `out` (its value's
     slot: `.index`, `.shape`, `.dtype`), `grad_inputs` (the slot of each input, or None),
     `vjps`, `saved` (the value indices the VJPs read, None for an operand not kept),
-    `saves_output` and `options`. `result` is the slot of the value backpropagated from,
+    `saves_output`, `residual` (the index of the value the VJPs get as `out` in place of the
+    output, or None) and `options`. `result` is the slot of the value backpropagated from,
     `leaves` the slots whose cotangents are returned.
     """
 
@@ -106,7 +122,7 @@ class BackwardWriter:
         last_read: dict[int, int] = {}  # value index -> the line after its last reader
         for step in self.steps:
             if self.sweep_step(step, values):
-                for i in step.saved + ((step.out.index,) if step.saves_output else ()):
+                for i in step.saved + _out_read(step):
                     if i is not None:
                         last_read[i] = len(self.source.lines)
         self.write_frees(last_read)
@@ -154,9 +170,10 @@ class BackwardWriter:
         if g.shape != slot.shape:
             g = sum_to_shape(g, slot.shape)
             source.add(f"g = sum_to_shape(g, {source.name(slot.shape, 's')})")
-        out = values[slot.index] if step.saves_output else None
+        read = _out_read(step)
+        out = values[read[0]] if read else None
         args = [None if i is None else values[i] for i in step.saved]
-        operands = ["g", f"v[{slot.index}]" if step.saves_output else "None"] + [
+        operands = ["g", f"v[{read[0]}]" if read else "None"] + [
             "None" if i is None else f"v[{i}]" for i in step.saved]
         for x, vjp in zip(step.grad_inputs, step.vjps):
             if x is None:
@@ -190,7 +207,14 @@ class BackwardWriter:
                 source.add(f"{var} = d")
                 source.add("d = None")
                 return
-            g = np.asarray(g)  # 0-d arithmetic gives NumPy scalars
+            if isinstance(g, np.generic) and current is None:  # 0-d arithmetic's NumPy scalar
+                # Copied where a replay's VJP returns an array instead (another path for
+                # other values): a new array either way, the sweep's own.
+                cotangents[x] = np.array(g)
+                owned.add(x)
+                source.add(f"{var} = array({name})")
+                return
+            g = np.asarray(g)
             source.add(f"{name} = asarray({name})")
         if current is None:
             cotangents[x] = g

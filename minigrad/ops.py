@@ -39,8 +39,12 @@ def _data(x: Any, name: str) -> Any:
 
 # NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
 # instructions each): the NumPy functions of every layer and RNN step are bound here once.
-_np_add, _np_matmul, _np_multiply = np.add, np.matmul, np.multiply
-_np_dot, _np_vdot, _np_isfinite, _np_count_nonzero = np.dot, np.vdot, np.isfinite, np.count_nonzero
+_np_add, _np_matmul, _np_multiply, _np_power = np.add, np.matmul, np.multiply, np.power
+_np_subtract = np.subtract
+_np_dot, _np_isfinite, _np_count_nonzero = np.dot, np.isfinite, np.count_nonzero
+# np.vdot's C function, without the __array_function__ dispatch (a fifth of its cost on a
+# counter's vector): ops hand it NumPy arrays only.
+_np_vdot = getattr(np.vdot, "_implementation", np.vdot)
 _ndarray, _np_asarray = np.ndarray, np.asarray
 
 # --- arithmetic -----------------------------------------------------------------------------
@@ -56,7 +60,8 @@ def _scaled_vjp(g, other, factor):
     weight, the counter's w_x) times an array of g's shape one dot product, not a product
     array that the sweep then sums down."""
     if factor.ndim == 0 and type(other) is _ndarray and other.shape == g.shape:
-        return _np_asarray(_np_vdot(g, other))
+        # A NumPy scalar, which the sweep makes its own array.
+        return _np_vdot(g, other)
     return g * other
 
 
@@ -597,34 +602,33 @@ def _last_closed_form(z, w, s0, activation):
         w.ndim == 0 or z.ndim > 1 and z.shape[-1] == 1)
 
 
-# The last weights computed, (w, length, dtype, (p, q) or None): forward computes them once
-# per value of w (an optimizer changes it every step), backward finds them. One entry, read
-# and replaced whole (threads never see half of one): an lru_cache's miss costs as much as
-# the powers.
-_LAST_WEIGHTS: list = [None]
+# The exponent tables of the last length and dtype, (length, dtype, tables): one entry, read
+# and replaced whole (threads never see half of one), a third of an lru_cache's cost.
+_LAST_TABLES: list = [None]
 
 
 def _last_weights(w, z):
     """p = [w^(L-1), .., w, 1] = dS_L/dz_j and q = [(L-1) w^(L-2), .., 1] = dp_j/dw for
     j < L-1 (L = len(z), in z and w's dtype); None where a power is not normal (the loop
-    decides). Neither leaves the op: no caller can change them."""
+    decides). New arrays: the call's residual, which nothing else holds."""
     dtype, value, length = _dtype_of(z, w), w.item(), len(z)
-    entry = _LAST_WEIGHTS[0]
-    if entry is not None and entry[0] == value and entry[1] == length and entry[2] is dtype:
-        return entry[3]
     scale = builtins.abs(value)
-    weights = None
     # Not for w = 0: its zero powers times an inf in z would be an invalid operation (an
     # error under a caller's np.errstate) where the loop, after a NaN, makes none.
-    if scale == 1.0 or scale != 0.0 and _normal_powers(scale, length - 1, dtype):
-        _, _, exponents, factors = _exponent_tables(length, dtype)
-        p = np.power(value, exponents)  # a Python float: computed in `dtype`
-        weights = p, _np_multiply(factors, p[1:])
-    _LAST_WEIGHTS[0] = (value, length, dtype, weights)
-    return weights
+    if not (scale == 1.0 or scale != 0.0 and _normal_powers(scale, length - 1, dtype)):
+        return None
+    entry = _LAST_TABLES[0]
+    if entry is None or entry[0] != length or entry[1] is not dtype:
+        entry = _LAST_TABLES[0] = (length, dtype, _exponent_tables(length, dtype))
+    _, _, exponents, factors = entry[2]
+    # w itself where it is 0-d (a Python float costs a conversion), computed in `dtype`.
+    p = _np_power(w if w.ndim == 0 else value, exponents)
+    return p, _np_multiply(factors, p[1:])
 
 
 def _rnn_last(z, w, s0=None, *, activation):
+    """S_L, and the residual its VJPs read: the closed form's weights (p, q), or None where
+    the loop computed S_L (its VJPs run the loop again)."""
     # The closed form wherever every power is normal and w is not 0. Unlike rnn's matrix P,
     # whose zeros above the diagonal meet z_j of later steps, p holds the very weights the loop
     # gives each z_j in S_L, none of them 0: an inf or NaN in z makes S_L inf or NaN as in the
@@ -632,10 +636,12 @@ def _rnn_last(z, w, s0=None, *, activation):
     if _last_closed_form(z, w, s0, activation):
         weights = _last_weights(w, z)
         if weights is not None:
-            if z.ndim == 2:
-                return _np_dot(weights[0], z)
-            return _np_asarray(_np_dot(weights[0], z.reshape(len(z), -1))).reshape(z.shape[1:])
-    return _rnn(z, w, s0, activation=activation)[-1].copy()  # not a view holding every state
+            if z.ndim == 2:  # (the method: np.dot's dispatch costs a third more)
+                return weights[0].dot(z), weights
+            last = _np_dot(weights[0], z.reshape(len(z), -1))
+            return _np_asarray(last).reshape(z.shape[1:]), weights
+    # A copy: not a view holding every state.
+    return _rnn(z, w, s0, activation=activation)[-1].copy(), None
 
 
 def _rnn_last_vjps(arrays, options, inputs):
@@ -645,9 +651,7 @@ def _rnn_last_vjps(arrays, options, inputs):
     from z and the cotangent g at step L (zero before), computed by the first VJP to run
     and let go by the last one the sweep calls (read and replaced whole, as rnn's deltas)."""
     memo: list = [None]  # (g, z, w, states, cotangent of every state, rnn's VJPs)
-    activation, last, count = options["activation"], _last_input(inputs), len(arrays)
-    # Shapes and options only: the same for every call a compiled program replays.
-    closed = _last_closed_form(*arrays[:2], arrays[2] if count > 2 else None, activation)
+    last, count = _last_input(inputs), len(arrays)
 
     def unrolled(i, g, z, w, s0, activation):
         entry = memo[0]
@@ -662,30 +666,29 @@ def _rnn_last_vjps(arrays, options, inputs):
         operands = (z, w) if s0 is None else (z, w, s0)
         return entry[5][i](entry[4], entry[3], *operands, activation=activation)
 
-    def z_vjp(g, out, z, w, s0=None, *, activation):
-        if closed:
-            weights = _last_weights(w, z)
-            if weights is not None:
-                if g.ndim == 0:
-                    return _np_multiply(weights[0], g)
-                # One product each, p_j g_i: np.dot of a column and a row costs a third less
-                # than broadcasting (the same bits: no sums).
-                return _np_dot(weights[0][:, None], g.reshape(1, -1)).reshape(z.shape)
+    # `weights`, what the VJPs get as `out`: the forward's residual, (p, q) or None.
+    def z_vjp(g, weights, z, w, s0=None, *, activation):
+        if weights is not None:
+            if g.ndim == 0:
+                return _np_multiply(weights[0], g)
+            # One product each, p_j g_i: np.dot of a column and a row costs a third less
+            # than broadcasting (the same bits: no sums).
+            return _np_dot(weights[0][:, None], g.reshape(1, -1)).reshape(z.shape)
         return unrolled(0, g, z, w, s0, activation)
 
-    def w_vjp(g, out, z, w, s0=None, *, activation):
-        if closed:
-            weights = _last_weights(w, z)
-            if weights is not None:
-                dz = _np_dot(weights[1], z[:-1] if z.ndim == 2 else z[:-1].reshape(len(z) - 1, -1))
-                grad = _np_vdot(dz, g)
-                # A sum of products with an inf or NaN in z or g is not finite (inf times
-                # q's zeros is NaN): checked on the one number, not on every element.
-                if math.isfinite(grad):
-                    return _np_asarray(grad) if w.ndim == 0 else _np_asarray(grad).reshape(w.shape)
+    def w_vjp(g, weights, z, w, s0=None, *, activation):
+        if weights is not None:
+            # (np.vdot, not dot: it warns of no underflow, as the loop's VJPs do not.)
+            grad = _np_vdot(weights[1].dot(z[:-1] if z.ndim == 2 else
+                                           z[:-1].reshape(len(z) - 1, -1)), g)
+            # A sum of products with an inf or NaN in z or g is not finite (inf times
+            # q's zeros is NaN): checked on the one number, not on every element.
+            if math.isfinite(grad):
+                # A NumPy scalar for w of shape (): the sweep makes it its own array.
+                return grad if w.ndim == 0 else _np_asarray(grad).reshape(w.shape)
         return unrolled(1, g, z, w, s0, activation)
 
-    def s0_vjp(g, out, z, w, s0, *, activation):
+    def s0_vjp(g, weights, z, w, s0, *, activation):
         return unrolled(2, g, z, w, s0, activation)
 
     return (z_vjp, w_vjp, s0_vjp)[:count]
@@ -705,7 +708,7 @@ def _rnn_last_call(z: Any, w: Any, s0: Any = None,
 
 rnn_last = defop("rnn_last", _rnn_last, _rnn_last_vjps,
                  Domain("rnn", ((-1.5, 1.5), (-0.8, 0.8), (-1.0, 1.0))), saves=(0, 1, 2),
-                 prepare=_rnn_last_call)
+                 residual=True, prepare=_rnn_last_call)
 
 # --- reductions -----------------------------------------------------------------------------
 
@@ -991,9 +994,9 @@ def _bce_logits_z_vjp(g, out, z, t):
 
 
 def _mse(y, t):
-    """Mean squared error: mean((y - t)^2)."""
-    d = np.subtract(y, t)
-    return _mean(np.square(d, out=d) if d.ndim else np.square(d))  # d: a new array
+    """Mean squared error: mean((y - t)^2), and the residual its VJPs read: y - t."""
+    d = _np_subtract(y, t)
+    return _mean(np.square(d)), d
 
 
 binary_cross_entropy = defop(
@@ -1007,8 +1010,8 @@ binary_cross_entropy_with_logits = defop(
     prepare=_loss("binary_cross_entropy_with_logits", "logits", {1: (0.0, 1.0)}))
 mse_loss = defop(
     "mse_loss", _mse,
-    # The scales as Python floats: a third of the cost of 0-d array arithmetic (in float32
-    # rounded once, not twice).
-    (lambda g, out, y, t: _np_multiply(np.subtract(y, t), 2.0 * float(g) / y.size),  # y: array
-     lambda g, out, y, t: _np_multiply(np.subtract(y, t), -2.0 * float(g) / np.size(y))),
-    Domain("loss"), saves="inputs", prepare=_loss("mse_loss", "prediction", {}))
+    # d = y - t from the forward (y and t are not kept). The scales as Python floats: a third
+    # of the cost of 0-d array arithmetic (in float32 rounded once, not twice).
+    (lambda g, d: _np_multiply(d, 2.0 * float(g) / np.size(d)),
+     lambda g, d: _np_multiply(d, -2.0 * float(g) / np.size(d))),
+    Domain("loss"), saves="nothing", residual=True, prepare=_loss("mse_loss", "prediction", {}))

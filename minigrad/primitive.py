@@ -6,7 +6,10 @@ and options (`prepare`), and the domain its property tests draw from. A VJP is
 `vjp(g, out, *args, **options)`: `g` the gradient of the output, `out` the output if saved
 (else None), `args` the operands' arrays if saved (else none are passed; an operand left
 out by a `saves` tuple is None). It returns the gradient of its operand, maybe in the
-output's broadcast shape: the tape sums it back.
+output's broadcast shape: the tape sums it back. An op defined with `residual=True` has a
+forward that returns `(output, residual)`: what its VJPs need that forward computed anyway
+(a loss's difference y - t), handed to them in place of `out`, as a `jax.custom_vjp`'s
+forward hands its residuals to backward.
 
 `record`, made per op by `recorder`, is the one path every call takes: operands to arrays,
 the forward, and, when an operand requires grad and grad mode is on in this thread, a
@@ -79,6 +82,7 @@ class Op:
     saves_inputs: bool
     saves_output: bool
     kept: tuple[int, ...] | None = None  # the operands a node keeps, if not all of them
+    residual: bool = False  # forward returns (output, residual); VJPs get the residual as out
     function: Callable[..., Tensor] = field(init=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
@@ -92,13 +96,16 @@ _UNTESTED = Domain("untested")  # the domain of an op outside the table
 def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | None = None, *,
           saves: str | tuple[int | str, ...] = "both",
           prepare: Callable[..., tuple[tuple, dict]] | None = None,
-          register: bool = True) -> Callable[..., Tensor]:
+          residual: bool = False, register: bool = True) -> Callable[..., Tensor]:
     """Define an op, put it in `OPS` (unless `register` is False: a throwaway op for a
     test, say), and return the function that calls it.
 
     `saves` says what the VJPs read: "inputs", "output", "both" or "nothing", or a tuple of
     operand positions (those inputs only; the others reach the VJPs as None), with "output"
     among them if the VJPs read the output too; the graph keeps only that.
+    `residual`: the forward returns `(output, residual)`, and each VJP gets the residual (a
+    value of the forward's own, which nothing else holds) where it would get the output;
+    `saves` then names the operands they read besides ("nothing" if none).
     `prepare(*args, **kwargs) -> (operands, options)`, if given, is the op's public
     signature: it checks and normalises a call's arguments (an axis, a list of tensors) and
     names the function's parameters and docstring; without it the function takes the
@@ -120,8 +127,11 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
         raise ValueError(f"defop: saves must be one of {', '.join(_SAVES)} or a tuple of "
                          f"operand positions (and \"output\"), got {saves!r}")
 
+    if residual and saves in ("both", "output"):
+        raise ValueError(f"defop: '{name}' hands its VJPs a residual in place of the output; "
+                         "saves must not name the output too")
     op = Op(name, forward, vjps if callable(vjps) else tuple(vjps), domain or _UNTESTED,
-            saves in ("both", "inputs"), saves in ("both", "output"), kept)
+            saves in ("both", "inputs"), saves in ("both", "output"), kept, residual)
     op.function = _function(op, prepare, sys._getframe(1).f_globals.get("__name__", __name__))
     if register:
         OPS[name] = op
@@ -169,7 +179,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     never changes is read from its cells rather than looked up on every call.)
     """
     name, forward = op.name, op.forward
-    saves_inputs, saves_output = op.saves_inputs, op.saves_output
+    saves_inputs, saves_output, residual = op.saves_inputs, op.saves_output, op.residual
     # A ufunc always returns a new array (or a scalar): only another forward can return a
     # view of an operand's array.
     may_view = not isinstance(forward, np.ufunc)
@@ -211,6 +221,8 @@ def recorder(op: Op) -> Callable[..., Tensor]:
             out = forward(*arrays, **options) if options else forward(*arrays)
         except (ValueError, TypeError, IndexError) as error:
             raise _op_error(name, error, arrays) from None
+        if residual:
+            out, kept_out = out  # (the residual, what the VJPs get as `out`)
         if type(out) is not _ndarray:
             out = np.asarray(out)  # a reduction to a NumPy scalar
         view = may_view and out.base is not None
@@ -229,7 +241,8 @@ def recorder(op: Op) -> Callable[..., Tensor]:
                     saved[i] = None
             args = tuple(saved)
         node = _new(Node)  # Node(...), but the __init__ call is one CPython 3.11 inlines
-        _init_node(node, name, vjps, inputs, args, options, out if saves_output else None, out)
+        _init_node(node, name, vjps, inputs, args, options,
+                   kept_out if residual else out if saves_output else None, out)
         if mode != RECORDING:  # so ANOMALY is set: recording is on and tracing off here
             anomaly.watch(node, arrays, out)
         return _make(out, True, node, view or saves_output)

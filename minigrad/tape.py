@@ -30,7 +30,7 @@ retaining: ContextVar[bool] = ContextVar("minigrad_retain_graph", default=False)
 _reduce = np.add.reduce
 # NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
 # instructions each time): the sweep uses module-level names.
-_ndarray, _asarray = np.ndarray, np.asarray
+_ndarray, _asarray, _generic = np.ndarray, np.asarray, np.generic
 
 
 class Node:
@@ -136,7 +136,12 @@ class _Cotangents:
                 self.values[x] = g
                 self.owned.add(x)
                 return current is None
-            g = _asarray(g)  # 0-d arithmetic gives NumPy scalars
+            scalar = isinstance(g, _generic)  # 0-d arithmetic gives NumPy scalars
+            g = _asarray(g)
+            if scalar and current is None:  # a new array: the sweep's own
+                self.values[x] = g
+                self.owned.add(x)
+                return True
         if current is None:
             self.values[x] = g
             return True

@@ -75,7 +75,8 @@ class Call:
 
     def output(self) -> np.ndarray:
         """The op's output, recomputed: a VJP is handed it only if the op saves it."""
-        return np.asarray(self.op.forward(*self.arrays, **self.options))
+        out = self.op.forward(*self.arrays, **self.options)
+        return np.asarray(out[0] if self.op.residual else out)
 
     def replaced(self, slot: int, vjp: VJP) -> list[VJP]:
         """The call's VJPs with the one of operand `slot` replaced by `vjp`."""
