@@ -529,17 +529,17 @@ class _Program:
         source = Source()
         source.add(f"v = {source.name(self.template, 'template')}[:]")
 
-        def tensor_value(i: int) -> None:  # x: the tensor
+        def tensor_value(i: int, data: str) -> None:  # x: the tensor, `data` its array
             slot = self.trace.slots[i]
             if slot.dtype.itemsize * math.prod(slot.shape) <= _SNAPSHOT_BYTES:
-                source.add(f"v[{i}] = x._data.copy('K')")
+                source.add(f"v[{i}] = {data}.copy('K')")
             else:
                 source.add("if not x._shared: x._share()")
                 source.add(f"v[{i}] = x._data")
 
         for i, position in self.tensors:
             source.add(f"x = args[{position}]")
-            tensor_value(i)
+            tensor_value(i, "x._data")
         for i, position, copied in self.arrays:
             source.add(f"v[{i}] = args[{position}]{'.copy()' if copied else ''}")
         for i, kind in self.views:
@@ -559,10 +559,11 @@ class _Program:
                            f"strides={source.name(strides, 'strides')})")
         for i, t, shape, dtype in self.captured:
             source.add(f"x = {source.name(t, 'tensor')}")
-            source.add(f"if x._data.shape != {source.name(shape, 'shape')} or x._data.dtype is not "
-                       f"{(d := source.name(dtype, 'dtype'))} and x._data.dtype != {d}: "
+            source.add("a = x._data")
+            source.add(f"if a.shape != {source.name(shape, 'shape')} or a.dtype is not "
+                       f"{(d := source.name(dtype, 'dtype'))} and a.dtype != {d}: "
                        "return None")
-            tensor_value(i)
+            tensor_value(i, "a")
         source.add("return v")
         return source.function("load(args)", "load")
 

@@ -602,28 +602,38 @@ def _last_closed_form(z, w, s0, activation):
         w.ndim == 0 or z.ndim > 1 and z.shape[-1] == 1)
 
 
-# The exponent tables of the last length and dtype, (length, dtype, tables): one entry, read
-# and replaced whole (threads never see half of one), a third of an lru_cache's cost.
+# What the weights of the last length and dtype are made from, read and replaced whole
+# (threads never see half of one), at a third of an lru_cache's cost: (length, dtype, the
+# open interval of log|w| whose powers up to L-1 are normal numbers, the exponents L-1 .. 0,
+# the factors L-1 .. 1).
 _LAST_TABLES: list = [None]
+
+
+def _last_tables(length, dtype):
+    low, high = _log_range(dtype)
+    _, _, exponents, factors = _exponent_tables(length, dtype)
+    return length, dtype, low / (length - 1), high / (length - 1), exponents, factors
 
 
 def _last_weights(w, z):
     """p = [w^(L-1), .., w, 1] = dS_L/dz_j and q = [(L-1) w^(L-2), .., 1] = dp_j/dw for
-    j < L-1 (L = len(z), in z and w's dtype); None where a power is not normal (the loop
-    decides). New arrays: the call's residual, which nothing else holds."""
-    dtype, value, length = _dtype_of(z, w), w.item(), len(z)
+    j < L-1 (L = len(z) > 1, in z and w's dtype); None where a power is not normal (the loop
+    decides: `_normal_powers`). New arrays: the call's residual, which nothing else holds."""
+    dtype = z.dtype if z.dtype is w.dtype else np.result_type(z, w)  # `_dtype_of`
+    length = len(z)
+    tables = _LAST_TABLES[0]
+    if tables is None or tables[0] != length or tables[1] is not dtype:
+        tables = _LAST_TABLES[0] = _last_tables(length, dtype)
+    value = w.item()
     scale = builtins.abs(value)
     # Not for w = 0: its zero powers times an inf in z would be an invalid operation (an
-    # error under a caller's np.errstate) where the loop, after a NaN, makes none.
-    if not (scale == 1.0 or scale != 0.0 and _normal_powers(scale, length - 1, dtype)):
+    # error under a caller's np.errstate) where the loop, after a NaN, makes none. (NaN and
+    # inf fail the comparison.)
+    if scale != 1.0 and not (scale != 0.0 and tables[2] < math.log(scale) < tables[3]):
         return None
-    entry = _LAST_TABLES[0]
-    if entry is None or entry[0] != length or entry[1] is not dtype:
-        entry = _LAST_TABLES[0] = (length, dtype, _exponent_tables(length, dtype))
-    _, _, exponents, factors = entry[2]
     # w itself where it is 0-d (a Python float costs a conversion), computed in `dtype`.
-    p = _np_power(w if w.ndim == 0 else value, exponents)
-    return p, _np_multiply(factors, p[1:])
+    p = _np_power(w if w.ndim == 0 else value, tables[4])
+    return p, _np_multiply(tables[5], p[1:])
 
 
 def _rnn_last(z, w, s0=None, *, activation):
@@ -1012,6 +1022,6 @@ mse_loss = defop(
     "mse_loss", _mse,
     # d = y - t from the forward (y and t are not kept). The scales as Python floats: a third
     # of the cost of 0-d array arithmetic (in float32 rounded once, not twice).
-    (lambda g, d: _np_multiply(d, 2.0 * float(g) / np.size(d)),
-     lambda g, d: _np_multiply(d, -2.0 * float(g) / np.size(d))),
+    (lambda g, d: _np_multiply(d, 2.0 * float(g) / d.size),  # d: an array or a NumPy scalar
+     lambda g, d: _np_multiply(d, -2.0 * float(g) / d.size)),
     Domain("loss"), saves="nothing", residual=True, prepare=_loss("mse_loss", "prediction", {}))
