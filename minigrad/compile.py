@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from . import anomaly, modes, primitive, tape, tensor
-from .lowering import BackwardWriter, Source, forward_function
+from .lowering import BackwardWriter, Source, forward_function, fused_replay
 from .modes import ANOMALY, RECORDING, TRACING, current_mode
 from .primitive import Op
 from .tape import Node
@@ -447,6 +447,9 @@ class _Program:
             for s, frees in zip(trace.steps, self.frees)])
         self.run_backward: Callable[[list, np.ndarray, bool], list] | None = None  # after a first
         self.fresh: list[bool] = []  # with run_backward: which leaf cotangents it allocates
+        # With run_backward, where every leaf is a tensor read from outside: all of a
+        # `value_and_backward` replay in one function (`lowering.fused_replay`).
+        self.replay: Callable[[Sequence[Any]], float | None] | None = None
         # Whether the result can seed a backward by itself (`value_and_backward`).
         self.scalar_loss = self.requires_grad and bool(self.leaves) and math.prod(
             self.result.shape) == 1
@@ -603,6 +606,14 @@ class _Program:
         writer = BackwardWriter(self.backward_steps, self.result, self.leaves)
         grads, run_backward = writer.run(values, seed)
         self.fresh = writer.fresh  # before run_backward: another thread may take that path
+        if self.outside_leaves is not None and self.scalar_loss:
+            self.replay = fused_replay(
+                self.load, self.run_steps, run_backward,
+                [(i, v) for i, (v, k) in enumerate(zip(self.template, self.trace.kinds))
+                 if k[0] == "constant"],
+                self.result.index, self.ones,
+                [(t, self.trace.slots[leaf.index].dtype, fresh)
+                 for t, leaf, fresh in zip(self.outside_leaves, self.leaves, self.fresh)])
         self.run_backward = run_backward
         self.owner.trace_seconds += time.perf_counter() - started  # writing is tracing
         return grads
@@ -771,6 +782,8 @@ class CompiledFunction:
     def _replay_backward(self, program: _Program, args: tuple) -> float | None:
         """`value_and_backward` by the programs alone; None (having done nothing) if a leaf
         argument has a node (gradients flow on into its graph) or the program is stale."""
+        if program.replay is not None:
+            return program.replay(args)
         leaves = program.outside_leaves
         if leaves is None:
             leaves = [t if t is not None else args[position]

@@ -16,11 +16,16 @@ NumPy call, its operands and cotangents in named variables (`v[3]`, `c12`), comp
   which VJP returns what kind of value, and those are fixed by the program's signature.
   Called with `free`, that code drops each value of the forward pass after the last VJP
   that reads it (when the graph is not kept for another backward).
+- `fused_replay(...)`: `minigrad.compile`'s `value_and_backward` in one function: the load,
+  forward and backward code above, its values in local variables (`v3`) rather than a list,
+  then each leaf's cotangent handed to its `.grad`.
 """
 
 from __future__ import annotations
 
 import builtins
+import itertools
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,7 +33,11 @@ import numpy as np
 
 from .tape import Cotangent, sum_to_shape
 
-__all__ = ["BackwardWriter", "Source", "forward_function"]
+__all__ = ["BackwardWriter", "Source", "forward_function", "fused_replay"]
+
+# Every Source's names are numbered from one counter, so that the code of several (a program's
+# load, forward and backward) can run in one function's globals.
+_NAMES = itertools.count()
 
 
 class Source:
@@ -44,7 +53,7 @@ class Source:
         """A name for `value` in the function's globals (one per object)."""
         name = self.named.get(id(value))
         if name is None:
-            name = self.named[id(value)] = f"{prefix}{len(self.names)}"
+            name = self.named[id(value)] = f"{prefix}{next(_NAMES)}"
             self.names[name] = value
         return name
 
@@ -52,10 +61,13 @@ class Source:
         self.lines.append("    " + line)
 
     def function(self, signature: str, what: str) -> Callable[..., Any]:
+        """The function; its `source` attribute is this Source (for `fused_replay`)."""
         source = f"def {signature}:\n" + "\n".join(self.lines or ["    pass"]) + "\n"
         builtins.exec(builtins.compile(source, f"<minigrad.compile {what}>", "exec"),
                       self.names)
-        return self.names[signature.split("(")[0]]
+        function = self.names[signature.split("(")[0]]
+        function.source = self
+        return function
 
 
 def _call(source: Source, fn: Callable[..., Any], operands: Sequence[str],
@@ -144,6 +156,7 @@ class BackwardWriter:
             self.fresh.append(fresh)
         self.source.add(f"return [{', '.join(returned)}]")
         backward = self.source.function("backward(v, seed, free)", "backward")
+        backward.returned = returned  # type: ignore[attr-defined]
         del self.source, self.cotangents, self.owned
         return grads, backward
 
@@ -234,3 +247,38 @@ class BackwardWriter:
             cotangents[x] = np.asarray(current + g)
             owned.add(x)
             source.add(f"{var} = asarray({var} + {name})")
+
+
+_SLOT = re.compile(r"\bv\[(\d+)\]")
+
+
+def fused_replay(load: Any, forward: Any, backward: Any, constants: Sequence[tuple[int, Any]],
+                 result: int, seed: np.ndarray,
+                 leaves: Sequence[tuple[Any, np.dtype, bool]]) -> Callable[[Sequence[Any]], Any]:
+    """`replay(args)`: the code of `load`, `forward` and `backward` (made by the functions
+    above; backward's run with free=True) in one function, each value `v[i]` a local `vi`
+    (the constant ones given by `constants`, (index, value)); then, for each `(leaf, dtype,
+    fresh)` of `leaves`, its cotangent converted to `dtype` (or copied unless `fresh`) and
+    set as or added to `leaf.grad`, as `value_and_backward` does. Returns the loss, value
+    `result`, as a float; None, having done nothing, if `load` finds the program stale."""
+    source = Source()
+    for part in (load, forward, backward):
+        source.names.update(part.source.names)
+    for i, value in constants:
+        source.add(f"v{i} = {source.name(value, 'k')}")
+    # load's lines but its first (`v = template[:]`) and last (`return v`)
+    lines = load.source.lines[1:-1] + forward.source.lines
+    lines.append(f"    out = v[{result}]")  # before backward, which may free it
+    lines.append(f"    seed = {source.name(seed, 'seed')}")
+    lines += [line.replace("if free: ", "") for line in backward.source.lines[:-1]]
+    source.lines += [_SLOT.sub(r"v\1", line) for line in lines]
+    for (leaf, dtype, fresh), g in zip(leaves, backward.returned):
+        dt = source.name(dtype, "dtype")
+        source.add(f"g = {g}")
+        source.add(f"if g.dtype is not {dt} and g.dtype != {dt}: g = g.astype({dt})")
+        if not fresh:  # a VJP's own array: the caller's copy
+            source.add("else: g = g.copy()")
+        source.add(f"leaf = {source.name(leaf, 'leaf')}")
+        source.add("leaf.grad = g if leaf.grad is None else leaf.grad + g")
+    source.add("return out.item()")
+    return source.function("replay(args)", "replay")
