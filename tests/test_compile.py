@@ -390,19 +390,21 @@ def test_value_and_backward_hands_out_arrays_of_the_callers_own():
 def test_value_and_backward_hands_captured_leaves_arrays_of_their_own():
     """The same with leaves read from outside (a model's parameters), whose replays run as
     one fused function: `a + b` still gives each its own copy of the shared cotangent, and
-    a leaf whose `.grad` is kept accumulates into a new array."""
+    a `.grad` kept from the last call is added to into a new array."""
     a, b = mg.Tensor([0.0], requires_grad=True), mg.Tensor([1.0], requires_grad=True)
     step = mg.compile(lambda x: ((a + b) * x).sum())
     kept = []
-    for k in range(5):
-        a.grad = None
+    for _ in range(5):
+        a.grad = b.grad = None
         assert step.value_and_backward(np.array([2.0])) == 2.0
         assert not np.shares_memory(a.grad, b.grad)
         a.grad += 1.0
-        np.testing.assert_array_equal(b.grad, [2.0 * (k + 1)])  # accumulated, not reset
+        np.testing.assert_array_equal(b.grad, [2.0])
         kept.append(a.grad)
-    assert step.traces == 2
+    assert step.value_and_backward(np.array([2.0])) == 2.0  # b's .grad kept: accumulated
+    np.testing.assert_array_equal(b.grad, [4.0])
     np.testing.assert_array_equal(np.concatenate(kept), np.full(5, 3.0))
+    assert step.traces == 2
 
 
 def test_value_and_backward_casts_to_the_leafs_dtype():
