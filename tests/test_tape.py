@@ -6,13 +6,14 @@ import weakref
 
 import numpy as np
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import minigrad as mg
 from minigrad import Tensor, defop, no_grad
-from minigrad.testing import numerical_grad
+from minigrad.testing import gradcheck, numerical_grad
 
 
 def test_backward_from_a_scalar():
@@ -321,6 +322,42 @@ def test_rnn_keeps_its_states_and_weights_but_not_its_inputs():
     assert out._node.out is out._data
     with pytest.raises(ValueError, match=r"saves must be .* \(and \"output\"\), got \('out', 1\)"):
         defop("bad", np.add, (None, None), saves=("out", 1), register=False)
+
+
+def _cube_with_residual():
+    """x^3, whose forward hands its VJP the residual 3 x^2 (and keeps neither x nor x^3)."""
+    def forward(x):
+        return x * x * x, 3.0 * x * x
+
+    return defop("cube", forward, (lambda g, slope: g * slope,), saves="nothing",
+                 residual=True, register=False)
+
+
+@given(x=hnp.arrays(np.float64, hnp.array_shapes(max_dims=2, max_side=4),
+                    elements=st.floats(-2.0, 2.0)))
+def test_an_op_with_a_residual_hands_it_to_its_vjp_eagerly_and_compiled(x):
+    """A forward's residual reaches the VJP in place of the output: the gradient is the
+    numerical one (eager), and a compiled replay gives eager's bits; the node keeps the
+    residual, not the output or the operand."""
+    cube = _cube_with_residual()
+    t = Tensor(x, requires_grad=True)
+    out = cube(t)
+    assert out._node.out is not out._data and out._node.args == ()
+    assert gradcheck(lambda a: cube(a), Tensor(x, requires_grad=True))
+    step = mg.compile(lambda a: cube(a).sum())
+    for k in range(4):
+        eager = Tensor(x + k, requires_grad=True)
+        loss = cube(eager).sum()
+        loss.backward()
+        leaf = Tensor(x + k, requires_grad=True)
+        assert step.value_and_backward(leaf) == loss.item()
+        np.testing.assert_array_equal(leaf.grad, eager.grad, strict=True)
+
+
+def test_a_residual_is_not_saved_beside_the_output():
+    with pytest.raises(ValueError, match="residual in place of the output"):
+        defop("bad", lambda x: (x, x), (None,), saves="output", residual=True,
+              register=False)
 
 
 def _freeing_probes():
