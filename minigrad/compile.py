@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from . import anomaly, modes, primitive, tape, tensor
-from .lowering import BackwardWriter, Source, forward_function, fused_replay
+from .lowering import BackwardWriter, Source, forward_function, fused_replay, out_read
 from .modes import ANOMALY, RECORDING, TRACING, current_mode
 from .primitive import Op
 from .tape import Node
@@ -222,13 +222,14 @@ def _copying_views(forward: Callable[..., Any], residual: bool) -> Callable[...,
     NumPy array (`primitive._share_view`), so that the replay's array has eager mode's
     layout (a product of a transposed view rounds differently from one of a copy)."""
 
+    def copy_of_view(out: Any) -> Any:
+        return out.copy() if isinstance(out, np.ndarray) and out.base is not None else out
+
     def copying_views(*arrays: Any, **options: Any) -> Any:
         out = forward(*arrays, **options)
         if residual:
-            out, kept = out
-            return (out.copy() if isinstance(out, np.ndarray) and out.base is not None
-                    else out), kept
-        return out.copy() if isinstance(out, np.ndarray) and out.base is not None else out
+            return copy_of_view(out[0]), out[1]
+        return copy_of_view(out)
 
     return copying_views
 
@@ -455,14 +456,13 @@ class _Program:
             self.result.shape) == 1
         # `value_and_backward`'s seed, made once: read-only, as no VJP writes into its g (a
         # cotangent handed to a caller is copied unless the backward code allocated it).
-        self.ones = np.ones(self.result.shape, self.result.dtype)
+        self.ones = np.ones(self.result.shape if self.scalar_loss else (), self.result.dtype)
         self.ones.flags.writeable = False
         self._forget(trace)
 
     def _read_by_vjps(self) -> set[int]:
-        """The slots of the operands the VJPs read."""
-        return {i for step in self.backward_steps
-                for i in step.saved + ((step.residual,) if step.residual is not None else ())
+        """The slots the VJPs read: operands, and an output or residual."""
+        return {i for step in self.backward_steps for i in step.saved + out_read(step)
                 if i is not None}
 
     def _frees(self, read: set[int]) -> list[tuple[int, ...]]:
@@ -472,7 +472,6 @@ class _Program:
         forward pass."""
         kinds = self.trace.kinds
         kept = read | {self.result.index}
-        kept.update(step.out.index for step in self.backward_steps if step.saves_output)
         last: dict[int, int] = {}
         for k, step in enumerate(self.trace.steps):
             last[step.out.index] = k

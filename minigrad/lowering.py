@@ -33,7 +33,7 @@ import numpy as np
 
 from .tape import Cotangent, sum_to_shape
 
-__all__ = ["BackwardWriter", "Source", "forward_function", "fused_replay"]
+__all__ = ["BackwardWriter", "Source", "forward_function", "fused_replay", "out_read"]
 
 # Every Source's names are numbered from one counter, so that the code of several (a program's
 # load, forward and backward) can run in one function's globals.
@@ -99,7 +99,7 @@ def forward_function(steps: Sequence[tuple[Callable[..., Any], Sequence[int], di
     return source.function("forward(v)", "forward")
 
 
-def _out_read(step: Any) -> tuple[int, ...]:
+def out_read(step: Any) -> tuple[int, ...]:
     """The index of the value a step's VJPs get as `out` (its residual or its output), if
     they read one."""
     if step.residual is not None:
@@ -134,7 +134,7 @@ class BackwardWriter:
         last_read: dict[int, int] = {}  # value index -> the line after its last reader
         for step in self.steps:
             if self.sweep_step(step, values):
-                for i in step.saved + _out_read(step):
+                for i in step.saved + out_read(step):
                     if i is not None:
                         last_read[i] = len(self.source.lines)
         self.write_frees(last_read)
@@ -183,7 +183,7 @@ class BackwardWriter:
         if g.shape != slot.shape:
             g = sum_to_shape(g, slot.shape)
             source.add(f"g = sum_to_shape(g, {source.name(slot.shape, 's')})")
-        read = _out_read(step)
+        read = out_read(step)
         out = values[read[0]] if read else None
         args = [None if i is None else values[i] for i in step.saved]
         operands = ["g", f"v[{read[0]}]" if read else "None"] + [

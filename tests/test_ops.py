@@ -141,3 +141,18 @@ def test_the_logit_losss_backward_pairs_with_its_own_forward():
     for thread in threads:
         thread.join()
     assert not wrong
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_mse_loss_takes_its_gradient_at_the_targets_of_its_forward(compiled):
+    """mse_loss keeps y - t from its forward (not y and t): a target array the caller
+    changes in place between forward and backward does not change the gradient."""
+    y = Tensor(np.array([1.0, 2.0, 4.0]), requires_grad=True)
+    loss_of = minigrad.compile(minigrad.mse_loss) if compiled else minigrad.mse_loss
+    for _ in range(4):  # a compiled one traces twice, then replays
+        t = np.array([0.5, 2.5, 1.0])
+        y.grad = None
+        loss = loss_of(y, t)
+        t[:] = 100.0
+        loss.backward()
+        np.testing.assert_array_equal(y.grad, 2.0 * (y.data - [0.5, 2.5, 1.0]) / 3)
