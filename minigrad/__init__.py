@@ -8,10 +8,17 @@ from typing import TYPE_CHECKING
 
 from . import nn, ops
 from .anomaly import AnomalyError
-from .compile import CompiledFunction, TraceError, compile
+from .compile import CompiledFunction, compile
 from .functional import grad, gradients, value_and_grad
 from .graph import to_dot
-from .modes import detect_anomaly, enable_grad, is_anomaly_enabled, is_recording, no_grad
+from .modes import (
+    TraceError,
+    detect_anomaly,
+    enable_grad,
+    is_anomaly_enabled,
+    is_recording,
+    no_grad,
+)
 from .primitive import OPS, Domain, defop
 from .serialization import load, save
 from .tensor import Tensor

@@ -51,18 +51,33 @@ def watch_backward(root: Any, seed: np.ndarray, caller: str) -> None:
         stack.extend(node.inputs)
 
 
-def _checked_vjps(node: Node) -> tuple:
+def _checked_vjps(node: Node) -> Any:
+    if isinstance(node.vjps, types.FunctionType):  # one for every input: check each result
+        joint, shapes = node.vjps, [None if x is None else x.shape for x in node.inputs]
+
+        def checked_joint(*args: Any, **options: Any) -> Any:
+            grads = joint(*args, **options)
+            for i, (g, shape) in enumerate(zip(grads, shapes)):
+                for part in g if isinstance(g, list) else () if g is None else (g,):
+                    _check(node, i, part, shape)
+            return grads
+
+        return checked_joint
     return tuple(vjp if x is None else _checked(node, i, vjp, x.shape)
                  for i, (x, vjp) in enumerate(zip(node.inputs, node.vjps)))
+
+
+def _check(node: Node, i: int, g: Any, shape: Any) -> None:
+    values = g.densify(shape, node.dtype) if isinstance(g, Cotangent) else g
+    if not np.isfinite(values).all():
+        raise AnomalyError(_message(node, "backward", f"the gradient of input {i}", values))
 
 
 def _checked(node: Node, i: int, vjp: Callable, shape: tuple[int, ...]) -> Callable:
 
     def checked_vjp(*args: Any, **options: Any) -> Any:
         g = vjp(*args, **options)
-        values = g.densify(shape, node.dtype) if isinstance(g, Cotangent) else g
-        if not np.isfinite(values).all():
-            raise AnomalyError(_message(node, "backward", f"the gradient of input {i}", values))
+        _check(node, i, g, shape)
         return g
 
     return checked_vjp

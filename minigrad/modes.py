@@ -17,11 +17,27 @@ import numpy as np
 # Ordered so that `record` tests the bits with comparisons, which CPython 3.11 does faster
 # than `&`: outside a trace (mode < TRACING), recording is on exactly when mode >= RECORDING.
 ANOMALY, RECORDING = 1, 2
-# Set while `minigrad.compile` traces a function in this thread: `record` reports each op.
+# Set while a function is traced in this thread (`minigrad.trace`): `record` reports each op
+# to the trace, and no tensor's value may be read in Python.
 TRACING = 4
 _mode: ContextVar[int] = ContextVar("minigrad_mode", default=RECORDING)
 # The record path's one read of the mode (a bound method: no attribute lookup per op).
 current_mode = _mode.get
+
+
+class TraceError(RuntimeError):
+    """A traced function did something a trace cannot capture: it read a traced value in
+    Python (to branch on it, print it, or compute with NumPy), or made a value a program
+    cannot give back on a later call."""
+
+
+def refuse_traced(what: str, shape: tuple[int, ...]) -> TraceError:
+    """The error for Python reading a value while a function is traced."""
+    return TraceError(
+        f"{what} of a tensor of shape {shape} while a function is traced (minigrad.compile, "
+        "minigrad.scan): a trace records ops, not Python decisions on values. Compute with "
+        "minigrad ops (mg.astype, mg.transpose, x.reshape, ...), pass what you need as an "
+        "argument, or read the value outside the traced function")
 
 
 @contextmanager

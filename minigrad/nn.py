@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -24,10 +25,26 @@ class Parameter(Tensor):
         return "Parameter" + super().__repr__()[len("Tensor"):]
 
 
+# Changes whenever an attribute of any Module is set or deleted: a compiled function that read
+# a module's parameters traces again rather than replay a tensor no longer there.
+_generations = itertools.count(1)
+generation = 0
+
+
 class Module:
     """Base class of models. Parameters and sub-Modules held in attributes, also inside
     lists, tuples and dicts, are found by `named_parameters()`; calling the module calls
     `forward`."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        global generation
+        generation = next(_generations)
+
+    def __delattr__(self, name: str) -> None:
+        object.__delattr__(self, name)
+        global generation
+        generation = next(_generations)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         forward = getattr(self, "forward", None)

@@ -815,6 +815,28 @@ transpose = defop(
     Domain("transpose"), saves="nothing", prepare=_transpose_call)
 
 
+# The same values without a gradient: a view, so that neither tensor's changes reach the
+# other (copy-on-write). An op, so that a traced function's `detach` is a step of its program.
+_detach = defop("detach", lambda x: x.view(), None, register=False)
+
+
+def _astype_call(x: Any, dtype: Any = None) -> tuple[tuple, dict]:
+    """A copy of the values converted to `dtype`, a floating dtype (x's own if None), as
+    `np.ndarray.astype`; the gradient is converted back. The way to convert an argument of
+    a compiled function (NumPy cannot read a traced value)."""
+    source = np.result_type(_data(x, "astype"))
+    target = source if dtype is None else np.dtype(dtype)
+    if target.kind != "f":
+        raise TypeError(f"astype: converts to a floating dtype (tensors hold floats), got "
+                        f"{target}; pass dtype=")
+    return (x,), {"dtype": target, "source": source}
+
+
+astype = defop("astype", lambda x, dtype, source: x.astype(dtype),
+               (lambda g, out, dtype, source: g.astype(source),), Domain("unary"),
+               saves="nothing", prepare=_astype_call)
+
+
 class SliceGradient(_Cotangent):
     """The cotangent of `x[index]`: `values` at `index` of an otherwise zero array.
 
@@ -858,8 +880,8 @@ def _getitem_call(x: Any, index: Any) -> tuple[tuple, dict]:
         if type(p) not in _BASIC_TYPES and not isinstance(p, _BASIC_INDEX):
             basic = False
             break
-    if not basic:
-        parts = tuple(p._data if isinstance(p, _Tensor) else np.asarray(p)
+    if not basic:  # an index tensor's values become options: read them as Python would
+        parts = tuple(p.data if isinstance(p, _Tensor) else np.asarray(p)
                       if isinstance(p, list) else p for p in parts)
     if not isinstance(x, _Tensor):  # a wrong operand type is a TypeError, not an IndexError
         _data(x, "getitem")
@@ -918,26 +940,37 @@ concatenate = defop("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axi
 # --- losses (mean over every element; prediction and target of one shape) -------------------
 
 
-def _loss(name: str, prediction: str, bounds: dict[int, tuple[float, float]]):
-    """The public signature of a loss: `f(prediction, target)`, of one shape, with the
-    operands at `bounds` (position -> closed interval) checked to lie in it."""
+def _loss(name: str, prediction: str):
+    """The public signature of a loss: `f(prediction, target)`, of one shape."""
 
     def call(a: Any, b: Any) -> tuple[tuple, dict]:
-        arrays = (np.asarray(_data(a, name)), np.asarray(_data(b, name)))
-        if arrays[0].shape != arrays[1].shape:
-            raise ValueError(f"{name}: {prediction} of shape {arrays[0].shape} and target "
-                             f"of shape {arrays[1].shape} differ")
-        for i, (low, high) in bounds.items():
-            values = arrays[i]
-            # The reductions themselves: ndarray.min and .max add a Python layer each.
-            if values.size and not (_min(values, None) >= low and _max(values, None) <= high):
-                what = prediction if i == 0 else "target"
-                raise ValueError(f"{name}: {what} must lie in [{low:g}, {high:g}], got values "
-                                 f"from {values.min():g} to {values.max():g}")
+        shapes = np.shape(_data(a, name)), np.shape(_data(b, name))
+        if shapes[0] != shapes[1]:
+            raise ValueError(f"{name}: {prediction} of shape {shapes[0]} and target "
+                             f"of shape {shapes[1]} differ")
         return (a, b), {}
 
     call.__doc__ = f"{name}({prediction}, target), mean-reduced."
     return call
+
+
+def _bounded(forward, prediction: str, bounds: dict[int, tuple[float, float]]):
+    """`forward`, refusing operands outside their closed interval (`bounds`: position ->
+    (low, high)). In the forward, not in `prepare`, so that a compiled replay checks every
+    call's values too."""
+
+    def checked(*arrays):
+        for i, (low, high) in bounds.items():
+            values = arrays[i]
+            # The reductions themselves: ndarray.min and .max add a Python layer each.
+            if np.size(values) and not (_min(values, None) >= low and _max(values, None) <= high):
+                what = prediction if i == 0 else "target"
+                raise ValueError(f"{what} must lie in [{low:g}, {high:g}], got values "
+                                 f"from {np.min(values):g} to {np.max(values):g}")
+        return forward(*arrays)
+
+    checked.__doc__ = forward.__doc__
+    return checked
 
 
 _min, _max, _sum = np.minimum.reduce, np.maximum.reduce, np.add.reduce
@@ -1010,18 +1043,18 @@ def _mse(y, t):
 
 
 binary_cross_entropy = defop(
-    "binary_cross_entropy", _bce, (_bce_p_vjp, _bce_t_vjp), Domain("loss", _PROBABILITY),
-    saves="inputs",
-    prepare=_loss("binary_cross_entropy", "probabilities", {0: (0.0, 1.0), 1: (0.0, 1.0)}))
+    "binary_cross_entropy", _bounded(_bce, "probabilities", {0: (0.0, 1.0), 1: (0.0, 1.0)}),
+    (_bce_p_vjp, _bce_t_vjp), Domain("loss", _PROBABILITY), saves="inputs",
+    prepare=_loss("binary_cross_entropy", "probabilities"))
 binary_cross_entropy_with_logits = defop(
-    "binary_cross_entropy_with_logits", _bce_logits,
+    "binary_cross_entropy_with_logits", _bounded(_bce_logits, "logits", {1: (0.0, 1.0)}),
     (_bce_logits_z_vjp, lambda g, out, z, t: z * (-g / np.size(z))),
     Domain("loss", ((-6.0, 6.0), (0.01, 0.99))), saves=("output", 0, 1),
-    prepare=_loss("binary_cross_entropy_with_logits", "logits", {1: (0.0, 1.0)}))
+    prepare=_loss("binary_cross_entropy_with_logits", "logits"))
 mse_loss = defop(
     "mse_loss", _mse,
     # d = y - t from the forward (y and t are not kept). The scales as Python floats: a third
     # of the cost of 0-d array arithmetic (in float32 rounded once, not twice).
     (lambda g, d: _np_multiply(d, 2.0 * float(g) / d.size),  # d: an array or a NumPy scalar
      lambda g, d: _np_multiply(d, -2.0 * float(g) / d.size)),
-    Domain("loss"), saves="nothing", residual=True, prepare=_loss("mse_loss", "prediction", {}))
+    Domain("loss"), saves="nothing", residual=True, prepare=_loss("mse_loss", "prediction"))

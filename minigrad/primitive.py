@@ -72,12 +72,13 @@ class Op:
 
     `vjps` is a tuple with one VJP per operand, or a function `(arrays, options, inputs) ->
     VJPs` for one call: for an op of any number of operands (stack, einsum), or one whose
-    VJPs share work (rnn); `inputs[i]` is None where operand i needs no gradient.
+    VJPs share work (rnn); `inputs[i]` is None where operand i needs no gradient. None for
+    an op without a gradient (detach): its output never requires grad.
     """
 
     name: str
     forward: Callable[..., Any]
-    vjps: tuple[Callable[..., Any], ...] | Callable[..., Sequence[Callable[..., Any]]]
+    vjps: tuple[Callable[..., Any], ...] | Callable[..., Sequence[Callable[..., Any]]] | None
     domain: Domain
     saves_inputs: bool
     saves_output: bool
@@ -130,7 +131,8 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     if residual and saves in ("both", "output"):
         raise ValueError(f"defop: '{name}' hands its VJPs a residual in place of the output; "
                          "saves must not name the output too")
-    op = Op(name, forward, vjps if callable(vjps) else tuple(vjps), domain or _UNTESTED,
+    op = Op(name, forward, vjps if vjps is None or callable(vjps) else tuple(vjps),
+            domain or _UNTESTED,
             saves in ("both", "inputs"), saves in ("both", "output"), kept, residual)
     op.function = _function(op, prepare, sys._getframe(1).f_globals.get("__name__", __name__))
     if register:
@@ -147,7 +149,7 @@ def _function(op: Op, prepare: Callable[..., tuple[tuple, dict]] | None,
     if prepare is None:
         function = record
         function.__signature__ = _operand_signature(
-            len(op.vjps) if type(op.vjps) is tuple else 0)
+            len(op.vjps) if type(op.vjps) is tuple else 1 if op.vjps is None else 0)
     else:
         def function(*args: Any, **kwargs: Any) -> Tensor:
             operands, options = prepare(*args, **kwargs)
@@ -190,9 +192,12 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         n = len(op.vjps) if isinstance(op.vjps, tuple) else max(op.kept, default=-1) + 1
         dropped = tuple(i for i in range(n) if i not in op.kept)
 
+    if op.vjps is None:
+        return _constant_recorder(op, may_view)
+
     def record(*operands: Any, **options: Any) -> Tensor:
         mode = current_mode()
-        if mode >= TRACING:  # minigrad.compile is tracing in this thread: it records, and sees
+        if mode >= TRACING:  # a function is traced in this thread: the trace records the op
             return trace_hook(op, operands, options)
         recording = mode >= RECORDING  # (TRACING is off: see the bit order in modes)
         keeps = saves_inputs and recording  # a node would keep the operands' arrays
@@ -250,11 +255,31 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     return record
 
 
+def _constant_recorder(op: Op, may_view: bool) -> Callable[..., Tensor]:
+    """`record` for an op without a gradient: its output never requires grad."""
+    name, forward = op.name, op.forward
+
+    def record(*operands: Any, **options: Any) -> Tensor:
+        if current_mode() >= TRACING:
+            return trace_hook(op, operands, options)
+        arrays = tuple(x._data if isinstance(x, Tensor) else constant(x, name) for x in operands)
+        try:
+            out = forward(*arrays, **options)
+        except (ValueError, TypeError, IndexError) as error:
+            raise _op_error(name, error, arrays) from None
+        if type(out) is not _ndarray:
+            out = np.asarray(out)
+        view = may_view and out.base is not None
+        return _make(_share_view(operands, out) if view else out, False, None, view)
+
+    return record
+
+
 def _no_trace(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:
-    raise RuntimeError("record: tracing is on but minigrad.compile is not loaded")
+    raise RuntimeError("record: tracing is on but minigrad.trace is not loaded")
 
 
-# Set by `minigrad.compile`: it records the op (with TRACING off) and notes the call.
+# Set by `minigrad.trace`: the innermost trace of this thread records the call.
 trace_hook: Callable[[Op, Sequence[Any], dict[str, Any]], Tensor] = _no_trace
 
 

@@ -9,7 +9,8 @@ tensor, in tape order, is that tensor's tape.
 every node after all of its consumers, so each cotangent is complete when it is used, and it
 is dropped once passed on. This module knows no op: a VJP returns an array, or an object
 following the `Cotangent` protocol (getitem's sparse slice gradient) that the sweep
-densifies or adds in place.
+densifies or adds in place. A node's `vjps` may also be one function returning every
+input's cotangent at once (a compiled program's), each an array or `Contributions`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import abc
 import heapq
 import itertools
+import types
 from collections.abc import Collection
 from contextvars import ContextVar
 from typing import Any
@@ -31,6 +33,7 @@ _reduce = np.add.reduce
 # NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
 # instructions each time): the sweep uses module-level names.
 _ndarray, _asarray, _generic = np.ndarray, np.asarray, np.generic
+_function = types.FunctionType  # a node's VJPs as one function (else a sequence of them)
 
 
 class Node:
@@ -105,14 +108,56 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.reshape(shape)
 
 
-class _Cotangents:
-    """The cotangent of each vertex reached and not yet swept.
+class Contributions(list):
+    """Several contributions to one vertex's cotangent, in the order a sweep adds them had
+    they come from separate nodes: what a compiled program's node returns for an input it
+    reads more than once, so that they add up with other nodes' contributions exactly as
+    in eager mode (the same terms in the same order)."""
+
+    __slots__ = ()
+
+
+def accumulate(current: np.ndarray | None, g: Any, owned: bool, shape: tuple[int, ...],
+               dtype: np.dtype) -> tuple[np.ndarray, bool]:
+    """The one rule by which a contribution `g` joins a vertex's cotangent `current` (None if
+    it has none yet): the new cotangent, and whether the sweep allocated it (`owned`: only
+    then may it be added into in place; any other array may be a VJP's input or output).
 
     A parameter used at every step of an RNN gets its contributions in the broadcast shape;
     while they keep that shape they are added as they are, and summed down to the vertex's
-    shape once, when taken. `owned` holds the vertices whose array this sweep allocated:
-    only those are added into in place (any other may be a VJP's input or output).
+    `shape` once, when taken. A `Cotangent` is added into an owned dense array, or
+    densified; a NumPy scalar (0-d arithmetic) becomes an array of the sweep's own.
     """
+    if type(g) is not _ndarray:
+        # The MRO rather than isinstance: ABCMeta's check is a Python call, and this one
+        # runs for every slice of an RNN's inputs (a Cotangent is a subclass, not registered).
+        if Cotangent in type(g).__mro__:
+            if current is not None and owned and current.shape == shape:
+                g.add_into(current)
+                return current, True
+            dense = g.densify(shape, dtype)
+            if current is not None:
+                dense += sum_to_shape(current, shape)
+            return dense, True
+        scalar = isinstance(g, _generic)
+        g = _asarray(g)
+        if current is None:
+            return g, scalar
+    if current is None:
+        return g, False
+    if g.shape != current.shape:
+        g = sum_to_shape(g, shape)
+        if current.shape != shape:
+            current, owned = sum_to_shape(current, shape), False
+    if owned:
+        current += g
+        return current, True
+    return _asarray(current + g), True
+
+
+class _Cotangents:
+    """The cotangent of each vertex reached and not yet swept, joined by `accumulate`;
+    `owned` holds the vertices whose array this sweep allocated."""
 
     __slots__ = ("values", "owned")
 
@@ -122,40 +167,18 @@ class _Cotangents:
 
     def add(self, x: Any, g: Any) -> bool:
         """Add `g` to the cotangent of vertex `x`; True if `x` had none yet."""
+        if type(g) is Contributions:
+            new = x not in self.values
+            for part in g:
+                self.add(x, part)
+            return new
         current = self.values.get(x)
-        if type(g) is not _ndarray:
-            # The MRO rather than isinstance: ABCMeta's check is a Python call, and this one
-            # runs for every slice of an RNN's inputs (a Cotangent is a subclass, not registered).
-            if Cotangent in type(g).__mro__:
-                if current is not None and x in self.owned and current.shape == x.shape:
-                    g.add_into(current)
-                    return False
-                g = g.densify(x.shape, x.dtype)
-                if current is not None:
-                    g += sum_to_shape(current, x.shape)
-                self.values[x] = g
-                self.owned.add(x)
-                return current is None
-            scalar = isinstance(g, _generic)  # 0-d arithmetic gives NumPy scalars
-            g = _asarray(g)
-            if scalar and current is None:  # a new array: the sweep's own
-                self.values[x] = g
-                self.owned.add(x)
-                return True
-        if current is None:
-            self.values[x] = g
-            return True
-        if g.shape != current.shape:
-            g = sum_to_shape(g, x.shape)
-            if current.shape != x.shape:
-                current = sum_to_shape(current, x.shape)
-                self.owned.discard(x)
-        if x in self.owned:
-            current += g
-        else:
-            self.values[x] = _asarray(current + g)
+        self.values[x], owned = accumulate(current, g, x in self.owned, x.shape, x.dtype)
+        if owned:
             self.owned.add(x)
-        return False
+        elif current is not None:
+            self.owned.discard(x)
+        return current is None
 
     def take(self, x: Any) -> tuple[np.ndarray, bool]:
         """The complete cotangent of `x`, in its shape, and whether this sweep allocated it."""
@@ -215,14 +238,20 @@ def _sweep(root: Any, seed: np.ndarray, retain_graph: bool,
         if node in capture:
             results[node] = g.copy()
         out, args, options = node.out, node.args, node.options
+        # One function for all inputs (a compiled program's node), or one VJP per input.
+        joint = vjps(g, out, *args, **options) if type(vjps) is _function else None
         i = -1  # input i's VJP is vjps[i] (a counter: zip costs more than it saves here)
         for x in node.inputs:
             i += 1
             if x is None:
                 continue
-            # Without * or ** where there is nothing to spread: each costs a tuple or a dict.
-            gx = (vjps[i](g, out, *args, **options) if options else vjps[i](g, out, *args)
-                  if args else vjps[i](g, out))
+            if joint is not None:
+                gx = joint[i]
+                if gx is None:
+                    continue
+            else:  # without * or ** where there is nothing to spread: each costs a tuple
+                gx = (vjps[i](g, out, *args, **options) if options else vjps[i](g, out, *args)
+                      if args else vjps[i](g, out))
             current = values.get(x)
             if type(gx) is not _ndarray or current is not None and (
                     x not in owned or gx.shape != current.shape):

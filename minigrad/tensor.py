@@ -6,13 +6,14 @@ type checkers see them (`ops` is imported as a module: it is built on Tensor in 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, Union
 
 import numpy as np
 
 from . import anomaly, ops, tape
-from .modes import TRACING, current_mode, is_anomaly_enabled
+from .modes import TRACING, current_mode, is_anomaly_enabled, refuse_traced
 from .tape import Node
 
 Operand = Union["Tensor", np.ndarray, float]  # noqa: UP007 (a string forward reference)
@@ -54,6 +55,8 @@ class Tensor:
     @property
     def data(self) -> np.ndarray:
         """The array, yours to change: a graph that saved the previous one keeps it."""
+        if current_mode() >= TRACING:
+            raise refuse_traced(".data", self.shape)
         if self._shared:
             self._data = self._data.copy()
             self._shared = False
@@ -62,6 +65,8 @@ class Tensor:
 
     @data.setter
     def data(self, value: Any) -> None:
+        if current_mode() >= TRACING:
+            raise refuse_traced("setting .data", self.shape)
         self._data = value if type(value) is np.ndarray else np.asarray(value)
         self._shared = False
         self._exposed = True
@@ -96,6 +101,8 @@ class Tensor:
         return self._node is None
 
     def item(self) -> float:
+        if current_mode() >= TRACING:
+            raise refuse_traced(".item()", self.shape)
         return self._data.item()
 
     def numpy(self) -> np.ndarray:
@@ -103,10 +110,9 @@ class Tensor:
         return self.data
 
     def detach(self) -> Tensor:
-        """The same values, cut from the graph (sharing the array until either changes it)."""
-        if not self._shared:
-            self._share()
-        return _make(self._data, False, None, shared=True)
+        """The same values, cut from the graph (sharing the array until either changes it):
+        an op, so that a traced function's detach is traced too."""
+        return ops._detach(self)
 
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
         """Accumulate the gradient of this tensor into `.grad` of every leaf it depends on.
@@ -114,14 +120,14 @@ class Tensor:
         `grad` is the upstream gradient, of this tensor's shape; it may be omitted for a
         tensor of one element. The graph is released afterwards unless `retain_graph`.
         """
+        if current_mode() >= TRACING:
+            raise refuse_traced("backward()", self.shape)
         if not self.requires_grad:
             raise RuntimeError(
                 "backward: this tensor does not require grad; none of the tensors it was "
                 "computed from has requires_grad=True (or it was computed under no_grad())")
         for leaf, g in self._sweep(grad, "backward", "a tensor", retain_graph).items():
-            if g.dtype != leaf._data.dtype:
-                g = g.astype(leaf._data.dtype)
-            leaf.grad = g if leaf.grad is None else leaf.grad + g
+            accumulate_grad(leaf, g)
 
     def _sweep(self, grad: Any, caller: str, role: str, retain_graph: bool,
                capture: Any = ()) -> dict[Any, np.ndarray]:
@@ -161,6 +167,8 @@ class Tensor:
         return f"Tensor({body}{extra})"
 
     def __bool__(self) -> bool:
+        if current_mode() >= TRACING:
+            raise refuse_traced("bool()", self.shape)
         if self._data.size != 1:
             raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
         return bool(self._data)
@@ -171,9 +179,13 @@ class Tensor:
         return len(self._data)
 
     def __float__(self) -> float:
+        if current_mode() >= TRACING:
+            raise refuse_traced("float()", self.shape)
         return float(self._data)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if current_mode() >= TRACING:
+            raise refuse_traced("NumPy (np.asarray, a ufunc, ...)", self.shape)
         # A copy: NumPy code given a tensor must not write into an array a graph keeps.
         return np.array(self._data, dtype=dtype, copy=True)
 
@@ -264,6 +276,19 @@ class Tensor:
         return ops.transpose(self)
 
 
+# `.grad` is read, added to and set as one step, so that threads running backward on graphs
+# that share a parameter lose no contribution (NumPy releases the GIL inside a large add).
+_GRAD_LOCK = threading.Lock()
+
+
+def accumulate_grad(leaf: Tensor, g: np.ndarray) -> None:
+    """Add `g` (an array the caller hands over) to `leaf.grad`, cast to the leaf's dtype."""
+    if g.dtype != leaf._data.dtype:
+        g = g.astype(leaf._data.dtype)
+    with _GRAD_LOCK:
+        leaf.grad = g if leaf.grad is None else leaf.grad + g
+
+
 def tensor_array(data: Any) -> np.ndarray:
     """The array a `Tensor(data)` holds: a copy of `data`, floating dtypes kept, other
     numeric ones made float64."""
@@ -277,11 +302,11 @@ def tensor_array(data: Any) -> np.ndarray:
 
 
 def _not_tracing(t: Tensor, data: Any) -> None:
-    raise RuntimeError("Tensor: tracing is on but minigrad.compile is not loaded")
+    raise RuntimeError("Tensor: tracing is on but minigrad.trace is not loaded")
 
 
-# Set by `minigrad.compile`: notes a tensor made while a function is traced, so that a replay
-# makes it again from the same source (an argument, say) rather than keep the trace's copy.
+# Set by `minigrad.trace`: a tensor made while a function is traced becomes a step of the
+# program (a copy of a traced value) or one of its constants.
 trace_new_tensor: Any = _not_tracing
 
 

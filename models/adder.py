@@ -50,7 +50,7 @@ class Adder(nn.Module):
                               else None)
         self.output = nn.Linear(n, 1, bias=config.bias, rng=rng, dtype=dtype)
 
-    def states(self, X: np.ndarray) -> mg.Tensor:
+    def states(self, X: Any) -> mg.Tensor:
         """S_1 .. S_L for inputs X (batch, L, 2), time-major: shape (L, batch, n_states).
 
         The recurrence is one op, `mg.rnn`: its backward is backpropagation through time
@@ -58,7 +58,7 @@ class Adder(nn.Module):
         return mg.rnn(self._inputs(X), self.recurrent.weight, self.initial_state,
                       activation=self.config.activation)
 
-    def unrolled_states(self, X: np.ndarray) -> list[mg.Tensor]:
+    def unrolled_states(self, X: Any) -> list[mg.Tensor]:
         """[S_1, ..., S_L], each (batch, n_states), computed step by step (an `addmm` and the
         activation per step): the same numbers as `states`, with every S_k a vertex of the
         graph, so that `minigrad.gradients(loss, states)` gives the whole dL/dS_k."""
@@ -71,7 +71,7 @@ class Adder(nn.Module):
             states.append(S)
         return states
 
-    def _inputs(self, X: np.ndarray) -> mg.Tensor:
+    def _inputs(self, X: Any) -> mg.Tensor:
         # Z_k = x_k W_in + (b_in + b_rec) for all positions at once, time-major (L, batch, n):
         # each position's block is contiguous. The two biases are summed first and join Z
         # once, one pass over Z forward and one sum backward, as a hand-written step does.
@@ -80,7 +80,7 @@ class Adder(nn.Module):
             return self.input(X)
         return mg.addmm(self.input.bias + self.recurrent.bias, X, self.input.weight)
 
-    def logits(self, X: np.ndarray) -> mg.Tensor:
+    def logits(self, X: Any) -> mg.Tensor:
         """The output logits, shape (batch, L, 1)."""
         return self._logits_of(self.states(X))
 
@@ -88,40 +88,41 @@ class Adder(nn.Module):
         # All positions in one product, time-major as the states come, then batch-major.
         return self.output(states).transpose(1, 0, 2)
 
-    def forward(self, X: np.ndarray) -> mg.Tensor:
+    def forward(self, X: Any) -> mg.Tensor:
         """The probability that each output bit is 1, shape (batch, L, 1)."""
         return mg.sigmoid(self.logits(X))
 
-    def loss(self, X: np.ndarray, T: np.ndarray) -> mg.Tensor:
+    def loss(self, X: Any, T: Any) -> mg.Tensor:
         """Mean binary cross-entropy over samples and positions, from the logits."""
         return self._loss_of(self.states(X), T)
 
-    def loss_and_states(self, X: np.ndarray, T: np.ndarray) -> tuple[mg.Tensor, list[mg.Tensor]]:
+    def loss_and_states(self, X: Any, T: Any) -> tuple[mg.Tensor, list[mg.Tensor]]:
         """The loss of `loss` (the same number), computed from the unrolled states [S_1,
         ..., S_L], and those states, so that `minigrad.gradients(loss, states)` gives dL/dS_k
         at every position."""
         states = self.unrolled_states(X)
         return self._loss_of(mg.stack(states, axis=0), T), states
 
-    def _loss_of(self, states: mg.Tensor, T: np.ndarray) -> mg.Tensor:
+    def _loss_of(self, states: mg.Tensor, T: Any) -> mg.Tensor:
         # Time-major, as the states come: the targets are transposed (a view), not the
         # logits, so that the loss and its gradient run over contiguous arrays.
         logits = self.output(states)
-        T = np.asarray(T, logits.dtype)
+        T = mg.astype(T if isinstance(T, mg.Tensor) else np.asarray(T), logits.dtype)
         length, batch, _ = logits.shape
         if T.shape != (batch, length, 1):
             raise ValueError(f"Adder.loss: targets of shape {T.shape} do not match outputs "
                              f"{(batch, length, 1)}")
         return mg.binary_cross_entropy_with_logits(logits, T.transpose(1, 0, 2))
 
-    def predict_bits(self, X: np.ndarray) -> np.ndarray:
+    def predict_bits(self, X: Any) -> np.ndarray:
         """The predicted sum bits (batch, L, 1) as 0.0/1.0."""
         with mg.no_grad():
             return (self.logits(X).data > 0).astype(np.float64)
 
-    def _check_inputs(self, X: np.ndarray) -> np.ndarray:
-        # Inputs take the parameters' dtype, so a float32 model computes in float32.
-        X = np.asarray(X, self.output.weight.dtype)
+    def _check_inputs(self, X: np.ndarray | mg.Tensor) -> mg.Tensor:
+        # Inputs take the parameters' dtype, so a float32 model computes in float32; by an op,
+        # so that a compiled loss converts each call's inputs.
+        X = X if isinstance(X, mg.Tensor) else np.asarray(X)
         if X.ndim != 3 or X.shape[2] != 2:
             raise ValueError(f"Adder: expected inputs of shape (batch, n_bits, 2), got {X.shape}")
-        return X
+        return mg.astype(X, self.output.weight.dtype)

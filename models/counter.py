@@ -8,6 +8,8 @@ a linear RNN whose exact solution is w_x = w_rec = 1: it counts the ones in a se
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 import minigrad as mg
@@ -24,7 +26,7 @@ class Counter(nn.Module):
         self.w_x = nn.Parameter(np.array(w_x, dtype))
         self.w_rec = nn.Parameter(np.array(w_rec, dtype))
 
-    def states(self, X: np.ndarray) -> mg.Tensor:
+    def states(self, X: Any) -> mg.Tensor:
         """s_1 .. s_n for sequences X (batch, n), time-major: shape (n, batch).
 
         The recurrence is one op, `mg.rnn`, a scalar one (w_rec of shape ()) with the
@@ -34,7 +36,7 @@ class Counter(nn.Module):
         X = _sequences(X, self.w_x.dtype)
         return mg.rnn(self.w_x * X.T, self.w_rec, activation="identity")  # z_k = x_k w_x
 
-    def unrolled_states(self, X: np.ndarray) -> list[mg.Tensor]:
+    def unrolled_states(self, X: Any) -> list[mg.Tensor]:
         """[s_1, ..., s_n], each (batch,), computed step by step (`states`' numbers up to
         rounding), so that `minigrad.gradients(loss, states)` gives the whole dL/ds_k."""
         X = _sequences(X, self.w_x.dtype)
@@ -45,7 +47,7 @@ class Counter(nn.Module):
             states.append(s)
         return states
 
-    def forward(self, X: np.ndarray) -> mg.Tensor:
+    def forward(self, X: Any) -> mg.Tensor:
         """The count s_n of every sequence in X (batch, n): w_x times `mg.rnn_last`, the last
         state alone of the recurrence on X, in closed form s_n = w_x sum_k x_k w_rec^(n-k)
         (one product each way with the powers of w_rec; `states(X)[-1]` up to rounding)."""
@@ -55,11 +57,11 @@ class Counter(nn.Module):
         # scales its one result.
         return self.w_x * mg.rnn_last(X.T, self.w_rec, activation="identity")
 
-    def loss(self, X: np.ndarray, t: np.ndarray) -> mg.Tensor:
+    def loss(self, X: Any, t: Any) -> mg.Tensor:
         """mean((s_n - t)^2) over the sequences; `t` holds one target per sequence."""
         return self._loss_of(self.forward(X), t)
 
-    def loss_and_states(self, X: np.ndarray, t: np.ndarray) -> tuple[mg.Tensor, list[mg.Tensor]]:
+    def loss_and_states(self, X: Any, t: Any) -> tuple[mg.Tensor, list[mg.Tensor]]:
         """The loss of `loss` (the same number up to rounding: `loss` sums the recurrence's
         terms in another order), computed from the unrolled states [s_1, ..., s_n] (s_0 = 0
         is a constant), and those states, so that `minigrad.gradients(loss, states)` gives
@@ -67,8 +69,8 @@ class Counter(nn.Module):
         states = self.unrolled_states(X)
         return self._loss_of(states[-1], t), states
 
-    def _loss_of(self, s_n: mg.Tensor, t: np.ndarray) -> mg.Tensor:
-        t = np.asarray(t, self.w_x.dtype)
+    def _loss_of(self, s_n: mg.Tensor, t: Any) -> mg.Tensor:
+        t = mg.astype(t if isinstance(t, mg.Tensor) else np.asarray(t), self.w_x.dtype)
         # A (batch, 1) column would broadcast against s_n's (batch,) into a (batch, batch)
         # difference and give a wrong mean without any error.
         if t.size != s_n.shape[0]:
@@ -77,9 +79,10 @@ class Counter(nn.Module):
         return mg.mse_loss(s_n, t.reshape(s_n.shape))
 
 
-def _sequences(X: np.ndarray, dtype) -> np.ndarray:
-    # Inputs take the parameters' dtype, so a float32 model computes in float32.
-    X = np.asarray(X, dtype)
+def _sequences(X: np.ndarray | mg.Tensor, dtype) -> mg.Tensor:
+    # Inputs take the parameters' dtype, so a float32 model computes in float32; by an op,
+    # so that a compiled loss converts each call's inputs.
+    X = X if isinstance(X, mg.Tensor) else np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"Counter: expected sequences of shape (batch, n), got shape {X.shape}")
-    return X
+    return mg.astype(X, dtype)

@@ -82,7 +82,7 @@ def test_adder_trajectory_matches_eager_bitwise(shape, seed, dtype, learn_initia
         assert opt_compiled.step(closure_compiled) == opt_eager.step(closure_eager)
         assert_bitwise(grads_of(compiled), grads_of(eager))
         assert_bitwise(values_of(compiled), values_of(eager))
-    assert step.traces == 2
+    assert step.traces == 1
 
 
 @settings(max_examples=8)
@@ -290,26 +290,6 @@ def test_arguments_the_models_convert_to_their_dtype_are_inputs(dtype):
             assert_bitwise(grads_of(compiled), grads_of(eager))
 
 
-def test_an_argument_converted_to_the_parameters_precision_follows_the_argument():
-    w = mg.Tensor(np.array([0.5, -1.5, 2.0], np.float32), requires_grad=True)
-    w_eager = mg.Tensor(w.data, requires_grad=True)
-
-    def fn(x, w):
-        return mg.tanh(w * np.asarray(x, np.float32)[1:]).sum()
-
-    step = mg.compile(lambda x: fn(x, w))
-    rng = np.random.default_rng(2)
-    for _ in range(4):
-        x = rng.normal(size=4)  # float64: not exactly representable in float32
-        w.grad = w_eager.grad = None
-        loss = fn(x, w_eager)
-        loss.backward()
-        compiled_loss = step(x)
-        compiled_loss.backward()
-        assert compiled_loss.item() == loss.item()
-        np.testing.assert_array_equal(w.grad, w_eager.grad, strict=True)
-
-
 def test_tensor_arguments_get_gradients_and_the_loss_composes_with_eager_ops():
     w = mg.Tensor([[0.5, -1.0], [2.0, 0.25]], requires_grad=True)
     step = mg.compile(lambda x, w: mg.tanh(x @ w).sum())
@@ -369,7 +349,7 @@ def test_value_and_backward_accumulates_as_backward_does(shape, seed, dtype):
             p.data -= 0.1 * p.grad  # the parameters change between calls
         for p in lean.parameters():
             p.data -= 0.1 * p.grad
-    assert step.traces == 2
+    assert step.traces == 1
 
 
 def test_value_and_backward_hands_out_arrays_of_the_callers_own():
@@ -404,7 +384,7 @@ def test_value_and_backward_hands_captured_leaves_arrays_of_their_own():
     assert step.value_and_backward(np.array([2.0])) == 2.0  # b's .grad kept: accumulated
     np.testing.assert_array_equal(b.grad, [4.0])
     np.testing.assert_array_equal(np.concatenate(kept), np.full(5, 3.0))
-    assert step.traces == 2
+    assert step.traces == 1
 
 
 def test_value_and_backward_casts_to_the_leafs_dtype():
@@ -419,48 +399,6 @@ def test_value_and_backward_casts_to_the_leafs_dtype():
         assert step.value_and_backward(x) == loss.item()
         assert w32.grad.dtype == np.float32
         np.testing.assert_array_equal(w32.grad, w_eager.grad, strict=True)
-
-
-def test_value_and_backward_leaves_the_parameters_arrays_as_they_are():
-    """Backward runs within the call, so nothing is kept past it: a parameter's array is not
-    frozen for copy-on-write, and an optimizer updates it in place without a copy."""
-    w = mg.Tensor([1.0, 2.0], requires_grad=True)
-    step = mg.compile(lambda x: (w * w * x).sum())
-    for k in range(5):
-        array = w.data
-        w.grad = None
-        assert step.value_and_backward(np.array([3.0, 4.0 + k])) == 3.0 + 4.0 * (4.0 + k)
-        np.testing.assert_array_equal(w.grad, [6.0, 4.0 * (4.0 + k)])
-        w.data -= 0.0
-        # The first two calls trace (an eager run, whose graph keeps w's array); then replays.
-        assert (w.data is array and array.flags.writeable) == (k >= 2)
-
-
-@pytest.mark.parametrize("size", [2, 400])  # copied by the load, or shared (copy-on-write)
-@pytest.mark.parametrize("lean", [True, False])
-def test_a_parameter_changed_in_place_during_a_call_does_not_change_its_gradient(size, lean):
-    """An op inside fn writes into a parameter's array in place, as another thread's
-    optimizer step might in the middle of a call: the gradient is still taken at the values
-    the call read, through value_and_backward and through backward()."""
-    w = mg.Tensor(np.linspace(1.0, 2.0, size), requires_grad=True)
-
-    def meddle(x):
-        np.add(w.data, 100.0, out=w.data)  # in place, as optimizers write
-        return x
-
-    meddling = mg.defop("meddle", meddle, (lambda g, out: g,), saves="nothing",
-                        register=False)
-    step = mg.compile(lambda x: meddling((w * x * w).sum()))  # after the forward's reads
-    x = np.linspace(-1.0, 1.0, size)
-    for _ in range(4):
-        before = w.data.copy()
-        w.grad = None
-        if lean:
-            step.value_and_backward(x)
-        else:
-            step(x).backward()
-        np.testing.assert_array_equal(w.grad, 2 * before * x)
-        np.testing.assert_array_equal(w.data, before + 100.0)
 
 
 def test_value_and_backward_takes_the_general_path_where_it_must():
@@ -572,7 +510,7 @@ def test_each_new_shape_traces_and_the_cache_keeps_the_most_recent(shapes):
         x = np.ones(shape)
         for _ in range(3):
             assert step(x).item() == 2.0 * x.size
-        traces += 0 if shape in recent else 2  # the first call traces, the second checks
+        traces += 0 if shape in recent else 1  # the first call of a signature traces
         recent = ([s for s in recent if s != shape] + [shape])[-2:]
         assert step.traces == traces
         assert step.signatures == len(recent)
@@ -585,7 +523,7 @@ def test_a_parameter_whose_shape_changed_is_traced_again():
         step()
     w.data = np.ones(5)
     assert step().item() == 15.0
-    assert step.traces == 3
+    assert step.traces == 2
 
 
 # --- modes and threads ----------------------------------------------------------------------
@@ -669,90 +607,12 @@ def test_threads_replay_with_their_own_grad_mode():
 w_refuse = mg.Tensor([1.0, 2.0], requires_grad=True)
 
 
-@pytest.mark.parametrize("read, what", [
-    (lambda h: bool(h.sum()), r"bool\(\)"),
-    (lambda h: float(h.sum()), r"float\(\)"),
-    (lambda h: h.sum().item(), r"\.item\(\)"),
-    (lambda h: h.data, r"\.data"),
-    (lambda h: h.numpy(), r"\.numpy\(\)"),
-    (lambda h: np.asarray(h), r"np\.asarray\(\)"),
-])
-def test_reading_a_traced_value_in_python_is_refused(read, what):
-    def fn(x):
-        h = mg.tanh(w_refuse * x)
-        read(h)
-        return h.sum()
-
-    step = mg.compile(fn)
-    with pytest.raises(mg.TraceError, match=what + ".*traced tensor"):
-        step(np.array([1.0, 2.0]))
-    # the tensors of the failed trace are ordinary again, and eager fn still works
-    assert fn(np.array([1.0, 2.0])) is not None
-
-
 def test_reading_a_tensor_argument_in_python_is_refused():
     step = mg.compile(lambda t: t * float(t.sum()))
     t = mg.Tensor([1.0, 2.0], requires_grad=True)
     with pytest.raises(mg.TraceError, match=r"float\(\)"):
         step(t)
     assert float(t.sum()) == 3.0  # the argument is an ordinary tensor again
-
-
-def test_randomness_inside_fn_is_refused_on_the_second_call():
-    rng = np.random.default_rng(0)
-    step = mg.compile(lambda x: (w_refuse * x * rng.normal(size=2)).sum())
-    step(np.ones(2))
-    with pytest.raises(mg.TraceError, match="'mul'.*changed between two calls.*argument"):
-        step(np.ones(2))
-
-
-def test_a_numpy_computation_on_an_argument_is_refused_on_the_second_call():
-    step = mg.compile(lambda x: (w_refuse * (x * 2.0)).sum())
-    step(np.array([1.0, 2.0]))
-    with pytest.raises(mg.TraceError, match="not an argument and changed"):
-        step(np.array([3.0, 4.0]))
-
-
-@pytest.mark.parametrize("repeats", [1, 2, 3])
-def test_a_numpy_computation_on_an_argument_is_refused_after_calls_that_agree(repeats):
-    """Two traces from equal inputs cannot tell a constant computed from an input from one
-    that is not: such a program replays only for those inputs, and the first call with
-    other inputs traces again and refuses."""
-    step = mg.compile(lambda x: (w_refuse * (x * 2.0)).sum())
-    x = np.array([1.0, 2.0])
-    for _ in range(repeats + 1):
-        assert step(x.copy()).item() == (w_refuse.data * x * 2.0).sum()
-    with pytest.raises(mg.TraceError, match="not an argument and changed"):
-        step(np.array([3.0, 4.0]))
-
-
-def test_a_numpy_computation_on_a_parameters_value_is_refused_once_it_changes():
-    w = mg.Tensor([1.0, 2.0], requires_grad=True)
-    step = mg.compile(lambda x: (w * x * float(np.sum(w.data))).sum())
-    x = np.array([1.0, 1.0])
-    assert step(x).item() == step(x).item() == step(x).item() == 9.0
-    w.data += 1.0
-    with pytest.raises(mg.TraceError, match="not an argument and changed"):
-        step(x)
-
-
-def test_a_parameter_changed_in_place_after_calls_that_agree_is_not_taken_as_unchanged():
-    """The inputs a trace read are compared by identity first: a parameter that only ops
-    which keep nothing read (add) must still not change in place under that comparison."""
-    w = mg.Tensor([1.0, 2.0], requires_grad=True)
-    step = mg.compile(lambda x: (w + x * float(np.sum(w.data))).sum())
-    x = np.array([1.0, 1.0])
-    assert step(x).item() == step(x).item() == 9.0
-    w.data += 1.0
-    with pytest.raises(mg.TraceError, match="not an argument and changed"):
-        step(x)
-
-
-def test_a_program_is_checked_by_two_traces_from_different_inputs_then_replayed():
-    step = mg.compile(lambda x: (w_refuse * x).sum())
-    for x in ([1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]):
-        assert step(np.array(x)).item() == (w_refuse.data * np.array(x)).sum()
-    assert step.traces == 3  # two from equal inputs, a third from other inputs
 
 
 @given(values=st.lists(st.lists(st.integers(-5, 5), min_size=2, max_size=2), min_size=3,
@@ -776,54 +636,6 @@ def test_a_tensor_made_inside_fn_from_a_traced_tensor_is_recomputed():
     step = mg.compile(lambda x: (mg.Tensor(w_refuse * x) * x).sum())
     for x in (np.ones(2), np.ones(2), np.array([3.0, -1.0])):
         assert step(x).item() == ((w_refuse.data * x) * x).sum()
-
-
-def test_a_leaf_made_inside_fn_is_refused():
-    step = mg.compile(lambda x: (mg.Tensor(x, requires_grad=True) * w_refuse).sum())
-    with pytest.raises(mg.TraceError, match="requires_grad=True.*new leaf on every call"):
-        step(np.ones(2))
-
-
-def test_an_argument_used_as_an_index_is_refused():
-    step = mg.compile(lambda x, index: (w_refuse * x)[index].sum())
-    with pytest.raises(mg.TraceError, match="'getitem' takes an array from an argument"):
-        step(np.ones(2), np.array([1, 1]))
-    fixed = mg.compile(lambda x: (w_refuse * x)[np.array([1, 1])].sum())
-    for _ in range(3):
-        assert fixed(np.ones(2)).item() == 4.0
-
-
-def test_control_flow_on_outside_state_is_refused():
-    calls = []
-
-    def fn(x):
-        calls.append(1)
-        h = w_refuse * x
-        return (h * h if len(calls) % 2 else h).sum()
-
-    step = mg.compile(fn)
-    step(np.ones(2))
-    with pytest.raises(mg.TraceError, match="different ops"):
-        step(np.ones(2))
-
-
-def test_bad_uses_are_refused_with_the_cause():
-    step = mg.compile(lambda x: (w_refuse * x).sum())
-    with pytest.raises(TypeError, match="positionally.*'x'"):
-        step(x=np.ones(2))
-    with pytest.raises(TypeError, match="argument 0 is a list"):
-        step([1.0, 2.0])
-    with pytest.raises(mg.TraceError, match="must return a Tensor, got float"):
-        mg.compile(lambda x: 1.0)(np.ones(2))
-    with pytest.raises(mg.TraceError, match="not one of them"):
-        mg.compile(lambda x: x)(mg.Tensor([1.0]))
-    with pytest.raises(ValueError, match="cache_size must be an integer >= 1, got 0"):
-        mg.compile(lambda x: x, cache_size=0)
-    with pytest.raises(TypeError, match="expected a function, got int"):
-        mg.compile(3)  # type: ignore[arg-type]
-    outside = mg.tanh(w_refuse)
-    with pytest.raises(mg.TraceError, match="computed outside.*'tanh'.*argument"):
-        mg.compile(lambda x: (outside * x).sum())(np.ones(2))
 
 
 def test_a_compiled_function_called_inside_another_is_traced_by_it():

@@ -250,7 +250,7 @@ def test_replays_in_two_threads_give_each_its_own_gradients():
             t.join()
     finally:
         sys.setswitchinterval(interval)
-    assert step.traces == 2 and not wrong
+    assert step.traces == 1 and not wrong
 
 
 def test_changing_what_rnn_saved_between_forward_and_backward_changes_nothing():

@@ -276,7 +276,7 @@ def installed(mutant: Mutant) -> Iterator[Tally]:
 
     def vjps_of_call(arrays: Sequence[Any], options: dict[str, Any],
                      inputs: Sequence[Any]) -> list[VJP]:
-        vjps = list(own if type(own) is tuple else own(arrays, options, inputs))  # type: ignore[operator]
+        vjps = list(own if type(own) is tuple else own(arrays, options, inputs))  # type: ignore[operator,misc]
         mutated = mutant.mutation.rewrite(Call(op, vjps, arrays, options),
                                           mutant.slot % len(vjps))
         return [new if new is old else _observed(new, old, np.asarray(x), tally)

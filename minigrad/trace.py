@@ -1,0 +1,498 @@
+"""Tracing: a Python function of tensors, run once, becomes a program of op calls.
+
+The idea, once: while a function is traced, every value it computes from its inputs is a
+`Tracer`, a tensor whose shape and dtype Python may read and whose values it may not. So
+Python cannot decide anything on a value (`bool`, `float`, `.item()`, `.data`, NumPy on
+it raise `TraceError`), and what the trace records (the ops, their options, the shapes)
+is all that the function's result depends on: the program is right for every input of
+the same shapes, or the trace refused it. `minigrad.compile` replays a traced step;
+`minigrad.scan` runs a traced loop body once per step.
+
+A program's values are its inputs (the caller's arrays and the tensors the function read
+from outside, its parameters), its constants (arrays and numbers the function made
+without a traced value) and its steps' outputs. It runs as Python code written for it, one
+line per NumPy call, doing exactly what `record` does in eager mode (the same forward on
+the same arrays, copies and views alike), so its numbers are eager mode's. Its backward
+calls the ops' own VJPs in reverse and joins cotangents by `tape.accumulate`, the rule of
+the eager sweep; what reaches an input is handed back as the contributions themselves, in
+order (`tape.Contributions`), for the caller's sweep to add as eager mode adds them.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from . import anomaly, modes, primitive, tape, tensor
+from .modes import TRACING, TraceError, current_mode
+from .primitive import Op
+from .tensor import Tensor, tensor_array
+
+__all__ = ["Program", "Trace", "TraceError", "Tracer"]
+
+
+class Tracer(Tensor):
+    """A traced value: its shape and dtype are known, its values are not Python's to read.
+
+    A tracer standing for a NumPy array (an array argument, or what NumPy's operators and
+    view methods make of one) keeps NumPy's semantics under those operators and methods,
+    as the array would in eager mode: `X.T` is a view, not an op's copy, so the ops it
+    reaches see the layout they see in eager mode.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        if self._data is None:
+            return "Tracer(escaped from its trace)"
+        return f"Tracer(shape={self.shape}, dtype={self.dtype})"
+
+    @property
+    def T(self) -> Tensor:
+        return _as_numpy(self, (), lambda: Tensor.T.fget(self))  # type: ignore[attr-defined]
+
+
+def _as_numpy(x: Tracer, others: tuple, method: Callable[[], Tensor]) -> Tensor:
+    """`method()` (an operator or method of `x`), computed as NumPy computes it where `x`
+    and every tensor among `others` stand for NumPy arrays."""
+    trace = _ACTIVE.get()
+    if trace is None or not all(trace.is_raw(y) for y in (x, *others) if isinstance(y, Tensor)):
+        return method()
+    trace.numpy = True
+    try:
+        return method()
+    finally:
+        trace.numpy = False
+
+
+def _numpy_method(name: str) -> Callable[..., Tensor]:
+    method = getattr(Tensor, name)
+
+    def numpy_like(self: Tracer, *args: Any) -> Tensor:
+        return _as_numpy(self, args, lambda: method(self, *args))
+
+    numpy_like.__name__ = name
+    return numpy_like
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+              "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__matmul__",
+              "__rmatmul__", "__neg__", "__abs__", "__getitem__", "transpose", "reshape",
+              "sum", "mean", "max"):
+    setattr(Tracer, _name, _numpy_method(_name))
+
+
+class Value:
+    """A value of a program: an input, a constant, or a step's output (or residual)."""
+
+    __slots__ = ("index", "shape", "dtype", "requires_grad", "raw", "constant")
+
+    def __init__(self, index: int, array: Any, requires_grad: bool, raw: bool,
+                 constant: Any = None):
+        self.index = index
+        self.shape, self.dtype = np.shape(array), np.result_type(array)
+        self.requires_grad = requires_grad
+        self.raw = raw  # eager mode would see a NumPy array here, not a tensor
+        self.constant = constant  # the array or number, for a constant
+
+    @property
+    def name(self) -> str:
+        return f"k{self.index}" if self.is_constant else f"v{self.index}"
+
+    @property
+    def is_constant(self) -> bool:
+        return self.constant is not None
+
+
+class Step:
+    """One op call of a program."""
+
+    __slots__ = ("op", "inputs", "options", "out", "residual", "vjps", "scalar", "site",
+                 "numpy")
+
+    def __init__(self, op: Op, inputs: list[Value], options: dict[str, Any], out: Value,
+                 residual: Value | None, vjps: Any, scalar: bool, site: Any,
+                 numpy: bool = False):
+        self.op, self.inputs, self.options, self.out = op, inputs, options, out
+        self.residual, self.vjps, self.scalar, self.site = residual, vjps, scalar, site
+        self.numpy = numpy  # NumPy's own operator or method on arrays: no `record` around it
+
+
+_ACTIVE: ContextVar[Trace | None] = ContextVar("minigrad_trace", default=None)
+# `Tensor(data)` inside a traced function: a copy of a traced value, a step of the program.
+_COPY = Op("Tensor", tensor_array, None, primitive.Domain("untested"), False, False)
+
+
+class Trace:
+    """What one run of a function did, as inputs, constants and steps."""
+
+    def __init__(self, recording: bool, anomaly: bool):
+        self.recording, self.anomaly = recording, anomaly
+        self.values: list[Value] = []
+        self.steps: list[Step] = []
+        self.inputs: list[Value] = []  # what a run is given, in order
+        self.captured: list[tuple[Value, Tensor]] = []  # tensors read from outside
+        self.of: dict[int, Value] = {}  # id(tracer, captured tensor or array) -> its value
+        self.keep: list[Any] = []  # what those ids name stays alive
+        self.numpy = False  # the next op is NumPy's operator or method on arrays (`_as_numpy`)
+
+    def is_raw(self, x: Tensor) -> bool:
+        value = self.of.get(id(x))
+        return value is not None and value.raw
+
+    def _new(self, array: Any, requires_grad: bool, raw: bool, constant: Any = None) -> Value:
+        value = Value(len(self.values), array, requires_grad, raw, constant)
+        self.values.append(value)
+        return value
+
+    def _tracer(self, value: Value, array: np.ndarray) -> Tracer:
+        t = object.__new__(Tracer)
+        t._data, t.grad, t.requires_grad, t._node = array, None, value.requires_grad, None
+        t._shared = t._exposed = False
+        self.of[id(t)] = value
+        self.keep.append(t)
+        return t
+
+    def input(self, x: Tensor | np.ndarray) -> Tracer:
+        """A traced stand-in for `x`, given on every run (an argument, a loop's carry)."""
+        raw = not isinstance(x, Tensor)
+        array = x._data if isinstance(x, Tensor) else x
+        requires_grad = isinstance(x, Tensor) and x.requires_grad and self.recording
+        value = self._new(array, requires_grad, raw)
+        self.inputs.append(value)
+        return self._tracer(value, array)
+
+    def alias(self, x: Tensor, tracer: Tracer) -> None:
+        """`x` (an argument) is `tracer`'s value wherever the function reads it from outside."""
+        self.of[id(x)] = self.of[id(tracer)]
+        self.keep.append(x)
+
+    def operand(self, x: Any, op: str) -> Value:
+        value = self.of.get(id(x))
+        if value is not None:
+            return value
+        if isinstance(x, Tensor):
+            if type(x) is not Tracer and x._node is not None:
+                raise TraceError(
+                    f"{op}: reads a tensor computed outside the traced function (by "
+                    f"'{x._node.name}', shape {x.shape}); pass it in as an argument")
+            if x._data is None:
+                raise TraceError(f"{op}: a Tracer used after its trace ended (it escaped "
+                                 "the traced function, stored somewhere outside it)")
+            # A parameter (or a value of an enclosing trace): an input of every run.
+            value = self._new(x._data, x.requires_grad and self.recording, False)
+            self.inputs.append(value)
+            self.captured.append((value, x))
+        else:
+            x = primitive.constant(x, op)
+            value = self._new(x, False, type(x) is np.ndarray, x)
+        self.of[id(x)] = value
+        self.keep.append(x)
+        return value
+
+    def call(self, op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tracer:
+        """Record `op` on `operands` and return its traced output."""
+        numpy, self.numpy = self.numpy, False
+        inputs = [self.operand(x, op.name) for x in operands]
+        arrays = tuple(x._data if isinstance(x, Tensor) else x for x in operands)
+        try:
+            out = op.forward(*arrays, **options)
+        except (ValueError, TypeError, IndexError) as error:
+            raise primitive._op_error(op.name, error, arrays) from None
+        kept = None
+        if op.residual:
+            out, kept = out
+        scalar = type(out) is not np.ndarray
+        out = np.asarray(out)
+        grad = self.recording and op.vjps is not None and any(v.requires_grad for v in inputs)
+        if numpy:  # NumPy on arrays, as in eager mode: no copies, the array a view is
+            value = self._new(out, False, True)
+            self.steps.append(Step(op, inputs, dict(options), value, None, (), scalar, None,
+                                   numpy=True))
+            return self._tracer(value, out)
+        vjps: Any = op.vjps
+        if grad and callable(vjps):  # VJPs made per call (stack's): from shapes
+            vjps = vjps(arrays, options, [v if v.requires_grad else None for v in inputs])
+        site = None
+        if grad and self.anomaly:
+            site = (anomaly._caller_site(), tuple(np.shape(a) for a in arrays))
+        value = self._new(out, grad, False)
+        # (A residual may be any object: only the VJPs read it; its shape is never asked.)
+        residual = self._new(np.empty(0), False, False) if op.residual else None
+        self.steps.append(Step(op, inputs, dict(options), value, residual, vjps, scalar, site))
+        return self._tracer(value, out)
+
+    def made(self, t: Tensor, data: Any) -> None:
+        """`t = Tensor(data)` inside the function: a copy of a traced value, or a constant."""
+        if t.requires_grad:
+            raise TraceError(
+                f"Tensor(..., requires_grad=True) inside a traced function (shape {t.shape}) "
+                "would be a new leaf on every run, which a program cannot give back; make "
+                "it outside and pass it in, or read it as a parameter")
+        if isinstance(data, Tensor):
+            value = self.of[id(self.call(_COPY, (data,), {}))]
+        else:
+            value = self._new(t._data, False, False, t._data)
+        t.__class__ = Tracer  # our own new object: Python may not read it either
+        self.of[id(t)] = value
+        self.keep.append(t)
+
+    def finish(self, outputs: Sequence[Any], what: str) -> Program:
+        """The program computing `outputs` (tracers of this trace); every tracer is spent."""
+        values = []
+        for out in outputs:
+            value = self.of.get(id(out)) if isinstance(out, Tracer) else None
+            if value is None or value in self.inputs or value.is_constant:
+                raise TraceError(f"{what} must return tensors computed by minigrad ops from "
+                                 f"its inputs, got {type(out).__name__}"
+                                 + (" (an input or a constant)" if value is not None else ""))
+            values.append(value)
+        for x in self.keep:
+            if type(x) is Tracer:
+                x._data = None  # type: ignore[assignment]
+        return Program(self, values)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Run the traced function inside: ops record here; values are not Python's."""
+        token = _ACTIVE.set(self)
+        mode = modes._mode.set(current_mode() | TRACING)
+        try:
+            yield
+        finally:
+            modes._mode.reset(mode)
+            _ACTIVE.reset(token)
+
+
+def _record(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:
+    trace = _ACTIVE.get()
+    assert trace is not None
+    return trace.call(op, operands, options)
+
+
+def _made(t: Tensor, data: Any) -> None:
+    trace = _ACTIVE.get()
+    assert trace is not None
+    trace.made(t, data)
+
+
+primitive.trace_hook = _record
+tensor.trace_new_tensor = _made
+
+
+class Program:
+    """A trace as code: `forward` and `backward` lines over values named `v<i>` (constants
+    `k<i>`), to be wrapped in a function by the caller (`function`)."""
+
+    def __init__(self, trace: Trace, outputs: list[Value]):
+        self.inputs, self.captured = trace.inputs, trace.captured
+        self.steps, self.outputs = trace.steps, outputs
+        self.recording, self.anomaly = trace.recording, trace.anomaly
+        self.names: dict[str, Any] = {"asarray": np.asarray, "acc": tape.accumulate,
+                                      "sum_to_shape": tape.sum_to_shape,
+                                      "Contributions": tape.Contributions}
+        self.names.update((v.name, v.constant) for v in trace.values if v.is_constant)
+        self.backward_steps = self._backward_steps()
+        self.saved = self._saved()
+        # The inputs the outputs' gradients reach, in input order.
+        reached = {x.index for s in self.backward_steps for x in s.inputs if x.requires_grad}
+        self.grad_inputs = [v for v in self.inputs if v.index in reached]
+
+    def _backward_steps(self) -> list[Step]:
+        """The steps a gradient of the outputs passes through, in reverse order."""
+        reached = {v.index for v in self.outputs if v.requires_grad}
+        steps = []
+        for step in reversed(self.steps):
+            if step.out.index in reached:
+                steps.append(step)
+                reached.update(x.index for x in step.inputs if x.requires_grad)
+        return steps
+
+    def _saved(self) -> list[str]:
+        """The names of the values the backward steps' VJPs read, in first-read order."""
+        saved: dict[str, None] = {}
+        for step in self.backward_steps:
+            out, args = self._vjp_reads(step)
+            for name in [out, *args]:
+                if name[0] == "v":  # not a constant, not None
+                    saved[name] = None
+        return list(saved)
+
+    def _vjp_reads(self, step: Step) -> tuple[str, list[str]]:
+        """What a step's VJPs get besides `g`: the names of `out` (its output or residual, or
+        None) and of the operands it keeps (`record`'s copies of arrays; None if not kept)."""
+        op = step.op
+        out = (step.residual or step.out).name if step.residual or op.saves_output else "None"
+        if not op.saves_inputs:
+            return out, []
+        copies = self.copies(step)
+        return out, [f"v{step.out.index}_{i}" if i in copies else x.name
+                     if op.kept is None or i in op.kept else "None"
+                     for i, x in enumerate(step.inputs)]
+
+    def _name(self, value: Any, prefix: str) -> str:
+        name = f"{prefix}{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    # --- forward ----------------------------------------------------------------------------
+
+    def copies(self, step: Step) -> list[int]:
+        """The operands `record` copies: NumPy arrays that a node keeps."""
+        if step.numpy or not (step.op.saves_inputs and self.recording):
+            return []
+        return [i for i, x in enumerate(step.inputs) if x.raw]
+
+    def shared_inputs(self) -> list[Value]:
+        """The non-raw inputs `record` marks shared at once: operands of ops that keep them."""
+        found: dict[int, Value] = {}
+        inputs = {v.index for v in self.inputs}
+        for step in self.steps:
+            if step.op.saves_inputs and self.recording and not step.numpy:
+                for x in step.inputs:
+                    if x.index in inputs and not x.raw:
+                        found.setdefault(x.index, x)
+        return list(found.values())
+
+    def forward_lines(self, tensor_of: Callable[[Value], str | None]) -> list[str]:
+        """One line per op: `record`'s forward, with `record`'s copies, and its marking
+        shared of a tensor whose array an output views (`tensor_of(input)`: the expression
+        of the tensor behind an input, or None). Values are dropped after their last use
+        unless the backward reads them or they are outputs."""
+        keep = {int(name[1:]) for name in self.saved if "_" not in name}
+        keep |= {v.index for v in self.outputs}
+        last: dict[int, int] = {}
+        for k, step in enumerate(self.steps):
+            for x in step.inputs:
+                last[x.index] = k
+        lines: list[str] = []
+        for k, step in enumerate(self.steps):
+            lines += self._forward_step(step, tensor_of)
+            if self.anomaly and step.out.requires_grad:
+                lines.append(f"check_forward({step.out.name}, {self._name(step, 'step')})")
+            dead = [x.name for x in step.inputs if last.get(x.index) == k
+                    and x.index not in keep and not x.is_constant]
+            if step.residual and step.residual.index not in keep:
+                dead.append(step.residual.name)
+            if dead:
+                lines.append(" = ".join(sorted(set(dead))) + " = None")
+        return lines
+
+    def _forward_step(self, step: Step, tensor_of: Callable[[Value], str | None]) -> list[str]:
+        lines = []
+        operands = [x.name for x in step.inputs]
+        for i in self.copies(step):  # the copy is what the forward and the VJPs read
+            copy = f"v{step.out.index}_{i}"
+            lines.append(f"{copy} = {operands[i]}.copy()")
+            operands[i] = copy
+        if step.options:
+            operands.append("**" + self._name(step.options, "o"))
+        out = step.out.name
+        targets = f"{out}, {step.residual.name}" if step.residual else out
+        lines.append(f"{targets} = {self._name(step.op.forward, 'f')}({', '.join(operands)})")
+        if step.scalar:
+            lines.append(f"{out} = asarray({out})")
+        if not isinstance(step.op.forward, np.ufunc) and not step.numpy:  # may view an operand
+            if any(x.raw for x in step.inputs):
+                lines.append(f"if {out}.base is not None: {out} = {out}.copy()")
+            else:
+                shared = [e for e in map(tensor_of, step.inputs) if e is not None]
+                if shared:
+                    marks = "; ".join(f"{e}._shared or {e}._share()" for e in shared)
+                    lines.append(f"if {out}.base is not None: {marks}")
+        return lines
+
+    # --- backward ---------------------------------------------------------------------------
+
+    def backward_lines(self, seeds: Sequence[str]) -> list[str]:
+        """The reverse sweep from `seeds` (the outputs' cotangents' expressions), ending in
+        `grads`, a list of each grad input's contributions; a value the VJPs read is dropped
+        after its last read when `free`."""
+        lines: list[str] = []
+        started: set[int] = set()
+        count: dict[int, int] = {}
+        for step in self.backward_steps:
+            for x in step.inputs:
+                if x.requires_grad:
+                    count[x.index] = count.get(x.index, 0) + 1
+        inputs = {v.index for v in self.inputs}
+        for value, seed in zip(self.outputs, seeds):
+            if value.requires_grad:
+                self._add(lines, value, seed, started, count, inputs)
+        last_read: dict[str, int] = {}  # a saved value's name -> the line after its last read
+        for step in self.backward_steps:
+            out = step.out
+            lines.append(f"g = c{out.index}; c{out.index} = None")
+            shape = self._name(out.shape, "s")
+            lines.append(f"if g.shape != {shape}: g = sum_to_shape(g, {shape})")
+            out_arg, args = self._vjp_reads(step)
+            options = ["**" + self._name(step.options, "o")] if step.options else []
+            for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps)):
+                if not x.requires_grad:
+                    continue
+                call = f"{self._name(vjp, 'vjp')}({', '.join(['g', out_arg, *args, *options])})"
+                if self.anomaly:
+                    call = f"check_backward({call}, {self._name(step, 'step')}, {i})"
+                lines.append(f"t = {call}")
+                self._add(lines, x, "t", started, count, inputs)
+            for name in [out_arg, *args]:
+                if name[0] == "v":
+                    last_read[name] = len(lines)
+        outputs = {v.name for v in self.outputs}
+        for name, line in sorted(last_read.items(), key=lambda item: -item[1]):
+            if name not in outputs:
+                lines.insert(line, f"if free: {name} = None")
+        grads = ", ".join(f"l{v.index}" for v in self.grad_inputs)
+        lines.append(f"grads = [{grads}]")
+        return lines
+
+    def _add(self, lines: list[str], x: Value, g: str, started: set[int],
+             count: dict[int, int], inputs: set[int]) -> None:
+        """Add contribution `g` to value `x`: into its cotangent by the sweep's rule, or, for
+        an input, to the list of its contributions."""
+        first = x.index not in started
+        started.add(x.index)
+        if x.index in inputs:
+            if count.get(x.index, 0) <= 1:
+                lines.append(f"l{x.index} = {g}")
+            elif first:
+                lines.append(f"l{x.index} = Contributions(({g},))")
+            else:
+                lines.append(f"l{x.index}.append({g})")
+            return
+        current, owned = ("None", "False") if first else (f"c{x.index}", f"o{x.index}")
+        lines.append(f"c{x.index}, o{x.index} = acc({current}, {g}, {owned}, "
+                     f"{self._name(x.shape, 's')}, {self._name(x.dtype, 'd')})")
+
+    def function(self, signature: str, lines: Sequence[str], what: str) -> Callable[..., Any]:
+        """`def <signature>:` with `lines` as its body, compiled in the program's names."""
+        body = "\n".join("    " + line for line in lines) or "    pass"
+        names = dict(self.names, check_forward=self._check_forward,
+                     check_backward=self._check_backward)
+        source = f"def {signature}:\n{body}\n"
+        builtins.exec(builtins.compile(source, f"<minigrad {what}>", "exec"), names)
+        function = names[signature.split("(")[0]]
+        function.source = source
+        return function
+
+    # --- anomaly mode -----------------------------------------------------------------------
+
+    @staticmethod
+    def _node(step: Step) -> Any:
+        return SimpleNamespace(name=step.op.name, site=step.site, args=(), dtype=step.out.dtype)
+
+    def _check_forward(self, out: np.ndarray, step: Step) -> None:
+        if not np.isfinite(out).all():
+            raise anomaly.AnomalyError(anomaly._message(self._node(step), "forward",
+                                                        "its output", out))
+
+    def _check_backward(self, g: Any, step: Step, i: int) -> Any:
+        anomaly._check(self._node(step), i, g, step.inputs[i].shape)  # type: ignore[arg-type]
+        return g
+
