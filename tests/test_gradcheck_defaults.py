@@ -221,9 +221,12 @@ def test_a_modules_inputs_are_data_unless_named():
 
 
 def test_nothing_to_check_is_refused():
-    with pytest.raises(ValueError, match=r"^gradcheck: nothing to check: argnums is empty and "
-                                         r"there are no parameters"):
+    with pytest.raises(ValueError, match=r"^gradcheck: nothing to check: no argument to "
+                                         r"perturb \(argnums=\(\)\) and no parameters"):
         gradcheck(lambda t: t * 2.0, np.ones(2), argnums=())
+    with pytest.raises(ValueError, match=r"nothing to check: no argument to perturb "
+                                         r"\(argnums=None\)"):
+        gradcheck(lambda: mg.Tensor(1.0))
 
 
 # --- several outputs ------------------------------------------------------------------------

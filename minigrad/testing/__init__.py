@@ -73,7 +73,7 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     checked, so `gradcheck(f, x, y)` on plain arrays checks x and y. (Before, plain arrays
     were always checked: a Module's inputs now need `argnums` or `requires_grad` to be.)
 
-    The check runs in float64, as `torch.autograd.gradcheck` insists on: each checked
+    The check runs in float64, as `torch.autograd.gradcheck` expects: each checked
     argument is a float64 copy, and each parameter holds a float64 copy of its values for
     the time of the check, so a float16 or float32 model's VJP rules are checked (not its
     rounding) at the tolerances of a float64 one. Each parameter gets its own array back
@@ -93,34 +93,53 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     named = _named_parameters(f, params)
     positions = _checked_positions(args, argnums, bool(named))
     if not positions and not named:
-        raise ValueError("gradcheck: nothing to check: argnums is empty and there are no "
-                         "parameters (pass params=, or a Module as f)")
+        raise ValueError(f"gradcheck: nothing to check: no argument to perturb "
+                         f"(argnums={argnums!r}) and no parameters (pass params=, or a "
+                         f"Module as f)")
     arrays = [_float_array(a).astype(np.float64, copy=False) if i in positions else a
               for i, a in enumerate(args)]
     parameters = [p for _, p in named]
     with _holding_float64(parameters):
-        leaves = {i: Tensor(arrays[i].copy(), requires_grad=True) for i in positions}
-        outputs, several = _as_outputs(f(*(leaves.get(i, a) for i, a in enumerate(arrays))))
-        _check_outputs(outputs, several)
-        upstreams = _upstreams([out.shape for out in outputs], seed)
-        wrt = [leaves[i] for i in positions] + parameters
-        engine = [_engine_gradients(out, v, wrt) for out, v in zip(outputs, upstreams)]
-
-        def projections() -> np.ndarray:
-            # In NumPy, not the engine: an op's mistake must not cancel in the projection too.
-            outs, _ = _as_outputs(f(*arrays))
-            return np.array([np.sum(np.asarray(out._data if isinstance(out, Tensor) else out)
-                                    * v) for out, v in zip(outs, upstreams)])
-
-        with no_grad():
-            numeric = [_central_differences(projections, arrays[i], eps) for i in positions]
-            numeric += [_central_differences(projections, p.data, eps) for p in parameters]
+        upstreams, engine, several = _engine_side(f, arrays, positions, parameters, seed)
+        numeric = _numerical_side(f, arrays, positions, parameters, upstreams, eps)
     labels = [f"argument {i}" for i in positions] + [f"parameter '{name}'" for name, _ in named]
     for k, v in enumerate(upstreams):
-        through = f" through output {k} of {len(outputs)}" if several else ""
+        through = f" through output {k} of {len(upstreams)}" if several else ""
         for label, computed, numerical in zip(labels, engine[k], numeric):
             _compare(label, through, computed, numerical[k], atol, rtol, _describe(v, seed))
     return True
+
+
+def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
+                 parameters: list[Tensor], seed: int) -> tuple[list[np.ndarray],
+                                                              list[list[np.ndarray]], bool]:
+    """f's outputs' upstream gradients (drawn from `seed`), the engine's gradient of each
+    output's projection with respect to the arguments at `positions` and to `parameters`
+    (one list per output), and whether f returned several outputs."""
+    leaves = {i: Tensor(arrays[i].copy(), requires_grad=True) for i in positions}
+    outputs, several = _as_outputs(f(*(leaves.get(i, a) for i, a in enumerate(arrays))))
+    _check_outputs(outputs, several)
+    upstreams = _upstreams([out.shape for out in outputs], seed)
+    wrt = [leaves[i] for i in positions] + parameters
+    return upstreams, [_engine_gradients(out, v, wrt) for out, v in zip(outputs, upstreams)], \
+        several
+
+
+def _numerical_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
+                    parameters: list[Tensor], upstreams: list[np.ndarray],
+                    eps: float) -> list[np.ndarray]:
+    """Central differences of every output's projection <v, output>, for each argument at
+    `positions` then each parameter: arrays of shape (outputs,) + the perturbed one's."""
+
+    def projections() -> np.ndarray:
+        # In NumPy, not the engine: an op's mistake must not cancel in the projection too.
+        outputs, _ = _as_outputs(f(*arrays))
+        return np.array([np.sum(np.asarray(out._data if isinstance(out, Tensor) else out) * v)
+                         for out, v in zip(outputs, upstreams)])
+
+    with no_grad():
+        return ([_central_differences(projections, arrays[i], eps) for i in positions]
+                + [_central_differences(projections, p.data, eps) for p in parameters])
 
 
 def _checked_positions(args: Sequence[Any], argnums: int | Sequence[int] | None,
