@@ -35,6 +35,8 @@ DISTRIBUTION = "minigrad"
 # 2.5 so that the tolerances keep their meaning.
 SCALAR_UPSTREAM = (1.5, 2.5)
 
+Gradients = list[np.ndarray]  # one per argument or parameter checked
+
 
 class GradcheckError(AssertionError):
     """The engine's gradient and the numerical one disagree beyond the tolerances."""
@@ -111,8 +113,7 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
 
 
 def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
-                 parameters: list[Tensor], seed: int) -> tuple[list[np.ndarray],
-                                                              list[list[np.ndarray]], bool]:
+                 parameters: list[Tensor], seed: int) -> tuple[Gradients, list[Gradients], bool]:
     """f's outputs' upstream gradients (drawn from `seed`), the engine's gradient of each
     output's projection with respect to the arguments at `positions` and to `parameters`
     (one list per output), and whether f returned several outputs."""
@@ -121,8 +122,8 @@ def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int,
     _check_outputs(outputs, several)
     upstreams = _upstreams([out.shape for out in outputs], seed)
     wrt = [leaves[i] for i in positions] + parameters
-    return upstreams, [_engine_gradients(out, v, wrt) for out, v in zip(outputs, upstreams)], \
-        several
+    engine = [_engine_gradients(out, v, wrt) for out, v in zip(outputs, upstreams)]
+    return upstreams, engine, several
 
 
 def _numerical_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
