@@ -58,7 +58,9 @@ def test_gradcheck_checks_every_parameter_of_a_module(drawn, data):
     model = MLP(sizes, np.random.default_rng(0))
     drawn_values(model, data)
     x = data.draw(mst.arrays(batch + (sizes[0],), low=-2.0, high=2.0), label="x")
-    assert gradcheck(model, x, atol=ATOL, rtol=RTOL, seed=data.draw(st.integers(0, 99)))
+    # a Module's input is data unless named: argnums=0 checks it too
+    assert gradcheck(model, x, argnums=0, atol=ATOL, rtol=RTOL,
+                     seed=data.draw(st.integers(0, 99)))
 
 
 @given(drawn=mlps(), data=st.data())
@@ -100,6 +102,39 @@ def test_the_parameters_come_back_exactly():
         if not name.startswith("layers.0."):  # the replaced layer's arrays are new
             # (the array itself may be a fresh copy: a forward pass shares the one it read)
             assert p.grad is sentinels[name], name  # a user's accumulated gradient is kept
+
+
+# d/dx x^2 is 2x; this op claims 3x.
+broken_square = mg.defop("broken_square", np.square, (lambda g, out, x: g * 3 * x,),
+                         register=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_each_parameter_gets_its_own_array_back(dtype):
+    """The check runs on float64 copies: the parameter's own array (its dtype, its bits) is
+    back afterwards, whether the check passes, fails or f raises."""
+    layer = nn.Linear(3, 2, rng=np.random.default_rng(0), dtype=dtype)
+    layer.bias.data[...] = [0.25, -0.5]
+    arrays = {name: p.data for name, p in layer.named_parameters()}
+    values = {name: array.copy() for name, array in arrays.items()}
+    x = np.random.default_rng(1).normal(size=(4, 3)).astype(dtype)
+    calls = []
+
+    def raises_on_third_call(t):
+        calls.append(t)
+        if len(calls) == 3:
+            raise RuntimeError("third call")
+        return layer(t)
+
+    assert gradcheck(layer, x)
+    with pytest.raises(GradcheckError, match="parameter 'weight'"):
+        gradcheck(lambda t: broken_square(layer(t)), x, params=layer)
+    with pytest.raises(RuntimeError, match="third call"):
+        gradcheck(raises_on_third_call, x, params=layer)
+    for name, p in layer.named_parameters():
+        assert p.data is arrays[name], name
+        assert p.dtype == dtype, name
+        np.testing.assert_array_equal(p.data, values[name], err_msg=name)
 
 
 def test_the_parameters_come_back_when_the_module_raises():

@@ -1,7 +1,11 @@
 """The testing helpers: numerical_grad on known derivatives, gradcheck passing right gradients
 and naming what is wrong in a broken one, and the Hypothesis strategies keeping their word."""
 
+import pathlib
 import re
+import subprocess
+import sys
+import tomllib
 
 import numpy as np
 import pytest
@@ -11,7 +15,7 @@ from hypothesis.errors import InvalidArgument
 
 import minigrad as mg
 from minigrad import Tensor, defop
-from minigrad.testing import GradcheckError, gradcheck, numerical_grad
+from minigrad.testing import DISTRIBUTION, GradcheckError, gradcheck, numerical_grad
 from minigrad.testing import strategies as mst
 
 # --- numerical_grad -------------------------------------------------------------------------
@@ -171,6 +175,30 @@ def test_gradcheck_of_a_function_returning_a_non_tensor():
 
 
 # --- strategies -----------------------------------------------------------------------------
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_strategies_without_hypothesis_name_the_extra_to_install():
+    # A fresh interpreter where `import hypothesis` fails, as where it is not installed:
+    # minigrad.testing imports, its strategies say in one line what to install.
+    code = ("import sys; sys.modules['hypothesis'] = None\n"
+            "from minigrad.testing import gradcheck\n"
+            "import minigrad.testing.strategies")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 1
+    assert "During handling" not in result.stderr  # not chained to a bare one
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"ModuleNotFoundError: minigrad.testing.strategies needs Hypothesis: install the test "
+        f"extra (pip install '{DISTRIBUTION}[test]')")
+
+
+def test_the_test_extra_named_exists():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["name"] == DISTRIBUTION
+    assert any(r.startswith("hypothesis") for r in project["optional-dependencies"]["test"])
+
 
 @st.composite
 def array_requests(draw):

@@ -1,17 +1,19 @@
 """Gradient checking for users' own ops, models and hand-written backward passes.
 
 `numerical_grad` takes central differences; `gradcheck` compares the engine's gradient with
-them, for a function's arguments and a Module's parameters, and raises `GradcheckError` (an
-AssertionError, so test runners report a failure) naming the argument or parameter, the
-worst element and both values. `check_backward` compares a hand-written backward pass with
-the engine's gradient over Hypothesis-drawn inputs, `check_backward_at` at one input.
-Hypothesis strategies for drawing inputs live in `minigrad.testing.strategies` (importing
-this module does not need Hypothesis).
+them, for a function's arguments and a Module's parameters, in float64 whatever the model's
+dtype, and raises `GradcheckError` (an AssertionError, so test runners report a failure)
+naming the argument or parameter, the output, the worst element, both values and the
+tolerance. `check_backward` compares a hand-written backward pass with the engine's gradient
+over Hypothesis-drawn inputs, `check_backward_at` at one input. Hypothesis strategies for
+drawing inputs live in `minigrad.testing.strategies` (importing this module does not need
+Hypothesis; that one does: it is in the test extra, `pip install '<DISTRIBUTION>[test]'`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -21,14 +23,19 @@ from ..nn import Module
 from .handwritten import BackwardMismatch, check_backward, check_backward_at
 
 __all__ = [
-    "BackwardMismatch", "GradcheckError", "check_backward", "check_backward_at", "gradcheck",
-    "numerical_grad",
+    "DISTRIBUTION", "BackwardMismatch", "GradcheckError", "check_backward", "check_backward_at",
+    "gradcheck", "numerical_grad",
 ]
+
+# The name pip knows minigrad by, for messages that say which extra to install.
+DISTRIBUTION = "minigrad"
 
 # A scalar output's upstream gradient is drawn with a magnitude in this range: at least 1.5
 # so that a VJP which ignores it (computes as if it were 1) is off by at least 50%, at most
 # 2.5 so that the tolerances keep their meaning.
 SCALAR_UPSTREAM = (1.5, 2.5)
+
+Gradients = list[np.ndarray]  # one per argument or parameter checked
 
 
 class GradcheckError(AssertionError):
@@ -40,120 +47,205 @@ def numerical_grad(f: Callable[..., Any], *args: Any, eps: float = 1e-6,
     """Central differences (f(x + eps) - f(x - eps)) / (2 eps), element by element.
 
     `f` takes the arguments as NumPy arrays and returns a scalar (a Tensor or a number).
-    Returns one gradient per argument in `argnums` (all by default), as a tuple. Use float64
-    arguments: in float32 the differences lose most of their digits.
+    Returns one gradient per argument in `argnums` (all by default), as a tuple of float64
+    arrays: the arguments differentiated are float64 copies whatever their dtype (in float32
+    a step of 1e-6 is below the resolution of numbers near 1: the differences would be noise).
     """
     arrays = [_float_array(a) for a in args]
     positions = _positions(argnums, len(arrays))
+    for i in positions:
+        arrays[i] = arrays[i].astype(np.float64, copy=False)
     with no_grad():
-        return tuple(_central_differences(lambda: f(*arrays), arrays[i], eps)
+        return tuple(_central_differences(lambda: _scalar(f(*arrays)), arrays[i], eps)[0]
                      for i in positions)
 
 
 def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float = 1e-6,
               rtol: float = 1e-5, argnums: int | Sequence[int] | None = None,
               seed: int = 0, params: Any = None) -> bool:
-    """Check the engine's gradient of `f` at `args` against `numerical_grad`.
+    """Check the engine's gradient of `f` at `args` against central differences.
 
-    `f` takes the arguments (Tensors that require grad, or arrays) and returns a Tensor of
-    any shape, which is checked through its projection <v, f(args)> on an upstream gradient
-    v drawn from `seed`, as if `f` sat inside a larger graph: v is standard normal for an
-    output of several elements (testing the whole vector-Jacobian product, not just a sum),
-    and a number of magnitude in [1.5, 2.5] with a random sign for an output of one element
-    (so a VJP that ignores its upstream gradient fails).
+    What is checked (perturbed), as in `torch.autograd.gradcheck`: the arguments that are
+    Tensors with `requires_grad=True`, and the parameters in `params`: a Module (every
+    `named_parameters()` entry) or a mapping name -> Parameter; by default, when `f` is
+    itself a Module, its own parameters. The other arguments are data (targets, masks,
+    indices), passed to `f` as they are. `argnums` (an int or a sequence of them) names
+    exactly the arguments to check instead, whatever they are. When nothing is marked at
+    all (no argnums, no argument that requires grad, no parameters), every argument is
+    checked, so `gradcheck(f, x, y)` on plain arrays checks x and y. (Before, plain arrays
+    were always checked: a Module's inputs now need `argnums` or `requires_grad` to be.)
 
-    The arguments at `argnums` (all by default) are checked, and the parameters in `params`:
-    a Module (every `named_parameters()` entry) or a mapping name -> Parameter. By default,
-    when `f` is itself a Module, its own parameters. Parameters are perturbed in place for
-    the numerical gradient and restored exactly afterwards (even if `f` raises); their
-    `.grad` is not touched. An element passes when
-    |engine - numerical| <= atol + rtol * |numerical|. Returns True, or raises
-    GradcheckError naming the argument (by position) or parameter (by name).
+    The check runs in float64, as `torch.autograd.gradcheck` expects: each checked
+    argument is a float64 copy, and each parameter holds a float64 copy of its values for
+    the time of the check, so a float16 or float32 model's VJP rules are checked (not its
+    rounding) at the tolerances of a float64 one. Each parameter gets its own array back
+    afterwards, bit for bit, even if `f` raises; `.grad` is not touched.
+
+    `f` returns a Tensor of any shape, or a tuple (or list) of them, such as an LSTM cell's
+    (h, c). Each output is checked through its projection <v, output> on an upstream
+    gradient v drawn from `seed`, as if it sat inside a larger graph: v is standard normal
+    for an output of several elements (testing the whole vector-Jacobian product, not just
+    a sum), and a number of magnitude in [1.5, 2.5] with a random sign for an output of one
+    element (so a VJP that ignores its upstream gradient fails).
+
+    An element passes when |engine - numerical| <= atol + rtol * |numerical|. Returns True,
+    or raises GradcheckError naming the argument (by position) or parameter (by name), the
+    output of a tuple, the worst element, both values and the tolerance.
     """
-    arrays = [_float_array(a) for a in args]
-    positions = _positions(argnums, len(arrays))
     named = _named_parameters(f, params)
-    upstream = _upstream(f, arrays, seed)
-
-    def projected(*xs: Any) -> float:
-        # In NumPy, not the engine: an op's mistake must not cancel in the projection too.
-        out = f(*xs)
-        return float(np.sum(np.asarray(out._data if isinstance(out, Tensor) else out)
-                            * upstream))
-
-    saved = [p.data.copy() for _, p in named]
-    try:
-        engine = _engine_gradients(f, upstream, arrays, positions, [p for _, p in named])
-        with no_grad():
-            numeric = [_central_differences(lambda: projected(*arrays), arrays[i], eps)
-                       for i in positions]
-            numeric += [_central_differences(lambda: projected(*arrays), p.data, eps)
-                        for _, p in named]
-    finally:
-        for (_, p), value in zip(named, saved):
-            np.copyto(p.data, value)
+    positions = _checked_positions(args, argnums, bool(named))
+    if not positions and not named:
+        raise ValueError(f"gradcheck: nothing to check: no argument to perturb "
+                         f"(argnums={argnums!r}) and no parameters (pass params=, or a "
+                         f"Module as f)")
+    arrays = [_float_array(a).astype(np.float64, copy=False) if i in positions else a
+              for i, a in enumerate(args)]
+    parameters = [p for _, p in named]
+    with _holding_float64(parameters):
+        upstreams, engine, several = _engine_side(f, arrays, positions, parameters, seed)
+        numeric = _numerical_side(f, arrays, positions, parameters, upstreams, eps)
     labels = [f"argument {i}" for i in positions] + [f"parameter '{name}'" for name, _ in named]
-    for label, computed, numerical in zip(labels, engine, numeric):
-        _compare(label, computed, numerical, atol, rtol, _describe(upstream, seed))
+    for k, v in enumerate(upstreams):
+        through = f" through output {k} of {len(upstreams)}" if several else ""
+        for label, computed, numerical in zip(labels, engine[k], numeric):
+            _compare(label, through, computed, numerical[k], atol, rtol, _describe(v, seed))
     return True
 
 
-def _engine_gradients(f: Callable[..., Any], upstream: np.ndarray, arrays: list[np.ndarray],
-                      positions: tuple[int, ...], params: list[Tensor]) -> list[np.ndarray]:
-    """The engine's gradient of <upstream, f> with respect to the arguments at `positions`
-    and to `params`: backward from f's output seeded with `upstream` itself, through
-    `gradients` (so no `.grad` is touched)."""
-    tensors = {i: Tensor(arrays[i].copy(), requires_grad=True) for i in positions}
-    wrt = [tensors[i] for i in positions] + params
-    out = f(*(tensors.get(i, a) for i, a in enumerate(arrays)))
-    if not isinstance(out, Tensor):
-        raise TypeError(f"gradcheck: f must return a Tensor when given Tensors, got "
-                        f"{type(out).__name__}")
-    if not out.requires_grad:  # f ignores every input: a zero gradient, as numerically
+def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
+                 parameters: list[Tensor], seed: int) -> tuple[Gradients, list[Gradients], bool]:
+    """f's outputs' upstream gradients (drawn from `seed`), the engine's gradient of each
+    output's projection with respect to the arguments at `positions` and to `parameters`
+    (one list per output), and whether f returned several outputs."""
+    leaves = {i: Tensor(arrays[i].copy(), requires_grad=True) for i in positions}
+    outputs, several = _as_outputs(f(*(leaves.get(i, a) for i, a in enumerate(arrays))))
+    _check_outputs(outputs, several)
+    upstreams = _upstreams([out.shape for out in outputs], seed)
+    wrt = [leaves[i] for i in positions] + parameters
+    engine = [_engine_gradients(out, v, wrt) for out, v in zip(outputs, upstreams)]
+    return upstreams, engine, several
+
+
+def _numerical_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
+                    parameters: list[Tensor], upstreams: list[np.ndarray],
+                    eps: float) -> list[np.ndarray]:
+    """Central differences of every output's projection <v, output>, for each argument at
+    `positions` then each parameter: arrays of shape (outputs,) + the perturbed one's."""
+
+    def projections() -> np.ndarray:
+        # In NumPy, not the engine: an op's mistake must not cancel in the projection too.
+        outputs, _ = _as_outputs(f(*arrays))
+        return np.array([np.sum(np.asarray(out._data if isinstance(out, Tensor) else out) * v)
+                         for out, v in zip(outputs, upstreams)])
+
+    with no_grad():
+        return ([_central_differences(projections, arrays[i], eps) for i in positions]
+                + [_central_differences(projections, p.data, eps) for p in parameters])
+
+
+def _checked_positions(args: Sequence[Any], argnums: int | Sequence[int] | None,
+                       has_parameters: bool) -> tuple[int, ...]:
+    """The arguments gradcheck perturbs: those at `argnums` if given, else the Tensors that
+    require grad, else (nothing marked, no parameters either) all of them."""
+    if argnums is not None:
+        return _positions(argnums, len(args))
+    marked = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad)
+    return marked if marked or has_parameters else tuple(range(len(args)))
+
+
+@contextmanager
+def _holding_float64(parameters: list[Tensor]) -> Iterator[None]:
+    """Each parameter holds a float64 copy of its values inside the block, and its own array
+    again afterwards (even if the block raises): the original is never written to."""
+    originals = [p.data for p in parameters]
+    try:
+        for p, array in zip(parameters, originals):
+            p.data = array.astype(np.float64)  # a copy, also of a float64 array
+        yield
+    finally:
+        for p, array in zip(parameters, originals):
+            p.data = array
+
+
+def _as_outputs(out: Any) -> tuple[list[Any], bool]:
+    """f's outputs as a list, and whether f returned several (a tuple or a list)."""
+    return (list(out), True) if isinstance(out, (tuple, list)) else ([out], False)
+
+
+def _check_outputs(outputs: list[Any], several: bool) -> None:
+    """Outputs the engine can differentiate, in float64 (see `gradcheck`)."""
+    if not outputs:
+        raise TypeError("gradcheck: f returned an empty sequence; it must return a Tensor or a "
+                        "tuple of Tensors")
+    for k, out in enumerate(outputs):
+        if not isinstance(out, Tensor):
+            raise TypeError(
+                f"gradcheck: f must return a Tensor when given Tensors, got "
+                f"{type(out).__name__}" + (f" as output {k}" if several else ""))
+        if out.requires_grad and out.dtype != np.float64:
+            name = f"output {k} of f" if several else "f's output"
+            raise TypeError(
+                f"gradcheck: {name} is {out.dtype} while every argument and parameter checked "
+                f"is float64: f casts to a lower precision, where central differences are too "
+                f"coarse to check a gradient")
+
+
+def _engine_gradients(out: Tensor, upstream: np.ndarray,
+                      wrt: list[Tensor]) -> list[np.ndarray]:
+    """The engine's gradient of <upstream, out> with respect to each of `wrt`: backward from
+    `out` seeded with `upstream` itself, through `gradients` (so no `.grad` is touched); the
+    graph is kept for the other outputs."""
+    if not out.requires_grad:  # out ignores every input: a zero gradient, as numerically
         return [np.zeros_like(t.data) for t in wrt]
-    return gradients(out, wrt, grad=upstream)
+    return gradients(out, wrt, grad=upstream, retain_graph=True)
 
 
-def _central_differences(evaluate: Callable[[], Any], x: np.ndarray, eps: float) -> np.ndarray:
+def _central_differences(evaluate: Callable[[], Any], x: np.ndarray,
+                         eps: float) -> np.ndarray:
     """d evaluate() / dx by central differences, perturbing `x` in place one element at a
-    time and putting each element back exactly."""
-    g = np.zeros_like(x)
+    time and putting each element back exactly. `evaluate` returns k numbers (a number, or
+    an array of shape (k,)); the result has shape (k,) + x.shape."""
+    g = None
     for j in np.ndindex(x.shape):
         original = x[j]
         x[j] = original + eps
-        plus = _scalar(evaluate())
+        plus = np.atleast_1d(evaluate())
         x[j] = original - eps
-        minus = _scalar(evaluate())
+        minus = np.atleast_1d(evaluate())
         x[j] = original
-        g[j] = (plus - minus) / (2 * eps)
-    return g
+        if g is None:
+            g = np.zeros(plus.shape + x.shape)
+        g[(slice(None),) + j] = (plus - minus) / (2 * eps)
+    return g if g is not None else np.zeros(np.atleast_1d(evaluate()).shape + x.shape)
 
 
-def _compare(label: str, engine: np.ndarray, numerical: np.ndarray, atol: float, rtol: float,
-             upstream: str) -> None:
+def _compare(label: str, through: str, engine: np.ndarray, numerical: np.ndarray,
+             atol: float, rtol: float, upstream: str) -> None:
     excess = np.abs(engine - numerical) - (atol + rtol * np.abs(numerical))
     excess = np.where(np.isnan(excess), np.inf, excess)
     if excess.size and excess.max() > 0:
         worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
         e, n = engine[worst], numerical[worst]
         raise GradcheckError(
-            f"gradcheck: gradient of {label} (shape {engine.shape}) is wrong at index "
+            f"gradcheck: gradient of {label} (shape {engine.shape}){through} is wrong at index "
             f"{tuple(int(k) for k in worst)}: engine {float(e)!r}, numerical {float(n)!r} "
             f"(|difference| {abs(e - n):.3g} > atol {atol} + rtol {rtol} * |numerical|; "
             f"{upstream})"
         )
 
 
-def _upstream(f: Callable, arrays: list[np.ndarray], seed: int) -> np.ndarray:
-    """The upstream gradient v of the projection <v, f(args)> (see `gradcheck`)."""
-    with no_grad():
-        out = f(*arrays)
-    shape = np.shape(out.data if isinstance(out, Tensor) else out)
+def _upstreams(shapes: list[tuple[int, ...]], seed: int) -> list[np.ndarray]:
+    """The upstream gradient v of each output's projection <v, output> (see `gradcheck`),
+    drawn in turn from one generator."""
     rng = np.random.default_rng(seed)
-    if int(np.prod(shape)) != 1:
-        return rng.standard_normal(shape)
-    sign = rng.choice([-1.0, 1.0])
-    return np.full(shape, sign * rng.uniform(*SCALAR_UPSTREAM))
+    drawn = []
+    for shape in shapes:
+        if int(np.prod(shape)) != 1:
+            drawn.append(rng.standard_normal(shape))
+        else:
+            sign = rng.choice([-1.0, 1.0])
+            drawn.append(np.full(shape, sign * rng.uniform(*SCALAR_UPSTREAM)))
+    return drawn
 
 
 def _describe(upstream: np.ndarray, seed: int) -> str:

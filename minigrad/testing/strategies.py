@@ -18,9 +18,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from hypothesis import strategies as st
-from hypothesis.errors import InvalidArgument
-from hypothesis.extra import numpy as hnp
+
+from . import DISTRIBUTION
+
+try:
+    from hypothesis import strategies as st
+    from hypothesis.errors import InvalidArgument
+    from hypothesis.extra import numpy as hnp
+except ModuleNotFoundError as missing:  # Hypothesis is in the test extra, not a dependency
+    if missing.name != "hypothesis":
+        raise
+    raise ModuleNotFoundError(f"minigrad.testing.strategies needs Hypothesis: install the "
+                              f"test extra (pip install '{DISTRIBUTION}[test]')",
+                              name="hypothesis") from None
 
 import minigrad
 
