@@ -41,7 +41,7 @@ import numpy as np
 
 from minigrad.models.cli import positive_int
 
-from . import allocator, configs, machine, others, report, suite
+from . import allocator, configs, machine, optim_step, others, report, suite
 from .ops import time_ops
 
 _KEYS = {key.lower(): key for key in configs.SECTIONS}
@@ -176,6 +176,9 @@ def run(args: argparse.Namespace) -> str:
                 f"node (leaves require grad); backward is forward + backward − forward."),
                 "", report.ops_table(timings), ""]
 
+    if "optim" in chosen:
+        out += _optimizer_section(plan, args.repeats, progress)
+
     if verdicts:
         met = sum(v.passed for v in verdicts)
         title += ["## Targets", "",
@@ -232,6 +235,26 @@ def run(args: argparse.Namespace) -> str:
             f"total time {time.perf_counter() - progress.start:.0f} s.")]
     out += [f"- {note}" for note in notes]
     return "\n".join(out) + "\n"
+
+
+def _optimizer_section(plan: configs.Plan, repeats: int | None,
+                       progress: Progress) -> list[str]:
+    """The optimizer's step against the plain NumPy update, at cases A and B."""
+    rows = []
+    for case in plan.steps[:2]:
+        progress(f"optimizer step at {case.key} ({case.sizes})")
+        cost = optim_step.time_optimizer_step(case, repeats)
+        plain, ours = cost.timings["plain NumPy"], cost.timings["optim.RMSPropNesterov"]
+        rows.append([case.key, str(cost.parameters), f"{plain.median * 1e6:.1f} µs",
+                     f"{ours.median * 1e6:.1f} µs", f"{cost.ratio:.2f}",
+                     f"{ours.spread / 2:.0%}"])
+    return ["## The optimizer's own cost", "",
+            (f"`optim.RMSPropNesterov.step` against the same update in plain NumPy "
+             f"(`benchmarks/optim_step.py`), on the adder's parameters, the closure setting "
+             f"precomputed gradients; medians of alternating repeats. Target at A: ratio <= "
+             f"{configs.OPTIMIZER_TARGET}."), "",
+            report.table(["case", "scalars", "plain NumPy", "optimizer", "ratio",
+                          "optimizer IQR/2"], rows), ""]
 
 
 def write_atomically(path: Path, text: str) -> None:

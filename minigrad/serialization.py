@@ -57,9 +57,13 @@ class _Refused(Exception):
     """Why a file is refused, in the user's words; `load` adds the path."""
 
 
-def save(module: Module, path: str | os.PathLike,
+def save(module: Module | Any, path: str | os.PathLike,
          metadata: Mapping[str, Any] | None = None) -> None:
     """Write the module's parameters (and string `metadata`) to `path`, atomically.
+
+    `module` may also be any object whose `state_dict()` is a flat dict of name -> NumPy
+    array and which has `load_state_dict` (an optimizer, a learning-rate schedule): its
+    state dict is saved, and `load` reads it back the same way.
 
     The archive is written to a temporary file beside `path`, synced, then renamed over
     it: `path` always holds either the old file or the new one, whole. A save killed
@@ -82,7 +86,7 @@ def save(module: Module, path: str | os.PathLike,
     _sync_directory(directory)
 
 
-def load(module: Module, path: str | os.PathLike) -> dict[str, str]:
+def load(module: Module | Any, path: str | os.PathLike) -> dict[str, str]:
     """Read parameters written by `save` (or `numpy.savez`) into `module`, in place;
     return the metadata saved with them.
 
@@ -94,7 +98,7 @@ def load(module: Module, path: str | os.PathLike) -> dict[str, str]:
     the caller's `numpy.errstate`. A file that cannot be opened raises the OSError
     (FileNotFoundError, PermissionError) as `open` does.
     """
-    expected = {name: p.data for name, p in module.named_parameters()}
+    expected = dict(_named_arrays(module))
     owner = type(module).__name__
     try:
         with _open_regular(path) as f:
@@ -109,7 +113,9 @@ def load(module: Module, path: str | os.PathLike) -> dict[str, str]:
                           for name, header in headers.items()}
     except _Refused as refusal:
         raise ValueError(f"load: {os.fspath(path)} {refusal}") from None
-    module.load_state_dict(values)  # names, shapes and dtypes are the module's: cannot fail
+    # Names, shapes and dtypes are the module's; an optimizer may still refuse a value
+    # (a hyperparameter out of its bounds), changing nothing.
+    module.load_state_dict(values)
     return metadata
 
 
@@ -134,20 +140,27 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 # --- writing ---------------------------------------------------------------------------
 
 
-def _arrays_to_save(module: Module) -> dict[str, np.ndarray]:
+def _named_arrays(module: Module | Any) -> list[tuple[str, np.ndarray]]:
+    """A module's parameters, or another object's flat state dict, as (name, array)."""
+    if hasattr(module, "named_parameters"):
+        return [(name, p.data) for name, p in module.named_parameters()]
+    return list(module.state_dict().items())
+
+
+def _arrays_to_save(module: Module | Any) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
-    for name, p in module.named_parameters():
+    for name, data in _named_arrays(module):
         if "\0" in name:
             raise ValueError(f"save: the parameter name {name!r} holds a NUL character, "
                              "which a zip archive cannot store")
         if name in arrays:
             raise ValueError(f"save: two parameters are named {name!r}; the file could "
                              "hold only one")
-        problem = _first_nonfinite(p.data)
+        problem = _first_nonfinite(data)
         if problem:
             raise ValueError(f"save: {name!r} holds {problem}; a checkpoint holds finite "
                              "parameters only")
-        arrays[name] = p.data
+        arrays[name] = data
     return arrays
 
 

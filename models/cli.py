@@ -32,8 +32,7 @@ from minigrad import optim
 from . import commands
 from .data import MAX_BITS
 from .plots import MatplotlibMissing
-from .presets import PRESET_DESCRIPTIONS, PRESETS, TRAIN_BOUNDS, CounterTraining
-from .reference import Param
+from .presets import PRESET_DESCRIPTIONS, PRESETS, CounterTraining
 from .runs import DEFAULT_SEEDS, EVALUATION_BATCH
 
 __all__ = ["build_parser", "main", "nonnegative_int", "positive_int"]
@@ -91,27 +90,13 @@ def _rule(error: ValueError) -> str:
     return f"must be {rule}" if rule else str(error)
 
 
-def _training_setting(field: str) -> Callable[[str], float]:
-    """The type of the adder's option for TrainConfig's `field`, in TRAIN_BOUNDS' range."""
+def _hyperparameter(optimizer: type[optim.Optimizer], field: str) -> Callable[[str], float]:
+    """The type of the option for `optimizer`'s `field`, checked by the optimizer's bound."""
 
     def parse(text: str) -> float:
         value = _real(text)
         try:
-            optim.check_real("minigrad", field, value, **TRAIN_BOUNDS[field])
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(f"{_rule(error)}, got {text}") from None
-        return value
-
-    return parse
-
-
-def _rprop_setting(field: str) -> Callable[[str], float]:
-    """The type of the counter's option for RProp's `field`, in the range RProp accepts."""
-
-    def parse(text: str) -> float:
-        value = _real(text)
-        try:
-            optim.create("rprop", [Param(np.zeros(1))], **{field: value})
+            optimizer.check(**{field: value})
         except ValueError as error:
             raise argparse.ArgumentTypeError(f"{_rule(error)}, got {text}") from None
         return value
@@ -163,14 +148,14 @@ def _train_parsers(commands_: Any) -> None:
                          help="start of w_x (default: %(default)s)")
     counter.add_argument("--w-rec", type=_real, default=_COUNTER.w_rec,
                          help="start of w_rec (default: %(default)s)")
-    counter.add_argument("--eta-plus", type=_rprop_setting("eta_plus"),
+    counter.add_argument("--eta-plus", type=_hyperparameter(optim.RProp, "eta_plus"),
                          default=_COUNTER.eta_plus,
                          help="RProp's step growth while the gradient keeps its sign "
                               "(default: %(default)s)")
-    counter.add_argument("--eta-minus", type=_rprop_setting("eta_minus"),
+    counter.add_argument("--eta-minus", type=_hyperparameter(optim.RProp, "eta_minus"),
                          default=_COUNTER.eta_minus,
                          help="RProp's step shrink when the sign flips (default: %(default)s)")
-    counter.add_argument("--step-init", type=_rprop_setting("step_init"),
+    counter.add_argument("--step-init", type=_hyperparameter(optim.RProp, "step_init"),
                          default=_COUNTER.step_init,
                          help="RProp's first step size (default: %(default)s)")
     counter.add_argument("--seed", type=nonnegative_int, default=_COUNTER.seed,
@@ -193,15 +178,15 @@ def _train_parsers(commands_: Any) -> None:
     adder.add_argument("--samples", type=positive_int,
                        help="training sums (" +
                             _preset_default(lambda t: t.n_samples) + ")")
-    adder.add_argument("--lr", type=_training_setting("lr"),
+    adder.add_argument("--lr", type=_hyperparameter(optim.RMSPropNesterov, "lr"),
                        help="learning rate (" + _preset_default(lambda t: t.lr) + ")")
-    adder.add_argument("--decay", type=_training_setting("decay"),
+    adder.add_argument("--decay", type=_hyperparameter(optim.RMSPropNesterov, "decay"),
                        help="RMSProp's decay of the mean square, in [0, 1) (default: 0.5; "
                             "the keras preset's SGD has none)")
-    adder.add_argument("--momentum", type=_training_setting("momentum"),
+    adder.add_argument("--momentum", type=_hyperparameter(optim.RMSPropNesterov, "momentum"),
                        help="momentum, in [0, 1): Nesterov's for small and large "
                             "(default: 0.8), SGD's for keras (default: 0)")
-    adder.add_argument("--eps", type=_training_setting("eps"),
+    adder.add_argument("--eps", type=_hyperparameter(optim.RMSPropNesterov, "eps"),
                        help="RMSProp's epsilon (default: 1e-06; the keras preset's SGD has "
                             "none)")
     adder.add_argument("--restarts", type=nonnegative_int, default=0,

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from minigrad import optim
-from minigrad.optim import check_bool, check_real
+
+_REAL, _BOOLEAN = optim.Real(), optim.Boolean()
 
 __all__ = [
     "PRESETS",
     "PRESET_DESCRIPTIONS",
-    "TRAIN_BOUNDS",
     "AdderConfig",
     "CounterTraining",
     "TrainConfig",
@@ -34,16 +34,6 @@ RecurrentInit = Literal["glorot", "orthogonal"]
 
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 RECURRENT_INITS: tuple[str, ...] = get_args(RecurrentInit)
-
-#: The allowed range of each real-valued training setting, as `minigrad.optim.check_real` keywords.
-#: `TrainConfig` checks its fields with them and the command line its options.
-TRAIN_BOUNDS: dict[str, dict[str, Any]] = {
-    "lr": {"low": 0.0, "low_open": True},
-    "decay": {"low": 0.0, "high": 1.0, "high_open": True},
-    "momentum": {"low": 0.0, "high": 1.0, "high_open": True},
-    "eps": {"low": 0.0, "low_open": True},
-}
-
 
 @dataclass(frozen=True)
 class AdderConfig:
@@ -78,8 +68,8 @@ class AdderConfig:
         _check_int(owner, "n_bits", self.n_bits, low=1)
         _check_int(owner, "n_states", self.n_states, low=1)
         _check_choice(owner, "activation", self.activation, ACTIVATIONS)
-        check_bool(owner, "bias", self.bias)
-        check_bool(owner, "learn_initial_state", self.learn_initial_state)
+        _BOOLEAN(owner, "bias", self.bias)
+        _BOOLEAN(owner, "learn_initial_state", self.learn_initial_state)
         _check_choice(owner, "recurrent_init", self.recurrent_init, RECURRENT_INITS)
         if self.max_operand is not None:
             _check_int(owner, "max_operand", self.max_operand, low=1)
@@ -150,10 +140,10 @@ class TrainConfig:
         _check_int(owner, "epochs", self.epochs, low=1)
         _check_choice(owner, "optimizer", self.optimizer, tuple(optim.OPTIMIZERS))
         for name, value in self.hyperparameters().items():
-            check_real(owner, name, value, **TRAIN_BOUNDS[name])
             if not self.takes(name):
                 raise ValueError(f"{owner}: {self.optimizer} takes no {name}, got "
                                  f"{name}={value!r}")
+        optim.OPTIMIZERS[self.optimizer].check(**self.hyperparameters())  # the bounds
 
     def takes(self, hyperparameter: str) -> bool:
         """Whether the optimizer's constructor has a keyword called ``hyperparameter``."""
@@ -206,9 +196,10 @@ class CounterTraining:
         for name in ("iterations", "sequences", "length"):
             _check_int(owner, name, getattr(self, name), low=1)
         _check_int(owner, "seed", self.seed, low=0)
-        check_real(owner, "w_x", self.w_x)
-        check_real(owner, "w_rec", self.w_rec)
-        check_real(owner, "step_init", self.step_init, low=0.0, low_open=True)
+        _REAL(owner, "w_x", self.w_x)
+        _REAL(owner, "w_rec", self.w_rec)
+        optim.RProp.check(eta_plus=self.eta_plus, eta_minus=self.eta_minus,
+                          step_init=self.step_init)
 
     def create_optimizer(self, params: Any) -> optim.Optimizer:
         """RProp with this run's ``eta_plus``, ``eta_minus`` and ``step_init``."""

@@ -13,72 +13,82 @@ can train a minigrad model and a hand-coded NumPy reference. Usage::
     for _ in range(500):
         opt.step(closure)
 
-Each optimizer is a rule and a name. The rule (``SGDRule``, ``RPropRule``,
-``RMSPropNesterovRule``, ``AdamRule``) is a frozen dataclass: its fields are the
-hyperparameters, and its methods are pure functions of arrays, e.g. Adam's::
+Hyperparameters can change during a run, checked where they are declared::
 
-    def update(self, t, p, g, state):
-        b1, b2 = self.betas
+    opt = optim.SGD([{"params": body, "lr": 0.01}, {"params": head}], lr=0.1, momentum=0.9)
+    opt.param_groups[1]["lr"] = 0.05                 # one group
+    opt.momentum = 0.5                               # every group; opt.momentum = 2 raises
+    schedule = optim.StepLR(opt, step_size=10)       # StepLR, ExponentialLR, CosineAnnealingLR
+    total = optim.clip_grad_norm(model.parameters(), max_norm=1.0)
+    minigrad.save(opt, "opt.npz"); minigrad.load(opt, "opt.npz")   # resume exactly
+
+Each optimizer is one class (``SGD``, ``RProp``, ``RMSPropNesterov``, ``Adam``, ``AdamW``):
+its ``bounds`` (hyperparameter -> check), its ``__init__`` with the defaults, and its
+math on flat arrays, e.g. Adam's::
+
+    def update(self, h, t, p, g, state):
+        b1, b2 = h.betas
         m = b1 * state["exp_avg"] + (1 - b1) * g
         v = b2 * state["exp_avg_sq"] + (1 - b2) * g**2
-        denominator = np.sqrt(v) / math.sqrt(1 - b2**t) + self.eps
-        return self.lr / (1 - b1**t) * (m / denominator), {"exp_avg": m, "exp_avg_sq": v}
+        denominator = np.sqrt(v) / math.sqrt(1 - b2**t) + h.eps
+        return h.lr / (1 - b1**t) * (m / denominator), {"exp_avg": m, "exp_avg_sq": v}
 
-The :class:`Optimizer` shell does the rest, the same way for all: ``zero_grad``,
-``step(closure)``, the gradient checks, ``state_dict`` / ``load_state_dict``.
+The :class:`Optimizer` shell does the rest, the same way for all (see its module).
 
-Adding an optimizer: in a new module, write a frozen dataclass subclassing
-:class:`UpdateRule` with
-
-- ``optimizer = "Name"`` (for error messages) and the hyperparameters as fields, with
-  their defaults;
-- ``__post_init__`` validating each field once (``self.real("lr", low=0.0)``,
-  ``self.boolean(...)``, or :func:`check_real` / :func:`check_bool` for anything else);
-- ``init(p)``: the state of a parameter not yet updated, a dict of arrays shaped like p;
-- ``update(t, p, g, state)``: ``(step, new state)`` for the t-th update (t = 1, 2, ...),
-  the parameter moving to ``p - step``; new arrays only, never the caller's ``g`` stored
-  uncopied;
-- if needed, ``look_ahead(state)`` (the move to where the gradient must be taken; the
-  shell then requires a closure) and ``state_problem(state)`` (what makes a loaded state
-  impossible, such as a negative second moment).
-
-Then ``class Name(Optimizer)`` with ``name = "name"``, ``Rule = NameRule`` and a docstring
-that names the exact variant and gives its equations; add it to :data:`OPTIMIZERS` in
-``registry.py`` and export it here. Test it against a direct transcription of its
-equations (tests/test_optim_rules.py) and add it to the shell tests' ``CONFIGS``
-(tests/test_optim_shell.py), which run the closure, non-finite, skip and state_dict
-checks on every optimizer.
+Adding an optimizer: subclass :class:`Optimizer` with ``name``, ``bounds`` (reuse
+:data:`LEARNING_RATE`, :data:`FRACTION`, ... or a :class:`Real`), an ``__init__`` passing
+the hyperparameters to ``Optimizer.__init__``, ``init(h, p)`` (the state, arrays shaped
+like p) and ``update(h, t, p, g, state)`` returning ``(step, new state)`` as new arrays;
+if needed ``check_together`` (bounds between hyperparameters), ``look_ahead(h, state)``
+(the shell then requires a closure) and ``state_problem(h, state)`` (what a loaded state
+cannot be). Give it a docstring with its equations, add it to ``registry.py`` and export it
+here; test it against a transcription of its equations (tests/test_optim_rules.py) and add
+it to ``CONFIGS`` in tests/test_optim_shell.py.
 """
 
-from .adam import Adam, AdamRule
+from .adam import Adam, AdamW
+from .clip import clip_grad_norm
 from .optimizer import (
+    FRACTION,
+    LEARNING_RATE,
+    NONNEGATIVE,
+    POSITIVE,
+    Boolean,
     NonFiniteGradientError,
     Optimizer,
+    Pair,
     ParameterLike,
-    UpdateRule,
-    check_bool,
-    check_real,
+    ParamGroup,
+    Real,
 )
 from .registry import OPTIMIZERS, create
-from .rmsprop_nesterov import RMSPropNesterov, RMSPropNesterovRule
-from .rprop import RProp, RPropRule
-from .sgd import SGD, SGDRule
+from .rmsprop_nesterov import RMSPropNesterov
+from .rprop import RProp
+from .schedules import CosineAnnealingLR, ExponentialLR, Schedule, StepLR
+from .sgd import SGD
 
 __all__ = [
+    "FRACTION",
+    "LEARNING_RATE",
+    "NONNEGATIVE",
     "OPTIMIZERS",
+    "POSITIVE",
     "SGD",
     "Adam",
-    "AdamRule",
+    "AdamW",
+    "Boolean",
+    "CosineAnnealingLR",
+    "ExponentialLR",
     "NonFiniteGradientError",
     "Optimizer",
+    "Pair",
+    "ParamGroup",
     "ParameterLike",
     "RMSPropNesterov",
-    "RMSPropNesterovRule",
     "RProp",
-    "RPropRule",
-    "SGDRule",
-    "UpdateRule",
-    "check_bool",
-    "check_real",
+    "Real",
+    "Schedule",
+    "StepLR",
+    "clip_grad_norm",
     "create",
 ]

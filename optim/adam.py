@@ -1,55 +1,25 @@
-"""Adam (Kingma & Ba 2015) in PyTorch's formulation."""
+"""Adam (Kingma & Ba 2015) in PyTorch's formulation, and AdamW (Loshchilov & Hutter 2019)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, State, UpdateRule, check_real
+from .optimizer import (
+    FRACTION,
+    LEARNING_RATE,
+    NONNEGATIVE,
+    POSITIVE,
+    Optimizer,
+    Pair,
+    ParamGroup,
+    State,
+)
 
-__all__ = ["Adam", "AdamRule"]
-
-
-@dataclass(frozen=True)
-class AdamRule(UpdateRule):
-    """Adam's hyperparameters and update (see :class:`Adam` for the equations)."""
-
-    optimizer = "Adam"
-
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-
-    def __post_init__(self) -> None:
-        self.real("lr", low=0.0)
-        betas = self.betas
-        if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
-            raise ValueError(f"Adam: invalid betas={betas!r}: must be a pair (beta1, beta2)")
-        pair = tuple(check_real("Adam", f"betas[{k}]", b, low=0.0, high=1.0, high_open=True)
-                     for k, b in enumerate(betas))
-        object.__setattr__(self, "betas", pair)  # the dataclass is frozen
-        # eps = 0 would make an element whose gradients have all been 0 into 0/0 = NaN.
-        self.real("eps", low=0.0, low_open=True)
-
-    def init(self, p: np.ndarray) -> State:
-        return {"exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
-
-    def update(
-        self, t: int, p: np.ndarray, g: np.ndarray, state: State
-    ) -> tuple[np.ndarray, State]:
-        b1, b2 = self.betas
-        m = b1 * state["exp_avg"] + (1 - b1) * g
-        v = b2 * state["exp_avg_sq"] + (1 - b2) * g**2
-        denominator = np.sqrt(v) / math.sqrt(1 - b2**t) + self.eps
-        return self.lr / (1 - b1**t) * (m / denominator), {"exp_avg": m, "exp_avg_sq": v}
-
-    def state_problem(self, state: State) -> str | None:
-        if (state["exp_avg_sq"] < 0).any():
-            return "exp_avg_sq has negative values; it is a mean of squares"
-        return None
+__all__ = ["Adam", "AdamW"]
 
 
 class Adam(Optimizer):
@@ -67,7 +37,7 @@ class Adam(Optimizer):
     line above in exact arithmetic; values agree to rounding.)
 
     Args:
-        params: iterable of parameters (see :mod:`minigrad.optim.optimizer`).
+        params: parameters, or group dicts (see :class:`~optim.optimizer.Optimizer`).
         lr: learning rate, >= 0.
         betas: (beta1, beta2), each in [0, 1).
         eps: > 0, added to the denominator (with 0, an element whose gradients have all
@@ -77,8 +47,62 @@ class Adam(Optimizer):
             makes m, v and the parameter element NaN for good; an infinite one makes v
             infinite and m/(sqrt(v)...) NaN, so the parameter element becomes NaN too.
 
-    State per parameter: ``step`` (int, the t above), ``exp_avg`` (m), ``exp_avg_sq`` (v).
+    State per parameter: ``step`` (the t above), ``exp_avg`` (m), ``exp_avg_sq`` (v).
     """
 
     name = "adam"
-    Rule = AdamRule
+    bounds = {"lr": LEARNING_RATE, "betas": Pair(FRACTION), "eps": POSITIVE}
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, *,
+                 check_finite: bool = True) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps},
+                         check_finite=check_finite)
+
+    def init(self, h: ParamGroup, p: np.ndarray) -> State:
+        return {"exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
+
+    def update(self, h: ParamGroup, t: int, p: np.ndarray, g: np.ndarray,
+               state: State) -> tuple[np.ndarray, State]:
+        b1, b2 = h.betas
+        m = b1 * state["exp_avg"] + (1 - b1) * g
+        v = b2 * state["exp_avg_sq"] + (1 - b2) * g**2
+        denominator = np.sqrt(v) / math.sqrt(1 - b2**t) + h.eps
+        return h.lr / (1 - b1**t) * (m / denominator), {"exp_avg": m, "exp_avg_sq": v}
+
+    def state_problem(self, h: ParamGroup, state: State) -> str | None:
+        if (state["exp_avg_sq"] < 0).any():
+            return "exp_avg_sq has negative values; it is a mean of squares"
+        return None
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay, as ``torch.optim.AdamW``.
+
+    The decay shrinks the parameter directly instead of entering the gradient (and so the
+    moments)::
+
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g^2
+        p = p - lr * weight_decay * p
+              - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    (PyTorch multiplies p by 1 - lr * weight_decay first, which equals the line above in
+    exact arithmetic.) ``weight_decay`` >= 0, default 0.01; the rest as :class:`Adam`.
+    With ``weight_decay=0`` it is Adam.
+    """
+
+    name = "adamw"
+    bounds = {**Adam.bounds, "weight_decay": NONNEGATIVE}
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, *, check_finite: bool = True) -> None:
+        Optimizer.__init__(self, params, {"lr": lr, "betas": betas, "eps": eps,
+                                          "weight_decay": weight_decay},
+                           check_finite=check_finite)
+
+    def update(self, h: ParamGroup, t: int, p: np.ndarray, g: np.ndarray,
+               state: State) -> tuple[np.ndarray, State]:
+        step, state = super().update(h, t, p, g, state)
+        return h.lr * h.weight_decay * p + step, state

@@ -1,73 +1,54 @@
 """The optimizer shell shared by every update rule.
 
-An optimizer works on *parameters*: any object with
+An optimizer works on *parameters*: any object with ``.data``, a floating-point NumPy array
+that the optimizer updates **in place** (its identity, and any view of it, stay valid), and
+``.grad``, an array of the same shape or None (the parameter is then skipped for that step,
+as in PyTorch). Optimizers never write to ``.grad``. ``minigrad.nn.Parameter`` and the
+hand-coded reference models' parameters both fit, so one optimizer can drive either and
+their trajectories can be compared step by step.
 
-- ``.data``: a floating-point NumPy array. The optimizer updates it **in place**, so the
-  object's identity, and any view of the array held elsewhere, stay valid;
-- ``.grad``: a NumPy array of the same shape, or ``None`` (the parameter is then skipped
-  for that step, as in PyTorch). Optimizers never write to ``.grad``.
+Each optimizer is one subclass of :class:`Optimizer` with
 
-``minigrad.nn.Parameter`` and the hand-coded reference models' parameters both fit, so one
-optimizer object can drive either and their trajectories can be compared step by step.
+- ``bounds``: hyperparameter name -> its check (:class:`Real`, :class:`Boolean`,
+  :class:`Pair`), the one place where a value is validated: at construction, on
+  ``opt.lr = ...``, ``group["lr"] = ...``, in :meth:`Optimizer.check` and on loading;
+- ``__init__`` with the hyperparameters as arguments and their defaults;
+- the math, on flat arrays: ``init(h, p) -> state``, ``update(h, t, p, g, state) -> (step,
+  new state)`` (the parameter moves to ``p - step``; ``h`` holds the group's
+  hyperparameters as attributes, ``t`` counts the parameter's updates from 1) and, for a
+  rule that takes the gradient elsewhere than at ``p``, ``look_ahead(h, state)``.
 
-Each optimizer is two classes:
+Every rule is elementwise, so the shell lays the parameters of a group that share a dtype
+end to end and runs the rule once for all of them: a step costs a few NumPy calls whatever
+the number of parameters, and each element gets exactly the arithmetic it would get alone.
 
-- an :class:`UpdateRule`: a frozen dataclass whose fields are the hyperparameters (validated once,
-  in ``__post_init__``) and whose methods are the math, on plain arrays:
-  ``init(p) -> state`` and ``update(t, p, g, state) -> (step, new state)``: the
-  parameter moves to ``p - step``; ``state`` is a dict of arrays shaped like ``p``; ``t``
-  counts this parameter's updates (1 on the first). A rule that takes the gradient
-  somewhere else than at ``p`` (RMSProp-Nesterov) also defines ``look_ahead(state)``, the
-  move to that point;
-- an :class:`Optimizer` subclass naming its rule: the shell that keeps the parameters and
-  their state and does everything that is not the math (``zero_grad``, ``step(closure)``,
-  the gradient checks, ``state_dict`` / ``load_state_dict``). Its constructor takes the
-  rule's fields as keyword (or positional) arguments.
+State dict (also what ``minigrad.save(opt, path)`` writes): a flat dict of arrays::
 
-State dict format (the same for every optimizer)::
+    "groups.<i>.<hyperparameter>"   0-d (or (2,) for betas) array, the group's value
+    "groups.<i>.params"             the positions of the group's parameters
+    "state.<j>.step"                updates applied to parameter j (0-d int64)
+    "state.<j>.<name>"              the rule's state for parameter j, its shape and dtype
 
-    {
-        "optimizer": "Adam",                        # class name, checked on load
-        "hyperparameters": {"lr": 0.001, ...},      # the rule's fields
-        "state": [                                  # one dict per parameter, by position
-            {"step": 3, "exp_avg": ndarray, ...},
-            ...
-        ],
-    }
-
-``"step"`` (a Python int, present for every optimizer) counts the updates applied to that
-parameter; the other entries are the rule's state arrays, with the parameter's shape and
-dtype. ``state_dict`` returns copies and ``load_state_dict`` stores copies, so neither side
-can change the other later. ``check_finite`` is a safety switch, not part of the trajectory,
-and is not saved.
+``state_dict`` returns copies and ``load_state_dict`` stores copies. ``check_finite`` is a
+safety switch, not part of the trajectory, and is not saved.
 """
 
 from __future__ import annotations
 
-import abc
-import dataclasses
 import inspect
 import math
 import numbers
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeAlias
 
 import numpy as np
 
-__all__ = [
-    "NonFiniteGradientError",
-    "Optimizer",
-    "ParameterLike",
-        "State",
-    "StateDict",
-    "UpdateRule",
-    "check_bool",
-    "check_real",
-]
+__all__ = ["Boolean", "NonFiniteGradientError", "Optimizer", "Pair", "ParamGroup",
+           "ParameterLike", "Real", "State"]
 
 Closure: TypeAlias = Callable[[], Any]
-StateDict: TypeAlias = dict[str, Any]
-#: One parameter's state under a rule: name -> array shaped like the parameter.
+#: The state of a run of parameters under a rule: name -> flat array.
 State: TypeAlias = dict[str, np.ndarray]
 
 
@@ -80,458 +61,561 @@ class ParameterLike(Protocol):
 
 class NonFiniteGradientError(FloatingPointError, ValueError):
     """A gradient holds NaN or infinite values; raised before any parameter is changed.
+    Both a FloatingPointError and a ValueError, so either ``except`` catches it."""
 
-    It is both a :class:`FloatingPointError` and a :class:`ValueError`, so either
-    ``except`` clause catches it.
+
+# --- the checks of hyperparameters -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Real:
+    """A finite real number in an interval; returns it as a float.
+
+    ``Real(low=0.0)`` is ``>= 0``; ``low_open`` / ``high_open`` make a bound strict.
     """
 
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
 
-# --------------------------------------------------------------------------------------
-# Hyperparameter validation helpers (used by every rule's __post_init__)
-# --------------------------------------------------------------------------------------
+    def __call__(self, owner: str, name: str, value: Any) -> float:
+        # ValueError even for a wrong type: every bad hyperparameter raises ValueError.
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise ValueError(f"{owner}: invalid {name}={value!r}: must be a real number")  # noqa: TRY004
+        v = float(value)
+        if not math.isfinite(v):
+            raise ValueError(f"{owner}: invalid {name}={value!r}: must be finite")
+        if (self.low is not None and (v <= self.low if self.low_open else v < self.low)) or (
+                self.high is not None and (v >= self.high if self.high_open else v > self.high)):
+            raise ValueError(f"{owner}: invalid {name}={value!r}: must be {self}")
+        return v
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                    f"{')' if self.high_open else ']'}")
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'<' if self.high_open else '<='} {self.high:g}" if self.high is not None \
+            else "a real number"
 
 
-def check_real(
-    owner: str,
-    name: str,
-    value: Any,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """Return ``value`` as a finite float inside the given interval, else raise ValueError.
+class Boolean:
+    """True or False (NumPy's bools too); anything else, 1 included, is refused."""
 
-    The message names the optimizer, the hyperparameter and the offending value, e.g.
-    ``"SGD: invalid lr=-0.1: must be >= 0"``. Booleans, NaN and infinities are rejected.
+    def __call__(self, owner: str, name: str, value: Any) -> bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{owner}: invalid {name}={value!r}: must be True or False")  # noqa: TRY004
+        return bool(value)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two numbers, each checked by ``each`` (Adam's betas); returns a tuple of floats."""
+
+    each: Real
+
+    def __call__(self, owner: str, name: str, value: Any) -> tuple[float, float]:
+        if isinstance(value, np.ndarray):
+            value = tuple(value.tolist()) if value.ndim == 1 else value
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise ValueError(f"{owner}: invalid {name}={value!r}: must be a pair")
+        first, second = (self.each(owner, f"{name}[{k}]", v) for k, v in enumerate(value))
+        return first, second
+
+
+LEARNING_RATE = Real(low=0.0)
+FRACTION = Real(low=0.0, high=1.0, high_open=True)  # momentum, decay, betas
+POSITIVE = Real(low=0.0, low_open=True)
+NONNEGATIVE = Real(low=0.0)
+
+
+# --- parameter groups ------------------------------------------------------------------
+
+
+class ParamGroup:
+    """Some of an optimizer's parameters and their hyperparameters, as in ``torch.optim``.
+
+    ``group["lr"]`` or ``group.lr`` reads a hyperparameter; ``group["lr"] = 0.01`` sets it,
+    checked by the optimizer's bounds (a bad or unknown name raises and changes nothing).
+    ``group["params"]`` is the tuple of its parameters.
     """
-    # ValueError even for a wrong type: every bad hyperparameter raises ValueError.
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{owner}: invalid {name}={value!r}: must be a real number")  # noqa: TRY004
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{owner}: invalid {name}={value!r}: must be finite")
-    too_low = low is not None and (v <= low if low_open else v < low)
-    too_high = high is not None and (v >= high if high_open else v > high)
-    if too_low or too_high:
-        if low is not None and high is not None:
-            rule = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        elif low is not None:
-            rule = f"{'>' if low_open else '>='} {low:g}"
-        else:
-            rule = f"{'<' if high_open else '<='} {high:g}"
-        raise ValueError(f"{owner}: invalid {name}={value!r}: must be {rule}")
-    return v
 
+    def __init__(self, optimizer: Optimizer, params: tuple[Any, ...],
+                 hyperparameters: dict[str, Any]) -> None:
+        self.__dict__.update(_optimizer=optimizer, params=params, _values=hyperparameters)
 
-def check_bool(owner: str, name: str, value: Any) -> bool:
-    """Return ``value`` as a bool; anything but True/False raises ValueError naming it."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{owner}: invalid {name}={value!r}: must be True or False")  # noqa: TRY004
-    return bool(value)
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError(f"{type(self).__name__} has no hyperparameter {name!r}") \
+                from None
 
+    def __getitem__(self, name: str) -> Any:
+        return self.params if name == "params" else getattr(self, name)
 
-# --------------------------------------------------------------------------------------
-# The rule: hyperparameters and math
-# --------------------------------------------------------------------------------------
+    def __setitem__(self, name: str, value: Any) -> None:
+        values = self.__dict__["_values"]
+        self.__dict__["_values"] = self.__dict__["_optimizer"].check(**{**values, name: value})
 
+    __setattr__ = __setitem__  # type: ignore[assignment]
 
-class UpdateRule(abc.ABC):
-    """An update rule. Subclasses are frozen dataclasses whose fields are the hyperparameters.
-
-    ``__post_init__`` validates the fields (with :meth:`real` / :meth:`boolean`, which also
-    store them normalised, e.g. ``1`` as ``1.0``); the methods below are pure: they read
-    arrays and return new ones, and never write to their arguments.
-    """
-
-    #: The optimizer's name in error messages ("Adam").
-    optimizer: ClassVar[str]
-
-    @abc.abstractmethod
-    def init(self, p: np.ndarray) -> State:
-        """The state of a parameter that has not been updated yet."""
-
-    @abc.abstractmethod
-    def update(
-        self, t: int, p: np.ndarray, g: np.ndarray, state: State
-    ) -> tuple[np.ndarray, State]:
-        """The t-th update (t = 1, 2, ...) from the gradient ``g`` at ``p``: ``(step, new
-        state)``, the parameter moving to ``p - step``.
-
-        ``g`` may be the caller's ``.grad`` array: a rule must not put it in the state
-        uncopied. ``g`` has ``p``'s dtype, so the results have it too.
-        """
-
-    def look_ahead(self, state: State) -> np.ndarray | None:
-        """The move to the point where the gradient must be taken, or None (the default):
-        at ``p`` itself.
-
-        An optimizer whose rule moves needs a closure in ``step``: the parameters sit at
-        ``p + move`` while the closure runs, and ``update`` then receives that point as
-        ``p``.
-        """
-        return None
-
-    def state_problem(self, state: State) -> str | None:
-        """What makes ``state`` impossible under this rule (e.g. a negative second moment),
-        as ``"<key> <problem>"``, or None. Shapes and finiteness are checked already."""
-        return None
-
-    # ---- validation helpers for __post_init__ ------------------------------------------
-
-    def real(self, name: str, **interval: Any) -> None:
-        """Check field ``name`` with :func:`check_real` and store it as a float."""
-        value = check_real(self.optimizer, name, getattr(self, name), **interval)
-        object.__setattr__(self, name, value)  # the dataclass is frozen
-
-    def boolean(self, name: str) -> None:
-        """Check field ``name`` with :func:`check_bool` and store it as a bool."""
-        object.__setattr__(self, name, check_bool(self.optimizer, name, getattr(self, name)))
+    def keys(self) -> list[str]:
+        return ["params", *self._values]
 
     def hyperparameters(self) -> dict[str, Any]:
-        """The fields, name -> value, in declaration order."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        """Name -> value (a new dict)."""
+        return dict(self._values)
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"ParamGroup({len(self.params)} parameters, {values})"
 
 
-# --------------------------------------------------------------------------------------
-# The shell
-# --------------------------------------------------------------------------------------
-
-
-def _materialise(params: Iterable[ParameterLike], owner: str) -> tuple[ParameterLike, ...]:
-    if hasattr(params, "data") and hasattr(params, "grad"):
-        raise TypeError(
-            f"{owner}: params must be an iterable of parameters (e.g. model.parameters()), "
-            f"got a single parameter {type(params).__name__}; wrap it in a list"
-        )
-    try:
-        plist = tuple(params)
-    except TypeError:
-        raise TypeError(
-            f"{owner}: params must be an iterable of parameters, got {type(params).__name__}"
-        ) from None
-    if not plist:
-        raise ValueError(f"{owner}: got an empty parameter list; nothing to optimize")
-    seen: set[int] = set()
-    for i, p in enumerate(plist):
-        data = getattr(p, "data", None)
-        if not hasattr(p, "grad") or not isinstance(data, np.ndarray):
-            raise TypeError(
-                f"{owner}: parameter {i} ({type(p).__name__}) needs a NumPy array .data "
-                f"and a .grad attribute"
-            )
-        if not np.issubdtype(data.dtype, np.floating):
-            raise TypeError(
-                f"{owner}: parameter {i} has dtype {data.dtype}; it must be a floating-point "
-                f"array to be updated in place"
-            )
-        if not data.flags.writeable:
-            raise ValueError(f"{owner}: parameter {i}'s .data is read-only")
-        if id(p) in seen:
-            raise ValueError(
-                f"{owner}: parameter {i} appears more than once; it would be updated twice"
-            )
-        seen.add(id(p))
-    return plist
+# --- the shell -------------------------------------------------------------------------
 
 
 class Optimizer:
-    """The PyTorch-style shell around an :class:`UpdateRule`; a subclass only names its rule.
+    """The PyTorch-style shell: parameter groups, ``zero_grad``, ``step(closure)``, the
+    gradient checks, ``state_dict`` / ``load_state_dict``. Subclasses give the math.
 
-    ``Optimizer(params, *hyperparameters, check_finite=True, **hyperparameters)``: the
-    hyperparameters are the fields of the subclass's ``Rule``, by position or keyword.
-
-    Args:
-        params: an iterable of parameters (a generator such as ``model.parameters()`` is
-            fine; it is consumed once). Empty -> ValueError.
-        check_finite: when True (the default) ``step`` checks every gradient before
-            touching any parameter and raises :class:`NonFiniteGradientError` if one holds
-            NaN or inf. When False no check is made and non-finite values go through the
-            update arithmetic as IEEE-754 says (each optimizer's docstring tells what that
-            does to the parameters and the state); no error is raised.
-
-    See the module docstring for the parameter protocol and the state dict format.
+    ``params`` is an iterable of parameters (a generator is fine: it is consumed once) or
+    of dicts ``{"params": [...], "lr": ..., ...}``, one per group, whose other keys
+    override the constructor's hyperparameters for that group. ``opt.lr = x`` sets a
+    hyperparameter in every group (checked; it takes effect at the next step); reading
+    ``opt.lr`` gives the groups' common value. With ``check_finite`` (the default) ``step``
+    raises :class:`NonFiniteGradientError` before touching anything if a gradient holds
+    NaN or inf; without it such values go through the arithmetic as IEEE-754 says.
     """
 
-    #: Name in the registry (``minigrad.optim.create``); set by each subclass.
+    #: Name in the registry (``minigrad.optim.create``).
     name: ClassVar[str] = ""
-    #: The update rule, a frozen dataclass; set by each subclass.
-    Rule: ClassVar[type[UpdateRule]]
+    #: Hyperparameter -> its check.
+    bounds: ClassVar[dict[str, Callable[[str, str, Any], Any]]] = {}
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "Rule" not in cls.__dict__:
-            return
-        # So that help(Adam) and inspect.signature show the rule's fields as arguments.
-        fields = dataclasses.fields(cls.Rule)  # type: ignore[arg-type]
-        P = inspect.Parameter
-        cls.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [P("params", P.POSITIONAL_OR_KEYWORD)]
-            + [P(f.name, P.POSITIONAL_OR_KEYWORD,
-                 default=P.empty if f.default is dataclasses.MISSING else f.default)
-               for f in fields]
-            + [P("check_finite", P.KEYWORD_ONLY, default=True)]
-        )
-
-    def __init__(
-        self,
-        params: Iterable[ParameterLike],
-        *hyperparameters: Any,
-        check_finite: bool = True,
-        **named_hyperparameters: Any,
-    ) -> None:
+    def __init__(self, params: Iterable[Any], defaults: Mapping[str, Any], *,
+                 check_finite: bool = True) -> None:
         owner = type(self).__name__
-        self._params = _materialise(params, owner)
-        self.check_finite = check_bool(owner, "check_finite", check_finite)
-        self.rule = self._make_rule(*hyperparameters, **named_hyperparameters)
-        self._shapes = [p.data.shape for p in self._params]
-        self._steps = [0] * len(self._params)
-        self._state = [self.rule.init(p.data) for p in self._params]
+        object.__setattr__(self, "check_finite", Boolean()(owner, "check_finite", check_finite))
+        defaults = self.check(**defaults)
+        self.param_groups = [ParamGroup(self, ps, self.check(**{**defaults, **extra}))
+                             for ps, extra in _split_groups(params, owner)]
+        self._buckets = [_Bucket(self, group, positions)
+                         for group, positions in _positions(self.param_groups)]
+
+    # ---- hyperparameters --------------------------------------------------------------
 
     @classmethod
-    def _make_rule(cls, *args: Any, **kwargs: Any) -> UpdateRule:
-        """The rule from the constructor's hyperparameters; TypeError names a wrong one."""
-        fields = dataclasses.fields(cls.Rule)  # type: ignore[arg-type]
-        accepted = [f.name for f in fields]
-        if len(args) > len(accepted):
-            raise TypeError(f"{cls.__name__} takes at most {len(accepted)} hyperparameters "
-                            f"after params ({', '.join(accepted)}), got {len(args)}")
-        named = dict(zip(accepted, args))
-        unknown = sorted(set(kwargs) - set(accepted))
-        twice = sorted(set(kwargs) & set(named))
-        missing = [f.name for f in fields if f.default is dataclasses.MISSING
-                   and f.name not in named and f.name not in kwargs]
+    def check(cls, **hyperparameters: Any) -> dict[str, Any]:
+        """The hyperparameters, each checked by its bound and normalised (``1`` -> ``1.0``);
+        ValueError names a bad value, TypeError an unknown name. Missing ones are checked
+        at their defaults where they bound each other (RProp's step sizes)."""
+        unknown = sorted(set(hyperparameters) - set(cls.bounds))
         if unknown:
             raise TypeError(f"{cls.__name__} ({cls.name!r}) has no hyperparameter "
-                            f"{', '.join(unknown)}; accepted: {', '.join(accepted)}")
-        if twice:
-            raise TypeError(f"{cls.__name__} got {', '.join(twice)} both by position and by "
-                            f"keyword")
-        if missing:
-            raise TypeError(f"{cls.__name__} needs the hyperparameter {', '.join(missing)}")
-        return cls.Rule(**named, **kwargs)
+                            f"{', '.join(unknown)}; accepted: {', '.join(cls.bounds)}")
+        values = {name: cls.bounds[name](cls.__name__, name, value)
+                  for name, value in hyperparameters.items()}
+        defaults = {name: p.default for name, p in inspect.signature(cls).parameters.items()
+                    if name in cls.bounds and p.default is not p.empty}
+        cls.check_together({**defaults, **values})
+        return values
 
-    # ---- public API -------------------------------------------------------------------
+    @classmethod
+    def check_together(cls, values: dict[str, Any]) -> None:
+        """Checks that involve several hyperparameters, given them all (or all but those
+        without a default); none by default."""
 
-    @property
-    def parameters(self) -> tuple[ParameterLike, ...]:
-        """The parameters, in the order their state is kept."""
-        return self._params
+    def __getattr__(self, name: str) -> Any:
+        if name in type(self).bounds:
+            values = {repr(group[name]) for group in self.param_groups}
+            if len(values) == 1:
+                return self.param_groups[0][name]
+            raise AttributeError(f"{type(self).__name__}.{name} differs between the "
+                                 f"parameter groups ({', '.join(sorted(values))}); read "
+                                 f"opt.param_groups[i][{name!r}]")
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in type(self).bounds:
+            checked = [self.check(**{**g.hyperparameters(), name: value})
+                       for g in self.param_groups]  # all checked before any is set
+            for group, values in zip(self.param_groups, checked, strict=True):
+                group.__dict__["_values"] = values
+        elif name.startswith("_") or name in ("param_groups",):
+            object.__setattr__(self, name, value)
+        elif name == "check_finite":
+            object.__setattr__(self, name, Boolean()(type(self).__name__, name, value))
+        else:
+            raise AttributeError(f"{type(self).__name__} has no hyperparameter {name!r}; "
+                                 f"its hyperparameters: {', '.join(type(self).bounds)}")
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        """The hyperparameters, name -> value (a new dict; ``self.rule`` holds them)."""
-        return self.rule.hyperparameters()
+        """The first group's hyperparameters (all of them when there is one group)."""
+        return self.param_groups[0].hyperparameters()
+
+    @property
+    def parameters(self) -> tuple[Any, ...]:
+        """All parameters, group after group: the positions of the state dict."""
+        return tuple(p for group in self.param_groups for p in group.params)
+
+    # ---- the math (subclasses) ----------------------------------------------------------
+
+    def init(self, h: ParamGroup, p: np.ndarray) -> State:
+        """The state of parameters not updated yet, arrays shaped like ``p``."""
+        raise NotImplementedError
+
+    def update(self, h: ParamGroup, t: int, p: np.ndarray, g: np.ndarray,
+               state: State) -> tuple[np.ndarray, State]:
+        """The t-th update from the gradient ``g`` at ``p``: ``(step, new state)``, the
+        parameters moving to ``p - step``. New arrays only: ``g`` is the shell's copy, but
+        ``p`` and ``state`` must not be written."""
+        raise NotImplementedError
+
+    def look_ahead(self, h: ParamGroup, state: State) -> np.ndarray | None:
+        """The move to where the gradient is taken, or None (at ``p``). A rule that moves
+        needs a closure in ``step``; ``update`` then receives the moved point as ``p``."""
+        return None
+
+    def state_problem(self, h: ParamGroup, state: State) -> str | None:
+        """What makes a loaded ``state`` impossible (e.g. a negative mean square)."""
+        return None
+
+    # ---- public API -------------------------------------------------------------------
 
     def zero_grad(self) -> None:
         """Set every parameter's ``.grad`` to None (the next backward pass starts afresh)."""
-        for p in self._params:
-            p.grad = None
+        for bucket in self._buckets:
+            for p in bucket.params:
+                p.grad = None
 
     def step(self, closure: Closure | None = None) -> Any:
         """Update every parameter that has a gradient; return the closure's loss.
 
-        With a ``closure`` (a function that zeroes the grads, computes the loss, calls
-        backward and returns the loss) it is called exactly once, before the update, and its
-        return value is returned; without one, the current ``.grad`` values are used and the
-        result is None. A rule with a look-ahead point needs the closure: the parameters
-        sit at that point while it runs.
+        With a ``closure`` (zero the grads, compute the loss, call backward, return the
+        loss) it is called exactly once, before the update; without one the current
+        ``.grad`` values are used and the result is None. A rule with a look-ahead point
+        needs the closure: the parameters sit at that point while it runs.
 
-        Nothing changes unless the whole step succeeds: all gradients are checked (shape,
-        and finiteness unless ``check_finite=False``) and all updates computed before any
-        parameter is written, and if the closure or a check raises, the parameters are
-        moved back from the look-ahead point.
+        Nothing changes unless the whole step succeeds: every gradient is checked (shape;
+        finiteness unless ``check_finite=False``) and every update computed before any
+        parameter is written; if the closure or a check raises, the parameters are moved
+        back from the look-ahead point.
         """
         if closure is not None and not callable(closure):
             raise TypeError(f"{type(self).__name__}.step: closure must be callable, got "
                             f"{type(closure).__name__}")
-        self._check_shapes()
-        real = self._move_to_look_ahead(needs_closure=closure is None)
-        try:
-            loss = None if closure is None else closure()
-            updates = {i: self.rule.update(self._steps[i] + 1, data, g, self._state[i])
-                       for i, data, g in self._gradients()}
-        except BaseException:
-            self._move_back(real)
-            raise
-        # A parameter left without a gradient goes back to where it was, state unchanged.
-        self._move_back({i: p for i, p in real.items() if i not in updates})
-        for i, (step, new_state) in updates.items():
-            p = self._params[i].data
-            np.subtract(p, step, out=p)
-            self._state[i] = new_state
-            self._steps[i] += 1
-        return loss
-
-    def state_dict(self) -> StateDict:
-        """Everything needed to resume the run exactly, as copies (see the module doc)."""
-        return {
-            "optimizer": type(self).__name__,
-            "hyperparameters": self.rule.hyperparameters(),
-            "state": [
-                # np.array, not .copy(): arithmetic on a 0-d array gives a NumPy scalar.
-                {"step": step, **{k: np.array(v) for k, v in state.items()}}
-                for step, state in zip(self._steps, self._state)
-            ],
-        }
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore hyperparameters and per-parameter state from :meth:`state_dict` output.
-
-        Everything is validated before anything is changed: the optimizer class, the
-        hyperparameters (as the constructor checks them) and, per parameter, the keys, the
-        step count and each array: real numbers (not complex, strings or objects), the
-        parameter's shape, finite once cast to the parameter's dtype, and inside the rule's
-        domain (e.g. no negative second moment). Arrays are stored as copies in the
-        parameter's dtype. Any defect raises a one-line ValueError naming it.
-        """
-        where = f"{type(self).__name__}.load_state_dict"
-        # Every defect of a state dict, its type included, is a ValueError.
-        if not isinstance(state_dict, Mapping):
-            raise ValueError(  # noqa: TRY004
-                f"{where}: expected a mapping, got {type(state_dict).__name__}"
-            )
-        _check_keys(where, "the state dict", state_dict, {"optimizer", "hyperparameters",
-                                                           "state"})
-        if state_dict["optimizer"] != type(self).__name__:
-            raise ValueError(f"{where}: the state dict is for {state_dict['optimizer']!r}, "
-                             f"not {type(self).__name__!r}")
-        hyper = state_dict["hyperparameters"]
-        accepted = {f.name for f in dataclasses.fields(self.Rule)}  # type: ignore[arg-type]
-        _check_keys(where, "hyperparameters", hyper, accepted)
-        rule = self.Rule(**hyper)
-        entries = state_dict["state"]
-        if not isinstance(entries, Sequence) or len(entries) != len(self._params):
-            n = len(entries) if isinstance(entries, Sequence) else type(entries).__name__
-            raise ValueError(f"{where}: the state dict has {n} parameter entries, this "
-                             f"optimizer has {len(self._params)} parameters")
-        # Validate against the *loaded* hyperparameters, then swap everything in at once.
-        loaded = [self._load_entry(where, i, rule, entry) for i, entry in enumerate(entries)]
-        self.rule = rule
-        self._steps = [step for step, _ in loaded]
-        self._state = [state for _, state in loaded]
-
-    def __repr__(self) -> str:
-        hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
-        return f"{type(self).__name__}({len(self._params)} parameters, {hp})"
-
-    # ---- machinery --------------------------------------------------------------------
-
-    def _load_entry(
-        self, where: str, index: int, rule: UpdateRule, entry: Any
-    ) -> tuple[int, State]:
-        where = f"{where}: state of parameter {index}"
-        data = self._params[index].data
-        names = rule.init(data).keys()
-        _check_keys(where, "the entry", entry, {"step", *names})
-        step = entry["step"]
-        if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) or step < 0:
-            raise ValueError(f"{where}: step must be a non-negative integer, got {step!r}")
-        state = {name: _load_array(where, name, entry[name], data) for name in names}
-        problem = rule.state_problem(state)
-        if problem is not None:
-            raise ValueError(f"{where}: {problem}")
-        return int(step), state
-
-    def _move_to_look_ahead(self, *, needs_closure: bool) -> dict[int, np.ndarray]:
-        """Move each parameter by its rule's look-ahead; return the moved ones' real points.
-
-        ``needs_closure`` (no closure was given) makes any move a TypeError, raised before
-        anything moves.
-        """
-        moves = {i: move for i, state in enumerate(self._state)
-                 if (move := self.rule.look_ahead(state)) is not None}
-        if moves and needs_closure:
+        moves = [(b, move) for b in self._buckets
+                 if (move := self.look_ahead(b.group, b.state)) is not None]
+        if moves and closure is None:
             raise TypeError(
                 f"{type(self).__name__}.step needs a closure: the gradient is taken at the "
                 f"look-ahead point, which exists only inside step. Pass a function that zeroes "
-                f"the grads, computes the loss, calls backward and returns the loss."
-            )
-        real = {i: self._params[i].data.copy() for i in moves}
-        for i, move in moves.items():
-            p = self._params[i].data
-            np.add(p, move, out=p)
-        return real
+                f"the grads, computes the loss, calls backward and returns the loss.")
+        for bucket in self._buckets:
+            bucket.check_shapes()
+        real = [(b, b.gather()) for b, _ in moves]
+        for (bucket, point), (_, move) in zip(real, moves, strict=True):
+            bucket.scatter(point + move)
+        try:
+            loss = None if closure is None else closure()
+            where = dict((id(b), point) for b, point in real)
+            commits = [bucket.compute(where.get(id(bucket))) for bucket in self._buckets]
+        except BaseException:
+            for bucket, point in real:
+                bucket.scatter(point)
+            raise
+        for commit in commits:
+            commit()
+        return loss
 
-    def _move_back(self, real: Mapping[int, np.ndarray]) -> None:
-        for i, point in real.items():
-            np.copyto(self._params[i].data, point)
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything needed to resume the run exactly, as copies (see the module doc)."""
+        out: dict[str, np.ndarray] = {}
+        for i, group in enumerate(self.param_groups):
+            for name, value in group.hyperparameters().items():
+                out[f"groups.{i}.{name}"] = np.array(value)
+            out[f"groups.{i}.params"] = np.array(self._group_positions(i), dtype=np.int64)
+        for bucket in self._buckets:
+            for j, entry in bucket.entries():
+                out.update({f"state.{j}.{k}": v for k, v in entry.items()})
+        return dict(sorted(out.items(), key=lambda item: _order(item[0])))
 
-    def _check_shapes(self) -> None:
-        for i, p in enumerate(self._params):
-            if p.data.shape != self._shapes[i]:
-                raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape "
-                                 f"{p.data.shape}, expected {self._shapes[i]}")
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore hyperparameters and state from :meth:`state_dict` output.
 
-    def _gradients(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """``(position, data, grad)`` for every parameter with a grad, checked.
-
-        Raises before returning, i.e. before any update, if a grad has the wrong shape or
-        (with ``check_finite``) holds NaN/inf. The grad is cast to the parameter's dtype
-        (no copy when it has it already). The finiteness test is one ``sum`` per grad: any
-        NaN or inf makes the sum non-finite; only when the sum is non-finite (which an
-        overflow of large finite values can also cause) are the bad values counted.
+        Everything is validated before anything changes: the names (exactly those of this
+        optimizer's state dict), each group's parameters and hyperparameters (by the
+        bounds), each step count (an integer >= 0) and each state array (real numbers, the
+        parameter's shape, finite once cast to its dtype, inside the rule's domain). Any
+        defect raises a one-line ValueError naming it.
         """
-        items = []
-        check = self.check_finite
-        # The sum of large finite values may overflow: no warning, the count decides.
+        where = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(f"{where}: expected a mapping, got {type(state_dict).__name__}")  # noqa: TRY004
+        mine = self.state_dict()
+        missing = [k for k in mine if k not in state_dict]
+        extra = [str(k) for k in state_dict if k not in mine]
+        if missing or extra:
+            problems = ([f"missing {_shown(missing)}"] if missing else []) + (
+                [f"unexpected {_shown(extra)}"] if extra else [])
+            raise ValueError(f"{where}: the state dict does not fit this optimizer: "
+                             + "; ".join(problems))
+        groups = []
+        for i, group in enumerate(self.param_groups):
+            positions = state_dict[f"groups.{i}.params"]
+            if not np.array_equal(np.asarray(positions), mine[f"groups.{i}.params"]):
+                raise ValueError(f"{where}: group {i} holds the parameters {positions!s}, "
+                                 f"this optimizer's group {i} {mine[f'groups.{i}.params']!s}")
+            values = {name: _value(state_dict[f"groups.{i}.{name}"])
+                      for name in group.hyperparameters()}
+            groups.append(ParamGroup(self, group.params, self.check(**values)))
+        loaded = [b.load(where, state_dict, groups[self.param_groups.index(b.group)])
+                  for b in self._buckets]
+        for group, new in zip(self.param_groups, groups, strict=True):
+            group.__dict__["_values"] = new.hyperparameters()
+        for commit in loaded:
+            commit()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(map(repr, self.param_groups))})"
+
+    def _group_positions(self, index: int) -> list[int]:
+        start = sum(len(g.params) for g in self.param_groups[:index])
+        return list(range(start, start + len(self.param_groups[index].params)))
+
+
+class _Bucket:
+    """The parameters of one group that share a dtype, laid end to end: flat state arrays,
+    and a flat buffer through which the parameters are read and written."""
+
+    def __init__(self, optimizer: Optimizer, group: ParamGroup,
+                 positions: list[tuple[int, Any]]) -> None:
+        self.optimizer, self.group = optimizer, group
+        self.positions = [j for j, _ in positions]
+        self.params = [p for _, p in positions]
+        self.shapes = [p.data.shape for p in self.params]
+        ends = np.cumsum([0] + [p.data.size for p in self.params]).tolist()
+        self.slices = [slice(a, b) for a, b in zip(ends, ends[1:], strict=False)]
+        self.dtype = self.params[0].data.dtype
+        self.buffer = np.empty(ends[-1], self.dtype)
+        self.views = [self.buffer[s].reshape(shape)
+                      for s, shape in zip(self.slices, self.shapes, strict=True)]
+        self.steps = [0] * len(self.params)
+        self.state = optimizer.init(group, self.buffer)
+
+    @property
+    def owner(self) -> str:
+        return type(self.optimizer).__name__
+
+    def check_shapes(self) -> None:
+        for j, p, shape in zip(self.positions, self.params, self.shapes, strict=True):
+            if p.data.shape != shape:
+                raise ValueError(f"{self.owner}.step: parameter {j} has shape {p.data.shape}, "
+                                 f"expected {shape}")
+
+    def gather(self) -> np.ndarray:
+        return np.concatenate([p.data.reshape(-1) for p in self.params])
+
+    def scatter(self, flat: np.ndarray) -> None:
+        if flat is not self.buffer:
+            np.copyto(self.buffer, flat)
+        for p, view in zip(self.params, self.views, strict=True):
+            np.copyto(p.data, view)
+
+    def compute(self, real: np.ndarray | None) -> Callable[[], None]:
+        """Check the gradients and compute the update; return what writes it. ``real``:
+        where the parameters were before a move to the look-ahead point, if they moved."""
+        grads = [p.grad for p in self.params]
+        present = [g is not None for g in grads]
+        flat = []
+        for j, g, shape, here in zip(self.positions, grads, self.shapes, present, strict=True):
+            if not here:
+                g = np.zeros(shape, self.dtype)
+            elif type(g) is not np.ndarray:
+                g = np.asarray(g)
+            if g.shape != shape:
+                raise ValueError(f"{self.owner}.step: parameter {j} has shape {shape} and "
+                                 f"gradient shape {g.shape}; expected both {shape}")
+            flat.append(g.reshape(-1))
+        g = np.concatenate(flat, dtype=self.dtype, casting="same_kind")
+        if self.optimizer.check_finite:
+            self.check_finite(g)
+        p = self.gather()
+        if all(present) and self.steps.count(self.steps[0]) == len(self.steps):
+            step, state = self.optimizer.update(self.group, self.steps[0] + 1, p, g,
+                                                self.state)
+            new_p = p - step
+        else:  # runs of parameters with a gradient and one step count, each apart
+            new_p = (p if real is None else real).copy()
+            state = {k: v.copy() for k, v in self.state.items()}
+            for (t, run) in self.runs(present):
+                part, new = self.optimizer.update(self.group, t, p[run], g[run],
+                                                  {k: v[run] for k, v in self.state.items()})
+                new_p[run] = p[run] - part
+                for k, v in new.items():
+                    state[k][run] = v
+
+        def commit() -> None:
+            self.scatter(new_p)
+            self.state = state
+            self.steps = [t + here for t, here in zip(self.steps, present, strict=True)]
+
+        return commit
+
+    def runs(self, present: list[bool]) -> list[tuple[int, slice]]:
+        """(t, slice) for each run of neighbours with a gradient and the same step count."""
+        found: list[tuple[int, slice]] = []
+        for s, t, here in zip(self.slices, self.steps, present, strict=True):
+            if not here:
+                continue
+            if found and found[-1][0] == t + 1 and found[-1][1].stop == s.start:
+                found[-1] = (t + 1, slice(found[-1][1].start, s.stop))
+            else:
+                found.append((t + 1, s))
+        return found
+
+    def check_finite(self, g: np.ndarray) -> None:
+        # One sum: any NaN or inf makes it non-finite (so can an overflow of large finite
+        # values: only then are the bad values looked for).
         with np.errstate(over="ignore", invalid="ignore"):
-            for i, p in enumerate(self._params):
-                g = p.grad
-                if g is None:
-                    continue
-                data = p.data
-                g = np.asarray(g, dtype=data.dtype)
-                if g.shape != data.shape:
-                    raise ValueError(
-                        f"{type(self).__name__}.step: parameter {i} has shape {data.shape} and "
-                        f"gradient shape {g.shape}; expected both {self._shapes[i]}"
-                    )
-                if check and not math.isfinite(g.sum()):
-                    bad = g.size - int(np.count_nonzero(np.isfinite(g)))
-                    if bad:
-                        raise NonFiniteGradientError(
-                            f"{type(self).__name__}.step: gradient of parameter {i} (shape "
-                            f"{g.shape}) has {bad} non-finite value{'s' if bad != 1 else ''}; "
-                            f"no parameter was changed (check_finite=False disables this check)"
-                        )
-                items.append((i, data, g))
-        return items
+            if math.isfinite(g.sum()):
+                return
+        for j, s, shape in zip(self.positions, self.slices, self.shapes, strict=True):
+            bad = g[s].size - int(np.count_nonzero(np.isfinite(g[s])))
+            if bad:
+                raise NonFiniteGradientError(
+                    f"{self.owner}.step: gradient of parameter {j} (shape {shape}) has {bad} "
+                    f"non-finite value{'s' if bad != 1 else ''}; no parameter was changed "
+                    f"(check_finite=False disables this check)")
+
+    def entries(self) -> Iterable[tuple[int, dict[str, np.ndarray]]]:
+        for j, s, shape, t in zip(self.positions, self.slices, self.shapes, self.steps,
+                                  strict=True):
+            yield j, {"step": np.array(t, dtype=np.int64),
+                      **{k: v[s].reshape(shape).copy() for k, v in self.state.items()}}
+
+    def load(self, where: str, state_dict: Mapping[str, Any],
+             group: ParamGroup) -> Callable[[], None]:
+        steps, parts = [], []
+        for j, shape in zip(self.positions, self.shapes, strict=True):
+            step = state_dict[f"state.{j}.step"]
+            if isinstance(step, np.ndarray) and step.shape == () and step.dtype.kind in "iu":
+                step = step.item()
+            if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) \
+                    or step < 0:
+                raise ValueError(f"{where}: state.{j}.step must be a non-negative integer, "
+                                 f"got {step!r}")
+            steps.append(int(step))
+            parts.append({k: _load_array(f"{where}: state of parameter {j}", k,
+                                         state_dict[f"state.{j}.{k}"], shape, self.dtype)
+                          for k in self.state})
+            problem = self.optimizer.state_problem(group, parts[-1])
+            if problem is not None:
+                raise ValueError(f"{where}: state of parameter {j}: {problem}")
+        state = {k: np.concatenate([part[k].reshape(-1) for part in parts]) if parts
+                 else v for k, v in self.state.items()}
+
+        def commit() -> None:
+            self.steps, self.state = steps, state
+
+        return commit
 
 
-def _check_keys(where: str, what: str, mapping: Any, expected: set[str]) -> None:
-    """ValueError naming the missing and the unexpected keys of ``mapping``, if any."""
-    if not isinstance(mapping, Mapping):
-        raise ValueError(f"{where}: {what} must be a mapping with the keys {sorted(expected)}, "
-                         f"got {type(mapping).__name__}")
-    missing, extra = expected - set(mapping), set(mapping) - expected
-    if missing or extra:
-        problems = ([f"missing keys {sorted(missing)}"] if missing else []) + (
-            [f"unexpected keys {sorted(map(str, extra))}"] if extra else [])
-        raise ValueError(f"{where}: {what} must have the keys {sorted(expected)}; "
-                         f"{' and '.join(problems)}")
+def _split_groups(params: Iterable[Any], owner: str) -> list[tuple[tuple[Any, ...], dict]]:
+    """(parameters, hyperparameter overrides) per group, every parameter checked."""
+    if hasattr(params, "data") and hasattr(params, "grad"):
+        raise TypeError(f"{owner}: params must be an iterable of parameters (e.g. "
+                        f"model.parameters()), got a single parameter {type(params).__name__}; "
+                        f"wrap it in a list")
+    try:
+        items = list(params)
+    except TypeError:
+        raise TypeError(f"{owner}: params must be an iterable of parameters, got "
+                        f"{type(params).__name__}") from None
+    if not items:
+        raise ValueError(f"{owner}: got an empty parameter list; nothing to optimize")
+    if not all(isinstance(item, Mapping) for item in items):
+        if any(isinstance(item, Mapping) for item in items):
+            raise TypeError(f"{owner}: params mixes parameters and group dicts; give either")
+        items = [{"params": items}]
+    groups: list[tuple[tuple[Any, ...], dict]] = []
+    seen: set[int] = set()
+    for k, item in enumerate(items):
+        if "params" not in item:
+            raise TypeError(f"{owner}: parameter group {k} has no 'params'")
+        extra = {key: value for key, value in item.items() if key != "params"}
+        ps = item["params"]
+        ps = tuple([ps] if hasattr(ps, "data") else ps)
+        if not ps:
+            raise ValueError(f"{owner}: parameter group {k} is empty")
+        for p in ps:
+            j = len(seen)
+            data = getattr(p, "data", None)
+            if not hasattr(p, "grad") or not isinstance(data, np.ndarray):
+                raise TypeError(f"{owner}: parameter {j} ({type(p).__name__}) needs a NumPy "
+                                f"array .data and a .grad attribute")
+            if not np.issubdtype(data.dtype, np.floating):
+                raise TypeError(f"{owner}: parameter {j} has dtype {data.dtype}; it must be a "
+                                f"floating-point array to be updated in place")
+            if not data.flags.writeable:
+                raise ValueError(f"{owner}: parameter {j}'s .data is read-only")
+            if id(p) in seen:
+                raise ValueError(f"{owner}: parameter {j} appears more than once; it would be "
+                                 f"updated twice")
+            seen.add(id(p))
+        groups.append((ps, extra))
+    return groups
 
 
-def _load_array(where: str, name: str, value: Any, like: np.ndarray) -> np.ndarray:
-    """``value`` as a new array of ``like``'s dtype, or ValueError naming ``name``."""
+def _positions(groups: list[ParamGroup]) -> list[tuple[ParamGroup, list[tuple[int, Any]]]]:
+    """Per group and dtype, the (position, parameter) pairs: the buckets to build."""
+    out, j = [], 0
+    for group in groups:
+        by_dtype: dict[np.dtype, list[tuple[int, Any]]] = {}
+        for p in group.params:
+            by_dtype.setdefault(p.data.dtype, []).append((j, p))
+            j += 1
+        out += [(group, members) for members in by_dtype.values()]
+    return out
+
+
+def _order(key: str) -> tuple[bool, int]:
+    kind, index, _ = key.split(".", 2)
+    return kind != "groups", int(index)
+
+
+def _value(array: Any) -> Any:
+    """A saved hyperparameter as the Python value the bounds check."""
+    if isinstance(array, np.ndarray):
+        return array.item() if array.ndim == 0 else array
+    return array
+
+
+def _shown(names: list[str]) -> str:
+    return repr(sorted(names)[:5])[:-1] + (f", ... ({len(names) - 5} more)]"
+                                           if len(names) > 5 else "]")
+
+
+def _load_array(where: str, name: str, value: Any, shape: tuple[int, ...],
+                dtype: np.dtype) -> np.ndarray:
+    """``value`` as a new array of ``dtype``, or ValueError naming ``name``."""
     if not isinstance(value, np.ndarray):
-        raise ValueError(  # noqa: TRY004
-            f"{where}: {name} must be a NumPy array, got {type(value).__name__}"
-        )
+        raise ValueError(f"{where}: {name} must be a NumPy array, got {type(value).__name__}")  # noqa: TRY004
     if value.dtype.kind not in "iuf":
         raise ValueError(f"{where}: {name} has dtype {value.dtype}; it must hold real numbers "
                          f"(integer or floating point)")
-    if value.shape != like.shape:
+    if value.shape != shape:
         raise ValueError(f"{where}: {name} has shape {value.shape}, the parameter has shape "
-                         f"{like.shape}")
+                         f"{shape}")
     if not np.isfinite(value).all():
         raise ValueError(f"{where}: {name} holds NaN or infinite values")
-    # A value too large for the parameter's dtype becomes inf: refused below, so no
-    # warning (or, under np.errstate(over="raise"), no FloatingPointError) on the way.
-    with np.errstate(over="ignore"):
-        array = np.array(value, dtype=like.dtype, copy=True)
+    with np.errstate(over="ignore"):  # an overflow to inf is refused below
+        array = np.array(value, dtype=dtype, copy=True)
     if not np.isfinite(array).all():
         raise ValueError(f"{where}: {name} has values that overflow the parameter's dtype "
-                         f"{like.dtype}")
+                         f"{dtype}")
     return array

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from .adam import Adam
+from .adam import Adam, AdamW
 from .optimizer import Optimizer, ParameterLike
 from .rmsprop_nesterov import RMSPropNesterov
 from .rprop import RProp
@@ -14,9 +14,9 @@ from .sgd import SGD
 
 __all__ = ["OPTIMIZERS", "create"]
 
-#: Registry name -> optimizer class ("sgd", "rprop", "rmsprop_nesterov", "adam").
+#: Registry name -> optimizer class ("sgd", "rprop", "rmsprop_nesterov", "adam", "adamw").
 OPTIMIZERS: Mapping[str, type[Optimizer]] = MappingProxyType(
-    {cls.name: cls for cls in (SGD, RProp, RMSPropNesterov, Adam)}
+    {cls.name: cls for cls in (SGD, RProp, RMSPropNesterov, Adam, AdamW)}
 )
 
 

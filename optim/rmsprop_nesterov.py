@@ -3,52 +3,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, State, UpdateRule
+from .optimizer import FRACTION, LEARNING_RATE, POSITIVE, Optimizer, ParamGroup, State
 
-__all__ = ["RMSPropNesterov", "RMSPropNesterovRule"]
-
-
-@dataclass(frozen=True)
-class RMSPropNesterovRule(UpdateRule):
-    """RMSProp-Nesterov's hyperparameters and steps (see :class:`RMSPropNesterov`)."""
-
-    optimizer = "RMSPropNesterov"
-
-    lr: float = 0.05
-    decay: float = 0.5
-    momentum: float = 0.8
-    eps: float = 1e-6
-
-    def __post_init__(self) -> None:
-        self.real("lr", low=0.0)
-        self.real("decay", low=0.0, high=1.0, high_open=True)
-        self.real("momentum", low=0.0, high=1.0, high_open=True)
-        # eps = 0 would make a zero gradient element on a zero MA into 0/0 = NaN.
-        self.real("eps", low=0.0, low_open=True)
-
-    def init(self, p: np.ndarray) -> State:
-        return {"velocity": np.zeros_like(p), "mean_square": np.zeros_like(p)}
-
-    def look_ahead(self, state: State) -> np.ndarray:
-        return self.momentum * state["velocity"]  # 1. V_tmp, and the shell moves P += V_tmp
-
-    def update(
-        self, t: int, p: np.ndarray, g: np.ndarray, state: State
-    ) -> tuple[np.ndarray, State]:
-        # p is the look-ahead point P + V_tmp, g the gradient there (2.); P -= step follows.
-        mean_square = self.decay * state["mean_square"] + (1 - self.decay) * g**2  # 3.
-        step = self.lr * g / (np.sqrt(mean_square) + self.eps)  # 4.
-        velocity = self.momentum * state["velocity"] - step  # 5.
-        return step, {"velocity": velocity, "mean_square": mean_square}
-
-    def state_problem(self, state: State) -> str | None:
-        if (state["mean_square"] < 0).any():
-            return "mean_square has negative values; it is a mean of squares"
-        return None
+__all__ = ["RMSPropNesterov"]
 
 
 class RMSPropNesterov(Optimizer):
@@ -81,7 +43,7 @@ class RMSPropNesterov(Optimizer):
     skipped as in PyTorch: moved back to where it was, V and MA unchanged.
 
     Args:
-        params: iterable of parameters (see :mod:`minigrad.optim.optimizer`).
+        params: parameters, or group dicts (see :class:`~optim.optimizer.Optimizer`).
         lr: learning rate, >= 0.
         decay: lambda, the moving average's decay, in [0, 1).
         momentum: in [0, 1).
@@ -91,8 +53,33 @@ class RMSPropNesterov(Optimizer):
             NaN gradient element makes the parameter element, V and MA NaN for good; an
             infinite one makes MA infinite and the step inf/inf = NaN, likewise.
 
-    State per parameter: ``step`` (int), ``velocity`` (V) and ``mean_square`` (MA).
+    State per parameter: ``step``, ``velocity`` (V) and ``mean_square`` (MA).
     """
 
     name = "rmsprop_nesterov"
-    Rule = RMSPropNesterovRule
+    bounds = {"lr": LEARNING_RATE, "decay": FRACTION, "momentum": FRACTION, "eps": POSITIVE}
+
+    def __init__(self, params: Iterable[Any], lr: float = 0.05, decay: float = 0.5,
+                 momentum: float = 0.8, eps: float = 1e-6, *,
+                 check_finite: bool = True) -> None:
+        super().__init__(params, {"lr": lr, "decay": decay, "momentum": momentum, "eps": eps},
+                         check_finite=check_finite)
+
+    def init(self, h: ParamGroup, p: np.ndarray) -> State:
+        return {"velocity": np.zeros_like(p), "mean_square": np.zeros_like(p)}
+
+    def look_ahead(self, h: ParamGroup, state: State) -> np.ndarray:
+        return h.momentum * state["velocity"]  # 1. V_tmp; the shell moves P += V_tmp
+
+    def update(self, h: ParamGroup, t: int, p: np.ndarray, g: np.ndarray,
+               state: State) -> tuple[np.ndarray, State]:
+        # p is the look-ahead point P + V_tmp, g the gradient there (2.); P -= step follows.
+        mean_square = h.decay * state["mean_square"] + (1 - h.decay) * g**2  # 3.
+        step = h.lr * g / (np.sqrt(mean_square) + h.eps)  # 4.
+        velocity = h.momentum * state["velocity"] - step  # 5.
+        return step, {"velocity": velocity, "mean_square": mean_square}
+
+    def state_problem(self, h: ParamGroup, state: State) -> str | None:
+        if (state["mean_square"] < 0).any():
+            return "mean_square has negative values; it is a mean of squares"
+        return None

@@ -2,62 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, State, UpdateRule
+from .optimizer import POSITIVE, Optimizer, ParamGroup, Real, State
 
-__all__ = ["RProp", "RPropRule"]
-
-
-@dataclass(frozen=True)
-class RPropRule(UpdateRule):
-    """RProp-'s hyperparameters and update (see :class:`RProp` for the equations)."""
-
-    optimizer = "RProp"
-
-    eta_plus: float = 1.2
-    eta_minus: float = 0.5
-    step_init: float = 0.001
-    step_min: float = 1e-6
-    step_max: float = 50.0
-
-    def __post_init__(self) -> None:
-        self.real("eta_plus", low=1.0, low_open=True)
-        self.real("eta_minus", low=0.0, high=1.0, low_open=True, high_open=True)
-        self.real("step_init", low=0.0, low_open=True)
-        self.real("step_min", low=0.0, low_open=True)
-        self.real("step_max", low=0.0, low_open=True)
-        if self.step_min > self.step_max:
-            raise ValueError(f"RProp: invalid step_min={self.step_min!r}: must be <= "
-                             f"step_max={self.step_max!r}")
-        if not self.step_min <= self.step_init <= self.step_max:
-            raise ValueError(f"RProp: invalid step_init={self.step_init!r}: must be in "
-                             f"[step_min, step_max] = [{self.step_min:g}, {self.step_max:g}]")
-
-    def init(self, p: np.ndarray) -> State:
-        return {"step_size": np.full_like(p, self.step_init), "prev_sign": np.zeros_like(p)}
-
-    def update(
-        self, t: int, p: np.ndarray, g: np.ndarray, state: State
-    ) -> tuple[np.ndarray, State]:
-        s = np.sign(g)
-        agreement = s * state["prev_sign"]
-        delta = state["step_size"]
-        grown = np.minimum(delta * self.eta_plus, self.step_max)
-        shrunk = np.maximum(delta * self.eta_minus, self.step_min)
-        delta = np.where(agreement > 0, grown, np.where(agreement < 0, shrunk, delta))
-        return s * delta, {"step_size": delta, "prev_sign": s}
-
-    def state_problem(self, state: State) -> str | None:
-        s, delta = state["prev_sign"], state["step_size"]
-        if not np.isin(s, (-1.0, 0.0, 1.0)).all():
-            return "prev_sign must hold only -1, 0 or 1 (the sign of the previous gradient)"
-        if not ((delta >= self.step_min) & (delta <= self.step_max)).all():
-            return (f"step_size must lie in [step_min, step_max] = "
-                    f"[{self.step_min:g}, {self.step_max:g}]")
-        return None
+__all__ = ["RProp"]
 
 
 class RProp(Optimizer):
@@ -100,7 +52,7 @@ class RProp(Optimizer):
     to batch and the step sizes shrink for no good reason.
 
     Args:
-        params: iterable of parameters (see :mod:`minigrad.optim.optimizer`).
+        params: parameters, or group dicts (see :class:`~optim.optimizer.Optimizer`).
         eta_plus: growth factor, > 1.
         eta_minus: shrink factor, in (0, 1).
         step_init: initial Delta, in [step_min, step_max].
@@ -117,4 +69,44 @@ class RProp(Optimizer):
     """
 
     name = "rprop"
-    Rule = RPropRule
+    bounds = {"eta_plus": Real(low=1.0, low_open=True),
+              "eta_minus": Real(low=0.0, high=1.0, low_open=True, high_open=True),
+              "step_init": POSITIVE, "step_min": POSITIVE, "step_max": POSITIVE}
+
+    def __init__(self, params: Iterable[Any], eta_plus: float = 1.2, eta_minus: float = 0.5,
+                 step_init: float = 0.001, step_min: float = 1e-6, step_max: float = 50.0, *,
+                 check_finite: bool = True) -> None:
+        super().__init__(params, {"eta_plus": eta_plus, "eta_minus": eta_minus,
+                                  "step_init": step_init, "step_min": step_min,
+                                  "step_max": step_max}, check_finite=check_finite)
+
+    @classmethod
+    def check_together(cls, values: dict[str, Any]) -> None:
+        low, high, start = values["step_min"], values["step_max"], values["step_init"]
+        if low > high:
+            raise ValueError(f"RProp: invalid step_min={low!r}: must be <= step_max={high!r}")
+        if not low <= start <= high:
+            raise ValueError(f"RProp: invalid step_init={start!r}: must be in [step_min, "
+                             f"step_max] = [{low:g}, {high:g}]")
+
+    def init(self, h: ParamGroup, p: np.ndarray) -> State:
+        return {"step_size": np.full_like(p, h.step_init), "prev_sign": np.zeros_like(p)}
+
+    def update(self, h: ParamGroup, t: int, p: np.ndarray, g: np.ndarray,
+               state: State) -> tuple[np.ndarray, State]:
+        s = np.sign(g)
+        agreement = s * state["prev_sign"]
+        delta = state["step_size"]
+        grown = np.minimum(delta * h.eta_plus, h.step_max)
+        shrunk = np.maximum(delta * h.eta_minus, h.step_min)
+        delta = np.where(agreement > 0, grown, np.where(agreement < 0, shrunk, delta))
+        return s * delta, {"step_size": delta, "prev_sign": s}
+
+    def state_problem(self, h: ParamGroup, state: State) -> str | None:
+        s, delta = state["prev_sign"], state["step_size"]
+        if not np.isin(s, (-1.0, 0.0, 1.0)).all():
+            return "prev_sign must hold only -1, 0 or 1 (the sign of the previous gradient)"
+        if not ((delta >= h.step_min) & (delta <= h.step_max)).all():
+            return (f"step_size must lie in [step_min, step_max] = "
+                    f"[{h.step_min:g}, {h.step_max:g}]")
+        return None

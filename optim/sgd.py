@@ -2,48 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer, State, UpdateRule
+from .optimizer import FRACTION, LEARNING_RATE, NONNEGATIVE, Boolean, Optimizer, ParamGroup, State
 
-__all__ = ["SGD", "SGDRule"]
-
-
-@dataclass(frozen=True)
-class SGDRule(UpdateRule):
-    """SGD's hyperparameters and update (see :class:`SGD` for the equations)."""
-
-    optimizer = "SGD"
-
-    lr: float
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.real("lr", low=0.0)
-        self.real("momentum", low=0.0, high=1.0, high_open=True)
-        self.boolean("nesterov")
-        self.real("weight_decay", low=0.0)
-        if self.nesterov and self.momentum == 0.0:
-            raise ValueError("SGD: invalid nesterov=True: Nesterov needs momentum > 0, got "
-                             "momentum=0.0")
-
-    def init(self, p: np.ndarray) -> State:
-        return {"momentum_buffer": np.zeros_like(p)} if self.momentum else {}
-
-    def update(
-        self, t: int, p: np.ndarray, g: np.ndarray, state: State
-    ) -> tuple[np.ndarray, State]:
-        d = g + self.weight_decay * p if self.weight_decay else g
-        if not self.momentum:
-            return self.lr * d, state
-        # PyTorch starts the buffer at the first gradient (a copy: d may be the caller's .grad).
-        b = d.copy() if t == 1 else self.momentum * state["momentum_buffer"] + d
-        d = d + self.momentum * b if self.nesterov else b
-        return self.lr * d, {"momentum_buffer": b}
+__all__ = ["SGD"]
 
 
 class SGD(Optimizer):
@@ -65,7 +31,7 @@ class SGD(Optimizer):
     reformulation, evaluated at the current point: no closure is needed.
 
     Args:
-        params: iterable of parameters (see :mod:`minigrad.optim.optimizer`).
+        params: parameters, or group dicts (see :class:`~optim.optimizer.Optimizer`).
         lr: learning rate, >= 0 (required).
         momentum: in [0, 1).
         nesterov: Nesterov momentum; needs ``momentum > 0``.
@@ -75,8 +41,34 @@ class SGD(Optimizer):
             element makes that parameter element NaN/inf (and, with momentum, poisons its
             buffer element for good).
 
-    State per parameter: ``step`` (int) and, when ``momentum != 0``, ``momentum_buffer`` (b).
+    State per parameter: ``step`` and ``momentum_buffer`` (b; zeros while momentum is 0).
     """
 
     name = "sgd"
-    Rule = SGDRule
+    bounds = {"lr": LEARNING_RATE, "momentum": FRACTION, "nesterov": Boolean(),
+              "weight_decay": NONNEGATIVE}
+
+    def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0,
+                 nesterov: bool = False, weight_decay: float = 0.0, *,
+                 check_finite: bool = True) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum, "nesterov": nesterov,
+                                  "weight_decay": weight_decay}, check_finite=check_finite)
+
+    @classmethod
+    def check_together(cls, values: dict[str, Any]) -> None:
+        if values["nesterov"] and not values["momentum"]:
+            raise ValueError("SGD: invalid nesterov=True: Nesterov needs momentum > 0, got "
+                             f"momentum={values['momentum']!r}")
+
+    def init(self, h: ParamGroup, p: np.ndarray) -> State:
+        return {"momentum_buffer": np.zeros_like(p)}
+
+    def update(self, h: ParamGroup, t: int, p: np.ndarray, g: np.ndarray,
+               state: State) -> tuple[np.ndarray, State]:
+        d = g + h.weight_decay * p if h.weight_decay else g
+        if not h.momentum:
+            return h.lr * d, state
+        # PyTorch starts the buffer at the first gradient (g is the shell's own copy).
+        b = d if t == 1 else h.momentum * state["momentum_buffer"] + d
+        d = d + h.momentum * b if h.nesterov else b
+        return h.lr * d, {"momentum_buffer": b}

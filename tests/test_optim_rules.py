@@ -198,9 +198,9 @@ def test_rprop_first_step_and_zero_gradient():
     p.grad = np.array([1.0, 1.0, 5.0])  # grow to 0.4 -> clipped to 0.3; 0.05 -> 0.1; 0.1 -> 0.2
     opt.step()
     np.testing.assert_array_equal(p.data, expected - [0.3, 0.1, 0.2])
-    state = opt.state_dict()["state"][0]
-    np.testing.assert_array_equal(state["step_size"], [0.3, 0.1, 0.2])
-    np.testing.assert_array_equal(state["prev_sign"], [1.0, 1.0, 1.0])
+    state = opt.state_dict()
+    np.testing.assert_array_equal(state["state.0.step_size"], [0.3, 0.1, 0.2])
+    np.testing.assert_array_equal(state["state.0.prev_sign"], [1.0, 1.0, 1.0])
 
 
 # --------------------------------------------------------------------------------------
@@ -208,8 +208,9 @@ def test_rprop_first_step_and_zero_gradient():
 # --------------------------------------------------------------------------------------
 
 
-def adam_reference(inits, steps, lr, betas, eps):
-    """Adam with PyTorch's bias correction, as the equations read."""
+def adam_reference(inits, steps, lr, betas, eps, weight_decay=0.0):
+    """Adam with PyTorch's bias correction, as the equations read; with weight_decay,
+    AdamW's decoupled decay (PyTorch's order: p *= 1 - lr * weight_decay first)."""
     b1, b2 = betas
     ps = [x.copy() for x in inits]
     ms = [np.zeros_like(x) for x in inits]
@@ -222,6 +223,7 @@ def adam_reference(inits, steps, lr, betas, eps):
                 continue
             ts[i] += 1
             t = ts[i]
+            ps[i] = ps[i] * (1 - lr * weight_decay)
             ms[i] = b1 * ms[i] + (1 - b1) * g
             vs[i] = b2 * vs[i] + (1 - b2) * g**2
             m_hat_scale = lr / (1 - b1**t)
@@ -240,10 +242,13 @@ def adam_hyperparameters(draw: st.DrawFn) -> dict:
     }
 
 
-@given(problems(), adam_hyperparameters())
-def test_adam_matches_transcription(problem, hyper):
+@pytest.mark.parametrize("decoupled", [False, True])
+@given(problem=problems(), hyper=adam_hyperparameters(), data=st.data())
+def test_adam_and_adamw_match_transcription(decoupled, problem, hyper, data):
     inits, steps = problem
-    got = run(lambda ps: optim.Adam(ps, **hyper), inits, steps)
+    if decoupled:
+        hyper["weight_decay"] = data.draw(st.floats(0.0, 0.5))
+    got = run(lambda ps: (optim.AdamW if decoupled else optim.Adam)(ps, **hyper), inits, steps)
     want = adam_reference(inits, steps, **hyper)
     # Each step moves a parameter by at most about lr / (1 - beta1) * ... ; rounding
     # differences are relative to the size of the values involved, hence the atol.
@@ -358,14 +363,14 @@ def test_float32_parameters_stay_float32():
             opt.step()
         assert p.data.dtype == np.float32
         assert np.all(p.data < 1.0)
-        for value in opt.state_dict()["state"][0].values():
-            if isinstance(value, np.ndarray):
-                assert value.dtype == np.float32
+        for key, value in opt.state_dict().items():
+            if key.startswith("state.") and not key.endswith(".step"):
+                assert value.dtype == np.float32, key
 
 
 def test_the_package_docstring_shows_adams_rule_as_written():
-    """optim's docstring quotes AdamRule.update as the example of a rule: it must not drift."""
-    quoted = optim.__doc__.split("def update(self, t, p, g, state):\n")[1].split("\n\n")[0]
-    source = inspect.getsource(optim.AdamRule.update)
+    """optim's docstring quotes Adam.update as the example of a rule: it must not drift."""
+    quoted = optim.__doc__.split("def update(self, h, t, p, g, state):\n")[1].split("\n\n")[0]
+    source = inspect.getsource(optim.Adam.update)
     for line in quoted.splitlines():
         assert line.strip() in source, line

@@ -488,7 +488,7 @@ def test_adder_config_validation_names_the_field(kwargs, field):
         (dict(optimizer="adagrad"), "optimizer"),
         (dict(optimizer="sgd", lr=0.1, decay=0.5), "decay"),
         (dict(optimizer="sgd", lr=0.1, eps=1e-6), "eps"),
-        (dict(lr=0.0), "lr"),
+        (dict(lr=-0.1), "lr"),
         (dict(lr=float("nan")), "lr"),
         (dict(decay=1.0), "decay"),
         (dict(momentum=-0.1), "momentum"),
@@ -506,7 +506,7 @@ def test_train_config_builds_any_registered_optimizer(name):
     # are set reach it (the rest keep the optimizer's own defaults).
     if TrainConfig(optimizer=name, lr=None).takes("lr"):
         optimizer = TrainConfig(optimizer=name, lr=0.01).create_optimizer([Param(np.zeros(2))])
-        assert optimizer.state_dict()["hyperparameters"]["lr"] == 0.01
+        assert optimizer.lr == 0.01
     else:
         optimizer = TrainConfig(optimizer=name, lr=None).create_optimizer([Param(np.zeros(2))])
         with pytest.raises(ValueError, match=f"TrainConfig: {name} takes no lr"):
@@ -516,7 +516,7 @@ def test_train_config_builds_any_registered_optimizer(name):
 
 def test_small_preset_optimizer_has_the_tutorials_hyperparameters():
     _, settings = get_preset("small")
-    hyper = settings.create_optimizer([Param(np.zeros(2))]).state_dict()["hyperparameters"]
+    hyper = settings.create_optimizer([Param(np.zeros(2))]).hyperparameters
     assert (hyper["lr"], hyper["decay"], hyper["momentum"], hyper["eps"]) == (
         0.05, 0.5, 0.8, 1e-6)
 

@@ -1,0 +1,107 @@
+"""Learning-rate schedules: each sets every parameter group's ``lr`` from the epoch count.
+
+A schedule remembers each group's learning rate when it is made (``base_lrs``); every
+``schedule.step()`` counts one epoch and sets ``group["lr"] = lr_at(base, epoch)``::
+
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    schedule = optim.CosineAnnealingLR(opt, total=100)
+    for epoch in range(100):
+        train_one_epoch(opt)
+        schedule.step()
+
+Its ``state_dict`` (the epoch count and the base rates, arrays) saves and loads with
+``minigrad.save`` / ``minigrad.load`` like an optimizer's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .optimizer import NONNEGATIVE, Optimizer, Real
+
+__all__ = ["CosineAnnealingLR", "ExponentialLR", "Schedule", "StepLR"]
+
+_POSITIVE_FACTOR = Real(low=0.0, low_open=True)
+
+
+def _positive_int(owner: str, name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{owner}: invalid {name}={value!r}: must be an integer >= 1")
+    return int(value)
+
+
+class Schedule:
+    """The common part: the optimizer, the base rates, the epoch count."""
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        owner = type(self).__name__
+        if not isinstance(optimizer, Optimizer) or "lr" not in type(optimizer).bounds:
+            raise TypeError(f"{owner}: needs an optimizer with a learning rate, got "
+                            f"{type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self.base_lrs = [float(group["lr"]) for group in optimizer.param_groups]
+        self.epoch = 0
+
+    def lr_at(self, base: float, epoch: int) -> float:
+        """The learning rate of a group whose base rate is ``base`` after ``epoch`` steps."""
+        raise NotImplementedError
+
+    def step(self) -> None:
+        """Count one epoch and set every group's learning rate."""
+        self.epoch += 1
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = self.lr_at(base, self.epoch)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"epoch": np.array(self.epoch, dtype=np.int64),
+                "base_lrs": np.array(self.base_lrs, dtype=np.float64)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        owner = f"{type(self).__name__}.load_state_dict"
+        epoch = int(np.asarray(state["epoch"]))
+        base = np.asarray(state["base_lrs"], dtype=np.float64)
+        if epoch < 0 or base.shape != (len(self.base_lrs),) or not (base >= 0).all():
+            raise ValueError(f"{owner}: expected an epoch >= 0 and {len(self.base_lrs)} base "
+                             f"rates >= 0, got {epoch} and {base.tolist()}")
+        self.epoch, self.base_lrs = epoch, base.tolist()
+
+
+class StepLR(Schedule):
+    """``lr = base * gamma ** (epoch // step_size)``: divided by 1/gamma every step_size
+    epochs (step_size an integer >= 1, gamma > 0)."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
+        self.step_size = _positive_int("StepLR", "step_size", step_size)
+        self.gamma = _POSITIVE_FACTOR("StepLR", "gamma", gamma)
+        super().__init__(optimizer)
+
+    def lr_at(self, base: float, epoch: int) -> float:
+        return base * self.gamma ** (epoch // self.step_size)
+
+
+class ExponentialLR(Schedule):
+    """``lr = base * gamma ** epoch`` (gamma > 0)."""
+
+    def __init__(self, optimizer: Optimizer, gamma: float) -> None:
+        self.gamma = _POSITIVE_FACTOR("ExponentialLR", "gamma", gamma)
+        super().__init__(optimizer)
+
+    def lr_at(self, base: float, epoch: int) -> float:
+        return base * self.gamma**epoch
+
+
+class CosineAnnealingLR(Schedule):
+    """``lr = lr_min + (base - lr_min) * (1 + cos(pi * epoch / total)) / 2``: from base
+    down to ``lr_min`` (>= 0) over ``total`` epochs (an integer >= 1) along half a cosine,
+    then back up along the other half, as PyTorch's closed form (no restarts)."""
+
+    def __init__(self, optimizer: Optimizer, total: int, lr_min: float = 0.0) -> None:
+        self.total = _positive_int("CosineAnnealingLR", "total", total)
+        self.lr_min = NONNEGATIVE("CosineAnnealingLR", "lr_min", lr_min)
+        super().__init__(optimizer)
+
+    def lr_at(self, base: float, epoch: int) -> float:
+        return self.lr_min + (base - self.lr_min) * (1 + math.cos(math.pi * epoch / self.total)) / 2

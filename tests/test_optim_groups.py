@@ -1,0 +1,211 @@
+"""Hyperparameters as people set them: `opt.lr = x` and `group["lr"] = x` take effect at the
+next step (or raise, changing nothing); parameter groups with their own hyperparameters step
+as separate optimizers would; schedules set the groups' rates; clip_grad_norm."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from minigrad import optim
+
+
+class Param:
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+        self.grad: np.ndarray | None = None
+
+
+VALUES = st.floats(-10.0, 10.0)
+SHAPES = hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3)
+
+
+@st.composite
+def parameter_sets(draw: st.DrawFn, n: int = 3) -> list[np.ndarray]:
+    return [draw(hnp.arrays(np.float64, draw(SHAPES), elements=VALUES)) for _ in range(n)]
+
+
+def step_with(opt, params, grads) -> None:
+    def closure() -> float:
+        for p, g in zip(params, grads, strict=True):
+            p.grad = None if g is None else g.copy()
+        return 0.0
+
+    opt.step(closure)
+
+
+@pytest.mark.parametrize("name", ["sgd", "rmsprop_nesterov", "adam", "adamw"])
+@given(inits=parameter_sets(), lrs=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
+def test_setting_lr_between_steps_equals_an_optimizer_built_with_it(name, inits, lrs):
+    """opt.lr = x before each step gives the trajectory of fresh optimizers that were built
+    with x and loaded with the state so far: the new value is used, nothing else changes."""
+    params = [Param(x.copy()) for x in inits]
+    twins = [Param(x.copy()) for x in inits]
+    opt = optim.create(name, params, lr=0.5)
+    for k, lr in enumerate(lrs):
+        grads = [np.cos(p.data + k) for p in params]
+        opt.lr = lr
+        assert opt.lr == lr == opt.param_groups[0]["lr"]
+        fresh = optim.create(name, twins, lr=lr)
+        if k:
+            state = opt.state_dict()
+            state["groups.0.lr"] = np.array(lr)
+            fresh.load_state_dict(state)
+        step_with(opt, params, grads)
+        step_with(fresh, twins, grads)
+        for p, q in zip(params, twins, strict=True):
+            np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_zero_lr_freezes_the_parameters():
+    p = Param(np.ones(3))
+    opt = optim.SGD([p], lr=0.1)
+    opt.lr = 0.0
+    p.grad = np.ones(3)
+    opt.step()
+    np.testing.assert_array_equal(p.data, np.ones(3))
+
+
+@pytest.mark.parametrize(("setting", "error", "message"), [
+    (("lr", -0.1), ValueError, r"^Adam: invalid lr=-0.1: must be >= 0$"),
+    (("betas", (0.9, 1.0)), ValueError, r"^Adam: invalid betas\[1\]=1.0: must be in \[0, 1\)$"),
+    (("eps", float("nan")), ValueError, r"^Adam: invalid eps=nan: must be finite$"),
+    (("momentum", 0.9), AttributeError, r"^Adam has no hyperparameter 'momentum'; its "
+                                         r"hyperparameters: lr, betas, eps$"),
+])
+def test_a_bad_setting_is_a_clear_error_and_changes_nothing(setting, error, message):
+    params = [Param(np.ones(2)), Param(np.ones(3))]
+    opt = optim.Adam([{"params": params[:1]}, {"params": params[1:], "lr": 0.5}], lr=0.1)
+    before = opt.state_dict()
+    with pytest.raises(error, match=message):
+        setattr(opt, *setting)
+    with pytest.raises(ValueError if error is ValueError else TypeError):
+        opt.param_groups[1][setting[0]] = setting[1]
+    after = opt.state_dict()
+    for key, value in before.items():
+        np.testing.assert_array_equal(after[key], value)
+
+
+def test_reading_a_rate_that_differs_between_groups_is_a_clear_error():
+    opt = optim.SGD([{"params": [Param(np.ones(2))]},
+                     {"params": [Param(np.ones(2))], "lr": 0.5}], lr=0.1)
+    with pytest.raises(AttributeError, match=r"SGD.lr differs between the parameter groups "
+                                             r"\(0.1, 0.5\)"):
+        _ = opt.lr
+    assert opt.momentum == 0.0
+    opt.lr = 0.2
+    assert [g["lr"] for g in opt.param_groups] == [0.2, 0.2]
+
+
+@pytest.mark.parametrize("name", ["sgd", "rmsprop_nesterov", "adam", "rprop"])
+@given(inits=parameter_sets(n=4), dtypes=st.lists(st.sampled_from([np.float64, np.float32]),
+                                                  min_size=4, max_size=4))
+def test_groups_step_as_separate_optimizers(name, inits, dtypes):
+    """Two groups with their own hyperparameters, mixed dtypes: each parameter follows the
+    trajectory it follows under an optimizer of its own with its group's values."""
+    first = {"rprop": {"eta_plus": 1.5}}.get(name, {"lr": 0.3})
+    second = {"rprop": {"step_init": 0.01}}.get(name, {"lr": 0.02})
+    hyper = {"sgd": {"lr": 0.1, "momentum": 0.5}}.get(name, {})
+    params = [Param(x.astype(d)) for x, d in zip(inits, dtypes, strict=True)]
+    alone = [Param(p.data.copy()) for p in params]
+    grouped = optim.create(name, [{"params": params[:2], **first},
+                                  {"params": params[2:], **second}], **hyper)
+    singles = [optim.create(name, [q], **{**hyper, **(first if i < 2 else second)})
+               for i, q in enumerate(alone)]
+    for k in range(4):
+        grads = [np.sin(p.data * (k + 1)) for p in params]
+        if k == 2:
+            grads[1] = None  # skipped: its state and step count stay
+        step_with(grouped, params, grads)
+        for opt, q, g in zip(singles, alone, grads, strict=True):
+            step_with(opt, [q], [g])
+        for p, q in zip(params, alone, strict=True):
+            assert p.data.dtype == q.data.dtype
+            np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_group_errors():
+    p = Param(np.ones(2))
+    with pytest.raises(TypeError, match="mixes parameters and group dicts"):
+        optim.SGD([p, {"params": [Param(np.ones(2))]}], lr=0.1)
+    with pytest.raises(ValueError, match="appears more than once"):
+        optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1)
+    with pytest.raises(ValueError, match="group 1 is empty"):
+        optim.SGD([{"params": [p]}, {"params": []}], lr=0.1)
+    with pytest.raises(TypeError, match="has no hyperparameter betas"):
+        optim.SGD([{"params": [p], "betas": (0.9, 0.9)}], lr=0.1)
+    with pytest.raises(ValueError, match="SGD: invalid lr=-1"):
+        optim.SGD([{"params": [p], "lr": -1}], lr=0.1)
+
+
+# --- schedules ------------------------------------------------------------------------------
+
+
+@given(base=st.floats(1e-3, 1.0), gamma=st.floats(0.1, 0.99), size=st.integers(1, 5),
+       total=st.integers(1, 10), epochs=st.integers(0, 20))
+def test_schedules_set_the_rate_of_their_formula(base, gamma, size, total, epochs):
+    cases = [
+        (lambda o: optim.StepLR(o, step_size=size, gamma=gamma),
+         lambda b, k: b * gamma ** (k // size)),
+        (lambda o: optim.ExponentialLR(o, gamma=gamma), lambda b, k: b * gamma**k),
+        (lambda o: optim.CosineAnnealingLR(o, total=total, lr_min=base / 10),
+         lambda b, k: base / 10 + (b - base / 10) * (1 + math.cos(math.pi * k / total)) / 2),
+    ]
+    for make, formula in cases:
+        opt = optim.SGD([{"params": [Param(np.ones(1))]},
+                         {"params": [Param(np.ones(1))], "lr": 2 * base}], lr=base)
+        schedule = make(opt)
+        for _ in range(epochs):
+            schedule.step()
+        assert opt.param_groups[0]["lr"] == pytest.approx(formula(base, epochs), rel=1e-12)
+        assert opt.param_groups[1]["lr"] == pytest.approx(formula(2 * base, epochs), rel=1e-12)
+
+
+def test_cosine_reaches_its_minimum_and_schedule_errors():
+    opt = optim.SGD([Param(np.ones(1))], lr=0.1)
+    schedule = optim.CosineAnnealingLR(opt, total=4)
+    for _ in range(4):
+        schedule.step()
+    assert opt.lr == 0.0
+    with pytest.raises(TypeError, match="needs an optimizer with a learning rate"):
+        optim.StepLR(optim.RProp([Param(np.ones(1))]), step_size=2)
+    with pytest.raises(ValueError, match="StepLR: invalid step_size=0"):
+        optim.StepLR(opt, step_size=0)
+    with pytest.raises(ValueError, match="ExponentialLR: invalid gamma=-0.5"):
+        optim.ExponentialLR(opt, gamma=-0.5)
+
+
+# --- clip_grad_norm -----------------------------------------------------------------------
+
+
+@given(grads=parameter_sets(n=3), max_norm=st.floats(1e-3, 20.0))
+def test_clip_grad_norm_caps_the_total_norm(grads, max_norm):
+    params = [Param(np.zeros_like(g)) for g in grads] + [Param(np.zeros(2))]  # no grad
+    originals = [g.copy() for g in grads]
+    for p, g in zip(params, grads, strict=False):
+        p.grad = g
+    total = optim.clip_grad_norm(params, max_norm)
+    expected = math.sqrt(sum(float(np.sum(g * g)) for g in originals))
+    assert total == pytest.approx(expected, rel=1e-12)
+    clipped = math.sqrt(sum(float(np.sum(p.grad * p.grad)) for p in params[:3]))
+    assert clipped <= max_norm * (1 + 1e-12) or clipped == pytest.approx(expected)
+    scale = max_norm / (expected + 1e-6) if expected > max_norm else 1.0
+    for p, g in zip(params, originals, strict=False):
+        np.testing.assert_allclose(p.grad, g * scale, rtol=1e-12)
+    for g, original in zip(grads, originals, strict=True):
+        np.testing.assert_array_equal(g, original)  # the caller's arrays are not written
+    assert params[3].grad is None
+
+
+def test_clip_grad_norm_errors_and_non_finite():
+    p = Param(np.zeros(2))
+    p.grad = np.array([np.inf, 1.0])
+    assert optim.clip_grad_norm([p], 1.0) == math.inf
+    np.testing.assert_array_equal(p.grad, [np.inf, 1.0])
+    with pytest.raises(ValueError, match="clip_grad_norm: invalid max_norm=0"):
+        optim.clip_grad_norm([p], 0)
