@@ -1206,11 +1206,12 @@ def _labels(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if labels.dtype.kind == "f":
         fractional = labels != np.floor(labels)  # NaN too
         if fractional.any():
-            raise ValueError(f"labels must be integers, got {labels[fractional].flat[0]!r}")
+            raise ValueError(
+                f"labels must be integers, got {labels[fractional].flat[0].item()!r}")
     bad = (labels < 0) | (labels >= classes)
     if bad.any():
         raise ValueError(f"labels must lie in [0, {classes}) for {classes} classes, got "
-                         f"{labels[bad].flat[0]!r}")
+                         f"{labels[bad].flat[0].item()!r}")
     return labels.astype(np.intp)[..., None]
 
 
@@ -1267,7 +1268,8 @@ def _squeeze_call(x: Any, axis: int | Sequence[int] | None = None) -> tuple[tupl
         axes = [i for i, n in enumerate(shape) if n == 1]
     else:
         try:
-            axes = _normalize_axes([axis] if np.ndim(axis) == 0 else list(axis), len(shape))
+            axes = _normalize_axes([axis] if isinstance(axis, (int, np.integer))
+                                   else list(axis), len(shape))
         except (ValueError, TypeError):
             raise ValueError(f"squeeze: axis {axis!r} is out of range for shape {shape}") from None
         longer = [i for i in axes if shape[i] != 1]

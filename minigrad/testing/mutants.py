@@ -219,7 +219,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              applies=lambda op: len(_differentiable(op)) > 1, must_arise=False),
     Mutation("transposed", "a square gradient's last two axes swapped (a transpose missing or "
              "too many)", _on_result(_transposed), must_arise=False),
-    Mutation("swapped", "the first and last differentiable operands' VJPs swapped", _swapped,
+    Mutation("swapped", "the first and last operands' VJPs swapped", _swapped,
              applies=lambda op: len(_differentiable(op)) > 1, per_operand=False),
     Mutation("output_for_input", "the output read where the input belongs", _output_for_input,
              applies=lambda op: _operands(op) == 1 and op.saves_inputs),
