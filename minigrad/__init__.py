@@ -27,10 +27,12 @@ if TYPE_CHECKING:  # type checkers read the ops' names from the module
     from .ops import *  # noqa: F403
 else:  # the exports follow from the table: every op of minigrad/ops.py, by its name
     globals().update({name: op.function for name, op in OPS.items()})
+    globals().update({name: getattr(ops, name) for name in ops.COMPOSITIONS})  # split
 
 __all__ = [
     "OPS", "AnomalyError", "CompiledFunction", "Domain", "Tensor", "TraceError", "compile",
     "defop", "detect_anomaly", "enable_grad", "grad", "gradients", "is_anomaly_enabled",
     "is_recording", "load", "nn", "no_grad", "ops", "save", "to_dot", "value_and_grad", *OPS,
+    *ops.COMPOSITIONS,
 ]
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
-"""Building blocks for models: `Parameter`, `Module`, `Linear`, and initialisers."""
+"""Building blocks for models: `Parameter`, `Module`, `Linear`, `Sequential`, the recurrent
+cells `RNNCell`, `GRUCell` and `LSTMCell`, and initialisers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .ops import addmm, matmul
+from .ops import addmm, matmul, relu, sigmoid, split, tanh
 from .tensor import Tensor
 
 
@@ -64,6 +65,13 @@ class Module:
         for _, p in self.named_parameters():
             yield p
 
+    def modules(self) -> Iterator[Module]:
+        """This module and every sub-Module under it (in attributes, lists, tuples, dicts),
+        each once, depth first in the order they were set."""
+        found: list[Module] = []
+        _walk_modules(self, set(), found)
+        yield from found
+
     def zero_grad(self) -> None:
         for _, p in self._found(""):  # every training step: a list, no generators
             p.grad = None
@@ -105,6 +113,21 @@ def _walk(value: Any, prefix: str, modules: set[int],
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             _walk(item, f"{prefix}.{i}" if prefix else str(i), modules, found)
+
+
+def _walk_modules(value: Any, seen: set[int], found: list[Module]) -> None:
+    """Append the Modules under `value` (itself first) to `found`, each once."""
+    if isinstance(value, Module):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        found.append(value)
+        value = vars(value)
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _walk_modules(item, seen, found)
 
 
 def _mismatches(params: Mapping[str, Parameter], state: Mapping[str, Any]) -> list[str]:
@@ -168,3 +191,146 @@ class Linear(Module):
 
     def __repr__(self) -> str:
         return f"Linear({self.n_in}, {self.n_out}, bias={self.bias is not None})"
+
+
+class Sequential(Module):
+    """`Sequential(a, b, c)(x)` is c(b(a(x))). The layers are Modules or any callables (an
+    op such as `minigrad.tanh`); they are held as attributes "0", "1", ..., so parameters
+    are named as in PyTorch ("0.weight"). Indexing and iterating give the layers."""
+
+    def __init__(self, *layers: Callable[[Any], Any]):
+        for i, layer in enumerate(layers):
+            if not callable(layer):
+                raise TypeError(f"Sequential: layer {i} is a {type(layer).__name__}, which "
+                                "cannot be called")
+            setattr(self, str(i), layer)
+        self._count = len(layers)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, i: int) -> Any:
+        if not -self._count <= i < self._count:
+            raise IndexError(f"Sequential: index {i} out of range for {self._count} layers")
+        return getattr(self, str(i % self._count))
+
+    def __iter__(self) -> Iterator[Any]:
+        return (getattr(self, str(i)) for i in range(self._count))
+
+    def forward(self, x: Any) -> Any:
+        for layer in self:
+            x = layer(x)
+        return x
+
+    def __repr__(self) -> str:
+        inner = ", ".join(getattr(layer, "__name__", None) or repr(layer) for layer in self)
+        return f"Sequential({inner})"
+
+
+class _Cell(Module):
+    """The parameters of a recurrent cell with `gates` blocks of `hidden` units, laid out as
+    PyTorch's (its weight_ih transposed, as `Linear` stores x W): weight_ih (n_in,
+    gates * hidden), weight_hh (hidden, gates * hidden), bias_ih and bias_hh (gates *
+    hidden), all uniform in +-1/sqrt(hidden), drawn from `rng` (a fresh unseeded generator
+    if none is given)."""
+
+    gates = 1
+
+    def __init__(self, n_in: int, hidden: int, bias: bool = True, *,
+                 rng: np.random.Generator | None = None, dtype: Any = np.float64):
+        self.n_in, self.hidden = n_in, hidden
+        rng = np.random.default_rng() if rng is None else rng
+        bound = 1.0 / math.sqrt(hidden)
+        width = self.gates * hidden
+
+        def draw(*shape: int) -> Parameter:
+            return Parameter(rng.uniform(-bound, bound, size=shape).astype(dtype))
+
+        self.weight_ih, self.weight_hh = draw(n_in, width), draw(hidden, width)
+        self.bias_ih = draw(width) if bias else None
+        self.bias_hh = draw(width) if bias else None
+
+    def _projections(self, x: Any, h: Any) -> tuple[Tensor, Tensor]:
+        """x W_ih + b_ih and h W_hh + b_hh, shapes checked; h=None is a zero state (as in
+        PyTorch)."""
+        name = type(self).__name__
+        shape = x.shape if isinstance(x, Tensor) else np.shape(x)
+        if shape[-1:] != (self.n_in,):
+            raise ValueError(f"{name}: expected input whose last axis has {self.n_in} "
+                             f"elements, got shape {shape}")
+        if h is None:
+            h = self.zero_state(shape[:-1])
+        state = h.shape if isinstance(h, Tensor) else np.shape(h)
+        if state[-1:] != (self.hidden,):
+            raise ValueError(f"{name}: expected a state whose last axis has {self.hidden} "
+                             f"elements, got shape {state}")
+        return (self._affine(x, self.weight_ih, self.bias_ih),
+                self._affine(h, self.weight_hh, self.bias_hh))
+
+    def zero_state(self, batch: tuple[int, ...] = ()) -> np.ndarray:
+        """A state of zeros for inputs of batch shape `batch`, in the parameters' dtype."""
+        return np.zeros(batch + (self.hidden,), self.weight_hh.dtype)
+
+    @staticmethod
+    def _affine(x: Any, weight: Parameter, bias: Parameter | None) -> Tensor:
+        return matmul(x, weight) if bias is None else addmm(bias, x, weight)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.n_in}, {self.hidden}, bias={self.bias_ih is not None})"
+
+
+class RNNCell(_Cell):
+    """One step of an Elman RNN, PyTorch's `RNNCell`:
+    h' = act(x W_ih + b_ih + h W_hh + b_hh), act tanh (or relu: `nonlinearity="relu"`).
+    `cell(x, h)` takes x of shape (..., n_in) and h of shape (..., hidden), or h=None for a
+    zero state; it returns h'."""
+
+    def __init__(self, n_in: int, hidden: int, bias: bool = True, nonlinearity: str = "tanh",
+                 *, rng: np.random.Generator | None = None, dtype: Any = np.float64):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got "
+                             f"{nonlinearity!r}")
+        super().__init__(n_in, hidden, bias, rng=rng, dtype=dtype)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, x: Any, h: Any = None) -> Tensor:
+        gi, gh = self._projections(x, h)
+        act = tanh if self.nonlinearity == "tanh" else relu
+        return act(gi + gh)
+
+
+class GRUCell(_Cell):
+    """One step of a GRU, PyTorch's `GRUCell`, gates r, z, n in that order along the weights'
+    columns: r = sigmoid(x W_ir + b_ir + h W_hr + b_hr), z likewise,
+    n = tanh(x W_in + b_in + r * (h W_hn + b_hn)), h' = (1 - z) * n + z * h.
+    `cell(x, h)` returns h'; h=None is a zero state."""
+
+    gates = 3
+
+    def forward(self, x: Any, h: Any = None) -> Tensor:
+        gi, gh = self._projections(x, h)
+        i_r, i_z, i_n = split(gi, 3, axis=-1)
+        h_r, h_z, h_n = split(gh, 3, axis=-1)
+        r, z = sigmoid(i_r + h_r), sigmoid(i_z + h_z)
+        n = tanh(i_n + r * h_n)
+        return (1.0 - z) * n if h is None else (1.0 - z) * n + z * h
+
+
+class LSTMCell(_Cell):
+    """One step of an LSTM, PyTorch's `LSTMCell`, gates i, f, g, o in that order along the
+    weights' columns: i, f, o = sigmoid(x W_i* + b_i* + h W_h* + b_h*), g = tanh(...),
+    c' = f * c + i * g, h' = o * tanh(c'). `cell(x, (h, c))` returns (h', c'); state=None
+    is a zero state."""
+
+    gates = 4
+
+    def forward(self, x: Any, state: tuple[Any, Any] | None = None) -> tuple[Tensor, Tensor]:
+        if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
+            raise TypeError(f"LSTMCell: state must be a pair (h, c) or None, got "
+                            f"{type(state).__name__}")
+        h, c = (None, None) if state is None else state
+        gi, gh = self._projections(x, h)
+        i, f, g, o = split(gi + gh, 4, axis=-1)
+        i, f, g, o = sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
+        c = i * g if c is None else f * c + i * g
+        return o * tanh(c), c

@@ -14,6 +14,7 @@ import builtins
 import functools
 import itertools
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -1058,3 +1059,308 @@ mse_loss = defop(
     (lambda g, d: _np_multiply(d, 2.0 * float(g) / d.size),  # d: an array or a NumPy scalar
      lambda g, d: _np_multiply(d, -2.0 * float(g) / d.size)),
     Domain("loss"), saves="nothing", residual=True, prepare=_loss("mse_loss", "prediction"))
+
+# --- elementwise, continued: pairs and bounds -----------------------------------------------
+
+
+def _winner_vjp(wins):
+    """The VJP of one operand of maximum (`wins` = np.greater) or minimum (np.less): g where
+    it wins, half of g where the two tie (the gradient of their mean), zero elsewhere."""
+
+    def first(g, out, a, b):
+        return np.where(a == b, 0.5 * g, np.where(wins(a, b), g, 0))
+
+    def second(g, out, a, b):
+        return np.where(a == b, 0.5 * g, np.where(wins(b, a), g, 0))
+
+    return first, second
+
+
+# Elementwise maximum and minimum; a tie splits the gradient evenly between both operands.
+maximum = defop("maximum", np.maximum, _winner_vjp(np.greater), Domain("distinct_pair"),
+                saves="inputs")
+minimum = defop("minimum", np.minimum, _winner_vjp(np.less), Domain("distinct_pair"),
+                saves="inputs")
+square = defop("square", np.square, (lambda g, out, x: g * (2.0 * x),), Domain("unary"),
+               saves="inputs")
+
+
+def _clip_call(x: Any, low: float | None = None, high: float | None = None) -> tuple[tuple, dict]:
+    """`x` clipped to [low, high] (either bound may be None: no bound on that side). The
+    gradient passes where low <= x <= high (bounds included, as PyTorch's clamp) and is
+    zero where the bound holds x."""
+    _data(x, "clip")
+    if low is None and high is None:
+        raise ValueError("clip: give low, high or both")
+    bounds = [-math.inf if low is None else low, math.inf if high is None else high]
+    for i, bound in enumerate(bounds):
+        if not isinstance(bound, numbers.Real) or math.isnan(bound):
+            raise TypeError(f"clip: {('low', 'high')[i]} must be a number or None, got {bound!r}")
+    if bounds[0] > bounds[1]:
+        raise ValueError(f"clip: low={low} is above high={high}")
+    return (x,), {"low": float(bounds[0]), "high": float(bounds[1])}
+
+
+clip = defop("clip", lambda x, low, high: np.clip(x, low, high),
+             (lambda g, out, x, low, high: np.where((x >= low) & (x <= high), g, 0),),
+             Domain("clip"), saves="inputs", prepare=_clip_call)
+
+
+def _where_call(condition: Any, a: Any, b: Any) -> tuple[tuple, dict]:
+    """`a` where `condition` is true (nonzero), `b` elsewhere; the three broadcast together.
+    `condition` is a mask (`x > 0`: a tensor that does not require grad) or a NumPy array
+    (bool or numeric); it gets no gradient."""
+    for operand in (condition, a, b):
+        _data(operand, "where")
+    if isinstance(condition, _Tensor) and condition.requires_grad:
+        raise TypeError(f"where: the condition (shape {condition.shape}) requires grad, but "
+                        "gets none; pass a mask such as x > 0, or condition.detach()")
+    return (condition, a, b), {}
+
+
+where = defop("where", np.where,
+              (None, lambda g, out, c, a, b: np.where(c, g, 0),
+               lambda g, out, c, a, b: np.where(c, 0, g)),
+              Domain("where"), saves=(0,), prepare=_where_call)
+
+# --- comparisons (no gradient) --------------------------------------------------------------
+
+
+def _mask(compare):
+    """The forward of a comparison: 1.0 where `compare(a, b)` holds, 0.0 elsewhere, in the
+    operands' floating dtype (float64 if neither is floating)."""
+
+    def forward(a, b):
+        dtype = np.result_type(a, b)
+        return compare(a, b).astype(dtype if dtype.kind == "f" else np.float64)
+
+    forward.__name__ = compare.__name__
+    return forward
+
+
+def _comparison(name: str, compare, symbol: str):
+    """A comparison of the table: a mask tensor that never requires grad (a step function
+    has no useful gradient), as `torch.Tensor.gt` returns a tensor that needs none. Its
+    VJPs are None: it records no node, so under `minigrad.compile` it is one more step of
+    the program and never hands a value to Python."""
+
+    def call(a: Any, b: Any) -> tuple[tuple, dict]:
+        _data(a, name)
+        _data(b, name)
+        return (a, b), {}
+
+    call.__doc__ = (f"`a {symbol} b` elementwise, broadcast: 1.0 where it holds, 0.0 elsewhere, "
+                    "in the operands' floating dtype; the result does not require grad.")
+    return defop(name, _mask(compare), (None, None), Domain("comparison"), saves="nothing",
+                 prepare=call)
+
+
+less = _comparison("less", np.less, "<")
+less_equal = _comparison("less_equal", np.less_equal, "<=")
+greater = _comparison("greater", np.greater, ">")
+greater_equal = _comparison("greater_equal", np.greater_equal, ">=")
+equal = _comparison("equal", np.equal, "==")
+not_equal = _comparison("not_equal", np.not_equal, "!=")
+
+# --- normalisation and statistics -----------------------------------------------------------
+
+
+def _axis_call(name: str, doc: str):
+    """The public signature of an op along one axis: `f(x, axis=-1)`."""
+
+    def call(x: Any, axis: int = -1) -> tuple[tuple, dict]:
+        shape = np.shape(_data(x, name))
+        if not isinstance(axis, (int, np.integer)) or not -len(shape) <= axis < len(shape):
+            raise ValueError(f"{name}: axis {axis!r} is out of range for shape {shape}")
+        return (x,), {"axis": int(axis) % len(shape)}
+
+    call.__doc__ = doc
+    return call
+
+
+def _softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))  # at most 1: no overflow
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _log_softmax(x, axis):
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+softmax = defop(
+    "softmax", _softmax,
+    (lambda g, out, axis: out * (g - np.sum(g * out, axis=axis, keepdims=True)),),
+    Domain("softmax"), saves="output",
+    prepare=_axis_call("softmax", "exp(x) / sum(exp(x)) along `axis` (the last by default), "
+                                  "computed from x - max(x) so that no exp overflows."))
+log_softmax = defop(
+    "log_softmax", _log_softmax,
+    (lambda g, out, axis: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),),
+    Domain("softmax"), saves="output",
+    prepare=_axis_call("log_softmax", "x - log(sum(exp(x))) along `axis` (the last by "
+                                      "default), computed from x - max(x): finite for "
+                                      "every finite x."))
+
+
+def _var_call(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False,
+              ddof: float = 0) -> tuple[tuple, dict]:
+    """The variance over `axis` (an int, a tuple, or None for all), NumPy's:
+    sum((x - mean)^2) / (n - ddof) for n elements per reduction (ddof=0: the population
+    variance; ddof=1: the unbiased sample variance, PyTorch's default)."""
+    axes = _reduction_axis("var", x, axis)
+    shape = np.shape(_data(x, "var"))
+    n = math.prod(shape) if axes is None else math.prod(shape[i] for i in axes)
+    if not isinstance(ddof, numbers.Real) or ddof < 0:
+        raise ValueError(f"var: ddof must be a number >= 0, got {ddof!r}")
+    if n - ddof <= 0:
+        raise ValueError(f"var: {n} elements per reduction (shape {shape}, axis {axis!r}) leave "
+                         f"no degrees of freedom with ddof={ddof}")
+    return (x,), {"axis": axes, "keepdims": keepdims, "ddof": ddof}
+
+
+def _var_vjp(g, out, x, axis, keepdims, ddof):
+    n = x.size if axis is None else math.prod(x.shape[i] for i in axis)
+    centred = x - np.mean(x, axis=axis, keepdims=True)
+    return _expand_reduced(g, x, axis, keepdims) * centred * (2.0 / (n - ddof))
+
+
+var = defop("var", lambda x, axis, keepdims, ddof: np.var(x, axis=axis, keepdims=keepdims,
+                                                          ddof=ddof),
+            (_var_vjp,), Domain("reduction"), saves="inputs", prepare=_var_call)
+
+# --- losses, continued: classification ------------------------------------------------------
+
+
+def _labels(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """`labels` as indices into the last axis of `logits`, checked: integers (of any dtype)
+    in [0, classes)."""
+    classes = logits.shape[-1]
+    if labels.dtype.kind == "f":
+        fractional = labels != np.floor(labels)  # NaN too
+        if fractional.any():
+            raise ValueError(
+                f"labels must be integers, got {labels[fractional].flat[0].item()!r}")
+    bad = (labels < 0) | (labels >= classes)
+    if bad.any():
+        raise ValueError(f"labels must lie in [0, {classes}) for {classes} classes, got "
+                         f"{labels[bad].flat[0].item()!r}")
+    return labels.astype(np.intp)[..., None]
+
+
+def _cross_entropy(z, labels):
+    """The mean over examples of -log softmax(z)[label], from z - max(z) (finite for every
+    finite z), and the residual its VJP reads: the probabilities softmax(z)."""
+    index = _labels(z, labels)
+    shifted = z - np.max(z, axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    total = np.sum(e, axis=-1, keepdims=True)
+    picked = np.take_along_axis(shifted, index, axis=-1) - np.log(total)
+    return -_mean(picked), e / total
+
+
+def _cross_entropy_vjp(g, p, z, labels):
+    """(softmax(z) - onehot(labels)) g / n, for n examples."""
+    scale = g / labels.size
+    grad = p * scale
+    index = _labels(p, labels)
+    np.put_along_axis(grad, index, np.take_along_axis(grad, index, axis=-1) - scale, axis=-1)
+    return grad
+
+
+def _cross_entropy_call(logits: Any, labels: Any) -> tuple[tuple, dict]:
+    """The cross-entropy of `logits` of shape (..., classes) against integer class `labels`
+    of shape (...), mean-reduced over the examples: mean(logsumexp(z) - z[label]), PyTorch's
+    `F.cross_entropy` with the classes on the last axis. `labels` is a NumPy array of
+    integers (or of integer values; a Tensor of them too) in [0, classes); it gets no
+    gradient."""
+    shape = np.shape(_data(logits, "cross_entropy"))
+    if isinstance(labels, _Tensor) and labels.requires_grad:
+        raise TypeError(f"cross_entropy: labels (shape {labels.shape}) require grad, but class "
+                        "labels get none; pass an integer array or labels.detach()")
+    label_shape = np.shape(_data(labels, "cross_entropy"))
+    if len(shape) == 0 or shape[-1] == 0 or label_shape != shape[:-1] or 0 in shape:
+        raise ValueError(f"cross_entropy: logits of shape {shape} (examples..., classes) need "
+                         f"labels of shape {shape[:-1]} and at least one example and class, got "
+                         f"labels of shape {label_shape}")
+    return (logits, labels), {}
+
+
+cross_entropy = defop("cross_entropy", _cross_entropy, (_cross_entropy_vjp, None),
+                      Domain("classification", ((-6.0, 6.0),)), saves=(1,), residual=True,
+                      prepare=_cross_entropy_call)
+
+# --- shape, continued: squeeze, flatten, split ----------------------------------------------
+
+
+def _squeeze_call(x: Any, axis: int | Sequence[int] | None = None) -> tuple[tuple, dict]:
+    """`x` without the axes of length one in `axis` (an int or a tuple; None: all of them).
+    A reshape: the graph records the shape it leaves."""
+    shape = np.shape(_data(x, "squeeze"))
+    if axis is None:
+        axes = [i for i, n in enumerate(shape) if n == 1]
+    else:
+        try:
+            axes = _normalize_axes([axis] if isinstance(axis, (int, np.integer))
+                                   else list(axis), len(shape))
+        except (ValueError, TypeError):
+            raise ValueError(f"squeeze: axis {axis!r} is out of range for shape {shape}") from None
+        longer = [i for i in axes if shape[i] != 1]
+        if longer:
+            raise ValueError(f"squeeze: axis {longer[0]} of shape {shape} has length "
+                             f"{shape[longer[0]]}, not 1")
+    return (x,), {"shape": tuple(n for i, n in enumerate(shape) if i not in axes)}
+
+
+def _flatten_call(x: Any, start_dim: int = 0, end_dim: int = -1) -> tuple[tuple, dict]:
+    """The axes from `start_dim` to `end_dim` (both included) merged into one, PyTorch's
+    `flatten`: `flatten(x)` is 1-D, `flatten(x, 1)` keeps the batch axis. A 0-d `x`
+    becomes of shape (1,). A reshape: the graph records the shape it leaves."""
+    shape = np.shape(_data(x, "flatten")) or (1,)
+    try:
+        start, end = _normalize_axes([start_dim], len(shape))[0], _normalize_axes(
+            [end_dim], len(shape))[0]
+    except (ValueError, TypeError):
+        raise ValueError(f"flatten: start_dim={start_dim!r} or end_dim={end_dim!r} is out of "
+                         f"range for shape {np.shape(_data(x, 'flatten'))}") from None
+    if start > end:
+        raise ValueError(f"flatten: start_dim={start_dim} comes after end_dim={end_dim} for "
+                         f"shape {shape}")
+    merged = math.prod(shape[start:end + 1])
+    return (x,), {"shape": shape[:start] + (merged,) + shape[end + 1:]}
+
+
+_reshape_vjp = (lambda g, out, x, shape: np.reshape(g, np.shape(x)),)
+squeeze = defop("squeeze", lambda x, shape: np.reshape(x, shape), _reshape_vjp,
+                Domain("squeeze"), saves="inputs", prepare=_squeeze_call)
+flatten = defop("flatten", lambda x, shape: np.reshape(x, shape), _reshape_vjp,
+                Domain("flatten"), saves="inputs", prepare=_flatten_call)
+
+# --- compositions: functions of table ops, exported as minigrad.<name> too ------------------
+
+COMPOSITIONS = ("split",)
+
+
+def split(x: Any, sections: int | Sequence[int], axis: int = 0) -> list[_Tensor]:
+    """`x` cut along `axis` into a list of tensors, NumPy's `split`: an int `sections` cuts
+    it into that many equal parts (it must divide the axis), a sequence of indices cuts it
+    before each one. Each part is a slice of `x` (a `getitem`), so the gradient of each
+    lands in its place."""
+    shape = np.shape(_data(x, "split"))
+    if not isinstance(axis, (int, np.integer)) or not -len(shape) <= axis < len(shape):
+        raise ValueError(f"split: axis {axis!r} is out of range for shape {shape}")
+    axis = int(axis) % len(shape)
+    length = shape[axis]
+    if isinstance(sections, (int, np.integer)):
+        if sections < 1 or length % sections:
+            raise ValueError(f"split: {sections} sections do not divide axis {axis} of shape "
+                             f"{shape} equally")
+        step = length // sections
+        cuts = list(range(step, length, step)) if step else [0] * (sections - 1)
+    else:
+        cuts = [builtins.min(builtins.max(int(i) + length if i < 0 else int(i), 0), length)
+                for i in sections]
+    lead = (slice(None),) * axis
+    bounds = zip([0, *cuts], [*cuts, length])
+    return [getitem(x, lead + (slice(start, builtins.max(start, stop)),))
+            for start, stop in bounds]

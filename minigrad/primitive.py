@@ -6,7 +6,10 @@ and options (`prepare`), and the domain its property tests draw from. A VJP is
 `vjp(g, out, *args, **options)`: `g` the gradient of the output, `out` the output if saved
 (else None), `args` the operands' arrays if saved (else none are passed; an operand left
 out by a `saves` tuple is None). It returns the gradient of its operand, maybe in the
-output's broadcast shape: the tape sums it back. An op defined with `residual=True` has a
+output's broadcast shape: the tape sums it back. An operand without a gradient (a class
+label, a condition) has None for its VJP, and the op's `prepare` refuses it if it requires
+grad; an op whose VJPs are all None (a comparison) records no node: its output never
+requires grad. An op defined with `residual=True` has a
 forward that returns `(output, residual)`: what its VJPs need that forward computed anyway
 (a loss's difference y - t), handed to them in place of `out`, as a `jax.custom_vjp`'s
 forward hands its residuals to backward.
@@ -181,6 +184,8 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     never changes is read from its cells rather than looked up on every call.)
     """
     name, forward = op.name, op.forward
+    # An op without any gradient (a comparison, whose VJPs are all None) records no node.
+    differentiable = type(op.vjps) is not tuple or any(v is not None for v in op.vjps)
     saves_inputs, saves_output, residual = op.saves_inputs, op.saves_output, op.residual
     # A ufunc always returns a new array (or a scalar): only another forward can return a
     # view of an operand's array.
@@ -199,7 +204,8 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         mode = current_mode()
         if mode >= TRACING:  # a function is traced in this thread: the trace records the op
             return trace_hook(op, operands, options)
-        recording = mode >= RECORDING  # (TRACING is off: see the bit order in modes)
+        # (TRACING is off: see the bit order in modes)
+        recording = mode >= RECORDING and differentiable
         keeps = saves_inputs and recording  # a node would keep the operands' arrays
         arrays: Any = []  # each operand's array (a tuple once complete)
         inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed

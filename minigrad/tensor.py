@@ -6,6 +6,7 @@ type checkers see them (`ops` is imported as a module: it is built on Tensor in 
 
 from __future__ import annotations
 
+import numbers
 import threading
 from collections.abc import Sequence
 from typing import Any, Union
@@ -235,6 +236,31 @@ class Tensor:
     def __getitem__(self, index: Any) -> Tensor:
         return ops.getitem(self, index)
 
+    # Comparisons are elementwise, as in NumPy and PyTorch: a mask (1.0 where it holds, 0.0
+    # elsewhere) that does not require grad. Against anything that is not an operand (None,
+    # a string) they return NotImplemented: == and != then fall back to identity, the
+    # others raise Python's TypeError. Tensors stay hashable by identity (dict keys, set
+    # members); `t in a_list` compares elementwise, as in PyTorch: test identity instead.
+    __hash__ = object.__hash__
+
+    def __lt__(self, other: Any) -> Tensor:
+        return ops.less(self, other) if _is_operand(other) else NotImplemented
+
+    def __le__(self, other: Any) -> Tensor:
+        return ops.less_equal(self, other) if _is_operand(other) else NotImplemented
+
+    def __gt__(self, other: Any) -> Tensor:
+        return ops.greater(self, other) if _is_operand(other) else NotImplemented
+
+    def __ge__(self, other: Any) -> Tensor:
+        return ops.greater_equal(self, other) if _is_operand(other) else NotImplemented
+
+    def __eq__(self, other: object) -> Tensor:  # type: ignore[override]
+        return ops.equal(self, other) if _is_operand(other) else NotImplemented
+
+    def __ne__(self, other: object) -> Tensor:  # type: ignore[override]
+        return ops.not_equal(self, other) if _is_operand(other) else NotImplemented
+
     def abs(self) -> Tensor:
         return ops.abs(self)
 
@@ -255,6 +281,30 @@ class Tensor:
 
     def tanh(self) -> Tensor:
         return ops.tanh(self)
+
+    def square(self) -> Tensor:
+        return ops.square(self)
+
+    def clip(self, low: float | None = None, high: float | None = None) -> Tensor:
+        return ops.clip(self, low, high)
+
+    def softmax(self, axis: int = -1) -> Tensor:
+        return ops.softmax(self, axis)
+
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        return ops.log_softmax(self, axis)
+
+    def var(self, axis: Axis = None, keepdims: bool = False, ddof: float = 0) -> Tensor:
+        return ops.var(self, axis, keepdims, ddof)
+
+    def squeeze(self, axis: Axis = None) -> Tensor:
+        return ops.squeeze(self, axis)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return ops.flatten(self, start_dim, end_dim)
+
+    def split(self, sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
+        return ops.split(self, sections, axis)
 
     def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         return ops.sum(self, axis, keepdims)
@@ -287,6 +337,11 @@ def accumulate_grad(leaf: Tensor, g: np.ndarray) -> None:
         g = g.astype(leaf._data.dtype)
     with _GRAD_LOCK:
         leaf.grad = g if leaf.grad is None else leaf.grad + g
+
+
+def _is_operand(x: Any) -> bool:
+    """Whether a comparison takes `x`: a Tensor, a NumPy array or a real number."""
+    return isinstance(x, (Tensor, np.ndarray, numbers.Real))
 
 
 def tensor_array(data: Any) -> np.ndarray:

@@ -210,13 +210,15 @@ class Trace:
             out, kept = out
         scalar = type(out) is not np.ndarray
         out = np.asarray(out)
-        grad = self.recording and op.vjps is not None and any(v.requires_grad for v in inputs)
+        vjps: Any = op.vjps
+        grad = self.recording and vjps is not None and any(
+            v.requires_grad and (callable(vjps) or vjps[i] is not None)
+            for i, v in enumerate(inputs))
         if numpy:  # NumPy on arrays, as in eager mode: no copies, the array a view is
             value = self._new(out, False, True)
             self.steps.append(Step(op, inputs, dict(options), value, None, (), scalar, None,
                                    numpy=True))
             return self._tracer(value, out)
-        vjps: Any = op.vjps
         if grad and callable(vjps):  # VJPs made per call (stack's): from shapes
             vjps = vjps(arrays, options, [v if v.requires_grad else None for v in inputs])
         site = None
@@ -301,7 +303,8 @@ class Program:
         self.backward_steps = self._backward_steps()
         self.saved = self._saved()
         # The inputs the outputs' gradients reach, in input order.
-        reached = {x.index for s in self.backward_steps for x in s.inputs if x.requires_grad}
+        reached = {x.index for s in self.backward_steps
+                   for x, vjp in zip(s.inputs, s.vjps) if x.requires_grad and vjp is not None}
         self.grad_inputs = [v for v in self.inputs if v.index in reached]
 
     def _backward_steps(self) -> list[Step]:
@@ -311,7 +314,8 @@ class Program:
         for step in reversed(self.steps):
             if step.out.index in reached:
                 steps.append(step)
-                reached.update(x.index for x in step.inputs if x.requires_grad)
+                reached.update(x.index for x, vjp in zip(step.inputs, step.vjps)
+                               if x.requires_grad and vjp is not None)
         return steps
 
     def _saved(self) -> list[str]:
@@ -343,9 +347,16 @@ class Program:
 
     # --- forward ----------------------------------------------------------------------------
 
+    def keeps(self, step: Step) -> bool:
+        """Whether `record` treats the step's operands as kept by a node (it copies arrays
+        and marks tensors shared): it records, and the op has a gradient."""
+        vjps = step.op.vjps
+        return (step.op.saves_inputs and self.recording and not step.numpy
+                and vjps is not None and (callable(vjps) or any(v is not None for v in vjps)))
+
     def copies(self, step: Step) -> list[int]:
         """The operands `record` copies: NumPy arrays that a node keeps."""
-        if step.numpy or not (step.op.saves_inputs and self.recording):
+        if not self.keeps(step):
             return []
         return [i for i, x in enumerate(step.inputs) if x.raw]
 
@@ -354,7 +365,7 @@ class Program:
         found: dict[int, Value] = {}
         inputs = {v.index for v in self.inputs}
         for step in self.steps:
-            if step.op.saves_inputs and self.recording and not step.numpy:
+            if self.keeps(step):
                 for x in step.inputs:
                     if x.index in inputs and not x.raw:
                         found.setdefault(x.index, x)
@@ -418,8 +429,8 @@ class Program:
         started: set[int] = set()
         count: dict[int, int] = {}
         for step in self.backward_steps:
-            for x in step.inputs:
-                if x.requires_grad:
+            for x, vjp in zip(step.inputs, step.vjps):
+                if x.requires_grad and vjp is not None:
                     count[x.index] = count.get(x.index, 0) + 1
         inputs = {v.index for v in self.inputs}
         for value, seed in zip(self.outputs, seeds):
@@ -434,7 +445,7 @@ class Program:
             out_arg, args = self._vjp_reads(step)
             options = ["**" + self._name(step.options, "o")] if step.options else []
             for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps)):
-                if not x.requires_grad:
+                if not x.requires_grad or vjp is None:
                     continue
                 call = f"{self._name(vjp, 'vjp')}({', '.join(['g', out_arg, *args, *options])})"
                 if self.anomaly:

@@ -61,7 +61,9 @@ def test_named_parameters_in_attributes_lists_tuples_and_dicts():
     params = list(net.parameters())
     assert len(params) == len({id(p) for p in params}) == len(NAMES)
     assert all(isinstance(p, Parameter) for p in params)
-    assert net.encoder.weight in params and net.constant not in params
+    # By identity: `in` compares tensors elementwise (==), as in PyTorch.
+    assert any(p is net.encoder.weight for p in params)
+    assert all(p is not net.constant for p in params)
     assert [n for n, _ in net.named_parameters(prefix="net")][:2] == ["net.scale",
                                                                         "net.encoder.weight"]
 

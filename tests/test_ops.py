@@ -22,7 +22,10 @@ OP_NAMES = sorted(OPS)
 def test_every_op_is_in_the_table_and_exported():
     public = {name for name, f in vars(ops).items() if callable(f) and not name.startswith("_")
               and getattr(f, "__module__", None) == "minigrad.ops" and not isinstance(f, type)}
-    assert public == set(OPS), f"not in the op table: {public - set(OPS)}"
+    # Besides the table: compositions of its ops (split), exported all the same.
+    assert public == set(OPS) | set(ops.COMPOSITIONS), f"not in the op table: {public - set(OPS)}"
+    for name in ops.COMPOSITIONS:
+        assert getattr(minigrad, name) is getattr(ops, name) and name in minigrad.__all__
     for name, op in OPS.items():
         assert getattr(minigrad, name) is op.function is getattr(ops, name)
         assert name in minigrad.__all__

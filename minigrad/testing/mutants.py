@@ -6,7 +6,8 @@ sign flipped, a factor of 2, the upstream gradient replaced by ones, a broadcast
 gradient averaged instead of summed, a square gradient transposed, the operands' VJPs
 swapped, the output read where the input belongs (or the reverse), the permutation applied
 where its inverse belongs. `mutants(name)` lists an op's mutants, so a new op of the table
-gets them the moment it is defined.
+gets them the moment it is defined. An operand without a gradient (its VJP is None:
+cross_entropy's labels) has no mutants, and an op without any (a comparison) none at all.
 
 `hunt(name, prop)` runs a gradient property test `prop(name, data)` (`data` is Hypothesis's
 `st.data()`, used through `data.draw` alone) on `MAX_EXAMPLES` draws seeded by the op's name,
@@ -162,9 +163,13 @@ def _upstream_ones(call: Call, slot: int) -> list[VJP]:
 
 
 def _swapped(call: Call, slot: int) -> list[VJP]:
-    """The first and last operands' VJPs exchanged (a call of one operand is left alone)."""
+    """The first and last differentiable operands' VJPs exchanged (where's a and b, not its
+    condition, which has none); a call with one is left alone."""
     vjps = list(call.vjps)
-    vjps[0], vjps[-1] = vjps[-1], vjps[0]
+    slots = [i for i, vjp in enumerate(vjps) if vjp is not None]
+    if slots:
+        first, last = slots[0], slots[-1]
+        vjps[first], vjps[last] = vjps[last], vjps[first]
     return vjps
 
 
@@ -195,6 +200,14 @@ def _operands(op: Op) -> int | None:
     return len(op.vjps) if type(op.vjps) is tuple else None
 
 
+def _differentiable(op: Op) -> list[int]:
+    """The positions of the operands with a gradient: those whose VJP is not None (not
+    cross_entropy's labels, nor where's condition); [0, -1] for an op of any number."""
+    if type(op.vjps) is not tuple:
+        return [0, -1]
+    return [i for i, vjp in enumerate(op.vjps) if vjp is not None]
+
+
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation("negated", "the gradient's sign flipped", _on_result(lambda a, c, i: -a)),
     Mutation("doubled", "the gradient scaled by 2", _on_result(lambda a, c, i: 2.0 * a)),
@@ -203,11 +216,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     # One operand has nothing to broadcast against; of several, only some ops broadcast.
     Mutation("averaged", "a broadcast operand's gradient averaged, not summed, over the axes "
              "it was broadcast along", _on_result(_averaged),
-             applies=lambda op: _operands(op) != 1, must_arise=False),
+             applies=lambda op: len(_differentiable(op)) > 1, must_arise=False),
     Mutation("transposed", "a square gradient's last two axes swapped (a transpose missing or "
              "too many)", _on_result(_transposed), must_arise=False),
     Mutation("swapped", "the first and last operands' VJPs swapped", _swapped,
-             applies=lambda op: _operands(op) != 1, per_operand=False),
+             applies=lambda op: len(_differentiable(op)) > 1, per_operand=False),
     Mutation("output_for_input", "the output read where the input belongs", _output_for_input,
              applies=lambda op: _operands(op) == 1 and op.saves_inputs),
     Mutation("input_for_output", "the input read where the output belongs", _input_for_output,
@@ -251,8 +264,9 @@ def mutants(name: str) -> list[Mutant]:
     """Every mutant of op `name`: each mutation that applies, in each of its VJPs (for an op
     of any number of operands, those of the first and of the last)."""
     op = OPS[name]
-    n = _operands(op)
-    slots = list(range(n)) if n is not None else [0, -1]
+    slots = _differentiable(op)
+    if not slots:  # a comparison: no gradient, hence no mistake in one
+        return []
     return [Mutant(name, slot, mutation) for mutation in MUTATIONS if mutation.applies(op)
             for slot in (slots if mutation.per_operand else [0])]
 

@@ -318,6 +318,93 @@ def _stack(draw, fn, domain, dtype, extend_axis: bool = False):
     return Case(tuple(operands), lambda *xs: fn(list(xs), axis=axis), f"axis={axis}")
 
 
+@st.composite
+def _apart(draw, domain, dtype):
+    """Two operands of broadcastable shapes whose values never come within AVOID_MARGIN of
+    each other (where maximum's gradient, or a comparison, jumps)."""
+    shape_a, shape_b = draw(broadcastable_shapes(2, max_dims=2, max_side=3))
+    low, high = domain.interval(1)
+    b = draw(arrays(shape_b, low=low, high=high, avoid=domain.avoid, dtype=dtype))
+    low, high = domain.interval(0)
+    a = draw(arrays(shape_a, low=low, high=high, dtype=dtype,
+                    avoid=(*domain.avoid, *np.asarray(b, np.float64).ravel().tolist())))
+    return a, b
+
+
+@st.composite
+def _distinct_pair(draw, fn, domain, dtype):
+    a, b = draw(_apart(domain, dtype))
+    return _case(fn, [a, b], f"{a.shape} with {b.shape}, never tied")
+
+
+@st.composite
+def _comparison(draw, fn, domain, dtype):
+    """A comparison's mask times a + b: the mask selects where the gradient flows, and
+    passes none itself."""
+    a, b = draw(_apart(domain, dtype))
+    return Case((a, b), lambda x, y: fn(x, y) * (x + y), f"mask of {a.shape} against "
+                f"{b.shape}, times their sum")
+
+
+@st.composite
+def _where(draw, fn, domain, dtype):
+    shape_c, shape_a, shape_b = draw(broadcastable_shapes(3, max_dims=3, max_side=3))
+    condition = draw(hnp.arrays(np.bool_, shape_c))
+    if draw(st.booleans()):  # a mask as comparisons make it: 0.0 and 1.0
+        condition = condition.astype(dtype)
+    a = draw(_values(domain, 0, shape_a, dtype))
+    b = draw(_values(domain, 1, shape_b, dtype))
+    return Case((a, b), lambda x, y: fn(condition, x, y),
+                f"condition {condition.tolist()!r}, {shape_a}, {shape_b}")
+
+
+@st.composite
+def _clip(draw, fn, domain, dtype):
+    low, high = domain.interval(0)
+    lower = draw(st.none() | st.floats(low, high - 1.0))
+    upper = draw(st.floats(low + 1.0 if lower is None else lower + 0.2, high)
+                 if lower is None or draw(st.booleans()) else st.none())
+    bounds = tuple(v for v in (lower, upper) if v is not None)
+    x = draw(arrays(shapes(), low=low, high=high, avoid=(*domain.avoid, *bounds), dtype=dtype))
+    return _case(fn, [x], low=lower, high=upper)
+
+
+@st.composite
+def _softmax(draw, fn, domain, dtype):
+    x = draw(_values(domain, 0, shapes(min_dims=1), dtype))
+    return _case(fn, [x], axis=draw(st.integers(-x.ndim, x.ndim - 1)))
+
+
+@st.composite
+def _classification(draw, fn, domain, dtype):
+    """Logits of shape (examples..., classes) and integer labels (a constant of the call)."""
+    lead = draw(shapes(min_dims=0, max_dims=2, max_side=3))
+    classes = draw(st.integers(1, 4))
+    logits = draw(_values(domain, 0, lead + (classes,), dtype))
+    labels = draw(hnp.arrays(np.int64, lead, elements=st.integers(0, classes - 1)))
+    return Case((logits,), lambda z: fn(z, labels), f"labels {labels.tolist()!r}")
+
+
+@st.composite
+def _squeeze(draw, fn, domain, dtype):
+    """Shapes with at least one axis of length one; `axis` None, one of them, or several."""
+    sides = draw(st.lists(st.integers(1, 3), min_size=1, max_size=4).filter(lambda s: 1 in s))
+    x = draw(_values(domain, 0, tuple(sides), dtype))
+    ones = [i for i, n in enumerate(sides) if n == 1]
+    axis = draw(st.none() | st.sampled_from(ones) |
+                st.lists(st.sampled_from(ones), min_size=1, unique=True).map(tuple))
+    return _case(fn, [x], axis=axis)
+
+
+@st.composite
+def _flatten(draw, fn, domain, dtype):
+    x = draw(_values(domain, 0, shapes(), dtype))
+    ndim = max(x.ndim, 1)
+    start = draw(st.integers(-ndim, ndim - 1))
+    end = draw(st.integers(start % ndim, ndim - 1))
+    return _case(fn, [x], start_dim=start, end_dim=end)
+
+
 _FAMILIES: dict[str, Callable] = {
     "unary": _unary,
     "binary": _pair(broadcastable_shapes(), "with"),
@@ -333,5 +420,13 @@ _FAMILIES: dict[str, Callable] = {
     "stack": _stack,
     "concatenate": lambda fn, domain, dtype: _stack(fn, domain, dtype, extend_axis=True),
     "loss": _pair(shapes().map(lambda shape: (shape, shape)), "against"),
+    "distinct_pair": _distinct_pair,
+    "comparison": _comparison,
+    "where": _where,
+    "clip": _clip,
+    "softmax": _softmax,
+    "classification": _classification,
+    "squeeze": _squeeze,
+    "flatten": _flatten,
 }
 FAMILIES = tuple(_FAMILIES)

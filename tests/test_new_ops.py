@@ -1,0 +1,363 @@
+"""The ops people expect, beyond the table's generated tests (tests/test_ops.py,
+test_mutants.py): values against NumPy, stability at extreme inputs, the comparisons'
+semantics (masks without gradient, identity hashing, under `minigrad.compile`), and the
+errors of bad calls."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import minigrad as mg
+from minigrad import Tensor
+from minigrad.testing import gradcheck
+from minigrad.testing import strategies as mst
+
+# Central differences in float64 are good to ~1e-9 here (as in tests/test_ops.py).
+ATOL, RTOL = 1e-6, 1e-5
+
+
+def _log_softmax(x, axis=-1):
+    """The reference: log(exp(x) / sum(exp(x))) in float64 after a shift, written apart."""
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+@st.composite
+def classification(draw, low=-5.0, high=5.0):
+    lead = draw(mst.shapes(max_dims=2, max_side=4))
+    classes = draw(st.integers(1, 5))
+    logits = draw(mst.arrays(lead + (classes,), low=low, high=high))
+    labels = draw(hnp.arrays(np.int64, lead, elements=st.integers(0, classes - 1)))
+    return logits, labels
+
+
+# --- softmax, log_softmax, cross_entropy ----------------------------------------------------
+
+
+@given(x=mst.arrays(mst.shapes(min_dims=1)), data=st.data())
+def test_softmax_and_log_softmax_against_numpy(x, data):
+    axis = data.draw(st.integers(-x.ndim, x.ndim - 1), label="axis")
+    p = mg.softmax(Tensor(x), axis=axis).data
+    np.testing.assert_allclose(p, np.exp(_log_softmax(x, axis)), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(p.sum(axis=axis), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(mg.log_softmax(Tensor(x), axis).data, _log_softmax(x, axis),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(Tensor(x).softmax(axis).data, p)  # the method
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_family_is_finite_at_extreme_logits(dtype):
+    z = Tensor(np.array([[1e4, 0.0, -1e4], [-1e4, -1e4, -1e4]], dtype), requires_grad=True)
+    with np.errstate(all="raise", under="ignore"):
+        np.testing.assert_allclose(mg.softmax(z).data, [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]])
+        assert np.isfinite(mg.log_softmax(z).data).all()
+        loss = mg.cross_entropy(z, np.array([2, 0]))
+        loss.backward()
+    assert loss.dtype == dtype and z.grad.dtype == dtype
+    assert loss.item() == pytest.approx((2e4 + np.log(3)) / 2, rel=1e-6)
+    assert np.isfinite(z.grad).all()
+
+
+@given(case=classification(), seed=st.integers(0, 2**32 - 1))
+def test_cross_entropy_is_the_mean_negative_log_likelihood(case, seed):
+    logits, labels = case
+    z = Tensor(logits, requires_grad=True)
+    loss = mg.cross_entropy(z, labels)
+    picked = np.take_along_axis(_log_softmax(logits), labels[..., None], -1)
+    assert loss.item() == pytest.approx(-picked.mean(), rel=1e-12, abs=1e-12)
+    loss.backward()
+    onehot = np.eye(logits.shape[-1])[labels]
+    np.testing.assert_allclose(z.grad, (np.exp(_log_softmax(logits)) - onehot) / labels.size,
+                               rtol=1e-10, atol=1e-15)
+    gradcheck(lambda t: mg.cross_entropy(t, labels), logits, atol=ATOL, rtol=RTOL, seed=seed)
+
+
+def test_cross_entropy_takes_integer_valued_labels_of_any_kind():
+    logits = np.random.default_rng(0).normal(size=(3, 4))
+    expected = mg.cross_entropy(Tensor(logits), np.array([3, 0, 1])).item()
+    for labels in (np.array([3, 0, 1], np.uint8), np.array([3.0, 0.0, 1.0]),
+                   Tensor([3.0, 0.0, 1.0]), np.array([3, 0, 1], np.int32)):
+        assert mg.cross_entropy(Tensor(logits), labels).item() == expected
+
+
+@pytest.mark.parametrize("labels, message", [
+    (np.array([0, 4, 1]), r"^cross_entropy: invalid inputs of shapes \(3, 4\), \(3,\): labels "
+                          r"must lie in \[0, 4\) for 4 classes, got 4$"),
+    (np.array([0, -1, 1]), r"labels must lie in \[0, 4\) for 4 classes, got -1$"),
+    (np.array([0.0, 1.5, 1.0]), r"^cross_entropy: .*\(3, 4\), \(3,\): labels must be integers, "
+                                r"got 1.5$"),
+    (np.array([0.0, np.nan, 1.0]), r"labels must be integers, got nan$"),
+    (np.array([[0, 1, 2]]), r"^cross_entropy: logits of shape \(3, 4\) .*need labels of shape "
+                            r"\(3,\) .*got labels of shape \(1, 3\)$"),
+])
+def test_cross_entropy_refuses_bad_labels_naming_the_value(labels, message):
+    with pytest.raises(ValueError, match=message):
+        mg.cross_entropy(Tensor(np.zeros((3, 4)), requires_grad=True), labels)
+
+
+def test_cross_entropy_refuses_labels_that_require_grad_and_empty_logits():
+    with pytest.raises(TypeError, match=r"^cross_entropy: labels \(shape \(2,\)\) require grad"):
+        mg.cross_entropy(Tensor(np.zeros((2, 3))), Tensor([0.0, 1.0], requires_grad=True))
+    for shape in [(0, 3), (2, 0), ()]:
+        with pytest.raises(ValueError, match=r"^cross_entropy: logits of shape"):
+            mg.cross_entropy(Tensor(np.zeros(shape)), np.zeros(shape[:-1], int))
+
+
+def test_compiled_cross_entropy_checks_the_labels_of_every_call():
+    """The labels are checked by the forward, which a replay runs too."""
+    w = Tensor(np.random.default_rng(1).normal(size=(3, 4)), requires_grad=True)
+    step = mg.compile(lambda x, labels: mg.cross_entropy(x @ w, labels))
+    x = np.ones((2, 3))
+    for labels in ([0, 1], [2, 3], [1, 1]):  # two traces, then replays
+        eager = mg.cross_entropy(Tensor(x) @ w, np.array(labels)).item()
+        assert step(x, np.array(labels)).item() == eager
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\) for 4 classes, got 9"):
+        step(x, np.array([0, 9]))
+
+
+# --- comparisons ----------------------------------------------------------------------------
+
+COMPARISONS = [
+    ("less", lambda a, b: a < b, np.less), ("less_equal", lambda a, b: a <= b, np.less_equal),
+    ("greater", lambda a, b: a > b, np.greater),
+    ("greater_equal", lambda a, b: a >= b, np.greater_equal),
+    ("equal", lambda a, b: a == b, np.equal), ("not_equal", lambda a, b: a != b, np.not_equal),
+]
+
+
+@pytest.mark.parametrize("name, operator, reference", COMPARISONS)
+@given(shapes=mst.broadcastable_shapes(), data=st.data())
+@settings(max_examples=25)
+def test_comparisons_are_masks_without_gradient(name, operator, reference, shapes, data):
+    # Small integers as floats: ties are common, where == and <= differ from < .
+    values = lambda shape: mst.arrays(shape, low=-2, high=2).map(np.round)  # noqa: E731
+    a, b = (data.draw(values(s), label=label) for s, label in zip(shapes, "ab"))
+    expected = reference(a, b).astype(np.float64)
+    ta, tb = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
+    number = float(b.flat[0]) if b.size else 0.0
+    for out, want in [(operator(ta, tb), expected), (operator(ta, b), expected),
+                      (operator(a, tb), expected), (getattr(mg, name)(ta, tb), expected),
+                      (operator(ta, number), reference(a, number).astype(np.float64))]:
+        assert type(out) is Tensor and not out.requires_grad and out.is_leaf
+        np.testing.assert_array_equal(out.data, want, strict=True)
+    mask = operator(Tensor(a.astype(np.float32)), np.float32(number))
+    assert mask.dtype == np.float32  # the operands' floating dtype
+
+
+def test_a_comparison_in_a_graph_passes_no_gradient():
+    x = Tensor([-2.0, -0.5, 0.5, 3.0], requires_grad=True)
+    (mg.where(x > 0, x, 0.0) * 2.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0, 2.0, 2.0])
+    x.grad = None
+    ((x > 0) * x * x).sum().backward()  # the mask is a constant of the product
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0, 1.0, 6.0])
+
+
+def test_comparisons_against_other_types_follow_pythons_rules():
+    x = Tensor([1.0, 2.0])
+    assert (x == None) is False and (x != None) is True  # noqa: E711 (the rule under test)
+    assert (x == "a") is False
+    for compare in (lambda: x < "a", lambda: x >= None, lambda: x < [1]):
+        with pytest.raises(TypeError, match="not supported between instances"):
+            compare()
+    with pytest.raises(TypeError, match=r"^greater: expected a Tensor, a NumPy array or a real "
+                                        r"number, got list"):
+        mg.greater(x, [1.0, 2.0])
+
+
+def test_the_truth_of_a_mask_of_several_elements_is_refused():
+    x = Tensor([1.0, 2.0])
+    with pytest.raises(ValueError, match=r"^the truth value of a tensor of shape \(2,\) is "
+                                         r"ambiguous$"):
+        bool(x == x)
+    assert bool(Tensor(2.0) > 1.0) and not (Tensor(2.0) < 1.0)
+
+
+def test_tensors_stay_keys_and_members_by_identity():
+    a, b = Tensor([1.0, 2.0]), Tensor([1.0, 2.0])
+    table = {a: "a", b: "b"}
+    assert table[a] == "a" and table[b] == "b" and len({a, b, a}) == 2
+    assert hash(a) == object.__hash__(a)
+    p = mg.nn.Parameter([1.0])
+    assert {p: 1}[p] == 1
+
+
+def test_comparisons_compile_without_reaching_python():
+    """A mask is a step of the compiled program: new values give new masks on replay."""
+    w = Tensor([0.5, -1.0, 2.0], requires_grad=True)
+
+    def loss(x):
+        return (mg.where(x * w > 1.0, x * w, (x * w) * 0.1) + (x >= w) * w).sum()
+
+    step = mg.compile(loss)
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        x = rng.normal(size=(4, 3)) * 2
+        w.grad = None
+        expected = loss(x)
+        expected.backward()
+        eager = w.grad
+        w.grad = None
+        out = step(x)
+        out.backward()
+        assert out.item() == expected.item()
+        np.testing.assert_array_equal(w.grad, eager)
+
+
+# --- where, maximum, minimum, clip, square ---------------------------------------------------
+
+
+def test_where_takes_bool_arrays_and_masks_and_refuses_a_condition_with_gradient():
+    a, b = Tensor([1.0, 2.0, 3.0], requires_grad=True), np.array([10.0, 20.0, 30.0])
+    for condition in (np.array([True, False, True]), Tensor([1.0, 0.0, 1.0]),
+                      np.array([2, 0, -1])):
+        np.testing.assert_array_equal(mg.where(condition, a, b).data, [1.0, 20.0, 3.0])
+    with pytest.raises(TypeError, match=r"^where: the condition \(shape \(3,\)\) requires grad"):
+        mg.where(a, a, b)
+
+
+def test_maximum_and_minimum_split_a_tie_evenly():
+    a = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    b = Tensor([3.0, 2.0, 1.0], requires_grad=True)
+    mg.maximum(a, b).backward(np.array([1.0, 2.0, 4.0]))
+    np.testing.assert_array_equal(a.grad, [0.0, 1.0, 4.0])
+    np.testing.assert_array_equal(b.grad, [1.0, 1.0, 0.0])
+    a.grad = b.grad = None
+    mg.minimum(a, b).backward(np.array([1.0, 2.0, 4.0]))
+    np.testing.assert_array_equal(a.grad, [1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(b.grad, [0.0, 1.0, 4.0])
+
+
+def test_clip_passes_the_gradient_inside_its_bounds_included():
+    x = Tensor([-2.0, -1.0, 0.0, 1.0, 2.0], requires_grad=True)
+    out = x.clip(-1.0, 1.0)
+    np.testing.assert_array_equal(out.data, [-1.0, -1.0, 0.0, 1.0, 1.0])
+    out.backward(np.ones(5))
+    np.testing.assert_array_equal(x.grad, [0.0, 1.0, 1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(mg.clip(x, low=0.0).data, [0.0, 0.0, 0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(mg.clip(x, high=0.0).data, [-2.0, -1.0, 0.0, 0.0, 0.0])
+    assert mg.clip(Tensor(np.ones(2, np.float32)), 0.0, 0.5).dtype == np.float32
+    with pytest.raises(ValueError, match=r"^clip: low=1.0 is above high=-1.0$"):
+        mg.clip(x, 1.0, -1.0)
+    with pytest.raises(ValueError, match=r"^clip: give low, high or both$"):
+        mg.clip(x)
+    with pytest.raises(TypeError, match=r"^clip: high must be a number or None, got 'a'$"):
+        mg.clip(x, 0.0, "a")
+
+
+@given(x=mst.arrays())
+def test_square_is_x_times_x(x):
+    t = Tensor(x, requires_grad=True)
+    out = t.square()
+    np.testing.assert_array_equal(out.data, x * x)
+    out.backward(np.ones_like(x))
+    np.testing.assert_array_equal(t.grad, 2.0 * x)
+
+
+# --- var ------------------------------------------------------------------------------------
+
+
+@given(x=mst.arrays(mst.shapes(min_dims=1)), data=st.data())
+@settings(max_examples=40)
+def test_var_is_numpys_with_its_gradient(x, data):
+    axis = data.draw(st.none() | st.integers(-x.ndim, x.ndim - 1), label="axis")
+    n = x.size if axis is None else x.shape[axis]
+    ddof = data.draw(st.integers(0, n - 1), label="ddof")
+    keepdims = data.draw(st.booleans(), label="keepdims")
+    out = mg.var(Tensor(x), axis=axis, keepdims=keepdims, ddof=ddof)
+    np.testing.assert_allclose(out.data, np.var(x, axis=axis, keepdims=keepdims, ddof=ddof),
+                               rtol=1e-12, atol=1e-12)
+    assert Tensor(x).var(axis, keepdims, ddof).shape == out.shape  # the method
+    gradcheck(lambda t: mg.var(t, axis=axis, keepdims=keepdims, ddof=ddof), x, atol=ATOL,
+              rtol=RTOL, seed=data.draw(st.integers(0, 2**32 - 1), label="seed"))
+
+
+def test_var_refuses_a_ddof_that_leaves_nothing():
+    with pytest.raises(ValueError, match=r"^var: 3 elements per reduction \(shape \(2, 3\), axis "
+                                         r"1\) leave no degrees of freedom with ddof=3$"):
+        mg.var(Tensor(np.ones((2, 3))), axis=1, ddof=3)
+    with pytest.raises(ValueError, match=r"^var: ddof must be a number >= 0, got -1$"):
+        mg.var(Tensor(np.ones(3)), ddof=-1)
+    with pytest.raises(ValueError, match=r"^var: axis 2 is out of range for shape \(2, 3\)$"):
+        mg.var(Tensor(np.ones((2, 3))), axis=2)
+
+
+# --- squeeze, flatten, split ----------------------------------------------------------------
+
+
+@given(shape=st.lists(st.integers(1, 3), max_size=4).map(tuple), data=st.data())
+def test_squeeze_and_flatten_against_numpy(shape, data):
+    x = np.arange(float(np.prod(shape))).reshape(shape)
+    assert mg.squeeze(Tensor(x)).shape == np.squeeze(x).shape
+    ones = [i for i, n in enumerate(shape) if n == 1]
+    if ones:
+        axis = data.draw(st.sampled_from(ones), label="axis")
+        np.testing.assert_array_equal(Tensor(x).squeeze(axis).data, np.squeeze(x, axis))
+    ndim = max(len(shape), 1)
+    start = data.draw(st.integers(0, ndim - 1), label="start")
+    end = data.draw(st.integers(start, ndim - 1), label="end")
+    flat = Tensor(x).flatten(start, end)
+    full = shape or (1,)
+    assert flat.shape == full[:start] + (int(np.prod(full[start:end + 1])),) + full[end + 1:]
+    np.testing.assert_array_equal(flat.data.ravel(), x.ravel())
+    assert mg.flatten(Tensor(x)).shape == (x.size,)
+
+
+def test_squeeze_and_flatten_errors_name_the_op():
+    x = Tensor(np.ones((2, 1, 3)))
+    with pytest.raises(ValueError, match=r"^squeeze: axis 0 of shape \(2, 1, 3\) has length 2, "
+                                         r"not 1$"):
+        x.squeeze(0)
+    with pytest.raises(ValueError, match=r"^squeeze: axis 3 is out of range for shape"):
+        x.squeeze(3)
+    with pytest.raises(ValueError, match=r"^flatten: start_dim=2 comes after end_dim=1"):
+        x.flatten(2, 1)
+    with pytest.raises(ValueError, match=r"^flatten: start_dim=5 or end_dim=-1 is out of range"):
+        x.flatten(5)
+
+
+@given(x=mst.arrays(mst.shapes(min_dims=1, max_side=6)), data=st.data())
+@settings(max_examples=40)
+def test_split_is_numpys_and_its_parts_get_their_gradients(x, data):
+    axis = data.draw(st.integers(-x.ndim, x.ndim - 1), label="axis")
+    length = x.shape[axis]
+    divisors = [k for k in range(1, length + 1) if length % k == 0]
+    sections = data.draw(st.sampled_from(divisors) | st.lists(st.integers(-length, length + 1),
+                                                                max_size=3), label="sections")
+    parts = mg.split(Tensor(x), sections, axis=axis)
+    expected = np.split(x, sections, axis=axis)
+    assert len(parts) == len(expected)
+    for part, want in zip(parts, expected):
+        np.testing.assert_array_equal(part.data, want)
+    weights = [data.draw(mst.arrays(p.shape), label="weight") for p in parts]
+
+    def f(t):
+        return mg.stack([(p * w).sum() for p, w in zip(mg.split(t, sections, axis), weights)])
+
+    gradcheck(f, x, atol=ATOL, rtol=RTOL)
+
+
+def test_split_errors_name_the_op():
+    x = Tensor(np.ones((4, 3)))
+    with pytest.raises(ValueError, match=r"^split: 3 sections do not divide axis 0 of shape "
+                                         r"\(4, 3\) equally$"):
+        mg.split(x, 3)
+    with pytest.raises(ValueError, match=r"^split: axis 2 is out of range for shape \(4, 3\)$"):
+        mg.split(x, 2, axis=2)
+    with pytest.raises(TypeError, match=r"^split: expected a Tensor"):
+        mg.split("abc", 2)
+
+
+# --- methods --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method, name", [
+    (lambda x: x.square(), "square"), (lambda x: x.clip(0.0, 1.0), "clip"),
+    (lambda x: x.softmax(), "softmax"), (lambda x: x.log_softmax(0), "log_softmax"),
+    (lambda x: x.var(1), "var"), (lambda x: x[None].squeeze(0), "squeeze"),
+    (lambda x: x.flatten(), "flatten"), (lambda x: x.split(2, axis=1)[1], "getitem"),
+])
+def test_tensor_methods_record_the_ops_of_the_table(method, name):
+    assert method(Tensor(np.full((2, 2), 0.5), requires_grad=True))._node.name == name
