@@ -20,6 +20,7 @@ from .modes import (
     no_grad,
 )
 from .primitive import OPS, Domain, defop
+from .scan import scan
 from .serialization import load, save
 from .tensor import Tensor
 
@@ -32,7 +33,7 @@ else:  # the exports follow from the table: every op of minigrad/ops.py, by its 
 __all__ = [
     "OPS", "AnomalyError", "CompiledFunction", "Domain", "Tensor", "TraceError", "compile",
     "defop", "detect_anomaly", "enable_grad", "grad", "gradients", "is_anomaly_enabled",
-    "is_recording", "load", "nn", "no_grad", "ops", "save", "to_dot", "value_and_grad", *OPS,
-    *ops.COMPOSITIONS,
+    "is_recording", "load", "nn", "no_grad", "ops", "save", "scan", "to_dot", "value_and_grad",
+    *OPS, *ops.COMPOSITIONS,
 ]
 __version__ = "0.1.0"

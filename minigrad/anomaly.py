@@ -69,6 +69,11 @@ def _checked_vjps(node: Node) -> Any:
 
 def _check(node: Node, i: int, g: Any, shape: Any) -> None:
     values = g.densify(shape, node.dtype) if isinstance(g, Cotangent) else g
+    if values.dtype == object:  # the parts of a multi-output node's cotangent (scan's)
+        for part in values:
+            if part is not None:
+                _check(node, i, part, part.shape)
+        return
     if not np.isfinite(values).all():
         raise AnomalyError(_message(node, "backward", f"the gradient of input {i}", values))
 

@@ -159,11 +159,16 @@ class Trace:
         self.keep.append(t)
         return t
 
-    def input(self, x: Tensor | np.ndarray) -> Tracer:
-        """A traced stand-in for `x`, given on every run (an argument, a loop's carry)."""
-        raw = not isinstance(x, Tensor)
+    def input(self, x: Tensor | np.ndarray, requires_grad: bool | None = None,
+              raw: bool | None = None) -> Tracer:
+        """A traced stand-in for `x`, given on every run (an argument, a loop's carry);
+        `requires_grad` and `raw` (eager mode sees an array, not a tensor) override x's."""
+        if raw is None:
+            raw = not isinstance(x, Tensor)
         array = x._data if isinstance(x, Tensor) else x
-        requires_grad = isinstance(x, Tensor) and x.requires_grad and self.recording
+        if requires_grad is None:
+            requires_grad = isinstance(x, Tensor) and x.requires_grad
+        requires_grad = requires_grad and self.recording
         value = self._new(array, requires_grad, raw)
         self.inputs.append(value)
         return self._tracer(value, array)
