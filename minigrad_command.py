@@ -9,10 +9,11 @@ def main() -> int:
     """Import the command line (minigrad.models.cli), then run it on sys.argv."""
     try:
         from minigrad.models.cli import main as run
-    except KeyboardInterrupt:
+
+        return run()
+    except KeyboardInterrupt:  # before the command's own handler is reached
         print("minigrad: interrupted", file=sys.stderr)
         return 130
-    return run()
 
 
 if __name__ == "__main__":
