@@ -552,9 +552,13 @@ def test_commands_run_blas_on_the_threads_asked_for(run, monkeypatch, args, thre
     """One thread by default, N with --threads N, and with --threads 0 whatever the BLAS
     had before the command (two threads here)."""
     seen = []
-    for command in ("train_counter", "train_adder", "compare", "print_graph"):
-        monkeypatch.setattr(cli.commands, command,
-                            lambda *a, **k: seen.append(_blas_threads()) or 0)
+
+    def command(*args, **kwargs):
+        seen.append(_blas_threads())
+        return 0
+
+    for name in ("train_counter", "train_adder", "compare", "print_graph"):
+        monkeypatch.setattr(cli.commands, name, command)
     option = [] if threads is None else ["--threads", threads]
     with threadpool_limits(2, user_api="blas"):
         outside = _blas_threads()
