@@ -68,21 +68,31 @@ def save(module: Module | Any, path: str | os.PathLike,
     The archive is written to a temporary file beside `path`, synced, then renamed over
     it: `path` always holds either the old file or the new one, whole. A save killed
     midway leaves its temporary file behind; the next save to the same path removes it.
+    A file replaced keeps its permission bits (a new one gets those of a plain `open`);
+    through a symbolic link, the file it points to is written and the link kept.
     Any parameter name round-trips except one holding a NUL character (zip cannot store
-    it). Refused with ValueError, before anything is written: non-finite parameters, two
-    parameters with one name, metadata over 64 kB.
+    it). Refused with ValueError, before anything is written: an empty path, a path that
+    exists and is not a regular file (a directory, FIFO, device or socket: left as it is),
+    non-finite parameters, two parameters with one name, metadata over 64 kB. A file
+    system error is the OSError, naming `path` (not the temporary file).
     """
     arrays = _arrays_to_save(module)
     comment = _comment(metadata or {})
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    prefix = _temp_prefix(path)
-    _remove_leftovers(directory, prefix)
-    with _locked_temporary(directory, prefix) as (f, temporary):
-        _write_archive(f, arrays, comment)
-        f.flush()
-        os.fsync(f.fileno())
-        os.replace(temporary, path)
+    try:
+        target, mode = _target(path)
+        directory = os.path.dirname(target)
+        prefix = _temp_prefix(target)
+        _remove_leftovers(directory, prefix)
+        with _locked_temporary(directory, prefix, mode) as (f, temporary):
+            _write_archive(f, arrays, comment)
+            f.flush()
+            os.fsync(f.fileno())
+            os.replace(temporary, target)
+    except OSError as error:
+        if error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, path) from error
     _sync_directory(directory)
 
 
@@ -184,15 +194,46 @@ def _write_archive(f: IO[bytes], arrays: Mapping[str, np.ndarray], comment: byte
         archive.comment = comment
 
 
+_FILE_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+               (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+               (stat.S_ISLNK, "a symbolic link"))
+
+
+def file_kind(mode: int) -> str:
+    """What a file of `st_mode` `mode` is, in words: "a regular file", "a FIFO", ..."""
+    return next((name for is_kind, name in _FILE_KINDS if is_kind(mode)), "a special file")
+
+
+def _target(path: str) -> tuple[str, int]:
+    """The file that saving to `path` replaces (a symbolic link's target, resolved) and
+    the permission bits the new file gets: the old file's, or a plain `open`'s."""
+    if not path:
+        raise ValueError("save: the path is empty; give a file name, such as model.npz")
+    target = os.path.realpath(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return target, 0o666 & ~umask
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"save: {path} is {file_kind(mode)}, not a regular file; it is "
+                         f"left as it is (give the path of a file)")
+    return target, stat.S_IMODE(mode)
+
+
 def _temp_prefix(path: str) -> str:
     # Hidden, named after the target (shortened: a file name has at most 255 bytes).
     return f".{os.path.basename(path)[:100]}."
 
 
 @contextmanager
-def _locked_temporary(directory: str, prefix: str) -> Iterator[tuple[IO[bytes], str]]:
-    """A new temporary file beside the target, locked for as long as it is written, so
-    that a concurrent save's `_remove_leftovers` leaves it alone; removed on any error."""
+def _locked_temporary(directory: str, prefix: str,
+                      mode: int) -> Iterator[tuple[IO[bytes], str]]:
+    """A new temporary file beside the target, with permission bits `mode`, locked for as
+    long as it is written, so that a concurrent save's `_remove_leftovers` leaves it
+    alone; removed on any error."""
     while True:
         handle, temporary = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=_TEMP_SUFFIX)
         if _lock(handle, wait=True) and _still_named(handle, temporary):
@@ -200,9 +241,7 @@ def _locked_temporary(directory: str, prefix: str) -> Iterator[tuple[IO[bytes], 
         os.close(handle)  # a cleaner removed it between mkstemp and the lock: take another
     try:
         with os.fdopen(handle, "wb") as f:
-            umask = os.umask(0)  # mkstemp makes the file private (0600): give it the mode
-            os.umask(umask)      # that a plain open() would
-            os.chmod(temporary, 0o666 & ~umask)
+            os.chmod(temporary, mode)  # mkstemp makes it private (0600)
             yield f, temporary
     except BaseException:
         if os.path.lexists(temporary):

@@ -11,6 +11,8 @@ commands:
   minigrad graph counter|adder      the loss's computation graph as Graphviz DOT
 
 `train ... --plot DIR` draws the figures (needs matplotlib), `--save PATH` keeps the model.
+Every command runs NumPy's BLAS on one thread (`--threads N` to change it): the models'
+matrices are small, and more threads only wait on each other.
 Exit status: 0 done (a training run that did not learn ends with a warning line on stderr),
 2 a bad option or file (one line on stderr), 130 interrupted.
 """
@@ -25,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import minigrad
 from minigrad import optim
@@ -132,9 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train_parsers(commands_: Any) -> None:
     train = commands_.add_parser("train", help="train a model and show what it learned",
-                                 description="Train a model and show what it learned. A run "
-                                 "that did not learn ends with a warning line on stderr "
-                                 "(the exit status stays 0).")
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 description="Train a model and show what it learned. A "
+                                 "run that did not learn ends with a\nwarning line on stderr "
+                                 "(the exit status stays 0). Each model's options follow.")
     models = train.add_subparsers(dest="model", metavar="MODEL", required=True,
                                   parser_class=_Parser)
     counter = models.add_parser(
@@ -202,6 +206,7 @@ def _train_parsers(commands_: Any) -> None:
     _outputs(adder, "adder")
     adder.set_defaults(run=_train_adder,
                        diverged="try a smaller --lr, another --seed, or --restarts N")
+    train.epilog = "\n\n".join(model.format_help() for model in (counter, adder))
 
 
 def _outputs(parser: argparse.ArgumentParser, model: str) -> None:
@@ -214,11 +219,19 @@ def _outputs(parser: argparse.ArgumentParser, model: str) -> None:
                              f"(default: not saved)")
     parser.add_argument("--quiet", action="store_true",
                         help="print only the results (default: also the progress)")
+    _threads(parser)
     parser.add_argument("--compile", action="store_true",
                         help="compute the loss with minigrad.compile: traced once per batch "
                              "shape, then replayed as plain NumPy calls (the same numbers; "
                              "a training step 24%% faster for the tutorial's adder and 41%% "
                              "for the counter in benchmarks/RESULTS.md; default: eager)")
+
+
+def _threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=nonnegative_int, default=1,
+                        help="threads of NumPy's BLAS; 0 leaves the library's own setting "
+                             "(often one per core), slower for these small matrices "
+                             "(default: %(default)s)")
 
 
 def _compare_parser(commands_: Any) -> None:
@@ -238,6 +251,7 @@ def _compare_parser(commands_: Any) -> None:
                          help="timed steps of each (default: %(default)s)")
     compare.add_argument("--seed", type=nonnegative_int, default=0,
                          help="seed of the parameters and the data (default: %(default)s)")
+    _threads(compare)
     compare.set_defaults(run=_compare, diverged="try another --seed")
 
 
@@ -254,6 +268,7 @@ def _add_parser(commands_: Any) -> None:
                      help="an adder saved by `minigrad train adder --save PATH` (required)")
     add.add_argument("--preset", choices=sorted(PRESETS),
                      help="refuse a model saved with another preset (default: any preset)")
+    _threads(add)
     add.set_defaults(run=_add, diverged="")
 
 
@@ -279,6 +294,7 @@ def _eval_parser(commands_: Any) -> None:
                                f"{_COUNTER.length}, as in training)")
     evaluate.add_argument("--seed", type=nonnegative_int, default=0,
                           help="seed of the fresh data (default: %(default)s)")
+    _threads(evaluate)
     evaluate.set_defaults(run=_evaluate, diverged="try shorter sequences (--length)")
 
 
@@ -296,6 +312,7 @@ def _graph_parser(commands_: Any) -> None:
                        help="sequences in the batch (default: %(default)s)")
     graph.add_argument("--preset", choices=sorted(PRESETS), default="small",
                        help="the adder's architecture (default: %(default)s)")
+    _threads(graph)
     graph.set_defaults(run=_graph, diverged="try fewer --steps")
 
 
@@ -380,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Overflow and invalid values stop the run with one line instead of warnings and
         # a garbage result (underflow, e.g. exp(-1000) in sigmoid, is harmless).
-        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+        with (np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"),
+              threadpool_limits(args.threads or None, user_api="blas")):
             return run(args)
     except _UsageError as error:
         print(f"minigrad: error: {error}", file=sys.stderr)

@@ -18,6 +18,8 @@ from typing import TextIO
 
 import numpy as np
 
+from minigrad.serialization import file_kind
+
 from . import checkpoints, plots, runs
 from .adder import Adder
 from .data import addition_data, bits_to_int, encode_sum, format_sample
@@ -75,13 +77,22 @@ class AdderTraining:
 
 
 def check_output_file(path: str, option: str) -> None:
-    """ValueError unless `path` can be written as a file: not a directory, in an existing,
-    writable directory, and not a read-only file."""
-    directory = os.path.dirname(path) or "."
-    if os.path.isdir(path):
+    """ValueError unless `path` can be written as a file: not empty, a regular file or no
+    file yet (through a symbolic link: the file it points to), in an existing, writable
+    directory, and not read-only. A FIFO, device or directory there is refused, untouched.
+    """
+    if not path:
+        raise ValueError(f"{option}: the path is empty; give a file name, such as model.npz")
+    target = os.path.realpath(path)  # what minigrad.save writes
+    directory = os.path.dirname(target)
+    if os.path.isdir(target):
         raise ValueError(f"{option} {path}: cannot write a file there: it is a directory; "
                          f"give a file name, such as "
                          f"{os.path.join(path, 'model.npz')}")
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise ValueError(f"{option} {path}: cannot write a file there: it is "
+                         f"{file_kind(os.stat(target).st_mode)}, not a regular file (left "
+                         f"as it is)")
     if not os.path.exists(directory):
         raise ValueError(f"{option} {path}: cannot write a file there: the directory "
                          f"{directory} does not exist")
@@ -91,13 +102,15 @@ def check_output_file(path: str, option: str) -> None:
     if not os.access(directory, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {path}: cannot write a file there: the directory "
                          f"{directory} is not writable")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
+    if os.path.exists(target) and not os.access(target, os.W_OK):
         raise ValueError(f"{option} {path}: cannot write the file: it is read-only")
 
 
 def check_output_directory(path: str, option: str) -> None:
     """ValueError unless `path` is a writable directory or can be created as one (its
     nearest existing ancestor is a writable directory)."""
+    if not path:
+        raise ValueError(f"{option}: the path is empty; give a directory, such as figures")
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import minigrad
-from minigrad.models import checkpoints, runs
+from minigrad.models import checkpoints, cli, runs
 from minigrad.models.adder import Adder
 from minigrad.models.cli import build_parser, main
 from minigrad.models.comparison import ENGINE_NAMES
+from minigrad.models.counter import Counter
 from minigrad.models.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,6 +294,55 @@ def test_a_save_path_that_cannot_be_written_is_refused_before_training(
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
 
 
+def _fifo(path):
+    os.mkfifo(path)
+
+
+def _device(path):
+    if os.geteuid() != 0:
+        pytest.skip("making a device node needs root")
+    os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # what /dev/null is
+
+
+def _link_to_fifo(path):
+    os.mkfifo(f"{path}.fifo")
+    os.symlink(f"{path}.fifo", path)
+
+
+@pytest.mark.parametrize("model", ["counter", "adder"])
+@pytest.mark.parametrize("make, kind", [(_fifo, "a FIFO"), (_device, "a character device"),
+                                        (_link_to_fifo, "a FIFO")],
+                         ids=["fifo", "device", "link to a fifo"])
+def test_a_save_target_that_is_not_a_regular_file_is_refused_before_training(
+        run, tmp_path, no_training, model, make, kind):
+    path = tmp_path / "node"
+    make(path)
+    before = {p.name: os.lstat(p) for p in tmp_path.iterdir()}
+    error = one_line_error(run("train", model, "--save", str(path)))
+    assert error == (f"minigrad: error: --save {path}: cannot write a file there: it is "
+                     f"{kind}, not a regular file (left as it is)")
+    assert {p.name: os.lstat(p) for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("model", ["counter", "adder"])
+@pytest.mark.parametrize("option, what", [("--save", "a file name"), ("--plot", "a directory")])
+def test_an_empty_path_is_refused_before_training(run, tmp_path, monkeypatch, no_training,
+                                                  model, option, what):
+    monkeypatch.chdir(tmp_path)
+    error = one_line_error(run("train", model, option, ""))
+    assert error.startswith(f"minigrad: error: {option}: the path is empty; give {what}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saving_over_a_private_model_keeps_it_private(run, tmp_path):
+    path = tmp_path / "counter.npz"
+    path.write_bytes(b"an older model")
+    path.chmod(0o600)
+    succeeded(run("train", "counter", "--quiet", "--save", str(path)))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert isinstance(checkpoints.load_counter(path), Counter)
+
+
 @pytest.mark.parametrize("model", ["counter", "adder"])
 @pytest.mark.parametrize("where, problem", [
     ("a_file", "is a file, not a directory"),
@@ -472,6 +525,48 @@ def test_help_lists_the_options(run, args, options):
     text = "\n".join(succeeded(run(*args, "--help")))
     for option in options:
         assert option in text
+
+
+def test_train_help_lists_every_models_options(run):
+    text = "\n".join(succeeded(run("train", "--help")))
+    for model in ("counter", "adder"):
+        parser = dict(subparsers(build_parser()))[("train", model)]
+        for action in parser._actions:
+            for option in action.option_strings:
+                assert option in text, (model, option)
+        assert parser.description.split(":")[0] in " ".join(text.split())
+
+
+# --- BLAS threads ---------------------------------------------------------------------------
+
+
+def _blas_threads():
+    return {info["filepath"]: info["num_threads"] for info in threadpool_info()
+            if info["user_api"] == "blas"}
+
+
+@pytest.mark.parametrize("args", [["train", "counter"], ["train", "adder"], ["compare", "adder"],
+                                  ["graph", "counter"]])
+@pytest.mark.parametrize("threads, wanted", [(None, 1), ("1", 1), ("3", 3), ("0", 2)])
+def test_commands_run_blas_on_the_threads_asked_for(run, monkeypatch, args, threads, wanted):
+    """One thread by default, N with --threads N, and with --threads 0 whatever the BLAS
+    had before the command (two threads here)."""
+    seen = []
+
+    def command(*args, **kwargs):
+        seen.append(_blas_threads())
+        return 0
+
+    for name in ("train_counter", "train_adder", "compare", "print_graph"):
+        monkeypatch.setattr(cli.commands, name, command)
+    option = [] if threads is None else ["--threads", threads]
+    with threadpool_limits(2, user_api="blas"):
+        outside = _blas_threads()
+        if not outside:
+            pytest.skip("threadpoolctl sees no BLAS library in this NumPy")
+        succeeded(run(*args, *option))
+        assert seen == [dict.fromkeys(outside, wanted)]
+        assert _blas_threads() == outside  # restored after the command
 
 
 # --- compare --------------------------------------------------------------------------------
