@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 # The name pip knows minigrad by, for messages that say which extra to install.
-DISTRIBUTION = "minigrad"
+DISTRIBUTION = "minigrad-rnn"
 
 # A scalar output's upstream gradient is drawn with a magnitude in this range: at least 1.5
 # so that a VJP which ignores it (computes as if it were 1) is off by at least 50%, at most
