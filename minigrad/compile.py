@@ -13,6 +13,7 @@ eager mode's bits, also where the result is combined with eager ops.
 from __future__ import annotations
 
 import functools
+import struct
 import threading
 import time
 from collections import OrderedDict
@@ -36,7 +37,7 @@ def _static_key(a: Any, i: int) -> Any:
     """What identifies an argument that is neither a Tensor nor an array: its type and value,
     -0.0 told from 0.0 and every NaN equal to itself (a float by its bits)."""
     if isinstance(a, float):
-        return float, a.hex()
+        return float, struct.pack("<d", a)
     if isinstance(a, np.generic):
         return type(a), a.tobytes()
     if type(a) is tuple:
@@ -128,6 +129,9 @@ class _Replay:
             lines.append(f"if {value.name}.shape != {shape} or {value.name}.dtype != {dtype} "
                          f"or {t}.requires_grad is not {tensor.requires_grad}: return None")
             lines += [f"if a[{p}] is {t}: return None" for p in tensor_args]
+        for tensor, value in program.aliased:  # read from outside and passed at the trace
+            lines.append(f"if a[{positions[value.index]}] is not "
+                         f"{program._name(tensor, 'T')}: return None")
         for value in program.shared_inputs():
             t = tensor_of[value.index]
             lines.append(f"{t}._shared or {t}._share()")

@@ -141,6 +141,8 @@ class Trace:
         self.of: dict[int, Value] = {}  # id(tracer, captured tensor or array) -> its value
         self.keep: list[Any] = []  # what those ids name stays alive
         self.numpy = False  # the next op is NumPy's operator or method on arrays (`_as_numpy`)
+        self.aliases: dict[int, tuple[Tensor, Value]] = {}  # id(argument) -> it, its value
+        self.aliased: list[tuple[Tensor, Value]] = []
 
     def is_raw(self, x: Tensor) -> bool:
         value = self.of.get(id(x))
@@ -174,13 +176,19 @@ class Trace:
         return self._tracer(value, array)
 
     def alias(self, x: Tensor, tracer: Tracer) -> None:
-        """`x` (an argument) is `tracer`'s value wherever the function reads it from outside."""
-        self.of[id(x)] = self.of[id(tracer)]
-        self.keep.append(x)
+        """`x` (an argument) is `tracer`'s value wherever the function reads it from outside
+        (`aliased`: those it did read, which a program must find passed there again)."""
+        self.aliases[id(x)] = (x, self.of[id(tracer)])
 
     def operand(self, x: Any, op: str) -> Value:
         value = self.of.get(id(x))
         if value is not None:
+            return value
+        if id(x) in self.aliases:  # an argument read from outside too
+            x, value = self.aliases.pop(id(x))
+            self.aliased.append((x, value))
+            self.of[id(x)] = value
+            self.keep.append(x)
             return value
         if isinstance(x, Tensor):
             if type(x) is not Tracer and x._node is not None:
@@ -298,7 +306,7 @@ class Program:
     `k<i>`), to be wrapped in a function by the caller (`function`)."""
 
     def __init__(self, trace: Trace, outputs: list[Value]):
-        self.inputs, self.captured = trace.inputs, trace.captured
+        self.inputs, self.captured, self.aliased = trace.inputs, trace.captured, trace.aliased
         self.steps, self.outputs = trace.steps, outputs
         self.recording, self.anomaly = trace.recording, trace.anomaly
         self.names: dict[str, Any] = {"asarray": np.asarray, "acc": tape.accumulate,

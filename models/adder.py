@@ -50,26 +50,39 @@ class Adder(nn.Module):
                               else None)
         self.output = nn.Linear(n, 1, bias=config.bias, rng=rng, dtype=dtype)
 
-    def states(self, X: Any) -> mg.Tensor:
-        """S_1 .. S_L for inputs X (batch, L, 2), time-major: shape (L, batch, n_states).
+    def step(self, S: mg.Tensor, z: mg.Tensor) -> tuple[mg.Tensor, mg.Tensor]:
+        """One step of the recurrence, S_k = act(z_k + S_{k-1} W_rec): the new state, twice
+        (the carry and this step's output, as `mg.scan` takes a step)."""
+        S = self._activation(mg.addmm(z, S, self.recurrent.weight))
+        return S, S
 
-        The recurrence is one op, `mg.rnn`: its backward is backpropagation through time
-        with W_rec's gradient as one product over all positions."""
-        return mg.rnn(self._inputs(X), self.recurrent.weight, self.initial_state,
-                      activation=self.config.activation)
+    def states(self, X: Any) -> mg.Tensor:
+        """S_1 .. S_L for inputs X (batch, L, 2), time-major: shape (L, batch, n_states);
+        `step` looped by `mg.scan`, its backward derived step by step."""
+        Z = self._inputs(X)
+        return mg.scan(self.step, self._initial(Z), Z)[1]
 
     def unrolled_states(self, X: Any) -> list[mg.Tensor]:
-        """[S_1, ..., S_L], each (batch, n_states), computed step by step (an `addmm` and the
-        activation per step): the same numbers as `states`, with every S_k a vertex of the
-        graph, so that `minigrad.gradients(loss, states)` gives the whole dL/dS_k."""
+        """[S_1, ..., S_L], each (batch, n_states): `step` in a Python loop (`states`' very
+        numbers), every S_k a vertex of the graph, so that `minigrad.gradients(loss,
+        states)` gives the whole dL/dS_k."""
         Z = self._inputs(X)
-        activation = getattr(mg, self.config.activation)
-        S: mg.Tensor | None = self.initial_state
-        states: list[mg.Tensor] = []
+        S = self._initial(Z)
+        states = []
         for k in range(Z.shape[0]):
-            S = activation(Z[k] if S is None else mg.addmm(Z[k], S, self.recurrent.weight))
+            S, _ = self.step(S, Z[k])
             states.append(S)
         return states
+
+    def _initial(self, Z: mg.Tensor) -> Any:
+        """S_0 for every sample: the learned initial state broadcast to (batch, n_states)
+        (its gradient summed over the samples), or zeros."""
+        zeros = np.zeros(Z.shape[1:], Z.dtype)
+        return zeros if self.initial_state is None else self.initial_state + zeros
+
+    @property
+    def _activation(self) -> Any:
+        return mg.tanh if self.config.activation == "tanh" else mg.sigmoid
 
     def _inputs(self, X: Any) -> mg.Tensor:
         # Z_k = x_k W_in + (b_in + b_rec) for all positions at once, time-major (L, batch, n):

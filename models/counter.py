@@ -26,46 +26,43 @@ class Counter(nn.Module):
         self.w_x = nn.Parameter(np.array(w_x, dtype))
         self.w_rec = nn.Parameter(np.array(w_rec, dtype))
 
-    def states(self, X: Any) -> mg.Tensor:
-        """s_1 .. s_n for sequences X (batch, n), time-major: shape (n, batch).
+    def step(self, s: mg.Tensor, x: mg.Tensor) -> tuple[mg.Tensor, mg.Tensor]:
+        """One step of the recurrence, s_k = s_{k-1} w_rec + x_k w_x: the new state, twice
+        (the carry and this step's output, as `mg.scan` takes a step)."""
+        s = s * self.w_rec + x * self.w_x
+        return s, s
 
-        The recurrence is one op, `mg.rnn`, a scalar one (w_rec of shape ()) with the
-        identity as activation: for short sequences it is computed in closed form, the
-        states one product by the matrix of w_rec's powers and backward another, and w_rec's
-        gradient is one sum over all steps and sequences."""
+    def states(self, X: Any) -> mg.Tensor:
+        """s_1 .. s_n for sequences X (batch, n), time-major: shape (n, batch); `step`
+        looped by `mg.scan` from s_0 = 0, its backward derived step by step."""
         X = _sequences(X, self.w_x.dtype)
-        return mg.rnn(self.w_x * X.T, self.w_rec, activation="identity")  # z_k = x_k w_x
+        return mg.scan(self.step, np.zeros(X.shape[0], X.dtype), X.T)[1]
 
     def unrolled_states(self, X: Any) -> list[mg.Tensor]:
-        """[s_1, ..., s_n], each (batch,), computed step by step (`states`' numbers up to
-        rounding), so that `minigrad.gradients(loss, states)` gives the whole dL/ds_k."""
+        """[s_1, ..., s_n], each (batch,): `step` in a Python loop (`states`' very numbers),
+        every s_k a vertex of the graph, so that `minigrad.gradients(loss, states)` gives
+        the whole dL/ds_k."""
         X = _sequences(X, self.w_x.dtype)
-        s = self.w_x * X[:, 0]  # s_0 = 0 adds no recurrent term
-        states = [s]
-        for k in range(1, X.shape[1]):
-            s = s * self.w_rec + self.w_x * X[:, k]
+        s: Any = np.zeros(X.shape[0], X.dtype)
+        states = []
+        for k in range(X.shape[1]):
+            s, _ = self.step(s, X[:, k])
             states.append(s)
         return states
 
     def forward(self, X: Any) -> mg.Tensor:
-        """The count s_n of every sequence in X (batch, n): w_x times `mg.rnn_last`, the last
-        state alone of the recurrence on X, in closed form s_n = w_x sum_k x_k w_rec^(n-k)
-        (one product each way with the powers of w_rec; `states(X)[-1]` up to rounding)."""
+        """The count s_n of every sequence in X (batch, n): the last state of `states`."""
         X = _sequences(X, self.w_x.dtype)
-        # Linear from s_0 = 0, so s_n = w_x u_n with u_k = u_{k-1} w_rec + x_k: the recurrence
-        # runs on the inputs themselves (no gradient to carry back into them), and w_x
-        # scales its one result.
-        return self.w_x * mg.rnn_last(X.T, self.w_rec, activation="identity")
+        return mg.scan(self.step, np.zeros(X.shape[0], X.dtype), X.T)[0]
 
     def loss(self, X: Any, t: Any) -> mg.Tensor:
         """mean((s_n - t)^2) over the sequences; `t` holds one target per sequence."""
         return self._loss_of(self.forward(X), t)
 
     def loss_and_states(self, X: Any, t: Any) -> tuple[mg.Tensor, list[mg.Tensor]]:
-        """The loss of `loss` (the same number up to rounding: `loss` sums the recurrence's
-        terms in another order), computed from the unrolled states [s_1, ..., s_n] (s_0 = 0
-        is a constant), and those states, so that `minigrad.gradients(loss, states)` gives
-        dL/ds_k."""
+        """The loss of `loss` (the same number), computed from the unrolled states [s_1, ...,
+        s_n] (s_0 = 0 is a constant), and those states, so that `minigrad.gradients(loss,
+        states)` gives dL/ds_k."""
         states = self.unrolled_states(X)
         return self._loss_of(states[-1], t), states
 

@@ -141,10 +141,6 @@ def _calls_with(name, bad):
         return [lambda: f(bad, 0)]
     if family in ("stack", "concatenate"):
         return [lambda: f([x, bad]), lambda: f([bad, x])]
-    if family == "rnn":  # (z, w, s0): s0=None is no initial state, not a wrong type
-        z = _x((1, 2, 2))
-        calls = [lambda: f(bad, x), lambda: f(z, bad)]
-        return calls + ([] if bad is None else [lambda: f(z, x, bad)])
     # Any other op takes its operands positionally: `bad` in each place in turn.
     n = len(OPS[name].vjps)
     return [lambda i=i: f(*[bad if j == i else x for j in range(n)]) for i in range(n)]

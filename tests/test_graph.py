@@ -45,16 +45,16 @@ def test_the_counters_graph_has_the_known_size():
     model = Counter()
     loss, _ = model.loss_and_states(np.ones((3, n)), np.full(3, 4.0))  # unrolled
     nodes, edges = parse_dot(mg.to_dot(loss, model))
-    # Step 1: x_1 * w_x (s_0 = 0 adds nothing); each later step: s * w_rec, x_k * w_x, their
-    # sum; then the loss. Constants: each x_k, t.
-    assert kinds(nodes) == {"leaf": 2, "const": n + 1, "op": 3 * n - 1}
-    assert len(edges) == 6 * n - 2
+    # Each step is the model's `step`, s * w_rec + x_k * w_x (from the constant s_0 = 0),
+    # two edges per op; then the loss. Constants: s_0, each x_k, t.
+    assert kinds(nodes) == {"leaf": 2, "const": n + 2, "op": 3 * n + 1}
+    assert len(edges) == 6 * n + 2
     labels = sorted(label for label, _ in nodes.values() if "requires grad" in label)
     assert labels == ["w_rec\n()\nrequires grad", "w_x\n()\nrequires grad"]
     ops = [label.split("\n")[0] for node, (label, _) in nodes.items() if node.startswith("op")]
-    assert ops == ["mul"] + ["mul", "mul", "add"] * (n - 1) + ["mse_loss"]  # as they ran
+    assert ops == ["mul", "mul", "add"] * n + ["mse_loss"]  # as they ran
     roots = [node for node, (_, attributes) in nodes.items() if "peripheries=2" in attributes]
-    assert roots == [f"op{3 * n - 2}"] and nodes[roots[0]][0] == "mse_loss\n()"
+    assert roots == [f"op{3 * n}"] and nodes[roots[0]][0] == "mse_loss\n()"
 
 
 def test_a_reused_tensor_is_one_node_with_an_edge_per_use():
@@ -124,12 +124,12 @@ def test_a_released_graph_is_refused():
 
 
 @pytest.mark.parametrize("model, steps, expected_nodes, expected_edges", [
-    # counter: 1 op for step 1, 3 per later step, the loss; w_x, w_rec; constants x_1..x_n, t
-    ("counter", 3, (1 + 3 * 2 + 1) + 2 + (3 + 1), 2 + 6 * 2 + 2),
-    # small adder: 2 ops for Z (addmm, + b_rec), 3 per step (slice, addmm, tanh), stack,
-    # output layer (addmm), loss (time-major: T is transposed, not the logits); 7
-    # parameters; constants X and T
-    ("adder", 3, (2 + 3 * 3 + 3) + 7 + 2, 5 + 5 * 3 + 3 + 3 + 2),
+    # counter: 3 ops per step, the loss; w_x, w_rec; constants s_0, x_1..x_n, t
+    ("counter", 3, (3 * 3 + 1) + 2 + (1 + 3 + 1), 6 * 3 + 2),
+    # small adder: 2 ops for Z (b_in + b_rec, addmm), S_0 broadcast (+ zeros), 3 per step
+    # (slice, addmm, tanh), stack, output layer (addmm), loss (time-major: T is transposed,
+    # not the logits); 7 parameters; constants X, the zeros and T
+    ("adder", 3, (3 + 3 * 3 + 3) + 7 + 3, 7 + 5 * 3 + 3 + 3 + 2),
 ])
 def test_the_graph_command(capsys, model, steps, expected_nodes, expected_edges):
     from minigrad.models.cli import main

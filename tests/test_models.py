@@ -63,7 +63,7 @@ def combination_id(options: dict) -> str:
 def engine_gradients(model, X, T) -> tuple[float, dict[str, np.ndarray]]:
     """The loss and every parameter's gradient from one backward pass of the engine. With a
     fixed S_0 = 0 and a single position, W_rec (the counter's w_rec) never multiplies
-    anything: `mg.rnn` gives it a zero gradient, as the reference does."""
+    anything: the engine gives it a zero gradient (0 W_rec), as the reference does."""
     model.zero_grad()
     loss = model.loss(X, T)
     loss.backward()

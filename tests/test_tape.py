@@ -312,14 +312,23 @@ def test_a_node_keeps_only_the_operands_its_vjps_read():
     np.testing.assert_array_equal(w.grad, np.full((3, 3), 4.0))
 
 
-def test_rnn_keeps_its_states_and_weights_but_not_its_inputs():
-    """rnn's VJPs read the states (its output), w and s0: the input projection z, as large
-    as the states, is freed once the forward pass is done with it."""
+def test_a_scan_keeps_its_states_and_weights_but_not_its_inputs():
+    """The body's VJPs read S_{k-1}, W (addmm's a and b) and S_k (tanh's output): a scan
+    keeps those, the states read back from the ys it returns, and not the inputs z, as
+    large as the states."""
     z = Tensor(np.ones((5, 4, 3)), requires_grad=True)
-    w, s0 = Tensor(np.eye(3), requires_grad=True), Tensor(np.ones(3), requires_grad=True)
-    out = mg.rnn(z, w, s0)
-    assert out._node.args[0] is None and out._node.args[1] is w._data
-    assert out._node.out is out._data
+    w, s0 = Tensor(np.eye(3), requires_grad=True), Tensor(np.ones((4, 3)), requires_grad=True)
+
+    def step(s, z_k):
+        s = mg.tanh(mg.addmm(z_k, s, w))
+        return s, s
+
+    _, states = mg.scan(step, s0, z)
+    run = states._node.inputs[0].out  # the loop's node keeps one `_Run`, its residual
+    for k, saved in enumerate(run.saved):
+        assert any(a is w._data for a in saved)
+        assert not any(np.shares_memory(a, z._data) for a in saved)
+        assert any(np.shares_memory(a, states._data[k]) for a in saved)
     with pytest.raises(ValueError, match=r"saves must be .* \(and \"output\"\), got \('out', 1\)"):
         defop("bad", np.add, (None, None), saves=("out", 1), register=False)
 

@@ -209,27 +209,11 @@ def _pair(shape_pairs: Any, joiner: str) -> Callable:
 @st.composite
 def _addmm(draw, fn, domain, dtype):
     shape_a, shape_b = draw(matmul_shapes())
-    shape_out = np.matmul(np.empty(shape_a), np.empty(shape_b)).shape
+    shape_out = np.matmul(np.zeros(shape_a), np.zeros(shape_b)).shape
     shape_c = draw(hnp.broadcastable_shapes(shape_out, min_dims=0, max_dims=3))
     c, a, b = (draw(_values(domain, i, shape, dtype))
                for i, shape in enumerate((shape_c, shape_a, shape_b)))
     return _case(fn, [c, a, b], f"{shape_c} + {shape_a} @ {shape_b}")
-
-
-@st.composite
-def _rnn(draw, fn, domain, dtype):
-    n, length = draw(st.integers(1, 3)), draw(st.integers(1, 4))
-    batch = draw(st.sampled_from([(), (1,), (2,), (3,)]))
-    scalar = draw(st.booleans())  # w of shape (): a scalar recurrence on states like z's
-    z = draw(_values(domain, 0, (length, *batch) + (() if scalar else (n,)), dtype))
-    w = draw(_values(domain, 1, () if scalar else (n, n), dtype))
-    n_shape = () if scalar else (n,)
-    activation = draw(st.sampled_from(["tanh", "sigmoid", "identity"]))
-    s0_shape = draw(st.sampled_from([None, n_shape, (*batch, *n_shape)]))
-    if s0_shape is None:
-        return _case(fn, [z, w], f"z {z.shape}, no s0", activation=activation)
-    s0 = draw(_values(domain, 2, s0_shape, dtype))
-    return _case(fn, [z, w, s0], f"z {z.shape}, s0 {s0_shape}", activation=activation)
 
 
 @st.composite
@@ -410,7 +394,6 @@ _FAMILIES: dict[str, Callable] = {
     "binary": _pair(broadcastable_shapes(), "with"),
     "matmul": _pair(matmul_shapes(), "@"),
     "addmm": _addmm,
-    "rnn": _rnn,
     "tensordot": _tensordot,
     "einsum": _einsum,
     "reduction": _reduction,
