@@ -373,20 +373,31 @@ def test_backward_with_retain_graph_and_a_changed_seed_accumulates_as_eager():
 # --- 5. static numbers by their bits ---------------------------------------------------------
 
 
-def test_a_static_zero_keeps_its_sign_and_a_static_nan_its_bits():
+def static_divisions(statics: Sequence[Any]) -> None:
+    """`x / s` for each static `s` in turn, by one compiled function: eager mode's bits."""
     def f(x, s):
         return x / s
 
     step = mg.compile(f)
     x = mg.Tensor([1.0, -2.0, 0.5], requires_grad=True)
-    statics = [0.0, -0.0, 0.0, -0.0, math.nan, 1.0, -math.nan, math.nan, np.float64(-0.0),
-               np.float64(0.0), math.inf, -math.inf, 2.0]
     with np.errstate(divide="ignore", invalid="ignore"):
         for s in statics:
             expected = outcome(f, (x, s), [x], np.ones(3))
             actual = outcome(step, (x, s), [x], np.ones(3))
-            assert_same_bits(actual[0], expected[0], f"x / {s!r}")
-            assert_same_bits(actual[1], expected[1], f"x.grad of x / {s!r}")
+            bits = np.float64(s).tobytes().hex()
+            assert_same_bits(actual[0], expected[0], f"x / {s!r} (bits {bits})")
+            assert_same_bits(actual[1], expected[1], f"x.grad of x / {s!r} (bits {bits})")
+
+
+def test_a_static_zero_keeps_its_sign():
+    static_divisions([0.0, -0.0, 0.0, -0.0, np.float64(-0.0), np.float64(0.0), math.inf,
+                      -math.inf, 2.0, np.float32(-0.0), np.float32(0.0)])
+
+
+def test_a_static_nan_keeps_its_bits():
+    """NaN and -NaN (the sign bit set) are different static values: x / -NaN is -NaN."""
+    static_divisions([math.nan, 1.0, math.nan, -math.nan, math.nan, np.float64(-math.nan),
+                      np.float64(math.nan)])
 
 
 def test_a_zero_dimensional_array_argument_keeps_its_sign():
@@ -533,32 +544,38 @@ def test_concurrent_backward_on_graphs_sharing_a_parameter_loses_no_contribution
 
 # --- programs drawn from the op table ----------------------------------------------------------
 
-# How a program's operand reaches fn: an argument (a Tensor that may require grad, or an array),
-# a tensor fn reads from outside (a parameter), the very object at an earlier operand's position,
-# a new view of an earlier array's memory, or a NumPy view fn takes of an array argument.
-KINDS = ("tensor", "array", "parameter", "alias", "same memory", "transposed", "column",
-         "caller's view")
+# How a program's operand reaches fn. As an argument: a Tensor (that may require grad), an
+# array, an array that fn views with NumPy (`X.T`, `X[:, k]`), a view the caller passes; or,
+# on every call but `SEPARATE`, the very object at an earlier argument's position ("alias"), a
+# new view of an earlier array's memory ("same memory"), or a parameter that fn also reads from
+# outside ("parameter passed"); on call `SEPARATE` each of these is an object of its own with
+# the same values (so the aliasing changes between calls of one signature). Or not as an
+# argument: a tensor fn reads from outside ("parameter").
+KINDS = ("tensor", "array", "transposed", "column", "caller's view", "alias", "same memory",
+         "parameter passed", "parameter")
+SEPARATE = 2
 
 
 class Program:
     """A drawn program: ops of the table, each on operands reached as `KINDS` say, each
-    output squared and summed, the sums added. `arguments(i)` builds call i's arguments (new
-    values each call); `parameters(i)` its parameters' values."""
+    output squared and summed, the sums added; with eager ops on the same leaves added
+    before or after the compiled call when `eager_part` is "before" or "after"."""
 
-    def __init__(self, cases: list, plans: list[list[dict]]):
-        self.cases, self.plans = cases, plans
-        self.n_arguments = 1 + max([s["position"] for p in plans for s in p
-                                    if "position" in s], default=-1)
+    def __init__(self, cases: list, plans: list[list[dict]], eager_part: str | None):
+        self.cases, self.plans, self.eager_part = cases, plans, eager_part
+        self.slots = [slot for plan in plans for slot in plan]
+        self.n_arguments = sum(slot["kind"] != "parameter" for slot in self.slots)
 
     def __repr__(self) -> str:
         ops = []
         for case, plan in zip(self.cases, self.plans):
             slots = ", ".join(
-                f"{s['kind']}{s.get('position', '')} {np.shape(s['value'])}"
-                + "".join(f" {key}={s[key]}" for key in ("k", "of", "requires_grad") if key in s)
+                f"{s['kind']} {np.shape(s['value'])}" + "".join(
+                    f" {key}={s[key]}" for key in ("position", "k", "of", "parameter",
+                                                   "requires_grad") if key in s)
                 for s in plan)
             ops.append(f"{case.description or 'op'}({slots})")
-        return "Program(" + "; ".join(ops) + ")"
+        return f"Program({'; '.join(ops)}; eager part {self.eager_part})"
 
     def fn(self, parameters: list[mg.Tensor]) -> Callable[..., mg.Tensor]:
         def program(*args):
@@ -573,62 +590,63 @@ class Program:
 
     @staticmethod
     def _operand(slot: dict, args: tuple, parameters: list[mg.Tensor]) -> Any:
-        if slot["kind"] == "alias":  # the same object, reached as the earlier operand was
-            return Program._operand(slot["source"], args, parameters)
         if slot["kind"] == "parameter":
             return parameters[slot["parameter"]]
         x = args[slot["position"]]
-        if slot["kind"] == "transposed":
+        if slot["access"] == "transposed":
             return x.T
-        if slot["kind"] == "column":
+        if slot["access"] == "column":
             return x[:, slot["k"]] if x.ndim > 1 else x[slot["k"]]
         return x
 
-    def values(self, slot: dict, call: int) -> np.ndarray:
+    @staticmethod
+    def values(slot: dict, call: int) -> np.ndarray:
         return slot["value"] * (1.0 - 0.01 * call)
 
-    def arguments(self, call: int) -> list[Any]:
-        """Fresh objects: arrays, tensors, views, with each plan's aliasing."""
+    def arguments(self, call: int, parameters: list[mg.Tensor]) -> list[Any]:
+        """Call `call`'s arguments: new objects, new values, the drawn aliasing."""
         args: list[Any] = [None] * self.n_arguments
-        bases: dict[int, np.ndarray] = {}
-        for plan in self.plans:
-            for slot in plan:
-                kind = slot.get("kind")
-                if kind in ("parameter", "alias"):
-                    continue
-                value = self.values(slot, call)
-                p = slot["position"]
-                if kind == "tensor":
-                    args[p] = mg.Tensor(value, requires_grad=slot["requires_grad"])
-                elif kind == "array":
-                    args[p] = value.copy()
-                elif kind == "transposed":
-                    args[p] = value.T.copy()  # C order, 0-d kept 0-d
-                elif kind == "column":
-                    k, shape = slot["k"], value.shape
-                    if value.ndim:
-                        X = np.full((shape[0], 2, *shape[1:]), 0.5)
-                        X[:, k] = value
-                    else:
-                        X = np.full(2, 0.5)
-                        X[k] = value
-                    args[p] = X
-                elif kind == "caller's view":
-                    base = np.full((*value.shape, 2), 0.25)
-                    base[..., slot["k"]] = value
-                    bases[p] = base
-                    args[p] = base[..., slot["k"]]
-                elif kind == "same memory":
-                    source = slot["of"]
-                    args[p] = args[source][...] if source not in bases else \
-                        bases[source][..., slot["k"]]
+        bases: dict[int, np.ndarray] = {}  # of the caller's views
+        for slot in self.slots:
+            kind, p = slot["kind"], slot.get("position")
+            value = self.values(slot, call)
+            if kind == "parameter":
+                continue
+            if kind == "parameter passed":
+                shared = parameters[slot["parameter"]]
+                args[p] = shared if call != SEPARATE else mg.Tensor(shared, requires_grad=True)
+            elif kind == "alias":
+                source = args[slot["of"]]
+                args[p] = source if call != SEPARATE else (
+                    mg.Tensor(source, requires_grad=source.requires_grad)
+                    if isinstance(source, mg.Tensor) else source.copy())
+            elif kind == "same memory":
+                source = bases[slot["of"]][..., slot["k"]] if slot["of"] in bases \
+                    else args[slot["of"]][...]
+                args[p] = source if call != SEPARATE else source.copy()
+            elif kind == "tensor":
+                args[p] = mg.Tensor(value, requires_grad=slot["requires_grad"])
+            elif kind == "array":
+                args[p] = value.copy()
+            elif kind == "transposed":
+                args[p] = value.T.copy()  # C order, and 0-d stays 0-d
+            elif kind == "column":
+                k = slot["k"]
+                X = np.full((value.shape[0], 2, *value.shape[1:]) if value.ndim else (2,), 0.5)
+                X[(slice(None), k) if value.ndim else k] = value
+                args[p] = X
+            else:  # the caller's view
+                base = np.full((*value.shape, 2), 0.25)
+                base[..., slot["k"]] = value
+                bases[p] = base
+                args[p] = base[..., slot["k"]]
         return args
 
     def parameters(self, call: int) -> list[np.ndarray]:
-        return [self.values(slot, call) for plan in self.plans for slot in plan
-                if slot["kind"] == "parameter"]
+        return [self.values(slot, call) for slot in self.slots if slot["kind"] == "parameter"]
 
-    def leaves(self, args: list[Any], parameters: list[mg.Tensor]) -> list[mg.Tensor]:
+    @staticmethod
+    def leaves(args: list[Any], parameters: list[mg.Tensor]) -> list[mg.Tensor]:
         """The tensors whose gradients are compared: arguments requiring grad, parameters."""
         found: dict[int, mg.Tensor] = {}
         for x in [*args, *parameters]:
@@ -636,53 +654,78 @@ class Program:
                 found.setdefault(id(x), x)
         return list(found.values())
 
+    def run(self, fn: Callable[..., mg.Tensor], args: list[Any],
+            leaves: list[mg.Tensor]) -> mg.Tensor:
+        """`fn(*args)`, plus eager ops on the leaves computed before or after it: their
+        gradients join the compiled program's contributions in the sweep."""
+        if self.eager_part is None or not leaves:
+            return fn(*args)
+
+        def eager() -> mg.Tensor:
+            return sum(((mg.tanh(x) * x).sum() for x in leaves), start=mg.Tensor(0.0))
+
+        if self.eager_part == "before":
+            part = eager()
+            return part + fn(*args)
+        return fn(*args) + eager()
+
 
 @st.composite
 def programs(draw) -> Program:
-    names = draw(st.lists(st.sampled_from(sorted(mg.OPS)), min_size=1, max_size=3))
+    names: list[str] = []
     cases, plans = [], []
-    earlier: list[tuple[dict, tuple]] = []  # argument slots: (slot, (shape, interval))
-    positions = 0
-    parameters = 0
-    for name in names:
-        case = draw(op_cases(name), label=f"case of {name}")
+    earlier: list[tuple[dict, tuple]] = []  # (slot, (shape, interval)) of earlier operands
+    positions = parameters = 0
+    for _ in range(draw(st.integers(1, 3), label="ops")):
+        # An op drawn again, on operands of the same shapes: what aliasing needs.
+        if cases and draw(st.booleans(), label="again"):
+            name, case = draw(st.sampled_from(list(zip(names, cases))), label="again")
+        else:
+            name = draw(st.sampled_from(sorted(mg.OPS)), label="op")
+            case = draw(op_cases(name), label=f"case of {name}")
+        names.append(name)
         domain = mg.OPS[name].domain
         plan = []
         for i, value in enumerate(case.operands):
-            like = (value.shape, domain.interval(i))
-            kinds = ["tensor", "array", "parameter", "transposed", "column", "caller's view"]
+            like = (value.shape, domain.interval(i))  # an alias keeps the values in the domain
             same = [s for s, key in earlier if key == like]
-            if same:
-                kinds += ["alias", "same memory"]
-            kind = draw(st.sampled_from(kinds), label="kind")
-            slot: dict[str, Any] = {"kind": kind, "value": value}
+            arguments = [s for s in same if s["kind"] != "parameter"]
+            arrays = [s for s in same if s["kind"] in ("array", "caller's view")]
+            read = [s for s in same if s["kind"] == "parameter"]
+            reuse = ["alias"] * bool(arguments) + ["same memory"] * bool(arrays)
+            reuse += ["parameter passed"] * bool(read)
+            if reuse and draw(st.booleans(), label="reuse"):
+                kind = draw(st.sampled_from(reuse), label="kind")
+            else:
+                kind = draw(st.sampled_from(["tensor", "array", "transposed", "column",
+                                             "caller's view", "parameter"]), label="kind")
+            slot: dict[str, Any] = {"kind": kind, "value": value, "access": kind}
             if kind == "parameter":
                 slot["parameter"] = parameters
                 parameters += 1
-            elif kind == "alias":
-                source = draw(st.sampled_from(same), label="alias of")
-                slot["position"], slot["source"] = source["position"], source
             else:
                 slot["position"] = positions
                 positions += 1
-                if kind == "tensor":
-                    slot["requires_grad"] = draw(st.booleans(), label="requires_grad")
-                if kind in ("column", "caller's view"):
-                    slot["k"] = draw(st.integers(0, 1), label="column")
-                if kind == "same memory":
-                    arrays = [s for s in same if s["kind"] in ("array", "caller's view")
-                              and "position" in s]
-                    if not arrays:
-                        slot["kind"] = "array"
-                    else:
-                        source = draw(st.sampled_from(arrays), label="memory of")
-                        slot["of"], slot["k"] = source["position"], source.get("k", 0)
-                        slot["value"] = source["value"]
-                earlier.append((slot, like))
+            if kind == "tensor":
+                slot["requires_grad"] = draw(st.booleans(), label="requires_grad")
+            elif kind in ("column", "caller's view"):
+                slot["k"] = draw(st.integers(0, 1), label="column")
+            elif kind in ("alias", "same memory", "parameter passed"):
+                source = draw(st.sampled_from({"alias": arguments, "same memory": arrays,
+                                               "parameter passed": read}[kind]), label="of")
+                slot["value"] = source["value"]
+                if kind == "parameter passed":
+                    slot["parameter"] = source["parameter"]
+                else:
+                    slot["of"], slot["k"] = source["position"], source.get("k", 0)
+                if kind == "alias":
+                    slot["access"] = source["access"]
+            earlier.append((slot, like))
             plan.append(slot)
         cases.append(case)
         plans.append(plan)
-    return Program(cases, plans)
+    return Program(cases, plans, draw(st.sampled_from([None, "before", "after"]),
+                                      label="eager part"))
 
 
 def change_parameters(parameters: list[mg.Tensor], values: list[np.ndarray], call: int) -> None:
@@ -703,12 +746,12 @@ def compare_call(program: Program, step: mg.CompiledFunction, eager_fn: Callable
     `mg.gradients` (threads sharing the parameters), else by `backward()` into `.grad`."""
     results = []
     for fn, parameters in ((eager_fn, eager_parameters), (step, compiled_parameters)):
-        args = program.arguments(call)
+        args = program.arguments(call, parameters)
         leaves = program.leaves(args, parameters)
         if not through_grad:
             for leaf in leaves:
                 leaf.grad = None
-        out = fn(*args)
+        out = program.run(fn, args, leaves)
         grads: list[Any] = []
         if out.requires_grad and through_grad:
             grads = mg.gradients(out, leaves)
@@ -716,7 +759,7 @@ def compare_call(program: Program, step: mg.CompiledFunction, eager_fn: Callable
             out.backward()
             grads = [leaf.grad for leaf in leaves]
         results.append((out.data.copy(), out.requires_grad, grads))
-    (value, recorded, grads), (expected, expected_recorded, expected_grads) = results
+    (expected, expected_recorded, expected_grads), (value, recorded, grads) = results
     assert recorded == expected_recorded, f"call {call}: requires_grad"
     assert_same_bits(value, expected, f"call {call}: value")
     assert len(grads) == len(expected_grads)
@@ -732,12 +775,15 @@ def prepared(program: Program) -> tuple[Callable, mg.CompiledFunction, list, lis
             eager_parameters, compiled_parameters)
 
 
+CALLS = 5  # the aliasing changes on call SEPARATE and comes back on the next
+
+
 @settings(max_examples=300)
 @given(program=programs())
 def test_drawn_programs_compile_to_eager_modes_bits(program):
     eager_fn, step, eager_parameters, compiled_parameters = prepared(program)
-    with np.errstate(all="ignore"):  # an alias may take a value outside an op's domain
-        for call in range(4):
+    with np.errstate(all="ignore"):  # a 0/0 of eager mode is the program's too
+        for call in range(CALLS):
             values = program.parameters(call)
             change_parameters(eager_parameters, values, call)
             change_parameters(compiled_parameters, values, call)
@@ -751,7 +797,7 @@ def test_drawn_programs_compile_to_eager_modes_bits_from_four_threads(program):
     """One compiled function, four threads, each with its own arguments; the parameters,
     shared, change between rounds of calls (by the barrier's action, while no call runs)."""
     eager_fn, step, eager_parameters, compiled_parameters = prepared(program)
-    rounds = iter(range(4))
+    rounds = iter(range(CALLS))
 
     def change():
         call = next(rounds)
@@ -763,7 +809,7 @@ def test_drawn_programs_compile_to_eager_modes_bits_from_four_threads(program):
 
     def calls(k):
         with np.errstate(all="ignore"):
-            for call in range(4):
+            for call in range(CALLS):
                 barrier.wait()
                 compare_call(program, step, eager_fn, eager_parameters, compiled_parameters,
                              call, through_grad=True)
