@@ -1,0 +1,817 @@
+"""`minigrad.compile` can only be right or refuse: each way a tracer can return a wrong number
+(aliased arguments, Python decisions on traced values, rebound parameters, retain_graph,
+signed zeros, threads, compiled results composed with eager ops, concurrent backward) gives
+eager mode's bits or a `TraceError`; and programs drawn from the op table, their operands
+tensors, arrays, aliases and views, give eager mode's value and gradients bit for bit over
+calls with new inputs and changed parameters, from one thread and from four.
+
+"Bitwise" here means the same bytes: dtype, shape, and every bit (the sign of a zero, a NaN's
+payload). Nothing here measures time.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minigrad as mg
+from minigrad import nn
+from minigrad.testing.strategies import op_cases
+
+
+def assert_same_bits(actual: Any, expected: Any, what: str = "") -> None:
+    if expected is None or actual is None:
+        assert actual is expected, f"{what}: {actual!r} where eager gives {expected!r}"
+        return
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert (actual.dtype, actual.shape) == (expected.dtype, expected.shape), what
+    assert actual.tobytes() == expected.tobytes(), f"{what}: {actual} where eager gives {expected}"
+
+
+def outcome(fn: Callable[..., mg.Tensor], args: Sequence[Any], leaves: Sequence[mg.Tensor],
+            seed: Any = None) -> list[Any]:
+    """`fn(*args)`'s value and, after `backward(seed)`, each leaf's `.grad` (reset first)."""
+    for leaf in leaves:
+        leaf.grad = None
+    out = fn(*args)
+    if out.requires_grad:
+        out.backward(seed)
+    return [out.data.copy(), *(leaf.grad for leaf in leaves)]
+
+
+def assert_as_eager(step: mg.CompiledFunction, fn: Callable[..., mg.Tensor],
+                    args: Sequence[Any], leaves: Sequence[mg.Tensor], what: str = "") -> None:
+    """`step(*args)` gives `fn(*args)`'s value and leaves' gradients, bit for bit."""
+    expected = outcome(fn, args, leaves)
+    actual = outcome(step, args, leaves)
+    for k, (a, e) in enumerate(zip(actual, expected)):
+        assert_same_bits(a, e, f"{what} {'value' if k == 0 else f'grad of leaf {k - 1}'}")
+
+
+def run_threads(target: Callable[[int], None], n: int, barrier: threading.Barrier) -> None:
+    """`target(k)` in `n` threads; the first exception is raised here (the barrier is broken
+    so that no thread waits for one that failed)."""
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            target(k)
+        except BaseException as error:  # noqa: BLE001 (re-raised in the caller's thread)
+            errors.append(error)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
+    if real or errors:
+        raise (real or errors)[0]
+
+
+def tensor(rng: np.random.Generator, *shape: int) -> mg.Tensor:
+    return mg.Tensor(rng.normal(size=shape), requires_grad=True)
+
+
+# --- 1. aliased arguments -------------------------------------------------------------------
+
+
+def test_the_same_array_at_two_positions_is_not_baked_into_the_program():
+    rng = np.random.default_rng(1)
+    W = tensor(rng, 3, 3)
+
+    def loss(x, t):
+        return mg.mse_loss(x @ W, t)
+
+    step = mg.compile(loss)
+    X1, X2, X, T = (rng.normal(size=(4, 3)) for _ in range(4))
+    for x, t in [(X1, X1), (X2, X2), (X, T), (T, X), (X, X), (X1, T)]:
+        assert_as_eager(step, loss, (x, t), [W], f"step(x, t) aliased={x is t}")
+
+
+def test_the_same_tensor_at_two_positions_then_two_tensors():
+    x = mg.Tensor([1.0, 2.0, -3.0], requires_grad=True)
+    y = mg.Tensor([0.5, -1.5, 2.0], requires_grad=True)
+
+    def f(a, b):
+        return (a * a * b).sum() + mg.tanh(a - b).sum()
+
+    step = mg.compile(f)
+    for args in [(x, x), (x, x), (x, y), (y, x), (y, y), (x, y)]:
+        assert_as_eager(step, f, args, [x, y], f"f({'x' if args[0] is x else 'y'}, "
+                                               f"{'x' if args[1] is x else 'y'})")
+
+
+def test_a_parameter_passed_as_an_argument_that_fn_also_reads_from_outside():
+    rng = np.random.default_rng(2)
+    w, u = tensor(rng, 3), tensor(rng, 3)
+
+    def f(x, v):
+        return (mg.tanh(w * x) * v).sum() + (v * v).sum()
+
+    step = mg.compile(f)
+    x = rng.normal(size=(2, 3))
+    for v in [w, w, u, w, u, u, w]:
+        assert_as_eager(step, f, (x, v), [w, u], f"v is {'w' if v is w else 'u'}")
+
+
+def test_overlapping_views_of_one_array_as_two_arguments():
+    rng = np.random.default_rng(3)
+    W = tensor(rng, 3, 3)
+
+    def f(A, b):
+        return mg.tanh((A * b) @ W).sum() + (A[0] * b).sum()
+
+    step = mg.compile(f)
+    X1, X2, X, Y = (rng.normal(size=(3, 3)) for _ in range(4))
+    for A, b in [(X1, X1[0]), (X2, X2[0]), (X, Y[0]), (X, X[1]), (X, X[:, 2]), (Y, X[0])]:
+        assert_as_eager(step, f, (A, b), [W], "f(A, b)")
+    B = rng.normal(size=(4, 3))  # two arguments viewing rows 1-2 of one array
+
+    def g(A, C):
+        return f(A, C[1]) + (A * C).sum()
+
+    step = mg.compile(g)
+    for A, C in [(B[1:], B[:-1]), (B[1:], B[:-1]), (X, Y), (B[:-1], B[1:]), (B[1:], B[1:])]:
+        assert_as_eager(step, g, (A, C), [W], "g(A, C)")
+
+
+def test_a_tensor_and_its_row_as_two_arguments():
+    rng = np.random.default_rng(4)
+    W = tensor(rng, 3, 3)
+    X, Y = tensor(rng, 3, 3), tensor(rng, 3, 3)
+
+    def f(A, b):
+        return mg.tanh((A * b) @ W).sum()
+
+    step = mg.compile(f)
+    for A, B in [(X, X), (X, X), (X, Y), (Y, X), (Y, Y)]:
+        expected = outcome(f, (A, B[0]), [W, X, Y])
+        actual = outcome(step, (A, B[0]), [W, X, Y])
+        for a, e in zip(actual, expected):
+            assert_same_bits(a, e, "f(A, B[0])")
+
+
+# --- 2. Python decisions on traced values are refused ---------------------------------------
+
+
+w_outside = mg.Tensor([0.5, -1.0, 2.0], requires_grad=True)
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_a_branch_on_an_arguments_value_is_refused(as_tensor):
+    def fn(x):
+        if x.max() > 2:
+            return (w_outside * x).sum() * 5.0
+        return (w_outside * x).sum()
+
+    step = mg.compile(fn)
+    for value in (1.9999, 2.5, 1.0):
+        x = np.full(3, value)
+        x = mg.Tensor(x, requires_grad=True) if as_tensor else x
+        with pytest.raises(mg.TraceError, match=r"bool\(\)"):
+            step(x)
+        fn(x)  # eager mode decides on the value, and the argument is readable again
+        if as_tensor:
+            assert type(x) is mg.Tensor
+            np.testing.assert_array_equal(x.data, np.full(3, value))
+    assert step.signatures == 0
+
+
+READERS: dict[str, Callable[[mg.Tensor], Any]] = {
+    ".data": lambda t: t.data,
+    ".numpy()": lambda t: t.numpy(),
+    ".item()": lambda t: t.sum().item(),
+    "float()": lambda t: float(t.sum()),
+    "bool()": lambda t: bool(t.sum() > 0),
+    "np.asarray": lambda t: np.asarray(t),
+    "np.count_nonzero": lambda t: np.count_nonzero(t),
+    "backward()": lambda t: (t * t).sum().backward(),
+}
+WHOSE: dict[str, Callable[[Any], mg.Tensor]] = {
+    "the argument": lambda x: x,
+    "a detached result": lambda x: mg.tanh(x * w_outside).detach(),
+    "a parameter": lambda x: w_outside,
+    "a detached parameter": lambda x: w_outside.detach(),
+    "a tensor made inside": lambda x: mg.Tensor([1.0, 2.0, 3.0]),
+}
+
+
+@pytest.mark.parametrize("whose", sorted(WHOSE))
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_reading_any_tensors_value_while_tracing_is_refused(reader, whose):
+    """`h.detach().data` to branch on, a constant from `w.data`: every way Python could see a
+    value, on every kind of tensor, raises TraceError on every call."""
+    def fn(x):
+        READERS[reader](WHOSE[whose](x))
+        return (w_outside * x).sum()
+
+    step = mg.compile(fn)
+    for x in (np.array([1.0, 2.0, 3.0]), mg.Tensor([3.0, -1.0, 0.5], requires_grad=True)):
+        for _ in range(2):
+            with pytest.raises(mg.TraceError):
+                step(x)
+    np.testing.assert_array_equal(w_outside.data, [0.5, -1.0, 2.0])  # readable again
+
+
+def test_a_branch_on_a_detached_result_is_refused():
+    def fn(x):
+        h = mg.tanh(w_outside * x)
+        if h.detach().data.sum() > 0:
+            return -h.sum()
+        return h.sum()
+
+    step = mg.compile(fn)
+    for x in (np.array([1.0, 1.0, 1.0]), np.array([-1.0, -1.0, 1.0])):
+        with pytest.raises(mg.TraceError, match=r"\.data"):
+            step(x)
+
+
+def test_a_constant_computed_from_a_parameters_data_is_refused():
+    model_w = nn.Parameter([1.0, -2.0, 3.0])
+
+    def fn(x):
+        scale = float(np.abs(model_w.data).max())
+        return (model_w * x).sum() / scale
+
+    step = mg.compile(fn)
+    for _ in range(2):
+        with pytest.raises(mg.TraceError, match=r"\.data"):
+            step(np.ones(3))
+        model_w.data *= 3.0
+
+
+@pytest.mark.parametrize("build", ["np.asarray(x) != 0", "x != 0, counted by NumPy"])
+def test_a_padding_mask_built_with_numpy_from_an_argument_is_refused(build):
+    def fn(x):
+        if build == "np.asarray(x) != 0":
+            mask = np.asarray(x) != 0
+            count = mask.sum()
+        else:
+            mask = x != 0
+            count = np.count_nonzero(mask)
+        return (mg.tanh(x * w_outside) * mask).sum() / count
+
+    step = mg.compile(fn)
+    for x in (np.array([[1.0, 2.0, 0.0], [3.0, 0.0, 0.0]]), np.array([[1.0, 2.0, 3.0]] * 2)):
+        with pytest.raises(mg.TraceError):
+            step(x)
+
+
+def test_a_padding_mask_built_by_a_comparison_op_follows_each_calls_padding():
+    """`x != 0` on a traced argument is an op (a mask tensor): the program recomputes it."""
+    def fn(x):
+        mask = x != 0
+        return (mg.tanh(x * w_outside) * mask).sum() / mask.sum()
+
+    step = mg.compile(fn)
+    rng = np.random.default_rng(5)
+    for lengths in [(3, 2), (3, 2), (1, 3), (2, 2), (3, 1)]:
+        x = rng.normal(size=(2, 3))
+        for row, n in enumerate(lengths):
+            x[row, n:] = 0.0
+        assert_as_eager(step, fn, (x,), [w_outside], f"lengths {lengths}")
+
+
+# --- 3. parameters rebound or read detached -------------------------------------------------
+
+
+class Scale(nn.Module):
+    def __init__(self):
+        self.w = nn.Parameter([1.0, 2.0, 3.0])
+
+    def loss(self, x):
+        return (self.w * x).sum()
+
+
+def test_a_parameter_rebound_on_its_module_is_the_one_used_and_given_the_gradient():
+    model = Scale()
+    step = mg.compile(model.loss)
+    x = np.array([1.0, 2.0, 3.0])
+    for _ in range(2):
+        assert step(x).item() == 14.0
+    old = model.w
+    old.grad = None
+    model.w = nn.Parameter([10.0, 20.0, 30.0])
+    for _ in range(2):
+        model.w.grad = None
+        assert_as_eager(step, model.loss, (x,), [model.w], "after rebinding")
+        model.w.grad = None
+        loss = step(x)
+        assert loss.item() == 140.0
+        loss.backward()
+        np.testing.assert_array_equal(model.w.grad, x)
+    assert old.grad is None
+    model.w = old  # and back
+    assert_as_eager(step, model.loss, (x,), [old], "rebound back")
+
+
+@pytest.mark.parametrize("change", ["in place", "new array", "np.subtract out="])
+def test_a_detach_as_the_first_read_of_a_parameter_follows_the_parameter(change):
+    w = mg.Tensor([1.0, 2.0, 3.0], requires_grad=True)
+
+    def fn(x):
+        return (w.detach() * x).sum() + (w * x * x).sum()
+
+    def detached_only(x):
+        return (mg.tanh(w.detach()) * x).sum()
+
+    step, step_detached = mg.compile(fn), mg.compile(detached_only)
+    x = np.array([0.5, -1.0, 2.0])
+    for k in range(5):
+        assert_as_eager(step, fn, (x,), [w], f"call {k}")
+        assert_same_bits(step_detached(x).data, detached_only(x).data, f"detached, call {k}")
+        if change == "in place":
+            w.data[...] = w.data * 2.5 + 1.0
+        elif change == "new array":
+            w.data = np.array([-1.0, 4.0, 0.25]) * (k + 1)
+        else:
+            np.subtract(w.data, 0.75, out=w.data)
+
+
+# --- 4. backward twice through one compiled result ------------------------------------------
+
+
+def test_backward_with_retain_graph_and_a_changed_seed_accumulates_as_eager():
+    rng = np.random.default_rng(6)
+    w = tensor(rng, 3)
+
+    def fn(x):
+        return mg.tanh(w * x) * w + x * x
+
+    step = mg.compile(fn)
+    for call in range(4):
+        x = mg.Tensor(rng.normal(size=3), requires_grad=True)
+        runs = []
+        for f in (fn, step):
+            w.grad = x.grad = None
+            y = f(x)
+            G = np.array([1.0, 2.0, -0.5]) * (call + 1)
+            seen = []
+            y.backward(G, retain_graph=True)
+            seen.append((w.grad.copy(), x.grad.copy()))
+            G *= -1
+            y.backward(G, retain_graph=True)
+            seen.append((w.grad.copy(), x.grad.copy()))
+            G[...] = [0.3, 0.7, 2.0]
+            y.backward(G)
+            seen.append((w.grad.copy(), x.grad.copy()))
+            runs.append(seen)
+        for k, (actual, expected) in enumerate(zip(runs[1], runs[0])):
+            assert_same_bits(actual[0], expected[0], f"call {call}, backward {k}: w.grad")
+            assert_same_bits(actual[1], expected[1], f"call {call}, backward {k}: x.grad")
+
+
+# --- 5. static numbers by their bits ---------------------------------------------------------
+
+
+def static_divisions(statics: Sequence[Any]) -> None:
+    """`x / s` for each static `s` in turn, by one compiled function: eager mode's bits."""
+    def f(x, s):
+        return x / s
+
+    step = mg.compile(f)
+    x = mg.Tensor([1.0, -2.0, 0.5], requires_grad=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for s in statics:
+            expected = outcome(f, (x, s), [x], np.ones(3))
+            actual = outcome(step, (x, s), [x], np.ones(3))
+            bits = np.float64(s).tobytes().hex()
+            assert_same_bits(actual[0], expected[0], f"x / {s!r} (bits {bits})")
+            assert_same_bits(actual[1], expected[1], f"x.grad of x / {s!r} (bits {bits})")
+
+
+def test_a_static_zero_keeps_its_sign():
+    static_divisions([0.0, -0.0, 0.0, -0.0, np.float64(-0.0), np.float64(0.0), math.inf,
+                      -math.inf, 2.0, np.float32(-0.0), np.float32(0.0)])
+
+
+def test_a_static_nan_keeps_its_bits():
+    """NaN and -NaN (the sign bit set) are different static values: x / -NaN is -NaN."""
+    static_divisions([math.nan, 1.0, math.nan, -math.nan, math.nan, np.float64(-math.nan),
+                      np.float64(math.nan)])
+
+
+def test_a_zero_dimensional_array_argument_keeps_its_sign():
+    f = mg.compile(lambda x, s: x / s)
+    x = mg.Tensor([1.0, -2.0], requires_grad=True)
+    with np.errstate(divide="ignore"):
+        for s in (0.0, -0.0, 0.0, -0.0):
+            expected = outcome(lambda x, s: x / s, (x, np.array(s)), [x], np.ones(2))
+            actual = outcome(f, (x, np.array(s)), [x], np.ones(2))
+            for a, e in zip(actual, expected):
+                assert_same_bits(a, e, f"s = {s!r}")
+
+
+# --- 6. threads tracing at once ---------------------------------------------------------------
+
+
+def test_four_threads_making_the_first_calls_get_eager_results():
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        w = tensor(rng, 3, 2)
+
+        def fn(x, w=w):
+            return mg.tanh(x @ w).sum() + (w * w).sum()
+
+        step = mg.compile(fn)
+        inputs = [mg.Tensor(rng.normal(size=(2 + k % 2, 3)), requires_grad=True)
+                  for k in range(4)]
+        results: list[Any] = [None] * 4
+        barrier = threading.Barrier(4)
+
+        def call(k, step=step, w=w, inputs=inputs, results=results, barrier=barrier):
+            barrier.wait()
+            out = step(inputs[k])
+            results[k] = (out.data.copy(), *mg.gradients(out, [inputs[k], w]))
+
+        run_threads(call, 4, barrier)
+        for k, x in enumerate(inputs):
+            out = fn(x)
+            expected = (out.data.copy(), *mg.gradients(out, [x, w]))
+            for a, e in zip(results[k], expected):
+                assert_same_bits(a, e, f"trial {trial}, thread {k}")
+        assert step.signatures == 2
+
+
+def test_a_tensor_traced_from_two_threads_at_once_stays_an_ordinary_tensor():
+    rng = np.random.default_rng(8)
+    for trial in range(20):
+        t = mg.Tensor(rng.normal(size=3), requires_grad=True)
+        p = nn.Parameter(rng.normal(size=3))
+        values = (t.data.copy(), p.data.copy())
+        first = mg.compile(lambda a, b: (a * b).sum())
+        second = mg.compile(lambda a, b: mg.tanh(a - b).sum())
+        steps = [first, first, second, second]
+        results: list[Any] = [None] * 4
+        barrier = threading.Barrier(4)
+
+        def call(k, t=t, p=p, steps=steps, results=results, barrier=barrier):
+            barrier.wait()
+            out = steps[k](t, p)
+            results[k] = (out.data.copy(), *mg.gradients(out, [t, p]))
+
+        run_threads(call, 4, barrier)
+        assert type(t) is mg.Tensor and type(p) is nn.Parameter
+        np.testing.assert_array_equal(t.data, values[0])
+        np.testing.assert_array_equal(p.data, values[1])
+        for k in range(4):
+            out = steps[k].fn(t, p)
+            expected = (out.data.copy(), *mg.gradients(out, [t, p]))
+            for a, e in zip(results[k], expected):
+                assert_same_bits(a, e, f"trial {trial}, thread {k}")
+
+
+# --- 7. a compiled result composed with eager ops ---------------------------------------------
+
+
+@pytest.mark.parametrize("eager_first", [False, True])
+def test_a_compiled_result_plus_eager_ops_on_the_same_parameter_gives_eager_grads(eager_first):
+    rng = np.random.default_rng(9)
+    w = tensor(rng, 3)
+
+    def fn(x):  # w read four times, once broadcast over rows
+        return (mg.tanh(x * w) ** 2).sum() + (w * w).mean() + (x @ w).sum() + w.sum() * 1e-3
+
+    step = mg.compile(fn)
+    for call in range(12):
+        x = rng.normal(size=(4, 3)) * 10.0 ** rng.uniform(-3, 3, size=3)
+        x2 = rng.normal(size=3) * 10.0 ** rng.uniform(-3, 3, size=3)
+        xt = mg.Tensor(rng.normal(size=3), requires_grad=True)
+        grads = []
+        for f in (fn, step):
+            w.grad = xt.grad = None
+            if eager_first:
+                extra = (w * x2).sum() + (w * xt).sum()
+                loss = extra + f(x)
+            else:
+                loss = f(x) + (w * x2).sum() + (w * xt).sum()
+            loss.backward()
+            grads.append((loss.data.copy(), w.grad, xt.grad))
+        for a, e, what in zip(grads[1], grads[0], ("loss", "w.grad", "xt.grad")):
+            assert_same_bits(a, e, f"call {call}: {what}")
+        w.data[...] = rng.normal(size=3) * 10.0 ** rng.uniform(-2, 2, size=3)
+
+
+def test_a_compiled_function_of_a_tensor_argument_also_used_eagerly():
+    rng = np.random.default_rng(10)
+    w = tensor(rng, 3, 3)
+
+    def fn(v):
+        return mg.tanh(v @ w).sum() + (v * v).sum()
+
+    step = mg.compile(fn)
+    for call in range(12):
+        v = mg.Tensor(rng.normal(size=(2, 3)) * 10.0 ** rng.uniform(-3, 3), requires_grad=True)
+        c = rng.normal(size=(2, 3))
+        grads = []
+        for f in (fn, step):
+            w.grad = v.grad = None
+            loss = (v * c).sum() + f(v) + (v @ w).sum()
+            loss.backward()
+            grads.append((loss.data.copy(), w.grad, v.grad))
+        for a, e, what in zip(grads[1], grads[0], ("loss", "w.grad", "v.grad")):
+            assert_same_bits(a, e, f"call {call}: {what}")
+
+
+# --- 8. concurrent backward, eager ------------------------------------------------------------
+
+
+def test_concurrent_backward_on_graphs_sharing_a_parameter_loses_no_contribution():
+    w = mg.Tensor(np.zeros(1_000_000), requires_grad=True)
+    for trial in range(30):
+        w.grad = None
+        losses = [(w * float(k + 1)).sum() for k in range(4)]  # gradients 1, 2, 3, 4
+        barrier = threading.Barrier(4)
+
+        def backward(k, losses=losses, barrier=barrier):
+            barrier.wait()
+            losses[k].backward()
+
+        run_threads(backward, 4, barrier)
+        assert w.grad is not None
+        lost = np.flatnonzero(w.grad != 10.0)
+        assert lost.size == 0, f"trial {trial}: {lost.size} elements short, e.g. {w.grad[lost[0]]}"
+
+
+# --- programs drawn from the op table ----------------------------------------------------------
+
+# How a program's operand reaches fn. As an argument: a Tensor (that may require grad), an
+# array, an array that fn views with NumPy (`X.T`, `X[:, k]`), a view the caller passes; or,
+# on every call but `SEPARATE`, the very object at an earlier argument's position ("alias"), a
+# new view of an earlier array's memory ("same memory"), or a parameter that fn also reads from
+# outside ("parameter passed"); on call `SEPARATE` each of these is an object of its own with
+# the same values (so the aliasing changes between calls of one signature). Or not as an
+# argument: a tensor fn reads from outside ("parameter").
+KINDS = ("tensor", "array", "transposed", "column", "caller's view", "alias", "same memory",
+         "parameter passed", "parameter")
+SEPARATE = 2
+
+
+class Program:
+    """A drawn program: ops of the table, each on operands reached as `KINDS` say, each
+    output squared and summed, the sums added; with eager ops on the same leaves added
+    before or after the compiled call when `eager_part` is "before" or "after"."""
+
+    def __init__(self, cases: list, plans: list[list[dict]], eager_part: str | None):
+        self.cases, self.plans, self.eager_part = cases, plans, eager_part
+        self.slots = [slot for plan in plans for slot in plan]
+        self.n_arguments = sum(slot["kind"] != "parameter" for slot in self.slots)
+
+    def __repr__(self) -> str:
+        ops = []
+        for case, plan in zip(self.cases, self.plans):
+            slots = ", ".join(
+                f"{s['kind']} {np.shape(s['value'])}" + "".join(
+                    f" {key}={s[key]}" for key in ("position", "k", "of", "parameter",
+                                                   "requires_grad") if key in s)
+                for s in plan)
+            ops.append(f"{case.description or 'op'}({slots})")
+        return f"Program({'; '.join(ops)}; eager part {self.eager_part})"
+
+    def fn(self, parameters: list[mg.Tensor]) -> Callable[..., mg.Tensor]:
+        def program(*args):
+            total = None
+            for case, plan in zip(self.cases, self.plans):
+                operands = [self._operand(slot, args, parameters) for slot in plan]
+                out = case.call(*operands)
+                term = (out * out).sum()
+                total = term if total is None else total + term
+            return total
+        return program
+
+    @staticmethod
+    def _operand(slot: dict, args: tuple, parameters: list[mg.Tensor]) -> Any:
+        if slot["kind"] == "parameter":
+            return parameters[slot["parameter"]]
+        x = args[slot["position"]]
+        if slot["access"] == "transposed":
+            return x.T
+        if slot["access"] == "column":
+            return x[:, slot["k"]] if x.ndim > 1 else x[slot["k"]]
+        return x
+
+    @staticmethod
+    def values(slot: dict, call: int) -> np.ndarray:
+        return slot["value"] * (1.0 - 0.01 * call)
+
+    def arguments(self, call: int, parameters: list[mg.Tensor]) -> list[Any]:
+        """Call `call`'s arguments: new objects, new values, the drawn aliasing."""
+        args: list[Any] = [None] * self.n_arguments
+        bases: dict[int, np.ndarray] = {}  # of the caller's views
+        for slot in self.slots:
+            kind, p = slot["kind"], slot.get("position")
+            value = self.values(slot, call)
+            if kind == "parameter":
+                continue
+            if kind == "parameter passed":
+                shared = parameters[slot["parameter"]]
+                args[p] = shared if call != SEPARATE else mg.Tensor(shared, requires_grad=True)
+            elif kind == "alias":
+                source = args[slot["of"]]
+                args[p] = source if call != SEPARATE else (
+                    mg.Tensor(source, requires_grad=source.requires_grad)
+                    if isinstance(source, mg.Tensor) else source.copy())
+            elif kind == "same memory":
+                source = bases[slot["of"]][..., slot["k"]] if slot["of"] in bases \
+                    else args[slot["of"]][...]
+                args[p] = source if call != SEPARATE else source.copy()
+            elif kind == "tensor":
+                args[p] = mg.Tensor(value, requires_grad=slot["requires_grad"])
+            elif kind == "array":
+                args[p] = value.copy()
+            elif kind == "transposed":
+                args[p] = value.T.copy()  # C order, and 0-d stays 0-d
+            elif kind == "column":
+                k = slot["k"]
+                X = np.full((value.shape[0], 2, *value.shape[1:]) if value.ndim else (2,), 0.5)
+                X[(slice(None), k) if value.ndim else k] = value
+                args[p] = X
+            else:  # the caller's view
+                base = np.full((*value.shape, 2), 0.25)
+                base[..., slot["k"]] = value
+                bases[p] = base
+                args[p] = base[..., slot["k"]]
+        return args
+
+    def parameters(self, call: int) -> list[np.ndarray]:
+        return [self.values(slot, call) for slot in self.slots if slot["kind"] == "parameter"]
+
+    @staticmethod
+    def leaves(args: list[Any], parameters: list[mg.Tensor]) -> list[mg.Tensor]:
+        """The tensors whose gradients are compared: arguments requiring grad, parameters."""
+        found: dict[int, mg.Tensor] = {}
+        for x in [*args, *parameters]:
+            if isinstance(x, mg.Tensor) and x.requires_grad:
+                found.setdefault(id(x), x)
+        return list(found.values())
+
+    def run(self, fn: Callable[..., mg.Tensor], args: list[Any],
+            leaves: list[mg.Tensor]) -> mg.Tensor:
+        """`fn(*args)`, plus eager ops on the leaves computed before or after it: their
+        gradients join the compiled program's contributions in the sweep."""
+        if self.eager_part is None or not leaves:
+            return fn(*args)
+
+        def eager() -> mg.Tensor:
+            return sum(((mg.tanh(x) * x).sum() for x in leaves), start=mg.Tensor(0.0))
+
+        if self.eager_part == "before":
+            part = eager()
+            return part + fn(*args)
+        return fn(*args) + eager()
+
+
+@st.composite
+def programs(draw) -> Program:
+    names: list[str] = []
+    cases, plans = [], []
+    earlier: list[tuple[dict, tuple]] = []  # (slot, (shape, interval)) of earlier operands
+    positions = parameters = 0
+    for _ in range(draw(st.integers(1, 3), label="ops")):
+        # An op drawn again, on operands of the same shapes: what aliasing needs.
+        if cases and draw(st.booleans(), label="again"):
+            name, case = draw(st.sampled_from(list(zip(names, cases))), label="again")
+        else:
+            name = draw(st.sampled_from(sorted(mg.OPS)), label="op")
+            case = draw(op_cases(name), label=f"case of {name}")
+        names.append(name)
+        domain = mg.OPS[name].domain
+        plan = []
+        for i, value in enumerate(case.operands):
+            like = (value.shape, domain.interval(i))  # an alias keeps the values in the domain
+            same = [s for s, key in earlier if key == like]
+            arguments = [s for s in same if s["kind"] != "parameter"]
+            arrays = [s for s in same if s["kind"] in ("array", "caller's view")]
+            read = [s for s in same if s["kind"] == "parameter"]
+            reuse = ["alias"] * bool(arguments) + ["same memory"] * bool(arrays)
+            reuse += ["parameter passed"] * bool(read)
+            if reuse and draw(st.booleans(), label="reuse"):
+                kind = draw(st.sampled_from(reuse), label="kind")
+            else:
+                kind = draw(st.sampled_from(["tensor", "array", "transposed", "column",
+                                             "caller's view", "parameter"]), label="kind")
+            slot: dict[str, Any] = {"kind": kind, "value": value, "access": kind}
+            if kind == "parameter":
+                slot["parameter"] = parameters
+                parameters += 1
+            else:
+                slot["position"] = positions
+                positions += 1
+            if kind == "tensor":
+                slot["requires_grad"] = draw(st.booleans(), label="requires_grad")
+            elif kind in ("column", "caller's view"):
+                slot["k"] = draw(st.integers(0, 1), label="column")
+            elif kind in ("alias", "same memory", "parameter passed"):
+                source = draw(st.sampled_from({"alias": arguments, "same memory": arrays,
+                                               "parameter passed": read}[kind]), label="of")
+                slot["value"] = source["value"]
+                if kind == "parameter passed":
+                    slot["parameter"] = source["parameter"]
+                else:
+                    slot["of"], slot["k"] = source["position"], source.get("k", 0)
+                if kind == "alias":
+                    slot["access"] = source["access"]
+            earlier.append((slot, like))
+            plan.append(slot)
+        cases.append(case)
+        plans.append(plan)
+    return Program(cases, plans, draw(st.sampled_from([None, "before", "after"]),
+                                      label="eager part"))
+
+
+def change_parameters(parameters: list[mg.Tensor], values: list[np.ndarray], call: int) -> None:
+    """In place, as an optimizer does, or by a new array: the three ways users change them."""
+    for p, value in zip(parameters, values):
+        if call % 3 == 0:
+            p.data[...] = value
+        elif call % 3 == 1:
+            p.data = value.copy()
+        else:
+            np.multiply(value, 1.0, out=p.data)
+
+
+def compare_call(program: Program, step: mg.CompiledFunction, eager_fn: Callable,
+                 eager_parameters: list, compiled_parameters: list, call: int,
+                 through_grad: bool) -> None:
+    """One call with new arguments: value and gradients bitwise. `through_grad`: by
+    `mg.gradients` (threads sharing the parameters), else by `backward()` into `.grad`."""
+    results = []
+    for fn, parameters in ((eager_fn, eager_parameters), (step, compiled_parameters)):
+        args = program.arguments(call, parameters)
+        leaves = program.leaves(args, parameters)
+        if not through_grad:
+            for leaf in leaves:
+                leaf.grad = None
+        out = program.run(fn, args, leaves)
+        grads: list[Any] = []
+        if out.requires_grad and through_grad:
+            grads = mg.gradients(out, leaves)
+        elif out.requires_grad:
+            out.backward()
+            grads = [leaf.grad for leaf in leaves]
+        results.append((out.data.copy(), out.requires_grad, grads))
+    (expected, expected_recorded, expected_grads), (value, recorded, grads) = results
+    assert recorded == expected_recorded, f"call {call}: requires_grad"
+    assert_same_bits(value, expected, f"call {call}: value")
+    assert len(grads) == len(expected_grads)
+    for k, (g, e) in enumerate(zip(grads, expected_grads)):
+        assert_same_bits(g, e, f"call {call}: gradient of leaf {k}")
+
+
+def prepared(program: Program) -> tuple[Callable, mg.CompiledFunction, list, list]:
+    values = program.parameters(0)
+    eager_parameters = [mg.Tensor(v, requires_grad=True) for v in values]
+    compiled_parameters = [mg.Tensor(v, requires_grad=True) for v in values]
+    return (program.fn(eager_parameters), mg.compile(program.fn(compiled_parameters)),
+            eager_parameters, compiled_parameters)
+
+
+CALLS = 5  # the aliasing changes on call SEPARATE and comes back on the next
+
+
+@settings(max_examples=300)
+@given(program=programs())
+def test_drawn_programs_compile_to_eager_modes_bits(program):
+    eager_fn, step, eager_parameters, compiled_parameters = prepared(program)
+    with np.errstate(all="ignore"):  # a 0/0 of eager mode is the program's too
+        for call in range(CALLS):
+            values = program.parameters(call)
+            change_parameters(eager_parameters, values, call)
+            change_parameters(compiled_parameters, values, call)
+            compare_call(program, step, eager_fn, eager_parameters, compiled_parameters, call,
+                         through_grad=False)
+
+
+@settings(max_examples=80)
+@given(program=programs())
+def test_drawn_programs_compile_to_eager_modes_bits_from_four_threads(program):
+    """One compiled function, four threads, each with its own arguments; the parameters,
+    shared, change between rounds of calls (by the barrier's action, while no call runs)."""
+    eager_fn, step, eager_parameters, compiled_parameters = prepared(program)
+    rounds = iter(range(CALLS))
+
+    def change():
+        call = next(rounds)
+        values = program.parameters(call)
+        change_parameters(eager_parameters, values, call)
+        change_parameters(compiled_parameters, values, call)
+
+    barrier = threading.Barrier(4, action=change)
+
+    def calls(k):
+        with np.errstate(all="ignore"):
+            for call in range(CALLS):
+                barrier.wait()
+                compare_call(program, step, eager_fn, eager_parameters, compiled_parameters,
+                             call, through_grad=True)
+
+    run_threads(calls, 4, barrier)
