@@ -49,9 +49,9 @@ _ndarray = np.ndarray
 # --- arithmetic -----------------------------------------------------------------------------
 
 add = defop("add", np.add, (lambda g, out: g, lambda g, out: g), Domain("binary"),
-            saves="nothing")
+            saves="nothing", batch="elementwise")
 sub = defop("sub", np.subtract, (lambda g, out: g, lambda g, out: -g), Domain("binary"),
-            saves="nothing")
+            saves="nothing", batch="elementwise")
 
 
 def _scaled_vjp(g, other, factor):
@@ -67,7 +67,7 @@ def _scaled_vjp(g, other, factor):
 mul = defop("mul", np.multiply,
             (lambda g, out, a, b: _scaled_vjp(g, b, a),
              lambda g, out, a, b: _scaled_vjp(g, a, b)),
-            Domain("binary"), saves="inputs")
+            Domain("binary"), saves="inputs", batch="elementwise")
 div = defop("div", np.divide, (lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b),
             Domain("binary", values=((-3.0, 3.0), (0.5, 3.0))))
 neg = defop("neg", np.negative, (lambda g, out: -g,), Domain("unary"), saves="nothing")
@@ -103,7 +103,7 @@ def _matmul_b_vjp(g, out, a, b):
 
 
 matmul = defop("matmul", np.matmul, (_matmul_a_vjp, _matmul_b_vjp), Domain("matmul"),
-               saves="inputs")
+               saves="inputs", batch="matmul")
 def _product_vjp(matmul_vjp):
     """A VJP of a @ b inside c + a @ b: c may broadcast the sum beyond a @ b's shape (an
     RNN's first step, s_0 of shape (n,) against z_1 of shape (batch, n)), so `g` is summed
@@ -130,7 +130,7 @@ def _matmul_shape(a: np.ndarray, b: np.ndarray) -> tuple:
 # as add(c, matmul(a, b)), forward and backward, so the same numbers, one node fewer.
 addmm = defop("addmm", lambda c, a, b: _np_add(c, _np_matmul(a, b)),
               (lambda g, out, c, a, b: g, _product_vjp(_matmul_a_vjp), _product_vjp(_matmul_b_vjp)),
-              Domain("addmm"), saves=(1, 2))  # a and b: c's VJP reads nothing
+              Domain("addmm"), saves=(1, 2), batch="matmul")  # a and b: c's VJP reads nothing
 
 # --- contractions ---------------------------------------------------------------------------
 

@@ -87,6 +87,10 @@ class Op:
     saves_output: bool
     kept: tuple[int, ...] | None = None  # the operands a node keeps, if not all of them
     residual: bool = False  # forward returns (output, residual); VJPs get the residual as out
+    # How the op broadcasts over a new leading axis of some operands (scan's batching of a loop
+    # invariant's VJP): "elementwise" (NumPy's rules: any operand of the output's rank) or
+    # "matmul" (the last operand a matrix, the others stacked on leading axes); else None.
+    batch: str | None = None
     function: Callable[..., Tensor] = field(init=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
@@ -100,13 +104,17 @@ _UNTESTED = Domain("untested")  # the domain of an op outside the table
 def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | None = None, *,
           saves: str | tuple[int | str, ...] = "both",
           prepare: Callable[..., tuple[tuple, dict]] | None = None,
-          residual: bool = False, register: bool = True) -> Callable[..., Tensor]:
+          residual: bool = False, batch: str | None = None,
+          register: bool = True) -> Callable[..., Tensor]:
     """Define an op, put it in `OPS` (unless `register` is False: a throwaway op for a
     test, say), and return the function that calls it.
 
     `saves` says what the VJPs read: "inputs", "output", "both" or "nothing", or a tuple of
     operand positions (those inputs only; the others reach the VJPs as None), with "output"
     among them if the VJPs read the output too; the graph keeps only that.
+    `batch`: "elementwise" or "matmul" if the op computes on operands stacked on a new
+    leading axis as it does per slice (see `Op.batch`), so that `scan` may call the VJP of a
+    loop invariant once for all steps.
     `residual`: the forward returns `(output, residual)`, and each VJP gets the residual (a
     value of the forward's own, which nothing else holds) where it would get the output;
     `saves` then names the operands they read besides ("nothing" if none).
@@ -136,7 +144,7 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
                          "saves must not name the output too")
     op = Op(name, forward, vjps if vjps is None or callable(vjps) else tuple(vjps),
             domain or _UNTESTED,
-            saves in ("both", "inputs"), saves in ("both", "output"), kept, residual)
+            saves in ("both", "inputs"), saves in ("both", "output"), kept, residual, batch)
     op.function = _function(op, prepare, sys._getframe(1).f_globals.get("__name__", __name__))
     if register:
         OPS[name] = op

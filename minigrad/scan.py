@@ -84,7 +84,10 @@ def _data(x: Tensor | np.ndarray) -> np.ndarray:
 
 
 class _Body:
-    """`f` traced for one signature: the program, as a step function and its backward."""
+    """`f` traced for one signature: the program, as two generated loops. `forward` runs the
+    body's forward lines once per step, the carry in local variables, each y written into
+    its stacked buffer; `backward` runs the body's backward lines once per step in reverse,
+    passing the carry's cotangent on, stacking the xs' and adding up the invariants'."""
 
     def __init__(self, program: Program, n_carry: int, n_x: int, ys_tree: int | None,
                  has_y: bool, generation: int):
@@ -94,26 +97,160 @@ class _Body:
         self.captured = [t for _, t in program.captured]
         self.guards = [(t, t._data.shape, t._data.dtype, t.requires_grad)
                        for t in self.captured if type(t) is not Tracer]
-        inputs = ", ".join(v.name for v in program.inputs)
-        outputs = ", ".join(v.name for v in program.outputs)
-        saved = ", ".join(program.saved)
         self.saves = bool(program.backward_steps)
-        lines = program.forward_lines(lambda v: None)
-        lines.append(f"return [{outputs}], [{saved}]" if self.saves else f"return [{outputs}]")
-        self.forward = program.function(f"step({inputs})", lines, "scan body")
+        self.batched = _batched(program) if self.saves else []
+        program.names.update(AnomalyError=anomaly.AnomalyError, empty=np.empty,
+                             zeros=np.zeros, fold=_fold, ndarray=np.ndarray)
+        self.forward = program.function("loop(A, order, length, saved)", self._forward_lines(),
+                                        "scan loop")
         if self.saves:
-            seeds = [f"g{i}" for i in range(len(program.outputs))]
-            body = [f"{saved}, = s" if saved else "pass", "if free: s.clear()"]
-            body += program.backward_lines(seeds) + ["return grads"]
-            self.backward = program.function(f"backward(s, free, {', '.join(seeds)})", body,
-                                             "scan body")
-            position = {v.index: i for i, v in enumerate(program.inputs)}
-            self.grad_positions = [position[v.index] for v in program.grad_inputs]
+            self.backward = program.function("back(P, A, saved, order, free)",
+                                             self._backward_lines(), "scan loop")
+
+    def _forward_lines(self) -> list[str]:
+        program, nc, nx = self.program, self.n_carry, self.n_x
+        inputs, outputs = program.inputs, program.outputs
+        lines = [f"{v.name} = A[{i}]" for i, v in enumerate(inputs) if i < nc or i >= nc + nx]
+        lines += [f"X{j} = A[{nc + j}]" for j in range(nx)]
+        for m, y in enumerate(outputs[nc:]):
+            lines.append(f"Y{m} = empty((length, *{program._name(y.shape, 's')}), "
+                         f"{program._name(y.dtype, 'd')})")
+        body = [f"{inputs[nc + j].name} = X{j}[k]" for j in range(nx)]
+        body += program.forward_lines(lambda v: None, inputs[nc + nx:])
+        for m, y in enumerate(outputs[nc:]):  # later reads of y read its buffer
+            body += [f"Y{m}[k] = {y.name}", f"{y.name} = Y{m}[k]"]
+        if self.saves:
+            body.append(f"saved[k] = [{', '.join(program.saved)}]")
+        if nc:
+            body.append(f"{', '.join(v.name for v in inputs[:nc])} = "
+                        f"{', '.join(v.name for v in outputs[:nc])}")
+        lines += ["try:", "    for k in order:"] + [" " * 8 + line for line in body]
+        lines += ["except AnomalyError as error:",
+                  "    raise AnomalyError(f'{error} (scan step {k})') from None"]
+        carry = [v.name for v in inputs[:nc]]
+        lines.append(f"return [{', '.join(carry + [f'Y{m}' for m in range(len(outputs) - nc)])}]")
+        return lines
+
+    def _backward_lines(self) -> list[str]:
+        program, nc, nx = self.program, self.n_carry, self.n_x
+        inputs, outputs = program.inputs, program.outputs
+        position = {v.index: i for i, v in enumerate(inputs)}
+        grads = {position[v.index] for v in program.grad_inputs}
+        name = program._name
+        lines = []
+        for i, v in enumerate(outputs):
+            shape, dtype = name(v.shape, "s"), name(v.dtype, "d")
+            if i < nc:
+                lines.append(f"C{i} = zeros({shape}, {dtype})")
+                lines.append(f"GC{i} = C{i} if P[{i}] is None else P[{i}]")
+            else:
+                lines.append(f"GY{i} = P[{i}]; ZY{i} = zeros({shape}, {dtype})")
+        for j in range(nx):
+            lines.append(f"DX{j} = zeros(A[{nc + j}].shape, A[{nc + j}].dtype)"
+                         if nc + j in grads else f"DX{j} = None")
+        invariants = [i for i in range(nc + nx, len(inputs)) if i in grads]
+        lines += [f"I{i} = None; O{i} = False" for i in invariants]
+        for j, b in enumerate(self.batched):
+            lines.append(f"E{j} = []; " + "; ".join(f"R{j}_{a} = []" for a in range(len(b.args))))
+        saved = ", ".join(program.saved)
+        body = ["s = saved[k]", "if free: saved[k] = None"]
+        if saved:
+            body.append(f"{saved}, = s")
+        for j, b in enumerate(self.batched):  # the per-step operands, before backward frees
+            body += [f"R{j}_{a}.append({program.saved[index]})"
+                     for a, (kind, index) in enumerate(b.args) if kind == "saved"]
+        seeds = [f"G{i}" for i in range(len(outputs))]
+        body += [f"G{i} = GC{i}" if i < nc else f"G{i} = ZY{i} if GY{i} is None else GY{i}[k]"
+                 for i in range(len(outputs))]
+        body += program.backward_lines(
+            seeds, {(b.step, b.operand): j for j, b in enumerate(self.batched)})
+        body += [f"E{j}.append(e{j})" for j in range(len(self.batched))]
+        for i, v in enumerate(inputs):
+            shape, dtype, g = name(v.shape, "s"), name(v.dtype, "d"), f"l{v.index}"
+            if i < nc:
+                body.append(f"GC{i} = fold({g}, {shape}, {dtype})" if i in grads else
+                            f"GC{i} = C{i}")
+            elif i < nc + nx:
+                if i in grads:
+                    body.append(f"DX{i - nc}[k] = fold({g}, {shape}, {dtype})")
+            elif i in grads:
+                body.append(f"if {g} is not None: I{i}, O{i} = fold({g}, {shape}, {dtype}, "
+                            f"I{i}, O{i})")
+        lines += ["for k in order:"] + ["    " + line for line in body]
+        result = [f"GC{i}" for i in range(nc)] + [f"DX{j}" for j in range(nx)] + [
+            f"I{i}" if i in grads else "None" for i in range(nc + nx, len(inputs))]
+        stacks = [f"[E{j}, " + ", ".join(f"R{j}_{a}" for a in range(len(b.args))) + "]"
+                  for j, b in enumerate(self.batched)]
+        lines.append(f"return [{', '.join(result)}], [{', '.join(stacks)}]")
+        return lines
 
     def stale(self) -> bool:
         return nn.generation != self.generation or any(
             t._data.shape != shape or t._data.dtype != dtype or t.requires_grad is not grad
             for t, shape, dtype, grad in self.guards)
+
+
+class _Batched:
+    """The VJP of a loop invariant (operand `operand` of the body's step `step`, input
+    `target` of the loop), called once for all steps: on the steps' cotangents and per-step
+    operands stacked on a new axis 0, the invariant as it is. For an op that computes on
+    stacked operands as it does per step (`Op.batch`), that VJP's result, summed down to the
+    invariant's shape, is the sum of the per-step ones: the same terms in another order (a
+    layer's S^T D over all steps at once, as backpropagation through time by hand does)."""
+
+    def __init__(self, program: Program, step: int, operand: int):
+        self.step, self.operand = step, operand
+        s = program.steps[step]
+        self.vjp, self.options = s.vjps[operand], s.options
+        inputs = {v.index: i for i, v in enumerate(program.inputs)}
+        self.target = inputs[s.inputs[operand].index]
+        saved = {name: i for i, name in enumerate(program.saved)}
+        # Each argument: ("saved", index in a step's saved list) to stack, ("input", the
+        # loop's operand), or ("value", a constant or None).
+        self.args: list[tuple[str, Any]] = []
+        for name, x in zip(program._vjp_reads(s)[1], s.inputs):
+            if name == "None" or x.is_constant:
+                self.args.append(("value", None if name == "None" else x.constant))
+            elif x.index in inputs and inputs[x.index] >= _first_invariant(program):
+                self.args.append(("input", inputs[x.index]))
+            else:
+                self.args.append(("saved", saved[name]))
+
+
+def _first_invariant(program: Program) -> int:
+    return len(program.inputs) - len(program.captured)
+
+
+def _batched(program: Program) -> list[_Batched]:
+    """The loop invariants' VJPs that one call for all steps can replace: the op computes on
+    stacked operands as per step (`Op.batch`), reads neither its output nor a residual, and
+    every per-step operand has the rank that batching needs."""
+    invariant = {v.index for v in program.inputs[_first_invariant(program):]}
+    varying = {v.index for v in program.inputs} - invariant
+    for step in program.steps:
+        if any(x.index in varying for x in step.inputs):
+            varying.add(step.out.index)
+    reached = {id(step) for step in program.backward_steps}
+    plan = []
+    for k, step in enumerate(program.steps):
+        op, rank = step.op, len(step.out.shape)
+        if id(step) not in reached or op.batch is None or op.residual or op.saves_output:
+            continue
+        per_step = [(i, x) for i, x in enumerate(step.inputs) if x.index in varying]
+        for i, x in enumerate(step.inputs):
+            if x.index not in invariant or not x.requires_grad or step.vjps[i] is None \
+                    or not per_step:
+                continue
+            if op.batch == "elementwise":
+                fits = all(len(y.shape) == rank for _, y in per_step)
+            else:  # the matrix on the right; the left operand (and addmm's c) stacked
+                last = len(step.inputs) - 1
+                fits = i == last and len(x.shape) == 2 and all(
+                    j == last - 1 or len(y.shape) == rank for j, y in per_step) and any(
+                    j == last - 1 for j, _ in per_step)
+            if fits:
+                plan.append(_Batched(program, k, i))
+    return plan
 
 
 class _Bodies:
@@ -210,31 +347,13 @@ class _Run:
 
 
 def _forward(*arrays: Any, body: _Body, length: int, reverse: bool) -> tuple:
-    """The loop: the body's forward per step; the final carry and the stacked ys as an
-    object array, and the call's `_Run`. A y that a step's VJPs also read is read from
-    the ys' buffer afterwards, not kept twice."""
-    nc, nx = body.n_carry, body.n_x
-    carry, xs, invariants = list(arrays[:nc]), arrays[nc:nc + nx], arrays[nc + nx:]
-    ys: list[np.ndarray] = []
-    saved: list[Any] = [None] * length
-    step = body.forward
-    for k in (range(length - 1, -1, -1) if reverse else range(length)):
-        try:
-            result = step(*carry, *[x[k] for x in xs], *invariants)
-        except anomaly.AnomalyError as error:
-            raise anomaly.AnomalyError(f"{error} (scan step {k})") from None
-        outs = result[0] if body.saves else result
-        if not ys and len(outs) > nc:
-            ys = [np.empty((length, *y.shape), y.dtype) for y in outs[nc:]]
-        stored = {}
-        for buffer, y in zip(ys, outs[nc:]):
-            buffer[k] = y
-            stored[id(y)] = buffer[k]
-        carry = [stored.get(id(c), c) for c in outs[:nc]]
-        if body.saves:
-            saved[k] = [stored.get(id(a), a) for a in result[1]]
-    packed = np.empty(nc + len(ys), object)
-    for i, value in enumerate([*carry, *ys]):
+    """The loop: the final carry and the stacked ys as an object array, and the call's
+    `_Run` (each step's values the body's VJPs read)."""
+    saved: list[Any] = [None] * length if body.saves else []
+    order = range(length - 1, -1, -1) if reverse else range(length)
+    outs = body.forward(arrays, order, length, saved)
+    packed = np.empty(len(outs), object)
+    for i, value in enumerate(outs):
         packed[i] = value
     return packed, _Run(saved, arrays)
 
@@ -257,7 +376,7 @@ class _Share:
     def __call__(self, g: np.ndarray, run: _Run, *arrays: Any, body: _Body, length: int,
                  reverse: bool) -> Any:
         if run.seed is not g:
-            run.grads = _backward(g, run, body, length, reverse)
+            run.grads = _backward(g, run, arrays, body, length, reverse)
             run.seed = g
         return run.grads[self.i]
 
@@ -265,56 +384,42 @@ class _Share:
 _SHARES = [_Share(i) for i in range(16)]
 
 
-def _backward(parts: np.ndarray, run: _Run, body: _Body, length: int, reverse: bool) -> list:
-    """The backward loop: the body's backward per step, from the last; the cotangent of
-    each operand (None for an invariant none reached)."""
-    nc, nx = body.n_carry, body.n_x
-    shapes, dtypes, outputs = run.shapes, run.dtypes, body.program.outputs
+def _backward(parts: np.ndarray, run: _Run, arrays: Sequence[Any], body: _Body, length: int,
+              reverse: bool) -> list:
+    """The backward loop, then each batched invariant's VJP once for all steps: the
+    cotangent of each operand (None for an invariant that none reached)."""
     free = not tape.retaining.get()
-    g_carry = [_given(parts[i], outputs[i]) for i in range(nc)]
-    g_ys = [parts[i] for i in range(nc, len(outputs))]
-    x_grads = [np.zeros(shapes[nc + j], dtypes[nc + j]) for j in range(nx)]
-    invariants: dict[int, tuple[Any, bool]] = {}
-    for k in (range(length) if reverse else range(length - 1, -1, -1)):
-        seeds = g_carry + [_given(None if g is None else g[k], o)
-                           for g, o in zip(g_ys, outputs[nc:])]
-        saved = run.saved[k] if free else list(run.saved[k])
-        grads = body.backward(saved, free, *seeds)
-        g_carry = [np.zeros(shapes[i], dtypes[i]) for i in range(nc)]
-        for position, g in zip(body.grad_positions, grads):
-            if position < nc:
-                g_carry[position] = _taken(_fold(None, False, g, shapes[position]),
-                                           shapes[position])
-            elif position < nc + nx:
-                shape = shapes[position][1:]
-                x_grads[position - nc][k] = _taken(_fold(None, False, g, shape), shape)
-            else:
-                current, owned = invariants.get(position, (None, False))
-                invariants[position] = _fold(current, owned, g, shapes[position])
+    order = range(length) if reverse else range(length - 1, -1, -1)
+    grads, stacks = body.backward(parts, arrays, run.saved, order, free)
     if free:
         run.saved = []
-    result: list[Any] = [*g_carry, *x_grads]
-    for position in range(nc + nx, len(shapes)):
-        found = invariants.get(position)
-        result.append(None if found is None else _taken(found, shapes[position]))
-    return result
+    for b, (cotangents, *columns) in zip(body.batched, stacks):
+        step_order = slice(None) if reverse else slice(None, None, -1)  # from step 0 on
+        args = [np.stack(column[step_order]) if kind == "saved" else
+                arrays[index] if kind == "input" else index
+                for (kind, index), column in zip(b.args, columns)]
+        g = b.vjp(np.stack(cotangents[step_order]), None, *args, **b.options)
+        current, shape, dtype = grads[b.target], run.shapes[b.target], run.dtypes[b.target]
+        grads[b.target] = _fold(g, shape, dtype) if current is None else _fold(
+            g, shape, dtype, current, False)[0]
+    for i in range(body.n_carry + body.n_x, len(grads)):
+        if grads[i] is not None and grads[i].shape != run.shapes[i]:
+            grads[i] = sum_to_shape(grads[i], run.shapes[i])
+    return grads
 
 
-def _given(g: np.ndarray | None, value: Any) -> np.ndarray:
-    """An output's cotangent, zeros where it has none (no consumer needs it)."""
-    return np.zeros(value.shape, value.dtype) if g is None else g
-
-
-def _fold(current: Any, owned: bool, g: Any, shape: tuple) -> tuple[Any, bool]:
-    """Add a step's contributions `g` (an array, or `Contributions`) by the tape's rule."""
+def _fold(g: Any, shape: tuple, dtype: np.dtype, current: Any = None,
+          owned: bool = False) -> Any:
+    """Add a step's contributions `g` (an array, or `Contributions`) to `current` by the
+    tape's rule: (the sum, owned) where `current` is given, else the sum in `shape`."""
+    taken = current is None and not owned
+    if taken and type(g) is np.ndarray and g.shape == shape:
+        return g
     for part in (g if type(g) is Contributions else (g,)):
-        current, owned = accumulate(current, part, owned, shape, None)  # type: ignore[arg-type]
+        current, owned = accumulate(current, part, owned, shape, dtype)
+    if taken:
+        return current if current.shape == shape else sum_to_shape(current, shape)
     return current, owned
-
-
-def _taken(found: tuple[Any, bool], shape: tuple) -> np.ndarray:
-    g = found[0]
-    return g if g.shape == shape else sum_to_shape(g, shape)
 
 
 _SCAN = Op("scan", _forward, _vjps, Domain("untested"), True, False, None, True)

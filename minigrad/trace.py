@@ -384,12 +384,14 @@ class Program:
                         found.setdefault(x.index, x)
         return list(found.values())
 
-    def forward_lines(self, tensor_of: Callable[[Value], str | None]) -> list[str]:
+    def forward_lines(self, tensor_of: Callable[[Value], str | None],
+                      kept: Sequence[Value] = ()) -> list[str]:
         """One line per op: `record`'s forward, with `record`'s copies, and its marking
         shared of a tensor whose array an output views (`tensor_of(input)`: the expression
         of the tensor behind an input, or None). Values are dropped after their last use
-        unless the backward reads them or they are outputs."""
+        unless the backward reads them, they are outputs, or `kept` (a loop's invariants)."""
         keep = {int(name[1:]) for name in self.saved if "_" not in name}
+        keep |= {v.index for v in kept}
         keep |= {v.index for v in self.outputs}
         last: dict[int, int] = {}
         for k, step in enumerate(self.steps):
@@ -434,18 +436,24 @@ class Program:
 
     # --- backward ---------------------------------------------------------------------------
 
-    def backward_lines(self, seeds: Sequence[str]) -> list[str]:
+    def backward_lines(self, seeds: Sequence[str],
+                       deferred: dict[tuple[int, int], int] | None = None) -> list[str]:
         """The reverse sweep from `seeds` (the outputs' cotangents' expressions), ending in
         `grads`, a list of each grad input's contributions; a value the VJPs read is dropped
-        after its last read when `free`."""
+        after its last read when `free`. The VJP of operand i of step s is not called where
+        `deferred` maps (s, i) to j: the step's cotangent is left in `e<j>` instead (a loop
+        calls it once for all steps: `minigrad.scan`)."""
+        deferred = deferred or {}
+        position = {id(step): k for k, step in enumerate(self.steps)}
         lines: list[str] = []
         started: set[int] = set()
         count: dict[int, int] = {}
         for step in self.backward_steps:
-            for x, vjp in zip(step.inputs, step.vjps):
-                if x.requires_grad and vjp is not None:
+            for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps)):
+                if x.requires_grad and vjp is not None and (position[id(step)], i) not in deferred:
                     count[x.index] = count.get(x.index, 0) + 1
         inputs = {v.index for v in self.inputs}
+        lines += [f"l{v.index} = None" for v in self.grad_inputs if v.index not in count]
         for value, seed in zip(self.outputs, seeds):
             if value.requires_grad:
                 self._add(lines, value, seed, started, count, inputs)
@@ -459,6 +467,9 @@ class Program:
             options = ["**" + self._name(step.options, "o")] if step.options else []
             for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps)):
                 if not x.requires_grad or vjp is None:
+                    continue
+                if (position[id(step)], i) in deferred:
+                    lines.append(f"e{deferred[position[id(step)], i]} = g")
                     continue
                 call = f"{self._name(vjp, 'vjp')}({', '.join(['g', out_arg, *args, *options])})"
                 if self.anomaly:
