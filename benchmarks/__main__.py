@@ -2,12 +2,14 @@
 [--adaptive-malloc]`
 
 Times one full training step of the adder (forward, backward, RMSProp-Nesterov update with
-its closure, as `minigrad.models.training.train` runs it) on the minigrad engine, on the
-hand-written NumPy step of `benchmarks.handwritten` (the baseline of every ratio) and on
-the tutorial-style hand-coded step of `minigrad.models.reference`, same parameters, minibatch and
-optimizer, alternating in one process, and prints a markdown report: step times and
-ratios for cases A-D and the counter (plus PyTorch, JAX and autograd rows where
-importable), the peak memory of a step at C, how the step time scales with the sequence
+its closure, as `minigrad.models.training.train` runs it) on the minigrad engine (with
+`optim`'s optimizer), on the hand-written NumPy step of `benchmarks.handwritten` (the
+baseline of every ratio; its update in plain NumPy, `benchmarks.updates`) and on the
+tutorial-style hand-coded step of `minigrad.models.reference`, same parameters, minibatch
+and rule, alternating in one process, and prints a markdown report: step times and ratios
+for cases A-D and the counter (plus PyTorch, JAX and autograd rows where importable), a
+GRU and an LSTM stepped by `mg.scan` against hand-written BPTT (`benchmarks.cells`), the
+adder as a user writes it (`benchmarks.user_models`), the peak memory of a step at C, how the step time scales with the sequence
 length, the batch and the state size, and the engine's overhead per op. BLAS runs on one
 thread (set here, before NumPy is imported), and glibc malloc's thresholds are pinned (the
 command re-executes itself with them set; see `benchmarks.allocator`).
