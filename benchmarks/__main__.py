@@ -9,10 +9,11 @@ tutorial-style hand-coded step of `minigrad.models.reference`, same parameters, 
 and rule, alternating in one process, and prints a markdown report: step times and ratios
 for cases A-D and the counter (plus PyTorch, JAX and autograd rows where importable), a
 GRU and an LSTM stepped by `mg.scan` against hand-written BPTT (`benchmarks.cells`), the
-adder as a user writes it (`benchmarks.user_models`), the peak memory of a step at C, how the step time scales with the sequence
-length, the batch and the state size, and the engine's overhead per op. BLAS runs on one
-thread (set here, before NumPy is imported), and glibc malloc's thresholds are pinned (the
-command re-executes itself with them set; see `benchmarks.allocator`).
+adder as a user writes it (`benchmarks.user_models`), the peak memory of a step at C, how
+the step time scales with the sequence length, the batch and the state size, and the
+engine's overhead per op. BLAS runs on one thread (set here, before NumPy is imported),
+and glibc malloc's thresholds are pinned (the command re-executes itself with them set;
+see `benchmarks.allocator`).
 
 Progress goes to stderr; the report to stdout and, with --output, to a file (written
 atomically). The last full run, with PyTorch, JAX and autograd rows, took 23 minutes on a
