@@ -2,15 +2,18 @@
 [--adaptive-malloc]`
 
 Times one full training step of the adder (forward, backward, RMSProp-Nesterov update with
-its closure, as `minigrad.models.training.train` runs it) on the minigrad engine, on the
-hand-written NumPy step of `benchmarks.handwritten` (the baseline of every ratio) and on
-the tutorial-style hand-coded step of `minigrad.models.reference`, same parameters, minibatch and
-optimizer, alternating in one process, and prints a markdown report: step times and
-ratios for cases A-D and the counter (plus PyTorch, JAX and autograd rows where
-importable), the peak memory of a step at C, how the step time scales with the sequence
-length, the batch and the state size, and the engine's overhead per op. BLAS runs on one
-thread (set here, before NumPy is imported), and glibc malloc's thresholds are pinned (the
-command re-executes itself with them set; see `benchmarks.allocator`).
+its closure, as `minigrad.models.training.train` runs it) on the minigrad engine (with
+`optim`'s optimizer), on the hand-written NumPy step of `benchmarks.handwritten` (the
+baseline of every ratio; its update in plain NumPy, `benchmarks.updates`) and on the
+tutorial-style hand-coded step of `minigrad.models.reference`, same parameters, minibatch
+and rule, alternating in one process, and prints a markdown report: step times and ratios
+for cases A-D and the counter (plus PyTorch, JAX and autograd rows where importable), a
+GRU and an LSTM stepped by `mg.scan` against hand-written BPTT (`benchmarks.cells`), the
+adder as a user writes it (`benchmarks.user_models`), the peak memory of a step at C, how
+the step time scales with the sequence length, the batch and the state size, and the
+engine's overhead per op. BLAS runs on one thread (set here, before NumPy is imported),
+and glibc malloc's thresholds are pinned (the command re-executes itself with them set;
+see `benchmarks.allocator`).
 
 Progress goes to stderr; the report to stdout and, with --output, to a file (written
 atomically). The last full run, with PyTorch, JAX and autograd rows, took 23 minutes on a
@@ -109,8 +112,9 @@ def run(args: argparse.Namespace) -> str:
     for case in plan.steps:
         if case.key not in chosen:
             continue
-        for dtype in (np.float64,) if case.is_counter else (np.float64, np.float32):
-            progress(f"step {case.key} ({case.sizes}) {np.dtype(dtype).name}")
+        for dtype_name in case.dtypes:
+            dtype = np.dtype(dtype_name)
+            progress(f"step {case.key} ({case.sizes}) {dtype_name}")
             result = suite.time_step_case(case, dtype, repeats=args.repeats)
             step_results.append(result)
             notes += [n for n in result.notes if n not in notes]
@@ -119,15 +123,25 @@ def run(args: argparse.Namespace) -> str:
         verdicts += found
         out += ["## One training step: minigrad vs hand-written NumPy", "",
                 "Forward, backward and the optimizer's update (RMSProp-Nesterov with its "
-                "closure for the adder, RProp for the counter, the same optimizer code for "
-                "every row), on the same parameters and minibatch; median of the "
-                "alternating repeats. Ratio to hand-written = time / the hand-written "
+                "closure for the adder, RProp for the counter, SGD for the GRU and the "
+                "LSTM), on the same parameters and minibatch; median of the alternating "
+                "repeats. The engine rows update with `optim`'s optimizers, as users do; the "
+                "hand-written, closed-form and tutorial-style rows with the same rule in "
+                "plain NumPy, as a hand-writer does (`benchmarks/updates.py`). The models' "
+                "rows (A-D, counter) run `minigrad.models`; the gru and lstm rows "
+                "`nn.GRUCell` / `nn.LSTMCell` stepped by `mg.scan` with a linear readout "
+                "and BCE on the logits, against hand-written BPTT (`benchmarks/cells.py`); "
+                "the user rows the adder written as a user would (batch-major slices "
+                "`X[:, k]`, a Python loop, `sigmoid` then `binary_cross_entropy`; "
+                "`benchmarks/user_models.py`) against the hand-written adder. "
+                "Ratio to hand-written = time / the hand-written "
                 "step's time from the same run (below 1: faster than the best NumPy we "
                 "wrote); ratio to tutorial-style = time / the tutorial-style step's. "
                 "Tracing: for a compiled row, the time its first calls spent tracing (the "
                 "eager runs of the loss, the comparison of two traces, writing the replay's "
                 "code), not in the median, and the number of traces. Cases: "
-                + "; ".join(f"{c.key}, {c.title}" for c in plan.steps if c.key in chosen)
+                + "; ".join(dict.fromkeys(f"{c.key}, {c.title}" for c in plan.steps
+                                          if c.key in chosen))
                 + ".", "", text, ""]
 
     if "memory" in chosen:
@@ -201,13 +215,17 @@ def run(args: argparse.Namespace) -> str:
             ("- Baselines: the hand-written step (`benchmarks/handwritten.py`) is the fastest "
              "plain NumPy we know to write: time-major preallocated buffers reused across "
              "steps, one matrix product per weight gradient over all timesteps, three NumPy "
-             "calls per timestep each way; for the counter, the closed form of its linear "
-             "recurrence (one matrix product). The tutorial-style step "
-             "(`minigrad.models.reference`) "
-             "is the write-up's hand-coded backward pass. A test checks that both give the "
-             "engine's loss and gradients to float64 rounding "
-             "(`tests/test_benchmarks.py`). Every row uses the same optimizer code, so the "
-             "rows differ only in forward and backward."),
+             "calls per timestep each way; for the counter, the tutorial's loop "
+             "backpropagation through time vectorised over the batch, preallocated (its "
+             "closed form, one matrix product, is an extra row: algebra, not autodiff); for "
+             "the GRU and the LSTM, BPTT by hand with the gates stored forward and every "
+             "factor not depending on the incoming gradient computed for all steps before "
+             "the backward loop (`benchmarks/cells.py`). The tutorial-style step "
+             "(`minigrad.models.reference`) is the write-up's hand-coded backward pass. Tests "
+             "check that they give the engine's loss and gradients to float64 rounding "
+             "(`tests/test_benchmarks.py`). The hand-written rows update in plain NumPy "
+             "(`benchmarks/updates.py`, checked to follow `optim`'s trajectory bit for bit), "
+             "the engine rows through `optim`, so the ratios include `optim`'s shell."),
             (f"- glibc malloc: {allocator.describe()}. Fixed thresholds keep page faults "
              "out of the steps of implementations that allocate per step (see "
              "`benchmarks/allocator.py`; `--adaptive-malloc` runs under glibc's adaptive "

@@ -28,16 +28,19 @@ How it is fast:
 - every array preallocated once per (N, L) and reused (`out=` everywhere), so a step
   allocates nothing the size of the data.
 
-`HandwrittenCounter` uses that the counter is linear: unrolled, s_T = w_x sum_k x_k
+`HandwrittenCounter` is the tutorial's backpropagation through time for the counter
+(s_k = s_{k-1} w_rec + x_k w_x forward, dL/ds_{k-1} = dL/ds_k w_rec backward), vectorised
+over the batch and preallocated: the benchmark's baseline for the counter.
+`ClosedFormCounter` uses that the counter is linear: unrolled, s_T = w_x sum_k x_k
 w_rec^(T-k), so its forward and its whole backward through time are one (n, T) by (T, 2)
-matrix product (see its docstring).
+matrix product (see its docstring); algebra, not backpropagation, an extra row.
 
-Both follow the protocol of `minigrad.models.reference` (`parameters()`, `zero_grad()`,
-`loss_and_backward(X, T)`), so `optim`'s optimizers drive them exactly as they drive the
-engine and the tutorial-style reference. Gradients are written into arrays the model owns:
-`.grad` is set to them (or, if it already holds a gradient, to the sum); a `.grad` still
-holding the previous call's array is first copied out, so accumulating without `zero_grad`
-stays right.
+All follow the protocol of `minigrad.models.reference` (`parameters()`, `zero_grad()`,
+`loss_and_backward(X, T)`), so the plain NumPy updates of `benchmarks.updates` (and
+`optim`'s optimizers) drive them as they drive the tutorial-style reference. Gradients
+are written into arrays the model owns: `.grad` is set to them (or, if it already holds a
+gradient, to the sum); a `.grad` still holding the previous call's array is first copied
+out, so accumulating without `zero_grad` stays right.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 from minigrad.models.presets import AdderConfig
 from minigrad.models.reference.param import Param, Parameters
 
-__all__ = ["HandwrittenAdder", "HandwrittenCounter"]
+__all__ = ["ClosedFormCounter", "HandwrittenAdder", "HandwrittenCounter", "bce_with_logits"]
 
 
 def _hand_over(params: Mapping[str, Param], grads: Mapping[str, NDArray]) -> None:
@@ -67,6 +70,34 @@ def _detach_kept(params: Mapping[str, Param], grads: Mapping[str, NDArray]) -> N
     for name, param in params.items():
         if param.grad is grads[name]:
             param.grad = param.grad.copy()
+
+
+def bce_with_logits(A: NDArray, T: NDArray, e: NDArray, work: NDArray, work2: NDArray,
+                    nonnegative: NDArray) -> float:
+    """The mean of softplus(A) - T A over the logits A; A is overwritten with its gradient
+    G = (sigmoid(A) - T) / A.size. `e`, `work`, `work2` (A's shape and dtype) and
+    `nonnegative` (bool) are scratch.
+
+    Both are computed as the engine's `binary_cross_entropy_with_logits` computes them (the
+    same operations in the same order), so they agree to the last bit on the same logits.
+    """
+    np.abs(A, out=e)
+    np.negative(e, out=e)
+    np.exp(e, out=e)                        # e = exp(-|A|) <= 1: never overflows
+    np.maximum(A, 0.0, out=work)            # softplus(A) - T A
+    np.multiply(A, T, out=work2)            #   = max(A, 0) - T A + log1p(e)
+    np.subtract(work, work2, out=work)
+    np.log1p(e, out=work2)
+    np.add(work, work2, out=work)
+    loss = float(np.sum(work)) / A.size
+    # sigmoid(A) = 1 / (1 + e) where A >= 0, e / (1 + e) elsewhere.
+    np.greater_equal(A, 0.0, out=nonnegative)
+    np.add(e, 1.0, out=work)
+    np.copyto(e, 1.0, where=nonnegative)
+    np.divide(e, work, out=e)
+    np.subtract(e, T, out=A)
+    np.multiply(A, 1.0 / A.size, out=A)
+    return loss
 
 
 @dataclass
@@ -200,30 +231,8 @@ class HandwrittenAdder(Parameters):
             np.add(b.logits, p["output.bias"], out=b.logits)
 
     def _loss_and_output_gradient(self, b: _AdderBuffers) -> float:
-        """The loss; `b.logits` is overwritten with G = (sigmoid(A) - T) / M.
-
-        Both are computed as the engine's `binary_cross_entropy_with_logits` computes
-        them (the same operations in the same order), so they agree to the last bit on
-        the same logits.
-        """
-        A, e, work, work2 = b.logits, b.e, b.work, b.work2
-        np.abs(A, out=e)
-        np.negative(e, out=e)
-        np.exp(e, out=e)                        # e = exp(-|A|) <= 1: never overflows
-        np.maximum(A, 0.0, out=work)            # softplus(A) - T A
-        np.multiply(A, b.T, out=work2)          #   = max(A, 0) - T A + log1p(e)
-        np.subtract(work, work2, out=work)
-        np.log1p(e, out=work2)
-        np.add(work, work2, out=work)
-        loss = float(np.sum(work)) / A.size
-        # sigmoid(A) = 1 / (1 + e) where A >= 0, e / (1 + e) elsewhere.
-        np.greater_equal(A, 0.0, out=b.nonnegative)
-        np.add(e, 1.0, out=work)
-        np.copyto(e, 1.0, where=b.nonnegative)
-        np.divide(e, work, out=e)
-        np.subtract(e, b.T, out=A)
-        np.multiply(A, 1.0 / A.size, out=A)
-        return loss
+        """The loss; `b.logits` is overwritten with G = (sigmoid(A) - T) / M."""
+        return bce_with_logits(b.logits, b.T, b.e, b.work, b.work2, b.nonnegative)
 
     def _backward(self, b: _AdderBuffers) -> None:
         p = {name: param.data for name, param in self._params.items()}
@@ -262,9 +271,11 @@ class HandwrittenAdder(Parameters):
             np.matmul(p["recurrent.weight"], b.column_sum, out=g["initial_state"])
 
 
-class HandwrittenCounter(Parameters):
+class ClosedFormCounter(Parameters):
     """The counter of tutorial part 1 (s_0 = 0, s_k = s_{k-1} w_rec + x_k w_x, loss the
-    mean of (s_T - t)^2 over n sequences), forward and backward as one matrix product.
+    mean of (s_T - t)^2 over n sequences), forward and backward as one matrix product: an
+    extra row of the benchmark, algebra rather than backpropagation (the baseline is
+    `HandwrittenCounter`'s loop).
 
     Unrolled, s_T = w_x u with u = sum_k x_k w_rec^(T-k) = X q, q_k = w_rec^(T-k), so::
 
@@ -290,10 +301,10 @@ class HandwrittenCounter(Parameters):
         """The mean squared error of s_T; dloss/dw_x and dloss/dw_rec into `.grad`."""
         X_ = np.asarray(X, dtype=np.float64)
         if X_.ndim != 2 or X_.shape[1] < 1:
-            raise ValueError(f"HandwrittenCounter: X must have shape (n, T), got {X_.shape}")
+            raise ValueError(f"ClosedFormCounter: X must have shape (n, T), got {X_.shape}")
         t_ = np.asarray(t, dtype=np.float64)
         if t_.size != X_.shape[0]:
-            raise ValueError(f"HandwrittenCounter: t must hold {X_.shape[0]} targets, got "
+            raise ValueError(f"ClosedFormCounter: t must hold {X_.shape[0]} targets, got "
                              f"shape {t_.shape}")
         t_ = t_.reshape(-1)
         n, length = X_.shape
@@ -319,3 +330,69 @@ class HandwrittenCounter(Parameters):
         self._grads["w_rec"][()] = w_x * g_u[1]
         _hand_over(self._params, self._grads)
         return float(residual @ residual) / n
+
+
+def _counter_data(where: str, X: ArrayLike, t: ArrayLike) -> tuple[NDArray, NDArray]:
+    """X as (n, T) float64 and t as (n,), or a ValueError naming `where`."""
+    X_ = np.asarray(X, dtype=np.float64)
+    if X_.ndim != 2 or X_.shape[1] < 1:
+        raise ValueError(f"{where}: X must have shape (n, T), got {X_.shape}")
+    t_ = np.asarray(t, dtype=np.float64)
+    if t_.size != X_.shape[0]:
+        raise ValueError(f"{where}: t must hold {X_.shape[0]} targets, got shape {t_.shape}")
+    return X_, t_.reshape(-1)
+
+
+class HandwrittenCounter(Parameters):
+    """The counter of tutorial part 1 by the tutorial's backpropagation through time,
+    vectorised over the n sequences, every array preallocated (time-major, per-step views
+    made once)::
+
+        s_0 = 0,  s_k = s_{k-1} w_rec + x_k w_x          (forward, k = 1 .. T)
+        d_T = dloss/ds_T = 2 (s_T - t) / n,  d_{k-1} = d_k w_rec   (backward)
+        dloss/dw_x = sum_k d_k . x_k      dloss/dw_rec = sum_k d_k . s_{k-1}
+
+    the two sums each one dot product over all steps and sequences. The parameters are 0-d
+    float64 arrays named "w_x" and "w_rec", as in the reference.
+    """
+
+    def __init__(self, w_x: float, w_rec: float) -> None:
+        self._params = {"w_x": Param(np.array(w_x, dtype=np.float64)),
+                        "w_rec": Param(np.array(w_rec, dtype=np.float64))}
+        self._grads = {name: np.empty((), np.float64) for name in self._params}
+        self._shape = (-1, -1)
+
+    def _buffers_for(self, n: int, length: int) -> None:
+        if self._shape == (n, length):
+            return
+        self._shape = (n, length)
+        self._X = np.empty((length, n))            # x_k, time-major
+        self._inputs = np.empty((length, n))       # x_k w_x
+        self._states = np.zeros((length + 1, n))   # s_0 .. s_T
+        self._deltas = np.empty((length, n))       # d_1 .. d_T
+        self._input_k, self._state_k = list(self._inputs), list(self._states)
+        self._delta_k = list(self._deltas)
+
+    def loss_and_backward(self, X: ArrayLike, t: ArrayLike) -> float:
+        """The mean squared error of s_T; dloss/dw_x and dloss/dw_rec into `.grad`."""
+        X_, t_ = _counter_data("HandwrittenCounter", X, t)
+        n, length = X_.shape
+        self._buffers_for(n, length)
+        w_x, w_rec = self._params["w_x"].data, self._params["w_rec"].data
+        S, S_k, XW_k, D_k = self._states, self._state_k, self._input_k, self._delta_k
+        np.copyto(self._X, X_.T)
+        np.multiply(self._X, w_x, out=self._inputs)
+        for k in range(1, length + 1):
+            np.multiply(S_k[k - 1], w_rec, out=S_k[k])
+            np.add(S_k[k], XW_k[k - 1], out=S_k[k])
+        residual = D_k[-1]
+        np.subtract(S_k[-1], t_, out=residual)     # s_T - t
+        loss = float(residual @ residual) / n
+        np.multiply(residual, 2.0 / n, out=residual)
+        for k in range(length - 1, 0, -1):
+            np.multiply(D_k[k], w_rec, out=D_k[k - 1])
+        _detach_kept(self._params, self._grads)
+        self._grads["w_x"][()] = np.vdot(self._deltas, self._X)
+        self._grads["w_rec"][()] = np.vdot(self._deltas, S[:-1])
+        _hand_over(self._params, self._grads)
+        return loss

@@ -15,38 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from minigrad import optim
 from minigrad.models.reference import Param
 from minigrad.models.timing import Timing, alternate
 
 from .configs import StepCase
 from .steps import adder_setup
+from .updates import plain_rmsprop_nesterov
 
 __all__ = ["OptimizerCost", "plain_rmsprop_nesterov", "time_optimizer_step"]
-
-
-def plain_rmsprop_nesterov(params: list[Param], lr: float, decay: float, momentum: float,
-                           eps: float) -> Callable[[Callable[[], float]], float]:
-    """One step of the tutorial's RMSProp-Nesterov in plain NumPy, per parameter."""
-    velocity = [np.zeros_like(p.data) for p in params]
-    mean_square = [np.zeros_like(p.data) for p in params]
-
-    def step(closure: Callable[[], float]) -> float:
-        moves = [momentum * v for v in velocity]
-        for p, move in zip(params, moves, strict=True):
-            p.data += move
-        loss = closure()
-        for i, p in enumerate(params):
-            g = p.grad
-            mean_square[i] = decay * mean_square[i] + (1 - decay) * g**2
-            change = lr * g / (np.sqrt(mean_square[i]) + eps)
-            velocity[i] = moves[i] - change
-            p.data -= change
-        return loss
-
-    return step
 
 
 @dataclass(frozen=True)

@@ -78,14 +78,16 @@ def step_table(results: Sequence[CaseResult]) -> tuple[str, list[Verdict]]:
     for r in results:
         for name, timing in r.timings.items():
             ratio = r.ratio(name)
-            target = _target_cell(name, f"{r.case.key} ({r.case.sizes}) step", ratio,
-                                  r.target(name), verdicts)
+            target = (_target_cell(name, f"{r.case.key} ({r.case.sizes}) step", ratio,
+                                   r.target(name), verdicts) if r.case.targets else "")
+            tutorial = r.tutorial_ratio(name)
             faults = r.faults.get(name)
             traces, seconds = r.tracing.get(name, (0, 0.0))
             rows.append([r.case.key, r.case.sizes, r.dtype.name, name, str(timing.repeats),
                          format_time(timing.median), f"±{50 * timing.spread:.0f}%",
                          "—" if faults is None else f"{faults:.0f}",
-                         _shown(name, ratio), f"{r.tutorial_ratio(name):.2f}", target,
+                         _shown(name, ratio),
+                         "—" if tutorial is None else f"{tutorial:.2f}", target,
                          f"{format_time(seconds)} ({traces})" if traces else ""])
     header = ["case", "batch × T × states", "dtype", "implementation", "repeats",
               "median per step", "IQR/2", "page faults per step", f"ratio to {HANDWRITTEN}",

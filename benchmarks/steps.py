@@ -5,14 +5,22 @@ closure zeroing the gradients and running the objective (forward, loss, backward
 adder the optimizer is RMSProp-Nesterov with the preset's hyperparameters, so the closure
 runs at the look-ahead point and the update follows; for the counter it is RProp.
 
-Three implementations of the objective, all driven by the same optimizer class:
+The implementations of the objective:
 
 - the hand-written step (`benchmarks.handwritten`): the fastest plain NumPy we know, the
-  baseline every ratio is taken against;
+  baseline every ratio is taken against; for the counter the tutorial's loop BPTT, with
+  its closed form (`ClosedFormCounter`, algebra rather than backpropagation) an extra row;
 - the tutorial-style step (`minigrad.models.reference`): the write-up's hand-coded backward pass,
   used as it is;
 - the engine (`minigrad.models.Adder` / `minigrad.models.Counter`), through an objective maker
-  (`engine_objective` for eager mode; another engine mode passes its own).
+  (`engine_objective` for eager mode; another engine mode passes its own);
+- for the adder, also the engine on `benchmarks.user_models.UnrolledAdder` (the adder as a
+  user writes it); for the GRU and the LSTM (`CellSetup`), the engine on
+  `benchmarks.user_models.ScanGRU` / `ScanLSTM` against `benchmarks.cells`.
+
+The engine's steps use `optim`'s optimizers, as users do; the hand-written and
+tutorial-style steps update in plain NumPy as a hand-writer does (`benchmarks.updates`, the
+same rules to the bit), so a ratio includes what `optim`'s shell costs.
 
 Each starts from the same parameters (the engine's initialisation) and sees the same
 minibatch, already in the step's dtype (so no one pays for a conversion another skips).
@@ -36,10 +44,13 @@ from minigrad.models.presets import AdderConfig, get_preset
 from minigrad.models.reference import ReferenceAdder, ReferenceCounter
 from minigrad.models.training import Objective, engine_objective
 
-from .handwritten import HandwrittenAdder, HandwrittenCounter
+from .cells import HandwrittenGRU, HandwrittenLSTM
+from .handwritten import ClosedFormCounter, HandwrittenAdder, HandwrittenCounter
+from .updates import Update, plain_rmsprop_nesterov, plain_rprop, plain_sgd
+from .user_models import ScanGRU, ScanLSTM, UnrolledAdder
 
-__all__ = ["AdderSetup", "CounterSetup", "ObjectiveMaker", "adder_setup", "counter_setup",
-           "sum_bits", "training_step"]
+__all__ = ["AdderSetup", "CellSetup", "CounterSetup", "ObjectiveMaker", "adder_setup",
+           "cell_setup", "counter_setup", "plain_step", "sum_bits", "training_step"]
 
 Step = Callable[[], float]
 # How an engine mode turns a model into an objective(X, T) -> loss (gradients in .grad).
@@ -60,6 +71,21 @@ def training_step(optimizer: Any, objective: Callable[[np.ndarray, np.ndarray], 
 
     def step() -> float:
         return float(optimizer.step(closure))
+
+    return step
+
+
+def plain_step(update: Update, objective: Callable[[np.ndarray, np.ndarray], float],
+               X: np.ndarray, T: np.ndarray, model: Any) -> Step:
+    """`update(closure)` on (X, T) for a hand-written `model` (gradients zeroed, then
+    `objective`), with a plain NumPy update from `benchmarks.updates`."""
+
+    def closure() -> float:
+        model.zero_grad()
+        return objective(X, T)
+
+    def step() -> float:
+        return float(update(closure))
 
     return step
 
@@ -121,20 +147,31 @@ class AdderSetup:
         """A fresh hand-written adder at the starting parameters."""
         return HandwrittenAdder(self.config, self.start, dtype=self.dtype)
 
+    def plain_update(self, params: Any) -> Update:
+        """The optimizer's rule in plain NumPy, for the hand-written steps."""
+        return plain_rmsprop_nesterov(params, **self.optimizer_settings)
+
     def engine_step(self, objective_of: ObjectiveMaker = engine_objective) -> Step:
         model = self.engine()
         return training_step(self.optimizer(list(model.parameters())), objective_of(model),
                              self.X, self.T)
 
+    def user_step(self, objective_of: ObjectiveMaker = engine_objective) -> Step:
+        """The engine on the adder as a user writes it (`UnrolledAdder`), same start."""
+        model = UnrolledAdder(self.config, rng=np.random.default_rng(0), dtype=self.dtype)
+        model.load_state_dict(self.initial_parameters())
+        return training_step(self.optimizer(list(model.parameters())), objective_of(model),
+                             self.X, self.T)
+
     def reference_step(self, model: ReferenceAdder | None = None) -> Step:
         model = model or self.reference()
-        return training_step(self.optimizer(model.parameters()), model.loss_and_backward,
-                             self.X, self.T)
+        return plain_step(self.plain_update(model.parameters()), model.loss_and_backward,
+                          self.X, self.T, model)
 
     def handwritten_step(self, model: HandwrittenAdder | None = None) -> Step:
         model = model or self.handwritten()
-        return training_step(self.optimizer(model.parameters()), model.loss_and_backward,
-                             self.X, self.T)
+        return plain_step(self.plain_update(model.parameters()), model.loss_and_backward,
+                          self.X, self.T, model)
 
 
 def adder_setup(batch: int, timesteps: int, states: int, dtype: Any = np.float64, *,
@@ -165,18 +202,74 @@ class CounterSetup:
         return training_step(optim.RProp(list(model.parameters())), objective_of(model),
                              self.X, self.t)
 
+    def _plain(self, model: Any) -> Step:
+        return plain_step(plain_rprop(model.parameters()), model.loss_and_backward, self.X,
+                          self.t, model)
+
     def reference_step(self) -> Step:
-        model = ReferenceCounter(*self.start)
-        return training_step(optim.RProp(model.parameters()), model.loss_and_backward,
-                             self.X, self.t)
+        return self._plain(ReferenceCounter(*self.start))
 
     def handwritten_step(self) -> Step:
-        model = HandwrittenCounter(*self.start)
-        return training_step(optim.RProp(model.parameters()), model.loss_and_backward,
-                             self.X, self.t)
+        """The tutorial's loop BPTT, vectorised over the batch: the baseline."""
+        return self._plain(HandwrittenCounter(*self.start))
+
+    def closed_form_step(self) -> Step:
+        """The closed form of the linear recurrence: algebra, an extra row."""
+        return self._plain(ClosedFormCounter(*self.start))
 
 
 def counter_setup(n_sequences: int, length: int, seed: int = 0) -> CounterSetup:
     """The counter's data as the write-up draws it: `n_sequences` of `length` bits."""
     X, t = counting_data(np.random.default_rng(seed), n_sequences, length)
     return CounterSetup(X, t)
+
+
+#: The cells of the GRU and LSTM rows: engine model, hand-written model.
+CELLS = {"gru": (ScanGRU, HandwrittenGRU), "lstm": (ScanLSTM, HandwrittenLSTM)}
+
+
+@dataclasses.dataclass
+class CellSetup:
+    """A GRU or LSTM (`kind`) with a readout on the adder's data (binary sums, a logit per
+    bit), its starting parameters and a plain SGD step of rate `lr` (`optim.SGD` for the
+    engine, `plain_sgd` for the hand-written BPTT)."""
+
+    kind: str
+    hidden: int
+    start: dict[str, np.ndarray]
+    X: np.ndarray
+    T: np.ndarray
+    lr: float
+    dtype: np.dtype
+
+    def engine(self) -> Any:
+        engine_class, _ = CELLS[self.kind]
+        model = engine_class(self.X.shape[2], self.hidden, rng=np.random.default_rng(0),
+                             dtype=self.dtype)
+        model.load_state_dict(self.start)
+        return model
+
+    def handwritten(self) -> HandwrittenGRU | HandwrittenLSTM:
+        _, handwritten_class = CELLS[self.kind]
+        return handwritten_class(self.X.shape[2], self.hidden, self.start, dtype=self.dtype)
+
+    def engine_step(self, objective_of: ObjectiveMaker = engine_objective) -> Step:
+        model = self.engine()
+        return training_step(optim.SGD(list(model.parameters()), lr=self.lr),
+                             objective_of(model), self.X, self.T)
+
+    def handwritten_step(self) -> Step:
+        model = self.handwritten()
+        return plain_step(plain_sgd(model.parameters(), lr=self.lr), model.loss_and_backward,
+                          self.X, self.T, model)
+
+
+def cell_setup(kind: str, batch: int, timesteps: int, hidden: int, dtype: Any = np.float64,
+               *, lr: float = 0.1, seed: int = 0) -> CellSetup:
+    """A `kind` ("gru" or "lstm") cell of `hidden` units initialised as the engine does, and
+    a minibatch of random sums of `timesteps` bits."""
+    engine_class, _ = CELLS[kind]
+    rng = np.random.default_rng(seed)
+    start = engine_class(2, hidden, rng=rng, dtype=dtype).state_dict()
+    X, T = sum_bits(rng, batch, timesteps, dtype)
+    return CellSetup(kind, hidden, start, X, T, lr, np.dtype(dtype))

@@ -5,11 +5,17 @@ Every measurement has the same columns of implementations, in this order:
 - `HANDWRITTEN`, the hand-written step of `benchmarks.handwritten`: the baseline. Every
   ratio in the report is a time (or a peak) divided by this one's, from the same run.
 - `TUTORIAL`, the tutorial-style hand-coded step of `minigrad.models.reference`, as a second
-  yardstick (its own ratio column).
+  yardstick (its own ratio column; the adder and the counter only).
+- `CLOSED_FORM`, the counter's closed form (`benchmarks.handwritten.ClosedFormCounter`):
+  algebra, not backpropagation, an extra row of the counter.
 - one row per entry of `ENGINE_VARIANTS`: the ways the engine can run a step. A new engine
   mode (a compiled tape, say) is one more entry, name -> objective maker (model ->
   objective(X, T) -> loss, the gradients left in `.grad`), plus its targets in
   `configs`; it then gets its own row in every table, its own ratios and verdicts.
+
+For the GRU, LSTM and "user" cases the engine rows run the models of
+`benchmarks.user_models` (a cell stepped by `mg.scan`; the adder as a user writes it),
+against `benchmarks.cells` and `benchmarks.handwritten` respectively.
 
 - `time_step_case`: all of them, and the other libraries, on one case and dtype, each
   from the same parameters; every step is first run once and its loss checked against the
@@ -38,12 +44,13 @@ from minigrad.models.training import engine_objective
 from .configs import COMPILED, EAGER, StepCase, Sweep
 from .memory import step_peak
 from .others import other_steps
-from .steps import ObjectiveMaker, adder_setup, counter_setup
+from .steps import CELLS, ObjectiveMaker, adder_setup, cell_setup, counter_setup
 
-__all__ = ["ENGINE_VARIANTS", "HANDWRITTEN", "TUTORIAL", "CaseResult", "MemoryResult",
-           "SweepPoint", "measure_memory", "run_sweep", "time_step_case"]
+__all__ = ["CLOSED_FORM", "ENGINE_VARIANTS", "HANDWRITTEN", "TUTORIAL", "CaseResult",
+           "MemoryResult", "SweepPoint", "measure_memory", "run_sweep", "time_step_case"]
 
 HANDWRITTEN, TUTORIAL = "hand-written", "tutorial-style"
+CLOSED_FORM = "closed form (algebra, not autodiff)"
 # The compiled row's first steps trace (twice: the second checks the first); every case
 # runs at least two steps before its timed rounds.
 ENGINE_VARIANTS: dict[str, ObjectiveMaker] = {
@@ -75,9 +82,9 @@ class CaseResult:
         """`name`'s time over the hand-written step's."""
         return _ratio(self.timings, name, HANDWRITTEN)
 
-    def tutorial_ratio(self, name: str) -> float:
-        """`name`'s time over the tutorial-style step's."""
-        return _ratio(self.timings, name, TUTORIAL)
+    def tutorial_ratio(self, name: str) -> float | None:
+        """`name`'s time over the tutorial-style step's; None where the case has none."""
+        return _ratio(self.timings, name, TUTORIAL) if TUTORIAL in self.timings else None
 
     def target(self, name: str) -> float | None:
         """The target of implementation `name`; targets apply to float64 only."""
@@ -87,18 +94,27 @@ class CaseResult:
 def _steps(case: StepCase, dtype: Any,
            with_others: bool) -> tuple[dict[str, Step], dict[str, Any]]:
     """The steps of every implementation, and the objective each engine variant made."""
-    setup: Any = (counter_setup(case.batch, case.timesteps) if case.is_counter else
-                  adder_setup(case.batch, case.timesteps, case.states, dtype,
-                              preset=case.preset))
-    steps = {HANDWRITTEN: setup.handwritten_step(), TUTORIAL: setup.reference_step()}
+    setup: Any
+    if case.is_counter:
+        setup = counter_setup(case.batch, case.timesteps)
+        steps = {HANDWRITTEN: setup.handwritten_step(), CLOSED_FORM: setup.closed_form_step(),
+                 TUTORIAL: setup.reference_step()}
+    elif case.model in CELLS:
+        setup = cell_setup(case.model, case.batch, case.timesteps, case.states, dtype)
+        steps = {HANDWRITTEN: setup.handwritten_step()}
+    else:
+        setup = adder_setup(case.batch, case.timesteps, case.states, dtype,
+                            preset=case.preset)
+        steps = {HANDWRITTEN: setup.handwritten_step(), TUTORIAL: setup.reference_step()}
+    engine_step = setup.user_step if case.model == "user" else setup.engine_step
     objectives: dict[str, Any] = {}
     for name, objective_of in ENGINE_VARIANTS.items():
         def made(model: Any, objective_of: ObjectiveMaker = objective_of,
                  name: str = name) -> Any:
             objectives[name] = objective_of(model)
             return objectives[name]
-        steps[name] = setup.engine_step(made)
-    if with_others and case.others and not case.is_counter:
+        steps[name] = engine_step(made)
+    if with_others and case.others and case.model == "adder":
         steps.update(other_steps(setup))
     return steps, objectives
 
