@@ -100,7 +100,7 @@ class _Body:
         self.saves = bool(program.backward_steps)
         self.batched = _batched(program) if self.saves else []
         program.names.update(AnomalyError=anomaly.AnomalyError, empty=np.empty,
-                             zeros=np.zeros, fold=_fold, ndarray=np.ndarray)
+                             zeros=np.zeros, fold=_fold, fold_into=_fold_into)
         self.forward = program.function("loop(A, order, length, saved)", self._forward_lines(),
                                         "scan loop")
         if self.saves:
@@ -174,8 +174,8 @@ class _Body:
                 if i in grads:
                     body.append(f"DX{i - nc}[k] = fold({g}, {shape}, {dtype})")
             elif i in grads:
-                body.append(f"if {g} is not None: I{i}, O{i} = fold({g}, {shape}, {dtype}, "
-                            f"I{i}, O{i})")
+                body.append(f"if {g} is not None: I{i}, O{i} = fold_into({g}, {shape}, "
+                            f"{dtype}, I{i}, O{i})")
         lines += ["for k in order:"] + ["    " + line for line in body]
         result = [f"GC{i}" for i in range(nc)] + [f"DX{j}" for j in range(nx)] + [
             f"I{i}" if i in grads else "None" for i in range(nc + nx, len(inputs))]
@@ -400,7 +400,7 @@ def _backward(parts: np.ndarray, run: _Run, arrays: Sequence[Any], body: _Body, 
                 for (kind, index), column in zip(b.args, columns)]
         g = b.vjp(np.stack(cotangents[step_order]), None, *args, **b.options)
         current, shape, dtype = grads[b.target], run.shapes[b.target], run.dtypes[b.target]
-        grads[b.target] = _fold(g, shape, dtype) if current is None else _fold(
+        grads[b.target] = _fold(g, shape, dtype) if current is None else _fold_into(
             g, shape, dtype, current, False)[0]
     for i in range(body.n_carry + body.n_x, len(grads)):
         if grads[i] is not None and grads[i].shape != run.shapes[i]:
@@ -408,17 +408,21 @@ def _backward(parts: np.ndarray, run: _Run, arrays: Sequence[Any], body: _Body, 
     return grads
 
 
-def _fold(g: Any, shape: tuple, dtype: np.dtype, current: Any = None,
-          owned: bool = False) -> Any:
-    """Add a step's contributions `g` (an array, or `Contributions`) to `current` by the
-    tape's rule: (the sum, owned) where `current` is given, else the sum in `shape`."""
-    taken = current is None and not owned
-    if taken and type(g) is np.ndarray and g.shape == shape:
+def _fold(g: Any, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """A step's contributions `g` (an array, or `Contributions`) added by the tape's rule,
+    in `shape`."""
+    if type(g) is np.ndarray and g.shape == shape:
         return g
+    current = _fold_into(g, shape, dtype, None, False)[0]
+    return current if current.shape == shape else sum_to_shape(current, shape)
+
+
+def _fold_into(g: Any, shape: tuple, dtype: np.dtype, current: Any,
+               owned: bool) -> tuple[np.ndarray, bool]:
+    """Contributions `g` added to `current` (None for none yet) by the tape's rule: the sum,
+    and whether this loop allocated it (`tape.accumulate`)."""
     for part in (g if type(g) is Contributions else (g,)):
         current, owned = accumulate(current, part, owned, shape, dtype)
-    if taken:
-        return current if current.shape == shape else sum_to_shape(current, shape)
     return current, owned
 
 
