@@ -150,21 +150,25 @@ class _Body:
                          if nc + j in grads else f"DX{j} = None")
         invariants = [i for i in range(nc + nx, len(inputs)) if i in grads]
         lines += [f"I{i} = None; O{i} = False" for i in invariants]
-        for j, b in enumerate(self.batched):
-            lines.append(f"E{j} = []; " + "; ".join(f"R{j}_{a} = []" for a in range(len(b.args))))
+        for j, b in enumerate(self.batched):  # the steps' operands and cotangents, stacked
+            lines += [f"E{j} = empty((len(order), *{name(b.shape, 's')}), {name(b.dtype, 'd')})"]
+            lines += [f"R{j}_{a} = empty((len(order), *{name(shape, 's')}), {name(dtype, 'd')})"
+                      if kind == "saved" else f"R{j}_{a} = None"
+                      for a, ((kind, _), shape, dtype) in enumerate(
+                          zip(b.args, b.arg_shapes, b.arg_dtypes))]
         saved = ", ".join(program.saved)
         body = ["s = saved[k]", "if free: saved[k] = None"]
         if saved:
             body.append(f"{saved}, = s")
         for j, b in enumerate(self.batched):  # the per-step operands, before backward frees
-            body += [f"R{j}_{a}.append({program.saved[index]})"
+            body += [f"R{j}_{a}[k] = {program.saved[index]}"
                      for a, (kind, index) in enumerate(b.args) if kind == "saved"]
         seeds = [f"G{i}" for i in range(len(outputs))]
         body += [f"G{i} = GC{i}" if i < nc else f"G{i} = ZY{i} if GY{i} is None else GY{i}[k]"
                  for i in range(len(outputs))]
         body += program.backward_lines(
             seeds, {(b.step, b.operand): j for j, b in enumerate(self.batched)})
-        body += [f"E{j}.append(e{j})" for j in range(len(self.batched))]
+        body += [f"E{j}[k] = e{j}" for j in range(len(self.batched))]
         for i, v in enumerate(inputs):
             shape, dtype, g = name(v.shape, "s"), name(v.dtype, "d"), f"l{v.index}"
             if i < nc:
@@ -202,6 +206,9 @@ class _Batched:
         self.step, self.operand = step, operand
         s = program.steps[step]
         self.vjp, self.options = s.vjps[operand], s.options
+        self.shape, self.dtype = s.out.shape, s.out.dtype  # of a step's cotangent
+        self.arg_shapes = [x.shape for x in s.inputs]
+        self.arg_dtypes = [x.dtype for x in s.inputs]
         inputs = {v.index: i for i, v in enumerate(program.inputs)}
         self.target = inputs[s.inputs[operand].index]
         saved = {name: i for i, name in enumerate(program.saved)}
@@ -394,11 +401,9 @@ def _backward(parts: np.ndarray, run: _Run, arrays: Sequence[Any], body: _Body, 
     if free:
         run.saved = []
     for b, (cotangents, *columns) in zip(body.batched, stacks):
-        step_order = slice(None) if reverse else slice(None, None, -1)  # from step 0 on
-        args = [np.stack(column[step_order]) if kind == "saved" else
-                arrays[index] if kind == "input" else index
+        args = [column if kind == "saved" else arrays[index] if kind == "input" else index
                 for (kind, index), column in zip(b.args, columns)]
-        g = b.vjp(np.stack(cotangents[step_order]), None, *args, **b.options)
+        g = b.vjp(cotangents, None, *args, **b.options)
         current, shape, dtype = grads[b.target], run.shapes[b.target], run.dtypes[b.target]
         grads[b.target] = _fold(g, shape, dtype) if current is None else _fold_into(
             g, shape, dtype, current, False)[0]

@@ -126,7 +126,9 @@ def accumulate(current: np.ndarray | None, g: Any, owned: bool, shape: tuple[int
     A parameter used at every step of an RNN gets its contributions in the broadcast shape;
     while they keep that shape they are added as they are, and summed down to the vertex's
     `shape` once, when taken. A `Cotangent` is added into an owned dense array, or
-    densified; a NumPy scalar (0-d arithmetic) becomes an array of the sweep's own.
+    densified; a NumPy scalar (0-d arithmetic) becomes an array of the sweep's own. (The
+    common first case, an array kept as it is, is written out where this runs per op: in
+    `sweep` and in the code `minigrad.trace` writes.)
     """
     if type(g) is not _ndarray:
         # The MRO rather than isinstance: ABCMeta's check is a Python call, and this one

@@ -310,6 +310,7 @@ class Program:
         self.steps, self.outputs = trace.steps, outputs
         self.recording, self.anomaly = trace.recording, trace.anomaly
         self.names: dict[str, Any] = {"asarray": np.asarray, "acc": tape.accumulate,
+                                      "ndarray": np.ndarray,
                                       "sum_to_shape": tape.sum_to_shape,
                                       "Contributions": tape.Contributions}
         self.names.update((v.name, v.constant) for v in trace.values if v.is_constant)
@@ -501,9 +502,13 @@ class Program:
             else:
                 lines.append(f"l{x.index}.append({g})")
             return
-        current, owned = ("None", "False") if first else (f"c{x.index}", f"o{x.index}")
-        lines.append(f"c{x.index}, o{x.index} = acc({current}, {g}, {owned}, "
-                     f"{self._name(x.shape, 's')}, {self._name(x.dtype, 'd')})")
+        shape, dtype = self._name(x.shape, "s"), self._name(x.dtype, "d")
+        if first:  # `accumulate`'s first case, a first array kept as it is, written out
+            lines.append(f"c{x.index}, o{x.index} = ({g}, False) if type({g}) is ndarray else "
+                         f"acc(None, {g}, False, {shape}, {dtype})")
+        else:
+            lines.append(f"c{x.index}, o{x.index} = acc(c{x.index}, {g}, o{x.index}, {shape}, "
+                         f"{dtype})")
 
     def function(self, signature: str, lines: Sequence[str], what: str) -> Callable[..., Any]:
         """`def <signature>:` with `lines` as its body, compiled in the program's names."""
