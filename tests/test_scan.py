@@ -191,7 +191,7 @@ def test_scan_is_the_loop_of_the_same_body(data, steps, y_from, length, batch, n
 
     carry, ys = mg.scan(f, init, xs, reverse=reverse)
     expected_carry, expected_ys = loop(f, init, xs, reverse=reverse)
-    assert ys is None if y_from == "none" else True
+    assert (ys is None) == (y_from == "none")
     assert isinstance(ys, tuple) == (y_from == "pair")
     outputs, expected = leaves(carry) + leaves(ys), leaves(expected_carry) + leaves(expected_ys)
     assert len(outputs) == len(expected)
