@@ -29,8 +29,9 @@ class AnomalyError(FloatingPointError):
 def watch(node: Node, arrays: Sequence[Any], out: np.ndarray) -> None:
     """Record where `node` was created, check its output, and check its VJPs' results."""
     node.site = (_caller_site(), tuple(np.shape(a) for a in arrays))
-    if not np.isfinite(out).all():
-        raise AnomalyError(_message(node, "forward", "its output", out))
+    for part in out if out.dtype == object else (out,):  # a multi-output node's parts (scan's)
+        if not np.isfinite(part).all():
+            raise AnomalyError(_message(node, "forward", "its output", part))
     node.vjps = _checked_vjps(node)
 
 

@@ -14,6 +14,7 @@ backward of the loop receives every output's cotangent at once.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from collections import OrderedDict
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import anomaly, nn, tape
-from .modes import ANOMALY, RECORDING, TRACING, current_mode
+from .modes import ANOMALY, RECORDING, TRACING, current_mode, no_grad
 from .primitive import Domain, Op, defop, recorder
 from .tape import Contributions, Cotangent, accumulate, sum_to_shape
 from .tensor import Tensor
@@ -180,8 +181,11 @@ class _Body:
             elif i in grads:
                 body.append(f"if {g} is not None: I{i}, O{i} = fold_into({g}, {shape}, "
                             f"{dtype}, I{i}, O{i})")
-        lines += ["for k in order:"] + ["    " + line for line in body]
-        result = [f"GC{i}" for i in range(nc)] + [f"DX{j}" for j in range(nx)] + [
+        lines += ["try:", "    for k in order:"] + [" " * 8 + line for line in body]
+        lines += ["except AnomalyError as error:",
+                  "    raise AnomalyError(f'{error} (scan step {k}, in backward)') from None"]
+        result = [f"GC{i}" if i in grads else "None" for i in range(nc)] + [
+            f"DX{j}" for j in range(nx)] + [
             f"I{i}" if i in grads else "None" for i in range(nc + nx, len(inputs))]
         stacks = [f"[E{j}, " + ", ".join(f"R{j}_{a}" for a in range(len(b.args))) + "]"
                   for j, b in enumerate(self.batched)]
@@ -296,7 +300,7 @@ _BODIES = _Bodies()
 def _trace_body(f: Callable, carry: list, carry_tree: int | None, xs: list,
                 xs_tree: int | None, grads: list[bool], mode: int) -> _Body:
     """Trace `f` on tracers of one carry and one slice of each x, with the carry's
-    requires-grad `grads` (a fixed point: see `scan`)."""
+    requires-grad `grads` at the start."""
     generation = nn.generation
     trace = Trace(recording=bool(mode & RECORDING), anomaly=bool(mode & ANOMALY))
     carry_in = [trace.input(_data(c), g, raw=False) for c, g in zip(carry, grads)]
@@ -321,6 +325,16 @@ def _trace_body(f: Callable, carry: list, carry_tree: int | None, xs: list,
             outs.append(new)
         y_leaves, y_tree = ([], None) if y is None else _flatten(y, "y")
         outs += [_owned(v, trace) for v in y_leaves]
+    # A carry that needs no gradient at the start but comes to need one after a step (a zero
+    # initial state, a weight in the body) needs one throughout: a fixed point, without
+    # running f again.
+    values = [trace.of[id(t)] for t in carry_in]
+    while True:
+        new = [v for v, out in zip(values, outs[:len(carry)])
+               if trace.of[id(out)].requires_grad and not v.requires_grad]
+        if not new:
+            break
+        trace.require_grad(new)
     program = trace.finish(outs, "scan: f")
     return _Body(program, len(carry), len(xs), y_tree, y is not None, generation)
 
@@ -469,13 +483,14 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
             raise ValueError(f"scan: length {length} but xs of length {found}")
         length = found
     if length == 0:
-        raise ValueError("scan: a loop of length 0 has no carry to return the shape of ys "
-                         "from; give at least one step")
+        raise ValueError("scan: a loop of length 0 is refused: the body is traced on a real "
+                         "slice of xs, and there is none; give at least one step")
     mode = current_mode()
     grads = [isinstance(c, Tensor) and c.requires_grad for c in carry]
     body = _body(f, carry, carry_tree, x_leaves, xs_tree, grads, mode)
     operands = [*carry, *x_leaves, *body.captured]
-    packed = _record_scan(*operands, body=body, length=length, reverse=reverse)
+    with contextlib.nullcontext() if body.saves else no_grad():  # no gradient path: no node
+        packed = _record_scan(*operands, body=body, length=length, reverse=reverse)
     outs = [_part(packed, index=i) for i in range(len(body.program.outputs))]
     if packed.requires_grad:  # a step's VJPs may read a y: the graph keeps the ys' arrays
         for out in outs:
@@ -487,20 +502,15 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
 
 def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: int | None,
           grads: list[bool], mode: int) -> _Body:
-    """The traced body for this signature: cached unless stale; traced again while a carry
-    that needs no gradient at the start comes to need one after a step (a fixed point)."""
+    """The traced body for this signature: cached unless stale."""
     key = (carry_tree, xs_tree, mode & (RECORDING | ANOMALY),
            tuple((np.shape(_data(c)), np.result_type(_data(c))) for c in carry),
            tuple((np.shape(_data(x))[1:], np.result_type(_data(x)),
                   isinstance(x, Tensor) and x.requires_grad) for x in xs))
-    while True:
-        full_key = (*key, tuple(grads))
-        body = None if mode >= TRACING else _BODIES.get(f, full_key)
-        if body is None or body.stale():
-            body = _trace_body(f, carry, carry_tree, xs, xs_tree, grads, mode)
-            if mode < TRACING:
-                _BODIES.put(f, full_key, body)
-        out_grads = [v.requires_grad for v in body.program.outputs[:len(carry)]]
-        if all(g or not o for g, o in zip(grads, out_grads)):
-            return body
-        grads = [g or o for g, o in zip(grads, out_grads)]
+    full_key = (*key, tuple(grads))
+    body = None if mode >= TRACING else _BODIES.get(f, full_key)
+    if body is None or body.stale():
+        body = _trace_body(f, carry, carry_tree, xs, xs_tree, grads, mode)
+        if mode < TRACING:
+            _BODIES.put(f, full_key, body)
+    return body

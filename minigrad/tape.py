@@ -257,7 +257,7 @@ def _sweep(root: Any, seed: np.ndarray, retain_graph: bool,
             current = values.get(x)
             if type(gx) is not _ndarray or current is not None and (
                     x not in owned or gx.shape != current.shape):
-                if not cotangents.add(x, gx):  # added to what x had
+                if gx is None or not cotangents.add(x, gx):  # (None: no gradient reached x)
                     continue
             elif current is not None:  # `add`'s common case, written out: into our own array
                 current += gx

@@ -114,7 +114,7 @@ class Step:
     """One op call of a program."""
 
     __slots__ = ("op", "inputs", "options", "out", "residual", "vjps", "scalar", "site",
-                 "numpy")
+                 "numpy", "arrays")
 
     def __init__(self, op: Op, inputs: list[Value], options: dict[str, Any], out: Value,
                  residual: Value | None, vjps: Any, scalar: bool, site: Any,
@@ -122,6 +122,7 @@ class Step:
         self.op, self.inputs, self.options, self.out = op, inputs, options, out
         self.residual, self.vjps, self.scalar, self.site = residual, vjps, scalar, site
         self.numpy = numpy  # NumPy's own operator or method on arrays: no `record` around it
+        self.arrays: tuple = ()  # the operands' arrays while VJPs made per call are not made
 
 
 _ACTIVE: ContextVar[Trace | None] = ContextVar("minigrad_trace", default=None)
@@ -234,14 +235,33 @@ class Trace:
             return self._tracer(value, out)
         if grad and callable(vjps):  # VJPs made per call (stack's): from shapes
             vjps = vjps(arrays, options, [v if v.requires_grad else None for v in inputs])
+            arrays = ()
         site = None
         if grad and self.anomaly:
             site = (anomaly._caller_site(), tuple(np.shape(a) for a in arrays))
         value = self._new(out, grad, False)
         # (A residual may be any object: only the VJPs read it; its shape is never asked.)
         residual = self._new(np.empty(0), False, False) if op.residual else None
-        self.steps.append(Step(op, inputs, dict(options), value, residual, vjps, scalar, site))
+        step = Step(op, inputs, dict(options), value, residual, vjps, scalar, site)
+        step.arrays = arrays if callable(vjps) else ()  # for `require_grad`'s VJPs
+        self.steps.append(step)
         return self._tracer(value, out)
+
+    def require_grad(self, values: Sequence[Value]) -> None:
+        """Mark inputs `values` as requiring grad after the function ran (a loop's carry that
+        comes to need a gradient after a step), and what the steps compute from them."""
+        for value in values:
+            value.requires_grad = self.recording
+        for step in self.steps:
+            vjps = step.op.vjps
+            if step.numpy or step.out.requires_grad or vjps is None or not any(
+                    x.requires_grad and (callable(vjps) or vjps[i] is not None)
+                    for i, x in enumerate(step.inputs)):
+                continue
+            step.out.requires_grad = True
+            if callable(step.vjps):
+                step.vjps = step.vjps(step.arrays, step.options,
+                                      [x if x.requires_grad else None for x in step.inputs])
 
     def made(self, t: Tensor, data: Any) -> None:
         """`t = Tensor(data)` inside the function: a copy of a traced value, or a constant."""

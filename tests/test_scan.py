@@ -426,12 +426,11 @@ def test_a_y_of_none_gives_ys_none_and_a_tuple_y_a_tuple_of_ys():
     assert ys[1].shape == (3,)
 
 
-def test_a_length_zero_scan_returns_init_and_empty_ys_as_jax():
-    """jax.lax.scan runs a loop of no steps: the carry is init, ys has a leading axis of 0 (its
-    other axes known from the trace, which never needed a step to run)."""
-    carry, ys = mg.scan(lambda c, x: (c + x, c * 2.0), np.ones(3), np.zeros((0, 3)))
-    np.testing.assert_array_equal(carry.data, np.ones(3))
-    assert ys.shape == (0, 3)
+def test_a_length_zero_scan_is_refused_with_the_reason():
+    """Unlike jax.lax.scan, a loop of no steps is refused: the body is traced on a real slice
+    of xs (so that its trace computes nothing that a step would not), and there is none."""
+    with pytest.raises(ValueError, match="length 0"):
+        mg.scan(lambda c, x: (c + x, c * 2.0), np.ones(3), np.zeros((0, 3)))
 
 
 # --- modes -------------------------------------------------------------------------------------
