@@ -334,3 +334,47 @@ class LSTMCell(_Cell):
         i, f, g, o = sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
         c = i * g if c is None else f * c + i * g
         return o * tanh(c), c
+
+
+class Recurrent(Module):
+    """A cell looped over a sequence by `minigrad.scan`, as PyTorch's `nn.RNN`, `nn.GRU` and
+    `nn.LSTM` loop theirs: `layer(X, state=None)` takes X time-major, (L, ..., n_in), and
+    returns `(outputs, state)`: every step's h stacked, (L, ..., hidden), and the last state
+    (h, or (h, c) for an LSTM). Backward is the cell's own ops' VJPs run per step in reverse,
+    derived by scan; the cell's weights are loop invariants."""
+
+    def __init__(self, cell: _Cell):
+        self.cell = cell
+
+    def step(self, state: Any, x: Any) -> tuple[Any, Tensor]:
+        state = self.cell(x, state)
+        return state, state[0] if isinstance(state, tuple) else state
+
+    def forward(self, X: Any, state: Any = None) -> tuple[Tensor, Any]:
+        from .scan import scan  # (scan builds on this module's generation counter)
+
+        if state is None:
+            shape = X.shape if isinstance(X, Tensor) else np.shape(X)
+            zero = self.cell.zero_state(tuple(shape[1:-1]))
+            state = (zero, zero.copy()) if isinstance(self.cell, LSTMCell) else zero
+        last, outputs = scan(self.step, state, X)
+        return outputs, last
+
+
+def RNN(n_in: int, hidden: int, bias: bool = True, nonlinearity: str = "tanh", *,
+        rng: np.random.Generator | None = None, dtype: Any = np.float64) -> Recurrent:
+    """An Elman RNN over a sequence: `RNNCell` looped by `scan` (see `Recurrent`)."""
+    return Recurrent(RNNCell(n_in, hidden, bias, nonlinearity, rng=rng, dtype=dtype))
+
+
+def GRU(n_in: int, hidden: int, bias: bool = True, *, rng: np.random.Generator | None = None,
+        dtype: Any = np.float64) -> Recurrent:
+    """A GRU over a sequence: `GRUCell` looped by `scan` (see `Recurrent`)."""
+    return Recurrent(GRUCell(n_in, hidden, bias, rng=rng, dtype=dtype))
+
+
+def LSTM(n_in: int, hidden: int, bias: bool = True, *, rng: np.random.Generator | None = None,
+         dtype: Any = np.float64) -> Recurrent:
+    """An LSTM over a sequence: `LSTMCell` looped by `scan` (see `Recurrent`); its state is
+    the pair (h, c)."""
+    return Recurrent(LSTMCell(n_in, hidden, bias, rng=rng, dtype=dtype))

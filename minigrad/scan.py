@@ -167,14 +167,17 @@ class _Body:
         seeds = [f"G{i}" for i in range(len(outputs))]
         body += [f"G{i} = GC{i}" if i < nc else f"G{i} = ZY{i} if GY{i} is None else GY{i}[k]"
                  for i in range(len(outputs))]
+        # The ys' cotangents first, then the next step's contributions to the carry one by
+        # one: the order in which an unrolled loop's sweep adds them to a state that is
+        # both a step's y and the next step's input.
         body += program.backward_lines(
-            seeds, {(b.step, b.operand): j for j, b in enumerate(self.batched)})
+            seeds, {(b.step, b.operand): j for j, b in enumerate(self.batched)},
+            [*range(nc, len(outputs)), *range(nc)])
         body += [f"E{j}[k] = e{j}" for j in range(len(self.batched))]
         for i, v in enumerate(inputs):
             shape, dtype, g = name(v.shape, "s"), name(v.dtype, "d"), f"l{v.index}"
-            if i < nc:
-                body.append(f"GC{i} = fold({g}, {shape}, {dtype})" if i in grads else
-                            f"GC{i} = C{i}")
+            if i < nc:  # (contributions kept apart: the previous step adds them in order)
+                body.append(f"GC{i} = {g}" if i in grads else f"GC{i} = C{i}")
             elif i < nc + nx:
                 if i in grads:
                     body.append(f"DX{i - nc}[k] = fold({g}, {shape}, {dtype})")
@@ -184,7 +187,8 @@ class _Body:
         lines += ["try:", "    for k in order:"] + [" " * 8 + line for line in body]
         lines += ["except AnomalyError as error:",
                   "    raise AnomalyError(f'{error} (scan step {k}, in backward)') from None"]
-        result = [f"GC{i}" if i in grads else "None" for i in range(nc)] + [
+        result = [f"fold(GC{i}, {name(inputs[i].shape, 's')}, {name(inputs[i].dtype, 'd')})"
+                  if i in grads else "None" for i in range(nc)] + [
             f"DX{j}" for j in range(nx)] + [
             f"I{i}" if i in grads else "None" for i in range(nc + nx, len(inputs))]
         stacks = [f"[E{j}, " + ", ".join(f"R{j}_{a}" for a in range(len(b.args))) + "]"

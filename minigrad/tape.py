@@ -131,6 +131,10 @@ def accumulate(current: np.ndarray | None, g: Any, owned: bool, shape: tuple[int
     `sweep` and in the code `minigrad.trace` writes.)
     """
     if type(g) is not _ndarray:
+        if type(g) is Contributions:  # its parts, in order, as if from several nodes
+            for part in g:
+                current, owned = accumulate(current, part, owned, shape, dtype)
+            return current, owned  # type: ignore[return-value]
         # The MRO rather than isinstance: ABCMeta's check is a Python call, and this one
         # runs for every slice of an RNN's inputs (a Cotangent is a subclass, not registered).
         if Cotangent in type(g).__mro__:
@@ -169,11 +173,6 @@ class _Cotangents:
 
     def add(self, x: Any, g: Any) -> bool:
         """Add `g` to the cotangent of vertex `x`; True if `x` had none yet."""
-        if type(g) is Contributions:
-            new = x not in self.values
-            for part in g:
-                self.add(x, part)
-            return new
         current = self.values.get(x)
         self.values[x], owned = accumulate(current, g, x in self.owned, x.shape, x.dtype)
         if owned:

@@ -458,12 +458,14 @@ class Program:
     # --- backward ---------------------------------------------------------------------------
 
     def backward_lines(self, seeds: Sequence[str],
-                       deferred: dict[tuple[int, int], int] | None = None) -> list[str]:
+                       deferred: dict[tuple[int, int], int] | None = None,
+                       order: Sequence[int] | None = None) -> list[str]:
         """The reverse sweep from `seeds` (the outputs' cotangents' expressions), ending in
         `grads`, a list of each grad input's contributions; a value the VJPs read is dropped
         after its last read when `free`. The VJP of operand i of step s is not called where
         `deferred` maps (s, i) to j: the step's cotangent is left in `e<j>` instead (a loop
-        calls it once for all steps: `minigrad.scan`)."""
+        calls it once for all steps: `minigrad.scan`). The seeds are added in `order` (of
+        the outputs' positions), each an array or `Contributions`."""
         deferred = deferred or {}
         position = {id(step): k for k, step in enumerate(self.steps)}
         lines: list[str] = []
@@ -475,9 +477,9 @@ class Program:
                     count[x.index] = count.get(x.index, 0) + 1
         inputs = {v.index for v in self.inputs}
         lines += [f"l{v.index} = None" for v in self.grad_inputs if v.index not in count]
-        for value, seed in zip(self.outputs, seeds):
-            if value.requires_grad:
-                self._add(lines, value, seed, started, count, inputs)
+        for i in order if order is not None else range(len(seeds)):
+            if self.outputs[i].requires_grad:
+                self._add(lines, self.outputs[i], seeds[i], started, count, inputs)
         last_read: dict[str, int] = {}  # a saved value's name -> the line after its last read
         for step in self.backward_steps:
             out = step.out
