@@ -270,10 +270,27 @@ def _sigmoid_of(x, e):
 exp = defop("exp", np.exp, (lambda g, out: g * out,), Domain("unary"), saves="output")
 log = defop("log", np.log, (lambda g, out, x: g / x,), Domain("unary", _POSITIVE),
             saves="inputs")
-tanh = defop("tanh", np.tanh, (lambda g, out: g * (1.0 - out * out),), Domain("unary"),
-             saves="output")
-sigmoid = defop("sigmoid", _sigmoid, (lambda g, out: g * out * (1.0 - out),),
-                Domain("unary", ((-8.0, 8.0),)), saves="output")
+def _tanh_vjp(g, out):
+    """g (1 - out^2), computed into one new array (the same operations in the same order)."""
+    d = out * out
+    if type(d) is not _ndarray or type(g) is not _ndarray or d.shape != g.shape \
+            or d.dtype != g.dtype:
+        return g * (1.0 - d)
+    _np_subtract(1.0, d, out=d)
+    return _np_multiply(g, d, out=d)
+
+
+def _sigmoid_vjp(g, out):
+    """g out (1 - out), computed into one new array (the same operations in the same order)."""
+    d = g * out
+    if type(d) is not _ndarray or d.shape != np.shape(out):
+        return d * (1.0 - out)
+    return _np_multiply(d, _np_subtract(1.0, out), out=d)
+
+
+tanh = defop("tanh", np.tanh, (_tanh_vjp,), Domain("unary"), saves="output")
+sigmoid = defop("sigmoid", _sigmoid, (_sigmoid_vjp,), Domain("unary", ((-8.0, 8.0),)),
+                saves="output")
 relu = defop("relu", lambda x: np.maximum(x, 0.0), (lambda g, out, x: g * (x > 0),),
              Domain("unary", avoid=(0.0,)), saves="inputs")
 abs = defop("abs", np.abs, (lambda g, out, x: g * np.sign(x),), Domain("unary", avoid=(0.0,)),

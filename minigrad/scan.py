@@ -151,18 +151,20 @@ class _Body:
                          if nc + j in grads else f"DX{j} = None")
         invariants = [i for i in range(nc + nx, len(inputs)) if i in grads]
         lines += [f"I{i} = None; O{i} = False" for i in invariants]
-        for j, b in enumerate(self.batched):  # the steps' operands and cotangents, stacked
-            lines += [f"E{j} = empty((len(order), *{name(b.shape, 's')}), {name(b.dtype, 'd')})"]
-            lines += [f"R{j}_{a} = empty((len(order), *{name(shape, 's')}), {name(dtype, 'd')})"
-                      if kind == "saved" else f"R{j}_{a} = None"
+        # The batched VJPs' cotangents and per-step operands, stacked CH steps at a time
+        # (memory stays bounded; each VJP runs once per CH steps).
+        lines.append(f"CH = min(len(order), {_CHUNK}); n = 0")
+        for j, b in enumerate(self.batched):
+            lines += [f"E{j} = empty((CH, *{name(b.shape, 's')}), {name(b.dtype, 'd')})"]
+            lines += [f"R{j}_{a} = empty((CH, *{name(shape, 's')}), {name(dtype, 'd')})"
                       for a, ((kind, _), shape, dtype) in enumerate(
-                          zip(b.args, b.arg_shapes, b.arg_dtypes))]
+                          zip(b.args, b.arg_shapes, b.arg_dtypes)) if kind == "saved"]
         saved = ", ".join(program.saved)
         body = ["s = saved[k]", "if free: saved[k] = None"]
         if saved:
             body.append(f"{saved}, = s")
         for j, b in enumerate(self.batched):  # the per-step operands, before backward frees
-            body += [f"R{j}_{a}[k] = {program.saved[index]}"
+            body += [f"R{j}_{a}[n] = {program.saved[index]}"
                      for a, (kind, index) in enumerate(b.args) if kind == "saved"]
         seeds = [f"G{i}" for i in range(len(outputs))]
         body += [f"G{i} = GC{i}" if i < nc else f"G{i} = ZY{i} if GY{i} is None else GY{i}[k]"
@@ -173,7 +175,7 @@ class _Body:
         body += program.backward_lines(
             seeds, {(b.step, b.operand): j for j, b in enumerate(self.batched)},
             [*range(nc, len(outputs)), *range(nc)])
-        body += [f"E{j}[k] = e{j}" for j in range(len(self.batched))]
+        body += [f"E{j}[n] = e{j}" for j in range(len(self.batched))]
         for i, v in enumerate(inputs):
             shape, dtype, g = name(v.shape, "s"), name(v.dtype, "d"), f"l{v.index}"
             if i < nc:  # (contributions kept apart: the previous step adds them in order)
@@ -184,16 +186,35 @@ class _Body:
             elif i in grads:
                 body.append(f"if {g} is not None: I{i}, O{i} = fold_into({g}, {shape}, "
                             f"{dtype}, I{i}, O{i})")
+        if self.batched:
+            flush = self._flush_lines()
+            body += ["n += 1", "if n == CH:"] + ["    " + line for line in flush] + ["    n = 0"]
         lines += ["try:", "    for k in order:"] + [" " * 8 + line for line in body]
         lines += ["except AnomalyError as error:",
                   "    raise AnomalyError(f'{error} (scan step {k}, in backward)') from None"]
+        if self.batched:
+            lines += ["if n:"] + ["    " + line for line in self._flush_lines()]
         result = [f"fold(GC{i}, {name(inputs[i].shape, 's')}, {name(inputs[i].dtype, 'd')})"
                   if i in grads else "None" for i in range(nc)] + [
             f"DX{j}" for j in range(nx)] + [
             f"I{i}" if i in grads else "None" for i in range(nc + nx, len(inputs))]
-        stacks = [f"[E{j}, " + ", ".join(f"R{j}_{a}" for a in range(len(b.args))) + "]"
-                  for j, b in enumerate(self.batched)]
-        lines.append(f"return [{', '.join(result)}], [{', '.join(stacks)}]")
+        lines.append(f"return [{', '.join(result)}]")
+        return lines
+
+    def _flush_lines(self) -> list[str]:
+        """Each batched VJP on the `n` steps stacked so far, added to its invariant's sum."""
+        program, name = self.program, self.program._name
+        lines = []
+        for j, b in enumerate(self.batched):
+            args = [f"R{j}_{a}[:n]" if kind == "saved" else f"A[{index}]" if kind == "input"
+                    else "None" if index is None else name(index, "k")
+                    for a, (kind, index) in enumerate(b.args)]
+            if b.options:
+                args.append("**" + name(b.options, "o"))
+            target = program.inputs[b.target]
+            lines.append(f"t = {name(b.vjp, 'vjp')}(E{j}[:n], None, {', '.join(args)})")
+            lines.append(f"I{b.target}, O{b.target} = fold_into(t, {name(target.shape, 's')}, "
+                         f"{name(target.dtype, 'd')}, I{b.target}, O{b.target})")
         return lines
 
     def stale(self) -> bool:
@@ -411,24 +432,21 @@ _SHARES = [_Share(i) for i in range(16)]
 
 def _backward(parts: np.ndarray, run: _Run, arrays: Sequence[Any], body: _Body, length: int,
               reverse: bool) -> list:
-    """The backward loop, then each batched invariant's VJP once for all steps: the
-    cotangent of each operand (None for an invariant that none reached)."""
+    """The backward loop: the cotangent of each operand (None for an invariant that none
+    reached)."""
     free = not tape.retaining.get()
     order = range(length) if reverse else range(length - 1, -1, -1)
-    grads, stacks = body.backward(parts, arrays, run.saved, order, free)
+    grads = body.backward(parts, arrays, run.saved, order, free)
     if free:
         run.saved = []
-    for b, (cotangents, *columns) in zip(body.batched, stacks):
-        args = [column if kind == "saved" else arrays[index] if kind == "input" else index
-                for (kind, index), column in zip(b.args, columns)]
-        g = b.vjp(cotangents, None, *args, **b.options)
-        current, shape, dtype = grads[b.target], run.shapes[b.target], run.dtypes[b.target]
-        grads[b.target] = _fold(g, shape, dtype) if current is None else _fold_into(
-            g, shape, dtype, current, False)[0]
     for i in range(body.n_carry + body.n_x, len(grads)):
         if grads[i] is not None and grads[i].shape != run.shapes[i]:
             grads[i] = sum_to_shape(grads[i], run.shapes[i])
     return grads
+
+
+# How many steps a batched loop-invariant VJP takes at once: fewer calls, bounded memory.
+_CHUNK = 64
 
 
 def _fold(g: Any, shape: tuple, dtype: np.dtype) -> np.ndarray:
