@@ -22,7 +22,10 @@ Saved arrays never change under the graph. A tensor whose array a node saves (or
 shares its array with an op's output view) is marked shared and its array made read-only;
 its next `.data` access hands out a fresh copy (copy-on-write), so `w.data += 1` or an
 optimizer step between forward and backward changes the tensor, not the recorded values.
-A plain NumPy array a VJP reads is copied when recorded.
+A plain NumPy array a VJP reads is copied when recorded. A reference to the array taken
+before the forward pass (`a = w.data; a += 1`) then raises NumPy's read-only error. One gap:
+a view of `.data` taken before the forward pass (`v = w.data[:2]`) still writes through to
+the saved array (a view's writeable flag is its own).
 """
 
 from __future__ import annotations

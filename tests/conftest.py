@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from threadpoolctl import threadpool_limits
 
 # One BLAS thread, as the `minigrad` command runs: the suite's matrices are small, and
-# more threads only wait on each other (see the README's Quick start).
+# more threads only wait on each other (see the README's "The models and their command").
 threadpool_limits(1, user_api="blas")
 
 settings.register_profile(
