@@ -208,6 +208,9 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         n = len(op.vjps) if isinstance(op.vjps, tuple) else max(op.kept, default=-1) + 1
         dropped = tuple(i for i in range(n) if i not in op.kept)
 
+    # kept == (): the operands are treated as kept (copied, marked shared) but the node holds
+    # none of them: a residual holds what the VJPs read (scan's).
+    kept_any = op.kept != ()
     if op.vjps is None:
         return _constant_recorder(op, may_view)
 
@@ -255,7 +258,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         vjps: Any = op.vjps
         if type(vjps) is not tuple:  # VJPs made for this call (stack's, rnn's)
             vjps = vjps(arrays, options, inputs)
-        args: tuple = arrays if keeps else ()
+        args: tuple = arrays if keeps and kept_any else ()
         if keeps and dropped:
             saved = list(arrays)
             for i in dropped:

@@ -147,8 +147,9 @@ class _Body:
             else:
                 lines.append(f"GY{i} = P[{i}]; ZY{i} = zeros({shape}, {dtype})")
         for j in range(nx):
-            lines.append(f"DX{j} = zeros(A[{nc + j}].shape, A[{nc + j}].dtype)"
-                         if nc + j in grads else f"DX{j} = None")
+            x = inputs[nc + j]
+            lines.append(f"DX{j} = zeros((len(order), *{name(x.shape, 's')}), "
+                         f"{name(x.dtype, 'd')})" if nc + j in grads else f"DX{j} = None")
         invariants = [i for i in range(nc + nx, len(inputs)) if i in grads]
         lines += [f"I{i} = None; O{i} = False" for i in invariants]
         # The batched VJPs' cotangents and per-step operands, stacked CH steps at a time
@@ -382,12 +383,15 @@ def _structure(tree: int | None, leaves: Sequence[Any]) -> str:
 class _Run:
     """One call of the loop: what its backward needs, and that backward's last result."""
 
-    __slots__ = ("saved", "shapes", "dtypes", "seed", "grads")
+    __slots__ = ("saved", "shapes", "dtypes", "invariants", "seed", "grads")
 
-    def __init__(self, saved: list, arrays: Sequence[np.ndarray]):
+    def __init__(self, saved: list, arrays: Sequence[np.ndarray], varying: int):
         self.saved = saved  # each step's values the body's VJPs read
         self.shapes = [a.shape for a in arrays]
         self.dtypes = [a.dtype for a in arrays]
+        # The loop's operands a backward reads: the invariants (not init, not the xs, which
+        # the node does not keep either: their slices live on only where a step saved them).
+        self.invariants = (None,) * varying + tuple(arrays[varying:])
         self.seed: Any = None
         self.grads: list = []
 
@@ -401,7 +405,7 @@ def _forward(*arrays: Any, body: _Body, length: int, reverse: bool) -> tuple:
     packed = np.empty(len(outs), object)
     for i, value in enumerate(outs):
         packed[i] = value
-    return packed, _Run(saved, arrays)
+    return packed, _Run(saved, arrays, body.n_carry + body.n_x)
 
 
 def _vjps(arrays: Sequence[Any], options: dict[str, Any], inputs: Sequence[Any]) -> list:
@@ -422,7 +426,7 @@ class _Share:
     def __call__(self, g: np.ndarray, run: _Run, *arrays: Any, body: _Body, length: int,
                  reverse: bool) -> Any:
         if run.seed is not g:
-            run.grads = _backward(g, run, arrays, body, length, reverse)
+            run.grads = _backward(g, run, body, length, reverse)
             run.seed = g
         return run.grads[self.i]
 
@@ -430,13 +434,12 @@ class _Share:
 _SHARES = [_Share(i) for i in range(16)]
 
 
-def _backward(parts: np.ndarray, run: _Run, arrays: Sequence[Any], body: _Body, length: int,
-              reverse: bool) -> list:
+def _backward(parts: np.ndarray, run: _Run, body: _Body, length: int, reverse: bool) -> list:
     """The backward loop: the cotangent of each operand (None for an invariant that none
     reached)."""
     free = not tape.retaining.get()
     order = range(length) if reverse else range(length - 1, -1, -1)
-    grads = body.backward(parts, arrays, run.saved, order, free)
+    grads = body.backward(parts, run.invariants, run.saved, order, free)
     if free:
         run.saved = []
     for i in range(body.n_carry + body.n_x, len(grads)):
@@ -467,7 +470,9 @@ def _fold_into(g: Any, shape: tuple, dtype: np.dtype, current: Any,
     return current, owned
 
 
-_SCAN = Op("scan", _forward, _vjps, Domain("untested"), True, False, None, True)
+# Its operands are kept in the tape's sense (copied if arrays, marked shared if tensors) but
+# its node holds only the residual, a `_Run`: `kept=()`.
+_SCAN = Op("scan", _forward, _vjps, Domain("untested"), True, False, (), True)
 _record_scan = recorder(_SCAN)
 
 

@@ -367,7 +367,7 @@ class Program:
         None) and of the operands it keeps (`record`'s copies of arrays; None if not kept)."""
         op = step.op
         out = (step.residual or step.out).name if step.residual or op.saves_output else "None"
-        if not op.saves_inputs:
+        if not op.saves_inputs or op.kept == ():
             return out, []
         copies = self.copies(step)
         return out, [f"v{step.out.index}_{i}" if i in copies else x.name
