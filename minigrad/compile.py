@@ -25,7 +25,7 @@ import numpy as np
 from . import nn, tape
 from .modes import ANOMALY, RECORDING, TRACING, TraceError, current_mode
 from .tape import Node
-from .tensor import Tensor, _make
+from .tensor import Tensor, _make, accumulate_grad
 from .trace import Program, Trace
 
 __all__ = ["CompiledFunction", "TraceError", "compile"]
@@ -85,6 +85,8 @@ class _Replay:
         self.generation = generation  # of the modules' attributes, when traced
         self.name = name
         self.requires_grad = program.outputs[0].requires_grad
+        self.scalar = bool(program.outputs[0].shape == () or all(
+            n == 1 for n in program.outputs[0].shape))
         self.result_saved = program.outputs[0].name in program.saved
         self.grad_inputs = program.grad_inputs
         tensors = {v.index: f"a[{p}]" for v, p in
@@ -152,6 +154,29 @@ class _Replay:
         node = Node(self.name, _program_vjp, inputs, (self.backward, saved), {}, None, out)
         return _make(out, True, node, self.result_saved or out.base is not None)
 
+    def value_and_backward(self, args: tuple) -> float | None:
+        """`run(args)`, `backward()` on its one-element result and its value, without a node:
+        the backward lines run at once and each leaf's contributions are added up, taken and
+        accumulated into `.grad` as the sweep and `Tensor.backward` do. None (having done
+        nothing) if the program is stale or an argument's gradient flows on into a graph."""
+        leaves = [t if t is not None else args[p] for p, t in self.sources]
+        if nn.generation != self.generation or any(t._node is not None for t in leaves):
+            return None
+        r = self.forward(args)
+        if r is None:
+            return None
+        out, saved = r
+        seed = np.empty(out.shape, out.dtype)
+        seed.fill(1)
+        for leaf, g in zip(leaves, self.backward(saved, True, seed)):
+            if g is None:
+                continue
+            cotangents = tape._Cotangents()  # the sweep's rules, for one vertex
+            cotangents.add(leaf, g)
+            g, mine = cotangents.take(leaf)
+            accumulate_grad(leaf, g if mine else g.copy())
+        return out.item()
+
 
 class CompiledFunction:
     """`fn` traced once per signature and replayed; made by `minigrad.compile`."""
@@ -210,6 +235,13 @@ class CompiledFunction:
         """`loss = self(*args); loss.backward(); return loss.item()`, for a function returning
         a one-element tensor: the gradients accumulate into the leaves' `.grad`, and the loss
         comes back as a Python float."""
+        mode = current_mode()
+        if RECORDING <= mode < TRACING and not mode & ANOMALY:
+            replay = self._cache.get(_signature(args, mode))
+            if replay is not None and replay.requires_grad and replay.scalar:
+                value = replay.value_and_backward(args)
+                if value is not None:
+                    return value
         loss = self(*args)
         loss.backward()
         return loss.item()

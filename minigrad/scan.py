@@ -105,8 +105,7 @@ class _Body:
         self.forward = program.function("loop(A, order, length, saved)", self._forward_lines(),
                                         "scan loop")
         if self.saves:
-            self.backward = program.function("back(P, A, saved, order, free)",
-                                             self._backward_lines(), "scan loop")
+            self.backwards: dict[tuple[bool, ...], Callable[..., list]] = {}
 
     def _forward_lines(self) -> list[str]:
         program, nc, nx = self.program, self.n_carry, self.n_x
@@ -132,7 +131,17 @@ class _Body:
         lines.append(f"return [{', '.join(carry + [f'Y{m}' for m in range(len(outputs) - nc)])}]")
         return lines
 
-    def _backward_lines(self) -> list[str]:
+    def backward(self, parts: np.ndarray, *args: Any) -> list:
+        """The backward loop for the outputs' cotangents `parts`: a loop written for which
+        ys have one (a y that is also the carry and has none adds nothing)."""
+        given = tuple(parts[i] is not None for i in range(self.n_carry, len(parts)))
+        loop = self.backwards.get(given)
+        if loop is None:
+            loop = self.backwards[given] = self.program.function(
+                "back(P, A, saved, order, free)", self._backward_lines(given), "scan loop")
+        return loop(parts, *args)
+
+    def _backward_lines(self, given: tuple[bool, ...]) -> list[str]:
         program, nc, nx = self.program, self.n_carry, self.n_x
         inputs, outputs = program.inputs, program.outputs
         position = {v.index: i for i, v in enumerate(inputs)}
@@ -173,9 +182,12 @@ class _Body:
         # The ys' cotangents first, then the next step's contributions to the carry one by
         # one: the order in which an unrolled loop's sweep adds them to a state that is
         # both a step's y and the next step's input.
-        body += program.backward_lines(
-            seeds, {(b.step, b.operand): j for j, b in enumerate(self.batched)},
-            [*range(nc, len(outputs)), *range(nc)])
+        carried = {v.index for v in outputs[:nc]}
+        ys = [i for i in range(nc, len(outputs))
+              if given[i - nc] or outputs[i].index not in carried]
+        deferred = {(b.step, b.operand): j for j, b in enumerate(self.batched)}
+        body += program.backward_lines(seeds, deferred, [*ys, *range(nc)], loop=True)
+        contributed = program.contributed(deferred)
         body += [f"E{j}[n] = e{j}" for j in range(len(self.batched))]
         for i, v in enumerate(inputs):
             shape, dtype, g = name(v.shape, "s"), name(v.dtype, "d"), f"l{v.index}"
@@ -184,9 +196,8 @@ class _Body:
             elif i < nc + nx:
                 if i in grads:
                     body.append(f"DX{i - nc}[k] = fold({g}, {shape}, {dtype})")
-            elif i in grads:
-                body.append(f"if {g} is not None: I{i}, O{i} = fold_into({g}, {shape}, "
-                            f"{dtype}, I{i}, O{i})")
+            elif i in grads and v.index in contributed:
+                body.append(f"I{i}, O{i} = fold_into({g}, {shape}, {dtype}, I{i}, O{i})")
         if self.batched:
             flush = self._flush_lines()
             body += ["n += 1", "if n == CH:"] + ["    " + line for line in flush] + ["    n = 0"]

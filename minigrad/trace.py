@@ -459,13 +459,14 @@ class Program:
 
     def backward_lines(self, seeds: Sequence[str],
                        deferred: dict[tuple[int, int], int] | None = None,
-                       order: Sequence[int] | None = None) -> list[str]:
+                       order: Sequence[int] | None = None, loop: bool = False) -> list[str]:
         """The reverse sweep from `seeds` (the outputs' cotangents' expressions), ending in
         `grads`, a list of each grad input's contributions; a value the VJPs read is dropped
         after its last read when `free`. The VJP of operand i of step s is not called where
         `deferred` maps (s, i) to j: the step's cotangent is left in `e<j>` instead (a loop
         calls it once for all steps: `minigrad.scan`). The seeds are added in `order` (of
-        the outputs' positions), each an array or `Contributions`."""
+        the outputs' positions), each an array or `Contributions`. In a `loop`'s body the
+        values are dropped by the next step, and the caller reads the `l<i>` itself."""
         deferred = deferred or {}
         position = {id(step): k for k, step in enumerate(self.steps)}
         lines: list[str] = []
@@ -476,7 +477,8 @@ class Program:
                 if x.requires_grad and vjp is not None and (position[id(step)], i) not in deferred:
                     count[x.index] = count.get(x.index, 0) + 1
         inputs = {v.index for v in self.inputs}
-        lines += [f"l{v.index} = None" for v in self.grad_inputs if v.index not in count]
+        if not loop:
+            lines += [f"l{v.index} = None" for v in self.grad_inputs if v.index not in count]
         for i in order if order is not None else range(len(seeds)):
             if self.outputs[i].requires_grad:
                 self._add(lines, self.outputs[i], seeds[i], started, count, inputs)
@@ -502,6 +504,8 @@ class Program:
             for name in [out_arg, *args]:
                 if name[0] == "v":
                     last_read[name] = len(lines)
+        if loop:
+            return lines
         outputs = {v.name for v in self.outputs}
         for name, line in sorted(last_read.items(), key=lambda item: -item[1]):
             if name not in outputs:
@@ -509,6 +513,13 @@ class Program:
         grads = ", ".join(f"l{v.index}" for v in self.grad_inputs)
         lines.append(f"grads = [{grads}]")
         return lines
+
+    def contributed(self, deferred: dict[tuple[int, int], int]) -> set[int]:
+        """The inputs `backward_lines(..., deferred)` adds contributions to (as `l<i>`)."""
+        position = {id(step): k for k, step in enumerate(self.steps)}
+        return {x.index for step in self.backward_steps
+                for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps))
+                if x.requires_grad and vjp is not None and (position[id(step)], i) not in deferred}
 
     def _add(self, lines: list[str], x: Value, g: str, started: set[int],
              count: dict[int, int], inputs: set[int]) -> None:
