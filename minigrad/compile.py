@@ -115,28 +115,29 @@ class _Replay:
     def _load(program: Program, positions: dict[int, int], captured: dict[int, str],
               tensor_of: dict[int, str]) -> str:
         """The lines that read a call's inputs; `return None` if a tensor read from outside
-        changed its shape, dtype or requires-grad, or is now also an argument."""
+        changed its shape, dtype or requires-grad, or is now also an argument. A tensor a
+        VJP reads is shared as `record` shares it (`Tensor._share`), before anything else
+        holds its array."""
         lines = []
-        for value in program.inputs:
-            if value.index in positions:
-                p = positions[value.index]
-                lines.append(f"{value.name} = a[{p}]" if value.raw else
-                             f"{value.name} = a[{p}]._data")
         tensor_args = [p for v, p in ((v, positions.get(v.index)) for v in program.inputs)
                        if p is not None and not v.raw]
         for value, tensor in program.captured:
             t = captured[value.index]
             shape, dtype = program._name(value.shape, "s"), program._name(value.dtype, "d")
-            lines.append(f"{value.name} = {t}._data")
-            lines.append(f"if {value.name}.shape != {shape} or {value.name}.dtype != {dtype} "
+            lines.append(f"if {t}._data.shape != {shape} or {t}._data.dtype != {dtype} "
                          f"or {t}.requires_grad is not {tensor.requires_grad}: return None")
             lines += [f"if a[{p}] is {t}: return None" for p in tensor_args]
         for tensor, value in program.aliased:  # read from outside and passed at the trace
             lines.append(f"if a[{positions[value.index]}] is not "
                          f"{program._name(tensor, 'T')}: return None")
-        for value in program.shared_inputs():
-            t = tensor_of[value.index]
-            lines.append(f"{t}._shared or {t}._share()")
+        shared = {v.index for v in program.shared_inputs()}
+        for value in program.inputs:
+            if value.index in positions and value.raw:
+                lines.append(f"{value.name} = a[{positions[value.index]}]")
+            elif value.index in tensor_of:
+                t = tensor_of[value.index]
+                lines.append(f"{value.name} = {t}._data if {t}._shared else {t}._share()"
+                             if value.index in shared else f"{value.name} = {t}._data")
         return "\n    ".join(lines) or "pass"
 
     def run(self, args: tuple) -> Tensor | None:

@@ -22,10 +22,10 @@ Saved arrays never change under the graph. A tensor whose array a node saves (or
 shares its array with an op's output view) is marked shared and its array made read-only;
 its next `.data` access hands out a fresh copy (copy-on-write), so `w.data += 1` or an
 optimizer step between forward and backward changes the tensor, not the recorded values.
-A plain NumPy array a VJP reads is copied when recorded. A reference to the array taken
-before the forward pass (`a = w.data; a += 1`) then raises NumPy's read-only error. One gap:
-a view of `.data` taken before the forward pass (`v = w.data[:2]`) still writes through to
-the saved array (a view's writeable flag is its own).
+A plain NumPy array a VJP reads is copied when recorded, and so is a handed-out array that
+something still holds (`a = w.data` or a view `v = w.data[:2]` taken before the forward
+pass: a view's writeable flag is its own, so freezing could not stop it); writes through
+those change the tensor, never the recorded values (`Tensor._share`).
 """
 
 from __future__ import annotations
@@ -227,11 +227,13 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         for x in operands:
             if isinstance(x, Tensor):
                 if keeps and not x._shared:  # the node keeps its array: copy-on-write
-                    if x._exposed:  # handed out: frozen too (Tensor._share)
-                        x._share()
+                    if x._exposed:  # handed out: frozen, or a copy (Tensor._share)
+                        arrays.append(x._share())
                     else:  # the usual case, an op's output: only the flag, without a call
                         x._shared = True
-                arrays.append(x._data)
+                        arrays.append(x._data)
+                else:
+                    arrays.append(x._data)
                 if x.requires_grad:
                     inputs.append(x._node or x)
                     needs_grad = True
@@ -304,10 +306,13 @@ trace_hook: Callable[[Op, Sequence[Any], dict[str, Any]], Tensor] = _no_trace
 
 
 def _share_view(operands: Sequence[Any], out: np.ndarray) -> np.ndarray:
+    """`out`, a view of an operand's array: that array shared by both tensors, or, where
+    an operand is the caller's array or a handed-out one held elsewhere, a copy."""
     for x in operands:
         if isinstance(x, Tensor):
-            if not x._shared:
-                x._share()
+            # (Held besides: `out`, and `arrays` in `record` where the view was made.)
+            if not x._shared and x._share(held=2) is not x._data:
+                return out.copy()
         elif isinstance(x, np.ndarray):  # the caller's array, which the engine cannot guard
             return out.copy()
     return out

@@ -7,6 +7,7 @@ type checkers see them (`ops` is imported as a module: it is built on Tensor in 
 from __future__ import annotations
 
 import numbers
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any, Union
@@ -72,13 +73,19 @@ class Tensor:
         self._shared = False
         self._exposed = True
 
-    def _share(self) -> None:
-        """A graph now keeps this tensor's array: copy it on the next `.data`, and freeze it
-        if it was handed out, so that a reference held elsewhere cannot change it either."""
+    def _share(self, held: int = 0) -> np.ndarray:
+        """The array a graph keeps for this tensor: its own, which the next `.data` copies
+        (copy-on-write), frozen if it was handed out; or, where something else still holds
+        it or a view of it (`a = t.data`, `v = t.data[:2]`, beyond the `held` references the
+        caller knows of), a copy: a view cannot be frozen after it was made, and writes
+        through those go to the tensor, never to the graph."""
         if self._exposed:
+            if sys.getrefcount(self._data) > 2 + held:  # (the slot and the argument)
+                return self._data.copy(order="K")
             self._data.flags.writeable = False
             self._exposed = False
         self._shared = True
+        return self._data
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -450,9 +450,11 @@ class Program:
                 lines.append(f"if {out}.base is not None: {out} = {out}.copy()")
             else:
                 shared = [e for e in map(tensor_of, step.inputs) if e is not None]
-                if shared:
-                    marks = "; ".join(f"{e}._shared or {e}._share()" for e in shared)
-                    lines.append(f"if {out}.base is not None: {marks}")
+                if shared:  # `_share_view`: held besides, the program's name and the view
+                    copied = " or ".join(f"not {e}._shared and {e}._share(2) is not {e}._data"
+                                         for e in shared)
+                    lines.append(f"if {out}.base is not None and ({copied}): "
+                                 f"{out} = {out}.copy()")
         return lines
 
     # --- backward ---------------------------------------------------------------------------
