@@ -170,12 +170,9 @@ class _Replay:
         seed = np.empty(out.shape, out.dtype)
         seed.fill(1)
         for leaf, g in zip(leaves, self.backward(saved, True, seed)):
-            if g is None:
-                continue
-            cotangents = tape._Cotangents()  # the sweep's rules, for one vertex
-            cotangents.add(leaf, g)
-            g, mine = cotangents.take(leaf)
-            accumulate_grad(leaf, g if mine else g.copy())
+            if g is not None:
+                g, mine = tape.total(g, leaf.shape, leaf.dtype)  # as the sweep takes it
+                accumulate_grad(leaf, g if mine else g.copy())
         return out.item()
 
 

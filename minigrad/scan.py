@@ -26,7 +26,7 @@ import numpy as np
 from . import anomaly, nn, tape
 from .modes import ANOMALY, RECORDING, TRACING, current_mode, no_grad
 from .primitive import Domain, Op, defop, recorder
-from .tape import Contributions, Cotangent, accumulate, sum_to_shape
+from .tape import Contributions, Cotangent, accumulate, sum_to_shape, total
 from .tensor import Tensor
 from .trace import Program, Trace, Tracer
 
@@ -468,8 +468,7 @@ def _fold(g: Any, shape: tuple, dtype: np.dtype) -> np.ndarray:
     in `shape`."""
     if type(g) is np.ndarray and g.shape == shape:
         return g
-    current = _fold_into(g, shape, dtype, None, False)[0]
-    return current if current.shape == shape else sum_to_shape(current, shape)
+    return total(g, shape, dtype)[0]
 
 
 def _fold_into(g: Any, shape: tuple, dtype: np.dtype, current: Any,

@@ -133,7 +133,10 @@ def accumulate(current: np.ndarray | None, g: Any, owned: bool, shape: tuple[int
     if type(g) is not _ndarray:
         if type(g) is Contributions:  # its parts, in order, as if from several nodes
             for part in g:
-                current, owned = accumulate(current, part, owned, shape, dtype)
+                if owned and type(part) is _ndarray and part.shape == current.shape:  # type: ignore[union-attr]
+                    current += part  # (this function's common case, written out)
+                else:
+                    current, owned = accumulate(current, part, owned, shape, dtype)
             return current, owned  # type: ignore[return-value]
         # The MRO rather than isinstance: ABCMeta's check is a Python call, and this one
         # runs for every slice of an RNN's inputs (a Cotangent is a subclass, not registered).
@@ -159,6 +162,17 @@ def accumulate(current: np.ndarray | None, g: Any, owned: bool, shape: tuple[int
         current += g
         return current, True
     return _asarray(current + g), True
+
+
+def total(g: Any, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray, bool]:
+    """A vertex's complete cotangent from its contributions `g` (an array, a `Cotangent` or
+    `Contributions`), by `accumulate`, in `shape`; and whether it was allocated here (else a
+    caller that hands it out copies it), as `_Cotangents.take` tells."""
+    current, owned = accumulate(None, g, False, shape, dtype)
+    if current.shape != shape:  # summed down: a new array, or a view of g (not ours)
+        current = sum_to_shape(current, shape)
+        owned = current.base is None
+    return current, owned
 
 
 class _Cotangents:

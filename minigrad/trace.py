@@ -541,9 +541,11 @@ class Program:
         if first:  # `accumulate`'s first case, a first array kept as it is, written out
             lines.append(f"c{x.index}, o{x.index} = ({g}, False) if type({g}) is ndarray else "
                          f"acc(None, {g}, False, {shape}, {dtype})")
-        else:
-            lines.append(f"c{x.index}, o{x.index} = acc(c{x.index}, {g}, o{x.index}, {shape}, "
-                         f"{dtype})")
+        else:  # (and its common case, an array of the same shape into our own, written out)
+            c, o = f"c{x.index}", f"o{x.index}"
+            lines.append(f"if {o} and type({g}) is ndarray and {g}.shape == {c}.shape: "
+                         f"{c} += {g}")
+            lines.append(f"else: {c}, {o} = acc({c}, {g}, {o}, {shape}, {dtype})")
 
     def function(self, signature: str, lines: Sequence[str], what: str) -> Callable[..., Any]:
         """`def <signature>:` with `lines` as its body, compiled in the program's names."""
