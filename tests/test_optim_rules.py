@@ -282,7 +282,14 @@ def quadratic_loss(ps, a, c) -> float:
 
 def rmsprop_nesterov_reference(inits, a, c, masks, lr, decay, momentum, eps):
     """The adder's optimizer in "How to implement an RNN" (part 2), steps 1-5, written out.
-    Returns (trajectory, losses)."""
+    Returns (trajectory, losses). It computes on 1-d arrays, as the optimizer does: NumPy's
+    0-d (scalar) arithmetic can round sqrt(MA) + eps differently from its array loops (found
+    by Hypothesis: g = -8.271747311077478, decay 0.5, eps 2^-7, one ulp apart)."""
+    shapes = [np.shape(x) for x in inits]
+    a0, c0 = a, c  # the loss, as the closure computes it, on the parameters' own shapes
+    inits = [np.atleast_1d(x) for x in inits]
+    a = [np.atleast_1d(x) for x in a]
+    c = [np.atleast_1d(x) for x in c]
     ps = [x.copy() for x in inits]
     vs = [np.zeros_like(x) for x in inits]
     mas = [np.zeros_like(x) for x in inits]
@@ -290,7 +297,8 @@ def rmsprop_nesterov_reference(inits, a, c, masks, lr, decay, momentum, eps):
     for mask in masks:
         v_tmps = [momentum * v for v in vs]  # 1.
         look = [p + vt for p, vt in zip(ps, v_tmps, strict=True)]
-        losses.append(quadratic_loss(look, a, c))
+        own = [x.reshape(shape) for x, shape in zip(look, shapes, strict=True)]
+        losses.append(quadratic_loss(own, a0, c0))
         for i, has_grad in enumerate(mask):
             if not has_grad:
                 continue  # skipped: P, V and MA unchanged
@@ -299,7 +307,7 @@ def rmsprop_nesterov_reference(inits, a, c, masks, lr, decay, momentum, eps):
             step = lr * g / (np.sqrt(mas[i]) + eps)  # 4.
             vs[i] = v_tmps[i] - step  # 5.
             ps[i] = look[i] - step
-        out.append([p.copy() for p in ps])
+        out.append([p.reshape(shape) for p, shape in zip(ps, shapes, strict=True)])
     return out, losses
 
 
