@@ -137,9 +137,9 @@ def run(args: argparse.Namespace) -> str:
                 "Ratio to hand-written = time / the hand-written "
                 "step's time from the same run (below 1: faster than the best NumPy we "
                 "wrote); ratio to tutorial-style = time / the tutorial-style step's. "
-                "Tracing: for a compiled row, the time its first calls spent tracing (the "
-                "eager runs of the loss, the comparison of two traces, writing the replay's "
-                "code), not in the median, and the number of traces. Cases: "
+                "Tracing: for a compiled row, the time its first call spent tracing (the run "
+                "of the loss on tracers and writing the replay's code), not in the median, "
+                "and the number of traces. Cases: "
                 + "; ".join(dict.fromkeys(f"{c.key}, {c.title}" for c in plan.steps
                                           if c.key in chosen))
                 + ".", "", text, ""]

@@ -506,7 +506,7 @@ def test_quick_run_prints_every_table():
                                                  "minigrad compiled"], case
     assert implementations(report, "user") == 2 * ["hand-written", "tutorial-style",
                                                    "minigrad eager", "minigrad compiled"]
-    # The compiled rows say what tracing cost (two traces: the second checks the first);
+    # The compiled rows say what tracing cost (one trace: the first call's);
     # the others leave that cell empty.
     for row in rows_of(report, "counter"):
         tracing = row.strip().strip("|").split("|")[-1].strip()

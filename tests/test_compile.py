@@ -184,9 +184,8 @@ def test_a_numpy_transpose_of_an_argument_is_that_calls_transpose(shape, axes, s
 def test_every_op_compiles_to_eager_modes_bits(name, data):
     """Each op of the table, its operands drawn from its Domain, each passed either as a
     tensor that requires grad or as a NumPy array: the compiled loss and gradients equal
-    eager mode's bitwise, over calls with new values (two traces, the written backward,
-    then the code), through `backward()` on the returned loss and through
-    `value_and_backward`."""
+    eager mode's bitwise, over calls with new values (the trace, then replays), through
+    `backward()` on the returned loss and through `value_and_backward`."""
     case = data.draw(op_cases(name), label="case")
     as_array = data.draw(st.lists(st.booleans(), min_size=len(case.operands),
                                   max_size=len(case.operands)), label="as_array")
@@ -619,8 +618,7 @@ def test_reading_a_tensor_argument_in_python_is_refused():
                        max_size=6))
 def test_a_tensor_made_inside_fn_from_an_argument_follows_the_argument(values):
     """`Tensor(x)` inside fn is a step of the program, not a constant of the trace: each
-    call copies the argument it is given, also after two calls with equal arguments (which
-    a comparison of two traces cannot tell from a constant)."""
+    call copies the argument it is given, also after two calls with equal arguments."""
     def fn(x, n):
         # from an argument, a view of one, and an integer one (made float64 as Tensor does)
         return (w_refuse * mg.Tensor(x)).sum() + (w_refuse * mg.Tensor(x[::-1])).sum() \

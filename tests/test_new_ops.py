@@ -110,7 +110,7 @@ def test_compiled_cross_entropy_checks_the_labels_of_every_call():
     w = Tensor(np.random.default_rng(1).normal(size=(3, 4)), requires_grad=True)
     step = mg.compile(lambda x, labels: mg.cross_entropy(x @ w, labels))
     x = np.ones((2, 3))
-    for labels in ([0, 1], [2, 3], [1, 1]):  # two traces, then replays
+    for labels in ([0, 1], [2, 3], [1, 1]):  # a trace, then replays
         eager = mg.cross_entropy(Tensor(x) @ w, np.array(labels)).item()
         assert step(x, np.array(labels)).item() == eager
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\) for 4 classes, got 9"):
