@@ -179,18 +179,19 @@ def test_gradcheck_of_a_function_returning_a_non_tensor():
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def test_strategies_without_hypothesis_name_the_extra_to_install():
+@pytest.mark.parametrize("module", ["strategies", "mutants"])
+def test_strategies_without_hypothesis_name_the_extra_to_install(module):
     # A fresh interpreter where `import hypothesis` fails, as where it is not installed:
-    # minigrad.testing imports, its strategies say in one line what to install.
+    # minigrad.testing imports, its strategies and mutants say in one line what to install.
     code = ("import sys; sys.modules['hypothesis'] = None\n"
             "from minigrad.testing import gradcheck\n"
-            "import minigrad.testing.strategies")
+            f"import minigrad.testing.{module}")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True)
     assert result.returncode == 1
     assert "During handling" not in result.stderr  # not chained to a bare one
     assert result.stderr.strip().splitlines()[-1] == (
-        f"ModuleNotFoundError: minigrad.testing.strategies needs Hypothesis: install the test "
+        f"ModuleNotFoundError: minigrad.testing.{module} needs Hypothesis: install the test "
         f"extra (pip install '{DISTRIBUTION}[test]')")
 
 
