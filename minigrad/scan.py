@@ -511,10 +511,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     else:
         x_leaves, xs_tree = _flatten(xs, "xs")
         x_leaves = [_leaf(x, "xs") for x in x_leaves]
-        lengths = {np.shape(_data(x))[:1] for x in x_leaves}
-        if any(np.ndim(_data(x)) == 0 for x in x_leaves) or len(lengths) != 1:
+        lengths = {_data(x).shape[:1] for x in x_leaves}
+        if any(_data(x).ndim == 0 for x in x_leaves) or len(lengths) != 1:
             raise ValueError("scan: every xs must have the same leading axis length, got "
-                             f"shapes {[np.shape(_data(x)) for x in x_leaves]}")
+                             f"shapes {[_data(x).shape for x in x_leaves]}")
         found = lengths.pop()[0]
         if length is not None and length != found:
             raise ValueError(f"scan: length {length} but xs of length {found}")
@@ -540,9 +540,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
 def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: int | None,
           grads: list[bool], mode: int) -> _Body:
     """The traced body for this signature: cached unless stale."""
+    arrays = [_data(c) for c in carry]  # (`_leaf` made every leaf a Tensor or an array)
     key = (carry_tree, xs_tree, mode & (RECORDING | ANOMALY),
-           tuple((np.shape(_data(c)), np.result_type(_data(c))) for c in carry),
-           tuple((np.shape(_data(x))[1:], np.result_type(_data(x)),
+           tuple((a.shape, a.dtype) for a in arrays),
+           tuple((_data(x).shape[1:], _data(x).dtype,
                   isinstance(x, Tensor) and x.requires_grad) for x in xs))
     full_key = (*key, tuple(grads))
     body = None if mode >= TRACING else _BODIES.get(f, full_key)
