@@ -35,6 +35,7 @@ safety switch, not part of the trajectory, and is not saved.
 
 from __future__ import annotations
 
+import abc
 import inspect
 import math
 import numbers
@@ -177,7 +178,7 @@ class ParamGroup:
 # --- the shell -------------------------------------------------------------------------
 
 
-class Optimizer:
+class Optimizer(abc.ABC):
     """The PyTorch-style shell: parameter groups, ``zero_grad``, ``step(closure)``, the
     gradient checks, ``state_dict`` / ``load_state_dict``. Subclasses give the math.
 
@@ -227,6 +228,7 @@ class Optimizer:
     def check_together(cls, values: dict[str, Any]) -> None:
         """Checks that involve several hyperparameters, given them all (or all but those
         without a default); none by default."""
+        return None
 
     def __getattr__(self, name: str) -> Any:
         if name in type(self).bounds:
@@ -264,16 +266,16 @@ class Optimizer:
 
     # ---- the math (subclasses) ----------------------------------------------------------
 
+    @abc.abstractmethod
     def init(self, h: ParamGroup, p: np.ndarray) -> State:
         """The state of parameters not updated yet, arrays shaped like ``p``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def update(self, h: ParamGroup, t: int, p: np.ndarray, g: np.ndarray,
                state: State) -> tuple[np.ndarray, State]:
         """The t-th update from the gradient ``g`` at ``p``: ``(step, new state)``, the
         parameters moving to ``p - step``. New arrays only: ``g`` is the shell's copy, but
         ``p`` and ``state`` must not be written."""
-        raise NotImplementedError
 
     def look_ahead(self, h: ParamGroup, state: State) -> np.ndarray | None:
         """The move to where the gradient is taken, or None (at ``p``). A rule that moves

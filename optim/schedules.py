@@ -15,6 +15,7 @@ Its ``state_dict`` (the epoch count and the base rates, arrays) saves and loads 
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -33,7 +34,7 @@ def _positive_int(owner: str, name: str, value: Any) -> int:
     return int(value)
 
 
-class Schedule:
+class Schedule(abc.ABC):
     """The common part: the optimizer, the base rates, the epoch count."""
 
     def __init__(self, optimizer: Optimizer) -> None:
@@ -45,9 +46,9 @@ class Schedule:
         self.base_lrs = [float(group["lr"]) for group in optimizer.param_groups]
         self.epoch = 0
 
+    @abc.abstractmethod
     def lr_at(self, base: float, epoch: int) -> float:
         """The learning rate of a group whose base rate is ``base`` after ``epoch`` steps."""
-        raise NotImplementedError
 
     def step(self) -> None:
         """Count one epoch and set every group's learning rate."""
