@@ -395,7 +395,7 @@ transpose = defop(
 
 # The same values without a gradient: a view, so that neither tensor's changes reach the
 # other (copy-on-write). An op, so that a traced function's `detach` is a step of its program.
-_detach = defop("detach", lambda x: x.view(), None, register=False)
+_detach = defop("detach", lambda x: x.view(), (None,), register=False)
 
 
 def _astype_call(x: Any, dtype: Any = None) -> tuple[tuple, dict]:

@@ -78,13 +78,13 @@ class Op:
 
     `vjps` is a tuple with one VJP per operand, or a function `(arrays, options, inputs) ->
     VJPs` for one call: for an op of any number of operands (stack, einsum), or one whose
-    VJPs share work (rnn); `inputs[i]` is None where operand i needs no gradient. None for
-    an op without a gradient (detach): its output never requires grad.
+    VJPs share work (stack); `inputs[i]` is None where operand i needs no gradient. A VJP
+    of None: that operand has no gradient (all None: the op has none, as detach).
     """
 
     name: str
     forward: Callable[..., Any]
-    vjps: tuple[Callable[..., Any], ...] | Callable[..., Sequence[Callable[..., Any]]] | None
+    vjps: tuple[Callable[..., Any] | None, ...] | Callable[..., Sequence[Callable[..., Any]]]
     domain: Domain
     saves_inputs: bool
     saves_output: bool
@@ -145,7 +145,7 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     if residual and saves in ("both", "output"):
         raise ValueError(f"defop: '{name}' hands its VJPs a residual in place of the output; "
                          "saves must not name the output too")
-    op = Op(name, forward, vjps if vjps is None or callable(vjps) else tuple(vjps),
+    op = Op(name, forward, vjps if callable(vjps) else tuple(vjps),
             domain or _UNTESTED,
             saves in ("both", "inputs"), saves in ("both", "output"), kept, residual, batch)
     op.function = _function(op, prepare, sys._getframe(1).f_globals.get("__name__", __name__))
@@ -163,7 +163,7 @@ def _function(op: Op, prepare: Callable[..., tuple[tuple, dict]] | None,
     if prepare is None:
         function = record
         function.__signature__ = _operand_signature(
-            len(op.vjps) if type(op.vjps) is tuple else 1 if op.vjps is None else 0)
+            len(op.vjps) if type(op.vjps) is tuple else 0)
     else:
         def function(*args: Any, **kwargs: Any) -> Tensor:
             operands, options = prepare(*args, **kwargs)
@@ -201,7 +201,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     # A ufunc always returns a new array (or a scalar): only another forward can return a
     # view of an operand's array.
     may_view = not isinstance(forward, np.ufunc)
-    # The operand positions whose arrays a node does not keep (addmm's c, rnn's z), found
+    # The operand positions whose arrays a node does not keep (addmm's c), found
     # once (up to the last kept one where the VJPs come per call: their number is unknown).
     dropped: tuple[int, ...] = ()
     if op.kept is not None:
@@ -211,8 +211,6 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     # kept == (): the operands are treated as kept (copied, marked shared) but the node holds
     # none of them: a residual holds what the VJPs read (scan's).
     kept_any = op.kept != ()
-    if op.vjps is None:
-        return _constant_recorder(op, may_view)
 
     def record(*operands: Any, **options: Any) -> Tensor:
         mode = current_mode()
@@ -258,7 +256,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         if not (needs_grad and recording):
             return _make(out, False, None, view)
         vjps: Any = op.vjps
-        if type(vjps) is not tuple:  # VJPs made for this call (stack's, rnn's)
+        if type(vjps) is not tuple:  # VJPs made for this call (stack's)
             vjps = vjps(arrays, options, inputs)
         args: tuple = arrays if keeps and kept_any else ()
         if keeps and dropped:
@@ -273,26 +271,6 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         if mode != RECORDING:  # so ANOMALY is set: recording is on and tracing off here
             anomaly.watch(node, arrays, out)
         return _make(out, True, node, view or saves_output)
-
-    return record
-
-
-def _constant_recorder(op: Op, may_view: bool) -> Callable[..., Tensor]:
-    """`record` for an op without a gradient: its output never requires grad."""
-    name, forward = op.name, op.forward
-
-    def record(*operands: Any, **options: Any) -> Tensor:
-        if current_mode() >= TRACING:
-            return trace_hook(op, operands, options)
-        arrays = tuple(x._data if isinstance(x, Tensor) else constant(x, name) for x in operands)
-        try:
-            out = forward(*arrays, **options)
-        except (ValueError, TypeError, IndexError) as error:
-            raise _op_error(name, error, arrays) from None
-        if type(out) is not _ndarray:
-            out = np.asarray(out)
-        view = may_view and out.base is not None
-        return _make(_share_view(operands, out) if view else out, False, None, view)
 
     return record
 

@@ -127,7 +127,7 @@ class Step:
 
 _ACTIVE: ContextVar[Trace | None] = ContextVar("minigrad_trace", default=None)
 # `Tensor(data)` inside a traced function: a copy of a traced value, a step of the program.
-_COPY = Op("Tensor", tensor_array, None, primitive.Domain("untested"), False, False)
+_COPY = Op("Tensor", tensor_array, (None,), primitive.Domain("untested"), False, False)
 
 
 class Trace:
@@ -225,7 +225,7 @@ class Trace:
         scalar = type(out) is not np.ndarray
         out = np.asarray(out)
         vjps: Any = op.vjps
-        grad = self.recording and vjps is not None and any(
+        grad = self.recording and any(
             v.requires_grad and (callable(vjps) or vjps[i] is not None)
             for i, v in enumerate(inputs))
         if numpy:  # NumPy on arrays, as in eager mode: no copies, the array a view is
@@ -254,7 +254,7 @@ class Trace:
             value.requires_grad = self.recording
         for step in self.steps:
             vjps = step.op.vjps
-            if step.numpy or step.out.requires_grad or vjps is None or not any(
+            if step.numpy or step.out.requires_grad or not any(
                     x.requires_grad and (callable(vjps) or vjps[i] is not None)
                     for i, x in enumerate(step.inputs)):
                 continue
@@ -386,7 +386,7 @@ class Program:
         and marks tensors shared): it records, and the op has a gradient."""
         vjps = step.op.vjps
         return (step.op.saves_inputs and self.recording and not step.numpy
-                and vjps is not None and (callable(vjps) or any(v is not None for v in vjps)))
+                and (callable(vjps) or any(v is not None for v in vjps)))
 
     def copies(self, step: Step) -> list[int]:
         """The operands `record` copies: NumPy arrays that a node keeps."""
