@@ -99,6 +99,11 @@ class Op:
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
         return self.function(*args, **kwargs)
 
+    @property
+    def differentiable(self) -> bool:
+        """Whether any operand has a gradient: else a call records no node (a comparison)."""
+        return type(self.vjps) is not tuple or any(v is not None for v in self.vjps)
+
 
 OPS: dict[str, Op] = {}
 _UNTESTED = Domain("untested")  # the domain of an op outside the table
@@ -195,8 +200,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     never changes is read from its cells rather than looked up on every call.)
     """
     name, forward = op.name, op.forward
-    # An op without any gradient (a comparison, whose VJPs are all None) records no node.
-    differentiable = type(op.vjps) is not tuple or any(v is not None for v in op.vjps)
+    differentiable = op.differentiable  # (else no node: a comparison, detach)
     saves_inputs, saves_output, residual = op.saves_inputs, op.saves_output, op.residual
     # A ufunc always returns a new array (or a scalar): only another forward can return a
     # view of an operand's array.

@@ -384,9 +384,8 @@ class Program:
     def keeps(self, step: Step) -> bool:
         """Whether `record` treats the step's operands as kept by a node (it copies arrays
         and marks tensors shared): it records, and the op has a gradient."""
-        vjps = step.op.vjps
         return (step.op.saves_inputs and self.recording and not step.numpy
-                and (callable(vjps) or any(v is not None for v in vjps)))
+                and step.op.differentiable)
 
     def copies(self, step: Step) -> list[int]:
         """The operands `record` copies: NumPy arrays that a node keeps."""
@@ -473,11 +472,7 @@ class Program:
         position = {id(step): k for k, step in enumerate(self.steps)}
         lines: list[str] = []
         started: set[int] = set()
-        count: dict[int, int] = {}
-        for step in self.backward_steps:
-            for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps)):
-                if x.requires_grad and vjp is not None and (position[id(step)], i) not in deferred:
-                    count[x.index] = count.get(x.index, 0) + 1
+        count = self._contributions(deferred)
         inputs = {v.index for v in self.inputs}
         if not loop:
             lines += [f"l{v.index} = None" for v in self.grad_inputs if v.index not in count]
@@ -516,12 +511,20 @@ class Program:
         lines.append(f"grads = [{grads}]")
         return lines
 
-    def contributed(self, deferred: dict[tuple[int, int], int]) -> set[int]:
-        """The inputs `backward_lines(..., deferred)` adds contributions to (as `l<i>`)."""
+    def _contributions(self, deferred: dict[tuple[int, int], int]) -> dict[int, int]:
+        """How many contributions `backward_lines(..., deferred)` adds to each value."""
         position = {id(step): k for k, step in enumerate(self.steps)}
-        return {x.index for step in self.backward_steps
-                for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps))
-                if x.requires_grad and vjp is not None and (position[id(step)], i) not in deferred}
+        count: dict[int, int] = {}
+        for step in self.backward_steps:
+            for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps)):
+                if x.requires_grad and vjp is not None and (position[id(step)], i) not in deferred:
+                    count[x.index] = count.get(x.index, 0) + 1
+        return count
+
+    def contributed(self, deferred: dict[tuple[int, int], int]) -> set[int]:
+        """The values `backward_lines(..., deferred)` adds contributions to (an input's as
+        `l<i>`)."""
+        return set(self._contributions(deferred))
 
     def _add(self, lines: list[str], x: Value, g: str, started: set[int],
              count: dict[int, int], inputs: set[int]) -> None:

@@ -30,6 +30,15 @@ __all__ = [
 # The name pip knows minigrad by, for messages that say which extra to install.
 DISTRIBUTION = "minigrad-rnn"
 
+
+def without_hypothesis(module: str, missing: ModuleNotFoundError) -> ModuleNotFoundError:
+    """What a module of this package that needs Hypothesis raises where it is missing: one
+    line naming the extra to install (re-raised as it is if another module is missing)."""
+    if missing.name != "hypothesis":
+        return missing
+    return ModuleNotFoundError(f"minigrad.testing.{module} needs Hypothesis: install the test "
+                               f"extra (pip install '{DISTRIBUTION}[test]')", name="hypothesis")
+
 # A scalar output's upstream gradient is drawn with a magnitude in this range: at least 1.5
 # so that a VJP which ignores it (computes as if it were 1) is off by at least 50%, at most
 # 2.5 so that the tolerances keep their meaning.

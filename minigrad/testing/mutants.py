@@ -40,17 +40,13 @@ import numpy as np
 
 from ..primitive import OPS, Op
 from ..tape import Cotangent, sum_to_shape
-from . import DISTRIBUTION, gradcheck
+from . import gradcheck, without_hypothesis
 
 try:
     from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
     from hypothesis import strategies as st
 except ModuleNotFoundError as missing:  # Hypothesis is in the test extra, not a dependency
-    if missing.name != "hypothesis":
-        raise
-    raise ModuleNotFoundError(f"minigrad.testing.mutants needs Hypothesis: install the test "
-                              f"extra (pip install '{DISTRIBUTION}[test]')",
-                              name="hypothesis") from None
+    raise without_hypothesis("mutants", missing) from None
 from .strategies import Case, op_cases
 
 __all__ = [

@@ -19,18 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from . import DISTRIBUTION
+from . import without_hypothesis
 
 try:
     from hypothesis import strategies as st
     from hypothesis.errors import InvalidArgument
     from hypothesis.extra import numpy as hnp
 except ModuleNotFoundError as missing:  # Hypothesis is in the test extra, not a dependency
-    if missing.name != "hypothesis":
-        raise
-    raise ModuleNotFoundError(f"minigrad.testing.strategies needs Hypothesis: install the "
-                              f"test extra (pip install '{DISTRIBUTION}[test]')",
-                              name="hypothesis") from None
+    raise without_hypothesis("strategies", missing) from None
 
 import minigrad
 
