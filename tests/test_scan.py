@@ -28,6 +28,7 @@ Nothing here measures time.
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -792,3 +793,65 @@ def test_writing_into_the_outputs_leaves_the_gradients_alone():
     clean, mutated = run(False), run(True)
     for g, w in zip(mutated, clean):
         assert_bitwise(g, w)
+
+
+def test_edits_between_a_scans_forward_and_backward_change_no_gradient():
+    """The xs array edited in place and the weight stepped in place (as an optimizer does,
+    also through an array taken from `.data`) after the forward pass: the gradient is the
+    forward pass's."""
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=(3, 3)) * 0.5
+    W = mg.Tensor(w0, requires_grad=True)
+    xs = rng.normal(size=(5, 4, 3))
+
+    def step(s, x):
+        s = mg.tanh(x + s @ W)
+        return s, s
+
+    def weight_gradient(edit):
+        W.data[...] = w0
+        W.grad = None
+        given = xs.copy()
+        _, ys = mg.scan(step, np.zeros((4, 3)), given)
+        loss = (ys * ys).sum()
+        if edit:
+            given[...] = 7.0
+            W.data[...] = 0.0
+            taken = W.data
+            taken += 1.0
+        loss.backward()
+        return W.grad
+
+    np.testing.assert_array_equal(weight_gradient(True), weight_gradient(False))
+
+
+def test_four_threads_running_one_scan_body_get_their_own_gradients():
+    """One body (one traced program, one pair of generated loops) run from four threads at
+    once, each on its own xs: every thread's gradient is the one it gets alone."""
+    rng = np.random.default_rng(1)
+    v = mg.Tensor(rng.normal(size=(3, 3)) * 0.5, requires_grad=True)
+    inputs = [rng.normal(size=(6, 4, 3)) for _ in range(4)]
+
+    def step(s, x):
+        s = mg.tanh(x + s @ v)
+        return s, s
+
+    def gradient(xs):
+        _, ys = mg.scan(step, np.zeros((4, 3)), xs)
+        return mg.gradients((ys * ys).sum(), [v])[0]
+
+    alone = [gradient(xs) for xs in inputs]
+    results: dict[int, list] = {}
+    start = threading.Barrier(4)
+
+    def run(i):
+        start.wait()
+        results[i] = [gradient(inputs[i]) for _ in range(15)]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, grads in results.items():
+        assert all(np.array_equal(g, alone[i]) for g in grads)
