@@ -25,6 +25,7 @@ import numpy as np
 import minigrad as mg
 from minigrad import nn
 
+from .data import as_dtype
 from .presets import AdderConfig
 
 _RECURRENT_INITS = {"glorot": nn.glorot_uniform, "orthogonal": nn.orthogonal}
@@ -120,7 +121,7 @@ class Adder(nn.Module):
         # Time-major, as the states come: the targets are transposed (a view), not the
         # logits, so that the loss and its gradient run over contiguous arrays.
         logits = self.output(states)
-        T = _as_dtype(T, logits.dtype)
+        T = as_dtype(T, logits.dtype)
         length, batch, _ = logits.shape
         if T.shape != (batch, length, 1):
             raise ValueError(f"Adder.loss: targets of shape {T.shape} do not match outputs "
@@ -138,11 +139,5 @@ class Adder(nn.Module):
         X = X if isinstance(X, mg.Tensor) else np.asarray(X)
         if X.ndim != 3 or X.shape[2] != 2:
             raise ValueError(f"Adder: expected inputs of shape (batch, n_bits, 2), got {X.shape}")
-        return _as_dtype(X, self.output.weight.dtype)
+        return as_dtype(X, self.output.weight.dtype)
 
-
-def _as_dtype(x: Any, dtype: Any) -> Any:
-    """`x` in the parameters' dtype, so that a float32 model computes in float32: converted
-    by an op (a compiled loss converts each call's inputs), or as it is where it has it."""
-    x = x if isinstance(x, mg.Tensor) else np.asarray(x)
-    return x if x.dtype == dtype else mg.astype(x, dtype)

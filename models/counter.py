@@ -15,6 +15,8 @@ import numpy as np
 import minigrad as mg
 from minigrad import nn
 
+from .data import as_dtype
+
 
 class Counter(nn.Module):
     """Two scalar parameters, `w_x` and `w_rec`; the loss is the mean squared error of s_n.
@@ -67,7 +69,7 @@ class Counter(nn.Module):
         return self._loss_of(states[-1], t), states
 
     def _loss_of(self, s_n: mg.Tensor, t: Any) -> mg.Tensor:
-        t = _as_dtype(t, self.w_x.dtype)
+        t = as_dtype(t, self.w_x.dtype)
         # A (batch, 1) column would broadcast against s_n's (batch,) into a (batch, batch)
         # difference and give a wrong mean without any error.
         if t.size != s_n.shape[0]:
@@ -82,11 +84,5 @@ def _sequences(X: np.ndarray | mg.Tensor, dtype) -> mg.Tensor:
     X = X if isinstance(X, mg.Tensor) else np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"Counter: expected sequences of shape (batch, n), got shape {X.shape}")
-    return _as_dtype(X, dtype)
+    return as_dtype(X, dtype)
 
-
-def _as_dtype(x: Any, dtype: Any) -> Any:
-    """`x` in the parameters' dtype, so that a float32 model computes in float32: converted
-    by an op (a compiled loss converts each call's inputs), or as it is where it has it."""
-    x = x if isinstance(x, mg.Tensor) else np.asarray(x)
-    return x if x.dtype == dtype else mg.astype(x, dtype)

@@ -7,11 +7,16 @@ the bits in the order in which a carry travels.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+import minigrad as mg
+
 __all__ = [
     "addition_data",
+    "as_dtype",
     "bits_to_int",
     "counting_data",
     "encode_sum",
@@ -213,3 +218,11 @@ def _check_positive(function: str, **sizes: int) -> None:
     for name, size in sizes.items():
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
             raise ValueError(f"{function}: {name} must be a positive integer, got {size!r}")
+
+
+def as_dtype(x: Any, dtype: Any) -> Any:
+    """A model's inputs `x` in its parameters' dtype, so that a float32 model computes in
+    float32: converted by an op (a compiled loss converts each call's inputs), or as they
+    are where they have it."""
+    x = x if isinstance(x, mg.Tensor) else np.asarray(x)
+    return x if x.dtype == dtype else mg.astype(x, dtype)
