@@ -30,9 +30,9 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from minigrad.models.reference.param import Param, Parameters
+from minigrad.models.reference.param import Parameters
 
-from .handwritten import _detach_kept, _hand_over, bce_with_logits
+from .handwritten import _detach_kept, _hand_over, bce_with_logits, checked_parameters
 
 __all__ = ["HandwrittenGRU", "HandwrittenLSTM"]
 
@@ -52,17 +52,8 @@ class _HandwrittenCell(Parameters):
         shapes = {"cell.weight_ih": (n_in, width), "cell.weight_hh": (hidden, width),
                   "cell.bias_ih": (width,), "cell.bias_hh": (width,),
                   "readout.weight": (hidden, 1), "readout.bias": (1,)}
-        if set(parameters) != set(shapes):
-            raise ValueError(f"{type(self).__name__}: parameters must be named "
-                             f"{sorted(shapes)}, got {sorted(parameters)}")
-        self._params = {}
-        for key, shape in shapes.items():
-            value = np.array(parameters[key], dtype=self.dtype)
-            if value.shape != shape:
-                raise ValueError(f"{type(self).__name__}: parameter {key} must have shape "
-                                 f"{shape}, got {value.shape}")
-            self._params[key] = Param(value)
-        self._grads = {key: np.empty(shape, self.dtype) for key, shape in shapes.items()}
+        self._params, self._grads = checked_parameters(type(self).__name__, parameters,
+                                                       shapes, self.dtype)
         # 1/2 on the sigmoid gates' columns, 1 elsewhere: sigmoid(a) = (1 + tanh(a/2)) / 2.
         self.halves = np.ones(width, self.dtype)
         for block in self.sigmoid_columns_of(hidden):

@@ -57,6 +57,24 @@ from minigrad.models.reference.param import Param, Parameters
 __all__ = ["ClosedFormCounter", "HandwrittenAdder", "HandwrittenCounter", "bce_with_logits"]
 
 
+def checked_parameters(owner: str, parameters: Mapping[str, ArrayLike],
+                       shapes: Mapping[str, tuple[int, ...]], dtype: np.dtype
+                       ) -> tuple[dict[str, Param], dict[str, NDArray]]:
+    """A hand-written model's parameters (copies in `dtype`, named and shaped as `shapes`
+    says, else a ValueError naming `owner`) and its gradient buffers."""
+    if set(parameters) != set(shapes):
+        raise ValueError(f"{owner}: parameters must be named {sorted(shapes)}, "
+                         f"got {sorted(parameters)}")
+    params = {}
+    for name, shape in shapes.items():
+        value = np.array(parameters[name], dtype=dtype)
+        if value.shape != shape:
+            raise ValueError(f"{owner}: parameter {name} must have shape {shape}, "
+                             f"got {value.shape}")
+        params[name] = Param(value)
+    return params, {name: np.empty(shape, dtype) for name, shape in shapes.items()}
+
+
 def _hand_over(params: Mapping[str, Param], grads: Mapping[str, NDArray]) -> None:
     """Set each parameter's `.grad` to the model's gradient array, or add it to a gradient
     the caller is accumulating (a new array: the caller's is not written to)."""
@@ -145,17 +163,8 @@ class HandwrittenAdder(Parameters):
             raise ValueError(f"HandwrittenAdder: dtype must be float64 or float32, "
                              f"got {self.dtype}")
         shapes = config.parameter_shapes()
-        if set(parameters) != set(shapes):
-            raise ValueError(f"HandwrittenAdder: parameters must be named {sorted(shapes)}, "
-                             f"got {sorted(parameters)}")
-        self._params: dict[str, Param] = {}
-        for name, shape in shapes.items():
-            value = np.array(parameters[name], dtype=self.dtype)
-            if value.shape != shape:
-                raise ValueError(f"HandwrittenAdder: parameter {name} must have shape {shape}, "
-                                 f"got {value.shape}")
-            self._params[name] = Param(value)
-        self._grads = {name: np.empty(shape, self.dtype) for name, shape in shapes.items()}
+        self._params, self._grads = checked_parameters("HandwrittenAdder", parameters, shapes,
+                                                       self.dtype)
         self._buffers: _AdderBuffers | None = None
 
     @property
