@@ -107,9 +107,16 @@ class _Replay:
                         (-1, dict((c.index, t) for c, t in program.captured)[v.index])
                         for v in program.grad_inputs]
         if self.requires_grad:
-            body = [f"{saved}, = s" if saved else "pass", "if free: s.clear()"]
-            body += program.backward_lines(["g"]) + ["return grads"]
-            self.backward = program.function("backward(s, free, g)", body, f"compiled {name}")
+            head = [f"{saved}, = s" if saved else "pass", "if free: s.clear()"]
+            self.backward = program.function(
+                "backward(s, free, g)", head + program.backward_lines(["g"]) + ["return grads"],
+                f"compiled {name}")
+            # For `value_and_backward`, where the result is the root and the leaves are
+            # reached by nothing else: each leaf's contributions added up in the program.
+            self.backward_summed = program.function(
+                "backward(s, free, g)",
+                head + program.backward_lines(["g"], summed=True) + ["return grads, owned"],
+                f"compiled {name}")
 
     @staticmethod
     def _load(program: Program, positions: dict[int, int], captured: dict[int, str],
@@ -169,9 +176,10 @@ class _Replay:
         out, saved = r
         seed = np.empty(out.shape, out.dtype)
         seed.fill(1)
-        for leaf, g in zip(leaves, self.backward(saved, True, seed)):
+        for leaf, g, mine in zip(leaves, *self.backward_summed(saved, True, seed)):
             if g is not None:
-                g, mine = tape.total(g, leaf.shape, leaf.dtype)  # as the sweep takes it
+                if type(g) is not _ndarray or g.shape != leaf.shape:  # as the sweep takes it
+                    g, mine = tape.total(g, leaf.shape, leaf.dtype)
                 accumulate_grad(leaf, g if mine else g.copy())
         return out.item()
 

@@ -321,6 +321,11 @@ primitive.trace_hook = _record
 tensor.trace_new_tensor = _made
 
 
+def _settle(g: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A value's whole cotangent as the sweep takes it: dense, in the value's shape."""
+    return tape.total(g, shape, dtype)[0]
+
+
 class Program:
     """A trace as code: `forward` and `backward` lines over values named `v<i>` (constants
     `k<i>`), to be wrapped in a function by the caller (`function`)."""
@@ -328,10 +333,12 @@ class Program:
     def __init__(self, trace: Trace, outputs: list[Value]):
         self.inputs, self.captured, self.aliased = trace.inputs, trace.captured, trace.aliased
         self.steps, self.outputs = trace.steps, outputs
+        self.input_indices = {v.index for v in self.inputs}
         self.recording, self.anomaly = trace.recording, trace.anomaly
         self.names: dict[str, Any] = {"asarray": np.asarray, "acc": tape.accumulate,
                                       "ndarray": np.ndarray,
                                       "sum_to_shape": tape.sum_to_shape,
+                                      "settle": _settle,
                                       "Contributions": tape.Contributions}
         self.names.update((v.name, v.constant) for v in trace.values if v.is_constant)
         self.backward_steps = self._backward_steps()
@@ -460,31 +467,39 @@ class Program:
 
     def backward_lines(self, seeds: Sequence[str],
                        deferred: dict[tuple[int, int], int] | None = None,
-                       order: Sequence[int] | None = None, loop: bool = False) -> list[str]:
+                       order: Sequence[int] | None = None, loop: bool = False,
+                       summed: bool = False) -> list[str]:
         """The reverse sweep from `seeds` (the outputs' cotangents' expressions), ending in
         `grads`, a list of each grad input's contributions; a value the VJPs read is dropped
-        after its last read when `free`. The VJP of operand i of step s is not called where
-        `deferred` maps (s, i) to j: the step's cotangent is left in `e<j>` instead (a loop
-        calls it once for all steps: `minigrad.scan`). The seeds are added in `order` (of
-        the outputs' positions), each an array or `Contributions`. In a `loop`'s body the
-        values are dropped by the next step, and the caller reads the `l<i>` itself."""
+        after its last read when `free`. With `summed` (the outputs are the sweep's root and
+        the inputs leaves no other node reaches), each input's contributions are added up
+        here, as the sweep would, and `owned` tells which sums the code allocated. The VJP
+        of operand i of step s is not called where `deferred` maps (s, i) to j: the step's
+        cotangent is left in `e<j>` instead (a loop calls it once for all steps:
+        `minigrad.scan`). The seeds are added in `order` (of the outputs' positions), each
+        an array or `Contributions`. In a `loop`'s body the values are dropped by the next
+        step, and the caller reads the `l<i>` itself."""
         deferred = deferred or {}
         position = {id(step): k for k, step in enumerate(self.steps)}
         lines: list[str] = []
         started: set[int] = set()
         count = self._contributions(deferred)
-        inputs = {v.index for v in self.inputs}
+        inputs = set() if summed else self.input_indices
         if not loop:
             lines += [f"l{v.index} = None" for v in self.grad_inputs if v.index not in count]
-        for i in order if order is not None else range(len(seeds)):
-            if self.outputs[i].requires_grad:
-                self._add(lines, self.outputs[i], seeds[i], started, count, inputs)
+        seeded = [i for i in (order if order is not None else range(len(seeds)))
+                  if self.outputs[i].requires_grad]
+        for i in seeded:
+            count[self.outputs[i].index] = count.get(self.outputs[i].index, 0) + 1
+        for i in seeded:
+            self._add(lines, self.outputs[i], seeds[i], started, count, inputs)
         last_read: dict[str, int] = {}  # a saved value's name -> the line after its last read
         for step in self.backward_steps:
             out = step.out
-            lines.append(f"g = c{out.index}; c{out.index} = None")
-            shape = self._name(out.shape, "s")
-            lines.append(f"if g.shape != {shape}: g = sum_to_shape(g, {shape})")
+            shape, dtype = self._name(out.shape, "s"), self._name(out.dtype, "d")
+            lines.append(f"g = {self._var(out)}; {self._var(out)} = None")
+            lines.append(f"if type(g) is not ndarray or g.shape != {shape}: "
+                         f"g = settle(g, {shape}, {dtype})")
             out_arg, args = self._vjp_reads(step)
             options = ["**" + self._name(step.options, "o")] if step.options else []
             for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps)):
@@ -507,8 +522,11 @@ class Program:
         for name, line in sorted(last_read.items(), key=lambda item: -item[1]):
             if name not in outputs:
                 lines.insert(line, f"if free: {name} = None")
-        grads = ", ".join(f"l{v.index}" for v in self.grad_inputs)
-        lines.append(f"grads = [{grads}]")
+        lines.append(f"grads = [{', '.join(self._var(v) for v in self.grad_inputs)}]")
+        if summed:
+            owned = [f"o{v.index}" if count.get(v.index, 0) > 1 else "False"
+                     for v in self.grad_inputs]
+            lines.append(f"owned = [{', '.join(owned)}]")
         return lines
 
     def _contributions(self, deferred: dict[tuple[int, int], int]) -> dict[int, int]:
@@ -526,26 +544,27 @@ class Program:
         `l<i>`)."""
         return set(self._contributions(deferred))
 
+    def _var(self, x: Value) -> str:
+        """The name of `x`'s cotangent: `l<i>` for an input, `c<i>` inside."""
+        return f"l{x.index}" if x.index in self.input_indices else f"c{x.index}"
+
     def _add(self, lines: list[str], x: Value, g: str, started: set[int],
              count: dict[int, int], inputs: set[int]) -> None:
         """Add contribution `g` to value `x`: into its cotangent by the sweep's rule, or, for
-        an input, to the list of its contributions."""
+        an input in `inputs`, to the list of its contributions."""
         first = x.index not in started
         started.add(x.index)
-        if x.index in inputs:
-            if count.get(x.index, 0) <= 1:
-                lines.append(f"l{x.index} = {g}")
-            elif first:
-                lines.append(f"l{x.index} = Contributions(({g},))")
-            else:
-                lines.append(f"l{x.index}.append({g})")
-            return
-        shape, dtype = self._name(x.shape, "s"), self._name(x.dtype, "d")
-        if first:  # `accumulate`'s first case, a first array kept as it is, written out
-            lines.append(f"c{x.index}, o{x.index} = ({g}, False) if type({g}) is ndarray else "
+        c, o = self._var(x), f"o{x.index}"
+        if count.get(x.index, 0) <= 1:  # its one contribution, as it is (settled when read)
+            lines.append(f"{c} = {g}")
+        elif x.index in inputs:
+            lines.append(f"{c} = Contributions(({g},))" if first else f"{c}.append({g})")
+        elif first:  # `accumulate`'s first case, a first array kept as it is, written out
+            shape, dtype = self._name(x.shape, "s"), self._name(x.dtype, "d")
+            lines.append(f"{c}, {o} = ({g}, False) if type({g}) is ndarray else "
                          f"acc(None, {g}, False, {shape}, {dtype})")
         else:  # (and its common case, an array of the same shape into our own, written out)
-            c, o = f"c{x.index}", f"o{x.index}"
+            shape, dtype = self._name(x.shape, "s"), self._name(x.dtype, "d")
             lines.append(f"if {o} and type({g}) is ndarray and {g}.shape == {c}.shape: "
                          f"{c} += {g}")
             lines.append(f"else: {c}, {o} = acc({c}, {g}, {o}, {shape}, {dtype})")
