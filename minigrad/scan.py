@@ -1,6 +1,6 @@
 """`scan(f, init, xs)`: a loop whose backward the engine derives.
 
-`f(carry, x) -> (carry, y)` is traced once per signature (`minigrad.trace`) into a program;
+`f(carry, x) -> (carry, y)` is traced once per call (`minigrad.trace`) into a program;
 the loop runs that program's forward once per step, and backward runs its backward once
 per step in reverse: the body's own ops' VJPs, nothing written for the loop. The carry's
 cotangent passes from step to step; each step's contributions to a tensor the body reads
@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from . import anomaly, nn, tape
-from .modes import ANOMALY, RECORDING, TRACING, current_mode, no_grad
+from . import anomaly, tape
+from .modes import ANOMALY, RECORDING, current_mode, no_grad
 from .primitive import Domain, Op, defop, recorder
 from .tape import Contributions, Cotangent, accumulate, sum_to_shape, total
 from .tensor import Tensor
-from .trace import Program, Trace, Tracer
+from .trace import Program, Trace
 
 __all__ = ["scan"]
 
@@ -91,13 +90,11 @@ class _Body:
     passing the carry's cotangent on, stacking the xs' and adding up the invariants'."""
 
     def __init__(self, program: Program, n_carry: int, n_x: int, ys_tree: int | None,
-                 has_y: bool, generation: int):
+                 has_y: bool):
         self.program = program
         self.n_carry, self.n_x, self.ys_tree, self.has_y = n_carry, n_x, ys_tree, has_y
-        self.generation = generation
-        self.captured = [t for _, t in program.captured]
-        self.guards = [(t, t._data.shape, t._data.dtype, t.requires_grad)
-                       for t in self.captured if type(t) is not Tracer]
+        # Each call passes its own trace's tensors: the cache holds no reference to them.
+        program.captured = [(value, None) for value, _ in program.captured]  # type: ignore[misc]
         self.saves = bool(program.backward_steps)
         self.batched = _batched(program) if self.saves else []
         program.names.update(AnomalyError=anomaly.AnomalyError, empty=np.empty,
@@ -229,11 +226,6 @@ class _Body:
                          f"{name(target.dtype, 'd')}, I{b.target}, O{b.target})")
         return lines
 
-    def stale(self) -> bool:
-        return nn.generation != self.generation or any(
-            t._data.shape != shape or t._data.dtype != dtype or t.requires_grad is not grad
-            for t, shape, dtype, grad in self.guards)
-
 
 class _Batched:
     """The VJP of a loop invariant (operand `operand` of the body's step `step`, input
@@ -301,44 +293,19 @@ def _batched(program: Program) -> list[_Batched]:
     return plan
 
 
-class _Bodies:
-    """The traced bodies of a function, by signature (the few most recent)."""
-
-    def __init__(self) -> None:
-        self.by_function: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self.lock = threading.Lock()
-
-    def get(self, f: Callable, key: tuple) -> _Body | None:
-        owner, key = self._owner(f, key)
-        cache = self.by_function.get(owner)
-        return None if cache is None else cache.get(key)
-
-    def put(self, f: Callable, key: tuple, body: _Body) -> None:
-        owner, key = self._owner(f, key)
-        with self.lock:
-            cache = self.by_function.setdefault(owner, OrderedDict())
-            cache[key] = body
-            while len(cache) > 8:
-                cache.popitem(last=False)
-
-    @staticmethod
-    def _owner(f: Callable, key: tuple) -> tuple[Any, tuple]:
-        """A bound method is a new object per attribute read: keyed by its function, with
-        the instance's identity in the signature."""
-        self_ = getattr(f, "__self__", None)
-        if self_ is not None and hasattr(f, "__func__"):
-            return f.__func__, (id(self_), *key)
-        return f, key
+# The loops written so far, by what their programs depend on (`Trace.key`); the most recent.
+_BODIES: OrderedDict[Any, _Body] = OrderedDict()
+_BODIES_LOCK = threading.Lock()
 
 
-_BODIES = _Bodies()
-
-
-def _trace_body(f: Callable, carry: list, carry_tree: int | None, xs: list,
-                xs_tree: int | None, grads: list[bool], mode: int) -> _Body:
-    """Trace `f` on tracers of one carry and one slice of each x, with the carry's
-    requires-grad `grads` at the start."""
-    generation = nn.generation
+def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: int | None,
+          mode: int) -> tuple[_Body, list[Tensor]]:
+    """`f` traced for this call, on tracers of the carry and of one slice of each x, and the
+    loop written for its program; and the tensors `f` read from outside, the loop's
+    invariants. `f` runs on every call (once, not per step), so the loop always does what
+    `f` does now (a weight or a number it reads rebound included); the loop is written once
+    per distinct program (`Trace.key`)."""
+    grads = [isinstance(c, Tensor) and c.requires_grad for c in carry]
     trace = Trace(recording=bool(mode & RECORDING), anomaly=bool(mode & ANOMALY))
     carry_in = [trace.input(_data(c), g, raw=False) for c, g in zip(carry, grads)]
     x_in = [trace.input(_data(x)[0], isinstance(x, Tensor) and x.requires_grad, raw=False)
@@ -372,8 +339,17 @@ def _trace_body(f: Callable, carry: list, carry_tree: int | None, xs: list,
         if not new:
             break
         trace.require_grad(new)
-    program = trace.finish(outs, "scan: f")
-    return _Body(program, len(carry), len(xs), y_tree, y is not None, generation)
+    results = trace.results(outs, "scan: f")
+    key = (carry_tree, len(carry), len(xs), y_tree, y is not None, trace.key(results))
+    captured = [t for _, t in trace.captured]
+    body = _BODIES.get(key)
+    if body is None:
+        body = _Body(Program(trace, results), len(carry), len(xs), y_tree, y is not None)
+        with _BODIES_LOCK:
+            _BODIES[key] = body
+            while len(_BODIES) > 64:
+                _BODIES.popitem(last=False)
+    return body, captured
 
 
 def _owned(x: Any, trace: Trace) -> Tensor:
@@ -495,9 +471,9 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     The carry is a Tensor, an array or a number, or a tuple of them, and keeps its
     structure, shapes and dtypes (else a ValueError names both); `xs` likewise (each sliced
     along axis 0), or None with `length` given. `y` may be None (ys is then None). `f` is
-    traced once per signature, its Python never run per step, so Python that decides on a
-    traced value raises `TraceError`; it may read tensors from outside (a module's
-    weights), whose gradients add up over the steps. Backward runs the body's own VJPs in
+    traced once per call, its Python never run per step, so Python that decides on a
+    traced value raises `TraceError`, and what it reads from outside is current; it may
+    read tensors from outside (a module's weights), whose gradients add up over the steps. Backward runs the body's own VJPs in
     reverse per step: nothing recurrence-specific is written anywhere.
     """
     carry, carry_tree = _flatten(init, "init")
@@ -522,10 +498,8 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     if length == 0:
         raise ValueError("scan: a loop of length 0 is refused: the body is traced on a real "
                          "slice of xs, and there is none; give at least one step")
-    mode = current_mode()
-    grads = [isinstance(c, Tensor) and c.requires_grad for c in carry]
-    body = _body(f, carry, carry_tree, x_leaves, xs_tree, grads, mode)
-    operands = [*carry, *x_leaves, *body.captured]
+    body, captured = _body(f, carry, carry_tree, x_leaves, xs_tree, current_mode())
+    operands = [*carry, *x_leaves, *captured]
     with contextlib.nullcontext() if body.saves else no_grad():  # no gradient path: no node
         packed = _record_scan(*operands, body=body, length=length, reverse=reverse)
     outs = [_part(packed, index=i) for i in range(len(body.program.outputs))]
@@ -535,20 +509,3 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     nc = len(carry)
     ys = _unflatten(outs[nc:], body.ys_tree) if body.has_y else None
     return _unflatten(outs[:nc], carry_tree), ys
-
-
-def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: int | None,
-          grads: list[bool], mode: int) -> _Body:
-    """The traced body for this signature: cached unless stale."""
-    arrays = [_data(c) for c in carry]  # (`_leaf` made every leaf a Tensor or an array)
-    key = (carry_tree, xs_tree, mode & (RECORDING | ANOMALY),
-           tuple((a.shape, a.dtype) for a in arrays),
-           tuple((_data(x).shape[1:], _data(x).dtype,
-                  isinstance(x, Tensor) and x.requires_grad) for x in xs))
-    full_key = (*key, tuple(grads))
-    body = None if mode >= TRACING else _BODIES.get(f, full_key)
-    if body is None or body.stale():
-        body = _trace_body(f, carry, carry_tree, xs, xs_tree, grads, mode)
-        if mode < TRACING:
-            _BODIES.put(f, full_key, body)
-    return body

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from types import SimpleNamespace
@@ -96,7 +97,10 @@ class Value:
     def __init__(self, index: int, array: Any, requires_grad: bool, raw: bool,
                  constant: Any = None):
         self.index = index
-        self.shape, self.dtype = np.shape(array), np.result_type(array)
+        if type(array) is np.ndarray:
+            self.shape, self.dtype = array.shape, array.dtype
+        else:
+            self.shape, self.dtype = np.shape(array), np.result_type(array)
         self.requires_grad = requires_grad
         self.raw = raw  # eager mode would see a NumPy array here, not a tensor
         self.constant = constant  # the array or number, for a constant
@@ -280,6 +284,10 @@ class Trace:
 
     def finish(self, outputs: Sequence[Any], what: str) -> Program:
         """The program computing `outputs` (tracers of this trace); every tracer is spent."""
+        return Program(self, self.results(outputs, what))
+
+    def results(self, outputs: Sequence[Any], what: str) -> list[Value]:
+        """The values of `outputs`, which must be computed by ops; every tracer is spent."""
         values = []
         for out in outputs:
             value = self.of.get(id(out)) if isinstance(out, Tracer) else None
@@ -291,7 +299,22 @@ class Trace:
         for x in self.keep:
             if type(x) is Tracer:
                 x._data = None  # type: ignore[assignment]
-        return Program(self, values)
+        return values
+
+    def key(self, outputs: Sequence[Value]) -> Any:
+        """What a program written from this trace depends on, hashable: traces with equal
+        keys give the same program (the tensors read from outside are its inputs, not part
+        of it). The ops, their options and operands, every value's shape, dtype and flags,
+        the constants' values."""
+        values = tuple((v.shape, v.dtype, v.requires_grad, v.raw) if v.constant is None else
+                       (v.shape, v.dtype, _frozen(v.constant)) for v in self.values)
+        steps = tuple((s.op, _frozen(s.options) if s.options else None,
+                       tuple(x.index for x in s.inputs), s.out.index,
+                       s.residual and s.residual.index, s.scalar, s.numpy,
+                       s.site and _frozen(s.site), tuple(vjp is None for vjp in s.vjps))
+                      for s in self.steps)
+        return (self.recording, self.anomaly, values, steps,
+                tuple(v.index for v in self.inputs), tuple(v.index for v in outputs))
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -303,6 +326,26 @@ class Trace:
         finally:
             modes._mode.reset(mode)
             _ACTIVE.reset(token)
+
+
+def _frozen(x: Any) -> Any:
+    """`x` (an option, a constant) as a hashable key of its value: a float by its bits, an
+    array by its bytes; something unknown and unhashable as a key equal to no other."""
+    if isinstance(x, float):
+        return float, struct.pack("<d", x)
+    if isinstance(x, (np.ndarray, np.generic)):
+        return type(x), x.shape, x.dtype.str, x.tobytes()
+    if isinstance(x, (tuple, list)):
+        return type(x), tuple(_frozen(y) for y in x)
+    if isinstance(x, dict):
+        return dict, tuple((k, _frozen(y)) for k, y in x.items())
+    if isinstance(x, slice):
+        return slice, _frozen((x.start, x.stop, x.step))
+    try:
+        hash(x)
+    except TypeError:
+        return object()
+    return type(x), x
 
 
 def _record(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:

@@ -39,6 +39,7 @@ import minigrad as mg
 from minigrad import nn
 from minigrad.testing import gradcheck
 from minigrad.testing import strategies as mst
+from minigrad.trace import Program
 
 # --- the reference: the Python loop of the same body -----------------------------------------
 
@@ -624,19 +625,72 @@ class Counting:
         return mg.tanh(h @ self.W + x), None
 
 
-def test_f_is_traced_once_per_signature_whatever_the_length():
+def count_loops_written(monkeypatch):
+    """A list that grows by one for each function scan (or compile) writes."""
+    written = []
+    function = Program.function
+
+    def counting(self, *args):
+        written.append(args[0])
+        return function(self, *args)
+
+    monkeypatch.setattr(Program, "function", counting)
+    return written
+
+
+def test_f_runs_once_per_call_and_its_loop_is_written_once_per_program(monkeypatch):
+    """f's Python runs once per call, whatever the length (never per step), so what it reads
+    is current; the loops are written once for each distinct program and signature."""
+    written = count_loops_written(monkeypatch)
     rng = np.random.default_rng(8)
     f = Counting(mg.Tensor(rng.normal(size=(3, 3)), requires_grad=True))
     h0 = mg.Tensor(np.zeros((2, 3)), requires_grad=True)
     for length in (3, 3, 1, 200, 3):
-        mg.scan(f, h0, rng.normal(size=(length, 2, 3)))
-    assert f.runs == 1
-    # A new carry shape alone (the xs' slices as before) is a new signature.
+        mg.scan(f, h0, rng.normal(size=(length, 2, 3)))[0].sum().backward()
+    assert f.runs == 5
+    first = len(written)
+    assert first == 2  # the forward loop and one backward loop
+    # A new carry shape alone (the xs' slices as before) is a new program.
     mg.scan(f, mg.Tensor(np.zeros((4, 3)), requires_grad=True), rng.normal(size=(3, 3)))
-    mg.scan(f, mg.Tensor(np.zeros((2, 3)), requires_grad=True), rng.normal(size=(3, 3)))
-    assert f.runs == 3
+    assert len(written) == first + 1
     mg.scan(f, h0, rng.normal(size=(7, 2, 3)))
-    assert f.runs == 3  # the first signatures are still cached
+    assert len(written) == first + 1  # the first program's loops are still cached
+    # A body made anew for each call (a lambda in a function) writes nothing new.
+    for _ in range(3):
+        mg.scan(lambda h, x: f(h, x), h0, rng.normal(size=(4, 2, 3)))
+    assert len(written) == first + 1
+
+
+def test_what_f_reads_from_outside_is_read_on_every_call():
+    """A weight, a number and an array that f reads from a global or a closure, rebound or
+    changed in place between calls: each call computes the Python loop's numbers."""
+    rng = np.random.default_rng(10)
+    init, xs = rng.normal(size=(2, 3)), rng.normal(size=(4, 2, 3))
+    env = {"W": mg.Tensor(rng.normal(size=(3, 3)), requires_grad=True), "scale": 0.5,
+           "shift": rng.normal(size=3)}
+
+    def f(h, x):
+        return mg.tanh(h @ env["W"] * env["scale"] + x + env["shift"]), h
+
+    def check():
+        carry, ys = mg.scan(f, init, xs)
+        want_carry, want_ys = loop(f, init, xs)
+        assert_bitwise(carry, want_carry, "carry")
+        assert_bitwise(ys, want_ys, "ys")
+        carry.sum().backward()
+        got = take_grads([env["W"]])[0]
+        want_carry.sum().backward()
+        assert_invariant_close(got, take_grads([env["W"]])[0], len(xs), "gradient of W")
+
+    check()
+    env["W"] = mg.Tensor(rng.normal(size=(3, 3)), requires_grad=True)
+    check()
+    env["scale"] = -2.0
+    check()
+    env["shift"][:] = rng.normal(size=3)
+    check()
+    env["W"].data[:] = rng.normal(size=(3, 3))
+    check()
 
 
 def test_a_zero_initial_state_is_traced_once():
