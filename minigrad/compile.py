@@ -302,7 +302,8 @@ def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFuncti
     - The tensors `fn` reads from outside (parameters) are read afresh on every call; a
       call after a module's attribute was set, or a parameter's shape or dtype changed,
       traces again. Arrays and numbers `fn` reads from outside, or makes itself (a random
-      draw), are constants of the program: pass what changes as an argument.
+      draw), are constants of the program, as is which tensor a global or closure variable
+      names: pass what changes as an argument.
     - Keyword arguments are refused.
     """
     return CompiledFunction(fn, cache_size)
