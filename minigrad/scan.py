@@ -24,6 +24,7 @@ import numpy as np
 
 from . import anomaly, tape
 from .modes import ANOMALY, RECORDING, current_mode, no_grad
+from .ops import astype
 from .primitive import Domain, Op, defop, recorder
 from .tape import Contributions, Cotangent, accumulate, sum_to_shape, total
 from .tensor import Tensor
@@ -355,8 +356,6 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
 def _owned(x: Any, trace: Trace) -> Tensor:
     """`x` as an op output of this trace: an input, a constant or a number passed on as is
     becomes a copy (`astype`), which a program can return."""
-    from .ops import astype
-
     value = trace.of.get(id(x)) if isinstance(x, Tensor) else None
     if value is None or value in trace.inputs or value.is_constant:
         x = astype(x if isinstance(x, Tensor) else _leaf(x, "y"))
@@ -473,8 +472,9 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     along axis 0), or None with `length` given. `y` may be None (ys is then None). `f` is
     traced once per call, its Python never run per step, so Python that decides on a
     traced value raises `TraceError`, and what it reads from outside is current; it may
-    read tensors from outside (a module's weights), whose gradients add up over the steps. Backward runs the body's own VJPs in
-    reverse per step: nothing recurrence-specific is written anywhere.
+    read tensors from outside (a module's weights), whose gradients add up over the steps.
+    Backward runs the body's own VJPs in reverse per step: nothing recurrence-specific is
+    written anywhere.
     """
     carry, carry_tree = _flatten(init, "init")
     carry = [_leaf(c, "init") for c in carry]

@@ -63,7 +63,8 @@ def _as_numpy(x: Tracer, others: tuple, method: Callable[[], Tensor]) -> Tensor:
     """`method()` (an operator or method of `x`), computed as NumPy computes it where `x`
     and every tensor among `others` stand for NumPy arrays."""
     trace = _ACTIVE.get()
-    if trace is None or not all(trace.is_raw(y) for y in (x, *others) if isinstance(y, Tensor)):
+    if trace is None or not trace.is_raw(x) or not all(
+            trace.is_raw(y) for y in others if isinstance(y, Tensor)):
         return method()
     trace.numpy = True
     try:
