@@ -96,19 +96,22 @@ class _Body:
         self.n_carry, self.n_x, self.ys_tree, self.has_y = n_carry, n_x, ys_tree, has_y
         # Each call passes its own trace's tensors: the cache holds no reference to them.
         program.captured = [(value, None) for value, _ in program.captured]  # type: ignore[misc]
+        # and its constants (the loops read them from `K`: never this trace's, by mistake)
+        program.names.update((v.name, None) for v in program.constants)
         self.saves = bool(program.backward_steps)
         self.batched = _batched(program) if self.saves else []
         program.names.update(AnomalyError=anomaly.AnomalyError, empty=np.empty,
                              zeros=np.zeros, fold=_fold, fold_into=_fold_into)
-        self.forward = program.function("loop(A, order, length, saved)", self._forward_lines(),
-                                        "scan loop")
+        self.forward = program.function("loop(A, order, length, saved, K)",
+                                        self._forward_lines(), "scan loop")
         if self.saves:
             self.backwards: dict[tuple[bool, ...], Callable[..., list]] = {}
 
     def _forward_lines(self) -> list[str]:
         program, nc, nx = self.program, self.n_carry, self.n_x
         inputs, outputs = program.inputs, program.outputs
-        lines = [f"{v.name} = A[{i}]" for i, v in enumerate(inputs) if i < nc or i >= nc + nx]
+        lines = self._constant_lines()
+        lines += [f"{v.name} = A[{i}]" for i, v in enumerate(inputs) if i < nc or i >= nc + nx]
         lines += [f"X{j} = A[{nc + j}]" for j in range(nx)]
         for m, y in enumerate(outputs[nc:]):
             lines.append(f"Y{m} = empty((length, *{program._name(y.shape, 's')}), "
@@ -129,6 +132,12 @@ class _Body:
         lines.append(f"return [{', '.join(carry + [f'Y{m}' for m in range(len(outputs) - nc)])}]")
         return lines
 
+    def _constant_lines(self) -> list[str]:
+        """The constants, read from each call's `K` (what f read or made without a traced
+        value: a call's own arrays and numbers, in the program's order)."""
+        names = [v.name for v in self.program.constants]
+        return [f"{', '.join(names)}, = K"] if names else []
+
     def backward(self, parts: np.ndarray, *args: Any) -> list:
         """The backward loop for the outputs' cotangents `parts`: a loop written for which
         ys have one (a y that is also the carry and has none adds nothing)."""
@@ -136,7 +145,7 @@ class _Body:
         loop = self.backwards.get(given)
         if loop is None:
             loop = self.backwards[given] = self.program.function(
-                "back(P, A, saved, order, free)", self._backward_lines(given), "scan loop")
+                "back(P, A, saved, order, free, K)", self._backward_lines(given), "scan loop")
         return loop(parts, *args)
 
     def _backward_lines(self, given: tuple[bool, ...]) -> list[str]:
@@ -145,7 +154,7 @@ class _Body:
         position = {v.index: i for i, v in enumerate(inputs)}
         grads = {position[v.index] for v in program.grad_inputs}
         name = program._name
-        lines = []
+        lines = self._constant_lines()
         for i, v in enumerate(outputs):
             shape, dtype = name(v.shape, "s"), name(v.dtype, "d")
             if i < nc:
@@ -217,7 +226,7 @@ class _Body:
         lines = []
         for j, b in enumerate(self.batched):
             args = [f"R{j}_{a}[:n]" if kind == "saved" else f"A[{index}]" if kind == "input"
-                    else "None" if index is None else name(index, "k")
+                    else "None" if index is None else index
                     for a, (kind, index) in enumerate(b.args)]
             if b.options:
                 args.append("**" + name(b.options, "o"))
@@ -251,7 +260,7 @@ class _Batched:
         self.args: list[tuple[str, Any]] = []
         for name, x in zip(program._vjp_reads(s)[1], s.inputs):
             if name == "None" or x.is_constant:
-                self.args.append(("value", None if name == "None" else x.constant))
+                self.args.append(("value", None if name == "None" else x.name))
             elif x.index in inputs and inputs[x.index] >= _first_invariant(program):
                 self.args.append(("input", inputs[x.index]))
             else:
@@ -300,12 +309,13 @@ _BODIES_LOCK = threading.Lock()
 
 
 def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: int | None,
-          mode: int) -> tuple[_Body, list[Tensor]]:
+          mode: int) -> tuple[_Body, list[Tensor], tuple]:
     """`f` traced for this call, on tracers of the carry and of one slice of each x, and the
-    loop written for its program; and the tensors `f` read from outside, the loop's
-    invariants. `f` runs on every call (once, not per step), so the loop always does what
-    `f` does now (a weight or a number it reads rebound included); the loop is written once
-    per distinct program (`Trace.key`)."""
+    loop written for its program; the tensors `f` read from outside, the loop's
+    invariants; and its constants (the arrays and numbers it read or made). `f` runs on
+    every call (once, not per step), so the loop always does what `f` does now (a weight or
+    a number it reads rebound included); the loop is written once per distinct program
+    (`Trace.key`), whatever its constants' values."""
     grads = [isinstance(c, Tensor) and c.requires_grad for c in carry]
     trace = Trace(recording=bool(mode & RECORDING), anomaly=bool(mode & ANOMALY))
     carry_in = [trace.input(_data(c), g, raw=False) for c, g in zip(carry, grads)]
@@ -343,6 +353,7 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
     results = trace.results(outs, "scan: f")
     key = (carry_tree, len(carry), len(xs), y_tree, y is not None, trace.key(results))
     captured = [t for _, t in trace.captured]
+    constants = tuple(v.constant for v in trace.values if v.is_constant)
     body = _BODIES.get(key)
     if body is None:
         body = _Body(Program(trace, results), len(carry), len(xs), y_tree, y is not None)
@@ -350,7 +361,7 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
             _BODIES[key] = body
             while len(_BODIES) > 64:
                 _BODIES.popitem(last=False)
-    return body, captured
+    return body, captured, constants
 
 
 def _owned(x: Any, trace: Trace) -> Tensor:
@@ -382,12 +393,12 @@ class _Run:
         self.grads: list = []
 
 
-def _forward(*arrays: Any, body: _Body, length: int, reverse: bool) -> tuple:
+def _forward(*arrays: Any, body: _Body, length: int, reverse: bool, constants: tuple) -> tuple:
     """The loop: the final carry and the stacked ys as an object array, and the call's
     `_Run` (each step's values the body's VJPs read)."""
     saved: list[Any] = [None] * length if body.saves else []
     order = range(length - 1, -1, -1) if reverse else range(length)
-    outs = body.forward(arrays, order, length, saved)
+    outs = body.forward(arrays, order, length, saved, constants)
     packed = np.empty(len(outs), object)
     for i, value in enumerate(outs):
         packed[i] = value
@@ -410,9 +421,9 @@ class _Share:
         self.i = i
 
     def __call__(self, g: np.ndarray, run: _Run, *arrays: Any, body: _Body, length: int,
-                 reverse: bool) -> Any:
+                 reverse: bool, constants: tuple) -> Any:
         if run.seed is not g:
-            run.grads = _backward(g, run, body, length, reverse)
+            run.grads = _backward(g, run, body, length, reverse, constants)
             run.seed = g
         return run.grads[self.i]
 
@@ -420,12 +431,13 @@ class _Share:
 _SHARES = [_Share(i) for i in range(16)]
 
 
-def _backward(parts: np.ndarray, run: _Run, body: _Body, length: int, reverse: bool) -> list:
+def _backward(parts: np.ndarray, run: _Run, body: _Body, length: int, reverse: bool,
+              constants: tuple) -> list:
     """The backward loop: the cotangent of each operand (None for an invariant that none
     reached)."""
     free = not tape.retaining.get()
     order = range(length) if reverse else range(length - 1, -1, -1)
-    grads = body.backward(parts, run.invariants, run.saved, order, free)
+    grads = body.backward(parts, run.invariants, run.saved, order, free, constants)
     if free:
         run.saved = []
     for i in range(body.n_carry + body.n_x, len(grads)):
@@ -498,10 +510,11 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     if length == 0:
         raise ValueError("scan: a loop of length 0 is refused: the body is traced on a real "
                          "slice of xs, and there is none; give at least one step")
-    body, captured = _body(f, carry, carry_tree, x_leaves, xs_tree, current_mode())
+    body, captured, constants = _body(f, carry, carry_tree, x_leaves, xs_tree, current_mode())
     operands = [*carry, *x_leaves, *captured]
     with contextlib.nullcontext() if body.saves else no_grad():  # no gradient path: no node
-        packed = _record_scan(*operands, body=body, length=length, reverse=reverse)
+        packed = _record_scan(*operands, body=body, length=length, reverse=reverse,
+                              constants=constants)
     outs = [_part(packed, index=i) for i in range(len(body.program.outputs))]
     if packed.requires_grad:  # a step's VJPs may read a y: the graph keeps the ys' arrays
         for out in outs:

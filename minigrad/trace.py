@@ -304,11 +304,11 @@ class Trace:
 
     def key(self, outputs: Sequence[Value]) -> Any:
         """What a program written from this trace depends on, hashable: traces with equal
-        keys give the same program (the tensors read from outside are its inputs, not part
-        of it). The ops, their options and operands, every value's shape, dtype and flags,
-        the constants' values."""
-        values = tuple((v.shape, v.dtype, v.requires_grad, v.raw) if v.constant is None else
-                       (v.shape, v.dtype, _frozen(v.constant)) for v in self.values)
+        keys give the same program, if it reads its constants at run time (`Program.
+        constants`) as it reads the tensors read from outside. The ops, their options and
+        operands, every value's shape, dtype and flags, and each constant's type."""
+        values = tuple((v.shape, v.dtype, v.requires_grad, v.raw, type(v.constant))
+                       for v in self.values)
         steps = tuple((s.op, _frozen(s.options) if s.options else None,
                        tuple(x.index for x in s.inputs), s.out.index,
                        s.residual and s.residual.index, s.scalar, s.numpy,
@@ -384,7 +384,8 @@ class Program:
                                       "sum_to_shape": tape.sum_to_shape,
                                       "settle": _settle,
                                       "Contributions": tape.Contributions}
-        self.names.update((v.name, v.constant) for v in trace.values if v.is_constant)
+        self.constants = [v for v in trace.values if v.is_constant]
+        self.names.update((v.name, v.constant) for v in self.constants)
         self.backward_steps = self._backward_steps()
         self.saved = self._saved()
         # The inputs the outputs' gradients reach, in input order.
