@@ -218,24 +218,28 @@ class Trace:
     def call(self, op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tracer:
         """Record `op` on `operands` and return its traced output."""
         numpy, self.numpy = self.numpy, False
-        inputs = [self.operand(x, op.name) for x in operands]
-        arrays = tuple(x._data if isinstance(x, Tensor) else x for x in operands)
+        of = self.of
+        inputs = [of.get(id(x)) or self.operand(x, op.name) for x in operands]
+        arrays = tuple([x._data if isinstance(x, Tensor) else x for x in operands])
         try:
             out = op.forward(*arrays, **options)
         except (ValueError, TypeError, IndexError) as error:
             raise primitive._op_error(op.name, error, arrays) from None
-        kept = None
         if op.residual:
-            out, kept = out
+            out, _ = out
         scalar = type(out) is not np.ndarray
-        out = np.asarray(out)
+        if scalar:
+            out = np.asarray(out)
         vjps: Any = op.vjps
-        grad = self.recording and any(
-            v.requires_grad and (callable(vjps) or vjps[i] is not None)
-            for i, v in enumerate(inputs))
+        grad = False
+        if self.recording:
+            for i, v in enumerate(inputs):
+                if v.requires_grad and (callable(vjps) or vjps[i] is not None):
+                    grad = True
+                    break
         if numpy:  # NumPy on arrays, as in eager mode: no copies, the array a view is
             value = self._new(out, False, True)
-            self.steps.append(Step(op, inputs, dict(options), value, None, (), scalar, None,
+            self.steps.append(Step(op, inputs, options, value, None, (), scalar, None,
                                    numpy=True))
             return self._tracer(value, out)
         if grad and callable(vjps):  # VJPs made per call (stack's): from shapes
@@ -247,7 +251,7 @@ class Trace:
         value = self._new(out, grad, False)
         # (A residual may be any object: only the VJPs read it; its shape is never asked.)
         residual = self._new(np.empty(0), False, False) if op.residual else None
-        step = Step(op, inputs, dict(options), value, residual, vjps, scalar, site)
+        step = Step(op, inputs, options, value, residual, vjps, scalar, site)
         step.arrays = arrays if callable(vjps) else ()  # for `require_grad`'s VJPs
         self.steps.append(step)
         return self._tracer(value, out)
