@@ -117,9 +117,14 @@ class _Body:
             lines.append(f"Y{m} = empty((length, *{program._name(y.shape, 's')}), "
                          f"{program._name(y.dtype, 'd')})")
         body = [f"{inputs[nc + j].name} = X{j}[k]" for j in range(nx)]
-        body += program.forward_lines(lambda v: None, inputs[nc + nx:])
+        into: dict[int, str] = {}  # a y its op computes straight into its buffer
+        for m, y in enumerate(outputs[nc:]):
+            if y.index not in into and program.writes_into(y):
+                into[y.index] = f"Y{m}[k]"
+        body += program.forward_lines(lambda v: None, inputs[nc + nx:], into)
         for m, y in enumerate(outputs[nc:]):  # later reads of y read its buffer
-            body += [f"Y{m}[k] = {y.name}", f"{y.name} = Y{m}[k]"]
+            if into.get(y.index) != f"Y{m}[k]":
+                body += [f"Y{m}[k] = {y.name}", f"{y.name} = Y{m}[k]"]
         if self.saves:
             body.append(f"saved[k] = [{', '.join(program.saved)}]")
         if nc:

@@ -461,11 +461,14 @@ class Program:
         return list(found.values())
 
     def forward_lines(self, tensor_of: Callable[[Value], str | None],
-                      kept: Sequence[Value] = ()) -> list[str]:
+                      kept: Sequence[Value] = (), into: dict[int, str] | None = None
+                      ) -> list[str]:
         """One line per op: `record`'s forward, with `record`'s copies, and its marking
         shared of a tensor whose array an output views (`tensor_of(input)`: the expression
         of the tensor behind an input, or None). Values are dropped after their last use
-        unless the backward reads them, they are outputs, or `kept` (a loop's invariants)."""
+        unless the backward reads them, they are outputs, or `kept` (a loop's invariants).
+        A value in `into` (those `writes_into` allows) is computed into the array that
+        expression names (a loop's stacked ys): the same numbers, no copy."""
         keep = {int(name[1:]) for name in self.saved if "_" not in name}
         keep |= {v.index for v in kept}
         keep |= {v.index for v in self.outputs}
@@ -475,7 +478,7 @@ class Program:
                 last[x.index] = k
         lines: list[str] = []
         for k, step in enumerate(self.steps):
-            lines += self._forward_step(step, tensor_of)
+            lines += self._forward_step(step, tensor_of, (into or {}).get(step.out.index))
             if self.anomaly and step.out.requires_grad:
                 lines.append(f"check_forward({step.out.name}, {self._name(step, 'step')})")
             dead = [x.name for x in step.inputs if last.get(x.index) == k
@@ -486,7 +489,16 @@ class Program:
                 lines.append(" = ".join(sorted(set(dead))) + " = None")
         return lines
 
-    def _forward_step(self, step: Step, tensor_of: Callable[[Value], str | None]) -> list[str]:
+    def writes_into(self, value: Value) -> bool:
+        """Whether the step computing `value` can write it into a given array: a ufunc's
+        one output (`out=`), not 0-d."""
+        step = next((s for s in self.steps if s.out is value), None)
+        return (step is not None and isinstance(step.op.forward, np.ufunc) and not step.numpy
+                and step.op.forward.nout == 1 and not step.residual and not step.scalar
+                and value.shape != ())
+
+    def _forward_step(self, step: Step, tensor_of: Callable[[Value], str | None],
+                      into: str | None = None) -> list[str]:
         lines = []
         operands = [x.name for x in step.inputs]
         for i in self.copies(step):  # the copy is what the forward and the VJPs read
@@ -495,6 +507,8 @@ class Program:
             operands[i] = copy
         if step.options:
             operands.append("**" + self._name(step.options, "o"))
+        if into is not None:
+            operands.append(f"out={into}")
         out = step.out.name
         targets = f"{out}, {step.residual.name}" if step.residual else out
         lines.append(f"{targets} = {self._name(step.op.forward, 'f')}({', '.join(operands)})")
