@@ -135,6 +135,10 @@ NONNEGATIVE = Real(low=0.0)
 # --- parameter groups ------------------------------------------------------------------
 
 
+#: What a ParamGroup holds in its instance dict besides its hyperparameters.
+_GROUP_ATTRIBUTES = frozenset({"_optimizer", "params", "_values"})
+
+
 class ParamGroup:
     """Some of an optimizer's parameters and their hyperparameters, as in ``torch.optim``.
 
@@ -145,7 +149,19 @@ class ParamGroup:
 
     def __init__(self, optimizer: Optimizer, params: tuple[Any, ...],
                  hyperparameters: dict[str, Any]) -> None:
-        self.__dict__.update(_optimizer=optimizer, params=params, _values=hyperparameters)
+        self.__dict__.update(_optimizer=optimizer, params=params)
+        self._keep(hyperparameters)
+
+    def _keep(self, values: dict[str, Any]) -> None:
+        """Hold ``values``, each also as an instance attribute unless the group's own
+        attributes take its name: a rule reads ``h.lr`` at every step, and an instance
+        attribute is found at once, where ``__getattr__`` comes after a failed lookup."""
+        attributes = self.__dict__
+        for name in [name for name in attributes if name not in _GROUP_ATTRIBUTES]:
+            del attributes[name]
+        attributes["_values"] = values
+        attributes.update((name, value) for name, value in values.items()
+                          if name not in _GROUP_ATTRIBUTES and not hasattr(ParamGroup, name))
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -158,8 +174,7 @@ class ParamGroup:
         return self.params if name == "params" else getattr(self, name)
 
     def __setitem__(self, name: str, value: Any) -> None:
-        values = self.__dict__["_values"]
-        self.__dict__["_values"] = self.__dict__["_optimizer"].check(**{**values, name: value})
+        self._keep(self._optimizer.check(**{**self._values, name: value}))
 
     __setattr__ = __setitem__  # type: ignore[assignment]
 
@@ -245,7 +260,7 @@ class Optimizer(abc.ABC):
             checked = [self.check(**{**g.hyperparameters(), name: value})
                        for g in self.param_groups]  # all checked before any is set
             for group, values in zip(self.param_groups, checked, strict=True):
-                group.__dict__["_values"] = values
+                group._keep(values)
         elif name.startswith("_") or name in ("param_groups",):
             object.__setattr__(self, name, value)
         elif name == "check_finite":
@@ -378,7 +393,7 @@ class Optimizer(abc.ABC):
         loaded = [b.load(where, state_dict, groups[self.param_groups.index(b.group)])
                   for b in self._buckets]
         for group, new in zip(self.param_groups, groups, strict=True):
-            group.__dict__["_values"] = new.hyperparameters()
+            group._keep(new.hyperparameters())
         for commit in loaded:
             commit()
 
@@ -388,6 +403,10 @@ class Optimizer(abc.ABC):
     def _group_positions(self, index: int) -> list[int]:
         start = sum(len(g.params) for g in self.param_groups[:index])
         return list(range(start, start + len(self.param_groups[index].params)))
+
+
+#: Up to this many gradient values, check_finite sums them in Python (faster below ~100).
+_SUMMED_IN_PYTHON = 64
 
 
 class _Bucket:
@@ -482,10 +501,16 @@ class _Bucket:
 
     def check_finite(self, g: np.ndarray) -> None:
         # One sum: any NaN or inf makes it non-finite (so can an overflow of large finite
-        # values: only then are the bad values looked for).
-        with np.errstate(over="ignore", invalid="ignore"):
-            if math.isfinite(g.sum()):
+        # values: only then are the bad values looked for). A few values are summed as
+        # Python floats, which raise no NumPy warning: setting NumPy's error state would
+        # cost more than their sum.
+        if g.size <= _SUMMED_IN_PYTHON:
+            if math.isfinite(sum(g.tolist())):
                 return
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                if math.isfinite(g.sum()):
+                    return
         for j, s, shape in zip(self.positions, self.slices, self.shapes, strict=True):
             bad = g[s].size - int(np.count_nonzero(np.isfinite(g[s])))
             if bad:

@@ -7,6 +7,8 @@ import inspect
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from minigrad import optim
 from minigrad.optim import NonFiniteGradientError
@@ -369,6 +371,30 @@ def test_large_finite_gradients_are_not_mistaken_for_non_finite():
     p.grad = np.array([1e308, 1e308, 1e308])  # the sum overflows; the values are finite
     opt.step()
     assert np.all(np.isfinite(p.data))
+
+
+@given(sizes=st.lists(st.integers(1, 150), min_size=1, max_size=3), data=st.data())
+def test_a_non_finite_value_is_found_whatever_the_number_of_values(sizes, data):
+    """check_finite sums few values in Python and many in NumPy: either way one NaN or inf
+    anywhere raises, naming its parameter, before any change, and values so large that
+    their sum overflows pass."""
+    rng = np.random.default_rng(sum(sizes))
+    params = [Param(rng.normal(size=n)) for n in sizes]
+    before = [p.data.copy() for p in params]
+    opt = optim.SGD(params, lr=1e-310)
+    for p in params:
+        p.grad = np.full_like(p.data, 1e308)
+    opt.step()
+    j = data.draw(st.integers(0, len(sizes) - 1))
+    params[j].grad[data.draw(st.integers(0, sizes[j] - 1))] = data.draw(
+        st.sampled_from([np.nan, np.inf, -np.inf]))
+    after = [p.data.copy() for p in params]
+    with pytest.raises(NonFiniteGradientError, match=rf"parameter {j} \(shape \({sizes[j]},\)\) "
+                                                      r"has 1 non-finite value;"):
+        opt.step()
+    for a, b, p in zip(before, after, params, strict=True):
+        np.testing.assert_array_equal(p.data, b)
+        assert np.all(np.isfinite(p.data)) and not np.array_equal(a, b)
 
 
 def test_check_finite_false_lets_values_through():
