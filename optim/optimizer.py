@@ -325,25 +325,24 @@ class Optimizer(abc.ABC):
         if closure is not None and not callable(closure):
             raise TypeError(f"{type(self).__name__}.step: closure must be callable, got "
                             f"{type(closure).__name__}")
-        moves = [(b, move) for b in self._buckets
+        moves = [(i, b, move) for i, b in enumerate(self._buckets)
                  if (move := self.look_ahead(b.group, b.state)) is not None]
         if moves and closure is None:
             raise TypeError(
                 f"{type(self).__name__}.step needs a closure: the gradient is taken at the "
                 f"look-ahead point, which exists only inside step. Pass a function that zeroes "
                 f"the grads, computes the loss, calls backward and returns the loss.")
-        for bucket in self._buckets:
-            bucket.check_shapes()
-        real = [(b, b.gather()) for b, _ in moves]
-        for (bucket, point), (_, move) in zip(real, moves, strict=True):
-            bucket.scatter(point + move)
+        arrays = [b.read() for b in self._buckets]  # every shape checked before any move
+        real = [(b, b.gather(arrays[i])) for i, b, _ in moves]
         try:
+            for (bucket, point), (i, _, move) in zip(real, moves, strict=True):
+                bucket.scatter(arrays[i], point + move)
             loss = None if closure is None else closure()
             where = dict((id(b), point) for b, point in real)
             commits = [bucket.compute(where.get(id(bucket))) for bucket in self._buckets]
         except BaseException:
-            for bucket, point in real:
-                bucket.scatter(point)
+            for bucket, point in real:  # read again: the closure may have replaced .data
+                bucket.scatter([p.data for p in bucket.params], point)
             raise
         for commit in commits:
             commit()
@@ -432,20 +431,28 @@ class _Bucket:
     def owner(self) -> str:
         return type(self.optimizer).__name__
 
-    def check_shapes(self) -> None:
-        for j, p, shape in zip(self.positions, self.params, self.shapes, strict=True):
-            if p.data.shape != shape:
-                raise ValueError(f"{self.owner}.step: parameter {j} has shape {p.data.shape}, "
+    def read(self) -> list[np.ndarray]:
+        """The parameters' arrays, their shapes checked. Read once per use: a parameter's
+        ``.data`` may hand out a new array after a forward pass (a Tensor copies on write)."""
+        arrays = [p.data for p in self.params]
+        for j, data, shape in zip(self.positions, arrays, self.shapes, strict=True):
+            if data.shape != shape:
+                raise ValueError(f"{self.owner}.step: parameter {j} has shape {data.shape}, "
                                  f"expected {shape}")
+        return arrays
 
-    def gather(self) -> np.ndarray:
-        return np.concatenate([p.data.reshape(-1) for p in self.params])
+    @staticmethod
+    def gather(arrays: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(arrays, axis=None)
 
-    def scatter(self, flat: np.ndarray) -> None:
+    def scatter(self, arrays: list[np.ndarray], flat: np.ndarray) -> None:
         if flat is not self.buffer:
             np.copyto(self.buffer, flat)
-        for p, view in zip(self.params, self.views, strict=True):
-            np.copyto(p.data, view)
+        for data, view in zip(arrays, self.views, strict=True):
+            if data.dtype.kind == "f":
+                data[...] = view  # what np.copyto does to a floating array, sooner
+            else:
+                np.copyto(data, view)
 
     def compute(self, real: np.ndarray | None) -> Callable[[], None]:
         """Check the gradients and compute the update; return what writes it. ``real``:
@@ -461,11 +468,12 @@ class _Bucket:
             if g.shape != shape:
                 raise ValueError(f"{self.owner}.step: parameter {j} has shape {shape} and "
                                  f"gradient shape {g.shape}; expected both {shape}")
-            flat.append(g.reshape(-1))
-        g = np.concatenate(flat, dtype=self.dtype, casting="same_kind")
+            flat.append(g)
+        g = np.concatenate(flat, axis=None, dtype=self.dtype, casting="same_kind")
         if self.optimizer.check_finite:
             self.check_finite(g)
-        p = self.gather()
+        arrays = [p.data for p in self.params]  # anew: the closure may have replaced them
+        p = self.gather(arrays)
         if all(present) and self.steps.count(self.steps[0]) == len(self.steps):
             step, state = self.optimizer.update(self.group, self.steps[0] + 1, p, g,
                                                 self.state)
@@ -481,7 +489,7 @@ class _Bucket:
                     state[k][run] = v
 
         def commit() -> None:
-            self.scatter(new_p)
+            self.scatter(arrays, new_p)
             self.state = state
             self.steps = [t + here for t, here in zip(self.steps, present, strict=True)]
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from minigrad import optim
 from minigrad.optim import NonFiniteGradientError
@@ -676,6 +677,41 @@ def test_a_step_that_fails_midway_changes_nothing(name):
     for b, p in zip(before, params, strict=True):
         np.testing.assert_array_equal(p.data, b)
     assert_state_dicts_equal(opt.state_dict(), state_before)
+
+
+@given(start=st.floats(-1e3, 1e3), velocity=st.floats(1e38, 3e38))
+def test_a_look_ahead_move_that_fails_midway_moves_nothing(start, velocity):
+    """Two dtypes, two runs of parameters, moved one after the other to the look-ahead
+    point: when the second move overflows (np.errstate(over="raise")), the first is moved
+    back before the error propagates."""
+    params = [Param(np.full(3, start)), Param(np.full(2, 3e38, np.float32))]
+    opt = optim.RMSPropNesterov(params, momentum=0.9)
+    state = opt.state_dict()
+    state["state.1.velocity"] = np.full(2, velocity, np.float32)
+    opt.load_state_dict(state)
+    state["state.0.velocity"] = np.ones(3)
+    opt.load_state_dict(state)
+    before = [p.data.copy() for p in params]
+    called = []
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        opt.step(lambda: called.append(1))
+    assert not called
+    for b, p in zip(before, params, strict=True):
+        np.testing.assert_array_equal(p.data, b)
+    assert_state_dicts_equal(opt.state_dict(), state)
+
+
+@given(values=hnp.arrays(np.float64, hnp.array_shapes(max_dims=2), elements=st.floats(-9, 9)))
+def test_an_update_is_not_cast_into_an_integer_array(values):
+    """A parameter whose .data was replaced by an integer array after construction is not
+    truncated: writing the update raises TypeError and the array keeps its values."""
+    p = Param(values.copy())
+    opt = optim.SGD([p], lr=0.1)
+    p.data = np.round(values).astype(np.int64)
+    p.grad = np.ones_like(values)
+    with pytest.raises(TypeError, match="Cannot cast"):
+        opt.step()
+    np.testing.assert_array_equal(p.data, np.round(values))
 
 
 # --------------------------------------------------------------------------------------
