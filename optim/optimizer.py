@@ -332,16 +332,19 @@ class Optimizer(abc.ABC):
                 f"{type(self).__name__}.step needs a closure: the gradient is taken at the "
                 f"look-ahead point, which exists only inside step. Pass a function that zeroes "
                 f"the grads, computes the loss, calls backward and returns the loss.")
-        arrays = [b.read() for b in self._buckets]  # every shape checked before any move
-        real = [(b, b.gather(arrays[i])) for i, b, _ in moves]
+        buckets = self._buckets
+        arrays = [b.read() for b in buckets]  # every shape checked before any move
+        moved = [(i, b, b.gather(arrays[i]), move) for i, b, move in moves]
+        real: list[np.ndarray | None] = [None] * len(buckets)  # where moved buckets were
+        for i, _, point, _ in moved:
+            real[i] = point
         try:
-            for (bucket, point), (i, _, move) in zip(real, moves, strict=True):
+            for i, bucket, point, move in moved:
                 bucket.scatter(arrays[i], point + move)
             loss = None if closure is None else closure()
-            where = dict((id(b), point) for b, point in real)
-            commits = [bucket.compute(where.get(id(bucket))) for bucket in self._buckets]
+            commits = [bucket.compute(point) for bucket, point in zip(buckets, real)]
         except BaseException:
-            for bucket, point in real:  # read again: the closure may have replaced .data
+            for _, bucket, point, _ in moved:  # read anew: the closure may replace .data
                 bucket.scatter([p.data for p in bucket.params], point)
             raise
         for commit in commits:
@@ -474,10 +477,11 @@ class _Bucket:
             self.check_finite(g)
         arrays = [p.data for p in self.params]  # anew: the closure may have replaced them
         p = self.gather(arrays)
-        if all(present) and self.steps.count(self.steps[0]) == len(self.steps):
-            step, state = self.optimizer.update(self.group, self.steps[0] + 1, p, g,
-                                                self.state)
-            new_p = p - step
+        steps = self.steps
+        if all(present) and steps.count(steps[0]) == len(steps):
+            step, state = self.optimizer.update(self.group, steps[0] + 1, p, g, self.state)
+            new_p = np.subtract(p, step, out=self.buffer)  # the buffer: scatter's first copy
+            steps = [steps[0] + 1] * len(steps)
         else:  # runs of parameters with a gradient and one step count, each apart
             new_p = (p if real is None else real).copy()
             state = {k: v.copy() for k, v in self.state.items()}
@@ -487,11 +491,11 @@ class _Bucket:
                 new_p[run] = p[run] - part
                 for k, v in new.items():
                     state[k][run] = v
+            steps = [t + here for t, here in zip(steps, present, strict=True)]
 
         def commit() -> None:
             self.scatter(arrays, new_p)
-            self.state = state
-            self.steps = [t + here for t, here in zip(self.steps, present, strict=True)]
+            self.state, self.steps = state, steps
 
         return commit
 
