@@ -135,6 +135,10 @@ NONNEGATIVE = Real(low=0.0)
 # --- parameter groups ------------------------------------------------------------------
 
 
+#: What a ParamGroup holds in its instance dict besides its hyperparameters.
+_GROUP_ATTRIBUTES = frozenset({"_optimizer", "params", "_values"})
+
+
 class ParamGroup:
     """Some of an optimizer's parameters and their hyperparameters, as in ``torch.optim``.
 
@@ -145,7 +149,19 @@ class ParamGroup:
 
     def __init__(self, optimizer: Optimizer, params: tuple[Any, ...],
                  hyperparameters: dict[str, Any]) -> None:
-        self.__dict__.update(_optimizer=optimizer, params=params, _values=hyperparameters)
+        self.__dict__.update(_optimizer=optimizer, params=params)
+        self._keep(hyperparameters)
+
+    def _keep(self, values: dict[str, Any]) -> None:
+        """Hold ``values``, each also as an instance attribute unless the group's own
+        attributes take its name: a rule reads ``h.lr`` at every step, and an instance
+        attribute is found at once, where ``__getattr__`` comes after a failed lookup."""
+        attributes = self.__dict__
+        for name in [name for name in attributes if name not in _GROUP_ATTRIBUTES]:
+            del attributes[name]
+        attributes["_values"] = values
+        attributes.update((name, value) for name, value in values.items()
+                          if name not in _GROUP_ATTRIBUTES and not hasattr(ParamGroup, name))
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -158,8 +174,7 @@ class ParamGroup:
         return self.params if name == "params" else getattr(self, name)
 
     def __setitem__(self, name: str, value: Any) -> None:
-        values = self.__dict__["_values"]
-        self.__dict__["_values"] = self.__dict__["_optimizer"].check(**{**values, name: value})
+        self._keep(self._optimizer.check(**{**self._values, name: value}))
 
     __setattr__ = __setitem__  # type: ignore[assignment]
 
@@ -245,7 +260,7 @@ class Optimizer(abc.ABC):
             checked = [self.check(**{**g.hyperparameters(), name: value})
                        for g in self.param_groups]  # all checked before any is set
             for group, values in zip(self.param_groups, checked, strict=True):
-                group.__dict__["_values"] = values
+                group._keep(values)
         elif name.startswith("_") or name in ("param_groups",):
             object.__setattr__(self, name, value)
         elif name == "check_finite":
@@ -310,25 +325,27 @@ class Optimizer(abc.ABC):
         if closure is not None and not callable(closure):
             raise TypeError(f"{type(self).__name__}.step: closure must be callable, got "
                             f"{type(closure).__name__}")
-        moves = [(b, move) for b in self._buckets
+        moves = [(i, b, move) for i, b in enumerate(self._buckets)
                  if (move := self.look_ahead(b.group, b.state)) is not None]
         if moves and closure is None:
             raise TypeError(
                 f"{type(self).__name__}.step needs a closure: the gradient is taken at the "
                 f"look-ahead point, which exists only inside step. Pass a function that zeroes "
                 f"the grads, computes the loss, calls backward and returns the loss.")
-        for bucket in self._buckets:
-            bucket.check_shapes()
-        real = [(b, b.gather()) for b, _ in moves]
-        for (bucket, point), (_, move) in zip(real, moves, strict=True):
-            bucket.scatter(point + move)
+        buckets = self._buckets
+        arrays = [b.read() for b in buckets]  # every shape checked before any move
+        moved = [(i, b, b.gather(arrays[i]), move) for i, b, move in moves]
+        real: list[np.ndarray | None] = [None] * len(buckets)  # where moved buckets were
+        for i, _, point, _ in moved:
+            real[i] = point
         try:
+            for i, bucket, point, move in moved:
+                bucket.scatter(arrays[i], point + move)
             loss = None if closure is None else closure()
-            where = dict((id(b), point) for b, point in real)
-            commits = [bucket.compute(where.get(id(bucket))) for bucket in self._buckets]
+            commits = [bucket.compute(point) for bucket, point in zip(buckets, real)]
         except BaseException:
-            for bucket, point in real:
-                bucket.scatter(point)
+            for _, bucket, point, _ in moved:  # read anew: the closure may replace .data
+                bucket.scatter([p.data for p in bucket.params], point)
             raise
         for commit in commits:
             commit()
@@ -378,7 +395,7 @@ class Optimizer(abc.ABC):
         loaded = [b.load(where, state_dict, groups[self.param_groups.index(b.group)])
                   for b in self._buckets]
         for group, new in zip(self.param_groups, groups, strict=True):
-            group.__dict__["_values"] = new.hyperparameters()
+            group._keep(new.hyperparameters())
         for commit in loaded:
             commit()
 
@@ -388,6 +405,10 @@ class Optimizer(abc.ABC):
     def _group_positions(self, index: int) -> list[int]:
         start = sum(len(g.params) for g in self.param_groups[:index])
         return list(range(start, start + len(self.param_groups[index].params)))
+
+
+#: Up to this many gradient values, check_finite sums them in Python (faster below ~100).
+_SUMMED_IN_PYTHON = 64
 
 
 class _Bucket:
@@ -413,20 +434,28 @@ class _Bucket:
     def owner(self) -> str:
         return type(self.optimizer).__name__
 
-    def check_shapes(self) -> None:
-        for j, p, shape in zip(self.positions, self.params, self.shapes, strict=True):
-            if p.data.shape != shape:
-                raise ValueError(f"{self.owner}.step: parameter {j} has shape {p.data.shape}, "
+    def read(self) -> list[np.ndarray]:
+        """The parameters' arrays, their shapes checked. Read once per use: a parameter's
+        ``.data`` may hand out a new array after a forward pass (a Tensor copies on write)."""
+        arrays = [p.data for p in self.params]
+        for j, data, shape in zip(self.positions, arrays, self.shapes, strict=True):
+            if data.shape != shape:
+                raise ValueError(f"{self.owner}.step: parameter {j} has shape {data.shape}, "
                                  f"expected {shape}")
+        return arrays
 
-    def gather(self) -> np.ndarray:
-        return np.concatenate([p.data.reshape(-1) for p in self.params])
+    @staticmethod
+    def gather(arrays: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(arrays, axis=None)
 
-    def scatter(self, flat: np.ndarray) -> None:
+    def scatter(self, arrays: list[np.ndarray], flat: np.ndarray) -> None:
         if flat is not self.buffer:
             np.copyto(self.buffer, flat)
-        for p, view in zip(self.params, self.views, strict=True):
-            np.copyto(p.data, view)
+        for data, view in zip(arrays, self.views, strict=True):
+            if data.dtype.kind == "f":
+                data[...] = view  # what np.copyto does to a floating array, sooner
+            else:
+                np.copyto(data, view)
 
     def compute(self, real: np.ndarray | None) -> Callable[[], None]:
         """Check the gradients and compute the update; return what writes it. ``real``:
@@ -442,15 +471,17 @@ class _Bucket:
             if g.shape != shape:
                 raise ValueError(f"{self.owner}.step: parameter {j} has shape {shape} and "
                                  f"gradient shape {g.shape}; expected both {shape}")
-            flat.append(g.reshape(-1))
-        g = np.concatenate(flat, dtype=self.dtype, casting="same_kind")
+            flat.append(g)
+        g = np.concatenate(flat, axis=None, dtype=self.dtype, casting="same_kind")
         if self.optimizer.check_finite:
             self.check_finite(g)
-        p = self.gather()
-        if all(present) and self.steps.count(self.steps[0]) == len(self.steps):
-            step, state = self.optimizer.update(self.group, self.steps[0] + 1, p, g,
-                                                self.state)
-            new_p = p - step
+        arrays = [p.data for p in self.params]  # anew: the closure may have replaced them
+        p = self.gather(arrays)
+        steps = self.steps
+        if all(present) and steps.count(steps[0]) == len(steps):
+            step, state = self.optimizer.update(self.group, steps[0] + 1, p, g, self.state)
+            new_p = np.subtract(p, step, out=self.buffer)  # the buffer: scatter's first copy
+            steps = [steps[0] + 1] * len(steps)
         else:  # runs of parameters with a gradient and one step count, each apart
             new_p = (p if real is None else real).copy()
             state = {k: v.copy() for k, v in self.state.items()}
@@ -460,11 +491,11 @@ class _Bucket:
                 new_p[run] = p[run] - part
                 for k, v in new.items():
                     state[k][run] = v
+            steps = [t + here for t, here in zip(steps, present, strict=True)]
 
         def commit() -> None:
-            self.scatter(new_p)
-            self.state = state
-            self.steps = [t + here for t, here in zip(self.steps, present, strict=True)]
+            self.scatter(arrays, new_p)
+            self.state, self.steps = state, steps
 
         return commit
 
@@ -482,10 +513,16 @@ class _Bucket:
 
     def check_finite(self, g: np.ndarray) -> None:
         # One sum: any NaN or inf makes it non-finite (so can an overflow of large finite
-        # values: only then are the bad values looked for).
-        with np.errstate(over="ignore", invalid="ignore"):
-            if math.isfinite(g.sum()):
+        # values: only then are the bad values looked for). A few values are summed as
+        # Python floats, which raise no NumPy warning: setting NumPy's error state would
+        # cost more than their sum.
+        if g.size <= _SUMMED_IN_PYTHON:
+            if math.isfinite(sum(g.tolist())):
                 return
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                if math.isfinite(g.sum()):
+                    return
         for j, s, shape in zip(self.positions, self.slices, self.shapes, strict=True):
             bad = g[s].size - int(np.count_nonzero(np.isfinite(g[s])))
             if bad:

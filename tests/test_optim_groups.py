@@ -91,6 +91,30 @@ def test_a_bad_setting_is_a_clear_error_and_changes_nothing(setting, error, mess
         np.testing.assert_array_equal(after[key], value)
 
 
+@pytest.mark.parametrize("how", ["optimizer", "item", "attribute", "load"])
+@given(lr=st.floats(0.0, 1.0), start=hnp.arrays(np.float64, SHAPES, elements=VALUES))
+def test_the_rule_uses_the_value_set_last(how, lr, start):
+    """However a rate is set, and whatever refused settings follow, the step uses the value
+    the group reports (the group also keeps its values as attributes, for the rules)."""
+    p = Param(start.copy())
+    opt = optim.SGD([p], lr=0.5)
+    group = opt.param_groups[0]
+    if how == "load":
+        state = opt.state_dict()
+        state["groups.0.lr"] = np.array(lr)
+        opt.load_state_dict(state)
+    else:
+        {"optimizer": lambda: setattr(opt, "lr", lr), "item": lambda: group.__setitem__("lr", lr),
+         "attribute": lambda: setattr(group, "lr", lr)}[how]()
+    for refused in (lambda: setattr(opt, "lr", -1.0), lambda: group.__setitem__("lr", -1.0)):
+        with pytest.raises(ValueError, match="invalid lr=-1.0"):
+            refused()
+    assert group.lr == group["lr"] == group.hyperparameters()["lr"] == opt.lr == lr
+    p.grad = np.cos(start)
+    opt.step()
+    np.testing.assert_array_equal(p.data, start - lr * np.cos(start))
+
+
 def test_reading_a_rate_that_differs_between_groups_is_a_clear_error():
     opt = optim.SGD([{"params": [Param(np.ones(2))]},
                      {"params": [Param(np.ones(2))], "lr": 0.5}], lr=0.1)

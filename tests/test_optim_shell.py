@@ -7,6 +7,9 @@ import inspect
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from minigrad import optim
 from minigrad.optim import NonFiniteGradientError
@@ -371,6 +374,30 @@ def test_large_finite_gradients_are_not_mistaken_for_non_finite():
     assert np.all(np.isfinite(p.data))
 
 
+@given(sizes=st.lists(st.integers(1, 150), min_size=1, max_size=3), data=st.data())
+def test_a_non_finite_value_is_found_whatever_the_number_of_values(sizes, data):
+    """check_finite sums few values in Python and many in NumPy: either way one NaN or inf
+    anywhere raises, naming its parameter, before any change, and values so large that
+    their sum overflows pass."""
+    rng = np.random.default_rng(sum(sizes))
+    params = [Param(rng.normal(size=n)) for n in sizes]
+    before = [p.data.copy() for p in params]
+    opt = optim.SGD(params, lr=1e-310)
+    for p in params:
+        p.grad = np.full_like(p.data, 1e308)
+    opt.step()
+    j = data.draw(st.integers(0, len(sizes) - 1))
+    params[j].grad[data.draw(st.integers(0, sizes[j] - 1))] = data.draw(
+        st.sampled_from([np.nan, np.inf, -np.inf]))
+    after = [p.data.copy() for p in params]
+    with pytest.raises(NonFiniteGradientError, match=rf"parameter {j} \(shape \({sizes[j]},\)\) "
+                                                      r"has 1 non-finite value;"):
+        opt.step()
+    for a, b, p in zip(before, after, params, strict=True):
+        np.testing.assert_array_equal(p.data, b)
+        assert np.all(np.isfinite(p.data)) and not np.array_equal(a, b)
+
+
 def test_check_finite_false_lets_values_through():
     p = Param(np.zeros(3))
     opt = optim.SGD([p], lr=0.1, check_finite=False)
@@ -650,6 +677,41 @@ def test_a_step_that_fails_midway_changes_nothing(name):
     for b, p in zip(before, params, strict=True):
         np.testing.assert_array_equal(p.data, b)
     assert_state_dicts_equal(opt.state_dict(), state_before)
+
+
+@given(start=st.floats(-1e3, 1e3), velocity=st.floats(1e38, 3e38))
+def test_a_look_ahead_move_that_fails_midway_moves_nothing(start, velocity):
+    """Two dtypes, two runs of parameters, moved one after the other to the look-ahead
+    point: when the second move overflows (np.errstate(over="raise")), the first is moved
+    back before the error propagates."""
+    params = [Param(np.full(3, start)), Param(np.full(2, 3e38, np.float32))]
+    opt = optim.RMSPropNesterov(params, momentum=0.9)
+    state = opt.state_dict()
+    state["state.1.velocity"] = np.full(2, velocity, np.float32)
+    opt.load_state_dict(state)
+    state["state.0.velocity"] = np.ones(3)
+    opt.load_state_dict(state)
+    before = [p.data.copy() for p in params]
+    called = []
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        opt.step(lambda: called.append(1))
+    assert not called
+    for b, p in zip(before, params, strict=True):
+        np.testing.assert_array_equal(p.data, b)
+    assert_state_dicts_equal(opt.state_dict(), state)
+
+
+@given(values=hnp.arrays(np.float64, hnp.array_shapes(max_dims=2), elements=st.floats(-9, 9)))
+def test_an_update_is_not_cast_into_an_integer_array(values):
+    """A parameter whose .data was replaced by an integer array after construction is not
+    truncated: writing the update raises TypeError and the array keeps its values."""
+    p = Param(values.copy())
+    opt = optim.SGD([p], lr=0.1)
+    p.data = np.round(values).astype(np.int64)
+    p.grad = np.ones_like(values)
+    with pytest.raises(TypeError, match="Cannot cast"):
+        opt.step()
+    np.testing.assert_array_equal(p.data, np.round(values))
 
 
 # --------------------------------------------------------------------------------------
