@@ -57,5 +57,7 @@ class _SourceCheckout:
         return importlib.machinery.PathFinder.find_spec(name, [cls.root])
 
 
+# First: minigrad.models and minigrad.optim come from the checkout this minigrad came from,
+# even where an editable install of another checkout would map them to its own folders.
 if not os.path.isdir(os.path.join(os.path.dirname(__file__), "optim")):
-    sys.meta_path.append(_SourceCheckout)
+    sys.meta_path.insert(0, _SourceCheckout)
