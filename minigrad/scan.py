@@ -99,10 +99,16 @@ class _Body:
         # and its constants (the loops read them from `K`: never this trace's, by mistake)
         program.names.update((v.name, None) for v in program.constants)
         self.saves = bool(program.backward_steps)
-        self.batched = _batched(program) if self.saves else []
+        self.batched = _batched(program, n_carry, n_x) if self.saves else []
+        # The ys kept with one more row, the carry's start, so that they are the stack of
+        # every step's incoming carry too (as a hand-written S buffer): y m -> carry i.
+        self.stacked = {index: next(i for i in range(n_carry)
+                                    if program.outputs[i] is program.outputs[n_carry + index])
+                        for b in self.batched for kind, index in b.args if kind == "ys"}
+        self.read_xs = {index for b in self.batched for kind, index in b.args if kind == "xs"}
         program.names.update(AnomalyError=anomaly.AnomalyError, empty=np.empty,
                              zeros=np.zeros, fold=_fold, fold_into=_fold_into)
-        self.forward = program.function("loop(A, order, length, saved, K)",
+        self.forward = program.function("loop(A, order, length, saved, K, reverse)",
                                         self._forward_lines(), "scan loop")
         if self.saves:
             self.backwards: dict[tuple[bool, ...], Callable[..., list]] = {}
@@ -114,8 +120,13 @@ class _Body:
         lines += [f"{v.name} = A[{i}]" for i, v in enumerate(inputs) if i < nc or i >= nc + nx]
         lines += [f"X{j} = A[{nc + j}]" for j in range(nx)]
         for m, y in enumerate(outputs[nc:]):
-            lines.append(f"Y{m} = empty((length, *{program._name(y.shape, 's')}), "
-                         f"{program._name(y.dtype, 'd')})")
+            shape, dtype = program._name(y.shape, "s"), program._name(y.dtype, "d")
+            if m in self.stacked:  # the carry's start, then each step's: row k is step k's
+                lines += [f"YS{m} = empty((length + 1, *{shape}), {dtype})",  # incoming carry
+                          f"YS{m}[length if reverse else 0] = A[{self.stacked[m]}]",
+                          f"Y{m} = YS{m}[:length] if reverse else YS{m}[1:]"]
+            else:
+                lines.append(f"Y{m} = empty((length, *{shape}), {dtype})")
         body = [f"{inputs[nc + j].name} = X{j}[k]" for j in range(nx)]
         into: dict[int, str] = {}  # a y its op computes straight into its buffer
         for m, y in enumerate(outputs[nc:]):
@@ -134,7 +145,9 @@ class _Body:
         lines += ["except AnomalyError as error:",
                   "    raise AnomalyError(f'{error} (scan step {k})') from None"]
         carry = [v.name for v in inputs[:nc]]
-        lines.append(f"return [{', '.join(carry + [f'Y{m}' for m in range(len(outputs) - nc)])}]")
+        ys = [f"Y{m}" for m in range(len(outputs) - nc)]
+        stacked = [f"YS{m}" for m in self.stacked]
+        lines.append(f"return [{', '.join(carry + ys)}], [{', '.join(stacked)}]")
         return lines
 
     def _constant_lines(self) -> list[str]:
@@ -150,7 +163,8 @@ class _Body:
         loop = self.backwards.get(given)
         if loop is None:
             loop = self.backwards[given] = self.program.function(
-                "back(P, A, saved, order, free, K)", self._backward_lines(given), "scan loop")
+                "back(P, A, YS, saved, chunks, length, free, K)", self._backward_lines(given),
+                "scan loop")
         return loop(parts, *args)
 
     def _backward_lines(self, given: tuple[bool, ...]) -> list[str]:
@@ -169,20 +183,20 @@ class _Body:
                 lines.append(f"GY{i} = P[{i}]; ZY{i} = zeros({shape}, {dtype})")
         for j in range(nx):
             x = inputs[nc + j]
-            lines.append(f"DX{j} = zeros((len(order), *{name(x.shape, 's')}), "
+            lines.append(f"DX{j} = zeros((length, *{name(x.shape, 's')}), "
                          f"{name(x.dtype, 'd')})" if nc + j in grads else f"DX{j} = None")
         invariants = [i for i in range(nc + nx, len(inputs)) if i in grads]
         lines += [f"I{i} = None; O{i} = False" for i in invariants]
-        # The batched VJPs' cotangents and per-step operands, stacked CH steps at a time
-        # (memory stays bounded; each VJP runs once per CH steps).
-        lines.append(f"CH = min(len(order), {_CHUNK}); n = 0")
+        # The batched VJPs' cotangents and per-step operands, stacked a chunk of steps at a
+        # time, row k - lo for step k (memory stays bounded; each VJP runs once a chunk).
+        lines.append(f"CH = min(length, {_CHUNK})")
         for j, b in enumerate(self.batched):
             lines += [f"E{j} = empty((CH, *{name(b.shape, 's')}), {name(b.dtype, 'd')})"]
             lines += [f"R{j}_{a} = empty((CH, *{name(shape, 's')}), {name(dtype, 'd')})"
                       for a, ((kind, _), shape, dtype) in enumerate(
                           zip(b.args, b.arg_shapes, b.arg_dtypes)) if kind == "saved"]
         saved = ", ".join(program.saved)
-        body = ["s = saved[k]", "if free: saved[k] = None"]
+        body = ["n = k - lo", "s = saved[k]", "if free: saved[k] = None"]
         if saved:
             body.append(f"{saved}, = s")
         for j, b in enumerate(self.batched):  # the per-step operands, before backward frees
@@ -210,14 +224,11 @@ class _Body:
                     body.append(f"DX{i - nc}[k] = fold({g}, {shape}, {dtype})")
             elif i in grads and v.index in contributed:
                 body.append(f"I{i}, O{i} = fold_into({g}, {shape}, {dtype}, I{i}, O{i})")
-        if self.batched:
-            flush = self._flush_lines()
-            body += ["n += 1", "if n == CH:"] + ["    " + line for line in flush] + ["    n = 0"]
-        lines += ["try:", "    for k in order:"] + [" " * 8 + line for line in body]
+        lines += ["try:", "    for lo, hi, steps in chunks:", "        for k in steps:"]
+        lines += [" " * 12 + line for line in body]
+        lines += [" " * 8 + line for line in self._flush_lines()]
         lines += ["except AnomalyError as error:",
                   "    raise AnomalyError(f'{error} (scan step {k}, in backward)') from None"]
-        if self.batched:
-            lines += ["if n:"] + ["    " + line for line in self._flush_lines()]
         result = [f"fold(GC{i}, {name(inputs[i].shape, 's')}, {name(inputs[i].dtype, 'd')})"
                   if i in grads else "None" for i in range(nc)] + [
             f"DX{j}" for j in range(nx)] + [
@@ -226,17 +237,22 @@ class _Body:
         return lines
 
     def _flush_lines(self) -> list[str]:
-        """Each batched VJP on the `n` steps stacked so far, added to its invariant's sum."""
+        """Each batched VJP on the chunk's steps lo .. hi - 1, added to its invariant's sum:
+        their operands stacked here, or the rows of the arrays that stack them already (`YS`,
+        the incoming carries, row k step k's; the xs)."""
         program, name = self.program, self.program._name
+        stacked = {m: s for s, m in enumerate(self.stacked)}
         lines = []
         for j, b in enumerate(self.batched):
-            args = [f"R{j}_{a}[:n]" if kind == "saved" else f"A[{index}]" if kind == "input"
+            args = [f"R{j}_{a}[:hi - lo]" if kind == "saved" else f"A[{index}]"
+                    if kind == "input" else f"YS[{stacked[index]}][lo:hi]"
+                    if kind == "ys" else f"A[{self.n_carry + index}][lo:hi]" if kind == "xs"
                     else "None" if index is None else index
                     for a, (kind, index) in enumerate(b.args)]
             if b.options:
                 args.append("**" + name(b.options, "o"))
             target = program.inputs[b.target]
-            lines.append(f"t = {name(b.vjp, 'vjp')}(E{j}[:n], None, {', '.join(args)})")
+            lines.append(f"t = {name(b.vjp, 'vjp')}(E{j}[:hi - lo], None, {', '.join(args)})")
             lines.append(f"I{b.target}, O{b.target} = fold_into(t, {name(target.shape, 's')}, "
                          f"{name(target.dtype, 'd')}, I{b.target}, O{b.target})")
         return lines
@@ -250,7 +266,7 @@ class _Batched:
     invariant's shape, is the sum of the per-step ones: the same terms in another order (a
     layer's S^T D over all steps at once, as backpropagation through time by hand does)."""
 
-    def __init__(self, program: Program, step: int, operand: int):
+    def __init__(self, program: Program, step: int, operand: int, n_carry: int, n_x: int):
         self.step, self.operand = step, operand
         s = program.steps[step]
         self.vjp, self.options = s.vjps[operand], s.options
@@ -261,13 +277,20 @@ class _Batched:
         self.target = inputs[s.inputs[operand].index]
         saved = {name: i for i, name in enumerate(program.saved)}
         # Each argument: ("saved", index in a step's saved list) to stack, ("input", the
-        # loop's operand), or ("value", a constant or None).
+        # loop's operand), ("xs", j: the slices of xs j), ("ys", m: the incoming carry, which
+        # y m stacks) or ("value", a constant or None).
+        ys = {v.index: m for m, v in reversed(list(enumerate(program.outputs[n_carry:])))}
         self.args: list[tuple[str, Any]] = []
         for name, x in zip(program._vjp_reads(s)[1], s.inputs):
+            i = inputs.get(x.index, -1)
             if name == "None" or x.is_constant:
                 self.args.append(("value", None if name == "None" else x.name))
-            elif x.index in inputs and inputs[x.index] >= _first_invariant(program):
-                self.args.append(("input", inputs[x.index]))
+            elif i >= _first_invariant(program):
+                self.args.append(("input", i))
+            elif 0 <= i < n_carry and program.outputs[i].index in ys:
+                self.args.append(("ys", ys[program.outputs[i].index]))
+            elif n_carry <= i < n_carry + n_x:
+                self.args.append(("xs", i - n_carry))
             else:
                 self.args.append(("saved", saved[name]))
 
@@ -276,7 +299,7 @@ def _first_invariant(program: Program) -> int:
     return len(program.inputs) - len(program.captured)
 
 
-def _batched(program: Program) -> list[_Batched]:
+def _batched(program: Program, n_carry: int, n_x: int) -> list[_Batched]:
     """The loop invariants' VJPs that one call for all steps can replace: the op computes on
     stacked operands as per step (`Op.batch`), reads neither its output nor a residual, and
     every per-step operand has the rank that batching needs."""
@@ -304,7 +327,7 @@ def _batched(program: Program) -> list[_Batched]:
                     j == last - 1 or len(y.shape) == rank for j, y in per_step) and any(
                     j == last - 1 for j, _ in per_step)
             if fits:
-                plan.append(_Batched(program, k, i))
+                plan.append(_Batched(program, k, i, n_carry, n_x))
     return plan
 
 
@@ -385,15 +408,19 @@ def _structure(tree: int | None, leaves: Sequence[Any]) -> str:
 class _Run:
     """One call of the loop: what its backward needs, and that backward's last result."""
 
-    __slots__ = ("saved", "shapes", "dtypes", "invariants", "seed", "grads")
+    __slots__ = ("saved", "stacked", "shapes", "dtypes", "invariants", "seed", "grads")
 
-    def __init__(self, saved: list, arrays: Sequence[np.ndarray], varying: int):
+    def __init__(self, saved: list, stacked: list, arrays: Sequence[np.ndarray], body: _Body):
         self.saved = saved  # each step's values the body's VJPs read
+        self.stacked = stacked  # the ys that stack the incoming carries (`_Body.stacked`)
         self.shapes = [a.shape for a in arrays]
         self.dtypes = [a.dtype for a in arrays]
-        # The loop's operands a backward reads: the invariants (not init, not the xs, which
-        # the node does not keep either: their slices live on only where a step saved them).
-        self.invariants = (None,) * varying + tuple(arrays[varying:])
+        # The loop's operands a backward reads: the invariants, and the xs a batched VJP
+        # reads (not init, not the other xs, which the node does not keep either: their
+        # slices live on only where a step saved them).
+        nc, nx = body.n_carry, body.n_x
+        self.invariants = tuple(a if i >= nc + nx or i >= nc and i - nc in body.read_xs
+                                else None for i, a in enumerate(arrays))
         self.seed: Any = None
         self.grads: list = []
 
@@ -403,11 +430,11 @@ def _forward(*arrays: Any, body: _Body, length: int, reverse: bool, constants: t
     `_Run` (each step's values the body's VJPs read)."""
     saved: list[Any] = [None] * length if body.saves else []
     order = range(length - 1, -1, -1) if reverse else range(length)
-    outs = body.forward(arrays, order, length, saved, constants)
+    outs, stacked = body.forward(arrays, order, length, saved, constants, reverse)
     packed = np.empty(len(outs), object)
     for i, value in enumerate(outs):
         packed[i] = value
-    return packed, _Run(saved, arrays, body.n_carry + body.n_x)
+    return packed, _Run(saved, stacked, arrays, body)
 
 
 def _vjps(arrays: Sequence[Any], options: dict[str, Any], inputs: Sequence[Any]) -> list:
@@ -441,8 +468,15 @@ def _backward(parts: np.ndarray, run: _Run, body: _Body, length: int, reverse: b
     """The backward loop: the cotangent of each operand (None for an invariant that none
     reached)."""
     free = not tape.retaining.get()
-    order = range(length) if reverse else range(length - 1, -1, -1)
-    grads = body.backward(parts, run.invariants, run.saved, order, free, constants)
+    if reverse:  # backward from the first step: chunks lo .. lo + CH - 1, each upwards
+        chunks = [(lo, min(lo + _CHUNK, length), range(lo, min(lo + _CHUNK, length)))
+                  for lo in range(0, length, _CHUNK)]
+    else:  # from the last: chunks hi - CH .. hi - 1, each downwards
+        chunks = [(max(hi - _CHUNK, 0), hi, range(hi - 1, max(hi - _CHUNK, 0) - 1, -1))
+                  for hi in range(length, 0, -_CHUNK)]
+    incoming = [ys[1:] if reverse else ys[:-1] for ys in run.stacked]  # row k: step k's
+    grads = body.backward(parts, run.invariants, incoming, run.saved, chunks, length, free,
+                          constants)
     if free:
         run.saved = []
     for i in range(body.n_carry + body.n_x, len(grads)):
