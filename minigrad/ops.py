@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .primitive import Domain, defop
+from .primitive import Domain, defop, identity_vjp
 from .primitive import constant as _constant
 from .tape import Cotangent as _Cotangent
 from .tape import sum_to_shape as _sum_to_shape
@@ -48,9 +48,9 @@ _ndarray = np.ndarray
 
 # --- arithmetic -----------------------------------------------------------------------------
 
-add = defop("add", np.add, (lambda g, out: g, lambda g, out: g), Domain("binary"),
+add = defop("add", np.add, (identity_vjp, identity_vjp), Domain("binary"),
             saves="nothing", batch="elementwise")
-sub = defop("sub", np.subtract, (lambda g, out: g, lambda g, out: -g), Domain("binary"),
+sub = defop("sub", np.subtract, (identity_vjp, lambda g, out: -g), Domain("binary"),
             saves="nothing", batch="elementwise")
 
 
@@ -129,7 +129,7 @@ def _matmul_shape(a: np.ndarray, b: np.ndarray) -> tuple:
 # c + a @ b in one node: a layer's x W + b, an RNN step's z_k + s W. The same NumPy calls
 # as add(c, matmul(a, b)), forward and backward, so the same numbers, one node fewer.
 addmm = defop("addmm", lambda c, a, b: _np_add(c, _np_matmul(a, b)),
-              (lambda g, out, c, a, b: g, _product_vjp(_matmul_a_vjp), _product_vjp(_matmul_b_vjp)),
+              (identity_vjp, _product_vjp(_matmul_a_vjp), _product_vjp(_matmul_b_vjp)),
               Domain("addmm"), saves=(1, 2), batch="matmul")  # a and b: c's VJP reads nothing
 
 # --- contractions ---------------------------------------------------------------------------

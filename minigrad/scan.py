@@ -25,7 +25,7 @@ import numpy as np
 from . import anomaly, tape
 from .modes import ANOMALY, RECORDING, current_mode, no_grad
 from .ops import astype
-from .primitive import Domain, Op, defop, recorder
+from .primitive import Domain, Op, defop, identity_vjp, recorder
 from .tape import Contributions, Cotangent, accumulate, sum_to_shape, total
 from .tensor import Tensor
 from .trace import Program, Trace
@@ -190,8 +190,11 @@ class _Body:
         # The batched VJPs' cotangents and per-step operands, stacked a chunk of steps at a
         # time, row k - lo for step k (memory stays bounded; each VJP runs once a chunk).
         lines.append(f"CH = min(length, {_CHUNK})")
+        deferred = {(b.step, b.operand): j for j, b in enumerate(self.batched)}
+        self.cotangents = self._cotangents(deferred, grads)
         for j, b in enumerate(self.batched):
-            lines += [f"E{j} = empty((CH, *{name(b.shape, 's')}), {name(b.dtype, 'd')})"]
+            if not self.cotangents[j].startswith("DX"):
+                lines.append(f"E{j} = empty((CH, *{name(b.shape, 's')}), {name(b.dtype, 'd')})")
             lines += [f"R{j}_{a} = empty((CH, *{name(shape, 's')}), {name(dtype, 'd')})"
                       for a, ((kind, _), shape, dtype) in enumerate(
                           zip(b.args, b.arg_shapes, b.arg_dtypes)) if kind == "saved"]
@@ -211,10 +214,10 @@ class _Body:
         carried = {v.index for v in outputs[:nc]}
         ys = [i for i in range(nc, len(outputs))
               if given[i - nc] or outputs[i].index not in carried]
-        deferred = {(b.step, b.operand): j for j, b in enumerate(self.batched)}
         body += program.backward_lines(seeds, deferred, [*ys, *range(nc)], loop=True)
         contributed = program.contributed(deferred)
-        body += [f"E{j}[n] = e{j}" for j in range(len(self.batched))]
+        body += [f"E{j}[n] = e{j}" for j in range(len(self.batched))
+                 if not self.cotangents[j].startswith("DX")]
         for i, v in enumerate(inputs):
             shape, dtype, g = name(v.shape, "s"), name(v.dtype, "d"), f"l{v.index}"
             if i < nc:  # (contributions kept apart: the previous step adds them in order)
@@ -236,6 +239,25 @@ class _Body:
         lines.append(f"return [{', '.join(result)}]")
         return lines
 
+    def _cotangents(self, deferred: dict[tuple[int, int], int], grads: set[int]) -> list[str]:
+        """Where each batched VJP finds its chunk's stacked cotangents: `E<j>`, or the rows
+        of `DX<j'>` where the step passes its cotangent on as it is (an identity VJP) to an
+        x whose only contribution that is: the stacked xs' cotangents hold the same arrays."""
+        program, nc = self.program, self.n_carry
+        position = {v.index: i for i, v in enumerate(program.inputs)}
+        count = program._contributions(deferred)
+        found = []
+        for j, b in enumerate(self.batched):
+            step, where = program.steps[b.step], f"E{j}[:hi - lo]"
+            for x, vjp in zip(step.inputs, step.vjps):
+                p = position.get(x.index, -1)
+                if vjp is identity_vjp and p in grads and nc <= p < nc + self.n_x \
+                        and count.get(x.index) == 1 and x.shape == step.out.shape \
+                        and x.dtype == step.out.dtype:
+                    where = f"DX{p - nc}[lo:hi]"
+            found.append(where)
+        return found
+
     def _flush_lines(self) -> list[str]:
         """Each batched VJP on the chunk's steps lo .. hi - 1, added to its invariant's sum:
         their operands stacked here, or the rows of the arrays that stack them already (`YS`,
@@ -252,7 +274,7 @@ class _Body:
             if b.options:
                 args.append("**" + name(b.options, "o"))
             target = program.inputs[b.target]
-            lines.append(f"t = {name(b.vjp, 'vjp')}(E{j}[:hi - lo], None, {', '.join(args)})")
+            lines.append(f"t = {name(b.vjp, 'vjp')}({self.cotangents[j]}, None, {', '.join(args)})")
             lines.append(f"I{b.target}, O{b.target} = fold_into(t, {name(target.shape, 's')}, "
                          f"{name(target.dtype, 'd')}, I{b.target}, O{b.target})")
         return lines

@@ -574,6 +574,8 @@ class Program:
                 call = f"{self._name(vjp, 'vjp')}({', '.join(['g', out_arg, *args, *options])})"
                 if self.anomaly:
                     call = f"check_backward({call}, {self._name(step, 'step')}, {i})"
+                elif vjp is primitive.identity_vjp:
+                    call = "g"
                 lines.append(f"t = {call}")
                 self._add(lines, x, "t", started, count, inputs)
             for name in [out_arg, *args]:

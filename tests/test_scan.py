@@ -307,6 +307,42 @@ def test_a_gru_over_a_sequence_is_the_unrolled_cell(returns_h, length, batch, n_
         assert_invariant_close(g, w, length, name)
 
 
+@settings(max_examples=12)
+@given(length=st.sampled_from([1, 2, 63, 64, 65, 130]), seed=st.integers(0, 2**31 - 1),
+       reverse=st.booleans(), input_product=st.booleans())
+def test_stacked_operands_across_chunks_give_the_loops_gradients(length, seed, reverse,
+                                                                  input_product):
+    """An RNN step whose weights' VJPs run once per chunk of steps on operands read from
+    their stacks (the incoming states from the ys, the xs), with the xs' cotangents as the
+    stacked cotangents: the loop's values and xs and h0 gradients bit for bit, the weights'
+    within the invariant bound, for lengths around the chunk size, in both directions."""
+    rng = np.random.default_rng(seed)
+    n = 3
+    W, U = (mg.Tensor(rng.normal(size=(n, n)) * 0.5, requires_grad=True) for _ in range(2))
+    xs = mg.Tensor(rng.normal(size=(length, 2, n)), requires_grad=True)
+    h0 = mg.Tensor(rng.normal(size=(2, n)), requires_grad=True)
+
+    def step(h, x):
+        h = mg.tanh(mg.addmm(x @ U if input_product else x, h, W))
+        return h, h
+
+    weights = [rng.normal(size=(2, n)), rng.normal(size=(length, 2, n))]
+    h, hs = mg.scan(step, h0, xs, reverse=reverse)
+    want_h, want_hs = loop(step, h0, xs, reverse=reverse)
+    assert_bitwise(h, want_h)
+    assert_bitwise(hs, want_hs)
+    loss_of(h, hs, weights).backward()
+    got = take_grads([h0, xs, W, U])
+    loss_of(want_h, want_hs, weights).backward()
+    want = take_grads([h0, xs, W, U])
+    assert_bitwise(got[0], want[0], "h0")
+    assert_bitwise(got[1], want[1], "xs")
+    assert_invariant_close(got[2], want[2], length, "W")
+    assert (got[3] is None) == (not input_product)
+    if input_product:
+        assert_invariant_close(got[3], want[3], length, "U")
+
+
 @settings(max_examples=10)
 @given(length=st.integers(1, 8), batch=st.integers(1, 4), n_in=st.integers(1, 4),
        hidden=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
