@@ -275,6 +275,9 @@ class _Body:
                 args.append("**" + name(b.options, "o"))
             target = program.inputs[b.target]
             lines.append(f"t = {name(b.vjp, 'vjp')}({self.cotangents[j]}, None, {', '.join(args)})")
+            # Summed down at once: a VJP may give back its stacked cotangents as they are
+            # (a bias's), and the next chunk writes over them.
+            lines.append(f"t = sum_to_shape(t, {name(target.shape, 's')})")
             lines.append(f"I{b.target}, O{b.target} = fold_into(t, {name(target.shape, 's')}, "
                          f"{name(target.dtype, 'd')}, I{b.target}, O{b.target})")
         return lines

@@ -314,16 +314,18 @@ def test_stacked_operands_across_chunks_give_the_loops_gradients(length, seed, r
                                                                   input_product):
     """An RNN step whose weights' VJPs run once per chunk of steps on operands read from
     their stacks (the incoming states from the ys, the xs), with the xs' cotangents as the
-    stacked cotangents: the loop's values and xs and h0 gradients bit for bit, the weights'
-    within the invariant bound, for lengths around the chunk size, in both directions."""
+    stacked cotangents, and a bias whose VJP gives the chunk's stacked cotangents back as
+    they are: the loop's values and xs and h0 gradients bit for bit, the weights' within the
+    invariant bound, for lengths around the chunk size, in both directions."""
     rng = np.random.default_rng(seed)
     n = 3
     W, U = (mg.Tensor(rng.normal(size=(n, n)) * 0.5, requires_grad=True) for _ in range(2))
+    b = mg.Tensor(rng.normal(size=n), requires_grad=True)  # added per step: batched too
     xs = mg.Tensor(rng.normal(size=(length, 2, n)), requires_grad=True)
     h0 = mg.Tensor(rng.normal(size=(2, n)), requires_grad=True)
 
     def step(h, x):
-        h = mg.tanh(mg.addmm(x @ U if input_product else x, h, W))
+        h = mg.tanh(mg.addmm(x @ U if input_product else x, h, W) + b)
         return h, h
 
     weights = [rng.normal(size=(2, n)), rng.normal(size=(length, 2, n))]
@@ -332,12 +334,13 @@ def test_stacked_operands_across_chunks_give_the_loops_gradients(length, seed, r
     assert_bitwise(h, want_h)
     assert_bitwise(hs, want_hs)
     loss_of(h, hs, weights).backward()
-    got = take_grads([h0, xs, W, U])
+    got = take_grads([h0, xs, W, U, b])
     loss_of(want_h, want_hs, weights).backward()
-    want = take_grads([h0, xs, W, U])
+    want = take_grads([h0, xs, W, U, b])
     assert_bitwise(got[0], want[0], "h0")
     assert_bitwise(got[1], want[1], "xs")
     assert_invariant_close(got[2], want[2], length, "W")
+    assert_invariant_close(got[4], want[4], length, "b")
     assert (got[3] is None) == (not input_product)
     if input_product:
         assert_invariant_close(got[3], want[3], length, "U")
