@@ -189,7 +189,7 @@ class _Body:
         lines += [f"I{i} = None; O{i} = False" for i in invariants]
         # The batched VJPs' cotangents and per-step operands, stacked a chunk of steps at a
         # time, row k - lo for step k (memory stays bounded; each VJP runs once a chunk).
-        lines.append(f"CH = min(length, {_CHUNK})")
+        lines.append("CH = max(hi - lo for lo, hi, _ in chunks)")
         deferred = {(b.step, b.operand): j for j, b in enumerate(self.batched)}
         self.cotangents = self._cotangents(deferred, grads)
         for j, b in enumerate(self.batched):

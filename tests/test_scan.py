@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import unittest.mock
 
 import numpy as np
 import pytest
@@ -40,6 +41,7 @@ from minigrad import nn
 from minigrad.testing import gradcheck
 from minigrad.testing import strategies as mst
 from minigrad.trace import Program
+scan_module = sys.modules["minigrad.scan"]  # (the module: minigrad.scan is the function)
 
 # --- the reference: the Python loop of the same body -----------------------------------------
 
@@ -126,12 +128,16 @@ def into(t, interval):
 def op_steps(draw):
     """1 to 3 ops, each taking the running value: unary and binary ops of the table (a
     binary op's other operand the step's x, the incoming carry, or an outside tensor, on
-    either side), and matmul / addmm with an outside weight."""
+    either side), add, sub or mul of an outside tensor itself, and matmul / addmm with an
+    outside weight."""
     kinds = st.one_of(
         st.tuples(st.just("unary"), st.sampled_from(UNARY)),
         st.tuples(st.just("binary"), st.sampled_from(BINARY),
                   st.sampled_from(["x", "carry", "V", "b"]), st.booleans()),
         st.tuples(st.just("matmul"), st.sampled_from(["matmul", "addmm"])),
+        # an outside tensor itself as an operand (its VJP batched over the steps)
+        st.tuples(st.just("invariant"), st.sampled_from(["add", "sub", "mul"]),
+                  st.sampled_from(["V", "b"]), st.booleans()),
     )
     return draw(st.lists(kinds, min_size=1, max_size=3))
 
@@ -152,6 +158,11 @@ def make_body(steps, y_from, W, b, V):
                 a, c = (other, value) if swap else (value, other)
                 value = mg.OPS[name].function(into(a, domain.interval(0)),
                                               into(c, domain.interval(1)))
+            elif kind == "invariant":
+                other, swap = others[step[2]], step[3]
+                a, c = (other, into(value, (-1.0, 1.0))) if swap else (
+                    into(value, (-1.0, 1.0)), other)
+                value = mg.OPS[name].function(a, c)
             elif name == "matmul":
                 value = mg.matmul(into(value, (-1.0, 1.0)), W)
             else:
@@ -170,12 +181,21 @@ def make_body(steps, y_from, W, b, V):
        length=st.integers(1, 6), batch=st.sampled_from([(), (1,), (3,)]),
        n=st.integers(1, 3), reverse=st.booleans(),
        dtype=st.sampled_from([np.float64, np.float32]),
-       init_is_tensor=st.booleans(), xs_is_tensor=st.booleans())
+       init_is_tensor=st.booleans(), xs_is_tensor=st.booleans(),
+       chunk=st.sampled_from([1, 2, 64]))
 def test_scan_is_the_loop_of_the_same_body(data, steps, y_from, length, batch, n, reverse,
-                                           dtype, init_is_tensor, xs_is_tensor):
+                                           dtype, init_is_tensor, xs_is_tensor, chunk):
     """Values and the gradients of init, xs and the invariants W, b, V (the last within the
     invariant bound), for bodies composed of the table's unary and binary ops and of
-    matmul/addmm with an outside weight; the carry keeps its shape."""
+    matmul/addmm with an outside weight; the carry keeps its shape. The batched VJPs take
+    `chunk` steps at a time, so that short loops cross chunk boundaries too."""
+    with unittest.mock.patch.object(scan_module, "_CHUNK", chunk):
+        check_scan_is_the_loop(data, steps, y_from, length, batch, n, reverse, dtype,
+                               init_is_tensor, xs_is_tensor)
+
+
+def check_scan_is_the_loop(data, steps, y_from, length, batch, n, reverse, dtype,
+                           init_is_tensor, xs_is_tensor):
     carry_shape = (*batch, n)
     x_shape = data.draw(st.sampled_from([carry_shape, (n,), ()]), label="x slice shape")
     v_shape = data.draw(st.sampled_from([carry_shape, (n,), ()]), label="V shape")
