@@ -41,6 +41,7 @@ from minigrad import nn
 from minigrad.testing import gradcheck
 from minigrad.testing import strategies as mst
 from minigrad.trace import Program
+
 scan_module = sys.modules["minigrad.scan"]  # (the module: minigrad.scan is the function)
 
 # --- the reference: the Python loop of the same body -----------------------------------------
