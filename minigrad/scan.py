@@ -349,7 +349,7 @@ def _batched(program: Program, n_carry: int, n_x: int) -> list[_Batched]:
             else:  # the matrix on the right; the left operand (and addmm's c) stacked
                 last = len(step.inputs) - 1
                 fits = i == last and len(x.shape) == 2 and all(
-                    j == last - 1 or len(y.shape) == rank for j, y in per_step) and any(
+                    len(y.shape) == rank for _, y in per_step) and any(
                     j == last - 1 for j, _ in per_step)
             if fits:
                 plan.append(_Batched(program, k, i, n_carry, n_x))

@@ -76,8 +76,8 @@ def _as_numpy(x: Tracer, others: tuple, method: Callable[[], Tensor]) -> Tensor:
 def _numpy_method(name: str) -> Callable[..., Tensor]:
     method = getattr(Tensor, name)
 
-    def numpy_like(self: Tracer, *args: Any) -> Tensor:
-        return _as_numpy(self, args, lambda: method(self, *args))
+    def numpy_like(self: Tracer, *args: Any, **kwargs: Any) -> Tensor:
+        return _as_numpy(self, args, lambda: method(self, *args, **kwargs))
 
     numpy_like.__name__ = name
     return numpy_like

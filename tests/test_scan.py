@@ -367,6 +367,31 @@ def test_stacked_operands_across_chunks_give_the_loops_gradients(length, seed, r
         assert_invariant_close(got[3], want[3], length, "U")
 
 
+@pytest.mark.parametrize("batch", [2, 5])
+def test_a_product_that_broadcasts_against_the_step_gets_the_loops_gradient(batch):
+    """h (n,) times W, added to x (batch, n): the product broadcasts inside the step. Its
+    weight's VJP is not batched over the steps (the stacked product would not line up with
+    the stacked cotangents: with as many samples as steps, silently so)."""
+    rng = np.random.default_rng(12)
+    W = mg.Tensor(rng.normal(size=(3, 3)) * 0.5, requires_grad=True)
+    h0 = mg.Tensor(rng.normal(size=3), requires_grad=True)
+    xs = rng.normal(size=(5, batch, 3))
+
+    def step(h, x):
+        out = mg.tanh(mg.addmm(x, h, W))
+        return out.mean(axis=0), out  # (a tracer's methods take NumPy's keywords)
+
+    h, hs = mg.scan(step, h0, xs)
+    want_h, want_hs = loop(step, h0, xs)
+    assert_bitwise(hs, want_hs)
+    hs.sum().backward()
+    got = take_grads([W, h0])
+    want_hs.sum().backward()
+    want = take_grads([W, h0])
+    assert_invariant_close(got[0], want[0], 5, "W")
+    assert_bitwise(got[1], want[1], "h0")
+
+
 @settings(max_examples=10)
 @given(length=st.integers(1, 8), batch=st.integers(1, 4), n_in=st.integers(1, 4),
        hidden=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
