@@ -312,7 +312,8 @@ class _Batched:
                 self.args.append(("value", None if name == "None" else x.name))
             elif i >= _first_invariant(program):
                 self.args.append(("input", i))
-            elif 0 <= i < n_carry and program.outputs[i].index in ys:
+            elif 0 <= i < n_carry and program.outputs[i].index in ys and sum(
+                    out is program.outputs[i] for out in program.outputs[:n_carry]) == 1:
                 self.args.append(("ys", ys[program.outputs[i].index]))
             elif n_carry <= i < n_carry + n_x:
                 self.args.append(("xs", i - n_carry))

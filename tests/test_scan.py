@@ -367,6 +367,25 @@ def test_stacked_operands_across_chunks_give_the_loops_gradients(length, seed, r
         assert_invariant_close(got[3], want[3], length, "U")
 
 
+def test_two_carries_that_become_one_state_keep_their_own_starts():
+    """carry (a, b) -> (h, h), h computed from b: the step's incoming b is not the ys
+    stacked from a's start (both carries end as h, but start apart)."""
+    rng = np.random.default_rng(13)
+    W = mg.Tensor(rng.normal(size=(3, 3)) * 0.5, requires_grad=True)
+    xs, a0, b0 = rng.normal(size=(4, 2, 3)), rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+
+    def step(carry, x):
+        h = mg.tanh(carry[1] @ W + x)
+        return (h, h), h
+
+    _, hs = mg.scan(step, (a0, b0), xs)
+    _, want_hs = loop(step, (a0, b0), xs)
+    hs.sum().backward()
+    got = take_grads([W])[0]
+    want_hs.sum().backward()
+    assert_invariant_close(got, take_grads([W])[0], 4, "W")
+
+
 @pytest.mark.parametrize("batch", [2, 5])
 def test_a_product_that_broadcasts_against_the_step_gets_the_loops_gradient(batch):
     """h (n,) times W, added to x (batch, n): the product broadcasts inside the step. Its
