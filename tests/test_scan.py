@@ -367,6 +367,44 @@ def test_stacked_operands_across_chunks_give_the_loops_gradients(length, seed, r
         assert_invariant_close(got[3], want[3], length, "U")
 
 
+@settings(max_examples=30)
+@given(length=st.integers(1, 5), reverse=st.booleans(), chunk=st.sampled_from([1, 2, 64]),
+       source=st.sampled_from([0, 1]), second=st.sampled_from(["same", "other", "kept"]),
+       y=st.sampled_from(["h", "second", "pair", "none"]), seed=st.integers(0, 2**31 - 1))
+def test_tuple_carries_are_the_loop(length, reverse, chunk, source, second, y, seed):
+    """A carry (a, b) -> (h, second), h computed from a or b (a product with a weight, plus
+    a bias and the x); second is h again, another function of h, or the carry kept (times
+    an outside tensor); y is h, second, both or None; batched VJPs `chunk` steps at a
+    time: the loop's values bit for bit, and its gradients within the invariant bound."""
+    rng = np.random.default_rng(seed)
+    W = mg.Tensor(rng.normal(size=(3, 3)) * 0.5, requires_grad=True)
+    V, b = (mg.Tensor(rng.normal(size=3), requires_grad=True) for _ in range(2))
+    a0, b0 = (mg.Tensor(rng.normal(size=(2, 3)), requires_grad=True) for _ in range(2))
+    xs = mg.Tensor(rng.normal(size=(length, 2, 3)), requires_grad=True)
+
+    def step(carry, x):
+        h = mg.tanh(carry[source] @ W + b + x)
+        other = {"same": h, "other": mg.sigmoid(h) * V, "kept": carry[1] * V}[second]
+        return (h, other), {"h": h, "second": other, "pair": (h, other), "none": None}[y]
+
+    with unittest.mock.patch.object(scan_module, "_CHUNK", chunk):
+        carry, ys = mg.scan(step, (a0, b0), xs, reverse=reverse)
+        want_carry, want_ys = loop(step, (a0, b0), xs, reverse=reverse)
+        outputs, expected = leaves(carry) + leaves(ys), leaves(want_carry) + leaves(want_ys)
+        for out, want in zip(outputs, expected):
+            assert_bitwise(out, want)
+        weights = [rng.normal(size=np.shape(out.data)) for out in outputs]
+        tensors = [a0, b0, xs, W, V, b]
+        loss_of(carry, ys, weights).backward()
+        got = take_grads(tensors)
+        loss_of(want_carry, want_ys, weights).backward()
+        want = take_grads(tensors)
+    for name, g, w in zip(["a0", "b0", "xs", "W", "V", "b"], got, want):
+        assert (g is None) == (w is None), name
+        if w is not None:
+            assert_invariant_close(g, w, length, name)
+
+
 def test_two_carries_that_become_one_state_keep_their_own_starts():
     """carry (a, b) -> (h, h), h computed from b: the step's incoming b is not the ys
     stacked from a's start (both carries end as h, but start apart)."""
