@@ -193,7 +193,7 @@ class _Body:
         deferred = {(b.step, b.operand): j for j, b in enumerate(self.batched)}
         self.cotangents = self._cotangents(deferred, grads)
         for j, b in enumerate(self.batched):
-            if not self.cotangents[j].startswith("DX"):
+            if self.cotangents[j] == f"E{j}[:hi - lo]":  # its own stack
                 lines.append(f"E{j} = empty((CH, *{name(b.shape, 's')}), {name(b.dtype, 'd')})")
             lines += [f"R{j}_{a} = empty((CH, *{name(shape, 's')}), {name(dtype, 'd')})"
                       for a, ((kind, _), shape, dtype) in enumerate(
@@ -217,7 +217,7 @@ class _Body:
         body += program.backward_lines(seeds, deferred, [*ys, *range(nc)], loop=True)
         contributed = program.contributed(deferred)
         body += [f"E{j}[n] = e{j}" for j in range(len(self.batched))
-                 if not self.cotangents[j].startswith("DX")]
+                 if self.cotangents[j] == f"E{j}[:hi - lo]"]
         for i, v in enumerate(inputs):
             shape, dtype, g = name(v.shape, "s"), name(v.dtype, "d"), f"l{v.index}"
             if i < nc:  # (contributions kept apart: the previous step adds them in order)
@@ -240,22 +240,34 @@ class _Body:
         return lines
 
     def _cotangents(self, deferred: dict[tuple[int, int], int], grads: set[int]) -> list[str]:
-        """Where each batched VJP finds its chunk's stacked cotangents: `E<j>`, or the rows
-        of `DX<j'>` where the step passes its cotangent on as it is (an identity VJP) to an
-        x whose only contribution that is: the stacked xs' cotangents hold the same arrays."""
+        """Where each batched VJP finds its chunk's stacked cotangents. A cotangent passed on
+        as it is (by identity VJPs, to a value with no other contribution) is the same array
+        all along, so VJPs that read one share its stack: `E<j>` of the first, or the rows of
+        `DX<j'>` where an x receives it (the xs' stacked cotangents hold the same arrays)."""
         program, nc = self.program, self.n_carry
-        position = {v.index: i for i, v in enumerate(program.inputs)}
+        position = {id(step): k for k, step in enumerate(program.steps)}
         count = program._contributions(deferred)
-        found = []
+        outputs = {v.index for v in program.outputs}
+        passed: dict[int, Any] = {}  # value -> the step output whose cotangent it gets as is
+        for step in program.backward_steps:
+            for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps)):
+                if vjp is identity_vjp and (position[id(step)], i) not in deferred \
+                        and x.shape == step.out.shape and x.dtype == step.out.dtype:
+                    passed[x.index] = step.out
+
+        def root(value: Any) -> int:
+            while count.get(value.index) == 1 and value.index not in outputs \
+                    and value.index in passed:
+                value = passed[value.index]
+            return value.index
+
+        xs = {root(program.inputs[p]): p - nc for p in range(nc, nc + self.n_x) if p in grads}
+        found: list[str] = []
+        first: dict[int, str] = {}
         for j, b in enumerate(self.batched):
-            step, where = program.steps[b.step], f"E{j}[:hi - lo]"
-            for x, vjp in zip(step.inputs, step.vjps):
-                p = position.get(x.index, -1)
-                if vjp is identity_vjp and p in grads and nc <= p < nc + self.n_x \
-                        and count.get(x.index) == 1 and x.shape == step.out.shape \
-                        and x.dtype == step.out.dtype:
-                    where = f"DX{p - nc}[lo:hi]"
-            found.append(where)
+            r = root(program.steps[b.step].out)
+            found.append(f"DX{xs[r]}[lo:hi]" if r in xs else
+                         first.setdefault(r, f"E{j}[:hi - lo]"))
         return found
 
     def _flush_lines(self) -> list[str]:
@@ -301,12 +313,15 @@ class _Batched:
         inputs = {v.index: i for i, v in enumerate(program.inputs)}
         self.target = inputs[s.inputs[operand].index]
         saved = {name: i for i, name in enumerate(program.saved)}
+        reads = program._vjp_reads(s)[1]
+        if self.vjp is identity_vjp:  # (which reads nothing)
+            reads = ["None"] * len(s.inputs)
         # Each argument: ("saved", index in a step's saved list) to stack, ("input", the
         # loop's operand), ("xs", j: the slices of xs j), ("ys", m: the incoming carry, which
         # y m stacks) or ("value", a constant or None).
         ys = {v.index: m for m, v in reversed(list(enumerate(program.outputs[n_carry:])))}
         self.args: list[tuple[str, Any]] = []
-        for name, x in zip(program._vjp_reads(s)[1], s.inputs):
+        for name, x in zip(reads, s.inputs):
             i = inputs.get(x.index, -1)
             if name == "None" or x.is_constant:
                 self.args.append(("value", None if name == "None" else x.name))
@@ -338,14 +353,18 @@ def _batched(program: Program, n_carry: int, n_x: int) -> list[_Batched]:
     plan = []
     for k, step in enumerate(program.steps):
         op, rank = step.op, len(step.out.shape)
-        if id(step) not in reached or op.batch is None or op.residual or op.saves_output:
+        if id(step) not in reached:
             continue
         per_step = [(i, x) for i, x in enumerate(step.inputs) if x.index in varying]
         for i, x in enumerate(step.inputs):
             if x.index not in invariant or not x.requires_grad or step.vjps[i] is None \
                     or not per_step:
                 continue
-            if op.batch == "elementwise":
+            if step.vjps[i] is identity_vjp:  # the stacked cotangents, summed down: any op
+                fits = True
+            elif op.batch is None or op.residual or op.saves_output:
+                fits = False
+            elif op.batch == "elementwise":
                 fits = all(len(y.shape) == rank for _, y in per_step)
             else:  # the matrix on the right; the left operand (and addmm's c) stacked
                 last = len(step.inputs) - 1
