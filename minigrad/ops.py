@@ -270,22 +270,36 @@ def _sigmoid_of(x, e):
 exp = defop("exp", np.exp, (lambda g, out: g * out,), Domain("unary"), saves="output")
 log = defop("log", np.log, (lambda g, out, x: g / x,), Domain("unary", _POSITIVE),
             saves="inputs")
-def _tanh_vjp(g, out):
-    """g (1 - out^2), computed into one new array (the same operations in the same order)."""
-    d = out * out
+def _tanh_vjp(g, out, into=None):
+    """g (1 - out^2), computed into one new array, or into `into` (the same operations in
+    the same order)."""
+    d = out * out if into is None else _np_multiply(out, out, out=into)
     if type(d) is not _ndarray or type(g) is not _ndarray or d.shape != g.shape \
             or d.dtype != g.dtype:
-        return g * (1.0 - d)
+        return _result(g * (1.0 - d), into)
     _np_subtract(1.0, d, out=d)
     return _np_multiply(g, d, out=d)
 
 
-def _sigmoid_vjp(g, out):
-    """g out (1 - out), computed into one new array (the same operations in the same order)."""
-    d = g * out
+def _sigmoid_vjp(g, out, into=None):
+    """g out (1 - out), computed into one new array, or into `into` (the same operations in
+    the same order)."""
+    d = g * out if into is None else _np_multiply(g, out, out=into)
     if type(d) is not _ndarray or d.shape != np.shape(out):
-        return d * (1.0 - out)
+        return _result(d * (1.0 - out), into)
     return _np_multiply(d, _np_subtract(1.0, out), out=d)
+
+
+def _result(value, into):
+    """`value`, or `into` holding it: a VJP given `into` returns it, whatever its path."""
+    if into is None:
+        return value
+    into[...] = value
+    return into
+
+
+# They take `into` (primitive.writes_into).
+_tanh_vjp.into = _sigmoid_vjp.into = True  # type: ignore[attr-defined]
 
 
 tanh = defop("tanh", np.tanh, (_tanh_vjp,), Domain("unary"), saves="output")

@@ -300,6 +300,13 @@ def _share_view(operands: Sequence[Any], out: np.ndarray) -> np.ndarray:
     return out
 
 
+def writes_into(vjp: Any) -> bool:
+    """Whether a VJP takes `into=`, an array of its result's shape and dtype to compute its
+    result into (the same operations, so the same numbers) and return: `vjp.into = True`.
+    A loop writes such a result straight into its stacked cotangents."""
+    return getattr(vjp, "into", False) is True
+
+
 def identity_vjp(g: Any, *_: Any, **__: Any) -> Any:
     """The VJP of an operand that reaches the output as it is (add's, addmm's c): g itself.
     Code written from a trace knows it by this function, and calls nothing."""

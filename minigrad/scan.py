@@ -25,7 +25,7 @@ import numpy as np
 from . import anomaly, tape
 from .modes import ANOMALY, RECORDING, current_mode, no_grad
 from .ops import astype
-from .primitive import Domain, Op, defop, identity_vjp, recorder
+from .primitive import Domain, Op, defop, identity_vjp, recorder, writes_into
 from .tape import Contributions, Cotangent, accumulate, sum_to_shape, total
 from .tensor import Tensor
 from .trace import Program, Trace
@@ -191,7 +191,7 @@ class _Body:
         # time, row k - lo for step k (memory stays bounded; each VJP runs once a chunk).
         lines.append("CH = max(hi - lo for lo, hi, _ in chunks)")
         deferred = {(b.step, b.operand): j for j, b in enumerate(self.batched)}
-        self.cotangents = self._cotangents(deferred, grads)
+        self.cotangents, into = self._cotangents(deferred, grads)
         for j, b in enumerate(self.batched):
             if self.cotangents[j] == f"E{j}[:hi - lo]":  # its own stack
                 lines.append(f"E{j} = empty((CH, *{name(b.shape, 's')}), {name(b.dtype, 'd')})")
@@ -214,7 +214,9 @@ class _Body:
         carried = {v.index for v in outputs[:nc]}
         ys = [i for i in range(nc, len(outputs))
               if given[i - nc] or outputs[i].index not in carried]
-        body += program.backward_lines(seeds, deferred, [*ys, *range(nc)], loop=True)
+        body += program.backward_lines(seeds, deferred, [*ys, *range(nc)], loop=True,
+                                       into=into)
+        written = {int(target[2:target.index("[")]) for target in into.values()}
         contributed = program.contributed(deferred)
         body += [f"E{j}[n] = e{j}" for j in range(len(self.batched))
                  if self.cotangents[j] == f"E{j}[:hi - lo]"]
@@ -223,7 +225,7 @@ class _Body:
             if i < nc:  # (contributions kept apart: the previous step adds them in order)
                 body.append(f"GC{i} = {g}" if i in grads else f"GC{i} = C{i}")
             elif i < nc + nx:
-                if i in grads:
+                if i in grads and i - nc not in written:  # (else a VJP wrote it there)
                     body.append(f"DX{i - nc}[k] = fold({g}, {shape}, {dtype})")
             elif i in grads and v.index in contributed:
                 body.append(f"I{i}, O{i} = fold_into({g}, {shape}, {dtype}, I{i}, O{i})")
@@ -239,36 +241,56 @@ class _Body:
         lines.append(f"return [{', '.join(result)}]")
         return lines
 
-    def _cotangents(self, deferred: dict[tuple[int, int], int], grads: set[int]) -> list[str]:
-        """Where each batched VJP finds its chunk's stacked cotangents. A cotangent passed on
-        as it is (by identity VJPs, to a value with no other contribution) is the same array
-        all along, so VJPs that read one share its stack: `E<j>` of the first, or the rows of
-        `DX<j'>` where an x receives it (the xs' stacked cotangents hold the same arrays)."""
+    def _cotangents(self, deferred: dict[tuple[int, int], int], grads: set[int]
+                    ) -> tuple[list[str], dict[tuple[int, int], str]]:
+        """Where each batched VJP finds its chunk's stacked cotangents, and which VJPs write
+        their result straight into the xs' stacked cotangents (`backward_lines`' `into`).
+
+        A cotangent passed on as it is (by identity VJPs, to a value with no other
+        contribution) is the same array all along: VJPs that read one share its stack, `E<j>`
+        of the first, or the rows of `DX<j'>` where an x receives it. The VJP that computes
+        such an x's cotangent writes it into the x's row, where `writes_into` allows."""
         program, nc = self.program, self.n_carry
         position = {id(step): k for k, step in enumerate(program.steps)}
         count = program._contributions(deferred)
         outputs = {v.index for v in program.outputs}
         passed: dict[int, Any] = {}  # value -> the step output whose cotangent it gets as is
+        made: dict[int, tuple[int, int, Any]] = {}  # value -> (step, operand, VJP) giving it one
         for step in program.backward_steps:
             for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps)):
-                if vjp is identity_vjp and (position[id(step)], i) not in deferred \
-                        and x.shape == step.out.shape and x.dtype == step.out.dtype:
+                if not x.requires_grad or vjp is None or (position[id(step)], i) in deferred:
+                    continue
+                made[x.index] = (position[id(step)], i, vjp)
+                if vjp is identity_vjp and x.shape == step.out.shape \
+                        and x.dtype == step.out.dtype:
                     passed[x.index] = step.out
 
-        def root(value: Any) -> int:
+        def root(value: Any) -> Any:
             while count.get(value.index) == 1 and value.index not in outputs \
                     and value.index in passed:
                 value = passed[value.index]
-            return value.index
+            return value
 
-        xs = {root(program.inputs[p]): p - nc for p in range(nc, nc + self.n_x) if p in grads}
+        xs: dict[int, int] = {}
+        into: dict[tuple[int, int], str] = {}
+        for p in range(nc, nc + self.n_x):
+            x = program.inputs[p]
+            if p not in grads:
+                continue
+            r = root(x)
+            xs[r.index] = p - nc
+            k, i, vjp = made.get(r.index, (-1, -1, None))
+            if writes_into(vjp) and not program.anomaly and count.get(r.index) == 1 \
+                    and r.index not in outputs and r.shape == x.shape \
+                    and r.dtype == x.dtype == program.steps[k].out.dtype:
+                into[k, i] = f"DX{p - nc}[k]"
         found: list[str] = []
         first: dict[int, str] = {}
         for j, b in enumerate(self.batched):
-            r = root(program.steps[b.step].out)
+            r = root(program.steps[b.step].out).index
             found.append(f"DX{xs[r]}[lo:hi]" if r in xs else
                          first.setdefault(r, f"E{j}[:hi - lo]"))
-        return found
+        return found, into
 
     def _flush_lines(self) -> list[str]:
         """Each batched VJP on the chunk's steps lo .. hi - 1, added to its invariant's sum:

@@ -531,7 +531,8 @@ class Program:
     def backward_lines(self, seeds: Sequence[str],
                        deferred: dict[tuple[int, int], int] | None = None,
                        order: Sequence[int] | None = None, loop: bool = False,
-                       summed: bool = False) -> list[str]:
+                       summed: bool = False, into: dict[tuple[int, int], str] | None = None
+                       ) -> list[str]:
         """The reverse sweep from `seeds` (the outputs' cotangents' expressions), ending in
         `grads`, a list of each grad input's contributions; a value the VJPs read is dropped
         after its last read when `free`. With `summed` (the outputs are the sweep's root and
@@ -540,7 +541,9 @@ class Program:
         of operand i of step s is not called where `deferred` maps (s, i) to j: the step's
         cotangent is left in `e<j>` instead (a loop calls it once for all steps:
         `minigrad.scan`). The seeds are added in `order` (of the outputs' positions), each
-        an array or `Contributions`. In a `loop`'s body the values are dropped by the next
+        an array or `Contributions`. The VJP of operand i of step s writes its result into
+        the array `into[s, i]` names (one that `writes_into` allows; a loop's stacked
+        cotangents). In a `loop`'s body the values are dropped by the next
         step, and the caller reads the `l<i>` itself."""
         deferred = deferred or {}
         position = {id(step): k for k, step in enumerate(self.steps)}
@@ -571,7 +574,10 @@ class Program:
                 if (position[id(step)], i) in deferred:
                     lines.append(f"e{deferred[position[id(step)], i]} = g")
                     continue
-                call = f"{self._name(vjp, 'vjp')}({', '.join(['g', out_arg, *args, *options])})"
+                target = (into or {}).get((position[id(step)], i))
+                extra = [f"into={target}"] if target else []
+                call = (f"{self._name(vjp, 'vjp')}"
+                        f"({', '.join(['g', out_arg, *args, *options, *extra])})")
                 if self.anomaly:
                     call = f"check_backward({call}, {self._name(step, 'step')}, {i})"
                 elif vjp is primitive.identity_vjp:

@@ -159,3 +159,27 @@ def test_mse_loss_takes_its_gradient_at_the_targets_of_its_forward(compiled):
         t[:] = 100.0
         loss.backward()
         np.testing.assert_array_equal(y.grad, 2.0 * (y.data - [0.5, 2.5, 1.0]) / 3)
+
+
+INTO_VJPS = [name for name, op in OPS.items() if isinstance(op.vjps, tuple)
+             and any(minigrad.primitive.writes_into(vjp) for vjp in op.vjps)]
+
+
+@pytest.mark.parametrize("name", INTO_VJPS)
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+       dtype=st.sampled_from([np.float64, np.float32]), broadcast=st.booleans())
+def test_a_vjp_given_into_returns_it_holding_its_own_numbers(name, data, shape, dtype,
+                                                             broadcast):
+    """A VJP that takes `into` (a loop writes its result into its stacked cotangents)
+    returns that very array, holding the bits it returns without it, also where g comes
+    in a broadcastable shape (its other path)."""
+    values = hnp.arrays(dtype, shape, elements=st.floats(-3, 3, width=32))
+    out = data.draw(values, label="out")
+    g = data.draw(hnp.arrays(dtype, shape[-1:] if broadcast else shape,
+                             elements=st.floats(-3, 3, width=32)), label="g")
+    vjp = next(v for v in OPS[name].vjps if minigrad.primitive.writes_into(v))
+    want = np.broadcast_to(np.asarray(vjp(g, out)), shape)
+    into = np.full(shape, np.nan, dtype)
+    got = vjp(g, out, into=into)
+    assert got is into
+    np.testing.assert_array_equal(got, want, strict=False)
