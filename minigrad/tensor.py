@@ -22,6 +22,17 @@ Operand = Union["Tensor", np.ndarray, float]  # noqa: UP007 (a string forward re
 Axis = int | Sequence[int] | None
 
 
+# NumPy's ufuncs behind Python's binary operators, by name: what `array <op> tensor` calls,
+# as (the method of the left operand, the reflected method of the right).
+_OPERATORS = {"add": ("__add__", "__radd__"), "subtract": ("__sub__", "__rsub__"),
+              "multiply": ("__mul__", "__rmul__"), "divide": ("__truediv__", "__rtruediv__"),
+              "true_divide": ("__truediv__", "__rtruediv__"), "power": ("__pow__", "__rpow__"),
+              "matmul": ("__matmul__", "__rmatmul__"), "less": ("__lt__", "__gt__"),
+              "less_equal": ("__le__", "__ge__"), "greater": ("__gt__", "__lt__"),
+              "greater_equal": ("__ge__", "__le__"), "equal": ("__eq__", "__eq__"),
+              "not_equal": ("__ne__", "__ne__")}
+
+
 class Tensor:
     """A NumPy array that can record the ops applied to it and backpropagate through them.
 
@@ -41,8 +52,21 @@ class Tensor:
     _node: Node | None
     _shared: bool  # a graph keeps `_data`: copy it before handing it out
     _exposed: bool  # `_data` was handed out (or handed in): others may hold it
-    # NumPy arrays on the left of an operator defer to the Tensor's reflected method.
-    __array_ufunc__ = None
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any,
+                        **kwargs: Any) -> Any:
+        """`array + tensor` and the like, as the operator (a NumPy array on the left defers
+        to the tensor's reflected method). Any other NumPy ufunc on a tensor is refused: it
+        would compute on the values outside the graph (and on none while tracing)."""
+        operators = _OPERATORS.get(ufunc.__name__)
+        if method == "__call__" and not kwargs and operators and len(inputs) == 2:
+            a, b = inputs
+            return getattr(a, operators[0])(b) if a is self else getattr(b, operators[1])(a)
+        name = ufunc.__name__
+        what = f"NumPy's {name} (use minigrad's op: mg.{name}, if the table has it)"
+        if current_mode() >= TRACING:
+            raise refuse_traced(what, self.shape)
+        raise TypeError(f"{what} on a tensor of shape {self.shape}: NumPy would compute "
+                        "outside the graph; np.asarray(t) gives a copy of the values")
 
     def __init__(self, data: Any, requires_grad: bool = False):
         self._data = tensor_array(data)

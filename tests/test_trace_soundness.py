@@ -194,6 +194,9 @@ READERS: dict[str, Callable[[mg.Tensor], Any]] = {
     "bool()": lambda t: bool(t.sum() > 0),
     "np.asarray": lambda t: np.asarray(t),
     "np.count_nonzero": lambda t: np.count_nonzero(t),
+    "np.tanh": lambda t: np.tanh(t),
+    "np.maximum": lambda t: np.maximum(t, 0.0),
+    "np.add(out=)": lambda t: np.add(t, 1.0, out=np.empty(t.shape)),
     "backward()": lambda t: (t * t).sum().backward(),
 }
 WHOSE: dict[str, Callable[[Any], mg.Tensor]] = {
@@ -815,3 +818,35 @@ def test_drawn_programs_compile_to_eager_modes_bits_from_four_threads(program):
                              call, through_grad=True)
 
     run_threads(calls, 4, barrier)
+
+
+OPERATORS_WITH_AN_ARRAY_ON_THE_LEFT = {
+    "+": lambda a, t: a + t, "-": lambda a, t: a - t, "*": lambda a, t: a * t,
+    "/": lambda a, t: a / t, "**": lambda a, t: a ** t, "@": lambda a, t: a @ t,
+    "<": lambda a, t: a < t, "<=": lambda a, t: a <= t, ">": lambda a, t: a > t,
+    ">=": lambda a, t: a >= t, "==": lambda a, t: a == t, "!=": lambda a, t: a != t,
+    "np.add": lambda a, t: np.add(a, t),
+    "np.multiply (tensor first)": lambda a, t: np.multiply(t, a),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPERATORS_WITH_AN_ARRAY_ON_THE_LEFT))
+def test_an_array_on_the_left_of_an_operator_is_the_tensors_reflected_op(name):
+    """`array <op> tensor` (NumPy's ufunc behind the operator hands it to the tensor): the
+    engine's op, eager and compiled alike, bit for bit, with its gradient."""
+    op = OPERATORS_WITH_AN_ARRAY_ON_THE_LEFT[name]
+    a = np.array([[0.5, 1.5, 2.0], [1.0, 0.25, 3.0], [2.0, 1.0, 0.5]])  # (a ** t: real)
+
+    def fn(x):
+        return (op(a, x) * x).sum()
+
+    step = mg.compile(fn)
+    for values in ([[1.0, 2.0, 0.5]] * 3, [[0.5, 1.5, -2.0]] * 3):
+        x = mg.Tensor(np.array(values), requires_grad=True)
+        want = fn(x)
+        want.backward()
+        want_grad, x.grad = x.grad, None
+        got = step(x)
+        got.backward()
+        np.testing.assert_array_equal(got.data, want.data, strict=True)
+        np.testing.assert_array_equal(x.grad, want_grad, strict=True)
