@@ -281,7 +281,7 @@ class _Body:
             xs[r.index] = p - nc
             k, i, vjp = made.get(r.index, (-1, -1, None))
             if writes_into(vjp) and not program.anomaly and count.get(r.index) == 1 \
-                    and r.index not in outputs and r.shape == x.shape \
+                    and r.index not in outputs and r.shape == x.shape != () \
                     and r.dtype == x.dtype == program.steps[k].out.dtype:
                 into[k, i] = f"DX{p - nc}[k]"
         found: list[str] = []

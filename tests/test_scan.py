@@ -405,6 +405,25 @@ def test_tuple_carries_are_the_loop(length, reverse, chunk, source, second, y, s
             assert_invariant_close(g, w, length, name)
 
 
+@pytest.mark.parametrize("activation", [mg.sigmoid, mg.tanh])
+def test_scalar_steps_of_xs_get_the_loops_gradient(activation):
+    """xs of shape (L,): each step's x is 0-d, its cotangent a scalar row of the stacked
+    ones (which a VJP cannot be given to compute into)."""
+    xs = mg.Tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True)
+
+    def step(c, x):
+        c = c + activation(x)
+        return c, c
+
+    c, cs = mg.scan(step, np.zeros(()), xs)
+    want_c, want_cs = loop(step, np.zeros(()), xs)
+    assert_bitwise(cs, want_cs)
+    cs.sum().backward()
+    got = take_grads([xs])[0]
+    want_cs.sum().backward()
+    assert_bitwise(got, take_grads([xs])[0], "xs")
+
+
 def test_two_carries_that_become_one_state_keep_their_own_starts():
     """carry (a, b) -> (h, h), h computed from b: the step's incoming b is not the ys
     stacked from a's start (both carries end as h, but start apart)."""
