@@ -1048,6 +1048,33 @@ def test_edits_between_a_scans_forward_and_backward_change_no_gradient():
     np.testing.assert_array_equal(weight_gradient(True), weight_gradient(False))
 
 
+def test_an_outside_array_edited_between_forward_and_backward_changes_no_gradient():
+    """An array the body reads from outside (a constant of its program, passed to the loop
+    on each call) edited in place after the forward pass: the gradient is the forward
+    pass's, as for an eager op's operand."""
+    rng = np.random.default_rng(1)
+    W = mg.Tensor(rng.normal(size=(3, 3)) * 0.5, requires_grad=True)
+    mask = rng.normal(size=3)
+    kept = mask.copy()
+    xs = mg.Tensor(rng.normal(size=(5, 4, 3)), requires_grad=True)
+
+    def step(s, x):
+        s = mg.tanh(x * mask + (s * mask) @ W)
+        return s, s
+
+    def gradients(edit):
+        mask[...] = kept
+        _, ys = mg.scan(step, np.ones((4, 3)), xs)
+        loss = (ys * ys).sum()
+        if edit:
+            mask[...] = 7.0
+        loss.backward()
+        return take_grads([W, xs])
+
+    for got, want in zip(gradients(True), gradients(False)):
+        assert_bitwise(got, want)
+
+
 def test_four_threads_running_one_scan_body_get_their_own_gradients():
     """One body (one traced program, one pair of generated loops) run from four threads at
     once, each on its own xs: every thread's gradient is the one it gets alone."""
