@@ -13,7 +13,6 @@ eager mode's bits, also where the result is combined with eager ops.
 from __future__ import annotations
 
 import functools
-import struct
 import threading
 import time
 from collections import OrderedDict
@@ -26,7 +25,7 @@ from . import nn, tape
 from .modes import ANOMALY, RECORDING, TRACING, TraceError, current_mode
 from .tape import Node
 from .tensor import Tensor, _make, accumulate_grad
-from .trace import Program, Trace
+from .trace import Program, Trace, frozen
 
 __all__ = ["CompiledFunction", "TraceError", "compile"]
 
@@ -35,20 +34,15 @@ _ndarray = np.ndarray
 
 def _static_key(a: Any, i: int) -> Any:
     """What identifies an argument that is neither a Tensor nor an array: its type and value,
-    -0.0 told from 0.0 and every NaN equal to itself (a float by its bits)."""
-    if isinstance(a, float):
-        return float, struct.pack("<d", a)
-    if isinstance(a, np.generic):
-        return type(a), a.tobytes()
-    if type(a) is tuple:
-        return tuple, tuple(_static_key(x, i) for x in a)
+    -0.0 told from 0.0 and every NaN equal to itself (a float by its bits: `trace.frozen`);
+    it must be hashable, as a signature is."""
     try:
         hash(a)
     except TypeError:
         raise TypeError(f"compile: argument {i} is a {type(a).__name__}, which cannot be part "
                         "of a signature; pass Tensors, NumPy arrays or hashable values "
                         "(numbers, strings, tuples)") from None
-    return type(a), a
+    return frozen(a)
 
 
 def _signature(args: tuple, mode: int) -> tuple:

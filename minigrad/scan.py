@@ -26,9 +26,9 @@ from . import anomaly, tape
 from .modes import ANOMALY, RECORDING, current_mode, no_grad
 from .ops import astype
 from .primitive import Domain, Op, defop, identity_vjp, recorder, writes_into
-from .tape import Contributions, Cotangent, accumulate, sum_to_shape, total
+from .tape import Contributions, Cotangent, accumulate, sum_to_shape
 from .tensor import Tensor
-from .trace import Program, Trace
+from .trace import Program, Trace, settle
 
 __all__ = ["scan"]
 
@@ -107,11 +107,15 @@ class _Body:
                         for b in self.batched for kind, index in b.args if kind == "ys"}
         self.read_xs = {index for b in self.batched for kind, index in b.args if kind == "xs"}
         program.names.update(AnomalyError=anomaly.AnomalyError, empty=np.empty,
-                             zeros=np.zeros, fold=_fold, fold_into=_fold_into)
+                             zeros=np.zeros, fold=settle, fold_into=_fold_into)
         self.forward = program.function("loop(A, order, length, saved, K, reverse)",
                                         self._forward_lines(), "scan loop")
         if self.saves:
             self.backwards: dict[tuple[bool, ...], Callable[..., list]] = {}
+            position = {v.index: i for i, v in enumerate(program.inputs)}
+            self.grads = {position[v.index] for v in program.grad_inputs}
+            self.deferred = {(b.step, b.operand): j for j, b in enumerate(self.batched)}
+            self.cotangents, self.into = self._cotangents()
 
     def _forward_lines(self) -> list[str]:
         program, nc, nx = self.program, self.n_carry, self.n_x
@@ -170,9 +174,7 @@ class _Body:
     def _backward_lines(self, given: tuple[bool, ...]) -> list[str]:
         program, nc, nx = self.program, self.n_carry, self.n_x
         inputs, outputs = program.inputs, program.outputs
-        position = {v.index: i for i, v in enumerate(inputs)}
-        grads = {position[v.index] for v in program.grad_inputs}
-        name = program._name
+        grads, deferred, name = self.grads, self.deferred, program._name
         lines = self._constant_lines()
         for i, v in enumerate(outputs):
             shape, dtype = name(v.shape, "s"), name(v.dtype, "d")
@@ -190,8 +192,6 @@ class _Body:
         # The batched VJPs' cotangents and per-step operands, stacked a chunk of steps at a
         # time, row k - lo for step k (memory stays bounded; each VJP runs once a chunk).
         lines.append("CH = max(hi - lo for lo, hi, _ in chunks)")
-        deferred = {(b.step, b.operand): j for j, b in enumerate(self.batched)}
-        self.cotangents, into = self._cotangents(deferred, grads)
         for j, b in enumerate(self.batched):
             if self.cotangents[j] == f"E{j}[:hi - lo]":  # its own stack
                 lines.append(f"E{j} = empty((CH, *{name(b.shape, 's')}), {name(b.dtype, 'd')})")
@@ -215,8 +215,8 @@ class _Body:
         ys = [i for i in range(nc, len(outputs))
               if given[i - nc] or outputs[i].index not in carried]
         body += program.backward_lines(seeds, deferred, [*ys, *range(nc)], loop=True,
-                                       into=into)
-        written = {int(target[2:target.index("[")]) for target in into.values()}
+                                       into=self.into)
+        written = {int(target[2:target.index("[")]) for target in self.into.values()}
         contributed = program.contributed(deferred)
         body += [f"E{j}[n] = e{j}" for j in range(len(self.batched))
                  if self.cotangents[j] == f"E{j}[:hi - lo]"]
@@ -241,8 +241,7 @@ class _Body:
         lines.append(f"return [{', '.join(result)}]")
         return lines
 
-    def _cotangents(self, deferred: dict[tuple[int, int], int], grads: set[int]
-                    ) -> tuple[list[str], dict[tuple[int, int], str]]:
+    def _cotangents(self) -> tuple[list[str], dict[tuple[int, int], str]]:
         """Where each batched VJP finds its chunk's stacked cotangents, and which VJPs write
         their result straight into the xs' stacked cotangents (`backward_lines`' `into`).
 
@@ -250,7 +249,7 @@ class _Body:
         contribution) is the same array all along: VJPs that read one share its stack, `E<j>`
         of the first, or the rows of `DX<j'>` where an x receives it. The VJP that computes
         such an x's cotangent writes it into the x's row, where `writes_into` allows."""
-        program, nc = self.program, self.n_carry
+        program, nc, deferred, grads = self.program, self.n_carry, self.deferred, self.grads
         position = {id(step): k for k, step in enumerate(program.steps)}
         count = program._contributions(deferred)
         outputs = {v.index for v in program.outputs}
@@ -554,14 +553,6 @@ def _backward(parts: np.ndarray, run: _Run, body: _Body, length: int, reverse: b
 
 # How many steps a batched loop-invariant VJP takes at once: fewer calls, bounded memory.
 _CHUNK = 64
-
-
-def _fold(g: Any, shape: tuple, dtype: np.dtype) -> np.ndarray:
-    """A step's contributions `g` (an array, or `Contributions`) added by the tape's rule,
-    in `shape`."""
-    if type(g) is np.ndarray and g.shape == shape:
-        return g
-    return total(g, shape, dtype)[0]
 
 
 def _fold_into(g: Any, shape: tuple, dtype: np.dtype, current: Any,

@@ -35,7 +35,7 @@ from .modes import TRACING, TraceError, current_mode
 from .primitive import Op
 from .tensor import Tensor, tensor_array
 
-__all__ = ["Program", "Trace", "TraceError", "Tracer"]
+__all__ = ["Program", "Trace", "TraceError", "Tracer", "frozen", "settle"]
 
 
 class Tracer(Tensor):
@@ -313,10 +313,10 @@ class Trace:
         operands, every value's shape, dtype and flags, and each constant's type."""
         values = tuple((v.shape, v.dtype, v.requires_grad, v.raw, type(v.constant))
                        for v in self.values)
-        steps = tuple((s.op, _frozen(s.options) if s.options else None,
+        steps = tuple((s.op, frozen(s.options) if s.options else None,
                        tuple(x.index for x in s.inputs), s.out.index,
                        s.residual and s.residual.index, s.scalar, s.numpy,
-                       s.site and _frozen(s.site), tuple(vjp is None for vjp in s.vjps))
+                       s.site and frozen(s.site), tuple(vjp is None for vjp in s.vjps))
                       for s in self.steps)
         return (self.recording, self.anomaly, values, steps,
                 tuple(v.index for v in self.inputs), tuple(v.index for v in outputs))
@@ -333,7 +333,7 @@ class Trace:
             _ACTIVE.reset(token)
 
 
-def _frozen(x: Any) -> Any:
+def frozen(x: Any) -> Any:
     """`x` (an option, a constant) as a hashable key of its value: a float by its bits, an
     array by its bytes; something unknown and unhashable as a key equal to no other."""
     if isinstance(x, float):
@@ -341,11 +341,11 @@ def _frozen(x: Any) -> Any:
     if isinstance(x, (np.ndarray, np.generic)):
         return type(x), x.shape, x.dtype.str, x.tobytes()
     if isinstance(x, (tuple, list)):
-        return type(x), tuple(_frozen(y) for y in x)
+        return type(x), tuple(frozen(y) for y in x)
     if isinstance(x, dict):
-        return dict, tuple((k, _frozen(y)) for k, y in x.items())
+        return dict, tuple((k, frozen(y)) for k, y in x.items())
     if isinstance(x, slice):
-        return slice, _frozen((x.start, x.stop, x.step))
+        return slice, frozen((x.start, x.stop, x.step))
     try:
         hash(x)
     except TypeError:
@@ -369,8 +369,11 @@ primitive.trace_hook = _record
 tensor.trace_new_tensor = _made
 
 
-def _settle(g: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A value's whole cotangent as the sweep takes it: dense, in the value's shape."""
+def settle(g: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A value's whole cotangent as the sweep takes it (contributions added by the tape's
+    rule, dense, in the value's shape): `g` itself where it is that already."""
+    if type(g) is np.ndarray and g.shape == shape:
+        return g
     return tape.total(g, shape, dtype)[0]
 
 
@@ -386,7 +389,7 @@ class Program:
         self.names: dict[str, Any] = {"asarray": np.asarray, "acc": tape.accumulate,
                                       "ndarray": np.ndarray,
                                       "sum_to_shape": tape.sum_to_shape,
-                                      "settle": _settle,
+                                      "settle": settle,
                                       "Contributions": tape.Contributions}
         self.constants = [v for v in trace.values if v.is_constant]
         self.names.update((v.name, v.constant) for v in self.constants)

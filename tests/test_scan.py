@@ -612,12 +612,17 @@ def _rnn_parameters(rng, n, dtype=np.float64):
             mg.Tensor(rng.normal(size=n).astype(dtype), requires_grad=True))
 
 
-def test_under_no_grad_there_is_no_graph():
-    rng = np.random.default_rng(3)
+def _rnn_case(seed, length, xs_need_grad=True):
+    """W, b, h0 (2, 3), xs (length, 2, 3) and `_rnn_body(W, b)`."""
+    rng = np.random.default_rng(seed)
     W, b = _rnn_parameters(rng, 3)
     h0 = mg.Tensor(rng.normal(size=(2, 3)), requires_grad=True)
-    xs = mg.Tensor(rng.normal(size=(5, 2, 3)), requires_grad=True)
-    f = _rnn_body(W, b)
+    xs = rng.normal(size=(length, 2, 3))
+    return W, b, h0, mg.Tensor(xs, requires_grad=True) if xs_need_grad else xs, _rnn_body(W, b)
+
+
+def test_under_no_grad_there_is_no_graph():
+    W, b, h0, xs, f = _rnn_case(3, 5)
     expected_carry, expected_ys = mg.scan(f, h0, xs)
     with mg.no_grad():
         carry, ys = mg.scan(f, h0, xs)
@@ -661,11 +666,7 @@ def test_under_compile_scan_gives_eager_scans_bits(dtype):
 
 
 def test_under_detect_anomaly_a_finite_scan_runs_as_outside_it():
-    rng = np.random.default_rng(11)
-    W, b = _rnn_parameters(rng, 3)
-    h0 = mg.Tensor(rng.normal(size=(2, 3)), requires_grad=True)
-    xs = rng.normal(size=(4, 2, 3))
-    f = _rnn_body(W, b)
+    W, b, h0, xs, f = _rnn_case(11, 4, xs_need_grad=False)
     results = []
     for checked in (False, True):
         with mg.detect_anomaly() if checked else mg.enable_grad():
@@ -709,11 +710,7 @@ def test_detect_anomaly_names_the_step_of_a_bad_gradient():
 
 
 def test_gradients_of_init_xs_and_a_weight_equal_backwards():
-    rng = np.random.default_rng(5)
-    W, b = _rnn_parameters(rng, 3)
-    h0 = mg.Tensor(rng.normal(size=(2, 3)), requires_grad=True)
-    xs = mg.Tensor(rng.normal(size=(6, 2, 3)), requires_grad=True)
-    f = _rnn_body(W, b)
+    W, b, h0, xs, f = _rnn_case(5, 6)
     carry, ys = mg.scan(f, h0, xs)
     found = mg.gradients(carry.sum() + ys.sum(), [h0, xs, W])
     assert W.grad is None and h0.grad is None and xs.grad is None
