@@ -100,12 +100,19 @@ class _Body:
         program.names.update((v.name, None) for v in program.constants)
         self.saves = bool(program.backward_steps)
         self.batched = _batched(program, n_carry, n_x) if self.saves else []
+        # What the VJPs read per step that the loop stacks anyway (an invariant, a slice of
+        # xs, an incoming carry, a y) is read there; only the rest is saved step by step.
+        where = {name: _stacked_as(program, n_carry, n_x, name) for name in program.saved}
+        self.kept = [name for name in program.saved if where[name] is None]
+        self.reads = {name: w for name, w in where.items() if w is not None}
+        wheres = [*self.reads.values(), *(w for b in self.batched for w in b.args)]
         # The ys kept with one more row, the carry's start, so that they are the stack of
         # every step's incoming carry too (as a hand-written S buffer): y m -> carry i.
         self.stacked = {index: next(i for i in range(n_carry)
                                     if program.outputs[i] is program.outputs[n_carry + index])
-                        for b in self.batched for kind, index in b.args if kind == "ys"}
-        self.read_xs = {index for b in self.batched for kind, index in b.args if kind == "xs"}
+                        for kind, index in wheres if kind == "ys"}
+        self.read_xs = {index for kind, index in wheres if kind == "xs"}
+        self.read_ys = any(kind == "out" for kind, _ in wheres)
         program.names.update(AnomalyError=anomaly.AnomalyError, empty=np.empty,
                              zeros=np.zeros, fold=settle, fold_into=_fold_into)
         self.forward = program.function("loop(A, order, length, saved, K, reverse)",
@@ -140,8 +147,8 @@ class _Body:
         for m, y in enumerate(outputs[nc:]):  # later reads of y read its buffer
             if into.get(y.index) != f"Y{m}[k]":
                 body += [f"Y{m}[k] = {y.name}", f"{y.name} = Y{m}[k]"]
-        if self.saves:
-            body.append(f"saved[k] = [{', '.join(program.saved)}]")
+        if self.kept:
+            body.append(f"saved[k] = [{', '.join(self.kept)}]")
         if nc:
             body.append(f"{', '.join(v.name for v in inputs[:nc])} = "
                         f"{', '.join(v.name for v in outputs[:nc])}")
@@ -167,7 +174,7 @@ class _Body:
         loop = self.backwards.get(given)
         if loop is None:
             loop = self.backwards[given] = self.program.function(
-                "back(P, A, YS, saved, chunks, length, free, K)", self._backward_lines(given),
+                "back(P, A, YS, Y, saved, chunks, length, free, K)", self._backward_lines(given),
                 "scan loop")
         return loop(parts, *args)
 
@@ -182,7 +189,8 @@ class _Body:
                 lines.append(f"C{i} = zeros({shape}, {dtype})")
                 lines.append(f"GC{i} = C{i} if P[{i}] is None else P[{i}]")
             else:
-                lines.append(f"GY{i} = P[{i}]; ZY{i} = zeros({shape}, {dtype})")
+                lines.append(f"GY{i} = P[{i}]" if given[i - nc] else
+                             f"ZY{i} = zeros({shape}, {dtype})")
         for j in range(nx):
             x = inputs[nc + j]
             lines.append(f"DX{j} = zeros((length, *{name(x.shape, 's')}), "
@@ -198,16 +206,19 @@ class _Body:
             lines += [f"R{j}_{a} = empty((CH, *{name(shape, 's')}), {name(dtype, 'd')})"
                       for a, ((kind, _), shape, dtype) in enumerate(
                           zip(b.args, b.arg_shapes, b.arg_dtypes)) if kind == "saved"]
-        saved = ", ".join(program.saved)
-        body = ["n = k - lo", "s = saved[k]", "if free: saved[k] = None"]
-        if saved:
-            body.append(f"{saved}, = s")
+        lines += [f"{n} = A[{i}]" for n, (kind, i) in self.reads.items() if kind == "input"]
+        body = ["n = k - lo"]
+        if self.kept:
+            body += ["s = saved[k]", "if free: saved[k] = None", f"{', '.join(self.kept)}, = s"]
+        stacked = {m: s for s, m in enumerate(self.stacked)}
+        body += [f"{n} = {_stack(kind, i, nc, stacked)}[k]"
+                 for n, (kind, i) in self.reads.items() if kind != "input"]
         for j, b in enumerate(self.batched):  # the per-step operands, before backward frees
             body += [f"R{j}_{a}[n] = {program.saved[index]}"
                      for a, (kind, index) in enumerate(b.args) if kind == "saved"]
         seeds = [f"G{i}" for i in range(len(outputs))]
-        body += [f"G{i} = GC{i}" if i < nc else f"G{i} = ZY{i} if GY{i} is None else GY{i}[k]"
-                 for i in range(len(outputs))]
+        body += [f"G{i} = GC{i}" if i < nc else f"G{i} = GY{i}[k]" if given[i - nc] else
+                 f"G{i} = ZY{i}" for i in range(len(outputs))]
         # The ys' cotangents first, then the next step's contributions to the carry one by
         # one: the order in which an unrolled loop's sweep adds them to a state that is
         # both a step's y and the next step's input.
@@ -300,9 +311,8 @@ class _Body:
         lines = []
         for j, b in enumerate(self.batched):
             args = [f"R{j}_{a}[:hi - lo]" if kind == "saved" else f"A[{index}]"
-                    if kind == "input" else f"YS[{stacked[index]}][lo:hi]"
-                    if kind == "ys" else f"A[{self.n_carry + index}][lo:hi]" if kind == "xs"
-                    else "None" if index is None else index
+                    if kind == "input" else "None" if index is None else index
+                    if kind == "value" else f"{_stack(kind, index, self.n_carry, stacked)}[lo:hi]"
                     for a, (kind, index) in enumerate(b.args)]
             if b.options:
                 args.append("**" + name(b.options, "o"))
@@ -337,24 +347,43 @@ class _Batched:
         reads = program._vjp_reads(s)[1]
         if self.vjp is identity_vjp:  # (which reads nothing)
             reads = ["None"] * len(s.inputs)
-        # Each argument: ("saved", index in a step's saved list) to stack, ("input", the
-        # loop's operand), ("xs", j: the slices of xs j), ("ys", m: the incoming carry, which
-        # y m stacks) or ("value", a constant or None).
-        ys = {v.index: m for m, v in reversed(list(enumerate(program.outputs[n_carry:])))}
+        # Each argument: where the loop stacks it (`_stacked_as`), ("saved", index in a
+        # step's saved list) to stack here, or ("value", a constant or None).
         self.args: list[tuple[str, Any]] = []
         for name, x in zip(reads, s.inputs):
-            i = inputs.get(x.index, -1)
             if name == "None" or x.is_constant:
                 self.args.append(("value", None if name == "None" else x.name))
-            elif i >= _first_invariant(program):
-                self.args.append(("input", i))
-            elif 0 <= i < n_carry and program.outputs[i].index in ys and sum(
-                    out is program.outputs[i] for out in program.outputs[:n_carry]) == 1:
-                self.args.append(("ys", ys[program.outputs[i].index]))
-            elif n_carry <= i < n_carry + n_x:
-                self.args.append(("xs", i - n_carry))
             else:
-                self.args.append(("saved", saved[name]))
+                self.args.append(_stacked_as(program, n_carry, n_x, name)
+                                 or ("saved", saved[name]))
+
+
+def _stacked_as(program: Program, n_carry: int, n_x: int, name: str) -> tuple[str, int] | None:
+    """Where the loop has every step's value `name` already, if it does: ("input", i) the
+    loop's operand i, an invariant; ("xs", j) the slices of xs j; ("ys", m) the incoming
+    carry, which y m stacks; ("out", m) y m itself."""
+    if name[0] != "v" or "_" in name:  # (a constant, or `record`'s copy of an array)
+        return None
+    index = int(name[1:])
+    inputs = {v.index: i for i, v in enumerate(program.inputs)}
+    ys = {v.index: m for m, v in reversed(list(enumerate(program.outputs[n_carry:])))}
+    i = inputs.get(index, -1)
+    if i >= _first_invariant(program):
+        return "input", i
+    if n_carry <= i < n_carry + n_x:
+        return "xs", i - n_carry
+    if 0 <= i < n_carry and program.outputs[i].index in ys and sum(
+            out is program.outputs[i] for out in program.outputs[:n_carry]) == 1:
+        return "ys", ys[program.outputs[i].index]
+    if i < 0 and index in ys:
+        return "out", ys[index]
+    return None
+
+
+def _stack(kind: str, index: int, n_carry: int, stacked: dict[int, int]) -> str:
+    """The expression of the array that stacks a value along axis 0, row k step k's."""
+    return (f"A[{n_carry + index}]" if kind == "xs" else f"YS[{stacked[index]}]"
+            if kind == "ys" else f"Y[{index}]")
 
 
 def _first_invariant(program: Program) -> int:
@@ -403,15 +432,17 @@ _BODIES_LOCK = threading.Lock()
 
 
 def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: int | None,
-          mode: int) -> tuple[_Body, list[Tensor], tuple]:
+          mode: int, grads: list[bool] | None = None) -> tuple[_Body, list[Tensor], tuple]:
     """`f` traced for this call, on tracers of the carry and of one slice of each x, and the
     loop written for its program; the tensors `f` read from outside, the loop's
     invariants; and its constants (the arrays and numbers it read or made). `f` runs on
     every call (once, not per step), so the loop always does what `f` does now (a weight or
     a number it reads rebound included); the loop is written once per distinct program
-    (`Trace.key`), whatever its constants' values."""
-    grads = [isinstance(c, Tensor) and c.requires_grad for c in carry]
-    trace = Trace(recording=bool(mode & RECORDING), anomaly=bool(mode & ANOMALY))
+    (`Trace.key`), whatever its constants' values. `grads`: which carries need a gradient
+    from the start (else those that are tensors requiring one)."""
+    grads = grads or [isinstance(c, Tensor) and c.requires_grad for c in carry]
+    trace = Trace(recording=bool(mode & RECORDING), anomaly=bool(mode & ANOMALY),
+                  reads_graph=True)
     carry_in = [trace.input(_data(c), g, raw=False) for c, g in zip(carry, grads)]
     x_in = [trace.input(_data(x)[0], isinstance(x, Tensor) and x.requires_grad, raw=False)
             for x in xs]
@@ -443,7 +474,11 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
                if trace.of[id(out)].requires_grad and not v.requires_grad]
         if not new:
             break
-        trace.require_grad(new)
+        try:
+            trace.require_grad(new)
+        except _Stale:  # a scan inside f, traced without that gradient: run f again
+            return _body(f, carry, carry_tree, xs, xs_tree, mode,
+                         [g or v in new for g, v in zip(grads, values)])
     results = trace.results(outs, "scan: f")
     key = (carry_tree, len(carry), len(xs), y_tree, y is not None, trace.key(results))
     captured = [t for _, t in trace.captured]
@@ -474,16 +509,17 @@ def _structure(tree: int | None, leaves: Sequence[Any]) -> str:
 class _Run:
     """One call of the loop: what its backward needs, and that backward's last result."""
 
-    __slots__ = ("saved", "stacked", "shapes", "dtypes", "invariants", "seed", "grads")
+    __slots__ = ("saved", "stacked", "ys", "shapes", "dtypes", "invariants", "seed", "grads")
 
-    def __init__(self, saved: list, stacked: list, arrays: Sequence[np.ndarray], body: _Body):
-        self.saved = saved  # each step's values the body's VJPs read
+    def __init__(self, saved: list, stacked: list, ys: list, arrays: Sequence[np.ndarray],
+                 body: _Body):
+        self.saved = saved  # each step's values the body's VJPs read that no stack holds
         self.stacked = stacked  # the ys that stack the incoming carries (`_Body.stacked`)
+        self.ys = ys  # the ys, if the VJPs read them
         self.shapes = [a.shape for a in arrays]
         self.dtypes = [a.dtype for a in arrays]
-        # The loop's operands a backward reads: the invariants, and the xs a batched VJP
-        # reads (not init, not the other xs, which the node does not keep either: their
-        # slices live on only where a step saved them).
+        # The loop's operands a backward reads: the invariants, and the xs the VJPs read
+        # (not init, not the other xs, which the node does not keep either).
         nc, nx = body.n_carry, body.n_x
         self.invariants = tuple(a if i >= nc + nx or i >= nc and i - nc in body.read_xs
                                 else None for i, a in enumerate(arrays))
@@ -494,19 +530,29 @@ class _Run:
 def _forward(*arrays: Any, body: _Body, length: int, reverse: bool, constants: tuple) -> tuple:
     """The loop: the final carry and the stacked ys as an object array, and the call's
     `_Run` (each step's values the body's VJPs read)."""
-    saved: list[Any] = [None] * length if body.saves else []
+    saved: list[Any] = [None] * length if body.kept else []
     order = range(length - 1, -1, -1) if reverse else range(length)
     outs, stacked = body.forward(arrays, order, length, saved, constants, reverse)
     packed = np.empty(len(outs), object)
     for i, value in enumerate(outs):
         packed[i] = value
-    return packed, _Run(saved, stacked, arrays, body)
+    return packed, _Run(saved, stacked, outs[body.n_carry:] if body.read_ys else [], arrays,
+                        body)
 
 
 def _vjps(arrays: Sequence[Any], options: dict[str, Any], inputs: Sequence[Any]) -> list:
-    """One VJP per operand, all served by one run of the backward loop per sweep."""
+    """One VJP per operand, all served by one run of the backward loop per sweep; `_Stale`
+    for an operand whose gradient the body was traced without (a scan inside a scan's
+    body, given a carry that came to need a gradient after the enclosing trace's step)."""
+    program = options["body"].program
+    if any(x is not None and not v.requires_grad for x, v in zip(inputs, program.inputs)):
+        raise _Stale
     return [None if x is None else _SHARES[i] if i < len(_SHARES) else _Share(i)
             for i, x in enumerate(inputs)]
+
+
+class _Stale(Exception):
+    """A body traced before one of its operands needed a gradient: f is traced again."""
 
 
 class _Share:
@@ -541,10 +587,10 @@ def _backward(parts: np.ndarray, run: _Run, body: _Body, length: int, reverse: b
         chunks = [(max(hi - _CHUNK, 0), hi, range(hi - 1, max(hi - _CHUNK, 0) - 1, -1))
                   for hi in range(length, 0, -_CHUNK)]
     incoming = [ys[1:] if reverse else ys[:-1] for ys in run.stacked]  # row k: step k's
-    grads = body.backward(parts, run.invariants, incoming, run.saved, chunks, length, free,
-                          constants)
+    grads = body.backward(parts, run.invariants, incoming, run.ys, run.saved, chunks, length,
+                          free, constants)
     if free:
-        run.saved = []
+        run.saved = run.stacked = run.ys = []
     for i in range(body.n_carry + body.n_x, len(grads)):
         if grads[i] is not None and grads[i].shape != run.shapes[i]:
             grads[i] = sum_to_shape(grads[i], run.shapes[i])

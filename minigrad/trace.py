@@ -127,7 +127,7 @@ class Step:
         self.op, self.inputs, self.options, self.out = op, inputs, options, out
         self.residual, self.vjps, self.scalar, self.site = residual, vjps, scalar, site
         self.numpy = numpy  # NumPy's own operator or method on arrays: no `record` around it
-        self.arrays: tuple = ()  # the operands' arrays while VJPs made per call are not made
+        self.arrays: tuple = ()  # the operands' arrays, for VJPs made per call, until the end
 
 
 _ACTIVE: ContextVar[Trace | None] = ContextVar("minigrad_trace", default=None)
@@ -138,8 +138,11 @@ _COPY = Op("Tensor", tensor_array, (None,), primitive.Domain("untested"), False,
 class Trace:
     """What one run of a function did, as inputs, constants and steps."""
 
-    def __init__(self, recording: bool, anomaly: bool):
+    def __init__(self, recording: bool, anomaly: bool, reads_graph: bool = False):
         self.recording, self.anomaly = recording, anomaly
+        # Whether the function may read tensors computed outside it (a scan's body: they are
+        # the loop's operands, passed on each call, as parameters are); else TraceError.
+        self.reads_graph = reads_graph
         self.values: list[Value] = []
         self.steps: list[Step] = []
         self.inputs: list[Value] = []  # what a run is given, in order
@@ -197,7 +200,7 @@ class Trace:
             self.keep.append(x)
             return value
         if isinstance(x, Tensor):
-            if type(x) is not Tracer and x._node is not None:
+            if type(x) is not Tracer and x._node is not None and not self.reads_graph:
                 raise TraceError(
                     f"{op}: reads a tensor computed outside the traced function (by "
                     f"'{x._node.name}', shape {x.shape}); pass it in as an argument")
@@ -242,17 +245,17 @@ class Trace:
             self.steps.append(Step(op, inputs, options, value, None, (), scalar, None,
                                    numpy=True))
             return self._tracer(value, out)
-        if grad and callable(vjps):  # VJPs made per call (stack's): from shapes
-            vjps = vjps(arrays, options, [v if v.requires_grad else None for v in inputs])
-            arrays = ()
         site = None
         if grad and self.anomaly:
-            site = (anomaly._caller_site(), tuple(np.shape(a) for a in arrays))
+            site = (anomaly._caller_site(),
+                    () if callable(vjps) else tuple(np.shape(a) for a in arrays))
+        if grad and callable(vjps):  # VJPs made per call (stack's, scan's): from shapes
+            vjps = vjps(arrays, options, [v if v.requires_grad else None for v in inputs])
         value = self._new(out, grad, False)
         # (A residual may be any object: only the VJPs read it; its shape is never asked.)
         residual = self._new(np.empty(0), False, False) if op.residual else None
         step = Step(op, inputs, options, value, residual, vjps, scalar, site)
-        step.arrays = arrays if callable(vjps) else ()  # for `require_grad`'s VJPs
+        step.arrays = arrays if callable(op.vjps) else ()  # for `require_grad`'s VJPs
         self.steps.append(step)
         return self._tracer(value, out)
 
@@ -263,14 +266,13 @@ class Trace:
             value.requires_grad = self.recording
         for step in self.steps:
             vjps = step.op.vjps
-            if step.numpy or step.out.requires_grad or not any(
-                    x.requires_grad and (callable(vjps) or vjps[i] is not None)
-                    for i, x in enumerate(step.inputs)):
+            if step.numpy or not any(x.requires_grad and (callable(vjps) or vjps[i] is not None)
+                                     for i, x in enumerate(step.inputs)):
                 continue
             step.out.requires_grad = True
-            if callable(step.vjps):
-                step.vjps = step.vjps(step.arrays, step.options,
-                                      [x if x.requires_grad else None for x in step.inputs])
+            if callable(vjps):  # made for the operands that needed a gradient: made anew
+                step.vjps = vjps(step.arrays, step.options,
+                                 [x if x.requires_grad else None for x in step.inputs])
 
     def made(self, t: Tensor, data: Any) -> None:
         """`t = Tensor(data)` inside the function: a copy of a traced value, or a constant."""
@@ -301,9 +303,12 @@ class Trace:
                                  f"its inputs, got {type(out).__name__}"
                                  + (" (an input or a constant)" if value is not None else ""))
             values.append(value)
+        enclosing = {id(t) for _, t in self.captured}  # an enclosing trace's, still live
         for x in self.keep:
-            if type(x) is Tracer:
+            if type(x) is Tracer and id(x) not in enclosing:
                 x._data = None  # type: ignore[assignment]
+        for step in self.steps:  # (a program keeps no array of the trace's run)
+            step.arrays = ()
         return values
 
     def key(self, outputs: Sequence[Value]) -> Any:
@@ -316,7 +321,8 @@ class Trace:
         steps = tuple((s.op, frozen(s.options) if s.options else None,
                        tuple(x.index for x in s.inputs), s.out.index,
                        s.residual and s.residual.index, s.scalar, s.numpy,
-                       s.site and frozen(s.site), tuple(vjp is None for vjp in s.vjps))
+                       s.site and frozen(s.site),
+                       None if callable(s.vjps) else tuple(vjp is None for vjp in s.vjps))
                       for s in self.steps)
         return (self.recording, self.anomaly, values, steps,
                 tuple(v.index for v in self.inputs), tuple(v.index for v in outputs))
@@ -637,11 +643,15 @@ class Program:
             shape, dtype = self._name(x.shape, "s"), self._name(x.dtype, "d")
             lines.append(f"{c}, {o} = ({g}, False) if type({g}) is ndarray else "
                          f"acc(None, {g}, False, {shape}, {dtype})")
-        else:  # (and its common case, an array of the same shape into our own, written out)
+        else:  # (and its common cases, an array of the same shape added, written out)
             shape, dtype = self._name(x.shape, "s"), self._name(x.dtype, "d")
-            lines.append(f"if {o} and type({g}) is ndarray and {g}.shape == {c}.shape: "
-                         f"{c} += {g}")
-            lines.append(f"else: {c}, {o} = acc({c}, {g}, {o}, {shape}, {dtype})")
+            lines.append(f"if type({g}) is not ndarray or {g}.shape != {c}.shape: "
+                         f"{c}, {o} = acc({c}, {g}, {o}, {shape}, {dtype})")
+            lines.append(f"elif {o}: {c} += {g}")
+            if x.shape != ():  # (where the sum of two 0-d arrays is a NumPy scalar)
+                lines.append(f"else: {c} = {c} + {g}; {o} = True")
+            else:
+                lines.append(f"else: {c}, {o} = acc({c}, {g}, {o}, {shape}, {dtype})")
 
     def function(self, signature: str, lines: Sequence[str], what: str) -> Callable[..., Any]:
         """`def <signature>:` with `lines` as its body, compiled in the program's names."""
@@ -661,9 +671,10 @@ class Program:
         return SimpleNamespace(name=step.op.name, site=step.site, args=(), dtype=step.out.dtype)
 
     def _check_forward(self, out: np.ndarray, step: Step) -> None:
-        if not np.isfinite(out).all():
-            raise anomaly.AnomalyError(anomaly._message(self._node(step), "forward",
-                                                        "its output", out))
+        for part in out if out.dtype == object else (out,):  # a scan's parts: `anomaly.watch`
+            if not np.isfinite(part).all():
+                raise anomaly.AnomalyError(anomaly._message(self._node(step), "forward",
+                                                            "its output", part))
 
     def _check_backward(self, g: Any, step: Step, i: int) -> Any:
         anomaly._check(self._node(step), i, g, step.inputs[i].shape)  # type: ignore[arg-type]

@@ -769,6 +769,84 @@ def test_retain_graph_backward_twice_accumulates_as_eager():
     assert_bitwise(2.0 * h0.grad, got_h0)
 
 
+
+@pytest.mark.parametrize("outer_reverse, inner_reverse", [(False, False), (True, False),
+                                                          (False, True), (True, True)])
+def test_a_scan_in_a_scans_body_is_the_loop_of_loops(outer_reverse, inner_reverse):
+    """A scan inside a scan's body (a two-level RNN), from zero states, which come to need a
+    gradient only through the weights after a step: the loops' values and gradients, eager,
+    compiled (eager's bits) and under no_grad. (The inner scan's VJP of its carry was
+    made before that carry needed a gradient, and the gradients were silently wrong.)"""
+    rng = np.random.default_rng(8)
+    W = mg.Tensor(rng.normal(size=(3, 3)) * 0.5, requires_grad=True)
+    V = mg.Tensor(rng.normal(size=(3, 3)) * 0.5, requires_grad=True)
+    xs = mg.Tensor(rng.normal(size=(3, 4, 2, 3)), requires_grad=True)
+
+    def inner(h, x):
+        h = mg.tanh(h @ W + x)
+        return h, h * 2.0
+
+    def outer_of(run):
+        def outer(c, row):
+            h, ys = run(inner, c, row, reverse=inner_reverse)
+            return mg.tanh(h @ V), ys.sum()
+        return outer
+
+    def two_levels(run, xs):
+        carry, ys = run(outer_of(run), np.zeros((2, 3)), xs, reverse=outer_reverse)
+        return carry.sum() + ys.sum()
+
+    expected = two_levels(loop, xs)
+    want = mg.gradients(expected, [W, V, xs])
+    found = two_levels(mg.scan, xs)
+    assert_bitwise(found, expected)
+    eager = mg.gradients(found, [W, V, xs])
+    for got, wanted, what in zip(eager, want, ["W", "V", "xs"]):
+        assert_invariant_close(got, wanted, 12, what)
+    compiled = mg.compile(lambda xs: two_levels(mg.scan, xs))
+    for _ in range(2):
+        loss = compiled(xs)
+        assert_bitwise(loss, found)
+        for got, wanted in zip(mg.gradients(loss, [W, V, xs]), eager):
+            assert_bitwise(got, wanted)
+    with mg.no_grad():
+        assert_bitwise(two_levels(mg.scan, xs), expected)
+    with mg.detect_anomaly():  # (its check of the inner scan's output raised TypeError)
+        loss = two_levels(mg.scan, xs)
+        assert_bitwise(loss, found)
+        for got, wanted in zip(mg.gradients(loss, [W, V, xs]), eager):
+            assert_bitwise(got, wanted)
+
+
+
+def test_a_body_may_read_tensors_computed_before_the_loop():
+    """A tensor computed outside the body (`W.T * 2`, an enclosing scan's carry, a compiled
+    function's argument or its result) is a loop operand like a weight: the loop's values
+    and gradients, eager and compiled. (Eager mode refused it; under compile, or in a scan
+    inside a scan, the inner trace spent the enclosing trace's tracer, and the call
+    failed.)"""
+    rng = np.random.default_rng(9)
+    W = mg.Tensor(rng.normal(size=(3, 3)) * 0.5, requires_grad=True)
+    xs = mg.Tensor(rng.normal(size=(3, 4, 2, 3)), requires_grad=True)
+
+    def two_levels(run, W, xs):
+        Wt = W.T * 2.0
+
+        def outer(c, row):
+            h, _ = run(lambda h, x: (mg.tanh(h @ Wt + x + c), None), c, row)
+            return mg.tanh(h @ W), h
+        carry, hs = run(outer, np.zeros((2, 3)), xs)
+        return carry.sum() + (hs * hs).sum()
+
+    expected = two_levels(loop, W, xs)
+    want = mg.gradients(expected, [W, xs])
+    compiled = mg.compile(lambda W, xs: two_levels(mg.scan, W, xs))
+    for loss in [two_levels(mg.scan, W, xs), compiled(W, xs), compiled(W, xs)]:
+        assert_bitwise(loss, expected)
+        for got, wanted, what in zip(mg.gradients(loss, [W, xs]), want, ["W", "xs"]):
+            assert_invariant_close(got, wanted, 12, what)
+
+
 # --- tracing -------------------------------------------------------------------------------
 
 
