@@ -15,7 +15,7 @@ from typing import Any, Union
 import numpy as np
 
 from . import anomaly, ops, tape
-from .modes import TRACING, current_mode, is_anomaly_enabled, refuse_traced
+from .modes import TRACING, TraceError, current_mode, is_anomaly_enabled, refuse_traced
 from .tape import Node
 
 Operand = Union["Tensor", np.ndarray, float]  # noqa: UP007 (a string forward reference)
@@ -186,6 +186,14 @@ class Tensor:
             raise ValueError(f"{caller}: grad has shape {seed.shape}, but the "
                              f"{role.split()[-1]} has shape {self.shape}")
         return seed
+
+    def __reduce_ex__(self, protocol: Any) -> Any:  # copy.copy, copy.deepcopy, pickle
+        if current_mode() >= TRACING:  # the copy would keep this call's values for ever
+            raise TraceError(f"a copy or pickle of a tensor of shape {self.shape} while a "
+                             "function is traced (minigrad.compile, minigrad.scan) would keep "
+                             "this call's values in the program; mg.Tensor(x) is a copy the "
+                             "trace records")
+        return super().__reduce_ex__(protocol)
 
     def __repr__(self) -> str:
         body = np.array2string(self._data, separator=", ", prefix="Tensor(")

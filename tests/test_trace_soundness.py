@@ -11,7 +11,9 @@ payload). Nothing here measures time.
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -198,6 +200,10 @@ READERS: dict[str, Callable[[mg.Tensor], Any]] = {
     "np.maximum": lambda t: np.maximum(t, 0.0),
     "np.add(out=)": lambda t: np.add(t, 1.0, out=np.empty(t.shape)),
     "backward()": lambda t: (t * t).sum().backward(),
+    # A copy would keep this call's values (a deep copy of a parameter gave a stale loss).
+    "copy.copy": lambda t: copy.copy(t),
+    "copy.deepcopy": lambda t: copy.deepcopy(t),
+    "pickle": lambda t: pickle.dumps(t),
 }
 WHOSE: dict[str, Callable[[Any], mg.Tensor]] = {
     "the argument": lambda x: x,
