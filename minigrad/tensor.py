@@ -15,7 +15,7 @@ from typing import Any, Union
 import numpy as np
 
 from . import anomaly, ops, tape
-from .modes import TRACING, TraceError, current_mode, is_anomaly_enabled, refuse_traced
+from .modes import RECORDING, TRACING, TraceError, current_mode, is_anomaly_enabled, refuse_traced
 from .tape import Node
 
 Operand = Union["Tensor", np.ndarray, float]  # noqa: UP007 (a string forward reference)
@@ -66,7 +66,7 @@ class Tensor:
         if current_mode() >= TRACING:
             raise refuse_traced(what, self.shape)
         raise TypeError(f"{what} on a tensor of shape {self.shape}: NumPy would compute "
-                        "outside the graph; np.asarray(t) gives a copy of the values")
+                        "outside the graph; t.data gives the values")
 
     def __init__(self, data: Any, requires_grad: bool = False):
         self._data = tensor_array(data)
@@ -226,6 +226,11 @@ class Tensor:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         if current_mode() >= TRACING:
             raise refuse_traced("NumPy (np.asarray, a ufunc, ...)", self.shape)
+        if self.requires_grad and current_mode() >= RECORDING:
+            raise TypeError(f"NumPy (np.asarray, np.concatenate, ...) on a tensor of shape "
+                            f"{self.shape} that requires grad would compute outside the "
+                            "graph and lose its gradient: use minigrad's ops (mg.concatenate, "
+                            "mg.stack, ...), or take the values with .data or .detach()")
         # A copy: NumPy code given a tensor must not write into an array a graph keeps.
         return np.array(self._data, dtype=dtype, copy=True)
 

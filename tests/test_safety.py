@@ -269,10 +269,32 @@ def test_an_rnn_step_between_forward_and_backward_changes_nothing(steps, shift, 
 def test_numpy_conversion_is_a_copy():
     x = Tensor([1.0, 2.0], requires_grad=True)
     y = mg.tanh(x)
-    converted = np.asarray(y)
-    converted[...] = 0.0
+    for converted in (np.asarray(y.detach()), np.asarray(Tensor(y.data))):
+        converted[...] = 0.0
     y.sum().backward()
     np.testing.assert_allclose(x.grad, 1.0 - np.tanh([1.0, 2.0]) ** 2, rtol=1e-15)
+
+
+NUMPY_ON_TENSORS = {
+    "np.asarray": lambda h, x: np.asarray(h) @ x,
+    "np.concatenate": lambda h, x: np.concatenate([h, x], axis=1),
+    "np.stack": lambda h, x: np.stack([h, x]).sum(axis=0),
+    "np.array": lambda h, x: np.array(h) * x,
+}
+
+
+@pytest.mark.parametrize("use", sorted(NUMPY_ON_TENSORS))
+def test_numpy_on_a_tensor_that_requires_grad_is_refused_not_a_lost_gradient(use):
+    """`np.concatenate([h, x])` in a cell made a plain array: every later op took it as a
+    constant and h got no gradient through it, without an error (as PyTorch, refused)."""
+    h = mg.tanh(Tensor(np.ones((2, 2)), requires_grad=True))
+    x = Tensor(np.eye(2))
+    with pytest.raises(TypeError, match=r"requires grad.*mg\.concatenate"):
+        NUMPY_ON_TENSORS[use](h, x)
+    with mg.no_grad():  # no graph, no gradient to lose: the values, a copy
+        np.testing.assert_array_equal(NUMPY_ON_TENSORS[use](h, x),
+                                      NUMPY_ON_TENSORS[use](h.data, x.data))
+    NUMPY_ON_TENSORS[use](h.detach(), x)  # the values, cut from the graph on purpose
 
 
 def test_an_array_given_to_the_data_setter_is_guarded_like_one_taken_from_it():
