@@ -102,8 +102,10 @@ class _Body:
         self.batched = _batched(program, n_carry, n_x) if self.saves else []
         # What the VJPs read per step that the loop stacks anyway (an invariant, a slice of
         # xs, an incoming carry, a y) is read there; only the rest is saved step by step.
-        where = {name: _stacked_as(program, n_carry, n_x, name) for name in program.saved}
-        self.kept = [name for name in program.saved if where[name] is None]
+        needed = _read_per_step(program, self.batched)
+        where = {name: _stacked_as(program, n_carry, n_x, name) for name in program.saved
+                 if name in needed}
+        self.kept = [name for name in program.saved if name in needed and where[name] is None]
         self.reads = {name: w for name, w in where.items() if w is not None}
         wheres = [*self.reads.values(), *(w for b in self.batched for w in b.args)]
         # The ys kept with one more row, the carry's start, so that they are the stack of
@@ -183,12 +185,18 @@ class _Body:
         inputs, outputs = program.inputs, program.outputs
         grads, deferred, name = self.grads, self.deferred, program._name
         lines = self._constant_lines()
+        # The ys' cotangents first, then the next step's contributions to the carry one by
+        # one: the order in which an unrolled loop's sweep adds them to a state that is
+        # both a step's y and the next step's input.
+        carried = {v.index for v in outputs[:nc]}
+        ys = [i for i in range(nc, len(outputs))
+              if given[i - nc] or outputs[i].index not in carried]
         for i, v in enumerate(outputs):
             shape, dtype = name(v.shape, "s"), name(v.dtype, "d")
             if i < nc:
                 lines.append(f"C{i} = zeros({shape}, {dtype})")
                 lines.append(f"GC{i} = C{i} if P[{i}] is None else P[{i}]")
-            else:
+            elif i in ys:
                 lines.append(f"GY{i} = P[{i}]" if given[i - nc] else
                              f"ZY{i} = zeros({shape}, {dtype})")
         for j in range(nx):
@@ -216,15 +224,9 @@ class _Body:
         for j, b in enumerate(self.batched):  # the per-step operands, before backward frees
             body += [f"R{j}_{a}[n] = {program.saved[index]}"
                      for a, (kind, index) in enumerate(b.args) if kind == "saved"]
-        seeds = [f"G{i}" for i in range(len(outputs))]
-        body += [f"G{i} = GC{i}" if i < nc else f"G{i} = GY{i}[k]" if given[i - nc] else
-                 f"G{i} = ZY{i}" for i in range(len(outputs))]
-        # The ys' cotangents first, then the next step's contributions to the carry one by
-        # one: the order in which an unrolled loop's sweep adds them to a state that is
-        # both a step's y and the next step's input.
-        carried = {v.index for v in outputs[:nc]}
-        ys = [i for i in range(nc, len(outputs))
-              if given[i - nc] or outputs[i].index not in carried]
+        seeds = [f"GC{i}" if i < nc else f"G{i}" if given[i - nc] else f"ZY{i}"
+                 for i in range(len(outputs))]
+        body += [f"G{i} = GY{i}[k]" for i in ys if given[i - nc]]
         body += program.backward_lines(seeds, deferred, [*ys, *range(nc)], loop=True,
                                        into=self.into)
         written = {int(target[2:target.index("[")]) for target in self.into.values()}
@@ -356,6 +358,23 @@ class _Batched:
             else:
                 self.args.append(_stacked_as(program, n_carry, n_x, name)
                                  or ("saved", saved[name]))
+
+
+def _read_per_step(program: Program, batched: list[_Batched]) -> set[str]:
+    """The saved values the backward loop reads at each step: those of the VJPs it calls per
+    step (not the batched ones, nor an identity, which reads nothing), and the operands the
+    batched VJPs stack."""
+    deferred = {(b.step, b.operand) for b in batched}
+    needed = {program.saved[i] for b in batched for kind, i in b.args if kind == "saved"}
+    position = {id(step): k for k, step in enumerate(program.steps)}
+    for step in program.backward_steps:
+        k = position[id(step)]
+        if any(x.requires_grad and vjp is not None and (k, i) not in deferred
+               and (vjp is not identity_vjp or program.anomaly)
+               for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps))):
+            out, args = program._vjp_reads(step)
+            needed.update(name for name in [out, *args] if name in program.saved)
+    return needed
 
 
 def _stacked_as(program: Program, n_carry: int, n_x: int, name: str) -> tuple[str, int] | None:
