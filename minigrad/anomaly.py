@@ -69,6 +69,8 @@ def _checked_vjps(node: Node) -> Any:
 
 
 def _check(node: Node, i: int, g: Any, shape: Any) -> None:
+    if g is None:  # no gradient reached this input (a scan's operand the body never used)
+        return
     values = g.densify(shape, node.dtype) if isinstance(g, Cotangent) else g
     if values.dtype == object:  # the parts of a multi-output node's cotangent (scan's)
         for part in values:

@@ -472,9 +472,11 @@ def _getitem_call(x: Any, index: Any) -> tuple[tuple, dict]:
         if type(p) not in _BASIC_TYPES and not isinstance(p, _BASIC_INDEX):
             basic = False
             break
-    if not basic:  # an index tensor's values become options: read them as Python would
-        parts = tuple(p.data if isinstance(p, _Tensor) else np.asarray(p)
-                      if isinstance(p, list) else p for p in parts)
+    if not basic:  # an index's values become options, copied: a later edit of the array
+        # changes neither the recorded gradient nor a scan's loop (a tensor's: `.data`,
+        # which a trace refuses)
+        parts = tuple(np.array(p.data if isinstance(p, _Tensor) else p)
+                      if isinstance(p, (_Tensor, list, np.ndarray)) else p for p in parts)
     if not isinstance(x, _Tensor):  # a wrong operand type is a TypeError, not an IndexError
         _data(x, "getitem")
     return (x,), {"index": parts, "basic": basic}

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import anomaly, modes, primitive, tape, tensor
-from .modes import TRACING, TraceError, current_mode
+from .modes import ANOMALY, RECORDING, TRACING, TraceError, current_mode
 from .primitive import Op
 from .tensor import Tensor, tensor_array
 
@@ -119,7 +119,7 @@ class Step:
     """One op call of a program."""
 
     __slots__ = ("op", "inputs", "options", "out", "residual", "vjps", "scalar", "site",
-                 "numpy", "arrays")
+                 "numpy", "arrays", "recording")
 
     def __init__(self, op: Op, inputs: list[Value], options: dict[str, Any], out: Value,
                  residual: Value | None, vjps: Any, scalar: bool, site: Any,
@@ -128,6 +128,7 @@ class Step:
         self.residual, self.vjps, self.scalar, self.site = residual, vjps, scalar, site
         self.numpy = numpy  # NumPy's own operator or method on arrays: no `record` around it
         self.arrays: tuple = ()  # the operands' arrays, for VJPs made per call, until the end
+        self.recording = False  # grad mode was on for it (it may need a gradient)
 
 
 _ACTIVE: ContextVar[Trace | None] = ContextVar("minigrad_trace", default=None)
@@ -235,7 +236,8 @@ class Trace:
             out = np.asarray(out)
         vjps: Any = op.vjps
         grad = False
-        if self.recording:
+        recording = self._recording()
+        if recording:
             for i, v in enumerate(inputs):
                 if v.requires_grad and (callable(vjps) or vjps[i] is not None):
                     grad = True
@@ -256,8 +258,23 @@ class Trace:
         residual = self._new(np.empty(0), False, False) if op.residual else None
         step = Step(op, inputs, options, value, residual, vjps, scalar, site)
         step.arrays = arrays if callable(op.vjps) else ()  # for `require_grad`'s VJPs
+        step.recording = recording
         self.steps.append(step)
         return self._tracer(value, out)
+
+    def _recording(self) -> bool:
+        """Whether grad mode is on for the op being recorded: `no_grad` inside the function
+        holds for the ops in it, as in eager mode; a mode the program cannot follow raises."""
+        mode = current_mode()
+        if bool(mode & ANOMALY) != self.anomaly:
+            raise TraceError("detect_anomaly entered or left inside a traced function "
+                             "(minigrad.compile, minigrad.scan): the program is checked as a "
+                             "whole; enter it around the call")
+        if mode & RECORDING and not self.recording:
+            raise TraceError("enable_grad inside a function traced under no_grad (minigrad."
+                             "compile, minigrad.scan): the program records no gradient; "
+                             "leave no_grad around the call")
+        return bool(mode & RECORDING)
 
     def require_grad(self, values: Sequence[Value]) -> None:
         """Mark inputs `values` as requiring grad after the function ran (a loop's carry that
@@ -266,8 +283,9 @@ class Trace:
             value.requires_grad = self.recording
         for step in self.steps:
             vjps = step.op.vjps
-            if step.numpy or not any(x.requires_grad and (callable(vjps) or vjps[i] is not None)
-                                     for i, x in enumerate(step.inputs)):
+            if step.numpy or not step.recording or not any(
+                    x.requires_grad and (callable(vjps) or vjps[i] is not None)
+                    for i, x in enumerate(step.inputs)):
                 continue
             step.out.requires_grad = True
             if callable(vjps):  # made for the operands that needed a gradient: made anew
@@ -320,7 +338,7 @@ class Trace:
                        for v in self.values)
         steps = tuple((s.op, frozen(s.options) if s.options else None,
                        tuple(x.index for x in s.inputs), s.out.index,
-                       s.residual and s.residual.index, s.scalar, s.numpy,
+                       s.residual and s.residual.index, s.scalar, s.numpy, s.recording,
                        s.site and frozen(s.site),
                        None if callable(s.vjps) else tuple(vjp is None for vjp in s.vjps))
                       for s in self.steps)
@@ -391,7 +409,7 @@ class Program:
         self.inputs, self.captured, self.aliased = trace.inputs, trace.captured, trace.aliased
         self.steps, self.outputs = trace.steps, outputs
         self.input_indices = {v.index for v in self.inputs}
-        self.recording, self.anomaly = trace.recording, trace.anomaly
+        self.anomaly = trace.anomaly
         self.names: dict[str, Any] = {"asarray": np.asarray, "acc": tape.accumulate,
                                       "ndarray": np.ndarray,
                                       "sum_to_shape": tape.sum_to_shape,
@@ -449,7 +467,7 @@ class Program:
     def keeps(self, step: Step) -> bool:
         """Whether `record` treats the step's operands as kept by a node (it copies arrays
         and marks tensors shared): it records, and the op has a gradient."""
-        return (step.op.saves_inputs and self.recording and not step.numpy
+        return (step.op.saves_inputs and step.recording and not step.numpy
                 and step.op.differentiable)
 
     def copies(self, step: Step) -> list[int]:

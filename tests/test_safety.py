@@ -308,3 +308,19 @@ def test_an_array_given_to_the_data_setter_is_guarded_like_one_taken_from_it():
     np.testing.assert_array_equal(w.data, [0.0, 0.0])
     np.testing.assert_array_equal(mg.gradients(y, [w])[0], [10.0, 12.0])
     np.testing.assert_array_equal(y.data, 61.0)
+
+
+@pytest.mark.parametrize("index", ["array", "list", "boolean array"])
+def test_an_index_edited_between_forward_and_backward_changes_no_gradient(index):
+    """`x[idx]` keeps the index it was given as it was: the gradient goes where the forward
+    pass read, whatever happens to the caller's index array after (it went where the
+    edited array pointed)."""
+    x = Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    given = {"array": np.array([0, 0, 1]), "list": [0, 0, 1],
+             "boolean array": np.array([True, True, False])}[index]
+    weights = Tensor([1.0, 2.0, 3.0][:2 if index == "boolean array" else 3])
+    loss = (x[given] * weights).sum()
+    given[:] = [2, 2, 2] if index != "boolean array" else [False, False, True]
+    loss.backward()
+    expected = [3.0, 3.0, 0.0] if index != "boolean array" else [1.0, 2.0, 0.0]
+    np.testing.assert_array_equal(x.grad, expected)

@@ -847,6 +847,73 @@ def test_a_body_may_read_tensors_computed_before_the_loop():
             assert_invariant_close(got, wanted, 12, what)
 
 
+
+def test_no_grad_inside_the_body_holds_for_its_ops_as_in_the_loop():
+    """`with mg.no_grad():` inside f: what it computes is a constant to the gradient, as in
+    the loop (the trace ignored the block: h0's gradient was 32 where the loop gives 8)."""
+    W = mg.Tensor([[2.0]], requires_grad=True)
+
+    def f(h, x):
+        with mg.no_grad():
+            m = h @ W
+        return h * m + x, None
+
+    results = []
+    for run in (loop, mg.scan, mg.compile(lambda h0, xs: mg.scan(f, h0, xs)[0])):
+        h0 = mg.Tensor([[1.0]], requires_grad=True)
+        xs = mg.Tensor(np.zeros((2, 1, 1)))
+        out = run(h0, xs) if run not in (loop, mg.scan) else run(f, h0, xs)[0]
+        out.sum().backward()
+        results.append((h0.grad, W.grad))
+    for h0_grad, W_grad in results:
+        np.testing.assert_array_equal(h0_grad, [[8.0]])
+        assert W_grad is None
+
+
+def test_an_index_array_the_body_reads_is_read_as_it_is_on_every_call():
+    """f indexes with an array from outside: a later call with another array of the same
+    values gets its own loop's numbers, not those of an array since edited (the cached loop
+    held the first array itself), and an edit between forward and backward changes no
+    gradient."""
+    xs = mg.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    index = np.array([2, 0, 1])
+
+    def f(h, x):
+        return h + x[index], None
+
+    expected, _ = loop(f, np.zeros(3), xs)
+    assert_bitwise(mg.scan(f, np.zeros(3), xs)[0], expected)
+    index[:] = [0, 1, 2]  # that array, reused for something else
+    index = np.array([2, 0, 1])
+    carry, _ = mg.scan(f, np.zeros(3), xs)
+    assert_bitwise(carry, expected)
+    index[:] = [0, 0, 0]
+    (carry * mg.Tensor([1.0, 2.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(xs.grad, [[2.0, 3.0, 1.0]] * 2)
+
+
+def test_detect_anomaly_passes_an_operand_no_gradient_reached():
+    """An operand that needs a gradient but that none reaches (read only through a
+    comparison; an init the body overwrites unread): no gradient, as outside the mode (the
+    check of that missing gradient raised AttributeError), eager and compiled."""
+    b = mg.Tensor(np.zeros(3), requires_grad=True)
+    xs = mg.Tensor(np.ones((2, 3)), requires_grad=True)
+    h0 = mg.Tensor(np.ones(3), requires_grad=True)
+
+    def f(h, x):
+        return x * mg.astype(mg.greater(x, b), np.float64) + x, None
+
+    def loss(h0, xs):
+        return mg.scan(f, h0, xs)[0].sum()
+
+    for run in (loss, mg.compile(loss)):
+        xs.grad = None
+        with mg.detect_anomaly():
+            run(h0, xs).backward()
+        np.testing.assert_array_equal(xs.grad, [[0.0, 0.0, 0.0], [2.0, 2.0, 2.0]])
+        assert h0.grad is None and b.grad is None
+
+
 # --- tracing -------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ payload). Nothing here measures time.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import pickle
@@ -856,3 +857,38 @@ def test_an_array_on_the_left_of_an_operator_is_the_tensors_reflected_op(name):
         got.backward()
         np.testing.assert_array_equal(got.data, want.data, strict=True)
         np.testing.assert_array_equal(x.grad, want_grad, strict=True)
+
+
+def test_no_grad_inside_a_compiled_function_holds_for_its_ops():
+    """A value computed under `no_grad` inside fn is a constant to the gradient, as in eager
+    mode (the trace ignored the block: x's gradient was 12 for 6, and W got one)."""
+    W = mg.Tensor([[2.0]], requires_grad=True)
+
+    def fn(x):
+        with mg.no_grad():
+            m = x @ W
+        return (x * m).sum()
+
+    x = mg.Tensor([[3.0]], requires_grad=True)
+    step = mg.compile(fn)
+    for _ in range(2):
+        assert_as_eager(step, fn, [x], [x, W])
+        outcome(step, [x], [x, W])
+        assert W.grad is None
+
+
+@pytest.mark.parametrize("inside", ["enable_grad under no_grad", "detect_anomaly"])
+def test_a_mode_the_program_cannot_follow_is_refused(inside):
+    """enable_grad inside a function traced under no_grad, or detect_anomaly entered inside
+    it: a TraceError naming the fix (it gave no gradient, or no check, silently)."""
+    W = mg.Tensor([[2.0]], requires_grad=True)
+    mode = mg.enable_grad if inside.startswith("enable") else mg.detect_anomaly
+
+    def fn(x):
+        with mode():
+            return (x * W).sum()
+
+    step = mg.compile(fn)
+    outside = mg.no_grad() if inside.startswith("enable") else contextlib.nullcontext()
+    with outside, pytest.raises(mg.TraceError, match="around the call"):
+        step(np.ones((1, 1)))
