@@ -91,9 +91,10 @@ class _Body:
     passing the carry's cotangent on, stacking the xs' and adding up the invariants'."""
 
     def __init__(self, program: Program, n_carry: int, n_x: int, ys_tree: int | None,
-                 has_y: bool):
+                 has_y: tuple[bool, ...] | None):
         self.program = program
-        self.n_carry, self.n_x, self.ys_tree, self.has_y = n_carry, n_x, ys_tree, has_y
+        self.n_carry, self.n_x, self.ys_tree = n_carry, n_x, ys_tree
+        self.has_y = has_y  # which parts of y are not None (None: y is None)
         # Each call passes its own trace's tensors: the cache holds no reference to them.
         program.captured = [(value, None) for value, _ in program.captured]  # type: ignore[misc]
         # and its constants (the loops read them from `K`: never this trace's, by mistake)
@@ -483,7 +484,8 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
                                  f"to {new.shape} {new.dtype} in one step; f must keep it")
             outs.append(new)
         y_leaves, y_tree = ([], None) if y is None else _flatten(y, "y")
-        outs += [_owned(v, trace) for v in y_leaves]
+        has_y = None if y is None else tuple(v is not None for v in y_leaves)
+        outs += [_owned(v, trace) for v in y_leaves if v is not None]
     # A carry that needs no gradient at the start but comes to need one after a step (a zero
     # initial state, a weight in the body) needs one throughout: a fixed point, without
     # running f again.
@@ -499,12 +501,12 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
             return _body(f, carry, carry_tree, xs, xs_tree, mode,
                          [g or v in new for g, v in zip(grads, values)])
     results = trace.results(outs, "scan: f")
-    key = (carry_tree, len(carry), len(xs), y_tree, y is not None, trace.key(results))
+    key = (carry_tree, len(carry), len(xs), y_tree, has_y, trace.key(results))
     captured = [t for _, t in trace.captured]
     constants = tuple(v.constant for v in trace.values if v.is_constant)
     body = _BODIES.get(key)
     if body is None:
-        body = _Body(Program(trace, results), len(carry), len(xs), y_tree, y is not None)
+        body = _Body(Program(trace, results), len(carry), len(xs), y_tree, has_y)
         with _BODIES_LOCK:
             _BODIES[key] = body
             while len(_BODIES) > 64:
@@ -643,10 +645,11 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
 
     The carry is a Tensor, an array or a number, or a tuple of them, and keeps its
     structure, shapes and dtypes (else a ValueError names both); `xs` likewise (each sliced
-    along axis 0), or None with `length` given. `y` may be None (ys is then None). `f` is
-    traced once per call, its Python never run per step, so Python that decides on a
-    traced value raises `TraceError`, and what it reads from outside is current; it may
-    read tensors from outside (a module's weights), whose gradients add up over the steps.
+    along axis 0), or None with `length` given. `y`, or a part of a tuple `y`, may be None
+    (ys, or that part, is then None). `f` is traced once per call, its Python never run
+    per step, so Python that decides on a traced value raises `TraceError`, and what it
+    reads from outside is current; it may read tensors from outside (a module's weights,
+    a tensor computed before the loop), whose gradients add up over the steps.
     Backward runs the body's own VJPs in reverse per step: nothing recurrence-specific is
     written anywhere.
     """
@@ -682,5 +685,7 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
         for out in outs:
             out._shared = True
     nc = len(carry)
-    ys = _unflatten(outs[nc:], body.ys_tree) if body.has_y else None
+    stacked = iter(outs[nc:])  # (a part of y that is None has no ys: None)
+    ys = None if body.has_y is None else _unflatten(
+        [next(stacked) if present else None for present in body.has_y], body.ys_tree)
     return _unflatten(outs[:nc], carry_tree), ys

@@ -587,6 +587,10 @@ def test_a_y_of_none_gives_ys_none_and_a_tuple_y_a_tuple_of_ys():
     np.testing.assert_array_equal(ys[0].data, 2.0 * np.cumsum(xs, axis=0) - 2.0 * xs)
     np.testing.assert_array_equal(ys[1].data, np.tanh(xs).sum(axis=1))
     assert ys[1].shape == (3,)
+    # a part of a tuple y that is None is None in ys, as in jax (it was refused)
+    carry, ys = mg.scan(lambda c, x: (c + x, (None, c * 2.0, None)), np.zeros(2), xs)
+    assert ys[0] is None and ys[2] is None and len(ys) == 3
+    np.testing.assert_array_equal(ys[1].data, 2.0 * np.cumsum(xs, axis=0) - 2.0 * xs)
 
 
 def test_a_length_zero_scan_is_refused_with_the_reason():
