@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .ops import addmm, matmul, relu, sigmoid, split, tanh
+from .ops import addmm, astype, matmul, relu, sigmoid, split, tanh
 from .tensor import Tensor
 
 
@@ -94,7 +94,13 @@ class Module:
             raise ValueError(f"load_state_dict: state does not match {type(self).__name__}: "
                              + "; ".join(problems))
         for name, p in params.items():
-            np.copyto(p.data, np.asarray(state[name]), casting="same_kind")
+            np.copyto(p.data, _values(state[name]), casting="same_kind")
+
+
+def _values(x: Any) -> np.ndarray:
+    """A state dict entry's array: a tensor's values (a parameter of another module), or
+    the array or number itself."""
+    return x._data if isinstance(x, Tensor) else np.asarray(x)
 
 
 def _walk(value: Any, prefix: str, modules: set[int],
@@ -141,7 +147,7 @@ def _mismatches(params: Mapping[str, Parameter], state: Mapping[str, Any]) -> li
     for name, p in params.items():
         if name not in state:
             continue
-        value = np.asarray(state[name])
+        value = _values(state[name])
         if value.shape != p.shape:
             problems.append(f"'{name}' has shape {value.shape}, expected {p.shape}")
         elif not np.can_cast(value.dtype, p.dtype, casting="same_kind"):
@@ -353,12 +359,31 @@ class Recurrent(Module):
     def forward(self, X: Any, state: Any = None) -> tuple[Tensor, Any]:
         from .scan import scan  # (scan builds on this module's generation counter)
 
-        if state is None:
-            shape = X.shape if isinstance(X, Tensor) else np.shape(X)
-            zero = self.cell.zero_state(tuple(shape[1:-1]))
-            state = (zero, zero.copy()) if isinstance(self.cell, LSTMCell) else zero
+        X = X if isinstance(X, Tensor) else np.asarray(X)
+        # The state in the dtype the cell computes in (NumPy's promotion of the inputs' and
+        # the weights'), so that the carry keeps its dtype from step to step.
+        dtype = np.result_type(X.dtype if X.dtype.kind == "f" else np.float64,
+                               self.cell.weight_hh.dtype)
+        batch = tuple(X.shape[1:-1])
+        if isinstance(self.cell, LSTMCell):
+            if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
+                raise TypeError(f"LSTM: state must be a pair (h, c) or None, got "
+                                f"{type(state).__name__}")
+            h, c = (None, None) if state is None else state
+            state = (self._start(h, batch, dtype), self._start(c, batch, dtype))
+        else:
+            state = self._start(state, batch, dtype)
         last, outputs = scan(self.step, state, X)
         return outputs, last
+
+    def _start(self, state: Any, batch: tuple[int, ...], dtype: np.dtype) -> Any:
+        """A starting state: zeros for None, else `state` in `dtype` (by an op: a tensor's
+        gradient flows through the conversion)."""
+        if state is None:
+            return np.zeros(batch + (self.cell.hidden,), dtype)
+        if isinstance(state, Tensor):
+            return state if state.dtype == dtype else astype(state, dtype)
+        return np.asarray(state, dtype)
 
 
 def RNN(n_in: int, hidden: int, bias: bool = True, nonlinearity: str = "tanh", *,

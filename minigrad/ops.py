@@ -71,9 +71,22 @@ mul = defop("mul", np.multiply,
 div = defop("div", np.divide, (lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b),
             Domain("binary", values=((-3.0, 3.0), (0.5, 3.0))))
 neg = defop("neg", np.negative, (lambda g, out: -g,), Domain("unary"), saves="nothing")
-pow = defop("pow", np.power,
-            (lambda g, out, a, b: g * b * np.power(a, b - 1),
-             lambda g, out, a, b: g * out * np.log(a)),
+def _pow_base_vjp(g, out, a, b):
+    """g b a^(b-1), and 0 where b = 0 (at a = 0 that is 0 * inf: NaN, where a^0 = 1 has
+    derivative 0), as PyTorch."""
+    if np.ndim(b) == 0 and b != 0:  # a fixed exponent: the usual case
+        return g * b * np.power(a, b - 1)
+    return g * b * np.power(a, np.where(b == 0, 1.0, b) - 1)
+
+
+def _pow_exponent_vjp(g, out, a, b):
+    """g a^b log(a), and 0 where a = 0 and b >= 0 (0 * -inf: NaN, where 0^b is constant in
+    b), as PyTorch."""
+    zero = (a == 0) & (b >= 0)
+    return g * out * np.log(np.where(zero, 1.0, a) if np.any(zero) else a)
+
+
+pow = defop("pow", np.power, (_pow_base_vjp, _pow_exponent_vjp),
             Domain("binary", values=((0.5, 2.0), (-2.0, 2.0))))
 
 

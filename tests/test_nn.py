@@ -102,6 +102,15 @@ def test_load_state_dict_round_trip_in_place():
         assert arrays[id(q)] is q.data  # copied into, not replaced: optimizers keep their refs
 
 
+def test_load_state_dict_takes_another_modules_parameters():
+    """`dict(other.named_parameters())`, tensors that require grad (NumPy on those is
+    refused, and loading them raised that TypeError)."""
+    source, target = Net(seed=1), Net(seed=2)
+    target.load_state_dict(dict(source.named_parameters()))
+    for (name, p), (_, q) in zip(source.named_parameters(), target.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+
+
 def _assert_unchanged(net, before):
     for name, value in net.state_dict().items():
         np.testing.assert_array_equal(value, before[name], err_msg=name)

@@ -183,3 +183,22 @@ def test_a_vjp_given_into_returns_it_holding_its_own_numbers(name, data, shape, 
     got = vjp(g, out, into=into)
     assert got is into
     np.testing.assert_array_equal(got, want, strict=False)
+
+
+def test_pow_at_a_zero_base_has_the_gradient_of_its_polynomial():
+    """x^0 + x^1 + x^2 + x^3 at x = 0 has derivative 1 (x^0's b a^(b-1) is 0 * inf there,
+    and the gradient was NaN); 0^p is constant in p > 0 and at p = 0, where p's gradient
+    is 0 (0 * log 0 was NaN). The rest of pow's gradient is unchanged: central differences
+    where defined, PyTorch's convention at the kinks."""
+    x = Tensor(np.array([0.0, 0.5, -0.0]), requires_grad=True)
+    exponents = np.array([0.0, 1.0, 2.0, 3.0])
+    with np.errstate(all="raise"):  # no 0 * inf computed and masked afterwards
+        (x[:, None] ** exponents).sum().backward()
+    np.testing.assert_array_equal(x.grad, [1.0, 1.0 + 2 * 0.5 + 3 * 0.25, 1.0])
+    p = Tensor(np.array([2.0, 0.0, 0.5]), requires_grad=True)
+    with np.errstate(all="raise"):
+        (Tensor(np.zeros(3)) ** p).sum().backward()
+    np.testing.assert_array_equal(p.grad, [0.0, 0.0, 0.0])
+    base = Tensor(np.array([0.7, 1.3]), requires_grad=True)
+    power = Tensor(np.array([0.0, 2.5]), requires_grad=True)
+    assert gradcheck(lambda a, b: (a ** b).sum(), base, power)

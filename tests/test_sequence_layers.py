@@ -55,3 +55,41 @@ def test_a_layer_takes_a_given_state_and_names_its_parameters():
     np.testing.assert_array_equal(c.data, c_e.data)
     assert [n for n, _ in layer.named_parameters()] == [
         "cell.weight_ih", "cell.weight_hh", "cell.bias_ih", "cell.bias_hh"]
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+@pytest.mark.parametrize("layer_dtype, input_dtype", [(np.float32, np.float64),
+                                                      (np.float64, np.float32)])
+def test_a_layer_computes_in_numpys_promotion_of_its_inputs_and_weights(kind, layer_dtype,
+                                                                       input_dtype):
+    """A float32 layer given float64 data (the README's float32 example feeds float64 data),
+    or a float64 layer given a float32 state: the cell unrolled's numbers, in the promoted
+    dtype (it raised "scan: carry 0 changed ... f must keep it", about an f the user never
+    wrote)."""
+    rng = np.random.default_rng(3)
+    layer = LAYERS[kind](3, 4, rng=rng, dtype=layer_dtype)
+    X = rng.normal(size=(5, 2, 3)).astype(input_dtype)
+    h = mg.Tensor(np.zeros((2, 4), input_dtype), requires_grad=True)
+    state = (h, np.zeros((2, 4), input_dtype)) if kind == "lstm" else h
+    outputs, _ = layer(X, state)
+    expected, _ = unrolled(layer, X.astype(np.float64), mg.astype(h, np.float64) if kind != "lstm"
+                           else (mg.astype(h, np.float64), np.zeros((2, 4))))
+    assert outputs.dtype == np.float64
+    np.testing.assert_allclose(outputs.data, expected.data, rtol=1e-6, atol=1e-7)
+    outputs.sum().backward()
+    assert h.grad.dtype == input_dtype and h.grad.shape == (2, 4)
+
+
+@pytest.mark.parametrize("state", ["list", "h and None", "None and c"])
+def test_an_lstm_state_is_a_pair_as_for_its_cell(state):
+    """A list pair, or a pair with a None part (zeros), as LSTMCell takes it (they were
+    refused by scan: "init must be a tensor ... got a list", "must hold numbers")."""
+    layer = nn.LSTM(2, 3, rng=np.random.default_rng(0))
+    X = np.ones((4, 5, 2))
+    h0, c0 = np.full((5, 3), 0.5), np.full((5, 3), -0.5)
+    given = {"list": [h0, c0], "h and None": (h0, None), "None and c": (None, c0)}[state]
+    full = {"list": (h0, c0), "h and None": (h0, np.zeros((5, 3))),
+            "None and c": (np.zeros((5, 3)), c0)}[state]
+    outputs, _ = layer(X, given)
+    expected, _ = unrolled(layer, X, full)
+    np.testing.assert_array_equal(outputs.data, expected.data)
