@@ -374,7 +374,8 @@ def _reduction(name: str):
              keepdims: bool = False) -> tuple[tuple, dict]:
         return (x,), {"axis": _reduction_axis(name, x, axis), "keepdims": keepdims}
 
-    call.__doc__ = f"The {name} over `axis` (an int, a tuple, or None for all)."
+    call.__doc__ = (f"The {name} over `axis` (an integer, a tuple of them, or None for all; "
+                    "not a float: 1.7 is refused, as in NumPy).")
     return call
 
 
@@ -502,7 +503,9 @@ _BASIC_TYPES = frozenset({int, slice, type(None), type(Ellipsis)})  # the usual 
 
 def _getitem_call(x: Any, index: Any) -> tuple[tuple, dict]:
     """`x[index]` with NumPy's rules: ints, slices, None, Ellipsis and integer or boolean
-    arrays; repeated integer indices accumulate their gradients."""
+    arrays or lists (an empty list: no element); repeated integer indices accumulate their
+    gradients. A tensor is no index: it holds floats, so `x[x > 2]` is refused; index with
+    `np.asarray(mask.data, bool)`, or take `mg.where(mask, x, 0)`."""
     parts = index if type(index) is tuple else (index,)
     basic = True
     for p in parts:  # a loop, not all(...): x[:, t] at every step of an RNN comes through here
@@ -585,10 +588,11 @@ def _joining(name: str, doc: str):
 
 stack = defop("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjps, Domain("stack"),
               saves="nothing",
-              prepare=_joining("stack", "Join tensors of one shape along a new axis."))
+              prepare=_joining("stack", "Join tensors of one shape along a new axis (an integer)."))
 concatenate = defop("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
                     _concatenate_vjps, Domain("concatenate"), saves="nothing",
-                    prepare=_joining("concatenate", "Join tensors along an existing axis."))
+                    prepare=_joining("concatenate", "Join tensors along an existing axis, an "
+                                                   "integer (not None: flatten them first)."))
 
 # --- losses (mean over every element; prediction and target of one shape) -------------------
 
