@@ -15,6 +15,7 @@ import functools
 import itertools
 import math
 import numbers
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -182,7 +183,8 @@ def _tensordot_call(a: Any, b: Any, axes: int | Sequence[Any] = 2) -> tuple[tupl
 
 
 def _tensordot_axes(axes: Any, ndim_a: int, ndim_b: int) -> tuple[list, list]:
-    if isinstance(axes, (int, np.integer)):
+    if not isinstance(axes, Sequence) and np.ndim(axes) == 0:  # a count, else a pair
+        axes = _integer(axes, "tensordot", "axes")
         if not 0 <= axes <= builtins.min(ndim_a, ndim_b):
             raise ValueError(f"tensordot: axes={axes} does not fit operands of {ndim_a} and "
                              f"{ndim_b} dimensions")
@@ -195,14 +197,29 @@ def _tensordot_axes(axes: Any, ndim_a: int, ndim_b: int) -> tuple[list, list]:
     axes_a = [axes_a] if isinstance(axes_a, (int, np.integer)) else list(axes_a)
     axes_b = [axes_b] if isinstance(axes_b, (int, np.integer)) else list(axes_b)
     try:
-        return _normalize_axes(axes_a, ndim_a), _normalize_axes(axes_b, ndim_b)
+        return (_normalize_axes(axes_a, ndim_a, "tensordot"),
+                _normalize_axes(axes_b, ndim_b, "tensordot"))
     except ValueError:
         raise ValueError(f"tensordot: axes {axes!r} out of range for operands of {ndim_a} "
                          f"and {ndim_b} dimensions") from None
 
 
-def _normalize_axes(axes: Sequence[int], ndim: int) -> list[int]:
-    normalized = [int(i) + ndim if i < 0 else int(i) for i in axes]
+def _integer(value: Any, name: str, what: str = "axis") -> int:
+    """`value` (an axis, a count, a cut point) as an int by NumPy's rule, `operator.index`:
+    an integer of any kind passes; a float (1.7 is not axis 1), a bool or a string is
+    refused with a TypeError naming op `name`."""
+    if not isinstance(value, (bool, np.bool_)):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise TypeError(f"{name}: {what} must be an integer, got {value!r}")
+
+
+def _normalize_axes(axes: Sequence[Any], ndim: int, name: str) -> list[int]:
+    """`axes` in [0, ndim), each once: a TypeError (naming op `name`) for a non-integer one,
+    a ValueError (for the caller to reword) for one out of range or repeated."""
+    normalized = [i + ndim if i < 0 else i for i in (_integer(a, name) for a in axes)]
     if any(not 0 <= i < ndim for i in normalized) or len(set(normalized)) != len(normalized):
         raise ValueError(f"axes {list(axes)} invalid for {ndim} dimensions")
     return normalized
@@ -233,10 +250,12 @@ def _einsum_operand_vjp(i: int, specs: list[str], output: str):
     def vjp(g, out, *args, subscripts):
         x = args[i]
         grad = np.einsum(contraction, g, *(a for j, a in enumerate(args) if j != i))
-        if present != letters:  # letters summed away in x alone: broadcast them back
-            size = dict(zip(spec, x.shape))
+        shape = x.shape if letters == spec else tuple(dict(zip(spec, x.shape))[c]
+                                                      for c in letters)
+        if present != letters:  # letters summed away in x alone: length 1 here, for now
             grad = np.expand_dims(grad, [k for k, c in enumerate(letters) if c not in present])
-            grad = np.broadcast_to(grad, [size[c] for c in letters])
+        if grad.shape != shape:
+            grad = _fit_broadcast(grad, shape)
         if letters == spec:
             return grad
         dense = np.zeros(x.shape, np.result_type(g, x))  # repeated letters: a diagonal
@@ -244,6 +263,16 @@ def _einsum_operand_vjp(i: int, specs: list[str], output: str):
         return dense
 
     return vjp
+
+
+def _fit_broadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """`grad`, of `shape`'s rank, brought to `shape` where an operand's length-1 axis met a
+    longer one (NumPy's broadcasting in einsum): summed where the operand's axis has length
+    1, broadcast where the gradient's has (a letter summed away, or met only length 1)."""
+    summed = tuple(k for k, n in enumerate(shape) if n == 1 and grad.shape[k] != 1)
+    if summed:
+        grad = np.sum(grad, axis=summed, keepdims=True)
+    return np.broadcast_to(grad, shape)
 
 
 def _einsum_call(subscripts: str, *operands: Any) -> tuple[tuple, dict]:
@@ -358,22 +387,32 @@ def _reduction(name: str):
              keepdims: bool = False) -> tuple[tuple, dict]:
         return (x,), {"axis": _reduction_axis(name, x, axis), "keepdims": keepdims}
 
-    call.__doc__ = f"The {name} over `axis` (an int, a tuple, or None for all)."
+    call.__doc__ = (f"The {name} over `axis` (an integer, a tuple of them, or None for all; "
+                    "not a float: 1.7 is refused, as in NumPy).")
     return call
 
 
 def _reduction_axis(name: str, x: Any, axis: Any) -> tuple[int, ...] | None:
     shape = np.shape(_data(x, name))
-    if name == "max" and math.prod(shape) == 0:
-        raise ValueError(f"max: cannot reduce an empty tensor of shape {shape}")
+    axes: tuple[int, ...] | None
     if axis is None:
-        return None
-    if type(axis) is int and -len(shape) <= axis < len(shape):  # the common case, quickly
-        return (axis % len(shape),)
-    try:
-        return tuple(_normalize_axes([axis] if np.ndim(axis) == 0 else list(axis), len(shape)))
-    except (ValueError, TypeError):
-        raise ValueError(f"{name}: axis {axis!r} is out of range for shape {shape}") from None
+        axes = None
+    elif type(axis) is int and -len(shape) <= axis < len(shape):  # the common case, quickly
+        axes = (axis % len(shape),)
+    else:
+        try:
+            axes = tuple(_normalize_axes([axis] if np.ndim(axis) == 0 else list(axis),
+                                         len(shape), name))
+        except ValueError:
+            raise ValueError(f"{name}: axis {axis!r} is out of range for shape {shape}") from None
+    # A maximum of no elements has no value (NumPy's error too); an empty tensor reduced
+    # over axes of nonzero length has an empty result, as in NumPy.
+    if name == "max" and 0 in shape and 0 in (shape if axes is None else
+                                              [shape[i] for i in axes]):
+        raise ValueError(f"max: cannot reduce over an axis of length 0 (shape {shape}, axis "
+                         f"{axis!r}): a maximum of no elements has no value; reduce over "
+                         "axes of nonzero length")
+    return axes
 
 
 sum = defop("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
@@ -477,7 +516,9 @@ _BASIC_TYPES = frozenset({int, slice, type(None), type(Ellipsis)})  # the usual 
 
 def _getitem_call(x: Any, index: Any) -> tuple[tuple, dict]:
     """`x[index]` with NumPy's rules: ints, slices, None, Ellipsis and integer or boolean
-    arrays; repeated integer indices accumulate their gradients."""
+    arrays or lists (an empty list: no element); repeated integer indices accumulate their
+    gradients. A tensor is no index: it holds floats, so `x[x > 2]` is refused; index with
+    `np.asarray(mask.data, bool)`, or take `mg.where(mask, x, 0)`."""
     parts = index if type(index) is tuple else (index,)
     basic = True
     for p in parts:  # a loop, not all(...): x[:, t] at every step of an RNN comes through here
@@ -486,13 +527,28 @@ def _getitem_call(x: Any, index: Any) -> tuple[tuple, dict]:
             basic = False
             break
     if not basic:  # an index's values become options, copied: a later edit of the array
-        # changes neither the recorded gradient nor a scan's loop (a tensor's: `.data`,
-        # which a trace refuses)
-        parts = tuple(np.array(p.data if isinstance(p, _Tensor) else p)
-                      if isinstance(p, (_Tensor, list, np.ndarray)) else p for p in parts)
+        # changes neither the recorded gradient nor a scan's loop
+        parts = tuple(_index_array(p) if isinstance(p, (_Tensor, list, np.ndarray)) else p
+                      for p in parts)
     if not isinstance(x, _Tensor):  # a wrong operand type is a TypeError, not an IndexError
         _data(x, "getitem")
     return (x,), {"index": parts, "basic": basic}
+
+
+def _index_array(part: Any) -> np.ndarray:
+    """A copy of an array or list index. An empty list is an empty integer index, as in
+    NumPy (`np.array([])` is float). A tensor is refused: it holds floats (a mask `x > 2`
+    too), and whether 1.0 and 0.0 mean positions or true and false cannot be told."""
+    if isinstance(part, _Tensor):
+        raise IndexError(
+            f"getitem: cannot index with a tensor (shape {part.shape}): tensors hold floats, "
+            "so its values could be positions or a mask; index with a NumPy integer or boolean "
+            "array instead (np.asarray(mask.data, bool) for a mask), or use mg.where(mask, x, "
+            "0) for the masked values")
+    index = np.array(part)
+    if index.size == 0 and type(part) is list:
+        return index.astype(np.intp)
+    return index
 
 
 getitem = defop("getitem", lambda x, index, basic: x[index],
@@ -531,6 +587,12 @@ def _joining(name: str, doc: str):
                 f"{name}: expected a sequence of tensors, got {type(tensors).__name__}")
         if not tensors:
             raise ValueError(f"{name}: needs at least one tensor")
+        if type(axis) is not int:
+            if axis is None and name == "concatenate":  # NumPy's flattens: not supported
+                raise TypeError(f"{name}: axis must be an integer, got None; to join the "
+                                f"elements as one vector, flatten each tensor first "
+                                f"({name}([x.reshape(-1) for x in tensors]))")
+            axis = _integer(axis, name)
         return tuple(tensors), {"axis": axis}
 
     call.__doc__ = doc
@@ -539,10 +601,11 @@ def _joining(name: str, doc: str):
 
 stack = defop("stack", lambda *xs, axis: np.stack(xs, axis=axis), _stack_vjps, Domain("stack"),
               saves="nothing",
-              prepare=_joining("stack", "Join tensors of one shape along a new axis."))
+              prepare=_joining("stack", "Join tensors of one shape along a new axis (an integer)."))
 concatenate = defop("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
                     _concatenate_vjps, Domain("concatenate"), saves="nothing",
-                    prepare=_joining("concatenate", "Join tensors along an existing axis."))
+                    prepare=_joining("concatenate", "Join tensors along an existing axis, an "
+                                                   "integer (not None: flatten them first)."))
 
 # --- losses (mean over every element; prediction and target of one shape) -------------------
 
@@ -557,7 +620,8 @@ def _loss(name: str, prediction: str):
                              f"of shape {shapes[1]} differ")
         return (a, b), {}
 
-    call.__doc__ = f"{name}({prediction}, target), mean-reduced."
+    call.__doc__ = (f"{name}({prediction}, target), mean-reduced. Of empty inputs: NaN, as "
+                    "NumPy's mean of no elements, with an empty gradient.")
     return call
 
 
@@ -661,9 +725,10 @@ binary_cross_entropy_with_logits = defop(
 mse_loss = defop(
     "mse_loss", _mse,
     # d = y - t from the forward (y and t are not kept). The scales as Python floats: a third
-    # of the cost of 0-d array arithmetic (in float32 rounded once, not twice).
-    (lambda g, d: _np_multiply(d, 2.0 * float(g) / d.size),  # d: an array or a NumPy scalar
-     lambda g, d: _np_multiply(d, -2.0 * float(g) / d.size)),
+    # of the cost of 0-d array arithmetic (in float32 rounded once, not twice). Empty inputs
+    # (a NaN loss, as NumPy's mean) get an empty gradient: `or 1` only keeps the scale finite.
+    (lambda g, d: _np_multiply(d, 2.0 * float(g) / (d.size or 1)),  # d: array or NumPy scalar
+     lambda g, d: _np_multiply(d, -2.0 * float(g) / (d.size or 1))),
     Domain("loss"), saves="nothing", residual=True, prepare=_loss("mse_loss", "prediction"))
 
 # --- elementwise, continued: pairs and bounds -----------------------------------------------
@@ -776,9 +841,11 @@ def _axis_call(name: str, doc: str):
 
     def call(x: Any, axis: int = -1) -> tuple[tuple, dict]:
         shape = np.shape(_data(x, name))
-        if not isinstance(axis, (int, np.integer)) or not -len(shape) <= axis < len(shape):
+        if type(axis) is not int:  # (the usual -1 is one)
+            axis = _integer(axis, name)
+        if not -len(shape) <= axis < len(shape):
             raise ValueError(f"{name}: axis {axis!r} is out of range for shape {shape}")
-        return (x,), {"axis": int(axis) % len(shape)}
+        return (x,), {"axis": axis % len(shape)}
 
     call.__doc__ = doc
     return call
@@ -879,12 +946,14 @@ def _cross_entropy_call(logits: Any, labels: Any) -> tuple[tuple, dict]:
     of shape (...), mean-reduced over the examples: mean(logsumexp(z) - z[label]), PyTorch's
     `F.cross_entropy` with the classes on the last axis. `labels` is a NumPy array of
     integers (or of integer values; a Tensor of them too) in [0, classes); it gets no
-    gradient."""
+    gradient. A single example's label may be a Python int."""
     shape = np.shape(_data(logits, "cross_entropy"))
     if isinstance(labels, _Tensor) and labels.requires_grad:
         raise TypeError(f"cross_entropy: labels (shape {labels.shape}) require grad, but class "
                         "labels get none; pass an integer array or labels.detach()")
     label_shape = np.shape(_data(labels, "cross_entropy"))
+    if isinstance(labels, (int, float)):  # a Python number: as a NumPy one (its forward
+        labels = np.asarray(labels)     # reads the dtype)
     if len(shape) == 0 or shape[-1] == 0 or label_shape != shape[:-1] or 0 in shape:
         raise ValueError(f"cross_entropy: logits of shape {shape} (examples..., classes) need "
                          f"labels of shape {shape[:-1]} and at least one example and class, got "
@@ -907,9 +976,9 @@ def _squeeze_call(x: Any, axis: int | Sequence[int] | None = None) -> tuple[tupl
         axes = [i for i, n in enumerate(shape) if n == 1]
     else:
         try:
-            axes = _normalize_axes([axis] if isinstance(axis, (int, np.integer))
-                                   else list(axis), len(shape))
-        except (ValueError, TypeError):
+            axes = _normalize_axes([axis] if isinstance(axis, int) or np.ndim(axis) == 0
+                                   else list(axis), len(shape), "squeeze")
+        except ValueError:
             raise ValueError(f"squeeze: axis {axis!r} is out of range for shape {shape}") from None
         longer = [i for i in axes if shape[i] != 1]
         if longer:
@@ -923,10 +992,10 @@ def _flatten_call(x: Any, start_dim: int = 0, end_dim: int = -1) -> tuple[tuple,
     `flatten`: `flatten(x)` is 1-D, `flatten(x, 1)` keeps the batch axis. A 0-d `x`
     becomes of shape (1,). A reshape: the graph records the shape it leaves."""
     shape = np.shape(_data(x, "flatten")) or (1,)
+    dims = [_integer(start_dim, "flatten", "start_dim"), _integer(end_dim, "flatten", "end_dim")]
     try:
-        start, end = _normalize_axes([start_dim], len(shape))[0], _normalize_axes(
-            [end_dim], len(shape))[0]
-    except (ValueError, TypeError):
+        start, end = (_normalize_axes([d], len(shape), "flatten")[0] for d in dims)
+    except ValueError:
         raise ValueError(f"flatten: start_dim={start_dim!r} or end_dim={end_dim!r} is out of "
                          f"range for shape {np.shape(_data(x, 'flatten'))}") from None
     if start > end:
@@ -953,19 +1022,22 @@ def split(x: Any, sections: int | Sequence[int], axis: int = 0) -> list[_Tensor]
     before each one. Each part is a slice of `x` (a `getitem`), so the gradient of each
     lands in its place."""
     shape = np.shape(_data(x, "split"))
-    if not isinstance(axis, (int, np.integer)) or not -len(shape) <= axis < len(shape):
+    axis = _integer(axis, "split")
+    if not -len(shape) <= axis < len(shape):
         raise ValueError(f"split: axis {axis!r} is out of range for shape {shape}")
-    axis = int(axis) % len(shape)
+    axis %= len(shape)
     length = shape[axis]
-    if isinstance(sections, (int, np.integer)):
+    if isinstance(sections, (Sequence, np.ndarray)):  # the indices to cut before
+        indices = [_integer(i, "split", "a cut index") for i in sections]
+        cuts = [builtins.min(builtins.max(i + length if i < 0 else i, 0), length)
+                for i in indices]
+    else:  # a count
+        sections = _integer(sections, "split", "sections")
         if sections < 1 or length % sections:
             raise ValueError(f"split: {sections} sections do not divide axis {axis} of shape "
                              f"{shape} equally")
         step = length // sections
         cuts = list(range(step, length, step)) if step else [0] * (sections - 1)
-    else:
-        cuts = [builtins.min(builtins.max(int(i) + length if i < 0 else int(i), 0), length)
-                for i in sections]
     lead = (slice(None),) * axis
     bounds = zip([0, *cuts], [*cuts, length])
     return [getitem(x, lead + (slice(start, builtins.max(start, stop)),))

@@ -315,15 +315,24 @@ def identity_vjp(g: Any, *_: Any, **__: Any) -> Any:
 
 def constant(x: Any, op_name: str) -> Any:
     """A non-Tensor operand as NumPy will see it: numbers pass as they are (so a Python float
-    does not promote a float32 tensor), arrays must be numeric."""
+    does not promote a float32 tensor), arrays must be numeric. A real number of another
+    kind (a `fractions.Fraction`) is refused: NumPy would make an array of Python objects
+    of it, which no later op computes on."""
     if isinstance(x, _ndarray):
         if x.dtype.kind not in "biuf":
             raise TypeError(f"{op_name}: cannot use an array of dtype {x.dtype}")
         return x
-    if isinstance(x, numbers.Real):
+    if isinstance(x, _NUMBERS):  # a concrete tuple: quicker than numbers.Real's ABC check
         return x
+    if isinstance(x, numbers.Real):
+        raise TypeError(f"{op_name}: cannot use a number of type {type(x).__name__} ({x!r}): "
+                        "NumPy would hold it as a Python object; pass float(x)")
     raise TypeError(
         f"{op_name}: expected a Tensor, a NumPy array or a real number, got {type(x).__name__}")
+
+
+# The real numbers NumPy computes on (bool is an int; np.bool_ is not a numbers.Real).
+_NUMBERS = (int, float, np.integer, np.floating)
 
 
 def _op_error(name: str, error: Exception, args: Sequence[Any]) -> Exception:

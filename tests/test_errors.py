@@ -2,8 +2,10 @@
 the op and the shapes in the message; no op warns on the inputs its tests draw, and the
 saturating ops stay finite at extreme inputs."""
 
+import re
 import warnings
 from contextlib import contextmanager
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -103,6 +105,62 @@ def test_reduction_axis_out_of_range(name):
         OPS[name].function(_x(), axis=(0, -2))  # the same axis twice
 
 
+NOT_INTEGERS = [1.7, 0.9, True, np.float64(1.0), "1"]
+AXIS_CALLS = {  # op -> a call of it on x of shape (2, 3, 4) with `bad` as an axis or a cut
+    "sum": lambda x, bad: x.sum(axis=bad), "mean": lambda x, bad: x.mean(axis=(0, bad)),
+    "max": lambda x, bad: x.max(axis=bad), "var": lambda x, bad: mg.var(x, axis=bad),
+    "softmax": lambda x, bad: mg.softmax(x, axis=bad),
+    "log_softmax": lambda x, bad: mg.log_softmax(x, bad),
+    "squeeze": lambda x, bad: mg.squeeze(x[:, :1], bad),
+    "flatten": lambda x, bad: mg.flatten(x, bad), "tensordot": lambda x, bad: mg.tensordot(
+        x, np.ones((4, 3)), axes=([bad, 2], [1, 0])),
+    "split": lambda x, bad: mg.split(x, [bad], axis=1),
+    "stack": lambda x, bad: mg.stack([x, x], axis=bad),
+    "concatenate": lambda x, bad: mg.concatenate([x, x], axis=bad),
+}
+
+
+@pytest.mark.parametrize("bad", NOT_INTEGERS, ids=repr)
+@pytest.mark.parametrize("name", sorted(AXIS_CALLS))
+def test_an_axis_that_is_not_an_integer_is_refused_naming_the_op(name, bad):
+    """NumPy's rule (operator.index): 1.7 is not axis 1, nor True axis 1."""
+    for requires_grad in (True, False):
+        x = Tensor(np.ones((2, 3, 4)), requires_grad=requires_grad)
+        with pytest.raises(TypeError, match=rf"^{name}: .* must be an integer, got "
+                                                rf"{re.escape(repr(bad))}$"):
+            AXIS_CALLS[name](x, bad)
+    assert AXIS_CALLS[name](x, 1) is not None  # the call itself is sound
+
+
+@pytest.mark.parametrize("bad", [2.0, True], ids=repr)
+def test_a_count_of_sections_or_axes_that_is_not_an_integer_is_refused(bad):
+    x = _x((2, 2))
+    with pytest.raises(TypeError, match=rf"^split: sections must be an integer, got {bad!r}$"):
+        mg.split(x, bad)
+    with pytest.raises(TypeError, match=rf"^tensordot: axes must be an integer, got {bad!r}$"):
+        mg.tensordot(x, x, axes=bad)
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_concatenate_refuses_axis_none_with_and_without_grad(grad):
+    with mg.enable_grad() if grad else mg.no_grad():
+        with pytest.raises(TypeError, match=r"^concatenate: axis must be an integer, got "
+                                             r"None; .*flatten each tensor first"):
+            mg.concatenate([_x(), _x()], axis=None)
+        with pytest.raises(TypeError, match=r"^stack: axis must be an integer, got None$"):
+            mg.stack([_x(), _x()], axis=None)
+
+
+@pytest.mark.parametrize("index", [
+    lambda x: Tensor([0.0, 2.0]), lambda x: x > 2, lambda x: (slice(None), Tensor(1.0)),
+], ids=["positions", "mask", "in a tuple"])
+def test_a_tensor_index_is_refused_saying_what_to_index_with(index):
+    x = Tensor(np.arange(5.0), requires_grad=True)
+    with pytest.raises(IndexError, match=r"^getitem: cannot index with a tensor \(shape .*\): "
+                                         r"tensors hold floats.*NumPy integer or boolean array"):
+        x[index(x)]
+
+
 def test_transpose_bad_axes():
     with pytest.raises(ValueError, match=r"^transpose: .*\(2, 3\)"):
         _x().transpose(0, 2)
@@ -166,6 +224,19 @@ def test_wrong_types_through_operators():
 def test_tensor_refuses_non_numeric_data(bad):
     with pytest.raises(TypeError, match="^Tensor: cannot hold data of dtype"):
         Tensor(bad)
+
+
+@pytest.mark.parametrize("number", [Fraction(1, 3), Fraction(-7, 2)], ids=repr)
+def test_a_real_number_numpy_holds_as_an_object_is_refused(number):
+    """NumPy makes an object array of a Fraction times a float array, on which no later op
+    computes: the op refuses it and says to pass a float."""
+    x = _x()
+    for call, name in [(lambda: x * number, "mul"), (lambda: number - x, "sub"),
+                       (lambda: mg.maximum(x, number), "maximum")]:
+        with pytest.raises(TypeError, match=rf"^{name}: cannot use a number of type Fraction "
+                                            r"\(.*\): .*pass float\(x\)"):
+            call()
+    np.testing.assert_array_equal((x * float(number)).data, x.data * float(number))
 
 
 def test_stack_needs_a_sequence():

@@ -3,6 +3,8 @@ test_mutants.py): values against NumPy, stability at extreme inputs, the compari
 semantics (masks without gradient, identity hashing, under `minigrad.compile`), and the
 errors of bad calls."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -80,6 +82,20 @@ def test_cross_entropy_takes_integer_valued_labels_of_any_kind():
     for labels in (np.array([3, 0, 1], np.uint8), np.array([3.0, 0.0, 1.0]),
                    Tensor([3.0, 0.0, 1.0]), np.array([3, 0, 1], np.int32)):
         assert mg.cross_entropy(Tensor(logits), labels).item() == expected
+
+
+@given(logits=mst.arrays(st.integers(1, 5).map(lambda n: (n,))), data=st.data())
+def test_cross_entropy_takes_a_python_number_label_as_a_numpy_one(logits, data):
+    label = data.draw(st.integers(0, logits.size - 1), label="label")
+    grads = []
+    for given_label in (label, float(label), np.int64(label)):
+        z = Tensor(logits, requires_grad=True)
+        loss = mg.cross_entropy(z, given_label)
+        assert loss.item() == pytest.approx(-_log_softmax(logits)[label], rel=1e-12, abs=1e-12)
+        loss.backward()
+        grads.append(z.grad)
+    np.testing.assert_array_equal(grads[0], grads[2])
+    np.testing.assert_array_equal(grads[1], grads[2])
 
 
 @pytest.mark.parametrize("labels, message", [
@@ -348,6 +364,78 @@ def test_split_errors_name_the_op():
         mg.split(x, 2, axis=2)
     with pytest.raises(TypeError, match=r"^split: expected a Tensor"):
         mg.split("abc", 2)
+
+
+# --- empty arrays, as NumPy has them -------------------------------------------------------
+
+empty_shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=3).filter(
+    lambda shape: 0 in shape)
+
+
+@given(shape=empty_shapes, data=st.data())
+def test_max_of_an_empty_tensor_is_numpys_unless_a_reduced_axis_is_empty(shape, data):
+    """NumPy's max of shape (0, 3) over axis 1 is of shape (0,): only a maximum of no
+    elements (an empty reduced axis) has no value."""
+    axis = data.draw(st.none() | st.integers(0, len(shape) - 1), label="axis")
+    keepdims = data.draw(st.booleans(), label="keepdims")
+    x = Tensor(np.zeros(shape), requires_grad=True)
+    if 0 in (shape if axis is None else (shape[axis],)):
+        with pytest.raises(ValueError, match=r"^max: cannot reduce over an axis of length 0 "
+                                             rf"\(shape {re.escape(str(shape))}, axis {axis}\)"):
+            x.max(axis=axis, keepdims=keepdims)
+        return
+    out = x.max(axis=axis, keepdims=keepdims)
+    assert out.shape == np.max(x.data, axis=axis, keepdims=keepdims).shape
+    out.sum().backward()
+    assert x.grad.shape == shape
+
+
+@given(shape=empty_shapes)
+def test_mse_loss_of_empty_inputs_is_nan_with_an_empty_gradient(shape):
+    """NumPy's mean of no elements is NaN (with its warning); the gradient of no elements
+    is an empty array, for either operand."""
+    y = Tensor(np.zeros(shape), requires_grad=True)
+    t = Tensor(np.zeros(shape), requires_grad=True)
+    with pytest.warns(RuntimeWarning):
+        loss = mg.mse_loss(y, t)
+    assert np.isnan(loss.item())
+    loss.backward()
+    assert y.grad.shape == t.grad.shape == shape
+
+
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=3),
+       empty=st.sampled_from([[], [[]], ([], []), (slice(None), [])]))
+def test_an_empty_list_index_is_an_empty_integer_index(shape, empty):
+    """`np.array([])` is float, but NumPy indexes with an empty list as with integers."""
+    if isinstance(empty, tuple) and len(shape) < 2:
+        return
+    x = Tensor(np.ones(shape), requires_grad=True)
+    part = x[empty]
+    assert part.shape == np.ones(shape)[empty].shape
+    (part.sum() + x.sum()).backward()
+    np.testing.assert_array_equal(x.grad, np.ones(shape))
+
+
+# --- einsum with NumPy's broadcasting of length-1 axes ---------------------------------------
+
+EINSUM_BROADCASTS = ["ij,kj->", "ij,kj->ik", "ij,kj->ij", "ij,j->i", "ij,ij->i", "ij,jk->ik",
+                     "ijk,ik->j", "ij,ij->ij"]
+
+
+@given(subscripts=st.sampled_from(EINSUM_BROADCASTS), data=st.data())
+@settings(max_examples=60)
+def test_einsum_broadcasts_length_one_axes_with_the_numerical_gradient(subscripts, data):
+    """An operand's axis of length 1 may meet a longer one (NumPy's einsum broadcasts it):
+    its gradient is summed back to length 1, and a longer axis gets a gradient where the
+    other operands have length 1."""
+    specs = subscripts.split("->")[0].split(",")
+    sizes = {c: data.draw(st.integers(2, 3), label=c) for c in "ijk"}
+    shapes = [tuple(data.draw(st.sampled_from([1, sizes[c]]), label=f"{spec}[{c}]")
+                    for c in spec) for spec in specs]
+    operands = [data.draw(mst.arrays(shape), label="operand") for shape in shapes]
+    out = mg.einsum(subscripts, *(Tensor(x) for x in operands))
+    np.testing.assert_allclose(out.data, np.einsum(subscripts, *operands), rtol=1e-12, atol=1e-12)
+    gradcheck(lambda *xs: mg.einsum(subscripts, *xs), *operands, atol=ATOL, rtol=RTOL)
 
 
 # --- methods --------------------------------------------------------------------------------
