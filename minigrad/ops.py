@@ -75,7 +75,7 @@ neg = defop("neg", np.negative, (lambda g, out: -g,), Domain("unary"), saves="no
 def _pow_base_vjp(g, out, a, b):
     """g b a^(b-1), and 0 where b = 0 (at a = 0 that is 0 * inf: NaN, where a^0 = 1 has
     derivative 0), as PyTorch."""
-    if np.ndim(b) == 0 and b != 0:  # a fixed exponent: the usual case
+    if _nowhere_zero(b):  # the usual case: no exponent is 0
         return g * b * np.power(a, b - 1)
     return g * b * np.power(a, np.where(b == 0, 1.0, b) - 1)
 
@@ -83,8 +83,13 @@ def _pow_base_vjp(g, out, a, b):
 def _pow_exponent_vjp(g, out, a, b):
     """g a^b log(a), and 0 where a = 0 and b >= 0 (0 * -inf: NaN, where 0^b is constant in
     b), as PyTorch."""
-    zero = (a == 0) & (b >= 0)
-    return g * out * np.log(np.where(zero, 1.0, a) if np.any(zero) else a)
+    if _nowhere_zero(a):  # the usual case: no base is 0
+        return g * out * np.log(a)
+    return g * out * np.log(np.where((a == 0) & (b >= 0), 1.0, a))
+
+
+def _nowhere_zero(x):
+    return x.all() if type(x) is _ndarray else x != 0
 
 
 pow = defop("pow", np.power, (_pow_base_vjp, _pow_exponent_vjp),
@@ -183,7 +188,8 @@ def _tensordot_call(a: Any, b: Any, axes: int | Sequence[Any] = 2) -> tuple[tupl
 
 
 def _tensordot_axes(axes: Any, ndim_a: int, ndim_b: int) -> tuple[list, list]:
-    if not isinstance(axes, Sequence) and np.ndim(axes) == 0:  # a count, else a pair
+    # a count, else a pair (an int first: the ABC check costs a microsecond)
+    if type(axes) is int or not isinstance(axes, Sequence) and np.ndim(axes) == 0:
         axes = _integer(axes, "tensordot", "axes")
         if not 0 <= axes <= builtins.min(ndim_a, ndim_b):
             raise ValueError(f"tensordot: axes={axes} does not fit operands of {ndim_a} and "
@@ -208,6 +214,8 @@ def _integer(value: Any, name: str, what: str = "axis") -> int:
     """`value` (an axis, a count, a cut point) as an int by NumPy's rule, `operator.index`:
     an integer of any kind passes; a float (1.7 is not axis 1), a bool or a string is
     refused with a TypeError naming op `name`."""
+    if type(value) is int:  # the usual case, without a call
+        return value
     if not isinstance(value, (bool, np.bool_)):
         try:
             return operator.index(value)
