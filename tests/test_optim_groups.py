@@ -226,6 +226,38 @@ def test_clip_grad_norm_caps_the_total_norm(grads, max_norm):
     assert params[3].grad is None
 
 
+@given(grads=parameter_sets(n=3), exponent=st.integers(150, 306),
+       max_norm=st.floats(1e-3, 20.0))
+def test_clip_grad_norm_measures_and_clips_finite_gradients_whose_squares_overflow(
+        grads, exponent, max_norm):
+    """Elements up to 1e307: their float64 squares overflow, the norm (math.hypot's,
+    which does not overflow) is still returned and the gradients clipped to it, also
+    under np.errstate(over="raise") as the command line runs."""
+    params = [Param(np.zeros_like(g)) for g in grads]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g * 10.0**exponent
+    originals = [p.grad.copy() for p in params]
+    expected = math.hypot(*(x for g in originals for x in g.ravel().tolist()))
+    with np.errstate(over="raise"):
+        total = optim.clip_grad_norm(params, max_norm)
+    assert total == pytest.approx(expected, rel=1e-12)
+    if expected > max_norm:
+        for p, g in zip(params, originals, strict=True):
+            np.testing.assert_allclose(p.grad, g / expected * max_norm, rtol=1e-12, atol=1e-300)
+            assert np.isfinite(p.grad).all()
+
+
+def test_clip_grad_norm_of_1e155_gradients_bounds_the_step():
+    """sum(g^2) overflows float64 at 4 elements of 1e155: the total is 2e155, not inf, and
+    the next step moves by lr * 0.5, not by 1e154."""
+    p = Param(np.zeros(4))
+    p.grad = np.full(4, 1e155)
+    assert optim.clip_grad_norm([p], max_norm=1.0) == pytest.approx(2e155, rel=1e-15)
+    np.testing.assert_allclose(p.grad, 0.5, rtol=1e-15)
+    optim.SGD([p], lr=0.1).step()
+    np.testing.assert_allclose(p.data, -0.05, rtol=1e-15)
+
+
 def test_clip_grad_norm_errors_and_non_finite():
     p = Param(np.zeros(2))
     p.grad = np.array([np.inf, 1.0])
