@@ -84,7 +84,10 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     checked, so `gradcheck(f, x, y)` on plain arrays checks x and y. (Before, plain arrays
     were always checked: a Module's inputs now need `argnums` or `requires_grad` to be.)
 
-    The check runs in float64, as `torch.autograd.gradcheck` expects: each checked
+    `f` gets each checked argument as a Tensor on both sides (one that requires grad for the
+    engine's gradient, one that does not, under no_grad, for the central differences), so
+    a function written with Tensor methods (`t.exp()`, `t.relu()`, `t.max(0, True)`)
+    works. The check runs in float64, as `torch.autograd.gradcheck` expects: each checked
     argument is a float64 copy, and each parameter holds a float64 copy of its values for
     the time of the check, so a float16 or float32 model's VJP rules are checked (not its
     rounding) at the tolerances of a float64 one. Each parameter gets its own array back
@@ -139,11 +142,16 @@ def _numerical_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[i
                     parameters: list[Tensor], upstreams: list[np.ndarray],
                     eps: float) -> list[np.ndarray]:
     """Central differences of every output's projection <v, output>, for each argument at
-    `positions` then each parameter: arrays of shape (outputs,) + the perturbed one's."""
+    `positions` then each parameter: arrays of shape (outputs,) + the perturbed one's.
+    `f` is called under no_grad with the arguments at `positions` as float64 Tensors (that
+    do not require grad) and the others as they are."""
 
     def projections() -> np.ndarray:
-        # In NumPy, not the engine: an op's mistake must not cancel in the projection too.
-        outputs, _ = _as_outputs(f(*arrays))
+        # f gets Tensors, as on the engine side (so t.exp() works), made anew from the
+        # perturbed arrays at each call; the projection is in NumPy, not the engine: an
+        # op's mistake must not cancel in it too.
+        inputs = [Tensor(a) if i in positions else a for i, a in enumerate(arrays)]
+        outputs, _ = _as_outputs(f(*inputs))
         return np.array([np.sum(np.asarray(out._data if isinstance(out, Tensor) else out) * v)
                          for out, v in zip(outputs, upstreams)])
 
