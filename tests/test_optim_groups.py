@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import minigrad as mg
 from minigrad import optim
 
 
@@ -202,6 +203,67 @@ def test_cosine_reaches_its_minimum_and_schedule_errors():
         optim.StepLR(opt, step_size=0)
     with pytest.raises(ValueError, match="ExponentialLR: invalid gamma=-0.5"):
         optim.ExponentialLR(opt, gamma=-0.5)
+
+
+SCHEDULES = {
+    "StepLR": (lambda o, a, b: optim.StepLR(o, step_size=a, gamma=b),
+               "StepLR(step_size={a!r}, gamma={b!r})"),
+    "ExponentialLR": (lambda o, a, b: optim.ExponentialLR(o, gamma=b),
+                      "ExponentialLR(gamma={b!r})"),
+    "CosineAnnealingLR": (lambda o, a, b: optim.CosineAnnealingLR(o, total=a, lr_min=b),
+                          "CosineAnnealingLR(total={a!r}, lr_min={b!r})"),
+}
+SCHEDULE_SETTINGS = st.tuples(st.sampled_from(sorted(SCHEDULES)), st.integers(1, 3),
+                              st.sampled_from([0.1, 0.5]))
+
+
+@given(saved=SCHEDULE_SETTINGS, target=SCHEDULE_SETTINGS, epochs=st.integers(1, 5))
+def test_a_schedule_state_loads_only_into_its_kind_and_settings(saved, target, epochs):
+    """Before, a StepLR state loaded into a CosineAnnealingLR (or a StepLR of another
+    gamma) without a word. Refused: ValueError naming both, nothing changed."""
+    def make(kind, a, b):
+        return SCHEDULES[kind][0](optim.SGD([Param(np.ones(1))], lr=1.0), a, b)
+
+    source, schedule = make(*saved), make(*target)
+    for _ in range(epochs):
+        source.step()
+    state = source.state_dict()
+    saved_text = SCHEDULES[saved[0]][1].format(a=saved[1], b=saved[2])
+    target_text = SCHEDULES[target[0]][1].format(a=target[1], b=target[2])
+    assert (repr(source), repr(schedule)) == (saved_text, target_text)
+    if saved_text == target_text:
+        schedule.load_state_dict(state)
+        assert schedule.epoch == epochs
+        return
+    with pytest.raises(ValueError) as refused:
+        schedule.load_state_dict(state)
+    assert str(refused.value) == (f"{target[0]}.load_state_dict: the state is of {saved_text}, "
+                                  f"this schedule is {target_text}")
+    assert (schedule.epoch, schedule.base_lrs, schedule.optimizer.lr) == (0, [1.0], 1.0)
+
+
+def test_a_schedule_file_of_another_kind_or_settings_is_refused(tmp_path):
+    def sgd():
+        return optim.SGD([Param(np.ones(1))], lr=1.0)
+
+    step = optim.StepLR(sgd(), step_size=100, gamma=0.5)
+    step.step()
+    mg.save(step, tmp_path / "step.npz")
+    cosine = optim.CosineAnnealingLR(sgd(), total=4)
+    with pytest.raises(ValueError, match=r"does not fit CosineAnnealingLR: missing "
+                                         r"\['CosineAnnealingLR.total', "
+                                         r"'CosineAnnealingLR.lr_min'\]; unexpected "
+                                         r"\['StepLR.step_size', 'StepLR.gamma'\]"):
+        mg.load(cosine, tmp_path / "step.npz")
+    other = optim.StepLR(sgd(), step_size=100, gamma=0.1)
+    with pytest.raises(ValueError, match=r"^StepLR.load_state_dict: the state is of "
+                                         r"StepLR\(step_size=100, gamma=0.5\), this schedule is "
+                                         r"StepLR\(step_size=100, gamma=0.1\)$"):
+        mg.load(other, tmp_path / "step.npz")
+    assert (cosine.epoch, other.epoch) == (0, 0)
+    same = optim.StepLR(sgd(), step_size=100, gamma=0.5)
+    mg.load(same, tmp_path / "step.npz")
+    assert same.epoch == 1
 
 
 # --- clip_grad_norm -----------------------------------------------------------------------
