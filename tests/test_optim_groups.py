@@ -168,6 +168,24 @@ def test_group_errors():
         optim.SGD([{"params": [p], "lr": -1}], lr=0.1)
 
 
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_a_param_group_reads_as_a_dict(name):
+    """Before, `"momentum" in group` raised TypeError, and list(group), group.get("lr"),
+    group.items() failed."""
+    settings = {"lr": 0.1} if name == "sgd" else {}
+    group = optim.create(name, [Param(np.ones(2)), Param(np.ones(3))], **settings).param_groups[0]
+    keys = group.keys()
+    assert keys == ["params", *group.hyperparameters()]
+    assert list(group) == keys and dict(group).keys() == set(keys)
+    assert group.items() == [(key, group[key]) for key in keys]
+    for key in keys:
+        assert key in group
+        assert group.get(key) is group[key]
+    for absent in ("nope", 1, None, ("lr",)):
+        assert absent not in group
+        assert group.get(absent) is None and group.get(absent, absent) is absent
+
+
 # --- schedules ------------------------------------------------------------------------------
 
 
