@@ -194,8 +194,8 @@ def test_tensors_that_require_grad_are_checked_and_the_rest_is_data():
     assert gradcheck(f, a, Tensor(b, requires_grad=True), argnums=0)
 
 
-@given(logits=mst.arrays((4, 3), avoid=(0.0,)), labels=hnp.arrays(np.int64, 4, elements=st.integers(0, 2)),
-       mask=hnp.arrays(np.bool_, 4))
+@given(logits=mst.arrays((4, 3), avoid=(0.0,)),
+       labels=hnp.arrays(np.int64, 4, elements=st.integers(0, 2)), mask=hnp.arrays(np.bool_, 4))
 @settings(max_examples=10)
 def test_integer_and_boolean_arguments_are_data_when_nothing_is_marked(logits, labels, mask):
     """Before, nothing marked made the labels float tensors: cross_entropy refused them
