@@ -50,8 +50,8 @@ def plain_rprop(params: Sequence[Any], eta_plus: float = 1.2, eta_minus: float =
                 step_init: float = 0.001, step_min: float = 1e-6,
                 step_max: float = 50.0) -> Update:
     """Rprop- per element (`optim.RProp`'s rule and defaults): with s = sign(g), Delta grows
-    by eta_plus (to step_max) where s agrees with the previous sign, shrinks by eta_minus
-    (to step_min) where it flipped, stays elsewhere; P -= s Delta."""
+    by eta_plus where s agrees with the previous sign, shrinks by eta_minus where it
+    flipped, stays elsewhere, and is clipped to [step_min, step_max]; P -= s Delta."""
     step_size = [np.full_like(p.data, step_init) for p in params]
     prev_sign = [np.zeros_like(p.data) for p in params]
 
@@ -61,10 +61,9 @@ def plain_rprop(params: Sequence[Any], eta_plus: float = 1.2, eta_minus: float =
             s = np.sign(p.grad)
             agreement = s * prev_sign[i]
             delta = step_size[i]
-            grown = np.minimum(delta * eta_plus, step_max)
-            shrunk = np.maximum(delta * eta_minus, step_min)
-            step_size[i] = np.where(agreement > 0, grown,
-                                    np.where(agreement < 0, shrunk, delta))
+            delta = np.where(agreement > 0, delta * eta_plus,
+                             np.where(agreement < 0, delta * eta_minus, delta))
+            step_size[i] = np.minimum(np.maximum(delta, step_min), step_max)
             p.data -= s * step_size[i]
             prev_sign[i] = s
         return loss

@@ -57,7 +57,7 @@ class _Refused(Exception):
     """Why a file is refused, in the user's words; `load` adds the path."""
 
 
-def save(module: Module | Any, path: str | os.PathLike,
+def save(module: Module | Any, path: str | bytes | os.PathLike,
          metadata: Mapping[str, Any] | None = None) -> None:
     """Write the module's parameters (and string `metadata`) to `path`, atomically.
 
@@ -71,14 +71,16 @@ def save(module: Module | Any, path: str | os.PathLike,
     A file replaced keeps its permission bits (a new one gets those of a plain `open`);
     through a symbolic link, the file it points to is written and the link kept.
     Any parameter name round-trips except one holding a NUL character (zip cannot store
-    it). Refused with ValueError, before anything is written: an empty path, a path that
-    exists and is not a regular file (a directory, FIFO, device or socket: left as it is),
-    non-finite parameters, two parameters with one name, metadata over 64 kB. A file
-    system error is the OSError, naming `path` (not the temporary file).
+    it). `path` is a str, bytes or os.PathLike, as for `open`. Refused with ValueError,
+    before anything is written: an empty path, a path that names a directory (ending in a
+    separator, "." or ".."), a path that exists and is not a regular file (a directory,
+    FIFO, device or socket: left as it is), non-finite parameters, two parameters with one
+    name, metadata over 64 kB. A file system error is the OSError, naming `path` (not the
+    temporary file).
     """
     arrays = _arrays_to_save(module)
     comment = _comment(metadata or {})
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # str, bytes or os.PathLike, as open() takes
     try:
         target, mode = _target(path)
         directory = os.path.dirname(target)
@@ -96,7 +98,7 @@ def save(module: Module | Any, path: str | os.PathLike,
     _sync_directory(directory)
 
 
-def load(module: Module | Any, path: str | os.PathLike) -> dict[str, str]:
+def load(module: Module | Any, path: str | bytes | os.PathLike) -> dict[str, str]:
     """Read parameters written by `save` (or `numpy.savez`) into `module`, in place;
     return the metadata saved with them.
 
@@ -122,14 +124,14 @@ def load(module: Module | Any, path: str | os.PathLike) -> dict[str, str]:
                                                expected[name].dtype, name)
                           for name, header in headers.items()}
     except _Refused as refusal:
-        raise ValueError(f"load: {os.fspath(path)} {refusal}") from None
+        raise ValueError(f"load: {os.fsdecode(path)} {refusal}") from None
     # Names, shapes and dtypes are the module's; an optimizer may still refuse a value
     # (a hyperparameter out of its bounds), changing nothing.
     module.load_state_dict(values)
     return metadata
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+def read_metadata(path: str | bytes | os.PathLike) -> dict[str, str]:
     """The metadata saved with a model, without loading it (and without reading the
     parameters: only the end of the file, or for older files the zip directory)."""
     try:
@@ -144,7 +146,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
             with _zip(f) as archive:
                 return _legacy_metadata(archive, archive.infolist())
     except _Refused as refusal:
-        raise ValueError(f"read_metadata: {os.fspath(path)} {refusal}") from None
+        raise ValueError(f"read_metadata: {os.fsdecode(path)} {refusal}") from None
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -210,6 +212,11 @@ def _target(path: str) -> tuple[str, int]:
     the permission bits the new file gets: the old file's, or a plain `open`'s."""
     if not path:
         raise ValueError("save: the path is empty; give a file name, such as model.npz")
+    last = os.path.basename(path)
+    if last in ("", ".", ".."):  # as open() would: realpath drops a trailing separator
+        ending = "a separator" if not last else repr(last)
+        raise ValueError(f"save: {path} names a directory (it ends in {ending}), not a file; "
+                         f"give a file name at its end, such as model.npz")
     target = os.path.realpath(path)
     try:
         mode = os.stat(target).st_mode
@@ -311,7 +318,7 @@ def _sync_directory(directory: str) -> None:
 
 
 @contextmanager
-def _open_regular(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+def _open_regular(path: str | bytes | os.PathLike) -> Iterator[IO[bytes]]:
     # O_NONBLOCK: a FIFO named like a checkpoint must be refused, not waited on.
     handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     mode = os.fstat(handle).st_mode

@@ -1,8 +1,10 @@
 """Trained models on disk: `minigrad.save` with metadata saying what was saved, and loading
 that refuses a file that is not the model asked for.
 
-An adder checkpoint's metadata holds `model = "adder"`, the preset's name and every
-`AdderConfig` field as a string, so the model can be rebuilt from the file alone. Those
+An adder checkpoint's metadata holds `model = "adder"`, the preset's name, every
+`AdderConfig` field and the parameters' `dtype` as strings, so the model can be rebuilt
+from the file alone (a counter's: `model = "counter"` and its `dtype`). A file without a
+`dtype` (written before it was saved) loads as float64, the models' default. Those
 fields are checked against fixed bounds before any model is built (a file saying
 `n_states = 99999999` costs nothing), then `minigrad.load` checks the arrays against the
 model built. Every refusal is a one-line ValueError naming the file and what is wrong with
@@ -29,6 +31,9 @@ from .presets import ACTIVATIONS, PRESETS, RECURRENT_INITS, AdderConfig
 
 _CUSTOM = "custom"
 _KINDS = ("adder", "counter")
+# The dtypes a model is built in; a file without one was saved before it was recorded.
+_DTYPES = ("float16", "float32", "float64")
+_DEFAULT_DTYPE = "float64"
 # Bounds on a saved adder's config, checked before the model is built. 62 bits: sums are
 # encoded as int64. 1024 states: a recurrent weight of 8 MB; the presets use 3 to 32.
 MAX_BITS = 62
@@ -67,25 +72,27 @@ def load_adder(path: str | os.PathLike, preset: str | None = None) -> tuple[Adde
     if saved in PRESETS and PRESETS[saved][0] != config:
         raise ValueError(f"{os.fspath(path)} says preset {saved!r} but holds another config "
                          f"({_config_text(config)})")
-    model = Adder(config, rng=np.random.default_rng(0))
+    model = Adder(config, rng=np.random.default_rng(0), dtype=_dtype_from(metadata, path))
     _load(model, path, metadata)
     return model, saved
 
 
 def save_counter(model: Counter, path: str | os.PathLike) -> None:
-    """Write the counter's two parameters to `path` (.npz)."""
+    """Write the counter's two parameters and their dtype to `path` (.npz)."""
     _write(model, path, {"model": "counter"})
 
 
 def load_counter(path: str | os.PathLike) -> Counter:
-    """The counter saved in `path`."""
+    """The counter saved in `path`, in the dtype it was saved in."""
     metadata = _metadata(path, "counter")
-    model = Counter()
+    model = Counter(dtype=_dtype_from(metadata, path))
     _load(model, path, metadata)
     return model
 
 
 def _write(model: Any, path: str | os.PathLike, metadata: dict[str, str]) -> None:
+    """Save `model` with `metadata` and the dtype of its parameters (all share one)."""
+    metadata = {**metadata, "dtype": str(next(iter(model.parameters())).dtype)}
     try:
         mg.save(model, path, metadata=metadata)
     except OSError as error:
@@ -122,12 +129,24 @@ def _metadata(path: str | os.PathLike, kind: str) -> dict[str, str]:
         metadata = read_metadata(path)
     saved = metadata.get("model")
     if saved != kind:
-        what = (f"a {saved} model" if saved in _KINDS else
+        what = (f"{_article(saved)} {saved} model" if saved in _KINDS else
                 "a model of unknown kind" if saved else "no model metadata")
-        article = "an" if kind[0] in "aeiou" else "a"
-        raise ValueError(f"{os.fspath(path)} holds {what}, not {article} {kind} (save one "
+        raise ValueError(f"{os.fspath(path)} holds {what}, not {_article(kind)} {kind} (save one "
                          f"with `minigrad train {kind} --save PATH`)")
     return metadata
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def _dtype_from(metadata: dict[str, str], path: str | os.PathLike) -> np.dtype:
+    """The saved parameters' dtype (float64 for a file saved before it was recorded)."""
+    name = metadata.get("dtype", _DEFAULT_DTYPE)
+    if name not in _DTYPES:
+        raise ValueError(f"{os.fspath(path)}: the saved model has dtype={_short(name)}, not "
+                         f"one of {', '.join(_DTYPES)}")
+    return np.dtype(name)
 
 
 def _config_from(metadata: dict[str, str], path: str | os.PathLike) -> AdderConfig:

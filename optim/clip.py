@@ -22,15 +22,35 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
         total = sqrt(sum_i sum(g_i^2))
         if total > max_norm:  g_i = g_i * max_norm / (total + 1e-6)   for every i
 
+    The squares are summed in float64. Finite gradients too large for that sum (elements
+    beyond about 1e154 in float64) are still measured and clipped: the norm is then taken
+    as m * sqrt(sum_i sum((g_i / m)^2)) with m the largest |g| (and returned as inf only if
+    it exceeds the float64 range; the gradients are clipped all the same).
+
     Each clipped ``.grad`` is replaced by a new array (the old one is not written to). A
-    total that is NaN or infinite leaves the gradients as they are, for the optimizer's
-    finiteness check to report. ``max_norm`` must be > 0 (ValueError otherwise).
+    gradient holding NaN or inf makes the total NaN or inf and leaves the gradients as
+    they are, for the optimizer's finiteness check to report. ``max_norm`` must be > 0
+    (ValueError otherwise).
     """
     limit = POSITIVE("clip_grad_norm", "max_norm", max_norm)
     params = [p for p in params if getattr(p, "grad", None) is not None]
-    total = math.sqrt(sum(float(np.sum(np.square(p.grad, dtype=np.float64))) for p in params))
-    if math.isfinite(total) and total > limit:
+    grads = [p.grad for p in params]
+    with np.errstate(over="ignore"):  # an overflow of finite squares is handled below
+        total = math.sqrt(_sum_of_squares(grads))
+    if math.isfinite(total):
         scale = limit / (total + 1e-6)
+    elif total == math.inf and all(np.isfinite(g).all() for g in grads):
+        largest = max(float(np.max(np.abs(g))) for g in grads if g.size)
+        root = math.sqrt(_sum_of_squares([g / largest for g in grads]))
+        total = largest * root  # inf if beyond float64's range
+        scale = limit / largest / root  # the 1e-6 is far below float64's precision here
+    else:
+        return total
+    if total > limit:
         for p in params:
             p.grad = (p.grad * scale).astype(p.grad.dtype, copy=False)
     return total
+
+
+def _sum_of_squares(grads: list[np.ndarray]) -> float:
+    return sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads)

@@ -39,7 +39,7 @@ import abc
 import inspect
 import math
 import numbers
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeAlias
 
@@ -144,7 +144,9 @@ class ParamGroup:
 
     ``group["lr"]`` or ``group.lr`` reads a hyperparameter; ``group["lr"] = 0.01`` sets it,
     checked by the optimizer's bounds (a bad or unknown name raises and changes nothing).
-    ``group["params"]`` is the tuple of its parameters.
+    ``group["params"]`` is the tuple of its parameters. As a dict: ``"lr" in group``,
+    iteration over the keys (``"params"``, then the hyperparameters), ``keys()``,
+    ``items()``, ``get(name, default)`` and ``dict(group)``.
     """
 
     def __init__(self, optimizer: Optimizer, params: tuple[Any, ...],
@@ -180,6 +182,19 @@ class ParamGroup:
 
     def keys(self) -> list[str]:
         return ["params", *self._values]
+
+    def __contains__(self, name: object) -> bool:
+        return name == "params" or name in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """``group[name]``, or ``default`` if the group has no such key."""
+        return self.params if name == "params" else self._values.get(name, default)
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(name, self[name]) for name in self.keys()]
 
     def hyperparameters(self) -> dict[str, Any]:
         """Name -> value (a new dict)."""

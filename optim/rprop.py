@@ -19,9 +19,10 @@ class RProp(Optimizer):
     remembers the sign of its previous gradient s_prev (initially 0). At every step, with
     s = sign(g)::
 
-        if s * s_prev > 0:   Delta = min(Delta * eta_plus,  step_max)   (same sign: grow)
-        if s * s_prev < 0:   Delta = max(Delta * eta_minus, step_min)   (flipped: shrink)
+        if s * s_prev > 0:   Delta = Delta * eta_plus    (same sign: grow)
+        if s * s_prev < 0:   Delta = Delta * eta_minus   (flipped: shrink)
         if s * s_prev == 0:  Delta unchanged
+        Delta = clip(Delta, step_min, step_max)
         p = p - s * Delta
         s_prev = s
 
@@ -38,7 +39,10 @@ class RProp(Optimizer):
     - *Gradient exactly 0*: s = 0, so that element does not move, keeps its Delta, and
       stores s_prev = 0; its next step therefore does not adapt Delta either (as on a first
       step).
-    - Delta is clipped to ``[step_min, step_max]``; ``step_init`` must lie in that range.
+    - Delta is clipped to ``[step_min, step_max]`` at every step, as in PyTorch, so that
+      bounds changed during a run (``opt.step_max = 1.0``) hold from the next step on, for
+      every element; ``step_init`` must lie in that range. With fixed bounds the clip only
+      ever bites a grown or shrunk Delta.
 
     This is the tutorial's rule (Delta starts at 0.001, eta_plus 1.2, eta_minus 0.5; 500
     full-batch iterations from w_x = -1.5, w_rec = 2) with two deliberate refinements: a
@@ -64,8 +68,10 @@ class RProp(Optimizer):
             keeps its Delta and stores s_prev = NaN, so its Delta never adapts again (and
             the state can no longer be loaded: ``load_state_dict`` refuses NaN).
 
-    State per parameter: ``step`` (int), ``step_size`` (Delta) and ``prev_sign`` (s_prev,
-    values -1, 0 or 1), both arrays of the parameter's shape and dtype.
+    State per parameter: ``step`` (int), ``step_size`` (Delta, > 0) and ``prev_sign``
+    (s_prev, values -1, 0 or 1), both arrays of the parameter's shape and dtype. A loaded
+    Delta outside ``[step_min, step_max]`` (bounds changed since it was saved) is accepted:
+    the next step clips it before it is used.
     """
 
     name = "rprop"
@@ -97,16 +103,19 @@ class RProp(Optimizer):
         s = np.sign(g)
         agreement = s * state["prev_sign"]
         delta = state["step_size"]
-        grown = np.minimum(delta * h.eta_plus, h.step_max)
-        shrunk = np.maximum(delta * h.eta_minus, h.step_min)
-        delta = np.where(agreement > 0, grown, np.where(agreement < 0, shrunk, delta))
+        delta = np.where(agreement > 0, delta * h.eta_plus,
+                         np.where(agreement < 0, delta * h.eta_minus, delta))
+        # Every Delta is clipped, not only a grown or shrunk one, so that bounds changed
+        # mid-run apply at once (in place: np.where made a new array).
+        np.maximum(delta, h.step_min, out=delta)
+        np.minimum(delta, h.step_max, out=delta)
         return s * delta, {"step_size": delta, "prev_sign": s}
 
     def state_problem(self, h: ParamGroup, state: State) -> str | None:
         s, delta = state["prev_sign"], state["step_size"]
         if not np.isin(s, (-1.0, 0.0, 1.0)).all():
             return "prev_sign must hold only -1, 0 or 1 (the sign of the previous gradient)"
-        if not ((delta >= h.step_min) & (delta <= h.step_max)).all():
-            return (f"step_size must lie in [step_min, step_max] = "
-                    f"[{h.step_min:g}, {h.step_max:g}]")
+        if not (delta > 0).all():
+            # Only > 0: the next step clips Delta into [step_min, step_max] before using it.
+            return "step_size must be > 0"
         return None

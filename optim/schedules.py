@@ -9,14 +9,17 @@ A schedule remembers each group's learning rate when it is made (``base_lrs``); 
         train_one_epoch(opt)
         schedule.step()
 
-Its ``state_dict`` (the epoch count and the base rates, arrays) saves and loads with
-``minigrad.save`` / ``minigrad.load`` like an optimizer's.
+Its ``state_dict`` saves and loads with ``minigrad.save`` / ``minigrad.load`` like an
+optimizer's: the epoch count and the base rates, and the schedule's own settings under its
+kind's name (``"StepLR.step_size"``, ``"StepLR.gamma"``), so that a state loads only into
+a schedule of the same kind and settings (another is refused, naming both).
 """
 
 from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -47,6 +50,10 @@ class Schedule(abc.ABC):
         self.epoch = 0
 
     @abc.abstractmethod
+    def settings(self) -> dict[str, int | float]:
+        """The schedule's own settings, name -> value (what its formula reads)."""
+
+    @abc.abstractmethod
     def lr_at(self, base: float, epoch: int) -> float:
         """The learning rate of a group whose base rate is ``base`` after ``epoch`` steps."""
 
@@ -57,17 +64,58 @@ class Schedule(abc.ABC):
             group["lr"] = self.lr_at(base, self.epoch)
 
     def state_dict(self) -> dict[str, np.ndarray]:
+        """``epoch``, ``base_lrs`` and ``<kind>.<setting>`` for each setting (arrays)."""
+        kind = type(self).__name__
         return {"epoch": np.array(self.epoch, dtype=np.int64),
-                "base_lrs": np.array(self.base_lrs, dtype=np.float64)}
+                "base_lrs": np.array(self.base_lrs, dtype=np.float64),
+                **{f"{kind}.{name}": np.array(value)
+                   for name, value in self.settings().items()}}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the epoch count and the base rates from :meth:`state_dict` output of a
+        schedule of this kind and settings; anything else raises ValueError naming both,
+        and changes nothing."""
         owner = f"{type(self).__name__}.load_state_dict"
+        saved = _saved_schedule(state)
+        if saved != repr(self):
+            raise ValueError(f"{owner}: the state is of {saved}, this schedule is {self!r}")
+        mine = self.state_dict()
+        if set(state) != set(mine):
+            raise ValueError(f"{owner}: the state dict does not fit: missing "
+                             f"{sorted(set(mine) - set(state))}, unexpected "
+                             f"{sorted(map(str, set(state) - set(mine)))}")
         epoch = int(np.asarray(state["epoch"]))
         base = np.asarray(state["base_lrs"], dtype=np.float64)
         if epoch < 0 or base.shape != (len(self.base_lrs),) or not (base >= 0).all():
             raise ValueError(f"{owner}: expected an epoch >= 0 and {len(self.base_lrs)} base "
                              f"rates >= 0, got {epoch} and {base.tolist()}")
         self.epoch, self.base_lrs = epoch, base.tolist()
+
+    def __repr__(self) -> str:
+        return _schedule_text(type(self).__name__, self.settings())
+
+
+def _schedule_text(kind: str, settings: Mapping[str, Any]) -> str:
+    return f"{kind}({', '.join(f'{name}={value!r}' for name, value in settings.items())})"
+
+
+def _saved_schedule(state: Mapping[str, Any]) -> str:
+    """The schedule a state dict was saved by, as its repr (``StepLR(step_size=2, ...)``),
+    from its ``<kind>.<setting>`` entries."""
+    kinds: dict[str, dict[str, Any]] = {}
+    for key, value in state.items():
+        kind, dot, name = str(key).partition(".")
+        if dot:
+            kinds.setdefault(kind, {})[name] = _setting(value)
+    if not kinds:
+        return "a schedule of unknown kind (no <kind>.<setting> entries)"
+    return " and ".join(_schedule_text(kind, settings) for kind, settings in kinds.items())
+
+
+def _setting(value: Any) -> Any:
+    """A saved setting as the Python number it was (a 0-d array's item)."""
+    array = np.asarray(value)
+    return array.item() if array.shape == () and array.dtype.kind in "iuf" else value
 
 
 class StepLR(Schedule):
@@ -79,6 +127,9 @@ class StepLR(Schedule):
         self.gamma = _POSITIVE_FACTOR("StepLR", "gamma", gamma)
         super().__init__(optimizer)
 
+    def settings(self) -> dict[str, int | float]:
+        return {"step_size": self.step_size, "gamma": self.gamma}
+
     def lr_at(self, base: float, epoch: int) -> float:
         return base * self.gamma ** (epoch // self.step_size)
 
@@ -89,6 +140,9 @@ class ExponentialLR(Schedule):
     def __init__(self, optimizer: Optimizer, gamma: float) -> None:
         self.gamma = _POSITIVE_FACTOR("ExponentialLR", "gamma", gamma)
         super().__init__(optimizer)
+
+    def settings(self) -> dict[str, int | float]:
+        return {"gamma": self.gamma}
 
     def lr_at(self, base: float, epoch: int) -> float:
         return base * self.gamma**epoch
@@ -103,6 +157,9 @@ class CosineAnnealingLR(Schedule):
         self.total = _positive_int("CosineAnnealingLR", "total", total)
         self.lr_min = NONNEGATIVE("CosineAnnealingLR", "lr_min", lr_min)
         super().__init__(optimizer)
+
+    def settings(self) -> dict[str, int | float]:
+        return {"total": self.total, "lr_min": self.lr_min}
 
     def lr_at(self, base: float, epoch: int) -> float:
         return self.lr_min + (base - self.lr_min) * (1 + math.cos(math.pi * epoch / self.total)) / 2

@@ -2,6 +2,7 @@
 and the refusals (another preset, another model, a missing or broken file), each one line
 with exit code 2."""
 
+import dataclasses
 import json
 import os
 import tracemalloc
@@ -140,6 +141,51 @@ def test_a_custom_config_round_trips(tmp_path):
         np.testing.assert_array_equal(p.data, q.data, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_a_model_loads_in_the_dtype_it_was_saved_in(tmp_path, dtype):
+    """Before, the dtype was not saved: a float32 adder or counter came back float64."""
+    rng = np.random.default_rng(4)
+    adder = Adder(get_preset("small")[0], rng=rng, dtype=dtype)
+    counter = Counter(rng.normal(), rng.normal(), dtype=dtype)
+    checkpoints.save_adder(adder, tmp_path / "adder.npz")
+    checkpoints.save_counter(counter, tmp_path / "counter.npz")
+    loaded, _ = checkpoints.load_adder(tmp_path / "adder.npz")
+    pairs = [*zip(adder.named_parameters(), loaded.named_parameters(), strict=True),
+             *zip(counter.named_parameters(),
+                  checkpoints.load_counter(tmp_path / "counter.npz").named_parameters(),
+                  strict=True)]
+    for (name, p), (_, q) in pairs:
+        assert q.dtype == dtype, name
+        assert q.data.tobytes() == p.data.tobytes(), name
+
+
+def test_a_file_saved_without_its_dtype_loads_as_float64(tmp_path):
+    """Files written before the dtype was recorded keep loading as they did."""
+    adder = Adder(get_preset("small")[0], rng=np.random.default_rng(5), dtype=np.float32)
+    counter = Counter(0.25, 0.75, dtype=np.float32)
+    metadata = {f.name: str(getattr(adder.config, f.name))
+                for f in dataclasses.fields(AdderConfig)}
+    mg.save(adder, tmp_path / "adder.npz", metadata={"model": "adder", "preset": "small",
+                                                       **metadata})
+    mg.save(counter, tmp_path / "counter.npz", metadata={"model": "counter"})
+    loaded, _ = checkpoints.load_adder(tmp_path / "adder.npz")
+    for (name, p), (_, q) in zip(adder.named_parameters(), loaded.named_parameters(),
+                                 strict=True):
+        assert q.dtype == np.float64, name
+        np.testing.assert_array_equal(q.data, p.data.astype(np.float64), err_msg=name)
+    loaded_counter = checkpoints.load_counter(tmp_path / "counter.npz")
+    assert loaded_counter.w_x.dtype == np.float64
+    assert (loaded_counter.w_x.item(), loaded_counter.w_rec.item()) == (0.25, 0.75)
+
+
+def test_the_article_of_the_saved_kind_is_its_own(tmp_path):
+    """Before: "holds a adder model"."""
+    path = tmp_path / "adder.npz"
+    checkpoints.save_adder(Adder(get_preset("small")[0], rng=np.random.default_rng(6)), path)
+    with pytest.raises(ValueError, match=r"holds an adder model, not a counter \(save one"):
+        checkpoints.load_counter(path)
+
+
 # --- hostile checkpoints: refused in one line, before anything large is built ------------
 
 
@@ -196,6 +242,7 @@ def test_a_config_with_a_huge_n_states_is_refused_before_building(untrained, cap
     ("preset", "huge", r"names an unknown preset 'huge'; known: small, large, keras, custom$"),
     ("n_states", "4", r"says preset 'small' but holds another config \(n_bits=7, n_states=4, "),
     ("model", "adder\nor not", r"holds a model of unknown kind, not an adder"),
+    ("dtype", "int8", r"has dtype='int8', not one of float16, float32, float64$"),
 ], ids=lambda value: value[:10] if isinstance(value, str) else None)
 def test_every_config_field_is_bounded(untrained, field, value, match):
     path, _ = untrained

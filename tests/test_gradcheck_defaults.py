@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from minigrad import OPS, Tensor, defop, nn
@@ -191,6 +192,33 @@ def test_tensors_that_require_grad_are_checked_and_the_rest_is_data():
     with pytest.raises(GradcheckError, match="argument 1"):  # argnums names exactly
         gradcheck(f, Tensor(a, requires_grad=True), b, argnums=1)
     assert gradcheck(f, a, Tensor(b, requires_grad=True), argnums=0)
+
+
+@given(logits=mst.arrays((4, 3), avoid=(0.0,)),
+       labels=hnp.arrays(np.int64, 4, elements=st.integers(0, 2)), mask=hnp.arrays(np.bool_, 4))
+@settings(max_examples=10)
+def test_integer_and_boolean_arguments_are_data_when_nothing_is_marked(logits, labels, mask):
+    """Before, nothing marked made the labels float tensors: cross_entropy refused them
+    ("labels require grad; pass an integer array") though an integer array was passed."""
+    seen = []
+
+    def loss(z, y, m, k):
+        seen.append((y, m, k))
+        return mg.cross_entropy(z, y) * k + (z.sum(axis=1) * m).sum()
+
+    assert gradcheck(loss, logits, labels, mask, 2)
+    assert all(y is labels and m is mask and k == 2 for y, m, k in seen)  # as they are
+    # broken_mul is wrong for its second operand: checked only where argnums names it
+    weights = labels + 1
+    assert gradcheck(lambda x, w: broken_mul(x, w).sum(), logits[0], weights[:3])
+    with pytest.raises(GradcheckError, match=r"^gradcheck: gradient of argument 1 "):
+        gradcheck(lambda x, w: broken_mul(x, w).sum(), logits[0], weights[:3], argnums=(0, 1))
+
+
+def test_only_integer_arguments_leave_nothing_to_check():
+    with pytest.raises(ValueError, match=r"^gradcheck: nothing to check: .*integer and "
+                                         r"boolean arguments are data unless named in argnums"):
+        gradcheck(lambda y: mg.Tensor(y * 2.0).sum(), np.array([1, 2]))
 
 
 def test_data_is_passed_as_it_is():

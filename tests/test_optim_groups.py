@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import minigrad as mg
 from minigrad import optim
 
 
@@ -167,6 +168,24 @@ def test_group_errors():
         optim.SGD([{"params": [p], "lr": -1}], lr=0.1)
 
 
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_a_param_group_reads_as_a_dict(name):
+    """Before, `"momentum" in group` raised TypeError, and list(group), group.get("lr"),
+    group.items() failed."""
+    settings = {"lr": 0.1} if name == "sgd" else {}
+    group = optim.create(name, [Param(np.ones(2)), Param(np.ones(3))], **settings).param_groups[0]
+    keys = group.keys()
+    assert keys == ["params", *group.hyperparameters()]
+    assert list(group) == keys and dict(group).keys() == set(keys)
+    assert group.items() == [(key, group[key]) for key in keys]
+    for key in keys:
+        assert key in group
+        assert group.get(key) is group[key]
+    for absent in ("nope", 1, None, ("lr",)):
+        assert absent not in group
+        assert group.get(absent) is None and group.get(absent, absent) is absent
+
+
 # --- schedules ------------------------------------------------------------------------------
 
 
@@ -204,6 +223,67 @@ def test_cosine_reaches_its_minimum_and_schedule_errors():
         optim.ExponentialLR(opt, gamma=-0.5)
 
 
+SCHEDULES = {
+    "StepLR": (lambda o, a, b: optim.StepLR(o, step_size=a, gamma=b),
+               "StepLR(step_size={a!r}, gamma={b!r})"),
+    "ExponentialLR": (lambda o, a, b: optim.ExponentialLR(o, gamma=b),
+                      "ExponentialLR(gamma={b!r})"),
+    "CosineAnnealingLR": (lambda o, a, b: optim.CosineAnnealingLR(o, total=a, lr_min=b),
+                          "CosineAnnealingLR(total={a!r}, lr_min={b!r})"),
+}
+SCHEDULE_SETTINGS = st.tuples(st.sampled_from(sorted(SCHEDULES)), st.integers(1, 3),
+                              st.sampled_from([0.1, 0.5]))
+
+
+@given(saved=SCHEDULE_SETTINGS, target=SCHEDULE_SETTINGS, epochs=st.integers(1, 5))
+def test_a_schedule_state_loads_only_into_its_kind_and_settings(saved, target, epochs):
+    """Before, a StepLR state loaded into a CosineAnnealingLR (or a StepLR of another
+    gamma) without a word. Refused: ValueError naming both, nothing changed."""
+    def make(kind, a, b):
+        return SCHEDULES[kind][0](optim.SGD([Param(np.ones(1))], lr=1.0), a, b)
+
+    source, schedule = make(*saved), make(*target)
+    for _ in range(epochs):
+        source.step()
+    state = source.state_dict()
+    saved_text = SCHEDULES[saved[0]][1].format(a=saved[1], b=saved[2])
+    target_text = SCHEDULES[target[0]][1].format(a=target[1], b=target[2])
+    assert (repr(source), repr(schedule)) == (saved_text, target_text)
+    if saved_text == target_text:
+        schedule.load_state_dict(state)
+        assert schedule.epoch == epochs
+        return
+    with pytest.raises(ValueError) as refused:
+        schedule.load_state_dict(state)
+    assert str(refused.value) == (f"{target[0]}.load_state_dict: the state is of {saved_text}, "
+                                  f"this schedule is {target_text}")
+    assert (schedule.epoch, schedule.base_lrs, schedule.optimizer.lr) == (0, [1.0], 1.0)
+
+
+def test_a_schedule_file_of_another_kind_or_settings_is_refused(tmp_path):
+    def sgd():
+        return optim.SGD([Param(np.ones(1))], lr=1.0)
+
+    step = optim.StepLR(sgd(), step_size=100, gamma=0.5)
+    step.step()
+    mg.save(step, tmp_path / "step.npz")
+    cosine = optim.CosineAnnealingLR(sgd(), total=4)
+    with pytest.raises(ValueError, match=r"does not fit CosineAnnealingLR: missing "
+                                         r"\['CosineAnnealingLR.total', "
+                                         r"'CosineAnnealingLR.lr_min'\]; unexpected "
+                                         r"\['StepLR.step_size', 'StepLR.gamma'\]"):
+        mg.load(cosine, tmp_path / "step.npz")
+    other = optim.StepLR(sgd(), step_size=100, gamma=0.1)
+    with pytest.raises(ValueError, match=r"^StepLR.load_state_dict: the state is of "
+                                         r"StepLR\(step_size=100, gamma=0.5\), this schedule is "
+                                         r"StepLR\(step_size=100, gamma=0.1\)$"):
+        mg.load(other, tmp_path / "step.npz")
+    assert (cosine.epoch, other.epoch) == (0, 0)
+    same = optim.StepLR(sgd(), step_size=100, gamma=0.5)
+    mg.load(same, tmp_path / "step.npz")
+    assert same.epoch == 1
+
+
 # --- clip_grad_norm -----------------------------------------------------------------------
 
 
@@ -224,6 +304,38 @@ def test_clip_grad_norm_caps_the_total_norm(grads, max_norm):
     for g, original in zip(grads, originals, strict=True):
         np.testing.assert_array_equal(g, original)  # the caller's arrays are not written
     assert params[3].grad is None
+
+
+@given(grads=parameter_sets(n=3), exponent=st.integers(150, 306),
+       max_norm=st.floats(1e-3, 20.0))
+def test_clip_grad_norm_measures_and_clips_finite_gradients_whose_squares_overflow(
+        grads, exponent, max_norm):
+    """Elements up to 1e307: their float64 squares overflow, the norm (math.hypot's,
+    which does not overflow) is still returned and the gradients clipped to it, also
+    under np.errstate(over="raise") as the command line runs."""
+    params = [Param(np.zeros_like(g)) for g in grads]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g * 10.0**exponent
+    originals = [p.grad.copy() for p in params]
+    expected = math.hypot(*(x for g in originals for x in g.ravel().tolist()))
+    with np.errstate(over="raise"):
+        total = optim.clip_grad_norm(params, max_norm)
+    assert total == pytest.approx(expected, rel=1e-12)
+    if expected > max_norm:
+        for p, g in zip(params, originals, strict=True):
+            np.testing.assert_allclose(p.grad, g / expected * max_norm, rtol=1e-12, atol=1e-300)
+            assert np.isfinite(p.grad).all()
+
+
+def test_clip_grad_norm_of_1e155_gradients_bounds_the_step():
+    """sum(g^2) overflows float64 at 4 elements of 1e155: the total is 2e155, not inf, and
+    the next step moves by lr * 0.5, not by 1e154."""
+    p = Param(np.zeros(4))
+    p.grad = np.full(4, 1e155)
+    assert optim.clip_grad_norm([p], max_norm=1.0) == pytest.approx(2e155, rel=1e-15)
+    np.testing.assert_allclose(p.grad, 0.5, rtol=1e-15)
+    optim.SGD([p], lr=0.1).step()
+    np.testing.assert_allclose(p.data, -0.05, rtol=1e-15)
 
 
 def test_clip_grad_norm_errors_and_non_finite():

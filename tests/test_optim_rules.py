@@ -141,22 +141,26 @@ def test_sgd_matches_transcription(variant, data):
 # --------------------------------------------------------------------------------------
 
 
-def rprop_reference(inits, steps, eta_plus, eta_minus, step_init, step_min, step_max):
-    """RProp- element by element, in plain Python floats."""
+def rprop_reference(inits, steps, eta_plus, eta_minus, step_init, step_min, step_max,
+                    bounds_at=None):
+    """RProp- element by element, in plain Python floats, Delta clipped at every step.
+    ``bounds_at``: per step, the (step_min, step_max) in force (default: the given ones)."""
     ps = [x.reshape(-1).tolist() for x in inits]
     deltas = [[step_init] * len(p) for p in ps]
     prevs = [[0.0] * len(p) for p in ps]
     out = []
-    for grads in steps:
+    for k, grads in enumerate(steps):
+        low, high = (step_min, step_max) if bounds_at is None else bounds_at[k]
         for i, g in enumerate(grads):
             if g is None:
                 continue
             for j, gj in enumerate(g.reshape(-1).tolist()):
                 s = 1.0 if gj > 0 else (-1.0 if gj < 0 else 0.0)
                 if s * prevs[i][j] > 0:
-                    deltas[i][j] = min(deltas[i][j] * eta_plus, step_max)
+                    deltas[i][j] *= eta_plus
                 elif s * prevs[i][j] < 0:
-                    deltas[i][j] = max(deltas[i][j] * eta_minus, step_min)
+                    deltas[i][j] *= eta_minus
+                deltas[i][j] = min(max(deltas[i][j], low), high)
                 ps[i][j] = ps[i][j] - s * deltas[i][j]
                 prevs[i][j] = s
         out.append([np.array(p).reshape(x.shape) for p, x in zip(ps, inits, strict=True)])
@@ -181,6 +185,50 @@ def test_rprop_matches_transcription(problem, hyper):
     inits, steps = problem
     got = run(lambda ps: optim.RProp(ps, **hyper), inits, steps)
     assert_trajectories_equal(got, rprop_reference(inits, steps, **hyper))
+
+
+@given(problems(max_steps=8), rprop_hyperparameters(), st.data())
+def test_rprop_clips_every_step_size_into_bounds_changed_mid_run(problem, hyper, data):
+    """Bounds changed between steps hold from the next step on for every element (also
+    those whose Delta neither grows nor shrinks), and the state stays loadable."""
+    inits, steps = problem
+    change = data.draw(st.integers(0, len(steps) - 1), label="change before step")
+    start = hyper["step_init"]
+    new = (start * data.draw(st.floats(0.1, 1.0)), start * data.draw(st.floats(1.0, 1.5)))
+    params = [Param(x.copy()) for x in inits]
+    opt = optim.RProp(params, **hyper)
+    got = []
+    for k, grads in enumerate(steps):
+        if k == change:
+            opt.step_min, opt.step_max = new
+        for p, g in zip(params, grads, strict=True):
+            p.grad = None if g is None else g.copy()
+        opt.step()
+        got.append([p.data.copy() for p in params])
+    bounds = [(hyper["step_min"], hyper["step_max"])] * change + [new] * (len(steps) - change)
+    assert_trajectories_equal(got, rprop_reference(inits, steps, **hyper, bounds_at=bounds))
+    opt.load_state_dict(opt.state_dict())
+
+
+def test_rprop_lowered_step_max_bounds_the_next_move():
+    """Delta grown to 1.44, then step_max = 1: the next moves are at most 1, and the
+    optimizer loads its own state (before the next step too)."""
+    p = Param(np.zeros(2))
+    opt = optim.RProp([p], step_init=1.0)
+    for _ in range(3):
+        p.grad = np.array([1.0, 1.0])
+        opt.step()
+    opt.step_max = 1.0
+    opt.load_state_dict(opt.state_dict())
+    before = p.data.copy()
+    p.grad = np.array([0.0, -1.0])  # element 0: zero gradient; element 1: a sign flip
+    opt.step()
+    p.grad = np.array([1.0, -1.0])  # element 0: the first move after a zero
+    opt.step()
+    shrunk = 1.0 * 1.2 * 1.2 * 0.5  # 0.72, then grown to 0.864: inside the bounds
+    np.testing.assert_allclose(p.data - before, [-1.0, shrunk + shrunk * 1.2], rtol=1e-15)
+    np.testing.assert_array_equal(opt.state_dict()["state.0.step_size"], [1.0, shrunk * 1.2])
+    opt.load_state_dict(opt.state_dict())
 
 
 def test_rprop_first_step_and_zero_gradient():

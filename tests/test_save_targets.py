@@ -6,6 +6,7 @@ empty path is refused; a file system error names the caller's path, not the temp
 
 import errno
 import os
+import re
 import socket
 import stat
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad.nn import Linear
+from minigrad.serialization import read_metadata
 
 
 def _model(seed=0):
@@ -134,6 +136,40 @@ def test_an_empty_path_is_refused_before_anything_is_written(tmp_path, monkeypat
     with pytest.raises(ValueError, match="^save: the path is empty; give a file name"):
         mg.save(_model(), "")
     assert os.listdir(tmp_path) == ["work"] and os.listdir(work) == []
+
+
+@pytest.mark.parametrize("ending", ["/", "/.", "/..", "//"])
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
+@pytest.mark.parametrize("exists", [False, True], ids=["new", "over a file"])
+def test_a_path_naming_a_directory_is_refused_before_anything_is_written(
+        tmp_path, ending, as_bytes, exists):
+    """Before, realpath dropped the separator: "ckpt/" wrote a file ckpt (replacing one
+    there), which mg.load("ckpt/") then could not open. open() refuses such a path too."""
+    if exists:
+        mg.save(_model(1), tmp_path / "ckpt")
+    before = _listing(tmp_path)
+    path = str(tmp_path / "ckpt") + ending
+    last = "a separator" if ending.endswith("/") else repr(ending.lstrip("/"))
+    with pytest.raises(ValueError, match=rf"^save: {re.escape(path)} names a directory \(it "
+                                         rf"ends in {re.escape(last)}\), not a file; give a "
+                                         rf"file name at its end, such as model.npz$"):
+        mg.save(_model(), os.fsencode(path) if as_bytes else path)
+    assert _listing(tmp_path) == before
+    if exists:
+        assert _loads_as(tmp_path / "ckpt", 1)
+
+
+def test_a_bytes_path_saves_and_loads_as_its_str(tmp_path):
+    """Before, save raised TypeError on bytes (str.startswith mixed with bytes) while load
+    took them; both take what open() takes now, and name the path decoded."""
+    path = tmp_path / "modèle.npz"
+    mg.save(_model(3), os.fsencode(path), metadata={"kind": "bytes"})
+    assert os.listdir(tmp_path) == ["modèle.npz"]
+    assert _loads_as(path, 3)
+    assert mg.load(_model(), os.fsencode(path)) == {"kind": "bytes"}
+    assert read_metadata(os.fsencode(path)) == {"kind": "bytes"}
+    with pytest.raises(ValueError, match=rf"^load: {re.escape(str(path))} does not fit "):
+        mg.load(Linear(2, 2), os.fsencode(path))
 
 
 def _no_space(monkeypatch):

@@ -100,6 +100,28 @@ def test_gradcheck_reports_a_wrong_vjp():
     assert engine / numerical == pytest.approx(1.5, rel=1e-8)
 
 
+# Functions written with Tensor methods: gradcheck calls f with Tensors on both sides.
+TENSOR_METHODS = {
+    "exp": lambda t: t.exp().sum(),
+    "relu": lambda t: t.relu(),
+    "tanh": lambda t: t.tanh(),
+    "abs": lambda t: t.abs(),
+    "max": lambda t: t.max(0, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TENSOR_METHODS))
+@given(x=mst.arrays(mst.shapes(min_dims=1), avoid=(0.0,), distinct=True))
+@settings(max_examples=10)
+def test_gradcheck_of_functions_using_tensor_methods(name, x):
+    """Before, the numerical side called f with plain arrays: AttributeError on t.exp()."""
+    f = TENSOR_METHODS[name]
+    assert gradcheck(f, x)
+    assert gradcheck(f, Tensor(x, requires_grad=True))
+    with pytest.raises(GradcheckError, match="^gradcheck: gradient of argument 0 "):
+        gradcheck(lambda t: f(broken_square(t) * 0.25), x)  # a wrong VJP still shows
+
+
 def test_gradcheck_names_the_wrong_argument():
     a, b = np.array([1.0, 2.0, 3.0]), np.array([0.5, -4.0, 1.0])
     assert gradcheck(lambda p, q: broken_mul(p, q).sum(), a, b, argnums=0)

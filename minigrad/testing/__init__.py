@@ -81,10 +81,16 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     indices), passed to `f` as they are. `argnums` (an int or a sequence of them) names
     exactly the arguments to check instead, whatever they are. When nothing is marked at
     all (no argnums, no argument that requires grad, no parameters), every argument is
-    checked, so `gradcheck(f, x, y)` on plain arrays checks x and y. (Before, plain arrays
-    were always checked: a Module's inputs now need `argnums` or `requires_grad` to be.)
+    checked but the integer and boolean ones (numbers, arrays, lists), which are data:
+    labels, indices, masks, that a step of eps cannot perturb. So `gradcheck(f, x, y)` on
+    float arrays checks x and y, and `gradcheck(lambda z, y: mg.cross_entropy(z, y),
+    logits, np.array([0, 1, 2]))` the logits only. (Before, plain arrays were always
+    checked: a Module's inputs now need `argnums` or `requires_grad` to be.)
 
-    The check runs in float64, as `torch.autograd.gradcheck` expects: each checked
+    `f` gets each checked argument as a Tensor on both sides (one that requires grad for the
+    engine's gradient, one that does not, under no_grad, for the central differences), so
+    a function written with Tensor methods (`t.exp()`, `t.relu()`, `t.max(0, True)`)
+    works. The check runs in float64, as `torch.autograd.gradcheck` expects: each checked
     argument is a float64 copy, and each parameter holds a float64 copy of its values for
     the time of the check, so a float16 or float32 model's VJP rules are checked (not its
     rounding) at the tolerances of a float64 one. Each parameter gets its own array back
@@ -106,7 +112,8 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     if not positions and not named:
         raise ValueError(f"gradcheck: nothing to check: no argument to perturb "
                          f"(argnums={argnums!r}) and no parameters (pass params=, or a "
-                         f"Module as f)")
+                         f"Module as f; integer and boolean arguments are data unless "
+                         f"named in argnums)")
     arrays = [_float_array(a).astype(np.float64, copy=False) if i in positions else a
               for i, a in enumerate(args)]
     parameters = [p for _, p in named]
@@ -139,11 +146,16 @@ def _numerical_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[i
                     parameters: list[Tensor], upstreams: list[np.ndarray],
                     eps: float) -> list[np.ndarray]:
     """Central differences of every output's projection <v, output>, for each argument at
-    `positions` then each parameter: arrays of shape (outputs,) + the perturbed one's."""
+    `positions` then each parameter: arrays of shape (outputs,) + the perturbed one's.
+    `f` is called under no_grad with the arguments at `positions` as float64 Tensors (that
+    do not require grad) and the others as they are."""
 
     def projections() -> np.ndarray:
-        # In NumPy, not the engine: an op's mistake must not cancel in the projection too.
-        outputs, _ = _as_outputs(f(*arrays))
+        # f gets Tensors, as on the engine side (so t.exp() works), made anew from the
+        # perturbed arrays at each call; the projection is in NumPy, not the engine: an
+        # op's mistake must not cancel in it too.
+        inputs = [Tensor(a) if i in positions else a for i, a in enumerate(arrays)]
+        outputs, _ = _as_outputs(f(*inputs))
         return np.array([np.sum(np.asarray(out._data if isinstance(out, Tensor) else out) * v)
                          for out, v in zip(outputs, upstreams)])
 
@@ -155,11 +167,20 @@ def _numerical_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[i
 def _checked_positions(args: Sequence[Any], argnums: int | Sequence[int] | None,
                        has_parameters: bool) -> tuple[int, ...]:
     """The arguments gradcheck perturbs: those at `argnums` if given, else the Tensors that
-    require grad, else (nothing marked, no parameters either) all of them."""
+    require grad, else (nothing marked, no parameters either) all but the integer and
+    boolean ones."""
     if argnums is not None:
         return _positions(argnums, len(args))
     marked = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad)
-    return marked if marked or has_parameters else tuple(range(len(args)))
+    if marked or has_parameters:
+        return marked
+    return tuple(i for i, a in enumerate(args) if not _integer_data(a))
+
+
+def _integer_data(a: Any) -> bool:
+    """Whether `a` holds integers or booleans (labels, indices, masks): data, not a point
+    that a step of eps can move."""
+    return not isinstance(a, Tensor) and np.asarray(a).dtype.kind in "biu"
 
 
 @contextmanager
