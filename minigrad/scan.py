@@ -200,9 +200,9 @@ class _Body:
             elif i in ys:
                 lines.append(f"GY{i} = P[{i}]" if given[i - nc] else
                              f"ZY{i} = zeros({shape}, {dtype})")
-        for j in range(nx):
+        for j in range(nx):  # (every step writes its row: no zeros to write first)
             x = inputs[nc + j]
-            lines.append(f"DX{j} = zeros((length, *{name(x.shape, 's')}), "
+            lines.append(f"DX{j} = empty((length, *{name(x.shape, 's')}), "
                          f"{name(x.dtype, 'd')})" if nc + j in grads else f"DX{j} = None")
         invariants = [i for i in range(nc + nx, len(inputs)) if i in grads]
         lines += [f"I{i} = None; O{i} = False" for i in invariants]
