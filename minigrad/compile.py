@@ -66,8 +66,15 @@ def _signature(args: tuple, mode: int) -> tuple:
     return tuple(key)
 
 
-def _program_vjp(g: np.ndarray, out: Any, backward: Callable[..., list], saved: list) -> list:
-    """The VJP of a replay's node: every input's contributions at once."""
+def _program_vjp(g: np.ndarray, out: Any, backward: Any, saved: list) -> list:
+    """The VJP of a replay's node: every input's contributions at once. Its saved values go
+    as the backward lines read them (unless the graph is retained): after a backward that
+    raised part-way, the node is released, as the sweep releases an eager node."""
+    if len(saved) != backward.saved:
+        raise RuntimeError(
+            f"backward: the graph through '{backward.name}' was already released by an "
+            "earlier backward() (one that raised part-way too); pass retain_graph=True to the "
+            "first call to backpropagate twice")
     return backward(saved, not tape.retaining.get(), g)
 
 
@@ -102,9 +109,11 @@ class _Replay:
                         for v in program.grad_inputs]
         if self.requires_grad:
             head = [f"{saved}, = s" if saved else "pass", "if free: s.clear()"]
-            self.backward = program.function(
+            backward: Any = program.function(
                 "backward(s, free, g)", head + program.backward_lines(["g"]) + ["return grads"],
                 f"compiled {name}")
+            backward.saved, backward.name = len(program.saved), self.name
+            self.backward = backward
             # For `value_and_backward`, where the result is the root and the leaves are
             # reached by nothing else: each leaf's contributions added up in the program.
             self.backward_summed = program.function(
@@ -193,7 +202,9 @@ class CompiledFunction:
         self._cache: OrderedDict[tuple, _Replay] = OrderedDict()
         self._lock = threading.Lock()
         self._name = f"compiled {getattr(fn, '__name__', 'fn')}"
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        # Its name and docstring, not its __dict__: a Module's attributes (`fn`, `traces`)
+        # would overwrite this object's own.
+        functools.update_wrapper(self, fn, updated=())  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"<compiled {getattr(self.fn, '__qualname__', self.fn)!s}>"
@@ -229,7 +240,9 @@ class CompiledFunction:
             result = replay.run(args)
             if result is not None:
                 return result
-        raise TraceError(f"compile: {self._name}'s inputs kept changing while it was traced")
+        raise TraceError(f"compile: a module attribute holding tensors was rebound each time "
+                         f"{self._name} was traced (by fn itself, or another thread), so no "
+                         "program stays valid; rebind them outside fn")
 
     def value_and_backward(self, *args: Any) -> float:
         """`loss = self(*args); loss.backward(); return loss.item()`, for a function returning

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .modes import TRACING, TraceError, current_mode
 from .ops import addmm, astype, matmul, relu, sigmoid, split, tanh
 from .tensor import Tensor
 
@@ -26,10 +27,17 @@ class Parameter(Tensor):
         return "Parameter" + super().__repr__()[len("Tensor"):]
 
 
-# Changes whenever an attribute of any Module is set or deleted: a compiled function that read
-# a module's parameters traces again rather than replay a tensor no longer there.
+# Changes whenever an attribute of any Module that held a tensor, a module or a container of
+# them is rebound or deleted (or rebound to one): a compiled function that read a module's
+# parameters traces again rather than replay a tensor no longer there. A new attribute (a
+# module being built) and a number (a counter the module keeps) change nothing it read.
 _generations = itertools.count(1)
 generation = 0
+_ABSENT = object()
+
+
+def _may_hold_tensors(value: Any) -> bool:
+    return isinstance(value, (Tensor, Module, list, tuple, dict))
 
 
 class Module:
@@ -38,14 +46,19 @@ class Module:
     `forward`."""
 
     def __setattr__(self, name: str, value: Any) -> None:
+        old = self.__dict__.get(name, _ABSENT)
         object.__setattr__(self, name, value)
-        global generation
-        generation = next(_generations)
+        if old is not _ABSENT and old is not value and (
+                _may_hold_tensors(old) or _may_hold_tensors(value)):
+            global generation
+            generation = next(_generations)
 
     def __delattr__(self, name: str) -> None:
+        old = self.__dict__.get(name, _ABSENT)
         object.__delattr__(self, name)
-        global generation
-        generation = next(_generations)
+        if _may_hold_tensors(old):
+            global generation
+            generation = next(_generations)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         forward = getattr(self, "forward", None)
@@ -73,6 +86,10 @@ class Module:
         yield from found
 
     def zero_grad(self) -> None:
+        if current_mode() >= TRACING:  # a side effect the replays would not repeat
+            raise TraceError("zero_grad() inside a traced function (minigrad.compile, "
+                             "minigrad.scan) would run only when it is traced, not on its "
+                             "replays; call it outside the function")
         for _, p in self._found(""):  # every training step: a list, no generators
             p.grad = None
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import numbers
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
@@ -88,6 +89,33 @@ for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__
               "__rmatmul__", "__neg__", "__abs__", "__getitem__", "transpose", "reshape",
               "sum", "mean", "max"):
     setattr(Tracer, _name, _numpy_method(_name))
+
+
+def _numpy_comparison(name: str, compare: np.ufunc) -> Callable[..., Any]:
+    """A comparison operator of a tracer: on tracers standing for NumPy arrays, NumPy's own
+    (a bool array, as eager mode sees it: `mask.sum()` counts in int64), else the table's
+    mask op."""
+    op = Op(name, compare, (None, None), primitive.Domain("untested"), False, False)
+    method = getattr(Tensor, name)
+
+    def comparison(self: Tracer, other: Any) -> Any:
+        trace = _ACTIVE.get()
+        if trace is None or not trace.is_raw(self) or (
+                isinstance(other, Tensor) and not trace.is_raw(other)):
+            return method(self, other)
+        if not isinstance(other, (Tensor, np.ndarray, numbers.Real)):
+            return NotImplemented
+        trace.numpy = True
+        return trace.call(op, (self, other), {})
+
+    comparison.__name__ = name
+    return comparison
+
+
+for _name, _compare in (("__lt__", np.less), ("__le__", np.less_equal),
+                        ("__gt__", np.greater), ("__ge__", np.greater_equal),
+                        ("__eq__", np.equal), ("__ne__", np.not_equal)):
+    setattr(Tracer, _name, _numpy_comparison(_name, _compare))
 
 
 class Value:

@@ -892,3 +892,98 @@ def test_a_mode_the_program_cannot_follow_is_refused(inside):
     outside = mg.no_grad() if inside.startswith("enable") else contextlib.nullcontext()
     with outside, pytest.raises(mg.TraceError, match="around the call"):
         step(np.ones((1, 1)))
+
+
+COMPARISONS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+               ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("symbol", sorted(COMPARISONS))
+def test_a_comparison_of_array_arguments_is_numpys_bool_as_in_eager(symbol, dtype):
+    """`valid = t >= 0` on an array argument is NumPy's bool array in eager mode, whose sum
+    counts in int64: so it is in the program (it was the table's 1.0/0.0 mask in the
+    array's dtype, and a float32 model's masked mean lost bits against eager mode)."""
+    rng = np.random.default_rng(4)
+    w = mg.Tensor(rng.normal(size=(3, 1)).astype(dtype), requires_grad=True)
+    compare = COMPARISONS[symbol]
+
+    def fn(x, t):
+        valid = compare(t, 0.0) if symbol in ("<", ">") else compare(0.0, t)
+        return ((x @ w - t) ** 2 * valid).sum() / (valid.sum() + 1)
+
+    step = mg.compile(fn)
+    for _ in range(3):
+        x = rng.normal(size=(6, 3)).astype(dtype)
+        t = np.round(rng.normal(size=(6, 1))).astype(dtype)
+        assert_as_eager(step, fn, [x, t], [w], symbol)
+
+
+def test_a_compiled_module_keeps_its_own_attributes_and_the_compiled_functions():
+    """`mg.compile(model)` where the model has attributes named as the compiled function's
+    own (a residual block's `fn`, a list of `traces`): the model's result (the block's
+    `fn` replaced the compiled function's, and `+ x` was silently dropped)."""
+
+    class Residual(nn.Module):
+        def __init__(self, fn):
+            self.fn, self.traces, self.cache_size = fn, [], 0
+
+        def forward(self, x):
+            return (self.fn(x) + x).sum()
+
+    model = Residual(nn.Linear(2, 2, rng=np.random.default_rng(0)))
+    step = mg.compile(model)
+    for _ in range(2):
+        assert_as_eager(step, model, [np.ones((1, 2))], list(model.parameters()))
+    assert step.traces == 1 and step.signatures == 1 and model.traces == []
+
+
+def test_a_number_a_module_keeps_or_a_new_module_does_not_retrace():
+    """A module that counts its calls in forward (`self.calls += 1`), and modules built
+    between calls, change nothing the program read: one trace (every Module attribute set
+    made it trace again, and a forward that sets one failed: 'inputs kept changing'). A
+    parameter rebound on its module still traces again."""
+
+    class Counted(nn.Module):
+        def __init__(self):
+            self.w, self.calls = nn.Parameter(np.ones((3, 2))), 0
+
+        def forward(self, x):
+            self.calls += 1
+            return (x @ self.w).sum()
+
+    model = Counted()
+    step = mg.compile(model.forward)
+    for _ in range(3):
+        assert_as_eager(step, model.forward, [np.ones((4, 3))], [model.w])
+        nn.Linear(2, 2)
+    assert step.traces == 1
+    model.w = nn.Parameter(np.full((3, 2), 2.0))
+    assert_as_eager(step, model.forward, [np.ones((4, 3))], [model.w])
+    assert step.traces == 2
+
+
+def test_backward_again_after_one_that_raised_part_way_is_refused_as_eager():
+    """A compiled node whose backward raised (an anomaly) is released, as eager mode's
+    nodes are: backward again says so (it raised 'not enough values to unpack')."""
+    w = mg.Tensor(np.array([0.0, 1.0]), requires_grad=True)
+    for fn in (lambda x: mg.sqrt(w) * x, mg.compile(lambda x: mg.sqrt(w) * x)):
+        with mg.detect_anomaly():
+            y = fn(np.ones(2))
+            with pytest.raises(mg.AnomalyError):
+                y.backward(np.ones(2))
+            with pytest.raises(RuntimeError, match="already released"):
+                y.backward(np.ones(2))
+
+
+def test_zero_grad_inside_a_traced_function_is_refused():
+    """`model.zero_grad()` inside fn would run only when fn is traced, and the replays'
+    gradients would accumulate where eager mode's are zeroed."""
+    layer = nn.Linear(2, 1, rng=np.random.default_rng(0))
+
+    def fn(x):
+        layer.zero_grad()
+        return layer(x).sum()
+
+    with pytest.raises(mg.TraceError, match="zero_grad"):
+        mg.compile(fn)(np.ones((3, 2)))
