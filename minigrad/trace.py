@@ -59,6 +59,13 @@ class Tracer(Tensor):
     def T(self) -> Tensor:
         return _as_numpy(self, (), lambda: Tensor.T.fget(self))  # type: ignore[attr-defined]
 
+    def __getattr__(self, name: str) -> Any:  # (only for what a Tensor does not have)
+        raise AttributeError(
+            f"a traced value (shape {self.shape}) has no attribute {name!r}: while a function "
+            "is traced (minigrad.compile, minigrad.scan) its arguments are tensors, with the "
+            "tensor's methods and minigrad's ops (mg.astype, mg.clip, x.max(), ...), not "
+            "NumPy's array methods; convert an array before the call if you need those")
+
 
 def _as_numpy(x: Tracer, others: tuple, method: Callable[[], Tensor]) -> Tensor:
     """`method()` (an operator or method of `x`), computed as NumPy computes it where `x`

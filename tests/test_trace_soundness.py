@@ -987,3 +987,13 @@ def test_zero_grad_inside_a_traced_function_is_refused():
 
     with pytest.raises(mg.TraceError, match="zero_grad"):
         mg.compile(fn)(np.ones((3, 2)))
+
+
+@pytest.mark.parametrize("method", ["astype", "copy", "min", "std", "tolist"])
+def test_a_numpy_method_of_an_array_argument_says_what_a_traced_value_has(method):
+    """`x.astype(np.float32)` on an array argument works in eager mode (x is NumPy's); while
+    traced, x is a tensor: the error says so and names the ops to use (it was a bare
+    "'Tracer' object has no attribute")."""
+    step = mg.compile(lambda x: getattr(x, method)().sum() * w_outside)
+    with pytest.raises(AttributeError, match=r"traced value .* minigrad's ops"):
+        step(np.ones(3))
