@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .modes import ANOMALY, current_mode
 from .tape import Cotangent, Node
 
 _ENGINE_DIR = os.path.dirname(os.path.realpath(__file__)) + os.sep
@@ -69,7 +70,9 @@ def _checked_vjps(node: Node) -> Any:
 
 
 def _check(node: Node, i: int, g: Any, shape: Any) -> None:
-    if g is None:  # no gradient reached this input (a scan's operand the body never used)
+    # Checked in the mode of the thread running backward: a node recorded in the mode (or
+    # wrapped by an earlier backward in it) is not checked by a backward outside it.
+    if g is None or not current_mode() & ANOMALY:  # (None: no gradient reached this input)
         return
     values = g.densify(shape, node.dtype) if isinstance(g, Cotangent) else g
     if values.dtype == object:  # the parts of a multi-output node's cotangent (scan's)

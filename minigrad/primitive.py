@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from . import anomaly
-from .modes import RECORDING, TRACING, current_mode
+from .modes import RECORDING, TRACING, TraceError, current_mode
 from .tape import Node
 from .tensor import Tensor, _make
 
@@ -228,6 +228,8 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         needs_grad = False
         for x in operands:
             if isinstance(x, Tensor):
+                if x.__class__ is traced_class:  # a trace's value, here outside its trace
+                    raise _escaped(name, x)
                 if keeps and not x._shared:  # the node keeps its array: copy-on-write
                     if x._exposed:  # handed out: frozen, or a copy (Tensor._share)
                         arrays.append(x._share())
@@ -285,6 +287,16 @@ def _no_trace(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tenso
 
 # Set by `minigrad.trace`: the innermost trace of this thread records the call.
 trace_hook: Callable[[Op, Sequence[Any], dict[str, Any]], Tensor] = _no_trace
+# Set by `minigrad.trace`: the class of a traced value, which no op outside its trace takes.
+traced_class: type | None = None
+
+
+def _escaped(name: str, x: Tensor) -> TraceError:
+    shape = "unknown, its trace ended" if x._data is None else x._data.shape
+    return TraceError(
+        f"{name}: a traced value (shape {shape}) used outside its trace: in another thread "
+        "or context than the traced function's, or after the trace ended (stored somewhere "
+        "outside the function); compute with it inside the traced function")
 
 
 def _share_view(operands: Sequence[Any], out: np.ndarray) -> np.ndarray:

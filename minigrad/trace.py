@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import anomaly, modes, primitive, tape, tensor
-from .modes import ANOMALY, RECORDING, TRACING, TraceError, current_mode
+from .modes import ANOMALY, RECORDING, TRACING, TraceError, current_mode, refuse_traced
 from .primitive import Op
 from .tensor import Tensor, tensor_array
 
@@ -59,12 +59,37 @@ class Tracer(Tensor):
     def T(self) -> Tensor:
         return _as_numpy(self, (), lambda: Tensor.T.fget(self))  # type: ignore[attr-defined]
 
+    # Python reads no traced value, from any thread or context (the trace's own refuses any
+    # tensor's: `modes.refuse_traced`), nor after the trace.
+    @property  # type: ignore[override, misc]
+    def data(self) -> np.ndarray:
+        raise refuse_traced(".data", _shape(self))
+
+    def item(self) -> float:
+        raise refuse_traced(".item()", _shape(self))
+
+    def numpy(self) -> np.ndarray:
+        raise refuse_traced(".numpy()", _shape(self))
+
+    def __float__(self) -> float:
+        raise refuse_traced("float()", _shape(self))
+
+    def __bool__(self) -> bool:
+        raise refuse_traced("bool()", _shape(self))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise refuse_traced("NumPy (np.asarray, a ufunc, ...)", _shape(self))
+
     def __getattr__(self, name: str) -> Any:  # (only for what a Tensor does not have)
         raise AttributeError(
-            f"a traced value (shape {self.shape}) has no attribute {name!r}: while a function "
+            f"a traced value (shape {_shape(self)}) has no attribute {name!r}: while a function "
             "is traced (minigrad.compile, minigrad.scan) its arguments are tensors, with the "
             "tensor's methods and minigrad's ops (mg.astype, mg.clip, x.max(), ...), not "
             "NumPy's array methods; convert an array before the call if you need those")
+
+
+def _shape(x: Tracer) -> Any:
+    return "unknown, its trace ended" if x._data is None else x._data.shape
 
 
 def _as_numpy(x: Tracer, others: tuple, method: Callable[[], Tensor]) -> Tensor:
@@ -425,6 +450,7 @@ def _made(t: Tensor, data: Any) -> None:
 
 
 primitive.trace_hook = _record
+primitive.traced_class = Tracer
 tensor.trace_new_tensor = _made
 
 

@@ -997,3 +997,24 @@ def test_a_numpy_method_of_an_array_argument_says_what_a_traced_value_has(method
     step = mg.compile(lambda x: getattr(x, method)().sum() * w_outside)
     with pytest.raises(AttributeError, match=r"traced value .* minigrad's ops"):
         step(np.ones(3))
+
+
+def test_a_traced_value_used_in_another_thread_is_refused():
+    """An op on a traced value in another thread (a pool worker: outside the trace's
+    context) computed eagerly on the trace's sample, which the program then replayed as a
+    constant: [3, 3] for x = 5 where eager gives [11, 11]. Refused, in compile and scan."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        step = mg.compile(lambda x: pool.submit(lambda: x * 2.0).result() + 1.0)
+        with pytest.raises(mg.TraceError, match="outside its trace"):
+            step(np.full(2, 1.0))
+
+        def body(c, x):
+            return pool.submit(lambda: mg.tanh(c)).result(), None
+
+        with pytest.raises(mg.TraceError, match="outside its trace"):
+            mg.scan(body, np.full(2, 1.0), length=2)
+        reader = mg.compile(lambda x: x + pool.submit(lambda: x.data.sum()).result())
+        with pytest.raises(mg.TraceError, match=r"\.data"):
+            reader(np.full(2, 1.0))
