@@ -182,7 +182,7 @@ def test_a_saved_counter_can_be_evaluated(run, tmp_path):
     lines = succeeded(run("eval", "counter", "--model", str(path), "--samples", "300",
                           "--length", "12", "--seed", "3"))
     model = checkpoints.load_counter(path)
-    expected = runs.evaluate_counter(model, 300, 12, 3)
+    expected = runs.evaluate_counter(model, 300, 12, runs.held_out_seed(3))
     assert expected.right == 1.0  # the trained counter counts every sequence right
     assert lines == [f"counter from {path} (w_x = {model.w_x.item():.4f}, w_rec = "
                      f"{model.w_rec.item():.4f}): {expected} on 300 fresh sequences of 12 "
@@ -389,7 +389,7 @@ def test_eval_adder_runs_in_batches_of_at_most_10000(run, saved_adder, monkeypat
     lines = succeeded(run("eval", "adder", "--model", str(saved_adder), "--samples", "25000"))
     assert batches == [10_000, 10_000, 5000]
     model, _ = checkpoints.load_adder(saved_adder)
-    assert lines == [f"small adder from {saved_adder}: {runs.evaluate_adder(model, 25000, 0)} "
+    assert lines == [f"small adder from {saved_adder}: {runs.evaluate_adder(model, 25000, [0, 1])} "
                      f"on 25000 fresh sums (operands below 64, seed 0)"]
 
 
