@@ -289,7 +289,7 @@ def test_a_pipe_closed_early_does_not_cancel_training(tmp_path, lines_read, mode
         os.close(writer)
     else:
         process = command("train", model, "--save", str(path), stdout=subprocess.PIPE)
-        assert process.stdout.readline().startswith(f"Training the ")
+        assert process.stdout.readline().startswith("Training the ")
         process.stdout.close()
     err = process.stderr.read()
     assert process.wait(timeout=TIMEOUT) == 0, err
