@@ -13,8 +13,10 @@ commands:
 `train ... --plot DIR` draws the figures (needs matplotlib), `--save PATH` keeps the model.
 Every command runs NumPy's BLAS on one thread (`--threads N`, before or after the command,
 to change it): the models' matrices are small, and more threads only wait on each other.
-Exit status: 0 done (a training run that did not learn ends with a warning line on stderr),
-2 a bad option or file (one line on stderr), 130 interrupted.
+Exit status: 0 done (a training run that did not learn ends with a warning line on stderr;
+output piped into a reader that stops early, like `head`, is dropped while the command runs
+to the end, saving and drawing as asked), 2 a bad option or file, or standard output that
+could not be written (one line on stderr), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -320,8 +322,8 @@ def _eval_parser(commands_: Any) -> None:
                                f"{_COUNTER.length}, as in training)")
     evaluate.add_argument("--seed", type=nonnegative_int, default=0,
                           help="seed of the fresh data: the held-out sums `train adder "
-                               "--seed N` reports its accuracy on (--samples 1000, as "
-                               "its --test-samples, gives the same numbers); for a "
+                               "--seed N` reports its accuracy on (--samples equal to "
+                               "its --test-samples gives the same numbers); for a "
                                "counter, sequences apart from the training ones of `train "
                                "counter --seed N` (default: %(default)s)")
     _threads(evaluate)
@@ -461,6 +463,13 @@ class _StandardOutput(io.TextIOBase):
 
     def isatty(self) -> bool:
         return self.failure is None and self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]  # read-only, as sys.stdout.encoding
+        return getattr(self.stream, "encoding", "utf-8")
 
     def _drop(self, error: OSError) -> None:
         self.failure = error

@@ -53,8 +53,9 @@ class Outputs:
     quiet: bool = False
 
     def check(self) -> None:
-        """Refuse paths that cannot be written (ValueError naming the option), and a missing
-        matplotlib for `plot_dir`, before any training is spent."""
+        """Refuse paths that cannot be written (ValueError naming the option), a figures'
+        directory where the model's file goes, and a missing matplotlib for `plot_dir`,
+        before any training is spent."""
         if self.save_path is not None:
             check_output_file(self.save_path, "--save")
         if self.plot_dir is not None:
