@@ -492,6 +492,8 @@ def _lost_output(failure: OSError, args: argparse.Namespace) -> str:
         done.append(f"the model was saved to {args.save}")
     if getattr(args, "plot", None) is not None:
         done.append(f"the figures were drawn into {args.plot}")
+    if args.command == "train" and not done:
+        done.append("without --save the model was not kept")
     finished = f"; the command ran to the end: {' and '.join(done)}" if done else ""
     return (f"cannot write to standard output ({failure.strerror or failure}): the rest of "
             f"the output was dropped{finished}")
