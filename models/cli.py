@@ -11,20 +11,24 @@ commands:
   minigrad graph counter|adder      the loss's computation graph as Graphviz DOT
 
 `train ... --plot DIR` draws the figures (needs matplotlib), `--save PATH` keeps the model.
-Every command runs NumPy's BLAS on one thread (`--threads N` to change it): the models'
-matrices are small, and more threads only wait on each other.
-Exit status: 0 done (a training run that did not learn ends with a warning line on stderr),
-2 a bad option or file (one line on stderr), 130 interrupted.
+Every command runs NumPy's BLAS on one thread (`--threads N`, before or after the command,
+to change it): the models' matrices are small, and more threads only wait on each other.
+Exit status: 0 done (a training run that did not learn ends with a warning line on stderr;
+output piped into a reader that stops early, like `head`, is dropped while the command runs
+to the end, saving and drawing as asked), 2 a bad option or file, or standard output that
+could not be written (one line on stderr), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -107,6 +111,20 @@ def _hyperparameter(optimizer: type[optim.Optimizer], field: str) -> Callable[[s
     return parse
 
 
+# RProp's smallest and largest step, which bound its first (no option changes them).
+_RPROP_STEPS = tuple(inspect.signature(optim.RProp).parameters[name].default
+                     for name in ("step_min", "step_max"))
+
+
+def _step_init(text: str) -> float:
+    value = _real(text)
+    low, high = _RPROP_STEPS
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be in [{low:g}, {high:g}], RProp's smallest "
+                                         f"and largest step, got {text}")
+    return value
+
+
 # --- the parser ------------------------------------------------------------------------------
 
 
@@ -124,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version",
                         version=f"minigrad {minigrad.__version__}")
+    parser.add_argument("--threads", type=nonnegative_int, default=1, help=_THREADS_HELP)
     commands_ = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _train_parsers(commands_)
     _compare_parser(commands_)
@@ -159,9 +178,10 @@ def _train_parsers(commands_: Any) -> None:
     counter.add_argument("--eta-minus", type=_hyperparameter(optim.RProp, "eta_minus"),
                          default=_COUNTER.eta_minus,
                          help="RProp's step shrink when the sign flips (default: %(default)s)")
-    counter.add_argument("--step-init", type=_hyperparameter(optim.RProp, "step_init"),
-                         default=_COUNTER.step_init,
-                         help="RProp's first step size (default: %(default)s)")
+    low, high = _RPROP_STEPS
+    counter.add_argument("--step-init", type=_step_init, default=_COUNTER.step_init,
+                         help=f"RProp's first step size, in [{low:g}, {high:g}]: RProp's "
+                              f"smallest and largest step (default: %(default)s)")
     counter.add_argument("--seed", type=nonnegative_int, default=_COUNTER.seed,
                          help="seed of the training sequences (default: %(default)s)")
     _outputs(counter, "counter")
@@ -198,7 +218,9 @@ def _train_parsers(commands_: Any) -> None:
                             "this many times, while a run ends below 100%% of held-out sums "
                             "(default: %(default)s)")
     adder.add_argument("--test-samples", type=positive_int, default=1000,
-                       help="fresh sums for the held-out accuracy (default: %(default)s)")
+                       help="fresh sums for the held-out accuracy, drawn apart from the "
+                            "training sums; `eval adder --seed N` draws the same ones "
+                            "(default: %(default)s)")
     seeds = ", ".join(f"{name} {seed}" for name, seed in DEFAULT_SEEDS.items())
     adder.add_argument("--seed", type=nonnegative_int, default=None,
                        help=f"seed of the initialisation and the data (default: the preset's, "
@@ -227,11 +249,16 @@ def _outputs(parser: argparse.ArgumentParser, model: str) -> None:
                              "for the counter in benchmarks/RESULTS.md; default: eager)")
 
 
+_THREADS_HELP = ("threads of NumPy's BLAS, before or after the command; 0 leaves the "
+                 "library's own setting (often one per core), slower for these small "
+                 "matrices (default: 1)")
+
+
 def _threads(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=nonnegative_int, default=1,
-                        help="threads of NumPy's BLAS; 0 leaves the library's own setting "
-                             "(often one per core), slower for these small matrices "
-                             "(default: %(default)s)")
+    # Without a default here: a value given before the command (`minigrad --threads 2
+    # train ...`) stays unless the command's own --threads replaces it.
+    parser.add_argument("--threads", type=nonnegative_int, default=argparse.SUPPRESS,
+                        help=_THREADS_HELP)
 
 
 def _compare_parser(commands_: Any) -> None:
@@ -243,10 +270,11 @@ def _compare_parser(commands_: Any) -> None:
         "and backward pass of each, timed in alternation.")
     compare.add_argument("model", choices=["counter", "adder"], metavar="MODEL",
                          help="counter or adder")
-    compare.add_argument("--preset", choices=sorted(PRESETS), default="small",
-                         help="the adder's architecture (default: %(default)s)")
-    compare.add_argument("--batch-size", type=positive_int, default=100,
-                         help="sums in the adder's batch (default: %(default)s)")
+    compare.add_argument("--preset", choices=sorted(PRESETS),
+                         help="adder only: the architecture (default: small)")
+    compare.add_argument("--batch-size", type=positive_int,
+                         help="adder only: sums in the batch (default: 100; the counter's "
+                              "batch is its 20 training sequences)")
     compare.add_argument("--repeats", type=positive_int, default=200,
                          help="timed steps of each (default: %(default)s)")
     compare.add_argument("--seed", type=nonnegative_int, default=0,
@@ -293,7 +321,11 @@ def _eval_parser(commands_: Any) -> None:
                           help=f"counter only: length of the sequences (default: "
                                f"{_COUNTER.length}, as in training)")
     evaluate.add_argument("--seed", type=nonnegative_int, default=0,
-                          help="seed of the fresh data (default: %(default)s)")
+                          help="seed of the fresh data: the held-out sums `train adder "
+                               "--seed N` reports its accuracy on (--samples equal to "
+                               "its --test-samples gives the same numbers); for a "
+                               "counter, sequences apart from the training ones of `train "
+                               "counter --seed N` (default: %(default)s)")
     _threads(evaluate)
     evaluate.set_defaults(run=_evaluate, diverged="try shorter sequences (--length)")
 
@@ -307,11 +339,14 @@ def _graph_parser(commands_: Any) -> None:
                        help="counter or adder")
     graph.add_argument("--steps", type=positive_int, default=3,
                        help=f"timesteps of the sequence; at most {MAX_BITS} for the adder "
+                            f"(its sums' bits); for the counter about 500, as its state "
+                            f"doubles every step from w_rec = 2 and the squared error "
+                            f"overflows (the exact count depends on the batch's bits) "
                             f"(default: %(default)s)")
     graph.add_argument("--batch-size", type=positive_int, default=2,
                        help="sequences in the batch (default: %(default)s)")
-    graph.add_argument("--preset", choices=sorted(PRESETS), default="small",
-                       help="the adder's architecture (default: %(default)s)")
+    graph.add_argument("--preset", choices=sorted(PRESETS),
+                       help="adder only: the architecture (default: small)")
     _threads(graph)
     graph.set_defaults(run=_graph, diverged="try fewer --steps")
 
@@ -358,9 +393,21 @@ def _train_adder(args: argparse.Namespace) -> int:
     return commands.train_adder(training, commands.Outputs(args.plot, args.save, args.quiet))
 
 
+def _adder_only(args: argparse.Namespace, options: dict[str, str], command: str) -> None:
+    """Refuse, for the counter, an option given that only the adder has."""
+    if args.model != "counter":
+        return
+    for option, field in options.items():
+        if getattr(args, field) is not None:
+            raise _UsageError(f"argument {option}: applies to the adder only ({command} "
+                              f"adder), not to the counter")
+
+
 def _compare(args: argparse.Namespace) -> int:
-    return commands.compare(args.model, preset=args.preset, batch_size=args.batch_size,
-                            repeats=args.repeats, seed=args.seed)
+    _adder_only(args, {"--preset": "preset", "--batch-size": "batch_size"}, "compare")
+    return commands.compare(args.model, preset=args.preset or "small",
+                            batch_size=args.batch_size or 100, repeats=args.repeats,
+                            seed=args.seed)
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -383,16 +430,97 @@ def _graph(args: argparse.Namespace) -> int:
     if args.model == "adder" and args.steps > MAX_BITS:
         raise _UsageError(f"argument --steps: the adder's sums have at most {MAX_BITS} bits, "
                           f"got {args.steps}")
+    _adder_only(args, {"--preset": "preset"}, "graph")
     return commands.print_graph(args.model, steps=args.steps, batch_size=args.batch_size,
-                                preset=args.preset)
+                                preset=args.preset or "small")
+
+
+class _StandardOutput(io.TextIOBase):
+    """sys.stdout for the length of a command, outliving its reader: once a write fails (a
+    pipe closed early, as by `| head`; a full disk), the rest of the output is dropped and
+    the command goes on, so that a training run still saves its model and draws its
+    figures. `failure` is the first error (None while all is written)."""
+
+    def __init__(self, stream: TextIO):
+        super().__init__()
+        self.stream = stream
+        self.failure: OSError | None = None
+
+    def write(self, text: str) -> int:
+        if self.failure is None:
+            try:
+                self.stream.write(text)
+            except OSError as error:
+                self._drop(error)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.failure is None:
+            try:
+                self.stream.flush()
+            except OSError as error:
+                self._drop(error)
+
+    def isatty(self) -> bool:
+        return self.failure is None and self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]  # read-only, as sys.stdout.encoding
+        return getattr(self.stream, "encoding", "utf-8")
+
+    def _drop(self, error: OSError) -> None:
+        self.failure = error
+        # What the stream still holds would fail again when Python flushes it at exit:
+        # point its file descriptor at os.devnull instead.
+        try:
+            descriptor = self.stream.fileno()
+        except (OSError, ValueError):  # not a file (a test's capture)
+            return
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, descriptor)
+        os.close(null)
+
+
+def _lost_output(failure: OSError, args: argparse.Namespace) -> str:
+    """The error line for standard output that could not be written, saying what the
+    command still did."""
+    done = []
+    if getattr(args, "save", None) is not None:
+        done.append(f"the model was saved to {args.save}")
+    if getattr(args, "plot", None) is not None:
+        done.append(f"the figures were drawn into {args.plot}")
+    if args.command == "train" and not done:
+        done.append("without --save the model was not kept")
+    finished = f"; the command ran to the end: {' and '.join(done)}" if done else ""
+    return (f"cannot write to standard output ({failure.strerror or failure}): the rest of "
+            f"the output was dropped{finished}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:  # bare `minigrad`: what it can do
-        parser.print_help()
-        return 0
+    output = _StandardOutput(sys.stdout)
+    sys.stdout = output  # type: ignore[assignment]  # a TextIO in all but name
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:  # bare `minigrad`: what it can do
+            parser.print_help()
+            code = 0
+        else:
+            code = _run(args)
+        output.flush()
+    finally:
+        sys.stdout = output.stream
+    # Output piped into `head` and the like is not an error; a failed command said why.
+    if output.failure is None or isinstance(output.failure, BrokenPipeError) or code != 0:
+        return code
+    print(f"minigrad: error: {_lost_output(output.failure, args)}", file=sys.stderr)
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         # Overflow and invalid values stop the run with one line instead of warnings and
@@ -417,9 +545,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("minigrad: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # output piped into `head` and the like: not an error
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes it at exit)
-        return 0
     except OSError as error:  # a file that cannot be read or written after all
         print(f"minigrad: error: {error}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
@@ -52,13 +53,50 @@ class Outputs:
     quiet: bool = False
 
     def check(self) -> None:
-        """Refuse paths that cannot be written (ValueError naming the option), and a missing
-        matplotlib for `plot_dir`, before any training is spent."""
+        """Refuse paths that cannot be written (ValueError naming the option), a figures'
+        directory where the model's file goes, and a missing matplotlib for `plot_dir`,
+        before any training is spent."""
         if self.save_path is not None:
             check_output_file(self.save_path, "--save")
         if self.plot_dir is not None:
             check_output_directory(self.plot_dir, "--plot")
             plots.require_matplotlib()
+        if self.save_path is not None and self.plot_dir is not None:
+            model, figures = os.path.realpath(self.save_path), os.path.realpath(self.plot_dir)
+            if figures == model or figures.startswith(model + os.sep):
+                raise ValueError(f"--plot {self.plot_dir}: the figures' directory would be "
+                                 f"where --save {self.save_path} writes the model's file; "
+                                 f"give them different paths")
+
+
+    def save(self, write: Callable[[str], None]) -> None:
+        """`write(save_path)`; its failure (ValueError or OSError) as one ValueError
+        naming --save."""
+        assert self.save_path is not None
+        try:
+            write(self.save_path)
+        except (ValueError, OSError) as error:
+            raise ValueError(f"--save {self.save_path}: {_reason(error)}") from None
+
+    def draw(self, figures: Callable[[str], list[str]]) -> list[str]:
+        """`figures(plot_dir)`, the paths written; its OSError as one ValueError naming
+        --plot and saying whether the model was saved."""
+        assert self.plot_dir is not None
+        try:
+            return figures(self.plot_dir)
+        except OSError as error:
+            saved = ("" if self.save_path is None
+                     else f" (the model was saved to {self.save_path})")
+            raise ValueError(f"--plot {self.plot_dir}: cannot draw the figures: "
+                             f"{_reason(error)}{saved}") from None
+
+
+def _reason(error: Exception) -> str:
+    """An error in words: an OSError's text and the file it names, without "[Errno N]"."""
+    if isinstance(error, OSError) and error.strerror:
+        return (f"{error.strerror}: {error.filename}" if error.filename is not None
+                else error.strerror)
+    return str(error)
 
 
 @dataclass(frozen=True)
@@ -77,12 +115,21 @@ class AdderTraining:
 
 
 def check_output_file(path: str, option: str) -> None:
-    """ValueError unless `path` can be written as a file: not empty, a regular file or no
-    file yet (through a symbolic link: the file it points to), in an existing, writable
-    directory, and not read-only. A FIFO, device or directory there is refused, untouched.
-    """
+    """ValueError unless `path` can be written as a file: not empty, not ending in a
+    separator, "." or "..", no name over the file system's limit, a regular file or no file
+    yet (through a symbolic link: the file it points to), in an existing directory where a
+    file can be created (tried), and not read-only. A FIFO, device or directory there is
+    refused, untouched."""
     if not path:
         raise ValueError(f"{option}: the path is empty; give a file name, such as model.npz")
+    last = os.path.basename(path)
+    if last in ("", ".", ".."):  # realpath would drop it, and the save refuse it
+        ending = "a separator" if not last else repr(last)
+        raise ValueError(f"{option} {path}: it ends in {ending}, so it names a directory, "
+                         f"not a file; give a file name at its end, such as "
+                         f"{os.path.join(os.path.normpath(path), 'model.npz')}")
+    _check_names(path, option)
+    _check_reachable(path, option)
     target = os.path.realpath(path)  # what minigrad.save writes
     directory = os.path.dirname(target)
     if os.path.isdir(target):
@@ -104,13 +151,22 @@ def check_output_file(path: str, option: str) -> None:
                          f"{directory} is not writable")
     if os.path.exists(target) and not os.access(target, os.W_OK):
         raise ValueError(f"{option} {path}: cannot write the file: it is read-only")
+    try:  # what the checks above cannot see: a read-only mount, a file system that refuses
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise ValueError(f"{option} {path}: cannot write a file in {directory}: "
+                         f"{error.strerror or error}") from None
 
 
 def check_output_directory(path: str, option: str) -> None:
-    """ValueError unless `path` is a writable directory or can be created as one (its
-    nearest existing ancestor is a writable directory)."""
+    """ValueError unless `path` is a directory where files can be created, or can be
+    created as one (tried in its nearest existing ancestor, and removed), with no name over
+    the file system's limit."""
     if not path:
         raise ValueError(f"{option}: the path is empty; give a directory, such as figures")
+    _check_names(path, option)
+    _check_reachable(path, option)
     existing = os.path.abspath(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
@@ -121,6 +177,45 @@ def check_output_directory(path: str, option: str) -> None:
                          f"a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {path}: cannot write there: {existing} is not writable")
+    try:  # root passes os.access where a read-only or virtual file system (/sys) refuses
+        if existing == os.path.abspath(path):
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        else:
+            os.rmdir(tempfile.mkdtemp(dir=existing))
+    except OSError as error:
+        action = "write there" if existing == os.path.abspath(path) else "make the directory"
+        raise ValueError(f"{option} {path}: cannot {action}: {existing} refuses it "
+                         f"({error.strerror or error})") from None
+
+
+def _check_names(path: str, option: str) -> None:
+    """ValueError if a name in `path` is longer than its file system allows (255 bytes on
+    most): creating it would fail after training."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no answer
+        limit = 255
+    for name in os.path.normpath(path).split(os.sep):
+        if len(os.fsencode(name)) > limit:
+            raise ValueError(f"{option} {path}: a name in it is {len(os.fsencode(name))} "
+                             f"bytes long, over the file system's limit of {limit} "
+                             f"({name[:20]}...)")
+
+
+def _check_reachable(path: str, option: str) -> None:
+    """ValueError if looking `path` up fails other than by its absence (a loop of symbolic
+    links, a path too long, a directory that cannot be searched)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # the callers say which part is missing or not a directory
+    except OSError as error:
+        raise ValueError(f"{option} {path}: cannot use the path: "
+                         f"{error.strerror or error}") from None
 
 
 def _stream(stream: TextIO | None, default: str) -> TextIO:
@@ -166,10 +261,10 @@ def train_counter(settings: CounterTraining, outputs: Outputs = Outputs(), *,
     print(f"count of {''.join(str(int(b)) for b in sequence[0])}: {count:.2f} "
           f"(true: {int(sequence.sum())})", file=out)
     if outputs.save_path is not None:
-        checkpoints.save_counter(model, outputs.save_path)
+        outputs.save(lambda path: checkpoints.save_counter(model, path))
         print(f"saved the counter to {outputs.save_path}", file=out)
     if outputs.plot_dir is not None:
-        for written in plots.counter_figures(run, outputs.plot_dir):
+        for written in outputs.draw(lambda directory: plots.counter_figures(run, directory)):
             print(f"wrote {written}", file=out)
     if not run.learned():
         _warn(err, f"the counter did not learn to count (w_x = {model.w_x.item():.4g}, "
@@ -217,12 +312,13 @@ def train_adder(training: AdderTraining, outputs: Outputs = Outputs(), *,
     print(f"held-out accuracy: {run.accuracy} ({training.test_samples} sums, seed {run.seed})",
           file=out)
     if outputs.save_path is not None:
-        checkpoints.save_adder(run.model, outputs.save_path, preset=training.preset)
+        outputs.save(lambda path: checkpoints.save_adder(run.model, path,
+                                                         preset=training.preset))
         print(f"saved the {training.preset} adder to {outputs.save_path}", file=out)
     if outputs.plot_dir is not None:
-        written = plots.adder_figure(run, settings, training.preset, training.test_samples,
-                                     outputs.plot_dir)
-        print(f"wrote {written}", file=out)
+        for written in outputs.draw(lambda directory: [plots.adder_figure(
+                run, settings, training.preset, training.test_samples, directory)]):
+            print(f"wrote {written}", file=out)
     if not run.learned():
         tried = (f"after {training.restarts + 1} starts " if training.restarts else "")
         _warn(err, f"the adder did not learn to add {tried}({100 * run.accuracy.sums:.2f}% of "
@@ -284,10 +380,11 @@ def add_numbers(a: int, b: int, model_path: str, preset: str | None = None, *,
 def evaluate_adder(model_path: str, samples: int, seed: int, preset: str | None = None, *,
                    out: TextIO | None = None) -> int:
     """`minigrad eval adder --model PATH`: per-bit and whole-sum accuracy on fresh sums,
-    evaluated `runs.EVALUATION_BATCH` sums at a time."""
+    evaluated `runs.EVALUATION_BATCH` sums at a time: the held-out sums that `train adder
+    --seed <seed>` reports its accuracy on (`runs.held_out_seed`)."""
     out = _stream(out, "stdout")
     model, saved_preset = checkpoints.load_adder(model_path, preset)
-    result = runs.evaluate_adder(model, samples, seed)
+    result = runs.evaluate_adder(model, samples, runs.held_out_seed(seed))
     print(f"{saved_preset} adder from {model_path}: {result} on {samples} fresh sums "
           f"(operands below {model.config.operand_limit}, seed {seed})", file=out)
     return 0
@@ -296,10 +393,12 @@ def evaluate_adder(model_path: str, samples: int, seed: int, preset: str | None 
 def evaluate_counter(model_path: str, samples: int, length: int, seed: int, *,
                      out: TextIO | None = None) -> int:
     """`minigrad eval counter --model PATH`: how often a saved counter counts the ones of
-    fresh 0/1 sequences right, and its mean error."""
+    fresh 0/1 sequences right, and its mean error; the sequences come from
+    `runs.held_out_seed(seed)`, not the stream of `train counter --seed <seed>`'s training
+    sequences."""
     out = _stream(out, "stdout")
     model = checkpoints.load_counter(model_path)
-    result = runs.evaluate_counter(model, samples, length, seed)
+    result = runs.evaluate_counter(model, samples, length, runs.held_out_seed(seed))
     print(f"counter from {model_path} (w_x = {model.w_x.item():.4f}, w_rec = "
           f"{model.w_rec.item():.4f}): {result} on {samples} fresh sequences of {length} "
           f"(seed {seed})", file=out)

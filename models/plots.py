@@ -10,6 +10,8 @@ returns its path.
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
 PLOT_HINT = ("--plot needs matplotlib: pip install matplotlib, or pip install -e \".[plot]\" "
              "in the minigrad checkout")
+
+_TEMP_SUFFIX = ".minigrad-tmp"  # a figure being written, renamed over the target when whole
 
 # The four points of the gradient figure in part 1 of "How to implement an RNN".
 GRADIENT_POINTS: tuple[tuple[float, float, str], ...] = (
@@ -55,12 +59,37 @@ def _figure(**kwargs: Any) -> Any:
 
 
 def _save(figure: Any, path: str | os.PathLike) -> str:
+    """Write `figure` to `path` as a whole or not at all: into a temporary file beside it,
+    then renamed over it. An interrupted write (Ctrl-C, a full disk) leaves the old file,
+    or none, and removes the temporary one. The format is the extension's (PNG without)."""
     path = os.fspath(path)
-    directory = os.path.dirname(path)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    target = os.path.realpath(path)  # through a symbolic link, the file it points to
+    extension = os.path.splitext(target)[1][1:].lower()
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(target), suffix=_TEMP_SUFFIX,
+                                         prefix=f".{os.path.basename(target)[:100]}.")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            os.chmod(temporary, _mode(target))  # mkstemp makes it private (0600)
+            figure.savefig(f, dpi=100, format=extension or "png")
+        os.replace(temporary, target)
+    except BaseException as error:
+        os.unlink(temporary)
+        if isinstance(error, OSError) and error.errno is not None:
+            raise OSError(error.errno, error.strerror, path) from error  # not the temporary
+        raise
     return path
+
+
+def _mode(path: str) -> int:
+    """The permission bits of the file at `path`, or those a plain `open` gives a new one."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def plot_counter_loss_surface(X: np.ndarray, t: np.ndarray,

@@ -40,6 +40,7 @@ __all__ = [
     "count_accuracy",
     "evaluate_adder",
     "evaluate_counter",
+    "held_out_seed",
     "train_adder_once",
     "train_counter",
     "train_until_learned",
@@ -58,6 +59,15 @@ COUNTER_TEST_SEQUENCE = np.array([[1, 0, 1, 1, 0, 0, 1, 0, 1, 0]], dtype=np.floa
 EVALUATION_BATCH = 10_000
 
 Callback = Callable[[Progress], Any]
+
+
+def held_out_seed(seed: int) -> list[int]:
+    """The seed of the fresh data that measure a run of `seed`: `train adder --seed N`
+    reports its accuracy on the sums of `default_rng(held_out_seed(N))`, and `eval --seed
+    N` draws from the same stream. It is not the stream the model and the training data
+    come from (`default_rng(seed)`), though a sum or sequence may recur by chance (a small
+    adder has 64 x 64 operand pairs)."""
+    return [seed, 1]
 
 
 # --- the counter ----------------------------------------------------------------------------
@@ -119,7 +129,7 @@ def count_accuracy(model: Counter, X: np.ndarray, t: np.ndarray) -> CountAccurac
                          float(np.mean(np.abs(output - t))))
 
 
-def evaluate_counter(model: Counter, n_sequences: int, length: int, seed: int, *,
+def evaluate_counter(model: Counter, n_sequences: int, length: int, seed: int | list[int], *,
                      batch_size: int = EVALUATION_BATCH) -> CountAccuracy:
     """`count_accuracy` on `n_sequences` fresh sequences of `length` drawn from `seed`, in
     batches of at most `batch_size` sequences (memory does not grow with n_sequences)."""
@@ -156,7 +166,7 @@ def train_adder_once(config: AdderConfig, settings: TrainConfig, seed: int, *,
     """One run from the initialisation and data of `seed`; accuracy on fresh sums.
 
     One generator, `default_rng(seed)`, draws the model, then the training sums, then the
-    minibatches; the held-out sums come from `default_rng([seed, 1])`. With
+    minibatches; the held-out sums come from `default_rng(held_out_seed(seed))`. With
     `accuracy_every`, the held-out accuracy is also measured every that many steps (and at
     the last), into `AdderRun.accuracy_curve`; training is not affected. `compiled` computes
     the loss with `minigrad.compile` (the same numbers, faster).
@@ -167,7 +177,7 @@ def train_adder_once(config: AdderConfig, settings: TrainConfig, seed: int, *,
 
     def held_out() -> Accuracy:
         # The same fresh sums every time, drawn batch by batch: bounded memory.
-        return evaluate_adder(model, test_samples, [seed, 1])
+        return evaluate_adder(model, test_samples, held_out_seed(seed))
 
     curve: list[tuple[int, Accuracy]] = []
     on_step = callback

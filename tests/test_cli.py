@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
 import re
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,8 @@ from minigrad.models.adder import Adder
 from minigrad.models.cli import build_parser, main
 from minigrad.models.comparison import ENGINE_NAMES
 from minigrad.models.counter import Counter
-from minigrad.models.presets import PRESETS
+from minigrad.models.data import counting_data
+from minigrad.models.presets import PRESETS, CounterTraining
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300  # seconds; only a guard against a hang, never an assertion on speed
@@ -182,7 +185,7 @@ def test_a_saved_counter_can_be_evaluated(run, tmp_path):
     lines = succeeded(run("eval", "counter", "--model", str(path), "--samples", "300",
                           "--length", "12", "--seed", "3"))
     model = checkpoints.load_counter(path)
-    expected = runs.evaluate_counter(model, 300, 12, 3)
+    expected = runs.evaluate_counter(model, 300, 12, runs.held_out_seed(3))
     assert expected.right == 1.0  # the trained counter counts every sequence right
     assert lines == [f"counter from {path} (w_x = {model.w_x.item():.4f}, w_rec = "
                      f"{model.w_rec.item():.4f}): {expected} on 300 fresh sequences of 12 "
@@ -264,6 +267,51 @@ def test_console_script():
     assert held_out(lines)[:2] == (100.0, 100.0)
 
 
+# --- standard output that cannot be written --------------------------------------------
+
+
+def command(*args: str, **popen) -> subprocess.Popen:
+    """`minigrad args` from this checkout in a subprocess."""
+    return subprocess.Popen([sys.executable, str(ROOT / "minigrad_command.py"), *args],
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True, **popen)
+
+
+@pytest.mark.parametrize("lines_read", [0, 1])
+@pytest.mark.parametrize("model", ["counter", "adder"])
+def test_a_pipe_closed_early_does_not_cancel_training(tmp_path, lines_read, model):
+    # `minigrad train ... --save x | head -1`: the reader goes, the run finishes, saves
+    # and exits 0 without a word on stderr.
+    path = tmp_path / "model.npz"
+    if lines_read == 0:  # closed before the command writes anything
+        reader, writer = os.pipe()
+        os.close(reader)
+        process = command("train", model, "--save", str(path), stdout=writer)
+        os.close(writer)
+    else:
+        process = command("train", model, "--save", str(path), stdout=subprocess.PIPE)
+        assert process.stdout.readline().startswith("Training the ")
+        process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=TIMEOUT) == 0, err
+    assert err == ""
+    load = checkpoints.load_counter if model == "counter" else checkpoints.load_adder
+    load(path)
+
+
+def test_a_full_standard_output_says_so_after_saving(tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    path = tmp_path / "model.npz"
+    with open("/dev/full", "w") as full:
+        process = command("train", "counter", "--save", str(path), stdout=full)
+        err = process.stderr.read()
+        assert process.wait(timeout=TIMEOUT) == 2
+    assert err == ("minigrad: error: cannot write to standard output (No space left on "
+                   "device): the rest of the output was dropped; the command ran to the end: "
+                   f"the model was saved to {path}\n")
+    assert isinstance(checkpoints.load_counter(path), Counter)
+
+
 # --- output paths are checked before training -----------------------------------------------
 
 
@@ -334,6 +382,86 @@ def test_an_empty_path_is_refused_before_training(run, tmp_path, monkeypatch, no
     assert list(tmp_path.iterdir()) == []
 
 
+LONG = "n" * 300  # over the 255-byte limit of a name on most file systems
+
+
+def _loop(path):
+    os.symlink(f"{path}.other", path)
+    os.symlink(path, f"{path}.other")
+    return path
+
+
+@pytest.mark.parametrize("model", ["counter", "adder"])
+@pytest.mark.parametrize("option, where, problem", [
+    ("--save", "results/", "it ends in a separator, so it names a directory"),
+    ("--save", "a.npz/", "it ends in a separator, so it names a directory"),
+    ("--save", f"{LONG}.npz", "a name in it is 304 bytes long, over the file system's limit"),
+    ("--plot", LONG, "a name in it is 300 bytes long, over the file system's limit"),
+    ("--plot", f"new/{LONG}/figures", "a name in it is 300 bytes long"),
+    ("--save", "loop", "cannot use the path: Too many levels of symbolic links"),
+    ("--plot", "loop", "cannot use the path: Too many levels of symbolic links"),
+], ids=["save-dir/", "save-file/", "save-long-name", "plot-long-name", "plot-long-inside",
+        "save-link-loop", "plot-link-loop"])
+def test_a_path_that_would_fail_after_training_is_refused_before(
+        run, tmp_path, no_training, model, option, where, problem):
+    if where == "loop":
+        _loop(tmp_path / "loop")
+    before = {p.name: os.lstat(p) for p in tmp_path.iterdir()}
+    path = str(tmp_path / where) + ("/" if where.endswith("/") else "")
+    error = one_line_error(run("train", model, option, path))
+    assert error.startswith(f"minigrad: error: {option} {path}: {problem}"), error
+    assert {p.name: os.lstat(p) for p in tmp_path.iterdir()} == before  # nothing written
+
+
+@pytest.mark.parametrize("model", ["counter", "adder"])
+@pytest.mark.parametrize("plot", ["same", "same/figures"])
+def test_a_plot_directory_where_the_model_goes_is_refused_before_training(
+        run, tmp_path, no_training, model, plot):
+    save, figures = tmp_path / "same", tmp_path / plot
+    error = one_line_error(run("train", model, "--save", str(save), "--plot", str(figures)))
+    assert error == (f"minigrad: error: --plot {figures}: the figures' directory would be "
+                     f"where --save {save} writes the model's file; give them different paths")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_a_file_system_refuses_is_refused_before_training(run, no_training):
+    # /sys refuses new directories even to root, whom os.access lets write anywhere.
+    if not os.path.isdir("/sys/kernel") or os.path.exists("/sys/figures"):
+        pytest.skip("needs Linux's /sys")
+    error = one_line_error(run("train", "counter", "--plot", "/sys/figures"))
+    assert error.startswith("minigrad: error: --plot /sys/figures: cannot ")
+    assert not os.path.exists("/sys/figures")
+
+
+@pytest.mark.parametrize("option, value", [("--save", "model.npz"), ("--plot", "figures")])
+def test_the_check_tries_to_create(run, tmp_path, monkeypatch, no_training, option, value):
+    # Where the permission bits say yes but the file system says no (a read-only mount
+    # seen by root), the check's own attempt finds it out, and creates nothing.
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(cli.commands.tempfile, "TemporaryFile", refuse)
+    monkeypatch.setattr(cli.commands.tempfile, "mkdtemp", refuse)
+    path = tmp_path / value
+    error = one_line_error(run("train", "counter", option, str(path)))
+    assert error.startswith(f"minigrad: error: {option} {path}: cannot ")
+    assert error.endswith(f"{os.strerror(errno.EROFS)})" if option == "--plot"
+                          else os.strerror(errno.EROFS))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_save_that_fails_after_training_names_the_option(run, tmp_path, monkeypatch):
+    def full(module, path, metadata=None):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+
+    monkeypatch.setattr(checkpoints.mg, "save", full)
+    path = tmp_path / "model.npz"
+    result = run("train", "counter", "--quiet", "--save", str(path))
+    assert result.returncode == 2
+    assert result.stderr == (f"minigrad: error: --save {path}: cannot write {path}: "
+                             f"{os.strerror(errno.ENOSPC)}\n")
+
+
 def test_saving_over_a_private_model_keeps_it_private(run, tmp_path):
     path = tmp_path / "counter.npz"
     path.write_bytes(b"an older model")
@@ -366,6 +494,51 @@ def test_a_missing_plot_directory_is_created(run, tmp_path):
     assert lines[-1] == f"wrote {directory / 'counter_gradients.png'}"
 
 
+# --- eval draws what train holds out ----------------------------------------------------
+
+
+def test_eval_adder_seed_n_draws_the_held_out_sums_of_train_seed_n(run, tmp_path):
+    # One epoch on 200 sums: a model that gets some sums wrong, so that other sums would
+    # give other numbers.
+    path = tmp_path / "adder.npz"
+    lines, _ = warned(run("train", "adder", "--quiet", "--epochs", "1", "--samples", "200",
+                          "--test-samples", "500", "--seed", "3", "--save", str(path)))
+    bits, sums, count, seed = held_out(lines)
+    assert sums < 100 and (count, seed) == (500, 3)
+    lines = succeeded(run("eval", "adder", "--model", str(path), "--samples", "500",
+                          "--seed", "3"))
+    assert lines == [f"small adder from {path}: {bits:.2f}% of bits, {sums:.2f}% of whole "
+                     f"sums on 500 fresh sums (operands below 64, seed 3)"]
+
+
+@pytest.mark.parametrize("seed", [None, "5"])
+def test_eval_counter_does_not_draw_the_training_sequences(run, tmp_path, monkeypatch, seed):
+    path = tmp_path / "counter.npz"
+    checkpoints.save_counter(Counter(1.0, 1.0), path)
+    drawn = []
+    count_accuracy = runs.count_accuracy
+
+    def recording(model, X, t):
+        drawn.append(X)
+        return count_accuracy(model, X, t)
+
+    monkeypatch.setattr(runs, "count_accuracy", recording)
+    option = [] if seed is None else ["--seed", seed]
+    succeeded(run("eval", "counter", "--model", str(path), "--samples", "20", *option))
+    number = 0 if seed is None else int(seed)
+    training = runs.train_counter(CounterTraining(iterations=1, seed=number)).X
+    assert drawn[0].shape == training.shape
+    assert not np.array_equal(drawn[0], training)
+    held_out_stream = np.random.default_rng(runs.held_out_seed(number))
+    assert np.array_equal(drawn[0], counting_data(held_out_stream, 20, 10)[0])
+
+
+def test_eval_help_says_which_sums_a_seed_draws(run):
+    text = " ".join(" ".join(succeeded(run("eval", "--help"))).split())
+    assert "the held-out sums `train adder --seed N` reports its accuracy on" in text
+    assert "sequences apart from the training ones of `train counter --seed N`" in text
+
+
 # --- eval: bounded memory -------------------------------------------------------------------
 
 
@@ -389,7 +562,7 @@ def test_eval_adder_runs_in_batches_of_at_most_10000(run, saved_adder, monkeypat
     lines = succeeded(run("eval", "adder", "--model", str(saved_adder), "--samples", "25000"))
     assert batches == [10_000, 10_000, 5000]
     model, _ = checkpoints.load_adder(saved_adder)
-    assert lines == [f"small adder from {saved_adder}: {runs.evaluate_adder(model, 25000, 0)} "
+    assert lines == [f"small adder from {saved_adder}: {runs.evaluate_adder(model, 25000, [0, 1])} "
                      f"on 25000 fresh sums (operands below 64, seed 0)"]
 
 
@@ -435,6 +608,10 @@ def test_held_out_sums_are_evaluated_in_batches_too(run, monkeypatch):
         (["eval", "counter", "--model", "m.npz", "--preset", "small"], "--preset"),
         (["eval", "adder", "--model", "m.npz", "--length", "3"], "--length"),
         (["graph", "adder", "--steps", "100"], "--steps"),
+        (["compare", "counter", "--preset", "large"], "--preset"),
+        (["compare", "counter", "--batch-size", "5"], "--batch-size"),
+        (["graph", "counter", "--preset", "keras"], "--preset"),
+        (["train", "counter", "--step-init", "1000"], "--step-init"),
         (["add", "1", "-2", "--model", "m.npz"], "B"),
         (["train"], "MODEL"),
     ],
@@ -452,6 +629,27 @@ def test_a_bad_combination_names_both_options(run):
                      "training sums (--samples 50)")
 
 
+@pytest.mark.parametrize("args", [["compare", "counter", "--preset", "large"],
+                                  ["compare", "counter", "--batch-size", "5"],
+                                  ["graph", "counter", "--preset", "keras"]])
+def test_an_adder_only_option_given_for_the_counter_is_refused(run, args):
+    option = args[2]
+    assert one_line_error(run(*args)) == (f"minigrad: error: argument {option}: applies to "
+                                          f"the adder only ({args[0]} adder), not to the "
+                                          f"counter")
+
+
+def test_the_first_steps_bounds_are_in_the_options_words(run):
+    error = one_line_error(run("train", "counter", "--step-init", "1000"))
+    assert error == ("minigrad train counter: error: argument --step-init: must be in "
+                     "[1e-06, 50], RProp's smallest and largest step, got 1000")
+    help_text = " ".join(" ".join(succeeded(run("train", "counter", "--help"))).split())
+    assert "RProp's first step size, in [1e-06, 50]" in help_text
+    for bound in ("1e-06", "50"):  # a bound itself is accepted
+        assert cli.build_parser().parse_args(
+            ["train", "counter", "--step-init", bound]).step_init == float(bound)
+
+
 def test_a_file_that_is_not_a_checkpoint_is_one_line(run, tmp_path):
     path = tmp_path / "notes.npz"
     path.write_text("these are notes, not a model\n")
@@ -466,6 +664,15 @@ def test_an_overflowing_graph_suggests_what_graph_has(run):
     error = one_line_error(run("graph", "counter", "--steps", "2000"))
     assert "diverged" in error and "--steps" in error
     assert "learning rate" not in error and "--lr" not in error
+
+
+def test_graph_help_states_the_counters_limit_of_steps(run):
+    help_text = " ".join(" ".join(succeeded(run("graph", "--help"))).split())
+    limit = int(re.search(r"for the counter about (\d+), as its state doubles every step",
+                          help_text).group(1))
+    assert succeeded(run("graph", "counter", "--steps", str(limit)))[0].startswith("digraph")
+    error = one_line_error(run("graph", "counter", "--steps", str(limit + 20)))
+    assert "diverged" in error and "--steps" in error
 
 
 # --- help -----------------------------------------------------------------------------------
@@ -567,6 +774,27 @@ def test_commands_run_blas_on_the_threads_asked_for(run, monkeypatch, args, thre
         succeeded(run(*args, *option))
         assert seen == [dict.fromkeys(outside, wanted)]
         assert _blas_threads() == outside  # restored after the command
+
+
+@pytest.mark.parametrize("args, wanted", [
+    (["--threads", "3", "train", "counter"], 3),
+    (["--threads", "3", "graph", "counter"], 3),
+    (["--threads", "3", "train", "counter", "--threads", "2"], 2),  # the command's own wins
+])
+def test_threads_may_come_before_the_command(run, monkeypatch, args, wanted):
+    seen = []
+
+    def command(*args, **kwargs):
+        seen.append(set(_blas_threads().values()))
+        return 0
+
+    for name in ("train_counter", "print_graph"):
+        monkeypatch.setattr(cli.commands, name, command)
+    if not _blas_threads():
+        pytest.skip("threadpoolctl sees no BLAS library in this NumPy")
+    succeeded(run(*args))
+    assert seen == [{wanted}]
+    assert "--threads" in "\n".join(succeeded(run("--help")))
 
 
 # --- compare --------------------------------------------------------------------------------

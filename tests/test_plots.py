@@ -3,6 +3,8 @@ matplotlib is one line and exit 2, and the numbers behind the figures are right.
 
 import builtins
 import dataclasses
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -118,3 +120,77 @@ def test_the_accuracy_curve_does_not_change_training():
     assert plain.accuracy_curve == []
     assert [step for step, _ in watched.accuracy_curve] == [0, 5, 10, 12]
     assert watched.accuracy_curve[-1][1] == watched.accuracy == plain.accuracy
+
+
+# --- a figure is written whole or not at all ------------------------------------------------
+
+
+def _interrupted_savefig(self, fname, *args, **kwargs):
+    """Figure.savefig cut short by Ctrl-C after writing part of the PNG."""
+    partial = b"\x89PNG\r\n\x1a\n part of a figure"
+    if isinstance(fname, (str, os.PathLike)):
+        with open(fname, "wb") as f:
+            f.write(partial)
+    else:
+        fname.write(partial)
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("before", [None, b"a good figure drawn earlier"])
+def test_an_interrupted_figure_leaves_the_old_file_and_no_temporary(matplotlib, tmp_path,
+                                                                    monkeypatch, before):
+    from matplotlib.figure import Figure
+
+    from minigrad.models import plots
+
+    path = tmp_path / "gradients.png"
+    if before is not None:
+        path.write_bytes(before)
+    monkeypatch.setattr(Figure, "savefig", _interrupted_savefig)
+    X, t = counting_data(np.random.default_rng(0), 5, 4)
+    with pytest.raises(KeyboardInterrupt):
+        plots.plot_counter_gradients(X, t, path)
+    if before is None:
+        assert list(tmp_path.iterdir()) == []
+    else:
+        assert list(tmp_path.iterdir()) == [path] and path.read_bytes() == before
+
+
+def test_a_figure_gets_a_plain_files_permissions_and_keeps_a_private_ones(matplotlib,
+                                                                         tmp_path):
+    from minigrad.models import plots
+
+    X, t = counting_data(np.random.default_rng(0), 5, 4)
+    plain = tmp_path / "plain"
+    plain.touch()
+    new = tmp_path / "new.png"
+    plots.plot_counter_gradients(X, t, new)
+    assert stat.S_IMODE(new.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    private = tmp_path / "private.png"
+    private.write_bytes(b"an older figure")
+    private.chmod(0o600)
+    plots.plot_counter_gradients(X, t, private)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert_not_blank(private)
+    # Through a symbolic link: the file it points to is written, the link kept.
+    link = tmp_path / "link.png"
+    link.symlink_to(private)
+    plots.plot_counter_gradients(X, t, link)
+    assert link.is_symlink() and link.resolve() == private
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.png", "new.png", "plain",
+                                                          "private.png"]
+
+
+def test_a_figure_that_cannot_be_written_names_plot_and_the_saved_model(matplotlib, tmp_path,
+                                                                        capsys):
+    figures = tmp_path / "figures"
+    (figures / "counter_gradients.png").mkdir(parents=True)  # in the way of a figure
+    model = tmp_path / "counter.npz"
+    assert main(["train", "counter", "--quiet", "--plot", str(figures),
+                 "--save", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"minigrad: error: --plot {figures}: cannot draw the figures: Is a "
+                   f"directory: {figures / 'counter_gradients.png'} (the model was saved to "
+                   f"{model})\n")
+    assert model.exists()
+    assert not [p for p in figures.iterdir() if p.name.startswith(".")]  # no temporary left
