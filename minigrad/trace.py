@@ -201,6 +201,8 @@ class Trace:
 
     def __init__(self, recording: bool, anomaly: bool, reads_graph: bool = False):
         self.recording, self.anomaly = recording, anomaly
+        # The mode the function is traced in, with TRACING (what `current_mode` then reads)
+        self.mode = TRACING | (RECORDING if recording else 0) | (ANOMALY if anomaly else 0)
         # Whether the function may read tensors computed outside it (a scan's body: they are
         # the loop's operands, passed on each call, as parameters are); else TraceError.
         self.reads_graph = reads_graph
@@ -210,6 +212,7 @@ class Trace:
         self.captured: list[tuple[Value, Tensor]] = []  # tensors read from outside
         self.of: dict[int, Value] = {}  # id(tracer, captured tensor or array) -> its value
         self.keep: list[Any] = []  # what those ids name stays alive
+        self.tracers: list[Tracer] = []  # this trace's own, spent when it ends
         self.numpy = False  # the next op is NumPy's operator or method on arrays (`_as_numpy`)
         self.aliases: dict[int, tuple[Tensor, Value]] = {}  # id(argument) -> it, its value
         self.aliased: list[tuple[Tensor, Value]] = []
@@ -228,7 +231,7 @@ class Trace:
         t._data, t.grad, t.requires_grad, t._node = array, None, value.requires_grad, None
         t._shared = t._exposed = False
         self.of[id(t)] = value
-        self.keep.append(t)
+        self.tracers.append(t)
         return t
 
     def input(self, x: Tensor | np.ndarray, requires_grad: bool | None = None,
@@ -296,7 +299,7 @@ class Trace:
             out = np.asarray(out)
         vjps: Any = op.vjps
         grad = False
-        recording = self._recording()
+        recording = self.recording if current_mode() == self.mode else self._recording()
         if recording:
             for i, v in enumerate(inputs):
                 if v.requires_grad and (callable(vjps) or vjps[i] is not None):
@@ -323,8 +326,9 @@ class Trace:
         return self._tracer(value, out)
 
     def _recording(self) -> bool:
-        """Whether grad mode is on for the op being recorded: `no_grad` inside the function
-        holds for the ops in it, as in eager mode; a mode the program cannot follow raises."""
+        """Whether grad mode is on for the op being recorded, in a mode other than the
+        trace's: `no_grad` inside the function holds for the ops in it, as in eager mode; a
+        mode the program cannot follow raises."""
         mode = current_mode()
         if bool(mode & ANOMALY) != self.anomaly:
             raise TraceError("detect_anomaly entered or left inside a traced function "
@@ -343,6 +347,8 @@ class Trace:
             value.requires_grad = self.recording
         for step in self.steps:
             vjps = step.op.vjps
+            if step.out.requires_grad and not callable(vjps):  # (nothing to remake)
+                continue
             if step.numpy or not step.recording or not any(
                     x.requires_grad and (callable(vjps) or vjps[i] is not None)
                     for i, x in enumerate(step.inputs)):
@@ -365,7 +371,7 @@ class Trace:
             value = self._new(t._data, False, False, t._data)
         t.__class__ = Tracer  # our own new object: Python may not read it either
         self.of[id(t)] = value
-        self.keep.append(t)
+        self.tracers.append(t)  # type: ignore[arg-type]  (now of that class)
 
     def finish(self, outputs: Sequence[Any], what: str) -> Program:
         """The program computing `outputs` (tracers of this trace); every tracer is spent."""
@@ -381,12 +387,11 @@ class Trace:
                                  f"its inputs, got {type(out).__name__}"
                                  + (" (an input or a constant)" if value is not None else ""))
             values.append(value)
-        enclosing = {id(t) for _, t in self.captured}  # an enclosing trace's, still live
-        for x in self.keep:
-            if type(x) is Tracer and id(x) not in enclosing:
-                x._data = None  # type: ignore[assignment]
+        for t in self.tracers:  # (not an enclosing trace's tracers: those live on)
+            t._data = None  # type: ignore[assignment]
         for step in self.steps:  # (a program keeps no array of the trace's run)
-            step.arrays = ()
+            if step.arrays:
+                step.arrays = ()
         return values
 
     def key(self, outputs: Sequence[Value]) -> Any:
