@@ -371,7 +371,7 @@ class Trace:
             value = self._new(t._data, False, False, t._data)
         t.__class__ = Tracer  # our own new object: Python may not read it either
         self.of[id(t)] = value
-        self.tracers.append(t)  # type: ignore[arg-type]  (now of that class)
+        self.tracers.append(t)  # type: ignore[arg-type]
 
     def finish(self, outputs: Sequence[Any], what: str) -> Program:
         """The program computing `outputs` (tracers of this trace); every tracer is spent."""
