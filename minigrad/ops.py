@@ -1021,7 +1021,14 @@ flatten = defop("flatten", lambda x, shape: np.reshape(x, shape), _reshape_vjp,
 
 # --- compositions: functions of table ops, exported as minigrad.<name> too ------------------
 
-COMPOSITIONS = ("split",)
+COMPOSITIONS = ("split", "min")
+
+
+def min(x: Any, axis: Any = None, keepdims: bool = False) -> _Tensor:
+    """The minimum over `axis` (all of them by default), NumPy's `min`: -max(-x), whose
+    numbers are exactly NumPy's (negation is exact), so its gradient goes to the minima,
+    split evenly between ties, as `max`'s does."""
+    return neg(max(neg(x), axis, keepdims))
 
 
 def split(x: Any, sections: int | Sequence[int], axis: int = 0) -> list[_Tensor]:

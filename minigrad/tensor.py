@@ -359,6 +359,9 @@ class Tensor:
     def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         return ops.max(self, axis, keepdims)
 
+    def min(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        return ops.min(self, axis, keepdims)
+
     def reshape(self, *shape: Any) -> Tensor:
         return ops.reshape(self, *shape)
 

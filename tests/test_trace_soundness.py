@@ -989,7 +989,7 @@ def test_zero_grad_inside_a_traced_function_is_refused():
         mg.compile(fn)(np.ones((3, 2)))
 
 
-@pytest.mark.parametrize("method", ["astype", "copy", "min", "std", "tolist"])
+@pytest.mark.parametrize("method", ["astype", "copy", "argmin", "std", "tolist"])
 def test_a_numpy_method_of_an_array_argument_says_what_a_traced_value_has(method):
     """`x.astype(np.float32)` on an array argument works in eager mode (x is NumPy's); while
     traced, x is a tensor: the error says so and names the ops to use (it was a bare
