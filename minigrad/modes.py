@@ -42,12 +42,13 @@ def refuse_traced(what: str, shape: tuple[int, ...]) -> TraceError:
 
 @contextmanager
 def _set(bit: int, on: bool) -> Iterator[None]:
-    mode = _mode.get()
-    token = _mode.set(mode | bit if on else mode & ~bit)
+    before = _mode.get() & bit
+    _mode.set(_mode.get() | bit if on else _mode.get() & ~bit)
     try:
         yield
-    finally:
-        _mode.reset(token)
+    finally:  # the bit as it was, in the context the block ends in: a generator suspended
+        # in the block may end it in another (a token would refuse that, and stay set)
+        _mode.set(_mode.get() & ~bit | before)
 
 
 def no_grad() -> AbstractContextManager[None]:

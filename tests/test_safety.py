@@ -138,6 +138,35 @@ def test_each_async_task_has_its_own_grad_mode():
     assert asyncio.run(main()) == [False, True]
 
 
+def test_a_generator_suspended_in_no_grad_can_be_closed_in_another_thread():
+    """A generator paused inside `with mg.no_grad():` by one thread and closed by another
+    ends the block there without an error (the mode's reset token refused the other
+    context with a ValueError), and the closing thread records as before."""
+    def paused():
+        with mg.no_grad():
+            yield mg.is_recording()
+
+    generator = paused()
+    found: list = []
+
+    def advance():  # (this thread stays in no_grad, as it would with PyTorch: it ends here)
+        found.append(next(generator))
+
+    def close():
+        try:
+            generator.close()
+        except Exception as error:  # noqa: BLE001 (reported below)
+            found.append(error)
+        found.append(mg.is_recording())
+
+    for target in (advance, close):
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+    assert found == [False, True]
+    assert mg.is_recording()
+
+
 def test_enable_grad_records_inside_no_grad():
     x = Tensor([3.0], requires_grad=True)
     with mg.no_grad():
