@@ -229,3 +229,31 @@ def test_a_model_mismatch_names_the_parameter_and_shows_a_mapping_input_on_one_l
     assert "\n" not in message
     assert "'recurrent.weight': [[0.5, 0.5], [0.5, 0.5]]" in message
     assert message.endswith("[[[1., 1.], [1., 1.]]], [[[1.], [1.]]])")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_float32_model_is_checked_at_float32_rounding(dtype):
+    """The engine's float32 adder against the hand-written float32 BPTT of the benchmarks,
+    both right (within 2e-6 of float64): they agree to float32 rounding, which the float64
+    defaults refused (2.5 units in the last place against a 1e-7 relative tolerance); a
+    wrong rule (a gradient scaled by 1.01) is still caught."""
+    from benchmarks.handwritten import HandwrittenAdder
+
+    config = AdderConfig(n_bits=7, n_states=3)
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 2, (4, 7, 2)).astype(dtype)
+    T = rng.integers(0, 2, (4, 7, 1)).astype(dtype)
+
+    def engine_fn(X, T):
+        model = Adder(config, rng=np.random.default_rng(0), dtype=dtype)
+        return model.loss(X, T), model
+
+    def handwritten_fn(X, T, scale=1.0):
+        model = Adder(config, rng=np.random.default_rng(0), dtype=dtype)
+        hand = HandwrittenAdder(config, model.state_dict(), dtype=dtype)
+        hand.loss_and_backward(X, T)
+        return {name: p.grad * scale for name, p in hand.named_parameters()}
+
+    check_backward_at(engine_fn, handwritten_fn, X, T)
+    with pytest.raises(BackwardMismatch):
+        check_backward_at(engine_fn, lambda X, T: handwritten_fn(X, T, 1.01), X, T)

@@ -32,9 +32,12 @@ from ..nn import Module
 __all__ = ["BackwardMismatch", "check_backward", "check_backward_at"]
 
 # The gradients of one computation done in two operation orders differ by rounding, a few
-# units of 1e-16 relative per operation; these defaults leave room for thousands of
-# operations and still catch any wrong rule (which is off by much more than 1e-7).
-ATOL, RTOL = 1e-9, 1e-7
+# units in the last place per operation; the defaults, by the engine gradient's dtype,
+# leave room for thousands of operations and still catch any wrong rule (which is off by
+# much more). Float32's eps is 1.2e-7: its defaults are float64's rtol and atol far apart.
+TOLERANCES = {np.dtype(np.float64): (1e-9, 1e-7), np.dtype(np.float32): (1e-6, 1e-4),
+              np.dtype(np.float16): (1e-3, 1e-2)}
+ATOL, RTOL = TOLERANCES[np.dtype(np.float64)]
 
 
 class BackwardMismatch(AssertionError):
@@ -42,8 +45,9 @@ class BackwardMismatch(AssertionError):
 
 
 def check_backward(engine_fn: Callable[..., Any], handwritten_fn: Callable[..., Any],
-                   inputs: Any, *, argnums: int | Sequence[int] | None = None, atol: float = ATOL,
-                   rtol: float = RTOL, settings: Any = None) -> None:
+                   inputs: Any, *, argnums: int | Sequence[int] | None = None,
+                   atol: float | None = None, rtol: float | None = None,
+                   settings: Any = None) -> None:
     """Run `check_backward_at` on inputs drawn from `inputs` by Hypothesis.
 
     `inputs` is a strategy of argument tuples (a strategy of anything else gives a single
@@ -70,14 +74,15 @@ def check_backward(engine_fn: Callable[..., Any], handwritten_fn: Callable[..., 
 
 
 def check_backward_at(engine_fn: Callable[..., Any], handwritten_fn: Callable[..., Any],
-                      *args: Any, argnums: int | Sequence[int] | None = None, atol: float = ATOL,
-                      rtol: float = RTOL) -> None:
+                      *args: Any, argnums: int | Sequence[int] | None = None,
+                      atol: float | None = None, rtol: float | None = None) -> None:
     """Compare `handwritten_fn(*args)` with the engine's gradient of `engine_fn` at `args`.
 
     See the module docstring for the two forms of `engine_fn`. An element passes when
     |handwritten - engine| <= atol + rtol * |engine|; otherwise `BackwardMismatch` (an
     AssertionError) names the gradient, the worst element, both values, their difference
-    and the inputs.
+    and the inputs. By default atol and rtol are `TOLERANCES[dtype]` of the engine's
+    gradient: (1e-9, 1e-7) in float64, (1e-6, 1e-4) in float32, (1e-3, 1e-2) in float16.
     """
     engine = _engine_gradients(engine_fn, args, argnums)
     handwritten = handwritten_fn(*(_copy(a) for a in args))
@@ -130,9 +135,12 @@ def _pick(handwritten: Any, name: Any, engine: dict,
     return handwritten[list(engine).index(name)]
 
 
-def _compare(name: Any, handwritten: Any, engine: np.ndarray, atol: float, rtol: float,
-             args: tuple) -> None:
+def _compare(name: Any, handwritten: Any, engine: np.ndarray, atol: float | None,
+             rtol: float | None, args: tuple) -> None:
     label = f"'{name}'" if isinstance(name, str) else f"argument {name}"
+    default_atol, default_rtol = TOLERANCES.get(engine.dtype, (ATOL, RTOL))
+    atol = default_atol if atol is None else atol
+    rtol = default_rtol if rtol is None else rtol
     hand = np.asarray(handwritten, dtype=np.float64)
     if hand.shape != engine.shape:
         raise BackwardMismatch(f"check_backward: handwritten gradient of {label} has shape "
