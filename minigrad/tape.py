@@ -208,7 +208,7 @@ class _Cotangents:
 
 
 def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
-          capture: Collection[Any] = ()) -> dict[Any, np.ndarray]:
+          capture: Collection[Any] = (), caller: str = "backward") -> dict[Any, np.ndarray]:
     """Backpropagate `seed`, the cotangent of vertex `root`, through the graph above it.
 
     Returns the cotangent of every leaf reached and of every vertex in `capture` (a node's
@@ -220,13 +220,13 @@ def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
     """
     token = retaining.set(retain_graph)
     try:
-        return _sweep(root, seed, retain_graph, capture)
+        return _sweep(root, seed, retain_graph, capture, caller)
     finally:
         retaining.reset(token)
 
 
-def _sweep(root: Any, seed: np.ndarray, retain_graph: bool,
-           capture: Collection[Any]) -> dict[Any, np.ndarray]:
+def _sweep(root: Any, seed: np.ndarray, retain_graph: bool, capture: Collection[Any],
+           caller: str) -> dict[Any, np.ndarray]:
     cotangents = _Cotangents()
     values, owned = cotangents.values, cotangents.owned
     cotangents.add(root, seed)
@@ -243,8 +243,9 @@ def _sweep(root: Any, seed: np.ndarray, retain_graph: bool,
         vjps = node.vjps
         if vjps is None:
             raise RuntimeError(
-                f"backward: the graph through '{node.name}' was already released by an earlier "
-                "backward(); pass retain_graph=True to the first call to backpropagate twice")
+                f"{caller}: the graph through '{node.name}' was already released by an "
+                "earlier backward() or gradients(); pass retain_graph=True to the first call "
+                "to backpropagate twice")
         # Complete: every consumer of the node has been swept, so nothing adds to it again
         # (and its entry in `owned`, if any, is never read: left there rather than removed).
         g = values.pop(node)

@@ -169,7 +169,8 @@ class Tensor:
         root = self._node or self
         if is_anomaly_enabled():
             anomaly.watch_backward(root, seed, caller)
-        return tape.sweep(root, seed, retain_graph=retain_graph, capture=capture)
+        return tape.sweep(root, seed, retain_graph=retain_graph, capture=capture,
+                          caller=caller)
 
     def _seed(self, grad: Any, caller: str, role: str) -> np.ndarray:
         """The upstream gradient `grad` as an array of this tensor's shape and dtype; ones
