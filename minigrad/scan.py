@@ -147,9 +147,11 @@ class _Body:
             if y.index not in into and program.writes_into(y):
                 into[y.index] = f"Y{m}[k]"
         body += program.forward_lines(lambda v: None, inputs[nc + nx:], into)
-        for m, y in enumerate(outputs[nc:]):  # later reads of y read its buffer
-            if into.get(y.index) != f"Y{m}[k]":
-                body += [f"Y{m}[k] = {y.name}", f"{y.name} = Y{m}[k]"]
+        for m, y in enumerate(outputs[nc:]):  # later reads of y read its buffer, if it has
+            if into.get(y.index) != f"Y{m}[k]":  # the buffer's layout (a C array's)
+                body.append(f"Y{m}[k] = {y.name}")
+                if y.c_order:
+                    body.append(f"{y.name} = Y{m}[k]")
         if self.kept:
             body.append(f"saved[k] = [{', '.join(self.kept)}]")
         if nc:
@@ -392,10 +394,13 @@ def _stacked_as(program: Program, n_carry: int, n_x: int, name: str) -> tuple[st
         return "input", i
     if n_carry <= i < n_carry + n_x:
         return "xs", i - n_carry
+    # (The stacks are C arrays: a value laid out otherwise is read where it is, so that a
+    # VJP that reduces it adds in the loop's order.)
     if 0 <= i < n_carry and program.outputs[i].index in ys and sum(
-            out is program.outputs[i] for out in program.outputs[:n_carry]) == 1:
+            out is program.outputs[i] for out in program.outputs[:n_carry]) == 1 \
+            and program.inputs[i].c_order and program.outputs[i].c_order:
         return "ys", ys[program.outputs[i].index]
-    if i < 0 and index in ys:
+    if i < 0 and index in ys and program.outputs[n_carry + ys[index]].c_order:
         return "out", ys[index]
     return None
 

@@ -153,15 +153,19 @@ for _name, _compare in (("__lt__", np.less), ("__le__", np.less_equal),
 class Value:
     """A value of a program: an input, a constant, or a step's output (or residual)."""
 
-    __slots__ = ("index", "shape", "dtype", "requires_grad", "raw", "constant")
+    __slots__ = ("index", "shape", "dtype", "requires_grad", "raw", "constant", "c_order")
 
     def __init__(self, index: int, array: Any, requires_grad: bool, raw: bool,
                  constant: Any = None):
         self.index = index
         if type(array) is np.ndarray:
             self.shape, self.dtype = array.shape, array.dtype
+            # Laid out as a new C array of its shape (a loop may give it the row of a stack
+            # instead: a reduction of it then adds in the same order)
+            self.c_order = array.flags.c_contiguous
         else:
             self.shape, self.dtype = np.shape(array), np.result_type(array)
+            self.c_order = True
         self.requires_grad = requires_grad
         self.raw = raw  # eager mode would see a NumPy array here, not a tensor
         self.constant = constant  # the array or number, for a constant
@@ -399,7 +403,7 @@ class Trace:
         keys give the same program, if it reads its constants at run time (`Program.
         constants`) as it reads the tensors read from outside. The ops, their options and
         operands, every value's shape, dtype and flags, and each constant's type."""
-        values = tuple((v.shape, v.dtype, v.requires_grad, v.raw, type(v.constant))
+        values = tuple((v.shape, v.dtype, v.requires_grad, v.raw, type(v.constant), v.c_order)
                        for v in self.values)
         steps = tuple((s.op, frozen(s.options) if s.options else None,
                        tuple(x.index for x in s.inputs), s.out.index,
@@ -584,11 +588,11 @@ class Program:
 
     def writes_into(self, value: Value) -> bool:
         """Whether the step computing `value` can write it into a given array: a ufunc's
-        one output (`out=`), not 0-d."""
+        one output (`out=`), not 0-d, laid out as the C array it is written into."""
         step = next((s for s in self.steps if s.out is value), None)
         return (step is not None and isinstance(step.op.forward, np.ufunc) and not step.numpy
                 and step.op.forward.nout == 1 and not step.residual and not step.scalar
-                and value.shape != ())
+                and value.shape != () and value.c_order)
 
     def _forward_step(self, step: Step, tensor_of: Callable[[Value], str | None],
                       into: str | None = None) -> list[str]:
