@@ -250,7 +250,7 @@ def test_arrays_respect_bounds_avoid_and_distinct(request, distinct, data):
     if distinct and x.size > 1:
         gaps = np.diff(np.sort(x.ravel()))
         allowed = high - low - 2 * mst.AVOID_MARGIN * len(avoid)  # at least this much is left
-        assert gaps.min() >= allowed / x.size * (1 - 1e-9)
+        assert gaps.min() >= allowed / x.size / 2 * (1 - 1e-9)  # (half a slot: jittered)
 
 
 @given(data=st.data())

@@ -54,8 +54,9 @@ def arrays(draw, shape: Any = None, *, low: float = -3.0, high: float = 3.0,
 
     `shape` is a tuple, a strategy of tuples, or None for `shapes()`. `avoid` lists points
     (non-differentiable ones such as relu's 0) that values keep AVOID_MARGIN away from;
-    `distinct` draws values without ties (for max), spread evenly over what remains of
-    [low, high]: at least (its total length) / size apart.
+    `distinct` draws values without ties (for max), spread over what remains of [low,
+    high], each somewhere in the middle half of its own slot: at least half of (its total
+    length) / size apart.
     """
     if shape is None:
         shape = shapes()
@@ -65,9 +66,12 @@ def arrays(draw, shape: Any = None, *, low: float = -3.0, high: float = 3.0,
     pieces = _allowed_intervals(low, high, avoid)
     if distinct:
         order = np.array(draw(st.permutations(range(size))), dtype=np.float64)
+        # each value anywhere in the middle half of its slot: slots half a slot apart at
+        # least, and values other than the same evenly spaced ones on every draw
+        shift = draw(hnp.arrays(np.float64, (size,), elements=st.floats(-0.25, 0.25)))
         lengths = np.array([b - a for a, b in pieces])
         # positions along the allowed pieces laid end to end, then back onto the real line
-        along = lengths.sum() * (order + 0.5) / max(size, 1)
+        along = lengths.sum() * (order + 0.5 + shift) / max(size, 1)
         ends = np.cumsum(lengths)
         k = np.minimum(np.searchsorted(ends, along), len(pieces) - 1)
         starts = np.array([a for a, _ in pieces])
