@@ -240,9 +240,9 @@ class CompiledFunction:
             result = replay.run(args)
             if result is not None:
                 return result
-        raise TraceError(f"compile: a module attribute holding tensors was rebound each time "
-                         f"{self._name} was traced (by fn itself, or another thread), so no "
-                         "program stays valid; rebind them outside fn")
+        raise TraceError(f"compile: a module's attribute was set (by another thread) each "
+                         f"time {self._name} was traced, so no program stayed valid; set "
+                         "attributes while no compiled function is being called")
 
     def value_and_backward(self, *args: Any) -> float:
         """`loss = self(*args); loss.backward(); return loss.item()`, for a function returning

@@ -27,17 +27,12 @@ class Parameter(Tensor):
         return "Parameter" + super().__repr__()[len("Tensor"):]
 
 
-# Changes whenever an attribute of any Module that held a tensor, a module or a container of
-# them is rebound or deleted (or rebound to one): a compiled function that read a module's
-# parameters traces again rather than replay a tensor no longer there. A new attribute (a
-# module being built) and a number (a counter the module keeps) change nothing it read.
+# Changes whenever an attribute of any Module is set or deleted, outside a trace: a compiled
+# function that read a module's attributes traces again rather than replay a tensor, array or
+# number no longer there. What a traced function sets itself (`self.calls += 1` in forward)
+# is a side effect of its trace, which the replays do not repeat: it changes nothing.
 _generations = itertools.count(1)
 generation = 0
-_ABSENT = object()
-
-
-def _may_hold_tensors(value: Any) -> bool:
-    return isinstance(value, (Tensor, Module, list, tuple, dict))
 
 
 class Module:
@@ -46,17 +41,14 @@ class Module:
     `forward`."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        old = self.__dict__.get(name, _ABSENT)
         object.__setattr__(self, name, value)
-        if old is not _ABSENT and old is not value and (
-                _may_hold_tensors(old) or _may_hold_tensors(value)):
+        if current_mode() < TRACING:
             global generation
             generation = next(_generations)
 
     def __delattr__(self, name: str) -> None:
-        old = self.__dict__.get(name, _ABSENT)
         object.__delattr__(self, name)
-        if _may_hold_tensors(old):
+        if current_mode() < TRACING:
             global generation
             generation = next(_generations)
 

@@ -291,11 +291,15 @@ trace_hook: Callable[[Op, Sequence[Any], dict[str, Any]], Tensor] = _no_trace
 traced_class: type | None = None
 
 
+def traced_shape(x: Tensor) -> Any:
+    """A traced value's shape for a message: a spent one (its trace ended) has none."""
+    return "unknown, its trace ended" if x._data is None else x._data.shape
+
+
 def _escaped(name: str, x: Tensor) -> TraceError:
-    shape = "unknown, its trace ended" if x._data is None else x._data.shape
     return TraceError(
-        f"{name}: a traced value (shape {shape}) used outside its trace: in another thread "
-        "or context than the traced function's, or after the trace ended (stored somewhere "
+        f"{name}: a traced value (shape {traced_shape(x)}) used outside its trace: in another "
+        "thread or context than the traced function's, or after the trace ended (stored somewhere "
         "outside the function); compute with it inside the traced function")
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import anomaly, modes, primitive, tape, tensor
 from .modes import ANOMALY, RECORDING, TRACING, TraceError, current_mode, refuse_traced
-from .primitive import Op
+from .primitive import Op, traced_shape
 from .tensor import Tensor, tensor_array
 
 __all__ = ["Program", "Trace", "TraceError", "Tracer", "frozen", "settle"]
@@ -63,33 +63,29 @@ class Tracer(Tensor):
     # tensor's: `modes.refuse_traced`), nor after the trace.
     @property  # type: ignore[override, misc]
     def data(self) -> np.ndarray:
-        raise refuse_traced(".data", _shape(self))
+        raise refuse_traced(".data", traced_shape(self))
 
     def item(self) -> float:
-        raise refuse_traced(".item()", _shape(self))
+        raise refuse_traced(".item()", traced_shape(self))
 
     def numpy(self) -> np.ndarray:
-        raise refuse_traced(".numpy()", _shape(self))
+        raise refuse_traced(".numpy()", traced_shape(self))
 
     def __float__(self) -> float:
-        raise refuse_traced("float()", _shape(self))
+        raise refuse_traced("float()", traced_shape(self))
 
     def __bool__(self) -> bool:
-        raise refuse_traced("bool()", _shape(self))
+        raise refuse_traced("bool()", traced_shape(self))
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        raise refuse_traced("NumPy (np.asarray, a ufunc, ...)", _shape(self))
+        raise refuse_traced("NumPy (np.asarray, a ufunc, ...)", traced_shape(self))
 
     def __getattr__(self, name: str) -> Any:  # (only for what a Tensor does not have)
         raise AttributeError(
-            f"a traced value (shape {_shape(self)}) has no attribute {name!r}: while a function "
-            "is traced (minigrad.compile, minigrad.scan) its arguments are tensors, with the "
-            "tensor's methods and minigrad's ops (mg.astype, mg.clip, x.max(), ...), not "
-            "NumPy's array methods; convert an array before the call if you need those")
-
-
-def _shape(x: Tracer) -> Any:
-    return "unknown, its trace ended" if x._data is None else x._data.shape
+            f"a traced value (shape {traced_shape(self)}) has no attribute {name!r}: while a "
+            "function is traced (minigrad.compile, minigrad.scan) its arguments are tensors, "
+            "with the tensor's methods and minigrad's ops (mg.astype, mg.clip, x.max(), ...), "
+            "not NumPy's array methods; convert an array before the call if you need those")
 
 
 def _as_numpy(x: Tracer, others: tuple, method: Callable[[], Tensor]) -> Tensor:
