@@ -69,6 +69,14 @@ class Tensor:
                         "outside the graph; t.data gives the values")
 
     def __init__(self, data: Any, requires_grad: bool = False):
+        if isinstance(data, Tensor) and data.requires_grad and not requires_grad \
+                and current_mode() & RECORDING:
+            # A constant copy of a value the loss depends on: its gradient would stop here.
+            raise TypeError(
+                f"Tensor(t): t (shape {data.shape}) requires grad, and Tensor(t) is a copy "
+                "that does not: every gradient through it would be lost. Use t itself (or "
+                "an op on it) to keep the graph, t.detach() for a constant copy, or "
+                "Tensor(t, requires_grad=True) for a new leaf")
         self._data = tensor_array(data)
         self.grad = None
         self.requires_grad = bool(requires_grad)

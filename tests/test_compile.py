@@ -631,9 +631,15 @@ def test_a_tensor_made_inside_fn_from_an_argument_follows_the_argument(values):
 
 
 def test_a_tensor_made_inside_fn_from_a_traced_tensor_is_recomputed():
-    step = mg.compile(lambda x: (mg.Tensor(w_refuse * x) * x).sum())
+    step = mg.compile(lambda x: (mg.Tensor(w_refuse.detach() * x) * x).sum())
     for x in (np.ones(2), np.ones(2), np.array([3.0, -1.0])):
         assert step(x).item() == ((w_refuse.data * x) * x).sum()
+
+
+def test_a_constant_copy_of_a_value_that_needs_a_gradient_is_refused_when_traced_too():
+    step = mg.compile(lambda x: (mg.Tensor(w_refuse * x) * x).sum())
+    with pytest.raises(TypeError, match="requires grad"):
+        step(np.ones(2))
 
 
 def test_a_compiled_function_called_inside_another_is_traced_by_it():

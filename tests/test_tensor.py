@@ -88,3 +88,20 @@ def test_truth_value_of_a_one_element_tensor_and_ambiguity_otherwise():
     assert bool(Tensor(2.0)) and not bool(Tensor([0.0]))
     with pytest.raises(ValueError, match=r"truth value of a tensor of shape \(2,\) is ambiguous"):
         bool(Tensor([1.0, 2.0]))
+
+
+def test_a_constant_copy_of_a_tensor_that_requires_grad_is_refused():
+    """`Tensor(h)` of an `h` on the graph would be a copy without a gradient: the loss's
+    gradient through it silently zero. It raises; the three things meant instead work."""
+    w = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    h = w * 3.0
+    with pytest.raises(TypeError, match=r"Tensor\(t\): t \(shape \(2,\)\) requires grad"):
+        Tensor(h)
+    kept = (Tensor(h.detach()) * w).sum()  # a constant copy, asked for
+    kept.backward()
+    np.testing.assert_array_equal(w.grad, [3.0, -6.0])
+    leaf = Tensor(h, requires_grad=True)  # a new leaf: its own gradient
+    (leaf * leaf).sum().backward()
+    np.testing.assert_array_equal(leaf.grad, 2 * h.data)
+    with mg.no_grad():  # nothing is recorded: nothing to lose
+        np.testing.assert_array_equal(Tensor(h).data, h.data)

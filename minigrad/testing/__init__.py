@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import Tensor, gradients, no_grad
 from ..nn import Module
+from ..tensor import tensor_array
 from .handwritten import BackwardMismatch, check_backward, check_backward_at
 
 __all__ = [
@@ -315,7 +316,7 @@ def _positions(argnums: int | Sequence[int] | None, n: int) -> tuple[int, ...]:
 
 def _float_array(a: Any) -> np.ndarray:
     """A private copy, with the Tensor constructor's dtype rule (floats kept, else float64)."""
-    return Tensor(a).data
+    return tensor_array(a)
 
 
 def _scalar(value: Any) -> float:
