@@ -258,7 +258,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
             out = np.asarray(out)  # a reduction to a NumPy scalar
         view = may_view and out.base is not None
         if view:  # the output shares an operand's array: neither may change under the other
-            out = _share_view(operands, out)
+            out = _share_view(operands, arrays, out)
         if not (needs_grad and recording):
             return _make(out, False, None, view)
         vjps: Any = op.vjps
@@ -303,13 +303,15 @@ def _escaped(name: str, x: Tensor) -> TraceError:
         "outside the function); compute with it inside the traced function")
 
 
-def _share_view(operands: Sequence[Any], out: np.ndarray) -> np.ndarray:
-    """`out`, a view of an operand's array: that array shared by both tensors, or, where
-    an operand is the caller's array or a handed-out one held elsewhere, a copy."""
-    for x in operands:
+def _share_view(operands: Sequence[Any], arrays: Sequence[Any], out: np.ndarray) -> np.ndarray:
+    """`out`, a view of an array the forward got (`arrays`): a tensor's own array shared by
+    both tensors, or, where an operand is the caller's array or a handed-out one held
+    elsewhere, a copy. (A tensor whose array `record` copied for the node is not viewed.)"""
+    for i, x in enumerate(operands):
         if isinstance(x, Tensor):
-            # (Held besides: `out`, and `arrays` in `record` where the view was made.)
-            if not x._shared and x._share(held=2) is not x._data:
+            # (Held besides: `out`, and `arrays` in `record` where the view was made; no
+            # name here may hold it, or `_share` counts one holder too many.)
+            if arrays[i] is x._data and not x._shared and x._share(held=2) is not x._data:
                 return out.copy()
         elif isinstance(x, np.ndarray):  # the caller's array, which the engine cannot guard
             return out.copy()

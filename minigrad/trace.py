@@ -611,10 +611,10 @@ class Program:
             if any(x.raw for x in step.inputs):
                 lines.append(f"if {out}.base is not None: {out} = {out}.copy()")
             else:
-                shared = [e for e in map(tensor_of, step.inputs) if e is not None]
+                shared = [(x.name, e) for x in step.inputs if (e := tensor_of(x)) is not None]
                 if shared:  # `_share_view`: held besides, the program's name and the view
-                    copied = " or ".join(f"not {e}._shared and {e}._share(2) is not {e}._data"
-                                         for e in shared)
+                    copied = " or ".join(f"{v} is {e}._data and not {e}._shared and "
+                                         f"{e}._share(2) is not {e}._data" for v, e in shared)
                     lines.append(f"if {out}.base is not None and ({copied}): "
                                  f"{out} = {out}.copy()")
         return lines

@@ -221,6 +221,31 @@ def test_an_array_or_view_taken_before_the_forward_pass_writes_to_the_tensor_not
     np.testing.assert_array_equal(x.grad, [3.0, 4.0])
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("view_op", [lambda w: w.reshape(2, 2), lambda w: w.flatten(),
+                                     lambda w: w.reshape(4, 1).T],
+                         ids=["reshape", "flatten", "transpose"])
+def test_a_view_op_on_a_tensor_whose_array_is_held_leaves_the_holder_writing_to_it(
+        view_op, compiled):
+    """An op that views its operand and saves it (reshape): where the user still holds a
+    view of the tensor's array, `record` gives the node a copy, and the op views that copy;
+    the tensor's own array stays the user's (it was frozen and marked shared, so that the
+    next `.data` copied it and the user's writes stopped reaching the tensor, silently)."""
+    w = Tensor(np.zeros(4), requires_grad=True)
+    loss = mg.compile(lambda x: (view_op(w) * x).sum()) if compiled else (
+        lambda x: (view_op(w) * x).sum())
+    x = np.arange(4.0).reshape(view_op(Tensor(np.zeros(4))).shape)
+    for call in range(3):
+        held = w.data[:2]
+        w.grad = None
+        loss(x).backward()
+        np.testing.assert_array_equal(w.grad, np.arange(4.0))
+        _ = w.data  # what an optimizer's step does (copy-on-write)
+        held[...] = call + 7.0
+        np.testing.assert_array_equal(w.data, [call + 7.0] * 2 + [0.0, 0.0])
+        w.data[...] = 0.0
+
+
 def test_a_handed_out_array_nobody_holds_is_frozen_not_copied():
     """The usual case, an optimizer's `p.data` used and dropped: the graph keeps the array
     itself (frozen), and the next `.data` copies it (copy-on-write)."""
