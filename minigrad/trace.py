@@ -425,8 +425,8 @@ class Trace:
 def frozen(x: Any) -> Any:
     """`x` (an option, a constant) as a hashable key of its value: a float by its bits, an
     array by its bytes; something unknown and unhashable as a key equal to no other."""
-    if isinstance(x, float):
-        return float, struct.pack("<d", x)
+    if isinstance(x, float):  # (np.float64 too, which NumPy promotes as an array, not as 0.5)
+        return type(x), struct.pack("<d", x)
     if isinstance(x, (np.ndarray, np.generic)):
         return type(x), x.shape, x.dtype.str, x.tobytes()
     if isinstance(x, (tuple, list)):

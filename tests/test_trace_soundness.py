@@ -410,6 +410,23 @@ def test_a_static_nan_keeps_its_bits():
                       np.float64(math.nan)])
 
 
+def test_a_static_numpy_float_is_not_the_python_float_of_its_value():
+    """NumPy promotes float32 * 0.5 to float32 and float32 * np.float64(0.5) to float64: a
+    static number's type is part of the signature, in either order of calls."""
+    def f(x, s):
+        return x * s
+
+    for order in ((0.5, np.float64(0.5), 0.5), (np.float64(0.5), 0.5, np.float64(0.5))):
+        step = mg.compile(f)
+        x = mg.Tensor(np.array([1.1, 2.2], np.float32), requires_grad=True)
+        for s in order:
+            expected = outcome(f, (x, s), [x], np.ones(2))
+            actual = outcome(step, (x, s), [x], np.ones(2))
+            assert_same_bits(actual[0], expected[0], f"x * {type(s).__name__}(0.5)")
+            assert_same_bits(actual[1], expected[1], f"x.grad of x * {type(s).__name__}(0.5)")
+        assert step.traces == 2
+
+
 def test_a_zero_dimensional_array_argument_keeps_its_sign():
     f = mg.compile(lambda x, s: x / s)
     x = mg.Tensor([1.0, -2.0], requires_grad=True)
