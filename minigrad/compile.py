@@ -46,18 +46,20 @@ def _static_key(a: Any, i: int) -> Any:
 
 
 def _signature(args: tuple, mode: int) -> tuple:
-    """The cache key of a call: the mode, each argument's shape and dtype (a Tensor's
-    requires-grad too) or static value, and which arguments are the same object."""
+    """The cache key of a call: the mode, each argument's shape, dtype and layout (its
+    strides: a loop traced inside chooses where to compute by it; a Tensor's requires-grad
+    too) or static value, and which arguments are the same object."""
     key: list[Any] = [mode & (RECORDING | ANOMALY)]
     ids: list[int] = []
     for i, a in enumerate(args):
         if type(a) is _ndarray:
             if a.dtype.kind not in "biuf":
                 raise TypeError(f"compile: argument {i} is an array of dtype {a.dtype}")
-            key += a.shape, a.dtype  # flat: a quicker hash than a tuple per argument
+            key += a.shape, a.dtype, a.strides  # flat: a quicker hash than a tuple each
             ids.append(id(a))
         elif isinstance(a, Tensor):
-            key.append((a._data.shape, a._data.dtype, a.requires_grad))
+            data = a._data
+            key.append((data.shape, data.dtype, data.strides, a.requires_grad))
             ids.append(id(a))
         else:
             key.append(_static_key(a, i))
@@ -134,7 +136,9 @@ class _Replay:
         for value, tensor in program.captured:
             t = captured[value.index]
             shape, dtype = program._name(value.shape, "s"), program._name(value.dtype, "d")
+            strides = program._name(tensor._data.strides, "s")
             lines.append(f"if {t}._data.shape != {shape} or {t}._data.dtype != {dtype} "
+                         f"or {t}._data.strides != {strides} "
                          f"or {t}.requires_grad is not {tensor.requires_grad}: return None")
             lines += [f"if a[{p}] is {t}: return None" for p in tensor_args]
         for tensor, value in program.aliased:  # read from outside and passed at the trace
@@ -298,17 +302,17 @@ def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFuncti
     fills `.grad` as eager mode does, with the same bits.
 
     The rules, as `jax.jit`'s:
-    - The signature is each Tensor or NumPy array argument's shape and dtype (a Tensor's
-      requires-grad too), the value of any other argument (a number, a string: baked into
-      the program; -0.0 is not 0.0), which arguments are the same object, and this
-      thread's grad and anomaly mode. The `cache_size` most recently used are kept.
+    - The signature is each Tensor or NumPy array argument's shape, dtype and strides (a
+      Tensor's requires-grad too), the type and value of any other argument (a number, a
+      string: baked into the program; -0.0 is not 0.0), which arguments are the same
+      object, and this thread's grad and anomaly mode. The `cache_size` most recently used are kept.
     - `fn` runs only when traced, on tracers: Python may read their shapes and dtypes, not
       their values (`bool`, `float`, `.item()`, `.data`, NumPy on them raise `TraceError`,
       on every tensor while tracing); conversions and layout changes go through ops
       (`mg.astype`, `.T`, `.reshape`).
     - The tensors `fn` reads from outside (parameters) are read afresh on every call; a
-      call after a module's attribute was set, or a parameter's shape or dtype changed,
-      traces again. Arrays and numbers `fn` reads from outside, or makes itself (a random
+      call after a module's attribute was set, or a parameter's shape, dtype or strides
+      changed, traces again. Arrays and numbers `fn` reads from outside, or makes itself (a random
       draw), are constants of the program, as is which tensor a global or closure variable
       names: pass what changes as an argument.
     - Keyword arguments are refused.

@@ -410,6 +410,45 @@ def test_a_static_nan_keeps_its_bits():
                       np.float64(math.nan)])
 
 
+def _layout_sensitive_loss(h0: Any, xs: Any) -> mg.Tensor:
+    """A scan whose y is laid out as its carry, and summed in the body (in memory order):
+    the loop written for a C-ordered carry adds in another order than for a Fortran one."""
+    def f(h, x):
+        y = mg.tanh(h)
+        return y * x + y.sum() * 1e-3, y
+
+    h, ys = mg.scan(f, h0, xs)
+    return h.sum() + ys.sum()
+
+
+def test_an_arguments_layout_is_part_of_the_signature():
+    rng = np.random.default_rng(0)
+    step = mg.compile(_layout_sensitive_loss)
+    for call in range(6):
+        xs = mg.Tensor(rng.normal(size=(3, 37, 29)), requires_grad=True)
+        h0 = rng.normal(size=(37, 29))
+        h0 = mg.Tensor(np.asfortranarray(h0) if call % 2 else h0, requires_grad=True)
+        expected = outcome(_layout_sensitive_loss, (h0, xs), [h0, xs])
+        actual = outcome(step, (h0, xs), [h0, xs])
+        for name, a, e in zip(("value", "h0.grad", "xs.grad"), actual, expected):
+            assert_same_bits(a, e, f"call {call} ({'Fortran' if call % 2 else 'C'}): {name}")
+    assert step.traces == 2
+
+
+def test_a_parameter_whose_layout_changes_is_traced_again():
+    rng = np.random.default_rng(1)
+    h0 = mg.Tensor(rng.normal(size=(37, 29)), requires_grad=True)
+    step = mg.compile(lambda xs: _layout_sensitive_loss(h0, xs))
+    for call in range(12):
+        xs = rng.normal(size=(3, 37, 29))
+        new = rng.normal(size=(37, 29))
+        h0.data = np.asfortranarray(new) if call % 2 else new
+        expected = outcome(lambda xs: _layout_sensitive_loss(h0, xs), (xs,), [h0])
+        actual = outcome(step, (xs,), [h0])
+        for name, a, e in zip(("value", "h0.grad"), actual, expected):
+            assert_same_bits(a, e, f"call {call}: {name}")
+
+
 def test_a_static_numpy_float_is_not_the_python_float_of_its_value():
     """NumPy promotes float32 * 0.5 to float32 and float32 * np.float64(0.5) to float64: a
     static number's type is part of the signature, in either order of calls."""
