@@ -505,6 +505,11 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
         except _Stale:  # a scan inside f, traced without that gradient: run f again
             return _body(f, carry, carry_tree, xs, xs_tree, mode,
                          [g or v in new for g, v in zip(grads, values)])
+    # A carry that f returns laid out otherwise than it got it (`c.T`) gives the steps after
+    # the first other layouts than the traced ones: the loop then chooses nothing by layout.
+    if any(new._data.strides != old._data.strides for new, old in zip(outs, carry_in)):
+        for value in trace.values:
+            value.c_order = False
     results = trace.results(outs, "scan: f")
     key = (carry_tree, len(carry), len(xs), y_tree, has_y, trace.key(results))
     captured = [t for _, t in trace.captured]

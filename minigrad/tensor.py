@@ -92,7 +92,7 @@ class Tensor:
         if current_mode() >= TRACING:
             raise refuse_traced(".data", self.shape)
         if self._shared:
-            self._data = self._data.copy()
+            self._data = self._data.copy(order="K")  # (its layout too: sums add in it)
             self._shared = False
         self._exposed = True
         return self._data

@@ -926,6 +926,9 @@ LAID_OUT_OTHERWISE = {
                                (3, 4)),
     "a fancy index": (lambda c, x: (lambda e: (c + mg.sum(e), e))(
         c[:, np.array([[0], [0], [0]])] * 1.0), (2, 1)),
+    # C-ordered at the first step, Fortran-ordered from the second: not the traced layout
+    "a carry returned transposed": (lambda c, x: (lambda y: ((y + mg.sum(y) * 1e-3).T, y))(
+        mg.tanh(c)), (37, 37)),
 }
 
 

@@ -105,3 +105,15 @@ def test_a_constant_copy_of_a_tensor_that_requires_grad_is_refused():
     np.testing.assert_array_equal(leaf.grad, 2 * h.data)
     with mg.no_grad():  # nothing is recorded: nothing to lose
         np.testing.assert_array_equal(Tensor(h).data, h.data)
+
+
+def test_data_of_a_shared_array_copies_it_in_its_own_layout():
+    """`.data` of an array a graph keeps copies it (copy-on-write) laid out as it was: a
+    C-ordered copy of a transposed tensor made reading `.data` change the order in which a
+    later sum adds, and so its last bit."""
+    w = Tensor(np.random.default_rng(0).normal(size=(37, 29)), requires_grad=True)
+    h = mg.tanh(w).T  # a Fortran-ordered view, which the graph keeps (tanh's VJP reads it)
+    before = h.sum().item()
+    assert h._shared and not h._data.flags.c_contiguous
+    assert h.data.strides == h._data.strides and not h._data.flags.c_contiguous
+    assert h.sum().item() == before
