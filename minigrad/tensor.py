@@ -101,7 +101,10 @@ class Tensor:
     def data(self, value: Any) -> None:
         if current_mode() >= TRACING:
             raise refuse_traced("setting .data", self.shape)
-        self._data = value if type(value) is np.ndarray else np.asarray(value)
+        array = value if type(value) is np.ndarray else np.asarray(value)
+        if array.dtype.kind != "f":  # the constructor's rule: an integer gradient truncates
+            array = tensor_array(array)
+        self._data = array
         self._shared = False
         self._exposed = True
 

@@ -117,3 +117,17 @@ def test_data_of_a_shared_array_copies_it_in_its_own_layout():
     assert h._shared and not h._data.flags.c_contiguous
     assert h.data.strides == h._data.strides and not h._data.flags.c_contiguous
     assert h.sum().item() == before
+
+
+@pytest.mark.parametrize("value", [np.array([1, 2]), [3, 4], np.array([True, False])],
+                         ids=["int array", "list of ints", "bool array"])
+def test_data_set_to_integers_takes_the_constructors_dtype(value):
+    """`w.data = ints` made `w` an integer tensor, whose gradient then truncated to 0; the
+    setter follows `Tensor(...)`: floats kept, other numbers float64, the rest refused."""
+    w = Tensor(np.zeros(2), requires_grad=True)
+    w.data = value
+    assert w.dtype == np.float64
+    (w * 0.3).sum().backward()
+    np.testing.assert_array_equal(w.grad, [0.3, 0.3])
+    with pytest.raises(TypeError, match="dtype"):
+        w.data = np.array(["a", "b"])
