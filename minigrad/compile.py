@@ -312,7 +312,7 @@ def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFuncti
       (`mg.astype`, `.T`, `.reshape`).
     - The tensors `fn` reads from outside (parameters) are read afresh on every call; a
       call after a module's attribute was set, or a parameter's shape, dtype or strides
-      changed, traces again. Arrays and numbers `fn` reads from outside, or makes itself (a random
+      changed, traces again (a list or dict attribute changed in place is not seen). Arrays and numbers `fn` reads from outside, or makes itself (a random
       draw), are constants of the program, as is which tensor a global or closure variable
       names: pass what changes as an argument.
     - Keyword arguments are refused.
