@@ -32,22 +32,11 @@ __all__ = ["CompiledFunction", "TraceError", "compile"]
 _ndarray = np.ndarray
 
 
-def _static_key(a: Any, i: int) -> Any:
-    """What identifies an argument that is neither a Tensor nor an array: its type and value,
-    -0.0 told from 0.0 and every NaN equal to itself (a float by its bits: `trace.frozen`);
-    it must be hashable, as a signature is."""
-    try:
-        hash(a)
-    except TypeError:
-        raise TypeError(f"compile: argument {i} is a {type(a).__name__}, which cannot be part "
-                        "of a signature; pass Tensors, NumPy arrays or hashable values "
-                        "(numbers, strings, tuples)") from None
-    return frozen(a)
-
-
 def _signature(args: tuple, mode: int) -> tuple:
     """The cache key of a call: the mode, each argument's shape and dtype (a Tensor's
-    requires-grad too) or static value, and which arguments are the same object."""
+    requires-grad too) or, for any other argument, its type and value (hashable; -0.0 told
+    from 0.0 and every NaN equal to itself: `trace.frozen`), and which arguments are the
+    same object."""
     key: list[Any] = [mode & (RECORDING | ANOMALY)]
     ids: list[int] = []
     for i, a in enumerate(args):
@@ -60,7 +49,13 @@ def _signature(args: tuple, mode: int) -> tuple:
             key.append((a._data.shape, a._data.dtype, a.requires_grad))
             ids.append(id(a))
         else:
-            key.append(_static_key(a, i))
+            try:
+                hash(a)
+            except TypeError:
+                raise TypeError(f"compile: argument {i} is a {type(a).__name__}, which cannot "
+                                "be part of a signature; pass Tensors, NumPy arrays or "
+                                "hashable values (numbers, strings, tuples)") from None
+            key.append(frozen(a))
     if len(set(ids)) < len(ids):  # aliasing: the same object at several positions
         key.append(tuple(ids.index(x) for x in ids))
     return tuple(key)
@@ -85,62 +80,29 @@ class _Replay:
                  name: str):
         self.generation = generation  # of the modules' attributes, when traced
         self.name = name
-        self.requires_grad = program.outputs[0].requires_grad
-        self.scalar = bool(program.outputs[0].shape == () or all(
-            n == 1 for n in program.outputs[0].shape))
-        self.result_saved = program.outputs[0].name in program.saved
-        self.grad_inputs = program.grad_inputs
-        tensors = {v.index: f"a[{p}]" for v, p in
-                   ((v, positions.get(v.index)) for v in program.inputs)
-                   if p is not None and not v.raw}
-        captured = {}
-        for value, t in program.captured:
-            captured[value.index] = program._name(t, "T")
-        tensor_of = {**tensors, **captured}
-        lines = [self._load(program, positions, captured, tensor_of)]
-        lines += program.forward_lines(lambda v: tensor_of.get(v.index))
-        saved = ", ".join(program.saved)
-        result = program.outputs[0].name
-        lines.append(f"return {result}, [{saved}]" if self.requires_grad else f"return {result}")
-        self.forward = program.function("forward(a)", lines, f"compiled {name}")
-        # The vertex of each grad input on a call: an argument's node or itself, or the tensor.
-        self.sources = [(positions[v.index], None) if v.index in positions else
-                        (-1, dict((c.index, t) for c, t in program.captured)[v.index])
-                        for v in program.grad_inputs]
-        if self.requires_grad:
-            head = [f"{saved}, = s" if saved else "pass", "if free: s.clear()"]
-            backward: Any = program.function(
-                "backward(s, free, g)", head + program.backward_lines(["g"]) + ["return grads"],
-                f"compiled {name}")
-            backward.saved, backward.name = len(program.saved), self.name
-            self.backward = backward
-            # For `value_and_backward`, where the result is the root and the leaves are
-            # reached by nothing else: each leaf's contributions added up in the program.
-            self.backward_summed = program.function(
-                "backward(s, free, g)",
-                head + program.backward_lines(["g"], summed=True) + ["return grads, owned"],
-                f"compiled {name}")
-
-    @staticmethod
-    def _load(program: Program, positions: dict[int, int], captured: dict[int, str],
-              tensor_of: dict[int, str]) -> str:
-        """The lines that read a call's inputs; `return None` if a tensor read from outside
-        changed its shape, dtype or requires-grad, or is now also an argument. A tensor a
-        VJP reads is shared as `record` shares it (`Tensor._share`), before anything else
-        holds its array."""
+        result = program.outputs[0]
+        self.requires_grad = result.requires_grad
+        self.scalar = all(n == 1 for n in result.shape)
+        self.result_saved = result.name in program.saved
+        # The expression of the tensor behind an input: an argument, or one read from outside.
+        arguments = {v.index: f"a[{positions[v.index]}]" for v in program.inputs
+                     if v.index in positions and not v.raw}
+        captured = {value.index: program._name(t, "T") for value, t in program.captured}
+        tensor_of = {**arguments, **captured}
+        # A call reads its inputs; None if a tensor read from outside changed its shape,
+        # dtype or requires-grad, or is now also an argument. A tensor a VJP reads is shared
+        # as `record` shares it (`Tensor._share`), before anything else holds its array.
         lines = []
-        tensor_args = [p for v, p in ((v, positions.get(v.index)) for v in program.inputs)
-                       if p is not None and not v.raw]
         for value, tensor in program.captured:
             t = captured[value.index]
             shape, dtype = program._name(value.shape, "s"), program._name(value.dtype, "d")
             lines.append(f"if {t}._data.shape != {shape} or {t}._data.dtype != {dtype} "
                          f"or {t}.requires_grad is not {tensor.requires_grad}: return None")
-            lines += [f"if a[{p}] is {t}: return None" for p in tensor_args]
+            lines += [f"if {a} is {t}: return None" for a in arguments.values()]
         for tensor, value in program.aliased:  # read from outside and passed at the trace
             lines.append(f"if a[{positions[value.index]}] is not "
                          f"{program._name(tensor, 'T')}: return None")
-        shared = {v.index for v in program.shared_inputs()}
+        shared = program.shared_inputs()
         for value in program.inputs:
             if value.index in positions and value.raw:
                 lines.append(f"{value.name} = a[{positions[value.index]}]")
@@ -148,7 +110,22 @@ class _Replay:
                 t = tensor_of[value.index]
                 lines.append(f"{value.name} = {t}._data if {t}._shared else {t}._share()"
                              if value.index in shared else f"{value.name} = {t}._data")
-        return "\n    ".join(lines) or "pass"
+        lines += program.forward_lines(lambda v: tensor_of.get(v.index))
+        saved = ", ".join(program.saved)
+        lines.append(f"return {result.name}, [{saved}]" if self.requires_grad
+                     else f"return {result.name}")
+        self.forward = program.function("forward(a)", lines, f"compiled {name}")
+        # The vertex of each grad input on a call: an argument's node or itself, or the tensor.
+        captured_tensor = dict((value.index, t) for value, t in program.captured)
+        self.sources = [(positions[v.index], None) if v.index in positions else
+                        (-1, captured_tensor[v.index]) for v in program.grad_inputs]
+        if self.requires_grad:
+            head = [f"{saved}, = s" if saved else "pass", "if free: s.clear()"]
+            backward: Any = program.function(
+                "backward(s, free, g)", head + program.backward_lines(["g"]) + ["return grads"],
+                f"compiled {name}")
+            backward.saved, backward.name = len(program.saved), self.name
+            self.backward = backward
 
     def run(self, args: tuple) -> Tensor | None:
         """The result for `args`, its backward one node of the tape; None if the program is
@@ -179,8 +156,9 @@ class _Replay:
         out, saved = r
         seed = np.empty(out.shape, out.dtype)
         seed.fill(1)
-        for leaf, g, mine in zip(leaves, *self.backward_summed(saved, True, seed)):
+        for leaf, g in zip(leaves, self.backward(saved, True, seed)):
             if g is not None:
+                mine = False  # (a VJP's array: `.grad` gets a copy)
                 if type(g) is not _ndarray or g.shape != leaf.shape:  # as the sweep takes it
                     g, mine = tape.total(g, leaf.shape, leaf.dtype)
                 accumulate_grad(leaf, g if mine else g.copy())
@@ -270,18 +248,22 @@ class CompiledFunction:
             if type(a) is _ndarray or isinstance(a, Tensor):
                 t = by_id.get(id(a))
                 if t is None:
-                    t = by_id[id(a)] = trace.input(a)
+                    if isinstance(a, Tensor):
+                        t = trace.input(a._data, a.requires_grad)
+                        # fn may also read it from outside: as this input (`Trace.operand`)
+                        trace.aliases[id(a)] = (a, trace.inputs[-1])
+                    else:
+                        t = trace.input(a, False, raw=True)
+                    by_id[id(a)] = t
                     positions[trace.inputs[-1].index] = p
-                    if isinstance(a, Tensor):  # fn may also read it from outside
-                        trace.alias(a, t)
                 a = t
             traced.append(a)
-        with trace.active():
+        with trace:
             result = self.fn(*traced)
         if not isinstance(result, Tensor):
             raise TraceError(f"compile: fn must return a Tensor, got {type(result).__name__}")
-        replay = _Replay(trace.finish([result], "compile: fn"), positions, generation,
-                         self._name)
+        program = Program(trace, trace.results([result], "compile: fn"))
+        replay = _Replay(program, positions, generation, self._name)
         with self._lock:
             self._cache[key] = replay
             self._cache.move_to_end(key)
