@@ -179,7 +179,10 @@ class Step:
 def _grad_flows(vjps: Any, inputs: Sequence[Value]) -> bool:
     """Whether an op's output needs a gradient: an operand that needs one has a VJP."""
     made = callable(vjps)  # (made per call, for those operands that need one)
-    return any(x.requires_grad and (made or vjps[i] is not None) for i, x in enumerate(inputs))
+    for i, x in enumerate(inputs):  # noqa: SIM110 (a loop: no generator per op traced)
+        if x.requires_grad and (made or vjps[i] is not None):
+            return True
+    return False
 
 
 _ACTIVE: ContextVar[Trace | None] = ContextVar("minigrad_trace", default=None)
