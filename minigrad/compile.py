@@ -61,16 +61,16 @@ def _signature(args: tuple, mode: int) -> tuple:
     return tuple(key)
 
 
-def _program_vjp(g: np.ndarray, out: Any, backward: Any, saved: list) -> list:
+def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
     """The VJP of a replay's node: every input's contributions at once. Its saved values go
     as the backward lines read them (unless the graph is retained): after a backward that
     raised part-way, the node is released, as the sweep releases an eager node."""
-    if len(saved) != backward.saved:
+    if len(saved) != replay.saved:
         raise RuntimeError(
-            f"backward: the graph through '{backward.name}' was already released by an "
+            f"backward: the graph through '{replay.name}' was already released by an "
             "earlier backward() (one that raised part-way too); pass retain_graph=True to the "
             "first call to backpropagate twice")
-    return backward(saved, not tape.retaining.get(), g)
+    return replay.backward(saved, not tape.retaining.get(), g)
 
 
 class _Replay:
@@ -84,6 +84,7 @@ class _Replay:
         self.requires_grad = result.requires_grad
         self.scalar = all(n == 1 for n in result.shape)
         self.result_saved = result.name in program.saved
+        self.saved = len(program.saved)  # how many values a node keeps for the backward
         # The expression of the tensor behind an input: an argument, or one read from outside.
         arguments = {v.index: f"a[{positions[v.index]}]" for v in program.inputs
                      if v.index in positions and not v.raw}
@@ -121,11 +122,9 @@ class _Replay:
                         (-1, captured_tensor[v.index]) for v in program.grad_inputs]
         if self.requires_grad:
             head = [f"{saved}, = s" if saved else "pass", "if free: s.clear()"]
-            backward: Any = program.function(
+            self.backward = program.function(
                 "backward(s, free, g)", head + program.backward_lines(["g"]) + ["return grads"],
                 f"compiled {name}")
-            backward.saved, backward.name = len(program.saved), self.name
-            self.backward = backward
 
     def run(self, args: tuple) -> Tensor | None:
         """The result for `args`, its backward one node of the tape; None if the program is
@@ -139,7 +138,7 @@ class _Replay:
             return _make(r, False, None, r.base is not None)
         out, saved = r
         inputs = [t if t is not None else args[p]._node or args[p] for p, t in self.sources]
-        node = Node(self.name, _program_vjp, inputs, (self.backward, saved), {}, None, out)
+        node = Node(self.name, _program_vjp, inputs, (self, saved), {}, None, out)
         return _make(out, True, node, self.result_saved or out.base is not None)
 
     def value_and_backward(self, args: tuple) -> float | None:

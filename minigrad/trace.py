@@ -439,7 +439,7 @@ class Program:
         self.constants = [v for v in trace.values if v.is_constant]
         self.names: dict[str, Any] = {
             "asarray": np.asarray, "acc": tape.accumulate, "ndarray": np.ndarray,
-            "sum_to_shape": tape.sum_to_shape, "settle": settle,
+            "sum_to_shape": tape.sum_to_shape, "settle": settle, "check_forward": _check_forward,
             "Contributions": tape.Contributions, **{v.name: v.constant for v in self.constants}}
         # The steps a gradient of the outputs passes through, in reverse order, and the
         # inputs it reaches, in input order.
@@ -506,7 +506,7 @@ class Program:
         for k, step in enumerate(self.steps):
             lines += self._forward_step(step, tensor_of, (into or {}).get(step.out.index))
             if self.anomaly and step.out.requires_grad:
-                lines.append(f"check_forward({step.out.name}, {self._name(step, 'step')})")
+                lines.append(f"check_forward({step.out.name}, {self._name(_node(step), 'n')})")
             dead = [x.name for x in step.inputs if last.get(x.index) == k
                     and x.index not in keep and not x.is_constant]
             if step.residual and step.residual.index not in keep:
@@ -596,11 +596,10 @@ class Program:
                     lines.append(f"e{deferred[k, i]} = g")
                     continue
                 extra = [f"into={into[k, i]}"] if (k, i) in into else []
-                call = f"{self._name(vjp, 'vjp')}({', '.join(['g', *reads, *options, *extra])})"
-                if self.anomaly:
-                    call = f"check_backward({call}, {self._name(step, 'step')}, {i})"
-                elif vjp is primitive.identity_vjp:
-                    call = "g"
+                if self.anomaly:  # its result checked as an eager node's (`anomaly.watch`)
+                    vjp = anomaly._checked(_node(step), i, vjp, x.shape)  # type: ignore[arg-type]
+                call = "g" if vjp is primitive.identity_vjp else (
+                    f"{self._name(vjp, 'vjp')}({', '.join(['g', *reads, *options, *extra])})")
                 lines.append(f"t = {call}")
                 self._add(lines, x, "t", started, count)
             for name in reads:
@@ -658,26 +657,20 @@ class Program:
     def function(self, signature: str, lines: Sequence[str], what: str) -> Callable[..., Any]:
         """`def <signature>:` with `lines` as its body, compiled in the program's names."""
         body = "\n".join("    " + line for line in lines) or "    pass"
-        names = dict(self.names, check_forward=self._check_forward,
-                     check_backward=self._check_backward)
+        names = dict(self.names)
         source = f"def {signature}:\n{body}\n"
         builtins.exec(builtins.compile(source, f"<minigrad {what}>", "exec"), names)
         function = names[signature.split("(")[0]]
         function.source = source
         return function
 
-    # --- anomaly mode -----------------------------------------------------------------------
 
-    @staticmethod
-    def _node(step: Step) -> Any:
-        return SimpleNamespace(name=step.op.name, site=step.site, args=(), dtype=step.out.dtype)
+def _node(step: Step) -> Any:
+    """A step as `anomaly`'s messages name an eager node."""
+    return SimpleNamespace(name=step.op.name, site=step.site, args=(), dtype=step.out.dtype)
 
-    def _check_forward(self, out: np.ndarray, step: Step) -> None:
-        for part in out if out.dtype == object else (out,):  # a scan's parts: `anomaly.watch`
-            if not np.isfinite(part).all():
-                raise anomaly.AnomalyError(anomaly._message(self._node(step), "forward",
-                                                            "its output", part))
 
-    def _check_backward(self, g: Any, step: Step, i: int) -> Any:
-        anomaly._check(self._node(step), i, g, step.inputs[i].shape)  # type: ignore[arg-type]
-        return g
+def _check_forward(out: np.ndarray, node: Any) -> None:
+    for part in out if out.dtype == object else (out,):  # a scan's parts: `anomaly.watch`
+        if not np.isfinite(part).all():
+            raise anomaly.AnomalyError(anomaly._message(node, "forward", "its output", part))
