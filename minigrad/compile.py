@@ -88,7 +88,8 @@ class _Replay:
         # The expression of the tensor behind an input: an argument, or one read from outside.
         arguments = {v.index: f"a[{positions[v.index]}]" for v in program.inputs
                      if v.index in positions and not v.raw}
-        captured = {value.index: program._name(t, "T") for value, t in program.captured}
+        read = {value.index: t for value, t in program.captured}  # tensors read from outside
+        captured = {i: program._name(t, "T") for i, t in read.items()}
         tensor_of = {**arguments, **captured}
         # A call reads its inputs; None if a tensor read from outside changed its shape,
         # dtype or requires-grad, or is now also an argument. A tensor a VJP reads is shared
@@ -117,9 +118,8 @@ class _Replay:
                      else f"return {result.name}")
         self.forward = program.function("forward(a)", lines, f"compiled {name}")
         # The vertex of each grad input on a call: an argument's node or itself, or the tensor.
-        captured_tensor = dict((value.index, t) for value, t in program.captured)
         self.sources = [(positions[v.index], None) if v.index in positions else
-                        (-1, captured_tensor[v.index]) for v in program.grad_inputs]
+                        (-1, read[v.index]) for v in program.grad_inputs]
         if self.requires_grad:
             head = [f"{saved}, = s" if saved else "pass", "if free: s.clear()"]
             self.backward = program.function(

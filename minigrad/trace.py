@@ -78,9 +78,11 @@ for _name, _what in (("item", ".item()"), ("numpy", ".numpy()"), ("__float__", "
 setattr(Tracer, "data", property(_refused(".data")))  # noqa: B010 (mypy: a read-only property)
 
 
-def _numpy_like(method: Callable[..., Any]) -> Callable[..., Any]:
-    """A tracer's `method` (an operator or method), computed as NumPy computes it where the
-    tracer and every tensor among the arguments stand for NumPy arrays."""
+def _numpy_like(method: Callable[..., Any], numpy: Callable[..., Any] | None = None
+                ) -> Callable[..., Any]:
+    """A tracer's `method` (an operator or method), computed as NumPy computes it (by `numpy`
+    where NumPy's differs) where the tracer and every tensor among the arguments stand for
+    NumPy arrays."""
 
     def numpy_like(self: Tracer, *args: Any, **kwargs: Any) -> Any:
         trace = _ACTIVE.get()
@@ -89,12 +91,25 @@ def _numpy_like(method: Callable[..., Any]) -> Callable[..., Any]:
             return method(self, *args, **kwargs)
         trace.numpy = True
         try:
-            return method(self, *args, **kwargs)
+            return (numpy or method)(self, *args, **kwargs)
         finally:
             trace.numpy = False
 
     numpy_like.__name__ = method.__name__
     return numpy_like
+
+
+def _numpy_comparison(name: str, compare: np.ufunc) -> Callable[..., Any]:
+    """NumPy's comparison of arrays: a bool array, as eager mode sees it (`mask.sum()`
+    counts in int64), not the table's mask op."""
+    op = Op(name, compare, (None, None), primitive.Domain("untested"), False, False)
+
+    def comparison(self: Tracer, other: Any) -> Any:
+        if not isinstance(other, (Tensor, np.ndarray, numbers.Real)):
+            return NotImplemented
+        return _ACTIVE.get().call(op, (self, other), {})  # type: ignore[union-attr]
+
+    return comparison
 
 
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
@@ -103,33 +118,10 @@ for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__
               "sum", "mean", "max"):
     setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name)))
 setattr(Tracer, "T", property(_numpy_like(Tensor.T.fget)))  # type: ignore[attr-defined]  # noqa: B010
-
-
-def _numpy_comparison(name: str, compare: np.ufunc) -> Callable[..., Any]:
-    """A comparison operator of a tracer: on tracers standing for NumPy arrays, NumPy's own
-    (a bool array, as eager mode sees it: `mask.sum()` counts in int64), else the table's
-    mask op."""
-    op = Op(name, compare, (None, None), primitive.Domain("untested"), False, False)
-    method = getattr(Tensor, name)
-
-    def comparison(self: Tracer, other: Any) -> Any:
-        trace = _ACTIVE.get()
-        if trace is None or not trace.is_raw(self) or (
-                isinstance(other, Tensor) and not trace.is_raw(other)):
-            return method(self, other)
-        if not isinstance(other, (Tensor, np.ndarray, numbers.Real)):
-            return NotImplemented
-        trace.numpy = True
-        return trace.call(op, (self, other), {})
-
-    comparison.__name__ = name
-    return comparison
-
-
 for _name, _compare in (("__lt__", np.less), ("__le__", np.less_equal),
                         ("__gt__", np.greater), ("__ge__", np.greater_equal),
                         ("__eq__", np.equal), ("__ne__", np.not_equal)):
-    setattr(Tracer, _name, _numpy_comparison(_name, _compare))
+    setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name), _numpy_comparison(_name, _compare)))
 
 
 class Value:
