@@ -42,10 +42,9 @@ __all__ = ["Program", "Trace", "TraceError", "Tracer", "frozen", "settle"]
 class Tracer(Tensor):
     """A traced value: its shape and dtype are known, its values are not Python's to read.
 
-    A tracer standing for a NumPy array (an array argument, or what NumPy's operators and
-    view methods make of one) keeps NumPy's semantics under those operators and methods,
-    as the array would in eager mode: `X.T` is a view, not an op's copy, so the ops it
-    reaches see the layout they see in eager mode.
+    One standing for a NumPy array (an array argument, or what NumPy's operators and view
+    methods make of one) keeps NumPy's semantics under them, as in eager mode: `X.T` is a
+    view, not an op's copy, so the ops it reaches see eager mode's layout.
     """
 
     __slots__ = ()
@@ -191,8 +190,8 @@ class Trace:
         self.recording, self.anomaly = recording, anomaly
         # The mode the function is traced in, with TRACING (what `current_mode` then reads)
         self.mode = TRACING | (RECORDING if recording else 0) | (ANOMALY if anomaly else 0)
-        # Whether the function may read tensors computed outside it (a scan's body: they are
-        # the loop's operands, passed on each call, as parameters are); else TraceError.
+        # The function may read tensors computed outside it (a scan's body: the loop's
+        # operands, passed on each call as parameters are); else TraceError.
         self.reads_graph = reads_graph
         self.values: list[Value] = []
         self.steps: list[Step] = []
@@ -203,8 +202,8 @@ class Trace:
         self.of: dict[int, Value] = {}
         self.tracers: list[Tracer] = []  # this trace's own, spent when it ends
         self.numpy = False  # the next op is NumPy's operator or method on arrays
-        # id(a Tensor argument) -> it and its input, where the function may also read it
-        # from outside; `aliased`: those it did read, which a program must find passed there
+        # id(a Tensor argument the function may also read from outside) -> it, its input;
+        # `aliased`: those it did read, which a program must find passed there again
         self.aliases: dict[int, tuple[Tensor, Value]] = {}
         self.aliased: list[tuple[Tensor, Value]] = []
 
