@@ -32,23 +32,11 @@ __all__ = ["CompiledFunction", "TraceError", "compile"]
 _ndarray = np.ndarray
 
 
-def _static_key(a: Any, i: int) -> Any:
-    """What identifies an argument that is neither a Tensor nor an array: its type and value,
-    -0.0 told from 0.0 and every NaN equal to itself (a float by its bits: `trace.frozen`);
-    it must be hashable, as a signature is."""
-    try:
-        hash(a)
-    except TypeError:
-        raise TypeError(f"compile: argument {i} is a {type(a).__name__}, which cannot be part "
-                        "of a signature; pass Tensors, NumPy arrays or hashable values "
-                        "(numbers, strings, tuples)") from None
-    return frozen(a)
-
-
 def _signature(args: tuple, mode: int) -> tuple:
     """The cache key of a call: the mode, each argument's shape, dtype and layout (its
     strides: a loop traced inside chooses where to compute by it; a Tensor's requires-grad
-    too) or static value, and which arguments are the same object."""
+    too) or, for any other argument, its type and value (hashable; -0.0 told from 0.0 and
+    every NaN equal to itself: `trace.frozen`), and which arguments are the same object."""
     key: list[Any] = [mode & (RECORDING | ANOMALY)]
     ids: list[int] = []
     for i, a in enumerate(args):
@@ -62,22 +50,28 @@ def _signature(args: tuple, mode: int) -> tuple:
             key.append((data.shape, data.dtype, data.strides, a.requires_grad))
             ids.append(id(a))
         else:
-            key.append(_static_key(a, i))
+            try:
+                hash(a)
+            except TypeError:
+                raise TypeError(f"compile: argument {i} is a {type(a).__name__}, which cannot "
+                                "be part of a signature; pass Tensors, NumPy arrays or "
+                                "hashable values (numbers, strings, tuples)") from None
+            key.append(frozen(a))
     if len(set(ids)) < len(ids):  # aliasing: the same object at several positions
         key.append(tuple(ids.index(x) for x in ids))
     return tuple(key)
 
 
-def _program_vjp(g: np.ndarray, out: Any, backward: Any, saved: list) -> list:
+def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
     """The VJP of a replay's node: every input's contributions at once. Its saved values go
     as the backward lines read them (unless the graph is retained): after a backward that
     raised part-way, the node is released, as the sweep releases an eager node."""
-    if len(saved) != backward.saved:
+    if len(saved) != replay.saved:
         raise RuntimeError(
-            f"backward: the graph through '{backward.name}' was already released by an "
+            f"backward: the graph through '{replay.name}' was already released by an "
             "earlier backward() (one that raised part-way too); pass retain_graph=True to the "
             "first call to backpropagate twice")
-    return backward(saved, not tape.retaining.get(), g)
+    return replay.backward(saved, not tape.retaining.get(), g)
 
 
 class _Replay:
@@ -87,52 +81,21 @@ class _Replay:
                  name: str):
         self.generation = generation  # of the modules' attributes, when traced
         self.name = name
-        self.requires_grad = program.outputs[0].requires_grad
-        self.scalar = bool(program.outputs[0].shape == () or all(
-            n == 1 for n in program.outputs[0].shape))
-        self.result_saved = program.outputs[0].name in program.saved
-        self.grad_inputs = program.grad_inputs
-        tensors = {v.index: f"a[{p}]" for v, p in
-                   ((v, positions.get(v.index)) for v in program.inputs)
-                   if p is not None and not v.raw}
-        captured = {}
-        for value, t in program.captured:
-            captured[value.index] = program._name(t, "T")
-        tensor_of = {**tensors, **captured}
-        lines = [self._load(program, positions, captured, tensor_of)]
-        lines += program.forward_lines(lambda v: tensor_of.get(v.index))
-        saved = ", ".join(program.saved)
-        result = program.outputs[0].name
-        lines.append(f"return {result}, [{saved}]" if self.requires_grad else f"return {result}")
-        self.forward = program.function("forward(a)", lines, f"compiled {name}")
-        # The vertex of each grad input on a call: an argument's node or itself, or the tensor.
-        self.sources = [(positions[v.index], None) if v.index in positions else
-                        (-1, dict((c.index, t) for c, t in program.captured)[v.index])
-                        for v in program.grad_inputs]
-        if self.requires_grad:
-            head = [f"{saved}, = s" if saved else "pass", "if free: s.clear()"]
-            backward: Any = program.function(
-                "backward(s, free, g)", head + program.backward_lines(["g"]) + ["return grads"],
-                f"compiled {name}")
-            backward.saved, backward.name = len(program.saved), self.name
-            self.backward = backward
-            # For `value_and_backward`, where the result is the root and the leaves are
-            # reached by nothing else: each leaf's contributions added up in the program.
-            self.backward_summed = program.function(
-                "backward(s, free, g)",
-                head + program.backward_lines(["g"], summed=True) + ["return grads, owned"],
-                f"compiled {name}")
-
-    @staticmethod
-    def _load(program: Program, positions: dict[int, int], captured: dict[int, str],
-              tensor_of: dict[int, str]) -> str:
-        """The lines that read a call's inputs; `return None` if a tensor read from outside
-        changed its shape, dtype or requires-grad, or is now also an argument. A tensor a
-        VJP reads is shared as `record` shares it (`Tensor._share`), before anything else
-        holds its array."""
+        result = program.outputs[0]
+        self.requires_grad = result.requires_grad
+        self.scalar = all(n == 1 for n in result.shape)
+        self.result_saved = result.name in program.saved
+        self.saved = len(program.saved)  # how many values a node keeps for the backward
+        # The expression of the tensor behind an input: an argument, or one read from outside.
+        arguments = {v.index: f"a[{positions[v.index]}]" for v in program.inputs
+                     if v.index in positions and not v.raw}
+        read = {value.index: t for value, t in program.captured}  # tensors read from outside
+        captured = {i: program._name(t, "T") for i, t in read.items()}
+        tensor_of = {**arguments, **captured}
+        # A call reads its inputs; None if a tensor read from outside changed its shape,
+        # dtype, strides or requires-grad, or is now also an argument. A tensor a VJP reads
+        # is shared as `record` shares it (`Tensor._share`), before anything else holds it.
         lines = []
-        tensor_args = [p for v, p in ((v, positions.get(v.index)) for v in program.inputs)
-                       if p is not None and not v.raw]
         for value, tensor in program.captured:
             t = captured[value.index]
             shape, dtype = program._name(value.shape, "s"), program._name(value.dtype, "d")
@@ -140,11 +103,11 @@ class _Replay:
             lines.append(f"if {t}._data.shape != {shape} or {t}._data.dtype != {dtype} "
                          f"or {t}._data.strides != {strides} "
                          f"or {t}.requires_grad is not {tensor.requires_grad}: return None")
-            lines += [f"if a[{p}] is {t}: return None" for p in tensor_args]
+            lines += [f"if {a} is {t}: return None" for a in arguments.values()]
         for tensor, value in program.aliased:  # read from outside and passed at the trace
             lines.append(f"if a[{positions[value.index]}] is not "
                          f"{program._name(tensor, 'T')}: return None")
-        shared = {v.index for v in program.shared_inputs()}
+        shared = program.shared_inputs()
         for value in program.inputs:
             if value.index in positions and value.raw:
                 lines.append(f"{value.name} = a[{positions[value.index]}]")
@@ -152,7 +115,19 @@ class _Replay:
                 t = tensor_of[value.index]
                 lines.append(f"{value.name} = {t}._data if {t}._shared else {t}._share()"
                              if value.index in shared else f"{value.name} = {t}._data")
-        return "\n    ".join(lines) or "pass"
+        lines += program.forward_lines(lambda v: tensor_of.get(v.index))
+        saved = ", ".join(program.saved)
+        lines.append(f"return {result.name}, [{saved}]" if self.requires_grad
+                     else f"return {result.name}")
+        self.forward = program.function("forward(a)", lines, f"compiled {name}")
+        # The vertex of each grad input on a call: an argument's node or itself, or the tensor.
+        self.sources = [(positions[v.index], None) if v.index in positions else
+                        (-1, read[v.index]) for v in program.grad_inputs]
+        if self.requires_grad:
+            head = [f"{saved}, = s" if saved else "pass", "if free: s.clear()"]
+            self.backward = program.function(
+                "backward(s, free, g)", head + program.backward_lines(["g"]) + ["return grads"],
+                f"compiled {name}")
 
     def run(self, args: tuple) -> Tensor | None:
         """The result for `args`, its backward one node of the tape; None if the program is
@@ -166,7 +141,7 @@ class _Replay:
             return _make(r, False, None, r.base is not None)
         out, saved = r
         inputs = [t if t is not None else args[p]._node or args[p] for p, t in self.sources]
-        node = Node(self.name, _program_vjp, inputs, (self.backward, saved), {}, None, out)
+        node = Node(self.name, _program_vjp, inputs, (self, saved), {}, None, out)
         return _make(out, True, node, self.result_saved or out.base is not None)
 
     def value_and_backward(self, args: tuple) -> float | None:
@@ -183,8 +158,9 @@ class _Replay:
         out, saved = r
         seed = np.empty(out.shape, out.dtype)
         seed.fill(1)
-        for leaf, g, mine in zip(leaves, *self.backward_summed(saved, True, seed)):
+        for leaf, g in zip(leaves, self.backward(saved, True, seed)):
             if g is not None:
+                mine = False  # (a VJP's array: `.grad` gets a copy)
                 if type(g) is not _ndarray or g.shape != leaf.shape:  # as the sweep takes it
                     g, mine = tape.total(g, leaf.shape, leaf.dtype)
                 accumulate_grad(leaf, g if mine else g.copy())
@@ -274,18 +250,22 @@ class CompiledFunction:
             if type(a) is _ndarray or isinstance(a, Tensor):
                 t = by_id.get(id(a))
                 if t is None:
-                    t = by_id[id(a)] = trace.input(a)
+                    if isinstance(a, Tensor):
+                        t = trace.input(a._data, a.requires_grad)
+                        # fn may also read it from outside: as this input (`Trace.operand`)
+                        trace.aliases[id(a)] = (a, trace.inputs[-1])
+                    else:
+                        t = trace.input(a, False, raw=True)
+                    by_id[id(a)] = t
                     positions[trace.inputs[-1].index] = p
-                    if isinstance(a, Tensor):  # fn may also read it from outside
-                        trace.alias(a, t)
                 a = t
             traced.append(a)
-        with trace.active():
+        with trace:
             result = self.fn(*traced)
         if not isinstance(result, Tensor):
             raise TraceError(f"compile: fn must return a Tensor, got {type(result).__name__}")
-        replay = _Replay(trace.finish([result], "compile: fn"), positions, generation,
-                         self._name)
+        program = Program(trace, trace.results([result], "compile: fn"))
+        replay = _Replay(program, positions, generation, self._name)
         with self._lock:
             self._cache[key] = replay
             self._cache.move_to_end(key)
@@ -305,16 +285,18 @@ def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFuncti
     - The signature is each Tensor or NumPy array argument's shape, dtype and strides (a
       Tensor's requires-grad too), the type and value of any other argument (a number, a
       string: baked into the program; -0.0 is not 0.0), which arguments are the same
-      object, and this thread's grad and anomaly mode. The `cache_size` most recently used are kept.
+      object, and this thread's grad and anomaly mode. The `cache_size` most recently used
+      are kept.
     - `fn` runs only when traced, on tracers: Python may read their shapes and dtypes, not
       their values (`bool`, `float`, `.item()`, `.data`, NumPy on them raise `TraceError`,
       on every tensor while tracing); conversions and layout changes go through ops
       (`mg.astype`, `.T`, `.reshape`).
     - The tensors `fn` reads from outside (parameters) are read afresh on every call; a
       call after a module's attribute was set, or a parameter's shape, dtype or strides
-      changed, traces again (a list or dict attribute changed in place is not seen). Arrays and numbers `fn` reads from outside, or makes itself (a random
-      draw), are constants of the program, as is which tensor a global or closure variable
-      names: pass what changes as an argument.
+      changed, traces again (a list or dict attribute changed in place is not seen).
+      Arrays and numbers `fn` reads from outside, or makes itself (a random draw), are
+      constants of the program, as is which tensor a global or closure variable names:
+      pass what changes as an argument.
     - Keyword arguments are refused.
     """
     return CompiledFunction(fn, cache_size)

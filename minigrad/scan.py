@@ -233,7 +233,7 @@ class _Body:
         body += program.backward_lines(seeds, deferred, [*ys, *range(nc)], loop=True,
                                        into=self.into)
         written = {int(target[2:target.index("[")]) for target in self.into.values()}
-        contributed = program.contributed(deferred)
+        contributed = program._contributions(deferred)
         body += [f"E{j}[n] = e{j}" for j in range(len(self.batched))
                  if self.cotangents[j] == f"E{j}[:hi - lo]"]
         for i, v in enumerate(inputs):
@@ -349,7 +349,7 @@ class _Batched:
         inputs = {v.index: i for i, v in enumerate(program.inputs)}
         self.target = inputs[s.inputs[operand].index]
         saved = {name: i for i, name in enumerate(program.saved)}
-        reads = program._vjp_reads(s)[1]
+        reads = program._vjp_reads(s)[1:]
         if self.vjp is identity_vjp:  # (which reads nothing)
             reads = ["None"] * len(s.inputs)
         # Each argument: where the loop stacks it (`_stacked_as`), ("saved", index in a
@@ -375,8 +375,7 @@ def _read_per_step(program: Program, batched: list[_Batched]) -> set[str]:
         if any(x.requires_grad and vjp is not None and (k, i) not in deferred
                and (vjp is not identity_vjp or program.anomaly)
                for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps))):
-            out, args = program._vjp_reads(step)
-            needed.update(name for name in [out, *args] if name in program.saved)
+            needed.update(name for name in program._vjp_reads(step) if name in program.saved)
     return needed
 
 
@@ -471,7 +470,7 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
     carry_in = [trace.input(_data(c), g, raw=False) for c, g in zip(carry, grads)]
     x_in = [trace.input(_data(x)[0], isinstance(x, Tensor) and x.requires_grad, raw=False)
             for x in xs]
-    with trace.active():
+    with trace:
         out = f(_unflatten(carry_in, carry_tree), None if xs_tree == -1 else
                 _unflatten(x_in, xs_tree))
         if not isinstance(out, tuple) or len(out) != 2:

@@ -21,11 +21,11 @@ order (`tape.Contributions`), for the caller's sweep to add as eager mode adds t
 from __future__ import annotations
 
 import builtins
-import contextlib
 import numbers
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -42,10 +42,9 @@ __all__ = ["Program", "Trace", "TraceError", "Tracer", "frozen", "settle"]
 class Tracer(Tensor):
     """A traced value: its shape and dtype are known, its values are not Python's to read.
 
-    A tracer standing for a NumPy array (an array argument, or what NumPy's operators and
-    view methods make of one) keeps NumPy's semantics under those operators and methods,
-    as the array would in eager mode: `X.T` is a view, not an op's copy, so the ops it
-    reaches see the layout they see in eager mode.
+    One standing for a NumPy array (an array argument, or what NumPy's operators and view
+    methods make of one) keeps NumPy's semantics under them, as in eager mode: `X.T` is a
+    view, not an op's copy, so the ops it reaches see eager mode's layout.
     """
 
     __slots__ = ()
@@ -55,31 +54,6 @@ class Tracer(Tensor):
             return "Tracer(escaped from its trace)"
         return f"Tracer(shape={self.shape}, dtype={self.dtype})"
 
-    @property
-    def T(self) -> Tensor:
-        return _as_numpy(self, (), lambda: Tensor.T.fget(self))  # type: ignore[attr-defined]
-
-    # Python reads no traced value, from any thread or context (the trace's own refuses any
-    # tensor's: `modes.refuse_traced`), nor after the trace.
-    @property  # type: ignore[override, misc]
-    def data(self) -> np.ndarray:
-        raise refuse_traced(".data", traced_shape(self))
-
-    def item(self) -> float:
-        raise refuse_traced(".item()", traced_shape(self))
-
-    def numpy(self) -> np.ndarray:
-        raise refuse_traced(".numpy()", traced_shape(self))
-
-    def __float__(self) -> float:
-        raise refuse_traced("float()", traced_shape(self))
-
-    def __bool__(self) -> bool:
-        raise refuse_traced("bool()", traced_shape(self))
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        raise refuse_traced("NumPy (np.asarray, a ufunc, ...)", traced_shape(self))
-
     def __getattr__(self, name: str) -> Any:  # (only for what a Tensor does not have)
         raise AttributeError(
             f"a traced value (shape {traced_shape(self)}) has no attribute {name!r}: while a "
@@ -88,62 +62,65 @@ class Tracer(Tensor):
             "not NumPy's array methods; convert an array before the call if you need those")
 
 
-def _as_numpy(x: Tracer, others: tuple, method: Callable[[], Tensor]) -> Tensor:
-    """`method()` (an operator or method of `x`), computed as NumPy computes it where `x`
-    and every tensor among `others` stand for NumPy arrays."""
-    trace = _ACTIVE.get()
-    if trace is None or not trace.is_raw(x) or not all(
-            trace.is_raw(y) for y in others if isinstance(y, Tensor)):
-        return method()
-    trace.numpy = True
-    try:
-        return method()
-    finally:
-        trace.numpy = False
+def _refused(what: str) -> Callable[..., Any]:
+    def refuse(self: Tracer, *args: Any, **kwargs: Any) -> Any:
+        raise refuse_traced(what, traced_shape(self))
+
+    return refuse
 
 
-def _numpy_method(name: str) -> Callable[..., Tensor]:
-    method = getattr(Tensor, name)
+# Python reads no traced value, from any thread or context (the trace's own refuses any
+# tensor's: `modes.refuse_traced`), nor after the trace.
+for _name, _what in (("item", ".item()"), ("numpy", ".numpy()"), ("__float__", "float()"),
+                     ("__bool__", "bool()"), ("__array__", "NumPy (np.asarray, a ufunc, ...)")):
+    setattr(Tracer, _name, _refused(_what))
+setattr(Tracer, "data", property(_refused(".data")))  # noqa: B010 (mypy: a read-only property)
 
-    def numpy_like(self: Tracer, *args: Any, **kwargs: Any) -> Tensor:
-        return _as_numpy(self, args, lambda: method(self, *args, **kwargs))
 
-    numpy_like.__name__ = name
+def _numpy_like(method: Callable[..., Any], numpy: Callable[..., Any] | None = None
+                ) -> Callable[..., Any]:
+    """A tracer's `method` (an operator or method), computed as NumPy computes it (by `numpy`
+    where NumPy's differs) where the tracer and every tensor among the arguments stand for
+    NumPy arrays."""
+
+    def numpy_like(self: Tracer, *args: Any, **kwargs: Any) -> Any:
+        trace = _ACTIVE.get()
+        if trace is None or not trace.is_raw(self) or not all(
+                trace.is_raw(y) for y in args if isinstance(y, Tensor)):
+            return method(self, *args, **kwargs)
+        trace.numpy = True
+        try:
+            return (numpy or method)(self, *args, **kwargs)
+        finally:
+            trace.numpy = False
+
+    numpy_like.__name__ = method.__name__
     return numpy_like
+
+
+def _numpy_comparison(name: str, compare: np.ufunc) -> Callable[..., Any]:
+    """NumPy's comparison of arrays: a bool array, as eager mode sees it (`mask.sum()`
+    counts in int64), not the table's mask op."""
+    op = Op(name, compare, (None, None), primitive.Domain("untested"), False, False)
+
+    def comparison(self: Tracer, other: Any) -> Any:
+        if not isinstance(other, (Tensor, np.ndarray, numbers.Real)):
+            return NotImplemented
+        return _ACTIVE.get().call(op, (self, other), {})  # type: ignore[union-attr]
+
+    return comparison
 
 
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
               "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__matmul__",
               "__rmatmul__", "__neg__", "__abs__", "__getitem__", "transpose", "reshape",
               "sum", "mean", "max"):
-    setattr(Tracer, _name, _numpy_method(_name))
-
-
-def _numpy_comparison(name: str, compare: np.ufunc) -> Callable[..., Any]:
-    """A comparison operator of a tracer: on tracers standing for NumPy arrays, NumPy's own
-    (a bool array, as eager mode sees it: `mask.sum()` counts in int64), else the table's
-    mask op."""
-    op = Op(name, compare, (None, None), primitive.Domain("untested"), False, False)
-    method = getattr(Tensor, name)
-
-    def comparison(self: Tracer, other: Any) -> Any:
-        trace = _ACTIVE.get()
-        if trace is None or not trace.is_raw(self) or (
-                isinstance(other, Tensor) and not trace.is_raw(other)):
-            return method(self, other)
-        if not isinstance(other, (Tensor, np.ndarray, numbers.Real)):
-            return NotImplemented
-        trace.numpy = True
-        return trace.call(op, (self, other), {})
-
-    comparison.__name__ = name
-    return comparison
-
-
+    setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name)))
+setattr(Tracer, "T", property(_numpy_like(Tensor.T.fget)))  # type: ignore[attr-defined]  # noqa: B010
 for _name, _compare in (("__lt__", np.less), ("__le__", np.less_equal),
                         ("__gt__", np.greater), ("__ge__", np.greater_equal),
                         ("__eq__", np.equal), ("__ne__", np.not_equal)):
-    setattr(Tracer, _name, _numpy_comparison(_name, _compare))
+    setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name), _numpy_comparison(_name, _compare)))
 
 
 class Value:
@@ -153,18 +130,16 @@ class Value:
 
     def __init__(self, index: int, array: Any, requires_grad: bool, raw: bool,
                  constant: Any = None):
-        self.index = index
-        if type(array) is np.ndarray:
-            self.shape, self.dtype = array.shape, array.dtype
-            # Laid out as a new C array of its shape (a loop may give it the row of a stack
-            # instead: a reduction of it then adds in the same order)
-            self.c_order = array.flags.c_contiguous
-        else:
-            self.shape, self.dtype = np.shape(array), np.result_type(array)
-            self.c_order = True
-        self.requires_grad = requires_grad
+        self.index, self.requires_grad = index, requires_grad
         self.raw = raw  # eager mode would see a NumPy array here, not a tensor
         self.constant = constant  # the array or number, for a constant
+        if type(array) is np.ndarray:
+            # c_order: laid out as a new C array of its shape (a loop may give it the row of
+            # a stack instead: a reduction of it then adds in the same order)
+            self.shape, self.dtype = array.shape, array.dtype
+            self.c_order = array.flags.c_contiguous
+        else:
+            self.shape, self.dtype, self.c_order = np.shape(array), np.result_type(array), True
 
     @property
     def name(self) -> str:
@@ -175,47 +150,70 @@ class Value:
         return self.constant is not None
 
 
+@dataclass(slots=True, eq=False)
 class Step:
     """One op call of a program."""
 
-    __slots__ = ("op", "inputs", "options", "out", "residual", "vjps", "scalar", "site",
-                 "numpy", "arrays", "recording")
+    op: Op
+    inputs: list[Value]
+    options: dict[str, Any]
+    out: Value
+    residual: Value | None
+    vjps: Any
+    scalar: bool  # the forward gave a NumPy scalar, made an array
+    site: Any  # where it was called, in anomaly mode
+    numpy: bool  # NumPy's own operator or method on arrays: no `record` around it
+    arrays: tuple  # the operands' arrays, for VJPs made per call, until the trace ends
+    recording: bool  # grad mode was on for it (it may need a gradient)
 
-    def __init__(self, op: Op, inputs: list[Value], options: dict[str, Any], out: Value,
-                 residual: Value | None, vjps: Any, scalar: bool, site: Any,
-                 numpy: bool = False):
-        self.op, self.inputs, self.options, self.out = op, inputs, options, out
-        self.residual, self.vjps, self.scalar, self.site = residual, vjps, scalar, site
-        self.numpy = numpy  # NumPy's own operator or method on arrays: no `record` around it
-        self.arrays: tuple = ()  # the operands' arrays, for VJPs made per call, until the end
-        self.recording = False  # grad mode was on for it (it may need a gradient)
+
+def _grad_flows(vjps: Any, inputs: Sequence[Value]) -> bool:
+    """Whether an op's output needs a gradient: an operand that needs one has a VJP."""
+    made = callable(vjps)  # (made per call, for those operands that need one)
+    for i, x in enumerate(inputs):  # noqa: SIM110 (a loop: no generator per op traced)
+        if x.requires_grad and (made or vjps[i] is not None):
+            return True
+    return False
 
 
 _ACTIVE: ContextVar[Trace | None] = ContextVar("minigrad_trace", default=None)
 # `Tensor(data)` inside a traced function: a copy of a traced value, a step of the program.
 _COPY = Op("Tensor", tensor_array, (None,), primitive.Domain("untested"), False, False)
+_RESIDUAL = np.empty(0)  # a residual's value: only the VJPs read it, never its shape
 
 
 class Trace:
-    """What one run of a function did, as inputs, constants and steps."""
+    """What one run of a function did, as inputs, constants and steps. The function runs
+    inside `with trace:`, where ops record here and values are not Python's."""
 
     def __init__(self, recording: bool, anomaly: bool, reads_graph: bool = False):
         self.recording, self.anomaly = recording, anomaly
         # The mode the function is traced in, with TRACING (what `current_mode` then reads)
         self.mode = TRACING | (RECORDING if recording else 0) | (ANOMALY if anomaly else 0)
-        # Whether the function may read tensors computed outside it (a scan's body: they are
-        # the loop's operands, passed on each call, as parameters are); else TraceError.
+        # The function may read tensors computed outside it (a scan's body: the loop's
+        # operands, passed on each call as parameters are); else TraceError.
         self.reads_graph = reads_graph
         self.values: list[Value] = []
         self.steps: list[Step] = []
         self.inputs: list[Value] = []  # what a run is given, in order
         self.captured: list[tuple[Value, Tensor]] = []  # tensors read from outside
-        self.of: dict[int, Value] = {}  # id(tracer, captured tensor or array) -> its value
-        self.keep: list[Any] = []  # what those ids name stays alive
+        # id(a tracer, or what the function read from outside) -> its value. What the ids
+        # name stays alive: in `tracers`, `captured`, `aliased`, or as the constant.
+        self.of: dict[int, Value] = {}
         self.tracers: list[Tracer] = []  # this trace's own, spent when it ends
-        self.numpy = False  # the next op is NumPy's operator or method on arrays (`_as_numpy`)
-        self.aliases: dict[int, tuple[Tensor, Value]] = {}  # id(argument) -> it, its value
+        self.numpy = False  # the next op is NumPy's operator or method on arrays
+        # id(a Tensor argument the function may also read from outside) -> it, its input;
+        # `aliased`: those it did read, which a program must find passed there again
+        self.aliases: dict[int, tuple[Tensor, Value]] = {}
         self.aliased: list[tuple[Tensor, Value]] = []
+
+    def __enter__(self) -> Trace:
+        self._tokens = _ACTIVE.set(self), modes._mode.set(current_mode() | TRACING)
+        return self
+
+    def __exit__(self, *exception: Any) -> None:
+        modes._mode.reset(self._tokens[1])
+        _ACTIVE.reset(self._tokens[0])
 
     def is_raw(self, x: Tensor) -> bool:
         value = self.of.get(id(x))
@@ -234,36 +232,20 @@ class Trace:
         self.tracers.append(t)
         return t
 
-    def input(self, x: Tensor | np.ndarray, requires_grad: bool | None = None,
-              raw: bool | None = None) -> Tracer:
-        """A traced stand-in for `x`, given on every run (an argument, a loop's carry);
-        `requires_grad` and `raw` (eager mode sees an array, not a tensor) override x's."""
-        if raw is None:
-            raw = not isinstance(x, Tensor)
-        array = x._data if isinstance(x, Tensor) else x
-        if requires_grad is None:
-            requires_grad = isinstance(x, Tensor) and x.requires_grad
-        requires_grad = requires_grad and self.recording
-        value = self._new(array, requires_grad, raw)
+    def input(self, array: np.ndarray, requires_grad: bool, raw: bool = False) -> Tracer:
+        """A traced stand-in for `array`, given on every run (an argument, a loop's carry);
+        `raw`: eager mode sees the array itself, not a tensor."""
+        value = self._new(array, requires_grad and self.recording, raw)
         self.inputs.append(value)
         return self._tracer(value, array)
 
-    def alias(self, x: Tensor, tracer: Tracer) -> None:
-        """`x` (an argument) is `tracer`'s value wherever the function reads it from outside
-        (`aliased`: those it did read, which a program must find passed there again)."""
-        self.aliases[id(x)] = (x, self.of[id(tracer)])
-
     def operand(self, x: Any, op: str) -> Value:
-        value = self.of.get(id(x))
-        if value is not None:
-            return value
-        if id(x) in self.aliases:  # an argument read from outside too
+        """The value of an operand that is no tracer of this trace: an argument read from
+        outside too, a tensor read from outside (an input of every run), or a constant."""
+        if id(x) in self.aliases:
             x, value = self.aliases.pop(id(x))
             self.aliased.append((x, value))
-            self.of[id(x)] = value
-            self.keep.append(x)
-            return value
-        if isinstance(x, Tensor):
+        elif isinstance(x, Tensor):
             if type(x) is not Tracer and x._node is not None and not self.reads_graph:
                 raise TraceError(
                     f"{op}: reads a tensor computed outside the traced function (by "
@@ -279,7 +261,6 @@ class Trace:
             x = primitive.constant(x, op)
             value = self._new(x, False, type(x) is np.ndarray, x)
         self.of[id(x)] = value
-        self.keep.append(x)
         return value
 
     def call(self, op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tracer:
@@ -289,7 +270,7 @@ class Trace:
         inputs = [of.get(id(x)) or self.operand(x, op.name) for x in operands]
         arrays = tuple([x._data if isinstance(x, Tensor) else x for x in operands])
         try:
-            out = op.forward(*arrays, **options)
+            out = op.forward(*arrays, **options) if options else op.forward(*arrays)
         except (ValueError, TypeError, IndexError) as error:
             raise primitive._op_error(op.name, error, arrays) from None
         if op.residual:
@@ -297,31 +278,23 @@ class Trace:
         scalar = type(out) is not np.ndarray
         if scalar:
             out = np.asarray(out)
-        vjps: Any = op.vjps
-        grad = False
         recording = self.recording if current_mode() == self.mode else self._recording()
-        if recording:
-            for i, v in enumerate(inputs):
-                if v.requires_grad and (callable(vjps) or vjps[i] is not None):
-                    grad = True
-                    break
         if numpy:  # NumPy on arrays, as in eager mode: no copies, the array a view is
             value = self._new(out, False, True)
-            self.steps.append(Step(op, inputs, options, value, None, (), scalar, None,
-                                   numpy=True))
-            return self._tracer(value, out)
-        site = None
-        if grad and self.anomaly:
-            site = (anomaly._caller_site(),
-                    () if callable(vjps) else tuple(np.shape(a) for a in arrays))
-        if grad and callable(vjps):  # VJPs made per call (stack's, scan's): from shapes
-            vjps = vjps(arrays, options, [v if v.requires_grad else None for v in inputs])
-        value = self._new(out, grad, False)
-        # (A residual may be any object: only the VJPs read it; its shape is never asked.)
-        residual = self._new(np.empty(0), False, False) if op.residual else None
-        step = Step(op, inputs, options, value, residual, vjps, scalar, site)
-        step.arrays = arrays if callable(op.vjps) else ()  # for `require_grad`'s VJPs
-        step.recording = recording
+            step = Step(op, inputs, options, value, None, (), scalar, None, True, (), False)
+        else:
+            vjps: Any = op.vjps
+            site = None
+            grad = recording and _grad_flows(vjps, inputs)
+            if grad and self.anomaly:
+                site = (anomaly._caller_site(),
+                        () if callable(vjps) else tuple(np.shape(a) for a in arrays))
+            if grad and callable(vjps):  # VJPs made per call (stack's, scan's): from shapes
+                vjps = vjps(arrays, options, [v if v.requires_grad else None for v in inputs])
+            value = self._new(out, grad, False)
+            residual = self._new(_RESIDUAL, False, False) if op.residual else None
+            step = Step(op, inputs, options, value, residual, vjps, scalar, site, False,
+                        arrays if callable(op.vjps) else (), recording)
         self.steps.append(step)
         return self._tracer(value, out)
 
@@ -349,9 +322,7 @@ class Trace:
             vjps = step.op.vjps
             if step.out.requires_grad and not callable(vjps):  # (nothing to remake)
                 continue
-            if step.numpy or not step.recording or not any(
-                    x.requires_grad and (callable(vjps) or vjps[i] is not None)
-                    for i, x in enumerate(step.inputs)):
+            if step.numpy or not step.recording or not _grad_flows(vjps, step.inputs):
                 continue
             step.out.requires_grad = True
             if callable(vjps):  # made for the operands that needed a gradient: made anew
@@ -373,12 +344,9 @@ class Trace:
         self.of[id(t)] = value
         self.tracers.append(t)  # type: ignore[arg-type]
 
-    def finish(self, outputs: Sequence[Any], what: str) -> Program:
-        """The program computing `outputs` (tracers of this trace); every tracer is spent."""
-        return Program(self, self.results(outputs, what))
-
     def results(self, outputs: Sequence[Any], what: str) -> list[Value]:
-        """The values of `outputs`, which must be computed by ops; every tracer is spent."""
+        """The values of `outputs`, which must be computed by ops; every tracer is spent, and
+        the steps' arrays dropped (a program keeps no array of the trace's run)."""
         values = []
         for out in outputs:
             value = self.of.get(id(out)) if isinstance(out, Tracer) else None
@@ -389,9 +357,8 @@ class Trace:
             values.append(value)
         for t in self.tracers:  # (not an enclosing trace's tracers: those live on)
             t._data = None  # type: ignore[assignment]
-        for step in self.steps:  # (a program keeps no array of the trace's run)
-            if step.arrays:
-                step.arrays = ()
+        for step in self.steps:
+            step.arrays = ()
         return values
 
     def key(self, outputs: Sequence[Value]) -> Any:
@@ -399,27 +366,16 @@ class Trace:
         keys give the same program, if it reads its constants at run time (`Program.
         constants`) as it reads the tensors read from outside. The ops, their options and
         operands, every value's shape, dtype and flags, and each constant's type."""
-        values = tuple((v.shape, v.dtype, v.requires_grad, v.raw, type(v.constant), v.c_order)
-                       for v in self.values)
-        steps = tuple((s.op, frozen(s.options) if s.options else None,
-                       tuple(x.index for x in s.inputs), s.out.index,
-                       s.residual and s.residual.index, s.scalar, s.numpy, s.recording,
-                       s.site and frozen(s.site),
-                       None if callable(s.vjps) else tuple(vjp is None for vjp in s.vjps))
-                      for s in self.steps)
+        values = tuple([(v.shape, v.dtype, v.requires_grad, v.raw, type(v.constant), v.c_order)
+                        for v in self.values])
+        steps = tuple([(s.op, frozen(s.options) if s.options else None,
+                        tuple([x.index for x in s.inputs]), s.out.index,
+                        s.residual and s.residual.index, s.scalar, s.numpy, s.recording,
+                        s.site and frozen(s.site),
+                        None if callable(s.vjps) else tuple([vjp is None for vjp in s.vjps]))
+                       for s in self.steps])
         return (self.recording, self.anomaly, values, steps,
-                tuple(v.index for v in self.inputs), tuple(v.index for v in outputs))
-
-    @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        """Run the traced function inside: ops record here; values are not Python's."""
-        token = _ACTIVE.set(self)
-        mode = modes._mode.set(current_mode() | TRACING)
-        try:
-            yield
-        finally:
-            modes._mode.reset(mode)
-            _ACTIVE.reset(token)
+                tuple([v.index for v in self.inputs]), tuple([v.index for v in outputs]))
 
 
 def frozen(x: Any) -> Any:
@@ -443,15 +399,11 @@ def frozen(x: Any) -> Any:
 
 
 def _record(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:
-    trace = _ACTIVE.get()
-    assert trace is not None
-    return trace.call(op, operands, options)
+    return _ACTIVE.get().call(op, operands, options)  # type: ignore[union-attr]
 
 
 def _made(t: Tensor, data: Any) -> None:
-    trace = _ACTIVE.get()
-    assert trace is not None
-    trace.made(t, data)
+    _ACTIVE.get().made(t, data)  # type: ignore[union-attr]
 
 
 primitive.trace_hook = _record
@@ -473,55 +425,38 @@ class Program:
 
     def __init__(self, trace: Trace, outputs: list[Value]):
         self.inputs, self.captured, self.aliased = trace.inputs, trace.captured, trace.aliased
-        self.steps, self.outputs = trace.steps, outputs
+        self.steps, self.outputs, self.anomaly = trace.steps, outputs, trace.anomaly
         self.input_indices = {v.index for v in self.inputs}
-        self.anomaly = trace.anomaly
-        self.names: dict[str, Any] = {"asarray": np.asarray, "acc": tape.accumulate,
-                                      "ndarray": np.ndarray,
-                                      "sum_to_shape": tape.sum_to_shape,
-                                      "settle": settle,
-                                      "Contributions": tape.Contributions}
         self.constants = [v for v in trace.values if v.is_constant]
-        self.names.update((v.name, v.constant) for v in self.constants)
-        self.backward_steps = self._backward_steps()
-        self.saved = self._saved()
-        # The inputs the outputs' gradients reach, in input order.
-        reached = {x.index for s in self.backward_steps
-                   for x, vjp in zip(s.inputs, s.vjps) if x.requires_grad and vjp is not None}
-        self.grad_inputs = [v for v in self.inputs if v.index in reached]
-
-    def _backward_steps(self) -> list[Step]:
-        """The steps a gradient of the outputs passes through, in reverse order."""
-        reached = {v.index for v in self.outputs if v.requires_grad}
-        steps = []
+        self.names: dict[str, Any] = {
+            "asarray": np.asarray, "acc": tape.accumulate, "ndarray": np.ndarray,
+            "sum_to_shape": tape.sum_to_shape, "settle": settle, "check_forward": _check_forward,
+            "Contributions": tape.Contributions, **{v.name: v.constant for v in self.constants}}
+        # The steps a gradient of the outputs passes through, in reverse order, and the
+        # inputs it reaches, in input order.
+        reached = {v.index for v in outputs if v.requires_grad}
+        self.backward_steps: list[Step] = []
         for step in reversed(self.steps):
             if step.out.index in reached:
-                steps.append(step)
+                self.backward_steps.append(step)
                 reached.update(x.index for x, vjp in zip(step.inputs, step.vjps)
                                if x.requires_grad and vjp is not None)
-        return steps
+        self.grad_inputs = [v for v in self.inputs if v.index in reached]
+        # The values the backward's VJPs read, by name, in first-read order.
+        self.saved = list(dict.fromkeys(name for step in self.backward_steps
+                                        for name in self._vjp_reads(step) if name[0] == "v"))
 
-    def _saved(self) -> list[str]:
-        """The names of the values the backward steps' VJPs read, in first-read order."""
-        saved: dict[str, None] = {}
-        for step in self.backward_steps:
-            out, args = self._vjp_reads(step)
-            for name in [out, *args]:
-                if name[0] == "v":  # not a constant, not None
-                    saved[name] = None
-        return list(saved)
-
-    def _vjp_reads(self, step: Step) -> tuple[str, list[str]]:
-        """What a step's VJPs get besides `g`: the names of `out` (its output or residual, or
-        None) and of the operands it keeps (`record`'s copies of arrays; None if not kept)."""
+    def _vjp_reads(self, step: Step) -> list[str]:
+        """What a step's VJPs get besides `g`, by name: `out` (its output or residual, or
+        None), then the operands it keeps (`record`'s copies of arrays; None if not kept)."""
         op = step.op
         out = (step.residual or step.out).name if step.residual or op.saves_output else "None"
         if not op.saves_inputs or op.kept == ():
-            return out, []
+            return [out]
         copies = self.copies(step)
-        return out, [f"v{step.out.index}_{i}" if i in copies else x.name
-                     if op.kept is None or i in op.kept else "None"
-                     for i, x in enumerate(step.inputs)]
+        return [out, *(f"v{step.out.index}_{i}" if i in copies else x.name
+                       if op.kept is None or i in op.kept else "None"
+                       for i, x in enumerate(step.inputs))]
 
     def _name(self, value: Any, prefix: str) -> str:
         name = f"{prefix}{len(self.names)}"
@@ -530,7 +465,8 @@ class Program:
 
     # --- forward ----------------------------------------------------------------------------
 
-    def keeps(self, step: Step) -> bool:
+    @staticmethod
+    def _keeps(step: Step) -> bool:
         """Whether `record` treats the step's operands as kept by a node (it copies arrays
         and marks tensors shared): it records, and the op has a gradient."""
         return (step.op.saves_inputs and step.recording and not step.numpy
@@ -538,20 +474,12 @@ class Program:
 
     def copies(self, step: Step) -> list[int]:
         """The operands `record` copies: NumPy arrays that a node keeps."""
-        if not self.keeps(step):
-            return []
-        return [i for i, x in enumerate(step.inputs) if x.raw]
+        return [i for i, x in enumerate(step.inputs) if x.raw] if self._keeps(step) else []
 
-    def shared_inputs(self) -> list[Value]:
+    def shared_inputs(self) -> set[int]:
         """The non-raw inputs `record` marks shared at once: operands of ops that keep them."""
-        found: dict[int, Value] = {}
-        inputs = {v.index for v in self.inputs}
-        for step in self.steps:
-            if self.keeps(step):
-                for x in step.inputs:
-                    if x.index in inputs and not x.raw:
-                        found.setdefault(x.index, x)
-        return list(found.values())
+        return {x.index for step in self.steps if self._keeps(step) for x in step.inputs
+                if x.index in self.input_indices and not x.raw}
 
     def forward_lines(self, tensor_of: Callable[[Value], str | None],
                       kept: Sequence[Value] = (), into: dict[int, str] | None = None
@@ -563,17 +491,13 @@ class Program:
         A value in `into` (those `writes_into` allows) is computed into the array that
         expression names (a loop's stacked ys): the same numbers, no copy."""
         keep = {int(name[1:]) for name in self.saved if "_" not in name}
-        keep |= {v.index for v in kept}
-        keep |= {v.index for v in self.outputs}
-        last: dict[int, int] = {}
-        for k, step in enumerate(self.steps):
-            for x in step.inputs:
-                last[x.index] = k
+        keep |= {v.index for v in [*kept, *self.outputs]}
+        last = {x.index: k for k, step in enumerate(self.steps) for x in step.inputs}
         lines: list[str] = []
         for k, step in enumerate(self.steps):
             lines += self._forward_step(step, tensor_of, (into or {}).get(step.out.index))
             if self.anomaly and step.out.requires_grad:
-                lines.append(f"check_forward({step.out.name}, {self._name(step, 'step')})")
+                lines.append(f"check_forward({step.out.name}, {self._name(_node(step), 'n')})")
             dead = [x.name for x in step.inputs if last.get(x.index) == k
                     and x.index not in keep and not x.is_constant]
             if step.residual and step.residual.index not in keep:
@@ -624,26 +548,21 @@ class Program:
     def backward_lines(self, seeds: Sequence[str],
                        deferred: dict[tuple[int, int], int] | None = None,
                        order: Sequence[int] | None = None, loop: bool = False,
-                       summed: bool = False, into: dict[tuple[int, int], str] | None = None
-                       ) -> list[str]:
-        """The reverse sweep from `seeds` (the outputs' cotangents' expressions), ending in
+                       into: dict[tuple[int, int], str] | None = None) -> list[str]:
+        """The reverse sweep from `seeds` (the outputs' cotangents' expressions, each an
+        array or `Contributions`, added in `order` of the outputs' positions), ending in
         `grads`, a list of each grad input's contributions; a value the VJPs read is dropped
-        after its last read when `free`. With `summed` (the outputs are the sweep's root and
-        the inputs leaves no other node reaches), each input's contributions are added up
-        here, as the sweep would, and `owned` tells which sums the code allocated. The VJP
-        of operand i of step s is not called where `deferred` maps (s, i) to j: the step's
-        cotangent is left in `e<j>` instead (a loop calls it once for all steps:
-        `minigrad.scan`). The seeds are added in `order` (of the outputs' positions), each
-        an array or `Contributions`. The VJP of operand i of step s writes its result into
-        the array `into[s, i]` names (one that `writes_into` allows; a loop's stacked
-        cotangents). In a `loop`'s body the values are dropped by the next
-        step, and the caller reads the `l<i>` itself."""
-        deferred = deferred or {}
+        after its last read when `free`. In a `loop`'s body the values are dropped by the
+        next step, and the caller reads the `l<i>` itself. The VJP of operand i of step s is
+        not called where `deferred` maps (s, i) to j: the step's cotangent is left in `e<j>`
+        (a loop calls it once for all steps: `minigrad.scan`); it writes its result into the
+        array `into[s, i]` names (one that `writes_into` allows: a loop's stacked
+        cotangents)."""
+        deferred, into = deferred or {}, into or {}
         position = {id(step): k for k, step in enumerate(self.steps)}
         lines: list[str] = []
         started: set[int] = set()
         count = self._contributions(deferred)
-        inputs = set() if summed else self.input_indices
         if not loop:
             lines += [f"l{v.index} = None" for v in self.grad_inputs if v.index not in count]
         seeded = [i for i in (order if order is not None else range(len(seeds)))
@@ -651,33 +570,30 @@ class Program:
         for i in seeded:
             count[self.outputs[i].index] = count.get(self.outputs[i].index, 0) + 1
         for i in seeded:
-            self._add(lines, self.outputs[i], seeds[i], started, count, inputs)
+            self._add(lines, self.outputs[i], seeds[i], started, count)
         last_read: dict[str, int] = {}  # a saved value's name -> the line after its last read
         for step in self.backward_steps:
-            out = step.out
+            out, k = step.out, position[id(step)]
             shape, dtype = self._name(out.shape, "s"), self._name(out.dtype, "d")
             lines.append(f"g = {self._var(out)}; {self._var(out)} = None")
             lines.append(f"if type(g) is not ndarray or g.shape != {shape}: "
                          f"g = settle(g, {shape}, {dtype})")
-            out_arg, args = self._vjp_reads(step)
+            reads = self._vjp_reads(step)
             options = ["**" + self._name(step.options, "o")] if step.options else []
             for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps)):
                 if not x.requires_grad or vjp is None:
                     continue
-                if (position[id(step)], i) in deferred:
-                    lines.append(f"e{deferred[position[id(step)], i]} = g")
+                if (k, i) in deferred:
+                    lines.append(f"e{deferred[k, i]} = g")
                     continue
-                target = (into or {}).get((position[id(step)], i))
-                extra = [f"into={target}"] if target else []
-                call = (f"{self._name(vjp, 'vjp')}"
-                        f"({', '.join(['g', out_arg, *args, *options, *extra])})")
-                if self.anomaly:
-                    call = f"check_backward({call}, {self._name(step, 'step')}, {i})"
-                elif vjp is primitive.identity_vjp:
-                    call = "g"
+                extra = [f"into={into[k, i]}"] if (k, i) in into else []
+                if self.anomaly:  # its result checked as an eager node's (`anomaly.watch`)
+                    vjp = anomaly._checked(_node(step), i, vjp, x.shape)  # type: ignore[arg-type]
+                call = "g" if vjp is primitive.identity_vjp else (
+                    f"{self._name(vjp, 'vjp')}({', '.join(['g', *reads, *options, *extra])})")
                 lines.append(f"t = {call}")
-                self._add(lines, x, "t", started, count, inputs)
-            for name in [out_arg, *args]:
+                self._add(lines, x, "t", started, count)
+            for name in reads:
                 if name[0] == "v":
                     last_read[name] = len(lines)
         if loop:
@@ -687,14 +603,11 @@ class Program:
             if name not in outputs:
                 lines.insert(line, f"if free: {name} = None")
         lines.append(f"grads = [{', '.join(self._var(v) for v in self.grad_inputs)}]")
-        if summed:
-            owned = [f"o{v.index}" if count.get(v.index, 0) > 1 else "False"
-                     for v in self.grad_inputs]
-            lines.append(f"owned = [{', '.join(owned)}]")
         return lines
 
     def _contributions(self, deferred: dict[tuple[int, int], int]) -> dict[int, int]:
-        """How many contributions `backward_lines(..., deferred)` adds to each value."""
+        """How many contributions `backward_lines(..., deferred)` adds to each value it adds
+        any to (an input's as `l<i>`)."""
         position = {id(step): k for k, step in enumerate(self.steps)}
         count: dict[int, int] = {}
         for step in self.backward_steps:
@@ -703,25 +616,20 @@ class Program:
                     count[x.index] = count.get(x.index, 0) + 1
         return count
 
-    def contributed(self, deferred: dict[tuple[int, int], int]) -> set[int]:
-        """The values `backward_lines(..., deferred)` adds contributions to (an input's as
-        `l<i>`)."""
-        return set(self._contributions(deferred))
-
     def _var(self, x: Value) -> str:
         """The name of `x`'s cotangent: `l<i>` for an input, `c<i>` inside."""
         return f"l{x.index}" if x.index in self.input_indices else f"c{x.index}"
 
     def _add(self, lines: list[str], x: Value, g: str, started: set[int],
-             count: dict[int, int], inputs: set[int]) -> None:
+             count: dict[int, int]) -> None:
         """Add contribution `g` to value `x`: into its cotangent by the sweep's rule, or, for
-        an input in `inputs`, to the list of its contributions."""
+        an input, to the list of its contributions."""
         first = x.index not in started
         started.add(x.index)
         c, o = self._var(x), f"o{x.index}"
         if count.get(x.index, 0) <= 1:  # its one contribution, as it is (settled when read)
             lines.append(f"{c} = {g}")
-        elif x.index in inputs:
+        elif x.index in self.input_indices:
             lines.append(f"{c} = Contributions(({g},))" if first else f"{c}.append({g})")
         elif first:  # `accumulate`'s first case, a first array kept as it is, written out
             shape, dtype = self._name(x.shape, "s"), self._name(x.dtype, "d")
@@ -740,27 +648,20 @@ class Program:
     def function(self, signature: str, lines: Sequence[str], what: str) -> Callable[..., Any]:
         """`def <signature>:` with `lines` as its body, compiled in the program's names."""
         body = "\n".join("    " + line for line in lines) or "    pass"
-        names = dict(self.names, check_forward=self._check_forward,
-                     check_backward=self._check_backward)
+        names = dict(self.names)
         source = f"def {signature}:\n{body}\n"
         builtins.exec(builtins.compile(source, f"<minigrad {what}>", "exec"), names)
         function = names[signature.split("(")[0]]
         function.source = source
         return function
 
-    # --- anomaly mode -----------------------------------------------------------------------
 
-    @staticmethod
-    def _node(step: Step) -> Any:
-        return SimpleNamespace(name=step.op.name, site=step.site, args=(), dtype=step.out.dtype)
+def _node(step: Step) -> Any:
+    """A step as `anomaly`'s messages name an eager node."""
+    return SimpleNamespace(name=step.op.name, site=step.site, args=(), dtype=step.out.dtype)
 
-    def _check_forward(self, out: np.ndarray, step: Step) -> None:
-        for part in out if out.dtype == object else (out,):  # a scan's parts: `anomaly.watch`
-            if not np.isfinite(part).all():
-                raise anomaly.AnomalyError(anomaly._message(self._node(step), "forward",
-                                                            "its output", part))
 
-    def _check_backward(self, g: Any, step: Step, i: int) -> Any:
-        anomaly._check(self._node(step), i, g, step.inputs[i].shape)  # type: ignore[arg-type]
-        return g
-
+def _check_forward(out: np.ndarray, node: Any) -> None:
+    for part in out if out.dtype == object else (out,):  # a scan's parts: `anomaly.watch`
+        if not np.isfinite(part).all():
+            raise anomaly.AnomalyError(anomaly._message(node, "forward", "its output", part))
