@@ -74,12 +74,57 @@ def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
     return replay.backward(saved, not tape.retaining.get(), g)
 
 
+def _held(fn: Any) -> list[tuple[Any, tuple]]:
+    """The lists and dicts holding modules or tensors under the module `fn` is (or is a
+    method of), each with what it holds now: `model.layers[1] = other` sets no attribute,
+    and would leave a replay reading the old layer's weights."""
+    root = fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None)
+    held: list[tuple[Any, tuple]] = []
+    seen: set[int] = set()
+
+    def walk(x: Any) -> bool:  # whether x is or holds a module or a tensor
+        if isinstance(x, (nn.Module, Tensor)):
+            if isinstance(x, nn.Module) and id(x) not in seen:
+                seen.add(id(x))
+                for value in list(vars(x).values()):
+                    walk(value)
+            return True
+        if type(x) in (list, dict) and id(x) not in seen:
+            seen.add(id(x))
+            if any([walk(y) for y in (x.values() if type(x) is dict else x)]):
+                held.append((x, _contents(x)))
+                return True
+        elif type(x) is tuple:
+            return any([walk(y) for y in x])
+        return False
+
+    if isinstance(root, nn.Module):
+        walk(root)
+    return held
+
+
+def _contents(container: list | dict) -> tuple:
+    if isinstance(container, dict):  # its keys and values
+        return tuple(x for item in container.items() for x in item)
+    return tuple(container)
+
+
+def _unchanged(held: list[tuple[Any, tuple]]) -> bool:
+    """Whether each container holds the very objects it held when traced."""
+    for container, was in held:
+        now = _contents(container)
+        if len(now) != len(was) or any(a is not b for a, b in zip(now, was)):
+            return False
+    return True
+
+
 class _Replay:
     """A signature's program, as the functions a call runs."""
 
     def __init__(self, program: Program, positions: dict[int, int], generation: int,
-                 name: str):
+                 name: str, held: list[tuple[Any, tuple]]):
         self.generation = generation  # of the modules' attributes, when traced
+        self.held = held  # the containers of fn's module, as they were (`_held`)
         self.name = name
         result = program.outputs[0]
         self.requires_grad = result.requires_grad
@@ -132,7 +177,7 @@ class _Replay:
     def run(self, args: tuple) -> Tensor | None:
         """The result for `args`, its backward one node of the tape; None if the program is
         stale (a module's attribute was rebound, a parameter changed shape or dtype)."""
-        if nn.generation != self.generation:
+        if nn.generation != self.generation or self.held and not _unchanged(self.held):
             return None
         r = self.forward(args)
         if r is None:
@@ -150,7 +195,8 @@ class _Replay:
         accumulated into `.grad` as the sweep and `Tensor.backward` do. None (having done
         nothing) if the program is stale or an argument's gradient flows on into a graph."""
         leaves = [t if t is not None else args[p] for p, t in self.sources]
-        if nn.generation != self.generation or any(t._node is not None for t in leaves):
+        if nn.generation != self.generation or self.held and not _unchanged(self.held) \
+                or any(t._node is not None for t in leaves):
             return None
         r = self.forward(args)
         if r is None:
@@ -265,7 +311,7 @@ class CompiledFunction:
         if not isinstance(result, Tensor):
             raise TraceError(f"compile: fn must return a Tensor, got {type(result).__name__}")
         program = Program(trace, trace.results([result], "compile: fn"))
-        replay = _Replay(program, positions, generation, self._name)
+        replay = _Replay(program, positions, generation, self._name, _held(self.fn))
         with self._lock:
             self._cache[key] = replay
             self._cache.move_to_end(key)
@@ -293,7 +339,8 @@ def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFuncti
       (`mg.astype`, `.T`, `.reshape`).
     - The tensors `fn` reads from outside (parameters) are read afresh on every call; a
       call after a module's attribute was set, or a parameter's shape, dtype or strides
-      changed, traces again (a list or dict attribute changed in place is not seen).
+      changed, traces again; so does a list or dict of modules or tensors under the module
+      `fn` is (or is a method of) changed in place.
       Arrays and numbers `fn` reads from outside, or makes itself (a random draw), are
       constants of the program, as is which tensor a global or closure variable names:
       pass what changes as an argument.

@@ -650,3 +650,39 @@ def test_a_compiled_function_called_inside_another_is_traced_by_it():
     for _ in range(3):
         assert outer(x).item() == expected
     assert inner.traces == 0
+
+
+class _Stack(mg.nn.Module):
+    """Layers in a list and in a dict inside a list, as the Module docstring allows, and a
+    list of numbers the training loop appends to."""
+
+    def __init__(self, rng):
+        self.layers = [mg.nn.Linear(3, 4, rng=rng), mg.nn.Linear(4, 4, rng=rng)]
+        self.heads = [{"out": mg.nn.Linear(4, 1, rng=rng)}]
+        self.losses = []
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = mg.tanh(layer(x))
+        return self.heads[0]["out"](x).sum()
+
+
+@pytest.mark.parametrize("compiled_as", ["module", "method"])
+def test_layers_swapped_in_a_list_or_dict_the_module_holds_are_traced_again(compiled_as):
+    rng = np.random.default_rng(0)
+    model = _Stack(rng)
+    spares = [mg.nn.Linear(4, 4, rng=rng), mg.nn.Linear(4, 1, rng=rng)]  # made before
+    step = mg.compile(model if compiled_as == "module" else model.forward)
+    x = rng.normal(size=(5, 3))
+    changes = [lambda: None,
+               lambda: model.losses.append(1.5),  # numbers: not what fn reads as tensors
+               lambda: model.layers.__setitem__(1, spares[0]),
+               lambda: model.heads[0].__setitem__("out", spares[1]),
+               lambda: model.layers.append(mg.nn.Linear(4, 4, rng=rng)),
+               lambda: model.layers.pop()]
+    traces = []
+    for change in changes:
+        change()
+        assert step(x).item() == model(x).item()
+        traces.append(step.traces)
+    assert traces == [1, 1, 2, 3, 4, 5]
