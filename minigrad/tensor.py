@@ -192,11 +192,15 @@ class Tensor:
                                  f"pass grad= an array of shape {self.shape}")
             seed = np.empty(self._data.shape, self._data.dtype)  # np.ones, without its
             seed.fill(1)  # Python layer
-            return seed
-        seed = np.asarray(grad._data if isinstance(grad, Tensor) else grad, self.dtype)
-        if seed.shape != self.shape:
-            raise ValueError(f"{caller}: grad has shape {seed.shape}, but the "
-                             f"{role.split()[-1]} has shape {self.shape}")
+        else:
+            seed = np.asarray(grad._data if isinstance(grad, Tensor) else grad, self.dtype)
+            if seed.shape != self.shape:
+                raise ValueError(f"{caller}: grad has shape {seed.shape}, but the "
+                                 f"{role.split()[-1]} has shape {self.shape}")
+            seed = seed.view()  # (the caller's array keeps its flags)
+        # Read-only: a VJP that writes into its cotangent raises, rather than changing the
+        # caller's array and what the root's other VJPs get (and gradcheck's own seed).
+        seed.flags.writeable = False
         return seed
 
     def __reduce_ex__(self, protocol: Any) -> Any:  # copy.copy, copy.deepcopy, pickle

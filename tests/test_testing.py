@@ -350,3 +350,32 @@ def test_drawn_arrays_have_no_tiny_nonzero_values(data):
     nonzero = np.abs(values[values != 0])
     assert np.all(nonzero >= mst.SMALLEST)
     assert np.all((low <= values) & (values <= high))
+
+
+def _sin_doubling_its_cotangent_in_place():
+    def vjp(g, out, x):
+        g *= 2.0  # the bug: writes into the cotangent it was handed
+        return g * np.cos(x)
+
+    return mg.defop("sin_in_place", np.sin, (vjp,), saves="inputs", register=False)
+
+
+@pytest.mark.parametrize("take", [lambda x: x, lambda x: x[:1]], ids=["vector", "one element"])
+def test_gradcheck_refuses_a_vjp_that_writes_into_its_cotangent(take):
+    """Such a VJP scaled gradcheck's own upstream array, which the numerical side then
+    projected on: both sides twice the truth, and gradcheck passed. The seed a VJP gets is
+    read-only now, so the write raises."""
+    x = take(np.array([0.3, -1.2, 0.7]))
+    with pytest.raises(ValueError, match="read-only"):
+        gradcheck(_sin_doubling_its_cotangent_in_place(), x)
+
+
+def test_backward_leaves_the_callers_upstream_gradient_alone():
+    x = mg.Tensor(np.array([0.3, -1.2]), requires_grad=True)
+    upstream = np.array([1.0, -0.5])
+    mg.tanh(x).backward(upstream)
+    np.testing.assert_array_equal(x.grad, upstream * (1 - np.tanh([0.3, -1.2]) ** 2))
+    assert upstream.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        _sin_doubling_its_cotangent_in_place()(x).backward(upstream)
+    np.testing.assert_array_equal(upstream, [1.0, -0.5])
