@@ -340,6 +340,21 @@ class Optimizer(abc.ABC):
         if closure is not None and not callable(closure):
             raise TypeError(f"{type(self).__name__}.step: closure must be callable, got "
                             f"{type(closure).__name__}")
+        buckets = self._buckets
+        if type(self).look_ahead is Optimizer.look_ahead:  # no move: nothing to move back
+            for bucket in buckets:
+                bucket.read()  # every shape checked before the closure runs
+            loss = None if closure is None else closure()
+            commits = [bucket.compute(None) for bucket in buckets]
+        else:
+            loss, commits = self._step_from_look_ahead(closure)
+        for commit in commits:
+            commit()
+        return loss
+
+    def _step_from_look_ahead(self, closure: Closure | None) -> tuple[Any, list[Callable]]:
+        """The closure's loss and the commits, the gradient taken at the look-ahead point;
+        the parameters are back where they were if anything raises."""
         moves = [(i, b, move) for i, b in enumerate(self._buckets)
                  if (move := self.look_ahead(b.group, b.state)) is not None]
         if moves and closure is None:
@@ -349,22 +364,19 @@ class Optimizer(abc.ABC):
                 f"the grads, computes the loss, calls backward and returns the loss.")
         buckets = self._buckets
         arrays = [b.read() for b in buckets]  # every shape checked before any move
-        moved = [(i, b, b.gather(arrays[i]), move) for i, b, move in moves]
         real: list[np.ndarray | None] = [None] * len(buckets)  # where moved buckets were
-        for i, _, point, _ in moved:
-            real[i] = point
         try:
-            for i, bucket, point, move in moved:
-                bucket.scatter(arrays[i], point + move)
+            for i, bucket, move in moves:
+                real[i] = bucket.moved(arrays[i], move)  # nothing written yet
+                bucket.scatter(arrays[i], bucket.buffer)
             loss = None if closure is None else closure()
             commits = [bucket.compute(point) for bucket, point in zip(buckets, real)]
         except BaseException:
-            for _, bucket, point, _ in moved:  # read anew: the closure may replace .data
-                bucket.scatter([p.data for p in bucket.params], point)
+            for bucket, point in zip(buckets, real):  # read anew: the closure may replace .data
+                if point is not None:
+                    bucket.scatter([p.data for p in bucket.params], point)
             raise
-        for commit in commits:
-            commit()
-        return loss
+        return loss, commits
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume the run exactly, as copies (see the module doc)."""
@@ -442,6 +454,9 @@ class _Bucket:
         self.buffer = np.empty(ends[-1], self.dtype)
         self.views = [self.buffer[s].reshape(shape)
                       for s, shape in zip(self.slices, self.shapes, strict=True)]
+        self.gradients = np.empty(ends[-1], self.dtype)  # laid out as the buffer
+        self.gradient_views = [self.gradients[s].reshape(shape)
+                               for s, shape in zip(self.slices, self.shapes, strict=True)]
         self.steps = [0] * len(self.params)
         self.state = optimizer.init(group, self.buffer)
 
@@ -459,9 +474,29 @@ class _Bucket:
                                  f"expected {shape}")
         return arrays
 
-    @staticmethod
-    def gather(arrays: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate(arrays, axis=None)
+    def laid(self, arrays: list[np.ndarray]) -> bool:
+        """Copy ``arrays`` into the buffer if each has the bucket's dtype and its shape (one
+        small copy each, cheaper than a concatenation); False, buffer unspecified, if not."""
+        dtype = self.dtype
+        for view, data in zip(self.views, arrays, strict=True):
+            if data.dtype is not dtype or data.shape != view.shape:
+                return False
+            view[...] = data
+        return True
+
+    def gather(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """The arrays end to end, a new flat array."""
+        return self.buffer.copy() if self.laid(arrays) else np.concatenate(arrays, axis=None)
+
+    def moved(self, arrays: list[np.ndarray], move: np.ndarray) -> np.ndarray:
+        """Lay ``arrays`` + ``move`` (the look-ahead point) in the buffer, parameters not
+        written yet; return ``arrays`` end to end (where they were)."""
+        point = self.gather(arrays)
+        if point.dtype is self.dtype:
+            np.add(point, move, out=self.buffer)
+        else:
+            np.copyto(self.buffer, point + move)
+        return point
 
     def scatter(self, arrays: list[np.ndarray], flat: np.ndarray) -> None:
         if flat is not self.buffer:
@@ -476,6 +511,38 @@ class _Bucket:
         """Check the gradients and compute the update; return what writes it. ``real``:
         where the parameters were before a move to the look-ahead point, if they moved."""
         grads = [p.grad for p in self.params]
+        steps = self.steps
+        if not self.gradients_laid(grads) or steps.count(steps[0]) != len(steps):
+            return self.compute_apart(grads, real)
+        g = self.gradients.copy()  # the rule's own: it may keep it in its state
+        if self.optimizer.check_finite:
+            self.check_finite(g)
+        arrays = [p.data for p in self.params]  # anew: the closure may have replaced them
+        p = self.gather(arrays)
+        t = steps[0] + 1
+        step, state = self.optimizer.update(self.group, t, p, g, self.state)
+        np.subtract(p, step, out=self.buffer)  # the buffer: scatter writes it
+
+        def commit() -> None:
+            self.scatter(arrays, self.buffer)
+            self.state, self.steps = state, [t] * len(steps)
+
+        return commit
+
+    def gradients_laid(self, grads: list[Any]) -> bool:
+        """Copy the gradients into ``self.gradients`` if each is an array of the bucket's
+        dtype and its parameter's shape: the usual case, which needs no other check."""
+        dtype = self.dtype
+        for view, g in zip(self.gradient_views, grads, strict=True):
+            if type(g) is not np.ndarray or g.dtype is not dtype or g.shape != view.shape:
+                return False
+            view[...] = g
+        return True
+
+    def compute_apart(self, grads: list[Any], real: np.ndarray | None) -> Callable[[], None]:
+        """``compute`` in general: a gradient missing, of another type or dtype (cast as
+        by ``np.concatenate``), or of a wrong shape (ValueError), or step counts that
+        differ (runs of parameters updated apart)."""
         present = [g is not None for g in grads]
         flat = []
         for j, g, shape, here in zip(self.positions, grads, self.shapes, present, strict=True):
