@@ -333,17 +333,16 @@ class Optimizer(abc.ABC):
         needs the closure: the parameters sit at that point while it runs.
 
         Nothing changes unless the whole step succeeds: every gradient is checked (shape;
-        finiteness unless ``check_finite=False``) and every update computed before any
-        parameter is written; if the closure or a check raises, the parameters are moved
-        back from the look-ahead point.
+        finiteness unless ``check_finite=False``), every parameter's array too (its shape,
+        as the closure leaves it: ``.data`` is read anew), and every update computed before
+        any parameter is written; if the closure or a check raises, the parameters are
+        moved back from the look-ahead point (whose move checks the arrays first).
         """
         if closure is not None and not callable(closure):
             raise TypeError(f"{type(self).__name__}.step: closure must be callable, got "
                             f"{type(closure).__name__}")
         buckets = self._buckets
         if type(self).look_ahead is Optimizer.look_ahead:  # no move: nothing to move back
-            for bucket in buckets:
-                bucket.read()  # every shape checked before the closure runs
             loss = None if closure is None else closure()
             commits = [bucket.compute(None) for bucket in buckets]
         else:
@@ -372,9 +371,9 @@ class Optimizer(abc.ABC):
             loss = None if closure is None else closure()
             commits = [bucket.compute(point) for bucket, point in zip(buckets, real)]
         except BaseException:
-            for bucket, point in zip(buckets, real):  # read anew: the closure may replace .data
+            for bucket, point in zip(buckets, real):
                 if point is not None:
-                    bucket.scatter([p.data for p in bucket.params], point)
+                    bucket.move_back(point)
             raise
         return loss, commits
 
@@ -507,18 +506,30 @@ class _Bucket:
             else:
                 np.copyto(data, view)
 
+    def move_back(self, point: np.ndarray) -> None:
+        """Write ``point``, where the parameters were before their move, into their arrays
+        read anew (the closure may have replaced them), but into none of another shape."""
+        arrays = [p.data for p in self.params]
+        kept = [k for k, (data, shape) in enumerate(zip(arrays, self.shapes, strict=True))
+                if data.shape == shape]
+        if len(kept) == len(arrays):
+            self.scatter(arrays, point)
+        else:  # rare: a scatter of the others
+            np.copyto(self.buffer, point)
+            for k in kept:
+                np.copyto(arrays[k], self.views[k])
+
     def compute(self, real: np.ndarray | None) -> Callable[[], None]:
         """Check the gradients and compute the update; return what writes it. ``real``:
         where the parameters were before a move to the look-ahead point, if they moved."""
-        grads = [p.grad for p in self.params]
+        arrays = self.lay_gradients_and_arrays()
         steps = self.steps
-        if not self.gradients_laid(grads) or steps.count(steps[0]) != len(steps):
-            return self.compute_apart(grads, real)
+        if arrays is None or steps.count(steps[0]) != len(steps):
+            return self.compute_apart(real)
         g = self.gradients.copy()  # the rule's own: it may keep it in its state
         if self.optimizer.check_finite:
             self.check_finite(g)
-        arrays = [p.data for p in self.params]  # anew: the closure may have replaced them
-        p = self.gather(arrays)
+        p = self.buffer.copy()
         t = steps[0] + 1
         step, state = self.optimizer.update(self.group, t, p, g, self.state)
         np.subtract(p, step, out=self.buffer)  # the buffer: scatter writes it
@@ -529,20 +540,31 @@ class _Bucket:
 
         return commit
 
-    def gradients_laid(self, grads: list[Any]) -> bool:
-        """Copy the gradients into ``self.gradients`` if each is an array of the bucket's
-        dtype and its parameter's shape: the usual case, which needs no other check."""
-        dtype = self.dtype
-        for view, g in zip(self.gradient_views, grads, strict=True):
-            if type(g) is not np.ndarray or g.dtype is not dtype or g.shape != view.shape:
-                return False
-            view[...] = g
-        return True
+    def lay_gradients_and_arrays(self) -> list[np.ndarray] | None:
+        """The usual case in one pass: copy each parameter's gradient into
+        ``self.gradients`` and its array (read anew: the closure may have replaced it) into
+        the buffer, and return the arrays; None if a gradient is not an array or a gradient
+        or array has another dtype or shape than the bucket's (``compute_apart`` then)."""
+        dtype, arrays = self.dtype, []
+        for p, shape, g_view, view in zip(self.params, self.shapes, self.gradient_views,
+                                          self.views, strict=True):
+            g = p.grad
+            if type(g) is not np.ndarray or g.dtype is not dtype or g.shape != shape:
+                return None
+            g_view[...] = g
+            data = p.data
+            if data.dtype is not dtype or data.shape != shape:
+                return None
+            view[...] = data
+            arrays.append(data)
+        return arrays
 
-    def compute_apart(self, grads: list[Any], real: np.ndarray | None) -> Callable[[], None]:
+    def compute_apart(self, real: np.ndarray | None) -> Callable[[], None]:
         """``compute`` in general: a gradient missing, of another type or dtype (cast as
-        by ``np.concatenate``), or of a wrong shape (ValueError), or step counts that
-        differ (runs of parameters updated apart)."""
+        by ``np.concatenate``), or of a wrong shape (ValueError), an array of another dtype
+        or shape (ValueError), or step counts that differ (runs of parameters updated
+        apart)."""
+        grads = [p.grad for p in self.params]
         present = [g is not None for g in grads]
         flat = []
         for j, g, shape, here in zip(self.positions, grads, self.shapes, present, strict=True):
@@ -557,7 +579,7 @@ class _Bucket:
         g = np.concatenate(flat, axis=None, dtype=self.dtype, casting="same_kind")
         if self.optimizer.check_finite:
             self.check_finite(g)
-        arrays = [p.data for p in self.params]  # anew: the closure may have replaced them
+        arrays = self.read()  # anew: the closure may have replaced them
         p = self.gather(arrays)
         steps = self.steps
         if all(present) and steps.count(steps[0]) == len(steps):
