@@ -362,12 +362,16 @@ class Optimizer(abc.ABC):
                 f"look-ahead point, which exists only inside step. Pass a function that zeroes "
                 f"the grads, computes the loss, calls backward and returns the loss.")
         buckets = self._buckets
-        arrays = [b.read() for b in buckets]  # every shape checked before any move
+        read = [b.read_into_buffer() for b in buckets]  # every shape checked before any move
         real: list[np.ndarray | None] = [None] * len(buckets)  # where moved buckets were
         try:
             for i, bucket, move in moves:
-                real[i] = bucket.moved(arrays[i], move)  # nothing written yet
-                bucket.scatter(arrays[i], bucket.buffer)
+                arrays, laid = read[i]
+                real[i] = bucket.moved(arrays, laid, move)  # nothing written yet
+                if laid:
+                    bucket.write(arrays)
+                else:
+                    bucket.scatter(arrays, bucket.buffer)
             loss = None if closure is None else closure()
             commits = [bucket.compute(point) for bucket, point in zip(buckets, real)]
         except BaseException:
@@ -473,29 +477,40 @@ class _Bucket:
                                  f"expected {shape}")
         return arrays
 
-    def laid(self, arrays: list[np.ndarray]) -> bool:
-        """Copy ``arrays`` into the buffer if each has the bucket's dtype and its shape (one
-        small copy each, cheaper than a concatenation); False, buffer unspecified, if not."""
-        dtype = self.dtype
-        for view, data in zip(self.views, arrays, strict=True):
-            if data.dtype is not dtype or data.shape != view.shape:
-                return False
-            view[...] = data
-        return True
+    def read_into_buffer(self) -> tuple[list[np.ndarray], bool]:
+        """``read()``, and whether the arrays were also copied into the buffer: yes if each
+        has the bucket's dtype (one small copy each, cheaper than a concatenation)."""
+        arrays, dtype, laid = [], self.dtype, True
+        for j, p, shape, view in zip(self.positions, self.params, self.shapes, self.views,
+                                     strict=True):
+            data = p.data
+            if data.shape != shape:
+                raise ValueError(f"{self.owner}.step: parameter {j} has shape {data.shape}, "
+                                 f"expected {shape}")
+            if laid and data.dtype is dtype:
+                view[...] = data
+            else:
+                laid = False
+            arrays.append(data)
+        return arrays, laid
 
-    def gather(self, arrays: list[np.ndarray]) -> np.ndarray:
-        """The arrays end to end, a new flat array."""
-        return self.buffer.copy() if self.laid(arrays) else np.concatenate(arrays, axis=None)
-
-    def moved(self, arrays: list[np.ndarray], move: np.ndarray) -> np.ndarray:
+    def moved(self, arrays: list[np.ndarray], laid: bool, move: np.ndarray) -> np.ndarray:
         """Lay ``arrays`` + ``move`` (the look-ahead point) in the buffer, parameters not
-        written yet; return ``arrays`` end to end (where they were)."""
-        point = self.gather(arrays)
-        if point.dtype is self.dtype:
+        written yet; return ``arrays`` end to end (where they were). ``laid``: the buffer
+        holds the arrays already."""
+        if laid:
+            point = self.buffer.copy()
             np.add(point, move, out=self.buffer)
         else:
+            point = np.concatenate(arrays, axis=None)
             np.copyto(self.buffer, point + move)
         return point
+
+    def write(self, arrays: list[np.ndarray]) -> None:
+        """Copy the buffer into ``arrays``, each of the bucket's dtype (``scatter`` in
+        general)."""
+        for data, view in zip(arrays, self.views, strict=True):
+            data[...] = view
 
     def scatter(self, arrays: list[np.ndarray], flat: np.ndarray) -> None:
         if flat is not self.buffer:
@@ -535,7 +550,7 @@ class _Bucket:
         np.subtract(p, step, out=self.buffer)  # the buffer: scatter writes it
 
         def commit() -> None:
-            self.scatter(arrays, self.buffer)
+            self.write(arrays)
             self.state, self.steps = state, [t] * len(steps)
 
         return commit
@@ -580,7 +595,7 @@ class _Bucket:
         if self.optimizer.check_finite:
             self.check_finite(g)
         arrays = self.read()  # anew: the closure may have replaced them
-        p = self.gather(arrays)
+        p = np.concatenate(arrays, axis=None)
         steps = self.steps
         if all(present) and steps.count(steps[0]) == len(steps):
             step, state = self.optimizer.update(self.group, steps[0] + 1, p, g, self.state)
