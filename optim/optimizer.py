@@ -20,7 +20,8 @@ Each optimizer is one subclass of :class:`Optimizer` with
 
 Every rule is elementwise, so the shell lays the parameters of a group that share a dtype
 end to end and runs the rule once for all of them: a step costs a few NumPy calls whatever
-the number of parameters, and each element gets exactly the arithmetic it would get alone.
+the number of parameters, plus a small copy per parameter in and out of the flat buffers,
+and each element gets exactly the arithmetic it would get alone.
 
 State dict (also what ``minigrad.save(opt, path)`` writes): a flat dict of arrays::
 
@@ -443,7 +444,9 @@ _SUMMED_IN_PYTHON = 64
 
 class _Bucket:
     """The parameters of one group that share a dtype, laid end to end: flat state arrays,
-    and a flat buffer through which the parameters are read and written."""
+    and flat buffers through which the parameters are read and written and the gradients
+    read, each parameter's part of them a view of its shape (so that laying an array in is
+    one small copy; ``np.concatenate`` costs more)."""
 
     def __init__(self, optimizer: Optimizer, group: ParamGroup,
                  positions: list[tuple[int, Any]]) -> None:
