@@ -20,7 +20,8 @@ Each optimizer is one subclass of :class:`Optimizer` with
 
 Every rule is elementwise, so the shell lays the parameters of a group that share a dtype
 end to end and runs the rule once for all of them: a step costs a few NumPy calls whatever
-the number of parameters, and each element gets exactly the arithmetic it would get alone.
+the number of parameters, plus a small copy per parameter in and out of the flat buffers,
+and each element gets exactly the arithmetic it would get alone.
 
 State dict (also what ``minigrad.save(opt, path)`` writes): a flat dict of arrays::
 
@@ -333,13 +334,27 @@ class Optimizer(abc.ABC):
         needs the closure: the parameters sit at that point while it runs.
 
         Nothing changes unless the whole step succeeds: every gradient is checked (shape;
-        finiteness unless ``check_finite=False``) and every update computed before any
-        parameter is written; if the closure or a check raises, the parameters are moved
-        back from the look-ahead point.
+        finiteness unless ``check_finite=False``), every parameter's array too (its shape,
+        as the closure leaves it: ``.data`` is read anew), and every update computed before
+        any parameter is written; if the closure or a check raises, the parameters are
+        moved back from the look-ahead point (whose move checks the arrays first).
         """
         if closure is not None and not callable(closure):
             raise TypeError(f"{type(self).__name__}.step: closure must be callable, got "
                             f"{type(closure).__name__}")
+        buckets = self._buckets
+        if type(self).look_ahead is Optimizer.look_ahead:  # no move: nothing to move back
+            loss = None if closure is None else closure()
+            commits = [bucket.compute(None) for bucket in buckets]
+        else:
+            loss, commits = self._step_from_look_ahead(closure)
+        for commit in commits:
+            commit()
+        return loss
+
+    def _step_from_look_ahead(self, closure: Closure | None) -> tuple[Any, list[Callable]]:
+        """The closure's loss and the commits, the gradient taken at the look-ahead point;
+        the parameters are back where they were if anything raises."""
         moves = [(i, b, move) for i, b in enumerate(self._buckets)
                  if (move := self.look_ahead(b.group, b.state)) is not None]
         if moves and closure is None:
@@ -348,23 +363,24 @@ class Optimizer(abc.ABC):
                 f"look-ahead point, which exists only inside step. Pass a function that zeroes "
                 f"the grads, computes the loss, calls backward and returns the loss.")
         buckets = self._buckets
-        arrays = [b.read() for b in buckets]  # every shape checked before any move
-        moved = [(i, b, b.gather(arrays[i]), move) for i, b, move in moves]
+        read = [b.read_into_buffer() for b in buckets]  # every shape checked before any move
         real: list[np.ndarray | None] = [None] * len(buckets)  # where moved buckets were
-        for i, _, point, _ in moved:
-            real[i] = point
         try:
-            for i, bucket, point, move in moved:
-                bucket.scatter(arrays[i], point + move)
+            for i, bucket, move in moves:
+                arrays, laid = read[i]
+                real[i] = bucket.moved(arrays, laid, move)  # nothing written yet
+                if laid:
+                    bucket.write(arrays)
+                else:
+                    bucket.scatter(arrays, bucket.buffer)
             loss = None if closure is None else closure()
             commits = [bucket.compute(point) for bucket, point in zip(buckets, real)]
         except BaseException:
-            for _, bucket, point, _ in moved:  # read anew: the closure may replace .data
-                bucket.scatter([p.data for p in bucket.params], point)
+            for bucket, point in zip(buckets, real):
+                if point is not None:
+                    bucket.move_back(point)
             raise
-        for commit in commits:
-            commit()
-        return loss
+        return loss, commits
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume the run exactly, as copies (see the module doc)."""
@@ -428,7 +444,9 @@ _SUMMED_IN_PYTHON = 64
 
 class _Bucket:
     """The parameters of one group that share a dtype, laid end to end: flat state arrays,
-    and a flat buffer through which the parameters are read and written."""
+    and flat buffers through which the parameters are read and written and the gradients
+    read, each parameter's part of them a view of its shape (so that laying an array in is
+    one small copy; ``np.concatenate`` costs more)."""
 
     def __init__(self, optimizer: Optimizer, group: ParamGroup,
                  positions: list[tuple[int, Any]]) -> None:
@@ -442,6 +460,9 @@ class _Bucket:
         self.buffer = np.empty(ends[-1], self.dtype)
         self.views = [self.buffer[s].reshape(shape)
                       for s, shape in zip(self.slices, self.shapes, strict=True)]
+        self.gradients = np.empty(ends[-1], self.dtype)  # laid out as the buffer
+        self.gradient_views = [self.gradients[s].reshape(shape)
+                               for s, shape in zip(self.slices, self.shapes, strict=True)]
         self.steps = [0] * len(self.params)
         self.state = optimizer.init(group, self.buffer)
 
@@ -459,9 +480,40 @@ class _Bucket:
                                  f"expected {shape}")
         return arrays
 
-    @staticmethod
-    def gather(arrays: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate(arrays, axis=None)
+    def read_into_buffer(self) -> tuple[list[np.ndarray], bool]:
+        """``read()``, and whether the arrays were also copied into the buffer: yes if each
+        has the bucket's dtype (one small copy each, cheaper than a concatenation)."""
+        arrays, dtype, laid = [], self.dtype, True
+        for j, p, shape, view in zip(self.positions, self.params, self.shapes, self.views,
+                                     strict=True):
+            data = p.data
+            if data.shape != shape:
+                raise ValueError(f"{self.owner}.step: parameter {j} has shape {data.shape}, "
+                                 f"expected {shape}")
+            if laid and data.dtype is dtype:
+                view[...] = data
+            else:
+                laid = False
+            arrays.append(data)
+        return arrays, laid
+
+    def moved(self, arrays: list[np.ndarray], laid: bool, move: np.ndarray) -> np.ndarray:
+        """Lay ``arrays`` + ``move`` (the look-ahead point) in the buffer, parameters not
+        written yet; return ``arrays`` end to end (where they were). ``laid``: the buffer
+        holds the arrays already."""
+        if laid:
+            point = self.buffer.copy()
+            np.add(point, move, out=self.buffer)
+        else:
+            point = np.concatenate(arrays, axis=None)
+            np.copyto(self.buffer, point + move)
+        return point
+
+    def write(self, arrays: list[np.ndarray]) -> None:
+        """Copy the buffer into ``arrays``, each of the bucket's dtype (``scatter`` in
+        general)."""
+        for data, view in zip(arrays, self.views, strict=True):
+            data[...] = view
 
     def scatter(self, arrays: list[np.ndarray], flat: np.ndarray) -> None:
         if flat is not self.buffer:
@@ -472,9 +524,64 @@ class _Bucket:
             else:
                 np.copyto(data, view)
 
+    def move_back(self, point: np.ndarray) -> None:
+        """Write ``point``, where the parameters were before their move, into their arrays
+        read anew (the closure may have replaced them), but into none of another shape."""
+        arrays = [p.data for p in self.params]
+        kept = [k for k, (data, shape) in enumerate(zip(arrays, self.shapes, strict=True))
+                if data.shape == shape]
+        if len(kept) == len(arrays):
+            self.scatter(arrays, point)
+        else:  # rare: a scatter of the others
+            np.copyto(self.buffer, point)
+            for k in kept:
+                np.copyto(arrays[k], self.views[k])
+
     def compute(self, real: np.ndarray | None) -> Callable[[], None]:
         """Check the gradients and compute the update; return what writes it. ``real``:
         where the parameters were before a move to the look-ahead point, if they moved."""
+        arrays = self.lay_gradients_and_arrays()
+        steps = self.steps
+        if arrays is None or steps.count(steps[0]) != len(steps):
+            return self.compute_apart(real)
+        g = self.gradients.copy()  # the rule's own: it may keep it in its state
+        if self.optimizer.check_finite:
+            self.check_finite(g)
+        p = self.buffer.copy()
+        t = steps[0] + 1
+        step, state = self.optimizer.update(self.group, t, p, g, self.state)
+        np.subtract(p, step, out=self.buffer)  # the buffer: scatter writes it
+
+        def commit() -> None:
+            self.write(arrays)
+            self.state, self.steps = state, [t] * len(steps)
+
+        return commit
+
+    def lay_gradients_and_arrays(self) -> list[np.ndarray] | None:
+        """The usual case in one pass: copy each parameter's gradient into
+        ``self.gradients`` and its array (read anew: the closure may have replaced it) into
+        the buffer, and return the arrays; None if a gradient is not an array or a gradient
+        or array has another dtype or shape than the bucket's (``compute_apart`` then)."""
+        dtype, arrays = self.dtype, []
+        for p, shape, g_view, view in zip(self.params, self.shapes, self.gradient_views,
+                                          self.views, strict=True):
+            g = p.grad
+            if type(g) is not np.ndarray or g.dtype is not dtype or g.shape != shape:
+                return None
+            g_view[...] = g
+            data = p.data
+            if data.dtype is not dtype or data.shape != shape:
+                return None
+            view[...] = data
+            arrays.append(data)
+        return arrays
+
+    def compute_apart(self, real: np.ndarray | None) -> Callable[[], None]:
+        """``compute`` in general: a gradient missing, of another type or dtype (cast as
+        by ``np.concatenate``), or of a wrong shape (ValueError), an array of another dtype
+        or shape (ValueError), or step counts that differ (runs of parameters updated
+        apart)."""
         grads = [p.grad for p in self.params]
         present = [g is not None for g in grads]
         flat = []
@@ -490,8 +597,8 @@ class _Bucket:
         g = np.concatenate(flat, axis=None, dtype=self.dtype, casting="same_kind")
         if self.optimizer.check_finite:
             self.check_finite(g)
-        arrays = [p.data for p in self.params]  # anew: the closure may have replaced them
-        p = self.gather(arrays)
+        arrays = self.read()  # anew: the closure may have replaced them
+        p = np.concatenate(arrays, axis=None)
         steps = self.steps
         if all(present) and steps.count(steps[0]) == len(steps):
             step, state = self.optimizer.update(self.group, steps[0] + 1, p, g, self.state)

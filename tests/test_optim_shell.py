@@ -4,6 +4,7 @@ hyperparameter validation, state_dict round trips and the registry."""
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -321,6 +322,92 @@ def test_gradient_with_wrong_shape_raises_before_any_change():
     with pytest.raises(ValueError, match="parameter 1"):
         opt.step()
     np.testing.assert_array_equal(a.data, np.ones(2))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape", [(5,), (1,), (2, 2), ()])
+def test_an_array_replaced_by_the_closure_with_another_shape_raises(name, shape):
+    """A parameter's .data is read anew after the closure, so its shape is checked there:
+    a closure that swaps parameter 1's array for one of another shape gets a ValueError
+    naming it, and no parameter or state changes (size 1 would broadcast silently)."""
+    params = make_params(np.random.default_rng(8))
+    opt = optim.create(name, params, **CONFIGS[name])
+    run_steps(opt, params, 2)
+    before, state_before = [p.data.copy() for p in params], opt.state_dict()
+    inner = loss_closure(params, opt, coefficients())
+
+    def closure() -> float:
+        loss = inner()
+        params[1].data = np.ones(shape)
+        return loss
+
+    with pytest.raises(ValueError, match=rf"parameter 1 has shape {re.escape(str(shape))}, "
+                                         r"expected \(4,\)"):
+        opt.step(closure)
+    for j in (0, 2):
+        np.testing.assert_array_equal(params[j].data, before[j])
+    np.testing.assert_array_equal(params[1].data, np.ones(shape))
+    assert_state_dicts_equal(opt.state_dict(), state_before)
+
+
+@given(seed=st.integers(0, 2**32 - 1), replaced=st.lists(st.booleans(), min_size=3,
+                                                         max_size=3))
+@pytest.mark.parametrize("name", NAMES)
+def test_arrays_replaced_by_the_closure_are_updated_in_their_place(name, seed, replaced):
+    """The closure may hand a parameter a new array (as a Tensor does on write after a
+    forward pass): the update is written into the array it leaves, bit for bit as if
+    nothing had been replaced, and later steps go on from there."""
+    rng = np.random.default_rng(seed)
+    params = make_params(rng)
+    kept = copy_params(params)
+    opt, opt_kept = (optim.create(name, ps, **CONFIGS[name]) for ps in (params, kept))
+    inner = loss_closure(params, opt, coefficients())
+    handed: list[np.ndarray] = []
+
+    def closure() -> float:
+        loss = inner()
+        for p, swap in zip(params, replaced, strict=True):
+            if swap:
+                p.data = p.data.copy()
+                handed.append(p.data)
+        return loss
+
+    for _ in range(3):
+        handed.clear()
+        assert opt.step(closure) == opt_kept.step(loss_closure(kept, opt_kept,
+                                                                coefficients()))
+        for p, q in zip(params, kept, strict=True):
+            np.testing.assert_array_equal(p.data, q.data)
+        assert all(any(a is p.data for p in params) for a in handed)
+    assert_state_dicts_equal(opt.state_dict(), opt_kept.state_dict())
+
+
+@given(seed=st.integers(0, 2**32 - 1),
+       kind=st.sampled_from(["float32", "list", "int", "Fortran", "view"]))
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients_of_any_array_like_step_as_their_float64_values(name, seed, kind):
+    """A gradient given as a float32 array, a nested list, an integer array, a Fortran-
+    ordered array or a strided view steps exactly as the same values in a C-ordered
+    float64 array (cast as np.concatenate casts them)."""
+    rng = np.random.default_rng(seed)
+    params = make_params(rng)
+    plain = copy_params(params)
+    opt, opt_plain = (optim.create(name, ps, **CONFIGS[name]) for ps in (params, plain))
+    for _ in range(3):
+        values = [np.round(rng.normal(size=p.data.shape) * 8) / 8 for p in params]
+        given_as = {"float32": lambda v: v.astype(np.float32), "list": lambda v: v.tolist(),
+                    "int": lambda v: np.round(v).astype(np.int64),
+                    "Fortran": lambda v: np.array(v, order="F"),
+                    "view": lambda v: np.repeat(v[..., None], 2, axis=-1)[..., 0]}[kind]
+        for p, q, v in zip(params, plain, values, strict=True):
+            p.grad = given_as(v)
+            q.grad = np.asarray(p.grad, dtype=np.float64).copy()
+        closure = (lambda: 0.0) if name == "rmsprop_nesterov" else None
+        opt.step(closure)
+        opt_plain.step(closure)
+        for p, q in zip(params, plain, strict=True):
+            np.testing.assert_array_equal(p.data, q.data)
+    assert_state_dicts_equal(opt.state_dict(), opt_plain.state_dict())
 
 
 # --------------------------------------------------------------------------------------
