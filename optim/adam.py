@@ -17,6 +17,7 @@ from .optimizer import (
     Pair,
     ParamGroup,
     State,
+    guard_in,
 )
 
 __all__ = ["Adam", "AdamW"]
@@ -67,6 +68,7 @@ class Adam(Optimizer):
         b1, b2 = h.betas
         m = b1 * state["exp_avg"] + (1 - b1) * g
         v = b2 * state["exp_avg_sq"] + (1 - b2) * g**2
+        guard_in(type(self).__name__, h.eps, p.dtype)
         denominator = np.sqrt(v) / math.sqrt(1 - b2**t) + h.eps
         return h.lr / (1 - b1**t) * (m / denominator), {"exp_avg": m, "exp_avg_sq": v}
 

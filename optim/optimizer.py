@@ -133,6 +133,15 @@ POSITIVE = Real(low=0.0, low_open=True)
 NONNEGATIVE = Real(low=0.0)
 
 
+def guard_in(owner: str, eps: float, dtype: np.dtype) -> None:
+    """Refuse `eps`, a denominator's guard, where it rounds to 0 in the parameters' dtype
+    (1e-8 in float16): an element whose gradients were all 0 would step by 0/0 = NaN."""
+    if dtype.type(eps) == 0:
+        raise ValueError(f"{owner}: eps={eps!r} is 0 in {dtype}, so a zero gradient would give "
+                         f"a NaN step; use an eps of at least {np.finfo(dtype).smallest_subnormal}"
+                         f" (in practice far more: 1e-4 for float16)")
+
+
 # --- parameter groups ------------------------------------------------------------------
 
 

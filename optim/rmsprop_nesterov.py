@@ -8,7 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import FRACTION, LEARNING_RATE, POSITIVE, Optimizer, ParamGroup, State
+from .optimizer import (
+    FRACTION,
+    LEARNING_RATE,
+    POSITIVE,
+    Optimizer,
+    ParamGroup,
+    State,
+    guard_in,
+)
 
 __all__ = ["RMSPropNesterov"]
 
@@ -75,6 +83,7 @@ class RMSPropNesterov(Optimizer):
                state: State) -> tuple[np.ndarray, State]:
         # p is the look-ahead point P + V_tmp, g the gradient there (2.); P -= step follows.
         mean_square = h.decay * state["mean_square"] + (1 - h.decay) * g**2  # 3.
+        guard_in("RMSPropNesterov", h.eps, p.dtype)
         step = h.lr * g / (np.sqrt(mean_square) + h.eps)  # 4.
         velocity = h.momentum * state["velocity"] - step  # 5.
         return step, {"velocity": velocity, "mean_square": mean_square}

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import minigrad as mg
 from minigrad import optim
 
 
@@ -430,3 +431,21 @@ def test_the_package_docstring_shows_adams_rule_as_written():
     source = inspect.getsource(optim.Adam.update)
     for line in quoted.splitlines():
         assert line.strip() in source, line
+
+
+@pytest.mark.parametrize("make", [lambda ps, eps: optim.Adam(ps, lr=0.1, eps=eps),
+                                  lambda ps, eps: optim.AdamW(ps, lr=0.1, eps=eps),
+                                  lambda ps, eps: optim.RMSPropNesterov(ps, lr=0.1, eps=eps)],
+                         ids=["Adam", "AdamW", "RMSPropNesterov"])
+def test_an_eps_that_is_zero_in_the_parameters_dtype_is_refused(make):
+    """In float16, eps = 1e-8 rounds to 0: an element whose gradient is 0 stepped by 0/0,
+    a NaN parameter and only NumPy's warning. Refused, nothing changed; 1e-4 steps."""
+    w = mg.nn.Parameter(np.array([1.0, 2.0], np.float16))
+    opt = make([w], 1e-8)
+    w.grad = np.array([0.5, 0.0], np.float16)
+    with pytest.raises(ValueError, match=r"eps=1e-08 is 0 in float16"):
+        opt.step(lambda: 0.0)
+    np.testing.assert_array_equal(w.data, np.array([1.0, 2.0], np.float16))
+    opt.eps = 1e-4
+    opt.step(lambda: 0.0)
+    assert np.isfinite(w.data).all()
