@@ -58,6 +58,7 @@ def _checked_vjps(node: Node) -> Any:
         joint, shapes = node.vjps, [None if x is None else x.shape for x in node.inputs]
 
         def checked_joint(*args: Any, **options: Any) -> Any:
+            _check_incoming(node, args[0])
             grads = joint(*args, **options)
             for i, (g, shape) in enumerate(zip(grads, shapes)):
                 for part in g if isinstance(g, list) else () if g is None else (g,):
@@ -87,11 +88,33 @@ def _check(node: Node, i: int, g: Any, shape: Any) -> None:
 def _checked(node: Node, i: int, vjp: Callable, shape: tuple[int, ...]) -> Callable:
 
     def checked_vjp(*args: Any, **options: Any) -> Any:
+        _check_incoming(node, args[0])
         g = vjp(*args, **options)
         _check(node, i, g, shape)
         return g
 
     return checked_vjp
+
+
+def _check_incoming(node: Node, g: Any) -> None:
+    """The cotangent a node's VJPs get: each contribution to it was checked as it was made,
+    so a value that is not finite here came from adding them up."""
+    if type(g) is np.ndarray and g.dtype != object and current_mode() & ANOMALY \
+            and not np.isfinite(g).all():
+        message = _message(node, "backward", "its output's gradient (the sum of its "
+                           "consumers' contributions, each finite)", g)
+        raise AnomalyError(message.replace(" gave ", " got ", 1))
+
+
+def check_totals(results: dict[Any, np.ndarray], caller: str) -> None:
+    """After a sweep in anomaly mode: each leaf's gradient, the sum of finite contributions,
+    is finite too."""
+    for g in results.values():
+        if g.dtype != object and not np.isfinite(g).all():
+            raise AnomalyError(
+                f"detect_anomaly: {caller}: the gradient of a tensor of shape {g.shape} holds "
+                f"NaN or infinity after its contributions, each finite, were added up (their "
+                f"sum overflowed)")
 
 
 @functools.lru_cache(maxsize=1024)

@@ -178,10 +178,14 @@ class Tensor:
         the seed and the graph are watched first."""
         seed = self._seed(grad, caller, role)
         root = self._node or self
-        if is_anomaly_enabled():
-            anomaly.watch_backward(root, seed, caller)
-        return tape.sweep(root, seed, retain_graph=retain_graph, capture=capture,
-                          caller=caller)
+        if not is_anomaly_enabled():
+            return tape.sweep(root, seed, retain_graph=retain_graph, capture=capture,
+                              caller=caller)
+        anomaly.watch_backward(root, seed, caller)
+        results = tape.sweep(root, seed, retain_graph=retain_graph, capture=capture,
+                             caller=caller)
+        anomaly.check_totals(results, caller)
+        return results
 
     def _seed(self, grad: Any, caller: str, role: str) -> np.ndarray:
         """The upstream gradient `grad` as an array of this tensor's shape and dtype; ones

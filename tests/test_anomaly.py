@@ -160,3 +160,26 @@ def test_a_backward_in_the_mode_leaves_no_check_behind():
     thread.start()
     thread.join()
     np.testing.assert_array_equal(found[0], [np.nan, 3.0])
+
+
+def test_a_leafs_gradient_that_overflows_when_its_contributions_are_added_is_caught():
+    """Two finite contributions whose sum is infinite: each VJP's result passed the check,
+    and the leaf's gradient was inf without an error."""
+    v = Tensor(np.array([1e-10]), requires_grad=True)
+    with mg.detect_anomaly():
+        y = (v * 1e308).sum() + (v * 1e308).sum()
+        with pytest.raises(mg.AnomalyError, match=r"shape \(1,\).*contributions.*overflowed"):
+            y.backward()
+    assert v.grad is None  # nothing accumulated
+
+
+def test_an_intermediate_whose_gradient_overflows_when_added_up_is_named():
+    """The op whose output's gradient (the sum of its consumers' contributions) is not
+    finite is named, not an op below it."""
+    v = Tensor(np.array([1e-10]), requires_grad=True)
+    with mg.detect_anomaly():
+        h = v * 1.0
+        y = (mg.tanh(h) * 1e308).sum() + (h * 1e308).sum()
+        with pytest.raises(mg.AnomalyError,
+                           match=r"'mul' .* got its output's gradient \(the sum .*\+inf"):
+            y.backward()
