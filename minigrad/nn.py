@@ -96,7 +96,8 @@ class Module:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Copy values into the parameters, in place. Every name, shape and dtype is checked
-        first, so a mismatch changes nothing."""
+        first, and that the values are finite in the parameters' dtype, so a mismatch
+        changes nothing."""
         params = dict(self.named_parameters())
         problems = _mismatches(params, state)
         if problems:
@@ -162,6 +163,12 @@ def _mismatches(params: Mapping[str, Parameter], state: Mapping[str, Any]) -> li
         elif not np.can_cast(value.dtype, p.dtype, casting="same_kind"):
             # checked here too, or np.copyto would fail after copying the entries before it
             problems.append(f"'{name}' has dtype {value.dtype}, which cannot be cast to {p.dtype}")
+        else:  # as `minigrad.load` and the optimizers refuse them
+            with np.errstate(over="ignore"):
+                finite = np.isfinite(value.astype(p.dtype, copy=False)).all()
+            if not finite:
+                cast = "" if not np.isfinite(value).all() else f" once cast to {p.dtype}"
+                problems.append(f"'{name}' holds NaN or infinity{cast}")
     return problems
 
 

@@ -123,6 +123,10 @@ def _assert_unchanged(net, before):
      r"'heads.b.inner' has shape \(2,\), expected \(1,\)"),
     (lambda s: s.update({"heads.b.inner": np.array([1j])}), r"'heads.b.inner' has dtype complex"),
     (lambda s: s.update({"heads.b.inner": np.array(["a"])}), r"'heads.b.inner' has dtype <U1"),
+    (lambda s: s.update({"heads.b.inner": np.array([np.nan])}),
+     r"'heads.b.inner' holds NaN or infinity$"),
+    (lambda s: s.update({"heads.b.inner": np.array([-np.inf])}),
+     r"'heads.b.inner' holds NaN or infinity$"),
 ])
 def test_load_state_dict_refuses_a_mismatch_and_changes_nothing(edit, message):
     # Every other entry is a valid new value, and the bad one comes last in the module's
@@ -302,3 +306,14 @@ def test_a_module_that_refers_back_to_its_parent_is_walked_once():
             self.itself = self
 
     assert [name for name, _ in Parent().named_parameters()] == ["v", "child.w"]
+
+
+def test_load_state_dict_refuses_values_that_overflow_the_parameters_dtype():
+    """float64 values beyond float16's range became inf in a float16 module, with only
+    NumPy's warning; refused, as `minigrad.load` and the optimizers refuse them."""
+    layer = Linear(2, 1, rng=np.random.default_rng(0), dtype=np.float16)
+    before = layer.state_dict()
+    state = {"weight": np.array([[1e6], [1.0]]), "bias": np.array([0.5])}
+    with pytest.raises(ValueError, match=r"'weight' holds NaN or infinity once cast to float16"):
+        layer.load_state_dict(state)
+    _assert_unchanged(layer, before)
