@@ -536,8 +536,10 @@ class Program:
                 lines.append(f"if {out}.base is not None: {out} = {out}.copy()")
             else:
                 shared = [(x.name, e) for x in step.inputs if (e := tensor_of(x)) is not None]
-                if shared:  # `_share_view`: held besides, the program's name and the view
-                    copied = " or ".join(f"{v} is {e}._data and not {e}._shared and "
+                if shared and not self._keeps(step):  # (one that keeps views `record`'s own)
+                    # `_share_view`: held besides, the program's name and the view; or held
+                    # elsewhere already, where the program read a copy (`Tensor._share`)
+                    copied = " or ".join(f"{v} is not {e}._data or not {e}._shared and "
                                          f"{e}._share(2) is not {e}._data" for v, e in shared)
                     lines.append(f"if {out}.base is not None and ({copied}): "
                                  f"{out} = {out}.copy()")

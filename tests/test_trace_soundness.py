@@ -449,6 +449,28 @@ def test_a_parameter_whose_layout_changes_is_traced_again():
             assert_same_bits(a, e, f"call {call}: {name}")
 
 
+@pytest.mark.parametrize("as_argument", [False, True], ids=["read from outside", "argument"])
+def test_a_tensor_whose_array_the_user_holds_gives_eager_modes_bits(as_argument):
+    """The README's `a = w.data`, kept: eager mode's `W.T` is then a C-ordered copy (the
+    array is held elsewhere), and the replay's was a view of its own copy of W, laid out
+    otherwise, so a sum along it, and the gradients through it, added in another order."""
+    rng = np.random.default_rng(0)
+    W = mg.Tensor(rng.normal(size=(17, 17)), requires_grad=True)
+    held = W.data  # noqa: F841 (held: what the test is about)
+
+    def f(x, W=W):
+        return (W.T.sum(axis=1) + (W * x).sum(axis=0)).sum() + mg.sum((mg.exp(W) @ W.T) * x)
+
+    step = mg.compile(f)
+    for call in range(3):
+        x = rng.normal(size=17)
+        args = (x, W) if as_argument else (x,)
+        expected = outcome(f, args, [W])
+        actual = outcome(step, args, [W])
+        assert_same_bits(actual[0], expected[0], f"call {call}: value")
+        assert_same_bits(actual[1], expected[1], f"call {call}: W.grad")
+
+
 def test_a_static_numpy_float_is_not_the_python_float_of_its_value():
     """NumPy promotes float32 * 0.5 to float32 and float32 * np.float64(0.5) to float64: a
     static number's type is part of the signature, in either order of calls."""
