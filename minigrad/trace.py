@@ -114,7 +114,7 @@ def _numpy_comparison(name: str, compare: np.ufunc) -> Callable[..., Any]:
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
               "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__matmul__",
               "__rmatmul__", "__neg__", "__abs__", "__getitem__", "transpose", "reshape",
-              "sum", "mean", "max"):
+              "sum", "mean", "max", "min", "var", "clip", "squeeze"):
     setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name)))
 setattr(Tracer, "T", property(_numpy_like(Tensor.T.fget)))  # type: ignore[attr-defined]  # noqa: B010
 for _name, _compare in (("__lt__", np.less), ("__le__", np.less_equal),
