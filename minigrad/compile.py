@@ -204,6 +204,7 @@ class _Replay:
         out, saved = r
         seed = np.empty(out.shape, out.dtype)
         seed.fill(1)
+        seed.flags.writeable = False  # as `Tensor.backward`'s: a VJP may not write into it
         for leaf, g in zip(leaves, self.backward(saved, True, seed)):
             if g is not None:
                 mine = False  # (a VJP's array: `.grad` gets a copy)

@@ -712,3 +712,18 @@ def test_numpy_methods_of_an_array_argument_are_numpys(method, layout):
         x = rng.normal(size=(9, 9))
         x = np.asfortranarray(x) if layout == "Fortran" else x
         assert step(x).data.tobytes() == fn(x).data.tobytes()
+
+
+def test_a_vjp_writing_into_the_seed_of_a_compiled_backward_raises():
+    """As eager mode's `backward()`: the seed a replay's backward starts from is read-only."""
+    def vjp(g, out, x):
+        g *= 2.0  # the bug
+        return g * np.cos(x)
+
+    sin = mg.defop("sin_in_place", np.sin, (vjp,), saves="inputs", register=False)
+    w = mg.Tensor(np.array([0.3]), requires_grad=True)
+    step = mg.compile(lambda x: sin(w * x))  # the seed goes to sin's VJP as it is
+    for _ in range(3):
+        with pytest.raises(ValueError, match="read-only"):
+            step.value_and_backward(np.ones(1))
+    assert w.grad is None
