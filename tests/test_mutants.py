@@ -174,7 +174,7 @@ def test_a_survivor_is_named_by_op_vjp_and_mistake():
     mutant = mm.Mutant("mul", 1, MUTATION["negated"])
     with pytest.raises(mm.MutantSurvived, match=r"^mul, VJP 1: the gradient's sign flipped "
                        r"\(negated\): survived: the gradient test passed 5 draws although the "
-                       r"mistake changed [1-5] of 5 gradients$"):
+                       r"mistake changed [1-9][0-9]* of [0-9]+ gradients$"):
         mm.check_mutant(mutant, _loose_test, max_examples=5)
 
 

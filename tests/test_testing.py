@@ -15,6 +15,7 @@ from hypothesis.errors import InvalidArgument
 
 import minigrad as mg
 from minigrad import Tensor, defop
+from minigrad.models.counter import Counter
 from minigrad.testing import DISTRIBUTION, GradcheckError, gradcheck, numerical_grad
 from minigrad.testing import strategies as mst
 
@@ -379,3 +380,35 @@ def test_backward_leaves_the_callers_upstream_gradient_alone():
     with pytest.raises(ValueError, match="read-only"):
         _sin_doubling_its_cotangent_in_place()(x).backward(upstream)
     np.testing.assert_array_equal(upstream, [1.0, -0.5])
+
+
+def test_gradcheck_checks_a_one_element_output_with_both_signs_of_its_upstream():
+    """A VJP right only for a positive upstream gradient (a log-space one: NaN for g < 0)
+    passed with the default seed, which always drew +1 as the sign."""
+    def forward(x):
+        return np.log(np.sum(np.exp(x)))
+
+    def vjp(g, out, x):
+        return np.exp(np.log(g) + x - out)  # the bug: log(g) of a negative g
+
+    logsumexp = mg.defop("logsumexp_positive_g", forward, (vjp,), register=False)
+    x = np.array([0.3, -1.2, 0.7, 2.0])
+    with np.errstate(invalid="ignore"):
+        for seed in range(6):
+            with pytest.raises(GradcheckError, match=r"engine nan.*upstream gradient -"):
+                gradcheck(logsumexp, x, seed=seed)
+    right = mg.defop("logsumexp", forward, (lambda g, out, x: g * np.exp(x - out),),
+                     register=False)
+    assert gradcheck(right, x)
+
+
+def test_numerical_grad_refuses_a_function_that_computes_in_a_lower_precision():
+    """A float32 model casts numerical_grad's float64 arguments back: its central differences
+    were rounding noise (up to 35% off), returned without a word, where gradcheck refuses."""
+    model = Counter(dtype=np.float32)
+    X = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    with pytest.raises(TypeError, match="numerical_grad: f returned float32"):
+        numerical_grad(lambda X: model.loss(X, np.array([2.0, 2.0])), X)
+    model64 = Counter()
+    (g,) = numerical_grad(lambda X: model64.loss(X, np.array([2.0, 2.0])), X)
+    assert np.isfinite(g).all()

@@ -101,8 +101,8 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     (h, c). Each output is checked through its projection <v, output> on an upstream
     gradient v drawn from `seed`, as if it sat inside a larger graph: v is standard normal
     for an output of several elements (testing the whole vector-Jacobian product, not just
-    a sum), and a number of magnitude in [1.5, 2.5] with a random sign for an output of one
-    element (so a VJP that ignores its upstream gradient fails).
+    a sum), and a number of magnitude in [1.5, 2.5] for an output of one element, checked
+    with both signs (so a VJP that ignores its upstream gradient, or its sign, fails).
 
     An element passes when |engine - numerical| <= atol + rtol * |numerical|. Returns True,
     or raises GradcheckError naming the argument (by position) or parameter (by name), the
@@ -119,28 +119,38 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
               for i, a in enumerate(args)]
     parameters = [p for _, p in named]
     with _holding_float64(parameters):
-        upstreams, engine, several = _engine_side(f, arrays, positions, parameters, seed)
+        upstreams, engine, mirrors, several = _engine_side(f, arrays, positions, parameters,
+                                                           seed)
         numeric = _numerical_side(f, arrays, positions, parameters, upstreams, eps)
     labels = [f"argument {i}" for i in positions] + [f"parameter '{name}'" for name, _ in named]
     for k, v in enumerate(upstreams):
         through = f" through output {k} of {len(upstreams)}" if several else ""
-        for label, computed, numerical in zip(labels, engine[k], numeric):
-            _compare(label, through, computed, numerical[k], atol, rtol, _describe(v, seed))
+        checks = [(v, engine[k], 1.0)] + ([(-v, mirrors[k], -1.0)] if k in mirrors else [])
+        for upstream, results, sign in checks:  # (the projection is linear in v)
+            for label, computed, numerical in zip(labels, results, numeric):
+                _compare(label, through, computed, sign * numerical[k], atol, rtol,
+                         _describe(upstream, seed))
     return True
 
 
 def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
-                 parameters: list[Tensor], seed: int) -> tuple[Gradients, list[Gradients], bool]:
+                 parameters: list[Tensor], seed: int
+                 ) -> tuple[Gradients, list[Gradients], dict[int, Gradients], bool]:
     """f's outputs' upstream gradients (drawn from `seed`), the engine's gradient of each
     output's projection with respect to the arguments at `positions` and to `parameters`
-    (one list per output), and whether f returned several outputs."""
+    (one list per output), those for the negated upstream of each one-element output, and
+    whether f returned several outputs."""
     leaves = {i: Tensor(arrays[i].copy(), requires_grad=True) for i in positions}
     outputs, several = _as_outputs(f(*(leaves.get(i, a) for i, a in enumerate(arrays))))
     _check_outputs(outputs, several)
     upstreams = _upstreams([out.shape for out in outputs], seed)
     wrt = [leaves[i] for i in positions] + parameters
     engine = [_engine_gradients(out, v, wrt) for out, v in zip(outputs, upstreams)]
-    return upstreams, engine, several
+    # A one-element output's upstream has one sign, so its mirror is checked too: a VJP
+    # that drops g's sign (or takes its logarithm) is right for one sign only.
+    mirrors = {k: _engine_gradients(out, -v, wrt)
+               for k, (out, v) in enumerate(zip(outputs, upstreams)) if v.size == 1}
+    return upstreams, engine, mirrors, several
 
 
 def _numerical_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
@@ -323,4 +333,8 @@ def _scalar(value: Any) -> float:
     data = value.data if isinstance(value, Tensor) else np.asarray(value)
     if data.size != 1:
         raise ValueError(f"numerical_grad: f must return a scalar, got shape {data.shape}")
+    if data.dtype.kind == "f" and data.dtype.itemsize < 8:  # (a float32 model's, say)
+        raise TypeError(f"numerical_grad: f returned {data.dtype} while the arguments "
+                        f"differentiated are float64: f casts to a lower precision, where "
+                        f"central differences are too coarse to give a gradient")
     return float(data.reshape(()))
