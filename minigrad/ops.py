@@ -39,6 +39,13 @@ def _data(x: Any, name: str) -> Any:
     return x._data if isinstance(x, _Tensor) else _constant(x, name)
 
 
+def _shape(x: Any, name: str) -> tuple[int, ...]:
+    """`np.shape` of an operand of op `name`, its type checked as by `_data`: read from the
+    array where there is one (np.shape's Python layer costs four times the read)."""
+    x = _data(x, name)
+    return x.shape if type(x) is _ndarray else np.shape(x)
+
+
 # NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
 # instructions each): the NumPy functions of every layer and RNN step are bound here once.
 _np_add, _np_matmul, _np_multiply, _np_subtract = np.add, np.matmul, np.multiply, np.subtract
@@ -179,7 +186,7 @@ def _tensordot_b_vjp(g, out, a, b, axes):
 def _tensordot_call(a: Any, b: Any, axes: int | Sequence[Any] = 2) -> tuple[tuple, dict]:
     """Sum products over the given axes, with NumPy's meaning of `axes`: an int n contracts
     the last n axes of `a` with the first n of `b`; a pair of sequences names them."""
-    shape_a, shape_b = np.shape(_data(a, "tensordot")), np.shape(_data(b, "tensordot"))
+    shape_a, shape_b = _shape(a, "tensordot"), _shape(b, "tensordot")
     axes_a, axes_b = _tensordot_axes(axes, len(shape_a), len(shape_b))
     if len(axes_a) != len(axes_b) or any(shape_a[i] != shape_b[j] for i, j in zip(axes_a, axes_b)):
         raise ValueError(f"tensordot: cannot contract {shape_a} with {shape_b} over axes "
@@ -293,7 +300,7 @@ def _einsum_call(subscripts: str, *operands: Any) -> tuple[tuple, dict]:
     if len(specs) != len(operands):
         raise ValueError(f"einsum: '{subscripts}' names {len(specs)} operands, got {len(operands)}")
     for spec, x in zip(specs, operands):
-        shape = np.shape(_data(x, "einsum"))
+        shape = _shape(x, "einsum")
         if len(spec) != len(shape):
             raise ValueError(
                 f"einsum: operand subscripts '{spec}' do not fit an operand of shape {shape}")
@@ -323,21 +330,31 @@ log = defop("log", np.log, (lambda g, out, x: g / x,), Domain("unary", _POSITIVE
 def _tanh_vjp(g, out, into=None):
     """g (1 - out^2), computed into one new array, or into `into` (the same operations in
     the same order)."""
-    d = out * out if into is None else _np_multiply(out, out, out=into)
+    # (`out` passed by position: NumPy parses no keyword, a tenth of a small call's time)
+    d = out * out if into is None else _np_multiply(out, out, into)
     if type(d) is not _ndarray or type(g) is not _ndarray or d.shape != g.shape \
             or d.dtype != g.dtype:
         return _result(g * (1.0 - d), into)
-    _np_subtract(1.0, d, out=d)
-    return _np_multiply(g, d, out=d)
+    _np_subtract(_ONES.get(d.dtype, 1.0), d, d)
+    return _np_multiply(g, d, d)
 
 
 def _sigmoid_vjp(g, out, into=None):
     """g out (1 - out), computed into one new array, or into `into` (the same operations in
     the same order)."""
-    d = g * out if into is None else _np_multiply(g, out, out=into)
-    if type(d) is not _ndarray or d.shape != np.shape(out):
+    d = g * out if into is None else _np_multiply(g, out, into)
+    if type(d) is not _ndarray or type(out) is not _ndarray or d.shape != out.shape:
         return _result(d * (1.0 - out), into)
-    return _np_multiply(d, _np_subtract(1.0, out), out=d)
+    return _np_multiply(d, _np_subtract(_ONES.get(out.dtype, 1.0), out), d)
+
+
+# 1 as a read-only 0-d array of each float dtype: what `1 - x` subtracts from in a VJP run per
+# RNN step. NumPy converts a Python float anew on every call (three quarters of the time of
+# subtracting from a small array) and takes this as it is; in x's own dtype it selects the
+# loop the float does (NEP 50), and 1 is exact in each: the same numbers.
+_ONES = {np.dtype(t): np.ones((), t) for t in (np.float16, np.float32, np.float64)}
+for _one in _ONES.values():
+    _one.flags.writeable = False
 
 
 def _result(value, into):
@@ -401,7 +418,7 @@ def _reduction(name: str):
 
 
 def _reduction_axis(name: str, x: Any, axis: Any) -> tuple[int, ...] | None:
-    shape = np.shape(_data(x, name))
+    shape = _shape(x, name)
     axes: tuple[int, ...] | None
     if axis is None:
         axes = None
@@ -622,7 +639,7 @@ def _loss(name: str, prediction: str):
     """The public signature of a loss: `f(prediction, target)`, of one shape."""
 
     def call(a: Any, b: Any) -> tuple[tuple, dict]:
-        shapes = np.shape(_data(a, name)), np.shape(_data(b, name))
+        shapes = _shape(a, name), _shape(b, name)
         if shapes[0] != shapes[1]:
             raise ValueError(f"{name}: {prediction} of shape {shapes[0]} and target "
                              f"of shape {shapes[1]} differ")
@@ -642,7 +659,8 @@ def _bounded(forward, prediction: str, bounds: dict[int, tuple[float, float]]):
         for i, (low, high) in bounds.items():
             values = arrays[i]
             # The reductions themselves: ndarray.min and .max add a Python layer each.
-            if np.size(values) and not (_min(values, None) >= low and _max(values, None) <= high):
+            size = values.size if type(values) is _ndarray else np.size(values)
+            if size and not (_min(values, None) >= low and _max(values, None) <= high):
                 what = prediction if i == 0 else "target"
                 raise ValueError(f"{what} must lie in [{low:g}, {high:g}], got values "
                                  f"from {np.min(values):g} to {np.max(values):g}")
@@ -848,7 +866,7 @@ def _axis_call(name: str, doc: str):
     """The public signature of an op along one axis: `f(x, axis=-1)`."""
 
     def call(x: Any, axis: int = -1) -> tuple[tuple, dict]:
-        shape = np.shape(_data(x, name))
+        shape = _shape(x, name)
         if type(axis) is not int:  # (the usual -1 is one)
             axis = _integer(axis, name)
         if not -len(shape) <= axis < len(shape):
@@ -890,7 +908,7 @@ def _var_call(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = 
     sum((x - mean)^2) / (n - ddof) for n elements per reduction (ddof=0: the population
     variance; ddof=1: the unbiased sample variance, PyTorch's default)."""
     axes = _reduction_axis("var", x, axis)
-    shape = np.shape(_data(x, "var"))
+    shape = _shape(x, "var")
     n = math.prod(shape) if axes is None else math.prod(shape[i] for i in axes)
     if not isinstance(ddof, numbers.Real) or ddof < 0:
         raise ValueError(f"var: ddof must be a number >= 0, got {ddof!r}")
@@ -955,11 +973,11 @@ def _cross_entropy_call(logits: Any, labels: Any) -> tuple[tuple, dict]:
     `F.cross_entropy` with the classes on the last axis. `labels` is a NumPy array of
     integers (or of integer values; a Tensor of them too) in [0, classes); it gets no
     gradient. A single example's label may be a Python int."""
-    shape = np.shape(_data(logits, "cross_entropy"))
+    shape = _shape(logits, "cross_entropy")
     if isinstance(labels, _Tensor) and labels.requires_grad:
         raise TypeError(f"cross_entropy: labels (shape {labels.shape}) require grad, but class "
                         "labels get none; pass an integer array or labels.detach()")
-    label_shape = np.shape(_data(labels, "cross_entropy"))
+    label_shape = _shape(labels, "cross_entropy")
     if isinstance(labels, (int, float)):  # a Python number: as a NumPy one (its forward
         labels = np.asarray(labels)     # reads the dtype)
     if len(shape) == 0 or shape[-1] == 0 or label_shape != shape[:-1] or 0 in shape:
@@ -979,7 +997,7 @@ cross_entropy = defop("cross_entropy", _cross_entropy, (_cross_entropy_vjp, None
 def _squeeze_call(x: Any, axis: int | Sequence[int] | None = None) -> tuple[tuple, dict]:
     """`x` without the axes of length one in `axis` (an int or a tuple; None: all of them).
     A reshape: the graph records the shape it leaves."""
-    shape = np.shape(_data(x, "squeeze"))
+    shape = _shape(x, "squeeze")
     if axis is None:
         axes = [i for i, n in enumerate(shape) if n == 1]
     else:
@@ -999,13 +1017,13 @@ def _flatten_call(x: Any, start_dim: int = 0, end_dim: int = -1) -> tuple[tuple,
     """The axes from `start_dim` to `end_dim` (both included) merged into one, PyTorch's
     `flatten`: `flatten(x)` is 1-D, `flatten(x, 1)` keeps the batch axis. A 0-d `x`
     becomes of shape (1,). A reshape: the graph records the shape it leaves."""
-    shape = np.shape(_data(x, "flatten")) or (1,)
+    shape = _shape(x, "flatten") or (1,)
     dims = [_integer(start_dim, "flatten", "start_dim"), _integer(end_dim, "flatten", "end_dim")]
     try:
         start, end = (_normalize_axes([d], len(shape), "flatten")[0] for d in dims)
     except ValueError:
         raise ValueError(f"flatten: start_dim={start_dim!r} or end_dim={end_dim!r} is out of "
-                         f"range for shape {np.shape(_data(x, 'flatten'))}") from None
+                         f"range for shape {_shape(x, 'flatten')}") from None
     if start > end:
         raise ValueError(f"flatten: start_dim={start_dim} comes after end_dim={end_dim} for "
                          f"shape {shape}")
@@ -1036,7 +1054,7 @@ def split(x: Any, sections: int | Sequence[int], axis: int = 0) -> list[_Tensor]
     it into that many equal parts (it must divide the axis), a sequence of indices cuts it
     before each one. Each part is a slice of `x` (a `getitem`), so the gradient of each
     lands in its place."""
-    shape = np.shape(_data(x, "split"))
+    shape = _shape(x, "split")
     axis = _integer(axis, "split")
     if not -len(shape) <= axis < len(shape):
         raise ValueError(f"split: axis {axis!r} is out of range for shape {shape}")

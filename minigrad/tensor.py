@@ -169,8 +169,7 @@ class Tensor:
             raise RuntimeError(
                 "backward: this tensor does not require grad; none of the tensors it was "
                 "computed from has requires_grad=True (or it was computed under no_grad())")
-        for leaf, g in self._sweep(grad, "backward", "a tensor", retain_graph).items():
-            accumulate_grad(leaf, g)
+        accumulate_grads(self._sweep(grad, "backward", "a tensor", retain_graph))
 
     def _sweep(self, grad: Any, caller: str, role: str, retain_graph: bool,
                capture: Any = ()) -> dict[Any, np.ndarray]:
@@ -404,6 +403,17 @@ def accumulate_grad(leaf: Tensor, g: np.ndarray) -> None:
         g = g.astype(leaf._data.dtype)
     with _GRAD_LOCK:
         leaf.grad = g if leaf.grad is None else leaf.grad + g
+
+
+def accumulate_grads(grads: dict[Tensor, np.ndarray]) -> None:
+    """`accumulate_grad` for each leaf of a sweep's result (arrays handed over), under one
+    taking of the lock: a model's parameters one after the other, as one step."""
+    with _GRAD_LOCK:
+        for leaf, g in grads.items():
+            dtype = leaf._data.dtype
+            if g.dtype is not dtype and g.dtype != dtype:  # (`is`: the usual case, quicker)
+                g = g.astype(dtype)
+            leaf.grad = g if leaf.grad is None else leaf.grad + g
 
 
 def _is_operand(x: Any) -> bool:

@@ -185,6 +185,26 @@ def test_a_vjp_given_into_returns_it_holding_its_own_numbers(name, data, shape, 
     np.testing.assert_array_equal(got, want, strict=False)
 
 
+@pytest.mark.parametrize("name, formula", [
+    ("tanh", lambda g, out: g * (1.0 - out * out)),
+    ("sigmoid", lambda g, out: g * out * (1.0 - out)),
+])
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+       dtype=st.sampled_from([np.float64, np.float32, np.float16]), into=st.booleans())
+def test_an_activation_vjp_gives_the_bits_of_its_formula_in_the_operands_dtype(
+        name, formula, data, shape, dtype, into):
+    """tanh's and sigmoid's VJPs subtract from a cached 0-d 1 of the operand's dtype (NumPy
+    converts a Python float on every call): the dtype and the bits of the formula written
+    with Python floats (NEP 50's loop for a float), with or without `into`."""
+    values = hnp.arrays(dtype, shape, elements=st.floats(-1, 1, width=16))
+    out, g = data.draw(values, label="out"), data.draw(values, label="g")
+    want = np.asarray(formula(g, out))
+    vjp = OPS[name].vjps[0]
+    got = np.asarray(vjp(g, out, into=np.empty(shape, dtype)) if into else vjp(g, out))
+    assert got.dtype == want.dtype == dtype
+    assert got.tobytes() == want.tobytes()
+
+
 def test_pow_at_a_zero_base_has_the_gradient_of_its_polynomial():
     """x^0 + x^1 + x^2 + x^3 at x = 0 has derivative 1 (x^0's b a^(b-1) is 0 * inf there,
     and the gradient was NaN); 0^p is constant in p > 0 and at p = 0, where p's gradient
