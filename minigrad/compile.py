@@ -307,8 +307,15 @@ class CompiledFunction:
                     positions[trace.inputs[-1].index] = p
                 a = t
             traced.append(a)
-        with trace:
-            result = self.fn(*traced)
+        moves: list[int] = []  # where fn's own sets of module attributes moved the generation
+        token = nn._own_moves.set(moves)
+        try:
+            with trace:
+                result = self.fn(*traced)
+        finally:
+            nn._own_moves.reset(token)
+        if moves and moves[-1] - generation == len(moves) == nn.generation - generation:
+            generation = moves[-1]  # (only fn's sets: its replays leave the modules as it did)
         if not isinstance(result, Tensor):
             raise TraceError(f"compile: fn must return a Tensor, got {type(result).__name__}")
         program = Program(trace, trace.results([result], "compile: fn"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -27,12 +28,23 @@ class Parameter(Tensor):
         return "Parameter" + super().__repr__()[len("Tensor"):]
 
 
-# Changes whenever an attribute of any Module is set or deleted, outside a trace: a compiled
-# function that read a module's attributes traces again rather than replay a tensor, array or
-# number no longer there. What a traced function sets itself (`self.calls += 1` in forward)
-# is a side effect of its trace, which the replays do not repeat: it changes nothing.
+# Changes whenever an attribute of any Module is set or deleted: a compiled function that
+# read a module's attributes traces again rather than replay a tensor, array or number no
+# longer there. Also while a function is traced: a scan's f runs on every call, and what a
+# compiled function's trace sets changes the module for every other function. The values
+# it moved the generation to while this thread traced it are in `_own_moves` (its replays
+# do not repeat those sets, so they leave its own program current: `minigrad.compile`).
 _generations = itertools.count(1)
 generation = 0
+_own_moves: ContextVar[list[int] | None] = ContextVar("minigrad_own_moves", default=None)
+
+
+def _move() -> None:
+    global generation
+    generation = next(_generations)
+    moves = _own_moves.get()
+    if moves is not None:
+        moves.append(generation)
 
 
 class Module:
@@ -42,15 +54,11 @@ class Module:
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
-        if current_mode() < TRACING:
-            global generation
-            generation = next(_generations)
+        _move()
 
     def __delattr__(self, name: str) -> None:
         object.__delattr__(self, name)
-        if current_mode() < TRACING:
-            global generation
-            generation = next(_generations)
+        _move()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         forward = getattr(self, "forward", None)
