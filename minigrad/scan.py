@@ -539,7 +539,8 @@ def _structure(tree: int | None, leaves: Sequence[Any]) -> str:
 class _Run:
     """One call of the loop: what its backward needs, and that backward's last result."""
 
-    __slots__ = ("saved", "stacked", "ys", "shapes", "dtypes", "invariants", "seed", "grads")
+    __slots__ = ("saved", "stacked", "ys", "shapes", "dtypes", "invariants", "seed", "grads",
+                 "released")
 
     def __init__(self, saved: list, stacked: list, ys: list, arrays: Sequence[np.ndarray],
                  body: _Body):
@@ -555,6 +556,7 @@ class _Run:
                                 else None for i, a in enumerate(arrays))
         self.seed: Any = None
         self.grads: list = []
+        self.released = False  # by a backward that freed what it read (maybe part-way)
 
 
 def _forward(*arrays: Any, body: _Body, length: int, reverse: bool, constants: tuple) -> tuple:
@@ -609,7 +611,11 @@ def _backward(parts: np.ndarray, run: _Run, body: _Body, length: int, reverse: b
               constants: tuple) -> list:
     """The backward loop: the cotangent of each operand (None for an invariant that none
     reached)."""
-    free = not tape.retaining.get()
+    if run.released:
+        raise RuntimeError("backward: the graph through 'scan' was already released by an "
+                           "earlier backward() (one that raised part-way too); pass "
+                           "retain_graph=True to the first call to backpropagate twice")
+    free = run.released = not tape.retaining.get()
     if reverse:  # backward from the first step: chunks lo .. lo + CH - 1, each upwards
         chunks = [(lo, min(lo + _CHUNK, length), range(lo, min(lo + _CHUNK, length)))
                   for lo in range(0, length, _CHUNK)]

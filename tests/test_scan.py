@@ -1286,3 +1286,22 @@ def test_four_threads_running_one_scan_body_get_their_own_gradients():
         t.join()
     for i, grads in results.items():
         assert all(np.array_equal(g, alone[i]) for g in grads)
+
+
+def test_a_backward_through_a_scan_after_one_that_raised_part_way_says_it_was_released():
+    """As for an eager node: the backward loop had freed part of what it reads, and the next
+    backward raised TypeError (cannot unpack None) from inside the loop."""
+    w = mg.Tensor(np.array([0.5, 0.7]), requires_grad=True)
+    xs = mg.Tensor(np.array([[1.0, 2.0], [0.0, 0.0], [3.0, 1.0], [2.0, 2.0]]),
+                   requires_grad=True)
+
+    def f(h, x):
+        h = mg.tanh(h * w) + mg.sqrt(x * w)  # sqrt's gradient is infinite at step 1
+        return h, h
+
+    with mg.detect_anomaly():
+        h, ys = mg.scan(f, np.zeros(2), xs)
+        with pytest.raises(mg.AnomalyError), np.errstate(divide="ignore"):
+            ys.sum().backward()
+    with pytest.raises(RuntimeError, match="through 'scan' was already released"):
+        (h * 2).sum().backward()
