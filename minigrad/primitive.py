@@ -256,7 +256,8 @@ def recorder(op: Op) -> Callable[..., Tensor]:
             out, kept_out = out  # (the residual, what the VJPs get as `out`)
         if type(out) is not _ndarray:
             out = np.asarray(out)  # a reduction to a NumPy scalar
-        view = may_view and out.base is not None
+        # (A forward may also return an operand's very array: `np.asarray(x)`.)
+        view = may_view and (out.base is not None or _one_of(out, arrays))
         if view:  # the output shares an operand's array: neither may change under the other
             out = _share_view(operands, arrays, out)
         if not (needs_grad and recording):
@@ -301,6 +302,13 @@ def _escaped(name: str, x: Tensor) -> TraceError:
         f"{name}: a traced value (shape {traced_shape(x)}) used outside its trace: in another "
         "thread or context than the traced function's, or after the trace ended (stored somewhere "
         "outside the function); compute with it inside the traced function")
+
+
+def _one_of(out: np.ndarray, arrays: Sequence[Any]) -> bool:
+    for a in arrays:  # noqa: SIM110 (any() with a generator costs twice this, on every op)
+        if a is out:
+            return True
+    return False
 
 
 def _share_view(operands: Sequence[Any], arrays: Sequence[Any], out: np.ndarray) -> np.ndarray:

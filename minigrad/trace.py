@@ -532,8 +532,10 @@ class Program:
         if step.scalar:
             lines.append(f"{out} = asarray({out})")
         if not isinstance(step.op.forward, np.ufunc) and not step.numpy:  # may view an operand
+            viewed = " or ".join([f"{out}.base is not None"]  # (or be one: `record`'s `_one_of`)
+                                 + [f"{out} is {o}" for o in operands if o[0] == "v"])
             if any(x.raw for x in step.inputs):
-                lines.append(f"if {out}.base is not None: {out} = {out}.copy()")
+                lines.append(f"if {viewed}: {out} = {out}.copy()")
             else:
                 shared = [(x.name, e) for x in step.inputs if (e := tensor_of(x)) is not None]
                 if shared and not self._keeps(step):  # (one that keeps views `record`'s own)
@@ -541,8 +543,7 @@ class Program:
                     # elsewhere already, where the program read a copy (`Tensor._share`)
                     copied = " or ".join(f"{v} is not {e}._data or not {e}._shared and "
                                          f"{e}._share(2) is not {e}._data" for v, e in shared)
-                    lines.append(f"if {out}.base is not None and ({copied}): "
-                                 f"{out} = {out}.copy()")
+                    lines.append(f"if ({viewed}) and ({copied}): {out} = {out}.copy()")
         return lines
 
     # --- backward ---------------------------------------------------------------------------

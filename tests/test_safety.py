@@ -378,3 +378,37 @@ def test_an_index_edited_between_forward_and_backward_changes_no_gradient(index)
     loss.backward()
     expected = [3.0, 3.0, 0.0] if index != "boolean array" else [1.0, 2.0, 0.0]
     np.testing.assert_array_equal(x.grad, expected)
+
+
+def _cast():
+    """A user's op whose forward returns its operand's very array when the dtype matches."""
+    return mg.defop("cast64", lambda x: x.astype(np.float64, copy=False),
+                    (lambda g, out: g,), saves="nothing", register=False)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_a_forward_returning_its_operands_own_array_shares_it_safely(compiled):
+    """`out is x` is a view too: the output and the tensor shared one array that neither
+    guarded, so a write to w between forward and backward changed the gradient (20 for 2),
+    and a NumPy operand's output was the caller's very array."""
+    cast = _cast()
+    w = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    loss = mg.compile(lambda: (cast(w) * cast(w)).sum()) if compiled else (
+        lambda: (cast(w) * cast(w)).sum())
+    for _ in range(3):
+        w.data[...] = [1.0, 2.0, 3.0]
+        w.grad = None
+        z = loss()
+        w.data[...] = 10.0  # an optimizer's step, say
+        z.backward()
+        np.testing.assert_array_equal(w.grad, [2.0, 4.0, 6.0])
+    a = np.array([1.0, 2.0, 3.0])
+    v = Tensor(np.ones(3), requires_grad=True)
+    f = mg.compile(lambda a: (cast(a) * v).sum()) if compiled else (lambda a: (cast(a) * v).sum())
+    for _ in range(3):
+        a[...] = [1.0, 2.0, 3.0]
+        v.grad = None
+        z = f(a)
+        a[...] = 0.0  # the caller reuses its buffer
+        z.backward()
+        np.testing.assert_array_equal(v.grad, [1.0, 2.0, 3.0])
