@@ -30,6 +30,7 @@ those change the tensor, never the recorded values (`Tensor._share`).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import numbers
 import sys
@@ -272,6 +273,8 @@ def recorder(op: Op) -> Callable[..., Tensor]:
                 if i < len(saved):  # an op whose VJPs come per call may have fewer
                     saved[i] = None
             args = tuple(saved)
+        if options:
+            options = kept_options(options)
         node = _new(Node)  # Node(...), but the __init__ call is one CPython 3.11 inlines
         _init_node(node, name, vjps, inputs, args, options,
                    kept_out if residual else out if saves_output else None, out)
@@ -302,6 +305,17 @@ def _escaped(name: str, x: Tensor) -> TraceError:
         f"{name}: a traced value (shape {traced_shape(x)}) used outside its trace: in another "
         "thread or context than the traced function's, or after the trace ended (stored somewhere "
         "outside the function); compute with it inside the traced function")
+
+
+def kept_options(options: dict[str, Any]) -> dict[str, Any]:
+    """`options` as a node or a program keeps them: a NumPy array or a list among them
+    copied, as an array operand a VJP reads is, since the caller's may change before the
+    backward (or before a cached loop's next call)."""
+    for value in options.values():
+        if type(value) is _ndarray or type(value) is list:
+            return {k: v.copy() if type(v) is _ndarray else copy.deepcopy(v)
+                    if type(v) is list else v for k, v in options.items()}
+    return options
 
 
 def _one_of(out: np.ndarray, arrays: Sequence[Any]) -> bool:

@@ -279,6 +279,8 @@ class Trace:
         if scalar:
             out = np.asarray(out)
         recording = self.recording if current_mode() == self.mode else self._recording()
+        if options:  # (the program keeps them, and the key reads their values now)
+            options = primitive.kept_options(options)
         if numpy:  # NumPy on arrays, as in eager mode: no copies, the array a view is
             value = self._new(out, False, True)
             step = Step(op, inputs, options, value, None, (), scalar, None, True, (), False)

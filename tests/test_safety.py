@@ -412,3 +412,47 @@ def test_a_forward_returning_its_operands_own_array_shares_it_safely(compiled):
         a[...] = 0.0  # the caller reuses its buffer
         z.backward()
         np.testing.assert_array_equal(v.grad, [1.0, 2.0, 3.0])
+
+
+def _scale_by_option():
+    """A user's op taking its factor as an option (not an operand)."""
+    return mg.defop("scale_by", lambda x, s: x * np.asarray(s),
+                    (lambda g, out, s: g * np.asarray(s),), saves="nothing", register=False)
+
+
+@pytest.mark.parametrize("kind", [np.array, list], ids=["array", "list"])
+def test_an_array_or_list_option_is_kept_as_it_was_when_recorded(kind):
+    """The node held the caller's array option itself: editing it before backward changed the
+    gradient (5 where 1 is right); an operand array is copied, and an option is now too."""
+    scale = _scale_by_option()
+    w = Tensor(np.ones(3), requires_grad=True)
+    s = kind([1.0, 1.0, 1.0])
+    loss = scale(w, s=s).sum()
+    s[0] = 5.0
+    loss.backward()
+    np.testing.assert_array_equal(w.grad, [1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("kind", [np.array, list], ids=["array", "list"])
+def test_a_cached_scan_loop_uses_this_calls_options(kind):
+    """A loop written for a program kept the first call's option objects, while the cache
+    matched on their values then: after the caller edited that array and passed a fresh one
+    of the first values, scan gave the edited numbers ([13, 13] where the loop gives [7, 7])."""
+    scale = _scale_by_option()
+    xs = np.ones((3, 2))
+
+    def run(s):
+        return mg.scan(lambda c, x: (scale(c, s=s) + x, None), np.zeros(2), xs)[0].data
+
+    def loop(s):
+        c = Tensor(np.zeros(2))
+        for x in xs:
+            c = scale(c, s=s) + x
+        return c.data
+
+    first = kind([2.0, 2.0])
+    np.testing.assert_array_equal(run(first), loop(first))
+    first[0] = 3.0
+    np.testing.assert_array_equal(run(first), loop(first))
+    fresh = kind([2.0, 2.0])
+    np.testing.assert_array_equal(run(fresh), loop(fresh))
