@@ -255,6 +255,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
             raise _op_error(name, error, arrays) from None
         if residual:
             out, kept_out = out  # (the residual, what the VJPs get as `out`)
+            _own_residual(name, kept_out, out, arrays)
         if type(out) is not _ndarray:
             out = np.asarray(out)  # a reduction to a NumPy scalar
         # (A forward may also return an operand's very array: `np.asarray(x)`.)
@@ -305,6 +306,15 @@ def _escaped(name: str, x: Tensor) -> TraceError:
         f"{name}: a traced value (shape {traced_shape(x)}) used outside its trace: in another "
         "thread or context than the traced function's, or after the trace ended (stored somewhere "
         "outside the function); compute with it inside the traced function")
+
+
+def _own_residual(name: str, residual: Any, out: Any, arrays: Sequence[Any]) -> None:
+    """Refuse a residual array that shares memory with the output or an operand: the node
+    would keep it unguarded, and a write to either would change the gradient."""
+    if type(residual) is _ndarray and any(
+            type(a) is _ndarray and np.may_share_memory(residual, a) for a in (out, *arrays)):
+        raise ValueError(f"{name}: the forward's residual shares memory with its output or an "
+                         f"operand; a residual must be an array of the forward's own (a copy)")
 
 
 def kept_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -274,7 +274,8 @@ class Trace:
         except (ValueError, TypeError, IndexError) as error:
             raise primitive._op_error(op.name, error, arrays) from None
         if op.residual:
-            out, _ = out
+            out, residual = out
+            primitive._own_residual(op.name, residual, out, arrays)
         scalar = type(out) is not np.ndarray
         if scalar:
             out = np.asarray(out)
