@@ -79,7 +79,9 @@ class Op:
 
     `vjps` is a tuple with one VJP per operand, or a function `(arrays, options, inputs) ->
     VJPs` for one call: for an op of any number of operands (stack, einsum), or one whose
-    VJPs share work (stack); `inputs[i]` is None where operand i needs no gradient. A VJP
+    VJPs share work (stack); `inputs[i]` is None where operand i needs no gradient. Such a
+    function may read the arrays' shapes and dtypes, not their values: under `compile` and
+    in a `scan` body it runs once, at the trace, and its VJPs serve every later call. A VJP
     of None: that operand has no gradient (all None: the op has none, as detach).
     """
 
@@ -123,7 +125,9 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     among them if the VJPs read the output too; the graph keeps only that.
     `batch`: "elementwise" or "matmul" if the op computes on operands stacked on a new
     leading axis as it does per slice (see `Op.batch`), so that `scan` may call the VJP of a
-    loop invariant once for all steps.
+    loop invariant once for all steps: its VJPs then get the steps' operands and
+    cotangents stacked that way, and must compute on them as on one step's (a matmul VJP
+    writes `swapaxes(a, -1, -2)`, not `a.T`, which reverses every axis).
     `residual`: the forward returns `(output, residual)`, and each VJP gets the residual (a
     value of the forward's own, which nothing else holds) where it would get the output;
     `saves` then names the operands they read besides ("nothing" if none).
