@@ -592,12 +592,16 @@ class Program:
                 if (k, i) in deferred:
                     lines.append(f"e{deferred[k, i]} = g")
                     continue
-                extra = [f"into={into[k, i]}"] if (k, i) in into else []
+                if (k, i) in into:
+                    lines.append(f"r = {into[k, i]}")
+                extra = ["into=r"] if (k, i) in into else []
                 if self.anomaly:  # its result checked as an eager node's (`anomaly.watch`)
                     vjp = anomaly._checked(_node(step), i, vjp, x.shape)  # type: ignore[arg-type]
                 call = "g" if vjp is primitive.identity_vjp else (
                     f"{self._name(vjp, 'vjp')}({', '.join(['g', *reads, *options, *extra])})")
                 lines.append(f"t = {call}")
+                if (k, i) in into:  # (a VJP that says it takes `into` but returned another)
+                    lines.append("if t is not r: r[...] = t")
                 self._add(lines, x, "t", started, count)
             for name in reads:
                 if name[0] == "v":

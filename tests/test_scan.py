@@ -1305,3 +1305,27 @@ def test_a_backward_through_a_scan_after_one_that_raised_part_way_says_it_was_re
             ys.sum().backward()
     with pytest.raises(RuntimeError, match="through 'scan' was already released"):
         (h * 2).sum().backward()
+
+
+def test_a_vjp_that_says_it_takes_into_but_returns_another_array_is_still_right():
+    """scan writes such a VJP's result straight into the xs' stacked cotangents; one that
+    ignored `into` left that row as np.empty made it (garbage where the loop gives the
+    gradient)."""
+    def vjp(g, out, into=None):
+        return g * (1.0 - out * out)  # the bug: `into` ignored
+
+    vjp.into = True
+    tanh = mg.defop("tanh_ignoring_into", np.tanh, (vjp,), saves="output", register=False)
+    xs = mg.Tensor(np.random.default_rng(0).normal(size=(3, 2, 4)), requires_grad=True)
+
+    def f(c, x):
+        y = tanh(x)
+        return c + y, y
+
+    carry, ys = mg.scan(f, np.zeros((2, 4)), xs)
+    (carry.sum() + (ys * ys).sum()).backward()
+    got = xs.grad
+    xs.grad = None
+    carry, ys = loop(f, np.zeros((2, 4)), xs)
+    (carry.sum() + (ys * ys).sum()).backward()
+    assert_bitwise(got, xs.grad)
