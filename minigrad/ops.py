@@ -66,7 +66,8 @@ def _scaled_vjp(g, other, factor):
     """The gradient of `factor` in factor * other: g * other, but for a 0-d factor (a scalar
     weight, the counter's w_x) times an array of g's shape one dot product, not a product
     array that the sweep then sums down."""
-    if factor.ndim == 0 and type(other) is _ndarray and other.shape == g.shape:
+    if factor.ndim == 0 and type(other) is _ndarray and other.shape == g.shape \
+            and g.dtype is _FLOAT64:  # (BLAS's float32 dot adds in float32, in sequence)
         # A NumPy scalar, which the sweep makes its own array.
         return _np_vdot(g, other)
     return g * other
@@ -372,7 +373,9 @@ _tanh_vjp.into = _sigmoid_vjp.into = True  # type: ignore[attr-defined]
 tanh = defop("tanh", np.tanh, (_tanh_vjp,), Domain("unary"), saves="output")
 sigmoid = defop("sigmoid", _sigmoid, (_sigmoid_vjp,), Domain("unary", ((-8.0, 8.0),)),
                 saves="output")
-relu = defop("relu", lambda x: np.maximum(x, 0.0), (lambda g, out, x: g * (x > 0),),
+# A select, not g * (x > 0): an infinite g (sqrt's at 0) times 0 is NaN where the gradient
+# is 0, as PyTorch's threshold_backward has it.
+relu = defop("relu", lambda x: np.maximum(x, 0.0), (lambda g, out, x: np.where(x > 0, g, 0.0),),
              Domain("unary", avoid=(0.0,)), saves="inputs")
 abs = defop("abs", np.abs, (lambda g, out, x: g * np.sign(x),), Domain("unary", avoid=(0.0,)),
             saves="inputs")
@@ -402,7 +405,8 @@ def _max_vjp(g, out, x, axis, keepdims):
     """Split evenly among the maxima: the gradient of the mean of the tied elements."""
     is_max = x == _expand_reduced(out, x, axis, keepdims)
     ties = is_max.sum(axis=axis, keepdims=True)
-    return _expand_reduced(g, x, axis, keepdims) * is_max / ties
+    # A select, not a product with the mask: an infinite g times 0 is NaN off the maxima.
+    return np.where(is_max, _expand_reduced(g, x, axis, keepdims) / ties, 0.0)
 
 
 def _reduction(name: str):
