@@ -639,7 +639,7 @@ concatenate = defop("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axi
 # --- losses (mean over every element; prediction and target of one shape) -------------------
 
 
-def _loss(name: str, prediction: str):
+def _loss(name: str, prediction: str, note: str = ""):
     """The public signature of a loss: `f(prediction, target)`, of one shape."""
 
     def call(a: Any, b: Any) -> tuple[tuple, dict]:
@@ -650,7 +650,7 @@ def _loss(name: str, prediction: str):
         return (a, b), {}
 
     call.__doc__ = (f"{name}({prediction}, target), mean-reduced. Of empty inputs: NaN, as "
-                    "NumPy's mean of no elements, with an empty gradient.")
+                    "NumPy's mean of no elements, with an empty gradient." + note)
     return call
 
 
@@ -699,7 +699,8 @@ def _bce(p, t):
 
 
 def _bce_p_vjp(g, out, p, t):
-    # Taken at the clipped p, as PyTorch does, so a saturated output still gets a direction.
+    # Taken at the clipped p, so a saturated output still gets a direction. (PyTorch instead
+    # floors the logs at -100 and p (1 - p) at 1e-12: its loss is exact further out.)
     pc = _clip_probability(p)
     return (pc - t) / (pc * (1.0 - pc)) * (g / np.size(p))
 
@@ -746,7 +747,10 @@ def _mse(y, t):
 binary_cross_entropy = defop(
     "binary_cross_entropy", _bounded(_bce, "probabilities", {0: (0.0, 1.0), 1: (0.0, 1.0)}),
     (_bce_p_vjp, _bce_t_vjp), Domain("loss", _PROBABILITY), saves="inputs",
-    prepare=_loss("binary_cross_entropy", "probabilities"))
+    prepare=_loss("binary_cross_entropy", "probabilities",
+                  " The probabilities are clipped to [eps, 1 - eps] (eps of their dtype: 1.2e-7 "
+                  "in float32), loss and gradient alike, so 0 and 1 stay finite; a loss through "
+                  "sigmoid is exact from the logits: binary_cross_entropy_with_logits."))
 binary_cross_entropy_with_logits = defop(
     "binary_cross_entropy_with_logits", _bounded(_bce_logits, "logits", {1: (0.0, 1.0)}),
     (_bce_logits_z_vjp, lambda g, out, z, t: z * (-g / np.size(z))),
