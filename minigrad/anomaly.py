@@ -75,7 +75,7 @@ def _check(node: Node, i: int, g: Any, shape: Any) -> None:
     # wrapped by an earlier backward in it) is not checked by a backward outside it.
     if g is None or not current_mode() & ANOMALY:  # (None: no gradient reached this input)
         return
-    values = g.densify(shape, node.dtype) if isinstance(g, Cotangent) else g
+    values = g.densify(shape, node.dtype) if isinstance(g, Cotangent) else np.asarray(g)
     if values.dtype == object:  # the parts of a multi-output node's cotangent (scan's)
         for part in values:
             if part is not None:
