@@ -122,7 +122,8 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
 
     `saves` says what the VJPs read: "inputs", "output", "both" or "nothing", or a tuple of
     operand positions (those inputs only; the others reach the VJPs as None), with "output"
-    among them if the VJPs read the output too; the graph keeps only that.
+    among them if the VJPs read the output too; the graph keeps only that. (A tuple of no
+    position, `("output",)` or `()`, is "output" or "nothing": the VJPs get no operand.)
     `batch`: "elementwise" or "matmul" if the op computes on operands stacked on a new
     leading axis as it does per slice (see `Op.batch`), so that `scan` may call the VJP of a
     loop invariant once for all steps: its VJPs then get the steps' operands and
@@ -148,6 +149,8 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
             raise ValueError(f"defop: saves must be one of {', '.join(_SAVES)} or a tuple of "
                              f"operand positions (and \"output\"), got {saves!r}")
         saves = "both" if "output" in saves else "inputs"
+        if not kept:  # no operand at all: "output" or "nothing", as written out
+            saves, kept = "output" if saves == "both" else "nothing", None
     if saves not in _SAVES:
         raise ValueError(f"defop: saves must be one of {', '.join(_SAVES)} or a tuple of "
                          f"operand positions (and \"output\"), got {saves!r}")

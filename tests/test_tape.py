@@ -410,3 +410,25 @@ def test_what_a_node_reads_is_freed_as_soon_as_it_is_swept(compiled):
     assert alive_at_bottom[-1] is False
     loss(x).backward(retain_graph=True)
     assert alive_at_bottom[-1] is True
+
+
+@pytest.mark.parametrize("saves", [("output",), ()], ids=["('output',)", "()"])
+def test_a_tuple_of_no_operand_position_is_the_word_it_stands_for(saves):
+    """`saves=("output",)` passed the VJPs (g, out, None) eagerly and (g, out) compiled and in
+    scan: one VJP failed in one mode or the other. It is "output" ("nothing" for `()`) now:
+    the VJPs get no operand, in every mode."""
+    got = []
+
+    def vjp(g, out, *operands):
+        got.append(len(operands))
+        return g * 3.0
+
+    triple = mg.defop("triple", lambda x: x * 3.0, (vjp,), saves=saves, register=False)
+    x = mg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    triple(x).sum().backward()
+    step = mg.compile(lambda x: triple(x).sum())
+    step(x).backward()
+    step(x).backward()
+    carry, _ = mg.scan(lambda c, x: (c + triple(x), None), np.zeros(2), np.ones((3, 2)) * x)
+    carry.sum().backward()
+    assert got and set(got) == {0}
