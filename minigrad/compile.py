@@ -75,23 +75,27 @@ def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
 
 
 def _held(fn: Any) -> list[tuple[Any, tuple]]:
-    """The lists and dicts holding modules or tensors under the module `fn` is (or is a
+    """The lists and dicts holding layers or parameters under the module `fn` is (or is a
     method of), each with what it holds now: `model.layers[1] = other` sets no attribute,
-    and would leave a replay reading the old layer's weights."""
+    and would leave a replay reading the old layer's weights. (Not a list of other tensors
+    or numbers, a log the training loop appends to, say: watching it would trace anew on
+    every call.)"""
     root = fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None)
     held: list[tuple[Any, tuple]] = []
     seen: set[int] = set()
 
-    def walk(x: Any) -> bool:  # whether x is or holds a module or a tensor
-        if isinstance(x, (nn.Module, Tensor)):
-            if isinstance(x, nn.Module) and id(x) not in seen:
+    def walk(x: Any) -> bool:  # whether x is or holds a module or a parameter
+        if isinstance(x, nn.Module):
+            if id(x) not in seen:
                 seen.add(id(x))
                 for value in list(vars(x).values()):
                     walk(value)
             return True
-        if type(x) in (list, dict) and id(x) not in seen:
+        if isinstance(x, nn.Parameter):
+            return True
+        if isinstance(x, (list, dict)) and id(x) not in seen:
             seen.add(id(x))
-            if any([walk(y) for y in (x.values() if type(x) is dict else x)]):
+            if any([walk(y) for y in (x.values() if isinstance(x, dict) else x)]):
                 held.append((x, _contents(x)))
                 return True
         elif type(x) is tuple:
@@ -307,15 +311,12 @@ class CompiledFunction:
                     positions[trace.inputs[-1].index] = p
                 a = t
             traced.append(a)
-        moves: list[int] = []  # where fn's own sets of module attributes moved the generation
-        token = nn._own_moves.set(moves)
+        token = nn.compiling.set(True)  # (what fn sets is a side effect of this trace)
         try:
             with trace:
                 result = self.fn(*traced)
         finally:
-            nn._own_moves.reset(token)
-        if moves and moves[-1] - generation == len(moves) == nn.generation - generation:
-            generation = moves[-1]  # (only fn's sets: its replays leave the modules as it did)
+            nn.compiling.reset(token)
         if not isinstance(result, Tensor):
             raise TraceError(f"compile: fn must return a Tensor, got {type(result).__name__}")
         program = Program(trace, trace.results([result], "compile: fn"))
@@ -347,8 +348,9 @@ def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFuncti
       (`mg.astype`, `.T`, `.reshape`).
     - The tensors `fn` reads from outside (parameters) are read afresh on every call; a
       call after a module's attribute was set, or a parameter's shape, dtype or strides
-      changed, traces again; so does a list or dict of modules or tensors under the module
-      `fn` is (or is a method of) changed in place.
+      changed, traces again; so does a list or dict of modules or parameters under the
+      module `fn` is (or is a method of) changed in place. What `fn` sets while traced is a
+      side effect of the trace (its replays do not repeat it).
       Arrays and numbers `fn` reads from outside, or makes itself (a random draw), are
       constants of the program, as is which tensor a global or closure variable names:
       pass what changes as an argument.

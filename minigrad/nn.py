@@ -30,21 +30,20 @@ class Parameter(Tensor):
 
 # Changes whenever an attribute of any Module is set or deleted: a compiled function that
 # read a module's attributes traces again rather than replay a tensor, array or number no
-# longer there. Also while a function is traced: a scan's f runs on every call, and what a
-# compiled function's trace sets changes the module for every other function. The values
-# it moved the generation to while this thread traced it are in `_own_moves` (its replays
-# do not repeat those sets, so they leave its own program current: `minigrad.compile`).
+# longer there. Also while a scan's f is traced, which it is on every call: its sets are
+# for good. Not while a compiled function is traced (`compiling`): what it sets then (a call
+# counter) is a side effect of its trace, which its replays do not repeat, and moving the
+# generation would have its other signatures, and the model's other compiled functions,
+# trace again on every call.
 _generations = itertools.count(1)
 generation = 0
-_own_moves: ContextVar[list[int] | None] = ContextVar("minigrad_own_moves", default=None)
+compiling: ContextVar[bool] = ContextVar("minigrad_compiling", default=False)
 
 
 def _move() -> None:
-    global generation
-    generation = next(_generations)
-    moves = _own_moves.get()
-    if moves is not None:
-        moves.append(generation)
+    if not compiling.get():
+        global generation
+        generation = next(_generations)
 
 
 class Module:

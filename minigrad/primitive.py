@@ -30,7 +30,6 @@ those change the tensor, never the recorded values (`Tensor._share`).
 
 from __future__ import annotations
 
-import copy
 import inspect
 import numbers
 import sys
@@ -325,14 +324,32 @@ def _own_residual(name: str, residual: Any, out: Any, arrays: Sequence[Any]) -> 
 
 
 def kept_options(options: dict[str, Any]) -> dict[str, Any]:
-    """`options` as a node or a program keeps them: a NumPy array or a list among them
-    copied, as an array operand a VJP reads is, since the caller's may change before the
-    backward (or before a cached loop's next call)."""
+    """`options` as a node or a program keeps them: the NumPy arrays among them (also inside
+    lists, tuples and dicts) copied, and the lists and dicts themselves, as an array operand
+    a VJP reads is, since the caller's may change before the backward (or before a cached
+    loop's next call). Nothing else is copied: a tensor or a lock in a list is kept as is."""
     for value in options.values():
-        if type(value) is _ndarray or type(value) is list:
-            return {k: v.copy() if type(v) is _ndarray else copy.deepcopy(v)
-                    if type(v) is list else v for k, v in options.items()}
+        if _mutable(value):
+            return {k: _kept(v) for k, v in options.items()}
     return options
+
+
+def _mutable(value: Any) -> bool:
+    kind = type(value)
+    if kind is tuple:
+        return any(_mutable(x) for x in value)
+    return kind is _ndarray or kind is list or kind is dict
+
+
+def _kept(value: Any) -> Any:
+    kind = type(value)
+    if kind is _ndarray:
+        return value.copy()
+    if kind is list or kind is tuple:
+        return kind(_kept(x) for x in value)
+    if kind is dict:
+        return {k: _kept(x) for k, x in value.items()}
+    return value
 
 
 def _one_of(out: np.ndarray, arrays: Sequence[Any]) -> bool:

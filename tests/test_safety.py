@@ -420,17 +420,38 @@ def _scale_by_option():
                     (lambda g, out, s: g * np.asarray(s),), saves="nothing", register=False)
 
 
-@pytest.mark.parametrize("kind", [np.array, list], ids=["array", "list"])
-def test_an_array_or_list_option_is_kept_as_it_was_when_recorded(kind):
+@pytest.mark.parametrize("wrap", [lambda a: a, list, lambda a: (a,), lambda a: {"s": a}],
+                         ids=["array", "list", "array in a tuple", "array in a dict"])
+def test_an_array_or_list_option_is_kept_as_it_was_when_recorded(wrap):
     """The node held the caller's array option itself: editing it before backward changed the
-    gradient (5 where 1 is right); an operand array is copied, and an option is now too."""
-    scale = _scale_by_option()
+    gradient (5 where 1 is right); an operand array is copied, and an option is now too,
+    also inside a tuple or a dict."""
+    def factor(s):
+        return np.asarray(s[0] if type(s) is tuple else s["s"] if type(s) is dict else s)
+
+    scale = mg.defop("scale_by_any", lambda x, s: x * factor(s),
+                     (lambda g, out, s: g * factor(s),), saves="nothing", register=False)
     w = Tensor(np.ones(3), requires_grad=True)
-    s = kind([1.0, 1.0, 1.0])
+    array = np.ones(3)
+    s = wrap(array)
     loss = scale(w, s=s).sum()
-    s[0] = 5.0
+    array[0] = 5.0  # the caller's array, edited
+    if type(s) is list:
+        s[0] = 5.0  # the list itself, edited
     loss.backward()
     np.testing.assert_array_equal(w.grad, [1.0, 1.0, 1.0])
+
+
+def test_an_option_holding_a_tensor_or_a_lock_is_kept_as_it_is():
+    """Only arrays, lists and dicts are copied: a deep copy had refused a tensor in a list
+    while traced, and a lock always."""
+    op = mg.defop("with_extras", lambda x, extras: x * 2.0, (lambda g, out, extras: g * 2.0,),
+                  saves="nothing", register=False)
+    w = Tensor(np.ones(2), requires_grad=True)
+    extras = [Tensor(np.ones(2)), threading.Lock()]
+    op(w, extras=extras).sum().backward()
+    mg.compile(lambda: op(w, extras=extras).sum())().backward()
+    np.testing.assert_array_equal(w.grad, [4.0, 4.0])
 
 
 @pytest.mark.parametrize("kind", [np.array, list], ids=["array", "list"])
