@@ -74,25 +74,25 @@ def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
     return replay.backward(saved, not tape.retaining.get(), g)
 
 
-def _held(fn: Any) -> list[tuple[Any, tuple]]:
-    """The lists and dicts holding layers or parameters under the module `fn` is (or is a
-    method of), each with what it holds now: `model.layers[1] = other` sets no attribute,
-    and would leave a replay reading the old layer's weights. (Not a list of other tensors
-    or numbers, a log the training loop appends to, say: watching it would trace anew on
-    every call.)"""
+def _held(fn: Any, read: Any) -> list[tuple[Any, tuple]]:
+    """The lists and dicts under the module `fn` is (or is a method of) that hold a layer, a
+    parameter or a tensor the program read (`read`: their ids), each with what it holds now:
+    `model.layers[1] = other` sets no attribute, and would leave a replay reading the old
+    layer's weights. (Not a list of numbers or of tensors fn does not read, a log the
+    training loop appends to, say: watching it would trace anew on every call.)"""
     root = fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None)
     held: list[tuple[Any, tuple]] = []
     seen: set[int] = set()
 
-    def walk(x: Any) -> bool:  # whether x is or holds a module or a parameter
+    def walk(x: Any) -> bool:  # whether x is or holds a module, a parameter or a read tensor
         if isinstance(x, nn.Module):
             if id(x) not in seen:
                 seen.add(id(x))
                 for value in list(vars(x).values()):
                     walk(value)
             return True
-        if isinstance(x, nn.Parameter):
-            return True
+        if isinstance(x, Tensor):
+            return isinstance(x, nn.Parameter) or id(x) in read
         if isinstance(x, (list, dict)) and id(x) not in seen:
             seen.add(id(x))
             if any([walk(y) for y in (x.values() if isinstance(x, dict) else x)]):
@@ -320,7 +320,8 @@ class CompiledFunction:
         if not isinstance(result, Tensor):
             raise TraceError(f"compile: fn must return a Tensor, got {type(result).__name__}")
         program = Program(trace, trace.results([result], "compile: fn"))
-        replay = _Replay(program, positions, generation, self._name, _held(self.fn))
+        read = {id(t) for _, t in program.captured}
+        replay = _Replay(program, positions, generation, self._name, _held(self.fn, read))
         with self._lock:
             self._cache[key] = replay
             self._cache.move_to_end(key)

@@ -405,6 +405,9 @@ def _max_vjp(g, out, x, axis, keepdims):
     """Split evenly among the maxima: the gradient of the mean of the tied elements."""
     is_max = x == _expand_reduced(out, x, axis, keepdims)
     ties = is_max.sum(axis=axis, keepdims=True)
+    if not ties.all():  # a NaN maximum equals nothing: the NaNs take it, as in PyTorch
+        is_max |= np.isnan(x) & (ties == 0)
+        ties = is_max.sum(axis=axis, keepdims=True)
     # A select, not a product with the mask: an infinite g times 0 is NaN off the maxima.
     return np.where(is_max, _expand_reduced(g, x, axis, keepdims) / ties, 0.0)
 

@@ -96,6 +96,9 @@ class Op:
     # invariant's VJP): "elementwise" (NumPy's rules: any operand of the output's rank) or
     # "matmul" (the last operand a matrix, the others stacked on leading axes); else None.
     batch: str | None = None
+    # Whether a call's options come from the op's own `prepare`, which copies what it passes
+    # through (else a node keeps copies of them: `kept_options`)
+    prepared: bool = False
     function: Callable[..., Tensor] = field(init=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
@@ -134,7 +137,9 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     `prepare(*args, **kwargs) -> (operands, options)`, if given, is the op's public
     signature: it checks and normalises a call's arguments (an axis, a list of tensors) and
     names the function's parameters and docstring; without it the function takes the
-    operands positionally and the options as keywords.
+    operands positionally and the options as keywords. A node keeps the options: without
+    `prepare` it keeps copies of the arrays, lists and dicts among them; a `prepare` copies
+    whatever mutable object of the caller's it passes on (getitem's an array index).
     """
     if register and name in OPS:
         raise ValueError(f"defop: an op named '{name}' is already defined")
@@ -159,7 +164,8 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
                          "saves must not name the output too")
     op = Op(name, forward, vjps if callable(vjps) else tuple(vjps),
             domain or _UNTESTED,
-            saves in ("both", "inputs"), saves in ("both", "output"), kept, residual, batch)
+            saves in ("both", "inputs"), saves in ("both", "output"), kept, residual, batch,
+            prepare is not None)
     op.function = _function(op, prepare, sys._getframe(1).f_globals.get("__name__", __name__))
     if register:
         OPS[name] = op
@@ -206,7 +212,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     mode is on in this thread, records a `Node` on the tape. (A closure per op, so that what
     never changes is read from its cells rather than looked up on every call.)
     """
-    name, forward = op.name, op.forward
+    name, forward, prepared = op.name, op.forward, op.prepared
     differentiable = op.differentiable  # (else no node: a comparison, detach)
     saves_inputs, saves_output, residual = op.saves_inputs, op.saves_output, op.residual
     # A ufunc always returns a new array (or a scalar): only another forward can return a
@@ -280,7 +286,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
                 if i < len(saved):  # an op whose VJPs come per call may have fewer
                     saved[i] = None
             args = tuple(saved)
-        if options:
+        if options and not prepared:
             options = kept_options(options)
         node = _new(Node)  # Node(...), but the __init__ call is one CPython 3.11 inlines
         _init_node(node, name, vjps, inputs, args, options,
@@ -317,8 +323,15 @@ def _escaped(name: str, x: Tensor) -> TraceError:
 def _own_residual(name: str, residual: Any, out: Any, arrays: Sequence[Any]) -> None:
     """Refuse a residual array that shares memory with the output or an operand: the node
     would keep it unguarded, and a write to either would change the gradient."""
-    if type(residual) is _ndarray and any(
-            type(a) is _ndarray and np.may_share_memory(residual, a) for a in (out, *arrays)):
+    if isinstance(residual, (tuple, list)):  # (its parts, one by one)
+        for part in residual:
+            _own_residual(name, part, out, arrays)
+    elif isinstance(residual, dict):
+        for part in residual.values():
+            _own_residual(name, part, out, arrays)
+    elif isinstance(residual, np.ndarray) and any(
+            isinstance(a, np.ndarray) and np.may_share_memory(residual, a)
+            for a in (out, *arrays)):
         raise ValueError(f"{name}: the forward's residual shares memory with its output or an "
                          f"operand; a residual must be an array of the forward's own (a copy)")
 
@@ -328,22 +341,27 @@ def kept_options(options: dict[str, Any]) -> dict[str, Any]:
     lists, tuples and dicts) copied, and the lists and dicts themselves, as an array operand
     a VJP reads is, since the caller's may change before the backward (or before a cached
     loop's next call). Nothing else is copied: a tensor or a lock in a list is kept as is."""
-    for value in options.values():
-        if _mutable(value):
+    for value in options.values():  # (a loop, not any(): every recorded x[:, t] comes here)
+        kind = type(value)
+        if kind in _MUTABLE or kind is tuple and _mutable(value):
             return {k: _kept(v) for k, v in options.items()}
     return options
 
 
-def _mutable(value: Any) -> bool:
-    kind = type(value)
-    if kind is tuple:
-        return any(_mutable(x) for x in value)
-    return kind is _ndarray or kind is list or kind is dict
+_MUTABLE = frozenset({_ndarray, list, dict})
+
+
+def _mutable(parts: tuple) -> bool:
+    for x in parts:
+        kind = type(x)
+        if kind in _MUTABLE or kind is tuple and _mutable(x):
+            return True
+    return False
 
 
 def _kept(value: Any) -> Any:
     kind = type(value)
-    if kind is _ndarray:
+    if isinstance(value, _ndarray):
         return value.copy()
     if kind is list or kind is tuple:
         return kind(_kept(x) for x in value)

@@ -536,7 +536,7 @@ class Program:
             lines.append(f"{out} = asarray({out})")
         if not isinstance(step.op.forward, np.ufunc) and not step.numpy:  # may view an operand
             viewed = " or ".join([f"{out}.base is not None"]  # (or be one: `record`'s `_one_of`)
-                                 + [f"{out} is {o}" for o in operands if o[0] == "v"])
+                                 + [f"{out} is {o}" for o in operands if o[0] in "vk"])
             if any(x.raw for x in step.inputs):
                 lines.append(f"if {viewed}: {out} = {out}.copy()")
             else:

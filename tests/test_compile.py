@@ -785,3 +785,22 @@ def test_a_call_counter_in_forward_leaves_every_compiled_function_current():
         assert loss(batches[k % 2]).item() == expected[k % 2]
         assert evaluate(batches[0]).item() == expected[2]
     assert (loss.traces, evaluate.traces) == (2, 1)
+
+
+def test_a_tensor_in_a_list_the_module_holds_and_fn_reads_is_watched():
+    """Not only layers and parameters: a plain tensor fn reads from a list (a mask) swapped
+    for another was replayed stale (1.0 where eager gives 7.0)."""
+    class Masked(mg.nn.Module):
+        def __init__(self):
+            self.weight = mg.nn.Parameter(np.array([1.0, 2.0]))
+            self.masks = [mg.Tensor(np.array([1.0, 0.0]))]
+
+        def forward(self, x):
+            return (self.weight * self.masks[0] * x).sum()
+
+    model = Masked()
+    step = mg.compile(model)
+    x = np.array([1.0, 3.0])
+    assert step(x).item() == model(x).item() == 1.0
+    model.masks[0] = mg.Tensor(np.array([1.0, 2.0]))
+    assert step(x).item() == model(x).item() == 13.0

@@ -248,3 +248,10 @@ def test_a_scalar_weights_float32_gradient_is_summed_pairwise():
     exact = X.astype(np.float64).sum()
     assert w.grad.dtype == np.float32
     assert abs(float(w.grad) - exact) / exact < 1e-6
+
+
+def test_max_sends_the_gradient_to_a_nan_maximum():
+    """As PyTorch: nothing equals a NaN maximum, so the select gave the whole row 0."""
+    x = mg.Tensor(np.array([[1.0, np.nan, 3.0], [4.0, 5.0, 6.0]]), requires_grad=True)
+    mg.max(x, axis=1).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])

@@ -494,3 +494,25 @@ def test_a_residual_sharing_memory_with_the_output_or_an_operand_is_refused(forw
         op(w)
     with pytest.raises(ValueError, match="tanh_residual: the forward's residual shares memory"):
         mg.compile(lambda: op(w).sum())()
+
+
+def test_a_compiled_op_returning_a_constants_own_array_gives_a_copy():
+    """A replay's output was the program's constant itself (the caller's array read from
+    outside): writing the result changed both, and the next replay returned the write."""
+    as_is = mg.defop("as_is", lambda x: np.asarray(x), (lambda g, out: g,), saves="nothing",
+                     register=False)
+    C = np.array([1.0, 2.0])
+    step = mg.compile(lambda x: as_is(C))
+    for _ in range(3):
+        y = step(np.zeros(2))
+        np.testing.assert_array_equal(y.data, [1.0, 2.0])
+        y.data[0] = 99.0
+    np.testing.assert_array_equal(C, [1.0, 2.0])
+
+
+def test_a_residual_holding_a_view_of_an_operand_in_a_tuple_is_refused():
+    op = mg.defop("sin_tuple_residual", lambda x: (np.sin(x), (x[...], 2.0)),
+                  (lambda g, r: g * np.cos(r[0]),), saves="nothing", residual=True,
+                  register=False)
+    with pytest.raises(ValueError, match="residual shares memory"):
+        op(Tensor(np.array([0.5, 1.0]), requires_grad=True))
