@@ -320,7 +320,7 @@ class CompiledFunction:
         if not isinstance(result, Tensor):
             raise TraceError(f"compile: fn must return a Tensor, got {type(result).__name__}")
         program = Program(trace, trace.results([result], "compile: fn"))
-        read = {id(t) for _, t in program.captured}
+        read = {id(t) for _, t in program.captured} | {id(t) for t, _ in program.aliased}
         replay = _Replay(program, positions, generation, self._name, _held(self.fn, read))
         with self._lock:
             self._cache[key] = replay

@@ -96,8 +96,8 @@ class Op:
     # invariant's VJP): "elementwise" (NumPy's rules: any operand of the output's rank) or
     # "matmul" (the last operand a matrix, the others stacked on leading axes); else None.
     batch: str | None = None
-    # Whether a call's options come from the op's own `prepare`, which copies what it passes
-    # through (else a node keeps copies of them: `kept_options`)
+    # Whether a call's options come from the engine's own `prepare`, which copies what it
+    # passes on (else a node keeps copies of them: `kept_options`)
     prepared: bool = False
     function: Callable[..., Tensor] = field(init=False)
 
@@ -137,9 +137,8 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     `prepare(*args, **kwargs) -> (operands, options)`, if given, is the op's public
     signature: it checks and normalises a call's arguments (an axis, a list of tensors) and
     names the function's parameters and docstring; without it the function takes the
-    operands positionally and the options as keywords. A node keeps the options: without
-    `prepare` it keeps copies of the arrays, lists and dicts among them; a `prepare` copies
-    whatever mutable object of the caller's it passes on (getitem's an array index).
+    operands positionally and the options as keywords. A node keeps the options, with
+    copies of the arrays, lists and dicts among them.
     """
     if register and name in OPS:
         raise ValueError(f"defop: an op named '{name}' is already defined")
@@ -162,11 +161,14 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     if residual and saves in ("both", "output"):
         raise ValueError(f"defop: '{name}' hands its VJPs a residual in place of the output; "
                          "saves must not name the output too")
+    module = sys._getframe(1).f_globals.get("__name__", __name__)
+    # The engine's own prepares copy what they pass on (getitem's array index); a user's
+    # op's options are copied by `record` (`kept_options`), prepare or not.
     op = Op(name, forward, vjps if callable(vjps) else tuple(vjps),
             domain or _UNTESTED,
             saves in ("both", "inputs"), saves in ("both", "output"), kept, residual, batch,
-            prepare is not None)
-    op.function = _function(op, prepare, sys._getframe(1).f_globals.get("__name__", __name__))
+            prepare is not None and module.startswith("minigrad."))
+    op.function = _function(op, prepare, module)
     if register:
         OPS[name] = op
     return op.function

@@ -804,3 +804,21 @@ def test_a_tensor_in_a_list_the_module_holds_and_fn_reads_is_watched():
     assert step(x).item() == model(x).item() == 1.0
     model.masks[0] = mg.Tensor(np.array([1.0, 2.0]))
     assert step(x).item() == model(x).item() == 13.0
+
+
+def test_a_tensor_in_a_list_that_is_also_an_argument_is_watched():
+    """fn reads the list's tensor, which is also the argument: the program reads it as the
+    argument, and the list was not watched (5.0 where eager gives 50.0 after a swap)."""
+    class Masked(mg.nn.Module):
+        def __init__(self):
+            self.masks = [mg.Tensor(np.array([1.0, 2.0]))]
+
+        def f(self, x):
+            return (x * self.masks[0]).sum()
+
+    model = Masked()
+    step = mg.compile(model.f)
+    first = model.masks[0]
+    assert step(first).item() == model.f(first).item() == 5.0
+    model.masks[0] = mg.Tensor(np.array([10.0, 20.0]))
+    assert step(first).item() == model.f(first).item() == 50.0

@@ -516,3 +516,16 @@ def test_a_residual_holding_a_view_of_an_operand_in_a_tuple_is_refused():
                   register=False)
     with pytest.raises(ValueError, match="residual shares memory"):
         op(Tensor(np.array([0.5, 1.0]), requires_grad=True))
+
+
+def test_a_users_op_with_a_prepare_has_its_array_options_copied_too():
+    """Only the engine's own prepares are trusted to copy what they pass on: a user's op with
+    a prepare kept the caller's array option ([100, 100, 100] where [1, 2, 3] is right)."""
+    scale = mg.defop("scale_prepared", lambda x, w: x * w, (lambda g, out, x, w: g * w,),
+                     prepare=lambda x, w: ((x,), {"w": w}), register=False)
+    x = Tensor(np.ones(3), requires_grad=True)
+    w = np.array([1.0, 2.0, 3.0])
+    y = scale(x, w).sum()
+    w[:] = 100.0
+    y.backward()
+    np.testing.assert_array_equal(x.grad, [1.0, 2.0, 3.0])
