@@ -41,16 +41,18 @@ MAX_STATES = 1024
 _INTEGER = re.compile(r"[0-9]{1,20}")
 
 
-def save_adder(model: Adder, path: str | os.PathLike, preset: str | None = None) -> None:
+def save_adder(model: Adder, path: str | os.PathLike, preset: str | None = None,
+               seed: int | None = None) -> None:
     """Write the adder's parameters and its config to `path` (.npz). `preset` names the
-    preset it was built from (by default, the one whose config equals the model's)."""
+    preset it was built from (by default, the one whose config equals the model's); `seed`
+    the run's, which `eval` then measures on by default (`saved_seed`)."""
     if preset is None:
         preset = next((name for name, (config, _) in PRESETS.items() if config == model.config),
                       _CUSTOM)
     metadata = {"model": "adder", "preset": preset}
     metadata.update({f.name: str(getattr(model.config, f.name))
                      for f in dataclasses.fields(AdderConfig)})
-    _write(model, path, metadata)
+    _write(model, path, metadata, seed)
 
 
 def load_adder(path: str | os.PathLike, preset: str | None = None) -> tuple[Adder, str]:
@@ -77,9 +79,23 @@ def load_adder(path: str | os.PathLike, preset: str | None = None) -> tuple[Adde
     return model, saved
 
 
-def save_counter(model: Counter, path: str | os.PathLike) -> None:
-    """Write the counter's two parameters and their dtype to `path` (.npz)."""
-    _write(model, path, {"model": "counter"})
+def save_counter(model: Counter, path: str | os.PathLike, seed: int | None = None) -> None:
+    """Write the counter's two parameters and their dtype to `path` (.npz); `seed` as for
+    `save_adder`."""
+    _write(model, path, {"model": "counter"}, seed)
+
+
+def saved_seed(path: str | os.PathLike, kind: str) -> int | None:
+    """The seed of the run that saved the `kind` model in `path` (None in a file saved
+    without one, or before seeds were saved)."""
+    text = _metadata(path, kind).get("seed")
+    if text is None:
+        return None
+
+    def refuse(problem: str) -> ValueError:
+        return ValueError(f"{os.fspath(path)}: the saved run {problem}")
+
+    return _bounded_int(text, 0, 2**63 - 1, "seed", refuse)
 
 
 def load_counter(path: str | os.PathLike) -> Counter:
@@ -90,9 +106,13 @@ def load_counter(path: str | os.PathLike) -> Counter:
     return model
 
 
-def _write(model: Any, path: str | os.PathLike, metadata: dict[str, str]) -> None:
-    """Save `model` with `metadata` and the dtype of its parameters (all share one)."""
+def _write(model: Any, path: str | os.PathLike, metadata: dict[str, str],
+           seed: int | None = None) -> None:
+    """Save `model` with `metadata`, the dtype of its parameters (all share one) and the
+    run's seed, if given."""
     metadata = {**metadata, "dtype": str(next(iter(model.parameters())).dtype)}
+    if seed is not None:
+        metadata["seed"] = str(seed)
     try:
         mg.save(model, path, metadata=metadata)
     except OSError as error:

@@ -320,12 +320,13 @@ def _eval_parser(commands_: Any) -> None:
     evaluate.add_argument("--length", type=positive_int, default=None,
                           help=f"counter only: length of the sequences (default: "
                                f"{_COUNTER.length}, as in training)")
-    evaluate.add_argument("--seed", type=nonnegative_int, default=0,
+    evaluate.add_argument("--seed", type=nonnegative_int, default=None,
                           help="seed of the fresh data: the held-out sums `train adder "
                                "--seed N` reports its accuracy on (--samples equal to "
                                "its --test-samples gives the same numbers); for a "
                                "counter, sequences apart from the training ones of `train "
-                               "counter --seed N` (default: %(default)s)")
+                               "counter --seed N` (default: the seed of the run that saved "
+                               "the model, else 0)")
     _threads(evaluate)
     evaluate.set_defaults(run=_evaluate, diverged="try shorter sequences (--length)")
 

@@ -261,7 +261,7 @@ def train_counter(settings: CounterTraining, outputs: Outputs = Outputs(), *,
     print(f"count of {''.join(str(int(b)) for b in sequence[0])}: {count:.2f} "
           f"(true: {int(sequence.sum())})", file=out)
     if outputs.save_path is not None:
-        outputs.save(lambda path: checkpoints.save_counter(model, path))
+        outputs.save(lambda path: checkpoints.save_counter(model, path, settings.seed))
         print(f"saved the counter to {outputs.save_path}", file=out)
     if outputs.plot_dir is not None:
         for written in outputs.draw(lambda directory: plots.counter_figures(run, directory)):
@@ -313,7 +313,7 @@ def train_adder(training: AdderTraining, outputs: Outputs = Outputs(), *,
           file=out)
     if outputs.save_path is not None:
         outputs.save(lambda path: checkpoints.save_adder(run.model, path,
-                                                         preset=training.preset))
+                                                         preset=training.preset, seed=run.seed))
         print(f"saved the {training.preset} adder to {outputs.save_path}", file=out)
     if outputs.plot_dir is not None:
         for written in outputs.draw(lambda directory: [plots.adder_figure(
@@ -377,20 +377,30 @@ def add_numbers(a: int, b: int, model_path: str, preset: str | None = None, *,
     return 0
 
 
-def evaluate_adder(model_path: str, samples: int, seed: int, preset: str | None = None, *,
-                   out: TextIO | None = None) -> int:
+def evaluate_adder(model_path: str, samples: int, seed: int | None = None,
+                   preset: str | None = None, *, out: TextIO | None = None) -> int:
     """`minigrad eval adder --model PATH`: per-bit and whole-sum accuracy on fresh sums,
     evaluated `runs.EVALUATION_BATCH` sums at a time: the held-out sums that `train adder
     --seed <seed>` reports its accuracy on (`runs.held_out_seed`)."""
     out = _stream(out, "stdout")
     model, saved_preset = checkpoints.load_adder(model_path, preset)
+    seed = _seed_of(model_path, "adder", seed)
     result = runs.evaluate_adder(model, samples, runs.held_out_seed(seed))
     print(f"{saved_preset} adder from {model_path}: {result} on {samples} fresh sums "
           f"(operands below {model.config.operand_limit}, seed {seed})", file=out)
     return 0
 
 
-def evaluate_counter(model_path: str, samples: int, length: int, seed: int, *,
+def _seed_of(model_path: str, kind: str, seed: int | None) -> int:
+    """`seed`, or by default the seed of the run that saved the model (0 if it saved none):
+    `eval` then measures on the held-out data that run reported on."""
+    if seed is not None:
+        return seed
+    saved = checkpoints.saved_seed(model_path, kind)
+    return 0 if saved is None else saved
+
+
+def evaluate_counter(model_path: str, samples: int, length: int, seed: int | None = None, *,
                      out: TextIO | None = None) -> int:
     """`minigrad eval counter --model PATH`: how often a saved counter counts the ones of
     fresh 0/1 sequences right, and its mean error; the sequences come from
@@ -398,6 +408,7 @@ def evaluate_counter(model_path: str, samples: int, length: int, seed: int, *,
     sequences."""
     out = _stream(out, "stdout")
     model = checkpoints.load_counter(model_path)
+    seed = _seed_of(model_path, "counter", seed)
     result = runs.evaluate_counter(model, samples, length, runs.held_out_seed(seed))
     print(f"counter from {model_path} (w_x = {model.w_x.item():.4f}, w_rec = "
           f"{model.w_rec.item():.4f}): {result} on {samples} fresh sequences of {length} "

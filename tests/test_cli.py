@@ -511,6 +511,32 @@ def test_eval_adder_seed_n_draws_the_held_out_sums_of_train_seed_n(run, tmp_path
                      f"sums on 500 fresh sums (operands below 64, seed 3)"]
 
 
+def test_eval_without_a_seed_measures_on_the_held_out_sums_of_the_saved_run(run, tmp_path):
+    """The checkpoint holds its run's seed: `eval` measured on seed 0 by default, while
+    `train adder` reported the preset's seed (1 for small) or --seed's, other sums."""
+    path = tmp_path / "adder.npz"
+    lines, _ = warned(run("train", "adder", "--quiet", "--epochs", "1", "--samples", "200",
+                          "--test-samples", "500", "--seed", "3", "--save", str(path)))
+    bits, sums, _, _ = held_out(lines)
+    assert checkpoints.saved_seed(path, "adder") == 3
+    lines = succeeded(run("eval", "adder", "--model", str(path), "--samples", "500"))
+    assert lines == [f"small adder from {path}: {bits:.2f}% of bits, {sums:.2f}% of whole "
+                     f"sums on 500 fresh sums (operands below 64, seed 3)"]
+    counter = tmp_path / "counter.npz"
+    warned(run("train", "counter", "--quiet", "--iterations", "5", "--seed", "7",
+               "--save", str(counter)))  # (5 iterations do not learn to count: a warning)
+    assert checkpoints.saved_seed(counter, "counter") == 7
+    assert "(seed 7)" in succeeded(run("eval", "counter", "--model", str(counter)))[-1]
+
+
+def test_a_saved_seed_that_is_not_a_count_is_refused(tmp_path):
+    path = tmp_path / "adder.npz"
+    model = Adder(rng=np.random.default_rng(0))
+    minigrad.save(model, path, metadata={"model": "adder", "seed": "-1"})
+    with pytest.raises(ValueError, match=r"the saved run has seed='-1', not an integer"):
+        checkpoints.saved_seed(path, "adder")
+
+
 @pytest.mark.parametrize("seed", [None, "5"])
 def test_eval_counter_does_not_draw_the_training_sequences(run, tmp_path, monkeypatch, seed):
     path = tmp_path / "counter.npz"
