@@ -22,10 +22,12 @@ could not be written (one line on stderr), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import inspect
 import io
 import os
+import platform
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
@@ -500,7 +502,30 @@ def _lost_output(failure: OSError, args: argparse.Namespace) -> str:
             f"the output was dropped{finished}")
 
 
+# glibc malloc's thresholds, as the benchmarks run (`benchmarks/allocator.py`): blocks below
+# 32 MiB from the heap, which is trimmed only beyond 512 MiB, so that the arrays a training
+# step allocates reuse memory already faulted in (under glibc's adaptive defaults a step at
+# the benchmark's case B paid some 500 page faults). mallopt's parameter numbers: malloc.h.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MALLOC = {_M_MMAP_THRESHOLD: 32 * 2**20, _M_TRIM_THRESHOLD: 512 * 2**20}
+
+
+def pin_malloc() -> None:
+    """Fix glibc malloc's thresholds for this process (nothing on another C library, or
+    where the caller set them: MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_)."""
+    if platform.libc_ver()[0] != "glibc" or any(
+            name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
+    except (OSError, AttributeError):
+        return
+    for parameter, value in _MALLOC.items():
+        mallopt(parameter, value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    pin_malloc()
     output = _StandardOutput(sys.stdout)
     sys.stdout = output  # type: ignore[assignment]  # a TextIO in all but name
     try:

@@ -4,9 +4,12 @@ command does); in a checkout that is not installed, minigrad.models and minigrad
 the folders models/ and optim/ beside minigrad/.
 """
 
+import platform
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120  # seconds; only a guard against a hang
@@ -68,3 +71,41 @@ def test_an_uninstalled_checkout_finds_models_and_optim_beside_minigrad():
                                    str(ROOT / "models" / "reference" / "__init__.py"),
                                    str(ROOT / "optim" / "__init__.py")]
 
+
+
+# A training step at the benchmark's case B (arrays of 665 kB) after the command started.
+FAULTS_PER_STEP = """
+import contextlib, io, resource
+import numpy as np
+from minigrad.models import cli
+from minigrad.models.adder import Adder
+from minigrad.models.presets import AdderConfig
+
+with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):
+    cli.main(["--help"])  # the command starts: what it does to the process is done
+rng = np.random.default_rng(0)
+model = Adder(AdderConfig(n_bits=13, n_states=32), rng=rng)
+X = rng.integers(0, 2, size=(200, 13, 2)).astype(float)
+T = rng.integers(0, 2, size=(200, 13, 1)).astype(float)
+def step():
+    model.zero_grad()
+    model.loss(X, T).backward()
+for _ in range(10):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    step()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc thresholds")
+def test_the_command_keeps_a_training_step_from_faulting_its_memory_in_again(monkeypatch):
+    """Under glibc's adaptive malloc thresholds every step at B gave its 665 kB arrays back
+    to the kernel and faulted them in again (some 470 minor page faults a step); the
+    command fixes the thresholds, as the benchmarks run, and a step reuses its memory."""
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(name, raising=False)
+    done = _python(FAULTS_PER_STEP)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) < 5
