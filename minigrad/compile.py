@@ -24,7 +24,7 @@ import numpy as np
 from . import nn, tape
 from .modes import ANOMALY, RECORDING, TRACING, TraceError, current_mode
 from .tape import Node
-from .tensor import Tensor, _make, accumulate_grad
+from .tensor import Tensor, _make, accumulate_grads
 from .trace import Program, Trace, frozen
 
 __all__ = ["CompiledFunction", "TraceError", "compile"]
@@ -209,12 +209,14 @@ class _Replay:
         seed = np.empty(out.shape, out.dtype)
         seed.fill(1)
         seed.flags.writeable = False  # as `Tensor.backward`'s: a VJP may not write into it
+        grads = []
         for leaf, g in zip(leaves, self.backward(saved, True, seed)):
             if g is not None:
                 mine = False  # (a VJP's array: `.grad` gets a copy)
                 if type(g) is not _ndarray or g.shape != leaf.shape:  # as the sweep takes it
                     g, mine = tape.total(g, leaf.shape, leaf.dtype)
-                accumulate_grad(leaf, g if mine else g.copy())
+                grads.append((leaf, g if mine else g.copy()))
+        accumulate_grads(grads)  # (as `Tensor.backward`: every leaf as one step)
         return out.item()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -169,7 +169,7 @@ class Tensor:
             raise RuntimeError(
                 "backward: this tensor does not require grad; none of the tensors it was "
                 "computed from has requires_grad=True (or it was computed under no_grad())")
-        accumulate_grads(self._sweep(grad, "backward", "a tensor", retain_graph))
+        accumulate_grads(self._sweep(grad, "backward", "a tensor", retain_graph).items())
 
     def _sweep(self, grad: Any, caller: str, role: str, retain_graph: bool,
                capture: Any = ()) -> dict[Any, np.ndarray]:
@@ -397,19 +397,11 @@ class Tensor:
 _GRAD_LOCK = threading.Lock()
 
 
-def accumulate_grad(leaf: Tensor, g: np.ndarray) -> None:
-    """Add `g` (an array the caller hands over) to `leaf.grad`, cast to the leaf's dtype."""
-    if g.dtype != leaf._data.dtype:
-        g = g.astype(leaf._data.dtype)
+def accumulate_grads(grads: Iterable[tuple[Tensor, np.ndarray]]) -> None:
+    """Add each `g` (an array the caller hands over) to its leaf's `.grad`, cast to the
+    leaf's dtype, under one taking of the lock: a model's parameters as one step."""
     with _GRAD_LOCK:
-        leaf.grad = g if leaf.grad is None else leaf.grad + g
-
-
-def accumulate_grads(grads: dict[Tensor, np.ndarray]) -> None:
-    """`accumulate_grad` for each leaf of a sweep's result (arrays handed over), under one
-    taking of the lock: a model's parameters one after the other, as one step."""
-    with _GRAD_LOCK:
-        for leaf, g in grads.items():
+        for leaf, g in grads:
             dtype = leaf._data.dtype
             if g.dtype is not dtype and g.dtype != dtype:  # (`is`: the usual case, quicker)
                 g = g.astype(dtype)
