@@ -67,10 +67,7 @@ def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
     as the backward lines read them (unless the graph is retained): after a backward that
     raised part-way, the node is released, as the sweep releases an eager node."""
     if len(saved) != replay.saved:
-        raise RuntimeError(
-            f"backward: the graph through '{replay.name}' was already released by an "
-            "earlier backward() (one that raised part-way too); pass retain_graph=True to the "
-            "first call to backpropagate twice")
+        raise tape.released("backward", replay.name)
     return replay.backward(saved, not tape.retaining.get(), g)
 
 

@@ -612,9 +612,7 @@ def _backward(parts: np.ndarray, run: _Run, body: _Body, length: int, reverse: b
     """The backward loop: the cotangent of each operand (None for an invariant that none
     reached)."""
     if run.released:
-        raise RuntimeError("backward: the graph through 'scan' was already released by an "
-                           "earlier backward() (one that raised part-way too); pass "
-                           "retain_graph=True to the first call to backpropagate twice")
+        raise tape.released("backward", "scan")
     free = run.released = not tape.retaining.get()
     if reverse:  # backward from the first step: chunks lo .. lo + CH - 1, each upwards
         chunks = [(lo, min(lo + _CHUNK, length), range(lo, min(lo + _CHUNK, length)))

@@ -207,6 +207,15 @@ class _Cotangents:
         return g, owned
 
 
+def released(caller: str, name: str) -> RuntimeError:
+    """The error of a backward through a node an earlier backward released (freed what its
+    VJPs read), also one that raised part-way."""
+    return RuntimeError(
+        f"{caller}: the graph through '{name}' was already released by an earlier backward() "
+        "or gradients() (one that raised part-way too); pass retain_graph=True to the first "
+        "call to backpropagate twice")
+
+
 def sweep(root: Any, seed: np.ndarray, *, retain_graph: bool = False,
           capture: Collection[Any] = (), caller: str = "backward") -> dict[Any, np.ndarray]:
     """Backpropagate `seed`, the cotangent of vertex `root`, through the graph above it.
@@ -242,10 +251,7 @@ def _sweep(root: Any, seed: np.ndarray, retain_graph: bool, capture: Collection[
         node = pop(heap)[1]
         vjps = node.vjps
         if vjps is None:
-            raise RuntimeError(
-                f"{caller}: the graph through '{node.name}' was already released by an "
-                "earlier backward() or gradients(); pass retain_graph=True to the first call "
-                "to backpropagate twice")
+            raise released(caller, node.name)
         # Complete: every consumer of the node has been swept, so nothing adds to it again
         # (and its entry in `owned`, if any, is never read: left there rather than removed).
         g = values.pop(node)
