@@ -19,8 +19,8 @@ the forward, and, when an operand requires grad and grad mode is on in this thre
 `Node` on the tape.
 
 Saved arrays never change under the graph. A tensor whose array a node saves (or that
-shares its array with an op's output view) is marked shared and its array made read-only;
-its next `.data` access hands out a fresh copy (copy-on-write), so `w.data += 1` or an
+shares its array with an op's output view) is marked shared (its array frozen if it was
+handed out); its next `.data` access hands out a fresh copy (copy-on-write), so `w.data += 1` or an
 optimizer step between forward and backward changes the tensor, not the recorded values.
 A plain NumPy array a VJP reads is copied when recorded, and so is a handed-out array that
 something still holds (`a = w.data` or a view `v = w.data[:2]` taken before the forward
@@ -139,6 +139,9 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     names the function's parameters and docstring; without it the function takes the
     operands positionally and the options as keywords. A node keeps the options, with
     copies of the arrays, lists and dicts among them.
+    The forward and the VJPs must not write into the arrays they are handed (the tensors'
+    own and the graph's; a VJP taking `into` writes that one only): a write would change
+    the caller's tensors or a later backward. `gradcheck` reports an op that does.
     """
     if register and name in OPS:
         raise ValueError(f"defop: an op named '{name}' is already defined")

@@ -412,3 +412,87 @@ def test_numerical_grad_refuses_a_function_that_computes_in_a_lower_precision():
     model64 = Counter()
     (g,) = numerical_grad(lambda X: model64.loss(X, np.array([2.0, 2.0])), X)
     assert np.isfinite(g).all()
+
+
+# --- ops that write into the arrays they are given ------------------------------------------
+
+
+def _cube_writing_into_its_operand():
+    def vjp(g, out, x):
+        np.multiply(x, x, out=x)  # the bug: 3 x^2 computed in place, into the saved x
+        x *= 3.0
+        return g * x
+
+    return mg.defop("cube_in_place", lambda x: x**3, (vjp,), saves="inputs", register=False)
+
+
+def _sigmoid_writing_into_its_output():
+    def vjp(g, out):
+        out *= 1.0 - out  # the bug: the derivative computed in place, into the saved output
+        return g * out
+
+    return mg.defop("sigmoid_in_place", lambda x: 1.0 / (1.0 + np.exp(-x)), (vjp,),
+                    saves="output", register=False)
+
+
+def _softmax_shifting_its_operand():
+    def forward(x):
+        x -= x.max(axis=-1, keepdims=True)  # the bug: the operand shifted in place
+        e = np.exp(x)
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def vjp(g, out, x):
+        return out * (g - (g * out).sum(axis=-1, keepdims=True))
+
+    return mg.defop("softmax_in_place", forward, (vjp,), saves="both", register=False)
+
+
+@given(x=mst.arrays(mst.shapes(min_dims=1, min_side=2), low=0.5, high=2.0),  # 3 x^2 != x
+       seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=20)
+def test_gradcheck_refuses_a_vjp_that_writes_into_its_saved_operand(x, seed):
+    """The first backward gives the right gradient, so an output of several elements (one
+    backward pass) passed, while the write changed the caller's tensor: the arguments are
+    compared with their values before the call now."""
+    with pytest.raises(GradcheckError, match="a backward pass changed the values of argument 0"):
+        gradcheck(_cube_writing_into_its_operand(), x, seed=seed)
+
+
+@given(x=mst.arrays(mst.shapes(min_dims=1, min_side=2), low=-2.0, high=2.0),
+       seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=20)
+def test_gradcheck_refuses_a_vjp_that_writes_into_its_saved_output(x, seed):
+    """Right the first time, wrong the next (the saved output is now the derivative): a
+    second backward pass on the same graph must give the same gradients, bit for bit."""
+    with pytest.raises(GradcheckError, match="two backward passes .* gradients of argument 0"):
+        gradcheck(_sigmoid_writing_into_its_output(), x, seed=seed)
+
+
+@given(x=mst.arrays(mst.shapes(min_dims=1), low=0.5, high=2.0))  # a maximum that is not 0
+@settings(max_examples=20)
+def test_gradcheck_refuses_a_forward_that_writes_into_its_operand(x):
+    """Its output and gradient are right, and it shifted the caller's tensor: gradcheck
+    handed f copies only, so nothing it compared could show the write."""
+    with pytest.raises(GradcheckError, match="the forward pass changed the values of argument 0"):
+        gradcheck(_softmax_shifting_its_operand(), x)
+
+
+@given(x=mst.arrays(mst.shapes(min_dims=1, max_side=4), low=-3.0, high=12.0),
+       seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=30)
+def test_gradcheck_passes_right_gradients_of_large_outputs(x, seed):
+    """exp up to e^12 ~ 1.6e5: the central difference of the whole projection <v, exp(x)>
+    carried its rounding, |<v, exp(x)>| 2^-52 / 2 eps, into every element's derivative
+    (68 in 100 random draws failed at the default tolerances). The outputs' differences are
+    projected instead, so only the rounding of the outputs an element moves counts."""
+    assert gradcheck(mg.exp, x, seed=seed)
+    assert gradcheck(lambda t: t**3, x, seed=seed)
+
+
+def test_numerical_grad_passes_data_arguments_as_they_are():
+    """An index array was made float64 (and raised IndexError inside f), an int 1.0: only the
+    arguments differentiated are converted, as gradcheck does."""
+    x = np.array([0.5, -1.0, 2.0])
+    index = np.array([0, 2])
+    (g,) = numerical_grad(lambda t, i, k: (t[i] * k).sum(), x, index, 3, argnums=0)
+    np.testing.assert_allclose(g, [3.0, 0.0, 3.0], **NUMERIC)

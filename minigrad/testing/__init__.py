@@ -61,10 +61,10 @@ def numerical_grad(f: Callable[..., Any], *args: Any, eps: float = 1e-6,
     arrays: the arguments differentiated are float64 copies whatever their dtype (in float32
     a step of 1e-6 is below the resolution of numbers near 1: the differences would be noise).
     """
-    arrays = [_float_array(a) for a in args]
-    positions = _positions(argnums, len(arrays))
-    for i in positions:
-        arrays[i] = arrays[i].astype(np.float64, copy=False)
+    positions = _positions(argnums, len(args))
+    # The others are data (indices, labels, masks), passed on as they are, as by gradcheck.
+    arrays = [_float_array(a).astype(np.float64, copy=False) if i in positions else a
+              for i, a in enumerate(args)]
     with no_grad():
         return tuple(_central_differences(lambda: _scalar(f(*arrays)), arrays[i], eps)[0]
                      for i in positions)
@@ -104,6 +104,14 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     a sum), and a number of magnitude in [1.5, 2.5] for an output of one element, checked
     with both signs (so a VJP that ignores its upstream gradient, or its sign, fails).
 
+    The numerical side projects the outputs' central differences, so an element's
+    derivative carries the rounding of the outputs it moves only; a one-element output that
+    sums many large terms carries theirs (|f| 2^-52 / 2 eps): loosen `atol` for one.
+    The forward and backward passes must leave the checked arrays as they were, and a
+    second backward on the same graph must give the same gradients, bit for bit: an op
+    whose forward or VJP writes into the arrays it is given fails, though its first numbers
+    are right.
+
     An element passes when |engine - numerical| <= atol + rtol * |numerical|. Returns True,
     or raises GradcheckError naming the argument (by position) or parameter (by name), the
     output of a tuple, the worst element, both values and the tolerance.
@@ -118,11 +126,11 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     arrays = [_float_array(a).astype(np.float64, copy=False) if i in positions else a
               for i, a in enumerate(args)]
     parameters = [p for _, p in named]
+    labels = [f"argument {i}" for i in positions] + [f"parameter '{name}'" for name, _ in named]
     with _holding_float64(parameters):
         upstreams, engine, mirrors, several = _engine_side(f, arrays, positions, parameters,
-                                                           seed)
+                                                           seed, labels)
         numeric = _numerical_side(f, arrays, positions, parameters, upstreams, eps)
-    labels = [f"argument {i}" for i in positions] + [f"parameter '{name}'" for name, _ in named]
     for k, v in enumerate(upstreams):
         through = f" through output {k} of {len(upstreams)}" if several else ""
         checks = [(v, engine[k], 1.0)] + ([(-v, mirrors[k], -1.0)] if k in mirrors else [])
@@ -134,23 +142,48 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
 
 
 def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
-                 parameters: list[Tensor], seed: int
+                 parameters: list[Tensor], seed: int, labels: list[str]
                  ) -> tuple[Gradients, list[Gradients], dict[int, Gradients], bool]:
     """f's outputs' upstream gradients (drawn from `seed`), the engine's gradient of each
     output's projection with respect to the arguments at `positions` and to `parameters`
     (one list per output), those for the negated upstream of each one-element output, and
-    whether f returned several outputs."""
+    whether f returned several outputs.
+
+    The forward and backward passes must leave every checked array as it was, and a second
+    backward must give the same gradients, bit for bit (torch's reentrancy check): a forward
+    or VJP that writes into the arrays it is given (the tensors' own, which the graph keeps)
+    gets right numbers the first time, and changes the user's weights or the next pass."""
     leaves = {i: Tensor(arrays[i].copy(), requires_grad=True) for i in positions}
+    wrt = [leaves[i] for i in positions] + parameters
+    before = [t._data.copy() for t in wrt]
     outputs, several = _as_outputs(f(*(leaves.get(i, a) for i, a in enumerate(arrays))))
+    _check_unchanged(wrt, before, labels, "the forward pass")
     _check_outputs(outputs, several)
     upstreams = _upstreams([out.shape for out in outputs], seed)
-    wrt = [leaves[i] for i in positions] + parameters
     engine = [_engine_gradients(out, v, wrt) for out, v in zip(outputs, upstreams)]
+    _check_unchanged(wrt, before, labels, "a backward pass")
+    for out, v, first in zip(outputs, upstreams, engine):
+        for label, a, b in zip(labels, first, _engine_gradients(out, v, wrt)):
+            if not np.array_equal(a, b, equal_nan=True):
+                raise GradcheckError(
+                    f"gradcheck: two backward passes on the same graph and upstream gradient "
+                    f"gave two gradients of {label}: a VJP writes into an array it is given "
+                    f"(an operand or output the graph keeps), or computes at random")
     # A one-element output's upstream has one sign, so its mirror is checked too: a VJP
     # that drops g's sign (or takes its logarithm) is right for one sign only.
     mirrors = {k: _engine_gradients(out, -v, wrt)
                for k, (out, v) in enumerate(zip(outputs, upstreams)) if v.size == 1}
     return upstreams, engine, mirrors, several
+
+
+def _check_unchanged(wrt: list[Tensor], before: list[np.ndarray], labels: list[str],
+                     what: str) -> None:
+    for t, array, label in zip(wrt, before, labels):
+        if not np.array_equal(t._data, array, equal_nan=True):
+            raise GradcheckError(
+                f"gradcheck: {what} changed the values of {label}: an op's forward or VJP "
+                f"writes into an array it is given (the tensor's own), which changes the "
+                f"caller's tensor and the gradients computed from it")
 
 
 def _numerical_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
@@ -161,18 +194,23 @@ def _numerical_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[i
     `f` is called under no_grad with the arguments at `positions` as float64 Tensors (that
     do not require grad) and the others as they are."""
 
-    def projections() -> np.ndarray:
+    def outputs() -> list[np.ndarray]:
         # f gets Tensors, as on the engine side (so t.exp() works), made anew from the
-        # perturbed arrays at each call; the projection is in NumPy, not the engine: an
-        # op's mistake must not cancel in it too.
+        # perturbed arrays at each call.
         inputs = [Tensor(a) if i in positions else a for i, a in enumerate(arrays)]
-        outputs, _ = _as_outputs(f(*inputs))
-        return np.array([np.sum(np.asarray(out._data if isinstance(out, Tensor) else out) * v)
-                         for out, v in zip(outputs, upstreams)])
+        return [np.asarray(out._data if isinstance(out, Tensor) else out)
+                for out in _as_outputs(f(*inputs))[0]]
+
+    def projected(plus: list[np.ndarray], minus: list[np.ndarray]) -> np.ndarray:
+        # The outputs' differences, then their projections: an output the element does not
+        # move differs by exactly 0, so only the rounding of the outputs it moves counts
+        # (a projection's own, |<v, output>| 2^-52 / 2 eps, would land on every element).
+        # In NumPy, not the engine: an op's mistake must not cancel in it too.
+        return np.array([np.sum((p - m) * v) for p, m, v in zip(plus, minus, upstreams)])
 
     with no_grad():
-        return ([_central_differences(projections, arrays[i], eps) for i in positions]
-                + [_central_differences(projections, p.data, eps) for p in parameters])
+        return ([_central_differences(outputs, arrays[i], eps, projected) for i in positions]
+                + [_central_differences(outputs, p.data, eps, projected) for p in parameters])
 
 
 def _checked_positions(args: Sequence[Any], argnums: int | Sequence[int] | None,
@@ -241,23 +279,29 @@ def _engine_gradients(out: Tensor, upstream: np.ndarray,
     return gradients(out, wrt, grad=upstream, retain_graph=True)
 
 
-def _central_differences(evaluate: Callable[[], Any], x: np.ndarray,
-                         eps: float) -> np.ndarray:
+def _central_differences(evaluate: Callable[[], Any], x: np.ndarray, eps: float,
+                         difference: Callable[[Any, Any], Any] = lambda p, m: p - m
+                         ) -> np.ndarray:
     """d evaluate() / dx by central differences, perturbing `x` in place one element at a
-    time and putting each element back exactly. `evaluate` returns k numbers (a number, or
-    an array of shape (k,)); the result has shape (k,) + x.shape."""
+    time and putting each element back exactly: `difference(evaluate() at x + eps, at x -
+    eps) / (2 eps)`, k numbers (a number, or an array of shape (k,)); the result has shape
+    (k,) + x.shape."""
     g = None
     for j in np.ndindex(x.shape):
         original = x[j]
         x[j] = original + eps
-        plus = np.atleast_1d(evaluate())
+        plus = evaluate()
         x[j] = original - eps
-        minus = np.atleast_1d(evaluate())
+        minus = evaluate()
         x[j] = original
+        step = np.atleast_1d(difference(plus, minus)) / (2 * eps)
         if g is None:
-            g = np.zeros(plus.shape + x.shape)
-        g[(slice(None),) + j] = (plus - minus) / (2 * eps)
-    return g if g is not None else np.zeros(np.atleast_1d(evaluate()).shape + x.shape)
+            g = np.zeros(step.shape + x.shape)
+        g[(slice(None),) + j] = step
+    if g is None:  # x has no elements
+        value = evaluate()
+        g = np.zeros(np.atleast_1d(difference(value, value)).shape + x.shape)
+    return g
 
 
 def _compare(label: str, through: str, engine: np.ndarray, numerical: np.ndarray,
