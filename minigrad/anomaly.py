@@ -30,10 +30,26 @@ class AnomalyError(FloatingPointError):
 def watch(node: Node, arrays: Sequence[Any], out: np.ndarray) -> None:
     """Record where `node` was created, check its output, and check its VJPs' results."""
     node.site = (_caller_site(), tuple(np.shape(a) for a in arrays))
+    check_output(node, arrays, out)
+    node.vjps = _checked_vjps(node)
+
+
+def check_output(node: Any, arrays: Sequence[Any], out: np.ndarray) -> None:
+    """Raise if the output of `node` (on operands `arrays`) holds NaN or infinity."""
     for part in out if out.dtype == object else (out,):  # a multi-output node's parts (scan's)
         if not np.isfinite(part).all():
-            raise AnomalyError(_message(node, "forward", "its output", part))
-    node.vjps = _checked_vjps(node)
+            # A recorded operand was checked when it was made: this one was not.
+            given = [i for i, a in enumerate(arrays) if not _finite(a)]
+            note = (f" from input {given[0]}, which held it already (made where anomaly mode "
+                    "checks nothing: by ops on tensors that need no gradient, by NumPy, or "
+                    "before detect_anomaly() was entered)") if given else ""
+            raise AnomalyError(_message(node, "forward", "its output", part, note))
+
+
+def _finite(a: Any) -> bool:
+    """Whether operand `a` holds only finite numbers (anything else counts as finite)."""
+    values = a if type(a) is np.ndarray else np.asarray(a)
+    return values.dtype.kind not in "fc" or bool(np.isfinite(values).all())
 
 
 def watch_backward(root: Any, seed: np.ndarray, caller: str) -> None:
@@ -136,7 +152,7 @@ def _caller_site() -> traceback.FrameSummary | None:
                                   lookup_line=False)
 
 
-def _message(node: Node, phase: str, what: str, values: Any) -> str:
+def _message(node: Node, phase: str, what: str, values: Any, note: str = "") -> str:
     values = np.asarray(values)
     found = [kind for kind, mask in (("NaN", np.isnan(values)), ("+inf", values == np.inf),
                                      ("-inf", values == -np.inf)) if mask.any()]
@@ -146,7 +162,7 @@ def _message(node: Node, phase: str, what: str, values: Any) -> str:
         shapes = tuple(np.shape(a) for a in node.args)
     shapes = "?" if shapes is None else ", ".join(map(str, shapes)) or "none"
     message = (f"detect_anomaly: '{node.name}' (inputs of shapes {shapes}) gave {what} "
-               f"holding {' and '.join(found)} in {phase}")
+               f"holding {' and '.join(found)} in {phase}{note}")
     if site is None:
         return message + "; created outside detect_anomaly(), so its creation site is unknown"
     code = f": {site.line}" if site.line else ""

@@ -433,8 +433,9 @@ class Program:
         self.constants = [v for v in trace.values if v.is_constant]
         self.names: dict[str, Any] = {
             "asarray": np.asarray, "acc": tape.accumulate, "ndarray": np.ndarray,
-            "sum_to_shape": tape.sum_to_shape, "settle": settle, "check_forward": _check_forward,
-            "Contributions": tape.Contributions, **{v.name: v.constant for v in self.constants}}
+            "sum_to_shape": tape.sum_to_shape, "settle": settle,
+            "check_output": anomaly.check_output, "Contributions": tape.Contributions,
+            **{v.name: v.constant for v in self.constants}}
         # The steps a gradient of the outputs passes through, in reverse order, and the
         # inputs it reaches, in input order.
         reached = {v.index for v in outputs if v.requires_grad}
@@ -500,7 +501,9 @@ class Program:
         for k, step in enumerate(self.steps):
             lines += self._forward_step(step, tensor_of, (into or {}).get(step.out.index))
             if self.anomaly and step.out.requires_grad:
-                lines.append(f"check_forward({step.out.name}, {self._name(_node(step), 'n')})")
+                operands = "".join(f"{x.name}, " for x in step.inputs)
+                lines.append(f"check_output({self._name(_node(step), 'n')}, ({operands}), "
+                             f"{step.out.name})")
             dead = [x.name for x in step.inputs if last.get(x.index) == k
                     and x.index not in keep and not x.is_constant]
             if step.residual and step.residual.index not in keep:
@@ -670,8 +673,3 @@ def _node(step: Step) -> Any:
     """A step as `anomaly`'s messages name an eager node."""
     return SimpleNamespace(name=step.op.name, site=step.site, args=(), dtype=step.out.dtype)
 
-
-def _check_forward(out: np.ndarray, node: Any) -> None:
-    for part in out if out.dtype == object else (out,):  # a scan's parts: `anomaly.watch`
-        if not np.isfinite(part).all():
-            raise anomaly.AnomalyError(anomaly._message(node, "forward", "its output", part))

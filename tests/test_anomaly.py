@@ -101,6 +101,31 @@ def test_unrecorded_ops_are_not_checked():
     assert np.isneginf(y.data).all() and np.isneginf(z.data).all()
 
 
+@pytest.mark.parametrize("made", [
+    lambda: mg.log(Tensor([-1.0, 2.0])),                 # an op needing no gradient
+    lambda: np.log(np.array([-1.0, 2.0])),               # NumPy
+    lambda: Tensor([np.nan, 2.0]),                       # the data itself
+], ids=["unrecorded op", "numpy", "data"])
+def test_a_nan_an_op_receives_is_said_to_come_from_its_input(made):
+    """mul got a NaN made where anomaly mode checks nothing and was said to give it, as if it
+    had made it: the message says which input held it already."""
+    w = Tensor([1.0, 3.0], requires_grad=True)
+    with np.errstate(invalid="ignore"), mg.detect_anomaly():
+        logs = made()
+        with pytest.raises(mg.AnomalyError, match=r"'mul' .* holding NaN in forward from "
+                                                  r"input 0, which held it already"):
+            logs * w
+        with pytest.raises(mg.AnomalyError, match=r"from input 1, which held it already"):
+            w * logs
+
+
+def test_a_nan_an_op_makes_of_finite_inputs_is_its_own():
+    x = Tensor([0.0, 1.0], requires_grad=True)
+    with mg.detect_anomaly(), pytest.raises(mg.AnomalyError) as caught:
+        x / np.array([0.0, 1.0])
+    assert "held it already" not in str(caught.value)
+
+
 def test_finite_computations_are_unchanged():
     rng = np.random.default_rng(0)
     w = rng.normal(size=(3, 2))
@@ -195,3 +220,19 @@ def test_a_vjp_returning_a_list_or_a_number_is_checked_as_outside_the_mode():
         with mg.detect_anomaly():
             op(x).sum().backward()
         np.testing.assert_array_equal(x.grad, [2.0, 2.0])
+
+
+def test_compiled_and_scanned_ops_say_so_too():
+    w = Tensor([1.0, 3.0], requires_grad=True)
+    given = np.array([np.nan, 2.0])
+    compiled = mg.compile(lambda x: (x * w).sum())
+
+    def body(c, x):
+        return c + x * w, c
+
+    with mg.detect_anomaly():
+        with pytest.raises(mg.AnomalyError, match=r"'mul' .* from input 0, which held it"):
+            compiled(given)
+        with pytest.raises(mg.AnomalyError, match=r"'mul' .* from input 0, which held it "
+                                                  r".* \(scan step 1\)"):
+            mg.scan(body, np.zeros(2), np.stack([np.ones(2), given]))
