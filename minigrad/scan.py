@@ -24,7 +24,6 @@ import numpy as np
 
 from . import anomaly, tape
 from .modes import ANOMALY, RECORDING, current_mode, no_grad
-from .ops import astype
 from .primitive import Domain, Op, defop, identity_vjp, recorder, writes_into
 from .tape import Contributions, Cotangent, accumulate, sum_to_shape
 from .tensor import Tensor
@@ -117,7 +116,7 @@ class _Body:
         self.read_xs = {index for kind, index in wheres if kind == "xs"}
         self.read_ys = any(kind == "out" for kind, _ in wheres)
         program.names.update(AnomalyError=anomaly.AnomalyError, empty=np.empty,
-                             zeros=np.zeros, fold=settle, fold_into=_fold_into)
+                             zeros=np.zeros, fold=settle, fold_into=_fold_into, widen=_widen)
         self.forward = program.function("loop(A, order, length, saved, K, reverse)",
                                         self._forward_lines(), "scan loop")
         if self.saves:
@@ -232,17 +231,22 @@ class _Body:
         body += [f"G{i} = GY{i}[k]" for i in ys if given[i - nc]]
         body += program.backward_lines(seeds, deferred, [*ys, *range(nc)], loop=True,
                                        into=self.into)
-        written = {int(target[2:target.index("[")]) for target in self.into.values()}
+        written = {int(target[2:]) for target in self.into.values()}
         contributed = program._contributions(deferred)
-        body += [f"E{j}[n] = e{j}" for j in range(len(self.batched))
-                 if self.cotangents[j] == f"E{j}[:hi - lo]"]
+        for j in range(len(self.batched)):
+            if self.cotangents[j] == f"E{j}[:hi - lo]":
+                body += [f"if e{j}.dtype is not E{j}.dtype: E{j} = widen(E{j}, e{j})",
+                         f"E{j}[n] = e{j}"]
         for i, v in enumerate(inputs):
             shape, dtype, g = name(v.shape, "s"), name(v.dtype, "d"), f"l{v.index}"
             if i < nc:  # (contributions kept apart: the previous step adds them in order)
                 body.append(f"GC{i} = {g}" if i in grads else f"GC{i} = C{i}")
             elif i < nc + nx:
                 if i in grads and i - nc not in written:  # (else a VJP wrote it there)
-                    body.append(f"DX{i - nc}[k] = fold({g}, {shape}, {dtype})")
+                    dx = f"DX{i - nc}"
+                    body += [f"t = fold({g}, {shape}, {dtype})",
+                             f"if t.dtype is not {dx}.dtype: {dx} = widen({dx}, t)",
+                             f"{dx}[k] = t"]
             elif i in grads and v.index in contributed:
                 body.append(f"I{i}, O{i} = fold_into({g}, {shape}, {dtype}, I{i}, O{i})")
         lines += ["try:", "    for lo, hi, steps in chunks:", "        for k in steps:"]
@@ -298,7 +302,7 @@ class _Body:
             if writes_into(vjp) and not program.anomaly and count.get(r.index) == 1 \
                     and r.index not in outputs and r.shape == x.shape != () \
                     and r.dtype == x.dtype == program.steps[k].out.dtype:
-                into[k, i] = f"DX{p - nc}[k]"
+                into[k, i] = f"DX{p - nc}"
         found: list[str] = []
         first: dict[int, str] = {}
         for j, b in enumerate(self.batched):
@@ -525,11 +529,16 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
 
 def _owned(x: Any, trace: Trace) -> Tensor:
     """`x` as an op output of this trace: an input, a constant or a number passed on as is
-    becomes a copy (`astype`), which a program can return."""
+    becomes a copy (`_copy`), which a program can return."""
     value = trace.of.get(id(x)) if isinstance(x, Tensor) else None
     if value is None or value in trace.inputs or value.is_constant:
-        x = astype(x if isinstance(x, Tensor) else _leaf(x, "y"))
+        x = _copy(x if isinstance(x, Tensor) else _leaf(x, "y"))
     return x
+
+
+# A copy, its gradient passed on as it comes (as the loop passes on the value itself): not
+# `astype`, whose VJP converts the gradient to the value's dtype, a float16 carry's to inf.
+_copy = defop("copy", np.copy, (identity_vjp,), saves="nothing", register=False)
 
 
 def _structure(tree: int | None, leaves: Sequence[Any]) -> str:
@@ -633,6 +642,15 @@ def _backward(parts: np.ndarray, run: _Run, body: _Body, length: int, reverse: b
 
 # How many steps a batched loop-invariant VJP takes at once: fewer calls, bounded memory.
 _CHUNK = 64
+
+
+def _widen(stack: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """`stack`, in a dtype that holds `g` too: the steps' cotangents take the dtypes the
+    VJPs give them (a float16 value's may be float64), which the loop passes on as they are;
+    a stack made in the value's dtype would round them (overflow them) instead. The rows
+    written so far convert exactly."""
+    wider = np.result_type(stack.dtype, g.dtype)
+    return stack if wider == stack.dtype else stack.astype(wider)
 
 
 def _fold_into(g: Any, shape: tuple, dtype: np.dtype, current: Any,

@@ -564,9 +564,10 @@ class Program:
         after its last read when `free`. In a `loop`'s body the values are dropped by the
         next step, and the caller reads the `l<i>` itself. The VJP of operand i of step s is
         not called where `deferred` maps (s, i) to j: the step's cotangent is left in `e<j>`
-        (a loop calls it once for all steps: `minigrad.scan`); it writes its result into the
-        array `into[s, i]` names (one that `writes_into` allows: a loop's stacked
-        cotangents)."""
+        (a loop calls it once for all steps: `minigrad.scan`); it writes its result into row
+        k of the stack `into[s, i]` names (one that `writes_into` allows: a loop's stacked
+        cotangents) where g has the stack's dtype, else the result goes there after, the
+        stack widened to hold it (`widen`, a name of the loop's)."""
         deferred, into = deferred or {}, into or {}
         position = {id(step): k for k, step in enumerate(self.steps)}
         lines: list[str] = []
@@ -595,16 +596,20 @@ class Program:
                 if (k, i) in deferred:
                     lines.append(f"e{deferred[k, i]} = g")
                     continue
-                if (k, i) in into:
-                    lines.append(f"r = {into[k, i]}")
+                if (k, i) in into:  # (a row of that stack, if g has the stack's dtype)
+                    lines.append(f"r = {into[k, i]}[k] if g.dtype is {into[k, i]}.dtype "
+                                 "else None")
                 extra = ["into=r"] if (k, i) in into else []
                 if self.anomaly:  # its result checked as an eager node's (`anomaly.watch`)
                     vjp = anomaly._checked(_node(step), i, vjp, x.shape)  # type: ignore[arg-type]
                 call = "g" if vjp is primitive.identity_vjp else (
                     f"{self._name(vjp, 'vjp')}({', '.join(['g', *reads, *options, *extra])})")
                 lines.append(f"t = {call}")
-                if (k, i) in into:  # (a VJP that says it takes `into` but returned another)
-                    lines.append("if t is not r: r[...] = t")
+                if (k, i) in into:  # (or a VJP that says it takes `into` returned another)
+                    stack = into[k, i]
+                    lines += [f"if t is not r and t.dtype is not {stack}.dtype: "
+                              f"{stack} = widen({stack}, t)",
+                              f"if t is not r: {stack}[k] = t"]
                 self._add(lines, x, "t", started, count)
             for name in reads:
                 if name[0] == "v":

@@ -1329,3 +1329,79 @@ def test_a_vjp_that_says_it_takes_into_but_returns_another_array_is_still_right(
     carry, ys = loop(f, np.zeros((2, 4)), xs)
     (carry.sum() + (ys * ys).sum()).backward()
     assert_bitwise(got, xs.grad)
+
+
+# --- bodies that mix dtypes ------------------------------------------------------------------
+
+
+def _loop_or_scan(f, init, xs, use_scan):
+    if use_scan:
+        return mg.scan(f, init, xs)
+    carry, ys = init, []
+    for k in range(len(xs.data if isinstance(xs, mg.Tensor) else xs)):
+        carry, y = f(carry, xs[k])
+        ys.append(y)
+    return carry, (mg.stack(ys) if ys[0] is not None else None)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@given(seed=st.integers(0, 2**32 - 1), length=st.integers(2, 5))
+@settings(max_examples=10)
+def test_a_y_passed_on_as_it_is_keeps_its_gradients_dtype(dtype, seed, length):
+    """A y that f returns as it got it (the incoming carry) was copied by `astype`, whose VJP
+    converts the gradient to the value's dtype: a float16 carry's float64 gradient 3e5
+    became inf, and a float32 one's was rounded, on the way to float64 xs (the loop passes
+    it on unrounded)."""
+    X = np.random.default_rng(seed).normal(size=(length, 3))
+    big = np.array([3e5, 1.2345678901234, 2.0])  # float64, so the ys' gradient is float64
+
+    def f(c, x):
+        return mg.astype(mg.tanh(x), dtype), c  # y is the incoming carry itself
+
+    grads = []
+    for use_scan in (False, True):
+        xs = mg.Tensor(X.copy(), requires_grad=True)
+        _, ys = _loop_or_scan(f, np.zeros(3, dtype), xs, use_scan)
+        (ys * big).sum().backward()
+        grads.append(xs.grad)
+    assert np.isfinite(grads[0]).all()
+    assert np.array_equal(grads[0], grads[1]), grads
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@given(seed=st.integers(0, 2**32 - 1), length=st.integers(1, 5))
+@settings(max_examples=10)
+def test_a_float64_cotangent_of_a_lower_precision_step_is_not_rounded(dtype, seed, length):
+    """The stacks of the steps' cotangents were made in the values' dtype: a float16
+    weight's batched gradient got its float64 cotangents rounded to float16 (3e5 to inf,
+    then NaN), and sigmoid's VJP computed a float32 x's gradient into its float32 row
+    (rounding g * out first). The stacks widen to the cotangents' dtype now, and a VJP
+    computes into a row only in the row's own dtype."""
+    rng = np.random.default_rng(seed)
+    X = (rng.normal(size=(length, 2, 3)) * 1e-3).astype(dtype)
+    U = rng.normal(size=(length, 2, 3)).astype(dtype)
+    W0 = rng.normal(size=(3, 3)).astype(dtype)
+    scale = np.array([3e5, 1.2345678901234, 1.0])  # float64; 3e5 overflows float16
+
+    def run(use_scan):
+        W = mg.Tensor(W0.copy(), requires_grad=True)
+        xs, us = (mg.Tensor(A.copy(), requires_grad=True) for A in (X, U))
+
+        def f(h, xu):
+            x, u = xu
+            return h + (x @ W) * scale + mg.sigmoid(u) * scale, None
+
+        if use_scan:
+            h, _ = mg.scan(f, np.zeros((2, 3)), (xs, us))
+        else:
+            h = np.zeros((2, 3))
+            for k in range(length):
+                h, _ = f(h, (xs[k], us[k]))
+        h.sum().backward()
+        return W.grad, us.grad
+
+    (w_loop, u_loop), (w_scan, u_scan) = run(False), run(True)
+    assert np.array_equal(u_loop, u_scan)  # per step: the loop's very bits
+    assert np.isfinite(w_scan).all()
+    # the same terms summed in another order (README): one rounding of W's dtype apart
+    np.testing.assert_allclose(w_scan, w_loop, rtol=2 * np.finfo(dtype).eps, atol=0)
