@@ -12,9 +12,13 @@ eager mode's bits, also where the result is combined with eager ops.
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import functools
+import numbers
 import threading
 import time
+import types
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -50,16 +54,28 @@ def _signature(args: tuple, mode: int) -> tuple:
             key.append((data.shape, data.dtype, data.strides, a.requires_grad))
             ids.append(id(a))
         else:
-            try:
-                hash(a)
-            except TypeError:
+            if not _static(a):
                 raise TypeError(f"compile: argument {i} is a {type(a).__name__}, which cannot "
-                                "be part of a signature; pass Tensors, NumPy arrays or "
-                                "hashable values (numbers, strings, tuples)") from None
+                                "be part of a signature (what fn reads of an object would be "
+                                "baked into the program, unchecked); pass Tensors, NumPy "
+                                "arrays, numbers, strings, dtypes, None, or tuples of them")
             key.append(frozen(a))
     if len(set(ids)) < len(ids):  # aliasing: the same object at several positions
         key.append(tuple(ids.index(x) for x in ids))
     return tuple(key)
+
+
+# Arguments a signature holds by value: immutable, so equal values give the same program.
+# A module, by identity: its attributes are watched as those of the module fn is a method of.
+_STATICS = (numbers.Number, np.generic, str, bytes, type(None), np.dtype, type, slice,
+            type(Ellipsis), enum.Enum, types.FunctionType, types.BuiltinFunctionType, np.ufunc,
+            nn.Module)
+
+
+def _static(a: Any) -> bool:
+    if type(a) is tuple or type(a) is frozenset:
+        return all(_static(x) for x in a)
+    return isinstance(a, _STATICS)
 
 
 def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
@@ -71,13 +87,15 @@ def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
     return replay.backward(saved, not tape.retaining.get(), g)
 
 
-def _held(fn: Any, read: Any) -> list[tuple[Any, tuple]]:
-    """The lists and dicts under the module `fn` is (or is a method of) that hold a layer, a
-    parameter or a tensor the program read (`read`: their ids), each with what it holds now:
-    `model.layers[1] = other` sets no attribute, and would leave a replay reading the old
-    layer's weights. (Not a list of numbers or of tensors fn does not read, a log the
-    training loop appends to, say: watching it would trace anew on every call.)"""
-    root = fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None)
+def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple]]:
+    """The lists and dicts under the module `fn` is (or is a method of), or that a module
+    argument is, that hold a layer, a parameter or a tensor the program read (`read`: their
+    ids), each with what it holds now: `model.layers[1] = other` sets no attribute, and
+    would leave a replay reading the old layer's weights. (Not a list of numbers or of
+    tensors fn does not read, a log the training loop appends to, say: watching it would
+    trace anew on every call.)"""
+    roots = [fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None), *args,
+             *_named_by(fn)]
     held: list[tuple[Any, tuple]] = []
     seen: set[int] = set()
 
@@ -99,9 +117,24 @@ def _held(fn: Any, read: Any) -> list[tuple[Any, tuple]]:
             return any([walk(y) for y in x])
         return False
 
-    if isinstance(root, nn.Module):
-        walk(root)
+    for root in roots:
+        if isinstance(root, nn.Module):
+            walk(root)
     return held
+
+
+def _named_by(fn: Any) -> list[Any]:
+    """What a function's own closure cells and the globals its code names hold (`lambda x:
+    model(x)`): the modules among them are watched as fn's own is."""
+    code, cells = getattr(fn, "__code__", None), getattr(fn, "__closure__", None) or ()
+    named = []
+    for cell in cells:
+        with contextlib.suppress(ValueError):  # (a cell not yet filled)
+            named.append(cell.cell_contents)
+    if code is not None:
+        scope = getattr(fn, "__globals__", {})
+        named += [scope[name] for name in code.co_names if name in scope]
+    return named
 
 
 def _contents(container: list | dict) -> tuple:
@@ -146,9 +179,10 @@ class _Replay:
             t = captured[value.index]
             shape, dtype = program._name(value.shape, "s"), program._name(value.dtype, "d")
             strides = program._name(tensor._data.strides, "s")
+            wanted = "not " if tensor.requires_grad else ""  # (by truth: np.True_ too)
             lines.append(f"if {t}._data.shape != {shape} or {t}._data.dtype != {dtype} "
                          f"or {t}._data.strides != {strides} "
-                         f"or {t}.requires_grad is not {tensor.requires_grad}: return None")
+                         f"or {wanted}{t}.requires_grad: return None")
             lines += [f"if {a} is {t}: return None" for a in arguments.values()]
         for tensor, value in program.aliased:  # read from outside and passed at the trace
             lines.append(f"if a[{positions[value.index]}] is not "
@@ -280,8 +314,11 @@ class CompiledFunction:
         comes back as a Python float."""
         mode = current_mode()
         if RECORDING <= mode < TRACING and not mode & ANOMALY:
-            replay = self._cache.get(_signature(args, mode))
+            key = _signature(args, mode)
+            replay = self._cache.get(key)
             if replay is not None and replay.requires_grad and replay.scalar:
+                with contextlib.suppress(KeyError):  # (evicted by another thread meanwhile)
+                    self._cache.move_to_end(key)  # the most recently used, as by a call
                 value = replay.value_and_backward(args)
                 if value is not None:
                     return value
@@ -320,7 +357,8 @@ class CompiledFunction:
             raise TraceError(f"compile: fn must return a Tensor, got {type(result).__name__}")
         program = Program(trace, trace.results([result], "compile: fn"))
         read = {id(t) for _, t in program.captured} | {id(t) for t, _ in program.aliased}
-        replay = _Replay(program, positions, generation, self._name, _held(self.fn, read))
+        replay = _Replay(program, positions, generation, self._name,
+                         _held(self.fn, args, read))
         with self._lock:
             self._cache[key] = replay
             self._cache.move_to_end(key)
@@ -339,18 +377,21 @@ def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFuncti
     The rules, as `jax.jit`'s:
     - The signature is each Tensor or NumPy array argument's shape, dtype and strides (a
       Tensor's requires-grad too), the type and value of any other argument (a number, a
-      string: baked into the program; -0.0 is not 0.0), which arguments are the same
-      object, and this thread's grad and anomaly mode. The `cache_size` most recently used
-      are kept.
+      string, None, a dtype, a function, a module by identity, or a tuple of them: baked
+      into the program; -0.0 is not 0.0; other objects are refused), which arguments are
+      the same object, and this thread's grad and anomaly mode. The `cache_size` most
+      recently used are kept.
     - `fn` runs only when traced, on tracers: Python may read their shapes and dtypes, not
-      their values (`bool`, `float`, `.item()`, `.data`, NumPy on them raise `TraceError`,
-      on every tensor while tracing); conversions and layout changes go through ops
-      (`mg.astype`, `.T`, `.reshape`).
+      their values (`bool`, `float`, `.item()`, `.data`, `.grad`, `.is_leaf`, NumPy on
+      them raise `TraceError`, as do `.data` of every tensor, `backward()`, `gradients`
+      and `state_dict()` while tracing); conversions and layout changes go through ops
+      (`mg.astype`, `.T`, `.reshape`); the result is a tensor.
     - The tensors `fn` reads from outside (parameters) are read afresh on every call; a
       call after a module's attribute was set, or a parameter's shape, dtype or strides
-      changed, traces again; so does a list or dict of modules or parameters under the
-      module `fn` is (or is a method of) changed in place. What `fn` sets while traced is a
-      side effect of the trace (its replays do not repeat it).
+      changed, traces again; so does a list or dict of modules or parameters changed in
+      place under the module `fn` is (or is a method of), a module argument, or a module
+      `fn`'s closure or globals name. What `fn` sets while traced is a side effect of the
+      trace (its replays do not repeat it).
       Arrays and numbers `fn` reads from outside, or makes itself (a random draw), are
       constants of the program, as is which tensor a global or closure variable names:
       pass what changes as an argument.

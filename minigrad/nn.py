@@ -99,6 +99,10 @@ class Module:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """A copy of every parameter's value, by name."""
+        if current_mode() >= TRACING:  # (as `.data`: a program would keep this call's values)
+            raise TraceError("state_dict() inside a traced function (minigrad.compile, "
+                             "minigrad.scan) reads the parameters' values, which the program "
+                             "would keep as constants; compute with the parameters themselves")
         return {name: p._data.copy() for name, p in self.named_parameters()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

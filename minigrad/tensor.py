@@ -175,6 +175,11 @@ class Tensor:
                capture: Any = ()) -> dict[Any, np.ndarray]:
         """`tape.sweep` from this tensor, seeded with `grad` (see `_seed`); in anomaly mode
         the seed and the graph are watched first."""
+        if current_mode() >= TRACING:  # a traced value has no graph: every gradient 0
+            raise TraceError(f"{caller}() inside a traced function (minigrad.compile, "
+                             "minigrad.scan): its values have no graph to sweep, so every "
+                             "gradient would be 0; take gradients of the function's result, "
+                             "outside it")
         seed = self._seed(grad, caller, role)
         root = self._node or self
         if not is_anomaly_enabled():

@@ -75,6 +75,10 @@ for _name, _what in (("item", ".item()"), ("numpy", ".numpy()"), ("__float__", "
                      ("__bool__", "bool()"), ("__array__", "NumPy (np.asarray, a ufunc, ...)")):
     setattr(Tracer, _name, _refused(_what))
 setattr(Tracer, "data", property(_refused(".data")))  # noqa: B010 (mypy: a read-only property)
+# Nor its place in the caller's graph, which a program does not replay: a traced value has
+# no graph of its own (so is_leaf would say True of every one) and no gradient yet.
+setattr(Tracer, "is_leaf", property(_refused(".is_leaf")))  # noqa: B010
+setattr(Tracer, "grad", property(_refused(".grad"), _refused("setting .grad")))  # noqa: B010
 
 
 def _numpy_like(method: Callable[..., Any], numpy: Callable[..., Any] | None = None
@@ -226,7 +230,7 @@ class Trace:
 
     def _tracer(self, value: Value, array: np.ndarray) -> Tracer:
         t = object.__new__(Tracer)
-        t._data, t.grad, t.requires_grad, t._node = array, None, value.requires_grad, None
+        t._data, t.requires_grad, t._node = array, value.requires_grad, None
         t._shared = t._exposed = False
         self.of[id(t)] = value
         self.tracers.append(t)
@@ -353,10 +357,13 @@ class Trace:
         values = []
         for out in outputs:
             value = self.of.get(id(out)) if isinstance(out, Tracer) else None
-            if value is None or value in self.inputs or value.is_constant:
+            if value is None or value in self.inputs or value.is_constant or value.raw:
+                got = type(out).__name__ if value is None else (
+                    "an array (NumPy's result on an array argument, as in eager mode; "
+                    "mg.Tensor(x) makes the argument a tensor)" if value.raw
+                    else "an input or a constant")
                 raise TraceError(f"{what} must return tensors computed by minigrad ops from "
-                                 f"its inputs, got {type(out).__name__}"
-                                 + (" (an input or a constant)" if value is not None else ""))
+                                 f"its inputs, got {got}")
             values.append(value)
         for t in self.tracers:  # (not an enclosing trace's tracers: those live on)
             t._data = None  # type: ignore[assignment]
@@ -550,6 +557,11 @@ class Program:
                     copied = " or ".join(f"{v} is not {e}._data or not {e}._shared and "
                                          f"{e}._share(2) is not {e}._data" for v, e in shared)
                     lines.append(f"if ({viewed}) and ({copied}): {out} = {out}.copy()")
+            # A forward returning a constant (a user op's `np.asarray(x)`): not handed out,
+            # where eager mode hands out each call's own.
+            constants = [f"{out} is {x.name}" for x in step.inputs if x.is_constant]
+            if constants:
+                lines.append(f"if {' or '.join(constants)}: {out} = {out}.copy(order='K')")
         return lines
 
     # --- backward ---------------------------------------------------------------------------

@@ -1099,3 +1099,121 @@ def test_a_traced_value_used_in_another_thread_is_refused():
         reader = mg.compile(lambda x: x + pool.submit(lambda: x.data.sum()).result())
         with pytest.raises(mg.TraceError, match=r"\.data"):
             reader(np.full(2, 1.0))
+
+
+# --- found by a hunt of compile (stop 30) ----------------------------------------------------
+
+
+def test_gradients_inside_a_traced_function_raise():
+    """A traced value has no graph: mg.gradients swept nothing and returned zeros, which the
+    program kept as a constant (compiled 0.0 where eager gives 28.0; the same in a scan)."""
+    w = mg.Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+
+    def penalty(x):
+        (g,) = mg.gradients((w * w * x).sum(), [w])
+        return (w * g).sum()
+
+    assert penalty(np.ones(3)).item() == 28.0  # eager mode: fine
+    with pytest.raises(mg.TraceError, match=r"gradients\(\) inside a traced function"):
+        mg.compile(penalty)(np.ones(3))
+    with pytest.raises(mg.TraceError, match=r"gradients\(\) inside a traced function"):
+        mg.scan(lambda c, x: (c + penalty(x), c), mg.Tensor(0.0), np.ones((2, 3)))
+    with pytest.raises(mg.TraceError, match=r"backward\(\)"):
+        mg.compile(lambda x: (x * w).sum().backward())(np.ones(3))
+
+
+def test_a_numpy_result_of_an_array_argument_is_refused():
+    """`lambda x: x.T` on an array is NumPy's view in eager mode; compiled, it came back a
+    Tensor viewing the caller's buffer, marked shared, so a graph built on it kept the
+    buffer: refilled before backward, the gradient was the new values' (98.4 for 1.28)."""
+    with pytest.raises(mg.TraceError, match="got an array"):
+        mg.compile(lambda x: x.T)(np.ones((2, 3)))
+    x = np.arange(6.0).reshape(2, 3)
+    assert_same_bits(mg.compile(lambda x: mg.Tensor(x).T)(x).data, x.T)
+
+
+def test_state_dict_inside_a_traced_function_raises():
+    """state_dict() read the parameters' arrays past `.data`'s check: a penalty written with
+    it kept the first call's weights (16.64 where eager gives 17.01 a step later)."""
+    layer = nn.Linear(2, 2, rng=np.random.default_rng(0))
+    with pytest.raises(mg.TraceError, match="state_dict"):
+        mg.compile(lambda x: layer(x).sum() + sum(v.sum() for v in layer.state_dict().values())
+                   )(np.ones((1, 2)))
+
+
+class _Config:  # hashable by identity, mutable
+    temperature = 2.0
+
+
+@pytest.mark.parametrize("argument", [_Config(), {"t": 1.0}.keys(), np.ones(2).tolist()],
+                         ids=["object", "keys view", "list"])
+def test_an_object_argument_is_refused(argument):
+    """A config object was keyed by its hash (its identity): after `cfg.temperature = 0.5`
+    the replay kept 2.0 (-14.8 where eager gives -13.6), and a frozen dataclass Shift(-0.0)
+    shared Shift(0.0)'s entry. Arguments are tensors, arrays, or values held by value."""
+    with pytest.raises(TypeError, match="argument 1 is a"):
+        mg.compile(lambda x, c: mg.Tensor(x).sum())(np.ones(2), argument)
+
+
+@given(value=st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(-2, 2),
+                       st.text(max_size=3), st.sampled_from([np.float32, np.dtype("float16"),
+                                                             mg.tanh, np.exp, np.float64(2.5)]),
+                       st.tuples(st.integers(0, 3), st.floats(-1, 1))))
+@settings(max_examples=30)
+def test_values_held_by_value_are_taken(value):
+    f = mg.compile(lambda x, v: mg.Tensor(x) * 2.0)
+    assert_same_bits(f(np.ones(2), value).data, np.full(2, 2.0))
+
+
+def test_is_leaf_and_grad_of_a_traced_value_raise():
+    """A tracer has no node, so `is_leaf` said True of every traced value: a branch on it
+    gave 12.0 where eager gives 6.0. Nor is its `.grad` the caller's."""
+    w = mg.Tensor(np.ones(3), requires_grad=True)
+    h = (w * 2.0)  # not a leaf, passed in
+    with pytest.raises(mg.TraceError, match=r"\.is_leaf"):
+        mg.compile(lambda h: h.sum() if h.is_leaf else (h * 2.0).sum())(h)
+    with pytest.raises(mg.TraceError, match=r"\.grad"):
+        mg.compile(lambda h: h * (0.0 if h.grad is None else 1.0))(h)
+
+
+def test_a_constant_a_user_op_returns_is_not_handed_out():
+    """A forward that may return its operand (`np.asarray(x, float)`) on a tensor made inside
+    fn handed out the program's own constant: writing into the result changed the next
+    call's ([-1 -1 -1] where eager gives [1 2 3])."""
+    passthrough = mg.defop("as_float", lambda x: np.asarray(x, float), (lambda g, out: g,),
+                           saves="nothing", register=False)
+    f = mg.compile(lambda x: passthrough(mg.Tensor(np.array([1.0, 2.0, 3.0]))) + x)
+    first = f(np.zeros(3))
+    first.data[...] = -1.0  # the caller writes into its result (a copy-on-write copy)
+    assert_same_bits(f(np.zeros(3)).data, np.array([1.0, 2.0, 3.0]))
+    g = mg.compile(lambda x: passthrough(mg.Tensor(np.array([1.0, 2.0, 3.0]))))
+    r = g(np.zeros(3))
+    r.data[...] = -1.0
+    assert_same_bits(g(np.zeros(3)).data, np.array([1.0, 2.0, 3.0]))
+
+
+def test_requires_grad_set_to_a_numpy_bool_is_followed():
+    """`p.requires_grad = np.True_` works in eager mode; the replay's guard compared it by
+    identity with True, never equal: each call traced anew until a bogus TraceError."""
+    p = mg.Tensor(np.ones(2), requires_grad=True)
+    p.requires_grad = np.True_
+    f = mg.compile(lambda x: (p * x).sum())
+    for _ in range(3):
+        p.grad = None
+        f(np.arange(2.0)).backward()
+        assert_same_bits(p.grad, np.arange(2.0))
+    assert f.traces == 1
+
+
+def test_value_and_backward_keeps_its_signature_recent():
+    """A hit of value_and_backward did not count as a use: a training signature was evicted
+    by two others called once each (an evaluation, say), and traced anew."""
+    w = mg.Tensor(np.ones(3), requires_grad=True)
+    f = mg.compile(lambda x: (w * x).sum(), cache_size=2)
+    train, other, third = np.ones((4, 3)), np.ones((2, 3)), np.ones((5, 3))
+    f.value_and_backward(train)
+    f(other)
+    f.value_and_backward(train)  # the most recent now
+    f(third)  # evicts `other`
+    f.value_and_backward(train)
+    assert f.traces == 3
