@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -236,6 +236,13 @@ class Tensor:
         if self._data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return len(self._data)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        """The rows `t[0]`, `t[1]`, ... (each a getitem op); a 0-d tensor raises TypeError,
+        as NumPy's 0-d array (Python's fallback to __getitem__ gave no rows)."""
+        if not self.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
 
     def __float__(self) -> float:
         if current_mode() >= TRACING:
