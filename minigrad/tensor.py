@@ -33,6 +33,14 @@ _OPERATORS = {"add": ("__add__", "__radd__"), "subtract": ("__sub__", "__rsub__"
               "not_equal": ("__ne__", "__ne__")}
 
 
+def _op_of_ufunc(ufunc: np.ufunc) -> str | None:
+    """The name of the table's op that computes `ufunc` (mg.abs for np.absolute), if any."""
+    from .primitive import OPS  # (at a refusal only: primitive builds on this module)
+
+    found = [name for name, op in OPS.items() if op.forward is ufunc]
+    return found[0] if found else (ufunc.__name__ if ufunc.__name__ in OPS else None)
+
+
 class Tensor:
     """A NumPy array that can record the ops applied to it and backpropagate through them.
 
@@ -62,7 +70,8 @@ class Tensor:
             a, b = inputs
             return getattr(a, operators[0])(b) if a is self else getattr(b, operators[1])(a)
         name = ufunc.__name__
-        what = f"NumPy's {name} (use minigrad's op: mg.{name}, if the table has it)"
+        op = _op_of_ufunc(ufunc)
+        what = f"NumPy's {name}" + (f" (use minigrad's op: mg.{op})" if op else "")
         if current_mode() >= TRACING:
             raise refuse_traced(what, self.shape)
         raise TypeError(f"{what} on a tensor of shape {self.shape}: NumPy would compute "

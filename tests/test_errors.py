@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad import OPS, Tensor
+from minigrad.tensor import _OPERATORS
 from minigrad.testing.strategies import op_cases
 
 
@@ -297,3 +298,35 @@ def test_saturating_ops_are_finite_at_extremes(dtype):
             loss.backward()
             assert np.isfinite(loss.item()) and np.all(np.isfinite(p.grad))
             assert loss.dtype == dtype and p.grad.dtype == dtype
+
+
+# --- refusals that name what to use -----------------------------------------------------------
+
+
+# The ops that are a NumPy ufunc, but for those of Python's binary operators, which
+# `array <op> tensor` calls and which compute (tests/test_tensor.py).
+UFUNC_OPS = sorted((name, op.forward) for name, op in OPS.items()
+                   if isinstance(op.forward, np.ufunc)
+                   and not (op.forward.nin == 2 and op.forward.__name__ in _OPERATORS))
+
+
+@pytest.mark.parametrize(("name", "ufunc"), UFUNC_OPS, ids=[n for n, _ in UFUNC_OPS])
+def test_a_numpy_ufunc_on_a_tensor_names_the_op_that_computes_it(name, ufunc):
+    """np.abs(t) suggests mg.abs, np.negative(t) mg.neg (it named mg.absolute and
+    mg.negative, which do not exist); the op named computes what the ufunc does."""
+    x = Tensor(np.array([0.5, 2.0]), requires_grad=True)
+    operands = [x] * ufunc.nin
+    with pytest.raises(TypeError, match=rf"^NumPy's {ufunc.__name__} \(use minigrad's op: "
+                                        rf"mg\.{name}\) on a tensor of shape \(2,\)"):
+        ufunc(*operands)
+    np.testing.assert_array_equal(getattr(mg, name)(*operands).data,
+                                  ufunc(*[x.data] * ufunc.nin))
+
+
+def test_a_numpy_ufunc_the_table_lacks_suggests_no_op():
+    x = Tensor(np.ones(2), requires_grad=True)
+    for ufunc in (np.sin, np.log1p, np.arctan2):
+        assert not hasattr(mg, ufunc.__name__)
+        with pytest.raises(TypeError, match=rf"^NumPy's {ufunc.__name__} on a tensor of shape "
+                                            r"\(2,\): NumPy would compute outside the graph"):
+            ufunc(*[x] * ufunc.nin)
