@@ -330,3 +330,16 @@ def test_a_numpy_ufunc_the_table_lacks_suggests_no_op():
         with pytest.raises(TypeError, match=rf"^NumPy's {ufunc.__name__} on a tensor of shape "
                                             r"\(2,\): NumPy would compute outside the graph"):
             ufunc(*[x] * ufunc.nin)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "div", "maximum"])
+def test_an_int_too_large_for_numpy_names_the_op_and_shapes(name, grad, compiled):
+    """x * 10**400 raised NumPy's bare OverflowError ("int too large to convert to float");
+    an OverflowError still, naming the op and the shapes, eager and traced alike."""
+    op = getattr(mg, name)
+    f = mg.compile(lambda x: op(x, 10**400)) if compiled else (lambda x: op(x, 10**400))
+    with pytest.raises(OverflowError, match=rf"^{name}: invalid inputs of shapes \(2, 3\), "
+                                            r"\(\): int too large to convert to float$"):
+        f(Tensor(np.ones((2, 3)), requires_grad=grad))
