@@ -272,7 +272,7 @@ def test_no_warnings_on_drawn_inputs(name, data):
         assert np.all(np.isfinite(t.grad))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_saturating_ops_are_finite_at_extremes(dtype):
     with strict_numpy():
         z = Tensor(np.array([-1000.0, 1000.0], dtype), requires_grad=True)
@@ -298,6 +298,31 @@ def test_saturating_ops_are_finite_at_extremes(dtype):
             loss.backward()
             assert np.isfinite(loss.item()) and np.all(np.isfinite(p.grad))
             assert loss.dtype == dtype and p.grad.dtype == dtype
+
+
+@settings(max_examples=50)
+@given(p=st.lists(st.floats(0.0, 1.0) | st.sampled_from([0.0, 1.0]), min_size=1, max_size=6),
+       data=st.data())
+def test_binary_cross_entropy_of_float16_clips_at_float16s_eps_in_float16(p, data):
+    """"eps of their dtype", as its docstring says: float16 probabilities are clipped to
+    [2**-10, 1 - 2**-10] and the loss is float16 (it was float32, clipped at float32's eps:
+    the gradient at p = 0 or 1, about 1 / eps, overflowed float16 to inf with a warning)."""
+    p = np.array(p, np.float16)
+    t = np.array(data.draw(st.lists(st.floats(0.0, 1.0), min_size=p.size, max_size=p.size)),
+                 np.float16)
+    x = Tensor(p, requires_grad=True)
+    with strict_numpy():
+        loss = mg.binary_cross_entropy(x, t)
+        loss.backward()
+    assert loss.dtype == np.float16 and x.grad.dtype == np.float16
+    assert np.all(np.isfinite(x.grad))
+    eps = 2.0**-10
+    pc = np.clip(p.astype(np.float64), eps, 1 - eps)
+    tt = t.astype(np.float64)
+    want = -np.mean(tt * np.log(pc) + (1 - tt) * np.log1p(-pc))
+    assert loss.item() == pytest.approx(want, rel=1e-2, abs=1e-2)
+    want_grad = (pc - tt) / (pc * (1 - pc)) / p.size
+    np.testing.assert_allclose(x.grad, want_grad, rtol=1e-2, atol=1e-2)
 
 
 # --- refusals that name what to use -----------------------------------------------------------
