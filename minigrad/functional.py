@@ -16,6 +16,9 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -
     `f` takes arrays (the arguments at `argnums` arrive as Tensors that require grad) and
     returns a scalar Tensor. The gradient comes back as a NumPy array of the argument's shape,
     or a tuple of them when `argnums` is a tuple; an argument `f` does not use gets zeros.
+    As `jax.value_and_grad`, it has no side effect: the `.grad` of the tensors `f` reads (a
+    model's parameters) is left alone, as by `gradients`, so a later `backward()` does not
+    add to a gradient of this call.
     """
     single = isinstance(argnums, (int, np.integer))
     positions = (int(argnums),) if isinstance(argnums, (int, np.integer)) else tuple(argnums)
@@ -32,16 +35,17 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -
             shape = getattr(out, "shape", None)
             raise TypeError(f"value_and_grad: f must return a scalar Tensor, got "
                             f"{type(out).__name__}{'' if shape is None else f' of shape {shape}'}")
-        if out.requires_grad:
-            out.backward()
-        grads = tuple(_grad_or_zeros(inputs[i]) for i in positions)
+        wanted = [inputs[i] for i in positions]
+        grads = tuple(gradients(out, wanted) if out.requires_grad
+                      else [np.zeros_like(t._data) for t in wanted])
         return out.item(), grads[0] if single else grads
 
     return wrapped
 
 
 def grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -> Callable:
-    """`grad(f)(*args)`: the gradient part of `value_and_grad(f, argnums)(*args)`."""
+    """`grad(f)(*args)`: the gradient part of `value_and_grad(f, argnums)(*args)` (no
+    `.grad` is touched)."""
     value_and_grad_f = value_and_grad(f, argnums)
 
     def wrapped(*args: Any) -> Any:
@@ -76,7 +80,3 @@ def gradients(output: Tensor, inputs: Tensor | Sequence[Tensor], grad: Any = Non
     found = output._sweep(grad, "gradients", "an output", retain_graph, capture=set(vertices))
     return [np.zeros_like(t._data) if v not in found else found[v].astype(t.dtype, copy=False)
             for t, v in zip(inputs, vertices)]
-
-
-def _grad_or_zeros(t: Tensor) -> np.ndarray:
-    return t.grad if t.grad is not None else np.zeros_like(t._data)

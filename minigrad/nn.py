@@ -283,20 +283,23 @@ class _Cell(Module):
         self.bias_ih = draw(width) if bias else None
         self.bias_hh = draw(width) if bias else None
 
-    def _projections(self, x: Any, h: Any) -> tuple[Tensor, Tensor]:
-        """x W_ih + b_ih and h W_hh + b_hh, shapes checked; h=None is a zero state (as in
-        PyTorch)."""
+    def _projections(self, x: Any, h: Any, c: Any = None) -> tuple[Tensor, Tensor]:
+        """x W_ih + b_ih and h W_hh + b_hh, shapes checked (and c's, an LSTM's cell state);
+        h=None is a zero state (as in PyTorch)."""
         name = type(self).__name__
-        shape = x.shape if isinstance(x, Tensor) else np.shape(x)
+        shape = _shape(x)
         if shape[-1:] != (self.n_in,):
             raise ValueError(f"{name}: expected input whose last axis has {self.n_in} "
                              f"elements, got shape {shape}")
+        # The state's whole shape: one of another batch shape would broadcast (as PyTorch's
+        # cells, an unbatched x takes an unbatched state).
+        expected = shape[:-1] + (self.hidden,)
+        for what, state in (("h" if self.gates == 4 else "a state", h), ("c", c)):
+            if state is not None and _shape(state) != expected:
+                raise ValueError(f"{name}: expected {what} of shape {expected} for an input "
+                                 f"of shape {shape}, got shape {_shape(state)}")
         if h is None:
             h = self.zero_state(shape[:-1])
-        state = h.shape if isinstance(h, Tensor) else np.shape(h)
-        if state[-1:] != (self.hidden,):
-            raise ValueError(f"{name}: expected a state whose last axis has {self.hidden} "
-                             f"elements, got shape {state}")
         return (self._affine(x, self.weight_ih, self.bias_ih),
                 self._affine(h, self.weight_hh, self.bias_hh))
 
@@ -315,8 +318,8 @@ class _Cell(Module):
 class RNNCell(_Cell):
     """One step of an Elman RNN, PyTorch's `RNNCell`:
     h' = act(x W_ih + b_ih + h W_hh + b_hh), act tanh (or relu: `nonlinearity="relu"`).
-    `cell(x, h)` takes x of shape (..., n_in) and h of shape (..., hidden), or h=None for a
-    zero state; it returns h'."""
+    `cell(x, h)` takes x of shape (..., n_in) and h of shape (..., hidden), the same batch
+    shape (none for one unbatched x), or h=None for a zero state; it returns h'."""
 
     def __init__(self, n_in: int, hidden: int, bias: bool = True, nonlinearity: str = "tanh",
                  *, rng: np.random.Generator | None = None, dtype: Any = np.float64):
@@ -336,7 +339,7 @@ class GRUCell(_Cell):
     """One step of a GRU, PyTorch's `GRUCell`, gates r, z, n in that order along the weights'
     columns: r = sigmoid(x W_ir + b_ir + h W_hr + b_hr), z likewise,
     n = tanh(x W_in + b_in + r * (h W_hn + b_hn)), h' = (1 - z) * n + z * h.
-    `cell(x, h)` returns h'; h=None is a zero state."""
+    `cell(x, h)` returns h'; h has x's batch shape, (..., hidden), or is None, a zero state."""
 
     gates = 3
 
@@ -352,8 +355,8 @@ class GRUCell(_Cell):
 class LSTMCell(_Cell):
     """One step of an LSTM, PyTorch's `LSTMCell`, gates i, f, g, o in that order along the
     weights' columns: i, f, o = sigmoid(x W_i* + b_i* + h W_h* + b_h*), g = tanh(...),
-    c' = f * c + i * g, h' = o * tanh(c'). `cell(x, (h, c))` returns (h', c'); state=None
-    is a zero state."""
+    c' = f * c + i * g, h' = o * tanh(c'). `cell(x, (h, c))` returns (h', c'); h and c have
+    x's batch shape, (..., hidden), and state=None (or either part None) is a zero state."""
 
     gates = 4
 
@@ -362,7 +365,7 @@ class LSTMCell(_Cell):
             raise TypeError(f"LSTMCell: state must be a pair (h, c) or None, got "
                             f"{type(state).__name__}")
         h, c = (None, None) if state is None else state
-        gi, gh = self._projections(x, h)
+        gi, gh = self._projections(x, h, c)
         i, f, g, o = split(gi + gh, 4, axis=-1)
         i, f, g, o = sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
         c = i * g if c is None else f * c + i * g
@@ -373,8 +376,11 @@ class Recurrent(Module):
     """A cell looped over a sequence by `minigrad.scan`, as PyTorch's `nn.RNN`, `nn.GRU` and
     `nn.LSTM` loop theirs: `layer(X, state=None)` takes X time-major, (L, ..., n_in), and
     returns `(outputs, state)`: every step's h stacked, (L, ..., hidden), and the last state
-    (h, or (h, c) for an LSTM). Backward is the cell's own ops' VJPs run per step in reverse,
-    derived by scan; the cell's weights are loop invariants."""
+    (h, or (h, c) for an LSTM). The initial `state` is h0 of shape (..., hidden), X's batch
+    shape, or None for zeros; for an LSTM a pair (h0, c0), either None for zeros. One
+    layer: PyTorch's h0 of shape (1, batch, hidden) is `h0[0]` here; a state of another
+    shape is refused (ValueError), not broadcast. Backward is the cell's own ops' VJPs run
+    per step in reverse, derived by scan; the cell's weights are loop invariants."""
 
     def __init__(self, cell: _Cell):
         self.cell = cell
@@ -391,26 +397,35 @@ class Recurrent(Module):
         # the weights'), so that the carry keeps its dtype from step to step.
         dtype = np.result_type(X.dtype if X.dtype.kind == "f" else np.float64,
                                self.cell.weight_hh.dtype)
-        batch = tuple(X.shape[1:-1])
         if isinstance(self.cell, LSTMCell):
             if state is not None and (not isinstance(state, (tuple, list)) or len(state) != 2):
                 raise TypeError(f"LSTM: state must be a pair (h, c) or None, got "
                                 f"{type(state).__name__}")
             h, c = (None, None) if state is None else state
-            state = (self._start(h, batch, dtype), self._start(c, batch, dtype))
+            state = (self._start("h0", h, X, dtype), self._start("c0", c, X, dtype))
         else:
-            state = self._start(state, batch, dtype)
+            state = self._start("h0", state, X, dtype)
         last, outputs = scan(self.step, state, X)
         return outputs, last
 
-    def _start(self, state: Any, batch: tuple[int, ...], dtype: np.dtype) -> Any:
+    def _start(self, what: str, state: Any, X: Any, dtype: np.dtype) -> Any:
         """A starting state: zeros for None, else `state` in `dtype` (by an op: a tensor's
-        gradient flows through the conversion)."""
+        gradient flows through the conversion), of X's batch shape (or ValueError)."""
+        expected = tuple(X.shape[1:-1]) + (self.cell.hidden,)
         if state is None:
-            return np.zeros(batch + (self.cell.hidden,), dtype)
-        if isinstance(state, Tensor):
-            return state if state.dtype == dtype else astype(state, dtype)
-        return np.asarray(state, dtype)
+            return np.zeros(expected, dtype)
+        if not isinstance(state, Tensor):
+            state = np.asarray(state, dtype)
+        if state.shape != expected:
+            layer = type(self.cell).__name__.removesuffix("Cell")
+            raise ValueError(f"{layer}: expected {what} of shape {expected} (X of shape "
+                             f"{X.shape} is (L, *batch, n_in), hidden {self.cell.hidden}), "
+                             f"got shape {state.shape}")
+        return state if state.dtype == dtype else astype(state, dtype)
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return x.shape if isinstance(x, Tensor) else np.shape(x)
 
 
 def RNN(n_in: int, hidden: int, bias: bool = True, nonlinearity: str = "tanh", *,

@@ -690,8 +690,13 @@ def _mean(x):
 
 
 def _clip_probability(p):
-    eps = np.finfo(np.result_type(p, np.float32)).eps
-    return np.clip(p, eps, 1.0 - eps)
+    """`p` clipped to [eps, 1 - eps], eps of its own dtype (float64 for integers), and kept
+    in it: float16's 1 - eps rounds to 1 in no format, and the gradient there, about
+    1 / eps, stays finite (float32's eps made float16's gradient 2e6, beyond its 65504)."""
+    dtype = np.result_type(p)  # (p may be a Python number)
+    dtype = dtype if dtype.kind == "f" else np.dtype(np.float64)
+    eps = np.finfo(dtype).eps
+    return np.clip(p, dtype.type(eps), dtype.type(1.0 - eps))
 
 
 def _bce(p, t):
@@ -752,8 +757,9 @@ binary_cross_entropy = defop(
     (_bce_p_vjp, _bce_t_vjp), Domain("loss", _PROBABILITY), saves="inputs",
     prepare=_loss("binary_cross_entropy", "probabilities",
                   " The probabilities are clipped to [eps, 1 - eps] (eps of their dtype: 1.2e-7 "
-                  "in float32), loss and gradient alike, so 0 and 1 stay finite; a loss through "
-                  "sigmoid is exact from the logits: binary_cross_entropy_with_logits."))
+                  "in float32, 9.8e-4 in float16), loss and gradient alike, so 0 and 1 stay "
+                  "finite; a loss through sigmoid is exact from the logits: "
+                  "binary_cross_entropy_with_logits."))
 binary_cross_entropy_with_logits = defop(
     "binary_cross_entropy_with_logits", _bounded(_bce_logits, "logits", {1: (0.0, 1.0)}),
     (_bce_logits_z_vjp, lambda g, out, z, t: z * (-g / np.size(z))),

@@ -268,7 +268,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         arrays = tuple(arrays)  # once, for the forward's call and for the node
         try:
             out = forward(*arrays, **options) if options else forward(*arrays)
-        except (ValueError, TypeError, IndexError) as error:
+        except OP_ERRORS as error:
             raise _op_error(name, error, arrays) from None
         if residual:
             out, kept_out = out  # (the residual, what the VJPs get as `out`)
@@ -432,8 +432,13 @@ def constant(x: Any, op_name: str) -> Any:
 _NUMBERS = (int, float, np.integer, np.floating)
 
 
+#: The errors of an op's forward that are the operands' fault, re-raised naming the op and the
+#: shapes (an OverflowError: a Python int too large for NumPy, `x * 10**400`).
+OP_ERRORS = (ValueError, TypeError, IndexError, OverflowError)
+
+
 def _op_error(name: str, error: Exception, args: Sequence[Any]) -> Exception:
-    kind = type(error) if type(error) in (ValueError, TypeError, IndexError) else ValueError
+    kind = type(error) if type(error) in OP_ERRORS else ValueError
     message = str(error)
     if message.startswith(f"{name}:"):  # NumPy's own prefix (matmul's): keep one, add shapes
         message = message[len(name) + 1:].lstrip()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numbers
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -31,6 +31,14 @@ _OPERATORS = {"add": ("__add__", "__radd__"), "subtract": ("__sub__", "__rsub__"
               "less_equal": ("__le__", "__ge__"), "greater": ("__gt__", "__lt__"),
               "greater_equal": ("__ge__", "__le__"), "equal": ("__eq__", "__eq__"),
               "not_equal": ("__ne__", "__ne__")}
+
+
+def _op_of_ufunc(ufunc: np.ufunc) -> str | None:
+    """The name of the table's op that computes `ufunc` (mg.abs for np.absolute), if any."""
+    from .primitive import OPS  # (at a refusal only: primitive builds on this module)
+
+    found = [name for name, op in OPS.items() if op.forward is ufunc]
+    return found[0] if found else (ufunc.__name__ if ufunc.__name__ in OPS else None)
 
 
 class Tensor:
@@ -62,7 +70,8 @@ class Tensor:
             a, b = inputs
             return getattr(a, operators[0])(b) if a is self else getattr(b, operators[1])(a)
         name = ufunc.__name__
-        what = f"NumPy's {name} (use minigrad's op: mg.{name}, if the table has it)"
+        op = _op_of_ufunc(ufunc)
+        what = f"NumPy's {name}" + (f" (use minigrad's op: mg.{op})" if op else "")
         if current_mode() >= TRACING:
             raise refuse_traced(what, self.shape)
         raise TypeError(f"{what} on a tensor of shape {self.shape}: NumPy would compute "
@@ -241,6 +250,13 @@ class Tensor:
         if self._data.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
         return len(self._data)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        """The rows `t[0]`, `t[1]`, ... (each a getitem op); a 0-d tensor raises TypeError,
+        as NumPy's 0-d array (Python's fallback to __getitem__ gave no rows)."""
+        if not self.shape:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
 
     def __float__(self) -> float:
         if current_mode() >= TRACING:

@@ -275,7 +275,7 @@ class Trace:
         arrays = tuple([x._data if isinstance(x, Tensor) else x for x in operands])
         try:
             out = op.forward(*arrays, **options) if options else op.forward(*arrays)
-        except (ValueError, TypeError, IndexError) as error:
+        except primitive.OP_ERRORS as error:
             raise primitive._op_error(op.name, error, arrays) from None
         if op.residual:
             out, residual = out

@@ -17,6 +17,9 @@ Each optimizer is one subclass of :class:`Optimizer` with
   new state)`` (the parameter moves to ``p - step``; ``h`` holds the group's
   hyperparameters as attributes, ``t`` counts the parameter's updates from 1) and, for a
   rule that takes the gradient elsewhere than at ``p``, ``look_ahead(h, state)``.
+  ``init`` gives a parameter's state when it is first used, at its first step, from the
+  hyperparameters then: one that seeds the state (RProp's ``step_init``) may be changed
+  until then, as in PyTorch, where a parameter has no state before its first step.
 
 Every rule is elementwise, so the shell lays the parameters of a group that share a dtype
 end to end and runs the rule once for all of them: a step costs a few NumPy calls whatever
@@ -29,6 +32,10 @@ State dict (also what ``minigrad.save(opt, path)`` writes): a flat dict of array
     "groups.<i>.params"             the positions of the group's parameters
     "state.<j>.step"                updates applied to parameter j (0-d int64)
     "state.<j>.<name>"              the rule's state for parameter j, its shape and dtype
+
+A parameter not updated yet (step 0) has no state of its own: its arrays are what ``init``
+gives with the current hyperparameters, and loaded ones are checked, then replaced by
+``init``'s at its first step.
 
 ``state_dict`` returns copies and ``load_state_dict`` stores copies. ``check_finite`` is a
 safety switch, not part of the trajectory, and is not saved.
@@ -308,7 +315,8 @@ class Optimizer(abc.ABC):
 
     @abc.abstractmethod
     def init(self, h: ParamGroup, p: np.ndarray) -> State:
-        """The state of parameters not updated yet, arrays shaped like ``p``."""
+        """The state of parameters not updated yet, arrays shaped like ``p`` (whose values
+        are not given); called at their first step, with the hyperparameters then."""
 
     @abc.abstractmethod
     def update(self, h: ParamGroup, t: int, p: np.ndarray, g: np.ndarray,
@@ -365,7 +373,7 @@ class Optimizer(abc.ABC):
         """The closure's loss and the commits, the gradient taken at the look-ahead point;
         the parameters are back where they were if anything raises."""
         moves = [(i, b, move) for i, b in enumerate(self._buckets)
-                 if (move := self.look_ahead(b.group, b.state)) is not None]
+                 if (move := self.look_ahead(b.group, b.current_state())) is not None]
         if moves and closure is None:
             raise TypeError(
                 f"{type(self).__name__}.step needs a closure: the gradient is taken at the "
@@ -410,7 +418,8 @@ class Optimizer(abc.ABC):
         optimizer's state dict), each group's parameters and hyperparameters (by the
         bounds), each step count (an integer >= 0) and each state array (real numbers, the
         parameter's shape, finite once cast to its dtype, inside the rule's domain). Any
-        defect raises a one-line ValueError naming it.
+        defect raises a one-line ValueError naming it. The state arrays of a parameter at
+        step 0 are checked but not used: its first step starts from ``init``'s.
         """
         where = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, Mapping):
@@ -473,7 +482,24 @@ class _Bucket:
         self.gradient_views = [self.gradients[s].reshape(shape)
                                for s, shape in zip(self.slices, self.shapes, strict=True)]
         self.steps = [0] * len(self.params)
-        self.state = optimizer.init(group, self.buffer)
+        self.state = optimizer.init(group, self.buffer)  # its names and layout; see below
+        self.started = False  # every parameter updated at least once
+
+    def current_state(self) -> State:
+        """The rule's state, with that of the parameters not updated yet given by ``init``
+        now: a hyperparameter that seeds the state takes effect at each parameter's first
+        step, whenever it was set before."""
+        if self.started:
+            return self.state
+        fresh = self.optimizer.init(self.group, self.buffer)
+        if not any(self.steps):
+            return fresh
+        state = {k: v.copy() for k, v in self.state.items()}
+        for s, t in zip(self.slices, self.steps, strict=True):
+            if t == 0:
+                for k, v in state.items():
+                    v[s] = fresh[k][s]
+        return state
 
     @property
     def owner(self) -> str:
@@ -558,12 +584,12 @@ class _Bucket:
             self.check_finite(g)
         p = self.buffer.copy()
         t = steps[0] + 1
-        step, state = self.optimizer.update(self.group, t, p, g, self.state)
+        step, state = self.optimizer.update(self.group, t, p, g, self.current_state())
         np.subtract(p, step, out=self.buffer)  # the buffer: scatter writes it
 
         def commit() -> None:
             self.write(arrays)
-            self.state, self.steps = state, [t] * len(steps)
+            self.state, self.steps, self.started = state, [t] * len(steps), True
 
         return commit
 
@@ -608,17 +634,17 @@ class _Bucket:
             self.check_finite(g)
         arrays = self.read()  # anew: the closure may have replaced them
         p = np.concatenate(arrays, axis=None)
-        steps = self.steps
+        steps, current = self.steps, self.current_state()
         if all(present) and steps.count(steps[0]) == len(steps):
-            step, state = self.optimizer.update(self.group, steps[0] + 1, p, g, self.state)
+            step, state = self.optimizer.update(self.group, steps[0] + 1, p, g, current)
             new_p = np.subtract(p, step, out=self.buffer)  # the buffer: scatter's first copy
             steps = [steps[0] + 1] * len(steps)
         else:  # runs of parameters with a gradient and one step count, each apart
             new_p = (p if real is None else real).copy()
-            state = {k: v.copy() for k, v in self.state.items()}
+            state = {k: v.copy() for k, v in current.items()}
             for (t, run) in self.runs(present):
                 part, new = self.optimizer.update(self.group, t, p[run], g[run],
-                                                  {k: v[run] for k, v in self.state.items()})
+                                                  {k: v[run] for k, v in current.items()})
                 new_p[run] = p[run] - part
                 for k, v in new.items():
                     state[k][run] = v
@@ -626,7 +652,7 @@ class _Bucket:
 
         def commit() -> None:
             self.scatter(arrays, new_p)
-            self.state, self.steps = state, steps
+            self.state, self.steps, self.started = state, steps, 0 not in steps
 
         return commit
 
@@ -663,10 +689,11 @@ class _Bucket:
                     f"(check_finite=False disables this check)")
 
     def entries(self) -> Iterable[tuple[int, dict[str, np.ndarray]]]:
+        state = self.current_state()
         for j, s, shape, t in zip(self.positions, self.slices, self.shapes, self.steps,
                                   strict=True):
             yield j, {"step": np.array(t, dtype=np.int64),
-                      **{k: v[s].reshape(shape).copy() for k, v in self.state.items()}}
+                      **{k: v[s].reshape(shape).copy() for k, v in state.items()}}
 
     def load(self, where: str, state_dict: Mapping[str, Any],
              group: ParamGroup) -> Callable[[], None]:
@@ -690,7 +717,7 @@ class _Bucket:
                  else v for k, v in self.state.items()}
 
         def commit() -> None:
-            self.steps, self.state = steps, state
+            self.steps, self.state, self.started = steps, state, 0 not in steps
 
         return commit
 

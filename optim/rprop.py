@@ -15,9 +15,9 @@ __all__ = ["RProp"]
 class RProp(Optimizer):
     r"""RProp without weight-backtracking ("Rprop-", Igel & Huesken 2000), full batch.
 
-    Each parameter *element* has its own step size Delta (initially ``step_init``) and
-    remembers the sign of its previous gradient s_prev (initially 0). At every step, with
-    s = sign(g)::
+    Each parameter *element* has its own step size Delta (``step_init`` at the parameter's
+    first step, read then, as PyTorch's ``lr``) and remembers the sign of its previous
+    gradient s_prev (initially 0). At every step, with s = sign(g)::
 
         if s * s_prev > 0:   Delta = Delta * eta_plus    (same sign: grow)
         if s * s_prev < 0:   Delta = Delta * eta_minus   (flipped: shrink)
@@ -34,15 +34,19 @@ class RProp(Optimizer):
     - *No weight-backtracking*: after a sign flip the parameter still moves, by
       ``-s * Delta`` with the shrunk Delta, and the flipped sign is remembered (unlike
       Rprop+, which undoes the previous move, and iRprop-, which skips the move and stores 0).
-    - *First step*: s_prev = 0, so Delta stays at ``step_init`` and every element moves by
-      ``-sign(g) * step_init``.
+    - *First step*: s_prev = 0, so Delta stays at ``step_init`` (clipped into
+      ``[step_min, step_max]``, as every Delta) and every element moves by
+      ``-sign(g) * Delta``. ``step_init`` is read at each parameter's first step, so
+      ``opt.step_init = 0.1`` holds for the parameters not updated yet.
     - *Gradient exactly 0*: s = 0, so that element does not move, keeps its Delta, and
       stores s_prev = 0; its next step therefore does not adapt Delta either (as on a first
       step).
     - Delta is clipped to ``[step_min, step_max]`` at every step, as in PyTorch, so that
       bounds changed during a run (``opt.step_max = 1.0``) hold from the next step on, for
-      every element; ``step_init`` must lie in that range. With fixed bounds the clip only
-      ever bites a grown or shrunk Delta.
+      every element. ``step_init`` is not bound to that range (once the parameters have
+      moved it no longer matters, and the bounds may change), as in PyTorch: the clip
+      applies to the first Delta too. With fixed bounds and ``step_init`` inside them the
+      clip only ever bites a grown or shrunk Delta.
 
     This is the tutorial's rule (Delta starts at 0.001, eta_plus 1.2, eta_minus 0.5; 500
     full-batch iterations from w_x = -1.5, w_rec = 2) with two deliberate refinements: a
@@ -59,7 +63,7 @@ class RProp(Optimizer):
         params: parameters, or group dicts (see :class:`~optim.optimizer.Optimizer`).
         eta_plus: growth factor, > 1.
         eta_minus: shrink factor, in (0, 1).
-        step_init: initial Delta, in [step_min, step_max].
+        step_init: initial Delta, > 0 (clipped into [step_min, step_max] at the first step).
         step_min: lower bound of Delta, > 0 (a Delta of 0 would freeze the element forever).
         step_max: upper bound of Delta.
         check_finite: raise :class:`~optim.optimizer.NonFiniteGradientError` before any
@@ -88,14 +92,14 @@ class RProp(Optimizer):
 
     @classmethod
     def check_together(cls, values: dict[str, Any]) -> None:
-        low, high, start = values["step_min"], values["step_max"], values["step_init"]
+        # step_init is not checked against the bounds: the first step clips it, as every
+        # Delta, and after it step_init no longer matters (PyTorch checks neither).
+        low, high = values["step_min"], values["step_max"]
         if low > high:
             raise ValueError(f"RProp: invalid step_min={low!r}: must be <= step_max={high!r}")
-        if not low <= start <= high:
-            raise ValueError(f"RProp: invalid step_init={start!r}: must be in [step_min, "
-                             f"step_max] = [{low:g}, {high:g}]")
 
     def init(self, h: ParamGroup, p: np.ndarray) -> State:
+        # Called at the parameters' first step (see the shell): h.step_init is read then.
         return {"step_size": np.full_like(p, h.step_init), "prev_sign": np.zeros_like(p)}
 
     def update(self, h: ParamGroup, t: int, p: np.ndarray, g: np.ndarray,

@@ -2,10 +2,13 @@
 and numerical differentiation (gradients, of inputs and parameters), on drawn sizes;
 `Sequential` and `Module.modules()`."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from minigrad import nn
@@ -151,13 +154,61 @@ def test_cells_refuse_wrong_shapes_and_options():
     with pytest.raises(ValueError, match=r"^GRUCell: expected input whose last axis has 3 "
                                          r"elements, got shape \(2, 4\)$"):
         nn.GRUCell(3, 5)(np.ones((2, 4)))
-    with pytest.raises(ValueError, match=r"^RNNCell: expected a state whose last axis has 5 "
-                                         r"elements, got shape \(2, 4\)$"):
+    with pytest.raises(ValueError, match=r"^RNNCell: expected a state of shape \(2, 5\) for "
+                                         r"an input of shape \(2, 3\), got shape \(2, 4\)$"):
         nn.RNNCell(3, 5)(np.ones((2, 3)), np.ones((2, 4)))
     with pytest.raises(ValueError, match=r"^RNNCell: nonlinearity must be 'tanh' or 'relu'"):
         nn.RNNCell(3, 5, nonlinearity="sigmoid")
     with pytest.raises(TypeError, match=r"^LSTMCell: state must be a pair \(h, c\) or None"):
         nn.LSTMCell(3, 5)(np.ones((2, 3)), np.ones((2, 5)))
+
+
+def wrong_state_shapes(expected):
+    """Shapes other than `expected`, often ones that broadcast against it (PyTorch's
+    (1, batch, hidden) layout, an unbatched state, a batch of 1)."""
+    broadcasting = [(1, *expected), expected[-1:], (*[1] * (len(expected) - 1), expected[-1])]
+    return (st.sampled_from(broadcasting)
+            | hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
+            ).filter(lambda shape: shape != expected)
+
+
+@settings(max_examples=40)
+@given(kind=st.sampled_from(["rnn", "gru", "lstm"]), size=sizes(), part=st.sampled_from("hc"),
+       data=st.data())
+def test_a_state_of_another_shape_is_refused_not_broadcast(kind, size, part, data):
+    """A cell's state must have its input's batch shape, a layer's its X's (both naming the
+    shapes); a state that would broadcast (it did: outputs of shape (L, 1, batch, hidden))
+    is refused too, and the right shape, unbatched included, is taken."""
+    batch, n_in, hidden, bias, seed = size
+    cell_class, layer = {"rnn": (nn.RNNCell, nn.RNN), "gru": (nn.GRUCell, nn.GRU),
+                         "lstm": (nn.LSTMCell, nn.LSTM)}[kind]
+    part = part if kind == "lstm" else "h"
+    expected = (*batch, hidden)
+    shape = data.draw(wrong_state_shapes(expected), label="state shape")
+    cell = _cell(cell_class, n_in, hidden, bias, seed)
+    x, h, c = _inputs(seed, batch, n_in, hidden)
+    bad = np.zeros(shape)
+    state = bad if kind != "lstm" else (bad, c) if part == "h" else (h, bad)
+    what = "a state" if kind != "lstm" else part
+    with pytest.raises(ValueError, match=rf"^{cell_class.__name__}: expected {what} of shape "
+                                         rf"{re.escape(str(expected))} for an input of shape "
+                                         rf"{re.escape(str(x.shape))}, got shape "
+                                         rf"{re.escape(str(shape))}$"):
+        cell(x, state)
+    right = h if kind != "lstm" else (h, c)
+    out = cell(x, right)
+    assert (out[0] if kind == "lstm" else out).shape == expected
+
+    sequence = layer(n_in, hidden, bias, rng=np.random.default_rng(seed))
+    X = np.ones((2, *batch, n_in))
+    with pytest.raises(ValueError, match=rf"^{kind.upper()}: expected {part}0 of shape "
+                                         rf"{re.escape(str(expected))} \(X of shape "
+                                         rf"{re.escape(str(X.shape))} is \(L, \*batch, n_in\), "
+                                         rf"hidden {hidden}\), got shape "
+                                         rf"{re.escape(str(shape))}$"):
+        sequence(X, state)
+    outputs, _ = sequence(X, right)
+    assert outputs.shape == (2, *expected)
 
 
 # --- Sequential and modules() ---------------------------------------------------------------

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad import OPS, Tensor
+from minigrad.tensor import _OPERATORS
 from minigrad.testing.strategies import op_cases
 
 
@@ -271,7 +272,7 @@ def test_no_warnings_on_drawn_inputs(name, data):
         assert np.all(np.isfinite(t.grad))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_saturating_ops_are_finite_at_extremes(dtype):
     with strict_numpy():
         z = Tensor(np.array([-1000.0, 1000.0], dtype), requires_grad=True)
@@ -297,3 +298,73 @@ def test_saturating_ops_are_finite_at_extremes(dtype):
             loss.backward()
             assert np.isfinite(loss.item()) and np.all(np.isfinite(p.grad))
             assert loss.dtype == dtype and p.grad.dtype == dtype
+
+
+@settings(max_examples=50)
+@given(p=st.lists(st.floats(0.0, 1.0) | st.sampled_from([0.0, 1.0]), min_size=1, max_size=6),
+       data=st.data())
+def test_binary_cross_entropy_of_float16_clips_at_float16s_eps_in_float16(p, data):
+    """"eps of their dtype", as its docstring says: float16 probabilities are clipped to
+    [2**-10, 1 - 2**-10] and the loss is float16 (it was float32, clipped at float32's eps:
+    the gradient at p = 0 or 1, about 1 / eps, overflowed float16 to inf with a warning)."""
+    p = np.array(p, np.float16)
+    t = np.array(data.draw(st.lists(st.floats(0.0, 1.0), min_size=p.size, max_size=p.size)),
+                 np.float16)
+    x = Tensor(p, requires_grad=True)
+    with strict_numpy():
+        loss = mg.binary_cross_entropy(x, t)
+        loss.backward()
+    assert loss.dtype == np.float16 and x.grad.dtype == np.float16
+    assert np.all(np.isfinite(x.grad))
+    eps = 2.0**-10
+    pc = np.clip(p.astype(np.float64), eps, 1 - eps)
+    tt = t.astype(np.float64)
+    want = -np.mean(tt * np.log(pc) + (1 - tt) * np.log1p(-pc))
+    assert loss.item() == pytest.approx(want, rel=1e-2, abs=1e-2)
+    want_grad = (pc - tt) / (pc * (1 - pc)) / p.size
+    np.testing.assert_allclose(x.grad, want_grad, rtol=1e-2, atol=1e-2)
+
+
+# --- refusals that name what to use -----------------------------------------------------------
+
+
+# The ops that are a NumPy ufunc, but for those of Python's binary operators, which
+# `array <op> tensor` calls and which compute (tests/test_tensor.py).
+UFUNC_OPS = sorted((name, op.forward) for name, op in OPS.items()
+                   if isinstance(op.forward, np.ufunc)
+                   and not (op.forward.nin == 2 and op.forward.__name__ in _OPERATORS))
+
+
+@pytest.mark.parametrize(("name", "ufunc"), UFUNC_OPS, ids=[n for n, _ in UFUNC_OPS])
+def test_a_numpy_ufunc_on_a_tensor_names_the_op_that_computes_it(name, ufunc):
+    """np.abs(t) suggests mg.abs, np.negative(t) mg.neg (it named mg.absolute and
+    mg.negative, which do not exist); the op named computes what the ufunc does."""
+    x = Tensor(np.array([0.5, 2.0]), requires_grad=True)
+    operands = [x] * ufunc.nin
+    with pytest.raises(TypeError, match=rf"^NumPy's {ufunc.__name__} \(use minigrad's op: "
+                                        rf"mg\.{name}\) on a tensor of shape \(2,\)"):
+        ufunc(*operands)
+    np.testing.assert_array_equal(getattr(mg, name)(*operands).data,
+                                  ufunc(*[x.data] * ufunc.nin))
+
+
+def test_a_numpy_ufunc_the_table_lacks_suggests_no_op():
+    x = Tensor(np.ones(2), requires_grad=True)
+    for ufunc in (np.sin, np.log1p, np.arctan2):
+        assert not hasattr(mg, ufunc.__name__)
+        with pytest.raises(TypeError, match=rf"^NumPy's {ufunc.__name__} on a tensor of shape "
+                                            r"\(2,\): NumPy would compute outside the graph"):
+            ufunc(*[x] * ufunc.nin)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "div", "maximum"])
+def test_an_int_too_large_for_numpy_names_the_op_and_shapes(name, grad, compiled):
+    """x * 10**400 raised NumPy's bare OverflowError ("int too large to convert to float");
+    an OverflowError still, naming the op and the shapes, eager and traced alike."""
+    op = getattr(mg, name)
+    f = mg.compile(lambda x: op(x, 10**400)) if compiled else (lambda x: op(x, 10**400))
+    with pytest.raises(OverflowError, match=rf"^{name}: invalid inputs of shapes \(2, 3\), "
+                                            r"\(\): int too large to convert to float$"):
+        f(Tensor(np.ones((2, 3)), requires_grad=grad))

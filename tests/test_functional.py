@@ -1,11 +1,14 @@
 """`grad` and `value_and_grad`: argnums as an int or a tuple, zeros for unused arguments, the
-value as a float, and a clear error when f does not return a scalar."""
+value as a float, a clear error when f does not return a scalar, and no `.grad` touched."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
-from minigrad import grad, value_and_grad
+from minigrad import grad, nn, value_and_grad
 
 
 def f(x, y):
@@ -83,3 +86,47 @@ def test_non_scalar_result_is_an_error(result, described):
 def test_argnums_out_of_range():
     with pytest.raises(ValueError, match=r"argnums 2 out of range for 2 arguments"):
         grad(f, argnums=2)(X, Y)
+
+
+def _reference(fn, args, positions):
+    """The gradients as backward() leaves them in the arguments' .grad (what grad and
+    value_and_grad returned before they stopped calling backward)."""
+    inputs = [mg.Tensor(a, requires_grad=True) if i in positions else a
+              for i, a in enumerate(args)]
+    out = fn(*inputs)
+    out.backward()
+    return out.item(), tuple(inputs[i].grad for i in positions)
+
+
+@settings(max_examples=40)
+@given(shape=hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+       dtype=st.sampled_from([np.float64, np.float32]), seed=st.integers(0, 2**32 - 1),
+       argnums=st.sampled_from([0, 1, (0, 1), (1, 0, 1)]))
+def test_grad_leaves_every_dot_grad_alone_and_returns_what_backward_gives(shape, dtype, seed,
+                                                                         argnums):
+    """A gradient with respect to inputs (saliency) through a model does not fill the
+    model's .grad (it did: a following backward() and step applied both gradients, as
+    jax.grad has no side effect), nor change one set before; the value and gradients are
+    bitwise those backward() leaves in the arguments' .grad."""
+    rng = np.random.default_rng(seed)
+    n = shape[-1] if shape else 1
+    model = nn.Linear(n, 2, rng=rng, dtype=dtype)
+    model.bias.grad = rng.normal(size=2).astype(dtype)
+    before = model.bias.grad.copy()
+    x, y = (rng.normal(size=shape).astype(dtype) for _ in range(2))
+
+    def fn(x, y):  # x used twice: its gradient sums two paths
+        return (mg.tanh(model(mg.reshape(x * y, (-1, n)))) ** 2).sum() + (x * x).sum()
+
+    value, grads = value_and_grad(fn, argnums)(x, y)
+    only = grad(fn, argnums)(x, y)
+    assert model.weight.grad is None
+    np.testing.assert_array_equal(model.bias.grad, before)
+    positions = (argnums,) if isinstance(argnums, int) else argnums
+    want_value, want = _reference(fn, (x, y), positions)  # fills the model's .grad
+    assert value == want_value
+    for got in (grads, only):
+        got = got if isinstance(argnums, tuple) else (got,)
+        for g, expected in zip(got, want, strict=True):
+            assert g.dtype == expected.dtype == dtype
+            np.testing.assert_array_equal(g, expected)

@@ -143,11 +143,13 @@ def test_sgd_matches_transcription(variant, data):
 
 
 def rprop_reference(inits, steps, eta_plus, eta_minus, step_init, step_min, step_max,
-                    bounds_at=None):
+                    bounds_at=None, starts_at=None):
     """RProp- element by element, in plain Python floats, Delta clipped at every step.
-    ``bounds_at``: per step, the (step_min, step_max) in force (default: the given ones)."""
+    ``bounds_at``: per step, the (step_min, step_max) in force (default: the given ones);
+    ``starts_at``: per step, the step_init in force (default: the given one), which a
+    parameter's Delta starts at on its first step with a gradient."""
     ps = [x.reshape(-1).tolist() for x in inits]
-    deltas = [[step_init] * len(p) for p in ps]
+    deltas: list[list[float] | None] = [None] * len(ps)
     prevs = [[0.0] * len(p) for p in ps]
     out = []
     for k, grads in enumerate(steps):
@@ -155,6 +157,8 @@ def rprop_reference(inits, steps, eta_plus, eta_minus, step_init, step_min, step
         for i, g in enumerate(grads):
             if g is None:
                 continue
+            if deltas[i] is None:
+                deltas[i] = [step_init if starts_at is None else starts_at[k]] * len(ps[i])
             for j, gj in enumerate(g.reshape(-1).tolist()):
                 s = 1.0 if gj > 0 else (-1.0 if gj < 0 else 0.0)
                 if s * prevs[i][j] > 0:
@@ -209,6 +213,57 @@ def test_rprop_clips_every_step_size_into_bounds_changed_mid_run(problem, hyper,
     bounds = [(hyper["step_min"], hyper["step_max"])] * change + [new] * (len(steps) - change)
     assert_trajectories_equal(got, rprop_reference(inits, steps, **hyper, bounds_at=bounds))
     opt.load_state_dict(opt.state_dict())
+
+
+@given(problems(max_steps=8), rprop_hyperparameters(), st.data())
+def test_rprop_step_init_takes_effect_at_each_parameters_first_step(problem, hyper, data):
+    """step_init set between steps (inside the bounds or not) seeds the Delta of each
+    parameter at its first step with a gradient, as torch's Rprop reads lr; a run saved
+    and resumed (before the first step too) by an optimizer built with another step_init
+    follows the same trajectory."""
+    inits, steps = problem
+    starts = data.draw(st.lists(st.none() | st.floats(1e-4, 10.0), min_size=len(steps),
+                                max_size=len(steps)), label="step_init set before step k")
+    resume = data.draw(st.integers(0, len(steps)), label="save and resume before step")
+    params = [Param(x.copy()) for x in inits]
+    opt = optim.RProp(params, **hyper)
+    got, in_force = [], []
+    for k, grads in enumerate(steps):
+        if k == resume:
+            saved = opt.state_dict()
+            opt = optim.RProp(params, **{**hyper, "step_init": 5.0})
+            opt.load_state_dict(saved)
+        if starts[k] is not None:
+            opt.step_init = starts[k]
+        in_force.append(opt.step_init)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = None if g is None else g.copy()
+        opt.step()
+        got.append([p.data.copy() for p in params])
+    want = rprop_reference(inits, steps, **hyper, starts_at=in_force)
+    assert_trajectories_equal(got, want)
+
+
+def test_rprop_bounds_and_step_init_do_not_bind_each_other():
+    """After the first step, step_min may rise above step_init (which no longer matters);
+    a step_init outside [step_min, step_max] is accepted and clipped at the first step, as
+    every Delta (as in PyTorch). Bounds that contradict each other are still refused."""
+    p = Param(np.zeros(2))
+    opt = optim.RProp([p], step_init=0.1, step_min=0.01, step_max=0.5)
+    p.grad = np.array([1.0, -1.0])
+    opt.step()
+    opt.step_min = 0.2
+    opt.step()  # Delta 0.1 grows to 0.12, clipped up to 0.2
+    np.testing.assert_array_equal(p.data, [-0.1 - 0.2, 0.1 + 0.2])
+    with pytest.raises(ValueError, match=r"RProp: invalid step_min=0\.9: must be <= step_max"):
+        opt.step_min = 0.9
+    assert opt.step_min == 0.2
+
+    q = Param(np.zeros(2))
+    opt = optim.RProp([q], step_init=2.0, step_min=0.01, step_max=0.5)
+    q.grad = np.array([1.0, -1.0])
+    opt.step()
+    np.testing.assert_array_equal(q.data, [-0.5, 0.5])
 
 
 def test_rprop_lowered_step_max_bounds_the_next_move():

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from minigrad import Tensor
@@ -131,3 +133,26 @@ def test_data_set_to_integers_takes_the_constructors_dtype(value):
     np.testing.assert_array_equal(w.grad, [0.3, 0.3])
     with pytest.raises(TypeError, match="dtype"):
         w.data = np.array(["a", "b"])
+
+
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4),
+                  elements={"min_value": -10, "max_value": 10}))
+def test_iteration_gives_the_rows_as_tensors_and_refuses_a_0d_tensor(values):
+    """As NumPy's arrays: the rows, each t[i] (gradients flow through them); a 0-d tensor
+    raises TypeError (it iterated as empty: list(Tensor(3.0)) == [] while len() raised)."""
+    t = Tensor(values, requires_grad=True)
+    rows = list(t)
+    assert len(rows) == len(values)
+    for row, want in zip(rows, values, strict=True):
+        assert isinstance(row, Tensor)
+        np.testing.assert_array_equal(row.data, want)
+    if rows:
+        mg.stack([row * float(i) for i, row in enumerate(rows)]).sum().backward()
+        np.testing.assert_array_equal(
+            t.grad, np.broadcast_to(np.arange(len(values)).reshape(-1, *[1] * (values.ndim - 1)),
+                                    values.shape))
+    for zero_d in (Tensor(3.0), Tensor(values.sum(), requires_grad=True)):
+        with pytest.raises(TypeError, match=r"^iteration over a 0-d tensor$"):
+            list(zero_d)
+        with pytest.raises(TypeError, match=r"^iteration over a 0-d tensor$"):
+            sum(zero_d)
