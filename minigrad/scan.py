@@ -66,6 +66,16 @@ def _flatten(tree: Any, what: str) -> tuple[list[Any], int | None]:
     return [tree], None
 
 
+def _flat(leaves: list[Any], what: str) -> list[Any]:
+    """`leaves`, refused if one is itself a structure: scan takes flat tuples only."""
+    for leaf in leaves:
+        if isinstance(leaf, (tuple, list, dict)):
+            raise TypeError(f"scan: {what} must be a tensor, an array, a number or a flat "
+                            f"tuple of them, got a {type(leaf).__name__}"
+                            + (" inside a tuple" if len(leaves) > 1 else ""))
+    return leaves
+
+
 def _unflatten(leaves: Sequence[Any], n: int | None) -> Any:
     return leaves[0] if n is None else tuple(leaves)
 
@@ -492,6 +502,7 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
                                  f"to {new.shape} {new.dtype} in one step; f must keep it")
             outs.append(new)
         y_leaves, y_tree = ([], None) if y is None else _flatten(y, "y")
+        _flat(y_leaves, "y")
         has_y = None if y is None else tuple(v is not None for v in y_leaves)
         outs += [_owned(v, trace) for v in y_leaves if v is not None]
     # A carry that needs no gradient at the start but comes to need one after a step (a zero
@@ -685,16 +696,17 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     written anywhere.
     """
     carry, carry_tree = _flatten(init, "init")
-    carry = [_leaf(c, "init") for c in carry]
-    if xs is None:
+    carry = [_leaf(c, "init") for c in _flat(carry, "init")]
+    if xs is None or type(xs) is tuple and not xs:  # no per-step input: None, or ()
+        xs_tree0: int | None = -1 if xs is None else 0
         if length is None or isinstance(length, bool) or not isinstance(length, int) \
                 or length < 0:
             raise ValueError(f"scan: without xs, length must be an integer >= 0, got {length!r}")
         x_leaves: list[Any] = []
-        xs_tree: int | None = -1
+        xs_tree: int | None = xs_tree0
     else:
         x_leaves, xs_tree = _flatten(xs, "xs")
-        x_leaves = [_leaf(x, "xs") for x in x_leaves]
+        x_leaves = [_leaf(x, "xs") for x in _flat(x_leaves, "xs")]
         lengths = {_data(x).shape[:1] for x in x_leaves}
         if any(_data(x).ndim == 0 for x in x_leaves) or len(lengths) != 1:
             raise ValueError("scan: every xs must have the same leading axis length, got "

@@ -1405,3 +1405,23 @@ def test_a_float64_cotangent_of_a_lower_precision_step_is_not_rounded(dtype, see
     assert np.isfinite(w_scan).all()
     # the same terms summed in another order (README): one rounding of W's dtype apart
     np.testing.assert_allclose(w_scan, w_loop, rtol=2 * np.finfo(dtype).eps, atol=0)
+
+
+def test_an_empty_tuple_of_xs_takes_length_as_jax_does():
+    """`xs=()` with `length` (jax.lax.scan's way of no per-step input) was refused with
+    "every xs must have the same leading axis length, got shapes []"."""
+    carry, ys = mg.scan(lambda c, x: (c + 1.0, c * 2.0 if x == () else None), 0.0, xs=(),
+                        length=3)
+    assert carry.item() == 3.0 and ys.data.tolist() == [0.0, 2.0, 4.0]
+    with pytest.raises(ValueError, match="without xs, length must be"):
+        mg.scan(lambda c, x: (c, c), 0.0, xs=())
+
+
+@pytest.mark.parametrize("y", [lambda c: (c, (c, c)), lambda c: {"a": c}, lambda c: [c]],
+                         ids=["nested tuple", "dict", "list"])
+def test_a_structured_y_is_refused_naming_it(y):
+    """A nested tuple y raised a TraceError about NumPy on a traced tensor, a dict y
+    "must hold numbers, got dtype object"."""
+    with pytest.raises(TypeError, match=r"scan: y must be a tensor, an array, .* flat tuple"
+                                        r"|list \(a tuple keeps"):
+        mg.scan(lambda c, x: (c, y(c)), 0.0, length=2)
