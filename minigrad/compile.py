@@ -17,14 +17,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from . import nn, tape
 from .modes import ANOMALY, RECORDING, TRACING, TraceError, current_mode
 from .tape import Node
-from .tensor import Tensor, _make, accumulate_grads
+from .tensor import Tensor, _make, accumulate_grads, plain_array
 from .trace import Program, Trace, frozen
 
 __all__ = ["CompiledFunction", "TraceError", "compile"]
@@ -32,11 +32,12 @@ __all__ = ["CompiledFunction", "TraceError", "compile"]
 _ndarray = np.ndarray
 
 
-def _signature(args: tuple, mode: int) -> tuple:
+def _signature(args: tuple, mode: int) -> tuple | None:
     """The cache key of a call: the mode, each argument's shape, dtype and layout (its
     strides: a loop traced inside chooses where to compute by it; a Tensor's requires-grad
     too) or, for any other argument, its type and value (hashable; -0.0 told from 0.0 and
-    every NaN equal to itself: `trace.frozen`), and which arguments are the same object."""
+    every NaN equal to itself: `trace.frozen`), and which arguments are the same object.
+    None if an argument is an array of an ndarray subclass (`_plain_arrays`)."""
     key: list[Any] = [mode & (RECORDING | ANOMALY)]
     ids: list[int] = []
     for i, a in enumerate(args):
@@ -49,6 +50,8 @@ def _signature(args: tuple, mode: int) -> tuple:
             data = a._data
             key.append((data.shape, data.dtype, data.strides, a.requires_grad))
             ids.append(id(a))
+        elif isinstance(a, _ndarray):  # a memmap, say: the caller passes it as a plain array
+            return None
         else:
             try:
                 hash(a)
@@ -60,6 +63,15 @@ def _signature(args: tuple, mode: int) -> tuple:
     if len(set(ids)) < len(ids):  # aliasing: the same object at several positions
         key.append(tuple(ids.index(x) for x in ids))
     return tuple(key)
+
+
+def _plain_arrays(args: tuple) -> tuple:
+    """`args` with each array of an ndarray subclass (`np.memmap`) a plain view of it, as an
+    op takes it (`primitive.constant`): a program reads it, and copies it where a node keeps
+    it, as a plain array (a masked array is refused)."""
+    return tuple([plain_array(a, f"compile: argument {i}")
+                  if isinstance(a, _ndarray) and type(a) is not _ndarray else a
+                  for i, a in enumerate(args)])
 
 
 def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
@@ -256,6 +268,9 @@ class CompiledFunction:
         if mode >= TRACING:  # inside another trace: be traced by it
             return self.fn(*args)
         key = _signature(args, mode)
+        if key is None:  # an array of an ndarray subclass among them
+            args = _plain_arrays(args)
+            key = cast(tuple, _signature(args, mode))
         replay = self._cache.get(key)  # (without the lock: each dict step is atomic)
         if replay is not None:
             try:  # noqa: SIM105 (contextlib.suppress costs a context manager per call)
@@ -280,7 +295,8 @@ class CompiledFunction:
         comes back as a Python float."""
         mode = current_mode()
         if RECORDING <= mode < TRACING and not mode & ANOMALY:
-            replay = self._cache.get(_signature(args, mode))
+            key = _signature(args, mode)
+            replay = self._cache.get(key) if key is not None else None
             if replay is not None and replay.requires_grad and replay.scalar:
                 value = replay.value_and_backward(args)
                 if value is not None:

@@ -43,7 +43,7 @@ import numpy as np
 from . import anomaly
 from .modes import RECORDING, TRACING, TraceError, current_mode
 from .tape import Node
-from .tensor import Tensor, _make
+from .tensor import Tensor, _make, plain_array
 
 _SAVES = ("both", "inputs", "output", "nothing")
 # NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
@@ -344,8 +344,7 @@ def kept_options(options: dict[str, Any]) -> dict[str, Any]:
     a VJP reads is, since the caller's may change before the backward (or before a cached
     loop's next call). Nothing else is copied: a tensor or a lock in a list is kept as is."""
     for value in options.values():  # (a loop, not any(): every recorded x[:, t] comes here)
-        kind = type(value)
-        if kind in _MUTABLE or kind is tuple and _mutable(value):
+        if _mutable(value):
             return {k: _kept(v) for k, v in options.items()}
     return options
 
@@ -353,12 +352,15 @@ def kept_options(options: dict[str, Any]) -> dict[str, Any]:
 _MUTABLE = frozenset({_ndarray, list, dict})
 
 
-def _mutable(parts: tuple) -> bool:
-    for x in parts:
-        kind = type(x)
-        if kind in _MUTABLE or kind is tuple and _mutable(x):
-            return True
-    return False
+def _mutable(x: Any) -> bool:
+    """Whether `x` is, or holds in tuples, an array (of any ndarray class), a list or a dict."""
+    kind = type(x)
+    if kind is tuple:
+        for part in x:  # noqa: SIM110 (a loop, not any(): see kept_options)
+            if _mutable(part):
+                return True
+        return False
+    return kind in _MUTABLE or issubclass(kind, _ndarray)  # (a failed isinstance costs more)
 
 
 def _kept(value: Any) -> Any:
@@ -413,6 +415,8 @@ def constant(x: Any, op_name: str) -> Any:
     kind (a `fractions.Fraction`) is refused: NumPy would make an array of Python objects
     of it, which no later op computes on."""
     if isinstance(x, _ndarray):
+        if type(x) is not _ndarray:
+            x = plain_array(x, op_name)
         if x.dtype.kind not in "biuf":
             raise TypeError(f"{op_name}: cannot use an array of dtype {x.dtype}")
         return x
