@@ -354,10 +354,11 @@ def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFuncti
 
     The rules, as `jax.jit`'s:
     - The signature is each Tensor or NumPy array argument's shape, dtype and strides (a
-      Tensor's requires-grad too), the type and value of any other argument (a number, a
-      string: baked into the program; -0.0 is not 0.0), which arguments are the same
-      object, and this thread's grad and anomaly mode. The `cache_size` most recently used
-      are kept.
+      Tensor's requires-grad too; an array of an ndarray subclass, a memmap, is taken as a
+      plain array, as an op takes it; a masked array is refused), the type and value of
+      any other argument (a number, a string: baked into the program; -0.0 is not 0.0),
+      which arguments are the same object, and this thread's grad and anomaly mode. The
+      `cache_size` most recently used are kept.
     - `fn` runs only when traced, on tracers: Python may read their shapes and dtypes, not
       their values (`bool`, `float`, `.item()`, `.data`, NumPy on them raise `TraceError`,
       on every tensor while tracing); conversions and layout changes go through ops

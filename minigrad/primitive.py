@@ -22,10 +22,13 @@ Saved arrays never change under the graph. A tensor whose array a node saves (or
 shares its array with an op's output view) is marked shared and its array made read-only;
 its next `.data` access hands out a fresh copy (copy-on-write), so `w.data += 1` or an
 optimizer step between forward and backward changes the tensor, not the recorded values.
-A plain NumPy array a VJP reads is copied when recorded, and so is a handed-out array that
-something still holds (`a = w.data` or a view `v = w.data[:2]` taken before the forward
-pass: a view's writeable flag is its own, so freezing could not stop it); writes through
-those change the tensor, never the recorded values (`Tensor._share`).
+A NumPy array a VJP reads is copied when recorded (one of an ndarray subclass, a
+`np.memmap`, as the plain array `constant` makes of it; a masked array is refused: its
+mask would be ignored), and so is a handed-out array that something still holds
+(`a = w.data` or a view `v = w.data[:2]` taken before the forward pass: a view's writeable
+flag is its own, so freezing could not stop it) or that is a view itself (`w.data =
+buf[:2]`: freezing it leaves `buf` writable); writes through those change the tensor,
+never the recorded values (`Tensor._share`).
 """
 
 from __future__ import annotations
@@ -411,7 +414,8 @@ def identity_vjp(g: Any, *_: Any, **__: Any) -> Any:
 
 def constant(x: Any, op_name: str) -> Any:
     """A non-Tensor operand as NumPy will see it: numbers pass as they are (so a Python float
-    does not promote a float32 tensor), arrays must be numeric. A real number of another
+    does not promote a float32 tensor), arrays must be numeric; one of an ndarray subclass
+    becomes a plain view of it, a masked array is refused (`plain_array`). A real number of another
     kind (a `fractions.Fraction`) is refused: NumPy would make an array of Python objects
     of it, which no later op computes on."""
     if isinstance(x, _ndarray):
