@@ -424,8 +424,10 @@ def _scale_by_option():
                     (lambda g, out, s: g * np.asarray(s),), saves="nothing", register=False)
 
 
-@pytest.mark.parametrize("wrap", [lambda a: a, list, lambda a: (a,), lambda a: {"s": a}],
-                         ids=["array", "list", "array in a tuple", "array in a dict"])
+@pytest.mark.parametrize("wrap", [lambda a: a, list, lambda a: (a,), lambda a: {"s": a},
+                                  lambda a: a.view(Subclassed), lambda a: (a.view(Subclassed),)],
+                         ids=["array", "list", "array in a tuple", "array in a dict",
+                              "subclass array", "subclass array in a tuple"])
 def test_an_array_or_list_option_is_kept_as_it_was_when_recorded(wrap):
     """The node held the caller's array option itself: editing it before backward changed the
     gradient (5 where 1 is right); an operand array is copied, and an option is now too,
