@@ -21,14 +21,14 @@ import time
 import types
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from . import nn, tape
 from .modes import ANOMALY, RECORDING, TRACING, TraceError, current_mode
 from .tape import Node
-from .tensor import Tensor, _make, accumulate_grads
+from .tensor import Tensor, _make, accumulate_grads, plain_array
 from .trace import Program, Trace, frozen
 
 __all__ = ["CompiledFunction", "TraceError", "compile"]
@@ -36,11 +36,12 @@ __all__ = ["CompiledFunction", "TraceError", "compile"]
 _ndarray = np.ndarray
 
 
-def _signature(args: tuple, mode: int) -> tuple:
+def _signature(args: tuple, mode: int) -> tuple | None:
     """The cache key of a call: the mode, each argument's shape, dtype and layout (its
     strides: a loop traced inside chooses where to compute by it; a Tensor's requires-grad
     too) or, for any other argument, its type and value (hashable; -0.0 told from 0.0 and
-    every NaN equal to itself: `trace.frozen`), and which arguments are the same object."""
+    every NaN equal to itself: `trace.frozen`), and which arguments are the same object.
+    None if an argument is an array of an ndarray subclass (`_plain_arrays`)."""
     key: list[Any] = [mode & (RECORDING | ANOMALY)]
     ids: list[int] = []
     for i, a in enumerate(args):
@@ -53,6 +54,8 @@ def _signature(args: tuple, mode: int) -> tuple:
             data = a._data
             key.append((data.shape, data.dtype, data.strides, a.requires_grad))
             ids.append(id(a))
+        elif isinstance(a, _ndarray):  # a memmap, say: the caller passes it as a plain array
+            return None
         else:
             if not _static(a):
                 raise TypeError(f"compile: argument {i} is a {type(a).__name__}, which cannot "
@@ -76,6 +79,15 @@ def _static(a: Any) -> bool:
     if type(a) is tuple or type(a) is frozenset:
         return all(_static(x) for x in a)
     return isinstance(a, _STATICS)
+
+
+def _plain_arrays(args: tuple) -> tuple:
+    """`args` with each array of an ndarray subclass (`np.memmap`) a plain view of it, as an
+    op takes it (`primitive.constant`): a program reads it, and copies it where a node keeps
+    it, as a plain array (a masked array is refused)."""
+    return tuple([plain_array(a, f"compile: argument {i}")
+                  if isinstance(a, _ndarray) and type(a) is not _ndarray else a
+                  for i, a in enumerate(args)])
 
 
 def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
@@ -290,6 +302,9 @@ class CompiledFunction:
         if mode >= TRACING:  # inside another trace: be traced by it
             return self.fn(*args)
         key = _signature(args, mode)
+        if key is None:  # an array of an ndarray subclass among them
+            args = _plain_arrays(args)
+            key = cast(tuple, _signature(args, mode))
         replay = self._cache.get(key)  # (without the lock: each dict step is atomic)
         if replay is not None:
             try:  # noqa: SIM105 (contextlib.suppress costs a context manager per call)
@@ -315,8 +330,9 @@ class CompiledFunction:
         mode = current_mode()
         if RECORDING <= mode < TRACING and not mode & ANOMALY:
             key = _signature(args, mode)
-            replay = self._cache.get(key)
-            if replay is not None and replay.requires_grad and replay.scalar:
+            replay = self._cache.get(key) if key is not None else None
+            if key is not None and replay is not None and replay.requires_grad \
+                    and replay.scalar:
                 with contextlib.suppress(KeyError):  # (evicted by another thread meanwhile)
                     self._cache.move_to_end(key)  # the most recently used, as by a call
                 value = replay.value_and_backward(args)
@@ -376,11 +392,12 @@ def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFuncti
 
     The rules, as `jax.jit`'s:
     - The signature is each Tensor or NumPy array argument's shape, dtype and strides (a
-      Tensor's requires-grad too), the type and value of any other argument (a number, a
-      string, None, a dtype, a function, a module by identity, or a tuple of them: baked
-      into the program; -0.0 is not 0.0; other objects are refused), which arguments are
-      the same object, and this thread's grad and anomaly mode. The `cache_size` most
-      recently used are kept.
+      Tensor's requires-grad too; an array of an ndarray subclass, a memmap, is taken as a
+      plain array, as an op takes it; a masked array is refused), the type and value of
+      any other argument (a number, a string, None, a dtype, a function, a module by
+      identity, or a tuple of them: baked into the program; -0.0 is not 0.0; other objects
+      are refused), which arguments are the same object, and this thread's grad and
+      anomaly mode. The `cache_size` most recently used are kept.
     - `fn` runs only when traced, on tracers: Python may read their shapes and dtypes, not
       their values (`bool`, `float`, `.item()`, `.data`, `.grad`, `.is_leaf`, NumPy on
       them raise `TraceError`, as do `.data` of every tensor, `backward()`, `gradients`

@@ -22,10 +22,13 @@ Saved arrays never change under the graph. A tensor whose array a node saves (or
 shares its array with an op's output view) is marked shared (its array frozen if it was
 handed out); its next `.data` access hands out a fresh copy (copy-on-write), so `w.data += 1` or an
 optimizer step between forward and backward changes the tensor, not the recorded values.
-A plain NumPy array a VJP reads is copied when recorded, and so is a handed-out array that
-something still holds (`a = w.data` or a view `v = w.data[:2]` taken before the forward
-pass: a view's writeable flag is its own, so freezing could not stop it); writes through
-those change the tensor, never the recorded values (`Tensor._share`).
+A NumPy array a VJP reads is copied when recorded (one of an ndarray subclass, a
+`np.memmap`, as the plain array `constant` makes of it; a masked array is refused: its
+mask would be ignored), and so is a handed-out array that something still holds
+(`a = w.data` or a view `v = w.data[:2]` taken before the forward pass: a view's writeable
+flag is its own, so freezing could not stop it) or that is a view itself (`w.data =
+buf[:2]`: freezing it leaves `buf` writable); writes through those change the tensor,
+never the recorded values (`Tensor._share`).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import numpy as np
 from . import anomaly
 from .modes import RECORDING, TRACING, TraceError, current_mode
 from .tape import Node
-from .tensor import Tensor, _make
+from .tensor import Tensor, _make, plain_array
 
 _SAVES = ("both", "inputs", "output", "nothing")
 # NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
@@ -347,8 +350,7 @@ def kept_options(options: dict[str, Any]) -> dict[str, Any]:
     a VJP reads is, since the caller's may change before the backward (or before a cached
     loop's next call). Nothing else is copied: a tensor or a lock in a list is kept as is."""
     for value in options.values():  # (a loop, not any(): every recorded x[:, t] comes here)
-        kind = type(value)
-        if kind in _MUTABLE or kind is tuple and _mutable(value):
+        if _mutable(value):
             return {k: _kept(v) for k, v in options.items()}
     return options
 
@@ -356,12 +358,15 @@ def kept_options(options: dict[str, Any]) -> dict[str, Any]:
 _MUTABLE = frozenset({_ndarray, list, dict})
 
 
-def _mutable(parts: tuple) -> bool:
-    for x in parts:
-        kind = type(x)
-        if kind in _MUTABLE or kind is tuple and _mutable(x):
-            return True
-    return False
+def _mutable(x: Any) -> bool:
+    """Whether `x` is, or holds in tuples, an array (of any ndarray class), a list or a dict."""
+    kind = type(x)
+    if kind is tuple:
+        for part in x:  # noqa: SIM110 (a loop, not any(): see kept_options)
+            if _mutable(part):
+                return True
+        return False
+    return kind in _MUTABLE or issubclass(kind, _ndarray)  # (a failed isinstance costs more)
 
 
 def _kept(value: Any) -> Any:
@@ -412,10 +417,13 @@ def identity_vjp(g: Any, *_: Any, **__: Any) -> Any:
 
 def constant(x: Any, op_name: str) -> Any:
     """A non-Tensor operand as NumPy will see it: numbers pass as they are (so a Python float
-    does not promote a float32 tensor), arrays must be numeric. A real number of another
+    does not promote a float32 tensor), arrays must be numeric; one of an ndarray subclass
+    becomes a plain view of it, a masked array is refused (`plain_array`). A real number of another
     kind (a `fractions.Fraction`) is refused: NumPy would make an array of Python objects
     of it, which no later op computes on."""
     if isinstance(x, _ndarray):
+        if type(x) is not _ndarray:
+            x = plain_array(x, op_name)
         if x.dtype.kind not in "biuf":
             raise TypeError(f"{op_name}: cannot use an array of dtype {x.dtype}")
         return x

@@ -26,7 +26,7 @@ from . import anomaly, tape
 from .modes import ANOMALY, RECORDING, current_mode, no_grad
 from .primitive import Domain, Op, defop, identity_vjp, recorder, writes_into
 from .tape import Contributions, Cotangent, accumulate, sum_to_shape
-from .tensor import Tensor
+from .tensor import Tensor, plain_array
 from .trace import Program, Trace, settle
 
 __all__ = ["scan"]
@@ -83,7 +83,7 @@ def _unflatten(leaves: Sequence[Any], n: int | None) -> Any:
 def _leaf(x: Any, what: str) -> Tensor | np.ndarray:
     if isinstance(x, Tensor):
         return x
-    array = np.asarray(x)
+    array = plain_array(x, f"scan: {what}")
     if array.dtype.kind not in "biuf":
         raise TypeError(f"scan: {what} must hold numbers, got dtype {array.dtype}")
     return array if array.dtype.kind == "f" else array.astype(np.float64)

@@ -110,7 +110,7 @@ class Tensor:
     def data(self, value: Any) -> None:
         if current_mode() >= TRACING:
             raise refuse_traced("setting .data", self.shape)
-        array = value if type(value) is np.ndarray else np.asarray(value)
+        array = value if type(value) is np.ndarray else plain_array(value, "setting .data")
         if array.dtype.kind != "f":  # the constructor's rule: an integer gradient truncates
             array = tensor_array(array)
         self._data = array
@@ -119,12 +119,15 @@ class Tensor:
 
     def _share(self, held: int = 0) -> np.ndarray:
         """The array a graph keeps for this tensor: its own, which the next `.data` copies
-        (copy-on-write), frozen if it was handed out; or, where something else still holds
-        it or a view of it (`a = t.data`, `v = t.data[:2]`, beyond the `held` references the
-        caller knows of), a copy: a view cannot be frozen after it was made, and writes
-        through those go to the tensor, never to the graph."""
+        (copy-on-write), frozen if it was handed out; or a copy, where something else still
+        holds it or a view of it (`a = t.data`, `v = t.data[:2]`, beyond the `held`
+        references the caller knows of), or where it is a view itself (`t.data = buf[:2]`;
+        the setter views a memmap too): freezing an array stops writes neither through
+        views made before nor to its base. Writes through those go to the tensor, never to
+        the graph."""
         if self._exposed:
-            if sys.getrefcount(self._data) > 2 + held:  # (the slot and the argument)
+            # (the references: the slot and the argument)
+            if self._data.base is not None or sys.getrefcount(self._data) > 2 + held:
                 return self._data.copy(order="K")
             self._data.flags.writeable = False
             self._exposed = False
@@ -437,6 +440,8 @@ def _is_operand(x: Any) -> bool:
 def tensor_array(data: Any) -> np.ndarray:
     """The array a `Tensor(data)` holds: a copy of `data`, floating dtypes kept, other
     numeric ones made float64."""
+    if isinstance(data, np.ndarray) and type(data) is not np.ndarray:
+        _refuse_masked(data, "Tensor")
     array = np.array(data._data if isinstance(data, Tensor) else data, copy=True)
     if array.dtype.kind not in "biuf":
         raise TypeError(
@@ -444,6 +449,26 @@ def tensor_array(data: Any) -> np.ndarray:
     if array.dtype.kind != "f":
         array = array.astype(np.float64)
     return array
+
+
+def plain_array(x: Any, what: str) -> np.ndarray:
+    """An array of an ndarray subclass (`np.memmap`, a user's class) as a plain ndarray view
+    of it (anything else as `np.asarray` makes it): an op computes on it, and a node or a
+    program keeps a copy of it, as of a plain array (kept as it was, a memmap refilled
+    before backward changed the gradient). A masked array is refused: minigrad computes
+    on its values and would ignore its mask."""
+    _refuse_masked(x, what)
+    return np.asarray(x)
+
+
+def _refuse_masked(x: Any, what: str) -> None:
+    # (numpy.ma's class if it is loaded: else there is no masked array, and importing it
+    # costs every later garbage collection its objects)
+    ma = sys.modules.get("numpy.ma")
+    if ma is not None and isinstance(x, ma.MaskedArray):
+        raise TypeError(f"{what}: cannot use a masked array (shape {x.shape}): minigrad "
+                        "computes on its values and would ignore its mask; pass "
+                        "m.filled(value), or m.data for all its values")
 
 
 def _not_tracing(t: Tensor, data: Any) -> None:

@@ -202,8 +202,10 @@ class Trace:
         self.inputs: list[Value] = []  # what a run is given, in order
         self.captured: list[tuple[Value, Tensor]] = []  # tensors read from outside
         # id(a tracer, or what the function read from outside) -> its value. What the ids
-        # name stays alive: in `tracers`, `captured`, `aliased`, or as the constant.
+        # name stays alive: in `tracers`, `captured`, `aliased`, `originals`, or as the
+        # constant.
         self.of: dict[int, Value] = {}
+        self.originals: list[Any] = []  # arrays of ndarray subclasses, whose constant is a view
         self.tracers: list[Tracer] = []  # this trace's own, spent when it ends
         self.numpy = False  # the next op is NumPy's operator or method on arrays
         # id(a Tensor argument the function may also read from outside) -> it, its input;
@@ -262,8 +264,10 @@ class Trace:
             self.inputs.append(value)
             self.captured.append((value, x))
         else:
-            x = primitive.constant(x, op)
-            value = self._new(x, False, type(x) is np.ndarray, x)
+            array = primitive.constant(x, op)  # (a memmap's plain view: kept as a plain array)
+            value = self._new(array, False, type(array) is np.ndarray, array)
+            if array is not x:
+                self.originals.append(x)  # (its id names it in `of`)
         self.of[id(x)] = value
         return value
 
@@ -272,7 +276,9 @@ class Trace:
         numpy, self.numpy = self.numpy, False
         of = self.of
         inputs = [of.get(id(x)) or self.operand(x, op.name) for x in operands]
-        arrays = tuple([x._data if isinstance(x, Tensor) else x for x in operands])
+        # (an array or a number as `record` computes on it: `primitive.constant`)
+        arrays = tuple([x._data if isinstance(x, Tensor) else of[id(x)].constant
+                        for x in operands])
         try:
             out = op.forward(*arrays, **options) if options else op.forward(*arrays)
         except primitive.OP_ERRORS as error:

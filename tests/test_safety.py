@@ -2,11 +2,15 @@
 under the graph that saved them."""
 
 import asyncio
+import os
+import re
+import tempfile
 import threading
+import uuid
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minigrad as mg
@@ -420,8 +424,10 @@ def _scale_by_option():
                     (lambda g, out, s: g * np.asarray(s),), saves="nothing", register=False)
 
 
-@pytest.mark.parametrize("wrap", [lambda a: a, list, lambda a: (a,), lambda a: {"s": a}],
-                         ids=["array", "list", "array in a tuple", "array in a dict"])
+@pytest.mark.parametrize("wrap", [lambda a: a, list, lambda a: (a,), lambda a: {"s": a},
+                                  lambda a: a.view(Subclassed), lambda a: (a.view(Subclassed),)],
+                         ids=["array", "list", "array in a tuple", "array in a dict",
+                              "subclass array", "subclass array in a tuple"])
 def test_an_array_or_list_option_is_kept_as_it_was_when_recorded(wrap):
     """The node held the caller's array option itself: editing it before backward changed the
     gradient (5 where 1 is right); an operand array is copied, and an option is now too,
@@ -529,3 +535,158 @@ def test_a_users_op_with_a_prepare_has_its_array_options_copied_too():
     w[:] = 100.0
     y.backward()
     np.testing.assert_array_equal(x.grad, [1.0, 2.0, 3.0])
+
+
+# --- arrays of ndarray subclasses, and views handed in through .data -------------------------
+
+
+class Subclassed(np.ndarray):
+    """A user's ndarray subclass (a unit-carrying array, say)."""
+
+
+def _kind_of_array(kind, values, directory):
+    """`values` as an array of `kind`: a memmap on a file in `directory`, a user's subclass."""
+    if kind == "memmap":
+        array = np.memmap(os.path.join(directory, f"{uuid.uuid4().hex}.dat"), mode="w+",
+                          dtype=values.dtype, shape=values.shape)
+        array[...] = values
+        return array
+    return values.copy().view(Subclassed)
+
+
+def _plain_loss(w, a):
+    return (w * a).sum()
+
+
+# Where an array of a subclass reaches an op; each runs the loss of w and such an array `a`.
+SUBCLASS_USES = {
+    "eager operand": lambda w, a: _plain_loss(w, a),
+    "eager operand on the left": lambda w, a: (a * w).sum(),
+    "compiled argument": lambda w, a: mg.compile(_plain_loss)(w, a),
+    "compiled constant": lambda w, a: mg.compile(lambda w: _plain_loss(w, a))(w),
+    "scan xs": lambda w, a: mg.scan(lambda c, x: (c + _plain_loss(w, x), None),
+                                    0.0, a[None])[0],
+    "scan constant": lambda w, a: mg.scan(lambda c, _: (c + _plain_loss(w, a), None),
+                                          0.0, length=1)[0],
+}
+
+
+@settings(max_examples=30)
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3), seed=st.integers(0, 2**16),
+       kind=st.sampled_from(["memmap", "subclass"]), use=st.sampled_from(sorted(SUBCLASS_USES)))
+def test_an_ndarray_subclass_operand_is_kept_as_a_plain_array_is(shape, seed, kind, use):
+    """A memmap (a dataset's batch buffer) or a user's subclass was kept by reference, only
+    an exact ndarray copied: refilling the buffer before backward gave the new batch's
+    gradient ([50 50 50] where [1 2 3] is right), and compile refused the argument. Now it is
+    taken as a plain array wherever it enters, and gives what a plain copy of it gives."""
+    rng = np.random.default_rng(seed)
+    values, refill = rng.normal(size=shape), rng.normal(size=shape)
+    with tempfile.TemporaryDirectory() as directory:
+        a = _kind_of_array(kind, values, directory)
+        w, untouched = (Tensor(np.ones(shape), requires_grad=True) for _ in range(2))
+        loss = SUBCLASS_USES[use](w, a)
+        expected = _plain_loss(untouched, values.copy())
+        a[...] = refill  # the next batch read into the buffer
+        loss.backward()
+        expected.backward()
+        np.testing.assert_array_equal(loss.data, expected.data)
+        np.testing.assert_array_equal(w.grad, untouched.grad)
+        del a, loss  # (the memmap's file closes before its directory goes)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_memmap_labels_refilled_before_backward_change_no_gradient(compiled, tmp_path):
+    """cross_entropy's VJP reads the labels: a memmap of them, refilled with the next batch's,
+    flipped the gradient's sign."""
+    labels = np.memmap(tmp_path / "labels.dat", dtype=np.int64, mode="w+", shape=(2,))
+    loss_of = mg.compile(mg.cross_entropy) if compiled else mg.cross_entropy
+    for _ in range(2):
+        labels[:] = [0, 1]
+        z = Tensor(np.zeros((2, 2)), requires_grad=True)
+        loss = loss_of(z, labels)
+        labels[:] = [1, 0]
+        loss.backward()
+        np.testing.assert_array_equal(z.grad, [[-0.25, 0.25], [0.25, -0.25]])
+    del labels
+
+
+def _masked():
+    return np.ma.masked_array([1.0, 2.0], mask=[False, True])
+
+
+MASKED_USES = {
+    "mul": lambda w, m: w * m,
+    "cross_entropy": lambda w, m: mg.cross_entropy(w.reshape(1, 2), m[:1].astype(int)),
+    "compile: argument 1": lambda w, m: mg.compile(lambda w, m: w * m)(w, m),
+    "compile's mul": lambda w, m: mg.compile(lambda w: w * m)(w),
+    "scan: xs": lambda w, m: mg.scan(lambda c, x: (c + x, None), w, m[None]),
+    "scan: init": lambda w, m: mg.scan(lambda c, x: (c * 2.0, None), m, length=1),
+    "Tensor": lambda w, m: Tensor(m),
+    "setting .data": lambda w, m: setattr(w, "data", m),
+}
+
+
+@pytest.mark.parametrize("use", sorted(MASKED_USES))
+def test_a_masked_array_is_refused_not_its_mask_ignored(use):
+    """The ops compute on a masked array's values: its mask was silently dropped (w * m gave
+    [1. 2.] where NumPy gives [1.0 --]). Refused, naming the op or the place."""
+    w = Tensor(np.ones(2), requires_grad=True)
+    name = use.replace("compile's ", "")
+    with pytest.raises(TypeError, match=rf"^{re.escape(name)}: cannot use a masked array "
+                                        r"\(shape \(.*\)\): minigrad computes on its values and "
+                                        "would ignore its mask"):
+        MASKED_USES[use](w, _masked())
+
+
+def _view_of(kind, buffer):
+    """A view of `buffer`'s first two values, made as `kind` says."""
+    return {"slice": lambda b: b[:2], "strided": lambda b: b[:4:2],
+            "reversed": lambda b: b[1::-1], "row": lambda b: b.reshape(2, -1)[:, 0]}[kind](buffer)
+
+
+VIEW_USES = {
+    "eager": lambda w: (w * w).sum(),
+    "compiled, read from outside": lambda w: mg.compile(lambda: (w * w).sum())(),
+    "compiled argument": lambda w: mg.compile(lambda v: (v * v).sum())(w),
+    "scan, read from outside": lambda w: mg.scan(lambda c, _: (c + (w * w).sum(), None),
+                                                 0.0, length=1)[0],
+    "scan init": lambda w: mg.scan(lambda c, _: (c * c, None), w, length=1)[0].sum(),
+}
+
+
+@given(n=st.integers(2, 5).map(lambda k: 2 * k), seed=st.integers(0, 2**16),
+       kind=st.sampled_from(["slice", "strided", "reversed", "row", "another tensor's .data"]),
+       use=st.sampled_from(sorted(VIEW_USES)))
+def test_a_view_given_to_the_data_setter_is_guarded_from_writes_to_its_base(n, seed, kind,
+                                                                            use):
+    """`w.data = buf[:2]`: nothing else held the view, so the graph froze it and kept it, but
+    `buf` stayed writable, and a write to it reached the gradient ([200 4] where [2 4] is
+    right). The graph keeps a copy of a view; writes through its base still reach w."""
+    rng = np.random.default_rng(seed)
+    buffer = rng.normal(size=n)
+    if kind == "another tensor's .data":
+        owner = Tensor(buffer)
+        view, buffer = owner.data[:2], owner.data
+    else:
+        view = _view_of(kind, buffer)
+    w = Tensor(np.zeros(2), requires_grad=True)
+    w.data = view
+    forward_values = view.copy()
+    del view  # (held only by w: the graph froze it rather than copy it)
+    loss = VIEW_USES[use](w)
+    buffer[...] = 100.0
+    loss.backward()
+    np.testing.assert_array_equal(w.grad, 2.0 * forward_values)
+    np.testing.assert_array_equal(w.data, [100.0, 100.0])  # the write reached w
+
+
+def test_a_memmap_given_to_the_data_setter_is_guarded_from_writes_to_its_file(tmp_path):
+    buffer = np.memmap(tmp_path / "w.dat", dtype=np.float64, mode="w+", shape=(2,))
+    buffer[:] = [1.0, 2.0]
+    w = Tensor(np.zeros(2), requires_grad=True)
+    w.data = buffer
+    loss = (w * w).sum()
+    buffer[:] = 100.0
+    loss.backward()
+    np.testing.assert_array_equal(w.grad, [2.0, 4.0])
+    del buffer

@@ -471,6 +471,59 @@ def test_a_tensor_whose_array_the_user_holds_gives_eager_modes_bits(as_argument)
         assert_same_bits(actual[1], expected[1], f"call {call}: W.grad")
 
 
+def test_a_memmap_argument_is_a_plain_arrays_signature_and_gives_eager_modes_bits(tmp_path):
+    """A memmap argument was refused as unhashable; it is taken as a plain array, as an op
+    takes it: one program for memmaps and plain arrays of a shape, eager mode's bits, and
+    the forward's values in the gradient whatever the file holds by the backward."""
+    rng = np.random.default_rng(0)
+    W = tensor(rng, 3, 4)
+
+    def f(x):
+        return (mg.tanh(x @ W) * x.sum(axis=1, keepdims=True)).sum()
+
+    step = mg.compile(f)
+    for call in range(4):
+        values = rng.normal(size=(5, 3))
+        x = np.memmap(tmp_path / f"x{call}.dat", dtype=np.float64, mode="w+", shape=(5, 3))
+        x[...] = values
+        expected = outcome(f, (values,), [W])
+        W.grad = None
+        out = step(x) if call % 2 else step(values.copy())
+        x[...] = 0.0  # the next batch, read before the backward
+        out.backward()
+        assert_same_bits(out.data, expected[0], f"call {call}: value")
+        assert_same_bits(W.grad, expected[1], f"call {call}: W.grad")
+        del x
+    assert step.traces == 1
+
+
+@pytest.mark.parametrize("as_argument", [False, True], ids=["read from outside", "argument"])
+def test_a_tensor_set_to_a_view_gives_eager_modes_bits_after_its_base_is_written(as_argument):
+    """`W.data = buffer[:, :17]`: the graph froze the view and kept it, so writing the buffer
+    before backward changed the gradient, eager and compiled alike; both keep a copy now."""
+    rng = np.random.default_rng(1)
+    W = mg.Tensor(np.zeros((17, 17)), requires_grad=True)
+
+    def f(x, W=W):
+        return (W.T.sum(axis=1) + (W * x).sum(axis=0)).sum() + mg.sum((mg.exp(W) @ W.T) * x)
+
+    step = mg.compile(f)
+    for call in range(3):
+        values, x = rng.normal(size=(17, 20)), rng.normal(size=17)
+        args = (x, W) if as_argument else (x,)
+        W.data = values.copy()[:, :17]  # (the same layout, in a buffer nobody writes)
+        expected = outcome(f, args, [W])
+        for run in (f, step):
+            buffer = values.copy()
+            W.data = buffer[:, :17]
+            W.grad = None
+            out = run(*args)
+            buffer[...] = 100.0
+            out.backward()
+            assert_same_bits(out.data, expected[0], f"call {call}, {run}: value")
+            assert_same_bits(W.grad, expected[1], f"call {call}, {run}: W.grad")
+
+
 def test_a_static_numpy_float_is_not_the_python_float_of_its_value():
     """NumPy promotes float32 * 0.5 to float32 and float32 * np.float64(0.5) to float64: a
     static number's type is part of the signature, in either order of calls."""
