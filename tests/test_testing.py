@@ -496,3 +496,26 @@ def test_numerical_grad_passes_data_arguments_as_they_are():
     index = np.array([0, 2])
     (g,) = numerical_grad(lambda t, i, k: (t[i] * k).sum(), x, index, 3, argnums=0)
     np.testing.assert_allclose(g, [3.0, 0.0, 3.0], **NUMERIC)
+
+
+def test_arrays_are_drawn_in_both_layouts_so_a_vjp_assuming_c_order_is_caught():
+    """`mst.arrays` drew C arrays only, and a Tensor keeps its data's layout: a VJP writing
+    through `reshape(-1)` of an array like its operand (a copy for a Fortran one, so the
+    write is lost) passed every generated gradient test."""
+    def vjp(g, out, x):
+        gx = np.empty_like(x)  # x's layout
+        gx.reshape(-1)[:] = (g * np.cos(x)).ravel()  # the bug: a copy unless C order
+        return gx
+
+    my_sin = mg.defop("sin_c_only", np.sin, (vjp,), saves="inputs", register=False)
+
+    def fails(x):
+        try:
+            gradcheck(my_sin, x)
+        except GradcheckError:
+            return True
+        return False
+
+    found = find(mst.arrays(mst.shapes(min_dims=2, min_side=2)), fails,
+                 settings=settings(max_examples=50, database=None))
+    assert found.flags.f_contiguous and not found.flags.c_contiguous

@@ -153,7 +153,8 @@ def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int,
     backward must give the same gradients, bit for bit (torch's reentrancy check): a forward
     or VJP that writes into the arrays it is given (the tensors' own, which the graph keeps)
     gets right numbers the first time, and changes the user's weights or the next pass."""
-    leaves = {i: Tensor(arrays[i].copy(), requires_grad=True) for i in positions}
+    # Tensor(a) is a copy in a's layout: a VJP is checked on the layout drawn.
+    leaves = {i: Tensor(arrays[i], requires_grad=True) for i in positions}
     wrt = [leaves[i] for i in positions] + parameters
     before = [t._data.copy() for t in wrt]
     outputs, several = _as_outputs(f(*(leaves.get(i, a) for i, a in enumerate(arrays))))

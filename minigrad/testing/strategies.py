@@ -57,11 +57,15 @@ def arrays(draw, shape: Any = None, *, low: float = -3.0, high: float = 3.0,
     `distinct` draws values without ties (for max), spread over what remains of [low,
     high], each somewhere in the middle half of its own slot: at least half of (its total
     length) / size apart.
+    An array of two or more axes is laid out in C or in Fortran order (a Tensor keeps the
+    layout): a VJP that assumes a C array (writes through `reshape(-1)` of a new array
+    like its operand, say) is drawn the operand it fails on.
     """
     if shape is None:
         shape = shapes()
     if not isinstance(shape, tuple):
         shape = draw(shape)
+    layout = np.asfortranarray if len(shape) >= 2 and draw(st.booleans()) else np.asarray
     size = int(np.prod(shape))
     pieces = _allowed_intervals(low, high, avoid)
     if distinct:
@@ -76,12 +80,12 @@ def arrays(draw, shape: Any = None, *, low: float = -3.0, high: float = 3.0,
         k = np.minimum(np.searchsorted(ends, along), len(pieces) - 1)
         starts = np.array([a for a, _ in pieces])
         values = starts[k] + along - (ends[k] - lengths[k])
-        return np.clip(values, low, high).reshape(shape).astype(dtype)
+        return layout(np.clip(values, low, high).reshape(shape).astype(dtype))
     elements = st.one_of([st.floats(a, b, allow_nan=False, allow_infinity=False,
                                     allow_subnormal=False, width=64).map(_not_tiny(a, b))
                           for a, b in pieces])
     values = draw(hnp.arrays(np.float64, shape, elements=elements))
-    return values.astype(dtype)
+    return layout(values.astype(dtype))
 
 
 # Below this magnitude a value's gradients are below gradcheck's atol (1e-6) in the ops'
