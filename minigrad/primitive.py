@@ -393,13 +393,24 @@ def _share_view(operands: Sequence[Any], arrays: Sequence[Any], out: np.ndarray)
     elsewhere, a copy. (A tensor whose array `record` copied for the node is not viewed.)"""
     for i, x in enumerate(operands):
         if isinstance(x, Tensor):
-            # (Held besides: `out`, and `arrays` in `record` where the view was made; no
-            # name here may hold it, or `_share` counts one holder too many.)
-            if arrays[i] is x._data and not x._shared and x._share(held=2) is not x._data:
+            if arrays[i] is not x._data or x._shared or not _views(out, x._data):
+                continue  # (a copy through NumPy's own temporary, as `w[:, cols]`, is none)
+            # (Held besides: `arrays` in `record` where the view was made, and `out` if it
+            # is that array or its base is; no name here may hold it, or `_share` counts
+            # one holder too many.)
+            held = 2 if out is x._data or out.base is x._data else 1
+            if x._share(held=held) is not x._data:
                 return out.copy()
         elif isinstance(x, np.ndarray):  # the caller's array, which the engine cannot guard
             return out.copy()
     return out
+
+
+def _views(out: np.ndarray, array: np.ndarray) -> bool:
+    """Whether `out` is `array` or a view of its memory (NumPy's views have the owner of the
+    memory as their base)."""
+    base = out.base
+    return out is array or base is not None and (base is array or base is array.base)
 
 
 def writes_into(vjp: Any) -> bool:

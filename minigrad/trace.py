@@ -448,6 +448,7 @@ class Program:
             "asarray": np.asarray, "acc": tape.accumulate, "ndarray": np.ndarray,
             "sum_to_shape": tape.sum_to_shape, "settle": settle,
             "check_output": anomaly.check_output, "Contributions": tape.Contributions,
+            "views": primitive._views,
             **{v.name: v.constant for v in self.constants}}
         # The steps a gradient of the outputs passes through, in reverse order, and the
         # inputs it reaches, in input order.
@@ -558,10 +559,13 @@ class Program:
             else:
                 shared = [(x.name, e) for x in step.inputs if (e := tensor_of(x)) is not None]
                 if shared and not self._keeps(step):  # (one that keeps views `record`'s own)
-                    # `_share_view`: held besides, the program's name and the view; or held
-                    # elsewhere already, where the program read a copy (`Tensor._share`)
-                    copied = " or ".join(f"{v} is not {e}._data or not {e}._shared and "
-                                         f"{e}._share(2) is not {e}._data" for v, e in shared)
+                    # `_share_view`: a view of the tensor's array, held besides by the
+                    # program's name (and the view, if its base); or held elsewhere
+                    # already, where the program read a copy (`Tensor._share`)
+                    copied = " or ".join(
+                        f"views({out}, {v}) and ({v} is not {e}._data or not {e}._shared and "
+                        f"{e}._share(2 if {out} is {v} or {out}.base is {v} else 1) is not "
+                        f"{e}._data)" for v, e in shared)
                     lines.append(f"if ({viewed}) and ({copied}): {out} = {out}.copy()")
             # A forward returning a constant (a user op's `np.asarray(x)`): not handed out,
             # where eager mode hands out each call's own.
