@@ -60,8 +60,9 @@ def _signature(args: tuple, mode: int) -> tuple | None:
             if not _static(a):
                 raise TypeError(f"compile: argument {i} is a {type(a).__name__}, which cannot "
                                 "be part of a signature (what fn reads of an object would be "
-                                "baked into the program, unchecked); pass Tensors, NumPy "
-                                "arrays, numbers, strings, dtypes, None, or tuples of them")
+                                "baked into the program, unchecked); pass each Tensor or NumPy "
+                                "array as an argument of its own, and other values as numbers, "
+                                "strings, dtypes, None, or tuples of those")
             key.append(frozen(a))
     if len(set(ids)) < len(ids):  # aliasing: the same object at several positions
         key.append(tuple(ids.index(x) for x in ids))

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .modes import TRACING, TraceError, current_mode
 from .primitive import Domain, defop, identity_vjp
 from .primitive import constant as _constant
 from .tape import Cotangent as _Cotangent
@@ -571,6 +572,13 @@ def _index_array(part: Any) -> np.ndarray:
     """A copy of an array or list index. An empty list is an empty integer index, as in
     NumPy (`np.array([])` is float). A tensor is refused: it holds floats (a mask `x > 2`
     too), and whether 1.0 and 0.0 mean positions or true and false cannot be told."""
+    if isinstance(part, _Tensor) and current_mode() >= TRACING:
+        raise TraceError(
+            f"getitem: the index (shape {part.shape}) is a traced value (an array argument "
+            "of a compiled function, a scan's carry or xs, or computed from one): a program "
+            "keeps its index, which cannot change per call or step. Index outside, give a "
+            "compiled function the positions as a tuple of ints and index with list(them) "
+            "(one trace per tuple), or multiply by a one-hot matrix")
     if isinstance(part, _Tensor):
         raise IndexError(
             f"getitem: cannot index with a tensor (shape {part.shape}): tensors hold floats, "

@@ -1198,8 +1198,9 @@ class _Config:  # hashable by identity, mutable
     temperature = 2.0
 
 
-@pytest.mark.parametrize("argument", [_Config(), {"t": 1.0}.keys(), np.ones(2).tolist()],
-                         ids=["object", "keys view", "list"])
+@pytest.mark.parametrize("argument", [_Config(), {"t": 1.0}.keys(), np.ones(2).tolist(),
+                                      (mg.Tensor(np.ones(2)), 1.0)],
+                         ids=["object", "keys view", "list", "tuple holding a tensor"])
 def test_an_object_argument_is_refused(argument):
     """A config object was keyed by its hash (its identity): after `cfg.temperature = 0.5`
     the replay kept 2.0 (-14.8 where eager gives -13.6), and a frozen dataclass Shift(-0.0)
@@ -1303,3 +1304,15 @@ def test_a_fancy_index_of_a_held_parameter_keeps_the_holders_array_writable(rows
     for (le, ge), (lc, gc) in zip(results["eager"], results["compiled"]):
         assert_same_bits(lc, le, "loss")
         assert_same_bits(gc, ge, "w.grad")
+
+
+def test_an_index_that_is_a_traced_value_is_refused_saying_so():
+    """An integer index array argument raised 'cannot index with a tensor ... index with a
+    NumPy integer array instead', which is what was passed."""
+    table = mg.Tensor(np.arange(12.0).reshape(4, 3), requires_grad=True)
+    with pytest.raises(mg.TraceError, match=r"getitem: the index \(shape \(2,\)\) is a traced"):
+        mg.compile(lambda i: table[i].sum())(np.array([1, 3]))
+    with pytest.raises(mg.TraceError, match="getitem: the index"):
+        mg.scan(lambda c, i: (c + table[i].sum(), c), 0.0, np.array([[1], [2]]))
+    f = mg.compile(lambda rows: table[list(rows)].sum())  # the way the message gives
+    assert f((1, 3)).item() == table[[1, 3]].sum().item()
