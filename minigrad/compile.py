@@ -334,8 +334,10 @@ class CompiledFunction:
             replay = self._cache.get(key) if key is not None else None
             if key is not None and replay is not None and replay.requires_grad \
                     and replay.scalar:
-                with contextlib.suppress(KeyError):  # (evicted by another thread meanwhile)
-                    self._cache.move_to_end(key)  # the most recently used, as by a call
+                try:  # noqa: SIM105 (the most recently used, as by a call: see __call__)
+                    self._cache.move_to_end(key)
+                except KeyError:  # evicted by another thread in between
+                    pass
                 value = replay.value_and_backward(args)
                 if value is not None:
                     return value
