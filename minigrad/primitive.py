@@ -407,10 +407,16 @@ def _share_view(operands: Sequence[Any], arrays: Sequence[Any], out: np.ndarray)
 
 
 def _views(out: np.ndarray, array: np.ndarray) -> bool:
-    """Whether `out` is `array` or a view of its memory (NumPy's views have the owner of the
-    memory as their base)."""
+    """Whether `out` is `array` or a view of its memory. NumPy's views have the owner of the
+    memory as their base; an array NumPy made through a temporary of its own (a fancy
+    index) has that temporary; a stride trick's (`as_strided`, `sliding_window_view`) has
+    a wrapper that is no array, where only the memory bounds can tell."""
     base = out.base
-    return out is array or base is not None and (base is array or base is array.base)
+    if out is array or base is array:
+        return True
+    if base is None:
+        return False
+    return base is array.base or type(base) is not _ndarray and np.may_share_memory(out, array)
 
 
 def writes_into(vjp: Any) -> bool:

@@ -1316,3 +1316,42 @@ def test_an_index_that_is_a_traced_value_is_refused_saying_so():
         mg.scan(lambda c, i: (c + table[i].sum(), c), 0.0, np.array([[1], [2]]))
     f = mg.compile(lambda rows: table[list(rows)].sum())  # the way the message gives
     assert f((1, 3)).item() == table[[1, 3]].sum().item()
+
+
+def _window_vjp(g, out):
+    r = np.zeros(out.shape[0] + 1)
+    r[:-1] += g[:, 0]
+    r[1:] += g[:, 1]
+    return r
+
+
+@pytest.mark.parametrize("make", ["sliding_window_view", "as_strided"])
+@pytest.mark.parametrize("mode", ["eager", "compiled", "no_grad"])
+@given(n=st.integers(2, 7))
+@settings(max_examples=10)
+def test_a_stride_tricks_view_an_op_returns_is_a_view_of_its_operand(make, mode, n):
+    """`sliding_window_view(x, 2)` (its base NumPy's wrapper, not x's array) was taken for no
+    view of x: x was not marked shared, and `x.data += 100` changed the op's output and the
+    recorded graph (w.grad 100 where 0 is right), eager, compiled and under no_grad."""
+    from numpy.lib.stride_tricks import as_strided, sliding_window_view
+
+    def forward(x):
+        if make == "as_strided":
+            return as_strided(x, (x.shape[0] - 1, 2), (x.strides[0], x.strides[0]))
+        return sliding_window_view(x, 2)
+
+    windows = mg.defop("windows", forward, (_window_vjp,), saves="output", register=False)
+    x = mg.Tensor(np.arange(float(n)), requires_grad=mode != "no_grad")
+    w = mg.Tensor(np.ones((n - 1, 2)), requires_grad=True)
+    f = mg.compile(lambda x, w: (windows(x) * w).sum()) if mode == "compiled" else None
+    with mg.no_grad() if mode == "no_grad" else contextlib.nullcontext():
+        y = windows(x)
+        loss = f(x, w) if f else (y * w).sum()
+        if f:
+            loss = f(x, w)  # a replay
+    x.data += 100.0  # changes x, never y nor the recorded graph
+    assert_same_bits(y.data[:, 0], np.arange(n - 1.0), "y")
+    if mode != "no_grad":
+        w.grad = None
+        loss.backward()
+        assert_same_bits(w.grad[:, 0], np.arange(n - 1.0), "w.grad")
