@@ -13,6 +13,7 @@ eager mode's bits, also where the result is combined with eager ops.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import functools
 import numbers
@@ -71,14 +72,17 @@ def _signature(args: tuple, mode: int) -> tuple | None:
 
 # Arguments a signature holds by value: immutable, so equal values give the same program.
 # A module, by identity: its attributes are watched as those of the module fn is a method of.
-_STATICS = (numbers.Number, np.generic, str, bytes, type(None), np.dtype, type, slice,
+_STATICS = (numbers.Number, np.generic, str, bytes, type(None), np.dtype, type, slice, range,
             type(Ellipsis), enum.Enum, types.FunctionType, types.BuiltinFunctionType, np.ufunc,
             nn.Module)
 
 
 def _static(a: Any) -> bool:
-    if type(a) is tuple or type(a) is frozenset:
+    if isinstance(a, (tuple, frozenset)):  # a namedtuple too
         return all(_static(x) for x in a)
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):  # if frozen: its fields
+        return a.__dataclass_params__.frozen and all(  # type: ignore[attr-defined]
+            _static(getattr(a, f.name)) for f in dataclasses.fields(a))
     return isinstance(a, _STATICS)
 
 
@@ -101,14 +105,14 @@ def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
 
 
 def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple]]:
-    """The lists and dicts under the module `fn` is (or is a method of), or that a module
-    argument is, that hold a layer, a parameter or a tensor the program read (`read`: their
-    ids), each with what it holds now: `model.layers[1] = other` sets no attribute, and
+    """The lists, dicts and plain objects that hold a layer, a parameter or a tensor the
+    program read (`read`: their ids), under `fn` (a module), the object it is a method of,
+    its arguments and what its closure and globals name, each with what it holds now:
+    `model.layers[1] = other` or `trainer.model = other` sets no module's attribute, and
     would leave a replay reading the old layer's weights. (Not a list of numbers or of
     tensors fn does not read, a log the training loop appends to, say: watching it would
     trace anew on every call.)"""
-    roots = [fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None), *args,
-             *_named_by(fn)]
+    roots = [fn, getattr(fn, "__self__", None), *args, *_named_by(fn)]
     held: list[tuple[Any, tuple]] = []
     seen: set[int] = set()
 
@@ -121,19 +125,34 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple]]:
             return True
         if isinstance(x, Tensor):
             return isinstance(x, nn.Parameter) or id(x) in read
-        if isinstance(x, (list, dict)) and id(x) not in seen:
-            seen.add(id(x))
-            if any([walk(y) for y in (x.values() if isinstance(x, dict) else x)]):
-                held.append((x, _contents(x)))
-                return True
-        elif type(x) is tuple:
+        if type(x) is tuple:
             return any([walk(y) for y in x])
+        holds = x if isinstance(x, (list, dict)) else _attributes(x)
+        if holds is None or id(x) in seen or len(holds) > _WALKED:
+            return False
+        seen.add(id(x))
+        if any([walk(y) for y in (holds.values() if isinstance(holds, dict) else holds)]):
+            held.append((x, _contents(x)))
+            return True
         return False
 
     for root in roots:
-        if isinstance(root, nn.Module):
-            walk(root)
+        walk(root)
     return held
+
+
+# A list, dict or object holding more is not looked into (a dataset, say): a trace stays
+# quick, and a layer swapped in it is not seen.
+_WALKED = 1000
+
+
+def _attributes(x: Any) -> dict | None:
+    """The attributes of a plain object (a trainer holding the model), None for anything
+    else (a class, a module of Python, a function: what they hold is code, not state)."""
+    if isinstance(x, (type, types.ModuleType, types.FunctionType, types.MethodType,
+                      np.ndarray, functools.partial)):
+        return None
+    return getattr(x, "__dict__", None)
 
 
 def _named_by(fn: Any) -> list[Any]:
@@ -150,10 +169,12 @@ def _named_by(fn: Any) -> list[Any]:
     return named
 
 
-def _contents(container: list | dict) -> tuple:
-    if isinstance(container, dict):  # its keys and values
-        return tuple(x for item in container.items() for x in item)
-    return tuple(container)
+def _contents(container: Any) -> tuple:
+    """What a list, dict or plain object holds: its items, keys and values, or attributes."""
+    if isinstance(container, list):
+        return tuple(container)
+    held = container if isinstance(container, dict) else vars(container)
+    return tuple(x for item in held.items() for x in item)
 
 
 def _unchanged(held: list[tuple[Any, tuple]]) -> bool:

@@ -21,6 +21,7 @@ order (`tape.Contributions`), for the caller's sweep to add as eager mode adds t
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import numbers
 import struct
 from collections.abc import Callable, Sequence
@@ -407,6 +408,8 @@ def frozen(x: Any) -> Any:
         return dict, tuple((k, frozen(y)) for k, y in x.items())
     if isinstance(x, slice):
         return slice, frozen((x.start, x.stop, x.step))
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):  # by its fields' values
+        return type(x), tuple(frozen(getattr(x, f.name)) for f in dataclasses.fields(x))
     try:
         hash(x)
     except TypeError:
