@@ -333,6 +333,8 @@ def _tanh_vjp(g, out, into=None):
     """g (1 - out^2), computed into one new array, or into `into` (the same operations in
     the same order)."""
     # (`out` passed by position: NumPy parses no keyword, a tenth of a small call's time)
+    if into is not None and into.dtype != out.dtype:  # out * out in out's dtype, as without
+        return _result(_tanh_vjp(g, out), into)
     d = out * out if into is None else _np_multiply(out, out, into)
     if type(d) is not _ndarray or type(g) is not _ndarray or d.shape != g.shape \
             or d.dtype != g.dtype:
@@ -344,6 +346,8 @@ def _tanh_vjp(g, out, into=None):
 def _sigmoid_vjp(g, out, into=None):
     """g out (1 - out), computed into one new array, or into `into` (the same operations in
     the same order)."""
+    if into is not None and not into.dtype == g.dtype == out.dtype:  # as without `into`
+        return _result(_sigmoid_vjp(g, out), into)
     d = g * out if into is None else _np_multiply(g, out, into)
     if type(d) is not _ndarray or type(out) is not _ndarray or d.shape != out.shape:
         return _result(d * (1.0 - out), into)

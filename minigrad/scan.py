@@ -24,6 +24,7 @@ import numpy as np
 
 from . import anomaly, tape
 from .modes import ANOMALY, RECORDING, current_mode, no_grad
+from .ops import astype
 from .primitive import Domain, Op, defop, identity_vjp, recorder, writes_into
 from .tape import Contributions, Cotangent, accumulate, sum_to_shape
 from .tensor import Tensor, plain_array
@@ -81,8 +82,8 @@ def _unflatten(leaves: Sequence[Any], n: int | None) -> Any:
 
 
 def _leaf(x: Any, what: str) -> Tensor | np.ndarray:
-    if isinstance(x, Tensor):
-        return x
+    if isinstance(x, Tensor):  # (an integer one: a compiled function's integer argument)
+        return x if x.dtype.kind == "f" else astype(x, np.float64)
     array = plain_array(x, f"scan: {what}")
     if array.dtype.kind not in "biuf":
         raise TypeError(f"scan: {what} must hold numbers, got dtype {array.dtype}")
@@ -724,9 +725,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
         packed = _record_scan(*operands, body=body, length=length, reverse=reverse,
                               constants=constants)
     outs = [_part(packed, index=i) for i in range(len(body.program.outputs))]
-    if packed.requires_grad:  # a step's VJPs may read a y: the graph keeps the ys' arrays
-        for out in outs:
-            out._shared = True
+    # The graph keeps the ys' arrays (a step's VJPs may read a y), and a carry may be a row
+    # of a y's stack: each output is copied before it is written to (copy-on-write).
+    for out in outs:
+        out._shared = True
     nc = len(carry)
     stacked = iter(outs[nc:])  # (a part of y that is None has no ys: None)
     ys = None if body.has_y is None else _unflatten(

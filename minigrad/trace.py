@@ -591,8 +591,8 @@ class Program:
         not called where `deferred` maps (s, i) to j: the step's cotangent is left in `e<j>`
         (a loop calls it once for all steps: `minigrad.scan`); it writes its result into row
         k of the stack `into[s, i]` names (one that `writes_into` allows: a loop's stacked
-        cotangents) where g has the stack's dtype, else the result goes there after, the
-        stack widened to hold it (`widen`, a name of the loop's)."""
+        cotangents) where g and the stack have the op's dtype, else the result goes there
+        after, the stack widened to hold it (`widen`, a name of the loop's)."""
         deferred, into = deferred or {}, into or {}
         position = {id(step): k for k, step in enumerate(self.steps)}
         lines: list[str] = []
@@ -621,9 +621,11 @@ class Program:
                 if (k, i) in deferred:
                     lines.append(f"e{deferred[k, i]} = g")
                     continue
-                if (k, i) in into:  # (a row of that stack, if g has the stack's dtype)
-                    lines.append(f"r = {into[k, i]}[k] if g.dtype is {into[k, i]}.dtype "
-                                 "else None")
+                if (k, i) in into:  # (a row of that stack, where g and the stack have the
+                    # op's dtype: a VJP computing into a row computes in the row's dtype)
+                    d = self._name(out.dtype, "d")
+                    lines.append(f"r = {into[k, i]}[k] if g.dtype is {d} and "
+                                 f"{into[k, i]}.dtype is {d} else None")
                 extra = ["into=r"] if (k, i) in into else []
                 if self.anomaly:  # its result checked as an eager node's (`anomaly.watch`)
                     vjp = anomaly._checked(_node(step), i, vjp, x.shape)  # type: ignore[arg-type]

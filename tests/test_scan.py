@@ -1425,3 +1425,66 @@ def test_a_structured_y_is_refused_naming_it(y):
     with pytest.raises(TypeError, match=r"scan: y must be a tensor, an array, .* flat tuple"
                                         r"|list \(a tuple keeps"):
         mg.scan(lambda c, x: (c, y(c)), 0.0, length=2)
+
+
+@given(seed=st.integers(0, 2**32 - 1), length=st.integers(2, 6))
+@settings(max_examples=15)
+def test_a_vjp_computes_into_a_row_only_in_the_ops_own_dtype(seed, length):
+    """A float32 body passing through float64 (a float64 constant, cast back): once a
+    float64 cotangent widened the xs' stack, tanh's VJP computed into a float64 row, its
+    1 - y^2 in float64 where the loop takes it in float32 (every step but the first off)."""
+    rng = np.random.default_rng(seed)
+    K = np.array([[1.25, 0.75, 1.5]])  # float64
+
+    def step(h, x):
+        h = mg.astype(mg.tanh(h * np.float32(0.5) + x) * K, np.float32)
+        return h, h
+
+    h0 = rng.normal(size=(2, 3)).astype(np.float32)
+    X = rng.normal(size=(length, 2, 3)).astype(np.float32)
+    grads = []
+    for use_scan in (False, True):
+        xs = mg.Tensor(X.copy(), requires_grad=True)
+        _, ys = _loop_or_scan(step, h0, xs, use_scan)
+        (ys * ys).sum().backward()
+        grads.append(xs.grad)
+    assert np.array_equal(grads[0], grads[1])
+    g, out = rng.normal(size=(2, 3)), np.tanh(X[0])  # and the VJP itself, into or not
+    for vjp in (mg.ops._tanh_vjp, mg.ops._sigmoid_vjp):
+        assert vjp(g, out).tobytes() == vjp(g, out, into=np.empty((2, 3))).tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int64, np.bool_])
+def test_integer_xs_and_init_of_a_compiled_function_are_float64_as_in_eager_mode(dtype):
+    """Inside mg.compile an integer array argument reached scan as a traced integer tensor
+    and stayed integer (int8 * 1 then tanh computed in float16: 22.1819 where eager gives
+    22.1800), and an integer init raised 'carry changed from int64 to float64'."""
+    W = mg.Tensor(np.full((3, 3), 0.3), requires_grad=True)
+
+    def f(xs, h0):
+        def step(h, x):
+            h = mg.tanh(h @ W + mg.tanh(x * 1))
+            return h, h
+        _, ys = mg.scan(step, h0, xs)
+        return (ys * ys).sum()
+
+    xs, h0 = np.ones((5, 2, 3), dtype), np.ones((2, 3), dtype)
+    results = []
+    for fn in (f, mg.compile(f)):
+        W.grad = None
+        loss = fn(xs, h0)
+        loss.backward()
+        results.append((loss.data.tobytes(), W.grad.tobytes()))
+    assert results[0] == results[1]
+
+
+def test_writing_the_ys_changes_no_carry_without_a_gradient():
+    """Without a recorded gradient the outputs were not marked shared: the last carry is a
+    row of the ys' stack, so ys.data[...] = 0 set h to 0 (the loop's h is its own)."""
+    h, ys = mg.scan(lambda h, x: (h * 0.5 + x, h * 0.5 + x), np.zeros(2), np.ones((3, 2)))
+    before = h.data.copy()
+    ys.data[...] = 0.0
+    assert_equal = np.testing.assert_array_equal
+    assert_equal(h.data, before)
+    h.data[...] = 7.0
+    assert_equal(ys.data, np.zeros((3, 2)))
