@@ -107,8 +107,8 @@ class Module:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Copy values into the parameters, in place. Every name, shape and dtype is checked
-        first, and that the values are finite in the parameters' dtype, so a mismatch
-        changes nothing."""
+        first, that the values are finite in the parameters' dtype and that each
+        parameter's array is writable, so a mismatch changes nothing."""
         params = dict(self.named_parameters())
         problems = _mismatches(params, state)
         if problems:
@@ -169,7 +169,9 @@ def _mismatches(params: Mapping[str, Parameter], state: Mapping[str, Any]) -> li
         if name not in state:
             continue
         value = _values(state[name])
-        if value.shape != p.shape:
+        if not p.data.flags.writeable:  # (a memory-mapped file opened read-only, say)
+            problems.append(f"'{name}' has a read-only .data, which cannot be loaded into")
+        elif value.shape != p.shape:
             problems.append(f"'{name}' has shape {value.shape}, expected {p.shape}")
         elif not np.can_cast(value.dtype, p.dtype, casting="same_kind"):
             # checked here too, or np.copyto would fail after copying the entries before it

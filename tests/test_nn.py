@@ -141,6 +141,26 @@ def test_load_state_dict_refuses_a_mismatch_and_changes_nothing(edit, message):
     _assert_unchanged(net, before)
 
 
+@pytest.mark.parametrize("how", ["read-only", "memory-mapped"])
+def test_load_state_dict_refuses_a_read_only_parameter_and_changes_nothing(how, tmp_path):
+    """A parameter whose .data cannot be written (last in the module's order, so that a
+    load copying as it went would have changed every other one) is a mismatch named in
+    the error, and nothing is loaded."""
+    net = Net(seed=1)
+    if how == "read-only":
+        frozen = net.heads["b"]["inner"].data.copy()
+        frozen.flags.writeable = False
+    else:
+        np.save(tmp_path / "inner.npy", net.heads["b"]["inner"].data)
+        frozen = np.load(tmp_path / "inner.npy", mmap_mode="r")
+    net.heads["b"]["inner"].data = frozen
+    before = net.state_dict()
+    with pytest.raises(ValueError, match=r"^load_state_dict: state does not match Net: "
+                                         r"'heads.b.inner' has a read-only \.data"):
+        net.load_state_dict(Net(seed=2).state_dict())
+    _assert_unchanged(net, before)
+
+
 def test_load_state_dict_names_every_problem():
     net = Net()
     state = net.state_dict()
