@@ -98,24 +98,37 @@ class Module:
         return found
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """A copy of every parameter's value, by name."""
+        """A copy of every parameter's value, by name (ValueError if two parameters have
+        one name)."""
         if current_mode() >= TRACING:  # (as `.data`: a program would keep this call's values)
             raise TraceError("state_dict() inside a traced function (minigrad.compile, "
                              "minigrad.scan) reads the parameters' values, which the program "
                              "would keep as constants; compute with the parameters themselves")
-        return {name: p._data.copy() for name, p in self.named_parameters()}
+        return {name: p._data.copy() for name, p in _by_name(self, "state_dict").items()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Copy values into the parameters, in place. Every name, shape and dtype is checked
         first, that the values are finite in the parameters' dtype and that each
         parameter's array is writable, so a mismatch changes nothing."""
-        params = dict(self.named_parameters())
+        params = _by_name(self, "load_state_dict")
         problems = _mismatches(params, state)
         if problems:
             raise ValueError(f"load_state_dict: state does not match {type(self).__name__}: "
                              + "; ".join(problems))
         for name, p in params.items():
             np.copyto(p.data, _values(state[name]), casting="same_kind")
+
+
+def _by_name(module: Module, where: str) -> dict[str, Parameter]:
+    """The module's parameters by name, or ValueError if two share one (a dict's keys 1 and
+    "1", an attribute whose name holds a dot): a state dict could hold only one of them."""
+    params: dict[str, Parameter] = {}
+    for name, p in module.named_parameters():
+        if name in params:
+            raise ValueError(f"{where}: two parameters of {type(module).__name__} are named "
+                             f"{name!r}; a state dict could hold only one (rename one)")
+        params[name] = p
+    return params
 
 
 def _values(x: Any) -> np.ndarray:

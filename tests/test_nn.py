@@ -161,6 +161,35 @@ def test_load_state_dict_refuses_a_read_only_parameter_and_changes_nothing(how, 
     _assert_unchanged(net, before)
 
 
+class IntAndStrKeys(Module):
+    def __init__(self, value):
+        self.heads = {1: Parameter(np.full(2, value)), "1": Parameter(np.full(2, -value))}
+
+
+class DottedAttribute(Module):
+    def __init__(self, value):
+        self.heads = {"1": Parameter(np.full(2, value))}
+        setattr(self, "heads.1", Parameter(np.full(2, -value)))
+
+
+@pytest.mark.parametrize("Clashing", [IntAndStrKeys, DottedAttribute])
+def test_two_parameters_with_one_name_are_refused_by_state_dict_and_load(Clashing, tmp_path):
+    """Dotted names can clash: state_dict kept one of the two, and load_state_dict loaded
+    one and left the other as it was, without a word. Both refuse, naming the clash (as
+    `minigrad.save` does), and the load changes nothing."""
+    source, target = Clashing(1.0), Clashing(0.0)
+    assert [name for name, _ in source.named_parameters()] == ["heads.1", "heads.1"]
+    message = rf"two parameters of {Clashing.__name__} are named 'heads\.1'"
+    with pytest.raises(ValueError, match=rf"^state_dict: {message}"):
+        source.state_dict()
+    with pytest.raises(ValueError, match=rf"^load_state_dict: {message}"):
+        target.load_state_dict({"heads.1": np.ones(2)})
+    assert [p.data.tolist() for p in target.parameters()] == [[0.0, 0.0], [-0.0, -0.0]]
+    with pytest.raises(ValueError, match=r"^save: two parameters are named 'heads\.1'"):
+        mg.save(source, tmp_path / "model.npz")
+    assert not list(tmp_path.iterdir())
+
+
 def test_load_state_dict_names_every_problem():
     net = Net()
     state = net.state_dict()
