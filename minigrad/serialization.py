@@ -51,6 +51,7 @@ _MAX_LEGACY_VALUE = 64 * 1024
 _MAX_METADATA_DIRECTORY = 1024 * 1024  # zip directory read to find legacy metadata
 _SHOWN_NAMES = 5  # names listed in an error before "... (N more)"
 _TEMP_SUFFIX = ".minigrad-tmp"
+_NAMED_BYTES = 200  # of the target's name in its temporary file's (see `_temp_prefix`)
 
 
 class _Refused(Exception):
@@ -231,8 +232,13 @@ def _target(path: str) -> tuple[str, int]:
 
 
 def _temp_prefix(path: str) -> str:
-    # Hidden, named after the target (shortened: a file name has at most 255 bytes).
-    return f".{os.path.basename(path)[:100]}."
+    """Hidden, named after the target, whose name is cut (by whole characters) to at most
+    `_NAMED_BYTES` bytes as the file system encodes it: a file name has at most 255 bytes,
+    and a character up to 4 (mkstemp adds 8 and the suffix 13)."""
+    name = os.path.basename(path)[:_NAMED_BYTES]  # (a character is at least a byte)
+    while len(os.fsencode(name)) > _NAMED_BYTES:
+        name = name[:-1]
+    return f".{name}."
 
 
 @contextmanager
