@@ -72,12 +72,12 @@ def save(module: Module | Any, path: str | bytes | os.PathLike,
     A file replaced keeps its permission bits (a new one gets those of a plain `open`);
     through a symbolic link, the file it points to is written and the link kept.
     Any parameter name round-trips except one holding a NUL character (zip cannot store
-    it). `path` is a str, bytes or os.PathLike, as for `open`. Refused with ValueError,
-    before anything is written: an empty path, a path that names a directory (ending in a
-    separator, "." or ".."), a path that exists and is not a regular file (a directory,
-    FIFO, device or socket: left as it is), non-finite parameters, two parameters with one
-    name, metadata over 64 kB. A file system error is the OSError, naming `path` (not the
-    temporary file).
+    it) or a lone surrogate (nor can UTF-8). `path` is a str, bytes or os.PathLike, as for
+    `open`. Refused with ValueError, before anything is written: an empty path, a path
+    that names a directory (ending in a separator, "." or ".."), a path that exists and is
+    not a regular file (a directory, FIFO, device or socket: left as it is), non-finite
+    parameters, two parameters with one name, a name zip cannot store, metadata over
+    64 kB. A file system error is the OSError, naming `path` (not the temporary file).
     """
     arrays = _arrays_to_save(module)
     comment = _comment(metadata or {})
@@ -166,6 +166,11 @@ def _arrays_to_save(module: Module | Any) -> dict[str, np.ndarray]:
         if "\0" in name:
             raise ValueError(f"save: the parameter name {name!r} holds a NUL character, "
                              "which a zip archive cannot store")
+        surrogates = [c for c in name if "\ud800" <= c <= "\udfff"]
+        if surrogates:  # (from os.fsdecode of a name in another encoding, say)
+            raise ValueError(f"save: the parameter name {name!r} holds the lone surrogate "
+                             f"{surrogates[0]!r}, which UTF-8, a zip archive's encoding of "
+                             "names, cannot store")
         if name in arrays:
             raise ValueError(f"save: two parameters are named {name!r}; the file could "
                              "hold only one")
