@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -244,7 +245,8 @@ class Linear(Module):
 class Sequential(Module):
     """`Sequential(a, b, c)(x)` is c(b(a(x))). The layers are Modules or any callables (an
     op such as `minigrad.tanh`); they are held as attributes "0", "1", ..., so parameters
-    are named as in PyTorch ("0.weight"). Indexing and iterating give the layers."""
+    are named as in PyTorch ("0.weight"). Indexing and iterating give the layers, slicing a
+    Sequential of some of them."""
 
     def __init__(self, *layers: Callable[[Any], Any]):
         for i, layer in enumerate(layers):
@@ -257,7 +259,16 @@ class Sequential(Module):
     def __len__(self) -> int:
         return self._count
 
-    def __getitem__(self, i: int) -> Any:
+    def __getitem__(self, i: int | slice) -> Any:
+        """The layer at `i`, or, for a slice, a Sequential of those layers (the same
+        objects, numbered from 0 again), as PyTorch's."""
+        if isinstance(i, slice):
+            return Sequential(*list(self)[i])
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError(f"Sequential: indices must be integers or slices, not "
+                            f"{type(i).__name__}") from None
         if not -self._count <= i < self._count:
             raise IndexError(f"Sequential: index {i} out of range for {self._count} layers")
         return getattr(self, str(i % self._count))
