@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -98,24 +99,37 @@ class Module:
         return found
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """A copy of every parameter's value, by name."""
+        """A copy of every parameter's value, by name (ValueError if two parameters have
+        one name)."""
         if current_mode() >= TRACING:  # (as `.data`: a program would keep this call's values)
             raise TraceError("state_dict() inside a traced function (minigrad.compile, "
                              "minigrad.scan) reads the parameters' values, which the program "
                              "would keep as constants; compute with the parameters themselves")
-        return {name: p._data.copy() for name, p in self.named_parameters()}
+        return {name: p._data.copy() for name, p in _by_name(self, "state_dict").items()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Copy values into the parameters, in place. Every name, shape and dtype is checked
-        first, and that the values are finite in the parameters' dtype, so a mismatch
-        changes nothing."""
-        params = dict(self.named_parameters())
+        first, that the values are finite in the parameters' dtype and that each
+        parameter's array is writable, so a mismatch changes nothing."""
+        params = _by_name(self, "load_state_dict")
         problems = _mismatches(params, state)
         if problems:
             raise ValueError(f"load_state_dict: state does not match {type(self).__name__}: "
                              + "; ".join(problems))
         for name, p in params.items():
             np.copyto(p.data, _values(state[name]), casting="same_kind")
+
+
+def _by_name(module: Module, where: str) -> dict[str, Parameter]:
+    """The module's parameters by name, or ValueError if two share one (a dict's keys 1 and
+    "1", an attribute whose name holds a dot): a state dict could hold only one of them."""
+    params: dict[str, Parameter] = {}
+    for name, p in module.named_parameters():
+        if name in params:
+            raise ValueError(f"{where}: two parameters of {type(module).__name__} are named "
+                             f"{name!r}; a state dict could hold only one (rename one)")
+        params[name] = p
+    return params
 
 
 def _values(x: Any) -> np.ndarray:
@@ -169,7 +183,9 @@ def _mismatches(params: Mapping[str, Parameter], state: Mapping[str, Any]) -> li
         if name not in state:
             continue
         value = _values(state[name])
-        if value.shape != p.shape:
+        if not p.data.flags.writeable:  # (a memory-mapped file opened read-only, say)
+            problems.append(f"'{name}' has a read-only .data, which cannot be loaded into")
+        elif value.shape != p.shape:
             problems.append(f"'{name}' has shape {value.shape}, expected {p.shape}")
         elif not np.can_cast(value.dtype, p.dtype, casting="same_kind"):
             # checked here too, or np.copyto would fail after copying the entries before it
@@ -229,7 +245,8 @@ class Linear(Module):
 class Sequential(Module):
     """`Sequential(a, b, c)(x)` is c(b(a(x))). The layers are Modules or any callables (an
     op such as `minigrad.tanh`); they are held as attributes "0", "1", ..., so parameters
-    are named as in PyTorch ("0.weight"). Indexing and iterating give the layers."""
+    are named as in PyTorch ("0.weight"). Indexing and iterating give the layers, slicing a
+    Sequential of some of them."""
 
     def __init__(self, *layers: Callable[[Any], Any]):
         for i, layer in enumerate(layers):
@@ -242,7 +259,16 @@ class Sequential(Module):
     def __len__(self) -> int:
         return self._count
 
-    def __getitem__(self, i: int) -> Any:
+    def __getitem__(self, i: int | slice) -> Any:
+        """The layer at `i`, or, for a slice, a Sequential of those layers (the same
+        objects, numbered from 0 again), as PyTorch's."""
+        if isinstance(i, slice):
+            return Sequential(*list(self)[i])
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError(f"Sequential: indices must be integers or slices, not "
+                            f"{type(i).__name__}") from None
         if not -self._count <= i < self._count:
             raise IndexError(f"Sequential: index {i} out of range for {self._count} layers")
         return getattr(self, str(i % self._count))

@@ -51,6 +51,7 @@ _MAX_LEGACY_VALUE = 64 * 1024
 _MAX_METADATA_DIRECTORY = 1024 * 1024  # zip directory read to find legacy metadata
 _SHOWN_NAMES = 5  # names listed in an error before "... (N more)"
 _TEMP_SUFFIX = ".minigrad-tmp"
+_NAMED_BYTES = 200  # of the target's name in its temporary file's (see `_temp_prefix`)
 
 
 class _Refused(Exception):
@@ -71,12 +72,12 @@ def save(module: Module | Any, path: str | bytes | os.PathLike,
     A file replaced keeps its permission bits (a new one gets those of a plain `open`);
     through a symbolic link, the file it points to is written and the link kept.
     Any parameter name round-trips except one holding a NUL character (zip cannot store
-    it). `path` is a str, bytes or os.PathLike, as for `open`. Refused with ValueError,
-    before anything is written: an empty path, a path that names a directory (ending in a
-    separator, "." or ".."), a path that exists and is not a regular file (a directory,
-    FIFO, device or socket: left as it is), non-finite parameters, two parameters with one
-    name, metadata over 64 kB. A file system error is the OSError, naming `path` (not the
-    temporary file).
+    it) or a lone surrogate (nor can UTF-8). `path` is a str, bytes or os.PathLike, as for
+    `open`. Refused with ValueError, before anything is written: an empty path, a path
+    that names a directory (ending in a separator, "." or ".."), a path that exists and is
+    not a regular file (a directory, FIFO, device or socket: left as it is), non-finite
+    parameters, two parameters with one name, a name zip cannot store, metadata over
+    64 kB. A file system error is the OSError, naming `path` (not the temporary file).
     """
     arrays = _arrays_to_save(module)
     comment = _comment(metadata or {})
@@ -165,6 +166,11 @@ def _arrays_to_save(module: Module | Any) -> dict[str, np.ndarray]:
         if "\0" in name:
             raise ValueError(f"save: the parameter name {name!r} holds a NUL character, "
                              "which a zip archive cannot store")
+        surrogates = [c for c in name if "\ud800" <= c <= "\udfff"]
+        if surrogates:  # (from os.fsdecode of a name in another encoding, say)
+            raise ValueError(f"save: the parameter name {name!r} holds the lone surrogate "
+                             f"{surrogates[0]!r}, which UTF-8, a zip archive's encoding of "
+                             "names, cannot store")
         if name in arrays:
             raise ValueError(f"save: two parameters are named {name!r}; the file could "
                              "hold only one")
@@ -231,8 +237,13 @@ def _target(path: str) -> tuple[str, int]:
 
 
 def _temp_prefix(path: str) -> str:
-    # Hidden, named after the target (shortened: a file name has at most 255 bytes).
-    return f".{os.path.basename(path)[:100]}."
+    """Hidden, named after the target, whose name is cut (by whole characters) to at most
+    `_NAMED_BYTES` bytes as the file system encodes it: a file name has at most 255 bytes,
+    and a character up to 4 (mkstemp adds 8 and the suffix 13)."""
+    name = os.path.basename(path)[:_NAMED_BYTES]  # (a character is at least a byte)
+    while len(os.fsencode(name)) > _NAMED_BYTES:
+        name = name[:-1]
+    return f".{name}."
 
 
 @contextmanager

@@ -1,7 +1,9 @@
 """The optimizer shell shared by every update rule.
 
-An optimizer works on *parameters*: any object with ``.data``, a floating-point NumPy array
-that the optimizer updates **in place** (its identity, and any view of it, stay valid), and
+An optimizer works on *parameters*: any object with ``.data``, a writable floating-point
+NumPy array that the optimizer updates **in place** (its identity, and any view of it, stay
+valid; one replaced since by an array of another shape or dtype, or a read-only one, is
+refused by the step, ValueError, before anything changes), and
 ``.grad``, an array of the same shape or None (the parameter is then skipped for that step,
 as in PyTorch). Optimizers never write to ``.grad``. ``minigrad.nn.Parameter`` and the
 hand-coded reference models' parameters both fit, so one optimizer can drive either and
@@ -351,8 +353,9 @@ class Optimizer(abc.ABC):
         needs the closure: the parameters sit at that point while it runs.
 
         Nothing changes unless the whole step succeeds: every gradient is checked (shape;
-        finiteness unless ``check_finite=False``), every parameter's array too (its shape,
-        as the closure leaves it: ``.data`` is read anew), and every update computed before
+        finiteness unless ``check_finite=False``), every parameter's array too (its shape
+        and dtype, those it had when the optimizer was made, and that it is writable, as
+        the closure leaves it: ``.data`` is read anew), and every update computed before
         any parameter is written; if the closure or a check raises, the parameters are
         moved back from the look-ahead point (whose move checks the arrays first).
         """
@@ -506,14 +509,34 @@ class _Bucket:
         return type(self.optimizer).__name__
 
     def read(self) -> list[np.ndarray]:
-        """The parameters' arrays, their shapes checked. Read once per use: a parameter's
-        ``.data`` may hand out a new array after a forward pass (a Tensor copies on write)."""
+        """The parameters' arrays, each checked (``check_array``). Read once per use: a
+        parameter's ``.data`` may hand out a new array after a forward pass (a Tensor copies
+        on write)."""
         arrays = [p.data for p in self.params]
         for j, data, shape in zip(self.positions, arrays, self.shapes, strict=True):
-            if data.shape != shape:
-                raise ValueError(f"{self.owner}.step: parameter {j} has shape {data.shape}, "
-                                 f"expected {shape}")
+            self.check_array(j, data, shape)
         return arrays
+
+    def check_array(self, j: int, data: np.ndarray, shape: tuple[int, ...]) -> None:
+        """ValueError naming parameter ``j`` unless ``data`` can take its update in place:
+        checked before any parameter is written, so that no write fails halfway."""
+        problem = self.array_problem(data, shape)
+        if problem is not None:
+            raise ValueError(f"{self.owner}.step: parameter {j} {problem}; no parameter was "
+                             f"changed")
+
+    def array_problem(self, data: np.ndarray, shape: tuple[int, ...]) -> str | None:
+        """What keeps ``data`` (a parameter's array, read anew: it may have been replaced
+        since the optimizer was made) from taking an update of the bucket's shape and dtype,
+        or None. Another floating dtype would round the update silently."""
+        if data.shape != shape:
+            return f"has shape {data.shape}, expected {shape}"
+        if data.dtype.type is not self.dtype.type:  # (byte order aside)
+            return (f"has dtype {data.dtype}, expected {self.dtype}, its dtype when the "
+                    f"optimizer was made (make a new optimizer for the new dtype)")
+        if not data.flags.writeable:
+            return "has a read-only .data (the optimizer updates it in place)"
+        return None
 
     def read_into_buffer(self) -> tuple[list[np.ndarray], bool]:
         """``read()``, and whether the arrays were also copied into the buffer: yes if each
@@ -522,9 +545,7 @@ class _Bucket:
         for j, p, shape, view in zip(self.positions, self.params, self.shapes, self.views,
                                      strict=True):
             data = p.data
-            if data.shape != shape:
-                raise ValueError(f"{self.owner}.step: parameter {j} has shape {data.shape}, "
-                                 f"expected {shape}")
+            self.check_array(j, data, shape)
             if laid and data.dtype is dtype:
                 view[...] = data
             else:
@@ -554,17 +575,15 @@ class _Bucket:
         if flat is not self.buffer:
             np.copyto(self.buffer, flat)
         for data, view in zip(arrays, self.views, strict=True):
-            if data.dtype.kind == "f":
-                data[...] = view  # what np.copyto does to a floating array, sooner
-            else:
-                np.copyto(data, view)
+            data[...] = view  # (checked: of the bucket's dtype, up to byte order)
 
     def move_back(self, point: np.ndarray) -> None:
         """Write ``point``, where the parameters were before their move, into their arrays
-        read anew (the closure may have replaced them), but into none of another shape."""
+        read anew (the closure may have replaced them), but into none that cannot take it
+        (``array_problem``): the error that brought us here is the one to report."""
         arrays = [p.data for p in self.params]
         kept = [k for k, (data, shape) in enumerate(zip(arrays, self.shapes, strict=True))
-                if data.shape == shape]
+                if self.array_problem(data, shape) is None]
         if len(kept) == len(arrays):
             self.scatter(arrays, point)
         else:  # rare: a scatter of the others
@@ -596,8 +615,9 @@ class _Bucket:
     def lay_gradients_and_arrays(self) -> list[np.ndarray] | None:
         """The usual case in one pass: copy each parameter's gradient into
         ``self.gradients`` and its array (read anew: the closure may have replaced it) into
-        the buffer, and return the arrays; None if a gradient is not an array or a gradient
-        or array has another dtype or shape than the bucket's (``compute_apart`` then)."""
+        the buffer, and return the arrays; None if a gradient is not an array, a gradient
+        or array has another dtype or shape than the bucket's, or an array is read-only
+        (``compute_apart`` then, which sorts out what is allowed and what is refused)."""
         dtype, arrays = self.dtype, []
         for p, shape, g_view, view in zip(self.params, self.shapes, self.gradient_views,
                                           self.views, strict=True):
@@ -606,7 +626,7 @@ class _Bucket:
                 return None
             g_view[...] = g
             data = p.data
-            if data.dtype is not dtype or data.shape != shape:
+            if data.dtype is not dtype or data.shape != shape or not data.flags.writeable:
                 return None
             view[...] = data
             arrays.append(data)
@@ -615,8 +635,8 @@ class _Bucket:
     def compute_apart(self, real: np.ndarray | None) -> Callable[[], None]:
         """``compute`` in general: a gradient missing, of another type or dtype (cast as
         by ``np.concatenate``), or of a wrong shape (ValueError), an array of another dtype
-        or shape (ValueError), or step counts that differ (runs of parameters updated
-        apart)."""
+        or shape or read-only (ValueError, from ``read``), or step counts that differ (runs
+        of parameters updated apart)."""
         grads = [p.grad for p in self.params]
         present = [g is not None for g in grads]
         flat = []

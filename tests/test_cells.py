@@ -232,6 +232,36 @@ def test_sequential_composes_its_layers_in_order():
         nn.Sequential(first, 3)
 
 
+@given(data=st.data(), size=st.integers(0, 5))
+def test_a_slice_of_a_sequential_is_a_sequential_of_those_layers(data, size):
+    """As PyTorch's: the same layer objects, numbered from 0 again. A slice raised a
+    TypeError about '<=' between int and slice."""
+    rng = np.random.default_rng(size)
+    layers = [nn.Linear(2, 2, rng=rng) if k % 2 == 0 else mg.tanh for k in range(size)]
+    model = nn.Sequential(*layers)
+    part = data.draw(st.slices(size))
+    sliced = model[part]
+    assert type(sliced) is nn.Sequential and len(sliced) == len(layers[part])
+    assert all(a is b for a, b in zip(sliced, layers[part], strict=True))
+    names = [f"{k}.{w}" for k, layer in enumerate(layers[part]) if isinstance(layer, nn.Linear)
+             for w in ("weight", "bias")]
+    assert [name for name, _ in sliced.named_parameters()] == names
+    x = rng.normal(size=(3, 2))
+    expected = x
+    for layer in layers[part]:
+        expected = layer(expected)
+    got = sliced(x)
+    np.testing.assert_array_equal(getattr(got, "data", got), getattr(expected, "data", expected))
+
+
+def test_a_sequential_index_must_be_an_integer_or_a_slice():
+    model = nn.Sequential(mg.tanh, mg.relu)
+    assert model[np.int64(1)] is mg.relu
+    with pytest.raises(TypeError, match=r"^Sequential: indices must be integers or slices, "
+                                        r"not str$"):
+        model["1"]
+
+
 def test_modules_yields_each_module_once_in_order():
     inner = nn.Linear(2, 2)
     cell = nn.GRUCell(2, 2)

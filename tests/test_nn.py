@@ -141,6 +141,55 @@ def test_load_state_dict_refuses_a_mismatch_and_changes_nothing(edit, message):
     _assert_unchanged(net, before)
 
 
+@pytest.mark.parametrize("how", ["read-only", "memory-mapped"])
+def test_load_state_dict_refuses_a_read_only_parameter_and_changes_nothing(how, tmp_path):
+    """A parameter whose .data cannot be written (last in the module's order, so that a
+    load copying as it went would have changed every other one) is a mismatch named in
+    the error, and nothing is loaded."""
+    net = Net(seed=1)
+    if how == "read-only":
+        frozen = net.heads["b"]["inner"].data.copy()
+        frozen.flags.writeable = False
+    else:
+        np.save(tmp_path / "inner.npy", net.heads["b"]["inner"].data)
+        frozen = np.load(tmp_path / "inner.npy", mmap_mode="r")
+    net.heads["b"]["inner"].data = frozen
+    before = net.state_dict()
+    with pytest.raises(ValueError, match=r"^load_state_dict: state does not match Net: "
+                                         r"'heads.b.inner' has a read-only \.data"):
+        net.load_state_dict(Net(seed=2).state_dict())
+    _assert_unchanged(net, before)
+
+
+class IntAndStrKeys(Module):
+    def __init__(self, value):
+        self.heads = {1: Parameter(np.full(2, value)), "1": Parameter(np.full(2, -value))}
+
+
+class DottedAttribute(Module):
+    def __init__(self, value):
+        self.heads = {"1": Parameter(np.full(2, value))}
+        setattr(self, "heads.1", Parameter(np.full(2, -value)))
+
+
+@pytest.mark.parametrize("Clashing", [IntAndStrKeys, DottedAttribute])
+def test_two_parameters_with_one_name_are_refused_by_state_dict_and_load(Clashing, tmp_path):
+    """Dotted names can clash: state_dict kept one of the two, and load_state_dict loaded
+    one and left the other as it was, without a word. Both refuse, naming the clash (as
+    `minigrad.save` does), and the load changes nothing."""
+    source, target = Clashing(1.0), Clashing(0.0)
+    assert [name for name, _ in source.named_parameters()] == ["heads.1", "heads.1"]
+    message = rf"two parameters of {Clashing.__name__} are named 'heads\.1'"
+    with pytest.raises(ValueError, match=rf"^state_dict: {message}"):
+        source.state_dict()
+    with pytest.raises(ValueError, match=rf"^load_state_dict: {message}"):
+        target.load_state_dict({"heads.1": np.ones(2)})
+    assert [p.data.tolist() for p in target.parameters()] == [[0.0, 0.0], [-0.0, -0.0]]
+    with pytest.raises(ValueError, match=r"^save: two parameters are named 'heads\.1'"):
+        mg.save(source, tmp_path / "model.npz")
+    assert not list(tmp_path.iterdir())
+
+
 def test_load_state_dict_names_every_problem():
     net = Net()
     state = net.state_dict()

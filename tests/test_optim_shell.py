@@ -790,14 +790,80 @@ def test_a_look_ahead_move_that_fails_midway_moves_nothing(start, velocity):
 @given(values=hnp.arrays(np.float64, hnp.array_shapes(max_dims=2), elements=st.floats(-9, 9)))
 def test_an_update_is_not_cast_into_an_integer_array(values):
     """A parameter whose .data was replaced by an integer array after construction is not
-    truncated: writing the update raises TypeError and the array keeps its values."""
+    truncated: the step raises ValueError naming it and the array keeps its values."""
     p = Param(values.copy())
     opt = optim.SGD([p], lr=0.1)
     p.data = np.round(values).astype(np.int64)
     p.grad = np.ones_like(values)
-    with pytest.raises(TypeError, match="Cannot cast"):
+    with pytest.raises(ValueError, match=r"parameter 0 has dtype int64, expected float64"):
         opt.step()
     np.testing.assert_array_equal(p.data, np.round(values))
+
+
+def read_only(a: np.ndarray, tmp_path) -> np.ndarray:
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def memory_mapped(a: np.ndarray, tmp_path) -> np.ndarray:
+    """As weights loaded by ``np.load(path, mmap_mode="r")``."""
+    np.save(tmp_path / "w.npy", a)
+    return np.load(tmp_path / "w.npy", mmap_mode="r")
+
+
+# An array a parameter's .data may be replaced by that cannot take its update in place.
+UNFIT = {
+    "read-only": (read_only, r"has a read-only \.data"),
+    "memory-mapped": (memory_mapped, r"has a read-only \.data"),
+    "float32": (lambda a, _: a.astype(np.float32), r"has dtype float32, expected float64"),
+    "int64": (lambda a, _: np.round(a).astype(np.int64), r"has dtype int64, expected float64"),
+}
+
+
+@pytest.mark.parametrize("when", ["before the step", "in the closure"])
+@pytest.mark.parametrize("how", sorted(UNFIT))
+@pytest.mark.parametrize("name", NAMES)
+def test_an_array_that_cannot_take_its_update_raises_before_any_change(name, how, when,
+                                                                        tmp_path):
+    """Parameter 1's .data replaced (after two steps) by a read-only array, or one of
+    another dtype (which would round or truncate the update): the step raises a ValueError
+    naming it before anything is written, so parameters 0 and 2, and every step count and
+    state array, are as before (moved back from the look-ahead point), and the next step
+    with a fit array is the step that failed."""
+    params = make_params(np.random.default_rng(9))
+    kept = copy_params(params)
+    opt, opt_kept = (optim.create(name, ps, **CONFIGS[name]) for ps in (params, kept))
+    run_steps(opt, params, 2)
+    run_steps(opt_kept, kept, 2)
+    before, state_before = [p.data.copy() for p in params], opt.state_dict()
+    replace, message = UNFIT[how]
+    unfit = replace(params[1].data, tmp_path)
+    unfit_before = np.array(unfit)
+    inner = loss_closure(params, opt, coefficients())
+
+    def closure() -> float:
+        loss = inner()
+        if when == "in the closure":
+            params[1].data = unfit
+        return loss
+
+    if when == "before the step":
+        params[1].data = unfit
+    with pytest.raises(ValueError, match=rf"^{type(opt).__name__}\.step: parameter 1 "
+                                         rf"{message}.*; no parameter was changed$"):
+        opt.step(closure)
+    for j in (0, 2):
+        np.testing.assert_array_equal(params[j].data, before[j])
+    assert params[1].data is unfit
+    np.testing.assert_array_equal(unfit, unfit_before)
+    assert_state_dicts_equal(opt.state_dict(), state_before)
+    params[1].data = before[1]
+    run_steps(opt, params, 1)
+    run_steps(opt_kept, kept, 1)
+    for p, q in zip(params, kept, strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+    assert_state_dicts_equal(opt.state_dict(), opt_kept.state_dict())
 
 
 # --------------------------------------------------------------------------------------

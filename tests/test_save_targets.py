@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import stat
+import tempfile
 
 import numpy as np
 import pytest
@@ -170,6 +171,22 @@ def test_a_bytes_path_saves_and_loads_as_its_str(tmp_path):
     assert read_metadata(os.fsencode(path)) == {"kind": "bytes"}
     with pytest.raises(ValueError, match=rf"^load: {re.escape(str(path))} does not fit "):
         mg.load(Linear(2, 2), os.fsencode(path))
+
+
+@given(characters=st.lists(st.sampled_from(["a", "é", "模", "😀"]), min_size=1, max_size=20),
+       size=st.integers(1, 251))
+def test_any_file_name_up_to_255_bytes_saves_and_loads(characters, size):
+    """The temporary file's name was cut from the target's at 100 characters: up to 400
+    bytes, over the 255 a name may have, so a valid name of multi-byte characters failed
+    with "File name too long". It is cut at a byte count now, by whole characters."""
+    # `characters` repeated, cut to `size` bytes (a character cut in two is dropped).
+    name = ("".join(characters) * size).encode()[:size].decode(errors="ignore") + ".npz"
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, name)
+        mg.save(_model(4), path)
+        mg.save(_model(5), path)  # over the first: a temporary file, renamed
+        assert os.listdir(directory) == [name]
+        assert _loads_as(path, 5)
 
 
 def _no_space(monkeypatch):

@@ -300,6 +300,8 @@ def test_names_that_numpy_savez_cannot_take_round_trip(tmp_path):
 
 @pytest.mark.parametrize("arrays, metadata, match", [
     ({"a\0b": np.ones(1)}, {}, r"^save: the parameter name 'a\\x00b' holds a NUL character"),
+    ({"caf\udce9": np.ones(1)}, {},
+     r"^save: the parameter name 'caf\\udce9' holds the lone surrogate '\\udce9', which UTF-8"),
     ({"w": np.array([1.0, np.nan])}, {}, r"^save: 'w' holds nan at \(1,\); a checkpoint holds "
                                           "finite parameters only$"),
     ({"w": np.array([[1.0], [-np.inf]], np.float32)}, {}, r"^save: 'w' holds -inf at \(1, 0\)"),
