@@ -512,9 +512,10 @@ class _Bucket:
         """The parameters' arrays, each checked (``check_array``). Read once per use: a
         parameter's ``.data`` may hand out a new array after a forward pass (a Tensor copies
         on write)."""
-        arrays = [p.data for p in self.params]
+        arrays, dtype = [p.data for p in self.params], self.dtype
         for j, data, shape in zip(self.positions, arrays, self.shapes, strict=True):
-            self.check_array(j, data, shape)
+            if data.dtype is not dtype or data.shape != shape or not data.flags.writeable:
+                self.check_array(j, data, shape)  # (the usual case asks no more)
         return arrays
 
     def check_array(self, j: int, data: np.ndarray, shape: tuple[int, ...]) -> None:
@@ -545,7 +546,8 @@ class _Bucket:
         for j, p, shape, view in zip(self.positions, self.params, self.shapes, self.views,
                                      strict=True):
             data = p.data
-            self.check_array(j, data, shape)
+            if data.dtype is not dtype or data.shape != shape or not data.flags.writeable:
+                self.check_array(j, data, shape)  # (the usual case asks no more)
             if laid and data.dtype is dtype:
                 view[...] = data
             else:
