@@ -249,7 +249,8 @@ def train_counter(settings: CounterTraining, outputs: Outputs = Outputs(), *,
     def report(p: Progress, point: tuple[float, float]) -> None:
         bar.update(p.step, p.loss)
         if p.step % every == 0 or p.step == p.total_steps:
-            bar.print(f"  iteration {p.step:>5}/{p.total_steps}  loss {p.loss:.4g}  "
+            # (the loss at the step's start, the weights the step moved to)
+            bar.print(f"  iteration {p.step:>5}/{p.total_steps}  loss {p.loss:.4g}  ->  "
                       f"w_x {point[0]:+.4f}  w_rec {point[1]:+.4f}")
 
     with bar:

@@ -312,7 +312,7 @@ def computation_graph(model: str, *, steps: int = 3, batch_size: int = 2,
         X, T = addition_data(rng, batch_size, config.n_bits)
     else:
         raise ValueError(f"computation_graph: model must be counter or adder, got {model!r}")
-    # The unrolled graph, an op per step, rather than the one `rnn` op training runs: the
+    # The unrolled graph, an op per step, rather than the one scan node training runs: the
     # same loss, drawn as the write-ups draw the network.
     loss, _ = network.loss_and_states(X, T)
     return mg.to_dot(loss, network, title=f"{model} loss, {steps} steps")
