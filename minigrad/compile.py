@@ -104,7 +104,7 @@ def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
     return replay.backward(saved, not tape.retaining.get(), g)
 
 
-def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple]]:
+def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple | None, tuple]]:
     """The lists, dicts and plain objects that hold a layer, a parameter or a tensor the
     program read (`read`: their ids), under `fn` (a module), the object it is a method of,
     its arguments and what its closure and globals name, each with what it holds now:
@@ -113,7 +113,7 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple]]:
     tensors fn does not read, a log the training loop appends to, say: watching it would
     trace anew on every call.)"""
     roots = [fn, getattr(fn, "__self__", None), *args, *_named_by(fn)]
-    held: list[tuple[Any, tuple]] = []
+    held: list[tuple[Any, tuple | None, tuple]] = []
     seen: set[int] = set()
 
     def walk(x: Any) -> bool:  # whether x is or holds a module, a parameter or a read tensor
@@ -131,10 +131,14 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple]]:
         if holds is None or id(x) in seen or len(holds) > _WALKED:
             return False
         seen.add(id(x))
-        if any([walk(y) for y in (holds.values() if isinstance(holds, dict) else holds)]):
-            held.append((x, _contents(x)))
-            return True
-        return False
+        if isinstance(holds, list):
+            keys = None if any([walk(y) for y in holds]) else ()
+        else:  # the entries that hold what fn read (not a step counter beside the model)
+            keys = tuple([k for k, v in list(holds.items()) if walk(v)])
+        if keys == ():
+            return False
+        held.append((x, keys, _contents(x, keys)))
+        return True
 
     for root in roots:
         walk(root)
@@ -169,18 +173,19 @@ def _named_by(fn: Any) -> list[Any]:
     return named
 
 
-def _contents(container: Any) -> tuple:
-    """What a list, dict or plain object holds: its items, keys and values, or attributes."""
-    if isinstance(container, list):
+def _contents(container: Any, keys: tuple | None) -> tuple:
+    """What a list holds (`keys` None), or a dict's or a plain object's keys and what those
+    of `keys` hold."""
+    if keys is None:
         return tuple(container)
     held = container if isinstance(container, dict) else vars(container)
-    return tuple(x for item in held.items() for x in item)
+    return (*held, *[held.get(k, _contents) for k in keys])  # (_contents: no such entry)
 
 
-def _unchanged(held: list[tuple[Any, tuple]]) -> bool:
+def _unchanged(held: list[tuple[Any, tuple | None, tuple]]) -> bool:
     """Whether each container holds the very objects it held when traced."""
-    for container, was in held:
-        now = _contents(container)
+    for container, keys, was in held:
+        now = _contents(container, keys)
         if len(now) != len(was) or any(a is not b for a, b in zip(now, was)):
             return False
     return True
@@ -190,7 +195,7 @@ class _Replay:
     """A signature's program, as the functions a call runs."""
 
     def __init__(self, program: Program, positions: dict[int, int], generation: int,
-                 name: str, held: list[tuple[Any, tuple]]):
+                 name: str, held: list[tuple[Any, tuple | None, tuple]]):
         self.generation = generation  # of the modules' attributes, when traced
         self.held = held  # the containers of fn's module, as they were (`_held`)
         self.name = name

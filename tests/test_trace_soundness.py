@@ -1425,3 +1425,27 @@ def test_immutable_arguments_are_held_by_value():
     for other in (_MutableShift(1.0), functools.partial(max, 1), _Trainer(None).loss):
         with pytest.raises(TypeError, match="cannot be part of a signature"):
             f(x, other)
+
+
+def test_a_counter_beside_the_model_traces_nothing_again():
+    """Watching every attribute of a trainer (or entry of a state dict) holding the model
+    would trace anew on every call where the loop also counts its steps there: only the
+    entries holding what fn read are watched, and the entries' names."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3))
+    trainer = _Trainer(nn.Linear(3, 1, rng=rng))
+    trainer.steps = 0
+    state = {"model": nn.Linear(3, 1, rng=rng), "step": 0}
+    spare = nn.Linear(3, 1, rng=rng)
+    by_trainer = mg.compile(lambda x: trainer.loss(x).sum())
+    by_state = mg.compile(lambda x: state["model"](x).sum())
+    for _ in range(3):
+        trainer.steps += 1
+        state["step"] += 1
+        assert_same_bits(by_trainer(x).data, trainer.loss(x).sum().data)
+        assert_same_bits(by_state(x).data, state["model"](x).sum().data)
+    assert (by_trainer.traces, by_state.traces) == (1, 1)
+    trainer.model, state["model"] = spare, spare
+    assert_same_bits(by_trainer(x).data, spare(x).sum().data)
+    assert_same_bits(by_state(x).data, spare(x).sum().data)
+    assert (by_trainer.traces, by_state.traces) == (2, 2)
