@@ -40,7 +40,9 @@ All follow the protocol of `minigrad.models.reference` (`parameters()`, `zero_gr
 `optim`'s optimizers) drive them as they drive the tutorial-style reference. Gradients
 are written into arrays the model owns: `.grad` is set to them (or, if it already holds a
 gradient, to the sum); a `.grad` still holding the previous call's array is first copied
-out, so accumulating without `zero_grad` stays right.
+out, so accumulating without `zero_grad` stays right. The parameters' arrays, and the
+gradient arrays, are each views of one flat buffer (`laid_end_to_end`), so that the plain
+updates run once over the two buffers, as the fastest hand-written update does.
 """
 
 from __future__ import annotations

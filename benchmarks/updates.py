@@ -24,6 +24,7 @@ number of parameters:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -74,8 +75,8 @@ class _Flat:
     """Parameters of one dtype end to end: their flat data (updated in place), and their
     flat gradient at each step."""
 
-    def __init__(self, params: Sequence[Any]) -> None:
-        self.params = list(params)
+    def __init__(self, params: Sequence[Any], positions: Sequence[int]) -> None:
+        self.params, self.positions = list(params), list(positions)
         arrays = [p.data for p in self.params]
         shapes = [a.shape for a in arrays]
         data = tiled(arrays)
@@ -90,21 +91,26 @@ class _Flat:
         self.seen: list[Any] = []             # the `.grad` arrays of the last step
         self.seen_gradient = self.own_gradient
 
+    def lay(self) -> np.ndarray:
+        """The flat data, with any `.data` replaced since (a model's `load_parameters`)
+        copied in and set back to its view."""
+        for p, view in zip(self.params, self.views, strict=True):
+            if p.data is not view:
+                view[...] = p.data
+                p.data = view
+        return self.data
+
     def gradient(self) -> np.ndarray:
         """This step's gradient, flat: the buffer the `.grad` arrays tile (the model's own),
         else our buffer with each copied in. Lays in any `.data` the closure replaced."""
-        params = self.params
-        for k, (p, view) in enumerate(zip(params, self.views, strict=True)):
-            if p.data is not view:  # rare (a model's `load_parameters`)
-                self.views[k][...] = p.data
-                p.data = view
-        grads = [p.grad for p in params]
-        if len(grads) == len(self.seen) and all(map(_same, grads, self.seen)):
+        self.lay()
+        grads = [p.grad for p in self.params]
+        if len(grads) == len(self.seen) and all(map(operator.is_, grads, self.seen)):
             return self.seen_gradient
         flat = tiled(grads)
         if flat is None or flat.dtype != self.data.dtype or any(
                 g.shape != view.shape for g, view in zip(grads, self.views, strict=True)):
-            for j, (g, view) in enumerate(zip(grads, self.gradient_views, strict=True)):
+            for j, g, view in zip(self.positions, grads, self.gradient_views, strict=True):
                 if getattr(g, "shape", None) != view.shape:
                     raise ValueError(f"plain update: parameter {j} of shape {view.shape} has "
                                      f"gradient {type(g).__name__} of shape "
@@ -115,16 +121,12 @@ class _Flat:
         return flat
 
 
-def _same(a: object, b: object) -> bool:
-    return a is b
-
-
 def _flats(params: Sequence[Any]) -> list[_Flat]:
     """The parameters end to end, one `_Flat` per dtype."""
-    by_dtype: dict[np.dtype, list[Any]] = {}
-    for p in params:
-        by_dtype.setdefault(p.data.dtype, []).append(p)
-    return [_Flat(ps) for ps in by_dtype.values()]
+    by_dtype: dict[np.dtype, list[tuple[int, Any]]] = {}
+    for j, p in enumerate(params):
+        by_dtype.setdefault(p.data.dtype, []).append((j, p))
+    return [_Flat([p for _, p in run], [j for j, _ in run]) for run in by_dtype.values()]
 
 
 def plain_rmsprop_nesterov(params: Sequence[Any], lr: float, decay: float, momentum: float,
@@ -141,7 +143,7 @@ def plain_rmsprop_nesterov(params: Sequence[Any], lr: float, decay: float, momen
     def step(closure: Closure) -> float:
         for f, v in zip(flats, velocity, strict=True):
             np.multiply(v, momentum, out=v)
-            np.add(f.data, v, out=f.data)
+            np.add(f.lay(), v, out=f.data)
         loss = closure()
         for f, v, ma, c, w in zip(flats, velocity, mean_square, change, work, strict=True):
             g = f.gradient()
