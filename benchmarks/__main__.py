@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> str:
                 "LSTM), on the same parameters and minibatch; median of the alternating "
                 "repeats. The engine rows update with `optim`'s optimizers, as users do; the "
                 "hand-written, closed-form and tutorial-style rows with the same rule in "
-                "plain NumPy, as a hand-writer does (`benchmarks/updates.py`). The models' "
+                "plain NumPy, one pass of in-place calls over flat buffers "
+                "(`benchmarks/updates.py`). The models' "
                 "rows (A-D, counter) run `minigrad.models`; the gru and lstm rows "
                 "`nn.GRUCell` / `nn.LSTMCell` stepped by `mg.scan` with a linear readout "
                 "and BCE on the logits, against hand-written BPTT (`benchmarks/cells.py`); "
@@ -223,9 +224,13 @@ def run(args: argparse.Namespace) -> str:
              "the backward loop (`benchmarks/cells.py`). The tutorial-style step "
              "(`minigrad.models.reference`) is the write-up's hand-coded backward pass. Tests "
              "check that they give the engine's loss and gradients to float64 rounding "
-             "(`tests/test_benchmarks.py`). The hand-written rows update in plain NumPy "
-             "(`benchmarks/updates.py`, checked to follow `optim`'s trajectory bit for bit), "
-             "the engine rows through `optim`, so the ratios include `optim`'s shell."),
+             "(`tests/test_benchmarks.py`). The hand-written rows update in the fastest "
+             "plain NumPy we know to write (`benchmarks/updates.py`, checked to follow "
+             "`optim`'s trajectory bit for bit): parameters and gradients each in one flat "
+             "buffer, the rule one pass of in-place NumPy calls over them, faster than "
+             "`optim`'s step (see the optimizer's own cost). The engine rows update through "
+             "`optim`, so the ratios include what `optim`'s shell costs over a hand-written "
+             "update."),
             (f"- glibc malloc: {allocator.describe()}. Fixed thresholds keep page faults "
              "out of the steps of implementations that allocate per step (see "
              "`benchmarks/allocator.py`; `--adaptive-malloc` runs under glibc's adaptive "
@@ -268,8 +273,9 @@ def _optimizer_section(plan: configs.Plan, repeats: int | None,
                      f"{ours.spread / 2:.0%}"])
     return ["## The optimizer's own cost", "",
             (f"`optim.RMSPropNesterov.step` against the same update in plain NumPy "
-             f"(`benchmarks/optim_step.py`), on the adder's parameters, the closure setting "
-             f"precomputed gradients; medians of alternating repeats. Target at A: ratio <= "
+             f"(`benchmarks/optim_step.py`), on the adder's parameters laid out as the "
+             f"hand-written adder lays them, the closure copying precomputed gradients into "
+             f"the gradient arrays; medians of alternating repeats. Target at A: ratio <= "
              f"{configs.OPTIMIZER_TARGET}."), "",
             report.table(["case", "scalars", "plain NumPy", "optimizer", "ratio",
                           "optimizer IQR/2"], rows), ""]

@@ -1,12 +1,16 @@
 """The optimizer's own cost: `optim.RMSPropNesterov.step` against the same update written in
 plain NumPy, on the adder's parameters at a case's sizes, in one process.
 
-Both are driven by the same closure, which sets every parameter's `.grad` to a copy of a
-gradient computed once (by the hand-written adder at the case's starting point), so the two
-timed functions differ only in the update: the look-ahead move, the gradient check and the
-RMSProp-Nesterov arithmetic. The plain update is the tutorial's five lines per parameter
-with NumPy arrays (no check of the gradients); the optimizer checks every gradient's shape
-and finiteness. Each contender steps its own copy of the parameters, from the same start.
+Both are driven by the same closure, which copies a gradient computed once (by the
+hand-written adder at the case's starting point) into the gradient arrays, as the
+hand-written adder writes its gradients, so the two timed functions differ only in the
+update: the look-ahead move, the gradient check and the RMSProp-Nesterov arithmetic. Each
+contender steps its own copy of the parameters, from the same start, laid out as the
+hand-written adder lays them (parameters and gradients each end to end in one flat buffer).
+The plain update is the hand-written steps' (`benchmarks.updates`: in-place NumPy calls
+over those flat buffers, no check of the gradients); the optimizer checks every gradient's
+shape and finiteness and copies the parameters and gradients into its own flat buffers
+and back.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from minigrad import optim
 from minigrad.models.reference import Param
 from minigrad.models.timing import Timing, alternate
 
 from .configs import StepCase
+from .handwritten import laid_end_to_end
 from .steps import adder_setup
 from .updates import plain_rmsprop_nesterov
 
@@ -47,12 +54,15 @@ def time_optimizer_step(case: StepCase, repeats: int | None = None) -> Optimizer
     h = setup.optimizer_settings
 
     def contender(make: Callable[[list[Param]], Any]) -> Callable[[], object]:
-        params = [Param(p.data.copy()) for p in model.parameters()]
+        laid, views = laid_end_to_end(
+            {name: p.data for name, p in model.named_parameters()}, setup.dtype)
+        params, gradient_arrays = list(laid.values()), list(views.values())
         step = make(params)
 
         def closure() -> float:
-            for p, g in zip(params, grads, strict=True):
-                p.grad = g.copy()
+            for p, view, g in zip(params, gradient_arrays, grads, strict=True):
+                np.copyto(view, g)
+                p.grad = view
             return 0.0
 
         return lambda: step(closure)

@@ -19,8 +19,9 @@ The implementations of the objective:
   `benchmarks.user_models.ScanGRU` / `ScanLSTM` against `benchmarks.cells`.
 
 The engine's steps use `optim`'s optimizers, as users do; the hand-written and
-tutorial-style steps update in plain NumPy as a hand-writer does (`benchmarks.updates`, the
-same rules to the bit), so a ratio includes what `optim`'s shell costs.
+tutorial-style steps update in plain NumPy as a hand-writer who cares about speed does
+(`benchmarks.updates`: one pass of in-place calls over flat buffers, the same rules to the
+bit), so a ratio includes what `optim`'s shell costs over a hand-written update.
 
 Each starts from the same parameters (the engine's initialisation) and sees the same
 minibatch, already in the step's dtype (so no one pays for a conversion another skips).

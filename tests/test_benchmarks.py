@@ -26,7 +26,8 @@ the benchmark cases use tanh with both, the Keras preset sigmoid with neither):
   models' adder: BCE on probabilities, log(p), against BCE on logits, softplus, differ by
   a few ulps of the loss where the logits are O(1): the same bounds.
 - The plain NumPy updates (`benchmarks.updates`) against `optim`'s optimizers: the same
-  arithmetic in the same order, so bit for bit.
+  arithmetic in the same order, so bit for bit, whether the parameters and gradients are
+  laid end to end as the hand-written models lay them or not.
 
 No timing is asserted anywhere: the numbers of a quick run mean nothing.
 """
@@ -48,7 +49,12 @@ import minigrad
 from benchmarks import allocator
 from benchmarks.cells import HandwrittenGRU, HandwrittenLSTM
 from benchmarks.configs import FULL, QUICK
-from benchmarks.handwritten import ClosedFormCounter, HandwrittenAdder, HandwrittenCounter
+from benchmarks.handwritten import (
+    ClosedFormCounter,
+    HandwrittenAdder,
+    HandwrittenCounter,
+    laid_end_to_end,
+)
 from benchmarks.memory import step_peak
 from benchmarks.steps import (
     adder_setup,
@@ -57,7 +63,7 @@ from benchmarks.steps import (
     plain_step,
     training_step,
 )
-from benchmarks.updates import plain_rmsprop_nesterov, plain_rprop, plain_sgd
+from benchmarks.updates import plain_rmsprop_nesterov, plain_rprop, plain_sgd, tiled
 from benchmarks.user_models import ScanGRU, ScanLSTM, UnrolledAdder
 from minigrad import optim
 from minigrad.models.adder import Adder
@@ -349,26 +355,118 @@ PLAIN_UPDATES = {
 }
 
 
+def laid_like_a_model(start: list[np.ndarray]) -> tuple[list[Param], list[np.ndarray]]:
+    """Parameters holding copies of `start` and gradient arrays, each of a dtype laid end to
+    end in one flat buffer, as the hand-written models lay theirs."""
+    params: list[Param] = [Param(x) for x in start]
+    grads: list[np.ndarray] = list(start)
+    for dtype in {x.dtype for x in start}:
+        run = [k for k, x in enumerate(start) if x.dtype == dtype]
+        laid, views = laid_end_to_end({str(k): start[k] for k in run}, dtype)
+        for k, param, view in zip(run, laid.values(), views.values(), strict=True):
+            params[k], grads[k] = param, view
+    return params, grads
+
+
 @pytest.mark.parametrize("rule", PLAIN_UPDATES)
-@given(seed=seeds, shapes=st.lists(st.lists(st.integers(1, 4), max_size=2).map(tuple),
-                                   min_size=1, max_size=4))
-def test_plain_updates_follow_the_optimizers_trajectory_bit_for_bit(rule, seed, shapes):
+@given(seed=seeds,
+       parameters=st.lists(st.tuples(st.lists(st.integers(1, 4), max_size=2).map(tuple),
+                                     st.sampled_from([np.float64, np.float32])),
+                           min_size=1, max_size=4),
+       laid_out=st.booleans())
+def test_plain_updates_follow_the_optimizers_trajectory_bit_for_bit(rule, seed, parameters,
+                                                                    laid_out):
+    # laid_out: parameters and gradients each end to end per dtype, the gradients written
+    # in place, as by a hand-written model (the update reads its buffers as they are);
+    # else separate arrays and a new gradient array each step (copied into the update's).
     plain_of, optimizer_class, hyper = PLAIN_UPDATES[rule]
     rng = np.random.default_rng(seed)
-    start = [rng.normal(size=shape) for shape in shapes]
-    plain = [Param(x.copy()) for x in start]
+    start = [rng.normal(size=shape).astype(dtype) for shape, dtype in parameters]
+    if laid_out:
+        plain, grads = laid_like_a_model(start)
+    else:
+        plain, grads = [Param(x.copy()) for x in start], []
+    arrays = [p.data for p in plain]
     ours = [Param(x.copy()) for x in start]
     steps = [plain_of(plain, **hyper), optimizer_class(ours, **hyper).step]
-    for params, step in zip((plain, ours), steps, strict=True):
+    for params, step, into in ((plain, steps[0], grads), (ours, steps[1], [])):
         for k in range(5):
-            def closure(params=params, k=k) -> float:
-                for p in params:  # a gradient whose signs change from step to step
-                    p.grad = np.sin(3 * p.data + k)
+            def closure(params=params, into=into, k=k) -> float:
+                for j, p in enumerate(params):  # a gradient whose signs change each step
+                    g = np.sin(3 * p.data + k)
+                    if into:
+                        np.copyto(into[j], g)
+                        g = into[j]
+                    p.grad = g
                 return 0.0
 
             step(closure)
     for a, b in zip(plain, ours, strict=True):
+        assert a.data.dtype == b.data.dtype
         np.testing.assert_array_equal(a.data, b.data)
+    if laid_out:  # updated in place, where the model reads them
+        assert all(a.data is array for a, array in zip(plain, arrays, strict=True))
+
+
+def test_plain_updates_lay_in_a_replaced_array_as_optim_reads_it():
+    # A model's `load_parameters` replaces `.data` between steps: the next step starts from
+    # the new values, as `optim`'s does (it reads `.data` anew).
+    for plain_of, optimizer_class, hyper in PLAIN_UPDATES.values():
+        pairs = [[Param(np.linspace(-1, 1, 3)), Param(np.ones((2, 1)))] for _ in range(2)]
+        steps = [plain_of(pairs[0], **hyper), optimizer_class(pairs[1], **hyper).step]
+        for params, step in zip(pairs, steps, strict=True):
+            for k in range(3):
+                def closure(params=params, k=k) -> float:
+                    for p in params:
+                        p.grad = np.cos(2 * p.data + k)
+                    return 0.0
+
+                step(closure)
+                params[1].data = np.full((2, 1), 0.25 * k)
+        for a, b in zip(*pairs, strict=True):
+            np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_plain_update_refuses_a_gradient_of_another_shape():
+    params = [Param(np.zeros(3)), Param(np.zeros((2, 2)))]
+    step = plain_sgd(params, lr=0.1)
+
+    def closure() -> float:
+        params[0].grad, params[1].grad = np.ones(3), np.ones(4)
+        return 0.0
+
+    with pytest.raises(ValueError, match=re.escape("plain update: parameter 1 of shape (2, 2) "
+                                                   "has gradient ndarray of shape (4,)")):
+        step(closure)
+
+
+HANDWRITTEN_MODELS = {
+    "adder": lambda: adder_setup(5, 4, 3).handwritten(),
+    "adder float32": lambda: adder_setup(5, 4, 3, np.float32).handwritten(),
+    "counter": lambda: HandwrittenCounter(-1.5, 2.0),
+    "closed form": lambda: ClosedFormCounter(-1.5, 2.0),
+    "gru": lambda: cell_setup("gru", 5, 4, 3).handwritten(),
+    "lstm": lambda: cell_setup("lstm", 5, 4, 3).handwritten(),
+}
+
+
+@pytest.mark.parametrize("make", HANDWRITTEN_MODELS.values(), ids=HANDWRITTEN_MODELS)
+def test_handwritten_models_keep_parameters_and_gradients_end_to_end(make):
+    # So that the plain update runs once over two flat buffers, with no copy in or out.
+    model = make()
+    data = [p.data for p in model.parameters()]
+    assert tiled(data) is not None
+    X, T = ((np.ones((3, 4)), np.full(3, 2.0)) if isinstance(model, (HandwrittenCounter,
+                                                                        ClosedFormCounter))
+            else (np.ones((3, 4, 2), model.dtype), np.ones((3, 4, 1), model.dtype)))
+    step = plain_step(plain_sgd(model.parameters(), lr=0.1), model.loss_and_backward, X, T,
+                      model)
+    for _ in range(2):
+        step()
+        grads = [p.grad for p in model.parameters()]
+        assert tiled(grads) is not None
+        assert not any(np.shares_memory(g, d) for g in grads for d in data)
+    assert all(p.data is d for p, d in zip(model.parameters(), data, strict=True))
 
 
 # --- the GRU and the LSTM ---------------------------------------------------------------------
