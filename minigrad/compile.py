@@ -20,6 +20,7 @@ import numbers
 import threading
 import time
 import types
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, cast
@@ -116,38 +117,44 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple | None, tupl
     held: list[tuple[Any, tuple | None, tuple]] = []
     seen: set[int] = set()
 
-    def walk(x: Any) -> bool:  # whether x is or holds a module, a parameter or a read tensor
+    def walk(x: Any, depth: int) -> bool:  # whether x is or holds a module, a parameter or
+        if type(x) in _PROXIES:             # a read tensor; depth: how far from a module
+            return False  # (isinstance would look through it, and fail if it is dead)
         if isinstance(x, nn.Module):
             if id(x) not in seen:
                 seen.add(id(x))
                 for value in list(vars(x).values()):
-                    walk(value)
+                    walk(value, 0)
             return True
         if isinstance(x, Tensor):
             return isinstance(x, nn.Parameter) or id(x) in read
         if type(x) is tuple:
-            return any([walk(y) for y in x])
+            return any([walk(y, depth) for y in x])
         holds = x if isinstance(x, (list, dict)) else _attributes(x)
-        if holds is None or id(x) in seen or len(holds) > _WALKED:
+        # (what a module holds is walked whole; elsewhere only near and small: a dataset
+        # or a long chain of objects would make every trace slow)
+        if holds is None or id(x) in seen or depth and (len(holds) > _WALKED
+                                                          or depth > _DEEP):
             return False
         seen.add(id(x))
         if isinstance(holds, list):
-            keys = None if any([walk(y) for y in holds]) else ()
+            keys = None if any([walk(y, depth and depth + 1) for y in holds]) else ()
         else:  # the entries that hold what fn read (not a step counter beside the model)
-            keys = tuple([k for k, v in list(holds.items()) if walk(v)])
+            keys = tuple([k for k, v in list(holds.items()) if walk(v, depth and depth + 1)])
         if keys == ():
             return False
         held.append((x, keys, _contents(x, keys)))
         return True
 
     for root in roots:
-        walk(root)
+        walk(root, 1)
     return held
 
 
-# A list, dict or object holding more is not looked into (a dataset, say): a trace stays
-# quick, and a layer swapped in it is not seen.
-_WALKED = 1000
+_PROXIES = (weakref.ProxyType, weakref.CallableProxyType)
+# Outside a module, a list, dict or object holding more, or further than this from fn,
+# is not looked into (a dataset, a chain of objects): a layer swapped there is not seen.
+_WALKED, _DEEP = 1000, 20
 
 
 def _attributes(x: Any) -> dict | None:
@@ -160,10 +167,14 @@ def _attributes(x: Any) -> dict | None:
 
 
 def _named_by(fn: Any) -> list[Any]:
-    """What a function's own closure cells and the globals its code names hold (`lambda x:
-    model(x)`): the modules among them are watched as fn's own is."""
+    """What a function's defaults, closure cells and the globals its code names hold
+    (`lambda x: model(x)`), or a partial's function and arguments: the modules among them
+    are watched as fn's own is."""
+    if isinstance(fn, functools.partial):  # its function and what it was given
+        return [*_named_by(fn.func), *fn.args, *fn.keywords.values()]
     code, cells = getattr(fn, "__code__", None), getattr(fn, "__closure__", None) or ()
-    named = []
+    named = [*(getattr(fn, "__defaults__", None) or ()),
+             *(getattr(fn, "__kwdefaults__", None) or {}).values()]
     for cell in cells:
         with contextlib.suppress(ValueError):  # (a cell not yet filled)
             named.append(cell.cell_contents)

@@ -406,9 +406,10 @@ def frozen(x: Any) -> Any:
         return type(x), tuple(frozen(y) for y in x)
     if isinstance(x, dict):
         return dict, tuple((k, frozen(y)) for k, y in x.items())
-    if isinstance(x, slice):
-        return slice, frozen((x.start, x.stop, x.step))
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):  # by its fields' values
+    if isinstance(x, (slice, range)):  # (range(5, 5) == range(9, 9): its ends, not that)
+        return type(x), frozen((x.start, x.stop, x.step))
+    if dataclasses.is_dataclass(x) and not isinstance(x, type) \
+            and x.__dataclass_params__.frozen:  # type: ignore[attr-defined]  # by its fields
         return type(x), tuple(frozen(getattr(x, f.name)) for f in dataclasses.fields(x))
     try:
         hash(x)

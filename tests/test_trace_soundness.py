@@ -19,6 +19,7 @@ import functools
 import math
 import pickle
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -1449,3 +1450,79 @@ def test_a_counter_beside_the_model_traces_nothing_again():
     assert_same_bits(by_trainer(x).data, spare(x).sum().data)
     assert_same_bits(by_state(x).data, spare(x).sum().data)
     assert (by_trainer.traces, by_state.traces) == (2, 2)
+
+
+def test_what_compile_watches_has_no_blind_spot_the_review_found():
+    """The review of this stop: a module's list of more than 1,000 parameters swapped in
+    place was no longer seen (0.0 where eager gives 21.0), nor a layer under a partial's
+    arguments or a lambda's default; a global chain of 3,000 objects raised RecursionError,
+    a dead weak proxy among a trainer's attributes ReferenceError."""
+    class Rows(nn.Module):
+        def __init__(self, n):
+            self.rows = [nn.Parameter(np.ones(3)) for _ in range(n)]
+
+        def forward(self, x):
+            return (self.rows[0] * x).sum()
+
+    x = np.ones(3)
+    m = Rows(1001)
+    f = mg.compile(m)
+    f(x)
+    new = nn.Parameter(np.full(3, 7.0))
+    m.rows[0] = new
+    assert f(x).item() == 21.0
+
+    class Holder(nn.Module):  # its layer in a list: swapping it sets no attribute
+        def __init__(self, layer):
+            self.layers = [layer]
+
+        def forward(self, x):
+            return self.layers[0](x)
+
+    rng = np.random.default_rng(0)
+    model, spare = Holder(nn.Linear(3, 2, rng=rng)), nn.Linear(3, 2, rng=rng)
+    by_partial = mg.compile(functools.partial(lambda model, x: model(x).sum(), model))
+    by_default = mg.compile(lambda x, model=model: model(x).sum())
+    for g in (by_partial, by_default):
+        g(x)
+    model.layers[0] = spare
+    for g in (by_partial, by_default):
+        assert_same_bits(g(x).data, spare(x).sum().data)
+
+    class Node:
+        def __init__(self, nxt):
+            self.next = nxt
+
+    chain = None
+    for _ in range(3000):
+        chain = Node(chain)
+    trainer = _Trainer(model)
+    trainer.chain = chain
+    trainer.gone = weakref.proxy(Node(None))  # dead at once
+    assert_same_bits(mg.compile(trainer.loss)(x).data, trainer.loss(x).data)
+
+
+def test_ranges_and_mutable_dataclasses_are_keyed_by_what_they_are():
+    """range(0, 3, 2) == range(0, 4, 2) as sequences: a compiled fn reading r.stop replayed
+    6.0 for 8.0. A mutable dataclass option of a user op was keyed by its fields' values, so
+    scans with two such objects shared one program, holding the first ([155, 155] where the
+    loop gives [14, 14] after the first was changed)."""
+    f = mg.compile(lambda x, r: mg.Tensor(x) * r.stop)
+    for r in (range(0, 3, 2), range(0, 4, 2), range(5, 5), range(9, 9)):
+        assert f(np.ones(1), r).item() == r.stop
+
+    @dataclasses.dataclass
+    class Cfg:
+        k: float
+
+    scale = mg.defop("scale_by_cfg", lambda x, cfg: x * cfg.k,
+                     (lambda g, out, cfg: g * cfg.k,), saves="nothing", register=False)
+
+    def run(cfg):
+        return mg.scan(lambda h, x: (scale(h + x, cfg=cfg),) * 2, np.zeros(2),
+                       np.ones((3, 2)))[0].data
+
+    first = Cfg(2.0)
+    assert run(first).tolist() == [14.0, 14.0]
+    first.k = 5.0
+    assert run(Cfg(2.0)).tolist() == [14.0, 14.0]
