@@ -115,14 +115,14 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple | None, tupl
     trace anew on every call.)"""
     roots = [fn, getattr(fn, "__self__", None), *args, *_named_by(fn)]
     held: list[tuple[Any, tuple | None, tuple]] = []
-    seen: set[int] = set()
+    seen: dict[int, bool] = {}  # what a walk found (a container held twice: the same)
 
     def walk(x: Any, depth: int) -> bool:  # whether x is or holds a module, a parameter or
         if type(x) in _PROXIES:             # a read tensor; depth: how far from a module
             return False  # (isinstance would look through it, and fail if it is dead)
         if isinstance(x, nn.Module):
             if id(x) not in seen:
-                seen.add(id(x))
+                seen[id(x)] = True
                 for value in list(vars(x).values()):
                     walk(value, 0)
             return True
@@ -133,10 +133,11 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple | None, tupl
         holds = x if isinstance(x, (list, dict)) else _attributes(x)
         # (what a module holds is walked whole; elsewhere only near and small: a dataset
         # or a long chain of objects would make every trace slow)
-        if holds is None or id(x) in seen or depth and (len(holds) > _WALKED
-                                                          or depth > _DEEP):
+        if id(x) in seen:
+            return seen[id(x)]
+        if holds is None or depth and (len(holds) > _WALKED or depth > _DEEP):
             return False
-        seen.add(id(x))
+        seen[id(x)] = False  # (while it is walked: a cycle back to it finds nothing more)
         if isinstance(holds, list):
             keys = None if any([walk(y, depth and depth + 1) for y in holds]) else ()
         else:  # the entries that hold what fn read (not a step counter beside the model)
@@ -144,6 +145,7 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple | None, tupl
         if keys == ():
             return False
         held.append((x, keys, _contents(x, keys)))
+        seen[id(x)] = True
         return True
 
     for root in roots:
@@ -163,7 +165,11 @@ def _attributes(x: Any) -> dict | None:
     if isinstance(x, (type, types.ModuleType, types.FunctionType, types.MethodType,
                       np.ndarray, functools.partial)):
         return None
-    return getattr(x, "__dict__", None)
+    attributes = getattr(x, "__dict__", None)
+    if attributes is None:  # its slots (a `@dataclass(slots=True)`), if it has any
+        names = [n for c in type(x).__mro__ for n in getattr(c, "__slots__", ())]
+        return {n: getattr(x, n) for n in names if hasattr(x, n)} if names else None
+    return attributes
 
 
 def _named_by(fn: Any) -> list[Any]:
@@ -189,7 +195,7 @@ def _contents(container: Any, keys: tuple | None) -> tuple:
     of `keys` hold."""
     if keys is None:
         return tuple(container)
-    held = container if isinstance(container, dict) else vars(container)
+    held = container if isinstance(container, dict) else _attributes(container) or {}
     return (*held, *[held.get(k, _contents) for k in keys])  # (_contents: no such entry)
 
 
