@@ -105,7 +105,7 @@ def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
     return replay.backward(saved, not tape.retaining.get(), g)
 
 
-def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple | None, tuple]]:
+def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple, tuple]]:
     """The lists, dicts and plain objects that hold a layer, a parameter or a tensor the
     program read (`read`: their ids), under `fn` (a module), the object it is a method of,
     its arguments and what its closure and globals name, each with what it holds now:
@@ -114,7 +114,7 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple | None, tupl
     tensors fn does not read, a log the training loop appends to, say: watching it would
     trace anew on every call.)"""
     roots = [fn, getattr(fn, "__self__", None), *args, *_named_by(fn)]
-    held: list[tuple[Any, tuple | None, tuple]] = []
+    held: list[tuple[Any, tuple, tuple]] = []
     seen: dict[int, bool] = {}  # what a walk found (a container held twice: the same)
 
     def walk(x: Any, depth: int) -> bool:  # whether x is or holds a module, a parameter or
@@ -138,9 +138,11 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple | None, tupl
         if holds is None or depth and (len(holds) > _WALKED or depth > _DEEP):
             return False
         seen[id(x)] = False  # (while it is walked: a cycle back to it finds nothing more)
-        if isinstance(holds, list):
-            keys = None if any([walk(y, depth and depth + 1) for y in holds]) else ()
-        else:  # the entries that hold what fn read (not a step counter beside the model)
+        # the entries that hold what fn read (not a step counter beside the model)
+        if isinstance(holds, list):  # (its length, then their positions)
+            found = [k for k, v in enumerate(list(holds)) if walk(v, depth and depth + 1)]
+            keys = (len(holds), *found) if found else ()
+        else:
             keys = tuple([k for k, v in list(holds.items()) if walk(v, depth and depth + 1)])
         if keys == ():
             return False
@@ -190,16 +192,18 @@ def _named_by(fn: Any) -> list[Any]:
     return named
 
 
-def _contents(container: Any, keys: tuple | None) -> tuple:
-    """What a list holds (`keys` None), or a dict's or a plain object's keys and what those
-    of `keys` hold."""
-    if keys is None:
-        return tuple(container)
+def _contents(container: Any, keys: tuple) -> tuple:
+    """What a list holds at the positions `keys[1:]`, if it has the length `keys[0]`; or a
+    dict's or a plain object's keys and what those of `keys` hold."""
+    if isinstance(container, list):
+        if len(container) != keys[0]:
+            return (_contents,)  # (equal to nothing it held)
+        return tuple([container[k] for k in keys[1:]])
     held = container if isinstance(container, dict) else _attributes(container) or {}
     return (*held, *[held.get(k, _contents) for k in keys])  # (_contents: no such entry)
 
 
-def _unchanged(held: list[tuple[Any, tuple | None, tuple]]) -> bool:
+def _unchanged(held: list[tuple[Any, tuple, tuple]]) -> bool:
     """Whether each container holds the very objects it held when traced."""
     for container, keys, was in held:
         now = _contents(container, keys)
@@ -212,7 +216,7 @@ class _Replay:
     """A signature's program, as the functions a call runs."""
 
     def __init__(self, program: Program, positions: dict[int, int], generation: int,
-                 name: str, held: list[tuple[Any, tuple | None, tuple]]):
+                 name: str, held: list[tuple[Any, tuple, tuple]]):
         self.generation = generation  # of the modules' attributes, when traced
         self.held = held  # the containers of fn's module, as they were (`_held`)
         self.name = name

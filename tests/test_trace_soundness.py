@@ -1559,3 +1559,23 @@ def test_a_container_held_twice_and_a_slotted_trainer_are_watched():
     slotted.model = spare
     assert_same_bits(by_net(x).data, net(x).data)
     assert_same_bits(by_slotted(x).data, slotted.loss(x).data)
+
+
+def test_a_counter_in_a_list_beside_the_model_traces_nothing_again():
+    """Lists were watched whole: `ctx = [model, step]` with `ctx[1] = i` each step traced
+    anew on every call. A list's watched part is its length and the positions holding what
+    fn read."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3))
+    ctx = [nn.Linear(3, 1, rng=rng), 0]
+    spare = nn.Linear(3, 1, rng=rng)
+    f = mg.compile(lambda x: ctx[0](x).sum())
+    for i in range(5):
+        ctx[1] = i
+        assert_same_bits(f(x).data, ctx[0](x).sum().data)
+    assert f.traces == 1
+    ctx[0] = spare
+    assert_same_bits(f(x).data, spare(x).sum().data)
+    ctx.append(spare)  # a new length: traced again, as a list fn iterates over may be
+    f(x)
+    assert f.traces == 3
