@@ -102,11 +102,15 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     gradient v drawn from `seed`, as if it sat inside a larger graph: v is standard normal
     for an output of several elements (testing the whole vector-Jacobian product, not just
     a sum), and a number of magnitude in [1.5, 2.5] for an output of one element, checked
-    with both signs (so a VJP that ignores its upstream gradient, or its sign, fails).
+    with both signs (so a VJP that ignores its upstream gradient, or its sign, fails); an
+    output of two or more axes is checked with its upstream in Fortran order too, as a
+    transpose downstream hands it over (so a VJP that assumes a C array g fails).
 
     The numerical side projects the outputs' central differences, so an element's
     derivative carries the rounding of the outputs it moves only; a one-element output that
-    sums many large terms carries theirs (|f| 2^-52 / 2 eps): loosen `atol` for one.
+    sums many large terms carries theirs (|f| 2^-52 / 2 eps): loosen `atol` for one. At
+    arguments near 1e5 and beyond, a step of eps = 1e-6 moves the outputs by little more
+    than their rounding: scale `eps` with the values.
     The forward and backward passes must leave the checked arrays as they were, and a
     second backward on the same graph must give the same gradients, bit for bit: an op
     whose forward or VJP writes into the arrays it is given fails, though its first numbers
@@ -128,12 +132,12 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     parameters = [p for _, p in named]
     labels = [f"argument {i}" for i in positions] + [f"parameter '{name}'" for name, _ in named]
     with _holding_float64(parameters):
-        upstreams, engine, mirrors, several = _engine_side(f, arrays, positions, parameters,
-                                                           seed, labels)
+        upstreams, engine, others, several = _engine_side(f, arrays, positions, parameters,
+                                                          seed, labels)
         numeric = _numerical_side(f, arrays, positions, parameters, upstreams, eps)
     for k, v in enumerate(upstreams):
         through = f" through output {k} of {len(upstreams)}" if several else ""
-        checks = [(v, engine[k], 1.0)] + ([(-v, mirrors[k], -1.0)] if k in mirrors else [])
+        checks = [(v, engine[k], 1.0), *others[k]]
         for upstream, results, sign in checks:  # (the projection is linear in v)
             for label, computed, numerical in zip(labels, results, numeric):
                 _compare(label, through, computed, sign * numerical[k], atol, rtol,
@@ -143,11 +147,14 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
 
 def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
                  parameters: list[Tensor], seed: int, labels: list[str]
-                 ) -> tuple[Gradients, list[Gradients], dict[int, Gradients], bool]:
+                 ) -> tuple[Gradients, list[Gradients],
+                            list[list[tuple[np.ndarray, Gradients, float]]], bool]:
     """f's outputs' upstream gradients (drawn from `seed`), the engine's gradient of each
     output's projection with respect to the arguments at `positions` and to `parameters`
-    (one list per output), those for the negated upstream of each one-element output, and
-    whether f returned several outputs.
+    (one list per output), per output the other upstreams checked (the negated one of a
+    one-element output, the Fortran-ordered one of an output of two or more axes) with the
+    engine's gradients for them and the projection's sign, and whether f returned several
+    outputs.
 
     The forward and backward passes must leave every checked array as it was, and a second
     backward must give the same gradients, bit for bit (torch's reentrancy check): a forward
@@ -171,10 +178,16 @@ def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int,
                     f"gave two gradients of {label}: a VJP writes into an array it is given "
                     f"(an operand or output the graph keeps), or computes at random")
     # A one-element output's upstream has one sign, so its mirror is checked too: a VJP
-    # that drops g's sign (or takes its logarithm) is right for one sign only.
-    mirrors = {k: _engine_gradients(out, -v, wrt)
-               for k, (out, v) in enumerate(zip(outputs, upstreams)) if v.size == 1}
-    return upstreams, engine, mirrors, several
+    # that drops g's sign (or takes its logarithm) is right for one sign only. One of two
+    # or more axes is given its upstream in Fortran order too, as a transpose downstream
+    # gives it: a VJP that assumes a C array g (writing through reshape(-1) of an array
+    # like it) is right for one layout only.
+    others: list[list[tuple[np.ndarray, Gradients, float]]] = []
+    for out, v in zip(outputs, upstreams):
+        other = -v if v.size == 1 else np.asfortranarray(v) if v.ndim >= 2 else None
+        others.append([] if other is None else
+                      [(other, _engine_gradients(out, other, wrt), -1.0 if v.size == 1 else 1.0)])
+    return upstreams, engine, others, several
 
 
 def _check_unchanged(wrt: list[Tensor], before: list[np.ndarray], labels: list[str],
@@ -285,17 +298,21 @@ def _central_differences(evaluate: Callable[[], Any], x: np.ndarray, eps: float,
                          ) -> np.ndarray:
     """d evaluate() / dx by central differences, perturbing `x` in place one element at a
     time and putting each element back exactly: `difference(evaluate() at x + eps, at x -
-    eps) / (2 eps)`, k numbers (a number, or an array of shape (k,)); the result has shape
-    (k,) + x.shape."""
+    eps)` over the step taken, k numbers (a number, or an array of shape (k,)); the result
+    has shape (k,) + x.shape. The step is the stored x + eps less the stored x - eps: near
+    1e6 they are 2 eps apart only to a few parts in 1e4, which divided by 2 eps would be the
+    error of every such derivative."""
     g = None
     for j in np.ndindex(x.shape):
         original = x[j]
         x[j] = original + eps
+        high = x[j]
         plus = evaluate()
         x[j] = original - eps
+        taken = high - x[j]
         minus = evaluate()
         x[j] = original
-        step = np.atleast_1d(difference(plus, minus)) / (2 * eps)
+        step = np.atleast_1d(difference(plus, minus)) / taken
         if g is None:
             g = np.zeros(step.shape + x.shape)
         g[(slice(None),) + j] = step
@@ -337,7 +354,8 @@ def _upstreams(shapes: list[tuple[int, ...]], seed: int) -> list[np.ndarray]:
 def _describe(upstream: np.ndarray, seed: int) -> str:
     if upstream.size == 1:
         return f"upstream gradient {float(upstream.reshape(())):.4g}, drawn from seed {seed}"
-    return f"upstream gradient standard normal, drawn from seed {seed}"
+    layout = " in Fortran order" if not upstream.flags.c_contiguous else ""
+    return f"upstream gradient standard normal{layout}, drawn from seed {seed}"
 
 
 def _named_parameters(f: Any, params: Any) -> list[tuple[str, Tensor]]:
