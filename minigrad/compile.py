@@ -12,6 +12,7 @@ eager mode's bits, also where the result is combined with eager ops.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import enum
@@ -114,64 +115,99 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple, tuple]]:
     tensors fn does not read, a log the training loop appends to, say: watching it would
     trace anew on every call.)"""
     roots = [fn, getattr(fn, "__self__", None), *args, *_named_by(fn)]
+    home = getattr(fn, "__globals__", None)  # fn's module: its helper functions are walked
     held: list[tuple[Any, tuple, tuple]] = []
     seen: dict[int, bool] = {}  # what a walk found (a container held twice: the same)
 
-    def walk(x: Any, depth: int) -> bool:  # whether x is or holds a module, a parameter or
-        if type(x) in _PROXIES:             # a read tensor; depth: how far from a module
-            return False  # (isinstance would look through it, and fail if it is dead)
+    def walk(x: Any, depth: int, in_module: bool) -> bool:
+        """Whether x is or holds a module, a parameter or a tensor the program read; the
+        containers on the way that do are held. `depth`: how far from a root."""
+        if type(x) in _PROXIES:  # (isinstance would look through it, and fail if it is dead)
+            return False
         if isinstance(x, nn.Module):
             if id(x) not in seen:
                 seen[id(x)] = True
                 for value in list(vars(x).values()):
-                    walk(value, 0)
+                    looked_at(value, depth + 1, True)
             return True
         if isinstance(x, Tensor):
             return isinstance(x, nn.Parameter) or id(x) in read
-        if type(x) is tuple:
-            return any([walk(y, depth) for y in x])
-        holds = x if isinstance(x, (list, dict)) else _attributes(x)
-        # (what a module holds is walked whole; elsewhere only near and small: a dataset
-        # or a long chain of objects would make every trace slow)
-        if id(x) in seen:
-            return seen[id(x)]
-        if holds is None or depth and (len(holds) > _WALKED or depth > _DEEP):
-            return False
+        if id(x) in seen or depth > _DEEP:
+            return seen.get(id(x), False)
         seen[id(x)] = False  # (while it is walked: a cycle back to it finds nothing more)
+        if type(x) is tuple or isinstance(x, (types.FunctionType, types.MethodType)):
+            # (a helper function of fn's own module, or a bound method: what they name)
+            if type(x) is tuple:
+                parts: Any = x
+            elif isinstance(x, types.MethodType):
+                parts = [x.__self__]
+            else:
+                parts = _named_by(x) if getattr(x, "__globals__", None) is home else ()
+            seen[id(x)] = any([looked_at(y, depth + 1, in_module) for y in parts])
+            return seen[id(x)]
+        holds = x if isinstance(x, (list, dict, collections.deque)) else _attributes(x)
+        # (what a module holds is walked unless huge; elsewhere only small: a dataset or a
+        # vocabulary would make every trace slow)
+        if holds is None or len(holds) > (_WALKED_IN_MODULE if in_module else _WALKED):
+            return False
         # the entries that hold what fn read (not a step counter beside the model)
-        if isinstance(holds, list):  # (its length, then their positions)
-            found = [k for k, v in enumerate(list(holds)) if walk(v, depth and depth + 1)]
+        if isinstance(holds, (list, collections.deque)):  # (its length, their positions)
+            found = [k for k, v in enumerate(list(holds)) if looked_at(v, depth + 1, in_module)]
             keys = (len(holds), *found) if found else ()
         else:
-            keys = tuple([k for k, v in list(holds.items()) if walk(v, depth and depth + 1)])
+            keys = tuple([k for k, v in list(holds.items())
+                          if looked_at(v, depth + 1, in_module)])
         if keys == ():
             return False
         held.append((x, keys, _contents(x, keys)))
         seen[id(x)] = True
         return True
 
+    def looked_at(x: Any, depth: int, in_module: bool) -> bool:
+        try:
+            return walk(x, depth, in_module)
+        except Exception:  # noqa: BLE001 (an object that raises when looked at, a proxy
+            return False  # outside its context, say: what fn reads through it is not seen)
+
     for root in roots:
-        walk(root, 1)
+        looked_at(root, 0, False)
     return held
 
 
 _PROXIES = (weakref.ProxyType, weakref.CallableProxyType)
-# Outside a module, a list, dict or object holding more, or further than this from fn,
-# is not looked into (a dataset, a chain of objects): a layer swapped there is not seen.
-_WALKED, _DEEP = 1000, 20
+# A list, dict or object holding more is not looked into (a dataset, a vocabulary), nor one
+# further than this from fn (a chain of objects): a layer swapped there is not seen.
+_WALKED, _WALKED_IN_MODULE, _DEEP = 1_000, 100_000, 50
 
 
 def _attributes(x: Any) -> dict | None:
-    """The attributes of a plain object (a trainer holding the model), None for anything
-    else (a class, a module of Python, a function: what they hold is code, not state)."""
-    if isinstance(x, (type, types.ModuleType, types.FunctionType, types.MethodType,
-                      np.ndarray, functools.partial)):
+    """The attributes of a plain object (a trainer holding the model), its slots too; None
+    for anything else (a class, a module of Python, a function: what they hold is code, not
+    state; a compiled function: its cache)."""
+    if isinstance(x, _NOT_STATE):
         return None
-    attributes = getattr(x, "__dict__", None)
-    if attributes is None:  # its slots (a `@dataclass(slots=True)`), if it has any
-        names = [n for c in type(x).__mro__ for n in getattr(c, "__slots__", ())]
-        return {n: getattr(x, n) for n in names if hasattr(x, n)} if names else None
-    return attributes
+    try:
+        attributes = getattr(x, "__dict__", None)
+        slots = _slot_names(type(x))  # type: ignore[arg-type]  # (a class is hashable)
+        if not slots:
+            return attributes if isinstance(attributes, dict) else None
+        values = {n: getattr(x, n) for n in slots if hasattr(x, n)}
+        return {**attributes, **values} if isinstance(attributes, dict) else values
+    except Exception:  # (a proxy whose attributes raise: nothing to watch)  # noqa: BLE001
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _slot_names(cls: type) -> tuple[str, ...]:
+    """The slots of `cls` and its bases, as attribute names (a private one mangled)."""
+    names = []
+    for c in cls.__mro__:
+        slots = c.__dict__.get("__slots__", ())
+        for n in (slots,) if isinstance(slots, str) else slots:
+            if n not in ("__dict__", "__weakref__"):
+                private = n.startswith("__") and not n.endswith("__")
+                names.append(f"_{c.__name__.lstrip('_')}{n}" if private else n)
+    return tuple(names)
 
 
 def _named_by(fn: Any) -> list[Any]:
@@ -195,7 +231,7 @@ def _named_by(fn: Any) -> list[Any]:
 def _contents(container: Any, keys: tuple) -> tuple:
     """What a list holds at the positions `keys[1:]`, if it has the length `keys[0]`; or a
     dict's or a plain object's keys and what those of `keys` hold."""
-    if isinstance(container, list):
+    if isinstance(container, (list, collections.deque)):
         if len(container) != keys[0]:
             return (_contents,)  # (equal to nothing it held)
         return tuple([container[k] for k in keys[1:]])
@@ -466,3 +502,9 @@ def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFuncti
     """
     return CompiledFunction(fn, cache_size)
 
+
+
+# What the walk of `_held` does not look into: code, arrays, and compiled functions (whose
+# cache of programs changes as they trace: watched, it would make every program stale).
+_NOT_STATE = (type, types.ModuleType, types.FunctionType, types.MethodType, np.ndarray,
+              functools.partial, CompiledFunction, _Replay)

@@ -1579,3 +1579,63 @@ def test_a_counter_in_a_list_beside_the_model_traces_nothing_again():
     ctx.append(spare)  # a new length: traced again, as a list fn iterates over may be
     f(x)
     assert f.traces == 3
+
+
+class _Holder:  # a plain object with its compiled loss as an attribute
+    def __init__(self, model):
+        self.model = model
+        self.step = mg.compile(self.loss)
+
+    def loss(self, x):
+        return self.model(x).sum()
+
+
+HELPED: list = []
+
+
+def _predict(x):  # a helper of this module that names the model
+    return HELPED[0](x)
+
+
+def test_compile_walks_helpers_deques_and_slots_and_never_its_own_cache():
+    """The third hunt of compile: a compiled function kept on its own object watched its own
+    cache, which changes as it traces, so each program was stale at once and a second
+    signature raised a bogus TraceError; a helper function of fn's module naming the model,
+    a bound method, a deque of layers and a slot of a base class were not looked into; an
+    object raising when looked at (a proxy outside its context) raised from compile."""
+    rng = np.random.default_rng(0)
+    holder = _Holder(nn.Linear(3, 1, rng=rng))
+    for batch in (4, 8):
+        x = rng.normal(size=(batch, 3))
+        assert_same_bits(holder.step(x).data, holder.loss(x).data)
+
+    class Deque(nn.Module):
+        def __init__(self):
+            self.layers = collections.deque([nn.Linear(3, 1, rng=rng)])
+
+        def forward(self, x):
+            return self.layers[0](x).sum()
+
+    class Base:
+        __slots__ = ("model",)
+
+    class Trainer(Base):  # a __dict__ besides its base's slot
+        def loss(self, x):
+            return self.model(x).sum()
+
+    class Raising:
+        def __getattribute__(self, name):
+            raise RuntimeError("working outside of application context")
+
+    x = rng.normal(size=(4, 3))
+    HELPED[:] = [nn.Linear(3, 1, rng=rng)]
+    by_helper = mg.compile(lambda x: _predict(x).sum())
+    net, trainer = Deque(), Trainer()
+    trainer.model, trainer.proxy = nn.Linear(3, 1, rng=rng), Raising()
+    fns = [by_helper, mg.compile(net), mg.compile(trainer.loss)]
+    for f in fns:
+        f(x)
+    spares = [nn.Linear(3, 1, rng=rng) for _ in range(3)]
+    HELPED[0], net.layers[0], trainer.model = spares
+    for f, spare in zip(fns, spares):
+        assert_same_bits(f(x).data, spare(x).sum().data)
