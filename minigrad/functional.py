@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .modes import enable_grad
 from .tensor import Tensor
 
 
@@ -16,6 +17,7 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -
     `f` takes arrays (the arguments at `argnums` arrive as Tensors that require grad) and
     returns a scalar Tensor. The gradient comes back as a NumPy array of the argument's shape,
     or a tuple of them when `argnums` is a tuple; an argument `f` does not use gets zeros.
+    `f` runs with gradients recorded, also inside `no_grad()` (as `torch.func.grad`).
     As `jax.value_and_grad`, it has no side effect: the `.grad` of the tensors `f` reads (a
     model's parameters) is left alone, as by `gradients`, so a later `backward()` does not
     add to a gradient of this call.
@@ -30,7 +32,8 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -
                                  f"{len(args)} arguments")
         inputs = [Tensor(a, requires_grad=True) if i in positions or i - len(args) in positions
                   else a for i, a in enumerate(args)]
-        out = f(*inputs)
+        with enable_grad():  # (as torch.func.grad: an outer no_grad would record nothing)
+            out = f(*inputs)
         if not isinstance(out, Tensor) or out.size != 1:
             shape = getattr(out, "shape", None)
             raise TypeError(f"value_and_grad: f must return a scalar Tensor, got "

@@ -213,7 +213,8 @@ class Tensor:
             seed = np.empty(self._data.shape, self._data.dtype)  # np.ones, without its
             seed.fill(1)  # Python layer
         else:
-            seed = np.asarray(grad._data if isinstance(grad, Tensor) else grad, self.dtype)
+            seed = np.asarray(grad._data if isinstance(grad, Tensor) else
+                              plain_array(grad, f"{caller}: grad"), self.dtype)
             if seed.shape != self.shape:
                 raise ValueError(f"{caller}: grad has shape {seed.shape}, but the "
                                  f"{role.split()[-1]} has shape {self.shape}")
@@ -223,13 +224,36 @@ class Tensor:
         seed.flags.writeable = False
         return seed
 
-    def __reduce_ex__(self, protocol: Any) -> Any:  # copy.copy, copy.deepcopy, pickle
-        if current_mode() >= TRACING:  # the copy would keep this call's values for ever
-            raise TraceError(f"a copy or pickle of a tensor of shape {self.shape} while a "
-                             "function is traced (minigrad.compile, minigrad.scan) would keep "
-                             "this call's values in the program; mg.Tensor(x) is a copy the "
-                             "trace records")
+    def __reduce_ex__(self, protocol: Any) -> Any:  # pickle
+        self._copyable("a pickle")
         return super().__reduce_ex__(protocol)
+
+    def __copy__(self, what: str = "copy.copy") -> Tensor:
+        """A new leaf of this one's class holding a copy of its values (and of its `.grad`):
+        sharing the array, as a copy of the slots would, lets a write through one reach the
+        array a graph keeps for the other."""
+        self._copyable(what)
+        new = object.__new__(type(self))
+        new._data, new.requires_grad, new._node = self._data.copy(order="K"), \
+            self.requires_grad, None
+        new.grad = None if self.grad is None else self.grad.copy()
+        new._shared = new._exposed = False
+        return new
+
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        memo[id(self)] = new = self.__copy__("copy.deepcopy")
+        return new
+
+    def _copyable(self, what: str) -> None:
+        if current_mode() >= TRACING:  # the copy would keep this call's values for ever
+            raise TraceError(f"{what} of a tensor of shape {self.shape} while a function is "
+                             "traced (minigrad.compile, minigrad.scan) would keep this "
+                             "call's values in the program; mg.Tensor(x) is a copy the trace "
+                             "records")
+        if self._node is not None:  # (as PyTorch: its copy would be a leaf, or keep the graph)
+            raise RuntimeError(f"{what}: a tensor computed by '{self._node.name}' (not a leaf) "
+                               "cannot be copied with its graph; copy t.detach(), or "
+                               "mg.Tensor(t.detach())")
 
     def __repr__(self) -> str:
         body = np.array2string(self._data, separator=", ", prefix="Tensor(")
@@ -424,6 +448,12 @@ _GRAD_LOCK = threading.Lock()
 def accumulate_grads(grads: Iterable[tuple[Tensor, np.ndarray]]) -> None:
     """Add each `g` (an array the caller hands over) to its leaf's `.grad`, cast to the
     leaf's dtype, under one taking of the lock: a model's parameters as one step."""
+    grads = list(grads)
+    for leaf, g in grads:  # (each checked before any `.grad` changes)
+        if leaf.grad is not None and leaf.grad.shape != g.shape:
+            raise ValueError(f"backward: a tensor's .grad has shape {leaf.grad.shape}, its "
+                             f"gradient now {g.shape} (its .data changed shape since the "
+                             "last backward?); set .grad = None (zero_grad()) first")
     with _GRAD_LOCK:
         for leaf, g in grads:
             dtype = leaf._data.dtype

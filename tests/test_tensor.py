@@ -156,3 +156,52 @@ def test_iteration_gives_the_rows_as_tensors_and_refuses_a_0d_tensor(values):
             list(zero_d)
         with pytest.raises(TypeError, match=r"^iteration over a 0-d tensor$"):
             sum(zero_d)
+
+
+def test_a_copy_of_a_tensor_is_its_own_and_a_copy_of_a_graph_vertex_is_refused():
+    """copy.copy of a tensor shared its array: writing through the copy's .data changed the
+    array the graph kept (w.grad 200 where 2 is right, and w itself). A copy now holds its
+    own values; a tensor computed by ops is refused, as PyTorch refuses to deepcopy one
+    (its deepcopy kept a copy of the whole graph, whose backward reached no leaf)."""
+    import copy
+
+    w = mg.Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    w2 = copy.copy(w)
+    loss = (w * w).sum()
+    w2.data[:] = 100.0
+    loss.backward()
+    np.testing.assert_array_equal(w.grad, [2.0, 4.0, 6.0])
+    np.testing.assert_array_equal(w.data, [1.0, 2.0, 3.0])
+    assert type(copy.deepcopy(mg.nn.Parameter(np.ones(2)))) is mg.nn.Parameter
+    for make in (copy.copy, copy.deepcopy):
+        with pytest.raises(RuntimeError, match="computed by 'mul' .* cannot be copied"):
+            make(w * 2.0)
+
+
+def test_grad_and_gradcheck_record_inside_no_grad():
+    """Inside no_grad, mg.grad returned zeros (f recorded nothing) and gradcheck blamed the
+    engine ('engine 0.0, numerical 47.8'): both run f with gradients recorded, as
+    torch.func.grad does."""
+    from minigrad.testing import gradcheck
+
+    with mg.no_grad():
+        np.testing.assert_array_equal(mg.grad(lambda x: (x * x).sum())(np.array([1.0, 2.0])),
+                                      [2.0, 4.0])
+        assert gradcheck(mg.tanh, np.array([0.3, -0.2]))
+
+
+def test_a_backward_into_a_grad_of_another_shape_changes_no_grad():
+    """A .grad of another shape (the .data set to another shape since) was broadcast or made
+    NumPy raise after other leaves' .grad had changed; checked first, nothing changes."""
+    a = mg.Tensor(np.ones(2), requires_grad=True)
+    b = mg.Tensor(np.ones(2), requires_grad=True)
+    a.grad, b.grad = np.zeros(2), np.zeros((2, 1))
+    with pytest.raises(ValueError, match=r"\.grad has shape \(2, 1\), its gradient now \(2,\)"):
+        (a * b).sum().backward()
+    np.testing.assert_array_equal(a.grad, [0.0, 0.0])
+
+
+def test_a_masked_upstream_gradient_is_refused():
+    w = mg.Tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(TypeError, match="backward: grad: cannot use a masked array"):
+        (w * 2.0).backward(np.ma.array([1.0, 1e6, 1.0], mask=[0, 1, 0]))

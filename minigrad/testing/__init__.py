@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import Tensor, gradients, no_grad
+from .. import Tensor, enable_grad, gradients, no_grad
 from ..nn import Module
 from ..tensor import tensor_array
 from .handwritten import BackwardMismatch, check_backward, check_backward_at
@@ -164,7 +164,8 @@ def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int,
     leaves = {i: Tensor(arrays[i], requires_grad=True) for i in positions}
     wrt = [leaves[i] for i in positions] + parameters
     before = [t._data.copy() for t in wrt]
-    outputs, several = _as_outputs(f(*(leaves.get(i, a) for i, a in enumerate(arrays))))
+    with enable_grad():  # (inside no_grad too: else every gradient would be 0)
+        outputs, several = _as_outputs(f(*(leaves.get(i, a) for i, a in enumerate(arrays))))
     _check_unchanged(wrt, before, labels, "the forward pass")
     _check_outputs(outputs, several)
     upstreams = _upstreams([out.shape for out in outputs], seed)
