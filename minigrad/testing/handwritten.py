@@ -16,7 +16,8 @@ Two forms of `engine_fn`:
   require grad, as in `value_and_grad`); `handwritten_fn(*args)` returns them as one array
   (an int `argnums`) or a tuple of arrays in the order of `argnums`.
 
-`handwritten_fn` always gets NumPy copies of the arguments.
+`handwritten_fn` always gets NumPy copies of the array arguments (other arguments, lists
+and dicts among them, as they are).
 """
 
 from __future__ import annotations

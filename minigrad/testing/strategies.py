@@ -56,7 +56,8 @@ def arrays(draw, shape: Any = None, *, low: float = -3.0, high: float = 3.0,
     (non-differentiable ones such as relu's 0) that values keep AVOID_MARGIN away from;
     `distinct` draws values without ties (for max), spread over what remains of [low,
     high], each somewhere in the middle half of its own slot: at least half of (its total
-    length) / size apart.
+    length) / size apart (the rule on values below SMALLEST does not hold for these: one
+    may fall near 0).
     An array of two or more axes is laid out in C or in Fortran order (a Tensor keeps the
     layout): a VJP that assumes a C array (writes through `reshape(-1)` of a new array
     like its operand, say) is drawn the operand it fails on.
