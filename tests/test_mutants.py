@@ -281,3 +281,13 @@ def test_the_command_refuses_bad_arguments_in_one_line(args, message, capsys):
     assert exited.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert message in error
+
+
+@pytest.mark.parametrize("name", ["relu", "abs", "clip", "var"])
+def test_a_transpose_missing_from_an_elementwise_vjp_is_drawn_and_caught(name):
+    """The generated tests drew square operands so rarely that a VJP swapping a square
+    gradient's last two axes was a 'no case' for relu, abs, clip, mean, var and others:
+    `strategies.shapes` often makes the last two axes equal now."""
+    transposed = [m for m in mm.mutants(name) if m.key[-1] == "transposed"]
+    verdicts = mm.hunt(name, candidates=transposed)
+    assert verdicts and all(v.killed for v in verdicts), [v.evidence for v in verdicts]
