@@ -342,6 +342,16 @@ def test_a_save_path_that_cannot_be_written_is_refused_before_training(
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
 
 
+def _entries(folder):
+    """What a folder holds, each entry's kind, identity, size and modification times: not
+    its access time, which following a symbolic link may move (a flaky comparison when the
+    clock crossed a second between making the link and the command)."""
+    def kept(p):
+        s = os.lstat(p)
+        return s.st_mode, s.st_ino, s.st_dev, s.st_size, s.st_mtime_ns, s.st_ctime_ns
+    return {p.name: kept(p) for p in folder.iterdir()}
+
+
 def _fifo(path):
     os.mkfifo(path)
 
@@ -365,11 +375,11 @@ def test_a_save_target_that_is_not_a_regular_file_is_refused_before_training(
         run, tmp_path, no_training, model, make, kind):
     path = tmp_path / "node"
     make(path)
-    before = {p.name: os.lstat(p) for p in tmp_path.iterdir()}
+    before = _entries(tmp_path)
     error = one_line_error(run("train", model, "--save", str(path)))
     assert error == (f"minigrad: error: --save {path}: cannot write a file there: it is "
                      f"{kind}, not a regular file (left as it is)")
-    assert {p.name: os.lstat(p) for p in tmp_path.iterdir()} == before
+    assert _entries(tmp_path) == before
 
 
 @pytest.mark.parametrize("model", ["counter", "adder"])
@@ -406,11 +416,11 @@ def test_a_path_that_would_fail_after_training_is_refused_before(
         run, tmp_path, no_training, model, option, where, problem):
     if where == "loop":
         _loop(tmp_path / "loop")
-    before = {p.name: os.lstat(p) for p in tmp_path.iterdir()}
+    before = _entries(tmp_path)
     path = str(tmp_path / where) + ("/" if where.endswith("/") else "")
     error = one_line_error(run("train", model, option, path))
     assert error.startswith(f"minigrad: error: {option} {path}: {problem}"), error
-    assert {p.name: os.lstat(p) for p in tmp_path.iterdir()} == before  # nothing written
+    assert _entries(tmp_path) == before  # nothing written
 
 
 @pytest.mark.parametrize("model", ["counter", "adder"])
