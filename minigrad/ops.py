@@ -403,7 +403,7 @@ def _sum_vjp(g, out, x, axis, keepdims):
 
 def _mean_vjp(g, out, x, axis, keepdims):
     count = np.size(x) // builtins.max(np.size(out), 1)
-    return np.broadcast_to(_expand_reduced(g, x, axis, keepdims) / count, np.shape(x))
+    return np.broadcast_to(_per(_expand_reduced(g, x, axis, keepdims), count), np.shape(x))
 
 
 def _max_vjp(g, out, x, axis, keepdims):
@@ -691,6 +691,20 @@ def _bounded(forward, prediction: str, bounds: dict[int, tuple[float, float]]):
 
 _min, _max, _sum = np.minimum.reduce, np.maximum.reduce, np.add.reduce
 _FLOAT64 = np.dtype(np.float64)  # a singleton: `is` tests it without converting a type
+_FLOAT16 = np.dtype(np.float16)
+
+
+def _times(d, scale: float):
+    """d times a Python float scale, in float32 for a float16 d: there the scale of a mean
+    over many elements is a subnormal of few bits (10% off at 1e7 elements)."""
+    return _np_multiply(d, scale) if d.dtype is not _FLOAT16 else d.astype(np.float32) * scale
+
+
+def _per(g, n):
+    """g / n, a mean's scale: for a float16 g in float32, where n of 65,504 and more would
+    be inf (NumPy converts the count to g's dtype) and the scale a subnormal of few bits;
+    the contributions are then float32, cast to the leaf's float16 once, at the end."""
+    return g / n if g.dtype != _FLOAT16 else g.astype(np.float32) / n
 
 
 def _mean(x):
@@ -722,12 +736,12 @@ def _bce_p_vjp(g, out, p, t):
     # Taken at the clipped p, so a saturated output still gets a direction. (PyTorch instead
     # floors the logs at -100 and p (1 - p) at 1e-12: its loss is exact further out.)
     pc = _clip_probability(p)
-    return (pc - t) / (pc * (1.0 - pc)) * (g / np.size(p))
+    return (pc - t) / (pc * (1.0 - pc)) * _per(g, np.size(p))
 
 
 def _bce_t_vjp(g, out, p, t):
     pc = _clip_probability(p)
-    return (np.log1p(-pc) - np.log(pc)) * (g / np.size(p))
+    return (np.log1p(-pc) - np.log(pc)) * _per(g, np.size(p))
 
 
 def _bce_logits(z, t):
@@ -755,7 +769,7 @@ def _bce_logits_z_vjp(g, out, z, t):
     else:
         e = np.exp(-np.abs(z))
     # The scale g / count is a scalar: one pass over the array, not two.
-    return (_sigmoid_of(z, e) - t) * (g / z.size)  # z: a tensor's array
+    return (_sigmoid_of(z, e) - t) * _per(g, z.size)  # z: a tensor's array
 
 
 def _mse(y, t):
@@ -774,7 +788,7 @@ binary_cross_entropy = defop(
                   "binary_cross_entropy_with_logits."))
 binary_cross_entropy_with_logits = defop(
     "binary_cross_entropy_with_logits", _bounded(_bce_logits, "logits", {1: (0.0, 1.0)}),
-    (_bce_logits_z_vjp, lambda g, out, z, t: z * (-g / np.size(z))),
+    (_bce_logits_z_vjp, lambda g, out, z, t: z * -_per(g, np.size(z))),
     Domain("loss", ((-6.0, 6.0), (0.01, 0.99))), saves=("output", 0, 1),
     prepare=_loss("binary_cross_entropy_with_logits", "logits"))
 mse_loss = defop(
@@ -782,8 +796,8 @@ mse_loss = defop(
     # d = y - t from the forward (y and t are not kept). The scales as Python floats: a third
     # of the cost of 0-d array arithmetic (in float32 rounded once, not twice). Empty inputs
     # (a NaN loss, as NumPy's mean) get an empty gradient: `or 1` only keeps the scale finite.
-    (lambda g, d: _np_multiply(d, 2.0 * float(g) / (d.size or 1)),  # d: array or NumPy scalar
-     lambda g, d: _np_multiply(d, -2.0 * float(g) / (d.size or 1))),
+    (lambda g, d: _times(d, 2.0 * float(g) / (d.size or 1)),  # d: array or NumPy scalar
+     lambda g, d: _times(d, -2.0 * float(g) / (d.size or 1))),
     Domain("loss"), saves="nothing", residual=True, prepare=_loss("mse_loss", "prediction"))
 
 # --- elementwise, continued: pairs and bounds -----------------------------------------------
@@ -989,7 +1003,7 @@ def _cross_entropy(z, labels):
 
 def _cross_entropy_vjp(g, p, z, labels):
     """(softmax(z) - onehot(labels)) g / n, for n examples."""
-    scale = g / labels.size
+    scale = _per(g, labels.size)
     grad = p * scale
     index = _labels(p, labels)
     np.put_along_axis(grad, index, np.take_along_axis(grad, index, axis=-1) - scale, axis=-1)

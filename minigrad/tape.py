@@ -30,6 +30,7 @@ _tape_position = itertools.count()
 # values (`minigrad.compile`'s) frees them while it runs only if the sweep does not.
 retaining: ContextVar[bool] = ContextVar("minigrad_retain_graph", default=False)
 _reduce = np.add.reduce
+_FLOAT16 = np.dtype(np.float16)
 # NumPy's module __getattr__ keeps CPython 3.11 from caching a `np.name` lookup (some 300
 # instructions each time): the sweep uses module-level names.
 _ndarray, _asarray, _generic = np.ndarray, np.asarray, np.generic
@@ -91,6 +92,9 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """
     if g.shape == shape:
         return g
+    if g.dtype is _FLOAT16:  # summed in float32, as PyTorch sums half precision: NumPy adds
+        # float16 row by row in float16, and past 2048 rows of like terms adds nothing more
+        return sum_to_shape(g.astype(np.float32), shape).astype(_FLOAT16)
     # np.add.reduce rather than g.sum(): two Python layers less, on every bias's gradient.
     if not shape:
         return _asarray(_reduce(g, None))
