@@ -121,35 +121,43 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple, tuple]]:
 
     def walk(x: Any, depth: int, in_module: bool) -> bool:
         """Whether x is or holds a module, a parameter or a tensor the program read; the
-        containers on the way that do are held. `depth`: how far from a root."""
-        if type(x) in _PROXIES:  # (isinstance would look through it, and fail if it is dead)
-            return False
+        containers on the way that do are held. `depth`: how far from the nearest module
+        (or root)."""
+        if type(x) in _ATOMS or type(x) in _PROXIES:  # (a number holds nothing; isinstance
+            return False                              # would look through a dead proxy)
         if isinstance(x, nn.Module):
             if id(x) not in seen:
                 seen[id(x)] = True
                 for value in list(vars(x).values()):
-                    looked_at(value, depth + 1, True)
+                    looked_at(value, 0, True)
             return True
         if isinstance(x, Tensor):
             return isinstance(x, nn.Parameter) or id(x) in read
-        if id(x) in seen or depth > _DEEP:
-            return seen.get(id(x), False)
-        seen[id(x)] = False  # (while it is walked: a cycle back to it finds nothing more)
-        if type(x) is tuple or isinstance(x, (types.FunctionType, types.MethodType)):
-            # (a helper function of fn's own module, or a bound method: what they name)
+        if id(x) in seen:
+            return seen[id(x)]
+        if not in_module and depth > _DEEP:  # (not remembered: a module may hold it nearer)
+            return False
+        if type(x) is tuple or isinstance(x, (types.FunctionType, types.MethodType,
+                                              CompiledFunction)):
+            seen[id(x)] = False  # (while it is walked: a cycle back finds nothing more)
+            # (a helper function of fn's own module, a bound method, a compiled function:
+            # what they name)
             if type(x) is tuple:
                 parts: Any = x
             elif isinstance(x, types.MethodType):
-                parts = [x.__self__]
+                parts = [x.__self__, x.__func__]
+            elif isinstance(x, CompiledFunction):
+                parts = [x.fn]
             else:
                 parts = _named_by(x) if getattr(x, "__globals__", None) is home else ()
             seen[id(x)] = any([looked_at(y, depth + 1, in_module) for y in parts])
             return seen[id(x)]
         holds = x if isinstance(x, (list, dict, collections.deque)) else _attributes(x)
         # (what a module holds is walked unless huge; elsewhere only small: a dataset or a
-        # vocabulary would make every trace slow)
+        # vocabulary would make every trace slow. Not remembered: a module may hold it.)
         if holds is None or len(holds) > (_WALKED_IN_MODULE if in_module else _WALKED):
             return False
+        seen[id(x)] = False
         # the entries that hold what fn read (not a step counter beside the model)
         if isinstance(holds, (list, collections.deque)):  # (its length, their positions)
             found = [k for k, v in enumerate(list(holds)) if looked_at(v, depth + 1, in_module)]
@@ -175,9 +183,12 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple, tuple]]:
 
 
 _PROXIES = (weakref.ProxyType, weakref.CallableProxyType)
+_ATOMS = frozenset({int, float, complex, bool, str, bytes, type(None), np.float64, np.float32,
+                    np.int64, np.bool_})
 # A list, dict or object holding more is not looked into (a dataset, a vocabulary), nor one
-# further than this from fn (a chain of objects): a layer swapped there is not seen.
-_WALKED, _WALKED_IN_MODULE, _DEEP = 1_000, 100_000, 50
+# outside modules further than this from fn (a chain of objects): a layer swapped there is
+# not seen. (Deeper inside modules, Python's recursion limit is the bound: not seen either.)
+_WALKED, _WALKED_IN_MODULE, _DEEP = 256, 100_000, 50
 
 
 def _attributes(x: Any) -> dict | None:
@@ -224,8 +235,17 @@ def _named_by(fn: Any) -> list[Any]:
             named.append(cell.cell_contents)
     if code is not None:
         scope = getattr(fn, "__globals__", {})
-        named += [scope[name] for name in code.co_names if name in scope]
+        named += [scope[name] for name in _names(code) if name in scope]
     return named
+
+
+def _names(code: types.CodeType) -> list[str]:
+    """The global names a code object reads, its comprehensions' and nested functions' too."""
+    names = list(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names += _names(const)
+    return names
 
 
 def _contents(container: Any, keys: tuple) -> tuple:
