@@ -6,6 +6,7 @@ type checkers see them (`ops` is imported as a module: it is built on Tensor in 
 
 from __future__ import annotations
 
+import copy
 import numbers
 import sys
 import threading
@@ -236,12 +237,19 @@ class Tensor:
         new = object.__new__(type(self))
         new._data, new.requires_grad, new._node = self._data.copy(order="K"), \
             self.requires_grad, None
-        new.grad = None if self.grad is None else self.grad.copy()
+        new.grad = None if self.grad is None else np.copy(self.grad)
         new._shared = new._exposed = False
+        for name in _own_slots(type(self)):  # a subclass's own slots and attributes
+            if hasattr(self, name):
+                setattr(new, name, getattr(self, name))
+        if hasattr(self, "__dict__"):
+            new.__dict__.update(self.__dict__)
         return new
 
     def __deepcopy__(self, memo: dict) -> Tensor:
         memo[id(self)] = new = self.__copy__("copy.deepcopy")
+        if hasattr(new, "__dict__"):  # (its attributes deep-copied too, as a class's would)
+            new.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return new
 
     def _copyable(self, what: str) -> None:
@@ -445,13 +453,24 @@ class Tensor:
 _GRAD_LOCK = threading.Lock()
 
 
+def _own_slots(cls: type) -> list[str]:
+    """The slots a subclass of Tensor adds (Tensor's own are copied one by one)."""
+    names = []
+    for c in cls.__mro__:
+        if c is not Tensor and c is not object:
+            slots = c.__dict__.get("__slots__", ())
+            names += [n for n in ((slots,) if isinstance(slots, str) else slots)
+                      if n not in ("__dict__", "__weakref__")]
+    return names
+
+
 def accumulate_grads(grads: Iterable[tuple[Tensor, np.ndarray]]) -> None:
     """Add each `g` (an array the caller hands over) to its leaf's `.grad`, cast to the
     leaf's dtype, under one taking of the lock: a model's parameters as one step."""
     grads = list(grads)
-    for leaf, g in grads:  # (each checked before any `.grad` changes)
-        if leaf.grad is not None and leaf.grad.shape != g.shape:
-            raise ValueError(f"backward: a tensor's .grad has shape {leaf.grad.shape}, its "
+    for leaf, g in grads:  # (each checked before any `.grad` changes; a number adds)
+        if leaf.grad is not None and np.shape(leaf.grad) not in ((), g.shape):
+            raise ValueError(f"backward: a tensor's .grad has shape {np.shape(leaf.grad)}, its "
                              f"gradient now {g.shape} (its .data changed shape since the "
                              "last backward?); set .grad = None (zero_grad()) first")
     with _GRAD_LOCK:

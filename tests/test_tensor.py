@@ -205,3 +205,23 @@ def test_a_masked_upstream_gradient_is_refused():
     w = mg.Tensor(np.ones(3), requires_grad=True)
     with pytest.raises(TypeError, match="backward: grad: cannot use a masked array"):
         (w * 2.0).backward(np.ma.array([1.0, 1e6, 1.0], mask=[0, 1, 0]))
+
+
+def test_a_copy_keeps_a_subclass_attributes_and_a_number_grad_still_adds():
+    """The review of the copies: a Parameter subclass's own attributes were dropped by
+    copy.deepcopy (an EMA copy then lost `decay`), and a `.grad` set to a number made
+    backward raise AttributeError where it added before."""
+    import copy
+
+    class Tagged(mg.nn.Parameter):
+        pass
+
+    p = Tagged(np.ones(2))
+    p.decay = False
+    for make in (copy.copy, copy.deepcopy):
+        q = make(p)
+        assert type(q) is Tagged and q.decay is False
+    w = mg.Tensor(np.ones(3), requires_grad=True)
+    w.grad = 0.0
+    (w * 2.0).sum().backward()
+    np.testing.assert_array_equal(w.grad, [2.0, 2.0, 2.0])

@@ -519,3 +519,10 @@ def test_arrays_are_drawn_in_both_layouts_so_a_vjp_assuming_c_order_is_caught():
     found = find(mst.arrays(mst.shapes(min_dims=2, min_side=2)), fails,
                  settings=settings(max_examples=50, database=None))
     assert found.flags.f_contiguous and not found.flags.c_contiguous
+
+
+def test_an_eps_below_the_spacing_of_the_values_is_refused():
+    """At 1e300, x + 1e-6 == x - 1e-6: the step taken was 0 and the numerical gradient NaN;
+    numerical_grad and gradcheck say what is wrong instead."""
+    with pytest.raises(ValueError, match="eps 1e-06 is below the spacing of the values near"):
+        numerical_grad(lambda t: (t * 2.0).sum(), np.array([1e300]))

@@ -311,6 +311,11 @@ def _central_differences(evaluate: Callable[[], Any], x: np.ndarray, eps: float,
         plus = evaluate()
         x[j] = original - eps
         taken = high - x[j]
+        if taken == 0:
+            x[j] = original
+            raise ValueError(f"numerical gradient: eps {eps} is below the spacing of the "
+                             f"values near {float(original)!r} (index {j}): x + eps == x - "
+                             "eps; scale eps with the values")
         minus = evaluate()
         x[j] = original
         step = np.atleast_1d(difference(plus, minus)) / taken
