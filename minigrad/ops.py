@@ -403,7 +403,8 @@ def _sum_vjp(g, out, x, axis, keepdims):
 
 def _mean_vjp(g, out, x, axis, keepdims):
     count = np.size(x) // builtins.max(np.size(out), 1)
-    return np.broadcast_to(_per(_expand_reduced(g, x, axis, keepdims), count), np.shape(x))
+    scale = _per(_expand_reduced(g, x, axis, keepdims), count).astype(g.dtype, copy=False)
+    return np.broadcast_to(scale, np.shape(x))
 
 
 def _max_vjp(g, out, x, axis, keepdims):
@@ -695,15 +696,17 @@ _FLOAT16 = np.dtype(np.float16)
 
 
 def _times(d, scale: float):
-    """d times a Python float scale, in float32 for a float16 d: there the scale of a mean
-    over many elements is a subnormal of few bits (10% off at 1e7 elements)."""
-    return _np_multiply(d, scale) if d.dtype is not _FLOAT16 else d.astype(np.float32) * scale
+    """d times a Python float scale, in float32 for a float16 d (rounded to float16 once,
+    after): there the scale of a mean over many elements is a subnormal of few bits."""
+    if d.dtype is not _FLOAT16:
+        return _np_multiply(d, scale)
+    return (d.astype(np.float32) * scale).astype(_FLOAT16)
 
 
 def _per(g, n):
     """g / n, a mean's scale: for a float16 g in float32, where n of 65,504 and more would
-    be inf (NumPy converts the count to g's dtype) and the scale a subnormal of few bits;
-    the contributions are then float32, cast to the leaf's float16 once, at the end."""
+    be inf (NumPy converts the count to g's dtype) and the scale a subnormal of few bits.
+    The VJP computes in float32 then, and rounds its result to float16 once, at its end."""
     return g / n if g.dtype != _FLOAT16 else g.astype(np.float32) / n
 
 
@@ -736,12 +739,12 @@ def _bce_p_vjp(g, out, p, t):
     # Taken at the clipped p, so a saturated output still gets a direction. (PyTorch instead
     # floors the logs at -100 and p (1 - p) at 1e-12: its loss is exact further out.)
     pc = _clip_probability(p)
-    return (pc - t) / (pc * (1.0 - pc)) * _per(g, np.size(p))
+    return ((pc - t) / (pc * (1.0 - pc)) * _per(g, np.size(p))).astype(pc.dtype, copy=False)
 
 
 def _bce_t_vjp(g, out, p, t):
     pc = _clip_probability(p)
-    return (np.log1p(-pc) - np.log(pc)) * _per(g, np.size(p))
+    return ((np.log1p(-pc) - np.log(pc)) * _per(g, np.size(p))).astype(pc.dtype, copy=False)
 
 
 def _bce_logits(z, t):
@@ -769,7 +772,8 @@ def _bce_logits_z_vjp(g, out, z, t):
     else:
         e = np.exp(-np.abs(z))
     # The scale g / count is a scalar: one pass over the array, not two.
-    return (_sigmoid_of(z, e) - t) * _per(g, z.size)  # z: a tensor's array
+    # (z: a tensor's array)
+    return ((_sigmoid_of(z, e) - t) * _per(g, z.size)).astype(z.dtype, copy=False)
 
 
 def _mse(y, t):
@@ -788,7 +792,8 @@ binary_cross_entropy = defop(
                   "binary_cross_entropy_with_logits."))
 binary_cross_entropy_with_logits = defop(
     "binary_cross_entropy_with_logits", _bounded(_bce_logits, "logits", {1: (0.0, 1.0)}),
-    (_bce_logits_z_vjp, lambda g, out, z, t: z * -_per(g, np.size(z))),
+    (_bce_logits_z_vjp,
+     lambda g, out, z, t: (z * -_per(g, np.size(z))).astype(z.dtype, copy=False)),
     Domain("loss", ((-6.0, 6.0), (0.01, 0.99))), saves=("output", 0, 1),
     prepare=_loss("binary_cross_entropy_with_logits", "logits"))
 mse_loss = defop(
@@ -1007,7 +1012,7 @@ def _cross_entropy_vjp(g, p, z, labels):
     grad = p * scale
     index = _labels(p, labels)
     np.put_along_axis(grad, index, np.take_along_axis(grad, index, axis=-1) - scale, axis=-1)
-    return grad
+    return grad.astype(p.dtype, copy=False)
 
 
 def _cross_entropy_call(logits: Any, labels: Any) -> tuple[tuple, dict]:
