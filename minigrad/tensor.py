@@ -469,7 +469,8 @@ def accumulate_grads(grads: Iterable[tuple[Tensor, np.ndarray]]) -> None:
     leaf's dtype, under one taking of the lock: a model's parameters as one step."""
     grads = list(grads)
     for leaf, g in grads:  # (each checked before any `.grad` changes; a number adds)
-        if leaf.grad is not None and np.shape(leaf.grad) not in ((), g.shape):
+        if leaf.grad is not None and np.shape(leaf.grad) != g.shape \
+                and type(leaf.grad) is np.ndarray:
             raise ValueError(f"backward: a tensor's .grad has shape {np.shape(leaf.grad)}, its "
                              f"gradient now {g.shape} (its .data changed shape since the "
                              "last backward?); set .grad = None (zero_grad()) first")
@@ -478,7 +479,11 @@ def accumulate_grads(grads: Iterable[tuple[Tensor, np.ndarray]]) -> None:
             dtype = leaf._data.dtype
             if g.dtype is not dtype and g.dtype != dtype:  # (`is`: the usual case, quicker)
                 g = g.astype(dtype)
-            leaf.grad = g if leaf.grad is None else leaf.grad + g
+            if leaf.grad is None:
+                leaf.grad = g
+            else:  # (a NumPy float64 number added to float32 would make it float64)
+                total = leaf.grad + g
+                leaf.grad = total if total.dtype is dtype else total.astype(dtype)
 
 
 def _is_operand(x: Any) -> bool:

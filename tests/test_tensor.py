@@ -225,3 +225,18 @@ def test_a_copy_keeps_a_subclass_attributes_and_a_number_grad_still_adds():
     w.grad = 0.0
     (w * 2.0).sum().backward()
     np.testing.assert_array_equal(w.grad, [2.0, 2.0, 2.0])
+
+
+def test_a_zero_dimensional_grad_of_an_old_shape_is_refused_and_a_number_keeps_the_dtype():
+    """The number case of the shape check let a 0-d array .grad through, which then
+    broadcast to a tensor's new shape ([6, 6, 6]); a NumPy float64 number as the .grad of
+    a float32 tensor made it float64."""
+    w = mg.Tensor(np.array(1.0), requires_grad=True)
+    (w * 2.0).backward()
+    w.data = np.ones(3)
+    with pytest.raises(ValueError, match=r"\.grad has shape \(\), its gradient now \(3,\)"):
+        (w * 2.0).sum().backward()
+    v = mg.Tensor(np.ones(2, np.float32), requires_grad=True)
+    v.grad = np.float64(0.0)
+    (v * 2.0).sum().backward()
+    assert v.grad.dtype == np.float32

@@ -1696,3 +1696,17 @@ def test_the_walk_for_held_layers_after_its_review():
     outer(x)
     EXPERTS[1] = nn.Linear(3, 1, rng=rng)
     assert_same_bits(outer(x).data, (EXPERTS[1](x).sum() * 2.0).data)
+
+
+def test_a_swap_in_a_global_list_of_hundreds_of_layers_is_seen():
+    """A limit of 256 items outside modules (to keep a trace quick through a helper reading
+    a big table) left a swap in a global list of 300 layers unseen; the limit is 1,000 a
+    container again, with a budget of items in all."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3))
+    EXPERTS[:] = [nn.Linear(3, 1, rng=rng) for _ in range(300)]
+    spare = nn.Linear(3, 1, rng=rng)
+    f = mg.compile(lambda x: EXPERTS[0](x).sum())
+    f(x)
+    EXPERTS[0] = spare
+    assert_same_bits(f(x).data, spare(x).sum().data)
