@@ -118,7 +118,6 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple, tuple]]:
     home = getattr(fn, "__globals__", None)  # fn's module: its helper functions are walked
     held: list[tuple[Any, tuple, tuple]] = []
     seen: dict[int, bool] = {}  # what a walk found (a container held twice: the same)
-    budget = [_BUDGET]  # items outside modules still to look at
 
     def walk(x: Any, depth: int, in_module: bool) -> bool:
         """Whether x is or holds a module, a parameter or a tensor the program read; the
@@ -159,10 +158,10 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple, tuple]]:
         # slow. Not remembered: a module may hold it.)
         if holds is None or len(holds) > (_WALKED_IN_MODULE if in_module else _WALKED):
             return False
-        if not in_module:
-            budget[0] -= len(holds)
-            if budget[0] < 0:
-                return False
+        items = holds.values() if isinstance(holds, dict) else holds
+        if set(map(type, items)) <= _ATOMS:  # (numbers hold no layer: a table, at C speed)
+            seen[id(x)] = False
+            return False
         seen[id(x)] = False
         # the entries that hold what fn read (not a step counter beside the model)
         if isinstance(holds, (list, collections.deque)):  # (its length, their positions)
@@ -190,12 +189,11 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple, tuple]]:
 
 _PROXIES = (weakref.ProxyType, weakref.CallableProxyType)
 _ATOMS = frozenset({int, float, complex, bool, str, bytes, type(None), np.float64, np.float32,
-                    np.int64, np.bool_})
+                    np.float16, np.int64, np.int32, np.bool_})
 # A list, dict or object holding more is not looked into (a dataset, a vocabulary), nor one
-# outside modules further than this from fn (a chain of objects), nor any outside modules
-# once this many items were: a layer swapped there is not seen. (Deeper inside modules,
-# Python's recursion limit is the bound: not seen either.)
-_WALKED, _WALKED_IN_MODULE, _DEEP, _BUDGET = 1_000, 100_000, 50, 100_000
+# outside modules further than this from fn (a chain of objects): a layer swapped there is
+# not seen. (Deeper inside modules, Python's recursion limit is the bound: not seen either.)
+_WALKED, _WALKED_IN_MODULE, _DEEP = 1_000, 100_000, 50
 
 
 def _attributes(x: Any) -> dict | None:

@@ -403,7 +403,7 @@ def _sum_vjp(g, out, x, axis, keepdims):
 
 def _mean_vjp(g, out, x, axis, keepdims):
     count = np.size(x) // builtins.max(np.size(out), 1)
-    scale = _per(_expand_reduced(g, x, axis, keepdims), count).astype(g.dtype, copy=False)
+    scale = _rounded(_per(_expand_reduced(g, x, axis, keepdims), count), g)
     return np.broadcast_to(scale, np.shape(x))
 
 
@@ -703,6 +703,12 @@ def _times(d, scale: float):
     return (d.astype(np.float32) * scale).astype(_FLOAT16)
 
 
+def _rounded(result, g, dtype=None):
+    """A VJP's `result` computed with `_per`'s float32 scale for a float16 `g`, rounded once
+    to `dtype` (g's by default: what the VJP gave before); any other result as it is."""
+    return result if g.dtype is not _FLOAT16 else result.astype(dtype or g.dtype)
+
+
 def _per(g, n):
     """g / n, a mean's scale: for a float16 g in float32, where n of 65,504 and more would
     be inf (NumPy converts the count to g's dtype) and the scale a subnormal of few bits.
@@ -739,12 +745,14 @@ def _bce_p_vjp(g, out, p, t):
     # Taken at the clipped p, so a saturated output still gets a direction. (PyTorch instead
     # floors the logs at -100 and p (1 - p) at 1e-12: its loss is exact further out.)
     pc = _clip_probability(p)
-    return ((pc - t) / (pc * (1.0 - pc)) * _per(g, np.size(p))).astype(pc.dtype, copy=False)
+    return _rounded((pc - t) / (pc * (1.0 - pc)) * _per(g, np.size(p)), g,
+                    np.result_type(pc, t))
 
 
 def _bce_t_vjp(g, out, p, t):
     pc = _clip_probability(p)
-    return ((np.log1p(-pc) - np.log(pc)) * _per(g, np.size(p))).astype(pc.dtype, copy=False)
+    return _rounded((np.log1p(-pc) - np.log(pc)) * _per(g, np.size(p)), g,
+                    np.result_type(pc, t))
 
 
 def _bce_logits(z, t):
@@ -773,7 +781,7 @@ def _bce_logits_z_vjp(g, out, z, t):
         e = np.exp(-np.abs(z))
     # The scale g / count is a scalar: one pass over the array, not two.
     # (z: a tensor's array)
-    return ((_sigmoid_of(z, e) - t) * _per(g, z.size)).astype(z.dtype, copy=False)
+    return _rounded((_sigmoid_of(z, e) - t) * _per(g, z.size), g, np.result_type(z, t))
 
 
 def _mse(y, t):
@@ -793,7 +801,7 @@ binary_cross_entropy = defop(
 binary_cross_entropy_with_logits = defop(
     "binary_cross_entropy_with_logits", _bounded(_bce_logits, "logits", {1: (0.0, 1.0)}),
     (_bce_logits_z_vjp,
-     lambda g, out, z, t: (z * -_per(g, np.size(z))).astype(z.dtype, copy=False)),
+     lambda g, out, z, t: _rounded(z * -_per(g, np.size(z)), g, np.result_type(z, t))),
     Domain("loss", ((-6.0, 6.0), (0.01, 0.99))), saves=("output", 0, 1),
     prepare=_loss("binary_cross_entropy_with_logits", "logits"))
 mse_loss = defop(
@@ -1012,7 +1020,7 @@ def _cross_entropy_vjp(g, p, z, labels):
     grad = p * scale
     index = _labels(p, labels)
     np.put_along_axis(grad, index, np.take_along_axis(grad, index, axis=-1) - scale, axis=-1)
-    return grad.astype(p.dtype, copy=False)
+    return _rounded(grad, g, p.dtype)
 
 
 def _cross_entropy_call(logits: Any, labels: Any) -> tuple[tuple, dict]:

@@ -469,9 +469,10 @@ def accumulate_grads(grads: Iterable[tuple[Tensor, np.ndarray]]) -> None:
     leaf's dtype, under one taking of the lock: a model's parameters as one step."""
     grads = list(grads)
     for leaf, g in grads:  # (each checked before any `.grad` changes; a number adds)
-        if leaf.grad is not None and np.shape(leaf.grad) != g.shape \
-                and type(leaf.grad) is np.ndarray:
-            raise ValueError(f"backward: a tensor's .grad has shape {np.shape(leaf.grad)}, its "
+        held: Any = leaf.grad  # (an array, or a number the user set)
+        shape = None if held is None else np.shape(held)
+        if shape is not None and shape != g.shape and (shape or type(held) is np.ndarray):
+            raise ValueError(f"backward: a tensor's .grad has shape {shape}, its "
                              f"gradient now {g.shape} (its .data changed shape since the "
                              "last backward?); set .grad = None (zero_grad()) first")
     with _GRAD_LOCK:

@@ -293,3 +293,17 @@ def test_float16_gradients_over_many_elements_are_the_float64_ones_rounded(loss)
     # (one subnormal step apart at most: a gradient of 1/n is near float16's subnormals)
     np.testing.assert_allclose(grads[np.float16], expected, rtol=3e-3,
                                atol=np.finfo(np.float16).smallest_subnormal)
+
+
+def test_a_float32_loss_with_float64_targets_gives_the_gradients_it_gave():
+    """The float16 scales' rounding (a version of this stop) was applied to float32 too: a
+    float64 target's gradient was rounded to the float32 prediction's dtype, and a float32
+    model's gradient bits changed. Only a float16 cotangent's path is rounded now."""
+    rng = np.random.default_rng(0)
+    z32 = rng.normal(size=(4, 3)).astype(np.float32)
+    t64 = rng.uniform(0.1, 0.9, size=(4, 3))
+    z = Tensor(z32, requires_grad=True)
+    t = Tensor(t64, requires_grad=True)
+    minigrad.binary_cross_entropy_with_logits(z, t).backward()
+    assert t.grad.dtype == np.float64
+    np.testing.assert_array_equal(t.grad, z32 * -(np.ones((), np.float64) / 12))

@@ -240,3 +240,14 @@ def test_a_zero_dimensional_grad_of_an_old_shape_is_refused_and_a_number_keeps_t
     v.grad = np.float64(0.0)
     (v * 2.0).sum().backward()
     assert v.grad.dtype == np.float32
+
+
+def test_a_grad_of_an_old_shape_in_any_form_is_refused():
+    """Only an ndarray .grad of another shape was refused: a list or np.matrix of the old
+    shape broadcast to the new one."""
+    w = mg.Tensor(np.ones(1), requires_grad=True)
+    w.data = np.ones(3)
+    for old in ([1.0], np.asmatrix([[1.0]])):
+        w.grad = old
+        with pytest.raises(ValueError, match=r"\.grad has shape"):
+            (w * 2.0).sum().backward()
