@@ -251,3 +251,18 @@ def test_a_grad_of_an_old_shape_in_any_form_is_refused():
         w.grad = old
         with pytest.raises(ValueError, match=r"\.grad has shape"):
             (w * 2.0).sum().backward()
+
+
+def test_a_zero_dimensional_array_like_grad_of_an_old_shape_is_refused():
+    """Only a plain ndarray counted as an array: a 0-d masked array or Tensor as .grad was
+    taken for a number and broadcast (a masked one lost the gradient). Numbers add."""
+    w = mg.Tensor(np.ones(1), requires_grad=True)
+    w.data = np.ones(3)
+    for old in (np.ma.array(0.5), mg.Tensor(0.5)):
+        w.grad = old
+        with pytest.raises(ValueError, match=r"\.grad has shape \(\)"):
+            (w * 2.0).sum().backward()
+    for number in (0.5, np.float32(0.5), 1):
+        w.grad = number
+        (w * 2.0).sum().backward()
+        np.testing.assert_array_equal(w.grad, 2.0 + number)
