@@ -318,7 +318,7 @@ def _add_parser(commands_: Any) -> None:
 def _eval_parser(commands_: Any) -> None:
     evaluate = commands_.add_parser(
         "eval", help="a saved model's accuracy on fresh data",
-        description="A saved adder's per-bit and whole-sum accuracy on fresh sums, or a "
+        description="A saved adder's per-bit and whole-sum accuracy on held-out sums, or a "
         "saved counter's share of fresh sequences counted right (its output rounded) and "
         f"mean error. Samples are drawn and evaluated {EVALUATION_BATCH:,} at a time, so "
         "memory stays bounded for any --samples.")
@@ -331,7 +331,7 @@ def _eval_parser(commands_: Any) -> None:
                           help="adder only: refuse a model saved with another preset "
                                "(default: any preset)")
     evaluate.add_argument("--samples", type=positive_int, default=1000,
-                          help="fresh sums or sequences (default: %(default)s)")
+                          help="held-out sums or sequences (default: %(default)s)")
     evaluate.add_argument("--length", type=positive_int, default=None,
                           help=f"counter only: length of the sequences (default: "
                                f"{_COUNTER.length}, as in training)")

@@ -387,7 +387,7 @@ def evaluate_adder(model_path: str, samples: int, seed: int | None = None,
     model, saved_preset = checkpoints.load_adder(model_path, preset)
     seed = _seed_of(model_path, "adder", seed)
     result = runs.evaluate_adder(model, samples, runs.held_out_seed(seed))
-    print(f"{saved_preset} adder from {model_path}: {result} on {samples} fresh sums "
+    print(f"{saved_preset} adder from {model_path}: {result} on {samples} held-out sums "
           f"(operands below {model.config.operand_limit}, seed {seed})", file=out)
     return 0
 

@@ -68,7 +68,7 @@ def test_eval_reports_accuracy_on_fresh_sums(small_model, capsys):
                  "--seed", "7"]) == 0
     out = capsys.readouterr().out
     assert out == (f"small adder from {small_model}: 100.00% of bits, 100.00% of whole sums "
-                   "on 500 fresh sums (operands below 64, seed 7)\n")
+                   "on 500 held-out sums (operands below 64, seed 7)\n")
 
 
 def test_a_model_saved_with_one_preset_is_refused_as_another(small_model, capsys):

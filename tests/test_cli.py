@@ -518,7 +518,7 @@ def test_eval_adder_seed_n_draws_the_held_out_sums_of_train_seed_n(run, tmp_path
     lines = succeeded(run("eval", "adder", "--model", str(path), "--samples", "500",
                           "--seed", "3"))
     assert lines == [f"small adder from {path}: {bits:.2f}% of bits, {sums:.2f}% of whole "
-                     f"sums on 500 fresh sums (operands below 64, seed 3)"]
+                     f"sums on 500 held-out sums (operands below 64, seed 3)"]
 
 
 def test_eval_without_a_seed_measures_on_the_held_out_sums_of_the_saved_run(run, tmp_path):
@@ -531,7 +531,7 @@ def test_eval_without_a_seed_measures_on_the_held_out_sums_of_the_saved_run(run,
     assert checkpoints.saved_seed(path, "adder") == 3
     lines = succeeded(run("eval", "adder", "--model", str(path), "--samples", "500"))
     assert lines == [f"small adder from {path}: {bits:.2f}% of bits, {sums:.2f}% of whole "
-                     f"sums on 500 fresh sums (operands below 64, seed 3)"]
+                     f"sums on 500 held-out sums (operands below 64, seed 3)"]
     counter = tmp_path / "counter.npz"
     warned(run("train", "counter", "--quiet", "--iterations", "5", "--seed", "7",
                "--save", str(counter)))  # (5 iterations do not learn to count: a warning)
@@ -599,7 +599,7 @@ def test_eval_adder_runs_in_batches_of_at_most_10000(run, saved_adder, monkeypat
     assert batches == [10_000, 10_000, 5000]
     model, _ = checkpoints.load_adder(saved_adder)
     assert lines == [f"small adder from {saved_adder}: {runs.evaluate_adder(model, 25000, [0, 1])} "
-                     f"on 25000 fresh sums (operands below 64, seed 0)"]
+                     f"on 25000 held-out sums (operands below 64, seed 0)"]
 
 
 def test_held_out_sums_are_evaluated_in_batches_too(run, monkeypatch):
