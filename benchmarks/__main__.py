@@ -236,10 +236,10 @@ def run(args: argparse.Namespace) -> str:
              "`benchmarks/allocator.py`; `--adaptive-malloc` runs under glibc's adaptive "
              "defaults instead). The page-fault column counts the minor faults of 3 steps "
              "after the timed rounds, per step. Under the adaptive defaults they depend on "
-             "what the process allocated before: at B the tutorial-style and engine steps "
-             "faulted about 500 and 640 pages per step in a process without PyTorch and "
-             "JAX, none in one that had imported them; the hand-written step never does "
-             "(benchmarks/RESULTS.md)."),
+             "what the process allocated before: at B, in one run without PyTorch and "
+             "JAX, the tutorial-style and engine steps faulted about 630 and 480 pages per "
+             "step (none in a process that had imported them); the hand-written step never "
+             "does."),
             ("- Timing: every implementation of a case is timed in the same loop, one step "
             "each per round, the order rotated every round, after warm-up steps; the "
             "median of the rounds is reported (`minigrad.models.timing`). The garbage "

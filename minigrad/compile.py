@@ -505,10 +505,11 @@ def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFuncti
     - The signature is each Tensor or NumPy array argument's shape, dtype and strides (a
       Tensor's requires-grad too; an array of an ndarray subclass, a memmap, is taken as a
       plain array, as an op takes it; a masked array is refused), the type and value of
-      any other argument (a number, a string, None, a dtype, a function, a module by
-      identity, or a tuple of them: baked into the program; -0.0 is not 0.0; other objects
-      are refused), which arguments are the same object, and this thread's grad and
-      anomaly mode. The `cache_size` most recently used are kept.
+      any other argument (an immutable value: a number, a string, None, a dtype, a class, a
+      function, an enum, a slice, a range, a frozen dataclass; a module by identity; or a
+      tuple of them: baked into the program; -0.0 is not 0.0; other objects are refused),
+      which arguments are the same object, and this thread's grad and anomaly mode. The
+      `cache_size` most recently used are kept.
     - `fn` runs only when traced, on tracers: Python may read their shapes and dtypes, not
       their values (`bool`, `float`, `.item()`, `.data`, `.grad`, `.is_leaf`, NumPy on
       them raise `TraceError`, as do `.data` of every tensor, `backward()`, `gradients`
