@@ -470,8 +470,9 @@ def accumulate_grads(grads: Iterable[tuple[Tensor, np.ndarray]]) -> None:
     grads = list(grads)
     for leaf, g in grads:  # (each checked before any `.grad` changes; a number adds)
         held: Any = leaf.grad  # (an array, or a number the user set)
-        if held is not None and not isinstance(held, (numbers.Number, np.generic)) \
-                and np.shape(held) != g.shape:
+        if held is None or type(held) is np.ndarray and held.shape == g.shape:
+            continue  # (the usual cases, without the ABC check below)
+        if not isinstance(held, (numbers.Number, np.generic)) and np.shape(held) != g.shape:
             raise ValueError(f"backward: a tensor's .grad has shape {np.shape(held)}, its "
                              f"gradient now {g.shape} (its .data changed shape since the "
                              "last backward?); set .grad = None (zero_grad()) first")
