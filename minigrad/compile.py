@@ -55,7 +55,7 @@ def _signature(args: tuple, mode: int) -> tuple | None:
             ids.append(id(a))
         elif isinstance(a, Tensor):
             data = a._data
-            key.append((data.shape, data.dtype, data.strides, a.requires_grad))
+            key.append((data.shape, data.dtype, data.strides, a._requires_grad))
             ids.append(id(a))
         elif isinstance(a, _ndarray):  # a memmap, say: the caller passes it as a plain array
             return None
@@ -303,7 +303,7 @@ class _Replay:
             wanted = "not " if tensor.requires_grad else ""  # (by truth: np.True_ too)
             lines.append(f"if {t}._data.shape != {shape} or {t}._data.dtype != {dtype} "
                          f"or {t}._data.strides != {strides} "
-                         f"or {wanted}{t}.requires_grad: return None")
+                         f"or {wanted}{t}._requires_grad: return None")
             lines += [f"if {a} is {t}: return None" for a in arguments.values()]
         for tensor, value in program.aliased:  # read from outside and passed at the trace
             lines.append(f"if a[{positions[value.index]}] is not "

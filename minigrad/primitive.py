@@ -259,7 +259,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
                         arrays.append(x._data)
                 else:
                     arrays.append(x._data)
-                if x.requires_grad:
+                if x._requires_grad:
                     inputs.append(x._node or x)
                     needs_grad = True
                     continue

@@ -479,11 +479,11 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
     a number it reads rebound included); the loop is written once per distinct program
     (`Trace.key`), whatever its constants' values. `grads`: which carries need a gradient
     from the start (else those that are tensors requiring one)."""
-    grads = grads or [isinstance(c, Tensor) and c.requires_grad for c in carry]
+    grads = grads or [isinstance(c, Tensor) and c._requires_grad for c in carry]
     trace = Trace(recording=bool(mode & RECORDING), anomaly=bool(mode & ANOMALY),
                   reads_graph=True)
     carry_in = [trace.input(_data(c), g, raw=False) for c, g in zip(carry, grads)]
-    x_in = [trace.input(_data(x)[0], isinstance(x, Tensor) and x.requires_grad, raw=False)
+    x_in = [trace.input(_data(x)[0], isinstance(x, Tensor) and x._requires_grad, raw=False)
             for x in xs]
     with trace:
         out = f(_unflatten(carry_in, carry_tree), None if xs_tree == -1 else

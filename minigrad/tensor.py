@@ -53,11 +53,11 @@ class Tensor:
     gradients at the values of the forward pass, whatever happens to the tensor meanwhile.
     """
 
-    __slots__ = ("_data", "grad", "requires_grad", "_node", "_shared", "_exposed",
+    __slots__ = ("_data", "grad", "_requires_grad", "_node", "_shared", "_exposed",
                  "__weakref__")
     _data: np.ndarray
     grad: np.ndarray | None
-    requires_grad: bool
+    _requires_grad: bool
     _node: Node | None
     _shared: bool  # a graph keeps `_data`: copy it before handing it out
     _exposed: bool  # `_data` was handed out (or handed in): others may hold it
@@ -89,12 +89,34 @@ class Tensor:
                 "Tensor(t, requires_grad=True) for a new leaf")
         self._data = tensor_array(data)
         self.grad = None
-        self.requires_grad = bool(requires_grad)
+        self._requires_grad = bool(requires_grad)
         self._node = None
         self._shared = False
         self._exposed = False  # a private copy
         if current_mode() & TRACING:  # minigrad.compile replays the copy from `data`'s source
             trace_new_tensor(self, data)
+
+    @property
+    def requires_grad(self) -> bool:
+        """Whether gradients flow to this tensor. A leaf's may be set; a tensor computed by
+        ops keeps its own (set to False, the ops that used it would still pass it gradients:
+        `t.detach()` is the value cut from the graph), as PyTorch refuses it too."""
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if current_mode() >= TRACING:  # (the program's flags are its arguments', fixed)
+            raise TraceError(
+                f"setting .requires_grad of a tensor of shape {self.shape} while a function "
+                "is traced (minigrad.compile, minigrad.scan): a program's gradients follow "
+                "from the flags its inputs have at the call; set it outside, or use "
+                "t.detach() for a value cut from the graph")
+        if self._node is not None and not value:
+            raise RuntimeError(
+                f"requires_grad = False on a tensor computed by '{self._node.name}' (shape "
+                f"{self.shape}): only a leaf's can change (the graph it is part of is "
+                "recorded); use t.detach() for its value cut from the graph")
+        self._requires_grad = bool(value)
 
     @property
     def data(self) -> np.ndarray:
@@ -235,8 +257,8 @@ class Tensor:
         array a graph keeps for the other."""
         self._copyable(what)
         new = object.__new__(type(self))
-        new._data, new.requires_grad, new._node = self._data.copy(order="K"), \
-            self.requires_grad, None
+        new._data, new._requires_grad, new._node = self._data.copy(order="K"), \
+            self._requires_grad, None
         new.grad = None if self.grad is None else np.copy(self.grad)
         new._shared = new._exposed = False
         for name in _own_slots(type(self)):  # a subclass's own slots and attributes
@@ -543,7 +565,7 @@ def _make(data: np.ndarray, requires_grad: bool, node: Node | None,
     t = object.__new__(Tensor)
     t._data = data
     t.grad = None
-    t.requires_grad = requires_grad
+    t._requires_grad = requires_grad
     t._node = node
     t._shared = shared
     t._exposed = False

@@ -233,7 +233,7 @@ class Trace:
 
     def _tracer(self, value: Value, array: np.ndarray) -> Tracer:
         t = object.__new__(Tracer)
-        t._data, t.requires_grad, t._node = array, value.requires_grad, None
+        t._data, t._requires_grad, t._node = array, value.requires_grad, None
         t._shared = t._exposed = False
         self.of[id(t)] = value
         self.tracers.append(t)

@@ -266,3 +266,29 @@ def test_a_zero_dimensional_array_like_grad_of_an_old_shape_is_refused():
         w.grad = number
         (w * 2.0).sum().backward()
         np.testing.assert_array_equal(w.grad, 2.0 + number)
+
+
+@given(hnp.arrays(np.float64, hnp.array_shapes(max_dims=2, max_side=4),
+                  elements={"min_value": -10, "max_value": 10}))
+def test_requires_grad_of_a_computed_tensor_cannot_be_turned_off(x):
+    """`y.requires_grad = False` on a tensor computed by ops cut the graph silently: the ops
+    after it recorded nothing, so w got the gradient of one use of two (PyTorch refuses
+    it). It raises, names the op, and leaves the graph whole."""
+    w = Tensor(np.full(x.shape, 1.5), requires_grad=True)
+    y = x * w
+    with pytest.raises(RuntimeError, match=r"computed by 'mul'.*detach\(\)"):
+        y.requires_grad = False
+    assert y.requires_grad
+    y.requires_grad = True  # (what it is already: allowed)
+    (y * w).sum().backward()
+    np.testing.assert_allclose(w.grad, 2 * x * 1.5)
+
+
+def test_requires_grad_of_a_leaf_can_change():
+    w = Tensor(np.arange(3.0), requires_grad=True)
+    w.requires_grad = False
+    assert not (w * 2.0).requires_grad
+    w.requires_grad = np.True_  # (stored as a bool)
+    assert w.requires_grad is True
+    (w * 2.0).sum().backward()
+    np.testing.assert_array_equal(w.grad, [2.0, 2.0, 2.0])

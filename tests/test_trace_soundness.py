@@ -1731,3 +1731,24 @@ def test_a_table_of_numbers_named_first_hides_no_swap():
     f(x)
     EXPERTS[0] = spare
     assert_same_bits(f(x).data, (_scale(1) * spare(x).sum()).data)
+
+
+@pytest.mark.parametrize("target", ["argument", "intermediate", "parameter"])
+def test_setting_requires_grad_inside_a_traced_function_is_refused(target):
+    """Setting `.requires_grad` inside fn was ignored by the program (the trace's values
+    keep the flags they were made with): a compiled `y.requires_grad = False` gave w the
+    gradient [6, 16] where eager mode gave [3, 8]. A program's flags are its inputs' at the
+    call: setting one while tracing raises, compiled and in scan's body."""
+    w = mg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+
+    def f(x):
+        y = x * w
+        {"argument": x, "intermediate": y, "parameter": w}[target].requires_grad = False
+        return (y * w).sum()
+
+    x = mg.Tensor(np.array([3.0, 4.0]), requires_grad=True)
+    with pytest.raises(mg.TraceError, match="setting .requires_grad"):
+        mg.compile(f)(x)
+    with pytest.raises(mg.TraceError, match="setting .requires_grad"):
+        mg.scan(lambda c, xk: (c + f(xk), None), np.zeros(()), x.data.reshape(1, 2))
+    assert w.requires_grad and x.requires_grad
