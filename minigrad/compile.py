@@ -290,7 +290,11 @@ class _Replay:
         result = program.outputs[0]
         self.requires_grad = result.requires_grad
         self.scalar = all(n == 1 for n in result.shape)
-        self.result_saved = result.name in program.saved
+        # Copy-on-write of the result where a graph keeps its array, or where it may be an
+        # operand's own (a user op's `np.asarray(x)`: eager mode's `_one_of`), as a view is
+        last = next(step for step in program.steps if step.out is result)
+        self.result_shared = result.name in program.saved or not (
+            isinstance(last.op.forward, np.ufunc) or last.numpy)
         self.saved = len(program.saved)  # how many values a node keeps for the backward
         # The expression of the tensor behind an input: an argument, or one read from outside.
         arguments = {v.index: f"a[{positions[v.index]}]" for v in program.inputs
@@ -345,11 +349,11 @@ class _Replay:
         if r is None:
             return None
         if not self.requires_grad:
-            return _make(r, False, None, r.base is not None)
+            return _make(r, False, None, self.result_shared or r.base is not None)
         out, saved = r
         inputs = [t if t is not None else args[p]._node or args[p] for p, t in self.sources]
         node = Node(self.name, _program_vjp, inputs, (self, saved), {}, None, out)
-        return _make(out, True, node, self.result_saved or out.base is not None)
+        return _make(out, True, node, self.result_shared or out.base is not None)
 
     def value_and_backward(self, args: tuple) -> float | None:
         """`run(args)`, `backward()` on its one-element result and its value, without a node:

@@ -84,6 +84,7 @@ neg = defop("neg", np.negative, (lambda g, out: -g,), Domain("unary"), saves="no
 def _pow_base_vjp(g, out, a, b):
     """g b a^(b-1), and 0 where b = 0 (at a = 0 that is 0 * inf: NaN, where a^0 = 1 has
     derivative 0), as PyTorch."""
+    b = _in(b, out.dtype)
     if _nowhere_zero(b):  # the usual case: no exponent is 0
         return g * b * np.power(a, b - 1)
     return g * b * np.power(a, np.where(b == 0, 1.0, b) - 1)
@@ -92,9 +93,19 @@ def _pow_base_vjp(g, out, a, b):
 def _pow_exponent_vjp(g, out, a, b):
     """g a^b log(a), and 0 where a = 0 and b >= 0 (0 * -inf: NaN, where 0^b is constant in
     b), as PyTorch."""
+    a = _in(a, out.dtype)
     if _nowhere_zero(a):  # the usual case: no base is 0
         return g * out * np.log(a)
     return g * out * np.log(np.where((a == 0) & (b >= 0), 1.0, a))
+
+
+def _in(x, dtype):
+    """An operand in the dtype the forward computed in (the output's): `b - 1` and `log(a)`
+    in a float16 or integer operand's own dtype would round or wrap (int8 -128 - 1 = 127).
+    A Python float stays as it is (exact; NumPy takes it so), an int becomes a float."""
+    if type(x) is float or getattr(x, "dtype", None) == dtype:
+        return x
+    return np.asarray(x, dtype)
 
 
 def _nowhere_zero(x):

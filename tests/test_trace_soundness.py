@@ -1801,3 +1801,36 @@ def test_a_layer_put_in_a_container_empty_when_traced_is_read(kind):
         f(x)
     assert f.traces == 3
     _EXTRA_LAYERS.clear()
+
+
+_passed_on = mg.defop("passed_on", lambda x: np.asarray(x), (mg.primitive.identity_vjp,),
+                      saves="nothing", register=False)
+
+
+@pytest.mark.parametrize("recording", [True, False])
+def test_a_compiled_result_that_is_an_operands_array_is_copied_on_write(recording):
+    """A user op returning its operand's own array (`np.asarray(x)`), last in fn: the
+    compiled result was that array, not marked copy-on-write, so a write into its `.data`
+    went into exp's kept output (W's gradient all 0 where eager mode gives 90.0, ...) or
+    into the parameter itself (P became [99, 2]). Eager mode hands out a copy."""
+    W = mg.Tensor(np.array([[0.5, -1.0], [2.0, 0.25]]), requires_grad=True)
+    P = mg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    through_exp = mg.compile(lambda x: _passed_on(mg.exp(x @ W)))
+    through_exp(np.array([[3.0, 4.0]]))  # (traced)
+    results = []
+    for f in (lambda x: _passed_on(mg.exp(x @ W)), through_exp):
+        W.grad = None
+        with contextlib.nullcontext() if recording else mg.no_grad():
+            y = f(np.array([[1.0, 2.0]]))
+        y.data[...] = 0.0
+        if recording:
+            y.sum().backward()
+            results.append(W.grad)
+    if recording:
+        assert_same_bits(results[1], results[0])
+    parameter = mg.compile(lambda: _passed_on(P))
+    parameter()
+    with contextlib.nullcontext() if recording else mg.no_grad():
+        y = parameter()
+    y.data[0] = 99.0
+    assert_same_bits(P.data, np.array([1.0, 2.0]))
