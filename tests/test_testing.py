@@ -526,3 +526,42 @@ def test_an_eps_below_the_spacing_of_the_values_is_refused():
     numerical_grad and gradcheck say what is wrong instead."""
     with pytest.raises(ValueError, match="eps 1e-06 is below the spacing of the values near"):
         numerical_grad(lambda t: (t * 2.0).sum(), np.array([1e300]))
+
+
+@given(c=mst.arrays((1, 2), low=-2.0, high=2.0), seed=st.integers(0, 2**32 - 1))
+def test_gradcheck_checks_every_output_with_both_signs_of_its_upstream(c, seed):
+    """A VJP dropping g's sign (|g| out for exp) passed as the second output of an (h, c)
+    pair: a standard normal upstream of two elements had one sign (seed 0: both positive),
+    and only one-element outputs were mirrored. Every output is checked with -v too."""
+    exp_abs = mg.defop("exp_abs_g", np.exp, (lambda g, out, x: np.abs(g) * out,),
+                       register=False)
+    with pytest.raises(GradcheckError, match="argument 1 .* through output 1 of 2"):
+        gradcheck(lambda x, c: (mg.tanh(x), exp_abs(c)), np.array([0.5]), c, seed=seed)
+    assert gradcheck(lambda x, c: (mg.tanh(x), mg.exp(c)), np.array([0.5]), c, seed=seed)
+
+
+@given(x=mst.arrays(low=-2.0, high=2.0))
+def test_gradcheck_refuses_a_vjp_reading_what_the_latest_forward_left(x):
+    """A VJP reading state the op's last forward call left (a cache of its own), not what
+    its node saved, was right in gradcheck, whose second backward came straight after the
+    first; in use, `square(a); square(b)` gave a the gradient of b. The second backward
+    comes after the numerical side's forward calls now."""
+    last = {}
+
+    def forward(x):
+        last["x"] = x.copy()
+        return x * x
+
+    square = mg.defop("square_from_last_call", forward,
+                      (lambda g, out: 2 * g * last["x"],), saves="nothing", register=False)
+    with pytest.raises(GradcheckError, match="reads what a later forward call changed"):
+        gradcheck(square, x)
+
+
+@pytest.mark.parametrize("high", [1e-4, 5e-4, 9e-4])
+def test_arrays_in_an_interval_of_tiny_values_spread_over_it(high):
+    """In [0, 5e-4] (no value of 1e-3 or more), every value moved to the interval's end: 300
+    draws held only 0 and 5e-4, and an op right at those two points only passed."""
+    inside = find(mst.arrays((4,), low=0.0, high=high),
+                  lambda v: bool(np.any((v > 0.1 * high) & (v < 0.9 * high))))
+    assert np.all((inside >= 0.0) & (inside <= high))

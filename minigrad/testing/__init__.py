@@ -101,10 +101,11 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     (h, c). Each output is checked through its projection <v, output> on an upstream
     gradient v drawn from `seed`, as if it sat inside a larger graph: v is standard normal
     for an output of several elements (testing the whole vector-Jacobian product, not just
-    a sum), and a number of magnitude in [1.5, 2.5] for an output of one element, checked
-    with both signs (so a VJP that ignores its upstream gradient, or its sign, fails); an
-    output of two or more axes is checked with its upstream in Fortran order too, as a
-    transpose downstream hands it over (so a VJP that assumes a C array g fails).
+    a sum), and a number of magnitude in [1.5, 2.5] for an output of one element. Every
+    output is checked with v and with -v (so a VJP that ignores its upstream gradient, or
+    its sign, fails, though a v of few elements may have one sign); an output of two or
+    more axes is checked with its upstream in Fortran order too, as a transpose downstream
+    hands it over (so a VJP that assumes a C array g fails).
 
     The numerical side projects the outputs' central differences, so an element's
     derivative carries the rounding of the outputs it moves only; a one-element output that
@@ -112,9 +113,10 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     arguments near 1e5 and beyond, a step of eps = 1e-6 moves the outputs by little more
     than their rounding: scale `eps` with the values.
     The forward and backward passes must leave the checked arrays as they were, and a
-    second backward on the same graph must give the same gradients, bit for bit: an op
-    whose forward or VJP writes into the arrays it is given fails, though its first numbers
-    are right.
+    second backward on the same graph, after the numerical side has called f again, must
+    give the same gradients, bit for bit: an op whose forward or VJP writes into the arrays
+    it is given, or whose VJP reads what the latest forward call left rather than its own
+    saved values, fails, though its first numbers are right.
 
     An element passes when |engine - numerical| <= atol + rtol * |numerical|. Returns True,
     or raises GradcheckError naming the argument (by position) or parameter (by name), the
@@ -132,9 +134,12 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     parameters = [p for _, p in named]
     labels = [f"argument {i}" for i in positions] + [f"parameter '{name}'" for name, _ in named]
     with _holding_float64(parameters):
-        upstreams, engine, others, several = _engine_side(f, arrays, positions, parameters,
-                                                          seed, labels)
+        outputs, wrt, upstreams, engine, several = _engine_side(f, arrays, positions,
+                                                                parameters, seed, labels)
         numeric = _numerical_side(f, arrays, positions, parameters, upstreams, eps)
+        # After f ran again: a VJP reading what the latest forward call left (a cache of
+        # the op's, not its own saved values) gives other bits now
+        others = _engine_again(outputs, wrt, upstreams, engine, labels)
     for k, v in enumerate(upstreams):
         through = f" through output {k} of {len(upstreams)}" if several else ""
         checks = [(v, engine[k], 1.0), *others[k]]
@@ -147,19 +152,13 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
 
 def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
                  parameters: list[Tensor], seed: int, labels: list[str]
-                 ) -> tuple[Gradients, list[Gradients],
-                            list[list[tuple[np.ndarray, Gradients, float]]], bool]:
-    """f's outputs' upstream gradients (drawn from `seed`), the engine's gradient of each
-    output's projection with respect to the arguments at `positions` and to `parameters`
-    (one list per output), per output the other upstreams checked (the negated one of a
-    one-element output, the Fortran-ordered one of an output of two or more axes) with the
-    engine's gradients for them and the projection's sign, and whether f returned several
-    outputs.
-
-    The forward and backward passes must leave every checked array as it was, and a second
-    backward must give the same gradients, bit for bit (torch's reentrancy check): a forward
-    or VJP that writes into the arrays it is given (the tensors' own, which the graph keeps)
-    gets right numbers the first time, and changes the user's weights or the next pass."""
+                 ) -> tuple[list[Tensor], list[Tensor], list[np.ndarray], list[Gradients], bool]:
+    """f's outputs (their graph kept), the tensors checked, the outputs' upstream gradients (drawn from `seed`), the
+    engine's gradient of each output's projection with respect to the arguments at
+    `positions` and to `parameters` (one list per output), and whether f returned several
+    outputs. The forward and backward passes must leave every checked array as it was: a
+    forward or VJP that writes into the arrays it is given (the tensors' own, which the
+    graph keeps) gets right numbers the first time, and changes the user's weights."""
     # Tensor(a) is a copy in a's layout: a VJP is checked on the layout drawn.
     leaves = {i: Tensor(arrays[i], requires_grad=True) for i in positions}
     wrt = [leaves[i] for i in positions] + parameters
@@ -171,24 +170,36 @@ def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int,
     upstreams = _upstreams([out.shape for out in outputs], seed)
     engine = [_engine_gradients(out, v, wrt) for out, v in zip(outputs, upstreams)]
     _check_unchanged(wrt, before, labels, "a backward pass")
+    return outputs, wrt, upstreams, engine, several
+
+
+def _engine_again(outputs: list[Tensor], wrt: list[Tensor], upstreams: list[np.ndarray],
+                  engine: list[Gradients], labels: list[str]
+                  ) -> list[list[tuple[np.ndarray, Gradients, float]]]:
+    """A second backward on the same graph and upstreams must give the same gradients, bit
+    for bit (torch's reentrancy check); then, per output, the other upstreams checked with
+    the engine's gradients for them and the projection's sign: every output's negated one
+    (a VJP that drops g's sign, or takes its logarithm, is right for one sign only, and a
+    standard normal v of few elements may have one sign), and for an output of two or
+    more axes its upstream in Fortran order, as a transpose downstream gives it (a VJP
+    that assumes a C array g, writing through reshape(-1) of an array like it, is right
+    for one layout only)."""
     for out, v, first in zip(outputs, upstreams, engine):
         for label, a, b in zip(labels, first, _engine_gradients(out, v, wrt)):
             if not np.array_equal(a, b, equal_nan=True):
                 raise GradcheckError(
                     f"gradcheck: two backward passes on the same graph and upstream gradient "
                     f"gave two gradients of {label}: a VJP writes into an array it is given "
-                    f"(an operand or output the graph keeps), or computes at random")
-    # A one-element output's upstream has one sign, so its mirror is checked too: a VJP
-    # that drops g's sign (or takes its logarithm) is right for one sign only. One of two
-    # or more axes is given its upstream in Fortran order too, as a transpose downstream
-    # gives it: a VJP that assumes a C array g (writing through reshape(-1) of an array
-    # like it) is right for one layout only.
+                    f"(an operand or output the graph keeps), reads what a later forward "
+                    f"call changed (a cache of the op's own), or computes at random")
     others: list[list[tuple[np.ndarray, Gradients, float]]] = []
     for out, v in zip(outputs, upstreams):
-        other = -v if v.size == 1 else np.asfortranarray(v) if v.ndim >= 2 else None
-        others.append([] if other is None else
-                      [(other, _engine_gradients(out, other, wrt), -1.0 if v.size == 1 else 1.0)])
-    return upstreams, engine, others, several
+        mirrored = [(-v, _engine_gradients(out, -v, wrt), -1.0)]
+        if v.ndim >= 2:
+            fortran = np.asfortranarray(v)
+            mirrored.append((fortran, _engine_gradients(out, fortran, wrt), 1.0))
+        others.append(mirrored)
+    return others
 
 
 def _check_unchanged(wrt: list[Tensor], before: list[np.ndarray], labels: list[str],

@@ -56,8 +56,8 @@ def shapes(min_dims: int = 0, max_dims: int = 3, min_side: int = 1, max_side: in
 def arrays(draw, shape: Any = None, *, low: float = -3.0, high: float = 3.0,
            avoid: Sequence[float] = (), distinct: bool = False, dtype: Any = np.float64):
     """Finite arrays with values in [low, high], none of them nonzero and below SMALLEST
-    (1e-3) in magnitude: an element whose gradient is below gradcheck's atol is checked
-    against nothing.
+    (1e-3) in magnitude where [low, high] has values of that sign beyond it: an element
+    whose gradient is below gradcheck's atol is checked against nothing.
 
     `shape` is a tuple, a strategy of tuples, or None for `shapes()`. `avoid` lists points
     (non-differentiable ones such as relu's 0) that values keep AVOID_MARGIN away from;
@@ -106,7 +106,10 @@ def _not_tiny(low: float, high: float) -> Callable[[float], float]:
     def move(v: float) -> float:
         if v == 0.0 or abs(v) >= SMALLEST:
             return v
-        return float(np.clip(np.copysign(SMALLEST, v), low, high))
+        out = float(np.copysign(SMALLEST, v))
+        # (an interval holding no value that far out on v's side keeps v: clipped to its
+        # end, every draw of [0, 5e-4] would be 0 or 5e-4)
+        return out if low <= out <= high else v
     return move
 
 
