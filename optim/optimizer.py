@@ -55,6 +55,8 @@ from typing import Any, ClassVar, Protocol, TypeAlias
 
 import numpy as np
 
+from minigrad.tensor import plain_array
+
 __all__ = ["Boolean", "NonFiniteGradientError", "Optimizer", "Pair", "ParamGroup",
            "ParameterLike", "Real", "State"]
 
@@ -421,12 +423,15 @@ class Optimizer(abc.ABC):
         optimizer's state dict), each group's parameters and hyperparameters (by the
         bounds), each step count (an integer >= 0) and each state array (real numbers, the
         parameter's shape, finite once cast to its dtype, inside the rule's domain). Any
-        defect raises a one-line ValueError naming it. The state arrays of a parameter at
-        step 0 are checked but not used: its first step starts from ``init``'s.
+        defect raises a one-line ValueError naming it; a masked array, TypeError, as
+        minigrad's ops refuse one (its values would be loaded, its mask ignored). The state
+        arrays of a parameter at step 0 are checked but not used: its first step starts
+        from ``init``'s.
         """
         where = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, Mapping):
             raise ValueError(f"{where}: expected a mapping, got {type(state_dict).__name__}")  # noqa: TRY004
+        refuse_masked(where, state_dict)
         mine = self.state_dict()
         missing = [k for k in mine if k not in state_dict]
         extra = [str(k) for k in state_dict if k not in mine]
@@ -646,7 +651,7 @@ class _Bucket:
             if not here:
                 g = np.zeros(shape, self.dtype)
             elif type(g) is not np.ndarray:
-                g = np.asarray(g)
+                g = plain_array(g, f"{self.owner}.step: gradient of parameter {j}")
             if g.shape != shape:
                 raise ValueError(f"{self.owner}.step: parameter {j} has shape {shape} and "
                                  f"gradient shape {g.shape}; expected both {shape}")
@@ -777,6 +782,7 @@ def _split_groups(params: Iterable[Any], owner: str) -> list[tuple[tuple[Any, ..
             if not hasattr(p, "grad") or not isinstance(data, np.ndarray):
                 raise TypeError(f"{owner}: parameter {j} ({type(p).__name__}) needs a NumPy "
                                 f"array .data and a .grad attribute")
+            plain_array(data, f"{owner}: parameter {j}'s .data")  # (masked: refused)
             if not np.issubdtype(data.dtype, np.floating):
                 raise TypeError(f"{owner}: parameter {j} has dtype {data.dtype}; it must be a "
                                 f"floating-point array to be updated in place")
@@ -805,6 +811,14 @@ def _positions(groups: list[ParamGroup]) -> list[tuple[ParamGroup, list[tuple[in
 def _order(key: str) -> tuple[bool, int]:
     kind, index, _ = key.split(".", 2)
     return kind != "groups", int(index)
+
+
+def refuse_masked(where: str, state: Mapping[str, Any]) -> None:
+    """TypeError naming the first masked array among the values of ``state``, a state
+    dict to load: its values would be loaded and its mask ignored."""
+    for key, value in state.items():
+        if isinstance(value, np.ndarray) and type(value) is not np.ndarray:
+            plain_array(value, f"{where}: {key}")
 
 
 def _value(array: Any) -> Any:
