@@ -50,9 +50,19 @@ def _move() -> None:
 class Module:
     """Base class of models. Parameters and sub-Modules held in attributes, also inside
     lists, tuples and dicts, are found by `named_parameters()`; calling the module calls
-    `forward`."""
+    `forward`. An attribute that holds a Parameter takes only a Parameter or None, as in
+    PyTorch (TypeError): a Tensor in its place (`lin.weight = lin.weight * 2`) would drop
+    it from `parameters()`, and training would silently stop updating it. Change its
+    values through `.data`, or `del` the attribute first to hold something else there."""
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(self.__dict__.get(name), Parameter) and value is not None \
+                and not isinstance(value, Parameter):
+            raise TypeError(
+                f"{type(self).__name__}: cannot assign a {type(value).__name__} to "
+                f"{name!r}, which holds a Parameter (Parameter or None expected): "
+                f"parameters() would no longer find it, so training would not update it; "
+                f"set .data to change its values, or del the attribute first")
         object.__setattr__(self, name, value)
         _move()
 
