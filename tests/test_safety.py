@@ -635,6 +635,7 @@ MASKED_USES = {
         [Tensor(1.0), SimpleNamespace(data=w.data, grad=m)], 1.0),
     "SGD.step: gradient of parameter 0": lambda w, m: _step_with_gradient(w, m),
     "SGD: parameter 0's .data": lambda w, m: SGD([SimpleNamespace(data=m, grad=None)], lr=0.1),
+    "SGD.step: parameter 0's .data": lambda w, m: _step_after_masking(m),
     "Adam.load_state_dict: state.0.exp_avg": lambda w, m: _load_into_adam(
         w, "state.0.exp_avg", m),
     "Adam.load_state_dict: groups.0.lr": lambda w, m: _load_into_adam(
@@ -649,6 +650,15 @@ MASKED_USES = {
 def _step_with_gradient(w, g):
     opt = SGD([w], lr=0.1)
     w.grad = g
+    opt.step()
+
+
+def _step_after_masking(m):
+    """A parameter's .data masked after the optimizer was made: the step read its values
+    and wrote the update over the mask, unmasking every element."""
+    p = SimpleNamespace(data=np.ones(2), grad=np.ones(2))
+    opt = SGD([p], lr=0.1)
+    p.data = m
     opt.step()
 
 
