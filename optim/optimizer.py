@@ -2,8 +2,9 @@
 
 An optimizer works on *parameters*: any object with ``.data``, a writable floating-point
 NumPy array that the optimizer updates **in place** (its identity, and any view of it, stay
-valid; one replaced since by an array of another shape or dtype, or a read-only one, is
-refused by the step, ValueError, before anything changes), and
+valid; one replaced since by an array of another shape or dtype, or a read-only one, and
+arrays of two parameters that overlap (one update would overwrite the other) are refused
+by the step, ValueError, before anything changes), and
 ``.grad``, an array of the same shape or None (the parameter is then skipped for that step,
 as in PyTorch). Optimizers never write to ``.grad``. ``minigrad.nn.Parameter`` and the
 hand-coded reference models' parameters both fit, so one optimizer can drive either and
