@@ -14,7 +14,7 @@ import numpy as np
 
 from .modes import TRACING, TraceError, current_mode
 from .ops import addmm, astype, matmul, relu, sigmoid, split, tanh
-from .tensor import Tensor
+from .tensor import Tensor, plain_array
 
 
 class Parameter(Tensor):
@@ -50,9 +50,19 @@ def _move() -> None:
 class Module:
     """Base class of models. Parameters and sub-Modules held in attributes, also inside
     lists, tuples and dicts, are found by `named_parameters()`; calling the module calls
-    `forward`."""
+    `forward`. An attribute that holds a Parameter takes only a Parameter or None, as in
+    PyTorch (TypeError): a Tensor in its place (`lin.weight = lin.weight * 2`) would drop
+    it from `parameters()`, and training would silently stop updating it. Change its
+    values through `.data`, or `del` the attribute first to hold something else there."""
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(self.__dict__.get(name), Parameter) and value is not None \
+                and not isinstance(value, Parameter):
+            raise TypeError(
+                f"{type(self).__name__}: cannot assign a {type(value).__name__} to "
+                f"{name!r}, which holds a Parameter (Parameter or None expected): "
+                f"parameters() would no longer find it, so training would not update it; "
+                f"set .data to change its values, or del the attribute first")
         object.__setattr__(self, name, value)
         _move()
 
@@ -110,14 +120,15 @@ class Module:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Copy values into the parameters, in place. Every name, shape and dtype is checked
         first, that the values are finite in the parameters' dtype and that each
-        parameter's array is writable, so a mismatch changes nothing."""
+        parameter's array is writable, so a mismatch changes nothing (ValueError; a masked
+        array, whose mask would be ignored, TypeError)."""
         params = _by_name(self, "load_state_dict")
         problems = _mismatches(params, state)
         if problems:
             raise ValueError(f"load_state_dict: state does not match {type(self).__name__}: "
                              + "; ".join(problems))
         for name, p in params.items():
-            np.copyto(p.data, _values(state[name]), casting="same_kind")
+            np.copyto(p.data, _values(state[name], name), casting="same_kind")
 
 
 def _by_name(module: Module, where: str) -> dict[str, Parameter]:
@@ -132,10 +143,10 @@ def _by_name(module: Module, where: str) -> dict[str, Parameter]:
     return params
 
 
-def _values(x: Any) -> np.ndarray:
+def _values(x: Any, name: str) -> np.ndarray:
     """A state dict entry's array: a tensor's values (a parameter of another module), or
-    the array or number itself."""
-    return x._data if isinstance(x, Tensor) else np.asarray(x)
+    the array or number itself (a masked array is refused: its mask would be ignored)."""
+    return x._data if isinstance(x, Tensor) else plain_array(x, f"load_state_dict: {name!r}")
 
 
 def _walk(value: Any, prefix: str, modules: set[int],
@@ -182,7 +193,7 @@ def _mismatches(params: Mapping[str, Parameter], state: Mapping[str, Any]) -> li
     for name, p in params.items():
         if name not in state:
             continue
-        value = _values(state[name])
+        value = _values(state[name], name)
         if not p.data.flags.writeable:  # (a memory-mapped file opened read-only, say)
             problems.append(f"'{name}' has a read-only .data, which cannot be loaded into")
         elif value.shape != p.shape:
@@ -405,11 +416,17 @@ class Recurrent(Module):
     (h, or (h, c) for an LSTM). The initial `state` is h0 of shape (..., hidden), X's batch
     shape, or None for zeros; for an LSTM a pair (h0, c0), either None for zeros. One
     layer: PyTorch's h0 of shape (1, batch, hidden) is `h0[0]` here; a state of another
-    shape is refused (ValueError), not broadcast. Backward is the cell's own ops' VJPs run
+    shape is refused (ValueError), not broadcast, and a masked X or state (TypeError), as
+    by the ops: its mask would be ignored. Backward is the cell's own ops' VJPs run
     per step in reverse, derived by scan; the cell's weights are loop invariants."""
 
     def __init__(self, cell: _Cell):
         self.cell = cell
+
+    @property
+    def _name(self) -> str:
+        """The layer's name in errors: "GRU" for a GRUCell's."""
+        return type(self.cell).__name__.removesuffix("Cell")
 
     def step(self, state: Any, x: Any) -> tuple[Any, Tensor]:
         state = self.cell(x, state)
@@ -418,7 +435,7 @@ class Recurrent(Module):
     def forward(self, X: Any, state: Any = None) -> tuple[Tensor, Any]:
         from .scan import scan  # (scan builds on this module's generation counter)
 
-        X = X if isinstance(X, Tensor) else np.asarray(X)
+        X = X if isinstance(X, Tensor) else plain_array(X, f"{self._name}: X")
         # The state in the dtype the cell computes in (NumPy's promotion of the inputs' and
         # the weights'), so that the carry keeps its dtype from step to step.
         dtype = np.result_type(X.dtype if X.dtype.kind == "f" else np.float64,
@@ -441,10 +458,9 @@ class Recurrent(Module):
         if state is None:
             return np.zeros(expected, dtype)
         if not isinstance(state, Tensor):
-            state = np.asarray(state, dtype)
+            state = plain_array(state, f"{self._name}: {what}").astype(dtype, copy=False)
         if state.shape != expected:
-            layer = type(self.cell).__name__.removesuffix("Cell")
-            raise ValueError(f"{layer}: expected {what} of shape {expected} (X of shape "
+            raise ValueError(f"{self._name}: expected {what} of shape {expected} (X of shape "
                              f"{X.shape} is (L, *batch, n_in), hidden {self.cell.hidden}), "
                              f"got shape {state.shape}")
         return state if state.dtype == dtype else astype(state, dtype)

@@ -32,6 +32,7 @@ import numpy as np
 from numpy.lib import format as npy
 
 from .nn import Module
+from .tensor import plain_array
 
 if sys.platform != "win32":
     import fcntl
@@ -77,7 +78,8 @@ def save(module: Module | Any, path: str | bytes | os.PathLike,
     that names a directory (ending in a separator, "." or ".."), a path that exists and is
     not a regular file (a directory, FIFO, device or socket: left as it is), non-finite
     parameters, two parameters with one name, a name zip cannot store, metadata over
-    64 kB. A file system error is the OSError, naming `path` (not the temporary file).
+    64 kB; a masked array in a state dict (TypeError: its mask would be lost). A file
+    system error is the OSError, naming `path` (not the temporary file).
     """
     arrays = _arrays_to_save(module)
     comment = _comment(metadata or {})
@@ -174,6 +176,7 @@ def _arrays_to_save(module: Module | Any) -> dict[str, np.ndarray]:
         if name in arrays:
             raise ValueError(f"save: two parameters are named {name!r}; the file could "
                              "hold only one")
+        data = plain_array(data, f"save: {name!r}")  # (its mask would not be saved)
         problem = _first_nonfinite(data)
         if problem:
             raise ValueError(f"save: {name!r} holds {problem}; a checkpoint holds finite "

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from minigrad.tensor import plain_array
+
 from .optimizer import POSITIVE
 
 __all__ = ["clip_grad_norm"]
@@ -30,11 +32,13 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
     Each clipped ``.grad`` is replaced by a new array (the old one is not written to). A
     gradient holding NaN or inf makes the total NaN or inf and leaves the gradients as
     they are, for the optimizer's finiteness check to report. ``max_norm`` must be > 0
-    (ValueError otherwise).
+    (ValueError otherwise); a masked gradient is refused (TypeError: its mask would be
+    ignored, the values under it measured and clipped).
     """
     limit = POSITIVE("clip_grad_norm", "max_norm", max_norm)
-    params = [p for p in params if getattr(p, "grad", None) is not None]
-    grads = [p.grad for p in params]
+    params = [(k, p) for k, p in enumerate(params) if getattr(p, "grad", None) is not None]
+    grads = [plain_array(p.grad, f"clip_grad_norm: gradient of parameter {k}")
+             for k, p in params]
     with np.errstate(over="ignore"):  # an overflow of finite squares is handled below
         total = math.sqrt(_sum_of_squares(grads))
     if math.isfinite(total):
@@ -47,8 +51,8 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
     else:
         return total
     if total > limit:
-        for p in params:
-            p.grad = (p.grad * scale).astype(p.grad.dtype, copy=False)
+        for (_, p), g in zip(params, grads, strict=True):
+            p.grad = (g * scale).astype(g.dtype, copy=False)
     return total
 
 

@@ -2,8 +2,9 @@
 
 An optimizer works on *parameters*: any object with ``.data``, a writable floating-point
 NumPy array that the optimizer updates **in place** (its identity, and any view of it, stay
-valid; one replaced since by an array of another shape or dtype, or a read-only one, is
-refused by the step, ValueError, before anything changes), and
+valid; one replaced since by an array of another shape or dtype, or a read-only one, and
+arrays of two parameters that overlap (one update would overwrite the other) are refused
+by the step, ValueError, before anything changes), and
 ``.grad``, an array of the same shape or None (the parameter is then skipped for that step,
 as in PyTorch). Optimizers never write to ``.grad``. ``minigrad.nn.Parameter`` and the
 hand-coded reference models' parameters both fit, so one optimizer can drive either and
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+import itertools
 import math
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -54,6 +56,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeAlias
 
 import numpy as np
+
+from minigrad.tensor import plain_array
 
 __all__ = ["Boolean", "NonFiniteGradientError", "Optimizer", "Pair", "ParamGroup",
            "ParameterLike", "Real", "State"]
@@ -254,6 +258,8 @@ class Optimizer(abc.ABC):
                              for ps, extra in _split_groups(params, owner)]
         self._buckets = [_Bucket(self, group, positions)
                          for group, positions in _positions(self.param_groups)]
+        # The arrays `_refuse_overlaps` last passed, and their ids (not reused: held here).
+        self._checked: tuple[list[int], list[np.ndarray]] = ([], [])
 
     # ---- hyperparameters --------------------------------------------------------------
 
@@ -354,10 +360,11 @@ class Optimizer(abc.ABC):
 
         Nothing changes unless the whole step succeeds: every gradient is checked (shape;
         finiteness unless ``check_finite=False``), every parameter's array too (its shape
-        and dtype, those it had when the optimizer was made, and that it is writable, as
-        the closure leaves it: ``.data`` is read anew), and every update computed before
-        any parameter is written; if the closure or a check raises, the parameters are
-        moved back from the look-ahead point (whose move checks the arrays first).
+        and dtype, those it had when the optimizer was made, that it is writable and that
+        no other parameter's array overlaps it, as the closure leaves them: ``.data`` is
+        read anew), and every update computed before any parameter is written; if the
+        closure or a check raises, the parameters are moved back from the look-ahead point
+        (whose move checks the arrays first).
         """
         if closure is not None and not callable(closure):
             raise TypeError(f"{type(self).__name__}.step: closure must be callable, got "
@@ -366,6 +373,7 @@ class Optimizer(abc.ABC):
         if type(self).look_ahead is Optimizer.look_ahead:  # no move: nothing to move back
             loss = None if closure is None else closure()
             commits = [bucket.compute(None) for bucket in buckets]
+            self._refuse_overlaps([bucket.arrays for bucket in buckets])
         else:
             loss, commits = self._step_from_look_ahead(closure)
         for commit in commits:
@@ -384,6 +392,7 @@ class Optimizer(abc.ABC):
                 f"the grads, computes the loss, calls backward and returns the loss.")
         buckets = self._buckets
         read = [b.read_into_buffer() for b in buckets]  # every shape checked before any move
+        self._refuse_overlaps([arrays for arrays, _ in read])
         real: list[np.ndarray | None] = [None] * len(buckets)  # where moved buckets were
         try:
             for i, bucket, move in moves:
@@ -395,12 +404,44 @@ class Optimizer(abc.ABC):
                     bucket.scatter(arrays, bucket.buffer)
             loss = None if closure is None else closure()
             commits = [bucket.compute(point) for bucket, point in zip(buckets, real)]
+            self._refuse_overlaps([bucket.arrays for bucket in buckets])
         except BaseException:
             for bucket, point in zip(buckets, real):
                 if point is not None:
                     bucket.move_back(point)
             raise
         return loss, commits
+
+    def _refuse_overlaps(self, arrays_by_bucket: list[list[np.ndarray]]) -> None:
+        """ValueError naming two parameters whose arrays overlap (``b.data = a.data``, views
+        of one buffer), raised before any is written: each update would be computed from
+        the old values and the last write would win, losing the other. Only arrays of one
+        owner (``_owner``) are compared, and only when an array changed since the last
+        check (an array's memory never moves): a step on the same arrays asks only their
+        identity. A masked array is refused here too (TypeError): its mask would be
+        ignored, then lost when the update is written."""
+        ids = [id(a) for arrays in arrays_by_bucket for a in arrays]
+        if ids == self._checked[0]:
+            return
+        arrays = [a for arrays in arrays_by_bucket for a in arrays]
+        positions = [j for bucket in self._buckets for j in bucket.positions]
+        owner = type(self).__name__
+        by_owner: dict[int, list[int]] = {}
+        for k, array in enumerate(arrays):
+            if type(array) is not np.ndarray:
+                plain_array(array, f"{owner}.step: parameter {positions[k]}'s .data")
+            by_owner.setdefault(id(_owner(array)), []).append(k)
+        for same in by_owner.values():
+            for k, m in itertools.combinations(same, 2):
+                if np.shares_memory(arrays[k], arrays[m]):
+                    i, j = sorted((positions[k], positions[m]))
+                    raise ValueError(
+                        f"{owner}.step: parameters {i} and {j} share memory (one array, or "
+                        f"overlapping views of one buffer): each update would be computed "
+                        f"from the old values and the last write would undo the other; no "
+                        f"parameter was changed. Give each its own array (.data = "
+                        f"array.copy()), or pass a tied parameter once")
+        self._checked = ids, arrays
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume the run exactly, as copies (see the module doc)."""
@@ -421,12 +462,15 @@ class Optimizer(abc.ABC):
         optimizer's state dict), each group's parameters and hyperparameters (by the
         bounds), each step count (an integer >= 0) and each state array (real numbers, the
         parameter's shape, finite once cast to its dtype, inside the rule's domain). Any
-        defect raises a one-line ValueError naming it. The state arrays of a parameter at
-        step 0 are checked but not used: its first step starts from ``init``'s.
+        defect raises a one-line ValueError naming it; a masked array, TypeError, as
+        minigrad's ops refuse one (its values would be loaded, its mask ignored). The state
+        arrays of a parameter at step 0 are checked but not used: its first step starts
+        from ``init``'s.
         """
         where = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, Mapping):
             raise ValueError(f"{where}: expected a mapping, got {type(state_dict).__name__}")  # noqa: TRY004
+        refuse_masked(where, state_dict)
         mine = self.state_dict()
         missing = [k for k in mine if k not in state_dict]
         extra = [str(k) for k in state_dict if k not in mine]
@@ -485,6 +529,7 @@ class _Bucket:
         self.gradient_views = [self.gradients[s].reshape(shape)
                                for s, shape in zip(self.slices, self.shapes, strict=True)]
         self.steps = [0] * len(self.params)
+        self.arrays: list[np.ndarray] = []  # the parameters' arrays, as `compute` last read them
         self.state = optimizer.init(group, self.buffer)  # its names and layout; see below
         self.started = False  # every parameter updated at least once
 
@@ -600,6 +645,7 @@ class _Bucket:
         steps = self.steps
         if arrays is None or steps.count(steps[0]) != len(steps):
             return self.compute_apart(real)
+        self.arrays = arrays  # (for the optimizer's check of overlaps)
         g = self.gradients.copy()  # the rule's own: it may keep it in its state
         if self.optimizer.check_finite:
             self.check_finite(g)
@@ -646,7 +692,7 @@ class _Bucket:
             if not here:
                 g = np.zeros(shape, self.dtype)
             elif type(g) is not np.ndarray:
-                g = np.asarray(g)
+                g = plain_array(g, f"{self.owner}.step: gradient of parameter {j}")
             if g.shape != shape:
                 raise ValueError(f"{self.owner}.step: parameter {j} has shape {shape} and "
                                  f"gradient shape {g.shape}; expected both {shape}")
@@ -654,7 +700,7 @@ class _Bucket:
         g = np.concatenate(flat, axis=None, dtype=self.dtype, casting="same_kind")
         if self.optimizer.check_finite:
             self.check_finite(g)
-        arrays = self.read()  # anew: the closure may have replaced them
+        arrays = self.arrays = self.read()  # anew: the closure may have replaced them
         p = np.concatenate(arrays, axis=None)
         steps, current = self.steps, self.current_state()
         if all(present) and steps.count(steps[0]) == len(steps):
@@ -777,6 +823,7 @@ def _split_groups(params: Iterable[Any], owner: str) -> list[tuple[tuple[Any, ..
             if not hasattr(p, "grad") or not isinstance(data, np.ndarray):
                 raise TypeError(f"{owner}: parameter {j} ({type(p).__name__}) needs a NumPy "
                                 f"array .data and a .grad attribute")
+            plain_array(data, f"{owner}: parameter {j}'s .data")  # (masked: refused)
             if not np.issubdtype(data.dtype, np.floating):
                 raise TypeError(f"{owner}: parameter {j} has dtype {data.dtype}; it must be a "
                                 f"floating-point array to be updated in place")
@@ -802,9 +849,30 @@ def _positions(groups: list[ParamGroup]) -> list[tuple[ParamGroup, list[tuple[in
     return out
 
 
+def _owner(array: np.ndarray) -> Any:
+    """What holds the memory `array` views: the array at the end of its chain of bases (one
+    that owns its data, a memmap), or the object under it (the buffer of np.frombuffer, a
+    memmap's mmap). Views of one buffer have one owner; memory shared by other means (the
+    same file mapped twice) is not seen."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    base = array.base
+    if base is None:
+        return array
+    return base.obj if isinstance(base, memoryview) else base
+
+
 def _order(key: str) -> tuple[bool, int]:
     kind, index, _ = key.split(".", 2)
     return kind != "groups", int(index)
+
+
+def refuse_masked(where: str, state: Mapping[str, Any]) -> None:
+    """TypeError naming the first masked array among the values of ``state``, a state
+    dict to load: its values would be loaded and its mask ignored."""
+    for key, value in state.items():
+        if isinstance(value, np.ndarray) and type(value) is not np.ndarray:
+            plain_array(value, f"{where}: {key}")
 
 
 def _value(array: Any) -> Any:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import NONNEGATIVE, Optimizer, Real
+from .optimizer import NONNEGATIVE, Optimizer, Real, refuse_masked
 
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "Schedule", "StepLR"]
 
@@ -73,9 +73,10 @@ class Schedule(abc.ABC):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the epoch count and the base rates from :meth:`state_dict` output of a
-        schedule of this kind and settings; anything else raises ValueError naming both,
-        and changes nothing."""
+        schedule of this kind and settings; anything else raises ValueError naming both
+        (a masked array TypeError: its mask would be ignored), and changes nothing."""
         owner = f"{type(self).__name__}.load_state_dict"
+        refuse_masked(owner, state)
         saved = _saved_schedule(state)
         if saved != repr(self):
             raise ValueError(f"{owner}: the state is of {saved}, this schedule is {self!r}")

@@ -81,6 +81,72 @@ def test_forward_is_required():
         Module()(1.0)
 
 
+REPLACEMENTS = {
+    "a tensor computed from it": lambda p: p * 1.0,
+    "a Tensor": lambda p: Tensor(np.ones(p.shape), requires_grad=True),
+    "a detached copy": lambda p: p.detach(),
+    "an array": lambda p: np.ones(p.shape),
+    "a number": lambda p: 1.0,
+    "a Module": lambda p: Linear(1, 1),
+}
+
+
+@pytest.mark.parametrize("replacement", sorted(REPLACEMENTS))
+@pytest.mark.parametrize("name", ["scale", "encoder.weight", "layers.1.weight"])
+def test_only_a_parameter_or_none_replaces_a_parameter(name, replacement):
+    """`lin.weight = lin.weight * 1.0` dropped the weight from parameters(): an optimizer made
+    after it, or a state dict, no longer saw it, and training silently stopped updating it.
+    Refused as PyTorch refuses it, naming the module, the attribute and the types; nothing
+    changes (not nn's generation either)."""
+    net = Net()
+    *path, attribute = name.split(".")
+    owner = net
+    for part in path:
+        owner = owner[int(part)] if isinstance(owner, list) else getattr(owner, part)
+    old = getattr(owner, attribute)
+    value = REPLACEMENTS[replacement](old)
+    generation = mg.nn.generation
+    with pytest.raises(TypeError, match=rf"^{type(owner).__name__}: cannot assign a "
+                                        rf"{type(value).__name__} to '{attribute}', which "
+                                        r"holds a Parameter \(Parameter or None expected\)"):
+        setattr(owner, attribute, value)
+    assert getattr(owner, attribute) is old and mg.nn.generation == generation
+    assert [n for n, _ in net.named_parameters()] == NAMES
+
+
+def test_a_parameter_is_replaced_by_a_parameter_none_or_anything_once_deleted():
+    """What PyTorch allows: another Parameter, None (the parameter is gone), and, once the
+    attribute is deleted, anything; each moves nn's generation (compile sees the change)."""
+    lin = Linear(2, 3, rng=rng(0))
+    for change in (lambda: setattr(lin, "weight", Parameter(np.zeros((2, 3)))),
+                   lambda: setattr(lin, "bias", None),
+                   lambda: delattr(lin, "weight"),
+                   lambda: setattr(lin, "weight", Tensor(np.ones((2, 3))))):
+        generation = mg.nn.generation
+        change()
+        assert mg.nn.generation != generation
+    assert list(lin.named_parameters()) == []
+    np.testing.assert_array_equal(lin(np.ones((1, 2))).data, np.full((1, 3), 2.0))
+    lin.weight = Parameter(np.zeros((2, 3)))  # a Parameter over a Tensor is fine too
+    assert [n for n, _ in lin.named_parameters()] == ["weight"]
+
+
+def test_with_parameters_swaps_tensors_in_where_compile_sees_them():
+    """The test helper deletes each Parameter before setting gradcheck's tensor in its place
+    (setting it over the Parameter is refused): a compiled function called inside traces
+    again with the tensors swapped in, and again with the Parameters put back."""
+    lin = Linear(2, 2, rng=rng(0))
+    names, x = ["weight", "bias"], rng(1).standard_normal((3, 2))
+    original = [p for _, p in lin.named_parameters()]
+    values = [Tensor(rng(2).standard_normal((2, 2))), Tensor(rng(3).standard_normal(2))]
+    compiled = mg.compile(lambda x: lin(x))
+    before = compiled(x).data
+    swapped = with_parameters(lin, names, values, lambda: compiled(x).data)
+    np.testing.assert_array_equal(swapped, (x @ values[0].data + values[1].data))
+    assert [p for _, p in lin.named_parameters()] == original
+    np.testing.assert_array_equal(compiled(x).data, before)
+
+
 def test_state_dict_is_a_copy():
     net = Net()
     state = net.state_dict()
@@ -297,16 +363,19 @@ class GRUCell(Module):
 
 def with_parameters(module, names, values, call):
     """Run `call()` with `values` in place of the module's parameters `names` (for gradcheck,
-    which hands the function its own tensors), then put the parameters back."""
+    which hands the function its own tensors), then put the parameters back. Each Parameter
+    is deleted before its tensor is set (an attribute holding a Parameter takes no Tensor):
+    both move nn's generation, as a swap must for a compiled function to see it."""
     owners = []
-    for name, value in zip(names, values):
-        *path, attribute = name.split(".")
-        owner = module
-        for part in path:
-            owner = getattr(owner, part)
-        owners.append((owner, attribute, getattr(owner, attribute)))
-        setattr(owner, attribute, value)
     try:
+        for name, value in zip(names, values):
+            *path, attribute = name.split(".")
+            owner = module
+            for part in path:
+                owner = getattr(owner, part)
+            owners.append((owner, attribute, getattr(owner, attribute)))
+            delattr(owner, attribute)
+            setattr(owner, attribute, value)
         return call()
     finally:
         for owner, attribute, original in owners:

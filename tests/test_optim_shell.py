@@ -348,6 +348,97 @@ def test_an_array_replaced_by_the_closure_with_another_shape_raises(name, shape)
     assert_state_dicts_equal(opt.state_dict(), state_before)
 
 
+@given(seed=st.integers(0, 2**32 - 1), starts=st.tuples(st.integers(0, 6), st.integers(0, 6)),
+       sizes=st.tuples(st.integers(1, 5), st.integers(1, 5)), grouped=st.booleans())
+@pytest.mark.parametrize("name", NAMES)
+def test_parameters_whose_arrays_overlap_are_refused_before_any_change(name, seed, starts,
+                                                                        sizes, grouped):
+    """Two parameters viewing parts of one buffer (`b.data = a.data` is the extreme case):
+    where the parts overlap, each update was computed from the old values and the last
+    write won, so one was lost (PyTorch applies both). Refused, naming both positions,
+    with nothing changed (buffer, other parameter, state), whether the two share a group
+    or not; disjoint parts step exactly as separate arrays do."""
+    rng = np.random.default_rng(seed)
+    buffer = rng.normal(size=12)
+    own = Param(rng.normal(size=3))
+    params = [own] + [Param(buffer[a:a + n]) for a, n in zip(starts, sizes, strict=True)]
+    separate = copy_params(params)
+    grads = [rng.normal(size=p.data.shape) for p in params]
+
+    def make(ps):
+        groups = [{"params": ps[:2]}, {"params": ps[2:]}] if grouped else ps
+        opt = optim.create(name, groups, **CONFIGS[name])
+
+        def closure() -> float:
+            for p, g in zip(ps, grads, strict=True):
+                p.grad = g.copy()
+            return 0.0
+
+        return opt, closure
+
+    (opt, closure), (opt_separate, closure_separate) = make(params), make(separate)
+    if max(starts) < min(a + n for a, n in zip(starts, sizes, strict=True)):
+        before, own_before, state = buffer.copy(), own.data.copy(), opt.state_dict()
+        with pytest.raises(ValueError, match=rf"^{type(opt).__name__}\.step: parameters 1 "
+                                             r"and 2 share memory .* no parameter was changed"):
+            opt.step(closure)
+        np.testing.assert_array_equal(buffer, before)
+        np.testing.assert_array_equal(own.data, own_before)
+        assert_state_dicts_equal(opt.state_dict(), state)
+    else:
+        for _ in range(2):
+            opt.step(closure)
+            opt_separate.step(closure_separate)
+            for p, q in zip(params, separate, strict=True):
+                np.testing.assert_array_equal(p.data, q.data)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_array_shared_by_the_closure_is_refused_and_the_parameters_moved_back(name):
+    """The arrays are read anew after the closure, so one it makes shared is refused there,
+    with no parameter updated. A rule with a look-ahead point moves its parameters back,
+    into the arrays read anew: the shared element then takes parameter 2's old value (it
+    cannot hold both), the others their own."""
+    params = make_params(np.random.default_rng(9))
+    opt = optim.create(name, params, **CONFIGS[name])
+    run_steps(opt, params, 2)
+    before, state = [p.data.copy() for p in params], opt.state_dict()
+    inner = loss_closure(params, opt, coefficients())
+
+    def closure() -> float:
+        loss = inner()
+        params[2].data = params[1].data[1:2].reshape(())  # (the shape () parameter 2 has)
+        return loss
+
+    with pytest.raises(ValueError, match=r"step: parameters 1 and 2 share memory"):
+        opt.step(closure)
+    np.testing.assert_array_equal(params[0].data, before[0])
+    unshared = [0, 2, 3]
+    np.testing.assert_array_equal(params[1].data[unshared], before[1][unshared])
+    shared_was = before[2] if name == "rmsprop_nesterov" else before[1][1]
+    np.testing.assert_array_equal(params[1].data[1], shared_was)
+    assert_state_dicts_equal(opt.state_dict(), state)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_parameter_viewing_part_of_another_array_steps_as_a_copy_would(name):
+    """Views of one buffer are compared only with each other: a parameter whose array views
+    part of an unrelated array (listed once) steps exactly as a copy of it, and the rest
+    of that array is left alone."""
+    rng = np.random.default_rng(10)
+    big = rng.normal(size=(50, 4))
+    params = make_params(rng)
+    params[1].data = big[10:14, 2]  # a strided view, shape (4,)
+    copies = copy_params(params)
+    outside = np.delete(big, np.s_[10:14], axis=0).copy()
+    for ps in (params, copies):
+        run_steps(optim.create(name, ps, **CONFIGS[name]), ps, 3)
+    for p, q in zip(params, copies, strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+    assert params[1].data.base is big
+    np.testing.assert_array_equal(np.delete(big, np.s_[10:14], axis=0), outside)
+
+
 @given(seed=st.integers(0, 2**32 - 1), replaced=st.lists(st.booleans(), min_size=3,
                                                          max_size=3))
 @pytest.mark.parametrize("name", NAMES)

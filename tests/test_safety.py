@@ -7,6 +7,7 @@ import re
 import tempfile
 import threading
 import uuid
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minigrad as mg
-from minigrad import Tensor
+from minigrad import Tensor, nn, optim
 from minigrad.optim import SGD
 
 # --- grad and anomaly mode belong to one thread (or task) -----------------------------------
@@ -623,7 +624,51 @@ MASKED_USES = {
     "scan: init": lambda w, m: mg.scan(lambda c, x: (c * 2.0, None), m, length=1),
     "Tensor": lambda w, m: Tensor(m),
     "setting .data": lambda w, m: setattr(w, "data", m),
+    # nn's sequence layers and state dicts, the optimizers and clip_grad_norm made plain
+    # arrays of them with np.asarray, which dropped the mask
+    "GRU: X": lambda w, m: nn.GRU(2, 3)(m[None, None]),
+    "RNN: h0": lambda w, m: nn.RNN(1, 2)(np.zeros((1, 1)), m),
+    "LSTM: c0": lambda w, m: nn.LSTM(1, 2)(np.zeros((1, 1)), (None, m)),
+    "load_state_dict: 'weight'": lambda w, m: nn.Linear(1, 2).load_state_dict(
+        {"weight": m[None], "bias": np.zeros(2)}),
+    "clip_grad_norm: gradient of parameter 1": lambda w, m: optim.clip_grad_norm(
+        [Tensor(1.0), SimpleNamespace(data=w.data, grad=m)], 1.0),
+    "SGD.step: gradient of parameter 0": lambda w, m: _step_with_gradient(w, m),
+    "SGD: parameter 0's .data": lambda w, m: SGD([SimpleNamespace(data=m, grad=None)], lr=0.1),
+    "SGD.step: parameter 0's .data": lambda w, m: _step_after_masking(m),
+    "Adam.load_state_dict: state.0.exp_avg": lambda w, m: _load_into_adam(
+        w, "state.0.exp_avg", m),
+    "Adam.load_state_dict: groups.0.lr": lambda w, m: _load_into_adam(
+        w, "groups.0.lr", np.ma.masked_array(0.5, mask=True)),
+    "StepLR.load_state_dict: base_lrs": lambda w, m: optim.StepLR(
+        SGD([w], lr=0.1), 2).load_state_dict({"epoch": np.array(1), "base_lrs": m[:1],
+                                              "StepLR.step_size": np.array(2),
+                                              "StepLR.gamma": np.array(0.1)}),
 }
+
+
+def _step_with_gradient(w, g):
+    opt = SGD([w], lr=0.1)
+    w.grad = g
+    opt.step()
+
+
+def _step_after_masking(m):
+    """A parameter's .data masked after the optimizer was made: the step read its values
+    and wrote the update over the mask, unmasking every element."""
+    p = SimpleNamespace(data=np.ones(2), grad=np.ones(2))
+    opt = SGD([p], lr=0.1)
+    p.data = m
+    opt.step()
+
+
+def _load_into_adam(w, key, value):
+    opt = optim.Adam([w])
+    w.grad = np.ones(2)
+    opt.step()
+    state = opt.state_dict()
+    state[key] = value
+    opt.load_state_dict(state)
 
 
 @pytest.mark.parametrize("use", sorted(MASKED_USES))
@@ -632,10 +677,29 @@ def test_a_masked_array_is_refused_not_its_mask_ignored(use):
     [1. 2.] where NumPy gives [1.0 --]). Refused, naming the op or the place."""
     w = Tensor(np.ones(2), requires_grad=True)
     name = use.replace("compile's ", "")
-    with pytest.raises(TypeError, match=rf"^{re.escape(name)}: cannot use a masked array "
-                                        r"\(shape \(.*\)\): minigrad computes on its values and "
-                                        "would ignore its mask"):
+    with pytest.raises(TypeError, match=_masked_refusal(name)):
         MASKED_USES[use](w, _masked())
+
+
+def _masked_refusal(name):
+    return (rf"^{re.escape(name)}: cannot use a masked array \(shape \(.*\)\): minigrad "
+            "computes on its values and would ignore its mask")
+
+
+def test_a_masked_array_in_a_state_dict_is_not_saved_without_its_mask(tmp_path):
+    """save wrote a masked array's values, the NaN under its mask too (its finiteness check
+    skipped masked values). Refused, and nothing written."""
+
+    class Holder:
+        def state_dict(self):
+            return {"a": np.ma.masked_array([1.0, np.nan], mask=[False, True])}
+
+        def load_state_dict(self, state):
+            pass
+
+    with pytest.raises(TypeError, match=_masked_refusal("save: 'a'")):
+        mg.save(Holder(), tmp_path / "held.npz")
+    assert os.listdir(tmp_path) == []
 
 
 def _view_of(kind, buffer):
