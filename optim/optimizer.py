@@ -59,6 +59,10 @@ import numpy as np
 
 from minigrad.tensor import plain_array
 
+# NumPy's module __getattr__ keeps CPython 3.11 from caching `np.ndarray` (some 300
+# instructions a lookup): the per-parameter loops of a step use this name.
+_ndarray = np.ndarray
+
 __all__ = ["Boolean", "NonFiniteGradientError", "Optimizer", "Pair", "ParamGroup",
            "ParameterLike", "Real", "State"]
 
@@ -258,8 +262,6 @@ class Optimizer(abc.ABC):
                              for ps, extra in _split_groups(params, owner)]
         self._buckets = [_Bucket(self, group, positions)
                          for group, positions in _positions(self.param_groups)]
-        # The arrays `_refuse_overlaps` last passed, and their ids (not reused: held here).
-        self._checked: tuple[list[int], list[np.ndarray]] = ([], [])
 
     # ---- hyperparameters --------------------------------------------------------------
 
@@ -392,7 +394,8 @@ class Optimizer(abc.ABC):
                 f"the grads, computes the loss, calls backward and returns the loss.")
         buckets = self._buckets
         read = [b.read_into_buffer() for b in buckets]  # every shape checked before any move
-        self._refuse_overlaps([arrays for arrays, _ in read])
+        # (Overlapping arrays are refused after the closure: moved back, overlapping ones
+        # get their shared values again, which were one.)
         real: list[np.ndarray | None] = [None] * len(buckets)  # where moved buckets were
         try:
             for i, bucket, move in moves:
@@ -416,14 +419,18 @@ class Optimizer(abc.ABC):
         """ValueError naming two parameters whose arrays overlap (``b.data = a.data``, views
         of one buffer), raised before any is written: each update would be computed from
         the old values and the last write would win, losing the other. Only arrays of one
-        owner (``_owner``) are compared, and only when an array changed since the last
-        check (an array's memory never moves): a step on the same arrays asks only their
-        identity. A masked array is refused here too (TypeError): its mask would be
-        ignored, then lost when the update is written."""
-        ids = [id(a) for arrays in arrays_by_bucket for a in arrays]
-        if ids == self._checked[0]:
-            return
-        arrays = [a for arrays in arrays_by_bucket for a in arrays]
+        owner (``_owner``) are compared, and only where some array is a view or one array
+        is listed twice: the usual step (each parameter's own array, a new copy after each
+        forward pass) asks only that. A masked array is refused here too (TypeError): its
+        mask would be ignored, then lost when the update is written."""
+        arrays = arrays_by_bucket[0] if len(arrays_by_bucket) == 1 else [
+            a for arrays in arrays_by_bucket for a in arrays]
+        for a in arrays:  # (a loop: a generator for all() costs twice this, every step)
+            if type(a) is not _ndarray or a.base is not None:
+                break
+        else:
+            if len(set(map(id, arrays))) == len(arrays):
+                return
         positions = [j for bucket in self._buckets for j in bucket.positions]
         owner = type(self).__name__
         by_owner: dict[int, list[int]] = {}
@@ -441,7 +448,6 @@ class Optimizer(abc.ABC):
                         f"from the old values and the last write would undo the other; no "
                         f"parameter was changed. Give each its own array (.data = "
                         f"array.copy()), or pass a tied parameter once")
-        self._checked = ids, arrays
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume the run exactly, as copies (see the module doc)."""
@@ -670,7 +676,7 @@ class _Bucket:
         for p, shape, g_view, view in zip(self.params, self.shapes, self.gradient_views,
                                           self.views, strict=True):
             g = p.grad
-            if type(g) is not np.ndarray or g.dtype is not dtype or g.shape != shape:
+            if type(g) is not _ndarray or g.dtype is not dtype or g.shape != shape:
                 return None
             g_view[...] = g
             data = p.data

@@ -153,12 +153,13 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
 def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
                  parameters: list[Tensor], seed: int, labels: list[str]
                  ) -> tuple[list[Tensor], list[Tensor], list[np.ndarray], list[Gradients], bool]:
-    """f's outputs (their graph kept), the tensors checked, the outputs' upstream gradients (drawn from `seed`), the
-    engine's gradient of each output's projection with respect to the arguments at
-    `positions` and to `parameters` (one list per output), and whether f returned several
-    outputs. The forward and backward passes must leave every checked array as it was: a
-    forward or VJP that writes into the arrays it is given (the tensors' own, which the
-    graph keeps) gets right numbers the first time, and changes the user's weights."""
+    """f's outputs (their graph kept), the tensors checked, the outputs' upstream
+    gradients (drawn from `seed`), the engine's gradient of each output's projection with
+    respect to the arguments at `positions` and to `parameters` (one list per output), and
+    whether f returned several outputs. The forward and backward passes must leave every
+    checked array as it was: a forward or VJP that writes into the arrays it is given (the
+    tensors' own, which the graph keeps) gets right numbers the first time, and changes
+    the user's weights."""
     # Tensor(a) is a copy in a's layout: a VJP is checked on the layout drawn.
     leaves = {i: Tensor(arrays[i], requires_grad=True) for i in positions}
     wrt = [leaves[i] for i in positions] + parameters
