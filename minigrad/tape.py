@@ -19,6 +19,7 @@ import abc
 import heapq
 import itertools
 import types
+import weakref
 from collections.abc import Collection
 from contextvars import ContextVar
 from typing import Any
@@ -35,6 +36,18 @@ _FLOAT16 = np.dtype(np.float16)
 # instructions each time): the sweep uses module-level names.
 _ndarray, _asarray, _generic = np.ndarray, np.asarray, np.generic
 _function = types.FunctionType  # a node's VJPs as one function (else a sequence of them)
+# id(a leaf whose `.data` was set to another shape) -> (a weak reference to it, the tape
+# position then, the shape before): a graph recorded before holds gradients of the old
+# shape, which summed or broadcast into the new one would be wrong. Empty unless that
+# happens: one test a sweep. (By id: a tensor's == is elementwise, no key's.)
+_reshaped: dict[int, tuple[weakref.ref, int, tuple[int, ...]]] = {}
+
+
+def reshaped(leaf: Any, shape: tuple[int, ...]) -> None:
+    """Note that `leaf`'s array, of `shape`, is being replaced by one of another shape."""
+    key = id(leaf)
+    _reshaped[key] = (weakref.ref(leaf, lambda _: _reshaped.pop(key, None)),
+                      next(_tape_position), shape)
 
 
 class Node:
@@ -296,6 +309,8 @@ def _sweep(root: Any, seed: np.ndarray, retain_graph: bool, capture: Collection[
                 leaves.append(x)
         if not retain_graph:  # release the node: its arrays go, backward through it is refused
             node.vjps = node.inputs = node.args = node.options = node.out = None
+    if _reshaped and type(root) is Node:
+        _refuse_reshaped(leaves, root, caller)
     for leaf in leaves:
         g = values.pop(leaf)
         if g.shape == leaf._data.shape:  # the common case of `take`, written out
@@ -305,3 +320,16 @@ def _sweep(root: Any, seed: np.ndarray, retain_graph: bool, capture: Collection[
         g, mine = cotangents.take(leaf)
         results[leaf] = g if mine else g.copy()
     return results
+
+
+def _refuse_reshaped(leaves: list[Any], root: Node, caller: str) -> None:
+    """RuntimeError if a leaf's `.data` changed shape after the graph above `root` was
+    recorded (its last op is `root`): the gradients reaching it have the shape it had."""
+    for leaf in leaves:
+        when, now = _reshaped.get(id(leaf)), leaf._data.shape
+        if when is not None and when[0]() is leaf and when[1] > root.position:
+            raise RuntimeError(
+                f"{caller}: a tensor's .data was set to shape {now} (from "
+                f"{when[2]}) after the graph was recorded: its gradient has the shape the "
+                "graph recorded. Set .data before the forward pass, or to an array of the "
+                "same shape; no .grad was changed")

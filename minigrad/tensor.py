@@ -136,6 +136,8 @@ class Tensor:
         array = value if type(value) is np.ndarray else plain_array(value, "setting .data")
         if array.dtype.kind != "f":  # the constructor's rule: an integer gradient truncates
             array = tensor_array(array)
+        if array.shape != self._data.shape:  # (a graph recorded before now is refused)
+            tape.reshaped(self, self._data.shape)
         self._data = array
         self._shared = False
         self._exposed = True

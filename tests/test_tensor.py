@@ -1,5 +1,7 @@
 """Tensor basics: what a Tensor holds, what it copies, and how it reports itself."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -292,3 +294,26 @@ def test_requires_grad_of_a_leaf_can_change():
     assert w.requires_grad is True
     (w * 2.0).sum().backward()
     np.testing.assert_array_equal(w.grad, [2.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("before, after", [((3,), (1,)), ((3,), (2, 3)), ((1, 3), (3, 1))])
+@pytest.mark.parametrize("how", ["backward", "gradients", "retained"])
+def test_data_set_to_another_shape_after_the_forward_pass_is_refused(before, after, how):
+    """`w.data = np.zeros(1)` between the forward pass and backward summed the recorded
+    gradient [10, 20, 30] into w.grad = [60] (or broadcast it to a new shape): it raises,
+    and no .grad changes. A graph recorded after the change is fine."""
+    w = Tensor(np.arange(1.0, 4.0).reshape(before), requires_grad=True)
+    loss = (w * np.array([10.0, 20.0, 30.0]).reshape(before)).sum()
+    if how == "retained":
+        loss.backward(retain_graph=True)
+        np.testing.assert_array_equal(w.grad, np.array([10.0, 20.0, 30.0]).reshape(before))
+        w.grad = None
+    w.data = np.zeros(after)
+    with pytest.raises(RuntimeError, match=rf"shape {re.escape(str(after))} .*after the graph"):
+        if how == "gradients":
+            mg.gradients(loss, [w])
+        else:
+            loss.backward()
+    assert w.grad is None
+    (w * 2.0).sum().backward()  # recorded after the change
+    np.testing.assert_array_equal(w.grad, np.full(after, 2.0))
