@@ -103,7 +103,7 @@ def _in(x, dtype):
     """An operand in the dtype the forward computed in (the output's): `b - 1` and `log(a)`
     in a float16 or integer operand's own dtype would round or wrap (int8 -128 - 1 = 127).
     A Python float stays as it is (exact; NumPy takes it so), an int becomes a float."""
-    if type(x) is float or getattr(x, "dtype", None) == dtype:
+    if type(x) is float or isinstance(x, (_ndarray, np.generic)) and x.dtype == dtype:
         return x
     return np.asarray(x, dtype)
 
@@ -180,6 +180,7 @@ def _free_axes(ndim: int, contracted: Sequence[int]) -> list[int]:
 
 def _tensordot_a_vjp(g, out, a, b, axes):
     axes_a, axes_b = axes
+    a, b = np.asarray(a), np.asarray(b)  # (a Python number's: 0-d)
     free_b = _free_axes(b.ndim, axes_b)
     n_free_a = a.ndim - len(axes_a)
     ga = np.tensordot(g, b, axes=(list(range(n_free_a, g.ndim)), free_b))
@@ -190,6 +191,7 @@ def _tensordot_a_vjp(g, out, a, b, axes):
 
 def _tensordot_b_vjp(g, out, a, b, axes):
     axes_a, axes_b = axes
+    a, b = np.asarray(a), np.asarray(b)  # (a Python number's: 0-d)
     free_a = _free_axes(a.ndim, axes_a)
     gb = np.tensordot(a, g, axes=(free_a, list(range(len(free_a)))))
     order = [axes_b[axes_a.index(i)] for i in sorted(axes_a)] + _free_axes(b.ndim, axes_b)
@@ -623,7 +625,7 @@ def _slices_vjps(axis: int, pieces: tuple) -> list:
 
 def _stack_vjps(arrays, options, inputs):
     axis = options["axis"]
-    return _slices_vjps(axis + arrays[0].ndim + 1 if axis < 0 else axis,
+    return _slices_vjps(axis + np.ndim(arrays[0]) + 1 if axis < 0 else axis,
                         tuple(range(len(arrays))))
 
 
@@ -856,13 +858,23 @@ def _clip_call(x: Any, low: float | None = None, high: float | None = None) -> t
     _data(x, "clip")
     if low is None and high is None:
         raise ValueError("clip: give low, high or both")
-    bounds = [-math.inf if low is None else low, math.inf if high is None else high]
-    for i, bound in enumerate(bounds):
-        if not isinstance(bound, numbers.Real) or math.isnan(bound):
-            raise TypeError(f"clip: {('low', 'high')[i]} must be a number or None, got {bound!r}")
+    bounds: list[float] = []
+    for name, bound in (("low", -math.inf if low is None else low),
+                        ("high", math.inf if high is None else high)):
+        if not isinstance(bound, numbers.Real) or math.isnan(_as_float(bound)):
+            raise TypeError(f"clip: {name} must be a number or None, got {bound!r}")
+        bounds.append(_as_float(bound))
     if bounds[0] > bounds[1]:
         raise ValueError(f"clip: low={low} is above high={high}")
-    return (x,), {"low": float(bounds[0]), "high": float(bounds[1])}
+    return (x,), {"low": bounds[0], "high": bounds[1]}
+
+
+def _as_float(bound: Any) -> float:
+    """A bound as a float: an int beyond float's range bounds nothing on its side (inf)."""
+    try:
+        return float(bound)
+    except OverflowError:
+        return math.inf if bound > 0 else -math.inf
 
 
 clip = defop("clip", lambda x, low, high: np.clip(x, low, high),

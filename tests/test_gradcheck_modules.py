@@ -190,3 +190,17 @@ def test_params_that_cannot_be_checked_are_refused():
     with pytest.raises(ValueError, match=r"^gradcheck: params\['c'\] must be a Tensor that "
                                          r"requires grad, got ndarray"):
         gradcheck(model, x, params={"c": np.ones(2)})
+
+
+def test_gradcheck_of_a_module_with_a_frozen_parameter_checks_the_others():
+    """`lin.bias.requires_grad = False` made gradcheck(lin, x) raise "gradients: inputs[1]
+    does not require grad", naming neither the parameter nor gradcheck; a frozen parameter
+    gets no gradient, so it is not checked; the others are."""
+    lin = mg.nn.Linear(3, 2, rng=np.random.default_rng(0))
+    lin.bias.requires_grad = False
+    x = mg.Tensor(np.random.default_rng(1).normal(size=(4, 3)), requires_grad=True)
+    assert gradcheck(lin, x)
+    assert gradcheck(lin, x.data, params=lin)
+    lin.weight.requires_grad = False
+    lin.bias.requires_grad = True
+    assert gradcheck(lin, x)

@@ -331,3 +331,22 @@ def test_pow_gradients_are_computed_in_the_outputs_dtype(dtype, data):
     t = mg.Tensor(x, requires_grad=True)
     (t ** low).sum().backward()
     np.testing.assert_allclose(t.grad, exact * x ** (exact - 1), rtol=1e-13)
+
+
+def test_python_number_operands_work_through_backward():
+    """Valid calls with Python-number operands failed with errors naming no op:
+    `stack([1.0, t], axis=-1)` and `tensordot(2.0, t, 0)`'s backward read `.ndim` of a float,
+    `(10**30) ** t`'s backward took np.log of a Python int, and `clip(t, 0, 10**400)`
+    raised a bare OverflowError."""
+    s = Tensor(np.array(0.5), requires_grad=True)
+    (mg.stack([1.0, s], axis=-1) * np.array([3.0, 4.0])).sum().backward()
+    assert s.grad == 4.0
+    t = Tensor(np.array([0.5, -2.0]), requires_grad=True)
+    mg.tensordot(2.0, t, 0).sum().backward()
+    np.testing.assert_array_equal(t.grad, [2.0, 2.0])
+    t.grad = None
+    ((10**30) ** t).sum().backward()
+    np.testing.assert_allclose(t.grad, 1e30 ** t.data * np.log(1e30), rtol=1e-14)
+    t.grad = None
+    mg.clip(t, -(10**400), 10**400).sum().backward()
+    np.testing.assert_array_equal(t.grad, [1.0, 1.0])

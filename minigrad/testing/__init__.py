@@ -378,11 +378,13 @@ def _describe(upstream: np.ndarray, seed: int) -> str:
 
 def _named_parameters(f: Any, params: Any) -> list[tuple[str, Tensor]]:
     """(name, tensor) pairs to check: from `params` (a Module or a mapping), or from `f` when
-    it is a Module and `params` is None."""
+    it is a Module and `params` is None; a Module's frozen ones (requires_grad False) are
+    not checked, as they get no gradient."""
+    module = f if params is None else params
+    if isinstance(module, Module):
+        return [(name, p) for name, p in module.named_parameters() if p.requires_grad]
     if params is None:
-        return list(f.named_parameters()) if isinstance(f, Module) else []
-    if isinstance(params, Module):
-        return list(params.named_parameters())
+        return []
     if not isinstance(params, Mapping):
         raise TypeError(f"gradcheck: params must be a Module or a mapping name -> Parameter, "
                         f"got {type(params).__name__}")
