@@ -158,12 +158,6 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple, tuple]]:
         # slow. Not remembered: a module may hold it.)
         if holds is None or len(holds) > (_WALKED_IN_MODULE if in_module else _WALKED):
             return False
-        if not holds:  # (empty: a layer put in it later is read by the next call)
-            held.append((x, (0,) if isinstance(holds, (list, collections.deque)) else (),
-                         _contents(x, (0,) if isinstance(holds, (list, collections.deque))
-                                   else ())))
-            seen[id(x)] = True
-            return True
         items = holds.values() if isinstance(holds, dict) else holds
         if set(map(type, items)) <= _ATOMS:  # (numbers hold no layer: a table, at C speed)
             seen[id(x)] = False

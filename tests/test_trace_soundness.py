@@ -1754,55 +1754,6 @@ def test_setting_requires_grad_inside_a_traced_function_is_refused(target):
     assert w.requires_grad and x.requires_grad
 
 
-_EXTRA_LAYERS: list = []
-
-
-class _Scale(nn.Module):
-    def __init__(self, s):
-        self.s = nn.Parameter(np.array(s))
-
-    def forward(self, y):
-        return y * self.s
-
-
-class _WithExtras(nn.Module):
-    def __init__(self, kind):
-        self.w = nn.Parameter(np.array([1.0, 2.0]))
-        self.kind = kind
-        self.extra = {"list": [], "dict": {}, "deque": collections.deque()}.get(kind,
-                                                                               _EXTRA_LAYERS)
-        self.log = []  # (a training loop's record of losses: no reason to trace anew)
-
-    def forward(self, x):
-        y = x * self.w
-        for layer in self.extra.values() if self.kind == "dict" else self.extra:
-            y = layer(y)
-        return y.sum()
-
-
-@pytest.mark.parametrize("kind", ["list", "dict", "deque", "global"])
-def test_a_layer_put_in_a_container_empty_when_traced_is_read(kind):
-    """A list, dict or deque that held nothing when fn was traced was not watched: a layer
-    put in it later (made before the first call, so no module's attribute changed) was
-    skipped by the replay, 11 where eager mode gives 110."""
-    _EXTRA_LAYERS.clear()
-    net, layer = _WithExtras(kind), _Scale(10.0)
-    f = mg.compile(net)
-    x = np.array([3.0, 4.0])
-    assert f(x).item() == 11.0
-    if kind == "dict":
-        net.extra["scale"] = layer
-    else:
-        net.extra.append(layer)
-    assert_same_bits(f(x).data, net(x).data)
-    assert f(x).item() == 110.0
-    for step in range(5):  # a log of numbers that grows: traced again at most once
-        net.log.append(float(step))
-        f(x)
-    assert f.traces == 3
-    _EXTRA_LAYERS.clear()
-
-
 _passed_on = mg.defop("passed_on", lambda x: np.asarray(x), (mg.primitive.identity_vjp,),
                       saves="nothing", register=False)
 
