@@ -102,10 +102,12 @@ def _pow_exponent_vjp(g, out, a, b):
 def _in(x, dtype):
     """An operand in the dtype the forward computed in (the output's): `b - 1` and `log(a)`
     in a float16 or integer operand's own dtype would round or wrap (int8 -128 - 1 = 127).
-    A Python float stays as it is (exact; NumPy takes it so), an int becomes a float."""
+    A Python number stays a Python float (exact; NumPy takes it so, and log(2) is taken in
+    float64 for an int base as for a float one)."""
     if type(x) is float or isinstance(x, (_ndarray, np.generic)) and x.dtype == dtype:
         return x
-    return np.asarray(x, dtype)
+    return float(x) if isinstance(x, numbers.Real) and not isinstance(x, np.generic) else \
+        np.asarray(x, dtype)
 
 
 def _nowhere_zero(x):

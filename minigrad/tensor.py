@@ -111,9 +111,10 @@ class Tensor:
                 "is traced (minigrad.compile, minigrad.scan): a program's gradients follow "
                 "from the flags its inputs have at the call; set it outside, or use "
                 "t.detach() for a value cut from the graph")
-        if self._node is not None and not value:
+        node = getattr(self, "_node", None)  # (not set yet while a pickle is loaded)
+        if node is not None and not value:
             raise RuntimeError(
-                f"requires_grad = False on a tensor computed by '{self._node.name}' (shape "
+                f"requires_grad = False on a tensor computed by '{node.name}' (shape "
                 f"{self.shape}): only a leaf's can change (the graph it is part of is "
                 "recorded); use t.detach() for its value cut from the graph")
         self._requires_grad = bool(value)

@@ -51,6 +51,7 @@ import inspect
 import itertools
 import math
 import numbers
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeAlias
@@ -262,6 +263,7 @@ class Optimizer(abc.ABC):
                              for ps, extra in _split_groups(params, owner)]
         self._buckets = [_Bucket(self, group, positions)
                          for group, positions in _positions(self.param_groups)]
+        self._checked: list[np.ndarray] = []  # the views `_refuse_overlaps` last passed
 
     # ---- hyperparameters --------------------------------------------------------------
 
@@ -431,6 +433,9 @@ class Optimizer(abc.ABC):
         else:
             if len(set(map(id, arrays))) == len(arrays):
                 return
+        checked = self._checked  # (views of one buffer, the same each step: checked once)
+        if len(checked) == len(arrays) and all(map(operator.is_, checked, arrays)):
+            return
         positions = [j for bucket in self._buckets for j in bucket.positions]
         owner = type(self).__name__
         by_owner: dict[int, list[int]] = {}
@@ -448,6 +453,7 @@ class Optimizer(abc.ABC):
                         f"from the old values and the last write would undo the other; no "
                         f"parameter was changed. Give each its own array (.data = "
                         f"array.copy()), or pass a tied parameter once")
+        self._checked = list(arrays)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Everything needed to resume the run exactly, as copies (see the module doc)."""

@@ -317,3 +317,15 @@ def test_data_set_to_another_shape_after_the_forward_pass_is_refused(before, aft
     assert w.grad is None
     (w * 2.0).sum().backward()  # recorded after the change
     np.testing.assert_array_equal(w.grad, np.full(after, 2.0))
+
+
+def test_requires_grad_is_set_before_the_other_slots_when_a_pickle_loads():
+    """A pickle written before requires_grad became a property restores it through the
+    setter first (slots in their old order), before `_node` exists: that raised
+    AttributeError."""
+    t = object.__new__(Tensor)
+    t.requires_grad = True  # as pickle's setattr of the old slot does
+    t._data, t.grad, t._node, t._shared, t._exposed = np.arange(3.0), None, None, False, False
+    assert t.requires_grad
+    (t * 2.0).sum().backward()
+    np.testing.assert_array_equal(t.grad, [2.0, 2.0, 2.0])
