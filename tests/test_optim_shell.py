@@ -982,12 +982,9 @@ def test_views_checked_once_are_checked_again_when_one_changes():
     """Views of one buffer laid end to end are checked for overlap once (their compare by
     pairs cost 9 ms a step for 300 of them): a view that overlaps another later is still
     refused, and nothing changes."""
-    class P:
-        def __init__(self, data):
-            self.data, self.grad = data, np.ones_like(data)
-
     buf = np.arange(6.0)
-    a, b = P(buf[:3]), P(buf[3:])
+    a, b = Param(buf[:3]), Param(buf[3:])
+    a.grad = b.grad = np.ones(3)
     opt = optim.SGD([a, b], lr=0.5)
     for _ in range(3):
         opt.step()
