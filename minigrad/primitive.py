@@ -19,16 +19,16 @@ the forward, and, when an operand requires grad and grad mode is on in this thre
 `Node` on the tape.
 
 Saved arrays never change under the graph. A tensor whose array a node saves (or that
-shares its array with an op's output view) is marked shared (its array frozen if it was
-handed out); its next `.data` access hands out a fresh copy (copy-on-write), so `w.data += 1` or an
-optimizer step between forward and backward changes the tensor, not the recorded values.
+shares its array with an op's output view) is marked shared; its next `.data` access hands
+out a fresh copy while a graph still holds the array (copy-on-write; its reference count
+tells), so `w.data += 1` or an optimizer step between forward and backward changes the
+tensor, not the recorded values, and a step after backward copies nothing.
 A NumPy array a VJP reads is copied when recorded (one of an ndarray subclass, a
 `np.memmap`, as the plain array `constant` makes of it; a masked array is refused: its
 mask would be ignored), and so is a handed-out array that something still holds
-(`a = w.data` or a view `v = w.data[:2]` taken before the forward pass: a view's writeable
-flag is its own, so freezing could not stop it) or that is a view itself (`w.data =
-buf[:2]`: freezing it leaves `buf` writable); writes through those change the tensor,
-never the recorded values (`Tensor._share`).
+(`a = w.data` or a view `v = w.data[:2]` taken before the forward pass) or that is a view
+itself (`w.data = buf[:2]`, where `buf` stays writable); writes through those change the
+tensor, never the recorded values (`Tensor._share`).
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
                 if x.__class__ is traced_class:  # a trace's value, here outside its trace
                     raise _escaped(name, x)
                 if keeps and not x._shared:  # the node keeps its array: copy-on-write
-                    if x._exposed:  # handed out: frozen, or a copy (Tensor._share)
+                    if x._exposed:  # handed out: a copy if still held (Tensor._share)
                         arrays.append(x._share())
                     else:  # the usual case, an op's output: only the flag, without a call
                         x._shared = True

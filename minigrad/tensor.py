@@ -125,7 +125,12 @@ class Tensor:
         if current_mode() >= TRACING:
             raise refuse_traced(".data", self.shape)
         if self._shared:
-            self._data = self._data.copy(order="K")  # (its layout too: sums add in it)
+            data = self._data
+            # Copied unless no graph holds it any more (this slot and this name are its
+            # only references, and it views no other array): an optimizer's step after
+            # backward then copies nothing.
+            if data.base is not None or sys.getrefcount(data) > 3:
+                self._data = data.copy(order="K")  # (its layout too: sums add in it)
             self._shared = False
         self._exposed = True
         return self._data
@@ -145,17 +150,15 @@ class Tensor:
 
     def _share(self, held: int = 0) -> np.ndarray:
         """The array a graph keeps for this tensor: its own, which the next `.data` copies
-        (copy-on-write), frozen if it was handed out; or a copy, where something else still
+        while a graph still holds it (copy-on-write); or a copy, where something else
         holds it or a view of it (`a = t.data`, `v = t.data[:2]`, beyond the `held`
         references the caller knows of), or where it is a view itself (`t.data = buf[:2]`;
-        the setter views a memmap too): freezing an array stops writes neither through
-        views made before nor to its base. Writes through those go to the tensor, never to
-        the graph."""
+        the setter views a memmap too). Writes through those go to the tensor, never to
+        the graph. A handed-out array that nobody holds any more is kept as it is."""
         if self._exposed:
             # (the references: the slot and the argument)
             if self._data.base is not None or sys.getrefcount(self._data) > 2 + held:
                 return self._data.copy(order="K")
-            self._data.flags.writeable = False
             self._exposed = False
         self._shared = True
         return self._data

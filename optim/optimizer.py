@@ -401,12 +401,10 @@ class Optimizer(abc.ABC):
         real: list[np.ndarray | None] = [None] * len(buckets)  # where moved buckets were
         try:
             for i, bucket, move in moves:
-                arrays, laid = read[i]
-                real[i] = bucket.moved(arrays, laid, move)  # nothing written yet
-                if laid:
-                    bucket.write(arrays)
-                else:
-                    bucket.scatter(arrays, bucket.buffer)
+                real[i] = bucket.move(*read[i], move)
+            # (No array kept past the move: a graph the closure records shares each one
+            # with no copy, and `.data` hands it back with none once the graph is freed.)
+            del read
             loss = None if closure is None else closure()
             commits = [bucket.compute(point) for bucket, point in zip(buckets, real)]
             self._refuse_overlaps([bucket.arrays for bucket in buckets])
@@ -612,16 +610,16 @@ class _Bucket:
             arrays.append(data)
         return arrays, laid
 
-    def moved(self, arrays: list[np.ndarray], laid: bool, move: np.ndarray) -> np.ndarray:
-        """Lay ``arrays`` + ``move`` (the look-ahead point) in the buffer, parameters not
-        written yet; return ``arrays`` end to end (where they were). ``laid``: the buffer
-        holds the arrays already."""
+    def move(self, arrays: list[np.ndarray], laid: bool, move: np.ndarray) -> np.ndarray:
+        """Move the parameters (their ``arrays``) by ``move`` to the look-ahead point;
+        return where they were, end to end. ``laid``: the buffer holds the arrays already."""
         if laid:
             point = self.buffer.copy()
             np.add(point, move, out=self.buffer)
+            self.write(arrays)
         else:
             point = np.concatenate(arrays, axis=None)
-            np.copyto(self.buffer, point + move)
+            self.scatter(arrays, point + move)
         return point
 
     def write(self, arrays: list[np.ndarray]) -> None:
@@ -669,6 +667,7 @@ class _Bucket:
         def commit() -> None:
             self.write(arrays)
             self.state, self.steps, self.started = state, [t] * len(steps), True
+            self.arrays = []  # (kept, they would make the next forward pass copy them)
 
         return commit
 
@@ -733,6 +732,7 @@ class _Bucket:
         def commit() -> None:
             self.scatter(arrays, new_p)
             self.state, self.steps, self.started = state, steps, 0 not in steps
+            self.arrays = []
 
         return commit
 

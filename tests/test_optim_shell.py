@@ -994,3 +994,33 @@ def test_views_checked_once_are_checked_again_when_one_changes():
     with pytest.raises(ValueError, match="parameters 0 and 1 share memory"):
         opt.step()
     np.testing.assert_array_equal(buf, before)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_step_updates_each_parameter_in_its_own_array(name):
+    """The optimizer holds no parameter's array between steps nor while its closure runs,
+    so a graph recorded there shares each array and `.data` after backward hands it back
+    as it is: five steps on a layer update the same arrays, copying none (copy-on-write
+    would have made a new one at every step)."""
+    import weakref
+
+    import minigrad as mg
+
+    layer = mg.nn.Linear(3, 2)
+    x, target = np.ones((4, 3)), np.zeros((4, 2))
+    opt = optim.create(name, layer.parameters(), **CONFIGS[name])
+
+    def closure():
+        opt.zero_grad()
+        loss = mg.mse_loss(layer(x), target)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    arrays = [weakref.ref(p._data) for p in layer.parameters()]
+    before = [p.data.copy() for p in layer.parameters()]
+    for _ in range(5):
+        opt.step(closure)
+    assert [a() for a in arrays] == [p._data for p in layer.parameters()]
+    assert not any(np.array_equal(b, p.data) for b, p in zip(before, layer.parameters(),
+                                                             strict=True))

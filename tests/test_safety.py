@@ -251,18 +251,36 @@ def test_a_view_op_on_a_tensor_whose_array_is_held_leaves_the_holder_writing_to_
         w.data[...] = 0.0
 
 
-def test_a_handed_out_array_nobody_holds_is_frozen_not_copied():
+def test_a_handed_out_array_nobody_holds_is_kept_not_copied():
     """The usual case, an optimizer's `p.data` used and dropped: the graph keeps the array
-    itself (frozen), and the next `.data` copies it (copy-on-write)."""
+    itself, and the next `.data` copies it while the graph holds it (copy-on-write)."""
     w = Tensor([3.0, 4.0], requires_grad=True)
     w.data[...] = [5.0, 6.0]
     before = id(w._data)  # (an id: a reference held here would be one more holder)
     squares = w * w
-    kept = squares._node.args[0]
-    assert id(kept) == before and not kept.flags.writeable
+    assert id(squares._node.args[0]) == before
     w.data[...] = 0.0
     squares.sum().backward()
     np.testing.assert_array_equal(w.grad, [10.0, 12.0])
+
+
+@pytest.mark.parametrize("retain", [False, True])
+def test_data_after_backward_copies_only_while_a_graph_holds_the_array(retain):
+    """An optimizer's step after backward: the freed graph holds nothing, so `.data` hands
+    back the array itself (no copy of every parameter at every step); a graph kept for
+    another backward still holds it, so `.data` copies, and writes leave its gradient
+    as it was."""
+    w = Tensor([3.0, 4.0], requires_grad=True)
+    w.data[...] = [5.0, 6.0]
+    before = id(w._data)
+    loss = (w * w).sum()
+    loss.backward(retain_graph=retain)
+    w.data[...] = 0.0
+    assert (id(w._data) == before) is not retain
+    if retain:
+        w.grad = None
+        loss.backward()
+        np.testing.assert_array_equal(w.grad, [10.0, 12.0])
 
 
 def test_changing_a_saved_intermediate_changes_the_tensor_not_the_gradient():
