@@ -285,8 +285,10 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         if not (needs_grad and recording):
             return _make(out, False, None, view)
         vjps: Any = op.vjps
-        if type(vjps) is not tuple:  # VJPs made for this call (stack's)
+        if type(vjps) is not tuple:  # VJPs made for this call (stack's, scan's)
             vjps = vjps(arrays, options, inputs)
+            # (an operand given no VJP is one the output does not depend on: no edge)
+            inputs = [x if vjp is not None else None for x, vjp in zip(inputs, vjps)]
         args: tuple = arrays if keeps and kept_any else ()
         if keeps and dropped:
             saved = list(arrays)

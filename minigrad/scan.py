@@ -597,11 +597,13 @@ def _vjps(arrays: Sequence[Any], options: dict[str, Any], inputs: Sequence[Any])
     """One VJP per operand, all served by one run of the backward loop per sweep; `_Stale`
     for an operand whose gradient the body was traced without (a scan inside a scan's
     body, given a carry that came to need a gradient after the enclosing trace's step)."""
-    program = options["body"].program
-    if any(x is not None and not v.requires_grad for x, v in zip(inputs, program.inputs)):
+    body = options["body"]
+    if any(x is not None and not v.requires_grad for x, v in zip(inputs, body.program.inputs)):
         raise _Stale
-    return [None if x is None else _SHARES[i] if i < len(_SHARES) else _Share(i)
-            for i, x in enumerate(inputs)]
+    # (none for an operand that no output of the body reaches: an xs it ignores, a carry
+    # it replaces before reading)
+    return [None if x is None or i not in body.grads else _SHARES[i] if i < len(_SHARES)
+            else _Share(i) for i, x in enumerate(inputs)]
 
 
 class _Stale(Exception):

@@ -128,6 +128,44 @@ for _name, _compare in (("__lt__", np.less), ("__le__", np.less_equal),
     setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name), _numpy_comparison(_name, _compare)))
 
 
+def _in_place(symbol: str) -> Callable[..., Any]:
+    """`x += y` and the like: on a tensor, `x = x + y` (Python's fallback, as in eager mode);
+    on an array argument, eager mode would change the caller's array, which a program's
+    replays would not repeat: refused."""
+
+    def in_place(self: Tracer, other: Any) -> Any:
+        trace = _ACTIVE.get()
+        if trace is not None and trace.is_raw(self):
+            raise TraceError(
+                f"`x {symbol}= ...` on an array argument (shape {traced_shape(self)}) inside a "
+                "traced function (minigrad.compile, minigrad.scan): eager mode would change "
+                f"the caller's array, which the program's later calls would not do; write "
+                f"`x = x {symbol} ...`, or change the array before the call")
+        return NotImplemented
+
+    return in_place
+
+
+for _name, _symbol in (("add", "+"), ("sub", "-"), ("mul", "*"), ("truediv", "/"),
+                      ("floordiv", "//"), ("mod", "%"), ("pow", "**"), ("matmul", "@"),
+                      ("and", "&"), ("or", "|"), ("xor", "^"), ("lshift", "<<"),
+                      ("rshift", ">>")):
+    setattr(Tracer, f"__i{_name}__", _in_place(_symbol))
+
+
+def _setitem(self: Tracer, index: Any, value: Any) -> None:
+    trace = _ACTIVE.get()
+    if trace is not None and trace.is_raw(self):
+        raise TraceError(
+            f"`x[...] = ...` on an array argument (shape {traced_shape(self)}) inside a traced "
+            "function (minigrad.compile, minigrad.scan): eager mode would change the caller's "
+            "array, which the program's later calls would not do; change it before the call")
+    raise TypeError("'Tensor' object does not support item assignment (as in eager mode)")
+
+
+setattr(Tracer, "__setitem__", _setitem)  # noqa: B010
+
+
 class Value:
     """A value of a program: an input, a constant, or a step's output (or residual)."""
 
@@ -202,11 +240,9 @@ class Trace:
         self.steps: list[Step] = []
         self.inputs: list[Value] = []  # what a run is given, in order
         self.captured: list[tuple[Value, Tensor]] = []  # tensors read from outside
-        # id(a tracer, or what the function read from outside) -> its value. What the ids
-        # name stays alive: in `tracers`, `captured`, `aliased`, `originals`, or as the
-        # constant.
+        # id(a tracer, or a tensor the function read from outside) -> its value. What the
+        # ids name stays alive: in `tracers`, `captured` or `aliased`.
         self.of: dict[int, Value] = {}
-        self.originals: list[Any] = []  # arrays of ndarray subclasses, whose constant is a view
         self.tracers: list[Tracer] = []  # this trace's own, spent when it ends
         self.numpy = False  # the next op is NumPy's operator or method on arrays
         # id(a Tensor argument the function may also read from outside) -> it, its input;
@@ -264,11 +300,11 @@ class Trace:
             value = self._new(x._data, x.requires_grad and self.recording, False)
             self.inputs.append(value)
             self.captured.append((value, x))
-        else:
+        else:  # a constant: not kept by id, since an array may change before its next use
             array = primitive.constant(x, op)  # (a memmap's plain view: kept as a plain array)
-            value = self._new(array, False, type(array) is np.ndarray, array)
-            if array is not x:
-                self.originals.append(x)  # (its id names it in `of`)
+            if type(array) is np.ndarray:  # what it holds now, as eager mode's op reads it
+                array = array.copy(order="K")
+            return self._new(array, False, type(array) is np.ndarray, array)
         self.of[id(x)] = value
         return value
 
@@ -278,8 +314,8 @@ class Trace:
         of = self.of
         inputs = [of.get(id(x)) or self.operand(x, op.name) for x in operands]
         # (an array or a number as `record` computes on it: `primitive.constant`)
-        arrays = tuple([x._data if isinstance(x, Tensor) else of[id(x)].constant
-                        for x in operands])
+        arrays = tuple([x._data if isinstance(x, Tensor) else v.constant
+                        for x, v in zip(operands, inputs)])
         try:
             out = op.forward(*arrays, **options) if options else op.forward(*arrays)
         except primitive.OP_ERRORS as error:

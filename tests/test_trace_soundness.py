@@ -1785,3 +1785,145 @@ def test_a_compiled_result_that_is_an_operands_array_is_copied_on_write(recordin
         y = parameter()
     y.data[0] = 99.0
     assert_same_bits(P.data, np.array([1.0, 2.0]))
+
+
+def _one_hot_rows(x):
+    """Rows of the identity built in one reused buffer, each used by an op in between."""
+    onehot = np.zeros(3)
+    rows = []
+    for i in range(3):
+        onehot[:] = 0.0
+        onehot[i] = 1.0
+        rows.append((x * onehot).sum())
+    return mg.stack(rows)
+
+
+def test_an_array_fn_changes_between_two_ops_is_each_ops_own_constant():
+    """A scratch buffer written again between the ops that read it: each op's constant is
+    what the buffer held when that op ran, as eager mode reads it; the program had kept the
+    buffer itself, so every op read its last contents ([3, 3, 3] and gradient [0, 0, 3]
+    where eager mode gives [1, 2, 3] and [1, 1, 1])."""
+    x = mg.Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    compiled = mg.compile(_one_hot_rows)
+    results = []
+    for f in (_one_hot_rows, compiled, compiled):
+        x.grad = None
+        y = f(x)
+        y.backward(np.array([1.0, 10.0, 100.0]))
+        results.append((y.data, x.grad))
+    for value, grad in results[1:]:
+        assert_same_bits(value, results[0][0])
+        assert_same_bits(grad, results[0][1])
+
+    def body(h, xk):  # the same in a scan's body, against the Python loop
+        m = np.zeros(3)
+        m[0] = 1.0
+        first = (xk * m).sum()
+        m[0], m[2] = 0.0, 1.0
+        return h + first - (xk * m).sum(), first
+
+    X = mg.Tensor(np.arange(12.0).reshape(4, 3), requires_grad=True)
+    carry, ys = mg.scan(body, 0.0, X)
+    h, rows = mg.Tensor(0.0), []
+    for k in range(4):
+        h, y = body(h, X[k])
+        rows.append(y)
+    assert_same_bits(carry.data, h.data)
+    assert_same_bits(ys.data, mg.stack(rows).data)
+
+
+def test_an_array_read_from_outside_is_fixed_at_the_trace():
+    """README: arrays fn reads from outside are constants of the program. The program read
+    the array itself on every call, while what NumPy had computed from it when traced stayed
+    fixed: after `m[:] = 0` a call gave 6.0, neither the traced 9.0 nor eager mode's 0.0."""
+    m = np.array([1.0, 1.0])
+
+    def f(x):
+        return (x * m).sum() + (x * (m * 2.0)).sum()
+
+    compiled = mg.compile(f)
+    x = mg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    traced = compiled(x).item()
+    m[:] = 0.0
+    assert compiled(x).item() == traced == 9.0
+    assert f(x).item() == 0.0
+
+
+def test_an_in_place_operator_on_an_array_argument_is_refused():
+    """`x += 1.0` on an array argument changes the caller's array in eager mode; a program
+    computed `x + 1.0` without writing it ([3, 3, 3] where eager mode gave [3, 6, 9] and left
+    [3, 3] in the caller's array). TraceError; on a tensor argument `+=` rebinds the name in
+    both modes, so it computes as eager mode does."""
+    W = mg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+
+    def on_array(x):
+        x += 1.0
+        return (x * W).sum()
+
+    def on_tensor(x):
+        x *= 2.0
+        return (x * W).sum()
+
+    def divided(x):
+        x /= 2.0
+        return (x * W).sum()
+
+    x = np.zeros(2)
+    with pytest.raises(mg.TraceError, match=r"`x \+= \.\.\.` on an array argument"):
+        mg.compile(on_array)(x)
+    def written(x):
+        x[0] = 5.0
+        return (x * W).sum()
+
+    with pytest.raises(mg.TraceError, match=r"`x /= \.\.\.` on an array argument"):
+        mg.compile(divided)(x)
+    with pytest.raises(mg.TraceError, match=r"`x\[\.\.\.\] = \.\.\.` on an array argument"):
+        mg.compile(written)(x)
+    assert_same_bits(x, np.zeros(2))
+    t = mg.Tensor(np.array([1.0, 3.0]))
+    compiled = mg.compile(on_tensor)
+    for _ in range(2):
+        assert compiled(t).item() == on_tensor(t).item() == 14.0
+    assert_same_bits(t.data, np.array([1.0, 3.0]))
+
+
+@pytest.mark.parametrize("case", ["ignored xs", "carry replaced before read", "nested"])
+def test_a_scan_operand_no_output_reaches_gets_no_gradient_edge(case):
+    """An xs the body ignores, or a carry it replaces before reading: the loop's VJP for it
+    was a function returning None, which a program's backward took as a gradient (TypeError
+    from `None * 2.0` under compile or in a scan's body). No VJP for it now, compiled,
+    nested and eager alike, with eager mode's gradients."""
+    rng = np.random.default_rng(0)
+    W = mg.Tensor(rng.standard_normal((2, 2)), requires_grad=True)
+    X = mg.Tensor(rng.standard_normal((3, 2)), requires_grad=True)
+    H = mg.Tensor(rng.standard_normal(2), requires_grad=True)
+
+    def replaced(c, x):
+        n = mg.tanh(c[0] @ W + x)
+        return (n, n), n
+
+    def ignores(h, x):
+        h = mg.tanh(h @ W)
+        return h, h
+
+    def outer(h, x):
+        (a, b), _ = mg.scan(replaced, (h * 0.5, h), X)
+        return mg.tanh(b + x), a
+
+    def loss():
+        if case == "ignored xs":
+            return mg.scan(ignores, np.ones(2), X * 2.0)[0].sum()
+        if case == "carry replaced before read":
+            return mg.scan(replaced, (H, H * 2.0), X)[0][1].sum()
+        h, ys = mg.scan(outer, H * 1.0, X)
+        return (h * 2.0).sum() + (ys * 3.0).sum()
+
+    grads = []
+    for f in (loss, mg.compile(loss), mg.compile(loss)):
+        for t in (W, X, H):
+            t.grad = None
+        f().backward()
+        grads.append([t.grad for t in (W, X, H)])
+    for later in grads[1:]:
+        for got, want in zip(later, grads[0], strict=True):
+            assert_same_bits(got, want)
