@@ -97,3 +97,16 @@ def test_numerical_grad_treats_integer_labels_as_data(logits, data):
     z = mg.Tensor(logits, requires_grad=True)
     mg.cross_entropy(z * mask[:, None], labels).backward()
     np.testing.assert_allclose(gradients[0], z.grad, rtol=1e-6, atol=1e-8)
+
+
+@given(x=mst.arrays(), seed=st.integers(0, 2**32 - 1))
+def test_a_vjp_computing_in_float32_and_casting_back_is_refused(x, seed):
+    """Its dtype is right, and its numbers within rtol 1e-5; but every element of the
+    gradient is a float32 number, which a float64 gradient (linear in an upstream one of
+    full precision) is by chance only."""
+    def vjp(g, out, x):
+        return (g.astype(np.float32) * np.cos(x).astype(np.float32)).astype(g.dtype)
+
+    with pytest.raises(GradcheckError, match="gradient of argument 0 holds float32 numbers "
+                                             "only .*a VJP computes in float32"):
+        gradcheck(_sin("sin_in_float32", vjp), x, seed=seed)

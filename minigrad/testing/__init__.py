@@ -128,6 +128,16 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     it is given, or whose VJP reads what the latest forward call left rather than its own
     saved values, fails, though its first numbers are right.
 
+    Each VJP of the graph (the engine casts a leaf's .grad, which would hide these) must
+    leave its upstream gradient g as it was and return its operand's dtype: a VJP writing
+    into g, or returning float32 for a float64 operand, fails, naming its op; so does one
+    returning float64 for a float32 operand, seen by one more forward and backward pass on
+    float32 copies of the arguments and parameters checked (for dtypes only: f must run
+    in float32). A float64 gradient whose nonzero elements are all exactly float32 numbers
+    (a VJP computing in float32 and casting back, right to ~1e-7) fails too. An op of the
+    graph that makes a lower precision of a float64 operand (astype to float32 and back
+    inside f) raises TypeError naming it, as a float32 output does.
+
     An element passes when |engine - numerical| <= atol + rtol * |numerical|. Returns True,
     or raises GradcheckError naming the argument (by position) or parameter (by name), the
     output of a tuple, the worst element, both values and the tolerance.
@@ -157,6 +167,8 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
             for label, computed, numerical in zip(labels, results, numeric):
                 _compare(label, through, computed, sign * numerical[k], atol, rtol,
                          _describe(upstream, seed))
+        for label, computed in zip(labels, engine[k]):  # (right numbers: how precise?)
+            _refuse_float32_numbers(label, computed)
     _float32_backward(f, arrays, positions, parameters)
     return True
 
@@ -186,6 +198,20 @@ def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int,
     engine = [_engine_gradients(out, v, wrt) for out, v in zip(outputs, upstreams)]
     _check_unchanged(wrt, before, labels, "a backward pass")
     return outputs, wrt, upstreams, engine, several
+
+
+def _refuse_float32_numbers(label: str, gradient: np.ndarray) -> None:
+    """A float64 gradient whose every nonzero element is exactly a float32 number was
+    computed in float32 (by a VJP that casts back): right to ~1e-7 only, inside the
+    tolerances. A gradient is linear in the upstream one, drawn with all of float64's
+    digits, so a right one has such elements by chance only (2^-29 each)."""
+    shown = gradient[np.isfinite(gradient) & (gradient != 0)]
+    if shown.size and np.array_equal(shown.astype(np.float32), shown):
+        raise GradcheckError(
+            f"gradcheck: the gradient of {label} holds float32 numbers only (each of its "
+            f"{shown.size} nonzero elements is exactly a float32 one, from an upstream "
+            f"gradient of float64's full precision): a VJP computes in float32 and casts "
+            f"back, giving gradients good to ~1e-7 where float64's are good to ~1e-16")
 
 
 def _engine_again(outputs: list[Tensor], wrt: list[Tensor], upstreams: list[np.ndarray],
