@@ -346,7 +346,7 @@ def _refuse_down_casts(nodes: list[Node]) -> None:
 
 
 def _watch_vjps(nodes: list[Node], where: str = "") -> None:
-    """Wrap each VJP of `nodes` (as anomaly mode does) in `_watched`; `where` ends its
+    """Wrap each VJP of `nodes` (as anomaly mode does) in `_watched`; `where` (a phrase) starts its
     messages. A node whose VJPs are one function (a compiled program's) is left as it is."""
     for node in nodes:
         if type(node.vjps) is tuple:
