@@ -52,8 +52,11 @@ def test_numerical_grad_leaves_inputs_alone_and_takes_ints():
     x = np.array([1.0, 2.0])
     numerical_grad(lambda t: (t * t).sum(), x)
     np.testing.assert_array_equal(x, [1.0, 2.0])
-    (g,) = numerical_grad(lambda t: (t * t).sum(), [1, 2])  # ints become float64
+    # ints are data unless named in argnums (as for gradcheck); then they become float64
+    (g,) = numerical_grad(lambda t: (t * t).sum(), [1, 2], argnums=0)
     np.testing.assert_allclose(g, [2.0, 4.0], **NUMERIC)
+    with pytest.raises(ValueError, match="nothing to differentiate: every argument is integer"):
+        numerical_grad(lambda t: (t * t).sum(), [1, 2])
 
 
 def test_numerical_grad_needs_a_scalar():
@@ -364,11 +367,17 @@ def _sin_doubling_its_cotangent_in_place():
 @pytest.mark.parametrize("take", [lambda x: x, lambda x: x[:1]], ids=["vector", "one element"])
 def test_gradcheck_refuses_a_vjp_that_writes_into_its_cotangent(take):
     """Such a VJP scaled gradcheck's own upstream array, which the numerical side then
-    projected on: both sides twice the truth, and gradcheck passed. The seed a VJP gets is
-    read-only now, so the write raises."""
+    projected on: both sides twice the truth, and gradcheck passed. Then the seed became
+    read-only, and the write raised NumPy's bare "output array is read-only"; gradcheck
+    names the op and what it did, also where g is the sweep's own (a writable array that
+    the node's other VJPs get next)."""
     x = take(np.array([0.3, -1.2, 0.7]))
-    with pytest.raises(ValueError, match="read-only"):
-        gradcheck(_sin_doubling_its_cotangent_in_place(), x)
+    sin = _sin_doubling_its_cotangent_in_place()
+    message = "the VJP of 'sin_in_place' for operand 0 wrote into its upstream gradient g"
+    with pytest.raises(GradcheckError, match=message):
+        gradcheck(sin, x)
+    with pytest.raises(GradcheckError, match=message):  # g the sum of two contributions
+        gradcheck(lambda t: sin(t * t + t), x)
 
 
 def test_backward_leaves_the_callers_upstream_gradient_alone():

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import Tensor, enable_grad, gradients, no_grad
 from ..nn import Module
+from ..tape import Node
 from ..tensor import tensor_array
 from .handwritten import BackwardMismatch, check_backward, check_backward_at
 
@@ -57,11 +58,20 @@ def numerical_grad(f: Callable[..., Any], *args: Any, eps: float = 1e-6,
     """Central differences (f(x + eps) - f(x - eps)) / (2 eps), element by element.
 
     `f` takes the arguments as NumPy arrays and returns a scalar (a Tensor or a number).
-    Returns one gradient per argument in `argnums` (all by default), as a tuple of float64
-    arrays: the arguments differentiated are float64 copies whatever their dtype (in float32
-    a step of 1e-6 is below the resolution of numbers near 1: the differences would be noise).
+    Returns one gradient per argument in `argnums`, as a tuple of float64 arrays: the
+    arguments differentiated are float64 copies whatever their dtype (in float32 a step of
+    1e-6 is below the resolution of numbers near 1: the differences would be noise). By
+    default every argument is differentiated but the integer and boolean ones (numbers,
+    arrays, lists), which are data, as for `gradcheck`: labels, indices, masks, that a step
+    of eps cannot perturb; so `numerical_grad(f, logits, labels)` returns the logits'
+    gradient only. Name an integer argument in `argnums` to differentiate it.
     """
-    positions = _positions(argnums, len(args))
+    positions = (_positions(argnums, len(args)) if argnums is not None else
+                 tuple(i for i, a in enumerate(args) if not _integer_data(a)))
+    if not positions:
+        raise ValueError("numerical_grad: nothing to differentiate: every argument is integer "
+                         "or boolean data (labels, indices, masks); name the ones to "
+                         "differentiate in argnums")
     # The others are data (indices, labels, masks), passed on as they are, as by gradcheck.
     arrays = [_float_array(a).astype(np.float64, copy=False) if i in positions else a
               for i, a in enumerate(args)]
@@ -118,6 +128,16 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     it is given, or whose VJP reads what the latest forward call left rather than its own
     saved values, fails, though its first numbers are right.
 
+    Each VJP of the graph (the engine casts a leaf's .grad, which would hide these) must
+    leave its upstream gradient g as it was and return its operand's dtype: a VJP writing
+    into g, or returning float32 for a float64 operand, fails, naming its op; so does one
+    returning float64 for a float32 operand, seen by one more forward and backward pass on
+    float32 copies of the arguments and parameters checked (for dtypes only: f must run
+    in float32). A float64 gradient whose nonzero elements are all exactly float32 numbers
+    (a VJP computing in float32 and casting back, right to ~1e-7) fails too. An op of the
+    graph that makes a lower precision of a float64 operand (astype to float32 and back
+    inside f) raises TypeError naming it, as a float32 output does.
+
     An element passes when |engine - numerical| <= atol + rtol * |numerical|. Returns True,
     or raises GradcheckError naming the argument (by position) or parameter (by name), the
     output of a tuple, the worst element, both values and the tolerance.
@@ -133,7 +153,7 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
               for i, a in enumerate(args)]
     parameters = [p for _, p in named]
     labels = [f"argument {i}" for i in positions] + [f"parameter '{name}'" for name, _ in named]
-    with _holding_float64(parameters):
+    with _holding(parameters, np.float64):
         outputs, wrt, upstreams, engine, several = _engine_side(f, arrays, positions,
                                                                 parameters, seed, labels)
         numeric = _numerical_side(f, arrays, positions, parameters, upstreams, eps)
@@ -147,6 +167,9 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
             for label, computed, numerical in zip(labels, results, numeric):
                 _compare(label, through, computed, sign * numerical[k], atol, rtol,
                          _describe(upstream, seed))
+        for label, computed in zip(labels, engine[k]):  # (right numbers: how precise?)
+            _refuse_float32_numbers(label, computed)
+    _float32_backward(f, arrays, positions, parameters)
     return True
 
 
@@ -168,10 +191,27 @@ def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int,
         outputs, several = _as_outputs(f(*(leaves.get(i, a) for i, a in enumerate(arrays))))
     _check_unchanged(wrt, before, labels, "the forward pass")
     _check_outputs(outputs, several)
+    nodes = _nodes_above(outputs)
+    _refuse_down_casts(nodes)
+    _watch_vjps(nodes)
     upstreams = _upstreams([out.shape for out in outputs], seed)
     engine = [_engine_gradients(out, v, wrt) for out, v in zip(outputs, upstreams)]
     _check_unchanged(wrt, before, labels, "a backward pass")
     return outputs, wrt, upstreams, engine, several
+
+
+def _refuse_float32_numbers(label: str, gradient: np.ndarray) -> None:
+    """A float64 gradient whose every nonzero element is exactly a float32 number was
+    computed in float32 (by a VJP that casts back): right to ~1e-7 only, inside the
+    tolerances. A gradient is linear in the upstream one, drawn with all of float64's
+    digits, so a right one has such elements by chance only (2^-29 each)."""
+    shown = gradient[np.isfinite(gradient) & (gradient != 0)]
+    if shown.size and np.array_equal(shown.astype(np.float32), shown):
+        raise GradcheckError(
+            f"gradcheck: the gradient of {label} holds float32 numbers only (each of its "
+            f"{shown.size} nonzero elements is exactly a float32 one, from an upstream "
+            f"gradient of float64's full precision): a VJP computes in float32 and casts "
+            f"back, giving gradients good to ~1e-7 where float64's are good to ~1e-16")
 
 
 def _engine_again(outputs: list[Tensor], wrt: list[Tensor], upstreams: list[np.ndarray],
@@ -259,14 +299,101 @@ def _integer_data(a: Any) -> bool:
     return not isinstance(a, Tensor) and np.asarray(a).dtype.kind in "biu"
 
 
+def _float32_backward(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
+                      parameters: list[Tensor]) -> None:
+    """f and a backward pass once more, on float32 copies of the checked arguments and
+    parameters, for the VJPs' dtypes only (`_watch_vjps`): in float64 a VJP that computes
+    in float64 whatever its operands' dtype is right, and the engine casts a leaf's .grad
+    to its dtype, so a float32 model's float64 gradients would go unseen."""
+    arrays = [a.astype(np.float32) if i in positions else a for i, a in enumerate(arrays)]
+    leaves = {i: Tensor(arrays[i], requires_grad=True) for i in positions}
+    wrt = [leaves[i] for i in positions] + parameters
+    # (values of a float64 domain may overflow in float32: only dtypes are checked here)
+    with _holding(parameters, np.float32), enable_grad(), np.errstate(all="ignore"):
+        outputs = _as_outputs(f(*(leaves.get(i, a) for i, a in enumerate(arrays))))[0]
+        outputs = [out for out in outputs if isinstance(out, Tensor) and out.requires_grad]
+        _watch_vjps(_nodes_above(outputs), "in a backward pass on float32 copies of the "
+                    "arguments and parameters checked, ")
+        for out in outputs:
+            gradients(out, wrt, grad=np.ones(out.shape), retain_graph=True)
+
+
+def _nodes_above(outputs: list[Tensor]) -> list[Node]:
+    """The nodes of the graph above `outputs` (that its backward passes sweep)."""
+    stack: list[Any] = [out._node for out in outputs]
+    seen: dict[Node, None] = {}
+    while stack:
+        node = stack.pop()
+        if type(node) is Node and node not in seen and node.vjps is not None:
+            seen[node] = None
+            stack.extend(node.inputs)
+    return list(seen)
+
+
+def _refuse_down_casts(nodes: list[Node]) -> None:
+    """A node whose output has a lower float precision than one of its operands (astype to
+    float32 and back, inside f) makes the central differences too coarse: say so, rather
+    than that the gradient is wrong."""
+    for node in nodes:
+        for x in node.inputs:
+            if x is not None and x.dtype.kind == node.dtype.kind == "f" \
+                    and x.dtype.itemsize > node.dtype.itemsize:
+                raise TypeError(
+                    f"gradcheck: f casts to a lower precision: '{node.name}' makes {node.dtype} "
+                    f"of a {x.dtype} operand, while every argument and parameter checked is "
+                    f"float64; central differences through {node.dtype} are too coarse to "
+                    f"check a gradient")
+
+
+def _watch_vjps(nodes: list[Node], where: str = "") -> None:
+    """Wrap each VJP of `nodes` (as anomaly mode does) in `_watched`; `where` (a phrase) starts its
+    messages. A node whose VJPs are one function (a compiled program's) is left as it is."""
+    for node in nodes:
+        if type(node.vjps) is tuple:
+            node.vjps = tuple(vjp if x is None or vjp is None else
+                              _watched(node.name, i, vjp, x.dtype, where)
+                              for i, (x, vjp) in enumerate(zip(node.inputs, node.vjps)))
+
+
+def _watched(op: str, i: int, vjp: Callable[..., Any], dtype: np.dtype,
+             where: str) -> Callable[..., Any]:
+    """`vjp` (operand i's of `op`, of `dtype`), given a copy of its upstream gradient g: it
+    must leave g as it was (a write into the sweep's g would change what the node's other
+    VJPs get, or the caller's seed), and return its operand's dtype (or the one g promotes it
+    to), which the engine would hide by casting each leaf's .grad. (The engine's own VJPs
+    may return a higher precision: pow takes a Python number's log in float64 on purpose.)"""
+    own = getattr(vjp, "__module__", "").startswith("minigrad.")
+
+    def watched(g: Any, *rest: Any, **options: Any) -> Any:
+        if type(g) is not np.ndarray or g.dtype.kind != "f":  # (a scan node's parts)
+            return vjp(g, *rest, **options)
+        given = g.copy()
+        result = vjp(given, *rest, **options)
+        if not np.array_equal(given, g, equal_nan=True):
+            raise GradcheckError(
+                f"gradcheck: {where}the VJP of '{op}' for operand {i} wrote into its upstream "
+                f"gradient g: VJPs must not write into g (the sweep hands the same g to "
+                f"the node's other VJPs); return a new array")
+        if isinstance(result, (np.ndarray, np.generic)) and result.dtype.kind == "f" \
+                and result.dtype not in (dtype, np.result_type(dtype, g.dtype)) \
+                and not (own and result.dtype.itemsize > dtype.itemsize):
+            raise GradcheckError(
+                f"gradcheck: {where}the VJP of '{op}' for operand {i} returned {result.dtype} "
+                f"for a {dtype} operand (its upstream gradient {g.dtype}): a VJP must return its "
+                f"operand's dtype ({dtype}); the engine casts a leaf's .grad, hiding it")
+        return result
+
+    return watched
+
+
 @contextmanager
-def _holding_float64(parameters: list[Tensor]) -> Iterator[None]:
-    """Each parameter holds a float64 copy of its values inside the block, and its own array
-    again afterwards (even if the block raises): the original is never written to."""
+def _holding(parameters: list[Tensor], dtype: Any) -> Iterator[None]:
+    """Each parameter holds a copy of its values in `dtype` inside the block, and its own
+    array again afterwards (even if the block raises): the original is never written to."""
     originals = [p.data for p in parameters]
     try:
         for p, array in zip(parameters, originals):
-            p.data = array.astype(np.float64)  # a copy, also of a float64 array
+            p.data = array.astype(dtype)  # a copy, also of an array of that dtype
         yield
     finally:
         for p, array in zip(parameters, originals):
