@@ -110,3 +110,16 @@ def test_a_vjp_computing_in_float32_and_casting_back_is_refused(x, seed):
     with pytest.raises(GradcheckError, match="gradient of argument 0 holds float32 numbers "
                                              "only .*a VJP computes in float32"):
         gradcheck(_sin("sin_in_float32", vjp), x, seed=seed)
+
+
+def test_a_graph_made_before_gradcheck_keeps_its_own_vjps():
+    """gradcheck watches the VJPs of the nodes f records, not those of a graph the caller
+    made before (f closing over a computed tensor): that graph's own backward runs them
+    later, unwatched, as the caller recorded them."""
+    w = mg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    h = mg.tanh(w * 3.0)
+    before = h._node.vjps
+    assert gradcheck(lambda x: (x * h).sum(), np.array([0.5, -1.0]))
+    assert h._node.vjps is before
+    h.sum().backward()
+    np.testing.assert_allclose(w.grad, 3.0 / np.cosh([3.0, 6.0]) ** 2)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import Tensor, enable_grad, gradients, no_grad
+from .. import Tensor, enable_grad, gradients, no_grad, tape
 from ..nn import Module
 from ..tape import Node
 from ..tensor import tensor_array
@@ -187,11 +187,12 @@ def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int,
     leaves = {i: Tensor(arrays[i], requires_grad=True) for i in positions}
     wrt = [leaves[i] for i in positions] + parameters
     before = [t._data.copy() for t in wrt]
+    start = next(tape._tape_position)
     with enable_grad():  # (inside no_grad too: else every gradient would be 0)
         outputs, several = _as_outputs(f(*(leaves.get(i, a) for i, a in enumerate(arrays))))
     _check_unchanged(wrt, before, labels, "the forward pass")
     _check_outputs(outputs, several)
-    nodes = _nodes_above(outputs)
+    nodes = _nodes_above(outputs, start)
     _refuse_down_casts(nodes)
     _watch_vjps(nodes)
     upstreams = _upstreams([out.shape for out in outputs], seed)
@@ -309,22 +310,26 @@ def _float32_backward(f: Callable[..., Any], arrays: list[Any], positions: tuple
     leaves = {i: Tensor(arrays[i], requires_grad=True) for i in positions}
     wrt = [leaves[i] for i in positions] + parameters
     # (values of a float64 domain may overflow in float32: only dtypes are checked here)
+    start = next(tape._tape_position)
     with _holding(parameters, np.float32), enable_grad(), np.errstate(all="ignore"):
         outputs = _as_outputs(f(*(leaves.get(i, a) for i, a in enumerate(arrays))))[0]
         outputs = [out for out in outputs if isinstance(out, Tensor) and out.requires_grad]
-        _watch_vjps(_nodes_above(outputs), "in a backward pass on float32 copies of the "
-                    "arguments and parameters checked, ")
+        _watch_vjps(_nodes_above(outputs, start), "in a backward pass on float32 copies of "
+                    "the arguments and parameters checked, ")
         for out in outputs:
             gradients(out, wrt, grad=np.ones(out.shape), retain_graph=True)
 
 
-def _nodes_above(outputs: list[Tensor]) -> list[Node]:
-    """The nodes of the graph above `outputs` (that its backward passes sweep)."""
+def _nodes_above(outputs: list[Tensor], start: int) -> list[Node]:
+    """The nodes of the graph above `outputs` (that its backward passes sweep) that f
+    recorded (tape positions from `start` on), not those of a graph made before it, which
+    the caller's own backward still runs."""
     stack: list[Any] = [out._node for out in outputs]
     seen: dict[Node, None] = {}
     while stack:
         node = stack.pop()
-        if type(node) is Node and node not in seen and node.vjps is not None:
+        if type(node) is Node and node not in seen and node.vjps is not None \
+                and node.position > start:
             seen[node] = None
             stack.extend(node.inputs)
     return list(seen)
