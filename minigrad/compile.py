@@ -32,7 +32,7 @@ from . import nn, tape
 from .modes import ANOMALY, RECORDING, TRACING, TraceError, current_mode
 from .tape import Node
 from .tensor import Tensor, _make, accumulate_grads, plain_array
-from .trace import Program, Trace, frozen
+from .trace import Program, Trace, _part, frozen
 
 __all__ = ["CompiledFunction", "TraceError", "compile"]
 
@@ -103,7 +103,7 @@ def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
     raised part-way, the node is released, as the sweep releases an eager node."""
     if len(saved) != replay.saved:
         raise tape.released("backward", replay.name)
-    return replay.backward(saved, not tape.retaining.get(), g)
+    return replay.backward_of(saved, not tape.retaining.get(), g)
 
 
 def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple, tuple]]:
@@ -277,18 +277,23 @@ class _Replay:
     """A signature's program, as the functions a call runs."""
 
     def __init__(self, program: Program, positions: dict[int, int], generation: int,
-                 name: str, held: list[tuple[Any, tuple, tuple]]):
+                 name: str, held: list[tuple[Any, tuple, tuple]], several: bool):
         self.generation = generation  # of the modules' attributes, when traced
         self.held = held  # the containers of fn's module, as they were (`_held`)
         self.name = name
-        result = program.outputs[0]
-        self.requires_grad = result.requires_grad
-        self.scalar = all(n == 1 for n in result.shape)
-        # Copy-on-write of the result where a graph keeps its array, or where it may be an
+        self.program = program
+        self.several = several  # fn returns a tuple (of `program.outputs`)
+        results = program.outputs
+        self.grads = [v.requires_grad for v in results]
+        self.requires_grad = any(self.grads)
+        self.scalar = not several and all(n == 1 for n in results[0].shape)
+        # Copy-on-write of a result where a graph keeps its array, or where it may be an
         # operand's own (a user op's `np.asarray(x)`: eager mode's `_one_of`), as a view is
-        last = next(step for step in program.steps if step.out is result)
-        self.result_shared = result.name in program.saved or not (
+        lasts = [next(step for step in program.steps if step.out is v) for v in results]
+        self.shared = [v.name in program.saved or not (
             isinstance(last.op.forward, np.ufunc) or last.numpy)
+            for v, last in zip(results, lasts, strict=True)]
+        self.result_shared = self.shared[0]
         self.saved = len(program.saved)  # how many values a node keeps for the backward
         # The expression of the tensor behind an input: an argument, or one read from outside.
         arguments = {v.index: f"a[{positions[v.index]}]" for v in program.inputs
@@ -322,32 +327,80 @@ class _Replay:
                              if value.index in shared else f"{value.name} = {t}._data")
         lines += program.forward_lines(lambda v: tensor_of.get(v.index))
         saved = ", ".join(program.saved)
-        lines.append(f"return {result.name}, [{saved}]" if self.requires_grad
-                     else f"return {result.name}")
+        result = f"[{', '.join(v.name for v in results)}]" if several else results[0].name
+        lines.append(f"return {result}, [{saved}]" if self.requires_grad else f"return {result}")
         self.forward = program.function("forward(a)", lines, f"compiled {name}")
         # The vertex of each grad input on a call: an argument's node or itself, or the tensor.
         self.sources = [(positions[v.index], None) if v.index in positions else
                         (-1, read[v.index]) for v in program.grad_inputs]
-        if self.requires_grad:
-            head = [f"{saved}, = s" if saved else "pass", "if free: s.clear()"]
-            self.backward = program.function(
-                "backward(s, free, g)", head + program.backward_lines(["g"]) + ["return grads"],
-                f"compiled {name}")
+        self.backwards: dict[tuple[bool, ...], Callable[..., list]] = {}
+        if self.requires_grad and not several:
+            self.backward = self._backward_for(None)
 
-    def run(self, args: tuple) -> Tensor | None:
-        """The result for `args`, its backward one node of the tape; None if the program is
-        stale (a module's attribute was rebound, a parameter changed shape or dtype)."""
+    def _backward_for(self, given: tuple[bool, ...] | None) -> Callable[..., list]:
+        """The backward function from the result's cotangent `g`, or, for a tuple, from those
+        of the results `given` says have one (`g[i]`, the parts of the node's)."""
+        program, saved = self.program, ", ".join(self.program.saved)
+        head = [f"{saved}, = s" if saved else "pass", "if free: s.clear()"]
+        if given is None:
+            lines = program.backward_lines(["g"])
+        else:
+            lines = program.backward_lines([f"g[{i}]" for i in range(len(given))],
+                                           order=[i for i, here in enumerate(given) if here])
+        return program.function("backward(s, free, g)", head + lines + ["return grads"],
+                                self.name)
+
+    def backward_of(self, saved: list, free: bool, g: Any) -> list:
+        """The program's backward for the node's cotangent `g` (the parts, for a tuple)."""
+        if not self.several:
+            return self.backward(saved, free, g)
+        given = tuple(part is not None for part in g)
+        backward = self.backwards.get(given)
+        if backward is None:
+            backward = self.backwards[given] = self._backward_for(given)
+        return backward(saved, free, g)
+
+    def run(self, args: tuple) -> Any:
+        """The result for `args` (a Tensor, or a tuple of them), its backward one node of the
+        tape; None if the program is stale (a module's attribute was rebound, a parameter
+        changed shape or dtype)."""
         if nn.generation != self.generation or self.held and not _unchanged(self.held):
             return None
         r = self.forward(args)
         if r is None:
             return None
+        out, saved = r if self.requires_grad else (r, None)
+        if self.several:
+            return self._results(args, out, saved)
         if not self.requires_grad:
-            return _make(r, False, None, self.result_shared or r.base is not None)
-        out, saved = r
-        inputs = [t if t is not None else args[p]._node or args[p] for p, t in self.sources]
-        node = Node(self.name, _program_vjp, inputs, (self, saved), {}, None, out)
+            return _make(out, False, None, self.result_shared or out.base is not None)
+        node = Node(self.name, _program_vjp, self._inputs(args), (self, saved), {}, None, out)
         return _make(out, True, node, self.result_shared or out.base is not None)
+
+    def _inputs(self, args: tuple) -> list:
+        """The vertex of each grad input on a call: an argument's node or itself, or the
+        tensor read from outside."""
+        return [t if t is not None else args[p]._node or args[p] for p, t in self.sources]
+
+    def _results(self, args: tuple, outs: list, saved: list | None) -> tuple:
+        """A tuple's results: those that need a gradient parts of one node's object array
+        (as `scan`'s outputs), each copied before it is written to (the node holds them)."""
+        if self.requires_grad:
+            packed = np.empty(len(outs), object)
+            for i, out in enumerate(outs):
+                packed[i] = out
+            node = Node(self.name, _program_vjp, self._inputs(args), (self, saved), {}, None,
+                        packed)
+            whole = _make(packed, True, node, True)
+        results = []
+        for i, out in enumerate(outs):
+            if self.grads[i]:
+                part = _part(whole, index=i)
+                part._shared = True
+            else:
+                part = _make(out, False, None, self.shared[i] or out.base is not None)
+            results.append(part)
+        return tuple(results)
 
     def value_and_backward(self, args: tuple) -> float | None:
         """`run(args)`, `backward()` on its one-element result and its value, without a node:
@@ -407,7 +460,7 @@ class CompiledFunction:
         with self._lock:
             self._cache.clear()
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs:
             raise TypeError(f"compile: pass the arguments positionally, got keyword "
                             f"arguments {sorted(kwargs)}")
@@ -454,6 +507,9 @@ class CompiledFunction:
                 if value is not None:
                     return value
         loss = self(*args)
+        if type(loss) is tuple:
+            raise TypeError(f"value_and_backward: {self._name} returns a tuple of "
+                            f"{len(loss)} tensors, not a loss: call it, then backward() the loss")
         loss.backward()
         return loss.item()
 
@@ -484,12 +540,17 @@ class CompiledFunction:
                 result = self.fn(*traced)
         finally:
             nn.compiling.reset(token)
-        if not isinstance(result, Tensor):
-            raise TraceError(f"compile: fn must return a Tensor, got {type(result).__name__}")
-        program = Program(trace, trace.results([result], "compile: fn"))
+        several = type(result) is tuple and len(result) > 0
+        if not (isinstance(result, Tensor) or several and all(
+                isinstance(r, Tensor) for r in result)):
+            got = type(result).__name__ if not several else "a tuple holding " + ", ".join(
+                "Tensor" if isinstance(r, Tensor) else type(r).__name__ for r in result)
+            raise TraceError(f"compile: fn must return a Tensor or a tuple of Tensors, got {got}")
+        program = Program(trace, trace.results(list(result) if several else [result],
+                                               "compile: fn"))
         read = {id(t) for _, t in program.captured} | {id(t) for t, _ in program.aliased}
         replay = _Replay(program, positions, generation, self._name,
-                         _held(self.fn, args, read))
+                         _held(self.fn, args, read), several)
         with self._lock:
             self._cache[key] = replay
             self._cache.move_to_end(key)
@@ -500,10 +561,10 @@ class CompiledFunction:
         return replay
 
 
-def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFunction:
-    """`compile(fn)(*args)` returns what `fn(*args)` returns, a Tensor, computed by a program
-    traced from `fn` once per signature and replayed on later calls; `backward()` on it
-    fills `.grad` as eager mode does, with the same bits.
+def compile(fn: Callable[..., Any], *, cache_size: int = 8) -> CompiledFunction:
+    """`compile(fn)(*args)` returns what `fn(*args)` returns (a Tensor, or a tuple of them),
+    computed by a program traced from `fn` once per signature and replayed on later calls;
+    `backward()` on it fills `.grad` as eager mode does, with the same bits.
 
     The rules, as `jax.jit`'s:
     - The signature is each Tensor or NumPy array argument's shape, dtype and strides (a
@@ -518,7 +579,7 @@ def compile(fn: Callable[..., Tensor], *, cache_size: int = 8) -> CompiledFuncti
       their values (`bool`, `float`, `.item()`, `.data`, `.grad`, `.is_leaf`, NumPy on
       them raise `TraceError`, as do `.data` of every tensor, `backward()`, `gradients`
       and `state_dict()` while tracing); conversions and layout changes go through ops
-      (`mg.astype`, `.T`, `.reshape`); the result is a tensor.
+      (`mg.astype`, `.T`, `.reshape`); the result is a tensor or a tuple of tensors.
     - The tensors `fn` reads from outside (parameters) are read afresh on every call; a
       call after a module's attribute was set, or a parameter's shape, dtype or strides
       changed, traces again; so does a list or dict of modules or parameters changed in

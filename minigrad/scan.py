@@ -26,34 +26,11 @@ from . import anomaly, tape
 from .modes import ANOMALY, RECORDING, current_mode, no_grad
 from .ops import astype
 from .primitive import Domain, Op, defop, identity_vjp, recorder, writes_into
-from .tape import Contributions, Cotangent, accumulate, sum_to_shape
+from .tape import Contributions, accumulate, sum_to_shape
 from .tensor import Tensor, plain_array
-from .trace import Program, Trace, settle
+from .trace import Program, Trace, _part, settle
 
 __all__ = ["scan"]
-
-
-class Parts(Cotangent):
-    """The cotangent of one part of a multi-output node's object array."""
-
-    __slots__ = ("index", "g")
-
-    def __init__(self, index: int, g: np.ndarray):
-        self.index, self.g = index, g
-
-    def densify(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        parts = np.empty(shape, object)
-        parts[self.index] = self.g
-        return parts
-
-    def add_into(self, dense: np.ndarray) -> None:
-        current = dense[self.index]
-        dense[self.index] = self.g if current is None else current + self.g
-
-
-# One output of a multi-output node: `packed[index]`, its cotangent that part of the node's.
-_part = defop("part", lambda packed, index: packed[index],
-              (lambda g, out, index: Parts(index, g),), saves="nothing", register=False)
 
 
 def _flatten(tree: Any, what: str) -> tuple[list[Any], int | None]:

@@ -34,7 +34,7 @@ import numpy as np
 
 from . import anomaly, modes, primitive, tape, tensor
 from .modes import ANOMALY, RECORDING, TRACING, TraceError, current_mode, refuse_traced
-from .primitive import Op, traced_shape
+from .primitive import Op, defop, traced_shape
 from .tensor import Tensor, tensor_array
 
 __all__ = ["Program", "Trace", "TraceError", "Tracer", "frozen", "settle"]
@@ -208,6 +208,29 @@ class Step:
     numpy: bool  # NumPy's own operator or method on arrays: no `record` around it
     arrays: tuple  # the operands' arrays, for VJPs made per call, until the trace ends
     recording: bool  # grad mode was on for it (it may need a gradient)
+
+
+class Parts(tape.Cotangent):
+    """The cotangent of one part of a multi-output node's object array."""
+
+    __slots__ = ("index", "g")
+
+    def __init__(self, index: int, g: np.ndarray):
+        self.index, self.g = index, g
+
+    def densify(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        parts = np.empty(shape, object)
+        parts[self.index] = self.g
+        return parts
+
+    def add_into(self, dense: np.ndarray) -> None:
+        current = dense[self.index]
+        dense[self.index] = self.g if current is None else current + self.g
+
+
+# One output of a multi-output node: `packed[index]`, its cotangent that part of the node's.
+_part = defop("part", lambda packed, index: packed[index],
+              (lambda g, out, index: Parts(index, g),), saves="nothing", register=False)
 
 
 def _grad_flows(vjps: Any, inputs: Sequence[Value]) -> bool:
@@ -634,17 +657,18 @@ class Program:
         position = {id(step): k for k, step in enumerate(self.steps)}
         lines: list[str] = []
         started: set[int] = set()
-        count = self._contributions(deferred)
-        if not loop:
-            lines += [f"l{v.index} = None" for v in self.grad_inputs if v.index not in count]
         seeded = [i for i in (order if order is not None else range(len(seeds)))
                   if self.outputs[i].requires_grad]
+        swept = self._swept(seeded)
+        count = self._contributions(deferred, swept)
+        if not loop:
+            lines += [f"l{v.index} = None" for v in self.grad_inputs if v.index not in count]
         for i in seeded:
             count[self.outputs[i].index] = count.get(self.outputs[i].index, 0) + 1
         for i in seeded:
             self._add(lines, self.outputs[i], seeds[i], started, count)
         last_read: dict[str, int] = {}  # a saved value's name -> the line after its last read
-        for step in self.backward_steps:
+        for step in swept:
             out, k = step.out, position[id(step)]
             shape, dtype = self._name(out.shape, "s"), self._name(out.dtype, "d")
             lines.append(f"g = {self._var(out)}; {self._var(out)} = None")
@@ -687,12 +711,27 @@ class Program:
         lines.append(f"grads = [{', '.join(self._var(v) for v in self.grad_inputs)}]")
         return lines
 
-    def _contributions(self, deferred: dict[tuple[int, int], int]) -> dict[int, int]:
+    def _swept(self, seeded: Sequence[int]) -> list[Step]:
+        """The backward steps a gradient of the outputs at `seeded` passes through (all of
+        them where every output that needs one is seeded: the usual case)."""
+        if len(seeded) == sum(v.requires_grad for v in self.outputs):
+            return self.backward_steps
+        reached = {self.outputs[i].index for i in seeded}
+        swept = []
+        for step in self.backward_steps:
+            if step.out.index in reached:
+                swept.append(step)
+                reached.update(x.index for x, vjp in zip(step.inputs, step.vjps)
+                               if x.requires_grad and vjp is not None)
+        return swept
+
+    def _contributions(self, deferred: dict[tuple[int, int], int],
+                       swept: Sequence[Step] | None = None) -> dict[int, int]:
         """How many contributions `backward_lines(..., deferred)` adds to each value it adds
-        any to (an input's as `l<i>`)."""
+        any to (an input's as `l<i>`), sweeping the steps `swept` (all by default)."""
         position = {id(step): k for k, step in enumerate(self.steps)}
         count: dict[int, int] = {}
-        for step in self.backward_steps:
+        for step in self.backward_steps if swept is None else swept:
             for i, (x, vjp) in enumerate(zip(step.inputs, step.vjps)):
                 if x.requires_grad and vjp is not None and (position[id(step)], i) not in deferred:
                     count[x.index] = count.get(x.index, 0) + 1

@@ -1927,3 +1927,72 @@ def test_a_scan_operand_no_output_reaches_gets_no_gradient_edge(case):
     for later in grads[1:]:
         for got, want in zip(later, grads[0], strict=True):
             assert_same_bits(got, want)
+
+
+def _loss_and_logits(x, labels, layer):
+    logits = layer(x)
+    return mg.cross_entropy(logits, labels), logits, mg.exp(logits.detach())
+
+
+@pytest.mark.parametrize("used", [(0,), (1,), (0, 1), (1, 0, 1)])
+def test_a_tuple_of_results_is_eager_modes_bit_for_bit(used):
+    """fn may return a tuple of tensors (a loss and the logits it came from, as users
+    compute accuracy): each is eager mode's, and a backward through any of them (one, the
+    other, both, one twice) leaves eager mode's gradients, over calls with new inputs and
+    weights; a result that needs no gradient is a plain tensor, as in eager mode."""
+    rng = np.random.default_rng(len(used))
+    layer = nn.Linear(3, 4, rng=rng)
+    f = functools.partial(_loss_and_logits, layer=layer)
+    compiled = mg.compile(lambda x, labels: f(x, labels))
+    for _ in range(3):
+        x, labels = rng.normal(size=(5, 3)), rng.integers(0, 4, size=5)
+        runs = []
+        for g in (f, compiled):
+            layer.zero_grad()
+            results = g(x, labels)
+            total = sum(((results[i] * float(k + 1)).sum() for k, i in enumerate(used)),
+                        mg.Tensor(0.0))
+            total.backward()
+            runs.append((results, [p.grad for p in layer.parameters()]))
+        (eager, eager_grads), (replayed, grads) = runs
+        assert type(replayed) is tuple and len(replayed) == 3
+        for got, want in zip(replayed, eager, strict=True):
+            assert_same_bits(got.data, want.data)
+            assert got.requires_grad == want.requires_grad
+        for got, want in zip(grads, eager_grads, strict=True):
+            assert_same_bits(got, want)
+        layer.weight.data[...] *= 1.5  # (a parameter changed between calls)
+    assert compiled.traces == 1
+
+
+def test_a_tuple_results_array_is_copied_before_it_is_written():
+    """The node of a tuple's results keeps their arrays (tanh's output, which its VJP
+    reads): writing into one result's .data changes that tensor, not the gradient."""
+    w = mg.Tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True)
+
+    def f(x):
+        h = mg.tanh(x * w)
+        return (h * h).sum(), h
+
+    grads = []
+    for g in (f, mg.compile(f), mg.compile(f)):
+        w.grad = None
+        loss, h = g(np.array([1.0, 2.0, 3.0]))
+        h.data[...] = 0.0
+        loss.backward()
+        grads.append(w.grad)
+    assert_same_bits(grads[1], grads[0])
+    assert_same_bits(grads[2], grads[0])
+
+
+def test_what_a_tuple_of_results_cannot_be():
+    """A tuple holding anything but tensors computed by ops is refused naming what it
+    holds; value_and_backward of a function returning a tuple says it needs a loss."""
+    w = mg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with pytest.raises(mg.TraceError, match="a tuple holding Tensor, float"):
+        mg.compile(lambda x: ((x * w).sum(), 1.0))(np.ones(2))
+    with pytest.raises(mg.TraceError, match="got tuple"):
+        mg.compile(lambda x: ())(np.ones(2))
+    pair = mg.compile(lambda x: ((x * w).sum(), x * w))
+    with pytest.raises(TypeError, match="returns a tuple of 2 tensors, not a loss"):
+        pair.value_and_backward(np.ones(2))
