@@ -273,6 +273,11 @@ def _unchanged(held: list[tuple[Any, tuple, tuple]]) -> bool:
     return True
 
 
+# Held while a program's code is written after its trace (a tuple's backward, made for the
+# results a backward reaches on first use), as `scan` writes its loops.
+_WRITING = threading.Lock()
+
+
 class _Replay:
     """A signature's program, as the functions a call runs."""
 
@@ -357,7 +362,9 @@ class _Replay:
         given = tuple(part is not None for part in g)
         backward = self.backwards.get(given)
         if backward is None:
-            backward = self.backwards[given] = self._backward_for(given)
+            with _WRITING:  # (names are numbered as they are made: one writer at a time)
+                backward = self.backwards.get(given) or self._backward_for(given)
+                self.backwards[given] = backward
         return backward(saved, free, g)
 
     def run(self, args: tuple) -> Any:

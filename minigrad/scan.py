@@ -165,9 +165,11 @@ class _Body:
         given = tuple(parts[i] is not None for i in range(self.n_carry, len(parts)))
         loop = self.backwards.get(given)
         if loop is None:
-            loop = self.backwards[given] = self.program.function(
-                "back(P, A, YS, Y, saved, chunks, length, free, K)", self._backward_lines(given),
-                "scan loop")
+            with _BODIES_LOCK:  # (names are numbered as they are made: one writer at a time)
+                loop = self.backwards.get(given) or self.program.function(
+                    "back(P, A, YS, Y, saved, chunks, length, free, K)",
+                    self._backward_lines(given), "scan loop")
+                self.backwards[given] = loop
         return loop(parts, *args)
 
     def _backward_lines(self, given: tuple[bool, ...]) -> list[str]:
