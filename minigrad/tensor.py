@@ -185,8 +185,12 @@ class Tensor:
         return self._node is None
 
     def item(self) -> float:
+        """The value of a tensor of one element (of any shape: (), (1,), (1, 1)...), a
+        Python number."""
         if current_mode() >= TRACING:
             raise refuse_traced(".item()", self.shape)
+        if self._data.size != 1:
+            raise ValueError(f"item() needs a tensor of one element, got shape {self.shape}")
         return self._data.item()
 
     def numpy(self) -> np.ndarray:
