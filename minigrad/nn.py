@@ -436,6 +436,10 @@ class Recurrent(Module):
         from .scan import scan  # (scan builds on this module's generation counter)
 
         X = X if isinstance(X, Tensor) else plain_array(X, f"{self._name}: X")
+        n_in = self.cell.n_in
+        if X.ndim < 2 or X.shape[-1] != n_in:  # (checked here: the cell sees one step's slice)
+            raise ValueError(f"{self._name}: expected X of shape (L, *batch, {n_in}), time-major "
+                             f"with {n_in} features on its last axis, got shape {X.shape}")
         # The state in the dtype the cell computes in (NumPy's promotion of the inputs' and
         # the weights'), so that the carry keeps its dtype from step to step.
         dtype = np.result_type(X.dtype if X.dtype.kind == "f" else np.float64,

@@ -460,10 +460,10 @@ def _reduction_axis(name: str, x: Any, axis: Any) -> tuple[int, ...] | None:
             raise ValueError(f"{name}: axis {axis!r} is out of range for shape {shape}") from None
     # A maximum of no elements has no value (NumPy's error too); an empty tensor reduced
     # over axes of nonzero length has an empty result, as in NumPy.
-    if name == "max" and 0 in shape and 0 in (shape if axes is None else
-                                              [shape[i] for i in axes]):
-        raise ValueError(f"max: cannot reduce over an axis of length 0 (shape {shape}, axis "
-                         f"{axis!r}): a maximum of no elements has no value; reduce over "
+    if name in ("max", "min") and 0 in shape and 0 in (shape if axes is None else
+                                                       [shape[i] for i in axes]):
+        raise ValueError(f"{name}: cannot reduce over an axis of length 0 (shape {shape}, axis "
+                         f"{axis!r}): a {name}imum of no elements has no value; reduce over "
                          "axes of nonzero length")
     return axes
 
@@ -1126,8 +1126,18 @@ COMPOSITIONS = ("split", "min")
 def min(x: Any, axis: Any = None, keepdims: bool = False) -> _Tensor:
     """The minimum over `axis` (all of them by default), NumPy's `min`: -max(-x), whose
     numbers are exactly NumPy's (negation is exact), so its gradient goes to the minima,
-    split evenly between ties, as `max`'s does."""
-    return neg(max(neg(x), axis, keepdims))
+    split evenly between ties, as `max`'s does. Of integers or booleans (which have no
+    gradient), NumPy's min itself: negation wraps there (-(-128) is -128 in int8, and
+    unsigned integers have no negatives) or is refused (bool)."""
+    values = _data(x, "min")
+    if (values.dtype if type(values) is _ndarray else np.result_type(values)).kind == "f":
+        return neg(max(neg(x), axis, keepdims))
+    return _exact_min(x, axis, keepdims)
+
+
+# NumPy's min, for `min` of integers and booleans: no gradient, so outside the table.
+_exact_min = defop("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
+                   (None,), saves="nothing", prepare=_reduction("min"), register=False)
 
 
 def split(x: Any, sections: int | Sequence[int], axis: int = 0) -> list[_Tensor]:

@@ -5,8 +5,9 @@ product per operand, what those VJPs read (`saves`), how a call's arguments beco
 and options (`prepare`), and the domain its property tests draw from. A VJP is
 `vjp(g, out, *args, **options)`: `g` the gradient of the output, `out` the output if saved
 (else None), `args` the operands' arrays if saved (else none are passed; an operand left
-out by a `saves` tuple is None). It returns the gradient of its operand, maybe in the
-output's broadcast shape: the tape sums it back. An operand without a gradient (a class
+out by a `saves` tuple is None). It returns the gradient of its operand, maybe in a
+shape the operand's broadcasts to (the output's): the tape sums it back, and refuses any
+other shape. An operand without a gradient (a class
 label, a condition) has None for its VJP, and the op's `prepare` refuses it if it requires
 grad; an op whose VJPs are all None (a comparison) records no node: its output never
 requires grad. An op defined with `residual=True` has a
@@ -45,7 +46,7 @@ import numpy as np
 
 from . import anomaly
 from .modes import RECORDING, TRACING, TraceError, current_mode
-from .tape import Node
+from .tape import Cotangent, Node, fits, unfit
 from .tensor import Tensor, _make, plain_array
 
 _SAVES = ("both", "inputs", "output", "nothing")
@@ -142,6 +143,11 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     names the function's parameters and docstring; without it the function takes the
     operands positionally and the options as keywords. A node keeps the options, with
     copies of the arrays, lists and dicts among them.
+    An op defined outside the engine is checked as it runs: called with one operand per VJP,
+    each VJP callable as `saves` has the tape call it, each result of its operand's shape or
+    one that shape broadcasts to (any other is a ValueError naming the op and the operand,
+    never broadcast into wrong numbers). A single function for `vjps` is a maker of each
+    call's VJPs (see `Op`), not one VJP: write `(vjp,)` for one operand.
     The forward and the VJPs must not write into the arrays they are handed (the tensors'
     own and the graph's; a VJP taking `into` writes that one only): a write would change
     the caller's tensors or a later backward. `gradcheck` reports an op that does.
@@ -168,23 +174,77 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
         raise ValueError(f"defop: '{name}' hands its VJPs a residual in place of the output; "
                          "saves must not name the output too")
     module = sys._getframe(1).f_globals.get("__name__", __name__)
+    user = not module.startswith("minigrad.")  # an op of the user's: its VJPs are checked
+    vjps = _checked_maker(name, vjps) if callable(vjps) and user else _vjp_tuple(name, vjps)
     # The engine's own prepares copy what they pass on (getitem's array index); a user's
     # op's options are copied by `record` (`kept_options`), prepare or not.
-    op = Op(name, forward, vjps if callable(vjps) else tuple(vjps),
+    op = Op(name, forward, vjps,
             domain or _UNTESTED,
             saves in ("both", "inputs"), saves in ("both", "output"), kept, residual, batch,
             prepare is not None and module.startswith("minigrad."))
-    op.function = _function(op, prepare, module)
+    op.function = _function(op, prepare, module, user)
     if register:
         OPS[name] = op
     return op.function
 
 
+def _vjp_tuple(name: str, vjps: Any) -> Any:
+    """`vjps` as an op keeps it: a maker of each call's VJPs as it is, else a tuple of VJPs,
+    each a function or None."""
+    if callable(vjps):
+        return vjps
+    if isinstance(vjps, (str, bytes)) or not isinstance(vjps, Sequence) or not all(
+            vjp is None or callable(vjp) for vjp in vjps):
+        raise TypeError(f"defop: '{name}' needs vjps as a tuple of one VJP per operand (a "
+                        f"function, or None for an operand without a gradient), got {vjps!r}")
+    return tuple(vjps)
+
+
+def _checked_maker(name: str, make: Callable[..., Any]) -> Callable[..., Any]:
+    """A user's maker of each call's VJPs, checked: called as `make(arrays, options,
+    inputs)`, it must return one VJP (or None) per operand. A single VJP passed where a
+    tuple of one was meant (`vjps=vjp`, not `vjps=(vjp,)`) is taken for such a maker: one that
+    cannot take those three arguments is refused here, and one that fails on them, or returns
+    something else, is named so when the op is first recorded."""
+    try:
+        inspect.signature(make).bind(None, None, None)
+    except TypeError:
+        raise TypeError(_maker_message(name, "it cannot take those three arguments")) from None
+    except ValueError:  # (no signature to read: a builtin's)
+        pass
+
+    def checked(arrays: tuple, options: dict, inputs: list) -> Any:
+        try:
+            vjps = make(arrays, options, inputs)
+        except (TypeError, ValueError) as error:
+            raise type(error)(_maker_message(
+                name, f"calling it raised {type(error).__name__}: {error}")) from error
+        if isinstance(vjps, (str, bytes)) or not isinstance(vjps, Sequence) or len(vjps) != len(
+                arrays) or not all(vjp is None or callable(vjp) for vjp in vjps):
+            raise TypeError(_maker_message(
+                name, f"it returned {type(vjps).__name__} {_brief(vjps)}, not "
+                      f"{_count(len(arrays), 'VJP')}, one per operand"))
+        return vjps
+
+    return checked
+
+
+def _maker_message(name: str, problem: str) -> str:
+    return (f"{name}: vjps is a single function, which defop takes for a maker of each call's "
+            f"VJPs, called as make(arrays, options, inputs) -> one VJP per operand; {problem}. "
+            "For one VJP per operand pass a tuple, as vjps=(vjp,) for an op of one operand")
+
+
+def _brief(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _function(op: Op, prepare: Callable[..., tuple[tuple, dict]] | None,
-              module: str) -> Callable[..., Tensor]:
+              module: str, user: bool) -> Callable[..., Tensor]:
     """The public function of `op`: its recorder when the operands come positionally, else
-    `prepare` then the recorder."""
-    record = recorder(op)
+    `prepare` then the recorder; for a `user` op, its recorder `_checked`."""
+    record = _checked(op, recorder(op)) if user else recorder(op)
     function: Any
     if prepare is None:
         function = record
@@ -202,6 +262,82 @@ def _function(op: Op, prepare: Callable[..., tuple[tuple, dict]] | None,
     function.__doc__ = described.__doc__ if isinstance(described, FunctionType) else (
         f"NumPy's {getattr(op.forward, '__name__', op.name)} on tensors, recorded for backward.")
     return function
+
+
+def _checked(op: Op, record: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """The recorder of an op defined outside the engine, checking what the engine's own ops
+    are tested for: one VJP per operand, each callable as `saves` has the tape call it, and
+    each returning a gradient the tape can sum back to its operand's shape (else it would
+    broadcast it into wrong numbers: `tape.fits`). The VJPs are checked by a layer around
+    the node, as in anomaly mode: the engine's ops, and the sweep, pay nothing for it. (In
+    a compiled program or a scan the tape's own rule refuses such a gradient, unnamed.)"""
+    name = op.name
+    count = len(op.vjps) if type(op.vjps) is tuple else None  # (else the maker is checked)
+
+    def checked(*operands: Any, **options: Any) -> Tensor:
+        if count is not None and len(operands) != count:
+            raise TypeError(f"{name}: called with {_count(len(operands), 'operand')}, but defop "
+                            f"was given {_count(count, 'VJP')}: one per operand (None for an "
+                            "operand without a gradient)")
+        out = record(*operands, **options)
+        node = out._node
+        if node is not None:  # recorded: its VJPs' results checked as they come
+            node.vjps = tuple([
+                vjp if vjp is None or x is None else _checked_vjp(op, i, vjp, x.shape)
+                for i, (x, vjp) in enumerate(zip(node.inputs, node.vjps))])
+        return out
+
+    return checked
+
+
+def _checked_vjp(op: Op, i: int, vjp: Callable[..., Any],
+                 shape: tuple[int, ...]) -> Callable[..., Any]:
+    """VJP `i` of a user's `op`, whose operand has `shape`, checked as `_checked` says."""
+
+    def checked_vjp(g: Any, out: Any, *args: Any, **options: Any) -> Any:
+        try:
+            result = vjp(g, out, *args, **options)
+        except TypeError as error:
+            if _binds(vjp, (g, out, *args), options):  # (raised inside the VJP)
+                raise
+            raise TypeError(f"{op.name}: VJP {i} cannot take the arguments the tape passes "
+                            f"it ({error}): {_passes(op, options)}") from error
+        if type(result) is _ndarray and result.shape == shape or result is None or isinstance(
+                result, Cotangent) or fits(np.shape(result), shape):  # (a number, a list...)
+            return result
+        raise unfit(f"{op.name}: VJP {i} returned a gradient", np.shape(result), shape)
+
+    return checked_vjp
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def _binds(function: Callable[..., Any], args: tuple, options: dict) -> bool:
+    """Whether `function`'s signature takes `args` and keyword `options` (True if unknown)."""
+    try:
+        inspect.signature(function).bind(*args, **options)
+    except TypeError:
+        return False
+    except ValueError:  # (no signature to read)
+        pass
+    return True
+
+
+def _passes(op: Op, options: dict) -> str:
+    """How the tape calls `op`'s VJPs, from what its `saves` keeps, for a message."""
+    out = ("out the forward's residual" if op.residual else
+           "out the output" if op.saves_output else "out None")
+    if not op.saves_inputs:
+        call, operands = "vjp(g, out)", "no operand: saves=\"both\" or \"inputs\" passes them"
+    else:
+        call = "vjp(g, out, *operands)"
+        operands = "then every operand's array" + (
+            "" if op.kept is None else f" (None but for operands {list(op.kept)}, as saves says)")
+    keywords = f", and the options {', '.join(options)} as keywords" if options else ""
+    return (f"as its saves has it, a VJP is called as {call}: g the output's gradient, {out}, "
+            f"{operands}{keywords}")
 
 
 def _operand_signature(n: int) -> inspect.Signature:

@@ -65,7 +65,9 @@ def save(module: Module | Any, path: str | bytes | os.PathLike,
 
     `module` may also be any object whose `state_dict()` is a flat dict of name -> NumPy
     array and which has `load_state_dict` (an optimizer, a learning-rate schedule): its
-    state dict is saved, and `load` reads it back the same way.
+    state dict is saved, and `load` reads it back the same way. Or a state dict itself, a
+    mapping of name -> array (`save(model.state_dict(), path)`, PyTorch's habit): the same
+    file as `save(model, path)`, which `load(model, path)` reads back.
 
     The archive is written to a temporary file beside `path`, synced, then renamed over
     it: `path` always holds either the old file or the new one, whole. A save killed
@@ -112,8 +114,12 @@ def load(module: Module | Any, path: str | bytes | os.PathLike) -> dict[str, str
     infinite, or out of the range of the parameter's dtype (1e300 for a float32). Whatever
     the caller's `numpy.errstate`. A file that cannot be opened raises the OSError
     (FileNotFoundError, PermissionError) as `open` does.
+    `module` is what the file is checked against and read into: a Module, or an object
+    with `state_dict()` and `load_state_dict` (an optimizer, a schedule); not a dict, which
+    has no names, shapes and dtypes to check a file against (TypeError): pass the model,
+    whether the file was saved from it or from its `state_dict()`.
     """
-    expected = dict(_named_arrays(module))
+    expected = dict(_named_arrays(module, "load"))
     owner = type(module).__name__
     try:
         with _open_regular(path) as f:
@@ -155,16 +161,34 @@ def read_metadata(path: str | bytes | os.PathLike) -> dict[str, str]:
 # --- writing ---------------------------------------------------------------------------
 
 
-def _named_arrays(module: Module | Any) -> list[tuple[str, np.ndarray]]:
-    """A module's parameters, or another object's flat state dict, as (name, array)."""
+def _named_arrays(module: Module | Any, caller: str) -> list[tuple[str, np.ndarray]]:
+    """A module's parameters, or another object's flat state dict (or, to save, a state
+    dict itself), as (name, array)."""
     if hasattr(module, "named_parameters"):
         return [(name, p.data) for name, p in module.named_parameters()]
+    if caller == "save" and isinstance(module, Mapping):
+        for name in module:
+            if not isinstance(name, str):
+                raise TypeError(f"save: a state dict's names must be strings, got {name!r}")
+        return list(module.items())
+    if not (callable(getattr(module, "state_dict", None))
+            and callable(getattr(module, "load_state_dict", None))):
+        accepted = ("a Module, or an object with state_dict() and load_state_dict() (an "
+                    "optimizer, a learning-rate schedule)")
+        if caller == "save":
+            raise TypeError(f"save: expected {accepted}, or a state dict (name -> array), "
+                            f"got {type(module).__name__}")
+        dict_note = ("; a dict has no names, shapes and dtypes to check the file against: "
+                     "pass the model, load(model, path), also for a file saved from "
+                     "model.state_dict()") if isinstance(module, Mapping) else ""
+        raise TypeError(f"load: expected {accepted} to read the file into, got "
+                        f"{type(module).__name__}{dict_note}")
     return list(module.state_dict().items())
 
 
 def _arrays_to_save(module: Module | Any) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {}
-    for name, data in _named_arrays(module):
+    for name, data in _named_arrays(module, "save"):
         if "\0" in name:
             raise ValueError(f"save: the parameter name {name!r} holds a NUL character, "
                              "which a zip archive cannot store")

@@ -96,12 +96,26 @@ class Cotangent(abc.ABC):
         """Add this gradient into `dense` (an array this sweep allocated) in place."""
 
 
+def fits(got: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether a gradient of shape `got` may stand for one of `shape`: `shape` itself, or a
+    shape that `shape` broadcasts to (a broadcast operand's gradient, summed back to it)."""
+    lead = len(got) - len(shape)
+    return lead >= 0 and all(n == 1 or m == n for m, n in zip(got[lead:], shape))
+
+
+def unfit(what: str, got: tuple[int, ...], shape: tuple[int, ...]) -> ValueError:
+    """The error of a gradient of shape `got`, given by `what`, for a value of `shape`."""
+    return ValueError(
+        f"{what} of shape {got} for an operand of shape {shape}: a VJP must return a gradient "
+        "of its operand's shape, or of a shape that shape broadcasts to (summed back to it)")
+
+
 def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Undo broadcasting: sum `g` over the axes that broadcasting added or stretched.
 
-    This is the one place broadcasting is undone. A VJP may also return a gradient smaller
-    than its input (a loss's gradient for one operand that does not depend on the other's
-    broadcast); it is broadcast up first.
+    This is the one place broadcasting is undone; `g` must `fit` `shape`. A gradient that
+    does not (a VJP's mistake: g for a row sum's input, not g[:, None]) is refused rather
+    than broadcast up into wrong numbers: a ValueError, as PyTorch refuses such a gradient.
     """
     if g.shape == shape:
         return g
@@ -115,8 +129,7 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if lead > 0 and g.shape[lead:] == shape:  # broadcasting only added leading axes (a bias)
         return _reduce(g, tuple(range(lead)))
     if lead < 0 or any(n != 1 and m != n for m, n in zip(g.shape[lead:], shape)):
-        g = np.broadcast_to(g, np.broadcast_shapes(g.shape, shape))
-        lead = g.ndim - len(shape)
+        raise unfit("a gradient", g.shape, shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
     )

@@ -185,8 +185,12 @@ class Tensor:
         return self._node is None
 
     def item(self) -> float:
+        """The value of a tensor of one element (of any shape: (), (1,), (1, 1)...), a
+        Python number."""
         if current_mode() >= TRACING:
             raise refuse_traced(".item()", self.shape)
+        if self._data.size != 1:
+            raise ValueError(f"item() needs a tensor of one element, got shape {self.shape}")
         return self._data.item()
 
     def numpy(self) -> np.ndarray:
@@ -441,7 +445,10 @@ class Tensor:
     def log_softmax(self, axis: int = -1) -> Tensor:
         return ops.log_softmax(self, axis)
 
-    def var(self, axis: Axis = None, keepdims: bool = False, ddof: float = 0) -> Tensor:
+    def var(self, axis: Axis = None, keepdims: bool = False, ddof: float = 0,
+            **numpy: Any) -> Tensor:
+        if numpy:
+            raise _numpy_reduction("var", self, numpy)
         return ops.var(self, axis, keepdims, ddof)
 
     def squeeze(self, axis: Axis = None) -> Tensor:
@@ -453,16 +460,24 @@ class Tensor:
     def split(self, sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
         return ops.split(self, sections, axis)
 
-    def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    def sum(self, axis: Axis = None, keepdims: bool = False, **numpy: Any) -> Tensor:
+        if numpy:
+            raise _numpy_reduction("sum", self, numpy)
         return ops.sum(self, axis, keepdims)
 
-    def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    def mean(self, axis: Axis = None, keepdims: bool = False, **numpy: Any) -> Tensor:
+        if numpy:
+            raise _numpy_reduction("mean", self, numpy)
         return ops.mean(self, axis, keepdims)
 
-    def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    def max(self, axis: Axis = None, keepdims: bool = False, **numpy: Any) -> Tensor:
+        if numpy:
+            raise _numpy_reduction("max", self, numpy)
         return ops.max(self, axis, keepdims)
 
-    def min(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+    def min(self, axis: Axis = None, keepdims: bool = False, **numpy: Any) -> Tensor:
+        if numpy:
+            raise _numpy_reduction("min", self, numpy)
         return ops.min(self, axis, keepdims)
 
     def reshape(self, *shape: Any) -> Tensor:
@@ -553,6 +568,18 @@ def _refuse_masked(x: Any, what: str) -> None:
         raise TypeError(f"{what}: cannot use a masked array (shape {x.shape}): minigrad "
                         "computes on its values and would ignore its mask; pass "
                         "m.filled(value), or m.data for all its values")
+
+
+def _numpy_reduction(name: str, t: Tensor, keywords: dict[str, Any]) -> TypeError:
+    """The error of a reduction method given keywords it does not take: NumPy's `np.sum(t)`
+    calls `t.sum(axis=..., out=...)` (its reductions defer to the method), which is refused
+    as any other NumPy on a tensor is."""
+    if "out" not in keywords:  # not NumPy's call: Python's own message
+        return TypeError(f"Tensor.{name}() got an unexpected keyword argument "
+                         f"{next(iter(keywords))!r}")
+    return TypeError(f"NumPy's {name} (use minigrad's op: mg.{name}(t), or t.{name}()) on a "
+                     f"tensor of shape {t.shape}: NumPy would compute outside the graph; "
+                     "t.data gives the values")
 
 
 def _not_tracing(t: Tensor, data: Any) -> None:

@@ -211,6 +211,28 @@ def test_a_state_of_another_shape_is_refused_not_broadcast(kind, size, part, dat
     assert outputs.shape == (2, *expected)
 
 
+@settings(max_examples=30)
+@given(kind=st.sampled_from(["rnn", "gru", "lstm"]), n_in=st.integers(1, 4),
+       shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=1, max_side=4),
+       compiled=st.booleans())
+def test_a_layer_given_x_of_another_feature_count_names_itself_and_x_s_shape(
+        kind, n_in, shape, compiled):
+    """Not the cell and one step's slice, which the user never passed."""
+    layer = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[kind](n_in, 2)
+    X = np.ones(shape)
+    def outputs(X):
+        return layer(X)[0]
+
+    run = mg.compile(outputs) if compiled else outputs
+    if len(shape) >= 2 and shape[-1] == n_in:
+        assert run(X).shape == (*shape[:-1], 2)
+        return
+    with pytest.raises(ValueError, match=rf"^{kind.upper()}: expected X of shape \(L, \*batch, "
+                                         rf"{n_in}\), time-major with {n_in} features on its last "
+                                         rf"axis, got shape {re.escape(str(shape))}$"):
+        run(X)
+
+
 # --- Sequential and modules() ---------------------------------------------------------------
 
 

@@ -359,6 +359,27 @@ def test_a_numpy_ufunc_the_table_lacks_suggests_no_op():
 
 @pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("function, name", [(np.sum, "sum"), (np.mean, "mean"), (np.max, "max"),
+                                            (np.amax, "max"), (np.min, "min"), (np.var, "var")])
+def test_a_numpy_reduction_on_a_tensor_names_the_op_that_computes_it(function, name, grad,
+                                                                     compiled):
+    """NumPy's reductions call the tensor's method with out= (and dtype=): that leaked
+    "Tensor.sum() got an unexpected keyword argument 'out'"."""
+    x = Tensor(np.array([0.5, 2.0]), requires_grad=grad)
+    run = mg.compile(lambda t: function(t)) if compiled else function
+    with pytest.raises(TypeError, match=rf"^NumPy's {name} \(use minigrad's op: mg\.{name}\(t\), "
+                                        rf"or t\.{name}\(\)\) on a tensor of shape \(2,\): NumPy "
+                                        "would compute outside the graph; t.data gives the values"):
+        run(x)
+    np.testing.assert_array_equal(getattr(mg, name)(x).data, function(x.data))
+    # Not NumPy's call (a keyword PyTorch has, say): Python's own message.
+    with pytest.raises(TypeError, match=rf"^Tensor\.{name}\(\) got an unexpected keyword "
+                                        r"argument 'keepdim'$"):
+        getattr(x, name)(keepdim=True)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("grad", [False, True])
 @pytest.mark.parametrize("name", ["add", "sub", "mul", "div", "maximum"])
 def test_an_int_too_large_for_numpy_names_the_op_and_shapes(name, grad, compiled):
     """x * 10**400 raised NumPy's bare OverflowError ("int too large to convert to float");

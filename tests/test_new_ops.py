@@ -468,3 +468,22 @@ def test_min_is_numpys_and_its_gradient_goes_to_the_minima(data, shape):
     tied = Tensor(np.array([2.0, 1.0, 1.0]), requires_grad=True)
     tied.min().backward()
     np.testing.assert_array_equal(tied.grad, [0.0, 0.5, 0.5])
+
+
+_MIN_DTYPES = [np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32, np.int64,
+               np.bool_, np.float16, np.float32, np.float64]
+
+
+@settings(max_examples=60)
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4),
+       dtype=st.sampled_from(_MIN_DTYPES))
+def test_min_of_an_array_of_any_dtype_is_numpys(data, shape, dtype):
+    """Of every dtype, extremes included (uint8's 255, int8's -128, where -max(-x) wraps),
+    eager and compiled: NumPy's min, its dtype too."""
+    values = data.draw(hnp.arrays(dtype, shape), label="values")
+    axis = data.draw(st.sampled_from([None, *range(len(shape)), -1]), label="axis")
+    keepdims = data.draw(st.booleans(), label="keepdims")
+    expected = np.min(values, axis=axis, keepdims=keepdims)
+    np.testing.assert_array_equal(mg.min(values, axis, keepdims).data, expected, strict=True)
+    compiled = mg.compile(lambda v: mg.min(v, axis, keepdims))
+    np.testing.assert_array_equal(compiled(values).data, expected, strict=True)

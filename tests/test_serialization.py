@@ -286,6 +286,39 @@ def test_any_names_shapes_and_dtypes_round_trip(tmp_path_factory, arrays, metada
         np.testing.assert_array_equal(target.p[name].data, array, err_msg=repr(name))
 
 
+@given(arrays=st.dictionaries(names, float_arrays, min_size=1, max_size=5))
+def test_a_state_dict_saves_as_its_module_would_and_loads_into_the_module(tmp_path_factory,
+                                                                          arrays):
+    """PyTorch's habit, save(model.state_dict(), path): the file save(model, path) writes."""
+    directory = tmp_path_factory.mktemp("state")
+    source = Named(arrays)
+    mg.save(source.state_dict(), directory / "state.npz")
+    mg.save(source, directory / "model.npz")
+    assert (directory / "state.npz").read_bytes() == (directory / "model.npz").read_bytes()
+    target = Named({name: np.zeros_like(a) for name, a in arrays.items()})
+    mg.load(target, directory / "state.npz")
+    _assert_state(target, _state(source))
+
+
+@pytest.mark.parametrize("thing, got", [({}, "dict"), ("model.npz", "str"), (None, "NoneType")])
+def test_save_and_load_say_what_they_take(tmp_path, thing, got):
+    path = tmp_path / "model.npz"
+    mg.save(Model(), path)
+    accepted = (r"expected a Module, or an object with state_dict\(\) and load_state_dict\(\) "
+                r"\(an optimizer, a learning-rate schedule\)")
+    with pytest.raises(TypeError, match=rf"^load: {accepted} to read the file into, got {got}"
+                                        + ("; a dict has no names, shapes and dtypes to check"
+                                           if got == "dict" else "$")):
+        mg.load(thing, path)
+    if got != "dict":
+        with pytest.raises(TypeError, match=rf"^save: {accepted}, or a state dict \(name -> "
+                                            rf"array\), got {got}$"):
+            mg.save(thing, tmp_path / "other.npz")
+    with pytest.raises(TypeError, match=r"^save: a state dict's names must be strings, got 1$"):
+        mg.save({1: np.ones(2)}, tmp_path / "other.npz")
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+
+
 def test_names_that_numpy_savez_cannot_take_round_trip(tmp_path):
     arrays = {"file": np.ones(2), "allow_pickle": np.arange(3.0), "a.b/c\\d": np.zeros(1),
               "x.npy": np.full(2, 7.0), "": np.float64(5), "__meta__.preset": np.ones(1)}

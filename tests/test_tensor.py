@@ -27,6 +27,17 @@ def test_integers_and_bools_become_float64(data):
     np.testing.assert_array_equal(t.data, np.asarray(data, dtype=np.float64))
 
 
+@given(shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3))
+def test_item_takes_a_tensor_of_one_element_of_any_shape_and_names_any_other(shape):
+    t = Tensor(np.full(shape, 2.5))
+    if t.size == 1:
+        assert t.item() == 2.5 and isinstance(t.item(), float)
+        return
+    with pytest.raises(ValueError, match=re.escape(
+            f"item() needs a tensor of one element, got shape {shape}")):
+        t.item()
+
+
 def test_copies_its_input():
     a = np.arange(4.0)
     t = Tensor(a)
