@@ -958,14 +958,21 @@ def _axis_call(name: str, doc: str):
     return call
 
 
+def _total(e, axis):
+    """The sum of `e` (exps, each at most 1) along `axis`, kept: float16's in float32, as
+    PyTorch sums half precision (more than 65,504 classes would overflow float16)."""
+    return np.sum(e, axis=axis, keepdims=True,
+                  dtype=np.float32 if e.dtype == _FLOAT16 else None)
+
+
 def _softmax(x, axis):
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))  # at most 1: no overflow
-    return e / np.sum(e, axis=axis, keepdims=True)
+    return (e / _total(e, axis)).astype(x.dtype, copy=False)
 
 
 def _log_softmax(x, axis):
     shifted = x - np.max(x, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    return (shifted - np.log(_total(np.exp(shifted), axis))).astype(x.dtype, copy=False)
 
 
 softmax = defop(
@@ -976,7 +983,7 @@ softmax = defop(
                                   "computed from x - max(x) so that no exp overflows."))
 log_softmax = defop(
     "log_softmax", _log_softmax,
-    (lambda g, out, axis: g - np.exp(out) * np.sum(g, axis=axis, keepdims=True),),
+    (lambda g, out, axis: (g - np.exp(out) * _total(g, axis)).astype(g.dtype, copy=False),),
     Domain("softmax"), saves="output",
     prepare=_axis_call("log_softmax", "x - log(sum(exp(x))) along `axis` (the last by "
                                       "default), computed from x - max(x): finite for "
@@ -1034,9 +1041,10 @@ def _cross_entropy(z, labels):
     index = _labels(z, labels)
     shifted = z - np.max(z, axis=-1, keepdims=True)
     e = np.exp(shifted)
-    total = np.sum(e, axis=-1, keepdims=True)
-    picked = np.take_along_axis(shifted, index, axis=-1) - np.log(total)
-    return -_mean(picked), e / total
+    total = _total(e, -1)
+    picked = (np.take_along_axis(shifted, index, axis=-1) - np.log(total)).astype(z.dtype,
+                                                                                 copy=False)
+    return -_mean(picked), (e / total).astype(z.dtype, copy=False)
 
 
 def _cross_entropy_vjp(g, p, z, labels):

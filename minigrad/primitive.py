@@ -34,6 +34,7 @@ tensor, never the recorded values (`Tensor._share`).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import numbers
 import sys
@@ -292,8 +293,10 @@ def _checked(op: Op, record: Callable[..., Tensor]) -> Callable[..., Tensor]:
 
 def _checked_vjp(op: Op, i: int, vjp: Callable[..., Any],
                  shape: tuple[int, ...]) -> Callable[..., Any]:
-    """VJP `i` of a user's `op`, whose operand has `shape`, checked as `_checked` says."""
+    """VJP `i` of a user's `op`, whose operand has `shape`, checked as `_checked` says (named
+    as the user's VJP: `gradcheck` holds it to a user's contract, not the engine's)."""
 
+    @functools.wraps(vjp)
     def checked_vjp(g: Any, out: Any, *args: Any, **options: Any) -> Any:
         try:
             result = vjp(g, out, *args, **options)
@@ -372,8 +375,13 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     # kept == (): the operands are treated as kept (copied, marked shared) but the node holds
     # none of them: a residual holds what the VJPs read (scan's).
     kept_any = op.kept != ()
+    # One operand per VJP (a ufunc would take one more as its `out` and write into it)
+    arity = len(op.vjps) if type(op.vjps) is tuple else -1
 
     def record(*operands: Any, **options: Any) -> Tensor:
+        if len(operands) != arity and arity >= 0:
+            raise TypeError(f"{name}: takes {arity} operand{'s' * (arity != 1)}, got "
+                            f"{len(operands)}")
         mode = current_mode()
         if mode >= TRACING:  # a function is traced in this thread: the trace records the op
             return trace_hook(op, operands, options)

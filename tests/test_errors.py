@@ -389,3 +389,21 @@ def test_an_int_too_large_for_numpy_names_the_op_and_shapes(name, grad, compiled
     with pytest.raises(OverflowError, match=rf"^{name}: invalid inputs of shapes \(2, 3\), "
                                             r"\(\): int too large to convert to float$"):
         f(Tensor(np.ones((2, 3)), requires_grad=grad))
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("compiled", [False, True])
+def test_an_op_given_one_operand_too_many_refuses_it_and_writes_nothing(name, compiled):
+    """`mg.add(a, b, c)`, `mg.tanh(x, y)`: a ufunc takes the extra array as its `out` and
+    wrote the result into it (c became a + b), silently. Every op of the table refuses an
+    operand beyond its own, eager and compiled, and leaves the arrays as they were."""
+    op = OPS[name]
+    if type(op.vjps) is not tuple or op.prepared:  # (ops of any number of operands: stack,
+        return  # einsum; or whose options come by position too: getitem's index, astype's)
+    operands = [np.full((2, 2), 0.5) for _ in range(len(op.vjps) + 1)]
+    before = [a.copy() for a in operands]
+    call = mg.compile(lambda *xs: op.function(*xs)) if compiled else op.function
+    with pytest.raises(TypeError):
+        call(*operands)
+    for a, b in zip(operands, before, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -487,3 +487,38 @@ def test_min_of_an_array_of_any_dtype_is_numpys(data, shape, dtype):
     np.testing.assert_array_equal(mg.min(values, axis, keepdims).data, expected, strict=True)
     compiled = mg.compile(lambda v: mg.min(v, axis, keepdims))
     np.testing.assert_array_equal(compiled(values).data, expected, strict=True)
+
+
+def test_float16_softmaxes_over_more_classes_than_float16_counts():
+    """softmax, log_softmax and cross_entropy of float16 logits over 70,000 classes: the
+    sum of the exps (and log_softmax's VJP's sum of g) was taken in float16 and overflowed
+    to inf, giving probabilities 0, log-probabilities -inf and a loss of inf where every
+    true value is a finite float16. Summed in float32 now (as PyTorch sums half precision),
+    each is the float64 value rounded to float16, within two float16 roundings."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(2, 70_000)).astype(np.float16)
+    labels = np.array([3, 69_999])
+    z64 = z.astype(np.float64)
+    shifted = z64 - z64.max(-1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+    def close(got, want):
+        assert got.dtype == np.float16 and np.all(np.isfinite(got))
+        np.testing.assert_allclose(got.astype(np.float64), want, rtol=2e-3, atol=1e-7)
+
+    close(mg.softmax(z).data, np.exp(log_p))
+    close(mg.log_softmax(z).data, log_p)
+    t = mg.Tensor(z, requires_grad=True)
+    loss = mg.cross_entropy(t, labels)
+    loss.backward()
+    close(loss.data, -log_p[[0, 1], labels].mean())
+    onehot = np.zeros_like(z64)
+    onehot[[0, 1], labels] = 1.0
+    close(t.grad, (np.exp(log_p) - onehot) / 2)
+    t.grad = None
+    mg.log_softmax(t).sum().backward()  # g = ones: its sum, 70,000, is inf in float16
+    # 1 - 70,000 exp(out): out is a float16 log-probability near -11 (a rounding of up to
+    # 2^-8), so each exp carries 0.4% of itself, about 0.05 once multiplied back to ~1
+    assert t.grad.dtype == np.float16 and np.all(np.isfinite(t.grad))
+    np.testing.assert_allclose(t.grad.astype(np.float64), 1.0 - np.exp(log_p) * 70_000,
+                               atol=0.1)
