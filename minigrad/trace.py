@@ -94,6 +94,8 @@ def _numpy_like(method: Callable[..., Any], numpy: Callable[..., Any] | None = N
                 trace.is_raw(y) for y in args if isinstance(y, Tensor)):
             return method(self, *args, **kwargs)
         trace.numpy = True
+        if kwargs:  # (NumPy's np.sum(x) calls x.sum(axis=..., dtype=None, out=None))
+            kwargs = {k: v for k, v in kwargs.items() if v is not None or k not in _DEFAULTS}
         try:
             return (numpy or method)(self, *args, **kwargs)
         finally:
@@ -101,6 +103,11 @@ def _numpy_like(method: Callable[..., Any], numpy: Callable[..., Any] | None = N
 
     numpy_like.__name__ = method.__name__
     return numpy_like
+
+
+# What NumPy's functions pass a method when left at their defaults (`np.sum(x)`,
+# `np.mean(x)` on an array argument): the same as not passing them.
+_DEFAULTS = frozenset({"dtype", "out"})
 
 
 def _numpy_comparison(name: str, compare: np.ufunc) -> Callable[..., Any]:

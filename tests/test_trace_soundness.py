@@ -1996,3 +1996,27 @@ def test_what_a_tuple_of_results_cannot_be():
     pair = mg.compile(lambda x: ((x * w).sum(), x * w))
     with pytest.raises(TypeError, match="returns a tuple of 2 tensors, not a loss"):
         pair.value_and_backward(np.ones(2))
+
+
+@pytest.mark.parametrize("reduce", [np.sum, np.mean, np.max, np.min])
+def test_numpys_reductions_of_an_array_argument_compute_as_in_eager_mode(reduce):
+    """`np.sum(x)` of an array argument is NumPy's sum in eager mode; compiled, NumPy calls
+    the traced value's method with `dtype=None, out=None`, which it refused ("unexpected
+    keyword argument 'out'"). Those defaults are taken as not given: eager mode's bits."""
+    W = mg.Tensor(np.array([1.5, -2.0]), requires_grad=True)
+
+    def f(x):
+        return (W * reduce(x) + W * reduce(x, axis=0)).sum()
+
+    compiled = mg.compile(f)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x = rng.normal(size=(3, 2))
+        runs = []
+        for g in (f, compiled):
+            W.grad = None
+            y = g(x)
+            y.backward()
+            runs.append((y.data, W.grad))
+        assert_same_bits(runs[1][0], runs[0][0])
+        assert_same_bits(runs[1][1], runs[0][1])
