@@ -865,9 +865,15 @@ def _owner(array: np.ndarray) -> Any:
     """What holds the memory `array` views: the array at the end of its chain of bases (one
     that owns its data, a memmap), or the object under it (the buffer of np.frombuffer, a
     memmap's mmap). Views of one buffer have one owner; memory shared by other means (the
-    same file mapped twice) is not seen."""
-    while isinstance(array.base, np.ndarray):
-        array = array.base
+    same file mapped twice) is not seen. (`as_strided`'s views have a wrapper of their own
+    as base, which holds the array they view: followed to it.)"""
+    while True:
+        base = array.base
+        if not isinstance(base, np.ndarray):
+            base = getattr(base, "base", None)
+            if not isinstance(base, np.ndarray):
+                break
+        array = base
     base = array.base
     if base is None:
         return array

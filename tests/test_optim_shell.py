@@ -1024,3 +1024,22 @@ def test_a_step_updates_each_parameter_in_its_own_array(name):
     assert [a() for a in arrays] == [p._data for p in layer.parameters()]
     assert not any(np.array_equal(b, p.data) for b, p in zip(before, layer.parameters(),
                                                              strict=True))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_overlapping_as_strided_views_are_refused_before_any_change(name):
+    """Two parameters made by `as_strided` over one buffer, overlapping: each view's base is
+    a wrapper of its own (NumPy's stride tricks), so they looked owned apart and were not
+    compared; one update was lost silently. Their owner is the buffer the wrappers hold."""
+    from numpy.lib.stride_tricks import as_strided
+
+    buffer = np.linspace(-1.0, 1.0, 8)
+    a = Param(as_strided(buffer, shape=(4,), strides=(8,)))
+    b = Param(as_strided(buffer[2:], shape=(4,), strides=(8,)))
+    for p in (a, b):
+        p.grad = np.full(4, 0.5)
+    before = buffer.copy()
+    opt = optim.create(name, [a, b], **CONFIGS[name])
+    with pytest.raises(ValueError, match="parameters 0 and 1 share memory"):
+        opt.step(lambda: 0.0)
+    np.testing.assert_array_equal(buffer, before)
