@@ -394,8 +394,9 @@ tanh = defop("tanh", np.tanh, (_tanh_vjp,), Domain("unary"), saves="output")
 sigmoid = defop("sigmoid", _sigmoid, (_sigmoid_vjp,), Domain("unary", ((-8.0, 8.0),)),
                 saves="output")
 # A select, not g * (x > 0): an infinite g (sqrt's at 0) times 0 is NaN where the gradient
-# is 0, as PyTorch's threshold_backward has it.
-relu = defop("relu", lambda x: np.maximum(x, 0.0), (lambda g, out, x: np.where(x > 0, g, 0.0),),
+# is 0; and g where x is NaN (the NaN passes on), as PyTorch's threshold_backward has it.
+relu = defop("relu", lambda x: np.maximum(x, 0.0),
+             (lambda g, out, x: np.where(x <= 0, 0.0, g),),
              Domain("unary", avoid=(0.0,)), saves="inputs")
 abs = defop("abs", np.abs, (lambda g, out, x: g * np.sign(x),), Domain("unary", avoid=(0.0,)),
             saves="inputs")
@@ -832,14 +833,15 @@ mse_loss = defop(
 
 
 def _winner_vjp(wins):
-    """The VJP of one operand of maximum (`wins` = np.greater) or minimum (np.less): g where
-    it wins, half of g where the two tie (the gradient of their mean), zero elsewhere."""
+    """The VJP of one operand of maximum (`wins` = np.greater) or minimum (np.less): zero
+    where the other wins, half of g where the two tie (the gradient of their mean), g
+    elsewhere: where it wins, and where either is NaN (the NaN passes on, as in PyTorch)."""
 
     def first(g, out, a, b):
-        return np.where(a == b, 0.5 * g, np.where(wins(a, b), g, 0))
+        return np.where(a == b, 0.5 * g, np.where(wins(b, a), 0, g))
 
     def second(g, out, a, b):
-        return np.where(a == b, 0.5 * g, np.where(wins(b, a), g, 0))
+        return np.where(a == b, 0.5 * g, np.where(wins(a, b), 0, g))
 
     return first, second
 

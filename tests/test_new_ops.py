@@ -522,3 +522,22 @@ def test_float16_softmaxes_over_more_classes_than_float16_counts():
     assert t.grad.dtype == np.float16 and np.all(np.isfinite(t.grad))
     np.testing.assert_allclose(t.grad.astype(np.float64), 1.0 - np.exp(log_p) * 70_000,
                                atol=0.1)
+
+
+def test_a_nan_operand_passes_its_gradient_on_as_pytorch_does():
+    """maximum/minimum at a NaN operand gave both operands 0 and relu at NaN gave 0, so a NaN
+    of the forward pass left clean gradients behind it (while mg.max gives the NaN element
+    its gradient). As PyTorch's formulas: g to both operands of maximum and minimum where
+    either is NaN, and relu's g passes (x <= 0 is false for NaN)."""
+    a = mg.Tensor(np.array([np.nan, 1.0, 3.0, 2.0]), requires_grad=True)
+    b = mg.Tensor(np.array([1.0, np.nan, 2.0, 2.0]), requires_grad=True)
+    g = np.array([2.0, 3.0, 5.0, 7.0])
+    for op, first, second in ((mg.maximum, [2.0, 3.0, 5.0, 3.5], [2.0, 3.0, 0.0, 3.5]),
+                              (mg.minimum, [2.0, 3.0, 0.0, 3.5], [2.0, 3.0, 5.0, 3.5])):
+        a.grad = b.grad = None
+        op(a, b).backward(g)
+        np.testing.assert_array_equal(a.grad, first)
+        np.testing.assert_array_equal(b.grad, second)
+    x = mg.Tensor(np.array([np.nan, -1.0, 0.0, 2.0]), requires_grad=True)
+    mg.relu(x).backward(g)
+    np.testing.assert_array_equal(x.grad, [2.0, 0.0, 0.0, 7.0])
