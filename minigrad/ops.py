@@ -858,7 +858,9 @@ square = defop("square", np.square, (lambda g, out, x: g * (2.0 * x),), Domain("
 def _clip_call(x: Any, low: float | None = None, high: float | None = None) -> tuple[tuple, dict]:
     """`x` clipped to [low, high] (either bound may be None: no bound on that side). The
     gradient passes where low <= x <= high (bounds included, as PyTorch's clamp) and is
-    zero where the bound holds x."""
+    zero where the bound holds x. The bounds are taken as Python floats, so the result keeps
+    x's dtype, as PyTorch's clamp (np.clip of a float32 array with a NumPy float64 bound
+    would give float64)."""
     _data(x, "clip")
     if low is None and high is None:
         raise ValueError("clip: give low, high or both")
