@@ -969,14 +969,27 @@ def _total(e, axis):
                   dtype=np.float32 if e.dtype == _FLOAT16 else None)
 
 
+def _half(y, x):
+    """`y`, computed in float32 from a float16 `x` (`_total`), back in float16."""
+    return y.astype(_FLOAT16) if x.dtype == _FLOAT16 else y
+
+
+def _logits(x):
+    """Logits as floats: integers (and bools) as float64, as a mean takes them (x - max(x)
+    would wrap around for unsigned ones, and exp of int8 is float16)."""
+    return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
 def _softmax(x, axis):
+    x = _logits(x)
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))  # at most 1: no overflow
-    return (e / _total(e, axis)).astype(x.dtype, copy=False)
+    return _half(e / _total(e, axis), x)
 
 
 def _log_softmax(x, axis):
+    x = _logits(x)
     shifted = x - np.max(x, axis=axis, keepdims=True)
-    return (shifted - np.log(_total(np.exp(shifted), axis))).astype(x.dtype, copy=False)
+    return _half(shifted - np.log(_total(np.exp(shifted), axis)), x)
 
 
 softmax = defop(
@@ -987,7 +1000,7 @@ softmax = defop(
                                   "computed from x - max(x) so that no exp overflows."))
 log_softmax = defop(
     "log_softmax", _log_softmax,
-    (lambda g, out, axis: (g - np.exp(out) * _total(g, axis)).astype(g.dtype, copy=False),),
+    (lambda g, out, axis: _half(g - np.exp(out) * _total(g, axis), g),),
     Domain("softmax"), saves="output",
     prepare=_axis_call("log_softmax", "x - log(sum(exp(x))) along `axis` (the last by "
                                       "default), computed from x - max(x): finite for "
@@ -1043,12 +1056,12 @@ def _cross_entropy(z, labels):
     """The mean over examples of -log softmax(z)[label], from z - max(z) (finite for every
     finite z), and the residual its VJP reads: the probabilities softmax(z)."""
     index = _labels(z, labels)
+    z = _logits(z)
     shifted = z - np.max(z, axis=-1, keepdims=True)
     e = np.exp(shifted)
     total = _total(e, -1)
-    picked = (np.take_along_axis(shifted, index, axis=-1) - np.log(total)).astype(z.dtype,
-                                                                                 copy=False)
-    return -_mean(picked), (e / total).astype(z.dtype, copy=False)
+    picked = _half(np.take_along_axis(shifted, index, axis=-1) - np.log(total), z)
+    return -_mean(picked), _half(e / total, z)
 
 
 def _cross_entropy_vjp(g, p, z, labels):

@@ -541,3 +541,23 @@ def test_a_nan_operand_passes_its_gradient_on_as_pytorch_does():
     x = mg.Tensor(np.array([np.nan, -1.0, 0.0, 2.0]), requires_grad=True)
     mg.relu(x).backward(g)
     np.testing.assert_array_equal(x.grad, [2.0, 0.0, 0.0, 7.0])
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int64, np.uint8, np.float32, np.float64])
+def test_softmaxes_of_any_dtype_are_numpys_float_results(dtype):
+    """Integer logits give NumPy's float results (exp promotes them): a cast back to the
+    logits' dtype meant for float16 truncated them to [0 0 0] and a loss of -0.0 (found by
+    this stop's review). Eager and compiled alike; float32 stays float32."""
+    z = np.array([[1, 2, 3], [3, 0, 1]], dtype=dtype)
+    z64 = z.astype(np.float64)
+    log_p = z64 - z64.max(-1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+    want = np.float32 if dtype == np.float32 else np.float64
+    tol = 1e-6 if dtype == np.float32 else 1e-12
+    for f in (lambda z: mg.softmax(z), mg.compile(lambda z: mg.softmax(mg.Tensor(z)))):
+        got = f(z)
+        assert got.dtype == want
+        np.testing.assert_allclose(got.data, np.exp(log_p), rtol=tol)
+    np.testing.assert_allclose(mg.log_softmax(z).data, log_p, rtol=tol)
+    loss = mg.cross_entropy(z, np.array([2, 0]))
+    np.testing.assert_allclose(loss.item(), -log_p[[0, 1], [2, 0]].mean(), rtol=tol)
