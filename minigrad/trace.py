@@ -135,38 +135,38 @@ for _name, _compare in (("__lt__", np.less), ("__le__", np.less_equal),
     setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name), _numpy_comparison(_name, _compare)))
 
 
-def _in_place(symbol: str) -> Callable[..., Any]:
-    """`x += y` and the like: on a tensor, `x = x + y` (Python's fallback, as in eager mode);
-    on an array argument, eager mode would change the caller's array, which a program's
-    replays would not repeat: refused."""
+def _in_place(name: str, symbol: str) -> Callable[..., Any]:
+    """`x += y` and the like. On a tensor, `x = x + y` (Python's fallback, as in eager mode).
+    On an array argument, or a view of one, eager mode would change the caller's array,
+    which a program's later calls would not do: refused. On an array computed inside,
+    `x + y`, with x retired: eager mode changes x itself, which another name for it would
+    see; a program cannot follow that, so a later use of x raises (`Trace.operand`)."""
+    operator = getattr(Tracer, f"__{name}__")
 
     def in_place(self: Tracer, other: Any) -> Any:
         trace = _ACTIVE.get()
-        if trace is not None and trace.is_raw(self):
-            raise TraceError(
-                f"`x {symbol}= ...` on an array argument (shape {traced_shape(self)}) inside a "
-                "traced function (minigrad.compile, minigrad.scan): eager mode would change "
-                f"the caller's array, which the program's later calls would not do; write "
-                f"`x = x {symbol} ...`, or change the array before the call")
-        return NotImplemented
+        if trace is None or not trace.is_raw(self):
+            return NotImplemented
+        trace.refuse_writing(self, f"`x {symbol}= ...`", f"`x = x {symbol} ...`")
+        result = operator(self, other)
+        trace.retire(self, f"`x {symbol}= ...`")
+        return result
 
     return in_place
 
 
 for _name, _symbol in (("add", "+"), ("sub", "-"), ("mul", "*"), ("truediv", "/"),
-                      ("floordiv", "//"), ("mod", "%"), ("pow", "**"), ("matmul", "@"),
-                      ("and", "&"), ("or", "|"), ("xor", "^"), ("lshift", "<<"),
-                      ("rshift", ">>")):
-    setattr(Tracer, f"__i{_name}__", _in_place(_symbol))
+                      ("pow", "**"), ("matmul", "@")):
+    setattr(Tracer, f"__i{_name}__", _in_place(_name, _symbol))
 
 
 def _setitem(self: Tracer, index: Any, value: Any) -> None:
     trace = _ACTIVE.get()
     if trace is not None and trace.is_raw(self):
-        raise TraceError(
-            f"`x[...] = ...` on an array argument (shape {traced_shape(self)}) inside a traced "
-            "function (minigrad.compile, minigrad.scan): eager mode would change the caller's "
-            "array, which the program's later calls would not do; change it before the call")
+        trace.refuse_writing(self, "`x[...] = ...`", "a mask and mg.where")
+        raise TraceError(f"`x[...] = ...` on an array (shape {traced_shape(self)}) computed "
+                         "inside a traced function (minigrad.compile, minigrad.scan) is not "
+                         "recorded: write it with ops (a mask and mg.where, mg.stack)")
     raise TypeError("'Tensor' object does not support item assignment (as in eager mode)")
 
 
@@ -279,6 +279,8 @@ class Trace:
         # `aliased`: those it did read, which a program must find passed there again
         self.aliases: dict[int, tuple[Tensor, Value]] = {}
         self.aliased: list[tuple[Tensor, Value]] = []
+        self.arguments: list[np.ndarray] = []  # the caller's arrays, given as themselves
+        self.retired: dict[int, str] = {}  # id(a tracer changed in place) -> how
 
     def __enter__(self) -> Trace:
         self._tokens = _ACTIVE.set(self), modes._mode.set(current_mode() | TRACING)
@@ -291,6 +293,21 @@ class Trace:
     def is_raw(self, x: Tensor) -> bool:
         value = self.of.get(id(x))
         return value is not None and value.raw
+
+    def refuse_writing(self, x: Tracer, what: str, instead: str) -> None:
+        """TraceError if `x` is an array argument or a view of one: eager mode would write
+        into the caller's array, which the program's later calls would not do."""
+        if any(np.may_share_memory(x._data, a) for a in self.arguments):
+            raise TraceError(
+                f"{what} on an array argument or a view of one (shape {traced_shape(x)}) "
+                "inside a traced function (minigrad.compile, minigrad.scan): eager mode would "
+                "change the caller's array, which the program's later calls would not do; "
+                f"write {instead}, or change the array before the call")
+
+    def retire(self, x: Tracer, what: str) -> None:
+        """`x` was changed in place (eager mode's view of it): a later use raises."""
+        del self.of[id(x)]
+        self.retired[id(x)] = what
 
     def _new(self, array: Any, requires_grad: bool, raw: bool, constant: Any = None) -> Value:
         value = Value(len(self.values), array, requires_grad, raw, constant)
@@ -310,11 +327,19 @@ class Trace:
         `raw`: eager mode sees the array itself, not a tensor."""
         value = self._new(array, requires_grad and self.recording, raw)
         self.inputs.append(value)
+        if raw:
+            self.arguments.append(array)
         return self._tracer(value, array)
 
     def operand(self, x: Any, op: str) -> Value:
         """The value of an operand that is no tracer of this trace: an argument read from
         outside too, a tensor read from outside (an input of every run), or a constant."""
+        if id(x) in self.retired:
+            raise TraceError(
+                f"{op}: reads an array (shape {traced_shape(x)}) that {self.retired[id(x)]} "
+                "changed in place, through another name for it: eager mode would read the "
+                "changed values there, which a program cannot follow; write `y = x + ...` "
+                "and use y")
         if id(x) in self.aliases:
             x, value = self.aliases.pop(id(x))
             self.aliased.append((x, value))
