@@ -379,7 +379,7 @@ def _watched(op: str, i: int, vjp: Callable[..., Any], dtype: np.dtype,
     VJPs get, or the caller's seed), and return its operand's dtype (or the one g promotes it
     to), which the engine would hide by casting each leaf's .grad. (The engine's own VJPs
     may return a higher precision: pow takes a Python number's log in float64 on purpose.)"""
-    own = getattr(vjp, "__module__", "").startswith("minigrad.")
+    own = getattr(getattr(vjp, "__wrapped__", vjp), "__module__", "").startswith("minigrad.")
 
     def watched(g: Any, *rest: Any, **options: Any) -> Any:
         if type(g) is not np.ndarray or g.dtype.kind != "f":  # (a scan node's parts)
