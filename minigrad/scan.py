@@ -507,7 +507,7 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
     results = trace.results(outs, "scan: f")
     key = (carry_tree, len(carry), len(xs), y_tree, has_y, trace.key(results))
     captured = [t for _, t in trace.captured]
-    constants = tuple(v.constant for v in trace.values if v.is_constant)
+    constants = _Owned(v.constant for v in trace.values if v.is_constant)
     body = _BODIES.get(key)
     if body is None:
         body = _Body(Program(trace, results), len(carry), len(xs), y_tree, has_y)
@@ -516,6 +516,13 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
             while len(_BODIES) > 64:
                 _BODIES.popitem(last=False)
     return body, captured, constants
+
+
+class _Owned(tuple):
+    """A trace's constants: its own copies (`Trace.operand`), which nothing else holds, so the
+    loop's node keeps them as they are (`kept_options` copies the arrays of a plain tuple)."""
+
+    __slots__ = ()
 
 
 def _owned(x: Any, trace: Trace) -> Tensor:

@@ -240,6 +240,14 @@ _part = defop("part", lambda packed, index: packed[index],
               (lambda g, out, index: Parts(index, g),), saves="nothing", register=False)
 
 
+def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether `a` holds exactly `b`'s bytes (-0.0 is not 0.0; a NaN equals its own bits):
+    compared as bytes where both are C arrays of one dtype and shape, else not the same."""
+    return (a.shape == b.shape and a.dtype == b.dtype and a.flags.c_contiguous
+            and b.flags.c_contiguous
+            and np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)))
+
+
 def _grad_flows(vjps: Any, inputs: Sequence[Value]) -> bool:
     """Whether an op's output needs a gradient: an operand that needs one has a VJP."""
     made = callable(vjps)  # (made per call, for those operands that need one)
@@ -280,6 +288,9 @@ class Trace:
         self.aliases: dict[int, tuple[Tensor, Value]] = {}
         self.aliased: list[tuple[Tensor, Value]] = []
         self.arguments: list[np.ndarray] = []  # the caller's arrays, given as themselves
+        # id(an array read from outside) -> it, and its last constant (used again while it
+        # holds the same bytes: one copy per array, not per use)
+        self.snapshots: dict[int, tuple[Any, Value]] = {}
         self.retired: dict[int, str] = {}  # id(a tracer changed in place) -> how
 
     def __enter__(self) -> Trace:
@@ -355,12 +366,23 @@ class Trace:
             value = self._new(x._data, x.requires_grad and self.recording, False)
             self.inputs.append(value)
             self.captured.append((value, x))
-        else:  # a constant: not kept by id, since an array may change before its next use
-            array = primitive.constant(x, op)  # (a memmap's plain view: kept as a plain array)
-            if type(array) is np.ndarray:  # what it holds now, as eager mode's op reads it
-                array = array.copy(order="K")
-            return self._new(array, False, type(array) is np.ndarray, array)
+        else:
+            return self._constant(x, op)
         self.of[id(x)] = value
+        return value
+
+    def _constant(self, x: Any, op: str) -> Value:
+        """A constant: an array as it holds now, as eager mode's op reads it (a copy, since it
+        may change before its next use: then the next use is a constant of its own)."""
+        array = primitive.constant(x, op)  # (a memmap's plain view: kept as a plain array)
+        if type(array) is not np.ndarray:
+            return self._new(array, False, False, array)
+        seen = self.snapshots.get(id(x))
+        if seen is not None and _same_bytes(array, seen[1].constant):
+            return seen[1]
+        copy = array.copy(order="K")
+        value = self._new(copy, False, True, copy)
+        self.snapshots[id(x)] = (x, value)  # (x kept: its id names it)
         return value
 
     def call(self, op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tracer:

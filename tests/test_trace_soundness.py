@@ -2069,3 +2069,25 @@ def test_an_in_place_operator_on_an_array_computed_inside_is_eager_modes():
     with pytest.raises(mg.TraceError, match=r"is not recorded: write it with ops"):
         mg.compile(item)(m)
     assert_same_bits(m, np.array([1.0, 2.0, 3.0]))
+
+
+def test_an_array_used_again_is_one_constant_only_while_its_bytes_are_the_same():
+    """An array read by several ops is one constant while it holds the same bytes (one copy
+    per trace, not per use: a scan traces on every call), and a constant of its own once it
+    changed, by its bits: 0.0 set to -0.0 between two divisions gives +inf then -inf, as in
+    eager mode."""
+    w = mg.Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    m = np.zeros(2)
+
+    def f(x):
+        m[...] = 0.0
+        first = w / m
+        m[...] = -0.0
+        return mg.stack([first, w / m, w * m, x * w])
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eager = f(np.ones(2))
+        compiled = mg.compile(f)(np.ones(2))
+    assert_same_bits(compiled.data, eager.data)
+    assert np.array_equal(np.signbit(compiled.data[:2, 0]), [False, True])
+    assert np.array_equal(np.signbit(compiled.data[2]), [True, False])
