@@ -97,25 +97,39 @@ class Cotangent(abc.ABC):
 
 
 def fits(got: tuple[int, ...], shape: tuple[int, ...]) -> bool:
-    """Whether a gradient of shape `got` may stand for one of `shape`: `shape` itself, or a
-    shape that `shape` broadcasts to (a broadcast operand's gradient, summed back to it)."""
+    """Whether a gradient of shape `got` may stand for one of `shape`: `shape` itself, a shape
+    that `shape` broadcasts to (a broadcast operand's gradient, summed back to it), or one
+    with 1 where `shape` has more, on the same axes (a keepdims sum's g: each entry stands
+    for what it summed), or 0-d (a full sum's g): filled in. Not a gradient of fewer axes,
+    which broadcasting would line up by the last axis (g for a row sum of a square input
+    would fill columns), nor one to fill on some axes and sum on others."""
     lead = len(got) - len(shape)
-    return lead >= 0 and all(n == 1 or m == n for m, n in zip(got[lead:], shape))
+    return lead >= 0 and all(n == 1 or m == n for m, n in zip(got[lead:], shape)) or _fills(
+        got, shape)
+
+
+def _fills(got: tuple[int, ...], shape: tuple[int, ...]) -> bool:
+    """Whether a gradient of shape `got` is filled in to `shape`: 0-d, or of its axes with 1
+    on some and shape's size on the others (not mixed with axes to sum: ambiguous)."""
+    return not got or len(got) == len(shape) and all(m == n or m == 1
+                                                     for m, n in zip(got, shape))
 
 
 def unfit(what: str, got: tuple[int, ...], shape: tuple[int, ...]) -> ValueError:
     """The error of a gradient of shape `got`, given by `what`, for a value of `shape`."""
     return ValueError(
         f"{what} of shape {got} for an operand of shape {shape}: a VJP must return a gradient "
-        "of its operand's shape, or of a shape that shape broadcasts to (summed back to it)")
+        "of its operand's shape, of a shape that shape broadcasts to (summed back to it), or "
+        "of its axes with 1 on some (or 0-d: filled in); not of fewer axes")
 
 
 def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Undo broadcasting: sum `g` over the axes that broadcasting added or stretched.
 
-    This is the one place broadcasting is undone; `g` must `fit` `shape`. A gradient that
-    does not (a VJP's mistake: g for a row sum's input, not g[:, None]) is refused rather
-    than broadcast up into wrong numbers: a ValueError, as PyTorch refuses such a gradient.
+    This is the one place broadcasting is undone; `g` must `fit` `shape` (a 0-d one, or one
+    with 1 where shape has more, is filled in first). A gradient that does not (a VJP's
+    mistake: g for a row sum's input, not g[:, None]) is refused rather than broadcast up
+    into wrong numbers: a ValueError.
     """
     if g.shape == shape:
         return g
@@ -129,6 +143,8 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if lead > 0 and g.shape[lead:] == shape:  # broadcasting only added leading axes (a bias)
         return _reduce(g, tuple(range(lead)))
     if lead < 0 or any(n != 1 and m != n for m, n in zip(g.shape[lead:], shape)):
+        if _fills(g.shape, shape):
+            return np.broadcast_to(g, shape)
         raise unfit("a gradient", g.shape, shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1

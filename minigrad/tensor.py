@@ -125,12 +125,12 @@ class Tensor:
         if current_mode() >= TRACING:
             raise refuse_traced(".data", self.shape)
         if self._shared:
-            data = self._data
-            # Copied unless no graph holds it any more (this slot and this name are its
-            # only references, and it views no other array): an optimizer's step after
-            # backward then copies nothing.
-            if data.base is not None or sys.getrefcount(data) > 3:
-                self._data = data.copy(order="K")  # (its layout too: sums add in it)
+            # Copied unless no graph holds it any more (this slot is its only reference, and
+            # it views no other array): an optimizer's step after backward copies nothing.
+            # (Counted as `_share` counts: an attribute read is a reference of its own, where
+            # CPython 3.14 may lend a local to the call without one.)
+            if self._data.base is not None or sys.getrefcount(self._data) > 2:
+                self._data = self._data.copy(order="K")  # (its layout too: sums add in it)
             self._shared = False
         self._exposed = True
         return self._data

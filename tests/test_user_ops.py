@@ -37,6 +37,12 @@ def _broadcasts_to(shape, target):
         return False
 
 
+def _fills(got, shape):
+    """A gradient filled in to the operand's shape: 0-d, or of its axes with 1 on some."""
+    return got == () or len(got) == len(shape) and all(
+        m in (n, 1) for m, n in zip(got, shape, strict=True))
+
+
 def _eager(op, x):
     op(x).sum().backward()
     return x.grad
@@ -64,9 +70,11 @@ def _scanned(op, x):
 @example(shape=(3, 3), got=(3,), data=None)     # a row sum's VJP returning g, not g[:, None]
 @example(shape=(3,), got=(3, 1), data=None)     # an extra axis: broadcast to (3, 3) before
 @example(shape=(3, 4), got=(3,), data=None)     # NumPy's bare broadcast error before
-@example(shape=(2,), got=(), data=None)         # a number for a vector
+@example(shape=(2,), got=(), data=None)         # a full sum's g: filled in
+@example(shape=(2, 3), got=(2, 1), data=None)   # a keepdims sum's g: filled in
+@example(shape=(2, 1), got=(1, 3), data=None)   # to fill on one axis, sum on another: refused
 @example(shape=(1, 3), got=(4, 2, 3), data=None)  # a broadcast operand's: summed back
-def test_a_vjp_result_the_operand_shape_broadcasts_to_is_summed_back_any_other_refused(
+def test_a_vjp_result_summed_back_or_filled_in_any_other_refused(
         run, shape, got, data):
     values = np.arange(1.0, 1.0 + np.prod(got)).reshape(got) if data is None else data.draw(
         hnp.arrays(np.float64, got, elements=st.floats(-4, 4)), label="result")
@@ -74,6 +82,10 @@ def test_a_vjp_result_the_operand_shape_broadcasts_to_is_summed_back_any_other_r
     op = _returning(values)
     if _broadcasts_to(shape, got):
         np.testing.assert_allclose(run(op, x), _summed_to(values, shape), rtol=1e-12, atol=1e-12)
+        return
+    if _fills(got, shape):  # (a full sum's 0-d g, a keepdims sum's g: each entry stands for
+        # what it summed)
+        np.testing.assert_allclose(run(op, x), np.broadcast_to(values, shape), rtol=1e-12)
         return
     # Eager mode names the op and the operand; a compiled program or a scan, the shapes.
     named = "returns_fixed: VJP 0 returned " if run in (_eager, _gradients) else ""
