@@ -32,7 +32,7 @@ import numpy as np
 from numpy.lib import format as npy
 
 from .nn import Module
-from .tensor import plain_array
+from .tensor import Tensor, plain_array
 
 if sys.platform != "win32":
     import fcntl
@@ -66,8 +66,9 @@ def save(module: Module | Any, path: str | bytes | os.PathLike,
     `module` may also be any object whose `state_dict()` is a flat dict of name -> NumPy
     array and which has `load_state_dict` (an optimizer, a learning-rate schedule): its
     state dict is saved, and `load` reads it back the same way. Or a state dict itself, a
-    mapping of name -> array (`save(model.state_dict(), path)`, PyTorch's habit): the same
-    file as `save(model, path)`, which `load(model, path)` reads back.
+    mapping of name -> array or tensor (`save(model.state_dict(), path)`, PyTorch's habit;
+    `dict(model.named_parameters())`): the same file as `save(model, path)`, which
+    `load(model, path)` reads back.
 
     The archive is written to a temporary file beside `path`, synced, then renamed over
     it: `path` always holds either the old file or the new one, whole. A save killed
@@ -170,13 +171,16 @@ def _named_arrays(module: Module | Any, caller: str) -> list[tuple[str, np.ndarr
         for name in module:
             if not isinstance(name, str):
                 raise TypeError(f"save: a state dict's names must be strings, got {name!r}")
-        return list(module.items())
+        # (a tensor's values, as in a dict of a model's named parameters)
+        return [(name, value.data if isinstance(value, Tensor) else value)
+                for name, value in module.items()]
     if not (callable(getattr(module, "state_dict", None))
             and callable(getattr(module, "load_state_dict", None))):
         accepted = ("a Module, or an object with state_dict() and load_state_dict() (an "
                     "optimizer, a learning-rate schedule)")
         if caller == "save":
-            raise TypeError(f"save: expected {accepted}, or a state dict (name -> array), "
+            raise TypeError(f"save: expected {accepted}, or a state dict (name -> array or "
+                            f"tensor), "
                             f"got {type(module).__name__}")
         dict_note = ("; a dict has no names, shapes and dtypes to check the file against: "
                      "pass the model, load(model, path), also for a file saved from "

@@ -294,7 +294,9 @@ def test_a_state_dict_saves_as_its_module_would_and_loads_into_the_module(tmp_pa
     source = Named(arrays)
     mg.save(source.state_dict(), directory / "state.npz")
     mg.save(source, directory / "model.npz")
+    mg.save(dict(source.named_parameters()), directory / "tensors.npz")  # (tensors' values)
     assert (directory / "state.npz").read_bytes() == (directory / "model.npz").read_bytes()
+    assert (directory / "tensors.npz").read_bytes() == (directory / "model.npz").read_bytes()
     target = Named({name: np.zeros_like(a) for name, a in arrays.items()})
     mg.load(target, directory / "state.npz")
     _assert_state(target, _state(source))
@@ -312,7 +314,7 @@ def test_save_and_load_say_what_they_take(tmp_path, thing, got):
         mg.load(thing, path)
     if got != "dict":
         with pytest.raises(TypeError, match=rf"^save: {accepted}, or a state dict \(name -> "
-                                            rf"array\), got {got}$"):
+                                            rf"array or tensor\), got {got}$"):
             mg.save(thing, tmp_path / "other.npz")
     with pytest.raises(TypeError, match=r"^save: a state dict's names must be strings, got 1$"):
         mg.save({1: np.ones(2)}, tmp_path / "other.npz")
