@@ -471,7 +471,8 @@ class _StandardOutput(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        if self.failure is None:
+        # (not a stream closed under it: io's finaliser flushes this one when it goes)
+        if self.failure is None and not getattr(self.stream, "closed", False):
             try:
                 self.stream.flush()
             except OSError as error:
