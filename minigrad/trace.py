@@ -123,11 +123,23 @@ def _numpy_comparison(name: str, compare: np.ufunc) -> Callable[..., Any]:
     return comparison
 
 
+def _numpy_function(name: str, function: Callable[..., Any], operands: int) -> Callable[..., Any]:
+    """NumPy's own `function` as an array argument's method, where the engine's op of that
+    name differs from NumPy's (clip takes its bounds as Python floats, as PyTorch's clamp)."""
+    op = Op(name, function, (None,) * operands, primitive.Domain("untested"), False, False)
+
+    def method(self: Tracer, *args: Any, **kwargs: Any) -> Any:
+        return _ACTIVE.get().call(op, (self, *args), kwargs)  # type: ignore[union-attr]
+
+    return method
+
+
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
               "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__matmul__",
               "__rmatmul__", "__neg__", "__abs__", "__getitem__", "transpose", "reshape",
-              "sum", "mean", "max", "min", "var", "clip", "squeeze"):
+              "sum", "mean", "max", "min", "var", "squeeze"):
     setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name)))
+setattr(Tracer, "clip", _numpy_like(Tensor.clip, _numpy_function("clip", np.clip, 3)))  # noqa: B010
 setattr(Tracer, "T", property(_numpy_like(Tensor.T.fget)))  # type: ignore[attr-defined]  # noqa: B010
 for _name, _compare in (("__lt__", np.less), ("__le__", np.less_equal),
                         ("__gt__", np.greater), ("__ge__", np.greater_equal),
@@ -147,9 +159,16 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
         trace = _ACTIVE.get()
         if trace is None or not trace.is_raw(self):
             return NotImplemented
-        trace.refuse_writing(self, f"`x {symbol}= ...`", f"`x = x {symbol} ...`")
+        what = f"`x {symbol}= ...`"
+        trace.refuse_writing(self, what, f"`x = x {symbol} ...`")
         result = operator(self, other)
-        trace.retire(self, f"`x {symbol}= ...`")
+        if result.dtype != self.dtype or result.shape != self.shape:
+            raise TraceError(
+                f"{what} on an array of {self.dtype} and shape {traced_shape(self)} inside a "
+                f"traced function gives {result.dtype} and shape {traced_shape(result)}: eager "
+                "mode would write it into x (in x's dtype and shape, or fail), which a program "
+                "cannot follow; compute a new array instead")
+        trace.retire(self, what)
         return result
 
     return in_place
@@ -306,14 +325,23 @@ class Trace:
         return value is not None and value.raw
 
     def refuse_writing(self, x: Tracer, what: str, instead: str) -> None:
-        """TraceError if `x` is an array argument or a view of one: eager mode would write
-        into the caller's array, which the program's later calls would not do."""
+        """TraceError if `x` is an array argument or a view of one (eager mode would write
+        into the caller's array, which the program's later calls would not do), or shares
+        its memory with another array computed inside (a view of it, or one it views: eager
+        mode would change both, a program only x)."""
         if any(np.may_share_memory(x._data, a) for a in self.arguments):
             raise TraceError(
                 f"{what} on an array argument or a view of one (shape {traced_shape(x)}) "
                 "inside a traced function (minigrad.compile, minigrad.scan): eager mode would "
                 "change the caller's array, which the program's later calls would not do; "
                 f"write {instead}, or change the array before the call")
+        if any(t is not x and self.is_raw(t) and np.may_share_memory(x._data, t._data)
+               for t in self.tracers):
+            raise TraceError(
+                f"{what} on an array (shape {traced_shape(x)}) that shares memory with another "
+                "array computed inside the traced function (a view of it, or one it views): "
+                "eager mode would change both, which a program cannot follow; write "
+                f"{instead}")
 
     def retire(self, x: Tracer, what: str) -> None:
         """`x` was changed in place (eager mode's view of it): a later use raises."""

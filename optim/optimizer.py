@@ -867,13 +867,15 @@ def _owner(array: np.ndarray) -> Any:
     memmap's mmap). Views of one buffer have one owner; memory shared by other means (the
     same file mapped twice) is not seen. (`as_strided`'s views have a wrapper of their own
     as base, which holds the array they view: followed to it.)"""
+    seen = {id(array)}
     while True:
         base = array.base
         if not isinstance(base, np.ndarray):
             base = getattr(base, "base", None)
-            if not isinstance(base, np.ndarray):
+            if not isinstance(base, np.ndarray) or id(base) in seen:  # (a loop: no end)
                 break
         array = base
+        seen.add(id(array))
     base = array.base
     if base is None:
         return array

@@ -165,3 +165,15 @@ def test_a_function_made_for_float64_only_is_still_checked():
     sin64 = mg.defop("sin64", only_float64, (lambda g, out, a: g * np.cos(a),),
                      register=False)
     assert gradcheck(lambda x: sin64(x).sum(), h0)
+
+
+def test_a_vjp_that_fails_on_float32_operands_is_reported():
+    """The dtype pass ends quietly where f's forward cannot run in float32, but a VJP that
+    fails on float32 operands fails for a float32 model too: raised, as before this stop
+    (its review found the pass swallowing it)."""
+    def vjp(g, out, x):  # the sign from a float64's bit pattern: breaks on float32
+        return g * (1 - 2 * (x.view(np.int64) < 0))
+
+    bits_abs = mg.defop("bits_abs", np.abs, (vjp,), register=False, saves="inputs")
+    with pytest.raises(ValueError, match="larger dtype"):
+        gradcheck(lambda t: bits_abs(t), np.array([0.3, -1.2, 2.0]))

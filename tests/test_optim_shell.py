@@ -1043,3 +1043,27 @@ def test_overlapping_as_strided_views_are_refused_before_any_change(name):
     with pytest.raises(ValueError, match="parameters 0 and 1 share memory"):
         opt.step(lambda: 0.0)
     np.testing.assert_array_equal(buffer, before)
+
+
+def test_an_owner_whose_base_leads_back_to_its_array_ends_the_walk():
+    """An object handing out an array of its memory and keeping that array as its `.base`
+    (array.base is the object, the object's .base the array again): the walk to the owner
+    went round for ever, and step() hung. It ends where it would loop, and overlapping
+    views of that array are refused as any others are."""
+    class Holder:
+        def __init__(self):
+            self.store = np.zeros(8)
+            self.base = np.asarray(self)
+
+        @property
+        def __array_interface__(self):
+            return self.store.__array_interface__
+
+    a = Holder().base
+    assert a.base.base is a
+    params = [Param(a[:4]), Param(a[2:6])]
+    for p in params:
+        p.grad = np.full(4, 0.5)
+    opt = optim.create("sgd", params, lr=0.1)
+    with pytest.raises(ValueError, match="parameters 0 and 1 share memory"):
+        opt.step(lambda: 0.0)

@@ -2051,6 +2051,19 @@ def test_an_in_place_operator_on_an_array_computed_inside_is_eager_modes():
         s[0] = 5.0
         return (s * W).sum()
 
+    def view_of_fresh(m):  # eager mode changes s through v, and v through s
+        s = m * 2.0
+        v = s[0:2]
+        v += 1.0
+        return (s * W).sum()
+
+    def fresh_under_a_view(m):
+        s = m * 2.0
+        v = s.reshape(3)
+        s += 1.0
+        return (v * W).sum()
+
+
     compiled = mg.compile(fresh)
     for m in (np.array([1.0, 2.0, 3.0]), np.array([-1.0, 0.5, 4.0])):
         runs = []
@@ -2068,7 +2081,35 @@ def test_an_in_place_operator_on_an_array_computed_inside_is_eager_modes():
         mg.compile(view)(m)
     with pytest.raises(mg.TraceError, match=r"is not recorded: write it with ops"):
         mg.compile(item)(m)
+    for f in (view_of_fresh, fresh_under_a_view):
+        with pytest.raises(mg.TraceError, match=r"shares memory with another array computed"):
+            mg.compile(f)(m)
     assert_same_bits(m, np.array([1.0, 2.0, 3.0]))
+    m32 = np.array([0.1, 0.2, 0.3], dtype=np.float32)
+    with pytest.raises(mg.TraceError, match=r"gives float64 and shape \(3,\): eager mode"):
+        mg.compile(lambda x, y: _plus_into(x, y, W))(m32, m)
+
+
+def _plus_into(x32, y64, W):
+    s = x32 * 1.0  # (a fresh float32 array)
+    s += y64  # eager mode: the float64 sum written into float32
+    return (s * W).sum()
+
+
+@pytest.mark.parametrize("clip", [lambda x: np.clip(x, 0, 250), lambda x: x.clip(0, 250),
+                                  lambda x: np.clip(x, 0.0, np.float64(0.3))])
+def test_numpys_clip_of_an_array_argument_is_numpys(clip):
+    """np.clip(x, ...) / x.clip(...) of an array argument is NumPy's clip in eager mode;
+    compiled it was the engine's clip (bounds taken as Python floats, x's dtype kept, as
+    PyTorch's clamp): 0.6000000238418579 for 0.6 with a float32 x, 273.0 for 17.0 with a
+    uint8 x plus np.uint8(10) (found by this stop's review)."""
+    W = mg.Tensor(np.array([2.0]), requires_grad=True)
+
+    def f(x):
+        return ((clip(x) + x.dtype.type(10)) * W).sum()
+
+    for x in (np.array([250, 3], np.uint8), np.array([0.3, 3.0], np.float32)):
+        assert_same_bits(mg.compile(f)(x).data, f(x).data)
 
 
 def test_an_array_used_again_is_one_constant_only_while_its_bytes_are_the_same():
@@ -2089,5 +2130,11 @@ def test_an_array_used_again_is_one_constant_only_while_its_bytes_are_the_same()
         eager = f(np.ones(2))
         compiled = mg.compile(f)(np.ones(2))
     assert_same_bits(compiled.data, eager.data)
+    M = np.arange(4.0).reshape(2, 2)  # read by three ops, unchanged: one constant, one copy
+    once = mg.compile(lambda x: (x @ M).sum() + (M * x).sum() + (x @ M).sum())
+    once(mg.Tensor(np.ones((1, 2)), requires_grad=True))
+    program = next(iter(once._cache.values())).program
+    assert sum(isinstance(v.constant, np.ndarray) and v.shape == (2, 2)
+               for v in program.constants) == 1
     assert np.array_equal(np.signbit(compiled.data[:2, 0]), [False, True])
     assert np.array_equal(np.signbit(compiled.data[2]), [True, False])

@@ -210,7 +210,7 @@ def _refuse_float32_numbers(label: str, gradient: np.ndarray, numerical: np.ndar
     digits, so a right one has such elements by chance only (2^-29 each). Elements whose
     value is 0 up to atol (by the central differences) are not looked at: a gradient that
     cancels to 0 leaves rounding residue of a few bits, a float32 number too."""
-    sized = np.abs(np.broadcast_to(numerical, gradient.shape)) > atol
+    sized = np.abs(np.broadcast_to(numerical, gradient.shape)) > atol  # (as its values are)
     shown = gradient[np.isfinite(gradient) & (gradient != 0) & sized]
     if shown.size and np.array_equal(shown.astype(np.float32), shown):
         raise GradcheckError(
@@ -310,9 +310,9 @@ def _float32_backward(f: Callable[..., Any], arrays: list[Any], positions: tuple
     """f and a backward pass once more, on float32 copies of the checked arguments and
     parameters, for the VJPs' dtypes only (`_watch_vjps`): in float64 a VJP that computes
     in float64 whatever its operands' dtype is right, and the engine casts a leaf's .grad
-    to its dtype, so a float32 model's float64 gradients would go unseen. Where f cannot
-    run in float32 (a scan's float32 carry meeting float64 data, an op made for float64
-    only), there is nothing to check, and the pass ends."""
+    to its dtype, so a float32 model's float64 gradients would go unseen. Where f's forward
+    cannot run in float32 (a scan's float32 carry meeting float64 data, an op made for
+    float64 only), there is nothing to check, and the pass ends."""
     arrays = [a.astype(np.float32) if i in positions else a for i, a in enumerate(arrays)]
     leaves = {i: Tensor(arrays[i], requires_grad=True) for i in positions}
     wrt = [leaves[i] for i in positions] + parameters
@@ -320,16 +320,15 @@ def _float32_backward(f: Callable[..., Any], arrays: list[Any], positions: tuple
     start = next(tape._tape_position)
     with _holding(parameters, np.float32), enable_grad(), np.errstate(all="ignore"):
         try:
-            outputs = _as_outputs(f(*(leaves.get(i, a) for i, a in enumerate(arrays))))[0]
-            outputs = [out for out in outputs if isinstance(out, Tensor) and out.requires_grad]
-            _watch_vjps(_nodes_above(outputs, start), "in a backward pass on float32 copies "
-                        "of the arguments and parameters checked, ")
-            for out in outputs:
-                gradients(out, wrt, grad=np.ones(out.shape), retain_graph=True)
-        except GradcheckError:
-            raise
+            result = f(*(leaves.get(i, a) for i, a in enumerate(arrays)))
         except Exception:  # noqa: BLE001 (f made for float64 only: nothing to check here)
             return
+        outputs = [out for out in _as_outputs(result)[0]
+                   if isinstance(out, Tensor) and out.requires_grad]
+        _watch_vjps(_nodes_above(outputs, start), "in a backward pass on float32 copies of "
+                    "the arguments and parameters checked, ")
+        for out in outputs:  # (a VJP failing on float32 fails for a float32 model: raised)
+            gradients(out, wrt, grad=np.ones(out.shape), retain_graph=True)
 
 
 def _nodes_above(outputs: list[Tensor], start: int) -> list[Node]:
