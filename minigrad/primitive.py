@@ -598,8 +598,9 @@ def constant(x: Any, op_name: str) -> Any:
         f"{op_name}: expected a Tensor, a NumPy array or a real number, got {type(x).__name__}")
 
 
-# The real numbers NumPy computes on (bool is an int; np.bool_ is not a numbers.Real).
-_NUMBERS = (int, float, np.integer, np.floating)
+# The real numbers NumPy computes on (bool is an int; np.bool_, not a numbers.Real, is what
+# NumPy makes of x[0] of a bool array, and computes on as it does on True).
+_NUMBERS = (int, float, np.integer, np.floating, np.bool_)
 
 
 #: The errors of an op's forward that are the operands' fault, re-raised naming the op and the

@@ -2138,3 +2138,23 @@ def test_an_array_used_again_is_one_constant_only_while_its_bytes_are_the_same()
                for v in program.constants) == 1
     assert np.array_equal(np.signbit(compiled.data[:2, 0]), [False, True])
     assert np.array_equal(np.signbit(compiled.data[2]), [True, False])
+
+
+def test_a_numpy_bool_scalar_operand_computes_as_true_does_eager_and_compiled():
+    """`x[0] * W` of a bool array argument: compiled it computed (a 0-d bool array), eager
+    mode refused NumPy's bool scalar ("expected ... a real number, got bool") while it takes
+    Python's True: loud one way, a value the other. NumPy computes on both; so do both modes."""
+    W = mg.Tensor(np.array([1.5, -2.0]), requires_grad=True)
+
+    def f(x):
+        return (x[0] * W + W * x[1] + np.True_ * W).sum()
+
+    x = np.array([True, False])
+    runs = []
+    for g in (f, mg.compile(f)):
+        W.grad = None
+        y = g(x)
+        y.backward()
+        runs.append((y.data, W.grad))
+    assert_same_bits(runs[1][0], runs[0][0])
+    assert_same_bits(runs[1][1], runs[0][1])
