@@ -123,15 +123,31 @@ def _numpy_comparison(name: str, compare: np.ufunc) -> Callable[..., Any]:
     return comparison
 
 
-def _numpy_function(name: str, function: Callable[..., Any], operands: int) -> Callable[..., Any]:
-    """NumPy's own `function` as an array argument's method, where the engine's op of that
-    name differs from NumPy's (clip takes its bounds as Python floats, as PyTorch's clamp)."""
-    op = Op(name, function, (None,) * operands, primitive.Domain("untested"), False, False)
+def _numpy_op(name: str, function: Callable[..., Any], operands: int) -> Op:
+    return Op(name, function, (None,) * operands, primitive.Domain("untested"), False, False)
 
-    def method(self: Tracer, *args: Any, **kwargs: Any) -> Any:
-        return _ACTIVE.get().call(op, (self, *args), kwargs)  # type: ignore[union-attr]
 
-    return method
+_CLIPS = {"clip": _numpy_op("clip", np.clip, 3), "minimum": _numpy_op("minimum", np.minimum, 2),
+          "maximum": _numpy_op("maximum", np.maximum, 2)}
+
+
+def _numpy_clip(self: Tracer, min: Any = None, max: Any = None, out: Any = None,
+                **kwargs: Any) -> Any:
+    """NumPy's `clip` of an array argument, where the engine's takes its bounds as Python
+    floats (as PyTorch's clamp): as ndarray.clip computes it, np.minimum where there is no
+    lower bound, np.maximum where there is no upper one."""
+    if out is not None:  # (eager mode writes into it, which a program's calls would not)
+        raise TraceError("clip(..., out=...) of an array inside a traced function (minigrad."
+                         "compile, minigrad.scan): the program would not write into out on its "
+                         "later calls; use the result")
+    if min is None and max is None:
+        raise ValueError("One of max or min must be given")  # (NumPy's own error)
+    trace = _ACTIVE.get()
+    if min is None:
+        return trace.call(_CLIPS["minimum"], (self, max), kwargs)  # type: ignore[union-attr]
+    if max is None:
+        return trace.call(_CLIPS["maximum"], (self, min), kwargs)  # type: ignore[union-attr]
+    return trace.call(_CLIPS["clip"], (self, min, max), kwargs)  # type: ignore[union-attr]
 
 
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
@@ -139,7 +155,7 @@ for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__
               "__rmatmul__", "__neg__", "__abs__", "__getitem__", "transpose", "reshape",
               "sum", "mean", "max", "min", "var", "squeeze"):
     setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name)))
-setattr(Tracer, "clip", _numpy_like(Tensor.clip, _numpy_function("clip", np.clip, 3)))  # noqa: B010
+setattr(Tracer, "clip", _numpy_like(Tensor.clip, _numpy_clip))  # noqa: B010
 setattr(Tracer, "T", property(_numpy_like(Tensor.T.fget)))  # type: ignore[attr-defined]  # noqa: B010
 for _name, _compare in (("__lt__", np.less), ("__le__", np.less_equal),
                         ("__gt__", np.greater), ("__ge__", np.greater_equal),
@@ -148,16 +164,17 @@ for _name, _compare in (("__lt__", np.less), ("__le__", np.less_equal),
 
 
 def _in_place(name: str, symbol: str) -> Callable[..., Any]:
-    """`x += y` and the like. On a tensor, `x = x + y` (Python's fallback, as in eager mode).
-    On an array argument, or a view of one, eager mode would change the caller's array,
-    which a program's later calls would not do: refused. On an array computed inside,
-    `x + y`, with x retired: eager mode changes x itself, which another name for it would
-    see; a program cannot follow that, so a later use of x raises (`Trace.operand`)."""
+    """`x += y` and the like. On a tensor, or on what is a NumPy scalar in eager mode (a
+    reduction's result), `x = x + y` (Python's fallback, as in eager mode). On an array
+    argument, or a view of one, eager mode would change the caller's array, which a
+    program's later calls would not do: refused. On an array computed inside, `x + y`, with
+    x and every array sharing its memory retired: eager mode changes them all, which a
+    program cannot follow, so a later read of any of them raises (`Trace.operand`)."""
     operator = getattr(Tracer, f"__{name}__")
 
     def in_place(self: Tracer, other: Any) -> Any:
         trace = _ACTIVE.get()
-        if trace is None or not trace.is_raw(self):
+        if trace is None or not trace.is_raw(self) or id(self) in trace.scalars:
             return NotImplemented
         what = f"`x {symbol}= ...`"
         trace.refuse_writing(self, what, f"`x = x {symbol} ...`")
@@ -259,6 +276,13 @@ _part = defop("part", lambda packed, index: packed[index],
               (lambda g, out, index: Parts(index, g),), saves="nothing", register=False)
 
 
+def _root(array: np.ndarray) -> np.ndarray:
+    """The array at the end of `array`'s chain of bases (itself if it owns its data)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
 def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether `a` holds exactly `b`'s bytes (-0.0 is not 0.0; a NaN equals its own bits):
     compared as bytes where both are C arrays of one dtype and shape, else not the same."""
@@ -311,6 +335,8 @@ class Trace:
         # holds the same bytes: one copy per array, not per use)
         self.snapshots: dict[int, tuple[Any, Value]] = {}
         self.retired: dict[int, str] = {}  # id(a tracer changed in place) -> how
+        self.raw: dict[int, list[Tracer]] = {}  # id(an array) -> the raw tracers viewing it
+        self.scalars: set[int] = set()  # ids of raw tracers eager mode sees as NumPy scalars
 
     def __enter__(self) -> Trace:
         self._tokens = _ACTIVE.set(self), modes._mode.set(current_mode() | TRACING)
@@ -325,28 +351,22 @@ class Trace:
         return value is not None and value.raw
 
     def refuse_writing(self, x: Tracer, what: str, instead: str) -> None:
-        """TraceError if `x` is an array argument or a view of one (eager mode would write
-        into the caller's array, which the program's later calls would not do), or shares
-        its memory with another array computed inside (a view of it, or one it views: eager
-        mode would change both, a program only x)."""
+        """TraceError if `x` is an array argument or a view of one: eager mode would write
+        into the caller's array, which the program's later calls would not do."""
         if any(np.may_share_memory(x._data, a) for a in self.arguments):
             raise TraceError(
                 f"{what} on an array argument or a view of one (shape {traced_shape(x)}) "
                 "inside a traced function (minigrad.compile, minigrad.scan): eager mode would "
                 "change the caller's array, which the program's later calls would not do; "
                 f"write {instead}, or change the array before the call")
-        if any(t is not x and self.is_raw(t) and np.may_share_memory(x._data, t._data)
-               for t in self.tracers):
-            raise TraceError(
-                f"{what} on an array (shape {traced_shape(x)}) that shares memory with another "
-                "array computed inside the traced function (a view of it, or one it views): "
-                "eager mode would change both, which a program cannot follow; write "
-                f"{instead}")
 
     def retire(self, x: Tracer, what: str) -> None:
-        """`x` was changed in place (eager mode's view of it): a later use raises."""
-        del self.of[id(x)]
-        self.retired[id(x)] = what
+        """`x` was changed in place, and with it (in eager mode) every array of this trace
+        sharing its memory (views of it, the array it views): a later read of any raises."""
+        for t in self.raw.get(id(_root(x._data)), ()):
+            if id(t) in self.of and np.may_share_memory(x._data, t._data):
+                del self.of[id(t)]
+                self.retired[id(t)] = what
 
     def _new(self, array: Any, requires_grad: bool, raw: bool, constant: Any = None) -> Value:
         value = Value(len(self.values), array, requires_grad, raw, constant)
@@ -359,6 +379,8 @@ class Trace:
         t._shared = t._exposed = False
         self.of[id(t)] = value
         self.tracers.append(t)
+        if value.raw:  # (grouped by the array they view: `retire` looks among its group)
+            self.raw.setdefault(id(_root(array)), []).append(t)
         return t
 
     def input(self, array: np.ndarray, requires_grad: bool, raw: bool = False) -> Tracer:
@@ -437,6 +459,11 @@ class Trace:
         if numpy:  # NumPy on arrays, as in eager mode: no copies, the array a view is
             value = self._new(out, False, True)
             step = Step(op, inputs, options, value, None, (), scalar, None, True, (), False)
+            if scalar:
+                self.steps.append(step)
+                tracer = self._tracer(value, out)
+                self.scalars.add(id(tracer))
+                return tracer
         else:
             vjps: Any = op.vjps
             site = None

@@ -867,15 +867,18 @@ def _owner(array: np.ndarray) -> Any:
     memmap's mmap). Views of one buffer have one owner; memory shared by other means (the
     same file mapped twice) is not seen. (`as_strided`'s views have a wrapper of their own
     as base, which holds the array they view: followed to it.)"""
-    seen = {id(array)}
+    chain = [array]  # (kept: the ids compared stay theirs)
     while True:
         base = array.base
         if not isinstance(base, np.ndarray):
             base = getattr(base, "base", None)
-            if not isinstance(base, np.ndarray) or id(base) in seen:  # (a loop: no end)
+            if not isinstance(base, np.ndarray):
                 break
+        ring = [i for i, a in enumerate(chain) if a is base]
+        if ring or len(chain) > 1000:  # bases that lead round: one member stands for all
+            return min(chain[ring[0] if ring else 0:], key=id)
         array = base
-        seen.add(id(array))
+        chain.append(array)
     base = array.base
     if base is None:
         return array

@@ -1067,3 +1067,28 @@ def test_an_owner_whose_base_leads_back_to_its_array_ends_the_walk():
     opt = optim.create("sgd", params, lr=0.1)
     with pytest.raises(ValueError, match="parameters 0 and 1 share memory"):
         opt.step(lambda: 0.0)
+
+
+def test_views_whose_bases_lead_round_a_ring_have_one_owner():
+    """Two holders, each keeping as its `.base` the other's array (a ring of bases): the walk
+    stopped where it would go round, at a different array for each view, so overlapping
+    views looked owned apart and one update was lost. One member stands for the ring."""
+    class Holder:
+        def __init__(self, store):
+            self.store = store
+            self.base = None
+
+        @property
+        def __array_interface__(self):
+            return self.store.__array_interface__
+
+    store = np.zeros(8)
+    h1, h2 = Holder(store), Holder(store)
+    a, b = np.asarray(h1), np.asarray(h2)
+    h1.base, h2.base = b, a
+    params = [Param(a[:4]), Param(b[2:6])]
+    for p in params:
+        p.grad = np.full(4, 0.5)
+    opt = optim.create("sgd", params, lr=0.1)
+    with pytest.raises(ValueError, match="parameters 0 and 1 share memory"):
+        opt.step(lambda: 0.0)

@@ -384,7 +384,17 @@ def _watched(op: str, i: int, vjp: Callable[..., Any], dtype: np.dtype,
         if type(g) is not np.ndarray or g.dtype.kind != "f":  # (a scan node's parts)
             return vjp(g, *rest, **options)
         given = g.copy()
-        result = vjp(given, *rest, **options)
+        try:
+            result = vjp(given, *rest, **options)
+        except GradcheckError:
+            raise
+        except Exception as error:
+            if not where:  # (the check's own pass: the error is the user's to read as is)
+                raise
+            raise GradcheckError(
+                f"gradcheck: {where}the VJP of '{op}' for operand {i} raised "
+                f"{type(error).__name__}: {error} (a float32 model's backward would too)"
+            ) from error
         if not np.array_equal(given, g, equal_nan=True):
             raise GradcheckError(
                 f"gradcheck: {where}the VJP of '{op}' for operand {i} wrote into its upstream "
