@@ -468,7 +468,8 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
         out = f(_unflatten(carry_in, carry_tree), None if xs_tree == -1 else
                 _unflatten(x_in, xs_tree))
         if not isinstance(out, tuple) or len(out) != 2:
-            raise TypeError(f"scan: f must return (carry, y), got {type(out).__name__}")
+            got = f"a tuple of {len(out)}" if isinstance(out, tuple) else type(out).__name__
+            raise TypeError(f"scan: f must return (carry, y), got {got}")
         new_carry, y = out
         leaves, tree = _flatten(new_carry, "the carry f returns")
         if tree != carry_tree or len(leaves) != len(carry):
@@ -697,7 +698,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
         x_leaves, xs_tree = _flatten(xs, "xs")
         x_leaves = [_leaf(x, "xs") for x in _flat(x_leaves, "xs")]
         lengths = {_data(x).shape[:1] for x in x_leaves}
-        if any(_data(x).ndim == 0 for x in x_leaves) or len(lengths) != 1:
+        if any(_data(x).ndim == 0 for x in x_leaves):
+            raise ValueError("scan: every xs needs a leading axis to slice the steps from, got "
+                             f"shapes {[_data(x).shape for x in x_leaves]} (a 0-d one has none)")
+        if len(lengths) != 1:
             raise ValueError("scan: every xs must have the same leading axis length, got "
                              f"shapes {[_data(x).shape for x in x_leaves]}")
         found = lengths.pop()[0]

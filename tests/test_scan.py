@@ -1121,6 +1121,16 @@ def test_xs_of_different_lengths_are_refused():
                                                                    np.ones((4, 2))))
 
 
+def test_a_0d_xs_and_a_tuple_of_three_from_f_are_named_for_what_they_are():
+    """A 0-d xs has no axis to slice steps from (it was "must have the same leading axis
+    length, got shapes [()]"); f returning three values is named with its count."""
+    with pytest.raises(ValueError, match=r"needs a leading axis to slice the steps from, got "
+                                         r"shapes \[\(\)\] \(a 0-d one has none\)"):
+        mg.scan(lambda c, x: (c, None), 0.0, np.float64(2.0))
+    with pytest.raises(TypeError, match=r"must return \(carry, y\), got a tuple of 3"):
+        mg.scan(lambda c, x: (c, c, c), 0.0, np.ones(2))
+
+
 def test_a_length_that_disagrees_with_xs_is_refused():
     with pytest.raises(ValueError, match="length 5.*3"):
         mg.scan(lambda c, x: (c + x, None), np.ones(2), np.ones((3, 2)), length=5)
