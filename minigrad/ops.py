@@ -1156,6 +1156,8 @@ def min(x: Any, axis: Any = None, keepdims: bool = False) -> _Tensor:
     unsigned integers have no negatives) or is refused (bool)."""
     values = _data(x, "min")
     if (values.dtype if type(values) is _ndarray else np.result_type(values)).kind == "f":
+        if 0 in np.shape(values):  # (max would name itself in the error)
+            _reduction_axis("min", x, axis)
         return neg(max(neg(x), axis, keepdims))
     return _exact_min(x, axis, keepdims)
 

@@ -372,19 +372,20 @@ empty_shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=3).
     lambda shape: 0 in shape)
 
 
+@pytest.mark.parametrize("name", ["max", "min"])
 @given(shape=empty_shapes, data=st.data())
-def test_max_of_an_empty_tensor_is_numpys_unless_a_reduced_axis_is_empty(shape, data):
+def test_max_of_an_empty_tensor_is_numpys_unless_a_reduced_axis_is_empty(name, shape, data):
     """NumPy's max of shape (0, 3) over axis 1 is of shape (0,): only a maximum of no
-    elements (an empty reduced axis) has no value."""
+    elements (an empty reduced axis) has no value. min names itself (it said max)."""
     axis = data.draw(st.none() | st.integers(0, len(shape) - 1), label="axis")
     keepdims = data.draw(st.booleans(), label="keepdims")
     x = Tensor(np.zeros(shape), requires_grad=True)
     if 0 in (shape if axis is None else (shape[axis],)):
-        with pytest.raises(ValueError, match=r"^max: cannot reduce over an axis of length 0 "
+        with pytest.raises(ValueError, match=rf"^{name}: cannot reduce over an axis of length 0 "
                                              rf"\(shape {re.escape(str(shape))}, axis {axis}\)"):
-            x.max(axis=axis, keepdims=keepdims)
+            getattr(x, name)(axis=axis, keepdims=keepdims)
         return
-    out = x.max(axis=axis, keepdims=keepdims)
+    out = getattr(x, name)(axis=axis, keepdims=keepdims)
     assert out.shape == np.max(x.data, axis=axis, keepdims=keepdims).shape
     out.sum().backward()
     assert x.grad.shape == shape
