@@ -127,27 +127,25 @@ def _numpy_op(name: str, function: Callable[..., Any], operands: int) -> Op:
     return Op(name, function, (None,) * operands, primitive.Domain("untested"), False, False)
 
 
-_CLIPS = {"clip": _numpy_op("clip", np.clip, 3), "minimum": _numpy_op("minimum", np.minimum, 2),
-          "maximum": _numpy_op("maximum", np.maximum, 2)}
+# NumPy's clip with each pattern of bounds given (a None bound is no operand: NumPy's own
+# rules decide, a copy for neither, an integer bound beyond x's dtype dropped)
+_CLIPS = {(True, True): _numpy_op("clip", np.clip, 3),
+          (True, False): _numpy_op("clip", lambda x, low: np.clip(x, low, None), 2),
+          (False, True): _numpy_op("clip", lambda x, high: np.clip(x, None, high), 2),
+          (False, False): _numpy_op("clip", lambda x: np.clip(x, None, None), 1)}
 
 
 def _numpy_clip(self: Tracer, min: Any = None, max: Any = None, out: Any = None,
                 **kwargs: Any) -> Any:
     """NumPy's `clip` of an array argument, where the engine's takes its bounds as Python
-    floats (as PyTorch's clamp): as ndarray.clip computes it, np.minimum where there is no
-    lower bound, np.maximum where there is no upper one."""
+    floats (as PyTorch's clamp)."""
     if out is not None:  # (eager mode writes into it, which a program's calls would not)
         raise TraceError("clip(..., out=...) of an array inside a traced function (minigrad."
                          "compile, minigrad.scan): the program would not write into out on its "
                          "later calls; use the result")
-    if min is None and max is None:
-        raise ValueError("One of max or min must be given")  # (NumPy's own error)
-    trace = _ACTIVE.get()
-    if min is None:
-        return trace.call(_CLIPS["minimum"], (self, max), kwargs)  # type: ignore[union-attr]
-    if max is None:
-        return trace.call(_CLIPS["maximum"], (self, min), kwargs)  # type: ignore[union-attr]
-    return trace.call(_CLIPS["clip"], (self, min, max), kwargs)  # type: ignore[union-attr]
+    bounds = tuple(bound for bound in (min, max) if bound is not None)
+    op = _CLIPS[min is not None, max is not None]
+    return _ACTIVE.get().call(op, (self, *bounds), kwargs)  # type: ignore[union-attr]
 
 
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
@@ -177,6 +175,11 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
         if trace is None or not trace.is_raw(self) or id(self) in trace.scalars:
             return NotImplemented
         what = f"`x {symbol}= ...`"
+        if isinstance(other, Tensor) and not trace.is_raw(other):
+            raise TypeError(
+                f"{what} of an array (shape {traced_shape(self)}) by a tensor: NumPy's in-place "
+                "operator would compute outside the graph, which eager mode refuses too; "
+                f"write `x = x {symbol} t`")
         trace.refuse_writing(self, what, f"`x = x {symbol} ...`")
         result = operator(self, other)
         if result.dtype != self.dtype or result.shape != self.shape:
@@ -336,9 +339,11 @@ class Trace:
         self.snapshots: dict[int, tuple[Any, Value]] = {}
         self.retired: dict[int, str] = {}  # id(a tracer changed in place) -> how
         self.raw: dict[int, list[Tracer]] = {}  # id(an array) -> the raw tracers viewing it
+        self.enclosing: Trace | None = None  # the trace this one runs in (set on entering)
         self.scalars: set[int] = set()  # ids of raw tracers eager mode sees as NumPy scalars
 
     def __enter__(self) -> Trace:
+        self.enclosing = _ACTIVE.get()  # (a scan's body inside a compiled function's trace)
         self._tokens = _ACTIVE.set(self), modes._mode.set(current_mode() | TRACING)
         return self
 
@@ -347,8 +352,12 @@ class Trace:
         _ACTIVE.reset(self._tokens[0])
 
     def is_raw(self, x: Tensor) -> bool:
+        """Whether eager mode sees a NumPy array for `x` (here, or, for a value of the trace
+        this one runs in, there)."""
         value = self.of.get(id(x))
-        return value is not None and value.raw
+        if value is not None:
+            return value.raw
+        return self.enclosing is not None and self.enclosing.is_raw(x)
 
     def refuse_writing(self, x: Tracer, what: str, instead: str) -> None:
         """TraceError if `x` is an array argument or a view of one: eager mode would write
@@ -363,8 +372,9 @@ class Trace:
     def retire(self, x: Tracer, what: str) -> None:
         """`x` was changed in place, and with it (in eager mode) every array of this trace
         sharing its memory (views of it, the array it views): a later read of any raises."""
-        for t in self.raw.get(id(_root(x._data)), ()):
-            if id(t) in self.of and np.may_share_memory(x._data, t._data):
+        for t in self.raw.get(id(_root(x._data)), ()):  # (not NumPy scalars: immutable)
+            if id(t) in self.of and id(t) not in self.scalars \
+                    and np.may_share_memory(x._data, t._data):
                 del self.of[id(t)]
                 self.retired[id(t)] = what
 
@@ -412,10 +422,14 @@ class Trace:
             if x._data is None:
                 raise TraceError(f"{op}: a Tracer used after its trace ended (it escaped "
                                  "the traced function, stored somewhere outside it)")
-            # A parameter (or a value of an enclosing trace): an input of every run.
-            value = self._new(x._data, x.requires_grad and self.recording, False)
+            # A parameter (or a value of an enclosing trace): an input of every run. An
+            # array there (NumPy's, in eager mode) is an array here too, and the caller's.
+            raw = self.enclosing is not None and self.enclosing.is_raw(x)
+            value = self._new(x._data, x.requires_grad and self.recording and not raw, raw)
             self.inputs.append(value)
             self.captured.append((value, x))
+            if raw:
+                self.arguments.append(x._data)
         else:
             return self._constant(x, op)
         self.of[id(x)] = value
@@ -459,7 +473,9 @@ class Trace:
         if numpy:  # NumPy on arrays, as in eager mode: no copies, the array a view is
             value = self._new(out, False, True)
             step = Step(op, inputs, options, value, None, (), scalar, None, True, (), False)
-            if scalar:
+            if scalar or any(id(x) in self.scalars for x in operands) and type(op.forward(
+                    *[a[()] if id(x) in self.scalars else a for x, a in zip(operands, arrays)],
+                    **options)) is not np.ndarray:  # (eager mode's, on NumPy scalars: s.T)
                 self.steps.append(step)
                 tracer = self._tracer(value, out)
                 self.scalars.add(id(tracer))

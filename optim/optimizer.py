@@ -861,6 +861,11 @@ def _positions(groups: list[ParamGroup]) -> list[tuple[ParamGroup, list[tuple[in
     return out
 
 
+# The owner of arrays whose bases lead round (or on for ever): they are compared with each
+# other, by `np.shares_memory` as any views of one owner are.
+_UNKNOWN_OWNER = object()
+
+
 def _owner(array: np.ndarray) -> Any:
     """What holds the memory `array` views: the array at the end of its chain of bases (one
     that owns its data, a memmap), or the object under it (the buffer of np.frombuffer, a
@@ -874,9 +879,8 @@ def _owner(array: np.ndarray) -> Any:
             base = getattr(base, "base", None)
             if not isinstance(base, np.ndarray):
                 break
-        ring = [i for i, a in enumerate(chain) if a is base]
-        if ring or len(chain) > 1000:  # bases that lead round: one member stands for all
-            return min(chain[ring[0] if ring else 0:], key=id)
+        if any(a is base for a in chain) or len(chain) > 10_000:  # bases that lead round,
+            return _UNKNOWN_OWNER  # or on and on: compared with all such arrays
         array = base
         chain.append(array)
     base = array.base

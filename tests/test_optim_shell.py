@@ -1092,3 +1092,25 @@ def test_views_whose_bases_lead_round_a_ring_have_one_owner():
     opt = optim.create("sgd", params, lr=0.1)
     with pytest.raises(ValueError, match="parameters 0 and 1 share memory"):
         opt.step(lambda: 0.0)
+
+
+def test_views_behind_a_long_chain_of_bases_are_compared():
+    """Views of one buffer behind over a thousand as_strided wrappers each: the walk to the
+    owner stopped at a thousand, at a different array for each, so their overlap was not
+    refused. Such arrays share an owner of their own, compared by shares_memory."""
+    from numpy.lib.stride_tricks import as_strided
+
+    buffer = np.zeros(8)
+
+    def wrapped(n):
+        v = buffer
+        for _ in range(n):
+            v = as_strided(v, shape=(8,), strides=(8,))
+        return v
+
+    params = [Param(wrapped(1200)[:4]), Param(wrapped(1100)[2:6])]
+    for p in params:
+        p.grad = np.full(4, 0.5)
+    opt = optim.create("sgd", params, lr=0.1)
+    with pytest.raises(ValueError, match="parameters 0 and 1 share memory"):
+        opt.step(lambda: 0.0)

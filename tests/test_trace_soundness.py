@@ -2211,3 +2211,73 @@ def test_numpys_clip_into_out_is_refused():
     W = mg.Tensor(np.ones(3), requires_grad=True)
     with pytest.raises(mg.TraceError, match=r"clip\(\.\.\., out=\.\.\.\)"):
         mg.compile(lambda x: (np.clip(x, 0.0, 1.0, out=buf) * W).sum())(np.ones(3))
+
+
+def test_a_scan_body_reading_an_array_of_the_compiled_fn_sees_numpys_array():
+    """A scan inside a compiled fn whose body reads an array the fn computed (or its array
+    argument): eager mode's body sees the NumPy array itself; the program's body took it as
+    a tensor, so NumPy's rules were lost without an error (x > 0 a float64 mask: float32 ys
+    turned float64, 7e-9 apart). An array there, and the caller's: writing into it raises."""
+    W32 = mg.Tensor(np.array([1.0, 2.0, 3.0], np.float32), requires_grad=True)
+    W = mg.Tensor(np.ones(2), requires_grad=True)
+
+    def masked(x):
+        def body(c, xs):
+            return c, W32 * (x > 0) * np.float32(0.1) * xs
+        return mg.scan(body, mg.Tensor(np.zeros(1)), np.ones((2, 1), np.float32))[1]
+
+    def written(x):
+        y = x * 1.0
+
+        def body(c, xs):
+            z = y[0:2]
+            z += 1.0
+            return c + W * z * xs, None
+        return mg.scan(body, mg.Tensor(np.zeros(2)), np.ones((3, 1)))[0]
+
+    x = np.array([0.5, -1.0, 2.0])
+    assert_same_bits(mg.compile(masked)(x).data, masked(x).data)
+    with pytest.raises(mg.TraceError, match="on an array argument or a view of one"):
+        mg.compile(written)(x)
+
+
+def test_numpys_rules_for_in_place_operators_hold_compiled():
+    """`x *= t` of an array by a tensor: eager mode refuses NumPy's in-place operator on a
+    tensor, compiled computed it (13.0); `.T` of a NumPy scalar is a scalar in eager mode,
+    so `s = m.sum().T; t = s; s += 1` leaves t alone (the program retired t and raised)."""
+    W = mg.Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+
+    def by_tensor(m):
+        s = m * 1.0
+        s *= W
+        return s.sum()
+
+    def scalar_transposed(m):
+        s = m.sum().T
+        t = s
+        s += 1.0
+        return (W * (t + s)).sum()
+
+    m = np.array([1.0, 2.0, 3.5])
+    with pytest.raises(TypeError, match="on a tensor"):
+        by_tensor(m)
+    with pytest.raises(TypeError, match=r"`x \*= \.\.\.` of an array .* by a tensor"):
+        mg.compile(by_tensor)(m)
+    assert_same_bits(mg.compile(scalar_transposed)(m).data, scalar_transposed(m).data)
+
+
+@pytest.mark.parametrize("clip, dtype", [(lambda x: x.clip(), np.float64),
+                                         (lambda x: np.clip(x, None, None), np.float64),
+                                         (lambda x: x.clip(-1, None) * 1.0, np.uint8),
+                                         (lambda x: x.clip(None, 300) * 1.0, np.uint8),
+                                         (lambda x: np.clip(x, None, 1000) * 1.0, np.int8)])
+def test_numpys_clip_without_bounds_or_beyond_the_dtype_is_numpys(clip, dtype):
+    """NumPy's own rules: no bound is a copy; an integer bound beyond x's dtype is dropped
+    (np.minimum / np.maximum in their place raised OverflowError)."""
+    W = mg.Tensor(np.array([2.0, 1.0, -1.0]), requires_grad=True)
+
+    def f(x):
+        return (clip(x) * W).sum()
+
+    x = np.array([0, 7, 100], dtype=dtype)
+    assert_same_bits(mg.compile(f)(x).data, f(x).data)

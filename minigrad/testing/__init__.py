@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .. import Tensor, enable_grad, gradients, no_grad, tape
+from ..modes import is_anomaly_enabled
 from ..nn import Module
 from ..tape import Node
 from ..tensor import tensor_array
@@ -313,6 +314,8 @@ def _float32_backward(f: Callable[..., Any], arrays: list[Any], positions: tuple
     to its dtype, so a float32 model's float64 gradients would go unseen. Where f's forward
     cannot run in float32 (a scan's float32 carry meeting float64 data, an op made for
     float64 only), there is nothing to check, and the pass ends."""
+    if is_anomaly_enabled():  # (float32 values may overflow where float64's do not: not
+        return  # what this pass is about, and anomaly mode would stop it there)
     arrays = [a.astype(np.float32) if i in positions else a for i, a in enumerate(arrays)]
     leaves = {i: Tensor(arrays[i], requires_grad=True) for i in positions}
     wrt = [leaves[i] for i in positions] + parameters
