@@ -130,9 +130,9 @@ def _numpy_op(name: str, function: Callable[..., Any], operands: int) -> Op:
 # NumPy's clip with each pattern of bounds given (a None bound is no operand: NumPy's own
 # rules decide, a copy for neither, an integer bound beyond x's dtype dropped)
 _CLIPS = {(True, True): _numpy_op("clip", np.clip, 3),
-          (True, False): _numpy_op("clip", lambda x, low: np.clip(x, low, None), 2),
-          (False, True): _numpy_op("clip", lambda x, high: np.clip(x, None, high), 2),
-          (False, False): _numpy_op("clip", lambda x: np.clip(x, None, None), 1)}
+          (True, False): _numpy_op("clip", lambda x, low, **k: np.clip(x, low, None, **k), 2),
+          (False, True): _numpy_op("clip", lambda x, high, **k: np.clip(x, None, high, **k), 2),
+          (False, False): _numpy_op("clip", lambda x, **k: np.clip(x, None, None, **k), 1)}
 
 
 def _numpy_clip(self: Tracer, min: Any = None, max: Any = None, out: Any = None,
@@ -172,7 +172,7 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
 
     def in_place(self: Tracer, other: Any) -> Any:
         trace = _ACTIVE.get()
-        if trace is None or not trace.is_raw(self) or id(self) in trace.scalars:
+        if trace is None or not trace.is_raw(self) or trace.is_scalar(self):
             return NotImplemented
         what = f"`x {symbol}= ...`"
         if isinstance(other, Tensor) and not trace.is_raw(other):
@@ -359,15 +359,24 @@ class Trace:
             return value.raw
         return self.enclosing is not None and self.enclosing.is_raw(x)
 
+    def is_scalar(self, x: Tensor) -> bool:
+        """Whether eager mode sees a NumPy scalar for `x` (immutable: `x += 1` rebinds)."""
+        if id(x) in self.scalars:
+            return True
+        return id(x) not in self.of and self.enclosing is not None \
+            and self.enclosing.is_scalar(x)
+
     def refuse_writing(self, x: Tracer, what: str, instead: str) -> None:
         """TraceError if `x` is an array argument or a view of one: eager mode would write
         into the caller's array, which the program's later calls would not do."""
-        if any(np.may_share_memory(x._data, a) for a in self.arguments):
-            raise TraceError(
-                f"{what} on an array argument or a view of one (shape {traced_shape(x)}) "
-                "inside a traced function (minigrad.compile, minigrad.scan): eager mode would "
-                "change the caller's array, which the program's later calls would not do; "
-                f"write {instead}, or change the array before the call")
+        if id(x) not in self.of or any(np.may_share_memory(x._data, a)
+                                       for a in self.arguments):
+            raise TraceError(  # (not of this trace: an array of the one it runs in, too)
+                f"{what} on an array argument or a view of one (shape {traced_shape(x)}), or an "
+                "array of the function a scan's body runs in, inside a traced function "
+                "(minigrad.compile, minigrad.scan): eager mode would change the caller's "
+                f"array, which the program's later calls would not do; write {instead}, or "
+                "change the array before the call")
 
     def retire(self, x: Tracer, what: str) -> None:
         """`x` was changed in place, and with it (in eager mode) every array of this trace
@@ -430,6 +439,8 @@ class Trace:
             self.captured.append((value, x))
             if raw:
                 self.arguments.append(x._data)
+                if self.enclosing is not None and self.enclosing.is_scalar(x):
+                    self.scalars.add(id(x))
         else:
             return self._constant(x, op)
         self.of[id(x)] = value

@@ -441,16 +441,19 @@ class Optimizer(abc.ABC):
             if type(array) is not np.ndarray:
                 plain_array(array, f"{owner}.step: parameter {positions[k]}'s .data")
             by_owner.setdefault(id(_owner(array)), []).append(k)
-        for same in by_owner.values():
-            for k, m in itertools.combinations(same, 2):
-                if np.shares_memory(arrays[k], arrays[m]):
-                    i, j = sorted((positions[k], positions[m]))
-                    raise ValueError(
-                        f"{owner}.step: parameters {i} and {j} share memory (one array, or "
-                        f"overlapping views of one buffer): each update would be computed "
-                        f"from the old values and the last write would undo the other; no "
-                        f"parameter was changed. Give each its own array (.data = "
-                        f"array.copy()), or pass a tied parameter once")
+        unknown = by_owner.pop(id(_UNKNOWN_OWNER), [])  # (compared with every array)
+        pairs = [pair for same in by_owner.values() for pair in itertools.combinations(same, 2)]
+        pairs += [(u, k) for n, u in enumerate(unknown) for k in range(len(arrays))
+                  if k not in unknown[:n + 1]]
+        for k, m in pairs:
+            if np.shares_memory(arrays[k], arrays[m]):
+                i, j = sorted((positions[k], positions[m]))
+                raise ValueError(
+                    f"{owner}.step: parameters {i} and {j} share memory (one array, or "
+                    f"overlapping views of one buffer): each update would be computed "
+                    f"from the old values and the last write would undo the other; no "
+                    f"parameter was changed. Give each its own array (.data = "
+                    f"array.copy()), or pass a tied parameter once")
         self._checked = list(arrays)
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -861,8 +864,8 @@ def _positions(groups: list[ParamGroup]) -> list[tuple[ParamGroup, list[tuple[in
     return out
 
 
-# The owner of arrays whose bases lead round (or on for ever): they are compared with each
-# other, by `np.shares_memory` as any views of one owner are.
+# The owner of arrays whose bases lead round (or on for ever): such an array is compared
+# with every other, by `np.shares_memory` as views of one owner are.
 _UNKNOWN_OWNER = object()
 
 
@@ -872,17 +875,18 @@ def _owner(array: np.ndarray) -> Any:
     memmap's mmap). Views of one buffer have one owner; memory shared by other means (the
     same file mapped twice) is not seen. (`as_strided`'s views have a wrapper of their own
     as base, which holds the array they view: followed to it.)"""
-    chain = [array]  # (kept: the ids compared stay theirs)
+    chain, seen = [array], {id(array)}  # (the chain kept: the ids seen stay its arrays')
     while True:
         base = array.base
         if not isinstance(base, np.ndarray):
             base = getattr(base, "base", None)
             if not isinstance(base, np.ndarray):
                 break
-        if any(a is base for a in chain) or len(chain) > 10_000:  # bases that lead round,
-            return _UNKNOWN_OWNER  # or on and on: compared with all such arrays
+        if id(base) in seen or len(chain) > 10_000:  # bases that lead round, or on and on
+            return _UNKNOWN_OWNER
         array = base
         chain.append(array)
+        seen.add(id(array))
     base = array.base
     if base is None:
         return array

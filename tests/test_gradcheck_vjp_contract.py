@@ -180,8 +180,12 @@ def test_a_vjp_that_fails_on_float32_operands_is_reported():
         gradcheck(lambda t: bits_abs(t), np.array([0.3, -1.2, 2.0]))
 
 
-def test_gradcheck_under_detect_anomaly_skips_the_float32_pass():
+def test_gradcheck_under_detect_anomaly_runs_its_float32_pass_without_it():
     """log(t * 1e-40) overflows to inf in float32 only: under detect_anomaly the dtype pass
-    on float32 copies stopped there and gradcheck blamed log's VJP for a right function."""
+    on float32 copies stopped there and gradcheck blamed log's VJP for a right function. The
+    pass runs with anomaly mode off, so it still finds a VJP returning float64."""
     with mg.detect_anomaly():
         assert gradcheck(lambda t: mg.log(t * 1e-40).sum(), np.array([1.0, 2.0]))
+        upcast = _sin("sin_upcast_anomaly", lambda g, out, x: g.astype(np.float64) * np.cos(x))
+        with pytest.raises(GradcheckError, match="float32 copies .* returned float64"):
+            gradcheck(lambda t: upcast(t).sum(), np.array([0.5, 1.0]))

@@ -1114,3 +1114,21 @@ def test_views_behind_a_long_chain_of_bases_are_compared():
     opt = optim.create("sgd", params, lr=0.1)
     with pytest.raises(ValueError, match="parameters 0 and 1 share memory"):
         opt.step(lambda: 0.0)
+
+
+def test_a_view_past_ten_thousand_bases_is_compared_with_every_other():
+    """An array whose chain of bases runs past 10,000 has no owner the walk finds: it was
+    compared only with other such arrays, not with a plain view of the same buffer, and the
+    overlap went unrefused. It is compared with every parameter's array now."""
+    from numpy.lib.stride_tricks import as_strided
+
+    buffer = np.zeros(8)
+    deep = buffer
+    for _ in range(10_001):
+        deep = as_strided(deep, shape=(8,), strides=(8,))
+    params = [Param(deep[:4]), Param(buffer[2:6])]
+    for p in params:
+        p.grad = np.full(4, 0.5)
+    opt = optim.create("sgd", params, lr=0.1)
+    with pytest.raises(ValueError, match="parameters 0 and 1 share memory"):
+        opt.step(lambda: 0.0)

@@ -2281,3 +2281,60 @@ def test_numpys_clip_without_bounds_or_beyond_the_dtype_is_numpys(clip, dtype):
 
     x = np.array([0, 7, 100], dtype=dtype)
     assert_same_bits(mg.compile(f)(x).data, f(x).data)
+
+
+def _outer_scalar_body(x, W, kind):
+    s = x.sum()  # a NumPy scalar in eager mode: `u += ...` rebinds u
+
+    def body(c, xs):
+        t = W * s
+        u = s.T if kind == "T" else s
+        if kind == "carry":
+            u += c
+        else:
+            u += 1.0
+        return c + t + u, None
+    return mg.scan(body, mg.Tensor(np.zeros(3)), np.ones((2, 1)))[0]
+
+
+@pytest.mark.parametrize("kind", ["plain", "T", "carry"])
+def test_a_scan_body_in_a_compiled_fn_takes_the_fns_numpy_scalars_as_scalars(kind):
+    """A NumPy scalar of the compiled fn read by a scan body rebinds on `u += ...` as in
+    eager mode; the body took it for an array argument and raised (this stop's fifth
+    review)."""
+    W = mg.Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    x = np.array([0.5, -1.0, 2.0])
+    compiled = mg.compile(lambda x: _outer_scalar_body(x, W, kind))
+    assert_same_bits(compiled(x).data, _outer_scalar_body(x, W, kind).data)
+
+
+def test_a_scan_body_writing_into_the_fns_array_at_its_first_use_is_refused():
+    """`z = y; z += 1` as the body's first use of an array the compiled fn computed: eager
+    mode writes into y; the program computed a new array and left y alone ([5, -2, 33] for
+    [6, 0, 36]): refused, as writing into one read before is."""
+    W = mg.Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+
+    def f(x):
+        y = x * 1.0
+
+        def body(c, xs):
+            z = y
+            z += 1.0
+            return c + W * z, None
+        return mg.scan(body, mg.Tensor(np.zeros(3)), np.ones((3, 1)))[0] + W * y
+
+    with pytest.raises(mg.TraceError, match="an array of the function a scan's body runs in"):
+        mg.compile(f)(np.array([0.5, -1.0, 2.0]))
+
+
+@pytest.mark.parametrize("clip", [lambda x: x.clip(None, 1.0, dtype=np.float32),
+                                  lambda x: np.clip(x, 0.0, None, dtype=np.float32),
+                                  lambda x: x.clip(0.0, None, casting="unsafe")])
+def test_numpys_clip_with_one_bound_takes_numpys_keywords(clip):
+    W = mg.Tensor(np.array([2.0, 1.0, -1.0]), requires_grad=True)
+
+    def f(x):
+        return (clip(x) * W).sum()
+
+    x = np.array([0.3, 3.0, -1.0])
+    assert_same_bits(mg.compile(f)(x).data, f(x).data)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import Tensor, enable_grad, gradients, no_grad, tape
+from .. import Tensor, enable_grad, gradients, modes, no_grad, tape
 from ..modes import is_anomaly_enabled
 from ..nn import Module
 from ..tape import Node
@@ -314,8 +314,12 @@ def _float32_backward(f: Callable[..., Any], arrays: list[Any], positions: tuple
     to its dtype, so a float32 model's float64 gradients would go unseen. Where f's forward
     cannot run in float32 (a scan's float32 carry meeting float64 data, an op made for
     float64 only), there is nothing to check, and the pass ends."""
-    if is_anomaly_enabled():  # (float32 values may overflow where float64's do not: not
-        return  # what this pass is about, and anomaly mode would stop it there)
+    if is_anomaly_enabled():  # off for this pass: float32 values may overflow where float64's
+        token = modes._mode.set(modes.current_mode() & ~modes.ANOMALY)  # do not (not what it
+        try:  # checks), and anomaly mode would stop it there
+            return _float32_backward(f, arrays, positions, parameters)
+        finally:
+            modes._mode.reset(token)
     arrays = [a.astype(np.float32) if i in positions else a for i, a in enumerate(arrays)]
     leaves = {i: Tensor(arrays[i], requires_grad=True) for i in positions}
     wrt = [leaves[i] for i in positions] + parameters
