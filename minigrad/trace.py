@@ -23,6 +23,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import numbers
+import operator
 import struct
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -149,11 +150,30 @@ def _numpy_clip(self: Tracer, min: Any = None, max: Any = None, out: Any = None,
 
 
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
-              "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__matmul__",
-              "__rmatmul__", "__neg__", "__abs__", "__getitem__", "transpose", "reshape",
-              "sum", "mean", "max", "min", "var", "squeeze"):
+              "__truediv__", "__rtruediv__", "__matmul__", "__rmatmul__", "__neg__", "__abs__",
+              "__getitem__", "transpose", "reshape", "sum", "mean", "max", "min", "var",
+              "squeeze"):
     setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name)))
+
+
+def _numpy_power(reflected: bool) -> Callable[..., Any]:
+    """NumPy's `**` on arrays (its own operator: x ** 2 is np.square, x ** 0.5 np.sqrt, which
+    np.power's loop does not always match bit for bit)."""
+    op = _numpy_op("pow", (lambda a, b: b ** a) if reflected else operator.pow, 2)
+
+    def power(self: Tracer, other: Any) -> Any:
+        return _ACTIVE.get().call(op, (self, other), {})  # type: ignore[union-attr]
+
+    return power
+
+
+setattr(Tracer, "__pow__", _numpy_like(Tensor.__pow__, _numpy_power(False)))  # noqa: B010
+setattr(Tracer, "__rpow__", _numpy_like(Tensor.__rpow__, _numpy_power(True)))  # noqa: B010
 setattr(Tracer, "clip", _numpy_like(Tensor.clip, _numpy_clip))  # noqa: B010
+_FLATTEN = _numpy_op("flatten", lambda x, order: x.flatten(order), 1)
+setattr(Tracer, "flatten", _numpy_like(  # noqa: B010 (NumPy's flatten(order), not the engine's)
+    Tensor.flatten, lambda self, order="C": _ACTIVE.get().call(  # type: ignore[union-attr]
+        _FLATTEN, (self,), {"order": order})))
 setattr(Tracer, "T", property(_numpy_like(Tensor.T.fget)))  # type: ignore[attr-defined]  # noqa: B010
 for _name, _compare in (("__lt__", np.less), ("__le__", np.less_equal),
                         ("__gt__", np.greater), ("__ge__", np.greater_equal),
@@ -215,12 +235,14 @@ setattr(Tracer, "__setitem__", _setitem)  # noqa: B010
 class Value:
     """A value of a program: an input, a constant, or a step's output (or residual)."""
 
-    __slots__ = ("index", "shape", "dtype", "requires_grad", "raw", "constant", "c_order")
+    __slots__ = ("index", "shape", "dtype", "requires_grad", "raw", "scalar", "constant",
+                 "c_order")
 
     def __init__(self, index: int, array: Any, requires_grad: bool, raw: bool,
                  constant: Any = None):
         self.index, self.requires_grad = index, requires_grad
         self.raw = raw  # eager mode would see a NumPy array here, not a tensor
+        self.scalar = False  # ... a NumPy scalar (held as a 0-d array): NumPy computes on it
         self.constant = constant  # the array or number, for a constant
         if type(array) is np.ndarray:
             # c_order: laid out as a new C array of its shape (a loop may give it the row of
@@ -441,6 +463,7 @@ class Trace:
                 self.arguments.append(x._data)
                 if self.enclosing is not None and self.enclosing.is_scalar(x):
                     self.scalars.add(id(x))
+                    value.scalar = True
         else:
             return self._constant(x, op)
         self.of[id(x)] = value
@@ -468,6 +491,9 @@ class Trace:
         # (an array or a number as `record` computes on it: `primitive.constant`)
         arrays = tuple([x._data if isinstance(x, Tensor) else v.constant
                         for x, v in zip(operands, inputs)])
+        if numpy and any(v.scalar for v in inputs):  # NumPy's operators on its scalars, as
+            arrays = tuple([a[()] if v.scalar else a  # eager mode has them (s ** 1.7: C's
+                            for a, v in zip(arrays, inputs)])  # pow, not the array loop's)
         try:
             out = op.forward(*arrays, **options) if options else op.forward(*arrays)
         except primitive.OP_ERRORS as error:
@@ -484,9 +510,8 @@ class Trace:
         if numpy:  # NumPy on arrays, as in eager mode: no copies, the array a view is
             value = self._new(out, False, True)
             step = Step(op, inputs, options, value, None, (), scalar, None, True, (), False)
-            if scalar or any(id(x) in self.scalars for x in operands) and type(op.forward(
-                    *[a[()] if id(x) in self.scalars else a for x, a in zip(operands, arrays)],
-                    **options)) is not np.ndarray:  # (eager mode's, on NumPy scalars: s.T)
+            if scalar:  # (eager mode's: NumPy's result on arrays or scalars, s.T too)
+                value.scalar = True
                 self.steps.append(step)
                 tracer = self._tracer(value, out)
                 self.scalars.add(id(tracer))
@@ -736,7 +761,8 @@ class Program:
     def _forward_step(self, step: Step, tensor_of: Callable[[Value], str | None],
                       into: str | None = None) -> list[str]:
         lines = []
-        operands = [x.name for x in step.inputs]
+        # (NumPy's operators on its scalars as eager mode computes them: `Trace.call`)
+        operands = [f"{x.name}[()]" if step.numpy and x.scalar else x.name for x in step.inputs]
         for i in self.copies(step):  # the copy is what the forward and the VJPs read
             copy = f"v{step.out.index}_{i}"
             lines.append(f"{copy} = {operands[i]}.copy()")
