@@ -151,8 +151,7 @@ def _numpy_clip(self: Tracer, min: Any = None, max: Any = None, out: Any = None,
 
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
               "__truediv__", "__rtruediv__", "__matmul__", "__rmatmul__", "__neg__", "__abs__",
-              "__getitem__", "transpose", "reshape", "sum", "mean", "max", "min", "var",
-              "squeeze"):
+              "__getitem__", "transpose", "reshape", "sum", "mean", "max", "var", "squeeze"):
     setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name)))
 
 
@@ -170,6 +169,10 @@ def _numpy_power(reflected: bool) -> Callable[..., Any]:
 setattr(Tracer, "__pow__", _numpy_like(Tensor.__pow__, _numpy_power(False)))  # noqa: B010
 setattr(Tracer, "__rpow__", _numpy_like(Tensor.__rpow__, _numpy_power(True)))  # noqa: B010
 setattr(Tracer, "clip", _numpy_like(Tensor.clip, _numpy_clip))  # noqa: B010
+_MIN = _numpy_op("min", lambda x, **k: np.min(x, **k), 1)
+setattr(Tracer, "min", _numpy_like(  # noqa: B010 (NumPy's min: the engine's is -max(-x))
+    Tensor.min, lambda self, axis=None, keepdims=False, **k: _ACTIVE.get().call(  # type: ignore[union-attr]
+        _MIN, (self,), {"axis": axis, "keepdims": keepdims, **k})))
 _FLATTEN = _numpy_op("flatten", lambda x, order: x.flatten(order), 1)
 setattr(Tracer, "flatten", _numpy_like(  # noqa: B010 (NumPy's flatten(order), not the engine's)
     Tensor.flatten, lambda self, order="C": _ACTIVE.get().call(  # type: ignore[union-attr]
@@ -202,6 +205,7 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
                 f"write `x = x {symbol} t`")
         trace.refuse_writing(self, what, f"`x = x {symbol} ...`")
         result = operator(self, other)
+        trace.unscalar(result)  # (x + y of a 0-d array is NumPy's scalar; x += y keeps x one)
         if result.dtype != self.dtype or result.shape != self.shape:
             raise TraceError(
                 f"{what} on an array of {self.dtype} and shape {traced_shape(self)} inside a "
@@ -380,6 +384,13 @@ class Trace:
         if value is not None:
             return value.raw
         return self.enclosing is not None and self.enclosing.is_raw(x)
+
+    def unscalar(self, x: Tracer) -> None:
+        """`x` is an array in eager mode (an in-place operator's result: x itself)."""
+        value = self.of.get(id(x))
+        if value is not None and value.scalar:
+            value.scalar = False
+            self.scalars.discard(id(x))
 
     def is_scalar(self, x: Tensor) -> bool:
         """Whether eager mode sees a NumPy scalar for `x` (immutable: `x += 1` rebinds)."""
@@ -603,8 +614,8 @@ class Trace:
         keys give the same program, if it reads its constants at run time (`Program.
         constants`) as it reads the tensors read from outside. The ops, their options and
         operands, every value's shape, dtype and flags, and each constant's type."""
-        values = tuple([(v.shape, v.dtype, v.requires_grad, v.raw, type(v.constant), v.c_order)
-                        for v in self.values])
+        values = tuple([(v.shape, v.dtype, v.requires_grad, v.raw, v.scalar, type(v.constant),
+                         v.c_order) for v in self.values])
         steps = tuple([(s.op, frozen(s.options) if s.options else None,
                         tuple([x.index for x in s.inputs]), s.out.index,
                         s.residual and s.residual.index, s.scalar, s.numpy, s.recording,

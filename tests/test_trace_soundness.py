@@ -2360,3 +2360,51 @@ def test_numpys_powers_of_arrays_and_scalars_are_numpys_bit_for_bit(power, dtype
     for _ in range(60):
         x = rng.uniform(0.1, 3.0, size=2).astype(dtype)
         assert_same_bits(compiled(x).data, f(x).data)
+
+
+@pytest.mark.parametrize("form", ["inplace_0d", "min", "min_axis"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_what_numpy_holds_as_arrays_stays_arrays_compiled(form, dtype):
+    """`a += y` of a 0-d array keeps it an array in eager mode (the program's `a + y` gave a
+    NumPy scalar, whose power then took C's pow where eager mode takes np.power's loop:
+    last bits apart, found by this stop's seventh review); `x.min()` of an array is NumPy's
+    min (it was the engine's -max(-x), a tensor after the first step: float64 masks, other
+    bits for its powers)."""
+    W = mg.Tensor(np.array([1.0, 2.0]).astype(dtype), requires_grad=True)
+
+    def f(x):
+        if form == "inplace_0d":
+            a = (x * 1)[..., 0]
+            a += x[1]
+            return (W * a ** 1.7).sum()
+        if form == "min":
+            return (W * x.min() ** 1.7 + W * (x.min() > 1)).sum()
+        return (W * x.min(axis=0) ** 1.7).sum()
+
+    compiled = mg.compile(f)
+    rng = np.random.default_rng(1)
+    for _ in range(80):
+        x = rng.uniform(0.1, 3.0, size=2).astype(dtype)
+        assert_same_bits(compiled(x).data, f(x).data)
+
+
+def test_a_scan_body_is_not_shared_between_a_numpy_scalar_and_a_0d_array():
+    """Two compiled fns whose scan bodies read `c ** 1.7` of an outer value, a NumPy scalar
+    (x[0]) in one and a 0-d array (x[..., 0]) in the other: their traces had one key, so the
+    second reused the first's loop and computed its power the other way (last bits apart)."""
+    W = mg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+
+    def make(pick):
+        def f(x):
+            c = pick(x)
+            return mg.scan(lambda h, _: (h + W * c ** 1.7, None), mg.Tensor(np.zeros(2)),
+                           np.ones((2, 1)))[0]
+        return f
+
+    fns = [make(lambda x: x[0]), make(lambda x: x[..., 0])]
+    compiled = [mg.compile(f) for f in fns]
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        x = rng.uniform(0.1, 3.0, size=3)
+        for f, c in zip(fns, compiled, strict=True):
+            assert_same_bits(c(x).data, f(x).data)
