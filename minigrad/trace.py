@@ -170,9 +170,20 @@ setattr(Tracer, "__pow__", _numpy_like(Tensor.__pow__, _numpy_power(False)))  # 
 setattr(Tracer, "__rpow__", _numpy_like(Tensor.__rpow__, _numpy_power(True)))  # noqa: B010
 setattr(Tracer, "clip", _numpy_like(Tensor.clip, _numpy_clip))  # noqa: B010
 _MIN = _numpy_op("min", lambda x, **k: np.min(x, **k), 1)
-setattr(Tracer, "min", _numpy_like(  # noqa: B010 (NumPy's min: the engine's is -max(-x))
-    Tensor.min, lambda self, axis=None, keepdims=False, **k: _ACTIVE.get().call(  # type: ignore[union-attr]
-        _MIN, (self,), {"axis": axis, "keepdims": keepdims, **k})))
+
+
+def _numpy_min(self: Tracer, axis: Any = None, keepdims: bool = False, out: Any = None,
+               **kwargs: Any) -> Any:
+    """NumPy's min of an array (the engine's is -max(-x), a tensor after its first step)."""
+    if out is not None:  # (eager mode writes into it, which a program's calls would not)
+        raise TraceError("min(..., out=...) of an array inside a traced function (minigrad."
+                         "compile, minigrad.scan): the program would not write into out on its "
+                         "later calls; use the result")
+    return _ACTIVE.get().call(  # type: ignore[union-attr]
+        _MIN, (self,), {"axis": axis, "keepdims": keepdims, **kwargs})
+
+
+setattr(Tracer, "min", _numpy_like(Tensor.min, _numpy_min))  # noqa: B010
 _FLATTEN = _numpy_op("flatten", lambda x, order: x.flatten(order), 1)
 setattr(Tracer, "flatten", _numpy_like(  # noqa: B010 (NumPy's flatten(order), not the engine's)
     Tensor.flatten, lambda self, order="C": _ACTIVE.get().call(  # type: ignore[union-attr]

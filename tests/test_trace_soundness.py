@@ -2205,12 +2205,14 @@ def test_numpys_clip_with_one_bound_is_numpys(clip):
 
 
 def test_numpys_clip_into_out_is_refused():
-    """np.clip(x, lo, hi, out=buf): eager mode writes into buf on every call, a program only
-    when traced."""
+    """np.clip(x, lo, hi, out=buf), np.min(x, 0, out=buf): eager mode writes into buf on
+    every call, a program only when traced (the first review of min found buf filled once)."""
     buf = np.zeros(3)
     W = mg.Tensor(np.ones(3), requires_grad=True)
     with pytest.raises(mg.TraceError, match=r"clip\(\.\.\., out=\.\.\.\)"):
         mg.compile(lambda x: (np.clip(x, 0.0, 1.0, out=buf) * W).sum())(np.ones(3))
+    with pytest.raises(mg.TraceError, match=r"min\(\.\.\., out=\.\.\.\)"):
+        mg.compile(lambda x: (np.min(x, 0, out=buf) * W).sum())(np.ones((2, 3)))
 
 
 def test_a_scan_body_reading_an_array_of_the_compiled_fn_sees_numpys_array():
