@@ -67,8 +67,9 @@ def _scaled_vjp(g, other, factor):
     """The gradient of `factor` in factor * other: g * other, but for a 0-d factor (a scalar
     weight, the counter's w_x) times an array of g's shape one dot product, not a product
     array that the sweep then sums down."""
-    if factor.ndim == 0 and type(other) is _ndarray and other.shape == g.shape \
-            and g.dtype is _FLOAT64:  # (BLAS's float32 dot adds in float32, in sequence)
+    if factor.ndim == 0 and g.ndim and type(other) is _ndarray and other.shape == g.shape \
+            and g.dtype is _FLOAT64:  # (BLAS's float32 dot adds in float32, in sequence;
+        # and a dot of 0-d arrays adds their product to 0.0: -0.0 would come out +0.0)
         # A NumPy scalar, which the sweep makes its own array.
         return _np_vdot(g, other)
     return g * other

@@ -2410,3 +2410,23 @@ def test_a_scan_body_is_not_shared_between_a_numpy_scalar_and_a_0d_array():
         x = rng.uniform(0.1, 3.0, size=3)
         for f, c in zip(fns, compiled, strict=True):
             assert_same_bits(c(x).data, f(x).data)
+
+
+def test_a_scalar_weight_times_a_negative_zero_scalar_keeps_the_zeros_sign():
+    """`W * x[0]` with a 0-d W and x[0] = -0.0: eager mode's VJP multiplies g by the NumPy
+    scalar (-0.0); the program's operand is a 0-d array, for which the VJP took a dot
+    product, which adds the product to 0.0 (+0.0: another bit, found by this stop's eighth
+    review). A dot only where there is something to sum."""
+    W = mg.Tensor(np.array(1.0), requires_grad=True)
+
+    def f(x):
+        return W * x[0]
+
+    compiled = mg.compile(f)
+    for x in (np.array([-0.0, 2.0]), np.array([0.0, 1.0]), np.array([-3.5, 1.0])):
+        grads = []
+        for g in (f, compiled):
+            W.grad = None
+            g(x).backward()
+            grads.append(W.grad)
+        assert_same_bits(grads[1], grads[0])
