@@ -202,7 +202,7 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
     program's later calls would not do: refused. On an array computed inside, `x + y`, with
     x and every array sharing its memory retired: eager mode changes them all, which a
     program cannot follow, so a later read of any of them raises (`Trace.operand`)."""
-    operator = getattr(Tracer, f"__{name}__")
+    binary = getattr(Tracer, f"__{name}__")  # (x + y, NumPy's on arrays)
 
     def in_place(self: Tracer, other: Any) -> Any:
         trace = _ACTIVE.get()
@@ -215,7 +215,7 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
                 "operator would compute outside the graph, which eager mode refuses too; "
                 f"write `x = x {symbol} t`")
         trace.refuse_writing(self, what, f"`x = x {symbol} ...`")
-        result = operator(self, other)
+        result = binary(self, other)
         trace.unscalar(result)  # (x + y of a 0-d array is NumPy's scalar; x += y keeps x one)
         if result.dtype != self.dtype or result.shape != self.shape:
             raise TraceError(
