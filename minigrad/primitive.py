@@ -322,8 +322,8 @@ def _binds(function: Callable[..., Any], args: tuple, options: dict) -> bool:
         inspect.signature(function).bind(*args, **options)
     except TypeError:
         return False
-    except ValueError:  # (no signature to read)
-        pass
+    except ValueError:  # (no signature to read: unknown)
+        return True
     return True
 
 

@@ -128,6 +128,13 @@ def _numpy_op(name: str, function: Callable[..., Any], operands: int) -> Op:
     return Op(name, function, (None,) * operands, primitive.Domain("untested"), False, False)
 
 
+def _refuse_out(name: str, out: Any) -> None:
+    if out is not None:  # (eager mode writes into it, which a program's calls would not)
+        raise TraceError(f"{name}(..., out=...) of an array inside a traced function (minigrad."
+                         "compile, minigrad.scan): the program would not write into out on its "
+                         "later calls; use the result")
+
+
 # NumPy's clip with each pattern of bounds given (a None bound is no operand: NumPy's own
 # rules decide, a copy for neither, an integer bound beyond x's dtype dropped)
 _CLIPS = {(True, True): _numpy_op("clip", np.clip, 3),
@@ -140,10 +147,7 @@ def _numpy_clip(self: Tracer, min: Any = None, max: Any = None, out: Any = None,
                 **kwargs: Any) -> Any:
     """NumPy's `clip` of an array argument, where the engine's takes its bounds as Python
     floats (as PyTorch's clamp)."""
-    if out is not None:  # (eager mode writes into it, which a program's calls would not)
-        raise TraceError("clip(..., out=...) of an array inside a traced function (minigrad."
-                         "compile, minigrad.scan): the program would not write into out on its "
-                         "later calls; use the result")
+    _refuse_out("clip", out)
     bounds = tuple(bound for bound in (min, max) if bound is not None)
     op = _CLIPS[min is not None, max is not None]
     return _ACTIVE.get().call(op, (self, *bounds), kwargs)  # type: ignore[union-attr]
@@ -175,10 +179,7 @@ _MIN = _numpy_op("min", lambda x, **k: np.min(x, **k), 1)
 def _numpy_min(self: Tracer, axis: Any = None, keepdims: bool = False, out: Any = None,
                **kwargs: Any) -> Any:
     """NumPy's min of an array (the engine's is -max(-x), a tensor after its first step)."""
-    if out is not None:  # (eager mode writes into it, which a program's calls would not)
-        raise TraceError("min(..., out=...) of an array inside a traced function (minigrad."
-                         "compile, minigrad.scan): the program would not write into out on its "
-                         "later calls; use the result")
+    _refuse_out("min", out)
     return _ACTIVE.get().call(  # type: ignore[union-attr]
         _MIN, (self,), {"axis": axis, "keepdims": keepdims, **kwargs})
 
@@ -216,7 +217,8 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
                 f"write `x = x {symbol} t`")
         trace.refuse_writing(self, what, f"`x = x {symbol} ...`")
         result = binary(self, other)
-        trace.unscalar(result)  # (x + y of a 0-d array is NumPy's scalar; x += y keeps x one)
+        trace.of[id(result)].scalar = False  # (x + y of a 0-d array is NumPy's scalar: x += y
+        # keeps x an array)
         if result.dtype != self.dtype or result.shape != self.shape:
             raise TraceError(
                 f"{what} on an array of {self.dtype} and shape {traced_shape(self)} inside a "
@@ -331,6 +333,18 @@ def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
             and np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)))
 
 
+def _reached(steps: Sequence[Step], reached: set[int]) -> list[Step]:
+    """Of `steps` (in reverse order), those a gradient of the values `reached` passes
+    through; `reached` gains the values it reaches."""
+    swept = []
+    for step in steps:
+        if step.out.index in reached:
+            swept.append(step)
+            reached.update(x.index for x, vjp in zip(step.inputs, step.vjps)
+                           if x.requires_grad and vjp is not None)
+    return swept
+
+
 def _grad_flows(vjps: Any, inputs: Sequence[Value]) -> bool:
     """Whether an op's output needs a gradient: an operand that needs one has a VJP."""
     made = callable(vjps)  # (made per call, for those operands that need one)
@@ -377,7 +391,6 @@ class Trace:
         self.retired: dict[int, str] = {}  # id(a tracer changed in place) -> how
         self.raw: dict[int, list[Tracer]] = {}  # id(an array) -> the raw tracers viewing it
         self.enclosing: Trace | None = None  # the trace this one runs in (set on entering)
-        self.scalars: set[int] = set()  # ids of raw tracers eager mode sees as NumPy scalars
 
     def __enter__(self) -> Trace:
         self.enclosing = _ACTIVE.get()  # (a scan's body inside a compiled function's trace)
@@ -396,19 +409,12 @@ class Trace:
             return value.raw
         return self.enclosing is not None and self.enclosing.is_raw(x)
 
-    def unscalar(self, x: Tracer) -> None:
-        """`x` is an array in eager mode (an in-place operator's result: x itself)."""
-        value = self.of.get(id(x))
-        if value is not None and value.scalar:
-            value.scalar = False
-            self.scalars.discard(id(x))
-
     def is_scalar(self, x: Tensor) -> bool:
         """Whether eager mode sees a NumPy scalar for `x` (immutable: `x += 1` rebinds)."""
-        if id(x) in self.scalars:
-            return True
-        return id(x) not in self.of and self.enclosing is not None \
-            and self.enclosing.is_scalar(x)
+        value = self.of.get(id(x))
+        if value is not None:
+            return value.scalar
+        return self.enclosing is not None and self.enclosing.is_scalar(x)
 
     def refuse_writing(self, x: Tracer, what: str, instead: str) -> None:
         """TraceError if `x` is an array argument or a view of one: eager mode would write
@@ -426,8 +432,8 @@ class Trace:
         """`x` was changed in place, and with it (in eager mode) every array of this trace
         sharing its memory (views of it, the array it views): a later read of any raises."""
         for t in self.raw.get(id(_root(x._data)), ()):  # (not NumPy scalars: immutable)
-            if id(t) in self.of and id(t) not in self.scalars \
-                    and np.may_share_memory(x._data, t._data):
+            value = self.of.get(id(t))
+            if value is not None and not value.scalar and np.may_share_memory(x._data, t._data):
                 del self.of[id(t)]
                 self.retired[id(t)] = what
 
@@ -483,9 +489,7 @@ class Trace:
             self.captured.append((value, x))
             if raw:
                 self.arguments.append(x._data)
-                if self.enclosing is not None and self.enclosing.is_scalar(x):
-                    self.scalars.add(id(x))
-                    value.scalar = True
+                value.scalar = self.enclosing.is_scalar(x)  # type: ignore[union-attr]
         else:
             return self._constant(x, op)
         self.of[id(x)] = value
@@ -532,12 +536,7 @@ class Trace:
         if numpy:  # NumPy on arrays, as in eager mode: no copies, the array a view is
             value = self._new(out, False, True)
             step = Step(op, inputs, options, value, None, (), scalar, None, True, (), False)
-            if scalar:  # (eager mode's: NumPy's result on arrays or scalars, s.T too)
-                value.scalar = True
-                self.steps.append(step)
-                tracer = self._tracer(value, out)
-                self.scalars.add(id(tracer))
-                return tracer
+            value.scalar = scalar  # (eager mode's: NumPy's result on arrays or scalars, s.T)
         else:
             vjps: Any = op.vjps
             site = None
@@ -699,12 +698,7 @@ class Program:
         # The steps a gradient of the outputs passes through, in reverse order, and the
         # inputs it reaches, in input order.
         reached = {v.index for v in outputs if v.requires_grad}
-        self.backward_steps: list[Step] = []
-        for step in reversed(self.steps):
-            if step.out.index in reached:
-                self.backward_steps.append(step)
-                reached.update(x.index for x, vjp in zip(step.inputs, step.vjps)
-                               if x.requires_grad and vjp is not None)
+        self.backward_steps = _reached(self.steps[::-1], reached)
         self.grad_inputs = [v for v in self.inputs if v.index in reached]
         # The values the backward's VJPs read, by name, in first-read order.
         self.saved = list(dict.fromkeys(name for step in self.backward_steps
@@ -900,14 +894,7 @@ class Program:
         them where every output that needs one is seeded: the usual case)."""
         if len(seeded) == sum(v.requires_grad for v in self.outputs):
             return self.backward_steps
-        reached = {self.outputs[i].index for i in seeded}
-        swept = []
-        for step in self.backward_steps:
-            if step.out.index in reached:
-                swept.append(step)
-                reached.update(x.index for x, vjp in zip(step.inputs, step.vjps)
-                               if x.requires_grad and vjp is not None)
-        return swept
+        return _reached(self.backward_steps, {self.outputs[i].index for i in seeded})
 
     def _contributions(self, deferred: dict[tuple[int, int], int],
                        swept: Sequence[Step] | None = None) -> dict[int, int]:
