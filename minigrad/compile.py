@@ -298,7 +298,6 @@ class _Replay:
         self.shared = [v.name in program.saved or not (
             isinstance(last.op.forward, np.ufunc) or last.numpy)
             for v, last in zip(results, lasts, strict=True)]
-        self.result_shared = self.shared[0]
         self.saved = len(program.saved)  # how many values a node keeps for the backward
         # The expression of the tensor behind an input: an argument, or one read from outside.
         arguments = {v.index: f"a[{positions[v.index]}]" for v in program.inputs
@@ -380,9 +379,9 @@ class _Replay:
         if self.several:
             return self._results(args, out, saved)
         if not self.requires_grad:
-            return _make(out, False, None, self.result_shared or out.base is not None)
+            return _make(out, False, None, self.shared[0] or out.base is not None)
         node = Node(self.name, _program_vjp, self._inputs(args), (self, saved), {}, None, out)
-        return _make(out, True, node, self.result_shared or out.base is not None)
+        return _make(out, True, node, self.shared[0] or out.base is not None)
 
     def _inputs(self, args: tuple) -> list:
         """The vertex of each grad input on a call: an argument's node or itself, or the

@@ -271,15 +271,9 @@ def _checked(op: Op, record: Callable[..., Tensor]) -> Callable[..., Tensor]:
     broadcast it into wrong numbers: `tape.fits`). The VJPs are checked by a layer around
     the node, as in anomaly mode: the engine's ops, and the sweep, pay nothing for it. (In
     a compiled program or a scan the tape's own rule refuses such a gradient, unnamed.)"""
-    name = op.name
-    count = len(op.vjps) if type(op.vjps) is tuple else None  # (else the maker is checked)
 
     def checked(*operands: Any, **options: Any) -> Tensor:
-        if count is not None and len(operands) != count:
-            raise TypeError(f"{name}: called with {_count(len(operands), 'operand')}, but defop "
-                            f"was given {_count(count, 'VJP')}: one per operand (None for an "
-                            "operand without a gradient)")
-        out = record(*operands, **options)
+        out = record(*operands, **options)  # (which counts the operands: one per VJP)
         node = out._node
         if node is not None:  # recorded: its VJPs' results checked as they come
             node.vjps = tuple([
@@ -379,8 +373,9 @@ def recorder(op: Op) -> Callable[..., Tensor]:
 
     def record(*operands: Any, **options: Any) -> Tensor:
         if len(operands) != arity and arity >= 0:
-            raise TypeError(f"{name}: takes {arity} operand{'s' * (arity != 1)}, got "
-                            f"{len(operands)}")
+            raise TypeError(f"{name}: called with {_count(len(operands), 'operand')}, but defop "
+                            f"was given {_count(arity, 'VJP')}: one per operand (None for an "
+                            "operand without a gradient)")
         mode = current_mode()
         if mode >= TRACING:  # a function is traced in this thread: the trace records the op
             return trace_hook(op, operands, options)
