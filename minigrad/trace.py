@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import inspect
 import numbers
 import operator
 import struct
@@ -74,7 +75,9 @@ def _refused(what: str) -> Callable[..., Any]:
 # Python reads no traced value, from any thread or context (the trace's own refuses any
 # tensor's: `modes.refuse_traced`), nor after the trace.
 for _name, _what in (("item", ".item()"), ("numpy", ".numpy()"), ("__float__", "float()"),
-                     ("__bool__", "bool()"), ("__array__", "NumPy (np.asarray, a ufunc, ...)")):
+                     ("__bool__", "bool()"), ("__int__", "int()"), ("__index__", "an index"),
+                     ("__round__", "round()"),
+                     ("__array__", "NumPy (np.asarray, a ufunc, ...)")):
     setattr(Tracer, _name, _refused(_what))
 setattr(Tracer, "data", property(_refused(".data")))  # noqa: B010 (mypy: a read-only property)
 # Nor its place in the caller's graph, which a program does not replay: a traced value has
@@ -96,9 +99,19 @@ def _numpy_like(method: Callable[..., Any], numpy: Callable[..., Any] | None = N
             return method(self, *args, **kwargs)
         trace.numpy = True
         if kwargs:  # (NumPy's np.sum(x) calls x.sum(axis=..., dtype=None, out=None))
-            kwargs = {k: v for k, v in kwargs.items() if v is not None or k not in _DEFAULTS}
+            kwargs = {k: v for k, v in kwargs.items() if not _default(k, v)}
         try:
             return (numpy or method)(self, *args, **kwargs)
+        except TypeError:
+            taken = inspect.signature(numpy or method).parameters
+            unknown = [k for k in kwargs if k not in taken or taken[k].kind == _MORE]
+            if unknown:  # (a keyword of NumPy's that minigrad's method does not take)
+                raise TraceError(
+                    f"{method.__name__}(..., {'=..., '.join(unknown)}=...) of an array inside "
+                    "a traced function (minigrad.compile, minigrad.scan): there it takes "
+                    f"the arguments of minigrad's {method.__name__}; compute it before the "
+                    "call and pass the result in") from None
+            raise
         finally:
             trace.numpy = False
 
@@ -107,21 +120,14 @@ def _numpy_like(method: Callable[..., Any], numpy: Callable[..., Any] | None = N
 
 
 # What NumPy's functions pass a method when left at their defaults (`np.sum(x)`,
-# `np.mean(x)` on an array argument): the same as not passing them.
-_DEFAULTS = frozenset({"dtype", "out"})
+# `np.mean(x)`, `np.reshape(x, shape)` on an array argument): the same as not passing them.
+_DEFAULTS = {"dtype": None, "out": None, "order": "C"}
+_MORE = inspect.Parameter.VAR_KEYWORD
 
 
-def _numpy_comparison(name: str, compare: np.ufunc) -> Callable[..., Any]:
-    """NumPy's comparison of arrays: a bool array, as eager mode sees it (`mask.sum()`
-    counts in int64), not the table's mask op."""
-    op = Op(name, compare, (None, None), primitive.Domain("untested"), False, False)
-
-    def comparison(self: Tracer, other: Any) -> Any:
-        if not isinstance(other, (Tensor, np.ndarray, numbers.Real)):
-            return NotImplemented
-        return _ACTIVE.get().call(op, (self, other), {})  # type: ignore[union-attr]
-
-    return comparison
+def _default(keyword: str, value: Any) -> bool:
+    default = _DEFAULTS.get(keyword, value)  # (a keyword not listed: never its default)
+    return keyword in _DEFAULTS and type(value) is type(default) and value == default
 
 
 def _numpy_op(name: str, function: Callable[..., Any], operands: int) -> Op:
@@ -159,20 +165,46 @@ for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__
     setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name)))
 
 
-def _numpy_power(reflected: bool) -> Callable[..., Any]:
-    """NumPy's `**` on arrays (its own operator: x ** 2 is np.square, x ** 0.5 np.sqrt, which
-    np.power's loop does not always match bit for bit)."""
-    op = _numpy_op("pow", (lambda a, b: b ** a) if reflected else operator.pow, 2)
+def _numpy_operator(name: str, function: Callable[..., Any], operands: int = 2
+                    ) -> Callable[..., Any]:
+    """NumPy's own operator `function` on arrays, as eager mode computes it: `x ** 2` is
+    np.square (not np.power's loop, bit for bit), `x < y` a bool array (not the table's float
+    mask), `x // 2`, `~mask`, `a & b` (which no op of the table computes)."""
+    op = _numpy_op(name, function, operands)
 
-    def power(self: Tracer, other: Any) -> Any:
-        return _ACTIVE.get().call(op, (self, other), {})  # type: ignore[union-attr]
+    def numpy_operator(self: Tracer, *other: Any) -> Any:
+        if other and not isinstance(other[0], (Tensor, np.ndarray, np.generic, numbers.Number)):
+            return NotImplemented
+        return _ACTIVE.get().call(op, (self, *other), {})  # type: ignore[union-attr]
 
-    return power
+    return numpy_operator
 
 
-setattr(Tracer, "__pow__", _numpy_like(Tensor.__pow__, _numpy_power(False)))  # noqa: B010
-setattr(Tracer, "__rpow__", _numpy_like(Tensor.__rpow__, _numpy_power(True)))  # noqa: B010
+def _no_operator(self: Tracer, *other: Any) -> Any:
+    return NotImplemented  # (a tensor has none of these operators, in eager mode too)
+
+
+_OPERATORS = {"pow": operator.pow, "lt": operator.lt, "le": operator.le, "gt": operator.gt,
+              "ge": operator.ge, "eq": operator.eq, "ne": operator.ne,
+              "floordiv": operator.floordiv, "mod": operator.mod, "and": operator.and_,
+              "or": operator.or_, "xor": operator.xor, "lshift": operator.lshift,
+              "rshift": operator.rshift}
+_REFLECTED = ("pow", "floordiv", "mod", "and", "or", "xor", "lshift", "rshift")
+for _name, _function in _OPERATORS.items():
+    setattr(Tracer, f"__{_name}__", _numpy_like(getattr(Tensor, f"__{_name}__", _no_operator),
+                                                _numpy_operator(_name, _function)))
+    if _name in _REFLECTED:
+        setattr(Tracer, f"__r{_name}__", _numpy_like(
+            getattr(Tensor, f"__r{_name}__", _no_operator),
+            _numpy_operator(_name, lambda a, b, f=_function: f(b, a))))
+for _name, _unary in (("invert", operator.invert), ("pos", operator.pos)):
+    setattr(Tracer, f"__{_name}__", _numpy_like(_no_operator, _numpy_operator(_name, _unary, 1)))
 setattr(Tracer, "clip", _numpy_like(Tensor.clip, _numpy_clip))  # noqa: B010
+_ASTYPE = _numpy_op("astype", lambda x, dtype, **k: x.astype(dtype, **k), 1)
+setattr(Tracer, "astype", _numpy_like(  # noqa: B010 (a tensor has none: mg.astype)
+    lambda self, *args, **kwargs: Tracer.__getattr__(self, "astype"),
+    lambda self, dtype, **kwargs: _ACTIVE.get().call(  # type: ignore[union-attr]
+        _ASTYPE, (self,), {"dtype": dtype, **kwargs})))
 _MIN = _numpy_op("min", lambda x, **k: np.min(x, **k), 1)
 
 
@@ -190,11 +222,6 @@ setattr(Tracer, "flatten", _numpy_like(  # noqa: B010 (NumPy's flatten(order), n
     Tensor.flatten, lambda self, order="C": _ACTIVE.get().call(  # type: ignore[union-attr]
         _FLATTEN, (self,), {"order": order})))
 setattr(Tracer, "T", property(_numpy_like(Tensor.T.fget)))  # type: ignore[attr-defined]  # noqa: B010
-for _name, _compare in (("__lt__", np.less), ("__le__", np.less_equal),
-                        ("__gt__", np.greater), ("__ge__", np.greater_equal),
-                        ("__eq__", np.equal), ("__ne__", np.not_equal)):
-    setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name), _numpy_comparison(_name, _compare)))
-
 
 def _in_place(name: str, symbol: str) -> Callable[..., Any]:
     """`x += y` and the like. On a tensor, or on what is a NumPy scalar in eager mode (a
@@ -232,7 +259,9 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
 
 
 for _name, _symbol in (("add", "+"), ("sub", "-"), ("mul", "*"), ("truediv", "/"),
-                      ("pow", "**"), ("matmul", "@")):
+                      ("pow", "**"), ("matmul", "@"), ("floordiv", "//"), ("mod", "%"),
+                      ("and", "&"), ("or", "|"), ("xor", "^"), ("lshift", "<<"),
+                      ("rshift", ">>")):
     setattr(Tracer, f"__i{_name}__", _in_place(_name, _symbol))
 
 
