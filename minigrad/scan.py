@@ -424,6 +424,12 @@ def _batched(program: Program, n_carry: int, n_x: int) -> list[_Batched]:
         if id(step) not in reached:
             continue
         per_step = [(i, x) for i, x in enumerate(step.inputs) if x.index in varying]
+        # What the VJPs read that the loop stacks step by step (a value the body computes,
+        # from invariants alone too) must have the output's rank, so that its new axis 0
+        # meets the cotangents' (a lower rank would broadcast a step's row on another axis).
+        reads = program._vjp_reads(step)[1:]
+        stacked_fit = all(len(y.shape) == rank for y, read in zip(step.inputs, reads)
+                          if read != "None" and y.index not in invariant and not y.is_constant)
         for i, x in enumerate(step.inputs):
             if x.index not in invariant or not x.requires_grad or step.vjps[i] is None \
                     or not per_step:
@@ -433,11 +439,10 @@ def _batched(program: Program, n_carry: int, n_x: int) -> list[_Batched]:
             elif op.batch is None or op.residual or op.saves_output:
                 fits = False
             elif op.batch == "elementwise":
-                fits = all(len(y.shape) == rank for _, y in per_step)
+                fits = stacked_fit
             else:  # the matrix on the right; the left operand (and addmm's c) stacked
                 last = len(step.inputs) - 1
-                fits = i == last and len(x.shape) == 2 and all(
-                    len(y.shape) == rank for _, y in per_step) and any(
+                fits = i == last and len(x.shape) == 2 and stacked_fit and any(
                     j == last - 1 for j, _ in per_step)
             if fits:
                 plan.append(_Batched(program, k, i, n_carry, n_x))

@@ -468,6 +468,42 @@ def test_a_product_that_broadcasts_against_the_step_gets_the_loops_gradient(batc
     assert_bitwise(got[1], want[1], "h0")
 
 
+_mul3 = mg.defop("mul3", lambda x, w, c: x * w * c,
+                 (lambda g, out, x, w, c: g * w * c, lambda g, out, x, w, c: g * x * c,
+                  lambda g, out, x, w, c: g * x * w),
+                 batch="elementwise", saves="inputs", register=False)
+
+
+@settings(max_examples=20, deadline=None)
+@given(length=st.integers(1, 6), batch=st.integers(1, 6), n=st.integers(1, 4),
+       seed=st.integers(0, 2**31 - 1))
+def test_an_operand_computed_from_invariants_with_a_lower_rank_gets_the_loops_gradient(
+        length, batch, n, seed):
+    """x (batch, n) * W * c with c = tanh(V) of shape (n,), computed in the body from a loop
+    invariant: the loop stacked c step by step, (length, n), beside the cotangents (length,
+    batch, n), and W's batched VJP broadcast a step's row of c against the samples: W's
+    gradient `length` times the loop's with one sample, an error or, with as many samples
+    as steps, right by luck. Such a VJP runs per step now."""
+    rng = np.random.default_rng(seed)
+    W = mg.Tensor(rng.normal(size=n), requires_grad=True)
+    V = mg.Tensor(rng.normal(size=n), requires_grad=True)
+    xs = rng.normal(size=(length, batch, n))
+
+    def step(h, x):
+        new = h * 0.5 + _mul3(x, W, mg.tanh(V))
+        return new, new
+
+    h, hs = mg.scan(step, np.zeros((batch, n)), xs)
+    want_h, want_hs = loop(step, np.zeros((batch, n)), xs)
+    assert_bitwise(hs, want_hs)
+    (hs * hs).sum().backward()
+    got = take_grads([W, V])
+    (want_hs * want_hs).sum().backward()
+    want = take_grads([W, V])
+    for a, b, name in zip(got, want, "WV"):
+        assert_invariant_close(a, b, length, name)
+
+
 @settings(max_examples=10)
 @given(length=st.integers(1, 8), batch=st.integers(1, 4), n_in=st.integers(1, 4),
        hidden=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
