@@ -368,6 +368,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     # kept == (): the operands are treated as kept (copied, marked shared) but the node holds
     # none of them: a residual holds what the VJPs read (scan's).
     kept_any = op.kept != ()
+    no_vjp = type(op.vjps) is tuple and None in op.vjps  # (checked where a node is made)
     # One operand per VJP (a ufunc would take one more as its `out` and write into it)
     arity = len(op.vjps) if type(op.vjps) is tuple else -1
 
@@ -385,6 +386,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         arrays: Any = []  # each operand's array (a tuple once complete)
         inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
         needs_grad = False
+        caller_arrays: list[int] = []  # the positions of those
         for x in operands:
             if isinstance(x, Tensor):
                 if x.__class__ is traced_class:  # a trace's value, here outside its trace
@@ -403,10 +405,13 @@ def recorder(op: Op) -> Callable[..., Tensor]:
                     continue
             else:
                 a = x if type(x) is float else constant(x, name)
-                # The caller's own array, which the engine cannot guard: a node keeps a copy.
-                arrays.append(a.copy() if keeps and type(a) is _ndarray else a)
+                if keeps and type(a) is _ndarray:  # the caller's own array, which the engine
+                    caller_arrays.append(len(arrays))  # cannot guard: a node keeps a copy
+                arrays.append(a)
             inputs.append(None)
         arrays = tuple(arrays)  # once, for the forward's call and for the node
+        if caller_arrays and needs_grad:  # (only for a node: where none is made, the
+            arrays = _copies(arrays, caller_arrays)  # forward's bits are no_grad's)
         try:
             out = forward(*arrays, **options) if options else forward(*arrays)
         except OP_ERRORS as error:
@@ -422,6 +427,8 @@ def recorder(op: Op) -> Callable[..., Tensor]:
             out = _share_view(operands, arrays, out)
         if not (needs_grad and recording):
             return _make(out, False, None, view)
+        if no_vjp:  # an operand that needs a gradient which the op cannot give
+            refuse_no_vjp(op, operands)
         vjps: Any = op.vjps
         if type(vjps) is not tuple:  # VJPs made for this call (stack's, scan's)
             vjps = vjps(arrays, options, inputs)
@@ -444,6 +451,25 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         return _make(out, True, node, view or saves_output)
 
     return record
+
+
+def _copies(arrays: tuple, positions: list[int]) -> tuple:
+    """`arrays` with those at `positions` (the caller's own) copied for a node."""
+    copied = list(arrays)
+    for i in positions:
+        copied[i] = copied[i].copy()
+    return tuple(copied)
+
+
+def refuse_no_vjp(op: Op, operands: Sequence[Any]) -> None:
+    """TypeError if an operand that requires grad has no VJP in `op` (defop was given None
+    for it): its gradient would be lost (compiled, silently), or the sweep would fail."""
+    for i, (x, vjp) in enumerate(zip(operands, op.vjps)):  # type: ignore[arg-type]
+        if vjp is None and isinstance(x, Tensor) and x.requires_grad:
+            raise TypeError(
+                f"{op.name}: operand {i} (shape {np.shape(x._data)}) requires grad, but the op "
+                "has no VJP for it (None): its gradient would be lost. Pass x.detach() (a "
+                "value cut from the graph), or give the op a VJP for that operand")
 
 
 def _no_trace(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:

@@ -568,6 +568,8 @@ class Trace:
             value.scalar = scalar  # (eager mode's: NumPy's result on arrays or scalars, s.T)
         else:
             vjps: Any = op.vjps
+            if recording and type(vjps) is tuple and None in vjps and op.differentiable:
+                primitive.refuse_no_vjp(op, operands)  # (as `record` refuses it)
             site = None
             grad = recording and _grad_flows(vjps, inputs)
             if grad and self.anomaly:
@@ -754,14 +756,16 @@ class Program:
 
     @staticmethod
     def _keeps(step: Step) -> bool:
-        """Whether `record` treats the step's operands as kept by a node (it copies arrays
-        and marks tensors shared): it records, and the op has a gradient."""
+        """Whether `record` treats the step's operands as kept by a node (it marks tensors
+        shared, and copies arrays where it makes the node: `copies`): it records, and the op
+        has a gradient."""
         return (step.op.saves_inputs and step.recording and not step.numpy
                 and step.op.differentiable)
 
     def copies(self, step: Step) -> list[int]:
         """The operands `record` copies: NumPy arrays that a node keeps."""
-        return [i for i, x in enumerate(step.inputs) if x.raw] if self._keeps(step) else []
+        return [i for i, x in enumerate(step.inputs) if x.raw] \
+            if self._keeps(step) and step.out.requires_grad else []
 
     def shared_inputs(self) -> set[int]:
         """The non-raw inputs `record` marks shared at once: operands of ops that keep them."""

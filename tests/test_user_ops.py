@@ -184,3 +184,30 @@ def test_vjps_that_are_not_functions_are_refused_by_defop(vjps):
                "defop: 'cos_slip' needs vjps as a tuple of one VJP per operand")
     with pytest.raises(TypeError, match=message):
         defop("cos_slip", np.sin, vjps, register=False)
+
+
+_SCALED = defop("scaled", lambda a, b: a * np.tanh(b),
+                (lambda g, out, a, b: g * np.tanh(b), None), saves="inputs", register=False)
+
+
+@pytest.mark.parametrize("how", ["eager", "compiled", "scan body"])
+def test_an_operand_that_requires_grad_where_the_op_has_no_vjp_is_refused(how):
+    """`defop(..., (vjp_a, None))` called on a b that requires grad: b's gradient cannot be
+    computed. Eager backward failed with "'NoneType' object is not callable" (no op named);
+    compiled and in a scan's body, b's gradient was silently left out. A TypeError naming
+    the op and the operand now, in every mode; under no_grad, or with b a constant, the op
+    computes as before."""
+    a = Tensor(np.ones(3), requires_grad=True)
+    b = Tensor(np.full(3, 0.5), requires_grad=True)
+    run = {"eager": lambda a, b: _SCALED(a, b),
+           "compiled": mg.compile(lambda a, b: _SCALED(a, b)),
+           "scan body": lambda a, b: mg.scan(lambda c, x: (c + _SCALED(a, b), None),
+                                             np.zeros(3), length=2)[0]}[how]
+    with pytest.raises(TypeError, match=r"scaled: operand 1 \(shape \(3,\)\) requires grad, "
+                                        r"but the op has no VJP for it"):
+        run(a, b).sum().backward()
+    assert a.grad is None and b.grad is None
+    with no_grad():
+        assert np.array_equal(run(a, b).data, (1 if how != "scan body" else 2) * np.tanh(b.data))
+    run(a, b.detach()).sum().backward()
+    np.testing.assert_array_equal(a.grad, (1 if how != "scan body" else 2) * np.tanh(b.data))
