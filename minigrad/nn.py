@@ -121,14 +121,21 @@ class Module:
         """Copy values into the parameters, in place. Every name, shape and dtype is checked
         first, that the values are finite in the parameters' dtype and that each
         parameter's array is writable, so a mismatch changes nothing (ValueError; a masked
-        array, whose mask would be ignored, TypeError)."""
+        array, whose mask would be ignored, TypeError). Every value is read before any is
+        written: an entry that is (or views) another parameter, as in a swap of two layers'
+        weights, gives that parameter's value from before the call."""
         params = _by_name(self, "load_state_dict")
         problems = _mismatches(params, state)
         if problems:
             raise ValueError(f"load_state_dict: state does not match {type(self).__name__}: "
                              + "; ".join(problems))
-        for name, p in params.items():
-            np.copyto(p.data, _values(state[name], name), casting="same_kind")
+        targets = [p.data for p in params.values()]
+        values = [_values(state[name], name) for name in params]
+        # (copied only where a write to some parameter could change it before it is read)
+        values = [v.copy() if any(np.may_share_memory(v, t) for t in targets) else v
+                  for v in values]
+        for target, value in zip(targets, values):
+            np.copyto(target, value, casting="same_kind")
 
 
 def _by_name(module: Module, where: str) -> dict[str, Parameter]:
