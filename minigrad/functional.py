@@ -65,7 +65,8 @@ def gradients(output: Tensor, inputs: Tensor | Sequence[Tensor], grad: Any = Non
     `inputs` may be leaves or intermediate results (an RNN's states, say), each requiring
     grad; one that `output` does not depend on gets zeros. `grad` is the upstream gradient,
     as for `Tensor.backward`, and may be omitted for an output of one element. The graph is
-    released afterwards unless `retain_graph`.
+    released afterwards unless `retain_graph`. Each array is the caller's own, also where a
+    tensor is listed twice.
     """
     if not isinstance(output, Tensor):
         raise TypeError(f"gradients: output must be a Tensor, got {type(output).__name__}")
@@ -81,5 +82,10 @@ def gradients(output: Tensor, inputs: Tensor | Sequence[Tensor], grad: Any = Non
                          "no_grad())")
     vertices = [t._node or t for t in inputs]
     found = output._sweep(grad, "gradients", "an output", retain_graph, capture=set(vertices))
-    return [np.zeros_like(t._data) if v not in found else found[v].astype(t.dtype, copy=False)
-            for t, v in zip(inputs, vertices)]
+    results: list[np.ndarray] = []
+    for t, v in zip(inputs, vertices):
+        result = np.zeros_like(t._data) if v not in found else \
+            found[v].astype(t.dtype, copy=False)
+        # (a tensor asked for twice: an array of its own at each position, as two calls give)
+        results.append(result.copy() if any(result is r for r in results) else result)
+    return results

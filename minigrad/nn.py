@@ -3,6 +3,7 @@ cells `RNNCell`, `GRUCell` and `LSTMCell`, and initialisers."""
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import operator
@@ -11,6 +12,11 @@ from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
+
+try:
+    from numpy.lib.array_utils import byte_bounds
+except ImportError:  # (NumPy < 2)
+    from numpy import byte_bounds  # type: ignore[attr-defined,no-redef]
 
 from .modes import TRACING, TraceError, current_mode
 from .ops import addmm, astype, matmul, relu, sigmoid, split, tanh
@@ -121,14 +127,18 @@ class Module:
         """Copy values into the parameters, in place. Every name, shape and dtype is checked
         first, that the values are finite in the parameters' dtype and that each
         parameter's array is writable, so a mismatch changes nothing (ValueError; a masked
-        array, whose mask would be ignored, TypeError)."""
+        array, whose mask would be ignored, TypeError). Every value is read before any is
+        written: an entry that is (or views) another parameter, as in a swap of two layers'
+        weights, gives that parameter's value from before the call."""
         params = _by_name(self, "load_state_dict")
         problems = _mismatches(params, state)
         if problems:
             raise ValueError(f"load_state_dict: state does not match {type(self).__name__}: "
                              + "; ".join(problems))
-        for name, p in params.items():
-            np.copyto(p.data, _values(state[name], name), casting="same_kind")
+        targets = [p.data for p in params.values()]
+        values = _read_before_written([_values(state[name], name) for name in params], targets)
+        for target, value in zip(targets, values):
+            np.copyto(target, value, casting="same_kind")
 
 
 def _by_name(module: Module, where: str) -> dict[str, Parameter]:
@@ -147,6 +157,28 @@ def _values(x: Any, name: str) -> np.ndarray:
     """A state dict entry's array: a tensor's values (a parameter of another module), or
     the array or number itself (a masked array is refused: its mask would be ignored)."""
     return x._data if isinstance(x, Tensor) else plain_array(x, f"load_state_dict: {name!r}")
+
+
+def _read_before_written(values: list[np.ndarray],
+                         targets: list[np.ndarray]) -> list[np.ndarray]:
+    """`values`, each copied where its memory may overlap some target's (their byte bounds
+    overlap, as `np.may_share_memory` tells): writing the targets one by one then changes
+    no value not read yet. (The targets' bounds sorted and merged, each value is looked up
+    by bisection: a check of every pair cost a large module's load n**2 calls.)"""
+    spans: list[list[int]] = []  # disjoint [low, high) byte ranges, in order
+    for low, high in sorted(byte_bounds(t) for t in targets if t.size):
+        if spans and low < spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], high)
+        else:
+            spans.append([low, high])
+    starts = [low for low, _ in spans]
+
+    def overlaps(value: np.ndarray) -> bool:
+        low, high = byte_bounds(value)
+        last = bisect.bisect_left(starts, high) - 1  # (the last span starting below `high`)
+        return value.size > 0 and last >= 0 and spans[last][1] > low
+
+    return [value.copy() if overlaps(value) else value for value in values]
 
 
 def _walk(value: Any, prefix: str, modules: set[int],

@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Union
+from weakref import getweakrefcount
 
 import numpy as np
 
@@ -128,7 +129,8 @@ class Tensor:
             # Copied unless no graph holds it any more (this slot is its only reference, and
             # it views no other array): an optimizer's step after backward copies nothing.
             # (Counted as `_share` counts: an attribute read is a reference of its own, where
-            # CPython 3.14 may lend a local to the call without one.)
+            # CPython 3.14 may lend a local to the call without one. A weak reference is no
+            # graph's: `_share` counts it, where the array handed out here is recorded.)
             if self._data.base is not None or sys.getrefcount(self._data) > 2:
                 self._data = self._data.copy(order="K")  # (its layout too: sums add in it)
             self._shared = False
@@ -154,10 +156,12 @@ class Tensor:
         holds it or a view of it (`a = t.data`, `v = t.data[:2]`, beyond the `held`
         references the caller knows of), or where it is a view itself (`t.data = buf[:2]`;
         the setter views a memmap too). Writes through those go to the tensor, never to
-        the graph. A handed-out array that nobody holds any more is kept as it is."""
+        the graph. A handed-out array that nobody holds any more is kept as it is; one
+        held only through a weak reference (which no reference count counts) is held."""
         if self._exposed:
             # (the references: the slot and the argument)
-            if self._data.base is not None or sys.getrefcount(self._data) > 2 + held:
+            if self._data.base is not None or sys.getrefcount(self._data) > 2 + held \
+                    or getweakrefcount(self._data):
                 return self._data.copy(order="K")
             self._exposed = False
         self._shared = True

@@ -58,10 +58,16 @@ class Schedule(abc.ABC):
         """The learning rate of a group whose base rate is ``base`` after ``epoch`` steps."""
 
     def step(self) -> None:
-        """Count one epoch and set every group's learning rate."""
-        self.epoch += 1
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            group["lr"] = self.lr_at(base, self.epoch)
+        """Count one epoch and set every group's learning rate. Every new rate is computed
+        and checked by the optimizer's bounds first: one they refuse (a rate grown past
+        the largest float, say) raises ValueError and changes no group and no count."""
+        epoch, groups = self.epoch + 1, self.optimizer.param_groups
+        checked = [self.optimizer.check(**{**group.hyperparameters(),
+                                           "lr": self.lr_at(base, epoch)})
+                   for group, base in zip(groups, self.base_lrs, strict=True)]
+        for group, values in zip(groups, checked):
+            group._keep(values)
+        self.epoch = epoch
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """``epoch``, ``base_lrs`` and ``<kind>.<setting>`` for each setting (arrays)."""

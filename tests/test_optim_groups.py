@@ -235,6 +235,29 @@ SCHEDULE_SETTINGS = st.tuples(st.sampled_from(sorted(SCHEDULES)), st.integers(1,
                               st.sampled_from([0.1, 0.5]))
 
 
+@pytest.mark.parametrize("kind", ["StepLR", "ExponentialLR"])
+@given(bases=st.lists(st.floats(0.0, 1e308), min_size=1, max_size=4),
+       gamma=st.floats(1.0, 1e10), epochs=st.integers(1, 5))
+def test_a_schedule_step_the_bounds_refuse_changes_nothing(kind, bases, gamma, epochs):
+    """Growing rates overflow to inf, which the optimizer's bounds refuse, in some groups
+    before others: each step sets every group's rate of the formula and counts the epoch,
+    or raises ValueError and changes no group and no count (it raised after counting the
+    epoch and setting the groups before the refused one)."""
+    opt = optim.SGD([{"params": [Param(np.ones(1))], "lr": base} for base in bases], lr=1.0)
+    schedule = SCHEDULES[kind][0](opt, 1, gamma)
+    for _ in range(epochs):
+        before = (schedule.epoch, [group["lr"] for group in opt.param_groups])
+        expected = [base * gamma ** (before[0] + 1) for base in bases]
+        if all(math.isfinite(lr) for lr in expected):
+            schedule.step()
+            assert [group["lr"] for group in opt.param_groups] == expected
+            assert schedule.epoch == before[0] + 1
+        else:
+            with pytest.raises(ValueError, match=r"^SGD: invalid lr=inf: must be finite$"):
+                schedule.step()
+            assert (schedule.epoch, [group["lr"] for group in opt.param_groups]) == before
+
+
 @given(saved=SCHEDULE_SETTINGS, target=SCHEDULE_SETTINGS, epochs=st.integers(1, 5))
 def test_a_schedule_state_loads_only_into_its_kind_and_settings(saved, target, epochs):
     """Before, a StepLR state loaded into a CosineAnnealingLR (or a StepLR of another

@@ -4,6 +4,9 @@ per-timestep gradient of an RNN's states, against the hand-coded counter."""
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from minigrad import Tensor
@@ -78,6 +81,24 @@ def test_returned_arrays_belong_to_the_caller():
     g_x[:] = 0.0
     np.testing.assert_array_equal(g_y, [1.0, 2.0, 3.0])
     np.testing.assert_array_equal(seed, [1.0, 2.0, 3.0])
+
+
+@given(values=hnp.arrays(np.float64, st.integers(1, 4), elements=st.floats(-3, 3)),
+       picks=st.lists(st.integers(0, 3), min_size=1, max_size=6))
+def test_each_position_asked_for_gets_an_array_of_its_own(values, picks):
+    """Tensors listed any number of times: each position gets the gradient one call for it
+    alone gives, in an array of its own (a tensor listed twice got the same array twice,
+    so that a write into one result changed the other)."""
+    x = Tensor(values, requires_grad=True)
+    unused = Tensor(np.ones(3), requires_grad=True)
+    h = x * x
+    y = (h * 3.0).sum()
+    wanted = [[x, h, y, unused][i] for i in picks]
+    results = mg.gradients(y, wanted, retain_graph=True)
+    for i, t in enumerate(wanted):
+        (alone,) = mg.gradients(y, [t], retain_graph=True)
+        np.testing.assert_array_equal(results[i], alone)
+        assert not any(np.shares_memory(results[i], other) for other in results[:i])
 
 
 def test_the_graph_is_released_unless_retained():
