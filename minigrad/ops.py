@@ -575,19 +575,34 @@ def _getitem_call(x: Any, index: Any) -> tuple[tuple, dict]:
     gradients. A tensor is no index: it holds floats, so `x[x > 2]` is refused; index with
     `np.asarray(mask.data, bool)`, or take `mg.where(mask, x, 0)`."""
     parts = index if type(index) is tuple else (index,)
-    basic = True
+    basic = ints = True
     for p in parts:  # a loop, not all(...): x[:, t] at every step of an RNN comes through here
         # A set lookup first: a failed isinstance (an int against slice, ...) costs more.
         if type(p) not in _BASIC_TYPES and not isinstance(p, _BASIC_INDEX):
             basic = False
             break
+        if type(p) is slice and not (p.start is None and p.stop is None and p.step is None):
+            ints = ints and all(type(b) in _INT_OR_NONE for b in (p.start, p.stop, p.step))
     if not basic:  # an index's values become options, copied: a later edit of the array
         # changes neither the recorded gradient nor a scan's loop
         parts = tuple(_index_array(p) if isinstance(p, (_Tensor, list, np.ndarray)) else p
                       for p in parts)
+    if not (basic and ints):  # (a slice's bounds too: as Python ints)
+        parts = tuple(_of_ints(p) if type(p) is slice else p for p in parts)
     if not isinstance(x, _Tensor):  # a wrong operand type is a TypeError, not an IndexError
         _data(x, "getitem")
     return (x,), {"index": parts, "basic": basic}
+
+
+_INT_OR_NONE = frozenset({int, type(None)})
+
+
+def _of_ints(part: slice) -> slice:
+    """A slice with NumPy integers or 0-d arrays for bounds (`x[lo:hi]`, lo = np.array(0)) as
+    one of Python ints: the node keeps the values, not arrays the caller may change before
+    the backward (they were read again there: the gradient went where they pointed then)."""
+    return slice(*(None if b is None else operator.index(b)
+                   for b in (part.start, part.stop, part.step)))
 
 
 def _index_array(part: Any) -> np.ndarray:

@@ -532,6 +532,8 @@ def _mutable(x: Any) -> bool:
             if _mutable(part):
                 return True
         return False
+    if kind is slice:  # (a user op's x[lo:hi] with 0-d arrays for bounds)
+        return _mutable((x.start, x.stop, x.step))
     return kind in _MUTABLE or issubclass(kind, _ndarray)  # (a failed isinstance costs more)
 
 
@@ -543,6 +545,8 @@ def _kept(value: Any) -> Any:
         return kind(_kept(x) for x in value)
     if kind is dict:
         return {k: _kept(x) for k, x in value.items()}
+    if kind is slice:
+        return slice(_kept(value.start), _kept(value.stop), _kept(value.step))
     return value
 
 

@@ -828,3 +828,31 @@ def test_a_fortran_array_operand_of_an_op_that_makes_no_node_gives_no_grads_bits
     for k in range(3):
         loop, _ = body(loop, xs[k])
     assert h.data.tobytes() == loop.data.tobytes()
+
+
+@pytest.mark.parametrize("bounds", ["0-d arrays", "NumPy ints in a user op's option"])
+def test_a_slices_bounds_changed_after_the_forward_do_not_move_the_gradient(bounds):
+    """`y = x[lo:hi]` with lo, hi 0-d arrays, then `lo += 3; hi += 3` before backward: the
+    node kept the slice, whose bounds were the caller's arrays, read again in backward: the
+    gradient landed on x[3:5] ([0 0 0 1 10 0] for [1 10 0 0 0 0]). Slices keep their values
+    now (getitem's as Python ints; a user op's option slices as copies)."""
+    x = Tensor(np.arange(6.0), requires_grad=True)
+    lo, hi = np.array(0), np.array(2)
+    if bounds == "0-d arrays":
+        y = x[lo:hi]
+    else:
+        take = mg.defop("take", lambda a, where: a[where],
+                        (lambda g, out, a, where: _placed(g, a.shape, where),),
+                        saves="inputs", register=False)
+        y = take(x, where=slice(lo, hi))
+    loss = (y * np.array([1.0, 10.0])).sum()
+    lo += 3
+    hi += 3
+    loss.backward()
+    np.testing.assert_array_equal(x.grad, [1.0, 10.0, 0.0, 0.0, 0.0, 0.0])
+
+
+def _placed(g, shape, where):
+    full = np.zeros(shape)
+    full[where] = g
+    return full
