@@ -62,6 +62,7 @@ class Tensor:
     _node: Node | None
     _shared: bool  # a graph keeps `_data`: copy it before handing it out
     _exposed: bool  # `_data` was handed out (or handed in): others may hold it
+    _traced = False  # a trace's stand-in (`minigrad.trace.Tracer`), which has no graph
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any,
                         **kwargs: Any) -> Any:
         """`array + tensor` and the like, as the operator (a NumPy array on the left defers
@@ -385,6 +386,25 @@ class Tensor:
     def __neg__(self) -> Tensor:
         return ops.neg(self)
 
+    # `x += y` and the like (`p -= lr * p.grad` under no_grad, as in PyTorch): see _in_place.
+    def __iadd__(self, other: Operand) -> Tensor:
+        return _in_place(self, other, np.add, "+")
+
+    def __isub__(self, other: Operand) -> Tensor:
+        return _in_place(self, other, np.subtract, "-")
+
+    def __imul__(self, other: Operand) -> Tensor:
+        return _in_place(self, other, np.multiply, "*")
+
+    def __itruediv__(self, other: Operand) -> Tensor:
+        return _in_place(self, other, np.true_divide, "/")
+
+    def __ipow__(self, other: Operand) -> Tensor:
+        return _in_place(self, other, np.power, "**")
+
+    def __imatmul__(self, other: Operand) -> Tensor:
+        return _in_place(self, other, np.matmul, "@")
+
     def __abs__(self) -> Tensor:
         return ops.abs(self)
 
@@ -493,6 +513,34 @@ class Tensor:
     @property
     def T(self) -> Tensor:
         return ops.transpose(self)
+
+
+def _in_place(x: Tensor, other: Any, ufunc: np.ufunc, symbol: str) -> Any:
+    """`x op= other`. Where no gradient is involved (under no_grad, or neither needs one), x
+    changes in place, as a NumPy array or a PyTorch tensor does: `p -= lr * p.grad` updates
+    the parameter (Python's fallback, `p = p - ...`, would rebind a loop's name and leave the
+    parameter as it was). Its own array: copy-on-write keeps a graph's, and a view's, values.
+    In grad mode, on a tensor in the graph, a new tensor `x op other` (the graph records
+    it); on a leaf that requires grad, an error, as in PyTorch: the change would not be
+    recorded. While a function is traced, a change in place is refused: eager mode would
+    change the caller's tensor, which a program's later calls would not do."""
+    if current_mode() & RECORDING and (
+            x._requires_grad or isinstance(other, Tensor) and other._requires_grad):
+        if x._requires_grad and x._node is None and not x._traced:
+            raise RuntimeError(
+                f"`x {symbol}= ...` on a leaf tensor that requires grad (shape {x.shape}) while "
+                "grad mode is on: the graph would not record the change. Update it under "
+                f"`with mg.no_grad():` (as an optimizer does), or compute x = x {symbol} ...")
+        return NotImplemented  # (Python's `x = x op other`: a new tensor, recorded)
+    if current_mode() >= TRACING:
+        raise TraceError(
+            f"`x {symbol}= ...` on a tensor (shape {x.shape}) inside a traced function "
+            "(minigrad.compile, minigrad.scan): eager mode changes it in place, which a "
+            f"program's later calls would not do; write x = x {symbol} ...")
+    data = x.data  # (a fresh copy where a graph or a view holds the array)
+    ufunc(data, other._data if isinstance(other, Tensor) else other, out=data,
+          casting="same_kind")
+    return x
 
 
 # `.grad` is read, added to and set as one step, so that threads running backward on graphs

@@ -51,6 +51,7 @@ class Tracer(Tensor):
     """
 
     __slots__ = ()
+    _traced = True
 
     def __repr__(self) -> str:
         if self._data is None:
@@ -224,17 +225,21 @@ setattr(Tracer, "flatten", _numpy_like(  # noqa: B010 (NumPy's flatten(order), n
 setattr(Tracer, "T", property(_numpy_like(Tensor.T.fget)))  # type: ignore[attr-defined]  # noqa: B010
 
 def _in_place(name: str, symbol: str) -> Callable[..., Any]:
-    """`x += y` and the like. On a tensor, or on what is a NumPy scalar in eager mode (a
-    reduction's result), `x = x + y` (Python's fallback, as in eager mode). On an array
-    argument, or a view of one, eager mode would change the caller's array, which a
-    program's later calls would not do: refused. On an array computed inside, `x + y`, with
-    x and every array sharing its memory retired: eager mode changes them all, which a
-    program cannot follow, so a later read of any of them raises (`Trace.operand`)."""
+    """`x += y` and the like. On a tensor, as eager mode's (`Tensor.__iadd__`: in the graph,
+    `x = x + y`; else in place, which a program cannot follow: refused); on what is a NumPy
+    scalar in eager mode (a reduction's result), `x = x + y` (Python's fallback, as in eager
+    mode). On an array argument, or a view of one, eager mode would change the caller's
+    array, which a program's later calls would not do: refused. On an array computed
+    inside, `x + y`, with x and every array sharing its memory retired: eager mode changes
+    them all, which a program cannot follow, so a later read of any of them raises."""
     binary = getattr(Tracer, f"__{name}__")  # (x + y, NumPy's on arrays)
+    tensors = getattr(Tensor, f"__i{name}__", None)
 
     def in_place(self: Tracer, other: Any) -> Any:
         trace = _ACTIVE.get()
-        if trace is None or not trace.is_raw(self) or trace.is_scalar(self):
+        if trace is None or not trace.is_raw(self):
+            return NotImplemented if tensors is None else tensors(self, other)
+        if trace.is_scalar(self):
             return NotImplemented
         what = f"`x {symbol}= ...`"
         if isinstance(other, Tensor) and not trace.is_raw(other):

@@ -4,7 +4,8 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
@@ -340,3 +341,57 @@ def test_requires_grad_is_set_before_the_other_slots_when_a_pickle_loads():
     assert t.requires_grad
     (t * 2.0).sum().backward()
     np.testing.assert_array_equal(t.grad, [2.0, 2.0, 2.0])
+
+
+IN_PLACE = {"+=": (lambda x, y: x.__iadd__(y), np.add),
+            "-=": (lambda x, y: x.__isub__(y), np.subtract),
+            "*=": (lambda x, y: x.__imul__(y), np.multiply),
+            "/=": (lambda x, y: x.__itruediv__(y), np.true_divide),
+            "**=": (lambda x, y: x.__ipow__(y), np.power)}
+
+
+@settings(max_examples=40)
+@given(symbol=st.sampled_from(sorted(IN_PLACE)), tensor_operand=st.booleans(),
+       dtype=st.sampled_from([np.float64, np.float32]), data=st.data())
+def test_an_in_place_operator_without_a_gradient_changes_the_tensor_in_place(
+        symbol, tensor_operand, dtype, data):
+    """`p -= lr * p.grad` under no_grad, over `model.parameters()`: Tensor had no `__isub__`,
+    so Python rebound the loop's name to `p - ...` and the parameters never changed (a
+    training loop whose loss stayed put, without an error). In place now, as NumPy and
+    PyTorch do it, where no gradient is involved: NumPy's in-place numbers, the same object,
+    names bound to it see the change, and a graph that saved the array keeps its values."""
+    operate, ufunc = IN_PLACE[symbol]
+    values = data.draw(hnp.arrays(dtype, 3, elements=st.floats(0.5, 4.0, width=32)), "values")
+    other = data.draw(hnp.arrays(dtype, 3, elements=st.floats(0.5, 2.0, width=32)), "other")
+    p = Tensor(values.copy(), requires_grad=True)
+    w = Tensor(np.array([1.0, 2.0, 3.0], dtype), requires_grad=True)
+    kept = (p * w).sum()  # a graph that saved p's array, for w's gradient
+    alias = p
+    with mg.no_grad():
+        result = operate(p, Tensor(other) if tensor_operand else other)
+    assert result is p and alias is p
+    expected = values.copy()
+    ufunc(expected, other, out=expected)
+    assert p.data.dtype == dtype and p.data.tobytes() == expected.tobytes()
+    kept.backward()
+    np.testing.assert_array_equal(w.grad, values)  # (the values p had at the forward)
+    plain = Tensor(values.copy())  # no gradient involved, in grad mode too
+    assert operate(plain, other) is plain and plain.data.tobytes() == expected.tobytes()
+
+
+def test_an_in_place_operator_in_grad_mode_is_refused_on_a_leaf_and_recorded_otherwise():
+    """In grad mode, `w -= 1` on a leaf that requires grad would change it without the graph
+    knowing: a RuntimeError saying to use no_grad (PyTorch refuses it too). On a tensor in
+    the graph, `h += b` is `h = h + b`, recorded, with its gradients."""
+    w = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"`x -= \.\.\.` on a leaf tensor that requires grad"):
+        w -= 1.0
+    np.testing.assert_array_equal(w.data, [1.0, -2.0])
+    b = Tensor(np.array([0.5, 0.5]), requires_grad=True)
+    h = w * 3.0
+    before = h
+    h += b
+    assert h is not before and h.requires_grad
+    (h * h).sum().backward()
+    np.testing.assert_array_equal(w.grad, 2 * (3 * w.data + 0.5) * 3)
+    np.testing.assert_array_equal(b.grad, 2 * (3 * w.data + 0.5))
