@@ -2,6 +2,7 @@
 the op and the shapes in the message; no op warns on the inputs its tests draw, and the
 saturating ops stay finite at extreme inputs."""
 
+import inspect
 import re
 import warnings
 from contextlib import contextmanager
@@ -407,3 +408,60 @@ def test_an_op_given_one_operand_too_many_refuses_it_and_writes_nothing(name, co
         call(*operands)
     for a, b in zip(operands, before, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _positional_only(op):
+    """Whether an op's public function takes its operands only (no prepare: exp, add)."""
+    return all(p.kind is inspect.Parameter.POSITIONAL_ONLY
+               for p in inspect.signature(op.function).parameters.values())
+
+
+UFUNC_FORWARDS = sorted(n for n, op in OPS.items()
+                        if isinstance(op.forward, np.ufunc) and _positional_only(op))
+
+
+@pytest.mark.parametrize("keyword", ["out", "where", "dtype"])
+@pytest.mark.parametrize("where_called", ["eager", "no_grad", "compiled", "scan"])
+@pytest.mark.parametrize("name", UFUNC_FORWARDS)
+def test_an_op_computed_by_a_ufunc_refuses_numpys_keywords_naming_the_op(name, where_called,
+                                                                          keyword):
+    """`mg.exp(x, where=mask)`, `mg.tanh(x, out=buf)`, `mg.add(a, b, dtype=np.float32)`: the
+    keywords went on to NumPy's ufunc (out= wrote into the caller's array, where= left
+    uninitialised memory in the output), then backward failed naming a lambda. The call
+    is refused, eager, compiled and in a scan's body, naming the op and the keyword, as
+    sigmoid's is."""
+    op = OPS[name]
+    n = len(op.vjps)
+    buf = np.full((2, 2), 7.0)
+    value = {"out": buf, "where": np.array([True, False]), "dtype": np.float32}[keyword]
+    message = rf"^{name}\(\) got an unexpected keyword argument '{keyword}': {name} takes"
+
+    def call(*xs):
+        return op.function(*xs, **{keyword: value})
+
+    xs = [Tensor(np.full((2, 2), 0.5), requires_grad=True) for _ in range(n)]
+    with pytest.raises(TypeError, match=message):
+        if where_called == "eager":
+            call(*xs)
+        elif where_called == "no_grad":
+            with mg.no_grad():
+                call(*xs)
+        elif where_called == "compiled":
+            mg.compile(call)(*xs)
+        else:  # every operand a slice of xs, in the loop's body
+            mg.scan(lambda carry, x: (carry, call(*[x] * n)), xs[0], np.full((3, 2, 2), 0.5))
+    np.testing.assert_array_equal(buf, 7.0)
+
+
+def test_a_users_op_computed_by_a_ufunc_refuses_keywords_and_one_of_its_own_takes_them():
+    """The rule is the forward's: a user's op whose forward is a NumPy ufunc takes no keyword
+    options (they would be NumPy's), one whose forward is a function of its own does."""
+    cube = mg.defop("my_cube", np.power, (lambda g, out, x, p: g * p * x ** (p - 1), None),
+                    saves="inputs", register=False)
+    x = Tensor(np.array([0.5, 2.0]), requires_grad=True)
+    with pytest.raises(TypeError, match=r"^my_cube\(\) got an unexpected keyword argument 'out'"):
+        cube(x, 3.0, out=np.empty(2))
+    scaled = mg.defop("my_scaled", lambda x, scale: x * scale,
+                      (lambda g, out, scale: g * scale,), saves="nothing", register=False)
+    scaled(x, scale=3.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 3.0])
