@@ -258,7 +258,13 @@ def _function(op: Op, prepare: Callable[..., tuple[tuple, dict]] | None,
             len(op.vjps) if type(op.vjps) is tuple else 0)
     else:
         def function(*args: Any, **kwargs: Any) -> Tensor:
-            operands, options = prepare(*args, **kwargs)
+            try:
+                operands, options = prepare(*args, **kwargs)
+            except TypeError:
+                misfit = _misfit(prepare, args, kwargs)
+                if misfit is None:  # (raised inside prepare, naming the op)
+                    raise
+                raise _misbound(op.name, misfit, prepare, kwargs) from None
             return record(*operands, **options)
 
         function.__signature__ = inspect.signature(prepare).replace(return_annotation="Tensor")
@@ -268,6 +274,34 @@ def _function(op: Op, prepare: Callable[..., tuple[tuple, dict]] | None,
     function.__doc__ = described.__doc__ if isinstance(described, FunctionType) else (
         f"NumPy's {getattr(op.forward, '__name__', op.name)} on tensors, recorded for backward.")
     return function
+
+
+# PyTorch's (and NumPy's) names of parameters that minigrad's ops name otherwise
+_OTHER_NAMES = {"dim": "axis", "keepdim": "keepdims", "min": "low", "max": "high",
+                "a_min": "low", "a_max": "high", "correction": "ddof"}
+
+
+def _misfit(function: Callable[..., Any], args: tuple, kwargs: dict) -> str | None:
+    """Why `args` and `kwargs` do not fit `function`'s signature (inspect's words), or None
+    if they do (or it has none to read)."""
+    try:
+        inspect.signature(function).bind(*args, **kwargs)
+    except TypeError as error:
+        return str(error)
+    except ValueError:
+        return None
+    return None
+
+
+def _misbound(name: str, misfit: str, prepare: Callable[..., Any], kwargs: dict) -> TypeError:
+    """The error of a call of op `name` whose arguments do not fit its signature (`misfit`
+    says why), naming the op as the user called it, not its prepare function; for a keyword
+    of PyTorch's or NumPy's where the op's parameter has another name, that name."""
+    parameters = inspect.signature(prepare).parameters
+    unknown = [k for k in kwargs if k not in parameters]
+    ours = _OTHER_NAMES.get(unknown[0]) if unknown else None
+    hint = f"; minigrad's {name} names it {ours}=" if ours in parameters else ""
+    return TypeError(f"{name}() {misfit}{hint}")
 
 
 def _checked(op: Op, record: Callable[..., Tensor]) -> Callable[..., Tensor]:

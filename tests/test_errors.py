@@ -465,3 +465,56 @@ def test_a_users_op_computed_by_a_ufunc_refuses_keywords_and_one_of_its_own_take
                       (lambda g, out, scale: g * scale,), saves="nothing", register=False)
     scaled(x, scale=3.0).sum().backward()
     np.testing.assert_array_equal(x.grad, [3.0, 3.0])
+
+
+PREPARED = sorted(n for n, op in OPS.items() if not _positional_only(op))
+
+
+@pytest.mark.parametrize("name", PREPARED)
+def test_a_keyword_an_op_does_not_take_is_refused_naming_the_op(name):
+    """`mg.mse_loss(y, t, reduction="sum")`, `mg.reshape(x, s, order="F")`: the TypeError
+    named the op's internal prepare function (`_loss.<locals>.call()`), not the op."""
+    f = OPS[name].function
+    required = [p for p in inspect.signature(f).parameters.values()
+                if p.default is p.empty and p.kind is not p.VAR_POSITIONAL]
+    operands = [None] * len(required)  # (the call does not bind: no value is looked at)
+    with pytest.raises(TypeError,
+                       match=rf"^{name}\(\) got an unexpected keyword argument 'nonsense'$"):
+        f(*operands, nonsense=1)
+    with pytest.raises(TypeError, match=rf"^{name}\(\) missing a required argument"):
+        f()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: mg.softmax(x, dim=-1), r"softmax\(\) .* 'dim'; minigrad's softmax names it axis="),
+    (lambda x: mg.sum(x, dim=0), r"sum\(\) .* 'dim'; minigrad's sum names it axis="),
+    (lambda x: mg.max(x, keepdim=True), r"max\(\) .* 'keepdim'; minigrad's max names it keepdims="),
+    (lambda x: mg.stack([x, x], dim=0), r"stack\(\) .* 'dim'; minigrad's stack names it axis="),
+    (lambda x: mg.clip(x, min=0.0, max=1.0), r"clip\(\) .* 'min'; minigrad's clip names it low="),
+    (lambda x: mg.var(x, correction=1), r"var\(\) .* 'correction'; minigrad's var names it ddof="),
+    (lambda x: mg.softmax(x, axis=0, dim=0), r"softmax\(\) .* 'dim'; minigrad's softmax names"),
+    (lambda x: mg.softmax(x, 0, axis=0), r"^softmax\(\) multiple values for argument 'axis'$"),
+])
+def test_pytorchs_name_of_a_parameter_is_refused_with_minigrads(call, message):
+    with pytest.raises(TypeError, match=message):
+        call(_x())
+
+
+def test_an_error_of_an_ops_own_checks_is_its_own():
+    """Only a call that does not fit the signature is reworded: a TypeError raised inside an
+    op's prepare (an axis that is no integer; a user's) reaches the caller as it was."""
+    with pytest.raises(TypeError, match=r"^softmax: axis must be an integer, got 1.5$"):
+        mg.softmax(_x(), axis=1.5)
+
+    def prepare(x, scale=1.0):
+        if not isinstance(scale, float):
+            raise TypeError("my_scale: scale must be a float")
+        return (x,), {"scale": scale}
+
+    my_scale = mg.defop("my_scale", lambda x, scale: x * scale,
+                        (lambda g, out, scale: g * scale,), saves="nothing", prepare=prepare,
+                        register=False)
+    with pytest.raises(TypeError, match=r"^my_scale: scale must be a float$"):
+        my_scale(_x(), scale="2")
+    with pytest.raises(TypeError, match=r"^my_scale\(\) got an unexpected keyword argument 'dim'$"):
+        my_scale(_x(), dim=2)
