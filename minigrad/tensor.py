@@ -385,6 +385,10 @@ class Tensor:
     def __neg__(self) -> Tensor:
         return ops.neg(self)
 
+    def __pos__(self) -> Tensor:
+        """`+t` is `t` itself, as in PyTorch (no op: nothing to record)."""
+        return self
+
     def __abs__(self) -> Tensor:
         return ops.abs(self)
 
@@ -442,6 +446,11 @@ class Tensor:
 
     def clip(self, low: float | None = None, high: float | None = None) -> Tensor:
         return ops.clip(self, low, high)
+
+    def astype(self, dtype: Any) -> Tensor:
+        """The values converted to `dtype`, a floating dtype: `mg.astype(t, dtype)` (NumPy's
+        idiom; the gradient is converted back)."""
+        return ops.astype(self, dtype)
 
     def softmax(self, axis: int = -1) -> Tensor:
         return ops.softmax(self, axis)
