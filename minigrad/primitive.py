@@ -103,6 +103,10 @@ class Op:
     # Whether a call's options come from the engine's own `prepare`, which copies what it
     # passes on (else a node keeps copies of them: `kept_options`)
     prepared: bool = False
+    # Whether a call may pass keyword options (else TypeError): not to an op whose forward
+    # is a NumPy ufunc and that has no `prepare` (exp, add), where they would be NumPy's out=
+    # (writing into the caller's array), where=, dtype=
+    keywords: bool = True
     function: Callable[..., Tensor] = field(init=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
@@ -141,8 +145,9 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     `prepare(*args, **kwargs) -> (operands, options)`, if given, is the op's public
     signature: it checks and normalises a call's arguments (an axis, a list of tensors) and
     names the function's parameters and docstring; without it the function takes the
-    operands positionally and the options as keywords. A node keeps the options, with
-    copies of the arrays, lists and dicts among them.
+    operands positionally and the options as keywords (none if `forward` is a NumPy ufunc:
+    they would be NumPy's out=, where=, dtype=, a TypeError naming the op). A node keeps
+    the options, with copies of the arrays, lists and dicts among them.
     An op defined outside the engine is checked as it runs: called with one operand per VJP,
     each VJP callable as `saves` has the tape call it, each result of its operand's shape or
     one that shape broadcasts to (any other is a ValueError naming the op and the operand,
@@ -181,7 +186,8 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     op = Op(name, forward, vjps,
             domain or _UNTESTED,
             saves in ("both", "inputs"), saves in ("both", "output"), kept, residual, batch,
-            prepare is not None and module.startswith("minigrad."))
+            prepare is not None and module.startswith("minigrad."),
+            prepare is not None or not isinstance(forward, np.ufunc))
     op.function = _function(op, prepare, module, user)
     if register:
         OPS[name] = op
@@ -252,7 +258,13 @@ def _function(op: Op, prepare: Callable[..., tuple[tuple, dict]] | None,
             len(op.vjps) if type(op.vjps) is tuple else 0)
     else:
         def function(*args: Any, **kwargs: Any) -> Tensor:
-            operands, options = prepare(*args, **kwargs)
+            try:
+                operands, options = prepare(*args, **kwargs)
+            except TypeError:
+                misfit = _misfit(prepare, args, kwargs)
+                if misfit is None:  # (raised inside prepare, naming the op)
+                    raise
+                raise _misbound(op.name, misfit, prepare, kwargs) from None
             return record(*operands, **options)
 
         function.__signature__ = inspect.signature(prepare).replace(return_annotation="Tensor")
@@ -262,6 +274,34 @@ def _function(op: Op, prepare: Callable[..., tuple[tuple, dict]] | None,
     function.__doc__ = described.__doc__ if isinstance(described, FunctionType) else (
         f"NumPy's {getattr(op.forward, '__name__', op.name)} on tensors, recorded for backward.")
     return function
+
+
+# PyTorch's (and NumPy's) names of parameters that minigrad's ops name otherwise
+_OTHER_NAMES = {"dim": "axis", "keepdim": "keepdims", "min": "low", "max": "high",
+                "a_min": "low", "a_max": "high", "correction": "ddof"}
+
+
+def _misfit(function: Callable[..., Any], args: tuple, kwargs: dict) -> str | None:
+    """Why `args` and `kwargs` do not fit `function`'s signature (inspect's words), or None
+    if they do (or it has none to read)."""
+    try:
+        inspect.signature(function).bind(*args, **kwargs)
+    except TypeError as error:
+        return str(error)
+    except ValueError:
+        return None
+    return None
+
+
+def _misbound(name: str, misfit: str, prepare: Callable[..., Any], kwargs: dict) -> TypeError:
+    """The error of a call of op `name` whose arguments do not fit its signature (`misfit`
+    says why), naming the op as the user called it, not its prepare function; for a keyword
+    of PyTorch's or NumPy's where the op's parameter has another name, that name."""
+    parameters = inspect.signature(prepare).parameters
+    unknown = [k for k in kwargs if k not in parameters]
+    ours = _OTHER_NAMES.get(unknown[0]) if unknown else None
+    hint = f"; minigrad's {name} names it {ours}=" if ours in parameters else ""
+    return TypeError(f"{name}() {misfit}{hint}")
 
 
 def _checked(op: Op, record: Callable[..., Tensor]) -> Callable[..., Tensor]:
@@ -352,7 +392,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     mode is on in this thread, records a `Node` on the tape. (A closure per op, so that what
     never changes is read from its cells rather than looked up on every call.)
     """
-    name, forward, prepared = op.name, op.forward, op.prepared
+    name, forward, prepared, keywords = op.name, op.forward, op.prepared, op.keywords
     differentiable = op.differentiable  # (else no node: a comparison, detach)
     saves_inputs, saves_output, residual = op.saves_inputs, op.saves_output, op.residual
     # A ufunc always returns a new array (or a scalar): only another forward can return a
@@ -377,6 +417,8 @@ def recorder(op: Op) -> Callable[..., Tensor]:
             raise TypeError(f"{name}: called with {_count(len(operands), 'operand')}, but defop "
                             f"was given {_count(arity, 'VJP')}: one per operand (None for an "
                             "operand without a gradient)")
+        if options and not keywords:  # (before the trace records them too)
+            raise unexpected_keyword(name, options, numpy=True)
         mode = current_mode()
         if mode >= TRACING:  # a function is traced in this thread: the trace records the op
             return trace_hook(op, operands, options)
@@ -451,6 +493,19 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         return _make(out, True, node, view or saves_output)
 
     return record
+
+
+def unexpected_keyword(name: str, keywords: Any, numpy: bool = False) -> TypeError:
+    """The error of op `name` called with `keywords` it does not take, naming the op as the
+    user called it; for an op that takes operands only (`numpy`), saying that NumPy's ufunc
+    keywords are not the op's (out= wrote into the caller's array, where= left the output's
+    other elements uninitialised, and backward failed on them)."""
+    keyword = next(iter(keywords))
+    message = f"{name}() got an unexpected keyword argument {keyword!r}"
+    if numpy:
+        message += (f": {name} takes its operands only, not NumPy's ufunc keywords (out=, "
+                    "where=, dtype=, ...); convert with mg.astype, select with mg.where")
+    return TypeError(message)
 
 
 def _copies(arrays: tuple, positions: list[int]) -> tuple:

@@ -405,6 +405,10 @@ class Tensor:
     def __imatmul__(self, other: Operand) -> Tensor:
         return _in_place(self, other, np.matmul, "@")
 
+    def __pos__(self) -> Tensor:
+        """`+t` is `t` itself, as in PyTorch (no op: nothing to record)."""
+        return self
+
     def __abs__(self) -> Tensor:
         return ops.abs(self)
 
@@ -462,6 +466,11 @@ class Tensor:
 
     def clip(self, low: float | None = None, high: float | None = None) -> Tensor:
         return ops.clip(self, low, high)
+
+    def astype(self, dtype: Any) -> Tensor:
+        """The values converted to `dtype`, a floating dtype: `mg.astype(t, dtype)` (NumPy's
+        idiom; the gradient is converted back)."""
+        return ops.astype(self, dtype)
 
     def softmax(self, axis: int = -1) -> Tensor:
         return ops.softmax(self, axis)

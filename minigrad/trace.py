@@ -199,12 +199,12 @@ for _name, _function in _OPERATORS.items():
             getattr(Tensor, f"__r{_name}__", _no_operator),
             _numpy_operator(_name, lambda a, b, f=_function: f(b, a))))
 for _name, _unary in (("invert", operator.invert), ("pos", operator.pos)):
-    setattr(Tracer, f"__{_name}__", _numpy_like(_no_operator, _numpy_operator(_name, _unary, 1)))
+    setattr(Tracer, f"__{_name}__", _numpy_like(getattr(Tensor, f"__{_name}__", _no_operator),
+                                                _numpy_operator(_name, _unary, 1)))
 setattr(Tracer, "clip", _numpy_like(Tensor.clip, _numpy_clip))  # noqa: B010
 _ASTYPE = _numpy_op("astype", lambda x, dtype, **k: x.astype(dtype, **k), 1)
-setattr(Tracer, "astype", _numpy_like(  # noqa: B010 (a tensor has none: mg.astype)
-    lambda self, *args, **kwargs: Tracer.__getattr__(self, "astype"),
-    lambda self, dtype, **kwargs: _ACTIVE.get().call(  # type: ignore[union-attr]
+setattr(Tracer, "astype", _numpy_like(  # noqa: B010 (a tensor's is mg.astype)
+    Tensor.astype, lambda self, dtype, **kwargs: _ACTIVE.get().call(  # type: ignore[union-attr]
         _ASTYPE, (self,), {"dtype": dtype, **kwargs})))
 _MIN = _numpy_op("min", lambda x, **k: np.min(x, **k), 1)
 

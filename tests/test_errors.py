@@ -2,6 +2,7 @@
 the op and the shapes in the message; no op warns on the inputs its tests draw, and the
 saturating ops stay finite at extreme inputs."""
 
+import inspect
 import re
 import warnings
 from contextlib import contextmanager
@@ -407,3 +408,113 @@ def test_an_op_given_one_operand_too_many_refuses_it_and_writes_nothing(name, co
         call(*operands)
     for a, b in zip(operands, before, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _positional_only(op):
+    """Whether an op's public function takes its operands only (no prepare: exp, add)."""
+    return all(p.kind is inspect.Parameter.POSITIONAL_ONLY
+               for p in inspect.signature(op.function).parameters.values())
+
+
+UFUNC_FORWARDS = sorted(n for n, op in OPS.items()
+                        if isinstance(op.forward, np.ufunc) and _positional_only(op))
+
+
+@pytest.mark.parametrize("keyword", ["out", "where", "dtype"])
+@pytest.mark.parametrize("where_called", ["eager", "no_grad", "compiled", "scan"])
+@pytest.mark.parametrize("name", UFUNC_FORWARDS)
+def test_an_op_computed_by_a_ufunc_refuses_numpys_keywords_naming_the_op(name, where_called,
+                                                                          keyword):
+    """`mg.exp(x, where=mask)`, `mg.tanh(x, out=buf)`, `mg.add(a, b, dtype=np.float32)`: the
+    keywords went on to NumPy's ufunc (out= wrote into the caller's array, where= left
+    uninitialised memory in the output), then backward failed naming a lambda. The call
+    is refused, eager, compiled and in a scan's body, naming the op and the keyword, as
+    sigmoid's is."""
+    op = OPS[name]
+    n = len(op.vjps)
+    buf = np.full((2, 2), 7.0)
+    value = {"out": buf, "where": np.array([True, False]), "dtype": np.float32}[keyword]
+    message = rf"^{name}\(\) got an unexpected keyword argument '{keyword}': {name} takes"
+
+    def call(*xs):
+        return op.function(*xs, **{keyword: value})
+
+    xs = [Tensor(np.full((2, 2), 0.5), requires_grad=True) for _ in range(n)]
+    with pytest.raises(TypeError, match=message):
+        if where_called == "eager":
+            call(*xs)
+        elif where_called == "no_grad":
+            with mg.no_grad():
+                call(*xs)
+        elif where_called == "compiled":
+            mg.compile(call)(*xs)
+        else:  # every operand a slice of xs, in the loop's body
+            mg.scan(lambda carry, x: (carry, call(*[x] * n)), xs[0], np.full((3, 2, 2), 0.5))
+    np.testing.assert_array_equal(buf, 7.0)
+
+
+def test_a_users_op_computed_by_a_ufunc_refuses_keywords_and_one_of_its_own_takes_them():
+    """The rule is the forward's: a user's op whose forward is a NumPy ufunc takes no keyword
+    options (they would be NumPy's), one whose forward is a function of its own does."""
+    cube = mg.defop("my_cube", np.power, (lambda g, out, x, p: g * p * x ** (p - 1), None),
+                    saves="inputs", register=False)
+    x = Tensor(np.array([0.5, 2.0]), requires_grad=True)
+    with pytest.raises(TypeError, match=r"^my_cube\(\) got an unexpected keyword argument 'out'"):
+        cube(x, 3.0, out=np.empty(2))
+    scaled = mg.defop("my_scaled", lambda x, scale: x * scale,
+                      (lambda g, out, scale: g * scale,), saves="nothing", register=False)
+    scaled(x, scale=3.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 3.0])
+
+
+PREPARED = sorted(n for n, op in OPS.items() if not _positional_only(op))
+
+
+@pytest.mark.parametrize("name", PREPARED)
+def test_a_keyword_an_op_does_not_take_is_refused_naming_the_op(name):
+    """`mg.mse_loss(y, t, reduction="sum")`, `mg.reshape(x, s, order="F")`: the TypeError
+    named the op's internal prepare function (`_loss.<locals>.call()`), not the op."""
+    f = OPS[name].function
+    required = [p for p in inspect.signature(f).parameters.values()
+                if p.default is p.empty and p.kind is not p.VAR_POSITIONAL]
+    operands = [None] * len(required)  # (the call does not bind: no value is looked at)
+    with pytest.raises(TypeError,
+                       match=rf"^{name}\(\) got an unexpected keyword argument 'nonsense'$"):
+        f(*operands, nonsense=1)
+    with pytest.raises(TypeError, match=rf"^{name}\(\) missing a required argument"):
+        f()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: mg.softmax(x, dim=-1), r"softmax\(\) .* 'dim'; minigrad's softmax names it axis="),
+    (lambda x: mg.sum(x, dim=0), r"sum\(\) .* 'dim'; minigrad's sum names it axis="),
+    (lambda x: mg.max(x, keepdim=True), r"max\(\) .* 'keepdim'; minigrad's max names it keepdims="),
+    (lambda x: mg.stack([x, x], dim=0), r"stack\(\) .* 'dim'; minigrad's stack names it axis="),
+    (lambda x: mg.clip(x, min=0.0, max=1.0), r"clip\(\) .* 'min'; minigrad's clip names it low="),
+    (lambda x: mg.var(x, correction=1), r"var\(\) .* 'correction'; minigrad's var names it ddof="),
+    (lambda x: mg.softmax(x, axis=0, dim=0), r"softmax\(\) .* 'dim'; minigrad's softmax names"),
+    (lambda x: mg.softmax(x, 0, axis=0), r"^softmax\(\) multiple values for argument 'axis'$"),
+])
+def test_pytorchs_name_of_a_parameter_is_refused_with_minigrads(call, message):
+    with pytest.raises(TypeError, match=message):
+        call(_x())
+
+
+def test_an_error_of_an_ops_own_checks_is_its_own():
+    """Only a call that does not fit the signature is reworded: a TypeError raised inside an
+    op's prepare (an axis that is no integer; a user's) reaches the caller as it was."""
+    with pytest.raises(TypeError, match=r"^softmax: axis must be an integer, got 1.5$"):
+        mg.softmax(_x(), axis=1.5)
+
+    def prepare(x, scale=1.0):
+        if not isinstance(scale, float):
+            raise TypeError("my_scale: scale must be a float")
+        return (x,), {"scale": scale}
+
+    my_scale = mg.defop("my_scale", lambda x, scale: x * scale,
+                        (lambda g, out, scale: g * scale,), saves="nothing", prepare=prepare,
+                        register=False)
+    with pytest.raises(TypeError, match=r"^my_scale: scale must be a float$"):
+        my_scale(_x(), scale="2")
+    with pytest.raises(TypeError, match=r"^my_scale\(\) got an unexpected keyword argument 'dim'$"):
+        my_scale(_x(), dim=2)

@@ -395,3 +395,37 @@ def test_an_in_place_operator_in_grad_mode_is_refused_on_a_leaf_and_recorded_oth
     (h * h).sum().backward()
     np.testing.assert_array_equal(w.grad, 2 * (3 * w.data + 0.5) * 3)
     np.testing.assert_array_equal(b.grad, 2 * (3 * w.data + 0.5))
+FLOATS = [np.float16, np.float32, np.float64]
+
+
+@given(x=hnp.arrays(np.float64, hnp.array_shapes(max_dims=3, max_side=4),
+                    elements={"min_value": -1e3, "max_value": 1e3}),
+       dtype=st.sampled_from(FLOATS), source=st.sampled_from(FLOATS))
+def test_astype_of_a_tensor_is_the_op_astype(x, dtype, source):
+    """`t.astype(np.float32)`, NumPy's idiom, was an AttributeError: it is `mg.astype`, its
+    value and its gradient (converted back to t's dtype) bit for bit."""
+    t = Tensor(x.astype(source), requires_grad=True)
+    u = Tensor(x.astype(source), requires_grad=True)
+    w = np.linspace(-2.0, 2.0, x.size).reshape(x.shape).astype(dtype)
+    a, b = t.astype(dtype), mg.astype(u, dtype)
+    assert a.dtype == b.dtype == dtype
+    assert a.data.tobytes() == b.data.tobytes()
+    (a * w).sum().backward()
+    (b * w).sum().backward()
+    assert t.grad.dtype == source
+    assert t.grad.tobytes() == u.grad.tobytes()
+
+
+def test_astype_of_a_tensor_to_integers_is_refused_as_the_ops():
+    with pytest.raises(TypeError, match=r"^astype: converts to a floating dtype"):
+        Tensor([1.5, 2.0]).astype(np.int32)
+
+
+@given(x=hnp.arrays(np.float64, hnp.array_shapes(max_dims=3, max_side=4),
+                    elements={"min_value": -1e3, "max_value": 1e3}))
+def test_unary_plus_of_a_tensor_is_the_tensor(x):
+    """`+t` was a bare TypeError; it is t itself, as in PyTorch, gradient and all."""
+    t = Tensor(x, requires_grad=True)
+    assert +t is t
+    (+t * 3.0).sum().backward()
+    np.testing.assert_array_equal(t.grad, np.full(x.shape, 3.0))

@@ -530,6 +530,24 @@ def test_arrays_are_drawn_in_both_layouts_so_a_vjp_assuming_c_order_is_caught():
     assert found.flags.f_contiguous and not found.flags.c_contiguous
 
 
+@given(x=mst.arrays(mst.shapes(min_dims=2, min_side=2), low=0.5, high=2.0),
+       seed=st.integers(0, 2**32 - 1))
+def test_a_vjp_assuming_a_c_ordered_upstream_fails_gradcheck(x, seed):
+    """gradcheck checks an output of two or more axes with its upstream in Fortran order,
+    but the layer watching each VJP handed it `g.copy()`, a C array: a VJP writing through
+    `reshape(-1)` of an array like g passed, and gave zeros below a transpose."""
+    def vjp(g, out, x):
+        gx = np.zeros_like(g)  # g's layout
+        gx.reshape(-1)[:] = (2.0 * g * x).ravel()  # the bug: a copy (write lost) unless C
+        return gx
+
+    square = mg.defop("square_c_only", np.square, (vjp,), saves="inputs", register=False)
+    x = np.ascontiguousarray(x)  # (the operand's layout is not what fails)
+    with pytest.raises(GradcheckError, match="upstream gradient standard normal in Fortran"):
+        gradcheck(square, x, seed=seed)
+    assert gradcheck(mg.square, x, seed=seed)
+
+
 def test_an_eps_below_the_spacing_of_the_values_is_refused():
     """At 1e300, x + 1e-6 == x - 1e-6: the step taken was 0 and the numerical gradient NaN;
     numerical_grad and gradcheck say what is wrong instead."""

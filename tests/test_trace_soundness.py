@@ -2539,3 +2539,28 @@ def test_a_numpy_keyword_a_traced_method_does_not_take_names_itself(call, keywor
     x = np.arange(4.0).reshape(2, 2)
     assert_as_eager(mg.compile(lambda x: (W * np.reshape(x, 4)).sum()),
                     lambda x: (W * np.reshape(x, 4)).sum(), [x], [W])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_astype_and_unary_plus_of_a_traced_tensor_are_eager_modes(dtype):
+    """`t.astype(np.float32)` and `+t` of a tensor (an argument, a scan's carry) raised
+    AttributeError and TypeError while traced, as in eager mode then; both are tensor
+    methods now (mg.astype, t itself), compiled and scanned as eager mode computes them.
+    An array argument's astype stays NumPy's (`NUMPY_OPERATORS`)."""
+    def fn(t):
+        return (+(t.astype(dtype) * w_outside)).sum()
+
+    t = mg.Tensor([0.25, -1.5, 3.0], requires_grad=True)
+    assert_as_eager(mg.compile(fn), fn, [t], [t, w_outside], "compiled")
+
+    xs = np.linspace(0.5, 2.0, 9).reshape(3, 3)
+
+    def body(c, x):
+        return +(c.astype(dtype) * x), None
+
+    def loop(c):
+        for x in xs:
+            c = body(c, x)[0]
+        return c.sum()
+
+    assert_as_eager(lambda c: mg.scan(body, c, xs)[0].sum(), loop, [t], [t], "scanned")

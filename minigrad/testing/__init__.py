@@ -380,7 +380,8 @@ def _watch_vjps(nodes: list[Node], where: str = "") -> None:
 
 def _watched(op: str, i: int, vjp: Callable[..., Any], dtype: np.dtype,
              where: str) -> Callable[..., Any]:
-    """`vjp` (operand i's of `op`, of `dtype`), given a copy of its upstream gradient g: it
+    """`vjp` (operand i's of `op`, of `dtype`), given a copy of its upstream gradient g in
+    g's layout (a C copy of a Fortran g would hide a VJP that assumes C order): it
     must leave g as it was (a write into the sweep's g would change what the node's other
     VJPs get, or the caller's seed), and return its operand's dtype (or the one g promotes it
     to), which the engine would hide by casting each leaf's .grad. (The engine's own VJPs
@@ -390,7 +391,7 @@ def _watched(op: str, i: int, vjp: Callable[..., Any], dtype: np.dtype,
     def watched(g: Any, *rest: Any, **options: Any) -> Any:
         if type(g) is not np.ndarray or g.dtype.kind != "f":  # (a scan node's parts)
             return vjp(g, *rest, **options)
-        given = g.copy()
+        given = g.copy(order="K")
         try:
             result = vjp(given, *rest, **options)
         except GradcheckError:
