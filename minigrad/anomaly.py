@@ -35,15 +35,17 @@ def watch(node: Node, arrays: Sequence[Any], out: np.ndarray) -> None:
 
 
 def check_output(node: Any, arrays: Sequence[Any], out: np.ndarray) -> None:
-    """Raise if the output of `node` (on operands `arrays`) holds NaN or infinity."""
-    for part in out if out.dtype == object else (out,):  # a multi-output node's parts (scan's)
-        if not np.isfinite(part).all():
-            # A recorded operand was checked when it was made: this one was not.
-            given = [i for i, a in enumerate(arrays) if not _finite(a)]
-            note = (f" from input {given[0]}, which held it already (made where anomaly mode "
-                    "checks nothing: by ops on tensors that need no gradient, by NumPy, or "
-                    "before detect_anomaly() was entered)") if given else ""
-            raise AnomalyError(_message(node, "forward", "its output", part, note))
+    """Raise if the output of `node` (on operands `arrays`) holds NaN or infinity. A
+    multi-output node's (scan's) parts are not checked here: its body's ops checked those
+    that need a gradient as they made them, step by step, as a Python loop's are checked;
+    the others (a y computed from values that need none) are not checked in a loop either."""
+    if out.dtype != object and not np.isfinite(out).all():
+        # A recorded operand was checked when it was made: this one was not.
+        given = [i for i, a in enumerate(arrays) if not _finite(a)]
+        note = (f" from input {given[0]}, which held it already (made where anomaly mode "
+                "checks nothing: by ops on tensors that need no gradient, by NumPy, or "
+                "before detect_anomaly() was entered)") if given else ""
+        raise AnomalyError(_message(node, "forward", "its output", out, note))
 
 
 def _finite(a: Any) -> bool:

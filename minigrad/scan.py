@@ -622,6 +622,11 @@ class _Share:
 _SHARES = [_Share(i) for i in range(16)]
 
 
+def _unrecorded_part(packed: Tensor, i: int) -> Tensor:
+    with no_grad():
+        return _part(packed, index=i)
+
+
 def _backward(parts: np.ndarray, run: _Run, body: _Body, length: int, reverse: bool,
               constants: tuple) -> list:
     """The backward loop: the cotangent of each operand (None for an invariant that none
@@ -683,7 +688,9 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     The carry is a Tensor, an array or a number, or a tuple of them, and keeps its
     structure, shapes and dtypes (else a ValueError names both); `xs` likewise (each sliced
     along axis 0), or None with `length` given. `y`, or a part of a tuple `y`, may be None
-    (ys, or that part, is then None). `f` is traced once per call, its Python never run
+    (ys, or that part, is then None); one computed from values that need no gradient needs
+    none, as the loop's (and is not checked in `detect_anomaly()` mode, as the loop's ys are
+    not, where those that need one are checked step by step). `f` is traced once per call, its Python never run
     per step, so Python that decides on a traced value raises `TraceError`, and what it
     reads from outside is current; it may read tensors from outside (a module's weights,
     a tensor computed before the loop), whose gradients add up over the steps.
@@ -721,7 +728,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     with contextlib.nullcontext() if body.saves else no_grad():  # no gradient path: no node
         packed = _record_scan(*operands, body=body, length=length, reverse=reverse,
                               constants=constants)
-    outs = [_part(packed, index=i) for i in range(len(body.program.outputs))]
+    # An output no gradient reaches (a y of values that need none) needs none, as the
+    # loop's: not a part of the node, so that anomaly mode checks it no more than the loop.
+    outs = [_part(packed, index=i) if v.requires_grad else _unrecorded_part(packed, i)
+            for i, v in enumerate(body.program.outputs)]
     # The graph keeps the ys' arrays (a step's VJPs may read a y), and a carry may be a row
     # of a y's stack: each output is copied before it is written to (copy-on-write).
     for out in outs:

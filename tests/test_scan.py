@@ -27,6 +27,7 @@ Nothing here measures time.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import unittest.mock
@@ -747,6 +748,55 @@ def test_detect_anomaly_names_the_step_of_a_bad_gradient():
             carry.sum().backward()
     message = str(error.value)
     assert "'sqrt'" in message and "step 2" in message
+
+
+def _anomaly_of(run):
+    """What `run()` raises in detect_anomaly() mode (None if nothing), and its result."""
+    try:
+        with mg.detect_anomaly():
+            return None, run()
+    except mg.AnomalyError as error:
+        return str(error), None
+
+
+@settings(max_examples=20, deadline=None)
+@given(length=st.integers(1, 6), data=st.data(), y_reads_carry=st.booleans(),
+       compiled=st.booleans())
+def test_detect_anomaly_checks_a_scans_outputs_as_the_loop_checks_its_ys(
+        length, data, y_reads_carry, compiled):
+    """A y holding -inf (log 0) is an error exactly where the loop's is: not where it needs no
+    gradient (the log of an xs that needs none: scan's check of its whole output raised,
+    naming neither op nor step, and a compiled scan's said 'inputs of shapes none'), and
+    where it needs one, naming the body's op and the step; such a y needs no gradient, as
+    the loop's does not."""
+    zero = data.draw(st.integers(0, length - 1), label="step of the zero")
+    X = np.ones((length, 2, 3))
+    X[zero, 0, 1] = 0.0
+    W = mg.Tensor(np.eye(3) * 0.5, requires_grad=True)
+
+    def f(h, x):
+        h = mg.tanh(h @ W + 1.0)
+        return h, mg.log(x + h * 0.0 if y_reads_carry else x)
+
+    def run(scan):
+        def scanned(h0, xs):
+            return scan(f, h0, xs)
+        h, ys = (mg.compile(scanned) if compiled else scanned)(np.zeros((2, 3)), X)
+        (grad,) = mg.gradients(h.sum(), [W])
+        return h, ys, grad
+
+    expected_error, expected = _anomaly_of(lambda: run(loop))
+    error, found = _anomaly_of(lambda: run(mg.scan))
+    assert (error is None) == (expected_error is None) == (not y_reads_carry), error
+    if error is None:
+        for got, want in zip(found[:2], expected[:2]):
+            assert_bitwise(got, want)
+        assert found[1].requires_grad == expected[1].requires_grad
+        assert_invariant_close(found[2], expected[2], length)
+    else:
+        assert re.match(r"detect_anomaly: 'log' ", expected_error), expected_error
+        assert re.match(r"detect_anomaly: 'log' \(inputs of shapes \(2, 3\)\) ", error), error
+        assert f"(scan step {zero})" in error, error
 
 
 def test_gradients_of_init_xs_and_a_weight_equal_backwards():
