@@ -28,7 +28,7 @@ from .ops import astype
 from .primitive import Domain, Op, defop, identity_vjp, recorder, writes_into
 from .tape import Contributions, accumulate, sum_to_shape
 from .tensor import Tensor, plain_array
-from .trace import Program, Trace, _part, settle
+from .trace import Program, Trace, _node, _part, settle
 
 __all__ = ["scan"]
 
@@ -241,9 +241,14 @@ class _Body:
                 body.append(f"I{i}, O{i} = fold_into({g}, {shape}, {dtype}, I{i}, O{i})")
         lines += ["try:", "    for lo, hi, steps in chunks:", "        for k in steps:"]
         lines += [" " * 12 + line for line in body]
-        lines += [" " * 8 + line for line in self._flush_lines()]
-        lines += ["except AnomalyError as error:",
-                  "    raise AnomalyError(f'{error} (scan step {k}, in backward)') from None"]
+        flush = self._flush_lines()
+        handler = ["raise AnomalyError(f'{error} (scan step {k}, in backward)') from None"]
+        if program.anomaly and flush:  # a check in the flush names the chunk's steps
+            flush.insert(0, "k = None")
+            handler = ["at = f'step {k}' if k is not None else f'steps {lo}..{hi - 1}'",
+                       "raise AnomalyError(f'{error} (scan {at}, in backward)') from None"]
+        lines += [" " * 8 + line for line in flush]
+        lines += ["except AnomalyError as error:"] + ["    " + line for line in handler]
         result = [f"fold(GC{i}, {name(inputs[i].shape, 's')}, {name(inputs[i].dtype, 'd')})"
                   if i in grads else "None" for i in range(nc)] + [
             f"DX{j}" for j in range(nx)] + [
@@ -315,8 +320,12 @@ class _Body:
                     for a, (kind, index) in enumerate(b.args)]
             if b.options:
                 args.append("**" + name(b.options, "o"))
-            target = program.inputs[b.target]
-            lines.append(f"t = {name(b.vjp, 'vjp')}({self.cotangents[j]}, None, {', '.join(args)})")
+            target, vjp = program.inputs[b.target], b.vjp
+            if program.anomaly:  # its result checked as the per-step VJPs' are
+                step = program.steps[b.step]
+                vjp = anomaly._checked(_node(step), b.operand, vjp,  # type: ignore[arg-type]
+                                       step.inputs[b.operand].shape)
+            lines.append(f"t = {name(vjp, 'vjp')}({self.cotangents[j]}, None, {', '.join(args)})")
             # Summed down at once: a VJP may give back its stacked cotangents as they are
             # (a bias's), and the next chunk writes over them.
             lines.append(f"t = sum_to_shape(t, {name(target.shape, 's')})")
@@ -690,10 +699,11 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     along axis 0), or None with `length` given. `y`, or a part of a tuple `y`, may be None
     (ys, or that part, is then None); one computed from values that need no gradient needs
     none, as the loop's (and is not checked in `detect_anomaly()` mode, as the loop's ys are
-    not, where those that need one are checked step by step). `f` is traced once per call, its Python never run
-    per step, so Python that decides on a traced value raises `TraceError`, and what it
-    reads from outside is current; it may read tensors from outside (a module's weights,
-    a tensor computed before the loop), whose gradients add up over the steps.
+    not, where those that need one are checked step by step, naming the body's op and the
+    step). `f` is traced once per call, its Python never run per step, so Python that
+    decides on a traced value raises `TraceError`, and what it reads from outside is
+    current; it may read tensors from outside (a module's weights, a tensor computed
+    before the loop), whose gradients add up over the steps.
     Backward runs the body's own VJPs in reverse per step: nothing recurrence-specific is
     written anywhere.
     """

@@ -799,6 +799,46 @@ def test_detect_anomaly_checks_a_scans_outputs_as_the_loop_checks_its_ys(
         assert f"(scan step {zero})" in error, error
 
 
+@settings(max_examples=20, deadline=None)
+@given(length=st.sampled_from([1, 2, 5, 64, 65, 130]), data=st.data(),
+       op=st.sampled_from(["mul", "matmul"]), reverse=st.booleans(), huge=st.booleans(),
+       compiled=st.booleans())
+def test_detect_anomaly_names_a_batched_invariant_vjps_op_and_its_chunk_of_steps(
+        length, data, op, reverse, huge, compiled):
+    """A weight's VJP called once for a chunk of steps (`x * W`, `x @ W`, batched) whose
+    gradient overflows at one step: the error names the body's op and input as the loop's
+    does, and the chunk's steps (it named the whole 'scan' node, its input 2); where
+    nothing overflows, none is raised, as in the loop."""
+    at = data.draw(st.integers(0, length - 1), label="step of the huge x")
+    X = np.full((length, 2, 3), 0.7)
+    if huge:
+        X[at] = 1e305
+    W = mg.Tensor(np.full(3, 1e-5) if op == "mul" else np.eye(3) * 1e-5, requires_grad=True)
+
+    def f(h, x):
+        h = h * 0.5 + mg.tanh((x * W if op == "mul" else x @ W) * 1e-300)
+        return h, h
+
+    def run(scan):
+        def loss(xs):
+            return scan(f, np.zeros((2, 3)), xs, reverse=reverse)[1].sum() * 1e305
+        return mg.gradients((mg.compile(loss) if compiled else loss)(X), [W])[0]
+
+    expected_error, expected = _anomaly_of(lambda: run(loop))
+    error, found = _anomaly_of(lambda: run(mg.scan))
+    assert (error is None) == (expected_error is None) == (not huge), error
+    if error is None:
+        assert_invariant_close(found, expected, length)
+        return
+    shapes = re.escape(f"(inputs of shapes (2, 3), {W.shape})")
+    named = rf"detect_anomaly: '{op}' {shapes} gave the gradient of input 1 holding \+inf"
+    assert re.match(named, expected_error), expected_error
+    assert re.match(named, error), error
+    first, last = map(int, re.search(r"\(scan steps (\d+)\.\.(\d+), in backward\)$",
+                                     error).groups())
+    assert first <= at <= last < first + scan_module._CHUNK, error
+
+
 def test_gradients_of_init_xs_and_a_weight_equal_backwards():
     W, b, h0, xs, f = _rnn_case(5, 6)
     carry, ys = mg.scan(f, h0, xs)
