@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .modes import ANOMALY, current_mode
-from .tape import Cotangent, Node
+from .tape import Contributions, Cotangent, Node
 
 _ENGINE_DIR = os.path.dirname(os.path.realpath(__file__)) + os.sep
 
@@ -92,6 +92,10 @@ def _check(node: Node, i: int, g: Any, shape: Any) -> None:
     # Checked in the mode of the thread running backward: a node recorded in the mode (or
     # wrapped by an earlier backward in it) is not checked by a backward outside it.
     if g is None or not current_mode() & ANOMALY:  # (None: no gradient reached this input)
+        return
+    if type(g) is Contributions:  # several, each checked (a scan's to its init)
+        for part in g:
+            _check(node, i, part, shape)
         return
     values = g.densify(shape, node.dtype) if isinstance(g, Cotangent) else np.asarray(g)
     if values.dtype == object:  # the parts of a multi-output node's cotangent (scan's)

@@ -109,6 +109,7 @@ class _Body:
                                         self._forward_lines(), "scan loop")
         if self.saves:
             self.backwards: dict[tuple[bool, ...], Callable[..., list]] = {}
+            self.carry_orders: dict[tuple[bool, ...], list[int]] = {}
             position = {v.index: i for i, v in enumerate(program.inputs)}
             self.grads = {position[v.index] for v in program.grad_inputs}
             self.deferred = {(b.step, b.operand): j for j, b in enumerate(self.batched)}
@@ -172,17 +173,39 @@ class _Body:
                 self.backwards[given] = loop
         return loop(parts, *args)
 
+    def _seeded_ys(self, given: tuple[bool, ...]) -> list[int]:
+        """The ys whose cotangents a step of the backward loop starts from (before the
+        carries': the order in which an unrolled loop's sweep adds them to a state that is
+        both a step's y and the next step's input, the next step's contributions one by
+        one)."""
+        outputs, nc = self.program.outputs, self.n_carry
+        carried = {v.index for v in outputs[:nc]}
+        return [i for i in range(nc, len(outputs))
+                if given[i - nc] or outputs[i].index not in carried]
+
+    def carry_order(self, parts: np.ndarray) -> list[int]:
+        """The carries a step of the backward loop for cotangents `parts` adds contributions
+        to, one entry per contribution, in the order it adds them: the unrolled loop's
+        sweep's (the body's ops from the last, each one's operands in order)."""
+        program, nc = self.program, self.n_carry
+        given = tuple(parts[i] is not None for i in range(nc, len(parts)))
+        order = self.carry_orders.get(given)
+        if order is None:
+            seeded = [i for i in [*self._seeded_ys(given), *range(nc)]
+                      if program.outputs[i].requires_grad]
+            carry = {v.index: i for i, v in enumerate(program.inputs[:nc])}
+            order = self.carry_orders[given] = [
+                carry[x.index] for step in program._swept(seeded)
+                for x, vjp in zip(step.inputs, step.vjps)
+                if x.index in carry and x.requires_grad and vjp is not None]
+        return order
+
     def _backward_lines(self, given: tuple[bool, ...]) -> list[str]:
         program, nc, nx = self.program, self.n_carry, self.n_x
         inputs, outputs = program.inputs, program.outputs
         grads, deferred, name = self.grads, self.deferred, program._name
         lines = self._constant_lines()
-        # The ys' cotangents first, then the next step's contributions to the carry one by
-        # one: the order in which an unrolled loop's sweep adds them to a state that is
-        # both a step's y and the next step's input.
-        carried = {v.index for v in outputs[:nc]}
-        ys = [i for i in range(nc, len(outputs))
-              if given[i - nc] or outputs[i].index not in carried]
+        ys = self._seeded_ys(given)
         for i, v in enumerate(outputs):
             shape, dtype = name(v.shape, "s"), name(v.dtype, "d")
             if i < nc:
@@ -249,8 +272,10 @@ class _Body:
                        "raise AnomalyError(f'{error} (scan {at}, in backward)') from None"]
         lines += [" " * 8 + line for line in flush]
         lines += ["except AnomalyError as error:"] + ["    " + line for line in handler]
-        result = [f"fold(GC{i}, {name(inputs[i].shape, 's')}, {name(inputs[i].dtype, 'd')})"
-                  if i in grads else "None" for i in range(nc)] + [
+        # init's cotangent: the first step's contributions as they are (`Contributions`), for
+        # the tape to add one by one, among other nodes' to the same tensor, as it adds the
+        # unrolled loop's
+        result = [f"GC{i}" if i in grads else "None" for i in range(nc)] + [
             f"DX{j}" for j in range(nx)] + [
             f"I{i}" if i in grads else "None" for i in range(nc + nx, len(inputs))]
         lines.append(f"return [{', '.join(result)}]")
@@ -603,8 +628,18 @@ def _vjps(arrays: Sequence[Any], options: dict[str, Any], inputs: Sequence[Any])
         raise _Stale
     # (none for an operand that no output of the body reaches: an xs it ignores, a carry
     # it replaces before reading)
-    return [None if x is None or i not in body.grads else _SHARES[i] if i < len(_SHARES)
-            else _Share(i) for i, x in enumerate(inputs)]
+    vjps: list[Any] = [None if x is None or i not in body.grads else _SHARES[i]
+                       if i < len(_SHARES) else _Share(i) for i, x in enumerate(inputs)]
+    # Carries passed one tensor (`init=(h, h)`): the first's VJP hands on all their
+    # contributions, in the order the unrolled loop's sweep adds them to it.
+    carries = [i for i in range(body.n_carry) if vjps[i] is not None]
+    for n, i in enumerate(carries):
+        aliases = tuple(j for j in carries[n + 1:] if inputs[j] is inputs[i])
+        if aliases and vjps[i] is not None:
+            vjps[i] = _Share(i, aliases)
+            for j in aliases:
+                vjps[j] = None
+    return vjps
 
 
 class _Stale(Exception):
@@ -615,17 +650,28 @@ class _Share:
     """Operand i's VJP: its part of the backward loop's results, run once per sweep (a
     sweep densifies a new cotangent array for the loop's node: `seed`)."""
 
-    __slots__ = ("i",)
+    __slots__ = ("i", "aliases")
 
-    def __init__(self, i: int):
+    def __init__(self, i: int, aliases: tuple[int, ...] = ()):
         self.i = i
+        self.aliases = aliases  # later carries given the same tensor: none of their own
 
     def __call__(self, g: np.ndarray, run: _Run, *arrays: Any, body: _Body, length: int,
                  reverse: bool, constants: tuple) -> Any:
         if run.seed is not g:
             run.grads = _backward(g, run, body, length, reverse, constants)
             run.seed = g
+        if self.aliases:
+            return _interleaved(run.grads, (self.i, *self.aliases), body.carry_order(g))
         return run.grads[self.i]
+
+
+def _interleaved(grads: list, carries: tuple[int, ...], order: list[int]) -> Contributions:
+    """The contributions to `carries` (one tensor's) as one list, in `order` (one entry per
+    contribution, naming its carry; a carry's one contribution may itself be a list)."""
+    parts = {i: iter(grads[i] if order.count(i) > 1 else (grads[i],))
+             for i in carries if grads[i] is not None}
+    return Contributions(next(parts[i]) for i in order if i in parts)
 
 
 _SHARES = [_Share(i) for i in range(16)]

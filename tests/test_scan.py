@@ -287,6 +287,47 @@ def test_inputs_the_body_never_reads_get_no_gradient_as_in_the_loop():
     assert unread.grad is None
 
 
+@settings(max_examples=40)
+@given(data=st.data(), h_steps=op_steps(), c_steps=op_steps(), aliased=st.booleans(),
+       outside=st.sampled_from(["before", "after", "none"]), length=st.integers(1, 4),
+       n=st.integers(1, 3), reverse=st.booleans(), compiled=st.booleans())
+def test_inits_gradient_with_contributions_from_outside_the_loop_is_the_loops(
+        data, h_steps, c_steps, aliased, outside, length, n, reverse, compiled):
+    """init's gradient bit for bit where init gets contributions from outside the loop too:
+    used before or after it, or passed as both carries (`init=(H, H)`), eager and compiled.
+    (The first step's contributions came summed, added after the outside one, where the
+    loop's sweep adds them one by one among them.)"""
+    def draw(shape, label):
+        return data.draw(mst.arrays(shape, low=-2.0, high=2.0), label=label)
+
+    H = mg.Tensor(draw((2, n), "init"), requires_grad=True)
+    xs = draw((length, 2, n), "xs")
+    W, b, V = (mg.Tensor(draw(s, name), requires_grad=True)
+               for s, name in [((n, n), "W"), ((n,), "b"), ((n,), "V")])
+    weights = [draw((2, n), "cotangent of h"), draw((2, n), "cotangent of c")]
+    step_h, step_c = make_body(h_steps, "none", W, b, V), make_body(c_steps, "none", W, b, V)
+
+    def f(carry, x):  # each carry read by its own steps and by the other's
+        if not aliased:
+            return step_h(carry, x)[0] * mg.sigmoid(carry), None
+        h, c = carry
+        return (step_h(h, x)[0] * mg.sigmoid(c), step_c(c, x)[0] + mg.tanh(h)), None
+
+    def loss(scan, H, xs):
+        before = mg.tanh(H * 3.1).sum() if outside == "before" else 0.0
+        carry, _ = scan(f, (H, H) if aliased else H, xs, reverse=reverse)
+        after = mg.tanh(H * 3.1).sum() if outside == "after" else 0.0
+        outputs = carry if aliased else (carry,)
+        return sum((out * w).sum() for out, w in zip(outputs, weights)) + before + after
+
+    (want,) = mg.gradients(loss(loop, H, xs), [H])
+    run = mg.compile(lambda H, xs: loss(mg.scan, H, xs)) if compiled else (
+        lambda H, xs: loss(mg.scan, H, xs))
+    for _ in range(2 if compiled else 1):
+        (got,) = mg.gradients(run(H, xs), [H])
+        assert_bitwise(got, want, "init's gradient")
+
+
 # --- recurrent cells ---------------------------------------------------------------------------
 
 
@@ -748,6 +789,23 @@ def test_detect_anomaly_names_the_step_of_a_bad_gradient():
             carry.sum().backward()
     message = str(error.value)
     assert "'sqrt'" in message and "step 2" in message
+
+
+def test_detect_anomaly_checks_each_of_inits_contributions():
+    """init's gradient is its first step's contributions, handed to the tape one by one;
+    anomaly mode checks each (of the init's shape and of a broadcast one here: checked as
+    one array, they raised ValueError, an inhomogeneous shape), and gives the loop's bits."""
+    H = mg.Tensor(np.array([0.3, -0.2, 0.5]), requires_grad=True)
+    xs = np.linspace(0.5, 2.0, 24).reshape(4, 2, 3)
+
+    def f(h, x):
+        return mg.sum(mg.tanh(h) * x + h, axis=0) * 0.5, None
+
+    found = []
+    for scan in (loop, mg.scan):
+        with mg.detect_anomaly():
+            found.append(mg.gradients(scan(f, H, xs)[0].sum(), [H])[0])
+    assert_bitwise(found[1], found[0])
 
 
 def _anomaly_of(run):
