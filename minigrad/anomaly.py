@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .modes import ANOMALY, current_mode
-from .tape import Cotangent, Node
+from .tape import Contributions, Cotangent, Node
 
 _ENGINE_DIR = os.path.dirname(os.path.realpath(__file__)) + os.sep
 
@@ -35,15 +35,17 @@ def watch(node: Node, arrays: Sequence[Any], out: np.ndarray) -> None:
 
 
 def check_output(node: Any, arrays: Sequence[Any], out: np.ndarray) -> None:
-    """Raise if the output of `node` (on operands `arrays`) holds NaN or infinity."""
-    for part in out if out.dtype == object else (out,):  # a multi-output node's parts (scan's)
-        if not np.isfinite(part).all():
-            # A recorded operand was checked when it was made: this one was not.
-            given = [i for i, a in enumerate(arrays) if not _finite(a)]
-            note = (f" from input {given[0]}, which held it already (made where anomaly mode "
-                    "checks nothing: by ops on tensors that need no gradient, by NumPy, or "
-                    "before detect_anomaly() was entered)") if given else ""
-            raise AnomalyError(_message(node, "forward", "its output", part, note))
+    """Raise if the output of `node` (on operands `arrays`) holds NaN or infinity. A
+    multi-output node's (scan's) parts are not checked here: its body's ops checked those
+    that need a gradient as they made them, step by step, as a Python loop's are checked;
+    the others (a y computed from values that need none) are not checked in a loop either."""
+    if out.dtype != object and not np.isfinite(out).all():
+        # A recorded operand was checked when it was made: this one was not.
+        given = [i for i, a in enumerate(arrays) if not _finite(a)]
+        note = (f" from input {given[0]}, which held it already (made where anomaly mode "
+                "checks nothing: by ops on tensors that need no gradient, by NumPy, or "
+                "before detect_anomaly() was entered)") if given else ""
+        raise AnomalyError(_message(node, "forward", "its output", out, note))
 
 
 def _finite(a: Any) -> bool:
@@ -90,6 +92,10 @@ def _check(node: Node, i: int, g: Any, shape: Any) -> None:
     # Checked in the mode of the thread running backward: a node recorded in the mode (or
     # wrapped by an earlier backward in it) is not checked by a backward outside it.
     if g is None or not current_mode() & ANOMALY:  # (None: no gradient reached this input)
+        return
+    if type(g) is Contributions:  # several, each checked (a scan's to its init)
+        for part in g:
+            _check(node, i, part, shape)
         return
     values = g.densify(shape, node.dtype) if isinstance(g, Cotangent) else np.asarray(g)
     if values.dtype == object:  # the parts of a multi-output node's cotangent (scan's)

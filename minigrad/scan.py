@@ -28,7 +28,7 @@ from .ops import astype
 from .primitive import Domain, Op, defop, identity_vjp, recorder, writes_into
 from .tape import Contributions, accumulate, sum_to_shape
 from .tensor import Tensor, plain_array
-from .trace import Program, Trace, _part, settle
+from .trace import Program, Trace, _node, _part, settle
 
 __all__ = ["scan"]
 
@@ -109,6 +109,7 @@ class _Body:
                                         self._forward_lines(), "scan loop")
         if self.saves:
             self.backwards: dict[tuple[bool, ...], Callable[..., list]] = {}
+            self.carry_orders: dict[tuple[bool, ...], list[int]] = {}
             position = {v.index: i for i, v in enumerate(program.inputs)}
             self.grads = {position[v.index] for v in program.grad_inputs}
             self.deferred = {(b.step, b.operand): j for j, b in enumerate(self.batched)}
@@ -172,17 +173,39 @@ class _Body:
                 self.backwards[given] = loop
         return loop(parts, *args)
 
+    def _seeded_ys(self, given: tuple[bool, ...]) -> list[int]:
+        """The ys whose cotangents a step of the backward loop starts from (before the
+        carries': the order in which an unrolled loop's sweep adds them to a state that is
+        both a step's y and the next step's input, the next step's contributions one by
+        one)."""
+        outputs, nc = self.program.outputs, self.n_carry
+        carried = {v.index for v in outputs[:nc]}
+        return [i for i in range(nc, len(outputs))
+                if given[i - nc] or outputs[i].index not in carried]
+
+    def carry_order(self, parts: np.ndarray) -> list[int]:
+        """The carries a step of the backward loop for cotangents `parts` adds contributions
+        to, one entry per contribution, in the order it adds them: the unrolled loop's
+        sweep's (the body's ops from the last, each one's operands in order)."""
+        program, nc = self.program, self.n_carry
+        given = tuple(parts[i] is not None for i in range(nc, len(parts)))
+        order = self.carry_orders.get(given)
+        if order is None:
+            seeded = [i for i in [*self._seeded_ys(given), *range(nc)]
+                      if program.outputs[i].requires_grad]
+            carry = {v.index: i for i, v in enumerate(program.inputs[:nc])}
+            order = self.carry_orders[given] = [
+                carry[x.index] for step in program._swept(seeded)
+                for x, vjp in zip(step.inputs, step.vjps)
+                if x.index in carry and x.requires_grad and vjp is not None]
+        return order
+
     def _backward_lines(self, given: tuple[bool, ...]) -> list[str]:
         program, nc, nx = self.program, self.n_carry, self.n_x
         inputs, outputs = program.inputs, program.outputs
         grads, deferred, name = self.grads, self.deferred, program._name
         lines = self._constant_lines()
-        # The ys' cotangents first, then the next step's contributions to the carry one by
-        # one: the order in which an unrolled loop's sweep adds them to a state that is
-        # both a step's y and the next step's input.
-        carried = {v.index for v in outputs[:nc]}
-        ys = [i for i in range(nc, len(outputs))
-              if given[i - nc] or outputs[i].index not in carried]
+        ys = self._seeded_ys(given)
         for i, v in enumerate(outputs):
             shape, dtype = name(v.shape, "s"), name(v.dtype, "d")
             if i < nc:
@@ -241,11 +264,18 @@ class _Body:
                 body.append(f"I{i}, O{i} = fold_into({g}, {shape}, {dtype}, I{i}, O{i})")
         lines += ["try:", "    for lo, hi, steps in chunks:", "        for k in steps:"]
         lines += [" " * 12 + line for line in body]
-        lines += [" " * 8 + line for line in self._flush_lines()]
-        lines += ["except AnomalyError as error:",
-                  "    raise AnomalyError(f'{error} (scan step {k}, in backward)') from None"]
-        result = [f"fold(GC{i}, {name(inputs[i].shape, 's')}, {name(inputs[i].dtype, 'd')})"
-                  if i in grads else "None" for i in range(nc)] + [
+        flush = self._flush_lines()
+        handler = ["raise AnomalyError(f'{error} (scan step {k}, in backward)') from None"]
+        if program.anomaly and flush:  # a check in the flush names the chunk's steps
+            flush.insert(0, "k = None")
+            handler = ["at = f'step {k}' if k is not None else f'steps {lo}..{hi - 1}'",
+                       "raise AnomalyError(f'{error} (scan {at}, in backward)') from None"]
+        lines += [" " * 8 + line for line in flush]
+        lines += ["except AnomalyError as error:"] + ["    " + line for line in handler]
+        # init's cotangent: the first step's contributions as they are (`Contributions`), for
+        # the tape to add one by one, among other nodes' to the same tensor, as it adds the
+        # unrolled loop's
+        result = [f"GC{i}" if i in grads else "None" for i in range(nc)] + [
             f"DX{j}" for j in range(nx)] + [
             f"I{i}" if i in grads else "None" for i in range(nc + nx, len(inputs))]
         lines.append(f"return [{', '.join(result)}]")
@@ -315,8 +345,12 @@ class _Body:
                     for a, (kind, index) in enumerate(b.args)]
             if b.options:
                 args.append("**" + name(b.options, "o"))
-            target = program.inputs[b.target]
-            lines.append(f"t = {name(b.vjp, 'vjp')}({self.cotangents[j]}, None, {', '.join(args)})")
+            target, vjp = program.inputs[b.target], b.vjp
+            if program.anomaly:  # its result checked as the per-step VJPs' are
+                step = program.steps[b.step]
+                vjp = anomaly._checked(_node(step), b.operand, vjp,  # type: ignore[arg-type]
+                                       step.inputs[b.operand].shape)
+            lines.append(f"t = {name(vjp, 'vjp')}({self.cotangents[j]}, None, {', '.join(args)})")
             # Summed down at once: a VJP may give back its stacked cotangents as they are
             # (a bias's), and the next chunk writes over them.
             lines.append(f"t = sum_to_shape(t, {name(target.shape, 's')})")
@@ -594,8 +628,18 @@ def _vjps(arrays: Sequence[Any], options: dict[str, Any], inputs: Sequence[Any])
         raise _Stale
     # (none for an operand that no output of the body reaches: an xs it ignores, a carry
     # it replaces before reading)
-    return [None if x is None or i not in body.grads else _SHARES[i] if i < len(_SHARES)
-            else _Share(i) for i, x in enumerate(inputs)]
+    vjps: list[Any] = [None if x is None or i not in body.grads else _SHARES[i]
+                       if i < len(_SHARES) else _Share(i) for i, x in enumerate(inputs)]
+    # Carries passed one tensor (`init=(h, h)`): the first's VJP hands on all their
+    # contributions, in the order the unrolled loop's sweep adds them to it.
+    carries = [i for i in range(body.n_carry) if vjps[i] is not None]
+    for n, i in enumerate(carries):
+        aliases = tuple(j for j in carries[n + 1:] if inputs[j] is inputs[i])
+        if aliases and vjps[i] is not None:
+            vjps[i] = _Share(i, aliases)
+            for j in aliases:
+                vjps[j] = None
+    return vjps
 
 
 class _Stale(Exception):
@@ -606,20 +650,36 @@ class _Share:
     """Operand i's VJP: its part of the backward loop's results, run once per sweep (a
     sweep densifies a new cotangent array for the loop's node: `seed`)."""
 
-    __slots__ = ("i",)
+    __slots__ = ("i", "aliases")
 
-    def __init__(self, i: int):
+    def __init__(self, i: int, aliases: tuple[int, ...] = ()):
         self.i = i
+        self.aliases = aliases  # later carries given the same tensor: none of their own
 
     def __call__(self, g: np.ndarray, run: _Run, *arrays: Any, body: _Body, length: int,
                  reverse: bool, constants: tuple) -> Any:
         if run.seed is not g:
             run.grads = _backward(g, run, body, length, reverse, constants)
             run.seed = g
+        if self.aliases:
+            return _interleaved(run.grads, (self.i, *self.aliases), body.carry_order(g))
         return run.grads[self.i]
 
 
+def _interleaved(grads: list, carries: tuple[int, ...], order: list[int]) -> Contributions:
+    """The contributions to `carries` (one tensor's) as one list, in `order` (one entry per
+    contribution, naming its carry; a carry's one contribution may itself be a list)."""
+    parts = {i: iter(grads[i] if order.count(i) > 1 else (grads[i],))
+             for i in carries if grads[i] is not None}
+    return Contributions(next(parts[i]) for i in order if i in parts)
+
+
 _SHARES = [_Share(i) for i in range(16)]
+
+
+def _unrecorded_part(packed: Tensor, i: int) -> Tensor:
+    with no_grad():
+        return _part(packed, index=i)
 
 
 def _backward(parts: np.ndarray, run: _Run, body: _Body, length: int, reverse: bool,
@@ -683,10 +743,13 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     The carry is a Tensor, an array or a number, or a tuple of them, and keeps its
     structure, shapes and dtypes (else a ValueError names both); `xs` likewise (each sliced
     along axis 0), or None with `length` given. `y`, or a part of a tuple `y`, may be None
-    (ys, or that part, is then None). `f` is traced once per call, its Python never run
-    per step, so Python that decides on a traced value raises `TraceError`, and what it
-    reads from outside is current; it may read tensors from outside (a module's weights,
-    a tensor computed before the loop), whose gradients add up over the steps.
+    (ys, or that part, is then None); one computed from values that need no gradient needs
+    none, as the loop's (and is not checked in `detect_anomaly()` mode, as the loop's ys are
+    not, where those that need one are checked step by step, naming the body's op and the
+    step). `f` is traced once per call, its Python never run per step, so Python that
+    decides on a traced value raises `TraceError`, and what it reads from outside is
+    current; it may read tensors from outside (a module's weights, a tensor computed
+    before the loop), whose gradients add up over the steps.
     Backward runs the body's own VJPs in reverse per step: nothing recurrence-specific is
     written anywhere.
     """
@@ -721,7 +784,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     with contextlib.nullcontext() if body.saves else no_grad():  # no gradient path: no node
         packed = _record_scan(*operands, body=body, length=length, reverse=reverse,
                               constants=constants)
-    outs = [_part(packed, index=i) for i in range(len(body.program.outputs))]
+    # An output no gradient reaches (a y of values that need none) needs none, as the
+    # loop's: not a part of the node, so that anomaly mode checks it no more than the loop.
+    outs = [_part(packed, index=i) if v.requires_grad else _unrecorded_part(packed, i)
+            for i, v in enumerate(body.program.outputs)]
     # The graph keeps the ys' arrays (a step's VJPs may read a y), and a carry may be a row
     # of a y's stack: each output is copied before it is written to (copy-on-write).
     for out in outs:

@@ -27,6 +27,7 @@ Nothing here measures time.
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import unittest.mock
@@ -284,6 +285,47 @@ def test_inputs_the_body_never_reads_get_no_gradient_as_in_the_loop():
     carry, _ = mg.scan(lambda c, x: (mg.tanh(c), None), init, unread)
     carry.sum().backward()
     assert unread.grad is None
+
+
+@settings(max_examples=40)
+@given(data=st.data(), h_steps=op_steps(), c_steps=op_steps(), aliased=st.booleans(),
+       outside=st.sampled_from(["before", "after", "none"]), length=st.integers(1, 4),
+       n=st.integers(1, 3), reverse=st.booleans(), compiled=st.booleans())
+def test_inits_gradient_with_contributions_from_outside_the_loop_is_the_loops(
+        data, h_steps, c_steps, aliased, outside, length, n, reverse, compiled):
+    """init's gradient bit for bit where init gets contributions from outside the loop too:
+    used before or after it, or passed as both carries (`init=(H, H)`), eager and compiled.
+    (The first step's contributions came summed, added after the outside one, where the
+    loop's sweep adds them one by one among them.)"""
+    def draw(shape, label):
+        return data.draw(mst.arrays(shape, low=-2.0, high=2.0), label=label)
+
+    H = mg.Tensor(draw((2, n), "init"), requires_grad=True)
+    xs = draw((length, 2, n), "xs")
+    W, b, V = (mg.Tensor(draw(s, name), requires_grad=True)
+               for s, name in [((n, n), "W"), ((n,), "b"), ((n,), "V")])
+    weights = [draw((2, n), "cotangent of h"), draw((2, n), "cotangent of c")]
+    step_h, step_c = make_body(h_steps, "none", W, b, V), make_body(c_steps, "none", W, b, V)
+
+    def f(carry, x):  # each carry read by its own steps and by the other's
+        if not aliased:
+            return step_h(carry, x)[0] * mg.sigmoid(carry), None
+        h, c = carry
+        return (step_h(h, x)[0] * mg.sigmoid(c), step_c(c, x)[0] + mg.tanh(h)), None
+
+    def loss(scan, H, xs):
+        before = mg.tanh(H * 3.1).sum() if outside == "before" else 0.0
+        carry, _ = scan(f, (H, H) if aliased else H, xs, reverse=reverse)
+        after = mg.tanh(H * 3.1).sum() if outside == "after" else 0.0
+        outputs = carry if aliased else (carry,)
+        return sum((out * w).sum() for out, w in zip(outputs, weights)) + before + after
+
+    (want,) = mg.gradients(loss(loop, H, xs), [H])
+    run = mg.compile(lambda H, xs: loss(mg.scan, H, xs)) if compiled else (
+        lambda H, xs: loss(mg.scan, H, xs))
+    for _ in range(2 if compiled else 1):
+        (got,) = mg.gradients(run(H, xs), [H])
+        assert_bitwise(got, want, "init's gradient")
 
 
 # --- recurrent cells ---------------------------------------------------------------------------
@@ -747,6 +789,112 @@ def test_detect_anomaly_names_the_step_of_a_bad_gradient():
             carry.sum().backward()
     message = str(error.value)
     assert "'sqrt'" in message and "step 2" in message
+
+
+def test_detect_anomaly_checks_each_of_inits_contributions():
+    """init's gradient is its first step's contributions, handed to the tape one by one;
+    anomaly mode checks each (of the init's shape and of a broadcast one here: checked as
+    one array, they raised ValueError, an inhomogeneous shape), and gives the loop's bits."""
+    H = mg.Tensor(np.array([0.3, -0.2, 0.5]), requires_grad=True)
+    xs = np.linspace(0.5, 2.0, 24).reshape(4, 2, 3)
+
+    def f(h, x):
+        return mg.sum(mg.tanh(h) * x + h, axis=0) * 0.5, None
+
+    found = []
+    for scan in (loop, mg.scan):
+        with mg.detect_anomaly():
+            found.append(mg.gradients(scan(f, H, xs)[0].sum(), [H])[0])
+    assert_bitwise(found[1], found[0])
+
+
+def _anomaly_of(run):
+    """What `run()` raises in detect_anomaly() mode (None if nothing), and its result."""
+    try:
+        with mg.detect_anomaly():
+            return None, run()
+    except mg.AnomalyError as error:
+        return str(error), None
+
+
+@settings(max_examples=20, deadline=None)
+@given(length=st.integers(1, 6), data=st.data(), y_reads_carry=st.booleans(),
+       compiled=st.booleans())
+def test_detect_anomaly_checks_a_scans_outputs_as_the_loop_checks_its_ys(
+        length, data, y_reads_carry, compiled):
+    """A y holding -inf (log 0) is an error exactly where the loop's is: not where it needs no
+    gradient (the log of an xs that needs none: scan's check of its whole output raised,
+    naming neither op nor step, and a compiled scan's said 'inputs of shapes none'), and
+    where it needs one, naming the body's op and the step; such a y needs no gradient, as
+    the loop's does not."""
+    zero = data.draw(st.integers(0, length - 1), label="step of the zero")
+    X = np.ones((length, 2, 3))
+    X[zero, 0, 1] = 0.0
+    W = mg.Tensor(np.eye(3) * 0.5, requires_grad=True)
+
+    def f(h, x):
+        h = mg.tanh(h @ W + 1.0)
+        return h, mg.log(x + h * 0.0 if y_reads_carry else x)
+
+    def run(scan):
+        def scanned(h0, xs):
+            return scan(f, h0, xs)
+        h, ys = (mg.compile(scanned) if compiled else scanned)(np.zeros((2, 3)), X)
+        (grad,) = mg.gradients(h.sum(), [W])
+        return h, ys, grad
+
+    expected_error, expected = _anomaly_of(lambda: run(loop))
+    error, found = _anomaly_of(lambda: run(mg.scan))
+    assert (error is None) == (expected_error is None) == (not y_reads_carry), error
+    if error is None:
+        for got, want in zip(found[:2], expected[:2]):
+            assert_bitwise(got, want)
+        assert found[1].requires_grad == expected[1].requires_grad
+        assert_invariant_close(found[2], expected[2], length)
+    else:
+        assert re.match(r"detect_anomaly: 'log' ", expected_error), expected_error
+        assert re.match(r"detect_anomaly: 'log' \(inputs of shapes \(2, 3\)\) ", error), error
+        assert f"(scan step {zero})" in error, error
+
+
+@settings(max_examples=20, deadline=None)
+@given(length=st.sampled_from([1, 2, 5, 64, 65, 130]), data=st.data(),
+       op=st.sampled_from(["mul", "matmul"]), reverse=st.booleans(), huge=st.booleans(),
+       compiled=st.booleans())
+def test_detect_anomaly_names_a_batched_invariant_vjps_op_and_its_chunk_of_steps(
+        length, data, op, reverse, huge, compiled):
+    """A weight's VJP called once for a chunk of steps (`x * W`, `x @ W`, batched) whose
+    gradient overflows at one step: the error names the body's op and input as the loop's
+    does, and the chunk's steps (it named the whole 'scan' node, its input 2); where
+    nothing overflows, none is raised, as in the loop."""
+    at = data.draw(st.integers(0, length - 1), label="step of the huge x")
+    X = np.full((length, 2, 3), 0.7)
+    if huge:
+        X[at] = 1e305
+    W = mg.Tensor(np.full(3, 1e-5) if op == "mul" else np.eye(3) * 1e-5, requires_grad=True)
+
+    def f(h, x):
+        h = h * 0.5 + mg.tanh((x * W if op == "mul" else x @ W) * 1e-300)
+        return h, h
+
+    def run(scan):
+        def loss(xs):
+            return scan(f, np.zeros((2, 3)), xs, reverse=reverse)[1].sum() * 1e305
+        return mg.gradients((mg.compile(loss) if compiled else loss)(X), [W])[0]
+
+    expected_error, expected = _anomaly_of(lambda: run(loop))
+    error, found = _anomaly_of(lambda: run(mg.scan))
+    assert (error is None) == (expected_error is None) == (not huge), error
+    if error is None:
+        assert_invariant_close(found, expected, length)
+        return
+    shapes = re.escape(f"(inputs of shapes (2, 3), {W.shape})")
+    named = rf"detect_anomaly: '{op}' {shapes} gave the gradient of input 1 holding \+inf"
+    assert re.match(named, expected_error), expected_error
+    assert re.match(named, error), error
+    first, last = map(int, re.search(r"\(scan steps (\d+)\.\.(\d+), in backward\)$",
+                                     error).groups())
+    assert first <= at <= last < first + scan_module._CHUNK, error
 
 
 def test_gradients_of_init_xs_and_a_weight_equal_backwards():
