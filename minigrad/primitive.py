@@ -428,7 +428,6 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         arrays: Any = []  # each operand's array (a tuple once complete)
         inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
         needs_grad = False
-        caller_arrays: list[int] = []  # the positions of those
         for x in operands:
             if isinstance(x, Tensor):
                 if x.__class__ is traced_class:  # a trace's value, here outside its trace
@@ -447,13 +446,12 @@ def recorder(op: Op) -> Callable[..., Tensor]:
                     continue
             else:
                 a = x if type(x) is float else constant(x, name)
-                if keeps and type(a) is _ndarray:  # the caller's own array, which the engine
-                    caller_arrays.append(len(arrays))  # cannot guard: a node keeps a copy
-                arrays.append(a)
+                # The caller's own array, which the engine cannot guard: a node keeps a copy.
+                # (Copied wherever one may be made, not only where one is: a scan's body is
+                # one program for every step, whose first may make none where later ones do.)
+                arrays.append(a.copy() if keeps and type(a) is _ndarray else a)
             inputs.append(None)
         arrays = tuple(arrays)  # once, for the forward's call and for the node
-        if caller_arrays and needs_grad:  # (only for a node: where none is made, the
-            arrays = _copies(arrays, caller_arrays)  # forward's bits are no_grad's)
         try:
             out = forward(*arrays, **options) if options else forward(*arrays)
         except OP_ERRORS as error:
@@ -508,23 +506,19 @@ def unexpected_keyword(name: str, keywords: Any, numpy: bool = False) -> TypeErr
     return TypeError(message)
 
 
-def _copies(arrays: tuple, positions: list[int]) -> tuple:
-    """`arrays` with those at `positions` (the caller's own) copied for a node."""
-    copied = list(arrays)
-    for i in positions:
-        copied[i] = copied[i].copy()
-    return tuple(copied)
-
-
 def refuse_no_vjp(op: Op, operands: Sequence[Any]) -> None:
     """TypeError if an operand that requires grad has no VJP in `op` (defop was given None
     for it): its gradient would be lost (compiled, silently), or the sweep would fail."""
     for i, (x, vjp) in enumerate(zip(operands, op.vjps)):  # type: ignore[arg-type]
         if vjp is None and isinstance(x, Tensor) and x.requires_grad:
-            raise TypeError(
-                f"{op.name}: operand {i} (shape {np.shape(x._data)}) requires grad, but the op "
-                "has no VJP for it (None): its gradient would be lost. Pass x.detach() (a "
-                "value cut from the graph), or give the op a VJP for that operand")
+            raise no_vjp_error(op.name, i, np.shape(x._data))
+
+
+def no_vjp_error(name: str, i: int, shape: Any) -> TypeError:
+    return TypeError(
+        f"{name}: operand {i} (shape {shape}) requires grad, but the op has no VJP for it "
+        "(None): its gradient would be lost. Pass x.detach() (a value cut from the graph), "
+        "or give the op a VJP for that operand")
 
 
 def _no_trace(op: Op, operands: Sequence[Any], options: dict[str, Any]) -> Tensor:

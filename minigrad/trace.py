@@ -611,6 +611,11 @@ class Trace:
             value.requires_grad = self.recording
         for step in self.steps:
             vjps = step.op.vjps
+            if step.recording and not step.numpy and type(vjps) is tuple and None in vjps \
+                    and step.op.differentiable:  # (as `record` refuses it)
+                for i, (x, vjp) in enumerate(zip(step.inputs, vjps)):
+                    if vjp is None and x.requires_grad:
+                        raise primitive.no_vjp_error(step.op.name, i, x.shape)
             if step.out.requires_grad and not callable(vjps):  # (nothing to remake)
                 continue
             if step.numpy or not step.recording or not _grad_flows(vjps, step.inputs):
@@ -761,16 +766,14 @@ class Program:
 
     @staticmethod
     def _keeps(step: Step) -> bool:
-        """Whether `record` treats the step's operands as kept by a node (it marks tensors
-        shared, and copies arrays where it makes the node: `copies`): it records, and the op
-        has a gradient."""
+        """Whether `record` treats the step's operands as kept by a node (it copies arrays
+        and marks tensors shared): it records, and the op has a gradient."""
         return (step.op.saves_inputs and step.recording and not step.numpy
                 and step.op.differentiable)
 
     def copies(self, step: Step) -> list[int]:
         """The operands `record` copies: NumPy arrays that a node keeps."""
-        return [i for i, x in enumerate(step.inputs) if x.raw] \
-            if self._keeps(step) and step.out.requires_grad else []
+        return [i for i, x in enumerate(step.inputs) if x.raw] if self._keeps(step) else []
 
     def shared_inputs(self) -> set[int]:
         """The non-raw inputs `record` marks shared at once: operands of ops that keep them."""

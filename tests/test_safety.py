@@ -800,36 +800,6 @@ def test_a_memmap_given_to_the_data_setter_is_guarded_from_writes_to_its_file(tm
     del buffer
 
 
-@settings(max_examples=20, deadline=None)
-@given(rows=st.integers(2, 40), cols=st.integers(1, 6), seed=st.integers(0, 2**31 - 1))
-def test_a_fortran_array_operand_of_an_op_that_makes_no_node_gives_no_grads_bits(
-        rows, cols, seed):
-    """`mg.sum(XF, axis=0)` of a Fortran-order array: `record` copied the caller's array (in
-    C order) whenever grad mode was on, even where no operand required grad and no node was
-    made, so the sum added in another order than under no_grad (or NumPy): other last bits,
-    and a scan over such xs was not the Python loop of its body. The copy is made for a
-    node only. (Where a node is made, its forward computes on the copy.)"""
-    rng = np.random.default_rng(seed)
-    XF = np.asfortranarray(rng.normal(size=(rows, cols)).astype(np.float32))
-    w = Tensor(np.ones(cols, np.float32), requires_grad=True)
-    with mg.no_grad():
-        quiet = mg.sum(XF, axis=0).data
-    assert mg.sum(XF, axis=0).data.tobytes() == quiet.tobytes() == np.sum(XF, 0).tobytes()
-    assert (mg.sum(XF, axis=0) * w).data.tobytes() == (quiet * w.data).tobytes()
-    xs = np.asfortranarray(rng.normal(size=(3, rows, cols)).astype(np.float32))
-
-    scale = w.data
-
-    def body(h, x):
-        return h + mg.sum(x, axis=0) * scale, None
-
-    h, _ = mg.scan(body, np.zeros(cols, np.float32), xs)
-    loop = Tensor(np.zeros(cols, np.float32))
-    for k in range(3):
-        loop, _ = body(loop, xs[k])
-    assert h.data.tobytes() == loop.data.tobytes()
-
-
 @pytest.mark.parametrize("bounds", ["0-d arrays", "NumPy ints in a user op's option"])
 def test_a_slices_bounds_changed_after_the_forward_do_not_move_the_gradient(bounds):
     """`y = x[lo:hi]` with lo, hi 0-d arrays, then `lo += 3; hi += 3` before backward: the

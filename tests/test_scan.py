@@ -1709,3 +1709,29 @@ def test_a_float16_loop_gives_the_loops_bits_with_a_mean_loss(seed, length):
         grads.append((X.grad, h0.grad))
     for loop, scanned in zip(*grads):
         assert loop.dtype == np.float16 and loop.tobytes() == scanned.tobytes()
+
+
+@settings(max_examples=15, deadline=None)
+@given(length=st.integers(1, 5), batch=st.integers(1, 6), n=st.integers(2, 9),
+       seed=st.integers(0, 2**31 - 1))
+def test_a_fortran_constant_read_by_a_body_whose_carry_needs_a_gradient_later_is_the_loop(
+        length, batch, n, seed):
+    """`tanh(h @ A + x @ W)` with A a Fortran-order NumPy constant and h0 needing no
+    gradient: the loop's first step makes no node for `h @ A`, later ones do. While only a
+    step that made a node copied A (in C order: a product of another layout may round
+    otherwise), scan, one program for every step, copied it at step 0 too: 7.8e-16 apart
+    from step 0 on (found by this stop's review). A NumPy operand is copied wherever a node
+    may be made, in the loop as in scan."""
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(n, n)).T * 0.3
+    W = mg.Tensor(rng.normal(size=(3, n)) * 0.3, requires_grad=True)
+    h0 = mg.Tensor(rng.normal(size=(batch, n)))
+    xs = mg.Tensor(rng.normal(size=(length, batch, 3)))
+
+    def body(h, x):
+        h = mg.tanh(h @ A + x @ W)
+        return h, h
+
+    _, ys = mg.scan(body, h0, xs)
+    _, want = loop(body, h0, xs)
+    assert_bitwise(ys, want)

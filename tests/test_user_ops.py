@@ -211,3 +211,18 @@ def test_an_operand_that_requires_grad_where_the_op_has_no_vjp_is_refused(how):
         assert np.array_equal(run(a, b).data, (1 if how != "scan body" else 2) * np.tanh(b.data))
     run(a, b.detach()).sum().backward()
     np.testing.assert_array_equal(a.grad, (1 if how != "scan body" else 2) * np.tanh(b.data))
+
+
+def test_a_carry_that_comes_to_need_a_gradient_where_the_op_has_no_vjp_is_refused():
+    """A scan body `y = scaled(x, c)` (no VJP for c) with c = 0 needing no gradient at the
+    start and `c + W` after: the loop's second step refuses it; scan, whose body was traced
+    before c came to need a gradient, dropped c's gradient silently (found by this stop's
+    review). Refused when the carry is marked, as the loop refuses it."""
+    W = Tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True)
+    xs = Tensor(np.ones((4, 3)), requires_grad=True)
+
+    def body(c, x):
+        return c + W, _SCALED(x, c)
+
+    with pytest.raises(TypeError, match="scaled: operand 1 .* has no VJP for it"):
+        mg.scan(body, np.zeros(3), xs)
