@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import copy
 import numbers
+import operator
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Union
 from weakref import getweakrefcount
 
@@ -388,22 +389,22 @@ class Tensor:
 
     # `x += y` and the like (`p -= lr * p.grad` under no_grad, as in PyTorch): see _in_place.
     def __iadd__(self, other: Operand) -> Tensor:
-        return _in_place(self, other, np.add, "+")
+        return _in_place(self, other, operator.iadd, "+")
 
     def __isub__(self, other: Operand) -> Tensor:
-        return _in_place(self, other, np.subtract, "-")
+        return _in_place(self, other, operator.isub, "-")
 
     def __imul__(self, other: Operand) -> Tensor:
-        return _in_place(self, other, np.multiply, "*")
+        return _in_place(self, other, operator.imul, "*")
 
     def __itruediv__(self, other: Operand) -> Tensor:
-        return _in_place(self, other, np.true_divide, "/")
+        return _in_place(self, other, operator.itruediv, "/")
 
     def __ipow__(self, other: Operand) -> Tensor:
-        return _in_place(self, other, np.power, "**")
+        return _in_place(self, other, operator.ipow, "**")
 
     def __imatmul__(self, other: Operand) -> Tensor:
-        return _in_place(self, other, np.matmul, "@")
+        return _in_place(self, other, operator.imatmul, "@")
 
     def __pos__(self) -> Tensor:
         """`+t` is `t` itself, as in PyTorch (no op: nothing to record)."""
@@ -524,7 +525,7 @@ class Tensor:
         return ops.transpose(self)
 
 
-def _in_place(x: Tensor, other: Any, ufunc: np.ufunc, symbol: str) -> Any:
+def _in_place(x: Tensor, other: Any, operate: Callable[[Any, Any], Any], symbol: str) -> Any:
     """`x op= other`. Where no gradient is involved (under no_grad, or neither needs one), x
     changes in place, as a NumPy array or a PyTorch tensor does: `p -= lr * p.grad` updates
     the parameter (Python's fallback, `p = p - ...`, would rebind a loop's name and leave the
@@ -547,8 +548,12 @@ def _in_place(x: Tensor, other: Any, ufunc: np.ufunc, symbol: str) -> Any:
             "(minigrad.compile, minigrad.scan): eager mode changes it in place, which a "
             f"program's later calls would not do; write x = x {symbol} ...")
     data = x.data  # (a fresh copy where a graph or a view holds the array)
-    ufunc(data, other._data if isinstance(other, Tensor) else other, out=data,
-          casting="same_kind")
+    try:  # NumPy's own in-place operator on the array: its casting and shape rules
+        operate(data, other._data if isinstance(other, Tensor) else other)
+    except (ValueError, TypeError) as error:  # (NumPy's own classes take other arguments)
+        kind = TypeError if isinstance(error, TypeError) else ValueError
+        raise kind(f"`x {symbol}= ...` on a tensor of shape {x.shape} and dtype {x.dtype}: "
+                   f"{error}") from None
     return x
 
 

@@ -185,6 +185,13 @@ def _no_operator(self: Tracer, *other: Any) -> Any:
     return NotImplemented  # (a tensor has none of these operators, in eager mode too)
 
 
+def _no_unary(symbol: str) -> Callable[..., Any]:
+    def no_unary(self: Tracer) -> Any:  # (NotImplemented is no error from a unary operator)
+        raise TypeError(f"bad operand type for unary {symbol}: 'Tensor'")
+
+    return no_unary
+
+
 _OPERATORS = {"pow": operator.pow, "lt": operator.lt, "le": operator.le, "gt": operator.gt,
               "ge": operator.ge, "eq": operator.eq, "ne": operator.ne,
               "floordiv": operator.floordiv, "mod": operator.mod, "and": operator.and_,
@@ -198,8 +205,8 @@ for _name, _function in _OPERATORS.items():
         setattr(Tracer, f"__r{_name}__", _numpy_like(
             getattr(Tensor, f"__r{_name}__", _no_operator),
             _numpy_operator(_name, lambda a, b, f=_function: f(b, a))))
-for _name, _unary in (("invert", operator.invert), ("pos", operator.pos)):
-    setattr(Tracer, f"__{_name}__", _numpy_like(getattr(Tensor, f"__{_name}__", _no_operator),
+for _name, _unary, _symbol in (("invert", operator.invert, "~"), ("pos", operator.pos, "+")):
+    setattr(Tracer, f"__{_name}__", _numpy_like(getattr(Tensor, f"__{_name}__", _no_unary(_symbol)),
                                                 _numpy_operator(_name, _unary, 1)))
 setattr(Tracer, "clip", _numpy_like(Tensor.clip, _numpy_clip))  # noqa: B010
 _ASTYPE = _numpy_op("astype", lambda x, dtype, **k: x.astype(dtype, **k), 1)
@@ -238,7 +245,16 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
     def in_place(self: Tracer, other: Any) -> Any:
         trace = _ACTIVE.get()
         if trace is None or not trace.is_raw(self):
-            return NotImplemented if tensors is None else tensors(self, other)
+            if tensors is None:
+                return NotImplemented
+            if trace is not None and current_mode() & RECORDING and self._requires_grad \
+                    and trace.of.get(id(self)) in trace.inputs:
+                raise TraceError(
+                    f"`x {symbol}= ...` on a tensor argument or a scan's carry that requires "
+                    f"grad (shape {traced_shape(self)}), while grad mode is on: eager mode "
+                    "refuses it on a leaf and computes a new tensor otherwise, which a "
+                    f"program cannot tell apart; write x = x {symbol} ...")
+            return tensors(self, other)
         if trace.is_scalar(self):
             return NotImplemented
         what = f"`x {symbol}= ...`"

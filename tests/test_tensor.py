@@ -429,3 +429,24 @@ def test_unary_plus_of_a_tensor_is_the_tensor(x):
     assert +t is t
     (+t * 3.0).sum().backward()
     np.testing.assert_array_equal(t.grad, np.full(x.shape, 3.0))
+
+
+def test_an_in_place_operator_follows_numpys_shape_and_casting_rules_naming_itself():
+    """`A @= v` with a vector v: NumPy refuses it (the product has another shape); the
+    tensor's filled every row with the product ([[10, 32], [10, 32]] for [[0, 1], [2, 3]] @
+    [1, 10]: found by this stop's review). NumPy's in-place operator itself now: its shape
+    and casting rules, the error naming the operator and the tensor's shape and dtype; the
+    tensor unchanged."""
+    A = Tensor(np.array([[0.0, 1.0], [2.0, 3.0]]))
+    with mg.no_grad():
+        with pytest.raises(ValueError, match=r"`x @= \.\.\.` on a tensor of shape \(2, 2\)"):
+            A @= np.array([1.0, 10.0])
+        with pytest.raises(ValueError, match=r"`x \+= \.\.\.` on a tensor of shape \(2, 2\) "
+                                             r"and dtype float64: .*broadcast"):
+            A += np.ones((3, 2))
+        with pytest.raises(TypeError, match=r"`x \*= \.\.\.` .* float64: .*[Cc]annot cast"):
+            A *= np.array([1j, 2j])
+    np.testing.assert_array_equal(A.data, [[0.0, 1.0], [2.0, 3.0]])
+    with mg.no_grad():
+        A @= np.array([[1.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_array_equal(A.data, [[1.0, 1.0], [5.0, 3.0]])

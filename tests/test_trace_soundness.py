@@ -2564,3 +2564,27 @@ def test_astype_and_unary_plus_of_a_traced_tensor_are_eager_modes(dtype):
         return c.sum()
 
     assert_as_eager(lambda c: mg.scan(body, c, xs)[0].sum(), loop, [t], [t], "scanned")
+
+
+@pytest.mark.parametrize("where", ["compiled", "scan body"])
+def test_an_in_place_operator_on_an_input_that_requires_grad_is_refused_while_traced(where):
+    """`t += 1` on a leaf that requires grad raises in eager mode (and in the Python loop);
+    compiled, or on a scan's carry, it computed `t = t + 1` (found by this stop's review).
+    Eager mode refuses it on a leaf and computes a new tensor on a tensor in the graph, and
+    a program cannot tell which it will be given: TraceError. `~t` of a tensor is Python's
+    TypeError, as in eager mode (it evaluated to NotImplemented)."""
+    t = mg.Tensor(np.ones(3), requires_grad=True)
+
+    def f(x):
+        x += 1.0
+        return (x * 2.0).sum()
+
+    with pytest.raises(RuntimeError, match="leaf tensor that requires grad"):
+        f(t)
+    with pytest.raises(mg.TraceError, match=r"`x \+= \.\.\.` on a tensor argument or a scan's"):
+        if where == "compiled":
+            mg.compile(f)(t)
+        else:
+            mg.scan(lambda c, x: (c, f(c)), t, length=2)
+    with pytest.raises(TypeError, match="bad operand type for unary ~"):
+        mg.compile(lambda x: ~x)(mg.Tensor(np.ones(2)))
