@@ -601,8 +601,16 @@ def _of_ints(part: slice) -> slice:
     """A slice with NumPy integers or 0-d arrays for bounds (`x[lo:hi]`, lo = np.array(0)) as
     one of Python ints: the node keeps the values, not arrays the caller may change before
     the backward (they were read again there: the gradient went where they pointed then)."""
-    return slice(*(None if b is None else operator.index(b)
-                   for b in (part.start, part.stop, part.step)))
+    return slice(*(_bound(b) for b in (part.start, part.stop, part.step)))
+
+
+def _bound(b: Any) -> Any:
+    if not isinstance(b, (np.ndarray, np.integer)):  # (a Python int, None, or what NumPy's
+        return b                                    # indexing refuses, naming getitem)
+    try:
+        return operator.index(b)
+    except TypeError:
+        return b
 
 
 def _index_array(part: Any) -> np.ndarray:

@@ -66,6 +66,27 @@ class Tracer(Tensor):
             "not NumPy's array methods; convert an array before the call if you need those")
 
 
+def _array_ufunc(self: Tracer, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+    """A NumPy ufunc on array arguments alone (`np.exp(x)`, `np.int64(3) // x`, `mask &
+    np.True_`): NumPy's own, as in eager mode; on a tensor, as a tensor takes it."""
+    trace = _ACTIVE.get()
+    if trace is None or method != "__call__" or ufunc.nout != 1 or not all(
+            trace.is_raw(x) for x in inputs if isinstance(x, Tensor)):
+        return Tensor.__array_ufunc__(self, ufunc, method, *inputs, **kwargs)
+    _refuse_out(ufunc.__name__, kwargs.pop("out", None))
+    op = _UFUNCS.get(ufunc) or _UFUNCS.setdefault(ufunc, _numpy_op(ufunc.__name__, ufunc,
+                                                                  ufunc.nin))
+    trace.numpy = True
+    try:
+        return trace.call(op, inputs, kwargs)
+    finally:
+        trace.numpy = False
+
+
+_UFUNCS: dict[np.ufunc, Op] = {}  # (one op per ufunc: a program's key compares ops)
+setattr(Tracer, "__array_ufunc__", _array_ufunc)  # noqa: B010
+
+
 def _refused(what: str) -> Callable[..., Any]:
     def refuse(self: Tracer, *args: Any, **kwargs: Any) -> Any:
         raise refuse_traced(what, traced_shape(self))
@@ -100,7 +121,7 @@ def _numpy_like(method: Callable[..., Any], numpy: Callable[..., Any] | None = N
             return method(self, *args, **kwargs)
         trace.numpy = True
         if kwargs:  # (NumPy's np.sum(x) calls x.sum(axis=..., dtype=None, out=None))
-            kwargs = {k: v for k, v in kwargs.items() if not _default(k, v)}
+            kwargs = {k: v for k, v in kwargs.items() if not _default(method.__name__, k, v)}
         try:
             return (numpy or method)(self, *args, **kwargs)
         except TypeError:
@@ -122,13 +143,14 @@ def _numpy_like(method: Callable[..., Any], numpy: Callable[..., Any] | None = N
 
 # What NumPy's functions pass a method when left at their defaults (`np.sum(x)`,
 # `np.mean(x)`, `np.reshape(x, shape)` on an array argument): the same as not passing them.
-_DEFAULTS = {"dtype": None, "out": None, "order": "C"}
+_DEFAULTS = {"dtype": None, "out": None}
 _MORE = inspect.Parameter.VAR_KEYWORD
 
 
-def _default(keyword: str, value: Any) -> bool:
-    default = _DEFAULTS.get(keyword, value)  # (a keyword not listed: never its default)
-    return keyword in _DEFAULTS and type(value) is type(default) and value == default
+def _default(method: str, keyword: str, value: Any) -> bool:
+    if keyword == "order":  # (reshape's default; astype's is "K")
+        return method == "reshape" and type(value) is str and value == "C"
+    return keyword in _DEFAULTS and value is None
 
 
 def _numpy_op(name: str, function: Callable[..., Any], operands: int) -> Op:
@@ -172,11 +194,16 @@ def _numpy_operator(name: str, function: Callable[..., Any], operands: int = 2
     np.square (not np.power's loop, bit for bit), `x < y` a bool array (not the table's float
     mask), `x // 2`, `~mask`, `a & b` (which no op of the table computes)."""
     op = _numpy_op(name, function, operands)
+    # (with another object, as NumPy takes it: `x == None` is an array of False)
+    with_object = _numpy_op(name, lambda a, other: function(a, other), 1)
 
     def numpy_operator(self: Tracer, *other: Any) -> Any:
+        trace = _ACTIVE.get()
         if other and not isinstance(other[0], (Tensor, np.ndarray, np.generic, numbers.Number)):
-            return NotImplemented
-        return _ACTIVE.get().call(op, (self, *other), {})  # type: ignore[union-attr]
+            if isinstance(other[0], (list, tuple)):  # (its array, as NumPy makes it)
+                return trace.call(op, (self, np.asarray(other[0])), {})  # type: ignore[union-attr]
+            return trace.call(with_object, (self,), {"other": other[0]})  # type: ignore[union-attr]
+        return trace.call(op, (self, *other), {})  # type: ignore[union-attr]
 
     return numpy_operator
 
@@ -211,7 +238,7 @@ for _name, _unary, _symbol in (("invert", operator.invert, "~"), ("pos", operato
 setattr(Tracer, "clip", _numpy_like(Tensor.clip, _numpy_clip))  # noqa: B010
 _ASTYPE = _numpy_op("astype", lambda x, dtype, **k: x.astype(dtype, **k), 1)
 setattr(Tracer, "astype", _numpy_like(  # noqa: B010 (a tensor's is mg.astype)
-    Tensor.astype, lambda self, dtype, **kwargs: _ACTIVE.get().call(  # type: ignore[union-attr]
+    Tensor.astype, lambda self, dtype=None, **kwargs: _ACTIVE.get().call(  # type: ignore[union-attr]
         _ASTYPE, (self,), {"dtype": dtype, **kwargs})))
 _MIN = _numpy_op("min", lambda x, **k: np.min(x, **k), 1)
 
