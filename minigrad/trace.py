@@ -74,6 +74,12 @@ def _array_ufunc(self: Tracer, ufunc: np.ufunc, method: str, *inputs: Any, **kwa
             trace.is_raw(x) for x in inputs if isinstance(x, Tensor)):
         return Tensor.__array_ufunc__(self, ufunc, method, *inputs, **kwargs)
     _refuse_out(ufunc.__name__, kwargs.pop("out", None))
+    traced = [k for k, v in kwargs.items() if isinstance(v, Tensor)]
+    if traced:  # (a program keeps its keywords as they are: `where=x > 0` would be frozen)
+        raise TraceError(f"NumPy's {ufunc.__name__}(..., {traced[0]}=...) with a traced value "
+                         "for the keyword, inside a traced function (minigrad.compile, "
+                         "minigrad.scan): compute it with operators (a mask times x), or "
+                         "before the call")
     op = _UFUNCS.get(ufunc) or _UFUNCS.setdefault(ufunc, _numpy_op(ufunc.__name__, ufunc,
                                                                   ufunc.nin))
     trace.numpy = True
@@ -148,6 +154,8 @@ _MORE = inspect.Parameter.VAR_KEYWORD
 
 
 def _default(method: str, keyword: str, value: Any) -> bool:
+    if method == "astype":  # (no NumPy function passes it defaults: dtype=None is float64)
+        return False
     if keyword == "order":  # (reshape's default; astype's is "K")
         return method == "reshape" and type(value) is str and value == "C"
     return keyword in _DEFAULTS and value is None
@@ -238,7 +246,7 @@ for _name, _unary, _symbol in (("invert", operator.invert, "~"), ("pos", operato
 setattr(Tracer, "clip", _numpy_like(Tensor.clip, _numpy_clip))  # noqa: B010
 _ASTYPE = _numpy_op("astype", lambda x, dtype, **k: x.astype(dtype, **k), 1)
 setattr(Tracer, "astype", _numpy_like(  # noqa: B010 (a tensor's is mg.astype)
-    Tensor.astype, lambda self, dtype=None, **kwargs: _ACTIVE.get().call(  # type: ignore[union-attr]
+    Tensor.astype, lambda self, dtype, **kwargs: _ACTIVE.get().call(  # type: ignore[union-attr]
         _ASTYPE, (self,), {"dtype": dtype, **kwargs})))
 _MIN = _numpy_op("min", lambda x, **k: np.min(x, **k), 1)
 

@@ -2678,3 +2678,18 @@ def test_a_slice_bound_getitem_cannot_take_names_getitem():
         x[1.0:3]
     with pytest.raises(TypeError, match="getitem: .*integer scalar arrays"):
         x[np.array(1.5):3]
+
+
+def test_a_traced_keyword_of_a_numpy_ufunc_and_astype_without_a_dtype_are_refused():
+    """`np.exp(x, where=m)` with m an array argument (or `x > 0`) recursed without end
+    (NumPy handed the traced keyword back to the tracer); a TraceError naming the keyword
+    now. `x.astype()` without a dtype computed float64 compiled where NumPy raises (both
+    found by this stop's second review)."""
+    W = mg.Tensor(np.ones(3), requires_grad=True)
+    x, m = np.array([1.0, -2.0, 3.0]), np.array([True, False, True])
+    with pytest.raises(mg.TraceError, match=r"exp\(\.\.\., where=\.\.\.\) with a traced value"):
+        mg.compile(lambda x, m: (W * np.exp(x, where=m)).sum())(x, m)
+    with pytest.raises(mg.TraceError, match=r"sqrt\(\.\.\., where=\.\.\.\)"):
+        mg.compile(lambda x: (W * np.sqrt(x, where=x > 0)).sum())(x)
+    with pytest.raises(TypeError, match="dtype"):
+        mg.compile(lambda x: (W * x.astype()).sum())(x)
