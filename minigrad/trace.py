@@ -126,6 +126,8 @@ def _numpy_like(method: Callable[..., Any], numpy: Callable[..., Any] | None = N
                 trace.is_raw(y) for y in args if isinstance(y, Tensor)):
             return method(self, *args, **kwargs)
         trace.numpy = True
+        if operator_ and args and type(args[0]) in (list, tuple):  # (NumPy's array of it)
+            args = (np.asarray(args[0]),)
         if kwargs:  # (NumPy's np.sum(x) calls x.sum(axis=..., dtype=None, out=None))
             kwargs = {k: v for k, v in kwargs.items() if not _default(method.__name__, k, v)}
         try:
@@ -143,6 +145,9 @@ def _numpy_like(method: Callable[..., Any], numpy: Callable[..., Any] | None = N
         finally:
             trace.numpy = False
 
+    # A binary operator (x + [1, 2]), whose operand NumPy takes as an array of it; not
+    # indexing, whose tuple is the index
+    operator_ = method.__name__.startswith("__") and method.__name__ != "__getitem__"
     numpy_like.__name__ = method.__name__
     return numpy_like
 

@@ -2693,3 +2693,23 @@ def test_a_traced_keyword_of_a_numpy_ufunc_and_astype_without_a_dtype_are_refuse
         mg.compile(lambda x: (W * np.sqrt(x, where=x > 0)).sum())(x)
     with pytest.raises(TypeError, match="dtype"):
         mg.compile(lambda x: (W * x.astype()).sum())(x)
+
+
+@pytest.mark.parametrize("operate", [
+    lambda x: x + [1.0, 2.0, 3.0], lambda x: [1.0, 2.0, 3.0] - x, lambda x: x * (2.5,),
+    lambda x: x / [1.0, 2.0, 4.0],
+    lambda x: x @ [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]],
+    lambda x: [0.5, 1.0, 2.0] ** x])
+def test_an_array_argument_and_a_list_under_an_operator_are_numpys(operate):
+    """`x + [1, 2, 3]` of an array argument is NumPy's in eager mode (the list becomes an
+    array); compiled, the engine's op refused the list (TypeError: "expected a Tensor, a
+    NumPy array or a real number, got list": older, found by this stop's second review).
+    NumPy's array of it now, eager mode's bits."""
+    W = mg.Tensor(np.array([0.5, -1.0, 2.0]), requires_grad=True)
+
+    def f(x):
+        return (W * operate(x)).sum()
+
+    compiled = mg.compile(f)
+    for x in (np.array([1.0, 2.0, 3.0]), np.array([-0.5, 0.25, 4.0])):
+        assert_as_eager(compiled, f, [x], [W])
