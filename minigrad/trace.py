@@ -70,9 +70,15 @@ def _array_ufunc(self: Tracer, ufunc: np.ufunc, method: str, *inputs: Any, **kwa
     """A NumPy ufunc on array arguments alone (`np.exp(x)`, `np.int64(3) // x`, `mask &
     np.True_`): NumPy's own, as in eager mode; on a tensor, as a tensor takes it."""
     trace = _ACTIVE.get()
-    if trace is None or method != "__call__" or ufunc.nout != 1 or not all(
-            trace.is_raw(x) for x in inputs if isinstance(x, Tensor)):
+    if trace is None or not all(trace.is_raw(x) for x in inputs if isinstance(x, Tensor)):
         return Tensor.__array_ufunc__(self, ufunc, method, *inputs, **kwargs)
+    if method != "__call__" or ufunc.nout != 1:
+        what = ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}"
+        raise TraceError(
+            f"NumPy's {what} of an array argument inside a traced function (minigrad.compile, "
+            "minigrad.scan): the trace records NumPy's ufuncs called on arrays (np.exp(x)), "
+            "not their methods (reduce, outer, ...) nor those of two outputs (np.divmod); "
+            "compute it before the call, or with x.sum() and the like")
     _refuse_out(ufunc.__name__, kwargs.pop("out", None))
     traced = [k for k, v in kwargs.items() if isinstance(v, Tensor)]
     if traced:  # (a program keeps its keywords as they are: `where=x > 0` would be frozen)

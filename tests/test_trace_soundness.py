@@ -2713,3 +2713,14 @@ def test_an_array_argument_and_a_list_under_an_operator_are_numpys(operate):
     compiled = mg.compile(f)
     for x in (np.array([1.0, 2.0, 3.0]), np.array([-0.5, 0.25, 4.0])):
         assert_as_eager(compiled, f, [x], [W])
+
+
+@pytest.mark.parametrize("call", [lambda x: np.add.reduce(x), lambda x: np.multiply.outer(x, x),
+                                  lambda x: np.divmod(x, 2.0)[0], lambda x: np.modf(x)[1]])
+def test_a_ufunc_method_or_two_output_ufunc_of_an_array_argument_names_itself(call):
+    """`np.add.reduce(x)`, `np.divmod(x, 2)` of an array argument: refused (a program records
+    NumPy's ufuncs called on arrays), with a message about the array, where it said "of a
+    tensor ... use minigrad's op" (found by this stop's second review)."""
+    W = mg.Tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(mg.TraceError, match="of an array argument inside a traced function"):
+        mg.compile(lambda x: (W * call(x)).sum())(np.array([1.0, 2.0, 3.0]))
