@@ -343,7 +343,8 @@ def _eval_parser(commands_: Any) -> None:
                                "counter --seed N` (default: the seed of the run that saved "
                                "the model, else 0)")
     _threads(evaluate)
-    evaluate.set_defaults(run=_evaluate, diverged="try shorter sequences (--length)")
+    evaluate.set_defaults(run=_evaluate, diverged="try shorter sequences (--length)",
+                          diverged_adder="the saved weights overflow on these sums")
 
 
 def _graph_parser(commands_: Any) -> None:
@@ -402,10 +403,15 @@ def _train_adder(args: argparse.Namespace) -> int:
             raise _UsageError(f"argument --{field}: the {args.preset} preset trains with "
                               f"{settings.optimizer}, which has no {field}")
         overrides[field] = value
+    seed = DEFAULT_SEEDS[args.preset] if args.seed is None else args.seed
+    if seed + args.restarts > _MAX_SEED:  # (a restart takes the next seed: keep it one a
+        # checkpoint holds, and `eval --seed` takes)
+        raise _UsageError(f"argument --restarts: {args.restarts} restarts from seed {seed} "
+                          "would reach a seed past 2**63 - 1; give a smaller --seed")
     training = commands.AdderTraining(
         preset=args.preset, config=config, settings=dataclasses.replace(settings, **overrides),
-        seed=DEFAULT_SEEDS[args.preset] if args.seed is None else args.seed,
-        restarts=args.restarts, test_samples=args.test_samples, compiled=args.compile)
+        seed=seed, restarts=args.restarts, test_samples=args.test_samples,
+        compiled=args.compile)
     return commands.train_adder(training, commands.Outputs(args.plot, args.save, args.quiet))
 
 
@@ -575,7 +581,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"minigrad: error: {error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:
-        advice = f"; {args.diverged}" if args.diverged else ""
+        diverged = args.diverged  # (eval's --length is the counter's only)
+        if getattr(args, "model_kind", None) == "adder":
+            diverged = args.diverged_adder
+        advice = f"; {diverged}" if diverged else ""
         print(f"minigrad: error: the computation diverged ({error}){advice}",
               file=sys.stderr)
         return 2
@@ -587,6 +596,10 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     except OSError as error:  # a file that cannot be read or written after all
         print(f"minigrad: error: {error}", file=sys.stderr)
+        return 2
+    except MemoryError:  # sizes the options allow but this machine cannot hold
+        print("minigrad: error: out of memory for these sizes (--samples, --length, "
+              "--batch-size): try smaller ones", file=sys.stderr)
         return 2
 
 

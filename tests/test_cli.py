@@ -24,7 +24,7 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import minigrad
-from minigrad.models import checkpoints, cli, runs
+from minigrad.models import checkpoints, cli, commands, runs
 from minigrad.models.adder import Adder
 from minigrad.models.cli import build_parser, main
 from minigrad.models.comparison import ENGINE_NAMES
@@ -632,6 +632,8 @@ def test_held_out_sums_are_evaluated_in_batches_too(run, monkeypatch):
         (["train", "adder", "--seed", "x"], "--seed"),
         (["train", "adder", "--restarts", "-1"], "--restarts"),
         (["train", "adder", "--restarts", "1.5"], "--restarts"),
+        # (a restart takes the next seed: past 2**63 - 1 it was saved, then refused by eval)
+        (["train", "adder", "--seed", str(2**63 - 1), "--restarts", "1"], "--restarts"),
         (["train", "adder", "--preset", "keras", "--decay", "0.5"], "--decay"),
         (["train", "adder", "--samples", "50", "--batch-size", "100"], "--batch-size"),
         (["train", "counter", "--seed", "x"], "--seed"),
@@ -877,3 +879,27 @@ def test_printed_sums_match_format_sample():
     assert [{k: v[1] for k, v in rows.items()} for rows in parse_sums(text)] == [
         {"x1": 37, "x2": 43, "t": 80, "y": 80}, {"x1": 1, "x2": 63, "t": 64, "y": 64}]
     check_sums(text, n_bits=7, count=2)
+
+
+def test_running_out_of_memory_is_one_line(run, monkeypatch):
+    """Sizes the options allow but the machine cannot hold (`eval counter --length 200000`
+    on a small machine) ended in a MemoryError traceback (found by this stop's CLI hunter):
+    one line and exit 2, as other failures."""
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(commands, "train_counter", out_of_memory)
+    error = one_line_error(run("train", "counter"))
+    assert "out of memory" in error and "--samples" in error
+
+
+def test_eval_adder_that_diverges_does_not_advise_an_option_only_the_counter_takes(run, tmp_path):
+    """`eval adder` of weights that overflow advised "try shorter sequences (--length)",
+    which `eval adder` refuses (found by this stop's CLI hunter)."""
+    model = Adder(rng=np.random.default_rng(0))
+    for p in model.parameters():
+        p.data[...] = 1e308
+    path = tmp_path / "huge.npz"
+    checkpoints.save_adder(model, path, seed=0)
+    error = one_line_error(run("eval", "adder", "--model", str(path)))
+    assert "diverged" in error and "--length" not in error
