@@ -160,7 +160,7 @@ def _numpy_like(method: Callable[..., Any], numpy: Callable[..., Any] | None = N
 
 # What NumPy's functions pass a method when left at their defaults (`np.sum(x)`,
 # `np.mean(x)`, `np.reshape(x, shape)` on an array argument): the same as not passing them.
-_DEFAULTS = {"dtype": None, "out": None}
+_DEFAULTS = frozenset({"dtype", "out"})  # (None for either: as not given)
 _MORE = inspect.Parameter.VAR_KEYWORD
 
 

@@ -2027,15 +2027,7 @@ def test_numpys_reductions_of_an_array_argument_compute_as_in_eager_mode(reduce)
     compiled = mg.compile(f)
     rng = np.random.default_rng(0)
     for _ in range(3):
-        x = rng.normal(size=(3, 2))
-        runs = []
-        for g in (f, compiled):
-            W.grad = None
-            y = g(x)
-            y.backward()
-            runs.append((y.data, W.grad))
-        assert_same_bits(runs[1][0], runs[0][0])
-        assert_same_bits(runs[1][1], runs[0][1])
+        assert_as_eager(compiled, f, [rng.normal(size=(3, 2))], [W])
 
 
 def test_an_in_place_operator_on_an_array_computed_inside_is_eager_modes():
@@ -2082,14 +2074,7 @@ def test_an_in_place_operator_on_an_array_computed_inside_is_eager_modes():
 
     compiled = mg.compile(fresh)
     for m in (np.array([1.0, 2.0, 3.0]), np.array([-1.0, 0.5, 4.0])):
-        runs = []
-        for f in (fresh, compiled):
-            W.grad = None
-            y = f(m)
-            y.backward()
-            runs.append((y.data, W.grad))
-        assert_same_bits(runs[1][0], runs[0][0])
-        assert_same_bits(runs[1][1], runs[0][1])
+        assert_as_eager(compiled, fresh, [m], [W])
     m = np.array([1.0, 2.0, 3.0])
     with pytest.raises(mg.TraceError, match=r"changed in place, through another name"):
         mg.compile(aliased)(m)
@@ -2165,15 +2150,7 @@ def test_a_numpy_bool_scalar_operand_computes_as_true_does_eager_and_compiled():
     def f(x):
         return (x[0] * W + W * x[1] + np.True_ * W).sum()
 
-    x = np.array([True, False])
-    runs = []
-    for g in (f, mg.compile(f)):
-        W.grad = None
-        y = g(x)
-        y.backward()
-        runs.append((y.data, W.grad))
-    assert_same_bits(runs[1][0], runs[0][0])
-    assert_same_bits(runs[1][1], runs[0][1])
+    assert_as_eager(mg.compile(f), f, [np.array([True, False])], [W])
 
 
 def _dead_views_and_scalars(m, W):
@@ -2197,14 +2174,7 @@ def test_in_place_operators_on_temporaries_and_numpy_scalars_are_eager_modes():
     W = mg.Tensor(np.array([1.0, -2.0, 0.5]), requires_grad=True)
     compiled = mg.compile(_dead_views_and_scalars)
     for m in (np.array([1.0, 2.0, 3.0]), np.array([-1.5, 0.25, 4.0])):
-        runs = []
-        for f in (_dead_views_and_scalars, compiled):
-            W.grad = None
-            y = f(m, W)
-            y.backward()
-            runs.append((y.data, W.grad))
-        assert_same_bits(runs[1][0], runs[0][0])
-        assert_same_bits(runs[1][1], runs[0][1])
+        assert_as_eager(compiled, _dead_views_and_scalars, [m, W], [W])
 
 
 @pytest.mark.parametrize("clip", [lambda x: np.clip(x, None, 1.0), lambda x: np.clip(x, 0.0, None),
@@ -2430,12 +2400,7 @@ def test_a_scalar_weight_times_a_negative_zero_scalar_keeps_the_zeros_sign():
 
     compiled = mg.compile(f)
     for x in (np.array([-0.0, 2.0]), np.array([0.0, 1.0]), np.array([-3.5, 1.0])):
-        grads = []
-        for g in (f, compiled):
-            W.grad = None
-            g(x).backward()
-            grads.append(W.grad)
-        assert_same_bits(grads[1], grads[0])
+        assert_as_eager(compiled, f, [x], [W])
 
 
 # NumPy's operators that no op of the table computes, on array arguments: NumPy's own.
