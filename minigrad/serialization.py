@@ -3,7 +3,9 @@
 The file format is NumPy's `.npz`: a zip archive holding one `.npy` member per parameter,
 named `<parameter name>.npy` and stored uncompressed, so `numpy.load(path)[name]` reads any
 parameter back. The metadata (string keys and values) is JSON in the zip archive's comment,
-after the marker `minigrad-checkpoint`, so it never collides with a parameter's name.
+after the marker `minigrad-checkpoint`, so it never collides with a parameter's name, with
+its CRC-32 beside it: zip checks its members' bytes, not its comment's, and a damaged seed
+or preset must be refused, not read.
 Files written by `numpy.savez` (and by earlier minigrad versions, whose metadata sat in
 `__meta__.<key>` members) load too.
 
@@ -40,7 +42,7 @@ if sys.platform != "win32":
 __all__ = ["load", "read_metadata", "save"]
 
 _MARKER = "minigrad-checkpoint"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the metadata's CRC-32 beside it; 1 (read too): without
 _LEGACY_META = "__meta__."
 _MAX_COMMENT = 65535  # the zip format's limit
 _MAX_HEADER = 10_000  # numpy's own bound on a .npy header (numpy.load's max_header_size)
@@ -214,8 +216,8 @@ def _arrays_to_save(module: Module | Any) -> dict[str, np.ndarray]:
 
 
 def _comment(metadata: Mapping[str, Any]) -> bytes:
-    text = json.dumps({_MARKER: _FORMAT_VERSION,
-                       "metadata": {str(k): str(v) for k, v in metadata.items()}})
+    table = {str(k): str(v) for k, v in metadata.items()}
+    text = json.dumps({_MARKER: _FORMAT_VERSION, "metadata": table, "crc32": _crc(table)})
     comment = text.encode("utf-8")
     if len(comment) > _MAX_COMMENT:
         raise ValueError(f"save: the metadata takes {_size(len(comment))} as JSON; a "
@@ -439,21 +441,29 @@ def _end_record(f: IO[bytes]) -> tuple[bytes, int]:
     return tail[at + 22:at + 22 + comment_size], directory_size
 
 
+def _crc(metadata: Mapping[str, str]) -> int:
+    return zlib.crc32(json.dumps(metadata, sort_keys=True).encode("utf-8"))
+
+
 def _parse_comment(comment: bytes) -> dict[str, str] | None:
     """The metadata in a minigrad archive comment; None if the comment is not ours."""
     if _MARKER.encode() not in comment:
+        if b'"crc32"' in comment:  # ours, its marker damaged
+            raise _Refused("is damaged: its metadata's marker is not readable")
         return None
     try:
         content = json.loads(comment.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise _Refused("is damaged: its metadata is not readable JSON") from None
-    if not isinstance(content, dict) or content.get(_MARKER) != _FORMAT_VERSION:
-        version = content.get(_MARKER) if isinstance(content, dict) else None
-        raise _Refused(f"is in checkpoint format {version!r}; this minigrad reads format "
-                       f"{_FORMAT_VERSION}")
+    version = content.get(_MARKER) if isinstance(content, dict) else None
+    if type(version) is not int or version not in (1, _FORMAT_VERSION):
+        raise _Refused(f"is in checkpoint format {version!r}; this minigrad reads formats 1 "
+                       f"and {_FORMAT_VERSION}")
     metadata = content.get("metadata")
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise _Refused("is damaged: its metadata is not a table of strings")
+    if version == _FORMAT_VERSION and content.get("crc32") != _crc(metadata):
+        raise _Refused("is damaged: its metadata does not match its checksum")
     return metadata
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import tracemalloc
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -211,6 +212,7 @@ def _with(path, metadata=None, arrays=None):
                 target.writestr(info.filename, source.read(info))
         content = json.loads(source.comment)
         content["metadata"].update(metadata or {})
+        content["crc32"] = zlib.crc32(json.dumps(content["metadata"], sort_keys=True).encode())
         target.comment = json.dumps(content).encode()
     return copy
 

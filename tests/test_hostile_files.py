@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad.nn import Module, Parameter
+from minigrad.serialization import read_metadata
 
 npy = np.lib.format
 
@@ -291,9 +292,40 @@ def test_a_comment_marked_as_ours_must_hold_metadata(tmp_path):
     _refused(tmp_path, _archive(members, comment=b'{"minigrad-checkpoint": 1, "meta'),
              r"is damaged: its metadata is not readable JSON$")
     _refused(tmp_path, _archive(members, comment=b'{"minigrad-checkpoint": 7}'),
-             r"is in checkpoint format 7; this minigrad reads format 1$")
+             r"is in checkpoint format 7; this minigrad reads formats 1 and 2$")
+    _refused(tmp_path, _archive(members, comment=b'{"minigrad-checkpoint": 2, "metadata": {}}'),
+             r"is damaged: its metadata does not match its checksum$")
     _refused(tmp_path, _archive(members, comment=b'{"minigrad-checkpoint": 1, "metadata": [1]}'),
              r"is damaged: its metadata is not a table of strings$")
+
+
+def test_every_single_bit_flip_of_the_metadata_is_refused_or_harmless(tmp_path):
+    """zip checks its members' bytes, not the comment holding the metadata: a flipped bit
+    there (a seed's digit, a preset's letter) is refused by its checksum, never read."""
+    path = tmp_path / "model.npz"
+    metadata = {"preset": "tutorial", "seed": "1234567", "n_states": "3"}
+    mg.save(Net(), path, metadata=metadata)
+    data = path.read_bytes()
+    comment = zipfile.ZipFile(path).comment
+    at = data.rindex(comment)
+    damaged = tmp_path / "damaged.npz"
+    outcomes = set()
+    for bit in range(8 * len(comment)):
+        flipped = bytearray(data)
+        flipped[at + bit // 8] ^= 1 << bit % 8
+        damaged.write_bytes(flipped)
+        for read in (read_metadata, lambda p: mg.load(Net(), p)):
+            try:
+                got = read(damaged)
+            except ValueError as error:
+                assert str(error).endswith(("checksum", "not readable", "readable JSON",
+                                            "table of strings", "reads formats 1 and 2")), error
+                outcomes.add("refused")
+            else:  # (none seen: every flip breaks the JSON, the marker or the checksum)
+                assert got == metadata, (bit, got)
+                outcomes.add("harmless")
+    assert "refused" in outcomes
+    assert read_metadata(path) == metadata == mg.load(Net(), path)
 
 
 @pytest.mark.parametrize("content, what", [
