@@ -309,11 +309,22 @@ def _fit_broadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _einsum_call(subscripts: str, *operands: Any) -> tuple[tuple, dict]:
-    """Einstein summation with explicit output subscripts, e.g. `einsum("bi,ij->bj", x, w)`."""
+    """Einstein summation with explicit output subscripts, e.g. `einsum("bi,ij->bj", x, w)`.
+
+    Unlike NumPy's, the subscripts must name the output after `->` (implicit mode,
+    `"ij,jk"`, is refused) and every axis of every operand (an ellipsis, `"...ij->...j"`, is
+    refused): ValueError naming the subscripts.
+    """
+    if not isinstance(subscripts, str):
+        raise TypeError(f"einsum: subscripts must be a string such as 'ij,jk->ik', got "
+                        f"{type(subscripts).__name__}")
     subscripts = subscripts.replace(" ", "")
-    if "->" not in subscripts or "." in subscripts:
-        raise ValueError(
-            f"einsum: subscripts '{subscripts}' must be explicit ('...->...') and without ellipsis")
+    if "->" not in subscripts:
+        raise ValueError(f"einsum: subscripts '{subscripts}' must name the output after '->', "
+                         "as in 'ij,jk->ik' (implicit mode is not supported)")
+    if "." in subscripts:
+        raise ValueError(f"einsum: subscripts '{subscripts}' must not use an ellipsis ('...'): "
+                         "name every axis with a letter")
     specs = subscripts.split("->")[0].split(",")
     if len(specs) != len(operands):
         raise ValueError(f"einsum: '{subscripts}' names {len(specs)} operands, got {len(operands)}")

@@ -79,8 +79,15 @@ def test_einsum_errors():
         mg.einsum("ijk->i", _x())
     with pytest.raises(ValueError, match=r"^einsum: 'ij,jk->ik' names 2 operands, got 1"):
         mg.einsum("ij,jk->ik", _x())
-    with pytest.raises(ValueError, match=r"^einsum: .*must be explicit"):
+    with pytest.raises(ValueError, match=r"^einsum: subscripts 'ij,jk' must name the output "
+                                         r"after '->'.*implicit mode is not supported"):
         mg.einsum("ij,jk", _x(), np.ones((3, 2)))
+    with pytest.raises(ValueError, match=r"^einsum: subscripts '\.\.\.j->j' must not use an "
+                                         r"ellipsis"):
+        mg.einsum("...j->j", _x())
+    with pytest.raises(TypeError, match=r"^einsum: subscripts must be a string .* got Tensor"):
+        mg.einsum(_x(), "ij->j")
+    assert "implicit mode" in mg.einsum.__doc__ and "ellipsis" in mg.einsum.__doc__
 
 
 def test_stack_and_concatenate_shape_mismatch():
