@@ -505,11 +505,15 @@ class Tensor:
         return ops.mean(self, axis, keepdims)
 
     def max(self, axis: Axis = None, keepdims: bool = False, **numpy: Any) -> Tensor:
+        """`mg.max(self, axis, keepdims)`: the gradient goes to the maxima, split evenly
+        between ties."""
         if numpy:
             raise _numpy_reduction("max", self, numpy)
         return ops.max(self, axis, keepdims)
 
     def min(self, axis: Axis = None, keepdims: bool = False, **numpy: Any) -> Tensor:
+        """`mg.min(self, axis, keepdims)`: the gradient goes to the minima, split evenly
+        between ties."""
         if numpy:
             raise _numpy_reduction("min", self, numpy)
         return ops.min(self, axis, keepdims)
