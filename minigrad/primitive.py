@@ -299,9 +299,15 @@ def _misbound(name: str, misfit: str, prepare: Callable[..., Any], kwargs: dict)
     of PyTorch's or NumPy's where the op's parameter has another name, that name."""
     parameters = inspect.signature(prepare).parameters
     unknown = [k for k in kwargs if k not in parameters]
-    ours = _OTHER_NAMES.get(unknown[0]) if unknown else None
-    hint = f"; minigrad's {name} names it {ours}=" if ours in parameters else ""
+    hint = other_name(name, unknown[0], parameters) if unknown else ""
     return TypeError(f"{name}() {misfit}{hint}")
+
+
+def other_name(name: str, keyword: str, parameters: Any) -> str:
+    """"; minigrad's {name} names it axis=" where `keyword` is PyTorch's or NumPy's name
+    (dim) of one of `parameters` (the names `name` takes), else ""."""
+    ours = _OTHER_NAMES.get(keyword)
+    return f"; minigrad's {name} names it {ours}=" if ours in parameters else ""
 
 
 def _checked(op: Op, record: Callable[..., Tensor]) -> Callable[..., Tensor]:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad import OPS, Tensor
+from minigrad.primitive import _OTHER_NAMES
 from minigrad.tensor import _OPERATORS
 from minigrad.testing.strategies import op_cases
 
@@ -380,9 +381,10 @@ def test_a_numpy_reduction_on_a_tensor_names_the_op_that_computes_it(function, n
                                         "would compute outside the graph; t.data gives the values"):
         run(x)
     np.testing.assert_array_equal(getattr(mg, name)(x).data, function(x.data))
-    # Not NumPy's call (a keyword PyTorch has, say): Python's own message.
+    # Not NumPy's call (a keyword PyTorch has, say): Python's own message, with the hint.
     with pytest.raises(TypeError, match=rf"^Tensor\.{name}\(\) got an unexpected keyword "
-                                        r"argument 'keepdim'$"):
+                                        rf"argument 'keepdim'; minigrad's Tensor\.{name} "
+                                        "names it keepdims=$"):
         getattr(x, name)(keepdim=True)
 
 
@@ -505,6 +507,29 @@ def test_a_keyword_an_op_does_not_take_is_refused_naming_the_op(name):
 def test_pytorchs_name_of_a_parameter_is_refused_with_minigrads(call, message):
     with pytest.raises(TypeError, match=message):
         call(_x())
+
+
+# Every method of a parameter that PyTorch or NumPy names otherwise, with those names
+TENSOR_METHODS_RENAMED = sorted(
+    (name, keyword) for name, method in vars(Tensor).items()
+    if callable(method) and not name.startswith("_")
+    for keyword, ours in _OTHER_NAMES.items() if ours in inspect.signature(method).parameters)
+
+
+@pytest.mark.parametrize("name, keyword", TENSOR_METHODS_RENAMED)
+def test_pytorchs_name_of_a_methods_parameter_is_refused_with_minigrads(name, keyword):
+    """`x.sum(dim=0)`, `x.softmax(dim=-1)`, `x.max(keepdim=True)`: Python's own message had no
+    hint, where `mg.sum(x, dim=0)` named `axis=`."""
+    ours, method = _OTHER_NAMES[keyword], getattr(_x(), name)
+    required = [1 for p in inspect.signature(method).parameters.values()
+                if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD]  # split's
+    with pytest.raises(TypeError, match=rf"^Tensor\.{name}\(\) got an unexpected keyword "
+                                        rf"argument '{keyword}'; minigrad's Tensor\.{name} "
+                                        rf"names it {ours}=$"):
+        method(*required, **{keyword: 0})
+    with pytest.raises(TypeError, match=rf"^Tensor\.{name}\(\) got an unexpected keyword "
+                                        "argument 'nonsense'$"):
+        method(*required, nonsense=0)
 
 
 def test_an_error_of_an_ops_own_checks_is_its_own():
