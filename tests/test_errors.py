@@ -425,24 +425,24 @@ def _positional_only(op):
                for p in inspect.signature(op.function).parameters.values())
 
 
-UFUNC_FORWARDS = sorted(n for n, op in OPS.items()
-                        if isinstance(op.forward, np.ufunc) and _positional_only(op))
+OPERANDS_ONLY = sorted(n for n, op in OPS.items() if _positional_only(op))
 
 
-@pytest.mark.parametrize("keyword", ["out", "where", "dtype"])
+@pytest.mark.parametrize("keyword", ["out", "where", "dtype", "nonsense"])
 @pytest.mark.parametrize("where_called", ["eager", "no_grad", "compiled", "scan"])
-@pytest.mark.parametrize("name", UFUNC_FORWARDS)
-def test_an_op_computed_by_a_ufunc_refuses_numpys_keywords_naming_the_op(name, where_called,
-                                                                          keyword):
+@pytest.mark.parametrize("name", OPERANDS_ONLY)
+def test_an_op_of_operands_only_refuses_keywords_naming_the_op(name, where_called, keyword):
     """`mg.exp(x, where=mask)`, `mg.tanh(x, out=buf)`, `mg.add(a, b, dtype=np.float32)`: the
     keywords went on to NumPy's ufunc (out= wrote into the caller's array, where= left
-    uninitialised memory in the output), then backward failed naming a lambda. The call
-    is refused, eager, compiled and in a scan's body, naming the op and the keyword, as
-    sigmoid's is."""
+    uninitialised memory in the output), then backward failed naming a lambda; an op whose
+    forward is not a ufunc (sigmoid, relu, addmm) refused them with the forward's own
+    TypeError, naming a lambda. The call is refused, eager, compiled and in a scan's body,
+    naming the op and the keyword."""
     op = OPS[name]
     n = len(op.vjps)
     buf = np.full((2, 2), 7.0)
-    value = {"out": buf, "where": np.array([True, False]), "dtype": np.float32}[keyword]
+    value = {"out": buf, "where": np.array([True, False]), "dtype": np.float32,
+             "nonsense": 1}[keyword]
     message = rf"^{name}\(\) got an unexpected keyword argument '{keyword}': {name} takes"
 
     def call(*xs):
@@ -463,13 +463,19 @@ def test_an_op_computed_by_a_ufunc_refuses_numpys_keywords_naming_the_op(name, w
 
 
 def test_a_users_op_computed_by_a_ufunc_refuses_keywords_and_one_of_its_own_takes_them():
-    """The rule is the forward's: a user's op whose forward is a NumPy ufunc takes no keyword
-    options (they would be NumPy's), one whose forward is a function of its own does."""
+    """The rule is the forward's: a user's op whose forward is a NumPy ufunc, or a function
+    of its operands alone, takes no keyword options (they would be NumPy's, or the forward's
+    TypeError would name a lambda), one whose forward takes options does."""
     cube = mg.defop("my_cube", np.power, (lambda g, out, x, p: g * p * x ** (p - 1), None),
                     saves="inputs", register=False)
     x = Tensor(np.array([0.5, 2.0]), requires_grad=True)
     with pytest.raises(TypeError, match=r"^my_cube\(\) got an unexpected keyword argument 'out'"):
         cube(x, 3.0, out=np.empty(2))
+    doubled = mg.defop("my_doubled", lambda x: 2.0 * x, (lambda g, out: 2.0 * g,),
+                       saves="nothing", register=False)
+    with pytest.raises(TypeError, match=r"^my_doubled\(\) got an unexpected keyword argument "
+                                        r"'scale': my_doubled takes its operands only"):
+        doubled(x, scale=3.0)
     scaled = mg.defop("my_scaled", lambda x, scale: x * scale,
                       (lambda g, out, scale: g * scale,), saves="nothing", register=False)
     scaled(x, scale=3.0).sum().backward()
