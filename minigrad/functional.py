@@ -22,22 +22,26 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -
     model's parameters) is left alone, as by `gradients`, so a later `backward()` does not
     add to a gradient of this call.
     """
+    return _value_and_grad(f, argnums, "value_and_grad")
+
+
+def _value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int],
+                    name: str) -> Callable:
+    """`value_and_grad(f, argnums)`, its errors naming `name` (the function the user called)."""
     single = isinstance(argnums, (int, np.integer))
     positions = (int(argnums),) if isinstance(argnums, (int, np.integer)) else tuple(argnums)
 
     def wrapped(*args: Any) -> tuple[float, Any]:
         for i in positions:
             if not -len(args) <= i < len(args):
-                raise ValueError(f"value_and_grad: argnums {argnums} out of range for "
+                raise ValueError(f"{name}: argnums {argnums} out of range for "
                                  f"{len(args)} arguments")
         inputs = [Tensor(a, requires_grad=True) if i in positions or i - len(args) in positions
                   else a for i, a in enumerate(args)]
         with enable_grad():  # (as torch.func.grad: an outer no_grad would record nothing)
             out = f(*inputs)
         if not isinstance(out, Tensor) or out.size != 1:
-            shape = getattr(out, "shape", None)
-            raise TypeError(f"value_and_grad: f must return a scalar Tensor, got "
-                            f"{type(out).__name__}{'' if shape is None else f' of shape {shape}'}")
+            raise TypeError(f"{name}: f must return a scalar Tensor, got {_described(out)}")
         wanted = [inputs[i] for i in positions]
         grads = tuple(gradients(out, wanted) if out.requires_grad
                       else [np.zeros_like(t._data) for t in wanted])
@@ -49,12 +53,23 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -
 def grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -> Callable:
     """`grad(f)(*args)`: the gradient part of `value_and_grad(f, argnums)(*args)` (no
     `.grad` is touched)."""
-    value_and_grad_f = value_and_grad(f, argnums)
+    value_and_grad_f = _value_and_grad(f, argnums, "grad")
 
     def wrapped(*args: Any) -> Any:
         return value_and_grad_f(*args)[1]
 
     return wrapped
+
+
+def _described(out: Any) -> str:
+    """What f returned instead of a scalar Tensor, for a message: a number (a float, a NumPy
+    scalar) is a value computed outside the graph, which holds no gradient."""
+    if isinstance(out, (float, int, np.number)) and not isinstance(out, bool):
+        numpy = "NumPy " if isinstance(out, np.generic) else ""
+        return (f"{numpy}{type(out).__name__} {out}: a number computed outside the graph (.item(), "
+                "float(), NumPy on .data) has no gradient; return the Tensor of minigrad's ops")
+    shape = getattr(out, "shape", None)
+    return f"{type(out).__name__}{'' if shape is None else f' of shape {shape}'}"
 
 
 def gradients(output: Tensor, inputs: Tensor | Sequence[Tensor], grad: Any = None,

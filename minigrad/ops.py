@@ -309,11 +309,22 @@ def _fit_broadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _einsum_call(subscripts: str, *operands: Any) -> tuple[tuple, dict]:
-    """Einstein summation with explicit output subscripts, e.g. `einsum("bi,ij->bj", x, w)`."""
+    """Einstein summation with explicit output subscripts, e.g. `einsum("bi,ij->bj", x, w)`.
+
+    Unlike NumPy's, the subscripts must name the output after `->` (implicit mode,
+    `"ij,jk"`, is refused) and every axis of every operand (an ellipsis, `"...ij->...j"`, is
+    refused): ValueError naming the subscripts.
+    """
+    if not isinstance(subscripts, str):
+        raise TypeError(f"einsum: subscripts must be a string such as 'ij,jk->ik', got "
+                        f"{type(subscripts).__name__}")
     subscripts = subscripts.replace(" ", "")
-    if "->" not in subscripts or "." in subscripts:
-        raise ValueError(
-            f"einsum: subscripts '{subscripts}' must be explicit ('...->...') and without ellipsis")
+    if "->" not in subscripts:
+        raise ValueError(f"einsum: subscripts '{subscripts}' must name the output after '->', "
+                         "as in 'ij,jk->ik' (implicit mode is not supported)")
+    if "." in subscripts:
+        raise ValueError(f"einsum: subscripts '{subscripts}' must not use an ellipsis ('...'): "
+                         "name every axis with a letter")
     specs = subscripts.split("->")[0].split(",")
     if len(specs) != len(operands):
         raise ValueError(f"einsum: '{subscripts}' names {len(specs)} operands, got {len(operands)}")
@@ -435,15 +446,16 @@ def _max_vjp(g, out, x, axis, keepdims):
     return np.where(is_max, _expand_reduced(g, x, axis, keepdims) / ties, 0.0)
 
 
-def _reduction(name: str):
-    """The public signature of a reduction: `f(x, axis=None, keepdims=False)`."""
+def _reduction(name: str, gradient: str = ""):
+    """The public signature of a reduction: `f(x, axis=None, keepdims=False)`, its
+    docstring saying where the `gradient` goes, if it needs saying."""
 
     def call(x: Any, axis: int | Sequence[int] | None = None,
              keepdims: bool = False) -> tuple[tuple, dict]:
         return (x,), {"axis": _reduction_axis(name, x, axis), "keepdims": keepdims}
 
     call.__doc__ = (f"The {name} over `axis` (an integer, a tuple of them, or None for all; "
-                    "not a float: 1.7 is refused, as in NumPy).")
+                    "not a float: 1.7 is refused, as in NumPy)." + gradient)
     return call
 
 
@@ -474,9 +486,11 @@ sum = defop("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepd
             (_sum_vjp,), Domain("reduction"), saves="inputs", prepare=_reduction("sum"))
 mean = defop("mean", lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
              (_mean_vjp,), Domain("reduction"), prepare=_reduction("mean"))
-# The gradient goes to the maxima, split evenly between ties.
 max = defop("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
-            (_max_vjp,), Domain("reduction", distinct=True), prepare=_reduction("max"))
+            (_max_vjp,), Domain("reduction", distinct=True), prepare=_reduction(
+                "max", " The gradient goes to the maxima, split evenly between ties (the "
+                       "gradient of their mean: [1, 3, 3] gives [0, 0.5, 0.5]); to the NaNs "
+                       "where the maximum is NaN, as in PyTorch."))
 
 # --- shape ----------------------------------------------------------------------------------
 

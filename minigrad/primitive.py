@@ -103,9 +103,10 @@ class Op:
     # Whether a call's options come from the engine's own `prepare`, which copies what it
     # passes on (else a node keeps copies of them: `kept_options`)
     prepared: bool = False
-    # Whether a call may pass keyword options (else TypeError): not to an op whose forward
-    # is a NumPy ufunc and that has no `prepare` (exp, add), where they would be NumPy's out=
-    # (writing into the caller's array), where=, dtype=
+    # Whether a call may pass keyword options (else TypeError naming the op): not to an op
+    # without `prepare` whose forward is a NumPy ufunc (exp, add), where they would be
+    # NumPy's out= (writing into the caller's array), where=, dtype=, nor one whose forward
+    # takes its operands only (sigmoid, addmm), whose TypeError would name a lambda
     keywords: bool = True
     function: Callable[..., Tensor] = field(init=False)
 
@@ -145,8 +146,9 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     `prepare(*args, **kwargs) -> (operands, options)`, if given, is the op's public
     signature: it checks and normalises a call's arguments (an axis, a list of tensors) and
     names the function's parameters and docstring; without it the function takes the
-    operands positionally and the options as keywords (none if `forward` is a NumPy ufunc:
-    they would be NumPy's out=, where=, dtype=, a TypeError naming the op). A node keeps
+    operands positionally and the options as keywords (none if `forward` is a NumPy ufunc,
+    where they would be NumPy's out=, where=, dtype=, or takes its operands only: a
+    TypeError naming the op and the keyword). A node keeps
     the options, with copies of the arrays, lists and dicts among them.
     An op defined outside the engine is checked as it runs: called with one operand per VJP,
     each VJP callable as `saves` has the tape call it, each result of its operand's shape or
@@ -187,11 +189,24 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
             domain or _UNTESTED,
             saves in ("both", "inputs"), saves in ("both", "output"), kept, residual, batch,
             prepare is not None and module.startswith("minigrad."),
-            prepare is not None or not isinstance(forward, np.ufunc))
+            prepare is not None or _takes_options(forward, vjps))
     op.function = _function(op, prepare, module, user)
     if register:
         OPS[name] = op
     return op.function
+
+
+def _takes_options(forward: Callable[..., Any], vjps: Any) -> bool:
+    """Whether the `forward` of an op without `prepare` may be passed keyword options: not a
+    NumPy ufunc, nor a function with no parameter beyond its operands (one per VJP)."""
+    if isinstance(forward, np.ufunc):
+        return False
+    try:
+        parameters = inspect.signature(forward).parameters.values()
+    except (TypeError, ValueError):  # (no signature to read: the forward decides)
+        return True
+    return callable(vjps) or len(parameters) > len(vjps) or any(
+        p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in parameters)
 
 
 def _vjp_tuple(name: str, vjps: Any) -> Any:
@@ -299,9 +314,15 @@ def _misbound(name: str, misfit: str, prepare: Callable[..., Any], kwargs: dict)
     of PyTorch's or NumPy's where the op's parameter has another name, that name."""
     parameters = inspect.signature(prepare).parameters
     unknown = [k for k in kwargs if k not in parameters]
-    ours = _OTHER_NAMES.get(unknown[0]) if unknown else None
-    hint = f"; minigrad's {name} names it {ours}=" if ours in parameters else ""
+    hint = other_name(name, unknown[0], parameters) if unknown else ""
     return TypeError(f"{name}() {misfit}{hint}")
+
+
+def other_name(name: str, keyword: str, parameters: Any) -> str:
+    """"; minigrad's {name} names it axis=" where `keyword` is PyTorch's or NumPy's name
+    (dim) of one of `parameters` (the names `name` takes), else ""."""
+    ours = _OTHER_NAMES.get(keyword)
+    return f"; minigrad's {name} names it {ours}=" if ours in parameters else ""
 
 
 def _checked(op: Op, record: Callable[..., Tensor]) -> Callable[..., Tensor]:

@@ -58,7 +58,18 @@ def _unflatten(leaves: Sequence[Any], n: int | None) -> Any:
     return leaves[0] if n is None else tuple(leaves)
 
 
+def _leaves(leaves: list[Any], tree: int | None, what: str) -> list[Tensor | np.ndarray]:
+    """Each of the `leaves` of `what` (a tuple of them if `tree` is its length) as the loop
+    takes it, an error naming its position."""
+    return [_leaf(x, what if tree is None else f"{what}[{i}]")
+            for i, x in enumerate(_flat(leaves, what))]
+
+
 def _leaf(x: Any, what: str) -> Tensor | np.ndarray:
+    if x is None:  # (NumPy's array of None is of dtype object)
+        raise TypeError(f"scan: {what} is None, not an array: each part of init and xs is a "
+                        "tensor, an array or a number" + ("; for a loop without per-step "
+                        "input, pass xs=None and length=" if what.startswith("xs") else ""))
     if isinstance(x, Tensor):  # (an integer one: a compiled function's integer argument)
         return x if x.dtype.kind == "f" else astype(x, np.float64)
     array = plain_array(x, f"scan: {what}")
@@ -754,7 +765,7 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     written anywhere.
     """
     carry, carry_tree = _flatten(init, "init")
-    carry = [_leaf(c, "init") for c in _flat(carry, "init")]
+    carry = _leaves(carry, carry_tree, "init")
     if xs is None or type(xs) is tuple and not xs:  # no per-step input: None, or ()
         xs_tree0: int | None = -1 if xs is None else 0
         if length is None or isinstance(length, bool) or not isinstance(length, int) \
@@ -764,7 +775,7 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
         xs_tree: int | None = xs_tree0
     else:
         x_leaves, xs_tree = _flatten(xs, "xs")
-        x_leaves = [_leaf(x, "xs") for x in _flat(x_leaves, "xs")]
+        x_leaves = _leaves(x_leaves, xs_tree, "xs")
         lengths = {_data(x).shape[:1] for x in x_leaves}
         if any(_data(x).ndim == 0 for x in x_leaves):
             raise ValueError("scan: every xs needs a leading axis to slice the steps from, got "

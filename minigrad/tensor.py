@@ -7,6 +7,7 @@ type checkers see them (`ops` is imported as a module: it is built on Tensor in 
 from __future__ import annotations
 
 import copy
+import inspect
 import numbers
 import operator
 import sys
@@ -465,7 +466,10 @@ class Tensor:
     def square(self) -> Tensor:
         return ops.square(self)
 
-    def clip(self, low: float | None = None, high: float | None = None) -> Tensor:
+    def clip(self, low: float | None = None, high: float | None = None,
+             **unexpected: Any) -> Tensor:
+        if unexpected:
+            raise _unexpected_keywords("clip", self, unexpected)
         return ops.clip(self, low, high)
 
     def astype(self, dtype: Any) -> Tensor:
@@ -473,45 +477,58 @@ class Tensor:
         idiom; the gradient is converted back)."""
         return ops.astype(self, dtype)
 
-    def softmax(self, axis: int = -1) -> Tensor:
+    def softmax(self, axis: int = -1, **unexpected: Any) -> Tensor:
+        if unexpected:
+            raise _unexpected_keywords("softmax", self, unexpected)
         return ops.softmax(self, axis)
 
-    def log_softmax(self, axis: int = -1) -> Tensor:
+    def log_softmax(self, axis: int = -1, **unexpected: Any) -> Tensor:
+        if unexpected:
+            raise _unexpected_keywords("log_softmax", self, unexpected)
         return ops.log_softmax(self, axis)
 
     def var(self, axis: Axis = None, keepdims: bool = False, ddof: float = 0,
-            **numpy: Any) -> Tensor:
-        if numpy:
-            raise _numpy_reduction("var", self, numpy)
+            **unexpected: Any) -> Tensor:
+        if unexpected:
+            raise _unexpected_keywords("var", self, unexpected)
         return ops.var(self, axis, keepdims, ddof)
 
-    def squeeze(self, axis: Axis = None) -> Tensor:
+    def squeeze(self, axis: Axis = None, **unexpected: Any) -> Tensor:
+        if unexpected:
+            raise _unexpected_keywords("squeeze", self, unexpected)
         return ops.squeeze(self, axis)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         return ops.flatten(self, start_dim, end_dim)
 
-    def split(self, sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
+    def split(self, sections: int | Sequence[int], axis: int = 0,
+              **unexpected: Any) -> list[Tensor]:
+        if unexpected:
+            raise _unexpected_keywords("split", self, unexpected)
         return ops.split(self, sections, axis)
 
-    def sum(self, axis: Axis = None, keepdims: bool = False, **numpy: Any) -> Tensor:
-        if numpy:
-            raise _numpy_reduction("sum", self, numpy)
+    def sum(self, axis: Axis = None, keepdims: bool = False, **unexpected: Any) -> Tensor:
+        if unexpected:
+            raise _unexpected_keywords("sum", self, unexpected)
         return ops.sum(self, axis, keepdims)
 
-    def mean(self, axis: Axis = None, keepdims: bool = False, **numpy: Any) -> Tensor:
-        if numpy:
-            raise _numpy_reduction("mean", self, numpy)
+    def mean(self, axis: Axis = None, keepdims: bool = False, **unexpected: Any) -> Tensor:
+        if unexpected:
+            raise _unexpected_keywords("mean", self, unexpected)
         return ops.mean(self, axis, keepdims)
 
-    def max(self, axis: Axis = None, keepdims: bool = False, **numpy: Any) -> Tensor:
-        if numpy:
-            raise _numpy_reduction("max", self, numpy)
+    def max(self, axis: Axis = None, keepdims: bool = False, **unexpected: Any) -> Tensor:
+        """`mg.max(self, axis, keepdims)`: the gradient goes to the maxima, split evenly
+        between ties."""
+        if unexpected:
+            raise _unexpected_keywords("max", self, unexpected)
         return ops.max(self, axis, keepdims)
 
-    def min(self, axis: Axis = None, keepdims: bool = False, **numpy: Any) -> Tensor:
-        if numpy:
-            raise _numpy_reduction("min", self, numpy)
+    def min(self, axis: Axis = None, keepdims: bool = False, **unexpected: Any) -> Tensor:
+        """`mg.min(self, axis, keepdims)`: the gradient goes to the minima, split evenly
+        between ties."""
+        if unexpected:
+            raise _unexpected_keywords("min", self, unexpected)
         return ops.min(self, axis, keepdims)
 
     def reshape(self, *shape: Any) -> Tensor:
@@ -636,13 +653,17 @@ def _refuse_masked(x: Any, what: str) -> None:
                         "m.filled(value), or m.data for all its values")
 
 
-def _numpy_reduction(name: str, t: Tensor, keywords: dict[str, Any]) -> TypeError:
-    """The error of a reduction method given keywords it does not take: NumPy's `np.sum(t)`
-    calls `t.sum(axis=..., out=...)` (its reductions defer to the method), which is refused
-    as any other NumPy on a tensor is."""
-    if "out" not in keywords:  # not NumPy's call: Python's own message
-        return TypeError(f"Tensor.{name}() got an unexpected keyword argument "
-                         f"{next(iter(keywords))!r}")
+def _unexpected_keywords(name: str, t: Tensor, keywords: dict[str, Any]) -> TypeError:
+    """The error of method `name` given keywords it does not take. NumPy's `np.sum(t)` calls
+    `t.sum(axis=..., out=...)` (its reductions defer to the method), which is refused as any
+    other NumPy on a tensor is; PyTorch's name of a parameter (`dim=`) is answered with
+    minigrad's (`axis=`), as the ops' functions answer it."""
+    if "out" not in keywords:  # not NumPy's call: Python's own message, with the hint
+        from .primitive import other_name  # (primitive imports this module)
+        keyword, method = next(iter(keywords)), f"Tensor.{name}"
+        parameters = inspect.signature(getattr(Tensor, name)).parameters
+        return TypeError(f"{method}() got an unexpected keyword argument {keyword!r}"
+                         f"{other_name(method, keyword, parameters)}")
     return TypeError(f"NumPy's {name} (use minigrad's op: mg.{name}(t), or t.{name}()) on a "
                      f"tensor of shape {t.shape}: NumPy would compute outside the graph; "
                      "t.data gives the values")

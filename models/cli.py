@@ -247,10 +247,12 @@ def _train_parsers(commands_: Any) -> None:
 
 def _outputs(parser: argparse.ArgumentParser, model: str) -> None:
     parser.add_argument("--plot", metavar="DIR",
-                        help="also draw the figures into DIR, created if missing (PNG; needs "
-                             "matplotlib; default: no figures)")
+                        help="also draw the figures into DIR, created if missing, overwriting "
+                             "figures of the same names there (PNG; needs matplotlib; "
+                             "default: no figures)")
     parser.add_argument("--save", metavar="PATH",
-                        help=f"also write the trained {model} to PATH (.npz), for `minigrad "
+                        help=f"also write the trained {model} to PATH (.npz), overwriting a "
+                             f"file there, for `minigrad "
                              f"{'add or eval adder' if model == 'adder' else 'eval counter'}` "
                              f"(default: not saved)")
     parser.add_argument("--quiet", action="store_true",
@@ -515,7 +517,7 @@ def _lost_output(failure: OSError, args: argparse.Namespace) -> str:
         done.append(f"the model was saved to {args.save}")
     if getattr(args, "plot", None) is not None:
         done.append(f"the figures were drawn into {args.plot}")
-    if args.command == "train" and not done:
+    if getattr(args, "command", None) == "train" and not done:
         done.append("without --save the model was not kept")
     finished = f"; the command ran to the end: {' and '.join(done)}" if done else ""
     return (f"cannot write to standard output ({failure.strerror or failure}): the rest of "
@@ -548,22 +550,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     pin_malloc()
     output = _StandardOutput(sys.stdout)
     sys.stdout = output  # type: ignore[assignment]  # a TextIO in all but name
+    args = argparse.Namespace()  # (none parsed: help printed)
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
-        if args.command is None:  # bare `minigrad`: what it can do
-            parser.print_help()
-            code = 0
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exit:  # argparse's: after --help or --version (0), or an error
+            output.flush()
+            if exit.code != 0 or _lost(output) is None:
+                raise
+            code = 0  # (help that did not reach the reader: said below)
         else:
-            code = _run(args)
+            if args.command is None:  # bare `minigrad`: what it can do
+                parser.print_help()
+                code = 0
+            else:
+                code = _run(args)
         output.flush()
     finally:
         sys.stdout = output.stream
-    # Output piped into `head` and the like is not an error; a failed command said why.
-    if output.failure is None or isinstance(output.failure, BrokenPipeError) or code != 0:
+    failure = _lost(output)
+    if failure is None or code != 0:  # (a failed command said why)
         return code
-    print(f"minigrad: error: {_lost_output(output.failure, args)}", file=sys.stderr)
+    print(f"minigrad: error: {_lost_output(failure, args)}", file=sys.stderr)
     return 2
+
+
+def _lost(output: _StandardOutput) -> OSError | None:
+    """The error that standard output failed with, if not a pipe closed early: output piped
+    into `head` and the like is not an error."""
+    return None if isinstance(output.failure, BrokenPipeError) else output.failure
 
 
 def _run(args: argparse.Namespace) -> int:

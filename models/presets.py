@@ -250,12 +250,13 @@ PRESETS: dict[str, tuple[AdderConfig, TrainConfig]] = {
 }
 
 PRESET_DESCRIPTIONS: dict[str, str] = {
-    "small": "6-bit sums in 7 bits, 3 tanh states, RMSProp-Nesterov, 5 passes over 2000 "
-             "sums (\"How to implement an RNN\", part 2)",
-    "large": "12-bit sums in 13 bits, 32 tanh states, 20 passes over 20000 sums (the same "
-             "tutorial's larger run)",
-    "keras": "8 bits, 16 sigmoid units without biases, plain SGD on 100,000 single sums "
-             "(\"Understand recurrent networks with the binary addition\")",
+    "small": "6-bit operands, sums of 7 bits, 3 tanh states, RMSProp-Nesterov, 5 passes "
+             "over 2000 sums (\"How to implement an RNN\", part 2)",
+    "large": "12-bit operands, sums of 13 bits, 32 tanh states, 20 passes over 20000 sums "
+             "(the same tutorial's larger run)",
+    "keras": "7-bit operands (below 128), sums of 8 bits, 16 sigmoid units without biases, "
+             "plain SGD on 100,000 single sums (\"Understand recurrent networks with the "
+             "binary addition\")",
 }
 
 

@@ -59,15 +59,28 @@ class Schedule(abc.ABC):
 
     def step(self) -> None:
         """Count one epoch and set every group's learning rate. Every new rate is computed
-        and checked by the optimizer's bounds first: one they refuse (a rate grown past
-        the largest float, say) raises ValueError and changes no group and no count."""
+        and checked first: one that is not finite (grown past the largest float) raises
+        ValueError naming the schedule and the step, one the optimizer's bounds refuse
+        ValueError naming the optimizer; either changes no group and no count."""
         epoch, groups = self.epoch + 1, self.optimizer.param_groups
         checked = [self.optimizer.check(**{**group.hyperparameters(),
-                                           "lr": self.lr_at(base, epoch)})
-                   for group, base in zip(groups, self.base_lrs, strict=True)]
+                                           "lr": self._finite_lr(i, base, epoch)})
+                   for i, (group, base) in enumerate(zip(groups, self.base_lrs, strict=True))]
         for group, values in zip(groups, checked):
             group._keep(values)
         self.epoch = epoch
+
+    def _finite_lr(self, group: int, base: float, epoch: int) -> float:
+        """`lr_at(base, epoch)` for `group`, ValueError unless it is finite."""
+        try:
+            lr = self.lr_at(base, epoch)
+        except OverflowError:  # (a float's ** overflows so; its * gives inf)
+            lr = math.inf
+        if not math.isfinite(lr):
+            raise ValueError(f"{self!r}: step {epoch} gives group {group} (base rate {base!r}) "
+                             f"the learning rate {lr}, past the largest float; no rate and "
+                             "not the step count changed")
+        return lr
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """``epoch``, ``base_lrs`` and ``<kind>.<setting>`` for each setting (arrays)."""

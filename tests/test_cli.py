@@ -30,7 +30,7 @@ from minigrad.models.cli import build_parser, main
 from minigrad.models.comparison import ENGINE_NAMES
 from minigrad.models.counter import Counter
 from minigrad.models.data import counting_data
-from minigrad.models.presets import PRESETS, CounterTraining
+from minigrad.models.presets import PRESET_DESCRIPTIONS, PRESETS, CounterTraining
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300  # seconds; only a guard against a hang, never an assertion on speed
@@ -770,6 +770,39 @@ def test_help_lists_the_options(run, args, options):
     text = "\n".join(succeeded(run(*args, "--help")))
     for option in options:
         assert option in text
+
+
+@pytest.mark.parametrize("model", ["counter", "adder"])
+def test_train_help_says_save_and_plot_overwrite(run, model):
+    """--save and --plot replace an existing file of the names they write, without asking:
+    the help says so."""
+    text = " ".join(" ".join(succeeded(run("train", model, "--help"))).split())
+    assert "PATH (.npz), overwriting a file there" in text
+    assert "overwriting figures of the same names there" in text
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_a_presets_description_states_its_operands_and_sums_widths(preset):
+    """The small preset was "6-bit sums in 7 bits": its operands have 6 bits, its sums 7."""
+    config = PRESETS[preset][0]
+    largest = config.operand_limit - 1
+    text = PRESET_DESCRIPTIONS[preset]
+    assert text.startswith(f"{largest.bit_length()}-bit operands")
+    assert f", sums of {(2 * largest).bit_length()} bits, {config.n_states} " in text
+    assert (2 * largest).bit_length() == config.n_bits  # (the adder's sequence length)
+
+
+def test_help_that_cannot_be_written_is_an_error(tmp_path):
+    """`minigrad --help > /dev/full` exited 0: argparse printed, the write failed unseen."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    for args in (["--help"], ["train", "adder", "--help"], ["--version"]):
+        with open("/dev/full", "w") as full:
+            process = command(*args, stdout=full)
+            err = process.stderr.read()
+            assert process.wait(timeout=TIMEOUT) == 2, args
+        assert err == ("minigrad: error: cannot write to standard output (No space left on "
+                       "device): the rest of the output was dropped\n")
 
 
 def test_train_help_lists_every_models_options(run):

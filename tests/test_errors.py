@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad import OPS, Tensor
+from minigrad.primitive import _OTHER_NAMES
 from minigrad.tensor import _OPERATORS
 from minigrad.testing.strategies import op_cases
 
@@ -79,8 +80,15 @@ def test_einsum_errors():
         mg.einsum("ijk->i", _x())
     with pytest.raises(ValueError, match=r"^einsum: 'ij,jk->ik' names 2 operands, got 1"):
         mg.einsum("ij,jk->ik", _x())
-    with pytest.raises(ValueError, match=r"^einsum: .*must be explicit"):
+    with pytest.raises(ValueError, match=r"^einsum: subscripts 'ij,jk' must name the output "
+                                         r"after '->'.*implicit mode is not supported"):
         mg.einsum("ij,jk", _x(), np.ones((3, 2)))
+    with pytest.raises(ValueError, match=r"^einsum: subscripts '\.\.\.j->j' must not use an "
+                                         r"ellipsis"):
+        mg.einsum("...j->j", _x())
+    with pytest.raises(TypeError, match=r"^einsum: subscripts must be a string .* got Tensor"):
+        mg.einsum(_x(), "ij->j")
+    assert "implicit mode" in mg.einsum.__doc__ and "ellipsis" in mg.einsum.__doc__
 
 
 def test_stack_and_concatenate_shape_mismatch():
@@ -373,9 +381,10 @@ def test_a_numpy_reduction_on_a_tensor_names_the_op_that_computes_it(function, n
                                         "would compute outside the graph; t.data gives the values"):
         run(x)
     np.testing.assert_array_equal(getattr(mg, name)(x).data, function(x.data))
-    # Not NumPy's call (a keyword PyTorch has, say): Python's own message.
+    # Not NumPy's call (a keyword PyTorch has, say): Python's own message, with the hint.
     with pytest.raises(TypeError, match=rf"^Tensor\.{name}\(\) got an unexpected keyword "
-                                        r"argument 'keepdim'$"):
+                                        rf"argument 'keepdim'; minigrad's Tensor\.{name} "
+                                        "names it keepdims=$"):
         getattr(x, name)(keepdim=True)
 
 
@@ -416,24 +425,24 @@ def _positional_only(op):
                for p in inspect.signature(op.function).parameters.values())
 
 
-UFUNC_FORWARDS = sorted(n for n, op in OPS.items()
-                        if isinstance(op.forward, np.ufunc) and _positional_only(op))
+OPERANDS_ONLY = sorted(n for n, op in OPS.items() if _positional_only(op))
 
 
-@pytest.mark.parametrize("keyword", ["out", "where", "dtype"])
+@pytest.mark.parametrize("keyword", ["out", "where", "dtype", "nonsense"])
 @pytest.mark.parametrize("where_called", ["eager", "no_grad", "compiled", "scan"])
-@pytest.mark.parametrize("name", UFUNC_FORWARDS)
-def test_an_op_computed_by_a_ufunc_refuses_numpys_keywords_naming_the_op(name, where_called,
-                                                                          keyword):
+@pytest.mark.parametrize("name", OPERANDS_ONLY)
+def test_an_op_of_operands_only_refuses_keywords_naming_the_op(name, where_called, keyword):
     """`mg.exp(x, where=mask)`, `mg.tanh(x, out=buf)`, `mg.add(a, b, dtype=np.float32)`: the
     keywords went on to NumPy's ufunc (out= wrote into the caller's array, where= left
-    uninitialised memory in the output), then backward failed naming a lambda. The call
-    is refused, eager, compiled and in a scan's body, naming the op and the keyword, as
-    sigmoid's is."""
+    uninitialised memory in the output), then backward failed naming a lambda; an op whose
+    forward is not a ufunc (sigmoid, relu, addmm) refused them with the forward's own
+    TypeError, naming a lambda. The call is refused, eager, compiled and in a scan's body,
+    naming the op and the keyword."""
     op = OPS[name]
     n = len(op.vjps)
     buf = np.full((2, 2), 7.0)
-    value = {"out": buf, "where": np.array([True, False]), "dtype": np.float32}[keyword]
+    value = {"out": buf, "where": np.array([True, False]), "dtype": np.float32,
+             "nonsense": 1}[keyword]
     message = rf"^{name}\(\) got an unexpected keyword argument '{keyword}': {name} takes"
 
     def call(*xs):
@@ -454,13 +463,19 @@ def test_an_op_computed_by_a_ufunc_refuses_numpys_keywords_naming_the_op(name, w
 
 
 def test_a_users_op_computed_by_a_ufunc_refuses_keywords_and_one_of_its_own_takes_them():
-    """The rule is the forward's: a user's op whose forward is a NumPy ufunc takes no keyword
-    options (they would be NumPy's), one whose forward is a function of its own does."""
+    """The rule is the forward's: a user's op whose forward is a NumPy ufunc, or a function
+    of its operands alone, takes no keyword options (they would be NumPy's, or the forward's
+    TypeError would name a lambda), one whose forward takes options does."""
     cube = mg.defop("my_cube", np.power, (lambda g, out, x, p: g * p * x ** (p - 1), None),
                     saves="inputs", register=False)
     x = Tensor(np.array([0.5, 2.0]), requires_grad=True)
     with pytest.raises(TypeError, match=r"^my_cube\(\) got an unexpected keyword argument 'out'"):
         cube(x, 3.0, out=np.empty(2))
+    doubled = mg.defop("my_doubled", lambda x: 2.0 * x, (lambda g, out: 2.0 * g,),
+                       saves="nothing", register=False)
+    with pytest.raises(TypeError, match=r"^my_doubled\(\) got an unexpected keyword argument "
+                                        r"'scale': my_doubled takes its operands only"):
+        doubled(x, scale=3.0)
     scaled = mg.defop("my_scaled", lambda x, scale: x * scale,
                       (lambda g, out, scale: g * scale,), saves="nothing", register=False)
     scaled(x, scale=3.0).sum().backward()
@@ -498,6 +513,29 @@ def test_a_keyword_an_op_does_not_take_is_refused_naming_the_op(name):
 def test_pytorchs_name_of_a_parameter_is_refused_with_minigrads(call, message):
     with pytest.raises(TypeError, match=message):
         call(_x())
+
+
+# Every method of a parameter that PyTorch or NumPy names otherwise, with those names
+TENSOR_METHODS_RENAMED = sorted(
+    (name, keyword) for name, method in vars(Tensor).items()
+    if callable(method) and not name.startswith("_")
+    for keyword, ours in _OTHER_NAMES.items() if ours in inspect.signature(method).parameters)
+
+
+@pytest.mark.parametrize("name, keyword", TENSOR_METHODS_RENAMED)
+def test_pytorchs_name_of_a_methods_parameter_is_refused_with_minigrads(name, keyword):
+    """`x.sum(dim=0)`, `x.softmax(dim=-1)`, `x.max(keepdim=True)`: Python's own message had no
+    hint, where `mg.sum(x, dim=0)` named `axis=`."""
+    ours, method = _OTHER_NAMES[keyword], getattr(_x(), name)
+    required = [1 for p in inspect.signature(method).parameters.values()
+                if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD]  # split's
+    with pytest.raises(TypeError, match=rf"^Tensor\.{name}\(\) got an unexpected keyword "
+                                        rf"argument '{keyword}'; minigrad's Tensor\.{name} "
+                                        rf"names it {ours}=$"):
+        method(*required, **{keyword: 0})
+    with pytest.raises(TypeError, match=rf"^Tensor\.{name}\(\) got an unexpected keyword "
+                                        "argument 'nonsense'$"):
+        method(*required, nonsense=0)
 
 
 def test_an_error_of_an_ops_own_checks_is_its_own():

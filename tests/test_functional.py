@@ -73,19 +73,27 @@ def test_arguments_are_not_mutated_and_not_at_argnums_stay_arrays():
 
 
 @pytest.mark.parametrize("result, described", [
-    (lambda x: x * 2.0, r"Tensor of shape \(3,\)"),
-    (lambda x: 3.0, "float"),
-    (lambda x: np.ones(3), r"ndarray of shape \(3,\)"),
+    (lambda x, y: x * y, r"Tensor of shape \(3,\)"),
+    (lambda x, y: np.ones(3), r"ndarray of shape \(3,\)"),
+    (lambda x, y: "loss", r"str$"),
+    # a number computed outside the graph: named, with what to return instead
+    (lambda x, y: 3.0, r"float 3\.0: a number computed outside the graph .* has no gradient"),
+    (lambda x, y: np.float64(2.5), r"NumPy float64 2\.5: a number computed outside the graph"),
+    (lambda x, y: (x * y).sum().item(), r"float -?\d.*: a number computed outside the graph"),
 ])
-def test_non_scalar_result_is_an_error(result, described):
-    with pytest.raises(TypeError, match=r"value_and_grad: f must return a scalar Tensor, got "
+@pytest.mark.parametrize("function, argnums", [
+    ("grad", 0), ("grad", 1), ("value_and_grad", 1), ("value_and_grad", (0, 1))])
+def test_non_scalar_result_is_an_error(result, described, function, argnums):
+    with pytest.raises(TypeError, match=f"^{function}: f must return a scalar Tensor, got "
                                         + described):
-        grad(result)(X)
+        getattr(mg, function)(result, argnums=argnums)(X, Y)
 
 
 def test_argnums_out_of_range():
-    with pytest.raises(ValueError, match=r"argnums 2 out of range for 2 arguments"):
+    with pytest.raises(ValueError, match=r"^grad: argnums 2 out of range for 2 arguments"):
         grad(f, argnums=2)(X, Y)
+    with pytest.raises(ValueError, match=r"^value_and_grad: argnums -3 out of range"):
+        mg.value_and_grad(f, argnums=-3)(X, Y)
 
 
 def _reference(fn, args, positions):

@@ -404,3 +404,15 @@ def test_max_splits_the_gradient_between_ties():
     x.grad = None
     mg.max(x).backward()
     np.testing.assert_array_equal(x.grad, [[0.0, 0.5, 0.5], [0.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("reduce, extreme", [
+    (mg.max, 3.0), (Tensor.max, 3.0), (mg.min, 1.0), (Tensor.min, 1.0)])
+def test_max_and_min_say_they_split_ties_and_do_along_an_axis(reduce, extreme):
+    """Their docstrings say where the gradient goes (the choice was in a comment only)."""
+    assert "split evenly between ties" in " ".join(reduce.__doc__.split())
+    x = Tensor([[1.0, 3.0, 3.0], [3.0, 1.0, 1.0]], requires_grad=True)
+    reduce(x, axis=1).backward(np.array([1.0, 4.0]))
+    tied = x.data == extreme
+    np.testing.assert_array_equal(x.grad, np.where(tied, [[1.0], [4.0]] / tied.sum(
+        axis=1, keepdims=True), 0.0))

@@ -5,10 +5,11 @@ as separate optimizers would; schedules set the groups' rates; clip_grad_norm.""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -235,25 +236,38 @@ SCHEDULE_SETTINGS = st.tuples(st.sampled_from(sorted(SCHEDULES)), st.integers(1,
                               st.sampled_from([0.1, 0.5]))
 
 
+def _grown(base: float, gamma: float, epoch: int) -> float:
+    try:
+        return base * gamma**epoch
+    except OverflowError:  # (Python's float ** raises where * gives inf)
+        return math.inf
+
+
 @pytest.mark.parametrize("kind", ["StepLR", "ExponentialLR"])
 @given(bases=st.lists(st.floats(0.0, 1e308), min_size=1, max_size=4),
-       gamma=st.floats(1.0, 1e10), epochs=st.integers(1, 5))
-def test_a_schedule_step_the_bounds_refuse_changes_nothing(kind, bases, gamma, epochs):
-    """Growing rates overflow to inf, which the optimizer's bounds refuse, in some groups
-    before others: each step sets every group's rate of the formula and counts the epoch,
-    or raises ValueError and changes no group and no count (it raised after counting the
-    epoch and setting the groups before the refused one)."""
+       gamma=st.floats(1.0, 1e100), epochs=st.integers(1, 5))
+@example(bases=[0.1, 1e300], gamma=1e100, epochs=5)  # inf from *, then ** overflowing
+def test_a_schedule_step_past_the_largest_float_changes_nothing(kind, bases, gamma, epochs):
+    """Growing rates overflow, in some groups before others: each step sets every group's
+    rate of the formula and counts the epoch, or raises ValueError naming the schedule, the
+    step and the rate, and changes no group and no count (it raised after counting the
+    epoch and setting the groups before the refused one; then it named the optimizer, or
+    raised a bare OverflowError where gamma ** epoch overflowed)."""
     opt = optim.SGD([{"params": [Param(np.ones(1))], "lr": base} for base in bases], lr=1.0)
     schedule = SCHEDULES[kind][0](opt, 1, gamma)
     for _ in range(epochs):
         before = (schedule.epoch, [group["lr"] for group in opt.param_groups])
-        expected = [base * gamma ** (before[0] + 1) for base in bases]
+        expected = [_grown(base, gamma, before[0] + 1) for base in bases]
         if all(math.isfinite(lr) for lr in expected):
             schedule.step()
             assert [group["lr"] for group in opt.param_groups] == expected
             assert schedule.epoch == before[0] + 1
         else:
-            with pytest.raises(ValueError, match=r"^SGD: invalid lr=inf: must be finite$"):
+            first = next(i for i, lr in enumerate(expected) if not math.isfinite(lr))
+            with pytest.raises(ValueError, match=(
+                    rf"^{re.escape(repr(schedule))}: step {before[0] + 1} gives group {first} "
+                    rf"\(base rate {re.escape(repr(bases[first]))}\) the learning rate inf, "
+                    "past the largest float; no rate and not the step count changed$")):
                 schedule.step()
             assert (schedule.epoch, [group["lr"] for group in opt.param_groups]) == before
 

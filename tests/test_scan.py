@@ -1315,6 +1315,21 @@ def test_a_0d_xs_and_a_tuple_of_three_from_f_are_named_for_what_they_are():
         mg.scan(lambda c, x: (c, c, c), 0.0, np.ones(2))
 
 
+@pytest.mark.parametrize("init, xs, named", [
+    (np.ones(2), (np.ones((3, 2)), None), r"xs\[1\] is None, not an array: .*pass xs=None "
+                                           r"and length="),
+    (np.ones(2), (None, np.ones((3, 2))), r"xs\[0\] is None"),
+    ((np.ones(2), None), np.ones((3, 2)), r"init\[1\] is None, not an array: each part of "
+                                          r"init and xs is a tensor, an array or a number$"),
+    (np.ones(2), (np.ones((3, 2)), np.array(["a", "b", "c"])), r"xs\[1\] must hold numbers"),
+])
+def test_a_part_that_is_not_an_array_is_named_by_its_position(init, xs, named):
+    """A None in a tuple xs (or init) was refused as "xs must hold numbers, got dtype
+    object", saying neither which part nor that it was None."""
+    with pytest.raises(TypeError, match="^scan: " + named):
+        mg.scan(lambda c, x: (c, None), init, xs)
+
+
 def test_a_length_that_disagrees_with_xs_is_refused():
     with pytest.raises(ValueError, match="length 5.*3"):
         mg.scan(lambda c, x: (c + x, None), np.ones(2), np.ones((3, 2)), length=5)
