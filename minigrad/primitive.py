@@ -470,7 +470,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
                 # The caller's own array, which the engine cannot guard: a node keeps a copy.
                 # (Copied wherever one may be made, not only where one is: a scan's body is
                 # one program for every step, whose first may make none where later ones do.)
-                arrays.append(a.copy() if keeps and type(a) is _ndarray else a)
+                arrays.append(a.copy(order="K") if keeps and type(a) is _ndarray else a)
             inputs.append(None)
         arrays = tuple(arrays)  # once, for the forward's call and for the node
         try:

@@ -884,7 +884,7 @@ class Program:
         operands = [f"{x.name}[()]" if step.numpy and x.scalar else x.name for x in step.inputs]
         for i in self.copies(step):  # the copy is what the forward and the VJPs read
             copy = f"v{step.out.index}_{i}"
-            lines.append(f"{copy} = {operands[i]}.copy()")
+            lines.append(f"{copy} = {operands[i]}.copy(order='K')")
             operands[i] = copy
         if step.options:
             operands.append("**" + self._name(step.options, "o"))
