@@ -15,6 +15,7 @@ backward of the loop receives every output's cotangent at once.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -768,9 +769,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     carry = _leaves(carry, carry_tree, "init")
     if xs is None or type(xs) is tuple and not xs:  # no per-step input: None, or ()
         xs_tree0: int | None = -1 if xs is None else 0
-        if length is None or isinstance(length, bool) or not isinstance(length, int) \
-                or length < 0:
-            raise ValueError(f"scan: without xs, length must be an integer >= 0, got {length!r}")
+        if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
+            raise ValueError(f"scan: without xs, length must be an integer >= 1 (the number of "
+                             f"steps; a loop of none is refused), got {length!r}")
+        length = int(length)
         x_leaves: list[Any] = []
         xs_tree: int | None = xs_tree0
     else:
@@ -788,8 +790,8 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
             raise ValueError(f"scan: length {length} but xs of length {found}")
         length = found
     if length == 0:
-        raise ValueError("scan: a loop of length 0 is refused: the body is traced on a real "
-                         "slice of xs, and there is none; give at least one step")
+        raise ValueError("scan: xs of length 0: a loop of no steps is refused (the body is "
+                         "traced on one step of xs, and there is none); give at least one step")
     body, captured, constants = _body(f, carry, carry_tree, x_leaves, xs_tree, current_mode())
     operands = [*carry, *x_leaves, *captured]
     with contextlib.nullcontext() if body.saves else no_grad():  # no gradient path: no node

@@ -676,6 +676,20 @@ def test_a_length_zero_scan_is_refused_with_the_reason():
     of xs (so that its trace computes nothing that a step would not), and there is none."""
     with pytest.raises(ValueError, match="length 0"):
         mg.scan(lambda c, x: (c + x, c * 2.0), np.ones(3), np.zeros((0, 3)))
+    for length in (0, -1, np.int64(0)):  # (without xs: one message, not two that disagree)
+        with pytest.raises(ValueError, match=r"length must be an integer >= 1 \(the number "
+                                             r"of steps; a loop of none is refused\)"):
+            mg.scan(lambda c, x: (c * 2.0, c), np.ones(3), length=length)
+
+
+@pytest.mark.parametrize("length", [np.int64(3), np.int32(3), np.uint8(3)])
+def test_length_may_be_a_numpy_integer_without_xs_as_with_them(length):
+    """`length=np.int64(3)` was refused without xs ("must be an integer >= 0, got
+    np.int64(3)") and taken with them (found by this stop's scan hunter)."""
+    carry, ys = mg.scan(lambda c, x: (c * 2.0, c), np.ones(2), length=length)
+    assert carry.data.tolist() == [8.0, 8.0] and ys.shape == (3, 2)
+    carry, ys = mg.scan(lambda c, x: (c + x, c), np.ones(2), np.ones((3, 2)), length=length)
+    assert carry.data.tolist() == [4.0, 4.0] and ys.shape == (3, 2)
 
 
 # --- modes -------------------------------------------------------------------------------------
