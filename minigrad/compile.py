@@ -293,9 +293,11 @@ class _Replay:
         self.requires_grad = any(self.grads)
         self.scalar = not several and all(n == 1 for n in results[0].shape)
         # Copy-on-write of a result where a graph keeps its array, or where it may be an
-        # operand's own (a user op's `np.asarray(x)`: eager mode's `_one_of`), as a view is
+        # operand's own (a user op's `np.asarray(x)`: eager mode's `_one_of`), as a view is,
+        # or where another result or a kept value may view it (`y, y.T`)
         lasts = [next(step for step in program.steps if step.out is v) for v in results]
-        self.shared = [v.name in program.saved or not (
+        viewed = program.viewed_outputs()
+        self.shared = [v.name in program.saved or v.index in viewed or not (
             isinstance(last.op.forward, np.ufunc) or last.numpy)
             for v, last in zip(results, lasts, strict=True)]
         self.saved = len(program.saved)  # how many values a node keeps for the backward

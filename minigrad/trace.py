@@ -842,6 +842,30 @@ class Program:
         return {x.index for step in self.steps if self._keeps(step) for x in step.inputs
                 if x.index in self.input_indices and not x.raw}
 
+    def viewed_outputs(self) -> set[int]:
+        """The outputs whose memory another output, or a value the backward reads, may share:
+        one may view the other through steps that may return a view of an operand (no
+        ufunc's: the `_forward_step` test). Writing into one must copy it first, as eager
+        mode's `_share_view` marks both the tensor viewed and its view. (Conservative: a
+        write copies only while something else still holds the array.)"""
+        joined: dict[int, int] = {}  # a value's index -> one of its group's, up to the root
+
+        def root(i: int) -> int:
+            while (j := joined.get(i, i)) != i:
+                i = j
+            return i
+
+        for step in self.steps:
+            if isinstance(step.op.forward, np.ufunc) or step.numpy:
+                continue  # (a new array; NumPy on arrays: raw values, copied when taken)
+            for x in (*step.inputs, step.residual):
+                if x is not None and not x.raw and root(x.index) != root(step.out.index):
+                    joined[root(x.index)] = root(step.out.index)
+        held = {v.index for v in self.outputs} | {
+            int(name[1:]) for name in self.saved if "_" not in name}  # (not `record`'s copies)
+        groups = [root(i) for i in held]
+        return {v.index for v in self.outputs if groups.count(root(v.index)) > 1}
+
     def forward_lines(self, tensor_of: Callable[[Value], str | None],
                       kept: Sequence[Value] = (), into: dict[int, str] | None = None
                       ) -> list[str]:

@@ -2689,3 +2689,65 @@ def test_a_ufunc_method_or_two_output_ufunc_of_an_array_argument_names_itself(ca
     W = mg.Tensor(np.ones(3), requires_grad=True)
     with pytest.raises(mg.TraceError, match="of an array argument inside a traced function"):
         mg.compile(lambda x: (W * call(x)).sum())(np.array([1.0, 2.0, 3.0]))
+
+
+# --- found by a hunt of compile (stop 34) ----------------------------------------------------
+
+
+_VIEWS = {"T": lambda y: y.T, "reshape": lambda y: y.reshape(-1), "detach": lambda y: y.detach(),
+          "row": lambda y: y[0], "reversed": lambda y: y[:, ::-1],
+          "transpose": lambda y: mg.transpose(y)}
+
+
+def _write(t: mg.Tensor, how: str) -> None:
+    """Change `t` in place where no gradient is involved: `+=` (in grad mode too, as t needs
+    none) or through `.data`."""
+    if how == "iadd":
+        t += 1.0
+    elif how == "iadd_no_grad":
+        with mg.no_grad():
+            t += 1.0
+    else:
+        t.data[...] = 7.0
+
+
+@given(view=st.sampled_from(sorted(_VIEWS)), layout=st.sampled_from(["results", "swapped",
+                                                                   "kept", "kept_base"]),
+       written=st.integers(0, 1), how=st.sampled_from(["iadd", "iadd_no_grad", "data"]),
+       seed=st.integers(0, 2**32 - 1))
+def test_a_result_another_result_or_the_backward_views_is_copied_on_write(view, layout, written,
+                                                                          how, seed):
+    """fn returns y (needing no gradient, so it changes in place) and a view of it, or a loss
+    whose backward keeps a view of y: writing into one result left the other, or the
+    gradient, changed in compiled mode only (`y, y.T` then `y += 1` changed the compiled
+    y.T; `(y.T * w).sum(), y` gave w.grad [2 2 2 2] where eager gives [1 1 1 1]): compiled
+    results were copied on write only where their own array was kept or a view. Eager mode
+    marks both y and its view (`_share_view`)."""
+    rng = np.random.default_rng(seed)
+    take = _VIEWS[view]
+    w = mg.Tensor(rng.normal(size=take(mg.Tensor(np.ones((2, 3)))).shape), requires_grad=True)
+
+    def f(x):
+        y = mg.exp(x)
+        if layout == "results":
+            return y, take(y)
+        if layout == "swapped":
+            return take(y), y
+        if layout == "kept":  # (w's gradient reads the view)
+            return (take(y) * w).sum(), y
+        return (y.sum() * w).sum() + (y * y).sum(), take(y)  # (the backward keeps y)
+
+    compiled = mg.compile(f)
+    x = mg.Tensor(rng.normal(size=(2, 3)))
+    runs = []
+    for g in (f, compiled, compiled):
+        w.grad = None
+        results = g(x)
+        target = results[1] if layout.startswith("kept") else results[written]
+        _write(target, how)
+        if layout.startswith("kept"):
+            results[0].backward()
+        runs.append([r.data.copy() for r in results] + [w.grad])
+    for run in runs[1:]:
+        for k, (got, want) in enumerate(zip(run, runs[0], strict=True)):
+            assert_same_bits(got, want, f"{view} {layout} {how}: item {k}")
