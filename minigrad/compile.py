@@ -289,6 +289,10 @@ class _Replay:
         self.program = program
         self.several = several  # fn returns a tuple (of `program.outputs`)
         results = program.outputs
+        # (position, the first holding the same value): fn returned one tensor twice, which
+        # is one object, as in eager mode (a change in place reaches both)
+        self.repeated = [(i, first) for i, v in enumerate(results)
+                         if (first := results.index(v)) != i]
         self.grads = [v.requires_grad for v in results]
         self.requires_grad = any(self.grads)
         self.scalar = not several and all(n == 1 for n in results[0].shape)
@@ -408,6 +412,8 @@ class _Replay:
             else:
                 part = _make(out, False, None, self.shared[i] or out.base is not None)
             results.append(part)
+        for i, first in self.repeated:
+            results[i] = results[first]
         return tuple(results)
 
     def value_and_backward(self, args: tuple) -> float | None:

@@ -2751,3 +2751,35 @@ def test_a_result_another_result_or_the_backward_views_is_copied_on_write(view, 
     for run in runs[1:]:
         for k, (got, want) in enumerate(zip(run, runs[0], strict=True)):
             assert_same_bits(got, want, f"{view} {layout} {how}: item {k}")
+
+
+@given(pattern=st.sampled_from([(0, 0), (0, 1, 0), (1, 0, 0, 1), (0, 0, 0)]),
+       requires_grad=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_one_tensor_returned_twice_is_one_object_as_in_eager_mode(pattern, requires_grad, seed):
+    """`return y, y` gives one object twice in eager mode, so a change in place of one under
+    no_grad is the other's; compiled gave two tensors (b stayed as it was). A backward
+    through both positions, then the change, give eager mode's numbers too."""
+    rng = np.random.default_rng(seed)
+    start = rng.normal(size=3)
+
+    def f(w):
+        values = (mg.tanh(w), w * 2.0)
+        return tuple(values[k] for k in pattern)
+
+    compiled = mg.compile(f)
+    runs = []
+    for g in (f, compiled, compiled):
+        w = mg.Tensor(start.copy(), requires_grad=requires_grad)
+        results = g(w)
+        same = [[a is b for b in results] for a in results]
+        if requires_grad:
+            sum(((r * float(k + 1)).sum() for k, r in enumerate(results)),
+                mg.Tensor(0.0)).backward()
+        first = results[0]
+        with mg.no_grad():
+            first += 1.0
+        runs.append((same, [r.data.copy() for r in results], w.grad))
+    for same, values, grad in runs[1:]:
+        assert same == runs[0][0]
+        for got, want in zip([*values, grad], [*runs[0][1], runs[0][2]], strict=True):
+            assert_same_bits(got, want)
