@@ -283,10 +283,20 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
     scalar in eager mode (a reduction's result), `x = x + y` (Python's fallback, as in eager
     mode). On an array argument, or a view of one, eager mode would change the caller's
     array, which a program's later calls would not do: refused. On an array computed
-    inside, `x + y`, with x and every array sharing its memory retired: eager mode changes
-    them all, which a program cannot follow, so a later read of any of them raises."""
-    binary = getattr(Tracer, f"__{name}__")  # (x + y, NumPy's on arrays)
+    inside, NumPy's own in-place operator, a step of the program (x's layout and dtype
+    kept, NumPy's casting rules: eager mode's bits), with every other name for x's memory
+    retired: eager mode changes them all, which a program cannot follow, so a later read of
+    any of them raises."""
     tensors = getattr(Tensor, f"__i{name}__", None)
+    operate = getattr(operator, f"i{name}")
+
+    def numpys_operator(x: np.ndarray, other: Any) -> np.ndarray:
+        try:
+            return operate(x, other)
+        except TypeError as error:  # (NumPy's casting refusal, a UFuncTypeError: a
+            raise TypeError(str(error)) from None  # TypeError as the op's error names it)
+
+    numpys = _numpy_operator(f"i{name}", numpys_operator)
 
     def in_place(self: Tracer, other: Any) -> Any:
         trace = _ACTIVE.get()
@@ -310,16 +320,12 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
                 "operator would compute outside the graph, which eager mode refuses too; "
                 f"write `x = x {symbol} t`")
         trace.refuse_writing(self, what, f"`x = x {symbol} ...`")
-        result = binary(self, other)
-        trace.of[id(result)].scalar = False  # (x + y of a 0-d array is NumPy's scalar: x += y
-        # keeps x an array)
-        if result.dtype != self.dtype or result.shape != self.shape:
-            raise TraceError(
-                f"{what} on an array of {self.dtype} and shape {traced_shape(self)} inside a "
-                f"traced function gives {result.dtype} and shape {traced_shape(result)}: eager "
-                "mode would write it into x (in x's dtype and shape, or fail), which a program "
-                "cannot follow; compute a new array instead")
-        trace.retire(self, what)
+        trace.numpy = True
+        try:  # (the program's own array, fresh on each call: written in place, as eagerly)
+            result = numpys(self, other)
+        finally:
+            trace.numpy = False
+        trace.retire(self, what, but=result)
         return result
 
     return in_place
@@ -524,12 +530,14 @@ class Trace:
                 f"array, which the program's later calls would not do; write {instead}, or "
                 "change the array before the call")
 
-    def retire(self, x: Tracer, what: str) -> None:
-        """`x` was changed in place, and with it (in eager mode) every array of this trace
-        sharing its memory (views of it, the array it views): a later read of any raises."""
+    def retire(self, x: Tracer, what: str, but: Tracer) -> None:
+        """`x` was changed in place (giving `but`), and with it (in eager mode) every array of
+        this trace sharing its memory (views of it, the array it views): a later read of any
+        but `but` raises."""
         for t in self.raw.get(id(_root(x._data)), ()):  # (not NumPy scalars: immutable)
             value = self.of.get(id(t))
-            if value is not None and not value.scalar and np.may_share_memory(x._data, t._data):
+            if t is not but and value is not None and not value.scalar \
+                    and np.may_share_memory(x._data, t._data):
                 del self.of[id(t)]
                 self.retired[id(t)] = what
 
