@@ -110,9 +110,25 @@ def _refused(what: str) -> Callable[..., Any]:
 # tensor's: `modes.refuse_traced`), nor after the trace.
 for _name, _what in (("item", ".item()"), ("numpy", ".numpy()"), ("__float__", "float()"),
                      ("__bool__", "bool()"), ("__int__", "int()"), ("__index__", "an index"),
-                     ("__round__", "round()"),
-                     ("__array__", "NumPy (np.asarray, a ufunc, ...)")):
+                     ("__round__", "round()")):
     setattr(Tracer, _name, _refused(_what))
+
+
+def _tracer_array(self: Tracer, *args: Any, **kwargs: Any) -> Any:
+    """NumPy asking for a traced value's array: a NumPy function the trace does not record
+    (np.std(x), np.cumsum(x), np.dot(x, y)), or np.asarray(x)."""
+    trace = _ACTIVE.get()
+    if trace is not None and trace.is_raw(self):
+        raise TraceError(
+            "a NumPy function (np.std, np.cumsum, np.dot, np.asarray, ...) of an array "
+            f"argument (shape {traced_shape(self)}) inside a traced function (minigrad."
+            "compile, minigrad.scan): the trace records NumPy's operators, its ufuncs "
+            "(np.exp(x)) and x.T, x.reshape, x.sum, x.astype and the like on arrays, not "
+            "NumPy's other functions; compute it before the call and pass the result in")
+    raise refuse_traced("NumPy (np.asarray, a ufunc, ...)", traced_shape(self))
+
+
+setattr(Tracer, "__array__", _tracer_array)  # noqa: B010
 setattr(Tracer, "data", property(_refused(".data")))  # noqa: B010 (mypy: a read-only property)
 # Nor its place in the caller's graph, which a program does not replay: a traced value has
 # no graph of its own (so is_leaf would say True of every one) and no gradient yet.
@@ -203,7 +219,7 @@ def _numpy_clip(self: Tracer, min: Any = None, max: Any = None, out: Any = None,
 
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
               "__truediv__", "__rtruediv__", "__matmul__", "__rmatmul__", "__neg__", "__abs__",
-              "__getitem__", "transpose", "reshape", "sum", "mean", "max", "var", "squeeze"):
+              "__getitem__", "transpose", "reshape", "sum", "mean", "max", "squeeze"):
     setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name)))
 
 
@@ -271,6 +287,20 @@ def _numpy_min(self: Tracer, axis: Any = None, keepdims: bool = False, out: Any 
 
 
 setattr(Tracer, "min", _numpy_like(Tensor.min, _numpy_min))  # noqa: B010
+_VAR = _numpy_op("var", lambda x, **k: x.var(**k), 1)
+
+
+def _numpy_var(self: Tracer, axis: Any = None, dtype: Any = None, out: Any = None,
+               ddof: float = 0, keepdims: bool = False, **kwargs: Any) -> Any:
+    """NumPy's var of an array, in its arguments' order (the engine's refuses a reduction
+    that leaves no degrees of freedom, where NumPy's gives NaN and a warning)."""
+    _refuse_out("var", out)
+    return _ACTIVE.get().call(  # type: ignore[union-attr]
+        _VAR, (self,), {"axis": axis, "dtype": dtype, "ddof": ddof, "keepdims": keepdims,
+                        **kwargs})
+
+
+setattr(Tracer, "var", _numpy_like(Tensor.var, _numpy_var))  # noqa: B010
 _FLATTEN = _numpy_op("flatten", lambda x, order: x.flatten(order), 1)
 setattr(Tracer, "flatten", _numpy_like(  # noqa: B010 (NumPy's flatten(order), not the engine's)
     Tensor.flatten, lambda self, order="C": _ACTIVE.get().call(  # type: ignore[union-attr]

@@ -20,6 +20,7 @@ import math
 import operator
 import pickle
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -2833,3 +2834,44 @@ def test_an_in_place_operator_on_an_array_computed_inside_keeps_its_layout(
             actual = outcome(compiled, [a, b], [W])
         for k, (got, want) in enumerate(zip(actual, expected, strict=True)):
             assert_same_bits(got, want, f"{symbol} {view} {dtypes} item {k}")
+
+
+@pytest.mark.parametrize("call", [np.std, np.cumsum, lambda x: np.swapaxes(x, 0, 1),
+                                  lambda x: np.round(x, 1), lambda x: np.dot(x, x.T),
+                                  np.asarray])
+def test_a_numpy_function_of_an_array_argument_says_what_it_is_and_the_fix(call):
+    """np.std(x), np.cumsum(x), np.dot(x, x.T) of an array argument inside a traced function:
+    refused (the trace does not record them) saying so and to compute it before the call,
+    as the README promises; it called the array "a tensor" and spoke of Python decisions
+    on values. On a tensor argument, NumPy is still refused as reading a tensor."""
+    W = mg.Tensor(np.array(1.0), requires_grad=True)
+    with pytest.raises(mg.TraceError, match=r"^a NumPy function .* of an array argument "
+                                            r"\(shape \(2, 3\)\) .* compute it before the "
+                                            r"call") as raised:
+        mg.compile(lambda x: (W * mg.Tensor(call(x))).sum())(np.ones((2, 3)))
+    assert "tensor" not in str(raised.value)
+    with pytest.raises(mg.TraceError, match=r"of a tensor of shape \(2, 3\)"):
+        mg.compile(lambda t: (W * mg.Tensor(call(t))).sum())(mg.Tensor(np.ones((2, 3))))
+
+
+@given(rows=st.integers(1, 4), columns=st.integers(1, 4), axis=st.sampled_from([None, 0, 1, -1]),
+       ddof=st.integers(0, 2), keepdims=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_numpys_var_of_an_array_argument_is_numpys_also_without_degrees_of_freedom(
+        rows, columns, axis, ddof, keepdims, seed):
+    """`x.var(ddof=1)` of an array argument is NumPy's in eager mode: NaN (and a warning)
+    where a reduction has no degrees of freedom left; compiled it was the engine's var,
+    which raised ValueError there. NumPy's var, its bits, and its positional order."""
+    rng = np.random.default_rng(seed)
+    W = mg.Tensor(rng.normal(size=()), requires_grad=True)
+
+    def f(x):
+        by_keyword = x.var(axis=axis, ddof=ddof, keepdims=keepdims)
+        return (W * mg.Tensor(by_keyword)).sum() + (W * mg.Tensor(x.var(axis, None, None,
+                                                                           ddof))).sum()
+
+    compiled = mg.compile(f)
+    for _ in range(2):
+        x = rng.normal(size=(rows, columns))
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            assert_as_eager(compiled, f, [x], [W])
