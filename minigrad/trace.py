@@ -243,8 +243,23 @@ def _numpy_operator(name: str, function: Callable[..., Any], operands: int = 2
     return numpy_operator
 
 
-def _no_operator(self: Tracer, *other: Any) -> Any:
-    return NotImplemented  # (a tensor has none of these operators, in eager mode too)
+def _no_operator(name: str, symbol: str, reflected: bool = False) -> Callable[..., Any]:
+    """An operator a tensor lacks, in eager mode too (`t // 2`): the other operand's
+    reflected method, as Python tries it, else Python's TypeError, naming the class
+    'Tensor' as eager mode's does (not this one's)."""
+
+    def no_operator(self: Tracer, other: Any) -> Any:
+        if not reflected and not isinstance(other, Tensor):
+            method = getattr(type(other), f"__r{name}__", None)
+            result = NotImplemented if method is None else method(other, self)
+            if result is not NotImplemented:
+                return result
+        names = ["Tensor", "Tensor" if isinstance(other, Tensor) else type(other).__name__]
+        raise TypeError(f"unsupported operand type(s) for {symbol}: '{names[reflected]}' and "
+                        f"'{names[not reflected]}'")
+
+    no_operator.__name__ = f"__{'r' if reflected else ''}{name}__"
+    return no_operator
 
 
 def _no_unary(symbol: str) -> Callable[..., Any]:
@@ -259,13 +274,15 @@ _OPERATORS = {"pow": operator.pow, "lt": operator.lt, "le": operator.le, "gt": o
               "floordiv": operator.floordiv, "mod": operator.mod, "and": operator.and_,
               "or": operator.or_, "xor": operator.xor, "lshift": operator.lshift,
               "rshift": operator.rshift}
-_REFLECTED = ("pow", "floordiv", "mod", "and", "or", "xor", "lshift", "rshift")
+_REFLECTED = {"pow": "**", "floordiv": "//", "mod": "%", "and": "&", "or": "|", "xor": "^",
+              "lshift": "<<", "rshift": ">>"}  # (and their symbols)
 for _name, _function in _OPERATORS.items():
-    setattr(Tracer, f"__{_name}__", _numpy_like(getattr(Tensor, f"__{_name}__", _no_operator),
+    _missing = _no_operator(_name, _REFLECTED.get(_name, _name))
+    setattr(Tracer, f"__{_name}__", _numpy_like(getattr(Tensor, f"__{_name}__", _missing),
                                                 _numpy_operator(_name, _function)))
     if _name in _REFLECTED:
         setattr(Tracer, f"__r{_name}__", _numpy_like(
-            getattr(Tensor, f"__r{_name}__", _no_operator),
+            getattr(Tensor, f"__r{_name}__", _no_operator(_name, _REFLECTED[_name], True)),
             _numpy_operator(_name, lambda a, b, f=_function: f(b, a))))
 for _name, _unary, _symbol in (("invert", operator.invert, "~"), ("pos", operator.pos, "+")):
     setattr(Tracer, f"__{_name}__", _numpy_like(getattr(Tensor, f"__{_name}__", _no_unary(_symbol)),
@@ -318,6 +335,7 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
     retired: eager mode changes them all, which a program cannot follow, so a later read of
     any of them raises."""
     tensors = getattr(Tensor, f"__i{name}__", None)
+    missing = _no_operator(name, f"{symbol}=")  # (as Python says it for a tensor)
     operate = getattr(operator, f"i{name}")
 
     def numpys_operator(x: np.ndarray, other: Any) -> np.ndarray:
@@ -332,7 +350,7 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
         trace = _ACTIVE.get()
         if trace is None or not trace.is_raw(self):
             if tensors is None:
-                return NotImplemented
+                return missing(self, other)
             if trace is not None and current_mode() & RECORDING and self._requires_grad \
                     and trace.of.get(id(self)) in trace.inputs:
                 raise TraceError(

@@ -19,6 +19,7 @@ import functools
 import math
 import operator
 import pickle
+import re
 import threading
 import warnings
 import weakref
@@ -2875,3 +2876,26 @@ def test_numpys_var_of_an_array_argument_is_numpys_also_without_degrees_of_freed
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             assert_as_eager(compiled, f, [x], [W])
+
+
+def _floor_divided_in_place(x):
+    x //= 0.5
+    return x
+
+
+@pytest.mark.parametrize("where", ["compiled", "scan"])
+@pytest.mark.parametrize("operate", [lambda x: x // 0.5, lambda x: 0.5 // x, lambda x: x % 2,
+                                     lambda x: x & x, lambda x: 2 ^ x, lambda x: x << 1,
+                                     _floor_divided_in_place])
+def test_an_operator_a_tensor_lacks_names_tensor_as_in_eager_mode(where, operate):
+    """`x // 0.5` on a tensor inside a compiled function or a scan's body: Python's TypeError
+    named the tracer's class ('Tracer' and 'float'), where eager mode says 'Tensor'."""
+    with pytest.raises(TypeError) as eager:
+        operate(mg.Tensor(np.ones(3)))
+    expected = f"^{re.escape(str(eager.value))}$"
+    assert "'Tensor'" in str(eager.value)
+    with pytest.raises(TypeError, match=expected):
+        if where == "compiled":
+            mg.compile(operate)(mg.Tensor(np.ones(3)))
+        else:
+            mg.scan(lambda c, x: (operate(c), c), mg.Tensor(np.ones(3)), np.ones((2, 3)))
