@@ -289,13 +289,19 @@ class _Replay:
         self.program = program
         self.several = several  # fn returns a tuple (of `program.outputs`)
         results = program.outputs
+        # (position, the first holding the same value): fn returned one tensor twice, which
+        # is one object, as in eager mode (a change in place reaches both)
+        self.repeated = [(i, first) for i, v in enumerate(results)
+                         if (first := results.index(v)) != i]
         self.grads = [v.requires_grad for v in results]
         self.requires_grad = any(self.grads)
         self.scalar = not several and all(n == 1 for n in results[0].shape)
         # Copy-on-write of a result where a graph keeps its array, or where it may be an
-        # operand's own (a user op's `np.asarray(x)`: eager mode's `_one_of`), as a view is
+        # operand's own (a user op's `np.asarray(x)`: eager mode's `_one_of`), as a view is,
+        # or where another result or a kept value may view it (`y, y.T`)
         lasts = [next(step for step in program.steps if step.out is v) for v in results]
-        self.shared = [v.name in program.saved or not (
+        viewed = program.viewed_outputs()
+        self.shared = [v.name in program.saved or v.index in viewed or not (
             isinstance(last.op.forward, np.ufunc) or last.numpy)
             for v, last in zip(results, lasts, strict=True)]
         self.saved = len(program.saved)  # how many values a node keeps for the backward
@@ -406,6 +412,8 @@ class _Replay:
             else:
                 part = _make(out, False, None, self.shared[i] or out.base is not None)
             results.append(part)
+        for i, first in self.repeated:
+            results[i] = results[first]
         return tuple(results)
 
     def value_and_backward(self, args: tuple) -> float | None:

@@ -110,9 +110,25 @@ def _refused(what: str) -> Callable[..., Any]:
 # tensor's: `modes.refuse_traced`), nor after the trace.
 for _name, _what in (("item", ".item()"), ("numpy", ".numpy()"), ("__float__", "float()"),
                      ("__bool__", "bool()"), ("__int__", "int()"), ("__index__", "an index"),
-                     ("__round__", "round()"),
-                     ("__array__", "NumPy (np.asarray, a ufunc, ...)")):
+                     ("__round__", "round()")):
     setattr(Tracer, _name, _refused(_what))
+
+
+def _tracer_array(self: Tracer, *args: Any, **kwargs: Any) -> Any:
+    """NumPy asking for a traced value's array: a NumPy function the trace does not record
+    (np.std(x), np.cumsum(x), np.dot(x, y)), or np.asarray(x)."""
+    trace = _ACTIVE.get()
+    if trace is not None and trace.is_raw(self):
+        raise TraceError(
+            "a NumPy function (np.std, np.cumsum, np.dot, np.asarray, ...) of an array "
+            f"argument (shape {traced_shape(self)}) inside a traced function (minigrad."
+            "compile, minigrad.scan): the trace records NumPy's operators, its ufuncs "
+            "(np.exp(x)) and x.T, x.reshape, x.sum, x.astype and the like on arrays, not "
+            "NumPy's other functions; compute it before the call and pass the result in")
+    raise refuse_traced("NumPy (np.asarray, a ufunc, ...)", traced_shape(self))
+
+
+setattr(Tracer, "__array__", _tracer_array)  # noqa: B010
 setattr(Tracer, "data", property(_refused(".data")))  # noqa: B010 (mypy: a read-only property)
 # Nor its place in the caller's graph, which a program does not replay: a traced value has
 # no graph of its own (so is_leaf would say True of every one) and no gradient yet.
@@ -203,7 +219,7 @@ def _numpy_clip(self: Tracer, min: Any = None, max: Any = None, out: Any = None,
 
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
               "__truediv__", "__rtruediv__", "__matmul__", "__rmatmul__", "__neg__", "__abs__",
-              "__getitem__", "transpose", "reshape", "sum", "mean", "max", "var", "squeeze"):
+              "__getitem__", "transpose", "reshape", "sum", "mean", "max", "squeeze"):
     setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name)))
 
 
@@ -227,8 +243,23 @@ def _numpy_operator(name: str, function: Callable[..., Any], operands: int = 2
     return numpy_operator
 
 
-def _no_operator(self: Tracer, *other: Any) -> Any:
-    return NotImplemented  # (a tensor has none of these operators, in eager mode too)
+def _no_operator(name: str, symbol: str, reflected: bool = False) -> Callable[..., Any]:
+    """An operator a tensor lacks, in eager mode too (`t // 2`): the other operand's
+    reflected method, as Python tries it, else Python's TypeError, naming the class
+    'Tensor' as eager mode's does (not this one's)."""
+
+    def no_operator(self: Tracer, other: Any) -> Any:
+        if not reflected and not isinstance(other, Tensor):
+            method = getattr(type(other), f"__r{name}__", None)
+            result = NotImplemented if method is None else method(other, self)
+            if result is not NotImplemented:
+                return result
+        names = ["Tensor", "Tensor" if isinstance(other, Tensor) else type(other).__name__]
+        raise TypeError(f"unsupported operand type(s) for {symbol}: '{names[reflected]}' and "
+                        f"'{names[not reflected]}'")
+
+    no_operator.__name__ = f"__{'r' if reflected else ''}{name}__"
+    return no_operator
 
 
 def _no_unary(symbol: str) -> Callable[..., Any]:
@@ -243,13 +274,15 @@ _OPERATORS = {"pow": operator.pow, "lt": operator.lt, "le": operator.le, "gt": o
               "floordiv": operator.floordiv, "mod": operator.mod, "and": operator.and_,
               "or": operator.or_, "xor": operator.xor, "lshift": operator.lshift,
               "rshift": operator.rshift}
-_REFLECTED = ("pow", "floordiv", "mod", "and", "or", "xor", "lshift", "rshift")
+_REFLECTED = {"pow": "**", "floordiv": "//", "mod": "%", "and": "&", "or": "|", "xor": "^",
+              "lshift": "<<", "rshift": ">>"}  # (and their symbols)
 for _name, _function in _OPERATORS.items():
-    setattr(Tracer, f"__{_name}__", _numpy_like(getattr(Tensor, f"__{_name}__", _no_operator),
+    _missing = _no_operator(_name, _REFLECTED.get(_name, _name))
+    setattr(Tracer, f"__{_name}__", _numpy_like(getattr(Tensor, f"__{_name}__", _missing),
                                                 _numpy_operator(_name, _function)))
     if _name in _REFLECTED:
         setattr(Tracer, f"__r{_name}__", _numpy_like(
-            getattr(Tensor, f"__r{_name}__", _no_operator),
+            getattr(Tensor, f"__r{_name}__", _no_operator(_name, _REFLECTED[_name], True)),
             _numpy_operator(_name, lambda a, b, f=_function: f(b, a))))
 for _name, _unary, _symbol in (("invert", operator.invert, "~"), ("pos", operator.pos, "+")):
     setattr(Tracer, f"__{_name}__", _numpy_like(getattr(Tensor, f"__{_name}__", _no_unary(_symbol)),
@@ -271,6 +304,20 @@ def _numpy_min(self: Tracer, axis: Any = None, keepdims: bool = False, out: Any 
 
 
 setattr(Tracer, "min", _numpy_like(Tensor.min, _numpy_min))  # noqa: B010
+_VAR = _numpy_op("var", lambda x, **k: x.var(**k), 1)
+
+
+def _numpy_var(self: Tracer, axis: Any = None, dtype: Any = None, out: Any = None,
+               ddof: float = 0, keepdims: bool = False, **kwargs: Any) -> Any:
+    """NumPy's var of an array, in its arguments' order (the engine's refuses a reduction
+    that leaves no degrees of freedom, where NumPy's gives NaN and a warning)."""
+    _refuse_out("var", out)
+    return _ACTIVE.get().call(  # type: ignore[union-attr]
+        _VAR, (self,), {"axis": axis, "dtype": dtype, "ddof": ddof, "keepdims": keepdims,
+                        **kwargs})
+
+
+setattr(Tracer, "var", _numpy_like(Tensor.var, _numpy_var))  # noqa: B010
 _FLATTEN = _numpy_op("flatten", lambda x, order: x.flatten(order), 1)
 setattr(Tracer, "flatten", _numpy_like(  # noqa: B010 (NumPy's flatten(order), not the engine's)
     Tensor.flatten, lambda self, order="C": _ACTIVE.get().call(  # type: ignore[union-attr]
@@ -283,16 +330,27 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
     scalar in eager mode (a reduction's result), `x = x + y` (Python's fallback, as in eager
     mode). On an array argument, or a view of one, eager mode would change the caller's
     array, which a program's later calls would not do: refused. On an array computed
-    inside, `x + y`, with x and every array sharing its memory retired: eager mode changes
-    them all, which a program cannot follow, so a later read of any of them raises."""
-    binary = getattr(Tracer, f"__{name}__")  # (x + y, NumPy's on arrays)
+    inside, NumPy's own in-place operator, a step of the program (x's layout and dtype
+    kept, NumPy's casting rules: eager mode's bits), with every other name for x's memory
+    retired: eager mode changes them all, which a program cannot follow, so a later read of
+    any of them raises."""
     tensors = getattr(Tensor, f"__i{name}__", None)
+    missing = _no_operator(name, f"{symbol}=")  # (as Python says it for a tensor)
+    operate = getattr(operator, f"i{name}")
+
+    def numpys_operator(x: np.ndarray, other: Any) -> np.ndarray:
+        try:
+            return operate(x, other)
+        except TypeError as error:  # (NumPy's casting refusal, a UFuncTypeError: a
+            raise TypeError(str(error)) from None  # TypeError as the op's error names it)
+
+    numpys = _numpy_operator(f"i{name}", numpys_operator)
 
     def in_place(self: Tracer, other: Any) -> Any:
         trace = _ACTIVE.get()
         if trace is None or not trace.is_raw(self):
             if tensors is None:
-                return NotImplemented
+                return missing(self, other)
             if trace is not None and current_mode() & RECORDING and self._requires_grad \
                     and trace.of.get(id(self)) in trace.inputs:
                 raise TraceError(
@@ -310,16 +368,12 @@ def _in_place(name: str, symbol: str) -> Callable[..., Any]:
                 "operator would compute outside the graph, which eager mode refuses too; "
                 f"write `x = x {symbol} t`")
         trace.refuse_writing(self, what, f"`x = x {symbol} ...`")
-        result = binary(self, other)
-        trace.of[id(result)].scalar = False  # (x + y of a 0-d array is NumPy's scalar: x += y
-        # keeps x an array)
-        if result.dtype != self.dtype or result.shape != self.shape:
-            raise TraceError(
-                f"{what} on an array of {self.dtype} and shape {traced_shape(self)} inside a "
-                f"traced function gives {result.dtype} and shape {traced_shape(result)}: eager "
-                "mode would write it into x (in x's dtype and shape, or fail), which a program "
-                "cannot follow; compute a new array instead")
-        trace.retire(self, what)
+        trace.numpy = True
+        try:  # (the program's own array, fresh on each call: written in place, as eagerly)
+            result = numpys(self, other)
+        finally:
+            trace.numpy = False
+        trace.retire(self, what, but=result)
         return result
 
     return in_place
@@ -524,12 +578,14 @@ class Trace:
                 f"array, which the program's later calls would not do; write {instead}, or "
                 "change the array before the call")
 
-    def retire(self, x: Tracer, what: str) -> None:
-        """`x` was changed in place, and with it (in eager mode) every array of this trace
-        sharing its memory (views of it, the array it views): a later read of any raises."""
+    def retire(self, x: Tracer, what: str, but: Tracer) -> None:
+        """`x` was changed in place (giving `but`), and with it (in eager mode) every array of
+        this trace sharing its memory (views of it, the array it views): a later read of any
+        but `but` raises."""
         for t in self.raw.get(id(_root(x._data)), ()):  # (not NumPy scalars: immutable)
             value = self.of.get(id(t))
-            if value is not None and not value.scalar and np.may_share_memory(x._data, t._data):
+            if t is not but and value is not None and not value.scalar \
+                    and np.may_share_memory(x._data, t._data):
                 del self.of[id(t)]
                 self.retired[id(t)] = what
 
@@ -841,6 +897,30 @@ class Program:
         """The non-raw inputs `record` marks shared at once: operands of ops that keep them."""
         return {x.index for step in self.steps if self._keeps(step) for x in step.inputs
                 if x.index in self.input_indices and not x.raw}
+
+    def viewed_outputs(self) -> set[int]:
+        """The outputs whose memory another output, or a value the backward reads, may share:
+        one may view the other through steps that may return a view of an operand (no
+        ufunc's: the `_forward_step` test). Writing into one must copy it first, as eager
+        mode's `_share_view` marks both the tensor viewed and its view. (Conservative: a
+        write copies only while something else still holds the array.)"""
+        joined: dict[int, int] = {}  # a value's index -> one of its group's, up to the root
+
+        def root(i: int) -> int:
+            while (j := joined.get(i, i)) != i:
+                i = j
+            return i
+
+        for step in self.steps:
+            if isinstance(step.op.forward, np.ufunc) or step.numpy:
+                continue  # (a new array; NumPy on arrays: raw values, copied when taken)
+            for x in (*step.inputs, step.residual):
+                if x is not None and not x.raw and root(x.index) != root(step.out.index):
+                    joined[root(x.index)] = root(step.out.index)
+        held = {v.index for v in self.outputs} | {
+            int(name[1:]) for name in self.saved if "_" not in name}  # (not `record`'s copies)
+        groups = [root(i) for i in held]
+        return {v.index for v in self.outputs if groups.count(root(v.index)) > 1}
 
     def forward_lines(self, tensor_of: Callable[[Value], str | None],
                       kept: Sequence[Value] = (), into: dict[int, str] | None = None
