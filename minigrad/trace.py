@@ -788,11 +788,19 @@ class Trace:
         steps = tuple([(s.op, frozen(s.options) if s.options else None,
                         tuple([x.index for x in s.inputs]), s.out.index,
                         s.residual and s.residual.index, s.scalar, s.numpy, s.recording,
-                        s.site and frozen(s.site),
+                        s.site and _where(s.site),
                         None if callable(s.vjps) else tuple([vjp is None for vjp in s.vjps]))
                        for s in self.steps])
         return (self.recording, self.anomaly, values, steps,
                 tuple([v.index for v in self.inputs]), tuple([v.index for v in outputs]))
+
+
+def _where(site: tuple[Any, Any]) -> Any:
+    """An anomaly-mode step's creation site as a key: the caller's file, line and function
+    (a FrameSummary is not hashable: as a key equal to no other, a scan would write its
+    loop again on every call), and the operands' shapes."""
+    frame, shapes = site
+    return None if frame is None else (frame.filename, frame.lineno, frame.name), shapes
 
 
 def frozen(x: Any) -> Any:

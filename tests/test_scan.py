@@ -1201,6 +1201,20 @@ def test_f_runs_once_per_call_and_its_loop_is_written_once_per_program(monkeypat
     assert len(written) == first + 1
 
 
+def test_in_anomaly_mode_a_loop_is_written_once_per_program_too(monkeypatch):
+    """Anomaly mode keys each step's program by where it was called: a FrameSummary, which
+    is not hashable, so the key matched no other and every call wrote its loops anew (and
+    pushed other scans' loops out of the cache; found by this stop's hunter)."""
+    written = count_loops_written(monkeypatch)
+    rng = np.random.default_rng(8)
+    f = Counting(mg.Tensor(rng.normal(size=(3, 3)), requires_grad=True))
+    h0 = mg.Tensor(np.zeros((2, 3)), requires_grad=True)
+    with mg.detect_anomaly():
+        for _ in range(4):
+            mg.scan(f, h0, rng.normal(size=(5, 2, 3)))[0].sum().backward()
+    assert f.runs == 4 and len(written) == 2  # the forward loop and one backward loop
+
+
 def test_what_f_reads_from_outside_is_read_on_every_call(monkeypatch):
     """A weight, a number and an array that f reads from a global or a closure, rebound or
     changed in place between calls: each call computes the Python loop's numbers, with the
