@@ -372,11 +372,14 @@ class _Replay:
                 self.backwards[given] = backward
         return backward(saved, free, g)
 
-    def run(self, args: tuple) -> Any:
+    def run(self, args: tuple, traced_now: bool = False) -> Any:
         """The result for `args` (a Tensor, or a tuple of them), its backward one node of the
         tape; None if the program is stale (a module's attribute was rebound, a parameter
-        changed shape or dtype)."""
-        if nn.generation != self.generation or self.held and not _unchanged(self.held):
+        changed shape or dtype). `traced_now`: the program was traced for this very call,
+        from the modules as they were then (what another thread sets meanwhile, it may set
+        as well during an eager call: this call reads what it read)."""
+        if not traced_now and (nn.generation != self.generation
+                               or self.held and not _unchanged(self.held)):
             return None
         r = self.forward(args)
         if r is None:
@@ -494,14 +497,14 @@ class CompiledFunction:
             result = replay.run(args)
             if result is not None:
                 return result
-        for _ in range(3):  # traced again while another thread rebinds a module's attributes
+        for _ in range(3):  # traced again while another thread changes a parameter's shape
             replay = self._trace(key, args, mode)
-            result = replay.run(args)
+            result = replay.run(args, traced_now=True)
             if result is not None:
                 return result
-        raise TraceError(f"compile: a module's attribute was set (by another thread) each "
-                         f"time {self._name} was traced, so no program stayed valid; set "
-                         "attributes while no compiled function is being called")
+        raise TraceError(f"compile: a parameter's shape, dtype or layout changed (by another "
+                         f"thread) each time {self._name} was traced, so no program stayed "
+                         "valid; change parameters while no compiled function is being called")
 
     def value_and_backward(self, *args: Any) -> float:
         """`loss = self(*args); loss.backward(); return loss.item()`, for a function returning

@@ -2899,3 +2899,33 @@ def test_an_operator_a_tensor_lacks_names_tensor_as_in_eager_mode(where, operate
             mg.compile(operate)(mg.Tensor(np.ones(3)))
         else:
             mg.scan(lambda c, x: (operate(c), c), mg.Tensor(np.ones(3)), np.ones((2, 3)))
+
+
+def test_a_module_attribute_set_by_another_thread_while_tracing_fails_no_call():
+    """Any module's attribute set in another thread (a call counter of an unrelated model)
+    while fn is traced moves the generation the program was traced at, so the program was
+    stale before its first run: after three traces the call raised TraceError, and a deep
+    model's compiled step never ran while another thread trained (found by this stop's
+    threads hunter). A program traced for a call runs for that call: it read the modules
+    as they were, as an eager call racing that thread may."""
+    rng = np.random.default_rng(3)
+    other = mg.nn.Linear(2, 2, rng=rng)
+    w = mg.Tensor(rng.normal(size=3), requires_grad=True)
+
+    def fn(x):
+        setter = threading.Thread(target=setattr, args=(other, "calls", 1))
+        setter.start()
+        setter.join()  # (deterministic: the set lands inside every trace)
+        return (mg.tanh(x) * w).sum()
+
+    compiled = mg.compile(fn)
+    for _ in range(3):
+        x = rng.normal(size=3)
+        w.grad = None
+        loss = compiled(x)
+        loss.backward()
+        got = (loss.item(), w.grad.copy())
+        w.grad = None
+        want = fn(x)
+        want.backward()
+        assert got[0] == want.item() and got[1].tobytes() == w.grad.tobytes()
