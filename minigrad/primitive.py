@@ -123,6 +123,14 @@ OPS: dict[str, Op] = {}
 _UNTESTED = Domain("untested")  # the domain of an op outside the table
 
 
+def kept_copy(a: np.ndarray) -> np.ndarray:
+    """The copy a node keeps of a caller's array, on which the op computes: in the array's
+    own layout (order K), so that a sum over it adds in the order it adds in under no_grad(),
+    where the op reads the array itself; a broadcast view's (a stride 0) in C order, which
+    NumPy's K order would lay out as Fortran's."""
+    return a.copy(order="C" if 0 in a.strides else "K")
+
+
 def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | None = None, *,
           saves: str | tuple[int | str, ...] = "both",
           prepare: Callable[..., tuple[tuple, dict]] | None = None,
@@ -202,7 +210,7 @@ def _takes_options(forward: Callable[..., Any], vjps: Any) -> bool:
     if isinstance(forward, np.ufunc):
         return False
     try:
-        parameters = inspect.signature(forward).parameters.values()
+        parameters = inspect.signature(forward, follow_wrapped=False).parameters.values()
     except (TypeError, ValueError):  # (no signature to read: the forward decides)
         return True
     return callable(vjps) or len(parameters) > len(vjps) or any(
@@ -470,7 +478,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
                 # The caller's own array, which the engine cannot guard: a node keeps a copy.
                 # (Copied wherever one may be made, not only where one is: a scan's body is
                 # one program for every step, whose first may make none where later ones do.)
-                arrays.append(a.copy(order="K") if keeps and type(a) is _ndarray else a)
+                arrays.append(kept_copy(a) if keeps and type(a) is _ndarray else a)
             inputs.append(None)
         arrays = tuple(arrays)  # once, for the forward's call and for the node
         try:

@@ -254,7 +254,7 @@ def _no_operator(name: str, symbol: str, reflected: bool = False) -> Callable[..
             result = NotImplemented if method is None else method(other, self)
             if result is not NotImplemented:
                 return result
-        names = ["Tensor", "Tensor" if isinstance(other, Tensor) else type(other).__name__]
+        names = ["Tensor", "Tensor" if isinstance(other, Tracer) else type(other).__name__]
         raise TypeError(f"unsupported operand type(s) for {symbol}: '{names[reflected]}' and "
                         f"'{names[not reflected]}'")
 
@@ -860,7 +860,7 @@ class Program:
             "asarray": np.asarray, "acc": tape.accumulate, "ndarray": np.ndarray,
             "sum_to_shape": tape.sum_to_shape, "settle": settle,
             "check_output": anomaly.check_output, "Contributions": tape.Contributions,
-            "views": primitive._views,
+            "views": primitive._views, "kept_copy": primitive.kept_copy,
             **{v.name: v.constant for v in self.constants}}
         # The steps a gradient of the outputs passes through, in reverse order, and the
         # inputs it reaches, in input order.
@@ -972,7 +972,7 @@ class Program:
         operands = [f"{x.name}[()]" if step.numpy and x.scalar else x.name for x in step.inputs]
         for i in self.copies(step):  # the copy is what the forward and the VJPs read
             copy = f"v{step.out.index}_{i}"
-            lines.append(f"{copy} = {operands[i]}.copy(order='K')")
+            lines.append(f"{copy} = kept_copy({operands[i]})")
             operands[i] = copy
         if step.options:
             operands.append("**" + self._name(step.options, "o"))

@@ -2,6 +2,7 @@
 the op and the shapes in the message; no op warns on the inputs its tests draw, and the
 saturating ops stay finite at extreme inputs."""
 
+import functools
 import inspect
 import re
 import warnings
@@ -480,6 +481,18 @@ def test_a_users_op_computed_by_a_ufunc_refuses_keywords_and_one_of_its_own_take
                       (lambda g, out, scale: g * scale,), saves="nothing", register=False)
     scaled(x, scale=3.0).sum().backward()
     np.testing.assert_array_equal(x.grad, [3.0, 3.0])
+
+    def with_scale(inner):  # a decorator adding an option (its signature is the wrapper's,
+        @functools.wraps(inner)  # not the one __wrapped__ names: refused so by this stop's
+        def forward(x, scale=1.0):  # first keyword commit, found by its review)
+            return inner(x) * scale
+        return forward
+
+    wrapped = mg.defop("my_wrapped", with_scale(lambda x: 2.0 * x),
+                       (lambda g, out, x, scale=1.0: 2.0 * scale * g,), register=False)
+    x.grad = None
+    wrapped(x, scale=3.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [6.0, 6.0])
 
 
 PREPARED = sorted(n for n, op in OPS.items() if not _positional_only(op))

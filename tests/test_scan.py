@@ -1781,7 +1781,8 @@ def test_a_fortran_constant_read_by_a_body_whose_carry_needs_a_gradient_later_is
 
 
 _LAYOUTS = {"C": lambda a: a, "F": np.asfortranarray, "reversed": lambda a: a[::-1, :, ::-1],
-            "transposed": lambda a: np.ascontiguousarray(a.transpose(2, 1, 0)).transpose(2, 1, 0)}
+            "transposed": lambda a: np.ascontiguousarray(a.transpose(2, 1, 0)).transpose(2, 1, 0),
+            "broadcast": lambda a: np.broadcast_to(a[:, :1], a.shape)}
 
 
 @settings(max_examples=25, deadline=None)

@@ -453,7 +453,8 @@ def test_an_in_place_operator_follows_numpys_shape_and_casting_rules_naming_itse
 
 
 @settings(max_examples=30, deadline=None)
-@given(order=st.sampled_from(["C", "F", "slice", "reversed"]), axis=st.sampled_from([None, 0, 1]),
+@given(order=st.sampled_from(["C", "F", "slice", "reversed", "broadcast"]),
+       axis=st.sampled_from([None, 0, 1]),
        rows=st.integers(2, 40), columns=st.integers(100, 300), seed=st.integers(0, 2**31 - 1))
 def test_an_op_on_a_numpy_array_of_any_layout_gives_grad_modes_bits_in_no_grad(
         order, axis, rows, columns, seed):
@@ -463,7 +464,8 @@ def test_an_op_on_a_numpy_array_of_any_layout_gives_grad_modes_bits_in_no_grad(
     array added in another order: last bits apart)."""
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(rows, columns)) * 10.0 ** rng.integers(-3, 4, size=(rows, columns))
-    a = {"C": a, "F": np.asfortranarray(a), "slice": a[:, ::3], "reversed": a[::-1, ::-1]}[order]
+    a = {"C": a, "F": np.asfortranarray(a), "slice": a[:, ::3], "reversed": a[::-1, ::-1],
+         "broadcast": np.broadcast_to(a[0], a.shape)}[order]  # (K order would lay it as F)
     t = mg.Tensor(rng.normal(size=a.shape[1:]), requires_grad=True)
     recorded = mg.sum(mg.exp(t) * a, axis=axis)
     with mg.no_grad():

@@ -2878,6 +2878,9 @@ def test_numpys_var_of_an_array_argument_is_numpys_also_without_degrees_of_freed
             assert_as_eager(compiled, f, [x], [W])
 
 
+_PARAMETER = mg.nn.Parameter(np.ones(3))  # (named 'Parameter', as eager mode names it)
+
+
 def _floor_divided_in_place(x):
     x //= 0.5
     return x
@@ -2886,7 +2889,8 @@ def _floor_divided_in_place(x):
 @pytest.mark.parametrize("where", ["compiled", "scan"])
 @pytest.mark.parametrize("operate", [lambda x: x // 0.5, lambda x: 0.5 // x, lambda x: x % 2,
                                      lambda x: x & x, lambda x: 2 ^ x, lambda x: x << 1,
-                                     _floor_divided_in_place])
+                                     _floor_divided_in_place, lambda x: x // _PARAMETER,
+                                     lambda x: x & _PARAMETER])
 def test_an_operator_a_tensor_lacks_names_tensor_as_in_eager_mode(where, operate):
     """`x // 0.5` on a tensor inside a compiled function or a scan's body: Python's TypeError
     named the tracer's class ('Tracer' and 'float'), where eager mode says 'Tensor'."""
