@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -138,6 +139,27 @@ def _setting(value: Any) -> Any:
     return array.item() if array.shape == () and array.dtype.kind in "iuf" else value
 
 
+def _scaled(base: float, gamma: float, n: int) -> float:
+    """``base * gamma ** n``, where ``gamma ** n`` alone would overflow or fall below the
+    normal floats though the product need not (1e-300 * 1e100 ** 4): then from logarithms,
+    within a few ulps of the exact product (or inf or 0 where the product is)."""
+    try:
+        power = gamma**n
+    except OverflowError:  # (a float's ** raises where * gives inf)
+        power = math.inf
+    if power == math.inf or 0 <= power < _SMALLEST_NORMAL and n > 0:
+        if base == 0:
+            return 0.0
+        try:
+            return math.exp(math.log(base) + n * math.log(gamma))
+        except OverflowError:
+            return math.inf
+    return base * power
+
+
+_SMALLEST_NORMAL = sys.float_info.min
+
+
 class StepLR(Schedule):
     """``lr = base * gamma ** (epoch // step_size)``: divided by 1/gamma every step_size
     epochs (step_size an integer >= 1, gamma > 0)."""
@@ -151,7 +173,7 @@ class StepLR(Schedule):
         return {"step_size": self.step_size, "gamma": self.gamma}
 
     def lr_at(self, base: float, epoch: int) -> float:
-        return base * self.gamma ** (epoch // self.step_size)
+        return _scaled(base, self.gamma, epoch // self.step_size)
 
 
 class ExponentialLR(Schedule):
@@ -165,7 +187,7 @@ class ExponentialLR(Schedule):
         return {"gamma": self.gamma}
 
     def lr_at(self, base: float, epoch: int) -> float:
-        return base * self.gamma**epoch
+        return _scaled(base, self.gamma, epoch)
 
 
 class CosineAnnealingLR(Schedule):

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import example, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -236,31 +238,41 @@ SCHEDULE_SETTINGS = st.tuples(st.sampled_from(sorted(SCHEDULES)), st.integers(1,
                               st.sampled_from([0.1, 0.5]))
 
 
-def _grown(base: float, gamma: float, epoch: int) -> float:
+def _exact(base: float, gamma: float, epoch: int) -> float:
+    """base * gamma ** epoch rounded once from the exact product (inf past the floats). A
+    product within rounding of the largest float is no case: either answer is right."""
+    product = Fraction(base) * Fraction(gamma) ** epoch
+    assume(abs(product / _LARGEST - 1) > 1e-12)
     try:
-        return base * gamma**epoch
-    except OverflowError:  # (Python's float ** raises where * gives inf)
+        return float(product)
+    except OverflowError:
         return math.inf
+
+
+_LARGEST = Fraction(sys.float_info.max)
 
 
 @pytest.mark.parametrize("kind", ["StepLR", "ExponentialLR"])
 @given(bases=st.lists(st.floats(0.0, 1e308), min_size=1, max_size=4),
        gamma=st.floats(1.0, 1e100), epochs=st.integers(1, 5))
 @example(bases=[0.1, 1e300], gamma=1e100, epochs=5)  # inf from *, then ** overflowing
+@example(bases=[1e-300], gamma=1e100, epochs=5)  # gamma ** 4 overflows, the product not
 def test_a_schedule_step_past_the_largest_float_changes_nothing(kind, bases, gamma, epochs):
     """Growing rates overflow, in some groups before others: each step sets every group's
     rate of the formula and counts the epoch, or raises ValueError naming the schedule, the
     step and the rate, and changes no group and no count (it raised after counting the
     epoch and setting the groups before the refused one; then it named the optimizer, or
-    raised a bare OverflowError where gamma ** epoch overflowed)."""
+    raised a bare OverflowError where gamma ** epoch overflowed). A rate whose factor
+    gamma ** epoch overflows is set where the product is finite (it was refused as inf)."""
     opt = optim.SGD([{"params": [Param(np.ones(1))], "lr": base} for base in bases], lr=1.0)
     schedule = SCHEDULES[kind][0](opt, 1, gamma)
     for _ in range(epochs):
         before = (schedule.epoch, [group["lr"] for group in opt.param_groups])
-        expected = [_grown(base, gamma, before[0] + 1) for base in bases]
+        expected = [_exact(base, gamma, before[0] + 1) for base in bases]
         if all(math.isfinite(lr) for lr in expected):
             schedule.step()
-            assert [group["lr"] for group in opt.param_groups] == expected
+            assert [group["lr"] for group in opt.param_groups] == pytest.approx(
+                expected, rel=1e-12, abs=0)
             assert schedule.epoch == before[0] + 1
         else:
             first = next(i for i, lr in enumerate(expected) if not math.isfinite(lr))
@@ -270,6 +282,21 @@ def test_a_schedule_step_past_the_largest_float_changes_nothing(kind, bases, gam
                     "past the largest float; no rate and not the step count changed$")):
                 schedule.step()
             assert (schedule.epoch, [group["lr"] for group in opt.param_groups]) == before
+
+
+@pytest.mark.parametrize("kind", ["StepLR", "ExponentialLR"])
+@given(base=st.floats(1e-300, 1e308), gamma=st.floats(1e-100, 1.0), epochs=st.integers(1, 8))
+@example(base=1e300, gamma=1e-100, epochs=4)  # gamma ** 4 is 0, the product 1e-100
+def test_a_shrinking_rate_is_the_exact_product(kind, base, gamma, epochs):
+    """A rate whose factor gamma ** epoch falls below the normal floats is still the
+    product (within 1e-12), where it was 0 or lost its digits to a subnormal factor."""
+    opt = optim.SGD([Param(np.ones(1))], lr=base)
+    schedule = SCHEDULES[kind][0](opt, 1, gamma)
+    for _ in range(epochs):
+        schedule.step()
+    exact = Fraction(base) * Fraction(gamma) ** epochs
+    assume(exact > Fraction(sys.float_info.min))  # (a subnormal rate has fewer digits)
+    assert opt.lr == pytest.approx(float(exact), rel=1e-12, abs=0)
 
 
 @given(saved=SCHEDULE_SETTINGS, target=SCHEDULE_SETTINGS, epochs=st.integers(1, 5))
