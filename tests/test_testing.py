@@ -100,8 +100,8 @@ def test_gradcheck_reports_a_wrong_vjp():
                               "index (1, 0)")
     engine, numerical, g = _parse(message)
     assert 1.5 <= abs(g) <= 2.5
-    assert engine == pytest.approx(6.0 * g, rel=1e-3)  # g is printed to 4 digits
-    assert engine / numerical == pytest.approx(1.5, rel=1e-8)
+    assert engine == pytest.approx(6.0 * g, rel=1e-3, abs=0)  # g is printed to 4 digits
+    assert engine / numerical == pytest.approx(1.5, rel=1e-8, abs=0)
 
 
 # Functions written with Tensor methods: gradcheck calls f with Tensors on both sides.
@@ -133,7 +133,7 @@ def test_gradcheck_names_the_wrong_argument():
                                              r"at index \(2,\)") as info:
         gradcheck(lambda p, q: broken_mul(p, q).sum(), a, b)
     engine, numerical, _ = _parse(str(info.value))
-    assert engine == pytest.approx(-numerical, rel=1e-8) and abs(numerical) > 4.5  # 3 |g|
+    assert engine == pytest.approx(-numerical, rel=1e-8, abs=0) and abs(numerical) > 4.5  # 3 |g|
 
 
 # VJPs that compute as if the upstream gradient were 1, as a loss's VJP may when it is only
@@ -155,7 +155,7 @@ def test_gradcheck_draws_the_upstream_gradient_of_a_scalar_output(x, seed):
             gradcheck(wrong, x, seed=seed)
         engine, numerical, g = _parse(str(info.value))
         assert 1.5 <= abs(g) <= 2.5
-        assert numerical == pytest.approx(g * engine, rel=1e-3)  # g is printed to 4 digits
+        assert numerical == pytest.approx(g * engine, rel=1e-3, abs=0)  # g is printed to 4 digits
     # also through a one-element output that is not 0-d
     with pytest.raises(GradcheckError, match="upstream gradient"):
         gradcheck(lambda t: ignores_upstream(t.sum().reshape(1, 1)), x, seed=seed)
