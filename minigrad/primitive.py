@@ -6,8 +6,11 @@ and options (`prepare`), and the domain its property tests draw from. A VJP is
 `vjp(g, out, *args, **options)`: `g` the gradient of the output, `out` the output if saved
 (else None), `args` the operands' arrays if saved (else none are passed; an operand left
 out by a `saves` tuple is None). It returns the gradient of its operand, maybe in a
-shape the operand's broadcasts to (the output's): the tape sums it back, and refuses any
-other shape. An operand without a gradient (a class
+shape the operand's broadcasts to (the output's): the tape sums it back; or with 1 on some
+of the operand's axes, or 0-d (a reduction's g): the tape fills those axes with it, the
+same value for each element summed; any other shape it refuses. (So a VJP that sums where
+it should not, `(g * s).sum(0, keepdims=True)` for a (3, 4) operand, is filled in, not
+refused: `gradcheck` finds it.) An operand without a gradient (a class
 label, a condition) has None for its VJP, and the op's `prepare` refuses it if it requires
 grad; an op whose VJPs are all None (a comparison) records no node: its output never
 requires grad. An op defined with `residual=True` has a
@@ -159,9 +162,11 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     TypeError naming the op and the keyword). A node keeps
     the options, with copies of the arrays, lists and dicts among them.
     An op defined outside the engine is checked as it runs: called with one operand per VJP,
-    each VJP callable as `saves` has the tape call it, each result of its operand's shape or
-    one that shape broadcasts to (any other is a ValueError naming the op and the operand,
-    never broadcast into wrong numbers). A single function for `vjps` is a maker of each
+    each VJP callable as `saves` has the tape call it, each result of its operand's shape,
+    one that shape broadcasts to (summed back), or one with 1 on some of its axes or 0-d
+    (filled in, as a reduction's g is; so shapes cannot tell a VJP that sums by mistake:
+    `gradcheck` can). Any other is a ValueError naming the op and the operand, never
+    broadcast into wrong numbers. A single function for `vjps` is a maker of each
     call's VJPs (see `Op`), not one VJP: write `(vjp,)` for one operand.
     The forward and the VJPs must not write into the arrays they are handed (the tensors'
     own and the graph's; a VJP taking `into` writes that one only): a write would change
