@@ -111,6 +111,8 @@ class Op:
     # NumPy's out= (writing into the caller's array), where=, dtype=, nor one whose forward
     # takes its operands only (sigmoid, addmm), whose TypeError would name a lambda
     keywords: bool = True
+    # Whether a user's op (defined outside minigrad): its VJPs are checked as they run
+    user: bool = False
     function: Callable[..., Tensor] = field(init=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
@@ -150,7 +152,10 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     leading axis as it does per slice (see `Op.batch`), so that `scan` may call the VJP of a
     loop invariant once for all steps: its VJPs then get the steps' operands and
     cotangents stacked that way, and must compute on them as on one step's (a matmul VJP
-    writes `swapaxes(a, -1, -2)`, not `a.T`, which reverses every axis).
+    writes `swapaxes(a, -1, -2)`, not `a.T`, which reverses every axis). A user's VJP that
+    fails on stacked operands is a ValueError naming the op and this contract; one that
+    computes on them wrongly (`a.T` where steps and samples are as many) shapes cannot
+    tell: `gradcheck` a scan of the op at distinct sizes.
     `residual`: the forward returns `(output, residual)`, and each VJP gets the residual (a
     value of the forward's own, which nothing else holds) where it would get the output;
     `saves` then names the operands they read besides ("nothing" if none).
@@ -202,7 +207,7 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
             domain or _UNTESTED,
             saves in ("both", "inputs"), saves in ("both", "output"), kept, residual, batch,
             prepare is not None and module.startswith("minigrad."),
-            prepare is not None or _takes_options(forward, vjps))
+            prepare is not None or _takes_options(forward, vjps), user)
     op.function = _function(op, prepare, module, user)
     if register:
         OPS[name] = op

@@ -383,6 +383,8 @@ class _Batched:
         self.step, self.operand = step, operand
         s = program.steps[step]
         self.vjp, self.options = s.vjps[operand], s.options
+        if s.op.user and self.vjp is not identity_vjp:
+            self.vjp = _named_batch_errors(s.op, operand, self.vjp)
         self.shape, self.dtype = s.out.shape, s.out.dtype  # of a step's cotangent
         self.arg_shapes = [x.shape for x in s.inputs]
         self.arg_dtypes = [x.dtype for x in s.inputs]
@@ -401,6 +403,27 @@ class _Batched:
             else:
                 self.args.append(_stacked_as(program, n_carry, n_x, name)
                                  or ("saved", saved[name]))
+
+
+def _named_batch_errors(op: Op, i: int, vjp: Callable[..., Any]) -> Callable[..., Any]:
+    """VJP `i` of a user's `op` as `_Batched` calls it, its failure naming the op and the
+    contract of `batch=` that NumPy's message would not. (Unchecked where the sizes let a
+    wrong VJP compute, as `a.T` of a stack of square steps does: `gradcheck` of a scan of
+    the op at distinct sizes finds that.)"""
+
+    def batched(g: Any, out: Any, *args: Any, **options: Any) -> Any:
+        try:
+            return vjp(g, out, *args, **options)
+        except (ValueError, TypeError, IndexError) as error:
+            shapes = ", ".join(str(np.shape(a)) for a in (g, *args) if a is not None)
+            raise ValueError(
+                f"{op.name}: VJP {i} failed on the steps' cotangents and operands stacked on a "
+                f"new axis 0 (shapes {shapes}), as scan calls it once for all steps of a loop "
+                f"for an op made with batch={op.batch!r} ({error}); it must compute on "
+                "stacked operands as on one step's (swapaxes(a, -1, -2), not a.T, which "
+                "reverses every axis), or leave batch out") from error
+
+    return batched
 
 
 def _read_per_step(program: Program, batched: list[_Batched]) -> set[str]:

@@ -546,6 +546,42 @@ def test_an_operand_computed_from_invariants_with_a_lower_rank_gets_the_loops_gr
         assert_invariant_close(a, b, length, name)
 
 
+_transposing_mm = mg.defop(
+    "transposing_mm", np.matmul,
+    (lambda g, out, a, b: g @ b.T, lambda g, out, a, b: a.T @ g),  # a.T: right per step only
+    batch="matmul", saves="inputs", register=False)
+
+
+@settings(max_examples=10, deadline=None)
+@given(batch=st.integers(1, 4), more=st.integers(1, 3), n=st.integers(1, 4),
+       seed=st.integers(0, 2**31 - 1))
+def test_a_users_batched_vjp_that_fails_on_stacked_operands_names_the_op(batch, more, n,
+                                                                         seed):
+    """A user's op made with batch="matmul" whose VJP writes `a.T` (right for one step's
+    matrix; on the steps stacked, it reverses every axis): scan's one call for all steps
+    failed with NumPy's bare matmul message; it names the op, the VJP, the stacked shapes
+    and the contract of batch=. (Where the sizes let `a.T` compute, only gradcheck of a
+    scan at distinct sizes can tell: documented.)"""
+    length = batch + more  # (a.T of the stacked steps computes where length == batch)
+    rng = np.random.default_rng(seed)
+    W = mg.Tensor(rng.normal(size=(n, n)), requires_grad=True)
+    xs = rng.normal(size=(length, batch, n))
+
+    def step(h, x):
+        new = mg.tanh(_transposing_mm(x, W) + h)
+        return new, new
+
+    h, hs = mg.scan(step, np.zeros((batch, n)), xs)
+    with pytest.raises(ValueError, match=(
+            r"^transposing_mm: VJP 1 failed on the steps' cotangents and operands stacked on "
+            rf"a new axis 0 \(shapes \({length}, {batch}, {n}\), \({length}, {batch}, {n}\), "
+            rf"\({n}, {n}\)\), as scan calls it once for all steps of a loop for an op made "
+            r"with batch='matmul' \(matmul: .*\); it must compute on stacked operands as on "
+            r"one step's \(swapaxes\(a, -1, -2\), not a.T, which reverses every axis\), or "
+            r"leave batch out$")):
+        hs.sum().backward()
+
+
 @settings(max_examples=10)
 @given(length=st.integers(1, 8), batch=st.integers(1, 4), n_in=st.integers(1, 4),
        hidden=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
