@@ -282,7 +282,7 @@ def _einsum_operand_vjp(i: int, specs: list[str], output: str):
 
     def vjp(g, out, *args, subscripts):
         x = args[i]
-        grad = np.einsum(contraction, g, *(a for j, a in enumerate(args) if j != i))
+        grad = _einsum(contraction, g, *(a for j, a in enumerate(args) if j != i))
         shape = x.shape if letters == spec else tuple(dict(zip(spec, x.shape))[c]
                                                       for c in letters)
         if present != letters:  # letters summed away in x alone: length 1 here, for now
@@ -304,7 +304,7 @@ def _fit_broadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     1, broadcast where the gradient's has (a letter summed away, or met only length 1)."""
     summed = tuple(k for k, n in enumerate(shape) if n == 1 and grad.shape[k] != 1)
     if summed:
-        grad = np.sum(grad, axis=summed, keepdims=True)
+        grad = _sum_of(grad, summed, True)
     return np.broadcast_to(grad, shape)
 
 
@@ -336,7 +336,15 @@ def _einsum_call(subscripts: str, *operands: Any) -> tuple[tuple, dict]:
     return operands, {"subscripts": subscripts}
 
 
-einsum = defop("einsum", lambda *args, subscripts: np.einsum(subscripts, *args),
+def _einsum(subscripts: str, *args: Any) -> np.ndarray:
+    """np.einsum, of float16 operands in float32 and rounded once (as `_sum_of`: NumPy's
+    einsum sums float16 in float16)."""
+    if any(a.dtype is _FLOAT16 for a in args) and np.result_type(*args) == _FLOAT16:
+        return np.einsum(subscripts, *args, dtype=np.float32).astype(_FLOAT16)
+    return np.einsum(subscripts, *args)
+
+
+einsum = defop("einsum", lambda *args, subscripts: _einsum(subscripts, *args),
                lambda arrays, options, inputs: _einsum_vjps_of(options["subscripts"]),
                Domain("einsum"), prepare=_einsum_call)
 
@@ -482,8 +490,16 @@ def _reduction_axis(name: str, x: Any, axis: Any) -> tuple[int, ...] | None:
     return axes
 
 
-sum = defop("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
-            (_sum_vjp,), Domain("reduction"), saves="inputs", prepare=_reduction("sum"))
+def _sum_of(x, axis, keepdims):
+    """np.sum, float16's in float32 and rounded once, as PyTorch sums half precision (NumPy
+    adds float16 rows one by one in float16: past 2048 rows of ones it adds nothing more)."""
+    if x.dtype is _FLOAT16:
+        return np.sum(x, axis=axis, keepdims=keepdims, dtype=np.float32).astype(_FLOAT16)
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+sum = defop("sum", _sum_of, (_sum_vjp,), Domain("reduction"), saves="inputs",
+            prepare=_reduction("sum"))
 mean = defop("mean", lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
              (_mean_vjp,), Domain("reduction"), prepare=_reduction("mean"))
 max = defop("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
@@ -1061,15 +1077,26 @@ def _var_call(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = 
     return (x,), {"axis": axes, "keepdims": keepdims, "ddof": ddof}
 
 
+def _var_of(x, axis, keepdims, ddof):
+    """np.var, float16's in float32 and rounded once (as `_sum_of`: NumPy sums float16's
+    squares in float16)."""
+    if x.dtype is _FLOAT16:
+        return np.var(x.astype(np.float32), axis=axis, keepdims=keepdims,
+                      ddof=ddof).astype(_FLOAT16)
+    return np.var(x, axis=axis, keepdims=keepdims, ddof=ddof)
+
+
 def _var_vjp(g, out, x, axis, keepdims, ddof):
     n = x.size if axis is None else math.prod(x.shape[i] for i in axis)
+    if g.dtype is _FLOAT16:  # in float32 (2 / n is a subnormal of few bits in float16)
+        return _var_vjp(g.astype(np.float32), None, x.astype(np.float32), axis, keepdims,
+                        ddof).astype(_FLOAT16)
     centred = x - np.mean(x, axis=axis, keepdims=True)
     return _expand_reduced(g, x, axis, keepdims) * centred * (2.0 / (n - ddof))
 
 
-var = defop("var", lambda x, axis, keepdims, ddof: np.var(x, axis=axis, keepdims=keepdims,
-                                                          ddof=ddof),
-            (_var_vjp,), Domain("reduction"), saves="inputs", prepare=_var_call)
+var = defop("var", _var_of, (_var_vjp,), Domain("reduction"), saves="inputs",
+            prepare=_var_call)
 
 # --- losses, continued: classification ------------------------------------------------------
 

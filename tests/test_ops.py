@@ -295,6 +295,41 @@ def test_float16_gradients_over_many_elements_are_the_float64_ones_rounded(loss)
                                atol=np.finfo(np.float16).smallest_subnormal)
 
 
+@pytest.mark.parametrize("op", ["sum", "var", "einsum", "einsum VJP", "einsum broadcast VJP"])
+@settings(max_examples=10, deadline=None)
+@given(rows=st.integers(2049, 6000), columns=st.integers(1, 3), seed=st.integers(0, 2**31 - 1))
+def test_float16_sums_across_rows_are_the_float64_ones_rounded(op, rows, columns, seed):
+    """float16 sums along an axis of more than 2048 rows: NumPy adds float16 rows one by one
+    in float16, where past 2048 like terms a term rounds away, so sum(x, 0), var(x, 0) and
+    einsum('ij->j') of ones gave 2048 for 4096 (0.5 for a variance of 1) and einsum's
+    gradient summed so too, where mean, matmul and tensordot (the same sums) were right;
+    PyTorch sums half precision in float32. Summed in float32 now and rounded once: the
+    float64 result rounded to float16, within a rounding of float16."""
+    rng = np.random.default_rng(seed)
+    # (values of float16, so that float64 computes on the same numbers)
+    x = rng.uniform(0.5, 1.5, size=(rows, columns)).astype(np.float16).astype(np.float64)
+    v = rng.uniform(0.5, 1.5, size=columns).astype(np.float16).astype(np.float64)
+
+    def value(a, w, dtype):
+        a, w = a.astype(dtype), Tensor(w.astype(dtype), requires_grad=True)
+        if op == "sum":
+            return minigrad.sum(a, 0).data
+        if op == "var":
+            return minigrad.var(a, 0).data
+        if op == "einsum":
+            return minigrad.einsum("ij->j", a).data
+        if op == "einsum VJP":  # w's gradient sums its rows' g * a
+            minigrad.einsum("ij,j->i", a, w).backward(np.ones(rows, dtype))
+        else:  # w (1, columns) broadcast against a's rows: summed back by _fit_broadcast
+            w = Tensor(w.data[None], requires_grad=True)
+            minigrad.einsum("ij,ij->ij", a, w).backward(np.ones((rows, columns), dtype))
+        return w.grad
+
+    half, exact = value(x, v, np.float16), value(x, v, np.float64)
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half.astype(np.float64).ravel(), exact.ravel(), rtol=1e-3)
+
+
 def test_a_float32_loss_with_float64_targets_gives_the_gradients_it_gave():
     """The float16 scales' rounding (a version of this stop) was applied to float32 too: a
     float64 target's gradient was rounded to the float32 prediction's dtype, and a float32
