@@ -1036,12 +1036,16 @@ def _logits(x):
 
 def _softmax(x, axis):
     x = _logits(x)
+    if not x.shape[axis]:  # nothing to normalise: empty, as PyTorch's (np.max refuses)
+        return np.empty(x.shape, x.dtype)
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))  # at most 1: no overflow
     return _half(e / _total(e, axis), x)
 
 
 def _log_softmax(x, axis):
     x = _logits(x)
+    if not x.shape[axis]:  # (as `_softmax`)
+        return np.empty(x.shape, x.dtype)
     shifted = x - np.max(x, axis=axis, keepdims=True)
     return _half(shifted - np.log(_total(np.exp(shifted), axis)), x)
 

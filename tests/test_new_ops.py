@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -562,3 +562,23 @@ def test_softmaxes_of_any_dtype_are_numpys_float_results(dtype):
     np.testing.assert_allclose(mg.log_softmax(z).data, log_p, rtol=tol)
     loss = mg.cross_entropy(z, np.array([2, 0]))
     np.testing.assert_allclose(loss.item(), -log_p[[0, 1], [2, 0]].mean(), rtol=tol)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=3),
+       data=st.data(), dtype=st.sampled_from([np.float64, np.float32, np.float16, np.int64]))
+def test_a_softmax_over_an_axis_of_length_0_is_empty(name, shape, data, dtype):
+    """softmax and log_softmax over an axis of length 0 give an empty result of x's shape
+    (and an empty gradient), as PyTorch's do, also under np.errstate(all="raise"): they
+    raised NumPy's "zero-size array to reduction operation maximum" (found by this stop's
+    PyTorch hunter)."""
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    assume(shape[axis] == 0)
+    x = mg.Tensor(np.zeros(shape, dtype), requires_grad=dtype != np.int64)
+    with np.errstate(all="raise"):
+        y = getattr(mg, name)(x, axis)
+        assert y.shape == shape and y.dtype == (np.float64 if dtype == np.int64 else dtype)
+        if x.requires_grad:
+            y.sum().backward()
+            assert x.grad.shape == shape and x.grad.dtype == dtype
+
