@@ -124,11 +124,28 @@ _UNTESTED = Domain("untested")  # the domain of an op outside the table
 
 
 def kept_copy(a: np.ndarray) -> np.ndarray:
-    """The copy a node keeps of a caller's array, on which the op computes: in the array's
-    own layout (order K), so that a sum over it adds in the order it adds in under no_grad(),
-    where the op reads the array itself; a broadcast view's (a stride 0) in C order, which
-    NumPy's K order would lay out as Fortran's."""
-    return a.copy(order="C" if 0 in a.strides else "K")
+    """The copy a node keeps of a caller's array (the caller may change theirs before the
+    backward), laid out as the array is: its axes in the array's order of strides, a
+    reversed axis reversed, a broadcast axis (a stride 0) broadcast, the gaps of a strided
+    slice closed up. An op's forward computes on the caller's array itself (as under
+    no_grad()); this layout keeps what computes on the copy on the array's summation order
+    and BLAS path: the VJPs, the same in a compiled program and a scan as in eager mode, a
+    scan's loop, which computes on its copies, as the Python loop on the arrays, and a
+    program's snapshot of an array it read (`Trace._constant`) as eager mode's op on it."""
+    if a.flags.c_contiguous or a.flags.f_contiguous:  # (the usual case: one plain copy)
+        return a.copy(order="K")
+    strides = a.strides
+    if min(strides) > 0:
+        return a.copy(order="K")
+    # The distinct elements, every axis ascending, copied in their order of strides (NumPy's
+    # K order, which would lay a stride 0 out as Fortran's and turn a reversed axis round),
+    # then broadcast and reversed back as they were.
+    core = a[tuple([slice(0, 1) if s == 0 else _REVERSED if s < 0 else _ALL for s in strides])]
+    copy = core.copy(order="K")[tuple([_REVERSED if s < 0 else _ALL for s in strides])]
+    return np.broadcast_to(copy, a.shape) if 0 in strides else copy
+
+
+_ALL, _REVERSED = slice(None), slice(None, None, -1)
 
 
 def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | None = None, *,
@@ -457,6 +474,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         arrays: Any = []  # each operand's array (a tuple once complete)
         inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
         needs_grad = False
+        caller = False  # a caller's array among them, which a node would keep a copy of
         for x in operands:
             if isinstance(x, Tensor):
                 if x.__class__ is traced_class:  # a trace's value, here outside its trace
@@ -475,10 +493,18 @@ def recorder(op: Op) -> Callable[..., Tensor]:
                     continue
             else:
                 a = x if type(x) is float else constant(x, name)
-                # The caller's own array, which the engine cannot guard: a node keeps a copy.
-                # (Copied wherever one may be made, not only where one is: a scan's body is
-                # one program for every step, whose first may make none where later ones do.)
-                arrays.append(kept_copy(a) if keeps and type(a) is _ndarray else a)
+                # The caller's own array, which the engine cannot guard: the forward computes
+                # on it, as under no_grad(), and a node keeps a copy (`_guarded`), but for a
+                # residual's op (scan's): its residual holds what the VJPs read, and may
+                # hold views of its operands, so it computes on the copies, laid out as the
+                # arrays (`kept_copy`). (Those are made wherever a node may be, not only where
+                # one is: a scan's body is one program for every step, whose first may make
+                # none where later ones do.)
+                if keeps and type(a) is _ndarray:
+                    caller = True
+                    if residual:
+                        a = kept_copy(a)
+                arrays.append(a)
             inputs.append(None)
         arrays = tuple(arrays)  # once, for the forward's call and for the node
         try:
@@ -498,14 +524,15 @@ def recorder(op: Op) -> Callable[..., Tensor]:
             return _make(out, False, None, view)
         if no_vjp:  # an operand that needs a gradient which the op cannot give
             refuse_no_vjp(op, operands)
+        kept = _guarded(operands, arrays) if caller and not residual else arrays
         vjps: Any = op.vjps
         if type(vjps) is not tuple:  # VJPs made for this call (stack's, scan's)
-            vjps = vjps(arrays, options, inputs)
+            vjps = vjps(kept, options, inputs)
             # (an operand given no VJP is one the output does not depend on: no edge)
             inputs = [x if vjp is not None else None for x, vjp in zip(inputs, vjps)]
-        args: tuple = arrays if keeps and kept_any else ()
+        args: tuple = kept if keeps and kept_any else ()
         if keeps and dropped:
-            saved = list(arrays)
+            saved = list(kept)
             for i in dropped:
                 if i < len(saved):  # an op whose VJPs come per call may have fewer
                     saved[i] = None
@@ -626,6 +653,13 @@ def _kept(value: Any) -> Any:
     if kind is slice:
         return slice(_kept(value.start), _kept(value.stop), _kept(value.step))
     return value
+
+
+def _guarded(operands: Sequence[Any], arrays: tuple) -> tuple:
+    """`arrays` as a node keeps them: each caller's array (an operand that is no tensor) a
+    copy (`kept_copy`), which the caller's changes after the call do not reach."""
+    return tuple([a if type(a) is not _ndarray or isinstance(x, Tensor) else kept_copy(a)
+                  for x, a in zip(operands, arrays)])
 
 
 def _one_of(out: np.ndarray, arrays: Sequence[Any]) -> bool:
