@@ -35,6 +35,7 @@ tensor, never the recorded values (`Tensor._share`).
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 import sys
 from collections.abc import Callable, Sequence
@@ -125,24 +126,32 @@ _UNTESTED = Domain("untested")  # the domain of an op outside the table
 
 def kept_copy(a: np.ndarray) -> np.ndarray:
     """The copy a node keeps of a caller's array (the caller may change theirs before the
-    backward), laid out as the array is: its axes in the array's order of strides, a
-    reversed axis reversed, a broadcast axis (a stride 0) broadcast, the gaps of a strided
-    slice closed up. An op's forward computes on the caller's array itself (as under
-    no_grad()); this layout keeps what computes on the copy on the array's summation order
-    and BLAS path: the VJPs, the same in a compiled program and a scan as in eager mode, a
-    scan's loop, which computes on its copies, as the Python loop on the arrays, and a
-    program's snapshot of an array it read (`Trace._constant`) as eager mode's op on it."""
+    backward), laid out as the array is: the same strides (a reversed axis reversed, a
+    broadcast axis a stride 0, a strided slice's gaps), so that what computes on the copy
+    computes as on the array (NumPy's summation order and BLAS path follow the strides).
+    An op's forward computes on the caller's array itself, as under no_grad(); on the copy
+    compute the VJPs (the same in a compiled program and a scan as in eager mode), a scan's
+    loop (as the Python loop on the arrays) and a program on its snapshot of an array it
+    read (`Trace._constant`: as eager mode's op on the array). A view of a small part of a
+    larger array (spanning more than 4 times the memory of its elements) is copied compact
+    instead, its gaps closed up but its axes in their order, reversed and broadcast ones as
+    they were: what computes on that copy may round otherwise in the last bits."""
     if a.flags.c_contiguous or a.flags.f_contiguous:  # (the usual case: one plain copy)
         return a.copy(order="K")
-    strides = a.strides
-    if min(strides) > 0:
-        return a.copy(order="K")
+    strides, shape, size = a.strides, a.shape, a.itemsize
+    first = sum(s * (n - 1) for s, n in zip(strides, shape) if s < 0)  # (<= 0: bytes)
+    span = sum(abs(s) * (n - 1) for s, n in zip(strides, shape)) + size
+    if span <= 4 * size * math.prod(n for s, n in zip(strides, shape) if s != 0):
+        copy = np.ndarray(shape, a.dtype, np.empty(span, np.uint8), -first, strides)
+        copy[...] = a  # (a broadcast axis's elements written over each other, all one)
+        copy.flags.writeable = 0 not in strides  # (as a broadcast view: one element, many)
+        return copy
     # The distinct elements, every axis ascending, copied in their order of strides (NumPy's
     # K order, which would lay a stride 0 out as Fortran's and turn a reversed axis round),
     # then broadcast and reversed back as they were.
     core = a[tuple([slice(0, 1) if s == 0 else _REVERSED if s < 0 else _ALL for s in strides])]
     copy = core.copy(order="K")[tuple([_REVERSED if s < 0 else _ALL for s in strides])]
-    return np.broadcast_to(copy, a.shape) if 0 in strides else copy
+    return np.broadcast_to(copy, shape) if 0 in strides else copy
 
 
 _ALL, _REVERSED = slice(None), slice(None, None, -1)
