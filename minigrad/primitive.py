@@ -176,7 +176,10 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     writes `swapaxes(a, -1, -2)`, not `a.T`, which reverses every axis).
     `residual`: the forward returns `(output, residual)`, and each VJP gets the residual (a
     value of the forward's own, which nothing else holds) where it would get the output;
-    `saves` then names the operands they read besides ("nothing" if none).
+    `saves` then names the operands they read besides ("nothing" if none). Such a forward
+    computes on the node's copies of a caller's arrays (laid out as the arrays:
+    `kept_copy`), since its residual may hold views of its operands; another, on the
+    caller's arrays themselves.
     `prepare(*args, **kwargs) -> (operands, options)`, if given, is the op's public
     signature: it checks and normalises a call's arguments (an axis, a list of tensors) and
     names the function's parameters and docstring; without it the function takes the
@@ -443,9 +446,10 @@ def _operand_signature(n: int) -> inspect.Signature:
 def recorder(op: Op) -> Callable[..., Tensor]:
     """`record(*operands, **options)` for `op`: the one path every call of an op takes.
 
-    It computes the op on the operands' arrays and, if one of them requires grad while grad
-    mode is on in this thread, records a `Node` on the tape. (A closure per op, so that what
-    never changes is read from its cells rather than looked up on every call.)
+    It computes the op on the operands' arrays (a caller's NumPy array as it is, in any mode)
+    and, if one of them requires grad while grad mode is on in this thread, records a `Node`
+    on the tape, which keeps copies of the caller's arrays (`kept_copy`). (A closure per op,
+    so that what never changes is read from its cells rather than looked up on every call.)
     """
     name, forward, prepared, keywords = op.name, op.forward, op.prepared, op.keywords
     differentiable = op.differentiable  # (else no node: a comparison, detach)
@@ -680,8 +684,9 @@ def _one_of(out: np.ndarray, arrays: Sequence[Any]) -> bool:
 
 def _share_view(operands: Sequence[Any], arrays: Sequence[Any], out: np.ndarray) -> np.ndarray:
     """`out`, a view of an array the forward got (`arrays`): a tensor's own array shared by
-    both tensors, or, where an operand is the caller's array or a handed-out one held
-    elsewhere, a copy. (A tensor whose array `record` copied for the node is not viewed.)"""
+    both tensors, or, where an operand is the caller's array (the forward's own, whatever
+    the mode: the caller may change it) or a handed-out one held elsewhere, a copy. (A
+    tensor whose array `record` copied for the node is not viewed.)"""
     for i, x in enumerate(operands):
         if isinstance(x, Tensor):
             if arrays[i] is not x._data or x._shared or not _views(out, x._data):

@@ -303,3 +303,39 @@ def test_a_nodes_copy_is_laid_out_as_the_callers_array(layout, sparse):
         np.abs(x.strides), kind="stable").tolist()
     assert (copy.strides == x.strides) == (not sparse or x.flags.c_contiguous)
     assert copy.flags.writeable == (0 not in x.strides)  # (a broadcast view's: read-only)
+
+
+@settings(max_examples=30, deadline=None)
+@given(layout=st.sampled_from(LAYOUTS), dtype=st.sampled_from([np.float32, np.float64]),
+       length=st.integers(1, 3), m=st.integers(2, 30), seed=st.integers(0, 2**31 - 1))
+def test_a_scan_from_a_caller_array_keeps_its_own_start(layout, dtype, length, m, seed):
+    """scan's op computes on its copies of a caller's arrays (its residual, what the backward
+    loop reads, may hold views of them: here the first step's carry, which `h @ W`'s VJP
+    reads): the loop's numbers, bit for bit, and the caller's later change reaches no
+    gradient. (W's gradient, added up over the steps in scan's own order, is compared
+    between the scans: `tests/test_scan.py` holds it to the loop's.)"""
+    rng = np.random.default_rng(seed)
+    h00 = values(rng, (m, m), dtype) * 0.01
+    w_values = values(rng, (m, m), dtype) * 0.01
+
+    def body(h, x):
+        h = mg.tanh(mg.matmul(h, W))
+        return h, h
+
+    results = []
+    for how in ("loop", "scan", "scan, changed after"):
+        h0, owner = laid_out(h00, layout)
+        W = mg.Tensor(w_values, requires_grad=True)
+        if how == "loop":
+            h = h0
+            for _ in range(length):
+                h, _ = body(h, None)
+        else:
+            h, _ = mg.scan(body, h0, length=length)
+        if how.endswith("after"):
+            owner[...] = 5.0
+        mg.sum(h * h).backward()
+        results.append((h, W.grad))
+    for got in results[1:]:
+        same_bits(got[0], results[0][0], "carry")
+    same_bits(results[2][1], results[1][1], "W.grad")
