@@ -38,6 +38,7 @@ tensor, never the recorded values (`Tensor._share`).
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 import sys
 from collections.abc import Callable, Sequence
@@ -129,11 +130,36 @@ _UNTESTED = Domain("untested")  # the domain of an op outside the table
 
 
 def kept_copy(a: np.ndarray) -> np.ndarray:
-    """The copy a node keeps of a caller's array, on which the op computes: in the array's
-    own layout (order K), so that a sum over it adds in the order it adds in under no_grad(),
-    where the op reads the array itself; a broadcast view's (a stride 0) in C order, which
-    NumPy's K order would lay out as Fortran's."""
-    return a.copy(order="C" if 0 in a.strides else "K")
+    """The copy a node keeps of a caller's array (the caller may change theirs before the
+    backward), laid out as the array is: the same strides (a reversed axis reversed, a
+    broadcast axis a stride 0, a strided slice's gaps), so that what computes on the copy
+    computes as on the array (NumPy's summation order and BLAS path follow the strides).
+    An op's forward computes on the caller's array itself, as under no_grad(); on the copy
+    compute the VJPs (the same in a compiled program and a scan as in eager mode), a scan's
+    loop (as the Python loop on the arrays) and a program on its snapshot of an array it
+    read (`Trace._constant`: as eager mode's op on the array). A view of a small part of a
+    larger array (spanning more than 4 times the memory of its elements) is copied compact
+    instead, its gaps closed up but its axes in their order, reversed and broadcast ones as
+    they were: what computes on that copy may round otherwise in the last bits."""
+    if a.flags.c_contiguous or a.flags.f_contiguous:  # (the usual case: one plain copy)
+        return a.copy(order="K")
+    strides, shape, size = a.strides, a.shape, a.itemsize
+    first = sum(s * (n - 1) for s, n in zip(strides, shape) if s < 0)  # (<= 0: bytes)
+    span = sum(abs(s) * (n - 1) for s, n in zip(strides, shape)) + size
+    if span <= 4 * size * math.prod(n for s, n in zip(strides, shape) if s != 0):
+        copy = np.ndarray(shape, a.dtype, np.empty(span, np.uint8), -first, strides)
+        copy[...] = a  # (a broadcast axis's elements written over each other, all one)
+        copy.flags.writeable = 0 not in strides  # (as a broadcast view: one element, many)
+        return copy
+    # The distinct elements, every axis ascending, copied in their order of strides (NumPy's
+    # K order, which would lay a stride 0 out as Fortran's and turn a reversed axis round),
+    # then broadcast and reversed back as they were.
+    core = a[tuple([slice(0, 1) if s == 0 else _REVERSED if s < 0 else _ALL for s in strides])]
+    copy = core.copy(order="K")[tuple([_REVERSED if s < 0 else _ALL for s in strides])]
+    return np.broadcast_to(copy, shape) if 0 in strides else copy
+
+
+_ALL, _REVERSED = slice(None), slice(None, None, -1)
 
 
 def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | None = None, *,
@@ -158,7 +184,10 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     tell: `gradcheck` a scan of the op at distinct sizes.
     `residual`: the forward returns `(output, residual)`, and each VJP gets the residual (a
     value of the forward's own, which nothing else holds) where it would get the output;
-    `saves` then names the operands they read besides ("nothing" if none).
+    `saves` then names the operands they read besides ("nothing" if none). Such a forward
+    computes on the node's copies of a caller's arrays (laid out as the arrays:
+    `kept_copy`), since its residual may hold views of its operands; another, on the
+    caller's arrays themselves.
     `prepare(*args, **kwargs) -> (operands, options)`, if given, is the op's public
     signature: it checks and normalises a call's arguments (an axis, a list of tensors) and
     names the function's parameters and docstring; without it the function takes the
@@ -427,9 +456,10 @@ def _operand_signature(n: int) -> inspect.Signature:
 def recorder(op: Op) -> Callable[..., Tensor]:
     """`record(*operands, **options)` for `op`: the one path every call of an op takes.
 
-    It computes the op on the operands' arrays and, if one of them requires grad while grad
-    mode is on in this thread, records a `Node` on the tape. (A closure per op, so that what
-    never changes is read from its cells rather than looked up on every call.)
+    It computes the op on the operands' arrays (a caller's NumPy array as it is, in any mode)
+    and, if one of them requires grad while grad mode is on in this thread, records a `Node`
+    on the tape, which keeps copies of the caller's arrays (`kept_copy`). (A closure per op,
+    so that what never changes is read from its cells rather than looked up on every call.)
     """
     name, forward, prepared, keywords = op.name, op.forward, op.prepared, op.keywords
     differentiable = op.differentiable  # (else no node: a comparison, detach)
@@ -467,6 +497,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         arrays: Any = []  # each operand's array (a tuple once complete)
         inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
         needs_grad = False
+        caller = False  # a caller's array among them, which a node would keep a copy of
         for x in operands:
             if isinstance(x, Tensor):
                 if x.__class__ is traced_class:  # a trace's value, here outside its trace
@@ -485,10 +516,18 @@ def recorder(op: Op) -> Callable[..., Tensor]:
                     continue
             else:
                 a = x if type(x) is float else constant(x, name)
-                # The caller's own array, which the engine cannot guard: a node keeps a copy.
-                # (Copied wherever one may be made, not only where one is: a scan's body is
-                # one program for every step, whose first may make none where later ones do.)
-                arrays.append(kept_copy(a) if keeps and type(a) is _ndarray else a)
+                # The caller's own array, which the engine cannot guard: the forward computes
+                # on it, as under no_grad(), and a node keeps a copy (`_guarded`), but for a
+                # residual's op (scan's): its residual holds what the VJPs read, and may
+                # hold views of its operands, so it computes on the copies, laid out as the
+                # arrays (`kept_copy`). (Those are made wherever a node may be, not only where
+                # one is: a scan's body is one program for every step, whose first may make
+                # none where later ones do.)
+                if keeps and type(a) is _ndarray:
+                    caller = True
+                    if residual:
+                        a = kept_copy(a)
+                arrays.append(a)
             inputs.append(None)
         arrays = tuple(arrays)  # once, for the forward's call and for the node
         try:
@@ -508,14 +547,15 @@ def recorder(op: Op) -> Callable[..., Tensor]:
             return _make(out, False, None, view)
         if no_vjp:  # an operand that needs a gradient which the op cannot give
             refuse_no_vjp(op, operands)
+        kept = _guarded(operands, arrays) if caller and not residual else arrays
         vjps: Any = op.vjps
         if type(vjps) is not tuple:  # VJPs made for this call (stack's, scan's)
-            vjps = vjps(arrays, options, inputs)
+            vjps = vjps(kept, options, inputs)
             # (an operand given no VJP is one the output does not depend on: no edge)
             inputs = [x if vjp is not None else None for x, vjp in zip(inputs, vjps)]
-        args: tuple = arrays if keeps and kept_any else ()
+        args: tuple = kept if keeps and kept_any else ()
         if keeps and dropped:
-            saved = list(arrays)
+            saved = list(kept)
             for i in dropped:
                 if i < len(saved):  # an op whose VJPs come per call may have fewer
                     saved[i] = None
@@ -638,6 +678,13 @@ def _kept(value: Any) -> Any:
     return value
 
 
+def _guarded(operands: Sequence[Any], arrays: tuple) -> tuple:
+    """`arrays` as a node keeps them: each caller's array (an operand that is no tensor) a
+    copy (`kept_copy`), which the caller's changes after the call do not reach."""
+    return tuple([a if type(a) is not _ndarray or isinstance(x, Tensor) else kept_copy(a)
+                  for x, a in zip(operands, arrays)])
+
+
 def _one_of(out: np.ndarray, arrays: Sequence[Any]) -> bool:
     for a in arrays:  # noqa: SIM110 (any() with a generator costs twice this, on every op)
         if a is out:
@@ -647,8 +694,9 @@ def _one_of(out: np.ndarray, arrays: Sequence[Any]) -> bool:
 
 def _share_view(operands: Sequence[Any], arrays: Sequence[Any], out: np.ndarray) -> np.ndarray:
     """`out`, a view of an array the forward got (`arrays`): a tensor's own array shared by
-    both tensors, or, where an operand is the caller's array or a handed-out one held
-    elsewhere, a copy. (A tensor whose array `record` copied for the node is not viewed.)"""
+    both tensors, or, where an operand is the caller's array (the forward's own, whatever
+    the mode: the caller may change it) or a handed-out one held elsewhere, a copy. (A
+    tensor whose array `record` copied for the node is not viewed.)"""
     for i, x in enumerate(operands):
         if isinstance(x, Tensor):
             if arrays[i] is not x._data or x._shared or not _views(out, x._data):

@@ -476,11 +476,11 @@ def _root(array: np.ndarray) -> np.ndarray:
 
 
 def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether `a` holds exactly `b`'s bytes (-0.0 is not 0.0; a NaN equals its own bits):
-    compared as bytes where both are C arrays of one dtype and shape, else not the same."""
-    return (a.shape == b.shape and a.dtype == b.dtype and a.flags.c_contiguous
-            and b.flags.c_contiguous
-            and np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)))
+    """Whether `a` holds exactly `b`'s bytes (-0.0 is not 0.0; a NaN equals its own bits),
+    element by element, in any layout (of one dtype and shape)."""
+    return (a.shape == b.shape and a.dtype == b.dtype and np.array_equal(
+        np.ascontiguousarray(a).reshape(-1).view(np.uint8),
+        np.ascontiguousarray(b).reshape(-1).view(np.uint8)))
 
 
 def _reached(steps: Sequence[Step], reached: set[int]) -> list[Step]:
@@ -649,14 +649,16 @@ class Trace:
 
     def _constant(self, x: Any, op: str) -> Value:
         """A constant: an array as it holds now, as eager mode's op reads it (a copy, since it
-        may change before its next use: then the next use is a constant of its own)."""
+        may change before its next use: then the next use is a constant of its own), laid
+        out as the array (`kept_copy`: a reduction or a product on it computes as on the
+        array; only a strided slice's gaps are closed up)."""
         array = primitive.constant(x, op)  # (a memmap's plain view: kept as a plain array)
         if type(array) is not np.ndarray:
             return self._new(array, False, False, array)
         seen = self.snapshots.get(id(x))
         if seen is not None and _same_bytes(array, seen[1].constant):
             return seen[1]
-        copy = array.copy(order="K")
+        copy = primitive.kept_copy(array)
         value = self._new(copy, False, True, copy)
         self.snapshots[id(x)] = (x, value)  # (x kept: its id names it)
         return value
@@ -898,8 +900,11 @@ class Program:
                 and step.op.differentiable)
 
     def copies(self, step: Step) -> list[int]:
-        """The operands `record` copies: NumPy arrays that a node keeps."""
-        return [i for i, x in enumerate(step.inputs) if x.raw] if self._keeps(step) else []
+        """The operands `record` copies: NumPy arrays that a node keeps (where it makes one;
+        for a residual's op, wherever it may, since its forward computes on the copies)."""
+        if not self._keeps(step) or not (step.out.requires_grad or step.op.residual):
+            return []
+        return [i for i, x in enumerate(step.inputs) if x.raw]
 
     def shared_inputs(self) -> set[int]:
         """The non-raw inputs `record` marks shared at once: operands of ops that keep them."""
@@ -970,10 +975,11 @@ class Program:
         lines = []
         # (NumPy's operators on its scalars as eager mode computes them: `Trace.call`)
         operands = [f"{x.name}[()]" if step.numpy and x.scalar else x.name for x in step.inputs]
-        for i in self.copies(step):  # the copy is what the forward and the VJPs read
-            copy = f"v{step.out.index}_{i}"
+        for i in self.copies(step):  # what the VJPs read; the forward reads the array itself
+            copy = f"v{step.out.index}_{i}"  # (but a residual's op's: `record`)
             lines.append(f"{copy} = kept_copy({operands[i]})")
-            operands[i] = copy
+            if step.op.residual:
+                operands[i] = copy
         if step.options:
             operands.append("**" + self._name(step.options, "o"))
         if into is not None:

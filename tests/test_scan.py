@@ -1799,8 +1799,8 @@ def test_a_fortran_constant_read_by_a_body_whose_carry_needs_a_gradient_later_is
     gradient: the loop's first step makes no node for `h @ A`, later ones do. While only a
     step that made a node copied A (in C order: a product of another layout may round
     otherwise), scan, one program for every step, copied it at step 0 too: 7.8e-16 apart
-    from step 0 on (found by this stop's review). A NumPy operand is copied wherever a node
-    may be made, in the loop as in scan."""
+    from step 0 on (found by this stop's review). The ops compute on A itself, in the loop as
+    in scan (on its snapshot of A, laid out as A); a node keeps a copy for its VJPs."""
     rng = np.random.default_rng(seed)
     A = rng.normal(size=(n, n)).T * 0.3
     W = mg.Tensor(rng.normal(size=(3, n)) * 0.3, requires_grad=True)
@@ -1828,10 +1828,10 @@ _LAYOUTS = {"C": lambda a: a, "F": np.asfortranarray, "reversed": lambda a: a[::
 def test_numpy_xs_and_init_of_any_layout_give_the_loops_bits_with_or_without_a_gradient(
         layout, init_layout, grad, length, n, seed):
     """A sum over a NumPy xs's step, or over the carry, adds in the order of the array's
-    layout. The loop's ops, in grad mode, compute on the copy a node keeps of a NumPy
-    operand; where nothing in the loop needs a gradient, scan's computes on the array itself
-    (a Fortran xs: 1.4e-14 apart, found by this stop's hunter): the copy keeps the array's
-    layout, so both add in one order."""
+    layout. The loop's ops compute on the NumPy arrays themselves; scan's loop, in grad mode,
+    on its copies of them (which its node keeps), laid out as the arrays (a Fortran xs on a
+    C copy: 1.4e-14 apart, found by this stop's hunter), so that both add in one order.
+    tests/test_layouts.py draws the table's other ops."""
     rng = np.random.default_rng(seed)
     X = _LAYOUTS[layout](rng.normal(size=(length, 2, n)))
     h0 = _LAYOUTS[init_layout](rng.normal(size=(1, 2, n)))[0]

@@ -459,9 +459,9 @@ def test_an_in_place_operator_follows_numpys_shape_and_casting_rules_naming_itse
 def test_an_op_on_a_numpy_array_of_any_layout_gives_grad_modes_bits_in_no_grad(
         order, axis, rows, columns, seed):
     """In grad mode a node keeps a copy of a NumPy operand (the caller may change the array),
-    and the op computes on that copy: laid out as the array, so that a sum adds in the order
-    it adds in under no_grad(), which computes on the array itself (a C copy of a Fortran
-    array added in another order: last bits apart)."""
+    but the op computes on the array itself, as under no_grad() (on a C copy of a Fortran
+    array a sum added in another order: last bits apart). tests/test_layouts.py draws the
+    other ops and layouts."""
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(rows, columns)) * 10.0 ** rng.integers(-3, 4, size=(rows, columns))
     a = {"C": a, "F": np.asfortranarray(a), "slice": a[:, ::3], "reversed": a[::-1, ::-1],
