@@ -27,7 +27,8 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
     The squares are summed in float64. Finite gradients too large for that sum (elements
     beyond about 1e154 in float64) are still measured and clipped: the norm is then taken
     as m * sqrt(sum_i sum((g_i / m)^2)) with m the largest |g| (and returned as inf only if
-    it exceeds the float64 range; the gradients are clipped all the same).
+    it exceeds the float64 range; the gradients are clipped all the same), as it is for
+    norms below about 1e-145, whose squares would be subnormal floats of few bits.
 
     Each clipped ``.grad`` is replaced by a new array (the old one is not written to). A
     gradient holding NaN or inf makes the total NaN or inf and leaves the gradients as
@@ -39,8 +40,12 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
     params = [(k, p) for k, p in enumerate(params) if getattr(p, "grad", None) is not None]
     grads = [plain_array(p.grad, f"clip_grad_norm: gradient of parameter {k}")
              for k, p in params]
-    with np.errstate(over="ignore"):  # an overflow of finite squares is handled below
+    with np.errstate(over="ignore", under="ignore"):  # (handled below)
         total = math.sqrt(_sum_of_squares(grads))
+    if total <= _SMALL:  # (0 too: no gradient at all, or zeros)
+        largest = max((float(np.max(np.abs(g))) for g in grads if g.size), default=0.0)
+        if largest > 0.0:
+            total = largest * math.sqrt(_sum_of_squares([g / largest for g in grads]))
     if math.isfinite(total):
         scale = limit / (total + 1e-6)
     elif total == math.inf and all(np.isfinite(g).all() for g in grads):
@@ -54,6 +59,11 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
         for (_, p), g in zip(params, grads, strict=True):
             p.grad = (g * scale).astype(g.dtype, copy=False)
     return total
+
+
+# Below this norm the squares are subnormal floats of few bits (1e-158 squared is 1e-316):
+# the norm is then taken by the largest |g| as past float64's range.
+_SMALL = 1e-145
 
 
 def _sum_of_squares(grads: list[np.ndarray]) -> float:

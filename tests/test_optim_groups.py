@@ -358,7 +358,7 @@ def test_clip_grad_norm_caps_the_total_norm(grads, max_norm):
     for p, g in zip(params, grads, strict=False):
         p.grad = g
     total = optim.clip_grad_norm(params, max_norm)
-    expected = math.sqrt(sum(float(np.sum(g * g)) for g in originals))
+    expected = math.hypot(*(x for g in originals for x in g.ravel().tolist()))
     assert total == pytest.approx(expected, rel=1e-12, abs=0)
     clipped = math.sqrt(sum(float(np.sum(p.grad * p.grad)) for p in params[:3]))
     assert clipped <= max_norm * (1 + 1e-12) or clipped == pytest.approx(expected)
@@ -387,8 +387,30 @@ def test_clip_grad_norm_measures_and_clips_finite_gradients_whose_squares_overfl
     assert total == pytest.approx(expected, rel=1e-12, abs=0)
     if expected > max_norm:
         for p, g in zip(params, originals, strict=True):
-            np.testing.assert_allclose(p.grad, g / expected * max_norm, rtol=1e-12, atol=1e-300)
+            np.testing.assert_allclose(p.grad, g * (max_norm / (expected + 1e-6)), rtol=1e-12,
+                                       atol=1e-300)
             assert np.isfinite(p.grad).all()
+
+
+@given(grads=parameter_sets(n=3), exponent=st.integers(-300, -140),
+       max_norm=st.floats(1e-300, 1e-140))
+def test_clip_grad_norm_measures_gradients_whose_squares_are_subnormal(grads, exponent,
+                                                                        max_norm):
+    """Elements down to 1e-300: their float64 squares are subnormal floats of few bits (or
+    0), so the norm of 1e-158 gradients was 1e-8 off (math.hypot's, which scales, is the
+    reference), and the gradients clipped by it."""
+    params = [Param(np.zeros_like(g)) for g in grads]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g * 10.0**exponent
+    originals = [p.grad.copy() for p in params]
+    expected = math.hypot(*(x for g in originals for x in g.ravel().tolist()))
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        total = optim.clip_grad_norm(params, max_norm)
+    assert total == pytest.approx(expected, rel=1e-12, abs=0)
+    if expected > max_norm:  # (a norm this small is clipped by max_norm / 1e-6)
+        for p, g in zip(params, originals, strict=True):
+            np.testing.assert_allclose(p.grad, g * (max_norm / (expected + 1e-6)), rtol=1e-12,
+                                       atol=0)
 
 
 def test_clip_grad_norm_of_1e155_gradients_bounds_the_step():
