@@ -219,7 +219,7 @@ def _numpy_clip(self: Tracer, min: Any = None, max: Any = None, out: Any = None,
 
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
               "__truediv__", "__rtruediv__", "__matmul__", "__rmatmul__", "__neg__", "__abs__",
-              "__getitem__", "transpose", "reshape", "sum", "mean", "max", "squeeze"):
+              "__getitem__", "transpose", "reshape", "mean", "max", "squeeze"):
     setattr(Tracer, _name, _numpy_like(getattr(Tensor, _name)))
 
 
@@ -304,6 +304,18 @@ def _numpy_min(self: Tracer, axis: Any = None, keepdims: bool = False, out: Any 
 
 
 setattr(Tracer, "min", _numpy_like(Tensor.min, _numpy_min))  # noqa: B010
+_SUM = _numpy_op("sum", lambda x, **k: np.sum(x, **k), 1)
+
+
+def _numpy_sum(self: Tracer, axis: Any = None, dtype: Any = None, out: Any = None,
+               keepdims: bool = False, **kwargs: Any) -> Any:
+    """NumPy's sum of an array (the engine's sums float16 in float32, as PyTorch does)."""
+    _refuse_out("sum", out)
+    return _ACTIVE.get().call(  # type: ignore[union-attr]
+        _SUM, (self,), {"axis": axis, "dtype": dtype, "keepdims": keepdims, **kwargs})
+
+
+setattr(Tracer, "sum", _numpy_like(Tensor.sum, _numpy_sum))  # noqa: B010
 _VAR = _numpy_op("var", lambda x, **k: x.var(**k), 1)
 
 

@@ -2498,7 +2498,8 @@ def test_pythons_conversions_of_a_traced_value_are_refused(read):
 
 
 @pytest.mark.parametrize("call, keyword", [
-    (lambda x: np.sum(x, dtype=np.float32), "dtype"), (lambda x: np.max(x, initial=0.0), "initial"),
+    (lambda x: np.mean(x, where=np.ones((2, 2), bool)), "where"),
+    (lambda x: np.max(x, initial=0.0), "initial"),
     (lambda x: x.reshape(4, order="F"), "order"), (lambda x: np.sum(x, out=np.empty(())), "out")])
 def test_a_numpy_keyword_a_traced_method_does_not_take_names_itself(call, keyword):
     """A keyword of NumPy's that minigrad's method does not take (an array argument's
@@ -2511,6 +2512,21 @@ def test_a_numpy_keyword_a_traced_method_does_not_take_names_itself(call, keywor
     x = np.arange(4.0).reshape(2, 2)
     assert_as_eager(mg.compile(lambda x: (W * np.reshape(x, 4)).sum()),
                     lambda x: (W * np.reshape(x, 4)).sum(), [x], [W])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int8])
+def test_numpys_sum_of_an_array_argument_is_numpys(dtype):
+    """`x.sum(axis=0)` and `np.sum(x, dtype=...)` of an array argument are NumPy's, in every
+    dtype: float16 summed in float16 (the engine's sum op takes float16 in float32, as
+    PyTorch does, which the tracer took for NumPy's), int8 summed into NumPy's int64; a
+    dtype= is NumPy's too (it was refused as a keyword of minigrad's sum)."""
+    W = mg.Tensor(np.ones(3), requires_grad=True)
+    x = (np.random.default_rng(0).normal(size=(3000, 3)) * 4).astype(dtype)
+
+    def f(x):
+        return (W * mg.Tensor(x.sum(axis=0)) + W * mg.Tensor(np.sum(x, 0, dtype=np.float32))).sum()
+
+    assert_as_eager(mg.compile(f), f, [x], [W])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
