@@ -141,8 +141,9 @@ def kept_copy(a: np.ndarray) -> np.ndarray:
     larger array (spanning more than 4 times the memory of its elements) is copied compact
     instead, its gaps closed up but its axes in their order, reversed and broadcast ones as
     they were: what computes on that copy may round otherwise in the last bits."""
-    if a.flags.c_contiguous or a.flags.f_contiguous:  # (the usual case: one plain copy)
-        return a.copy(order="K")
+    copy = a.copy(order="K")  # (the usual case, a transposed view's too: one plain copy)
+    if copy.strides == a.strides or a.flags.c_contiguous or a.flags.f_contiguous:
+        return copy
     strides, shape, size = a.strides, a.shape, a.itemsize
     first = sum(s * (n - 1) for s, n in zip(strides, shape) if s < 0)  # (<= 0: bytes)
     span = sum(abs(s) * (n - 1) for s, n in zip(strides, shape)) + size
