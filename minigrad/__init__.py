@@ -4,10 +4,10 @@ Build a computation from minigrad ops on `Tensor`s, call `backward()` on the res
 each input's `.grad`. See the README for a tour.
 """
 
-import importlib.machinery
-import os
-import sys
-from typing import TYPE_CHECKING
+import importlib.machinery as _machinery
+import os as _os
+import sys as _sys
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from . import nn, ops
 from .anomaly import AnomalyError
@@ -27,7 +27,7 @@ from .scan import scan
 from .serialization import load, save
 from .tensor import Tensor
 
-if TYPE_CHECKING:  # type checkers read the ops' names from the module
+if _TYPE_CHECKING:  # type checkers read the ops' names from the module
     from .ops import *  # noqa: F403
 else:  # the exports follow from the table: every op of minigrad/ops.py, by its name
     globals().update({name: op.function for name, op in OPS.items()})
@@ -47,17 +47,17 @@ class _SourceCheckout:
     there they are the folders models/ and optim/ beside minigrad/ (an install puts them
     inside the package, as pyproject.toml's package-dir says)."""
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 
     @classmethod
     def find_spec(cls, name: str, path: object = None,
-                  target: object = None) -> importlib.machinery.ModuleSpec | None:
+                  target: object = None) -> _machinery.ModuleSpec | None:
         if name not in ("minigrad.models", "minigrad.optim"):
             return None
-        return importlib.machinery.PathFinder.find_spec(name, [cls.root])
+        return _machinery.PathFinder.find_spec(name, [cls.root])
 
 
 # First: minigrad.models and minigrad.optim come from the checkout this minigrad came from,
 # even where an editable install of another checkout would map them to its own folders.
-if not os.path.isdir(os.path.join(os.path.dirname(__file__), "optim")):
-    sys.meta_path.insert(0, _SourceCheckout)
+if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "optim")):
+    _sys.meta_path.insert(0, _SourceCheckout)
