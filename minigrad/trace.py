@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import decimal
 import inspect
 import numbers
 import operator
@@ -804,10 +805,18 @@ def _where(site: tuple[Any, Any]) -> Any:
 
 
 def frozen(x: Any) -> Any:
-    """`x` (an option, a constant) as a hashable key of its value: a float by its bits, an
-    array by its bytes; something unknown and unhashable as a key equal to no other."""
+    """`x` (an option, a constant) as a hashable key of its value: a float by its bits (a
+    complex number by its parts', a Decimal by its digits: -0.0 is not 0.0), an array by its
+    bytes, a frozenset by its elements' keys in its order of iteration (which two equal sets
+    need not share); something unknown and unhashable as a key equal to no other."""
     if isinstance(x, float):  # (np.float64 too, which NumPy promotes as an array, not as 0.5)
         return type(x), struct.pack("<d", x)
+    if isinstance(x, complex):
+        return type(x), struct.pack("<dd", x.real, x.imag)
+    if isinstance(x, decimal.Decimal):  # (its sign, digits and exponent: str tells them)
+        return type(x), str(x)
+    if isinstance(x, frozenset):
+        return type(x), tuple(frozen(y) for y in x)
     if isinstance(x, (np.ndarray, np.generic)):
         return type(x), x.shape, x.dtype.str, x.tobytes()
     if isinstance(x, (tuple, list)):

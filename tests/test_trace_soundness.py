@@ -15,6 +15,7 @@ import collections
 import contextlib
 import copy
 import dataclasses
+import decimal
 import functools
 import math
 import operator
@@ -420,6 +421,34 @@ def test_a_static_nan_keeps_its_bits():
     """NaN and -NaN (the sign bit set) are different static values: x / -NaN is -NaN."""
     static_divisions([math.nan, 1.0, math.nan, -math.nan, math.nan, np.float64(-math.nan),
                       np.float64(math.nan)])
+
+
+def test_statics_equal_in_python_but_not_in_bits_trace_apart():
+    """frozenset({-0.0}) == frozenset({0.0}), complex(-0.0, 1) == complex(0.0, 1), Decimal('-0')
+    == Decimal('0'), and two equal frozensets may iterate in other orders (3.0 and 11.0
+    share a hash slot: the first put in comes first): each is its own signature, so that
+    no call replays the program another traced."""
+    def scaled(x, scales):
+        for s in scales:
+            x = x * float(s.real if isinstance(s, complex) else s)
+        return x
+
+    x = mg.Tensor([0.1, 0.7, 2.0, -0.3], requires_grad=True)
+    pairs = [(frozenset({0.0}), frozenset({-0.0})),
+             ((complex(0.0, 1.0),), (complex(-0.0, 1.0),)),
+             ((decimal.Decimal("0"),), (decimal.Decimal("-0"),)),
+             (frozenset([3.0, 11.0]), frozenset([11.0, 3.0]))]
+    for first, second in pairs:
+        assert first == second and hash(first) == hash(second)
+        step = mg.compile(scaled)
+        for statics in (first, second, first):
+            expected = outcome(scaled, (x, statics), [x], np.ones(4))
+            actual = outcome(step, (x, statics), [x], np.ones(4))
+            assert_same_bits(actual[0], expected[0], f"scaled by {statics!r}")
+            assert_same_bits(actual[1], expected[1], f"x.grad, scaled by {statics!r}")
+        assert step.signatures == 2, (first, second)
+    # (the bits do differ: else the check above would not tell)
+    assert not np.array_equal(scaled(x, pairs[3][0]).data, scaled(x, pairs[3][1]).data)
 
 
 def _layout_sensitive_loss(h0: Any, xs: Any) -> mg.Tensor:
