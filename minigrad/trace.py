@@ -130,6 +130,22 @@ def _tracer_array(self: Tracer, *args: Any, **kwargs: Any) -> Any:
 
 
 setattr(Tracer, "__array__", _tracer_array)  # noqa: B010
+
+
+def _read_requires_grad(self: Tracer) -> bool:
+    """A traced value's `.requires_grad`, noted by each trace it is a value of (a scan's
+    body read whether its carry needs a gradient, which may change after the first step)."""
+    trace = _ACTIVE.get()
+    while trace is not None:
+        value = trace.of.get(id(self))
+        if value is not None:
+            trace.grad_reads.append((value, self._requires_grad))
+        trace = trace.enclosing
+    return self._requires_grad
+
+
+setattr(Tracer, "requires_grad",  # noqa: B010
+        property(_read_requires_grad, Tensor.requires_grad.fset))  # type: ignore[attr-defined]
 setattr(Tracer, "data", property(_refused(".data")))  # noqa: B010 (mypy: a read-only property)
 # Nor its place in the caller's graph, which a program does not replay: a traced value has
 # no graph of its own (so is_leaf would say True of every one) and no gradient yet.
@@ -542,6 +558,9 @@ class Trace:
         self.retired: dict[int, str] = {}  # id(a tracer changed in place) -> how
         self.raw: dict[int, list[Tracer]] = {}  # id(an array) -> the raw tracers viewing it
         self.enclosing: Trace | None = None  # the trace this one runs in (set on entering)
+        # (a value, the answer) for each `.requires_grad` Python read of a traced value: a
+        # scan traces its body again where an answer it read would change (`require_grad`)
+        self.grad_reads: list[tuple[Value, bool]] = []
 
     def __enter__(self) -> Trace:
         self.enclosing = _ACTIVE.get()  # (a scan's body inside a compiled function's trace)
@@ -637,7 +656,7 @@ class Trace:
             # A parameter (or a value of an enclosing trace): an input of every run. An
             # array there (NumPy's, in eager mode) is an array here too, and the caller's.
             raw = self.enclosing is not None and self.enclosing.is_raw(x)
-            value = self._new(x._data, x.requires_grad and self.recording and not raw, raw)
+            value = self._new(x._data, x._requires_grad and self.recording and not raw, raw)
             self.inputs.append(value)
             self.captured.append((value, x))
             if raw:
