@@ -186,10 +186,11 @@ class _Body:
         return loop(parts, *args)
 
     def _seeded_ys(self, given: tuple[bool, ...]) -> list[int]:
-        """The ys whose cotangents a step of the backward loop starts from (before the
-        carries': the order in which an unrolled loop's sweep adds them to a state that is
-        both a step's y and the next step's input, the next step's contributions one by
-        one)."""
+        """The ys whose cotangents a step of the backward loop starts from, in output order.
+        An unrolled loop's sweep adds them to a state that is several ys last to first (the
+        stacks made after the loop, the newest first), then the next step's contributions
+        one by one, or, at the last step, after the final carry's cotangent (the carry used
+        after the stacks were made)."""
         outputs, nc = self.program.outputs, self.n_carry
         carried = {v.index for v in outputs[:nc]}
         return [i for i in range(nc, len(outputs))
@@ -254,8 +255,18 @@ class _Body:
         seeds = [f"GC{i}" if i < nc else f"G{i}" if given[i - nc] else f"ZY{i}"
                  for i in range(len(outputs))]
         body += [f"G{i} = GY{i}[k]" for i in ys if given[i - nc]]
-        body += program.backward_lines(seeds, deferred, [*ys, *range(nc)], loop=True,
+        # A state that is a y and the carry gets the next step's contributions after the
+        # ys'; at the last step (the backward's first) the final carry's cotangent first.
+        later = program.backward_lines(seeds, deferred, [*ys[::-1], *range(nc)], loop=True,
                                        into=self.into)
+        last = program.backward_lines(seeds, deferred, [*range(nc), *ys[::-1]], loop=True,
+                                      into=self.into)
+        if last == later:
+            body += later
+        else:
+            lines.append("LAST = chunks[0][2][0]")  # (the forward's last step)
+            body += ["if k == LAST:", *("    " + line for line in last), "else:",
+                     *("    " + line for line in later)]
         written = {int(target[2:]) for target in self.into.values()}
         contributed = program._contributions(deferred)
         for j in range(len(self.batched)):

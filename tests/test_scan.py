@@ -1300,6 +1300,40 @@ def test_a_zero_initial_state_is_traced_once():
     assert f.runs == 1
 
 
+@settings(max_examples=20, deadline=None)
+@given(copies=st.integers(1, 4), length=st.integers(1, 6), uses_carry=st.booleans(),
+       reverse=st.booleans(), seed=st.integers(0, 2**16))
+def test_a_state_returned_as_the_carry_and_as_several_ys_gets_the_loops_gradient(
+        copies, length, uses_carry, reverse, seed):
+    """`return h, (h, h)`: the loop's sweep adds a state's contributions from its stacks
+    newest first (the last y's first), then the next step's, and at the last step the
+    final carry's (used after the stacks were made) before the ys'. scan added the ys in
+    output order and the final carry last: xs' last row differed by an ulp with the carry
+    and two ys used (three terms), every row with three ys."""
+    rng = np.random.default_rng(seed)
+    W = mg.Tensor(rng.normal(size=(3, 3)) * 0.5, requires_grad=True)
+    X, H = rng.normal(size=(length, 2, 3)), rng.normal(size=(2, 3))
+    scales = rng.uniform(0.5, 4.0, size=copies + 1)
+
+    def f(c, x):
+        h = mg.tanh(c @ W + x)
+        return h, (h,) * copies
+
+    results = []
+    for run in (mg.scan, loop):
+        xs, h0 = mg.Tensor(X, requires_grad=True), mg.Tensor(H, requires_grad=True)
+        c, ys = run(f, h0, xs, reverse=reverse)
+        loss = ((c * scales[0]) ** 2).sum() if uses_carry else 0.0
+        for y, scale in zip(ys, scales[1:]):
+            loss = loss + ((y * scale) ** 2).sum()
+        loss.backward()
+        results.append([xs.grad, h0.grad, *take_grads([W])])
+    (xs_grad, h0_grad, w_grad), (xs_want, h0_want, w_want) = results
+    assert_bitwise(xs_grad, xs_want, "xs")
+    assert_bitwise(h0_grad, h0_want, "init")
+    assert_invariant_close(w_grad, w_want, length, "W")
+
+
 def test_a_body_deciding_on_whether_its_carry_needs_a_gradient_is_the_loop_or_an_error():
     """scan traced f on step 0's carry (init needing no gradient) and marked the carry as
     needing one afterwards (a weight in the body) without running f again: a body taking
