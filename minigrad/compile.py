@@ -111,13 +111,42 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple, tuple]]:
     program read (`read`: their ids), under `fn` (a module), the object it is a method of,
     its arguments and what its closure and globals name, each with what it holds now:
     `model.layers[1] = other` or `trainer.model = other` sets no module's attribute, and
-    would leave a replay reading the old layer's weights. (Not a list of numbers or of
-    tensors fn does not read, a log the training loop appends to, say: watching it would
-    trace anew on every call.)"""
-    roots = [fn, getattr(fn, "__self__", None), *args, *_named_by(fn)]
-    home = getattr(fn, "__globals__", None)  # fn's module: its helper functions are walked
+    would leave a replay reading the old layer's weights. The code fn runs is read for
+    what it names: fn's (a partial's function), and every method and class attribute of
+    the classes of the object fn is (a module, a callable object) or is a method of, and
+    of each module met (not minigrad's own classes: they read nothing of yours); the
+    helper functions of those functions' files, with what they name. (Not a list of
+    numbers or of tensors fn does not read, a log the training loop appends to, say:
+    watching it would trace anew on every call.)"""
+    owner = _owner(fn)
+    roots = [fn, owner, *args, *_named_by(fn)]
+    # The files whose helper functions are walked: fn's, and those of the classes' methods
+    home = _function(fn)
+    homes = {id(home.__globals__)} if home is not None else set()
     held: list[tuple[Any, tuple, tuple]] = []
     seen: dict[int, bool] = {}  # what a walk found (a container held twice: the same)
+    classes: set[type] = set()
+
+    def walk_class(x: Any) -> None:
+        """The methods (their globals in `homes`, then what they name) and the class
+        attributes of x's class and its bases."""
+        for cls in (x if isinstance(x, type) else type(x)).__mro__:
+            home_module = str(getattr(cls, "__module__", ""))
+            if cls in classes or home_module == "builtins" or home_module.startswith("minigrad."):
+                continue
+            classes.add(cls)
+            members = []
+            for name, member in list(vars(cls).items()):
+                member = getattr(member, "__func__", member)  # (a static or class method)
+                if isinstance(member, property):
+                    members += [member.fget, member.fset]
+                elif isinstance(member, types.FunctionType) or not (
+                        name.startswith("__") and name.endswith("__")):
+                    members.append(member)
+            homes.update(id(m.__globals__) for m in members
+                         if isinstance(m, types.FunctionType))
+            for member in members:
+                looked_at(member, 0, False)
 
     def walk(x: Any, depth: int, in_module: bool) -> bool:
         """Whether x is or holds a module, a parameter or a tensor the program read; the
@@ -128,6 +157,7 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple, tuple]]:
         if isinstance(x, nn.Module):
             if id(x) not in seen:
                 seen[id(x)] = True
+                walk_class(x)
                 for value in list(vars(x).values()):
                     looked_at(value, 0, True)
             return True
@@ -135,6 +165,8 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple, tuple]]:
             return isinstance(x, nn.Parameter) or id(x) in read
         if id(x) in seen:
             return seen[id(x)]
+        if type(x) is types.FunctionType and id(x.__globals__) not in homes:
+            return False  # (not remembered: a class met later may make its file a home)
         if not in_module and depth > _DEEP:  # (not remembered: a module may hold it nearer)
             return False
         if type(x) is tuple or isinstance(x, (types.FunctionType, types.MethodType,
@@ -148,8 +180,8 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple, tuple]]:
                 parts = [x.__self__, x.__func__]
             elif isinstance(x, CompiledFunction):
                 parts = [x.fn]
-            else:
-                parts = _named_by(x) if getattr(x, "__globals__", None) is home else ()
+            else:  # (a function of a file in `homes`)
+                parts = _named_by(x)
             seen[id(x)] = any([looked_at(y, depth + 1, in_module) for y in parts])
             return seen[id(x)]
         holds = x if isinstance(x, (list, dict, collections.deque)) else _attributes(x)
@@ -182,9 +214,38 @@ def _held(fn: Any, args: tuple, read: Any) -> list[tuple[Any, tuple, tuple]]:
         except Exception:  # noqa: BLE001 (an object that raises when looked at, a proxy
             return False  # outside its context, say: what fn reads through it is not seen)
 
+    if owner is not None:
+        with contextlib.suppress(Exception):  # (a proxy that raises when looked at)
+            walk_class(owner)
     for root in roots:
         looked_at(root, 0, False)
     return held
+
+
+def _function(fn: Any) -> types.FunctionType | None:
+    """The Python function a call of `fn` starts in, if it is one (a method's, a
+    partial's, a compiled function's)."""
+    while True:
+        if isinstance(fn, types.FunctionType):
+            return fn
+        if isinstance(fn, types.MethodType):
+            fn = fn.__func__
+        elif isinstance(fn, functools.partial):
+            fn = fn.func
+        elif isinstance(fn, CompiledFunction):
+            fn = fn.fn
+        else:
+            return None
+
+
+def _owner(fn: Any) -> Any:
+    """The object whose class's code a call of `fn` runs: the one fn is a method of, or fn
+    itself if it is neither a function nor a partial (a module, a callable object)."""
+    while isinstance(fn, (functools.partial, CompiledFunction)):
+        fn = fn.func if isinstance(fn, functools.partial) else fn.fn
+    if isinstance(fn, types.MethodType):
+        return fn.__self__
+    return None if isinstance(fn, (types.FunctionType, types.BuiltinFunctionType)) else fn
 
 
 _PROXIES = (weakref.ProxyType, weakref.CallableProxyType)
@@ -601,7 +662,9 @@ def compile(fn: Callable[..., Any], *, cache_size: int = 8) -> CompiledFunction:
       call after a module's attribute was set, or a parameter's shape, dtype or strides
       changed, traces again; so does a list or dict of modules or parameters changed in
       place under the module `fn` is (or is a method of), a module argument, or a module
-      `fn`'s closure or globals name. What `fn` sets while traced is a side effect of the
+      `fn`'s closure or globals name, or in a global or class attribute that the code of
+      `fn`, of its class's methods (a partial's function, a callable object's) or of a
+      module's class names. What `fn` sets while traced is a side effect of the
       trace (its replays do not repeat it).
       Arrays and numbers `fn` reads from outside, or makes itself (a random draw), are
       constants of the program, as is which tensor a global or closure variable names:

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from . import anomaly, tape
-from .modes import ANOMALY, RECORDING, current_mode, no_grad
+from .modes import ANOMALY, RECORDING, TraceError, current_mode, no_grad
 from .ops import astype
 from .primitive import Domain, Op, defop, identity_vjp, recorder, writes_into
 from .tape import Contributions, accumulate, sum_to_shape
 from .tensor import Tensor, plain_array
-from .trace import Program, Trace, _node, _part, settle
+from .trace import Program, Trace, _node, _part, frozen, settle
 
 __all__ = ["scan"]
 
@@ -186,10 +186,11 @@ class _Body:
         return loop(parts, *args)
 
     def _seeded_ys(self, given: tuple[bool, ...]) -> list[int]:
-        """The ys whose cotangents a step of the backward loop starts from (before the
-        carries': the order in which an unrolled loop's sweep adds them to a state that is
-        both a step's y and the next step's input, the next step's contributions one by
-        one)."""
+        """The ys whose cotangents a step of the backward loop starts from, in output order.
+        An unrolled loop's sweep adds them to a state that is several ys last to first (the
+        stacks made after the loop, the newest first), then the next step's contributions
+        one by one, or, at the last step, after the final carry's cotangent (the carry used
+        after the stacks were made)."""
         outputs, nc = self.program.outputs, self.n_carry
         carried = {v.index for v in outputs[:nc]}
         return [i for i in range(nc, len(outputs))
@@ -254,8 +255,18 @@ class _Body:
         seeds = [f"GC{i}" if i < nc else f"G{i}" if given[i - nc] else f"ZY{i}"
                  for i in range(len(outputs))]
         body += [f"G{i} = GY{i}[k]" for i in ys if given[i - nc]]
-        body += program.backward_lines(seeds, deferred, [*ys, *range(nc)], loop=True,
+        # A state that is a y and the carry gets the next step's contributions after the
+        # ys'; at the last step (the backward's first) the final carry's cotangent first.
+        later = program.backward_lines(seeds, deferred, [*ys[::-1], *range(nc)], loop=True,
                                        into=self.into)
+        last = program.backward_lines(seeds, deferred, [*range(nc), *ys[::-1]], loop=True,
+                                      into=self.into)
+        if last == later:
+            body += later
+        else:
+            lines.append("LAST = chunks[0][2][0]")  # (the forward's last step)
+            body += ["if k == LAST:", *("    " + line for line in last), "else:",
+                     *("    " + line for line in later)]
         written = {int(target[2:]) for target in self.into.values()}
         contributed = program._contributions(deferred)
         for j in range(len(self.batched)):
@@ -523,16 +534,11 @@ _BODIES: OrderedDict[Any, _Body] = OrderedDict()
 _BODIES_LOCK = threading.Lock()
 
 
-def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: int | None,
-          mode: int, grads: list[bool] | None = None) -> tuple[_Body, list[Tensor], tuple]:
-    """`f` traced for this call, on tracers of the carry and of one slice of each x, and the
-    loop written for its program; the tensors `f` read from outside, the loop's
-    invariants; and its constants (the arrays and numbers it read or made). `f` runs on
-    every call (once, not per step), so the loop always does what `f` does now (a weight or
-    a number it reads rebound included); the loop is written once per distinct program
-    (`Trace.key`), whatever its constants' values. `grads`: which carries need a gradient
-    from the start (else those that are tensors requiring one)."""
-    grads = grads or [isinstance(c, Tensor) and c._requires_grad for c in carry]
+def _traced(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: int | None,
+            mode: int, grads: list[bool]) -> tuple[Trace, list, list, int | None, Any]:
+    """`f` run on tracers of the carry (needing a gradient where `grads` says) and of one
+    slice of each x: the trace, the carry's tracers, what f returned (the carry's parts,
+    then the ys'), the structure of y and which parts of it are not None."""
     trace = Trace(recording=bool(mode & RECORDING), anomaly=bool(mode & ANOMALY),
                   reads_graph=True)
     carry_in = [trace.input(_data(c), g, raw=False) for c, g in zip(carry, grads)]
@@ -560,20 +566,86 @@ def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: i
         _flat(y_leaves, "y")
         has_y = None if y is None else tuple(v is not None for v in y_leaves)
         outs += [_owned(v, trace) for v in y_leaves if v is not None]
-    # A carry that needs no gradient at the start but comes to need one after a step (a zero
-    # initial state, a weight in the body) needs one throughout: a fixed point, without
-    # running f again.
-    values = [trace.of[id(t)] for t in carry_in]
+    return trace, carry_in, outs, y_tree, has_y
+
+
+def _decided_alike(first: Trace, later: Trace, first_outs: list, later_outs: list) -> None:
+    """TraceError if f, traced again with the carry needing a gradient, read another answer
+    of `.requires_grad` than at step 0 and did anything else with it: other ops, options,
+    operands, constants, tensors read or results."""
+    reads = [(v.index, read) for v, read in first.grad_reads]
+    if reads == [(v.index, read) for v, read in later.grad_reads]:
+        return  # (the same answers: the same decisions)
+    if _decisions(first, first_outs) == _decisions(later, later_outs):
+        return
+    k = next((k for k, (a, b) in enumerate(zip(reads, later.grad_reads)) if a[1] != b[1]),
+             min(len(reads), len(later.grad_reads)))
+    value, read = (first.grad_reads if k < len(reads) else later.grad_reads)[k]
+    read = read if k < len(reads) else not read  # (step 0's answer)
+    carries = [v.index for v in first.inputs]
+    what = (f"carry {carries.index(value.index)}" if value.index in carries
+            else "a value computed from the carry")
+    raise TraceError(
+        f"scan: f read .requires_grad of {what} (shape {value.shape}), which is {read} at "
+        f"step 0 and {not read} at the later steps (the carry comes to need a gradient "
+        "through what the body reads), and f does something else for each answer: the "
+        "Python loop would too, one traced body cannot. Decide on something else, or give "
+        "init requires_grad=True (every step then reads True)")
+
+
+def _decisions(trace: Trace, outs: list) -> tuple:
+    """What f did while traced, its gradient flags aside: each op with its options and
+    operands, the constants' values, the tensors read from outside, the results."""
+    steps = tuple((s.op, frozen(s.options), tuple(x.index for x in s.inputs), s.numpy)
+                  for s in trace.steps)
+    constants = tuple(frozen(v.constant) for v in trace.values if v.is_constant)
+    return (steps, constants, tuple(id(t) for _, t in trace.captured),
+            tuple(trace.of[id(out)].index for out in outs))
+
+
+def _body(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree: int | None,
+          mode: int) -> tuple[_Body, list[Tensor], tuple]:
+    """`f` traced for this call, on tracers of the carry and of one slice of each x, and the
+    loop written for its program; the tensors `f` read from outside, the loop's
+    invariants; and its constants (the arrays and numbers it read or made). `f` runs on
+    every call (once, not per step), so the loop always does what `f` does now (a weight or
+    a number it reads rebound included); the loop is written once per distinct program
+    (`Trace.key`), whatever its constants' values.
+
+    A carry that needs no gradient at the start but comes to need one after a step (a zero
+    initial state, a weight in the body) needs one throughout: a fixed point, marked on the
+    trace without running f again. Unless f read whether a value needs one (`.requires_grad`,
+    as `Tensor(c)` reads it to refuse a copy that would lose the gradient) and the answer
+    changes, or a scan inside f was traced without it: then f is traced again with the
+    carry's flags of the next step, until they hold still (the loop's steady state), so
+    that what f decides on them is what the loop's later steps decide (an op's refusal
+    raises as there); and if f, so traced, does anything else than at step 0, TraceError:
+    one body cannot do both."""
+    grads = [isinstance(c, Tensor) and c._requires_grad for c in carry]
+    first = traced = _traced(f, carry, carry_tree, xs, xs_tree, mode, grads)
     while True:
-        new = [v for v, out in zip(values, outs[:len(carry)])
-               if trace.of[id(out)].requires_grad and not v.requires_grad]
-        if not new:
+        trace, carry_in, outs = traced[:3]
+        values = [trace.of[id(t)] for t in carry_in]
+        after = [g or trace.of[id(out)].requires_grad for g, out in zip(grads, outs)]
+        if after == grads:
             break
         try:
-            trace.require_grad(new)
-        except _Stale:  # a scan inside f, traced without that gradient: run f again
-            return _body(f, carry, carry_tree, xs, xs_tree, mode,
-                         [g or v in new for g, v in zip(grads, values)])
+            while new := [v for v, out in zip(values, outs[:len(carry)])
+                          if trace.of[id(out)].requires_grad and not v.requires_grad]:
+                trace.require_grad(new)
+            stale = any(value.requires_grad != read for value, read in trace.grad_reads)
+        except _Stale:  # a scan inside f, traced without that gradient
+            stale = True
+        if not stale:
+            break
+        if traced is not first:
+            trace.results([], "scan: f")  # (its tracers spent: f may have kept one)
+        grads = after
+        traced = _traced(f, carry, carry_tree, xs, xs_tree, mode, grads)
+        _decided_alike(first[0], traced[0], first[2], traced[2])
+    trace, carry_in, outs, y_tree, has_y = traced
+    if traced is not first:
+        first[0].results([], "scan: f")
     # A carry that f returns laid out otherwise than it got it (`c.T`) gives the steps after
     # the first other layouts than the traced ones: the loop then chooses nothing by layout.
     if any(new._data.strides != old._data.strides for new, old in zip(outs, carry_in)):
@@ -784,7 +856,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     step). `f` is traced once per call, its Python never run per step, so Python that
     decides on a traced value raises `TraceError`, and what it reads from outside is
     current; it may read tensors from outside (a module's weights, a tensor computed
-    before the loop), whose gradients add up over the steps.
+    before the loop), whose gradients add up over the steps. Where the carry comes to need
+    a gradient after the first step, f reading `c.requires_grad` is traced again with the
+    later steps' flags (an op refusing them raises as in the loop), and raises `TraceError`
+    if it does anything else for step 0's.
     Backward runs the body's own VJPs in reverse per step: nothing recurrence-specific is
     written anywhere.
     """

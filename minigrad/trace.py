@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import decimal
 import inspect
 import numbers
 import operator
@@ -129,6 +130,22 @@ def _tracer_array(self: Tracer, *args: Any, **kwargs: Any) -> Any:
 
 
 setattr(Tracer, "__array__", _tracer_array)  # noqa: B010
+
+
+def _read_requires_grad(self: Tracer) -> bool:
+    """A traced value's `.requires_grad`, noted by each trace it is a value of (a scan's
+    body read whether its carry needs a gradient, which may change after the first step)."""
+    trace = _ACTIVE.get()
+    while trace is not None:
+        value = trace.of.get(id(self))
+        if value is not None:
+            trace.grad_reads.append((value, self._requires_grad))
+        trace = trace.enclosing
+    return self._requires_grad
+
+
+setattr(Tracer, "requires_grad",  # noqa: B010
+        property(_read_requires_grad, Tensor.requires_grad.fset))  # type: ignore[attr-defined]
 setattr(Tracer, "data", property(_refused(".data")))  # noqa: B010 (mypy: a read-only property)
 # Nor its place in the caller's graph, which a program does not replay: a traced value has
 # no graph of its own (so is_leaf would say True of every one) and no gradient yet.
@@ -553,6 +570,9 @@ class Trace:
         self.retired: dict[int, str] = {}  # id(a tracer changed in place) -> how
         self.raw: dict[int, list[Tracer]] = {}  # id(an array) -> the raw tracers viewing it
         self.enclosing: Trace | None = None  # the trace this one runs in (set on entering)
+        # (a value, the answer) for each `.requires_grad` Python read of a traced value: a
+        # scan traces its body again where an answer it read would change (`require_grad`)
+        self.grad_reads: list[tuple[Value, bool]] = []
 
     def __enter__(self) -> Trace:
         self.enclosing = _ACTIVE.get()  # (a scan's body inside a compiled function's trace)
@@ -648,7 +668,7 @@ class Trace:
             # A parameter (or a value of an enclosing trace): an input of every run. An
             # array there (NumPy's, in eager mode) is an array here too, and the caller's.
             raw = self.enclosing is not None and self.enclosing.is_raw(x)
-            value = self._new(x._data, x.requires_grad and self.recording and not raw, raw)
+            value = self._new(x._data, x._requires_grad and self.recording and not raw, raw)
             self.inputs.append(value)
             self.captured.append((value, x))
             if raw:
@@ -818,10 +838,18 @@ def _where(site: tuple[Any, Any]) -> Any:
 
 
 def frozen(x: Any) -> Any:
-    """`x` (an option, a constant) as a hashable key of its value: a float by its bits, an
-    array by its bytes; something unknown and unhashable as a key equal to no other."""
+    """`x` (an option, a constant) as a hashable key of its value: a float by its bits (a
+    complex number by its parts', a Decimal by its digits: -0.0 is not 0.0), an array by its
+    bytes, a frozenset by its elements' keys in its order of iteration (which two equal sets
+    need not share); something unknown and unhashable as a key equal to no other."""
     if isinstance(x, float):  # (np.float64 too, which NumPy promotes as an array, not as 0.5)
         return type(x), struct.pack("<d", x)
+    if isinstance(x, complex):
+        return type(x), struct.pack("<dd", x.real, x.imag)
+    if isinstance(x, decimal.Decimal):  # (its sign, digits and exponent: str tells them)
+        return type(x), str(x)
+    if isinstance(x, frozenset):
+        return type(x), tuple(frozen(y) for y in x)
     if isinstance(x, (np.ndarray, np.generic)):
         return type(x), x.shape, x.dtype.str, x.tobytes()
     if isinstance(x, (tuple, list)):

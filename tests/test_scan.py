@@ -1300,6 +1300,112 @@ def test_a_zero_initial_state_is_traced_once():
     assert f.runs == 1
 
 
+@settings(max_examples=20, deadline=None)
+@given(copies=st.integers(1, 4), length=st.integers(1, 6), uses_carry=st.booleans(),
+       reverse=st.booleans(), seed=st.integers(0, 2**16))
+def test_a_state_returned_as_the_carry_and_as_several_ys_gets_the_loops_gradient(
+        copies, length, uses_carry, reverse, seed):
+    """`return h, (h, h)`: the loop's sweep adds a state's contributions from its stacks
+    newest first (the last y's first), then the next step's, and at the last step the
+    final carry's (used after the stacks were made) before the ys'. scan added the ys in
+    output order and the final carry last: xs' last row differed by an ulp with the carry
+    and two ys used (three terms), every row with three ys."""
+    rng = np.random.default_rng(seed)
+    W = mg.Tensor(rng.normal(size=(3, 3)) * 0.5, requires_grad=True)
+    X, H = rng.normal(size=(length, 2, 3)), rng.normal(size=(2, 3))
+    scales = rng.uniform(0.5, 4.0, size=copies + 1)
+
+    def f(c, x):
+        h = mg.tanh(c @ W + x)
+        return h, (h,) * copies
+
+    results = []
+    for run in (mg.scan, loop):
+        xs, h0 = mg.Tensor(X, requires_grad=True), mg.Tensor(H, requires_grad=True)
+        c, ys = run(f, h0, xs, reverse=reverse)
+        loss = ((c * scales[0]) ** 2).sum() if uses_carry else 0.0
+        for y, scale in zip(ys, scales[1:]):
+            loss = loss + ((y * scale) ** 2).sum()
+        loss.backward()
+        results.append([xs.grad, h0.grad, *take_grads([W])])
+    (xs_grad, h0_grad, w_grad), (xs_want, h0_want, w_want) = results
+    assert_bitwise(xs_grad, xs_want, "xs")
+    assert_bitwise(h0_grad, h0_want, "init")
+    assert_invariant_close(w_grad, w_want, length, "W")
+
+
+def test_a_body_deciding_on_whether_its_carry_needs_a_gradient_is_the_loop_or_an_error():
+    """scan traced f on step 0's carry (init needing no gradient) and marked the carry as
+    needing one afterwards (a weight in the body) without running f again: a body taking
+    `c * 2 if c.requires_grad else c * 3` took step 0's branch at every step, where the loop
+    takes it at step 0 only. f is now traced again with the later steps' flags: one body
+    cannot do both, so TraceError names the read; with init needing a gradient (every step
+    reads True), or a body reading the flag without acting on it, scan is the loop, bit for
+    bit. A second carry coming to need one only at step 2 (through the first) is caught too."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(4, 3))
+    W = mg.Tensor(rng.normal(size=(3, 3)) * 0.5, requires_grad=True)
+
+    def branches(c, x):
+        y = c * 2.0 if c.requires_grad else c * 3.0
+        return mg.tanh(y @ W + x), y
+
+    def reads(c, x):
+        assert c.requires_grad in (True, False)  # (a read, acted on alike)
+        return mg.tanh(c @ W + x), c * 2.0
+
+    with pytest.raises(mg.TraceError, match=r"requires_grad of carry 0 \(shape \(3,\)\), "
+                                            r"which is False at step 0 and True"):
+        mg.scan(branches, np.zeros(3), X)
+    for f, init in ((branches, mg.Tensor(np.zeros(3), requires_grad=True)),
+                    (reads, mg.Tensor(np.zeros(3))),
+                    (reads, mg.Tensor(np.ones(3), requires_grad=True))):
+        for run in (mg.scan, loop):
+            c, ys = run(f, init, X)
+            (c.sum() + (ys * ys).sum()).backward()
+            got = [c.data, ys.data, *take_grads([init, W])]
+            if run is mg.scan:
+                expected = got
+            else:  # (W's gradient: the loop's up to a reordered sum, as a weight's)
+                assert_bitwise(expected[0], got[0]), assert_bitwise(expected[1], got[1])
+                assert (expected[2] is None) == (got[2] is None) == (not init.requires_grad)
+                if init.requires_grad:
+                    assert_bitwise(expected[2], got[2])
+                assert_invariant_close(expected[3], got[3], len(X))
+
+    def second(c, x):  # b needs a gradient from step 2 on (a from step 1)
+        a, b = c
+        b_next = a + (b * 2.0 if b.requires_grad else b * 3.0)
+        return (mg.tanh(a @ W + x), b_next), None
+
+    with pytest.raises(mg.TraceError, match="requires_grad of carry 1"):
+        mg.scan(second, (mg.Tensor(np.zeros(3)), mg.Tensor(np.zeros(3))), X)
+
+
+def test_a_copy_of_a_carry_that_comes_to_need_a_gradient_raises_as_the_loop():
+    """`mg.Tensor(c)` of the carry: the loop raises TypeError at step 1, where c needs a
+    gradient (through W) and the copy would lose it; scan, tracing f on step 0's carry,
+    accepted the copy and silently dropped every gradient path through the carry. It raises
+    the loop's error now."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(4, 3))
+    W = mg.Tensor(rng.normal(size=(3, 3)) * 0.5, requires_grad=True)
+
+    def f(c, x):
+        return mg.tanh(mg.Tensor(c) @ W + x), c
+
+    errors = []
+    for run in (loop, mg.scan):
+        with pytest.raises(TypeError, match=r"Tensor\(t\): t \(shape \(3,\)\) requires grad") \
+                as error:
+            run(f, mg.Tensor(np.zeros(3)), X)
+        errors.append(str(error.value))
+    assert errors[0] == errors[1]
+    with mg.no_grad():  # (no gradient: nothing lost, as in the loop)
+        init = mg.Tensor(np.zeros(3))
+        assert_bitwise(mg.scan(f, init, X)[0], loop(f, init, X)[0])
+
+
 def test_a_rebound_module_parameter_is_seen_by_the_next_call():
     class Model(nn.Module):
         def __init__(self):

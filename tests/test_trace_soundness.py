@@ -15,6 +15,7 @@ import collections
 import contextlib
 import copy
 import dataclasses
+import decimal
 import functools
 import math
 import operator
@@ -420,6 +421,34 @@ def test_a_static_nan_keeps_its_bits():
     """NaN and -NaN (the sign bit set) are different static values: x / -NaN is -NaN."""
     static_divisions([math.nan, 1.0, math.nan, -math.nan, math.nan, np.float64(-math.nan),
                       np.float64(math.nan)])
+
+
+def test_statics_equal_in_python_but_not_in_bits_trace_apart():
+    """frozenset({-0.0}) == frozenset({0.0}), complex(-0.0, 1) == complex(0.0, 1), Decimal('-0')
+    == Decimal('0'), and two equal frozensets may iterate in other orders (3.0 and 11.0
+    share a hash slot: the first put in comes first): each is its own signature, so that
+    no call replays the program another traced."""
+    def scaled(x, scales):
+        for s in scales:
+            x = x * float(s.real if isinstance(s, complex) else s)
+        return x
+
+    x = mg.Tensor([0.1, 0.7, 2.0, -0.3], requires_grad=True)
+    pairs = [(frozenset({0.0}), frozenset({-0.0})),
+             ((complex(0.0, 1.0),), (complex(-0.0, 1.0),)),
+             ((decimal.Decimal("0"),), (decimal.Decimal("-0"),)),
+             (frozenset([3.0, 11.0]), frozenset([11.0, 3.0]))]
+    for first, second in pairs:
+        assert first == second and hash(first) == hash(second)
+        step = mg.compile(scaled)
+        for statics in (first, second, first):
+            expected = outcome(scaled, (x, statics), [x], np.ones(4))
+            actual = outcome(step, (x, statics), [x], np.ones(4))
+            assert_same_bits(actual[0], expected[0], f"scaled by {statics!r}")
+            assert_same_bits(actual[1], expected[1], f"x.grad, scaled by {statics!r}")
+        assert step.signatures == 2, (first, second)
+    # (the bits do differ: else the check above would not tell)
+    assert not np.array_equal(scaled(x, pairs[3][0]).data, scaled(x, pairs[3][1]).data)
 
 
 def _layout_sensitive_loss(h0: Any, xs: Any) -> mg.Tensor:
@@ -2949,3 +2978,72 @@ def test_a_module_attribute_set_by_another_thread_while_tracing_fails_no_call():
         want = fn(x)
         want.backward()
         assert got[0] == want.item() and got[1].tobytes() == w.grad.tobytes()
+
+
+LAYERS: list = []
+
+
+def _head(h):  # a helper of this file reading a global list of layers
+    return LAYERS[0](h)
+
+
+def _loss(x, scale):
+    return _head(x).sum() * scale
+
+
+class _Scaled:  # a callable object, not a module
+    def __call__(self, x):
+        return LAYERS[0](x).sum() * 3.0
+
+
+def test_a_swap_is_seen_from_every_kind_of_fn():
+    """The fourth hunt of compile: `_held` walked the globals and helper functions of fn's
+    file only for a plain function or a bound method, so a swap in a global list of layers
+    replayed the old layer for `compile(module)` (its forward reads the list), for a
+    partial, for a callable object, for `net.loss` calling `self.head` (a method reading the
+    list), and for a module held by another whose forward reads it; and a class attribute's
+    list (`Net.blocks[0] = other`) was not watched at all. Ordinary state that changes each
+    call (a log of losses, a step counter) still traces nothing again."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 2))
+    layers = [nn.Linear(2, 2, rng=rng) for _ in range(2)]
+
+    class Net(nn.Module):
+        blocks = [layers[0]]
+        history: list = []  # (a log of the losses: watched, it would trace every call)
+
+        def head(self, h):
+            return LAYERS[0](h)
+
+        def loss(self, x):
+            return self.head(x).sum()
+
+        def forward(self, x):
+            return LAYERS[0](x).sum()
+
+        def by_class_attribute(self, x):
+            return self.blocks[0](x).sum()
+
+    class Outer(nn.Module):
+        def __init__(self):
+            self.inner = Net()
+
+        def forward(self, x):
+            return self.inner(x) * 2.0
+
+    net = Net()
+    fns = [net, net.loss, functools.partial(_loss, scale=2.0), _Scaled(), Outer(),
+           net.by_class_attribute]
+    for fn in fns:
+        LAYERS[:], Net.blocks[0] = [layers[0]], layers[0]
+        step = mg.compile(fn)
+        assert_same_bits(step(x).data, fn(x).data, f"{fn!r}, traced")
+        LAYERS[0], Net.blocks[0] = layers[1], layers[1]
+        assert_same_bits(step(x).data, fn(x).data, f"{fn!r}, after the swap")
+        assert step.traces == 2
+
+    step = mg.compile(net)
+    for i in range(4):
+        Net.counter = i  # (a class attribute rebound: a number, not watched)
+        Net.history.append(step(x))
+    assert step.traces == 1
