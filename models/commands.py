@@ -26,7 +26,7 @@ from .adder import Adder
 from .data import addition_data, bits_to_int, encode_sum, format_sample
 from .presets import AdderConfig, CounterTraining, TrainConfig
 from .progress import ProgressBar
-from .training import Progress
+from .training import Progress, percent
 
 __all__ = [
     "AdderTraining",
@@ -322,7 +322,7 @@ def train_adder(training: AdderTraining, outputs: Outputs = Outputs(), *,
             print(f"wrote {written}", file=out)
     if not run.learned():
         tried = (f"after {training.restarts + 1} starts " if training.restarts else "")
-        _warn(err, f"the adder did not learn to add {tried}({100 * run.accuracy.sums:.2f}% of "
+        _warn(err, f"the adder did not learn to add {tried}({percent(run.accuracy.sums)} of "
                    f"held-out sums right): try --restarts N, another --seed, more --epochs or "
                    f"another --lr")
     return 0

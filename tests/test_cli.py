@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import minigrad
@@ -31,6 +33,7 @@ from minigrad.models.comparison import ENGINE_NAMES
 from minigrad.models.counter import Counter
 from minigrad.models.data import counting_data
 from minigrad.models.presets import PRESET_DESCRIPTIONS, PRESETS, CounterTraining
+from minigrad.models.training import Accuracy, percent
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300  # seconds; only a guard against a hang, never an assertion on speed
@@ -254,6 +257,44 @@ def test_train_adder_restarts_from_a_fresh_initialisation(run):
                                                                                   "seed 1"]
     check_sums(lines, n_bits=7)
     assert held_out(lines) == (100.0, 100.0, 1000, 1)
+
+
+# --- percentages: never rounded to all or nothing ---------------------------------------
+
+
+@given(st.floats(0, 1))
+def test_a_percentage_is_100_or_0_only_when_exact(fraction):
+    shown = float(percent(fraction).removesuffix("%"))
+    assert (shown == 100) == (fraction == 1) and (shown == 0) == (fraction == 0)
+    assert abs(shown - 100 * fraction) <= 0.01 + 1e-9  # two decimals, at most a step off
+
+
+NEARLY_ALL = Accuracy(bits=1 - 1e-6, sums=99_999 / 100_000)  # one sum of 100,000 wrong
+
+
+def test_an_adder_one_sum_short_of_all_is_not_shown_as_100_percent(run, monkeypatch, tmp_path):
+    # 99,999 of 100,000 printed "100.00% of whole sums", then "did not learn to add
+    # (100.00% ...)" and "100.00% ... below 100%: restarting".
+    monkeypatch.setattr(runs, "evaluate_adder", lambda *args, **kwargs: NEARLY_ALL)
+    path = tmp_path / "adder.npz"
+    lines, warning = warned(run("train", "adder", "--restarts", "1", "--save", str(path)))
+    assert lines.count("seed 1: 99.99% of bits, 99.99% of whole sums on 1000 held-out "
+                       "sums") == 1
+    assert lines.count("below 100%: restarting from a fresh initialisation") == 1
+    assert held_out(lines)[:2] == (99.99, 99.99)
+    assert "(99.99% of held-out sums right)" in warning
+    evaluated = succeeded(run("eval", "adder", "--model", str(path)))
+    assert "99.99% of bits, 99.99% of whole sums on 1000 held-out sums" in evaluated[0]
+
+
+def test_a_counter_one_count_short_of_all_is_not_shown_as_100_percent(run, monkeypatch,
+                                                                      tmp_path):
+    path = tmp_path / "counter.npz"
+    succeeded(run("train", "counter", "--quiet", "--save", str(path)))
+    monkeypatch.setattr(runs, "evaluate_counter",
+                        lambda *args, **kwargs: runs.CountAccuracy(1 - 1e-5, 1e-7))
+    lines = succeeded(run("eval", "counter", "--model", str(path)))
+    assert ": 99.99% of counts right, mean error 1e-07 on 1000 fresh" in lines[0]
 
 
 def test_console_script():
