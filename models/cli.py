@@ -15,8 +15,9 @@ Every command runs NumPy's BLAS on one thread (`--threads N`, before or after th
 to change it): the models' matrices are small, and more threads only wait on each other.
 Exit status: 0 done (a training run that did not learn ends with a warning line on stderr;
 output piped into a reader that stops early, like `head`, is dropped while the command runs
-to the end, saving and drawing as asked), 2 a bad option or file, or standard output that
-could not be written (one line on stderr), 130 interrupted.
+to the end, saving and drawing as asked; so is a warning or error that stderr cannot take,
+the status staying the same), 2 a bad option or file, or standard output that could not be
+written, full or closed (one line on stderr, after saving), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import dataclasses
+import errno
 import inspect
 import io
 import os
@@ -460,56 +462,63 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 class _StandardOutput(io.TextIOBase):
-    """sys.stdout for the length of a command, outliving its reader: once a write fails (a
-    pipe closed early, as by `| head`; a full disk), the rest of the output is dropped and
-    the command goes on, so that a training run still saves its model and draws its
+    """sys.stdout (or sys.stderr) for the length of a command, outliving its reader: once a
+    write fails (a pipe closed early, as by `| head`; a full disk; a stream closed, or none
+    at all when the command starts with it closed: `>&-`), the rest of the output is dropped
+    and the command goes on, so that a training run still saves its model and draws its
     figures. `failure` is the first error (None while all is written)."""
 
-    def __init__(self, stream: TextIO):
+    def __init__(self, stream: TextIO | None):
         super().__init__()
         self.stream = stream
-        self.failure: OSError | None = None
+        self.failure: OSError | ValueError | None = None
+        if stream is None:  # (Python sets sys.stdout to None when its descriptor is closed)
+            self.failure = OSError(errno.EBADF, "it is closed")
 
     def write(self, text: str) -> int:
         if self.failure is None:
+            assert self.stream is not None
             try:
                 self.stream.write(text)
-            except OSError as error:
+            except (OSError, ValueError) as error:  # (ValueError: a stream closed under it)
                 self._drop(error)
         return len(text)
 
     def flush(self) -> None:
         # (not a stream closed under it: io's finaliser flushes this one when it goes)
         if self.failure is None and not getattr(self.stream, "closed", False):
+            assert self.stream is not None
             try:
                 self.stream.flush()
-            except OSError as error:
+            except (OSError, ValueError) as error:
                 self._drop(error)
 
     def isatty(self) -> bool:
-        return self.failure is None and self.stream.isatty()
+        return self.failure is None and self.stream is not None and self.stream.isatty()
 
     def fileno(self) -> int:
+        if self.stream is None:
+            raise io.UnsupportedOperation("the stream is closed")
         return self.stream.fileno()
 
     @property
     def encoding(self) -> str:  # type: ignore[override]  # read-only, as sys.stdout.encoding
-        return getattr(self.stream, "encoding", "utf-8")
+        return getattr(self.stream, "encoding", None) or "utf-8"
 
-    def _drop(self, error: OSError) -> None:
+    def _drop(self, error: OSError | ValueError) -> None:
         self.failure = error
         # What the stream still holds would fail again when Python flushes it at exit:
         # point its file descriptor at os.devnull instead.
         try:
-            descriptor = self.stream.fileno()
-        except (OSError, ValueError):  # not a file (a test's capture)
+            descriptor = self.fileno()
+        except (OSError, ValueError):  # not a file (a test's capture), or closed
             return
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, descriptor)
         os.close(null)
 
 
-def _lost_output(failure: OSError, args: argparse.Namespace) -> str:
+def _lost_output(failure: OSError | ValueError, args: argparse.Namespace) -> str:
     """The error line for standard output that could not be written, saying what the
     command still did."""
     done = []
@@ -520,7 +529,8 @@ def _lost_output(failure: OSError, args: argparse.Namespace) -> str:
     if getattr(args, "command", None) == "train" and not done:
         done.append("without --save the model was not kept")
     finished = f"; the command ran to the end: {' and '.join(done)}" if done else ""
-    return (f"cannot write to standard output ({failure.strerror or failure}): the rest of "
+    reason = getattr(failure, "strerror", None) or failure
+    return (f"cannot write to standard output ({reason}): the rest of "
             f"the output was dropped{finished}")
 
 
@@ -546,10 +556,29 @@ def pin_malloc() -> None:
         mallopt(parameter, value)
 
 
+def _hold_closed_descriptors() -> None:
+    """Open os.devnull as standard output and error where they are closed (`>&-`): else the
+    next file opened, a model being saved, takes the number, and what C code writes to
+    stdout or stderr (a BLAS library's warning) would land in it."""
+    for descriptor in (1, 2):
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != descriptor:
+                os.dup2(null, descriptor)
+                os.close(null)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     pin_malloc()
+    _hold_closed_descriptors()
     output = _StandardOutput(sys.stdout)
     sys.stdout = output  # type: ignore[assignment]  # a TextIO in all but name
+    # Warnings and errors too: one that cannot be written (`2>&1 | head -1`, `2>&-`) is
+    # dropped, and the command's exit status stays what it did.
+    errors = _StandardOutput(sys.stderr)
+    sys.stderr = errors  # type: ignore[assignment]
     args = argparse.Namespace()  # (none parsed: help printed)
     try:
         parser = build_parser()
@@ -567,16 +596,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 code = _run(args)
         output.flush()
+        failure = _lost(output)
+        if failure is not None and code == 0:  # (a failed command said why)
+            print(f"minigrad: error: {_lost_output(failure, args)}", file=sys.stderr)
+            code = 2
     finally:
-        sys.stdout = output.stream
-    failure = _lost(output)
-    if failure is None or code != 0:  # (a failed command said why)
-        return code
-    print(f"minigrad: error: {_lost_output(failure, args)}", file=sys.stderr)
-    return 2
+        errors.flush()
+        sys.stdout, sys.stderr = output.stream, errors.stream  # type: ignore[assignment]
+    return code
 
 
-def _lost(output: _StandardOutput) -> OSError | None:
+def _lost(output: _StandardOutput) -> OSError | ValueError | None:
     """The error that standard output failed with, if not a pipe closed early: output piped
     into `head` and the like is not an error."""
     return None if isinstance(output.failure, BrokenPipeError) else output.failure

@@ -353,6 +353,87 @@ def test_a_full_standard_output_says_so_after_saving(tmp_path):
     assert isinstance(checkpoints.load_counter(path), Counter)
 
 
+def closed(*args: str, streams: str = ">&-", **popen) -> subprocess.Popen:
+    """`minigrad args` started with standard output (or error: "2>&-") closed, as a shell
+    does; Python then sets sys.stdout (sys.stderr) to None."""
+    return subprocess.Popen(["sh", "-c", f'exec "$0" "$@" {streams}', sys.executable,
+                             str(ROOT / "minigrad_command.py"), *args],
+                            cwd=ROOT, text=True, **popen)
+
+
+@pytest.mark.parametrize("model", ["counter", "adder"])
+@pytest.mark.parametrize("quiet", [[], ["--quiet"]])
+def test_a_closed_standard_output_says_so_after_saving(tmp_path, model, quiet):
+    # `minigrad train adder --save x >&-` ended in a traceback (sys.stdout is None), exit 1,
+    # and the model was not saved.
+    path = tmp_path / "model.npz"
+    process = closed("train", model, *quiet, "--save", str(path), stderr=subprocess.PIPE)
+    err = process.stderr.read()
+    assert process.wait(timeout=TIMEOUT) == 2
+    assert err == ("minigrad: error: cannot write to standard output (it is closed): the rest "
+                   "of the output was dropped; the command ran to the end: the model was "
+                   f"saved to {path}\n")
+    load = checkpoints.load_counter if model == "counter" else checkpoints.load_adder
+    load(path)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["eval", "adder"], ["add", "3", "4"]])
+def test_other_commands_with_a_closed_standard_output_say_so(saved_adder, args):
+    model = ["--model", str(saved_adder)] if len(args) > 1 else []
+    process = closed(*args, *model, stderr=subprocess.PIPE)
+    err = process.stderr.read()
+    assert process.wait(timeout=TIMEOUT) == 2
+    assert err == ("minigrad: error: cannot write to standard output (it is closed): the rest "
+                   "of the output was dropped\n")
+
+
+@pytest.mark.parametrize("args, code", [
+    (["train", "adder", "--lr", "0", "--quiet"], 0),  # ends with a warning
+    (["eval", "adder", "--model", "missing.npz"], 2),  # an error
+])
+def test_a_closed_standard_error_keeps_the_exit_status(tmp_path, args, code):
+    path = tmp_path / "model.npz"
+    save = ["--save", str(path)] if args[0] == "train" else []
+    process = closed(*args, *save, streams="2>&-", stdout=subprocess.PIPE)
+    out = process.stdout.read()
+    assert process.wait(timeout=TIMEOUT) == code
+    assert "minigrad: " not in out  # (print's file=None is stdout: a warning went there)
+    if save:
+        assert f"saved the small adder to {path}" in out
+        checkpoints.load_adder(path)
+
+
+@pytest.mark.parametrize("lines_read", [0, 1])
+def test_a_warning_into_a_reader_that_stopped_early_exits_0(tmp_path, lines_read):
+    # `minigrad train adder --lr 0 --save x 2>&1 | head -1` exited 1: the warning met the
+    # closed pipe, and so did the error line about it.
+    path = tmp_path / "model.npz"
+    args = [sys.executable, str(ROOT / "minigrad_command.py"), "train", "adder", "--lr", "0",
+            "--save", str(path)]
+    if lines_read == 0:
+        reader, writer = os.pipe()
+        os.close(reader)
+        process = subprocess.Popen(args, cwd=ROOT, stdout=writer, stderr=writer)
+        os.close(writer)
+    else:
+        process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        assert process.stdout.readline().startswith("Training the ")
+        process.stdout.close()
+    assert process.wait(timeout=TIMEOUT) == 0
+    checkpoints.load_adder(path)
+
+
+def test_a_broken_standard_error_keeps_an_errors_exit_status(tmp_path):
+    reader, writer = os.pipe()
+    os.close(reader)
+    process = subprocess.Popen([sys.executable, str(ROOT / "minigrad_command.py"), "eval",
+                                "adder", "--model", str(tmp_path / "missing.npz")],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=writer)
+    os.close(writer)
+    assert process.wait(timeout=TIMEOUT) == 2
+
+
 # --- output paths are checked before training -----------------------------------------------
 
 
