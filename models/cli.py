@@ -466,7 +466,9 @@ class _StandardOutput(io.TextIOBase):
     write fails (a pipe closed early, as by `| head`; a full disk; a stream closed, or none
     at all when the command starts with it closed: `>&-`), the rest of the output is dropped
     and the command goes on, so that a training run still saves its model and draws its
-    figures. `failure` is the first error (None while all is written)."""
+    figures. Text the stream's encoding cannot hold (a path's "ü" under
+    PYTHONIOENCODING=ascii) is written with backslash escapes. `failure` is the first error
+    (None while all is written)."""
 
     def __init__(self, stream: TextIO | None):
         super().__init__()
@@ -479,7 +481,10 @@ class _StandardOutput(io.TextIOBase):
         if self.failure is None:
             assert self.stream is not None
             try:
-                self.stream.write(text)
+                try:
+                    self.stream.write(text)
+                except UnicodeEncodeError:
+                    self.stream.write(_escaped(text, self.encoding))
             except (OSError, ValueError) as error:  # (ValueError: a stream closed under it)
                 self._drop(error)
         return len(text)
@@ -516,6 +521,11 @@ class _StandardOutput(io.TextIOBase):
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, descriptor)
         os.close(null)
+
+
+def _escaped(text: str, encoding: str) -> str:
+    """`text` with what `encoding` cannot hold as backslash escapes (ü as \\xfc)."""
+    return text.encode(encoding, "backslashreplace").decode(encoding)
 
 
 def _lost_output(failure: OSError | ValueError, args: argparse.Namespace) -> str:

@@ -434,6 +434,23 @@ def test_a_broken_standard_error_keeps_an_errors_exit_status(tmp_path):
     assert process.wait(timeout=TIMEOUT) == 2
 
 
+def test_what_the_output_encoding_cannot_hold_is_escaped_and_the_run_goes_on(tmp_path):
+    # PYTHONIOENCODING=ascii: "saved the counter to ü.npz" ended the command with exit 2
+    # and a codec's message, after saving and before drawing the figures.
+    pytest.importorskip("matplotlib")
+    path, figures = tmp_path / "ü.npz", tmp_path / "figures"
+    process = command("train", "counter", "--quiet", "--save", str(path), "--plot",
+                      str(figures), stdout=subprocess.PIPE,
+                      env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    out, err = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0 and err == ""
+    escaped = str(path).encode("ascii", "backslashreplace").decode("ascii")
+    assert f"saved the counter to {escaped}" in out.splitlines()
+    assert sorted(p.name for p in figures.iterdir()) == ["counter_gradients.png",
+                                                         "counter_loss_surface.png"]
+    assert isinstance(checkpoints.load_counter(path), Counter)
+
+
 # --- output paths are checked before training -----------------------------------------------
 
 
