@@ -39,6 +39,15 @@ GRADIENT_POINTS: tuple[tuple[float, float, str], ...] = (
 )
 
 
+# The files `counter_figures` and `adder_figure` write into their directory.
+COUNTER_FIGURES = ("counter_loss_surface.png", "counter_gradients.png")
+
+
+def adder_figure_name(preset: str) -> str:
+    """The file name of `adder_figure`'s figure of a `preset` run."""
+    return f"adder_{preset}_training.png"
+
+
 class MatplotlibMissing(ImportError):
     """matplotlib is not installed; the message says how to install it."""
 
@@ -201,11 +210,9 @@ def plot_adder_training(losses: Sequence[float], accuracy_curve: Sequence[tuple[
 def counter_figures(run: CounterRun, directory: str | os.PathLike) -> list[str]:
     """The counter's two figures in `directory`: the loss surface with the run's path of
     (w_x, w_rec), and the gradient per timestep at the four points of `GRADIENT_POINTS`."""
-    return [
-        plot_counter_loss_surface(run.X, run.t, run.path,
-                                  os.path.join(directory, "counter_loss_surface.png")),
-        plot_counter_gradients(run.X, run.t, os.path.join(directory, "counter_gradients.png")),
-    ]
+    surface, gradients = (os.path.join(directory, name) for name in COUNTER_FIGURES)
+    return [plot_counter_loss_surface(run.X, run.t, run.path, surface),
+            plot_counter_gradients(run.X, run.t, gradients)]
 
 
 def adder_figure(run: AdderRun, settings: TrainConfig, preset: str, test_samples: int,
@@ -216,6 +223,6 @@ def adder_figure(run: AdderRun, settings: TrainConfig, preset: str, test_samples
              f"{settings.optimizer} lr {settings.lr:g}")
     return plot_adder_training(
         run.history.losses, run.accuracy_curve,
-        os.path.join(directory, f"adder_{preset}_training.png"),
+        os.path.join(directory, adder_figure_name(preset)),
         steps_per_epoch=settings.steps_per_epoch, title=title,
         accuracy_title=f"accuracy on {test_samples} held-out sums, during training")

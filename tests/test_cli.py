@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import minigrad
-from minigrad.models import checkpoints, cli, commands, runs
+from minigrad.models import checkpoints, cli, commands, plots, runs
 from minigrad.models.adder import Adder
 from minigrad.models.cli import build_parser, main
 from minigrad.models.comparison import ENGINE_NAMES
@@ -571,6 +571,60 @@ def test_a_plot_directory_where_the_model_goes_is_refused_before_training(
     assert error == (f"minigrad: error: --plot {figures}: the figures' directory would be "
                      f"where --save {save} writes the model's file; give them different paths")
     assert list(tmp_path.iterdir()) == []
+
+
+FIGURES = [("counter", name) for name in plots.COUNTER_FIGURES] + [
+    ("adder", plots.adder_figure_name("small"))]
+
+
+@pytest.mark.parametrize("model, name", FIGURES)
+@pytest.mark.parametrize("spelling", ["same", "through a link"])
+def test_a_save_path_that_is_a_figure_is_refused_before_training(
+        run, tmp_path, no_training, model, name, spelling):
+    # `train counter --save fx/counter_gradients.png --plot fx` saved the model, then drew
+    # the figure over it (exit 0, "saved the counter to ...").
+    pytest.importorskip("matplotlib")
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    folder = figures
+    if spelling == "through a link":
+        folder = tmp_path / "link"
+        folder.symlink_to(figures)
+    save = folder / name
+    before = sorted(tmp_path.rglob("*"))
+    error = one_line_error(run("train", model, "--save", str(save), "--plot", str(figures)))
+    assert error == (f"minigrad: error: --save {save}: it is the figure {figures / name} that "
+                     f"--plot {figures} draws, which would replace the model; give the model "
+                     f"another name")
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+def _read_only(path, monkeypatch):
+    path.write_bytes(b"an old figure")
+    path.chmod(0o444)
+    access = os.access  # (root may write a read-only file: os.access says yes to it)
+    monkeypatch.setattr(os, "access", lambda p, mode, **kwargs: (
+        not mode & os.W_OK and access(p, mode)) if os.fspath(p) == str(path)
+        else access(p, mode, **kwargs))
+
+
+@pytest.mark.parametrize("model, name", FIGURES)
+@pytest.mark.parametrize("kind", ["read-only", "a directory"])
+def test_a_figure_that_cannot_be_replaced_is_refused_before_training(
+        run, tmp_path, monkeypatch, no_training, model, name, kind):
+    # --save refused a read-only model before training; --plot replaced a read-only figure.
+    pytest.importorskip("matplotlib")
+    figure = tmp_path / name
+    if kind == "read-only":
+        _read_only(figure, monkeypatch)
+    else:
+        figure.mkdir()
+    before = _entries(tmp_path)
+    error = one_line_error(run("train", model, "--plot", str(tmp_path)))
+    problem = "it is read-only" if kind == "read-only" else "it is a directory, not a regular file"
+    assert error == (f"minigrad: error: --plot {tmp_path}: cannot replace the figure {figure}: "
+                     f"{problem} (left as it is)")
+    assert _entries(tmp_path) == before
 
 
 def test_a_directory_a_file_system_refuses_is_refused_before_training(run, no_training):

@@ -3,6 +3,7 @@ matplotlib is one line and exit 2, and the numbers behind the figures are right.
 
 import builtins
 import dataclasses
+import errno
 import os
 import stat
 
@@ -183,15 +184,26 @@ def test_a_figure_gets_a_plain_files_permissions_and_keeps_a_private_ones(matplo
 
 
 def test_a_figure_that_cannot_be_written_names_plot_and_the_saved_model(matplotlib, tmp_path,
-                                                                        capsys):
+                                                                        capsys, monkeypatch):
+    from matplotlib.figure import Figure
+
+    savefig, drawn = Figure.savefig, []
+
+    def full_disk(self, file, **kwargs):  # the second figure, counter_gradients.png, fails
+        # (a file in the way of a figure is refused before training)
+        drawn.append(self)
+        if len(drawn) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        savefig(self, file, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
     figures = tmp_path / "figures"
-    (figures / "counter_gradients.png").mkdir(parents=True)  # in the way of a figure
     model = tmp_path / "counter.npz"
     assert main(["train", "counter", "--quiet", "--plot", str(figures),
                  "--save", str(model)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"minigrad: error: --plot {figures}: cannot draw the figures: Is a "
-                   f"directory: {figures / 'counter_gradients.png'} (the model was saved to "
-                   f"{model})\n")
+    assert err == (f"minigrad: error: --plot {figures}: cannot draw the figures: "
+                   f"{os.strerror(errno.ENOSPC)}: {figures / 'counter_gradients.png'} (the "
+                   f"model was saved to {model})\n")
     assert model.exists()
     assert not [p for p in figures.iterdir() if p.name.startswith(".")]  # no temporary left
