@@ -17,12 +17,14 @@ Exit status: 0 done (a training run that did not learn ends with a warning line 
 output piped into a reader that stops early, like `head`, is dropped while the command runs
 to the end, saving and drawing as asked; so is a warning or error that stderr cannot take,
 the status staying the same), 2 a bad option or file, or standard output that could not be
-written, full or closed (one line on stderr, after saving), 130 interrupted.
+written, full or closed (one line on stderr, after saving), 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM): a file half written is removed, the old one kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import dataclasses
 import errno
@@ -30,8 +32,10 @@ import inspect
 import io
 import os
 import platform
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 import numpy as np
@@ -622,13 +626,38 @@ def _lost(output: _StandardOutput) -> OSError | ValueError | None:
     return None if isinstance(output.failure, BrokenPipeError) else output.failure
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is as Ctrl-C raises KeyboardInterrupt: a file half
+    written is removed the same way, and the command ends with one line, exit status 143."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises `_Terminated` for the length of the block, unless a handler other than
+    the default is set (or this is not the main thread, which alone may set one)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _run(args: argparse.Namespace) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         # Overflow and invalid values stop the run with one line instead of warnings and
         # a garbage result (underflow, e.g. exp(-1000) in sigmoid, is harmless).
         with (np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"),
-              threadpool_limits(args.threads or None, user_api="blas")):
+              threadpool_limits(args.threads or None, user_api="blas"),
+              _sigterm_as_interrupt()):
             return run(args)
     except _UsageError as error:
         print(f"minigrad: error: {error}", file=sys.stderr)
@@ -647,6 +676,9 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as error:  # a bad value or file: one line, as argparse does
         print(f"minigrad: error: {error}", file=sys.stderr)
         return 2
+    except _Terminated:
+        print("minigrad: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("minigrad: interrupted", file=sys.stderr)
         return 130

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from minigrad.serialization import _locked_temporary, _remove_leftovers, _temp_prefix
 
 from .counter import Counter
 from .diagnostics import counter_loss_surface, state_gradients
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 
 PLOT_HINT = ("--plot needs matplotlib: pip install matplotlib, or pip install -e \".[plot]\" "
              "in the minigrad checkout")
-
-_TEMP_SUFFIX = ".minigrad-tmp"  # a figure being written, renamed over the target when whole
 
 # The four points of the gradient figure in part 1 of "How to implement an RNN".
 GRADIENT_POINTS: tuple[tuple[float, float, str], ...] = (
@@ -68,26 +67,27 @@ def _figure(**kwargs: Any) -> Any:
 
 
 def _save(figure: Any, path: str | os.PathLike) -> str:
-    """Write `figure` to `path` as a whole or not at all: into a temporary file beside it,
-    then renamed over it. An interrupted write (Ctrl-C, a full disk) leaves the old file,
-    or none, and removes the temporary one. The format is the extension's (PNG without)."""
+    """Write `figure` to `path` as a whole or not at all, as `minigrad.save` writes a model:
+    into a temporary file beside it, then renamed over it. An interrupted write (Ctrl-C, a
+    full disk) leaves the old file, or none, and removes the temporary one; one left by a
+    process killed outright is removed by the next write to `path`. The format is the
+    extension's (PNG without)."""
     path = os.fspath(path)
     if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
     target = os.path.realpath(path)  # through a symbolic link, the file it points to
+    directory, prefix = os.path.dirname(target), _temp_prefix(target)
     extension = os.path.splitext(target)[1][1:].lower()
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(target), suffix=_TEMP_SUFFIX,
-                                         prefix=f".{os.path.basename(target)[:100]}.")
     try:
-        with os.fdopen(handle, "wb") as f:
-            os.chmod(temporary, _mode(target))  # mkstemp makes it private (0600)
+        _remove_leftovers(directory, prefix)
+        with _locked_temporary(directory, prefix, _mode(target)) as (f, temporary):
             figure.savefig(f, dpi=100, format=extension or "png")
-        os.replace(temporary, target)
-    except BaseException as error:
-        os.unlink(temporary)
-        if isinstance(error, OSError) and error.errno is not None:
-            raise OSError(error.errno, error.strerror, path) from error  # not the temporary
-        raise
+            f.flush()
+            os.replace(temporary, target)
+    except OSError as error:
+        if error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, path) from error  # not the temporary
     return path
 
 

@@ -451,6 +451,36 @@ def test_what_the_output_encoding_cannot_hold_is_escaped_and_the_run_goes_on(tmp
     assert isinstance(checkpoints.load_counter(path), Counter)
 
 
+# A real SIGTERM, delivered while the command writes a figure (its first, the counter's loss
+# surface), after part of it is written.
+TERMINATED_WHILE_DRAWING = """
+import os, signal, sys
+from matplotlib.figure import Figure
+def savefig(self, file, **kwargs):
+    file.write(b"part of a figure")
+    os.kill(os.getpid(), signal.SIGTERM)
+Figure.savefig = savefig
+from minigrad.models.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_drawing_removes_the_half_written_figure_and_exits_143(tmp_path):
+    # SIGTERM ended the command at once (exit 143 without a word), and left the figure's
+    # hidden temporary file behind.
+    pytest.importorskip("matplotlib")
+    figure = tmp_path / plots.COUNTER_FIGURES[0]
+    figure.write_bytes(b"a figure drawn earlier")
+    model = tmp_path / "counter.npz"
+    done = subprocess.run([sys.executable, "-c", TERMINATED_WHILE_DRAWING, "train", "counter",
+                           "--quiet", "--plot", str(tmp_path), "--save", str(model)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT,
+                          check=False)
+    assert (done.returncode, done.stderr) == (143, "minigrad: terminated\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [model.name, figure.name]
+    assert figure.read_bytes() == b"a figure drawn earlier"
+
+
 # --- output paths are checked before training -----------------------------------------------
 
 

@@ -158,6 +158,24 @@ def test_an_interrupted_figure_leaves_the_old_file_and_no_temporary(matplotlib, 
         assert list(tmp_path.iterdir()) == [path] and path.read_bytes() == before
 
 
+def test_a_temporary_left_by_a_killed_write_is_removed_by_the_next_write(matplotlib,
+                                                                         tmp_path):
+    # A process killed outright while it drew a figure (SIGKILL) leaves its hidden
+    # temporary: the next figure written to that path removes it, as minigrad.save does
+    # for a model's; another file's temporary is left alone.
+    from minigrad.models import plots
+
+    path = tmp_path / "gradients.png"
+    mine = tmp_path / ".gradients.png.k1ll3d00.minigrad-tmp"
+    other = tmp_path / ".surface.png.k1ll3d00.minigrad-tmp"
+    for leftover in (mine, other):
+        leftover.write_bytes(b"\x89PNG\r\n\x1a\n part of a figure")
+    X, t = counting_data(np.random.default_rng(0), 5, 4)
+    plots.plot_counter_gradients(X, t, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, path.name]
+    assert_not_blank(path)
+
+
 def test_a_figure_gets_a_plain_files_permissions_and_keeps_a_private_ones(matplotlib,
                                                                          tmp_path):
     from minigrad.models import plots
