@@ -13,6 +13,7 @@ commands:
 `train ... --plot DIR` draws the figures (needs matplotlib), `--save PATH` keeps the model.
 Every command runs NumPy's BLAS on one thread (`--threads N`, before or after the command,
 to change it): the models' matrices are small, and more threads only wait on each other.
+A seed trains the same model at the same thread count and BLAS kernel, not across them.
 Exit status: 0 done (a training run that did not learn ends with a warning line on stderr;
 output piped into a reader that stops early, like `head`, is dropped while the command runs
 to the end, saving and drawing as asked; so is a warning or error that stderr cannot take,
@@ -274,7 +275,10 @@ def _outputs(parser: argparse.ArgumentParser, model: str) -> None:
 
 _THREADS_HELP = ("threads of NumPy's BLAS, before or after the command; 0 leaves the "
                  "library's own setting (often one per core), slower for these small "
-                 "matrices (default: 1)")
+                 "matrices. Not only speed: BLAS sums in an order that depends on the "
+                 "count (and on its kernel, OPENBLAS_CORETYPE), so a seed trains the same "
+                 "model only at the same count and kernel; the default seeds are checked "
+                 "at 1 (default: 1)")
 
 
 def _threads(parser: argparse.ArgumentParser) -> None:

@@ -1004,6 +1004,16 @@ def test_train_help_says_save_and_plot_overwrite(run, model):
     assert "overwriting figures of the same names there" in text
 
 
+@pytest.mark.parametrize("model", ["counter", "adder"])
+def test_threads_help_says_the_count_can_change_the_trained_model(run, model):
+    """The large adder's default seed trains other weights at --threads 2 than at 1 (BLAS
+    sums in an order that depends on the count): the help said only that it was slower."""
+    text = " ".join(" ".join(succeeded(run("train", model, "--help"))).split())
+    assert ("a seed trains the same model only at the same count and kernel; the default "
+            "seeds are checked at 1 (default: 1)") in text
+    assert build_parser().parse_args(["train", model]).threads == 1
+
+
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_a_presets_description_states_its_operands_and_sums_widths(preset):
     """The small preset was "6-bit sums in 7 bits": its operands have 6 bits, its sums 7."""
