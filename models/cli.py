@@ -654,8 +654,20 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _file_state(path: str | None) -> tuple[int, ...] | None:
+    """What tells one file at `path` from the next: a save renames a new file over it."""
+    try:
+        status = os.stat(path) if path is not None else None
+    except OSError:
+        return None
+    return None if status is None else (status.st_dev, status.st_ino, status.st_size,
+                                        status.st_mtime_ns)
+
+
 def _run(args: argparse.Namespace) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
+    save = getattr(args, "save", None)
+    before = _file_state(save)
     try:
         # Overflow and invalid values stop the run with one line instead of warnings and
         # a garbage result (underflow, e.g. exp(-1000) in sigmoid, is harmless).
@@ -680,11 +692,14 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as error:  # a bad value or file: one line, as argparse does
         print(f"minigrad: error: {error}", file=sys.stderr)
         return 2
-    except _Terminated:
-        print("minigrad: terminated", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print("minigrad: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # (Ctrl-C, or SIGTERM: `_Terminated`)
+        # Stopped after the save's rename, the new model is there: say so.
+        saved = (f" (the model was saved to {save})"
+                 if save is not None and _file_state(save) != before else "")
+        if isinstance(interrupt, _Terminated):
+            print(f"minigrad: terminated{saved}", file=sys.stderr)
+            return 143
+        print(f"minigrad: interrupted{saved}", file=sys.stderr)
         return 130
     except OSError as error:  # a file that cannot be read or written after all
         print(f"minigrad: error: {error}", file=sys.stderr)

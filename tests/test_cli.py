@@ -476,9 +476,36 @@ def test_sigterm_while_drawing_removes_the_half_written_figure_and_exits_143(tmp
                            "--quiet", "--plot", str(tmp_path), "--save", str(model)],
                           capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT,
                           check=False)
-    assert (done.returncode, done.stderr) == (143, "minigrad: terminated\n")
+    assert (done.returncode, done.stderr) == (
+        143, f"minigrad: terminated (the model was saved to {model})\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == [model.name, figure.name]
     assert figure.read_bytes() == b"a figure drawn earlier"
+
+
+@pytest.mark.parametrize("when", ["after the rename", "while training"])
+def test_an_interrupt_says_whether_the_model_was_saved(run, tmp_path, monkeypatch, when):
+    # Ctrl-C after the save renamed the new model into place, before "saved the counter
+    # to ..." was printed, said only "interrupted".
+    path = tmp_path / "counter.npz"
+    path.write_bytes(b"an older model")
+    save = checkpoints.save_counter
+
+    def interrupted(*args, **kwargs):
+        if when == "after the rename":
+            save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoints, "save_counter", interrupted)
+    if when == "while training":
+        monkeypatch.setattr(runs, "train_counter", interrupted)
+    result = run("train", "counter", "--quiet", "--save", str(path))
+    assert result.returncode == 130
+    if when == "after the rename":
+        assert result.stderr == f"minigrad: interrupted (the model was saved to {path})\n"
+        assert isinstance(checkpoints.load_counter(path), Counter)
+    else:
+        assert result.stderr == "minigrad: interrupted\n"
+        assert path.read_bytes() == b"an older model"
 
 
 # --- output paths are checked before training -----------------------------------------------
