@@ -13,23 +13,30 @@ commands:
 `train ... --plot DIR` draws the figures (needs matplotlib), `--save PATH` keeps the model.
 Every command runs NumPy's BLAS on one thread (`--threads N`, before or after the command,
 to change it): the models' matrices are small, and more threads only wait on each other.
+A seed trains the same model at the same thread count and BLAS kernel, not across them.
 Exit status: 0 done (a training run that did not learn ends with a warning line on stderr;
 output piped into a reader that stops early, like `head`, is dropped while the command runs
-to the end, saving and drawing as asked), 2 a bad option or file, or standard output that
-could not be written (one line on stderr), 130 interrupted.
+to the end, saving and drawing as asked; so is a warning or error that stderr cannot take,
+the status staying the same), 2 a bad option or file, or standard output that could not be
+written, full or closed (one line on stderr, after saving), 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM): a file half written is removed, the old one kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import dataclasses
+import errno
 import inspect
 import io
 import os
 import platform
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 import numpy as np
@@ -268,7 +275,10 @@ def _outputs(parser: argparse.ArgumentParser, model: str) -> None:
 
 _THREADS_HELP = ("threads of NumPy's BLAS, before or after the command; 0 leaves the "
                  "library's own setting (often one per core), slower for these small "
-                 "matrices (default: 1)")
+                 "matrices. Not only speed: BLAS sums in an order that depends on the "
+                 "count (and on its kernel, OPENBLAS_CORETYPE), so a seed trains the same "
+                 "model only at the same count and kernel; the default seeds are checked "
+                 "at 1 (default: 1)")
 
 
 def _threads(parser: argparse.ArgumentParser) -> None:
@@ -460,56 +470,73 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 class _StandardOutput(io.TextIOBase):
-    """sys.stdout for the length of a command, outliving its reader: once a write fails (a
-    pipe closed early, as by `| head`; a full disk), the rest of the output is dropped and
-    the command goes on, so that a training run still saves its model and draws its
-    figures. `failure` is the first error (None while all is written)."""
+    """sys.stdout (or sys.stderr) for the length of a command, outliving its reader: once a
+    write fails (a pipe closed early, as by `| head`; a full disk; a stream closed, or none
+    at all when the command starts with it closed: `>&-`), the rest of the output is dropped
+    and the command goes on, so that a training run still saves its model and draws its
+    figures. Text the stream's encoding cannot hold (a path's "ü" under
+    PYTHONIOENCODING=ascii) is written with backslash escapes. `failure` is the first error
+    (None while all is written)."""
 
-    def __init__(self, stream: TextIO):
+    def __init__(self, stream: TextIO | None):
         super().__init__()
         self.stream = stream
-        self.failure: OSError | None = None
+        self.failure: OSError | ValueError | None = None
+        if stream is None:  # (Python sets sys.stdout to None when its descriptor is closed)
+            self.failure = OSError(errno.EBADF, "it is closed")
 
     def write(self, text: str) -> int:
         if self.failure is None:
+            assert self.stream is not None
             try:
-                self.stream.write(text)
-            except OSError as error:
+                try:
+                    self.stream.write(text)
+                except UnicodeEncodeError:
+                    self.stream.write(_escaped(text, self.encoding))
+            except (OSError, ValueError) as error:  # (ValueError: a stream closed under it)
                 self._drop(error)
         return len(text)
 
     def flush(self) -> None:
         # (not a stream closed under it: io's finaliser flushes this one when it goes)
         if self.failure is None and not getattr(self.stream, "closed", False):
+            assert self.stream is not None
             try:
                 self.stream.flush()
-            except OSError as error:
+            except (OSError, ValueError) as error:
                 self._drop(error)
 
     def isatty(self) -> bool:
-        return self.failure is None and self.stream.isatty()
+        return self.failure is None and self.stream is not None and self.stream.isatty()
 
     def fileno(self) -> int:
+        if self.stream is None:
+            raise io.UnsupportedOperation("the stream is closed")
         return self.stream.fileno()
 
     @property
     def encoding(self) -> str:  # type: ignore[override]  # read-only, as sys.stdout.encoding
-        return getattr(self.stream, "encoding", "utf-8")
+        return getattr(self.stream, "encoding", None) or "utf-8"
 
-    def _drop(self, error: OSError) -> None:
+    def _drop(self, error: OSError | ValueError) -> None:
         self.failure = error
         # What the stream still holds would fail again when Python flushes it at exit:
         # point its file descriptor at os.devnull instead.
         try:
-            descriptor = self.stream.fileno()
-        except (OSError, ValueError):  # not a file (a test's capture)
+            descriptor = self.fileno()
+        except (OSError, ValueError):  # not a file (a test's capture), or closed
             return
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, descriptor)
         os.close(null)
 
 
-def _lost_output(failure: OSError, args: argparse.Namespace) -> str:
+def _escaped(text: str, encoding: str) -> str:
+    """`text` with what `encoding` cannot hold as backslash escapes (ü as \\xfc)."""
+    return text.encode(encoding, "backslashreplace").decode(encoding)
+
+
+def _lost_output(failure: OSError | ValueError, args: argparse.Namespace) -> str:
     """The error line for standard output that could not be written, saying what the
     command still did."""
     done = []
@@ -520,7 +547,8 @@ def _lost_output(failure: OSError, args: argparse.Namespace) -> str:
     if getattr(args, "command", None) == "train" and not done:
         done.append("without --save the model was not kept")
     finished = f"; the command ran to the end: {' and '.join(done)}" if done else ""
-    return (f"cannot write to standard output ({failure.strerror or failure}): the rest of "
+    reason = getattr(failure, "strerror", None) or failure
+    return (f"cannot write to standard output ({reason}): the rest of "
             f"the output was dropped{finished}")
 
 
@@ -546,10 +574,29 @@ def pin_malloc() -> None:
         mallopt(parameter, value)
 
 
+def _hold_closed_descriptors() -> None:
+    """Open os.devnull as standard output and error where they are closed (`>&-`): else the
+    next file opened, a model being saved, takes the number, and what C code writes to
+    stdout or stderr (a BLAS library's warning) would land in it."""
+    for descriptor in (1, 2):
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != descriptor:
+                os.dup2(null, descriptor)
+                os.close(null)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     pin_malloc()
+    _hold_closed_descriptors()
     output = _StandardOutput(sys.stdout)
     sys.stdout = output  # type: ignore[assignment]  # a TextIO in all but name
+    # Warnings and errors too: one that cannot be written (`2>&1 | head -1`, `2>&-`) is
+    # dropped, and the command's exit status stays what it did.
+    errors = _StandardOutput(sys.stderr)
+    sys.stderr = errors  # type: ignore[assignment]
     args = argparse.Namespace()  # (none parsed: help printed)
     try:
         parser = build_parser()
@@ -567,28 +614,66 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 code = _run(args)
         output.flush()
+        failure = _lost(output)
+        if failure is not None and code == 0:  # (a failed command said why)
+            print(f"minigrad: error: {_lost_output(failure, args)}", file=sys.stderr)
+            code = 2
     finally:
-        sys.stdout = output.stream
-    failure = _lost(output)
-    if failure is None or code != 0:  # (a failed command said why)
-        return code
-    print(f"minigrad: error: {_lost_output(failure, args)}", file=sys.stderr)
-    return 2
+        errors.flush()
+        sys.stdout, sys.stderr = output.stream, errors.stream  # type: ignore[assignment]
+    return code
 
 
-def _lost(output: _StandardOutput) -> OSError | None:
+def _lost(output: _StandardOutput) -> OSError | ValueError | None:
     """The error that standard output failed with, if not a pipe closed early: output piped
     into `head` and the like is not an error."""
     return None if isinstance(output.failure, BrokenPipeError) else output.failure
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is as Ctrl-C raises KeyboardInterrupt: a file half
+    written is removed the same way, and the command ends with one line, exit status 143."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises `_Terminated` for the length of the block, unless a handler other than
+    the default is set (or this is not the main thread, which alone may set one)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _file_state(path: str | None) -> tuple[int, ...] | None:
+    """What tells one file at `path` from the next: a save renames a new file over it."""
+    try:
+        status = os.stat(path) if path is not None else None
+    except OSError:
+        return None
+    return None if status is None else (status.st_dev, status.st_ino, status.st_size,
+                                        status.st_mtime_ns)
+
+
 def _run(args: argparse.Namespace) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
+    save = getattr(args, "save", None)
+    before = _file_state(save)
     try:
         # Overflow and invalid values stop the run with one line instead of warnings and
         # a garbage result (underflow, e.g. exp(-1000) in sigmoid, is harmless).
         with (np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"),
-              threadpool_limits(args.threads or None, user_api="blas")):
+              threadpool_limits(args.threads or None, user_api="blas"),
+              _sigterm_as_interrupt()):
             return run(args)
     except _UsageError as error:
         print(f"minigrad: error: {error}", file=sys.stderr)
@@ -607,8 +692,14 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as error:  # a bad value or file: one line, as argparse does
         print(f"minigrad: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("minigrad: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # (Ctrl-C, or SIGTERM: `_Terminated`)
+        # Stopped after the save's rename, the new model is there: say so.
+        saved = (f" (the model was saved to {save})"
+                 if save is not None and _file_state(save) != before else "")
+        if isinstance(interrupt, _Terminated):
+            print(f"minigrad: terminated{saved}", file=sys.stderr)
+            return 143
+        print(f"minigrad: interrupted{saved}", file=sys.stderr)
         return 130
     except OSError as error:  # a file that cannot be read or written after all
         print(f"minigrad: error: {error}", file=sys.stderr)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -26,7 +26,7 @@ from .adder import Adder
 from .data import addition_data, bits_to_int, encode_sum, format_sample
 from .presets import AdderConfig, CounterTraining, TrainConfig
 from .progress import ProgressBar
-from .training import Progress
+from .training import Progress, percent
 
 __all__ = [
     "AdderTraining",
@@ -52,22 +52,31 @@ class Outputs:
     save_path: str | None = None
     quiet: bool = False
 
-    def check(self) -> None:
+    def check(self, figures: Sequence[str] = ()) -> None:
         """Refuse paths that cannot be written (ValueError naming the option), a figures'
-        directory where the model's file goes, and a missing matplotlib for `plot_dir`,
-        before any training is spent."""
+        directory where the model's file goes, a model's file that is one of the `figures`
+        (file names) to be drawn into `plot_dir`, a figure there that cannot be replaced
+        (read-only, a directory), and a missing matplotlib for `plot_dir`, before any
+        training is spent."""
         if self.save_path is not None:
             check_output_file(self.save_path, "--save")
-        if self.plot_dir is not None:
-            check_output_directory(self.plot_dir, "--plot")
-            plots.require_matplotlib()
-        if self.save_path is not None and self.plot_dir is not None:
-            model, figures = os.path.realpath(self.save_path), os.path.realpath(self.plot_dir)
-            if figures == model or figures.startswith(model + os.sep):
-                raise ValueError(f"--plot {self.plot_dir}: the figures' directory would be "
-                                 f"where --save {self.save_path} writes the model's file; "
-                                 f"give them different paths")
-
+        if self.plot_dir is None:
+            return
+        check_output_directory(self.plot_dir, "--plot")
+        plots.require_matplotlib()
+        model = None if self.save_path is None else os.path.realpath(self.save_path)
+        directory = os.path.realpath(self.plot_dir)
+        if model is not None and (directory == model or directory.startswith(model + os.sep)):
+            raise ValueError(f"--plot {self.plot_dir}: the figures' directory would be "
+                             f"where --save {self.save_path} writes the model's file; "
+                             f"give them different paths")
+        for name in figures:
+            figure = os.path.join(self.plot_dir, name)
+            if model is not None and _same_file(os.path.realpath(figure), model):
+                raise ValueError(f"--save {self.save_path}: it is the figure {figure} that "
+                                 f"--plot {self.plot_dir} draws, which would replace the "
+                                 f"model; give the model another name")
+            _check_replaceable(figure, f"--plot {self.plot_dir}")
 
     def save(self, write: Callable[[str], None]) -> None:
         """`write(save_path)`; its failure (ValueError or OSError) as one ValueError
@@ -89,6 +98,32 @@ class Outputs:
                      else f" (the model was saved to {self.save_path})")
             raise ValueError(f"--plot {self.plot_dir}: cannot draw the figures: "
                              f"{_reason(error)}{saved}") from None
+
+
+def _check_replaceable(figure: str, option: str) -> None:
+    """ValueError if a file at `figure` (through a symbolic link: the file it points to)
+    is one that a figure cannot replace: not a regular file, or read-only (as `--save`
+    refuses a read-only model)."""
+    target = os.path.realpath(figure)
+    if not os.path.exists(target):
+        return
+    if not os.path.isfile(target):
+        problem = f"it is {file_kind(os.stat(target).st_mode)}, not a regular file"
+    elif not os.access(target, os.W_OK):
+        problem = "it is read-only"
+    else:
+        return
+    raise ValueError(f"{option}: cannot replace the figure {figure}: {problem} (left as it "
+                     f"is)")
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether the paths (symbolic links resolved) name one file: the same path, or two
+    hard links to it."""
+    try:
+        return a == b or os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return False
 
 
 def _reason(error: Exception) -> str:
@@ -238,7 +273,7 @@ def train_counter(settings: CounterTraining, outputs: Outputs = Outputs(), *,
     run, the parameters and the count of `runs.COUNTER_TEST_SEQUENCE`. `compiled` computes
     the loss with `minigrad.compile`."""
     out, err = _stream(out, "stdout"), _stream(err, "stderr")
-    outputs.check()
+    outputs.check(plots.COUNTER_FIGURES)
     n = settings.iterations
     bar = ProgressBar(n, "counter", quiet=outputs.quiet, stream=out)
     bar.print(f"Training the counter: RProp, full batch of {settings.sequences} sequences of "
@@ -282,7 +317,7 @@ def train_adder(training: AdderTraining, outputs: Outputs = Outputs(), *,
     """`minigrad train adder`: train (restarting while below 100% if asked), then show five
     fresh sums and the held-out accuracy; save and draw as `outputs` says."""
     out, err = _stream(out, "stdout"), _stream(err, "stderr")
-    outputs.check()
+    outputs.check([plots.adder_figure_name(training.preset)])
     config, settings = training.config, training.settings
     if not outputs.quiet:
         print(f"Training the {training.preset} adder: {config.n_bits} bits, "
@@ -322,7 +357,7 @@ def train_adder(training: AdderTraining, outputs: Outputs = Outputs(), *,
             print(f"wrote {written}", file=out)
     if not run.learned():
         tried = (f"after {training.restarts + 1} starts " if training.restarts else "")
-        _warn(err, f"the adder did not learn to add {tried}({100 * run.accuracy.sums:.2f}% of "
+        _warn(err, f"the adder did not learn to add {tried}({percent(run.accuracy.sums)} of "
                    f"held-out sums right): try --restarts N, another --seed, more --epochs or "
                    f"another --lr")
     return 0

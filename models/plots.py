@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from minigrad.serialization import _locked_temporary, _remove_leftovers, _temp_prefix
 
 from .counter import Counter
 from .diagnostics import counter_loss_surface, state_gradients
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 PLOT_HINT = ("--plot needs matplotlib: pip install matplotlib, or pip install -e \".[plot]\" "
              "in the minigrad checkout")
 
-_TEMP_SUFFIX = ".minigrad-tmp"  # a figure being written, renamed over the target when whole
-
 # The four points of the gradient figure in part 1 of "How to implement an RNN".
 GRADIENT_POINTS: tuple[tuple[float, float, str], ...] = (
     (1.0, 2.0, "exploding"),
@@ -37,6 +36,15 @@ GRADIENT_POINTS: tuple[tuple[float, float, str], ...] = (
     (1.0, 0.5, "vanishing"),
     (1.0, -0.5, "vanishing, alternating"),
 )
+
+
+# The files `counter_figures` and `adder_figure` write into their directory.
+COUNTER_FIGURES = ("counter_loss_surface.png", "counter_gradients.png")
+
+
+def adder_figure_name(preset: str) -> str:
+    """The file name of `adder_figure`'s figure of a `preset` run."""
+    return f"adder_{preset}_training.png"
 
 
 class MatplotlibMissing(ImportError):
@@ -59,26 +67,27 @@ def _figure(**kwargs: Any) -> Any:
 
 
 def _save(figure: Any, path: str | os.PathLike) -> str:
-    """Write `figure` to `path` as a whole or not at all: into a temporary file beside it,
-    then renamed over it. An interrupted write (Ctrl-C, a full disk) leaves the old file,
-    or none, and removes the temporary one. The format is the extension's (PNG without)."""
+    """Write `figure` to `path` as a whole or not at all, as `minigrad.save` writes a model:
+    into a temporary file beside it, then renamed over it. An interrupted write (Ctrl-C, a
+    full disk) leaves the old file, or none, and removes the temporary one; one left by a
+    process killed outright is removed by the next write to `path`. The format is the
+    extension's (PNG without)."""
     path = os.fspath(path)
     if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
     target = os.path.realpath(path)  # through a symbolic link, the file it points to
+    directory, prefix = os.path.dirname(target), _temp_prefix(target)
     extension = os.path.splitext(target)[1][1:].lower()
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(target), suffix=_TEMP_SUFFIX,
-                                         prefix=f".{os.path.basename(target)[:100]}.")
     try:
-        with os.fdopen(handle, "wb") as f:
-            os.chmod(temporary, _mode(target))  # mkstemp makes it private (0600)
+        _remove_leftovers(directory, prefix)
+        with _locked_temporary(directory, prefix, _mode(target)) as (f, temporary):
             figure.savefig(f, dpi=100, format=extension or "png")
-        os.replace(temporary, target)
-    except BaseException as error:
-        os.unlink(temporary)
-        if isinstance(error, OSError) and error.errno is not None:
-            raise OSError(error.errno, error.strerror, path) from error  # not the temporary
-        raise
+            f.flush()
+            os.replace(temporary, target)
+    except OSError as error:
+        if error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, path) from error  # not the temporary
     return path
 
 
@@ -201,11 +210,9 @@ def plot_adder_training(losses: Sequence[float], accuracy_curve: Sequence[tuple[
 def counter_figures(run: CounterRun, directory: str | os.PathLike) -> list[str]:
     """The counter's two figures in `directory`: the loss surface with the run's path of
     (w_x, w_rec), and the gradient per timestep at the four points of `GRADIENT_POINTS`."""
-    return [
-        plot_counter_loss_surface(run.X, run.t, run.path,
-                                  os.path.join(directory, "counter_loss_surface.png")),
-        plot_counter_gradients(run.X, run.t, os.path.join(directory, "counter_gradients.png")),
-    ]
+    surface, gradients = (os.path.join(directory, name) for name in COUNTER_FIGURES)
+    return [plot_counter_loss_surface(run.X, run.t, run.path, surface),
+            plot_counter_gradients(run.X, run.t, gradients)]
 
 
 def adder_figure(run: AdderRun, settings: TrainConfig, preset: str, test_samples: int,
@@ -216,6 +223,6 @@ def adder_figure(run: AdderRun, settings: TrainConfig, preset: str, test_samples
              f"{settings.optimizer} lr {settings.lr:g}")
     return plot_adder_training(
         run.history.losses, run.accuracy_curve,
-        os.path.join(directory, f"adder_{preset}_training.png"),
+        os.path.join(directory, adder_figure_name(preset)),
         steps_per_epoch=settings.steps_per_epoch, title=title,
         accuracy_title=f"accuracy on {test_samples} held-out sums, during training")

@@ -48,12 +48,13 @@ class ProgressBar:
             self._draw(time.perf_counter())
 
     def chain(self, callback: Callable[[Any], Any] | None = None) -> Callable[[Any], None]:
-        """A training callback that runs `callback`, then moves the bar."""
+        """A training callback that moves the bar, then runs `callback`: a line it prints
+        redraws the bar at this step, not the one before."""
 
         def on_step(progress: Any) -> None:
+            self.update(progress.step, progress.loss)
             if callback is not None:
                 callback(progress)
-            self.update(progress.step, progress.loss)
 
         return on_step
 

@@ -25,7 +25,15 @@ from .counter import Counter
 from .data import addition_data, counting_data
 from .presets import AdderConfig, CounterTraining, TrainConfig, get_preset
 from .timing import alternate
-from .training import Accuracy, History, Progress, accuracy, engine_objective, train
+from .training import (
+    Accuracy,
+    History,
+    Progress,
+    accuracy,
+    engine_objective,
+    percent,
+    train,
+)
 
 __all__ = [
     "COUNTER_TEST_SEQUENCE",
@@ -117,7 +125,7 @@ class CountAccuracy:
     mean_error: float  # mean |output - count|
 
     def __str__(self) -> str:
-        return (f"{100 * self.right:.2f}% of counts right, mean error "
+        return (f"{percent(self.right)} of counts right, mean error "
                 f"{self.mean_error:.3g}")
 
 

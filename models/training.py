@@ -104,13 +104,24 @@ def engine_objective(model: Any, compiled: bool = False) -> EngineObjective:
     return EngineObjective(model, compiled)
 
 
+def percent(fraction: float) -> str:
+    """`fraction` as a percentage to two decimals, "100.00%" and "0.00%" only when exact:
+    99,999 sums right of 100,000 is "99.99%", never rounded up to look like all of them."""
+    text = f"{100 * fraction:.2f}%"
+    if text == "100.00%" and fraction < 1:
+        return "99.99%"
+    if text == "0.00%" and fraction > 0:
+        return "0.01%"
+    return text
+
+
 @dataclass(frozen=True)
 class Accuracy:
     bits: float   # fraction of output bits right
     sums: float   # fraction of samples whose every bit is right
 
     def __str__(self) -> str:
-        return f"{100 * self.bits:.2f}% of bits, {100 * self.sums:.2f}% of whole sums"
+        return f"{percent(self.bits)} of bits, {percent(self.sums)} of whole sums"
 
 
 def accuracy(predicted_bits: np.ndarray, T: np.ndarray) -> Accuracy:

@@ -21,16 +21,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import minigrad
-from minigrad.models import checkpoints, cli, commands, runs
+from minigrad.models import checkpoints, cli, commands, plots, runs
 from minigrad.models.adder import Adder
 from minigrad.models.cli import build_parser, main
 from minigrad.models.comparison import ENGINE_NAMES
 from minigrad.models.counter import Counter
 from minigrad.models.data import counting_data
 from minigrad.models.presets import PRESET_DESCRIPTIONS, PRESETS, CounterTraining
+from minigrad.models.training import Accuracy, percent
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300  # seconds; only a guard against a hang, never an assertion on speed
@@ -256,6 +259,44 @@ def test_train_adder_restarts_from_a_fresh_initialisation(run):
     assert held_out(lines) == (100.0, 100.0, 1000, 1)
 
 
+# --- percentages: never rounded to all or nothing ---------------------------------------
+
+
+@given(st.floats(0, 1))
+def test_a_percentage_is_100_or_0_only_when_exact(fraction):
+    shown = float(percent(fraction).removesuffix("%"))
+    assert (shown == 100) == (fraction == 1) and (shown == 0) == (fraction == 0)
+    assert abs(shown - 100 * fraction) <= 0.01 + 1e-9  # two decimals, at most a step off
+
+
+NEARLY_ALL = Accuracy(bits=1 - 1e-6, sums=99_999 / 100_000)  # one sum of 100,000 wrong
+
+
+def test_an_adder_one_sum_short_of_all_is_not_shown_as_100_percent(run, monkeypatch, tmp_path):
+    # 99,999 of 100,000 printed "100.00% of whole sums", then "did not learn to add
+    # (100.00% ...)" and "100.00% ... below 100%: restarting".
+    monkeypatch.setattr(runs, "evaluate_adder", lambda *args, **kwargs: NEARLY_ALL)
+    path = tmp_path / "adder.npz"
+    lines, warning = warned(run("train", "adder", "--restarts", "1", "--save", str(path)))
+    assert lines.count("seed 1: 99.99% of bits, 99.99% of whole sums on 1000 held-out "
+                       "sums") == 1
+    assert lines.count("below 100%: restarting from a fresh initialisation") == 1
+    assert held_out(lines)[:2] == (99.99, 99.99)
+    assert "(99.99% of held-out sums right)" in warning
+    evaluated = succeeded(run("eval", "adder", "--model", str(path)))
+    assert "99.99% of bits, 99.99% of whole sums on 1000 held-out sums" in evaluated[0]
+
+
+def test_a_counter_one_count_short_of_all_is_not_shown_as_100_percent(run, monkeypatch,
+                                                                      tmp_path):
+    path = tmp_path / "counter.npz"
+    succeeded(run("train", "counter", "--quiet", "--save", str(path)))
+    monkeypatch.setattr(runs, "evaluate_counter",
+                        lambda *args, **kwargs: runs.CountAccuracy(1 - 1e-5, 1e-7))
+    lines = succeeded(run("eval", "counter", "--model", str(path)))
+    assert ": 99.99% of counts right, mean error 1e-07 on 1000 fresh" in lines[0]
+
+
 def test_console_script():
     script = shutil.which("minigrad")
     if script is None:
@@ -310,6 +351,161 @@ def test_a_full_standard_output_says_so_after_saving(tmp_path):
                    "device): the rest of the output was dropped; the command ran to the end: "
                    f"the model was saved to {path}\n")
     assert isinstance(checkpoints.load_counter(path), Counter)
+
+
+def closed(*args: str, streams: str = ">&-", **popen) -> subprocess.Popen:
+    """`minigrad args` started with standard output (or error: "2>&-") closed, as a shell
+    does; Python then sets sys.stdout (sys.stderr) to None."""
+    return subprocess.Popen(["sh", "-c", f'exec "$0" "$@" {streams}', sys.executable,
+                             str(ROOT / "minigrad_command.py"), *args],
+                            cwd=ROOT, text=True, **popen)
+
+
+@pytest.mark.parametrize("model", ["counter", "adder"])
+@pytest.mark.parametrize("quiet", [[], ["--quiet"]])
+def test_a_closed_standard_output_says_so_after_saving(tmp_path, model, quiet):
+    # `minigrad train adder --save x >&-` ended in a traceback (sys.stdout is None), exit 1,
+    # and the model was not saved.
+    path = tmp_path / "model.npz"
+    process = closed("train", model, *quiet, "--save", str(path), stderr=subprocess.PIPE)
+    err = process.stderr.read()
+    assert process.wait(timeout=TIMEOUT) == 2
+    assert err == ("minigrad: error: cannot write to standard output (it is closed): the rest "
+                   "of the output was dropped; the command ran to the end: the model was "
+                   f"saved to {path}\n")
+    load = checkpoints.load_counter if model == "counter" else checkpoints.load_adder
+    load(path)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["eval", "adder"], ["add", "3", "4"]])
+def test_other_commands_with_a_closed_standard_output_say_so(saved_adder, args):
+    model = ["--model", str(saved_adder)] if len(args) > 1 else []
+    process = closed(*args, *model, stderr=subprocess.PIPE)
+    err = process.stderr.read()
+    assert process.wait(timeout=TIMEOUT) == 2
+    assert err == ("minigrad: error: cannot write to standard output (it is closed): the rest "
+                   "of the output was dropped\n")
+
+
+@pytest.mark.parametrize("args, code", [
+    (["train", "adder", "--lr", "0", "--quiet"], 0),  # ends with a warning
+    (["eval", "adder", "--model", "missing.npz"], 2),  # an error
+])
+def test_a_closed_standard_error_keeps_the_exit_status(tmp_path, args, code):
+    path = tmp_path / "model.npz"
+    save = ["--save", str(path)] if args[0] == "train" else []
+    process = closed(*args, *save, streams="2>&-", stdout=subprocess.PIPE)
+    out = process.stdout.read()
+    assert process.wait(timeout=TIMEOUT) == code
+    assert "minigrad: " not in out  # (print's file=None is stdout: a warning went there)
+    if save:
+        assert f"saved the small adder to {path}" in out
+        checkpoints.load_adder(path)
+
+
+@pytest.mark.parametrize("lines_read", [0, 1])
+def test_a_warning_into_a_reader_that_stopped_early_exits_0(tmp_path, lines_read):
+    # `minigrad train adder --lr 0 --save x 2>&1 | head -1` exited 1: the warning met the
+    # closed pipe, and so did the error line about it.
+    path = tmp_path / "model.npz"
+    args = [sys.executable, str(ROOT / "minigrad_command.py"), "train", "adder", "--lr", "0",
+            "--save", str(path)]
+    if lines_read == 0:
+        reader, writer = os.pipe()
+        os.close(reader)
+        process = subprocess.Popen(args, cwd=ROOT, stdout=writer, stderr=writer)
+        os.close(writer)
+    else:
+        process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        assert process.stdout.readline().startswith("Training the ")
+        process.stdout.close()
+    assert process.wait(timeout=TIMEOUT) == 0
+    checkpoints.load_adder(path)
+
+
+def test_a_broken_standard_error_keeps_an_errors_exit_status(tmp_path):
+    reader, writer = os.pipe()
+    os.close(reader)
+    process = subprocess.Popen([sys.executable, str(ROOT / "minigrad_command.py"), "eval",
+                                "adder", "--model", str(tmp_path / "missing.npz")],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=writer)
+    os.close(writer)
+    assert process.wait(timeout=TIMEOUT) == 2
+
+
+def test_what_the_output_encoding_cannot_hold_is_escaped_and_the_run_goes_on(tmp_path):
+    # PYTHONIOENCODING=ascii: "saved the counter to ü.npz" ended the command with exit 2
+    # and a codec's message, after saving and before drawing the figures.
+    pytest.importorskip("matplotlib")
+    path, figures = tmp_path / "ü.npz", tmp_path / "figures"
+    process = command("train", "counter", "--quiet", "--save", str(path), "--plot",
+                      str(figures), stdout=subprocess.PIPE,
+                      env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    out, err = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0 and err == ""
+    escaped = str(path).encode("ascii", "backslashreplace").decode("ascii")
+    assert f"saved the counter to {escaped}" in out.splitlines()
+    assert sorted(p.name for p in figures.iterdir()) == ["counter_gradients.png",
+                                                         "counter_loss_surface.png"]
+    assert isinstance(checkpoints.load_counter(path), Counter)
+
+
+# A real SIGTERM, delivered while the command writes a figure (its first, the counter's loss
+# surface), after part of it is written.
+TERMINATED_WHILE_DRAWING = """
+import os, signal, sys
+from matplotlib.figure import Figure
+def savefig(self, file, **kwargs):
+    file.write(b"part of a figure")
+    os.kill(os.getpid(), signal.SIGTERM)
+Figure.savefig = savefig
+from minigrad.models.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_drawing_removes_the_half_written_figure_and_exits_143(tmp_path):
+    # SIGTERM ended the command at once (exit 143 without a word), and left the figure's
+    # hidden temporary file behind.
+    pytest.importorskip("matplotlib")
+    figure = tmp_path / plots.COUNTER_FIGURES[0]
+    figure.write_bytes(b"a figure drawn earlier")
+    model = tmp_path / "counter.npz"
+    done = subprocess.run([sys.executable, "-c", TERMINATED_WHILE_DRAWING, "train", "counter",
+                           "--quiet", "--plot", str(tmp_path), "--save", str(model)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=TIMEOUT,
+                          check=False)
+    assert (done.returncode, done.stderr) == (
+        143, f"minigrad: terminated (the model was saved to {model})\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [model.name, figure.name]
+    assert figure.read_bytes() == b"a figure drawn earlier"
+
+
+@pytest.mark.parametrize("when", ["after the rename", "while training"])
+def test_an_interrupt_says_whether_the_model_was_saved(run, tmp_path, monkeypatch, when):
+    # Ctrl-C after the save renamed the new model into place, before "saved the counter
+    # to ..." was printed, said only "interrupted".
+    path = tmp_path / "counter.npz"
+    path.write_bytes(b"an older model")
+    save = checkpoints.save_counter
+
+    def interrupted(*args, **kwargs):
+        if when == "after the rename":
+            save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoints, "save_counter", interrupted)
+    if when == "while training":
+        monkeypatch.setattr(runs, "train_counter", interrupted)
+    result = run("train", "counter", "--quiet", "--save", str(path))
+    assert result.returncode == 130
+    if when == "after the rename":
+        assert result.stderr == f"minigrad: interrupted (the model was saved to {path})\n"
+        assert isinstance(checkpoints.load_counter(path), Counter)
+    else:
+        assert result.stderr == "minigrad: interrupted\n"
+        assert path.read_bytes() == b"an older model"
 
 
 # --- output paths are checked before training -----------------------------------------------
@@ -432,6 +628,60 @@ def test_a_plot_directory_where_the_model_goes_is_refused_before_training(
     assert error == (f"minigrad: error: --plot {figures}: the figures' directory would be "
                      f"where --save {save} writes the model's file; give them different paths")
     assert list(tmp_path.iterdir()) == []
+
+
+FIGURES = [("counter", name) for name in plots.COUNTER_FIGURES] + [
+    ("adder", plots.adder_figure_name("small"))]
+
+
+@pytest.mark.parametrize("model, name", FIGURES)
+@pytest.mark.parametrize("spelling", ["same", "through a link"])
+def test_a_save_path_that_is_a_figure_is_refused_before_training(
+        run, tmp_path, no_training, model, name, spelling):
+    # `train counter --save fx/counter_gradients.png --plot fx` saved the model, then drew
+    # the figure over it (exit 0, "saved the counter to ...").
+    pytest.importorskip("matplotlib")
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    folder = figures
+    if spelling == "through a link":
+        folder = tmp_path / "link"
+        folder.symlink_to(figures)
+    save = folder / name
+    before = sorted(tmp_path.rglob("*"))
+    error = one_line_error(run("train", model, "--save", str(save), "--plot", str(figures)))
+    assert error == (f"minigrad: error: --save {save}: it is the figure {figures / name} that "
+                     f"--plot {figures} draws, which would replace the model; give the model "
+                     f"another name")
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+def _read_only(path, monkeypatch):
+    path.write_bytes(b"an old figure")
+    path.chmod(0o444)
+    access = os.access  # (root may write a read-only file: os.access says yes to it)
+    monkeypatch.setattr(os, "access", lambda p, mode, **kwargs: (
+        not mode & os.W_OK and access(p, mode)) if os.fspath(p) == str(path)
+        else access(p, mode, **kwargs))
+
+
+@pytest.mark.parametrize("model, name", FIGURES)
+@pytest.mark.parametrize("kind", ["read-only", "a directory"])
+def test_a_figure_that_cannot_be_replaced_is_refused_before_training(
+        run, tmp_path, monkeypatch, no_training, model, name, kind):
+    # --save refused a read-only model before training; --plot replaced a read-only figure.
+    pytest.importorskip("matplotlib")
+    figure = tmp_path / name
+    if kind == "read-only":
+        _read_only(figure, monkeypatch)
+    else:
+        figure.mkdir()
+    before = _entries(tmp_path)
+    error = one_line_error(run("train", model, "--plot", str(tmp_path)))
+    problem = "it is read-only" if kind == "read-only" else "it is a directory, not a regular file"
+    assert error == (f"minigrad: error: --plot {tmp_path}: cannot replace the figure {figure}: "
+                     f"{problem} (left as it is)")
+    assert _entries(tmp_path) == before
 
 
 def test_a_directory_a_file_system_refuses_is_refused_before_training(run, no_training):
@@ -779,6 +1029,16 @@ def test_train_help_says_save_and_plot_overwrite(run, model):
     text = " ".join(" ".join(succeeded(run("train", model, "--help"))).split())
     assert "PATH (.npz), overwriting a file there" in text
     assert "overwriting figures of the same names there" in text
+
+
+@pytest.mark.parametrize("model", ["counter", "adder"])
+def test_threads_help_says_the_count_can_change_the_trained_model(run, model):
+    """The large adder's default seed trains other weights at --threads 2 than at 1 (BLAS
+    sums in an order that depends on the count): the help said only that it was slower."""
+    text = " ".join(" ".join(succeeded(run("train", model, "--help"))).split())
+    assert ("a seed trains the same model only at the same count and kernel; the default "
+            "seeds are checked at 1 (default: 1)") in text
+    assert build_parser().parse_args(["train", model]).threads == 1
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

@@ -3,6 +3,7 @@ matplotlib is one line and exit 2, and the numbers behind the figures are right.
 
 import builtins
 import dataclasses
+import errno
 import os
 import stat
 
@@ -157,6 +158,24 @@ def test_an_interrupted_figure_leaves_the_old_file_and_no_temporary(matplotlib, 
         assert list(tmp_path.iterdir()) == [path] and path.read_bytes() == before
 
 
+def test_a_temporary_left_by_a_killed_write_is_removed_by_the_next_write(matplotlib,
+                                                                         tmp_path):
+    # A process killed outright while it drew a figure (SIGKILL) leaves its hidden
+    # temporary: the next figure written to that path removes it, as minigrad.save does
+    # for a model's; another file's temporary is left alone.
+    from minigrad.models import plots
+
+    path = tmp_path / "gradients.png"
+    mine = tmp_path / ".gradients.png.k1ll3d00.minigrad-tmp"
+    other = tmp_path / ".surface.png.k1ll3d00.minigrad-tmp"
+    for leftover in (mine, other):
+        leftover.write_bytes(b"\x89PNG\r\n\x1a\n part of a figure")
+    X, t = counting_data(np.random.default_rng(0), 5, 4)
+    plots.plot_counter_gradients(X, t, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, path.name]
+    assert_not_blank(path)
+
+
 def test_a_figure_gets_a_plain_files_permissions_and_keeps_a_private_ones(matplotlib,
                                                                          tmp_path):
     from minigrad.models import plots
@@ -183,15 +202,26 @@ def test_a_figure_gets_a_plain_files_permissions_and_keeps_a_private_ones(matplo
 
 
 def test_a_figure_that_cannot_be_written_names_plot_and_the_saved_model(matplotlib, tmp_path,
-                                                                        capsys):
+                                                                        capsys, monkeypatch):
+    from matplotlib.figure import Figure
+
+    savefig, drawn = Figure.savefig, []
+
+    def full_disk(self, file, **kwargs):  # the second figure, counter_gradients.png, fails
+        # (a file in the way of a figure is refused before training)
+        drawn.append(self)
+        if len(drawn) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        savefig(self, file, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
     figures = tmp_path / "figures"
-    (figures / "counter_gradients.png").mkdir(parents=True)  # in the way of a figure
     model = tmp_path / "counter.npz"
     assert main(["train", "counter", "--quiet", "--plot", str(figures),
                  "--save", str(model)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"minigrad: error: --plot {figures}: cannot draw the figures: Is a "
-                   f"directory: {figures / 'counter_gradients.png'} (the model was saved to "
-                   f"{model})\n")
+    assert err == (f"minigrad: error: --plot {figures}: cannot draw the figures: "
+                   f"{os.strerror(errno.ENOSPC)}: {figures / 'counter_gradients.png'} (the "
+                   f"model was saved to {model})\n")
     assert model.exists()
     assert not [p for p in figures.iterdir() if p.name.startswith(".")]  # no temporary left

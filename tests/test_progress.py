@@ -114,3 +114,15 @@ def test_no_bar_into_a_file_or_when_quiet(stream, quiet):
         bar.print("a log line")
         callback(type("Progress", (), {"step": 2, "loss": 0.1})())
     assert stream.getvalue() == ("" if quiet else "a log line\n")
+
+
+def test_a_line_printed_by_a_chained_callback_redraws_the_bar_at_its_step():
+    # The bar under an epoch line showed the step before (`chain` ran the callback, which
+    # printed and redrew, before it moved the bar).
+    stream = Terminal()
+    bar = ProgressBar(4, "demo", stream=stream, width=4, interval=3600.0)
+    callback = bar.chain(lambda p: bar.print(f"epoch at step {p.step}") if p.step == 2 else None)
+    for step in (1, 2):
+        callback(type("Progress", (), {"step": step, "loss": 0.5})())
+    after_the_line = stream.getvalue().split("epoch at step 2\n")[1]
+    assert after_the_line.startswith("\rdemo [##..] 2/4  loss 0.5  ")
