@@ -39,7 +39,7 @@ from .tensor import Tensor, plain_array
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["load", "read_metadata", "save"]
+__all__ = ["load", "read_metadata", "save", "temporary_beside"]
 
 _MARKER = "minigrad-checkpoint"
 _FORMAT_VERSION = 2  # 2: the metadata's CRC-32 beside it; 1 (read too): without
@@ -92,9 +92,7 @@ def save(module: Module | Any, path: str | bytes | os.PathLike,
     try:
         target, mode = _target(path)
         directory = os.path.dirname(target)
-        prefix = _temp_prefix(target)
-        _remove_leftovers(directory, prefix)
-        with _locked_temporary(directory, prefix, mode) as (f, temporary):
+        with temporary_beside(target, mode) as (f, temporary):
             _write_archive(f, arrays, comment)
             f.flush()
             os.fsync(f.fileno())
@@ -277,6 +275,18 @@ def _temp_prefix(path: str) -> str:
     while len(os.fsencode(name)) > _NAMED_BYTES:
         name = name[:-1]
     return f".{name}."
+
+
+@contextmanager
+def temporary_beside(target: str, mode: int) -> Iterator[tuple[IO[bytes], str]]:
+    """A new temporary file beside `target` (hidden, named after it) with permission bits
+    `mode`, to write `target` whole and rename over it (`save`'s way, and the figures');
+    the temporary files of earlier writes to `target` killed midway are removed first, and
+    this one on any error."""
+    directory, prefix = os.path.dirname(target), _temp_prefix(target)
+    _remove_leftovers(directory, prefix)
+    with _locked_temporary(directory, prefix, mode) as written:
+        yield written
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from minigrad.serialization import _locked_temporary, _remove_leftovers, _temp_prefix
+from minigrad.serialization import temporary_beside
 
 from .counter import Counter
 from .diagnostics import counter_loss_surface, state_gradients
@@ -76,11 +76,9 @@ def _save(figure: Any, path: str | os.PathLike) -> str:
     if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
     target = os.path.realpath(path)  # through a symbolic link, the file it points to
-    directory, prefix = os.path.dirname(target), _temp_prefix(target)
     extension = os.path.splitext(target)[1][1:].lower()
     try:
-        _remove_leftovers(directory, prefix)
-        with _locked_temporary(directory, prefix, _mode(target)) as (f, temporary):
+        with temporary_beside(target, _mode(target)) as (f, temporary):
             figure.savefig(f, dpi=100, format=extension or "png")
             f.flush()
             os.replace(temporary, target)
