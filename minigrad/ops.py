@@ -339,7 +339,8 @@ def _einsum_call(subscripts: str, *operands: Any) -> tuple[tuple, dict]:
 def _einsum(subscripts: str, *args: Any) -> np.ndarray:
     """np.einsum, of float16 operands in float32 and rounded once (as `_sum_of`: NumPy's
     einsum sums float16 in float16)."""
-    if any(a.dtype is _FLOAT16 for a in args) and np.result_type(*args) == _FLOAT16:
+    # (a Python number among them is a float64 operand to np.einsum: no float16 result)
+    if all(type(a) is _ndarray for a in args) and np.result_type(*args) == _FLOAT16:
         return np.einsum(subscripts, *args, dtype=np.float32).astype(_FLOAT16)
     return np.einsum(subscripts, *args)
 

@@ -330,6 +330,22 @@ def test_float16_sums_across_rows_are_the_float64_ones_rounded(op, rows, columns
     np.testing.assert_allclose(half.astype(np.float64).ravel(), exact.ravel(), rtol=1e-3)
 
 
+@pytest.mark.parametrize("number", [2.0, 2, -0.5])
+def test_an_einsum_of_float16_and_a_python_number_is_numpys(number):
+    """einsum of a float16 tensor and a Python number is np.einsum's (the number a float64
+    operand, the result float64) and its gradient float16; the float32 sum of float16
+    operands took the number for float16 and raised NumPy's cast error (found by this
+    stop's review)."""
+    x = np.random.default_rng(0).normal(size=5).astype(np.float16)
+    t = Tensor(x, requires_grad=True)
+    y = mg.einsum("i,->i", t, number)
+    want = np.einsum("i,->i", x, number)
+    assert y.dtype == want.dtype and np.array_equal(y.data, want)
+    y.sum().backward()
+    assert t.grad.dtype == np.float16
+    np.testing.assert_array_equal(t.grad, np.full(5, number, np.float16))
+
+
 def test_a_float32_loss_with_float64_targets_gives_the_gradients_it_gave():
     """The float16 scales' rounding (a version of this stop) was applied to float32 too: a
     float64 target's gradient was rounded to the float32 prediction's dtype, and a float32
