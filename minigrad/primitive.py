@@ -131,36 +131,53 @@ _UNTESTED = Domain("untested")  # the domain of an op outside the table
 
 def kept_copy(a: np.ndarray) -> np.ndarray:
     """The copy a node keeps of a caller's array (the caller may change theirs before the
-    backward), laid out as the array is: the same strides (a reversed axis reversed, a
-    broadcast axis a stride 0, a strided slice's gaps), so that what computes on the copy
-    computes as on the array (NumPy's summation order and BLAS path follow the strides).
-    An op's forward computes on the caller's array itself, as under no_grad(); on the copy
-    compute the VJPs (the same in a compiled program and a scan as in eager mode), a scan's
-    loop (as the Python loop on the arrays) and a program on its snapshot of an array it
-    read (`Trace._constant`: as eager mode's op on the array). A view of a small part of a
-    larger array (spanning more than 4 times the memory of its elements) is copied compact
-    instead, its gaps closed up but its axes in their order, reversed and broadcast ones as
-    they were: what computes on that copy may round otherwise in the last bits."""
+    backward), laid out as the array is, so that what computes on the copy computes as on
+    the array (NumPy's summation order, SIMD and BLAS paths follow the strides): the VJPs
+    (the same in a compiled program and a scan as in eager mode), a scan's loop (as the
+    Python loop on the arrays) and a program on its snapshot of an array it read
+    (`Trace._constant`: as eager mode's op on the array). An op's forward computes on the
+    caller's array itself, as under no_grad(). The copy has the array's very strides (a
+    reversed axis reversed, a broadcast axis a stride 0, a strided slice's gaps), or, for a
+    view of a small part of a larger array (spanning more than 4 times its elements'
+    memory), the strides of `_packed`: each axis as contiguous, or not, as the array's."""
     copy = a.copy(order="K")  # (the usual case, a transposed view's too: one plain copy)
-    if copy.strides == a.strides or a.flags.c_contiguous or a.flags.f_contiguous:
+    if copy.strides == a.strides or a.flags.c_contiguous or a.flags.f_contiguous \
+            or a.dtype.hasobject:  # (no layout of raw bytes for Python objects)
         return copy
-    strides, shape, size = a.strides, a.shape, a.itemsize
+    shape, size = a.shape, a.itemsize
+    strides = a.strides
+    if _span(shape, strides, size) > 4 * size * math.prod(
+            n for s, n in zip(strides, shape) if s != 0):
+        strides = _packed(a)
     first = sum(s * (n - 1) for s, n in zip(strides, shape) if s < 0)  # (<= 0: bytes)
-    span = sum(abs(s) * (n - 1) for s, n in zip(strides, shape)) + size
-    if span <= 4 * size * math.prod(n for s, n in zip(strides, shape) if s != 0):
-        copy = np.ndarray(shape, a.dtype, np.empty(span, np.uint8), -first, strides)
-        copy[...] = a  # (a broadcast axis's elements written over each other, all one)
-        copy.flags.writeable = 0 not in strides  # (as a broadcast view: one element, many)
-        return copy
-    # The distinct elements, every axis ascending, copied in their order of strides (NumPy's
-    # K order, which would lay a stride 0 out as Fortran's and turn a reversed axis round),
-    # then broadcast and reversed back as they were.
-    core = a[tuple([slice(0, 1) if s == 0 else _REVERSED if s < 0 else _ALL for s in strides])]
-    copy = core.copy(order="K")[tuple([_REVERSED if s < 0 else _ALL for s in strides])]
-    return np.broadcast_to(copy, shape) if 0 in strides else copy
+    copy = np.ndarray(shape, a.dtype, np.empty(_span(shape, strides, size), np.uint8), -first,
+                      strides)
+    copy[...] = a  # (a broadcast axis's elements written over each other, all one)
+    # (read-only as a broadcast view is: one element seen many times)
+    copy.flags.writeable = not any(s == 0 and n > 1 for s, n in zip(strides, shape))
+    return copy
 
 
-_ALL, _REVERSED = slice(None), slice(None, None, -1)
+def _span(shape: tuple[int, ...], strides: tuple[int, ...], size: int) -> int:
+    """The bytes from an array's first element to its last, both included."""
+    return sum(abs(s) * (n - 1) for s, n in zip(strides, shape)) + size
+
+
+def _packed(a: np.ndarray) -> tuple[int, ...]:
+    """Strides for `a`'s shape that leave no more than an element's gap: from the axis of
+    the smallest stride up, each axis contiguous with the one below it (the first, with
+    the elements) where `a`'s is, else one element apart, in `a`'s directions; a broadcast
+    axis a stride 0. So NumPy takes the same loops on it as on `a` (a contiguous inner axis
+    or not, axes it can merge or not)."""
+    size, strides, shape = a.itemsize, a.strides, a.shape
+    packed = list(strides)  # (an axis of length 1 keeps its stride: it is never stepped)
+    old = new = size  # the stride of the next axis up, were it contiguous, in a and here
+    for i in sorted((i for i, (s, n) in enumerate(zip(strides, shape)) if s and n > 1),
+                    key=lambda i: abs(strides[i])):
+        step = new if abs(strides[i]) == old else new + size
+        packed[i] = step if strides[i] > 0 else -step
+        old, new = abs(strides[i]) * shape[i], step * shape[i]
+    return tuple(packed)
 
 
 def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | None = None, *,

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 
-LAYOUTS = ["C", "F", "transposed", "reversed", "strided", "strided rows",
-           "broadcast rows", "broadcast columns"]
+LAYOUTS = ["C", "F", "transposed", "reversed", "strided", "strided rows", "sparse columns",
+           "sparse reversed", "broadcast rows", "broadcast columns"]
 
 
 def laid_out(a: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
@@ -46,6 +46,12 @@ def laid_out(a: np.ndarray, layout: str) -> tuple[np.ndarray, np.ndarray]:
     if layout == "strided rows":
         owner = np.repeat(a, 3, axis=-2)
         return owner[..., ::3, :], owner
+    if layout == "sparse columns":  # (a view of an eighth of its array: packed, `_packed`)
+        owner = np.repeat(a, 8, axis=-1)
+        return owner[..., ::8], owner
+    if layout == "sparse reversed":
+        owner = np.repeat(a[::-1, ..., ::-1], 8, axis=-1)
+        return owner[..., ::8][::-1, ..., ::-1], owner
     if layout == "broadcast rows":
         owner = a[..., :1, :].copy()
         return np.broadcast_to(owner, a.shape), owner
@@ -130,6 +136,8 @@ def test_grad_modes_forward_is_no_grads_for_a_caller_array_of_any_layout(
          m=4, k=10, n=6, seed=526)  # (2.9e-11 apart before)
 @example(captured=True, op="matmul", layout="broadcast rows", fortran=False, dtype=np.float32,
          m=8, k=35, n=3, seed=942)  # (0.094 apart: 1 ulp of values near 1e6)
+@example(captured=True, op="einsum of rows", layout="sparse columns", fortran=False,
+         dtype=np.float32, m=5, k=16, n=3, seed=0)  # (packed with no gap: 1 ulp apart)
 def test_a_compiled_function_of_a_caller_array_of_any_layout_is_eager_modes(
         captured, op, layout, fortran, dtype, m, k, n, seed):
     """Values and gradients, over calls with new values: the array an argument (its layout
@@ -181,6 +189,10 @@ def _scanned(op: str, a_of: str, a: np.ndarray, h0: mg.Tensor, length: int, use_
 
 @settings(max_examples=60, deadline=None)
 @given(a_of=st.sampled_from(["xs", "captured"]), length=st.integers(1, 4), **cases)
+@example(a_of="xs", length=2, op="einsum of rows", layout="sparse columns", fortran=False,
+         dtype=np.float32, m=5, k=16, n=3, seed=0)  # (packed with no gap: 1 ulp apart)
+@example(a_of="captured", length=2, op="einsum of rows", layout="sparse columns",
+         fortran=False, dtype=np.float32, m=5, k=16, n=3, seed=0)
 def test_a_scan_of_a_caller_array_of_any_layout_is_the_python_loop(
         a_of, length, op, layout, fortran, dtype, m, k, n, seed):
     """The loop's ops compute on the caller's array (a step's slice of xs, or one the body
@@ -287,8 +299,10 @@ def test_an_output_viewing_a_caller_array_is_its_own(view, how, layout, m, k, se
 def test_a_nodes_copy_is_laid_out_as_the_callers_array(layout, sparse):
     """The same strides: reversed axes reversed, a broadcast axis a stride 0 (which NumPy's K
     order would lay out as Fortran's), a strided slice's gaps; for a view of a small part
-    of a larger array (`sparse`: a few columns of a wide one), compact: the gaps closed up,
-    but the axes in the array's order, reversed and broadcast as they were."""
+    of a larger array (`sparse`: a few columns of a wide one; the sparse layouts), packed:
+    the axes in the array's order, reversed and broadcast as they were, each contiguous
+    with the one below it where the array's is, else one element apart (a copy that closed
+    every gap took NumPy's contiguous loops, which round otherwise: found by review)."""
     x, _ = laid_out(np.arange(60.0).reshape(3, 4, 5), layout)
     if sparse:
         wide = np.zeros((*x.shape[:2], 200))
@@ -301,8 +315,20 @@ def test_a_nodes_copy_is_laid_out_as_the_callers_array(layout, sparse):
     assert [np.sign(s) for s in copy.strides] == [np.sign(s) for s in x.strides]
     assert np.argsort(np.abs(copy.strides), kind="stable").tolist() == np.argsort(
         np.abs(x.strides), kind="stable").tolist()
-    assert (copy.strides == x.strides) == (not sparse or x.flags.c_contiguous)
+    packed = sparse or layout.startswith("sparse")
+    assert (copy.strides == x.strides) == (not packed or x.flags.c_contiguous)
     assert copy.flags.writeable == (0 not in x.strides)  # (a broadcast view's: read-only)
+    assert _contiguities(copy) == _contiguities(x)
+    span = sum(abs(s) * (n - 1) for s, n in zip(copy.strides, copy.shape)) + x.itemsize
+    assert span <= (2 if packed else 4) * x.nbytes  # (memory bounded by the elements')
+
+
+def _contiguities(a: np.ndarray) -> list[bool]:
+    """Whether each stepped axis, from the smallest stride up, is contiguous with the one
+    below it (the first, with its elements)."""
+    steps = sorted((abs(s), n) for s, n in zip(a.strides, a.shape) if s and n > 1)
+    below = [a.itemsize] + [s * n for s, n in steps[:-1]]
+    return [s == b for (s, _), b in zip(steps, below)]
 
 
 @settings(max_examples=30, deadline=None)
