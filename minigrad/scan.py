@@ -588,9 +588,10 @@ def _decided_alike(first: Trace, later: Trace, first_outs: list, later_outs: lis
     raise TraceError(
         f"scan: f read .requires_grad of {what} (shape {value.shape}), which is {read} at "
         f"step 0 and {not read} at the later steps (the carry comes to need a gradient "
-        "through what the body reads), and f does something else for each answer: the "
-        "Python loop would too, one traced body cannot. Decide on something else, or give "
-        "init requires_grad=True (every step then reads True)")
+        "through what the body reads), and f does something else for each answer (other "
+        "ops, or constants: a random draw differs on each run): the Python loop would too, "
+        "one traced body cannot. Decide on something else, or give init "
+        "requires_grad=True (every step then reads True)")
 
 
 def _decisions(trace: Trace, outs: list) -> tuple:
@@ -849,17 +850,20 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
 
     The carry is a Tensor, an array or a number, or a tuple of them, and keeps its
     structure, shapes and dtypes (else a ValueError names both); `xs` likewise (each sliced
-    along axis 0), or None with `length` given. `y`, or a part of a tuple `y`, may be None
-    (ys, or that part, is then None); one computed from values that need no gradient needs
-    none, as the loop's (and is not checked in `detect_anomaly()` mode, as the loop's ys are
-    not, where those that need one are checked step by step, naming the body's op and the
-    step). `f` is traced once per call, its Python never run per step, so Python that
-    decides on a traced value raises `TraceError`, and what it reads from outside is
-    current; it may read tensors from outside (a module's weights, a tensor computed
-    before the loop), whose gradients add up over the steps. Where the carry comes to need
-    a gradient after the first step, f reading `c.requires_grad` is traced again with the
-    later steps' flags (an op refusing them raises as in the loop), and raises `TraceError`
-    if it does anything else for step 0's.
+    along axis 0), or None with `length` given. `f` gets the carry and each x as tensors (a
+    NumPy array's as `Tensor` makes it: their methods are the engine's ops, a float16 sum
+    in float32, where a NumPy slice's sums in float16). `y`, or a part of a tuple `y`, may
+    be None (ys, or that part, is then None); one computed from values that need no
+    gradient needs none, as the loop's (and is not checked in `detect_anomaly()` mode, as
+    the loop's ys are not, where those that need one are checked step by step, naming the
+    body's op and the step). `f` is traced once per call (or again, below), its Python
+    never run per step, so Python that decides on a traced value raises `TraceError`, and
+    what it reads from outside is current; it may read tensors from outside (a module's
+    weights, a tensor computed before the loop), whose gradients add up over the steps.
+    Where the carry comes to need a gradient after the first step, f reading
+    `c.requires_grad` is traced again with the later steps' flags (an op refusing them
+    raises as in the loop), and raises `TraceError` if it does anything else for step 0's
+    (or draws other random numbers on its second run).
     Backward runs the body's own VJPs in reverse per step: nothing recurrence-specific is
     written anywhere.
     """

@@ -1951,3 +1951,24 @@ def test_numpy_xs_and_init_of_any_layout_give_the_loops_bits_with_or_without_a_g
     want_carry, want = loop(body, h0, X)
     assert_bitwise(ys, want)
     assert_bitwise(carry, want_carry)
+
+
+@settings(max_examples=20, deadline=None)
+@given(length=st.integers(1, 4), rows=st.integers(1, 40), seed=st.integers(0, 2**31 - 1))
+def test_a_step_of_a_numpy_xs_is_a_tensor_whose_methods_are_the_engines(length, rows, seed):
+    """f gets each x of a NumPy xs as a tensor (`mg.Tensor(xs[k])`), as the README says, so
+    `x.sum(axis=0)` of a float16 slice is the engine's sum (in float32, as PyTorch's), the
+    loop's over tensors bit for bit; a NumPy slice's sum adds in float16 (found by this
+    stop's review, after float16 sums moved to float32)."""
+    xs = (np.random.default_rng(seed).normal(size=(length, rows, 2)) * 50).astype(np.float16)
+
+    def step(c, x):
+        assert isinstance(x, mg.Tensor)
+        c = c + x.sum(axis=0)
+        return c, c
+
+    init = np.zeros(2, np.float16)
+    h, hs = mg.scan(step, init, xs)
+    want_h, want_hs = loop(step, mg.Tensor(init), [mg.Tensor(x) for x in xs])
+    assert_bitwise(h, want_h)
+    assert_bitwise(hs, want_hs)
