@@ -238,6 +238,8 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
         saves = "both" if "output" in saves else "inputs"
         if not kept:  # no operand at all: "output" or "nothing", as written out
             saves, kept = "output" if saves == "both" else "nothing", None
+    if batch not in (None, "elementwise", "matmul"):
+        raise ValueError(f"defop: batch must be None, 'elementwise' or 'matmul', got {batch!r}")
     if saves not in _SAVES:
         raise ValueError(f"defop: saves must be one of {', '.join(_SAVES)} or a tuple of "
                          f"operand positions (and \"output\"), got {saves!r}")

@@ -2,6 +2,7 @@
 graphs at once, and the release of a graph once it has been backpropagated."""
 
 import gc
+import re
 import weakref
 
 import numpy as np
@@ -333,6 +334,15 @@ def test_a_scan_keeps_its_states_and_weights_but_not_its_inputs():
         assert any(np.shares_memory(a, states._data[k]) for a in saved)
     with pytest.raises(ValueError, match=r"saves must be .* \(and \"output\"\), got \('out', 1\)"):
         defop("bad", np.add, (None, None), saves=("out", 1), register=False)
+
+
+@pytest.mark.parametrize("batch", [True, "rows", "Matmul", 1])
+def test_defop_refuses_a_batch_it_does_not_know(batch):
+    """batch= is None, "elementwise" or "matmul"; another value (batch=True) was taken and
+    meant nothing: the VJPs ran per step where the user meant them batched (review)."""
+    with pytest.raises(ValueError, match=r"^defop: batch must be None, 'elementwise' or "
+                                         rf"'matmul', got {re.escape(repr(batch))}$"):
+        defop("bad", np.add, (None, None), batch=batch, register=False)
 
 
 def _cube_with_residual():
