@@ -79,6 +79,7 @@ class RProp(Optimizer):
     """
 
     name = "rprop"
+    keeps_inputs = False
     bounds = {"eta_plus": Real(low=1.0, low_open=True),
               "eta_minus": Real(low=0.0, high=1.0, low_open=True, high_open=True),
               "step_init": POSITIVE, "step_min": POSITIVE, "step_max": POSITIVE}
