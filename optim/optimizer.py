@@ -564,6 +564,7 @@ class _Bucket:
                                for s, shape in zip(self.slices, self.shapes, strict=True)]
         self.steps = [0] * len(self.params)
         self.arrays: list[np.ndarray] = []  # the parameters' arrays, as `compute` last read them
+        self.computed: tuple[State, int] = ({}, 0)  # the new state and step count to commit
         self.state = optimizer.init(group, self.buffer)  # its names and layout; see below
         self.started = False  # every parameter updated at least once
 
@@ -688,13 +689,15 @@ class _Bucket:
         t = steps[0] + 1
         step, state = optimizer.update(self.group, t, p, g, self.current_state())
         np.subtract(p, step, out=self.buffer)  # the buffer: scatter writes it
+        self.computed = state, t  # (kept here: a closure costs more to make)
+        return self.commit
 
-        def commit() -> None:
-            self.write(arrays)
-            self.state, self.steps, self.started = state, [t] * len(steps), True
-            self.arrays = []  # (kept, they would make the next forward pass copy them)
-
-        return commit
+    def commit(self) -> None:
+        """Write what ``compute`` computed in the usual case: the buffer into the arrays."""
+        self.write(self.arrays)
+        (self.state, t), self.computed = self.computed, ({}, 0)
+        self.steps, self.started = [t] * len(self.steps), True
+        self.arrays = []  # (kept, they would make the next forward pass copy them)
 
     def lay_gradients_and_arrays(self) -> list[np.ndarray] | None:
         """The usual case in one pass: copy each parameter's gradient into
