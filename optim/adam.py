@@ -52,6 +52,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    keeps_inputs = False
     bounds = {"lr": LEARNING_RATE, "betas": Pair(FRACTION), "eps": POSITIVE}
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3,

@@ -47,6 +47,7 @@ safety switch, not part of the trajectory, and is not saved.
 from __future__ import annotations
 
 import abc
+import functools
 import inspect
 import itertools
 import math
@@ -154,10 +155,16 @@ NONNEGATIVE = Real(low=0.0)
 def guard_in(owner: str, eps: float, dtype: np.dtype) -> None:
     """Refuse `eps`, a denominator's guard, where it rounds to 0 in the parameters' dtype
     (1e-8 in float16): an element whose gradients were all 0 would step by 0/0 = NaN."""
-    if dtype.type(eps) == 0:
+    if _rounds_to_zero(eps, dtype):
         raise ValueError(f"{owner}: eps={eps!r} is 0 in {dtype}, so a zero gradient would give "
                          f"a NaN step; use an eps of at least {np.finfo(dtype).smallest_subnormal}"
                          f" (in practice far more: 1e-4 for float16)")
+
+
+@functools.lru_cache(maxsize=256)
+def _rounds_to_zero(eps: float, dtype: np.dtype) -> bool:
+    # (Cached: a rule asks at every step, and a NumPy scalar costs more than the lookup.)
+    return bool(dtype.type(eps) == 0)
 
 
 # --- parameter groups ------------------------------------------------------------------
@@ -253,6 +260,10 @@ class Optimizer(abc.ABC):
     name: ClassVar[str] = ""
     #: Hyperparameter -> its check.
     bounds: ClassVar[dict[str, Callable[[str, str, Any], Any]]] = {}
+    #: Whether ``update`` may return ``g`` or ``p`` (or a view of either) in its new state,
+    #: or write ``g``: it then gets copies of the shell's flat buffers. A rule whose step and
+    #: state are new arrays says False, which saves the two copies at every step.
+    keeps_inputs: ClassVar[bool] = True
 
     def __init__(self, params: Iterable[Any], defaults: Mapping[str, Any], *,
                  check_finite: bool = True) -> None:
@@ -334,8 +345,9 @@ class Optimizer(abc.ABC):
     def update(self, h: ParamGroup, t: int, p: np.ndarray, g: np.ndarray,
                state: State) -> tuple[np.ndarray, State]:
         """The t-th update from the gradient ``g`` at ``p``: ``(step, new state)``, the
-        parameters moving to ``p - step``. New arrays only: ``g`` is the shell's copy, but
-        ``p`` and ``state`` must not be written."""
+        parameters moving to ``p - step``. New arrays only: ``p`` and ``state`` must not be
+        written; ``g`` may be written, or kept in the state, only if ``keeps_inputs`` (the
+        default) makes it the rule's own copy."""
 
     def look_ahead(self, h: ParamGroup, state: State) -> np.ndarray | None:
         """The move to where the gradient is taken, or None (at ``p``). A rule that moves
@@ -373,11 +385,14 @@ class Optimizer(abc.ABC):
         if closure is not None and not callable(closure):
             raise TypeError(f"{type(self).__name__}.step: closure must be callable, got "
                             f"{type(closure).__name__}")
-        buckets = self._buckets
+        # (Loops, not comprehensions, over the buckets: there is usually one, and a
+        # comprehension's own call costs as much as a bucket's bookkeeping.)
         if type(self).look_ahead is Optimizer.look_ahead:  # no move: nothing to move back
             loss = None if closure is None else closure()
-            commits = [bucket.compute(None) for bucket in buckets]
-            self._refuse_overlaps([bucket.arrays for bucket in buckets])
+            commits = []
+            for bucket in self._buckets:
+                commits.append(bucket.compute(None))
+            self._refuse_overlaps()
         else:
             loss, commits = self._step_from_look_ahead(closure)
         for commit in commits:
@@ -387,27 +402,31 @@ class Optimizer(abc.ABC):
     def _step_from_look_ahead(self, closure: Closure | None) -> tuple[Any, list[Callable]]:
         """The closure's loss and the commits, the gradient taken at the look-ahead point;
         the parameters are back where they were if anything raises."""
-        moves = [(i, b, move) for i, b in enumerate(self._buckets)
-                 if (move := self.look_ahead(b.group, b.current_state())) is not None]
-        if moves and closure is None:
+        buckets, moves, read = self._buckets, [], []
+        for bucket in buckets:
+            moves.append(self.look_ahead(bucket.group, bucket.current_state()))
+        if closure is None and any(move is not None for move in moves):
             raise TypeError(
                 f"{type(self).__name__}.step needs a closure: the gradient is taken at the "
                 f"look-ahead point, which exists only inside step. Pass a function that zeroes "
                 f"the grads, computes the loss, calls backward and returns the loss.")
-        buckets = self._buckets
-        read = [b.read_into_buffer() for b in buckets]  # every shape checked before any move
+        for bucket in buckets:  # every shape checked before any move
+            read.append(bucket.read_into_buffer())
         # (Overlapping arrays are refused after the closure: moved back, overlapping ones
         # get their shared values again, which were one.)
         real: list[np.ndarray | None] = [None] * len(buckets)  # where moved buckets were
         try:
-            for i, bucket, move in moves:
-                real[i] = bucket.move(*read[i], move)
+            for i, move in enumerate(moves):
+                if move is not None:
+                    real[i] = buckets[i].move(*read[i], move)
             # (No array kept past the move: a graph the closure records shares each one
             # with no copy, and `.data` hands it back with none once the graph is freed.)
             del read
             loss = None if closure is None else closure()
-            commits = [bucket.compute(point) for bucket, point in zip(buckets, real)]
-            self._refuse_overlaps([bucket.arrays for bucket in buckets])
+            commits = []
+            for bucket, point in zip(buckets, real, strict=True):
+                commits.append(bucket.compute(point))
+            self._refuse_overlaps()
         except BaseException:
             for bucket, point in zip(buckets, real):
                 if point is not None:
@@ -415,16 +434,18 @@ class Optimizer(abc.ABC):
             raise
         return loss, commits
 
-    def _refuse_overlaps(self, arrays_by_bucket: list[list[np.ndarray]]) -> None:
+    def _refuse_overlaps(self) -> None:
         """ValueError naming two parameters whose arrays overlap (``b.data = a.data``, views
         of one buffer), raised before any is written: each update would be computed from
         the old values and the last write would win, losing the other. Only arrays of one
         owner (``_owner``) are compared, and only where some array is a view or one array
         is listed twice: the usual step (each parameter's own array, a new copy after each
         forward pass) asks only that. A masked array is refused here too (TypeError): its
-        mask would be ignored, then lost when the update is written."""
-        arrays = arrays_by_bucket[0] if len(arrays_by_bucket) == 1 else [
-            a for arrays in arrays_by_bucket for a in arrays]
+        mask would be ignored, then lost when the update is written. The arrays: those
+        each bucket's ``compute`` read."""
+        buckets = self._buckets
+        arrays = buckets[0].arrays if len(buckets) == 1 else [
+            a for bucket in buckets for a in bucket.arrays]
         for a in arrays:  # (a loop: a generator for all() costs twice this, every step)
             if type(a) is not _ndarray or a.base is not None:
                 break
@@ -543,6 +564,7 @@ class _Bucket:
                                for s, shape in zip(self.slices, self.shapes, strict=True)]
         self.steps = [0] * len(self.params)
         self.arrays: list[np.ndarray] = []  # the parameters' arrays, as `compute` last read them
+        self.computed: tuple[State, int] = ({}, 0)  # the new state and step count to commit
         self.state = optimizer.init(group, self.buffer)  # its names and layout; see below
         self.started = False  # every parameter updated at least once
 
@@ -604,11 +626,11 @@ class _Bucket:
         for j, p, shape, view in zip(self.positions, self.params, self.shapes, self.views,
                                      strict=True):
             data = p.data
-            if data.dtype is not dtype or data.shape != shape or not data.flags.writeable:
-                self.check_array(j, data, shape)  # (the usual case asks no more)
-            if laid and data.dtype is dtype:
-                view[...] = data
+            if data.dtype is dtype and data.shape == shape and data.flags.writeable:
+                if laid:  # (the usual case asks no more)
+                    view[...] = data
             else:
+                self.check_array(j, data, shape)  # passed: a dtype not the bucket's object
                 laid = False
             arrays.append(data)
         return arrays, laid
@@ -659,20 +681,23 @@ class _Bucket:
         if arrays is None or steps.count(steps[0]) != len(steps):
             return self.compute_apart(real)
         self.arrays = arrays  # (for the optimizer's check of overlaps)
-        g = self.gradients.copy()  # the rule's own: it may keep it in its state
-        if self.optimizer.check_finite:
+        optimizer, g, p = self.optimizer, self.gradients, self.buffer
+        if optimizer.check_finite:
             self.check_finite(g)
-        p = self.buffer.copy()
+        if optimizer.keeps_inputs:  # the rule's own: it may keep them in its state
+            g, p = g.copy(), p.copy()
         t = steps[0] + 1
-        step, state = self.optimizer.update(self.group, t, p, g, self.current_state())
+        step, state = optimizer.update(self.group, t, p, g, self.current_state())
         np.subtract(p, step, out=self.buffer)  # the buffer: scatter writes it
+        self.computed = state, t  # (kept here: a closure costs more to make)
+        return self.commit
 
-        def commit() -> None:
-            self.write(arrays)
-            self.state, self.steps, self.started = state, [t] * len(steps), True
-            self.arrays = []  # (kept, they would make the next forward pass copy them)
-
-        return commit
+    def commit(self) -> None:
+        """Write what ``compute`` computed in the usual case: the buffer into the arrays."""
+        self.write(self.arrays)
+        (self.state, t), self.computed = self.computed, ({}, 0)
+        self.steps, self.started = [t] * len(self.steps), True
+        self.arrays = []  # (kept, they would make the next forward pass copy them)
 
     def lay_gradients_and_arrays(self) -> list[np.ndarray] | None:
         """The usual case in one pass: copy each parameter's gradient into

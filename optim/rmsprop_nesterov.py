@@ -65,6 +65,7 @@ class RMSPropNesterov(Optimizer):
     """
 
     name = "rmsprop_nesterov"
+    keeps_inputs = False
     bounds = {"lr": LEARNING_RATE, "decay": FRACTION, "momentum": FRACTION, "eps": POSITIVE}
 
     def __init__(self, params: Iterable[Any], lr: float = 0.05, decay: float = 0.5,

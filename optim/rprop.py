@@ -79,6 +79,7 @@ class RProp(Optimizer):
     """
 
     name = "rprop"
+    keeps_inputs = False
     bounds = {"eta_plus": Real(low=1.0, low_open=True),
               "eta_minus": Real(low=0.0, high=1.0, low_open=True, high_open=True),
               "step_init": POSITIVE, "step_min": POSITIVE, "step_max": POSITIVE}
@@ -106,11 +107,11 @@ class RProp(Optimizer):
                state: State) -> tuple[np.ndarray, State]:
         s = np.sign(g)
         agreement = s * state["prev_sign"]
-        delta = state["step_size"]
-        delta = np.where(agreement > 0, delta * h.eta_plus,
-                         np.where(agreement < 0, delta * h.eta_minus, delta))
+        delta = state["step_size"].copy()  # grown where the signs agree, shrunk where not:
+        np.multiply(delta, h.eta_plus, out=delta, where=agreement > 0.0)
+        np.multiply(delta, h.eta_minus, out=delta, where=agreement < 0.0)
         # Every Delta is clipped, not only a grown or shrunk one, so that bounds changed
-        # mid-run apply at once (in place: np.where made a new array).
+        # mid-run apply at once.
         np.maximum(delta, h.step_min, out=delta)
         np.minimum(delta, h.step_max, out=delta)
         return s * delta, {"step_size": delta, "prev_sign": s}

@@ -45,6 +45,7 @@ class SGD(Optimizer):
     """
 
     name = "sgd"
+    keeps_inputs = False
     bounds = {"lr": LEARNING_RATE, "momentum": FRACTION, "nesterov": Boolean(),
               "weight_decay": NONNEGATIVE}
 
@@ -68,7 +69,7 @@ class SGD(Optimizer):
         d = g + h.weight_decay * p if h.weight_decay else g
         if not h.momentum:
             return h.lr * d, state
-        # PyTorch starts the buffer at the first gradient (g is the shell's own copy).
-        b = d if t == 1 else h.momentum * state["momentum_buffer"] + d
+        # PyTorch starts the buffer at the first gradient (a copy: g is the shell's buffer).
+        b = d.copy() if t == 1 else h.momentum * state["momentum_buffer"] + d
         d = d + h.momentum * b if h.nesterov else b
         return h.lr * d, {"momentum_buffer": b}

@@ -192,6 +192,44 @@ def test_rprop_matches_transcription(problem, hyper):
     assert_trajectories_equal(got, rprop_reference(inits, steps, **hyper))
 
 
+def rprop_reference_in(dtype, inits, steps, eta_plus, eta_minus, step_init, step_min,
+                       step_max):
+    """RProp- element by element in NumPy scalars of ``dtype`` (a hyperparameter rounded to
+    it where it meets a value, as a Python float meets an array), every gradient present."""
+    one = dtype.type
+    ps = [[one(v) for v in x.reshape(-1).tolist()] for x in inits]
+    deltas = [[one(step_init)] * len(p) for p in ps]
+    prevs = [[one(0.0)] * len(p) for p in ps]
+    out = []
+    for grads in steps:
+        for i, g in enumerate(grads):
+            for j, gj in enumerate(g.reshape(-1).tolist()):
+                s = one(1.0 if gj > 0 else (-1.0 if gj < 0 else 0.0))
+                if s * prevs[i][j] > 0:
+                    deltas[i][j] = deltas[i][j] * one(eta_plus)
+                elif s * prevs[i][j] < 0:
+                    deltas[i][j] = deltas[i][j] * one(eta_minus)
+                deltas[i][j] = min(max(deltas[i][j], one(step_min)), one(step_max))
+                ps[i][j] = ps[i][j] - s * deltas[i][j]
+                prevs[i][j] = s
+        out.append([np.array(p, dtype).reshape(x.shape) for p, x in zip(ps, inits, strict=True)])
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@given(problems(max_steps=8), rprop_hyperparameters())
+def test_rprop_matches_transcription_in_lower_precision(dtype, problem, hyper):
+    """float32 and float16 parameters and gradients (the shell's usual path: every gradient
+    present, of the parameters' dtype) step as the rule's arithmetic in that dtype."""
+    dtype = np.dtype(dtype)
+    inits, steps = problem
+    inits = [x.astype(dtype) for x in inits]
+    steps = [[(np.zeros(x.shape) if g is None else g).astype(dtype) for g, x in
+              zip(grads, inits, strict=True)] for grads in steps]
+    got = run(lambda ps: optim.RProp(ps, **hyper), inits, steps)
+    assert_trajectories_equal(got, rprop_reference_in(dtype, inits, steps, **hyper))
+
+
 @given(problems(max_steps=8), rprop_hyperparameters(), st.data())
 def test_rprop_clips_every_step_size_into_bounds_changed_mid_run(problem, hyper, data):
     """Bounds changed between steps hold from the next step on for every element (also

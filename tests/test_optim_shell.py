@@ -1127,3 +1127,41 @@ def test_a_view_past_ten_thousand_bases_is_compared_with_every_other():
         deep = as_strided(deep, shape=(8,), strides=(8,))
     params = [Param(deep[:4]), Param(buffer[2:6])]
     _refused_as_overlapping(params)
+
+
+class _Delayed(optim.Optimizer):
+    """A user's rule that keeps its gradient in its state as it is (not a copy) and steps by
+    the previous one: ``keeps_inputs`` is left at its default, so the shell must hand it
+    copies of its flat buffers, which the next step's gradients would overwrite."""
+
+    name = "delayed"
+    bounds = {"lr": optim.LEARNING_RATE}
+
+    def __init__(self, params, lr: float = 0.5) -> None:
+        super().__init__(params, {"lr": lr})
+
+    def init(self, h, p):
+        return {"last": np.zeros_like(p)}
+
+    def update(self, h, t, p, g, state):
+        return h.lr * state["last"], {"last": g}
+
+
+@given(st.lists(hnp.arrays(np.float64, st.integers(1, 3),
+                           elements=st.floats(-10, 10, allow_nan=False)), min_size=2, max_size=5))
+def test_a_rule_that_keeps_its_gradient_gets_its_own_copy(grads):
+    """Each step moves by lr times the gradient of the step before, whatever the shell lays
+    into its buffers since; the rule's state holds the last gradient (a copy of the buffer,
+    not the buffer)."""
+    size = len(grads[0])
+    grads = [np.resize(g, size) for g in grads]
+    p = Param(np.zeros(size))
+    opt = _Delayed([p])
+    expected = np.zeros(size)
+    for k, g in enumerate(grads):
+        p.grad = g.copy()
+        opt.step()
+        if k:
+            expected = expected - 0.5 * grads[k - 1]
+        np.testing.assert_array_equal(p.data, expected)
+        np.testing.assert_array_equal(opt.state_dict()["state.0.last"], g)
