@@ -339,8 +339,10 @@ def _einsum_call(subscripts: str, *operands: Any) -> tuple[tuple, dict]:
 def _einsum(subscripts: str, *args: Any) -> np.ndarray:
     """np.einsum, of float16 operands in float32 and rounded once (as `_sum_of`: NumPy's
     einsum sums float16 in float16)."""
-    # (a Python number among them is a float64 operand to np.einsum: no float16 result)
-    if all(type(a) is _ndarray for a in args) and np.result_type(*args) == _FLOAT16:
+    # (the dtypes as np.einsum takes the operands: a Python float is a float64 one, a bool
+    # or a NumPy float16 scalar leaves the result float16)
+    if any(getattr(a, "dtype", None) is _FLOAT16 for a in args) and np.result_type(
+            *[np.asarray(a) for a in args]) == _FLOAT16:
         return np.einsum(subscripts, *args, dtype=np.float32).astype(_FLOAT16)
     return np.einsum(subscripts, *args)
 

@@ -41,7 +41,10 @@ the hyperparameters to ``Optimizer.__init__``, ``init(h, p)`` (the state, arrays
 like p) and ``update(h, t, p, g, state)`` returning ``(step, new state)`` as new arrays;
 if needed ``check_together`` (bounds between hyperparameters), ``look_ahead(h, state)``
 (the shell then requires a closure) and ``state_problem(h, state)`` (what a loaded state
-cannot be). Give it a docstring with its equations, add it to ``registry.py`` and export it
+cannot be); ``keeps_inputs = False`` if its step and state are always new arrays (never
+``g`` or ``p``, nor views of them), which saves the shell two copies a step (a subclass
+that writes its own ``update`` keeps its inputs again unless it says so). Give it a
+docstring with its equations, add it to ``registry.py`` and export it
 here; test it against a transcription of its equations (tests/test_optim_rules.py) and add
 it to ``CONFIGS`` in tests/test_optim_shell.py.
 """

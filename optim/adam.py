@@ -97,6 +97,7 @@ class AdamW(Adam):
 
     name = "adamw"
     bounds = {**Adam.bounds, "weight_decay": NONNEGATIVE}
+    keeps_inputs = False  # (its step is new: Adam's, plus a product of p)
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,

@@ -265,6 +265,16 @@ class Optimizer(abc.ABC):
     #: state are new arrays says False, which saves the two copies at every step.
     keeps_inputs: ClassVar[bool] = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass that writes its own ``update`` or ``look_ahead`` keeps its inputs
+        unless it says otherwise: a False inherited from the rule it extends (SGD's, say)
+        would hand it the shell's buffers, which the next step overwrites under a state
+        that kept ``g``."""
+        super().__init_subclass__(**kwargs)
+        if "keeps_inputs" not in vars(cls) and ("update" in vars(cls)
+                                                or "look_ahead" in vars(cls)):
+            cls.keeps_inputs = True
+
     def __init__(self, params: Iterable[Any], defaults: Mapping[str, Any], *,
                  check_finite: bool = True) -> None:
         owner = type(self).__name__

@@ -346,6 +346,20 @@ def test_an_einsum_of_float16_and_a_python_number_is_numpys(number):
     np.testing.assert_array_equal(t.grad, np.full(5, number, np.float16))
 
 
+@pytest.mark.parametrize("other", [np.float16(1.0), True, np.ones((), np.float16)],
+                         ids=["float16 scalar", "bool", "0-d float16 array"])
+def test_an_einsum_of_float16_and_a_float16_scalar_sums_in_float32(other):
+    """A NumPy float16 scalar or a bool leaves einsum's result float16: summed in float32,
+    as of two float16 arrays (a check of the operands' types for arrays sent them to NumPy's
+    float16 sum: 5000 ones gave 2048; found by this stop's second review)."""
+    x = mg.Tensor(np.ones((5000, 3), np.float16))
+    for run in (lambda x: mg.einsum("ij,->j", x, other), mg.compile(
+            lambda x: mg.einsum("ij,->j", x, other))):
+        y = run(x)
+        assert y.dtype == np.float16
+        np.testing.assert_array_equal(y.data, np.full(3, 5000, np.float16))
+
+
 def test_a_float32_loss_with_float64_targets_gives_the_gradients_it_gave():
     """The float16 scales' rounding (a version of this stop) was applied to float32 too: a
     float64 target's gradient was rounded to the float32 prediction's dtype, and a float32

@@ -1165,3 +1165,31 @@ def test_a_rule_that_keeps_its_gradient_gets_its_own_copy(grads):
             expected = expected - 0.5 * grads[k - 1]
         np.testing.assert_array_equal(p.data, expected)
         np.testing.assert_array_equal(opt.state_dict()["state.0.last"], g)
+
+
+class _AveragedSGD(optim.SGD):
+    """SGD along the mean of this gradient and the last (kept in its state): a user's rule
+    extending a built-in one, whose keeps_inputs=False it must not inherit."""
+
+    def update(self, h, t, p, g, state):
+        last = g if t == 1 else state["momentum_buffer"]
+        return h.lr * (g + last) / 2, {"momentum_buffer": g}
+
+
+@given(st.lists(hnp.arrays(np.float64, 3, elements=st.floats(-10, 10, allow_nan=False)),
+                min_size=2, max_size=5))
+def test_a_subclass_of_a_built_in_rule_that_keeps_its_gradient_gets_its_own_copy(grads):
+    """A rule extending SGD with its own update keeps its inputs (the shell hands it copies)
+    unless it says otherwise: it inherited SGD's keeps_inputs=False, so the gradient its
+    state kept was the shell's buffer, overwritten by the next step's (found by review)."""
+    assert not optim.SGD.keeps_inputs and _AveragedSGD.keeps_inputs
+    p = Param(np.zeros(3))
+    opt = _AveragedSGD([p], lr=0.5)
+    expected, last = np.zeros(3), None
+    for g in grads:
+        p.grad = g.copy()
+        opt.step()
+        expected = expected - 0.5 * (g + (g if last is None else last)) / 2
+        last = g
+        np.testing.assert_array_equal(p.data, expected)
+        np.testing.assert_array_equal(opt.state_dict()["state.0.momentum_buffer"], g)
