@@ -24,7 +24,8 @@ from .tensor import Tensor, plain_array
 
 
 class Parameter(Tensor):
-    """A Tensor that a Module learns: it always requires grad."""
+    """A Tensor that a Module learns: it requires grad from the start (set `requires_grad`
+    to False to freeze it: backward then leaves its `.grad` None, and optimizers skip it)."""
 
     __slots__ = ()
 
@@ -373,7 +374,8 @@ class _Cell(Module):
                 self._affine(h, self.weight_hh, self.bias_hh))
 
     def zero_state(self, batch: tuple[int, ...] = ()) -> np.ndarray:
-        """A state of zeros for inputs of batch shape `batch`, in the parameters' dtype."""
+        """Zeros of the hidden state's shape for inputs of batch shape `batch`, (*batch,
+        hidden), in the parameters' dtype (an LSTM's state is two such: `(z, z)`)."""
         return np.zeros(batch + (self.hidden,), self.weight_hh.dtype)
 
     @staticmethod

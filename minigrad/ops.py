@@ -168,9 +168,13 @@ def _matmul_shape(a: np.ndarray, b: np.ndarray) -> tuple:
     return np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
 
 
-# c + a @ b in one node: a layer's x W + b, an RNN step's z_k + s W. The same NumPy calls
-# as add(c, matmul(a, b)), forward and backward, so the same numbers, one node fewer.
-addmm = defop("addmm", lambda c, a, b: _np_add(c, _np_matmul(a, b)),
+def _addmm(c, a, b):
+    """c + a @ b in one op (a layer's x W + b, an RNN step's z_k + s W): the same NumPy calls
+    as add(c, matmul(a, b)), forward and backward, so the same numbers, one node fewer."""
+    return _np_add(c, _np_matmul(a, b))
+
+
+addmm = defop("addmm", _addmm,
               (identity_vjp, _product_vjp(_matmul_a_vjp), _product_vjp(_matmul_b_vjp)),
               Domain("addmm"), saves=(1, 2), batch="matmul")  # a and b: c's VJP reads nothing
 
@@ -418,7 +422,13 @@ sigmoid = defop("sigmoid", _sigmoid, (_sigmoid_vjp,), Domain("unary", ((-8.0, 8.
                 saves="output")
 # A select, not g * (x > 0): an infinite g (sqrt's at 0) times 0 is NaN where the gradient
 # is 0; and g where x is NaN (the NaN passes on), as PyTorch's threshold_backward has it.
-relu = defop("relu", lambda x: np.maximum(x, 0.0),
+def _relu(x):
+    """max(x, 0) elementwise; its gradient is g where x > 0, else 0 (at x = 0 too, as
+    PyTorch's)."""
+    return np.maximum(x, 0.0)
+
+
+relu = defop("relu", _relu,
              (lambda g, out, x: np.where(x <= 0, 0.0, g),),
              Domain("unary", avoid=(0.0,)), saves="inputs")
 abs = defop("abs", np.abs, (lambda g, out, x: g * np.sign(x),), Domain("unary", avoid=(0.0,)),
@@ -1065,7 +1075,8 @@ log_softmax = defop(
     Domain("softmax"), saves="output",
     prepare=_axis_call("log_softmax", "x - log(sum(exp(x))) along `axis` (the last by "
                                       "default), computed from x - max(x): finite for "
-                                      "every finite x."))
+                                      "every finite x whose spread, max(x) - min(x), is "
+                                      "within the float range."))
 
 
 def _var_call(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False,
@@ -1126,7 +1137,8 @@ def _labels(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def _cross_entropy(z, labels):
     """The mean over examples of -log softmax(z)[label], from z - max(z) (finite for every
-    finite z), and the residual its VJP reads: the probabilities softmax(z)."""
+    finite z whose spread is within the float range), and the residual its VJP reads: the
+    probabilities softmax(z)."""
     index = _labels(z, labels)
     z = _logits(z)
     shifted = z - np.max(z, axis=-1, keepdims=True)

@@ -63,7 +63,8 @@ class _Refused(Exception):
 
 def save(module: Module | Any, path: str | bytes | os.PathLike,
          metadata: Mapping[str, Any] | None = None) -> None:
-    """Write the module's parameters (and string `metadata`) to `path`, atomically.
+    """Write the module's parameters (and `metadata`, its keys and values stored as their
+    `str`: `load` gives back strings) to `path`, atomically.
 
     `module` may also be any object whose `state_dict()` is a flat dict of name -> NumPy
     array and which has `load_state_dict` (an optimizer, a learning-rate schedule): its

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -26,7 +27,7 @@ def create(name: str, params: Iterable[ParameterLike], **hyperparameters: Any) -
     ``name`` is matched case-insensitively, with ``-`` read as ``_`` ("RMSProp-Nesterov"
     works). ``hyperparameters`` are the class's keyword arguments (``check_finite``
     included). An unknown name raises ValueError listing the known ones; an unknown
-    hyperparameter raises TypeError naming it and the accepted ones (the class does).
+    hyperparameter raises TypeError naming it and the accepted ones.
 
     >>> create("rprop", params, eta_plus=1.2)          # doctest: +SKIP
     """
@@ -36,4 +37,10 @@ def create(name: str, params: Iterable[ParameterLike], **hyperparameters: Any) -
     cls = OPTIMIZERS.get(key)
     if cls is None:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")
+    accepted = [name for name, p in inspect.signature(cls).parameters.items()
+                if name != "params" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    unknown = sorted(set(hyperparameters) - set(accepted))
+    if unknown:
+        raise TypeError(f"{cls.__name__}: unknown hyperparameter{'s' * (len(unknown) > 1)} "
+                        f"{', '.join(unknown)}; it takes {', '.join(accepted)}")
     return cls(params, **hyperparameters)

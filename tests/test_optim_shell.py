@@ -972,8 +972,13 @@ def test_registry_names_and_create():
     assert type(optim.create("adam", p, lr=0.1, check_finite=False)) is optim.Adam
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'.*adam, adamw, rmsprop_n"):
         optim.create("lbfgs", p)
-    with pytest.raises(TypeError, match="unexpected keyword argument 'momentum'"):
+    # (naming what it takes, as its docstring says: it raised Python's bare TypeError)
+    with pytest.raises(TypeError, match=r"^Adam: unknown hyperparameter momentum; it takes lr, "
+                                        r"betas, eps, check_finite$"):
         optim.create("adam", p, momentum=0.9)
+    with pytest.raises(TypeError, match=r"^SGD: unknown hyperparameters betas, decay; it takes "
+                                        r"lr, momentum, nesterov, weight_decay, check_finite$"):
+        optim.create("sgd", p, lr=0.1, decay=0.9, betas=(0.9, 0.99))
     for name, cls in optim.OPTIMIZERS.items():
         assert cls.name == name and issubclass(cls, optim.Optimizer)
 

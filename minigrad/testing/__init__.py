@@ -7,7 +7,7 @@ naming the argument or parameter, the output, the worst element, both values and
 tolerance. `check_backward` compares a hand-written backward pass with the engine's gradient
 over Hypothesis-drawn inputs, `check_backward_at` at one input. Hypothesis strategies for
 drawing inputs live in `minigrad.testing.strategies` (importing this module does not need
-Hypothesis; that one does: it is in the test extra, `pip install '<DISTRIBUTION>[test]'`).
+Hypothesis; that one does: it is in the test extra, `pip install 'minigrad-rnn[test]'`).
 """
 
 from __future__ import annotations
