@@ -49,6 +49,11 @@ SCALAR_UPSTREAM = (1.5, 2.5)
 
 Gradients = list[np.ndarray]  # one per argument or parameter checked
 
+# A gradient whose every element is within this fraction of atol of 0 is taken for a zero
+# one (that of an argument f ignores, x^3's at 0), which central differences give up to a
+# residue: a check of zeros. One larger but within atol is checked against nothing.
+ZERO_RESIDUE = 1e-3
+
 
 class GradcheckError(AssertionError):
     """The engine's gradient and the numerical one disagree beyond the tolerances."""
@@ -142,7 +147,13 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
 
     An element passes when |engine - numerical| <= atol + rtol * |numerical|. Returns True,
     or raises GradcheckError naming the argument (by position) or parameter (by name), the
-    output of a tuple, the worst element, both values and the tolerance.
+    output of a tuple, the worst element, both values and the tolerance. Where every
+    element of every gradient checked, the engine's and the numerical alike, is within atol
+    of 0 (a sigmoid saturated at x = -20, a loss scaled by 1e-7), that comparison holds for
+    any VJP, right or wrong: GradcheckError says so, asking for other inputs, a rescaled f
+    or a smaller atol. Gradients within atol / 1000 of 0 everywhere are taken for zero ones
+    (f ignores what is checked, x^3 at 0: central differences leave a residue there), a
+    check of zeros, and pass.
     """
     named = _named_parameters(f, params)
     positions = _checked_positions(args, argnums, bool(named))
@@ -171,6 +182,7 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
                          _describe(upstream, seed))
         for label, computed, numerical in zip(labels, engine[k], numeric):  # (right
             _refuse_float32_numbers(label, computed, numerical[k], atol)  # numbers: how precise?)
+    _refuse_below_atol(labels, engine, numeric, atol)
     _float32_backward(f, arrays, positions, parameters)
     return True
 
@@ -219,6 +231,30 @@ def _refuse_float32_numbers(label: str, gradient: np.ndarray, numerical: np.ndar
             f"{shown.size} nonzero elements is exactly a float32 one, from an upstream "
             f"gradient of float64's full precision): a VJP computes in float32 and casts "
             f"back, giving gradients good to ~1e-7 where float64's are good to ~1e-16")
+
+
+def _refuse_below_atol(labels: list[str], engine: list[Gradients], numeric: list[np.ndarray],
+                       atol: float) -> None:
+    """Every element of every gradient checked, the engine's and the numerical alike, within
+    atol of 0, and not all within ZERO_RESIDUE atol of it: |engine - numerical| <= atol +
+    rtol |numerical| held whatever the VJPs computed (a sign flipped, a factor of 3, a
+    zero), so nothing was checked. (All within ZERO_RESIDUE atol is a check of zeros: the
+    central differences of a zero gradient leave a residue of ~eps^2 (x^3 at 0) or of the
+    outputs' rounding.)"""
+    largest, where = 0.0, ""
+    for k, gradients_k in enumerate(engine):
+        for label, computed, numerical in zip(labels, gradients_k, numeric):
+            for side, values in (("engine", computed), ("numerical", numerical[k])):
+                values = np.abs(values)
+                if values.size and np.nanmax(values) > largest:
+                    largest, where = float(np.nanmax(values)), f"{side} gradient of {label}"
+    if ZERO_RESIDUE * atol < largest <= atol:
+        raise GradcheckError(
+            f"gradcheck: every element of every gradient checked is within atol {atol} of 0 "
+            f"(the largest, {largest:.3g}, is in the {where}), so the comparison |engine - "
+            f"numerical| <= atol + rtol |numerical| checked nothing: a wrong VJP passes. "
+            f"Pick inputs where the gradient is not tiny (not where a function saturates), "
+            f"rescale f (a loss scaled by 1e-7), or pass an atol well below {largest:.3g}")
 
 
 def _engine_again(outputs: list[Tensor], wrt: list[Tensor], upstreams: list[np.ndarray],
