@@ -362,3 +362,22 @@ def test_a_gradient_that_is_zero_is_checked_as_zero(data):
     with pytest.raises(GradcheckError, match="is wrong at index"):  # zero where it is not
         gradcheck(defop("zero_vjp_exp", np.exp, (lambda g, out, x: np.zeros_like(g),),
                         register=False), x)
+
+
+# --- what the default tolerances let through, as gradcheck's docstring says --------------------
+
+SLIGHTLY_OFF_SQUARE = defop("slightly_off_square", np.square,
+                            (lambda g, out, x: g * 2.00001 * x,), register=False)  # 5e-6 off
+FLOAT32_COS_SIN = defop("float32_cos_sin", np.sin,
+                        (lambda g, out, x: g * np.cos(x.astype(np.float32)),), register=False)
+
+
+@given(x=mst.arrays(low=0.5, high=3.0), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=20)
+def test_the_defaults_let_a_vjp_off_by_1e_5_relative_through_and_tighter_ones_do_not(x, seed):
+    assert gradcheck(SLIGHTLY_OFF_SQUARE, x, seed=seed)
+    assert gradcheck(FLOAT32_COS_SIN, x, seed=seed)  # float32 mixed in: right to ~1e-7
+    tight = {"atol": 1e-8, "rtol": 1e-7}
+    assert gradcheck(mg.square, x, seed=seed, **tight)  # central differences are this good
+    with pytest.raises(GradcheckError, match="is wrong at index"):
+        gradcheck(SLIGHTLY_OFF_SQUARE, x, seed=seed, **tight)

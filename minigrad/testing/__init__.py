@@ -139,13 +139,22 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     into g, or returning float32 for a float64 operand, fails, naming its op; so does one
     returning float64 for a float32 operand, seen by one more forward and backward pass on
     float32 copies of the arguments and parameters checked (for dtypes only; skipped where
-    f cannot run in float32). A float64 gradient whose elements of some size (above atol)
-    are all exactly float32 numbers (a VJP computing in float32 and casting back, right to
-    ~1e-7) fails too. An op of the
-    graph that makes a lower precision of a float64 operand (astype to float32 and back
-    inside f) raises TypeError naming it, as a float32 output does.
+    f cannot run in float32). A float64 gradient whose elements above atol are all exactly
+    float32 numbers fails too: the one form of float32 arithmetic caught whatever the
+    tolerances, a VJP computing its whole result in float32 and casting it back. One that
+    only mixes float32 into float64 work (the cos of a float32 copy of x, a float32
+    constant such as np.log(np.float32(10))) is right to ~1e-8 to 1e-7 relative, which the
+    default tolerances let through. An op of the graph that makes a lower precision of a float64
+    operand (astype to float32 and back inside f) raises TypeError naming it, as a float32
+    output does.
 
-    An element passes when |engine - numerical| <= atol + rtol * |numerical|. Returns True,
+    An element passes when |engine - numerical| <= atol + rtol * |numerical|. The defaults
+    (atol 1e-6, rtol 1e-5) let through a VJP off by up to about 1e-5 relative (2.00001 x
+    for square's 2x passes), or by 1e-6 absolute on small gradients, although the central
+    differences are accurate to ~1e-9 relative on well-scaled values (eps = 1e-6, float64):
+    they catch a wrong formula, a sign, a factor, a missing term, not a slightly imprecise
+    constant. To catch mistakes down to ~1e-7, pass smaller ones (atol=1e-8, rtol=1e-7),
+    on values of moderate size (around 1; scale eps with larger ones). Returns True,
     or raises GradcheckError naming the argument (by position) or parameter (by name), the
     output of a tuple, the worst element, both values and the tolerance. Where every
     element of every gradient checked, the engine's and the numerical alike, is within atol
