@@ -1,6 +1,7 @@
 """The testing helpers: numerical_grad on known derivatives, gradcheck passing right gradients
 and naming what is wrong in a broken one, and the Hypothesis strategies keeping their word."""
 
+import ast
 import pathlib
 import re
 import subprocess
@@ -9,7 +10,7 @@ import tomllib
 
 import numpy as np
 import pytest
-from hypothesis import find, given, settings
+from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
@@ -593,3 +594,69 @@ def test_arrays_in_an_interval_of_tiny_values_spread_over_it(high):
     inside = find(mst.arrays((4,), low=0.0, high=high),
                   lambda v: bool(np.any((v > 0.1 * high) & (v < 0.9 * high))))
     assert np.all((inside >= 0.0) & (inside <= high))
+
+
+# --- each case a strategy's docs promise is drawn often enough ----------------------------------
+
+
+def _share(strategy, holds, n=100):
+    """The share of `n` derandomized draws of `strategy` for which `holds` (the same every
+    run: no flakiness)."""
+    seen = []
+
+    @settings(max_examples=n, derandomize=True, database=None, deadline=None,
+              phases=(Phase.generate,), suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def run(value):
+        seen.append(bool(holds(value)))
+
+    run()
+    return sum(seen) / len(seen)
+
+
+def _square(shapes):
+    out = np.broadcast_shapes(*shapes)
+    return len(out) >= 2 and out[-1] == out[-2] > 1
+
+
+def _where_condition(case):
+    """The condition of a where case, read back from its description."""
+    text = case.description[len("condition "):]
+    return np.asarray(ast.literal_eval(text[:text.rindex("], ") + 1] if "], " in text
+                                       else text.split(",")[0]), dtype=bool)
+
+
+@pytest.mark.parametrize("name", ["add", "maximum", "where", "greater"])
+def test_broadcasting_families_draw_square_outputs_often(name):
+    """binary, distinct_pair, where and comparison cases broadcast to a square output in 6-7%
+    of draws (shapes() in 45%): a transposed gradient went unseen."""
+    def square(case):
+        condition = [_where_condition(case).shape] if name == "where" else []
+        return _square(condition + [x.shape for x in case.operands])
+
+    assert _share(mst.op_cases(name), square) >= 0.3
+
+
+def test_softmax_and_cross_entropy_draw_an_axis_of_two_or_more_mostly():
+    """Along an axis of length 1 (one class) the gradient is identically 0: drawn in 27-28%."""
+    def along_longer(case):
+        axis = int(re.search(r"'axis': (-?\d+)", case.description).group(1))
+        return case.operands[0].shape[axis] >= 2
+
+    for name in ("softmax", "log_softmax"):
+        assert _share(mst.op_cases(name), along_longer) >= 0.9
+    assert _share(mst.op_cases("cross_entropy"), lambda c: c.operands[0].shape[-1] >= 2) >= 0.9
+
+
+def test_where_draws_a_mixed_condition_mostly():
+    """where's condition was all False in 55% of draws, mixed in 10%: one operand's gradient
+    was always 0."""
+    def mixed(case):
+        condition = _where_condition(case)
+        out = np.broadcast_shapes(condition.shape, *(x.shape for x in case.operands))
+        return None if np.prod(out) < 2 else condition.any() and not condition.all()
+
+    seen = []
+    _share(mst.op_cases("where"), lambda c: seen.append(mixed(c)))
+    possible = [m for m in seen if m is not None]
+    assert sum(possible) / len(possible) >= 0.7
