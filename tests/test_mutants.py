@@ -306,7 +306,7 @@ def test_an_op_with_an_operand_without_vjp_has_its_mutants_really_judged(name):
         if verdict.killed:
             assert verdict.evidence.startswith("GradcheckError: gradcheck: gradient of "), \
                 verdict.evidence
-        else:  # only a mistake that need not arise: where's operands are never square
+        else:  # only a mistake that need not arise (a transpose, where no draw is square)
             assert mm.outcome(verdict) == "no case", verdict.mutant
             assert verdict.mutant.key[-1] == "transposed" and name == "where"
 

@@ -17,7 +17,14 @@ from hypothesis.errors import InvalidArgument
 import minigrad as mg
 from minigrad import Tensor, defop
 from minigrad.models.counter import Counter
-from minigrad.testing import DISTRIBUTION, GradcheckError, gradcheck, numerical_grad
+from minigrad.testing import (
+    DISTRIBUTION,
+    BackwardMismatch,
+    GradcheckError,
+    check_backward_at,
+    gradcheck,
+    numerical_grad,
+)
 from minigrad.testing import strategies as mst
 
 # --- numerical_grad -------------------------------------------------------------------------
@@ -660,3 +667,54 @@ def test_where_draws_a_mixed_condition_mostly():
     _share(mst.op_cases("where"), lambda c: seen.append(mixed(c)))
     possible = [m for m in seen if m is not None]
     assert sum(possible) / len(possible) >= 0.7
+
+
+# --- argnums and frozen parameters: clear errors, or what was meant -------------------------------
+
+
+@pytest.mark.parametrize("check", ["gradcheck", "numerical_grad", "check_backward"])
+def test_argnums_is_checked_with_the_functions_name(check):
+    x, y = np.array([0.5, -1.5]), np.array([2.0, 0.25])
+    run = {
+        "gradcheck": lambda a: gradcheck(lambda p, q: mg.sum(p * q), x, y, argnums=a),
+        "numerical_grad": lambda a: numerical_grad(lambda p, q: mg.sum(p * q), x, y,
+                                                   argnums=a),
+        "check_backward": lambda a: check_backward_at(
+            lambda p, q: mg.sum(p * q), lambda p, q: (q, p)[a] if isinstance(a, int) else
+            tuple((q, p)[i] for i in a), x, y, argnums=a),
+    }[check]
+    for wrong in (1.0, True, "0", (0, 1.0), (np.True_,)):
+        with pytest.raises(TypeError, match=f"^{check}: argnums must be an int or a sequence "
+                           "of ints"):
+            run(wrong)
+    for wrong, message in (((0, 0), "names an argument twice"), ((1, -1), "twice"),
+                           (2, "out of range for 2 arguments"), (-3, "out of range")):
+        with pytest.raises(ValueError, match=f"^{check}: argnums .*{message}"):
+            run(wrong)
+    run(-1)  # the last argument, as in Python
+    run((-2, 1))
+
+
+def test_negative_argnums_name_the_arguments_from_the_end():
+    x, y = np.array([0.5, -1.5]), np.array([2.0, 0.25])
+    (last,) = numerical_grad(lambda p, q: mg.sum(p * q * q), x, y, argnums=-1)
+    np.testing.assert_allclose(last, 2 * x * y, rtol=1e-8)
+
+
+def test_check_backward_leaves_a_frozen_parameter_out_as_gradcheck_does():
+    """A model with a frozen parameter (fine-tuning) failed inside the engine with
+    'gradients: inputs[1] (shape (1,)) does not require grad', naming neither."""
+    rng = np.random.default_rng(0)
+    layer = mg.nn.Linear(3, 1, rng=rng)
+    layer.bias.requires_grad = False
+    x = rng.normal(size=(4, 3))
+    check_backward_at(lambda a: (mg.sum(layer(mg.Tensor(a))), layer),
+                      lambda a: {"weight": a.sum(axis=0)[:, None]}, x)
+    with pytest.raises(BackwardMismatch, match="'weight'"):
+        check_backward_at(lambda a: (mg.sum(layer(mg.Tensor(a))), layer),
+                          lambda a: {"weight": 2 * a.sum(axis=0)[:, None]}, x)
+
+
+@given(x=mst.arrays([2, 3]))
+def test_arrays_takes_a_shape_written_as_a_list(x):
+    assert x.shape == (2, 3)

@@ -23,7 +23,7 @@ from ..modes import is_anomaly_enabled
 from ..nn import Module
 from ..tape import Node
 from ..tensor import tensor_array
-from .handwritten import BackwardMismatch, check_backward, check_backward_at
+from .handwritten import BackwardMismatch, argnum_positions, check_backward, check_backward_at
 
 __all__ = [
     "DISTRIBUTION", "BackwardMismatch", "GradcheckError", "check_backward", "check_backward_at",
@@ -72,7 +72,8 @@ def numerical_grad(f: Callable[..., Any], *args: Any, eps: float = 1e-6,
     of eps cannot perturb; so `numerical_grad(f, logits, labels)` returns the logits'
     gradient only. Name an integer argument in `argnums` to differentiate it.
     """
-    positions = (_positions(argnums, len(args)) if argnums is not None else
+    positions = (argnum_positions(argnums, len(args), "numerical_grad")
+                 if argnums is not None else
                  tuple(i for i, a in enumerate(args) if not _integer_data(a)))
     if not positions:
         raise ValueError("numerical_grad: nothing to differentiate: every argument is integer "
@@ -95,8 +96,9 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     Tensors with `requires_grad=True`, and the parameters in `params`: a Module (every
     `named_parameters()` entry) or a mapping name -> Parameter; by default, when `f` is
     itself a Module, its own parameters. The other arguments are data (targets, masks,
-    indices), passed to `f` as they are. `argnums` (an int or a sequence of them) names
-    exactly the arguments to check instead, whatever they are. When nothing is marked at
+    indices), passed to `f` as they are. `argnums` (an int or a sequence of them, negative
+    ones counting from the end; not a bool, nor one named twice) names exactly the
+    arguments to check instead, whatever they are. When nothing is marked at
     all (no argnums, no argument that requires grad, no parameters), every argument is
     checked but the integer and boolean ones (numbers, arrays, lists), which are data:
     labels, indices, masks, that a step of eps cannot perturb. So `gradcheck(f, x, y)` on
@@ -338,7 +340,7 @@ def _checked_positions(args: Sequence[Any], argnums: int | Sequence[int] | None,
     require grad, else (nothing marked, no parameters either) all but the integer and
     boolean ones."""
     if argnums is not None:
-        return _positions(argnums, len(args))
+        return argnum_positions(argnums, len(args), "gradcheck")
     marked = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad)
     if marked or has_parameters:
         return marked
@@ -601,16 +603,6 @@ def _named_parameters(f: Any, params: Any) -> list[tuple[str, Tensor]]:
                              f"grad, got {type(p).__name__}"
                              f"{'' if not isinstance(p, Tensor) else ' with requires_grad=False'}")
     return named
-
-
-def _positions(argnums: int | Sequence[int] | None, n: int) -> tuple[int, ...]:
-    if argnums is None:
-        return tuple(range(n))
-    positions = (argnums,) if isinstance(argnums, (int, np.integer)) else tuple(argnums)
-    for i in positions:
-        if not 0 <= i < n:
-            raise ValueError(f"argnums {argnums} out of range for {n} arguments")
-    return positions
 
 
 def _float_array(a: Any) -> np.ndarray:

@@ -59,8 +59,9 @@ def arrays(draw, shape: Any = None, *, low: float = -3.0, high: float = 3.0,
     (1e-3) in magnitude where [low, high] has values of that sign beyond it: an element
     whose gradient is below gradcheck's atol is checked against nothing.
 
-    `shape` is a tuple, a strategy of tuples, or None for `shapes()`. `avoid` lists points
-    (non-differentiable ones such as relu's 0) that values keep AVOID_MARGIN away from;
+    `shape` is a tuple (or a list), a strategy of tuples, or None for `shapes()`. `avoid`
+    lists points (non-differentiable ones such as relu's 0) that values keep AVOID_MARGIN
+    away from;
     `distinct` draws values without ties (for max), spread over what remains of [low,
     high], each somewhere in the middle half of its own slot: at least half of (its total
     length) / size apart (the rule on values below SMALLEST does not hold for these: one
@@ -71,6 +72,8 @@ def arrays(draw, shape: Any = None, *, low: float = -3.0, high: float = 3.0,
     """
     if shape is None:
         shape = shapes()
+    if isinstance(shape, list):  # a shape written as a list: as the tuple
+        shape = tuple(shape)
     if not isinstance(shape, tuple):
         shape = draw(shape)
     layout = np.asfortranarray if len(shape) >= 2 and draw(st.booleans()) else np.asarray
