@@ -306,3 +306,78 @@ def test_outputs_that_cannot_be_checked_are_refused():
     with pytest.raises(TypeError, match=r"^gradcheck: output 1 of f is float32 while every "
                                         r"argument and parameter checked is float64: f casts"):
         gradcheck(lambda t: (t * 2.0, to_float32(t)), x)
+
+
+# --- a gradient below atol everywhere is checked against nothing: refused ----------------------
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+SIGN_FLIPPED_SIGMOID = defop("sign_flipped_sigmoid", _sigmoid,
+                             (lambda g, out: -g * out * (1.0 - out),), register=False,
+                             saves="output")
+TRIPLED_SQUARE = defop("tripled_square", np.square, (lambda g, out, x: 3.0 * g * x,),
+                       register=False)  # 3x where 2x belongs: 50% off
+BELOW_ATOL = "every element of every gradient checked is within atol 1e-06 of 0"
+
+
+@given(x=mst.arrays(low=-20.0, high=-15.0), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=20)
+def test_a_saturated_sigmoid_is_refused_not_passed(x, seed):
+    """Where sigmoid saturates its gradient is below 3e-7: a VJP with its sign flipped passed
+    the default tolerances, having been compared with nothing."""
+    for f in (mg.sigmoid, SIGN_FLIPPED_SIGMOID):
+        with pytest.raises(GradcheckError, match=f"{BELOW_ATOL} .*: a wrong VJP passes. Pick "
+                           "inputs where the gradient is not tiny"):
+            gradcheck(f, x, seed=seed)
+    # with an atol below the gradient, the check sees it
+    assert gradcheck(mg.sigmoid, x, seed=seed, atol=1e-13)
+    with pytest.raises(GradcheckError, match="is wrong at index"):
+        gradcheck(SIGN_FLIPPED_SIGMOID, x, seed=seed, atol=1e-13)
+
+
+@given(w=mst.arrays(low=-1.0, high=1.0, avoid=(0.0,)), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=20)
+def test_a_loss_scaled_below_atol_is_refused_not_passed(w, seed):
+    """A loss scaled by 1e-7 (a small weight-decay term) has gradients below atol: a VJP
+    50% off passed."""
+    with pytest.raises(GradcheckError, match=BELOW_ATOL):
+        gradcheck(lambda t: mg.sum(TRIPLED_SQUARE(t)) * 1e-7, w, seed=seed)
+    with pytest.raises(GradcheckError, match="is wrong at index"):
+        gradcheck(lambda t: mg.sum(TRIPLED_SQUARE(t)) * 1e-7, w, seed=seed, atol=1e-14)
+
+
+@given(data=st.data())
+@settings(max_examples=20)
+def test_a_gradient_that_is_zero_is_checked_as_zero(data):
+    """f ignoring what is checked (both sides exactly 0), or x^3 at 0 (the central
+    differences' residue eps^2): a check of zeros, which passes."""
+    shape = data.draw(mst.shapes(), label="shape")
+    x, y = data.draw(mst.arrays(shape), label="x"), data.draw(mst.arrays(shape), label="y")
+    assert gradcheck(lambda t: t * 0.0, x)
+    assert gradcheck(lambda t, u: mg.sum(u * 0.0), x, y)
+    assert gradcheck(lambda t: t**3, np.zeros(shape))
+    with pytest.raises(GradcheckError, match="is wrong at index"):  # zero where it is not
+        gradcheck(defop("zero_vjp_exp", np.exp, (lambda g, out, x: np.zeros_like(g),),
+                        register=False), x)
+
+
+# --- what the default tolerances let through, as gradcheck's docstring says --------------------
+
+SLIGHTLY_OFF_SQUARE = defop("slightly_off_square", np.square,
+                            (lambda g, out, x: g * 2.00001 * x,), register=False)  # 5e-6 off
+FLOAT32_COS_SIN = defop("float32_cos_sin", np.sin,
+                        (lambda g, out, x: g * np.cos(x.astype(np.float32)),), register=False)
+
+
+@given(x=mst.arrays(low=0.5, high=3.0), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=20)
+def test_the_defaults_let_a_vjp_off_by_1e_5_relative_through_and_tighter_ones_do_not(x, seed):
+    assert gradcheck(SLIGHTLY_OFF_SQUARE, x, seed=seed)
+    assert gradcheck(FLOAT32_COS_SIN, x, seed=seed)  # float32 mixed in: right to ~1e-7
+    tight = {"atol": 1e-8, "rtol": 1e-7}
+    assert gradcheck(mg.square, x, seed=seed, **tight)  # central differences are this good
+    with pytest.raises(GradcheckError, match="is wrong at index"):
+        gradcheck(SLIGHTLY_OFF_SQUARE, x, seed=seed, **tight)

@@ -165,9 +165,9 @@ def _loose_test(name, data):
 
 
 def _forward_only_test(name, data):
-    """A 'gradient test' that never runs backward."""
+    """A 'gradient test' that records a graph but never runs backward."""
     case = data.draw(op_cases(name), label="case")
-    case.call(*case.operands)
+    case.call(*(mg.Tensor(x, requires_grad=True) for x in case.operands))
 
 
 def test_a_survivor_is_named_by_op_vjp_and_mistake():
@@ -291,3 +291,55 @@ def test_a_transpose_missing_from_an_elementwise_vjp_is_drawn_and_caught(name):
     transposed = [m for m in mm.mutants(name) if m.key[-1] == "transposed"]
     verdicts = mm.hunt(name, candidates=transposed)
     assert verdicts and all(v.killed for v in verdicts), [v.evidence for v in verdicts]
+
+
+# --- a kill is the mutant's doing, never the harness's ---------------------------------------
+
+
+@pytest.mark.parametrize("name", ["where", "cross_entropy"])
+def test_an_op_with_an_operand_without_vjp_has_its_mutants_really_judged(name):
+    """Installing a mutant made `record` iterate a function where the op's tuple of VJPs was
+    (to refuse its condition's or labels' gradient): every mutant of where and cross_entropy
+    was 'killed' by a TypeError on the first draw, without a gradient checked."""
+    for verdict in mm.hunt(name, OWN_TEST):
+        assert verdict.tally.calls > 0, verdict.mutant
+        if verdict.killed:
+            assert verdict.evidence.startswith("GradcheckError: gradcheck: gradient of "), \
+                verdict.evidence
+        else:  # only a mistake that need not arise (a transpose, where no draw is square)
+            assert mm.outcome(verdict) == "no case", verdict.mutant
+            assert verdict.mutant.key[-1] == "transposed" and name == "where"
+
+
+@pytest.mark.parametrize("name", ["where", "cross_entropy", "exp"])
+def test_a_test_that_never_runs_backward_kills_nothing(name):
+    verdicts = mm.hunt(name, _forward_only_test, max_examples=5)
+    assert verdicts and not any(v.killed for v in verdicts)
+    with pytest.raises(mm.MutantSurvived, match=f"mutants of '{name}' not caught"):
+        mm.check_op(name, _forward_only_test, max_examples=5)
+
+
+def _mutant_installed(name):
+    return type(OPS[name].vjps) is not tuple  # (installed: a maker of each call's VJPs)
+
+
+def test_a_test_drawing_more_on_the_replay_judges_nothing():
+    def drawing_more(name, data):
+        _forward_only_test(name, data)
+        if _mutant_installed(name):
+            data.draw(st.integers(0, 3), label="extra")
+
+    with pytest.raises(RuntimeError, match=r"^mutants: exp, VJP 0: .*: the gradient test drew "
+                       "more values with the mutant installed than without"):
+        mm.hunt("exp", drawing_more, max_examples=3)
+
+
+def test_a_failure_before_the_mutated_vjp_ran_judges_nothing():
+    def failing_early(name, data):
+        if _mutant_installed(name):
+            raise ValueError("not the mutant's doing")
+        OWN_TEST(name, data)
+
+    with pytest.raises(RuntimeError, match=r"the gradient test failed before the mutated VJP "
+                       r"ran \(ValueError: not the mutant's doing\)"):
+        mm.hunt("where", failing_early, max_examples=3)

@@ -355,8 +355,9 @@ def _cube_with_residual():
 
 
 @given(x=hnp.arrays(np.float64, hnp.array_shapes(max_dims=2, max_side=4),
-                    elements=st.floats(-2.0, 2.0)))
+                    elements=st.floats(-2.0, 2.0).filter(lambda v: v == 0 or abs(v) > 1e-3)))
 def test_an_op_with_a_residual_hands_it_to_its_vjp_eagerly_and_compiled(x):
+    # (no value below 1e-3: the cube's gradient would be below gradcheck's atol, unchecked)
     """A forward's residual reaches the VJP in place of the output: the gradient is the
     numerical one (eager), and a compiled replay gives eager's bits; the node keeps the
     residual, not the output or the operand."""

@@ -23,7 +23,7 @@ from ..modes import is_anomaly_enabled
 from ..nn import Module
 from ..tape import Node
 from ..tensor import tensor_array
-from .handwritten import BackwardMismatch, check_backward, check_backward_at
+from .handwritten import BackwardMismatch, argnum_positions, check_backward, check_backward_at
 
 __all__ = [
     "DISTRIBUTION", "BackwardMismatch", "GradcheckError", "check_backward", "check_backward_at",
@@ -49,6 +49,11 @@ SCALAR_UPSTREAM = (1.5, 2.5)
 
 Gradients = list[np.ndarray]  # one per argument or parameter checked
 
+# A gradient whose every element is within this fraction of atol of 0 is taken for a zero
+# one (that of an argument f ignores, x^3's at 0), which central differences give up to a
+# residue: a check of zeros. One larger but within atol is checked against nothing.
+ZERO_RESIDUE = 1e-3
+
 
 class GradcheckError(AssertionError):
     """The engine's gradient and the numerical one disagree beyond the tolerances."""
@@ -67,7 +72,8 @@ def numerical_grad(f: Callable[..., Any], *args: Any, eps: float = 1e-6,
     of eps cannot perturb; so `numerical_grad(f, logits, labels)` returns the logits'
     gradient only. Name an integer argument in `argnums` to differentiate it.
     """
-    positions = (_positions(argnums, len(args)) if argnums is not None else
+    positions = (argnum_positions(argnums, len(args), "numerical_grad")
+                 if argnums is not None else
                  tuple(i for i, a in enumerate(args) if not _integer_data(a)))
     if not positions:
         raise ValueError("numerical_grad: nothing to differentiate: every argument is integer "
@@ -90,8 +96,9 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     Tensors with `requires_grad=True`, and the parameters in `params`: a Module (every
     `named_parameters()` entry) or a mapping name -> Parameter; by default, when `f` is
     itself a Module, its own parameters. The other arguments are data (targets, masks,
-    indices), passed to `f` as they are. `argnums` (an int or a sequence of them) names
-    exactly the arguments to check instead, whatever they are. When nothing is marked at
+    indices), passed to `f` as they are. `argnums` (an int or a sequence of them, negative
+    ones counting from the end; not a bool, nor one named twice) names exactly the
+    arguments to check instead, whatever they are. When nothing is marked at
     all (no argnums, no argument that requires grad, no parameters), every argument is
     checked but the integer and boolean ones (numbers, arrays, lists), which are data:
     labels, indices, masks, that a step of eps cannot perturb. So `gradcheck(f, x, y)` on
@@ -134,15 +141,30 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     into g, or returning float32 for a float64 operand, fails, naming its op; so does one
     returning float64 for a float32 operand, seen by one more forward and backward pass on
     float32 copies of the arguments and parameters checked (for dtypes only; skipped where
-    f cannot run in float32). A float64 gradient whose elements of some size (above atol)
-    are all exactly float32 numbers (a VJP computing in float32 and casting back, right to
-    ~1e-7) fails too. An op of the
-    graph that makes a lower precision of a float64 operand (astype to float32 and back
-    inside f) raises TypeError naming it, as a float32 output does.
+    f cannot run in float32). A float64 gradient whose elements above atol are all exactly
+    float32 numbers fails too: the one form of float32 arithmetic caught whatever the
+    tolerances, a VJP computing its whole result in float32 and casting it back. One that
+    only mixes float32 into float64 work (the cos of a float32 copy of x, a float32
+    constant such as np.log(np.float32(10))) is right to ~1e-8 to 1e-7 relative, which the
+    default tolerances let through. An op of the graph that makes a lower precision of a float64
+    operand (astype to float32 and back inside f) raises TypeError naming it, as a float32
+    output does.
 
-    An element passes when |engine - numerical| <= atol + rtol * |numerical|. Returns True,
+    An element passes when |engine - numerical| <= atol + rtol * |numerical|. The defaults
+    (atol 1e-6, rtol 1e-5) let through a VJP off by up to about 1e-5 relative (2.00001 x
+    for square's 2x passes), or by 1e-6 absolute on small gradients, although the central
+    differences are accurate to ~1e-9 relative on well-scaled values (eps = 1e-6, float64):
+    they catch a wrong formula, a sign, a factor, a missing term, not a slightly imprecise
+    constant. To catch mistakes down to ~1e-7, pass smaller ones (atol=1e-8, rtol=1e-7),
+    on values of moderate size (around 1; scale eps with larger ones). Returns True,
     or raises GradcheckError naming the argument (by position) or parameter (by name), the
-    output of a tuple, the worst element, both values and the tolerance.
+    output of a tuple, the worst element, both values and the tolerance. Where every
+    element of every gradient checked, the engine's and the numerical alike, is within atol
+    of 0 (a sigmoid saturated at x = -20, a loss scaled by 1e-7), that comparison holds for
+    any VJP, right or wrong: GradcheckError says so, asking for other inputs, a rescaled f
+    or a smaller atol. Gradients within atol / 1000 of 0 everywhere are taken for zero ones
+    (f ignores what is checked, x^3 at 0: central differences leave a residue there), a
+    check of zeros, and pass.
     """
     named = _named_parameters(f, params)
     positions = _checked_positions(args, argnums, bool(named))
@@ -171,6 +193,7 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
                          _describe(upstream, seed))
         for label, computed, numerical in zip(labels, engine[k], numeric):  # (right
             _refuse_float32_numbers(label, computed, numerical[k], atol)  # numbers: how precise?)
+    _refuse_below_atol(labels, engine, numeric, atol)
     _float32_backward(f, arrays, positions, parameters)
     return True
 
@@ -219,6 +242,30 @@ def _refuse_float32_numbers(label: str, gradient: np.ndarray, numerical: np.ndar
             f"{shown.size} nonzero elements is exactly a float32 one, from an upstream "
             f"gradient of float64's full precision): a VJP computes in float32 and casts "
             f"back, giving gradients good to ~1e-7 where float64's are good to ~1e-16")
+
+
+def _refuse_below_atol(labels: list[str], engine: list[Gradients], numeric: list[np.ndarray],
+                       atol: float) -> None:
+    """Every element of every gradient checked, the engine's and the numerical alike, within
+    atol of 0, and not all within ZERO_RESIDUE atol of it: |engine - numerical| <= atol +
+    rtol |numerical| held whatever the VJPs computed (a sign flipped, a factor of 3, a
+    zero), so nothing was checked. (All within ZERO_RESIDUE atol is a check of zeros: the
+    central differences of a zero gradient leave a residue of ~eps^2 (x^3 at 0) or of the
+    outputs' rounding.)"""
+    largest, where = 0.0, ""
+    for k, gradients_k in enumerate(engine):
+        for label, computed, numerical in zip(labels, gradients_k, numeric):
+            for side, values in (("engine", computed), ("numerical", numerical[k])):
+                values = np.abs(values)
+                if values.size and np.nanmax(values) > largest:
+                    largest, where = float(np.nanmax(values)), f"{side} gradient of {label}"
+    if ZERO_RESIDUE * atol < largest <= atol:
+        raise GradcheckError(
+            f"gradcheck: every element of every gradient checked is within atol {atol} of 0 "
+            f"(the largest, {largest:.3g}, is in the {where}), so the comparison |engine - "
+            f"numerical| <= atol + rtol |numerical| checked nothing: a wrong VJP passes. "
+            f"Pick inputs where the gradient is not tiny (not where a function saturates), "
+            f"rescale f (a loss scaled by 1e-7), or pass an atol well below {largest:.3g}")
 
 
 def _engine_again(outputs: list[Tensor], wrt: list[Tensor], upstreams: list[np.ndarray],
@@ -293,7 +340,7 @@ def _checked_positions(args: Sequence[Any], argnums: int | Sequence[int] | None,
     require grad, else (nothing marked, no parameters either) all but the integer and
     boolean ones."""
     if argnums is not None:
-        return _positions(argnums, len(args))
+        return argnum_positions(argnums, len(args), "gradcheck")
     marked = tuple(i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad)
     if marked or has_parameters:
         return marked
@@ -556,16 +603,6 @@ def _named_parameters(f: Any, params: Any) -> list[tuple[str, Tensor]]:
                              f"grad, got {type(p).__name__}"
                              f"{'' if not isinstance(p, Tensor) else ' with requires_grad=False'}")
     return named
-
-
-def _positions(argnums: int | Sequence[int] | None, n: int) -> tuple[int, ...]:
-    if argnums is None:
-        return tuple(range(n))
-    positions = (argnums,) if isinstance(argnums, (int, np.integer)) else tuple(argnums)
-    for i in positions:
-        if not 0 <= i < n:
-            raise ValueError(f"argnums {argnums} out of range for {n} arguments")
-    return positions
 
 
 def _float_array(a: Any) -> np.ndarray:

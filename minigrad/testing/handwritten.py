@@ -9,12 +9,13 @@ Two forms of `engine_fn`:
 
 - a model (the default, `argnums=None`): `engine_fn(*args)` returns `(loss, module)`, the
   loss a scalar Tensor, and the gradients are with respect to every entry of
-  `module.named_parameters()`; `handwritten_fn(*args)` returns a mapping parameter name ->
-  array;
+  `module.named_parameters()` that requires grad (a frozen one gets none, and is left
+  out); `handwritten_fn(*args)` returns a mapping parameter name -> array for those;
 - a function of arrays (`argnums` given): `engine_fn(*args)` returns a scalar Tensor, and
   the gradients are with respect to the arguments at `argnums` (they arrive as Tensors that
   require grad, as in `value_and_grad`); `handwritten_fn(*args)` returns them as one array
-  (an int `argnums`) or a tuple of arrays in the order of `argnums`.
+  (an int `argnums`) or a tuple of arrays in the order of `argnums`. A negative position
+  counts from the end; one named twice is refused.
 
 `handwritten_fn` always gets NumPy copies of the array arguments (other arguments, lists
 and dicts among them, as they are).
@@ -95,7 +96,8 @@ def _engine_gradients(engine_fn: Callable[..., Any], args: tuple,
                       argnums: int | Sequence[int] | None) -> dict[Any, np.ndarray]:
     """Gradient name -> engine gradient: parameter names for a model (`argnums` None),
     argument positions for a function of arrays."""
-    positions = () if argnums is None else _positions(argnums, len(args))
+    positions = () if argnums is None else argnum_positions(argnums, len(args),
+                                                                 "check_backward")
     inputs = [Tensor(_copy(a), requires_grad=True) if i in positions else _copy(a)
               for i, a in enumerate(args)]
     result = engine_fn(*inputs)
@@ -106,7 +108,8 @@ def _engine_gradients(engine_fn: Callable[..., Any], args: tuple,
                             f"(scalar Tensor, Module), got {_kind(result)}; pass argnums to "
                             "differentiate with respect to arguments instead")
         loss, module = result
-        named = list(module.named_parameters())
+        # (a frozen parameter gets no gradient: not compared, as gradcheck skips it)
+        named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
         wrt: list[Tensor] = [p for _, p in named]
         names: list[Any] = [name for name, _ in named]
     else:
@@ -184,10 +187,24 @@ def _kind(value: Any) -> str:
     return type(value).__name__ + ("" if shape is None else f" of shape {shape}")
 
 
-def _positions(argnums: int | Sequence[int], n: int) -> tuple[int, ...]:
-    positions = (int(argnums),) if isinstance(argnums, (int, np.integer)) else tuple(argnums)
-    for i in positions:
-        if not 0 <= i < n:
-            raise ValueError(f"check_backward: argnums {argnums} out of range for {n} "
-                             "arguments")
+def argnum_positions(argnums: Any, n: int, who: str) -> tuple[int, ...]:
+    """The argument positions `argnums` names (an int or a sequence of them, negative ones
+    counting from the end, as in Python) among `n` arguments; TypeError for anything but
+    ints (a bool, a float), ValueError for one out of range or named twice. `who` (the
+    function's name) starts the messages."""
+    def checked(i: Any) -> int:
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"{who}: argnums must be an int or a sequence of ints (argument "
+                            f"positions), got {argnums!r}")
+        if not -n <= i < n:
+            raise ValueError(f"{who}: argnums {argnums!r} out of range for {n} arguments")
+        return int(i) % n
+
+    if isinstance(argnums, (str, bytes)) or not isinstance(argnums, (int, np.integer, Sequence)):
+        raise TypeError(f"{who}: argnums must be an int or a sequence of ints (argument "
+                        f"positions), got {argnums!r}")
+    positions = tuple(checked(i) for i in (argnums if isinstance(argnums, Sequence)
+                                           else (argnums,)))
+    if len(set(positions)) < len(positions):
+        raise ValueError(f"{who}: argnums {argnums!r} names an argument twice")
     return positions

@@ -13,17 +13,26 @@ cross_entropy's labels) has no mutants, and an op without any (a comparison) non
 `st.data()`, used through `data.draw` alone) on `MAX_EXAMPLES` draws seeded by the op's name,
 so the same on every run (no example database, no shrinking). Each draw is tried as it is
 (the test must pass: a failure would not be a mutant's doing), then replayed with each mutant
-of the op not yet killed installed. A mutant is killed if the test fails on a draw, crash
-included; it survives if the test passes although the mistake changed an operand's gradient,
-or, for a mistake that must arise, if no draw made it change anything. A survivor is a
-mistake the test cannot see, unless `EQUIVALENT` lists it with the reason it is no mistake.
+of the op not yet killed installed. A mutant is killed if the test fails on a draw after
+the mutated VJP ran (a crash in it included); it survives if the test passes although the
+mistake changed an operand's gradient, or, for a mistake that must arise, if no draw made it
+change anything. A survivor is a mistake the test cannot see, unless `EQUIVALENT` lists it
+with the reason it is no mistake.
 `check_mutant` and `check_op` raise `MutantSurvived` naming the op, the VJP and the mistake;
 `python -m minigrad.testing.mutants [OP ...]` prints every verdict.
 
 `installed(mutant)` swaps the op's `vjps` for a `with` block (the table is global: not
 thread-safe). It uses the contract of ops of any number of operands: `vjps` becomes a
 function of one call's operand arrays and options that returns that call's VJPs, so a
-mutation sees the operands' shapes even when the op saves nothing.
+mutation sees the operands' shapes even when the op saves nothing. For an op with a tuple of
+VJPs that function is a tuple too, of the op's own VJPs (None where the op has None), so
+what reads the op's VJPs as a tuple (the refusal of an operand without a gradient that
+requires one: where's condition, cross_entropy's labels) reads what it always did.
+
+A kill is the mutant's doing: the test failed on a draw while the mutated VJP ran (a crash in
+it included). A test that fails with the mutant installed before the mutated VJP ran, or
+that draws other values on the replay than on the recorded run, cannot judge the mutant:
+`hunt` raises RuntimeError saying so, rather than count it as a kill.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from . import gradcheck, without_hypothesis
 try:
     from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
     from hypothesis import strategies as st
+    from hypothesis.errors import Flaky
 except ModuleNotFoundError as missing:  # Hypothesis is in the test extra, not a dependency
     raise without_hypothesis("mutants", missing) from None
 from .strategies import Case, op_cases
@@ -300,20 +310,37 @@ def installed(mutant: Mutant) -> Iterator[Tally]:
         return [new if new is old else _observed(new, old, np.asarray(x), tally)
                 for new, old, x in zip(mutated, vjps, arrays)]
 
-    op.vjps = vjps_of_call
+    op.vjps = _Maker(own, vjps_of_call) if type(own) is tuple else vjps_of_call  # type: ignore[assignment]
     try:
         yield tally
     finally:
         op.vjps = own
 
 
+class _Maker(tuple):
+    """An op's own tuple of VJPs (None where it has None) that is also a maker of each call's
+    VJPs, `make(arrays, options, inputs)`: `record` calls any `vjps` that is not exactly a
+    tuple, and what reads the tuple (the refusal of an operand with None) reads the op's."""
+
+    make: Callable[..., list[VJP]]
+
+    def __new__(cls, vjps: tuple, make: Callable[..., list[VJP]]) -> _Maker:
+        maker = super().__new__(cls, vjps)
+        maker.make = make
+        return maker
+
+    def __call__(self, arrays: Sequence[Any], options: dict[str, Any],
+                 inputs: Sequence[Any]) -> list[VJP]:
+        return self.make(arrays, options, inputs)
+
+
 def _observed(mutated: VJP, original: VJP, x: np.ndarray, tally: Tally) -> VJP:
-    """`mutated`, counting in `tally` the calls whose gradient for `x` differs from
-    `original`'s."""
+    """`mutated`, counting in `tally` the calls (a crash in it included) and those whose
+    gradient for `x` differs from `original`'s."""
 
     def vjp(*args: Any, **options: Any) -> Any:
-        result = mutated(*args, **options)
         tally.calls += 1
+        result = mutated(*args, **options)
         if _differs(result, original(*args, **options), x):
             tally.changed += 1
         return result
@@ -366,6 +393,11 @@ class _Recorder:
         return value
 
 
+class _NotJudged(RuntimeError):
+    """The test failed with a mutant installed, but not by the mutant's doing: the harness's
+    error, not a kill."""
+
+
 class _Replay:
     """Hands a test, draw by draw, fresh copies of the values a recorded run of it drew."""
 
@@ -376,8 +408,8 @@ class _Replay:
         try:
             return copy.deepcopy(next(self.draws)[1])
         except StopIteration:
-            raise RuntimeError("mutants: a gradient test must draw the same values with and "
-                               "without a mutant") from None
+            raise _NotJudged("the gradient test drew more values with the mutant installed "
+                             "than without: it must draw the same values on every run") from None
 
 
 def _described(draws: list[tuple[str | None, Any]]) -> str:
@@ -405,22 +437,35 @@ def hunt(name: str, prop: Property = gradient_property, *,
     tallies = [Tally() for _ in candidates]
     evidence: dict[int, str] = {}
 
+    unjudged: list[_NotJudged] = []  # the harness's own failure, which ends the hunt
+
     @_hunt_settings(max_examples)
     @seed(zlib.crc32(name.encode()))  # draws of their own for each op, the same every run
     @given(data=st.data())
     def run(data: Any) -> None:
         recorder = _Recorder(data)
         prop(name, recorder)
+        if unjudged:  # (Hypothesis runs the failing draw again, to report it)
+            raise unjudged[0]
         for i, mutant in enumerate(candidates):
             if i not in evidence:
-                failure = _failure(mutant, prop, recorder.draws, tallies[i])
+                try:
+                    failure = _failure(mutant, prop, recorder.draws, tallies[i])
+                except _NotJudged as error:
+                    error.args = (f"mutants: {mutant}: {error} (on {_described(recorder.draws)})"
+                                  ", so the test cannot judge the op's mutants",)
+                    unjudged.append(error)
+                    raise
                 if failure is not None:
                     evidence[i] = f"{failure} on {_described(recorder.draws)}"
 
     try:
         run()
     except Exception as error:
-        raise RuntimeError(f"mutants: the gradient test of '{name}' fails without any mutant, "
+        if unjudged:
+            raise RuntimeError(str(unjudged[0])) from unjudged[0]
+        how = "draws different values on the same draw" if isinstance(error, Flaky) else "fails"
+        raise RuntimeError(f"mutants: the gradient test of '{name}' {how} without any mutant, "
                            f"so it cannot judge them: {type(error).__name__}: "
                            f"{_first_line(error)}") from error
     return [Verdict(m, i in evidence, tallies[i], evidence.get(i, ""))
@@ -429,12 +474,19 @@ def hunt(name: str, prop: Property = gradient_property, *,
 
 def _failure(mutant: Mutant, prop: Property, draws: list, tally: Tally) -> str | None:
     """How the test fails on the recorded draws with `mutant` installed, or None if it passes.
-    Any exception is a failure of the test: a crash kills too."""
+    Any exception raised once the mutated VJP ran is a failure of the test (a crash kills
+    too); one raised before, or the replay's own, is not the mutant's doing: `_NotJudged`."""
     with installed(mutant) as counted:
         try:
             prop(mutant.op, _Replay(draws))
+        except _NotJudged:
+            raise
         except Exception as error:
-            return f"{type(error).__name__}: {_first_line(error)}"
+            failure = f"{type(error).__name__}: {_first_line(error)}"
+            if not counted.calls:  # the test passed on these draws without the mutant
+                raise _NotJudged(f"the gradient test failed before the mutated VJP ran "
+                                 f"({failure})") from error
+            return failure
         finally:
             tally.calls += counted.calls
             tally.changed += counted.changed

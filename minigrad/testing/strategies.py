@@ -59,8 +59,9 @@ def arrays(draw, shape: Any = None, *, low: float = -3.0, high: float = 3.0,
     (1e-3) in magnitude where [low, high] has values of that sign beyond it: an element
     whose gradient is below gradcheck's atol is checked against nothing.
 
-    `shape` is a tuple, a strategy of tuples, or None for `shapes()`. `avoid` lists points
-    (non-differentiable ones such as relu's 0) that values keep AVOID_MARGIN away from;
+    `shape` is a tuple (or a list), a strategy of tuples, or None for `shapes()`. `avoid`
+    lists points (non-differentiable ones such as relu's 0) that values keep AVOID_MARGIN
+    away from;
     `distinct` draws values without ties (for max), spread over what remains of [low,
     high], each somewhere in the middle half of its own slot: at least half of (its total
     length) / size apart (the rule on values below SMALLEST does not hold for these: one
@@ -71,6 +72,8 @@ def arrays(draw, shape: Any = None, *, low: float = -3.0, high: float = 3.0,
     """
     if shape is None:
         shape = shapes()
+    if isinstance(shape, list):  # a shape written as a list: as the tuple
+        shape = tuple(shape)
     if not isinstance(shape, tuple):
         shape = draw(shape)
     layout = np.asfortranarray if len(shape) >= 2 and draw(st.booleans()) else np.asarray
@@ -130,17 +133,41 @@ def _allowed_intervals(low: float, high: float,
 
 
 def broadcastable_shapes(num_shapes: int = 2, max_dims: int = 3, max_side: int = 4):
-    """Tuples of `num_shapes` shapes that broadcast together (either side may be smaller)."""
-    return hnp.mutually_broadcastable_shapes(
+    """Tuples of `num_shapes` shapes that broadcast together (either side may be smaller).
+    As with `shapes`, the shape they broadcast to is often square in its last two axes
+    (where max_dims and max_side allow): a transposed gradient is wrong only there."""
+    any_shapes = hnp.mutually_broadcastable_shapes(
         num_shapes=num_shapes, min_dims=0, max_dims=max_dims, max_side=max_side
     ).map(lambda b: b.input_shapes)
+    if max_dims < 2 or max_side < 2:
+        return any_shapes
+    return st.one_of(any_shapes, _to_square(num_shapes, max_dims, max_side))
+
+
+@st.composite
+def _to_square(draw, num_shapes: int, max_dims: int, max_side: int):
+    """Shapes broadcasting to (..., n, n), n >= 2: one of them that shape, each other one a
+    suffix of it with some sides 1."""
+    lead = draw(hnp.array_shapes(min_dims=0, max_dims=max_dims - 2, max_side=max_side))
+    n = draw(st.integers(2, max_side))
+    out = (*lead, n, n)
+    full = draw(st.integers(0, num_shapes - 1))
+    drawn = []
+    for i in range(num_shapes):
+        if i == full:
+            drawn.append(out)
+            continue
+        k = draw(st.integers(0, len(out)))
+        drawn.append(tuple(side if draw(st.booleans()) else 1 for side in out[len(out) - k:]))
+    return tuple(drawn)
 
 
 @st.composite
 def matmul_shapes(draw):
     """Shape pairs that `@` accepts: 1-D on either side, and broadcast batch dimensions."""
     n, k, m = (draw(st.integers(1, 4)) for _ in range(3))
-    batch_a, batch_b = draw(broadcastable_shapes(2, max_dims=2, max_side=3))
+    batch_a, batch_b = draw(hnp.mutually_broadcastable_shapes(
+        num_shapes=2, min_dims=0, max_dims=2, max_side=3).map(lambda b: b.input_shapes))
     a = (k,) if draw(st.booleans()) and not batch_a else batch_a + (n, k)
     b = (k,) if draw(st.booleans()) and not batch_b else batch_b + (k, m)
     return a, b
@@ -178,9 +205,12 @@ def _place(free: tuple, axes: Sequence[int], shared: tuple) -> tuple:
 @st.composite
 def einsum_operands(draw, low: float = -3.0, high: float = 3.0):
     """(subscripts, operands) with explicit output: contractions, outer products, traces,
-    diagonals and letters summed away in one operand alone."""
+    diagonals and letters summed away in one operand alone; in half the draws every letter
+    has one size (2 or 3), so operands are square (a transposed gradient is seen there)."""
     letters = "ijkl"
     sizes = {c: draw(st.integers(1, 3)) for c in letters}
+    if draw(st.booleans()):  # one size for all: an operand of two letters or more is square
+        sizes = dict.fromkeys(letters, draw(st.integers(2, 3)))
     n_operands = draw(st.integers(1, 3))
     specs = [
         "".join(draw(st.lists(st.sampled_from(letters), min_size=1, max_size=3)))
@@ -367,8 +397,17 @@ def _comparison(draw, fn, domain, dtype):
 
 @st.composite
 def _where(draw, fn, domain, dtype):
+    """A condition (bool, or a 0.0/1.0 mask) selecting, in most draws whose output has two
+    elements or more, some elements of a and some of b."""
     shape_c, shape_a, shape_b = draw(broadcastable_shapes(3, max_dims=3, max_side=3))
+    out = np.broadcast_shapes(shape_c, shape_a, shape_b)
+    # (the rare case on a middle draw: see _classification)
+    if int(np.prod(shape_c)) < 2 <= int(np.prod(out)) and draw(st.integers(0, 7)) != 5:
+        shape_c = out  # a condition that can select some elements of each of a and b
     condition = draw(hnp.arrays(np.bool_, shape_c))
+    if condition.size >= 2 and draw(st.integers(0, 7)) != 5:  # mostly some of a's and some of b's
+        i, j = draw(st.permutations(range(condition.size)))[:2]
+        condition.flat[i], condition.flat[j] = True, False
     if draw(st.booleans()):  # a mask as comparisons make it: 0.0 and 1.0
         condition = condition.astype(dtype)
     a = draw(_values(domain, 0, shape_a, dtype))
@@ -390,15 +429,27 @@ def _clip(draw, fn, domain, dtype):
 
 @st.composite
 def _softmax(draw, fn, domain, dtype):
-    x = draw(_values(domain, 0, shapes(min_dims=1), dtype))
-    return _case(fn, [x], axis=draw(st.integers(-x.ndim, x.ndim - 1)))
+    """Mostly along an axis of length 2 or more (along one of length 1 the gradient is 0)."""
+    # mostly along an axis of length 2 or more: along one of length 1 the gradient is 0
+    shape = draw(shapes(min_dims=1))
+    if max(shape) == 1 and draw(st.integers(0, 7)) != 5:  # (see _classification)
+        shape = (*shape[:-1], draw(st.integers(2, 4)))
+    x = draw(_values(domain, 0, shape, dtype))
+    longer = [i for i, n in enumerate(x.shape) if n > 1]
+    longer += [i - x.ndim for i in longer]
+    axis = draw(st.sampled_from(longer) if longer and draw(st.integers(0, 7)) != 5 else
+                st.integers(-x.ndim, x.ndim - 1))
+    return _case(fn, [x], axis=axis)
 
 
 @st.composite
 def _classification(draw, fn, domain, dtype):
-    """Logits of shape (examples..., classes) and integer labels (a constant of the call)."""
+    """Logits of shape (examples..., classes) and integer labels (a constant of the call);
+    one class (a loss of 0, whatever the logits) is a rare draw."""
     lead = draw(shapes(min_dims=0, max_dims=2, max_side=3))
-    classes = draw(st.integers(1, 4))
+    # mostly 2 classes or more: of one, the loss is 0 whatever the logits
+    # (the rare case on a middle draw: Hypothesis favours a range's ends, 0 most)
+    classes = 1 if draw(st.integers(0, 15)) == 9 else draw(st.integers(2, 4))
     logits = draw(_values(domain, 0, lead + (classes,), dtype))
     labels = draw(hnp.arrays(np.int64, lead, elements=st.integers(0, classes - 1)))
     return Case((logits,), lambda z: fn(z, labels), f"labels {labels.tolist()!r}")
@@ -406,8 +457,12 @@ def _classification(draw, fn, domain, dtype):
 
 @st.composite
 def _squeeze(draw, fn, domain, dtype):
-    """Shapes with at least one axis of length one; `axis` None, one of them, or several."""
+    """Shapes with at least one axis of length one, in half the draws square in the last
+    two; `axis` None, one of them, or several."""
     sides = draw(st.lists(st.integers(1, 3), min_size=1, max_size=4).filter(lambda s: 1 in s))
+    if draw(st.booleans()):  # square in the last two axes, as `shapes` often is
+        n = draw(st.integers(2, 3))
+        sides = [*sides[:1], 1, n, n]
     x = draw(_values(domain, 0, tuple(sides), dtype))
     ones = [i for i, n in enumerate(sides) if n == 1]
     axis = draw(st.none() | st.sampled_from(ones) |
