@@ -103,11 +103,13 @@ class Outputs:
 def _check_replaceable(figure: str, option: str) -> None:
     """ValueError if a file at `figure` (through a symbolic link: the file it points to)
     is one that a figure cannot replace: not a regular file, or read-only (as `--save`
-    refuses a read-only model)."""
+    refuses a read-only model), or a link into a directory that does not exist."""
     target = os.path.realpath(figure)
     if not os.path.exists(target):
-        return
-    if not os.path.isfile(target):
+        if not os.path.islink(figure) or os.path.isdir(os.path.dirname(target)):
+            return  # (a new figure; its directory, if new, is made)
+        problem = f"it is a symbolic link to {target}, in a directory that does not exist"
+    elif not os.path.isfile(target):
         problem = f"it is {file_kind(os.stat(target).st_mode)}, not a regular file"
     elif not os.access(target, os.W_OK):
         problem = "it is read-only"

@@ -666,6 +666,23 @@ def _read_only(path, monkeypatch):
 
 
 @pytest.mark.parametrize("model, name", FIGURES)
+def test_a_figure_linked_into_a_missing_directory_is_refused_before_training(
+        run, tmp_path, no_training, model, name):
+    """A figure's name that is a symbolic link into a directory that does not exist: refused
+    before training, where the run trained, drew the first figure and then failed (found by
+    this stop's second review); a new figure in a new --plot directory is no such case."""
+    pytest.importorskip("matplotlib")
+    figure = tmp_path / name
+    figure.symlink_to(tmp_path / "nowhere" / "x.png")
+    before = _entries(tmp_path)
+    error = one_line_error(run("train", model, "--plot", str(tmp_path)))
+    assert error == (f"minigrad: error: --plot {tmp_path}: cannot replace the figure {figure}: "
+                     f"it is a symbolic link to {tmp_path / 'nowhere' / 'x.png'}, in a "
+                     "directory that does not exist (left as it is)")
+    assert _entries(tmp_path) == before
+
+
+@pytest.mark.parametrize("model, name", FIGURES)
 @pytest.mark.parametrize("kind", ["read-only", "a directory"])
 def test_a_figure_that_cannot_be_replaced_is_refused_before_training(
         run, tmp_path, monkeypatch, no_training, model, name, kind):
