@@ -69,6 +69,9 @@ def arrays(draw, shape: Any = None, *, low: float = -3.0, high: float = 3.0,
     An array of two or more axes is laid out in C or in Fortran order (a Tensor keeps the
     layout): a VJP that assumes a C array (writes through `reshape(-1)` of a new array
     like its operand, say) is drawn the operand it fails on.
+    `dtype`: the values are drawn as float64 and cast to it; to an integer dtype they are
+    truncated, so `avoid` and the rule on small values do not hold there (integer operands
+    are data: labels, indices, which need neither).
     """
     if shape is None:
         shape = shapes()
