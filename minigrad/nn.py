@@ -25,7 +25,8 @@ from .tensor import Tensor, plain_array
 
 class Parameter(Tensor):
     """A Tensor that a Module learns: it requires grad from the start (set `requires_grad`
-    to False to freeze it: backward then leaves its `.grad` None, and optimizers skip it)."""
+    to False to freeze it: backward then leaves its `.grad` as it was, None after
+    `zero_grad`, and optimizers skip a parameter whose `.grad` is None)."""
 
     __slots__ = ()
 

@@ -345,8 +345,8 @@ def _einsum(subscripts: str, *args: Any) -> np.ndarray:
     einsum sums float16 in float16)."""
     # (the dtypes as np.einsum takes the operands: a Python float is a float64 one, a bool
     # or a NumPy float16 scalar leaves the result float16)
-    if any(getattr(a, "dtype", None) is _FLOAT16 for a in args) and np.result_type(
-            *[np.asarray(a) for a in args]) == _FLOAT16:
+    if any(getattr(getattr(a, "dtype", None), "type", None) is np.float16 for a in args) \
+            and np.result_type(*[np.asarray(a) for a in args]).type is np.float16:
         return np.einsum(subscripts, *args, dtype=np.float32).astype(_FLOAT16)
     return np.einsum(subscripts, *args)
 
@@ -506,8 +506,8 @@ def _reduction_axis(name: str, x: Any, axis: Any) -> tuple[int, ...] | None:
 def _sum_of(x, axis, keepdims):
     """np.sum, float16's in float32 and rounded once, as PyTorch sums half precision (NumPy
     adds float16 rows one by one in float16: past 2048 rows of ones it adds nothing more)."""
-    if x.dtype is _FLOAT16:
-        return np.sum(x, axis=axis, keepdims=keepdims, dtype=np.float32).astype(_FLOAT16)
+    if x.dtype.type is np.float16:  # (a byte-swapped one too)
+        return np.sum(x, axis=axis, keepdims=keepdims, dtype=np.float32).astype(x.dtype)
     return np.sum(x, axis=axis, keepdims=keepdims)
 
 
@@ -1098,9 +1098,9 @@ def _var_call(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = 
 def _var_of(x, axis, keepdims, ddof):
     """np.var, float16's in float32 and rounded once (as `_sum_of`: NumPy sums float16's
     squares in float16)."""
-    if x.dtype is _FLOAT16:
+    if x.dtype.type is np.float16:
         return np.var(x.astype(np.float32), axis=axis, keepdims=keepdims,
-                      ddof=ddof).astype(_FLOAT16)
+                      ddof=ddof).astype(x.dtype)
     return np.var(x, axis=axis, keepdims=keepdims, ddof=ddof)
 
 

@@ -49,8 +49,8 @@ class Tensor:
     """A NumPy array that can record the ops applied to it and backpropagate through them.
 
     `Tensor(data, requires_grad=False)` copies `data`; floating dtypes are kept (float32
-    stays float32, float16 stays float16), integers and bools become float64 (complex
-    numbers are refused: TypeError).
+    stays float32, float16 stays float16), integers and bools become float64 (any other
+    dtype, complex, strings, objects, is refused: TypeError).
 
     `.data` is the array. While a recorded graph keeps it for its gradients, it is read-only
     and `.data` hands out a fresh copy to change (copy-on-write): the graph computes its

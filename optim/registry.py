@@ -37,10 +37,11 @@ def create(name: str, params: Iterable[ParameterLike], **hyperparameters: Any) -
     cls = OPTIMIZERS.get(key)
     if cls is None:
         raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(sorted(OPTIMIZERS))}")
-    accepted = [name for name, p in inspect.signature(cls).parameters.items()
-                if name != "params" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    parameters = inspect.signature(cls).parameters.values()
+    accepted = [p.name for p in parameters
+                if p.name != "params" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     unknown = sorted(set(hyperparameters) - set(accepted))
-    if unknown:
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters):  # (else the class's)
         raise TypeError(f"{cls.__name__}: unknown hyperparameter{'s' * (len(unknown) > 1)} "
                         f"{', '.join(unknown)}; it takes {', '.join(accepted)}")
     return cls(params, **hyperparameters)

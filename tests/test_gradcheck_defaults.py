@@ -2,6 +2,8 @@
 real mistake still caught), only what needs a gradient perturbed (a loss's targets are
 data), and each output of a tuple checked and named."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from minigrad import OPS, Tensor, defop, nn
-from minigrad.testing import GradcheckError, gradcheck, numerical_grad
+from minigrad.testing import GradcheckError, VacuousCheckWarning, gradcheck, numerical_grad
 from minigrad.testing import mutants as mm
 from minigrad.testing import strategies as mst
 
@@ -308,7 +310,7 @@ def test_outputs_that_cannot_be_checked_are_refused():
         gradcheck(lambda t: (t * 2.0, to_float32(t)), x)
 
 
-# --- a gradient below atol everywhere is checked against nothing: refused ----------------------
+# --- a gradient below atol everywhere is checked against nothing: a warning -------------------
 
 
 def _sigmoid(x):
@@ -323,15 +325,17 @@ TRIPLED_SQUARE = defop("tripled_square", np.square, (lambda g, out, x: 3.0 * g *
 BELOW_ATOL = "every element of every gradient checked is within atol 1e-06 of 0"
 
 
-@given(x=mst.arrays(low=-20.0, high=-15.0), seed=st.integers(0, 2**32 - 1))
+@given(x=mst.arrays(low=-20.0, high=-16.0), seed=st.integers(0, 2**32 - 1))
 @settings(max_examples=20)
-def test_a_saturated_sigmoid_is_refused_not_passed(x, seed):
+def test_a_saturated_sigmoid_is_said_to_check_nothing(x, seed):
     """Where sigmoid saturates its gradient is below 3e-7: a VJP with its sign flipped passed
-    the default tolerances, having been compared with nothing."""
+    the default tolerances silently, having been compared with nothing; it passes with a
+    VacuousCheckWarning saying so (a warning: a property test drawing such an input now and
+    then is no failure of the VJP's; an error made users' tests over [-3, 3] fail)."""
     for f in (mg.sigmoid, SIGN_FLIPPED_SIGMOID):
-        with pytest.raises(GradcheckError, match=f"{BELOW_ATOL} .*: a wrong VJP passes. Pick "
-                           "inputs where the gradient is not tiny"):
-            gradcheck(f, x, seed=seed)
+        with pytest.warns(VacuousCheckWarning, match=f"{BELOW_ATOL} .*: a wrong VJP passes. "
+                          "Pick inputs where the gradient is not tiny"):
+            assert gradcheck(f, x, seed=seed)
     # with an atol below the gradient, the check sees it
     assert gradcheck(mg.sigmoid, x, seed=seed, atol=1e-13)
     with pytest.raises(GradcheckError, match="is wrong at index"):
@@ -340,10 +344,10 @@ def test_a_saturated_sigmoid_is_refused_not_passed(x, seed):
 
 @given(w=mst.arrays(low=-1.0, high=1.0, avoid=(0.0,)), seed=st.integers(0, 2**32 - 1))
 @settings(max_examples=20)
-def test_a_loss_scaled_below_atol_is_refused_not_passed(w, seed):
+def test_a_loss_scaled_below_atol_is_said_to_check_nothing(w, seed):
     """A loss scaled by 1e-7 (a small weight-decay term) has gradients below atol: a VJP
-    50% off passed."""
-    with pytest.raises(GradcheckError, match=BELOW_ATOL):
+    50% off passed silently; now with a VacuousCheckWarning."""
+    with pytest.warns(VacuousCheckWarning, match=BELOW_ATOL):
         gradcheck(lambda t: mg.sum(TRIPLED_SQUARE(t)) * 1e-7, w, seed=seed)
     with pytest.raises(GradcheckError, match="is wrong at index"):
         gradcheck(lambda t: mg.sum(TRIPLED_SQUARE(t)) * 1e-7, w, seed=seed, atol=1e-14)
@@ -353,12 +357,14 @@ def test_a_loss_scaled_below_atol_is_refused_not_passed(w, seed):
 @settings(max_examples=20)
 def test_a_gradient_that_is_zero_is_checked_as_zero(data):
     """f ignoring what is checked (both sides exactly 0), or x^3 at 0 (the central
-    differences' residue eps^2): a check of zeros, which passes."""
+    differences' residue eps^2): a check of zeros, which passes without a warning."""
     shape = data.draw(mst.shapes(), label="shape")
     x, y = data.draw(mst.arrays(shape), label="x"), data.draw(mst.arrays(shape), label="y")
-    assert gradcheck(lambda t: t * 0.0, x)
-    assert gradcheck(lambda t, u: mg.sum(u * 0.0), x, y)
-    assert gradcheck(lambda t: t**3, np.zeros(shape))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VacuousCheckWarning)
+        assert gradcheck(lambda t: t * 0.0, x)
+        assert gradcheck(lambda t, u: mg.sum(u * 0.0), x, y)
+        assert gradcheck(lambda t: t**3, np.zeros(shape))
     with pytest.raises(GradcheckError, match="is wrong at index"):  # zero where it is not
         gradcheck(defop("zero_vjp_exp", np.exp, (lambda g, out, x: np.zeros_like(g),),
                         register=False), x)

@@ -360,6 +360,18 @@ def test_an_einsum_of_float16_and_a_float16_scalar_sums_in_float32(other):
         np.testing.assert_array_equal(y.data, np.full(3, 5000, np.float16))
 
 
+@pytest.mark.parametrize("op", ["sum", "var", "einsum"])
+def test_a_byte_swapped_float16_sums_in_float32_too(op):
+    """A big-endian float16 array ('>f2', as a file may hold it) is summed in float32 as a
+    native one: the float16 test was `dtype is float16`, which a byte-swapped dtype is not
+    (5000 ones gave 2048; found by this stop's third review)."""
+    x = np.tile(np.array([[0.0], [2.0]], ">f2"), (2500, 2))
+    got = {"sum": lambda: mg.sum(x, 0), "var": lambda: mg.var(x, 0),
+           "einsum": lambda: mg.einsum("ij->j", x)}[op]().data
+    want = {"sum": 5000.0, "var": 1.0, "einsum": 5000.0}[op]
+    np.testing.assert_array_equal(got.astype(np.float64), np.full(2, want))
+
+
 def test_a_float32_loss_with_float64_targets_gives_the_gradients_it_gave():
     """The float16 scales' rounding (a version of this stop) was applied to float32 too: a
     float64 target's gradient was rounded to the float32 prediction's dtype, and a float32

@@ -200,6 +200,9 @@ def argnum_positions(argnums: Any, n: int, who: str) -> tuple[int, ...]:
             raise ValueError(f"{who}: argnums {argnums!r} out of range for {n} arguments")
         return int(i) % n
 
+    if isinstance(argnums, np.ndarray) and argnums.ndim == 1 or isinstance(
+            argnums, (set, frozenset)):  # (as JAX takes them)
+        argnums = tuple(sorted(argnums) if isinstance(argnums, (set, frozenset)) else argnums)
     if isinstance(argnums, (str, bytes)) or not isinstance(argnums, (int, np.integer, Sequence)):
         raise TypeError(f"{who}: argnums must be an int or a sequence of ints (argument "
                         f"positions), got {argnums!r}")
