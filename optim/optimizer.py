@@ -266,14 +266,17 @@ class Optimizer(abc.ABC):
     keeps_inputs: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A subclass that writes its own ``update`` or ``look_ahead`` keeps its inputs
-        unless it says otherwise: a False inherited from the rule it extends (SGD's, say)
-        would hand it the shell's buffers, which the next step overwrites under a state
+        """A rule whose ``update`` or ``look_ahead`` is not that of the class that declared
+        its ``keeps_inputs`` (or of a base of it) keeps its inputs: a False inherited from
+        the rule it extends (SGD's, say), with an update of its own or of a mixin, would
+        hand that update the shell's buffers, which the next step overwrites under a state
         that kept ``g``."""
         super().__init_subclass__(**kwargs)
-        if "keeps_inputs" not in vars(cls) and ("update" in vars(cls)
-                                                or "look_ahead" in vars(cls)):
-            cls.keeps_inputs = True
+        declared = next(c for c in cls.__mro__ if "keeps_inputs" in vars(c))
+        for name in ("update", "look_ahead"):
+            owner = next(c for c in cls.__mro__ if name in vars(c))
+            if not issubclass(declared, owner):
+                cls.keeps_inputs = True
 
     def __init__(self, params: Iterable[Any], defaults: Mapping[str, Any], *,
                  check_finite: bool = True) -> None:

@@ -1198,3 +1198,28 @@ def test_a_subclass_of_a_built_in_rule_that_keeps_its_gradient_gets_its_own_copy
         last = g
         np.testing.assert_array_equal(p.data, expected)
         np.testing.assert_array_equal(opt.state_dict()["state.0.momentum_buffer"], g)
+
+
+class _KeepsLast:
+    """A mixin's update along the mean of this gradient and the last, kept in its state."""
+
+    def update(self, h, t, p, g, state):
+        last = g if t == 1 else state["momentum_buffer"]
+        return h.lr * (g + last) / 2, {"momentum_buffer": g}
+
+
+class _MixedSGD(_KeepsLast, optim.SGD):
+    pass
+
+
+def test_a_rule_whose_update_comes_from_a_mixin_keeps_its_inputs():
+    """keeps_inputs=False vouches for the update of the class that declares it (and its
+    bases'): an update from a mixin before SGD in the MRO kept the shell's buffer in its
+    state, overwritten by the next step's gradient (found by this stop's third review)."""
+    assert _MixedSGD.keeps_inputs and not optim.AdamW.keeps_inputs
+    p = Param(np.zeros(2))
+    opt = _MixedSGD([p], lr=1.0)
+    for g in ([1.0, 1.0], [10.0, 10.0], [100.0, 100.0]):
+        p.grad = np.array(g)
+        opt.step()
+    np.testing.assert_array_equal(p.data, [-61.0, -61.0])  # -(1 + 5.5 + 55)
