@@ -1222,4 +1222,4 @@ def test_a_rule_whose_update_comes_from_a_mixin_keeps_its_inputs():
     for g in ([1.0, 1.0], [10.0, 10.0], [100.0, 100.0]):
         p.grad = np.array(g)
         opt.step()
-    np.testing.assert_array_equal(p.data, [-61.0, -61.0])  # -(1 + 5.5 + 55)
+    np.testing.assert_array_equal(p.data, [-61.5, -61.5])  # -(1 + 5.5 + 55)
