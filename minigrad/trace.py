@@ -725,7 +725,7 @@ class Trace:
             value.scalar = scalar  # (eager mode's: NumPy's result on arrays or scalars, s.T)
         else:
             vjps: Any = op.vjps
-            if recording and type(vjps) is tuple and None in vjps and op.differentiable:
+            if recording and isinstance(vjps, tuple) and None in vjps and op.differentiable:
                 primitive.refuse_no_vjp(op, operands)  # (as `record` refuses it)
             site = None
             grad = recording and _grad_flows(vjps, inputs)
@@ -763,7 +763,7 @@ class Trace:
             value.requires_grad = self.recording
         for step in self.steps:
             vjps = step.op.vjps
-            if step.recording and not step.numpy and type(vjps) is tuple and None in vjps \
+            if step.recording and not step.numpy and isinstance(vjps, tuple) and None in vjps \
                     and step.op.differentiable:  # (as `record` refuses it)
                 for i, (x, vjp) in enumerate(zip(step.inputs, vjps)):
                     if vjp is None and x.requires_grad:

@@ -345,3 +345,29 @@ def test_a_failure_before_the_mutated_vjp_ran_judges_nothing():
     with pytest.raises(RuntimeError, match=r"the gradient test failed before the mutated VJP "
                        r"ran \(ValueError: not the mutant's doing\)"):
         mm.hunt("where", failing_early, max_examples=3)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_an_operand_without_a_vjp_is_refused_with_a_mutant_installed(compiled):
+    """With a mutant of a user's op installed, its operand without a VJP requiring grad is
+    refused as without one, compiled too: the tracer tested `type(vjps) is tuple`, which
+    the installed maker (a tuple of the op's VJPs, callable) is not, and gave that operand
+    a silent None gradient (found by this stop's third review)."""
+    defop("scaled_by", lambda x, k: x * k, (lambda g, out, x, k: g * k, None),
+          Domain("binary"))
+    try:
+        x = mg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+        k = mg.Tensor(np.array([3.0, 4.0]), requires_grad=True)
+
+        def f(x, k):
+            return OPS["scaled_by"](x, k).sum()
+
+        run = mg.compile(f) if compiled else f
+        for mutant in mm.mutants("scaled_by"):
+            with mm.installed(mutant):
+                assert _mutant_installed("scaled_by")
+                with pytest.raises(TypeError, match=r"^scaled_by: operand 1 .* requires grad, "
+                                                     r"but the op has no VJP for it"):
+                    run(x, k)
+    finally:
+        del OPS["scaled_by"]
