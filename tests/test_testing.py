@@ -713,6 +713,16 @@ def test_check_backward_leaves_a_frozen_parameter_out_as_gradcheck_does():
     with pytest.raises(BackwardMismatch, match="'weight'"):
         check_backward_at(lambda a: (mg.sum(layer(mg.Tensor(a))), layer),
                           lambda a: {"weight": 2 * a.sum(axis=0)[:, None]}, x)
+    # a gradient handed for the frozen one: the message says why it is not wanted
+    with pytest.raises(TypeError, match=r"got \['bias', 'weight'\] \(a frozen parameter, "):
+        check_backward_at(lambda a: (mg.sum(layer(mg.Tensor(a))), layer),
+                          lambda a: {"weight": a.sum(axis=0)[:, None],
+                                     "bias": np.full(1, 4.0)}, x)
+    # every parameter frozen: nothing to compare, refused (it passed, comparing nothing)
+    layer.weight.requires_grad = False
+    with pytest.raises(ValueError, match=r"^check_backward: every parameter of the model is "
+                                         r"frozen \(requires_grad False\): there is no "):
+        check_backward_at(lambda a: (mg.sum(layer(mg.Tensor(a))), layer), lambda a: {}, x)
 
 
 @given(x=mst.arrays([2, 3]))

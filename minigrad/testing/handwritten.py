@@ -110,6 +110,9 @@ def _engine_gradients(engine_fn: Callable[..., Any], args: tuple,
         loss, module = result
         # (a frozen parameter gets no gradient: not compared, as gradcheck skips it)
         named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("check_backward: every parameter of the model is frozen "
+                             "(requires_grad False): there is no gradient to compare")
         wrt: list[Tensor] = [p for _, p in named]
         names: list[Any] = [name for name, _ in named]
     else:
@@ -129,7 +132,8 @@ def _pick(handwritten: Any, name: Any, engine: dict,
         if not isinstance(handwritten, Mapping) or set(handwritten) != set(engine):
             got = sorted(handwritten) if isinstance(handwritten, Mapping) else _kind(handwritten)
             raise TypeError(f"check_backward: handwritten_fn must return a mapping with the "
-                            f"engine's parameter names {sorted(engine)}, got {got}")
+                            f"engine's parameter names {sorted(engine)}, got {got} (a frozen "
+                            f"parameter, requires_grad False, has no gradient to compare)")
         return handwritten[name]
     if isinstance(argnums, (int, np.integer)):
         return handwritten
