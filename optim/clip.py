@@ -43,14 +43,12 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
     with np.errstate(over="ignore", under="ignore"):  # (handled below)
         total = math.sqrt(_sum_of_squares(grads))
     if total <= _SMALL:  # (0 too: no gradient at all, or zeros)
-        largest = max((float(np.max(np.abs(g))) for g in grads if g.size), default=0.0)
-        if largest > 0.0:
-            total = largest * math.sqrt(_sum_of_squares([g / largest for g in grads]))
+        largest, root = _by_largest(grads)
+        total = largest * root
     if math.isfinite(total):
         scale = limit / (total + 1e-6)
     elif total == math.inf and all(np.isfinite(g).all() for g in grads):
-        largest = max(float(np.max(np.abs(g))) for g in grads if g.size)
-        root = math.sqrt(_sum_of_squares([g / largest for g in grads]))
+        largest, root = _by_largest(grads)
         total = largest * root  # inf if beyond float64's range
         scale = limit / largest / root  # the 1e-6 is far below float64's precision here
     else:
@@ -64,6 +62,15 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
 # Below this norm the squares are subnormal floats of few bits (1e-158 squared is 1e-316):
 # the norm is then taken by the largest |g| as past float64's range.
 _SMALL = 1e-145
+
+
+def _by_largest(grads: list[np.ndarray]) -> tuple[float, float]:
+    """m, the largest |g|, and sqrt(sum((g / m)^2)): the norm is their product, taken so
+    where the squares themselves would overflow or be subnormal. (0, 0) for zeros."""
+    largest = max((float(np.max(np.abs(g))) for g in grads if g.size), default=0.0)
+    if largest == 0.0:
+        return 0.0, 0.0
+    return largest, math.sqrt(_sum_of_squares([g / largest for g in grads]))
 
 
 def _sum_of_squares(grads: list[np.ndarray]) -> float:
