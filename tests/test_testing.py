@@ -725,6 +725,21 @@ def test_check_backward_leaves_a_frozen_parameter_out_as_gradcheck_does():
         check_backward_at(lambda a: (mg.sum(layer(mg.Tensor(a))), layer), lambda a: {}, x)
 
 
+def test_gradcheck_refuses_params_with_nothing_to_check():
+    """params= naming a Module whose every parameter is frozen checked the arguments
+    instead, silently: the parameters asked for were never compared."""
+    rng = np.random.default_rng(0)
+    layer = mg.nn.Linear(3, 1, rng=rng)
+    x = rng.normal(size=(4, 3))
+    assert gradcheck(lambda a: mg.sum(layer(a)), x, params=layer)
+    for p in layer.parameters():
+        p.requires_grad = False
+    with pytest.raises(ValueError, match=r"^gradcheck: params= \(Linear\) has no parameter "
+                                         r"that requires grad"):
+        gradcheck(lambda a: mg.sum(layer(a)), x, params=layer)
+    assert gradcheck(layer, x)  # f a Module, no params=: its arguments, as documented
+
+
 @given(x=mst.arrays([2, 3]))
 def test_arrays_takes_a_shape_written_as_a_list(x):
     assert x.shape == (2, 3)
