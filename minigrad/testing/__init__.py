@@ -604,7 +604,8 @@ def _named_parameters(f: Any, params: Any) -> list[tuple[str, Tensor]]:
     not checked, as they get no gradient."""
     module = f if params is None else params
     if isinstance(module, Module):
-        named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+        named: list[tuple[str, Tensor]] = [
+            (name, p) for name, p in module.named_parameters() if p.requires_grad]
         if params is not None and not named:  # (else the arguments would be checked instead)
             raise ValueError(f"gradcheck: params= ({type(params).__name__}) has no parameter "
                              f"that requires grad (each is frozen, or it has none): nothing "
