@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from minigrad.tensor import plain_array
+from minigrad.nn import Module
+from minigrad.tensor import Tensor, plain_array
 
 from .optimizer import POSITIVE
 
@@ -19,6 +21,12 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
     """Scale the gradients so that their total norm is at most ``max_norm``; return the
     total norm before clipping.
 
+    ``params`` is an iterable of parameters (``model.parameters()``), or one parameter (a
+    Tensor), as in PyTorch. A parameter is what the optimizers take: a Tensor, or any object
+    with a NumPy array ``.data`` and a ``.grad``. Anything else is a TypeError naming its
+    position and type (a (name, parameter) pair of ``named_parameters()``, a state dict's
+    array, a Module: pass ``model.parameters()``), before any gradient changes; so is a
+    ``.grad`` that is not a real floating-point array (a complex, an integer one).
     With the gradients g_i of ``params`` (those whose ``.grad`` is None are left out)::
 
         total = sqrt(sum_i sum(g_i^2))
@@ -32,14 +40,16 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
 
     Each clipped ``.grad`` is replaced by a new array (the old one is not written to). A
     gradient holding NaN or inf makes the total NaN or inf and leaves the gradients as
-    they are, for the optimizer's finiteness check to report. ``max_norm`` must be > 0
-    (ValueError otherwise); a masked gradient is refused (TypeError: its mask would be
-    ignored, the values under it measured and clipped).
+    they are, for the optimizer's finiteness check to report. ``max_norm`` must be a real
+    number (TypeError otherwise) > 0 (ValueError otherwise); a masked gradient is refused
+    (TypeError: its mask would be ignored, the values under it measured and clipped).
     """
+    if isinstance(max_norm, (bool, np.bool_)) or not isinstance(max_norm, numbers.Real):
+        raise TypeError(f"clip_grad_norm: max_norm must be a real number, got "
+                        f"{type(max_norm).__name__} {max_norm!r}")
     limit = POSITIVE("clip_grad_norm", "max_norm", max_norm)
-    params = [(k, p) for k, p in enumerate(params) if getattr(p, "grad", None) is not None]
-    grads = [plain_array(p.grad, f"clip_grad_norm: gradient of parameter {k}")
-             for k, p in params]
+    params = [(k, p) for k, p in enumerate(_parameters(params)) if p.grad is not None]
+    grads = [_gradient(k, p) for k, p in params]
     with np.errstate(over="ignore", under="ignore"):  # (handled below)
         total = math.sqrt(_sum_of_squares(grads))
     if total <= _SMALL:  # (0 too: no gradient at all, or zeros)
@@ -57,6 +67,45 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
         for (_, p), g in zip(params, grads, strict=True):
             p.grad = (g * scale).astype(g.dtype, copy=False)
     return total
+
+
+def _parameters(params: Any) -> list[Any]:
+    """`params` as a list of parameters (one parameter as a list of it), each checked."""
+    if isinstance(params, Module):
+        raise TypeError(f"clip_grad_norm: expected parameters, got the Module "
+                        f"{type(params).__name__}; pass model.parameters()")
+    if _is_parameter(params):
+        return [params]  # (a single tensor, as torch.nn.utils.clip_grad_norm_ takes)
+    try:
+        items = list(params)
+    except TypeError:
+        raise TypeError(f"clip_grad_norm: params must be an iterable of parameters (e.g. "
+                        f"model.parameters()) or one, got {type(params).__name__}") from None
+    for k, p in enumerate(items):
+        if not _is_parameter(p):
+            hint = ("; named_parameters() gives (name, parameter) pairs: pass "
+                    "model.parameters()" if isinstance(p, tuple) else
+                    "; pass model.parameters()" if isinstance(p, (Module, np.ndarray)) else "")
+            raise TypeError(f"clip_grad_norm: item {k} of params ({type(p).__name__}) is not "
+                            f"a parameter (a Tensor, or an object with a NumPy array .data and "
+                            f"a .grad){hint}")
+    return items
+
+
+def _is_parameter(p: Any) -> bool:
+    """Whether `p` is a parameter as the optimizers take one: an array .data and a .grad.
+    (A Tensor's .data is not read: that would hand its array out, Tensor._share.)"""
+    return isinstance(p, Tensor) or isinstance(getattr(p, "data", None), np.ndarray) \
+        and hasattr(p, "grad")
+
+
+def _gradient(k: int, p: Any) -> np.ndarray:
+    """Parameter `k`'s .grad as an array, refused unless a real floating-point one."""
+    g = plain_array(p.grad, f"clip_grad_norm: gradient of parameter {k}")
+    if g.dtype.kind != "f":
+        raise TypeError(f"clip_grad_norm: the gradient of parameter {k} ({type(p.grad).__name__}"
+                        f" of dtype {g.dtype}) is not a real floating-point array")
+    return g
 
 
 # Below this norm the squares are subnormal floats of few bits (1e-158 squared is 1e-316):

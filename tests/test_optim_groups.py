@@ -431,3 +431,49 @@ def test_clip_grad_norm_errors_and_non_finite():
     np.testing.assert_array_equal(p.grad, [np.inf, 1.0])
     with pytest.raises(ValueError, match="clip_grad_norm: invalid max_norm=0"):
         optim.clip_grad_norm([p], 0)
+
+
+@given(grad=hnp.arrays(np.float64, SHAPES, elements=VALUES), max_norm=st.floats(1e-3, 20.0))
+def test_clip_grad_norm_clips_a_single_tensor_as_a_list_of_it(grad, max_norm):
+    """One tensor is clipped as [tensor] is (torch's clip_grad_norm_ takes one); it was
+    taken for an iterable of its rows, which have no .grad: 0.0 returned, nothing clipped."""
+    alone, listed = (mg.Tensor(np.zeros_like(grad), requires_grad=True) for _ in range(2))
+    alone.grad, listed.grad = grad.copy(), grad.copy()
+    assert optim.clip_grad_norm(alone, max_norm) == optim.clip_grad_norm([listed], max_norm)
+    np.testing.assert_array_equal(alone.grad, listed.grad)
+
+
+def test_clip_grad_norm_refuses_what_is_not_a_parameter_before_clipping_any():
+    model = mg.nn.Linear(2, 3)
+    for p in model.parameters():
+        p.grad = np.full(p.shape, 10.0)
+    before = [p.grad.copy() for p in model.parameters()]
+    cases = [
+        (model, r"^clip_grad_norm: expected parameters, got the Module Linear; pass "
+                r"model.parameters\(\)$"),
+        (model.named_parameters(), r"^clip_grad_norm: item 0 of params \(tuple\) is not a "
+                                   r"parameter .*named_parameters\(\) gives \(name, parameter\)"),
+        ([*model.parameters(), np.ones(3)], r"^clip_grad_norm: item 2 of params \(ndarray\)"),
+        (model.state_dict().values(), r"^clip_grad_norm: item 0 of params \(ndarray\)"),
+        (3, r"^clip_grad_norm: params must be an iterable of parameters .* got int$"),
+    ]
+    for params, message in cases:
+        with pytest.raises(TypeError, match=message):
+            optim.clip_grad_norm(params, 1.0)
+    with pytest.raises(TypeError, match=r"^clip_grad_norm: max_norm must be a real number, "
+                                        r"got str '1'$"):
+        optim.clip_grad_norm(model.parameters(), "1")
+    for p, g in zip(model.parameters(), before, strict=True):
+        np.testing.assert_array_equal(p.grad, g)
+
+
+@pytest.mark.parametrize("grad, kind", [("x", r"str of dtype <U1"),
+                                        (np.full(3, 10j), r"ndarray of dtype complex128"),
+                                        (np.full(3, 10), r"ndarray of dtype int64")])
+def test_clip_grad_norm_refuses_a_gradient_not_of_real_floats_before_clipping_any(grad, kind):
+    first, second = Param(np.zeros(3)), Param(np.zeros(3))
+    first.grad, second.grad = np.full(3, 10.0), grad
+    with pytest.raises(TypeError, match=rf"^clip_grad_norm: the gradient of parameter 1 "
+                                        rf"\({kind}\) is not a real floating-point array$"):
+        optim.clip_grad_norm([first, second], 1.0)
+    np.testing.assert_array_equal(first.grad, np.full(3, 10.0))
