@@ -38,6 +38,7 @@ tensor, never the recorded values (`Tensor._share`).
 from __future__ import annotations
 
 import inspect
+import keyword
 import math
 import numbers
 import sys
@@ -62,11 +63,18 @@ _ndarray = np.ndarray
 _new, _init_node = object.__new__, Node.__init__
 
 
+# The argument structures an op's tests can draw (`minigrad.testing.strategies` draws each)
+FAMILIES = ("unary", "binary", "matmul", "addmm", "tensordot", "einsum", "reduction",
+            "reshape", "transpose", "getitem", "stack", "concatenate", "loss", "distinct_pair",
+            "comparison", "where", "clip", "softmax", "classification", "squeeze", "flatten")
+
+
 @dataclass(frozen=True)
 class Domain:
     """Where an op's gradient tests draw their inputs (read by `minigrad.testing.strategies`).
 
-    `family` names the argument structure ("unary", "binary", "tensordot", ...); `values`
+    `family` names the argument structure, one of `FAMILIES` ("unary", "binary",
+    "tensordot", ...; else a ValueError); `values`
     gives the interval of each operand's values (the last one repeats); `avoid` lists points
     where the op is not differentiable; `distinct` asks for values without ties.
     """
@@ -75,6 +83,14 @@ class Domain:
     values: tuple[tuple[float, float], ...] = ((-3.0, 3.0),)
     avoid: tuple[float, ...] = ()
     distinct: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.family, str):
+            raise TypeError(f"Domain: family must be a string, got "
+                            f"{type(self.family).__name__}")
+        if self.family not in FAMILIES and self.family != "untested":
+            raise ValueError(f"Domain: unknown family {self.family!r}; the families are "
+                             f"{', '.join(FAMILIES)}")
 
     def interval(self, i: int) -> tuple[float, float]:
         return self.values[min(i, len(self.values) - 1)]
@@ -220,13 +236,20 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     `gradcheck` can). Any other is a ValueError naming the op and the operand, never
     broadcast into wrong numbers. A single function for `vjps` is a maker of each
     call's VJPs (see `Op`), not one VJP: write `(vjp,)` for one operand.
+    Refused before anything joins `OPS`: a name that is no Python identifier (TypeError
+    if not a string), a forward or prepare that is not callable, a domain not a `Domain`,
+    and a user's VJP that cannot bind the tape's call as `saves` has it (a parameter left
+    over may be a call's keyword option, where the op takes any). Called with another
+    number of operands than it has VJPs, an op raises TypeError ("add takes 2 operands,
+    got 3").
     The forward and the VJPs must not write into the arrays they are handed (the tensors'
     own and the graph's; a VJP taking `into` writes that one only): a write would change
     the caller's tensors or a later backward. `gradcheck` reports an op that does.
     """
+    _check_definition(name, forward, domain, prepare)
     if register and name in OPS:
         raise ValueError(f"defop: an op named '{name}' is already defined")
-    if register and domain is None:
+    if register and (domain is None or domain.family == "untested"):
         raise ValueError(f"defop: '{name}' needs a Domain to join the table (its tests "
                          "draw from it), or register=False")
     kept: tuple[int, ...] | None = None
@@ -257,10 +280,59 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
             saves in ("both", "inputs"), saves in ("both", "output"), kept, residual, batch,
             prepare is not None and module.startswith("minigrad."),
             prepare is not None or _takes_options(forward, vjps), user)
+    if user and type(vjps) is tuple:
+        _check_vjp_signatures(op, vjps)
     op.function = _function(op, prepare, module, user)
     if register:
         OPS[name] = op
     return op.function
+
+
+def _check_definition(name: Any, forward: Any, domain: Any, prepare: Any) -> None:
+    """Refuse a definition that could never be called or tested, before it joins `OPS`:
+    a name that is no identifier (the function's, `mg.name`), a forward or prepare that
+    is not callable, a domain that is not a `Domain`."""
+    if not isinstance(name, str):
+        raise TypeError(f"defop: the name must be a string, got {type(name).__name__}")
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(f"defop: the name must be a Python identifier, not a keyword (it "
+                         f"names the op's function, as in mg.exp), got {name!r}")
+    if not callable(forward):
+        raise TypeError(f"defop: '{name}' needs a function as its forward, got "
+                        f"{type(forward).__name__}")
+    if prepare is not None and not callable(prepare):
+        raise TypeError(f"defop: '{name}' needs a function or None as its prepare, got "
+                        f"{type(prepare).__name__}")
+    if domain is not None and not isinstance(domain, Domain):
+        raise TypeError(f"defop: '{name}' needs a Domain or None as its domain, got "
+                        f"{type(domain).__name__}")
+
+
+def _check_vjp_signatures(op: Op, vjps: tuple) -> None:
+    """Refuse a user's VJP that cannot take the arguments the tape passes it: g, out, and
+    each operand if `saves` keeps them, positionally (`into=` for one that writes into it).
+    A parameter left over may be filled by a call's keyword options, where the op takes
+    any (`Op.keywords`); a VJP without a signature to read (a builtin's) passes."""
+    passed = (None,) * (2 + (len(vjps) if op.saves_inputs else 0))
+    for i, vjp in enumerate(vjps):
+        try:
+            signature = inspect.signature(vjp)
+        except (TypeError, ValueError):  # (None, or a builtin's: nothing to read)
+            continue
+        try:
+            bound = signature.bind_partial(*passed, **({"into": None} if writes_into(vjp) else {}))
+        except TypeError as error:
+            problem = str(error)
+        else:
+            missing = [p for p in signature.parameters.values()
+                       if p.name not in bound.arguments and p.default is p.empty
+                       and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                       and (p.kind is p.POSITIONAL_ONLY or not op.keywords)]
+            if not missing:
+                continue
+            problem = f"no argument for {', '.join(repr(p.name) for p in missing)}"
+        raise TypeError(f"defop: '{op.name}' VJP {i} cannot take the arguments the tape passes "
+                        f"it ({problem}): {_passes(op, {})}")
 
 
 def _takes_options(forward: Callable[..., Any], vjps: Any) -> bool:
@@ -503,9 +575,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
 
     def record(*operands: Any, **options: Any) -> Tensor:
         if len(operands) != arity and arity >= 0:
-            raise TypeError(f"{name}: called with {_count(len(operands), 'operand')}, but defop "
-                            f"was given {_count(arity, 'VJP')}: one per operand (None for an "
-                            "operand without a gradient)")
+            raise _miscounted(op, len(operands))
         if options and not keywords:  # (before the trace records them too)
             raise unexpected_keyword(name, options, numpy=True)
         mode = current_mode()
@@ -590,6 +660,15 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         return _make(out, True, node, view or saves_output)
 
     return record
+
+
+def _miscounted(op: Op, n: int) -> TypeError:
+    """The error of `op` called with `n` operands, not one per VJP; for a user's op, the
+    rule its author may have broken (one VJP per operand)."""
+    arity = len(op.vjps)  # type: ignore[arg-type]
+    rule = (f"; defop was given {_count(arity, 'VJP')}: one per operand (None for an operand "
+            "without a gradient)") if op.user else ""
+    return TypeError(f"{op.name} takes {_count(arity, 'operand')}, got {n}{rule}")
 
 
 def unexpected_keyword(name: str, keywords: Any, numpy: bool = False) -> TypeError:

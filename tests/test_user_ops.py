@@ -114,7 +114,7 @@ def test_a_second_operand_s_vjp_is_named_by_its_index():
 def test_fewer_vjps_than_operands_are_named_at_the_first_call():
     mul2 = defop("mul2", lambda a, b: a * b, (lambda g, out, a, b: g * b,), register=False)
     a, b = Tensor(np.ones(3), requires_grad=True), Tensor(np.ones(3), requires_grad=True)
-    message = "mul2: called with 2 operands, but defop was given 1 VJP: one per operand"
+    message = r"^mul2 takes 1 operand, got 2; defop was given 1 VJP: one per operand"
     with pytest.raises(TypeError, match=message):
         mul2(a, b)
     with pytest.raises(TypeError, match=message), no_grad():  # (no node: found all the same)
@@ -162,8 +162,15 @@ def test_a_maker_of_each_call_s_vjps_still_serves_any_number_of_operands():
 
 
 def test_a_vjp_whose_signature_does_not_fit_saves_is_named_with_what_saves_passes():
-    sq = defop("my_sq", np.square, (lambda g, out, x: 2 * g * x,), saves="output",
-               register=False)
+    # Refused by defop where no call can fill the parameter (np.square takes no options)
+    with pytest.raises(TypeError, match=r"^defop: 'my_sq' VJP 0 cannot take the arguments the "
+                                        r"tape passes it \(no argument for 'x'\): as its saves "
+                                        r"has it, a VJP is called as vjp\(g, out\)"):
+        defop("my_sq", np.square, (lambda g, out, x: 2 * g * x,), saves="output",
+              register=False)
+    # Named as it runs where a call's keyword options might have filled it
+    sq = defop("my_sq", lambda x, power=2: x ** power, (lambda g, out, x: 2 * g * x,),
+               saves="output", register=False)
     x = Tensor(np.ones(2), requires_grad=True)
     with pytest.raises(TypeError, match=r"my_sq: VJP 0 cannot take the arguments the tape passes "
                                         r"it \(.*missing 1 required positional argument: 'x'\): "
@@ -226,3 +233,75 @@ def test_a_carry_that_comes_to_need_a_gradient_where_the_op_has_no_vjp_is_refuse
 
     with pytest.raises(TypeError, match="scaled: operand 1 .* has no VJP for it"):
         mg.scan(body, np.zeros(3), xs)
+
+
+def _vjp(g, out, x):
+    return g
+
+
+@pytest.mark.parametrize("name, forward, vjps, domain, error, message", [
+    ("foo4", 3, (_vjp,), "unary", TypeError, r"^defop: 'foo4' needs a function as its forward, "
+                                             r"got int$"),
+    ("", np.sin, (_vjp,), "unary", ValueError, r"^defop: the name must be a Python identifier"
+                                               r".* got ''$"),
+    ("a b", np.sin, (_vjp,), "unary", ValueError, r"identifier.* got 'a b'$"),
+    ("lambda", np.sin, (_vjp,), "unary", ValueError, r"not a keyword.* got 'lambda'$"),
+    (None, np.sin, (_vjp,), "unary", TypeError, r"^defop: the name must be a string, got "
+                                                r"NoneType$"),
+    ("foo5", np.sin, (_vjp,), "unry", ValueError, r"^Domain: unknown family 'unry'; the "
+                                                  r"families are unary, binary, "),
+    ("foo6", np.sin, (_vjp,), "untested", ValueError, r"^defop: 'foo6' needs a Domain to join "
+                                                      r"the table"),
+    ("foo7", np.sin, (lambda g: g,), "unary", TypeError,
+     r"^defop: 'foo7' VJP 0 cannot take the arguments the tape passes it \(too many "
+     r"positional arguments\): as its saves has it, a VJP is called as vjp\(g, out, "
+     r"\*operands\)"),
+    ("foo8", np.add, (lambda g, out, a, b: g, lambda g, out, a, b, c: g), "binary", TypeError,
+     r"^defop: 'foo8' VJP 1 cannot take the arguments .*\(no argument for 'c'\)"),
+    ("foo9", lambda x, scale=1.0: x * scale, (lambda g, out, x, scale, /: g,), "unary",
+     TypeError, r"^defop: 'foo9' VJP 0 .*\(no argument for 'scale'\)"),
+])
+def test_defop_refuses_a_definition_it_could_never_call_leaving_the_table_as_it_was(
+        name, forward, vjps, domain, error, message):
+    """Each was registered (a forward of 3, a family no test can draw, a name mg.<name>
+    cannot spell, a VJP the tape's call cannot bind) and failed only when called or tested,
+    or (defop(None, ...)) raised Python's "__name__ must be set to a string object"."""
+    before = dict(mg.OPS)
+    with pytest.raises(error, match=message):
+        defop(name, forward, vjps, mg.Domain(domain))
+    assert before == mg.OPS
+
+
+def test_defop_takes_any_vjp_signature_that_binds_the_tape_s_call():
+    """Defaults, *args, **options, keyword options the forward takes, into= for a VJP that
+    writes into it, and a builtin without a signature to read: each is defined, and runs."""
+    def into_vjp(g, out, x, *, into=None):
+        return np.multiply(g, 1.0, out=into)
+
+    into_vjp.into = True
+    vjps = [(lambda g, out, x, extra=None: g, {}), (lambda g, out, *rest: g, {}),
+            (lambda g, out, x, **options: g, {"scale": 1.0}),
+            (lambda g, out, x, scale: g * scale, {"scale": 1.0}), (into_vjp, {})]
+    x = Tensor(np.arange(3.0), requires_grad=True)
+    for k, (vjp, options) in enumerate(vjps):
+        op = defop(f"fine{k}", lambda x, scale=1.0: x * scale, (vjp,), register=False)
+        np.testing.assert_array_equal(mg.gradients(op(x, **options).sum(), [x])[0], np.ones(3))
+    defop("builtin_vjp", np.sin, (max,), register=False)  # (no signature: the tape decides)
+
+
+def test_domain_families_are_the_ones_the_strategies_draw():
+    from minigrad.primitive import FAMILIES
+    from minigrad.testing import strategies
+    assert set(FAMILIES) == set(strategies.FAMILIES)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda a: mg.exp(), r"^exp takes 1 operand, got 0$"),
+    (lambda a: mg.add(a, a, a), r"^add takes 2 operands, got 3$"),
+    (lambda a: mg.compile(lambda: mg.add(a, a, a))(), r"^add takes 2 operands, got 3$"),
+])
+def test_an_op_called_with_the_wrong_number_of_operands_says_how_many_it_takes(call, message):
+    """It said "called with 3 operands, but defop was given 2 VJPs: one per operand", an
+    op author's message, to a user of mg.add."""
+    with pytest.raises(TypeError, match=message):
+        call(Tensor(np.ones(2), requires_grad=True))
