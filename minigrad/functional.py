@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,8 +15,11 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -
     """`value_and_grad(f)(*args)` is `(f(*args) as a float, gradient)`.
 
     `f` takes arrays (the arguments at `argnums` arrive as Tensors that require grad) and
-    returns a scalar Tensor. The gradient comes back as a NumPy array of the argument's shape,
-    or a tuple of them when `argnums` is a tuple; an argument `f` does not use gets zeros.
+    returns a scalar Tensor. `argnums` is an int or a sequence of ints, negative ones
+    counting from the end (not a bool: TypeError; out of range: ValueError). The
+    gradient comes back as a NumPy array of the argument's shape, or a tuple of them when
+    `argnums` is a sequence (one per entry, an argument named twice twice); an argument
+    `f` does not use gets zeros.
     `f` runs with gradients recorded, also inside `no_grad()` (as `torch.func.grad`).
     As `jax.value_and_grad`, it has no side effect: the `.grad` of the tensors `f` reads (a
     model's parameters) is left alone, as by `gradients`, so a later `backward()` does not
@@ -28,16 +31,15 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -
 def _value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int],
                     name: str) -> Callable:
     """`value_and_grad(f, argnums)`, its errors naming `name` (the function the user called)."""
+    if not callable(f):
+        raise TypeError(f"{name}: expected a function, got {type(f).__name__}")
+    _argnums(argnums, name)  # (its types now; the range at each call, given the arguments)
     single = isinstance(argnums, (int, np.integer))
-    positions = (int(argnums),) if isinstance(argnums, (int, np.integer)) else tuple(argnums)
 
     def wrapped(*args: Any) -> tuple[float, Any]:
-        for i in positions:
-            if not -len(args) <= i < len(args):
-                raise ValueError(f"{name}: argnums {argnums} out of range for "
-                                 f"{len(args)} arguments")
-        inputs = [Tensor(a, requires_grad=True) if i in positions or i - len(args) in positions
-                  else a for i, a in enumerate(args)]
+        positions = argnum_positions(argnums, len(args), name, repeats=True)
+        inputs = [Tensor(a, requires_grad=True) if i in positions else a
+                  for i, a in enumerate(args)]
         with enable_grad():  # (as torch.func.grad: an outer no_grad would record nothing)
             out = f(*inputs)
         if not isinstance(out, Tensor) or out.size != 1:
@@ -59,6 +61,38 @@ def grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -> Callable
         return value_and_grad_f(*args)[1]
 
     return wrapped
+
+
+def argnum_positions(argnums: Any, n: int, who: str,
+                     repeats: bool = False) -> tuple[int, ...]:
+    """The argument positions `argnums` names (an int or a sequence of them, negative ones
+    counting from the end, as in Python) among `n` arguments; TypeError for anything but
+    ints (a bool, a float), ValueError for one out of range or (unless `repeats`, as
+    `grad` takes them: one gradient per entry) named twice. `who` (the function's name)
+    starts the messages."""
+    positions = []
+    for i in _argnums(argnums, who):
+        if not -n <= i < n:
+            raise ValueError(f"{who}: argnums {argnums!r} out of range for {n} arguments")
+        positions.append(i % n)
+    if not repeats and len(set(positions)) < len(positions):
+        raise ValueError(f"{who}: argnums {argnums!r} names an argument twice")
+    return tuple(positions)
+
+
+def _argnums(argnums: Any, who: str) -> tuple[int, ...]:
+    """`argnums` as a tuple of ints, or TypeError: an int or a sequence of them (a 1-d
+    array, a set, as JAX takes them), never a bool, a float or a string."""
+    if isinstance(argnums, np.ndarray) and argnums.ndim == 1 or isinstance(
+            argnums, (set, frozenset)):
+        argnums = tuple(sorted(argnums) if isinstance(argnums, (set, frozenset)) else argnums)
+    every = argnums if isinstance(argnums, Sequence) and not isinstance(
+        argnums, (str, bytes)) else (argnums,)
+    if not all(isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+               for i in every):
+        raise TypeError(f"{who}: argnums must be an int or a sequence of ints (argument "
+                        f"positions), got {argnums!r}")
+    return tuple(int(i) for i in every)
 
 
 def _described(out: Any) -> str:
@@ -85,7 +119,12 @@ def gradients(output: Tensor, inputs: Tensor | Sequence[Tensor], grad: Any = Non
     """
     if not isinstance(output, Tensor):
         raise TypeError(f"gradients: output must be a Tensor, got {type(output).__name__}")
-    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if isinstance(inputs, Tensor):
+        inputs = [inputs]
+    elif isinstance(inputs, (str, bytes)) or not isinstance(inputs, Iterable):
+        raise TypeError(f"gradients: inputs must be a Tensor or a sequence of Tensors, got "
+                        f"{type(inputs).__name__}")
+    inputs = list(inputs)
     for i, t in enumerate(inputs):
         if not isinstance(t, Tensor):
             raise TypeError(f"gradients: inputs[{i}] is a {type(t).__name__}, not a Tensor")

@@ -865,13 +865,20 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     raises as in the loop), and raises `TraceError` if it does anything else for step 0's
     (or draws other random numbers on its second run).
     Backward runs the body's own VJPs in reverse per step: nothing recurrence-specific is
-    written anywhere.
+    written anywhere. An `f` that is not callable, a `length` that is not an integer (a
+    float, a bool) are TypeErrors; a length < 1, or another than xs's, a ValueError.
     """
+    if not callable(f):
+        raise TypeError(f"scan: expected a function as f, got {type(f).__name__}")
+    if length is not None and (isinstance(length, bool)
+                               or not isinstance(length, numbers.Integral)):
+        raise TypeError(f"scan: length must be an integer (the number of steps) or None, got "
+                        f"{type(length).__name__} {length!r}")
     carry, carry_tree = _flatten(init, "init")
     carry = _leaves(carry, carry_tree, "init")
     if xs is None or type(xs) is tuple and not xs:  # no per-step input: None, or ()
         xs_tree0: int | None = -1 if xs is None else 0
-        if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
+        if length is None or length < 1:
             raise ValueError(f"scan: without xs, length must be an integer >= 1 (the number of "
                              f"steps; a loop of none is refused), got {length!r}")
         length = int(length)

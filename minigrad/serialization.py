@@ -84,12 +84,16 @@ def save(module: Module | Any, path: str | bytes | os.PathLike,
     that names a directory (ending in a separator, "." or ".."), a path that exists and is
     not a regular file (a directory, FIFO, device or socket: left as it is), non-finite
     parameters, two parameters with one name, a name zip cannot store, metadata over
-    64 kB; a masked array in a state dict (TypeError: its mask would be lost). A file
+    64 kB; a masked array in a state dict (TypeError: its mask would be lost), metadata
+    that is not a mapping, a path that is not a str, bytes or os.PathLike (TypeError). A file
     system error is the OSError, naming `path` (not the temporary file).
     """
     arrays = _arrays_to_save(module)
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError(f"save: metadata must be a mapping (key -> value) or None, got "
+                        f"{type(metadata).__name__}")
     comment = _comment(metadata or {})
-    path = os.fsdecode(path)  # str, bytes or os.PathLike, as open() takes
+    path = os.fsdecode(_checked_path(path, "save"))  # str, bytes or os.PathLike, as open() takes
     try:
         target, mode = _target(path)
         directory = os.path.dirname(target)
@@ -114,7 +118,8 @@ def load(module: Module | Any, path: str | bytes | os.PathLike) -> dict[str, str
     shapes or dtypes other than the module's (a dtype must cast to the parameter's as
     `numpy.can_cast(..., casting="same_kind")` allows), or with a value that is NaN,
     infinite, or out of the range of the parameter's dtype (1e300 for a float32). Whatever
-    the caller's `numpy.errstate`. A file that cannot be opened raises the OSError
+    the caller's `numpy.errstate`. A path that is not a str, bytes or os.PathLike is a
+    TypeError. A file that cannot be opened raises the OSError
     (FileNotFoundError, PermissionError) as `open` does.
     `module` is what the file is checked against and read into: a Module, or an object
     with `state_dict()` and `load_state_dict` (an optimizer, a schedule); not a dict, which
@@ -123,6 +128,7 @@ def load(module: Module | Any, path: str | bytes | os.PathLike) -> dict[str, str
     """
     expected = dict(_named_arrays(module, "load"))
     owner = type(module).__name__
+    _checked_path(path, "load")
     try:
         with _open_regular(path) as f:
             _check_file_size(f, _file_ceiling(expected), owner)
@@ -145,6 +151,7 @@ def load(module: Module | Any, path: str | bytes | os.PathLike) -> dict[str, str
 def read_metadata(path: str | bytes | os.PathLike) -> dict[str, str]:
     """The metadata saved with a model, without loading it (and without reading the
     parameters: only the end of the file, or for older files the zip directory)."""
+    _checked_path(path, "read_metadata")
     try:
         with _open_regular(path) as f:
             comment, directory_size = _end_record(f)
@@ -158,6 +165,15 @@ def read_metadata(path: str | bytes | os.PathLike) -> dict[str, str]:
                 return _legacy_metadata(archive, archive.infolist())
     except _Refused as refusal:
         raise ValueError(f"read_metadata: {os.fsdecode(path)} {refusal}") from None
+
+
+def _checked_path(path: Any, who: str) -> str | bytes | os.PathLike:
+    """`path`, or TypeError unless a str, bytes or os.PathLike (as `open` takes; an int
+    would be a file descriptor to `open`, and is no path here)."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{who}: path must be a str, bytes or os.PathLike, got "
+                        f"{type(path).__name__}")
+    return path
 
 
 # --- writing ---------------------------------------------------------------------------

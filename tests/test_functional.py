@@ -1,6 +1,8 @@
 """`grad` and `value_and_grad`: argnums as an int or a tuple, zeros for unused arguments, the
 value as a float, a clear error when f does not return a scalar, and no `.grad` touched."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -138,3 +140,33 @@ def test_grad_leaves_every_dot_grad_alone_and_returns_what_backward_gives(shape,
         for g, expected in zip(got, want, strict=True):
             assert g.dtype == expected.dtype == dtype
             np.testing.assert_array_equal(g, expected)
+
+
+@pytest.mark.parametrize("function", ["grad", "value_and_grad"])
+def test_a_function_and_argnums_of_the_wrong_type_are_refused_when_wrapped(function):
+    """grad(3)(x) said "'int' object is not callable"; argnums='a' "'<=' not supported",
+    argnums=1.0 "'float' object is not iterable", both only once called."""
+    with pytest.raises(TypeError, match=rf"^{function}: expected a function, got int$"):
+        getattr(mg, function)(3)
+    for argnums in ("a", 1.0, True, (0, 1.0), None):
+        with pytest.raises(TypeError, match=rf"^{function}: argnums must be an int or a "
+                                            rf"sequence of ints \(argument positions\), got "
+                                            rf"{re.escape(repr(argnums))}$"):
+            getattr(mg, function)(f, argnums=argnums)
+
+
+@given(st.lists(st.integers(-2, 1), min_size=1, max_size=3))
+def test_argnums_as_a_sequence_a_set_or_an_array_name_the_same_arguments(argnums):
+    expected = grad(f, argnums=argnums)(X, Y)
+    for form in (np.array(argnums), tuple(argnums)):
+        for got, want in zip(grad(f, argnums=form)(X, Y), expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_gradients_refuses_inputs_that_are_no_tensors_nor_a_sequence():
+    """gradients(y, None) said "'NoneType' object is not iterable"."""
+    x = mg.Tensor(X, requires_grad=True)
+    for inputs, kind in ((None, "NoneType"), (3, "int"), ("x", "str")):
+        with pytest.raises(TypeError, match=rf"^gradients: inputs must be a Tensor or a "
+                                            rf"sequence of Tensors, got {kind}$"):
+            mg.gradients((x * x).sum(), inputs)

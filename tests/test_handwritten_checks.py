@@ -257,3 +257,17 @@ def test_a_float32_model_is_checked_at_float32_rounding(dtype):
     check_backward_at(engine_fn, handwritten_fn, X, T)
     with pytest.raises(BackwardMismatch):
         check_backward_at(engine_fn, lambda X, T: handwritten_fn(X, T, 1.01), X, T)
+
+
+@pytest.mark.parametrize("inputs, kind", [(np.array([0.5, 1.5]), r"ndarray of shape \(2,\)"),
+                                          ((st.floats(0, 1), 2.0), "tuple"),
+                                          (None, "NoneType")])
+def test_check_backward_refuses_inputs_that_are_no_strategy_pointing_to_check_backward_at(
+        inputs, kind):
+    """An array for inputs failed inside Hypothesis: "The truth value of an array ... is
+    ambiguous"."""
+    with pytest.raises(TypeError, match=rf"^check_backward: inputs must be a Hypothesis "
+                                        rf"strategy .* got {kind}; for fixed inputs call "
+                                        r"check_backward_at\(engine_fn, handwritten_fn, "
+                                        r"\*args\)$"):
+        check_backward(lambda x: mg.sum(x * x), lambda x: 2 * x, inputs, argnums=0)

@@ -1972,3 +1972,22 @@ def test_a_step_of_a_numpy_xs_is_a_tensor_whose_methods_are_the_engines(length, 
     want_h, want_hs = loop(step, mg.Tensor(init), [mg.Tensor(x) for x in xs])
     assert_bitwise(h, want_h)
     assert_bitwise(hs, want_hs)
+
+
+@pytest.mark.parametrize("length", [2.0, True, "2", np.float64(2.0)])
+def test_a_length_that_is_not_an_integer_is_a_type_error_with_xs_or_without(length):
+    """length=2.0 was a ValueError without xs, and taken with xs of 2 steps."""
+    message = rf"^scan: length must be an integer \(the number of steps\) or None, got " \
+              rf"{type(length).__name__} "
+    with pytest.raises(TypeError, match=message):
+        mg.scan(lambda c, x: (c * 2.0, c), np.ones(2), length=length)
+    with pytest.raises(TypeError, match=message):
+        mg.scan(lambda c, x: (c + x, c), np.ones(2), np.ones((2, 2)), length=length)
+
+
+@pytest.mark.parametrize("f", [None, 3, "f"])
+def test_a_body_that_is_not_callable_is_refused_by_scan(f):
+    """mg.scan(None, init, xs) said "'NoneType' object is not callable", from the trace."""
+    with pytest.raises(TypeError, match=rf"^scan: expected a function as f, got "
+                                        rf"{type(f).__name__}$"):
+        mg.scan(f, np.ones(2), np.ones((3, 2)))

@@ -452,3 +452,24 @@ def test_a_saved_file_gets_the_mode_of_a_plain_open(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
     finally:
         os.umask(umask)
+
+
+@pytest.mark.parametrize("metadata", [[1], "preset=small", 3])
+def test_save_refuses_metadata_that_is_not_a_mapping_before_writing(tmp_path, metadata):
+    """metadata=[1] said "'list' object has no attribute 'items'"."""
+    with pytest.raises(TypeError, match=rf"^save: metadata must be a mapping \(key -> value\) "
+                                        rf"or None, got {type(metadata).__name__}$"):
+        mg.save(Model(), tmp_path / "model.npz", metadata=metadata)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("path", [None, 3, 1.5, ["model.npz"]])
+def test_save_load_and_read_metadata_refuse_a_path_of_another_type(tmp_path, path):
+    """save(model, None) said os.fsdecode's "expected str, bytes or os.PathLike object, not
+    NoneType", naming no function."""
+    for who, call in (("save", lambda: mg.save(Model(), path)),
+                      ("load", lambda: mg.load(Model(), path)),
+                      ("read_metadata", lambda: read_metadata(path))):
+        with pytest.raises(TypeError, match=rf"^{who}: path must be a str, bytes or "
+                                            rf"os.PathLike, got {type(path).__name__}$"):
+            call()

@@ -755,3 +755,33 @@ def test_argnums_may_be_an_array_or_a_set(argnums):
     assert len(numerical_grad(lambda a, b: (a * b).sum(), np.ones(2), np.ones(2),
                               argnums=argnums)) == 2
 
+
+
+@pytest.mark.parametrize("check", ["gradcheck", "numerical_grad"])
+def test_a_function_that_is_not_callable_is_refused_by_name(check):
+    """gradcheck(3, x) said "'int' object is not callable"."""
+    with pytest.raises(TypeError, match=rf"^{check}: expected a function, got int$"):
+        {"gradcheck": gradcheck, "numerical_grad": numerical_grad}[check](3, np.ones(2))
+
+
+@pytest.mark.parametrize("name, value, error, message", [
+    ("eps", float("nan"), ValueError, r"eps must be a finite number > 0, got nan"),
+    ("eps", 0.0, ValueError, r"eps must be a finite number > 0, got 0.0"),
+    ("eps", -1e-6, ValueError, r"eps must be a finite number > 0"),
+    ("eps", "1e-6", TypeError, r"eps must be a real number, got str '1e-6'"),
+    ("atol", -1, ValueError, r"atol must be a finite number >= 0, got -1"),
+    ("atol", float("inf"), ValueError, r"atol must be a finite number >= 0, got inf"),
+    ("rtol", -1e-5, ValueError, r"rtol must be a finite number >= 0"),
+    ("rtol", float("nan"), ValueError, r"rtol must be a finite number >= 0, got nan"),
+    ("rtol", None, TypeError, r"rtol must be a real number, got NoneType None"),
+])
+def test_gradcheck_refuses_tolerances_and_steps_that_would_fail_any_gradient(
+        name, value, error, message):
+    """eps=nan, atol=-1 failed with a GradcheckError blaming the engine's (right) gradient."""
+    x = np.array([0.5, -1.5])
+    with pytest.raises(error, match=f"^gradcheck: {message}"):
+        gradcheck(lambda p: mg.sum(p * p), x, **{name: value})
+    if name == "eps":
+        with pytest.raises(error, match=f"^numerical_grad: {message}"):
+            numerical_grad(lambda p: mg.sum(p * p), x, eps=value)
+    assert gradcheck(lambda p: mg.sum(p * p), x, **{name: 0.0 if name != "eps" else 1e-5})

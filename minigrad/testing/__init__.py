@@ -12,6 +12,8 @@ Hypothesis; that one does: it is in the test extra, `pip install 'minigrad-rnn[t
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from .. import Tensor, enable_grad, gradients, modes, no_grad, tape
+from ..functional import argnum_positions
 from ..modes import is_anomaly_enabled
 from ..nn import Module
 from ..tape import Node
 from ..tensor import tensor_array
-from .handwritten import BackwardMismatch, argnum_positions, check_backward, check_backward_at
+from .handwritten import BackwardMismatch, check_backward, check_backward_at
 
 __all__ = [
     "DISTRIBUTION", "BackwardMismatch", "GradcheckError", "VacuousCheckWarning", "check_backward",
@@ -72,8 +75,11 @@ def numerical_grad(f: Callable[..., Any], *args: Any, eps: float = 1e-6,
     default every argument is differentiated but the integer and boolean ones (numbers,
     arrays, lists), which are data, as for `gradcheck`: labels, indices, masks, that a step
     of eps cannot perturb; so `numerical_grad(f, logits, labels)` returns the logits'
-    gradient only. Name an integer argument in `argnums` to differentiate it.
+    gradient only. Name an integer argument in `argnums` to differentiate it. `eps` must
+    be a finite number > 0 (ValueError).
     """
+    _check_function(f, "numerical_grad")
+    _check_real("numerical_grad", "eps", eps, positive=True)
     positions = (argnum_positions(argnums, len(args), "numerical_grad")
                  if argnums is not None else
                  tuple(i for i, a in enumerate(args) if not _integer_data(a)))
@@ -170,7 +176,14 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     a check of zeros (f ignores what is checked, x^3 at 0) and pass silently; a zero
     gradient of an f of large values (a softmax's sum times 100) may warn, its central
     differences' residue of f's rounding (~|f| 1e-10) being above atol / 1000.
+    `eps` must be a finite number > 0, `atol` and `rtol` finite numbers >= 0 (ValueError;
+    TypeError for what is not a real number): a NaN eps or a negative atol would fail every
+    gradient, the engine's blamed.
     """
+    _check_function(f, "gradcheck")
+    _check_real("gradcheck", "eps", eps, positive=True)
+    _check_real("gradcheck", "atol", atol)
+    _check_real("gradcheck", "rtol", rtol)
     named = _named_parameters(f, params)
     positions = _checked_positions(args, argnums, bool(named))
     if not positions and not named:
@@ -201,6 +214,22 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     _refuse_below_atol(labels, engine, numeric, atol)
     _float32_backward(f, arrays, positions, parameters)
     return True
+
+
+def _check_function(f: Any, who: str) -> None:
+    if not callable(f):
+        raise TypeError(f"{who}: expected a function, got {type(f).__name__}")
+
+
+def _check_real(who: str, name: str, value: Any, positive: bool = False) -> None:
+    """Refuse `value` of parameter `name` unless a finite real number >= 0 (> 0 if
+    `positive`)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{who}: {name} must be a real number, got {type(value).__name__} "
+                        f"{value!r}")
+    if not math.isfinite(value) or value < 0 or positive and value == 0:
+        raise ValueError(f"{who}: {name} must be a finite number {'>' if positive else '>='} 0, "
+                         f"got {value!r}")
 
 
 def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],

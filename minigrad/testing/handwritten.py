@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .. import Tensor, gradients
+from ..functional import argnum_positions
 from ..nn import Module
 
 __all__ = ["BackwardMismatch", "check_backward", "check_backward_at"]
@@ -57,11 +58,18 @@ def check_backward(engine_fn: Callable[..., Any], handwritten_fn: Callable[..., 
     active settings profile applies unless `settings` (a `hypothesis.settings`) is given.
     On a mismatch, Hypothesis shrinks the input and `BackwardMismatch` is raised for the
     smallest one found, naming the gradient, the element, both values and the inputs.
-    Call it from a plain test function, not inside `@given` (use `check_backward_at` there).
+    Call it from a plain test function, not inside `@given` (use `check_backward_at` there,
+    and for fixed inputs: `inputs` that are no strategy are a TypeError saying so).
     """
     from hypothesis import given
     from hypothesis import strategies as st
 
+    if not (isinstance(inputs, st.SearchStrategy) or isinstance(inputs, tuple) and all(
+            isinstance(x, st.SearchStrategy) for x in inputs)):
+        raise TypeError(f"check_backward: inputs must be a Hypothesis strategy (of argument "
+                        f"tuples) or a tuple of strategies, one per argument, got "
+                        f"{_kind(inputs)}; for fixed inputs call check_backward_at(engine_fn, "
+                        f"handwritten_fn, *args)")
     strategy = st.tuples(*inputs) if isinstance(inputs, tuple) else inputs
 
     @given(strategy)
@@ -189,29 +197,3 @@ def _copy(a: Any) -> Any:
 def _kind(value: Any) -> str:
     shape = getattr(value, "shape", None)
     return type(value).__name__ + ("" if shape is None else f" of shape {shape}")
-
-
-def argnum_positions(argnums: Any, n: int, who: str) -> tuple[int, ...]:
-    """The argument positions `argnums` names (an int or a sequence of them, negative ones
-    counting from the end, as in Python) among `n` arguments; TypeError for anything but
-    ints (a bool, a float), ValueError for one out of range or named twice. `who` (the
-    function's name) starts the messages."""
-    def checked(i: Any) -> int:
-        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
-            raise TypeError(f"{who}: argnums must be an int or a sequence of ints (argument "
-                            f"positions), got {argnums!r}")
-        if not -n <= i < n:
-            raise ValueError(f"{who}: argnums {argnums!r} out of range for {n} arguments")
-        return int(i) % n
-
-    if isinstance(argnums, np.ndarray) and argnums.ndim == 1 or isinstance(
-            argnums, (set, frozenset)):  # (as JAX takes them)
-        argnums = tuple(sorted(argnums) if isinstance(argnums, (set, frozenset)) else argnums)
-    if isinstance(argnums, (str, bytes)) or not isinstance(argnums, (int, np.integer, Sequence)):
-        raise TypeError(f"{who}: argnums must be an int or a sequence of ints (argument "
-                        f"positions), got {argnums!r}")
-    positions = tuple(checked(i) for i in (argnums if isinstance(argnums, Sequence)
-                                           else (argnums,)))
-    if len(set(positions)) < len(positions):
-        raise ValueError(f"{who}: argnums {argnums!r} names an argument twice")
-    return positions
