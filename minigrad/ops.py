@@ -987,13 +987,17 @@ _OVERFLOW = {t: math.ldexp(1.0 - 2.0 ** -(np.finfo(t).nmant + 2), np.finfo(t).ma
              for t in (np.float16, np.float32)}
 
 
+def _clip(x, low, high):
+    low, high = _held(x, low, high)
+    return np.clip(x, low, high)
+
+
 def _clip_vjp(g, out, x, low, high):
     low, high = _held(x, low, high)
     return np.where((x >= low) & (x <= high), g, 0)
 
 
-clip = defop("clip", lambda x, low, high: np.clip(x, *_held(x, low, high)), (_clip_vjp,),
-             Domain("clip"), saves="inputs", prepare=_clip_call)
+clip = defop("clip", _clip, (_clip_vjp,), Domain("clip"), saves="inputs", prepare=_clip_call)
 
 
 def _where_call(condition: Any, a: Any, b: Any) -> tuple[tuple, dict]:
