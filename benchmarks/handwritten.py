@@ -123,9 +123,9 @@ def bce_with_logits(A: NDArray, T: NDArray, e: NDArray, work: NDArray, work2: ND
     np.abs(A, out=e)
     np.negative(e, out=e)
     np.exp(e, out=e)                        # e = exp(-|A|) <= 1: never overflows
-    np.maximum(A, 0.0, out=work)            # softplus(A) - T A
-    np.multiply(A, T, out=work2)            #   = max(A, 0) - T A + log1p(e)
-    np.subtract(work, work2, out=work)
+    np.heaviside(A, 0.0, out=work)          # softplus(A) - T A = max(A, 0) - T A + log1p(e)
+    np.subtract(work, T, out=work)          #   = A (step(A) - T) + log1p(e): A (1 - T)
+    np.multiply(A, work, out=work)          #   where A > 0, -A T elsewhere (no cancelling)
     np.log1p(e, out=work2)
     np.add(work, work2, out=work)
     loss = float(np.sum(work)) / A.size

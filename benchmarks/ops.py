@@ -136,7 +136,7 @@ NUMPY: dict[str, Callable[..., Any]] = {
     "concatenate": lambda *xs: np.concatenate(xs, axis=1),
     "binary_cross_entropy": _bce,
     "binary_cross_entropy_with_logits":
-        lambda z, t: np.mean(np.maximum(z, 0.0) - z * t + np.log1p(np.exp(-np.abs(z)))),
+        lambda z, t: np.mean(z * (np.heaviside(z, 0.0) - t) + np.log1p(np.exp(-np.abs(z)))),
     "mse_loss": lambda y, t: np.mean(np.square(np.subtract(y, t))),
 }
 

@@ -79,7 +79,11 @@ mul = defop("mul", np.multiply,
             (lambda g, out, a, b: _scaled_vjp(g, b, a),
              lambda g, out, a, b: _scaled_vjp(g, a, b)),
             Domain("binary"), saves="inputs", batch="elementwise")
-div = defop("div", np.divide, (lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b),
+# b's gradient -g a / b^2 as -(g / b) out: its one intermediate is a's gradient, so it
+# overflows only where a's does. (-g out) / b overflowed for a large g and b (g out beyond
+# the range, the gradient not), -g (out / b) for a small g and b (out / b = a / b^2: in
+# float16, a = 1, b = 0.003); two roundings each way.
+div = defop("div", np.divide, (lambda g, out, a, b: g / b, lambda g, out, a, b: -g / b * out),
             Domain("binary", values=((-3.0, 3.0), (0.5, 3.0))))
 neg = defop("neg", np.negative, (lambda g, out: -g,), Domain("unary"), saves="nothing")
 def _pow_base_vjp(g, out, a, b):
@@ -596,11 +600,18 @@ class SliceGradient(_Cotangent):
     def add_into(self, dense: np.ndarray) -> None:
         if self.basic:
             dense[self.index] += self.values
+        elif dense.dtype.type is np.float16:  # repeats summed in float32, rounded once
+            dense += self.densify(dense.shape, np.dtype(np.float32))
         else:
             np.add.at(dense, self.index, self.values)
 
     def densify(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        dense = np.zeros(shape, np.result_type(dtype, self.values))
+        dtype = np.result_type(dtype, self.values)
+        if not self.basic and dtype.type is np.float16:  # as `_sum_of`: np.add.at adds a
+            # repeated index's values one by one in float16, where past 2048 like terms
+            # a term rounds away
+            return self.densify(shape, np.dtype(np.float32)).astype(dtype)
+        dense = np.zeros(shape, dtype)
         if self.basic:  # each element once: set, not added to zero (a third of the cost)
             dense[self.index] = self.values
         else:
@@ -795,7 +806,10 @@ def _rounded(result, g, dtype=None):
 def _per(g, n):
     """g / n, a mean's scale: for a float16 g in float32, where n of 65,504 and more would
     be inf (NumPy converts the count to g's dtype) and the scale a subnormal of few bits.
-    The VJP computes in float32 then, and rounds its result to float16 once, at its end."""
+    The VJP computes in float32 then, and rounds its result to float16 once, at its end.
+    No elements (an empty mean, of NaN): the gradient is empty, `or 1` only keeps the scale
+    from dividing by zero (a warning, or an error under np.errstate(divide="raise"))."""
+    n = n or 1
     return g / n if g.dtype != _FLOAT16 else g.astype(np.float32) / n
 
 
@@ -840,9 +854,14 @@ def _bce_t_vjp(g, out, p, t):
 
 def _bce_logits(z, t):
     """Binary cross-entropy of logits `z` (probability sigmoid(z)) against targets `t`,
-    mean-reduced; max(z, 0) - z t + log(1 + exp(-|z|)) is finite for every z."""
+    mean-reduced: max(z, 0) - z t + log(1 + exp(-|z|)), its first part taken as z (1 - t)
+    where z > 0 and -z t elsewhere, z (step(z) - t), so that the loss is a sum of two terms
+    >= 0, each a few roundings off (max(z, 0) - z t cancelled: 0.8% off in float32 at
+    z = 10, t = 1 - 2^-24). Finite for every finite z; an infinite z gives inf, or NaN
+    where its target is its limit (inf * 0: z = inf, t = 1), with NumPy's warning."""
     e = np.exp(-np.abs(z))
-    out = np.asarray(_mean(np.maximum(z, 0.0) - z * t + np.log1p(e)))
+    slope = np.heaviside(z, 0.0) - t  # (in max(z, 0.0)'s dtype, whatever z's and t's)
+    out = np.asarray(_mean(z * slope + np.log1p(e)))
     _BCE_LOGITS_EXP[0] = (out, e)
     return out
 
@@ -927,7 +946,8 @@ def _clip_call(x: Any, low: float | None = None, high: float | None = None) -> t
     gradient passes where low <= x <= high (bounds included, as PyTorch's clamp) and is
     zero where the bound holds x. The bounds are taken as Python floats, so the result keeps
     x's dtype, as PyTorch's clamp (np.clip of a float32 array with a NumPy float64 bound
-    would give float64)."""
+    would give float64); a bound beyond a float16 or float32 x's range is its infinity,
+    as x's dtype holds it."""
     _data(x, "clip")
     if low is None and high is None:
         raise ValueError("clip: give low, high or both")
@@ -950,9 +970,34 @@ def _as_float(bound: Any) -> float:
         return math.inf if bound > 0 else -math.inf
 
 
-clip = defop("clip", lambda x, low, high: np.clip(x, low, high),
-             (lambda g, out, x, low, high: np.where((x >= low) & (x <= high), g, 0),),
-             Domain("clip"), saves="inputs", prepare=_clip_call)
+def _held(x, low, high):
+    """clip's bounds as NumPy takes them against `x`: one beyond float16's or float32's
+    range is the infinity that NumPy's cast to x's dtype makes of it (the same clipping),
+    without the cast's overflow warning (an error under np.errstate(over="raise"))."""
+    dtype = getattr(x, "dtype", None)  # (x may be a Python number: float64's range)
+    overflow = _OVERFLOW.get(dtype.type) if dtype is not None else None
+    if overflow is None:  # float64 (no Python float lies beyond it), integers
+        return low, high
+    return (-math.inf if low <= -overflow else low), (math.inf if high >= overflow else high)
+
+
+# Where a float64 number overflows in the cast to each narrower float: past its largest
+# value by half a step (that half rounds to even: to infinity).
+_OVERFLOW = {t: math.ldexp(1.0 - 2.0 ** -(np.finfo(t).nmant + 2), np.finfo(t).maxexp)
+             for t in (np.float16, np.float32)}
+
+
+def _clip(x, low, high):
+    low, high = _held(x, low, high)
+    return np.clip(x, low, high)
+
+
+def _clip_vjp(g, out, x, low, high):
+    low, high = _held(x, low, high)
+    return np.where((x >= low) & (x <= high), g, 0)
+
+
+clip = defop("clip", _clip, (_clip_vjp,), Domain("clip"), saves="inputs", prepare=_clip_call)
 
 
 def _where_call(condition: Any, a: Any, b: Any) -> tuple[tuple, dict]:
@@ -1065,7 +1110,7 @@ def _log_softmax(x, axis):
 
 softmax = defop(
     "softmax", _softmax,
-    (lambda g, out, axis: out * (g - np.sum(g * out, axis=axis, keepdims=True)),),
+    (lambda g, out, axis: _half(out * (g - _total(g * out, axis)), g),),
     Domain("softmax"), saves="output",
     prepare=_axis_call("softmax", "exp(x) / sum(exp(x)) along `axis` (the last by default), "
                                   "computed from x - max(x) so that no exp overflows."))

@@ -4,6 +4,7 @@ semantics (masks without gradient, identity hashing, under `minigrad.compile`), 
 errors of bad calls."""
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -263,6 +264,37 @@ def test_clip_passes_the_gradient_inside_its_bounds_included():
         mg.clip(x, 0.0, "a")
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@given(data=st.data())
+def test_clip_at_a_bound_beyond_the_dtypes_range_is_the_cast_bounds_without_its_warning(
+        dtype, data):
+    """A float64 bound beyond float16's or float32's range (clip(x32, -1e40)) warned of an
+    overflow in NumPy's cast, forward and backward, and raised under
+    np.errstate(over="raise") (the minigrad command trains so). The bound is now what the
+    cast makes of it, without the cast: x clipped at the bound as x's dtype holds it, the
+    gradient passing where low <= x <= high, compared exactly (in float64)."""
+    info = np.finfo(dtype)
+    x = data.draw(hnp.arrays(dtype, st.integers(1, 6), elements=st.floats(
+        allow_nan=False, width=info.bits)))
+    top = float(info.max)
+    far = data.draw(st.one_of(st.floats(top, 1e300), st.sampled_from([top, 1e40, 1e300])))
+    near = data.draw(st.floats(-1.0, 1.0) | st.none())
+    low, high = (-far, near) if data.draw(st.booleans()) else (near, far)
+    with np.errstate(over="ignore"):  # the bounds as the dtype holds them: the oracle
+        held_low, held_high = (float(dtype(b)) for b in (
+            -np.inf if low is None else low, np.inf if high is None else high))
+    wide = x.astype(np.float64)
+    inside = (wide >= held_low) & (wide <= held_high)
+    want = np.where(wide < held_low, held_low, np.where(wide > held_high, held_high, wide))
+    t = Tensor(x, requires_grad=True)
+    with np.errstate(all="raise"):
+        out = mg.clip(t, low, high)
+        out.backward(np.ones_like(x))
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out.data.astype(np.float64), want)
+    np.testing.assert_array_equal(t.grad, inside.astype(dtype))
+
+
 @given(x=mst.arrays())
 def test_square_is_x_times_x(x):
     t = Tensor(x, requires_grad=True)
@@ -404,6 +436,32 @@ def test_mse_loss_of_empty_inputs_is_nan_with_an_empty_gradient(shape):
     assert y.grad.shape == t.grad.shape == shape
 
 
+@pytest.mark.parametrize("loss", ["mean", "mean over an empty axis", "binary_cross_entropy",
+                                  "binary_cross_entropy_with_logits"])
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+@given(shape=empty_shapes)
+def test_an_empty_means_backward_divides_by_no_zero(loss, dtype, shape):
+    """The backward of an empty mean and of the two binary cross-entropies computed g / 0
+    for its scale: a divide-by-zero warning, an error under np.errstate(divide="raise")
+    (the minigrad command trains so). The loss is NaN, as NumPy's mean of no elements;
+    the gradient an empty array of the input's shape, as mse_loss's already was."""
+    x = Tensor(np.zeros(shape, dtype), requires_grad=True)
+    axis = shape.index(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the NaN of the forward, NumPy's
+        if loss == "mean":
+            out = mg.mean(x)
+        elif loss == "mean over an empty axis":  # (out not empty: count 0 per element)
+            out = mg.mean(x, axis=axis).sum()
+        elif loss == "binary_cross_entropy":
+            out = mg.binary_cross_entropy(x, np.zeros(shape))
+        else:
+            out = mg.binary_cross_entropy_with_logits(x, np.zeros(shape))
+    with np.errstate(divide="raise"):
+        out.backward()
+    assert x.grad.shape == shape and x.grad.dtype == dtype
+
+
 @given(shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=3),
        empty=st.sampled_from([[], [[]], ([], []), (slice(None), [])]))
 def test_an_empty_list_index_is_an_empty_integer_index(shape, empty):
@@ -523,6 +581,32 @@ def test_float16_softmaxes_over_more_classes_than_float16_counts():
     assert t.grad.dtype == np.float16 and np.all(np.isfinite(t.grad))
     np.testing.assert_allclose(t.grad.astype(np.float64), 1.0 - np.exp(log_p) * 70_000,
                                atol=0.1)
+
+
+@settings(max_examples=10, deadline=None)
+@given(rows=st.integers(2049, 6000), columns=st.integers(1, 4), axis=st.sampled_from([0, 1]),
+       seed=st.integers(0, 2**31 - 1))
+def test_a_float16_softmaxs_gradient_over_a_long_axis_sums_in_float32(rows, columns, axis,
+                                                                       seed):
+    """softmax's VJP out (g - sum(g out)) summed g out in float16: over an axis that is not
+    the last (a strided one) NumPy adds row by row, and past 2048 like terms a term rounds
+    away (4096 rows: the gradient of softmax(x, 0).sum(), 0 everywhere, came out 1.2e-4).
+    Summed in float32 now, as the softmaxes' forwards and log_softmax's VJP sum: each
+    element within float16 roundings of the float64 formula on the same out and g, the
+    bound scaled by out (|g| + sum |g out|) as g - sum(g out) may cancel."""
+    rng = np.random.default_rng(seed)
+    shape = (rows, columns) if axis == 0 else (columns, rows)
+    x = rng.uniform(-1.0, 1.0, size=shape).astype(np.float16)
+    g = rng.uniform(0.5, 1.5, size=shape).astype(np.float16)  # like terms: the stall
+    t = Tensor(x, requires_grad=True)
+    out = mg.softmax(t, axis=axis)
+    out.backward(g)
+    p, g64 = out.data.astype(np.float64), g.astype(np.float64)
+    want = p * (g64 - (g64 * p).sum(axis, keepdims=True))
+    bound = 2e-3 * p * (np.abs(g64) + np.abs(g64 * p).sum(axis, keepdims=True))
+    assert t.grad.dtype == np.float16
+    assert np.all(np.abs(t.grad.astype(np.float64) - want)
+                  <= bound + np.finfo(np.float16).smallest_subnormal)
 
 
 def test_a_nan_operand_passes_its_gradient_on_as_pytorch_does():

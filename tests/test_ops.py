@@ -1,9 +1,11 @@
 """The generic property tests: every op in the table, drawn from its own domain, against
 numerical differentiation. An op missing from the table fails `test_every_op_is_in_the_table`."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -330,6 +332,29 @@ def test_float16_sums_across_rows_are_the_float64_ones_rounded(op, rows, columns
     np.testing.assert_allclose(half.astype(np.float64).ravel(), exact.ravel(), rtol=1e-3)
 
 
+@settings(max_examples=10, deadline=None)
+@given(repeats=st.integers(2049, 6000), seed=st.integers(0, 2**31 - 1))
+def test_float16_gradients_of_a_repeated_index_sum_in_float32(repeats, seed):
+    """x[index] with an index repeating positions: its VJP's np.add.at added each repeat's
+    gradient in float16 (x[[0] * 5000].sum() gave x 2048, not 5000), and a second such
+    slice's into the first's in float16 again. Summed in float32 now and rounded once
+    (as `sum`): the float64 gradient rounded to float16, within a rounding of float16."""
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, 3, size=repeats)
+    g = rng.uniform(0.5, 1.5, size=repeats).astype(np.float16).astype(np.float64)
+
+    def grad(dtype):
+        x = Tensor(np.zeros(3, dtype), requires_grad=True)
+        # two slices: the first's gradient densified, the second's added into it
+        (x[index] * g.astype(dtype)).sum().backward()
+        x[index[::-1]].backward(g[::-1].astype(dtype))
+        return x.grad
+
+    half, exact = grad(np.float16), grad(np.float64)
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half.astype(np.float64), exact, rtol=1e-3)
+
+
 @pytest.mark.parametrize("number", [2.0, 2, -0.5])
 def test_an_einsum_of_float16_and_a_python_number_is_numpys(number):
     """einsum of a float16 tensor and a Python number is np.einsum's (the number a float64
@@ -440,3 +465,69 @@ def test_an_int_base_of_pow_gives_a_float_bases_gradient(dtype):
         (base ** t).sum().backward()
         grads.append(t.grad)
     np.testing.assert_array_equal(grads[0], grads[1])
+
+
+def _assert_logit_loss_is_exact_to_a_few_roundings(z, t):
+    """The loss of logits `z` against targets `t` within (n + 8) roundings of the exact one,
+    taken in long double (64 bits of mantissa: its own error is 2^-11 of float64's)."""
+    loss = mg.binary_cross_entropy_with_logits(Tensor(z), t)
+    wide, target = z.astype(np.longdouble), t.astype(np.longdouble)
+    exact = np.mean(np.where(wide > 0, wide * (1 - target), -wide * target)
+                    + np.log1p(np.exp(-np.abs(wide))))
+    assert loss.dtype == z.dtype
+    assert abs(np.longdouble(loss.item()) - exact) <= (z.size + 8) * np.finfo(z.dtype).eps * exact
+
+
+_WIDE_LONG_DOUBLE = pytest.mark.skipif(
+    np.finfo(np.longdouble).eps > np.finfo(np.float64).eps / 1000,
+    reason="the oracle needs a long double wider than float64")
+
+
+@_WIDE_LONG_DOUBLE
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(n=st.integers(1, 8), scale=st.integers(-10, 6), gap=st.integers(1, 40),
+       positive=st.floats(0, 1), near_one=st.floats(0, 1), seed=st.integers(0, 2**32 - 1))
+def test_the_logit_loss_is_exact_to_a_few_roundings(dtype, n, scale, gap, positive, near_one,
+                                                    seed):
+    """binary_cross_entropy_with_logits took max(z, 0) - z t, which cancels for z > 0 and a
+    target near 1 (float32 z = 10, t = 1 - 2^-24: 0.78% off; float64 likewise). Now
+    z (1 - t) where z > 0, -z t elsewhere, plus log1p(exp(-|z|)): terms >= 0, so the mean
+    is within a few roundings of the exact one. Logits of magnitudes up to 2^scale, a
+    share `positive` of them positive, and targets of which a share `near_one` lie within
+    2^-gap of 1, of full mantissas (drawn from `seed`: Hypothesis's floats favour short
+    ones, whose products are exact)."""
+    rng = np.random.default_rng(seed)
+    sign = np.where(rng.uniform(size=n) < positive, 1.0, -1.0)
+    z = (sign * rng.uniform(0.0, 1.0, n) * 2.0**scale).astype(dtype)
+    t = np.where(rng.uniform(size=n) < near_one, 1.0 - rng.uniform(0.5, 1.0, n) * 2.0**-gap,
+                 rng.uniform(size=n))
+    _assert_logit_loss_is_exact_to_a_few_roundings(z, np.clip(t.astype(dtype), 0, 1))
+
+
+@_WIDE_LONG_DOUBLE
+def test_the_logit_loss_of_a_confident_near_right_answer_is_exact():
+    """The finding's case: float32 z = 10, t = 1 - 2^-24 gave 4.635e-5 for 4.599e-5."""
+    _assert_logit_loss_is_exact_to_a_few_roundings(np.array([10.0], np.float32),
+                                                   np.array([1.0 - 2.0**-24], np.float32))
+
+
+@settings(max_examples=100)
+@example(a=1e305, b=1e5, g=1e10)  # -(g out) / b: g out = 1e310 overflowed, b's is -1e305
+@example(a=1.0, b=1e-160, g=1e-20)  # -g (out / b) would overflow: out / b = 1e320
+@given(a=st.floats(1e-300, 1e300) | st.floats(-1e300, -1e-300),
+       b=st.floats(1e-300, 1e300) | st.floats(-1e300, -1e-300),
+       g=st.floats(1e-300, 1e300) | st.floats(-1e300, -1e-300))
+def test_a_quotients_divisor_gradient_overflows_only_where_the_dividends_does(a, b, g):
+    """div's VJP for b, -g a / b^2, was -(g out) / b: g out overflowed where the gradient
+    is finite (a = 1e305, b = 1e5, g = 1e10: -inf for -1e305) and underflowed likewise.
+    Now -(g / b) out, whose one intermediate is a's gradient g / b: where out, a's and b's
+    gradients are normal floats, b's is within two roundings of the exact (fractions) one,
+    besides out's own (1.5 ulp: rtol 4 eps)."""
+    tiny, big = np.finfo(np.float64).tiny, np.finfo(np.float64).max
+    exact = -Fraction(g) * Fraction(a) / Fraction(b) ** 2
+    for value in (Fraction(a) / Fraction(b), Fraction(g) / Fraction(b), exact):
+        assume(tiny <= abs(value) <= big)
+    ta, tb = Tensor(np.array(a), requires_grad=True), Tensor(np.array(b), requires_grad=True)
+    with np.errstate(all="raise"):
+        (ta / tb).backward(np.array(g))
+    assert abs(Fraction(float(tb.grad)) - exact) <= 4 * np.finfo(np.float64).eps * abs(exact)
