@@ -269,6 +269,21 @@ class Tensor:
         self._copyable("a pickle")
         return super().__reduce_ex__(protocol)
 
+    def __setstate__(self, state: Any) -> None:
+        """Unpickled: the attributes and slots as pickled (Python's default), with the array
+        and `.grad` the tensor's own. One that views memory it does not own (protocol 5's
+        buffers: out of band, the caller's arrays) is copied, or a write through either
+        tensor would reach the other and the graphs recorded on it."""
+        attributes, slots = state if isinstance(state, tuple) else (state, None)
+        if attributes:
+            self.__dict__.update(attributes)
+        for name, value in (slots or {}).items():
+            setattr(self, name, value)
+        for name in ("_data", "grad"):
+            array = getattr(self, name, None)
+            if type(array) is np.ndarray and not array.flags.owndata:
+                setattr(self, name, array.copy(order="K"))
+
     def __copy__(self, what: str = "copy.copy") -> Tensor:
         """A new leaf of this one's class holding a copy of its values (and of its `.grad`):
         sharing the array, as a copy of the slots would, lets a write through one reach the

@@ -570,16 +570,36 @@ class _Bucket:
         self.slices = [slice(a, b) for a, b in zip(ends, ends[1:], strict=False)]
         self.dtype = self.params[0].data.dtype
         self.buffer = np.empty(ends[-1], self.dtype)
-        self.views = [self.buffer[s].reshape(shape)
-                      for s, shape in zip(self.slices, self.shapes, strict=True)]
         self.gradients = np.empty(ends[-1], self.dtype)  # laid out as the buffer
-        self.gradient_views = [self.gradients[s].reshape(shape)
-                               for s, shape in zip(self.slices, self.shapes, strict=True)]
+        self.views, self.gradient_views = self.views_of(self.buffer), self.views_of(self.gradients)
         self.steps = [0] * len(self.params)
         self.arrays: list[np.ndarray] = []  # the parameters' arrays, as `compute` last read them
         self.computed: tuple[State, int] = ({}, 0)  # the new state and step count to commit
         self.state = optimizer.init(group, self.buffer)  # its names and layout; see below
         self.started = False  # every parameter updated at least once
+
+    def views_of(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Each parameter's part of ``flat`` (the buffer, the gradients), a view of its shape."""
+        return [flat[s].reshape(shape) for s, shape in zip(self.slices, self.shapes, strict=True)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What pickle and ``copy.deepcopy`` copy: all but the views into the buffers (a
+        view's copy is an array of its own, which the copy's steps would fill and read
+        instead of its buffers), and the arrays of a step under way."""
+        state = dict(self.__dict__)
+        del state["views"], state["gradient_views"]
+        state["arrays"], state["computed"] = [], ({}, 0)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """The views rebuilt into the copied buffers, each buffer an array of its own (one
+        unpickled from out-of-band memory would be shared with its caller), and the dtype
+        NumPy's own object again: a copy of it is equal but not identical, and a step's
+        usual path tells the arrays' dtype by identity."""
+        self.__dict__.update(state)
+        self.buffer, self.gradients = _own(self.buffer), _own(self.gradients)
+        self.dtype = self.buffer.dtype
+        self.views, self.gradient_views = self.views_of(self.buffer), self.views_of(self.gradients)
 
     def current_state(self) -> State:
         """The rule's state, with that of the parameters not updated yet given by ``init``
@@ -841,6 +861,11 @@ class _Bucket:
             self.steps, self.state, self.started = steps, state, 0 not in steps
 
         return commit
+
+
+def _own(array: np.ndarray) -> np.ndarray:
+    """``array``, or a copy where it views memory it does not own."""
+    return array if array.flags.owndata else array.copy()
 
 
 def _split_groups(params: Iterable[Any], owner: str) -> list[tuple[tuple[Any, ...], dict]]:
