@@ -147,3 +147,70 @@ def test_an_unpickled_tensor_owns_its_array(values, fortran, how, kind):
     y.backward()
     np.testing.assert_array_equal(w.data, values)
     np.testing.assert_array_equal(w.grad, (2 * values).astype(values.dtype))
+
+
+# --- compiled functions ----------------------------------------------------------------
+
+
+class Net(nn.Module):
+    """A module holding a compiled method of its own."""
+
+    def __init__(self, seed: int) -> None:
+        self.lin = nn.Linear(2, 1, rng=np.random.default_rng(seed))
+        self.fast = mg.compile(self.loss)
+
+    def loss(self, x, t):
+        return mg.mse_loss(self.lin(x), t)
+
+
+def eager_loss_and_grads(net: Net, x: np.ndarray, t: np.ndarray):
+    net.zero_grad()
+    loss = net.loss(x, t)
+    loss.backward()
+    return loss.item(), [p.grad for p in net.parameters()]
+
+
+@given(seed=st.integers(0, 2**16), how=st.sampled_from(COPIES), called=st.booleans(),
+       x=hnp.arrays(np.float64, (3, 2), elements=st.floats(-5, 5)),
+       t=hnp.arrays(np.float64, (3, 1), elements=st.floats(-5, 5)))
+def test_a_copied_module_compiles_its_own_method(seed, how, called, x, t):
+    """The copy's compiled method reads the copy's weights (and gives them its gradients),
+    as the copy's eager loss does, bit for bit, whatever the original's weights become."""
+    net = Net(seed)
+    if called:  # (the original's cache holds a program)
+        net.fast(x, t)
+    twin = copied(net, how)
+    assert twin.fast.fn.__self__ is twin and twin.fast.signatures == 0
+    before = [p.data.copy() for p in net.parameters()]
+    with mg.no_grad():
+        net.lin.weight += 1.0
+    for p, value in zip(twin.parameters(), before, strict=True):
+        np.testing.assert_array_equal(p.data, value)
+    for model in (twin, net):
+        expected, grads = eager_loss_and_grads(model, x, t)
+        model.zero_grad()
+        assert model.fast.value_and_backward(x, t) == expected
+        for p, g in zip(model.parameters(), grads, strict=True):
+            np.testing.assert_array_equal(p.grad, g, strict=True)
+
+
+def test_a_deep_copy_of_a_compiled_method_is_its_module_copys():
+    net = Net(0)
+    fast = copy.deepcopy(net.fast)
+    assert fast is not net.fast and fast.fn.__self__ is not net
+    assert fast.fn.__self__.fast is fast  # (the cycle kept: one copy, not two)
+    assert fast.cache_size == net.fast.cache_size
+
+
+def test_a_shallow_copy_of_a_compiled_function_shares_its_cache():
+    net = Net(0)
+    x, t = np.ones((3, 2)), np.zeros((3, 1))
+    net.fast(x, t)
+    fast = copy.copy(net.fast)
+    assert fast.fn == net.fast.fn
+    assert fast(x, t).item() == net.fast(x, t).item() and fast.traces == 1  # not traced again
+
+
+def test_a_compiled_lambda_does_not_pickle():
+    with pytest.raises((pickle.PicklingError, AttributeError), match="lambda"):
+        pickle.dumps(mg.compile(lambda x: x * 2))
