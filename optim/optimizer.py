@@ -507,12 +507,12 @@ class Optimizer(abc.ABC):
 
         Everything is validated before anything changes: the names (exactly those of this
         optimizer's state dict), each group's parameters and hyperparameters (by the
-        bounds), each step count (an integer >= 0) and each state array (real numbers, the
-        parameter's shape, finite once cast to its dtype, inside the rule's domain). Any
-        defect raises a one-line ValueError naming it; a masked array, TypeError, as
-        minigrad's ops refuse one (its values would be loaded, its mask ignored). The state
-        arrays of a parameter at step 0 are checked but not used: its first step starts
-        from ``init``'s.
+        bounds), each step count (an integer in [0, 2**63 - 1], an int64) and each state
+        array (real numbers, the parameter's shape, finite once cast to its dtype, inside
+        the rule's domain). Any defect raises a one-line ValueError naming it; a masked
+        array, TypeError, as minigrad's ops refuse one (its values would be loaded, its mask
+        ignored). The state arrays of a parameter at step 0 are checked but not used: its
+        first step starts from ``init``'s.
         """
         where = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, Mapping):
@@ -552,6 +552,8 @@ class Optimizer(abc.ABC):
 
 #: Up to this many gradient values, check_finite sums them in Python (faster below ~100).
 _SUMMED_IN_PYTHON = 64
+#: The largest step count: a state dict saves it as an int64.
+_MOST_STEPS = 2**63 - 1
 
 
 class _Bucket:
@@ -844,9 +846,9 @@ class _Bucket:
             if isinstance(step, np.ndarray) and step.shape == () and step.dtype.kind in "iu":
                 step = step.item()
             if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) \
-                    or step < 0:
-                raise ValueError(f"{where}: state.{j}.step must be a non-negative integer, "
-                                 f"got {step!r}")
+                    or not 0 <= step <= _MOST_STEPS:  # (saved as int64)
+                raise ValueError(f"{where}: state.{j}.step must be a non-negative integer "
+                                 f"(at most 2**63 - 1), got {step!r}")
             steps.append(int(step))
             parts.append({k: _load_array(f"{where}: state of parameter {j}", k,
                                          state_dict[f"state.{j}.{k}"], shape, self.dtype)
