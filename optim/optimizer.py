@@ -552,8 +552,6 @@ class Optimizer(abc.ABC):
 
 #: Up to this many gradient values, check_finite sums them in Python (faster below ~100).
 _SUMMED_IN_PYTHON = 64
-#: The largest step count: a state dict saves it as an int64.
-_MOST_STEPS = 2**63 - 1
 
 
 class _Bucket:
@@ -842,14 +840,7 @@ class _Bucket:
              group: ParamGroup) -> Callable[[], None]:
         steps, parts = [], []
         for j, shape in zip(self.positions, self.shapes, strict=True):
-            step = state_dict[f"state.{j}.step"]
-            if isinstance(step, np.ndarray) and step.shape == () and step.dtype.kind in "iu":
-                step = step.item()
-            if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) \
-                    or not 0 <= step <= _MOST_STEPS:  # (saved as int64)
-                raise ValueError(f"{where}: state.{j}.step must be a non-negative integer "
-                                 f"(at most 2**63 - 1), got {step!r}")
-            steps.append(int(step))
+            steps.append(saved_count(where, f"state.{j}.step", state_dict[f"state.{j}.step"]))
             parts.append({k: _load_array(f"{where}: state of parameter {j}", k,
                                          state_dict[f"state.{j}.{k}"], shape, self.dtype)
                           for k in self.state})
@@ -956,6 +947,22 @@ def _owner(array: np.ndarray) -> Any:
     if base is None:
         return array
     return base.obj if isinstance(base, memoryview) else base
+
+
+def saved_count(where: str, name: str, value: Any) -> int:
+    """A count loaded from a state dict (an optimizer's step, a schedule's epoch): an
+    integer (0-d integer array) from 0 to 2**63 - 1, the int64 it is saved as; else
+    ValueError naming it (a bool or a float is refused, 2.0 too)."""
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iu":
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
+            or not 0 <= int(value) <= _MOST_COUNTED:
+        raise ValueError(f"{where}: {name} must be a non-negative integer (at most 2**63 - 1), "
+                         f"got {value!r}")
+    return int(value)
+
+
+_MOST_COUNTED = 2**63 - 1  # (int64's largest)
 
 
 def _order(key: str) -> tuple[bool, int]:
