@@ -361,6 +361,10 @@ class Tensor:
                             f"{self.shape} that requires grad would compute outside the "
                             "graph and lose its gradient: use minigrad's ops (mg.concatenate, "
                             "mg.stack, ...), or take the values with .data or .detach()")
+        if copy is False:  # (NumPy's protocol: an array without a copy, or ValueError)
+            raise ValueError(f"NumPy without a copy (np.asarray(t, copy=False)) of a tensor of "
+                             f"shape {self.shape}: a tensor hands NumPy a copy of its values, "
+                             "never its array (a graph may keep it); t.data is the array itself")
         # A copy: NumPy code given a tensor must not write into an array a graph keeps.
         return np.array(self._data, dtype=dtype, copy=True)
 
