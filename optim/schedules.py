@@ -112,8 +112,9 @@ class Schedule(abc.ABC):
         base = np.asarray(state["base_lrs"])
         if base.dtype.kind not in "iuf" or base.shape != (len(self.base_lrs),) \
                 or not (np.isfinite(base) & (base >= 0)).all():
-            raise ValueError(f"{owner}: expected {len(self.base_lrs)} base rates, finite and "
-                             f">= 0, got {state['base_lrs']!r}")
+            n = len(self.base_lrs)
+            raise ValueError(f"{owner}: expected {n} base rate{'s' if n != 1 else ''} (one per "
+                             f"group), finite and >= 0, got {state['base_lrs']!r}")
         self.epoch, self.base_lrs = epoch, base.astype(np.float64).tolist()
 
     def __repr__(self) -> str:

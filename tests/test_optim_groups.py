@@ -359,7 +359,7 @@ def test_a_schedule_state_loads_only_an_integer_epoch_and_finite_rates(
         assert (schedule.epoch, schedule.base_lrs) == (int(epoch), rates)
         return
     message = "epoch must be a non-negative integer" if not good_epoch else (
-        f"expected {len(rates)} base rates, finite and >= 0")
+        rf"expected {len(rates)} base rates? \(one per group\), finite and >= 0")
     with pytest.raises(ValueError, match=rf"^{kind}\.load_state_dict: {message}"):
         schedule.load_state_dict(state)
     assert (schedule.epoch, schedule.base_lrs) == (0, [1.0] * len(rates))
