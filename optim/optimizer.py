@@ -59,7 +59,7 @@ from typing import Any, ClassVar, Protocol, TypeAlias
 
 import numpy as np
 
-from minigrad.tensor import plain_array
+from minigrad.tensor import plain_array, unpickled_own
 
 # NumPy's module __getattr__ keeps CPython 3.11 from caching `np.ndarray` (some 300
 # instructions a lookup): the per-parameter loops of a step use this name.
@@ -593,11 +593,11 @@ class _Bucket:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """The views rebuilt into the copied buffers, each buffer an array of its own (one
-        unpickled from out-of-band memory would be shared with its caller), and the dtype
+        unpickled from out-of-band buffers would be the original's), and the dtype
         NumPy's own object again: a copy of it is equal but not identical, and a step's
         usual path tells the arrays' dtype by identity."""
         self.__dict__.update(state)
-        self.buffer, self.gradients = _own(self.buffer), _own(self.gradients)
+        self.buffer, self.gradients = unpickled_own(self.buffer), unpickled_own(self.gradients)
         self.dtype = self.buffer.dtype
         self.views, self.gradient_views = self.views_of(self.buffer), self.views_of(self.gradients)
 
@@ -854,11 +854,6 @@ class _Bucket:
             self.steps, self.state, self.started = steps, state, 0 not in steps
 
         return commit
-
-
-def _own(array: np.ndarray) -> np.ndarray:
-    """``array``, or a copy where it views memory it does not own."""
-    return array if array.flags.owndata else array.copy()
 
 
 def _split_groups(params: Iterable[Any], owner: str) -> list[tuple[tuple[Any, ...], dict]]:
