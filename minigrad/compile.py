@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import dataclasses
 import enum
 import functools
@@ -529,6 +530,27 @@ class CompiledFunction:
     def __repr__(self) -> str:
         return f"<compiled {getattr(self.fn, '__qualname__', self.fn)!s}>"
 
+    def __reduce__(self) -> tuple:
+        """Pickled as `compile(fn, cache_size=...)`: the copy traces anew (its programs are
+        tied to the objects `fn` reads, which it does not share). A function pickle cannot
+        take (a lambda) raises pickle's own error."""
+        return type(self), (self.fn, self.cache_size)
+
+    def __deepcopy__(self, memo: dict) -> CompiledFunction:
+        """`compile(deepcopy(fn), cache_size=...)`, with an empty cache: a method of a
+        module copied with it (`net.fast = mg.compile(net.loss)`) is the copy's method, and
+        reads the copy's weights. (Made before `fn` is copied, so that a module reached
+        through `fn` that holds this function holds the copy too.)"""
+        new = memo[id(self)] = object.__new__(type(self))
+        new.__init__(copy.deepcopy(self.fn, memo), self.cache_size)  # type: ignore[misc]
+        return new
+
+    def __copy__(self) -> CompiledFunction:
+        """The same `fn`, sharing the cache of programs traced from it (and its lock)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
     @property
     def signatures(self) -> int:
         """How many signatures the cache holds (at most `cache_size`)."""
@@ -670,6 +692,10 @@ def compile(fn: Callable[..., Any], *, cache_size: int = 8) -> CompiledFunction:
       constants of the program, as is which tensor a global or closure variable names:
       pass what changes as an argument.
     - Keyword arguments are refused.
+
+    `copy.deepcopy` and pickle copy a compiled function as `compile(copy of fn)`, which
+    traces anew: a module holding `mg.compile(self.loss)` is copied with a compiled method
+    of the copy, reading the copy's weights. `copy.copy` shares `fn` and its cache.
     """
     return CompiledFunction(fn, cache_size)
 

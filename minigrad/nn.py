@@ -131,7 +131,11 @@ class Module:
         parameter's array is writable, so a mismatch changes nothing (ValueError; a masked
         array, whose mask would be ignored, TypeError). Every value is read before any is
         written: an entry that is (or views) another parameter, as in a swap of two layers'
-        weights, gives that parameter's value from before the call."""
+        weights, gives that parameter's value from before the call. A state that is no
+        mapping (a list of pairs) is refused, TypeError."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{type(self).__name__}.load_state_dict: expected a mapping (name "
+                            f"-> array, as state_dict() gives), got {type(state).__name__}")
         params = _by_name(self, "load_state_dict")
         problems = _mismatches(params, state)
         if problems:

@@ -55,6 +55,9 @@ class Tensor:
     `.data` is the array. While a recorded graph keeps it for its gradients, it is read-only
     and `.data` hands out a fresh copy to change (copy-on-write): the graph computes its
     gradients at the values of the forward pass, whatever happens to the tensor meanwhile.
+
+    A copy (`copy.copy`, `copy.deepcopy`, pickle at any protocol) is a leaf holding arrays
+    of its own, its values and `.grad`; a tensor computed by ops is not copied (RuntimeError).
     """
 
     __slots__ = ("_data", "grad", "_requires_grad", "_node", "_shared", "_exposed",
@@ -269,6 +272,28 @@ class Tensor:
         self._copyable("a pickle")
         return super().__reduce_ex__(protocol)
 
+    def __getstate__(self) -> Any:
+        """Python's default state, the array and `.grad` pickled in band whatever the
+        protocol (`_InBand`)."""
+        attributes, slots = _default_state(self)
+        for name in ("_data", "grad"):
+            if type(slots.get(name)) is np.ndarray:
+                slots[name] = _InBand(slots[name])
+        return attributes, slots
+
+    def __setstate__(self, state: Any) -> None:
+        """Unpickled: the attributes and slots as pickled (Python's default), with the array
+        and `.grad` the tensor's own (`unpickled_own`)."""
+        attributes, slots = state if isinstance(state, tuple) else (state, None)
+        if attributes:
+            self.__dict__.update(attributes)
+        for name, value in (slots or {}).items():
+            setattr(self, name, value)
+        for name in ("_data", "grad"):
+            array = getattr(self, name, None)
+            if type(array) is np.ndarray:
+                setattr(self, name, unpickled_own(array))
+
     def __copy__(self, what: str = "copy.copy") -> Tensor:
         """A new leaf of this one's class holding a copy of its values (and of its `.grad`):
         sharing the array, as a copy of the slots would, lets a write through one reach the
@@ -346,6 +371,10 @@ class Tensor:
                             f"{self.shape} that requires grad would compute outside the "
                             "graph and lose its gradient: use minigrad's ops (mg.concatenate, "
                             "mg.stack, ...), or take the values with .data or .detach()")
+        if copy is False:  # (NumPy's protocol: an array without a copy, or ValueError)
+            raise ValueError(f"NumPy without a copy (np.asarray(t, copy=False)) of a tensor of "
+                             f"shape {self.shape}: a tensor hands NumPy a copy of its values, "
+                             "never its array (a graph may keep it); t.data is the array itself")
         # A copy: NumPy code given a tensor must not write into an array a graph keeps.
         return np.array(self._data, dtype=dtype, copy=True)
 
@@ -613,6 +642,37 @@ def accumulate_grads(grads: Iterable[tuple[Tensor, np.ndarray]]) -> None:
             else:  # (a NumPy float64 number added to float32 would make it float64)
                 total = leaf.grad + g
                 leaf.grad = total if total.dtype is dtype else total.astype(dtype)
+
+
+def _default_state(t: Tensor) -> tuple[dict | None, dict[str, Any]]:
+    """What `object.__getstate__` gives a tensor, as (its __dict__ or None, its slots)."""
+    state = object.__getstate__(t)  # type: ignore[misc]  # (Python 3.11+)
+    attributes, slots = state if isinstance(state, tuple) else (state, None)
+    return attributes, dict(slots or {})
+
+
+class _InBand:
+    """An array that pickles as protocol 4 pickles it, its bytes in the pickle, at any
+    protocol: loaded, NumPy's array views those bytes, the pickle's own, with no copy. At
+    protocol 5 a buffer_callback could take its memory out of band, and the loaded array
+    would view the caller's buffers (the original's array itself, say)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __reduce__(self) -> Any:
+        return self.array.__reduce_ex__(4)
+
+
+def unpickled_own(array: np.ndarray) -> np.ndarray:
+    """An unpickled array as one nobody else writes: itself where it owns its memory or
+    views the bytes it was unpickled from (in band, as `_InBand` pickles: the pickle's own,
+    and no copy), else a copy in its layout (out of band, it views the caller's buffers)."""
+    if array.flags.owndata or type(array.base) is bytes and array.flags.writeable:
+        return array
+    return array.copy(order="K")
 
 
 def _is_operand(x: Any) -> bool:

@@ -59,7 +59,7 @@ from typing import Any, ClassVar, Protocol, TypeAlias
 
 import numpy as np
 
-from minigrad.tensor import plain_array
+from minigrad.tensor import plain_array, unpickled_own
 
 # NumPy's module __getattr__ keeps CPython 3.11 from caching `np.ndarray` (some 300
 # instructions a lookup): the per-parameter loops of a step use this name.
@@ -507,12 +507,12 @@ class Optimizer(abc.ABC):
 
         Everything is validated before anything changes: the names (exactly those of this
         optimizer's state dict), each group's parameters and hyperparameters (by the
-        bounds), each step count (an integer >= 0) and each state array (real numbers, the
-        parameter's shape, finite once cast to its dtype, inside the rule's domain). Any
-        defect raises a one-line ValueError naming it; a masked array, TypeError, as
-        minigrad's ops refuse one (its values would be loaded, its mask ignored). The state
-        arrays of a parameter at step 0 are checked but not used: its first step starts
-        from ``init``'s.
+        bounds), each step count (an integer in [0, 2**63 - 1], an int64) and each state
+        array (real numbers, the parameter's shape, finite once cast to its dtype, inside
+        the rule's domain). Any defect raises a one-line ValueError naming it; a masked
+        array, TypeError, as minigrad's ops refuse one (its values would be loaded, its mask
+        ignored). The state arrays of a parameter at step 0 are checked but not used: its
+        first step starts from ``init``'s.
         """
         where = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, Mapping):
@@ -570,16 +570,36 @@ class _Bucket:
         self.slices = [slice(a, b) for a, b in zip(ends, ends[1:], strict=False)]
         self.dtype = self.params[0].data.dtype
         self.buffer = np.empty(ends[-1], self.dtype)
-        self.views = [self.buffer[s].reshape(shape)
-                      for s, shape in zip(self.slices, self.shapes, strict=True)]
         self.gradients = np.empty(ends[-1], self.dtype)  # laid out as the buffer
-        self.gradient_views = [self.gradients[s].reshape(shape)
-                               for s, shape in zip(self.slices, self.shapes, strict=True)]
+        self.views, self.gradient_views = self.views_of(self.buffer), self.views_of(self.gradients)
         self.steps = [0] * len(self.params)
         self.arrays: list[np.ndarray] = []  # the parameters' arrays, as `compute` last read them
         self.computed: tuple[State, int] = ({}, 0)  # the new state and step count to commit
         self.state = optimizer.init(group, self.buffer)  # its names and layout; see below
         self.started = False  # every parameter updated at least once
+
+    def views_of(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Each parameter's part of ``flat`` (the buffer, the gradients), a view of its shape."""
+        return [flat[s].reshape(shape) for s, shape in zip(self.slices, self.shapes, strict=True)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What pickle and ``copy.deepcopy`` copy: all but the views into the buffers (a
+        view's copy is an array of its own, which the copy's steps would fill and read
+        instead of its buffers), and the arrays of a step under way."""
+        state = dict(self.__dict__)
+        del state["views"], state["gradient_views"]
+        state["arrays"], state["computed"] = [], ({}, 0)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """The views rebuilt into the copied buffers, each buffer an array of its own (one
+        unpickled from out-of-band buffers would be the original's), and the dtype
+        NumPy's own object again: a copy of it is equal but not identical, and a step's
+        usual path tells the arrays' dtype by identity."""
+        self.__dict__.update(state)
+        self.buffer, self.gradients = unpickled_own(self.buffer), unpickled_own(self.gradients)
+        self.dtype = self.buffer.dtype
+        self.views, self.gradient_views = self.views_of(self.buffer), self.views_of(self.gradients)
 
     def current_state(self) -> State:
         """The rule's state, with that of the parameters not updated yet given by ``init``
@@ -820,14 +840,7 @@ class _Bucket:
              group: ParamGroup) -> Callable[[], None]:
         steps, parts = [], []
         for j, shape in zip(self.positions, self.shapes, strict=True):
-            step = state_dict[f"state.{j}.step"]
-            if isinstance(step, np.ndarray) and step.shape == () and step.dtype.kind in "iu":
-                step = step.item()
-            if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) \
-                    or step < 0:
-                raise ValueError(f"{where}: state.{j}.step must be a non-negative integer, "
-                                 f"got {step!r}")
-            steps.append(int(step))
+            steps.append(saved_count(where, f"state.{j}.step", state_dict[f"state.{j}.step"]))
             parts.append({k: _load_array(f"{where}: state of parameter {j}", k,
                                          state_dict[f"state.{j}.{k}"], shape, self.dtype)
                           for k in self.state})
@@ -929,6 +942,22 @@ def _owner(array: np.ndarray) -> Any:
     if base is None:
         return array
     return base.obj if isinstance(base, memoryview) else base
+
+
+def saved_count(where: str, name: str, value: Any) -> int:
+    """A count loaded from a state dict (an optimizer's step, a schedule's epoch): an
+    integer (0-d integer array) from 0 to 2**63 - 1, the int64 it is saved as; else
+    ValueError naming it (a bool or a float is refused, 2.0 too)."""
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iu":
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
+            or not 0 <= int(value) <= _MOST_COUNTED:
+        raise ValueError(f"{where}: {name} must be a non-negative integer (at most 2**63 - 1), "
+                         f"got {value!r}")
+    return int(value)
+
+
+_MOST_COUNTED = 2**63 - 1  # (int64's largest)
 
 
 def _order(key: str) -> tuple[bool, int]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import NONNEGATIVE, Optimizer, Real, refuse_masked
+from .optimizer import NONNEGATIVE, Optimizer, Real, refuse_masked, saved_count
 
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "Schedule", "StepLR"]
 
@@ -92,10 +92,13 @@ class Schedule(abc.ABC):
                    for name, value in self.settings().items()}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore the epoch count and the base rates from :meth:`state_dict` output of a
-        schedule of this kind and settings; anything else raises ValueError naming both
-        (a masked array TypeError: its mask would be ignored), and changes nothing."""
+        """Restore the epoch count (an integer from 0 to 2**63 - 1) and the base rates (one
+        per group, finite, >= 0) from :meth:`state_dict` output of a schedule of this kind
+        and settings; anything else raises ValueError naming both (a masked array TypeError:
+        its mask would be ignored), and changes nothing."""
         owner = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, Mapping):
+            raise ValueError(f"{owner}: expected a mapping, got {type(state).__name__}")  # noqa: TRY004
         refuse_masked(owner, state)
         saved = _saved_schedule(state)
         if saved != repr(self):
@@ -105,12 +108,14 @@ class Schedule(abc.ABC):
             raise ValueError(f"{owner}: the state dict does not fit: missing "
                              f"{sorted(set(mine) - set(state))}, unexpected "
                              f"{sorted(map(str, set(state) - set(mine)))}")
-        epoch = int(np.asarray(state["epoch"]))
-        base = np.asarray(state["base_lrs"], dtype=np.float64)
-        if epoch < 0 or base.shape != (len(self.base_lrs),) or not (base >= 0).all():
-            raise ValueError(f"{owner}: expected an epoch >= 0 and {len(self.base_lrs)} base "
-                             f"rates >= 0, got {epoch} and {base.tolist()}")
-        self.epoch, self.base_lrs = epoch, base.tolist()
+        epoch = saved_count(owner, "epoch", state["epoch"])
+        base = np.asarray(state["base_lrs"])
+        if base.dtype.kind not in "iuf" or base.shape != (len(self.base_lrs),) \
+                or not (np.isfinite(base) & (base >= 0)).all():
+            n = len(self.base_lrs)
+            raise ValueError(f"{owner}: expected {n} base rate{'s' if n != 1 else ''} (one per "
+                             f"group), finite and >= 0, got {state['base_lrs']!r}")
+        self.epoch, self.base_lrs = epoch, base.astype(np.float64).tolist()
 
     def __repr__(self) -> str:
         return _schedule_text(type(self).__name__, self.settings())

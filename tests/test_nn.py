@@ -247,6 +247,19 @@ def test_load_state_dict_refuses_a_mismatch_and_changes_nothing(edit, message):
     _assert_unchanged(net, before)
 
 
+@pytest.mark.parametrize("state", [lambda s: list(s.items()), lambda s: list(s.values()),
+                                   lambda s: None], ids=["pairs", "values", "None"])
+def test_load_state_dict_refuses_a_state_that_is_no_mapping(state):
+    """A list of (name, array) pairs raised "unhashable type: 'numpy.ndarray'"."""
+    net = Net(seed=1)
+    before = net.state_dict()
+    state = state(Net(seed=2).state_dict())
+    with pytest.raises(TypeError, match=rf"^Net\.load_state_dict: expected a mapping .*, got "
+                                        rf"{type(state).__name__}$"):
+        net.load_state_dict(state)
+    _assert_unchanged(net, before)
+
+
 @pytest.mark.parametrize("how", ["read-only", "memory-mapped"])
 def test_load_state_dict_refuses_a_read_only_parameter_and_changes_nothing(how, tmp_path):
     """A parameter whose .data cannot be written (last in the module's order, so that a

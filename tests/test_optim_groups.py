@@ -324,6 +324,55 @@ def test_a_schedule_state_loads_only_into_its_kind_and_settings(saved, target, e
     assert (schedule.epoch, schedule.base_lrs, schedule.optimizer.lr) == (0, [1.0], 1.0)
 
 
+GOOD_EPOCHS = st.integers(0, 2**63 - 1).flatmap(
+    lambda n: st.sampled_from([n, np.array(n, dtype=np.uint64), np.array(n, dtype=np.int64)]))
+BAD_EPOCHS = st.one_of(
+    st.integers(-10, -1), st.integers(2**63, 2**70),  # (past the int64 a state dict holds)
+    st.floats(0.0, 10.0).map(np.array),  # 2.7 was truncated to 2, 3.0 loaded as 3
+    st.integers(0, 9).map(str), st.integers(0, 9).map(lambda n: np.array(str(n))),
+    st.booleans(), st.integers(0, 9).map(lambda n: np.array([n])))
+GOOD_RATES = st.floats(0.0, 1e300)
+BAD_RATES = st.one_of(st.sampled_from([math.inf, -math.inf, math.nan]),
+                      st.floats(-1e3, -1e-300))
+
+
+@given(settings=SCHEDULE_SETTINGS, rates=st.lists(GOOD_RATES, min_size=1, max_size=3),
+       epoch=GOOD_EPOCHS | BAD_EPOCHS, bad_rate=st.none() | BAD_RATES, data=st.data())
+def test_a_schedule_state_loads_only_an_integer_epoch_and_finite_rates(
+        settings, rates, epoch, bad_rate, data):
+    """An epoch count is an integer from 0 to 2**63 - 1 (a 0-d integer array too), as an
+    optimizer's step count; the base rates are finite and >= 0. Anything else is refused,
+    ValueError naming the schedule, and changes nothing (a fractional epoch was truncated,
+    a string one parsed, an infinite base rate loaded, and the next step raised)."""
+    kind, a, b = settings
+    opt = optim.SGD([{"params": [Param(np.ones(1))], "lr": 1.0} for _ in rates], lr=1.0)
+    schedule = SCHEDULES[kind][0](opt, a, b)
+    state = {**schedule.state_dict(), "epoch": epoch, "base_lrs": np.array(rates)}
+    if bad_rate is not None:
+        state["base_lrs"][data.draw(st.integers(0, len(rates) - 1))] = bad_rate
+    if isinstance(epoch, np.ndarray):
+        good_epoch = epoch.ndim == 0 and epoch.dtype.kind in "iu"
+    else:
+        good_epoch = type(epoch) is int and 0 <= epoch < 2**63
+    if good_epoch and bad_rate is None:
+        schedule.load_state_dict(state)
+        assert (schedule.epoch, schedule.base_lrs) == (int(epoch), rates)
+        return
+    message = "epoch must be a non-negative integer" if not good_epoch else (
+        rf"expected {len(rates)} base rates? \(one per group\), finite and >= 0")
+    with pytest.raises(ValueError, match=rf"^{kind}\.load_state_dict: {message}"):
+        schedule.load_state_dict(state)
+    assert (schedule.epoch, schedule.base_lrs) == (0, [1.0] * len(rates))
+
+
+@pytest.mark.parametrize("state", [[("epoch", np.array(1))], "epoch", None])
+def test_a_schedule_state_that_is_no_mapping_is_refused(state):
+    schedule = optim.StepLR(optim.SGD([Param(np.ones(1))], lr=1.0), step_size=2)
+    with pytest.raises(ValueError, match=rf"^StepLR\.load_state_dict: expected a mapping, "
+                                         rf"got {type(state).__name__}$"):
+        schedule.load_state_dict(state)
+
+
 def test_a_schedule_file_of_another_kind_or_settings_is_refused(tmp_path):
     def sgd():
         return optim.SGD([Param(np.ones(1))], lr=1.0)

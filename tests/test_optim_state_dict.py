@@ -1,7 +1,8 @@
 """load_state_dict on drawn states: every state inside its rule's domain loads and comes back
 unchanged (in the parameter's dtype; a parameter at step 0 has no state yet and comes back
-with its rule's initial one); one bad element anywhere is refused with a ValueError
-naming the optimizer, the parameter, the buffer and the problem, and nothing is loaded."""
+with its rule's initial one); one bad element anywhere, or a step count below 0 or past
+int64, is refused with a ValueError naming the optimizer, the parameter, the buffer and the
+problem, and nothing is loaded."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def optimizers_and_states(draw: st.DrawFn):
         if full_key.startswith("groups."):
             continue
         if key == "step":
-            sd[full_key] = np.array(draw(st.integers(0, 10**6)))
+            sd[full_key] = np.array(draw(st.integers(0, 10**6) | st.just(2**63 - 1)))
         else:
             sd[full_key] = draw(hnp.arrays(np.float64, shapes[int(j)],
                                            elements=DOMAINS[key][0]))
@@ -96,7 +97,9 @@ def test_one_bad_element_is_refused_and_nothing_loads(problem, data):
     key = data.draw(st.sampled_from(names))
     array = sd[f"state.{index}.{key}"]
     if key == "step":
-        sd[f"state.{index}.step"] = np.array(data.draw(st.integers(-10, -1)))
+        # (past int64, a state dict could not hold it: as a Python int, or as a uint64)
+        step = data.draw(st.integers(-10, -1) | st.integers(2**63, 2**80))
+        sd[f"state.{index}.step"] = np.array(step) if step < 2**64 else step
         message = f"state.{index}.step must be a non-negative integer"
     else:
         _, outside, domain_problem = DOMAINS[key]

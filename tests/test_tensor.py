@@ -71,6 +71,22 @@ def test_properties():
         len(Tensor(1.0))
 
 
+@given(values=hnp.arrays(st.sampled_from([np.float64, np.float32]), hnp.array_shapes(max_dims=3),
+                         elements=st.floats(-10, 10, width=32)),
+       convert=st.sampled_from([lambda t, **k: np.asarray(t, **k),
+                                lambda t, **k: np.array(t, **k)]))
+def test_numpy_on_a_tensor_is_a_copy_and_refuses_copy_false(values, convert):
+    """NumPy gets a copy of a tensor's values (its writes reach no graph), so copy=False,
+    which NumPy 2 asks as "no copy, or ValueError", raises, pointing to .data (it silently
+    returned a copy)."""
+    t = Tensor(values)
+    got = convert(t)
+    np.testing.assert_array_equal(got, values, strict=True)
+    assert not np.shares_memory(got, t.data)
+    with pytest.raises(ValueError, match=r"copy=False.*t\.data is the array itself"):
+        convert(t, copy=False)
+
+
 def test_requires_grad_flag_and_ops_outputs():
     x = Tensor([1.0, 2.0], requires_grad=True)
     c = Tensor([3.0, 4.0])
