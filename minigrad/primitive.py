@@ -38,7 +38,6 @@ tensor, never the recorded values (`Tensor._share`).
 from __future__ import annotations
 
 import inspect
-import keyword
 import math
 import numbers
 import sys
@@ -74,7 +73,7 @@ class Domain:
     """Where an op's gradient tests draw their inputs (read by `minigrad.testing.strategies`).
 
     `family` names the argument structure, one of `FAMILIES` ("unary", "binary",
-    "tensordot", ...; else a ValueError); `values`
+    "tensordot", ...) for an op that joins the table (`defop` refuses another); `values`
     gives the interval of each operand's values (the last one repeats); `avoid` lists points
     where the op is not differentiable; `distinct` asks for values without ties.
     """
@@ -88,9 +87,6 @@ class Domain:
         if not isinstance(self.family, str):
             raise TypeError(f"Domain: family must be a string, got "
                             f"{type(self.family).__name__}")
-        if self.family not in FAMILIES and self.family != "untested":
-            raise ValueError(f"Domain: unknown family {self.family!r}; the families are "
-                             f"{', '.join(FAMILIES)}")
 
     def interval(self, i: int) -> tuple[float, float]:
         return self.values[min(i, len(self.values) - 1)]
@@ -236,12 +232,12 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     `gradcheck` can). Any other is a ValueError naming the op and the operand, never
     broadcast into wrong numbers. A single function for `vjps` is a maker of each
     call's VJPs (see `Op`), not one VJP: write `(vjp,)` for one operand.
-    Refused before anything joins `OPS`: a name that is no Python identifier (TypeError
-    if not a string), a forward or prepare that is not callable, a domain not a `Domain`,
-    and a user's VJP that cannot bind the tape's call as `saves` has it (a parameter left
-    over may be a call's keyword option, where the op takes any). Called with another
-    number of operands than it has VJPs, an op raises TypeError ("add takes 2 operands,
-    got 3").
+    Refused before anything joins `OPS`: an empty name or one with spaces (TypeError if
+    not a string), a forward or prepare that is not callable, a domain not a `Domain` (for
+    an op that joins, of a family outside `FAMILIES`), and a user's VJP that cannot bind
+    the tape's call as `saves` has it (a parameter left over may be a call's keyword
+    option, where the op takes any). Called with another number of operands than it has
+    VJPs, an op raises TypeError ("add takes 2 operands, got 3").
     The forward and the VJPs must not write into the arrays they are handed (the tensors'
     own and the graph's; a VJP taking `into` writes that one only): a write would change
     the caller's tensors or a later backward. `gradcheck` reports an op that does.
@@ -252,6 +248,10 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     if register and (domain is None or domain.family == "untested"):
         raise ValueError(f"defop: '{name}' needs a Domain to join the table (its tests "
                          "draw from it), or register=False")
+    if register and domain is not None and domain.family not in FAMILIES:  # (no test draws)
+        raise ValueError(f"defop: '{name}' has a Domain of unknown family "
+                         f"{domain.family!r}; the families are {', '.join(FAMILIES)} (or "
+                         f"register=False, outside the table)")
     kept: tuple[int, ...] | None = None
     if isinstance(saves, tuple):  # operand positions, and "output" if the VJPs read it
         kept = tuple(i for i in saves if isinstance(i, int))
@@ -290,13 +290,13 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
 
 def _check_definition(name: Any, forward: Any, domain: Any, prepare: Any) -> None:
     """Refuse a definition that could never be called or tested, before it joins `OPS`:
-    a name that is no identifier (the function's, `mg.name`), a forward or prepare that
-    is not callable, a domain that is not a `Domain`."""
+    an empty name or one with spaces, a forward or prepare that is not callable, a domain
+    that is not a `Domain`."""
     if not isinstance(name, str):
         raise TypeError(f"defop: the name must be a string, got {type(name).__name__}")
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise ValueError(f"defop: the name must be a Python identifier, not a keyword (it "
-                         f"names the op's function, as in mg.exp), got {name!r}")
+    if not name or name != "".join(name.split()):  # ("mylib.relu6", "mylib::relu6" are fine)
+        raise ValueError(f"defop: the name must be a nonempty string without spaces (it "
+                         f"names the op in its errors and in mg.OPS), got {name!r}")
     if not callable(forward):
         raise TypeError(f"defop: '{name}' needs a function as its forward, got "
                         f"{type(forward).__name__}")
