@@ -593,9 +593,11 @@ class _Bucket:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """The views rebuilt into the copied buffers, each buffer an array of its own (one
-        unpickled from out-of-band buffers would be the original's), and the dtype
-        NumPy's own object again: a copy of it is equal but not identical, and a step's
-        usual path tells the arrays' dtype by identity."""
+        unpickled from out-of-band buffers would be the original's), and the dtype the
+        buffer's: after a deep copy NumPy's own object, which a step's usual path tells by
+        identity. (Unpickled arrays hold equal copies of NumPy's dtype objects, so an
+        unpickled optimizer's steps take the general path: the same numbers, a few
+        microseconds more.)"""
         self.__dict__.update(state)
         self.buffer, self.gradients = unpickled_own(self.buffer), unpickled_own(self.gradients)
         self.dtype = self.buffer.dtype
