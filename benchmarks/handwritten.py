@@ -56,7 +56,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 from minigrad.models.presets import AdderConfig
 from minigrad.models.reference.param import Param, Parameters
 
-from .updates import end_to_end
+from .updates import end_to_end, tiled
 
 __all__ = ["ClosedFormCounter", "HandwrittenAdder", "HandwrittenCounter", "bce_with_logits",
            "laid_end_to_end"]
@@ -373,52 +373,67 @@ def _counter_data(where: str, X: ArrayLike, t: ArrayLike) -> tuple[NDArray, NDAr
 
 class HandwrittenCounter(Parameters):
     """The counter of tutorial part 1 by the tutorial's backpropagation through time,
-    vectorised over the n sequences, every array preallocated (time-major, per-step views
-    made once)::
+    vectorised over the n sequences::
 
         s_0 = 0,  s_k = s_{k-1} w_rec + x_k w_x          (forward, k = 1 .. T)
         d_T = dloss/ds_T = 2 (s_T - t) / n,  d_{k-1} = d_k w_rec   (backward)
         dloss/dw_x = sum_k d_k . x_k      dloss/dw_rec = sum_k d_k . s_{k-1}
 
-    the two sums each one dot product over all steps and sequences. The parameters are 0-d
-    float64 arrays named "w_x" and "w_rec", as in the reference.
+    Every array is preallocated and stored in reversed time (row j holds step T - j), so:
+
+    - the backward recursion is one `np.multiply.accumulate` down [d_T, w_rec, w_rec, ...]:
+      the loop's very multiplications, in its order, in one call;
+    - [x_k; s_{k-1}] for all k is one (2, T n) matrix, so both gradients are one
+      matrix-vector product with [d_k] into the model's flat gradient buffer;
+    - the weights enter as Python floats (a ufunc takes those fastest).
+
+    The parameters are 0-d float64 arrays named "w_x" and "w_rec", as in the reference.
     """
 
     def __init__(self, w_x: float, w_rec: float) -> None:
         self._params, self._grads = laid_end_to_end({"w_x": w_x, "w_rec": w_rec}, np.float64)
+        flat_gradient = tiled(list(self._grads.values()))
+        assert flat_gradient is not None  # laid_end_to_end lays them so
+        self._flat_gradient = flat_gradient
         self._shape = (-1, -1)
 
     def _buffers_for(self, n: int, length: int) -> None:
         if self._shape == (n, length):
             return
         self._shape = (n, length)
-        self._X = np.empty((length, n))            # x_k, time-major
-        self._inputs = np.empty((length, n))       # x_k w_x
-        self._states = np.zeros((length + 1, n))   # s_0 .. s_T
-        self._deltas = np.empty((length, n))       # d_1 .. d_T
-        self._input_k, self._state_k = list(self._inputs), list(self._states)
-        self._delta_k = list(self._deltas)
+        # [x; s_prev][:, j] = [x_{T-j}; s_{T-j-1}]; the last row of s_prev is s_0 = 0, kept.
+        self._inputs_and_states = np.zeros((2, length, n))
+        self._X, states = self._inputs_and_states
+        self._XW = np.empty((length, n))            # x_{T-j} w_x
+        self._deltas = np.empty((length, n))        # d_{T-j}
+        self._later = self._deltas[1:]              # w_rec before the accumulation
+        self._last = np.empty(n)                    # s_T
+        # Step k reads s_{k-1} (row T-k) and x_k w_x (row T-k), writes s_k (row T-k-1).
+        steps = [(states[length - k], self._XW[length - k], states[length - k - 1])
+                 for k in range(1, length)]
+        self._steps = [*steps, (states[0], self._XW[0], self._last)]
 
     def loss_and_backward(self, X: ArrayLike, t: ArrayLike) -> float:
         """The mean squared error of s_T; dloss/dw_x and dloss/dw_rec into `.grad`."""
         X_, t_ = _counter_data("HandwrittenCounter", X, t)
         n, length = X_.shape
         self._buffers_for(n, length)
-        w_x, w_rec = self._params["w_x"].data, self._params["w_rec"].data
-        S, S_k, XW_k, D_k = self._states, self._state_k, self._input_k, self._delta_k
-        np.copyto(self._X, X_.T)
-        np.multiply(self._X, w_x, out=self._inputs)
-        for k in range(1, length + 1):
-            np.multiply(S_k[k - 1], w_rec, out=S_k[k])
-            np.add(S_k[k], XW_k[k - 1], out=S_k[k])
-        residual = D_k[-1]
-        np.subtract(S_k[-1], t_, out=residual)     # s_T - t
+        w_x, w_rec = float(self._params["w_x"].data), float(self._params["w_rec"].data)
+        multiply, add = np.multiply, np.add
+        np.copyto(self._X, X_.T[::-1])
+        multiply(self._X, w_x, out=self._XW)
+        for previous, input_term, state in self._steps:
+            multiply(previous, w_rec, out=state)
+            add(state, input_term, out=state)
+        deltas = self._deltas
+        residual = deltas[0]
+        np.subtract(self._last, t_, out=residual)   # s_T - t
         loss = float(residual @ residual) / n
-        np.multiply(residual, 2.0 / n, out=residual)
-        for k in range(length - 1, 0, -1):
-            np.multiply(D_k[k], w_rec, out=D_k[k - 1])
+        multiply(residual, 2.0 / n, out=residual)   # d_T
+        self._later.fill(w_rec)
+        multiply.accumulate(deltas, axis=0, out=deltas)  # d_{k-1} = d_k w_rec, in order
         _detach_kept(self._params, self._grads)
-        self._grads["w_x"][()] = np.vdot(self._deltas, self._X)
-        self._grads["w_rec"][()] = np.vdot(self._deltas, S[:-1])
+        np.matmul(self._inputs_and_states.reshape(2, -1), deltas.reshape(-1),
+                  out=self._flat_gradient)
         _hand_over(self._params, self._grads)
         return loss
