@@ -6,31 +6,45 @@ yardstick of correctness, not of speed. The classes here compute the same losses
 gradients the way a user who cares about speed would, so that a ratio "engine / hand-written"
 measures what the engine costs over the best plain NumPy, not over a slow example.
 
-`HandwrittenAdder`, for X (N, L, 2), T (N, L, 1), M = N L samples-times-positions:
+`HandwrittenAdder`, for X (N, L, 2), T (N, L, 1), M = N L samples-times-positions, in the
+features-by-samples orientation (S_j is (n, N), x_j is (2, N)):
 
-    S_0 = s_0 (learned) or 0,   S_k = act(X_k W_in + b_in + b_rec + S_{k-1} W_rec)
-    A = S_{1..L} W_out + b_out,                 loss = mean(softplus(A) - T A)
+    S_0 = s_0 (learned) or 0,   S_j = act(W_in^T x_j + b_in + b_rec + W_rec^T S_{j-1})
+    A_j = W_out^T S_j + b_out,                  loss = mean(softplus(A) - T A)
     G = dloss/dA = (sigmoid(A) - T) / M
-    D_k = (G_k W_out^T + D_{k+1} W_rec^T) * act'(S_k)    (no second term at k = L)
-    dW_out = S_{1..L}^T G    dW_rec = S_{0..L-1}^T D    dW_in = X^T D    (each one product)
-    db_out = sum G    db_in = db_rec = sum D    ds_0 = W_rec (sum over samples of D_1)
+    D_j = (W_rec D_{j+1} + W_out G_j) * act'(S_j)    (D_{L+1} = 0)
+    dW_in = sum_j x_j D_j^T   dW_rec = sum_j S_{j-1} D_j^T   db_in = db_rec = sum D
+    dW_out = sum_j S_j G_j^T   db_out = sum G               ds_0 = W_rec (sum over samples of D_1)
 
-How it is fast:
+How it is fast (every call a NumPy call on a contiguous block, as few as the math allows):
 
-- time-major buffers (L, N, ·): every per-step slice is contiguous, and "all positions" is
-  a plain (M, ·) matrix, so each weight gradient is one matrix product over all M rows
-  instead of L products and L additions;
-- three NumPy calls per timestep each way (tanh): forward `S_{k-1} W_rec` into a work array, add
-  into S_k (which already holds the input term, computed for all steps at once), the
-  activation in place; backward the carried product, the add, the multiply by act';
-- act'(S) for all steps in two passes before the backward loop, not three per step;
-- both biases folded into the input term once, not added per step;
-- every array preallocated once per (N, L) and reused (`out=` everywhere), so a step
-  allocates nothing the size of the data.
+- one stacked matrix per step each way. The parameters, laid end to end in their canonical
+  order, begin with [W_in; b_in; W_rec; b_rec]: one (F, n) matrix Q, F = n + 4 (n + 2
+  without biases), a view of the flat buffer. The inputs live in U (L + 1, F, N), time-major
+  blocks with U[j] = [x_{j+1}; 1; S_j; 1], so S_j = act(Q^T U[j - 1]) is one product
+  written straight into U[j]'s state rows and the activation in place: two calls per step,
+  input projection and both biases included. Backward, E (L + 1, n + 1, N) holds
+  E[j] = [D_{j+1}; G_j], so D_j = ([W_rec | W_out] E[j]) * act'(S_j) is one product and one
+  multiply per step, the readout's gradient included ([W_rec | W_out] is one concatenate
+  per call);
+- the readout [W_out; b_out] . [S_j; 1] for all j is one product (the rows [S_j; 1] are
+  adjacent in U), and every weight gradient is one batched product sum_j U[j] E[j]^T,
+  whose columns are [dQ | d[W_out; b_out]], summed over j by one matrix-vector product and
+  copied into the model's flat gradient buffer: no per-parameter product, sum or bias add;
+- the loss in twelve elementwise calls: softplus(A) = max(A, 0) + log1p(exp(-|A|)) (several
+  times faster than np.logaddexp, which is not vectorised), sigmoid(A) = exp(A -
+  softplus(A)), the loss sum(softplus) - T . A. It agrees with the engine's to rounding of
+  the logits (the engine's fused formula subtracts T A per element);
+- act'(S) for all steps in two calls before the backward loop; the batched product reuses
+  act'(S)'s buffer once it is dead (when it fits);
+- every array preallocated once per (N, L) and reused (`out=` everywhere), the per-step
+  slices made once, so a step allocates nothing the size of the data.
 
 `HandwrittenCounter` is the tutorial's backpropagation through time for the counter
 (s_k = s_{k-1} w_rec + x_k w_x forward, dL/ds_{k-1} = dL/ds_k w_rec backward), vectorised
-over the batch and preallocated: the benchmark's baseline for the counter.
+over the batch and preallocated, time stored in reverse so that the backward recursion is
+one `np.multiply.accumulate` and both gradients one matrix-vector product: the benchmark's
+baseline for the counter.
 `ClosedFormCounter` uses that the counter is linear: unrolled, s_T = w_x sum_k x_k
 w_rec^(T-k), so its forward and its whole backward through time are one (n, T) by (T, 2)
 matrix product (see its docstring); algebra, not backpropagation, an extra row.
@@ -42,7 +56,9 @@ are written into arrays the model owns: `.grad` is set to them (or, if it alread
 gradient, to the sum); a `.grad` still holding the previous call's array is first copied
 out, so accumulating without `zero_grad` stays right. The parameters' arrays, and the
 gradient arrays, are each views of one flat buffer (`laid_end_to_end`), so that the plain
-updates run once over the two buffers, as the fastest hand-written update does.
+updates run once over the two buffers, as the fastest hand-written update does; the adder
+reads its weight matrices from that buffer, so a `.data` replaced by assignment (which the
+protocol allows) is first copied into it.
 """
 
 from __future__ import annotations
