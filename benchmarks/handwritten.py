@@ -304,16 +304,17 @@ class HandwrittenAdder(Parameters):
     def _forward(self, b: _AdderBuffers) -> None:
         if self.config.learn_initial_state:
             np.copyto(b.initial_state, self._params["initial_state"].data[:, None])
-        weights_T, matmul = self._weights.T, np.matmul
+        # np.dot, not np.matmul: the same BLAS product, without the ufunc machinery around it.
+        weights_T, dot = self._weights.T, np.dot
         if self.config.activation == "tanh":
             tanh = np.tanh
             for inputs, state in b.forward_steps:   # S_j = tanh(Q^T [x_j; 1; S_{j-1}; 1])
-                matmul(weights_T, inputs, out=state)
+                dot(weights_T, inputs, out=state)
                 tanh(state, out=state)
         else:
             activate = self._activate
             for inputs, state in b.forward_steps:
-                matmul(weights_T, inputs, out=state)
+                dot(weights_T, inputs, out=state)
                 activate(state)
         np.matmul(self._readout, b.readout_inputs, out=b.logits)  # A_j = [W_out; b_out] . [S_j; 1]
 
@@ -343,21 +344,21 @@ class HandwrittenAdder(Parameters):
         p = self._params
         W = p["recurrent.weight"].data
         np.concatenate((W, p["output.weight"].data), axis=1, out=b.backward_matrix)
-        matmul, multiply, backward_matrix = np.matmul, np.multiply, b.backward_matrix
+        dot, multiply, backward_matrix = np.dot, np.multiply, b.backward_matrix
         for carried, delta, derivative in b.backward_steps:
-            matmul(backward_matrix, carried, out=delta)   # W_rec D_{j+1} + W_out G_j
+            dot(backward_matrix, carried, out=delta)      # W_rec D_{j+1} + W_out G_j
             multiply(delta, derivative, out=delta)
         # Every weight gradient at once: sum_j U[j] E[j]^T = [dQ | d[W_out; b_out] below
         # the x rows], summed over j as one matrix-vector product.
         np.matmul(b.U, b.E.transpose(0, 2, 1), out=b.products)
-        np.matmul(b.ones, b.products.reshape(b.ones.size, -1), out=b.summed.reshape(-1))
+        np.dot(b.ones, b.products.reshape(b.ones.size, -1), out=b.summed.reshape(-1))
         n = self.config.n_states
         np.copyto(self._weights_gradient, b.summed[:, :n])
         np.copyto(self._readout_gradient, b.summed[self._first_state:, n])
         if self.config.learn_initial_state:
             # sum_i W_rec D_1[:, i] = W_rec (sum_i D_1[:, i]): one vector, not N columns.
             np.add.reduce(b.first_deltas, axis=1, out=b.column_sum)
-            np.matmul(W, b.column_sum, out=self._grads["initial_state"])
+            np.dot(W, b.column_sum, out=self._grads["initial_state"])
 
 
 class ClosedFormCounter(Parameters):
@@ -492,7 +493,7 @@ class HandwrittenCounter(Parameters):
         self._later.fill(w_rec)
         multiply.accumulate(deltas, axis=0, out=deltas)  # d_{k-1} = d_k w_rec, in order
         _detach_kept(self._params, self._grads)
-        np.matmul(self._inputs_and_states.reshape(2, -1), deltas.reshape(-1),
-                  out=self._flat_gradient)
+        np.dot(self._inputs_and_states.reshape(2, -1), deltas.reshape(-1),
+               out=self._flat_gradient)
         _hand_over(self._params, self._grads)
         return loss
