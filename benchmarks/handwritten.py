@@ -304,17 +304,16 @@ class HandwrittenAdder(Parameters):
     def _forward(self, b: _AdderBuffers) -> None:
         if self.config.learn_initial_state:
             np.copyto(b.initial_state, self._params["initial_state"].data[:, None])
-        # np.dot, not np.matmul: the same BLAS product, without the ufunc machinery around it.
-        weights_T, dot = self._weights.T, np.dot
+        weights_T, matmul = self._weights.T, np.matmul
         if self.config.activation == "tanh":
             tanh = np.tanh
             for inputs, state in b.forward_steps:   # S_j = tanh(Q^T [x_j; 1; S_{j-1}; 1])
-                dot(weights_T, inputs, out=state)
+                matmul(weights_T, inputs, out=state)
                 tanh(state, out=state)
         else:
             activate = self._activate
             for inputs, state in b.forward_steps:
-                dot(weights_T, inputs, out=state)
+                matmul(weights_T, inputs, out=state)
                 activate(state)
         np.matmul(self._readout, b.readout_inputs, out=b.logits)  # A_j = [W_out; b_out] . [S_j; 1]
 
@@ -344,9 +343,9 @@ class HandwrittenAdder(Parameters):
         p = self._params
         W = p["recurrent.weight"].data
         np.concatenate((W, p["output.weight"].data), axis=1, out=b.backward_matrix)
-        dot, multiply, backward_matrix = np.dot, np.multiply, b.backward_matrix
+        matmul, multiply, backward_matrix = np.matmul, np.multiply, b.backward_matrix
         for carried, delta, derivative in b.backward_steps:
-            dot(backward_matrix, carried, out=delta)      # W_rec D_{j+1} + W_out G_j
+            matmul(backward_matrix, carried, out=delta)   # W_rec D_{j+1} + W_out G_j
             multiply(delta, derivative, out=delta)
         # Every weight gradient at once: sum_j U[j] E[j]^T = [dQ | d[W_out; b_out] below
         # the x rows], summed over j as one matrix-vector product.
