@@ -6,31 +6,45 @@ yardstick of correctness, not of speed. The classes here compute the same losses
 gradients the way a user who cares about speed would, so that a ratio "engine / hand-written"
 measures what the engine costs over the best plain NumPy, not over a slow example.
 
-`HandwrittenAdder`, for X (N, L, 2), T (N, L, 1), M = N L samples-times-positions:
+`HandwrittenAdder`, for X (N, L, 2), T (N, L, 1), M = N L samples-times-positions, in the
+features-by-samples orientation (S_j is (n, N), x_j is (2, N)):
 
-    S_0 = s_0 (learned) or 0,   S_k = act(X_k W_in + b_in + b_rec + S_{k-1} W_rec)
-    A = S_{1..L} W_out + b_out,                 loss = mean(softplus(A) - T A)
+    S_0 = s_0 (learned) or 0,   S_j = act(W_in^T x_j + b_in + b_rec + W_rec^T S_{j-1})
+    A_j = W_out^T S_j + b_out,                  loss = mean(softplus(A) - T A)
     G = dloss/dA = (sigmoid(A) - T) / M
-    D_k = (G_k W_out^T + D_{k+1} W_rec^T) * act'(S_k)    (no second term at k = L)
-    dW_out = S_{1..L}^T G    dW_rec = S_{0..L-1}^T D    dW_in = X^T D    (each one product)
-    db_out = sum G    db_in = db_rec = sum D    ds_0 = W_rec (sum over samples of D_1)
+    D_j = (W_rec D_{j+1} + W_out G_j) * act'(S_j)    (D_{L+1} = 0)
+    dW_in = sum_j x_j D_j^T   dW_rec = sum_j S_{j-1} D_j^T   db_in = db_rec = sum D
+    dW_out = sum_j S_j G_j^T   db_out = sum G               ds_0 = W_rec (sum over samples of D_1)
 
-How it is fast:
+How it is fast (every call a NumPy call on a contiguous block, as few as the math allows):
 
-- time-major buffers (L, N, ·): every per-step slice is contiguous, and "all positions" is
-  a plain (M, ·) matrix, so each weight gradient is one matrix product over all M rows
-  instead of L products and L additions;
-- three NumPy calls per timestep each way (tanh): forward `S_{k-1} W_rec` into a work array, add
-  into S_k (which already holds the input term, computed for all steps at once), the
-  activation in place; backward the carried product, the add, the multiply by act';
-- act'(S) for all steps in two passes before the backward loop, not three per step;
-- both biases folded into the input term once, not added per step;
-- every array preallocated once per (N, L) and reused (`out=` everywhere), so a step
-  allocates nothing the size of the data.
+- one stacked matrix per step each way. The parameters, laid end to end in their canonical
+  order, begin with [W_in; b_in; W_rec; b_rec]: one (F, n) matrix Q, F = n + 4 (n + 2
+  without biases), a view of the flat buffer. The inputs live in U (L + 1, F, N), time-major
+  blocks with U[j] = [x_{j+1}; 1; S_j; 1], so S_j = act(Q^T U[j - 1]) is one product
+  written straight into U[j]'s state rows and the activation in place: two calls per step,
+  input projection and both biases included. Backward, E (L + 1, n + 1, N) holds
+  E[j] = [D_{j+1}; G_j], so D_j = ([W_rec | W_out] E[j]) * act'(S_j) is one product and one
+  multiply per step, the readout's gradient included ([W_rec | W_out] is one concatenate
+  per call);
+- the readout [W_out; b_out] . [S_j; 1] for all j is one product (the rows [S_j; 1] are
+  adjacent in U), and every weight gradient is one batched product sum_j U[j] E[j]^T,
+  whose columns are [dQ | d[W_out; b_out]], summed over j by one matrix-vector product and
+  copied into the model's flat gradient buffer: no per-parameter product, sum or bias add;
+- the loss in twelve elementwise calls: softplus(A) = max(A, 0) + log1p(exp(-|A|)) (several
+  times faster than np.logaddexp, which is not vectorised), sigmoid(A) = exp(A -
+  softplus(A)), the loss sum(softplus) - T . A. It agrees with the engine's to rounding of
+  the logits (the engine's fused formula subtracts T A per element);
+- act'(S) for all steps in two calls before the backward loop; the batched product reuses
+  act'(S)'s buffer once it is dead (when it fits);
+- every array preallocated once per (N, L) and reused (`out=` everywhere), the per-step
+  slices made once, so a step allocates nothing the size of the data.
 
 `HandwrittenCounter` is the tutorial's backpropagation through time for the counter
 (s_k = s_{k-1} w_rec + x_k w_x forward, dL/ds_{k-1} = dL/ds_k w_rec backward), vectorised
-over the batch and preallocated: the benchmark's baseline for the counter.
+over the batch and preallocated, time stored in reverse so that the backward recursion is
+one `np.multiply.accumulate` and both gradients one matrix-vector product: the benchmark's
+baseline for the counter.
 `ClosedFormCounter` uses that the counter is linear: unrolled, s_T = w_x sum_k x_k
 w_rec^(T-k), so its forward and its whole backward through time are one (n, T) by (T, 2)
 matrix product (see its docstring); algebra, not backpropagation, an extra row.
@@ -42,7 +56,9 @@ are written into arrays the model owns: `.grad` is set to them (or, if it alread
 gradient, to the sum); a `.grad` still holding the previous call's array is first copied
 out, so accumulating without `zero_grad` stays right. The parameters' arrays, and the
 gradient arrays, are each views of one flat buffer (`laid_end_to_end`), so that the plain
-updates run once over the two buffers, as the fastest hand-written update does.
+updates run once over the two buffers, as the fastest hand-written update does; the adder
+reads its weight matrices from that buffer, so a `.data` replaced by assignment (which the
+protocol allows) is first copied into it.
 """
 
 from __future__ import annotations
@@ -56,7 +72,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 from minigrad.models.presets import AdderConfig
 from minigrad.models.reference.param import Param, Parameters
 
-from .updates import end_to_end
+from .updates import end_to_end, tiled
 
 __all__ = ["ClosedFormCounter", "HandwrittenAdder", "HandwrittenCounter", "bce_with_logits",
            "laid_end_to_end"]
@@ -141,36 +157,48 @@ def bce_with_logits(A: NDArray, T: NDArray, e: NDArray, work: NDArray, work2: ND
 
 @dataclass
 class _AdderBuffers:
-    """Everything one step of the adder writes, for one (N, L); time-major."""
+    """Everything one step of the adder writes, for one (N, L): time-major blocks, each
+    step's slice a contiguous (features, N) matrix."""
 
-    X: NDArray          # (L, N, 2) the inputs
-    T: NDArray          # (L * N, 1) the targets
-    S: NDArray          # (L + 1, N, n) the states, S[0] = S_0
-    logits: NDArray     # (L * N, 1); then dloss/dlogits
-    e: NDArray          # (L * N, 1) exp(-|logits|)
-    work: NDArray       # (L * N, 1)
-    work2: NDArray      # (L * N, 1)
-    nonnegative: NDArray  # (L * N, 1) bool: logits >= 0
-    D: NDArray          # (L, N, n) dloss/d(pre-activation)
-    derivative: NDArray  # (L, N, n) act'(S_k)
-    carry: NDArray      # (N, n) S_{k-1} W_rec, then D_{k+1} W_rec^T
+    U: NDArray          # (L + 1, F, N): U[j] = [x_{j+1}; 1; S_j; 1] (the 1s with biases)
+    T: NDArray          # (L, N) the targets
+    logits: NDArray     # (L, N) A
+    softplus: NDArray   # (L, N) softplus(A)
+    work: NDArray       # (L, N)
+    derivative: NDArray  # (L, n, N) act'(S_j)
+    E: NDArray          # (L + 1, n + 1, N): E[j] = [D_{j+1}; G_j], D_{L+1} = G_0 = 0
+    products: NDArray   # (L + 1, F, n + 1): U[j] E[j]^T (in act'(S)'s buffer if it fits)
+    ones: NDArray       # (L + 1,)
+    summed: NDArray     # (F, n + 1): sum_j U[j] E[j]^T
+    backward_matrix: NDArray  # (n, n + 1) [W_rec | W_out]
     column_sum: NDArray  # (n,)
+    first: int          # U's first state row: 2 + bias
 
     def __post_init__(self) -> None:
         # The per-step slices, made once: indexing in the loops would make new views on
         # every step of every call.
-        self.S_k = list(self.S)
-        self.D_k = list(self.D)
-        self.derivative_k = list(self.derivative)
+        length, n, first = self.T.shape[0], self.E.shape[1] - 1, self.first
+        self.states = self.U[1:, first:first + n]                # S_1 .. S_L
+        self.readout_inputs = self.U[1:, first:]                 # [S_j; 1]
+        self.inputs = self.U[:length, :2]                        # x_1 .. x_L
+        self.initial_state = self.U[0, first:first + n]          # S_0
+        self.gradients = self.E[1:, n]                           # G_1 .. G_L
+        self.forward_steps = [(self.U[j - 1], self.U[j, first:first + n])
+                              for j in range(1, length + 1)]
+        self.backward_steps = [(self.E[j], self.E[j - 1, :n], self.derivative[j - 1])
+                               for j in range(length, 0, -1)]
+        self.first_deltas = self.E[0, :n]                        # D_1
 
     @property
     def nbytes(self) -> int:
-        return sum(getattr(self, name).nbytes for name in self.__dataclass_fields__)
+        arrays = [getattr(self, name) for name in self.__dataclass_fields__ if name != "first"]
+        return sum(a.nbytes for a in arrays if a.base is None)  # a view adds no bytes
 
 
 class HandwrittenAdder(Parameters):
     """The adder RNN of `config` (tanh or sigmoid, with or without biases and a learned
-    S_0) with the fastest hand-written BPTT we know; see the module docstring for the math.
+    S_0) with the fastest hand-written BPTT we know; see the module docstring for the math
+    and the layout.
 
     `parameters` (name -> array, the names and shapes of `config.parameter_shapes()`) are
     copied and cast to `dtype` (float64 or float32), in which everything is computed.
@@ -186,6 +214,20 @@ class HandwrittenAdder(Parameters):
         shapes = config.parameter_shapes()
         self._params, self._grads = checked_parameters("HandwrittenAdder", parameters, shapes,
                                                        self.dtype)
+        self._views = [(param, param.data) for param in self._params.values()]
+        # In the canonical order the parameters lay out [W_in; b_in; W_rec; b_rec] as one
+        # (F, n) matrix, then S_0, then [W_out; b_out] as one vector: the step's two weight
+        # matrices are views of the flat buffers, and so are their gradients.
+        n, bias = config.n_states, int(config.bias)
+        self._features = features = 2 + bias + n + bias
+        self._first_state = 2 + bias
+        data, grads = (tiled(list(arrays)) for arrays in
+                       ([p.data for p in self._params.values()], self._grads.values()))
+        assert data is not None and grads is not None  # checked_parameters lays them so
+        self._weights = data[:features * n].reshape(features, n)
+        self._readout = data[data.size - n - bias:]
+        self._weights_gradient = grads[:features * n].reshape(features, n)
+        self._readout_gradient = grads[grads.size - n - bias:]
         self._buffers: _AdderBuffers | None = None
 
     @property
@@ -199,17 +241,26 @@ class HandwrittenAdder(Parameters):
 
     def _buffers_for(self, n_samples: int, length: int) -> _AdderBuffers:
         b = self._buffers
-        if b is not None and b.X.shape[:2] == (length, n_samples):
+        if b is not None and b.T.shape == (length, n_samples):
             return b
         self._buffers = None  # free the old buffers before allocating the new ones
-        n, m, dt = self.config.n_states, length * n_samples, self.dtype
+        n, features, dt = self.config.n_states, self._features, self.dtype
+        U = np.zeros((length + 1, features, n_samples), dt)
+        if self.config.bias:
+            U[:, 2] = U[:, -1] = 1.0
+        derivative = np.empty((length, n, n_samples), dt)
+        # act'(S) is dead when the weight gradients' products are made: they reuse it.
+        products_shape = (length + 1, features, n + 1)
+        size = int(np.prod(products_shape))
+        products = (derivative.reshape(-1)[:size].reshape(products_shape)
+                    if size <= derivative.size else np.empty(products_shape, dt))
         b = self._buffers = _AdderBuffers(
-            X=np.empty((length, n_samples, 2), dt), T=np.empty((m, 1), dt),
-            S=np.empty((length + 1, n_samples, n), dt), logits=np.empty((m, 1), dt),
-            e=np.empty((m, 1), dt), work=np.empty((m, 1), dt), work2=np.empty((m, 1), dt),
-            nonnegative=np.empty((m, 1), bool), D=np.empty((length, n_samples, n), dt),
-            derivative=np.empty((length, n_samples, n), dt),
-            carry=np.empty((n_samples, n), dt), column_sum=np.empty(n, dt))
+            U=U, T=np.empty((length, n_samples), dt), logits=np.empty((length, n_samples), dt),
+            softplus=np.empty((length, n_samples), dt), work=np.empty((length, n_samples), dt),
+            derivative=derivative, E=np.zeros((length + 1, n + 1, n_samples), dt),
+            products=products, ones=np.ones(length + 1, dt),
+            summed=np.empty((features, n + 1), dt), backward_matrix=np.empty((n, n + 1), dt),
+            column_sum=np.empty(n, dt), first=self._first_state)
         return b
 
     def loss_and_backward(self, X: ArrayLike, T: ArrayLike) -> float:
@@ -223,14 +274,23 @@ class HandwrittenAdder(Parameters):
                              f"got {T_.shape}")
         n_samples, length, _ = X_.shape
         b = self._buffers_for(n_samples, length)
-        np.copyto(b.X, X_.transpose(1, 0, 2))
-        np.copyto(b.T.reshape(length, n_samples, 1), T_.transpose(1, 0, 2))
+        self._lay_in()
+        np.copyto(b.inputs, X_.transpose(1, 2, 0))
+        np.copyto(b.T, T_[:, :, 0].T)
         _detach_kept(self._params, self._grads)
         self._forward(b)
         loss = self._loss_and_output_gradient(b)
         self._backward(b)
         _hand_over(self._params, self._grads)
         return loss
+
+    def _lay_in(self) -> None:
+        """Copy into the flat buffer any parameter whose `.data` was replaced since (the
+        protocol lets an optimizer assign `.data`), and set it back to its view."""
+        for param, view in self._views:
+            if param.data is not view:
+                view[...] = param.data
+                param.data = view
 
     def _activate(self, a: NDArray) -> None:
         if self.config.activation == "tanh":
@@ -242,63 +302,62 @@ class HandwrittenAdder(Parameters):
             np.multiply(a, 0.5, out=a)
 
     def _forward(self, b: _AdderBuffers) -> None:
-        p = {name: param.data for name, param in self._params.items()}
-        length, n_samples, _ = b.X.shape
-        n = self.config.n_states
-        S, W = b.S, p["recurrent.weight"]
-        inputs = S[1:].reshape(length * n_samples, n)  # S_1..S_L start as the input terms
-        np.matmul(b.X.reshape(-1, 2), p["input.weight"], out=inputs)
-        if self.config.bias:
-            np.add(inputs, p["input.bias"] + p["recurrent.bias"], out=inputs)
-        S[0] = p["initial_state"] if self.config.learn_initial_state else 0.0
-        carry, S_k, activate = b.carry, b.S_k, self._activate
-        for k in range(1, length + 1):
-            np.matmul(S_k[k - 1], W, out=carry)
-            np.add(S_k[k], carry, out=S_k[k])
-            activate(S_k[k])
-        np.matmul(inputs, p["output.weight"], out=b.logits)
-        if self.config.bias:
-            np.add(b.logits, p["output.bias"], out=b.logits)
+        if self.config.learn_initial_state:
+            np.copyto(b.initial_state, self._params["initial_state"].data[:, None])
+        weights_T, matmul = self._weights.T, np.matmul
+        if self.config.activation == "tanh":
+            tanh = np.tanh
+            for inputs, state in b.forward_steps:   # S_j = tanh(Q^T [x_j; 1; S_{j-1}; 1])
+                matmul(weights_T, inputs, out=state)
+                tanh(state, out=state)
+        else:
+            activate = self._activate
+            for inputs, state in b.forward_steps:
+                matmul(weights_T, inputs, out=state)
+                activate(state)
+        np.matmul(self._readout, b.readout_inputs, out=b.logits)  # A_j = [W_out; b_out] . [S_j; 1]
 
     def _loss_and_output_gradient(self, b: _AdderBuffers) -> float:
-        """The loss; `b.logits` is overwritten with G = (sigmoid(A) - T) / M."""
-        return bce_with_logits(b.logits, b.T, b.e, b.work, b.work2, b.nonnegative)
+        """The loss mean(softplus(A) - T A); G = (sigmoid(A) - T) / M into `b.gradients`."""
+        A, G, softplus, e = b.logits, b.gradients, b.softplus, b.work
+        np.abs(A, out=e)
+        np.negative(e, out=e)
+        np.exp(e, out=e)                   # exp(-|A|) <= 1: never overflows
+        np.log1p(e, out=e)
+        np.maximum(A, 0.0, out=softplus)
+        np.add(softplus, e, out=softplus)  # softplus(A) = max(A, 0) + log1p(exp(-|A|))
+        loss = (float(softplus.sum()) - float(np.vdot(b.T, A))) / A.size
+        np.subtract(A, softplus, out=G)
+        np.exp(G, out=G)                   # sigmoid(A) = exp(A - softplus(A)) <= 1
+        np.subtract(G, b.T, out=G)
+        np.multiply(G, 1.0 / A.size, out=G)
+        return loss
 
     def _backward(self, b: _AdderBuffers) -> None:
-        p = {name: param.data for name, param in self._params.items()}
-        g = self._grads
-        length, n_samples, _ = b.X.shape
-        n = self.config.n_states
-        m = length * n_samples
-        G, S, D, dS = b.logits, b.S, b.D, b.derivative
-        states = S[1:].reshape(m, n)
-        np.matmul(states.T, G, out=g["output.weight"])
-        # D starts as dloss/dS_k from each position's own output: G W_out^T, one outer product.
-        np.multiply(G, p["output.weight"].T, out=D.reshape(m, n))
+        S, dS = b.states, b.derivative
+        np.multiply(S, S, out=dS)
         if self.config.activation == "tanh":      # act' = 1 - S^2
-            np.multiply(S[1:], S[1:], out=dS)
             np.subtract(1.0, dS, out=dS)
         else:                                     # act' = S (1 - S) = S - S^2
-            np.multiply(S[1:], S[1:], out=dS)
-            np.subtract(S[1:], dS, out=dS)
-        W_T = p["recurrent.weight"].T
-        carry, D_k, dS_k = b.carry, b.D_k, b.derivative_k
-        np.multiply(D_k[-1], dS_k[-1], out=D_k[-1])
-        for k in range(length - 2, -1, -1):
-            np.matmul(D_k[k + 1], W_T, out=carry)
-            np.add(D_k[k], carry, out=D_k[k])
-            np.multiply(D_k[k], dS_k[k], out=D_k[k])
-        D_all = D.reshape(m, n)
-        np.matmul(S[:-1].reshape(m, n).T, D_all, out=g["recurrent.weight"])
-        np.matmul(b.X.reshape(m, 2).T, D_all, out=g["input.weight"])
-        if self.config.bias:
-            np.sum(D_all, axis=0, out=g["input.bias"])
-            np.copyto(g["recurrent.bias"], g["input.bias"])
-            np.sum(G, axis=0, out=g["output.bias"])
+            np.subtract(S, dS, out=dS)
+        p = self._params
+        W = p["recurrent.weight"].data
+        np.concatenate((W, p["output.weight"].data), axis=1, out=b.backward_matrix)
+        matmul, multiply, backward_matrix = np.matmul, np.multiply, b.backward_matrix
+        for carried, delta, derivative in b.backward_steps:
+            matmul(backward_matrix, carried, out=delta)   # W_rec D_{j+1} + W_out G_j
+            multiply(delta, derivative, out=delta)
+        # Every weight gradient at once: sum_j U[j] E[j]^T = [dQ | d[W_out; b_out] below
+        # the x rows], summed over j as one matrix-vector product.
+        np.matmul(b.U, b.E.transpose(0, 2, 1), out=b.products)
+        np.dot(b.ones, b.products.reshape(b.ones.size, -1), out=b.summed.reshape(-1))
+        n = self.config.n_states
+        np.copyto(self._weights_gradient, b.summed[:, :n])
+        np.copyto(self._readout_gradient, b.summed[self._first_state:, n])
         if self.config.learn_initial_state:
-            # sum_i D_1[i] W_rec^T = W_rec (sum_i D_1[i]): one vector, not N rows.
-            np.sum(D[0], axis=0, out=b.column_sum)
-            np.matmul(p["recurrent.weight"], b.column_sum, out=g["initial_state"])
+            # sum_i W_rec D_1[:, i] = W_rec (sum_i D_1[:, i]): one vector, not N columns.
+            np.add.reduce(b.first_deltas, axis=1, out=b.column_sum)
+            np.dot(W, b.column_sum, out=self._grads["initial_state"])
 
 
 class ClosedFormCounter(Parameters):
@@ -373,52 +432,67 @@ def _counter_data(where: str, X: ArrayLike, t: ArrayLike) -> tuple[NDArray, NDAr
 
 class HandwrittenCounter(Parameters):
     """The counter of tutorial part 1 by the tutorial's backpropagation through time,
-    vectorised over the n sequences, every array preallocated (time-major, per-step views
-    made once)::
+    vectorised over the n sequences::
 
         s_0 = 0,  s_k = s_{k-1} w_rec + x_k w_x          (forward, k = 1 .. T)
         d_T = dloss/ds_T = 2 (s_T - t) / n,  d_{k-1} = d_k w_rec   (backward)
         dloss/dw_x = sum_k d_k . x_k      dloss/dw_rec = sum_k d_k . s_{k-1}
 
-    the two sums each one dot product over all steps and sequences. The parameters are 0-d
-    float64 arrays named "w_x" and "w_rec", as in the reference.
+    Every array is preallocated and stored in reversed time (row j holds step T - j), so:
+
+    - the backward recursion is one `np.multiply.accumulate` down [d_T, w_rec, w_rec, ...]:
+      the loop's very multiplications, in its order, in one call;
+    - [x_k; s_{k-1}] for all k is one (2, T n) matrix, so both gradients are one
+      matrix-vector product with [d_k] into the model's flat gradient buffer;
+    - the weights enter as Python floats (a ufunc takes those fastest).
+
+    The parameters are 0-d float64 arrays named "w_x" and "w_rec", as in the reference.
     """
 
     def __init__(self, w_x: float, w_rec: float) -> None:
         self._params, self._grads = laid_end_to_end({"w_x": w_x, "w_rec": w_rec}, np.float64)
+        flat_gradient = tiled(list(self._grads.values()))
+        assert flat_gradient is not None  # laid_end_to_end lays them so
+        self._flat_gradient = flat_gradient
         self._shape = (-1, -1)
 
     def _buffers_for(self, n: int, length: int) -> None:
         if self._shape == (n, length):
             return
         self._shape = (n, length)
-        self._X = np.empty((length, n))            # x_k, time-major
-        self._inputs = np.empty((length, n))       # x_k w_x
-        self._states = np.zeros((length + 1, n))   # s_0 .. s_T
-        self._deltas = np.empty((length, n))       # d_1 .. d_T
-        self._input_k, self._state_k = list(self._inputs), list(self._states)
-        self._delta_k = list(self._deltas)
+        # [x; s_prev][:, j] = [x_{T-j}; s_{T-j-1}]; the last row of s_prev is s_0 = 0, kept.
+        self._inputs_and_states = np.zeros((2, length, n))
+        self._X, states = self._inputs_and_states
+        self._XW = np.empty((length, n))            # x_{T-j} w_x
+        self._deltas = np.empty((length, n))        # d_{T-j}
+        self._later = self._deltas[1:]              # w_rec before the accumulation
+        self._last = np.empty(n)                    # s_T
+        # Step k reads s_{k-1} (row T-k) and x_k w_x (row T-k), writes s_k (row T-k-1).
+        steps = [(states[length - k], self._XW[length - k], states[length - k - 1])
+                 for k in range(1, length)]
+        self._steps = [*steps, (states[0], self._XW[0], self._last)]
 
     def loss_and_backward(self, X: ArrayLike, t: ArrayLike) -> float:
         """The mean squared error of s_T; dloss/dw_x and dloss/dw_rec into `.grad`."""
         X_, t_ = _counter_data("HandwrittenCounter", X, t)
         n, length = X_.shape
         self._buffers_for(n, length)
-        w_x, w_rec = self._params["w_x"].data, self._params["w_rec"].data
-        S, S_k, XW_k, D_k = self._states, self._state_k, self._input_k, self._delta_k
-        np.copyto(self._X, X_.T)
-        np.multiply(self._X, w_x, out=self._inputs)
-        for k in range(1, length + 1):
-            np.multiply(S_k[k - 1], w_rec, out=S_k[k])
-            np.add(S_k[k], XW_k[k - 1], out=S_k[k])
-        residual = D_k[-1]
-        np.subtract(S_k[-1], t_, out=residual)     # s_T - t
+        w_x, w_rec = float(self._params["w_x"].data), float(self._params["w_rec"].data)
+        multiply, add = np.multiply, np.add
+        np.copyto(self._X, X_.T[::-1])
+        multiply(self._X, w_x, out=self._XW)
+        for previous, input_term, state in self._steps:
+            multiply(previous, w_rec, out=state)
+            add(state, input_term, out=state)
+        deltas = self._deltas
+        residual = deltas[0]
+        np.subtract(self._last, t_, out=residual)   # s_T - t
         loss = float(residual @ residual) / n
-        np.multiply(residual, 2.0 / n, out=residual)
-        for k in range(length - 1, 0, -1):
-            np.multiply(D_k[k], w_rec, out=D_k[k - 1])
+        multiply(residual, 2.0 / n, out=residual)   # d_T
+        self._later.fill(w_rec)
+        multiply.accumulate(deltas, axis=0, out=deltas)  # d_{k-1} = d_k w_rec, in order
         _detach_kept(self._params, self._grads)
-        self._grads["w_x"][()] = np.vdot(self._deltas, self._X)
-        self._grads["w_rec"][()] = np.vdot(self._deltas, S[:-1])
+        np.dot(self._inputs_and_states.reshape(2, -1), deltas.reshape(-1),
+               out=self._flat_gradient)
         _hand_over(self._params, self._grads)
         return loss

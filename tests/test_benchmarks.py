@@ -234,6 +234,35 @@ def test_gradients_accumulate_across_calls_without_zero_grad():
             np.testing.assert_allclose(param.grad, 2 * grad, rtol=1e-15)
 
 
+def test_handwritten_adder_reads_a_parameter_replaced_by_assignment():
+    # The protocol lets an optimizer assign `.data`; the adder computes from its flat buffer,
+    # so it copies a replaced array in (and keeps its parameters end to end).
+    config, params, rng = drawn_adder(("tanh", True, True), 3, seed=7)
+    X, T = bits(rng, 5, 4, 2), bits(rng, 5, 4, 1)
+    model = HandwrittenAdder(config, params)
+    model.loss_and_backward(X, T)
+    moved = {**params, "recurrent.weight": params["recurrent.weight"] + 0.5,
+             "output.bias": params["output.bias"] - 1.0}
+    for name in ("recurrent.weight", "output.bias"):
+        model._params[name].data = moved[name].copy()
+    assert_same(handwritten_loss_and_gradients(model, X, T),
+                engine_loss_and_gradients(config, moved, X, T), "replaced")
+    assert tiled([p.data for p in model.parameters()]) is not None
+
+
+@pytest.mark.parametrize("batch, states", [(1, 6), (40, 2)], ids=["own buffer", "shared"])
+def test_handwritten_adder_gradient_products_in_either_buffer(batch, states):
+    # The batched products of the weight gradients reuse act'(S)'s buffer when they fit in
+    # it, else get their own: both give the engine's gradients.
+    config, params, rng = drawn_adder(("sigmoid", True, True), states, seed=3)
+    X, T = bits(rng, batch, 4, 2), bits(rng, batch, 4, 1)
+    model = HandwrittenAdder(config, params)
+    result = handwritten_loss_and_gradients(model, X, T)
+    shared = np.shares_memory(model._buffers.products, model._buffers.derivative)
+    assert shared == (batch == 40)
+    assert_same(result, engine_loss_and_gradients(config, params, X, T), "products")
+
+
 @pytest.mark.parametrize("X_shape, T_shape, message", [
     ((4, 5, 3), (4, 5, 1), r"HandwrittenAdder: X must have shape \(N, L, 2\), got \(4, 5, 3\)"),
     ((4, 5), (4, 5, 1), r"HandwrittenAdder: X must have shape \(N, L, 2\), got \(4, 5\)"),
