@@ -79,11 +79,25 @@ mul = defop("mul", np.multiply,
             (lambda g, out, a, b: _scaled_vjp(g, b, a),
              lambda g, out, a, b: _scaled_vjp(g, a, b)),
             Domain("binary"), saves="inputs", batch="elementwise")
-# b's gradient -g a / b^2 as -(g / b) out: its one intermediate is a's gradient, so it
-# overflows only where a's does. (-g out) / b overflowed for a large g and b (g out beyond
-# the range, the gradient not), -g (out / b) for a small g and b (out / b = a / b^2: in
-# float16, a = 1, b = 0.003); two roundings each way.
-div = defop("div", np.divide, (lambda g, out, a, b: g / b, lambda g, out, a, b: -g / b * out),
+def _divisor_vjp(g, out, a, b):
+    """b's gradient, -g a / b^2 = -g out / b, two roundings in the order whose intermediate
+    is no larger than the result: (g out) / b where |out| <= 1, (g / b) out elsewhere. So it
+    overflows only where the result does: (g out) / b alone overflowed for a large g and
+    out (1e305 / 1e5 times 1e10), (g / b) out alone for a large g and small b (float16 loss
+    scaling: g = 1000, b = 0.01), and gave NaN at a = 0. The usual case (no |out| above 1)
+    is the one formula, -g out / b."""
+    large = np.abs(out) > 1
+    if not large.any():
+        return -g * out / b
+    result = np.empty(np.broadcast_shapes(g.shape, out.shape, np.shape(b)),
+                      np.result_type(g, out, b))
+    small = ~large  # (ufuncs' where= leave the other elements alone: no overflow there)
+    np.divide(np.multiply(g, out, out=result, where=small), b, out=result, where=small)
+    np.multiply(np.divide(g, b, out=result, where=large), out, out=result, where=large)
+    return np.negative(result, out=result)
+
+
+div = defop("div", np.divide, (lambda g, out, a, b: g / b, _divisor_vjp),
             Domain("binary", values=((-3.0, 3.0), (0.5, 3.0))))
 neg = defop("neg", np.negative, (lambda g, out: -g,), Domain("unary"), saves="nothing")
 def _pow_base_vjp(g, out, a, b):

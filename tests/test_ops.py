@@ -512,22 +512,38 @@ def test_the_logit_loss_of_a_confident_near_right_answer_is_exact():
 
 
 @settings(max_examples=100)
-@example(a=1e305, b=1e5, g=1e10)  # -(g out) / b: g out = 1e310 overflowed, b's is -1e305
-@example(a=1.0, b=1e-160, g=1e-20)  # -g (out / b) would overflow: out / b = 1e320
+@example(a=1e305, b=1e5, g=1e10)  # (g out) / b alone: g out = 1e310 overflowed
+@example(a=1.0, b=1e-160, g=1e-20)  # g (out / b) would overflow: out / b = 1e320
+@example(a=1e-3, b=1e-2, g=1e307)  # (g / b) out alone: g / b overflowed, the result not
 @given(a=st.floats(1e-300, 1e300) | st.floats(-1e300, -1e-300),
        b=st.floats(1e-300, 1e300) | st.floats(-1e300, -1e-300),
        g=st.floats(1e-300, 1e300) | st.floats(-1e300, -1e-300))
-def test_a_quotients_divisor_gradient_overflows_only_where_the_dividends_does(a, b, g):
-    """div's VJP for b, -g a / b^2, was -(g out) / b: g out overflowed where the gradient
-    is finite (a = 1e305, b = 1e5, g = 1e10: -inf for -1e305) and underflowed likewise.
-    Now -(g / b) out, whose one intermediate is a's gradient g / b: where out, a's and b's
-    gradients are normal floats, b's is within two roundings of the exact (fractions) one,
-    besides out's own (1.5 ulp: rtol 4 eps)."""
+def test_a_quotients_divisor_gradient_overflows_only_where_the_result_does(a, b, g):
+    """div's VJP for b, -g a / b^2: (g out) / b overflowed where g out does (a = 1e305,
+    b = 1e5, g = 1e10: -inf for -1e305), (g / b) out where g / b does (g = 1e298, b = 0.01).
+    Each order is taken where its intermediate is no larger than the result; where out, the
+    intermediate taken and the gradient are normal floats, b's gradient is within two
+    roundings of the exact (fractions) one, besides out's own (1.5 ulp: rtol 4 eps)."""
     tiny, big = np.finfo(np.float64).tiny, np.finfo(np.float64).max
     exact = -Fraction(g) * Fraction(a) / Fraction(b) ** 2
-    for value in (Fraction(a) / Fraction(b), Fraction(g) / Fraction(b), exact):
+    out = Fraction(a) / Fraction(b)
+    taken = Fraction(g) * out if abs(a / b) <= 1 else Fraction(g) / Fraction(b)
+    for value in (out, taken, exact):
         assume(tiny <= abs(value) <= big)
-    ta, tb = Tensor(np.array(a), requires_grad=True), Tensor(np.array(b), requires_grad=True)
-    with np.errstate(all="raise"):
-        (ta / tb).backward(np.array(g))
+    tb = Tensor(np.array(b), requires_grad=True)  # (a a constant: its gradient g / b may
+    with np.errstate(all="raise"):                # overflow where b's does not)
+        (np.array(a) / tb).backward(np.array(g))
     assert abs(Fraction(float(tb.grad)) - exact) <= 4 * np.finfo(np.float64).eps * abs(exact)
+
+
+def test_a_float16_divisors_gradient_is_finite_where_the_exact_one_is():
+    """Loss scaling in float16 (g = 1000) over a small divisor: (g / b) out overflowed in
+    g / b (1e5 > 65504) for an exact -1.0004e4, and gave NaN (inf * 0) where a = 0; each
+    element in the order whose intermediate is no larger than it, with |out| above 1 too."""
+    a = np.array([0.001, 0.0, 50.0], np.float16)
+    b = Tensor(np.array([0.01, 0.01, 0.5], np.float16), requires_grad=True)
+    with np.errstate(all="raise"):
+        (a / b).backward(np.array([1000.0, 1000.0, 2.0], np.float16))
+    exact = -np.array([1000.0, 1000.0, 2.0]) * a.astype(np.float64) / b.data.astype(np.float64) ** 2
+    np.testing.assert_allclose(b.grad.astype(np.float64), exact, rtol=4e-3, atol=0)
+    assert b.grad.dtype == np.float16
