@@ -992,7 +992,13 @@ def _held(x, low, high):
     overflow = _OVERFLOW.get(dtype.type) if dtype is not None else None
     if overflow is None:  # float64 (no Python float lies beyond it), integers
         return low, high
-    return (-math.inf if low <= -overflow else low), (math.inf if high >= overflow else high)
+    return _beyond(low, overflow), _beyond(high, overflow)
+
+
+def _beyond(bound, overflow):
+    """`bound`, or its sign's infinity where it is beyond the range (on either side: a low
+    of 1e6 for float16 overflows in the cast as much as a high of 1e6)."""
+    return math.copysign(math.inf, bound) if abs(bound) >= overflow else bound
 
 
 # Where a float64 number overflows in the cast to each narrower float: past its largest

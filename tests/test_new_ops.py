@@ -270,7 +270,8 @@ def test_clip_at_a_bound_beyond_the_dtypes_range_is_the_cast_bounds_without_its_
         dtype, data):
     """A float64 bound beyond float16's or float32's range (clip(x32, -1e40)) warned of an
     overflow in NumPy's cast, forward and backward, and raised under
-    np.errstate(over="raise") (the minigrad command trains so). The bound is now what the
+    np.errstate(over="raise") (the minigrad command trains so), a low beyond the top (or a
+    high beyond the bottom) too. The bound is now what the
     cast makes of it, without the cast: x clipped at the bound as x's dtype holds it, the
     gradient passing where low <= x <= high, compared exactly (in float64)."""
     info = np.finfo(dtype)
@@ -279,7 +280,8 @@ def test_clip_at_a_bound_beyond_the_dtypes_range_is_the_cast_bounds_without_its_
     top = float(info.max)
     far = data.draw(st.one_of(st.floats(top, 1e300), st.sampled_from([top, 1e40, 1e300])))
     near = data.draw(st.floats(-1.0, 1.0) | st.none())
-    low, high = (-far, near) if data.draw(st.booleans()) else (near, far)
+    low, high = data.draw(st.sampled_from([(-far, near), (near, far),  # beyond each end,
+                                           (far, None), (None, -far)]))  # or the far one's
     with np.errstate(over="ignore"):  # the bounds as the dtype holds them: the oracle
         held_low, held_high = (float(dtype(b)) for b in (
             -np.inf if low is None else low, np.inf if high is None else high))
