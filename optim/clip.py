@@ -41,13 +41,16 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
     Each clipped ``.grad`` is replaced by a new array (the old one is not written to). A
     gradient holding NaN or inf makes the total NaN or inf and leaves the gradients as
     they are, for the optimizer's finiteness check to report. ``max_norm`` must be a real
-    number (TypeError otherwise) > 0 (ValueError otherwise); a masked gradient is refused
+    number (TypeError otherwise) > 0 (ValueError otherwise), inf to measure the norm
+    without clipping; a masked gradient is refused
     (TypeError: its mask would be ignored, the values under it measured and clipped).
     """
     if isinstance(max_norm, (bool, np.bool_)) or not isinstance(max_norm, numbers.Real):
         raise TypeError(f"clip_grad_norm: max_norm must be a real number, got "
                         f"{type(max_norm).__name__} {max_norm!r}")
-    limit = POSITIVE("clip_grad_norm", "max_norm", max_norm)
+    # (inf: measure only, as PyTorch's clip_grad_norm_(params, inf) is used to)
+    limit = math.inf if max_norm == math.inf else POSITIVE("clip_grad_norm", "max_norm",
+                                                            max_norm)
     params = [(k, p) for k, p in enumerate(_parameters(params)) if p.grad is not None]
     grads = [_gradient(k, p) for k, p in params]
     with np.errstate(over="ignore", under="ignore"):  # (handled below)

@@ -482,6 +482,18 @@ def test_clip_grad_norm_errors_and_non_finite():
         optim.clip_grad_norm([p], 0)
 
 
+@given(grads=parameter_sets(n=3))
+def test_clip_grad_norm_to_infinity_measures_without_clipping(grads):
+    """max_norm=inf, PyTorch's way to take the norm alone, was refused as no positive
+    finite number: the norm comes back, every gradient is left as it is."""
+    params = [Param(np.zeros_like(g)) for g in grads]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g
+    expected = math.hypot(*(x for g in grads for x in g.ravel().tolist()))
+    assert optim.clip_grad_norm(params, math.inf) == pytest.approx(expected, rel=1e-12, abs=0)
+    assert all(p.grad is g for p, g in zip(params, grads, strict=True))
+
+
 @given(grad=hnp.arrays(np.float64, SHAPES, elements=VALUES), max_norm=st.floats(1e-3, 20.0))
 def test_clip_grad_norm_clips_a_single_tensor_as_a_list_of_it(grad, max_norm):
     """One tensor is clipped as [tensor] is (torch's clip_grad_norm_ takes one); it was
