@@ -265,18 +265,53 @@ def orthogonal(rng: np.random.Generator, n_in: int, n_out: int,
     return (q if n_in >= n_out else q.T).astype(dtype)
 
 
+def _layer_options(name: str, sizes: dict[str, Any], rng: Any,
+                   dtype: Any) -> tuple[list[int], np.random.Generator, np.dtype]:
+    """A layer's sizes (integers >= 1, as ints), its generator (a fresh unseeded one for
+    None) and its dtype (a floating one), checked where the layer is made: TypeError for a
+    wrong type (a float size, a bool, an int seed for rng, an integer dtype the parameters
+    could not learn in), ValueError for a size below 1 (a layer of no features computes
+    nothing: PyTorch refuses an RNN's hidden_size 0 too)."""
+    checked = []
+    for what, size in sizes.items():
+        if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)):
+            raise TypeError(f"{name}: {what} must be an integer, got {type(size).__name__} "
+                            f"{size!r}")
+        if size < 1:
+            raise ValueError(f"{name}: {what} must be at least 1, got {size}")
+        checked.append(int(size))
+    if rng is None:
+        rng = np.random.default_rng()
+    elif not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{name}: rng must be a numpy.random.Generator or None, got "
+                        f"{type(rng).__name__} {rng!r} (for a seed: rng=np.random.default_rng"
+                        f"(seed))")
+    try:
+        floating = np.dtype(dtype)
+    except (TypeError, ValueError):
+        floating = None
+    if floating is None or floating.kind != "f":
+        raise TypeError(f"{name}: dtype must be a floating dtype (float16, float32, float64), "
+                        f"got {repr(dtype) if floating is None else floating}: its parameters are "
+                        "learnt by gradient steps")
+    return checked, rng, floating
+
+
 class Linear(Module):
     """y = x W + b on the last axis of `x` (any rank), W of shape (n_in, n_out).
 
     W is drawn by `init(rng, n_in, n_out, dtype)` (Glorot-uniform unless told otherwise) from
-    `rng`, a fresh unseeded generator if none is given; b starts at zero.
+    `rng`, a `numpy.random.Generator` (a fresh unseeded one if None); b starts at zero.
+    `n_in` and `n_out` are integers >= 1 and `dtype` a floating dtype (else TypeError, or
+    ValueError for a size below 1).
     """
 
     def __init__(self, n_in: int, n_out: int, bias: bool = True, *,
                  rng: np.random.Generator | None = None, dtype: Any = np.float64,
                  init: Callable[..., np.ndarray] = glorot_uniform):
+        (n_in, n_out), rng, dtype = _layer_options(
+            "Linear", {"n_in": n_in, "n_out": n_out}, rng, dtype)
         self.n_in, self.n_out = n_in, n_out
-        rng = np.random.default_rng() if rng is None else rng
         self.weight = Parameter(init(rng, n_in, n_out, dtype))
         self.bias = Parameter(np.zeros(n_out, dtype)) if bias else None
 
@@ -339,15 +374,17 @@ class _Cell(Module):
     """The parameters of a recurrent cell with `gates` blocks of `hidden` units, laid out as
     PyTorch's (its weight_ih transposed, as `Linear` stores x W): weight_ih (n_in,
     gates * hidden), weight_hh (hidden, gates * hidden), bias_ih and bias_hh (gates *
-    hidden), all uniform in +-1/sqrt(hidden), drawn from `rng` (a fresh unseeded generator
-    if none is given)."""
+    hidden), all uniform in +-1/sqrt(hidden), drawn from `rng` (a `numpy.random.Generator`,
+    a fresh unseeded one if None). `n_in` and `hidden` are integers >= 1 and `dtype` a
+    floating dtype (else TypeError, or ValueError for a size below 1)."""
 
     gates = 1
 
     def __init__(self, n_in: int, hidden: int, bias: bool = True, *,
                  rng: np.random.Generator | None = None, dtype: Any = np.float64):
+        (n_in, hidden), rng, dtype = _layer_options(
+            type(self).__name__, {"n_in": n_in, "hidden": hidden}, rng, dtype)
         self.n_in, self.hidden = n_in, hidden
-        rng = np.random.default_rng() if rng is None else rng
         bound = 1.0 / math.sqrt(hidden)
         width = self.gates * hidden
 
@@ -516,12 +553,14 @@ def _shape(x: Any) -> tuple[int, ...]:
 def RNN(n_in: int, hidden: int, bias: bool = True, nonlinearity: str = "tanh", *,
         rng: np.random.Generator | None = None, dtype: Any = np.float64) -> Recurrent:
     """An Elman RNN over a sequence: `RNNCell` looped by `scan` (see `Recurrent`)."""
+    _layer_options("RNN", {"n_in": n_in, "hidden": hidden}, rng, dtype)  # (named RNN)
     return Recurrent(RNNCell(n_in, hidden, bias, nonlinearity, rng=rng, dtype=dtype))
 
 
 def GRU(n_in: int, hidden: int, bias: bool = True, *, rng: np.random.Generator | None = None,
         dtype: Any = np.float64) -> Recurrent:
     """A GRU over a sequence: `GRUCell` looped by `scan` (see `Recurrent`)."""
+    _layer_options("GRU", {"n_in": n_in, "hidden": hidden}, rng, dtype)  # (named GRU)
     return Recurrent(GRUCell(n_in, hidden, bias, rng=rng, dtype=dtype))
 
 
@@ -529,4 +568,5 @@ def LSTM(n_in: int, hidden: int, bias: bool = True, *, rng: np.random.Generator 
          dtype: Any = np.float64) -> Recurrent:
     """An LSTM over a sequence: `LSTMCell` looped by `scan` (see `Recurrent`); its state is
     the pair (h, c)."""
+    _layer_options("LSTM", {"n_in": n_in, "hidden": hidden}, rng, dtype)  # (named LSTM)
     return Recurrent(LSTMCell(n_in, hidden, bias, rng=rng, dtype=dtype))
