@@ -92,7 +92,10 @@ class NonFiniteGradientError(FloatingPointError, ValueError):
 class Real:
     """A finite real number in an interval; returns it as a float.
 
-    ``Real(low=0.0)`` is ``>= 0``; ``low_open`` / ``high_open`` make a bound strict.
+    ``Real(low=0.0)`` is ``>= 0``; ``low_open`` / ``high_open`` make a bound strict. A value
+    that is no real number (a string, None, a bool, a tensor) raises TypeError; one outside
+    the interval, or NaN or infinite, ValueError. A 0-d NumPy array of a number is taken as
+    that number.
     """
 
     low: float | None = None
@@ -101,9 +104,11 @@ class Real:
     high_open: bool = False
 
     def __call__(self, owner: str, name: str, value: Any) -> float:
-        # ValueError even for a wrong type: every bad hyperparameter raises ValueError.
+        if type(value) is np.ndarray and value.shape == () and value.dtype.kind in "iuf":
+            value = value.item()
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise ValueError(f"{owner}: invalid {name}={value!r}: must be a real number")  # noqa: TRY004
+            raise TypeError(f"{owner}: invalid {name}={value!r}: must be a real number, got "
+                            f"{type(value).__name__}")
         v = float(value)
         if not math.isfinite(v):
             raise ValueError(f"{owner}: invalid {name}={value!r}: must be finite")
@@ -123,24 +128,30 @@ class Real:
 
 
 class Boolean:
-    """True or False (NumPy's bools too); anything else, 1 included, is refused."""
+    """True or False (NumPy's bools too); anything else, 1 included, is refused (TypeError)."""
 
     def __call__(self, owner: str, name: str, value: Any) -> bool:
         if not isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"{owner}: invalid {name}={value!r}: must be True or False")  # noqa: TRY004
+            raise TypeError(f"{owner}: invalid {name}={value!r}: must be True or False, got "
+                            f"{type(value).__name__}")
         return bool(value)
 
 
 @dataclass(frozen=True)
 class Pair:
-    """Two numbers, each checked by ``each`` (Adam's betas); returns a tuple of floats."""
+    """Two numbers, each checked by ``each`` (Adam's betas); returns a tuple of floats. A
+    value that is no tuple, list or 1-d array raises TypeError; one of another length,
+    ValueError."""
 
     each: Real
 
     def __call__(self, owner: str, name: str, value: Any) -> tuple[float, float]:
         if isinstance(value, np.ndarray):
             value = tuple(value.tolist()) if value.ndim == 1 else value
-        if not isinstance(value, (tuple, list)) or len(value) != 2:
+        if not isinstance(value, (tuple, list)):
+            raise TypeError(f"{owner}: invalid {name}={value!r}: must be a pair, got "
+                            f"{type(value).__name__}")
+        if len(value) != 2:
             raise ValueError(f"{owner}: invalid {name}={value!r}: must be a pair")
         first, second = (self.each(owner, f"{name}[{k}]", v) for k, v in enumerate(value))
         return first, second
@@ -294,8 +305,9 @@ class Optimizer(abc.ABC):
     @classmethod
     def check(cls, **hyperparameters: Any) -> dict[str, Any]:
         """The hyperparameters, each checked by its bound and normalised (``1`` -> ``1.0``);
-        ValueError names a bad value, TypeError an unknown name. Missing ones are checked
-        at their defaults where they bound each other (RProp's step sizes)."""
+        ValueError names a bad value, TypeError a value of a wrong type or an unknown name.
+        Missing ones are checked at their defaults where they bound each other (RProp's step
+        sizes)."""
         unknown = sorted(set(hyperparameters) - set(cls.bounds))
         if unknown:
             raise TypeError(f"{cls.__name__} ({cls.name!r}) has no hyperparameter "
@@ -534,7 +546,11 @@ class Optimizer(abc.ABC):
                                  f"this optimizer's group {i} {mine[f'groups.{i}.params']!s}")
             values = {name: _value(state_dict[f"groups.{i}.{name}"])
                       for name in group.hyperparameters()}
-            groups.append(ParamGroup(self, group.params, self.check(**values)))
+            try:
+                checked = self.check(**values)
+            except TypeError as error:  # (a defect of the file: ValueError, as any other)
+                raise ValueError(f"{where}: group {i}: {error}") from None
+            groups.append(ParamGroup(self, group.params, checked))
         loaded = [b.load(where, state_dict, groups[self.param_groups.index(b.group)])
                   for b in self._buckets]
         for group, new in zip(self.param_groups, groups, strict=True):
@@ -889,6 +905,11 @@ def _split_groups(params: Iterable[Any], owner: str) -> list[tuple[tuple[Any, ..
             if not hasattr(p, "grad") or not isinstance(data, np.ndarray):
                 raise TypeError(f"{owner}: parameter {j} ({type(p).__name__}) needs a NumPy "
                                 f"array .data and a .grad attribute")
+            if getattr(p, "is_leaf", True) is False:  # (as PyTorch refuses one)
+                raise ValueError(f"{owner}: parameter {j} is not a leaf: a tensor computed by "
+                                 f"ops (shape {data.shape}), which backward gives no .grad and "
+                                 f"whose values the next forward pass computes anew; optimize "
+                                 f"the leaves it is computed from (model.parameters())")
             plain_array(data, f"{owner}: parameter {j}'s .data")  # (masked: refused)
             if not np.issubdtype(data.dtype, np.floating):
                 raise TypeError(f"{owner}: parameter {j} has dtype {data.dtype}; it must be a "

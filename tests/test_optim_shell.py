@@ -131,13 +131,10 @@ BAD_HYPERPARAMETERS = [
     ("sgd", {"lr": -0.1}, "lr"),
     ("sgd", {"lr": float("nan")}, "lr"),
     ("sgd", {"lr": float("inf")}, "lr"),
-    ("sgd", {"lr": "0.1"}, "lr"),
     ("sgd", {"lr": 0.1, "momentum": -0.5}, "momentum"),
     ("sgd", {"lr": 0.1, "momentum": 1.0}, "momentum"),
     ("sgd", {"lr": 0.1, "nesterov": True}, "nesterov"),
-    ("sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": "yes"}, "nesterov"),
     ("sgd", {"lr": 0.1, "weight_decay": -1e-4}, "weight_decay"),
-    ("sgd", {"lr": 0.1, "check_finite": 1}, "check_finite"),
     ("rprop", {"eta_plus": 1.0}, "eta_plus"),
     ("rprop", {"eta_plus": 0.5}, "eta_plus"),
     ("rprop", {"eta_minus": 1.0}, "eta_minus"),
@@ -161,7 +158,6 @@ BAD_HYPERPARAMETERS = [
     ("adam", {"betas": (0.9, 1.0)}, "betas[1]"),
     ("adam", {"betas": (-0.1, 0.999)}, "betas[0]"),
     ("adam", {"betas": (0.9,)}, "betas"),
-    ("adam", {"betas": 0.9}, "betas"),
     ("adam", {"eps": -1e-8}, "eps"),
     ("adam", {"eps": 0.0}, "eps"),  # 0/0 = NaN at the first zero gradient
 ]
@@ -178,6 +174,78 @@ def test_bad_hyperparameter_raises_value_error_naming_it(name, hyper, key):
     if key.endswith("]"):
         value = value[int(key[-2])]
     assert repr(value) in message
+
+
+# Values of a wrong type: TypeError, by Python's convention (they were ValueError).
+WRONG_TYPES = [
+    ("sgd", {"lr": "0.1"}, "lr", "str"),
+    ("sgd", {"lr": None}, "lr", "NoneType"),
+    ("sgd", {"lr": np.array([0.1])}, "lr", "ndarray"),
+    ("sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": "yes"}, "nesterov", "str"),
+    ("sgd", {"lr": 0.1, "check_finite": 1}, "check_finite", "int"),
+    ("sgd", {"lr": True}, "lr", "bool"),
+    ("rprop", {"eta_plus": b"1.2"}, "eta_plus", "bytes"),
+    ("rmsprop_nesterov", {"decay": 1j}, "decay", "complex"),
+    ("adam", {"betas": 0.9}, "betas", "float"),
+    ("adam", {"betas": (0.9, "0.99")}, "betas[1]", "str"),
+    ("adam", {"eps": [1e-8]}, "eps", "list"),
+]
+
+
+@pytest.mark.parametrize(("name", "hyper", "key", "kind"), WRONG_TYPES,
+                         ids=[f"{n}-{k}-{i}" for i, (n, _, k, _) in enumerate(WRONG_TYPES)])
+def test_a_hyperparameter_of_a_wrong_type_raises_type_error_naming_it(name, hyper, key, kind):
+    """`optim.SGD(p, lr='0.1')`, `lr=None` raised ValueError: TypeError now, naming the
+    optimizer, the hyperparameter, its value and its type."""
+    value = hyper.get(key.split("[")[0], hyper.get("step_min"))
+    if key.endswith("]"):
+        value = value[int(key[-2])]
+    owner = optim.OPTIMIZERS[name].__name__
+    with pytest.raises(TypeError, match=rf"^{owner}: invalid {re.escape(key)}="
+                                        rf"{re.escape(repr(value))}: must be .*, got {kind}$"):
+        optim.create(name, [Param(np.zeros(2))], **hyper)
+
+
+@given(name=st.sampled_from(["sgd", "adam"]), lr=st.floats(0.0, 1.0),
+       kind=st.sampled_from(["float64", "float32", "float16", "int64", "uint8"]))
+def test_a_0d_array_learning_rate_is_taken_as_its_number(name, lr, kind):
+    """As PyTorch takes a float: `lr=np.array(0.1)` (a 0-d array read from a file, say) was
+    refused; it is the number it holds, a Python float, and the step uses it."""
+    value = np.array(lr).astype(kind)
+    p, twin = Param(np.ones(2)), Param(np.ones(2))
+    opt = optim.create(name, [p], lr=value)
+    assert type(opt.lr) is float and opt.lr == value.item()
+    reference = optim.create(name, [twin], lr=value.item())
+    p.grad = twin.grad = np.array([0.5, -2.0])
+    opt.step()
+    reference.step()
+    assert p.data.tobytes() == twin.data.tobytes()
+
+
+def test_a_hyperparameter_of_a_wrong_type_in_a_state_dict_is_a_value_error():
+    """Loading keeps its contract, every defect of the file a ValueError."""
+    opt = optim.SGD([Param(np.zeros(2))], lr=0.1)
+    state = opt.state_dict()
+    state["groups.0.lr"] = np.array("x")
+    with pytest.raises(ValueError, match=r"^SGD.load_state_dict: group 0: SGD: invalid lr='x': "
+                                         r"must be a real number, got str$"):
+        opt.load_state_dict(state)
+    assert opt.lr == 0.1
+
+
+def test_a_tensor_computed_by_ops_is_refused_as_a_parameter():
+    """`optim.SGD([w * 2], lr=0.1)` was accepted and its step did nothing useful (backward
+    gives such a tensor no .grad, and the next forward pass computes it anew): refused at
+    construction, naming its position, as PyTorch refuses a non-leaf tensor."""
+    import minigrad as mg
+
+    w = mg.Tensor(np.ones(3), requires_grad=True)
+    v = mg.Tensor(np.ones((2, 2)), requires_grad=True)
+    for params in ([w, v * 2.0], [{"params": [w]}, {"params": [v.sum() + 1.0]}]):
+        with pytest.raises(ValueError, match=r"^SGD: parameter 1 is not a leaf: a tensor "
+                                             r"computed by ops \((shape \(2, 2\)|shape \(\))\)"):
+            optim.SGD(params, lr=0.1)
+    optim.SGD([w, v, mg.nn.Parameter(np.ones(2))], lr=0.1)  # leaves, made by the user
 
 
 def test_boundary_hyperparameters_are_accepted():
