@@ -234,6 +234,10 @@ def _mismatches(params: Mapping[str, Parameter], state: Mapping[str, Any]) -> li
         value = _values(state[name], name)
         if not p.data.flags.writeable:  # (a memory-mapped file opened read-only, say)
             problems.append(f"'{name}' has a read-only .data, which cannot be loaded into")
+        elif value.dtype.kind not in "biufc":  # (its shape would be what NumPy makes of it)
+            given = state[name]
+            what = "" if isinstance(given, np.ndarray) else f" (a {type(given).__name__})"
+            problems.append(f"'{name}' has dtype {value.dtype}{what}, not numbers")
         elif value.shape != p.shape:
             problems.append(f"'{name}' has shape {value.shape}, expected {p.shape}")
         elif not np.can_cast(value.dtype, p.dtype, casting="same_kind"):
@@ -318,6 +322,7 @@ class Linear(Module):
     def forward(self, x: Any) -> Tensor:
         shape = x.shape if isinstance(x, Tensor) else np.shape(x)
         if shape[-1:] != (self.n_in,):
+            _refuse_non_numbers("Linear", "input", x)
             raise ValueError(f"Linear: expected input whose last axis has {self.n_in} "
                              f"elements, got shape {shape}")
         return matmul(x, self.weight) if self.bias is None else addmm(self.bias, x, self.weight)
@@ -401,6 +406,7 @@ class _Cell(Module):
         name = type(self).__name__
         shape = _shape(x)
         if shape[-1:] != (self.n_in,):
+            _refuse_non_numbers(name, "input", x)
             raise ValueError(f"{name}: expected input whose last axis has {self.n_in} "
                              f"elements, got shape {shape}")
         # The state's whole shape: one of another batch shape would broadcast (as PyTorch's
@@ -408,6 +414,7 @@ class _Cell(Module):
         expected = shape[:-1] + (self.hidden,)
         for what, state in (("h" if self.gates == 4 else "a state", h), ("c", c)):
             if state is not None and _shape(state) != expected:
+                _refuse_non_numbers(name, what, state)
                 raise ValueError(f"{name}: expected {what} of shape {expected} for an input "
                                  f"of shape {shape}, got shape {_shape(state)}")
         if h is None:
@@ -508,10 +515,17 @@ class Recurrent(Module):
         state = self.cell(x, state)
         return state, state[0] if isinstance(state, tuple) else state
 
-    def forward(self, X: Any, state: Any = None) -> tuple[Tensor, Any]:
+    def forward(self, X: Any, state: Any = None, **unexpected: Any) -> tuple[Tensor, Any]:
         from .scan import scan  # (scan builds on this module's generation counter)
 
-        X = X if isinstance(X, Tensor) else plain_array(X, f"{self._name}: X")
+        if unexpected:  # (Python's message would name this class, not the layer)
+            keyword = next(iter(unexpected))
+            hint = "; minigrad's names it state=" if keyword in ("hx", "h0") else ""
+            raise TypeError(f"{self._name}() got an unexpected keyword argument "
+                            f"{keyword!r}{hint}")
+        if not isinstance(X, Tensor):
+            given, X = X, plain_array(X, f"{self._name}: X")
+            _refuse_non_numbers(self._name, "X", given, X)
         n_in = self.cell.n_in
         if X.ndim < 2 or X.shape[-1] != n_in:  # (checked here: the cell sees one step's slice)
             raise ValueError(f"{self._name}: expected X of shape (L, *batch, {n_in}), time-major "
@@ -538,7 +552,9 @@ class Recurrent(Module):
         if state is None:
             return np.zeros(expected, dtype)
         if not isinstance(state, Tensor):
-            state = plain_array(state, f"{self._name}: {what}").astype(dtype, copy=False)
+            given, state = state, plain_array(state, f"{self._name}: {what}")
+            _refuse_non_numbers(self._name, what, given, state)  # (a complex one, cast, would
+            state = state.astype(dtype, copy=False)  # lose its imaginary part)
         if state.shape != expected:
             raise ValueError(f"{self._name}: expected {what} of shape {expected} (X of shape "
                              f"{X.shape} is (L, *batch, n_in), hidden {self.cell.hidden}), "
@@ -548,6 +564,19 @@ class Recurrent(Module):
 
 def _shape(x: Any) -> tuple[int, ...]:
     return x.shape if isinstance(x, Tensor) else np.shape(x)
+
+
+def _refuse_non_numbers(name: str, what: str, x: Any, array: np.ndarray | None = None) -> None:
+    """TypeError naming layer `name` unless `x` is a tensor or holds real numbers (None,
+    a string or complex values: what NumPy makes of it has a shape, which would be
+    blamed instead). `array` is NumPy's array of `x`, if the caller has it."""
+    if not isinstance(x, Tensor):
+        dtype = (np.asarray(x) if array is None else array).dtype
+        if dtype.kind not in "biuf":
+            given = f"an array of dtype {dtype}" if isinstance(x, np.ndarray) else \
+                f"{type(x).__name__} (NumPy's dtype {dtype})"
+            raise TypeError(f"{name}: {what} must be a tensor or an array of real numbers, got "
+                            f"{given}")
 
 
 def RNN(n_in: int, hidden: int, bias: bool = True, nonlinearity: str = "tanh", *,

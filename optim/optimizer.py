@@ -780,12 +780,20 @@ class _Bucket:
             if not here:
                 g = np.zeros(shape, self.dtype)
             elif type(g) is not np.ndarray:
+                given = g
                 g = plain_array(g, f"{self.owner}.step: gradient of parameter {j}")
+                self.check_gradient_type(j, g, given)
             if g.shape != shape:
+                self.check_gradient_type(j, g, g)
                 raise ValueError(f"{self.owner}.step: parameter {j} has shape {shape} and "
                                  f"gradient shape {g.shape}; expected both {shape}")
             flat.append(g)
-        g = np.concatenate(flat, axis=None, dtype=self.dtype, casting="same_kind")
+        try:
+            g = np.concatenate(flat, axis=None, dtype=self.dtype, casting="same_kind")
+        except TypeError:  # (NumPy's "Cannot cast array data ...": which one, and why)
+            for j, g in zip(self.positions, flat, strict=True):
+                self.check_gradient_type(j, g, g)
+            raise
         if self.optimizer.check_finite:
             self.check_finite(g)
         arrays = self.arrays = self.read()  # anew: the closure may have replaced them
@@ -812,6 +820,15 @@ class _Bucket:
             self.arrays = []
 
         return commit
+
+    def check_gradient_type(self, j: int, g: np.ndarray, given: Any) -> None:
+        """TypeError naming parameter ``j`` unless its gradient ``g`` (``given`` as set, an
+        array or not) holds real numbers, which cast to the parameters' floating dtype:
+        a complex one would lose its imaginary part. (On the error paths only.)"""
+        if g.dtype.kind not in "biuf":
+            what = "" if type(given) is np.ndarray else f"a {type(given).__name__} "
+            raise TypeError(f"{self.owner}.step: the gradient of parameter {j} is {what}of "
+                            f"dtype {g.dtype}, not real numbers; no parameter was changed")
 
     def runs(self, present: list[bool]) -> list[tuple[int, slice]]:
         """(t, slice) for each run of neighbours with a gradient and the same step count."""

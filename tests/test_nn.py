@@ -1,6 +1,8 @@
 """nn: Parameter, Module's parameter discovery and state, Linear and the initialisers, and the
 issue's acceptance check: a GRU cell written from the public ops passes gradcheck."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -551,3 +553,41 @@ def test_a_layer_refuses_an_rng_that_is_not_a_generator(name, rng):
     with pytest.raises(TypeError, match=rf"^{name}: rng must be a numpy.random.Generator or "
                                         rf"None, got {type(rng).__name__}"):
         LAYERS[name](4, 3, rng=rng)
+
+
+@pytest.mark.parametrize("name", ["Linear", "RNNCell", "GRUCell", "LSTMCell"])
+@pytest.mark.parametrize("x", [None, "abc", ["a", "b"], object()])
+def test_a_layers_input_that_is_not_numbers_is_named_as_such(name, x):
+    """`layer(None)` said "expected input whose last axis has 4 elements, got shape ()":
+    NumPy's shape of None, where the problem is its type. A TypeError saying so now."""
+    layer = LAYERS[name](4, 3, rng=np.random.default_rng(0))
+    dtype = np.asarray(x).dtype
+    with pytest.raises(TypeError, match=rf"^{name}: input must be a tensor or an array of real "
+                                        rf"numbers, got {type(x).__name__} \(NumPy's dtype "
+                                        rf"{re.escape(str(dtype))}\)$"):
+        layer(x)
+
+
+@pytest.mark.parametrize("name", ["RNNCell", "GRUCell", "LSTMCell"])
+def test_a_cells_state_that_is_not_numbers_is_named_as_such(name):
+    cell = LAYERS[name](4, 3, rng=np.random.default_rng(0))
+    what = "h" if name == "LSTMCell" else "a state"
+    state = ("abc", None) if name == "LSTMCell" else "abc"
+    with pytest.raises(TypeError, match=rf"^{name}: {what} must be a tensor or an array of real "
+                                        r"numbers, got str \(NumPy's dtype <U3\)$"):
+        cell(np.ones(4), state)
+
+
+@pytest.mark.parametrize("value", ["x", None, {"a": 1}, np.array(["a", "b"])])
+def test_load_state_dict_names_a_value_that_is_not_numbers_by_its_type(value):
+    """`load_state_dict({'weight': 'x', ...})` said "'weight' has shape ()", NumPy's shape of
+    the string: its type and dtype now, and nothing changes."""
+    layer = Linear(2, 3, rng=np.random.default_rng(0))
+    before = layer.state_dict()
+    what = "" if isinstance(value, np.ndarray) else rf" \(a {type(value).__name__}\)"
+    dtype = np.asarray(value).dtype
+    with pytest.raises(ValueError, match=rf"'weight' has dtype {re.escape(str(dtype))}{what}, "
+                                         r"not numbers"):
+        layer.load_state_dict({"weight": value, "bias": np.zeros(3)})
+    for key, array in layer.state_dict().items():
+        np.testing.assert_array_equal(array, before[key])

@@ -1291,3 +1291,24 @@ def test_a_rule_whose_update_comes_from_a_mixin_keeps_its_inputs():
         p.grad = np.array(g)
         opt.step()
     np.testing.assert_array_equal(p.data, [-61.5, -61.5])  # -(1 + 5.5 + 55)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("grad", "what"), [
+    (np.ones(3, complex), r"of dtype complex128"),
+    (np.ones(3, np.complex64), r"of dtype complex64"),
+    ("x", r"a str of dtype <U1"), (np.array(["a", "b", "c"]), r"of dtype <U1"),
+    ([1j, 2j, 3j], r"a list of dtype complex128"), (np.array([None] * 3), r"of dtype object")])
+def test_a_gradient_that_is_not_real_numbers_is_named_by_its_type(name, grad, what):
+    """A complex .grad raised NumPy's raw "Cannot cast array data from dtype('complex128')"
+    (nothing changed: good), a string one "gradient shape ()": a TypeError naming the
+    optimizer, the parameter and the dtype now, and still nothing changes."""
+    params = [Param(np.ones(2)), Param(np.full(3, 2.0))]
+    opt = optim.create(name, params, **CONFIGS[name])
+    params[0].grad, params[1].grad = np.ones(2), grad
+    owner = optim.OPTIMIZERS[name].__name__
+    with pytest.raises(TypeError, match=rf"^{owner}.step: the gradient of parameter 1 is {what}, "
+                                        r"not real numbers; no parameter was changed$"):
+        opt.step(lambda: 0.0)
+    np.testing.assert_array_equal(params[0].data, np.ones(2))
+    np.testing.assert_array_equal(params[1].data, np.full(3, 2.0))
