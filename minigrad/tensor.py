@@ -723,7 +723,11 @@ def tensor_array(data: Any) -> np.ndarray:
     numeric ones made float64."""
     if isinstance(data, np.ndarray) and type(data) is not np.ndarray:
         _refuse_masked(data, "Tensor")
-    array = np.array(data._data if isinstance(data, Tensor) else data, copy=True)
+    try:
+        array = np.array(data._data if isinstance(data, Tensor) else data, copy=True)
+    except ValueError as error:  # (NumPy's "inhomogeneous shape", of nested lists, say)
+        raise ValueError(f"Tensor: cannot make an array of the data "
+                         f"({type(data).__name__}): {error}") from None
     if array.dtype.kind not in "biuf":
         raise TypeError(
             f"Tensor: cannot hold data of dtype {array.dtype} ({type(data).__name__})")
