@@ -258,8 +258,10 @@ class Optimizer(abc.ABC):
     """The PyTorch-style shell: parameter groups, ``zero_grad``, ``step(closure)``, the
     gradient checks, ``state_dict`` / ``load_state_dict``. Subclasses give the math.
 
-    ``params`` is an iterable of parameters (a generator is fine: it is consumed once) or
-    of dicts ``{"params": [...], "lr": ..., ...}``, one per group, whose other keys
+    ``params`` is an iterable of parameters (a generator is fine: it is consumed once; a
+    tensor computed by ops, not a leaf, is refused, ValueError, as in PyTorch: backward
+    gives it no ``.grad``) or of dicts ``{"params": [...], "lr": ..., ...}``, one per
+    group, whose other keys
     override the constructor's hyperparameters for that group. ``opt.lr = x`` sets a
     hyperparameter in every group (checked; it takes effect at the next step); reading
     ``opt.lr`` gives the groups' common value. With ``check_finite`` (the default) ``step``
