@@ -65,8 +65,8 @@ from minigrad.tensor import plain_array, unpickled_own
 # instructions a lookup): the per-parameter loops of a step use this name.
 _ndarray = np.ndarray
 
-__all__ = ["Boolean", "NonFiniteGradientError", "Optimizer", "Pair", "ParamGroup",
-           "ParameterLike", "Real", "State"]
+__all__ = ["Boolean", "HyperparameterTypeError", "NonFiniteGradientError", "Optimizer", "Pair",
+           "ParamGroup", "ParameterLike", "Real", "State"]
 
 Closure: TypeAlias = Callable[[], Any]
 #: The state of a run of parameters under a rule: name -> flat array.
@@ -78,6 +78,12 @@ class ParameterLike(Protocol):
 
     data: np.ndarray
     grad: np.ndarray | None
+
+
+class HyperparameterTypeError(TypeError, ValueError):
+    """A hyperparameter of a wrong type (``lr="0.1"``, ``nesterov=1``): a TypeError, by
+    Python's convention, and a ValueError, as every bad hyperparameter was before, so that
+    ``except ValueError`` around a configuration still catches it."""
 
 
 class NonFiniteGradientError(FloatingPointError, ValueError):
@@ -93,7 +99,8 @@ class Real:
     """A finite real number in an interval; returns it as a float.
 
     ``Real(low=0.0)`` is ``>= 0``; ``low_open`` / ``high_open`` make a bound strict. A value
-    that is no real number (a string, None, a bool, a tensor) raises TypeError; one outside
+    that is no real number (a string, None, a bool, a tensor) raises TypeError (also a
+    ValueError: :class:`HyperparameterTypeError`); one outside
     the interval, or NaN or infinite, ValueError. A 0-d NumPy array of a number is taken as
     that number.
     """
@@ -107,8 +114,8 @@ class Real:
         if type(value) is np.ndarray and value.shape == () and value.dtype.kind in "iuf":
             value = value.item()
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{owner}: invalid {name}={value!r}: must be a real number, got "
-                            f"{type(value).__name__}")
+            raise HyperparameterTypeError(f"{owner}: invalid {name}={value!r}: must be a real "
+                                          f"number, got {type(value).__name__}")
         v = float(value)
         if not math.isfinite(v):
             raise ValueError(f"{owner}: invalid {name}={value!r}: must be finite")
@@ -128,20 +135,21 @@ class Real:
 
 
 class Boolean:
-    """True or False (NumPy's bools too); anything else, 1 included, is refused (TypeError)."""
+    """True or False (NumPy's bools too); anything else, 1 included, is refused
+    (:class:`HyperparameterTypeError`, a TypeError and a ValueError)."""
 
     def __call__(self, owner: str, name: str, value: Any) -> bool:
         if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{owner}: invalid {name}={value!r}: must be True or False, got "
-                            f"{type(value).__name__}")
+            raise HyperparameterTypeError(f"{owner}: invalid {name}={value!r}: must be True or "
+                                          f"False, got {type(value).__name__}")
         return bool(value)
 
 
 @dataclass(frozen=True)
 class Pair:
     """Two numbers, each checked by ``each`` (Adam's betas); returns a tuple of floats. A
-    value that is no tuple, list or 1-d array raises TypeError; one of another length,
-    ValueError."""
+    value that is no tuple, list or 1-d array raises :class:`HyperparameterTypeError`; one
+    of another length, ValueError."""
 
     each: Real
 
@@ -149,8 +157,8 @@ class Pair:
         if isinstance(value, np.ndarray):
             value = tuple(value.tolist()) if value.ndim == 1 else value
         if not isinstance(value, (tuple, list)):
-            raise TypeError(f"{owner}: invalid {name}={value!r}: must be a pair, got "
-                            f"{type(value).__name__}")
+            raise HyperparameterTypeError(f"{owner}: invalid {name}={value!r}: must be a pair, "
+                                          f"got {type(value).__name__}")
         if len(value) != 2:
             raise ValueError(f"{owner}: invalid {name}={value!r}: must be a pair")
         first, second = (self.each(owner, f"{name}[{k}]", v) for k, v in enumerate(value))

@@ -131,10 +131,13 @@ BAD_HYPERPARAMETERS = [
     ("sgd", {"lr": -0.1}, "lr"),
     ("sgd", {"lr": float("nan")}, "lr"),
     ("sgd", {"lr": float("inf")}, "lr"),
+    ("sgd", {"lr": "0.1"}, "lr"),
     ("sgd", {"lr": 0.1, "momentum": -0.5}, "momentum"),
     ("sgd", {"lr": 0.1, "momentum": 1.0}, "momentum"),
     ("sgd", {"lr": 0.1, "nesterov": True}, "nesterov"),
+    ("sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": "yes"}, "nesterov"),
     ("sgd", {"lr": 0.1, "weight_decay": -1e-4}, "weight_decay"),
+    ("sgd", {"lr": 0.1, "check_finite": 1}, "check_finite"),
     ("rprop", {"eta_plus": 1.0}, "eta_plus"),
     ("rprop", {"eta_plus": 0.5}, "eta_plus"),
     ("rprop", {"eta_minus": 1.0}, "eta_minus"),
@@ -158,6 +161,7 @@ BAD_HYPERPARAMETERS = [
     ("adam", {"betas": (0.9, 1.0)}, "betas[1]"),
     ("adam", {"betas": (-0.1, 0.999)}, "betas[0]"),
     ("adam", {"betas": (0.9,)}, "betas"),
+    ("adam", {"betas": 0.9}, "betas"),
     ("adam", {"eps": -1e-8}, "eps"),
     ("adam", {"eps": 0.0}, "eps"),  # 0/0 = NaN at the first zero gradient
 ]
@@ -176,7 +180,8 @@ def test_bad_hyperparameter_raises_value_error_naming_it(name, hyper, key):
     assert repr(value) in message
 
 
-# Values of a wrong type: TypeError, by Python's convention (they were ValueError).
+# Values of a wrong type: TypeError, by Python's convention (they were ValueError only, and
+# are still ValueErrors too: HyperparameterTypeError).
 WRONG_TYPES = [
     ("sgd", {"lr": "0.1"}, "lr", "str"),
     ("sgd", {"lr": None}, "lr", "NoneType"),
@@ -201,9 +206,11 @@ def test_a_hyperparameter_of_a_wrong_type_raises_type_error_naming_it(name, hype
     if key.endswith("]"):
         value = value[int(key[-2])]
     owner = optim.OPTIMIZERS[name].__name__
-    with pytest.raises(TypeError, match=rf"^{owner}: invalid {re.escape(key)}="
-                                        rf"{re.escape(repr(value))}: must be .*, got {kind}$"):
+    message = (rf"^{owner}: invalid {re.escape(key)}={re.escape(repr(value))}: must be .*, "
+               rf"got {kind}$")
+    with pytest.raises(TypeError, match=message) as info:
         optim.create(name, [Param(np.zeros(2))], **hyper)
+    assert isinstance(info.value, ValueError)  # (an `except ValueError` still catches it)
 
 
 @given(name=st.sampled_from(["sgd", "adam"]), lr=st.floats(0.0, 1.0),
