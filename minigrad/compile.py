@@ -514,7 +514,10 @@ class CompiledFunction:
     def __init__(self, fn: Callable[..., Tensor], cache_size: int):
         if not callable(fn):
             raise TypeError(f"compile: expected a function, got {type(fn).__name__}")
-        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 1:
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int):
+            raise TypeError(f"compile: cache_size must be an integer >= 1, got "
+                            f"{type(cache_size).__name__} {cache_size!r}")
+        if cache_size < 1:
             raise ValueError(f"compile: cache_size must be an integer >= 1, got {cache_size!r}")
         self.fn = fn
         self.cache_size = cache_size

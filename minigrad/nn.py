@@ -234,6 +234,10 @@ def _mismatches(params: Mapping[str, Parameter], state: Mapping[str, Any]) -> li
         value = _values(state[name], name)
         if not p.data.flags.writeable:  # (a memory-mapped file opened read-only, say)
             problems.append(f"'{name}' has a read-only .data, which cannot be loaded into")
+        elif value.dtype.kind not in "biufc":  # (its shape would be what NumPy makes of it)
+            given = state[name]
+            what = "" if isinstance(given, np.ndarray) else f" (a {type(given).__name__})"
+            problems.append(f"'{name}' has dtype {value.dtype}{what}, not numbers")
         elif value.shape != p.shape:
             problems.append(f"'{name}' has shape {value.shape}, expected {p.shape}")
         elif not np.can_cast(value.dtype, p.dtype, casting="same_kind"):
@@ -265,24 +269,60 @@ def orthogonal(rng: np.random.Generator, n_in: int, n_out: int,
     return (q if n_in >= n_out else q.T).astype(dtype)
 
 
+def _layer_options(name: str, sizes: dict[str, Any], rng: Any,
+                   dtype: Any) -> tuple[list[int], np.random.Generator, np.dtype]:
+    """A layer's sizes (integers >= 1, as ints), its generator (a fresh unseeded one for
+    None) and its dtype (a floating one), checked where the layer is made: TypeError for a
+    wrong type (a float size, a bool, an int seed for rng, an integer dtype the parameters
+    could not learn in), ValueError for a size below 1 (a layer of no features computes
+    nothing: PyTorch refuses an RNN's hidden_size 0 too)."""
+    checked = []
+    for what, size in sizes.items():
+        if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)):
+            raise TypeError(f"{name}: {what} must be an integer, got {type(size).__name__} "
+                            f"{size!r}")
+        if size < 1:
+            raise ValueError(f"{name}: {what} must be at least 1, got {size}")
+        checked.append(int(size))
+    if rng is None:
+        rng = np.random.default_rng()
+    elif not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{name}: rng must be a numpy.random.Generator or None, got "
+                        f"{type(rng).__name__} {rng!r} (for a seed: rng=np.random.default_rng"
+                        f"(seed))")
+    try:
+        floating = np.dtype(dtype)
+    except (TypeError, ValueError):
+        floating = None
+    if floating is None or floating.kind != "f":
+        raise TypeError(f"{name}: dtype must be a floating dtype (float16, float32, float64), "
+                        f"got {repr(dtype) if floating is None else floating}: its parameters are "
+                        "learnt by gradient steps")
+    return checked, rng, floating
+
+
 class Linear(Module):
     """y = x W + b on the last axis of `x` (any rank), W of shape (n_in, n_out).
 
     W is drawn by `init(rng, n_in, n_out, dtype)` (Glorot-uniform unless told otherwise) from
-    `rng`, a fresh unseeded generator if none is given; b starts at zero.
+    `rng`, a `numpy.random.Generator` (a fresh unseeded one if None); b starts at zero.
+    `n_in` and `n_out` are integers >= 1 and `dtype` a floating dtype (else TypeError, or
+    ValueError for a size below 1).
     """
 
     def __init__(self, n_in: int, n_out: int, bias: bool = True, *,
                  rng: np.random.Generator | None = None, dtype: Any = np.float64,
                  init: Callable[..., np.ndarray] = glorot_uniform):
+        (n_in, n_out), rng, dtype = _layer_options(
+            "Linear", {"n_in": n_in, "n_out": n_out}, rng, dtype)
         self.n_in, self.n_out = n_in, n_out
-        rng = np.random.default_rng() if rng is None else rng
         self.weight = Parameter(init(rng, n_in, n_out, dtype))
         self.bias = Parameter(np.zeros(n_out, dtype)) if bias else None
 
     def forward(self, x: Any) -> Tensor:
         shape = x.shape if isinstance(x, Tensor) else np.shape(x)
         if shape[-1:] != (self.n_in,):
+            _refuse_non_numbers("Linear", "input", x)
             raise ValueError(f"Linear: expected input whose last axis has {self.n_in} "
                              f"elements, got shape {shape}")
         return matmul(x, self.weight) if self.bias is None else addmm(self.bias, x, self.weight)
@@ -339,15 +379,17 @@ class _Cell(Module):
     """The parameters of a recurrent cell with `gates` blocks of `hidden` units, laid out as
     PyTorch's (its weight_ih transposed, as `Linear` stores x W): weight_ih (n_in,
     gates * hidden), weight_hh (hidden, gates * hidden), bias_ih and bias_hh (gates *
-    hidden), all uniform in +-1/sqrt(hidden), drawn from `rng` (a fresh unseeded generator
-    if none is given)."""
+    hidden), all uniform in +-1/sqrt(hidden), drawn from `rng` (a `numpy.random.Generator`,
+    a fresh unseeded one if None). `n_in` and `hidden` are integers >= 1 and `dtype` a
+    floating dtype (else TypeError, or ValueError for a size below 1)."""
 
     gates = 1
 
     def __init__(self, n_in: int, hidden: int, bias: bool = True, *,
                  rng: np.random.Generator | None = None, dtype: Any = np.float64):
+        (n_in, hidden), rng, dtype = _layer_options(
+            type(self).__name__, {"n_in": n_in, "hidden": hidden}, rng, dtype)
         self.n_in, self.hidden = n_in, hidden
-        rng = np.random.default_rng() if rng is None else rng
         bound = 1.0 / math.sqrt(hidden)
         width = self.gates * hidden
 
@@ -364,6 +406,7 @@ class _Cell(Module):
         name = type(self).__name__
         shape = _shape(x)
         if shape[-1:] != (self.n_in,):
+            _refuse_non_numbers(name, "input", x)
             raise ValueError(f"{name}: expected input whose last axis has {self.n_in} "
                              f"elements, got shape {shape}")
         # The state's whole shape: one of another batch shape would broadcast (as PyTorch's
@@ -371,6 +414,7 @@ class _Cell(Module):
         expected = shape[:-1] + (self.hidden,)
         for what, state in (("h" if self.gates == 4 else "a state", h), ("c", c)):
             if state is not None and _shape(state) != expected:
+                _refuse_non_numbers(name, what, state)
                 raise ValueError(f"{name}: expected {what} of shape {expected} for an input "
                                  f"of shape {shape}, got shape {_shape(state)}")
         if h is None:
@@ -471,10 +515,17 @@ class Recurrent(Module):
         state = self.cell(x, state)
         return state, state[0] if isinstance(state, tuple) else state
 
-    def forward(self, X: Any, state: Any = None) -> tuple[Tensor, Any]:
+    def forward(self, X: Any, state: Any = None, **unexpected: Any) -> tuple[Tensor, Any]:
         from .scan import scan  # (scan builds on this module's generation counter)
 
-        X = X if isinstance(X, Tensor) else plain_array(X, f"{self._name}: X")
+        if unexpected:  # (Python's message would name this class, not the layer)
+            keyword = next(iter(unexpected))
+            hint = "; minigrad's names it state=" if keyword in ("hx", "h0") else ""
+            raise TypeError(f"{self._name}() got an unexpected keyword argument "
+                            f"{keyword!r}{hint}")
+        if not isinstance(X, Tensor):
+            given, X = X, plain_array(X, f"{self._name}: X")
+            _refuse_non_numbers(self._name, "X", given, X)
         n_in = self.cell.n_in
         if X.ndim < 2 or X.shape[-1] != n_in:  # (checked here: the cell sees one step's slice)
             raise ValueError(f"{self._name}: expected X of shape (L, *batch, {n_in}), time-major "
@@ -501,7 +552,9 @@ class Recurrent(Module):
         if state is None:
             return np.zeros(expected, dtype)
         if not isinstance(state, Tensor):
-            state = plain_array(state, f"{self._name}: {what}").astype(dtype, copy=False)
+            given, state = state, plain_array(state, f"{self._name}: {what}")
+            _refuse_non_numbers(self._name, what, given, state)  # (a complex one, cast, would
+            state = state.astype(dtype, copy=False)  # lose its imaginary part)
         if state.shape != expected:
             raise ValueError(f"{self._name}: expected {what} of shape {expected} (X of shape "
                              f"{X.shape} is (L, *batch, n_in), hidden {self.cell.hidden}), "
@@ -513,15 +566,30 @@ def _shape(x: Any) -> tuple[int, ...]:
     return x.shape if isinstance(x, Tensor) else np.shape(x)
 
 
+def _refuse_non_numbers(name: str, what: str, x: Any, array: np.ndarray | None = None) -> None:
+    """TypeError naming layer `name` unless `x` is a tensor or holds real numbers (None,
+    a string or complex values: what NumPy makes of it has a shape, which would be
+    blamed instead). `array` is NumPy's array of `x`, if the caller has it."""
+    if not isinstance(x, Tensor):
+        dtype = (np.asarray(x) if array is None else array).dtype
+        if dtype.kind not in "biuf":
+            given = f"an array of dtype {dtype}" if isinstance(x, np.ndarray) else \
+                f"{type(x).__name__} (NumPy's dtype {dtype})"
+            raise TypeError(f"{name}: {what} must be a tensor or an array of real numbers, got "
+                            f"{given}")
+
+
 def RNN(n_in: int, hidden: int, bias: bool = True, nonlinearity: str = "tanh", *,
         rng: np.random.Generator | None = None, dtype: Any = np.float64) -> Recurrent:
     """An Elman RNN over a sequence: `RNNCell` looped by `scan` (see `Recurrent`)."""
+    _layer_options("RNN", {"n_in": n_in, "hidden": hidden}, rng, dtype)  # (named RNN)
     return Recurrent(RNNCell(n_in, hidden, bias, nonlinearity, rng=rng, dtype=dtype))
 
 
 def GRU(n_in: int, hidden: int, bias: bool = True, *, rng: np.random.Generator | None = None,
         dtype: Any = np.float64) -> Recurrent:
     """A GRU over a sequence: `GRUCell` looped by `scan` (see `Recurrent`)."""
+    _layer_options("GRU", {"n_in": n_in, "hidden": hidden}, rng, dtype)  # (named GRU)
     return Recurrent(GRUCell(n_in, hidden, bias, rng=rng, dtype=dtype))
 
 
@@ -529,4 +597,5 @@ def LSTM(n_in: int, hidden: int, bias: bool = True, *, rng: np.random.Generator 
          dtype: Any = np.float64) -> Recurrent:
     """An LSTM over a sequence: `LSTMCell` looped by `scan` (see `Recurrent`); its state is
     the pair (h, c)."""
+    _layer_options("LSTM", {"n_in": n_in, "hidden": hidden}, rng, dtype)  # (named LSTM)
     return Recurrent(LSTMCell(n_in, hidden, bias, rng=rng, dtype=dtype))

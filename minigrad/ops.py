@@ -252,8 +252,8 @@ def _tensordot_axes(axes: Any, ndim_a: int, ndim_b: int) -> tuple[list, list]:
     try:
         return (_normalize_axes(axes_a, ndim_a, "tensordot"),
                 _normalize_axes(axes_b, ndim_b, "tensordot"))
-    except ValueError:
-        raise ValueError(f"tensordot: axes {axes!r} out of range for operands of {ndim_a} "
+    except ValueError as error:
+        raise ValueError(f"tensordot: axes {axes!r} {error} for operands of {ndim_a} "
                          f"and {ndim_b} dimensions") from None
 
 
@@ -273,10 +273,13 @@ def _integer(value: Any, name: str, what: str = "axis") -> int:
 
 def _normalize_axes(axes: Sequence[Any], ndim: int, name: str) -> list[int]:
     """`axes` in [0, ndim), each once: a TypeError (naming op `name`) for a non-integer one,
-    a ValueError (for the caller to reword) for one out of range or repeated."""
+    a ValueError for one out of range or repeated, saying which ("is out of range",
+    "repeats axis 0"), for the caller to put in its words."""
     normalized = [i + ndim if i < 0 else i for i in (_integer(a, name) for a in axes)]
-    if any(not 0 <= i < ndim for i in normalized) or len(set(normalized)) != len(normalized):
-        raise ValueError(f"axes {list(axes)} invalid for {ndim} dimensions")
+    if any(not 0 <= i < ndim for i in normalized):
+        raise ValueError("is out of range")
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"repeats axis {next(i for i in normalized if normalized.count(i) > 1)}")
     return normalized
 
 
@@ -509,8 +512,8 @@ def _reduction_axis(name: str, x: Any, axis: Any) -> tuple[int, ...] | None:
         try:
             axes = tuple(_normalize_axes([axis] if np.ndim(axis) == 0 else list(axis),
                                          len(shape), name))
-        except ValueError:
-            raise ValueError(f"{name}: axis {axis!r} is out of range for shape {shape}") from None
+        except ValueError as error:
+            raise ValueError(f"{name}: axis {axis!r} {error} for shape {shape}") from None
     # A maximum of no elements has no value (NumPy's error too); an empty tensor reduced
     # over axes of nonzero length has an empty result, as in NumPy.
     if name in ("max", "min") and 0 in shape and 0 in (shape if axes is None else
@@ -585,7 +588,11 @@ def _astype_call(x: Any, dtype: Any = None) -> tuple[tuple, dict]:
     `np.ndarray.astype`; the gradient is converted back. The way to convert an argument of
     a compiled function (NumPy cannot read a traced value)."""
     source = np.result_type(_data(x, "astype"))
-    target = source if dtype is None else np.dtype(dtype)
+    try:
+        target = source if dtype is None else np.dtype(dtype)
+    except (TypeError, ValueError):  # (NumPy's "data type 'foo' not understood")
+        raise TypeError(f"astype: dtype {dtype!r} is not a data type NumPy understands; pass "
+                        "a floating one (np.float32, 'float64', ...)") from None
     if target.kind != "f":
         raise TypeError(f"astype: converts to a floating dtype (tensors hold floats), got "
                         f"{target}; pass dtype=")
@@ -968,9 +975,13 @@ def _clip_call(x: Any, low: float | None = None, high: float | None = None) -> t
     bounds: list[float] = []
     for name, bound in (("low", -math.inf if low is None else low),
                         ("high", math.inf if high is None else high)):
-        if not isinstance(bound, numbers.Real) or math.isnan(_as_float(bound)):
+        if not isinstance(bound, numbers.Real):
             raise TypeError(f"clip: {name} must be a number or None, got {bound!r}")
-        bounds.append(_as_float(bound))
+        value = _as_float(bound)
+        if math.isnan(value):  # (a number, but no bound: each comparison with it is false)
+            raise ValueError(f"clip: {name} is NaN, which bounds nothing; give a number, or "
+                             "None for no bound on that side")
+        bounds.append(value)
     if bounds[0] > bounds[1]:
         raise ValueError(f"clip: low={low} is above high={high}")
     return (x,), {"low": bounds[0], "high": bounds[1]}
@@ -1259,8 +1270,8 @@ def _squeeze_call(x: Any, axis: int | Sequence[int] | None = None) -> tuple[tupl
         try:
             axes = _normalize_axes([axis] if isinstance(axis, int) or np.ndim(axis) == 0
                                    else list(axis), len(shape), "squeeze")
-        except ValueError:
-            raise ValueError(f"squeeze: axis {axis!r} is out of range for shape {shape}") from None
+        except ValueError as error:
+            raise ValueError(f"squeeze: axis {axis!r} {error} for shape {shape}") from None
         longer = [i for i in axes if shape[i] != 1]
         if longer:
             raise ValueError(f"squeeze: axis {longer[0]} of shape {shape} has length "
@@ -1307,7 +1318,11 @@ def min(x: Any, axis: Any = None, keepdims: bool = False) -> _Tensor:
     if (values.dtype if type(values) is _ndarray else np.result_type(values)).kind == "f":
         if 0 in np.shape(values):  # (max would name itself in the error)
             _reduction_axis("min", x, axis)
-        return neg(max(neg(x), axis, keepdims))
+        try:
+            return neg(max(neg(x), axis, keepdims))
+        except (TypeError, ValueError):  # (max's error names max: the axis checked as min's)
+            _reduction_axis("min", x, axis)
+            raise
     return _exact_min(x, axis, keepdims)
 
 

@@ -75,7 +75,8 @@ def _leaf(x: Any, what: str) -> Tensor | np.ndarray:
         return x if x.dtype.kind == "f" else astype(x, np.float64)
     array = plain_array(x, f"scan: {what}")
     if array.dtype.kind not in "biuf":
-        raise TypeError(f"scan: {what} must hold numbers, got dtype {array.dtype}")
+        raise TypeError(f"scan: {what} must hold numbers (real ones: integers, floats or "
+                        f"bools), got dtype {array.dtype}")
     return array if array.dtype.kind == "f" else array.astype(np.float64)
 
 

@@ -216,8 +216,9 @@ class Tensor:
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
         """Accumulate the gradient of this tensor into `.grad` of every leaf it depends on.
 
-        `grad` is the upstream gradient, of this tensor's shape; it may be omitted for a
-        tensor of one element. The graph is released afterwards unless `retain_graph`.
+        `grad` is the upstream gradient, of this tensor's shape, real numbers (a complex
+        one is refused, TypeError); it may be omitted for a tensor of one element. The
+        graph is released afterwards unless `retain_graph`.
         """
         if current_mode() >= TRACING:
             raise refuse_traced("backward()", self.shape)
@@ -249,7 +250,9 @@ class Tensor:
 
     def _seed(self, grad: Any, caller: str, role: str) -> np.ndarray:
         """The upstream gradient `grad` as an array of this tensor's shape and dtype; ones
-        for a one-element tensor when `grad` is None. `role` names this tensor in errors."""
+        for a one-element tensor when `grad` is None. `role` names this tensor in errors.
+        As `Tensor(data)`, real numbers only (integers and bools converted): a complex,
+        string or object grad is refused, TypeError."""
         if grad is None:
             if self._data.size != 1:
                 raise ValueError(f"{caller}: {role} of shape {self.shape} is not a scalar; "
@@ -257,8 +260,12 @@ class Tensor:
             seed = np.empty(self._data.shape, self._data.dtype)  # np.ones, without its
             seed.fill(1)  # Python layer
         else:
-            seed = np.asarray(grad._data if isinstance(grad, Tensor) else
-                              plain_array(grad, f"{caller}: grad"), self.dtype)
+            seed = grad._data if isinstance(grad, Tensor) else \
+                plain_array(grad, f"{caller}: grad")
+            if seed.dtype.kind not in "biuf":  # (a cast would drop an imaginary part)
+                raise TypeError(f"{caller}: grad must hold real numbers, got dtype "
+                                f"{seed.dtype} ({type(grad).__name__})")
+            seed = np.asarray(seed, self.dtype)
             if seed.shape != self.shape:
                 raise ValueError(f"{caller}: grad has shape {seed.shape}, but the "
                                  f"{role.split()[-1]} has shape {self.shape}")
@@ -572,6 +579,11 @@ class Tensor:
         return ops.transpose(self)
 
 
+# The binary operator of each in-place one, by its symbol: grad mode's `x op= y`.
+_BINARY = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+           "**": operator.pow, "@": operator.matmul}
+
+
 def _in_place(x: Tensor, other: Any, operate: Callable[[Any, Any], Any], symbol: str) -> Any:
     """`x op= other`. Where no gradient is involved (under no_grad, or neither needs one), x
     changes in place, as a NumPy array or a PyTorch tensor does: `p -= lr * p.grad` updates
@@ -580,7 +592,10 @@ def _in_place(x: Tensor, other: Any, operate: Callable[[Any, Any], Any], symbol:
     In grad mode, on a tensor in the graph, a new tensor `x op other` (the graph records
     it); on a leaf that requires grad, an error, as in PyTorch: the change would not be
     recorded. While a function is traced, a change in place is refused: eager mode would
-    change the caller's tensor, which a program's later calls would not do."""
+    change the caller's tensor, which a program's later calls would not do.
+    In every mode x keeps its shape and dtype, as in NumPy and PyTorch: a result of another
+    shape (`x += b` that broadcasts x up) is refused, ValueError, and grad mode converts a
+    result of another dtype back to x's (recorded: `x = (x op other).astype(x.dtype)`)."""
     if current_mode() & RECORDING and (
             x._requires_grad or isinstance(other, Tensor) and other._requires_grad):
         if x._requires_grad and x._node is None and not x._traced:
@@ -588,7 +603,10 @@ def _in_place(x: Tensor, other: Any, operate: Callable[[Any, Any], Any], symbol:
                 f"`x {symbol}= ...` on a leaf tensor that requires grad (shape {x.shape}) while "
                 "grad mode is on: the graph would not record the change. Update it under "
                 f"`with mg.no_grad():` (as an optimizer does), or compute x = x {symbol} ...")
-        return NotImplemented  # (Python's `x = x op other`: a new tensor, recorded)
+        result = _BINARY[symbol](x, other)  # (a new tensor, recorded)
+        if result.shape != x.shape:
+            raise _reshaping(x, result.shape, symbol)
+        return result if result.dtype == x.dtype else ops.astype(result, x.dtype)
     if current_mode() >= TRACING:
         raise TraceError(
             f"`x {symbol}= ...` on a tensor (shape {x.shape}) inside a traced function "
@@ -599,9 +617,29 @@ def _in_place(x: Tensor, other: Any, operate: Callable[[Any, Any], Any], symbol:
         operate(data, other._data if isinstance(other, Tensor) else other)
     except (ValueError, TypeError) as error:  # (NumPy's own classes take other arguments)
         kind = TypeError if isinstance(error, TypeError) else ValueError
+        shape = _result_shape(data, other, symbol)
+        if shape is not None and shape != x.shape:  # (grad mode's message)
+            raise _reshaping(x, shape, symbol) from None
         raise kind(f"`x {symbol}= ...` on a tensor of shape {x.shape} and dtype {x.dtype}: "
                    f"{error}") from None
     return x
+
+
+def _result_shape(data: np.ndarray, other: Any, symbol: str) -> tuple[int, ...] | None:
+    """The shape of `data op other`, or None where NumPy cannot compute it (a refused
+    in-place operator's error path only)."""
+    try:
+        with np.errstate(all="ignore"):
+            return np.shape(_BINARY[symbol](data, other._data if isinstance(other, Tensor)
+                                            else other))
+    except (ValueError, TypeError):
+        return None
+
+
+def _reshaping(x: Tensor, shape: tuple[int, ...], symbol: str) -> ValueError:
+    return ValueError(f"`x {symbol}= ...` on a tensor of shape {x.shape}: the result has shape "
+                      f"{shape}, and an in-place operator keeps x's shape (as in NumPy and "
+                      f"PyTorch); write x = x {symbol} ... for a new tensor of that shape")
 
 
 # `.grad` is read, added to and set as one step, so that threads running backward on graphs
@@ -685,7 +723,11 @@ def tensor_array(data: Any) -> np.ndarray:
     numeric ones made float64."""
     if isinstance(data, np.ndarray) and type(data) is not np.ndarray:
         _refuse_masked(data, "Tensor")
-    array = np.array(data._data if isinstance(data, Tensor) else data, copy=True)
+    try:
+        array = np.array(data._data if isinstance(data, Tensor) else data, copy=True)
+    except ValueError as error:  # (NumPy's "inhomogeneous shape", of nested lists, say)
+        raise ValueError(f"Tensor: cannot make an array of the data "
+                         f"({type(data).__name__}): {error}") from None
     if array.dtype.kind not in "biuf":
         raise TypeError(
             f"Tensor: cannot hold data of dtype {array.dtype} ({type(data).__name__})")

@@ -65,8 +65,8 @@ from minigrad.tensor import plain_array, unpickled_own
 # instructions a lookup): the per-parameter loops of a step use this name.
 _ndarray = np.ndarray
 
-__all__ = ["Boolean", "NonFiniteGradientError", "Optimizer", "Pair", "ParamGroup",
-           "ParameterLike", "Real", "State"]
+__all__ = ["Boolean", "HyperparameterTypeError", "NonFiniteGradientError", "Optimizer", "Pair",
+           "ParamGroup", "ParameterLike", "Real", "State"]
 
 Closure: TypeAlias = Callable[[], Any]
 #: The state of a run of parameters under a rule: name -> flat array.
@@ -78,6 +78,12 @@ class ParameterLike(Protocol):
 
     data: np.ndarray
     grad: np.ndarray | None
+
+
+class HyperparameterTypeError(TypeError, ValueError):
+    """A hyperparameter of a wrong type (``lr="0.1"``, ``nesterov=1``): a TypeError, by
+    Python's convention, and a ValueError, as every bad hyperparameter was before, so that
+    ``except ValueError`` around a configuration still catches it."""
 
 
 class NonFiniteGradientError(FloatingPointError, ValueError):
@@ -92,7 +98,11 @@ class NonFiniteGradientError(FloatingPointError, ValueError):
 class Real:
     """A finite real number in an interval; returns it as a float.
 
-    ``Real(low=0.0)`` is ``>= 0``; ``low_open`` / ``high_open`` make a bound strict.
+    ``Real(low=0.0)`` is ``>= 0``; ``low_open`` / ``high_open`` make a bound strict. A value
+    that is no real number (a string, None, a bool, a tensor) raises TypeError (also a
+    ValueError: :class:`HyperparameterTypeError`); one outside
+    the interval, or NaN or infinite, ValueError. A 0-d NumPy array of a number is taken as
+    that number.
     """
 
     low: float | None = None
@@ -101,9 +111,11 @@ class Real:
     high_open: bool = False
 
     def __call__(self, owner: str, name: str, value: Any) -> float:
-        # ValueError even for a wrong type: every bad hyperparameter raises ValueError.
+        if type(value) is np.ndarray and value.shape == () and value.dtype.kind in "iuf":
+            value = value.item()
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise ValueError(f"{owner}: invalid {name}={value!r}: must be a real number")  # noqa: TRY004
+            raise HyperparameterTypeError(f"{owner}: invalid {name}={value!r}: must be a real "
+                                          f"number, got {type(value).__name__}")
         v = float(value)
         if not math.isfinite(v):
             raise ValueError(f"{owner}: invalid {name}={value!r}: must be finite")
@@ -123,24 +135,31 @@ class Real:
 
 
 class Boolean:
-    """True or False (NumPy's bools too); anything else, 1 included, is refused."""
+    """True or False (NumPy's bools too); anything else, 1 included, is refused
+    (:class:`HyperparameterTypeError`, a TypeError and a ValueError)."""
 
     def __call__(self, owner: str, name: str, value: Any) -> bool:
         if not isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"{owner}: invalid {name}={value!r}: must be True or False")  # noqa: TRY004
+            raise HyperparameterTypeError(f"{owner}: invalid {name}={value!r}: must be True or "
+                                          f"False, got {type(value).__name__}")
         return bool(value)
 
 
 @dataclass(frozen=True)
 class Pair:
-    """Two numbers, each checked by ``each`` (Adam's betas); returns a tuple of floats."""
+    """Two numbers, each checked by ``each`` (Adam's betas); returns a tuple of floats. A
+    value that is no tuple, list or 1-d array raises :class:`HyperparameterTypeError`; one
+    of another length, ValueError."""
 
     each: Real
 
     def __call__(self, owner: str, name: str, value: Any) -> tuple[float, float]:
         if isinstance(value, np.ndarray):
             value = tuple(value.tolist()) if value.ndim == 1 else value
-        if not isinstance(value, (tuple, list)) or len(value) != 2:
+        if not isinstance(value, (tuple, list)):
+            raise HyperparameterTypeError(f"{owner}: invalid {name}={value!r}: must be a pair, "
+                                          f"got {type(value).__name__}")
+        if len(value) != 2:
             raise ValueError(f"{owner}: invalid {name}={value!r}: must be a pair")
         first, second = (self.each(owner, f"{name}[{k}]", v) for k, v in enumerate(value))
         return first, second
@@ -247,8 +266,10 @@ class Optimizer(abc.ABC):
     """The PyTorch-style shell: parameter groups, ``zero_grad``, ``step(closure)``, the
     gradient checks, ``state_dict`` / ``load_state_dict``. Subclasses give the math.
 
-    ``params`` is an iterable of parameters (a generator is fine: it is consumed once) or
-    of dicts ``{"params": [...], "lr": ..., ...}``, one per group, whose other keys
+    ``params`` is an iterable of parameters (a generator is fine: it is consumed once; a
+    tensor computed by ops, not a leaf, is refused, ValueError, as in PyTorch: backward
+    gives it no ``.grad``) or of dicts ``{"params": [...], "lr": ..., ...}``, one per
+    group, whose other keys
     override the constructor's hyperparameters for that group. ``opt.lr = x`` sets a
     hyperparameter in every group (checked; it takes effect at the next step); reading
     ``opt.lr`` gives the groups' common value. With ``check_finite`` (the default) ``step``
@@ -294,8 +315,9 @@ class Optimizer(abc.ABC):
     @classmethod
     def check(cls, **hyperparameters: Any) -> dict[str, Any]:
         """The hyperparameters, each checked by its bound and normalised (``1`` -> ``1.0``);
-        ValueError names a bad value, TypeError an unknown name. Missing ones are checked
-        at their defaults where they bound each other (RProp's step sizes)."""
+        ValueError names a bad value, TypeError a value of a wrong type or an unknown name.
+        Missing ones are checked at their defaults where they bound each other (RProp's step
+        sizes)."""
         unknown = sorted(set(hyperparameters) - set(cls.bounds))
         if unknown:
             raise TypeError(f"{cls.__name__} ({cls.name!r}) has no hyperparameter "
@@ -534,7 +556,11 @@ class Optimizer(abc.ABC):
                                  f"this optimizer's group {i} {mine[f'groups.{i}.params']!s}")
             values = {name: _value(state_dict[f"groups.{i}.{name}"])
                       for name in group.hyperparameters()}
-            groups.append(ParamGroup(self, group.params, self.check(**values)))
+            try:
+                checked = self.check(**values)
+            except TypeError as error:  # (a defect of the file: ValueError, as any other)
+                raise ValueError(f"{where}: group {i}: {error}") from None
+            groups.append(ParamGroup(self, group.params, checked))
         loaded = [b.load(where, state_dict, groups[self.param_groups.index(b.group)])
                   for b in self._buckets]
         for group, new in zip(self.param_groups, groups, strict=True):
@@ -766,12 +792,20 @@ class _Bucket:
             if not here:
                 g = np.zeros(shape, self.dtype)
             elif type(g) is not np.ndarray:
+                given = g
                 g = plain_array(g, f"{self.owner}.step: gradient of parameter {j}")
+                self.check_gradient_type(j, g, given)
             if g.shape != shape:
+                self.check_gradient_type(j, g, g)
                 raise ValueError(f"{self.owner}.step: parameter {j} has shape {shape} and "
                                  f"gradient shape {g.shape}; expected both {shape}")
             flat.append(g)
-        g = np.concatenate(flat, axis=None, dtype=self.dtype, casting="same_kind")
+        try:
+            g = np.concatenate(flat, axis=None, dtype=self.dtype, casting="same_kind")
+        except TypeError:  # (NumPy's "Cannot cast array data ...": which one, and why)
+            for j, g in zip(self.positions, flat, strict=True):
+                self.check_gradient_type(j, g, g)
+            raise
         if self.optimizer.check_finite:
             self.check_finite(g)
         arrays = self.arrays = self.read()  # anew: the closure may have replaced them
@@ -798,6 +832,15 @@ class _Bucket:
             self.arrays = []
 
         return commit
+
+    def check_gradient_type(self, j: int, g: np.ndarray, given: Any) -> None:
+        """TypeError naming parameter ``j`` unless its gradient ``g`` (``given`` as set, an
+        array or not) holds real numbers, which cast to the parameters' floating dtype:
+        a complex one would lose its imaginary part. (On the error paths only.)"""
+        if g.dtype.kind not in "biuf":
+            what = "" if type(given) is np.ndarray else f"a {type(given).__name__} "
+            raise TypeError(f"{self.owner}.step: the gradient of parameter {j} is {what}of "
+                            f"dtype {g.dtype}, not real numbers; no parameter was changed")
 
     def runs(self, present: list[bool]) -> list[tuple[int, slice]]:
         """(t, slice) for each run of neighbours with a gradient and the same step count."""
@@ -891,6 +934,11 @@ def _split_groups(params: Iterable[Any], owner: str) -> list[tuple[tuple[Any, ..
             if not hasattr(p, "grad") or not isinstance(data, np.ndarray):
                 raise TypeError(f"{owner}: parameter {j} ({type(p).__name__}) needs a NumPy "
                                 f"array .data and a .grad attribute")
+            if getattr(p, "is_leaf", True) is False:  # (as PyTorch refuses one)
+                raise ValueError(f"{owner}: parameter {j} is not a leaf: a tensor computed by "
+                                 f"ops (shape {data.shape}), which backward gives no .grad and "
+                                 f"whose values the next forward pass computes anew; optimize "
+                                 f"the leaves it is computed from (model.parameters())")
             plain_array(data, f"{owner}: parameter {j}'s .data")  # (masked: refused)
             if not np.issubdtype(data.dtype, np.floating):
                 raise TypeError(f"{owner}: parameter {j} has dtype {data.dtype}; it must be a "

@@ -8,6 +8,7 @@ Nothing here measures time.
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -830,3 +831,14 @@ def test_a_tensor_in_a_list_that_is_also_an_argument_is_watched():
     assert step(first).item() == model.f(first).item() == 5.0
     model.masks[0] = mg.Tensor(np.array([10.0, 20.0]))
     assert step(first).item() == model.f(first).item() == 50.0
+
+
+@pytest.mark.parametrize(("cache_size", "error"), [
+    ("a", TypeError), (2.0, TypeError), (None, TypeError), (True, TypeError),
+    (0, ValueError), (-3, ValueError)])
+def test_a_cache_size_of_a_wrong_type_or_below_1_is_refused(cache_size, error):
+    """`mg.compile(f, cache_size='a')` raised ValueError: TypeError for a value that is no
+    integer now, by Python's convention; ValueError for one below 1."""
+    with pytest.raises(error, match=rf"^compile: cache_size must be an integer >= 1, got "
+                                    rf".*{re.escape(repr(cache_size))}$"):
+        mg.compile(lambda x: x.sum(), cache_size=cache_size)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from minigrad import OPS, Tensor
@@ -112,7 +113,7 @@ def test_reshape_mismatch():
 def test_reduction_axis_out_of_range(name):
     with pytest.raises(ValueError, match=rf"^{name}: axis 2 is out of range for shape \(2, 3\)"):
         OPS[name].function(_x(), axis=2)
-    with pytest.raises(ValueError, match=rf"^{name}: axis \(0, -2\) is out of range"):
+    with pytest.raises(ValueError, match=rf"^{name}: axis \(0, -2\) repeats axis 0 for shape"):
         OPS[name].function(_x(), axis=(0, -2))  # the same axis twice
 
 
@@ -569,3 +570,70 @@ def test_an_error_of_an_ops_own_checks_is_its_own():
         my_scale(_x(), scale="2")
     with pytest.raises(TypeError, match=r"^my_scale\(\) got an unexpected keyword argument 'dim'$"):
         my_scale(_x(), dim=2)
+
+
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=3), data=st.data())
+def test_a_repeated_axis_is_said_to_be_repeated(shape, data):
+    """`mg.sum(a, axis=(0, 0))` said "axis (0, 0) is out of range", where every axis is in
+    range and one is given twice: the reductions, squeeze and tensordot say which one
+    repeats now (and "out of range" stays for one that is)."""
+    ndim = len(shape)
+    k = data.draw(st.integers(0, ndim - 1), "k")
+    twice = (k, k - ndim)  # the same axis, counted from each end
+    x = mg.Tensor(np.ones(shape))
+    for name in ("sum", "mean", "max", "min", "var"):
+        with pytest.raises(ValueError, match=rf"^{name}: axis {re.escape(str(twice))} repeats "
+                                             rf"axis {k} for shape {re.escape(str(shape))}$"):
+            getattr(mg, name)(x, axis=twice)
+    with pytest.raises(ValueError, match=rf"^squeeze: axis {re.escape(str(twice))} repeats "
+                                         rf"axis {k} for shape"):
+        mg.squeeze(x, twice)
+    with pytest.raises(ValueError, match=rf"^tensordot: axes .* repeats axis {k} for operands"):
+        mg.tensordot(x, x, ([k, k], [k, k]))
+    with pytest.raises(ValueError, match=rf"^sum: axis \({k}, {ndim}\) is out of range"):
+        mg.sum(x, axis=(k, ndim))
+
+
+@given(shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=3),
+       extra=st.integers(0, 3))
+def test_min_names_itself_for_an_axis_out_of_range(shape, extra):
+    """`mg.min(x, axis=2)` said "max: axis 2 is out of range": min is -max(-x), and max
+    named itself."""
+    axis = len(shape) + extra
+    x = mg.Tensor(np.ones(shape), requires_grad=True)
+    with pytest.raises(ValueError, match=rf"^min: axis {axis} is out of range for shape "
+                                         rf"{re.escape(str(shape))}$"):
+        mg.min(x, axis=axis)
+    with pytest.raises(ValueError, match=rf"^min: axis {axis} is out of range"):
+        x.min(axis=axis)
+    with pytest.raises(TypeError, match=r"^min: axis must be an integer, got 1.5$"):
+        mg.min(x, axis=1.5)
+
+
+@pytest.mark.parametrize("nan", [float("nan"), np.float32("nan"), np.float64("nan")])
+@pytest.mark.parametrize("side", ["low", "high"])
+def test_a_nan_bound_of_clip_is_a_value_error(nan, side):
+    """`mg.clip(a, nan, 1)` was a TypeError "low must be a number or None, got nan": NaN is a
+    number (of the right type), but no bound: a ValueError now."""
+    bounds = {"low": -1.0, "high": 1.0, side: nan}
+    with pytest.raises(ValueError, match=rf"^clip: {side} is NaN, which bounds nothing"):
+        mg.clip(mg.Tensor(np.ones(3)), bounds["low"], bounds["high"])
+
+
+@pytest.mark.parametrize("dtype", ["foo", 3.5, "float128x", object()])
+def test_astype_names_itself_for_a_dtype_numpy_does_not_know(dtype):
+    """`a.astype('foo')` was NumPy's bare "data type 'foo' not understood"."""
+    x = mg.Tensor(np.ones(3))
+    for convert in (x.astype, lambda d: mg.astype(x, d)):
+        with pytest.raises(TypeError, match=rf"^astype: dtype {re.escape(repr(dtype))} is not a "
+                                            r"data type NumPy understands"):
+            convert(dtype)
+
+
+@pytest.mark.parametrize("data", [[[1, 2], [3]], [1, [2, 3]], [[[1.0]], [2.0]]])
+def test_a_tensor_of_ragged_data_names_itself(data):
+    """`mg.Tensor([[1, 2], [3]])` raised NumPy's inhomogeneous-shape message with no
+    "Tensor:" to say where it came from."""
+    with pytest.raises(ValueError, match=r"^Tensor: cannot make an array of the data \(list\): "
+                                         r".*inhomogeneous"):
+        mg.Tensor(data)

@@ -1,6 +1,8 @@
 """nn: Parameter, Module's parameter discovery and state, Linear and the initialisers, and the
 issue's acceptance check: a GRU cell written from the public ops passes gradcheck."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -488,3 +490,104 @@ def test_load_state_dict_refuses_values_that_overflow_the_parameters_dtype():
     with pytest.raises(ValueError, match=r"'weight' holds NaN or infinity once cast to float16"):
         layer.load_state_dict(state)
     _assert_unchanged(layer, before)
+
+
+LAYERS = {"Linear": lambda n_in, n, **kw: mg.nn.Linear(n_in, n, **kw),
+          "RNNCell": lambda n_in, n, **kw: mg.nn.RNNCell(n_in, n, **kw),
+          "GRUCell": lambda n_in, n, **kw: mg.nn.GRUCell(n_in, n, **kw),
+          "LSTMCell": lambda n_in, n, **kw: mg.nn.LSTMCell(n_in, n, **kw),
+          "RNN": lambda n_in, n, **kw: mg.nn.RNN(n_in, n, **kw),
+          "GRU": lambda n_in, n, **kw: mg.nn.GRU(n_in, n, **kw),
+          "LSTM": lambda n_in, n, **kw: mg.nn.LSTM(n_in, n, **kw)}
+SECOND = {"Linear": "n_out"}  # (the cells' and layers' is hidden)
+
+
+@given(name=st.sampled_from(sorted(LAYERS)), dtype=st.sampled_from(
+    [np.int32, np.int64, np.uint8, np.bool_, complex, np.complex64, object, "U3"]))
+def test_a_layer_refuses_a_dtype_its_parameters_cannot_learn_in(name, dtype):
+    """`nn.Linear(4, 3, dtype=np.int32)` made float64 weights, the dtype ignored silently
+    (the cells' too), and dtype=complex raised the Tensor's message: a TypeError naming the
+    layer and the dtype now."""
+    with pytest.raises(TypeError, match=rf"^{name}: dtype must be a floating dtype .*got "
+                                        rf"{np.dtype(dtype)}"):
+        LAYERS[name](4, 3, dtype=dtype)
+
+
+@given(name=st.sampled_from(sorted(LAYERS)), dtype=st.sampled_from(
+    [np.float16, np.float32, np.float64, "float32"]))
+def test_a_layer_holds_its_parameters_in_a_floating_dtype_it_is_given(name, dtype):
+    layer = LAYERS[name](4, 3, dtype=dtype)
+    assert {p.dtype for p in layer.parameters()} == {np.dtype(dtype)}
+
+
+@given(name=st.sampled_from(sorted(LAYERS)), first=st.booleans(), size=st.one_of(
+    st.integers(-5, 0), st.floats(-3, 8), st.sampled_from([True, False, "4", None, (4,)])))
+def test_a_layer_refuses_a_size_that_is_not_an_integer_of_at_least_1(name, first, size):
+    """`nn.RNN(3, 0)` was a ZeroDivisionError, `nn.GRU(3, -1)` a math domain error,
+    `nn.Linear(-1, 3)` NumPy's "negative dimensions", `nn.Linear(4.0, 3)` and `nn.Linear('4',
+    3)` NumPy's own errors, `nn.Linear(True, 3)` a layer of one input: a TypeError (not an
+    integer) or ValueError (below 1) naming the layer and the size now."""
+    what = "n_in" if first else SECOND.get(name, "hidden")
+    sizes = (size, 3) if first else (4, size)
+    if isinstance(size, int) and not isinstance(size, bool):
+        error, message = ValueError, rf"^{name}: {what} must be at least 1, got {size}$"
+    else:
+        error = TypeError
+        message = rf"^{name}: {what} must be an integer, got {type(size).__name__}"
+    with pytest.raises(error, match=message):
+        LAYERS[name](*sizes)
+
+
+@given(name=st.sampled_from(sorted(LAYERS)), n_in=st.integers(1, 4), n=st.integers(1, 4))
+def test_a_layer_takes_numpys_integers_as_sizes(name, n_in, n):
+    layer = LAYERS[name](np.int64(n_in), np.int32(n))
+    sizes = getattr(layer, "cell", layer)
+    assert type(sizes.n_in) is int and sizes.n_in == n_in  # (Python's: its repr, its math)
+    assert list(layer.parameters())[0].shape[0] == n_in
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+@pytest.mark.parametrize("rng", [0, np.random.RandomState(0), "seed", np.random.default_rng])
+def test_a_layer_refuses_an_rng_that_is_not_a_generator(name, rng):
+    """`nn.Linear(4, 3, rng=0)` was "'int' object has no attribute 'uniform'"."""
+    with pytest.raises(TypeError, match=rf"^{name}: rng must be a numpy.random.Generator or "
+                                        rf"None, got {type(rng).__name__}"):
+        LAYERS[name](4, 3, rng=rng)
+
+
+@pytest.mark.parametrize("name", ["Linear", "RNNCell", "GRUCell", "LSTMCell"])
+@pytest.mark.parametrize("x", [None, "abc", ["a", "b"], object()])
+def test_a_layers_input_that_is_not_numbers_is_named_as_such(name, x):
+    """`layer(None)` said "expected input whose last axis has 4 elements, got shape ()":
+    NumPy's shape of None, where the problem is its type. A TypeError saying so now."""
+    layer = LAYERS[name](4, 3, rng=np.random.default_rng(0))
+    dtype = np.asarray(x).dtype
+    with pytest.raises(TypeError, match=rf"^{name}: input must be a tensor or an array of real "
+                                        rf"numbers, got {type(x).__name__} \(NumPy's dtype "
+                                        rf"{re.escape(str(dtype))}\)$"):
+        layer(x)
+
+
+@pytest.mark.parametrize("name", ["RNNCell", "GRUCell", "LSTMCell"])
+def test_a_cells_state_that_is_not_numbers_is_named_as_such(name):
+    cell = LAYERS[name](4, 3, rng=np.random.default_rng(0))
+    what = "h" if name == "LSTMCell" else "a state"
+    state = ("abc", None) if name == "LSTMCell" else "abc"
+    with pytest.raises(TypeError, match=rf"^{name}: {what} must be a tensor or an array of real "
+                                        r"numbers, got str \(NumPy's dtype <U3\)$"):
+        cell(np.ones(4), state)
+
+
+@pytest.mark.parametrize("value", ["x", None, {"a": 1}, np.array(["a", "b"])])
+def test_load_state_dict_names_a_value_that_is_not_numbers_by_its_type(value):
+    """`load_state_dict({'weight': 'x', ...})` said "'weight' has shape ()", NumPy's shape of
+    the string: its type and dtype now, and nothing changes."""
+    layer = Linear(2, 3, rng=np.random.default_rng(0))
+    before = layer.state_dict()
+    what = "" if isinstance(value, np.ndarray) else rf" \(a {type(value).__name__}\)"
+    dtype = np.asarray(value).dtype
+    with pytest.raises(ValueError, match=rf"'weight' has dtype {re.escape(str(dtype))}{what}, "
+                                         r"not numbers"):
+        layer.load_state_dict({"weight": value, "bias": np.zeros(3)})
+    for key, array in layer.state_dict().items():
+        np.testing.assert_array_equal(array, before[key])

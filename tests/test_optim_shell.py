@@ -180,6 +180,81 @@ def test_bad_hyperparameter_raises_value_error_naming_it(name, hyper, key):
     assert repr(value) in message
 
 
+# Values of a wrong type: TypeError, by Python's convention (they were ValueError only, and
+# are still ValueErrors too: HyperparameterTypeError).
+WRONG_TYPES = [
+    ("sgd", {"lr": "0.1"}, "lr", "str"),
+    ("sgd", {"lr": None}, "lr", "NoneType"),
+    ("sgd", {"lr": np.array([0.1])}, "lr", "ndarray"),
+    ("sgd", {"lr": 0.1, "momentum": 0.9, "nesterov": "yes"}, "nesterov", "str"),
+    ("sgd", {"lr": 0.1, "check_finite": 1}, "check_finite", "int"),
+    ("sgd", {"lr": True}, "lr", "bool"),
+    ("rprop", {"eta_plus": b"1.2"}, "eta_plus", "bytes"),
+    ("rmsprop_nesterov", {"decay": 1j}, "decay", "complex"),
+    ("adam", {"betas": 0.9}, "betas", "float"),
+    ("adam", {"betas": (0.9, "0.99")}, "betas[1]", "str"),
+    ("adam", {"eps": [1e-8]}, "eps", "list"),
+]
+
+
+@pytest.mark.parametrize(("name", "hyper", "key", "kind"), WRONG_TYPES,
+                         ids=[f"{n}-{k}-{i}" for i, (n, _, k, _) in enumerate(WRONG_TYPES)])
+def test_a_hyperparameter_of_a_wrong_type_raises_type_error_naming_it(name, hyper, key, kind):
+    """`optim.SGD(p, lr='0.1')`, `lr=None` raised ValueError: TypeError now, naming the
+    optimizer, the hyperparameter, its value and its type."""
+    value = hyper.get(key.split("[")[0], hyper.get("step_min"))
+    if key.endswith("]"):
+        value = value[int(key[-2])]
+    owner = optim.OPTIMIZERS[name].__name__
+    message = (rf"^{owner}: invalid {re.escape(key)}={re.escape(repr(value))}: must be .*, "
+               rf"got {kind}$")
+    with pytest.raises(TypeError, match=message) as info:
+        optim.create(name, [Param(np.zeros(2))], **hyper)
+    assert isinstance(info.value, ValueError)  # (an `except ValueError` still catches it)
+
+
+@given(name=st.sampled_from(["sgd", "adam"]), lr=st.floats(0.0, 1.0),
+       kind=st.sampled_from(["float64", "float32", "float16", "int64", "uint8"]))
+def test_a_0d_array_learning_rate_is_taken_as_its_number(name, lr, kind):
+    """As PyTorch takes a float: `lr=np.array(0.1)` (a 0-d array read from a file, say) was
+    refused; it is the number it holds, a Python float, and the step uses it."""
+    value = np.array(lr).astype(kind)
+    p, twin = Param(np.ones(2)), Param(np.ones(2))
+    opt = optim.create(name, [p], lr=value)
+    assert type(opt.lr) is float and opt.lr == value.item()
+    reference = optim.create(name, [twin], lr=value.item())
+    p.grad = twin.grad = np.array([0.5, -2.0])
+    opt.step()
+    reference.step()
+    assert p.data.tobytes() == twin.data.tobytes()
+
+
+def test_a_hyperparameter_of_a_wrong_type_in_a_state_dict_is_a_value_error():
+    """Loading keeps its contract, every defect of the file a ValueError."""
+    opt = optim.SGD([Param(np.zeros(2))], lr=0.1)
+    state = opt.state_dict()
+    state["groups.0.lr"] = np.array("x")
+    with pytest.raises(ValueError, match=r"^SGD.load_state_dict: group 0: SGD: invalid lr='x': "
+                                         r"must be a real number, got str$"):
+        opt.load_state_dict(state)
+    assert opt.lr == 0.1
+
+
+def test_a_tensor_computed_by_ops_is_refused_as_a_parameter():
+    """`optim.SGD([w * 2], lr=0.1)` was accepted and its step did nothing useful (backward
+    gives such a tensor no .grad, and the next forward pass computes it anew): refused at
+    construction, naming its position, as PyTorch refuses a non-leaf tensor."""
+    import minigrad as mg
+
+    w = mg.Tensor(np.ones(3), requires_grad=True)
+    v = mg.Tensor(np.ones((2, 2)), requires_grad=True)
+    for params in ([w, v * 2.0], [{"params": [w]}, {"params": [v.sum() + 1.0]}]):
+        with pytest.raises(ValueError, match=r"^SGD: parameter 1 is not a leaf: a tensor "
+                                             r"computed by ops \((shape \(2, 2\)|shape \(\))\)"):
+            optim.SGD(params, lr=0.1)
+    optim.SGD([w, v, mg.nn.Parameter(np.ones(2))], lr=0.1)  # leaves, made by the user
+
+
 def test_boundary_hyperparameters_are_accepted():
     p = [Param(np.zeros(2))]
     optim.SGD(p, lr=0.0, momentum=0.0, weight_decay=0.0)
@@ -1223,3 +1298,24 @@ def test_a_rule_whose_update_comes_from_a_mixin_keeps_its_inputs():
         p.grad = np.array(g)
         opt.step()
     np.testing.assert_array_equal(p.data, [-61.5, -61.5])  # -(1 + 5.5 + 55)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("grad", "what"), [
+    (np.ones(3, complex), r"of dtype complex128"),
+    (np.ones(3, np.complex64), r"of dtype complex64"),
+    ("x", r"a str of dtype <U1"), (np.array(["a", "b", "c"]), r"of dtype <U1"),
+    ([1j, 2j, 3j], r"a list of dtype complex128"), (np.array([None] * 3), r"of dtype object")])
+def test_a_gradient_that_is_not_real_numbers_is_named_by_its_type(name, grad, what):
+    """A complex .grad raised NumPy's raw "Cannot cast array data from dtype('complex128')"
+    (nothing changed: good), a string one "gradient shape ()": a TypeError naming the
+    optimizer, the parameter and the dtype now, and still nothing changes."""
+    params = [Param(np.ones(2)), Param(np.full(3, 2.0))]
+    opt = optim.create(name, params, **CONFIGS[name])
+    params[0].grad, params[1].grad = np.ones(2), grad
+    owner = optim.OPTIMIZERS[name].__name__
+    with pytest.raises(TypeError, match=rf"^{owner}.step: the gradient of parameter 1 is {what}, "
+                                        r"not real numbers; no parameter was changed$"):
+        opt.step(lambda: 0.0)
+    np.testing.assert_array_equal(params[0].data, np.ones(2))
+    np.testing.assert_array_equal(params[1].data, np.full(3, 2.0))

@@ -1500,6 +1500,15 @@ def test_a_part_that_is_not_an_array_is_named_by_its_position(init, xs, named):
         mg.scan(lambda c, x: (c, None), init, xs)
 
 
+@pytest.mark.parametrize("dtype", [complex, np.complex64, "U1", object])
+def test_a_part_that_is_not_real_numbers_is_said_to_need_real_ones(dtype):
+    """"xs must hold numbers, got dtype complex128" told of numbers that were there: the
+    message says real ones now."""
+    with pytest.raises(TypeError, match=r"^scan: xs must hold numbers \(real ones: integers, "
+                                        rf"floats or bools\), got dtype {np.dtype(dtype)}$"):
+        mg.scan(lambda c, x: (c, None), np.ones(2), np.ones((3, 2), dtype))
+
+
 def test_a_length_that_disagrees_with_xs_is_refused():
     with pytest.raises(ValueError, match="length 5.*3"):
         mg.scan(lambda c, x: (c + x, None), np.ones(2), np.ones((3, 2)), length=5)

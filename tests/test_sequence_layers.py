@@ -1,5 +1,7 @@
 """nn.RNN, nn.GRU and nn.LSTM: their cell looped by scan equals the cell unrolled in Python."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -93,3 +95,43 @@ def test_an_lstm_state_is_a_pair_as_for_its_cell(state):
     outputs, _ = layer(X, given)
     expected, _ = unrolled(layer, X, full)
     np.testing.assert_array_equal(outputs.data, expected.data)
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+@pytest.mark.parametrize("keyword", ["hx", "h0", "initial_state"])
+def test_an_unexpected_keyword_is_named_with_the_layers_name(kind, keyword):
+    """`layer(X, hx=h)` said "Recurrent.forward() got an unexpected keyword argument", an
+    internal class's name: the layer's own now, with PyTorch's hx pointed to state=."""
+    layer = LAYERS[kind](2, 3, rng=np.random.default_rng(0))
+    name = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}[kind]
+    hint = "; minigrad's names it state=" if keyword != "initial_state" else ""
+    with pytest.raises(TypeError, match=rf"^{name}\(\) got an unexpected keyword argument "
+                                        rf"'{keyword}'{re.escape(hint)}$"):
+        layer(np.ones((4, 2)), **{keyword: np.zeros(3)})
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+@settings(max_examples=10)
+@given(part=st.sampled_from(["X", "h0", "c0"]), value=st.sampled_from(
+    ["complex", "complex64", "str", "None", "object"]))
+def test_a_layer_refuses_input_that_is_not_real_numbers_naming_itself(kind, part, value):
+    """A complex X was refused by scan ("scan: xs must hold numbers"), not naming the
+    layer; a complex h0 was cast to the weights' dtype, its imaginary part dropped with
+    only NumPy's ComplexWarning. A TypeError naming the layer and the part now."""
+    layer = LAYERS[kind](2, 3, rng=np.random.default_rng(0))
+    name = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}[kind]
+    if part == "c0" and kind != "lstm":
+        part = "h0"
+    shapes = {"X": (4, 5, 2), "h0": (5, 3), "c0": (5, 3)}
+    bad = {"complex": np.ones(shapes[part], complex), "complex64": np.ones(shapes[part], "F"),
+           "str": np.full(shapes[part], "a"), "None": None,
+           "object": np.ones(shapes[part], object)}[value]
+    if part != "X" and value == "None":
+        bad = [[None] * 3] * 5  # (None itself is the zero state)
+    X, h0, c0 = np.ones(shapes["X"]), np.zeros(shapes["h0"]), np.zeros(shapes["c0"])
+    X, h0, c0 = (bad if part == p else v for p, v in (("X", X), ("h0", h0), ("c0", c0)))
+    state = (h0, c0) if kind == "lstm" else h0
+    dtype = np.asarray(bad).dtype
+    with pytest.raises(TypeError, match=rf"^{name}: {part} must be a tensor or an array of real "
+                                        rf"numbers, got .*{re.escape(str(dtype))}"):
+        layer(X, state)

@@ -445,3 +445,30 @@ def test_a_tuple_of_no_operand_position_is_the_word_it_stands_for(saves):
     carry, _ = mg.scan(lambda c, x: (c + triple(x), None), np.zeros(2), np.ones((3, 2)) * x)
     carry.sum().backward()
     assert got and set(got) == {0}
+
+
+@pytest.mark.parametrize("grad", [np.ones(3, complex), np.array(1j), np.array([1, 2, 3], object),
+                                  "x", np.array(["a", "b", "c"])])
+@pytest.mark.parametrize("caller", ["backward", "gradients"])
+def test_an_upstream_gradient_that_is_not_real_numbers_is_refused(grad, caller):
+    """A complex grad was cast to the tensor's dtype, its imaginary part dropped with only
+    NumPy's ComplexWarning (an object one was accepted, a string was NumPy's bare "could not
+    convert string to float"): a TypeError naming the caller and the dtype now, as
+    `Tensor(data)` refuses such data."""
+    x = Tensor(np.ones(3), requires_grad=True)
+    y = x * 2.0 if np.shape(grad) == (3,) else (x * 2.0).sum()
+    dtype = np.asarray(grad).dtype
+    with pytest.raises(TypeError, match=rf"^{caller}: grad must hold real numbers, got dtype "
+                                        rf"{re.escape(str(dtype))}"):
+        y.backward(grad) if caller == "backward" else mg.gradients(y, [x], grad=grad)
+    assert x.grad is None
+
+
+@given(kind=st.sampled_from(["bool", "int8", "int64", "uint16"]),
+       values=st.lists(st.integers(0, 1), min_size=3, max_size=3))
+def test_an_upstream_gradient_of_integers_or_bools_is_taken_as_numbers(kind, values):
+    """As `Tensor(data)` takes them: converted to the tensor's dtype."""
+    x = Tensor(np.ones(3), requires_grad=True)
+    g = np.array(values, dtype=kind)
+    (x * 2.0).backward(g)
+    np.testing.assert_array_equal(x.grad, 2.0 * g.astype(np.float64))

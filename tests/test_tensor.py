@@ -488,3 +488,74 @@ def test_an_op_on_a_numpy_array_of_any_layout_gives_grad_modes_bits_in_no_grad(
         plain = mg.sum(mg.exp(t) * a, axis=axis)
     assert recorded.requires_grad and not plain.requires_grad
     assert recorded.data.tobytes() == plain.data.tobytes()
+
+
+IN_PLACE_MODES = ["graph", "no_grad", "constant"]
+
+
+def _in_place_operand(mode, values):
+    """A tensor holding `values` that takes `x op= ...` as `mode` says: one in the graph
+    (grad mode records `x = x op ...`), one under no_grad, one needing no gradient."""
+    if mode == "graph":
+        return Tensor(values, requires_grad=True) * 1.0
+    return Tensor(values, requires_grad=mode == "no_grad")
+
+
+@settings(max_examples=40)
+@given(symbol=st.sampled_from(sorted(IN_PLACE)), mode=st.sampled_from(IN_PLACE_MODES),
+       shape=hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3),
+       extra=st.integers(2, 3), tensor_operand=st.booleans())
+def test_an_in_place_operator_that_would_change_the_shape_is_refused_in_every_mode(
+        symbol, mode, shape, extra, tensor_operand):
+    """`h += b` with b of a larger broadcast shape: under no_grad, or on a tensor needing no
+    gradient, NumPy refused it (its output cannot grow); in grad mode `h = h + b` made h of
+    b's shape. The same ValueError in every mode now, as NumPy and PyTorch, naming the
+    operator and both shapes."""
+    operate, _ = IN_PLACE[symbol]
+    values = np.full(shape, 2.0)
+    x = _in_place_operand(mode, values)
+    other = np.full((extra,) + shape, 1.5)
+    message = (rf"^`x {re.escape(symbol)} \.\.\.` on a tensor of shape {re.escape(str(shape))}:"
+               rf" the result has shape {re.escape(str(other.shape))}, and an in-place operator "
+               r"keeps x's shape")
+    with mg.no_grad() if mode == "no_grad" else mg.enable_grad(), \
+            pytest.raises(ValueError, match=message):
+        operate(x, Tensor(other) if tensor_operand else other)
+    assert x.shape == shape and x.data.tobytes() == values.tobytes()
+
+
+def test_a_matmul_in_place_that_would_change_the_shape_is_refused_in_every_mode():
+    for mode in IN_PLACE_MODES:
+        x = _in_place_operand(mode, np.ones((2, 3)))
+        with mg.no_grad() if mode == "no_grad" else mg.enable_grad(), \
+                pytest.raises(ValueError, match=r"^`x @= \.\.\.` on a tensor of shape \(2, 3\): "
+                                                r"the result has shape \(2, 4\)"):
+            x @= np.ones((3, 4))
+
+
+@settings(max_examples=40)
+@given(symbol=st.sampled_from(sorted(IN_PLACE)), data=st.data())
+def test_an_in_place_operator_keeps_the_tensors_dtype_in_grad_mode_as_under_no_grad(
+        symbol, data):
+    """`h += b` on a float32 h with a float64 b: under no_grad h stays float32 (NumPy's
+    same_kind cast), where grad mode's `h = h + b` made it float64. Now float32 in both,
+    the same bits, and the gradient goes back through the conversion to h's dtype."""
+    operate, _ = IN_PLACE[symbol]
+    values = data.draw(hnp.arrays(np.float32, 3, elements=st.floats(0.5, 4.0, width=32)))
+    other = data.draw(hnp.arrays(np.float64, 3, elements=st.floats(0.5, 2.0)))
+    w = Tensor(values, requires_grad=True)
+    b = Tensor(other, requires_grad=True)
+    h = operate(w * 1.0, b)
+    with mg.no_grad():
+        expected = operate(Tensor(values), other)
+    assert h.dtype == np.float32 and h.data.tobytes() == expected.data.tobytes()
+    h.sum().backward()
+    assert w.grad.dtype == np.float32 and b.grad.dtype == np.float64
+    wide = operate(Tensor(values.astype(np.float64), requires_grad=True) * 1.0, other)
+    assert wide.dtype == np.float64  # (same dtypes: `x = x op b` itself)
+    d = 1e-3  # the float32 gradient against central differences of the float64 op
+    ufunc = {"+=": np.add, "-=": np.subtract, "*=": np.multiply, "/=": np.true_divide,
+             "**=": np.power}[symbol]
+    v = values.astype(np.float64)
+    numerical = (ufunc(v + d, other) - ufunc(v - d, other)) / (2 * d)
+    np.testing.assert_allclose(w.grad, numerical, rtol=1e-3, atol=1e-3)
