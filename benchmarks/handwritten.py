@@ -318,17 +318,23 @@ class HandwrittenAdder(Parameters):
         np.matmul(self._readout, b.readout_inputs, out=b.logits)  # A_j = [W_out; b_out] . [S_j; 1]
 
     def _loss_and_output_gradient(self, b: _AdderBuffers) -> float:
-        """The loss mean(softplus(A) - T A); G = (sigmoid(A) - T) / M into `b.gradients`."""
-        A, G, softplus, e = b.logits, b.gradients, b.softplus, b.work
+        """The loss mean(softplus(A) - T A), each element as A (step(A) - T) + log1p(e) with
+        e = exp(-|A|), a sum of two terms >= 0 as the engine takes it (the difference of the
+        two sums cancels where the answers are confidently right); G = (sigmoid(A) - T) / M
+        into `b.gradients`, sigmoid(A) = 1 / (1 + e) where A >= 0, e / (1 + e) elsewhere."""
+        A, G, terms, e = b.logits, b.gradients, b.softplus, b.work
         np.abs(A, out=e)
         np.negative(e, out=e)
-        np.exp(e, out=e)                   # exp(-|A|) <= 1: never overflows
-        np.log1p(e, out=e)
-        np.maximum(A, 0.0, out=softplus)
-        np.add(softplus, e, out=softplus)  # softplus(A) = max(A, 0) + log1p(exp(-|A|))
-        loss = (float(softplus.sum()) - float(np.vdot(b.T, A))) / A.size
-        np.subtract(A, softplus, out=G)
-        np.exp(G, out=G)                   # sigmoid(A) = exp(A - softplus(A)) <= 1
+        np.exp(e, out=e)                      # e = exp(-|A|) <= 1: never overflows
+        np.heaviside(A, 0.0, out=terms)
+        np.subtract(terms, b.T, out=terms)
+        np.multiply(terms, A, out=terms)      # A (step(A) - T) >= 0 for T in [0, 1]
+        np.log1p(e, out=G)
+        np.add(terms, G, out=terms)
+        loss = float(terms.sum()) / A.size
+        np.add(e, 1.0, out=terms)
+        np.divide(e, terms, out=G)
+        np.divide(1.0, terms, out=G, where=A >= 0)
         np.subtract(G, b.T, out=G)
         np.multiply(G, 1.0 / A.size, out=G)
         return loss

@@ -1,6 +1,7 @@
 """The generic property tests: every op in the table, drawn from its own domain, against
 numerical differentiation. An op missing from the table fails `test_every_op_is_in_the_table`."""
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -511,35 +512,50 @@ def test_the_logit_loss_of_a_confident_near_right_answer_is_exact():
                                                    np.array([1.0 - 2.0**-24], np.float32))
 
 
+def _normal_floats(dtype: type) -> st.SearchStrategy[float]:
+    info = np.finfo(dtype)
+    magnitudes = st.floats(float(info.tiny), float(info.max), width=info.bits)
+    return st.tuples(magnitudes, st.sampled_from([1.0, -1.0])).map(lambda m: m[0] * m[1])
+
+
 @settings(max_examples=100)
-@example(a=1e305, b=1e5, g=1e10)  # (g out) / b alone: g out = 1e310 overflowed
-@example(a=1.0, b=1e-160, g=1e-20)  # g (out / b) would overflow: out / b = 1e320
-@example(a=1e-3, b=1e-2, g=1e307)  # (g / b) out alone: g / b overflowed, the result not
-@given(a=st.floats(1e-300, 1e300) | st.floats(-1e300, -1e-300),
-       b=st.floats(1e-300, 1e300) | st.floats(-1e300, -1e-300),
-       g=st.floats(1e-300, 1e300) | st.floats(-1e300, -1e-300))
-def test_a_quotients_divisor_gradient_overflows_only_where_the_result_does(a, b, g):
-    """div's VJP for b, -g a / b^2: (g out) / b overflowed where g out does (a = 1e305,
-    b = 1e5, g = 1e10: -inf for -1e305), (g / b) out where g / b does (g = 1e298, b = 0.01).
-    Each order is taken where its intermediate is no larger than the result; where out, the
-    intermediate taken and the gradient are normal floats, b's gradient is within two
-    roundings of the exact (fractions) one, besides out's own (1.5 ulp: rtol 4 eps)."""
-    tiny, big = np.finfo(np.float64).tiny, np.finfo(np.float64).max
+@example(data=None, dtype=np.float64, abg=(1e-3, 1e-2, 1e307))  # g / b would overflow
+@example(data=None, dtype=np.float64, abg=(1.0, 1e-160, 1e-20))  # g (out / b) would
+@example(data=None, dtype=np.float16, abg=(6e4, 10.0, 1e-4))  # g / b and g out in float16:
+@example(data=None, dtype=np.float16, abg=(0.001, 0.01, 1000.0))  # under-, overflows
+@given(data=st.data(), dtype=st.sampled_from([np.float64, np.float32, np.float16]),
+       abg=st.none())
+def test_a_quotients_divisor_gradient_is_within_its_roundings(data, dtype, abg):
+    """div's VJP for b, -g a / b^2 = -g out / b: in float64 within two roundings of the exact
+    (fractions) one, besides out's own (1.5 ulp: rtol 4 eps), where g out and the result are
+    normal floats; in float32 and float16 computed in float64 and rounded once, so within
+    out's rounding and that one (rtol 3 eps of the dtype) wherever the result is a normal
+    number of the dtype, whatever g out or g / b are: one of them overflowed (g = 1000
+    over b = 0.01 in float16) or underflowed (g = 1e-4 under a = 6e4) in the dtype."""
+    if abg is None:
+        abg = tuple(data.draw(_normal_floats(dtype)) for _ in range(3))
+    a, b, g = (float(dtype(v)) for v in abg)
+    with np.errstate(over="ignore"):  # (a quotient beyond the dtype: no out to test)
+        quotient = float(dtype(a) / dtype(b))
+    assume(math.isfinite(quotient) and quotient != 0)
+    info = np.finfo(dtype)
     exact = -Fraction(g) * Fraction(a) / Fraction(b) ** 2
-    out = Fraction(a) / Fraction(b)
-    taken = Fraction(g) * out if abs(a / b) <= 1 else Fraction(g) / Fraction(b)
-    for value in (out, taken, exact):
-        assume(tiny <= abs(value) <= big)
-    tb = Tensor(np.array(b), requires_grad=True)  # (a a constant: its gradient g / b may
-    with np.errstate(all="raise"):                # overflow where b's does not)
-        (np.array(a) / tb).backward(np.array(g))
-    assert abs(Fraction(float(tb.grad)) - exact) <= 4 * np.finfo(np.float64).eps * abs(exact)
+    out = Fraction(quotient)
+    needed = [out, exact] + ([Fraction(g) * out] if dtype is np.float64 else [])
+    for value in needed:
+        assume(float(info.tiny) <= abs(value) <= float(info.max))
+    tb = Tensor(np.array(b, dtype), requires_grad=True)  # (a a constant: its gradient g / b
+    with np.errstate(all="raise"):                       # may overflow where b's does not)
+        (np.array(a, dtype) / tb).backward(np.array(g, dtype))
+    assert tb.grad.dtype == dtype
+    rtol = 4 * np.finfo(np.float64).eps if dtype is np.float64 else 3 * float(info.eps)
+    assert abs(Fraction(float(tb.grad)) - exact) <= rtol * abs(exact)
 
 
 def test_a_float16_divisors_gradient_is_finite_where_the_exact_one_is():
     """Loss scaling in float16 (g = 1000) over a small divisor: (g / b) out overflowed in
-    g / b (1e5 > 65504) for an exact -1.0004e4, and gave NaN (inf * 0) where a = 0; each
-    element in the order whose intermediate is no larger than it, with |out| above 1 too."""
+    g / b (1e5 > 65504) for an exact -1.0004e4, and gave NaN (inf * 0) where a = 0: computed
+    in float64 and rounded once, with |out| above 1 too."""
     a = np.array([0.001, 0.0, 50.0], np.float16)
     b = Tensor(np.array([0.01, 0.01, 0.5], np.float16), requires_grad=True)
     with np.errstate(all="raise"):
