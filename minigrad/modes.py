@@ -8,9 +8,12 @@ mode, and its own changes stay its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import inspect
+from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
 
@@ -51,15 +54,71 @@ def _set(bit: int, on: bool) -> Iterator[None]:
         _mode.set(_mode.get() & ~bit | before)
 
 
-def no_grad() -> AbstractContextManager[None]:
+class _GradMode(AbstractContextManager[None]):
+    """Grad mode on or off: a block (`with mg.no_grad():`), or a decorator (`@mg.no_grad()`)
+    whose function runs in it; a generator function's body runs in it each time it is
+    resumed (its caller's mode in between), as PyTorch's decorator does."""
+
+    def __init__(self, on: bool):
+        self.on = on
+        self.before: list[int] = []  # (the bit before each nested `with` of this object)
+
+    def __enter__(self) -> None:  # (as `_set`, without a generator's cost)
+        mode = _mode.get()
+        self.before.append(mode & RECORDING)
+        _mode.set(mode | RECORDING if self.on else mode & ~RECORDING)
+
+    def __exit__(self, *exception: Any) -> None:
+        _mode.set(_mode.get() & ~RECORDING | self.before.pop())
+
+    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        on = self.on
+        if inspect.isgeneratorfunction(function):
+            @functools.wraps(function)
+            def generator(*args: Any, **kwargs: Any) -> Any:
+                return (yield from _resumed_in(function(*args, **kwargs), on))
+
+            return generator
+
+        @functools.wraps(function)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with _set(RECORDING, on):
+                return function(*args, **kwargs)
+
+        return call
+
+
+def _resumed_in(inner: Generator[Any, Any, Any], on: bool) -> Generator[Any, Any, Any]:
+    """`inner`'s items, each step of it run with recording `on`."""
+    step: Callable[[], Any] = functools.partial(inner.send, None)
+    while True:
+        try:
+            with _set(RECORDING, on):
+                item = step()
+        except StopIteration as stop:
+            return stop.value
+        try:
+            value = yield item
+        except GeneratorExit:
+            with _set(RECORDING, on):
+                inner.close()
+            raise
+        except BaseException as error:  # (thrown in: passed on to the body)
+            step = functools.partial(inner.throw, error)
+        else:
+            step = functools.partial(inner.send, value)
+
+
+def no_grad() -> _GradMode:
     """Record nothing inside this block, in this thread or task only: ops on tensors that
-    require grad give plain tensors."""
-    return _set(RECORDING, False)
+    require grad give plain tensors. Also a decorator (`@mg.no_grad()`), of generator
+    functions too."""
+    return _GradMode(False)
 
 
-def enable_grad() -> AbstractContextManager[None]:
-    """Record again inside a `no_grad()` block (of this thread or task)."""
-    return _set(RECORDING, True)
+def enable_grad() -> _GradMode:
+    """Record again inside a `no_grad()` block (of this thread or task); also a decorator."""
+    return _GradMode(True)
 
 
 def is_recording() -> bool:

@@ -61,14 +61,22 @@ class Module:
     `forward`. An attribute that holds a Parameter takes only a Parameter or None, as in
     PyTorch (TypeError): a Tensor in its place (`lin.weight = lin.weight * 2`) would drop
     it from `parameters()`, and training would silently stop updating it. Change its
-    values through `.data`, or `del` the attribute first to hold something else there."""
+    values through `.data`, or `del` the attribute first to hold something else there.
+    So does a layer's optional parameter set to None (`_parameter_slots`: a
+    `Linear(..., bias=False)`'s bias), as PyTorch's registered parameter does."""
+
+    # Attributes of a layer that hold a Parameter or None (an optional parameter).
+    _parameter_slots: tuple[str, ...] = ()
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(self.__dict__.get(name), Parameter) and value is not None \
-                and not isinstance(value, Parameter):
+        held = self.__dict__.get(name, self)  # (self: not set)
+        if value is not None and not isinstance(value, Parameter) and (
+                isinstance(held, Parameter) or held is None and name in self._parameter_slots):
             raise TypeError(
                 f"{type(self).__name__}: cannot assign a {type(value).__name__} to "
-                f"{name!r}, which holds a Parameter (Parameter or None expected): "
+                f"{name!r}, which holds "
+                f"{'a Parameter' if held is not None else 'None for an optional Parameter'} "
+                f"(Parameter or None expected): "
                 f"parameters() would no longer find it, so training would not update it; "
                 f"set .data to change its values, or del the attribute first")
         object.__setattr__(self, name, value)
@@ -310,6 +318,8 @@ class Linear(Module):
     ValueError for a size below 1).
     """
 
+    _parameter_slots = ("weight", "bias")
+
     def __init__(self, n_in: int, n_out: int, bias: bool = True, *,
                  rng: np.random.Generator | None = None, dtype: Any = np.float64,
                  init: Callable[..., np.ndarray] = glorot_uniform):
@@ -384,6 +394,7 @@ class _Cell(Module):
     floating dtype (else TypeError, or ValueError for a size below 1)."""
 
     gates = 1
+    _parameter_slots = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
     def __init__(self, n_in: int, hidden: int, bias: bool = True, *,
                  rng: np.random.Generator | None = None, dtype: Any = np.float64):

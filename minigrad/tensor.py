@@ -660,8 +660,11 @@ def _own_slots(cls: type) -> list[str]:
 
 def accumulate_grads(grads: Iterable[tuple[Tensor, np.ndarray]]) -> None:
     """Add each `g` (an array the caller hands over) to its leaf's `.grad`, cast to the
-    leaf's dtype, under one taking of the lock: a model's parameters as one step."""
-    grads = list(grads)
+    leaf's dtype, under one taking of the lock: a model's parameters as one step, every
+    sum computed before any `.grad` is set (an error part-way changes none). A leaf frozen
+    since the forward pass (`requires_grad = False` before `backward()`) gets nothing, as
+    in PyTorch: its `.grad` stays as it was, and optimizers skip it."""
+    grads = [(leaf, g) for leaf, g in grads if leaf._requires_grad]
     for leaf, g in grads:  # (each checked before any `.grad` changes; a number adds)
         held: Any = leaf.grad  # (an array, or a number the user set)
         if held is None or type(held) is np.ndarray and held.shape == g.shape:
@@ -671,15 +674,17 @@ def accumulate_grads(grads: Iterable[tuple[Tensor, np.ndarray]]) -> None:
                              f"gradient now {g.shape} (its .data changed shape since the "
                              "last backward?); set .grad = None (zero_grad()) first")
     with _GRAD_LOCK:
+        totals = []
         for leaf, g in grads:
             dtype = leaf._data.dtype
             if g.dtype is not dtype and g.dtype != dtype:  # (`is`: the usual case, quicker)
                 g = g.astype(dtype)
-            if leaf.grad is None:
-                leaf.grad = g
-            else:  # (a NumPy float64 number added to float32 would make it float64)
-                total = leaf.grad + g
-                leaf.grad = total if total.dtype is dtype else total.astype(dtype)
+            if leaf.grad is not None:  # (a NumPy float64 number added to float32 would
+                g = leaf.grad + g      # make it float64)
+                g = g if g.dtype is dtype else g.astype(dtype)
+            totals.append(g)
+        for (leaf, _), total in zip(grads, totals):
+            leaf.grad = total
 
 
 def _default_state(t: Tensor) -> tuple[dict | None, dict[str, Any]]:

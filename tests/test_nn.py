@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
-from minigrad import Tensor
+from minigrad import Tensor, nn
 from minigrad.nn import Linear, Module, Parameter, glorot_uniform, orthogonal
 from minigrad.testing import gradcheck
 
@@ -591,3 +591,40 @@ def test_load_state_dict_names_a_value_that_is_not_numbers_by_its_type(value):
         layer.load_state_dict({"weight": value, "bias": np.zeros(3)})
     for key, array in layer.state_dict().items():
         np.testing.assert_array_equal(array, before[key])
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda rng: nn.Linear(2, 2, bias=False, rng=rng), "bias"),
+    (lambda rng: nn.GRUCell(2, 3, bias=False, rng=rng), "bias_hh"),
+])
+def test_an_optional_parameter_set_to_none_takes_only_a_parameter(make, name):
+    """A bias=False layer's bias (or one set to None) took a Tensor, which the forward pass
+    used and parameters() never found: never trained, its .grad never zeroed. As PyTorch's
+    registered parameter, it takes a Parameter or None; del frees the name."""
+    rng = np.random.default_rng(0)
+    layer = make(rng)
+    with pytest.raises(TypeError, match=rf"cannot assign a Tensor to '{name}', which holds "
+                                        r"None for an optional Parameter \(Parameter or "):
+        setattr(layer, name, mg.Tensor(np.zeros(getattr(layer, "hidden", 2) * 3
+                                                if name == "bias_hh" else 2), requires_grad=True))
+    assert getattr(layer, name) is None
+    width = 9 if name == "bias_hh" else 2
+    setattr(layer, name, nn.Parameter(np.zeros(width)))
+    assert name in dict(layer.named_parameters())
+    setattr(layer, name, None)
+    with pytest.raises(TypeError, match="Parameter or None expected"):
+        setattr(layer, name, np.zeros(width))
+    delattr(layer, name)
+    setattr(layer, name, "anything")  # (deleted: the name is free again)
+
+
+def test_a_users_attribute_set_to_none_takes_anything():
+    """Only a layer's declared optional parameters are slots: a user's `self.cache = None`
+    then a tensor is ordinary Python."""
+    class Net(nn.Module):
+        def __init__(self):
+            self.cache = None
+
+    net = Net()
+    net.cache = mg.Tensor(np.ones(2))
+    assert list(net.parameters()) == []

@@ -173,6 +173,42 @@ def test_a_generator_suspended_in_no_grad_can_be_closed_in_another_thread():
     assert mg.is_recording()
 
 
+def test_no_grad_decorates_a_generator_function_for_its_body():
+    """@mg.no_grad() on a generator function ended its block before the body ran: the
+    body recorded. Its body runs without recording at each resumption (sent values and
+    thrown errors passed on, its return value kept), its caller's mode in between, as
+    PyTorch's decorator does; a plain function and nested blocks as before."""
+    x = Tensor(np.ones(2), requires_grad=True)
+
+    @mg.no_grad()
+    def steps():
+        got = yield x * 2
+        assert not mg.is_recording() and got == "sent"
+        try:
+            yield x * 3
+        except KeyError:
+            yield x * 4
+        return "done"
+
+    run = steps()
+    assert not next(run).requires_grad and mg.is_recording()
+    assert not run.send("sent").requires_grad
+    assert not run.throw(KeyError("k")).requires_grad
+    with pytest.raises(StopIteration) as stop:
+        next(run)
+    assert stop.value.value == "done" and mg.is_recording()
+
+    @mg.no_grad()
+    def double(t):
+        """Doubles."""
+        return t * 2
+
+    assert not double(x).requires_grad and double.__doc__ == "Doubles."
+    with mg.no_grad():
+        assert mg.enable_grad()(lambda: (x * 2).requires_grad)()
+    assert (x * 2).requires_grad
+
+
 def test_enable_grad_records_inside_no_grad():
     x = Tensor([3.0], requires_grad=True)
     with mg.no_grad():

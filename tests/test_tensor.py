@@ -559,3 +559,62 @@ def test_an_in_place_operator_keeps_the_tensors_dtype_in_grad_mode_as_under_no_g
     v = values.astype(np.float64)
     numerical = (ufunc(v + d, other) - ufunc(v - d, other)) / (2 * d)
     np.testing.assert_allclose(w.grad, numerical, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("how", ["eager", "compiled", "scan"])
+def test_a_parameter_frozen_after_the_forward_pass_gets_no_gradient(how):
+    """As PyTorch's leaves: requires_grad = False between the forward pass and backward()
+    leaves its .grad as it was (None), so an optimizer skips it. It was filled, and SGD
+    moved the weight the user had just frozen."""
+    from minigrad import nn, optim
+
+    rng = np.random.default_rng(0)
+    first, second = nn.Linear(2, 2, rng=rng), nn.Linear(2, 1, rng=rng)
+
+    def loss_of(x):
+        if how == "scan":
+            h, _ = mg.scan(lambda h, xk: (mg.tanh(first(xk) + h), None), np.zeros((4, 2)),
+                           x[None])
+            return second(h).sum()
+        return second(mg.tanh(first(x))).sum()
+
+    compiled = mg.compile(loss_of)
+    params = list(first.parameters()) + list(second.parameters())
+    opt = optim.SGD(params, lr=0.1)
+    x = rng.normal(size=(4, 2))
+    before = [p.data.copy() for p in first.parameters()]
+    opt.zero_grad()
+    if how == "compiled":
+        compiled(x)  # (traced: the next call replays)
+    loss = compiled(x) if how == "compiled" else loss_of(x)
+    for p in first.parameters():
+        p.requires_grad = False
+    loss.backward()
+    assert all(p.grad is None for p in first.parameters())
+    assert all(p.grad is not None for p in second.parameters())
+    opt.step()
+    for p, b in zip(first.parameters(), before, strict=True):
+        np.testing.assert_array_equal(p.data, b)
+
+
+@pytest.mark.parametrize("refusing", [0, 1])
+def test_an_error_while_adding_gradients_changes_no_grad(refusing):
+    """Every leaf's sum is computed before any .grad is set: an error on one leaf (here a
+    .grad whose addition raises) left the leaves added before it changed, and a retry with
+    retain_graph added theirs twice."""
+    class Refusing(np.ndarray):
+        def __add__(self, other):
+            raise MemoryError("no room")
+
+    leaves = [mg.Tensor(np.ones(2), requires_grad=True) for _ in range(2)]
+    y = (leaves[0] * 2 + leaves[1] * 3).sum()
+    other = leaves[1 - refusing]
+    other.grad = np.full(2, 10.0)
+    leaves[refusing].grad = np.zeros(2).view(Refusing)
+    with pytest.raises(MemoryError):
+        y.backward(retain_graph=True)
+    np.testing.assert_array_equal(other.grad, [10.0, 10.0])
+    leaves[refusing].grad = None
+    y.backward()
+    np.testing.assert_array_equal(other.grad, 10.0 + np.full(2, [2.0, 3.0][1 - refusing]))
+    np.testing.assert_array_equal(leaves[refusing].grad, np.full(2, [2.0, 3.0][refusing]))
