@@ -208,18 +208,32 @@ class Tensor:
         """The array, as `.data`."""
         return self.data
 
+    def __setitem__(self, index: Any, value: Any) -> None:
+        raise TypeError(
+            f"Tensor (shape {self.shape}) does not take item assignment (t[...] = v): a graph "
+            "records ops, not writes into their results; make the new tensor with ops "
+            "(mg.where(mask, v, t), mg.concatenate), or write into t.data[...] where no "
+            "gradient is involved")
+
     def detach(self) -> Tensor:
         """The same values, cut from the graph (sharing the array until either changes it):
         an op, so that a traced function's detach is traced too."""
         return ops._detach(self)
 
-    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+    def backward(self, grad: Any = None, retain_graph: bool = False, *,
+                 gradient: Any = None) -> None:
         """Accumulate the gradient of this tensor into `.grad` of every leaf it depends on.
 
-        `grad` is the upstream gradient, of this tensor's shape, real numbers (a complex
-        one is refused, TypeError); it may be omitted for a tensor of one element. The
-        graph is released afterwards unless `retain_graph`.
+        `grad` (or `gradient=`, PyTorch's name) is the upstream gradient, of this tensor's
+        shape, real numbers (a complex one is refused, TypeError); it may be omitted for a
+        tensor of one element. The graph is released afterwards unless `retain_graph`. A
+        backward that raises part-way (a VJP's error, anomaly mode's) changes no `.grad`;
+        the nodes it swept are released all the same, so a retry needs `retain_graph`.
         """
+        if gradient is not None:
+            if grad is not None:
+                raise TypeError("backward: give grad or gradient=, not both")
+            grad = gradient
         if current_mode() >= TRACING:
             raise refuse_traced("backward()", self.shape)
         if not self.requires_grad:

@@ -422,7 +422,7 @@ def _setitem(self: Tracer, index: Any, value: Any) -> None:
         raise TraceError(f"`x[...] = ...` on an array (shape {traced_shape(self)}) computed "
                          "inside a traced function (minigrad.compile, minigrad.scan) is not "
                          "recorded: write it with ops (a mask and mg.where, mg.stack)")
-    raise TypeError("'Tensor' object does not support item assignment (as in eager mode)")
+    Tensor.__setitem__(self, index, value)  # (refused, as in eager mode)
 
 
 setattr(Tracer, "__setitem__", _setitem)  # noqa: B010

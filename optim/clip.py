@@ -66,9 +66,10 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
         scale = limit / largest / root  # the 1e-6 is far below float64's precision here
     else:
         return total
-    if total > limit:
-        for (_, p), g in zip(params, grads, strict=True):
-            p.grad = (g * scale).astype(g.dtype, copy=False)
+    if total > limit:  # (every clipped gradient computed before any is set)
+        clipped = [(g * scale).astype(g.dtype, copy=False) for g in grads]
+        for (_, p), g in zip(params, clipped, strict=True):
+            p.grad = g
     return total
 
 

@@ -618,3 +618,30 @@ def test_an_error_while_adding_gradients_changes_no_grad(refusing):
     y.backward()
     np.testing.assert_array_equal(other.grad, 10.0 + np.full(2, [2.0, 3.0][1 - refusing]))
     np.testing.assert_array_equal(leaves[refusing].grad, np.full(2, [2.0, 3.0][refusing]))
+
+
+def test_item_assignment_is_refused_with_what_to_do_instead():
+    """`t[0] = 5` raised Python's bare "'Tensor' object does not support item assignment";
+    the same under a trace, on a value computed by ops."""
+    t = mg.Tensor(np.ones(3), requires_grad=True)
+    message = r"^Tensor \(shape \(3,\)\) does not take item assignment .*mg\.where"
+    with pytest.raises(TypeError, match=message):
+        t[0] = 5.0
+    with pytest.raises(TypeError, match=message):
+        t[0] += 1.0
+
+    def writes(x):
+        y = x * 2
+        y[0] = 1.0
+        return y.sum()
+
+    with pytest.raises(TypeError, match=message):
+        mg.compile(writes)(t)
+
+
+def test_backward_takes_pytorchs_gradient_keyword():
+    x = mg.Tensor(np.ones(3), requires_grad=True)
+    (x * 2).backward(gradient=np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_array_equal(x.grad, [2.0, 4.0, 6.0])
+    with pytest.raises(TypeError, match="^backward: give grad or gradient=, not both"):
+        (x * 2).backward(np.ones(3), gradient=np.ones(3))
