@@ -711,14 +711,17 @@ class Trace:
         if numpy and any(v.scalar for v in inputs):  # NumPy's operators on its scalars, as
             arrays = tuple([a[()] if v.scalar else a  # eager mode has them (s ** 1.7: C's
                             for a, v in zip(arrays, inputs)])  # pow, not the array loop's)
-        if np.geterr() != self.error_state:
+        # (the mode first: detect_anomaly entered inside sets an error state too)
+        recording = self.recording if current_mode() == self.mode else self._recording()
+        if (state := np.geterr()) != self.error_state:
             self._raised(op.name, "TraceError")
+            changed = ", ".join(f"{k}={v!r} (at the call: {self.error_state[k]!r})"
+                                for k, v in state.items() if v != self.error_state[k])
             raise TraceError(
-                f"{op.name}: called under another NumPy error state (np.errstate) than the "
-                "traced function (minigrad.compile, minigrad.scan) was called under: a "
-                f"program replays its ops under its caller's, {np.geterr()} where the trace "
-                f"began under {self.error_state}; set np.errstate around the call, not "
-                "inside the function")
+                f"{op.name}: called under another NumPy error state than the traced function "
+                f"(minigrad.compile, minigrad.scan) was called under, np.errstate({changed}): "
+                "a program replays its ops under its caller's; set np.errstate around the "
+                "call, not inside the function")
         try:
             out = op.forward(*arrays, **options) if options else op.forward(*arrays)
             if op.residual:
@@ -734,7 +737,6 @@ class Trace:
         scalar = type(out) is not np.ndarray
         if scalar:
             out = np.asarray(out)
-        recording = self.recording if current_mode() == self.mode else self._recording()
         if options:  # (the program keeps them, and the key reads their values now)
             options = primitive.kept_options(options)
         if numpy:  # NumPy on arrays, as in eager mode: no copies, the array a view is

@@ -3159,6 +3159,13 @@ def test_numpys_error_state_set_inside_fn_is_refused_and_around_the_call_is_foll
                                                     "inside the function"):
                 mg.compile(inside)(x)
 
+    def anomaly_inside(x):  # (which sets an error state too: the mode is named)
+        with mg.detect_anomaly():
+            return mg.exp(x * w).sum()
+
+    with pytest.raises(mg.TraceError, match="detect_anomaly entered or left inside"):
+        mg.compile(anomaly_inside)(x)
+
     def around(x):
         return mg.exp(x * w).sum()
 
