@@ -683,6 +683,11 @@ def compile(fn: Callable[..., Any], *, cache_size: int = 8) -> CompiledFunction:
       them raise `TraceError`, as do `.data` of every tensor, `backward()`, `gradients`
       and `state_dict()` while tracing); conversions and layout changes go through ops
       (`mg.astype`, `.T`, `.reshape`); the result is a tensor or a tuple of tensors.
+      An exception an op raised on the traced call's values (an overflow under
+      `np.errstate(over="raise")`, a user op's refusal) that `fn` catches would fix that
+      branch for every call: `TraceError` (an uncaught one reaches the caller as raised).
+      NumPy's error state is the caller's: `np.errstate` set inside `fn` is refused
+      (`TraceError`); set it around the call.
     - The tensors `fn` reads from outside (parameters) are read afresh on every call; a
       call after a module's attribute was set, or a parameter's shape, dtype or strides
       changed, traces again; so does a list or dict of modules or parameters changed in

@@ -695,7 +695,7 @@ def _structure(tree: int | None, leaves: Sequence[Any]) -> str:
 class _Run:
     """One call of the loop: what its backward needs, and that backward's last result."""
 
-    __slots__ = ("saved", "stacked", "ys", "shapes", "dtypes", "invariants", "seed", "grads",
+    __slots__ = ("saved", "stacked", "ys", "shapes", "dtypes", "invariants", "swept",
                  "released")
 
     def __init__(self, saved: list, stacked: list, ys: list, arrays: Sequence[np.ndarray],
@@ -710,8 +710,9 @@ class _Run:
         nc, nx = body.n_carry, body.n_x
         self.invariants = tuple(a if i >= nc + nx or i >= nc and i - nc in body.read_xs
                                 else None for i, a in enumerate(arrays))
-        self.seed: Any = None
-        self.grads: list = []
+        # (the cotangent array of the last sweep, the backward loop's results for it): one
+        # object, written and read in one step, as threads may sweep the node at once
+        self.swept: tuple[Any, list] = (None, [])
         self.released = False  # by a backward that freed what it read (maybe part-way)
 
 
@@ -757,7 +758,7 @@ class _Stale(Exception):
 
 class _Share:
     """Operand i's VJP: its part of the backward loop's results, run once per sweep (a
-    sweep densifies a new cotangent array for the loop's node: `seed`)."""
+    sweep densifies a new cotangent array for the loop's node: `_Run.swept`)."""
 
     __slots__ = ("i", "aliases")
 
@@ -767,12 +768,13 @@ class _Share:
 
     def __call__(self, g: np.ndarray, run: _Run, *arrays: Any, body: _Body, length: int,
                  reverse: bool, constants: tuple) -> Any:
-        if run.seed is not g:
-            run.grads = _backward(g, run, body, length, reverse, constants)
-            run.seed = g
+        seed, grads = run.swept
+        if seed is not g:
+            grads = _backward(g, run, body, length, reverse, constants)
+            run.swept = (g, grads)
         if self.aliases:
-            return _interleaved(run.grads, (self.i, *self.aliases), body.carry_order(g))
-        return run.grads[self.i]
+            return _interleaved(grads, (self.i, *self.aliases), body.carry_order(g))
+        return grads[self.i]
 
 
 def _interleaved(grads: list, carries: tuple[int, ...], order: list[int]) -> Contributions:
@@ -864,7 +866,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     Where the carry comes to need a gradient after the first step, f reading
     `c.requires_grad` is traced again with the later steps' flags (an op refusing them
     raises as in the loop), and raises `TraceError` if it does anything else for step 0's
-    (or draws other random numbers on its second run).
+    (or draws other random numbers on its second run). An op's exception on step 0's
+    values that f catches would fix that branch for every step: `TraceError` (an uncaught
+    one reaches the caller as raised); NumPy's error state (`np.errstate`) is the
+    caller's for every step: set inside f, it is refused (`TraceError`).
     Backward runs the body's own VJPs in reverse per step: nothing recurrence-specific is
     written anywhere. An `f` that is not callable, a `length` that is not an integer (a
     float, a bool) are TypeErrors; a length < 1, or another than xs's, a ValueError.

@@ -573,9 +573,14 @@ class Trace:
         # (a value, the answer) for each `.requires_grad` Python read of a traced value: a
         # scan traces its body again where an answer it read would change (`require_grad`)
         self.grad_reads: list[tuple[Value, bool]] = []
+        # (the op, the exception) the first op that raised on this run's values: if the
+        # function caught it and returned, the program would replay that branch (`results`)
+        self.raised: tuple[str, str] | None = None
+        self.error_state: Any = {}  # NumPy's, as the trace began (`call`)
 
     def __enter__(self) -> Trace:
         self.enclosing = _ACTIVE.get()  # (a scan's body inside a compiled function's trace)
+        self.error_state = np.geterr()
         self._tokens = _ACTIVE.set(self), modes._mode.set(current_mode() | TRACING)
         return self
 
@@ -706,17 +711,32 @@ class Trace:
         if numpy and any(v.scalar for v in inputs):  # NumPy's operators on its scalars, as
             arrays = tuple([a[()] if v.scalar else a  # eager mode has them (s ** 1.7: C's
                             for a, v in zip(arrays, inputs)])  # pow, not the array loop's)
+        # (the mode first: detect_anomaly entered inside sets an error state too)
+        recording = self.recording if current_mode() == self.mode else self._recording()
+        if (state := np.geterr()) != self.error_state:
+            self._raised(op.name, "TraceError")
+            changed = ", ".join(f"{k}={v!r} (at the call: {self.error_state[k]!r})"
+                                for k, v in state.items() if v != self.error_state[k])
+            raise TraceError(
+                f"{op.name}: called under another NumPy error state than the traced function "
+                f"(minigrad.compile, minigrad.scan) was called under, np.errstate({changed}): "
+                "a program replays its ops under its caller's; set np.errstate around the "
+                "call, not inside the function")
         try:
             out = op.forward(*arrays, **options) if options else op.forward(*arrays)
-        except primitive.OP_ERRORS as error:
-            raise primitive._op_error(op.name, error, arrays) from None
-        if op.residual:
-            out, residual = out
-            primitive._own_residual(op.name, residual, out, arrays)
+            if op.residual:
+                out, residual = out
+                primitive._own_residual(op.name, residual, out, arrays)
+        except BaseException as error:
+            shown = (primitive._op_error(op.name, error, arrays)
+                     if isinstance(error, primitive.OP_ERRORS) else error)
+            self._raised(op.name, type(shown).__name__)
+            if shown is error:
+                raise
+            raise shown from None
         scalar = type(out) is not np.ndarray
         if scalar:
             out = np.asarray(out)
-        recording = self.recording if current_mode() == self.mode else self._recording()
         if options:  # (the program keeps them, and the key reads their values now)
             options = primitive.kept_options(options)
         if numpy:  # NumPy on arrays, as in eager mode: no copies, the array a view is
@@ -740,6 +760,14 @@ class Trace:
                         arrays if callable(op.vjps) else (), recording)
         self.steps.append(step)
         return self._tracer(value, out)
+
+    def _raised(self, op: str, exception: str) -> None:
+        """Note that `op` raised `exception` here (its first), and in the traces this one
+        runs in: the exception passes through their functions too."""
+        trace: Trace | None = self
+        while trace is not None:
+            trace.raised = trace.raised or (op, exception)
+            trace = trace.enclosing
 
     def _recording(self) -> bool:
         """Whether grad mode is on for the op being recorded, in a mode other than the
@@ -795,6 +823,13 @@ class Trace:
     def results(self, outputs: Sequence[Any], what: str) -> list[Value]:
         """The values of `outputs`, which must be computed by ops; every tracer is spent, and
         the steps' arrays dropped (a program keeps no array of the trace's run)."""
+        if self.raised is not None:
+            self.spend()
+            op, exception = self.raised
+            raise TraceError(
+                f"{what}: op {op} raised {exception} on this call's values and the function "
+                "caught it: a replay cannot take that decision (on other values the op would "
+                "not raise); decide before the call, or let it raise")
         values = []
         for out in outputs:
             value = self.of.get(id(out)) if isinstance(out, Tracer) else None
@@ -806,11 +841,15 @@ class Trace:
                 raise TraceError(f"{what} must return tensors computed by minigrad ops from "
                                  f"its inputs, got {got}")
             values.append(value)
+        self.spend()
+        return values
+
+    def spend(self) -> None:
+        """Spend every tracer and drop the steps' arrays: the trace's run is over."""
         for t in self.tracers:  # (not an enclosing trace's tracers: those live on)
             t._data = None  # type: ignore[assignment]
         for step in self.steps:
             step.arrays = ()
-        return values
 
     def key(self, outputs: Sequence[Value]) -> Any:
         """What a program written from this trace depends on, hashable: traces with equal

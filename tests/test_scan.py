@@ -2000,3 +2000,91 @@ def test_a_body_that_is_not_callable_is_refused_by_scan(f):
     with pytest.raises(TypeError, match=rf"^scan: expected a function as f, got "
                                         rf"{type(f).__name__}$"):
         mg.scan(f, np.ones(2), np.ones((3, 2)))
+
+
+@settings(max_examples=20, deadline=None)
+@given(values=st.lists(st.floats(-3, 3), min_size=1, max_size=4), length=st.integers(1, 4),
+       over=st.integers(0, 3))
+def test_an_exception_an_op_raised_at_step_0_that_f_caught_is_refused(values, length, over):
+    """f catching an op's exception on step 0's values would fix that branch for every step
+    (the Python loop takes it where the values raise); an f that lets it through raises it
+    as the loop does; NumPy's error state set inside f is refused (a step's replay would
+    not follow it)."""
+    w = mg.Tensor(np.linspace(0.5, 1.5, len(values)), requires_grad=True)
+    xs = np.tile(np.array(values), (length, 1))
+    xs[0, over % len(values)] = 1e4
+
+    def caught(c, x):
+        try:
+            y = mg.exp(x * w)
+        except FloatingPointError:
+            y = x * w
+        return c + y.sum(), y
+
+    def let_through(c, x):
+        return c + mg.exp(x * w).sum(), None
+
+    def inside(c, x):
+        with np.errstate(over="raise"):
+            return c + mg.exp(x * w).sum(), None
+
+    with np.errstate(over="raise"):
+        with pytest.raises(mg.TraceError, match="op exp raised FloatingPointError on this "
+                                                "call's values and the function caught it"):
+            mg.scan(caught, mg.Tensor(0.0), xs)
+        with pytest.raises(FloatingPointError, match="overflow"):
+            mg.scan(let_through, mg.Tensor(0.0), xs)
+    with pytest.raises(mg.TraceError, match="set np.errstate around the call"):
+        mg.scan(inside, mg.Tensor(0.0), xs[1:] if length > 1 else xs * 0.0)
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(1, 4), length=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_two_threads_sweeping_one_retained_scan_node_get_their_own_gradients(
+        n, length, seed):
+    """Two backwards through one scan node, with retain_graph: thread A, having run the
+    backward loop for its cotangent and begun keeping the result on the node, waits until B
+    has run its own and is done; A's next operand must still get A's gradient, not B's
+    (the node kept the results and their cotangent in two writes)."""
+    rng = np.random.default_rng(seed)
+    w = mg.Tensor(rng.normal(size=(n, n)) * 0.3, requires_grad=True)
+    h0 = mg.Tensor(rng.normal(size=n), requires_grad=True)
+
+    def f(h, x):
+        h = mg.tanh(h @ w + x)
+        return h, h
+
+    a_paused, b_done = threading.Event(), threading.Event()
+
+    class Paused(scan_module._Run):  # A pauses after its first write of the loop's results
+        def __setattr__(self, name, value):
+            object.__setattr__(self, name, value)
+            if name != "released" and threading.current_thread().name == "A" \
+                    and not b_done.is_set():
+                a_paused.set()
+                assert b_done.wait(60), "thread B did not finish"
+
+    with unittest.mock.patch.object(scan_module, "_Run", Paused):
+        _, ys = mg.scan(f, h0, rng.normal(size=(length, n)))
+    losses = {"A": ys.sum(), "B": (ys * rng.normal(size=n)).sum()}
+    alone = {k: mg.gradients(L, [w, h0], retain_graph=True) for k, L in losses.items()}
+    got: dict[str, list] = {}
+
+    def run(name):
+        try:
+            if name == "B":
+                assert a_paused.wait(60), "thread A did not run the backward loop"
+            got[name] = mg.gradients(losses[name], [w, h0], retain_graph=True)
+        finally:
+            if name == "B":
+                b_done.set()
+
+    a = threading.Thread(target=run, args=("A",), name="A")
+    b = threading.Thread(target=run, args=("B",), name="B")
+    a.start()
+    b.start()
+    a.join()
+    b.join()
+    for name in "AB":
+        for g, want in zip(got[name], alone[name]):
+            assert_bitwise(g, want)

@@ -3047,3 +3047,133 @@ def test_a_swap_is_seen_from_every_kind_of_fn():
         Net.counter = i  # (a class attribute rebound: a number, not watched)
         Net.history.append(step(x))
     assert step.traces == 1
+
+
+def _picky(limit: float) -> Any:
+    """An op whose forward raises ValueError on values above `limit`: a decision on values."""
+    def forward(x):
+        if (x > limit).any():
+            raise ValueError(f"picky: a value above {limit}")
+        return x * 3.0
+    return mg.defop("picky", forward, (lambda g, out, x: g * 3.0,), saves="inputs",
+                    register=False)
+
+
+_VALUES = st.lists(st.floats(-3, 3), min_size=1, max_size=5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(values=_VALUES, over=st.integers(0, 4))
+def test_an_exception_an_op_raised_on_the_traced_values_and_fn_caught_is_refused(values, over):
+    """fn catching an op's exception decides on the values of the traced call: the program
+    would replay that branch on any values (it gave 1.5 where eager gives 9.0). TraceError
+    naming the op and the exception; a trace on which nothing raised is eager mode's."""
+    picky = _picky(10.0)
+    w = mg.Tensor(np.linspace(0.5, 1.5, len(values)), requires_grad=True)
+
+    def fn(x):
+        try:
+            y = picky(x * w)
+        except ValueError:
+            y = x * w * 0.5
+        return y.sum()
+
+    calm = np.array(values)
+    raising = calm.copy()
+    raising[over % len(values)] = 1e4
+    with pytest.raises(mg.TraceError, match="op picky raised ValueError on this call's "
+                                            "values and the function caught it"):
+        mg.compile(fn)(raising)
+    assert_as_eager(mg.compile(fn), fn, [calm], [w])
+
+    def errors(x):  # under the caller's np.errstate, exp's overflow raises
+        try:
+            y = mg.exp(x * w)
+        except FloatingPointError:
+            y = x * w
+        return y.sum()
+
+    with np.errstate(over="raise"):
+        with pytest.raises(mg.TraceError, match="op exp raised FloatingPointError"):
+            mg.compile(errors)(raising)
+        assert_as_eager(mg.compile(errors), errors, [calm], [w])
+
+
+@settings(max_examples=20, deadline=None)
+@given(values=_VALUES, over=st.integers(0, 4))
+def test_an_exception_an_op_raised_that_fn_lets_through_reaches_the_caller_unchanged(
+        values, over):
+    """The exception noted on the trace is the caller's to see, as in eager mode."""
+    picky = _picky(10.0)
+    w = mg.Tensor(np.linspace(0.5, 1.5, len(values)), requires_grad=True)
+    raising = np.array(values)
+    raising[over % len(values)] = 1e4
+    for fn in (lambda x: picky(x * w).sum(), lambda x: mg.exp(x * w).sum()):
+        with np.errstate(over="raise"):
+            with pytest.raises((ValueError, FloatingPointError)) as eager:
+                fn(raising)
+            with pytest.raises(type(eager.value), match=re.escape(str(eager.value))):
+                mg.compile(fn)(raising)
+
+
+@settings(max_examples=20, deadline=None)
+@given(values=_VALUES, over=st.integers(0, 4))
+def test_an_exception_of_a_scan_inside_fn_that_fn_caught_is_refused(values, over):
+    """The body's op raised on step 0's values, through the scan, into fn, which caught it:
+    the enclosing trace is told too."""
+    picky = _picky(10.0)
+    w = mg.Tensor(np.linspace(0.5, 1.5, len(values)), requires_grad=True)
+
+    def fn(xs):
+        try:
+            return mg.scan(lambda c, x: (c + picky(x * w).sum(), None), mg.Tensor(0.0), xs)[0]
+        except ValueError:
+            return (xs * w).sum()
+
+    xs = np.array([values, values])
+    xs[0, over % len(values)] = 1e4
+    with pytest.raises(mg.TraceError, match="op picky raised ValueError"):
+        mg.compile(fn)(xs)
+
+
+@settings(max_examples=20, deadline=None)
+@given(values=_VALUES, setting=st.sampled_from(["raise", "ignore", "warn", "call"]))
+def test_numpys_error_state_set_inside_fn_is_refused_and_around_the_call_is_followed(
+        values, setting):
+    """The error state is no part of the program: set inside fn, eager mode raises
+    FloatingPointError where a later replay would give inf. It is followed set around the
+    call: a replay raises as eager mode does."""
+    w = mg.Tensor(np.linspace(0.5, 1.5, len(values)), requires_grad=True)
+    x = np.array(values)
+
+    def inside(x):
+        with np.errstate(over=setting):
+            return mg.exp(x * w).sum()
+
+    with np.errstate(over="warn"):
+        state = np.geterr()["over"]
+        if setting == state:  # (no other state: nothing to refuse)
+            assert_as_eager(mg.compile(inside), inside, [x], [w])
+        else:
+            with pytest.raises(mg.TraceError, match="set np.errstate around the call, not "
+                                                    "inside the function"):
+                mg.compile(inside)(x)
+
+    def anomaly_inside(x):  # (which sets an error state too: the mode is named)
+        with mg.detect_anomaly():
+            return mg.exp(x * w).sum()
+
+    with pytest.raises(mg.TraceError, match="detect_anomaly entered or left inside"):
+        mg.compile(anomaly_inside)(x)
+
+    def around(x):
+        return mg.exp(x * w).sum()
+
+    with np.errstate(over="raise"):
+        compiled = mg.compile(around)
+        assert_as_eager(compiled, around, [x], [w])
+        with pytest.raises(FloatingPointError):
+            around(x + 1e4)
+        with pytest.raises(FloatingPointError):
+            compiled(x + 1e4)
+        assert compiled.traces == 1
