@@ -57,21 +57,34 @@ def _set(bit: int, on: bool) -> Iterator[None]:
 class _GradMode(AbstractContextManager[None]):
     """Grad mode on or off: a block (`with mg.no_grad():`), or a decorator (`@mg.no_grad()`)
     whose function runs in it; a generator function's body runs in it each time it is
-    resumed (its caller's mode in between), as PyTorch's decorator does."""
+    resumed (its caller's mode in between), as PyTorch's decorator does (a coroutine
+    function's is not covered). One object is one block at a time (RuntimeError if
+    entered again before it is left), so that no block gets another thread's mode back."""
 
     def __init__(self, on: bool):
         self.on = on
-        self.before: list[int] = []  # (the bit before each nested `with` of this object)
+        self.before: list[tuple[object, int]] = []  # (the bit before its block)
 
     def __enter__(self) -> None:  # (as `_set`, without a generator's cost)
         mode = _mode.get()
-        self.before.append(mode & RECORDING)
+        block = (object(), mode & RECORDING)
+        self.before.append(block)  # (atomic: of two threads entering, one sees the other)
+        if len(self.before) > 1:  # its saved bit would be another block's: refused
+            self.before.remove(block)
+            raise RuntimeError(
+                f"{'no_grad' if not self.on else 'enable_grad'}(): this object is in a block "
+                "already (of this thread, or another's): write `with mg.no_grad():` for each "
+                "block, so that each has its own mode to go back to")
         _mode.set(mode | RECORDING if self.on else mode & ~RECORDING)
 
     def __exit__(self, *exception: Any) -> None:
-        _mode.set(_mode.get() & ~RECORDING | self.before.pop())
+        if not self.before:
+            raise RuntimeError("no_grad()/enable_grad(): left without being entered")
+        _mode.set(_mode.get() & ~RECORDING | self.before.pop()[1])
 
     def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        if isinstance(function, type):
+            raise TypeError("no_grad()/enable_grad() decorates a function, not a class")
         on = self.on
         if inspect.isgeneratorfunction(function):
             @functools.wraps(function)

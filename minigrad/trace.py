@@ -724,9 +724,6 @@ class Trace:
                 "call, not inside the function")
         try:
             out = op.forward(*arrays, **options) if options else op.forward(*arrays)
-            if op.residual:
-                out, residual = out
-                primitive._own_residual(op.name, residual, out, arrays)
         except BaseException as error:
             shown = (primitive._op_error(op.name, error, arrays)
                      if isinstance(error, primitive.OP_ERRORS) else error)
@@ -734,6 +731,13 @@ class Trace:
             if shown is error:
                 raise
             raise shown from None
+        if op.residual:
+            out, residual = out
+            try:  # (its own message, as eager mode's: not an op's invalid inputs)
+                primitive._own_residual(op.name, residual, out, arrays)
+            except BaseException as error:
+                self._raised(op.name, type(error).__name__)
+                raise
         scalar = type(out) is not np.ndarray
         if scalar:
             out = np.asarray(out)
@@ -828,8 +832,10 @@ class Trace:
             op, exception = self.raised
             raise TraceError(
                 f"{what}: op {op} raised {exception} on this call's values and the function "
-                "caught it: a replay cannot take that decision (on other values the op would "
-                "not raise); decide before the call, or let it raise")
+                "caught it: a replay cannot take that decision (on other values the op may "
+                "not raise); decide before the call, or let it raise (a decision on shapes "
+                "alone: test x.shape, which a traced value gives, rather than catch the op's "
+                "error)")
         values = []
         for out in outputs:
             value = self.of.get(id(out)) if isinstance(out, Tracer) else None

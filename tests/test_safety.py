@@ -209,6 +209,42 @@ def test_no_grad_decorates_a_generator_function_for_its_body():
     assert (x * 2).requires_grad
 
 
+def test_one_no_grad_object_is_one_block_at_a_time():
+    """A no_grad() object kept and entered by two threads (or twice) kept one stack of
+    saved modes: the thread leaving first got the other's mode back and stopped recording.
+    A second entry is refused, each thread keeps its own mode; used again after its block,
+    the object works."""
+    shared = mg.no_grad()
+    x = Tensor(np.ones(2), requires_grad=True)
+    refused: list[str] = []
+
+    def other():
+        with mg.enable_grad():
+            try:
+                with shared:
+                    pass
+            except RuntimeError as error:
+                refused.append(str(error))
+            assert mg.is_recording()
+
+    with shared:
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        assert not mg.is_recording()
+        with pytest.raises(RuntimeError, match=r"^no_grad\(\): this object is in a block"):
+            with shared:
+                pass
+        assert not mg.is_recording()
+    assert refused and refused[0].startswith("no_grad(): this object is in a block")
+    assert mg.is_recording() and (x * 2).requires_grad
+    with shared:  # (its block left: usable again)
+        assert not (x * 2).requires_grad
+    assert mg.is_recording()
+    with pytest.raises(TypeError, match="decorates a function, not a class"):
+        mg.no_grad()(type("Model", (), {}))
+
+
 def test_enable_grad_records_inside_no_grad():
     x = Tensor([3.0], requires_grad=True)
     with mg.no_grad():
