@@ -232,9 +232,9 @@ def test_one_no_grad_object_is_one_block_at_a_time():
         thread.start()
         thread.join()
         assert not mg.is_recording()
-        with pytest.raises(RuntimeError, match=r"^no_grad\(\): this object is in a block"):
-            with shared:
-                pass
+        with pytest.raises(RuntimeError, match=r"^no_grad\(\): this object is in a block"), \
+                shared:
+            pass
         assert not mg.is_recording()
     assert refused and refused[0].startswith("no_grad(): this object is in a block")
     assert mg.is_recording() and (x * 2).requires_grad
