@@ -48,6 +48,10 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
     if isinstance(max_norm, (bool, np.bool_)) or not isinstance(max_norm, numbers.Real):
         raise TypeError(f"clip_grad_norm: max_norm must be a real number, got "
                         f"{type(max_norm).__name__} {max_norm!r}")
+    try:
+        max_norm = float(max_norm)
+    except OverflowError:  # (an integer beyond float64: beyond any norm, as inf)
+        max_norm = math.inf if max_norm > 0 else -math.inf
     # (inf: measure only, as PyTorch's clip_grad_norm_(params, inf) is used to)
     limit = math.inf if max_norm == math.inf else POSITIVE("clip_grad_norm", "max_norm",
                                                             max_norm)

@@ -25,7 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import NONNEGATIVE, Optimizer, Real, refuse_masked, saved_count
+from .optimizer import (
+    NONNEGATIVE,
+    HyperparameterTypeError,
+    Optimizer,
+    Real,
+    refuse_masked,
+    saved_count,
+)
 
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "Schedule", "StepLR"]
 
@@ -33,7 +40,10 @@ _POSITIVE_FACTOR = Real(low=0.0, low_open=True)
 
 
 def _positive_int(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):  # (as a rate's)
+        raise HyperparameterTypeError(f"{owner}: invalid {name}={value!r}: must be an integer "
+                                      f">= 1")
+    if value < 1:
         raise ValueError(f"{owner}: invalid {name}={value!r}: must be an integer >= 1")
     return int(value)
 

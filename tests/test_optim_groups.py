@@ -222,6 +222,11 @@ def test_cosine_reaches_its_minimum_and_schedule_errors():
         optim.StepLR(optim.RProp([Param(np.ones(1))]), step_size=2)
     with pytest.raises(ValueError, match="StepLR: invalid step_size=0"):
         optim.StepLR(opt, step_size=0)
+    for wrong in ("2", 2.0, True):  # a wrong type: a TypeError (and a ValueError), as a rate's
+        with pytest.raises(optim.HyperparameterTypeError, match="StepLR: invalid step_size="):
+            optim.StepLR(opt, step_size=wrong)
+        with pytest.raises(TypeError):
+            optim.CosineAnnealingLR(opt, total=wrong)
     with pytest.raises(ValueError, match="ExponentialLR: invalid gamma=-0.5"):
         optim.ExponentialLR(opt, gamma=-0.5)
 
@@ -490,8 +495,10 @@ def test_clip_grad_norm_to_infinity_measures_without_clipping(grads):
     for p, g in zip(params, grads, strict=True):
         p.grad = g
     expected = math.hypot(*(x for g in grads for x in g.ravel().tolist()))
-    assert optim.clip_grad_norm(params, math.inf) == pytest.approx(expected, rel=1e-12, abs=0)
-    assert all(p.grad is g for p, g in zip(params, grads, strict=True))
+    for limit in (math.inf, 10**400):  # (an integer beyond float64 is beyond any norm)
+        assert optim.clip_grad_norm(params, limit) == pytest.approx(expected, rel=1e-12,
+                                                                    abs=0)
+        assert all(p.grad is g for p, g in zip(params, grads, strict=True))
 
 
 @given(grad=hnp.arrays(np.float64, SHAPES, elements=VALUES), max_norm=st.floats(1e-3, 20.0))

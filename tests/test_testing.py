@@ -784,4 +784,7 @@ def test_gradcheck_refuses_tolerances_and_steps_that_would_fail_any_gradient(
     if name == "eps":
         with pytest.raises(error, match=f"^numerical_grad: {message}"):
             numerical_grad(lambda p: mg.sum(p * p), x, eps=value)
+    elif value is not None:  # (None: check_backward's default tolerances)
+        with pytest.raises(error, match=f"^check_backward: {message}"):
+            check_backward_at(lambda p: mg.sum(p * p), lambda p: 2 * p, x, **{name: value})
     assert gradcheck(lambda p: mg.sum(p * p), x, **{name: 0.0 if name != "eps" else 1e-5})

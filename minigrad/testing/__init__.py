@@ -12,8 +12,6 @@ Hypothesis; that one does: it is in the test extra, `pip install 'minigrad-rnn[t
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,7 +25,7 @@ from ..modes import is_anomaly_enabled
 from ..nn import Module
 from ..tape import Node
 from ..tensor import tensor_array
-from .handwritten import BackwardMismatch, check_backward, check_backward_at
+from .handwritten import BackwardMismatch, _check_real, check_backward, check_backward_at
 
 __all__ = [
     "DISTRIBUTION", "BackwardMismatch", "GradcheckError", "VacuousCheckWarning", "check_backward",
@@ -219,17 +217,6 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
 def _check_function(f: Any, who: str) -> None:
     if not callable(f):
         raise TypeError(f"{who}: expected a function, got {type(f).__name__}")
-
-
-def _check_real(who: str, name: str, value: Any, positive: bool = False) -> None:
-    """Refuse `value` of parameter `name` unless a finite real number >= 0 (> 0 if
-    `positive`)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{who}: {name} must be a real number, got {type(value).__name__} "
-                        f"{value!r}")
-    if not math.isfinite(value) or value < 0 or positive and value == 0:
-        raise ValueError(f"{who}: {name} must be a finite number {'>' if positive else '>='} 0, "
-                         f"got {value!r}")
 
 
 def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
