@@ -80,7 +80,8 @@ class _GradMode(AbstractContextManager[None]):
     def __exit__(self, *exception: Any) -> None:
         if not self.before:
             raise RuntimeError("no_grad()/enable_grad(): left without being entered")
-        _mode.set(_mode.get() & ~RECORDING | self.before.pop()[1])
+        # (the admitted block is the first: one refused meanwhile adds its own after it)
+        _mode.set(_mode.get() & ~RECORDING | self.before.pop(0)[1])
 
     def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
         if isinstance(function, type):

@@ -732,8 +732,8 @@ class Trace:
                 raise
             raise shown from None
         if op.residual:
-            out, residual = out
             try:  # (its own message, as eager mode's: not an op's invalid inputs)
+                out, residual = out
                 primitive._own_residual(op.name, residual, out, arrays)
             except BaseException as error:
                 self._raised(op.name, type(error).__name__)

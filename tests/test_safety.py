@@ -245,6 +245,31 @@ def test_one_no_grad_object_is_one_block_at_a_time():
         mg.no_grad()(type("Model", (), {}))
 
 
+def test_a_thread_refused_by_a_no_grad_object_does_not_take_the_others_saved_mode():
+    """A thread entering an object in use adds its block, sees another and takes it back
+    out: the holder leaving in between took the newcomer's saved mode (the last), and both
+    went on with the other's. Each thread simulated by its own context (as threads have
+    theirs), the interleaving forced."""
+    import contextvars
+
+    shared, outer = mg.no_grad(), mg.no_grad()
+    first, second = contextvars.Context(), contextvars.Context()
+    first.run(outer.__enter__)  # (the holder: recording off before it too)
+    first.run(shared.__enter__)
+
+    class LeavingOnSecondEntry(list):
+        def append(self, item):
+            super().append(item)
+            if len(self) == 2:
+                first.run(shared.__exit__, None, None, None)
+
+    shared.before = LeavingOnSecondEntry(shared.before)
+    second.run(shared.__enter__)  # (admitted: the holder left)
+    assert not first.run(mg.is_recording)  # its outer block's mode, not the newcomer's
+    second.run(shared.__exit__, None, None, None)
+    assert second.run(mg.is_recording)
+
+
 def test_enable_grad_records_inside_no_grad():
     x = Tensor([3.0], requires_grad=True)
     with mg.no_grad():

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -788,3 +789,13 @@ def test_gradcheck_refuses_tolerances_and_steps_that_would_fail_any_gradient(
         with pytest.raises(error, match=f"^check_backward: {message}"):
             check_backward_at(lambda p: mg.sum(p * p), lambda p: 2 * p, x, **{name: value})
     assert gradcheck(lambda p: mg.sum(p * p), x, **{name: 0.0 if name != "eps" else 1e-5})
+
+
+def test_tolerances_may_be_any_real_number():
+    """A Fraction passed the checks, then failed inside NumPy ("ufunc 'isnan' not
+    supported"): taken as the float it is."""
+    x = np.array([0.5, -1.5])
+    assert gradcheck(lambda p: mg.sum(p * p), x, atol=Fraction(1, 10**6), eps=np.float32(1e-3),
+                     rtol=Fraction(1, 10**5))
+    check_backward_at(lambda p: mg.sum(p * p), lambda p: 2 * p, x, argnums=0,
+                      atol=Fraction(1, 10**9), rtol=np.float16(0.001))

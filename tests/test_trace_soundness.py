@@ -3177,3 +3177,19 @@ def test_numpys_error_state_set_inside_fn_is_refused_and_around_the_call_is_foll
         with pytest.raises(FloatingPointError):
             compiled(x + 1e4)
         assert compiled.traces == 1
+
+
+def test_a_residual_forward_not_returning_a_pair_is_noted_when_caught():
+    """A residual=True forward returning one array raised in its unpacking, outside what
+    the trace notes: a function catching it compiled its other branch silently."""
+    lone = mg.defop("lone_residual", lambda x: x * 2, (lambda g, residual, x: g * 2,),
+                    saves="inputs", residual=True, register=False)
+
+    def f(x):
+        try:
+            return lone(x).sum()
+        except ValueError:
+            return (x * 3).sum()
+
+    with pytest.raises(mg.TraceError, match="op lone_residual raised ValueError"):
+        mg.compile(f)(mg.Tensor(np.ones(3), requires_grad=True))

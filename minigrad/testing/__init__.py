@@ -77,7 +77,7 @@ def numerical_grad(f: Callable[..., Any], *args: Any, eps: float = 1e-6,
     be a finite number > 0 (ValueError).
     """
     _check_function(f, "numerical_grad")
-    _check_real("numerical_grad", "eps", eps, positive=True)
+    eps = _check_real("numerical_grad", "eps", eps, positive=True)
     positions = (argnum_positions(argnums, len(args), "numerical_grad")
                  if argnums is not None else
                  tuple(i for i, a in enumerate(args) if not _integer_data(a)))
@@ -179,9 +179,9 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     gradient, the engine's blamed.
     """
     _check_function(f, "gradcheck")
-    _check_real("gradcheck", "eps", eps, positive=True)
-    _check_real("gradcheck", "atol", atol)
-    _check_real("gradcheck", "rtol", rtol)
+    eps = _check_real("gradcheck", "eps", eps, positive=True)
+    atol = _check_real("gradcheck", "atol", atol)
+    rtol = _check_real("gradcheck", "rtol", rtol)
     named = _named_parameters(f, params)
     positions = _checked_positions(args, argnums, bool(named))
     if not positions and not named:

@@ -85,15 +85,16 @@ def check_backward(engine_fn: Callable[..., Any], handwritten_fn: Callable[..., 
     check()
 
 
-def _check_real(who: str, name: str, value: Any, positive: bool = False) -> None:
-    """Refuse `value` of parameter `name` unless a finite real number >= 0 (> 0 if
-    `positive`): the tolerances and steps of gradcheck and check_backward."""
+def _check_real(who: str, name: str, value: Any, positive: bool = False) -> float:
+    """`value` of parameter `name` as a float, refused unless a finite real number >= 0
+    (> 0 if `positive`): the tolerances and steps of gradcheck and check_backward."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{who}: {name} must be a real number, got {type(value).__name__} "
                         f"{value!r}")
     if not math.isfinite(value) or value < 0 or positive and value == 0:
         raise ValueError(f"{who}: {name} must be a finite number {'>' if positive else '>='} 0, "
                          f"got {value!r}")
+    return float(value)  # (a Fraction, say: NumPy's comparisons take floats)
 
 
 def check_backward_at(engine_fn: Callable[..., Any], handwritten_fn: Callable[..., Any],
@@ -107,9 +108,8 @@ def check_backward_at(engine_fn: Callable[..., Any], handwritten_fn: Callable[..
     and the inputs. By default atol and rtol are `TOLERANCES[dtype]` of the engine's
     gradient: (1e-9, 1e-7) in float64, (1e-6, 1e-4) in float32, (1e-3, 1e-2) in float16.
     """
-    for name, tolerance in (("atol", atol), ("rtol", rtol)):
-        if tolerance is not None:
-            _check_real("check_backward", name, tolerance)
+    atol, rtol = (None if value is None else _check_real("check_backward", name, value)
+                  for name, value in (("atol", atol), ("rtol", rtol)))
     engine = _engine_gradients(engine_fn, args, argnums)
     handwritten = handwritten_fn(*(_copy(a) for a in args))
     for name, expected in engine.items():
