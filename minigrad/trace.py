@@ -539,6 +539,12 @@ _COPY = Op("Tensor", tensor_array, (None,), primitive.Domain("untested"), False,
 _RESIDUAL = np.empty(0)  # a residual's value: only the VJPs read it, never its shape
 
 
+# NumPy's error state is a context variable's object, which `np.errstate` replaces and
+# restores: the same object, the same state (a private name: without it, always compared).
+_ERROR_STATE = getattr(getattr(np, "_core", None), "_ufunc_config", None)
+_error_object = getattr(getattr(_ERROR_STATE, "_extobj_contextvar", None), "get", object)
+
+
 class Trace:
     """What one run of a function did, as inputs, constants and steps. The function runs
     inside `with trace:`, where ops record here and values are not Python's."""
@@ -577,10 +583,11 @@ class Trace:
         # function caught it and returned, the program would replay that branch (`results`)
         self.raised: tuple[str, str] | None = None
         self.error_state: Any = {}  # NumPy's, as the trace began (`call`)
+        self.error_object: Any = None  # (its object: while it is the same, so is the state)
 
     def __enter__(self) -> Trace:
         self.enclosing = _ACTIVE.get()  # (a scan's body inside a compiled function's trace)
-        self.error_state = np.geterr()
+        self.error_state, self.error_object = np.geterr(), _error_object()
         self._tokens = _ACTIVE.set(self), modes._mode.set(current_mode() | TRACING)
         return self
 
@@ -713,7 +720,8 @@ class Trace:
                             for a, v in zip(arrays, inputs)])  # pow, not the array loop's)
         # (the mode first: detect_anomaly entered inside sets an error state too)
         recording = self.recording if current_mode() == self.mode else self._recording()
-        if (state := np.geterr()) != self.error_state:
+        if _error_object() is not self.error_object and (state := np.geterr()) != \
+                self.error_state:  # (np.geterr() builds a dict: 0.6 us an op, every trace)
             self._raised(op.name, "TraceError")
             changed = ", ".join(f"{k}={v!r} (at the call: {self.error_state[k]!r})"
                                 for k, v in state.items() if v != self.error_state[k])
