@@ -686,6 +686,8 @@ def compile(fn: Callable[..., Any], *, cache_size: int = 8) -> CompiledFunction:
       An exception an op raised on the traced call's values (an overflow under
       `np.errstate(over="raise")`, a user op's refusal) that `fn` catches would fix that
       branch for every call: `TraceError` (an uncaught one reaches the caller as raised).
+      A try/except around an op is never replayed: a later call whose values make the op
+      raise gets its exception, where eager mode would take the except branch.
       NumPy's error state is the caller's: `np.errstate` set inside `fn` is refused
       (`TraceError`); set it around the call.
     - The tensors `fn` reads from outside (parameters) are read afresh on every call; a
