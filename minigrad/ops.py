@@ -965,7 +965,7 @@ def _clip_call(x: Any, low: float | None = None, high: float | None = None) -> t
     x's dtype, as PyTorch's clamp (np.clip of a float32 array with a NumPy float64 bound
     would give float64); a bound beyond a float16 or float32 x's range is its infinity,
     as x's dtype holds it."""
-    _data(x, "clip")
+    data = _data(x, "clip")
     if low is None and high is None:
         raise ValueError("clip: give low, high or both")
     bounds: list[float] = []
@@ -980,6 +980,13 @@ def _clip_call(x: Any, low: float | None = None, high: float | None = None) -> t
         bounds.append(value)
     if bounds[0] > bounds[1]:
         raise ValueError(f"clip: low={low} is above high={high}")
+    # (a bound beyond float16's or float32's range: the infinity that NumPy's cast to x's
+    # dtype makes of it, without the cast's overflow warning, an error under
+    # np.errstate(over="raise"); once here, as x's dtype is the program's too)
+    overflow = _OVERFLOW.get(getattr(data, "dtype", _FLOAT64).type)
+    if overflow is not None:
+        bounds = [b if -overflow < b < overflow else math.copysign(math.inf, b)
+                  for b in bounds]
     return (x,), {"low": bounds[0], "high": bounds[1]}
 
 
@@ -991,40 +998,17 @@ def _as_float(bound: Any) -> float:
         return math.inf if bound > 0 else -math.inf
 
 
-def _held(x, low, high):
-    """clip's bounds as NumPy takes them against `x`: one beyond float16's or float32's
-    range is the infinity that NumPy's cast to x's dtype makes of it (the same clipping),
-    without the cast's overflow warning (an error under np.errstate(over="raise"))."""
-    dtype = getattr(x, "dtype", None)  # (x may be a Python number: float64's range)
-    overflow = _OVERFLOW.get(dtype.type) if dtype is not None else None
-    if overflow is None:  # float64 (no Python float lies beyond it), integers
-        return low, high
-    return _beyond(low, overflow), _beyond(high, overflow)
-
-
-def _beyond(bound, overflow):
-    """`bound`, or its sign's infinity where it is beyond the range (on either side: a low
-    of 1e6 for float16 overflows in the cast as much as a high of 1e6)."""
-    return math.copysign(math.inf, bound) if abs(bound) >= overflow else bound
-
-
 # Where a float64 number overflows in the cast to each narrower float: past its largest
 # value by half a step (that half rounds to even: to infinity).
-_OVERFLOW = {t: math.ldexp(1.0 - 2.0 ** -(np.finfo(t).nmant + 2), np.finfo(t).maxexp)
-             for t in (np.float16, np.float32)}
+_OVERFLOW: dict[type, float] = {
+    t: math.ldexp(1.0 - 2.0 ** -(np.finfo(t).nmant + 2), np.finfo(t).maxexp)
+    for t in (np.float16, np.float32)}
+_FLOAT64 = np.dtype(np.float64)
 
 
-def _clip(x, low, high):
-    low, high = _held(x, low, high)
-    return np.clip(x, low, high)
-
-
-def _clip_vjp(g, out, x, low, high):
-    low, high = _held(x, low, high)
-    return np.where((x >= low) & (x <= high), g, 0)
-
-
-clip = defop("clip", _clip, (_clip_vjp,), Domain("clip"), saves="inputs", prepare=_clip_call)
+clip = defop("clip", lambda x, low, high: np.clip(x, low, high),
+             (lambda g, out, x, low, high: np.where((x >= low) & (x <= high), g, 0),),
+             Domain("clip"), saves="inputs", prepare=_clip_call)
 
 
 def _where_call(condition: Any, a: Any, b: Any) -> tuple[tuple, dict]:

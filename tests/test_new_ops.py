@@ -295,6 +295,10 @@ def test_clip_at_a_bound_beyond_the_dtypes_range_is_the_cast_bounds_without_its_
     assert out.dtype == dtype
     np.testing.assert_array_equal(out.data.astype(np.float64), want)
     np.testing.assert_array_equal(t.grad, inside.astype(dtype))
+    compiled = mg.compile(lambda u: mg.clip(u, low, high))  # (the bounds taken while traced)
+    for _ in range(2):
+        with np.errstate(all="raise"):
+            np.testing.assert_array_equal(compiled(t).data, out.data)
 
 
 @given(x=mst.arrays())
