@@ -870,8 +870,8 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     values that f catches would fix that branch for every step: `TraceError` (an uncaught
     one reaches the caller as raised), and a try/except around an op is never replayed (a
     later step whose values make the op raise raises, where the loop would take the except
-    branch); NumPy's error state (`np.errstate`) is the
-    caller's for every step: set inside f, it is refused (`TraceError`).
+    branch); NumPy's error state (`np.errstate`) is the caller's for every step: set
+    inside f, it is refused (`TraceError`).
     Backward runs the body's own VJPs in reverse per step: nothing recurrence-specific is
     written anywhere. An `f` that is not callable, a `length` that is not an integer (a
     float, a bool) are TypeErrors; a length < 1, or another than xs's, a ValueError.
