@@ -11,7 +11,8 @@ from .modes import enable_grad
 from .tensor import Tensor
 
 
-def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -> Callable:
+def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
+                   has_aux: bool = False) -> Callable:
     """`value_and_grad(f)(*args)` is `(f(*args) as a float, gradient)`.
 
     `f` takes arrays (the arguments at `argnums` arrive as Tensors that require grad) and
@@ -24,41 +25,57 @@ def value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -
     As `jax.value_and_grad`, it has no side effect: the `.grad` of the tensors `f` reads (a
     model's parameters) is left alone, as by `gradients`, so a later `backward()` does not
     add to a gradient of this call.
+
+    With `has_aux=True`, as in JAX, `f` returns a pair `(loss, aux)`: the loss is
+    differentiated and `aux` (an accuracy, the model's outputs) comes back as it is, in
+    `((value, aux), gradient)`.
     """
-    return _value_and_grad(f, argnums, "value_and_grad")
+    return _value_and_grad(f, argnums, has_aux, "value_and_grad")
 
 
-def _value_and_grad(f: Callable[..., Tensor], argnums: int | Sequence[int],
+def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux: bool,
                     name: str) -> Callable:
-    """`value_and_grad(f, argnums)`, its errors naming `name` (the function the user called)."""
+    """`value_and_grad(f, argnums, has_aux=has_aux)`, its errors naming `name` (the
+    function the user called)."""
     if not callable(f):
         raise TypeError(f"{name}: expected a function, got {type(f).__name__}")
     _argnums(argnums, name)  # (its types now; the range at each call, given the arguments)
+    if type(has_aux) is not bool:
+        raise TypeError(f"{name}: has_aux must be True or False, got {has_aux!r}")
     single = isinstance(argnums, (int, np.integer))
 
-    def wrapped(*args: Any) -> tuple[float, Any]:
+    def wrapped(*args: Any) -> tuple[Any, Any]:
         positions = argnum_positions(argnums, len(args), name, repeats=True)
         inputs = [Tensor(a, requires_grad=True) if i in positions else a
                   for i, a in enumerate(args)]
         with enable_grad():  # (as torch.func.grad: an outer no_grad would record nothing)
             out = f(*inputs)
+        if has_aux:
+            if not isinstance(out, tuple) or len(out) != 2:
+                raise TypeError(f"{name}: with has_aux=True, f must return a pair (loss, "
+                                f"aux), got {_described(out)}")
+            out, aux = out
         if not isinstance(out, Tensor) or out.size != 1:
-            raise TypeError(f"{name}: f must return a scalar Tensor, got {_described(out)}")
+            what = "the loss f returns must be" if has_aux else "f must return"
+            raise TypeError(f"{name}: {what} a scalar Tensor, got {_described(out)}")
         wanted = [inputs[i] for i in positions]
         grads = tuple(gradients(out, wanted) if out.requires_grad
                       else [np.zeros_like(t._data) for t in wanted])
-        return out.item(), grads[0] if single else grads
+        value = out.item()
+        return (value, aux) if has_aux else value, grads[0] if single else grads
 
     return wrapped
 
 
-def grad(f: Callable[..., Tensor], argnums: int | Sequence[int] = 0) -> Callable:
+def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
+         has_aux: bool = False) -> Callable:
     """`grad(f)(*args)`: the gradient part of `value_and_grad(f, argnums)(*args)` (no
-    `.grad` is touched)."""
-    value_and_grad_f = _value_and_grad(f, argnums, "grad")
+    `.grad` is touched); with `has_aux=True`, `(gradient, aux)`, as in JAX."""
+    value_and_grad_f = _value_and_grad(f, argnums, has_aux, "grad")
 
     def wrapped(*args: Any) -> Any:
-        return value_and_grad_f(*args)[1]
+        value, gradient = value_and_grad_f(*args)
+        return (gradient, value[1]) if has_aux else gradient
 
     return wrapped
 

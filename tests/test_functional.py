@@ -170,3 +170,55 @@ def test_gradients_refuses_inputs_that_are_no_tensors_nor_a_sequence():
         with pytest.raises(TypeError, match=rf"^gradients: inputs must be a Tensor or a "
                                             rf"sequence of Tensors, got {kind}$"):
             mg.gradients((x * x).sum(), inputs)
+
+
+@settings(max_examples=25, deadline=None)
+@given(hnp.arrays(np.float64, hnp.array_shapes(max_dims=2, max_side=4),
+                  elements=st.floats(-3, 3)),
+       st.integers(0, 1))
+def test_has_aux_returns_aux_as_is_beside_the_gradient_of_the_loss(x, argnum):
+    """As in JAX: f returns (loss, aux); only the loss is differentiated, and the gradient is
+    the one without aux (checked against central differences too)."""
+    w = np.linspace(-1.0, 1.0, x.size).reshape(x.shape)
+    aux_seen = []
+
+    def loss_and_aux(a, b):
+        loss = (mg.tanh(a) * b).sum()
+        aux = {"outputs": mg.tanh(a), "n": a.size}
+        aux_seen.append(aux)
+        return loss, aux
+
+    def loss_only(a, b):
+        return loss_and_aux(a, b)[0]
+
+    (value, aux), g = value_and_grad(loss_and_aux, argnums=argnum, has_aux=True)(x, w)
+    assert aux is aux_seen[-1]
+    want_value, want_g = value_and_grad(loss_only, argnums=argnum)(x, w)
+    assert value == want_value
+    np.testing.assert_array_equal(g, want_g)
+    g2, aux2 = grad(loss_and_aux, argnums=argnum, has_aux=True)(x, w)
+    np.testing.assert_array_equal(g2, want_g)
+    assert aux2 is aux_seen[-1]
+    args = [x, w]
+    eps = 1e-6
+    numerical = np.zeros_like(args[argnum])
+    for i in np.ndindex(args[argnum].shape):
+        up, down = [a.copy() for a in args], [a.copy() for a in args]
+        up[argnum][i] += eps
+        down[argnum][i] -= eps
+        numerical[i] = (loss_only(*up).item() - loss_only(*down).item()) / (2 * eps)
+    np.testing.assert_allclose(g, numerical, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("returned", [mg.Tensor(1.0), (mg.Tensor(1.0),), [mg.Tensor(1.0), 2],
+                                      (mg.Tensor([1.0, 2.0]), 0)])
+def test_has_aux_refuses_anything_but_a_pair_with_a_scalar_loss(returned):
+    for make in (value_and_grad, grad):
+        with pytest.raises(TypeError, match=make.__name__ + ":"):
+            make(lambda x: returned, has_aux=True)(X)
+
+
+def test_has_aux_must_be_a_bool():
+    for make in (value_and_grad, grad):
+        with pytest.raises(TypeError, match="has_aux must be True or False"):
+            make(f, has_aux=1)
