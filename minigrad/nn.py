@@ -67,6 +67,9 @@ class Module:
 
     # Attributes of a layer that hold a Parameter or None (an optional parameter).
     _parameter_slots: tuple[str, ...] = ()
+    #: Whether the module is in training mode (`train()`, `eval()`), as in PyTorch: no layer
+    #: of minigrad.nn behaves differently; a layer of yours (dropout, say) may read it.
+    training = True
 
     def __setattr__(self, name: str, value: Any) -> None:
         held = self.__dict__.get(name, self)  # (self: not set)
@@ -107,9 +110,41 @@ class Module:
     def modules(self) -> Iterator[Module]:
         """This module and every sub-Module under it (in attributes, lists, tuples, dicts),
         each once, depth first in the order they were set."""
-        found: list[Module] = []
-        _walk_modules(self, set(), found)
+        for _, module in self.named_modules():
+            yield module
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for each of `modules()`: this one named `prefix`, the
+        others by the path to them, as `named_parameters` names their parameters ("0",
+        "encoder.cell"); a module held twice under its first name."""
+        found: list[tuple[str, Module]] = []
+        _walk_modules(self, prefix, set(), found)
         yield from found
+
+    def train(self, mode: bool = True) -> Module:
+        """Set `training` to `mode` on this module and every sub-Module, as PyTorch does;
+        return this module."""
+        if type(mode) is not bool:
+            raise TypeError(f"{type(self).__name__}.train: mode must be True or False, got "
+                            f"{mode!r}")
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    def eval(self) -> Module:
+        """`train(False)`: evaluation mode, as in PyTorch."""
+        return self.train(False)
+
+    def __repr__(self) -> str:
+        """The class name, and each direct sub-Module by name, one per line, as PyTorch
+        prints a model."""
+        named = list(self.named_modules())[1:]
+        children = [(name, m) for name, m in named  # (those held by no other sub-Module)
+                    if not any(name.startswith(inner + ".") for inner, _ in named)]
+        if not children:
+            return f"{type(self).__name__}()"
+        lines = [f"  ({name}): " + repr(m).replace("\n", "\n  ") for name, m in children]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
 
     def zero_grad(self) -> None:
         if current_mode() >= TRACING:  # a side effect the replays would not repeat
@@ -213,19 +248,20 @@ def _walk(value: Any, prefix: str, modules: set[int],
             _walk(item, f"{prefix}.{i}" if prefix else str(i), modules, found)
 
 
-def _walk_modules(value: Any, seen: set[int], found: list[Module]) -> None:
-    """Append the Modules under `value` (itself first) to `found`, each once."""
+def _walk_modules(value: Any, prefix: str, seen: set[int],
+                  found: list[tuple[str, Module]]) -> None:
+    """Append the Modules under `value` (itself first), each once, to `found` with their
+    names (`_walk`'s)."""
     if isinstance(value, Module):
         if id(value) in seen:
             return
         seen.add(id(value))
-        found.append(value)
+        found.append((prefix, value))
         value = vars(value)
-    if isinstance(value, Mapping):
-        value = list(value.values())
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            _walk_modules(item, seen, found)
+    items = value.items() if isinstance(value, Mapping) else enumerate(value) \
+        if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        _walk_modules(item, f"{prefix}.{key}" if prefix else str(key), seen, found)
 
 
 def _mismatches(params: Mapping[str, Parameter], state: Mapping[str, Any]) -> list[str]:

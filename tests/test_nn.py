@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -628,3 +628,91 @@ def test_a_users_attribute_set_to_none_takes_anything():
     net = Net()
     net.cache = mg.Tensor(np.ones(2))
     assert list(net.parameters()) == []
+
+
+class _Holder(nn.Module):
+    """A module holding `children` under attributes, in a list and in a dict, and one
+    parameter of its own."""
+
+    def __init__(self, children, how):
+        self.own = nn.Parameter(np.zeros(1))
+        if how == "attributes":
+            for i, child in enumerate(children):
+                setattr(self, f"c{i}", child)
+        elif how == "list":
+            self.items = list(children)
+        else:
+            self.table = {f"k{i}": child for i, child in enumerate(children)}
+
+
+_trees = st.recursive(st.just("leaf"), lambda inner: st.tuples(
+    st.lists(inner, max_size=3), st.sampled_from(["attributes", "list", "dict"])), max_leaves=8)
+
+
+def _build(tree):
+    if tree == "leaf":
+        return nn.Linear(2, 2, rng=np.random.default_rng(0))
+    children, how = tree
+    return _Holder([_build(t) for t in children], how)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_trees)
+def test_named_modules_names_each_module_by_its_path_as_named_parameters_do(tree):
+    model = _build(tree)
+    named = list(model.named_modules())
+    assert [m for _, m in named] == list(model.modules())
+    assert named[0] == ("", model)
+    assert len({id(m) for _, m in named}) == len(named)
+    by_name = dict(named)
+    for name, p in model.named_parameters():  # a parameter's name: its module's, then its own
+        owner, _, attribute = name.rpartition(".")
+        assert vars(by_name[owner])[attribute] is p
+    assert [(f"top.{n}" if n else "top", m) for n, m in named] == list(
+        model.named_modules("top"))
+
+
+@settings(max_examples=20, deadline=None)
+@given(_trees)
+def test_train_and_eval_set_training_on_every_module(tree):
+    model = _build(tree)
+    assert all(m.training for m in model.modules())
+    assert model.eval() is model
+    assert not any(m.training for m in model.modules())
+    assert model.train() is model and all(m.training for m in model.modules())
+    model.train(False)
+    assert not any(m.training for m in model.modules())
+
+
+def test_train_refuses_a_mode_that_is_not_a_bool():
+    with pytest.raises(TypeError, match="Linear.train: mode must be True or False"):
+        nn.Linear(2, 2).train(1)
+
+
+def test_a_module_prints_its_direct_sub_modules_by_name():
+    class Net(nn.Module):
+        def __init__(self):
+            self.encoder = nn.Sequential(nn.Linear(2, 3), mg.tanh)
+            self.cells = [nn.GRUCell(3, 4)]
+
+    assert repr(Net()) == ("Net(\n  (encoder): Sequential(Linear(2, 3, bias=True), tanh)\n"
+                           "  (cells.0): GRUCell(3, 4, bias=True)\n)")
+    assert repr(nn.Module()) == "Module()"
+
+
+def test_a_compiled_forward_follows_train_and_eval():
+    """`training` is a module attribute like any other: compile traces again when eval() or
+    train() sets it, so the compiled forward takes the branch eager mode takes."""
+    class Halved(nn.Module):
+        def __init__(self):
+            self.lin = nn.Linear(2, 2, rng=np.random.default_rng(1))
+
+        def forward(self, x):
+            y = self.lin(x)
+            return (y * 0.5).sum() if self.training else y.sum()
+
+    model, x = Halved(), np.arange(6.0).reshape(3, 2)
+    compiled = mg.compile(model.forward)
+    for mode in (True, False, True, False):
+        model.train(mode)
+        assert compiled(x).item() == model(x).item()
