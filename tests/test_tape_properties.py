@@ -5,6 +5,8 @@ added, and a tensor reused in many places gets the sum of every use. Each is che
 against a closed form computed here with NumPy, and the reuse against central differences.
 """
 
+import math
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -133,3 +135,28 @@ def test_backward_through_a_retained_graph_adds_each_time(drawn, repeats):
     (again,) = mg.gradients(out, [x], upstream)
     np.testing.assert_allclose(again, once, **CLOSE)
     np.testing.assert_allclose(x.grad, repeats * once, **CLOSE)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([np.float64, np.float32]), st.integers(1, 3), st.integers(1, 40),
+       st.data())
+def test_a_bias_gradient_is_the_sum_of_its_rows_to_the_float_types_precision(
+        dtype, lead, n, data):
+    """Broadcasting that only added leading axes (a bias) is undone by a product with ones,
+    or einsum's loop, rather than NumPy's row-by-row reduction: the same terms in another
+    order, so within a few units of the dtype's precision of the sum of their sizes, also
+    for non-contiguous gradients (which take NumPy's reduction)."""
+    from minigrad.tape import sum_to_shape as engine_sum
+
+    shape = tuple(data.draw(st.lists(st.integers(1, 30), min_size=lead, max_size=lead)))
+    g = data.draw(hnp.arrays(dtype, (*shape, n), elements=st.floats(
+        -1e3, 1e3, width=32 if dtype is np.float32 else 64)))
+    if data.draw(st.booleans()):
+        g = np.asfortranarray(g)
+    got = engine_sum(g, (n,))
+    assert got.shape == (n,) and got.dtype == g.dtype
+    rows = g.reshape(-1, n).astype(np.float64)
+    exact = np.array([math.fsum(rows[:, j]) for j in range(n)])
+    size = np.abs(rows).sum(axis=0)
+    bound = 4 * rows.shape[0] * np.finfo(dtype).eps * size + np.finfo(dtype).tiny
+    assert np.all(np.abs(got - exact) <= bound), (got, exact)
