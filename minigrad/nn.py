@@ -345,13 +345,35 @@ def _layer_options(name: str, sizes: dict[str, Any], rng: Any,
     return checked, rng, floating
 
 
+def _initial_weight(weight: Any, n_in: int, n_out: int, dtype: np.dtype) -> np.ndarray:
+    """Linear's W as its `init` returned it, checked where the layer is made: in another
+    dtype (its bias's, and its outputs', would differ) or shape it would fail, or transpose
+    silently, only in a later forward."""
+    what = f"Linear: init(rng, {n_in}, {n_out}, {dtype})"
+    try:
+        array = weight._data if isinstance(weight, Tensor) else plain_array(weight, what)
+    except ValueError as error:  # (NumPy's "inhomogeneous shape", of nested lists, say)
+        raise ValueError(f"{what} returned no array ({type(weight).__name__}): {error}") from None
+    if array.dtype != dtype:
+        raise TypeError(f"{what} returned an array of dtype {array.dtype}, not the layer's "
+                        f"{dtype}")
+    if array.shape != (n_in, n_out):
+        layout = " (PyTorch's (n_out, n_in) layout: transpose it)" \
+            if array.shape == (n_out, n_in) else ""
+        raise ValueError(f"{what} returned an array of shape {array.shape}, not (n_in, n_out) "
+                         f"= {(n_in, n_out)}{layout}")
+    return array
+
+
 class Linear(Module):
     """y = x W + b on the last axis of `x` (any rank), W of shape (n_in, n_out).
 
     W is drawn by `init(rng, n_in, n_out, dtype)` (Glorot-uniform unless told otherwise) from
     `rng`, a `numpy.random.Generator` (a fresh unseeded one if None); b starts at zero.
     `n_in` and `n_out` are integers >= 1 and `dtype` a floating dtype (else TypeError, or
-    ValueError for a size below 1).
+    ValueError for a size below 1). `init` must return an array of shape (n_in, n_out) in
+    `dtype` (else TypeError for another dtype, ValueError for another shape: PyTorch's
+    (n_out, n_in) layout, say).
     """
 
     _parameter_slots = ("weight", "bias")
@@ -362,7 +384,7 @@ class Linear(Module):
         (n_in, n_out), rng, dtype = _layer_options(
             "Linear", {"n_in": n_in, "n_out": n_out}, rng, dtype)
         self.n_in, self.n_out = n_in, n_out
-        self.weight = Parameter(init(rng, n_in, n_out, dtype))
+        self.weight = Parameter(_initial_weight(init(rng, n_in, n_out, dtype), n_in, n_out, dtype))
         self.bias = Parameter(np.zeros(n_out, dtype)) if bias else None
 
     def forward(self, x: Any) -> Tensor:

@@ -471,8 +471,10 @@ class Tensor:
     # Comparisons are elementwise, as in NumPy and PyTorch: a mask (1.0 where it holds, 0.0
     # elsewhere) that does not require grad. Against anything that is not an operand (None,
     # a string) they return NotImplemented: == and != then fall back to identity, the
-    # others raise Python's TypeError. Tensors stay hashable by identity (dict keys, set
-    # members); `t in a_list` compares elementwise, as in PyTorch: test identity instead.
+    # others raise Python's TypeError. A list or tuple, meant elementwise, is not an operand
+    # either: == and != hand it to their op, which refuses it as `t + [1, 2]` is refused
+    # (identity would answer a silent False). Tensors stay hashable by identity (dict keys,
+    # set members); `t in a_list` compares elementwise, as in PyTorch: test identity instead.
     __hash__ = object.__hash__
 
     def __lt__(self, other: Any) -> Tensor:
@@ -488,10 +490,10 @@ class Tensor:
         return ops.greater_equal(self, other) if _is_operand(other) else NotImplemented
 
     def __eq__(self, other: object) -> Tensor:  # type: ignore[override]
-        return ops.equal(self, other) if _is_operand(other) else NotImplemented
+        return ops.equal(self, other) if _is_compared(other) else NotImplemented
 
     def __ne__(self, other: object) -> Tensor:  # type: ignore[override]
-        return ops.not_equal(self, other) if _is_operand(other) else NotImplemented
+        return ops.not_equal(self, other) if _is_compared(other) else NotImplemented
 
     def abs(self) -> Tensor:
         return ops.abs(self)
@@ -735,6 +737,12 @@ def unpickled_own(array: np.ndarray) -> np.ndarray:
 def _is_operand(x: Any) -> bool:
     """Whether a comparison takes `x`: a Tensor, a NumPy array or a real number."""
     return isinstance(x, (Tensor, np.ndarray, numbers.Real))
+
+
+def _is_compared(x: Any) -> bool:
+    """Whether == and != call their op on `x`: an operand, or a list or tuple (which the op
+    refuses: see the comment above `Tensor.__lt__`)."""
+    return _is_operand(x) or isinstance(x, (list, tuple))
 
 
 def tensor_array(data: Any) -> np.ndarray:

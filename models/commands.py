@@ -111,12 +111,18 @@ def _check_replaceable(figure: str, option: str) -> None:
         problem = f"it is a symbolic link to {target}, in a directory that does not exist"
     elif not os.path.isfile(target):
         problem = f"it is {file_kind(os.stat(target).st_mode)}, not a regular file"
-    elif not os.access(target, os.W_OK):
+    elif _read_only(target):
         problem = "it is read-only"
     else:
         return
     raise ValueError(f"{option}: cannot replace the figure {figure}: {problem} (left as it "
                      f"is)")
+
+
+def _read_only(path: str) -> bool:
+    """Whether the existing file `path` is read-only: no one may write it (by its mode
+    bits: root, whom os.access lets write any file, is refused it too), or we may not."""
+    return not os.stat(path).st_mode & 0o222 or not os.access(path, os.W_OK)
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -186,7 +192,7 @@ def check_output_file(path: str, option: str) -> None:
     if not os.access(directory, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {path}: cannot write a file there: the directory "
                          f"{directory} is not writable")
-    if os.path.exists(target) and not os.access(target, os.W_OK):
+    if os.path.exists(target) and _read_only(target):
         raise ValueError(f"{option} {path}: cannot write the file: it is read-only")
     try:  # what the checks above cannot see: a read-only mount, a file system that refuses
         with tempfile.TemporaryFile(dir=directory):

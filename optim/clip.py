@@ -1,4 +1,5 @@
-"""Gradient clipping by the total norm, as ``torch.nn.utils.clip_grad_norm_``."""
+"""Gradient clipping by the total norm, as ``torch.nn.utils.clip_grad_norm_`` except for norms
+less than 1e-6 below ``max_norm``, which PyTorch shrinks slightly and this leaves as they are."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
 
         total = sqrt(sum_i sum(g_i^2))
         if total > max_norm:  g_i = g_i * max_norm / (total + 1e-6)   for every i
+
+    PyTorch's ``clip_grad_norm_`` scales by min(1, max_norm / (total + 1e-6)) instead, so it
+    also shrinks (by a factor of at least 1 - 1e-6 / max_norm) gradients whose norm is in
+    (max_norm - 1e-6, max_norm], which are left untouched here.
 
     The squares are summed in float64. Finite gradients too large for that sum (elements
     beyond about 1e154 in float64) are still measured and clipped: the norm is then taken

@@ -656,13 +656,32 @@ def test_a_save_path_that_is_a_figure_is_refused_before_training(
     assert sorted(tmp_path.rglob("*")) == before  # nothing written
 
 
-def _read_only(path, monkeypatch):
-    path.write_bytes(b"an old figure")
-    path.chmod(0o444)
-    access = os.access  # (root may write a read-only file: os.access says yes to it)
+def _read_only(path, monkeypatch, whose):
+    """A file at `path` that no one may write (mode 444: root, whom os.access lets write it,
+    too), or that another user's mode bits let only that user write (os.access says no)."""
+    path.write_bytes(b"an old file")
+    if whose == "no one's":
+        path.chmod(0o444)
+        return
+    path.chmod(0o644)
+    access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **kwargs: (
         not mode & os.W_OK and access(p, mode)) if os.fspath(p) == str(path)
         else access(p, mode, **kwargs))
+
+
+@pytest.mark.parametrize("model", ["counter", "adder"])
+@pytest.mark.parametrize("whose", ["no one's", "another user's"])
+def test_a_read_only_save_target_is_refused_before_training(
+        run, tmp_path, monkeypatch, no_training, model, whose):
+    # Root replaced a file of mode 444: os.access lets root write any file.
+    path = tmp_path / "model.npz"
+    _read_only(path, monkeypatch, whose)
+    before = _entries(tmp_path)
+    error = one_line_error(run("train", model, "--save", str(path)))
+    assert error == f"minigrad: error: --save {path}: cannot write the file: it is read-only"
+    assert _entries(tmp_path) == before
+    assert path.read_bytes() == b"an old file"
 
 
 @pytest.mark.parametrize("model, name", FIGURES)
@@ -683,19 +702,21 @@ def test_a_figure_linked_into_a_missing_directory_is_refused_before_training(
 
 
 @pytest.mark.parametrize("model, name", FIGURES)
-@pytest.mark.parametrize("kind", ["read-only", "a directory"])
+@pytest.mark.parametrize("kind", ["no one's", "another user's", "a directory"])
 def test_a_figure_that_cannot_be_replaced_is_refused_before_training(
         run, tmp_path, monkeypatch, no_training, model, name, kind):
-    # --save refused a read-only model before training; --plot replaced a read-only figure.
+    # --save refused a read-only model before training; --plot replaced a read-only figure
+    # (and as root, one of mode 444).
     pytest.importorskip("matplotlib")
     figure = tmp_path / name
-    if kind == "read-only":
-        _read_only(figure, monkeypatch)
-    else:
+    if kind == "a directory":
         figure.mkdir()
+    else:
+        _read_only(figure, monkeypatch, kind)
     before = _entries(tmp_path)
     error = one_line_error(run("train", model, "--plot", str(tmp_path)))
-    problem = "it is read-only" if kind == "read-only" else "it is a directory, not a regular file"
+    problem = "it is a directory, not a regular file" if kind == "a directory" else \
+        "it is read-only"
     assert error == (f"minigrad: error: --plot {tmp_path}: cannot replace the figure {figure}: "
                      f"{problem} (left as it is)")
     assert _entries(tmp_path) == before

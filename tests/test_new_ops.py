@@ -184,6 +184,22 @@ def test_comparisons_against_other_types_follow_pythons_rules():
         mg.greater(x, [1.0, 2.0])
 
 
+@given(values=st.lists(st.floats(-10.0, 10.0), min_size=0, max_size=4),
+       container=st.sampled_from([list, tuple]))
+def test_equality_with_a_list_or_tuple_is_refused_as_addition_is(values, container):
+    """`x == [1, 1]` (also reflected, and !=) was Python's identity fallback, a silent
+    False (True for !=) even for x's own values, where `x + [1, 1]` and `x < [1, 1]` raise."""
+    x = Tensor(values)
+    other = container(values)
+    got = rf"expected a Tensor, a NumPy array or a real number, got {container.__name__}$"
+    for name, compare in [("equal", lambda: x == other), ("not_equal", lambda: x != other),
+                          ("equal", lambda: other == x), ("not_equal", lambda: other != x),
+                          ("add", lambda: x + other)]:
+        with pytest.raises(TypeError, match=rf"^{name}: {got}"):
+            compare()
+    assert (x == Tensor(values)).data.all() and not (x != np.array(values)).data.any()
+
+
 def test_the_truth_of_a_mask_of_several_elements_is_refused():
     x = Tensor([1.0, 2.0])
     with pytest.raises(ValueError, match=r"^the truth value of a tensor of shape \(2,\) is "

@@ -384,6 +384,38 @@ def test_linear_float32():
     assert layer(np.ones((2, 3), np.float32)).dtype == np.float32
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("n_in, n_out", [(3, 2), (4, 4)])
+def test_linear_checks_what_init_returns(n_in, n_out, dtype):
+    """Linear refuses, where it is made, a W from `init` in another dtype than its own (the
+    bias, and the outputs, would differ) or of another shape (PyTorch's (n_out, n_in) is
+    silently a valid W when n_in == n_out, so every square shape is checked too)."""
+    name = np.dtype(dtype).name
+    other = np.float64 if dtype != np.float64 else np.float32
+    what = rf"^Linear: init\(rng, {n_in}, {n_out}, {name}\) returned an array of"
+    with pytest.raises(TypeError, match=rf"{what} dtype {np.dtype(other).name}, not the "
+                                        rf"layer's {name}$"):
+        Linear(n_in, n_out, dtype=dtype, init=lambda r, i, o, d: np.zeros((i, o), other))
+    with pytest.raises(TypeError, match=rf"{what} dtype int64"):
+        Linear(n_in, n_out, dtype=dtype, init=lambda r, i, o, d: np.zeros((i, o), np.int64))
+    for shape in [(n_in, n_out, 1), (n_in + 1, n_out), (n_in * n_out,)]:
+        with pytest.raises(ValueError, match=rf"{what} shape {re.escape(str(shape))}, not "
+                                             rf"\(n_in, n_out\) = \({n_in}, {n_out}\)$"):
+            Linear(n_in, n_out, dtype=dtype, init=lambda r, i, o, d, s=shape: np.zeros(s, d))
+    if n_in != n_out:
+        with pytest.raises(ValueError, match=r"\(PyTorch's \(n_out, n_in\) layout: "
+                                             r"transpose it\)$"):
+            Linear(n_in, n_out, dtype=dtype, init=lambda r, i, o, d: np.zeros((o, i), d))
+    # the checks pass what init is asked for: an array, a list (float64) or a tensor
+    values = rng().standard_normal((n_in, n_out)).astype(dtype)
+    for result in [values, Tensor(values), values.tolist()]:
+        if isinstance(result, list) and dtype != np.float64:
+            continue
+        layer = Linear(n_in, n_out, dtype=dtype, init=lambda r, i, o, d, w=result: w)
+        assert layer.weight.dtype == layer.bias.dtype == dtype
+        np.testing.assert_array_equal(layer.weight.data, values)
+
+
 @pytest.mark.parametrize("n_in, n_out", [(4, 4), (6, 3), (3, 6)])
 def test_orthogonal(n_in, n_out):
     w = orthogonal(rng(), n_in, n_out)

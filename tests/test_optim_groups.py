@@ -424,6 +424,23 @@ def test_clip_grad_norm_caps_the_total_norm(grads, max_norm):
     assert params[3].grad is None
 
 
+@given(shape=SHAPES, data=st.data(), max_norm=st.floats(1e-3, 20.0),
+       below=st.floats(0.0, 0.9e-6), sign=st.sampled_from([-1.0, 1.0]))
+def test_clip_grad_norm_leaves_a_norm_just_below_max_norm_as_it_is(shape, data, max_norm,
+                                                                   below, sign):
+    """A total norm at most max_norm is left untouched, also less than 1e-6 below it, which
+    PyTorch's min(1, max_norm / (total + 1e-6)) shrinks (its docstring says so). One nonzero
+    element: the norm is |that element| exactly."""
+    grad = np.zeros(shape)
+    index = data.draw(st.tuples(*(st.integers(0, n - 1) for n in shape)))
+    grad[index] = sign * (max_norm - below)
+    p = Param(np.zeros(shape))
+    p.grad = grad.copy()
+    assert optim.clip_grad_norm([p], max_norm) == max_norm - below
+    assert min(1.0, max_norm / (max_norm - below + 1e-6)) < 1.0  # PyTorch's scale
+    np.testing.assert_array_equal(p.grad, grad)
+
+
 @given(grads=parameter_sets(n=3), exponent=st.integers(150, 306),
        max_norm=st.floats(1e-3, 20.0))
 def test_clip_grad_norm_measures_and_clips_finite_gradients_whose_squares_overflow(
