@@ -58,11 +58,11 @@ def _signature(args: tuple, mode: int) -> tuple | None:
             data = a._data
             key.append((data.shape, data.dtype, data.strides, a._requires_grad))
             ids.append(id(a))
-        elif isinstance(a, _ndarray):  # a memmap, say: the caller passes it as a plain array
+        elif isinstance(a, _ndarray):  # a memmap: the caller passes it as a plain array
             return None
         else:
             if not _static(a):
-                raise TypeError(f"compile: argument {i} is a {type(a).__name__}, which cannot "
+                raise TypeError(f"compile: argument {i} is a {_kind(a)}, which cannot "
                                 "be part of a signature (what fn reads of an object would be "
                                 "baked into the program, unchecked); pass each Tensor or NumPy "
                                 "array as an argument of its own, and other values as numbers, "
@@ -75,27 +75,65 @@ def _signature(args: tuple, mode: int) -> tuple | None:
 
 # Arguments a signature holds by value: immutable, so equal values give the same program.
 # A module, by identity: its attributes are watched as those of the module fn is a method of.
+# An enum member by identity too: attributes it carries (a Planet's mass) are taken as
+# constants, as an enum means them to be.
 _STATICS = (numbers.Number, np.generic, str, bytes, type(None), np.dtype, type, slice, range,
-            type(Ellipsis), enum.Enum, types.FunctionType, types.BuiltinFunctionType, np.ufunc,
-            nn.Module)
+            type(Ellipsis), enum.Enum, types.FunctionType, np.ufunc, nn.Module)
 
 
 def _static(a: Any) -> bool:
-    if isinstance(a, (tuple, frozenset)):  # a namedtuple too
-        return all(_static(x) for x in a)
+    if isinstance(a, types.BuiltinFunctionType):
+        # math.sqrt; not a bound method ({}.get, w.sum): what it returns would be baked in
+        return a.__self__ is None or isinstance(a.__self__, types.ModuleType)
+    if isinstance(a, (tuple, frozenset)):
+        # a namedtuple too; not a subclass's instance with attributes (not in the key)
+        return not getattr(a, "__dict__", None) and all(_static(x) for x in a)
     if dataclasses.is_dataclass(a) and not isinstance(a, type):  # if frozen: its fields
         return a.__dataclass_params__.frozen and all(  # type: ignore[attr-defined]
             _static(getattr(a, f.name)) for f in dataclasses.fields(a))
     return isinstance(a, _STATICS)
 
 
+def _kind(a: Any) -> str:
+    """What an argument is, for an error: a built-in bound method as a bound method."""
+    owner = getattr(a, "__self__", None)
+    if isinstance(a, types.BuiltinFunctionType) and owner is not None:
+        return f"bound method ({type(owner).__name__}.{a.__name__})"
+    return type(a).__name__
+
+
 def _plain_arrays(args: tuple) -> tuple:
-    """`args` with each array of an ndarray subclass (`np.memmap`) a plain view of it, as an
-    op takes it (`primitive.constant`): a program reads it, and copies it where a node keeps
-    it, as a plain array (a masked array is refused)."""
-    return tuple([plain_array(a, f"compile: argument {i}")
-                  if isinstance(a, _ndarray) and type(a) is not _ndarray else a
-                  for i, a in enumerate(args)])
+    """`args` with each array of an ndarray subclass that computes as a plain array (a
+    memmap, a class adding attributes only) a plain view of it, as an op takes it
+    (`primitive.constant`): a program reads it, and copies it where a node keeps it, as a
+    plain array. An array of another subclass is refused (a masked array as an op refuses
+    it): fn would get a plain array, whose operators and methods are not its class's
+    (np.matrix's `*` is a matrix product), unlike in eager mode."""
+    plain = list(args)
+    for i, a in enumerate(args):
+        if isinstance(a, _ndarray) and type(a) is not _ndarray:
+            plain[i] = plain_array(a, f"compile: argument {i}")
+            cls = type(a)
+            if not _computes_as_plain(cls):
+                raise TypeError(f"compile: argument {i} is an array of ndarray subclass "
+                                f"{cls.__module__}.{cls.__qualname__} (shape {a.shape}), "
+                                "which changes NumPy's operators or methods (np.matrix's * is "
+                                "a matrix product): fn would get a plain array of it, unlike in "
+                                "eager mode; pass np.asarray(x) to compute on a plain array")
+    return tuple(plain)
+
+
+def _computes_as_plain(cls: type) -> bool:
+    """Whether ndarray subclass `cls` is a memmap's, or changes no attribute of ndarray's
+    but how an array is made (its own attributes set in `__array_finalize__`, say)."""
+    if issubclass(cls, np.memmap):  # (its __getitem__ and __array_wrap__ keep the values)
+        return True
+    own = cls.__mro__[:cls.__mro__.index(_ndarray)]
+    return all(name in _MADE or not hasattr(_ndarray, name) for c in own for name in vars(c))
+
+
+_MADE = frozenset({"__module__", "__doc__", "__dict__", "__weakref__", "__new__", "__init__",
+                   "__array_finalize__"})
 
 
 def _program_vjp(g: np.ndarray, out: Any, replay: _Replay, saved: list) -> list:
@@ -671,11 +709,13 @@ def compile(fn: Callable[..., Any], *, cache_size: int = 8) -> CompiledFunction:
 
     The rules, as `jax.jit`'s:
     - The signature is each Tensor or NumPy array argument's shape, dtype and strides (a
-      Tensor's requires-grad too; an array of an ndarray subclass, a memmap, is taken as a
-      plain array, as an op takes it; a masked array is refused), the type and value of
-      any other argument (an immutable value: a number, a string, None, a dtype, a class, a
-      function, an enum, a slice, a range, a frozen dataclass; a module by identity; or a
-      tuple of them: baked into the program; -0.0 is not 0.0; other objects are refused),
+      Tensor's requires-grad too; a memmap, or an array of a subclass that only adds
+      attributes, is taken as a plain array, as an op takes it; one of another ndarray
+      subclass, np.matrix or a masked array, is refused), the
+      type and value of any other argument (an immutable value: a number, a string, None,
+      a dtype, a class, a function (not a bound method: `{}.get`), an enum, a slice, a
+      range, a frozen dataclass; a module by identity; or a tuple of them: baked into the
+      program; -0.0 is not 0.0; other objects are refused),
       which arguments are the same object, and this thread's grad and anomaly mode. The
       `cache_size` most recently used are kept.
     - `fn` runs only when traced, on tracers: Python may read their shapes and dtypes, not
