@@ -150,9 +150,11 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
     )
-    if axes:
-        g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
+    if not axes:
+        return g.reshape(shape)
+    if axes == tuple(range(len(axes))):  # leading axes only: a bias of shape (1, n)
+        return _sum_leading(g, len(axes), g.shape[len(axes):]).reshape(shape)
+    return g.sum(axis=axes, keepdims=True).reshape(shape)
 
 
 def _sum_leading(g: np.ndarray, lead: int, shape: tuple[int, ...]) -> np.ndarray:

@@ -160,3 +160,17 @@ def test_a_bias_gradient_is_the_sum_of_its_rows_to_the_float_types_precision(
     size = np.abs(rows).sum(axis=0)
     bound = 4 * rows.shape[0] * np.finfo(dtype).eps * size + np.finfo(dtype).tiny
     assert np.all(np.abs(got - exact) <= bound), (got, exact)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3), st.integers(2, 30), st.data())
+def test_a_bias_with_leading_ones_is_summed_as_one_without_them(ones, n, data):
+    """A bias of shape (1, n) (or (1, 1, n)) broadcast up gets the gradient of an (n,) one,
+    reshaped: the same sum, to the bit."""
+    from minigrad.tape import sum_to_shape as engine_sum
+
+    rows = tuple(data.draw(st.lists(st.integers(2, 20), min_size=ones, max_size=ones)))
+    g = data.draw(hnp.arrays(np.float64, (*rows, n), elements=st.floats(-1e3, 1e3)))
+    got = engine_sum(g, (1,) * ones + (n,))
+    assert got.shape == (1,) * ones + (n,)
+    np.testing.assert_array_equal(got.reshape(n), engine_sum(g, (n,)))
