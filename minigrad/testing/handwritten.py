@@ -173,7 +173,7 @@ def _compare(name: Any, handwritten: Any, engine: np.ndarray, atol: float | None
     default_atol, default_rtol = TOLERANCES.get(engine.dtype, (ATOL, RTOL))
     atol = default_atol if atol is None else atol
     rtol = default_rtol if rtol is None else rtol
-    hand = np.asarray(handwritten, dtype=np.float64)
+    hand = _numeric(label, handwritten)
     if hand.shape != engine.shape:
         raise BackwardMismatch(f"check_backward: handwritten gradient of {label} has shape "
                                f"{hand.shape}, the engine's {engine.shape}; inputs "
@@ -189,6 +189,27 @@ def _compare(name: Any, handwritten: Any, engine: np.ndarray, atol: float | None
             f"engine {e!r} (|difference| {abs(h - e):.3g} > atol {atol} + rtol {rtol} * "
             f"|engine|); inputs {_show(args)}"
         )
+
+
+def _numeric(label: str, handwritten: Any) -> np.ndarray:
+    """The hand-written gradient as a float64 array, refused (TypeError) unless it is real
+    numbers of one shape: NumPy would read a string of digits as a number, and refuse a
+    ragged list or a word without saying which gradient it was."""
+    try:
+        hand = np.asarray(handwritten)
+    except ValueError:  # (a ragged list)
+        raise TypeError(f"check_backward: handwritten gradient of {label} is not an array: "
+                        f"its parts have different shapes: {_clip(handwritten)}") from None
+    if hand.dtype.kind not in "biuf":
+        raise TypeError(f"check_backward: handwritten gradient of {label} must be real numbers "
+                        f"(an array, a number), got {_kind(handwritten)} of dtype {hand.dtype}: "
+                        f"{_clip(handwritten)}")
+    return hand.astype(np.float64, copy=False)
+
+
+def _clip(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _show(args: tuple) -> str:
