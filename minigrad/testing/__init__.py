@@ -332,7 +332,8 @@ def _refuse_below_atol(labels: list[str], engine: list[Gradients], numeric: list
                       for label, value, side in vacuous)
     smallest = min(value for _, value, _ in vacuous)
     warnings.warn(
-        f"gradcheck: every element of the gradient of {names} is within atol {atol} of 0, "
+        f"gradcheck: every element of the gradient{'s' if len(vacuous) > 1 else ''} of "
+        f"{names} is within atol {atol} of 0, "
         f"the engine's and the numerical alike (the largest: {sizes}), so the comparison "
         f"|engine - numerical| <= atol + rtol |numerical| checked nothing there: a wrong VJP "
         f"passes. Pick inputs where the gradient is not tiny (not where a function "

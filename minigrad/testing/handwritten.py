@@ -107,6 +107,8 @@ def check_backward_at(engine_fn: Callable[..., Any], handwritten_fn: Callable[..
     AssertionError) names the gradient, the worst element, both values, their difference
     and the inputs. By default atol and rtol are `TOLERANCES[dtype]` of the engine's
     gradient: (1e-9, 1e-7) in float64, (1e-6, 1e-4) in float32, (1e-3, 1e-2) in float16.
+    A hand-written gradient of another shape than the engine's is a `BackwardMismatch`; one
+    that is not real numbers (None, a string, a ragged list) a TypeError naming it.
     """
     atol, rtol = (None if value is None else _check_real("check_backward", name, value)
                   for name, value in (("atol", atol), ("rtol", rtol)))
