@@ -12,6 +12,7 @@ Hypothesis; that one does: it is in the test extra, `pip install 'minigrad-rnn[t
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -137,10 +138,12 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     arguments near 1e5 and beyond, a step of eps = 1e-6 moves the outputs by little more
     than their rounding: scale `eps` with the values.
     The forward and backward passes must leave the checked arrays as they were, and a
-    second backward on the same graph, after the numerical side has called f again, must
-    give the same gradients, bit for bit: an op whose forward or VJP writes into the arrays
-    it is given, or whose VJP reads what the latest forward call left rather than its own
-    saved values, fails, though its first numbers are right.
+    second backward on the same graph must give the same gradients, bit for bit, after f
+    has run again (under no_grad) with every argument and parameter checked moved by eps
+    at once: an op whose forward or VJP writes into the arrays it is given, or whose VJP
+    reads what the latest forward call left (a cache of its input) rather than its own
+    saved values, fails, though its first numbers are right, whichever argument or
+    parameter it is applied to.
 
     Each VJP of the graph (the engine casts a leaf's .grad, which would hide these) must
     leave its upstream gradient g as it was and return its operand's dtype: a VJP writing
@@ -165,23 +168,31 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     on values of moderate size (around 1; scale eps with larger ones). Returns True,
     or raises GradcheckError naming the argument (by position) or parameter (by name), the
     output of a tuple, the worst element, both values and the tolerance. Where every
-    element of every gradient checked, the engine's and the numerical alike, is within atol
-    of 0 (a sigmoid saturated at x = -20, a loss scaled by 1e-7), that comparison holds for
-    any VJP, right or wrong: it passes with a VacuousCheckWarning saying so, asking for
-    other inputs, a rescaled f or a smaller atol (a warning, so that a property test whose
-    draws saturate now and then does not fail; `-W error::...VacuousCheckWarning` makes it
-    one). The engine's exact zeros, or gradients within atol / 1000 of 0 everywhere, are
-    a check of zeros (f ignores what is checked, x^3 at 0) and pass silently; a zero
-    gradient of an f of large values (a softmax's sum times 100) may warn, its central
-    differences' residue of f's rounding (~|f| 1e-10) being above atol / 1000.
+    element of an argument's or parameter's gradient (for every output), the engine's and
+    the numerical alike, is within atol of 0 (a sigmoid saturated at x = -20, a term scaled
+    by 1e-7), that comparison holds for any VJP, right or wrong: it passes with a
+    VacuousCheckWarning naming each such argument and parameter, asking for other inputs,
+    a rescaled f or a smaller atol (a warning, so that a property test whose draws saturate
+    now and then does not fail; `-W error::...VacuousCheckWarning` makes it one). This is
+    decided for each of them: one whose gradient is tiny beside another's large one (a
+    weight-decay term's bias beside a loss's weights) is named too. Gradients within
+    atol / 1000 of 0 everywhere, the engine's and the numerical alike, are a check of zeros
+    (f ignores what is checked, x^3 at 0) and pass silently; the engine's zeros beside a
+    numerical gradient above atol / 1000 (a VJP returning zeros, on a term scaled by 1e-7)
+    warn, as does a zero gradient of an f of large values (a softmax's sum times 100), its
+    central differences' residue of f's rounding (~|f| 1e-10) being above atol / 1000.
     `eps` must be a finite number > 0, `atol` and `rtol` finite numbers >= 0 (ValueError;
     TypeError for what is not a real number): a NaN eps or a negative atol would fail every
-    gradient, the engine's blamed.
+    gradient, the engine's blamed. `seed` must be an int >= 0 (TypeError, ValueError), and
+    every argument and parameter checked finite: a NaN or infinite one is a ValueError
+    naming it and the element (its gradients would be NaN on both sides, the engine's
+    blamed).
     """
     _check_function(f, "gradcheck")
     eps = _check_real("gradcheck", "eps", eps, positive=True)
     atol = _check_real("gradcheck", "atol", atol)
     rtol = _check_real("gradcheck", "rtol", rtol)
+    seed = _check_seed(seed)
     named = _named_parameters(f, params)
     positions = _checked_positions(args, argnums, bool(named))
     if not positions and not named:
@@ -194,11 +205,13 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     parameters = [p for _, p in named]
     labels = [f"argument {i}" for i in positions] + [f"parameter '{name}'" for name, _ in named]
     with _holding(parameters, np.float64):
+        _refuse_non_finite(labels, [arrays[i] for i in positions] + [p.data for p in parameters])
         outputs, wrt, upstreams, engine, several = _engine_side(f, arrays, positions,
                                                                 parameters, seed, labels)
         numeric = _numerical_side(f, arrays, positions, parameters, upstreams, eps)
-        # After f ran again: a VJP reading what the latest forward call left (a cache of
-        # the op's, not its own saved values) gives other bits now
+        _run_elsewhere(f, arrays, positions, parameters, eps)
+        # After f ran at other values of everything checked: a VJP reading what the latest
+        # forward call left (a cache of the op's, not its own saved values) gives other bits
         others = _engine_again(outputs, wrt, upstreams, engine, labels)
     for k, v in enumerate(upstreams):
         through = f" through output {k} of {len(upstreams)}" if several else ""
@@ -217,6 +230,29 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
 def _check_function(f: Any, who: str) -> None:
     if not callable(f):
         raise TypeError(f"{who}: expected a function, got {type(f).__name__}")
+
+
+def _check_seed(seed: Any) -> int:
+    """`seed` as an int, refused unless an integer >= 0 (what NumPy's generators take)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"gradcheck: seed must be an int >= 0, got {type(seed).__name__} "
+                        f"{seed!r}")
+    if seed < 0:
+        raise ValueError(f"gradcheck: seed must be an int >= 0, got {seed!r}")
+    return int(seed)
+
+
+def _refuse_non_finite(labels: list[str], values: list[np.ndarray]) -> None:
+    """A NaN or an infinity among the values checked makes both gradients NaN there, the
+    engine's blamed: refused before anything runs."""
+    for label, array in zip(labels, values):
+        bad = ~np.isfinite(array)
+        if bad.any():
+            where = tuple(int(k) for k in np.argwhere(bad)[0])
+            raise ValueError(
+                f"gradcheck: {label} holds {float(array[where])!r} at index {where} (not "
+                f"finite: {int(bad.sum())} of its {array.size} elements): central differences "
+                f"need finite values; pass finite ones")
 
 
 def _engine_side(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
@@ -266,36 +302,43 @@ def _refuse_float32_numbers(label: str, gradient: np.ndarray, numerical: np.ndar
 
 
 class VacuousCheckWarning(UserWarning):
-    """gradcheck compared gradients all within atol of 0: any VJP would have passed."""
+    """gradcheck compared gradients of an argument or parameter all within atol of 0: any
+    VJP would have passed there."""
 
 
 def _refuse_below_atol(labels: list[str], engine: list[Gradients], numeric: list[np.ndarray],
                        atol: float) -> None:
-    """Warn (VacuousCheckWarning) where every element of every gradient checked, the
-    engine's and the numerical alike, is within atol of 0, not all within ZERO_RESIDUE atol
-    of it, and the engine's not all exactly 0: |engine - numerical| <= atol + rtol
-    |numerical| held whatever the VJPs computed (a sign flipped, a factor of 3), so nothing
-    was checked. (A warning, not a failure: a property test drawing a saturated input now
-    and then checked nothing there, which is no mistake of the VJP's. The engine's exact
-    zeros, or all within ZERO_RESIDUE atol, are a check of zeros: central differences
-    leave a residue of ~eps^2 (x^3 at 0) or of f's rounding.)"""
-    if all(not np.any(g) for gradients_k in engine for g in gradients_k):
+    """Warn (VacuousCheckWarning), naming them, about the arguments and parameters whose
+    gradients, the engine's and the numerical alike for every output, are all within atol
+    of 0 but not all within ZERO_RESIDUE atol of it: |engine - numerical| <= atol + rtol
+    |numerical| held for them whatever the VJPs computed (a sign flipped, a factor of 3,
+    zeros), so nothing of theirs was checked, however large the others' gradients. (A
+    warning, not a failure: a property test drawing a saturated input now and then checked
+    nothing there, which is no mistake of the VJP's. Gradients all within ZERO_RESIDUE atol
+    are a check of zeros: central differences leave a residue of ~eps^2 (x^3 at 0) or of
+    f's rounding.)"""
+    vacuous = []
+    for j, label in enumerate(labels):
+        sides = [("engine's", gradients_k[j]) for gradients_k in engine]
+        sides.append(("numerical", numeric[j]))
+        largest, side = max((float(np.max(np.abs(values), initial=0.0)), side)
+                            for side, values in sides)
+        if ZERO_RESIDUE * atol < largest <= atol:
+            vacuous.append((label, largest, side))
+    if not vacuous:
         return
-    largest, where = 0.0, ""
-    for k, gradients_k in enumerate(engine):
-        for label, computed, numerical in zip(labels, gradients_k, numeric):
-            for side, values in (("engine", computed), ("numerical", numerical[k])):
-                values = np.abs(values)
-                if values.size and np.nanmax(values) > largest:
-                    largest, where = float(np.nanmax(values)), f"{side} gradient of {label}"
-    if ZERO_RESIDUE * atol < largest <= atol:
-        warnings.warn(
-            f"gradcheck: every element of every gradient checked is within atol {atol} of 0 "
-            f"(the largest, {largest:.3g}, is in the {where}), so the comparison |engine - "
-            f"numerical| <= atol + rtol |numerical| checked nothing: a wrong VJP passes. "
-            f"Pick inputs where the gradient is not tiny (not where a function saturates), "
-            f"rescale f (a loss scaled by 1e-7), or pass an atol well below {largest:.3g}",
-            VacuousCheckWarning, stacklevel=3)
+    names = ", ".join(label for label, _, _ in vacuous)
+    sizes = "; ".join(f"{value:.3g} in the {side} gradient of {label}"
+                      for label, value, side in vacuous)
+    smallest = min(value for _, value, _ in vacuous)
+    warnings.warn(
+        f"gradcheck: every element of the gradient{'s' if len(vacuous) > 1 else ''} of "
+        f"{names} is within atol {atol} of 0, "
+        f"the engine's and the numerical alike (the largest: {sizes}), so the comparison "
+        f"|engine - numerical| <= atol + rtol |numerical| checked nothing there: a wrong VJP "
+        f"passes. Pick inputs where the gradient is not tiny (not where a function "
+        f"saturates), rescale f (a loss scaled by 1e-7), or pass an atol well below "
+        f"{smallest:.3g}", VacuousCheckWarning, stacklevel=3)
 
 
 def _engine_again(outputs: list[Tensor], wrt: list[Tensor], upstreams: list[np.ndarray],
@@ -325,6 +368,23 @@ def _engine_again(outputs: list[Tensor], wrt: list[Tensor], upstreams: list[np.n
             mirrored.append((fortran, _engine_gradients(out, fortran, wrt), 1.0))
         others.append(mirrored)
     return others
+
+
+def _run_elsewhere(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
+                   parameters: list[Tensor], eps: float) -> None:
+    """f once more, under no_grad, with every argument and parameter checked moved by eps
+    at once, then the parameters' arrays back: the numerical side's last call moves one
+    array only, so an op's cache of an earlier argument would still hold the values the
+    graph was recorded at, and a VJP reading it (not its own saved values) would pass."""
+    held = [p.data for p in parameters]
+    try:
+        for p, array in zip(parameters, held):
+            p.data = array + eps
+        with no_grad():
+            f(*(Tensor(a + eps) if i in positions else a for i, a in enumerate(arrays)))
+    finally:
+        for p, array in zip(parameters, held):
+            p.data = array
 
 
 def _check_unchanged(wrt: list[Tensor], before: list[np.ndarray], labels: list[str],

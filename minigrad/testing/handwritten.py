@@ -107,6 +107,8 @@ def check_backward_at(engine_fn: Callable[..., Any], handwritten_fn: Callable[..
     AssertionError) names the gradient, the worst element, both values, their difference
     and the inputs. By default atol and rtol are `TOLERANCES[dtype]` of the engine's
     gradient: (1e-9, 1e-7) in float64, (1e-6, 1e-4) in float32, (1e-3, 1e-2) in float16.
+    A hand-written gradient of another shape than the engine's is a `BackwardMismatch`; one
+    that is not real numbers (None, a string, a ragged list) a TypeError naming it.
     """
     atol, rtol = (None if value is None else _check_real("check_backward", name, value)
                   for name, value in (("atol", atol), ("rtol", rtol)))
@@ -173,7 +175,7 @@ def _compare(name: Any, handwritten: Any, engine: np.ndarray, atol: float | None
     default_atol, default_rtol = TOLERANCES.get(engine.dtype, (ATOL, RTOL))
     atol = default_atol if atol is None else atol
     rtol = default_rtol if rtol is None else rtol
-    hand = np.asarray(handwritten, dtype=np.float64)
+    hand = _numeric(label, handwritten)
     if hand.shape != engine.shape:
         raise BackwardMismatch(f"check_backward: handwritten gradient of {label} has shape "
                                f"{hand.shape}, the engine's {engine.shape}; inputs "
@@ -189,6 +191,27 @@ def _compare(name: Any, handwritten: Any, engine: np.ndarray, atol: float | None
             f"engine {e!r} (|difference| {abs(h - e):.3g} > atol {atol} + rtol {rtol} * "
             f"|engine|); inputs {_show(args)}"
         )
+
+
+def _numeric(label: str, handwritten: Any) -> np.ndarray:
+    """The hand-written gradient as a float64 array, refused (TypeError) unless it is real
+    numbers of one shape: NumPy would read a string of digits as a number, and refuse a
+    ragged list or a word without saying which gradient it was."""
+    try:
+        hand = np.asarray(handwritten)
+    except ValueError:  # (a ragged list)
+        raise TypeError(f"check_backward: handwritten gradient of {label} is not an array: "
+                        f"its parts have different shapes: {_clip(handwritten)}") from None
+    if hand.dtype.kind not in "biuf":
+        raise TypeError(f"check_backward: handwritten gradient of {label} must be real numbers "
+                        f"(an array, a number), got {_kind(handwritten)} of dtype {hand.dtype}: "
+                        f"{_clip(handwritten)}")
+    return hand.astype(np.float64, copy=False)
+
+
+def _clip(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _show(args: tuple) -> str:

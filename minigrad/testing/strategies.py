@@ -236,8 +236,15 @@ class Case:
 
 def op_cases(op: Any, dtype: Any = np.float64):
     """Drawn `Case`s for an op of the table (its name, or its entry in `minigrad.OPS`), from
-    its Domain (family, values, kinks)."""
+    its Domain (family, values, kinks). Another name is a ValueError listing the table's;
+    anything else (the op's function itself, say) a TypeError."""
+    if not isinstance(op, (str, minigrad.primitive.Op)):
+        raise TypeError(f"op_cases: op must be an op's name or its entry in minigrad.OPS, got "
+                        f"{type(op).__name__} {op!r}")
     name = op if isinstance(op, str) else op.name
+    if name not in minigrad.OPS:
+        raise ValueError(f"op_cases: no op {name!r} in minigrad.OPS; its ops are "
+                         f"{', '.join(sorted(minigrad.OPS))}")
     domain = minigrad.OPS[name].domain
     # the op as users call it (an op defined after import is in the table too)
     return _FAMILIES[domain.family](minigrad.OPS[name].function, domain, dtype)
