@@ -138,9 +138,13 @@ class Tensor:
             # (Counted as `_share` counts: an attribute read is a reference of its own, where
             # CPython 3.14 may lend a local to the call without one. A weak reference is no
             # graph's: `_share` counts it, where the array handed out here is recorded.)
-            if self._data.base is not None or sys.getrefcount(self._data) > 2:
-                self._data = self._data.copy(order="K")  # (its layout too: sums add in it)
-            self._shared = False
+            # One thread at a time: two copying at once would each install its own copy,
+            # the later one without what the other thread wrote into the first.
+            with _COPY_ON_WRITE:
+                if self._shared:
+                    if self._data.base is not None or sys.getrefcount(self._data) > 2:
+                        self._data = self._data.copy(order="K")  # (its layout too)
+                    self._shared = False
         self._exposed = True
         return self._data
 
@@ -661,6 +665,9 @@ def _reshaping(x: Tensor, shape: tuple[int, ...], symbol: str) -> ValueError:
 # `.grad` is read, added to and set as one step, so that threads running backward on graphs
 # that share a parameter lose no contribution (NumPy releases the GIL inside a large add).
 _GRAD_LOCK = threading.Lock()
+# Taken by `Tensor.data` to copy an array a graph holds: one thread's copy never replaces
+# another's, with what was written into it since.
+_COPY_ON_WRITE = threading.Lock()
 
 
 def _own_slots(cls: type) -> list[str]:

@@ -923,3 +923,44 @@ def _placed(g, shape, where):
     full = np.zeros(shape)
     full[where] = g
     return full
+
+
+@pytest.mark.parametrize("write", ["in place", "through .data"])
+def test_reading_data_in_one_thread_loses_no_write_of_another(write):
+    """`.data` copies an array a graph holds (copy-on-write). A thread that only reads it,
+    paused inside that copy while another thread reads it too and writes into its own copy,
+    must not then install its copy over the written one: the write would be lost. The pause
+    is forced (the reader's copy waits for the writer), so the interleaving is the same on
+    every run."""
+    w = mg.Tensor(np.zeros(4), requires_grad=True)
+    y = (w * w).sum()  # the graph holds w's array: the next .data copies it
+    reader_copying, written = threading.Event(), threading.Event()
+    reader = []
+
+    class PausingCopy(np.ndarray):
+        def copy(self, order="C"):
+            copied = np.array(self, order=order)
+            if threading.get_ident() in reader:
+                reader_copying.set()
+                written.wait(timeout=0.3)  # (the writer cannot write while the reader copies)
+            return copied
+
+    w._data = w._data.view(PausingCopy)  # (a view: copied on .data, as the graph holds it)
+
+    def read():
+        reader.append(threading.get_ident())
+        w.data  # noqa: B018 (the read is the point)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    assert reader_copying.wait(timeout=5)
+    if write == "in place":
+        with mg.no_grad():
+            w -= 1.0
+    else:
+        w.data[...] -= 1.0
+    written.set()
+    thread.join()
+    np.testing.assert_array_equal(w.data, -np.ones(4))
+    y.backward()
+    np.testing.assert_array_equal(w.grad, np.zeros(4))  # the graph kept the array it saved
