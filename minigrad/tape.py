@@ -163,7 +163,9 @@ def _sum_leading(g: np.ndarray, lead: int, shape: tuple[int, ...]) -> np.ndarray
     times slower than a product with a vector of ones, which BLAS computes at its speed,
     or (past 16 MiB of rows of more than 32, where BLAS's matrix-vector product is slower)
     einsum's summing loop. The same terms, added in another order: the rounding of a
-    reordered sum, within the float type's precision of the sum of their sizes."""
+    reordered sum, within the float type's precision of the sum of their sizes (and, as
+    any BLAS product's, for very long rows of two or three its bits may depend on BLAS's
+    thread count, which splits them)."""
     n = math.prod(shape)
     if n <= 1 or not g.size or g.dtype not in _BLAS_FLOATS or not g.flags.c_contiguous:
         return _reduce(g, tuple(range(lead)))  # (one element a row: a contiguous sum)
