@@ -29,7 +29,7 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
 
     `f` takes arrays (the arguments at `argnums` arrive as Tensors that require grad) and
     returns a scalar Tensor. `argnums` is an int or a sequence of ints, negative ones
-    counting from the end (not a bool: TypeError; out of range: ValueError). The
+    counting from the end (not a bool: TypeError; out of range or empty: ValueError). The
     gradient comes back as a NumPy array of the argument's shape, or a tuple of them when
     `argnums` is a sequence (one per entry, an argument named twice twice); an argument
     `f` does not use gets zeros.
@@ -37,6 +37,11 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
     As `jax.value_and_grad`, it has no side effect: the `.grad` of the tensors `f` reads (a
     model's parameters) is left alone, as by `gradients`, so a later `backward()` does not
     add to a gradient of this call.
+    First order only: the gradient is a NumPy array, a constant to any graph, so no grad of
+    grad. Called inside the `f` of another `grad` / `value_and_grad` with (or reading, as a
+    closure) a tensor of that one's computation (its arguments or what `f` computed from
+    them), it raises TypeError rather than have the enclosing gradient take its result for
+    a constant; `t.detach()` is a constant, where one is meant.
 
     With `has_aux=True`, as in JAX, `f` returns a pair `(loss, aux)`: the loss is
     differentiated and `aux` (an accuracy, the model's outputs) comes back as it is, in
@@ -51,9 +56,10 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux
     function the user called)."""
     if not callable(f):
         raise TypeError(f"{name}: expected a function, got {type(f).__name__}")
-    if not _argnums(argnums, name):  # (its types now; the range at each call, given the
+    # (argnums' types now, and that it names some argument; the range at each call)
+    if not _argnums(argnums, name):
         raise ValueError(f"{name}: argnums {argnums!r} names no argument to differentiate "
-                         "with respect to")  # arguments)
+                         "with respect to")
     if type(has_aux) is not bool:
         raise TypeError(f"{name}: has_aux must be True or False, got {has_aux!r}")
     single = isinstance(argnums, (int, np.integer))
@@ -94,7 +100,8 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux
 def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
          has_aux: bool = False) -> Callable:
     """`grad(f)(*args)`: the gradient part of `value_and_grad(f, argnums)(*args)` (no
-    `.grad` is touched); with `has_aux=True`, `(gradient, aux)`, as in JAX."""
+    `.grad` is touched); with `has_aux=True`, `(gradient, aux)`, as in JAX. First order
+    only, as there: no grad of grad (a TypeError, not the inner gradient as a constant)."""
     value_and_grad_f = _value_and_grad(f, argnums, has_aux, "grad")
 
     def wrapped(*args: Any) -> Any:
