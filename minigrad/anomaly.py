@@ -158,15 +158,24 @@ def _caller_site() -> traceback.FrameSummary | None:
                                   lookup_line=False)
 
 
+def _recorded_shapes(node: Node) -> list[Any]:
+    """The input shapes of a node recorded outside the mode: each operand's array where the
+    node keeps it (a node of one VJP per input keeps them in order, None where it keeps
+    none), else its vertex's shape, else "?" (a constant it does not keep). A node of one
+    VJP for all inputs (a compiled program's) keeps objects of its own in `args`."""
+    inputs, args = node.inputs or (), node.args or ()
+    if type(node.vjps) is not tuple or len(args) != len(inputs):
+        args = (None,) * len(inputs)
+    return [a.shape if isinstance(a, np.ndarray) else () if isinstance(a, float)
+            else "?" if x is None else x.shape for a, x in zip(args, inputs)]
+
+
 def _message(node: Node, phase: str, what: str, values: Any, note: str = "") -> str:
     values = np.asarray(values)
     found = [kind for kind, mask in (("NaN", np.isnan(values)), ("+inf", values == np.inf),
                                      ("-inf", values == -np.inf)) if mask.any()]
     site, shapes = node.site
-    # A node recorded outside the mode kept its inputs only if its VJPs read them.
-    if shapes is None and node.args:
-        shapes = tuple(np.shape(a) for a in node.args)
-    shapes = "?" if shapes is None else ", ".join(map(str, shapes)) or "none"
+    shapes = ", ".join(map(str, _recorded_shapes(node) if shapes is None else shapes)) or "none"
     message = (f"detect_anomaly: '{node.name}' (inputs of shapes {shapes}) gave {what} "
                f"holding {' and '.join(found)} in {phase}{note}")
     if site is None:

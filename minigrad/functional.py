@@ -1,14 +1,26 @@
-"""Gradients as functions, for tests and for users who think in functions (as in JAX)."""
+"""Gradients as functions, for tests and for users who think in functions (as in JAX).
+
+minigrad computes first-order gradients only: `grad` returns NumPy arrays, outside any graph,
+so a gradient of a gradient (`grad(grad(f))`, or a `grad` called inside the `f` of another
+on that one's tensors) would take the inner gradient for a constant. That is refused with a
+TypeError, never a wrong number.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
 
 from .modes import enable_grad
+from .tape import Node
 from .tensor import Tensor
+
+# The input tensors of every grad / value_and_grad whose `f` is running in this thread or
+# context (innermost last): a gradient taken inside it must not read them (first order only).
+_enclosing: ContextVar[tuple[Tensor, ...]] = ContextVar("minigrad_grad_inputs", default=())
 
 
 def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
@@ -17,7 +29,7 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
 
     `f` takes arrays (the arguments at `argnums` arrive as Tensors that require grad) and
     returns a scalar Tensor. `argnums` is an int or a sequence of ints, negative ones
-    counting from the end (not a bool: TypeError; out of range: ValueError). The
+    counting from the end (not a bool: TypeError; out of range or empty: ValueError). The
     gradient comes back as a NumPy array of the argument's shape, or a tuple of them when
     `argnums` is a sequence (one per entry, an argument named twice twice); an argument
     `f` does not use gets zeros.
@@ -25,6 +37,11 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
     As `jax.value_and_grad`, it has no side effect: the `.grad` of the tensors `f` reads (a
     model's parameters) is left alone, as by `gradients`, so a later `backward()` does not
     add to a gradient of this call.
+    First order only: the gradient is a NumPy array, a constant to any graph, so no grad of
+    grad. Called inside the `f` of another `grad` / `value_and_grad` with (or reading, as a
+    closure) a tensor of that one's computation (its arguments or what `f` computed from
+    them), it raises TypeError rather than have the enclosing gradient take its result for
+    a constant; `t.detach()` is a constant, where one is meant.
 
     With `has_aux=True`, as in JAX, `f` returns a pair `(loss, aux)`: the loss is
     differentiated and `aux` (an accuracy, the model's outputs) comes back as it is, in
@@ -39,17 +56,27 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux
     function the user called)."""
     if not callable(f):
         raise TypeError(f"{name}: expected a function, got {type(f).__name__}")
-    _argnums(argnums, name)  # (its types now; the range at each call, given the arguments)
+    # (argnums' types now, and that it names some argument; the range at each call)
+    if not _argnums(argnums, name):
+        raise ValueError(f"{name}: argnums {argnums!r} names no argument to differentiate "
+                         "with respect to")
     if type(has_aux) is not bool:
         raise TypeError(f"{name}: has_aux must be True or False, got {has_aux!r}")
     single = isinstance(argnums, (int, np.integer))
 
     def wrapped(*args: Any) -> tuple[Any, Any]:
         positions = argnum_positions(argnums, len(args), name, repeats=True)
+        enclosing = _enclosing.get()
+        if enclosing:
+            _refuse_enclosing_tensors(args, enclosing, name)
         inputs = [Tensor(a, requires_grad=True) if i in positions else a
                   for i, a in enumerate(args)]
-        with enable_grad():  # (as torch.func.grad: an outer no_grad would record nothing)
-            out = f(*inputs)
+        token = _enclosing.set(enclosing + tuple(inputs[i] for i in positions))
+        try:
+            with enable_grad():  # (as torch.func.grad: an outer no_grad would record nothing)
+                out = f(*inputs)
+        finally:
+            _enclosing.reset(token)
         if has_aux:
             if not isinstance(out, tuple) or len(out) != 2:
                 raise TypeError(f"{name}: with has_aux=True, f must return a pair (loss, "
@@ -59,6 +86,9 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux
             what = "the loss f returns must be" if has_aux else "f must return"
             raise TypeError(f"{name}: {what} a scalar Tensor, got {_described(out)}")
         wanted = [inputs[i] for i in positions]
+        if enclosing and out.requires_grad and _depends_on(out, enclosing):
+            raise TypeError(f"{name}: f reads a tensor of an enclosing grad's computation "
+                            f"(a closure): {_FIRST_ORDER}")
         grads = tuple(gradients(out, wanted) if out.requires_grad
                       else [np.zeros_like(t._data) for t in wanted])
         value = out.item()
@@ -70,7 +100,8 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux
 def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
          has_aux: bool = False) -> Callable:
     """`grad(f)(*args)`: the gradient part of `value_and_grad(f, argnums)(*args)` (no
-    `.grad` is touched); with `has_aux=True`, `(gradient, aux)`, as in JAX."""
+    `.grad` is touched); with `has_aux=True`, `(gradient, aux)`, as in JAX. First order
+    only, as there: no grad of grad (a TypeError, not the inner gradient as a constant)."""
     value_and_grad_f = _value_and_grad(f, argnums, has_aux, "grad")
 
     def wrapped(*args: Any) -> Any:
@@ -78,6 +109,34 @@ def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
         return (gradient, value[1]) if has_aux else gradient
 
     return wrapped
+
+
+_FIRST_ORDER = ("minigrad computes first-order gradients only (the result would be a constant "
+                "there, its own gradient lost); use t.detach() if a constant is meant")
+
+
+def _refuse_enclosing_tensors(args: Sequence[Any], enclosing: tuple[Tensor, ...],
+                              name: str) -> None:
+    """TypeError for an argument that is a tensor of an enclosing grad's computation."""
+    for i, a in enumerate(args):
+        if isinstance(a, Tensor) and a.requires_grad and _depends_on(a, enclosing):
+            raise TypeError(f"{name}: argument {i} is a tensor of an enclosing grad's "
+                            f"computation: {_FIRST_ORDER}")
+
+
+def _depends_on(t: Tensor, leaves: tuple[Tensor, ...]) -> bool:
+    """Whether the graph of `t` reaches one of `leaves` (walked only in a nested grad)."""
+    wanted = {id(leaf) for leaf in leaves}
+    stack, seen = [t._node or t], set()
+    while stack:
+        vertex = stack.pop()
+        if id(vertex) in wanted:
+            return True
+        if id(vertex) not in seen:
+            seen.add(id(vertex))
+            if type(vertex) is Node and vertex.inputs:  # (None once released)
+                stack.extend(v for v in vertex.inputs if v is not None)
+    return False
 
 
 def argnum_positions(argnums: Any, n: int, who: str,
@@ -119,6 +178,10 @@ def _described(out: Any) -> str:
         numpy = "NumPy " if isinstance(out, np.generic) else ""
         return (f"{numpy}{type(out).__name__} {out}: a number computed outside the graph (.item(), "
                 "float(), NumPy on .data) has no gradient; return the Tensor of minigrad's ops")
+    if isinstance(out, np.ndarray):  # (grad's own result, say: grad of grad)
+        return (f"ndarray of shape {out.shape}: a NumPy array holds no gradient; grad and "
+                "value_and_grad return NumPy arrays, as minigrad computes first-order "
+                "gradients only (no grad of grad)")
     shape = getattr(out, "shape", None)
     return f"{type(out).__name__}{'' if shape is None else f' of shape {shape}'}"
 

@@ -201,8 +201,10 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     test, say), and return the function that calls it.
 
     `saves` says what the VJPs read: "inputs", "output", "both" or "nothing", or a tuple of
-    operand positions (those inputs only; the others reach the VJPs as None), with "output"
-    among them if the VJPs read the output too; the graph keeps only that. (A tuple of no
+    operand positions (0, 1, ...: those inputs only; the others reach the VJPs as None),
+    with "output" among them if the VJPs read the output too; the graph keeps only that. A
+    position that names no operand (a bool, a negative one, one past the last) is a
+    ValueError naming the op. (A tuple of no
     position, `("output",)` or `()`, is "output" or "nothing": the VJPs get no operand.)
     `batch`: "elementwise" or "matmul" if the op computes on operands stacked on a new
     leading axis as it does per slice (see `Op.batch`), so that `scan` may call the VJP of a
@@ -273,6 +275,8 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     module = sys._getframe(1).f_globals.get("__name__", __name__)
     user = not module.startswith("minigrad.")  # an op of the user's: its VJPs are checked
     vjps = _checked_maker(name, vjps) if callable(vjps) and user else _vjp_tuple(name, vjps)
+    if kept:
+        _check_saved_positions(name, kept, vjps)
     # The engine's own prepares copy what they pass on (getitem's array index); a user's
     # op's options are copied by `record` (`kept_options`), prepare or not.
     op = Op(name, forward, vjps,
@@ -286,6 +290,20 @@ def defop(name: str, forward: Callable[..., Any], vjps: Any, domain: Domain | No
     if register:
         OPS[name] = op
     return op.function
+
+
+def _check_saved_positions(name: str, kept: tuple[int, ...], vjps: Any) -> None:
+    """Refuse an operand position in `saves` that names no operand: a bool, a negative one
+    (not counted from the end: write the position), or one past the last operand (one per
+    VJP; unknown for a maker of each call's VJPs). It failed only in backward, as a
+    TypeError naming neither the op nor the position."""
+    n = len(vjps) if type(vjps) is tuple else None
+    for i in kept:
+        if isinstance(i, bool) or i < 0 or n is not None and i >= n:
+            operands = "" if n is None else f" of its {n} operand{'s' if n != 1 else ''}"
+            raise ValueError(f"defop: '{name}' saves operand position {i!r}, which names "
+                             f"no operand{operands}: saves takes positions 0, 1, ... (as "
+                             f"ints, not bools; not counted from the end)")
 
 
 def _check_definition(name: Any, forward: Any, domain: Any, prepare: Any) -> None:

@@ -343,8 +343,11 @@ class _Body:
             r = root(x)
             xs[r.index] = p - nc
             k, i, vjp = made.get(r.index, (-1, -1, None))
+            # (`into` has the shape of the VJP's result, the step's output's: not where the
+            # operand broadcasts, its result summed back after)
             if writes_into(vjp) and not program.anomaly and count.get(r.index) == 1 \
-                    and r.index not in outputs and r.shape == x.shape != () \
+                    and r.index not in outputs \
+                    and program.steps[k].out.shape == r.shape == x.shape != () \
                     and r.dtype == x.dtype == program.steps[k].out.dtype:
                 into[k, i] = f"DX{p - nc}"
         found: list[str] = []

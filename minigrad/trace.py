@@ -1161,11 +1161,13 @@ class Program:
                 call = "g" if vjp is primitive.identity_vjp else (
                     f"{self._name(vjp, 'vjp')}({', '.join(['g', *reads, *options, *extra])})")
                 lines.append(f"t = {call}")
-                if (k, i) in into:  # (or a VJP that says it takes `into` returned another)
-                    stack = into[k, i]
-                    lines += [f"if t is not r and t.dtype is not {stack}.dtype: "
-                              f"{stack} = widen({stack}, t)",
-                              f"if t is not r: {stack}[k] = t"]
+                if (k, i) in into:  # (or a VJP that says it takes `into` returned another:
+                    stack = into[k, i]  # summed back to the row first, as any contribution)
+                    xshape, xdtype = self._name(x.shape, "s"), self._name(x.dtype, "d")
+                    lines += ["if t is not r:",
+                              f"    t = settle(t, {xshape}, {xdtype})",
+                              f"    if t.dtype is not {stack}.dtype: {stack} = widen({stack}, t)",
+                              f"    {stack}[k] = t"]
                 self._add(lines, x, "t", started, count)
             for name in reads:
                 if name[0] == "v":

@@ -8,6 +8,9 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from minigrad import Tensor
@@ -237,3 +240,44 @@ def test_compiled_and_scanned_ops_say_so_too():
         with pytest.raises(mg.AnomalyError, match=r"'mul' .* from input 0, which held it "
                                                   r".* \(scan step 1\)"):
             mg.scan(body, np.zeros(2), np.stack([np.ones(2), given]))
+
+
+@settings(max_examples=20, deadline=None)
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=2, max_side=3), rows=st.integers(1, 3),
+       w_grad=st.booleans(), retain_graph=st.booleans())
+def test_a_compiled_graph_recorded_outside_the_mode_is_named_with_its_inputs_shapes(
+        shape, rows, w_grad, retain_graph):
+    """Its node's args are the program's own objects: the message took their shapes, "inputs
+    of shapes (), (0,)" for an input of shape (3,), and with retain_graph=True np.shape
+    raised ValueError instead of AnomalyError."""
+    compiled = mg.compile(lambda x, w: (mg.sqrt(x) * w).sum())
+    x_values = np.ones(shape)
+    x_values.flat[0] = 0.0  # sqrt'(0) is infinite
+    x = Tensor(x_values, requires_grad=True)
+    w = Tensor(np.ones((rows, *shape)), requires_grad=w_grad)
+    value = compiled(x, w)
+    with mg.detect_anomaly(), pytest.raises(mg.AnomalyError) as caught, \
+            np.errstate(divide="ignore"):
+        value.backward(retain_graph=retain_graph)
+    shapes = ", ".join(map(str, [x.shape, w.shape] if w_grad else [x.shape]))
+    assert re.search(rf"^detect_anomaly: 'compiled <lambda>' \(inputs of shapes "
+                     rf"{re.escape(shapes)}\) gave the gradient of input 0 holding \+inf in "
+                     r"backward; created outside detect_anomaly\(\)", str(caught.value))
+
+
+@settings(max_examples=20, deadline=None)
+@given(shape=hnp.array_shapes(min_dims=0, max_dims=2, max_side=3))
+def test_an_operand_a_node_does_not_keep_is_not_given_the_shape_of_none(shape):
+    """A node that keeps only some operands holds None for the others: np.shape(None) said
+    () for an input of another shape."""
+    divide = mg.defop("divide_keeping_b", lambda a, b: a / b,
+                      (lambda g, out, a, b: g / b, lambda g, out, a, b: -g * out / b),
+                      saves=(1, "output"), register=False)
+    a = Tensor(np.ones(shape), requires_grad=True)
+    b = Tensor(np.zeros(shape[-1:]), requires_grad=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = divide(a, b).sum()
+    with mg.detect_anomaly(), pytest.raises(mg.AnomalyError) as caught, \
+            np.errstate(divide="ignore", invalid="ignore"):
+        y.backward()
+    assert f"'divide_keeping_b' (inputs of shapes {a.shape}, {b.shape})" in str(caught.value)

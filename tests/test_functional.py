@@ -222,3 +222,69 @@ def test_has_aux_must_be_a_bool():
     for make in (value_and_grad, grad):
         with pytest.raises(TypeError, match="has_aux must be True or False"):
             make(f, has_aux=1)
+
+
+def _cube(x):
+    return (x * x * x).sum()
+
+
+@settings(max_examples=25, deadline=None)
+@given(hnp.arrays(np.float64, hnp.array_shapes(max_dims=2, max_side=3),
+                  elements=st.floats(-3, 3)),
+       st.sampled_from(["grad", "value_and_grad"]), st.sampled_from(["grad", "value_and_grad"]))
+def test_a_grad_inside_a_grad_on_its_tensors_is_an_error_not_a_first_derivative(
+        x, outer, inner):
+    """minigrad has no higher-order gradients: grad(h) for h(x) = sum(x * grad(f)(x)) gave
+    f'(x), the inner gradient taken for a constant, where the answer is f' + x f''. An inner
+    grad given (at a differentiated position or not) or reading (a closure) a tensor of the
+    enclosing computation is refused; on a detached one it is a constant, as asked."""
+    def inner_gradient(g, *args, argnums=0):
+        result = getattr(mg, inner)(g, argnums)(*args)
+        return result if inner == "grad" else result[1]
+
+    nested = {
+        "argument": lambda x: (x * inner_gradient(_cube, x)).sum(),
+        "grad of grad": lambda x: inner_gradient(_cube, x),
+        "not differentiated": lambda x: (x * inner_gradient(
+            lambda c, y: (c * y).sum(), np.ones(x.shape), x)).sum(),
+        "computed from it": lambda x: (x * inner_gradient(_cube, x * 2.0)).sum(),
+    }
+    for h in nested.values():  # (keyed by what each passes)
+        with pytest.raises(TypeError, match=rf"^{inner}: argument \d is a tensor of an "
+                                            r"enclosing grad's computation: minigrad computes "
+                                            r"first-order gradients only .* t\.detach\(\)"):
+            getattr(mg, outer)(h)(x)
+    closure = lambda x: (x * inner_gradient(lambda y: (y * x).sum(), np.ones(x.shape))).sum()
+    with pytest.raises(TypeError, match=rf"^{inner}: f reads a tensor of an enclosing grad's "
+                                        r"computation \(a closure\): minigrad computes "
+                                        r"first-order"):
+        getattr(mg, outer)(closure)(x)
+    # Detached: a constant, as asked (the error leaves no enclosing state behind)
+    got = grad(lambda x: (x * inner_gradient(_cube, x.detach())).sum())(x)
+    np.testing.assert_array_equal(got, grad(_cube)(x))
+    # A tensor of no enclosing computation (a model's parameter) may be passed, its .grad
+    # and flag left alone, as at top level
+    w = mg.Tensor(np.full(x.shape, 1.5), requires_grad=True)
+    got = grad(lambda x: (x * inner_gradient(lambda v: (v * w).sum(), w)).sum())(x)
+    np.testing.assert_array_equal(got, w.data)
+    assert w.grad is None and w.requires_grad
+    assert grad(lambda v: (v * w).sum())(w) is not None and w.grad is None
+
+
+def test_grad_of_grad_and_empty_argnums_say_what_is_wrong():
+    """grad(grad(f))(x) said only that f returns an ndarray; grad(f, ()) blamed f for a number
+    computed outside the graph."""
+    with pytest.raises(TypeError, match=r"^grad: argument 0 is a tensor of an enclosing "
+                                        r"grad's computation: minigrad computes first-order"):
+        grad(grad(_cube))(2.0)
+    with pytest.raises(TypeError, match=r"^grad: f must return a scalar Tensor, got ndarray of "
+                                        r"shape \(\): a NumPy array holds no gradient; grad and "
+                                        r"value_and_grad return NumPy arrays, as minigrad "
+                                        r"computes first-order gradients only \(no grad of "
+                                        r"grad\)"):
+        grad(lambda x: grad(_cube)(x.detach()))(2.0)
+    for function in ("grad", "value_and_grad"):
+        for argnums in ((), [], np.array([], dtype=int)):
+            with pytest.raises(ValueError, match=rf"^{function}: argnums .* names no argument "
+                                                 r"to differentiate with respect to$"):
+                getattr(mg, function)(_cube, argnums)

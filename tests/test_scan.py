@@ -1719,6 +1719,68 @@ def test_a_vjp_that_says_it_takes_into_but_returns_another_array_is_still_right(
     assert_bitwise(got, xs.grad)
 
 
+def _mul_vjp_into(g, out, a, b, into=None):
+    """a * b's VJP for a, computed into `into` where that has its result's shape (a careful
+    VJP: `into` of another shape is ignored)."""
+    r = g * b
+    if into is not None and into.shape == r.shape:
+        into[...] = r
+        return into
+    return r
+
+
+def _mul_vjp_out(g, out, a, b, into=None):
+    """a * b's VJP for a, computed into `into` as given (of its result's shape: the
+    contract of `vjp.into`)."""
+    return np.multiply(g, b, out=into)
+
+
+def _mul_vjp_two_halves(g, out, a, b, into=None):
+    """a * b's VJP for a as two halves stacked, which the sweep sums back (an array that
+    broadcasts to the operand's shape), whatever `into` is."""
+    return np.stack([g * b / 2, g * b / 2])
+
+
+_mul_vjp_into.into = _mul_vjp_out.into = _mul_vjp_two_halves.into = True
+
+
+@settings(max_examples=30, deadline=None)
+@given(shapes=st.integers(1, 3).flatmap(
+           lambda n: st.tuples(*[st.sampled_from([(1, 3), (3, 1), (3, 3), (1, 1)])] * n)),
+       steps=st.integers(1, 4), drop=st.integers(0, 2), seed=st.integers(0, 2**32 - 1),
+       vjp=st.sampled_from([_mul_vjp_into, _mul_vjp_out, _mul_vjp_two_halves]),
+       carried=st.booleans(), w_grad=st.booleans())
+def test_a_vjp_that_takes_into_on_an_operand_that_broadcasts_is_the_loops(
+        shapes, steps, drop, seed, vjp, carried, w_grad):
+    """scan passed a VJP that takes `into` the x's row of the stacked cotangents, of the
+    operand's shape, where its result has the step output's (an operand that broadcasts):
+    "could not broadcast (2, 3) into (3,)", where the op is right eagerly and in a loop."""
+    x_shape = tuple(pair[0] for pair in shapes)[drop:]  # (fewer axes: broadcast on the left)
+    w_shape = tuple(pair[1] for pair in shapes)
+    mul = mg.defop("mul_into", lambda a, b: a * b, (vjp, lambda g, out, a, b: g * a),
+                   saves="inputs", register=False)
+    rng = np.random.default_rng(seed)
+    xs = mg.Tensor(rng.normal(size=(steps, *x_shape)), requires_grad=True)
+    w = mg.Tensor(rng.normal(size=w_shape), requires_grad=w_grad)
+
+    def f(c, x):
+        y = mul(x, w)
+        return c + y.sum() if carried else c, y
+
+    results = []
+    for run in (mg.scan, loop):
+        xs.grad = w.grad = None
+        carry, ys = run(f, np.zeros(()), xs)
+        (carry + (ys * ys).sum()).backward()
+        results.append((carry, ys, xs.grad, w.grad))
+    (carry, ys, dxs, dw), (carry_loop, ys_loop, dxs_loop, dw_loop) = results
+    assert_bitwise(carry, carry_loop)
+    assert_bitwise(ys, ys_loop)
+    assert_bitwise(dxs, dxs_loop)
+    if w_grad:
+        assert_invariant_close(dw, dw_loop, steps)
+
+
 # --- bodies that mix dtypes ------------------------------------------------------------------
 
 

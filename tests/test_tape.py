@@ -345,6 +345,37 @@ def test_defop_refuses_a_batch_it_does_not_know(batch):
         defop("bad", np.add, (None, None), batch=batch, register=False)
 
 
+@settings(max_examples=40)
+@given(n=st.integers(1, 3), data=st.data())
+def test_defop_refuses_a_saved_position_that_names_no_operand(n, data):
+    """saves=(-1,), a position past the last operand or a bool was taken, and backward
+    failed with a TypeError naming neither the op nor the position ("unsupported operand
+    type(s) for *: 'float' and 'NoneType'"): refused where the op is defined."""
+    bad = data.draw(st.one_of(st.integers(-5, -1), st.integers(n, n + 3), st.booleans()))
+    good = data.draw(st.lists(st.integers(0, n - 1), max_size=n, unique=True))
+    output = data.draw(st.sampled_from([[], ["output"]]))
+    seen = []
+
+    def vjp(g, out, *operands):  # (the op's a sum: each operand's gradient is g)
+        seen.append(tuple(a is not None for a in operands))
+        return g
+
+    def define(saves):
+        return defop("total", lambda *a: sum(a), (vjp,) * n, saves=saves, register=False)
+
+    with pytest.raises(ValueError, match=rf"^defop: 'total' saves operand position "
+                                         rf"{re.escape(repr(bad))}, which names no operand of "
+                                         rf"its {n} operands?: saves takes positions 0, 1"):
+        define(tuple(data.draw(st.permutations([*good, bad, *output]))))
+    # Its valid positions alone are taken: the VJPs get those operands, None for the others
+    # (no operand at all for no position)
+    x = [Tensor(np.full(2, i + 2.0), requires_grad=True) for i in range(n)]
+    define(tuple([*good, *output]))(*x).sum().backward()
+    for t in x:
+        np.testing.assert_array_equal(t.grad, np.ones(2))
+    assert set(seen) == {tuple(i in good for i in range(n)) if good else ()}
+
+
 def _cube_with_residual():
     """x^3, whose forward hands its VJP the residual 3 x^2 (and keeps neither x nor x^3)."""
     def forward(x):
