@@ -77,17 +77,23 @@ def _signature(args: tuple, mode: int) -> tuple | None:
 # A module, by identity: its attributes are watched as those of the module fn is a method of.
 # An enum member by identity too: attributes it carries (a Planet's mass) are taken as
 # constants, as an enum means them to be.
+# (NumPy's functions, np.sum: a dispatcher type of their own)
 _STATICS = (numbers.Number, np.generic, str, bytes, type(None), np.dtype, type, slice, range,
-            type(Ellipsis), enum.Enum, types.FunctionType, np.ufunc, nn.Module)
+            type(Ellipsis), enum.Enum, types.FunctionType, np.ufunc, type(np.sum), nn.Module)
 
 
 def _static(a: Any) -> bool:
     if isinstance(a, types.BuiltinFunctionType):
-        # math.sqrt; not a bound method ({}.get, w.sum): what it returns would be baked in
-        return a.__self__ is None or isinstance(a.__self__, types.ModuleType)
-    if isinstance(a, (tuple, frozenset)):
-        # a namedtuple too; not a subclass's instance with attributes (not in the key)
-        return not getattr(a, "__dict__", None) and all(_static(x) for x in a)
+        # math.sqrt, float.fromhex; not a bound method ({}.get, w.sum): what it returns
+        # would be baked in
+        return a.__self__ is None or isinstance(a.__self__, (types.ModuleType, type))
+    if isinstance(a, enum.Enum):  # (an IntEnum's member too: its attributes are its own)
+        return True
+    if isinstance(a, (numbers.Number, str, bytes, tuple, frozenset)) and getattr(
+            a, "__dict__", None):
+        return False  # a subclass's instance with attributes, which the key would not hold
+    if isinstance(a, (tuple, frozenset)):  # a namedtuple too
+        return all(_static(x) for x in a)
     if dataclasses.is_dataclass(a) and not isinstance(a, type):  # if frozen: its fields
         return a.__dataclass_params__.frozen and all(  # type: ignore[attr-defined]
             _static(getattr(a, f.name)) for f in dataclasses.fields(a))
@@ -99,6 +105,9 @@ def _kind(a: Any) -> str:
     owner = getattr(a, "__self__", None)
     if isinstance(a, types.BuiltinFunctionType) and owner is not None:
         return f"bound method ({type(owner).__name__}.{a.__name__})"
+    if getattr(a, "__dict__", None) and isinstance(a, (numbers.Number, str, bytes, tuple,
+                                                       frozenset)):
+        return f"{type(a).__name__} with attributes ({', '.join(vars(a))})"
     return type(a).__name__
 
 

@@ -7,6 +7,7 @@ import bisect
 import itertools
 import math
 import operator
+import reprlib
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -128,16 +129,18 @@ class Module:
             raise TypeError(f"{type(self).__name__}.train: mode must be True or False, got "
                             f"{mode!r}")
         for module in self.modules():
-            module.training = mode
+            if module.training is not mode:  # (a compiled forward traces again on a change)
+                module.training = mode
         return self
 
     def eval(self) -> Module:
         """`train(False)`: evaluation mode, as in PyTorch."""
         return self.train(False)
 
+    @reprlib.recursive_repr()
     def __repr__(self) -> str:
         """The class name, and each direct sub-Module by name, one per line, as PyTorch
-        prints a model."""
+        prints a model (a module that holds one it is printed inside: "...")."""
         named = list(self.named_modules())[1:]
         children = [(name, m) for name, m in named  # (those held by no other sub-Module)
                     if not any(name.startswith(inner + ".") for inner, _ in named)]
@@ -350,6 +353,8 @@ def _initial_weight(weight: Any, n_in: int, n_out: int, dtype: np.dtype) -> np.n
     dtype (its bias's, and its outputs', would differ) or shape it would fail, or transpose
     silently, only in a later forward."""
     what = f"Linear: init(rng, {n_in}, {n_out}, {dtype})"
+    if weight is None:
+        raise TypeError(f"{what} returned None, not an array of shape (n_in, n_out)")
     try:
         array = weight._data if isinstance(weight, Tensor) else plain_array(weight, what)
     except ValueError as error:  # (NumPy's "inhomogeneous shape", of nested lists, say)

@@ -171,7 +171,8 @@ def _sum_leading(g: np.ndarray, lead: int, shape: tuple[int, ...]) -> np.ndarray
         return _reduce(g, tuple(range(lead)))  # (one element a row: a contiguous sum)
     table = g.reshape(rows := g.size // n, n)
     if n <= 32 or g.nbytes <= 1 << 24:
-        return _np_dot(_ones(rows, g.dtype), table).reshape(shape)
+        ones = _ones(rows, g.dtype) if rows <= 1 << 16 else np.ones(rows, g.dtype)
+        return _np_dot(ones, table).reshape(shape)
     return np.einsum("ij->j", table).reshape(shape)
 
 
@@ -181,7 +182,8 @@ _ONES: dict[tuple[int, np.dtype], np.ndarray] = {}
 
 
 def _ones(n: int, dtype: np.dtype) -> np.ndarray:
-    """A read-only vector of `n` ones, kept for the next call of that length (a few)."""
+    """A read-only vector of `n` ones, kept for the next call of that length (a few, of up
+    to 65,536 ones: a longer one is made for its call)."""
     ones = _ONES.get((n, dtype))
     if ones is None:
         if len(_ONES) >= 16:

@@ -666,8 +666,9 @@ def _reshaping(x: Tensor, shape: tuple[int, ...], symbol: str) -> ValueError:
 # that share a parameter lose no contribution (NumPy releases the GIL inside a large add).
 _GRAD_LOCK = threading.Lock()
 # Taken by `Tensor.data` to copy an array a graph holds: one thread's copy never replaces
-# another's, with what was written into it since.
-_COPY_ON_WRITE = threading.Lock()
+# another's, with what was written into it since. Re-entrant: a signal handler (or a
+# finalizer) reading `.data` in the thread that holds it must not wait for itself.
+_COPY_ON_WRITE = threading.RLock()
 
 
 def _own_slots(cls: type) -> list[str]:

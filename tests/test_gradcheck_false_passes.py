@@ -137,7 +137,7 @@ def test_a_tiny_gradient_beside_a_large_one_is_named(x, data, seed):
             in messages[0]
         assert "argument 0" not in messages[0]
     with pytest.raises(GradcheckError, match="gradient of argument 1 .* is wrong"):
-        gradcheck(f, x, b, seed=seed, atol=1e-12)
+        gradcheck(f, x, b, argnums=1, seed=seed, atol=1e-12)
 
 
 class DecayedBias(nn.Module):
@@ -240,3 +240,59 @@ def test_op_cases_of_an_unknown_op_lists_the_known_ones():
                                         r"minigrad.OPS, got function"):
         mst.op_cases(mg.tanh)
     assert mst.op_cases(mg.OPS["tanh"]) is not None
+
+
+def _caching_exp():
+    """exp whose VJP reads the latest forward call's input (a cache), not its own."""
+    cache = {}
+
+    def forward(x):
+        cache["x"] = np.array(x, copy=True)
+        return np.exp(x)
+
+    return mg.defop("cached_exp", forward, (lambda g, out: g * np.exp(cache["x"]),),
+                    register=False, saves="nothing")
+
+
+@given(st.integers(2, 6), st.floats(1.0, 1.9), st.integers(0, 2**32 - 1))
+@settings(max_examples=20)
+def test_a_cache_reading_vjp_fails_behind_a_shift_invariant_difference(n, low, seed):
+    """x - max(x) and a - b are the same for every element moved by one step (within a
+    binade): the last call before the second backward must move each element by its own."""
+    cached = _caching_exp()
+    x = np.linspace(low, low + 0.05 * n, n)
+    with pytest.raises(GradcheckError, match="two backward passes"):
+        gradcheck(lambda t: mg.sum(cached(t - t.max())), x, seed=seed)
+    a, b = x, x[::-1] * 0.9
+    with pytest.raises(GradcheckError, match="two backward passes"):
+        gradcheck(lambda a, b: mg.sum(cached(a - b)), a, b, seed=seed)
+
+
+@given(st.integers(0, 2**32 - 1))
+@settings(max_examples=15)
+def test_a_gradient_that_is_zero_everywhere_is_no_vacuous_check(seed):
+    """A bias followed by centring (batch norm) has a zero gradient at every input: the
+    engine's ~1e-16 beside central differences' rounding residue of f (~1e-9 here) is a
+    check of zeros, not a warning that nothing was checked."""
+    rng = np.random.default_rng(seed)
+    lin = nn.Linear(4, 3, rng=rng)
+    x = rng.normal(size=(16, 4))
+
+    def f(t):
+        h = lin(t)
+        c = h - h.mean(0, keepdims=True)
+        return mg.sum(mg.tanh(c / mg.sqrt((c * c).mean(0, keepdims=True) + 1e-5)))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VacuousCheckWarning)
+        assert gradcheck(f, x, argnums=0, params=lin, seed=seed)
+
+
+def test_a_handwritten_gradient_of_fractions_is_real_numbers():
+    from fractions import Fraction
+
+    assert check_backward_at(lambda a: mg.sum(a * 3), lambda a: [Fraction(3), Fraction(3)],
+                             np.array([0.5, 1.0]), argnums=0) is None
+    with pytest.raises(TypeError, match="must be real numbers"):
+        check_backward_at(lambda a: mg.sum(a * 3), lambda a: [Fraction(3), "3"],
+                          np.array([0.5, 1.0]), argnums=0)

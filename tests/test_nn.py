@@ -748,3 +748,38 @@ def test_a_compiled_forward_follows_train_and_eval():
     for mode in (True, False, True, False):
         model.train(mode)
         assert compiled(x).item() == model(x).item()
+
+
+def test_a_module_that_refers_back_to_its_parent_prints():
+    """A child holding its parent (an `owner` attribute) is walked once by named_modules;
+    printing it shows the parent inside as "...", not a RecursionError."""
+    class Block(nn.Module):
+        def __init__(self):
+            self.lin = nn.Linear(2, 2)
+
+    class Net(nn.Module):
+        def __init__(self):
+            self.block = Block()
+            self.block.owner = self
+
+    net = Net()
+    assert [name for name, _ in net.named_modules()] == ["", "block", "block.lin"]
+    assert repr(net) == ("Net(\n  (block): Block(\n    (lin): Linear(2, 2, bias=True)\n"
+                         "    (owner): ...\n  )\n)")
+    assert repr(net.block) == ("Block(\n  (lin): Linear(2, 2, bias=True)\n  (owner): Net(\n"
+                               "    (block): ...\n  )\n)")
+
+
+def test_train_in_the_mode_a_module_is_in_traces_nothing_again():
+    """model.train() before every step (PyTorch's habit) sets nothing when the mode holds,
+    so a compiled forward is not traced again."""
+    lin = nn.Linear(2, 2, rng=np.random.default_rng(0))
+    compiled = mg.compile(lin.forward)
+    x = np.ones((3, 2))
+    for _ in range(3):
+        lin.train()
+        compiled(x)
+    assert compiled.traces == 1
+    lin.eval()
+    compiled(x)
+    assert compiled.traces == 2

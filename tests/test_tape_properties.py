@@ -174,3 +174,15 @@ def test_a_bias_with_leading_ones_is_summed_as_one_without_them(ones, n, data):
     got = engine_sum(g, (1,) * ones + (n,))
     assert got.shape == (1,) * ones + (n,)
     np.testing.assert_array_equal(got.reshape(n), engine_sum(g, (n,)))
+
+
+def test_a_bias_gradient_of_large_wide_rows_is_the_sum_of_its_rows():
+    """Past 16 MiB of rows wider than 32 the rows are summed by einsum's loop: within the
+    same bound, against math.fsum."""
+    from minigrad.tape import sum_to_shape as engine_sum
+
+    g = np.random.default_rng(3).normal(size=(33_000, 64)) * 1e3  # 16.9 MB
+    got = engine_sum(g, (64,))
+    exact = np.array([math.fsum(g[:, j]) for j in range(64)])
+    bound = 4 * g.shape[0] * np.finfo(np.float64).eps * np.abs(g).sum(axis=0)
+    assert np.all(np.abs(got - exact) <= bound)

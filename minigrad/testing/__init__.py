@@ -139,11 +139,11 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     than their rounding: scale `eps` with the values.
     The forward and backward passes must leave the checked arrays as they were, and a
     second backward on the same graph must give the same gradients, bit for bit, after f
-    has run again (under no_grad) with every argument and parameter checked moved by eps
-    at once: an op whose forward or VJP writes into the arrays it is given, or whose VJP
-    reads what the latest forward call left (a cache of its input) rather than its own
-    saved values, fails, though its first numbers are right, whichever argument or
-    parameter it is applied to.
+    has run again (under no_grad) with every element of every argument and parameter
+    checked moved at once, each by its own step in [eps / 2, eps]: an op whose forward or
+    VJP writes into the arrays it is given, or whose VJP reads what the latest forward call
+    left (a cache of its input) rather than its own saved values, fails, though its first
+    numbers are right, whichever argument or parameter it is applied to.
 
     Each VJP of the graph (the engine casts a leaf's .grad, which would hide these) must
     leave its upstream gradient g as it was and return its operand's dtype: a VJP writing
@@ -177,10 +177,11 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     decided for each of them: one whose gradient is tiny beside another's large one (a
     weight-decay term's bias beside a loss's weights) is named too. Gradients within
     atol / 1000 of 0 everywhere, the engine's and the numerical alike, are a check of zeros
-    (f ignores what is checked, x^3 at 0) and pass silently; the engine's zeros beside a
-    numerical gradient above atol / 1000 (a VJP returning zeros, on a term scaled by 1e-7)
-    warn, as does a zero gradient of an f of large values (a softmax's sum times 100), its
-    central differences' residue of f's rounding (~|f| 1e-10) being above atol / 1000.
+    (f ignores what is checked, x^3 at 0) and pass silently, and so are the engine's beside
+    numerical ones no larger than central differences' residue of f's rounding (64 |f|
+    2^-52 / 2 eps: a bias before a centring, whose gradient is 0 at every input); the
+    engine's zeros beside a numerical gradient above both (a VJP returning zeros, on a term
+    scaled by 1e-7) warn.
     `eps` must be a finite number > 0, `atol` and `rtol` finite numbers >= 0 (ValueError;
     TypeError for what is not a real number): a NaN eps or a negative atol would fail every
     gradient, the engine's blamed. `seed` must be an int >= 0 (TypeError, ValueError), and
@@ -209,7 +210,7 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
         outputs, wrt, upstreams, engine, several = _engine_side(f, arrays, positions,
                                                                 parameters, seed, labels)
         numeric = _numerical_side(f, arrays, positions, parameters, upstreams, eps)
-        _run_elsewhere(f, arrays, positions, parameters, eps)
+        _run_elsewhere(f, arrays, positions, parameters, eps, seed)
         # After f ran at other values of everything checked: a VJP reading what the latest
         # forward call left (a cache of the op's, not its own saved values) gives other bits
         others = _engine_again(outputs, wrt, upstreams, engine, labels)
@@ -222,7 +223,8 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
                          _describe(upstream, seed))
         for label, computed, numerical in zip(labels, engine[k], numeric):  # (right
             _refuse_float32_numbers(label, computed, numerical[k], atol)  # numbers: how precise?)
-    _refuse_below_atol(labels, engine, numeric, atol)
+    _refuse_below_atol(labels, engine, numeric, atol, _rounding_residue(outputs, upstreams,
+                                                                         eps))
     _float32_backward(f, arrays, positions, parameters)
     return True
 
@@ -306,8 +308,16 @@ class VacuousCheckWarning(UserWarning):
     VJP would have passed there."""
 
 
+def _rounding_residue(outputs: list[Tensor], upstreams: list[np.ndarray], eps: float) -> float:
+    """How large a central difference of f's projected outputs may be from their rounding
+    alone, where the true derivative is 0: their size times 2^-52 over the step 2 eps, with
+    room (64 times) for the rounding f's own ops add on the way."""
+    size = max(float(np.sum(np.abs(out._data) * np.abs(v))) for out, v in zip(outputs, upstreams))
+    return 64 * size * 2.0 ** -52 / (2 * eps)
+
+
 def _refuse_below_atol(labels: list[str], engine: list[Gradients], numeric: list[np.ndarray],
-                       atol: float) -> None:
+                       atol: float, residue: float) -> None:
     """Warn (VacuousCheckWarning), naming them, about the arguments and parameters whose
     gradients, the engine's and the numerical alike for every output, are all within atol
     of 0 but not all within ZERO_RESIDUE atol of it: |engine - numerical| <= atol + rtol
@@ -316,14 +326,18 @@ def _refuse_below_atol(labels: list[str], engine: list[Gradients], numeric: list
     warning, not a failure: a property test drawing a saturated input now and then checked
     nothing there, which is no mistake of the VJP's. Gradients all within ZERO_RESIDUE atol
     are a check of zeros: central differences leave a residue of ~eps^2 (x^3 at 0) or of
-    f's rounding.)"""
+    f's rounding; so are the engine's within it beside numerical ones within `residue`, the
+    most f's rounding gives them, which a large f's may exceed ZERO_RESIDUE atol by.)"""
     vacuous = []
+    zero = ZERO_RESIDUE * atol
     for j, label in enumerate(labels):
         sides = [("engine's", gradients_k[j]) for gradients_k in engine]
         sides.append(("numerical", numeric[j]))
-        largest, side = max((float(np.max(np.abs(values), initial=0.0)), side)
-                            for side, values in sides)
-        if ZERO_RESIDUE * atol < largest <= atol:
+        found = [(float(np.max(np.abs(values), initial=0.0)), side) for side, values in sides]
+        largest, side = max(found)
+        if max(found[:-1])[0] <= zero and found[-1][0] <= max(zero, residue):
+            continue  # a check of zeros
+        if largest <= atol:
             vacuous.append((label, largest, side))
     if not vacuous:
         return
@@ -371,17 +385,24 @@ def _engine_again(outputs: list[Tensor], wrt: list[Tensor], upstreams: list[np.n
 
 
 def _run_elsewhere(f: Callable[..., Any], arrays: list[Any], positions: tuple[int, ...],
-                   parameters: list[Tensor], eps: float) -> None:
-    """f once more, under no_grad, with every argument and parameter checked moved by eps
-    at once, then the parameters' arrays back: the numerical side's last call moves one
-    array only, so an op's cache of an earlier argument would still hold the values the
-    graph was recorded at, and a VJP reading it (not its own saved values) would pass."""
+                   parameters: list[Tensor], eps: float, seed: int) -> None:
+    """f once more, under no_grad, with every element of every argument and parameter
+    checked moved at once, each by its own step in [eps / 2, eps] (drawn from `seed`), then
+    the parameters' arrays back: the numerical side's last call moves one array only, so an
+    op's cache of an earlier argument would still hold the values the graph was recorded at,
+    and a VJP reading it (not its own saved values) would pass; and one step for all would
+    leave what f computes of differences (x - max(x), x - y) as it was, bit for bit."""
+    rng = np.random.default_rng(seed)
+
+    def moved(a: np.ndarray) -> np.ndarray:
+        return a + eps * rng.uniform(0.5, 1.0, np.shape(a))
+
     held = [p.data for p in parameters]
     try:
         for p, array in zip(parameters, held):
-            p.data = array + eps
+            p.data = moved(array)
         with no_grad():
-            f(*(Tensor(a + eps) if i in positions else a for i, a in enumerate(arrays)))
+            f(*(Tensor(moved(a)) if i in positions else a for i, a in enumerate(arrays)))
     finally:
         for p, array in zip(parameters, held):
             p.data = array

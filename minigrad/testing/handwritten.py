@@ -202,6 +202,9 @@ def _numeric(label: str, handwritten: Any) -> np.ndarray:
     except ValueError:  # (a ragged list)
         raise TypeError(f"check_backward: handwritten gradient of {label} is not an array: "
                         f"its parts have different shapes: {_clip(handwritten)}") from None
+    if hand.dtype.kind == "O" and all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                                      for v in hand.flat):
+        return hand.astype(np.float64)  # (Fractions, Decimals: real numbers, as floats)
     if hand.dtype.kind not in "biuf":
         raise TypeError(f"check_backward: handwritten gradient of {label} must be real numbers "
                         f"(an array, a number), got {_kind(handwritten)} of dtype {hand.dtype}: "
