@@ -722,9 +722,10 @@ def compile(fn: Callable[..., Any], *, cache_size: int = 8) -> CompiledFunction:
       attributes, is taken as a plain array, as an op takes it; one of another ndarray
       subclass, np.matrix or a masked array, is refused), the
       type and value of any other argument (an immutable value: a number, a string, None,
-      a dtype, a class, a function (not a bound method: `{}.get`), an enum, a slice, a
-      range, a frozen dataclass; a module by identity; or a tuple of them: baked into the
-      program; -0.0 is not 0.0; other objects are refused),
+      a dtype, a class, a function (NumPy's too; not a bound method: `{}.get`), an enum,
+      a slice, a range, a frozen dataclass; a module by identity; or a tuple of them: baked
+      into the program; -0.0 is not 0.0; other objects are refused, and so is a number,
+      string or tuple subclass's instance that carries attributes),
       which arguments are the same object, and this thread's grad and anomaly mode. The
       `cache_size` most recently used are kept.
     - `fn` runs only when traced, on tracers: Python may read their shapes and dtypes, not
