@@ -8,6 +8,7 @@ every gradient they return is checked in backward. Outside that mode none of thi
 from __future__ import annotations
 
 import functools
+import numbers
 import os
 import sys
 import traceback
@@ -166,7 +167,8 @@ def _recorded_shapes(node: Node) -> list[Any]:
     inputs, args = node.inputs or (), node.args or ()
     if type(node.vjps) is not tuple or len(args) != len(inputs):
         args = (None,) * len(inputs)
-    return [a.shape if isinstance(a, np.ndarray) else () if isinstance(a, float)
+    return [a.shape if isinstance(a, np.ndarray) else ()
+            if isinstance(a, (numbers.Number, np.generic)) and not isinstance(a, bool)
             else "?" if x is None else x.shape for a, x in zip(args, inputs)]
 
 

@@ -89,8 +89,7 @@ def _static(a: Any) -> bool:
         return a.__self__ is None or isinstance(a.__self__, (types.ModuleType, type))
     if isinstance(a, enum.Enum):  # (an IntEnum's member too: its attributes are its own)
         return True
-    if isinstance(a, (numbers.Number, str, bytes, tuple, frozenset)) and getattr(
-            a, "__dict__", None):
+    if isinstance(a, (numbers.Number, str, bytes, tuple, frozenset)) and _carries(a):
         return False  # a subclass's instance with attributes, which the key would not hold
     if isinstance(a, (tuple, frozenset)):  # a namedtuple too
         return all(_static(x) for x in a)
@@ -105,10 +104,20 @@ def _kind(a: Any) -> str:
     owner = getattr(a, "__self__", None)
     if isinstance(a, types.BuiltinFunctionType) and owner is not None:
         return f"bound method ({type(owner).__name__}.{a.__name__})"
-    if getattr(a, "__dict__", None) and isinstance(a, (numbers.Number, str, bytes, tuple,
-                                                       frozenset)):
-        return f"{type(a).__name__} with attributes ({', '.join(vars(a))})"
+    if isinstance(a, (numbers.Number, str, bytes, tuple, frozenset)) and _carries(a):
+        return f"{type(a).__name__} with attributes ({', '.join(_carries(a))})"
     return type(a).__name__
+
+
+def _carries(a: Any) -> list[str]:
+    """The attributes an instance of a value type's subclass carries: in its `__dict__`, or
+    in slots its classes declare (set or not: they may be set later)."""
+    slots = []
+    for cls in type(a).__mro__:
+        if cls.__module__ != "builtins":
+            declared = vars(cls).get("__slots__", ())
+            slots += [declared] if isinstance(declared, str) else list(declared)
+    return [*getattr(a, "__dict__", {}), *slots]
 
 
 def _plain_arrays(args: tuple) -> tuple:

@@ -1,26 +1,25 @@
 """Gradients as functions, for tests and for users who think in functions (as in JAX).
 
 minigrad computes first-order gradients only: `grad` returns NumPy arrays, outside any graph,
-so a gradient of a gradient (`grad(grad(f))`, or a `grad` called inside the `f` of another
-on that one's tensors) would take the inner gradient for a constant. That is refused with a
-TypeError, never a wrong number.
+so a gradient of a gradient (`grad(grad(f))`, or a `grad`, `gradients` or `backward()`
+inside the `f` of a grad on that one's tensors) would take the inner gradient for a
+constant. That is refused with a TypeError, in the thread (or asyncio task) that runs `f`:
+a thread `f` starts does not see the enclosing grad, so a gradient taken there is not
+refused (and is a constant to it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
 
-from .modes import enable_grad
+from .modes import enable_grad, enclosing_grad_inputs
 from .tape import Node
 from .tensor import Tensor
 
-# The input tensors of every grad / value_and_grad whose `f` is running in this thread or
-# context (innermost last): a gradient taken inside it must not read them (first order only).
-_enclosing: ContextVar[tuple[Tensor, ...]] = ContextVar("minigrad_grad_inputs", default=())
+_enclosing = enclosing_grad_inputs
 
 
 def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
@@ -113,6 +112,15 @@ def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
 
 _FIRST_ORDER = ("minigrad computes first-order gradients only (the result would be a constant "
                 "there, its own gradient lost); use t.detach() if a constant is meant")
+
+
+def refuse_enclosing_output(output: Tensor, who: str) -> None:
+    """TypeError if `output` (of a `backward()` or `gradients` inside a grad's `f`) depends
+    on that grad's inputs: its result would be a constant to the enclosing gradient."""
+    enclosing = _enclosing.get()
+    if enclosing and output.requires_grad and _depends_on(output, enclosing):
+        raise TypeError(f"{who}: inside the f of a grad / value_and_grad, on a tensor of that "
+                        f"one's computation: {_FIRST_ORDER}")
 
 
 def _refuse_enclosing_tensors(args: Sequence[Any], enclosing: tuple[Tensor, ...],
@@ -210,6 +218,7 @@ def gradients(output: Tensor, inputs: Tensor | Sequence[Tensor], grad: Any = Non
             raise TypeError(f"gradients: inputs[{i}] is a {type(t).__name__}, not a Tensor")
         if not t.requires_grad:
             raise ValueError(f"gradients: inputs[{i}] (shape {t.shape}) does not require grad")
+    refuse_enclosing_output(output, "gradients")
     if not output.requires_grad:
         raise ValueError("gradients: the output does not require grad; none of the tensors it "
                          "was computed from has requires_grad=True (or it was computed under "

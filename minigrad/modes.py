@@ -24,6 +24,11 @@ ANOMALY, RECORDING = 1, 2
 # to the trace, and no tensor's value may be read in Python.
 TRACING = 4
 _mode: ContextVar[int] = ContextVar("minigrad_mode", default=RECORDING)
+# The input tensors of every `grad` / `value_and_grad` whose `f` is running in this thread or
+# context (innermost last): a gradient taken inside it must not reach them (first order
+# only: `minigrad.functional`).
+enclosing_grad_inputs: ContextVar[tuple[Any, ...]] = ContextVar("minigrad_grad_inputs",
+                                                                default=())
 # The record path's one read of the mode (a bound method: no attribute lookup per op).
 current_mode = _mode.get
 

@@ -19,7 +19,15 @@ from weakref import getweakrefcount
 import numpy as np
 
 from . import anomaly, ops, tape
-from .modes import RECORDING, TRACING, TraceError, current_mode, is_anomaly_enabled, refuse_traced
+from .modes import (
+    RECORDING,
+    TRACING,
+    TraceError,
+    current_mode,
+    enclosing_grad_inputs,
+    is_anomaly_enabled,
+    refuse_traced,
+)
 from .tape import Node
 
 Operand = Union["Tensor", np.ndarray, float]  # noqa: UP007 (a string forward reference)
@@ -143,7 +151,9 @@ class Tensor:
             with _COPY_ON_WRITE:
                 if self._shared:
                     if self._data.base is not None or sys.getrefcount(self._data) > 2:
-                        self._data = self._data.copy(order="K")  # (its layout too)
+                        copied = self._data.copy(order="K")  # (its layout too)
+                        if self._shared:  # (else a .data read in the copy installed one)
+                            self._data = copied
                     self._shared = False
         self._exposed = True
         return self._data
@@ -244,6 +254,9 @@ class Tensor:
             raise RuntimeError(
                 "backward: this tensor does not require grad; none of the tensors it was "
                 "computed from has requires_grad=True (or it was computed under no_grad())")
+        if enclosing_grad_inputs.get():  # (inside a grad's f: first order only)
+            from .functional import refuse_enclosing_output
+            refuse_enclosing_output(self, "backward")
         accumulate_grads(self._sweep(grad, "backward", "a tensor", retain_graph).items())
 
     def _sweep(self, grad: Any, caller: str, role: str, retain_graph: bool,

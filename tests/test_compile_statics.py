@@ -195,3 +195,17 @@ def test_an_int_enum_member_is_held_by_identity(x):
     for level in (_Level.LOW, _Level.HIGH, _Level.LOW):
         assert_same_bits(f(x, level).data, (mg.Tensor(x) * int(level)).data)
     assert f.traces == 2
+
+
+class _Tagged(float):
+    __slots__ = ("tag",)
+
+
+@given(vectors)
+def test_a_number_subclass_with_slots_is_refused(x):
+    """Slots are attributes too (set or not): a.tag was baked in as __dict__ ones were."""
+    f = mg.compile(lambda x, a: mg.Tensor(x) * a.tag)
+    a = _Tagged(1.0)
+    a.tag = 3.0
+    with pytest.raises(TypeError, match=r"argument 1 is a _Tagged with attributes \(tag\)"):
+        f(x, a)

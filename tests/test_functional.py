@@ -288,3 +288,28 @@ def test_grad_of_grad_and_empty_argnums_say_what_is_wrong():
             with pytest.raises(ValueError, match=rf"^{function}: argnums .* names no argument "
                                                  r"to differentiate with respect to$"):
                 getattr(mg, function)(_cube, argnums)
+
+
+@pytest.mark.parametrize("inner", ["gradients", "backward"])
+def test_a_gradient_taken_inside_a_grads_f_on_its_tensors_is_refused(inner):
+    """mg.gradients or backward() inside f on what f computed from its input: the result
+    would be a constant to the enclosing gradient (first order only), a TypeError, not the
+    first derivative (h(x) = x . dy/dx with y = x.x gave 2x for 4x)."""
+    def h(x):
+        y = (x * x).sum()
+        if inner == "gradients":
+            (g,) = mg.gradients(y, [x], retain_graph=True)
+        else:
+            y.backward(retain_graph=True)
+            g = x.grad
+        return (x * mg.Tensor(g)).sum()
+
+    with pytest.raises(TypeError, match=f"{inner}: inside the f of a grad"):
+        grad(h)(np.array([3.0, 4.0]))
+    unrelated = mg.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+
+    def k(x):  # (a gradient of something else inside f is a constant indeed: allowed)
+        (g,) = mg.gradients((unrelated * unrelated).sum(), [unrelated])
+        return (x * mg.Tensor(g)).sum()
+
+    np.testing.assert_array_equal(grad(k)(np.array([3.0, 4.0])), [2.0, 4.0])

@@ -966,10 +966,16 @@ def test_reading_data_in_one_thread_loses_no_write_of_another(write):
     np.testing.assert_array_equal(w.grad, np.zeros(4))  # the graph kept the array it saved
 
 
-def test_data_read_again_in_the_thread_that_is_copying_it_does_not_hang():
+def test_data_read_again_in_the_thread_that_is_copying_it_does_not_hang(monkeypatch):
     """A signal handler (or a finalizer) that reads `.data` (mg.save, state_dict) runs in
     the thread it interrupts, maybe inside the copy-on-write of that same tensor: the lock
-    is re-entrant, so it does not wait for itself for ever."""
+    is re-entrant, so it does not wait for itself for ever; and what the handler wrote
+    into the array it got stays the tensor's (the interrupted copy installs nothing over
+    it)."""
+    import minigrad.tensor as tensor_module
+
+    # (a lock of this test's own: a hung thread would hold it, not the one later tests use)
+    monkeypatch.setattr(tensor_module, "_COPY_ON_WRITE", type(tensor_module._COPY_ON_WRITE)())
     w = mg.Tensor(np.zeros(4), requires_grad=True)
     y = (w * w).sum()  # the graph holds w's array: the next .data copies it
     entered, seen = [], []
@@ -978,14 +984,19 @@ def test_data_read_again_in_the_thread_that_is_copying_it_does_not_hang():
         def copy(self, order="C"):
             if not entered:  # (as a handler would, between two bytecodes of the copy)
                 entered.append(True)
-                seen.append(np.array(w.data))
+                got = w.data
+                seen.append(got.copy())
+                got[0] = 5.0
             return np.array(self, order=order)
 
     w._data = w._data.view(ReadingCopy)
-    thread = threading.Thread(target=lambda: w.data, daemon=True)
+    result = []
+    thread = threading.Thread(target=lambda: result.append(w.data), daemon=True)
     thread.start()
     thread.join(timeout=5)
     assert not thread.is_alive(), "a .data read inside .data's own copy hung"
     np.testing.assert_array_equal(seen[0], np.zeros(4))
+    np.testing.assert_array_equal(w.data, [5.0, 0.0, 0.0, 0.0])
+    assert result[0] is w.data
     y.backward()
     np.testing.assert_array_equal(w.grad, np.zeros(4))

@@ -23,6 +23,7 @@ and dicts among them, as they are).
 
 from __future__ import annotations
 
+import decimal
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
@@ -202,9 +203,13 @@ def _numeric(label: str, handwritten: Any) -> np.ndarray:
     except ValueError:  # (a ragged list)
         raise TypeError(f"check_backward: handwritten gradient of {label} is not an array: "
                         f"its parts have different shapes: {_clip(handwritten)}") from None
-    if hand.dtype.kind == "O" and all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+    if hand.dtype.kind == "O" and all(isinstance(v, (numbers.Real, decimal.Decimal))
                                       for v in hand.flat):
-        return hand.astype(np.float64)  # (Fractions, Decimals: real numbers, as floats)
+        try:  # (Fractions, Decimals, bools: real numbers, as floats)
+            return hand.astype(np.float64)
+        except OverflowError:
+            raise ValueError(f"check_backward: handwritten gradient of {label} holds a number "
+                             f"beyond float64's range: {_clip(handwritten)}") from None
     if hand.dtype.kind not in "biuf":
         raise TypeError(f"check_backward: handwritten gradient of {label} must be real numbers "
                         f"(an array, a number), got {_kind(handwritten)} of dtype {hand.dtype}: "
