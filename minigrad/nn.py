@@ -316,6 +316,16 @@ def orthogonal(rng: np.random.Generator, n_in: int, n_out: int,
     return (q if n_in >= n_out else q.T).astype(dtype)
 
 
+def _check_bias(name: str, bias: Any) -> None:
+    """TypeError unless `bias` is True or False: a recurrent layer's third argument, where
+    PyTorch's layers take num_layers (`nn.LSTM(10, 20, 2)` would be one layer with a bias)."""
+    if not isinstance(bias, (bool, np.bool_)):
+        hint = (" (PyTorch's layers take num_layers there; this layer is one layer: stack "
+                "layers for more)" if isinstance(bias, (int, np.integer)) else "")
+        raise TypeError(f"{name}: bias must be True or False, got {type(bias).__name__} "
+                        f"{bias!r}{hint}")
+
+
 def _layer_options(name: str, sizes: dict[str, Any], rng: Any,
                    dtype: Any) -> tuple[list[int], np.random.Generator, np.dtype]:
     """A layer's sizes (integers >= 1, as ints), its generator (a fresh unseeded one for
@@ -463,6 +473,7 @@ class _Cell(Module):
                  rng: np.random.Generator | None = None, dtype: Any = np.float64):
         (n_in, hidden), rng, dtype = _layer_options(
             type(self).__name__, {"n_in": n_in, "hidden": hidden}, rng, dtype)
+        _check_bias(type(self).__name__, bias)
         self.n_in, self.hidden = n_in, hidden
         bound = 1.0 / math.sqrt(hidden)
         width = self.gates * hidden
@@ -496,9 +507,15 @@ class _Cell(Module):
         return (self._affine(x, self.weight_ih, self.bias_ih),
                 self._affine(h, self.weight_hh, self.bias_hh))
 
-    def zero_state(self, batch: tuple[int, ...] = ()) -> np.ndarray:
-        """Zeros of the hidden state's shape for inputs of batch shape `batch`, (*batch,
-        hidden), in the parameters' dtype (an LSTM's state is two such: `(z, z)`)."""
+    def zero_state(self, batch: int | tuple[int, ...] = ()) -> np.ndarray:
+        """Zeros of the hidden state's shape for inputs of batch shape `batch` (a tuple, or
+        an int for one batch axis), (*batch, hidden), in the parameters' dtype (an LSTM's
+        state is two such: pass `(z, z)`)."""
+        if isinstance(batch, (int, np.integer)) and not isinstance(batch, (bool, np.bool_)):
+            batch = (int(batch),)
+        if not isinstance(batch, tuple):
+            raise TypeError(f"{type(self).__name__}.zero_state: batch must be a tuple of "
+                            f"sizes or an int, got {type(batch).__name__} {batch!r}")
         return np.zeros(batch + (self.hidden,), self.weight_hh.dtype)
 
     @staticmethod
@@ -522,6 +539,10 @@ class RNNCell(_Cell):
                              f"{nonlinearity!r}")
         super().__init__(n_in, hidden, bias, rng=rng, dtype=dtype)
         self.nonlinearity = nonlinearity
+
+    def __repr__(self) -> str:
+        relu = ", nonlinearity='relu'" if self.nonlinearity == "relu" else ""
+        return super().__repr__()[:-1] + relu + ")"
 
     def forward(self, x: Any, h: Any = None) -> Tensor:
         gi, gh = self._projections(x, h)
@@ -578,6 +599,10 @@ class Recurrent(Module):
     per step in reverse, derived by scan; the cell's weights are loop invariants."""
 
     def __init__(self, cell: _Cell):
+        if not isinstance(cell, _Cell):
+            raise TypeError(f"Recurrent: cell must be an RNNCell, GRUCell or LSTMCell, got "
+                            f"{type(cell).__name__} (loop a cell of your own with "
+                            f"minigrad.scan)")
         self.cell = cell
 
     @property
@@ -657,6 +682,7 @@ def RNN(n_in: int, hidden: int, bias: bool = True, nonlinearity: str = "tanh", *
         rng: np.random.Generator | None = None, dtype: Any = np.float64) -> Recurrent:
     """An Elman RNN over a sequence: `RNNCell` looped by `scan` (see `Recurrent`)."""
     _layer_options("RNN", {"n_in": n_in, "hidden": hidden}, rng, dtype)  # (named RNN)
+    _check_bias("RNN", bias)
     return Recurrent(RNNCell(n_in, hidden, bias, nonlinearity, rng=rng, dtype=dtype))
 
 
@@ -664,6 +690,7 @@ def GRU(n_in: int, hidden: int, bias: bool = True, *, rng: np.random.Generator |
         dtype: Any = np.float64) -> Recurrent:
     """A GRU over a sequence: `GRUCell` looped by `scan` (see `Recurrent`)."""
     _layer_options("GRU", {"n_in": n_in, "hidden": hidden}, rng, dtype)  # (named GRU)
+    _check_bias("GRU", bias)
     return Recurrent(GRUCell(n_in, hidden, bias, rng=rng, dtype=dtype))
 
 
@@ -672,4 +699,5 @@ def LSTM(n_in: int, hidden: int, bias: bool = True, *, rng: np.random.Generator 
     """An LSTM over a sequence: `LSTMCell` looped by `scan` (see `Recurrent`); its state is
     the pair (h, c)."""
     _layer_options("LSTM", {"n_in": n_in, "hidden": hidden}, rng, dtype)  # (named LSTM)
+    _check_bias("LSTM", bias)
     return Recurrent(LSTMCell(n_in, hidden, bias, rng=rng, dtype=dtype))

@@ -876,10 +876,28 @@ class Trace:
                         tuple([x.index for x in s.inputs]), s.out.index,
                         s.residual and s.residual.index, s.scalar, s.numpy, s.recording,
                         s.site and _where(s.site),
+                        _ByIdentity(s.op.vjps),  # (a mutant's, installed for a while)
                         None if callable(s.vjps) else tuple([vjp is None for vjp in s.vjps]))
                        for s in self.steps])
         return (self.recording, self.anomaly, values, steps,
                 tuple([v.index for v in self.inputs]), tuple([v.index for v in outputs]))
+
+
+class _ByIdentity:
+    """A key part that is one object, compared by identity and held (so that its id is not
+    another's later): an op's VJPs, which `mutants.installed` swaps for a while, a tuple
+    equal to the op's own by value."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is _ByIdentity and other.value is self.value
+
+    def __hash__(self) -> int:
+        return id(self.value)
 
 
 def _where(site: tuple[Any, Any]) -> Any:

@@ -66,6 +66,7 @@ def alternate(functions: Mapping[str, Callable[[], object]], *, repeats: int, wa
             call()
     samples: list[list[float]] = [[] for _ in names]
     gc.collect()
+    frozen_before = gc.get_freeze_count()
     gc.freeze()
     clock = time.perf_counter
     try:
@@ -78,7 +79,8 @@ def alternate(functions: Mapping[str, Callable[[], object]], *, repeats: int, wa
                     call()
                 samples[i].append((clock() - start) / number)
     finally:
-        gc.unfreeze()
+        if not frozen_before:  # (unfreeze would also release what the caller froze)
+            gc.unfreeze()
     result = {}
     for name, values in zip(names, samples):
         q1, median, q3 = np.percentile(values, [25, 50, 75])

@@ -371,3 +371,32 @@ def test_an_operand_without_a_vjp_is_refused_with_a_mutant_installed(compiled):
                     run(x, k)
     finally:
         del OPS["scaled_by"]
+
+
+@given(st.integers(1, 6), st.floats(-0.9, 0.9))
+def test_a_loop_written_while_a_mutant_was_installed_is_not_used_after_it(length, scale):
+    """scan caches the loops it writes by what their programs depend on, the ops' VJPs
+    included (by identity): once the mutant is gone, the next scan of the same body runs
+    tanh's own VJP again (it kept the mutant's: the loop's gradient negated)."""
+    w = mg.Tensor(np.array([0.5, -0.3]) * (1 + scale), requires_grad=True)
+    xs = np.linspace(-1.0, 1.0, 2 * length).reshape(length, 2)
+
+    def gradient():
+        w.grad = None
+        _, ys = mg.scan(lambda c, x: (mg.tanh(c * w + x),) * 2, np.zeros(2), xs)
+        ys.sum().backward()
+        return w.grad.copy()
+
+    def unrolled():
+        w.grad = None
+        c, out = np.zeros(2), []
+        for k in range(length):
+            c = mg.tanh(c * w + xs[k])
+            out.append(c)
+        mg.stack(out).sum().backward()
+        return w.grad.copy()
+
+    negated = next(m for m in mm.mutants("tanh") if m.mutation.name == "negated")
+    with mm.installed(negated):
+        gradient()
+    np.testing.assert_allclose(gradient(), unrolled(), rtol=1e-12, atol=1e-15)

@@ -533,3 +533,17 @@ def test_reference_adder_parameters_are_named_as_in_the_write_up():
 def test_param_interface():
     param = Param(np.zeros(3))
     assert param.grad is None and param.data.shape == (3,)
+
+
+def test_reference_adder_load_parameters_changes_nothing_when_a_value_cannot_be_cast():
+    """Every value is cast before any is set: a last entry that is no number left the
+    earlier parameters overwritten (the docstring says nothing is changed)."""
+    model = ReferenceAdder(AdderConfig(), np.random.default_rng(0))
+    before = model.state_dict()
+    bad = {name: value + 1 for name, value in before.items()}
+    bad[list(bad)[-1]] = np.array(["x"] * before[list(bad)[-1]].size).reshape(
+        before[list(bad)[-1]].shape)
+    with pytest.raises(ValueError):
+        model.load_parameters(bad)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name])

@@ -135,3 +135,32 @@ def test_a_layer_refuses_input_that_is_not_real_numbers_naming_itself(kind, part
     with pytest.raises(TypeError, match=rf"^{name}: {part} must be a tensor or an array of real "
                                         rf"numbers, got .*{re.escape(str(dtype))}"):
         layer(X, state)
+
+
+@pytest.mark.parametrize("make", [nn.RNN, nn.GRU, nn.LSTM, nn.RNNCell, nn.GRUCell, nn.LSTMCell])
+@pytest.mark.parametrize("third", [2, 0, 1.0, "yes"])
+def test_a_third_argument_that_is_not_a_bool_is_refused(make, third):
+    """PyTorch's layers take num_layers third (nn.LSTM(10, 20, 2), two layers): here it is
+    bias, and anything but True or False is refused, not taken as one layer with a bias."""
+    with pytest.raises(TypeError, match=r"bias must be True or False"):
+        make(10, 20, third)
+
+
+def test_recurrent_takes_the_engines_cells_only():
+    with pytest.raises(TypeError, match=r"Recurrent: cell must be an RNNCell, GRUCell or "
+                                        r"LSTMCell, got Linear"):
+        nn.Recurrent(nn.Linear(3, 4))
+
+
+@pytest.mark.parametrize("batch", [5, np.int64(5), (5,)])
+def test_zero_state_takes_an_int_batch(batch):
+    z = nn.GRUCell(3, 4).zero_state(batch)
+    assert z.shape == (5, 4) and not z.any()
+    with pytest.raises(TypeError, match="zero_state: batch must be a tuple of sizes or an int"):
+        nn.GRUCell(3, 4).zero_state([5])
+
+
+def test_a_relu_rnn_cell_prints_its_nonlinearity():
+    assert repr(nn.RNNCell(2, 3, nonlinearity="relu")) == \
+        "RNNCell(2, 3, bias=True, nonlinearity='relu')"
+    assert repr(nn.RNNCell(2, 3)) == "RNNCell(2, 3, bias=True)"

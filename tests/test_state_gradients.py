@@ -262,3 +262,17 @@ def test_the_models_hand_back_the_states_their_loss_used(model_name):
     residual, b = np.abs(expected.data[-1] - T), bound[-1]
     assert abs(loss.item() - model.loss(X, T).item()) <= np.mean(2 * residual * b + b * b) * (
         1 + 1e-12)
+
+
+def test_alternate_leaves_what_the_caller_froze_frozen():
+    import gc
+
+    from minigrad.models.timing import alternate
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        alternate({"a": lambda: None}, repeats=2, warmup=0)
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()

@@ -297,7 +297,9 @@ class Tally:
 @contextmanager
 def installed(mutant: Mutant) -> Iterator[Tally]:
     """Put `mutant` in the op table for the duration of the block and yield its `Tally`.
-    The op's own VJPs are back afterwards, however the block ends."""
+    The op's own VJPs are back afterwards, however the block ends, also in the loops scan
+    writes (keyed by the op's VJPs); a function compiled and traced inside the block keeps
+    the mutant's in its program: compile it anew after the block."""
     op = OPS[mutant.op]
     own = op.vjps
     tally = Tally()

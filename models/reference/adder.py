@@ -245,8 +245,9 @@ class ReferenceAdder(Parameters):
         ]
         if wrong:
             raise ValueError(f"ReferenceAdder.load_parameters: wrong shapes: {'; '.join(wrong)}")
-        for name, param in self._params.items():
-            param.data = np.array(arrays[name], dtype=self.dtype)
+        cast = {name: np.array(arrays[name], dtype=self.dtype) for name in self._params}
+        for name, param in self._params.items():  # (every value cast before any is set)
+            param.data = cast[name]
 
     # --- forward and backward ---------------------------------------------------------
 
