@@ -4,7 +4,7 @@ the engine with hand-coded backpropagation.
 commands:
   minigrad train counter            RProp from (w_x, w_rec) = (-1.5, 2) until it counts ones
   minigrad train adder              the RNN that adds binary numbers (--preset small|large|keras)
-  minigrad compare counter|adder    engine vs hand-coded: loss, gradients, time per step
+  minigrad compare counter|adder    engine vs hand-coded: loss, gradients (agree?), time
   minigrad add A B --model PATH     a saved adder adds two numbers
   minigrad eval adder|counter --model PATH
                                     a saved model's accuracy on fresh data
@@ -293,8 +293,10 @@ def _compare_parser(commands_: Any) -> None:
         "compare", help="engine vs hand-coded backprop",
         description="The engine's model and the hand-written NumPy backpropagation on the "
         "same parameters and data: both losses, the largest gradient difference per "
-        "parameter (engine name = the write-up's name), and the median time of a forward "
-        "and backward pass of each, timed in alternation.")
+        "parameter (engine name = the write-up's name), a verdict (they agree if every "
+        "difference is within 1e-9 of the parameter's largest |grad|, and the losses within "
+        "1e-9 of the loss; else DIFFER, and exit status 1), and the median time of a "
+        "forward and backward pass of each, timed in alternation.")
     compare.add_argument("model", choices=["counter", "adder"], metavar="MODEL",
                          help="counter or adder")
     compare.add_argument("--preset", choices=sorted(PRESETS),

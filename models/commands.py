@@ -466,7 +466,8 @@ def evaluate_counter(model_path: str, samples: int, length: int, seed: int | Non
 def compare(model: str, *, preset: str = "small", batch_size: int = 100, repeats: int = 200,
             seed: int = 0, out: TextIO | None = None) -> int:
     """`minigrad compare counter|adder`: the loss and every parameter's largest gradient
-    difference, engine vs hand-coded, on the same parameters and data; the time per step."""
+    difference, engine vs hand-coded, on the same parameters and data; a verdict (exit
+    status 1 where a difference is beyond 1e-9 of the largest |grad|); the time per step."""
     out = _stream(out, "stdout")
     result = runs.compare(model, preset=preset, batch_size=batch_size, repeats=repeats,
                           seed=seed)
@@ -478,11 +479,25 @@ def compare(model: str, *, preset: str = "small", batch_size: int = 100, repeats
                 else f"{d.engine_name} = {d.reference_name}")
         print(f"  {name:<25} max |grad difference| {d.difference:.2e}  (largest |grad| "
               f"{d.scale:.2e})", file=out)
+    differ = [f"{d.engine_name} {d.difference:.2e} > {_AGREE:g} x {d.scale:.2e}"
+              for d in result.gradients if not d.difference <= _AGREE * d.scale]
+    loss_gap = abs(result.engine_loss - result.reference_loss)
+    if not loss_gap <= _AGREE * max(1.0, abs(result.reference_loss)):
+        differ.insert(0, f"loss {loss_gap:.2e}")
+    verdict = (f"DIFFER     {'; '.join(differ)}" if differ else
+               f"agree      every difference within {_AGREE:g} of its largest |grad| (of the "
+               f"loss, for the losses)")
+    print(f"  {verdict}", file=out)
     ratio = result.engine_seconds / result.reference_seconds
     print(f"  time/step  engine {result.engine_seconds * 1e6:.1f} us   hand-coded "
           f"{result.reference_seconds * 1e6:.1f} us   ratio {ratio:.2f} "
           f"(median of {result.repeats}, alternating)", file=out)
-    return 0
+    return 1 if differ else 0
+
+
+# How close compare's gradients must be, relative to each parameter's largest: the same
+# float64 sums in another order agree to a few units of 1e-16 (seen: 2e-15).
+_AGREE = 1e-9
 
 
 def print_graph(model: str, *, steps: int = 3, batch_size: int = 2, preset: str = "small",

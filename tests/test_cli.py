@@ -1174,8 +1174,10 @@ def check_compare(lines: list[str], title: str, names: list[str]) -> None:
     engine, hand = map(float, re.fullmatch(r"  loss       engine (\S+)   hand-coded (\S+)",
                                            lines[1]).groups())
     assert engine == pytest.approx(hand, rel=1e-10, abs=0)
-    assert len(lines) == 3 + len(names)
-    for name, line in zip(names, lines[2:-1]):
+    assert len(lines) == 4 + len(names)
+    assert lines[-2] == ("  agree      every difference within 1e-09 of its largest |grad| "
+                         "(of the loss, for the losses)")
+    for name, line in zip(names, lines[2:-2]):
         match = re.fullmatch(rf"  {re.escape(name)} +max \|grad difference\| (\S+)  "
                              rf"\(largest \|grad\| (\S+)\)", line)
         assert match, line
@@ -1185,6 +1187,20 @@ def check_compare(lines: list[str], title: str, names: list[str]) -> None:
                          r"\(median of 20, alternating\)", lines[-1])
     assert match, lines[-1]
     assert all(float(value) > 0 for value in match.groups())
+
+
+def test_compare_says_differ_and_fails_where_a_gradient_is_wrong(run):
+    """A VJP of the engine made wrong (a mutant of mul's, the counter's product) makes
+    compare name the parameters whose gradients differ, and exit 1: a verdict, not only
+    numbers to read."""
+    from minigrad.testing import mutants as mm
+
+    doubled = next(m for m in mm.mutants("mul") if m.mutation.name == "doubled")
+    with mm.installed(doubled):
+        result = run("compare", "counter", "--repeats", "2")
+    assert result.returncode == 1, result
+    verdict = [line for line in result.stdout.splitlines() if line.startswith("  DIFFER")]
+    assert len(verdict) == 1 and "w_x" in verdict[0] and "w_rec" in verdict[0]
 
 
 def test_compare_counter(run):
