@@ -30,7 +30,14 @@ from typing import Any, cast
 import numpy as np
 
 from . import nn, tape
-from .modes import ANOMALY, RECORDING, TRACING, TraceError, current_mode
+from .modes import (
+    ANOMALY,
+    RECORDING,
+    TRACING,
+    TraceError,
+    current_mode,
+    enclosing_grad_inputs,
+)
 from .tape import Node
 from .tensor import Tensor, _make, accumulate_grads, plain_array
 from .trace import Program, Trace, _part, frozen
@@ -653,7 +660,8 @@ class CompiledFunction:
         a one-element tensor: the gradients accumulate into the leaves' `.grad`, and the loss
         comes back as a Python float."""
         mode = current_mode()
-        if RECORDING <= mode < TRACING and not mode & ANOMALY:
+        # (inside a grad's f, backward() checks first order: the fast path would not)
+        if RECORDING <= mode < TRACING and not mode & ANOMALY and not enclosing_grad_inputs.get():
             key = _signature(args, mode)
             replay = self._cache.get(key) if key is not None else None
             if key is not None and replay is not None and replay.requires_grad \

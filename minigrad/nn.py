@@ -316,12 +316,13 @@ def orthogonal(rng: np.random.Generator, n_in: int, n_out: int,
     return (q if n_in >= n_out else q.T).astype(dtype)
 
 
-def _check_bias(name: str, bias: Any) -> None:
-    """TypeError unless `bias` is True or False: a recurrent layer's third argument, where
-    PyTorch's layers take num_layers (`nn.LSTM(10, 20, 2)` would be one layer with a bias)."""
+def _check_bias(name: str, bias: Any, layer: bool = False) -> None:
+    """TypeError unless `bias` is True or False: a recurrent cell's or `layer`'s third
+    argument, where PyTorch's layers take num_layers (`nn.LSTM(10, 20, 2)` would be one layer
+    with a bias)."""
     if not isinstance(bias, (bool, np.bool_)):
         hint = (" (PyTorch's layers take num_layers there; this layer is one layer: stack "
-                "layers for more)" if isinstance(bias, (int, np.integer)) else "")
+                "layers for more)" if layer and isinstance(bias, (int, np.integer)) else "")
         raise TypeError(f"{name}: bias must be True or False, got {type(bias).__name__} "
                         f"{bias!r}{hint}")
 
@@ -682,7 +683,7 @@ def RNN(n_in: int, hidden: int, bias: bool = True, nonlinearity: str = "tanh", *
         rng: np.random.Generator | None = None, dtype: Any = np.float64) -> Recurrent:
     """An Elman RNN over a sequence: `RNNCell` looped by `scan` (see `Recurrent`)."""
     _layer_options("RNN", {"n_in": n_in, "hidden": hidden}, rng, dtype)  # (named RNN)
-    _check_bias("RNN", bias)
+    _check_bias("RNN", bias, layer=True)
     return Recurrent(RNNCell(n_in, hidden, bias, nonlinearity, rng=rng, dtype=dtype))
 
 
@@ -690,7 +691,7 @@ def GRU(n_in: int, hidden: int, bias: bool = True, *, rng: np.random.Generator |
         dtype: Any = np.float64) -> Recurrent:
     """A GRU over a sequence: `GRUCell` looped by `scan` (see `Recurrent`)."""
     _layer_options("GRU", {"n_in": n_in, "hidden": hidden}, rng, dtype)  # (named GRU)
-    _check_bias("GRU", bias)
+    _check_bias("GRU", bias, layer=True)
     return Recurrent(GRUCell(n_in, hidden, bias, rng=rng, dtype=dtype))
 
 
@@ -699,5 +700,5 @@ def LSTM(n_in: int, hidden: int, bias: bool = True, *, rng: np.random.Generator 
     """An LSTM over a sequence: `LSTMCell` looped by `scan` (see `Recurrent`); its state is
     the pair (h, c)."""
     _layer_options("LSTM", {"n_in": n_in, "hidden": hidden}, rng, dtype)  # (named LSTM)
-    _check_bias("LSTM", bias)
+    _check_bias("LSTM", bias, layer=True)
     return Recurrent(LSTMCell(n_in, hidden, bias, rng=rng, dtype=dtype))

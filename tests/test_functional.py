@@ -313,3 +313,21 @@ def test_a_gradient_taken_inside_a_grads_f_on_its_tensors_is_refused(inner):
         return (x * mg.Tensor(g)).sum()
 
     np.testing.assert_array_equal(grad(k)(np.array([3.0, 4.0])), [2.0, 4.0])
+
+
+def test_a_compiled_value_and_backward_inside_a_grads_f_is_refused_warm_or_cold():
+    """compile's value_and_backward adds to .grad by its own path once traced: inside a
+    grad's f on that grad's tensor it must refuse as backward() does (it gave 3w^2 as a
+    constant: [3, 12] where the gradient is [9, 36]), whether traced before or not."""
+    step = mg.compile(lambda w: (w ** 3).sum())
+    step.value_and_backward(mg.Tensor(np.array([1.0, 2.0]), requires_grad=True))  # warm
+
+    def f(w):
+        w.grad = None
+        step.value_and_backward(w)
+        return (w * mg.Tensor(w.grad)).sum()
+
+    with pytest.raises(TypeError, match="backward: inside the f of a grad"):
+        grad(f)(np.array([1.0, 2.0]))
+    with pytest.raises(TypeError, match="backward: inside the f of a grad"):
+        grad(lambda w: f(w) + 0.0)(np.array([3.0, 4.0, 5.0]))  # (a new signature: cold)

@@ -164,3 +164,12 @@ def test_a_relu_rnn_cell_prints_its_nonlinearity():
     assert repr(nn.RNNCell(2, 3, nonlinearity="relu")) == \
         "RNNCell(2, 3, bias=True, nonlinearity='relu')"
     assert repr(nn.RNNCell(2, 3)) == "RNNCell(2, 3, bias=True)"
+
+
+def test_only_the_layers_mention_num_layers():
+    """PyTorch's cells take bias third too: their refusal names bias alone."""
+    with pytest.raises(TypeError) as cell:
+        nn.GRUCell(3, 4, 1)
+    assert "num_layers" not in str(cell.value)
+    with pytest.raises(TypeError, match="num_layers"):
+        nn.GRU(3, 4, 1)

@@ -524,8 +524,8 @@ def judge(verdict: Verdict, max_examples: int = MAX_EXAMPLES) -> Verdict:
         return verdict
     if not verdict.killed and not tally.calls:
         raise MutantSurvived(f"{mutant}: not judged: its VJP never ran in {max_examples} draws "
-                             f"(the test does not reach the op's VJPs as installed: a program "
-                             f"compiled, or a loop traced, before the hunt runs the op's own)")
+                             f"(the test does not reach the op's VJPs as installed: a function "
+                             f"compiled before the hunt, a scan in it too, runs the op's own)")
     if not verdict.killed and tally.changed:
         raise MutantSurvived(f"{mutant}: survived: the gradient test passed {max_examples} "
                              f"draws although the mistake changed {tally.changed} of "
