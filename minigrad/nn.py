@@ -404,6 +404,7 @@ class Linear(Module):
         self.bias = Parameter(np.zeros(n_out, dtype)) if bias else None
 
     def forward(self, x: Any) -> Tensor:
+        _refuse_tensors_in_sequence("Linear", "the input", x)
         shape = x.shape if isinstance(x, Tensor) else np.shape(x)
         if shape[-1:] != (self.n_in,):
             _refuse_non_numbers("Linear", "input", x)
@@ -455,8 +456,10 @@ class Sequential(Module):
         return x
 
     def __repr__(self) -> str:
-        inner = ", ".join(getattr(layer, "__name__", None) or repr(layer) for layer in self)
-        return f"Sequential({inner})"
+        """One layer a line, by index, as PyTorch prints a Sequential (a function by name)."""
+        lines = [f"  ({i}): " + (getattr(layer, "__name__", None) or repr(layer)).replace(
+            "\n", "\n  ") for i, layer in enumerate(self)]
+        return "Sequential(\n" + "\n".join(lines) + "\n)" if lines else "Sequential()"
 
 
 class _Cell(Module):
@@ -490,6 +493,8 @@ class _Cell(Module):
         """x W_ih + b_ih and h W_hh + b_hh, shapes checked (and c's, an LSTM's cell state);
         h=None is a zero state (as in PyTorch)."""
         name = type(self).__name__
+        for what, value in (("the input", x), ("the state", h), ("c", c)):
+            _refuse_tensors_in_sequence(name, what, value)
         shape = _shape(x)
         if shape[-1:] != (self.n_in,):
             _refuse_non_numbers(name, "input", x)
@@ -623,6 +628,7 @@ class Recurrent(Module):
             hint = "; minigrad's names it state=" if keyword in ("hx", "h0") else ""
             raise TypeError(f"{self._name}() got an unexpected keyword argument "
                             f"{keyword!r}{hint}")
+        _refuse_tensors_in_sequence(self._name, "X", X)
         if not isinstance(X, Tensor):
             given, X = X, plain_array(X, f"{self._name}: X")
             _refuse_non_numbers(self._name, "X", given, X)
@@ -641,6 +647,7 @@ class Recurrent(Module):
             h, c = (None, None) if state is None else state
             state = (self._start("h0", h, X, dtype), self._start("c0", c, X, dtype))
         else:
+            _refuse_tensors_in_sequence(self._name, "the state", state)
             state = self._start("h0", state, X, dtype)
         last, outputs = scan(self.step, state, X)
         return outputs, last
@@ -664,6 +671,22 @@ class Recurrent(Module):
 
 def _shape(x: Any) -> tuple[int, ...]:
     return x.shape if isinstance(x, Tensor) else np.shape(x)
+
+
+def _refuse_tensors_in_sequence(name: str, what: str, x: Any) -> None:
+    """TypeError for a list or tuple that holds tensors, where one array or tensor is taken:
+    NumPy would stack it (into a sequence of its parts, under no_grad) or refuse it naming
+    itself; a recurrent layer's `(outputs, state)` passed on whole is the usual one."""
+    if isinstance(x, (list, tuple)) and _holds_tensor(x):
+        hint = (": a recurrent layer returns (outputs, state); pass its outputs"
+                if isinstance(x, tuple) and len(x) == 2 else "")
+        raise TypeError(f"{name}: {what} is a {type(x).__name__} of tensors, not one tensor or "
+                        f"array{hint}")
+
+
+def _holds_tensor(x: Any, depth: int = 0) -> bool:
+    return depth < 50 and any(isinstance(item, Tensor) or isinstance(item, (list, tuple))
+                              and _holds_tensor(item, depth + 1) for item in x)
 
 
 def _refuse_non_numbers(name: str, what: str, x: Any, array: np.ndarray | None = None) -> None:

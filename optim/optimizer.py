@@ -59,6 +59,7 @@ from typing import Any, ClassVar, Protocol, TypeAlias
 
 import numpy as np
 
+from minigrad.modes import TRACING, TraceError, current_mode
 from minigrad.tensor import plain_array, unpickled_own
 
 # NumPy's module __getattr__ keeps CPython 3.11 from caching `np.ndarray` (some 300
@@ -396,7 +397,14 @@ class Optimizer(abc.ABC):
     # ---- public API -------------------------------------------------------------------
 
     def zero_grad(self) -> None:
-        """Set every parameter's ``.grad`` to None (the next backward pass starts afresh)."""
+        """Set every parameter's ``.grad`` to None (the next backward pass starts afresh).
+        Inside a traced function (minigrad.compile, minigrad.scan) it raises TraceError, as
+        ``Module.zero_grad`` does: it would run only when traced, not on the replays, and
+        the gradients would add up across them."""
+        if current_mode() >= TRACING:
+            raise TraceError(f"{type(self).__name__}.zero_grad() inside a traced function "
+                             "(minigrad.compile, minigrad.scan) would run only when it is "
+                             "traced, not on its replays; call it outside the function")
         for bucket in self._buckets:
             for p in bucket.params:
                 p.grad = None

@@ -727,8 +727,8 @@ def test_a_module_prints_its_direct_sub_modules_by_name():
             self.encoder = nn.Sequential(nn.Linear(2, 3), mg.tanh)
             self.cells = [nn.GRUCell(3, 4)]
 
-    assert repr(Net()) == ("Net(\n  (encoder): Sequential(Linear(2, 3, bias=True), tanh)\n"
-                           "  (cells.0): GRUCell(3, 4, bias=True)\n)")
+    assert repr(Net()) == ("Net(\n  (encoder): Sequential(\n    (0): Linear(2, 3, bias=True)\n"
+                           "    (1): tanh\n  )\n  (cells.0): GRUCell(3, 4, bias=True)\n)")
     assert repr(nn.Module()) == "Module()"
 
 

@@ -1319,3 +1319,20 @@ def test_a_gradient_that_is_not_real_numbers_is_named_by_its_type(name, grad, wh
         opt.step(lambda: 0.0)
     np.testing.assert_array_equal(params[0].data, np.ones(2))
     np.testing.assert_array_equal(params[1].data, np.full(3, 2.0))
+
+
+def test_an_optimizers_zero_grad_inside_a_compiled_function_is_refused():
+    """It would run only when traced: the gradients would add up across the replays (the
+    README names it as a side effect to keep outside; model.zero_grad() refuses it too)."""
+    import minigrad as mg
+    from minigrad import nn
+
+    model = nn.Linear(2, 1, rng=np.random.default_rng(0))
+    opt = optim.SGD(model.parameters(), lr=0.1)
+
+    def step(x):
+        opt.zero_grad()
+        return model(x).sum()
+
+    with pytest.raises(mg.TraceError, match=r"SGD.zero_grad\(\) inside a traced function"):
+        mg.compile(step)(np.ones((3, 2)))

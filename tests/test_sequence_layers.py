@@ -1,5 +1,6 @@
 """nn.RNN, nn.GRU and nn.LSTM: their cell looped by scan equals the cell unrolled in Python."""
 
+import contextlib
 import re
 
 import numpy as np
@@ -173,3 +174,32 @@ def test_only_the_layers_mention_num_layers():
     assert "num_layers" not in str(cell.value)
     with pytest.raises(TypeError, match="num_layers"):
         nn.GRU(3, 4, 1)
+
+
+@pytest.mark.parametrize("grad_mode", ["recording", "no_grad"])
+def test_a_layers_output_pair_passed_on_whole_is_refused(grad_mode):
+    """A recurrent layer returns (outputs, state); passed on whole to the next layer it was
+    stacked into a sequence of its two parts under no_grad (an LSTM's (h, c) read as two
+    steps), or refused in NumPy's words: the layer names it now."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5, 2, 3))
+    lstm, gru, lin = nn.LSTM(3, 4, rng=rng), nn.GRU(4, 4, rng=rng), nn.Linear(4, 1, rng=rng)
+    with mg.no_grad() if grad_mode == "no_grad" else contextlib.nullcontext():
+        out, state = lstm(X)
+        with pytest.raises(TypeError, match=r"GRU: X is a tuple of tensors, not one tensor or "
+                                            r"array: a recurrent layer returns \(outputs, "
+                                            r"state\); pass its outputs"):
+            gru(state)
+        with pytest.raises(TypeError, match=r"GRU: X is a tuple of tensors"):
+            gru(lstm(X))
+        with pytest.raises(TypeError, match=r"Linear: the input is a tuple of tensors"):
+            lin(lstm(X))
+        with pytest.raises(TypeError, match=r"GRUCell: the state is a tuple of tensors"):
+            nn.GRUCell(4, 4)(out[0], state)
+        assert gru(out)[0].shape == (5, 2, 4)  # (its outputs: one tensor)
+
+
+def test_a_sequential_prints_a_layer_a_line():
+    model = nn.Sequential(nn.Linear(4, 8), mg.tanh, nn.Linear(8, 3))
+    assert repr(model) == ("Sequential(\n  (0): Linear(4, 8, bias=True)\n  (1): tanh\n"
+                           "  (2): Linear(8, 3, bias=True)\n)")
