@@ -645,6 +645,8 @@ class Recurrent(Module):
                 raise TypeError(f"LSTM: state must be a pair (h, c) or None, got "
                                 f"{type(state).__name__}")
             h, c = (None, None) if state is None else state
+            _refuse_tensors_in_sequence(self._name, "h0", h)
+            _refuse_tensors_in_sequence(self._name, "c0", c)
             state = (self._start("h0", h, X, dtype), self._start("c0", c, X, dtype))
         else:
             _refuse_tensors_in_sequence(self._name, "the state", state)

@@ -295,7 +295,7 @@ def _compare_parser(commands_: Any) -> None:
         "same parameters and data: both losses, the largest gradient difference per "
         "parameter (engine name = the write-up's name), a verdict (they agree if every "
         "difference is within 1e-9 of the parameter's largest |grad|, and the losses within "
-        "1e-9 of the loss; else DIFFER, and exit status 1), and the median time of a "
+        "1e-9 of max(1, |loss|); else DIFFER, and exit status 1), and the median time of a "
         "forward and backward pass of each, timed in alternation.")
     compare.add_argument("model", choices=["counter", "adder"], metavar="MODEL",
                          help="counter or adder")

@@ -485,8 +485,8 @@ def compare(model: str, *, preset: str = "small", batch_size: int = 100, repeats
     if not loss_gap <= _AGREE * max(1.0, abs(result.reference_loss)):
         differ.insert(0, f"loss {loss_gap:.2e}")
     verdict = (f"DIFFER     {'; '.join(differ)}" if differ else
-               f"agree      every difference within {_AGREE:g} of its largest |grad| (of the "
-               f"loss, for the losses)")
+               f"agree      every difference within {_AGREE:g} of its largest |grad| (of "
+               f"max(1, |loss|), for the losses)")
     print(f"  {verdict}", file=out)
     ratio = result.engine_seconds / result.reference_seconds
     print(f"  time/step  engine {result.engine_seconds * 1e6:.1f} us   hand-coded "

@@ -1176,7 +1176,7 @@ def check_compare(lines: list[str], title: str, names: list[str]) -> None:
     assert engine == pytest.approx(hand, rel=1e-10, abs=0)
     assert len(lines) == 4 + len(names)
     assert lines[-2] == ("  agree      every difference within 1e-09 of its largest |grad| "
-                         "(of the loss, for the losses)")
+                         "(of max(1, |loss|), for the losses)")
     for name, line in zip(names, lines[2:-2]):
         match = re.fullmatch(rf"  {re.escape(name)} +max \|grad difference\| (\S+)  "
                              rf"\(largest \|grad\| (\S+)\)", line)

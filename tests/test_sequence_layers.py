@@ -197,6 +197,11 @@ def test_a_layers_output_pair_passed_on_whole_is_refused(grad_mode):
         with pytest.raises(TypeError, match=r"GRUCell: the state is a tuple of tensors"):
             nn.GRUCell(4, 4)(out[0], state)
         assert gru(out)[0].shape == (5, 2, 4)  # (its outputs: one tensor)
+        rows = [mg.Tensor(rng.normal(size=4)) for _ in range(2)]
+        with pytest.raises(TypeError, match=r"LSTM: h0 is a list of tensors"):
+            lstm(X, (rows, None))
+        with pytest.raises(TypeError, match=r"LSTM: c0 is a list of tensors"):
+            lstm(X, (None, rows))
 
 
 def test_a_sequential_prints_a_layer_a_line():
