@@ -490,11 +490,21 @@ def _reduction(name: str, gradient: str = ""):
 
     def call(x: Any, axis: int | Sequence[int] | None = None,
              keepdims: bool = False) -> tuple[tuple, dict]:
-        return (x,), {"axis": _reduction_axis(name, x, axis), "keepdims": keepdims}
+        return (x,), {"axis": _reduction_axis(name, x, axis),
+                      "keepdims": _keepdims(name, keepdims)}
 
     call.__doc__ = (f"The {name} over `axis` (an integer, a tuple of them, or None for all; "
                     "not a float: 1.7 is refused, as in NumPy)." + gradient)
     return call
+
+
+def _keepdims(name: str, keepdims: Any) -> bool:
+    """`keepdims` as a bool: True or False (NumPy's bool too, or 0 and 1), else TypeError
+    naming the reduction (NumPy's own message said an integer was expected)."""
+    if isinstance(keepdims, (bool, np.bool_)) or type(keepdims) is int and keepdims in (0, 1):
+        return bool(keepdims)
+    raise TypeError(f"{name}: keepdims must be True or False, got {type(keepdims).__name__} "
+                    f"{keepdims!r}")
 
 
 def _reduction_axis(name: str, x: Any, axis: Any) -> tuple[int, ...] | None:
@@ -1141,6 +1151,7 @@ def _var_call(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = 
     sum((x - mean)^2) / (n - ddof) for n elements per reduction (ddof=0: the population
     variance; ddof=1: the unbiased sample variance, PyTorch's default)."""
     axes = _reduction_axis("var", x, axis)
+    keepdims = _keepdims("var", keepdims)
     shape = _shape(x, "var")
     n = math.prod(shape) if axes is None else math.prod(shape[i] for i in axes)
     if not isinstance(ddof, numbers.Real) or ddof < 0:
@@ -1295,6 +1306,7 @@ def min(x: Any, axis: Any = None, keepdims: bool = False) -> _Tensor:
     gradient), NumPy's min itself: negation wraps there (-(-128) is -128 in int8, and
     unsigned integers have no negatives) or is refused (bool)."""
     values = _data(x, "min")
+    keepdims = _keepdims("min", keepdims)  # (max would name itself in the error)
     if (values.dtype if type(values) is _ndarray else np.result_type(values)).kind == "f":
         if 0 in np.shape(values):  # (max would name itself in the error)
             _reduction_axis("min", x, axis)

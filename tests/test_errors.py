@@ -637,3 +637,18 @@ def test_a_tensor_of_ragged_data_names_itself(data):
     with pytest.raises(ValueError, match=r"^Tensor: cannot make an array of the data \(list\): "
                                          r".*inhomogeneous"):
         mg.Tensor(data)
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "max", "min", "var"])
+@pytest.mark.parametrize("keepdims", ["a", 2, 0.5, None])
+def test_a_reductions_keepdims_that_is_not_a_bool_names_the_reduction(name, keepdims):
+    """NumPy's own error said an integer was expected, under the op's generic "invalid
+    inputs" (and min's named max, which it is made of); True, False, 0, 1 and NumPy's bools
+    are taken."""
+    x = mg.Tensor(np.ones((2, 3)), requires_grad=True)
+    reduce = getattr(mg, name)
+    with pytest.raises(TypeError, match=rf"^{name}: keepdims must be True or False, got "):
+        reduce(x, keepdims=keepdims)
+    for good in (True, 1, np.True_):
+        assert reduce(x, axis=1, keepdims=good).shape == (2, 1)
+    assert reduce(x, axis=1, keepdims=0).shape == (2,)
