@@ -69,12 +69,20 @@ class GradientDifference:
 
 def gradient_differences(engine: Adder | Counter,
                          reference: ReferenceAdder | ReferenceCounter) -> list[GradientDifference]:
-    """Compare the ``.grad`` of every parameter after a backward pass on both models."""
+    """Compare the ``.grad`` of every parameter after a backward pass on both models (a
+    parameter either lacks, or the other model does not have: ValueError naming it)."""
     engine_grads = {name: p.grad for name, p in engine.named_parameters()}
     names = ENGINE_NAMES if isinstance(reference, ReferenceAdder) else {}
     result = []
     for name, param in reference.named_parameters():
         engine_name = names.get(name, name)
+        if engine_name not in engine_grads:
+            raise ValueError(f"gradient_differences: the engine's model has no parameter "
+                             f"{engine_name!r} (the reference's {name!r}): another preset?")
+        for who, grad in (("engine's", engine_grads[engine_name]), ("reference's", param.grad)):
+            if grad is None:
+                raise ValueError(f"gradient_differences: the {who} parameter {name!r} has no "
+                                 f"gradient: run a backward pass on both models first")
         engine_grad: NDArray = np.asarray(engine_grads[engine_name])
         reference_grad: NDArray = np.asarray(param.grad)
         result.append(GradientDifference(

@@ -547,3 +547,13 @@ def test_reference_adder_load_parameters_changes_nothing_when_a_value_cannot_be_
         model.load_parameters(bad)
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(value, before[name])
+
+
+def test_gradient_differences_before_any_backward_names_the_parameter():
+    from minigrad.models.adder import Adder
+    from minigrad.models.comparison import gradient_differences, reference_adder
+
+    engine = Adder(AdderConfig(), rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"gradient_differences: the engine's parameter "
+                                         r"'\w+' has no gradient: run a backward pass"):
+        gradient_differences(engine, reference_adder(engine))
