@@ -89,14 +89,20 @@ _STATICS = (numbers.Number, np.generic, str, bytes, type(None), np.dtype, type, 
             type(Ellipsis), enum.Enum, types.FunctionType, np.ufunc, type(np.sum), nn.Module)
 
 
+_VALUES = (numbers.Number, str, bytes, tuple, frozenset)
+_PLAIN = frozenset({int, float, bool, complex, str, bytes, type(None)})
+
+
 def _static(a: Any) -> bool:
+    if type(a) in _PLAIN or isinstance(a, np.generic) and type(a).__module__ == "numpy":
+        return True  # (the usual arguments, first: every call's signature asks)
     if isinstance(a, types.BuiltinFunctionType):
         # math.sqrt, float.fromhex; not a bound method ({}.get, w.sum): what it returns
         # would be baked in
         return a.__self__ is None or isinstance(a.__self__, (types.ModuleType, type))
     if isinstance(a, enum.Enum):  # (an IntEnum's member too: its attributes are its own)
         return True
-    if isinstance(a, (numbers.Number, str, bytes, tuple, frozenset)) and _carries(a):
+    if _carried(a):
         return False  # a subclass's instance with attributes, which the key would not hold
     if isinstance(a, (tuple, frozenset)):  # a namedtuple too
         return all(_static(x) for x in a)
@@ -111,14 +117,19 @@ def _kind(a: Any) -> str:
     owner = getattr(a, "__self__", None)
     if isinstance(a, types.BuiltinFunctionType) and owner is not None:
         return f"bound method ({type(owner).__name__}.{a.__name__})"
-    if isinstance(a, (numbers.Number, str, bytes, tuple, frozenset)) and _carries(a):
-        return f"{type(a).__name__} with attributes ({', '.join(_carries(a))})"
+    carried = _carried(a)
+    if carried:
+        return f"{type(a).__name__} with attributes ({', '.join(carried)})"
     return type(a).__name__
 
 
-def _carries(a: Any) -> list[str]:
-    """The attributes an instance of a value type's subclass carries: in its `__dict__`, or
-    in slots its classes declare (set or not: they may be set later)."""
+def _carried(a: Any) -> list[str]:
+    """The attributes an instance of a value type's subclass (a number, string or tuple the
+    signature keys by value) carries: in its `__dict__`, or in slots its classes declare
+    (set or not: they may be set later). None for Python's and NumPy's own types, at once:
+    every call's signature asks it of each such argument."""
+    if type(a).__module__ in ("builtins", "numpy") or not isinstance(a, _VALUES):
+        return []
     slots = []
     for cls in type(a).__mro__:
         if cls.__module__ != "builtins":
