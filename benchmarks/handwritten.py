@@ -74,8 +74,8 @@ from minigrad.models.reference.param import Param, Parameters
 
 from .updates import end_to_end, tiled
 
-__all__ = ["ClosedFormCounter", "HandwrittenAdder", "HandwrittenCounter", "bce_with_logits",
-           "laid_end_to_end"]
+__all__ = ["ClosedFormCounter", "HandwrittenAdder", "HandwrittenCounter", "HandwrittenModel",
+           "bce_with_logits", "laid_end_to_end"]
 
 
 def checked_parameters(owner: str, parameters: Mapping[str, ArrayLike],
@@ -110,6 +110,45 @@ def laid_end_to_end(values: Mapping[str, ArrayLike], dtype: DTypeLike
         view[...] = value
     return ({name: Param(view) for name, view in zip(arrays, data, strict=True)},
             dict(zip(arrays, grads, strict=True)))
+
+
+class HandwrittenModel(Parameters):
+    """A hand-written model whose parameters, and whose gradients, are each views of one
+    flat buffer (`flat_parameters`, `flat_gradients`, laid out by `_lay_out`).
+
+    A subclass implements `compute_gradients(X, T)`: the loss, every gradient written into
+    the model's own gradient arrays, the parameters read from their views; nothing else.
+    That is the benchmark's hand-written step, its update running on the two flat buffers
+    (`benchmarks.updates.FlatBuffers`). `loss_and_backward` wraps it in the `Parameters`
+    protocol that `optim` and the tests use: a `.data` replaced by assignment is copied into
+    its view first, and the gradients are handed over in `.grad` (added to any there).
+    """
+
+    _grads: dict[str, NDArray]
+    flat_parameters: NDArray
+    flat_gradients: NDArray
+
+    def _lay_out(self, params: dict[str, Param], grads: dict[str, NDArray]) -> None:
+        self._params, self._grads = params, grads
+        self._views = [(param, param.data) for param in params.values()]
+        data, gradients = tiled([p.data for p in params.values()]), tiled(list(grads.values()))
+        assert data is not None and gradients is not None  # laid_end_to_end lays them so
+        self.flat_parameters, self.flat_gradients = data, gradients
+
+    def compute_gradients(self, X: ArrayLike, T: ArrayLike) -> float:
+        """The loss on (X, T); every gradient into the model's own arrays."""
+        raise NotImplementedError
+
+    def loss_and_backward(self, X: ArrayLike, T: ArrayLike) -> float:
+        """The loss on (X, T); every parameter's gradient into its `.grad`."""
+        for param, view in self._views:
+            if param.data is not view:
+                view[...] = param.data
+                param.data = view
+        _detach_kept(self._params, self._grads)
+        loss = self.compute_gradients(X, T)
+        _hand_over(self._params, self._grads)
+        return loss
 
 
 def _hand_over(params: Mapping[str, Param], grads: Mapping[str, NDArray]) -> None:
@@ -195,7 +234,7 @@ class _AdderBuffers:
         return sum(a.nbytes for a in arrays if a.base is None)  # a view adds no bytes
 
 
-class HandwrittenAdder(Parameters):
+class HandwrittenAdder(HandwrittenModel):
     """The adder RNN of `config` (tanh or sigmoid, with or without biases and a learned
     S_0) with the fastest hand-written BPTT we know; see the module docstring for the math
     and the layout.
@@ -212,18 +251,14 @@ class HandwrittenAdder(Parameters):
             raise ValueError(f"HandwrittenAdder: dtype must be float64 or float32, "
                              f"got {self.dtype}")
         shapes = config.parameter_shapes()
-        self._params, self._grads = checked_parameters("HandwrittenAdder", parameters, shapes,
-                                                       self.dtype)
-        self._views = [(param, param.data) for param in self._params.values()]
+        self._lay_out(*checked_parameters("HandwrittenAdder", parameters, shapes, self.dtype))
         # In the canonical order the parameters lay out [W_in; b_in; W_rec; b_rec] as one
         # (F, n) matrix, then S_0, then [W_out; b_out] as one vector: the step's two weight
         # matrices are views of the flat buffers, and so are their gradients.
         n, bias = config.n_states, int(config.bias)
         self._features = features = 2 + bias + n + bias
         self._first_state = 2 + bias
-        data, grads = (tiled(list(arrays)) for arrays in
-                       ([p.data for p in self._params.values()], self._grads.values()))
-        assert data is not None and grads is not None  # checked_parameters lays them so
+        data, grads = self.flat_parameters, self.flat_gradients
         self._weights = data[:features * n].reshape(features, n)
         self._readout = data[data.size - n - bias:]
         self._weights_gradient = grads[:features * n].reshape(features, n)
@@ -263,8 +298,8 @@ class HandwrittenAdder(Parameters):
             column_sum=np.empty(n, dt), first=self._first_state)
         return b
 
-    def loss_and_backward(self, X: ArrayLike, T: ArrayLike) -> float:
-        """The mean binary cross-entropy; every parameter's gradient into its `.grad`."""
+    def compute_gradients(self, X: ArrayLike, T: ArrayLike) -> float:
+        """The mean binary cross-entropy; every gradient into the model's own arrays."""
         X_ = np.asarray(X)
         T_ = np.asarray(T)
         if X_.ndim != 3 or X_.shape[1] < 1 or X_.shape[2] != 2:
@@ -274,23 +309,12 @@ class HandwrittenAdder(Parameters):
                              f"got {T_.shape}")
         n_samples, length, _ = X_.shape
         b = self._buffers_for(n_samples, length)
-        self._lay_in()
         np.copyto(b.inputs, X_.transpose(1, 2, 0))
         np.copyto(b.T, T_[:, :, 0].T)
-        _detach_kept(self._params, self._grads)
         self._forward(b)
         loss = self._loss_and_output_gradient(b)
         self._backward(b)
-        _hand_over(self._params, self._grads)
         return loss
-
-    def _lay_in(self) -> None:
-        """Copy into the flat buffer any parameter whose `.data` was replaced since (the
-        protocol lets an optimizer assign `.data`), and set it back to its view."""
-        for param, view in self._views:
-            if param.data is not view:
-                view[...] = param.data
-                param.data = view
 
     def _activate(self, a: NDArray) -> None:
         if self.config.activation == "tanh":
@@ -366,7 +390,7 @@ class HandwrittenAdder(Parameters):
             np.dot(W, b.column_sum, out=self._grads["initial_state"])
 
 
-class ClosedFormCounter(Parameters):
+class ClosedFormCounter(HandwrittenModel):
     """The counter of tutorial part 1 (s_0 = 0, s_k = s_{k-1} w_rec + x_k w_x, loss the
     mean of (s_T - t)^2 over n sequences), forward and backward as one matrix product: an
     extra row of the benchmark, algebra rather than backpropagation (the baseline is
@@ -384,14 +408,15 @@ class ClosedFormCounter(Parameters):
     """
 
     def __init__(self, w_x: float, w_rec: float) -> None:
-        self._params, self._grads = laid_end_to_end({"w_x": w_x, "w_rec": w_rec}, np.float64)
+        self._lay_out(*laid_end_to_end({"w_x": w_x, "w_rec": w_rec}, np.float64))
         self._length = -1
         self._powers = np.empty(0)        # w_rec^0 .. w_rec^(T-1)
         self._q = np.empty((0, 2))        # [q, q'] as columns
         self._exponents = np.empty(0)     # T-1 .. 1: the factors of q'
 
-    def loss_and_backward(self, X: ArrayLike, t: ArrayLike) -> float:
-        """The mean squared error of s_T; dloss/dw_x and dloss/dw_rec into `.grad`."""
+    def compute_gradients(self, X: ArrayLike, t: ArrayLike) -> float:
+        """The mean squared error of s_T; dloss/dw_x and dloss/dw_rec into the model's own
+        arrays."""
         X_ = np.asarray(X, dtype=np.float64)
         if X_.ndim != 2 or X_.shape[1] < 1:
             raise ValueError(f"ClosedFormCounter: X must have shape (n, T), got {X_.shape}")
@@ -417,11 +442,9 @@ class ClosedFormCounter(Parameters):
         np.multiply(self._exponents, powers[-2::-1], out=q[:-1, 1])
         u = X_ @ q                           # (n, 2): [X q, X q']
         residual = w_x * u[:, 0] - t_        # s_T - t
-        _detach_kept(self._params, self._grads)
         g_u = (2.0 / n) * residual @ u       # [g . u, g . X q']
         self._grads["w_x"][()] = g_u[0]
         self._grads["w_rec"][()] = w_x * g_u[1]
-        _hand_over(self._params, self._grads)
         return float(residual @ residual) / n
 
 
@@ -436,7 +459,7 @@ def _counter_data(where: str, X: ArrayLike, t: ArrayLike) -> tuple[NDArray, NDAr
     return X_, t_.reshape(-1)
 
 
-class HandwrittenCounter(Parameters):
+class HandwrittenCounter(HandwrittenModel):
     """The counter of tutorial part 1 by the tutorial's backpropagation through time,
     vectorised over the n sequences::
 
@@ -456,10 +479,7 @@ class HandwrittenCounter(Parameters):
     """
 
     def __init__(self, w_x: float, w_rec: float) -> None:
-        self._params, self._grads = laid_end_to_end({"w_x": w_x, "w_rec": w_rec}, np.float64)
-        flat_gradient = tiled(list(self._grads.values()))
-        assert flat_gradient is not None  # laid_end_to_end lays them so
-        self._flat_gradient = flat_gradient
+        self._lay_out(*laid_end_to_end({"w_x": w_x, "w_rec": w_rec}, np.float64))
         self._shape = (-1, -1)
 
     def _buffers_for(self, n: int, length: int) -> None:
@@ -478,8 +498,9 @@ class HandwrittenCounter(Parameters):
                  for k in range(1, length)]
         self._steps = [*steps, (states[0], self._XW[0], self._last)]
 
-    def loss_and_backward(self, X: ArrayLike, t: ArrayLike) -> float:
-        """The mean squared error of s_T; dloss/dw_x and dloss/dw_rec into `.grad`."""
+    def compute_gradients(self, X: ArrayLike, t: ArrayLike) -> float:
+        """The mean squared error of s_T; dloss/dw_x and dloss/dw_rec into the model's own
+        arrays."""
         X_, t_ = _counter_data("HandwrittenCounter", X, t)
         n, length = X_.shape
         self._buffers_for(n, length)
@@ -497,8 +518,6 @@ class HandwrittenCounter(Parameters):
         multiply(residual, 2.0 / n, out=residual)   # d_T
         self._later.fill(w_rec)
         multiply.accumulate(deltas, axis=0, out=deltas)  # d_{k-1} = d_k w_rec, in order
-        _detach_kept(self._params, self._grads)
         np.dot(self._inputs_and_states.reshape(2, -1), deltas.reshape(-1),
-               out=self._flat_gradient)
-        _hand_over(self._params, self._grads)
+               out=self.flat_gradients)
         return loss

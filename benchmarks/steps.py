@@ -21,7 +21,9 @@ The implementations of the objective:
 The engine's steps use `optim`'s optimizers, as users do; the hand-written and
 tutorial-style steps update in plain NumPy as a hand-writer who cares about speed does
 (`benchmarks.updates`: one pass of in-place calls over flat buffers, the same rules to the
-bit), so a ratio includes what `optim`'s shell costs over a hand-written update.
+bit), so a ratio includes what `optim`'s shell costs over a hand-written update. The
+hand-written step is also free of the `.data`/`.grad` protocol (`flat_step`): its gradients
+go straight into the buffer its update reads, as in a hand-writer's own training loop.
 
 Each starts from the same parameters (the engine's initialisation) and sees the same
 minibatch, already in the step's dtype (so no one pays for a conversion another skips).
@@ -46,12 +48,12 @@ from minigrad.models.reference import ReferenceAdder, ReferenceCounter
 from minigrad.models.training import Objective, engine_objective
 
 from .cells import HandwrittenGRU, HandwrittenLSTM
-from .handwritten import ClosedFormCounter, HandwrittenAdder, HandwrittenCounter
-from .updates import Update, plain_rmsprop_nesterov, plain_rprop, plain_sgd
+from .handwritten import ClosedFormCounter, HandwrittenAdder, HandwrittenCounter, HandwrittenModel
+from .updates import FlatBuffers, Update, plain_rmsprop_nesterov, plain_rprop, plain_sgd
 from .user_models import ScanGRU, ScanLSTM, UnrolledAdder
 
 __all__ = ["AdderSetup", "CellSetup", "CounterSetup", "ObjectiveMaker", "adder_setup",
-           "cell_setup", "counter_setup", "plain_step", "sum_bits", "training_step"]
+           "cell_setup", "counter_setup", "flat_step", "plain_step", "sum_bits", "training_step"]
 
 Step = Callable[[], float]
 # How an engine mode turns a model into an objective(X, T) -> loss (gradients in .grad).
@@ -84,6 +86,23 @@ def plain_step(update: Update, objective: Callable[[np.ndarray, np.ndarray], flo
     def closure() -> float:
         model.zero_grad()
         return objective(X, T)
+
+    def step() -> float:
+        return float(update(closure))
+
+    return step
+
+
+def flat_step(make_update: Callable[[FlatBuffers], Update], model: HandwrittenModel,
+              X: np.ndarray, T: np.ndarray) -> Step:
+    """The hand-written `model`'s step as a hand-writer's own loop runs it: the update of
+    `make_update` on the model's two flat buffers, its closure `model.compute_gradients`
+    (no `.data`, `.grad` or `zero_grad` protocol around it)."""
+    update = make_update(FlatBuffers(model.flat_parameters, model.flat_gradients))
+    compute = model.compute_gradients
+
+    def closure() -> float:
+        return compute(X, T)
 
     def step() -> float:
         return float(update(closure))
@@ -170,9 +189,8 @@ class AdderSetup:
                           self.X, self.T, model)
 
     def handwritten_step(self, model: HandwrittenAdder | None = None) -> Step:
-        model = model or self.handwritten()
-        return plain_step(self.plain_update(model.parameters()), model.loss_and_backward,
-                          self.X, self.T, model)
+        """The baseline: `flat_step` on the hand-written adder."""
+        return flat_step(self.plain_update, model or self.handwritten(), self.X, self.T)
 
 
 def adder_setup(batch: int, timesteps: int, states: int, dtype: Any = np.float64, *,
@@ -203,20 +221,18 @@ class CounterSetup:
         return training_step(optim.RProp(list(model.parameters())), objective_of(model),
                              self.X, self.t)
 
-    def _plain(self, model: Any) -> Step:
+    def reference_step(self) -> Step:
+        model = ReferenceCounter(*self.start)
         return plain_step(plain_rprop(model.parameters()), model.loss_and_backward, self.X,
                           self.t, model)
 
-    def reference_step(self) -> Step:
-        return self._plain(ReferenceCounter(*self.start))
-
     def handwritten_step(self) -> Step:
         """The tutorial's loop BPTT, vectorised over the batch: the baseline."""
-        return self._plain(HandwrittenCounter(*self.start))
+        return flat_step(plain_rprop, HandwrittenCounter(*self.start), self.X, self.t)
 
     def closed_form_step(self) -> Step:
         """The closed form of the linear recurrence: algebra, an extra row."""
-        return self._plain(ClosedFormCounter(*self.start))
+        return flat_step(plain_rprop, ClosedFormCounter(*self.start), self.X, self.t)
 
 
 def counter_setup(n_sequences: int, length: int, seed: int = 0) -> CounterSetup:

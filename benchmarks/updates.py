@@ -5,9 +5,13 @@ rollback, no copies in and out when the model keeps its arrays end to end).
 Each maker takes the parameters (objects with `.data` and `.grad`, such as
 `minigrad.models.reference.Param`) and the rule's hyperparameters, and returns
 `step(closure) -> loss`: the closure computes the loss and leaves the gradients in `.grad`,
-the step updates `.data` in place. Each computes what the `optim` rule of the same name
-computes, in the same order, so the trajectories agree bit for bit
-(`tests/test_benchmarks.py`, `tests/test_optim_benchmark.py`).
+the step updates `.data` in place. Given `FlatBuffers` instead (a hand-written model's flat
+parameter and gradient buffers), the closure leaves the gradient in the gradient buffer and
+the step updates the parameter buffer: no `.data` or `.grad` is looked at, as in a
+hand-writer's own loop (the benchmark's hand-written steps run so).
+
+Each computes what the `optim` rule of the same name computes, in the same order, so the
+trajectories agree bit for bit (`tests/test_benchmarks.py`, `tests/test_optim_benchmark.py`).
 
 Every rule is elementwise, so the update runs once over flat buffers, a few in-place NumPy
 calls (`out=` everywhere, the rule's state and temporaries allocated once) whatever the
@@ -30,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Update", "end_to_end", "plain_rmsprop_nesterov", "plain_rprop", "plain_sgd",
-           "tiled"]
+__all__ = ["FlatBuffers", "Update", "end_to_end", "plain_rmsprop_nesterov", "plain_rprop",
+           "plain_sgd", "tiled"]
 
 Closure = Callable[[], float]
 Update = Callable[[Closure], float]
@@ -121,16 +125,37 @@ class _Flat:
         return flat
 
 
-def _flats(params: Sequence[Any]) -> list[_Flat]:
-    """The parameters end to end, one `_Flat` per dtype."""
+class FlatBuffers:
+    """A model's parameters and gradients as the two flat buffers it keeps them in (a
+    hand-written model's `flat_parameters`, `flat_gradients`): the update runs on them as
+    they are, with no `.data` or `.grad` to look at. What a hand-writer's own loop does."""
+
+    def __init__(self, data: np.ndarray, gradient: np.ndarray) -> None:
+        if data.ndim != 1 or gradient.shape != data.shape or gradient.dtype != data.dtype:
+            raise ValueError(f"FlatBuffers: parameters {data.dtype}{data.shape} and gradient "
+                             f"{gradient.dtype}{gradient.shape} must be 1-D, of one shape "
+                             "and dtype")
+        self.data, self._gradient = data, gradient
+
+    def lay(self) -> np.ndarray:
+        return self.data
+
+    def gradient(self) -> np.ndarray:
+        return self._gradient
+
+
+def _flats(params: Sequence[Any] | FlatBuffers) -> list[_Flat] | list[FlatBuffers]:
+    """The parameters end to end, one `_Flat` per dtype; flat buffers as they are."""
+    if isinstance(params, FlatBuffers):
+        return [params]
     by_dtype: dict[np.dtype, list[tuple[int, Any]]] = {}
     for j, p in enumerate(params):
         by_dtype.setdefault(p.data.dtype, []).append((j, p))
     return [_Flat([p for _, p in run], [j for j, _ in run]) for run in by_dtype.values()]
 
 
-def plain_rmsprop_nesterov(params: Sequence[Any], lr: float, decay: float, momentum: float,
-                           eps: float) -> Update:
+def plain_rmsprop_nesterov(params: Sequence[Any] | FlatBuffers, lr: float, decay: float,
+                           momentum: float, eps: float) -> Update:
     """The tutorial's RMSProp-Nesterov on the flat buffers: V = momentum V, P += V (the
     look-ahead point), take the gradient g there, MA = decay MA + (1 - decay) g^2,
     change = lr g / (sqrt(MA) + eps), V -= change, P -= change."""
@@ -162,7 +187,7 @@ def plain_rmsprop_nesterov(params: Sequence[Any], lr: float, decay: float, momen
     return step
 
 
-def plain_rprop(params: Sequence[Any], eta_plus: float = 1.2, eta_minus: float = 0.5,
+def plain_rprop(params: Sequence[Any] | FlatBuffers, eta_plus: float = 1.2, eta_minus: float = 0.5,
                 step_init: float = 0.001, step_min: float = 1e-6,
                 step_max: float = 50.0) -> Update:
     """Rprop- per element (`optim.RProp`'s rule and defaults) on the flat buffers: with
@@ -195,7 +220,7 @@ def plain_rprop(params: Sequence[Any], eta_plus: float = 1.2, eta_minus: float =
     return step
 
 
-def plain_sgd(params: Sequence[Any], lr: float) -> Update:
+def plain_sgd(params: Sequence[Any] | FlatBuffers, lr: float) -> Update:
     """Gradient descent on the flat buffers: P -= lr g."""
     flats = _flats(params)
     change = [np.empty_like(f.data) for f in flats]

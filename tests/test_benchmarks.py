@@ -60,10 +60,17 @@ from benchmarks.steps import (
     adder_setup,
     cell_setup,
     counter_setup,
+    flat_step,
     plain_step,
     training_step,
 )
-from benchmarks.updates import plain_rmsprop_nesterov, plain_rprop, plain_sgd, tiled
+from benchmarks.updates import (
+    FlatBuffers,
+    plain_rmsprop_nesterov,
+    plain_rprop,
+    plain_sgd,
+    tiled,
+)
 from benchmarks.user_models import ScanGRU, ScanLSTM, UnrolledAdder
 from minigrad import optim
 from minigrad.models.adder import Adder
@@ -496,6 +503,49 @@ def test_handwritten_models_keep_parameters_and_gradients_end_to_end(make):
         assert tiled(grads) is not None
         assert not any(np.shares_memory(g, d) for g in grads for d in data)
     assert all(p.data is d for p, d in zip(model.parameters(), data, strict=True))
+
+
+FLAT_MODELS = {name: make for name, make in HANDWRITTEN_MODELS.items()
+               if name not in ("gru", "lstm")}
+
+
+@pytest.mark.parametrize("make", FLAT_MODELS.values(), ids=FLAT_MODELS)
+@pytest.mark.parametrize("make_update", [
+    lambda params: plain_sgd(params, lr=1e-3),
+    plain_rprop,
+    lambda params: plain_rmsprop_nesterov(params, lr=0.01, decay=0.9, momentum=0.7, eps=1e-8),
+], ids=["sgd", "rprop", "rmsprop-nesterov"])
+def test_flat_step_follows_the_protocol_step_bit_for_bit(make, make_update):
+    # The benchmark times the hand-written step without the `.grad` protocol (`flat_step`):
+    # it must be the same computation, step for step.
+    flat, protocol = make(), make()
+    rng = np.random.default_rng(3)
+    if isinstance(flat, (HandwrittenCounter, ClosedFormCounter)):
+        X = rng.integers(0, 2, (6, 5)).astype(float)
+        T = X.sum(axis=1)
+    else:
+        X = rng.integers(0, 2, (6, 5, 2)).astype(flat.dtype)
+        T = rng.integers(0, 2, (6, 5, 1)).astype(flat.dtype)
+    steps = (flat_step(make_update, flat, X, T),
+             plain_step(make_update(protocol.parameters()), protocol.loss_and_backward, X, T,
+                        protocol))
+    start = flat.flat_parameters.copy()
+    for _ in range(4):
+        losses = [step() for step in steps]
+        assert np.isfinite(losses[0]) and losses[0] == losses[1]
+        np.testing.assert_array_equal(flat.flat_parameters, protocol.flat_parameters)
+    assert np.all(flat.flat_parameters != start)
+    assert all(p.grad is None for p in flat.parameters())  # the protocol was not used
+
+
+def test_flat_buffers_refuse_buffers_that_do_not_match():
+    with pytest.raises(ValueError, match=r"FlatBuffers: parameters float64\(3,\) and "
+                                         r"gradient float64\(4,\)"):
+        FlatBuffers(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="must be 1-D"):
+        FlatBuffers(np.zeros((2, 2)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="float32"):
+        FlatBuffers(np.zeros(3), np.zeros(3, np.float32))
 
 
 # --- the GRU and the LSTM ---------------------------------------------------------------------
