@@ -49,16 +49,16 @@ baseline for the counter.
 w_rec^(T-k), so its forward and its whole backward through time are one (n, T) by (T, 2)
 matrix product (see its docstring); algebra, not backpropagation, an extra row.
 
-All follow the protocol of `minigrad.models.reference` (`parameters()`, `zero_grad()`,
-`loss_and_backward(X, T)`), so the plain NumPy updates of `benchmarks.updates` (and
-`optim`'s optimizers) drive them as they drive the tutorial-style reference. Gradients
-are written into arrays the model owns: `.grad` is set to them (or, if it already holds a
-gradient, to the sum); a `.grad` still holding the previous call's array is first copied
-out, so accumulating without `zero_grad` stays right. The parameters' arrays, and the
-gradient arrays, are each views of one flat buffer (`laid_end_to_end`), so that the plain
-updates run once over the two buffers, as the fastest hand-written update does; the adder
-reads its weight matrices from that buffer, so a `.data` replaced by assignment (which the
-protocol allows) is first copied into it.
+Each is a `HandwrittenModel`: its parameters' arrays, and its gradient arrays, are each
+views of one flat buffer (`laid_end_to_end`), and `compute_gradients(X, T)` writes every
+gradient into the model's own arrays. The benchmark's hand-written step is that and a plain
+NumPy update of `benchmarks.updates` run once over the two flat buffers, as a hand-writer's
+own loop does (`benchmarks.steps.flat_step`). `loss_and_backward(X, T)` wraps it in the
+protocol of `minigrad.models.reference` (`parameters()`, `zero_grad()`, `.data`, `.grad`)
+that `optim`'s optimizers and the tests use: a `.data` replaced by assignment (which the
+protocol allows) is first copied into its view, `.grad` is set to the model's array (or,
+if it already holds a gradient, to the sum), and a `.grad` still holding the previous
+call's array is first copied out, so accumulating without `zero_grad` stays right.
 """
 
 from __future__ import annotations
