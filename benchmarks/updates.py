@@ -172,8 +172,8 @@ def plain_rmsprop_nesterov(params: Sequence[Any] | FlatBuffers, lr: float, decay
         loss = closure()
         for f, v, ma, c, w in zip(flats, velocity, mean_square, change, work, strict=True):
             g = f.gradient()
-            np.square(g, out=w)
-            np.multiply(w, 1 - decay, out=w)
+            np.multiply(g, 1 - decay, out=w)
+            np.multiply(w, g, out=w)
             np.multiply(ma, decay, out=ma)
             np.add(ma, w, out=ma)
             np.multiply(g, lr, out=c)

@@ -29,7 +29,7 @@ math on flat arrays, e.g. Adam's::
     def update(self, h, t, p, g, state):
         b1, b2 = h.betas
         m = b1 * state["exp_avg"] + (1 - b1) * g
-        v = b2 * state["exp_avg_sq"] + (1 - b2) * g**2
+        v = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
         denominator = np.sqrt(v) / math.sqrt(1 - b2**t) + h.eps
         return h.lr / (1 - b1**t) * (m / denominator), {"exp_avg": m, "exp_avg_sq": v}
 

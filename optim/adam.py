@@ -29,7 +29,7 @@ class Adam(Optimizer):
     Per parameter, at its t-th update (t = 1, 2, ...; m and v start at 0)::
 
         m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * g^2
+        v = beta2 * v + ((1 - beta2) * g) * g
         p = p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
     i.e. the bias-corrected ``p -= lr * m_hat / (sqrt(v_hat) + eps)`` with m_hat = m /
@@ -68,7 +68,9 @@ class Adam(Optimizer):
                state: State) -> tuple[np.ndarray, State]:
         b1, b2 = h.betas
         m = b1 * state["exp_avg"] + (1 - b1) * g
-        v = b2 * state["exp_avg_sq"] + (1 - b2) * g**2
+        # (1 - b2) g g, not (1 - b2) g^2: g^2 alone overflows for a large finite g (past
+        # 256 in float16) where v does not, and v would stay inf, the element frozen.
+        v = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
         guard_in(type(self).__name__, h.eps, p.dtype)
         denominator = np.sqrt(v) / math.sqrt(1 - b2**t) + h.eps
         return h.lr / (1 - b1**t) * (m / denominator), {"exp_avg": m, "exp_avg_sq": v}
@@ -86,7 +88,7 @@ class AdamW(Adam):
     moments)::
 
         m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * g^2
+        v = beta2 * v + ((1 - beta2) * g) * g
         p = p - lr * weight_decay * p
               - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 

@@ -27,7 +27,8 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
     with a NumPy array ``.data`` and a ``.grad``. Anything else is a TypeError naming its
     position and type (a (name, parameter) pair of ``named_parameters()``, a state dict's
     array, a Module: pass ``model.parameters()``), before any gradient changes; so is a
-    ``.grad`` that is not a real floating-point array (a complex, an integer one).
+    ``.grad`` that is not a real floating-point array (a complex, an integer one). A
+    parameter listed twice is a ValueError (PyTorch would count its gradient twice).
     With the gradients g_i of ``params`` (those whose ``.grad`` is None are left out)::
 
         total = sqrt(sum_i sum(g_i^2))
@@ -76,7 +77,10 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
     else:
         return total
     if total > limit:  # (every clipped gradient computed before any is set)
-        clipped = [(g * scale).astype(g.dtype, copy=False) for g in grads]
+        # The product in float64, then rounded once: scale as a float16 or float32 would be
+        # rounded first (to 0 below their range), clipping such gradients to 0 or past max_norm.
+        clipped = [np.multiply(g, scale, dtype=np.float64).astype(g.dtype, copy=False)
+                   for g in grads]
         for (_, p), g in zip(params, clipped, strict=True):
             p.grad = g
     return total
@@ -94,6 +98,7 @@ def _parameters(params: Any) -> list[Any]:
     except TypeError:
         raise TypeError(f"clip_grad_norm: params must be an iterable of parameters (e.g. "
                         f"model.parameters()) or one, got {type(params).__name__}") from None
+    first: dict[int, int] = {}
     for k, p in enumerate(items):
         if not _is_parameter(p):
             hint = ("; named_parameters() gives (name, parameter) pairs: pass "
@@ -102,6 +107,10 @@ def _parameters(params: Any) -> list[Any]:
             raise TypeError(f"clip_grad_norm: item {k} of params ({type(p).__name__}) is not "
                             f"a parameter (a Tensor, or an object with a NumPy array .data and "
                             f"a .grad){hint}")
+        if id(p) in first:
+            raise ValueError(f"clip_grad_norm: item {k} of params is item {first[id(p)]} again; "
+                             f"its gradient would count twice in the norm")
+        first[id(p)] = k
     return items
 
 

@@ -53,7 +53,7 @@ import itertools
 import math
 import numbers
 import operator
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeAlias
 
@@ -815,7 +815,7 @@ class _Bucket:
                 self.check_gradient_type(j, g, g)
             raise
         if self.optimizer.check_finite:
-            self.check_finite(g)
+            self.check_finite(g, flat)
         arrays = self.arrays = self.read()  # anew: the closure may have replaced them
         p = np.concatenate(arrays, axis=None)
         steps, current = self.steps, self.current_state()
@@ -862,7 +862,9 @@ class _Bucket:
                 found.append((t + 1, s))
         return found
 
-    def check_finite(self, g: np.ndarray) -> None:
+    def check_finite(self, g: np.ndarray, given: Sequence[np.ndarray] | None = None) -> None:
+        # `given`: the gradients before their cast to the parameters' dtype, if any (a
+        # finite gradient can overflow a narrower dtype: that is said as such).
         # One sum: any NaN or inf makes it non-finite (so can an overflow of large finite
         # values: only then are the bad values looked for). A few values are summed as
         # Python floats, which raise no NumPy warning: setting NumPy's error state would
@@ -874,8 +876,16 @@ class _Bucket:
             with np.errstate(over="ignore", invalid="ignore"):
                 if math.isfinite(g.sum()):
                     return
-        for j, s, shape in zip(self.positions, self.slices, self.shapes, strict=True):
+        for i, (j, s, shape) in enumerate(zip(self.positions, self.slices, self.shapes,
+                                              strict=True)):
             bad = g[s].size - int(np.count_nonzero(np.isfinite(g[s])))
+            before = None if given is None else given[i]
+            if bad and before is not None and before.dtype != g.dtype \
+                    and np.isfinite(before).all():
+                raise NonFiniteGradientError(
+                    f"{self.owner}.step: gradient of parameter {j} (shape {shape}, "
+                    f"{before.dtype}) has {bad} finite value{'s' if bad != 1 else ''} beyond "
+                    f"the range of {g.dtype}, the parameter's dtype; no parameter was changed")
             if bad:
                 raise NonFiniteGradientError(
                     f"{self.owner}.step: gradient of parameter {j} (shape {shape}) has {bad} "

@@ -29,7 +29,7 @@ class RMSPropNesterov(Optimizer):
 
         1. V_tmp = momentum * V;  P = P + V_tmp          (move to the look-ahead point)
         2. g = the gradient at that point                (closure() computes it)
-        3. MA = decay * MA + (1 - decay) * g^2
+        3. MA = decay * MA + ((1 - decay) * g) * g       (the tutorial's (1 - decay) g^2)
         4. step = lr * g / (sqrt(MA) + eps)              (eps outside the square root)
         5. V = V_tmp - step;  P = P - step
 
@@ -83,7 +83,9 @@ class RMSPropNesterov(Optimizer):
     def update(self, h: ParamGroup, t: int, p: np.ndarray, g: np.ndarray,
                state: State) -> tuple[np.ndarray, State]:
         # p is the look-ahead point P + V_tmp, g the gradient there (2.); P -= step follows.
-        mean_square = h.decay * state["mean_square"] + (1 - h.decay) * g**2  # 3.
+        # 3., as ((1 - decay) g) g: g^2 alone overflows for a large finite g (past 256 in
+        # float16) where MA does not, and MA would stay inf, the element frozen.
+        mean_square = h.decay * state["mean_square"] + (1 - h.decay) * g * g
         guard_in("RMSPropNesterov", h.eps, p.dtype)
         step = h.lr * g / (np.sqrt(mean_square) + h.eps)  # 4.
         velocity = h.momentum * state["velocity"] - step  # 5.

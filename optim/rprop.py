@@ -33,7 +33,8 @@ class RProp(Optimizer):
 
     - *No weight-backtracking*: after a sign flip the parameter still moves, by
       ``-s * Delta`` with the shrunk Delta, and the flipped sign is remembered (unlike
-      Rprop+, which undoes the previous move, and iRprop-, which skips the move and stores 0).
+      Rprop+, which undoes the previous move, and iRprop-, which skips the move and stores 0;
+      PyTorch's ``torch.optim.Rprop`` is iRprop-, so the two part ways at the first flip).
     - *First step*: s_prev = 0, so Delta stays at ``step_init`` (clipped into
       ``[step_min, step_max]``, as every Delta) and every element moves by
       ``-sign(g) * Delta``. ``step_init`` is read at each parameter's first step, so

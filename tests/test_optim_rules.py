@@ -367,7 +367,7 @@ def adam_reference(inits, steps, lr, betas, eps, weight_decay=0.0):
             t = ts[i]
             ps[i] = ps[i] * (1 - lr * weight_decay)
             ms[i] = b1 * ms[i] + (1 - b1) * g
-            vs[i] = b2 * vs[i] + (1 - b2) * g**2
+            vs[i] = b2 * vs[i] + ((1 - b2) * g) * g
             m_hat_scale = lr / (1 - b1**t)
             denom = np.sqrt(vs[i]) / math.sqrt(1 - b2**t) + eps
             ps[i] = ps[i] - m_hat_scale * ms[i] / denom
@@ -445,7 +445,7 @@ def rmsprop_nesterov_reference(inits, a, c, masks, lr, decay, momentum, eps):
             if not has_grad:
                 continue  # skipped: P, V and MA unchanged
             g = a[i] * (look[i] - c[i])  # 2.
-            mas[i] = decay * mas[i] + (1 - decay) * g**2  # 3.
+            mas[i] = decay * mas[i] + ((1 - decay) * g) * g  # 3.
             step = lr * g / (np.sqrt(mas[i]) + eps)  # 4.
             vs[i] = v_tmps[i] - step  # 5.
             ps[i] = look[i] - step
