@@ -158,9 +158,13 @@ def run(args: argparse.Namespace) -> str:
                 f"(after {suite.MEMORY_WARMUP} warm-up steps: a compiled step traces on its first "
                 f"two and writes its backward code on the third, once, as it compiles; median "
                 f"of {plan.memory_repeats}). NumPy's buffers "
-                f"are traced, so this counts the arrays and the Python objects. The "
-                f"hand-written step keeps its buffers between steps; they are dropped "
-                f"before each measured step, so its peak includes them."), "",
+                f"are traced, so this counts the arrays and the Python objects. Two "
+                f"hand-written steps: \"{suite.HANDWRITTEN}\", the speed baseline of the "
+                f"other sections, and \"{suite.LEAN}\" (`benchmarks/lean.py`: the same "
+                f"BPTT keeping only the states and block-sized work arrays); every ratio "
+                f"is to the smaller of their two peaks, the baseline named in the header. "
+                f"Both keep their buffers between steps; they are dropped before each "
+                f"measured step, so their peaks include them."), "",
                 text, ""]
 
     titles = {"length": "Scaling with the sequence length T",
@@ -198,8 +202,9 @@ def run(args: argparse.Namespace) -> str:
         met = sum(v.passed for v in verdicts)
         title += ["## Targets", "",
                   (f"{met} of {len(verdicts)} met. Every target is a ratio to the hand-written "
-                   f"step of the same run (`benchmarks/handwritten.py`), not to the "
-                   f"tutorial-style one."), "",
+                   f"step of the same run (`benchmarks/handwritten.py`; for peak memory "
+                   f"the smaller of the two hand-written peaks, named in the target), not to "
+                   f"the tutorial-style one."), "",
                   report.targets_table(verdicts), ""]
     out = title + out
 
