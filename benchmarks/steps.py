@@ -49,6 +49,7 @@ from minigrad.models.training import Objective, engine_objective
 
 from .cells import HandwrittenGRU, HandwrittenLSTM
 from .handwritten import ClosedFormCounter, HandwrittenAdder, HandwrittenCounter, HandwrittenModel
+from .lean import LeanAdder
 from .updates import FlatBuffers, Update, plain_rmsprop_nesterov, plain_rprop, plain_sgd
 from .user_models import ScanGRU, ScanLSTM, UnrolledAdder
 
@@ -189,8 +190,16 @@ class AdderSetup:
                           self.X, self.T, model)
 
     def handwritten_step(self, model: HandwrittenAdder | None = None) -> Step:
-        """The baseline: `flat_step` on the hand-written adder."""
+        """A baseline: `flat_step` on the hand-written adder."""
         return flat_step(self.plain_update, model or self.handwritten(), self.X, self.T)
+
+    def lean(self) -> LeanAdder:
+        """A fresh memory-lean hand-written adder at the starting parameters."""
+        return LeanAdder(self.config, self.start, dtype=self.dtype)
+
+    def lean_step(self, model: LeanAdder | None = None) -> Step:
+        """The other baseline: `flat_step` on the memory-lean adder (faster at long T)."""
+        return flat_step(self.plain_update, model or self.lean(), self.X, self.T)
 
 
 def adder_setup(batch: int, timesteps: int, states: int, dtype: Any = np.float64, *,

@@ -32,15 +32,16 @@ from test_benchmarks import (
     seeds,
 )
 
-from benchmarks.configs import QUICK
+from benchmarks.configs import FULL, QUICK
 from benchmarks.handwritten import HandwrittenAdder
 from benchmarks.lean import LeanAdder
 from benchmarks.memory import step_peak
-from benchmarks.report import memory_table
+from benchmarks.report import memory_table, step_table
 from benchmarks.steps import AdderSetup, adder_setup, flat_step, plain_step, training_step
-from benchmarks.suite import EAGER, HANDWRITTEN, LEAN, TUTORIAL, MemoryResult
+from benchmarks.suite import EAGER, HANDWRITTEN, LEAN, TUTORIAL, CaseResult, MemoryResult
 from benchmarks.updates import plain_rmsprop_nesterov, tiled
 from minigrad.models.presets import AdderConfig
+from minigrad.models.timing import Timing
 from minigrad.models.training import engine_objective
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,6 +252,21 @@ def test_memory_ratios_are_to_the_smaller_handwritten_peak():
         assert f"**{600 / min(handwritten, lean):.2f}**" in text
         assert [v.passed for v in verdicts] == [False]
         assert f"against {baseline}" in verdicts[0].target
+
+
+def test_step_ratios_are_to_the_faster_handwritten_step():
+    case = next(c for c in FULL.steps if c.key == "C")
+    for handwritten, lean, baseline in ((9.0, 8.0, LEAN), (7.0, 8.0, HANDWRITTEN)):
+        times = {HANDWRITTEN: handwritten, LEAN: lean, TUTORIAL: 20.0, EAGER: 10.0}
+        result = CaseResult(case, np.dtype(np.float64),
+                            {name: Timing(t, t, t, 5) for name, t in times.items()},
+                            dict.fromkeys(times, 1.0), dict.fromkeys(times), {})
+        assert result.baseline == baseline
+        assert result.ratio(EAGER) == 10.0 / min(handwritten, lean)
+        assert result.ratio(baseline) == 1.0
+        text, verdicts = step_table([result])
+        assert f"**{10.0 / min(handwritten, lean):.2f}**" in text
+        assert (f"against {LEAN}" in verdicts[0].target) == (baseline == LEAN)
 
 
 def test_memory_section_measures_both_handwritten_steps():

@@ -671,7 +671,8 @@ def test_quick_run_prints_every_table():
     for case in ("A", "B", "C", "D"):
         # C is also the memory case: its memory rows come after the step tables.
         step_rows = implementations(report.split("## Peak memory")[0], case)
-        for name in ("hand-written", "tutorial-style", "minigrad eager", "minigrad compiled"):
+        for name in ("hand-written", "hand-written, lean", "tutorial-style", "minigrad eager",
+                     "minigrad compiled"):
             assert step_rows.count(name) == 2, (case, name)  # float64 and float32
     assert implementations(report, "counter") == ["hand-written",
                                                   "closed form (algebra, not autodiff)",
@@ -680,8 +681,9 @@ def test_quick_run_prints_every_table():
     for case in ("gru", "lstm"):
         assert implementations(report, case) == ["hand-written", "minigrad eager",
                                                  "minigrad compiled"], case
-    assert implementations(report, "user") == 2 * ["hand-written", "tutorial-style",
-                                                   "minigrad eager", "minigrad compiled"]
+    assert implementations(report, "user") == 2 * ["hand-written", "hand-written, lean",
+                                                   "tutorial-style", "minigrad eager",
+                                                   "minigrad compiled"]
     # The compiled rows say what tracing cost (one trace: the first call's);
     # the others leave that cell empty.
     for row in rows_of(report, "counter"):
@@ -699,7 +701,7 @@ def test_quick_run_prints_every_table():
         assert len(rows_of(report, op)) == 1, op
     for target in ("≤ 1.6 ", "≤ 1.2 ", "≤ 1.1 ", "≤ 1.05 ", "≤ 2 ", "≤ 1.5 ", "≤ 1.3 "):
         assert target in report
-    assert "| ratio to hand-written | ratio to tutorial-style |" in report
+    assert "| ratio to the faster hand-written | ratio to tutorial-style |" in report
     assert "CPU" in report and "NumPy" in report
     if allocator.is_glibc():
         assert "glibc malloc: pinned: MALLOC_MMAP_THRESHOLD_=33554432" in report
