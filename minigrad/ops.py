@@ -655,7 +655,9 @@ def _getitem_call(x: Any, index: Any) -> tuple[tuple, dict]:
     arrays or lists (an empty list: no element); repeated integer indices accumulate their
     gradients. A tensor is no index: it holds floats, so `x[x > 2]` is refused; index with
     `np.asarray(mask.data, bool)`, or take `mg.where(mask, x, 0)`."""
-    parts = index if type(index) is tuple else (index,)
+    # (a tuple's subclass too, a namedtuple: NumPy takes it as a tuple of indices)
+    parts = index if type(index) is tuple else tuple(index) if isinstance(index, tuple) \
+        else (index,)
     basic = ints = True
     for p in parts:  # a loop, not all(...): x[:, t] at every step of an RNN comes through here
         # A set lookup first: a failed isinstance (an int against slice, ...) costs more.
@@ -665,9 +667,9 @@ def _getitem_call(x: Any, index: Any) -> tuple[tuple, dict]:
         if type(p) is slice and not (p.start is None and p.stop is None and p.step is None):
             ints = ints and all(type(b) in _INT_OR_NONE for b in (p.start, p.stop, p.step))
     if not basic:  # an index's values become options, copied: a later edit of the array
-        # changes neither the recorded gradient nor a scan's loop
-        parts = tuple(_index_array(p) if isinstance(p, (_Tensor, list, np.ndarray)) else p
-                      for p in parts)
+        # (or list, array.array, nested tuple...) changes neither the recorded gradient nor
+        # a scan's loop
+        parts = tuple(p if isinstance(p, _BASIC_INDEX) else _index_array(p) for p in parts)
     if not (basic and ints):  # (a slice's bounds too: as Python ints)
         parts = tuple(_of_ints(p) if type(p) is slice else p for p in parts)
     if not isinstance(x, _Tensor):  # a wrong operand type is a TypeError, not an IndexError
@@ -695,9 +697,10 @@ def _bound(b: Any) -> Any:
 
 
 def _index_array(part: Any) -> np.ndarray:
-    """A copy of an array or list index. An empty list is an empty integer index, as in
-    NumPy (`np.array([])` is float). A tensor is refused: it holds floats (a mask `x > 2`
-    too), and whether 1.0 and 0.0 mean positions or true and false cannot be told."""
+    """A copy of an array or list index (or of any other sequence, as NumPy reads it). An
+    empty list is an empty integer index, as in NumPy (`np.array([])` is float). A tensor is
+    refused: it holds floats (a mask `x > 2` too), and whether 1.0 and 0.0 mean positions or
+    true and false cannot be told."""
     if isinstance(part, _Tensor) and current_mode() >= TRACING:
         raise TraceError(
             f"getitem: the index (shape {part.shape}) is a traced value (an array argument "

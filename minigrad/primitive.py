@@ -37,6 +37,7 @@ tensor, never the recorded values (`Tensor._share`).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import numbers
@@ -602,6 +603,8 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         # (TRACING is off: see the bit order in modes)
         recording = mode >= RECORDING and differentiable
         keeps = saves_inputs and recording  # a node would keep the operands' arrays
+        # ... or its residual may hold views of them (saves="nothing"): guarded all the same
+        guards = keeps or residual and recording
         arrays: Any = []  # each operand's array (a tuple once complete)
         inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
         needs_grad = False
@@ -610,7 +613,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
             if isinstance(x, Tensor):
                 if x.__class__ is traced_class:  # a trace's value, here outside its trace
                     raise _escaped(name, x)
-                if keeps and not x._shared:  # the node keeps its array: copy-on-write
+                if guards and not x._shared:  # the node keeps its array: copy-on-write
                     if x._exposed:  # handed out: a copy if still held (Tensor._share)
                         arrays.append(x._share())
                     else:  # the usual case, an op's output: only the flag, without a call
@@ -631,7 +634,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
                 # arrays (`kept_copy`). (Those are made wherever a node may be, not only where
                 # one is: a scan's body is one program for every step, whose first may make
                 # none where later ones do.)
-                if keeps and type(a) is _ndarray:
+                if guards and type(a) is _ndarray:
                     caller = True
                     if residual:
                         a = kept_copy(a)
@@ -770,7 +773,8 @@ _MUTABLE = frozenset({_ndarray, list, dict})
 
 
 def _mutable(x: Any) -> bool:
-    """Whether `x` is, or holds in tuples, an array (of any ndarray class), a list or a dict."""
+    """Whether `x` is, or holds in tuples, an array (of any ndarray class), a list or a dict
+    (of any class of these: a namedtuple, an OrderedDict)."""
     kind = type(x)
     if kind is tuple:
         for part in x:  # noqa: SIM110 (a loop, not any(): see kept_options)
@@ -779,10 +783,17 @@ def _mutable(x: Any) -> bool:
         return False
     if kind is slice:  # (a user op's x[lo:hi] with 0-d arrays for bounds)
         return _mutable((x.start, x.stop, x.step))
-    return kind in _MUTABLE or issubclass(kind, _ndarray)  # (a failed isinstance costs more)
+    # (a failed isinstance costs more than these for the usual int, float, str)
+    return kind in _MUTABLE or issubclass(kind, _CONTAINERS) and (
+        not issubclass(kind, tuple) or _mutable(tuple(x)))
+
+
+_CONTAINERS = (_ndarray, list, dict, tuple)
 
 
 def _kept(value: Any) -> Any:
+    """`value` with its arrays copied, in copies of the lists, tuples and dicts (of their own
+    classes) that hold them."""
     kind = type(value)
     if isinstance(value, _ndarray):
         return value.copy()
@@ -792,6 +803,19 @@ def _kept(value: Any) -> Any:
         return {k: _kept(x) for k, x in value.items()}
     if kind is slice:
         return slice(_kept(value.start), _kept(value.stop), _kept(value.step))
+    if isinstance(value, tuple):  # a namedtuple's class takes its fields, another the items
+        parts = [_kept(x) for x in value]
+        try:
+            return value._make(parts) if hasattr(value, "_make") else kind(parts)
+        except TypeError:
+            raise TypeError(f"an option of class {kind.__name__} holds arrays, which a node "
+                            f"keeps copies of, but cannot be made again from its items; pass "
+                            f"a tuple") from None
+    if isinstance(value, (list, dict)):  # (copy.copy keeps a defaultdict's factory)
+        copied = copy.copy(value)
+        for k, x in (enumerate(value) if isinstance(value, list) else value.items()):
+            copied[k] = _kept(x)
+        return copied
     return value
 
 

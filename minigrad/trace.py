@@ -1006,9 +1006,10 @@ class Program:
     @staticmethod
     def _keeps(step: Step) -> bool:
         """Whether `record` treats the step's operands as kept by a node (it copies arrays
-        and marks tensors shared): it records, and the op has a gradient."""
-        return (step.op.saves_inputs and step.recording and not step.numpy
-                and step.op.differentiable)
+        and marks tensors shared): it records, the op has a gradient, and its node keeps
+        the operands or its residual may view them (`record`'s `guards`)."""
+        return ((step.op.saves_inputs or step.op.residual) and step.recording
+                and not step.numpy and step.op.differentiable)
 
     def copies(self, step: Step) -> list[int]:
         """The operands `record` copies: NumPy arrays that a node keeps (where it makes one;
