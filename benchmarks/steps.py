@@ -285,9 +285,9 @@ class CellSetup:
                              objective_of(model), self.X, self.T)
 
     def handwritten_step(self) -> Step:
-        model = self.handwritten()
-        return plain_step(plain_sgd(model.parameters(), lr=self.lr), model.loss_and_backward,
-                          self.X, self.T, model)
+        """The baseline: `flat_step` on the hand-written cell."""
+        return flat_step(lambda params: plain_sgd(params, lr=self.lr), self.handwritten(),
+                         self.X, self.T)
 
 
 def cell_setup(kind: str, batch: int, timesteps: int, hidden: int, dtype: Any = np.float64,

@@ -505,11 +505,7 @@ def test_handwritten_models_keep_parameters_and_gradients_end_to_end(make):
     assert all(p.data is d for p, d in zip(model.parameters(), data, strict=True))
 
 
-FLAT_MODELS = {name: make for name, make in HANDWRITTEN_MODELS.items()
-               if name not in ("gru", "lstm")}
-
-
-@pytest.mark.parametrize("make", FLAT_MODELS.values(), ids=FLAT_MODELS)
+@pytest.mark.parametrize("make", HANDWRITTEN_MODELS.values(), ids=HANDWRITTEN_MODELS)
 @pytest.mark.parametrize("make_update", [
     lambda params: plain_sgd(params, lr=1e-3),
     plain_rprop,
