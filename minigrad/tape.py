@@ -386,7 +386,16 @@ def _sweep(root: Any, seed: np.ndarray, retain_graph: bool, capture: Collection[
             results[leaf] = g if leaf in owned else g.copy()
             continue
         values[leaf] = g
-        g, mine = cotangents.take(leaf)
+        try:
+            g, mine = cotangents.take(leaf)
+        except ValueError as error:  # (a leaf's array reshaped in place: `t.data.shape = s`)
+            if getattr(g, "size", None) != leaf._data.size:
+                raise
+            raise ValueError(f"{caller}: a gradient of shape {g.shape} for a tensor of shape "
+                             f"{leaf._data.shape} with as many elements: was its array "
+                             "reshaped in place after the graph was recorded (t.data.shape "
+                             "= ...)? Reshape before the forward pass. (Else a VJP gave a "
+                             f"gradient of the wrong shape: {error})") from None
         results[leaf] = g if mine else g.copy()
     return results
 

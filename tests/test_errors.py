@@ -652,3 +652,20 @@ def test_a_reductions_keepdims_that_is_not_a_bool_names_the_reduction(name, keep
     for good in (True, 1, np.True_):
         assert reduce(x, axis=1, keepdims=good).shape == (2, 1)
     assert reduce(x, axis=1, keepdims=0).shape == (2,)
+
+
+@given(shape=st.sampled_from([((2, 3), (3, 2)), ((4,), (2, 2)), ((1, 6), (6, 1))]))
+def test_a_leaf_reshaped_in_place_after_the_forward_is_named(shape):
+    """`t.data.shape = ...` (no setter runs) after the forward: the gradient has the old
+    shape; the error named a VJP for the user's reshape. (Shapes one fits the other by
+    broadcasting, (1, 3) -> (3,), map each element to itself and stay right.)"""
+    before, after = shape
+    p = mg.Tensor(np.ones(before), requires_grad=True)
+    y = (p * p).sum()
+    p.data.shape = after
+    with pytest.raises(ValueError, match=rf"^backward: a gradient of shape "
+                                         rf"{re.escape(str(before))} for a tensor of shape "
+                                         rf"{re.escape(str(after))} with as many elements: was "
+                                         r"its array reshaped in place"):
+        y.backward()
+    assert p.grad is None
