@@ -181,7 +181,7 @@ class _HandwrittenCell(HandwrittenModel):
         self.E = np.zeros((length + 1, self.g_row + 1, n_samples), dt)
         self.G = self.E[1:, self.g_row]
         self.logits = np.empty((length, n_samples), dt)     # then G
-        self.e, self.work, self.work2 = (np.empty((length, n_samples), dt) for _ in range(3))
+        self.e, self.work = (np.empty((length, n_samples), dt) for _ in range(2))
         self.nonnegative = np.empty((length, n_samples), bool)
         self.dh = np.empty((self.hidden, n_samples), dt)
         self.ones = np.ones(length, dt)
@@ -235,8 +235,9 @@ class _HandwrittenCell(HandwrittenModel):
         np.take(flat, self._backward_index, out=self.backward_matrix)
         self._forward()
         np.matmul(flat[flat.size - self.hidden - 1:], self.readout_inputs, out=self.logits)
-        loss = bce_with_logits(self.logits, self.T, self.e, self.work, self.work2,
-                               self.nonnegative)
+        A = self.logits
+        loss = bce_with_logits(A, self.T, A, 1.0 / A.size, self.e, self.work,
+                               self.nonnegative) / A.size
         np.copyto(self.G, self.logits)
         self._backward()
         for u, e_transposed, products in self.products_in:

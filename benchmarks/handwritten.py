@@ -166,32 +166,34 @@ def _detach_kept(params: Mapping[str, Param], grads: Mapping[str, NDArray]) -> N
             param.grad = param.grad.copy()
 
 
-def bce_with_logits(A: NDArray, T: NDArray, e: NDArray, work: NDArray, work2: NDArray,
-                    nonnegative: NDArray) -> float:
-    """The mean of softplus(A) - T A over the logits A; A is overwritten with its gradient
-    G = (sigmoid(A) - T) / A.size. `e`, `work`, `work2` (A's shape and dtype) and
-    `nonnegative` (bool) are scratch.
+def bce_with_logits(A: NDArray, T: NDArray, G: NDArray, scale: float, e: NDArray,
+                    work: NDArray, nonnegative: NDArray) -> float:
+    """The sum of softplus(A) - T A over the logits A, each A (step(A) - T) + log1p(e) with
+    e = exp(-|A|): a sum of two terms >= 0 for T in [0, 1] (the difference of two sums would
+    cancel where the answers are confidently right); G = (sigmoid(A) - T) scale, sigmoid(A)
+    = 1 / (1 + e) where A >= 0, e / (1 + e) elsewhere. G may be A itself. `e`, `work` (A's
+    shape and dtype) and `nonnegative` (bool) are scratch.
 
     Both are computed as the engine's `binary_cross_entropy_with_logits` computes them (the
-    same operations in the same order), so they agree to the last bit on the same logits.
+    same operations in the same order), so they agree to the last bit on the same logits:
+    the loss as the sum over A.size, the gradient with scale 1 / A.size.
     """
     np.abs(A, out=e)
     np.negative(e, out=e)
     np.exp(e, out=e)                        # e = exp(-|A|) <= 1: never overflows
+    np.greater_equal(A, 0.0, out=nonnegative)
     np.heaviside(A, 0.0, out=work)          # softplus(A) - T A = max(A, 0) - T A + log1p(e)
     np.subtract(work, T, out=work)          #   = A (step(A) - T) + log1p(e): A (1 - T)
     np.multiply(A, work, out=work)          #   where A > 0, -A T elsewhere (no cancelling)
-    np.log1p(e, out=work2)
-    np.add(work, work2, out=work)
-    loss = float(np.sum(work)) / A.size
-    # sigmoid(A) = 1 / (1 + e) where A >= 0, e / (1 + e) elsewhere.
-    np.greater_equal(A, 0.0, out=nonnegative)
+    np.log1p(e, out=G)                      # (A is read no more: G may be A)
+    np.add(work, G, out=work)
+    total = float(np.sum(work))
     np.add(e, 1.0, out=work)
-    np.copyto(e, 1.0, where=nonnegative)
-    np.divide(e, work, out=e)
-    np.subtract(e, T, out=A)
-    np.multiply(A, 1.0 / A.size, out=A)
-    return loss
+    np.divide(e, work, out=G)
+    np.divide(1.0, work, out=G, where=nonnegative)
+    np.subtract(G, T, out=G)
+    np.multiply(G, scale, out=G)
+    return total
 
 
 @dataclass
@@ -204,6 +206,7 @@ class _AdderBuffers:
     logits: NDArray     # (L, N) A
     softplus: NDArray   # (L, N) softplus(A)
     work: NDArray       # (L, N)
+    nonnegative: NDArray  # (L, N) bool: A >= 0
     derivative: NDArray  # (L, n, N) act'(S_j)
     E: NDArray          # (L + 1, n + 1, N): E[j] = [D_{j+1}; G_j], D_{L+1} = G_0 = 0
     products: NDArray   # (L + 1, F, n + 1): U[j] E[j]^T (in act'(S)'s buffer if it fits)
@@ -292,6 +295,7 @@ class HandwrittenAdder(HandwrittenModel):
         b = self._buffers = _AdderBuffers(
             U=U, T=np.empty((length, n_samples), dt), logits=np.empty((length, n_samples), dt),
             softplus=np.empty((length, n_samples), dt), work=np.empty((length, n_samples), dt),
+            nonnegative=np.empty((length, n_samples), bool),
             derivative=derivative, E=np.zeros((length + 1, n + 1, n_samples), dt),
             products=products, ones=np.ones(length + 1, dt),
             summed=np.empty((features, n + 1), dt), backward_matrix=np.empty((n, n + 1), dt),
@@ -342,26 +346,10 @@ class HandwrittenAdder(HandwrittenModel):
         np.matmul(self._readout, b.readout_inputs, out=b.logits)  # A_j = [W_out; b_out] . [S_j; 1]
 
     def _loss_and_output_gradient(self, b: _AdderBuffers) -> float:
-        """The loss mean(softplus(A) - T A), each element as A (step(A) - T) + log1p(e) with
-        e = exp(-|A|), a sum of two terms >= 0 as the engine takes it (the difference of the
-        two sums cancels where the answers are confidently right); G = (sigmoid(A) - T) / M
-        into `b.gradients`, sigmoid(A) = 1 / (1 + e) where A >= 0, e / (1 + e) elsewhere."""
-        A, G, terms, e = b.logits, b.gradients, b.softplus, b.work
-        np.abs(A, out=e)
-        np.negative(e, out=e)
-        np.exp(e, out=e)                      # e = exp(-|A|) <= 1: never overflows
-        np.heaviside(A, 0.0, out=terms)
-        np.subtract(terms, b.T, out=terms)
-        np.multiply(terms, A, out=terms)      # A (step(A) - T) >= 0 for T in [0, 1]
-        np.log1p(e, out=G)
-        np.add(terms, G, out=terms)
-        loss = float(terms.sum()) / A.size
-        np.add(e, 1.0, out=terms)
-        np.divide(e, terms, out=G)
-        np.divide(1.0, terms, out=G, where=A >= 0)
-        np.subtract(G, b.T, out=G)
-        np.multiply(G, 1.0 / A.size, out=G)
-        return loss
+        """The loss mean(softplus(A) - T A); G = (sigmoid(A) - T) / M into `b.gradients`."""
+        A = b.logits
+        return bce_with_logits(A, b.T, b.gradients, 1.0 / A.size, b.work, b.softplus,
+                               b.nonnegative) / A.size
 
     def _backward(self, b: _AdderBuffers) -> None:
         S, dS = b.states, b.derivative

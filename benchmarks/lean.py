@@ -1,5 +1,6 @@
 """The adder's backpropagation through time in as little memory as the algorithm allows:
-the baseline of the benchmark's memory section.
+the baseline of the benchmark's memory section, and of its adder steps where it is the
+faster of the two hand-written steps (at long sequences: C).
 
 `HandwrittenAdder` (`benchmarks.handwritten`, whose docstring gives the math) is built for
 speed: for N samples by L positions and n states it keeps, besides the states, the inputs
@@ -44,7 +45,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from minigrad.models.presets import AdderConfig
 
-from .handwritten import HandwrittenModel, checked_parameters
+from .handwritten import HandwrittenModel, bce_with_logits, checked_parameters
 
 __all__ = ["LeanAdder"]
 
@@ -61,7 +62,6 @@ class _LeanBuffers:
     products: NDArray      # (K, 2 + bias + n, n + 1): [x_{m+1}; 1; S_m] E[m]^T
     targets: NDArray       # (K, N)
     exp_term: NDArray      # (K, N): exp(-|A|)
-    terms: NDArray         # (K, N)
     work: NDArray          # (K, N)
     nonnegative: NDArray   # (K, N) bool: A >= 0
     recurrent_term: NDArray  # (n, N): W_rec^T S_{j-1}
@@ -139,7 +139,7 @@ class LeanAdder(HandwrittenModel):
             derivative=np.empty((block, n, n_samples), dt),
             products=np.empty((block, rows + n, n + 1), dt),
             targets=np.empty((block, n_samples), dt), exp_term=np.empty((block, n_samples), dt),
-            terms=np.empty((block, n_samples), dt), work=np.empty((block, n_samples), dt),
+            work=np.empty((block, n_samples), dt),
             nonnegative=np.empty((block, n_samples), bool),
             recurrent_term=np.empty((n, n_samples), dt), ones=np.ones(block, dt),
             summed=np.empty((rows + n, n + 1), dt), total=np.empty((rows + n, n + 1), dt),
@@ -266,28 +266,10 @@ class LeanAdder(HandwrittenModel):
 
     def _loss_and_output_gradient(self, b: _LeanBuffers, A: NDArray, T: NDArray,
                                   scale: float) -> float:
-        """The sum of softplus(A) - T A over a block's logits A, each as A (step(A) - T) +
-        log1p(e), e = exp(-|A|), as `HandwrittenAdder` and the engine take it; A is
-        overwritten with G = (sigmoid(A) - T) * scale, sigmoid(A) = 1 / (1 + e) where
-        A >= 0, e / (1 + e) elsewhere."""
+        """The sum of softplus(A) - T A over a block's logits A; A is overwritten with
+        G = (sigmoid(A) - T) * scale (`bce_with_logits`)."""
         k = A.shape[0]
-        e, terms, work, nonnegative = b.exp_term[:k], b.terms[:k], b.work[:k], b.nonnegative[:k]
-        np.abs(A, out=e)
-        np.negative(e, out=e)
-        np.exp(e, out=e)                      # e = exp(-|A|) <= 1: never overflows
-        np.heaviside(A, 0.0, out=terms)
-        np.subtract(terms, T, out=terms)
-        np.multiply(terms, A, out=terms)      # A (step(A) - T) >= 0 for T in [0, 1]
-        np.log1p(e, out=work)
-        np.add(terms, work, out=terms)
-        total = float(terms.sum())
-        np.greater_equal(A, 0.0, out=nonnegative)
-        np.add(e, 1.0, out=work)
-        np.divide(e, work, out=e)
-        np.divide(1.0, work, out=e, where=nonnegative)
-        np.subtract(e, T, out=A)
-        np.multiply(A, scale, out=A)
-        return total
+        return bce_with_logits(A, T, A, scale, b.exp_term[:k], b.work[:k], b.nonnegative[:k])
 
     def _gradients_from(self, b: _LeanBuffers) -> None:
         """The accumulated sum_m [x_{m+1}; 1; S_m] E[m]^T: columns :n hold dW_in, db

@@ -669,7 +669,7 @@ def _getitem_call(x: Any, index: Any) -> tuple[tuple, dict]:
     if not basic:  # an index's values become options, copied: a later edit of the array
         # (or list, array.array, nested tuple...) changes neither the recorded gradient nor
         # a scan's loop
-        parts = tuple(p if isinstance(p, _BASIC_INDEX) else _index_array(p) for p in parts)
+        parts = tuple(p if isinstance(p, _IMMUTABLE_INDEX) else _index_part(p) for p in parts)
     if not (basic and ints):  # (a slice's bounds too: as Python ints)
         parts = tuple(_of_ints(p) if type(p) is slice else p for p in parts)
     if not isinstance(x, _Tensor):  # a wrong operand type is a TypeError, not an IndexError
@@ -696,6 +696,18 @@ def _bound(b: Any) -> Any:
         return b
 
 
+# Index parts kept as they are: NumPy's basic ones, and what it refuses itself (a str, a float)
+_IMMUTABLE_INDEX = (*_BASIC_INDEX, str, bytes, float, complex)
+
+
+def _index_part(part: Any) -> Any:
+    """A part of an index as a node keeps it: an object with `__index__` as its int (as
+    NumPy reads it), any other a copied array (`_index_array`)."""
+    if not isinstance(part, (np.ndarray, _Tensor)) and hasattr(type(part), "__index__"):
+        return operator.index(part)
+    return _index_array(part)
+
+
 def _index_array(part: Any) -> np.ndarray:
     """A copy of an array or list index (or of any other sequence, as NumPy reads it). An
     empty list is an empty integer index, as in NumPy (`np.array([])` is float). A tensor is
@@ -715,7 +727,7 @@ def _index_array(part: Any) -> np.ndarray:
             "array instead (np.asarray(mask.data, bool) for a mask), or use mg.where(mask, x, "
             "0) for the masked values")
     index = np.array(part)
-    if index.size == 0 and type(part) is list:
+    if index.size == 0 and not isinstance(part, np.ndarray):  # ([], (), range(0))
         return index.astype(np.intp)
     return index
 

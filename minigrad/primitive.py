@@ -575,6 +575,7 @@ def recorder(op: Op) -> Callable[..., Tensor]:
     name, forward, prepared, keywords = op.name, op.forward, op.prepared, op.keywords
     differentiable = op.differentiable  # (else no node: a comparison, detach)
     saves_inputs, saves_output, residual = op.saves_inputs, op.saves_output, op.residual
+    user_residual = residual and op.user
     # A ufunc always returns a new array (or a scalar): only another forward can return a
     # view of an operand's array.
     may_view = not isinstance(forward, np.ufunc)
@@ -603,8 +604,9 @@ def recorder(op: Op) -> Callable[..., Tensor]:
         # (TRACING is off: see the bit order in modes)
         recording = mode >= RECORDING and differentiable
         keeps = saves_inputs and recording  # a node would keep the operands' arrays
-        # ... or its residual may hold views of them (saves="nothing"): guarded all the same
-        guards = keeps or residual and recording
+        # ... or a user's residual may hold views of them (saves="nothing"): guarded all the
+        # same (the engine's own residuals, mse_loss's, are arrays of their own)
+        guards = keeps or user_residual and recording
         arrays: Any = []  # each operand's array (a tuple once complete)
         inputs: list[Any] = []  # each operand's vertex, or None where no gradient is needed
         needs_grad = False
@@ -803,20 +805,30 @@ def _kept(value: Any) -> Any:
         return {k: _kept(x) for k, x in value.items()}
     if kind is slice:
         return slice(_kept(value.start), _kept(value.stop), _kept(value.step))
-    if isinstance(value, tuple):  # a namedtuple's class takes its fields, another the items
-        parts = [_kept(x) for x in value]
-        try:
+    if not _mutable(value):  # (a tuple's subclass holding no array, list or dict: as it is)
+        return value
+    try:
+        if isinstance(value, tuple):  # a namedtuple's class takes its fields, another items
+            parts = [_kept(x) for x in value]
             return value._make(parts) if hasattr(value, "_make") else kind(parts)
-        except TypeError:
-            raise TypeError(f"an option of class {kind.__name__} holds arrays, which a node "
-                            f"keeps copies of, but cannot be made again from its items; pass "
-                            f"a tuple") from None
-    if isinstance(value, (list, dict)):  # (copy.copy keeps a defaultdict's factory)
-        copied = copy.copy(value)
+        copied = copy.copy(value)  # a list's or dict's subclass (a defaultdict's factory kept)
         for k, x in (enumerate(value) if isinstance(value, list) else value.items()):
             copied[k] = _kept(x)
         return copied
-    return value
+    except Exception:  # noqa: BLE001 (a class of its own rules: it is what it is)
+        if isinstance(value, (list, dict)) and not _holds_array(value):
+            return value  # (one that refuses item assignment: the caller's cannot change)
+        raise TypeError(f"an option of class {kind.__name__} holds arrays, which a node keeps "
+                        f"copies of, but cannot be copied item by item; pass a tuple, list "
+                        f"or dict") from None
+
+
+def _holds_array(x: Any) -> bool:
+    """Whether `x` is an array or holds one in its lists, tuples and dicts (of any class)."""
+    if isinstance(x, _ndarray):
+        return True
+    items = x.values() if isinstance(x, dict) else x if isinstance(x, (list, tuple)) else ()
+    return any(_holds_array(item) for item in items)
 
 
 def _guarded(operands: Sequence[Any], arrays: tuple) -> tuple:

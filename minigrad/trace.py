@@ -1007,8 +1007,8 @@ class Program:
     def _keeps(step: Step) -> bool:
         """Whether `record` treats the step's operands as kept by a node (it copies arrays
         and marks tensors shared): it records, the op has a gradient, and its node keeps
-        the operands or its residual may view them (`record`'s `guards`)."""
-        return ((step.op.saves_inputs or step.op.residual) and step.recording
+        the operands or a user's residual may view them (`record`'s `guards`)."""
+        return ((step.op.saves_inputs or step.op.residual and step.op.user) and step.recording
                 and not step.numpy and step.op.differentiable)
 
     def copies(self, step: Step) -> list[int]:

@@ -77,10 +77,11 @@ def clip_grad_norm(params: Iterable[Any], max_norm: float) -> float:
     else:
         return total
     if total > limit:  # (every clipped gradient computed before any is set)
-        # The product in float64, then rounded once: scale as a float16 or float32 would be
-        # rounded first (to 0 below their range), clipping such gradients to 0 or past max_norm.
-        clipped = [np.multiply(g, scale, dtype=np.float64).astype(g.dtype, copy=False)
-                   for g in grads]
+        # The product in float64 (or wider), then rounded once: scale as a float16 or float32
+        # would be rounded first (to 0 below their range), clipping such gradients to 0 or
+        # past max_norm.
+        clipped = [np.multiply(g, scale, dtype=np.result_type(g.dtype, np.float64))
+                   .astype(g.dtype, copy=False) for g in grads]
         for (_, p), g in zip(params, clipped, strict=True):
             p.grad = g
     return total

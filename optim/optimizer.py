@@ -809,7 +809,8 @@ class _Bucket:
                                  f"gradient shape {g.shape}; expected both {shape}")
             flat.append(g)
         try:
-            g = np.concatenate(flat, axis=None, dtype=self.dtype, casting="same_kind")
+            with np.errstate(over="ignore"):  # (check_finite names a finite value too large)
+                g = np.concatenate(flat, axis=None, dtype=self.dtype, casting="same_kind")
         except TypeError:  # (NumPy's "Cannot cast array data ...": which one, and why)
             for j, g in zip(self.positions, flat, strict=True):
                 self.check_gradient_type(j, g, g)

@@ -119,3 +119,69 @@ def test_an_index_in_any_form_numpy_takes_is_copied(mode, form, rows, w):
     expected = np.zeros(3)
     np.add.at(expected, np.array(rows), weights.reshape(-1))
     np.testing.assert_array_equal(got, expected)
+
+
+class _Position:
+    def __index__(self) -> int:
+        return 1
+
+
+NUMPY_INDEX_FORMS = {
+    "__index__": lambda: _Position(), "in a tuple": lambda: (0, _Position()),
+    "empty tuple part": lambda: (slice(None), ()), "empty range": lambda: range(0),
+    "range part": lambda: (slice(None), range(2)), "bools": lambda: [True, False, True],
+    "0-d array": lambda: np.array(1), "np.bool_": lambda: np.bool_(True),
+    "Ellipsis, None": lambda: (Ellipsis, None, 1),
+    "memoryview": lambda: memoryview(np.array([0, 2])),
+}
+
+
+@pytest.mark.parametrize("form", NUMPY_INDEX_FORMS)
+def test_an_index_in_any_form_numpy_takes_selects_what_numpy_does(form):
+    a = np.arange(12.0).reshape(3, 4)
+    index = NUMPY_INDEX_FORMS[form]()
+    np.testing.assert_array_equal(mg.Tensor(a)[index].data, a[index])
+    assert mg.Tensor(a)[index].shape == a[index].shape
+
+
+class Pair(tuple):
+    """A tuple subclass whose class is not made from an iterable of its items."""
+
+    def __new__(cls, a, b):
+        return super().__new__(cls, (a, b))
+
+
+class Frozen(dict):
+    def __setitem__(self, key, value):
+        raise TypeError("frozen")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@given(w=VALUES)
+def test_options_holding_no_array_are_kept_as_they_are(mode, w):
+    # Beside an array option, a tuple or dict subclass without arrays needs no copy (and
+    # these two cannot be copied item by item).
+    scaled = defop("scaled", lambda x, s, pair, table: x * s * pair[0] * table["k"],
+                   (lambda g, out, x, s, pair, table: g * s * pair[0] * table["k"],),
+                   saves="inputs", register=False)
+    s = np.array(2.0)
+    got = gradient(lambda x: scaled(x, s=s, pair=Pair(3.0, 0), table=Frozen(k=0.5)).sum(),
+                   w, mode, lambda x: s.fill(10.0))
+    np.testing.assert_array_equal(got, np.full(3, 3.0))
+
+
+def test_the_engines_own_residual_op_keeps_no_copy_of_its_operands():
+    # mse_loss's residual is an array of its own: its operands are not guarded as a user
+    # residual op's are (no copy of the target, the prediction not marked shared).
+    y = mg.Tensor(np.ones((3, 3)), requires_grad=True) * 1.0
+    mg.mse_loss(y, np.zeros((3, 3)))
+    assert not y._shared
+
+
+def test_an_option_holding_arrays_that_cannot_be_copied_is_refused_by_name():
+    scaled = defop("scaled", lambda x, pair: x * pair[0],
+                   (lambda g, out, x, pair: g * pair[0],), saves="inputs", register=False)
+    x = mg.Tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(TypeError, match="an option of class Pair holds arrays, which a node "
+                                        "keeps copies of, but cannot be copied item by item"):
+        scaled(x, pair=Pair(np.ones(3), 0))

@@ -118,23 +118,29 @@ def test_the_sdist_holds_no_tests_it_could_not_run(built):
 def test_the_installed_wheel_runs_the_command_from_anywhere(built, tmp_path):
     _, wheel = built
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    # (no PYTHONPATH: a checkout on it would be taken for the wheel, by pip and by Python)
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300,
+                   env=environment)
     bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
     python = bin_dir / "python"
     # The wheel's dependencies (NumPy, threadpoolctl) from the environment running the tests,
     # a virtual one or not (--system-site-packages would see only the base interpreter's).
     new_site = subprocess.run([str(python), "-c", "import sysconfig; "
                                "print(sysconfig.get_paths()['purelib'])"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+                              capture_output=True, text=True, check=True,
+                              env=environment).stdout.strip()
     ours = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
     Path(new_site, "running_tests.pth").write_text("\n".join(sorted(ours)) + "\n")
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                    str(wheel)], check=True, timeout=300, capture_output=True)
+                    str(wheel)], check=True, timeout=300, capture_output=True, env=environment)
     where = subprocess.run([str(python), "-c", "import minigrad.models.cli, minigrad.optim; "
                             "print(minigrad.models.cli.__file__, minigrad.optim.__file__)"],
-                           cwd=tmp_path, capture_output=True, text=True, check=True)
+                           cwd=tmp_path, capture_output=True, text=True, check=True,
+                           env=environment)
     assert all(str(venv) in path for path in where.stdout.split())
     done = subprocess.run([str(bin_dir / "minigrad"), "train", "counter", "--quiet"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=environment)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert done.stdout.startswith("w_x = ")
