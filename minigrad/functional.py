@@ -31,7 +31,10 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
     counting from the end (not a bool: TypeError; out of range or empty: ValueError). The
     gradient comes back as a NumPy array of the argument's shape, or a tuple of them when
     `argnums` is a sequence (one per entry, an argument named twice twice); an argument
-    `f` does not use gets zeros.
+    `f` does not use gets zeros. An argument may also be a tree of arrays, as in JAX: dicts,
+    lists and tuples (namedtuples too) of arrays, nested; `f` gets the same tree of Tensors
+    and its gradient is that tree of arrays (`grad(loss)({"w": w, "b": b}, x)` gives
+    `{"w": dw, "b": db}`).
     `f` runs with gradients recorded, also inside `no_grad()` (as `torch.func.grad`).
     As `jax.value_and_grad`, it has no side effect: the `.grad` of the tensors `f` reads (a
     model's parameters) is left alone, as by `gradients`, so a later `backward()` does not
@@ -68,9 +71,10 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux
         enclosing = _enclosing.get()
         if enclosing:
             _refuse_enclosing_tensors(args, enclosing, name)
-        inputs = [Tensor(a, requires_grad=True) if i in positions else a
+        leaves: list[Tensor] = []
+        inputs = [_leaves_of(a, leaves, f"{name}: argument {i}") if i in positions else a
                   for i, a in enumerate(args)]
-        token = _enclosing.set(enclosing + tuple(inputs[i] for i in positions))
+        token = _enclosing.set(enclosing + tuple(leaves))
         try:
             with enable_grad():  # (as torch.func.grad: an outer no_grad would record nothing)
                 out = f(*inputs)
@@ -84,16 +88,52 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux
         if not isinstance(out, Tensor) or out.size != 1:
             what = "the loss f returns must be" if has_aux else "f must return"
             raise TypeError(f"{name}: {what} a scalar Tensor, got {_described(out)}")
-        wanted = [inputs[i] for i in positions]
         if enclosing and out.requires_grad and _depends_on(out, enclosing):
             raise TypeError(f"{name}: f reads a tensor of an enclosing grad's computation "
                             f"(a closure): {_FIRST_ORDER}")
-        grads = tuple(gradients(out, wanted) if out.requires_grad
-                      else [np.zeros_like(t._data) for t in wanted])
+        found = (gradients(out, leaves) if out.requires_grad and leaves
+                 else [np.zeros_like(t._data) for t in leaves])
+        by_leaf = dict(zip(map(id, leaves), found, strict=True))
+        taken: set[int] = set()  # (an argument named twice: its arrays copied the 2nd time)
+        grads = tuple(_tree_of(inputs[i], by_leaf, taken) for i in positions)
         value = out.item()
         return (value, aux) if has_aux else value, grads[0] if single else grads
 
     return wrapped
+
+
+def _leaves_of(tree: Any, leaves: list[Tensor], where: str) -> Any:
+    """`tree` (an array, or dicts, lists and tuples of them) with every array a new Tensor
+    that requires grad, appended to `leaves` in order; TypeError naming where a leaf is
+    not an array Tensor can hold."""
+    if isinstance(tree, dict):
+        return {k: _leaves_of(v, leaves, f"{where}[{k!r}]") for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        parts = [_leaves_of(v, leaves, f"{where}[{j}]") for j, v in enumerate(tree)]
+        return (tree._make(parts) if hasattr(tree, "_make") else type(tree)(parts)
+                if type(tree) in (list, tuple) else parts)
+    try:
+        leaf = Tensor(tree, requires_grad=True)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{where}: a gradient is taken of arrays, or dicts, lists and tuples "
+                        f"of them; this is {type(tree).__name__} ({error})") from None
+    leaves.append(leaf)
+    return leaf
+
+
+def _tree_of(tree: Any, by_leaf: dict[int, np.ndarray], taken: set[int]) -> Any:
+    """The gradient of `tree` (a tree `_leaves_of` made): each Tensor's gradient in its
+    place, a copy where an earlier tree took that array already."""
+    if isinstance(tree, Tensor):
+        g = by_leaf[id(tree)]
+        if id(g) in taken:
+            return g.copy()
+        taken.add(id(g))
+        return g
+    if isinstance(tree, dict):
+        return {k: _tree_of(v, by_leaf, taken) for k, v in tree.items()}
+    parts = [_tree_of(v, by_leaf, taken) for v in tree]
+    return tree._make(parts) if hasattr(tree, "_make") else type(tree)(parts)
 
 
 def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,

@@ -331,3 +331,96 @@ def test_a_compiled_value_and_backward_inside_a_grads_f_is_refused_warm_or_cold(
         grad(f)(np.array([1.0, 2.0]))
     with pytest.raises(TypeError, match="backward: inside the f of a grad"):
         grad(lambda w: f(w) + 0.0)(np.array([3.0, 4.0, 5.0]))  # (a new signature: cold)
+
+
+# --- trees of arrays (as JAX's pytrees) ---------------------------------------------------
+
+Pair = __import__("collections").namedtuple("Pair", "first second")
+
+
+@st.composite
+def trees(draw: st.DrawFn, depth: int = 2):
+    """An array, or a dict, list, tuple or namedtuple of trees."""
+    kind = draw(st.sampled_from(["array"] * 2 + (["dict", "list", "tuple", "pair"]
+                                                  if depth else [])))
+    if kind == "array":
+        return draw(hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=2,
+                                                            max_side=3),
+                               elements=st.floats(-3, 3)))
+    if kind == "pair":
+        return Pair(draw(trees(depth - 1)), draw(trees(depth - 1)))
+    parts = draw(st.lists(trees(depth - 1), max_size=3))
+    if kind == "dict":
+        return {f"k{j}": part for j, part in enumerate(parts)}
+    return parts if kind == "list" else tuple(parts)
+
+
+def _flat(tree):
+    if isinstance(tree, dict):
+        return [leaf for v in tree.values() for leaf in _flat(v)]
+    if isinstance(tree, (list, tuple)):
+        return [leaf for v in tree for leaf in _flat(v)]
+    return [tree]
+
+
+def _assert_same_tree(got, expected):
+    if isinstance(expected, (dict, list, tuple)):
+        assert type(got) is type(expected)
+    if isinstance(expected, dict):
+        assert list(got) == list(expected)
+        for k in expected:
+            _assert_same_tree(got[k], expected[k])
+    elif isinstance(expected, (list, tuple)):
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected):
+            _assert_same_tree(a, b)
+    else:
+        assert isinstance(got, np.ndarray) and got.shape == np.shape(expected)
+        np.testing.assert_allclose(got, expected, rtol=1e-15, atol=1e-300)  # (subnormals)
+
+
+def _map(tree, fn):
+    if isinstance(tree, dict):
+        return {k: _map(v, fn) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        parts = [_map(v, fn) for v in tree]
+        return tree._make(parts) if hasattr(tree, "_make") else type(tree)(parts)
+    return fn(tree)
+
+
+@given(tree=trees(), scale=st.floats(0.5, 2.0))
+def test_a_tree_of_arrays_gets_the_tree_of_its_gradients(tree, scale):
+    # f = scale * sum of every leaf's squares: the gradient is 2 scale leaf, in place.
+    def f(t):
+        total = mg.Tensor(0.0)
+        for leaf in _flat(t):
+            total = total + (leaf * leaf).sum()
+        return total * scale
+
+    value, gradient = value_and_grad(f)(tree)
+    _assert_same_tree(gradient, _map(tree, lambda a: 2 * scale * a))
+    assert value == pytest.approx(scale * sum(float((a * a).sum()) for a in _flat(tree)))
+
+
+def test_a_tree_named_twice_gets_arrays_of_its_own_each_time():
+    params = {"w": np.ones(2), "b": [np.zeros(1)]}
+    first, second = grad(lambda p, x: (p["w"] * x).sum() + p["b"][0].sum(),
+                         argnums=(0, 0))(params, np.arange(2.0))
+    _assert_same_tree(first, second)
+    assert not np.shares_memory(first["w"], second["w"])
+
+
+def test_a_leaf_that_is_no_array_is_refused_naming_where_it_is():
+    with pytest.raises(TypeError, match=r"^grad: argument 0\['layers'\]\[1\]: a gradient is "
+                                        r"taken of arrays, or dicts, lists and tuples of them; "
+                                        r"this is str"):
+        grad(lambda p: p["layers"][0].sum())({"layers": [np.ones(2), "relu"]})
+
+
+def test_a_grad_inside_a_grad_on_a_trees_tensors_is_refused():
+    def outer(p):
+        inner = grad(lambda q: (q["w"] * p["w"]).sum())({"w": np.ones(2)})
+        return (p["w"] * inner["w"]).sum()
+
+    with pytest.raises(TypeError, match="first-order gradients only"):
+        grad(outer)({"w": np.ones(2)})
