@@ -751,7 +751,7 @@ def compile(fn: Callable[..., Any], *, cache_size: int = 8) -> CompiledFunction:
       subclass, np.matrix or a masked array, is refused), the
       type and value of any other argument (an immutable value: a number, a string, None,
       a dtype, a class, a function (NumPy's too; not a bound method: `{}.get`), an enum,
-      a slice, a range, a frozen dataclass; a module by identity; or a tuple of them: baked
+      a slice, a range, a frozen dataclass; an `nn.Module` by identity; or a tuple of them: baked
       into the program; -0.0 is not 0.0; other objects are refused, and so is a number,
       string or tuple subclass's instance that carries attributes),
       which arguments are the same object, and this thread's grad and anomaly mode. The

@@ -827,14 +827,16 @@ def _bounded(forward, prediction: str, bounds: dict[int, tuple[float, float]]):
 
 
 _min, _max, _sum = np.minimum.reduce, np.maximum.reduce, np.add.reduce
-_FLOAT64 = np.dtype(np.float64)  # a singleton: `is` tests it without converting a type
+_FLOAT64 = np.dtype(np.float64)  # NumPy's own: `is` tests it without converting a type
 _FLOAT16 = np.dtype(np.float16)
+# (`is` is a fast path only: an unpickled or byte-swapped array's dtype is an equal object
+# of its own, so what must hold for every float16 tests `dtype.type is np.float16`)
 
 
 def _times(d, scale: float):
     """d times a Python float scale, in float32 for a float16 d (rounded to float16 once,
     after): there the scale of a mean over many elements is a subnormal of few bits."""
-    if d.dtype is not _FLOAT16:
+    if d.dtype.type is not np.float16:
         return _np_multiply(d, scale)
     return (d.astype(np.float32) * scale).astype(_FLOAT16)
 
@@ -842,7 +844,7 @@ def _times(d, scale: float):
 def _rounded(result, g, dtype=None):
     """A VJP's `result` computed with `_per`'s float32 scale for a float16 `g`, rounded once
     to `dtype` (g's by default: what the VJP gave before); any other result as it is."""
-    return result if g.dtype is not _FLOAT16 else result.astype(dtype or g.dtype)
+    return result if g.dtype.type is not np.float16 else result.astype(dtype or g.dtype)
 
 
 def _per(g, n):
@@ -852,7 +854,7 @@ def _per(g, n):
     No elements (an empty mean, of NaN): the gradient is empty, `or 1` only keeps the scale
     from dividing by zero (a warning, or an error under np.errstate(divide="raise"))."""
     n = n or 1
-    return g / n if g.dtype != _FLOAT16 else g.astype(np.float32) / n
+    return g / n if g.dtype.type is not np.float16 else g.astype(np.float32) / n
 
 
 def _mean(x):
@@ -1188,7 +1190,7 @@ def _var_of(x, axis, keepdims, ddof):
 
 def _var_vjp(g, out, x, axis, keepdims, ddof):
     n = x.size if axis is None else math.prod(x.shape[i] for i in axis)
-    if g.dtype is _FLOAT16:  # in float32 (2 / n is a subnormal of few bits in float16)
+    if g.dtype.type is np.float16:  # in float32 (2 / n: a subnormal of few bits in float16)
         return _var_vjp(g.astype(np.float32), None, x.astype(np.float32), axis, keepdims,
                         ddof).astype(_FLOAT16)
     centred = x - np.mean(x, axis=axis, keepdims=True)

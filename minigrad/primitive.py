@@ -428,7 +428,7 @@ def _function(op: Op, prepare: Callable[..., tuple[tuple, dict]] | None,
     if prepare is None:
         function = record
         function.__signature__ = _operand_signature(
-            len(op.vjps) if type(op.vjps) is tuple else 0)
+            len(op.vjps) if type(op.vjps) is tuple else 0, op.forward)
     else:
         def function(*args: Any, **kwargs: Any) -> Tensor:
             try:
@@ -555,10 +555,16 @@ def _passes(op: Op, options: dict) -> str:
             f"{operands}{keywords}")
 
 
-def _operand_signature(n: int) -> inspect.Signature:
-    """`(x)`, `(a, b)`, ... for an op of n operands; `(*operands)` for any number."""
+def _operand_signature(n: int, forward: Any = None) -> inspect.Signature:
+    """The forward's own names for an op of n operands, where it is a Python function taking
+    them first (its docstring speaks of them: addmm's `c + a @ b`), else `(x)`, `(a, b)`,
+    ...; `(*operands)` for any number."""
     kind = inspect.Parameter.POSITIONAL_ONLY
     names = ["x"] if n == 1 else [chr(ord("a") + i) for i in range(n)]
+    if isinstance(forward, FunctionType):
+        own = [p.name for p in inspect.signature(forward).parameters.values()
+               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:n]
+        names = own if len(own) == n else names
     parameters = [inspect.Parameter(name, kind) for name in names] if n else [
         inspect.Parameter("operands", inspect.Parameter.VAR_POSITIONAL)]
     return inspect.Signature(parameters, return_annotation="Tensor")

@@ -134,7 +134,7 @@ def sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """
     if g.shape == shape:
         return g
-    if g.dtype is _FLOAT16:  # summed in float32, as PyTorch sums half precision: NumPy adds
+    if g.dtype.type is np.float16:  # summed in float32, as PyTorch sums half precision: NumPy adds
         # float16 row by row in float16, and past 2048 rows of like terms adds nothing more
         return sum_to_shape(g.astype(np.float32), shape).astype(_FLOAT16)
     # np.add.reduce rather than g.sum(): two Python layers less, on every bias's gradient.

@@ -18,6 +18,7 @@ from .optimizer import (
     ParamGroup,
     State,
     guard_in,
+    refuse_overflow,
 )
 
 __all__ = ["Adam", "AdamW"]
@@ -47,6 +48,9 @@ class Adam(Optimizer):
             update if a gradient holds NaN/inf (default). When False, a NaN gradient element
             makes m, v and the parameter element NaN for good; an infinite one makes v
             infinite and m/(sqrt(v)...) NaN, so the parameter element becomes NaN too.
+            Finite gradients whose v overflows a float16 or float32 parameter's dtype
+            (past 256 in float16) raise OverflowError, changing nothing: v would be inf
+            for good and the element stopped.
 
     State per parameter: ``step`` (the t above), ``exp_avg`` (m), ``exp_avg_sq`` (v).
     """
@@ -71,6 +75,7 @@ class Adam(Optimizer):
         # (1 - b2) g g, not (1 - b2) g^2: g^2 alone overflows for a large finite g (past
         # 256 in float16) where v does not, and v would stay inf, the element frozen.
         v = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
+        refuse_overflow(type(self).__name__, "exp_avg_sq", v, g)
         guard_in(type(self).__name__, h.eps, p.dtype)
         denominator = np.sqrt(v) / math.sqrt(1 - b2**t) + h.eps
         return h.lr / (1 - b1**t) * (m / denominator), {"exp_avg": m, "exp_avg_sq": v}

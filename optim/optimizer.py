@@ -172,13 +172,28 @@ POSITIVE = Real(low=0.0, low_open=True)
 NONNEGATIVE = Real(low=0.0)
 
 
-def guard_in(owner: str, eps: float, dtype: np.dtype) -> None:
-    """Refuse `eps`, a denominator's guard, where it rounds to 0 in the parameters' dtype
-    (1e-8 in float16): an element whose gradients were all 0 would step by 0/0 = NaN."""
+def guard_in(owner: str, eps: float, dtype: np.dtype, name: str = "eps",
+             why: str = "a zero gradient would give a NaN step") -> None:
+    """Refuse `eps`, a denominator's guard (or another positive bound, `name`), where it
+    rounds to 0 in the parameters' dtype (1e-8 in float16): an element whose gradients were
+    all 0 would step by 0/0 = NaN (`why`)."""
     if _rounds_to_zero(eps, dtype):
-        raise ValueError(f"{owner}: eps={eps!r} is 0 in {dtype}, so a zero gradient would give "
-                         f"a NaN step; use an eps of at least {np.finfo(dtype).smallest_subnormal}"
-                         f" (in practice far more: 1e-4 for float16)")
+        raise ValueError(f"{owner}: {name}={eps!r} is 0 in {dtype}, so {why}; use a {name} of "
+                         f"at least {np.finfo(dtype).smallest_subnormal} (in practice far more: "
+                         f"1e-4 for float16)")
+
+
+def refuse_overflow(owner: str, what: str, squares: np.ndarray, g: np.ndarray) -> None:
+    """OverflowError if a running mean of squared gradients (`what`) overflowed where the
+    gradients are finite: in float16 (past 256) or float32 it is then inf for good, every
+    later step m / inf = 0, the element frozen. (float64 needs gradients past 1e154.) Raised
+    while the step is computed, so no parameter changes."""
+    if squares.dtype.itemsize < 8 and not np.isfinite(squares).all() and np.isfinite(g).all():
+        raise OverflowError(
+            f"{owner}: {what}, the running mean of squared gradients, overflows "
+            f"{squares.dtype} (gradients past {np.sqrt(np.finfo(squares.dtype).max):.3g}): "
+            f"its elements would stop for good. Keep such parameters in float32 (or float64), "
+            f"or scale the loss down; no parameter was changed")
 
 
 @functools.lru_cache(maxsize=256)

@@ -16,6 +16,7 @@ from .optimizer import (
     ParamGroup,
     State,
     guard_in,
+    refuse_overflow,
 )
 
 __all__ = ["RMSPropNesterov"]
@@ -59,7 +60,10 @@ class RMSPropNesterov(Optimizer):
         check_finite: raise :class:`~optim.optimizer.NonFiniteGradientError` (after
             moving the parameters back) if a gradient holds NaN/inf (default). When False, a
             NaN gradient element makes the parameter element, V and MA NaN for good; an
-            infinite one makes MA infinite and the step inf/inf = NaN, likewise.
+            infinite one makes MA infinite and the step inf/inf = NaN, likewise. Finite
+            gradients whose MA overflows a float16 or float32 parameter's dtype (past 256
+            in float16) raise OverflowError, the parameters moved back: MA would be inf
+            for good and the element stopped.
 
     State per parameter: ``step``, ``velocity`` (V) and ``mean_square`` (MA).
     """
@@ -86,6 +90,7 @@ class RMSPropNesterov(Optimizer):
         # 3., as ((1 - decay) g) g: g^2 alone overflows for a large finite g (past 256 in
         # float16) where MA does not, and MA would stay inf, the element frozen.
         mean_square = h.decay * state["mean_square"] + (1 - h.decay) * g * g
+        refuse_overflow("RMSPropNesterov", "mean_square", mean_square, g)
         guard_in("RMSPropNesterov", h.eps, p.dtype)
         step = h.lr * g / (np.sqrt(mean_square) + h.eps)  # 4.
         velocity = h.momentum * state["velocity"] - step  # 5.

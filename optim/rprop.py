@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import POSITIVE, Optimizer, ParamGroup, Real, State
+from .optimizer import POSITIVE, Optimizer, ParamGroup, Real, State, guard_in
 
 __all__ = ["RProp"]
 
@@ -113,6 +113,8 @@ class RProp(Optimizer):
         np.multiply(delta, h.eta_minus, out=delta, where=agreement < 0.0)
         # Every Delta is clipped, not only a grown or shrunk one, so that bounds changed
         # mid-run apply at once.
+        guard_in("RProp", h.step_min, p.dtype, "step_min",
+                 "a Delta shrunk to it would be 0 and freeze its element for good")
         np.maximum(delta, h.step_min, out=delta)
         np.minimum(delta, h.step_max, out=delta)
         return s * delta, {"step_size": delta, "prev_sign": s}

@@ -1,6 +1,8 @@
 """gradcheck on Modules: every named parameter is checked and named in the error, parameters
 come back exactly as they were (values and .grad), and the params= forms and their errors."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -8,7 +10,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad import nn
-from minigrad.testing import GradcheckError, gradcheck
+from minigrad.testing import GradcheckError, UncheckedParametersWarning, gradcheck
 from minigrad.testing import strategies as mst
 
 # Central differences (eps = 1e-6, float64) on these bounded inputs are good to ~1e-9.
@@ -169,8 +171,11 @@ def test_params_of_a_module_used_inside_a_function():
     with pytest.raises(GradcheckError, match="parameter 'layers.0.weight'"):
         gradcheck(lambda inputs: mg.mse_loss(model(inputs), t), x, params=model)
     # without params= a function's closure is not searched: only x is checked, and x's
-    # gradient is right even through the detached weight
-    assert gradcheck(lambda inputs: mg.mse_loss(model(inputs), t), x)
+    # gradient is right even through the detached weight; the parameters it reads unchecked
+    # are warned of
+    with pytest.warns(UncheckedParametersWarning, match=r"f also reads 1 tensor that "
+                                                        r"requires grad \(shape \(2,\)\)"):
+        assert gradcheck(lambda inputs: mg.mse_loss(model(inputs), t), x)
     # a mapping picks the parameters to check, under the names it gives them
     with pytest.raises(GradcheckError, match="parameter 'W'"):
         gradcheck(model, x, params={"W": model.layers[0].weight})
@@ -204,3 +209,32 @@ def test_gradcheck_of_a_module_with_a_frozen_parameter_checks_the_others():
     lin.weight.requires_grad = False
     lin.bias.requires_grad = True
     assert gradcheck(lin, x)
+
+
+@pytest.mark.parametrize("marked", ["nothing", "params", "argnums", "requires_grad"])
+def test_parameters_read_unchecked_are_warned_of_where_nothing_was_marked(marked):
+    """gradcheck(f, X, T) with f reading a model: it checked X and T (the targets too) and
+    returned True whatever the model's VJPs did; now it says so. Where the user said what
+    to check, no warning."""
+    layer = nn.Linear(3, 1, rng=np.random.default_rng(0))
+    x, t = np.random.default_rng(1).normal(size=(4, 3)), np.zeros((4, 1))
+
+    def f(inputs, targets):
+        return mg.mse_loss(layer(inputs), targets)
+
+    options = {"params": {"params": layer}, "argnums": {"argnums": 0}}.get(marked, {})
+    args = (mg.Tensor(x, requires_grad=True), t) if marked == "requires_grad" else (x, t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UncheckedParametersWarning)
+        if marked != "nothing":
+            assert gradcheck(f, *args, **options)
+            return
+        with pytest.raises(UncheckedParametersWarning,
+                           match=r"checked all of f's float arguments \(argument 0, argument "
+                                 r"1; targets among them, if f takes any\); f also reads 2 "
+                                 r"tensors that require grad \(shapes \(3, 1\), \(1,\)\), a "
+                                 r"model's parameters"):
+            gradcheck(f, *args)
+    with warnings.catch_warnings():  # f reading no parameter: nothing to say
+        warnings.simplefilter("error", UncheckedParametersWarning)
+        assert gradcheck(lambda a, b: (a * b).sum(), x, x)

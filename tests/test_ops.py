@@ -2,6 +2,7 @@
 numerical differentiation. An op missing from the table fails `test_every_op_is_in_the_table`."""
 
 import math
+import pickle
 from fractions import Fraction
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 import minigrad
 import minigrad as mg
-from minigrad import OPS, Tensor, ops
+from minigrad import OPS, Tensor, nn, ops
 from minigrad.testing import gradcheck
 from minigrad.testing.strategies import FAMILIES, op_cases
 
@@ -296,6 +297,17 @@ def test_float16_gradients_over_many_elements_are_the_float64_ones_rounded(loss)
     # (one subnormal step apart at most: a gradient of 1/n is near float16's subnormals)
     np.testing.assert_allclose(grads[np.float16], expected, rtol=3e-3,
                                atol=np.finfo(np.float16).smallest_subnormal)
+
+
+@pytest.mark.parametrize("rows", [4096, 10_000])  # (float16 numbers: 2049 is not)
+def test_an_unpickled_float16_layers_bias_gradient_sums_in_float32(rows):
+    """An unpickled array's dtype is a float16 of its own (equal to NumPy's, not it): its
+    gradients took NumPy's float16 row-by-row sum, which stops growing at 2048."""
+    layer = pickle.loads(pickle.dumps(nn.Linear(3, 2, rng=np.random.default_rng(0),
+                                                dtype=np.float16)))
+    assert layer.bias.dtype == np.float16 and layer.bias.dtype is not np.dtype(np.float16)
+    mg.tanh(layer(np.zeros((rows, 3), np.float16))).sum().backward()
+    np.testing.assert_array_equal(layer.bias.grad, np.full(2, np.float16(rows)))
 
 
 @pytest.mark.parametrize("op", ["sum", "var", "einsum", "einsum VJP", "einsum broadcast VJP"])

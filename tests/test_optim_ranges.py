@@ -5,6 +5,7 @@ gradient that only overflows once cast to the parameter's dtype, a parameter lis
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -103,3 +104,38 @@ def test_a_finite_gradient_beyond_the_parameters_dtype_is_named_as_such():
                              r"beyond the range of float16"):
         opt.step(closure)
     np.testing.assert_array_equal(p.data, [0.0, 0.0])
+
+
+def test_rprop_refuses_a_step_min_that_is_zero_in_the_parameters_dtype():
+    # 1e-8 is 0 in float16: a Delta shrunk to it stopped its element for good, silently.
+    p = Param(np.zeros(2, np.float16))
+    opt = optim.RProp([p], step_min=1e-8)
+
+    def closure() -> float:
+        p.grad = np.ones(2, np.float16)
+        return 0.0
+
+    with pytest.raises(ValueError, match=r"RProp: step_min=1e-08 is 0 in float16, so a Delta "
+                                         r"shrunk to it would be 0"):
+        opt.step(closure)
+    np.testing.assert_array_equal(p.data, [0.0, 0.0])
+    q = Param(np.zeros(2))  # (in float64 1e-8 is a Delta like any other)
+    assert run(optim.RProp([q], step_min=1e-8), q, [1.0])[0].tolist() == [-0.001, -0.001]
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_a_mean_of_squares_past_float16s_range_is_an_error_not_a_frozen_element(rule):
+    # Gradients of 300 for long: the mean of squares tends to 90,000, past float16's 65,504,
+    # and inf would stop the element for good (m / inf = 0), silently.
+    make, key, _ = RULES[rule]
+    p = Param(np.zeros(2, np.float16))
+    opt = make([p])
+    with warnings.catch_warnings(), pytest.raises(
+            OverflowError, match=rf"{key}, the running mean of squared gradients, overflows "
+                                 r"float16"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # (NumPy's overflow, as it happens)
+        for _ in range(20_000):
+            before = p.data.copy()
+            run(opt, p, [300.0])
+    np.testing.assert_array_equal(p.data, before)  # the failed step changed nothing
+    assert np.isfinite(opt.state_dict()[f"state.0.{key}"]).all()

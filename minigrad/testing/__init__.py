@@ -29,9 +29,8 @@ from ..tensor import tensor_array
 from .handwritten import BackwardMismatch, _check_real, check_backward, check_backward_at
 
 __all__ = [
-    "DISTRIBUTION", "BackwardMismatch", "GradcheckError", "VacuousCheckWarning", "check_backward",
-    "check_backward_at",
-    "gradcheck", "numerical_grad",
+    "DISTRIBUTION", "BackwardMismatch", "GradcheckError", "UncheckedParametersWarning",
+    "VacuousCheckWarning", "check_backward", "check_backward_at", "gradcheck", "numerical_grad",
 ]
 
 # The name pip knows minigrad by, for messages that say which extra to install.
@@ -111,7 +110,9 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     labels, indices, masks, that a step of eps cannot perturb. So `gradcheck(f, x, y)` on
     float arrays checks x and y, and `gradcheck(lambda z, y: mg.cross_entropy(z, y),
     logits, np.array([0, 1, 2]))` the logits only. (Before, plain arrays were always
-    checked: a Module's inputs now need `argnums` or `requires_grad` to be.)
+    checked: a Module's inputs now need `argnums` or `requires_grad` to be.) Then, where f
+    reads tensors that require grad (a model's parameters, in a closure), whose gradients
+    go unchecked, it warns (UncheckedParametersWarning): pass `params=`.
 
     `f` gets each checked argument as a Tensor on both sides (one that requires grad for the
     engine's gradient, one that does not, under no_grad, for the central differences), so
@@ -196,6 +197,8 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     seed = _check_seed(seed)
     named = _named_parameters(f, params)
     positions = _checked_positions(args, argnums, bool(named))
+    unmarked = argnums is None and params is None and not isinstance(f, Module) and not any(
+        isinstance(a, Tensor) and a.requires_grad for a in args)
     if not positions and not named:
         raise ValueError(f"gradcheck: nothing to check: no argument to perturb "
                          f"(argnums={argnums!r}) and no parameters (pass params=, or a "
@@ -209,6 +212,8 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
         _refuse_non_finite(labels, [arrays[i] for i in positions] + [p.data for p in parameters])
         outputs, wrt, upstreams, engine, several = _engine_side(f, arrays, positions,
                                                                 parameters, seed, labels)
+        if unmarked:
+            _warn_unchecked(outputs, wrt, labels)
         numeric = _numerical_side(f, arrays, positions, parameters, upstreams, eps)
         _run_elsewhere(f, arrays, positions, parameters, eps, seed)
         # After f ran at other values of everything checked: a VJP reading what the latest
@@ -300,6 +305,42 @@ def _refuse_float32_numbers(label: str, gradient: np.ndarray, numerical: np.ndar
             f"{shown.size} nonzero elements is exactly a float32 one, from an upstream "
             f"gradient of float64's full precision): a VJP computes in float32 and casts "
             f"back, giving gradients good to ~1e-7 where float64's are good to ~1e-16")
+
+
+class UncheckedParametersWarning(UserWarning):
+    """gradcheck was told nothing to check, so it checked f's float arguments, while f reads
+    tensors that require grad (a model's parameters) whose gradients it did not check."""
+
+
+def _warn_unchecked(outputs: list[Tensor], wrt: list[Tensor], labels: list[str]) -> None:
+    """Warn (UncheckedParametersWarning) where nothing was marked to check and f's outputs
+    depend on tensors that require grad besides the arguments checked: a closure's model,
+    whose VJPs then go unchecked, however True the result (and the arguments perturbed
+    include its targets)."""
+    checked = {id(t) for t in wrt}
+    stack: list[Any] = [out._node for out in outputs if out._node is not None]
+    seen: set[int] = set()
+    unchecked: list[Tensor] = []
+    while stack:
+        vertex = stack.pop()
+        if id(vertex) in seen:
+            continue
+        seen.add(id(vertex))
+        if type(vertex) is Node:
+            stack.extend(v for v in vertex.inputs or () if v is not None)
+        elif id(vertex) not in checked:
+            unchecked.append(vertex)
+    if unchecked:
+        shapes = ", ".join(str(t.shape) for t in unchecked[:4]) + (
+            ", ..." if len(unchecked) > 4 else "")
+        one = len(unchecked) == 1
+        warnings.warn(
+            f"gradcheck: nothing was marked to check, so it checked all of f's float "
+            f"arguments ({', '.join(labels)}; targets among them, if f takes any); f also "
+            f"reads {len(unchecked)} tensor{'' if one else 's'} that require{'s' if one else ''}"
+            f" grad (shape{'' if one else 's'} {shapes}), a model's parameters, whose "
+            f"gradients were not checked: pass params=model (or f a Module) to check them, "
+            f"argnums= to say which arguments", UncheckedParametersWarning, stacklevel=3)
 
 
 class VacuousCheckWarning(UserWarning):
