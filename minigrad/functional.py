@@ -10,6 +10,7 @@ refused (and is a constant to it).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -32,9 +33,11 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
     gradient comes back as a NumPy array of the argument's shape, or a tuple of them when
     `argnums` is a sequence (one per entry, an argument named twice twice); an argument
     `f` does not use gets zeros. An argument may also be a tree of arrays, as in JAX: dicts,
-    lists and tuples (namedtuples too) of arrays, nested; `f` gets the same tree of Tensors
-    and its gradient is that tree of arrays (`grad(loss)({"w": w, "b": b}, x)` gives
-    `{"w": dw, "b": db}`).
+    lists and tuples (namedtuples too) of arrays, nested, None an empty subtree (a layer
+    without bias); `f` gets the same tree of Tensors (made anew) and its gradient is that
+    tree of arrays, of the tree as it was before `f` ran (`grad(loss)({"w": w, "b": b}, x)`
+    gives `{"w": dw, "b": db}`). So a list or tuple of numbers is a tree of 0-d arrays, as
+    in JAX: pass `np.asarray(values)` for one array.
     `f` runs with gradients recorded, also inside `no_grad()` (as `torch.func.grad`).
     As `jax.value_and_grad`, it has no side effect: the `.grad` of the tensors `f` reads (a
     model's parameters) is left alone, as by `gradients`, so a later `backward()` does not
@@ -72,8 +75,14 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux
         if enclosing:
             _refuse_enclosing_tensors(args, enclosing, name)
         leaves: list[Tensor] = []
-        inputs = [_leaves_of(a, leaves, f"{name}: argument {i}") if i in positions else a
-                  for i, a in enumerate(args)]
+        inputs = list(args)
+        for i in dict.fromkeys(positions):
+            try:
+                inputs[i] = _leaves_of(args[i], leaves, enclosing)
+            except _BadLeaf as error:
+                raise TypeError(f"{name}: argument {i}{_where(args[i], [], enclosing)} "
+                                f"{error}") from None
+        structures = [_structure(inputs[i]) for i in positions]
         token = _enclosing.set(enclosing + tuple(leaves))
         try:
             with enable_grad():  # (as torch.func.grad: an outer no_grad would record nothing)
@@ -95,35 +104,87 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux
                  else [np.zeros_like(t._data) for t in leaves])
         by_leaf = dict(zip(map(id, leaves), found, strict=True))
         taken: set[int] = set()  # (an argument named twice: its arrays copied the 2nd time)
-        grads = tuple(_tree_of(inputs[i], by_leaf, taken) for i in positions)
+        grads = tuple(_tree_of(tree, by_leaf, taken) for tree in structures)
         value = out.item()
         return (value, aux) if has_aux else value, grads[0] if single else grads
 
     return wrapped
 
 
-def _leaves_of(tree: Any, leaves: list[Tensor], where: str) -> Any:
-    """`tree` (an array, or dicts, lists and tuples of them) with every array a new Tensor
-    that requires grad, appended to `leaves` in order; TypeError naming where a leaf is
-    not an array Tensor can hold."""
+def _leaves_of(tree: Any, leaves: list[Tensor], enclosing: tuple[Tensor, ...]) -> Any:
+    """`tree` (an array, or dicts, lists and tuples of them, None an empty one) made anew,
+    each array a new Tensor that requires grad, appended to `leaves` in order. A leaf that
+    is no array, or a tensor of an enclosing grad's computation, raises `_BadLeaf`."""
+    if tree is None:
+        return None
     if isinstance(tree, dict):
-        return {k: _leaves_of(v, leaves, f"{where}[{k!r}]") for k, v in tree.items()}
+        return _rebuilt(tree, [(k, _leaves_of(v, leaves, enclosing)) for k, v in tree.items()])
     if isinstance(tree, (list, tuple)):
-        parts = [_leaves_of(v, leaves, f"{where}[{j}]") for j, v in enumerate(tree)]
-        return (tree._make(parts) if hasattr(tree, "_make") else type(tree)(parts)
-                if type(tree) in (list, tuple) else parts)
+        return _rebuilt(tree, [_leaves_of(v, leaves, enclosing) for v in tree])
+    if enclosing and isinstance(tree, Tensor) and tree.requires_grad and _depends_on(
+            tree, enclosing):
+        raise _BadLeaf(f"is a tensor of an enclosing grad's computation: {_FIRST_ORDER}")
     try:
         leaf = Tensor(tree, requires_grad=True)
     except (TypeError, ValueError) as error:
-        raise TypeError(f"{where}: a gradient is taken of arrays, or dicts, lists and tuples "
-                        f"of them; this is {type(tree).__name__} ({error})") from None
+        raise _BadLeaf(f"is a {type(tree).__name__}: a gradient is taken of arrays, or dicts, "
+                       f"lists and tuples of them ({error})") from None
     leaves.append(leaf)
     return leaf
 
 
+class _BadLeaf(TypeError):
+    """A leaf `_leaves_of` refuses; `_where` finds it again to name its place."""
+
+
+def _where(tree: Any, leaves: list[Tensor], enclosing: tuple[Tensor, ...]) -> str:
+    """The path to the first leaf of `tree` `_leaves_of` refuses (`['layers'][1]`): made
+    only for the message, so that a good call builds no strings."""
+    if isinstance(tree, (dict, list, tuple)):
+        for key, value in tree.items() if isinstance(tree, dict) else enumerate(tree):
+            try:
+                _leaves_of(value, [], enclosing)
+            except _BadLeaf:
+                return f"[{key!r}]" + _where(value, leaves, enclosing)
+    return ""
+
+
+def _rebuilt(tree: Any, items: list[Any]) -> Any:
+    """A container of `tree`'s class holding `items` (pairs for a dict): a namedtuple by
+    its fields, another class from its items; a plain dict, list or tuple where the class
+    cannot be made so."""
+    kind = type(tree)
+    if kind is dict or kind is list or kind is tuple:
+        return dict(items) if kind is dict else kind(items)
+    try:
+        if hasattr(tree, "_make"):
+            return tree._make(items)
+        if isinstance(tree, dict):
+            made = copy.copy(tree)  # (a defaultdict's factory kept)
+            made.clear()
+            made.update(items)
+            return made
+        return kind(items)
+    except Exception:  # noqa: BLE001 (a class of its own rules: the plain container)
+        return dict(items) if isinstance(tree, dict) else (
+            list(items) if isinstance(tree, list) else tuple(items))
+
+
+def _structure(tree: Any) -> Any:
+    """`tree`'s containers copied (its leaves as they are): what its gradient is built on,
+    whatever f does to the tree it is handed."""
+    if isinstance(tree, dict):
+        return _rebuilt(tree, [(k, _structure(v)) for k, v in tree.items()])
+    if isinstance(tree, (list, tuple)):
+        return _rebuilt(tree, [_structure(v) for v in tree])
+    return tree
+
+
 def _tree_of(tree: Any, by_leaf: dict[int, np.ndarray], taken: set[int]) -> Any:
-    """The gradient of `tree` (a tree `_leaves_of` made): each Tensor's gradient in its
-    place, a copy where an earlier tree took that array already."""
+    """The gradient of `tree` (a `_structure` of a tree `_leaves_of` made): each Tensor's
+    gradient in its place, a copy where an earlier tree took that array already."""
+    if tree is None:
+        return None
     if isinstance(tree, Tensor):
         g = by_leaf[id(tree)]
         if id(g) in taken:
@@ -131,9 +192,8 @@ def _tree_of(tree: Any, by_leaf: dict[int, np.ndarray], taken: set[int]) -> Any:
         taken.add(id(g))
         return g
     if isinstance(tree, dict):
-        return {k: _tree_of(v, by_leaf, taken) for k, v in tree.items()}
-    parts = [_tree_of(v, by_leaf, taken) for v in tree]
-    return tree._make(parts) if hasattr(tree, "_make") else type(tree)(parts)
+        return _rebuilt(tree, [(k, _tree_of(v, by_leaf, taken)) for k, v in tree.items()])
+    return _rebuilt(tree, [_tree_of(v, by_leaf, taken) for v in tree])
 
 
 def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,

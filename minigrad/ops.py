@@ -1116,12 +1116,12 @@ def _total(e, axis):
     """The sum of `e` (exps, each at most 1) along `axis`, kept: float16's in float32, as
     PyTorch sums half precision (more than 65,504 classes would overflow float16)."""
     return np.sum(e, axis=axis, keepdims=True,
-                  dtype=np.float32 if e.dtype == _FLOAT16 else None)
+                  dtype=np.float32 if e.dtype.type is np.float16 else None)
 
 
 def _half(y, x):
     """`y`, computed in float32 from a float16 `x` (`_total`), back in float16."""
-    return y.astype(_FLOAT16) if x.dtype == _FLOAT16 else y
+    return y.astype(_FLOAT16) if x.dtype.type is np.float16 else y
 
 
 def _logits(x):

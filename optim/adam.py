@@ -75,7 +75,7 @@ class Adam(Optimizer):
         # (1 - b2) g g, not (1 - b2) g^2: g^2 alone overflows for a large finite g (past
         # 256 in float16) where v does not, and v would stay inf, the element frozen.
         v = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
-        refuse_overflow(type(self).__name__, "exp_avg_sq", v, g)
+        refuse_overflow(type(self).__name__, "exp_avg_sq", v, state["exp_avg_sq"], g)
         guard_in(type(self).__name__, h.eps, p.dtype)
         denominator = np.sqrt(v) / math.sqrt(1 - b2**t) + h.eps
         return h.lr / (1 - b1**t) * (m / denominator), {"exp_avg": m, "exp_avg_sq": v}

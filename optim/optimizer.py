@@ -178,22 +178,28 @@ def guard_in(owner: str, eps: float, dtype: np.dtype, name: str = "eps",
     rounds to 0 in the parameters' dtype (1e-8 in float16): an element whose gradients were
     all 0 would step by 0/0 = NaN (`why`)."""
     if _rounds_to_zero(eps, dtype):
-        raise ValueError(f"{owner}: {name}={eps!r} is 0 in {dtype}, so {why}; use a {name} of "
+        raise ValueError(f"{owner}: {name}={eps!r} is 0 in {dtype}, so {why}; use a value of "
                          f"at least {np.finfo(dtype).smallest_subnormal} (in practice far more: "
                          f"1e-4 for float16)")
 
 
-def refuse_overflow(owner: str, what: str, squares: np.ndarray, g: np.ndarray) -> None:
-    """OverflowError if a running mean of squared gradients (`what`) overflowed where the
-    gradients are finite: in float16 (past 256) or float32 it is then inf for good, every
-    later step m / inf = 0, the element frozen. (float64 needs gradients past 1e154.) Raised
-    while the step is computed, so no parameter changes."""
-    if squares.dtype.itemsize < 8 and not np.isfinite(squares).all() and np.isfinite(g).all():
+def refuse_overflow(owner: str, what: str, squares: np.ndarray, before: np.ndarray,
+                    g: np.ndarray) -> None:
+    """OverflowError if a running mean of squared gradients (`what`, `before` this step)
+    overflowed this step where the gradient is finite: in float16 (past 256) or float32 it
+    would then be inf for good, every later step m / inf = 0, the element frozen. (float64
+    needs gradients past 1e154; an element already inf or NaN, after a non-finite gradient
+    let through with check_finite=False, is as that documents.) Raised while the step is
+    computed, so no parameter changes."""
+    if squares.dtype.itemsize >= 8 or math.isfinite(squares.max(initial=0.0)):
+        return  # (squares >= 0: one max tells, NaN included)
+    if (~np.isfinite(squares) & np.isfinite(before) & np.isfinite(g)).any():
+        wider = "float32 (or float64)" if squares.dtype.itemsize < 4 else "float64"
         raise OverflowError(
             f"{owner}: {what}, the running mean of squared gradients, overflows "
             f"{squares.dtype} (gradients past {np.sqrt(np.finfo(squares.dtype).max):.3g}): "
-            f"its elements would stop for good. Keep such parameters in float32 (or float64), "
-            f"or scale the loss down; no parameter was changed")
+            f"its elements would stop for good. Keep such parameters in {wider}, or scale "
+            f"the loss down; no parameter was changed")
 
 
 @functools.lru_cache(maxsize=256)

@@ -90,7 +90,7 @@ class RMSPropNesterov(Optimizer):
         # 3., as ((1 - decay) g) g: g^2 alone overflows for a large finite g (past 256 in
         # float16) where MA does not, and MA would stay inf, the element frozen.
         mean_square = h.decay * state["mean_square"] + (1 - h.decay) * g * g
-        refuse_overflow("RMSPropNesterov", "mean_square", mean_square, g)
+        refuse_overflow("RMSPropNesterov", "mean_square", mean_square, state["mean_square"], g)
         guard_in("RMSPropNesterov", h.eps, p.dtype)
         step = h.lr * g / (np.sqrt(mean_square) + h.eps)  # 4.
         velocity = h.momentum * state["velocity"] - step  # 5.

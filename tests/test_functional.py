@@ -411,9 +411,9 @@ def test_a_tree_named_twice_gets_arrays_of_its_own_each_time():
 
 
 def test_a_leaf_that_is_no_array_is_refused_naming_where_it_is():
-    with pytest.raises(TypeError, match=r"^grad: argument 0\['layers'\]\[1\]: a gradient is "
-                                        r"taken of arrays, or dicts, lists and tuples of them; "
-                                        r"this is str"):
+    with pytest.raises(TypeError, match=r"^grad: argument 0\['layers'\]\[1\] is a str: a "
+                                        r"gradient is taken of arrays, or dicts, lists and "
+                                        r"tuples of them"):
         grad(lambda p: p["layers"][0].sum())({"layers": [np.ones(2), "relu"]})
 
 
@@ -424,3 +424,41 @@ def test_a_grad_inside_a_grad_on_a_trees_tensors_is_refused():
 
     with pytest.raises(TypeError, match="first-order gradients only"):
         grad(outer)({"w": np.ones(2)})
+
+
+@pytest.mark.parametrize("tree", [lambda w: {"v": w}, lambda w: [w * 1.0]])
+def test_a_tensor_of_an_enclosing_grad_inside_a_tree_is_refused(tree):
+    """Inside a tree, the enclosing grad's tensor became a new leaf: the inner gradient a
+    constant to the outer one ([2, 2] where the derivative is [4, 4])."""
+    def outer(w):
+        inner = grad(lambda q: (_flat(q)[0] ** 2).sum())(tree(w))
+        return (w * mg.Tensor(_flat(inner)[0])).sum()
+
+    with pytest.raises(TypeError, match=r"^grad: argument 0\[.+\] is a tensor of an "
+                                        r"enclosing grad's computation"):
+        grad(outer)(np.ones(2))
+
+
+def test_the_gradient_has_the_trees_shape_before_f_ran():
+    """f may change the tree it is handed (pop an entry, add one): the gradient is of the
+    tree the caller passed."""
+    def f(p):
+        w = p.pop("w")
+        p["extra"] = 3
+        return (w * w).sum()
+
+    got = grad(f)({"w": np.ones(2), "b": np.zeros(1)})
+    assert list(got) == ["w", "b"]
+    np.testing.assert_array_equal(got["w"], [2.0, 2.0])
+    np.testing.assert_array_equal(got["b"], [0.0])
+
+
+def test_none_in_a_tree_is_an_empty_subtree_and_container_classes_are_kept():
+    from collections import OrderedDict, defaultdict
+
+    got = grad(lambda p: (p["w"] ** 2).sum())({"w": np.ones(2), "bias": None})
+    assert got["bias"] is None
+    for tree in (OrderedDict(w=np.ones(2)), defaultdict(list, w=np.ones(2))):
+        got = grad(lambda p: (p["w"] ** 2).sum())(tree)
+        assert type(got) is type(tree)
+        np.testing.assert_array_equal(got["w"], [2.0, 2.0])

@@ -575,3 +575,30 @@ def test_a_float16_divisors_gradient_is_finite_where_the_exact_one_is():
     exact = -np.array([1000.0, 1000.0, 2.0]) * a.astype(np.float64) / b.data.astype(np.float64) ** 2
     np.testing.assert_allclose(b.grad.astype(np.float64), exact, rtol=4e-3, atol=0)
     assert b.grad.dtype == np.float16
+
+
+def test_softmaxes_of_a_byte_swapped_float16_stay_float16_summed_in_float32():
+    """'>f2' is a float16 that is not NumPy's own dtype object: softmax returned float32."""
+    x = Tensor(np.zeros((2, 5000), ">f2"))
+    for op in (mg.softmax, mg.log_softmax):
+        assert op(x).dtype.type is np.float16
+    np.testing.assert_allclose(mg.softmax(x).data.astype(np.float64).sum(axis=1), 1.0,
+                               rtol=1e-2)
+
+
+def test_an_ops_help_names_its_operands_as_its_forward_does():
+    """help(mg.addmm) showed (a, b, c) over a docstring saying c + a @ b: a user following
+    it got a + b @ c. The names now come from the forward where it is a Python function."""
+    import inspect
+
+    assert list(inspect.signature(mg.addmm).parameters) == ["c", "a", "b"]
+    checked = 0
+    for name, op in OPS.items():
+        shown = inspect.signature(op.function).parameters.values()
+        if not shown or any(p.kind is not p.POSITIONAL_ONLY for p in shown):
+            continue  # (a public signature of its own: prepare's)
+        if inspect.isfunction(op.forward):
+            own = [p.name for p in inspect.signature(op.forward).parameters.values()]
+            assert [p.name for p in shown] == own[:len(shown)], name
+            checked += 1
+    assert checked >= 3

@@ -139,3 +139,19 @@ def test_a_mean_of_squares_past_float16s_range_is_an_error_not_a_frozen_element(
             run(opt, p, [300.0])
     np.testing.assert_array_equal(p.data, before)  # the failed step changed nothing
     assert np.isfinite(opt.state_dict()[f"state.0.{key}"]).all()
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_after_a_non_finite_gradient_let_through_the_others_still_step(rule):
+    # check_finite=False: an inf gradient makes its element's mean of squares inf, as
+    # documented; the other elements go on stepping, and so do later steps.
+    make, key, _ = RULES[rule]
+    p = Param(np.zeros(2, np.float32))
+    opt = make([p])
+    opt.check_finite = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        opt.step(lambda: setattr(p, "grad", np.array([np.inf, 1.0], np.float32)) or 0.0)
+        trajectory = run(opt, p, [1.0, 1.0])
+    assert not np.isfinite(opt.state_dict()[f"state.0.{key}"][0])
+    assert trajectory[1][1] != trajectory[0][1]

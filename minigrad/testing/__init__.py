@@ -112,7 +112,9 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
     logits, np.array([0, 1, 2]))` the logits only. (Before, plain arrays were always
     checked: a Module's inputs now need `argnums` or `requires_grad` to be.) Then, where f
     reads tensors that require grad (a model's parameters, in a closure), whose gradients
-    go unchecked, it warns (UncheckedParametersWarning): pass `params=`.
+    go unchecked, it warns (UncheckedParametersWarning): pass `params=`. (Only then: where
+    `argnums`, `params`, an argument that requires grad or f a Module says what to check,
+    tensors f reads besides are taken to be meant as constants.)
 
     `f` gets each checked argument as a Tensor on both sides (one that requires grad for the
     engine's gradient, one that does not, under no_grad, for the central differences), so
