@@ -44,8 +44,8 @@ def check_output(node: Any, arrays: Sequence[Any], out: np.ndarray) -> None:
         # A recorded operand was checked when it was made: this one was not.
         given = [i for i, a in enumerate(arrays) if not _finite(a)]
         note = (f" from input {given[0]}, which held it already (made where anomaly mode "
-                "checks nothing: by ops on tensors that need no gradient, by NumPy, or "
-                "before detect_anomaly() was entered)") if given else ""
+                "checks nothing: by ops on tensors that need no gradient, by NumPy, by an "
+                "optimizer's step, or before detect_anomaly() was entered)") if given else ""
         raise AnomalyError(_message(node, "forward", "its output", out, note))
 
 
@@ -55,10 +55,13 @@ def _finite(a: Any) -> bool:
     return values.dtype.kind not in "fc" or bool(np.isfinite(values).all())
 
 
-def watch_backward(root: Any, seed: np.ndarray, caller: str) -> None:
+def watch_backward(root: Any, seed: np.ndarray, caller: str, given: Any = None) -> None:
     """Before a sweep in anomaly mode: check the seed, and also check the gradients of the
     nodes above `root` that were recorded outside the mode (their creation site unknown)."""
     if not np.isfinite(seed).all():
+        if given is not None and _finite(given):  # (cast to the tensor's narrower dtype)
+            raise AnomalyError(f"{caller}: the seed gradient, finite as given, overflows "
+                               f"{seed.dtype}, the tensor's dtype")
         raise AnomalyError(f"{caller}: the seed gradient holds NaN or infinity")
     stack, seen = [root], set()
     while stack:

@@ -273,7 +273,7 @@ class Tensor:
         if not is_anomaly_enabled():
             return tape.sweep(root, seed, retain_graph=retain_graph, capture=capture,
                               caller=caller)
-        anomaly.watch_backward(root, seed, caller)
+        anomaly.watch_backward(root, seed, caller, grad)
         results = tape.sweep(root, seed, retain_graph=retain_graph, capture=capture,
                              caller=caller)
         anomaly.check_totals(results, caller)

@@ -281,3 +281,25 @@ def test_an_operand_a_node_does_not_keep_is_not_given_the_shape_of_none(shape):
             np.errstate(divide="ignore", invalid="ignore"):
         y.backward()
     assert f"'divide_keeping_b' (inputs of shapes {a.shape}, {b.shape})" in str(caught.value)
+
+
+def test_a_finite_seed_that_overflows_the_tensors_dtype_is_named_so():
+    """backward(1e6) on a float16 result: the seed is finite as given and overflows on its
+    cast; the message said it held NaN or infinity."""
+    with mg.detect_anomaly(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (NumPy's overflow in the cast)
+        y = (mg.Tensor(np.ones(2, np.float16), requires_grad=True) * 2.0).sum()
+        with pytest.raises(mg.AnomalyError, match=r"^backward: the seed gradient, finite as "
+                                                  r"given, overflows float16"):
+            y.backward(1e6)
+        y = (mg.Tensor(np.ones(2, np.float16), requires_grad=True) * 2.0).sum()
+        with pytest.raises(mg.AnomalyError, match=r"^backward: the seed gradient holds NaN"):
+            y.backward(float("nan"))
+
+
+def test_an_input_made_non_finite_outside_the_mode_names_an_optimizers_step_among_causes():
+    w = mg.Tensor(np.ones(2), requires_grad=True)
+    with mg.no_grad():
+        w -= np.inf  # (as an optimizer's step that overflowed)
+    with mg.detect_anomaly(), pytest.raises(mg.AnomalyError, match="by an optimizer's step"):
+        w * 2.0
