@@ -48,6 +48,8 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
     them), it raises TypeError rather than have the enclosing gradient take its result for
     a constant; `t.detach()` is a constant, where one is meant.
 
+    Keyword arguments go to `f` as they are, not differentiated, as in JAX (a flag such as
+    `training=False`, a target): `value_and_grad(f)(x, t=targets)`.
     With `has_aux=True`, as in JAX, `f` returns a pair `(loss, aux)`: the loss is
     differentiated and `aux` (an accuracy, the model's outputs) comes back as it is, in
     `((value, aux), gradient)`.
@@ -69,7 +71,7 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux
         raise TypeError(f"{name}: has_aux must be True or False, got {has_aux!r}")
     single = isinstance(argnums, (int, np.integer))
 
-    def wrapped(*args: Any) -> tuple[Any, Any]:
+    def wrapped(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
         positions = argnum_positions(argnums, len(args), name, repeats=True)
         enclosing = _enclosing.get()
         if enclosing:
@@ -86,7 +88,7 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux
         token = _enclosing.set(enclosing + tuple(leaves))
         try:
             with enable_grad():  # (as torch.func.grad: an outer no_grad would record nothing)
-                out = f(*inputs)
+                out = f(*inputs, **kwargs)
         finally:
             _enclosing.reset(token)
         if has_aux:
@@ -203,8 +205,8 @@ def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
     only, as there: no grad of grad (a TypeError, not the inner gradient as a constant)."""
     value_and_grad_f = _value_and_grad(f, argnums, has_aux, "grad")
 
-    def wrapped(*args: Any) -> Any:
-        value, gradient = value_and_grad_f(*args)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        value, gradient = value_and_grad_f(*args, **kwargs)
         return (gradient, value[1]) if has_aux else gradient
 
     return wrapped

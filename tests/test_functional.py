@@ -462,3 +462,15 @@ def test_none_in_a_tree_is_an_empty_subtree_and_container_classes_are_kept():
         got = grad(lambda p: (p["w"] ** 2).sum())(tree)
         assert type(got) is type(tree)
         np.testing.assert_array_equal(got["w"], [2.0, 2.0])
+
+
+@given(x=hnp.arrays(np.float64, 3, elements=st.floats(-2, 2)), scale=st.floats(0.5, 2))
+def test_keyword_arguments_reach_f_as_they_are_not_differentiated(x, scale):
+    def f(v, *, factor, squared=False):
+        return ((v * v) if squared else v).sum() * factor
+
+    np.testing.assert_allclose(grad(f)(x, factor=scale, squared=True), 2 * scale * x,
+                               rtol=1e-15, atol=1e-300)
+    value, gradient = value_and_grad(f)(x, factor=scale)
+    assert value == pytest.approx(float(x.sum()) * scale)
+    np.testing.assert_array_equal(gradient, np.full(3, scale))
