@@ -564,13 +564,28 @@ def _traced(f: Callable, carry: list, carry_tree: int | None, xs: list, xs_tree:
             new = _owned(new, trace)
             if new.shape != old.shape or new.dtype != old.dtype:
                 raise ValueError(f"scan: carry {i} changed from shape {old.shape} {old.dtype} "
-                                 f"to {new.shape} {new.dtype} in one step; f must keep it")
+                                 f"to {new.shape} {new.dtype} in one step"
+                                 f"{_promoted(trace, old.dtype, new.dtype)}; f must keep it")
             outs.append(new)
         y_leaves, y_tree = ([], None) if y is None else _flatten(y, "y")
         _flat(y_leaves, "y")
         has_y = None if y is None else tuple(v is not None for v in y_leaves)
         outs += [_owned(v, trace) for v in y_leaves if v is not None]
     return trace, carry_in, outs, y_tree, has_y
+
+
+def _promoted(trace: Trace, old: np.dtype, new: np.dtype) -> str:
+    """Where f first made a `new` value of `old` ones (a float32 carry times a float64
+    constant), for the message of a carry whose dtype changed; "" if no op did."""
+    if old == new:
+        return ""
+    for step in trace.steps:
+        dtypes = [x.dtype for x in step.inputs]
+        if step.out.dtype == new and old in dtypes:
+            return (f" (first made {new} by '{step.op.name}' of "
+                    f"{' and '.join(str(d) for d in dtypes)}: give f's constants and arrays "
+                    f"the carry's dtype, or start the carry in {new})")
+    return ""
 
 
 def _decided_alike(first: Trace, later: Trace, first_outs: list, later_outs: list) -> None:

@@ -2150,3 +2150,16 @@ def test_two_threads_sweeping_one_retained_scan_node_get_their_own_gradients(
     for name in "AB":
         for g, want in zip(got[name], alone[name]):
             assert_bitwise(g, want)
+
+
+@pytest.mark.parametrize("constant", [np.ones(3), np.float64(2.0), mg.Tensor(np.ones(3))])
+def test_a_carry_whose_dtype_changes_names_the_op_that_changed_it(constant):
+    """A float32 carry times a float64 array f reads: the error named both dtypes but not
+    where the float64 came from."""
+    with pytest.raises(ValueError, match=r"^scan: carry 0 changed from shape \(3,\) float32 to "
+                                         r"\(3,\) float64 in one step \(first made float64 by "
+                                         r"'mul' of float32 and float64: give f's constants"):
+        mg.scan(lambda c, x: (c * constant + x, None), np.zeros(3, np.float32),
+                np.ones((4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"to \(2,\) float32 in one step; f must keep it$"):
+        mg.scan(lambda c, x: (c[:2], None), np.zeros(3, np.float32), np.ones((4, 3), np.float32))
