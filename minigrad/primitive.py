@@ -824,9 +824,9 @@ def _kept(value: Any) -> Any:
     except Exception:  # noqa: BLE001 (a class of its own rules: it is what it is)
         if isinstance(value, (list, dict)) and not _holds_array(value):
             return value  # (one that refuses item assignment: the caller's cannot change)
-        raise TypeError(f"an option of class {kind.__name__} holds arrays, which a node keeps "
-                        f"copies of, but cannot be copied item by item; pass a tuple, list "
-                        f"or dict") from None
+        raise TypeError(f"an option of class {kind.__name__} holds arrays (or lists, dicts), "
+                        f"which a node keeps copies of, but cannot be copied item by item; "
+                        f"pass a tuple, list or dict") from None
 
 
 def _holds_array(x: Any) -> bool:

@@ -182,6 +182,7 @@ def test_an_option_holding_arrays_that_cannot_be_copied_is_refused_by_name():
     scaled = defop("scaled", lambda x, pair: x * pair[0],
                    (lambda g, out, x, pair: g * pair[0],), saves="inputs", register=False)
     x = mg.Tensor(np.ones(3), requires_grad=True)
-    with pytest.raises(TypeError, match="an option of class Pair holds arrays, which a node "
-                                        "keeps copies of, but cannot be copied item by item"):
+    with pytest.raises(TypeError, match=r"an option of class Pair holds arrays \(or lists, "
+                                        r"dicts\), which a node keeps copies of, but cannot be "
+                                        r"copied item by item"):
         scaled(x, pair=Pair(np.ones(3), 0))
