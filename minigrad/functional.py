@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .modes import enable_grad, enclosing_grad_inputs
+from .modes import TRACING, TraceError, current_mode, enable_grad, enclosing_grad_inputs
 from .tape import Node
 from .tensor import Tensor
 
@@ -72,7 +72,19 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux
     single = isinstance(argnums, (int, np.integer))
 
     def wrapped(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        positions = argnum_positions(argnums, len(args), name, repeats=True)
+        if current_mode() >= TRACING:
+            raise TraceError(f"{name} inside a traced function (minigrad.compile, "
+                             f"minigrad.scan): the gradient would be a constant of the trace. "
+                             f"Take it outside: compile the loss and call its "
+                             f"value_and_backward, or backward() on what it returns")
+        try:
+            positions = argnum_positions(argnums, len(args), name, repeats=True)
+        except ValueError as error:
+            if not kwargs:
+                raise
+            raise ValueError(f"{error} (keyword arguments are passed to f as they are, not "
+                             f"differentiated: pass what to differentiate positionally)"
+                             ) from None
         enclosing = _enclosing.get()
         if enclosing:
             _refuse_enclosing_tensors(args, enclosing, name)
@@ -102,6 +114,15 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux
         if enclosing and out.requires_grad and _depends_on(out, enclosing):
             raise TypeError(f"{name}: f reads a tensor of an enclosing grad's computation "
                             f"(a closure): {_FIRST_ORDER}")
+        for original, copy_ in zip(*_handed_tensors(args, positions, leaves), strict=True):
+            if out.requires_grad and _depends_on(out, (original,)) and not _depends_on(
+                    out, (copy_,)):
+                raise TypeError(
+                    f"{name}: f reads a tensor that requires grad which it is handed at "
+                    f"argnums, and not the copy it is handed (a model's parameter, read "
+                    f"through the model): as jax.grad, {name} differentiates the copies, so "
+                    f"that gradient would be 0. Have f compute from what it is handed, or "
+                    f"take mg.gradients(loss, parameters) of the tensors themselves")
         found = (gradients(out, leaves) if out.requires_grad and leaves
                  else [np.zeros_like(t._data) for t in leaves])
         by_leaf = dict(zip(map(id, leaves), found, strict=True))
@@ -111,6 +132,28 @@ def _value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int], has_aux
         return (value, aux) if has_aux else value, grads[0] if single else grads
 
     return wrapped
+
+
+def _handed_tensors(args: tuple, positions: tuple[int, ...], leaves: list[Tensor]
+                    ) -> tuple[list[Tensor], list[Tensor]]:
+    """The tensors that require grad among the arguments at `positions`, and the copies
+    of them f was handed (`leaves`, made in the same order)."""
+    every: list[Any] = []
+    for i in dict.fromkeys(positions):
+        every += _leaves_in(args[i])
+    pairs = [(t, leaf) for t, leaf in zip(every, leaves, strict=True)
+             if isinstance(t, Tensor) and t.requires_grad]
+    return [t for t, _ in pairs], [leaf for _, leaf in pairs]
+
+
+def _leaves_in(tree: Any) -> list[Any]:
+    """`tree`'s leaves in `_leaves_of`'s order (None, an empty subtree, has none)."""
+    if tree is None:
+        return []
+    if isinstance(tree, (dict, list, tuple)):
+        items = tree.values() if isinstance(tree, dict) else tree
+        return [leaf for item in items for leaf in _leaves_in(item)]
+    return [tree]
 
 
 def _leaves_of(tree: Any, leaves: list[Tensor], enclosing: tuple[Tensor, ...]) -> Any:

@@ -474,3 +474,28 @@ def test_keyword_arguments_reach_f_as_they_are_not_differentiated(x, scale):
     value, gradient = value_and_grad(f)(x, factor=scale)
     assert value == pytest.approx(float(x.sum()) * scale)
     np.testing.assert_array_equal(gradient, np.full(3, scale))
+
+
+def test_a_function_reading_the_tensors_it_is_handed_through_a_model_is_refused():
+    """grad(f)(dict(model.named_parameters()), X) with f calling the model: grad
+    differentiates the copies f is handed, which f never read, so every gradient was 0."""
+    layer = nn.Linear(3, 1, rng=np.random.default_rng(0))
+    X = np.random.default_rng(1).normal(size=(4, 3))
+    with pytest.raises(TypeError, match=r"^grad: f reads a tensor that requires grad which "
+                                        r"it is handed at argnums, and not the copy"):
+        grad(lambda p, X: mg.mean(layer(X) ** 2))(dict(layer.named_parameters()), X)
+    got = grad(lambda p, X: mg.mean((X @ p["weight"] + p["bias"]) ** 2))(
+        dict(layer.named_parameters()), X)
+    loss = mg.mean(layer(X) ** 2)
+    loss.backward()
+    np.testing.assert_allclose(got["weight"], layer.weight.grad, rtol=1e-15)
+
+
+def test_grad_inside_a_traced_function_and_keyword_only_calls_say_what_to_do():
+    with pytest.raises(mg.TraceError, match=r"^value_and_grad inside a traced function "
+                                            r"\(minigrad.compile, minigrad.scan\): .*value_and_"
+                                            r"backward"):
+        mg.compile(value_and_grad(lambda w, x: (w * x).sum()))(np.ones(3), np.ones(3))
+    with pytest.raises(ValueError, match=r"out of range for 0 arguments \(keyword arguments "
+                                         r"are passed to f as they are, not differentiated"):
+        grad(lambda params, X: (params * X).sum())(params=np.ones(2), X=np.ones(2))

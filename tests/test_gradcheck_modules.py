@@ -238,3 +238,12 @@ def test_parameters_read_unchecked_are_warned_of_where_nothing_was_marked(marked
     with warnings.catch_warnings():  # f reading no parameter: nothing to say
         warnings.simplefilter("error", UncheckedParametersWarning)
         assert gradcheck(lambda a, b: (a * b).sum(), x, x)
+
+
+def test_an_argument_gradcheck_cannot_perturb_is_named_with_what_to_do():
+    layer = nn.Linear(3, 2, rng=np.random.default_rng(0))
+    with pytest.raises(TypeError, match=r"^gradcheck: argument 0 \(dict\) is not an array it "
+                                        r"can perturb .*pass a tree's arrays as arguments"):
+        gradcheck(lambda p, x: (x @ p["w"]).sum(), {"w": np.ones((3, 2))}, np.ones((2, 3)))
+    with pytest.raises(TypeError, match=r"^gradcheck: argument 0 \(Linear\) .*params="):
+        gradcheck(lambda m, x: m(x), layer, np.ones((2, 3)))

@@ -86,7 +86,7 @@ def numerical_grad(f: Callable[..., Any], *args: Any, eps: float = 1e-6,
                          "or boolean data (labels, indices, masks); name the ones to "
                          "differentiate in argnums")
     # The others are data (indices, labels, masks), passed on as they are, as by gradcheck.
-    arrays = [_float_array(a).astype(np.float64, copy=False) if i in positions else a
+    arrays = [_checked_array(a, i, "numerical_grad") if i in positions else a
               for i, a in enumerate(args)]
     with no_grad():
         return tuple(_central_differences(lambda: _scalar(f(*arrays)), arrays[i], eps)[0]
@@ -206,7 +206,7 @@ def gradcheck(f: Callable[..., Any], *args: Any, eps: float = 1e-6, atol: float 
                          f"(argnums={argnums!r}) and no parameters (pass params=, or a "
                          f"Module as f; integer and boolean arguments are data unless "
                          f"named in argnums)")
-    arrays = [_float_array(a).astype(np.float64, copy=False) if i in positions else a
+    arrays = [_checked_array(a, i, "gradcheck") if i in positions else a
               for i, a in enumerate(args)]
     parameters = [p for _, p in named]
     labels = [f"argument {i}" for i in positions] + [f"parameter '{name}'" for name, _ in named]
@@ -755,6 +755,19 @@ def _named_parameters(f: Any, params: Any) -> list[tuple[str, Tensor]]:
                              f"grad, got {type(p).__name__}"
                              f"{'' if not isinstance(p, Tensor) else ' with requires_grad=False'}")
     return named
+
+
+def _checked_array(a: Any, i: int, who: str) -> np.ndarray:
+    """Argument `i`, checked, as a float64 array; TypeError naming it (and `who`, the
+    function called) if it is none: a dict of arrays, a Module."""
+    try:
+        return _float_array(a).astype(np.float64, copy=False)
+    except (TypeError, ValueError) as error:
+        hint = ("; a Module's parameters are checked with params= (or f the Module)"
+                if isinstance(a, Module) else "; pass a tree's arrays as arguments of their own"
+                if isinstance(a, (dict, list, tuple)) else "")
+        raise TypeError(f"{who}: argument {i} ({type(a).__name__}) is not an array it can "
+                        f"perturb ({error}){hint}") from None
 
 
 def _float_array(a: Any) -> np.ndarray:
