@@ -65,6 +65,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -74,8 +75,8 @@ from minigrad.models.reference.param import Param, Parameters
 
 from .updates import end_to_end, tiled
 
-__all__ = ["ClosedFormCounter", "HandwrittenAdder", "HandwrittenCounter", "HandwrittenModel",
-           "bce_with_logits", "laid_end_to_end"]
+__all__ = ["AdderModel", "ClosedFormCounter", "HandwrittenAdder", "HandwrittenCounter",
+           "HandwrittenModel", "bce_with_logits", "laid_end_to_end"]
 
 
 def checked_parameters(owner: str, parameters: Mapping[str, ArrayLike],
@@ -237,7 +238,57 @@ class _AdderBuffers:
         return sum(a.nbytes for a in arrays if a.base is None)  # a view adds no bytes
 
 
-class HandwrittenAdder(HandwrittenModel):
+class AdderModel(HandwrittenModel):
+    """What the hand-written adders share: the config, a dtype (float64 or float32) in which
+    everything is computed, the parameters (copies, named and shaped as
+    `config.parameter_shapes()` says) laid out, the step's buffers kept between calls, and
+    the check of a minibatch."""
+
+    _buffers: Any
+
+    def __init__(self, config: AdderConfig, parameters: Mapping[str, ArrayLike],
+                 dtype: DTypeLike) -> None:
+        name = type(self).__name__
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ValueError(f"{name}: dtype must be float64 or float32, got {self.dtype}")
+        self._lay_out(*checked_parameters(name, parameters, config.parameter_shapes(),
+                                          self.dtype))
+        self._buffers = None
+
+    @property
+    def workspace_bytes(self) -> int:
+        """Bytes of the buffers kept between calls (0 after `release_buffers`)."""
+        return 0 if self._buffers is None else self._buffers.nbytes
+
+    def release_buffers(self) -> None:
+        """Drop the step buffers; the next call allocates them afresh."""
+        self._buffers = None
+
+    def _minibatch(self, X: ArrayLike, T: ArrayLike) -> tuple[NDArray, NDArray]:
+        """X (N, L, 2) and T (N, L, 1) as arrays, or a ValueError naming the model."""
+        X_, T_ = np.asarray(X), np.asarray(T)
+        name = type(self).__name__
+        if X_.ndim != 3 or X_.shape[1] < 1 or X_.shape[2] != 2:
+            raise ValueError(f"{name}: X must have shape (N, L, 2), got {X_.shape}")
+        if T_.shape != X_.shape[:2] + (1,):
+            raise ValueError(f"{name}: T must have shape {X_.shape[:2] + (1,)}, got {T_.shape}")
+        return X_, T_
+
+    def _activate(self, a: NDArray) -> None:
+        """The activation in place: tanh, or sigmoid as (1 + tanh(a / 2)) / 2 (no overflow,
+        no temporary)."""
+        if self.config.activation == "tanh":
+            np.tanh(a, out=a)
+        else:
+            np.multiply(a, 0.5, out=a)
+            np.tanh(a, out=a)
+            np.add(a, 1.0, out=a)
+            np.multiply(a, 0.5, out=a)
+
+
+class HandwrittenAdder(AdderModel):
     """The adder RNN of `config` (tanh or sigmoid, with or without biases and a learned
     S_0) with the fastest hand-written BPTT we know; see the module docstring for the math
     and the layout.
@@ -248,13 +299,7 @@ class HandwrittenAdder(HandwrittenModel):
 
     def __init__(self, config: AdderConfig, parameters: Mapping[str, ArrayLike], *,
                  dtype: DTypeLike = np.float64) -> None:
-        self.config = config
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
-            raise ValueError(f"HandwrittenAdder: dtype must be float64 or float32, "
-                             f"got {self.dtype}")
-        shapes = config.parameter_shapes()
-        self._lay_out(*checked_parameters("HandwrittenAdder", parameters, shapes, self.dtype))
+        super().__init__(config, parameters, dtype)
         # In the canonical order the parameters lay out [W_in; b_in; W_rec; b_rec] as one
         # (F, n) matrix, then S_0, then [W_out; b_out] as one vector: the step's two weight
         # matrices are views of the flat buffers, and so are their gradients.
@@ -266,16 +311,6 @@ class HandwrittenAdder(HandwrittenModel):
         self._readout = data[data.size - n - bias:]
         self._weights_gradient = grads[:features * n].reshape(features, n)
         self._readout_gradient = grads[grads.size - n - bias:]
-        self._buffers: _AdderBuffers | None = None
-
-    @property
-    def workspace_bytes(self) -> int:
-        """Bytes of the buffers kept between calls (0 after `release_buffers`)."""
-        return 0 if self._buffers is None else self._buffers.nbytes
-
-    def release_buffers(self) -> None:
-        """Drop the step buffers; the next call allocates them afresh."""
-        self._buffers = None
 
     def _buffers_for(self, n_samples: int, length: int) -> _AdderBuffers:
         b = self._buffers
@@ -304,13 +339,7 @@ class HandwrittenAdder(HandwrittenModel):
 
     def compute_gradients(self, X: ArrayLike, T: ArrayLike) -> float:
         """The mean binary cross-entropy; every gradient into the model's own arrays."""
-        X_ = np.asarray(X)
-        T_ = np.asarray(T)
-        if X_.ndim != 3 or X_.shape[1] < 1 or X_.shape[2] != 2:
-            raise ValueError(f"HandwrittenAdder: X must have shape (N, L, 2), got {X_.shape}")
-        if T_.shape != X_.shape[:2] + (1,):
-            raise ValueError(f"HandwrittenAdder: T must have shape {X_.shape[:2] + (1,)}, "
-                             f"got {T_.shape}")
+        X_, T_ = self._minibatch(X, T)
         n_samples, length, _ = X_.shape
         b = self._buffers_for(n_samples, length)
         np.copyto(b.inputs, X_.transpose(1, 2, 0))
@@ -319,15 +348,6 @@ class HandwrittenAdder(HandwrittenModel):
         loss = self._loss_and_output_gradient(b)
         self._backward(b)
         return loss
-
-    def _activate(self, a: NDArray) -> None:
-        if self.config.activation == "tanh":
-            np.tanh(a, out=a)
-        else:  # sigmoid(a) = (1 + tanh(a / 2)) / 2: no overflow, no temporary
-            np.multiply(a, 0.5, out=a)
-            np.tanh(a, out=a)
-            np.add(a, 1.0, out=a)
-            np.multiply(a, 0.5, out=a)
 
     def _forward(self, b: _AdderBuffers) -> None:
         if self.config.learn_initial_state:
@@ -405,14 +425,7 @@ class ClosedFormCounter(HandwrittenModel):
     def compute_gradients(self, X: ArrayLike, t: ArrayLike) -> float:
         """The mean squared error of s_T; dloss/dw_x and dloss/dw_rec into the model's own
         arrays."""
-        X_ = np.asarray(X, dtype=np.float64)
-        if X_.ndim != 2 or X_.shape[1] < 1:
-            raise ValueError(f"ClosedFormCounter: X must have shape (n, T), got {X_.shape}")
-        t_ = np.asarray(t, dtype=np.float64)
-        if t_.size != X_.shape[0]:
-            raise ValueError(f"ClosedFormCounter: t must hold {X_.shape[0]} targets, got "
-                             f"shape {t_.shape}")
-        t_ = t_.reshape(-1)
+        X_, t_ = _counter_data("ClosedFormCounter", X, t)
         n, length = X_.shape
         if length != self._length:
             self._length = length

@@ -45,7 +45,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from minigrad.models.presets import AdderConfig
 
-from .handwritten import HandwrittenModel, bce_with_logits, checked_parameters
+from .handwritten import AdderModel, bce_with_logits
 
 __all__ = ["LeanAdder"]
 
@@ -85,7 +85,7 @@ class _LeanBuffers:
         return sum(getattr(self, name).nbytes for name in self.__dataclass_fields__)
 
 
-class LeanAdder(HandwrittenModel):
+class LeanAdder(AdderModel):
     """The adder RNN of `config` (tanh or sigmoid, with or without biases and a learned
     S_0), its BPTT keeping only the states and block-sized work arrays; see the module
     docstring. The same parameters, flat buffers, protocol and results as
@@ -99,29 +99,14 @@ class LeanAdder(HandwrittenModel):
 
     def __init__(self, config: AdderConfig, parameters: Mapping[str, ArrayLike], *,
                  dtype: DTypeLike = np.float64, steps_per_block: int = 16) -> None:
-        self.config = config
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
-            raise ValueError(f"LeanAdder: dtype must be float64 or float32, got {self.dtype}")
+        super().__init__(config, parameters, dtype)
         if steps_per_block < 1:
             raise ValueError(f"LeanAdder: steps_per_block must be at least 1, "
                              f"got {steps_per_block}")
         self.steps_per_block = steps_per_block
-        self._lay_out(*checked_parameters("LeanAdder", parameters, config.parameter_shapes(),
-                                          self.dtype))
         # The parameters' views of the flat buffer, which the step reads.
         self._data = {name: param.data for name, param in self._params.items()}
         self._input_rows = 2 + int(config.bias)     # [x; 1] or [x]
-        self._buffers: _LeanBuffers | None = None
-
-    @property
-    def workspace_bytes(self) -> int:
-        """Bytes of the buffers kept between calls (0 after `release_buffers`)."""
-        return 0 if self._buffers is None else self._buffers.nbytes
-
-    def release_buffers(self) -> None:
-        """Drop the step buffers; the next call allocates them afresh."""
-        self._buffers = None
 
     def _buffers_for(self, n_samples: int, length: int) -> _LeanBuffers:
         b = self._buffers
@@ -149,13 +134,7 @@ class LeanAdder(HandwrittenModel):
 
     def compute_gradients(self, X: ArrayLike, T: ArrayLike) -> float:
         """The mean binary cross-entropy; every gradient into the model's own arrays."""
-        X_ = np.asarray(X)
-        T_ = np.asarray(T)
-        if X_.ndim != 3 or X_.shape[1] < 1 or X_.shape[2] != 2:
-            raise ValueError(f"LeanAdder: X must have shape (N, L, 2), got {X_.shape}")
-        if T_.shape != X_.shape[:2] + (1,):
-            raise ValueError(f"LeanAdder: T must have shape {X_.shape[:2] + (1,)}, "
-                             f"got {T_.shape}")
+        X_, T_ = self._minibatch(X, T)
         b = self._buffers_for(X_.shape[0], X_.shape[1])
         self._weights_of_the_step(b)
         self._forward(b, X_)
@@ -170,15 +149,6 @@ class LeanAdder(HandwrittenModel):
             np.add(p["input.bias"], p["recurrent.bias"], out=b.input_weights[2])
         np.concatenate((p["recurrent.weight"], p["output.weight"]), axis=1,
                        out=b.backward_matrix)
-
-    def _activate(self, a: NDArray) -> None:
-        if self.config.activation == "tanh":
-            np.tanh(a, out=a)
-        else:  # sigmoid(a) = (1 + tanh(a / 2)) / 2: no overflow, no temporary
-            np.multiply(a, 0.5, out=a)
-            np.tanh(a, out=a)
-            np.add(a, 1.0, out=a)
-            np.multiply(a, 0.5, out=a)
 
     def _forward(self, b: _LeanBuffers, X: NDArray) -> None:
         S, length, block = b.states, X.shape[1], b.derivative.shape[0]

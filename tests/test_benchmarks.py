@@ -55,6 +55,7 @@ from benchmarks.handwritten import (
     HandwrittenCounter,
     laid_end_to_end,
 )
+from benchmarks.lean import LeanAdder
 from benchmarks.memory import step_peak
 from benchmarks.steps import (
     adder_setup,
@@ -175,13 +176,17 @@ def test_handwritten_adder_gives_the_engines_and_the_references_loss_and_gradien
                     "reference")
 
 
+@pytest.mark.parametrize("make", [
+    lambda config, params: HandwrittenAdder(config, params, dtype=np.float32),
+    lambda config, params: LeanAdder(config, params, dtype=np.float32, steps_per_block=4),
+], ids=["hand-written", "lean"])
 @given(architecture=st.sampled_from(ARCHITECTURES), states=st.integers(1, 5), seed=seeds,
-       batch=st.integers(1, 8), length=st.integers(1, 7))
-def test_handwritten_adder_in_float32_computes_in_float32(architecture, states, seed, batch,
-                                                          length):
+       batch=st.integers(1, 8), length=st.integers(1, 20))
+def test_handwritten_adders_in_float32_compute_in_float32(make, architecture, states, seed,
+                                                          batch, length):
     config, params, rng = drawn_adder(architecture, states, seed)
     X, T = bits(rng, batch, length, 2), bits(rng, batch, length, 1)
-    model = HandwrittenAdder(config, params, dtype=np.float32)
+    model = make(config, params)
     loss, grads = handwritten_loss_and_gradients(model, X.astype(np.float32),
                                                  T.astype(np.float32))
     expected_loss, expected = engine_loss_and_gradients(config, params, X, T)
@@ -270,20 +275,22 @@ def test_handwritten_adder_gradient_products_in_either_buffer(batch, states):
     assert_same(result, engine_loss_and_gradients(config, params, X, T), "products")
 
 
+@pytest.mark.parametrize("model_class", [HandwrittenAdder, LeanAdder])
 @pytest.mark.parametrize("X_shape, T_shape, message", [
-    ((4, 5, 3), (4, 5, 1), r"HandwrittenAdder: X must have shape \(N, L, 2\), got \(4, 5, 3\)"),
-    ((4, 5), (4, 5, 1), r"HandwrittenAdder: X must have shape \(N, L, 2\), got \(4, 5\)"),
-    ((4, 0, 2), (4, 0, 1), r"HandwrittenAdder: X must have shape \(N, L, 2\), got \(4, 0, 2\)"),
-    ((4, 5, 2), (4, 5), r"HandwrittenAdder: T must have shape \(4, 5, 1\), got \(4, 5\)"),
-    ((4, 5, 2), (5, 4, 1), r"HandwrittenAdder: T must have shape \(4, 5, 1\), got \(5, 4, 1\)"),
+    ((4, 5, 3), (4, 5, 1), r"X must have shape \(N, L, 2\), got \(4, 5, 3\)"),
+    ((4, 5), (4, 5, 1), r"X must have shape \(N, L, 2\), got \(4, 5\)"),
+    ((4, 0, 2), (4, 0, 1), r"X must have shape \(N, L, 2\), got \(4, 0, 2\)"),
+    ((4, 5, 2), (4, 5), r"T must have shape \(4, 5, 1\), got \(4, 5\)"),
+    ((4, 5, 2), (5, 4, 1), r"T must have shape \(4, 5, 1\), got \(5, 4, 1\)"),
 ])
-def test_handwritten_adder_refuses_bad_shapes_and_loses_nothing(X_shape, T_shape, message):
+def test_handwritten_adders_refuse_bad_shapes_and_lose_nothing(model_class, X_shape, T_shape,
+                                                               message):
     config, params, rng = drawn_adder(("tanh", True, True), 3, seed=1)
     X, T = bits(rng, 4, 5, 2), bits(rng, 4, 5, 1)
-    model = HandwrittenAdder(config, params)
+    model = model_class(config, params)
     model.loss_and_backward(X, T)
     before = {name: (p.data.copy(), p.grad.copy()) for name, p in model.named_parameters()}
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=f"^{model_class.__name__}: {message}"):
         model.loss_and_backward(np.zeros(X_shape), np.zeros(T_shape))
     for name, param in model.named_parameters():
         np.testing.assert_array_equal(param.data, before[name][0])
@@ -293,17 +300,19 @@ def test_handwritten_adder_refuses_bad_shapes_and_loses_nothing(X_shape, T_shape
                 engine_loss_and_gradients(config, params, X, T), "after the error")
 
 
-def test_handwritten_adder_refuses_bad_parameters_and_dtype():
+@pytest.mark.parametrize("model_class", [HandwrittenAdder, LeanAdder])
+def test_handwritten_adders_refuse_bad_parameters_and_dtype(model_class):
     config = AdderConfig(n_states=3)
     params = {name: np.zeros(shape) for name, shape in config.parameter_shapes().items()}
-    with pytest.raises(ValueError, match=r"HandwrittenAdder: parameters must be named"):
-        HandwrittenAdder(config, {k: v for k, v in params.items() if k != "output.bias"})
-    with pytest.raises(ValueError, match=r"parameter recurrent.weight must have shape "
-                                         r"\(3, 3\), got \(3, 2\)"):
-        HandwrittenAdder(config, {**params, "recurrent.weight": np.zeros((3, 2))})
-    with pytest.raises(ValueError, match=r"HandwrittenAdder: dtype must be float64 or "
-                                         r"float32, got int64"):
-        HandwrittenAdder(config, params, dtype=np.int64)
+    name = model_class.__name__
+    with pytest.raises(ValueError, match=rf"{name}: parameters must be named"):
+        model_class(config, {k: v for k, v in params.items() if k != "output.bias"})
+    with pytest.raises(ValueError, match=rf"{name}: parameter recurrent.weight must have "
+                                         r"shape \(3, 3\), got \(3, 2\)"):
+        model_class(config, {**params, "recurrent.weight": np.zeros((3, 2))})
+    with pytest.raises(ValueError, match=rf"{name}: dtype must be float64 or float32, got "
+                                         r"int64"):
+        model_class(config, params, dtype=np.int64)
 
 
 # --- the hand-written counter -----------------------------------------------------------
@@ -479,6 +488,8 @@ def test_plain_update_refuses_a_gradient_of_another_shape():
 HANDWRITTEN_MODELS = {
     "adder": lambda: adder_setup(5, 4, 3).handwritten(),
     "adder float32": lambda: adder_setup(5, 4, 3, np.float32).handwritten(),
+    "lean adder": lambda: LeanAdder(adder_setup(5, 4, 3).config, adder_setup(5, 4, 3).start,
+                                    steps_per_block=2),
     "counter": lambda: HandwrittenCounter(-1.5, 2.0),
     "closed form": lambda: ClosedFormCounter(-1.5, 2.0),
     "gru": lambda: cell_setup("gru", 5, 4, 3).handwritten(),
